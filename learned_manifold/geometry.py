@@ -1,0 +1,199 @@
+"""Pure geometry of a low-rank co-metric ``G = A Aᵀ`` (SPEC §5), all in ``O(D r²)``, never ``D × D``.
+
+Every function takes the factor ``A`` of shape ``(B, D, r)`` (one factor per point) and works batched on any
+device and floating dtype. Eigenpairs come from the ``r × r`` Gram ``AᵀA``, never from a decomposition of
+``A`` itself or of ``G``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "Eigenpairs",
+    "gram",
+    "eigenpairs",
+    "tangent_basis",
+    "intrinsic_dimension",
+    "global_dimension",
+    "projector_error",
+    "intrinsic_gradient",
+    "cdc_of_functions",
+    "lowrank_apply",
+    "lowrank_solve",
+    "lowrank_inner",
+    "range_project",
+]
+
+
+@dataclass
+class Eigenpairs:
+    """Eigen-decomposition of ``G = A Aᵀ`` restricted to the range of ``A``.
+
+    Attributes:
+        values: ``(B, r)`` eigenvalues, descending, clamped at 0.
+        vectors: ``(B, D, r)`` orthonormal eigenvectors (columns); columns whose eigenvalue is below
+            ``rel_eps · λ₁`` are zero (``A`` rank-deficient or ``r > D``), never divided by zero.
+    """
+
+    values: Tensor
+    vectors: Tensor
+
+
+def gram(A: Tensor) -> Tensor:
+    """The ``r × r`` Gram matrix ``AᵀA``: ``(B, D, r)`` → ``(B, r, r)``."""
+    return A.transpose(-1, -2) @ A
+
+
+def eigenpairs(A: Tensor, *, rel_eps: float = 1e-6) -> Eigenpairs:
+    """Eigenpairs of ``G = AAᵀ`` from the Gram ``AᵀA = V Λ Vᵀ``: ``U = A V Λ^{-1/2}`` (SPEC §5).
+
+    The ``r × r`` eigen-problem is solved in float64 (it is tiny) and the result cast back to ``A``'s dtype.
+
+    Args:
+        A: ``(B, D, r)`` factors.
+        rel_eps: eigenvalues ``≤ rel_eps · λ₁`` get a zero eigenvector.
+
+    Returns:
+        `Eigenpairs` with values ``(B, r)`` descending and vectors ``(B, D, r)``.
+    """
+    if A.ndim != 3:
+        raise ValueError(f"A must have shape (B, D, r), got {tuple(A.shape)}")
+    g = gram(A.double())
+    evals, evecs = torch.linalg.eigh(g)  # ascending, (B, r), (B, r, r)
+    evals = evals.flip(-1).clamp_min(0.0)
+    evecs = evecs.flip(-1)
+    keep = evals > rel_eps * evals[..., :1].clamp_min(torch.finfo(evals.dtype).tiny)
+    inv_sqrt = torch.where(keep, evals.clamp_min(torch.finfo(evals.dtype).tiny).rsqrt(), torch.zeros_like(evals))
+    U = (A.double() @ evecs) * inv_sqrt.unsqueeze(-2)
+    return Eigenpairs(values=evals.to(A.dtype), vectors=U.to(A.dtype))
+
+
+def tangent_basis(A: Tensor, d: int) -> Tensor:
+    """Orthonormal basis of the estimated tangent space: the top-``d`` eigenvectors, ``(B, D, d)``."""
+    if not 1 <= d <= A.shape[-1]:
+        raise ValueError(f"tangent dimension d={d} must lie in 1..r={A.shape[-1]}")
+    return eigenpairs(A).vectors[..., :d]
+
+
+def intrinsic_dimension(values: Tensor) -> Tensor:
+    """Pointwise intrinsic dimension by the scale-free largest-gap rule (SPEC §5).
+
+    Sort eigenvalues descending, divide by ``λ₁``, append 0; ``d = argmax_{k=1..r} (λ̃_k − λ̃_{k+1})``.
+
+    Args:
+        values: ``(B, r)`` eigenvalues (any order).
+
+    Returns:
+        ``(B,)`` integer tensor with values in ``1..r``.
+    """
+    v = values.sort(dim=-1, descending=True).values
+    v = v / v[..., :1].clamp_min(torch.finfo(v.dtype).tiny)
+    v = torch.cat([v, torch.zeros_like(v[..., :1])], dim=-1)
+    gaps = v[..., :-1] - v[..., 1:]
+    return gaps.argmax(dim=-1) + 1
+
+
+def global_dimension(values: Tensor) -> int:
+    """Global intrinsic dimension: the median of the pointwise dimensions of ``values`` ``(B, r)``."""
+    return int(intrinsic_dimension(values).float().median().round().item())
+
+
+def projector_error(U: Tensor, V: Tensor) -> Tensor:
+    """``‖U Uᵀ − V Vᵀ‖_F`` for orthonormal bases ``U (B, D, p)``, ``V (B, D, q)`` without forming ``D × D``.
+
+    Uses ``‖P − Q‖²_F = tr P + tr Q − 2 ‖UᵀV‖²_F``; zero columns (padded bases) count as absent.
+    """
+    tr_p = (U * U).sum(dim=(-2, -1))
+    tr_q = (V * V).sum(dim=(-2, -1))
+    cross = (U.transpose(-1, -2) @ V).pow(2).sum(dim=(-2, -1))
+    return (tr_p + tr_q - 2 * cross).clamp_min(0.0).sqrt()
+
+
+def intrinsic_gradient(A: Tensor, grad: Tensor) -> Tensor:
+    """Intrinsic gradient ``∇_M f = G ∇f = A (Aᵀ ∇f)``: ``(B, D, r)``, ``(B, D)`` → ``(B, D)``."""
+    return (A @ (A.transpose(-1, -2) @ grad.unsqueeze(-1))).squeeze(-1)
+
+
+def cdc_of_functions(
+    f: Callable[[Tensor], Tensor], g: Callable[[Tensor], Tensor] | None, x: Tensor, A: Tensor
+) -> Tensor:
+    """Carré du champ of two functions, ``Γ(f, g)(x) = (J_f A)(J_g A)ᵀ`` (SPEC §5, chain rule).
+
+    ``J_f A`` is computed with ``r`` forward-mode JVPs (one per column of ``A``), never a full Jacobian.
+
+    Args:
+        f: maps ``(B, D)`` to ``(B, p)`` (or ``(B,)``), acting point-wise.
+        g: maps ``(B, D)`` to ``(B, q)``; ``None`` means ``g = f``.
+        x: ``(B, D)`` points.
+        A: ``(B, D, r)`` factor of ``G`` at ``x``.
+
+    Returns:
+        ``(B, p, q)``.
+    """
+
+    def jac_times_factor(fn: Callable[[Tensor], Tensor]) -> Tensor:
+        cols = []
+        for k in range(A.shape[-1]):
+            _, t = torch.func.jvp(fn, (x,), (A[..., k],))
+            cols.append(t.reshape(x.shape[0], -1))
+        return torch.stack(cols, dim=-1)  # (B, p, r)
+
+    jf = jac_times_factor(f)
+    jg = jf if g is None else jac_times_factor(g)
+    return jf @ jg.transpose(-1, -2)
+
+
+def lowrank_apply(A: Tensor, w: Tensor, delta: float = 0.0) -> Tensor:
+    """``(A Aᵀ + δ I) w``: ``(B, D, r)``, ``(B, D)`` → ``(B, D)``, cost ``O(D r)``."""
+    out = intrinsic_gradient(A, w)
+    return out + delta * w if delta else out
+
+
+def lowrank_solve(A: Tensor, v: Tensor, delta: float = 0.0, *, rel_eps: float = 1e-6) -> Tensor:
+    """``(A Aᵀ + δ I)^{-1} v`` by Woodbury, ``(I − A (δ I_r + AᵀA)^{-1} Aᵀ) v / δ`` (SPEC §5).
+
+    For ``δ = 0`` it returns the pseudo-inverse on the range of ``A``, ``A (AᵀA)^{+2} Aᵀ v``, with the
+    ``r × r`` pseudo-inverse taken over eigenvalues above ``rel_eps · λ₁``.
+
+    Args:
+        A: ``(B, D, r)``; v: ``(B, D)``; delta: the isotropic part ``δ ≥ 0``.
+
+    Returns:
+        ``(B, D)``.
+    """
+    if delta < 0:
+        raise ValueError(f"delta must be >= 0, got {delta}")
+    at_v = A.transpose(-1, -2) @ v.unsqueeze(-1)  # (B, r, 1)
+    g = gram(A)
+    if delta > 0:
+        r = g.shape[-1]
+        eye = torch.eye(r, dtype=g.dtype, device=g.device)
+        chol = torch.linalg.cholesky(g + delta * eye)
+        inner = torch.cholesky_solve(at_v, chol)
+        return (v - (A @ inner).squeeze(-1)) / delta
+    evals, evecs = torch.linalg.eigh(g.double())
+    keep = evals > rel_eps * evals[..., -1:].clamp_min(torch.finfo(evals.dtype).tiny)
+    inv2 = torch.where(keep, evals.clamp_min(torch.finfo(evals.dtype).tiny).pow(-2), torch.zeros_like(evals))
+    pinv2 = (evecs * inv2.unsqueeze(-2)) @ evecs.transpose(-1, -2)
+    return (A @ (pinv2.to(A.dtype) @ at_v)).squeeze(-1)
+
+
+def lowrank_inner(A: Tensor, u: Tensor, v: Tensor, delta: float = 0.0) -> Tensor:
+    """Riemannian inner product ``uᵀ (AAᵀ + δI)^{-1} v`` per point: → ``(B,)``."""
+    return (u * lowrank_solve(A, v, delta)).sum(-1)
+
+
+def range_project(A: Tensor, u: Tensor, d: int | None = None, *, rel_eps: float = 1e-3) -> Tensor:
+    """Orthogonal projection ``Û Ûᵀ u`` onto the learned tangent space (SPEC §5, δ = 0).
+
+    ``Û`` holds the top-``d`` eigenvectors of ``AAᵀ`` or, when ``d`` is ``None``, every eigenvector with
+    ``λ > rel_eps · λ₁``. ``(B, D, r)``, ``(B, D)`` → ``(B, D)``.
+    """
+    pairs = eigenpairs(A, rel_eps=rel_eps)
+    U = pairs.vectors if d is None else pairs.vectors[..., :d]
+    return (U @ (U.transpose(-1, -2) @ u.unsqueeze(-1))).squeeze(-1)

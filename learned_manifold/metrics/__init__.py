@@ -1,0 +1,5 @@
+"""Co-metric fields: the learned CDC and every competing geometry behind one interface (SPEC §7)."""
+
+from .base import CoMetricField, as_denoiser
+
+__all__ = ["CoMetricField", "as_denoiser"]

@@ -1,0 +1,113 @@
+"""The co-metric field protocol (DESIGN.md): one small interface every geometry implements.
+
+A co-metric field gives, at a batch of points ``x`` of shape ``(B, D)`` (flattened data), the
+co-metric ``G(x)`` (PSD, ``(D, D)`` per point) plus an isotropic part ``δ ≥ 0``, in the forms callers need:
+
+* ``apply(x, w)  -> (G(x) + δ I) w``      raise a covector (e.g. a Euclidean gradient) to a vector;
+* ``metric(x, v) -> (G(x) + δ I)^{-1} v`` lower a vector: the Riemannian metric ``g`` applied to ``v``;
+  for ``δ = 0`` this is the pseudo-inverse on the range of ``G`` (SPEC §5);
+* ``factor(x)    -> A`` of shape ``(B, D, r)`` with ``G = A Aᵀ`` when a low-rank form exists;
+* ``dense(x)     -> G(x)`` of shape ``(B, D, D)`` (without ``δ``): small D only, for tests and plots.
+
+All inputs and outputs are flat ``(B, D)`` tensors; `LearnedDataManifold` flattens the data axes before it
+calls a field. Fields are ``torch.nn.Module`` so that networks and data they hold follow ``.to()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["CoMetricField", "Denoiser", "as_denoiser", "check_points"]
+
+Denoiser = Callable[[Tensor, float], Tensor]
+"""A posterior-mean estimate ``x̂(y, σ)``: flat ``(B, D)`` points and a float bandwidth in data units."""
+
+
+def check_points(x: Tensor, dim: int | None, name: str = "x") -> None:
+    """Raise a ``ValueError`` naming the problem if ``x`` is not a finite ``(B, D)`` floating tensor."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.ndim != 2:
+        raise ValueError(f"{name} must have shape (B, D), got {tuple(x.shape)}")
+    if dim is not None and x.shape[1] != dim:
+        raise ValueError(f"{name} has {x.shape[1]} coordinates but the field expects D = {dim}")
+    if not x.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor, got {x.dtype}")
+
+
+class CoMetricField(nn.Module):
+    """Base class of co-metric fields (SPEC §5, §7).
+
+    Subclasses implement ``apply`` and ``metric`` (each natively in one direction and by Woodbury,
+    Sherman–Morrison or a matrix-free solve in the other), and ``factor`` where a low-rank form exists.
+
+    Attributes:
+        dim: ambient dimension ``D`` (``None`` when any ``D`` is accepted, as for `EuclideanMetric`).
+        delta: the isotropic part ``δ`` added to ``G`` by ``apply`` and ``metric``.
+        centred: whether the field is mean-centred (fit for moving points, SPEC §2).
+        low_rank: whether ``factor`` is available.
+    """
+
+    dim: int | None = None
+    delta: float = 0.0
+    centred: bool = True
+    low_rank: bool = False
+
+    def factor(self, x: Tensor) -> Tensor:
+        """Low-rank factor ``A`` with ``G(x) = A Aᵀ``: ``(B, D)`` → ``(B, D, r)``."""
+        raise NotImplementedError(f"{type(self).__name__} has no low-rank factor")
+
+    def apply(self, x: Tensor, w: Tensor) -> Tensor:
+        """``(G(x) + δ I) w`` for ``x, w`` of shape ``(B, D)``; returns ``(B, D)``."""
+        raise NotImplementedError
+
+    def metric(self, x: Tensor, v: Tensor) -> Tensor:
+        """``(G(x) + δ I)^{-1} v`` for ``x, v`` of shape ``(B, D)``; returns ``(B, D)``."""
+        raise NotImplementedError
+
+    def dense(self, x: Tensor) -> Tensor:
+        """Dense ``G(x)`` (without δ), ``(B, D, D)``, built column by column from ``apply``. Small D only."""
+        check_points(x, self.dim)
+        b, d = x.shape
+        eye = torch.eye(d, dtype=x.dtype, device=x.device)
+        cols = [self.apply(x, eye[i].expand(b, d)) - self.delta * eye[i] for i in range(d)]
+        return torch.stack(cols, dim=-1)
+
+    def inner(self, x: Tensor, u: Tensor, v: Tensor) -> Tensor:
+        """Riemannian inner product ``uᵀ (G + δI)^{-1} v`` per point: ``(B, D)`` ×2 → ``(B,)``."""
+        return (u * self.metric(x, v)).sum(-1)
+
+    def project(self, x: Tensor) -> Tensor:
+        """Landing projection towards the data (e.g. the denoiser ``x̂(x, σ)``); identity if the field has none."""
+        return x
+
+    @property
+    def can_project(self) -> bool:
+        """Whether `project` is a real landing projection rather than the identity."""
+        return False
+
+    def forward(self, x: Tensor, w: Tensor) -> Tensor:  # pragma: no cover - alias
+        return self.apply(x, w)
+
+
+def as_denoiser(obj: object) -> Denoiser:
+    """Turn a trained model with a ``denoise(y, sigma)`` method, or any callable, into a flat `Denoiser`.
+
+    A model whose data have another shape (images) is called with ``y`` reshaped to its ``data_shape`` and the
+    result is flattened again, so baselines can always work on ``(B, D)`` tensors.
+    """
+    denoise = getattr(obj, "denoise", None)
+    if denoise is not None:
+        shape = tuple(getattr(obj, "data_shape", ()))
+
+        def flat(y: Tensor, sigma: float) -> Tensor:
+            out = denoise(y.reshape(y.shape[0], *shape) if shape else y, sigma)
+            return out.reshape(y.shape[0], -1)
+
+        return flat
+    if callable(obj):
+        return obj  # type: ignore[return-value]
+    raise TypeError(f"expected a model with a denoiser or a callable x̂(y, sigma), got {type(obj).__name__}")
