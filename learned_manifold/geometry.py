@@ -18,6 +18,7 @@ __all__ = [
     "gram",
     "eigenpairs",
     "tangent_basis",
+    "truncate_basis",
     "intrinsic_dimension",
     "global_dimension",
     "projector_error",
@@ -78,6 +79,16 @@ def tangent_basis(A: Tensor, d: int) -> Tensor:
     if not 1 <= d <= A.shape[-1]:
         raise ValueError(f"tangent dimension d={d} must lie in 1..r={A.shape[-1]}")
     return eigenpairs(A).vectors[..., :d]
+
+
+def truncate_basis(vectors: Tensor, dims: Tensor) -> Tensor:
+    """Keep the first ``dims[b]`` columns of each basis and zero the rest: ``(B, D, r)``, ``(B,)`` → ``(B, D, r)``.
+
+    Lets bases of different dimension per point (a union of pieces) share one tensor; `projector_error`
+    treats zero columns as absent.
+    """
+    cols = torch.arange(vectors.shape[-1], device=vectors.device)
+    return vectors * (cols < dims.to(vectors.device).unsqueeze(-1)).unsqueeze(-2).to(vectors.dtype)
 
 
 def intrinsic_dimension(values: Tensor) -> Tensor:

@@ -1,0 +1,250 @@
+"""Networks: the FiLM-conditioned residual MLP backbone (SPEC §4) and `MetricModel`, the trained model.
+
+A *backbone* maps standardised points ``z`` of shape ``(B, *data_shape)`` and standardised bandwidths
+``σ_z`` of shape ``(B,)`` to ``(B, D, k)``: ``k = r`` columns of the factor ``A``, or ``k = 1`` for the
+denoiser's noise prediction. Backbones are looked up by name in `BACKBONES`, so an image backbone (a UNet
+whose output channels hold the ``k`` columns) can be added without touching the losses or the manifold.
+
+`MetricModel` holds a factor backbone, an optional denoiser backbone (for mean-centring, SPEC §3), the data
+standardisation ``z = (x − μ)/s`` (SPEC §1) and the metadata of the model file. Its public methods take and
+return unscaled data and data-unit bandwidths.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "BACKBONES",
+    "FiLMResMLP",
+    "ModelConfig",
+    "MetricModel",
+    "SigmaEmbedding",
+    "build_backbone",
+]
+
+
+class SigmaEmbedding(nn.Module):
+    """Embedding of the bandwidth: sinusoidal features of ``log σ``, then a 2-layer SiLU MLP (SPEC §4).
+
+    ``(B,)`` → ``(B, dim)``.
+    """
+
+    def __init__(self, dim: int, n_freqs: int = 32, max_freq: float = 16.0):
+        super().__init__()
+        freqs = torch.exp(torch.linspace(0.0, math.log(max_freq), n_freqs))
+        self.register_buffer("freqs", freqs, persistent=False)
+        self.mlp = nn.Sequential(nn.Linear(2 * n_freqs, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+    def forward(self, sigma: Tensor) -> Tensor:
+        arg = sigma.log().unsqueeze(-1) * self.freqs.to(sigma.dtype)
+        return self.mlp(torch.cat([arg.sin(), arg.cos()], dim=-1))
+
+
+class FiLMResBlock(nn.Module):
+    """``h + W₂ φ(W₁ FiLM(LN(h), e))`` with ``W₂`` zero-initialised (SPEC §4)."""
+
+    def __init__(self, hidden: int, emb_dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(hidden)
+        self.film = nn.Linear(emb_dim, 2 * hidden)
+        self.fc1 = nn.Linear(hidden, hidden)
+        self.fc2 = nn.Linear(hidden, hidden)
+        nn.init.zeros_(self.fc2.weight)
+        nn.init.zeros_(self.fc2.bias)
+
+    def forward(self, h: Tensor, e: Tensor) -> Tensor:
+        scale, shift = self.film(e).chunk(2, dim=-1)
+        u = self.norm(h) * (1 + scale) + shift
+        return h + self.fc2(nn.functional.silu(self.fc1(u)))
+
+
+class FiLMResMLP(nn.Module):
+    """FiLM-conditioned residual MLP (SPEC §4): ``(B, *data_shape)``, ``(B,)`` → ``(B, D, k)``.
+
+    Args:
+        data_shape: shape of one data point (flattened internally, ``D = prod(data_shape)``).
+        out_channels: ``k``, the number of ``D``-vectors produced per point (rank ``r``, or 1).
+        hidden: width ``h``.
+        depth: number of residual blocks ``N``.
+        emb_dim: width of the σ embedding.
+        head_std: std of the head's random init (small, never zero: ``AAᵀ`` would have no gradient).
+        out_bias: learnable output bias.
+    """
+
+    def __init__(
+        self,
+        data_shape: tuple[int, ...],
+        out_channels: int,
+        *,
+        hidden: int = 256,
+        depth: int = 3,
+        emb_dim: int = 128,
+        head_std: float = 1e-3,
+        out_bias: bool = False,
+    ):
+        super().__init__()
+        self.dim = math.prod(data_shape)
+        self.out_channels = out_channels
+        self.embed = SigmaEmbedding(emb_dim)
+        self.inp = nn.Linear(self.dim, hidden)
+        self.blocks = nn.ModuleList(FiLMResBlock(hidden, emb_dim) for _ in range(depth))
+        self.norm = nn.LayerNorm(hidden)
+        self.head = nn.Linear(hidden, self.dim * out_channels, bias=out_bias)
+        nn.init.normal_(self.head.weight, std=head_std)
+        if out_bias:
+            nn.init.zeros_(self.head.bias)
+
+    def forward(self, z: Tensor, sigma: Tensor) -> Tensor:
+        e = self.embed(sigma)
+        h = self.inp(z.reshape(z.shape[0], self.dim))
+        for block in self.blocks:
+            h = block(h, e)
+        out = self.head(self.norm(h))
+        # Channel-major layout: column j of A is out[:, j*D:(j+1)*D].
+        return out.reshape(z.shape[0], self.out_channels, self.dim).transpose(1, 2)
+
+
+BACKBONES: dict[str, type[nn.Module]] = {"film_mlp": FiLMResMLP}
+
+
+def build_backbone(arch: str, data_shape: tuple[int, ...], out_channels: int, **kwargs) -> nn.Module:
+    """Instantiate a backbone by name from `BACKBONES`; unknown names raise a ``ValueError`` listing them."""
+    if arch not in BACKBONES:
+        raise ValueError(f"unknown architecture {arch!r}; valid names: {sorted(BACKBONES)}")
+    return BACKBONES[arch](tuple(data_shape), out_channels, **kwargs)
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a `MetricModel`; stored as JSON in the model file.
+
+    Attributes:
+        data_shape: shape of one data point.
+        rank: ``r``, columns of the factor ``A``.
+        arch: backbone name in `BACKBONES`; ``arch_kwargs`` its keyword arguments.
+        centred: whether a denoiser is trained and the factor matches the mean-centred CDC (SPEC §3).
+        loss: ``"lowrank"`` or ``"full"`` (full: ``r = D``).
+        tikhonov: ``λ_T``; the co-metric is ``G = AAᵀ + λ_T I`` (SPEC §1).
+        sampler: bandwidth sampler name; ``sigma_min``/``sigma_max`` its range in data units.
+        default_sigma: evaluation bandwidth (data units) used when none is given.
+        sigma_rule: how ``default_sigma`` was chosen (free text, e.g. "validation tangent error").
+    """
+
+    data_shape: tuple[int, ...]
+    rank: int
+    arch: str = "film_mlp"
+    arch_kwargs: dict = field(default_factory=dict)
+    centred: bool = True
+    loss: str = "lowrank"
+    tikhonov: float = 0.0
+    sampler: str = "loguniform"
+    sigma_min: float = 3e-3
+    sigma_max: float = 4.0
+    default_sigma: float = 0.05
+    sigma_rule: str = "unset"
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["data_shape"] = list(self.data_shape)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys {sorted(unknown)}")
+        d = dict(d)
+        d["data_shape"] = tuple(int(s) for s in d["data_shape"])
+        return cls(**d)
+
+
+class MetricModel(nn.Module):
+    """A trained metric-matching model: factor network, optional denoiser, data standardisation.
+
+    Public methods take unscaled data ``y`` of shape ``(B, *data_shape)`` (a flat ``(B, D)`` is accepted too)
+    and data-unit bandwidths ``sigma`` (float, ``(B,)`` tensor, or ``None`` for ``config.default_sigma``).
+    Internally ``z = (y − μ)/s`` and ``σ_z = σ/s`` (SPEC §1); ``Γ`` is dimensionless so the factor needs no
+    rescaling.
+    """
+
+    def __init__(self, config: ModelConfig, *, scale: float = 1.0, mean: Tensor | None = None):
+        super().__init__()
+        if config.loss == "full" and config.rank != math.prod(config.data_shape):
+            raise ValueError(f"the full loss needs rank = D = {math.prod(config.data_shape)}, got {config.rank}")
+        self.config = config
+        self.factor_net = build_backbone(config.arch, config.data_shape, config.rank, **config.arch_kwargs)
+        self.denoiser_net = (
+            build_backbone(config.arch, config.data_shape, 1, **config.arch_kwargs) if config.centred else None
+        )
+        self.register_buffer("scale", torch.tensor(float(scale)))
+        mean = torch.zeros(config.data_shape) if mean is None else mean.detach().reshape(config.data_shape)
+        self.register_buffer("mean", mean.clone().float())
+
+    # -- shapes and units ---------------------------------------------------------------------------------
+    @property
+    def data_shape(self) -> tuple[int, ...]:
+        return self.config.data_shape
+
+    @property
+    def dim(self) -> int:
+        return math.prod(self.config.data_shape)
+
+    @property
+    def rank(self) -> int:
+        return self.config.rank
+
+    @property
+    def has_denoiser(self) -> bool:
+        return self.denoiser_net is not None
+
+    def _standardise(self, y: Tensor, sigma: float | Tensor | None) -> tuple[Tensor, Tensor]:
+        if y.ndim < 2 or math.prod(y.shape[1:]) != self.dim:
+            raise ValueError(f"expected points of shape (B, {', '.join(map(str, self.data_shape))}) "
+                             f"or (B, {self.dim}), got {tuple(y.shape)}")
+        y = y.reshape(y.shape[0], *self.data_shape)
+        sigma = self.config.default_sigma if sigma is None else sigma
+        sigma = torch.as_tensor(sigma, dtype=y.dtype, device=y.device).expand(y.shape[0])
+        if not bool((sigma > 0).all()):
+            raise ValueError("sigma must be positive")
+        scale = self.scale.to(y.dtype)
+        return (y - self.mean.to(y.dtype)) / scale, sigma / scale
+
+    # -- the two networks, in standardised units (used by training) ---------------------------------------
+    def factor_z(self, z: Tensor, sigma_z: Tensor) -> Tensor:
+        """Factor ``A`` from standardised inputs: ``(B, *data_shape)``, ``(B,)`` → ``(B, D, r)``."""
+        return self.factor_net(z, sigma_z)
+
+    def noise_z(self, z: Tensor, sigma_z: Tensor) -> Tensor:
+        """Denoiser noise prediction ``F_θ`` with ``ẑ = z − σ_z F_θ`` (SPEC §3): → ``(B, D)``."""
+        if self.denoiser_net is None:
+            raise RuntimeError("this model was trained without a denoiser (uncentred); it cannot denoise")
+        return self.denoiser_net(z, sigma_z).squeeze(-1)
+
+    # -- public, data units --------------------------------------------------------------------------------
+    def factor(self, y: Tensor, sigma: float | Tensor | None = None) -> Tensor:
+        """Low-rank factor of the CDC, ``G(y) = A Aᵀ (+ λ_T I)``: ``(B, *data_shape)`` → ``(B, D, r)``."""
+        z, sz = self._standardise(y, sigma)
+        return self.factor_z(z, sz)
+
+    def denoise(self, y: Tensor, sigma: float | Tensor | None = None) -> Tensor:
+        """Posterior mean ``x̂(y, σ) = y − σ F_θ`` in data units, shaped like ``y``."""
+        z, sz = self._standardise(y, sigma)
+        zhat = z.reshape(z.shape[0], -1) - sz.unsqueeze(-1) * self.noise_z(z, sz)
+        return (zhat.reshape(z.shape) * self.scale.to(y.dtype) + self.mean.to(y.dtype)).reshape(y.shape)
+
+    def score(self, y: Tensor, sigma: float | Tensor | None = None) -> Tensor:
+        """Tweedie score ``s = (x̂(y) − y)/σ²`` in data units, shaped like ``y``."""
+        sigma = self.config.default_sigma if sigma is None else sigma
+        s = torch.as_tensor(sigma, dtype=y.dtype, device=y.device).expand(y.shape[0])
+        return (self.denoise(y, sigma) - y) / s.reshape(-1, *([1] * (y.ndim - 1))) ** 2
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return (f"data_shape={c.data_shape}, rank={c.rank}, centred={c.centred}, loss={c.loss}, "
+                f"default_sigma={c.default_sigma:.4g}")

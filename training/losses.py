@@ -1,0 +1,83 @@
+"""Training losses (SPEC §3). Each loss is a small object holding its settings and returning a per-sample
+loss; reduction belongs to the training loop.
+
+Notation: ``A`` is the factor ``(B, D, r)`` with ``G = AAᵀ + λ_T I``; ``a`` the target vector ``(B, D)``,
+either ``ε`` (uncentred) or ``F_θ − ε = (x − x̂)/σ`` (mean-centred, with a trained denoiser).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from learned_manifold.models import MetricModel
+
+__all__ = ["DenoiserLoss", "MetricMatchingLoss", "frobenius_full", "frobenius_lowrank"]
+
+
+def frobenius_full(A: Tensor, a: Tensor, tikhonov: float = 0.0) -> Tensor:
+    """``‖AAᵀ + λ_T I − a aᵀ‖²_F`` formed densely (small D only): → ``(B,)``."""
+    G = A @ A.transpose(-1, -2)
+    if tikhonov:
+        G = G + tikhonov * torch.eye(G.shape[-1], dtype=G.dtype, device=G.device)
+    return (G - a.unsqueeze(-1) * a.unsqueeze(-2)).pow(2).sum(dim=(-2, -1))
+
+
+def frobenius_lowrank(A: Tensor, a: Tensor, tikhonov: float = 0.0) -> Tensor:
+    """``‖AᵀA‖²_F + 2λ_T‖A‖²_F − 2‖Aᵀa‖²``: the Frobenius loss without its network-free constant.
+
+    Equals ``frobenius_full(A, a, λ_T) − (λ_T² D − 2λ_T‖a‖² + ‖a‖⁴)``; cost ``O(D r²)``, never ``D × D``.
+    """
+    AtA = A.transpose(-1, -2) @ A
+    Ata = (A.transpose(-1, -2) @ a.unsqueeze(-1)).squeeze(-1)
+    loss = AtA.pow(2).sum(dim=(-2, -1)) - 2 * Ata.pow(2).sum(-1)
+    if tikhonov:
+        loss = loss + 2 * tikhonov * A.pow(2).sum(dim=(-2, -1))
+    return loss
+
+
+@dataclass
+class DenoiserLoss:
+    """``‖F_θ(y, σ) − ε‖² / D`` per sample, i.e. ``‖(x̂ − x)/σ‖² / D`` (SPEC §3: no σ² down-weighting)."""
+
+    def __call__(self, model: MetricModel, z: Tensor, sigma_z: Tensor, eps: Tensor) -> Tensor:
+        y = z + sigma_z.reshape(-1, *([1] * (z.ndim - 1))) * eps
+        return (model.noise_z(y, sigma_z) - eps.reshape(eps.shape[0], -1)).pow(2).mean(-1)
+
+
+@dataclass
+class MetricMatchingLoss:
+    """Conditional metric matching (SPEC §3) in standardised units.
+
+    Attributes:
+        kind: ``"lowrank"`` (``O(D r²)``) or ``"full"`` (dense ``D × D``, small D).
+        tikhonov: ``λ_T`` in ``G = AAᵀ + λ_T I``.
+        centred: match ``a = F_θ − ε`` from the model's (detached) denoiser instead of ``a = ε``.
+    """
+
+    kind: str = "lowrank"
+    tikhonov: float = 0.0
+    centred: bool = True
+
+    def __post_init__(self):
+        if self.kind not in ("lowrank", "full"):
+            raise ValueError(f"unknown loss kind {self.kind!r}; valid: ['full', 'lowrank']")
+        if self.tikhonov < 0:
+            raise ValueError(f"tikhonov must be >= 0, got {self.tikhonov}")
+
+    def target(self, model: MetricModel, y: Tensor, sigma_z: Tensor, eps: Tensor) -> Tensor:
+        """The regression vector ``a`` ``(B, D)``: ``ε``, or ``F_θ(y, σ) − ε`` with the denoiser detached."""
+        eps = eps.reshape(eps.shape[0], -1)
+        if not self.centred:
+            return eps
+        with torch.no_grad():
+            return model.noise_z(y, sigma_z).to(eps.dtype) - eps
+
+    def __call__(self, model: MetricModel, z: Tensor, sigma_z: Tensor, eps: Tensor) -> Tensor:
+        y = z + sigma_z.reshape(-1, *([1] * (z.ndim - 1))) * eps
+        a = self.target(model, y, sigma_z, eps)
+        A = model.factor_z(y, sigma_z)
+        fro = frobenius_full if self.kind == "full" else frobenius_lowrank
+        return fro(A.float(), a.float(), self.tikhonov)

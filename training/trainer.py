@@ -1,0 +1,425 @@
+"""The training loop: AdamW, clipping, warm-up + cosine decay, EMA, validation, atomic checkpoints, resume, DDP.
+
+Randomness is keyed by ``(seed, step)``: at every step one generator, seeded from both, draws the whole
+*global* batch (data indices, bandwidths, noise) and each DDP rank takes its slice. A run therefore does not
+depend on the number of processes, and resuming needs no RNG state: step ``k`` always sees the same batch.
+
+Checkpoints: the model file ``OUT`` (safetensors, `learned_manifold.model_file`) and the training state
+``OUT.train-state.pt`` (optimizer, EMA, step; plain tensors, loaded with ``weights_only=True``), both
+written atomically.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from learned_manifold.geometry import (
+    eigenpairs,
+    intrinsic_dimension,
+    projector_error,
+    truncate_basis,
+)
+from learned_manifold.model_file import atomic_write_bytes, save_model
+from learned_manifold.models import MetricModel, ModelConfig
+
+from .losses import DenoiserLoss, MetricMatchingLoss
+from .samplers import make_sampler
+
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "sigma_grid",
+    "select_sigma",
+    "standardisation",
+    "train",
+    "validate",
+]
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one training run. Bandwidths are in units of the data scale ``s`` (SPEC §1):
+    the sampler draws ``σ/s`` in ``[sigma_min, sigma_max]``.
+
+    Attributes:
+        steps: optimisation steps; batch_size: the global batch (split across DDP ranks).
+        rank, hidden, depth, emb_dim: model size (SPEC §4); rank ``None`` means ``min(D, 16)``.
+        centred: train a denoiser and match the mean-centred CDC (SPEC §3; the best measured recipe).
+        denoiser_warmup: fraction of the steps that train the denoiser alone before the factor starts.
+        loss, tikhonov, sampler, sigma_min, sigma_max: the loss and bandwidth sampler (SPEC §3).
+        lr, weight_decay, warmup, grad_clip, ema: AdamW with linear warm-up (fraction of steps) then cosine
+            decay to ``lr/10``; gradient-norm clipping; EMA decay of the saved weights (``0`` disables).
+        val_every: validation period in steps (``0``: only at the end); checkpoint_every: checkpoint period.
+        val_points: held-out points for validation and σ selection.
+        precision: ``"fp32"`` or ``"bf16"`` (autocast, CUDA only); compile: ``torch.compile`` the networks.
+        seed: seeds the data split, the initialisation and every batch.
+    """
+
+    steps: int = 3000
+    batch_size: int = 512
+    rank: int | None = None
+    hidden: int = 256
+    depth: int = 3
+    emb_dim: int = 128
+    centred: bool = True
+    denoiser_warmup: float = 0.25
+    loss: str = "lowrank"
+    tikhonov: float = 0.0
+    sampler: str = "loguniform"
+    sigma_min: float = 3e-3
+    sigma_max: float = 4.0
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    warmup: float = 0.02
+    grad_clip: float = 1.0
+    ema: float = 0.999
+    val_every: int = 0
+    checkpoint_every: int = 0
+    val_points: int = 500
+    precision: str = "fp32"
+    compile: bool = False
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError(f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
+        if not 0 <= self.denoiser_warmup < 1:
+            raise ValueError(f"denoiser_warmup must be in [0, 1), got {self.denoiser_warmup}")
+
+
+@dataclass
+class TrainResult:
+    """What `train` returns: the (EMA) model, its file, the last validation and the loss history."""
+
+    model: MetricModel
+    path: Path | None
+    validation: dict
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+    samples_per_second: float = 0.0
+    stopped_at: int = 0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# standardisation, bandwidth selection, validation
+
+
+def standardisation(data: Tensor) -> tuple[float, Tensor]:
+    """Global scalar scale and mean (SPEC §1): ``μ`` the mean point, ``s = sqrt(E‖x − μ‖²)``."""
+    flat = data.reshape(data.shape[0], -1).double()
+    mean = flat.mean(0)
+    scale = (flat - mean).pow(2).sum(-1).mean().sqrt().item()
+    if not scale > 0:
+        raise ValueError("all data points are identical: the data scale is zero")
+    return scale, mean.float().reshape(data.shape[1:])
+
+
+def sigma_grid(model: MetricModel) -> list[float]:
+    """Evaluation bandwidths ``s · 2^(i−6)``, ``i = 0..10`` (SPEC §8), kept inside the training range."""
+    s, c = float(model.scale), model.config
+    grid = [s * 2.0 ** (i - 6) for i in range(11)]
+    return [g for g in grid if c.sigma_min * (1 - 1e-6) <= g <= c.sigma_max * (1 + 1e-6)] or [c.default_sigma]
+
+
+@torch.no_grad()
+def validate(model: MetricModel, x: Tensor, sigma: float, manifold=None) -> dict:
+    """Geometric validation at bandwidth ``sigma`` on held-out on-manifold points ``x`` ``(n, *data_shape)``.
+
+    With a known manifold (an object with ``tangent_basis`` and ``point_dimension``): mean tangent-projector
+    error ``‖ÛÛᵀ − P_T‖_F`` with the true ``d`` per point and the fraction of points whose gap-rule
+    dimension is right. Always: the mean clearest normalised eigengap and the median dimension.
+    """
+    A = model.factor(x, sigma).float()
+    pairs = eigenpairs(A)
+    dims = intrinsic_dimension(pairs.values)
+    v = pairs.values / pairs.values[:, :1].clamp_min(1e-30)
+    v = torch.cat([v, torch.zeros_like(v[:, :1])], -1)
+    out = {
+        "sigma": float(sigma),
+        "median_dimension": int(dims.float().median().item()),
+        "mean_gap": float((v[:, :-1] - v[:, 1:]).max(-1).values.mean()),
+        "top_eigenvalues": [round(float(t), 4) for t in pairs.values.mean(0)[: min(10, A.shape[-1])]],
+    }
+    if manifold is not None:
+        flat = x.reshape(x.shape[0], -1)
+        true_basis = manifold.tangent_basis(flat).to(A.dtype)
+        true_dim = manifold.point_dimension(flat).to(A.device)
+        est = truncate_basis(pairs.vectors, true_dim)
+        out["tangent_error"] = float(projector_error(est, true_basis).mean())
+        out["dimension_accuracy"] = float((dims == true_dim).float().mean())
+    return out
+
+
+def select_sigma(model: MetricModel, x: Tensor, manifold=None) -> tuple[float, str, list[dict]]:
+    """Pick the default evaluation bandwidth on held-out points ``x`` from `sigma_grid`.
+
+    Rule: with a known manifold, the σ of lowest tangent-projector error; otherwise the σ whose spectra show
+    the clearest eigengap (largest mean normalised gap ``max_k λ̃_k − λ̃_{k+1}``).
+
+    Returns:
+        ``(sigma, rule, table)`` with one validation dict per grid value.
+    """
+    table = [validate(model, x, s, manifold) for s in sigma_grid(model)]
+    if manifold is not None:
+        best = min(table, key=lambda r: r["tangent_error"])
+        return best["sigma"], "lowest validation tangent error", table
+    best = max(table, key=lambda r: r["mean_gap"])
+    return best["sigma"], "clearest mean eigengap on held-out points", table
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the loop
+
+
+class _Objective(nn.Module):
+    """Wraps model and losses so that DDP sees one forward: per-sample denoiser and factor losses."""
+
+    def __init__(self, model: MetricModel, matching: MetricMatchingLoss):
+        super().__init__()
+        self.model = model
+        self.matching = matching
+        self.denoising = DenoiserLoss()
+
+    def forward(self, z: Tensor, sigma_z: Tensor, eps: Tensor, with_factor: bool) -> Tensor:
+        loss = torch.zeros(z.shape[0], device=z.device)
+        if self.model.has_denoiser:
+            loss = loss + self.denoising(self.model, z, sigma_z, eps).float()
+        if with_factor:
+            loss = loss + self.matching(self.model, z, sigma_z, eps)
+        return loss
+
+
+def _distributed() -> tuple[int, int]:
+    """``(rank, world_size)``; initialises the process group when launched by torchrun."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _pick_device(device: str | torch.device | None, rank: int) -> torch.device:
+    if device in (None, "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda", rank % torch.cuda.device_count())
+        return torch.device("cpu")
+    return torch.device(device)
+
+
+def _lr_factor(step: int, cfg: TrainConfig) -> float:
+    warm = max(1, int(cfg.warmup * cfg.steps))
+    if step < warm:
+        return (step + 1) / warm
+    progress = (step - warm) / max(1, cfg.steps - warm)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _batch(step: int, cfg: TrainConfig, n_data: int, shape: tuple[int, ...], sampler, scale: float,
+           device: torch.device, rank: int, world: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The global batch of step ``step`` (indices, σ_z, ε), keyed by (seed, step); this rank's slice."""
+    g = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + step)
+    idx = torch.randint(n_data, (cfg.batch_size,), generator=g, device=device)
+    sigma_z = sampler(cfg.batch_size, generator=g, device=device) / scale
+    eps = torch.randn(cfg.batch_size, *shape, generator=g, device=device)
+    lo, hi = rank * cfg.batch_size // world, (rank + 1) * cfg.batch_size // world
+    return idx[lo:hi], sigma_z[lo:hi], eps[lo:hi]
+
+
+def _split(data: Tensor, n_val: int, seed: int) -> tuple[Tensor, Tensor]:
+    n_val = min(n_val, data.shape[0] // 5)
+    perm = torch.randperm(data.shape[0], generator=torch.Generator().manual_seed(seed))
+    return data[perm[n_val:]], data[perm[:n_val]]
+
+
+def _fingerprint(data: Tensor) -> list[float]:
+    flat = data.reshape(data.shape[0], -1).double()
+    return [float(data.shape[0]), float(flat.shape[1]), float(flat.sum()), float(flat.pow(2).sum())]
+
+
+def _state_path(out: Path) -> Path:
+    return out.with_name(out.name + ".train-state.pt")
+
+
+def _save_state(path: Path, step: int, model: nn.Module, ema: MetricModel, opt, cfg: TrainConfig,
+                fingerprint: list[float]) -> None:
+    buf = io.BytesIO()
+    torch.save({
+        "step": step,
+        "model": model.state_dict(),
+        "ema": ema.state_dict(),
+        "optimizer": opt.state_dict(),
+        "config": json.dumps(asdict(cfg)),
+        "fingerprint": fingerprint,
+    }, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def train(
+    data: Tensor,
+    config: TrainConfig | None = None,
+    *,
+    manifold=None,
+    out: str | os.PathLike | None = None,
+    resume: bool = False,
+    device: str | torch.device | None = "auto",
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> TrainResult:
+    """Train a metric-matching model on ``data`` ``(N, *data_shape)``.
+
+    Args:
+        data: training points (validated finite floats); a held-out split is taken for validation.
+        config: `TrainConfig`; defaults if ``None``.
+        manifold: the data's true manifold when known (validation by tangent error and dimension).
+        out: model file to write (atomically, at every checkpoint and at the end); ``None`` keeps it in memory.
+        resume: continue from ``out`` and its training state (same data and config required).
+        device: ``"auto"`` (CUDA when present), or any torch device.
+        progress: show a tqdm bar with loss and speed.
+        stop_after: stop (after checkpointing) once this step is reached: simulates an interrupted run.
+
+    Returns:
+        `TrainResult` holding the EMA model (the one saved) with its chosen default bandwidth.
+    """
+    cfg = config or TrainConfig()
+    if not isinstance(data, Tensor) or data.ndim < 2 or data.shape[0] < 10:
+        raise ValueError(f"data must be a tensor of shape (N >= 10, ...), got "
+                         f"{tuple(data.shape) if isinstance(data, Tensor) else type(data).__name__}")
+    if not data.is_floating_point() or not bool(torch.isfinite(data).all()):
+        raise ValueError("data must be finite floating-point values (found NaN/inf or a non-float dtype)")
+    rank_id, world = _distributed()
+    if cfg.batch_size % world:
+        raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the number of processes {world}")
+    device = _pick_device(device, rank_id)
+    out = Path(out) if out is not None else None
+    if resume and out is None:
+        raise ValueError("resume needs the model path `out`")
+
+    data = data.float()
+    train_x, val_x = _split(data, cfg.val_points, cfg.seed)
+    shape = tuple(data.shape[1:])
+    D = math.prod(shape)
+    scale, mean = standardisation(train_x)
+    rank = cfg.rank or min(D, 16)
+    if cfg.loss == "full":
+        rank = D
+    mcfg = ModelConfig(
+        data_shape=shape, rank=rank, centred=cfg.centred, loss=cfg.loss, tikhonov=cfg.tikhonov,
+        arch_kwargs={"hidden": cfg.hidden, "depth": cfg.depth, "emb_dim": cfg.emb_dim},
+        sampler=cfg.sampler, sigma_min=cfg.sigma_min * scale, sigma_max=cfg.sigma_max * scale,
+        default_sigma=scale * 2.0 ** -4, sigma_rule="initial guess s/16",
+    )
+    torch.manual_seed(cfg.seed)
+    model = MetricModel(mcfg, scale=scale, mean=mean).to(device)
+    ema = MetricModel(mcfg, scale=scale, mean=mean).to(device)
+    ema.load_state_dict(model.state_dict())
+    ema.requires_grad_(False)
+    objective = _Objective(model, MetricMatchingLoss(cfg.loss, cfg.tikhonov, cfg.centred))
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                            fused=device.type == "cuda" or None)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg))
+    fingerprint = _fingerprint(data)
+
+    start = 0
+    if resume:
+        state_file = _state_path(out)
+        if not state_file.exists():
+            raise FileNotFoundError(f"cannot resume: training state {str(state_file)!r} does not exist")
+        state = torch.load(state_file, map_location=device, weights_only=True)
+        saved = json.loads(state["config"])
+        if saved != asdict(cfg):
+            diff = {k: (saved.get(k), v) for k, v in asdict(cfg).items() if saved.get(k) != v}
+            raise ValueError(f"cannot resume {str(out)!r}: settings differ from the saved run {diff}")
+        if [round(v, 6) for v in state["fingerprint"]] != [round(v, 6) for v in fingerprint]:
+            raise ValueError(f"cannot resume {str(out)!r}: the data differ from the data it was trained on")
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["optimizer"])
+        start = int(state["step"])
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg), last_epoch=start - 1)
+
+    runner: nn.Module = objective
+    if world > 1:
+        runner = nn.parallel.DistributedDataParallel(
+            objective, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=cfg.centred and cfg.denoiser_warmup > 0)
+    if cfg.compile:
+        runner = torch.compile(runner)
+
+    z_data = ((train_x - mean) / scale).to(device)
+    val_x = val_x.to(device)
+    sampler = make_sampler(cfg.sampler, cfg.sigma_min * scale, cfg.sigma_max * scale)
+    factor_from = int(cfg.denoiser_warmup * cfg.steps) if cfg.centred else 0
+    end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.precision == "bf16"
+                              and device.type == "cuda")
+    history: list[dict] = []
+    ema_params = list(ema.parameters())
+    model_params = list(model.parameters())
+    is_main = rank_id == 0
+    bar = tqdm(total=cfg.steps, initial=start, disable=not (progress and is_main), desc="train",
+               dynamic_ncols=True)
+    t0 = time.perf_counter()
+    running, logged = torch.zeros((), device=device), start
+    for step in range(start, end):
+        idx, sigma_z, eps = _batch(step, cfg, z_data.shape[0], shape, sampler, scale, device, rank_id, world)
+        with autocast:
+            loss = runner(z_data[idx], sigma_z, eps, step >= factor_from).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        opt.step()
+        sched.step()
+        with torch.no_grad():
+            decay = min(cfg.ema, (1 + step) / (10 + step)) if cfg.ema else 0.0
+            torch._foreach_lerp_(ema_params, model_params, 1.0 - decay)
+        running += loss.detach()
+        done = step + 1
+        if done % 50 == 0 or done == end:
+            mean_loss = float(running) / (done - logged)
+            running.zero_()
+            logged = done
+            rate = (done - start) * cfg.batch_size / (time.perf_counter() - t0)
+            history.append({"step": done, "loss": mean_loss, "lr": sched.get_last_lr()[0]})
+            bar.set_postfix(loss=f"{mean_loss:.4g}", samples_s=f"{rate:,.0f}")
+        bar.update(1)
+        if is_main and cfg.val_every and done % cfg.val_every == 0 and done > factor_from:
+            history[-1].update(validate(ema, val_x, ema.config.default_sigma, manifold))
+        if is_main and out is not None and cfg.checkpoint_every and done % cfg.checkpoint_every == 0 \
+                and done < end:
+            save_model(ema, out, extra={"step": done})
+            _save_state(_state_path(out), done, model, ema, opt, cfg, fingerprint)
+    bar.close()
+    seconds = time.perf_counter() - t0
+    rate = (end - start) * cfg.batch_size / max(seconds, 1e-9)
+
+    result = TrainResult(model=ema, path=out, validation={}, history=history, seconds=seconds,
+                         samples_per_second=rate, stopped_at=end)
+    if end < cfg.steps:  # interrupted on purpose: checkpoint and leave
+        if is_main and out is not None:
+            save_model(ema, out, extra={"step": end})
+            _save_state(_state_path(out), end, model, ema, opt, cfg, fingerprint)
+        return result
+    sigma, rule, table = select_sigma(ema, val_x, manifold)
+    ema.config.default_sigma, ema.config.sigma_rule = sigma, rule
+    result.validation = validate(ema, val_x, sigma, manifold)
+    result.validation["sigma_table"] = table
+    if is_main and out is not None:
+        save_model(ema, out, extra={"step": end, "validation": result.validation})
+        _save_state(_state_path(out), end, model, ema, opt, cfg, fingerprint)
+    result.model = ema.eval()
+    return result
