@@ -1,3 +1,27 @@
-"""learned-manifold: learn the Riemannian geometry of a data set and optimise on it with geoopt."""
+"""learned-manifold: learn the Riemannian geometry of a data set and optimise on it with geoopt.
 
-__all__: list[str] = []
+A network trained by metric matching predicts the carré du champ ``G(x)`` of the data (SPEC.md);
+`LearnedDataManifold` wraps it (or any other co-metric field) as a ``geoopt.Manifold``.
+"""
+
+from .flows import FlowResult, gradient_flow, interpolate
+from .manifold import LearnedDataManifold
+from .model_file import ModelFileError, load_model, save_model
+from .models import MetricModel, ModelConfig
+from .optim import RiemannianAdam, RiemannianSGD
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FlowResult",
+    "LearnedDataManifold",
+    "MetricModel",
+    "ModelConfig",
+    "ModelFileError",
+    "RiemannianAdam",
+    "RiemannianSGD",
+    "gradient_flow",
+    "interpolate",
+    "load_model",
+    "save_model",
+]

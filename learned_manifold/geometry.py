@@ -199,12 +199,15 @@ def lowrank_inner(A: Tensor, u: Tensor, v: Tensor, delta: float = 0.0) -> Tensor
     return (u * lowrank_solve(A, v, delta)).sum(-1)
 
 
-def range_project(A: Tensor, u: Tensor, d: int | None = None, *, rel_eps: float = 1e-3) -> Tensor:
+def range_project(A: Tensor, u: Tensor, d: int | Tensor | None = None) -> Tensor:
     """Orthogonal projection ``Û Ûᵀ u`` onto the learned tangent space (SPEC §5, δ = 0).
 
-    ``Û`` holds the top-``d`` eigenvectors of ``AAᵀ`` or, when ``d`` is ``None``, every eigenvector with
-    ``λ > rel_eps · λ₁``. ``(B, D, r)``, ``(B, D)`` → ``(B, D)``.
+    ``Û`` holds the top-``d`` eigenvectors of ``AAᵀ``: ``d`` an int, a ``(B,)`` tensor of per-point
+    dimensions, or ``None`` for each point's gap-rule dimension (`intrinsic_dimension`, scale-free).
+    ``(B, D, r)``, ``(B, D)`` → ``(B, D)``.
     """
-    pairs = eigenpairs(A, rel_eps=rel_eps)
-    U = pairs.vectors if d is None else pairs.vectors[..., :d]
+    pairs = eigenpairs(A)
+    if d is None:
+        d = intrinsic_dimension(pairs.values)
+    U = pairs.vectors[..., :d] if isinstance(d, int) else truncate_basis(pairs.vectors, d)
     return (U @ (U.transpose(-1, -2) @ u.unsqueeze(-1))).squeeze(-1)

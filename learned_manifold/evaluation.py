@@ -1,0 +1,316 @@
+"""Scores for paths, tangent estimates and cost: the numbers every comparison reports (SPEC §5, §6, §8).
+
+Plain functions of tensors and co-metric fields; results are small dataclasses of per-pair or per-point tensors.
+Nothing here trains or changes a field.
+
+* Paths (SPEC §6): `path_quality` (distance to the data or to a known manifold, Euclidean length, gap to the
+  target, ratio to the true geodesic length) and `lerp`, the straight-line reference shown beside every path.
+* Tangent spaces and dimension (SPEC §5): `field_eigenpairs`, `tangent_error`, `dimension_accuracy`.
+* Cost (SPEC §8): `time_per_query`, `peak_memory`.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+
+import torch
+from torch import Tensor
+
+from .geometry import Eigenpairs, eigenpairs, intrinsic_dimension, projector_error
+from .metrics.base import CoMetricField
+
+__all__ = [
+    "PathQuality",
+    "path_quality",
+    "nearest_distance",
+    "lerp",
+    "field_eigenpairs",
+    "tangent_error",
+    "dimension_accuracy",
+    "time_per_query",
+    "peak_memory",
+]
+
+
+@dataclass
+class PathQuality:
+    """Per-pair scores of a batch of paths (SPEC §6). Entries that cannot be computed are ``None``.
+
+    Attributes:
+        max_distance: ``(B,)`` largest distance of a path point to the manifold (or to the nearest data point).
+        mean_distance: ``(B,)`` mean of those distances over the path's points.
+        length: ``(B,)`` Euclidean polyline length ``Σ_i ‖x_{i+1} − x_i‖``.
+        endpoint_gap: ``(B,)`` ``‖x_{T−1} − target‖``; ``None`` without a target.
+        geodesic_length: ``(B,)`` true geodesic distance from the start to the target (or to the path's end when
+            no target is given); ``None`` unless the manifold implements ``geodesic_distance``.
+        length_ratio: ``(B,)`` ``length / geodesic_length`` (1 for a perfect polyline of an exact geodesic,
+            slightly below 1 from the chords); ``None`` with ``geodesic_length``.
+    """
+
+    max_distance: Tensor | None
+    mean_distance: Tensor | None
+    length: Tensor
+    endpoint_gap: Tensor | None = None
+    geodesic_length: Tensor | None = None
+    length_ratio: Tensor | None = None
+
+    def summary(self) -> dict[str, float]:
+        """Means over pairs of every available score, as plain floats (for tables and JSON)."""
+        out: dict[str, float] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None:
+                out[f.name] = float(value.float().mean())
+        return out
+
+
+def lerp(x0: Tensor, x1: Tensor, n_points: int) -> Tensor:
+    """Straight line from ``x0`` to ``x1`` with ``n_points`` equally spaced points, both ends included and exact.
+
+    Args:
+        x0: ``(B, D)`` or ``(D,)``.
+        x1: same shape as ``x0``.
+        n_points: number of points, ``≥ 2``.
+
+    Returns:
+        ``(B, n_points, D)`` (or ``(n_points, D)`` for ``(D,)`` inputs).
+    """
+    if n_points < 2:
+        raise ValueError(f"n_points counts both ends and must be >= 2, got {n_points}")
+    if x0.shape != x1.shape:
+        raise ValueError(f"x0 and x1 must have the same shape, got {tuple(x0.shape)} and {tuple(x1.shape)}")
+    t = torch.linspace(0.0, 1.0, n_points, dtype=x0.dtype, device=x0.device).unsqueeze(-1)
+    return torch.lerp(x0.unsqueeze(-2), x1.unsqueeze(-2), t)
+
+
+def nearest_distance(x: Tensor, data: Tensor, *, chunk: int = 4096) -> Tensor:
+    """Euclidean distance of each point to its nearest data point, by chunked brute force.
+
+    Candidates come from ``‖x‖² − 2 x·y + ‖y‖²`` (matrix products, chunks of ``chunk`` queries by
+    ``16·chunk`` data points); the distance to the winner is then recomputed directly, so it carries no
+    cancellation error. ``data`` may live on another device (e.g. CPU); it is moved chunk by chunk.
+
+    Args:
+        x: ``(n, D)`` queries.
+        data: ``(N, D)`` data points, ``N ≥ 1``.
+        chunk: queries per chunk.
+
+    Returns:
+        ``(n,)`` distances.
+    """
+    if x.ndim != 2 or data.ndim != 2 or data.shape[1] != x.shape[1] or data.shape[0] == 0:
+        raise ValueError(f"need x (n, D) and non-empty data (N, D), got {tuple(x.shape)}, {tuple(data.shape)}")
+    data_chunk = 16 * chunk
+    out = torch.empty(x.shape[0], dtype=x.dtype, device=x.device)
+    for i in range(0, x.shape[0], chunk):
+        q = x[i : i + chunk]
+        qq = (q * q).sum(-1, keepdim=True)
+        best = torch.full((q.shape[0],), float("inf"), dtype=x.dtype, device=x.device)
+        arg = torch.zeros(q.shape[0], dtype=torch.long, device=x.device)
+        for j in range(0, data.shape[0], data_chunk):
+            y = data[j : j + data_chunk].to(device=x.device, dtype=x.dtype)
+            sq = qq - 2.0 * q @ y.T + (y * y).sum(-1)
+            val, idx = sq.min(dim=-1)
+            better = val < best
+            best = torch.where(better, val, best)
+            arg = torch.where(better, idx + j, arg)
+        winner = data[arg.to(data.device)].to(device=x.device, dtype=x.dtype)
+        out[i : i + chunk] = (q - winner).norm(dim=-1)
+    return out
+
+
+def path_quality(
+    path: Tensor,
+    *,
+    manifold: object | None = None,
+    data: Tensor | None = None,
+    target: Tensor | None = None,
+) -> PathQuality:
+    """Score a batch of paths against the data (SPEC §6: report distances and Euclidean lengths).
+
+    Distances along the path use ``manifold.distance`` when a manifold is given (any object with
+    ``distance(x: (n, D)) -> (n,)``, e.g. the built-in synthetic manifolds), else the distance to the nearest of
+    the ``data`` points (`nearest_distance`); without either they are ``None``.
+
+    Args:
+        path: ``(B, T, D)`` paths (``(T, D)`` for one path: a batch of one).
+        manifold: optional ground truth with ``distance`` and, optionally, ``geodesic_distance(x0, x1) -> (B,)``
+            (raising ``NotImplementedError`` where unknown).
+        data: optional ``(N, D)`` data points.
+        target: optional ``(B, D)`` intended end points (``x1``).
+
+    Returns:
+        `PathQuality` of ``(B,)`` tensors.
+    """
+    if path.ndim == 2:
+        path = path.unsqueeze(0)
+        if target is not None and target.ndim == 1:
+            target = target.unsqueeze(0)
+    if path.ndim != 3 or path.shape[1] < 1:
+        raise ValueError(f"path must have shape (B, T, D), got {tuple(path.shape)}")
+    b, t, d = path.shape
+    flat = path.reshape(-1, d)
+    if manifold is not None:
+        dist = torch.as_tensor(manifold.distance(flat)).to(path).reshape(b, t)  # type: ignore[attr-defined]
+    elif data is not None:
+        dist = nearest_distance(flat, data).reshape(b, t)
+    else:
+        dist = None
+    length = (path[:, 1:] - path[:, :-1]).norm(dim=-1).sum(-1)
+    end = path[:, -1]
+    gap = None
+    if target is not None:
+        if target.shape != end.shape:
+            raise ValueError(f"target must have shape {tuple(end.shape)}, got {tuple(target.shape)}")
+        target = target.to(path)
+        gap = (end - target).norm(dim=-1)
+        end = target
+    geo = ratio = None
+    geodesic_distance = getattr(manifold, "geodesic_distance", None)
+    if geodesic_distance is not None:
+        try:
+            geo = torch.as_tensor(geodesic_distance(path[:, 0], end)).to(path).reshape(b)
+        except NotImplementedError:
+            geo = None
+        if geo is not None:
+            ratio = length / geo
+    return PathQuality(
+        max_distance=None if dist is None else dist.amax(-1),
+        mean_distance=None if dist is None else dist.mean(-1),
+        length=length,
+        endpoint_gap=gap,
+        geodesic_length=geo,
+        length_ratio=ratio,
+    )
+
+
+def field_eigenpairs(field: CoMetricField, x: Tensor) -> Eigenpairs:
+    """Eigenpairs of ``G(x)`` (without δ), descending (SPEC §5).
+
+    Low-rank fields go through the ``r × r`` Gram of their factor (`geometry.eigenpairs`, ``O(D r²)``). Other
+    fields build the dense ``(B, D, D)`` matrix with ``field.dense`` and call ``torch.linalg.eigh``: small ``D``
+    only (``D`` field applications per point and ``O(D³)`` per point).
+
+    Args:
+        field: any co-metric field.
+        x: ``(B, D)`` points.
+
+    Returns:
+        `Eigenpairs`: values ``(B, r)`` (``r = D`` for dense fields) and vectors ``(B, D, r)``.
+    """
+    if field.low_rank:
+        return eigenpairs(field.factor(x))
+    g = field.dense(x)
+    g = 0.5 * (g + g.transpose(-1, -2))
+    values, vectors = torch.linalg.eigh(g)
+    return Eigenpairs(values=values.flip(-1).clamp_min(0.0), vectors=vectors.flip(-1))
+
+
+def tangent_error(field: CoMetricField, x: Tensor, true_basis: Tensor) -> Tensor:
+    """Tangent-projector error ``‖Û Ûᵀ − P_T‖_F`` per point (SPEC §5; §8 reports its mean).
+
+    ``Û`` holds the top-``d`` eigenvectors of the field's ``G(x)`` (`field_eigenpairs`; dense ``eigh`` for
+    fields without a low-rank factor, small ``D`` only), with ``d`` the true dimension at that point: the number
+    of nonzero columns of ``true_basis`` (zero columns are padding, so ``d`` may vary from point to point).
+    A random ``d``-plane in ``R^D`` scores about ``sqrt(2d(1 − d/D))``.
+
+    Args:
+        field: any co-metric field.
+        x: ``(B, D)`` points (on the data).
+        true_basis: ``(B, D, k)`` orthonormal tangent bases, zero-padded to ``k`` columns.
+
+    Returns:
+        ``(B,)`` errors.
+    """
+    if true_basis.ndim != 3 or true_basis.shape[:2] != x.shape:
+        raise ValueError(f"true_basis must have shape (B, D, k) with (B, D) = {tuple(x.shape)}, "
+                         f"got {tuple(true_basis.shape)}")
+    true_basis = true_basis.to(x)
+    d = (true_basis.abs().amax(dim=-2) > 0).sum(-1)  # (B,)
+    vectors = field_eigenpairs(field, x).vectors.to(x)
+    keep = torch.arange(vectors.shape[-1], device=x.device) < d.unsqueeze(-1)  # (B, r)
+    return projector_error(vectors * keep.unsqueeze(-2), true_basis)
+
+
+def dimension_accuracy(field: CoMetricField, x: Tensor, true_dim: Tensor | int) -> float:
+    """Fraction of points whose largest-gap intrinsic dimension (SPEC §5) equals the true one.
+
+    Args:
+        field: any co-metric field (dense ``eigh`` without a low-rank factor: small ``D`` only).
+        x: ``(B, D)`` points.
+        true_dim: ``(B,)`` integer dimensions, or one integer for all points.
+
+    Returns:
+        A float in ``[0, 1]``.
+    """
+    values = field_eigenpairs(field, x).values
+    estimate = intrinsic_dimension(values)
+    truth = torch.as_tensor(true_dim, device=estimate.device).expand_as(estimate)
+    return float((estimate == truth).float().mean())
+
+
+def _sync(x: Tensor) -> None:
+    if x.is_cuda:
+        torch.cuda.synchronize(x.device)
+
+
+def time_per_query(
+    fn: Callable[[Tensor], object], x: Tensor, *, repeats: int = 10, warmup: int = 2
+) -> float:
+    """Wall-clock seconds per query point of ``fn(x)`` (SPEC §8 compares methods per query).
+
+    ``fn`` is called ``warmup`` times untimed, then ``repeats`` times, each timed alone (CUDA is synchronised
+    before and after each call when ``x`` is on a GPU); the median call time is divided by the batch size
+    ``x.shape[0]``. Multiply by the batch size for the time of one batched call.
+
+    Args:
+        fn: maps a ``(B, D)`` batch to anything (e.g. ``field.factor``).
+        x: ``(B, D)`` queries.
+        repeats: timed calls, ``≥ 1``.
+        warmup: untimed calls first.
+
+    Returns:
+        Seconds per query point.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    for _ in range(warmup):
+        fn(x)
+    times = []
+    for _ in range(repeats):
+        _sync(x)
+        start = time.perf_counter()
+        fn(x)
+        _sync(x)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) / max(x.shape[0], 1)
+
+
+def peak_memory(fn: Callable[[Tensor], object], x: Tensor) -> int | None:
+    """Peak extra GPU memory of one call ``fn(x)`` in bytes (SPEC §8 reports memory per evaluation).
+
+    On CUDA: ``torch.cuda.max_memory_allocated`` during the call minus the memory allocated before it (the result
+    counts while it is alive). Resets the device's peak statistics. On CPU there is no faithful allocator
+    counter for torch tensors (``tracemalloc`` does not see them), so the answer is ``None``.
+
+    Args:
+        fn: maps a ``(B, D)`` batch to anything.
+        x: ``(B, D)`` queries.
+
+    Returns:
+        Bytes, or ``None`` when ``x`` is not on a CUDA device.
+    """
+    if not x.is_cuda:
+        return None
+    device = x.device
+    torch.cuda.synchronize(device)
+    before = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    out = fn(x)
+    torch.cuda.synchronize(device)
+    peak = torch.cuda.max_memory_allocated(device) - before
+    del out
+    return int(peak)

@@ -1,0 +1,188 @@
+"""The k-nearest-neighbour carré du champ: the diffusion-geometry baseline of SPEC §7.
+
+For a query ``y`` and its ``k`` nearest data points ``x_j`` (exact brute force, chunked so that memory stays
+bounded for millions of points), with weights ``w = softmax_j(−‖y − x_j‖² / (2σ²))``:
+
+* centred (default, SPEC §2: fit for flows and geodesics) ``Γ̂ᶜ(y) = Σ_j w_j (x_j − x̄)(x_j − x̄)ᵀ / σ²``,
+  ``x̄ = Σ_j w_j x_j``;
+* uncentred (the paper's baseline, for tangent and dimension comparisons)
+  ``Γ̂(y) = Σ_j w_j (x_j − y)(x_j − y)ᵀ / σ²``.
+
+Both come as a rank-``k`` factor, so ``apply`` and ``metric`` go through the low-rank functions of
+`learned_manifold.geometry`. Cost grows with ``N`` per query.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..geometry import lowrank_apply, lowrank_solve
+from .base import CoMetricField, check_points
+from .euclidean import check_count, check_scalar, check_vectors
+
+__all__ = ["KNNCDC"]
+
+DEFAULT_CHUNK = 65536
+"""Data rows per distance block when ``chunk_size`` is ``None``."""
+
+BLOCK_ELEMENTS = 2**24
+"""Entries of one query-by-data distance block: ``max(1, BLOCK_ELEMENTS // chunk)`` query rows per block."""
+
+
+class KNNCDC(CoMetricField):
+    """k-NN carré du champ of the coordinates (SPEC §7), centred or uncentred, with a rank-``k`` factor.
+
+    Args:
+        data: ``(N, D)`` or ``(N, *data_shape)`` floating samples (flattened to ``(N, D)``); held as a
+            non-persistent buffer, so ``.to(device)`` moves it and ``state_dict`` stays empty.
+        k: number of neighbours, ``1 ≤ k ≤ N``.
+        sigma: bandwidth ``σ > 0`` in data units.
+        centred: mean-centred ``Γ̂ᶜ`` (default) or uncentred ``Γ̂``.
+        delta: isotropic part ``δ ≥ 0`` added by ``apply`` and ``metric``.
+        chunk_size: data rows per distance block (default ``min(N, 65536)``); query rows per block are chosen
+            so that one block holds at most ``2**24`` distances.
+
+    Attributes:
+        dim: ``D``. low_rank: ``True``. centred, k, sigma, delta, chunk_size: as given.
+
+    Example:
+        >>> field = KNNCDC(torch.randn(1000, 3), k=32, sigma=0.3)
+        >>> field.factor(torch.zeros(5, 3)).shape
+        torch.Size([5, 3, 32])
+    """
+
+    low_rank = True
+
+    def __init__(
+        self,
+        data: Tensor,
+        *,
+        k: int = 64,
+        sigma: float,
+        centred: bool = True,
+        delta: float = 0.0,
+        chunk_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        data = torch.as_tensor(data)
+        if data.ndim < 2 or data.shape[0] == 0 or data[0].numel() == 0:
+            raise ValueError(f"data must have shape (N, D) or (N, ...), N, D >= 1; got {tuple(data.shape)}")
+        if not data.is_floating_point():
+            raise ValueError(f"data must be a floating-point tensor, got {data.dtype}; convert it first")
+        if not bool(torch.isfinite(data).all()):
+            raise ValueError("data contains NaN or infinite values")
+        if not isinstance(centred, bool):
+            raise ValueError(f"centred must be a bool, got {type(centred).__name__}")
+        n = data.shape[0]
+        self.register_buffer("data", data.detach().reshape(n, -1), persistent=False)
+        self.dim = self.data.shape[1]
+        self.k = check_count(k, "k", high=n)
+        self.sigma = check_scalar(sigma, "sigma")
+        self.centred = centred
+        self.delta = check_scalar(delta, "delta", allow_zero=True)
+        chunk = min(n, DEFAULT_CHUNK) if chunk_size is None else check_count(chunk_size, "chunk_size")
+        self.chunk_size = chunk
+
+    def _check_query(self, y: Tensor, name: str = "x") -> None:
+        check_points(y, self.dim, name)
+        if y.dtype != self.data.dtype or y.device != self.data.device:
+            raise ValueError(
+                f"{name} is {y.dtype} on {y.device} but the data are {self.data.dtype} on "
+                f"{self.data.device}; move the field with .to(...)"
+            )
+
+    @torch.no_grad()
+    def _nearest(self, y: Tensor) -> Tensor:
+        """Indices ``(B, k)`` of the ``k`` nearest data rows: chunked brute force, running top-k merge.
+
+        Distances in a block use ``‖q‖² + ‖x‖² − 2 q·x`` (one matmul); exact distances are recomputed later.
+        """
+        n, k, rows = self.data.shape[0], self.k, self.chunk_size
+        query_rows = max(1, BLOCK_ELEMENTS // rows)
+        found = []
+        for q in y.split(query_rows):
+            q_sq = (q * q).sum(-1, keepdim=True)
+            best_d = q.new_full((q.shape[0], k), float("inf"))
+            best_i = torch.zeros(q.shape[0], k, dtype=torch.long, device=q.device)
+            for start in range(0, n, rows):
+                block = self.data[start : start + rows]
+                d2 = torch.addmm(q_sq + (block * block).sum(-1), q, block.T, alpha=-2.0)
+                d, i = d2.topk(min(k, block.shape[0]), dim=1, largest=False)
+                best_d, pos = torch.cat([best_d, d], 1).topk(k, dim=1, largest=False)
+                best_i = torch.cat([best_i, i + start], 1).gather(1, pos)
+            found.append(best_i)
+        return torch.cat(found)
+
+    def _search(self, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Exact squared distances ``(B, k)`` ascending, indices ``(B, k)`` and neighbours ``(B, k, D)``.
+
+        Distances are recomputed from the gathered neighbours: exact, and differentiable in ``y``.
+        """
+        idx = self._nearest(y)
+        points = self.data[idx]
+        dist2 = (points - y.unsqueeze(1)).pow(2).sum(-1)
+        dist2, order = dist2.sort(dim=-1)
+        idx = idx.gather(1, order)
+        points = points.gather(1, order.unsqueeze(-1).expand_as(points))
+        return dist2, idx, points
+
+    def neighbours(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        """The ``k`` nearest data points of each query, exact brute force.
+
+        Args:
+            y: ``(B, D)`` queries (same dtype and device as the data).
+
+        Returns:
+            ``(dist2, idx)``: squared Euclidean distances ``(B, k)`` in ascending order and the matching row
+            indices into the data ``(B, k)``.
+        """
+        self._check_query(y, "y")
+        dist2, idx, _ = self._search(y)
+        return dist2, idx
+
+    def _weighted(self, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Log-weights ``(B, k)``, neighbours ``(B, k, D)`` and their weighted mean ``x̄`` ``(B, D)``."""
+        dist2, _, points = self._search(y)
+        log_w = torch.log_softmax(-dist2 / (2 * self.sigma**2), dim=-1)
+        mean = (log_w.exp().unsqueeze(-1) * points).sum(1)
+        return log_w, points, mean
+
+    def factor(self, x: Tensor) -> Tensor:
+        """Rank-``k`` factor ``A`` with ``Γ̂ = AAᵀ`` (SPEC §7): ``(B, D)`` → ``(B, D, k)``.
+
+        Columns are ``sqrt(w_j)(x_j − x̄)/σ`` (centred) or ``sqrt(w_j)(x_j − y)/σ`` (uncentred), ordered by
+        distance. ``sqrt(w_j)`` is taken as ``exp(½ log w_j)``, so far neighbours whose weight underflows give
+        zero columns with finite gradients.
+        """
+        self._check_query(x)
+        log_w, points, mean = self._weighted(x)
+        centre = mean if self.centred else x
+        cols = (points - centre.unsqueeze(1)) * (0.5 * log_w).exp().unsqueeze(-1) / self.sigma
+        return cols.transpose(1, 2)
+
+    def apply(self, x: Tensor, w: Tensor) -> Tensor:
+        """``(AAᵀ + δI) w``: ``(B, D)``, ``(B, D)`` → ``(B, D)``."""
+        check_vectors(x, w, self.dim, "w")
+        return lowrank_apply(self.factor(x), w, self.delta)
+
+    def metric(self, x: Tensor, v: Tensor) -> Tensor:
+        """``(AAᵀ + δI)^{-1} v`` by Woodbury (pseudo-inverse on the range of ``A`` if ``δ = 0``, SPEC §5)."""
+        check_vectors(x, v, self.dim, "v")
+        return lowrank_solve(self.factor(x), v, self.delta)
+
+    def project(self, x: Tensor) -> Tensor:
+        """Landing projection: the weighted neighbour mean ``x̄ = Σ_j w_j x_j``, ``(B, D)`` → ``(B, D)``."""
+        self._check_query(x)
+        return self._weighted(x)[2]
+
+    @property
+    def can_project(self) -> bool:
+        """``True``: `project` lands on the weighted neighbour mean."""
+        return True
+
+    def extra_repr(self) -> str:
+        return (
+            f"N={self.data.shape[0]}, D={self.dim}, k={self.k}, sigma={self.sigma}, centred={self.centred}, "
+            f"delta={self.delta}, chunk_size={self.chunk_size}"
+        )

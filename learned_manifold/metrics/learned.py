@@ -1,0 +1,75 @@
+"""The learned carré du champ: a trained `MetricModel` as a co-metric field (SPEC §5)."""
+
+from __future__ import annotations
+
+import os
+
+from torch import Tensor
+
+from ..geometry import lowrank_apply, lowrank_solve
+from ..model_file import load_model
+from ..models import MetricModel
+from .base import CoMetricField, check_points
+
+__all__ = ["LearnedCDC"]
+
+
+class LearnedCDC(CoMetricField):
+    """Co-metric ``G(x) = A(x) Aᵀ(x) + λ_T I`` from a trained network, plus the isotropic part ``δ``.
+
+    ``apply`` is ``(AAᵀ + (λ_T + δ) I) w`` in ``O(D r)``; ``metric`` is its inverse by Woodbury in
+    ``O(D r² + r³)`` (for ``λ_T + δ = 0``, the pseudo-inverse on the range of ``A``). The network is a frozen,
+    registered submodule, so the field follows ``.to(device/dtype)``.
+
+    Args:
+        model: a `MetricModel` or the path of a model file.
+        sigma: evaluation bandwidth in data units (``None``: the model's default).
+        delta: isotropic part ``δ ≥ 0`` added on top of the model's Tikhonov term.
+    """
+
+    low_rank = True
+
+    def __init__(self, model: MetricModel | str | os.PathLike, sigma: float | None = None, *, delta: float = 0.0):
+        super().__init__()
+        if not isinstance(model, MetricModel):
+            model = load_model(model)
+        if delta < 0:
+            raise ValueError(f"delta must be >= 0, got {delta}")
+        if sigma is not None and not sigma > 0:
+            raise ValueError(f"sigma must be positive, got {sigma}")
+        self.model = model.requires_grad_(False).eval()
+        self.sigma = float(model.config.default_sigma if sigma is None else sigma)
+        self.extra_delta = float(delta)
+        self.dim = model.dim
+        self.centred = model.config.centred
+
+    @property
+    def delta(self) -> float:  # type: ignore[override]
+        """Total isotropic part: the model's Tikhonov term ``λ_T`` plus the user's ``δ``."""
+        return self.model.config.tikhonov + self.extra_delta
+
+    def factor(self, x: Tensor) -> Tensor:
+        """``(B, D)`` → ``(B, D, r)``, in the dtype of ``x``."""
+        check_points(x, self.dim)
+        return self.model.factor(x.to(self.model.scale.dtype), self.sigma).to(x.dtype)
+
+    def apply(self, x: Tensor, w: Tensor) -> Tensor:
+        return lowrank_apply(self.factor(x), w, self.delta)
+
+    def metric(self, x: Tensor, v: Tensor) -> Tensor:
+        return lowrank_solve(self.factor(x), v, self.delta)
+
+    def project(self, x: Tensor) -> Tensor:
+        """Landing: the denoiser's posterior mean ``x̂(x, σ)`` (SPEC §6)."""
+        if not self.model.has_denoiser:
+            raise RuntimeError("this model has no denoiser: landing projection is unavailable")
+        check_points(x, self.dim)
+        return self.model.denoise(x.to(self.model.scale.dtype), self.sigma).to(x.dtype)
+
+    @property
+    def can_project(self) -> bool:
+        return self.model.has_denoiser
+
+    def extra_repr(self) -> str:
+        return f"sigma={self.sigma:.4g}, delta={self.delta:.4g}"
+

@@ -1,0 +1,311 @@
+"""Score-based baselines of SPEC §7, all built on a denoiser ``x̂(y, σ)`` and its Tweedie score.
+
+The score at bandwidth ``σ`` is ``s(y) = (x̂(y, σ) − y) / σ²`` (Tweedie), so ``∂x̂/∂y = Cov[x | y]/σ²`` is the
+mean-centred CDC (SPEC §2) and ``J_s = ∂s/∂y = (∂x̂/∂y − I)/σ²``.
+
+* `ScoreJacobianMetric` (Kharitenko et al. 2025): ``G = ½(J + Jᵀ)``, ``J = ∂x̂/∂y``, by one JVP and one VJP.
+* `SteinScoreMetric` (Azeglio & Di Bernardo 2025): metric ``I + λ s sᵀ``, co-metric by Sherman–Morrison.
+* `TangentialMetric` (Saito & Matsubara 2025): metric ``J_sᵀ J_s + εI``, by one JVP and one VJP.
+
+The denoiser must act point by point (row ``b`` of its output depends on row ``b`` of its input only: no
+batch statistics) and be traceable by ``torch.func`` (no ``.item()``, no NumPy). Jacobians are never formed
+(except by `ScoreJacobianMetric.jacobian`, for tests); JVPs and VJPs are batched over the points.
+``torch.func`` transforms ignore an outer ``torch.no_grad()``, so the fields work inside optimiser steps.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from .base import CoMetricField, as_denoiser, check_points
+from .euclidean import check_count, check_scalar, check_vectors
+
+__all__ = ["ScoreJacobianMetric", "SteinScoreMetric", "TangentialMetric"]
+
+LinearMap = Callable[[Tensor], Tensor]
+
+
+def _batched_cg(matvec: LinearMap, b: Tensor, *, iters: int, tol: float) -> Tensor:
+    """Solve ``K_i x_i = b_i`` for every row ``i`` by conjugate gradients, with SPD operators ``K_i``.
+
+    Each row runs its own step sizes and stops once ``‖r_i‖ ≤ tol · ‖b_i‖``; the loop ends when every row has
+    stopped or after ``iters`` iterations (the current iterate is returned either way).
+
+    Args:
+        matvec: ``(B, D)`` → ``(B, D)``, row ``i`` multiplied by ``K_i``.
+        b: ``(B, D)`` right-hand sides.
+        iters: maximum number of iterations (one ``matvec`` each).
+        tol: relative residual tolerance.
+
+    Returns:
+        ``(B, D)`` solutions.
+
+    Raises:
+        ValueError: if some ``K_i`` shows a non-positive curvature ``pᵀ K_i p ≤ 0`` (not positive definite).
+    """
+    x = torch.zeros_like(b)
+    r, p = b, b
+    rr = (r * r).sum(-1)
+    stop = tol**2 * rr
+    indefinite = torch.zeros_like(rr, dtype=torch.bool)
+    for _ in range(iters):
+        active = (rr > stop) & ~indefinite
+        if not bool(active.any()):
+            break
+        kp = matvec(p)
+        pkp = (p * kp).sum(-1)
+        indefinite = indefinite | (active & (pkp <= 0))
+        active = active & ~indefinite
+        alpha = torch.where(active, rr / torch.where(active, pkp, 1.0), 0.0).unsqueeze(-1)
+        x = x + alpha * p
+        r = r - alpha * kp
+        rr_next = (r * r).sum(-1)
+        beta = torch.where(active, rr_next / torch.where(active, rr, 1.0), 0.0).unsqueeze(-1)
+        p = r + beta * p
+        rr = rr_next
+    if bool(indefinite.any()):
+        raise ValueError(
+            f"conjugate gradients met a matrix that is not positive definite at {int(indefinite.sum())} "
+            "point(s); increase the regulariser (delta or eps)"
+        )
+    return x
+
+
+class _DenoiserField(CoMetricField):
+    """Shared part of the score-based fields: the denoiser at a fixed ``σ``, the score and the landing map.
+
+    A denoiser that is an ``nn.Module`` is registered as the submodule ``model`` (so ``.to()`` moves it);
+    any other callable is kept as is.
+    """
+
+    def __init__(self, denoiser: object, sigma: float) -> None:
+        super().__init__()
+        as_denoiser(denoiser)  # fail early (TypeError) on something that cannot denoise
+        self.model = denoiser if isinstance(denoiser, nn.Module) else None
+        self._callable = None if isinstance(denoiser, nn.Module) else denoiser
+        self.sigma = check_scalar(sigma, "sigma")
+        shape = tuple(getattr(denoiser, "data_shape", ()) or ())
+        self.dim = math.prod(shape) if shape else None
+
+    def denoise(self, y: Tensor) -> Tensor:
+        """Posterior mean ``x̂(y, σ)`` at the field's ``σ``: ``(B, D)`` → ``(B, D)``."""
+        return as_denoiser(self.model if self.model is not None else self._callable)(y, self.sigma)
+
+    def score(self, y: Tensor) -> Tensor:
+        """Tweedie score ``s(y) = (x̂(y, σ) − y) / σ²``: ``(B, D)`` → ``(B, D)``."""
+        return (self.denoise(y) - y) / self.sigma**2
+
+    def project(self, x: Tensor) -> Tensor:
+        """Landing projection ``x̂(x, σ)`` (Kharitenko et al. 2025; SPEC §6): ``(B, D)`` → ``(B, D)``."""
+        check_points(x, self.dim)
+        return self.denoise(x)
+
+    @property
+    def can_project(self) -> bool:
+        """``True``: `project` is the denoiser."""
+        return True
+
+    @staticmethod
+    def _linearise(fn: LinearMap, x: Tensor) -> tuple[LinearMap, LinearMap]:
+        """Batched ``t ↦ J t`` and ``c ↦ Jᵀ c`` for ``J = ∂fn/∂y`` at ``x`` (``fn`` point-wise).
+
+        The VJP's forward pass is run once here and reused by every call (e.g. every CG iteration).
+        """
+        _, vjp_fn = torch.func.vjp(fn, x)
+
+        def jvp(t: Tensor) -> Tensor:
+            return torch.func.jvp(fn, (x,), (t,))[1]
+
+        def vjp(c: Tensor) -> Tensor:
+            return vjp_fn(c)[0]
+
+        return jvp, vjp
+
+    def extra_repr(self) -> str:
+        return f"sigma={self.sigma}, delta={self.delta}"
+
+
+class ScoreJacobianMetric(_DenoiserField):
+    """Score-Jacobian / Tweedie co-metric ``G = ½(J + Jᵀ)``, ``J = ∂x̂/∂y`` (SPEC §2, §7).
+
+    By Tweedie ``J = Cov[x | y]/σ²`` is the mean-centred CDC, symmetric for an exact denoiser; a learned one
+    is symmetrised. ``apply`` costs one JVP and one VJP of the denoiser, never a Jacobian. ``metric`` solves
+    ``(G + δI) u = v`` by batched conjugate gradients and therefore needs ``δ > 0``: ``G`` is singular on
+    the data (a near-projector) and, for a learned denoiser, need not be positive semi-definite; CG raises a
+    ``ValueError`` where ``G + δI`` turns out not to be positive definite.
+
+    Args:
+        denoiser: a model with ``denoise(y, sigma)`` or a callable ``x̂(y (B, D), sigma: float) -> (B, D)``.
+        sigma: bandwidth ``σ > 0`` in data units.
+        delta: isotropic part ``δ ≥ 0`` (``metric`` needs ``δ > 0``).
+        cg_iters: maximum CG iterations per ``metric`` call.
+        cg_tol: relative residual at which CG stops.
+
+    Attributes:
+        centred: ``True``. low_rank: ``False``. dim: ``prod(denoiser.data_shape)`` if known, else ``None``.
+    """
+
+    centred = True
+
+    def __init__(
+        self, denoiser: object, sigma: float, *, delta: float = 0.0, cg_iters: int = 100, cg_tol: float = 1e-6
+    ) -> None:
+        super().__init__(denoiser, sigma)
+        self.delta = check_scalar(delta, "delta", allow_zero=True)
+        self.cg_iters = check_count(cg_iters, "cg_iters")
+        self.cg_tol = check_scalar(cg_tol, "cg_tol")
+
+    def _operator(self, x: Tensor) -> LinearMap:
+        """``w ↦ (½(J + Jᵀ) + δI) w`` at ``x``."""
+        jvp, vjp = self._linearise(self.denoise, x)
+        delta = self.delta
+
+        def op(w: Tensor) -> Tensor:
+            out = 0.5 * (jvp(w) + vjp(w))
+            return out + delta * w if delta else out
+
+        return op
+
+    def apply(self, x: Tensor, w: Tensor) -> Tensor:
+        """``(½(J + Jᵀ) + δI) w`` by one JVP and one VJP: ``(B, D)``, ``(B, D)`` → ``(B, D)``."""
+        check_vectors(x, w, self.dim, "w")
+        return self._operator(x)(w)
+
+    def metric(self, x: Tensor, v: Tensor) -> Tensor:
+        """``(½(J + Jᵀ) + δI)^{-1} v`` by batched CG: ``(B, D)``, ``(B, D)`` → ``(B, D)``.
+
+        Raises:
+            ValueError: if ``δ = 0``, or if ``G + δI`` is not positive definite at some point.
+        """
+        check_vectors(x, v, self.dim, "v")
+        if self.delta <= 0:
+            raise ValueError(
+                "ScoreJacobianMetric.metric solves (G + delta I) u = v by conjugate gradients and needs "
+                "delta > 0 (G is singular on the data); construct the field with delta > 0"
+            )
+        return _batched_cg(self._operator(x), v, iters=self.cg_iters, tol=self.cg_tol)
+
+    def jacobian(self, y: Tensor) -> Tensor:
+        """Dense, unsymmetrised ``J = ∂x̂/∂y`` per point by ``torch.func.jacfwd``: ``(B, D)`` → ``(B, D, D)``.
+
+        Small ``D`` only (tests and plots); the denoiser must also work under ``torch.func.vmap``.
+        """
+        check_points(y, self.dim, "y")
+
+        def single(point: Tensor) -> Tensor:
+            return self.denoise(point.unsqueeze(0)).squeeze(0)
+
+        return torch.func.vmap(torch.func.jacfwd(single))(y)
+
+
+class SteinScoreMetric(_DenoiserField):
+    """Stein score metric ``M = I + λ s sᵀ`` (Azeglio & Di Bernardo 2025; SPEC §7), in closed form.
+
+    Convention: the co-metric is ``G = M^{-1} = I − c s sᵀ`` with ``c = λ / (1 + λ‖s‖²)``
+    (Sherman–Morrison) and, as for every field, ``apply(x, w) = (G + δI) w`` and
+    ``metric(x, v) = (G + δI)^{-1} v``. For ``δ = 0``, ``metric`` is ``M v = v + λ⟨s, v⟩ s``; for ``δ > 0``,
+    Sherman–Morrison on ``(1 + δ)I − c s sᵀ`` gives ``(v + λ⟨s, v⟩ s / (1 + δ(1 + λ‖s‖²))) / (1 + δ)``.
+    It penalises one normal direction only (the score's). ``λ`` has units of length² (SPEC §1:
+    ``λ_x = scale² λ_z``). One denoiser call per ``apply`` or ``metric``.
+
+    Args:
+        denoiser: a model with ``denoise(y, sigma)`` or a callable ``x̂(y (B, D), sigma: float) -> (B, D)``.
+        sigma: bandwidth ``σ > 0`` in data units.
+        lam: weight ``λ ≥ 0`` of the score direction (paper: 1000).
+        delta: isotropic part ``δ ≥ 0``.
+
+    Attributes:
+        centred: ``True`` (it penalises leaving the data along the score, fit for paths). low_rank: ``False``.
+    """
+
+    centred = True
+
+    def __init__(self, denoiser: object, sigma: float, *, lam: float = 1000.0, delta: float = 0.0) -> None:
+        super().__init__(denoiser, sigma)
+        self.lam = check_scalar(lam, "lam", allow_zero=True)
+        self.delta = check_scalar(delta, "delta", allow_zero=True)
+
+    def apply(self, x: Tensor, w: Tensor) -> Tensor:
+        """``(1 + δ) w − c⟨s, w⟩ s`` with ``c = λ/(1 + λ‖s‖²)``: ``(B, D)``, ``(B, D)`` → ``(B, D)``."""
+        check_vectors(x, w, self.dim, "w")
+        s = self.score(x)
+        c = self.lam / (1 + self.lam * (s * s).sum(-1, keepdim=True))
+        return (1 + self.delta) * w - c * (s * w).sum(-1, keepdim=True) * s
+
+    def metric(self, x: Tensor, v: Tensor) -> Tensor:
+        """``(v + λ⟨s, v⟩ s / (1 + δ(1 + λ‖s‖²))) / (1 + δ)``: ``(B, D)``, ``(B, D)`` → ``(B, D)``."""
+        check_vectors(x, v, self.dim, "v")
+        s = self.score(x)
+        c = self.lam / (1 + self.delta * (1 + self.lam * (s * s).sum(-1, keepdim=True)))
+        return (v + c * (s * v).sum(-1, keepdim=True) * s) / (1 + self.delta)
+
+    def extra_repr(self) -> str:
+        return f"sigma={self.sigma}, lam={self.lam}, delta={self.delta}"
+
+
+class TangentialMetric(_DenoiserField):
+    """Pullback metric ``M = J_sᵀ J_s + εI``, ``J_s = ∂s/∂y``: "Be Tangential" (Saito & Matsubara; SPEC §7).
+
+    Near the data ``J_s ≈ −P_N/σ²``, so ``M`` is about ``1/σ⁴ + ε`` along normals and ``ε`` along tangents.
+    ``metric(x, v) = (J_sᵀJ_s + εI) v`` is native (one JVP and one VJP of the score);
+    ``apply(x, w) = M^{-1} w`` by batched conjugate gradients (``M`` is positive definite for ``ε > 0``).
+    In the protocol's terms ``G := (J_sᵀJ_s + εI)^{-1}`` and ``δ = 0``: ``ε`` is the regulariser.
+
+    The default ``ε = 1/σ²`` makes normal directions ``≈ 1/σ²`` times dearer than tangent ones (like
+    ``G + δI`` with ``δ ≈ σ²`` for the CDC fields) and keeps CG's condition number near ``1 + 1/σ²``. Note the
+    scale: the tangent eigenvalues of ``G`` are ``≈ 1/ε = σ²``, not 1, so step sizes of gradient flows with
+    this field are ``≈ σ²`` times those of the CDC fields.
+
+    Args:
+        denoiser: a model with ``denoise(y, sigma)`` or a callable ``x̂(y (B, D), sigma: float) -> (B, D)``.
+        sigma: bandwidth ``σ > 0`` in data units.
+        eps: ``ε > 0``; ``None`` (default) means ``1/σ²``, fixed at construction.
+        cg_iters: maximum CG iterations per ``apply`` call.
+        cg_tol: relative residual at which CG stops.
+
+    Attributes:
+        centred: ``True``. low_rank: ``False``. delta: ``0``.
+    """
+
+    centred = True
+
+    def __init__(
+        self,
+        denoiser: object,
+        sigma: float,
+        *,
+        eps: float | None = None,
+        cg_iters: int = 100,
+        cg_tol: float = 1e-6,
+    ) -> None:
+        super().__init__(denoiser, sigma)
+        self.eps = 1.0 / self.sigma**2 if eps is None else check_scalar(eps, "eps")
+        self.cg_iters = check_count(cg_iters, "cg_iters")
+        self.cg_tol = check_scalar(cg_tol, "cg_tol")
+
+    def _operator(self, x: Tensor) -> LinearMap:
+        """``v ↦ (J_sᵀ J_s + εI) v`` at ``x``."""
+        jvp, vjp = self._linearise(self.score, x)
+        eps = self.eps
+
+        def op(v: Tensor) -> Tensor:
+            return vjp(jvp(v)) + eps * v
+
+        return op
+
+    def metric(self, x: Tensor, v: Tensor) -> Tensor:
+        """``(J_sᵀ J_s + εI) v`` by one JVP and one VJP of the score: ``(B, D)``, ``(B, D)`` → ``(B, D)``."""
+        check_vectors(x, v, self.dim, "v")
+        return self._operator(x)(v)
+
+    def apply(self, x: Tensor, w: Tensor) -> Tensor:
+        """``(J_sᵀ J_s + εI)^{-1} w`` by batched CG: ``(B, D)``, ``(B, D)`` → ``(B, D)``."""
+        check_vectors(x, w, self.dim, "w")
+        return _batched_cg(self._operator(x), w, iters=self.cg_iters, tol=self.cg_tol)
+
+    def extra_repr(self) -> str:
+        return f"sigma={self.sigma}, eps={self.eps}"

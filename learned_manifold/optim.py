@@ -1,0 +1,78 @@
+"""geoopt's Riemannian optimisers with the card's signature: ``RiemannianSGD(params, manifold=M, lr=...)``.
+
+Plain tensors and ``nn.Parameter`` s are bound to ``M`` by making ``M`` the optimiser's default manifold
+(geoopt uses ``p.manifold`` for ``ManifoldParameter`` s and the default manifold for everything else); a
+``geoopt.ManifoldParameter`` keeps its own manifold. Shapes are checked up front. Options that geoopt would
+accept and silently ignore are refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import geoopt
+import torch
+
+__all__ = ["RiemannianAdam", "RiemannianSGD"]
+
+# torch.optim.Adam keywords that geoopt.optim.RiemannianAdam accepts but never reads.
+_IGNORED_BY_GEOOPT_ADAM = ("maximize", "foreach", "capturable", "differentiable", "fused", "decoupled_weight_decay")
+
+
+def _bind(optimizer: torch.optim.Optimizer, manifold: geoopt.Manifold | None) -> None:
+    if manifold is None:
+        return
+    if not isinstance(manifold, geoopt.Manifold):
+        raise TypeError(f"manifold must be a geoopt.Manifold, got {type(manifold).__name__}")
+    optimizer._default_manifold = manifold
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            if isinstance(p, geoopt.ManifoldTensor):
+                continue
+            ok, reason = manifold._check_shape(p.shape, "parameter")
+            if not ok:
+                raise ValueError(f"cannot bind a parameter of shape {tuple(p.shape)} to {manifold}: {reason}")
+
+
+class RiemannianSGD(geoopt.optim.RiemannianSGD):
+    """geoopt's ``RiemannianSGD`` whose plain parameters live on ``manifold``.
+
+    Args:
+        params: tensors (``requires_grad=True``) or parameter groups.
+        manifold: the manifold of plain parameters (``None``: geoopt's Euclidean default).
+        lr, momentum, dampening, weight_decay, nesterov, stabilize: as in geoopt / ``torch.optim.SGD``.
+    """
+
+    def __init__(self, params: Iterable, *, manifold: geoopt.Manifold | None = None, lr: float,
+                 momentum: float = 0.0, dampening: float = 0.0, weight_decay: float = 0.0,
+                 nesterov: bool = False, stabilize: int | None = None):
+        super().__init__(params, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                         nesterov=nesterov, stabilize=stabilize)
+        _bind(self, manifold)
+
+
+class RiemannianAdam(geoopt.optim.RiemannianAdam):
+    """geoopt's ``RiemannianAdam`` whose plain parameters live on ``manifold``.
+
+    Args:
+        params: tensors or parameter groups.
+        manifold: the manifold of plain parameters.
+        lr, betas, eps, weight_decay, amsgrad, stabilize: as in geoopt / ``torch.optim.Adam``.
+
+    Raises:
+        ValueError: for ``torch.optim.Adam`` options geoopt ignores (``maximize``, ``foreach``, ``fused``, ...).
+    """
+
+    def __init__(self, params: Iterable, *, manifold: geoopt.Manifold | None = None, lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
+                 amsgrad: bool = False, stabilize: int | None = None, **unsupported):
+        bad = sorted(k for k, v in unsupported.items() if k in _IGNORED_BY_GEOOPT_ADAM and v)
+        if bad:
+            raise ValueError(f"geoopt's RiemannianAdam ignores {bad}; refusing rather than silently "
+                             f"doing something else (negate the objective instead of maximize=True)")
+        unknown = sorted(set(unsupported) - set(_IGNORED_BY_GEOOPT_ADAM))
+        if unknown:
+            raise TypeError(f"unexpected options {unknown}")
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                         stabilize=stabilize)
+        _bind(self, manifold)

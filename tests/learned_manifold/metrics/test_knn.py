@@ -1,0 +1,182 @@
+"""KNNCDC against dense samples (circle, S²), the dense formula from the weights and full-sort neighbours."""
+
+import math
+
+import pytest
+import torch
+
+from learned_manifold import geometry
+from learned_manifold.metrics import knn
+from learned_manifold.metrics.knn import KNNCDC
+
+F64 = torch.float64
+
+
+def circle(n: int) -> torch.Tensor:
+    t = torch.arange(n, dtype=F64) * (2 * math.pi / n)
+    return torch.stack([t.cos(), t.sin()], 1)
+
+
+def fibonacci_sphere(n: int) -> torch.Tensor:
+    i = torch.arange(n, dtype=F64) + 0.5
+    z = 1 - 2 * i / n
+    r = (1 - z * z).sqrt()
+    phi = i * math.pi * (3 - math.sqrt(5))
+    return torch.stack([r * phi.cos(), r * phi.sin(), z], 1)
+
+
+@pytest.fixture(scope="module")
+def circle_data():
+    return circle(2000)
+
+
+def test_circle_tangent_and_dimension(circle_data):
+    field = KNNCDC(circle_data, k=64, sigma=0.05)
+    t = torch.rand(24, dtype=F64, generator=torch.Generator().manual_seed(0)) * 2 * math.pi
+    y = torch.stack([t.cos(), t.sin()], 1)
+    tangent = torch.stack([-t.sin(), t.cos()], 1).unsqueeze(-1)
+    A = field.factor(y)
+    assert A.shape == (24, 2, 64)
+    pairs = geometry.eigenpairs(A)
+    assert geometry.projector_error(pairs.vectors[..., :1], tangent).max() < 0.1
+    assert (geometry.intrinsic_dimension(pairs.values) == 1).all()
+    assert (pairs.values[:, 0] > 0.5).all() and (pairs.values[:, 1] < 0.01).all()
+
+
+@pytest.mark.parametrize("h", [0.1, 0.15])
+def test_off_manifold_normal_spike_only_when_uncentred(circle_data, h):
+    sigma = 0.05
+    angle = torch.tensor([0.3, 2.0, 4.0], dtype=F64)
+    normal = torch.stack([angle.cos(), angle.sin()], 1)
+    y = (1 + h) * normal
+    centred = KNNCDC(circle_data, k=64, sigma=sigma)
+    uncentred = KNNCDC(circle_data, k=64, sigma=sigma, centred=False)
+    assert centred.centred and not uncentred.centred
+
+    A = uncentred.factor(y)
+    pairs = geometry.eigenpairs(A)
+    torch.testing.assert_close(pairs.values[:, 0], torch.full_like(angle, (h / sigma) ** 2), rtol=0.1, atol=0)
+    assert geometry.projector_error(pairs.vectors[..., :1], normal.unsqueeze(-1)).max() < 0.1
+
+    A = centred.factor(y)
+    normal_value = (A.transpose(1, 2) @ normal.unsqueeze(-1)).pow(2).sum((1, 2))  # nᵀ Γ̂ᶜ n
+    assert normal_value.max() < 0.05
+    assert geometry.eigenpairs(A).values[:, 0].max() < 1.2
+
+
+def test_sphere_tangent_plane():
+    data = fibonacci_sphere(4000)
+    field = KNNCDC(data, k=64, sigma=0.1)
+    p = torch.randn(24, 3, dtype=F64, generator=torch.Generator().manual_seed(1))
+    p = p / p.norm(dim=1, keepdim=True)
+    e1, e2 = torch.eye(3, dtype=F64)[:2]
+    a = torch.where(p[:, :1].abs() < 0.9, e1, e2)
+    t1 = a - (a * p).sum(1, keepdim=True) * p
+    t1 = t1 / t1.norm(dim=1, keepdim=True)
+    basis = torch.stack([t1, torch.linalg.cross(p, t1)], -1)
+    pairs = geometry.eigenpairs(field.factor(p))
+    assert geometry.projector_error(pairs.vectors[..., :2], basis).max() < 0.1
+    assert (geometry.intrinsic_dimension(pairs.values) == 2).all()
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 64, 100, 500, 10_000])
+def test_chunked_neighbours_equal_full_sort(monkeypatch, chunk_size):
+    monkeypatch.setattr(knn, "BLOCK_ELEMENTS", 256)  # several query blocks too
+    g = torch.Generator().manual_seed(2)
+    data = torch.randn(500, 4, dtype=F64, generator=g)
+    y = torch.randn(30, 4, dtype=F64, generator=g)
+    field = KNNCDC(data, k=20, sigma=1.0, chunk_size=chunk_size)
+    dist2, idx = field.neighbours(y)
+    full = (y.unsqueeze(1) - data.unsqueeze(0)).pow(2).sum(-1)
+    ref_d, ref_i = full.sort(dim=1)
+    assert torch.equal(idx, ref_i[:, :20])
+    torch.testing.assert_close(dist2, ref_d[:, :20])
+
+
+@pytest.mark.parametrize("centred", [True, False])
+def test_factor_matches_dense_formula(centred):
+    g = torch.Generator().manual_seed(3)
+    data = torch.randn(300, 3, dtype=F64, generator=g)
+    y = torch.randn(8, 3, dtype=F64, generator=g)
+    k, sigma = 25, 0.4
+    field = KNNCDC(data, k=k, sigma=sigma, centred=centred, chunk_size=64)
+    d2 = (y.unsqueeze(1) - data.unsqueeze(0)).pow(2).sum(-1)
+    near_d, near_i = d2.topk(k, dim=1, largest=False)
+    w = torch.softmax(-near_d / (2 * sigma**2), dim=1)
+    pts = data[near_i]
+    mean = (w.unsqueeze(-1) * pts).sum(1)
+    diff = pts - (mean if centred else y).unsqueeze(1)
+    dense = torch.einsum("bj,bjd,bje->bde", w, diff, diff) / sigma**2
+    A = field.factor(y)
+    assert A.shape == (8, 3, k)
+    torch.testing.assert_close(A @ A.transpose(1, 2), dense)
+    torch.testing.assert_close(field.dense(y), dense)
+    torch.testing.assert_close(field.project(y), mean)
+    assert field.can_project and field.low_rank and field.dim == 3
+
+
+def test_metric_inverts_apply():
+    g = torch.Generator().manual_seed(4)
+    data = torch.randn(400, 6, dtype=F64, generator=g)
+    field = KNNCDC(data, k=10, sigma=0.8, delta=0.01)  # rank 9 in R^6 plus δ: all directions
+    x, v = torch.randn(2, 5, 6, dtype=F64, generator=g)
+    torch.testing.assert_close(field.metric(x, field.apply(x, v)), v)
+    torch.testing.assert_close(field.apply(x, field.metric(x, v)), v)
+    assert field.apply(x, v).shape == field.metric(x, v).shape == (5, 6)
+    dense = field.dense(x) + 0.01 * torch.eye(6, dtype=F64)
+    expected = torch.einsum("bd,bde,be->b", v, torch.linalg.inv(dense), v)
+    torch.testing.assert_close(field.inner(x, v, v), expected)
+
+
+def test_gradient_stays_finite_when_weights_underflow(circle_data):
+    field = KNNCDC(circle_data, k=64, sigma=0.002)  # far neighbours get weight exp(-large) = 0
+    y = torch.tensor([[1.0, 0.001]], dtype=F64, requires_grad=True)
+    field.factor(y).pow(2).sum().backward()
+    assert torch.isfinite(y.grad).all()
+
+
+def test_data_shape_and_device_dtype():
+    data = torch.randn(50, 2, 2)
+    field = KNNCDC(data, k=5, sigma=0.5)
+    assert field.dim == 4 and field.data.shape == (50, 4)
+    assert "data" in dict(field.named_buffers()) and field.state_dict() == {}
+    with pytest.raises(ValueError, match="float64"):
+        field.factor(torch.randn(3, 4, dtype=F64))
+    field = field.to(F64)
+    assert field.data.dtype == F64 and field.factor(torch.randn(3, 4, dtype=F64)).shape == (3, 4, 5)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"k": 11}, "k must lie"),
+        ({"k": 0}, "k must lie"),
+        ({"sigma": 0.0}, "sigma"),
+        ({"sigma": float("nan")}, "sigma"),
+        ({"delta": -1e-3}, "delta"),
+        ({"centred": "yes"}, "centred"),
+        ({"chunk_size": 0}, "chunk_size"),
+    ],
+)
+def test_bad_settings_raise(kwargs, match):
+    settings = {"k": 3, "sigma": 1.0} | kwargs
+    with pytest.raises(ValueError, match=match):
+        KNNCDC(torch.randn(10, 2), **settings)
+
+
+def test_bad_data_and_inputs_raise():
+    with pytest.raises(ValueError, match="NaN"):
+        KNNCDC(torch.tensor([[0.0, float("nan")], [1.0, 1.0]]), k=1, sigma=1.0)
+    with pytest.raises(ValueError, match="floating"):
+        KNNCDC(torch.ones(5, 2, dtype=torch.long), k=1, sigma=1.0)
+    with pytest.raises(ValueError, match="shape"):
+        KNNCDC(torch.ones(5), k=1, sigma=1.0)
+    field = KNNCDC(torch.randn(10, 2), k=3, sigma=1.0)
+    with pytest.raises(ValueError, match="coordinates"):
+        field.factor(torch.randn(4, 3))
+    with pytest.raises(ValueError, match="shape"):
+        field.neighbours(torch.randn(2))
+    with pytest.raises(ValueError, match="batch size"):
+        field.apply(torch.randn(4, 2), torch.randn(3, 2))
+    with pytest.raises(ValueError, match="coordinates"):
+        field.metric(torch.randn(4, 2), torch.randn(4, 3))

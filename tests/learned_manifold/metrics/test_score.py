@@ -1,0 +1,204 @@
+"""Score-based fields against dense Jacobians (torch.func.jacfwd) and the closed forms of Gaussian data."""
+
+import pytest
+import torch
+from torch import nn
+
+from learned_manifold.metrics.score import ScoreJacobianMetric, SteinScoreMetric, TangentialMetric
+
+F64 = torch.float64
+D = 5
+SIGMA = 0.3
+
+
+class TinyDenoiser(nn.Module):
+    """``x̂(y, σ) = 0.6 y + 0.2 W₂ tanh(W₁ y + σ)``: smooth, with a non-symmetric Jacobian whose symmetric part
+    stays positive definite (``0.6 − 0.2‖W₂‖‖W₁‖ > 0``)."""
+
+    data_shape = (D,)
+
+    def __init__(self) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.w1 = nn.Parameter(torch.randn(8, D, generator=g, dtype=F64) / 4)
+        self.w2 = nn.Parameter(torch.randn(D, 8, generator=g, dtype=F64) / 4)
+
+    def denoise(self, y: torch.Tensor, sigma: float) -> torch.Tensor:
+        return 0.6 * y + 0.2 * torch.tanh(y @ self.w1.T + sigma) @ self.w2.T
+
+
+@pytest.fixture
+def model():
+    return TinyDenoiser()
+
+
+@pytest.fixture
+def batch():
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(3, 7, D, dtype=F64, generator=g)
+
+
+def jacobians(fn, x):
+    """Per-point dense Jacobians of a point-wise map, one ``jacfwd`` per point: ``(B, D, D)``."""
+    return torch.stack([torch.func.jacfwd(lambda p: fn(p.unsqueeze(0)).squeeze(0))(xi) for xi in x])
+
+
+# ---------------------------------------------------------------- ScoreJacobianMetric
+
+
+def test_apply_is_symmetrised_jacobian(model, batch):
+    x, w, _ = batch
+    field = ScoreJacobianMetric(model, SIGMA, delta=0.05)
+    J = jacobians(lambda y: model.denoise(y, SIGMA), x)
+    assert (J - J.transpose(1, 2)).abs().max() > 1e-3  # the test would not see a missing symmetrisation
+    expected = 0.5 * ((J + J.transpose(1, 2)) @ w.unsqueeze(-1)).squeeze(-1) + 0.05 * w
+    torch.testing.assert_close(field.apply(x, w), expected)
+    torch.testing.assert_close(field.jacobian(x), J)
+    torch.testing.assert_close(field.dense(x), 0.5 * (J + J.transpose(1, 2)))
+    torch.testing.assert_close(field.project(x), model.denoise(x, SIGMA))
+    assert field.can_project and field.centred and field.dim == D
+
+
+def test_metric_inverts_apply_by_cg(model, batch):
+    x, v, _ = batch
+    field = ScoreJacobianMetric(model, SIGMA, delta=0.1, cg_tol=1e-12)
+    torch.testing.assert_close(field.metric(x, field.apply(x, v)), v)
+    torch.testing.assert_close(field.apply(x, field.metric(x, v)), v)
+    assert field.metric(x, v).shape == (7, D)
+
+
+def test_works_under_no_grad(model, batch):
+    x, v, _ = batch
+    field = ScoreJacobianMetric(model, SIGMA, delta=0.1, cg_tol=1e-12)
+    applied, solved = field.apply(x, v), field.metric(x, v)
+    with torch.no_grad():
+        torch.testing.assert_close(field.apply(x, v), applied)
+        torch.testing.assert_close(field.metric(x, v), solved)
+
+
+def test_metric_needs_delta_and_positive_definiteness(batch):
+    x, v, _ = batch
+    with pytest.raises(ValueError, match="delta > 0"):
+        ScoreJacobianMetric(lambda y, s: 0.5 * y, SIGMA).metric(x, v)
+    flipped = ScoreJacobianMetric(lambda y, s: -y, SIGMA, delta=0.5)  # G + δI = −½ I
+    with pytest.raises(ValueError, match="not positive definite"):
+        flipped.metric(x, v)
+
+
+def test_gaussian_data_closed_form(batch):
+    """x ~ N(0, diag(c)): x̂ = c/(c + σ²) y, G = diag(c/(c + σ²)), s = −y/(c + σ²), J_s = −diag(1/(c + σ²))."""
+    x, v, _ = batch
+    c = torch.tensor([2.0, 1.0, 0.5, 0.05, 0.001], dtype=F64)
+    shrink = c / (c + SIGMA**2)
+
+    def denoiser(y, sigma):
+        return c / (c + sigma**2) * y
+
+    jac = ScoreJacobianMetric(denoiser, SIGMA, delta=0.02, cg_tol=1e-12)
+    torch.testing.assert_close(jac.dense(x), torch.diag(shrink).expand(7, D, D))
+    torch.testing.assert_close(jac.metric(x, v), v / (shrink + 0.02))
+    score = -x / (c + SIGMA**2)
+    stein = SteinScoreMetric(denoiser, SIGMA, lam=3.0)
+    torch.testing.assert_close(stein.score(x), score)
+    torch.testing.assert_close(stein.metric(x, v), v + 3.0 * (score * v).sum(-1, keepdim=True) * score)
+    tangential = TangentialMetric(denoiser, SIGMA, eps=0.7, cg_tol=1e-12)
+    torch.testing.assert_close(tangential.metric(x, v), ((c + SIGMA**2) ** -2 + 0.7) * v)
+    torch.testing.assert_close(tangential.apply(x, v), v / ((c + SIGMA**2) ** -2 + 0.7))
+
+
+def test_denoiser_module_follows_to(batch):
+    x, w, _ = batch
+    model = TinyDenoiser().float()
+    field = ScoreJacobianMetric(model, SIGMA)
+    assert field.model is model and set(field.state_dict()) == {"model.w1", "model.w2"}
+    field.double()
+    assert model.w1.dtype == F64
+    assert field.apply(x, w).dtype == F64
+
+
+# ---------------------------------------------------------------- SteinScoreMetric
+
+
+@pytest.mark.parametrize("delta", [0.0, 0.3])
+def test_stein_cometric_inverts_metric(model, batch, delta):
+    x, v, _ = batch
+    lam = 50.0
+    field = SteinScoreMetric(model, SIGMA, lam=lam, delta=delta)
+    s = (model.denoise(x, SIGMA) - x) / SIGMA**2
+    eye = torch.eye(D, dtype=F64)
+    M = eye + lam * s.unsqueeze(-1) * s.unsqueeze(-2)
+    torch.testing.assert_close(field.dense(x), torch.linalg.inv(M))
+    metric_cols = torch.stack([field.metric(x, eye[i].expand(7, D)) for i in range(D)], -1)
+    torch.testing.assert_close(metric_cols, torch.linalg.inv(torch.linalg.inv(M) + delta * eye))
+    cometric_cols = torch.stack([field.apply(x, eye[i].expand(7, D)) for i in range(D)], -1)
+    torch.testing.assert_close(cometric_cols @ metric_cols, eye.expand(7, D, D))
+    if delta == 0.0:
+        torch.testing.assert_close(field.metric(x, v), v + lam * (s * v).sum(-1, keepdim=True) * s)
+    assert field.centred and field.can_project and not field.low_rank
+
+
+def test_stein_large_lambda_is_stable(batch):
+    x, v, _ = batch
+    field = SteinScoreMetric(lambda y, s: 0.0 * y, 0.01, lam=1e12)  # λ‖s‖² ≈ 1e20
+    s = -x / 0.01**2
+    torch.testing.assert_close(field.metric(x, v), v + 1e12 * (s * v).sum(-1, keepdim=True) * s)
+    expected = (v * s).sum(-1) / (1 + 1e12 * (s * s).sum(-1))  # ⟨s, G v⟩ = ⟨s, v⟩ / (1 + λ‖s‖²)
+    torch.testing.assert_close((field.apply(x, v) * s).sum(-1), expected)
+
+
+# ---------------------------------------------------------------- TangentialMetric
+
+
+def test_tangential_inner_and_inverse(model, batch):
+    x, v, _ = batch
+    field = TangentialMetric(model, SIGMA, cg_tol=1e-12)
+    assert field.eps == pytest.approx(1 / SIGMA**2) and field.delta == 0.0
+    Js = jacobians(lambda y: (model.denoise(y, SIGMA) - y) / SIGMA**2, x)
+    expected = (Js @ v.unsqueeze(-1)).pow(2).sum((1, 2)) + field.eps * (v * v).sum(-1)
+    torch.testing.assert_close(field.inner(x, v, v), expected)
+    torch.testing.assert_close(field.apply(x, field.metric(x, v)), v)
+    torch.testing.assert_close(field.metric(x, field.apply(x, v)), v)
+    with torch.no_grad():
+        torch.testing.assert_close(field.apply(x, field.metric(x, v)), v)
+
+
+# ---------------------------------------------------------------- shared input checks
+
+
+FIELDS = [
+    lambda m: ScoreJacobianMetric(m, SIGMA, delta=0.1),
+    lambda m: SteinScoreMetric(m, SIGMA),
+    lambda m: TangentialMetric(m, SIGMA),
+]
+
+
+@pytest.mark.parametrize("make", FIELDS)
+def test_shapes_and_bad_inputs(model, batch, make):
+    field = make(model)
+    x, v, _ = batch
+    assert field.apply(x, v).shape == field.metric(x, v).shape == (7, D)
+    with pytest.raises(ValueError, match="shape"):
+        field.apply(x[0], v[0])
+    with pytest.raises(ValueError, match="batch size"):
+        field.metric(x, v[:3])
+    with pytest.raises(ValueError, match="D = 5"):
+        field.apply(x[:, :4], v[:, :4])
+
+
+@pytest.mark.parametrize(
+    ("cls", "kwargs", "match"),
+    [
+        (ScoreJacobianMetric, {"delta": -1.0}, "delta"),
+        (ScoreJacobianMetric, {"cg_iters": 0}, "cg_iters"),
+        (TangentialMetric, {"eps": 0.0}, "eps"),
+        (TangentialMetric, {"cg_tol": -1e-3}, "cg_tol"),
+        (SteinScoreMetric, {"lam": float("nan")}, "lam"),
+    ],
+)
+def test_bad_settings_raise(model, cls, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        cls(model, SIGMA, **kwargs)
+    with pytest.raises(ValueError, match="sigma"):
+        cls(model, 0.0)
+    with pytest.raises(TypeError, match="denoiser"):
+        cls(42, SIGMA)
