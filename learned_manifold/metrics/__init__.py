@@ -1,6 +1,18 @@
 """Co-metric fields: the learned CDC and every competing geometry behind one interface (SPEC §7)."""
 
 from .base import CoMetricField, as_denoiser
+from .euclidean import EuclideanMetric
+from .knn import KNNCDC
 from .learned import LearnedCDC
+from .score import ScoreJacobianMetric, SteinScoreMetric, TangentialMetric
 
-__all__ = ["CoMetricField", "LearnedCDC", "as_denoiser"]
+__all__ = [
+    "KNNCDC",
+    "CoMetricField",
+    "EuclideanMetric",
+    "LearnedCDC",
+    "ScoreJacobianMetric",
+    "SteinScoreMetric",
+    "TangentialMetric",
+    "as_denoiser",
+]

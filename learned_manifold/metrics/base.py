@@ -15,19 +15,24 @@ calls a field. Fields are ``torch.nn.Module`` so that networks and data they hol
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["CoMetricField", "Denoiser", "as_denoiser", "check_points"]
+__all__ = ["CoMetricField", "Denoiser", "as_denoiser", "check_count", "check_points", "check_scalar", "check_vectors"]
 
 Denoiser = Callable[[Tensor, float], Tensor]
 """A posterior-mean estimate ``x̂(y, σ)``: flat ``(B, D)`` points and a float bandwidth in data units."""
 
 
 def check_points(x: Tensor, dim: int | None, name: str = "x") -> None:
-    """Raise a ``ValueError`` naming the problem if ``x`` is not a finite ``(B, D)`` floating tensor."""
+    """Raise a ``ValueError`` naming the problem if ``x`` is not a ``(B, D)`` floating tensor.
+
+    Values are not scanned for NaN/inf here (that would cost a device sync on every call); public entry
+    points that take user data (flows, geodesics, training) check finiteness once.
+    """
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.ndim != 2:
@@ -36,6 +41,35 @@ def check_points(x: Tensor, dim: int | None, name: str = "x") -> None:
         raise ValueError(f"{name} has {x.shape[1]} coordinates but the field expects D = {dim}")
     if not x.is_floating_point():
         raise ValueError(f"{name} must be a floating-point tensor, got {x.dtype}")
+
+
+def check_vectors(x: Tensor, v: Tensor, dim: int | None, name: str = "v") -> None:
+    """Raise a ``ValueError`` unless ``x`` is a ``(B, D)`` batch of points and ``v`` one vector per point."""
+    check_points(x, dim)
+    check_points(v, x.shape[1], name)
+    if v.shape[0] != x.shape[0]:
+        raise ValueError(f"{name} has batch size {v.shape[0]} but x has {x.shape[0]}: one vector per point")
+
+
+def check_scalar(value: float, name: str, *, allow_zero: bool = False) -> float:
+    """Return ``value`` as a float after checking it is finite and ``> 0`` (``≥ 0`` with ``allow_zero``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be finite and {bound}, got {value}")
+    return value
+
+
+def check_count(value: int, name: str, *, low: int = 1, high: int | None = None) -> int:
+    """Return ``value`` after checking it is an integer in ``low..high`` (``high = None``: no upper bound)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer, got {type(value).__name__}")
+    if value < low or (high is not None and value > high):
+        span = f"{low}..{high}" if high is not None else f">= {low}"
+        raise ValueError(f"{name} must lie in {span}, got {value}")
+    return value
 
 
 class CoMetricField(nn.Module):

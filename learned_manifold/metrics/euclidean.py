@@ -1,51 +1,16 @@
-"""The flat baseline: the Euclidean co-metric ``G = I`` (SPEC §7), and argument checks for the baselines.
-
-`check_vectors`, `check_scalar` and `check_count` serve every baseline field (`KNNCDC`, the score-based
-fields); they sit here, beside the simplest field, and belong next to `check_points` in ``base.py``.
-"""
+"""The flat baseline: the Euclidean co-metric ``G = I`` (SPEC §7)."""
 
 from __future__ import annotations
-
-import math
 
 import torch
 from torch import Tensor
 
-from .base import CoMetricField, check_points
+from .base import CoMetricField, check_count, check_points, check_vectors
 
 __all__ = ["EuclideanMetric"]
 
 MAX_DENSE_DIM = 4096
 """Largest ``D`` for which `EuclideanMetric.factor` builds the ``(B, D, D)`` identity."""
-
-
-def check_vectors(x: Tensor, v: Tensor, dim: int | None, name: str = "v") -> None:
-    """Raise a ``ValueError`` unless ``x`` is a ``(B, D)`` batch of points and ``v`` one vector per point."""
-    check_points(x, dim)
-    check_points(v, x.shape[1], name)
-    if v.shape[0] != x.shape[0]:
-        raise ValueError(f"{name} has batch size {v.shape[0]} but x has {x.shape[0]}: one vector per point")
-
-
-def check_scalar(value: float, name: str, *, allow_zero: bool = False) -> float:
-    """Return ``value`` as a float after checking it is finite and ``> 0`` (``≥ 0`` with ``allow_zero``)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be finite and {bound}, got {value}")
-    return value
-
-
-def check_count(value: int, name: str, *, low: int = 1, high: int | None = None) -> int:
-    """Return ``value`` after checking it is an integer in ``low..high`` (``high = None``: no upper bound)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be an integer, got {type(value).__name__}")
-    if value < low or (high is not None and value > high):
-        span = f"{low}..{high}" if high is not None else f">= {low}"
-        raise ValueError(f"{name} must lie in {span}, got {value}")
-    return value
 
 
 class EuclideanMetric(CoMetricField):

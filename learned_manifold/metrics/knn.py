@@ -18,8 +18,7 @@ import torch
 from torch import Tensor
 
 from ..geometry import lowrank_apply, lowrank_solve
-from .base import CoMetricField, check_points
-from .euclidean import check_count, check_scalar, check_vectors
+from .base import CoMetricField, check_count, check_points, check_scalar, check_vectors
 
 __all__ = ["KNNCDC"]
 

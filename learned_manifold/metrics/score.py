@@ -21,8 +21,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from .base import CoMetricField, as_denoiser, check_points
-from .euclidean import check_count, check_scalar, check_vectors
+from .base import CoMetricField, as_denoiser, check_count, check_points, check_scalar, check_vectors
 
 __all__ = ["ScoreJacobianMetric", "SteinScoreMetric", "TangentialMetric"]
 

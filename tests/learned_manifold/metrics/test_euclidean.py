@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from learned_manifold.metrics.euclidean import EuclideanMetric, check_count, check_scalar, check_vectors
+from learned_manifold.metrics import EuclideanMetric
+from learned_manifold.metrics.base import check_count, check_scalar, check_vectors
 
 
 def test_identities():
