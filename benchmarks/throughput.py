@@ -1,0 +1,186 @@
+"""Per-query cost of the learned CDC factor against the k-NN CDC baseline, as the data set grows (SPEC §8).
+
+For each data-set size ``N`` (S⁸ in R⁶⁴, uniform points), one run times, side by side on the same query batch:
+
+* the learned factor: the SPEC §4 network at paper size (untrained: its cost, not its accuracy, is measured);
+* `KNNCDC.factor` with ``k = 64``, exact fp32 brute-force search, at the best of a few chunk sizes;
+
+each without and with the tangent-space step (`geometry.eigenpairs` of the factor), under
+``torch.inference_mode()``, and reports the ratio k-NN / network per size. It also records the network's
+queries per second at a larger batch, in fp32 and (CUDA) bf16 autocast.
+
+Run: ``python -m benchmarks.throughput --device cpu|cuda [--quick] [--out DIR]``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from learned_manifold.geometry import eigenpairs
+from learned_manifold.metrics.knn import KNNCDC
+from learned_manifold.models import MetricModel
+
+from .common import (
+    PAPER_NET,
+    Table,
+    Timing,
+    environment,
+    fmt_num,
+    fmt_rate,
+    fmt_time,
+    make_model,
+    make_parser,
+    parse_args,
+    ratio,
+    sphere_points,
+    time_fn,
+    time_interleaved,
+    write_report,
+)
+
+__all__ = ["main", "settings_for"]
+
+DIM, RANK, K, SIGMA = 64, 16, 64, 0.1
+
+
+def settings_for(device: torch.device, quick: bool) -> dict:
+    """Sizes, query batches and chunk candidates for ``device`` (``quick``: a smoke test)."""
+    if quick:
+        return {"sizes": [4096, 16384], "queries": 256, "big_batch": 1024, "chunks": [4096, 16384],
+                "repeats": 3, "arch": PAPER_NET}
+    if device.type == "cuda":
+        return {"sizes": [16_384, 131_072, 1_048_576, 2_097_152, 8_388_608], "queries": 8192,
+                "big_batch": 65_536, "chunks": [65_536, 262_144, 1_048_576], "repeats": 10, "arch": PAPER_NET}
+    return {"sizes": [16_384, 65_536, 262_144, 1_048_576], "queries": 1024, "big_batch": 4096,
+            "chunks": [16_384, 65_536, 262_144], "repeats": 3, "arch": PAPER_NET}
+
+
+def _with_tangent(factor: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+    """``x ↦ eigenpairs(factor(x)).vectors``: the factor followed by the tangent-space step."""
+    return lambda x: eigenpairs(factor(x)).vectors
+
+
+def _tune_chunk(data: Tensor, queries: Tensor, chunks: Sequence[int]) -> tuple[int, dict[str, dict]]:
+    """Time `KNNCDC.factor` once (after one warm-up call) per chunk size; return the fastest and all times."""
+    n, device = data.shape[0], queries.device
+    per_chunk: dict[int, Timing] = {}
+    for chunk in sorted({min(c, n) for c in chunks}):
+        knn = KNNCDC(data, k=K, sigma=SIGMA, chunk_size=chunk)
+        per_chunk[chunk] = time_fn(lambda knn=knn: knn.factor(queries), device, warmup=1, repeats=1)
+    best = min(per_chunk, key=lambda c: per_chunk[c].median)
+    return best, {str(c): t.to_dict() for c, t in per_chunk.items()}
+
+
+def _time_size(model: MetricModel, data: Tensor, queries: Tensor, chunks: Sequence[int], repeats: int) -> dict:
+    """Network and k-NN (best chunk), each without and with the tangent step, timed in rounds."""
+    best, tuning = _tune_chunk(data, queries, chunks)
+    knn = KNNCDC(data, k=K, sigma=SIGMA, chunk_size=best)
+    network = lambda x: model.factor(x, SIGMA)  # noqa: E731
+    work = {
+        "network": lambda: network(queries),
+        "network_tangent": lambda: _with_tangent(network)(queries),
+        "knn": lambda: knn.factor(queries),
+        "knn_tangent": lambda: _with_tangent(knn.factor)(queries),
+    }
+    timings = time_interleaved(work, queries.device, warmup=1, repeats=repeats, budget_s=600.0)
+    return {"best_chunk": best, "chunk_tuning": tuning, "timings": {k: t.to_dict() for k, t in timings.items()}}
+
+
+def _network_rates(model: MetricModel, batch: int, device: torch.device, repeats: int) -> dict[str, dict]:
+    """Network queries per second at ``batch`` in fp32 and, on CUDA, bf16 autocast."""
+    x = sphere_points(batch, device, seed=2)
+    rates = {}
+    modes = {"fp32": contextlib.nullcontext}
+    if device.type == "cuda":
+        modes["bf16 autocast"] = lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    for name, ctx in modes.items():
+        def run(ctx=ctx) -> Tensor:
+            with ctx():
+                return model.factor(x, SIGMA)
+        t = time_fn(run, device, warmup=2, repeats=repeats)
+        rates[name] = {"batch": batch, **t.to_dict(), "queries_per_s": batch / t.median}
+    if device.type != "cuda":
+        rates["bf16 autocast"] = {"batch": batch, "queries_per_s": None, "note": "CUDA only: not measured on CPU"}
+    return rates
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """Run the benchmark and write ``throughput.json`` / ``throughput.md``; returns the results."""
+    args = parse_args(make_parser(__doc__.splitlines()[0]), argv)
+    device, cfg = args.device, settings_for(args.device, args.quick)
+    env = environment(device)
+    model = make_model(DIM, RANK, cfg["arch"], device)
+    queries = sphere_points(cfg["queries"], device, seed=1)
+    all_data = sphere_points(max(cfg["sizes"]), device, seed=0)
+
+    per_size = []
+    table = Table(
+        f"k-NN CDC vs learned factor, {cfg['queries']} queries per call (median of {cfg['repeats']} rounds)",
+        ["N", "network", "k-NN (best chunk)", "k-NN / network", "network + eigen", "k-NN + eigen",
+         "ratio incl. eigen", "k-NN µs/query"],
+    )
+    with torch.inference_mode():
+        for n in cfg["sizes"]:
+            measured = _time_size(model, all_data[:n], queries, cfg["chunks"], cfg["repeats"])
+            med = {k: t["median_s"] for k, t in measured["timings"].items()}
+            row = {
+                "n": n,
+                "network_s": med["network"],
+                "network_tangent_s": med["network_tangent"],
+                "knn_s": med["knn"],
+                "knn_tangent_s": med["knn_tangent"],
+                "ratio": ratio(med["knn"], med["network"]),
+                "ratio_tangent": ratio(med["knn_tangent"], med["network_tangent"]),
+                **measured,
+            }
+            per_size.append(row)
+            table.add(f"{n:,}", fmt_time(row["network_s"]), f"{fmt_time(row['knn_s'])} ({row['best_chunk']:,})",
+                      f"{fmt_num(row['ratio'])}×", fmt_time(row["network_tangent_s"]),
+                      fmt_time(row["knn_tangent_s"]), f"{fmt_num(row['ratio_tangent'])}×",
+                      fmt_num(row["knn_s"] / cfg["queries"] * 1e6))
+            print(table.rows[-1], flush=True)
+        rates = _network_rates(model, cfg["big_batch"], device, cfg["repeats"])
+
+    chunk_table = Table("k-NN chunk-size tuning (one call after one warm-up call)",
+                        ["N", *[f"chunk {c:,}" for c in cfg["chunks"]]])
+    for row in per_size:
+        cells = []
+        for c in cfg["chunks"]:
+            t = row["chunk_tuning"].get(str(min(c, row["n"])))
+            cells.append(fmt_time(t["median_s"]) if t else "n/a")
+        chunk_table.add(f"{row['n']:,}", *cells)
+    rate_table = Table(f"Network throughput at batch {cfg['big_batch']:,}", ["precision", "median", "queries/s"])
+    for name, r in rates.items():
+        rate_table.add(name, fmt_time(r.get("median_s")), fmt_rate(r["queries_per_s"]))
+
+    settings = {
+        "data": "S⁸ in R⁶⁴ (sphere8), uniform points; N = prefixes of one draw",
+        "sizes": cfg["sizes"],
+        "queries": cfg["queries"],
+        "network": f"FiLMResMLP {cfg['arch']}, rank {RANK}, untrained (timing only)",
+        "k-NN": f"KNNCDC k={K}, centred, exact fp32 brute force, chunk sizes tried {cfg['chunks']}",
+        "tangent step": f"geometry.eigenpairs (r×r Gram eigh in float64): r={RANK} network, r={K} k-NN",
+        "sigma": SIGMA,
+        "quick": args.quick,
+    }
+    notes = [
+        "Ratios are k-NN time / network time within one run: for each N the four calls (network, network + "
+        "eigen, k-NN, k-NN + eigen) run in rounds, each once per round, on the same queries.",
+        "The network's cost does not depend on N; it is re-timed at every N so each ratio shares the machine's "
+        "state at that moment. The k-NN chunk size is the fastest of one tuning call per candidate.",
+        "The network is untrained: the cost of a trained one is identical (same shapes), its output is not.",
+    ]
+    results = {"per_size": per_size, "network_rates": rates}
+    _, md_path = write_report(args.out, "throughput", title="Throughput: learned CDC vs k-NN CDC", env=env,
+                              settings=settings, tables=[table, chunk_table, rate_table], results=results,
+                              notes=notes)
+    print(md_path.read_text())
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""Shared fixtures: a small model trained on S² once per session, and a closed-form co-metric field."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from learned_manifold.geometry import lowrank_apply, lowrank_solve
+from learned_manifold.metrics.base import CoMetricField
+from training.data import Sphere
+from training.trainer import TrainConfig, train
+
+
+class FixedSubspaceField(CoMetricField):
+    """``G = Q Qᵀ`` for a fixed orthonormal ``Q`` ``(D, d)``: the flat manifold ``span(Q)`` in closed form."""
+
+    low_rank = True
+
+    def __init__(self, Q: torch.Tensor, delta: float = 0.0):
+        super().__init__()
+        self.register_buffer("Q", Q)
+        self.dim = Q.shape[0]
+        self.delta = delta
+
+    def factor(self, x):
+        return self.Q.to(x.dtype).expand(x.shape[0], *self.Q.shape)
+
+    def apply(self, x, w):
+        return lowrank_apply(self.factor(x), w, self.delta)
+
+    def metric(self, x, v):
+        return lowrank_solve(self.factor(x), v, self.delta)
+
+
+@pytest.fixture(scope="session")
+def sphere() -> Sphere:
+    return Sphere(2, 3)
+
+
+@pytest.fixture(scope="session")
+def sphere_model_path(tmp_path_factory, sphere):
+    """A mean-centred model of the unit sphere S² in R³ (4000 points, ~600 CPU steps, a few seconds)."""
+    data = sphere.sample(4000, generator=torch.Generator().manual_seed(0))
+    cfg = TrainConfig(steps=600, batch_size=256, rank=3, hidden=64, depth=2, emb_dim=64, sigma_min=0.01,
+                      sigma_max=2.0, val_points=400)
+    path = tmp_path_factory.mktemp("models") / "sphere.lmm"
+    result = train(data, cfg, manifold=sphere, out=path, progress=False, device="cpu")
+    assert result.validation["tangent_error"] < 0.2, result.validation
+    return path
+
+
+@pytest.fixture(scope="session")
+def sphere_model(sphere_model_path):
+    from learned_manifold import load_model
+
+    return load_model(sphere_model_path)

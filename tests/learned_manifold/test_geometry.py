@@ -1,0 +1,123 @@
+"""Geometry of a low-rank co-metric (SPEC §5): every function against a dense closed form or autograd."""
+
+import pytest
+import torch
+
+from learned_manifold import geometry as geo
+
+
+@pytest.fixture(autouse=True)
+def float64():
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
+
+
+def random_factor(b=5, d=7, r=3, seed=0):
+    return torch.randn(b, d, r, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def test_eigenpairs_match_dense_eigh():
+    A = random_factor()
+    pairs = geo.eigenpairs(A)
+    dense = torch.linalg.eigvalsh(A @ A.transpose(-1, -2)).flip(-1)[:, :3]
+    torch.testing.assert_close(pairs.values, dense)
+    U = pairs.vectors
+    torch.testing.assert_close(U.transpose(-1, -2) @ U, torch.eye(3).expand(5, 3, 3))
+    # G U = U Λ
+    torch.testing.assert_close(A @ (A.transpose(-1, -2) @ U), U * pairs.values.unsqueeze(-2))
+
+
+def test_eigenpairs_rank_deficient_and_r_larger_than_D_give_zero_vectors():
+    A = random_factor(b=3, d=4, r=2)
+    A = torch.cat([A, A[..., :1] * 2.0, torch.zeros(3, 4, 1)], dim=-1)  # rank 2 out of r = 4
+    pairs = geo.eigenpairs(A)
+    assert torch.isfinite(pairs.vectors).all()
+    assert (pairs.vectors[..., 2:] == 0).all()
+    wide = random_factor(b=2, d=3, r=6)
+    pairs = geo.eigenpairs(wide)
+    assert (pairs.vectors[..., 3:] == 0).all() and torch.isfinite(pairs.vectors).all()
+
+
+def test_intrinsic_dimension_gap_rule_is_scale_free():
+    values = torch.tensor([[1.0, 0.95, 0.9, 0.1, 0.05], [2.0, 0.1, 0.09, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0, 1.0]])
+    assert geo.intrinsic_dimension(values).tolist() == [3, 1, 5]
+    assert geo.intrinsic_dimension(values * 37.0).tolist() == [3, 1, 5]
+    assert geo.intrinsic_dimension(values[:, [4, 2, 0, 1, 3]]).tolist() == [3, 1, 5]  # order-free
+    assert geo.global_dimension(values) == 3
+
+
+def test_projector_error_equals_dense_frobenius():
+    U = torch.linalg.qr(torch.randn(4, 9, 3)).Q
+    V = torch.linalg.qr(torch.randn(4, 9, 2)).Q
+    dense = (U @ U.transpose(-1, -2) - V @ V.transpose(-1, -2)).norm(dim=(-2, -1))
+    torch.testing.assert_close(geo.projector_error(U, V), dense)
+    padded = torch.cat([V, torch.zeros(4, 9, 1)], -1)  # zero columns count as absent
+    torch.testing.assert_close(geo.projector_error(U, padded), dense)
+    assert geo.projector_error(U, U).abs().max() < 1e-6
+
+
+def test_truncate_basis_keeps_first_columns_per_point():
+    V = torch.ones(2, 5, 3)
+    out = geo.truncate_basis(V, torch.tensor([1, 3]))
+    assert out[0, :, 0].eq(1).all() and out[0, :, 1:].eq(0).all() and out[1].eq(1).all()
+
+
+def test_lowrank_apply_and_solve_against_dense():
+    A, w = random_factor(), torch.randn(5, 7)
+    G = A @ A.transpose(-1, -2)
+    for delta in (0.3, 1e-3):
+        dense = G + delta * torch.eye(7)
+        torch.testing.assert_close(geo.lowrank_apply(A, w, delta), (dense @ w.unsqueeze(-1)).squeeze(-1))
+        torch.testing.assert_close(geo.lowrank_solve(A, w, delta), torch.linalg.solve(dense, w))
+        torch.testing.assert_close(geo.lowrank_inner(A, w, w, delta), (w * torch.linalg.solve(dense, w)).sum(-1))
+    # δ = 0: the pseudo-inverse on the range of A
+    pinv = torch.linalg.pinv(G, hermitian=True)
+    torch.testing.assert_close(geo.lowrank_solve(A, w, 0.0), (pinv @ w.unsqueeze(-1)).squeeze(-1))
+    with pytest.raises(ValueError, match="delta"):
+        geo.lowrank_solve(A, w, -1.0)
+
+
+def test_intrinsic_gradient_is_G_times_gradient():
+    A, g = random_factor(), torch.randn(5, 7)
+    torch.testing.assert_close(geo.intrinsic_gradient(A, g), ((A @ A.transpose(-1, -2)) @ g.unsqueeze(-1)).squeeze(-1))
+
+
+def test_cdc_of_functions_is_J_G_Jt_by_autograd():
+    A, x = random_factor(b=4, d=5, r=2), torch.randn(4, 5)
+    W = torch.randn(3, 5)
+
+    def f(z):
+        return torch.tanh(z @ W.T)  # (B, 3)
+
+    def g(z):
+        return (z**2).sum(-1, keepdim=True)  # (B, 1)
+
+    out = geo.cdc_of_functions(f, g, x, A)
+    assert out.shape == (4, 3, 1)
+    G = A @ A.transpose(-1, -2)
+    for b in range(4):
+        Jf = torch.autograd.functional.jacobian(lambda z: f(z[None])[0], x[b])
+        Jg = torch.autograd.functional.jacobian(lambda z: g(z[None])[0], x[b])
+        torch.testing.assert_close(out[b], Jf @ G[b] @ Jg.T)
+    torch.testing.assert_close(geo.cdc_of_functions(f, None, x, A), geo.cdc_of_functions(f, f, x, A))
+
+
+def test_range_project_onto_top_eigenvectors():
+    Q = torch.linalg.qr(torch.randn(6, 3)).Q
+    A = (Q * torch.tensor([1.0, 0.9, 0.01])).expand(2, 6, 3)  # two strong directions, one weak
+    u = torch.randn(2, 6)
+    top2 = Q[:, :2]
+    expected = u @ top2 @ top2.T
+    torch.testing.assert_close(geo.range_project(A, u), expected)  # gap rule picks d = 2
+    torch.testing.assert_close(geo.range_project(A, u, 2), expected)
+    torch.testing.assert_close(geo.range_project(A, u, 3), u @ Q @ Q.T)
+    torch.testing.assert_close(geo.range_project(A, geo.range_project(A, u)), expected)  # idempotent
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_dtype_is_preserved(dtype):
+    A = random_factor().to(dtype)
+    assert geo.eigenpairs(A).vectors.dtype == dtype
+    assert geo.lowrank_solve(A, torch.randn(5, 7, dtype=dtype), 0.1).dtype == dtype

@@ -1,0 +1,76 @@
+"""The network (SPEC §4) and the model's units (SPEC §1)."""
+
+import pytest
+import torch
+
+from learned_manifold.models import BACKBONES, FiLMResMLP, MetricModel, ModelConfig, build_backbone
+
+
+def test_backbone_shapes_and_image_data_shape():
+    net = FiLMResMLP((2, 4), out_channels=3, hidden=16, depth=2, emb_dim=8)
+    out = net(torch.randn(5, 2, 4), torch.rand(5) + 0.1)
+    assert out.shape == (5, 8, 3)
+
+
+def test_head_is_small_random_not_zero_and_residual_branches_start_at_zero():
+    net = FiLMResMLP((6,), out_channels=2, hidden=32, depth=2, head_std=1e-3)
+    assert 0 < net.head.weight.std() < 3e-3
+    assert all(b.fc2.weight.abs().max() == 0 for b in net.blocks)
+    A = net(torch.randn(4, 6), torch.ones(4))
+    # a nonzero factor, so AAᵀ has a gradient from the first step
+    assert A.abs().max() > 0
+
+
+def test_unknown_architecture_lists_valid_names():
+    with pytest.raises(ValueError, match="film_mlp"):
+        build_backbone("unet9000", (3,), 2)
+    assert "film_mlp" in BACKBONES
+
+
+def make_model(scale=2.5, mean=None, centred=True):
+    cfg = ModelConfig(data_shape=(3,), rank=2, centred=centred, arch_kwargs={"hidden": 16, "depth": 1,
+                                                                               "emb_dim": 8})
+    torch.manual_seed(0)
+    return MetricModel(cfg, scale=scale, mean=torch.tensor([1.0, -2.0, 0.5]) if mean is None else mean)
+
+
+def test_public_methods_work_in_data_units():
+    """Γ_x(y; σ) = Γ_z((y − μ)/s; σ/s) and A_x = A_z (SPEC §1)."""
+    model = make_model()
+    y, sigma = torch.randn(4, 3), 0.3
+    z = (y - model.mean) / model.scale
+    torch.testing.assert_close(model.factor(y, sigma), model.factor_z(z, torch.full((4,), sigma) / model.scale))
+    # x̂ = y − σ F in data units, F the noise prediction on standardised inputs
+    F = model.noise_z(z, torch.full((4,), sigma) / model.scale)
+    zhat = z - (sigma / model.scale) * F
+    torch.testing.assert_close(model.denoise(y, sigma), zhat * model.scale + model.mean)
+    torch.testing.assert_close(model.score(y, sigma), (model.denoise(y, sigma) - y) / sigma**2)
+
+
+def test_default_sigma_and_bad_inputs():
+    model = make_model()
+    y = torch.randn(2, 3)
+    torch.testing.assert_close(model.factor(y), model.factor(y, model.config.default_sigma))
+    with pytest.raises(ValueError, match="shape"):
+        model.factor(torch.randn(2, 4))
+    with pytest.raises(ValueError, match="positive"):
+        model.factor(y, -1.0)
+
+
+def test_uncentred_model_has_no_denoiser():
+    model = make_model(centred=False)
+    assert model.denoiser_net is None and not model.has_denoiser
+    with pytest.raises(RuntimeError, match="denoiser"):
+        model.denoise(torch.randn(2, 3), 0.1)
+
+
+def test_full_loss_needs_rank_D():
+    with pytest.raises(ValueError, match="rank = D"):
+        MetricModel(ModelConfig(data_shape=(3,), rank=2, loss="full"))
+
+
+def test_config_round_trip_and_unknown_keys():
+    cfg = make_model().config
+    assert ModelConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="unknown"):
+        ModelConfig.from_dict({**cfg.to_dict(), "surprise": 1})

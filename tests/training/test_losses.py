@@ -1,0 +1,88 @@
+"""Training losses (SPEC §3) against their dense forms and the exact posterior."""
+
+import torch
+
+from learned_manifold.models import MetricModel, ModelConfig
+from training.losses import DenoiserLoss, MetricMatchingLoss, frobenius_full, frobenius_lowrank
+
+
+def test_lowrank_loss_equals_full_loss_minus_a4():
+    g = torch.Generator().manual_seed(0)
+    A = torch.randn(8, 6, 3, generator=g, dtype=torch.float64)
+    a = torch.randn(8, 6, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(frobenius_lowrank(A, a), frobenius_full(A, a) - a.pow(2).sum(-1) ** 2,
+                               rtol=1e-12, atol=1e-10)
+
+
+def test_tikhonov_loss_equals_full_loss_minus_its_constant():
+    g = torch.Generator().manual_seed(1)
+    A = torch.randn(8, 6, 3, generator=g, dtype=torch.float64)
+    a = torch.randn(8, 6, generator=g, dtype=torch.float64)
+    lam, D = 0.37, 6
+    a2 = a.pow(2).sum(-1)
+    const = lam**2 * D - 2 * lam * a2 + a2**2
+    torch.testing.assert_close(frobenius_lowrank(A, a, lam), frobenius_full(A, a, lam) - const, rtol=1e-12, atol=1e-10)
+
+
+class ExactDenoiser(MetricModel):
+    """Noise prediction of the exact posterior mean of a finite point set (standardised units = data units)."""
+
+    def __init__(self, points):
+        super().__init__(ModelConfig(data_shape=(points.shape[1],), rank=2, arch_kwargs={"hidden": 8, "depth": 1,
+                                                                                          "emb_dim": 8}))
+        self.points = points
+
+    def posterior(self, y, sigma):
+        logits = -((y[:, None] - self.points[None]) ** 2).sum(-1) / (2 * sigma[:, None] ** 2)
+        return logits.softmax(-1)
+
+    def noise_z(self, y, sigma):
+        xhat = self.posterior(y, sigma) @ self.points
+        return (y - xhat) / sigma[:, None]
+
+
+def test_centred_target_has_conditional_expectation_cov_over_sigma2():
+    """E[a aᵀ | y] = Cov[x | y]/σ² for a = (x − x̂)/σ: enumerate x over a finite set with its exact posterior."""
+    g = torch.Generator().manual_seed(2)
+    points = torch.randn(5, 3, generator=g, dtype=torch.float64)
+    model = ExactDenoiser(points).double()
+    y = torch.randn(1, 3, generator=g, dtype=torch.float64)
+    sigma = torch.tensor([0.7], dtype=torch.float64)
+    w = model.posterior(y, sigma)[0]  # p(x_j | y)
+    loss = MetricMatchingLoss(centred=True)
+    eps = (y - points) / sigma  # the noise that takes x_j to y
+    a = loss.target(model, y.expand(5, 3), sigma.expand(5), eps)
+    second_moment = torch.einsum("j,ji,jk->ik", w, a, a)
+    mean = w @ points
+    cov = torch.einsum("j,ji,jk->ik", w, points - mean, points - mean)
+    torch.testing.assert_close(second_moment, cov / sigma**2)
+    # the uncentred target's moment is Γ_σ(y) = E[εεᵀ|y] = Cov/σ² + m mᵀ, m = E[ε | y] (SPEC §2)
+    a_unc = MetricMatchingLoss(centred=False).target(model, y.expand(5, 3), sigma.expand(5), eps)
+    m = w @ eps
+    torch.testing.assert_close(torch.einsum("j,ji,jk->ik", w, a_unc, a_unc), cov / sigma**2 + torch.outer(m, m))
+
+
+def test_denoiser_loss_is_zero_for_a_perfect_noise_prediction():
+    class Oracle(MetricModel):
+        def noise_z(self, y, sigma):
+            return self.eps
+
+    model = Oracle(ModelConfig(data_shape=(3,), rank=1, arch_kwargs={"hidden": 8, "depth": 1, "emb_dim": 8}))
+    z, eps = torch.randn(4, 3), torch.randn(4, 3)
+    model.eps = eps
+    assert DenoiserLoss()(model, z, torch.ones(4), eps).abs().max() == 0
+    model.eps = eps + 1.0
+    torch.testing.assert_close(DenoiserLoss()(model, z, torch.ones(4), eps), torch.ones(4))
+
+
+def test_matching_loss_full_and_lowrank_have_the_same_gradient():
+    torch.manual_seed(0)
+    model = MetricModel(ModelConfig(data_shape=(4,), rank=4, centred=False,
+                                    arch_kwargs={"hidden": 8, "depth": 1, "emb_dim": 8}))
+    z, s, eps = torch.randn(6, 4), torch.rand(6) + 0.1, torch.randn(6, 4)
+    grads = []
+    for kind in ("full", "lowrank"):
+        model.zero_grad()
+        MetricMatchingLoss(kind=kind, centred=False)(model, z, s, eps).sum().backward()
+        grads.append(model.factor_net.head.weight.grad.clone())
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-7)
