@@ -168,8 +168,8 @@ def lowrank_apply(A: Tensor, w: Tensor, delta: float = 0.0) -> Tensor:
 def lowrank_solve(A: Tensor, v: Tensor, delta: float = 0.0, *, rel_eps: float = 1e-6) -> Tensor:
     """``(A Aᵀ + δ I)^{-1} v`` by Woodbury, ``(I − A (δ I_r + AᵀA)^{-1} Aᵀ) v / δ`` (SPEC §5).
 
-    For ``δ = 0`` it returns the pseudo-inverse on the range of ``A``, ``A (AᵀA)^{+2} Aᵀ v``, with the
-    ``r × r`` pseudo-inverse taken over eigenvalues above ``rel_eps · λ₁``.
+    For ``δ = 0`` it returns the pseudo-inverse on the range of ``A``, ``A (AᵀA)^{+2} Aᵀ v = U Λ^{-1} Uᵀ v``
+    (eigenpairs from the ``r × r`` Gram), over eigenvalues above ``rel_eps · λ₁``.
 
     Args:
         A: ``(B, D, r)``; v: ``(B, D)``; delta: the isotropic part ``δ ≥ 0``.
@@ -179,19 +179,18 @@ def lowrank_solve(A: Tensor, v: Tensor, delta: float = 0.0, *, rel_eps: float = 
     """
     if delta < 0:
         raise ValueError(f"delta must be >= 0, got {delta}")
-    at_v = A.transpose(-1, -2) @ v.unsqueeze(-1)  # (B, r, 1)
-    g = gram(A)
     if delta > 0:
+        at_v = A.transpose(-1, -2) @ v.unsqueeze(-1)  # (B, r, 1)
+        g = gram(A)
         r = g.shape[-1]
         eye = torch.eye(r, dtype=g.dtype, device=g.device)
         chol = torch.linalg.cholesky(g + delta * eye)
         inner = torch.cholesky_solve(at_v, chol)
         return (v - (A @ inner).squeeze(-1)) / delta
-    evals, evecs = torch.linalg.eigh(g.double())
-    keep = evals > rel_eps * evals[..., -1:].clamp_min(torch.finfo(evals.dtype).tiny)
-    inv2 = torch.where(keep, evals.clamp_min(torch.finfo(evals.dtype).tiny).pow(-2), torch.zeros_like(evals))
-    pinv2 = (evecs * inv2.unsqueeze(-2)) @ evecs.transpose(-1, -2)
-    return (A @ (pinv2.to(A.dtype) @ at_v)).squeeze(-1)
+    pairs = eigenpairs(A, rel_eps=rel_eps)
+    inv = torch.where(pairs.values > 0, 1.0 / pairs.values.clamp_min(torch.finfo(A.dtype).tiny), 0.0)
+    coords = (pairs.vectors.transpose(-1, -2) @ v.unsqueeze(-1)).squeeze(-1) * inv
+    return (pairs.vectors @ coords.unsqueeze(-1)).squeeze(-1)
 
 
 def lowrank_inner(A: Tensor, u: Tensor, v: Tensor, delta: float = 0.0) -> Tensor:

@@ -142,9 +142,12 @@ class LearnedDataManifold(geoopt.Manifold):
 
     def inner(self, x: Tensor, u: Tensor, v: Tensor | None = None, *, keepdim: bool = False) -> Tensor:
         """``uᵀ (G + δI)^{-1} v`` (Woodbury; pseudo-inverse on the range for ``δ = 0``), reduced over data axes."""
-        v = u if v is None else v
+        same = v is None
+        v = u if same else v
         batch, (xf, uf, vf) = self._flat(x, u, v)
         out = self.field.inner(xf, uf, vf).reshape(batch)
+        if same:  # a squared norm: clamp the rounding of Woodbury's difference (Adam takes its square root)
+            out = out.clamp_min(0)
         return out.reshape(*batch, *([1] * self.ndim)) if keepdim else out
 
     def _check_point_on_manifold(self, x: Tensor, *, atol: float = 1e-5, rtol: float = 1e-5):

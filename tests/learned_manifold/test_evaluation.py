@@ -1,0 +1,234 @@
+"""Path and tangent scores (SPEC §5, §6) against closed forms on spheres."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import Tensor
+
+from learned_manifold.evaluation import (
+    PathQuality,
+    dimension_accuracy,
+    field_eigenpairs,
+    lerp,
+    nearest_distance,
+    path_quality,
+    peak_memory,
+    tangent_error,
+    time_per_query,
+)
+from learned_manifold.geometry import lowrank_apply, lowrank_solve
+from learned_manifold.metrics.base import CoMetricField
+
+F64 = torch.float64
+
+
+class UnitSphere:
+    """The unit sphere in R^D with its closed-form distances."""
+
+    def distance(self, x: Tensor) -> Tensor:
+        return (x.norm(dim=-1) - 1).abs()
+
+    def geodesic_distance(self, x0: Tensor, x1: Tensor) -> Tensor:
+        cos = (x0 * x1).sum(-1) / (x0.norm(dim=-1) * x1.norm(dim=-1))
+        return torch.arccos(cos.clamp(-1, 1))
+
+
+class NoGeodesics(UnitSphere):
+    def geodesic_distance(self, x0: Tensor, x1: Tensor) -> Tensor:
+        raise NotImplementedError
+
+
+class FactorField(CoMetricField):
+    """A low-rank field whose factor at each point is given in advance (tests pass the points in order)."""
+
+    low_rank = True
+
+    def __init__(self, factors: Tensor, delta: float = 0.0) -> None:
+        super().__init__()
+        self.factors = factors
+        self.delta = delta
+
+    def factor(self, x: Tensor) -> Tensor:
+        return self.factors
+
+    def apply(self, x: Tensor, w: Tensor) -> Tensor:
+        return lowrank_apply(self.factors, w, self.delta)
+
+    def metric(self, x: Tensor, v: Tensor) -> Tensor:
+        return lowrank_solve(self.factors, v, self.delta)
+
+
+class DenseProjector(CoMetricField):
+    """``G = P`` (a projector given per point) without a low-rank factor: exercises the dense route."""
+
+    def __init__(self, projectors: Tensor) -> None:
+        super().__init__()
+        self.projectors = projectors
+
+    def apply(self, x: Tensor, w: Tensor) -> Tensor:
+        return (self.projectors @ w.unsqueeze(-1)).squeeze(-1)
+
+    def metric(self, x: Tensor, v: Tensor) -> Tensor:  # pragma: no cover - not used here
+        raise NotImplementedError
+
+
+def great_circle(theta: float, n: int) -> Tensor:
+    t = torch.linspace(0, theta, n, dtype=F64)
+    return torch.stack([torch.cos(t), torch.sin(t), torch.zeros_like(t)], dim=-1)
+
+
+def sphere_tangents(b: int, dim: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Random points on S^{dim−1} ⊂ R^dim and orthonormal bases ``(b, dim, dim − 1)`` of their tangent spaces."""
+    x = torch.nn.functional.normalize(torch.randn(b, dim, dtype=F64, generator=gen), dim=-1)
+    q, _ = torch.linalg.qr(torch.cat([x.unsqueeze(-1), torch.randn(b, dim, dim - 1, dtype=F64, generator=gen)], -1))
+    return x, q[..., 1:]
+
+
+def test_lerp() -> None:
+    x0 = torch.tensor([[0.0, 1.0], [2.0, 3.0]], dtype=F64)
+    x1 = torch.tensor([[1.0, 1.0], [0.3, -0.7]], dtype=F64)
+    line = lerp(x0, x1, 5)
+    assert line.shape == (2, 5, 2)
+    assert torch.equal(line[:, 0], x0) and torch.equal(line[:, -1], x1)
+    torch.testing.assert_close(line[:, 2], 0.5 * (x0 + x1))
+    assert lerp(x0[0], x1[0], 3).shape == (3, 2)
+    with pytest.raises(ValueError):
+        lerp(x0, x1, 1)
+
+
+def test_great_circle_scores() -> None:
+    theta, n = 2.0, 21
+    path = torch.stack([great_circle(theta, n), great_circle(1.0, n)])
+    q = path_quality(path, manifold=UnitSphere(), target=path[:, -1])
+    assert isinstance(q, PathQuality)
+    assert q.max_distance.shape == (2,) and q.max_distance.max() < 1e-12 and q.mean_distance.max() < 1e-12
+    chords = torch.tensor([(n - 1) * 2 * math.sin(a / (2 * (n - 1))) for a in (theta, 1.0)], dtype=F64)
+    torch.testing.assert_close(q.length, chords)
+    torch.testing.assert_close(q.geodesic_length, torch.tensor([theta, 1.0], dtype=F64))
+    torch.testing.assert_close(q.length_ratio, chords / torch.tensor([theta, 1.0], dtype=F64))
+    assert q.endpoint_gap.abs().max() == 0
+    summary = q.summary()
+    assert set(summary) == {"max_distance", "mean_distance", "length", "endpoint_gap", "geodesic_length",
+                            "length_ratio"}
+    assert all(isinstance(v, float) for v in summary.values())
+
+
+def test_lerp_cuts_through_the_ball() -> None:
+    theta = math.radians(170)
+    x0 = torch.tensor([1.0, 0.0, 0.0], dtype=F64)
+    x1 = torch.tensor([math.cos(theta), math.sin(theta), 0.0], dtype=F64)
+    q = path_quality(lerp(x0, x1, 33), manifold=UnitSphere())
+    torch.testing.assert_close(q.max_distance, torch.tensor([1 - math.cos(theta / 2)], dtype=F64))
+    torch.testing.assert_close(q.length, (x1 - x0).norm().view(1))
+    torch.testing.assert_close(q.length_ratio, (x1 - x0).norm().view(1) / theta)
+    assert q.endpoint_gap is None
+
+
+def test_target_gap_and_missing_geodesics() -> None:
+    path = great_circle(1.0, 9).unsqueeze(0)
+    target = torch.tensor([[0.0, 0.0, 1.0]], dtype=F64)
+    q = path_quality(path, manifold=NoGeodesics(), target=target)
+    torch.testing.assert_close(q.endpoint_gap, (path[:, -1] - target).norm(dim=-1))
+    assert q.geodesic_length is None and q.length_ratio is None
+    # With a target the true geodesic goes to the target, not to where the path stopped.
+    q = path_quality(path, manifold=UnitSphere(), target=target)
+    torch.testing.assert_close(q.geodesic_length, torch.tensor([math.pi / 2], dtype=F64))
+    q = path_quality(path)
+    assert q.max_distance is None and q.mean_distance is None and q.geodesic_length is None
+    with pytest.raises(ValueError):
+        path_quality(path, target=target[:, :2])
+
+
+def test_nearest_data_fallback_matches_brute_force() -> None:
+    gen = torch.Generator().manual_seed(0)
+    data = torch.randn(500, 5, dtype=F64, generator=gen)
+    path = torch.randn(3, 11, 5, dtype=F64, generator=gen)
+    brute = (path.reshape(-1, 1, 5) - data.unsqueeze(0)).norm(dim=-1).amin(-1).reshape(3, 11)
+    torch.testing.assert_close(nearest_distance(path.reshape(-1, 5), data, chunk=4), brute.reshape(-1))
+    q = path_quality(path, data=data)
+    torch.testing.assert_close(q.max_distance, brute.amax(-1))
+    torch.testing.assert_close(q.mean_distance, brute.mean(-1))
+    # A path through data points is at distance 0.
+    assert path_quality(data[:7].unsqueeze(0), data=data).max_distance.item() == 0
+
+
+def test_tangent_error_of_exact_and_random_bases() -> None:
+    gen = torch.Generator().manual_seed(1)
+    b, dim = 64, 6
+    x, basis = sphere_tangents(b, dim, gen)
+    exact = FactorField(basis, delta=1e-2)
+    err = tangent_error(exact, x, basis)
+    assert err.shape == (b,) and err.max() < 1e-6
+    assert dimension_accuracy(exact, x, torch.full((b,), dim - 1)) == 1.0
+    assert dimension_accuracy(exact, x, dim - 1) == 1.0
+
+    random_basis, _ = torch.linalg.qr(torch.randn(b, dim, dim - 1, dtype=F64, generator=gen))
+    err = tangent_error(FactorField(random_basis), x, basis)
+    # Two random hyperplanes of R^6 differ by their normals: error sqrt(2) sin(angle between normals).
+    assert err.mean() > 0.8
+
+    # Factor scaled and with an extra weak column: still the same top-d eigenvectors.
+    extra = torch.cat([3.0 * basis, 0.1 * x.unsqueeze(-1)], dim=-1)
+    assert tangent_error(FactorField(extra), x, basis).max() < 1e-6
+    assert dimension_accuracy(FactorField(extra), x, dim - 1) == 1.0
+
+
+def test_tangent_error_with_variable_dimension() -> None:
+    gen = torch.Generator().manual_seed(2)
+    b, dim = 10, 5
+    x, basis = sphere_tangents(b, dim, gen)
+    d = torch.tensor([1, 2, 3, 4, 2, 1, 3, 4, 4, 2])
+    padded = basis * (torch.arange(dim - 1) < d.unsqueeze(-1)).unsqueeze(-2)  # zero columns beyond d
+    # The field has the true tangents strong and the padded-away directions weak.
+    true_cols = torch.arange(dim - 1) < d.unsqueeze(-1)  # (b, dim − 1)
+    weights = torch.where(true_cols, 1.0, 0.05).to(F64)
+    field = FactorField(basis * weights.unsqueeze(-2))
+    assert tangent_error(field, x, padded).max() < 1e-6
+    assert dimension_accuracy(field, x, d) == 1.0
+    assert dimension_accuracy(field, x, torch.full((b,), 4)) == pytest.approx((d == 4).float().mean().item())
+    # Strong where the truth is padding: for d ≤ 2 the top-d eigenvectors miss the tangent space entirely.
+    inverted = FactorField(basis * torch.where(true_cols, 0.05, 1.0).to(F64).unsqueeze(-2))
+    wrong = tangent_error(inverted, x, padded)
+    small = d <= 2
+    torch.testing.assert_close(wrong[small], (2.0 * d[small]).to(F64).sqrt())
+
+
+def test_dense_fields_use_eigh() -> None:
+    gen = torch.Generator().manual_seed(3)
+    x, basis = sphere_tangents(8, 4, gen)
+    field = DenseProjector(basis @ basis.transpose(-1, -2))
+    pairs = field_eigenpairs(field, x)
+    assert pairs.values.shape == (8, 4) and pairs.vectors.shape == (8, 4, 4)
+    torch.testing.assert_close(pairs.values, torch.tensor([1.0, 1.0, 1.0, 0.0], dtype=F64).expand(8, 4),
+                               atol=1e-12, rtol=0)
+    assert tangent_error(field, x, basis).max() < 1e-6
+    assert dimension_accuracy(field, x, 3) == 1.0
+    with pytest.raises(ValueError):
+        tangent_error(field, x, basis[:4])
+
+
+def test_time_and_memory() -> None:
+    x = torch.randn(32, 4, dtype=F64)
+    calls = []
+
+    def fn(y: Tensor) -> Tensor:
+        calls.append(1)
+        return y * 2
+
+    seconds = time_per_query(fn, x, repeats=3, warmup=1)
+    assert isinstance(seconds, float) and seconds > 0
+    assert len(calls) == 4
+    assert peak_memory(fn, x) is None
+    with pytest.raises(ValueError):
+        time_per_query(fn, x, repeats=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_peak_memory_on_cuda() -> None:  # pragma: no cover - GPU only
+    x = torch.randn(1024, 256, device="cuda")
+    peak = peak_memory(lambda y: y @ y.T, x)
+    assert peak is not None and peak >= 1024 * 1024 * 4
+    assert time_per_query(lambda y: y @ y.T, x, repeats=2, warmup=1) > 0

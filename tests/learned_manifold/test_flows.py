@@ -1,0 +1,109 @@
+"""Gradient flows and interpolation (SPEC §6): closed forms on a flat subspace, behaviour on a learned sphere."""
+
+import math
+
+import pytest
+import torch
+
+from learned_manifold import FlowResult, LearnedDataManifold, gradient_flow, interpolate
+from learned_manifold.evaluation import lerp, path_quality
+from tests.conftest import FixedSubspaceField
+
+Q = torch.linalg.qr(torch.randn(4, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)).Q
+
+
+def subspace_points(n, seed):
+    return torch.randn(n, 2, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) @ Q.T
+
+
+def test_interpolation_on_a_subspace_is_exponential_decay():
+    """ẋ = −QQᵀ(x − x₁) with x₀, x₁ ∈ span(Q): x(t) = x₁ + e^{−t}(x₀ − x₁)."""
+    M = LearnedDataManifold(FixedSubspaceField(Q))
+    x0, x1 = subspace_points(3, 1), subspace_points(3, 2)
+    res = interpolate(M, x0, x1, t_end=4.0, n_points=9, rtol=1e-9, atol=1e-10, stop_tol=1e-12)
+    assert isinstance(res, FlowResult) and res.path.shape == (3, 9, 4)
+    exact = x1[:, None] + torch.exp(-res.times)[None, :, None] * (x0 - x1)[:, None]
+    torch.testing.assert_close(res.path, exact, atol=1e-7, rtol=0)
+    torch.testing.assert_close(res.final_gap, math.exp(-4.0) * (x0 - x1).norm(dim=-1), atol=1e-7, rtol=0)
+    # a straight path inside the subspace: Euclidean and metric lengths agree (G is the projector there)
+    torch.testing.assert_close(res.length, (1 - math.exp(-4.0)) * (x0 - x1).norm(dim=-1), atol=1e-7, rtol=0)
+    torch.testing.assert_close(res.metric_length, res.length, atol=1e-6, rtol=0)
+
+
+def test_euler_is_riemannian_gradient_descent():
+    """Euler with step η: x_{k+1} = x_k − η G(x_k − x₁), i.e. the gap shrinks by (1 − η) per step."""
+    M = LearnedDataManifold(FixedSubspaceField(Q))
+    x0, x1 = subspace_points(2, 3), subspace_points(2, 4)
+    res = interpolate(M, x0, x1, t_end=2.0, n_points=11, method="euler", stop_tol=1e-12)
+    gaps = (res.path - x1[:, None]).norm(dim=-1)
+    torch.testing.assert_close(gaps[:, 1:] / gaps[:, :-1], torch.full((2, 10), 0.8, dtype=torch.float64))
+
+
+def test_gradient_flow_of_any_objective_and_isotropic_part():
+    """f = ½‖x − t‖² under G = QQᵀ + δI: the normal part decays at rate δ, the tangent part at 1 + δ."""
+    delta = 0.1
+    M = LearnedDataManifold(FixedSubspaceField(Q, delta))
+    x0 = torch.randn(2, 4, dtype=torch.float64)
+    t = torch.randn(4, dtype=torch.float64)
+    res = gradient_flow(M, lambda x: 0.5 * (x - t).pow(2).sum(-1), x0, t_end=3.0, rtol=1e-9, atol=1e-10)
+    P = Q @ Q.T
+    d0 = x0 - t
+    exact = t + math.exp(-3.0 * (1 + delta)) * d0 @ P + math.exp(-3.0 * delta) * d0 @ (torch.eye(4) - P)
+    torch.testing.assert_close(res.path[:, -1], exact, atol=1e-7, rtol=0)
+    torch.testing.assert_close(res.final_gap, 0.5 * (exact - t).pow(2).sum(-1), atol=1e-7, rtol=0)
+
+
+def test_unknown_method_lists_valid_names_and_bad_inputs():
+    M = LearnedDataManifold(FixedSubspaceField(Q))
+    x = subspace_points(2, 0)
+    with pytest.raises(ValueError, match="dopri5"):
+        interpolate(M, x, x, method="leapfrog")
+    with pytest.raises(ValueError, match="same number"):
+        interpolate(M, x, x[:1])
+    with pytest.raises(ValueError, match="NaN"):
+        interpolate(M, x * float("nan"), x)
+    with pytest.raises(ValueError, match="D = 4"):
+        interpolate(M, torch.zeros(2, 3), torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="landing"):
+        interpolate(M, x, x, landing=True)
+
+
+def test_single_pair_in_single_path_out():
+    M = LearnedDataManifold(FixedSubspaceField(Q))
+    x0, x1 = subspace_points(1, 5)[0], subspace_points(1, 6)[0]
+    res = interpolate(M, x0, x1, n_points=5)
+    assert res.path.shape == (5, 4) and res.final_gap.shape == ()
+
+
+def great_circle_pairs():
+    a = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    b = torch.tensor([[-0.5, math.sqrt(3) / 2, 0.0], [0.0, 0.0, 1.0], [0.6, 0.0, 0.8]])
+    return a, b
+
+
+def test_interpolation_on_the_learned_sphere_stays_closer_than_lerp(sphere_model, sphere):
+    a, b = great_circle_pairs()
+    M = LearnedDataManifold(sphere_model, delta=1e-2)
+    res = interpolate(M, a, b)
+    flow = path_quality(res.path, manifold=sphere, target=b)
+    line = path_quality(lerp(a, b, 65), manifold=sphere, target=b)
+    assert (flow.max_distance < 0.5 * line.max_distance).all(), (flow.max_distance, line.max_distance)
+    assert (flow.endpoint_gap < 0.15).all(), flow.endpoint_gap
+    landed = interpolate(M, a, b, landing=True)
+    landed_q = path_quality(landed.path, manifold=sphere, target=b)
+    # landing keeps the path on the data; near the end the denoiser's inward shift (≈ dσ²/2R per landing)
+    # balances the flow's pull, so the end gap is of the same order as without landing
+    assert (landed_q.max_distance < 0.05).all() and (landed_q.max_distance <= flow.max_distance).all(), landed_q
+    assert (landed_q.endpoint_gap < 0.15).all(), landed_q
+
+
+def test_gradient_flow_climbs_the_learned_sphere_and_stays_near_it(sphere_model):
+    c = torch.tensor([0.0, 0.0, 1.0])
+    x0 = torch.nn.functional.normalize(torch.tensor([[1.0, 0.2, -0.3], [0.3, 1.0, -0.5]]), dim=-1)
+    M = LearnedDataManifold(sphere_model, delta=1e-2)
+    res = gradient_flow(M, lambda x: -(x @ c), x0, t_end=6.0, landing=True)
+    assert ((res.path.norm(dim=-1) - 1).abs().max() < 0.05)
+    assert (res.path[:, -1] @ c > 0.95).all()
+    # without the manifold's geometry (plain Euclidean flow) the same objective leaves the sphere
+    straight = x0 + 6.0 * c
+    assert (straight.norm(dim=-1) > 5).all()

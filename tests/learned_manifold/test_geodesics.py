@@ -1,0 +1,243 @@
+"""Discrete geodesics (SPEC §6) against closed forms: straight lines in R^D and great circles on S²."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from learned_manifold.evaluation import lerp
+from learned_manifold.geodesics import GEODESIC_METHODS, GeodesicResult, geodesic, path_energy, segment_energies
+from learned_manifold.geometry import lowrank_apply, lowrank_solve
+from learned_manifold.metrics.base import CoMetricField
+
+F64 = torch.float64
+
+
+class EuclideanField(CoMetricField):
+    """``G = I``, ``δ = 0``: the metric is the identity."""
+
+    def apply(self, x: Tensor, w: Tensor) -> Tensor:
+        return w
+
+    def metric(self, x: Tensor, v: Tensor) -> Tensor:
+        return v
+
+
+class SphereProjector(CoMetricField):
+    """Projector onto the tangent plane of S² at ``x/|x|`` (a closed-form, mean-centred field) plus ``δ I``."""
+
+    dim = 3
+    low_rank = True
+    centred = True
+
+    def __init__(self, delta: float = 1e-2) -> None:
+        super().__init__()
+        self.delta = delta
+        self.calls: list[tuple[int, ...]] = []
+
+    def factor(self, x: Tensor) -> Tensor:
+        n = x / x.norm(dim=-1, keepdim=True)
+        e = nn.functional.one_hot(n.abs().argmin(-1), 3).to(x)  # the axis least aligned with n
+        t1 = e - (e * n).sum(-1, keepdim=True) * n
+        t1 = t1 / t1.norm(dim=-1, keepdim=True)
+        t2 = torch.linalg.cross(n, t1)
+        return torch.stack([t1, t2], dim=-1)
+
+    def apply(self, x: Tensor, w: Tensor) -> Tensor:
+        return lowrank_apply(self.factor(x), w, self.delta)
+
+    def metric(self, x: Tensor, v: Tensor) -> Tensor:
+        self.calls.append(tuple(x.shape))
+        return lowrank_solve(self.factor(x), v, self.delta)
+
+
+class ScaledEuclidean(CoMetricField):
+    """``g = c I`` with a learnable ``c``: checks that the solver leaves the field's parameters alone."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c = nn.Parameter(torch.tensor(2.0, dtype=F64))
+
+    def apply(self, x: Tensor, w: Tensor) -> Tensor:
+        return w / self.c
+
+    def metric(self, x: Tensor, v: Tensor) -> Tensor:
+        return self.c * v
+
+
+class InverseSquare(EuclideanField):
+    """``g = I / |x|²``: infinite at the origin."""
+
+    def metric(self, x: Tensor, v: Tensor) -> Tensor:
+        return v / x.pow(2).sum(-1, keepdim=True)
+
+
+class Holder:
+    """Stands in for `LearnedDataManifold`: anything with a ``.field``."""
+
+    def __init__(self, field: CoMetricField) -> None:
+        self.field = field
+
+
+def rotation(seed: int = 0) -> Tensor:
+    q, _ = torch.linalg.qr(torch.randn(3, 3, dtype=F64, generator=torch.Generator().manual_seed(seed)))
+    return q
+
+
+def sphere_pairs(angles: list[float], seed: int = 0) -> tuple[Tensor, Tensor]:
+    q = rotation(seed)
+    x0 = torch.tensor([[1.0, 0.0, 0.0]] * len(angles), dtype=F64) @ q.T
+    x1 = torch.tensor([[math.cos(a), math.sin(a), 0.0] for a in angles], dtype=F64) @ q.T
+    return x0, x1
+
+
+@pytest.mark.parametrize("method", list(GEODESIC_METHODS))
+def test_euclidean_geodesic_is_the_straight_line(method: str) -> None:
+    g = torch.Generator().manual_seed(1)
+    x0, x1 = torch.randn(3, 5, dtype=F64, generator=g), torch.randn(3, 5, dtype=F64, generator=g)
+    n = 9
+    line = lerp(x0, x1, n)
+    res = geodesic(EuclideanField(), x0, x1, n_points=n, method=method)
+    assert isinstance(res, GeodesicResult)
+    assert res.path.shape == (3, n, 5)
+    assert (res.path - line).abs().max() < 1e-6
+    exact = (x1 - x0).pow(2).sum(-1) / (n - 1)  # (n − 1) segments of |x1 − x0|² / (n − 1)²
+    torch.testing.assert_close(res.energy, exact)
+    torch.testing.assert_close(res.length, (x1 - x0).norm(dim=-1))
+    torch.testing.assert_close(res.euclidean_length, (x1 - x0).norm(dim=-1))
+    assert bool(res.converged.all())
+
+    # From a perturbed start the solver must find the line again.
+    init = line.clone()
+    init[:, 1:-1] += 0.3 * torch.randn(3, n - 2, 5, dtype=F64, generator=g)
+    res = geodesic(EuclideanField(), x0, x1, init=init, method=method, steps=2000)
+    tol = 1e-6 if method == "lbfgs" else 1e-3
+    assert (res.path - line).abs().max() < tol
+    assert bool(res.converged.all())
+    assert (res.initial_energy > res.energy).all()
+
+
+@pytest.mark.parametrize("method", list(GEODESIC_METHODS))
+def test_sphere_geodesic_follows_the_great_circle(method: str) -> None:
+    angles = [math.pi / 2, 2 * math.pi / 3]
+    x0, x1 = sphere_pairs(angles)
+    field = SphereProjector(delta=1e-2)
+    n = 16
+    res = geodesic(field, x0, x1, n_points=n, method=method)
+    arc = torch.tensor(angles, dtype=F64)
+    assert bool(res.converged.all())
+    assert ((res.euclidean_length / arc - 1).abs() < 0.03).all()
+    assert ((res.path.norm(dim=-1) - 1).abs().max() < 0.02)
+    # LERP cuts through the ball (to |x| = cos(θ/2)) and costs more.
+    line_energy, _ = path_energy(field, lerp(x0, x1, n))
+    torch.testing.assert_close(res.initial_energy, line_energy)
+    assert (res.energy < 0.2 * line_energy).all()
+    # An energy minimiser has equal metric segment lengths, so E = L² / (n − 1) (Cauchy–Schwarz equality).
+    seg = segment_energies(field, res.path).sqrt()
+    spread = 1e-2 if method == "lbfgs" else 3e-2
+    assert (seg.amax(-1) / seg.amin(-1) < 1 + spread).all()
+    torch.testing.assert_close(res.energy, res.length**2 / (n - 1), rtol=1e-3, atol=0)
+    # Metric length ≈ arc / sqrt(1 + δ) on the sphere.
+    torch.testing.assert_close(res.length, arc / math.sqrt(1 + field.delta), rtol=1e-2, atol=0)
+
+
+def test_energy_is_one_batched_metric_call() -> None:
+    x0, x1 = sphere_pairs([1.0, 2.0])
+    field = SphereProjector()
+    path = lerp(x0, x1, 7)
+    field.calls.clear()
+    energy, length = path_energy(field, path)
+    assert field.calls == [(2 * 6, 3)]
+    assert energy.shape == length.shape == (2,)
+
+
+def test_batched_equals_per_pair_and_single_pair_input() -> None:
+    x0, x1 = sphere_pairs([math.pi / 2, 2 * math.pi / 3], seed=3)
+    field = SphereProjector()
+    both = geodesic(field, x0, x1, n_points=12)
+    for i in range(2):
+        one = geodesic(field, x0[i], x1[i], n_points=12)
+        assert one.path.shape == (12, 3)
+        assert one.energy.shape == one.length.shape == one.converged.shape == ()
+        torch.testing.assert_close(one.path, both.path[i], atol=1e-8, rtol=0)
+        torch.testing.assert_close(one.energy, both.energy[i], atol=1e-10, rtol=1e-8)
+
+
+def test_init_path_from_another_curve_reaches_the_same_geodesic() -> None:
+    x0, x1 = sphere_pairs([2 * math.pi / 3], seed=5)
+    field = SphereProjector()
+    ref = geodesic(field, x0, x1, n_points=12)
+    # A curve bulging outward, like a flow path that stays near the data but is no geodesic.
+    init = lerp(x0, x1, 12)
+    bulge = 1 + 0.2 * torch.sin(torch.linspace(0, math.pi, 12, dtype=F64)).view(1, -1, 1)
+    init = init / init.norm(dim=-1, keepdim=True) * bulge
+    res = geodesic(Holder(field), x0, x1, init=init)
+    assert res.path.shape == (1, 12, 3)
+    torch.testing.assert_close(res.energy, ref.energy, rtol=1e-6, atol=0)
+    assert (res.path - ref.path).abs().max() < 1e-3
+
+
+def test_validation() -> None:
+    x0, x1 = sphere_pairs([1.0, 2.0])
+    field = SphereProjector()
+    with pytest.raises(ValueError, match="lbfgs"):
+        geodesic(field, x0, x1, method="newton")
+    with pytest.raises(TypeError):
+        geodesic(object(), x0, x1)
+    with pytest.raises(ValueError, match="shape"):
+        geodesic(field, x0, x1, init=torch.zeros(2, 8, 4, dtype=F64))
+    with pytest.raises(ValueError, match="shape"):
+        geodesic(field, x0, x1, init=torch.zeros(3, 8, 3, dtype=F64))
+    with pytest.raises(ValueError, match="n_points"):
+        geodesic(field, x0, x1, init=lerp(x0, x1, 8), n_points=10)
+    bad_end = lerp(x0, x1, 8)
+    bad_end[:, -1] += 0.1
+    with pytest.raises(ValueError, match="end at x1"):
+        geodesic(field, x0, x1, init=bad_end)
+    bad_start = lerp(x0, x1, 8)
+    bad_start[0, 0] += 0.1
+    with pytest.raises(ValueError, match="start at x0"):
+        geodesic(field, x0, x1, init=bad_start)
+    with pytest.raises(ValueError, match="init"):
+        geodesic(field, x0, x1, init="spline")
+    with pytest.raises(ValueError):
+        geodesic(field, x0, x1[:1])
+    with pytest.raises(ValueError, match="non-finite"):
+        # The midpoint is the origin, where this metric blows up.
+        geodesic(InverseSquare(), x0, -x0, n_points=2)
+
+
+def test_two_points_and_zero_steps() -> None:
+    x0, x1 = sphere_pairs([1.0])
+    field = SphereProjector()
+    res = geodesic(field, x0, x1, n_points=2)
+    assert res.path.shape == (1, 2, 3) and res.steps == 0 and bool(res.converged.all())
+    d = x1 - x0
+    torch.testing.assert_close(res.energy, (d * field.metric(0.5 * (x0 + x1), d)).sum(-1))
+    res = geodesic(field, x0, x1, n_points=5, steps=0)
+    torch.testing.assert_close(res.path, lerp(x0, x1, 5))
+
+
+def test_runs_under_no_grad_and_leaves_field_parameters_alone() -> None:
+    field = ScaledEuclidean()
+    x0 = torch.zeros(2, 4, dtype=F64)
+    x1 = torch.ones(2, 4, dtype=F64)
+    init = lerp(x0, x1, 6)
+    init[:, 2:4] += 0.5
+    with torch.no_grad():
+        res = geodesic(field, x0, x1, init=init)
+    assert field.c.grad is None
+    assert not res.path.requires_grad
+    assert (res.path - lerp(x0, x1, 6)).abs().max() < 1e-6
+    torch.testing.assert_close(res.energy, 2.0 * 4 / 5 * torch.ones(2, dtype=F64))
+
+
+def test_float32_converges() -> None:
+    x0, x1 = sphere_pairs([math.pi / 2])
+    res = geodesic(SphereProjector(), x0.float(), x1.float(), n_points=16)
+    assert res.path.dtype == torch.float32
+    assert bool(res.converged.all())
+    assert ((res.path.norm(dim=-1) - 1).abs().max() < 0.02)

@@ -1,0 +1,115 @@
+"""Riemannian optimisers on `LearnedDataManifold`: the card's signature, geoopt's own, convergence, robustness."""
+
+import geoopt
+import pytest
+import torch
+
+from learned_manifold import LearnedDataManifold, RiemannianAdam, RiemannianSGD
+from tests.conftest import FixedSubspaceField
+
+C = torch.tensor([0.0, 0.0, 1.0])
+
+
+def start_points():
+    x = torch.tensor([[1.0, 0.2, -0.3], [0.3, 1.0, -0.5], [-0.7, -0.6, 0.1], [0.2, -1.0, 0.4]])
+    return torch.nn.functional.normalize(x, dim=-1)
+
+
+def run(opt_factory, param, steps=150):
+    """Minimise −cᵀx; return the worst distance to the unit sphere seen after any step."""
+    opt = opt_factory(param)
+    worst = 0.0
+    for _ in range(steps):
+        opt.zero_grad()
+        (-(param @ C).sum()).backward()
+        opt.step()
+        worst = max(worst, (param.detach().norm(dim=-1) - 1).abs().max().item())
+    return worst
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda M: (lambda p: RiemannianSGD([p], manifold=M, lr=0.05, momentum=0.9)),
+        lambda M: (lambda p: RiemannianSGD([p], manifold=M, lr=0.05, momentum=0.9, nesterov=True)),
+        lambda M: (lambda p: RiemannianAdam([p], manifold=M, lr=0.05)),
+        lambda M: (lambda p: RiemannianAdam([p], manifold=M, lr=0.05, amsgrad=True, stabilize=5)),
+    ],
+    ids=["sgd-momentum", "sgd-nesterov", "adam", "adam-amsgrad-stabilize"],
+)
+def test_optimisers_reach_the_top_of_the_sphere_and_stay_on_it(sphere_model, make):
+    M = LearnedDataManifold(sphere_model, landing=True)
+    p = torch.nn.Parameter(start_points())
+    worst = run(make(M), p)
+    assert worst < 0.05, worst
+    assert (p.detach() @ C).min() > 0.97
+
+
+def test_geoopt_optimiser_with_manifold_parameter(sphere_model):
+    M = LearnedDataManifold(sphere_model, landing=True)
+    p = geoopt.ManifoldParameter(start_points(), manifold=M)
+    worst = run(lambda q: geoopt.optim.RiemannianSGD([q], lr=0.05, momentum=0.9), p)
+    assert worst < 0.05 and (p.detach() @ C).min() > 0.97
+
+
+def test_plain_sgd_leaves_the_manifold():
+    p = torch.nn.Parameter(start_points())
+    worst = run(lambda q: torch.optim.SGD([q], lr=0.05, momentum=0.9), p)
+    assert worst > 1.0
+
+
+def test_exact_constrained_optimum_on_a_closed_form_subspace():
+    """min ½‖x − t‖² over span(Q) from a point of span(Q): the optimum is Q Qᵀ t."""
+    Q = torch.linalg.qr(torch.randn(5, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)).Q
+    M = LearnedDataManifold(FixedSubspaceField(Q))
+    t = torch.randn(5, dtype=torch.float64)
+    p = torch.nn.Parameter(torch.zeros(1, 5, dtype=torch.float64))
+    opt = RiemannianSGD([p], manifold=M, lr=0.2, momentum=0.5)
+    for _ in range(200):
+        opt.zero_grad()
+        (0.5 * (p - t).pow(2).sum()).backward()
+        opt.step()
+    torch.testing.assert_close(p.detach()[0], Q @ Q.T @ t, atol=1e-8, rtol=0)
+
+
+def test_state_dict_round_trip(sphere_model):
+    M = LearnedDataManifold(sphere_model, landing=True)
+    for make in (lambda p: RiemannianSGD([p], manifold=M, lr=0.05, momentum=0.9),
+                 lambda p: RiemannianAdam([p], manifold=M, lr=0.05)):
+        p = torch.nn.Parameter(start_points())
+        opt = make(p)
+        run(lambda q, o=opt: o, p, steps=3)
+        state = opt.state_dict()
+        opt2 = make(p)
+        opt2.load_state_dict(state)
+        run(lambda q, o=opt2: o, p, steps=2)
+        assert p.is_contiguous() and torch.isfinite(p).all()
+
+
+@pytest.mark.parametrize("delta,landing", [(0.0, False), (0.01, False), (0.0, True)])
+def test_no_nan_from_off_manifold_starts(sphere_model, delta, landing):
+    M = LearnedDataManifold(sphere_model, delta=delta, landing=landing)
+    start = torch.tensor([[3.0, 0.0, 0.0], [0.05, 0.02, -0.01], [0.0, -2.0, 2.0], [10.0, 10.0, -10.0]])
+    p = torch.nn.Parameter(start)
+    run(lambda q: RiemannianAdam([q], manifold=M, lr=0.05), p, steps=30)
+    assert torch.isfinite(p).all()
+
+
+def test_options_geoopt_would_ignore_are_refused(sphere_model):
+    M = LearnedDataManifold(sphere_model)
+    p = torch.nn.Parameter(start_points())
+    for option in ("maximize", "foreach", "fused", "capturable", "differentiable", "decoupled_weight_decay"):
+        with pytest.raises(ValueError, match=option):
+            RiemannianAdam([p], manifold=M, **{option: True})
+    with pytest.raises(TypeError, match="nonsense"):
+        RiemannianAdam([p], manifold=M, nonsense=1)
+    with pytest.raises(TypeError):
+        RiemannianSGD([p], manifold=M, lr=0.1, maximize=True)
+
+
+def test_binding_checks_shapes(sphere_model):
+    M = LearnedDataManifold(sphere_model)
+    with pytest.raises(ValueError, match="data shape"):
+        RiemannianSGD([torch.nn.Parameter(torch.zeros(4, 5))], manifold=M, lr=0.1)
+    with pytest.raises(TypeError, match="geoopt.Manifold"):
+        RiemannianSGD([torch.nn.Parameter(torch.zeros(4, 3))], manifold="sphere", lr=0.1)
