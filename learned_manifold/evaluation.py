@@ -102,7 +102,9 @@ def nearest_distance(x: Tensor, data: Tensor, *, chunk: int = 4096) -> Tensor:
         ``(n,)`` distances.
     """
     if x.ndim != 2 or data.ndim != 2 or data.shape[1] != x.shape[1] or data.shape[0] == 0:
-        raise ValueError(f"need x (n, D) and non-empty data (N, D), got {tuple(x.shape)}, {tuple(data.shape)}")
+        raise ValueError(
+            f"need x (n, D) and non-empty data (N, D), got {tuple(x.shape)}, {tuple(data.shape)}"
+        )
     data_chunk = 16 * chunk
     out = torch.empty(x.shape[0], dtype=x.dtype, device=x.device)
     for i in range(0, x.shape[0], chunk):
@@ -226,8 +228,10 @@ def tangent_error(field: CoMetricField, x: Tensor, true_basis: Tensor) -> Tensor
         ``(B,)`` errors.
     """
     if true_basis.ndim != 3 or true_basis.shape[:2] != x.shape:
-        raise ValueError(f"true_basis must have shape (B, D, k) with (B, D) = {tuple(x.shape)}, "
-                         f"got {tuple(true_basis.shape)}")
+        raise ValueError(
+            f"true_basis must have shape (B, D, k) with (B, D) = {tuple(x.shape)}, "
+            f"got {tuple(true_basis.shape)}"
+        )
     true_basis = true_basis.to(x)
     d = (true_basis.abs().amax(dim=-2) > 0).sum(-1)  # (B,)
     vectors = field_eigenpairs(field, x).vectors.to(x)
@@ -257,9 +261,7 @@ def _sync(x: Tensor) -> None:
         torch.cuda.synchronize(x.device)
 
 
-def time_per_query(
-    fn: Callable[[Tensor], object], x: Tensor, *, repeats: int = 10, warmup: int = 2
-) -> float:
+def time_per_query(fn: Callable[[Tensor], object], x: Tensor, *, repeats: int = 10, warmup: int = 2) -> float:
     """Wall-clock seconds per query point of ``fn(x)`` (SPEC §8 compares methods per query).
 
     ``fn`` is called ``warmup`` times untimed, then ``repeats`` times, each timed alone (CUDA is synchronised

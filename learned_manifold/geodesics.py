@@ -136,7 +136,9 @@ class _Energy:
             self.initial = segment_energies(field, path0).sum(-1).detach()
         bad = (~torch.isfinite(self.initial)).nonzero().flatten()
         if bad.numel():
-            raise ValueError(f"the field gives a non-finite energy on the initial path of pairs {bad.tolist()}")
+            raise ValueError(
+                f"the field gives a non-finite energy on the initial path of pairs {bad.tolist()}"
+            )
         self.norm = self.initial.clamp_min(torch.finfo(self.initial.dtype).tiny)
         # The Hessian of energy / norm in v is about (2 h² / norm) I ⊗ g: its inverse scale.
         self.gamma = self.norm / (2.0 * self.h**2)
@@ -168,7 +170,9 @@ def _solve_lbfgs(
     """Batched L-BFGS, one independent problem per pair, with Armijo backtracking per pair.
 
     Every evaluation (all pairs still running, all their segments) is one batched field call. A pair stops once
-    the relative change of its energy falls below ``tol``; a pair whose line search fails stops too.
+    the relative change of its energy falls below ``tol``. When a pair's line search fails its curvature memory
+    is dropped and it restarts from the scaled gradient; failing from there too (no descent left at the working
+    precision) stops it.
     """
     history, c1, max_backtracks = 8, 1e-4, 20
     b = v.shape[0]
@@ -241,7 +245,16 @@ def _solve_lbfgs(
 
         rel = (energy[act] - new_e).abs() / energy[act].abs().clamp_min(torch.finfo(energy.dtype).tiny)
         v[act], energy[act], grad[act] = new_v, new_e, new_g
-        converged[act] = rel < tol
+        stop = rel < tol
+        if pending.numel():  # failed line searches: restart with an empty memory unless it was empty already
+            failed = act[pending]
+            had_memory = torch.zeros_like(failed, dtype=torch.bool)
+            for rho in mem_rho[:-1]:
+                had_memory |= rho[failed] != 0
+                rho[failed] = 0.0
+            mem_rho[-1][failed] = 0.0
+            stop[pending] = ~had_memory
+        converged[act] = stop
     return v, converged, done
 
 
@@ -379,7 +392,9 @@ def geodesic(
         ValueError: for an unknown ``method``, bad shapes, or an ``init`` path whose ends are not ``x0``, ``x1``.
     """
     if method not in GEODESIC_METHODS:
-        raise ValueError(f'Invalid method "{method}". Must be one of {{"' + '", "'.join(GEODESIC_METHODS) + '"}}.')
+        raise ValueError(
+            f'Invalid method "{method}". Must be one of {{"' + '", "'.join(GEODESIC_METHODS) + '"}}.'
+        )
     spec = GEODESIC_METHODS[method]
     lr = spec.lr if lr is None else float(lr)
     if steps < 0:

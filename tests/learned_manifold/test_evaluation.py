@@ -83,7 +83,9 @@ def great_circle(theta: float, n: int) -> Tensor:
 def sphere_tangents(b: int, dim: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
     """Random points on S^{dim−1} ⊂ R^dim and orthonormal bases ``(b, dim, dim − 1)`` of their tangent spaces."""
     x = torch.nn.functional.normalize(torch.randn(b, dim, dtype=F64, generator=gen), dim=-1)
-    q, _ = torch.linalg.qr(torch.cat([x.unsqueeze(-1), torch.randn(b, dim, dim - 1, dtype=F64, generator=gen)], -1))
+    q, _ = torch.linalg.qr(
+        torch.cat([x.unsqueeze(-1), torch.randn(b, dim, dim - 1, dtype=F64, generator=gen)], -1)
+    )
     return x, q[..., 1:]
 
 
@@ -111,8 +113,14 @@ def test_great_circle_scores() -> None:
     torch.testing.assert_close(q.length_ratio, chords / torch.tensor([theta, 1.0], dtype=F64))
     assert q.endpoint_gap.abs().max() == 0
     summary = q.summary()
-    assert set(summary) == {"max_distance", "mean_distance", "length", "endpoint_gap", "geodesic_length",
-                            "length_ratio"}
+    assert set(summary) == {
+        "max_distance",
+        "mean_distance",
+        "length",
+        "endpoint_gap",
+        "geodesic_length",
+        "length_ratio",
+    }
     assert all(isinstance(v, float) for v in summary.values())
 
 
@@ -202,8 +210,9 @@ def test_dense_fields_use_eigh() -> None:
     field = DenseProjector(basis @ basis.transpose(-1, -2))
     pairs = field_eigenpairs(field, x)
     assert pairs.values.shape == (8, 4) and pairs.vectors.shape == (8, 4, 4)
-    torch.testing.assert_close(pairs.values, torch.tensor([1.0, 1.0, 1.0, 0.0], dtype=F64).expand(8, 4),
-                               atol=1e-12, rtol=0)
+    torch.testing.assert_close(
+        pairs.values, torch.tensor([1.0, 1.0, 1.0, 0.0], dtype=F64).expand(8, 4), atol=1e-12, rtol=0
+    )
     assert tangent_error(field, x, basis).max() < 1e-6
     assert dimension_accuracy(field, x, 3) == 1.0
     with pytest.raises(ValueError):

@@ -9,7 +9,13 @@ import torch
 from torch import Tensor, nn
 
 from learned_manifold.evaluation import lerp
-from learned_manifold.geodesics import GEODESIC_METHODS, GeodesicResult, geodesic, path_energy, segment_energies
+from learned_manifold.geodesics import (
+    GEODESIC_METHODS,
+    GeodesicResult,
+    geodesic,
+    path_energy,
+    segment_energies,
+)
 from learned_manifold.geometry import lowrank_apply, lowrank_solve
 from learned_manifold.metrics.base import CoMetricField
 
@@ -130,7 +136,7 @@ def test_sphere_geodesic_follows_the_great_circle(method: str) -> None:
     arc = torch.tensor(angles, dtype=F64)
     assert bool(res.converged.all())
     assert ((res.euclidean_length / arc - 1).abs() < 0.03).all()
-    assert ((res.path.norm(dim=-1) - 1).abs().max() < 0.02)
+    assert (res.path.norm(dim=-1) - 1).abs().max() < 0.02
     # LERP cuts through the ball (to |x| = cos(θ/2)) and costs more.
     line_energy, _ = path_energy(field, lerp(x0, x1, n))
     torch.testing.assert_close(res.initial_energy, line_energy)
@@ -240,4 +246,4 @@ def test_float32_converges() -> None:
     res = geodesic(SphereProjector(), x0.float(), x1.float(), n_points=16)
     assert res.path.dtype == torch.float32
     assert bool(res.converged.all())
-    assert ((res.path.norm(dim=-1) - 1).abs().max() < 0.02)
+    assert (res.path.norm(dim=-1) - 1).abs().max() < 0.02
