@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -32,18 +33,20 @@ class View3D:
         else:
             self.axes = torch.eye(self.dim, 3, dtype=torch.float64)
 
-    def points(self, x: Tensor) -> Tensor:
-        """``(..., D)`` → ``(..., 3)``."""
-        return (x.reshape(-1, self.dim).double().cpu() - self.mean) @ self.axes
+    def points(self, x: Tensor) -> np.ndarray:
+        """``(n, D)`` → ``(n, 3)`` as a numpy array (what matplotlib takes)."""
+        return ((x.detach().reshape(-1, self.dim).double().cpu() - self.mean) @ self.axes).numpy()
 
-    def vectors(self, v: Tensor) -> Tensor:
-        """``(..., D)`` → ``(..., 3)`` (linear part only)."""
-        return v.reshape(-1, self.dim).double().cpu() @ self.axes
+    def vectors(self, v: Tensor) -> np.ndarray:
+        """``(n, D)`` → ``(n, 3)`` (linear part only)."""
+        return (v.detach().reshape(-1, self.dim).double().cpu() @ self.axes).numpy()
 
 
 def _save(fig, path: str | os.PathLike | None):
+    """Save to ``path`` (and release the figure from pyplot's registry) or return it for display."""
     if path is not None:
         fig.savefig(path, dpi=110, bbox_inches="tight")
+        plt.close(fig)
     return fig
 
 
@@ -58,9 +61,10 @@ def plot_tangent_frames(data: Tensor, points: Tensor, vectors: Tensor, values: T
     fig = plt.figure(figsize=(6, 5.5))
     ax = fig.add_subplot(projection="3d")
     cloud = view.points(data)
-    ax.scatter(*cloud.T, s=1, alpha=0.15, color="0.4")
+    ax.scatter(*cloud.T, s=2, alpha=0.25, color="0.5")
+    ax.set_box_aspect(np.ptp(cloud, axis=0) + 1e-9)
     p = view.points(points)
-    rel = (values / values[:, :1].clamp_min(1e-12)).double().cpu()
+    rel = (values / values[:, :1].clamp_min(1e-12)).double().cpu().numpy()
     colours = ["tab:red", "tab:blue", "tab:green", "tab:orange"]
     for j in range(min(vectors.shape[-1], len(colours))):
         v = view.vectors(vectors[..., j]) * (scale * rel[:, j : j + 1])
@@ -73,15 +77,15 @@ def plot_tangent_frames(data: Tensor, points: Tensor, vectors: Tensor, values: T
 def plot_spectrum(values: Tensor, *, true_dim: int | None = None, title: str = "eigen-spectrum of G",
                   path: str | os.PathLike | None = None):
     """Mean ± std of the normalised eigenvalues ``λ_k/λ₁`` over points, and the pointwise gap-rule dimensions."""
-    rel = (values / values[:, :1].clamp_min(1e-12)).double().cpu()
-    dims = intrinsic_dimension(values).cpu()
+    rel = (values / values[:, :1].clamp_min(1e-12)).double().cpu().numpy()
+    dims = intrinsic_dimension(values).cpu().numpy()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.5))
-    k = torch.arange(1, rel.shape[1] + 1)
+    k = np.arange(1, rel.shape[1] + 1)
     a1.bar(k, rel.mean(0), yerr=rel.std(0), color="tab:blue", alpha=0.8)
     a1.set_xlabel("k")
     a1.set_ylabel("λ_k / λ_1")
     a1.set_title(title)
-    a2.hist(dims.numpy(), bins=torch.arange(0.5, rel.shape[1] + 1.5).numpy(), color="tab:green", alpha=0.8)
+    a2.hist(dims, bins=np.arange(0.5, rel.shape[1] + 1.5), color="tab:green", alpha=0.8)
     if true_dim is not None:
         a2.axvline(true_dim, color="k", linestyle="--", label=f"true d = {true_dim}")
         a2.legend()
@@ -97,7 +101,9 @@ def plot_paths(data: Tensor, paths: dict[str, Tensor], *, title: str = "interpol
     view = View3D(data)
     fig = plt.figure(figsize=(6, 5.5))
     ax = fig.add_subplot(projection="3d")
-    ax.scatter(*view.points(data).T, s=1, alpha=0.1, color="0.4")
+    cloud = view.points(data)
+    ax.scatter(*cloud.T, s=2, alpha=0.2, color="0.5")
+    ax.set_box_aspect(np.ptp(cloud, axis=0) + 1e-9)
     styles = ["-", "--", ":", "-."]
     colours = ["tab:red", "0.2", "tab:blue", "tab:green"]
     for i, (label, family) in enumerate(paths.items()):

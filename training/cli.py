@@ -27,7 +27,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", help="a .npy/.npz/.pt file of shape (N, ...) or a built-in dataset name "
                                 "(circle, sphere, sphere8, torus, swiss_roll, union, digits)")
     p.add_argument("--out", required=True, help="model file to write (e.g. model.lmm)")
-    p.add_argument("--n", type=int, default=None, help="number of points (built-in data) or first rows (files)")
+    p.add_argument("--num-points", type=int, default=None,
+                   help="number of points (built-in data) or first rows (files)")
     p.add_argument("--steps", type=int, default=_DEFAULTS["steps"])
     p.add_argument("--rank", type=int, default=None, help="columns r of the factor (default min(D, 16))")
     p.add_argument("--batch-size", type=int, default=_DEFAULTS["batch_size"])
@@ -59,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="train on a built-in dataset, optimise and interpolate on it, report")
     demo.add_argument("--out", default="demo-output", help="output folder (model, report.json, plots)")
     demo.add_argument("--dataset", default="torus", help="built-in dataset with known geometry")
-    demo.add_argument("--n", type=int, default=4000)
+    demo.add_argument("--num-points", type=int, default=4000)
     demo.add_argument("--steps", type=int, default=2500)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--device", default="auto")
@@ -73,7 +74,7 @@ def _train(args: argparse.Namespace) -> int:
     from .data import resolve_data
     from .trainer import train
 
-    data, manifold = resolve_data(args.data, n=args.n, seed=args.seed)
+    data, manifold = resolve_data(args.data, n=args.num_points, seed=args.seed)
     config = TrainConfig(
         steps=args.steps, batch_size=args.batch_size, rank=args.rank, hidden=args.hidden, depth=args.depth,
         lr=args.lr, sampler=args.sampler, sigma_min=args.sigma_min, sigma_max=args.sigma_max,
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             from .demo import run_demo
 
-            run_demo(out=args.out, dataset=args.dataset, n=args.n, steps=args.steps, seed=args.seed,
+            run_demo(out=args.out, dataset=args.dataset, n=args.num_points, steps=args.steps, seed=args.seed,
                      device=args.device, quick=args.quick)
             return 0
         return _info(args)

@@ -64,7 +64,7 @@ def run_demo(*, out: str = "demo-output", dataset: str = "torus", n: int = 4000,
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     if quick:
-        n, steps = min(n, 1500), min(steps, 300)
+        n, steps = min(n, 1500), min(steps, 500)
     t_start = time.perf_counter()
     data, manifold = get_dataset(dataset, n, seed=seed)
     if manifold is None:

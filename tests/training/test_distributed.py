@@ -1,0 +1,36 @@
+"""Data-parallel training (DDP, gloo, 2 CPU processes via torchrun) reaches the weights of one process."""
+
+import socket
+import subprocess
+import sys
+
+import torch
+from safetensors.torch import load_file
+
+from training.cli import main
+
+ARGS = ["train", "circle", "--num-points", "600", "--steps", "30", "--batch-size", "64", "--hidden", "16", "--depth", "1",
+        "--rank", "2", "--device", "cpu", "--no-progress", "--seed", "3"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_match_one(tmp_path):
+    single, double = tmp_path / "one.lmm", tmp_path / "two.lmm"
+    assert main([*ARGS, "--out", str(single)]) == 0
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--master-addr=127.0.0.1",
+           f"--master-port={free_port()}", "-m", "training.cli", *ARGS, "--out", str(double)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={
+        **__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a, b = load_file(single), load_file(double)
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
+    # only rank 0 wrote: one model file, one training state, no stray temporary files
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["one.lmm", "one.lmm.train-state.pt", "two.lmm", "two.lmm.train-state.pt"])
