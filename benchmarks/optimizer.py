@@ -57,9 +57,9 @@ def settings_for(device: torch.device, quick: bool) -> dict:
     """Dimensions, batches and repeats for ``device`` (``quick``: a smoke test)."""
     if quick:
         return {"dims": [64], "batches": [64], "arch": {"hidden": 256, "depth": 2, "emb_dim": 64}, "repeats": 3,
-                "large_d": 3 * 64 * 64, "large_batch": 4}
+                "budget_s": 10.0, "large_d": 3 * 64 * 64, "large_batch": 4}
     batches = [512, 8192] if device.type == "cuda" else [64, 512]
-    return {"dims": [64, 3072], "batches": batches, "arch": PAPER_NET, "repeats": 5,
+    return {"dims": [64, 3072], "batches": batches, "arch": PAPER_NET, "repeats": 5, "budget_s": 150.0,
             "large_d": LARGE_D, "large_batch": 4}
 
 
@@ -100,7 +100,7 @@ def _optimizer_step(name: str, model: MetricModel, x0: Tensor, target: Tensor) -
     return run
 
 
-def _measure(model: MetricModel, batch: int, device: torch.device, repeats: int) -> dict:
+def _measure(model: MetricModel, batch: int, device: torch.device, repeats: int, budget_s: float) -> dict:
     """Time in rounds (and on CUDA, peak memory of) the forward, both forward+backwards and every step."""
     dim = model.dim
     gen = torch.Generator(device="cpu").manual_seed(batch + dim)
@@ -122,7 +122,7 @@ def _measure(model: MetricModel, batch: int, device: torch.device, repeats: int)
                                            "fwd+bwd (weights)": with_weights}
     for name in STEPS:
         work[name] = _optimizer_step(name, model, x0, target)
-    timings = time_interleaved(work, device, warmup=1, repeats=repeats, budget_s=300.0)
+    timings = time_interleaved(work, device, warmup=1, repeats=repeats, budget_s=budget_s)
     return {name: {**timings[name].to_dict(), "memory": peak_memory(fn, device)} for name, fn in work.items()}
 
 
@@ -135,7 +135,7 @@ def _large_case(cfg: dict, device: torch.device, repeats: int) -> dict:
     params = sum(p.numel() * p.element_size() for p in model.parameters())
     gc.collect()
     rss_model = max_rss_bytes()
-    times = _measure(model, batch, device, repeats)
+    times = _measure(model, batch, device, repeats, cfg["budget_s"])
     rss_end = max_rss_bytes()
     del model
     gc.collect()
@@ -167,7 +167,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     for dim in cfg["dims"]:
         model = make_model(dim, RANK, cfg["arch"], device)
         for batch in cfg["batches"]:
-            sweep.append({"dim": dim, "batch": batch, "times": _measure(model, batch, device, cfg["repeats"])})
+            times = _measure(model, batch, device, cfg["repeats"], cfg["budget_s"])
+            sweep.append({"dim": dim, "batch": batch, "times": times})
             print(f"D = {dim}, batch = {batch} done", flush=True)
         del model
 
@@ -223,6 +224,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "network": f"FiLMResMLP {cfg['arch']}, rank {RANK}, untrained (timing only)",
         "dims": cfg["dims"],
         "batches": cfg["batches"],
+        "rounds": f"up to {cfg['repeats']} rounds after one warm-up round, fewer once {cfg['budget_s']:g} s are spent",
         "quick": args.quick,
     }
     notes = [

@@ -86,17 +86,18 @@ def lerp(x0: Tensor, x1: Tensor, n_points: int) -> Tensor:
     return torch.lerp(x0.unsqueeze(-2), x1.unsqueeze(-2), t)
 
 
-def nearest_distance(x: Tensor, data: Tensor, *, chunk: int = 4096) -> Tensor:
+def nearest_distance(x: Tensor, data: Tensor, *, chunk: int = 1024) -> Tensor:
     """Euclidean distance of each point to its nearest data point, by chunked brute force.
 
-    Candidates come from ``‖x‖² − 2 x·y + ‖y‖²`` (matrix products, chunks of ``chunk`` queries by
-    ``16·chunk`` data points); the distance to the winner is then recomputed directly, so it carries no
-    cancellation error. ``data`` may live on another device (e.g. CPU); it is moved chunk by chunk.
+    Candidates come from ``‖x‖² − 2 x·y + ‖y‖²`` (matrix products over blocks of ``chunk`` queries by
+    ``2²⁴ / chunk`` data points, so a block holds at most 16M distances); the distance to the winner is then
+    recomputed directly, so it carries no cancellation error. ``data`` may live on another device (e.g. a large
+    set on the CPU); it is moved block by block.
 
     Args:
         x: ``(n, D)`` queries.
         data: ``(N, D)`` data points, ``N ≥ 1``.
-        chunk: queries per chunk.
+        chunk: queries per block.
 
     Returns:
         ``(n,)`` distances.
@@ -105,7 +106,7 @@ def nearest_distance(x: Tensor, data: Tensor, *, chunk: int = 4096) -> Tensor:
         raise ValueError(
             f"need x (n, D) and non-empty data (N, D), got {tuple(x.shape)}, {tuple(data.shape)}"
         )
-    data_chunk = 16 * chunk
+    data_chunk = max(1, 2**24 // chunk)
     out = torch.empty(x.shape[0], dtype=x.dtype, device=x.device)
     for i in range(0, x.shape[0], chunk):
         q = x[i : i + chunk]

@@ -170,9 +170,9 @@ def _solve_lbfgs(
     """Batched L-BFGS, one independent problem per pair, with Armijo backtracking per pair.
 
     Every evaluation (all pairs still running, all their segments) is one batched field call. A pair stops once
-    the relative change of its energy falls below ``tol``. When a pair's line search fails its curvature memory
-    is dropped and it restarts from the scaled gradient; failing from there too (no descent left at the working
-    precision) stops it.
+    a full (not backtracked) step changes its energy by less than ``tol`` relatively. When its line search fails,
+    or can only make a tiny change with a cut step, the pair's curvature memory is dropped and it restarts from
+    the scaled gradient; the same from there (no descent left at the working precision) stops it.
     """
     history, c1, max_backtracks = 8, 1e-4, 20
     b = v.shape[0]
@@ -213,13 +213,16 @@ def _solve_lbfgs(
         t = torch.full_like(fa, lr)
         new_v, new_e, new_g = va.clone(), energy[act].clone(), ga.clone()
         pending = torch.arange(act.numel(), device=v.device)
-        for _ in range(max_backtracks):
+        full_step = torch.zeros(act.numel(), dtype=torch.bool, device=v.device)
+        for trial_no in range(max_backtracks):
             trial = va[pending] + t[pending].view(-1, 1, 1) * direction[pending]
             e, g = problem.value_and_grad(trial, act[pending])
             f = e / problem.norm[act[pending]]
             ok = torch.isfinite(f) & (f <= fa[pending] + c1 * t[pending] * slope[pending])
             hit = pending[ok]
             new_v[hit], new_e[hit], new_g[hit] = trial[ok], e[ok], g[ok]
+            if trial_no == 0:
+                full_step[hit] = True
             # Safeguarded quadratic interpolation of the step for the rest.
             tp, sp, fp = t[pending][~ok], slope[pending][~ok], f[~ok]
             denom = 2.0 * (fp - fa[pending][~ok] - sp * tp)
@@ -245,15 +248,20 @@ def _solve_lbfgs(
 
         rel = (energy[act] - new_e).abs() / energy[act].abs().clamp_min(torch.finfo(energy.dtype).tiny)
         v[act], energy[act], grad[act] = new_v, new_e, new_g
-        stop = rel < tol
-        if pending.numel():  # failed line searches: restart with an empty memory unless it was empty already
-            failed = act[pending]
+        small = rel < tol
+        stop = small & full_step
+        # A failed line search, or a tiny change from a step the line search had to cut, means the direction is
+        # poor: drop the pair's curvature memory and restart from the scaled gradient; stop if it was that already.
+        stalled = small & ~full_step
+        stalled[pending] = True
+        if bool(stalled.any()):
+            failed = act[stalled]
             had_memory = torch.zeros_like(failed, dtype=torch.bool)
             for rho in mem_rho[:-1]:
                 had_memory |= rho[failed] != 0
                 rho[failed] = 0.0
             mem_rho[-1][failed] = 0.0
-            stop[pending] = ~had_memory
+            stop[stalled] = ~had_memory
         converged[act] = stop
     return v, converged, done
 
@@ -290,7 +298,8 @@ class GeodesicMethod:
 
     Attributes:
         solve: ``solve(problem, v0, *, steps, lr, tol) -> (v, converged, steps)`` on the whitened
-            interior coordinates.
+            interior coordinates ``v0`` ``(B, T − 2, D)``; ``problem`` (internal) evaluates energies and
+            gradients pair by pair.
         lr: default step (``"lbfgs"``: the first trial step of each line search; ``"adam"``: Adam's rate in
             whitened segment-length units).
         tol: default tolerance on the relative change of each pair's energy between iterations.
@@ -380,8 +389,9 @@ def geodesic(
             e.g. from a gradient flow; its ends must equal ``x0`` and ``x1``.
         steps: maximum solver iterations.
         lr: the solver's step; default from `GEODESIC_METHODS`.
-        tol: a pair stops when the relative change of its energy in one iteration is below ``tol``; default from
-            `GEODESIC_METHODS`, raised to ``10 ε`` of the dtype (``1.2e-6`` in float32).
+        tol: a pair stops when one iteration changes its energy by less than ``tol`` relatively (for
+            ``"lbfgs"``: a full, not backtracked, step); default from `GEODESIC_METHODS`, raised to ``10 ε`` of
+            the dtype (``1.2e-6`` in float32).
         method: a key of `GEODESIC_METHODS`: ``"lbfgs"`` (batched per-pair L-BFGS, the default) or ``"adam"``.
 
     Returns:
@@ -417,14 +427,14 @@ def geodesic(
     v = torch.zeros_like(problem.base)
     if path0.shape[1] > 2 and steps > 0:
         v, converged, done = spec.solve(problem, v, steps=steps, lr=lr, tol=tol)
-    else:
-        converged = torch.ones(x0.shape[0], dtype=torch.bool, device=x0.device)
+    else:  # nothing to optimise (two points) or nothing done (steps = 0)
+        converged = torch.full((x0.shape[0],), path0.shape[1] == 2, dtype=torch.bool, device=x0.device)
         done = 0
 
-    with torch.no_grad():
-        path = problem.path(v)
-        energy, length = path_energy(field, path)
-        euclid = (path[:, 1:] - path[:, :-1]).norm(dim=-1).sum(-1)
+    path = problem.path(v).detach()
+    with torch.enable_grad():  # some fields differentiate internally
+        energy, length = (t.detach() for t in path_energy(field, path))
+    euclid = (path[:, 1:] - path[:, :-1]).norm(dim=-1).sum(-1)
     result = GeodesicResult(
         path=path,
         energy=energy,

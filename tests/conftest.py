@@ -10,6 +10,10 @@ from learned_manifold.metrics.base import CoMetricField
 from training.data import Sphere
 from training.trainer import TrainConfig, train
 
+# One intra-op thread: the suite is made of many tiny ops, for which OpenMP threads only add contention
+# (measured on a loaded 2-core machine: 48 s with one thread, 240 s with two).
+torch.set_num_threads(1)
+
 
 class FixedSubspaceField(CoMetricField):
     """``G = Q Qᵀ`` for a fixed orthonormal ``Q`` ``(D, d)``: the flat manifold ``span(Q)`` in closed form."""

@@ -93,7 +93,9 @@ def test_interpolation_on_the_learned_sphere_stays_closer_than_lerp(sphere_model
     landed_q = path_quality(landed.path, manifold=sphere, target=b)
     # landing keeps the path on the data; near the end the denoiser's inward shift (≈ dσ²/2R per landing)
     # balances the flow's pull, so the end gap is of the same order as without landing
-    assert (landed_q.max_distance < 0.05).all() and landed_q.max_distance.max() <= flow.max_distance.max(), landed_q
+    assert (landed_q.max_distance < 0.05).all() and landed_q.max_distance.max() <= flow.max_distance.max(), (
+        landed_q
+    )
     assert (landed_q.endpoint_gap < 0.15).all(), landed_q
 
 
@@ -102,7 +104,7 @@ def test_gradient_flow_climbs_the_learned_sphere_and_stays_near_it(sphere_model)
     x0 = torch.nn.functional.normalize(torch.tensor([[1.0, 0.2, -0.3], [0.3, 1.0, -0.5]]), dim=-1)
     M = LearnedDataManifold(sphere_model, delta=1e-2)
     res = gradient_flow(M, lambda x: -(x @ c), x0, t_end=6.0, landing=True)
-    assert ((res.path.norm(dim=-1) - 1).abs().max() < 0.05)
+    assert (res.path.norm(dim=-1) - 1).abs().max() < 0.05
     assert (res.path[:, -1] @ c > 0.95).all()
     # without the manifold's geometry (plain Euclidean flow) the same objective leaves the sphere
     straight = x0 + 6.0 * c

@@ -41,7 +41,9 @@ def test_eigenpairs_rank_deficient_and_r_larger_than_D_give_zero_vectors():
 
 
 def test_intrinsic_dimension_gap_rule_is_scale_free():
-    values = torch.tensor([[1.0, 0.95, 0.9, 0.1, 0.05], [2.0, 0.1, 0.09, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0, 1.0]])
+    values = torch.tensor(
+        [[1.0, 0.95, 0.9, 0.1, 0.05], [2.0, 0.1, 0.09, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0, 1.0]]
+    )
     assert geo.intrinsic_dimension(values).tolist() == [3, 1, 5]
     assert geo.intrinsic_dimension(values * 37.0).tolist() == [3, 1, 5]
     assert geo.intrinsic_dimension(values[:, [4, 2, 0, 1, 3]]).tolist() == [3, 1, 5]  # order-free
@@ -71,7 +73,9 @@ def test_lowrank_apply_and_solve_against_dense():
         dense = G + delta * torch.eye(7)
         torch.testing.assert_close(geo.lowrank_apply(A, w, delta), (dense @ w.unsqueeze(-1)).squeeze(-1))
         torch.testing.assert_close(geo.lowrank_solve(A, w, delta), torch.linalg.solve(dense, w))
-        torch.testing.assert_close(geo.lowrank_inner(A, w, w, delta), (w * torch.linalg.solve(dense, w)).sum(-1))
+        torch.testing.assert_close(
+            geo.lowrank_inner(A, w, w, delta), (w * torch.linalg.solve(dense, w)).sum(-1)
+        )
     # δ = 0: the pseudo-inverse on the range of A
     pinv = torch.linalg.pinv(G, hermitian=True)
     torch.testing.assert_close(geo.lowrank_solve(A, w, 0.0), (pinv @ w.unsqueeze(-1)).squeeze(-1))
@@ -81,7 +85,9 @@ def test_lowrank_apply_and_solve_against_dense():
 
 def test_intrinsic_gradient_is_G_times_gradient():
     A, g = random_factor(), torch.randn(5, 7)
-    torch.testing.assert_close(geo.intrinsic_gradient(A, g), ((A @ A.transpose(-1, -2)) @ g.unsqueeze(-1)).squeeze(-1))
+    torch.testing.assert_close(
+        geo.intrinsic_gradient(A, g), ((A @ A.transpose(-1, -2)) @ g.unsqueeze(-1)).squeeze(-1)
+    )
 
 
 def test_cdc_of_functions_is_J_G_Jt_by_autograd():

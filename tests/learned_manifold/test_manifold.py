@@ -12,10 +12,14 @@ Q = torch.linalg.qr(torch.randn(5, 2, generator=torch.Generator().manual_seed(0)
 
 
 def on_sphere(n, seed=0):
-    return torch.nn.functional.normalize(torch.randn(n, 3, generator=torch.Generator().manual_seed(seed)), dim=-1)
+    return torch.nn.functional.normalize(
+        torch.randn(n, 3, generator=torch.Generator().manual_seed(seed)), dim=-1
+    )
 
 
-@pytest.fixture(params=["learned-delta0", "learned-delta", "learned-landing", "subspace-delta0", "subspace-delta"])
+@pytest.fixture(
+    params=["learned-delta0", "learned-delta", "learned-landing", "subspace-delta0", "subspace-delta"]
+)
 def case(request, sphere_model):
     """(manifold, points on it, ambient vectors, tolerance) for each configuration."""
     name = request.param
@@ -91,7 +95,12 @@ def test_batched_equals_per_item(case):
     _, M, x, u, tol = case
     batched = (M.proju(x, u), M.egrad2rgrad(x, u), M.retr(x, 0.1 * u), M.inner(x, u, u))
     for i in range(x.shape[0]):
-        single = (M.proju(x[i], u[i]), M.egrad2rgrad(x[i], u[i]), M.retr(x[i], 0.1 * u[i]), M.inner(x[i], u[i]))
+        single = (
+            M.proju(x[i], u[i]),
+            M.egrad2rgrad(x[i], u[i]),
+            M.retr(x[i], 0.1 * u[i]),
+            M.inner(x[i], u[i]),
+        )
         for b, s in zip(batched, single, strict=True):
             torch.testing.assert_close(b[i], s, atol=10 * tol, rtol=1e-4)
 

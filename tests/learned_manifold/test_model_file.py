@@ -15,8 +15,14 @@ from learned_manifold.models import MetricModel, ModelConfig
 @pytest.fixture
 def model():
     torch.manual_seed(1)
-    cfg = ModelConfig(data_shape=(4,), rank=2, arch_kwargs={"hidden": 16, "depth": 1, "emb_dim": 8},
-                      tikhonov=0.01, default_sigma=0.2, sigma_rule="test")
+    cfg = ModelConfig(
+        data_shape=(4,),
+        rank=2,
+        arch_kwargs={"hidden": 16, "depth": 1, "emb_dim": 8},
+        tikhonov=0.01,
+        default_sigma=0.2,
+        sigma_rule="test",
+    )
     return MetricModel(cfg, scale=3.0, mean=torch.arange(4.0))
 
 

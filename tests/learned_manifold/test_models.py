@@ -28,8 +28,9 @@ def test_unknown_architecture_lists_valid_names():
 
 
 def make_model(scale=2.5, mean=None, centred=True):
-    cfg = ModelConfig(data_shape=(3,), rank=2, centred=centred, arch_kwargs={"hidden": 16, "depth": 1,
-                                                                               "emb_dim": 8})
+    cfg = ModelConfig(
+        data_shape=(3,), rank=2, centred=centred, arch_kwargs={"hidden": 16, "depth": 1, "emb_dim": 8}
+    )
     torch.manual_seed(0)
     return MetricModel(cfg, scale=scale, mean=torch.tensor([1.0, -2.0, 0.5]) if mean is None else mean)
 
@@ -39,7 +40,9 @@ def test_public_methods_work_in_data_units():
     model = make_model()
     y, sigma = torch.randn(4, 3), 0.3
     z = (y - model.mean) / model.scale
-    torch.testing.assert_close(model.factor(y, sigma), model.factor_z(z, torch.full((4,), sigma) / model.scale))
+    torch.testing.assert_close(
+        model.factor(y, sigma), model.factor_z(z, torch.full((4,), sigma) / model.scale)
+    )
     # x̂ = y − σ F in data units, F the noise prediction on standardised inputs
     F = model.noise_z(z, torch.full((4,), sigma) / model.scale)
     zhat = z - (sigma / model.scale) * F

@@ -30,10 +30,10 @@ def run(opt_factory, param, steps=150):
 @pytest.mark.parametrize(
     "make",
     [
-        lambda M: (lambda p: RiemannianSGD([p], manifold=M, lr=0.05, momentum=0.9)),
-        lambda M: (lambda p: RiemannianSGD([p], manifold=M, lr=0.05, momentum=0.9, nesterov=True)),
-        lambda M: (lambda p: RiemannianAdam([p], manifold=M, lr=0.05)),
-        lambda M: (lambda p: RiemannianAdam([p], manifold=M, lr=0.05, amsgrad=True, stabilize=5)),
+        lambda M: lambda p: RiemannianSGD([p], manifold=M, lr=0.05, momentum=0.9),
+        lambda M: lambda p: RiemannianSGD([p], manifold=M, lr=0.05, momentum=0.9, nesterov=True),
+        lambda M: lambda p: RiemannianAdam([p], manifold=M, lr=0.05),
+        lambda M: lambda p: RiemannianAdam([p], manifold=M, lr=0.05, amsgrad=True, stabilize=5),
     ],
     ids=["sgd-momentum", "sgd-nesterov", "adam", "adam-amsgrad-stabilize"],
 )
@@ -74,8 +74,10 @@ def test_exact_constrained_optimum_on_a_closed_form_subspace():
 
 def test_state_dict_round_trip(sphere_model):
     M = LearnedDataManifold(sphere_model, landing=True)
-    for make in (lambda p: RiemannianSGD([p], manifold=M, lr=0.05, momentum=0.9),
-                 lambda p: RiemannianAdam([p], manifold=M, lr=0.05)):
+    for make in (
+        lambda p: RiemannianSGD([p], manifold=M, lr=0.05, momentum=0.9),
+        lambda p: RiemannianAdam([p], manifold=M, lr=0.05),
+    ):
         p = torch.nn.Parameter(start_points())
         opt = make(p)
         run(lambda q, o=opt: o, p, steps=3)

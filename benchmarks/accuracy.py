@@ -1,0 +1,236 @@
+"""Tangent and dimension accuracy on S⁸ in R⁶⁴: metric matching against tuned k-NN CDC (SPEC §8).
+
+For every data-set size ``N`` one run:
+
+* trains metric-matching models (`training.trainer.train`) on ``N`` points of the built-in ``sphere8``:
+  the library default recipe (mean-centred, log-uniform σ on ``[3e-3, 4]``) and, as a second row, the paper's
+  recipe (uncentred, log-normal σ with ``P_mean = −1.2``, ``P_std = 1.2`` on ``[1e-4, 16]``);
+* picks each model's evaluation σ on a validation split (1,000 points) from the SPEC §8 grid ``s · 2^(i−6)``,
+  ``i = 0..10`` (`training.trainer.select_sigma`, lowest tangent error);
+* tunes k-NN CDC (`KNNCDC`, uncentred as in the paper, and centred) over ``k ∈ {16, 32, 64, 128}`` and the same
+  σ grid on the same validation split;
+* reports on 1,000 held-out test points: mean tangent-projector error ``‖ÛÛᵀ − P_T‖_F`` with the true
+  ``d = 8``, the fraction of points whose gap-rule dimension is 8, the median dimension, the mean top-10
+  eigenvalues, and the training or tuning time.
+
+The trainer holds out ``val_points`` of what it is given for its own σ guess, so it is given ``N + val_points``
+points and trains on exactly ``N``; the k-NN fields hold ``N`` points from the same sampler.
+
+Run: ``python -m benchmarks.accuracy --device cpu|cuda [--quick] [--sizes N ...] [--steps S] [--out DIR]``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from learned_manifold.geometry import eigenpairs, intrinsic_dimension, projector_error, truncate_basis
+from learned_manifold.metrics import KNNCDC
+from training.data import get_dataset
+from training.trainer import TrainConfig, select_sigma, standardisation, train, validate
+
+from .common import PAPER_NET, Table, environment, fmt_num, fmt_time, make_parser, parse_args, write_report
+
+__all__ = ["RECIPES", "main", "settings_for", "spectral_scores", "tune_knn"]
+
+DATASET = "sphere8"
+TRUE_DIM = 8
+RECIPES: dict[str, dict] = {
+    "centred": {"centred": True, "sampler": "loguniform", "sigma_min": 3e-3, "sigma_max": 4.0},
+    "paper": {"centred": False, "sampler": "lognormal", "sigma_min": 1e-4, "sigma_max": 16.0},
+}
+"""Training recipes (σ range in units of the data scale): the library default and the paper's sphere recipe."""
+
+RECIPE_LABELS = {
+    "centred": "metric matching, mean-centred, log-uniform σ",
+    "paper": "metric matching, uncentred, log-normal σ (paper recipe)",
+}
+
+
+def settings_for(device: torch.device, quick: bool, sizes: Sequence[int] | None, steps: int | None) -> dict:
+    """Sizes, network, steps and split sizes for ``device`` (``quick``: a smoke test of a few seconds)."""
+    if quick:
+        cfg = {"sizes": [400], "steps": 30, "batch_size": 64, "net": {"hidden": 32, "depth": 1, "emb_dim": 32},
+               "n_val": 100, "n_test": 100, "trainer_val": 80, "ks": [16, 32]}
+    elif device.type == "cuda":
+        cfg = {"sizes": [10_000, 100_000], "steps": 30_000, "batch_size": 1024, "net": dict(PAPER_NET),
+               "n_val": 1000, "n_test": 1000, "trainer_val": 500, "ks": [16, 32, 64, 128]}
+    else:
+        cfg = {"sizes": [10_000, 100_000], "steps": 5000, "batch_size": 512,
+               "net": {"hidden": 256, "depth": 3, "emb_dim": 128},
+               "n_val": 1000, "n_test": 1000, "trainer_val": 200, "ks": [16, 32, 64, 128]}
+    if sizes:
+        cfg["sizes"] = list(sizes)
+    if steps:
+        cfg["steps"] = steps
+    cfg["rank"] = 16
+    return cfg
+
+
+def spectral_scores(A: Tensor, x: Tensor, manifold) -> dict:
+    """Tangent and dimension scores of factors ``A`` ``(B, D, r)`` at on-manifold points ``x`` ``(B, D)``.
+
+    The same figures as `training.trainer.validate`, for any low-rank field: mean tangent-projector error with
+    the true dimension per point, fraction of points with the right gap-rule dimension, median dimension and
+    the mean of the top-10 eigenvalues (descending).
+    """
+    pairs = eigenpairs(A.float())
+    dims = intrinsic_dimension(pairs.values)
+    true_dim = manifold.point_dimension(x)
+    basis = manifold.tangent_basis(x).to(pairs.vectors.dtype)
+    error = projector_error(truncate_basis(pairs.vectors, true_dim), basis)
+    return {
+        "tangent_error": float(error.mean()),
+        "dimension_accuracy": float((dims == true_dim).float().mean()),
+        "median_dimension": int(dims.float().median().item()),
+        "top_eigenvalues": [round(float(v), 4) for v in pairs.values.mean(0)[:10]],
+    }
+
+
+def sigma_grid(scale: float) -> list[float]:
+    """The SPEC §8 evaluation grid ``s · 2^(i−6)``, ``i = 0..10``, in data units."""
+    return [scale * 2.0 ** (i - 6) for i in range(11)]
+
+
+@torch.no_grad()
+def tune_knn(data: Tensor, val: Tensor, test: Tensor, manifold, *, ks: Sequence[int], sigmas: Sequence[float],
+             centred: bool) -> dict:
+    """Tune k-NN CDC over ``ks × sigmas`` by validation tangent error, then score the winner on ``test``.
+
+    Args:
+        data: ``(N, D)`` the points the field holds.
+        val: ``(n_val, D)`` validation points; test: ``(n_test, D)`` test points (both on the manifold).
+        manifold: ground truth with ``tangent_basis`` and ``point_dimension``.
+        ks: neighbour counts (those above ``N`` are skipped); sigmas: bandwidths in data units.
+        centred: mean-centred or uncentred (the paper's baseline) CDC.
+
+    Returns:
+        ``{"k", "sigma", "validation": [...], "test": {...}, "seconds"}`` where ``seconds`` covers the whole
+        tuning and the test evaluation.
+    """
+    start = time.perf_counter()
+    table = []
+    for k in ks:
+        if k > data.shape[0]:
+            continue
+        for sigma in sigmas:
+            field = KNNCDC(data, k=k, sigma=sigma, centred=centred)
+            row = {"k": k, "sigma": sigma, **spectral_scores(field.factor(val), val, manifold)}
+            table.append(row)
+    best = min(table, key=lambda r: r["tangent_error"])
+    field = KNNCDC(data, k=best["k"], sigma=best["sigma"], centred=centred)
+    test_scores = spectral_scores(field.factor(test), test, manifold)
+    return {"k": best["k"], "sigma": best["sigma"], "validation": table, "test": test_scores,
+            "seconds": time.perf_counter() - start}
+
+
+def _train_recipe(recipe: str, data: Tensor, manifold, cfg: dict, device: torch.device) -> tuple:
+    """Train one recipe; returns the EMA model and the training seconds (loop plus the trainer's σ pick)."""
+    config = TrainConfig(steps=cfg["steps"], batch_size=cfg["batch_size"], rank=cfg["rank"],
+                         val_points=cfg["trainer_val"], seed=0, **cfg["net"], **RECIPES[recipe])
+    start = time.perf_counter()
+    result = train(data, config, manifold=manifold, progress=False, device=device)
+    return result.model, time.perf_counter() - start, result
+
+
+def _evaluate_model(model, val: Tensor, test: Tensor, manifold) -> dict:
+    """Pick σ on ``val`` (lowest tangent error on the SPEC §8 grid) and score the model on ``test``."""
+    start = time.perf_counter()
+    with torch.no_grad():
+        sigma, _, table = select_sigma(model, val, manifold)
+        scores = validate(model, test, sigma, manifold)
+    keep = ("tangent_error", "dimension_accuracy", "median_dimension", "top_eigenvalues")
+    return {"sigma": sigma, "test": {k: scores[k] for k in keep},
+            "validation": [{k: r[k] for k in ("sigma", "tangent_error", "dimension_accuracy")} for r in table],
+            "seconds": time.perf_counter() - start}
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """Run the benchmark and write ``accuracy.json`` / ``accuracy.md``; returns the results."""
+    parser = make_parser(__doc__.splitlines()[0])
+    parser.set_defaults(out=None, threads=1)
+    parser.add_argument("--sizes", type=int, nargs="+", default=None, help="data-set sizes N")
+    parser.add_argument("--steps", type=int, default=None, help="training steps per model")
+    parser.add_argument("--recipes", nargs="+", choices=sorted(RECIPES), default=["centred", "paper"],
+                        help="training recipes to run (default: both)")
+    args = parse_args(parser, argv)
+    device = args.device
+    out = args.out if args.out is not None else Path("benchmarks/results") / device.type
+    cfg = settings_for(device, args.quick, args.sizes, args.steps)
+    env = environment(device)
+
+    _, manifold = get_dataset(DATASET, 10, seed=0)
+    val = get_dataset(DATASET, cfg["n_val"], seed=1)[0].to(device)
+    test = get_dataset(DATASET, cfg["n_test"], seed=2)[0].to(device)
+    rows: list[dict] = []
+    table = Table(
+        f"S⁸ in R⁶⁴: tangent-projector error and intrinsic dimension on {cfg['n_test']:,} test points (true d = 8)",
+        ["N", "method", "σ (val)", "k", "tangent error", "dim = 8", "median dim", "mean top-10 eigenvalues",
+         "train / tune time"],
+    )
+    for n in cfg["sizes"]:
+        pool = get_dataset(DATASET, n + cfg["trainer_val"], seed=0)[0]
+        knn_data = pool[:n].to(device)
+        scale = standardisation(knn_data)[0]
+        for recipe in args.recipes:
+            model, seconds, result = _train_recipe(recipe, pool, manifold, cfg, device)
+            ev = _evaluate_model(model, val, test, manifold)
+            row = {"N": n, "method": recipe, "label": RECIPE_LABELS[recipe], "sigma": ev["sigma"], "k": None,
+                   **ev["test"], "seconds": seconds + ev["seconds"], "train_seconds": seconds,
+                   "samples_per_second": result.samples_per_second, "validation": ev["validation"],
+                   "final_loss": result.history[-1]["loss"] if result.history else None}
+            rows.append(row)
+            print(f"N={n} {recipe}: error {row['tangent_error']:.3f}, dim acc {row['dimension_accuracy']:.3f}, "
+                  f"σ {row['sigma']:.4g}, {seconds:.0f} s", flush=True)
+        for centred in (False, True):
+            tuned = tune_knn(knn_data, val, test, manifold, ks=cfg["ks"], sigmas=sigma_grid(scale), centred=centred)
+            name = "knn_centred" if centred else "knn"
+            label = f"k-NN CDC, {'centred' if centred else 'uncentred'}, k and σ tuned on validation"
+            row = {"N": n, "method": name, "label": label, "sigma": tuned["sigma"], "k": tuned["k"],
+                   **tuned["test"], "seconds": tuned["seconds"], "validation": tuned["validation"]}
+            rows.append(row)
+            print(f"N={n} {name}: error {row['tangent_error']:.3f}, dim acc {row['dimension_accuracy']:.3f}, "
+                  f"k {row['k']}, σ {row['sigma']:.4g}, {row['seconds']:.0f} s", flush=True)
+    for row in rows:
+        table.add(f"{row['N']:,}", row["label"], fmt_num(row["sigma"]), row["k"], f"{row['tangent_error']:.3f}",
+                  f"{100 * row['dimension_accuracy']:.1f}%", row["median_dimension"],
+                  " ".join(f"{v:.2f}" for v in row["top_eigenvalues"]), fmt_time(row["seconds"]))
+
+    settings = {
+        "data": f"{DATASET}: S⁸ isometrically embedded in R⁶⁴; N training points (seed 0), "
+                f"{cfg['n_val']} validation (seed 1), {cfg['n_test']} test (seed 2)",
+        "sizes": cfg["sizes"],
+        "network": f"FiLMResMLP {cfg['net']}, rank {cfg['rank']}",
+        "training": f"{cfg['steps']} steps, batch {cfg['batch_size']}, AdamW lr 2e-3 (trainer defaults: warm-up, "
+                    "cosine decay, EMA 0.999, clip 1.0); centred recipe: denoiser alone for the first 25% of steps",
+        "recipes": {r: RECIPES[r] for r in args.recipes},
+        "evaluation σ": "picked on the validation split from s·2^(i−6), i = 0..10 (lowest tangent error)",
+        "k-NN tuning": f"k ∈ {cfg['ks']} × the same σ grid, lowest validation tangent error",
+        "threads": torch.get_num_threads(),
+        "quick": args.quick,
+    }
+    notes = [
+        "Tangent error: mean ‖ÛÛᵀ − P_T‖_F with Û the top-8 eigenvectors (from the r×r Gram); a random 8-plane "
+        "scores about 3.7. Dimension: the scale-free largest-gap rule of SPEC §5.",
+        "Time: for models, the training loop plus σ selection; for k-NN, the whole grid search on the validation "
+        "split plus the test evaluation.",
+        "SPEC §8 targets (H100, SPEC §4 network, 30k steps of batch 1,024): mean-centred error ≤ 0.13 at N = 10k "
+        "and 100k with dimension 8 at ≥ 90% of points; tuned k-NN 1.21 (10k) and 0.52 (100k).",
+    ]
+    if device.type == "cpu" and not args.quick:
+        notes.append("CPU configuration, reduced from SPEC §8: a smaller network (hidden 256, depth 3, emb 128 "
+                     f"instead of 1024/4/256), {cfg['steps']} steps of batch {cfg['batch_size']} instead of 30k of "
+                     "1,024; one intra-op thread on a shared 2-core machine.")
+    results = {"rows": rows}
+    _, md_path = write_report(out, "accuracy", title="Accuracy on S⁸ in R⁶⁴: metric matching vs tuned k-NN CDC",
+                              env=env, settings=settings, tables=[table], results=results, notes=notes)
+    print(md_path.read_text())
+    return results
+
+
+if __name__ == "__main__":
+    main()
