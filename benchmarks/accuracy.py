@@ -198,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     for row in rows:
         table.add(f"{row['N']:,}", row["label"], fmt_num(row["sigma"]), row["k"], f"{row['tangent_error']:.3f}",
                   f"{100 * row['dimension_accuracy']:.1f}%", row["median_dimension"],
-                  " ".join(f"{v:.2f}" for v in row["top_eigenvalues"]), fmt_time(row["seconds"]))
+                  " ".join(f"{v:.3g}" for v in row["top_eigenvalues"]), fmt_time(row["seconds"]))
 
     settings = {
         "data": f"{DATASET}: S⁸ isometrically embedded in R⁶⁴; N training points (seed 0), "

@@ -100,8 +100,8 @@ def _optimizer_step(name: str, model: MetricModel, x0: Tensor, target: Tensor) -
     return run
 
 
-def _measure(model: MetricModel, batch: int, device: torch.device, repeats: int, budget_s: float) -> dict:
-    """Time in rounds (and on CUDA, peak memory of) the forward, both forward+backwards and every step."""
+def _work(model: MetricModel, batch: int, device: torch.device) -> dict[str, Callable[[], None]]:
+    """The timed calls on one random batch: forward, both forward+backwards and one step per name in `STEPS`."""
     dim = model.dim
     gen = torch.Generator(device="cpu").manual_seed(batch + dim)
     x0 = torch.randn(batch, dim, generator=gen).to(device)
@@ -122,12 +122,22 @@ def _measure(model: MetricModel, batch: int, device: torch.device, repeats: int,
                                            "fwd+bwd (weights)": with_weights}
     for name in STEPS:
         work[name] = _optimizer_step(name, model, x0, target)
+    return work
+
+
+def _measure(work: dict[str, Callable[[], None]], device: torch.device, repeats: int, budget_s: float) -> dict:
+    """Time the calls in rounds; on CUDA also the peak memory of each."""
     timings = time_interleaved(work, device, warmup=1, repeats=repeats, budget_s=budget_s)
     return {name: {**timings[name].to_dict(), "memory": peak_memory(fn, device)} for name, fn in work.items()}
 
 
-def _large_case(cfg: dict, device: torch.device, repeats: int) -> dict:
-    """Large ``D``: factor bytes vs dense bytes, times, and CUDA peak memory or CPU peak-RSS growth."""
+def _large_case(cfg: dict, device: torch.device) -> dict:
+    """Large ``D``: factor bytes vs dense bytes, times, and CUDA peak memory or CPU peak-RSS growth.
+
+    On CPU the peak RSS is read after building the model, after one call of everything that needs no weight
+    gradients (the steps and the input-only forward+backward), and after the weight-gradient baseline, whose
+    gradient buffers (as large as the weights) would otherwise hide the steps' own footprint.
+    """
     dim, batch = cfg["large_d"], cfg["large_batch"]
     gc.collect()
     rss_start = max_rss_bytes()
@@ -135,10 +145,15 @@ def _large_case(cfg: dict, device: torch.device, repeats: int) -> dict:
     params = sum(p.numel() * p.element_size() for p in model.parameters())
     gc.collect()
     rss_model = max_rss_bytes()
-    times = _measure(model, batch, device, repeats, cfg["budget_s"])
+    work = _work(model, batch, device)
+    for name in ("forward", "fwd+bwd (input)", *STEPS):
+        work[name]()
+    rss_steps = max_rss_bytes()
+    times = _measure(work, device, repeats=3, budget_s=cfg["budget_s"])
     rss_end = max_rss_bytes()
-    del model
+    del model, work
     gc.collect()
+    cpu = device.type == "cpu"
     return {
         "dim": dim,
         "batch": batch,
@@ -147,8 +162,9 @@ def _large_case(cfg: dict, device: torch.device, repeats: int) -> dict:
         "factor_bytes": batch * dim * RANK * 4,
         "dense_bytes": batch * dim * dim * 4,
         "parameter_bytes": params,
-        "cpu_peak_rss_growth_model_bytes": rss_model - rss_start if device.type == "cpu" else None,
-        "cpu_peak_rss_growth_steps_bytes": rss_end - rss_model if device.type == "cpu" else None,
+        "cpu_peak_rss_growth_model_bytes": rss_model - rss_start if cpu else None,
+        "cpu_peak_rss_growth_steps_bytes": rss_steps - rss_model if cpu else None,
+        "cpu_peak_rss_growth_with_weight_grads_bytes": rss_end - rss_model if cpu else None,
         "times": times,
     }
 
@@ -161,13 +177,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
     cuda = device.type == "cuda"
 
     # The large case first, so the CPU peak-RSS high-water mark it reads is not set by earlier work.
-    large = _large_case(cfg, device, repeats=3)
+    large = _large_case(cfg, device)
     print(f"large D = {large['dim']:,} done", flush=True)
     sweep = []
     for dim in cfg["dims"]:
         model = make_model(dim, RANK, cfg["arch"], device)
         for batch in cfg["batches"]:
-            times = _measure(model, batch, device, cfg["repeats"], cfg["budget_s"])
+            times = _measure(_work(model, batch, device), device, cfg["repeats"], cfg["budget_s"])
             sweep.append({"dim": dim, "batch": batch, "times": times})
             print(f"D = {dim}, batch = {batch} done", flush=True)
         del model
@@ -210,9 +226,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     else:
         big.add("CPU peak-RSS growth while building the model (approx.)",
                 fmt_bytes(large["cpu_peak_rss_growth_model_bytes"]))
-        big.add("CPU peak-RSS growth over all timed steps (approx.)",
+        big.add("CPU peak-RSS growth, one call of each optimiser step and fwd+bwd (input) (approx.)",
                 fmt_bytes(large["cpu_peak_rss_growth_steps_bytes"]))
-    for k in ("forward", "fwd+bwd (input)", *STEPS):
+        big.add("CPU peak-RSS growth after the weight-gradient baseline too (gradients = weights; approx.)",
+                fmt_bytes(large["cpu_peak_rss_growth_with_weight_grads_bytes"]))
+    for k in ("forward", "fwd+bwd (input)", "fwd+bwd (weights)", *STEPS):
         big.add(f"time, {k}", fmt_time(large["times"][k]["median_s"]))
     tables.append(big)
 

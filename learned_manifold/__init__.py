@@ -5,6 +5,7 @@ A network trained by metric matching predicts the carré du champ ``G(x)`` of th
 """
 
 from .flows import FlowResult, gradient_flow, interpolate
+from .geodesics import GeodesicResult, geodesic
 from .manifold import LearnedDataManifold
 from .model_file import ModelFileError, load_model, save_model
 from .models import MetricModel, ModelConfig
@@ -14,12 +15,14 @@ __version__ = "0.1.0"
 
 __all__ = [
     "FlowResult",
+    "GeodesicResult",
     "LearnedDataManifold",
     "MetricModel",
     "ModelConfig",
     "ModelFileError",
     "RiemannianAdam",
     "RiemannianSGD",
+    "geodesic",
     "gradient_flow",
     "interpolate",
     "load_model",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import torch
 from torch import Tensor
 
 from ..geometry import lowrank_apply, lowrank_solve
@@ -25,12 +26,18 @@ class LearnedCDC(CoMetricField):
         model: a `MetricModel` or the path of a model file.
         sigma: evaluation bandwidth in data units (``None``: the model's default).
         delta: isotropic part ``δ ≥ 0`` added on top of the model's Tikhonov term.
+        precision: ``"fp32"``, or ``"bf16"`` to run the network under bf16 autocast (the factor is returned in
+            the dtype of the query; the Gram/Woodbury algebra stays in that dtype).
     """
 
     low_rank = True
 
-    def __init__(self, model: MetricModel | str | os.PathLike, sigma: float | None = None, *, delta: float = 0.0):
+    def __init__(self, model: MetricModel | str | os.PathLike, sigma: float | None = None, *, delta: float = 0.0,
+                 precision: str = "fp32"):
         super().__init__()
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+        self.precision = precision
         if not isinstance(model, MetricModel):
             model = load_model(model)
         if delta < 0:
@@ -51,7 +58,9 @@ class LearnedCDC(CoMetricField):
     def factor(self, x: Tensor) -> Tensor:
         """``(B, D)`` → ``(B, D, r)``, in the dtype of ``x``."""
         check_points(x, self.dim)
-        return self.model.factor(x.to(self.model.scale.dtype), self.sigma).to(x.dtype)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            A = self.model.factor(x.to(self.model.scale.dtype), self.sigma)
+        return A.to(x.dtype)
 
     def apply(self, x: Tensor, w: Tensor) -> Tensor:
         return lowrank_apply(self.factor(x), w, self.delta)
@@ -71,5 +80,5 @@ class LearnedCDC(CoMetricField):
         return self.model.has_denoiser
 
     def extra_repr(self) -> str:
-        return f"sigma={self.sigma:.4g}, delta={self.delta:.4g}"
+        return f"sigma={self.sigma:.4g}, delta={self.delta:.4g}, precision={self.precision}"
 

@@ -9,7 +9,8 @@ from safetensors.torch import load_file
 
 from training.cli import main
 
-ARGS = ["train", "circle", "--num-points", "600", "--steps", "30", "--batch-size", "64", "--hidden", "16", "--depth", "1",
+ARGS = ["train", "circle", "--num-points", "600", "--steps", "30", "--batch-size", "64", "--hidden", "16",
+        "--depth", "1",
         "--rank", "2", "--device", "cpu", "--no-progress", "--seed", "3"]
 
 
