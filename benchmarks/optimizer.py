@@ -192,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             *[f"{s} (× fwd+bwd in / w)" for s in STEPS]]
     table = Table(f"Optimiser step vs network forward+backward (median; rank {RANK}, "
                   f"network {cfg['arch']})", cols)
-    for row in [*sweep, {"dim": large["dim"], "batch": large["batch"], "times": large["times"]}]:
+    for row in [*sweep, large]:
         t = {name: v["median_s"] for name, v in row["times"].items()}
         for name in STEPS:
             row.setdefault("ratios", {})[name] = {
@@ -207,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if cuda:
         mem = Table("CUDA peak memory (max_memory_allocated during one call; extra = peak − allocated before)",
                     ["D", "batch", *[f"{k} peak / extra" for k in ("forward", "fwd+bwd (input)", *STEPS)]])
-        for row in [*sweep, {"dim": large["dim"], "batch": large["batch"], "times": large["times"]}]:
+        for row in [*sweep, large]:
             cells = []
             for k in ("forward", "fwd+bwd (input)", *STEPS):
                 m = row["times"][k]["memory"]

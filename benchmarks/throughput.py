@@ -3,7 +3,8 @@
 For each data-set size ``N`` (S⁸ in R⁶⁴, uniform points), one run times, side by side on the same query batch:
 
 * the learned factor: the SPEC §4 network at paper size (untrained: its cost, not its accuracy, is measured);
-* `KNNCDC.factor` with ``k = 64``, exact fp32 brute-force search, at the best of a few chunk sizes;
+* `KNNCDC.factor` with ``k = 64`` (16 with ``--quick``), exact fp32 brute-force search, at the best of a few
+  chunk sizes;
 
 each without and with the tangent-space step (`geometry.eigenpairs` of the factor), under
 ``torch.inference_mode()``, and reports the ratio k-NN / network per size. It also records the network's
@@ -44,19 +45,20 @@ from .common import (
 
 __all__ = ["main", "settings_for"]
 
-DIM, RANK, K, SIGMA = 64, 16, 64, 0.1
+DIM, RANK, SIGMA = 64, 16, 0.1
 
 
 def settings_for(device: torch.device, quick: bool) -> dict:
     """Sizes, query batches and chunk candidates for ``device`` (``quick``: a smoke test)."""
-    if quick:
-        return {"sizes": [4096, 16384], "queries": 256, "big_batch": 1024, "chunks": [4096, 16384],
-                "repeats": 3, "arch": PAPER_NET}
+    if quick:  # k = 16 keeps the k-NN eigen step cheap where batched eigh with several threads is erratic
+        return {"sizes": [4096, 16384], "queries": 128, "k": 16, "big_batch": 1024, "chunks": [4096, 16384],
+                "repeats": 2, "arch": PAPER_NET}
     if device.type == "cuda":
         return {"sizes": [16_384, 131_072, 1_048_576, 2_097_152, 8_388_608], "queries": 8192,
-                "big_batch": 65_536, "chunks": [65_536, 262_144, 1_048_576], "repeats": 10, "arch": PAPER_NET}
-    return {"sizes": [16_384, 65_536, 262_144, 1_048_576], "queries": 1024, "big_batch": 4096,
-            "chunks": [16_384, 65_536, 262_144], "repeats": 5, "arch": PAPER_NET}
+                "k": 64, "big_batch": 65_536, "chunks": [65_536, 262_144, 1_048_576], "repeats": 10,
+                "arch": PAPER_NET}
+    return {"sizes": [16_384, 65_536, 262_144, 1_048_576], "queries": 1024, "k": 64, "big_batch": 4096,
+            "chunks": [16_384, 65_536, 262_144], "repeats": 3, "arch": PAPER_NET}
 
 
 def _with_tangent(factor: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
@@ -64,21 +66,21 @@ def _with_tangent(factor: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tens
     return lambda x: eigenpairs(factor(x)).vectors
 
 
-def _tune_chunk(data: Tensor, queries: Tensor, chunks: Sequence[int]) -> tuple[int, dict[str, dict]]:
+def _tune_chunk(data: Tensor, queries: Tensor, k: int, chunks: Sequence[int]) -> tuple[int, dict[str, dict]]:
     """Time `KNNCDC.factor` once (after one warm-up call) per chunk size; return the fastest and all times."""
     n, device = data.shape[0], queries.device
     per_chunk: dict[int, Timing] = {}
     for chunk in sorted({min(c, n) for c in chunks}):
-        knn = KNNCDC(data, k=K, sigma=SIGMA, chunk_size=chunk)
+        knn = KNNCDC(data, k=k, sigma=SIGMA, chunk_size=chunk)
         per_chunk[chunk] = time_fn(lambda knn=knn: knn.factor(queries), device, warmup=1, repeats=1)
     best = min(per_chunk, key=lambda c: per_chunk[c].median)
     return best, {str(c): t.to_dict() for c, t in per_chunk.items()}
 
 
-def _time_size(model: MetricModel, data: Tensor, queries: Tensor, chunks: Sequence[int], repeats: int) -> dict:
+def _time_size(model: MetricModel, data: Tensor, queries: Tensor, cfg: dict) -> dict:
     """Network and k-NN (best chunk), each without and with the tangent step, timed in rounds."""
-    best, tuning = _tune_chunk(data, queries, chunks)
-    knn = KNNCDC(data, k=K, sigma=SIGMA, chunk_size=best)
+    best, tuning = _tune_chunk(data, queries, cfg["k"], cfg["chunks"])
+    knn = KNNCDC(data, k=cfg["k"], sigma=SIGMA, chunk_size=best)
     network = lambda x: model.factor(x, SIGMA)  # noqa: E731
     work = {
         "network": lambda: network(queries),
@@ -86,7 +88,7 @@ def _time_size(model: MetricModel, data: Tensor, queries: Tensor, chunks: Sequen
         "knn": lambda: knn.factor(queries),
         "knn_tangent": lambda: _with_tangent(knn.factor)(queries),
     }
-    timings = time_interleaved(work, queries.device, warmup=1, repeats=repeats, budget_s=600.0)
+    timings = time_interleaved(work, queries.device, warmup=1, repeats=cfg["repeats"], budget_s=600.0)
     return {"best_chunk": best, "chunk_tuning": tuning, "timings": {k: t.to_dict() for k, t in timings.items()}}
 
 
@@ -125,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     )
     with torch.inference_mode():
         for n in cfg["sizes"]:
-            measured = _time_size(model, all_data[:n], queries, cfg["chunks"], cfg["repeats"])
+            measured = _time_size(model, all_data[:n], queries, cfg)
             med = {k: t["median_s"] for k, t in measured["timings"].items()}
             row = {
                 "n": n,
@@ -162,8 +164,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "sizes": cfg["sizes"],
         "queries": cfg["queries"],
         "network": f"FiLMResMLP {cfg['arch']}, rank {RANK}, untrained (timing only)",
-        "k-NN": f"KNNCDC k={K}, centred, exact fp32 brute force, chunk sizes tried {cfg['chunks']}",
-        "tangent step": f"geometry.eigenpairs (r×r Gram eigh in float64): r={RANK} network, r={K} k-NN",
+        "k-NN": f"KNNCDC k={cfg['k']}, centred, exact fp32 brute force, chunk sizes tried {cfg['chunks']}",
+        "tangent step": f"geometry.eigenpairs (r×r Gram eigh in float64): r={RANK} network, r={cfg['k']} k-NN",
         "sigma": SIGMA,
         "quick": args.quick,
     }

@@ -50,10 +50,27 @@ def gram(A: Tensor) -> Tensor:
     return A.transpose(-1, -2) @ A
 
 
+def _small_eigh(g: Tensor) -> tuple[Tensor, Tensor]:
+    """Batched ``eigh`` of small ``(B, r, r)`` matrices.
+
+    On CPU it runs on one intra-op thread: LAPACK's per-matrix calls are tiny, and with several threads on
+    shared cores each call waits for the others (measured 2–4× slower with 2 threads, `benchmarks/tangent.py`).
+    """
+    if g.device.type != "cpu" or torch.get_num_threads() == 1:
+        return torch.linalg.eigh(g)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return torch.linalg.eigh(g)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def eigenpairs(A: Tensor, *, rel_eps: float = 1e-6) -> Eigenpairs:
     """Eigenpairs of ``G = AAᵀ`` from the Gram ``AᵀA = V Λ Vᵀ``: ``U = A V Λ^{-1/2}`` (SPEC §5).
 
-    The ``r × r`` eigen-problem is solved in float64 (it is tiny) and the result cast back to ``A``'s dtype.
+    The ``r × r`` eigen-problem is solved in float64 (it is tiny); the ``D``-sized product ``A V Λ^{-1/2}``
+    runs in ``A``'s dtype.
 
     Args:
         A: ``(B, D, r)`` factors.
@@ -64,14 +81,13 @@ def eigenpairs(A: Tensor, *, rel_eps: float = 1e-6) -> Eigenpairs:
     """
     if A.ndim != 3:
         raise ValueError(f"A must have shape (B, D, r), got {tuple(A.shape)}")
-    g = gram(A.double())
-    evals, evecs = torch.linalg.eigh(g)  # ascending, (B, r), (B, r, r)
+    evals, evecs = _small_eigh(gram(A.double()))
     evals = evals.flip(-1).clamp_min(0.0)
     evecs = evecs.flip(-1)
     keep = evals > rel_eps * evals[..., :1].clamp_min(torch.finfo(evals.dtype).tiny)
     inv_sqrt = torch.where(keep, evals.clamp_min(torch.finfo(evals.dtype).tiny).rsqrt(), torch.zeros_like(evals))
-    U = (A.double() @ evecs) * inv_sqrt.unsqueeze(-2)
-    return Eigenpairs(values=evals.to(A.dtype), vectors=U.to(A.dtype))
+    U = A @ (evecs * inv_sqrt.unsqueeze(-2)).to(A.dtype)  # the D-sized product in A's own dtype
+    return Eigenpairs(values=evals.to(A.dtype), vectors=U)
 
 
 def tangent_basis(A: Tensor, d: int) -> Tensor:

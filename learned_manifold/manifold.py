@@ -13,18 +13,23 @@ With ``landing=True`` (fields that have a denoiser), ``projx`` is the landing pr
 and ``retr`` lands after every step; otherwise ``projx`` is the identity.
 
 Points may have any number of leading batch axes; the last ``ndim`` axes are the data axes.
+
+Cost: for low-rank fields the manifold evaluates the factor once per point and reuses it across the calls an
+optimiser step makes at that point (``egrad2rgrad``, ``component_inner``, ``retr``): a one-entry cache keyed on
+the point tensor itself and its version counter, used only under ``torch.no_grad()`` (as in geoopt's ``step``).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import weakref
 
 import geoopt
 import torch
 from torch import Tensor
 
-from .geometry import eigenpairs, intrinsic_dimension, range_project
+from .geometry import eigenpairs, intrinsic_dimension, lowrank_apply, lowrank_inner, range_project
 from .metrics.base import CoMetricField
 from .metrics.learned import LearnedCDC
 from .models import MetricModel
@@ -85,6 +90,7 @@ class LearnedDataManifold(geoopt.Manifold):
         if tangent_dim is not None and tangent_dim < 1:
             raise ValueError(f"tangent_dim must be >= 1, got {tangent_dim}")
         self.tangent_dim = tangent_dim
+        self._cache: tuple | None = None
 
     # -- shapes -------------------------------------------------------------------------------------------
     @property
@@ -104,6 +110,18 @@ class LearnedDataManifold(geoopt.Manifold):
     def _unflat(self, batch: tuple[int, ...], t: Tensor) -> Tensor:
         return t.reshape(*batch, *self.data_shape)
 
+    def _factor_at(self, x: Tensor, xf: Tensor) -> Tensor:
+        """The field's factor at ``xf`` (the flattened ``x``), reused while ``x`` is unchanged (no-grad only)."""
+        if torch.is_grad_enabled() or xf.shape[0] * self.dim != x.numel():  # under autograd, or x was broadcast
+            return self.field.factor(xf)
+        key = (x._version, tuple(x.shape), x.dtype, x.device, getattr(self.field, "sigma", None))
+        cache = self._cache
+        if cache is not None and cache[0]() is x and cache[1] == key:
+            return cache[2]
+        A = self.field.factor(xf)
+        self._cache = (weakref.ref(x), key, A)
+        return A
+
     def _check_shape(self, shape: tuple[int, ...], name: str) -> tuple[bool, str | None]:
         if tuple(shape[len(shape) - self.ndim:]) != self.data_shape or len(shape) < self.ndim:
             return False, f"'{name}' has shape {tuple(shape)}; its last axes must be the data shape {self.data_shape}"
@@ -122,12 +140,13 @@ class LearnedDataManifold(geoopt.Manifold):
         if self.delta > 0 or not self.field.low_rank:
             return u.expand(torch.broadcast_shapes(x.shape, u.shape))
         batch, (xf, uf) = self._flat(x, u)
-        A = self.field.factor(xf)
-        return self._unflat(batch, range_project(A, uf, self.tangent_dim))
+        return self._unflat(batch, range_project(self._factor_at(x, xf), uf, self.tangent_dim))
 
     def egrad2rgrad(self, x: Tensor, u: Tensor) -> Tensor:
         """Riemannian gradient ``(G + δI) u`` (SPEC §5)."""
         batch, (xf, uf) = self._flat(x, u)
+        if self.field.low_rank:
+            return self._unflat(batch, lowrank_apply(self._factor_at(x, xf), uf, self.delta))
         return self._unflat(batch, self.field.apply(xf, uf))
 
     def retr(self, x: Tensor, u: Tensor) -> Tensor:
@@ -145,7 +164,10 @@ class LearnedDataManifold(geoopt.Manifold):
         same = v is None
         v = u if same else v
         batch, (xf, uf, vf) = self._flat(x, u, v)
-        out = self.field.inner(xf, uf, vf).reshape(batch)
+        if self.field.low_rank:
+            out = lowrank_inner(self._factor_at(x, xf), uf, vf, self.delta).reshape(batch)
+        else:
+            out = self.field.inner(xf, uf, vf).reshape(batch)
         if same:  # a squared norm: clamp the rounding of Woodbury's difference (Adam takes its square root)
             out = out.clamp_min(0)
         return out.reshape(*batch, *([1] * self.ndim)) if keepdim else out

@@ -75,6 +75,7 @@ class KNNCDC(CoMetricField):
             raise ValueError(f"centred must be a bool, got {type(centred).__name__}")
         n = data.shape[0]
         self.register_buffer("data", data.detach().reshape(n, -1), persistent=False)
+        self.register_buffer("data_sq", self.data.pow(2).sum(-1), persistent=False)  # ‖x_j‖², computed once
         self.dim = self.data.shape[1]
         self.k = check_count(k, "k", high=n)
         self.sigma = check_scalar(sigma, "sigma")
@@ -95,18 +96,18 @@ class KNNCDC(CoMetricField):
     def _nearest(self, y: Tensor) -> Tensor:
         """Indices ``(B, k)`` of the ``k`` nearest data rows: chunked brute force, running top-k merge.
 
-        Distances in a block use ``‖q‖² + ‖x‖² − 2 q·x`` (one matmul); exact distances are recomputed later.
+        A block ranks by ``‖x‖² − 2 q·x`` (one ``addmm``; the query's own ``‖q‖²`` does not change the order);
+        exact distances are recomputed later.
         """
         n, k, rows = self.data.shape[0], self.k, self.chunk_size
         query_rows = max(1, BLOCK_ELEMENTS // rows)
         found = []
         for q in y.split(query_rows):
-            q_sq = (q * q).sum(-1, keepdim=True)
             best_d = q.new_full((q.shape[0], k), float("inf"))
             best_i = torch.zeros(q.shape[0], k, dtype=torch.long, device=q.device)
             for start in range(0, n, rows):
                 block = self.data[start : start + rows]
-                d2 = torch.addmm(q_sq + (block * block).sum(-1), q, block.T, alpha=-2.0)
+                d2 = torch.addmm(self.data_sq[start : start + rows], q, block.T, alpha=-2.0)
                 d, i = d2.topk(min(k, block.shape[0]), dim=1, largest=False)
                 best_d, pos = torch.cat([best_d, d], 1).topk(k, dim=1, largest=False)
                 best_i = torch.cat([best_i, i + start], 1).gather(1, pos)

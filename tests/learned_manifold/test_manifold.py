@@ -175,3 +175,26 @@ def test_manifold_parameter_and_image_shaped_points():
     pu = M.proju(p, u)
     assert pu.shape == (4, 2, 3)
     torch.testing.assert_close(pu.reshape(4, 6)[:, 2:], torch.zeros(4, 4))
+
+
+def test_factor_is_evaluated_once_per_point_per_optimiser_step(sphere_model):
+    """egrad2rgrad, component_inner and retr at the same point share one network call; a changed point does not."""
+    from learned_manifold import RiemannianAdam
+
+    M = LearnedDataManifold(sphere_model, delta=0.05)
+    calls = []
+    original = M.field.factor
+    M.field.factor = lambda xf: calls.append(xf.shape) or original(xf)
+    p = torch.nn.Parameter(on_sphere(4))
+    opt = RiemannianAdam([p], manifold=M, lr=0.01)
+    for _ in range(3):
+        opt.zero_grad()
+        (p**2).sum().backward()
+        opt.step()
+    assert len(calls) == 3  # one per step: δ > 0, so retr and transp need no factor
+    with torch.no_grad():
+        x = on_sphere(4)
+        M.egrad2rgrad(x, x)
+        x.mul_(1.01)  # in place: the version changes, the cache must not be used
+        fresh = M.egrad2rgrad(x, x)
+    torch.testing.assert_close(fresh, M.field.apply(x, x))

@@ -1,0 +1,71 @@
+"""Smoke tests of the accuracy and comparison benchmarks: ``--quick`` runs into a temporary folder."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+# `benchmarks` is a folder of the repository, not part of the installed packages: import it from the root.
+ROOT = str(Path(__file__).resolve().parents[2])
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from benchmarks import accuracy, compare  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+COMPARE_METHODS = ("learned", "knn_centred", "knn_uncentred", "score_jacobian", "stein", "tangential", "euclidean",
+                   "lerp")
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def test_accuracy_quick(tmp_path):
+    results = accuracy.main(["--quick", "--out", str(tmp_path)])
+    record = json.loads((tmp_path / "accuracy.json").read_text())
+    assert (tmp_path / "accuracy.md").read_text().count("| 400 |") == 4
+    rows = record["results"]["rows"]
+    assert [r["method"] for r in rows] == ["centred", "paper", "knn", "knn_centred"]
+    assert len(results["rows"]) == 4
+    for row in rows:
+        assert row["N"] == 400
+        for key in ("tangent_error", "dimension_accuracy", "sigma", "seconds"):
+            assert _finite(row[key]), (row["method"], key, row[key])
+        assert 0.0 <= row["dimension_accuracy"] <= 1.0
+        assert 1 <= row["median_dimension"] <= 128
+        assert len(row["top_eigenvalues"]) == 10 and all(_finite(v) for v in row["top_eigenvalues"])
+    assert {r["k"] for r in rows if r["method"].startswith("knn")} <= {16, 32}
+    assert record["environment"]["torch"] and record["settings"]["quick"] is True
+
+
+def test_compare_quick(tmp_path):
+    compare.main(["--quick", "--out", str(tmp_path)])
+    record = json.loads((tmp_path / "compare.json").read_text())
+    md = (tmp_path / "compare.md").read_text()
+    for name in compare.DATASETS:
+        assert (tmp_path / f"compare_{name}.png").stat().st_size > 1000
+        assert f"### {name} " in md
+        rows = record["results"][name]["rows"]
+        assert tuple(rows) == COMPARE_METHODS
+        for method, row in rows.items():
+            if method != "lerp":
+                assert _finite(row["dimension_accuracy"]) and _finite(row["apply_s"]), (name, method)
+                assert method == "euclidean" or _finite(row["tangent_error"]), (name, method)
+            for kind in ("flow", "geodesic"):
+                part = row[kind]
+                if "error" in part:  # only the score-Jacobian paths may fail (G + δI not positive definite)
+                    assert method == "score_jacobian", (name, method, part["error"])
+                    continue
+                for key in ("max_distance", "mean_distance", "length"):
+                    assert _finite(part[key]), (name, method, kind, key)
+        for kind in ("flow", "geodesic"):
+            assert rows["learned"][kind]["max_distance"] >= 0
+        sphere = name.startswith("sphere")
+        assert (rows["lerp"]["geodesic"].get("length_ratio") is not None) == sphere
+        assert rows["lerp"]["geodesic"]["endpoint_gap"] == 0.0
