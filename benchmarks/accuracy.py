@@ -21,6 +21,7 @@ Run: ``python -m benchmarks.accuracy --device cpu|cuda [--quick] [--sizes N ...]
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,7 +36,16 @@ from training.trainer import TrainConfig, select_sigma, standardisation, train, 
 
 from .common import PAPER_NET, Table, environment, fmt_num, fmt_time, make_parser, parse_args, write_report
 
-__all__ = ["RECIPES", "main", "result_notes", "results_table", "settings_for", "spectral_scores", "tune_knn"]
+__all__ = [
+    "RECIPES",
+    "json_ready",
+    "main",
+    "result_notes",
+    "results_table",
+    "settings_for",
+    "spectral_scores",
+    "tune_knn",
+]
 
 DATASET = "sphere8"
 TRUE_DIM = 8
@@ -121,7 +131,8 @@ def tune_knn(data: Tensor, val: Tensor, test: Tensor, manifold, *, ks: Sequence[
             field = KNNCDC(data, k=k, sigma=sigma, centred=centred)
             row = {"k": k, "sigma": sigma, **spectral_scores(field.factor(val), val, manifold)}
             table.append(row)
-    best = min(table, key=lambda r: r["tangent_error"])
+    # A degenerate field (all weights on one neighbour: G ≈ 0) may give a non-finite score: never the winner.
+    best = min(table, key=lambda r: r["tangent_error"] if math.isfinite(r["tangent_error"]) else math.inf)
     field = KNNCDC(data, k=best["k"], sigma=best["sigma"], centred=centred)
     test_scores = spectral_scores(field.factor(test), test, manifold)
     return {"k": best["k"], "sigma": best["sigma"], "validation": table, "test": test_scores,
@@ -147,6 +158,17 @@ def _evaluate_model(model, val: Tensor, test: Tensor, manifold) -> dict:
     return {"sigma": sigma, "test": {k: scores[k] for k in keep},
             "validation": [{k: r[k] for k in ("sigma", "tangent_error", "dimension_accuracy")} for r in table],
             "seconds": time.perf_counter() - start}
+
+
+def json_ready(obj):
+    """A copy fit for strict JSON: tensors dropped, non-finite floats as ``None``."""
+    if isinstance(obj, dict):
+        return {k: json_ready(v) for k, v in obj.items() if not isinstance(v, Tensor)}
+    if isinstance(obj, list | tuple):
+        return [json_ready(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
 
 
 def results_table(rows: list[dict], n_test: int) -> Table:
@@ -252,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         notes.append("CPU configuration, reduced from SPEC §8: a smaller network (hidden 256, depth 3, emb 128 "
                      f"instead of 1024/4/256), {cfg['steps']} steps of batch {cfg['batch_size']} instead of 30k of "
                      "1,024; one intra-op thread on a shared 2-core machine.")
-    results = {"rows": rows}
+    results = json_ready({"rows": rows})
     _, md_path = write_report(out, "accuracy", title="Accuracy on S⁸ in R⁶⁴: metric matching vs tuned k-NN CDC",
                               env=env, settings=settings, tables=[results_table(rows, cfg["n_test"])],
                               results=results, notes=notes)

@@ -70,7 +70,7 @@ from learned_manifold.metrics import (  # noqa: E402
 from training.data import get_dataset  # noqa: E402
 from training.trainer import TrainConfig, standardisation, train  # noqa: E402
 
-from .accuracy import sigma_grid, tune_knn  # noqa: E402
+from .accuracy import json_ready, sigma_grid, tune_knn  # noqa: E402
 from .common import (  # noqa: E402
     PAPER_NET,
     Table,
@@ -444,17 +444,6 @@ def _plot(res: dict, manifold, path: Path) -> None:
     plt.close(fig)
 
 
-def _clean(obj):
-    """JSON-ready copy: tensors dropped, non-finite floats as ``None``."""
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items() if not isinstance(v, Tensor)}
-    if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
 def main(argv: Sequence[str] | None = None) -> dict:
     """Run the comparison and write ``compare.json``, ``compare.md`` and one PNG per data set; returns results."""
     parser = make_parser(__doc__.splitlines()[0])
@@ -475,7 +464,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         _plot(res, manifold, plot_path)
         res["plot"] = plot_path.name
         tables.append(_table(res))
-        results[name] = _clean(res)
+        results[name] = json_ready(res)
 
     settings = {
         "models": {n: {k: cfg["datasets"][n][k] for k in ("n", "steps", "batch_size", "net")} for n in args.datasets},

@@ -43,7 +43,8 @@ class FlowResult:
         times: ``(T,)`` flow times.
         final_gap: ``(B,)`` ``‖x(t_end) − x₁‖`` for `interpolate`; ``f(x(t_end))`` for `gradient_flow`.
         length: ``(B,)`` Euclidean polyline length of the path.
-        metric_length: ``(B,)`` length in the metric ``g = (G + δI)^{-1}`` (midpoint rule).
+        metric_length: ``(B,)`` length in the metric ``g = (G + δI)^{-1}`` (midpoint rule); NaN where the
+            field's metric is undefined (e.g. `ScoreJacobianMetric` with ``δ = 0``).
         reached: ``(B,)`` bool, `interpolate` only: ended within ``stop_tol`` of the target (else all False).
         n_evals: number of velocity evaluations (network calls) used.
     """
@@ -81,7 +82,8 @@ def _flatten(x: Tensor, data_shape: tuple[int, ...] | None, dim: int | None, nam
 def polyline_lengths(path: Tensor, field: CoMetricField | None = None) -> tuple[Tensor, Tensor | None]:
     """Euclidean and (if ``field`` is given) metric lengths of flat paths ``(B, T, D)`` → ``(B,)`` each.
 
-    The metric length uses the midpoint rule ``Σ sqrt(Δᵀ g(x_{i+½}) Δ)`` in one batched field call.
+    The metric length uses the midpoint rule ``Σ sqrt(Δᵀ g(x_{i+½}) Δ)`` in one batched field call; it is NaN
+    for a field whose ``metric`` refuses these points (a flow only needs ``apply``).
     """
     steps = path[:, 1:] - path[:, :-1]
     euclid = steps.norm(dim=-1).sum(-1)
@@ -89,7 +91,10 @@ def polyline_lengths(path: Tensor, field: CoMetricField | None = None) -> tuple[
         return euclid, None
     mids = 0.5 * (path[:, 1:] + path[:, :-1])
     b, t, d = steps.shape
-    sq = field.inner(mids.reshape(-1, d), steps.reshape(-1, d), steps.reshape(-1, d))
+    try:
+        sq = field.inner(mids.reshape(-1, d), steps.reshape(-1, d), steps.reshape(-1, d))
+    except ValueError:  # a field whose metric is undefined here (e.g. a score Jacobian with δ = 0): not reported
+        return euclid, torch.full_like(euclid, float("nan"))
     return euclid, sq.clamp_min(0).sqrt().reshape(b, t).sum(-1)
 
 

@@ -38,7 +38,8 @@ class Eigenpairs:
     Attributes:
         values: ``(B, r)`` eigenvalues, descending, clamped at 0.
         vectors: ``(B, D, r)`` orthonormal eigenvectors (columns); columns whose eigenvalue is below
-            ``rel_eps · λ₁`` are zero (``A`` rank-deficient or ``r > D``), never divided by zero.
+            ``rel_eps · λ₁`` (or below the smallest normal number of ``A``'s dtype) are zero (``A`` rank-deficient
+            or ``r > D``), never divided by zero.
     """
 
     values: Tensor
@@ -84,8 +85,10 @@ def eigenpairs(A: Tensor, *, rel_eps: float = 1e-6) -> Eigenpairs:
     evals, evecs = _small_eigh(gram(A.double()))
     evals = evals.flip(-1).clamp_min(0.0)
     evecs = evecs.flip(-1)
-    keep = evals > rel_eps * evals[..., :1].clamp_min(torch.finfo(evals.dtype).tiny)
-    inv_sqrt = torch.where(keep, evals.clamp_min(torch.finfo(evals.dtype).tiny).rsqrt(), torch.zeros_like(evals))
+    # Eigenvalues below rel_eps·λ₁, or below what A's dtype can hold (λ^{-1/2} would overflow it), count as zero.
+    floor = torch.finfo(A.dtype).tiny
+    keep = (evals > rel_eps * evals[..., :1].clamp_min(floor)) & (evals > floor)
+    inv_sqrt = torch.where(keep, evals.clamp_min(floor).rsqrt(), torch.zeros_like(evals))
     U = A @ (evecs * inv_sqrt.unsqueeze(-2)).to(A.dtype)  # the D-sized product in A's own dtype
     return Eigenpairs(values=evals.to(A.dtype), vectors=U)
 

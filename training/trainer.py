@@ -39,6 +39,7 @@ from .samplers import make_sampler
 __all__ = [
     "TrainConfig",
     "TrainResult",
+    "bandwidth_sampler",
     "sigma_grid",
     "select_sigma",
     "standardisation",
@@ -238,6 +239,14 @@ def _batch(step: int, cfg: TrainConfig, n_data: int, shape: tuple[int, ...], sam
     return idx[lo:hi], sigma_z[lo:hi], eps[lo:hi]
 
 
+def bandwidth_sampler(cfg: TrainConfig, scale: float):
+    """The training σ sampler in data units. The config's σ settings are in units of the data scale ``s``
+    (SPEC §1), so the range is multiplied by ``s`` and the log-normal's centre ``P_mean = −1.2`` moves by ``log s``.
+    """
+    shift = {"p_mean": -1.2 + math.log(scale)} if cfg.sampler == "lognormal" else {}
+    return make_sampler(cfg.sampler, cfg.sigma_min * scale, cfg.sigma_max * scale, **shift)
+
+
 def _split(data: Tensor, n_val: int, seed: int) -> tuple[Tensor, Tensor]:
     n_val = min(n_val, data.shape[0] // 5)
     perm = torch.randperm(data.shape[0], generator=torch.Generator().manual_seed(seed))
@@ -361,7 +370,7 @@ def train(
 
     z_data = ((train_x - mean) / scale).to(device)
     val_x = val_x.to(device)
-    sampler = make_sampler(cfg.sampler, cfg.sigma_min * scale, cfg.sigma_max * scale)
+    sampler = bandwidth_sampler(cfg, scale)
     factor_from = int(cfg.denoiser_warmup * cfg.steps) if cfg.centred else 0
     end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.precision == "bf16"

@@ -109,3 +109,17 @@ def test_gradient_flow_climbs_the_learned_sphere_and_stays_near_it(sphere_model)
     # without the manifold's geometry (plain Euclidean flow) the same objective leaves the sphere
     straight = x0 + 6.0 * c
     assert (straight.norm(dim=-1) > 5).all()
+
+
+def test_a_flow_needs_only_apply_metric_length_is_nan_where_the_metric_is_undefined():
+    """ScoreJacobianMetric with δ = 0 has no metric (CG needs δ > 0); its flow still runs."""
+    from learned_manifold.metrics import ScoreJacobianMetric
+
+    def denoiser(y, sigma):  # exact posterior mean of N(0, diag(c)) data: linear, G = diag(c / (c + σ²))
+        c = torch.tensor([1.0, 1e-4], dtype=y.dtype)
+        return y * c / (c + sigma**2)
+
+    field = ScoreJacobianMetric(denoiser, 0.1)
+    res = interpolate(field, torch.tensor([[1.0, 0.0]]), torch.tensor([[-1.0, 0.0]]), t_end=4.0)
+    assert torch.isnan(res.metric_length).all() and torch.isfinite(res.length).all()
+    assert res.final_gap.item() < 0.5

@@ -127,3 +127,14 @@ def test_dtype_is_preserved(dtype):
     A = random_factor().to(dtype)
     assert geo.eigenpairs(A).vectors.dtype == dtype
     assert geo.lowrank_solve(A, torch.randn(5, 7, dtype=dtype), 0.1).dtype == dtype
+
+
+def test_eigenpairs_of_a_vanishing_float32_factor_are_finite():
+    """λ^{-1/2} of an eigenvalue below float32's range must not overflow: such directions count as zero."""
+    A = torch.full((2, 5, 3), 1e-40, dtype=torch.float32)  # denormal entries, λ ≈ 1e-79
+    A[1] = torch.randn(5, 3, dtype=torch.float32)
+    pairs = geo.eigenpairs(A)
+    assert torch.isfinite(pairs.vectors).all()
+    assert (pairs.vectors[0] == 0).all()
+    torch.testing.assert_close(pairs.vectors[1].T @ pairs.vectors[1], torch.eye(3, dtype=torch.float32),
+                               atol=1e-5, rtol=0)

@@ -86,3 +86,15 @@ def test_standardisation_is_one_global_scale():
     torch.testing.assert_close(mean, x.mean(0), atol=1e-5, rtol=0)
     z = (x - mean) / scale
     assert abs(z.pow(2).sum(-1).mean().item() - 1.0) < 1e-4  # E‖z‖² = 1, per-coordinate ratios kept
+
+
+@pytest.mark.parametrize("sampler", ["loguniform", "lognormal", "uniform"])
+def test_bandwidths_scale_with_the_data(sampler):
+    """σ settings are in units of the data scale s: scaling the data by 10 scales every sampled σ by 10."""
+    from training.trainer import bandwidth_sampler
+
+    cfg = TrainConfig(sampler=sampler, sigma_min=1e-3, sigma_max=4.0)
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    small = bandwidth_sampler(cfg, 1.0)(5000, generator=g())
+    large = bandwidth_sampler(cfg, 10.0)(5000, generator=g())
+    torch.testing.assert_close(large, 10 * small, rtol=1e-5, atol=0)
