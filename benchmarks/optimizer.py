@@ -248,9 +248,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     notes = [
         "Step columns: median step time (step ÷ fwd+bwd with the input gradient only / step ÷ fwd+bwd with "
         "weight gradients). All seven calls run in rounds (each once per round) on the same batch in one run.",
-        "Network forwards inside one step (geoopt 0.5.1 calls, no caching): SGD δ>0: 1 (egrad2rgrad); "
-        "SGD δ=0: 2 (egrad2rgrad, proju in retr) + 1 eigh; Adam δ>0: 2 (egrad2rgrad, inner); "
-        "Adam δ=0: 4 (egrad2rgrad, inner, retr's proju, transp's proju) + 3 eighs.",
+        "Network forwards inside one step: LearnedDataManifold evaluates the factor once per point and reuses it "
+        "across egrad2rgrad, component_inner and retr (a per-step cache), so δ>0 costs 1 forward (proju and transp "
+        "are the identity) and δ=0 costs 2 (at x, and at the new point for transp) plus the r×r eigen steps.",
         "CPU memory: getrusage's peak RSS is a high-water mark of the whole process, so its growth is approximate; "
         "the large case runs first so that earlier work does not hide it.",
     ]

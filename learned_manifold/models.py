@@ -29,20 +29,23 @@ __all__ = [
 
 
 class SigmaEmbedding(nn.Module):
-    """Embedding of the bandwidth: sinusoidal features of ``log σ``, then a 2-layer SiLU MLP (SPEC §4).
+    """Embedding of the bandwidth: ``log σ`` and its sinusoidal features, then a 2-layer SiLU MLP (SPEC §4).
 
+    Frequencies are geometric in ``[f_min, f_max]``; the lowest has a period (``2π/f_min ≈ 126``) far longer than
+    any range of ``log σ`` met in practice, so the features never alias two bandwidths onto one embedding.
     ``(B,)`` → ``(B, dim)``.
     """
 
-    def __init__(self, dim: int, n_freqs: int = 32, max_freq: float = 16.0):
+    def __init__(self, dim: int, n_freqs: int = 16, f_min: float = 0.05, f_max: float = 8.0):
         super().__init__()
-        freqs = torch.exp(torch.linspace(0.0, math.log(max_freq), n_freqs))
+        freqs = torch.exp(torch.linspace(math.log(f_min), math.log(f_max), n_freqs))
         self.register_buffer("freqs", freqs, persistent=False)
-        self.mlp = nn.Sequential(nn.Linear(2 * n_freqs, dim), nn.SiLU(), nn.Linear(dim, dim))
+        self.mlp = nn.Sequential(nn.Linear(2 * n_freqs + 1, dim), nn.SiLU(), nn.Linear(dim, dim))
 
     def forward(self, sigma: Tensor) -> Tensor:
-        arg = sigma.log().unsqueeze(-1) * self.freqs.to(sigma.dtype)
-        return self.mlp(torch.cat([arg.sin(), arg.cos()], dim=-1))
+        log_sigma = sigma.log().unsqueeze(-1)
+        arg = log_sigma * self.freqs.to(sigma.dtype)
+        return self.mlp(torch.cat([log_sigma, arg.sin(), arg.cos()], dim=-1))
 
 
 class FiLMResBlock(nn.Module):

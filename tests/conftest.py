@@ -43,9 +43,9 @@ def sphere() -> Sphere:
 
 @pytest.fixture(scope="session")
 def sphere_model_path(tmp_path_factory, sphere):
-    """A mean-centred model of the unit sphere S² in R³ (4000 points, ~600 CPU steps, a few seconds)."""
+    """A mean-centred model of the unit sphere S² in R³ (4000 points, 1000 CPU steps, a few seconds)."""
     data = sphere.sample(4000, generator=torch.Generator().manual_seed(0))
-    cfg = TrainConfig(steps=600, batch_size=256, rank=3, hidden=64, depth=2, emb_dim=64, sigma_min=0.01,
+    cfg = TrainConfig(steps=1000, batch_size=256, rank=3, hidden=64, depth=2, emb_dim=64, sigma_min=0.01,
                       sigma_max=2.0, val_points=400)
     path = tmp_path_factory.mktemp("models") / "sphere.lmm"
     result = train(data, cfg, manifold=sphere, out=path, progress=False, device="cpu")

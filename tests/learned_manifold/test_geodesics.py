@@ -283,8 +283,8 @@ def test_knn_cdc_geodesic_follows_the_great_circle(sphere):
 
 
 def test_learned_cdc_geodesic_follows_the_great_circle(sphere_model, sphere):
-    """The small test model leaks some normal variance (third eigenvalue ≈ 0.05–0.14 below σ ≈ 0.06); at
-    σ = 0.12 the leak is smallest and the geodesic is within 3% of the great-circle length."""
+    """The small test model leaks some normal variance (a third eigenvalue of 0.05–0.1), which lets geodesics cut
+    slightly inside; at σ = 0.12 the geodesic is within 3% of the great-circle length."""
     a, b = _sphere_pairs()
     result = geodesic(LearnedCDC(sphere_model, 0.12, delta=1e-2), a, b, n_points=16)
     _check_on_sphere(result, a, b, sphere, length_tol=0.03, distance_tol=0.05)

@@ -77,3 +77,17 @@ def test_config_round_trip_and_unknown_keys():
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="unknown"):
         ModelConfig.from_dict({**cfg.to_dict(), "surprise": 1})
+
+
+def test_sigma_embedding_does_not_alias_bandwidths():
+    """Distinct bandwidths over the whole training range get distinct sinusoidal features (no period wraps)."""
+    from learned_manifold.models import SigmaEmbedding
+
+    emb = SigmaEmbedding(8)
+    sigma = torch.exp(torch.linspace(-8.0, 3.0, 400))
+    log_sigma = sigma.log().unsqueeze(-1)
+    feats = torch.cat([(log_sigma * emb.freqs).sin(), (log_sigma * emb.freqs).cos()], -1)
+    lowest = (log_sigma * emb.freqs[0]).sin().squeeze(-1)
+    assert (lowest[1:] > lowest[:-1]).all()  # the slowest feature is monotone over log σ ∈ [−8, 3]
+    gaps = torch.cdist(feats, feats) + torch.eye(400) * 1e9
+    assert gaps.min() > 1e-3
