@@ -16,6 +16,8 @@ import json
 import sys
 from dataclasses import fields
 
+import torch
+
 from .trainer import TrainConfig
 
 __all__ = ["build_parser", "main"]
@@ -81,8 +83,12 @@ def _train(args: argparse.Namespace) -> int:
         centred=not args.uncentred, tikhonov=args.tikhonov, loss=args.loss, precision=args.precision,
         compile=args.compile, val_every=args.val_every, checkpoint_every=args.checkpoint_every, seed=args.seed,
     )
-    result = train(data, config, manifold=manifold, out=args.out, resume=args.resume, device=args.device,
-                   progress=not args.no_progress)
+    try:
+        result = train(data, config, manifold=manifold, out=args.out, resume=args.resume, device=args.device,
+                       progress=not args.no_progress)
+    finally:
+        if torch.distributed.is_initialized():  # launched by torchrun: leave the process group cleanly
+            torch.distributed.destroy_process_group()
     v = {k: val for k, val in result.validation.items() if k != "sigma_table"}
     print(f"wrote {args.out} ({result.samples_per_second:,.0f} samples/s); validation: {json.dumps(v)}")
     return 0
