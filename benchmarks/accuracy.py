@@ -29,7 +29,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from learned_manifold.geometry import eigenpairs, intrinsic_dimension, projector_error, truncate_basis
+from learned_manifold.evaluation import bandwidth_grid, spectral_report
+from learned_manifold.geometry import eigenpairs
 from learned_manifold.metrics import KNNCDC
 from training.data import get_dataset
 from training.trainer import TrainConfig, select_sigma, standardisation, train, validate
@@ -84,26 +85,16 @@ def settings_for(device: torch.device, quick: bool, sizes: Sequence[int] | None,
 def spectral_scores(A: Tensor, x: Tensor, manifold) -> dict:
     """Tangent and dimension scores of factors ``A`` ``(B, D, r)`` at on-manifold points ``x`` ``(B, D)``.
 
-    The same figures as `training.trainer.validate`, for any low-rank field: mean tangent-projector error with
-    the true dimension per point, fraction of points with the right gap-rule dimension, median dimension and
-    the mean of the top-10 eigenvalues (descending).
+    The same figures as `training.trainer.validate` (`learned_manifold.evaluation.spectral_report`), for any
+    low-rank field.
     """
-    pairs = eigenpairs(A.float())
-    dims = intrinsic_dimension(pairs.values)
-    true_dim = manifold.point_dimension(x)
-    basis = manifold.tangent_basis(x).to(pairs.vectors.dtype)
-    error = projector_error(truncate_basis(pairs.vectors, true_dim), basis)
-    return {
-        "tangent_error": float(error.mean()),
-        "dimension_accuracy": float((dims == true_dim).float().mean()),
-        "median_dimension": int(dims.float().median().item()),
-        "top_eigenvalues": [float(f"{float(v):.4g}") for v in pairs.values.mean(0)[:10]],
-    }
+    return spectral_report(eigenpairs(A.float()), true_basis=manifold.tangent_basis(x),
+                           true_dim=manifold.point_dimension(x))
 
 
 def sigma_grid(scale: float) -> list[float]:
     """The SPEC §8 evaluation grid ``s · 2^(i−6)``, ``i = 0..10``, in data units."""
-    return [scale * 2.0 ** (i - 6) for i in range(11)]
+    return bandwidth_grid(scale)
 
 
 @torch.no_grad()

@@ -19,7 +19,7 @@ from dataclasses import dataclass, fields
 import torch
 from torch import Tensor
 
-from .geometry import Eigenpairs, eigenpairs, intrinsic_dimension, projector_error
+from .geometry import Eigenpairs, eigenpairs, intrinsic_dimension, projector_error, truncate_basis
 from .metrics.base import CoMetricField
 
 __all__ = [
@@ -30,6 +30,8 @@ __all__ = [
     "field_eigenpairs",
     "tangent_error",
     "dimension_accuracy",
+    "bandwidth_grid",
+    "spectral_report",
     "time_per_query",
     "peak_memory",
 ]
@@ -235,9 +237,36 @@ def tangent_error(field: CoMetricField, x: Tensor, true_basis: Tensor) -> Tensor
         )
     true_basis = true_basis.to(x)
     d = (true_basis.abs().amax(dim=-2) > 0).sum(-1)  # (B,)
-    vectors = field_eigenpairs(field, x).vectors.to(x)
-    keep = torch.arange(vectors.shape[-1], device=x.device) < d.unsqueeze(-1)  # (B, r)
-    return projector_error(vectors * keep.unsqueeze(-2), true_basis)
+    return projector_error(truncate_basis(field_eigenpairs(field, x).vectors.to(x), d), true_basis)
+
+
+def bandwidth_grid(scale: float) -> list[float]:
+    """The evaluation bandwidths of SPEC §8, ``s · 2^(i−6)`` for ``i = 0..10``, in data units."""
+    return [scale * 2.0 ** (i - 6) for i in range(11)]
+
+
+def spectral_report(pairs: Eigenpairs, *, true_basis: Tensor | None = None, true_dim: Tensor | None = None) -> dict:
+    """Summary figures of a batch of spectra of ``G`` (SPEC §5, §8), as plain numbers for logs and reports.
+
+    Always: the median gap-rule dimension, the mean clearest normalised eigengap ``max_k λ̃_k − λ̃_{k+1}`` and the
+    mean of the top-10 eigenvalues. With the truth (``true_basis (B, D, k)`` and ``true_dim (B,)``): the mean
+    tangent-projector error with each point's true dimension, and the fraction of points whose dimension is right.
+    """
+    values = pairs.values
+    dims = intrinsic_dimension(values)
+    rel = values / values[:, :1].clamp_min(torch.finfo(values.dtype).tiny)
+    rel = torch.cat([rel, torch.zeros_like(rel[:, :1])], -1)
+    out = {
+        "median_dimension": int(dims.float().median().item()),
+        "mean_gap": float((rel[:, :-1] - rel[:, 1:]).max(-1).values.mean()),
+        "top_eigenvalues": [round(float(v), 4) for v in values.mean(0)[:10]],
+    }
+    if true_basis is not None and true_dim is not None:
+        true_dim = true_dim.to(dims.device)
+        est = truncate_basis(pairs.vectors, true_dim)
+        out["tangent_error"] = float(projector_error(est, true_basis.to(est.dtype)).mean())
+        out["dimension_accuracy"] = float((dims == true_dim).float().mean())
+    return out
 
 
 def dimension_accuracy(field: CoMetricField, x: Tensor, true_dim: Tensor | int) -> float:

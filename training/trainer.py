@@ -24,12 +24,8 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from learned_manifold.geometry import (
-    eigenpairs,
-    intrinsic_dimension,
-    projector_error,
-    truncate_basis,
-)
+from learned_manifold.evaluation import bandwidth_grid, spectral_report
+from learned_manifold.geometry import eigenpairs
 from learned_manifold.model_file import atomic_write_bytes, save_model
 from learned_manifold.models import MetricModel, ModelConfig
 
@@ -130,8 +126,8 @@ def standardisation(data: Tensor) -> tuple[float, Tensor]:
 
 def sigma_grid(model: MetricModel) -> list[float]:
     """Evaluation bandwidths ``s · 2^(i−6)``, ``i = 0..10`` (SPEC §8), kept inside the training range."""
-    s, c = float(model.scale), model.config
-    grid = [s * 2.0 ** (i - 6) for i in range(11)]
+    c = model.config
+    grid = bandwidth_grid(float(model.scale))
     return [g for g in grid if c.sigma_min * (1 - 1e-6) <= g <= c.sigma_max * (1 + 1e-6)] or [c.default_sigma]
 
 
@@ -141,27 +137,15 @@ def validate(model: MetricModel, x: Tensor, sigma: float, manifold=None) -> dict
 
     With a known manifold (an object with ``tangent_basis`` and ``point_dimension``): mean tangent-projector
     error ``‖ÛÛᵀ − P_T‖_F`` with the true ``d`` per point and the fraction of points whose gap-rule
-    dimension is right. Always: the mean clearest normalised eigengap and the median dimension.
+    dimension is right. Always: the mean clearest normalised eigengap and the median dimension
+    (`learned_manifold.evaluation.spectral_report`).
     """
-    A = model.factor(x, sigma).float()
-    pairs = eigenpairs(A)
-    dims = intrinsic_dimension(pairs.values)
-    v = pairs.values / pairs.values[:, :1].clamp_min(1e-30)
-    v = torch.cat([v, torch.zeros_like(v[:, :1])], -1)
-    out = {
-        "sigma": float(sigma),
-        "median_dimension": int(dims.float().median().item()),
-        "mean_gap": float((v[:, :-1] - v[:, 1:]).max(-1).values.mean()),
-        "top_eigenvalues": [round(float(t), 4) for t in pairs.values.mean(0)[: min(10, A.shape[-1])]],
-    }
+    pairs = eigenpairs(model.factor(x, sigma).float())
+    truth = {}
     if manifold is not None:
         flat = x.reshape(x.shape[0], -1)
-        true_basis = manifold.tangent_basis(flat).to(A.dtype)
-        true_dim = manifold.point_dimension(flat).to(A.device)
-        est = truncate_basis(pairs.vectors, true_dim)
-        out["tangent_error"] = float(projector_error(est, true_basis).mean())
-        out["dimension_accuracy"] = float((dims == true_dim).float().mean())
-    return out
+        truth = {"true_basis": manifold.tangent_basis(flat), "true_dim": manifold.point_dimension(flat)}
+    return {"sigma": float(sigma), **spectral_report(pairs, **truth)}
 
 
 def select_sigma(model: MetricModel, x: Tensor, manifold=None) -> tuple[float, str, list[dict]]:
