@@ -314,9 +314,10 @@ def train(
         sampler=cfg.sampler, sigma_min=cfg.sigma_min * scale, sigma_max=cfg.sigma_max * scale,
         default_sigma=scale * 2.0 ** -4, sigma_rule="initial guess s/16",
     )
-    torch.manual_seed(cfg.seed)
-    model = MetricModel(mcfg, scale=scale, mean=mean).to(device)
-    ema = MetricModel(mcfg, scale=scale, mean=mean).to(device)
+    with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the caller's RNG
+        torch.manual_seed(cfg.seed)
+        model = MetricModel(mcfg, scale=scale, mean=mean).to(device)
+        ema = MetricModel(mcfg, scale=scale, mean=mean).to(device)
     ema.load_state_dict(model.state_dict())
     ema.requires_grad_(False)
     objective = _Objective(model, MetricMatchingLoss(cfg.loss, cfg.tikhonov, cfg.centred))
