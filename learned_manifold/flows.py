@@ -18,7 +18,8 @@ import torch
 from torch import Tensor
 from torchdiffeq import odeint
 
-from .metrics.base import CoMetricField
+from .geodesics import path_energy
+from .metrics.base import CoMetricField, as_field
 
 __all__ = ["FLOW_METHODS", "FlowResult", "gradient_flow", "interpolate"]
 
@@ -59,10 +60,7 @@ class FlowResult:
 
 
 def _field_of(manifold_or_field) -> tuple[CoMetricField, tuple[int, ...] | None]:
-    field = getattr(manifold_or_field, "field", manifold_or_field)
-    if not isinstance(field, CoMetricField):
-        raise TypeError(f"expected a LearnedDataManifold or a CoMetricField, got {type(manifold_or_field).__name__}")
-    return field, getattr(manifold_or_field, "data_shape", None)
+    return as_field(manifold_or_field), getattr(manifold_or_field, "data_shape", None)
 
 
 def _flatten(x: Tensor, data_shape: tuple[int, ...] | None, dim: int | None, name: str) -> Tensor:
@@ -82,20 +80,16 @@ def _flatten(x: Tensor, data_shape: tuple[int, ...] | None, dim: int | None, nam
 def polyline_lengths(path: Tensor, field: CoMetricField | None = None) -> tuple[Tensor, Tensor | None]:
     """Euclidean and (if ``field`` is given) metric lengths of flat paths ``(B, T, D)`` → ``(B,)`` each.
 
-    The metric length uses the midpoint rule ``Σ sqrt(Δᵀ g(x_{i+½}) Δ)`` in one batched field call; it is NaN
-    for a field whose ``metric`` refuses these points (a flow only needs ``apply``).
+    The metric length is `geodesics.path_energy`'s midpoint rule ``Σ sqrt(Δᵀ g(x_{i+½}) Δ)``; it is NaN for a
+    field whose ``metric`` refuses these points (a flow only needs ``apply``).
     """
-    steps = path[:, 1:] - path[:, :-1]
-    euclid = steps.norm(dim=-1).sum(-1)
+    euclid = (path[:, 1:] - path[:, :-1]).norm(dim=-1).sum(-1)
     if field is None:
         return euclid, None
-    mids = 0.5 * (path[:, 1:] + path[:, :-1])
-    b, t, d = steps.shape
     try:
-        sq = field.inner(mids.reshape(-1, d), steps.reshape(-1, d), steps.reshape(-1, d))
+        return euclid, path_energy(field, path)[1]
     except ValueError:  # a field whose metric is undefined here (e.g. a score Jacobian with δ = 0): not reported
         return euclid, torch.full_like(euclid, float("nan"))
-    return euclid, sq.clamp_min(0).sqrt().reshape(b, t).sum(-1)
 
 
 def _integrate(field: CoMetricField, velocity: Callable[[Tensor], Tensor], x0: Tensor, times: Tensor, *,

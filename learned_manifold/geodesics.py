@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from .evaluation import lerp
-from .metrics.base import CoMetricField, check_points
+from .metrics.base import CoMetricField, as_field, check_points
 
 __all__ = [
     "GEODESIC_METHODS",
@@ -317,16 +317,6 @@ GEODESIC_METHODS: dict[str, GeodesicMethod] = {
 """Solvers of the discrete energy by name (the torchdiffeq ``SOLVERS`` pattern)."""
 
 
-def _as_field(obj: object) -> CoMetricField:
-    field = getattr(obj, "field", obj)
-    if not isinstance(field, CoMetricField):
-        raise TypeError(
-            "geodesic needs a CoMetricField or an object with a `.field` holding one (e.g. LearnedDataManifold), "
-            f"got {type(obj).__name__}"
-        )
-    return field
-
-
 def _initial_path(init: Tensor | str, x0: Tensor, x1: Tensor, n_points: int | None, single: bool) -> Tensor:
     if isinstance(init, str):
         if init != "linear":
@@ -409,7 +399,7 @@ def geodesic(
     lr = spec.lr if lr is None else float(lr)
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
-    field = _as_field(field_or_manifold)
+    field = as_field(field_or_manifold)
 
     single = isinstance(x0, Tensor) and x0.ndim == 1
     if single:

@@ -50,6 +50,16 @@ def _save(fig, path: str | os.PathLike | None):
     return fig
 
 
+def _cloud_axes(view: View3D, data: Tensor):
+    """A 3-D figure showing ``data`` as a faint cloud, with axes scaled to the data's extent."""
+    fig = plt.figure(figsize=(6, 5.5))
+    ax = fig.add_subplot(projection="3d")
+    cloud = view.points(data)
+    ax.scatter(*cloud.T, s=2, alpha=0.25, color="0.5")
+    ax.set_box_aspect(np.ptp(cloud, axis=0) + 1e-9)
+    return fig, ax
+
+
 def plot_tangent_frames(data: Tensor, points: Tensor, vectors: Tensor, values: Tensor, *, scale: float = 0.15,
                         title: str = "learned tangent frames", path: str | os.PathLike | None = None):
     """Data as a faint cloud; at ``points`` ``(n, D)`` the eigenvectors ``(n, D, k)`` as arrows.
@@ -58,11 +68,7 @@ def plot_tangent_frames(data: Tensor, points: Tensor, vectors: Tensor, values: T
     eigenvalues show as short arrows.
     """
     view = View3D(data)
-    fig = plt.figure(figsize=(6, 5.5))
-    ax = fig.add_subplot(projection="3d")
-    cloud = view.points(data)
-    ax.scatter(*cloud.T, s=2, alpha=0.25, color="0.5")
-    ax.set_box_aspect(np.ptp(cloud, axis=0) + 1e-9)
+    fig, ax = _cloud_axes(view, data)
     p = view.points(points)
     rel = (values / values[:, :1].clamp_min(1e-12)).double().cpu().numpy()
     colours = ["tab:red", "tab:blue", "tab:green", "tab:orange"]
@@ -99,11 +105,7 @@ def plot_paths(data: Tensor, paths: dict[str, Tensor], *, title: str = "interpol
                path: str | os.PathLike | None = None):
     """Data as a faint cloud and several families of paths ``{label: (B, T, D)}`` in distinct colours."""
     view = View3D(data)
-    fig = plt.figure(figsize=(6, 5.5))
-    ax = fig.add_subplot(projection="3d")
-    cloud = view.points(data)
-    ax.scatter(*cloud.T, s=2, alpha=0.2, color="0.5")
-    ax.set_box_aspect(np.ptp(cloud, axis=0) + 1e-9)
+    fig, ax = _cloud_axes(view, data)
     styles = ["-", "--", ":", "-."]
     colours = ["tab:red", "0.2", "tab:blue", "tab:green"]
     for i, (label, family) in enumerate(paths.items()):

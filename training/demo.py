@@ -49,15 +49,6 @@ def _optimise(make_opt, x0: torch.Tensor, c: torch.Tensor, steps: int, manifold)
             "final_distance_mean": float(manifold.distance(p.detach()).mean())}
 
 
-def _quality(q) -> dict:
-    out = {}
-    for name in ("max_distance", "mean_distance", "length", "endpoint_gap", "length_ratio"):
-        v = getattr(q, name)
-        if v is not None:
-            out[name] = float(v.mean())
-    return out
-
-
 def run_demo(*, out: str = "demo-output", dataset: str = "torus", n: int = 4000, steps: int = 2500, seed: int = 0,
              device: str = "auto", quick: bool = False) -> dict:
     """Run the demo and return the report (also written to ``OUT/report.json``)."""
@@ -118,9 +109,9 @@ def run_demo(*, out: str = "demo-output", dataset: str = "torus", n: int = 4000,
     geo = geodesic(M_flow, a, b, n_points=24, steps=150 if quick else 400)
     line = lerp(a, b, 24)
     interpolation = {
-        "gradient flow (delta=0.01)": _quality(path_quality(flow.path, manifold=manifold, target=b)),
-        "geodesic (delta=0.01)": _quality(path_quality(geo.path, manifold=manifold, target=b)),
-        "LERP": _quality(path_quality(line, manifold=manifold, target=b)),
+        "gradient flow (delta=0.01)": path_quality(flow.path, manifold=manifold, target=b).summary(),
+        "geodesic (delta=0.01)": path_quality(geo.path, manifold=manifold, target=b).summary(),
+        "LERP": path_quality(line, manifold=manifold, target=b).summary(),
     }
 
     # 5. plots and report ----------------------------------------------------------------------------------------

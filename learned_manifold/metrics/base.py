@@ -21,7 +21,16 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-__all__ = ["CoMetricField", "Denoiser", "as_denoiser", "check_count", "check_points", "check_scalar", "check_vectors"]
+__all__ = [
+    "CoMetricField",
+    "Denoiser",
+    "as_denoiser",
+    "as_field",
+    "check_count",
+    "check_points",
+    "check_scalar",
+    "check_vectors",
+]
 
 Denoiser = Callable[[Tensor, float], Tensor]
 """A posterior-mean estimate ``x̂(y, σ)``: flat ``(B, D)`` points and a float bandwidth in data units."""
@@ -145,3 +154,14 @@ def as_denoiser(obj: object) -> Denoiser:
     if callable(obj):
         return obj  # type: ignore[return-value]
     raise TypeError(f"expected a model with a denoiser or a callable x̂(y, sigma), got {type(obj).__name__}")
+
+
+def as_field(obj: object) -> CoMetricField:
+    """The co-metric field of ``obj``: a `CoMetricField` itself, or the ``.field`` of e.g. `LearnedDataManifold`."""
+    field = getattr(obj, "field", obj)
+    if not isinstance(field, CoMetricField):
+        raise TypeError(
+            "expected a CoMetricField or an object with a `.field` holding one (e.g. LearnedDataManifold), "
+            f"got {type(obj).__name__}"
+        )
+    return field
