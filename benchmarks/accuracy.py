@@ -32,6 +32,7 @@ from torch import Tensor
 from learned_manifold.evaluation import bandwidth_grid, spectral_report
 from learned_manifold.geometry import eigenpairs
 from learned_manifold.metrics import KNNCDC
+from learned_manifold.precision import PRECISIONS
 from training.data import get_dataset
 from training.trainer import TrainConfig, select_sigma, standardisation, train, validate
 
@@ -133,7 +134,8 @@ def tune_knn(data: Tensor, val: Tensor, test: Tensor, manifold, *, ks: Sequence[
 def _train_recipe(recipe: str, data: Tensor, manifold, cfg: dict, device: torch.device) -> tuple:
     """Train one recipe; returns the EMA model and the training seconds (loop plus the trainer's σ pick)."""
     config = TrainConfig(steps=cfg["steps"], batch_size=cfg["batch_size"], rank=cfg["rank"],
-                         val_points=cfg["trainer_val"], seed=0, **cfg["net"], **RECIPES[recipe])
+                         val_points=cfg["trainer_val"], seed=0, precision=cfg["precision"], **cfg["net"],
+                         **RECIPES[recipe])
     start = time.perf_counter()
     result = train(data, config, manifold=manifold, progress=False, device=device)
     return result.model, time.perf_counter() - start, result
@@ -213,10 +215,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=None, help="training steps per model")
     parser.add_argument("--recipes", nargs="+", choices=sorted(RECIPES), default=["centred", "paper"],
                         help="training recipes to run (default: both)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="training precision (default fp32: the tables in RESULTS.md were measured in fp32)")
     args = parse_args(parser, argv)
     device = args.device
     out = args.out if args.out is not None else Path("benchmarks/results") / device.type
     cfg = settings_for(device, args.quick, args.sizes, args.steps)
+    cfg["precision"] = args.precision
     env = environment(device)
 
     _, manifold = get_dataset(DATASET, 10, seed=0)
@@ -257,6 +262,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "recipes": {r: RECIPES[r] for r in args.recipes},
         "evaluation σ": "picked on the validation split from s·2^(i−6), i = 0..10 (lowest tangent error)",
         "k-NN tuning": f"k ∈ {cfg['ks']} × the same σ grid, lowest validation tangent error",
+        "training precision": cfg["precision"],
         "threads": torch.get_num_threads(),
         "quick": args.quick,
     }

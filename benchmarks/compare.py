@@ -67,6 +67,7 @@ from learned_manifold.metrics import (  # noqa: E402
     SteinScoreMetric,
     TangentialMetric,
 )
+from learned_manifold.precision import PRECISIONS  # noqa: E402
 from training.data import get_dataset  # noqa: E402
 from training.trainer import TrainConfig, standardisation, train  # noqa: E402
 
@@ -304,7 +305,7 @@ def run_dataset(name: str, cfg: dict, device: torch.device) -> dict:
     dim = train_x.shape[1]
 
     config = TrainConfig(steps=dcfg["steps"], batch_size=dcfg["batch_size"], val_points=cfg["trainer_val"],
-                         seed=0, **dcfg["net"])
+                         seed=0, precision=cfg["precision"], **dcfg["net"])
     start = time.perf_counter()
     trained = train(pool, config, manifold=manifold, progress=False, device=device)
     train_seconds = time.perf_counter() - start
@@ -449,11 +450,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser = make_parser(__doc__.splitlines()[0])
     parser.set_defaults(out=None, threads=1)
     parser.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS), help="data sets to run")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="training precision (default fp32: the tables in RESULTS.md were measured in fp32)")
     args = parse_args(parser, argv)
     device = args.device
     out = args.out if args.out is not None else Path("benchmarks/results") / device.type
     out.mkdir(parents=True, exist_ok=True)
     cfg = settings_for(device, args.quick)
+    cfg["precision"] = args.precision
     env = environment(device)
 
     results, tables = {}, []
@@ -478,6 +482,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "geodesics": f"geodesic (L-BFGS from the straight line), {cfg['geo_points']} points, ≤ {cfg['geo_steps']} "
                      f"iterations, δ = {DELTA:g} where the field takes one",
         "timing": f"apply (and factor) on {cfg['time_batch']} points, median of {cfg['repeats']} calls",
+        "training precision": cfg["precision"],
         "threads": torch.get_num_threads(),
         "quick": args.quick,
     }

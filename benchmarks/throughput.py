@@ -2,13 +2,15 @@
 
 For each data-set size ``N`` (S⁸ in R⁶⁴, uniform points), one run times, side by side on the same query batch:
 
-* the learned factor: the SPEC §4 network at paper size (untrained: its cost, not its accuracy, is measured);
+* the learned factor: the SPEC §4 network at paper size (untrained: its cost, not its accuracy, is measured),
+  in fp32 and under bf16 autocast (`LearnedCDC(precision="bf16")`; its accuracy is measured by
+  ``benchmarks.training``);
 * `KNNCDC.factor` with ``k = 64`` (16 with ``--quick``), exact fp32 brute-force search, at the best of a few
   chunk sizes;
 
 each without and with the tangent-space step (`geometry.eigenpairs` of the factor), under
 ``torch.inference_mode()``, and reports the ratio k-NN / network per size. It also records the network's
-queries per second at a larger batch, in fp32 and (CUDA) bf16 autocast.
+queries per second at a larger batch, in fp32 and bf16 autocast.
 
 Run: ``python -m benchmarks.throughput --device cpu|cuda [--quick] [--out DIR]``.
 """
@@ -23,6 +25,7 @@ from torch import Tensor
 
 from learned_manifold.geometry import eigenpairs
 from learned_manifold.metrics.knn import KNNCDC
+from learned_manifold.metrics.learned import LearnedCDC
 from learned_manifold.models import MetricModel
 
 from .common import (
@@ -82,9 +85,12 @@ def _time_size(model: MetricModel, data: Tensor, queries: Tensor, cfg: dict) -> 
     best, tuning = _tune_chunk(data, queries, cfg["k"], cfg["chunks"])
     knn = KNNCDC(data, k=cfg["k"], sigma=SIGMA, chunk_size=best)
     network = lambda x: model.factor(x, SIGMA)  # noqa: E731
+    network_bf16 = LearnedCDC(model, SIGMA, precision="bf16").factor  # bf16 autocast, factor returned in fp32
     work = {
         "network": lambda: network(queries),
         "network_tangent": lambda: _with_tangent(network)(queries),
+        "network_bf16": lambda: network_bf16(queries),
+        "network_bf16_tangent": lambda: _with_tangent(network_bf16)(queries),
         "knn": lambda: knn.factor(queries),
         "knn_tangent": lambda: _with_tangent(knn.factor)(queries),
     }
@@ -93,20 +99,17 @@ def _time_size(model: MetricModel, data: Tensor, queries: Tensor, cfg: dict) -> 
 
 
 def _network_rates(model: MetricModel, batch: int, device: torch.device, repeats: int) -> dict[str, dict]:
-    """Network queries per second at ``batch`` in fp32 and, on CUDA, bf16 autocast."""
+    """Network queries per second at ``batch`` in fp32 and in bf16 autocast."""
     x = sphere_points(batch, device, seed=2)
     rates = {}
-    modes = {"fp32": contextlib.nullcontext}
-    if device.type == "cuda":
-        modes["bf16 autocast"] = lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    modes = {"fp32": contextlib.nullcontext,
+             "bf16 autocast": lambda: torch.autocast(device.type, dtype=torch.bfloat16)}
     for name, ctx in modes.items():
         def run(ctx=ctx) -> Tensor:
             with ctx():
                 return model.factor(x, SIGMA)
         t = time_fn(run, device, warmup=2, repeats=repeats)
         rates[name] = {"batch": batch, **t.to_dict(), "queries_per_s": batch / t.median}
-    if device.type != "cuda":
-        rates["bf16 autocast"] = {"batch": batch, "queries_per_s": None, "note": "CUDA only: not measured on CPU"}
     return rates
 
 
@@ -123,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     table = Table(
         f"k-NN CDC vs learned factor, {cfg['queries']} queries per call (median of {cfg['repeats']} rounds)",
         ["N", "network", "k-NN (best chunk)", "k-NN / network", "network + eigen", "k-NN + eigen",
-         "ratio incl. eigen", "k-NN µs/query"],
+         "ratio incl. eigen", "network bf16", "k-NN / network bf16", "ratio bf16 incl. eigen", "k-NN µs/query"],
     )
     with torch.inference_mode():
         for n in cfg["sizes"]:
@@ -137,13 +140,18 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 "knn_tangent_s": med["knn_tangent"],
                 "ratio": ratio(med["knn"], med["network"]),
                 "ratio_tangent": ratio(med["knn_tangent"], med["network_tangent"]),
+                "network_bf16_s": med["network_bf16"],
+                "network_bf16_tangent_s": med["network_bf16_tangent"],
+                "ratio_bf16": ratio(med["knn"], med["network_bf16"]),
+                "ratio_bf16_tangent": ratio(med["knn_tangent"], med["network_bf16_tangent"]),
                 **measured,
             }
             per_size.append(row)
             table.add(f"{n:,}", fmt_time(row["network_s"]), f"{fmt_time(row['knn_s'])} ({row['best_chunk']:,})",
                       f"{fmt_num(row['ratio'])}×", fmt_time(row["network_tangent_s"]),
                       fmt_time(row["knn_tangent_s"]), f"{fmt_num(row['ratio_tangent'])}×",
-                      fmt_num(row["knn_s"] / cfg["queries"] * 1e6))
+                      fmt_time(row["network_bf16_s"]), f"{fmt_num(row['ratio_bf16'])}×",
+                      f"{fmt_num(row['ratio_bf16_tangent'])}×", fmt_num(row["knn_s"] / cfg["queries"] * 1e6))
             print(table.rows[-1], flush=True)
         rates = _network_rates(model, cfg["big_batch"], device, cfg["repeats"])
 
@@ -170,8 +178,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "quick": args.quick,
     }
     notes = [
-        "Ratios are k-NN time / network time within one run: for each N the four calls (network, network + "
-        "eigen, k-NN, k-NN + eigen) run in rounds, each once per round, on the same queries.",
+        "Ratios are k-NN time / network time within one run: for each N the six calls (network fp32 and bf16, "
+        "each + eigen, k-NN, k-NN + eigen) run in rounds, each once per round, on the same queries.",
         "The network's cost does not depend on N; it is re-timed at every N so each ratio shares the machine's "
         "state at that moment. The k-NN chunk size is the fastest of one tuning call per candidate.",
         "The network is untrained: the cost of a trained one is identical (same shapes), its output is not.",

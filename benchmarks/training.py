@@ -1,13 +1,19 @@
-"""Training speed: steady-state samples per second of `training.trainer.train` per precision/compile setting.
+"""Training speed and accuracy of `training.trainer.train` per precision/compile setting, and the default.
 
-Each setting runs a short training on S⁸ in R⁶⁴ (10,000 points, mean-centred recipe: denoiser and factor
-network both trained at every step). A global optimiser-step hook stamps the time after the warm-up steps
-and after the measured steps, so the steady-state rate excludes start-up and ``torch.compile`` warm-up; the
-trainer's own overall rate (which includes them) is reported beside it.
+Speed: each setting runs a short training on S⁸ in R⁶⁴ (10,000 points, mean-centred recipe: denoiser and
+factor network both trained at every step). A global optimiser-step hook stamps the time after the warm-up
+steps and after the measured steps, so the steady-state rate excludes start-up and ``torch.compile`` warm-up;
+the trainer's own overall rate (which includes them) is reported beside it.
 
-Settings: fp32; bf16 autocast (CUDA only: the trainer enables autocast on CUDA alone, so CPU is n/a);
-``torch.compile`` (fp32, and with bf16 on CUDA). A compile that fails, or does not finish within a time limit,
-is recorded with its error text instead of stopping the run. On CUDA the trainer already uses fused AdamW.
+Accuracy: each setting then trains complete models on the torus (the demo's network and data size, two
+seeds) and is scored by the tangent-projector error on fresh points at the σ the trainer chose (fp32
+inference). The fp32 models are also scored with bf16-autocast inference (`LearnedCDC(precision="bf16")`).
+A setting qualifies when its mean error is within 5% of fp32's; the default is the qualifying setting with the
+shortest training wall time (compilation included), which the trainer's ``precision="auto"`` must match.
+
+Settings: fp32; bf16 autocast; ``torch.compile`` with fp32 and with bf16. A compile that fails, or does not
+finish within a time limit, is recorded with its error text instead of stopping the run. On CUDA the trainer
+already uses fused AdamW.
 
 Run: ``python -m benchmarks.training --device cpu|cuda [--quick] [--out DIR]``.
 """
@@ -23,6 +29,10 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
+from learned_manifold.evaluation import tangent_error
+from learned_manifold.metrics import LearnedCDC
+from learned_manifold.precision import native_bf16, resolve_precision
+from training.data import get_dataset
 from training.trainer import TrainConfig, train
 
 from .common import (
@@ -41,18 +51,28 @@ from .common import (
 __all__ = ["main", "settings_for"]
 
 N_POINTS = 10_000
+SETTINGS = {  # name: (precision, compile)
+    "fp32": ("fp32", False),
+    "bf16 autocast": ("bf16", False),
+    "torch.compile fp32": ("fp32", True),
+    "torch.compile + bf16": ("bf16", True),
+}
+ACCURACY = {"data": "torus", "points": 4000, "test_points": 1000, "batch": 512, "seeds": (0, 1),
+            "arch": {"hidden": 128, "depth": 3, "emb_dim": 64}}  # the demo's model
+TOLERANCE = 0.05
 
 
 def settings_for(device: torch.device, quick: bool) -> dict:
     """Network, batch, step counts and the compile time limit for ``device`` (``quick``: a smoke test)."""
     if quick:
         return {"arch": {"hidden": 64, "depth": 1, "emb_dim": 32}, "batch": 128, "warmup_steps": 3,
-                "measured_steps": 10, "compile_limit_s": 20}
+                "measured_steps": 10, "compile_limit_s": 20, "accuracy_steps": 30, "accuracy_seeds": (0,)}
     if device.type == "cuda":
         return {"arch": PAPER_NET, "batch": 1024, "warmup_steps": 20, "measured_steps": 200,
-                "compile_limit_s": 600}
+                "compile_limit_s": 600, "accuracy_steps": 2500, "accuracy_seeds": ACCURACY["seeds"]}
     return {"arch": {"hidden": 256, "depth": 3, "emb_dim": 128}, "batch": 512, "warmup_steps": 10,
-            "measured_steps": 60, "compile_limit_s": 360}
+            "measured_steps": 60, "compile_limit_s": 360, "accuracy_steps": 2500,
+            "accuracy_seeds": ACCURACY["seeds"]}
 
 
 class _StepClock:
@@ -124,24 +144,63 @@ def _run(data: torch.Tensor, cfg: dict, device: torch.device, precision: str, co
     }
 
 
+def _accuracy(device: torch.device, cfg: dict, precision: str, compile_: bool) -> dict:
+    """Complete trainings on the torus per seed: test tangent error (fp32 inference, and bf16 for fp32 models)."""
+    test_x, manifold = get_dataset(ACCURACY["data"], ACCURACY["test_points"], seed=1000)
+    test_x = test_x.to(device)
+    basis = manifold.tangent_basis(test_x.cpu()).to(device)
+    runs = []
+    for seed in cfg["accuracy_seeds"]:
+        data, _ = get_dataset(ACCURACY["data"], ACCURACY["points"], seed=seed)
+        config = TrainConfig(steps=cfg["accuracy_steps"], batch_size=ACCURACY["batch"], seed=seed,
+                             precision=precision, compile=compile_, val_points=400, **ACCURACY["arch"])
+        limit = cfg["compile_limit_s"] + 600 if compile_ else 0
+        start = time.perf_counter()
+        with _time_limit(limit) as state:
+            try:
+                result = train(data, config, manifold=manifold, progress=False, device=device)
+            except Exception as err:  # noqa: BLE001 - a failed setting is a result, not a crash
+                return {"status": f"timed out after {limit} s" if state["expired"] else "failed",
+                        "error": f"{type(err).__name__}: {err}"}
+        wall = time.perf_counter() - start
+        run = {"seed": seed, "wall_s": wall, "sigma": result.model.config.default_sigma}
+        with torch.inference_mode():
+            for inference in ("fp32", "bf16") if precision == "fp32" else ("fp32",):
+                field = LearnedCDC(result.model, precision=inference)
+                run[f"tangent_error_{inference}_inference"] = float(tangent_error(field, test_x, basis).mean())
+        runs.append(run)
+        print(f"  seed {seed}: {run}", flush=True)
+    mean = lambda key: sum(r[key] for r in runs) / len(runs)  # noqa: E731
+    out = {"status": "ok", "runs": runs, "wall_s": mean("wall_s"),
+           "tangent_error": mean("tangent_error_fp32_inference")}
+    if precision == "fp32":
+        out["tangent_error_bf16_inference"] = mean("tangent_error_bf16_inference")
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     """Run the benchmark and write ``training.json`` / ``training.md``; returns the results."""
     args = parse_args(make_parser(__doc__.splitlines()[0]), argv)
     device, cfg = args.device, settings_for(args.device, args.quick)
     env = environment(device)
-    cuda = device.type == "cuda"
     data = sphere_points(N_POINTS, torch.device("cpu"), seed=0)
 
-    plan = [("fp32", "fp32", False), ("bf16 autocast", "bf16", False), ("torch.compile fp32", "fp32", True)]
-    if cuda:
-        plan.append(("torch.compile + bf16", "bf16", True))
     results = {}
-    for name, precision, compile_ in plan:
-        if precision == "bf16" and not cuda:
-            results[name] = {"status": "n/a", "error": "bf16 autocast is CUDA-only in the trainer"}
-        else:
-            results[name] = _run(data, cfg, device, precision, compile_)
+    for name, (precision, compile_) in SETTINGS.items():
+        results[name] = _run(data, cfg, device, precision, compile_)
         print(name, results[name], flush=True)
+    accuracy = {}
+    for name, (precision, compile_) in SETTINGS.items():
+        print(f"accuracy: {name}", flush=True)
+        accuracy[name] = _accuracy(device, cfg, precision, compile_)
+    reference = accuracy["fp32"].get("tangent_error")
+    qualifying = {name: a for name, a in accuracy.items() if a["status"] == "ok" and reference is not None
+                  and a["tangent_error"] <= (1 + TOLERANCE) * reference}
+    default = min(qualifying, key=lambda n: qualifying[n]["wall_s"]) if qualifying else None
+    auto = resolve_precision("auto", device)
+    choice = {"default_by_rule": default, "trainer_auto_precision": auto, "native_bf16": native_bf16(device),
+              "trainer_default_compile": TrainConfig().compile,
+              "rule": f"shortest training wall time among settings within {TOLERANCE:.0%} of fp32's tangent error"}
 
     base = results["fp32"].get("steady_samples_per_s")
     table = Table(f"Training samples/s, batch {cfg['batch']}, {cfg['measured_steps']} measured steps after "
@@ -153,6 +212,22 @@ def main(argv: Sequence[str] | None = None) -> dict:
         status = r["status"] if r["status"] == "ok" else f"{r['status']}: {r['error'][:160]}"
         table.add(name, fmt_num(steady), speedup, fmt_num(r.get("overall_samples_per_s")),
                   fmt_time(r.get("first_step_s")), status)
+    acc_table = Table(f"Accuracy: {ACCURACY['data']}, {ACCURACY['points']:,} points, {cfg['accuracy_steps']} steps "
+                      f"of batch {ACCURACY['batch']}, network {ACCURACY['arch']}, seeds {list(cfg['accuracy_seeds'])}; "
+                      f"test tangent error on {ACCURACY['test_points']:,} fresh points (mean over seeds)",
+                      ["setting", "tangent error", "vs fp32", f"within {TOLERANCE:.0%}", "training wall time",
+                       "status"])
+    for name, a in accuracy.items():
+        ok = a["status"] == "ok"
+        err = a.get("tangent_error")
+        acc_table.add(name, fmt_num(err, 4) if ok else "n/a",
+                      f"{fmt_num(err / reference)}×" if ok and reference else "n/a",
+                      ("yes" if name in qualifying else "no") if ok else "n/a", fmt_time(a.get("wall_s")),
+                      a["status"] if ok else f"{a['status']}: {a['error'][:160]}")
+    bf16_inference = accuracy["fp32"].get("tangent_error_bf16_inference")
+    if bf16_inference is not None:
+        acc_table.add("fp32 model, bf16-autocast inference", fmt_num(bf16_inference, 4),
+                      f"{fmt_num(bf16_inference / reference)}×", "", "", "ok")
     settings = {
         "data": f"S⁸ in R⁶⁴ (sphere8), {N_POINTS:,} points",
         "network": f"FiLMResMLP {cfg['arch']}, rank 16, mean-centred (denoiser + factor every step)",
@@ -160,6 +235,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "steps": f"{cfg['warmup_steps']} warm-up + {cfg['measured_steps']} measured",
         "optimizer": "AdamW (fused on CUDA), grad clip 1.0, EMA 0.999 (the trainer's defaults)",
         "compile time limit": f"{cfg['compile_limit_s']} s",
+        "default": choice,
         "quick": args.quick,
     }
     notes = [
@@ -167,11 +243,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "and the measured steps (stamped by a global optimiser-step hook, CUDA synchronised at the stamps).",
         "Overall samples/s is TrainResult.samples_per_second: the whole loop, warm-up and compilation included.",
         "Settings run one after another, not interleaved: on a shared machine compare them with care.",
+        f"Default by the rule ({choice['rule']}): {default}. The trainer's precision='auto' resolves to "
+        f"{auto} on this device (native bf16: {choice['native_bf16']}); compile is off by default.",
     ]
     _, md_path = write_report(args.out, "training", title="Training throughput (training.trainer.train)", env=env,
-                              settings=settings, tables=[table], results=results, notes=notes)
+                              settings=settings, tables=[table, acc_table],
+                              results={"speed": results, "accuracy": accuracy, "default": choice}, notes=notes)
     print(md_path.read_text())
-    return results
+    return {"speed": results, "accuracy": accuracy, "default": choice}
 
 
 if __name__ == "__main__":

@@ -16,14 +16,14 @@ Points may have any number of leading batch axes; the last ``ndim`` axes are the
 
 Cost: for low-rank fields the manifold evaluates the factor once per point and reuses it across the calls an
 optimiser step makes at that point (``egrad2rgrad``, ``component_inner``, ``retr``): a one-entry cache keyed on
-the point tensor itself and its version counter, used only under ``torch.no_grad()`` (as in geoopt's ``step``).
+the point (its version counter, or equal values: the new point ``transp`` saw is the next step's point), used only
+under ``torch.no_grad()`` (as in geoopt's ``step``).
 """
 
 from __future__ import annotations
 
 import math
 import os
-import weakref
 
 import geoopt
 import torch
@@ -111,15 +111,25 @@ class LearnedDataManifold(geoopt.Manifold):
         return t.reshape(*batch, *self.data_shape)
 
     def _factor_at(self, x: Tensor, xf: Tensor) -> Tensor:
-        """The field's factor at ``xf`` (the flattened ``x``), reused while ``x`` is unchanged (no-grad only)."""
+        """The field's factor at ``xf`` (the flattened ``x``), reused while the point is unchanged (no-grad only).
+
+        One cache entry: the point it was computed at (held together with its version counter), the field's
+        bandwidth, and the factor. A query hits when it is that tensor, unchanged, or a tensor of equal values:
+        geoopt's step computes the factor at the new point for ``transp`` and then copies the new point into
+        the parameter, so the next step's ``egrad2rgrad`` finds it here instead of running the network again.
+        """
         if torch.is_grad_enabled() or xf.shape[0] * self.dim != x.numel():  # under autograd, or x was broadcast
             return self.field.factor(xf)
-        key = (x._version, tuple(x.shape), x.dtype, x.device, getattr(self.field, "sigma", None))
+        sigma = getattr(self.field, "sigma", None)
         cache = self._cache
-        if cache is not None and cache[0]() is x and cache[1] == key:
-            return cache[2]
+        if cache is not None:
+            point, version, cached_sigma, A = cache
+            if point._version == version and cached_sigma == sigma and (
+                    point is x or (point.shape == x.shape and point.dtype == x.dtype
+                                   and point.device == x.device and torch.equal(point, x))):
+                return A
         A = self.field.factor(xf)
-        self._cache = (weakref.ref(x), key, A)
+        self._cache = (x, x._version, sigma, A)
         return A
 
     def _check_shape(self, shape: tuple[int, ...], name: str) -> tuple[bool, str | None]:

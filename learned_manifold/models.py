@@ -69,6 +69,9 @@ class FiLMResBlock(nn.Module):
 class FiLMResMLP(nn.Module):
     """FiLM-conditioned residual MLP (SPEC §4): ``(B, *data_shape)``, ``(B,)`` → ``(B, D, k)``.
 
+    The bandwidths may also be one ``(1,)`` value for the whole batch (broadcast after the FiLM maps; every
+    backbone in `BACKBONES` must accept both).
+
     Args:
         data_shape: shape of one data point (flattened internally, ``D = prod(data_shape)``).
         out_channels: ``k``, the number of ``D``-vectors produced per point (rank ``r``, or 1).
@@ -212,15 +215,22 @@ class MetricModel(nn.Module):
                              f"or (B, {self.dim}), got {tuple(y.shape)}")
         y = y.reshape(y.shape[0], *self.data_shape)
         sigma = self.config.default_sigma if sigma is None else sigma
-        sigma = torch.as_tensor(sigma, dtype=y.dtype, device=y.device).expand(y.shape[0])
-        if not bool((sigma > 0).all()):
-            raise ValueError("sigma must be positive")
+        if isinstance(sigma, (int, float)):
+            # One bandwidth for the whole batch: a (1,) tensor that the networks broadcast, so the σ embedding
+            # and the FiLM maps run once per call, and the check needs no device round trip.
+            if not sigma > 0:
+                raise ValueError(f"sigma must be positive, got {sigma}")
+            sigma = torch.full((1,), float(sigma), dtype=y.dtype, device=y.device)
+        else:
+            sigma = torch.as_tensor(sigma, dtype=y.dtype, device=y.device).expand(y.shape[0])
+            if not bool((sigma > 0).all()):
+                raise ValueError("sigma must be positive")
         scale = self.scale.to(y.dtype)
         return (y - self.mean.to(y.dtype)) / scale, sigma / scale
 
     # -- the two networks, in standardised units (used by training) ---------------------------------------
     def factor_z(self, z: Tensor, sigma_z: Tensor) -> Tensor:
-        """Factor ``A`` from standardised inputs: ``(B, *data_shape)``, ``(B,)`` → ``(B, D, r)``."""
+        """Factor ``A`` from standardised inputs: ``(B, *data_shape)``, ``(B,)`` or ``(1,)`` → ``(B, D, r)``."""
         return self.factor_net(z, sigma_z)
 
     def noise_z(self, z: Tensor, sigma_z: Tensor) -> Tensor:

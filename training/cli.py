@@ -18,6 +18,8 @@ from dataclasses import fields
 
 import torch
 
+from learned_manifold.precision import PRECISIONS
+
 from .trainer import TrainConfig
 
 __all__ = ["build_parser", "main"]
@@ -45,7 +47,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--uncentred", action="store_true", help="match the uncentred CDC (no denoiser)")
     p.add_argument("--tikhonov", type=float, default=0.0, help="Tikhonov term λ_T in G = AAᵀ + λ_T I")
     p.add_argument("--loss", default="lowrank", help="lowrank | full (full: rank = D, small D only)")
-    p.add_argument("--precision", default="fp32", help="fp32 | bf16 (bf16 autocast on CUDA only)")
+    p.add_argument("--precision", default=_DEFAULTS["precision"], choices=PRECISIONS,
+                   help="auto (bf16 autocast where the device has native bf16, else fp32) | fp32 | bf16")
     p.add_argument("--compile", action="store_true", help="torch.compile the networks")
     p.add_argument("--val-every", type=int, default=0, help="validation period in steps (0: at the end)")
     p.add_argument("--checkpoint-every", type=int, default=500, help="checkpoint period in steps")

@@ -28,6 +28,7 @@ from learned_manifold.evaluation import bandwidth_grid, spectral_report
 from learned_manifold.geometry import eigenpairs
 from learned_manifold.model_file import atomic_write_bytes, save_model
 from learned_manifold.models import MetricModel, ModelConfig
+from learned_manifold.precision import PRECISIONS, resolve_precision
 
 from .losses import DenoiserLoss, MetricMatchingLoss
 from .samplers import make_sampler
@@ -59,7 +60,9 @@ class TrainConfig:
             decay to ``lr/10``; gradient-norm clipping; EMA decay of the saved weights (``0`` disables).
         val_every: validation period in steps (``0``: only at the end); checkpoint_every: checkpoint period.
         val_points: held-out points for validation and σ selection.
-        precision: ``"fp32"`` or ``"bf16"`` (autocast, CUDA only); compile: ``torch.compile`` the networks.
+        precision: ``"auto"`` (bf16 where the device multiplies bf16 natively, else fp32: the fastest setting
+            within 5% of fp32's accuracy, ``benchmarks/RESULTS.md``), ``"fp32"``, or ``"bf16"`` (autocast);
+            compile: ``torch.compile`` the networks.
         seed: seeds the data split, the initialisation and every batch.
     """
 
@@ -84,22 +87,25 @@ class TrainConfig:
     val_every: int = 0
     checkpoint_every: int = 0
     val_points: int = 500
-    precision: str = "fp32"
+    precision: str = "auto"
     compile: bool = False
     seed: int = 0
 
     def __post_init__(self):
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError(f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}")
-        if self.precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}")
         if not 0 <= self.denoiser_warmup < 1:
             raise ValueError(f"denoiser_warmup must be in [0, 1), got {self.denoiser_warmup}")
 
 
 @dataclass
 class TrainResult:
-    """What `train` returns: the (EMA) model, its file, the last validation and the loss history."""
+    """What `train` returns: the (EMA) model, its file, the last validation and the loss history.
+
+    ``precision`` is the precision the loop ran in (``"auto"`` resolved on the training device).
+    """
 
     model: MetricModel
     path: Path | None
@@ -108,6 +114,7 @@ class TrainResult:
     seconds: float = 0.0
     samples_per_second: float = 0.0
     stopped_at: int = 0
+    precision: str = "fp32"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -358,8 +365,8 @@ def train(
     sampler = bandwidth_sampler(cfg, scale)
     factor_from = int(cfg.denoiser_warmup * cfg.steps) if cfg.centred else 0
     end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.precision == "bf16"
-                              and device.type == "cuda")
+    precision = resolve_precision(cfg.precision, device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     history: list[dict] = []
     ema_params = list(ema.parameters())
     model_params = list(model.parameters())
@@ -402,7 +409,7 @@ def train(
     rate = (end - start) * cfg.batch_size / max(seconds, 1e-9)
 
     result = TrainResult(model=ema, path=out, validation={}, history=history, seconds=seconds,
-                         samples_per_second=rate, stopped_at=end)
+                         samples_per_second=rate, stopped_at=end, precision=precision)
     if end < cfg.steps:  # interrupted on purpose: checkpoint and leave
         if is_main and out is not None:
             save_model(ema, out, extra={"step": end})
@@ -413,7 +420,7 @@ def train(
     result.validation = validate(ema, val_x, sigma, manifold)
     result.validation["sigma_table"] = table
     if is_main and out is not None:
-        save_model(ema, out, extra={"step": end, "validation": result.validation})
+        save_model(ema, out, extra={"step": end, "precision": precision, "validation": result.validation})
         _save_state(_state_path(out), end, model, ema, opt, cfg, fingerprint)
     result.model = ema.eval()
     return result

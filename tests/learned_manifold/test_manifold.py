@@ -198,3 +198,31 @@ def test_factor_is_evaluated_once_per_point_per_optimiser_step(sphere_model):
         x.mul_(1.01)  # in place: the version changes, the cache must not be used
         fresh = M.egrad2rgrad(x, x)
     torch.testing.assert_close(fresh, M.field.apply(x, x))
+
+
+@pytest.mark.parametrize("kind", ["sgd", "adam"])
+def test_tangent_bundle_step_reuses_the_factor_transp_computed(sphere_model, kind):
+    """δ = 0: ``transp`` needs the factor at the new point, which the next step starts from: one call per step,
+    and the same trajectory as an optimiser whose manifold forgets its cache before every step."""
+    from learned_manifold import RiemannianAdam, RiemannianSGD
+
+    def make(manifold, param):
+        return (RiemannianAdam([param], manifold=manifold, lr=0.01) if kind == "adam"
+                else RiemannianSGD([param], manifold=manifold, lr=0.01, momentum=0.9))
+
+    M, M_ref = LearnedDataManifold(sphere_model), LearnedDataManifold(sphere_model)
+    calls = []
+    original = M.field.factor
+    M.field.factor = lambda xf: calls.append(xf.shape) or original(xf)
+    p, p_ref = torch.nn.Parameter(on_sphere(4)), torch.nn.Parameter(on_sphere(4))
+    opt, opt_ref = make(M, p), make(M_ref, p_ref)
+    for _ in range(4):
+        for param, optimiser in ((p, opt), (p_ref, opt_ref)):
+            optimiser.zero_grad()
+            (param**2).sum().backward()
+        M_ref._cache = None
+        opt.step()
+        opt_ref.step()
+        torch.testing.assert_close(p, p_ref, rtol=0, atol=1e-6)
+    assert (p - on_sphere(4)).abs().max() > 1e-3  # it moved
+    assert len(calls) == 2 + 3  # step 1: the point and the new point; each later step: the new point only

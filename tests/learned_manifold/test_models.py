@@ -50,6 +50,17 @@ def test_public_methods_work_in_data_units():
     torch.testing.assert_close(model.score(y, sigma), (model.denoise(y, sigma) - y) / sigma**2)
 
 
+def test_one_bandwidth_broadcasts_like_one_per_point():
+    """A scalar σ (embedded once per call) equals the same σ given per point; per-point σ stays per point."""
+    model = make_model()
+    y = torch.randn(5, 3)
+    torch.testing.assert_close(model.factor(y, 0.4), model.factor(y, torch.full((5,), 0.4)), rtol=0, atol=0)
+    torch.testing.assert_close(model.denoise(y, 0.4), model.denoise(y, torch.full((5,), 0.4)), rtol=0, atol=0)
+    sigmas = torch.tensor([0.1, 0.2, 0.4, 0.8, 1.6])
+    rows = torch.cat([model.factor(y[i:i + 1], float(sigmas[i])) for i in range(5)])
+    torch.testing.assert_close(model.factor(y, sigmas), rows)
+
+
 def test_default_sigma_and_bad_inputs():
     model = make_model()
     y = torch.randn(2, 3)

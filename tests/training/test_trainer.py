@@ -7,6 +7,7 @@ import torch
 
 from learned_manifold import load_model
 from learned_manifold.geometry import eigenpairs, intrinsic_dimension, projector_error
+from learned_manifold.precision import PRECISIONS, native_bf16
 from training.data import Circle
 from training.trainer import TrainConfig, standardisation, train
 
@@ -24,17 +25,32 @@ def test_sphere_model_recovers_tangent_planes_and_dimension(sphere_model, sphere
     assert (intrinsic_dimension(pairs.values) == 2).float().mean() >= 0.9
 
 
-def test_circle_model_in_a_few_seconds():
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_circle_model_in_a_few_seconds(precision):
     circle = Circle(2)
     data = circle.sample(2000, generator=torch.Generator().manual_seed(0))
-    cfg = TrainConfig(steps=400, batch_size=256, rank=2, hidden=64, depth=2, emb_dim=32, val_points=300)
+    cfg = TrainConfig(steps=400, batch_size=256, rank=2, hidden=64, depth=2, emb_dim=32, val_points=300,
+                      precision=precision)
     result = train(data, cfg, manifold=circle, progress=False, device="cpu")
+    assert result.precision == precision
     v = result.validation
     assert v["tangent_error"] <= 0.25 * random_subspace_error(1, 2), v
     assert v["dimension_accuracy"] >= 0.9
     assert result.model.config.sigma_rule == "lowest validation tangent error"
     table = v["sigma_table"]
     assert v["sigma"] == min(table, key=lambda r: r["tangent_error"])["sigma"]
+
+
+def test_bf16_autocast_runs_on_cpu_and_auto_follows_the_hardware():
+    data = Circle(2).sample(200, generator=torch.Generator().manual_seed(0))
+    cfg = dict(steps=5, batch_size=32, rank=2, hidden=16, depth=1, emb_dim=8, val_points=50)
+    runs = {p: train(data, TrainConfig(**cfg, precision=p), progress=False, device="cpu") for p in PRECISIONS}
+    w32, w16 = (runs[p].model.state_dict()["factor_net.blocks.0.fc1.weight"] for p in ("fp32", "bf16"))
+    assert not torch.equal(w32, w16)  # autocast really ran in bf16 on the CPU
+    assert runs["auto"].precision == ("bf16" if native_bf16("cpu") else "fp32")
+    torch.testing.assert_close(runs["auto"].model.state_dict()["factor_net.blocks.0.fc1.weight"],
+                               runs[runs["auto"].precision].model.state_dict()["factor_net.blocks.0.fc1.weight"],
+                               rtol=0, atol=0)
 
 
 def test_resumed_run_reaches_the_same_weights(tmp_path):
