@@ -249,8 +249,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "Step columns: median step time (step ÷ fwd+bwd with the input gradient only / step ÷ fwd+bwd with "
         "weight gradients). All seven calls run in rounds (each once per round) on the same batch in one run.",
         "Network forwards inside one step: LearnedDataManifold evaluates the factor once per point and reuses it "
-        "across egrad2rgrad, component_inner and retr (a per-step cache), so δ>0 costs 1 forward (proju and transp "
-        "are the identity) and δ=0 costs 2 (at x, and at the new point for transp) plus the r×r eigen steps.",
+        "across egrad2rgrad, component_inner and retr (a one-entry cache), so δ>0 costs 1 forward (proju and transp "
+        "are the identity) and δ=0 also 1 in the steady state (at the new point, for transp; the next step starts "
+        "there and finds it in the cache) plus the r×r eigen steps.",
         "CPU memory: getrusage's peak RSS is a high-water mark of the whole process, so its growth is approximate; "
         "the large case runs first so that earlier work does not hide it.",
     ]

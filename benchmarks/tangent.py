@@ -3,7 +3,7 @@
 For ``r ∈ {8, 16, 32}``, ``D = 64`` and one batch of factors ``A (B, D, r)`` from the SPEC §4 network at paper
 size (untrained), one run times:
 
-* the network forward that produces ``A``;
+* the network forward that produces ``A``, in fp32 and under bf16 autocast (`LearnedCDC(precision="bf16")`);
 * the library's eigen step `geometry.eigenpairs` (``r × r`` Gram, eigh in float64, ``U = A V Λ^{-1/2}``);
 * the Gram eigh alone in float32 and float64, and the Gram matmul ``AᵀA`` (a flop-for-flop reference);
 * the naive routes SPEC §5 warns about: batched ``torch.linalg.svd(A)`` ``(B, D, r)`` and
@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from learned_manifold.geometry import eigenpairs, gram
+from learned_manifold.metrics.learned import LearnedCDC
 
 from .common import (
     PAPER_NET,
@@ -44,7 +45,7 @@ from .common import (
 __all__ = ["main", "settings_for"]
 
 DIM, SIGMA = 64, 0.1
-OPS = ("forward", "eigenpairs", "gram", "gram_eigh_fp64", "gram_eigh_fp32", "svd_A", "eigh_AAt")
+OPS = ("forward", "forward_bf16", "eigenpairs", "gram", "gram_eigh_fp64", "gram_eigh_fp32", "svd_A", "eigh_AAt")
 SLOW_OPS = ("svd_A", "eigh_AAt")
 
 
@@ -62,6 +63,7 @@ def _operations(model: torch.nn.Module, x: Tensor, A: Tensor) -> dict[str, Calla
     """The timed callables, keyed as in `OPS`."""
     return {
         "forward": lambda: model.factor(x, SIGMA),
+        "forward_bf16": lambda: LearnedCDC(model, SIGMA, precision="bf16").factor(x),
         "eigenpairs": lambda: eigenpairs(A),
         "gram": lambda: gram(A),
         "gram_eigh_fp64": lambda: torch.linalg.eigh(gram(A.double())),
@@ -81,8 +83,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     rows = []
     main_table = Table(
         f"Eigen step vs forward vs naive decompositions, batch {cfg['batch']:,}, D = {DIM} (median)",
-        ["threads", "r", "forward", "eigenpairs", "eigenpairs / forward", "svd(A) (B,D,r)", "svd / forward",
-         "eigh(AAᵀ) (B,D,D)", "eigh(AAᵀ) / forward"],
+        ["threads", "r", "forward", "eigenpairs", "eigenpairs / forward", "forward bf16", "eigenpairs / bf16 forward",
+         "svd(A) (B,D,r)", "svd / forward", "eigh(AAᵀ) (B,D,D)", "eigh(AAᵀ) / forward"],
     )
     gram_table = Table(
         "Gram eigh: float64 vs float32, and against the Gram matmul (median; µs per matrix in brackets)",
@@ -103,6 +105,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 med = {name: t["median_s"] for name, t in times.items()}
                 row = {"r": r, "threads": used, "batch": cfg["batch"], "times": times,
                        "eigenpairs_over_forward": ratio(med["eigenpairs"], med["forward"]),
+                       "eigenpairs_over_forward_bf16": ratio(med["eigenpairs"], med["forward_bf16"]),
                        "svd_over_forward": ratio(med["svd_A"], med["forward"]),
                        "eigh_AAt_over_forward": ratio(med["eigh_AAt"], med["forward"]),
                        "fp64_over_fp32": ratio(med["gram_eigh_fp64"], med["gram_eigh_fp32"]),
@@ -110,7 +113,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 rows.append(row)
                 per = lambda s: f"{fmt_time(s)} ({fmt_num(s / cfg['batch'] * 1e6)} µs)"  # noqa: E731
                 main_table.add(used, r, fmt_time(med["forward"]), fmt_time(med["eigenpairs"]),
-                               f"{fmt_num(row['eigenpairs_over_forward'])}×", fmt_time(med["svd_A"]),
+                               f"{fmt_num(row['eigenpairs_over_forward'])}×", fmt_time(med["forward_bf16"]),
+                               f"{fmt_num(row['eigenpairs_over_forward_bf16'])}×", fmt_time(med["svd_A"]),
                                f"{fmt_num(row['svd_over_forward'])}×", fmt_time(med["eigh_AAt"]),
                                f"{fmt_num(row['eigh_AAt_over_forward'])}×")
                 gram_table.add(used, r, fmt_time(med["gram"]), per(med["gram_eigh_fp64"]),
@@ -129,7 +133,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "quick": args.quick,
     }
     notes = [*verdicts,
-             "The fast operations (forward, eigenpairs, Gram, Gram eighs) run in rounds, each once per round, so "
+             "The fast operations (forward in fp32 and under bf16 autocast, eigenpairs, Gram, Gram eighs) run in "
+             "rounds, each once per round, so "
              "their ratios share the machine's state; all ratios are within one run and one thread count.",
              "svd and eigh(AAᵀ) are the naive routes (SPEC §5); they are timed with fewer repeats, and a single "
              f"call longer than {cfg['slow_budget_s']:g} s is reported alone (see 'cold' in the JSON)."]
@@ -145,10 +150,11 @@ def _verdicts(rows: list[dict], threads: list[int]) -> list[str]:
     out = []
     for t in threads:
         sel = [r for r in rows if r["threads"] == t]
-        worst = max(sel, key=lambda r: r["eigenpairs_over_forward"])
-        ok = all(r["eigenpairs_over_forward"] <= 1.0 for r in sel)
-        out.append(f"{t} thread(s): eigen step ≤ forward for every r tried: {'yes' if ok else 'no'} "
-                   f"(worst eigenpairs/forward {worst['eigenpairs_over_forward']:.3g}× at r = {worst['r']}).")
+        for key, name in (("eigenpairs_over_forward", "forward"), ("eigenpairs_over_forward_bf16", "bf16 forward")):
+            worst = max(sel, key=lambda r: r[key])
+            ok = all(r[key] <= 1.0 for r in sel)
+            out.append(f"{t} thread(s): eigen step ≤ {name} for every r tried: {'yes' if ok else 'no'} "
+                       f"(worst eigenpairs/{name} {worst[key]:.3g}× at r = {worst['r']}).")
     if len(threads) > 1:
         many, one = threads[0], threads[-1]
         for r in sorted({row["r"] for row in rows}):

@@ -184,7 +184,8 @@ def lowrank_apply(A: Tensor, w: Tensor, delta: float = 0.0) -> Tensor:
     return out + delta * w if delta else out
 
 
-def lowrank_solve(A: Tensor, v: Tensor, delta: float = 0.0, *, rel_eps: float = 1e-6) -> Tensor:
+def lowrank_solve(A: Tensor, v: Tensor, delta: float = 0.0, *, rel_eps: float = 1e-6,
+                  pairs: Eigenpairs | None = None) -> Tensor:
     """``(A Aᵀ + δ I)^{-1} v`` by Woodbury, ``(I − A (δ I_r + AᵀA)^{-1} Aᵀ) v / δ`` (SPEC §5).
 
     For ``δ = 0`` it returns the pseudo-inverse on the range of ``A``, ``A (AᵀA)^{+2} Aᵀ v = U Λ^{-1} Uᵀ v``
@@ -192,6 +193,7 @@ def lowrank_solve(A: Tensor, v: Tensor, delta: float = 0.0, *, rel_eps: float = 
 
     Args:
         A: ``(B, D, r)``; v: ``(B, D)``; delta: the isotropic part ``δ ≥ 0``.
+        pairs: ``eigenpairs(A, rel_eps=rel_eps)`` when already at hand (``δ = 0`` only; saves recomputing it).
 
     Returns:
         ``(B, D)``.
@@ -206,25 +208,27 @@ def lowrank_solve(A: Tensor, v: Tensor, delta: float = 0.0, *, rel_eps: float = 
         chol = torch.linalg.cholesky(g + delta * eye)
         inner = torch.cholesky_solve(at_v, chol)
         return (v - (A @ inner).squeeze(-1)) / delta
-    pairs = eigenpairs(A, rel_eps=rel_eps)
+    pairs = eigenpairs(A, rel_eps=rel_eps) if pairs is None else pairs
     inv = torch.where(pairs.values > 0, 1.0 / pairs.values.clamp_min(torch.finfo(A.dtype).tiny), 0.0)
     coords = (pairs.vectors.transpose(-1, -2) @ v.unsqueeze(-1)).squeeze(-1) * inv
     return (pairs.vectors @ coords.unsqueeze(-1)).squeeze(-1)
 
 
-def lowrank_inner(A: Tensor, u: Tensor, v: Tensor, delta: float = 0.0) -> Tensor:
-    """Riemannian inner product ``uᵀ (AAᵀ + δI)^{-1} v`` per point: → ``(B,)``."""
-    return (u * lowrank_solve(A, v, delta)).sum(-1)
+def lowrank_inner(A: Tensor, u: Tensor, v: Tensor, delta: float = 0.0, *,
+                  pairs: Eigenpairs | None = None) -> Tensor:
+    """Riemannian inner product ``uᵀ (AAᵀ + δI)^{-1} v`` per point: → ``(B,)`` (``pairs`` as in `lowrank_solve`)."""
+    return (u * lowrank_solve(A, v, delta, pairs=pairs)).sum(-1)
 
 
-def range_project(A: Tensor, u: Tensor, d: int | Tensor | None = None) -> Tensor:
+def range_project(A: Tensor, u: Tensor, d: int | Tensor | None = None, *,
+                  pairs: Eigenpairs | None = None) -> Tensor:
     """Orthogonal projection ``Û Ûᵀ u`` onto the learned tangent space (SPEC §5, δ = 0).
 
     ``Û`` holds the top-``d`` eigenvectors of ``AAᵀ``: ``d`` an int, a ``(B,)`` tensor of per-point
     dimensions, or ``None`` for each point's gap-rule dimension (`intrinsic_dimension`, scale-free).
-    ``(B, D, r)``, ``(B, D)`` → ``(B, D)``.
+    ``(B, D, r)``, ``(B, D)`` → ``(B, D)``. ``pairs``: ``eigenpairs(A)`` when already at hand.
     """
-    pairs = eigenpairs(A)
+    pairs = eigenpairs(A) if pairs is None else pairs
     if d is None:
         d = intrinsic_dimension(pairs.values)
     U = pairs.vectors[..., :d] if isinstance(d, int) else truncate_basis(pairs.vectors, d)

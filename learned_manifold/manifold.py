@@ -14,10 +14,10 @@ and ``retr`` lands after every step; otherwise ``projx`` is the identity.
 
 Points may have any number of leading batch axes; the last ``ndim`` axes are the data axes.
 
-Cost: for low-rank fields the manifold evaluates the factor once per point and reuses it across the calls an
-optimiser step makes at that point (``egrad2rgrad``, ``component_inner``, ``retr``): a one-entry cache keyed on
-the point (its version counter, or equal values: the new point ``transp`` saw is the next step's point), used only
-under ``torch.no_grad()`` (as in geoopt's ``step``).
+Cost: for low-rank fields the manifold evaluates the factor (and, for ``δ = 0``, its eigenpairs) once per point
+and reuses it across the calls an optimiser step makes at that point (``egrad2rgrad``, ``component_inner``,
+``retr``, and ``transp`` at the new point, where the next step starts): a one-entry cache keyed on the point (its
+version counter, or equal values), used only under ``torch.no_grad()`` (as in geoopt's ``step``).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import geoopt
 import torch
 from torch import Tensor
 
-from .geometry import eigenpairs, intrinsic_dimension, lowrank_apply, lowrank_inner, range_project
+from .geometry import Eigenpairs, eigenpairs, intrinsic_dimension, lowrank_apply, lowrank_inner, range_project
 from .metrics.base import CoMetricField
 from .metrics.learned import LearnedCDC
 from .models import MetricModel
@@ -90,7 +90,7 @@ class LearnedDataManifold(geoopt.Manifold):
         if tangent_dim is not None and tangent_dim < 1:
             raise ValueError(f"tangent_dim must be >= 1, got {tangent_dim}")
         self.tangent_dim = tangent_dim
-        self._cache: tuple | None = None
+        self._cache: dict | None = None
 
     # -- shapes -------------------------------------------------------------------------------------------
     @property
@@ -114,23 +114,33 @@ class LearnedDataManifold(geoopt.Manifold):
         """The field's factor at ``xf`` (the flattened ``x``), reused while the point is unchanged (no-grad only).
 
         One cache entry: the point it was computed at (held together with its version counter), the field's
-        bandwidth, and the factor. A query hits when it is that tensor, unchanged, or a tensor of equal values:
-        geoopt's step computes the factor at the new point for ``transp`` and then copies the new point into
-        the parameter, so the next step's ``egrad2rgrad`` finds it here instead of running the network again.
+        bandwidth, the factor and, once asked for, its eigenpairs. A query hits when it is that tensor,
+        unchanged, or a tensor of equal values: geoopt's step computes the factor at the new point for
+        ``transp`` and then copies the new point into the parameter, so the next step's ``egrad2rgrad`` finds
+        it here instead of running the network again.
         """
+        return self._cached(x, xf)["A"]
+
+    def _factor_and_pairs_at(self, x: Tensor, xf: Tensor) -> tuple[Tensor, Eigenpairs]:
+        """The factor at ``xf`` and its eigenpairs, each computed once per cache entry (no-grad only)."""
+        entry = self._cached(x, xf)
+        if entry.get("pairs") is None:
+            entry["pairs"] = eigenpairs(entry["A"])
+        return entry["A"], entry["pairs"]
+
+    def _cached(self, x: Tensor, xf: Tensor) -> dict:
         if torch.is_grad_enabled() or xf.shape[0] * self.dim != x.numel():  # under autograd, or x was broadcast
-            return self.field.factor(xf)
+            return {"A": self.field.factor(xf)}
         sigma = getattr(self.field, "sigma", None)
-        cache = self._cache
-        if cache is not None:
-            point, version, cached_sigma, A = cache
-            if point._version == version and cached_sigma == sigma and (
+        entry = self._cache
+        if entry is not None:
+            point = entry["point"]
+            if point._version == entry["version"] and entry["sigma"] == sigma and (
                     point is x or (point.shape == x.shape and point.dtype == x.dtype
                                    and point.device == x.device and torch.equal(point, x))):
-                return A
-        A = self.field.factor(xf)
-        self._cache = (x, x._version, sigma, A)
-        return A
+                return entry
+        self._cache = {"point": x, "version": x._version, "sigma": sigma, "A": self.field.factor(xf), "pairs": None}
+        return self._cache
 
     def _check_shape(self, shape: tuple[int, ...], name: str) -> tuple[bool, str | None]:
         if tuple(shape[len(shape) - self.ndim:]) != self.data_shape or len(shape) < self.ndim:
@@ -150,7 +160,8 @@ class LearnedDataManifold(geoopt.Manifold):
         if self.delta > 0 or not self.field.low_rank:
             return u.expand(torch.broadcast_shapes(x.shape, u.shape))
         batch, (xf, uf) = self._flat(x, u)
-        return self._unflat(batch, range_project(self._factor_at(x, xf), uf, self.tangent_dim))
+        A, pairs = self._factor_and_pairs_at(x, xf)
+        return self._unflat(batch, range_project(A, uf, self.tangent_dim, pairs=pairs))
 
     def egrad2rgrad(self, x: Tensor, u: Tensor) -> Tensor:
         """Riemannian gradient ``(G + δI) u`` (SPEC §5)."""
@@ -175,7 +186,8 @@ class LearnedDataManifold(geoopt.Manifold):
         v = u if same else v
         batch, (xf, uf, vf) = self._flat(x, u, v)
         if self.field.low_rank:
-            out = lowrank_inner(self._factor_at(x, xf), uf, vf, self.delta).reshape(batch)
+            A, pairs = self._factor_and_pairs_at(x, xf) if self.delta == 0 else (self._factor_at(x, xf), None)
+            out = lowrank_inner(A, uf, vf, self.delta, pairs=pairs).reshape(batch)
         else:
             out = self.field.inner(xf, uf, vf).reshape(batch)
         if same:  # a squared norm: clamp the rounding of Woodbury's difference (Adam takes its square root)

@@ -201,10 +201,16 @@ def test_factor_is_evaluated_once_per_point_per_optimiser_step(sphere_model):
 
 
 @pytest.mark.parametrize("kind", ["sgd", "adam"])
-def test_tangent_bundle_step_reuses_the_factor_transp_computed(sphere_model, kind):
-    """δ = 0: ``transp`` needs the factor at the new point, which the next step starts from: one call per step,
-    and the same trajectory as an optimiser whose manifold forgets its cache before every step."""
+def test_tangent_bundle_step_reuses_the_factor_transp_computed(sphere_model, kind, monkeypatch):
+    """δ = 0: ``transp`` needs the factor (and eigenpairs) at the new point, which the next step starts from: one
+    network call and one eigen step per step, and the same trajectory as an optimiser whose manifold forgets its
+    cache before every step."""
     from learned_manifold import RiemannianAdam, RiemannianSGD
+    from learned_manifold import manifold as manifold_module
+
+    eigen_calls = []
+    original_eigenpairs = manifold_module.eigenpairs
+    monkeypatch.setattr(manifold_module, "eigenpairs", lambda A: eigen_calls.append(A.shape) or original_eigenpairs(A))
 
     def make(manifold, param):
         return (RiemannianAdam([param], manifold=manifold, lr=0.01) if kind == "adam"
@@ -221,8 +227,9 @@ def test_tangent_bundle_step_reuses_the_factor_transp_computed(sphere_model, kin
             optimiser.zero_grad()
             (param**2).sum().backward()
         M_ref._cache = None
-        opt.step()
         opt_ref.step()
+        opt.step()
         torch.testing.assert_close(p, p_ref, rtol=0, atol=1e-6)
     assert (p - on_sphere(4)).abs().max() > 1e-3  # it moved
     assert len(calls) == 2 + 3  # step 1: the point and the new point; each later step: the new point only
+    assert len(eigen_calls) == 2 * 4 + 2 + 3  # M_ref: 2 per step (x and the new point); M: as for the network
