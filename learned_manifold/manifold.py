@@ -117,7 +117,7 @@ class LearnedDataManifold(geoopt.Manifold):
         bandwidth, the factor and, once asked for, its eigenpairs. A query hits when it is that tensor,
         unchanged, or a tensor of equal values: geoopt's step computes the factor at the new point for
         ``transp`` and then copies the new point into the parameter, so the next step's ``egrad2rgrad`` finds
-        it here instead of running the network again.
+        it here instead of running the network again. (On CUDA the value comparison waits for the device once.)
         """
         return self._cached(x, xf)["A"]
 

@@ -1,8 +1,8 @@
 """Which floating-point precision to compute in: native bf16 detection and the ``"auto"`` rule.
 
-bf16 autocast pays only where the hardware multiplies bf16 natively: CUDA GPUs that support bf16, and CPUs
-with AVX512-BF16 or AMX tiles (on other CPUs PyTorch emulates bf16 matmuls and autocast is slower than fp32).
-The measured speed and accuracy of each setting are in ``benchmarks/RESULTS.md`` (training section).
+bf16 autocast pays where the hardware multiplies bf16 natively: CUDA GPUs that support bf16, and CPUs with
+AVX512-BF16 or AMX tiles. Elsewhere the bf16 matmuls are emulated, so ``"auto"`` stays in fp32 there. The
+measured speed and accuracy of each setting are in ``benchmarks/RESULTS.md`` (training section; CPU only so far).
 """
 
 from __future__ import annotations
