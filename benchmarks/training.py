@@ -9,7 +9,8 @@ Accuracy: each setting then trains complete models on the torus (the demo's netw
 seeds) and is scored by the tangent-projector error on fresh points at the σ the trainer chose (fp32
 inference). The fp32 models are also scored with bf16-autocast inference (`LearnedCDC(precision="bf16")`).
 A setting qualifies when its mean error is within 5% of fp32's; the default is the qualifying setting with the
-shortest training wall time (compilation included), which the trainer's ``precision="auto"`` must match.
+shortest training wall time (compilation included), reported beside what the trainer's ``precision="auto"``
+picks on the device (within seed noise the two can differ; ``benchmarks/RESULTS.md`` discusses it).
 
 Settings: fp32; bf16 autocast; ``torch.compile`` with fp32 and with bf16. A compile that fails, or does not
 finish within a time limit, is recorded with its error text instead of stopping the run. On CUDA the trainer
