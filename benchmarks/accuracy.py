@@ -2,11 +2,11 @@
 
 For every data-set size ``N`` one run:
 
-* trains metric-matching models (`training.trainer.train`) on ``N`` points of the built-in ``sphere8``:
+* trains metric-matching models (`learned_manifold_training.trainer.train`) on ``N`` points of the built-in ``sphere8``:
   the library default recipe (mean-centred, log-uniform σ on ``[3e-3, 4]``) and, as a second row, the paper's
   recipe (uncentred, log-normal σ with ``P_mean = −1.2``, ``P_std = 1.2`` on ``[1e-4, 16]``);
 * picks each model's evaluation σ on a validation split (1,000 points) from the SPEC §8 grid ``s · 2^(i−6)``,
-  ``i = 0..10`` (`training.trainer.select_sigma`, lowest tangent error);
+  ``i = 0..10`` (`learned_manifold_training.trainer.select_sigma`, lowest tangent error);
 * tunes k-NN CDC (`KNNCDC`, uncentred as in the paper, and centred) over ``k ∈ {16, 32, 64, 128}`` and the same
   σ grid on the same validation split;
 * reports on 1,000 held-out test points: mean tangent-projector error ``‖ÛÛᵀ − P_T‖_F`` with the true
@@ -33,8 +33,8 @@ from learned_manifold.evaluation import bandwidth_grid, spectral_report
 from learned_manifold.geometry import eigenpairs
 from learned_manifold.metrics import KNNCDC
 from learned_manifold.precision import PRECISIONS, resolve_precision
-from training.data import get_dataset
-from training.trainer import TrainConfig, select_sigma, standardisation, train, validate
+from learned_manifold_training.data import get_dataset
+from learned_manifold_training.trainer import TrainConfig, select_sigma, standardisation, train, validate
 
 from .common import PAPER_NET, Table, environment, fmt_num, fmt_time, make_parser, parse_args, write_report
 
@@ -87,7 +87,7 @@ def settings_for(device: torch.device, quick: bool, sizes: Sequence[int] | None,
 def spectral_scores(A: Tensor, x: Tensor, manifold) -> dict:
     """Tangent and dimension scores of factors ``A`` ``(B, D, r)`` at on-manifold points ``x`` ``(B, D)``.
 
-    The same figures as `training.trainer.validate` (`learned_manifold.evaluation.spectral_report`), for any
+    The same figures as `learned_manifold_training.trainer.validate` (`learned_manifold.evaluation.spectral_report`), for any
     low-rank field.
     """
     return spectral_report(eigenpairs(A.float()), true_basis=manifold.tangent_basis(x),

@@ -351,7 +351,7 @@ def make_model(dim: int, rank: int, arch_kwargs: dict, device: torch.device, *, 
 
 def sphere_points(n: int, device: torch.device, *, seed: int = 0) -> Tensor:
     """``n`` uniform points of S⁸ isometrically embedded in R⁶⁴ (the built-in ``sphere8``), float32 on ``device``."""
-    from training.data import get_dataset
+    from learned_manifold_training.data import get_dataset
 
     return get_dataset("sphere8", n, seed=seed)[0].to(device)
 

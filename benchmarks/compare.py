@@ -1,7 +1,7 @@
 """Every geometry side by side on one task: tangent spaces, dimension, paths and cost (SPEC §7; "comparison harness").
 
 For each built-in data set (S² in R³, S⁸ in R⁶⁴, the torus in R³) one run trains a small mean-centred model
-(`training.trainer.train`, CPU-sized) and compares, on held-out points of the same manifold:
+(`learned_manifold_training.trainer.train`, CPU-sized) and compares, on held-out points of the same manifold:
 
 * ``learned``: `LearnedCDC` at the model's default σ (picked by the trainer on its validation split);
 * ``knn_centred`` / ``knn_uncentred``: `KNNCDC` on the training points, ``k`` and σ tuned by validation tangent
@@ -68,8 +68,8 @@ from learned_manifold.metrics import (  # noqa: E402
     TangentialMetric,
 )
 from learned_manifold.precision import PRECISIONS  # noqa: E402
-from training.data import get_dataset  # noqa: E402
-from training.trainer import TrainConfig, standardisation, train  # noqa: E402
+from learned_manifold_training.data import get_dataset  # noqa: E402
+from learned_manifold_training.trainer import TrainConfig, standardisation, train  # noqa: E402
 
 from .accuracy import json_ready, sigma_grid, tune_knn  # noqa: E402
 from .common import (  # noqa: E402

@@ -7,8 +7,8 @@ import torch
 
 from learned_manifold.geometry import lowrank_apply, lowrank_solve
 from learned_manifold.metrics.base import CoMetricField
-from training.data import Sphere
-from training.trainer import TrainConfig, train
+from learned_manifold_training.data import Sphere
+from learned_manifold_training.trainer import TrainConfig, train
 
 # One intra-op thread: the suite is made of many tiny ops, for which OpenMP threads only add contention
 # (measured on a loaded 2-core machine: 48 s with one thread, 240 s with two).

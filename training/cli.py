@@ -5,7 +5,7 @@
     learned-manifold demo [--out DIR] [--dataset NAME] [--quick]
     learned-manifold info MODEL
 
-DATA is a ``.npy``/``.npz``/``.pt`` array of shape ``(N, ...)`` or a built-in dataset name (`training.data`).
+DATA is a ``.npy``/``.npz``/``.pt`` array of shape ``(N, ...)`` or a built-in dataset name (`learned_manifold_training.data`).
 Under ``torchrun`` the ``train`` command runs data-parallel (DDP); only rank 0 writes files.
 """
 

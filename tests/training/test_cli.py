@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from learned_manifold import LearnedDataManifold, load_model
-from training.cli import main
+from learned_manifold_training.cli import main
 
 SMALL = ["--num-points", "600", "--steps", "30", "--batch-size", "64", "--hidden", "16",
         "--depth", "1", "--no-progress",

@@ -1,4 +1,4 @@
-"""Specification tests for training.data: synthetic manifolds, built-in data sets and user arrays."""
+"""Specification tests for learned_manifold_training.data: synthetic manifolds, built-in data sets and user arrays."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from training.data import (
+from learned_manifold_training.data import (
     DATASETS,
     Circle,
     DataFileNotFoundError,

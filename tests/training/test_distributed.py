@@ -7,7 +7,7 @@ import sys
 import torch
 from safetensors.torch import load_file
 
-from training.cli import main
+from learned_manifold_training.cli import main
 
 ARGS = ["train", "circle", "--num-points", "600", "--steps", "30", "--batch-size", "64", "--hidden", "16",
         "--depth", "1",
@@ -25,7 +25,7 @@ def test_two_processes_match_one(tmp_path):
     single, double = tmp_path / "one.lmm", tmp_path / "two.lmm"
     assert main([*ARGS, "--out", str(single)]) == 0
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--master-addr=127.0.0.1",
-           f"--master-port={free_port()}", "-m", "training.cli", *ARGS, "--out", str(double)]
+           f"--master-port={free_port()}", "-m", "learned_manifold_training.cli", *ARGS, "--out", str(double)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={
         **__import__("os").environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]

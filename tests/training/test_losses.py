@@ -3,7 +3,7 @@
 import torch
 
 from learned_manifold.models import MetricModel, ModelConfig
-from training.losses import DenoiserLoss, MetricMatchingLoss, frobenius_full, frobenius_lowrank
+from learned_manifold_training.losses import DenoiserLoss, MetricMatchingLoss, frobenius_full, frobenius_lowrank
 
 
 def test_lowrank_loss_equals_full_loss_minus_a4():

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from training.samplers import LogNormalSampler, make_sampler
+from learned_manifold_training.samplers import LogNormalSampler, make_sampler
 
 
 @pytest.mark.parametrize("name", ["loguniform", "lognormal", "uniform"])

@@ -8,8 +8,8 @@ import torch
 from learned_manifold import load_model
 from learned_manifold.geometry import eigenpairs, intrinsic_dimension, projector_error
 from learned_manifold.precision import PRECISIONS, native_bf16
-from training.data import Circle
-from training.trainer import TrainConfig, standardisation, train
+from learned_manifold_training.data import Circle
+from learned_manifold_training.trainer import TrainConfig, standardisation, train
 
 
 def random_subspace_error(d, D):
@@ -107,7 +107,7 @@ def test_standardisation_is_one_global_scale():
 @pytest.mark.parametrize("sampler", ["loguniform", "lognormal", "uniform"])
 def test_bandwidths_scale_with_the_data(sampler):
     """σ settings are in units of the data scale s: scaling the data by 10 scales every sampled σ by 10."""
-    from training.trainer import bandwidth_sampler
+    from learned_manifold_training.trainer import bandwidth_sampler
 
     cfg = TrainConfig(sampler=sampler, sigma_min=1e-3, sigma_max=4.0)
     g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
