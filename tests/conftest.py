@@ -7,7 +7,7 @@ import torch
 
 from learned_manifold.geometry import lowrank_apply, lowrank_solve
 from learned_manifold.metrics.base import CoMetricField
-from learned_manifold_training.data import Sphere
+from learned_manifold_training.data import Sphere, Torus
 from learned_manifold_training.trainer import TrainConfig, train
 
 # One intra-op thread: the suite is made of many tiny ops, for which OpenMP threads only add contention
@@ -58,3 +58,27 @@ def sphere_model(sphere_model_path):
     from learned_manifold import load_model
 
     return load_model(sphere_model_path)
+
+
+@pytest.fixture(scope="session")
+def torus() -> Torus:
+    return Torus(3)
+
+
+@pytest.fixture(scope="session")
+def torus_model_path(tmp_path_factory, torus):
+    """A mean-centred model of the torus (R = 1, r = 0.4) in R³ (6000 points, 3000 CPU steps, ~15 s)."""
+    data = torus.sample(6000, generator=torch.Generator().manual_seed(0))
+    cfg = TrainConfig(steps=3000, batch_size=256, rank=3, hidden=64, depth=2, emb_dim=64, sigma_min=0.01,
+                      sigma_max=2.0, val_points=400)
+    path = tmp_path_factory.mktemp("models") / "torus.lmm"
+    result = train(data, cfg, manifold=torus, out=path, progress=False, device="cpu")
+    assert result.validation["tangent_error"] < 0.1, result.validation
+    return path
+
+
+@pytest.fixture(scope="session")
+def torus_model(torus_model_path):
+    from learned_manifold import load_model
+
+    return load_model(torus_model_path)
