@@ -1,108 +1,294 @@
 """The model file (``.lmm``): one safetensors file holding weights and plain-JSON metadata.
 
-Loading never executes code: safetensors stores raw tensors and a JSON header, nothing is unpickled.
+Loading never executes code and is validated in one layer (`read_metadata` and `load_model` share it), in
+this order, each step before the next reads or allocates anything:
+
+1. the path is a regular file (a FIFO, device, folder or socket is refused without being opened) of at most
+   `MAX_FILE_BYTES`;
+2. the 8-byte header length (at most `MAX_HEADER_BYTES` and within the file) and the JSON header: floating
+   dtypes only, non-negative integer shapes, data offsets that tile the data section exactly;
+3. the metadata schema (format, version, config, extra) and the `ModelConfig` (every field's type and range,
+   unknown keys refused, ``arch_kwargs`` checked against the backbone's constructor);
+4. the network is built on the ``meta`` device (no memory) and every expected tensor name and shape is
+   compared with the header, so a config claiming a huge network in a small file is refused;
+5. only then the tensor data is read; every value must be finite and the data scale positive.
+
 Writing is atomic (temporary file in the same folder, then ``os.replace``), so a crash never leaves a
-truncated model where a good one was.
+truncated model where a good one was; files get the permissions of an ordinary ``open`` under the user's
+umask; a symlink or special file at the destination is refused.
 
 Layout: tensors ``factor_net.*``, ``denoiser_net.*``, ``scale``, ``mean`` (the `MetricModel` state dict);
 header metadata ``{"format": "learned-manifold", "version": "1", "config": <ModelConfig JSON>,
-"extra": <free JSON>}``.
+"extra": <JSON object>}``.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
-import tempfile
+import re
+import secrets
+import stat
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
+from torch import Tensor
 
 from .models import MetricModel, ModelConfig
 
-__all__ = ["FORMAT", "ModelFileError", "atomic_write_bytes", "load_model", "read_metadata", "save_model"]
+__all__ = [
+    "FORMAT",
+    "MAX_FILE_BYTES",
+    "MAX_HEADER_BYTES",
+    "ModelFileError",
+    "atomic_write_bytes",
+    "load_model",
+    "read_metadata",
+    "save_model",
+]
 
 FORMAT = "learned-manifold"
 VERSION = "1"
+MAX_FILE_BYTES = 16 * 2**30  # 16 GiB: far above any model of SPEC §9 (the FFHQ network is a few hundred MB)
+MAX_HEADER_BYTES = 100 * 2**20  # 100 MB of JSON header
+_DTYPES = {"F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32, "F64": torch.float64}
+_METADATA_KEYS = ("format", "version", "config", "extra")
 
 
 class ModelFileError(ValueError):
     """A file that is not a readable learned-manifold model (wrong format, truncated, foreign, mismatched)."""
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: a temporary file in the same folder, fsync, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+# ---------------------------------------------------------------------------------------------------------
+# reading: one validation layer
 
 
-def save_model(model: MetricModel, path: str | os.PathLike, *, extra: dict | None = None) -> Path:
-    """Save ``model`` (weights + config) to ``path`` atomically; ``extra`` is free JSON (e.g. validation).
+@dataclass
+class _Checked:
+    """A model file that passed every check: its config, extra metadata and tensors (on the CPU)."""
 
-    Returns:
-        The path written.
-    """
-    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    metadata = {
-        "format": FORMAT,
-        "version": VERSION,
-        "config": json.dumps(model.config.to_dict()),
-        "extra": json.dumps(extra or {}),
-    }
-    atomic_write_bytes(path, st_save(state, metadata=metadata))
+    config: ModelConfig
+    extra: dict
+    tensors: dict[str, Tensor]
+
+
+def _as_path(path: object, name: str = "path") -> Path:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a str or os.PathLike, got {type(path).__name__}")
     return Path(path)
 
 
-def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    if not path.exists():
-        raise FileNotFoundError(f"model file {str(path)!r} does not exist")
-    if path.is_dir():
-        raise ModelFileError(f"{str(path)!r} is a folder, not a model file")
-    raw = path.read_bytes()
-    if len(raw) < 8:
-        raise ModelFileError(f"{str(path)!r} is not a learned-manifold model file: only {len(raw)} bytes")
-    header_len = int.from_bytes(raw[:8], "little")
-    if header_len > len(raw) - 8:
-        kind = "a pickle (torch.save) file" if raw[:1] == b"\x80" or raw[:2] == b"PK" else "not a safetensors file"
-        raise ModelFileError(
-            f"{str(path)!r} is not a learned-manifold model file ({kind}, or truncated: header claims "
-            f"{header_len} bytes, file has {len(raw) - 8}); it was not loaded and no code was run"
-        )
+def _kind(mode: int) -> str:
+    kinds = ((stat.S_ISDIR, "folder"), (stat.S_ISFIFO, "FIFO (named pipe)"), (stat.S_ISCHR, "character device"),
+             (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket"), (stat.S_ISLNK, "symbolic link"))
+    return next((word for test, word in kinds if test(mode)), "special file")
+
+
+class _Reader:
+    """Bounded reads from one regular file, every error a `ModelFileError` naming the file."""
+
+    def __init__(self, path: Path):
+        self.name = repr(str(path))
+        try:
+            st = os.stat(path)  # follows symlinks: a link to /dev/zero is judged by what it points to
+        except FileNotFoundError:
+            raise FileNotFoundError(f"model file {self.name} does not exist") from None
+        except (OSError, ValueError) as err:  # ValueError: an embedded NUL byte
+            raise self.error(f"cannot be examined: {getattr(err, 'strerror', None) or err}") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise self.error(f"is a {_kind(st.st_mode)}, not a model file; it was not opened")
+        try:  # O_NONBLOCK: should the path become a FIFO between stat and open, opening cannot block
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+        except OSError as err:
+            raise self.error(f"cannot be opened: {err.strerror}") from None
+        fst = os.fstat(fd)
+        if (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino) or not stat.S_ISREG(fst.st_mode):
+            os.close(fd)
+            raise self.error("changed while it was being opened; it was not read")
+        if fst.st_size > MAX_FILE_BYTES:
+            os.close(fd)
+            raise self.error(f"has {fst.st_size} bytes, more than the {MAX_FILE_BYTES} a model file may have")
+        self.file = os.fdopen(fd, "rb", buffering=0)
+        self.size = fst.st_size
+
+    def error(self, problem: str) -> ModelFileError:
+        return ModelFileError(f"{self.name} {problem}")
+
+    def read(self, n: int, what: str) -> bytearray:
+        buf = bytearray(n)
+        view, got = memoryview(buf), 0
+        while got < n:
+            k = self.file.readinto(view[got:])
+            if not k:
+                raise self.error(f"is truncated: its {what} needs {n} bytes, only {got} could be read")
+            got += k
+        return buf
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        counts = Counter(k for k, _ in pairs)
+        raise ValueError(f"duplicate keys {sorted(k for k, c in counts.items() if c > 1)[:5]}")
+    return out
+
+
+def _json(reader: _Reader, text: bytes | str, what: str) -> object:
     try:
-        header = json.loads(raw[8 : 8 + header_len])
-        tensors = st_load(raw)
-    except (SafetensorError, ValueError, UnicodeDecodeError) as err:
-        raise ModelFileError(f"{str(path)!r} is corrupt or truncated: {err}") from None
-    metadata = header.get("__metadata__") or {}
+        if isinstance(text, (bytes, bytearray)):
+            text = bytes(text).decode("utf-8")
+        return json.loads(text, object_pairs_hook=_unique_keys)
+    except (ValueError, RecursionError) as err:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise reader.error(f"is not a learned-manifold model file: its {what} is not valid JSON ({err})") from None
+
+
+def _foreign(first: bytes) -> str:
+    if first[:1] == b"\x80":
+        return "a pickle (torch.save) file"
+    if first[:4] == b"PK\x03\x04":
+        return "a zip archive (torch.save writes a pickle inside one)"
+    return ""
+
+
+def _read_header(reader: _Reader) -> tuple[dict, dict, int]:
+    """Header → (tensor entries, metadata strings, data length). Checks dtypes, shapes and offsets."""
+    if reader.size < 8:
+        raise reader.error(f"is not a learned-manifold model file: only {reader.size} bytes")
+    first = bytes(reader.read(8, "header length"))
+    n = int.from_bytes(first, "little")
+    if n > MAX_HEADER_BYTES or n > reader.size - 8:
+        kind = _foreign(first)
+        if kind:
+            raise reader.error(f"is {kind}, not a learned-manifold model file; it was not loaded and no code was run")
+        if n > MAX_HEADER_BYTES:
+            raise reader.error(f"is not a learned-manifold model file: it claims a {n}-byte header, more than the "
+                               f"{MAX_HEADER_BYTES} a model file may have")
+        raise reader.error(f"is not a learned-manifold model file (not safetensors, or truncated): it claims a "
+                           f"{n}-byte header but has only {reader.size - 8} bytes after the length")
+    header = _json(reader, reader.read(n, "header"), "header")
+    if not isinstance(header, dict):
+        raise reader.error("is not a safetensors file: its header is not a JSON object")
+    metadata = header.pop("__metadata__", {})
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise reader.error("has header metadata that is not a JSON object of strings")
+    data_len, spans = reader.size - 8 - n, []
+    for name, info in header.items():
+        if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
+            raise reader.error(f"has a malformed header entry for tensor {name!r}")
+        if info["dtype"] not in _DTYPES:
+            raise reader.error(f"holds tensor {name!r} of dtype {info['dtype']!r}; only floating types "
+                               f"{sorted(_DTYPES)} are allowed")
+        shape, offsets = info["shape"], info["data_offsets"]
+        if not isinstance(shape, list) or len(shape) > 8 or not all(_is_int(s) and s >= 0 for s in shape):
+            raise reader.error(f"gives tensor {name!r} the shape {shape!r:.80}: not a list of non-negative ints")
+        if (not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_int(o) for o in offsets)
+                or not 0 <= offsets[0] <= offsets[1] <= data_len):
+            raise reader.error(f"gives tensor {name!r} data offsets {offsets!r:.80}, not 0 <= begin <= end <= "
+                               f"{data_len} (the size of its data section; is the file truncated?)")
+        if offsets[1] - offsets[0] != math.prod(shape) * _DTYPES[info["dtype"]].itemsize:
+            raise reader.error(f"gives tensor {name!r} {offsets[1] - offsets[0]} bytes for shape {shape}")
+        spans.append((offsets[0], offsets[1], name))
+    end = 0
+    for begin, stop, name in sorted(spans):
+        if begin != end:
+            raise reader.error(f"has tensor data that overlaps or leaves a gap at tensor {name!r}")
+        end = stop
+    if end != data_len:
+        raise reader.error(f"has {data_len - end} byte(s) of data that belong to no tensor")
+    return header, metadata, data_len
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _read_config(reader: _Reader, metadata: dict) -> tuple[ModelConfig, dict]:
+    """Metadata schema → (validated config, extra)."""
     if metadata.get("format") != FORMAT:
-        raise ModelFileError(
-            f"{str(path)!r} is a safetensors file but not a learned-manifold model (no 'format: {FORMAT}' "
-            f"metadata; found keys {sorted(metadata)})"
-        )
+        raise reader.error(f"is a safetensors file but not a learned-manifold model (no 'format: {FORMAT}' "
+                           f"metadata; found keys {sorted(metadata)[:10]})")
     if metadata.get("version") != VERSION:
-        raise ModelFileError(f"{str(path)!r} has model-file version {metadata.get('version')!r}; "
-                             f"this library reads version {VERSION}")
-    return tensors, metadata
+        raise reader.error(f"has model-file version {metadata.get('version')!r:.40}; this library reads version "
+                           f"{VERSION}")
+    if set(metadata) != set(_METADATA_KEYS):
+        raise reader.error(f"has metadata keys {sorted(metadata)[:10]}; a model file has exactly "
+                           f"{list(_METADATA_KEYS)}")
+    try:
+        config = ModelConfig.from_dict(_json(reader, metadata["config"], "config"), complete=True)
+    except (TypeError, ValueError) as err:
+        if isinstance(err, ModelFileError):
+            raise
+        raise reader.error(f"has an invalid model config: {err}") from None
+    extra = _json(reader, metadata["extra"], "extra metadata")
+    if not isinstance(extra, dict) or not isinstance(extra.get("validation", {}), dict):
+        raise reader.error("has extra metadata that is not a JSON object (with an object 'validation')")
+    return config, extra
+
+
+def _expected_shapes(reader: _Reader, config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """The state-dict names and shapes of the model ``config`` describes, built on the meta device (no memory)."""
+    try:
+        with torch.device("meta"):
+            model = MetricModel(config)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise reader.error(f"has an invalid model config: {err}") from None
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def _compare(reader: _Reader, header: dict, expected: dict[str, tuple[int, ...]]) -> None:
+    missing = sorted(set(expected) - set(header))
+    unexpected = sorted(set(header) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(header) if tuple(header[k]["shape"]) != expected[k])
+    if missing or unexpected or wrong:
+        shapes = [f"{k}: {tuple(header[k]['shape'])} instead of {expected[k]}" for k in wrong[:5]]
+        raise reader.error(f"does not match its architecture: missing {missing[:5]} ({len(missing)} in all), "
+                           f"unexpected {unexpected[:5]}, wrong shapes {shapes}")
+
+
+def _read_tensors(reader: _Reader, header: dict, data_len: int) -> dict[str, Tensor]:
+    data = reader.read(data_len, "tensor data")
+    if reader.file.read(1):
+        raise reader.error("grew while it was being read")
+    tensors = {}
+    for name, info in header.items():
+        begin, end = info["data_offsets"]
+        dtype, shape = _DTYPES[info["dtype"]], info["shape"]
+        t = (torch.frombuffer(data, dtype=dtype, count=(end - begin) // dtype.itemsize, offset=begin)
+             if end > begin else torch.empty(0, dtype=dtype))
+        t = t.reshape(shape)
+        if not bool(torch.isfinite(t.float()).all()):  # .float(): F64 values beyond float32 become inf too
+            raise reader.error(f"holds non-finite values (NaN or inf) in tensor {name!r}")
+        tensors[name] = t
+    if not float(tensors["scale"]) > 0:
+        raise reader.error(f"has data scale {float(tensors['scale'])}; it must be > 0")
+    return tensors
+
+
+def _read_checked(path: Path) -> _Checked:
+    """Every check of the module docstring, in order; the one road into a model file."""
+    reader = _Reader(path)
+    with reader.file:
+        header, metadata, data_len = _read_header(reader)
+        config, extra = _read_config(reader, metadata)
+        _compare(reader, header, _expected_shapes(reader, config))
+        return _Checked(config, extra, _read_tensors(reader, header, data_len))
 
 
 def read_metadata(path: str | os.PathLike) -> dict:
-    """The JSON metadata of a model file: ``{"config": {...}, "extra": {...}}``, without building the model."""
-    _, metadata = _read(Path(path))
-    return {"config": json.loads(metadata["config"]), "extra": json.loads(metadata.get("extra", "{}"))}
+    """The JSON metadata of a model file: ``{"config": {...}, "extra": {...}}``.
+
+    The file passes every check `load_model` makes (weights included), so a file this accepts loads.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ModelFileError: anything `load_model` would refuse.
+    """
+    checked = _read_checked(_as_path(path))
+    return {"config": checked.config.to_dict(), "extra": checked.extra}
 
 
 def load_model(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> MetricModel:
@@ -117,26 +303,142 @@ def load_model(path: str | os.PathLike, *, map_location: str | torch.device = "c
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ModelFileError: the file is not a learned-manifold model, is truncated, or its weights do not match
-            its own architecture.
+        ModelFileError: the file is not a regular file, not a learned-manifold model, is truncated, has an
+            invalid config, weights that do not match its own architecture, or non-finite values.
     """
-    path = Path(path)
-    tensors, metadata = _read(path)
+    path = _as_path(path)
     try:
-        config = ModelConfig.from_dict(json.loads(metadata["config"]))
-    except (KeyError, TypeError, ValueError) as err:
-        raise ModelFileError(f"{str(path)!r} has an invalid model config: {err}") from None
-    model = MetricModel(config)
-    expected = set(model.state_dict())
-    missing, unexpected = expected - set(tensors), set(tensors) - expected
-    if missing or unexpected:
-        raise ModelFileError(
-            f"{str(path)!r} does not match its architecture: missing {sorted(missing)[:5]}, "
-            f"unexpected {sorted(unexpected)[:5]}"
-        )
+        device = torch.device(map_location)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"map_location {map_location!r} is not a torch device: {err}") from None
+    checked = _read_checked(path)
+    with torch.random.fork_rng(devices=[]):  # the throw-away initialisation leaves the caller's RNG as it was
+        model = MetricModel(checked.config)
     try:
-        model.load_state_dict(tensors)
-    except RuntimeError as err:
-        raise ModelFileError(f"{str(path)!r} has weights of the wrong shape: {err}") from None
+        model.load_state_dict(checked.tensors)
+    except RuntimeError as err:  # unreachable after the header comparison; kept as a named error
+        raise ModelFileError(f"{str(path)!r} has weights that do not fit its architecture: {err}") from None
     model.requires_grad_(False)
-    return model.eval().to(map_location)
+    return model.eval().to(device)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# writing
+
+
+def _temp_pattern(name: str) -> re.Pattern:
+    return re.compile(rf"\.{re.escape(name)}\.(\d+)\.[0-9a-f]+\.tmp")
+
+
+def _pid_alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill(pid, 0) would terminate the process on Windows: assume alive
+        return True
+    if not 0 < pid < 2**22:  # above Linux's largest pid_max: no such process
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: alive, owned by someone else
+        return True
+    return True
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Delete ``.{name}.<pid>.<hex>.tmp`` files (regular files only) whose writer ``<pid>`` no longer runs:
+    leftovers of a crash. Assumes the writers of one folder run on one host (not a folder shared over NFS)."""
+    pattern = _temp_pattern(path.name)
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if match is None or int(match[1]) == os.getpid() or _pid_alive(int(match[1])):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
+        except OSError:
+            pass
+
+
+def _check_destination(path: Path) -> None:
+    """Refuse to replace a symlink or a special file (device, FIFO, folder, socket) at ``path``."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(st.st_mode):
+        raise ValueError(f"refusing to write {str(path)!r}: it is a symbolic link (to {os.readlink(path)!r}); "
+                         f"remove it or write to the target itself")
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError(f"refusing to write {str(path)!r}: it is a {_kind(st.st_mode)}, not a regular file")
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: a temporary file in the same folder, fsync, then rename.
+
+    The temporary file is ``.{name}.{pid}.{random hex}.tmp``, created with mode ``0o666`` so the kernel applies
+    the user's umask exactly as for an ordinary ``open`` (no process-wide ``os.umask`` round trip); temporary
+    files of the same target left by a writer process that no longer runs are removed first.
+
+    Raises:
+        ValueError: ``path`` is a symlink or a special file (device, FIFO, folder); nothing is written.
+        OSError: writing failed; the previous file at ``path``, if any, is unchanged.
+    """
+    path = _as_path(path)
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"data must be bytes, got {type(data).__name__}")
+    _check_destination(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+    while True:
+        tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp"
+        try:
+            fd = os.open(tmp, flags, 0o666)
+            break
+        except FileExistsError:
+            continue
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        _check_destination(path)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        raise
+    try:  # make the rename itself durable; not every platform can fsync a folder
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+
+
+def save_model(model: MetricModel, path: str | os.PathLike, *, extra: dict | None = None) -> Path:
+    """Save ``model`` (weights + config) to ``path`` atomically; ``extra`` is a free JSON object (e.g.
+    validation). See `atomic_write_bytes` for permissions and what may stand at ``path``.
+
+    Returns:
+        The path written.
+    """
+    if not isinstance(model, MetricModel):
+        raise TypeError(f"model must be a MetricModel, got {type(model).__name__}")
+    if extra is not None and not isinstance(extra, dict):
+        raise TypeError(f"extra must be a dict (a JSON object) or None, got {type(extra).__name__}")
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    metadata = {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": json.dumps(model.config.to_dict()),
+        "extra": json.dumps(extra or {}),
+    }
+    atomic_write_bytes(_as_path(path), st_save(state, metadata=metadata))
+    return Path(path)

@@ -2,6 +2,11 @@
 
 import os
 import pickle
+import re
+import stat
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,7 +14,15 @@ from safetensors.torch import save_file
 
 from learned_manifold import ModelFileError, load_model, save_model
 from learned_manifold.model_file import atomic_write_bytes, read_metadata
-from learned_manifold.models import MetricModel, ModelConfig
+from learned_manifold.models import (
+    LOSSES,
+    SAMPLER_NAMES,
+    FiLMResMLP,
+    MetricModel,
+    ModelConfig,
+    backbone_options,
+    build_backbone,
+)
 
 
 @pytest.fixture
@@ -36,6 +49,11 @@ def test_round_trip_gives_identical_outputs(model, tmp_path):
     assert float(loaded.scale) == 3.0 and loaded.mean.tolist() == [0, 1, 2, 3]
     assert not any(p.requires_grad for p in loaded.parameters())
     assert read_metadata(path)["extra"] == {"note": "hello"}
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    load_model(path)  # loading does not consume the caller's random numbers
+    assert torch.equal(torch.rand(3), expected)
 
 
 class _Bomb:
@@ -109,3 +127,121 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(model, tmp_path, mon
         atomic_write_bytes(path, b"garbage")
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.lmm"]  # no temporary file left behind
+
+
+# -- writing: permissions, what may stand at the destination, leftovers of crashed writers -------------------
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_saved_files_respect_the_umask(model, tmp_path, umask, mode):
+    """A model (and any atomic write, e.g. the training state) gets ``0o666 & ~umask``, like an ordinary open."""
+    old = os.umask(umask)
+    try:
+        path = save_model(model, tmp_path / "m.lmm")
+        atomic_write_bytes(tmp_path / "state.pt", b"state")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == mode
+    assert stat.S_IMODE((tmp_path / "state.pt").stat().st_mode) == mode
+    torch.testing.assert_close(load_model(path).mean, model.mean)
+
+
+def test_save_refuses_a_symlink_or_special_file_at_the_destination(model, tmp_path):
+    """A symlink (to a file or to a device), a FIFO or a folder at ``path`` raises before anything is written;
+    the link's target is untouched and no temporary file is left."""
+    target = tmp_path / "target.lmm"
+    target.write_bytes(b"precious")
+    os.symlink(target, tmp_path / "link.lmm")
+    os.symlink(os.devnull, tmp_path / "null.lmm")
+    os.mkfifo(tmp_path / "fifo.lmm")
+    (tmp_path / "folder.lmm").mkdir()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for name, kind in [("link.lmm", "symbolic link"), ("null.lmm", "symbolic link"), ("fifo.lmm", "FIFO"),
+                       ("folder.lmm", "folder")]:
+        with pytest.raises(ValueError, match=f"{name}.*{kind}"):
+            save_model(model, tmp_path / name)
+        with pytest.raises(ValueError, match=f"{name}.*{kind}"):
+            atomic_write_bytes(tmp_path / name, b"data")
+    assert target.read_bytes() == b"precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_temp_files_of_dead_writers_are_removed(model, tmp_path, monkeypatch):
+    """Temporary names are ``.{name}.{pid}.{hex}.tmp``; a save removes those of its target whose pid no longer
+    runs, and keeps those of live writers and of other targets."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()  # a pid that has exited
+    stale = tmp_path / f".m.lmm.{child.pid}.0123abcd.tmp"
+    live = tmp_path / f".m.lmm.{os.getppid()}.0123abcd.tmp"  # the test runner's parent is alive
+    other = tmp_path / f".other.lmm.{child.pid}.0123abcd.tmp"
+    for p in (stale, live, other):
+        p.write_bytes(b"partial")
+    renamed = []
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda src, dst: (renamed.append(Path(src).name), real_replace(src, dst)))
+    save_model(model, tmp_path / "m.lmm")
+    assert not stale.exists() and live.exists() and other.exists()
+    assert re.fullmatch(rf"\.m\.lmm\.{os.getpid()}\.[0-9a-f]+\.tmp", renamed[0])
+    assert load_model(tmp_path / "m.lmm").config == model.config
+
+
+# -- the argument and config checks the reader relies on --------------------------------------------------------
+
+def test_bad_arguments_name_themselves(model, tmp_path):
+    path = save_model(model, tmp_path / "m.lmm")
+    with pytest.raises(TypeError, match="path"):
+        load_model(5)
+    with pytest.raises(ModelFileError, match="null byte"):
+        load_model(str(tmp_path / "a\0b.lmm"))
+    with pytest.raises(ValueError, match="map_location"):
+        load_model(path, map_location="no-such-device")
+    with pytest.raises(TypeError, match="extra"):
+        save_model(model, tmp_path / "x.lmm", extra=[1])
+    with pytest.raises(TypeError, match="model"):
+        save_model({"w": torch.zeros(1)}, tmp_path / "x.lmm")
+
+
+def test_model_config_checks_every_field_before_building():
+    """A ModelConfig is valid or does not exist: one TypeError/ValueError naming the field."""
+    base = {"data_shape": (3,), "rank": 2}
+    cases = [({"rank": "2"}, TypeError, "rank"), ({"rank": 0}, ValueError, "rank"),
+             ({"data_shape": (3, 0)}, ValueError, r"data_shape\[1\]"), ({"tikhonov": -1.0}, ValueError, "tikhonov"),
+             ({"default_sigma": float("nan")}, ValueError, "default_sigma"), ({"centred": 1}, TypeError, "centred"),
+             ({"sampler": "gauss"}, ValueError, "sampler"), ({"sigma_min": 5.0}, ValueError, "sigma_min"),
+             ({"arch_kwargs": {"width": 3}}, ValueError, "width"), ({"loss": "full"}, ValueError, "rank = D")]
+    for change, error, pattern in cases:
+        with pytest.raises(error, match=pattern):
+            ModelConfig(**{**base, **change})
+    assert ModelConfig(data_shape=[2, 3], rank=6, loss="full").data_shape == (2, 3)
+
+
+def test_backbone_options_come_from_the_constructor_and_values_are_checked():
+    assert set(backbone_options("film_mlp")) == {"hidden", "depth", "emb_dim", "head_std", "out_bias"}
+    with pytest.raises(ValueError, match="valid"):
+        build_backbone("film_mlp", (3,), 2, dropout=0.1)
+    for kwargs, pattern in [({"hidden": 0}, "hidden"), ({"depth": 10**7}, "depth"), ({"head_std": 0.0}, "head_std"),
+                            ({"emb_dim": 2.0}, "emb_dim"), ({"out_bias": 1}, "out_bias")]:
+        with pytest.raises((TypeError, ValueError), match=pattern):
+            FiLMResMLP((3,), 2, **kwargs)
+
+
+def test_metric_model_refuses_bad_scale_and_mean():
+    cfg = ModelConfig(data_shape=(3,), rank=2, arch_kwargs={"hidden": 8, "depth": 1, "emb_dim": 8})
+    for scale in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="scale"):
+            MetricModel(cfg, scale=scale)
+    with pytest.raises(ValueError, match="mean"):
+        MetricModel(cfg, mean=torch.tensor([0.0, float("nan"), 1.0]))
+    with pytest.raises(ValueError, match="mean"):
+        MetricModel(cfg, mean=torch.zeros(4))
+
+
+def test_library_names_match_the_training_registries():
+    """The sampler and loss names a config may hold are exactly those the training package implements."""
+    from learned_manifold_training.losses import MetricMatchingLoss
+    from learned_manifold_training.samplers import SAMPLERS
+
+    assert set(SAMPLERS) == set(SAMPLER_NAMES)
+    for kind in LOSSES:
+        MetricMatchingLoss(kind)
+    with pytest.raises(ValueError):
+        MetricMatchingLoss("not-a-loss")

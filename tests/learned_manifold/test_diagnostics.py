@@ -1,0 +1,97 @@
+"""Self-consistency without ground truth: the factor network against the denoiser's Jacobian (SPEC §2)."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from learned_manifold.diagnostics import self_consistency
+from learned_manifold.geometry import eigenpairs
+
+
+class PlaneDouble:
+    """A closed-form stand-in for a trained model on the plane ``x₃ = 0`` in R³.
+
+    Factor ``A = diag(1, 1, sqrt(c(σ)))`` and denoiser ``x̂(y) = (y₁, y₂, c(σ) y₃)``, so both networks agree
+    exactly (``∂x̂/∂y = AAᵀ``) unless told otherwise; ``c(σ)`` is the normal eigenvalue.
+    """
+
+    has_denoiser = True
+    dim = 3
+    data_shape = (3,)
+
+    def __init__(self, normal, denoiser_normal=None):
+        self.normal, self.denoiser_normal = normal, denoiser_normal or normal
+        self.scale = torch.tensor(1.0)
+        self.config = SimpleNamespace(default_sigma=0.1)
+
+    def factor(self, y, sigma):
+        diag = torch.tensor([1.0, 1.0, self.normal(sigma) ** 0.5])
+        return torch.diag(diag).expand(y.shape[0], 3, 3).clone()
+
+    def denoise(self, y, sigma):
+        return y * torch.tensor([1.0, 1.0, self.denoiser_normal(sigma)])
+
+
+def plane_points(n=50):
+    x = torch.randn(n, 3, generator=torch.Generator().manual_seed(0))
+    x[:, 2] = 0
+    return x
+
+
+def test_ritz_values_are_the_denoiser_jacobian_on_the_factor_range(torus_model, torus):
+    """The denoiser spectrum reported is ``eig(Uᵀ J_sym U)`` with ``J`` from autograd (``r = D = 3`` here)."""
+    x = torus.sample(20, generator=torch.Generator().manual_seed(4))
+    report = self_consistency(torus_model, x)
+    sigma = report.sigma
+    J = torch.func.vmap(torch.func.jacrev(lambda y: torus_model.denoise(y[None], sigma)[0]))(x)
+    U = eigenpairs(torus_model.factor(x, sigma)).vectors
+    K = U.transpose(1, 2) @ (0.5 * (J + J.transpose(1, 2))) @ U
+    expected = torch.linalg.eigvalsh(K).flip(-1)
+    torch.testing.assert_close(report.denoiser_values, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_a_good_model_agrees_with_itself(torus_model, torus):
+    """The learned torus (tangent error ≈ 0.04) is trusted: small disagreement, no normal growth."""
+    x = torus.sample(300, generator=torch.Generator().manual_seed(9))
+    report = self_consistency(torus_model, x)
+    summary = report.summary()
+    assert report.trusted, report.message()
+    assert summary["tangent_disagreement"] < 0.1, summary
+    assert summary["dimension_agreement"] > 0.95, summary
+    assert summary["factor_dimension"] == summary["denoiser_dimension"] == 2
+    assert "agrees with itself" in report.message()
+
+
+def test_exact_agreement_on_a_resolved_plane():
+    report = self_consistency(PlaneDouble(lambda s: 0.05 * s), plane_points())
+    assert report.trusted
+    assert float(report.tangent_disagreement.max()) < 1e-5
+    assert float(report.spectral_disagreement.max()) < 1e-5
+    assert report.normal_growth < 0  # a resolved normal falls with σ
+
+
+def test_an_unresolved_normal_is_flagged_even_when_both_networks_agree():
+    """Both networks keep a normal that grows as σ falls (the swiss-roll failure): agreement, yet a warning."""
+    grows = lambda s: min(1.0, 0.02 / s)  # noqa: E731
+    report = self_consistency(PlaneDouble(grows), plane_points())
+    assert float(report.tangent_disagreement.max()) < 1e-5
+    assert report.normal_growth == pytest.approx(0.4 - 0.2, abs=1e-4)
+    assert not report.trusted
+    assert "grows as sigma shrinks" in report.message()
+
+
+def test_a_factor_keeping_a_normal_its_denoiser_shrinks_is_flagged():
+    report = self_consistency(PlaneDouble(lambda s: 0.9, denoiser_normal=lambda s: 0.0), plane_points())
+    assert not report.trusted
+    assert report.summary()["factor_dimension"] == 3 and report.summary()["denoiser_dimension"] == 2
+    assert "read the same dimension" in report.message()
+
+
+def test_uncentred_models_and_bad_points_are_refused(torus_model):
+    with pytest.raises(ValueError, match="denoiser"):
+        self_consistency(SimpleNamespace(has_denoiser=False), torch.zeros(3, 3))
+    with pytest.raises(ValueError, match="non-empty batch"):
+        self_consistency(torus_model, torch.zeros(0, 3))
+    with pytest.raises(ValueError, match="shape"):
+        self_consistency(torus_model, torch.zeros(4, 5))
