@@ -48,6 +48,15 @@ class FlowResult:
             field's metric is undefined (e.g. `ScoreJacobianMetric` with ``δ = 0``).
         reached: ``(B,)`` bool, `interpolate` only: ended within ``stop_tol`` of the target (else all False).
         n_evals: number of velocity evaluations (network calls) used.
+        gap_closed: ``(B,)``, `interpolate` only (else ``None``): ``1 − final_gap / initial_gap`` (1 for a pair that
+            starts at its target).
+        stalled: ``(B,)`` bool, `interpolate` only (else ``None``): not reached and no longer moving, i.e. the
+            flow's speed at the end ``‖(G + δI)(x − x₁)‖`` is below `STALL_SPEED` times the remaining gap: what is
+            left of the gap lies (almost) in the null space of ``G``, normal to the data, where this flow cannot
+            move (SPEC §6: the paths need not reach ``x₁``). A longer ``t_end`` does not help such a pair; a
+            `learned_manifold.geodesics.geodesic` does.
+        reason: per pair, ``"reached"``, ``"stalled: …"`` (with the relative end speed) or ``"out of time: …"``
+            (still moving at ``t_end``: raise ``t_end``); `interpolate` only (else ``None``).
     """
 
     path: Tensor
@@ -57,19 +66,42 @@ class FlowResult:
     metric_length: Tensor
     reached: Tensor
     n_evals: int
+    gap_closed: Tensor | None = None
+    stalled: Tensor | None = None
+    reason: list[str] | None = None
+
+
+STALL_SPEED = 1e-2
+"""`interpolate`: a pair not reached whose end speed is below this fraction of its remaining gap has stalled."""
 
 
 def _field_of(manifold_or_field) -> tuple[CoMetricField, tuple[int, ...] | None]:
     return as_field(manifold_or_field), getattr(manifold_or_field, "data_shape", None)
 
 
+def _check_times(t_end: float, n_points: int) -> None:
+    """One clear error for bad output times, before any work (torchdiffeq would assert deep inside)."""
+    if isinstance(n_points, bool) or not isinstance(n_points, int):
+        raise TypeError(f"n_points must be an int, got {type(n_points).__name__}")
+    if n_points < 2:
+        raise ValueError(f"n_points counts the output times including t = 0 and t_end and must be >= 2, got {n_points}")
+    if isinstance(t_end, bool) or not isinstance(t_end, (int, float)):
+        raise TypeError(f"t_end must be a real number, got {type(t_end).__name__}")
+    if not math.isfinite(t_end) or t_end <= 0:
+        raise ValueError(f"t_end must be finite and > 0, got {t_end}")
+
+
 def _flatten(x: Tensor, data_shape: tuple[int, ...] | None, dim: int | None, name: str) -> Tensor:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must have a floating-point dtype, got {x.dtype}")
     if data_shape is not None and tuple(x.shape[-len(data_shape):]) == tuple(data_shape):
         flat = x.reshape(-1, math.prod(data_shape))
     elif x.ndim == 1:
         flat = x.unsqueeze(0)
     else:
-        flat = x.reshape(x.shape[0], -1)
+        flat = x.reshape(x.shape[0], math.prod(x.shape[1:]))
     if dim is not None and flat.shape[1] != dim:
         raise ValueError(f"{name} has {flat.shape[1]} coordinates per point; the geometry expects D = {dim}")
     if not bool(torch.isfinite(flat).all()):
@@ -84,6 +116,8 @@ def polyline_lengths(path: Tensor, field: CoMetricField | None = None) -> tuple[
     field whose ``metric`` refuses these points (a flow only needs ``apply``).
     """
     euclid = (path[:, 1:] - path[:, :-1]).norm(dim=-1).sum(-1)
+    if field is None or path.shape[0] == 0:
+        return euclid, None if field is None else euclid.clone()
     if field is None:
         return euclid, None
     try:
@@ -99,6 +133,8 @@ def _integrate(field: CoMetricField, velocity: Callable[[Tensor], Tensor], x0: T
         raise ValueError(f"unknown flow method {method!r}; valid names: {sorted(FLOW_METHODS)}")
     if landing and not field.can_project:
         raise ValueError(f"landing needs a field with a landing projection; {type(field).__name__} has none")
+    if x0.shape[0] == 0:  # an empty batch: empty paths, nothing to integrate
+        return x0.new_zeros(0, len(times), x0.shape[1])
     adaptive = FLOW_METHODS[method]
     options = None if adaptive else {"step_size": step_size if step_size is not None else
                                      float(times[1] - times[0])}
@@ -144,6 +180,7 @@ def gradient_flow(
     Returns:
         `FlowResult`; ``final_gap`` holds ``f`` at the end point.
     """
+    _check_times(t_end, n_points)
     field, data_shape = _field_of(manifold)
     flat0 = _flatten(x0, data_shape, field.dim, "x0")
     counter = [0]
@@ -159,7 +196,7 @@ def gradient_flow(
     with torch.no_grad():
         path = _integrate(field, velocity, flat0, times, method=method, rtol=rtol, atol=atol,
                           step_size=step_size, landing=landing)
-        final = f(path[:, -1]).detach()
+        final = f(path[:, -1]).detach() if path.shape[0] else path.new_zeros(0)
         euclid, metric = polyline_lengths(path, field)
     return _result(path, times, final, euclid, metric, torch.zeros_like(final, dtype=torch.bool), counter[0],
                    x0, data_shape)
@@ -191,8 +228,15 @@ def interpolate(
         t_end, n_points, method, rtol, atol, step_size, landing: as in `gradient_flow`.
 
     Returns:
-        `FlowResult` with ``final_gap = ‖x(t_end) − x₁‖`` and ``reached = final_gap ≤ 1.5·stop_tol``.
+        `FlowResult` with ``final_gap = ‖x(t_end) − x₁‖``, ``reached = final_gap ≤ 1.5·stop_tol``, the fraction
+        of the gap closed, and which pairs stalled and why (``stalled``, ``reason``). An empty batch gives empty
+        results.
+
+    Raises:
+        TypeError, ValueError: before any work, for bad points, ``n_points < 2``, ``t_end`` not finite and > 0,
+            an unknown ``method``, or ``landing`` on a field without a projection.
     """
+    _check_times(t_end, n_points)
     field, data_shape = _field_of(manifold)
     flat0 = _flatten(x0, data_shape, field.dim, "x0")
     flat1 = _flatten(x1, data_shape, field.dim, "x1").to(flat0)
@@ -215,7 +259,25 @@ def interpolate(
                           step_size=step_size, landing=landing)
         gap = (path[:, -1] - flat1).norm(dim=-1)
         euclid, metric = polyline_lengths(path, field)
-    return _result(path, times, gap, euclid, metric, gap <= 1.5 * tol.squeeze(-1), counter[0], x0, data_shape)
+        floor = 1e3 * torch.finfo(gap.dtype).eps * (1 + flat1.norm(dim=-1))  # rounding, e.g. x0 = x1
+        reached = (gap <= 1.5 * tol.squeeze(-1)) | (gap <= floor)
+        end = path[:, -1]
+        speed = field.apply(end, end - flat1).norm(dim=-1) if end.shape[0] else gap
+    g0 = gap0.squeeze(-1)
+    closed = torch.where(g0 > 0, 1 - gap / g0.clamp_min(torch.finfo(g0.dtype).tiny), torch.ones_like(gap))
+    rel_speed = speed / gap.clamp_min(torch.finfo(gap.dtype).tiny)
+    stalled = ~reached & (rel_speed < STALL_SPEED)
+    reason = [
+        "reached" if r else (
+            f"stalled: end speed {v:.2g}× the remaining gap; the rest of the gap is normal to the data" if st
+            else f"out of time: still moving at t_end (speed {v:.2g}× the remaining gap); raise t_end")
+        for r, st, v in zip(reached.tolist(), stalled.tolist(), rel_speed.tolist(), strict=True)
+    ]
+    res = _result(path, times, gap, euclid, metric, reached, counter[0], x0, data_shape)
+    single = x0.ndim == 1  # as in _result
+    res.gap_closed, res.stalled = (closed[0], stalled[0]) if single else (closed, stalled)
+    res.reason = reason
+    return res
 
 
 def _result(path, times, final, euclid, metric, reached, n_evals, x0, data_shape) -> FlowResult:

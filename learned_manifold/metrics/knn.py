@@ -29,6 +29,23 @@ BLOCK_ELEMENTS = 2**24
 """Entries of one query-by-data distance block: ``max(1, BLOCK_ELEMENTS // chunk)`` query rows per block."""
 
 
+def _pinv_solve(A: Tensor, v: Tensor, rel_eps: float = 1e-9) -> Tensor:
+    """Smooth pseudo-inverse ``A (AᵀA + εI)^{-2} Aᵀ v`` of ``G = AAᵀ``: ``(B, D, r)``, ``(B, D)`` → ``(B, D)``.
+
+    In the eigenbasis of ``G`` this multiplies by ``λ / (λ + ε)²``: ``1/λ`` for ``λ ≫ ε`` (the pseudo-inverse of
+    SPEC §5, relative error ``≈ 2ε/λ``) and ``0`` on the null space, with ``ε = rel_eps · tr(AᵀA)`` (between
+    ``rel_eps · λ₁`` and ``r · rel_eps · λ₁``). The ``r × r`` algebra runs in float64 by Cholesky, whose
+    gradient stays finite for repeated (e.g. zero) eigenvalues, unlike ``eigh``'s. Cost ``O(D r² + r³)``.
+    """
+    Ad = A.double()
+    g = Ad.transpose(-1, -2) @ Ad
+    eye = torch.eye(g.shape[-1], dtype=g.dtype, device=g.device)
+    eps = (rel_eps * g.diagonal(dim1=-2, dim2=-1).sum(-1)).clamp_min(1e-300)
+    chol = torch.linalg.cholesky(g + eps.view(-1, 1, 1) * eye)
+    coords = torch.cholesky_solve(torch.cholesky_solve(Ad.transpose(-1, -2) @ v.double().unsqueeze(-1), chol), chol)
+    return (Ad @ coords).squeeze(-1).to(v.dtype)
+
+
 class KNNCDC(CoMetricField):
     """k-NN carré du champ of the coordinates (SPEC §7), centred or uncentred, with a rank-``k`` factor.
 
@@ -93,13 +110,15 @@ class KNNCDC(CoMetricField):
             )
 
     @torch.no_grad()
-    def _nearest(self, y: Tensor) -> Tensor:
-        """Indices ``(B, k)`` of the ``k`` nearest data rows: chunked brute force, running top-k merge.
+    def _nearest(self, y: Tensor, k: int | None = None) -> Tensor:
+        """Indices ``(B, k)`` of the ``k`` (default ``self.k``) nearest data rows: chunked brute force, running
+        top-k merge.
 
         A block ranks by ``‖x‖² − 2 q·x`` (one ``addmm``; the query's own ``‖q‖²`` does not change the order);
         exact distances are recomputed later.
         """
-        n, k, rows = self.data.shape[0], self.k, self.chunk_size
+        n, rows = self.data.shape[0], self.chunk_size
+        k = self.k if k is None else min(k, n)
         query_rows = max(1, BLOCK_ELEMENTS // rows)
         found = []
         for q in y.split(query_rows):
@@ -141,6 +160,34 @@ class KNNCDC(CoMetricField):
         dist2, idx, _ = self._search(y)
         return dist2, idx
 
+    def neighbour_graph(self, k: int = 10) -> tuple[Tensor, Tensor]:
+        """The data's own ``k``-nearest-neighbour graph (self excluded), computed once per ``k`` and cached.
+
+        Used for shortest paths through the data (the geodesic solver's ``init="graph"``).
+
+        Args:
+            k: neighbours per data point, ``1 ≤ k < N``.
+
+        Returns:
+            ``(idx, dist)``, each ``(N, k)``: neighbour row indices and Euclidean distances (ascending). Where a
+            point has fewer than ``k`` distinct neighbours the missing entries have distance ``inf``.
+        """
+        n = self.data.shape[0]
+        k = check_count(k, "k", high=max(1, n - 1))
+        cache = self.__dict__.setdefault("_graph_cache", {})
+        key = (k, self.data.dtype, self.data.device)
+        if key not in cache:
+            with torch.no_grad():
+                idx = self._nearest(self.data, k + 1)  # (N, k + 1), self usually first
+                dist = (self.data[idx] - self.data.unsqueeze(1)).norm(dim=-1)
+                rows = torch.arange(n, device=idx.device).unsqueeze(1)
+                dist = dist.masked_fill(idx == rows, float("inf"))  # drop the self-match wherever it sits
+                dist, order = dist.sort(dim=-1)
+                idx = idx.gather(1, order)
+                cache.clear()  # one graph at a time: it is N·k indices
+                cache[key] = (idx[:, :k].contiguous(), dist[:, :k].contiguous())
+        return cache[key]
+
     def _weighted(self, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Log-weights ``(B, k)``, neighbours ``(B, k, D)`` and their weighted mean ``x̄`` ``(B, D)``."""
         dist2, _, points = self._search(y)
@@ -167,9 +214,17 @@ class KNNCDC(CoMetricField):
         return lowrank_apply(self.factor(x), w, self.delta)
 
     def metric(self, x: Tensor, v: Tensor) -> Tensor:
-        """``(AAᵀ + δI)^{-1} v`` by Woodbury (pseudo-inverse on the range of ``A`` if ``δ = 0``, SPEC §5)."""
+        """``(AAᵀ + δI)^{-1} v`` by Woodbury (SPEC §5); for ``δ = 0`` the pseudo-inverse on the range of ``A``.
+
+        ``δ = 0`` goes through `_pinv_solve` (Cholesky of the ridged ``k × k`` Gram), not through an eigen-
+        decomposition: the Gram of a rank-``k`` factor in ``R^D`` with ``k > D`` has ``k − D`` repeated zero
+        eigenvalues, and the backward pass of ``eigh`` there is ``0 · ∞ = NaN``, which used to poison geodesic
+        solves (the non-finite iterate then made ``eigh`` itself fail to converge).
+        """
         check_vectors(x, v, self.dim, "v")
-        return lowrank_solve(self.factor(x), v, self.delta)
+        if self.delta > 0:
+            return lowrank_solve(self.factor(x), v, self.delta)
+        return _pinv_solve(self.factor(x), v)
 
     def project(self, x: Tensor) -> Tensor:
         """Landing projection: the weighted neighbour mean ``x̄ = Σ_j w_j x_j``, ``(B, D)`` → ``(B, D)``."""

@@ -92,7 +92,23 @@ class _DenoiserField(CoMetricField):
 
     def denoise(self, y: Tensor) -> Tensor:
         """Posterior mean ``x̂(y, σ)`` at the field's ``σ``: ``(B, D)`` → ``(B, D)``."""
-        return as_denoiser(self.model if self.model is not None else self._callable)(y, self.sigma)
+        return self.denoise_at(y, self.sigma)
+
+    def denoise_at(self, y: Tensor, sigma: float) -> Tensor:
+        """Posterior mean ``x̂(y, s)`` at any bandwidth ``s`` (e.g. an annealed landing): ``(B, D)`` → ``(B, D)``.
+
+        Raises:
+            ValueError: naming the denoiser, if its output does not have the shape of ``y``.
+        """
+        denoiser = self.model if self.model is not None else self._callable
+        out = as_denoiser(denoiser)(y, sigma)
+        if not isinstance(out, Tensor) or out.shape != y.shape:
+            got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            name = getattr(denoiser, "__name__", type(denoiser).__name__)
+            raise ValueError(
+                f"the denoiser {name!r} must map points (B, D) = {tuple(y.shape)} to the same shape, got {got}"
+            )
+        return out
 
     def score(self, y: Tensor) -> Tensor:
         """Tweedie score ``s(y) = (x̂(y, σ) − y) / σ²``: ``(B, D)`` → ``(B, D)``."""

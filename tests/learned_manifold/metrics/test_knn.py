@@ -180,3 +180,33 @@ def test_bad_data_and_inputs_raise():
         field.apply(torch.randn(4, 2), torch.randn(3, 2))
     with pytest.raises(ValueError, match="coordinates"):
         field.metric(torch.randn(4, 2), torch.randn(4, 3))
+
+
+def test_delta_zero_metric_is_the_pseudo_inverse_with_finite_gradients():
+    """δ = 0 with k > D: the metric is the pseudo-inverse of G (here full rank in R³) and its gradient is finite.
+    Through eigh of the k×k Gram (k − 3 repeated zero eigenvalues) the backward pass was NaN (issue 12)."""
+    g = torch.Generator().manual_seed(5)
+    data = torch.nn.functional.normalize(torch.randn(2000, 3, dtype=F64, generator=g), dim=-1)
+    field = KNNCDC(data, k=16, sigma=0.1)
+    x = (torch.nn.functional.normalize(torch.randn(6, 3, dtype=F64, generator=g), dim=-1) * 0.97).requires_grad_()
+    v = torch.randn(6, 3, dtype=F64, generator=g)
+    out = field.metric(x, v)
+    expected = torch.linalg.solve(field.dense(x), v.unsqueeze(-1)).squeeze(-1)
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=0)
+    (grad,) = torch.autograd.grad((v * out).sum(), x)
+    assert torch.isfinite(grad).all()
+    for dtype in (torch.float32, F64):  # the same in float32, where eigh's NaN used to appear
+        f = KNNCDC(data.to(dtype), k=16, sigma=0.1)
+        y = x.detach().to(dtype).requires_grad_()
+        (gy,) = torch.autograd.grad((v.to(dtype) * f.metric(y, v.to(dtype))).sum(), y)
+        assert torch.isfinite(gy).all()
+
+
+def test_neighbour_graph_excludes_self_and_matches_brute_force():
+    g = torch.Generator().manual_seed(6)
+    data = torch.randn(300, 4, dtype=F64, generator=g)
+    idx, dist = KNNCDC(data, k=5, sigma=0.5, chunk_size=64).neighbour_graph(7)
+    full = torch.cdist(data, data).fill_diagonal_(float("inf"))
+    ref_d, ref_i = full.topk(7, dim=-1, largest=False)
+    torch.testing.assert_close(dist, ref_d)
+    assert (idx == ref_i).all()

@@ -202,3 +202,23 @@ def test_bad_settings_raise(model, cls, kwargs, match):
         cls(model, 0.0)
     with pytest.raises(TypeError, match="denoiser"):
         cls(42, SIGMA)
+
+
+@pytest.mark.parametrize("cls", [ScoreJacobianMetric, SteinScoreMetric, TangentialMetric])
+@pytest.mark.parametrize("bad", ["extra_column", "scalar_per_point"])
+def test_denoiser_with_the_wrong_output_shape_is_named(batch, cls, bad):
+    """A denoiser returning (B, D + 1) or (B,) fails with one ValueError naming it and the shapes (issue 13),
+    not deep inside broadcasting."""
+
+    def extra_column(y, sigma):
+        return torch.cat([y, y[:, :1]], dim=1)
+
+    def scalar_per_point(y, sigma):
+        return y.sum(-1)
+
+    field = cls({"extra_column": extra_column, "scalar_per_point": scalar_per_point}[bad], 0.1)
+    x = batch[0]  # (7, D)
+    with pytest.raises(ValueError, match=f"denoiser '{bad}'.*same shape"):
+        field.apply(x, torch.ones_like(x))
+    with pytest.raises(ValueError, match=f"denoiser '{bad}'"):
+        field.project(x)

@@ -1,0 +1,213 @@
+"""Initial paths for the geodesic solver that follow the data (SPEC §6; `geodesics.geodesic`'s ``init``).
+
+A straight line between two data points runs through empty space, where a data-driven field carries no
+information (a k-NN field collapses, a network extrapolates), so the energy minimiser started there may stay
+there. These starts follow the data instead:
+
+* ``"graph"``, for fields that hold their data (`KNNCDC`): the shortest path through the data's symmetrised
+  k-nearest-neighbour graph (Euclidean edge lengths, Dijkstra), from ``x0`` through the data to ``x1``;
+* ``"landing"``, for fields with a landing projection (a `LearnedCDC` with a denoiser, the score fields): the
+  straight line's points pulled onto the data by the denoiser, iterated with a bandwidth annealed from about a
+  quarter of the pair's distance down to the field's ``σ`` (a denoiser at small ``σ`` is unreliable far from
+  the data), or by ``field.project`` repeated where the bandwidth cannot be chosen;
+* ``"linear"``: the straight line (LERP).
+
+Each is resampled to equal Euclidean spacing (`resample`). ``"auto"`` picks the first that applies.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .evaluation import lerp
+from .metrics.base import CoMetricField
+
+__all__ = ["INIT_NAMES", "auto_init", "graph_path", "landing_path", "resample"]
+
+INIT_NAMES = ("auto", "graph", "landing", "linear")
+"""Names accepted by ``geodesic(init=...)``."""
+
+GRAPH_NEIGHBOURS = 10
+"""Neighbours per data point in the graph of ``init="graph"`` (the graph is then symmetrised)."""
+
+LANDING_LEVELS = 8
+"""Bandwidths of the annealed landing (geometric), followed by two more denoiser passes at the field's ``σ``."""
+
+
+def auto_init(field: CoMetricField) -> str:
+    """The start ``init="auto"`` uses: ``"graph"`` for fields holding data (a ``data`` tensor and a
+    ``neighbour_graph``, i.e. `KNNCDC`), else ``"landing"`` for fields with a landing projection, else
+    ``"linear"``."""
+    if isinstance(getattr(field, "data", None), Tensor) and hasattr(field, "neighbour_graph"):
+        return "graph"
+    if field.can_project:
+        return "landing"
+    return "linear"
+
+
+def resample(path: Tensor, n_points: int) -> Tensor:
+    """Resample polylines to ``n_points`` points equally spaced in Euclidean arc length, ends kept exactly.
+
+    Args:
+        path: ``(B, T, D)``, ``T ≥ 2``.
+        n_points: ``≥ 2``.
+
+    Returns:
+        ``(B, n_points, D)``; a path of zero length becomes ``n_points`` copies of its start.
+    """
+    b, t, d = path.shape
+    seg = (path[:, 1:] - path[:, :-1]).norm(dim=-1)  # (B, T−1)
+    cum = torch.cat([seg.new_zeros(b, 1), seg.cumsum(-1)], dim=-1)  # (B, T)
+    total = cum[:, -1:]
+    s = torch.linspace(0.0, 1.0, n_points, dtype=path.dtype, device=path.device).unsqueeze(0) * total
+    j = torch.searchsorted(cum.contiguous(), s.contiguous(), right=True).clamp(1, t - 1)  # segment j−1 → j
+    lo, hi = cum.gather(1, j - 1), cum.gather(1, j)
+    frac = ((s - lo) / (hi - lo).clamp_min(torch.finfo(path.dtype).tiny)).clamp(0, 1).unsqueeze(-1)
+    p0 = path.gather(1, (j - 1).unsqueeze(-1).expand(-1, -1, d))
+    p1 = path.gather(1, j.unsqueeze(-1).expand(-1, -1, d))
+    out = p0 + frac * (p1 - p0)
+    out[:, 0], out[:, -1] = path[:, 0], path[:, -1]
+    return out
+
+
+def _denoiser_at(field: CoMetricField):
+    """``(x̂(y, s), σ, σ_max)`` when the field's denoiser takes a bandwidth, else ``None``."""
+    denoise_at = getattr(field, "denoise_at", None)  # the score fields
+    if callable(denoise_at):
+        return denoise_at, float(field.sigma), math.inf
+    model = getattr(field, "model", None)  # LearnedCDC
+    if getattr(model, "has_denoiser", False) and hasattr(model, "denoise"):
+        dtype = model.scale.dtype
+
+        def denoise(y: Tensor, s: float) -> Tensor:
+            return model.denoise(y.to(dtype), s).to(y.dtype)
+
+        return denoise, float(field.sigma), float(model.config.sigma_max)
+    return None
+
+
+def landing_path(field: CoMetricField, x0: Tensor, x1: Tensor, n_points: int) -> Tensor:
+    """Straight line from ``x0`` to ``x1`` landed on the data by the field's denoiser, resampled (module doc).
+
+    Args:
+        field: a field with ``can_project``.
+        x0, x1: ``(B, D)``.
+        n_points: points of the result, both ends included.
+
+    Returns:
+        ``(B, n_points, D)``, ends exactly ``x0`` and ``x1``.
+    """
+    m = max(2 * n_points, 17)
+    line = lerp(x0, x1, m)
+    b, _, d = line.shape
+    y = line[:, 1:-1].reshape(-1, d)
+    with torch.no_grad():
+        found = _denoiser_at(field)
+        if found is None:
+            for _ in range(LANDING_LEVELS + 2):
+                y = field.project(y)
+        else:
+            denoise, sigma, sigma_max = found
+            top = min(sigma_max, max(sigma, 0.25 * float((x1 - x0).norm(dim=-1).max())))
+            levels = np.geomspace(top, sigma, LANDING_LEVELS).tolist() + [sigma, sigma]
+            for s in levels:
+                y = denoise(y, s)
+    inner = y.reshape(b, m - 2, d)
+    bad = ~torch.isfinite(inner).all(-1).all(-1)
+    inner = torch.where(bad.view(-1, 1, 1), line[:, 1:-1], inner)  # a failed landing falls back to the line
+    return resample(torch.cat([x0.unsqueeze(1), inner, x1.unsqueeze(1)], dim=1), n_points)
+
+
+def _dijkstra(indptr: np.ndarray, nbrs: np.ndarray, weights: np.ndarray, start: dict[int, float],
+              goal: dict[int, float]) -> list[int] | None:
+    """Shortest path in a CSR graph from a virtual source (``start``: node → cost to enter) to a virtual
+    target (``goal``: node → cost to leave); relaxations of a node's edges are vectorised. ``None`` if the
+    target cannot be reached."""
+    n = indptr.shape[0] - 1
+    dist = np.full(n, np.inf)
+    prev = np.full(n, -1, dtype=np.int64)
+    done = np.zeros(n, dtype=bool)
+    heap = []
+    for node, cost in start.items():
+        if cost < dist[node]:
+            dist[node] = cost
+            heap.append((cost, node))
+    heapq.heapify(heap)
+    best, best_node = np.inf, -1
+    while heap:
+        du, u = heapq.heappop(heap)
+        if done[u] or du > dist[u]:
+            continue
+        if du >= best:
+            break
+        done[u] = True
+        if u in goal and du + goal[u] < best:
+            best, best_node = du + goal[u], u
+        lo, hi = indptr[u], indptr[u + 1]
+        cand = du + weights[lo:hi]
+        tgt = nbrs[lo:hi]
+        better = cand < dist[tgt]
+        for v, dv in zip(tgt[better].tolist(), cand[better].tolist(), strict=True):
+            if dv < dist[v]:
+                dist[v] = dv
+                prev[v] = u
+                heapq.heappush(heap, (dv, v))
+    if best_node < 0:
+        return None
+    nodes = [best_node]
+    while prev[nodes[-1]] >= 0:
+        nodes.append(int(prev[nodes[-1]]))
+    return nodes[::-1]
+
+
+def graph_path(field: CoMetricField, x0: Tensor, x1: Tensor, n_points: int, *,
+               neighbours: int = GRAPH_NEIGHBOURS) -> Tensor:
+    """Shortest path from ``x0`` to ``x1`` through the field's data (module doc), resampled to ``n_points``.
+
+    ``x0`` and ``x1`` join the graph through their ``neighbours`` nearest data points. A pair whose ends lie in
+    different connected components of the graph gets the straight line.
+
+    Args:
+        field: a field with ``data`` ``(N, D)`` and ``neighbour_graph(k) -> (idx, dist)`` (`KNNCDC`).
+        x0, x1: ``(B, D)``, the data's dtype and device.
+        n_points: points of the result, both ends included.
+
+    Returns:
+        ``(B, n_points, D)``, ends exactly ``x0`` and ``x1``.
+    """
+    data = field.data
+    n = data.shape[0]
+    k = min(neighbours, n - 1)
+    if k < 1:
+        return lerp(x0, x1, n_points)
+    idx, dist = field.neighbour_graph(k)
+    src = torch.arange(n, device=idx.device).unsqueeze(1).expand_as(idx)
+    ok = torch.isfinite(dist)
+    rows = torch.cat([src[ok], idx[ok]]).cpu().numpy()  # both directions: the symmetrised graph
+    cols = torch.cat([idx[ok], src[ok]]).cpu().numpy()
+    w = torch.cat([dist[ok], dist[ok]]).double().cpu().numpy()
+    order = np.argsort(rows, kind="stable")
+    rows, cols, w = rows[order], cols[order], w[order]
+    indptr = np.searchsorted(rows, np.arange(n + 1))
+    with torch.no_grad():
+        ends = torch.cat([x0, x1])
+        near = field._nearest(ends, k)  # (2B, k)
+        cost = (data[near] - ends.unsqueeze(1)).norm(dim=-1).double().cpu().numpy()
+    near = near.cpu().numpy()
+    b = x0.shape[0]
+    paths = []
+    for i in range(b):
+        start = dict(zip(near[i].tolist(), cost[i].tolist(), strict=True))
+        goal = dict(zip(near[b + i].tolist(), cost[b + i].tolist(), strict=True))
+        nodes = _dijkstra(indptr, cols, w, start, goal)
+        if nodes is None:
+            paths.append(lerp(x0[i : i + 1], x1[i : i + 1], n_points)[0])
+            continue
+        poly = torch.cat([x0[i : i + 1], data[torch.as_tensor(nodes, device=data.device)].to(x0), x1[i : i + 1]])
+        paths.append(resample(poly.unsqueeze(0), n_points)[0])
+    return torch.stack(paths)

@@ -1,0 +1,323 @@
+"""Solvers of the discrete geodesic energy (SPEC §6), used by `learned_manifold.geodesics.geodesic`.
+
+The energy of a path ``x_0, …, x_{T−1}`` is ``E = Σ_i Δ_iᵀ g(x_{i+½}) Δ_i`` (`segment_energies`). Interior
+points are optimised in whitened coordinates ``x = x_init + h · L^{-1/2} v`` (`_Energy`, ``L`` the path
+Laplacian), by batched per-pair L-BFGS (`_solve_lbfgs`) or Adam; `verify_minimum` then checks honestly that no
+short descent step from the result still lowers the energy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .metrics.base import CoMetricField
+
+__all__ = [
+    "GEODESIC_METHODS",
+    "GeodesicMethod",
+    "path_energy",
+    "segment_energies",
+    "verify_minimum",
+]
+
+
+def segment_energies(field: CoMetricField, path: Tensor) -> Tensor:
+    """Squared metric lengths ``Δ_iᵀ g(x_{i+½}) Δ_i`` of the segments of a batch of paths.
+
+    All segments of all paths go through one call of ``field.metric`` on ``(B·(T−1), D)`` points.
+
+    Args:
+        field: the co-metric field; ``g = (G + δI)^{-1}`` is ``field.metric``.
+        path: ``(B, T, D)`` points, ``T ≥ 2``.
+
+    Returns:
+        ``(B, T − 1)``.
+    """
+    if path.ndim != 3 or path.shape[1] < 2:
+        raise ValueError(f"path must have shape (B, T, D) with T >= 2, got {tuple(path.shape)}")
+    b, t, d = path.shape
+    step = (path[:, 1:] - path[:, :-1]).reshape(-1, d)
+    mid = (0.5 * (path[:, 1:] + path[:, :-1])).reshape(-1, d)
+    return (step * field.metric(mid, step)).sum(-1).reshape(b, t - 1)
+
+
+def path_energy(field: CoMetricField, path: Tensor) -> tuple[Tensor, Tensor]:
+    """Discrete energy and metric length of a batch of paths (SPEC §6).
+
+    Args:
+        field: the co-metric field.
+        path: ``(B, T, D)``.
+
+    Returns:
+        ``(energy, length)``, each ``(B,)``: ``Σ_i Δ_iᵀ g Δ_i`` and ``Σ_i sqrt(Δ_iᵀ g Δ_i)``.
+    """
+    seg = segment_energies(field, path)
+    return seg.sum(-1), seg.clamp_min(0.0).sqrt().sum(-1)
+
+
+def _path_preconditioner(m: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """``L^{-1/2}`` of the path Laplacian ``L = tridiag(−1, 2, −1)`` on ``m`` interior points, ``(m, m)``.
+
+    ``L`` is diagonalised by the sine transform, ``S_jk = sqrt(2/(m+1)) sin(jkπ/(m+1))``, with eigenvalues
+    ``λ_k = 4 sin²(kπ/(2(m+1)))``. Applying it densely costs ``O(m² D)`` per path, small beside the field.
+    """
+    k = torch.arange(1, m + 1, dtype=torch.float64)
+    s = (2.0 / (m + 1)) ** 0.5 * torch.sin(torch.outer(k, k) * torch.pi / (m + 1))
+    inv_sqrt = 0.5 / torch.sin(k * torch.pi / (2 * (m + 1)))
+    return ((s * inv_sqrt) @ s).to(dtype=dtype, device=device)
+
+
+class _Energy:
+    """The energy of the interior points in whitened coordinates ``v`` (``(B, m, D)``), pair by pair.
+
+    Interior points are ``base + h · (L^{-1/2} v)``, landed by ``field.project`` when ``landing`` (the path
+    is then constrained to the image of the field's denoiser: the learned data manifold); ``value_and_grad``
+    returns each pair's energy and the gradient of the energy divided by ``norm`` (the initial energy), so every
+    pair's objective is about 1.
+    Methods taking ``idx`` work on the subset ``idx`` of the pairs (``v`` then holds that subset only).
+    """
+
+    def __init__(self, field: CoMetricField, x0: Tensor, x1: Tensor, path0: Tensor, *, landing: bool = False) -> None:
+        self.field = field
+        self.landing = landing
+        self.x0, self.x1 = x0, x1
+        self.base = path0[:, 1:-1]
+        n = path0.shape[1]
+        h = (x1 - x0).norm(dim=-1) / (n - 1)
+        self.h = torch.where(h > 0, h, torch.ones_like(h))
+        self.whiten = _path_preconditioner(n - 2, x0.dtype, x0.device)
+        with torch.enable_grad():
+            self.initial = segment_energies(field, self.path(torch.zeros_like(self.base))).sum(-1).detach()
+        bad = (~torch.isfinite(self.initial)).nonzero().flatten()
+        if bad.numel():
+            raise ValueError(
+                f"the field gives a non-finite energy on the initial path of pairs {bad.tolist()}"
+            )
+        self.norm = self.initial.clamp_min(torch.finfo(self.initial.dtype).tiny)
+        # The Hessian of energy / norm in v is about (2 h² / norm) I ⊗ g: its inverse scale.
+        self.gamma = self.norm / (2.0 * self.h**2)
+
+    def interior(self, v: Tensor, idx: Tensor | None = None) -> Tensor:
+        base, h = (self.base, self.h) if idx is None else (self.base[idx], self.h[idx])
+        x = base + h.view(-1, 1, 1) * torch.einsum("ij,bjd->bid", self.whiten, v)
+        if self.landing and x.shape[1] > 0:  # interior points on the data: x ↦ field.project(x), differentiable
+            x = self.field.project(x.reshape(-1, x.shape[-1])).reshape(x.shape)
+        return x
+
+    def path(self, v: Tensor, idx: Tensor | None = None) -> Tensor:
+        x0, x1 = (self.x0, self.x1) if idx is None else (self.x0[idx], self.x1[idx])
+        return torch.cat([x0.unsqueeze(1), self.interior(v, idx), x1.unsqueeze(1)], dim=1)
+
+    def value(self, v: Tensor, idx: Tensor | None = None) -> Tensor:
+        """Each pair's energy ``(B,)`` (no gradient; fields that differentiate internally still may)."""
+        with torch.enable_grad():
+            return segment_energies(self.field, self.path(v.detach(), idx)).sum(-1).detach()
+
+    def value_and_grad(self, v: Tensor, idx: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        norm = self.norm if idx is None else self.norm[idx]
+        with torch.enable_grad():
+            v = v.detach().requires_grad_(True)
+            energy = segment_energies(self.field, self.path(v, idx)).sum(-1)
+            (grad,) = torch.autograd.grad((energy / norm).sum(), v)
+        return energy.detach(), grad
+
+
+def _dot(a: Tensor, b: Tensor) -> Tensor:
+    return (a * b).sum(dim=(1, 2))
+
+
+def _solve_lbfgs(
+    problem: _Energy, v: Tensor, *, steps: int, lr: float, tol: float
+) -> tuple[Tensor, Tensor, int]:
+    """Batched L-BFGS, one independent problem per pair, with Armijo backtracking per pair.
+
+    Every evaluation (all pairs still running, all their segments) is one batched field call. A pair stops once
+    a full (not backtracked) step changes its energy by less than ``tol`` relatively. When its line search fails,
+    or can only make a tiny change with a cut step, the pair's curvature memory is dropped and it restarts from
+    the scaled gradient; the same from there (no descent left at the working precision) stops it.
+    """
+    history, c1, max_backtracks = 8, 1e-4, 20
+    b = v.shape[0]
+    energy, grad = problem.value_and_grad(v)
+    converged = torch.zeros(b, dtype=torch.bool, device=v.device)
+    gamma = problem.gamma.clone()
+    mem_s: list[Tensor] = []
+    mem_y: list[Tensor] = []
+    mem_rho: list[Tensor] = []
+    done = 0
+    for it in range(steps):
+        act = (~converged).nonzero().squeeze(-1)
+        if act.numel() == 0:
+            break
+        done = it + 1
+        va, ga = v[act], grad[act]
+        fa = energy[act] / problem.norm[act]
+
+        # Two-loop recursion; initial inverse Hessian γ I with γ = sᵀy / yᵀy of the last accepted step.
+        q = ga.clone()
+        alphas = []
+        for s, y, rho in zip(reversed(mem_s), reversed(mem_y), reversed(mem_rho), strict=True):
+            alpha = rho[act] * _dot(s[act], q)
+            q = q - alpha.view(-1, 1, 1) * y[act]
+            alphas.append(alpha)
+        r = gamma[act].view(-1, 1, 1) * q
+        for s, y, rho, alpha in zip(mem_s, mem_y, mem_rho, reversed(alphas), strict=True):
+            beta = rho[act] * _dot(y[act], r)
+            r = r + (alpha - beta).view(-1, 1, 1) * s[act]
+        direction = -r
+        slope = _dot(ga, direction)
+        bad = ~(slope < 0)
+        if bool(bad.any()):  # not a descent direction (numerics): fall back to the scaled gradient
+            direction = torch.where(bad.view(-1, 1, 1), -gamma[act].view(-1, 1, 1) * ga, direction)
+            slope = _dot(ga, direction)
+
+        # Armijo backtracking, pair by pair; each trial evaluates only the pairs still searching.
+        t = torch.full_like(fa, lr)
+        new_v, new_e, new_g = va.clone(), energy[act].clone(), ga.clone()
+        pending = torch.arange(act.numel(), device=v.device)
+        full_step = torch.zeros(act.numel(), dtype=torch.bool, device=v.device)
+        for trial_no in range(max_backtracks):
+            trial = va[pending] + t[pending].view(-1, 1, 1) * direction[pending]
+            e, g = problem.value_and_grad(trial, act[pending])
+            f = e / problem.norm[act[pending]]
+            ok = torch.isfinite(f) & (f <= fa[pending] + c1 * t[pending] * slope[pending])
+            hit = pending[ok]
+            new_v[hit], new_e[hit], new_g[hit] = trial[ok], e[ok], g[ok]
+            if trial_no == 0:
+                full_step[hit] = True
+            # Safeguarded quadratic interpolation of the step for the rest.
+            tp, sp, fp = t[pending][~ok], slope[pending][~ok], f[~ok]
+            denom = 2.0 * (fp - fa[pending][~ok] - sp * tp)
+            quad = torch.where(torch.isfinite(denom) & (denom > 0), -sp * tp**2 / denom, 0.5 * tp)
+            pending = pending[~ok]
+            if pending.numel() == 0:
+                break
+            t[pending] = torch.minimum(torch.maximum(quad, 0.1 * tp), 0.5 * tp)
+
+        s_new = new_v - va
+        y_new = new_g - ga
+        sy = _dot(s_new, y_new)
+        yy = _dot(y_new, y_new)
+        curved = sy > 1e-12 * (_dot(s_new, s_new) * yy).sqrt()
+        rho_new = torch.where(curved, 1.0 / sy, torch.zeros_like(sy))
+        gamma[act] = torch.where(curved, sy / yy.clamp_min(torch.finfo(yy.dtype).tiny), gamma[act])
+        for mem, new in ((mem_s, s_new), (mem_y, y_new), (mem_rho, rho_new)):
+            full = torch.zeros((b, *new.shape[1:]), dtype=new.dtype, device=new.device)
+            full[act] = new
+            mem.append(full)
+            if len(mem) > history:
+                mem.pop(0)
+
+        rel = (energy[act] - new_e).abs() / energy[act].abs().clamp_min(torch.finfo(energy.dtype).tiny)
+        v[act], energy[act], grad[act] = new_v, new_e, new_g
+        small = rel < tol
+        stop = small & full_step
+        # A failed line search, or a tiny change from a step the line search had to cut, means the direction is
+        # poor: drop the pair's curvature memory and restart from the scaled gradient; stop if it was that already.
+        stalled = small & ~full_step
+        stalled[pending] = True
+        if bool(stalled.any()):
+            failed = act[stalled]
+            had_memory = torch.zeros_like(failed, dtype=torch.bool)
+            for rho in mem_rho[:-1]:
+                had_memory |= rho[failed] != 0
+                rho[failed] = 0.0
+            mem_rho[-1][failed] = 0.0
+            stop[stalled] = ~had_memory
+        converged[act] = stop
+    return v, converged, done
+
+
+def _solve_adam(
+    problem: _Energy, v: Tensor, *, steps: int, lr: float, tol: float
+) -> tuple[Tensor, Tensor, int]:
+    """``torch.optim.Adam`` on all pairs at once; stops when every pair has met the energy criterion once."""
+    v = v.clone().requires_grad_(True)
+    opt = torch.optim.Adam([v], lr=lr)
+    converged = torch.zeros(v.shape[0], dtype=torch.bool, device=v.device)
+    prev = problem.initial
+    done = 0
+    for it in range(steps):
+        energy, grad = problem.value_and_grad(v)
+        if it > 0:
+            rel = (prev - energy).abs() / prev.abs().clamp_min(torch.finfo(prev.dtype).tiny)
+            converged |= rel < tol
+            if bool(converged.all()):
+                break
+        prev = energy
+        v.grad = grad
+        opt.step()
+        done = it + 1
+    return v.detach(), converged, done
+
+
+Solver = Callable[..., tuple[Tensor, Tensor, int]]
+
+
+@dataclass(frozen=True)
+class GeodesicMethod:
+    """An entry of `GEODESIC_METHODS`.
+
+    Attributes:
+        solve: ``solve(problem, v0, *, steps, lr, tol) -> (v, converged, steps)`` on the whitened
+            interior coordinates ``v0`` ``(B, T − 2, D)``; ``problem`` (internal) evaluates energies and
+            gradients pair by pair.
+        lr: default step (``"lbfgs"``: the first trial step of each line search; ``"adam"``: Adam's rate in
+            whitened segment-length units).
+        tol: default tolerance on the relative change of each pair's energy between iterations.
+    """
+
+    solve: Solver
+    lr: float
+    tol: float
+
+
+GEODESIC_METHODS: dict[str, GeodesicMethod] = {
+    "lbfgs": GeodesicMethod(solve=_solve_lbfgs, lr=1.0, tol=1e-9),
+    "adam": GeodesicMethod(solve=_solve_adam, lr=0.1, tol=1e-7),
+}
+"""Solvers of the discrete energy by name (the torchdiffeq ``SOLVERS`` pattern)."""
+
+
+VERIFY_STEPS = (100.0, 10.0, 1.0, 0.1, 0.01, 0.001)
+"""Multiples of the scaled-gradient step tried by `verify_minimum`."""
+
+
+def verify_minimum(problem: _Energy, v: Tensor, claimed: Tensor, *, rtol: float) -> Tensor:
+    """Which of the ``claimed`` pairs are (numerically) local minima of the energy: ``(B,)`` bool.
+
+    A pair passes if its energy and gradient are finite and no step along the scaled negative gradient
+    ``−γ ∇f`` (multiples `VERIFY_STEPS` of ``γ``, each capped so that no interior point moves by more than half a
+    straight segment: a local test) lowers the energy by more than ``rtol`` relatively. The solvers' own stopping
+    rules (a small relative change of the energy) are necessary but not sufficient: a failed line search, a
+    non-finite gradient or a flat plateau also produce small changes. Costs ``len(VERIFY_STEPS) + 1`` batched
+    evaluations of the claimed pairs.
+
+    Args:
+        problem: the `_Energy` the solver minimised.
+        v: ``(B, m, D)`` whitened interior coordinates returned by the solver.
+        claimed: ``(B,)`` bool, the solver's convergence flags.
+        rtol: relative energy decrease that refutes a claim.
+    """
+    out = claimed.clone()
+    idx = claimed.nonzero().squeeze(-1)
+    if idx.numel() == 0:
+        return out
+    energy, grad = problem.value_and_grad(v[idx], idx)
+    f0 = energy / problem.norm[idx]
+    finite = torch.isfinite(f0) & torch.isfinite(grad).flatten(1).all(-1)
+    grad = torch.where(finite.view(-1, 1, 1), grad, torch.zeros_like(grad))
+    # ‖whiten · grad‖_∞ bounds how far a point moves (in segment lengths h) for a unit step in v.
+    move = torch.einsum("ij,bjd->bid", problem.whiten, grad).abs().flatten(1).amax(-1)
+    cap = 0.5 / move.clamp_min(torch.finfo(move.dtype).tiny)
+    refuted = ~finite
+    for mult in VERIFY_STEPS:
+        t = torch.minimum(mult * problem.gamma[idx], cap)
+        f = problem.value(v[idx] - t.view(-1, 1, 1) * grad, idx) / problem.norm[idx]
+        refuted |= torch.isfinite(f) & (f < f0 - rtol * f0.abs())
+    out[idx] = ~refuted
+    return out

@@ -1,0 +1,135 @@
+"""Geodesic inputs are checked up front (issue 13), starts follow the data, and ``converged`` is honest (issue 12)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import Tensor
+
+from learned_manifold.evaluation import lerp
+from learned_manifold.geodesic_init import auto_init, graph_path, resample
+from learned_manifold.geodesic_solvers import _Energy, verify_minimum
+from learned_manifold.geodesics import geodesic
+from learned_manifold.metrics import KNNCDC
+from learned_manifold.metrics.base import CoMetricField
+
+F64 = torch.float64
+
+
+class Flat(CoMetricField):
+    """``g = I``: geodesics are straight lines."""
+
+    def apply(self, x: Tensor, w: Tensor) -> Tensor:
+        return w
+
+    def metric(self, x: Tensor, v: Tensor) -> Tensor:
+        return v
+
+
+def ends():
+    return torch.zeros(2, 3, dtype=F64), torch.ones(2, 3, dtype=F64)
+
+
+@pytest.mark.parametrize("n_points", [0, 1, -3])
+def test_n_points_below_two_raises(n_points):
+    with pytest.raises(ValueError, match="n_points"):
+        geodesic(Flat(), *ends(), n_points=n_points)
+
+
+def test_bad_endpoints_raise_one_clear_error():
+    a, b = ends()
+    with pytest.raises(ValueError, match="x0 contains NaN"):
+        geodesic(Flat(), a * float("nan"), b)
+    with pytest.raises(ValueError, match="x1 contains NaN"):
+        geodesic(Flat(), a, b * float("inf"))
+    with pytest.raises(ValueError, match="same shape"):
+        geodesic(Flat(), a, b[:1])
+    with pytest.raises(TypeError, match="x0"):
+        geodesic(Flat(), [[0.0, 0.0, 0.0]], b)
+    with pytest.raises(TypeError, match="floating"):
+        geodesic(Flat(), torch.zeros(2, 3, dtype=torch.long), b)
+    with pytest.raises(TypeError, match="steps"):
+        geodesic(Flat(), a, b, steps=2.5)
+    with pytest.raises(ValueError, match="init"):
+        geodesic(Flat(), a, b, init="spline")
+    with pytest.raises(ValueError, match="graph"):
+        geodesic(Flat(), a, b, init="graph")
+    with pytest.raises(ValueError, match="landing"):
+        geodesic(Flat(), a, b, init="landing")
+
+
+def test_numpy_endpoints_are_converted():
+    a, b = ends()
+    res = geodesic(Flat(), a.numpy(), np.asarray(b), n_points=5)
+    torch.testing.assert_close(res.path, lerp(a, b, 5))
+    assert res.converged.all()
+
+
+def test_empty_batch_gives_an_empty_result():
+    e = torch.zeros(0, 3, dtype=F64)
+    res = geodesic(Flat(), e, e, n_points=6)
+    assert res.path.shape == (0, 6, 3) and res.energy.shape == res.converged.shape == (0,) and res.steps == 0
+
+
+def test_resample_is_equally_spaced_and_keeps_the_ends():
+    t = torch.linspace(0, 1, 50, dtype=F64) ** 3  # points crowded at the start
+    arc = torch.stack([torch.cos(t * math.pi), torch.sin(t * math.pi)], -1)[None]
+    out = resample(arc, 11)
+    seg = (out[:, 1:] - out[:, :-1]).norm(dim=-1)
+    assert (seg.amax() / seg.amin()) < 1.01
+    torch.testing.assert_close(out[:, 0], arc[:, 0]) and torch.testing.assert_close(out[:, -1], arc[:, -1])
+
+
+def test_graph_path_goes_round_a_circle_not_across_it():
+    """k-NN data on the unit circle: the graph path between opposite-ish points follows the circle (length ≈ the
+    arc, every point near the circle), unlike the chord through the middle."""
+    th = torch.linspace(0, 2 * math.pi, 721, dtype=F64)[:-1]
+    data = torch.stack([th.cos(), th.sin()], -1)
+    field = KNNCDC(data, k=8, sigma=0.02)
+    assert auto_init(field) == "graph" and auto_init(Flat()) == "linear"
+    a = torch.tensor([[1.0, 0.0]], dtype=F64)
+    b = torch.tensor([[math.cos(2.5), math.sin(2.5)]], dtype=F64)
+    path = graph_path(field, a, b, 33)
+    assert (path.norm(dim=-1) - 1).abs().max() < 1e-3
+    length = (path[:, 1:] - path[:, :-1]).norm(dim=-1).sum()
+    assert abs(length.item() - 2.5) < 0.01
+
+
+def test_verify_minimum_refutes_a_bent_path_and_accepts_the_line():
+    a, b = ends()
+    line = lerp(a, b, 7)
+    problem = _Energy(Flat(), a, b, line)
+    v = torch.zeros_like(problem.base)
+    v[1] += 0.3  # the second pair bent away from the straight line
+    ok = verify_minimum(problem, v, torch.tensor([True, True]), rtol=1e-6)
+    assert ok.tolist() == [True, False]
+    assert not verify_minimum(problem, v, torch.tensor([False, False]), rtol=1e-6).any()  # never adds claims
+
+
+class _NaNBackward(torch.autograd.Function):
+    """Identity forward, NaN backward."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        return grad * float("nan")
+
+
+class NaNGradient(Flat):
+    """``g = I`` whose gradient is NaN (like eigh's backward on repeated eigenvalues): finite energies, NaN
+    gradients; a solver must not call the result converged."""
+
+    def metric(self, x: Tensor, v: Tensor) -> Tensor:
+        return v * (1 + 0 * _NaNBackward.apply(x).sum(-1, keepdim=True))
+
+
+def test_non_finite_gradients_are_never_reported_as_converged():
+    a, b = ends()
+    res = geodesic(NaNGradient(), a, b, n_points=6, init="linear")
+    assert not res.converged.any()
