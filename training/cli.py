@@ -1,94 +1,168 @@
 """The ``learned-manifold`` command: ``train``, ``demo`` and ``info``.
 
     learned-manifold train DATA --out MODEL [--steps N] [--rank R] [--batch-size B] [--seed S]
-                           [--device DEV] [--resume] ...
+                           [--device DEV] [--resume | --overwrite] ...
     learned-manifold demo [--out DIR] [--dataset NAME] [--quick]
-    learned-manifold info MODEL
+    learned-manifold info MODEL [--json]
 
-DATA is a ``.npy``/``.npz``/``.pt`` array of shape ``(N, ...)`` or a built-in dataset name (`learned_manifold_training.data`).
-Under ``torchrun`` the ``train`` command runs data-parallel (DDP); only rank 0 writes files.
+DATA is a ``.npy``/``.npz``/``.pt`` array of shape ``(N, ...)`` or a built-in dataset name
+(`learned_manifold_training.data`). Under ``torchrun`` the ``train`` command runs data-parallel (DDP); only
+rank 0 writes files. Every user error (bad option, data, device or output path, a diverged run, a full disk)
+is one line on stderr and exit status 2; an interrupted run (Ctrl-C, SIGTERM) saves a checkpoint, says how to
+resume, and exits with 130.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import re
+import shlex
+import signal
 import sys
+import threading
 from dataclasses import fields
+from pathlib import Path
 
 import torch
 
+from learned_manifold.models import LOSSES, SAMPLER_NAMES
 from learned_manifold.precision import PRECISIONS
 
-from .trainer import TrainConfig
+from .config import TrainConfig
+from .outputs import OutputLock, check_output
+from .runtime import TrainingInterrupted, resolve_device
 
 __all__ = ["build_parser", "main"]
 
 _DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
+_FLAGS = {**{f.name: "--" + f.name.replace("_", "-") for f in fields(TrainConfig)}, "centred": "--uncentred"}
+
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Show ``(default: X)`` after every option's help, except where there is no value to show (flags, None)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or action.default is False or action.default is argparse.SUPPRESS:
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
+_HELP = _Help
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", help="a .npy/.npz/.pt file of shape (N, ...) or a built-in dataset name "
                                 "(circle, sphere, sphere8, torus, swiss_roll, union, digits)")
-    p.add_argument("--out", required=True, help="model file to write (e.g. model.lmm)")
+    p.add_argument("--out", required=True, help="model file to write (e.g. model.lmm); its folder must exist")
     p.add_argument("--num-points", type=int, default=None,
-                   help="number of points (built-in data) or first rows (files)")
-    p.add_argument("--steps", type=int, default=_DEFAULTS["steps"])
-    p.add_argument("--rank", type=int, default=None, help="columns r of the factor (default min(D, 16))")
-    p.add_argument("--batch-size", type=int, default=_DEFAULTS["batch_size"])
+                   help="number of points of a built-in data set (default: 10000; digits: all) or first rows of a "
+                        "file (default: all)")
+    p.add_argument("--steps", type=int, default=_DEFAULTS["steps"], help="optimisation steps")
+    p.add_argument("--rank", type=int, default=None, help="columns r of the factor, 1..D (default min(D, 16))")
+    p.add_argument("--batch-size", type=int, default=_DEFAULTS["batch_size"],
+                   help="points per step (the global batch under DDP)")
     p.add_argument("--hidden", type=int, default=_DEFAULTS["hidden"], help="network width")
     p.add_argument("--depth", type=int, default=_DEFAULTS["depth"], help="residual blocks")
-    p.add_argument("--lr", type=float, default=_DEFAULTS["lr"])
-    p.add_argument("--sampler", default=_DEFAULTS["sampler"], help="loguniform | lognormal | uniform")
+    p.add_argument("--lr", type=float, default=_DEFAULTS["lr"],
+                   help="AdamW learning rate (warm-up, then cosine decay to lr/10)")
+    p.add_argument("--sampler", default=_DEFAULTS["sampler"], choices=SAMPLER_NAMES,
+                   help="training bandwidth distribution")
     p.add_argument("--sigma-min", type=float, default=_DEFAULTS["sigma_min"],
                    help="smallest training bandwidth, in units of the data scale s")
     p.add_argument("--sigma-max", type=float, default=_DEFAULTS["sigma_max"],
                    help="largest training bandwidth, in units of the data scale s")
     p.add_argument("--uncentred", action="store_true", help="match the uncentred CDC (no denoiser)")
     p.add_argument("--tikhonov", type=float, default=0.0, help="Tikhonov term λ_T in G = AAᵀ + λ_T I")
-    p.add_argument("--loss", default="lowrank", help="lowrank | full (full: rank = D, small D only)")
+    p.add_argument("--loss", default="lowrank", choices=LOSSES, help="full: rank = D, small D only")
     p.add_argument("--precision", default=_DEFAULTS["precision"], choices=PRECISIONS,
                    help="auto (bf16 autocast where the device has native bf16, else fp32) | fp32 | bf16")
     p.add_argument("--compile", action="store_true", help="torch.compile the networks")
     p.add_argument("--val-every", type=int, default=0, help="validation period in steps (0: at the end)")
-    p.add_argument("--checkpoint-every", type=int, default=500, help="checkpoint period in steps")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint-every", type=int, default=500,
+                   help="checkpoint period in steps (0: only at the end and when interrupted)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the data split, the initialisation and every batch")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run from --out")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="continue an interrupted run from --out")
+    mode.add_argument("--overwrite", action="store_true",
+                      help="replace an existing --out (and its training state); without it an existing model "
+                           "is never overwritten")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="learned-manifold", description=__doc__.split("\n")[0])
+    """The argument parser of the ``learned-manifold`` command (every option shows its default in --help)."""
+    parser = argparse.ArgumentParser(prog="learned-manifold", description=__doc__.split("\n")[0],
+                                     formatter_class=_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
-    _add_train_args(sub.add_parser("train", help="train a metric-matching model"))
-    demo = sub.add_parser("demo", help="train on a built-in dataset, optimise and interpolate on it, report")
-    demo.add_argument("--out", default="demo-output", help="output folder (model, report.json, plots)")
+    _add_train_args(sub.add_parser("train", help="train a metric-matching model", formatter_class=_HELP))
+    demo = sub.add_parser("demo", help="train on a built-in dataset, optimise and interpolate on it, report",
+                          formatter_class=_HELP)
+    demo.add_argument("--out", default="demo-output",
+                      help="output folder (model, report.json, plots); its model.lmm is replaced")
     demo.add_argument("--dataset", default="torus", help="built-in dataset with known geometry")
-    demo.add_argument("--num-points", type=int, default=4000)
-    demo.add_argument("--steps", type=int, default=2500)
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--device", default="auto")
+    demo.add_argument("--num-points", type=int, default=4000, help="number of training points")
+    demo.add_argument("--steps", type=int, default=2500, help="training steps")
+    demo.add_argument("--seed", type=int, default=0, help="seeds the data and the training")
+    demo.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
     demo.add_argument("--quick", action="store_true", help="a much shorter run (smoke test)")
-    info = sub.add_parser("info", help="print a model file's metadata")
-    info.add_argument("model")
+    info = sub.add_parser("info", help="summarise a model file (complete?, data, size, training, validation)",
+                          formatter_class=_HELP)
+    info.add_argument("model", help="a model file written by `learned-manifold train`")
+    info.add_argument("--json", action="store_true", help="print the file's metadata as JSON")
     return parser
 
 
-def _train(args: argparse.Namespace) -> int:
+def _as_flags(message: str) -> str:
+    """Name the command-line option instead of the `TrainConfig` field in a settings error."""
+    return re.sub(r"^(\w+)", lambda m: _FLAGS.get(m.group(1), m.group(1)), message)
+
+
+def _config(args: argparse.Namespace) -> TrainConfig:
+    try:
+        return TrainConfig(
+            steps=args.steps, batch_size=args.batch_size, rank=args.rank, hidden=args.hidden, depth=args.depth,
+            lr=args.lr, sampler=args.sampler, sigma_min=args.sigma_min, sigma_max=args.sigma_max,
+            centred=not args.uncentred, tikhonov=args.tikhonov, loss=args.loss, precision=args.precision,
+            compile=args.compile, val_every=args.val_every, checkpoint_every=args.checkpoint_every,
+            seed=args.seed,
+        )
+    except (TypeError, ValueError) as err:
+        raise ValueError(_as_flags(str(err))) from None
+
+
+def _resume_command(argv: list[str]) -> str:
+    words = [w for w in argv if w != "--overwrite"]
+    return "learned-manifold " + shlex.join(words + ([] if "--resume" in words else ["--resume"]))
+
+
+def _train(args: argparse.Namespace, argv: list[str]) -> int:
     from .data import resolve_data
     from .trainer import train
 
-    data, manifold = resolve_data(args.data, n=args.num_points, seed=args.seed)
-    config = TrainConfig(
-        steps=args.steps, batch_size=args.batch_size, rank=args.rank, hidden=args.hidden, depth=args.depth,
-        lr=args.lr, sampler=args.sampler, sigma_min=args.sigma_min, sigma_max=args.sigma_max,
-        centred=not args.uncentred, tikhonov=args.tikhonov, loss=args.loss, precision=args.precision,
-        compile=args.compile, val_every=args.val_every, checkpoint_every=args.checkpoint_every, seed=args.seed,
-    )
+    config = _config(args)  # every check that needs no data, before the data are read
+    resolve_device(args.device, name="--device")
+    out = Path(args.out)
+    writes = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 writes (and locks)
     try:
-        result = train(data, config, manifold=manifold, out=args.out, resume=args.resume, device=args.device,
-                       progress=not args.no_progress)
+        with OutputLock(out) if writes else contextlib.nullcontext():
+            if writes:
+                check_output(out, resume=args.resume, overwrite=args.overwrite)
+            data, manifold = resolve_data(args.data, n=args.num_points, seed=args.seed)
+            try:
+                config.check_data_dim(int(data[0].numel()))
+            except ValueError as err:
+                raise ValueError(_as_flags(str(err))) from None
+            result = train(data, config, manifold=manifold, out=out, resume=args.resume,
+                           overwrite=args.overwrite, device=args.device, progress=not args.no_progress)
+    except TrainingInterrupted as stop:
+        if writes:
+            print(f"interrupted at step {stop.step} of {stop.total}; the partial model is in {out} (incomplete); "
+                  f"continue with: {_resume_command(argv)}", file=sys.stderr)
+        return 130
     finally:
         if torch.distributed.is_initialized():  # launched by torchrun: leave the process group cleanly
             torch.distributed.destroy_process_group()
@@ -97,31 +171,86 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _number(value, fmt: str = "{:.4g}") -> str:
+    return "unknown" if value is None else fmt.format(value)
+
+
+def _summary(path: str, meta: dict) -> str:
+    """A readable summary of a model file's metadata (what ``info`` prints without ``--json``)."""
+    c, e = meta["config"], meta["extra"]
+    step, total = e.get("step"), e.get("total_steps")
+    if e.get("complete") is False:
+        status = f"INCOMPLETE (step {step} of {total}): continue its training with `learned-manifold train ... " \
+                 f"--resume`"
+    elif e.get("complete") is True:
+        status = f"complete (step {step} of {total})"
+    else:
+        status = "unknown (written by an older version)"
+    shape = tuple(c["data_shape"])
+    D = 1
+    for n in shape:
+        D *= n
+    arch = ", ".join(f"{k} {v}" for k, v in c.get("arch_kwargs", {}).items())
+    lines = [
+        f"{path}: learned-manifold model, {status}",
+        f"  data:        shape {shape} (D = {D}), {_number(e.get('num_points'), '{:,}')} training points"
+        + (f" ({e['num_train_points']:,} fitted, {e['num_val_points']:,} held out)"
+           if "num_train_points" in e and "num_val_points" in e else ""),
+        f"  model:       rank {c['rank']}, {c.get('arch', '?')} ({arch}), "
+        f"{'mean-centred (with denoiser)' if c.get('centred') else 'uncentred'}, loss {c.get('loss')}, "
+        f"tikhonov {c.get('tikhonov')}",
+        f"  bandwidth:   default sigma {_number(c.get('default_sigma'))} ({c.get('sigma_rule')}); trained on "
+        f"[{_number(c.get('sigma_min'))}, {_number(c.get('sigma_max'))}] ({c.get('sampler')})",
+        f"  training:    {_number(step, '{:,}')} of {_number(total, '{:,}')} steps, "
+        f"{_number(e.get('training_seconds'), '{:.1f}')} s, precision {e.get('precision', 'unknown')}, "
+        f"seed {e.get('seed', 'unknown')}",
+        f"  library:     learned-manifold {e.get('library_version', 'unknown')}",
+    ]
+    scalars = {k: v for k, v in e.get("validation", {}).items() if isinstance(v, (int, float))}
+    if scalars:
+        lines.append("  validation:  " + ", ".join(f"{k} {v:.4g}" for k, v in scalars.items()))
+    return "\n".join(lines)
+
+
 def _info(args: argparse.Namespace) -> int:
     from learned_manifold.model_file import read_metadata
 
-    meta = read_metadata(args.model)
+    meta = read_metadata(args.model)  # refuses (ModelFileError, a ValueError) every file load_model refuses
     meta["extra"].get("validation", {}).pop("sigma_table", None)
-    print(json.dumps(meta, indent=2))
+    print(json.dumps(meta, indent=2) if args.json else _summary(args.model, meta))
     return 0
 
 
+def _sigterm_as_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``learned-manifold`` console script."""
+    """Entry point of the ``learned-manifold`` console script; returns the exit status (0, 2 or 130)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt) if in_main_thread else None
     try:
         if args.command == "train":
-            return _train(args)
+            return _train(args, argv)
         if args.command == "demo":
             from .demo import run_demo
 
+            resolve_device(args.device, name="--device")
             run_demo(out=args.out, dataset=args.dataset, n=args.num_points, steps=args.steps, seed=args.seed,
                      device=args.device, quick=args.quick)
             return 0
         return _info(args)
-    except (ValueError, FileNotFoundError, ImportError) as err:  # user errors: one clear line, no traceback
+    except (ValueError, OSError, ImportError) as err:  # user errors: one clear line, no traceback
         print(f"learned-manifold {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"learned-manifold {args.command}: interrupted; nothing more was written", file=sys.stderr)
+        return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

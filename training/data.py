@@ -948,10 +948,26 @@ def _select_entry(keys: Sequence[str], label: str) -> str:
     raise ValueError(f"{label}: holds several arrays {sorted(keys)}; name the one to use 'data'")
 
 
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip archive (.npz), possibly empty
+
+
+def _check_magic(path: Path, label: str) -> None:
+    """Refuse a file whose first bytes are not those of its format (before np.load guesses "pickle")."""
+    with open(path, "rb") as fh:
+        head = fh.read(len(_NPY_MAGIC))
+    if head.startswith(_NPY_MAGIC) or head.startswith(_ZIP_MAGIC):
+        return
+    what = ("a Python pickle, not NumPy data" if head[:1] == b"\x80"
+            else "no NumPy (.npy) header and no zip (.npz) signature")
+    raise ValueError(f"{label}: is not a valid {path.suffix.lower()} file ({what}; first bytes {head!r})")
+
+
 def _read_numpy(path: Path, label: str) -> np.ndarray:
     pickled = (
         f"{label}: holds a pickled Python object array; refusing to load it (np.load allow_pickle=False)"
     )
+    _check_magic(path, label)
     try:
         # Open the file ourselves: np.load leaks its own handle when a zip archive is corrupt.
         with open(path, "rb") as fh:
@@ -978,7 +994,8 @@ def _read_torch(path: Path, label: str) -> Tensor:
             f"{label}: corrupt, unreadable or not a weights-only torch file ({type(err).__name__}: {err})"
         ) from err
     if isinstance(obj, dict):
-        obj = obj[_select_entry([str(k) for k in obj], label)]
+        keys = {str(k): k for k in obj}  # keys may be ints or other non-strings
+        obj = obj[keys[_select_entry(list(keys), label)]]
     if not isinstance(obj, Tensor):
         raise ValueError(
             f"{label}: holds a {type(obj).__name__}, expected a tensor or a dict with key 'data'"
@@ -1002,6 +1019,24 @@ def _read_file(path: Path, label: str) -> np.ndarray | Tensor:
     return _read_torch(path, label)
 
 
+MAX_DENSE_FROM_SPARSE = 2**27  # values (512 MiB in float32): larger sparse tensors are refused, not densified
+
+
+def _densify(raw: Tensor, label: str) -> Tensor:
+    """A sparse tensor as a dense one when it has at most `MAX_DENSE_FROM_SPARSE` values; refuse it otherwise."""
+    if raw.layout == torch.strided:
+        return raw
+    if raw.numel() > MAX_DENSE_FROM_SPARSE:
+        raise ValueError(
+            f"{label}: is a sparse tensor ({raw.layout}) of shape {tuple(raw.shape)} whose dense form has "
+            f"{raw.numel():,} values (more than {MAX_DENSE_FROM_SPARSE:,}); store the data dense"
+        )
+    try:
+        return raw.to_dense()
+    except (RuntimeError, NotImplementedError) as err:
+        raise ValueError(f"{label}: a sparse tensor ({raw.layout}) that cannot be made dense: {err}") from None
+
+
 def _validate(raw: np.ndarray | Tensor, label: str) -> Tensor:
     shape = tuple(raw.shape)
     if isinstance(raw, np.ndarray):
@@ -1013,6 +1048,7 @@ def _validate(raw: np.ndarray | Tensor, label: str) -> Tensor:
     else:
         if raw.is_complex() or raw.is_quantized:
             raise ValueError(f"{label}: non-numeric dtype {raw.dtype}; expected real numbers")
+        raw = _densify(raw, label)
         is_f64 = raw.dtype == torch.float64
     if len(shape) < 2:
         hint = " (reshape N scalars to (N, 1))" if len(shape) == 1 else ""
@@ -1056,8 +1092,10 @@ def load_array(source: str | os.PathLike[str] | np.ndarray | Tensor, *, name: st
 
     Raises:
         DataFileNotFoundError: the file does not exist (also a ValueError).
-        ValueError: unsupported extension, unreadable/corrupt file, pickled objects, non-numeric dtype, fewer
-            than 2 axes, no samples, NaN/inf values, fewer than 2 samples.
+        ValueError: unsupported extension, unreadable/corrupt file (a ``.npy``/``.npz`` without its format's
+            signature is "not a valid .npy file"), pickled objects, non-numeric dtype, a sparse tensor too large
+            to densify (smaller ones are made dense), fewer than 2 axes, no samples, NaN/inf values, fewer
+            than 2 samples.
         TypeError: ``source`` is of an unsupported type.
     """
     if isinstance(source, (str, os.PathLike)):

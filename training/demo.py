@@ -68,7 +68,8 @@ def run_demo(*, out: str = "demo-output", dataset: str = "torus", n: int = 4000,
                          seed=seed, val_points=400)
     model_path = out_dir / "model.lmm"
     _say(f"training a mean-centred metric-matching model ({steps} steps) -> {model_path}")
-    result = train(data, config, manifold=manifold, out=model_path, device=device)
+    # the demo regenerates its whole folder (model, report, plots), so it replaces its own earlier model
+    result = train(data, config, manifold=manifold, out=model_path, overwrite=True, device=device)
     model = load_model(model_path)
     v = result.validation
     _say(f"validation at sigma={v['sigma']:.3g}: tangent error {v['tangent_error']:.3f} "

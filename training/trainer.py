@@ -6,12 +6,15 @@ depend on the number of processes, and resuming needs no RNG state: step ``k`` a
 
 Checkpoints: the model file ``OUT`` (safetensors, `learned_manifold.model_file`) and the training state
 ``OUT.train-state.pt`` (optimizer, EMA, step; plain tensors, loaded with ``weights_only=True``), both
-written atomically.
+written atomically (`training/outputs.py`). Every checkpoint before the end is marked ``"complete": false``
+in the model file; an interrupted run (SIGINT/SIGTERM) saves one at a step boundary and raises
+`TrainingInterrupted`; a diverging run stops with `TrainingDiverged` before writing non-finite weights
+(`training/runtime.py`).
 """
 
 from __future__ import annotations
 
-import io
+import contextlib
 import json
 import math
 import os
@@ -26,16 +29,23 @@ from tqdm import tqdm
 
 from learned_manifold.evaluation import bandwidth_grid, spectral_report
 from learned_manifold.geometry import eigenpairs
-from learned_manifold.model_file import atomic_write_bytes, save_model
-from learned_manifold.models import MetricModel, ModelConfig
-from learned_manifold.precision import PRECISIONS, resolve_precision
+from learned_manifold.models import MetricModel, ModelConfig, check_int
+from learned_manifold.precision import resolve_precision
 
+from .config import TrainConfig
 from .losses import DenoiserLoss, MetricMatchingLoss
+from .outputs import Checkpointer, OutputLock, check_output, state_path
+from .runtime import StopRequest, TrainingDiverged, TrainingInterrupted, check_health, resolve_device
 from .samplers import make_sampler
+
+_F32 = torch.finfo(torch.float32)
+_CHECK_EVERY = 10  # steps between divergence checks (one host sync each) and, under DDP, stop-flag syncs
 
 __all__ = [
     "TrainConfig",
     "TrainResult",
+    "TrainingDiverged",
+    "TrainingInterrupted",
     "bandwidth_sampler",
     "sigma_grid",
     "select_sigma",
@@ -43,61 +53,6 @@ __all__ = [
     "train",
     "validate",
 ]
-
-
-@dataclass
-class TrainConfig:
-    """Settings of one training run. Bandwidths are in units of the data scale ``s`` (SPEC §1):
-    the sampler draws ``σ/s`` in ``[sigma_min, sigma_max]``.
-
-    Attributes:
-        steps: optimisation steps; batch_size: the global batch (split across DDP ranks).
-        rank, hidden, depth, emb_dim: model size (SPEC §4); rank ``None`` means ``min(D, 16)``.
-        centred: train a denoiser and match the mean-centred CDC (SPEC §3; the best measured recipe).
-        denoiser_warmup: fraction of the steps that train the denoiser alone before the factor starts.
-        loss, tikhonov, sampler, sigma_min, sigma_max: the loss and bandwidth sampler (SPEC §3).
-        lr, weight_decay, warmup, grad_clip, ema: AdamW with linear warm-up (fraction of steps) then cosine
-            decay to ``lr/10``; gradient-norm clipping; EMA decay of the saved weights (``0`` disables).
-        val_every: validation period in steps (``0``: only at the end); checkpoint_every: checkpoint period.
-        val_points: held-out points for validation and σ selection.
-        precision: ``"auto"`` (bf16 where the device multiplies bf16 natively, else fp32: the fastest setting
-            within 5% of fp32's accuracy, ``benchmarks/RESULTS.md``), ``"fp32"``, or ``"bf16"`` (autocast);
-            compile: ``torch.compile`` the networks.
-        seed: seeds the data split, the initialisation and every batch.
-    """
-
-    steps: int = 3000
-    batch_size: int = 512
-    rank: int | None = None
-    hidden: int = 256
-    depth: int = 3
-    emb_dim: int = 128
-    centred: bool = True
-    denoiser_warmup: float = 0.25
-    loss: str = "lowrank"
-    tikhonov: float = 0.0
-    sampler: str = "loguniform"
-    sigma_min: float = 3e-3
-    sigma_max: float = 4.0
-    lr: float = 2e-3
-    weight_decay: float = 0.0
-    warmup: float = 0.02
-    grad_clip: float = 1.0
-    ema: float = 0.999
-    val_every: int = 0
-    checkpoint_every: int = 0
-    val_points: int = 500
-    precision: str = "auto"
-    compile: bool = False
-    seed: int = 0
-
-    def __post_init__(self):
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError(f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}")
-        if not 0 <= self.denoiser_warmup < 1:
-            raise ValueError(f"denoiser_warmup must be in [0, 1), got {self.denoiser_warmup}")
 
 
 @dataclass
@@ -122,10 +77,17 @@ class TrainResult:
 
 
 def standardisation(data: Tensor) -> tuple[float, Tensor]:
-    """Global scalar scale and mean (SPEC §1): ``μ`` the mean point, ``s = sqrt(E‖x − μ‖²)``."""
+    """Global scalar scale and mean (SPEC §1): ``μ`` the mean point, ``s = sqrt(E‖x − μ‖²)``, computed in float64.
+
+    Raises:
+        ValueError: ``s`` overflows float32 (the model stores it in float32), or all points are identical.
+    """
     flat = data.reshape(data.shape[0], -1).double()
     mean = flat.mean(0)
     scale = (flat - mean).pow(2).sum(-1).mean().sqrt().item()
+    if not (math.isfinite(scale) and scale <= _F32.max):
+        raise ValueError(f"the data overflow float32: their scale s = sqrt(E|x - mean|^2) = {scale:.3g} exceeds "
+                         f"float32's largest value {_F32.max:.3g}; rescale the data")
     if not scale > 0:
         raise ValueError("all data points are identical: the data scale is zero")
     return scale, mean.float().reshape(data.shape[1:])
@@ -203,14 +165,6 @@ def _distributed() -> tuple[int, int]:
     return 0, 1
 
 
-def _pick_device(device: str | torch.device | None, rank: int) -> torch.device:
-    if device in (None, "auto"):
-        if torch.cuda.is_available():
-            return torch.device("cuda", rank % torch.cuda.device_count())
-        return torch.device("cpu")
-    return torch.device(device)
-
-
 def _lr_factor(step: int, cfg: TrainConfig) -> float:
     warm = max(1, int(cfg.warmup * cfg.steps))
     if step < warm:
@@ -249,22 +203,31 @@ def _fingerprint(data: Tensor) -> list[float]:
     return [float(data.shape[0]), float(flat.shape[1]), float(flat.sum()), float(flat.pow(2).sum())]
 
 
-def _state_path(out: Path) -> Path:
-    return out.with_name(out.name + ".train-state.pt")
+def _check_data(data: Tensor) -> None:
+    """Refuse data the loop cannot train on, before any work: shape, dtype, NaN/inf, float32 range."""
+    if not isinstance(data, Tensor) or data.ndim < 2 or data.shape[0] < 10:
+        raise ValueError(f"data must be a tensor of shape (N >= 10, ...), got "
+                         f"{tuple(data.shape) if isinstance(data, Tensor) else type(data).__name__}")
+    if data.layout != torch.strided:
+        raise ValueError(f"data must be a dense tensor, got layout {data.layout} (call .to_dense())")
+    if not data.is_floating_point() or not bool(torch.isfinite(data).all()):
+        raise ValueError("data must be finite floating-point values (found NaN/inf or a non-float dtype)")
+    top = float(data.abs().max())
+    if top > _F32.max:
+        raise ValueError(f"data values overflow float32 (largest |x| = {top:.3g}, float32 holds up to "
+                         f"{_F32.max:.3g}): rescale the data")
+    if 0 < top < _F32.tiny:
+        raise ValueError(f"data values underflow float32 (largest |x| = {top:.3g}, float32's smallest normal "
+                         f"number is {_F32.tiny:.3g}): rescale the data")
 
 
-def _save_state(path: Path, step: int, model: nn.Module, ema: MetricModel, opt, cfg: TrainConfig,
-                fingerprint: list[float]) -> None:
-    buf = io.BytesIO()
-    torch.save({
-        "step": step,
-        "model": model.state_dict(),
-        "ema": ema.state_dict(),
-        "optimizer": opt.state_dict(),
-        "config": json.dumps(asdict(cfg)),
-        "fingerprint": fingerprint,
-    }, buf)
-    atomic_write_bytes(path, buf.getvalue())
+def _standardise(x: Tensor, scale: float, mean: Tensor) -> Tensor:
+    """``z = (x − μ)/s`` computed in float64 (in row chunks) and returned in float32; checked finite."""
+    flat_mean = mean.double()
+    z = torch.cat([((c.double() - flat_mean) / scale).float() for c in x.split(1 << 16)])
+    if not bool(torch.isfinite(z).all()):
+        raise ValueError("the standardised data (x - mean) / scale are not finite in float32: rescale the data")
+    return z
 
 
 def train(
@@ -274,47 +237,71 @@ def train(
     manifold=None,
     out: str | os.PathLike | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     device: str | torch.device | None = "auto",
     progress: bool = True,
     stop_after: int | None = None,
 ) -> TrainResult:
     """Train a metric-matching model on ``data`` ``(N, *data_shape)``.
 
+    Everything that can be checked is checked before the first step: the config (`TrainConfig`), the data
+    (finite floats within float32's range, ``rank <= D``), the device, and the output (`check_output`: no
+    existing model unless ``resume``/``overwrite``, no link/folder/device, a writable folder). While it runs,
+    ``OUT.lock`` keeps a second run off the same ``out`` (`OutputLock`; rank 0 only under DDP).
+
     Args:
         data: training points (validated finite floats); a held-out split is taken for validation.
         config: `TrainConfig`; defaults if ``None``.
         manifold: the data's true manifold when known (validation by tangent error and dimension).
         out: model file to write (atomically, at every checkpoint and at the end); ``None`` keeps it in memory.
+            Checkpoints before the end are marked ``"complete": false`` in the file's extra metadata.
         resume: continue from ``out`` and its training state (same data and config required).
-        device: ``"auto"`` (CUDA when present), or any torch device.
+        overwrite: replace an existing ``out`` (and its training state) with a new run.
+        device: ``"auto"`` (CUDA when present), or a torch device (checked: `resolve_device`).
         progress: show a tqdm bar with loss and speed.
         stop_after: stop (after checkpointing) once this step is reached: simulates an interrupted run.
 
     Returns:
         `TrainResult` holding the EMA model (the one saved) with its chosen default bandwidth.
+
+    Raises:
+        TypeError, ValueError: bad settings, data, device or output (`OutputError`), before any work.
+        TrainingDiverged: the loss or weights became non-finite (the last good checkpoint is kept).
+        TrainingInterrupted: SIGINT/SIGTERM; a checkpoint of the current step was saved first.
+        OutputError: a checkpoint could not be written (e.g. a full disk); the previous one is kept.
     """
-    cfg = config or TrainConfig()
-    if not isinstance(data, Tensor) or data.ndim < 2 or data.shape[0] < 10:
-        raise ValueError(f"data must be a tensor of shape (N >= 10, ...), got "
-                         f"{tuple(data.shape) if isinstance(data, Tensor) else type(data).__name__}")
-    if not data.is_floating_point() or not bool(torch.isfinite(data).all()):
-        raise ValueError("data must be finite floating-point values (found NaN/inf or a non-float dtype)")
-    rank_id, world = _distributed()
-    if cfg.batch_size % world:
-        raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the number of processes {world}")
-    device = _pick_device(device, rank_id)
+    cfg = TrainConfig() if config is None else config
+    if not isinstance(cfg, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(cfg).__name__}")
+    _check_data(data)
+    rank = cfg.check_data_dim(math.prod(data.shape[1:]))
+    if stop_after is not None:
+        check_int(stop_after, "stop_after", 0, cfg.steps)
     out = Path(out) if out is not None else None
     if resume and out is None:
         raise ValueError("resume needs the model path `out`")
+    rank_id, world = _distributed()
+    if cfg.batch_size % world:
+        raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the number of processes {world}")
+    device = resolve_device(device, rank_id)
+    writes = out is not None and rank_id == 0  # under DDP only rank 0 writes (and locks)
+    with OutputLock(out) if writes else contextlib.nullcontext():
+        if writes:
+            check_output(out, resume=resume, overwrite=overwrite)
+        return _run(data, cfg, rank, manifold, out, resume, device, progress, stop_after, rank_id, world)
 
+
+def _run(data: Tensor, cfg: TrainConfig, rank: int, manifold, out: Path | None, resume: bool,
+         device: torch.device, progress: bool, stop_after: int | None, rank_id: int, world: int) -> TrainResult:
+    """The body of `train`, after every check and under the output lock."""
     data = data.float()
     train_x, val_x = _split(data, cfg.val_points, cfg.seed)
     shape = tuple(data.shape[1:])
-    D = math.prod(shape)
     scale, mean = standardisation(train_x)
-    rank = cfg.rank or min(D, 16)
-    if cfg.loss == "full":
-        rank = D
+    if not scale * cfg.sigma_max <= _F32.max or not scale * cfg.sigma_min >= _F32.tiny:
+        raise ValueError(f"the bandwidth range [{cfg.sigma_min:g}, {cfg.sigma_max:g}] x data scale {scale:.3g} "
+                         f"leaves float32's range: rescale the data")
+    z_data = _standardise(train_x, scale, mean).to(device)
     mcfg = ModelConfig(
         data_shape=shape, rank=rank, centred=cfg.centred, loss=cfg.loss, tikhonov=cfg.tikhonov,
         arch_kwargs={"hidden": cfg.hidden, "depth": cfg.depth, "emb_dim": cfg.emb_dim},
@@ -334,9 +321,9 @@ def train(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg))
     fingerprint = _fingerprint(data)
 
-    start = 0
+    start, seconds_before = 0, 0.0
     if resume:
-        state_file = _state_path(out)
+        state_file = state_path(out)
         if not state_file.exists():
             raise FileNotFoundError(f"cannot resume: training state {str(state_file)!r} does not exist")
         state = torch.load(state_file, map_location=device, weights_only=True)
@@ -349,7 +336,7 @@ def train(
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["optimizer"])
-        start = int(state["step"])
+        start, seconds_before = int(state["step"]), float(state.get("seconds", 0.0))
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg), last_epoch=start - 1)
 
     runner: nn.Module = objective
@@ -360,7 +347,6 @@ def train(
     if cfg.compile:
         runner = torch.compile(runner)
 
-    z_data = ((train_x - mean) / scale).to(device)
     val_x = val_x.to(device)
     sampler = bandwidth_sampler(cfg, scale)
     factor_from = int(cfg.denoiser_warmup * cfg.steps) if cfg.centred else 0
@@ -371,56 +357,79 @@ def train(
     ema_params = list(ema.parameters())
     model_params = list(model.parameters())
     is_main = rank_id == 0
+    ckpt = None
+    if is_main and out is not None:
+        ckpt = Checkpointer(out, model, ema, opt, cfg, fingerprint, saved_step=start if resume else None, info={
+            "num_points": data.shape[0], "num_train_points": train_x.shape[0], "num_val_points": val_x.shape[0],
+            "precision": precision})
     bar = tqdm(total=cfg.steps, initial=start, disable=not (progress and is_main), desc="train",
                dynamic_ncols=True)
     t0 = time.perf_counter()
     running, logged = torch.zeros((), device=device), start
-    for step in range(start, end):
-        idx, sigma_z, eps = _batch(step, cfg, z_data.shape[0], shape, sampler, scale, device, rank_id, world)
-        with autocast:
-            loss = runner(z_data[idx], sigma_z, eps, step >= factor_from).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip:
-            nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        opt.step()
-        sched.step()
-        with torch.no_grad():
-            decay = min(cfg.ema, (1 + step) / (10 + step)) if cfg.ema else 0.0
-            torch._foreach_lerp_(ema_params, model_params, 1.0 - decay)
-        running += loss.detach()
-        done = step + 1
-        if done % 50 == 0 or done == end:
-            mean_loss = float(running) / (done - logged)
-            running.zero_()
-            logged = done
-            rate = (done - start) * cfg.batch_size / (time.perf_counter() - t0)
-            history.append({"step": done, "loss": mean_loss, "lr": sched.get_last_lr()[0]})
-            bar.set_postfix(loss=f"{mean_loss:.4g}", samples_s=f"{rate:,.0f}")
-        bar.update(1)
-        if is_main and cfg.val_every and done % cfg.val_every == 0 and done > factor_from:
-            history[-1].update(validate(ema, val_x, ema.config.default_sigma, manifold))
-        if is_main and out is not None and cfg.checkpoint_every and done % cfg.checkpoint_every == 0 \
-                and done < end:
-            save_model(ema, out, extra={"step": done})
-            _save_state(_state_path(out), done, model, ema, opt, cfg, fingerprint)
-    bar.close()
-    seconds = time.perf_counter() - t0
-    rate = (end - start) * cfg.batch_size / max(seconds, 1e-9)
+    stop = StopRequest()
+    with stop, contextlib.closing(bar):
+        for step in range(start, end):
+            idx, sigma_z, eps = _batch(step, cfg, z_data.shape[0], shape, sampler, scale, device, rank_id, world)
+            with autocast:
+                loss = runner(z_data[idx], sigma_z, eps, step >= factor_from).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            opt.step()
+            sched.step()
+            with torch.no_grad():
+                decay = min(cfg.ema, (1 + step) / (10 + step)) if cfg.ema else 0.0
+                torch._foreach_lerp_(ema_params, model_params, 1.0 - decay)
+            running += loss.detach()
+            done = step + 1
+            checkpoint = ckpt is not None and cfg.checkpoint_every and done % cfg.checkpoint_every == 0
+            if done % _CHECK_EVERY == 0 or done == end or checkpoint:
+                check_health(done, running, model_params)  # never save, log or go on from non-finite weights
+            if done % 50 == 0 or done == end:
+                mean_loss = float(running) / (done - logged)
+                running.zero_()
+                logged = done
+                rate = (done - start) * cfg.batch_size / (time.perf_counter() - t0)
+                history.append({"step": done, "loss": mean_loss, "lr": sched.get_last_lr()[0]})
+                bar.set_postfix(loss=f"{mean_loss:.4g}", samples_s=f"{rate:,.0f}")
+            bar.update(1)
+            if is_main and cfg.val_every and done % cfg.val_every == 0 and done > factor_from:
+                history[-1].update(validate(ema, val_x, ema.config.default_sigma, manifold))
+            if _stop_requested(stop, done, world, device):
+                check_health(done, running, model_params)
+                if ckpt is not None:
+                    ckpt.save(done, seconds_before + time.perf_counter() - t0, complete=False)
+                raise TrainingInterrupted(done, cfg.steps, out)
+            if checkpoint and done < end:
+                ckpt.save(done, seconds_before + time.perf_counter() - t0, complete=False)
+        seconds = time.perf_counter() - t0
+        rate = (end - start) * cfg.batch_size / max(seconds, 1e-9)
 
-    result = TrainResult(model=ema, path=out, validation={}, history=history, seconds=seconds,
-                         samples_per_second=rate, stopped_at=end, precision=precision)
-    if end < cfg.steps:  # interrupted on purpose: checkpoint and leave
-        if is_main and out is not None:
-            save_model(ema, out, extra={"step": end})
-            _save_state(_state_path(out), end, model, ema, opt, cfg, fingerprint)
-        return result
-    sigma, rule, table = select_sigma(ema, val_x, manifold)
-    ema.config.default_sigma, ema.config.sigma_rule = sigma, rule
-    result.validation = validate(ema, val_x, sigma, manifold)
-    result.validation["sigma_table"] = table
-    if is_main and out is not None:
-        save_model(ema, out, extra={"step": end, "precision": precision, "validation": result.validation})
-        _save_state(_state_path(out), end, model, ema, opt, cfg, fingerprint)
+        result = TrainResult(model=ema, path=out, validation={}, history=history, seconds=seconds,
+                             samples_per_second=rate, stopped_at=end, precision=precision)
+        if end < cfg.steps:  # interrupted on purpose: checkpoint and leave
+            if ckpt is not None:
+                ckpt.save(end, seconds_before + seconds, complete=False)
+            return result
+        # a first signal from here on is ignored: the run is finished but for its bandwidth choice (seconds)
+        sigma, rule, table = select_sigma(ema, val_x, manifold)
+        ema.config.default_sigma, ema.config.sigma_rule = sigma, rule
+        result.validation = validate(ema, val_x, sigma, manifold)
+        result.validation["sigma_table"] = table
+        if ckpt is not None:
+            ckpt.save(end, seconds_before + seconds, complete=True, validation=result.validation)
     result.model = ema.eval()
     return result
+
+
+def _stop_requested(stop: StopRequest, done: int, world: int, device: torch.device) -> bool:
+    """Whether to stop after step ``done``: this process's flag, or under DDP (every `_CHECK_EVERY` steps, so
+    that every rank stops at the same step) any rank's."""
+    if world == 1:
+        return stop.requested
+    if done % _CHECK_EVERY:
+        return False
+    flag = torch.tensor(float(stop.requested), device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())

@@ -1,13 +1,17 @@
 """The ``learned-manifold`` command: train, info, resume, errors, and the demo."""
 
 import json
+import os
+import shlex
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
+from learned_manifold_training.cli import build_parser, main
 
 from learned_manifold import LearnedDataManifold, load_model
-from learned_manifold_training.cli import main
 
 SMALL = ["--num-points", "600", "--steps", "30", "--batch-size", "64", "--hidden", "16",
         "--depth", "1", "--no-progress",
@@ -22,7 +26,7 @@ def test_train_writes_a_model_the_manifold_loads(tmp_path, capsys):
     assert model.config.rank == 2 and model.config.data_shape == (2,)
     M = LearnedDataManifold(str(out))
     assert M.factor(torch.randn(3, 2)).shape == (3, 2, 2)
-    assert main(["info", str(out)]) == 0
+    assert main(["info", "--json", str(out)]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["config"]["rank"] == 2 and "validation" in info["extra"]
 
@@ -74,3 +78,109 @@ def test_demo_quick_writes_report_and_plots(tmp_path):
     assert report["validation"]["tangent_error"] >= 0
     lm = load_model(out / "model.lmm")
     assert lm.has_denoiser
+
+
+# ---------------------------------------------------------------------------------------------------------
+# issue 13: help, options, devices, info, package name
+
+
+def test_help_describes_every_option_with_its_default(capsys):
+    """``train --help``: every option has help text, and the numeric ones show their defaults."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--help"])
+    assert exit_.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for option, default in [("--steps", 3000), ("--batch-size", 512), ("--lr", 0.002), ("--seed", 0),
+                            ("--checkpoint-every", 500), ("--device", "auto")]:
+        assert option in text and f"(default: {default})" in text, option
+    train_parser = build_parser()._subparsers._group_actions[0].choices["train"]
+    for action in train_parser._actions:
+        assert action.help and action.help.strip(), action.option_strings
+
+
+@pytest.mark.parametrize("option, message", [
+    (["--val-every", "-1"], "--val-every must be in [0,"),
+    (["--rank", "-1"], "--rank must be in [1,"),
+    (["--rank", "0"], "--rank must be in [1,"),
+    (["--rank", "100"], "--rank must be at most the data dimension D = 2, got 100"),
+    (["--hidden", "0"], "--hidden must be in [1,"),
+    (["--depth", "0"], "--depth must be in [1,"),
+    (["--checkpoint-every", "-1"], "--checkpoint-every must be in [0,"),
+    (["--tikhonov", "nan"], "--tikhonov must be finite"),
+    (["--lr", "inf"], "--lr must be finite"),
+    (["--device", "bogus"], "unknown device 'bogus'"),
+])
+def test_bad_options_get_one_line_and_exit_2_before_training(tmp_path, capsys, option, message):
+    """Every bad setting is one line naming the option, exit status 2, and no file is written."""
+    out = tmp_path / "m.lmm"
+    assert main(["train", "circle", "--out", str(out), *SMALL, *option]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_cuda_device_that_is_not_there_is_one_line(tmp_path, capsys):
+    """``--device cuda`` without CUDA (or a GPU index beyond those present): one line saying so, exit 2."""
+    device = "cuda:999" if torch.cuda.is_available() else "cuda"
+    assert main(["train", "circle", "--out", str(tmp_path / "m.lmm"), *SMALL[:-2], "--device", device]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    if torch.cuda.is_available():
+        assert "--device cuda:999: only" in err
+    elif torch.version.cuda is None:
+        assert "--device cuda: this torch build has no CUDA" in err
+    else:
+        assert "--device cuda: no CUDA GPU is visible" in err
+
+
+def test_a_diverging_run_is_one_line_with_a_hint(tmp_path, capsys):
+    """``--lr 1e30``: training stops at once with "training diverged at step k ... try a smaller --lr",
+    exit 2, and no model is written."""
+    assert main(["train", "circle", "--out", str(tmp_path / "m.lmm"), *SMALL, "--lr", "1e30"]) == 2
+    err = capsys.readouterr().err
+    assert "training diverged at step" in err and "try a smaller --lr" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "m.lmm").exists()
+
+
+def test_info_prints_a_readable_summary(sphere_model_path, capsys):
+    """``info`` says complete, the number of points, steps, seconds, library version, precision, data shape,
+    rank and default σ, all taken from the file."""
+    import learned_manifold
+    from learned_manifold.model_file import read_metadata
+
+    assert main(["info", str(sphere_model_path)]) == 0
+    text = capsys.readouterr().out
+    meta = read_metadata(sphere_model_path)
+    c, e = meta["config"], meta["extra"]
+    assert "complete (step 1000 of 1000)" in text and "INCOMPLETE" not in text
+    assert "4,000 training points (3,600 fitted, 400 held out)" in text
+    assert f"{e['training_seconds']:.1f} s" in text and f"precision {e['precision']}" in text
+    assert f"learned-manifold {learned_manifold.__version__}" in text
+    assert "shape (3,) (D = 3)" in text and "rank 3," in text and f"default sigma {c['default_sigma']:.4g}" in text
+
+
+def test_info_refuses_a_file_load_model_refuses(tmp_path, sphere_model_path, capsys):
+    """A truncated model file: ``info`` exits 2 with one line naming the file (as ``load_model`` refuses it)."""
+    bad = tmp_path / "cut.lmm"
+    bad.write_bytes(sphere_model_path.read_bytes()[:-100])
+    with pytest.raises(ValueError):
+        load_model(bad)
+    assert main(["info", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "cut.lmm" in err and len(err.splitlines()) == 1
+    assert main(["info", str(tmp_path / "missing.lmm")]) == 2
+
+
+def test_a_users_own_training_package_does_not_shadow_the_installed_one(tmp_path):
+    """In a folder holding a user's ``training/`` package (which fails on import), ``python -m
+    learned_manifold_training.cli`` (the current folder first on sys.path) still runs, help and training."""
+    (tmp_path / "training").mkdir()
+    (tmp_path / "training" / "__init__.py").write_text("raise ImportError('the user package was imported')\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "learned_manifold_training.cli"]
+    script = (f"{shlex.join(cmd)} --help && {shlex.join(cmd)} train circle --out m.lmm --num-points 100 "
+              f"--steps 3 --batch-size 16 --hidden 8 --depth 1 --no-progress --device cpu")
+    proc = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "usage: learned-manifold" in proc.stdout and "wrote m.lmm" in proc.stdout
+    load_model(tmp_path / "m.lmm")

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from learned_manifold_training.data import (
     DATASETS,
     Circle,
@@ -486,6 +485,11 @@ BAD_FILES = {
     ),
     "one-sample": ("o.npy", np.ones((1, 3)), "at least 2 samples, got 1"),
     "pt-dict-keys": ("k.pt", {"x": torch.ones(3, 2), "y": torch.ones(3, 2)}, r"\['x', 'y'\]"),
+    # issue 13: random bytes are "not a valid .npy file", not a "pickled object array"
+    "random-npy": ("r.npy", bytes(range(7, 250, 3)) * 4, r"not a valid \.npy file \(no NumPy"),
+    "random-npz": ("r.npz", b"\x01\x02garbage" * 20, r"not a valid \.npz file"),
+    "pickle-as-npy": ("p.npy", pickle.dumps([1, 2]), r"not a valid \.npy file \(a Python pickle"),
+    "pt-int-keys-ambiguous": ("i.pt", {0: torch.ones(3, 2), 1: torch.ones(3, 2)}, r"\['0', '1'\]"),
 }
 
 
@@ -552,3 +556,35 @@ def test_resolve_data(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="neither a built-in data set") as info:
         resolve_data("spheer")
     assert "swiss_roll" in str(info.value)
+
+
+def test_a_pt_dict_with_a_non_string_key_loads(tmp_path: Path) -> None:
+    """A ``.pt`` dict whose only key is an int (or holds an int key besides "data") loads, no KeyError."""
+    x = torch.arange(12.0).reshape(6, 2)
+    torch.save({0: x}, tmp_path / "int.pt")
+    torch.testing.assert_close(load_array(tmp_path / "int.pt"), x, rtol=0, atol=0)
+    torch.save({"data": x, 7: torch.zeros(2)}, tmp_path / "mixed.pt")
+    torch.testing.assert_close(load_array(tmp_path / "mixed.pt"), x, rtol=0, atol=0)
+
+
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta state:UserWarning")
+@pytest.mark.parametrize("layout", ["coo", "csr"])
+def test_a_small_sparse_tensor_is_densified(tmp_path: Path, layout: str) -> None:
+    """A sparse ``.pt`` tensor (COO or CSR) is read as its dense equivalent."""
+    dense = torch.zeros(8, 3)
+    dense[2, 1], dense[5, 0] = 4.0, -1.5
+    sparse = dense.to_sparse() if layout == "coo" else dense.to_sparse_csr()
+    torch.save(sparse, tmp_path / "s.pt")
+    got = load_array(tmp_path / "s.pt")
+    assert got.layout == torch.strided
+    torch.testing.assert_close(got, dense, rtol=0, atol=0)
+
+
+def test_a_huge_sparse_tensor_is_refused_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sparse tensor whose dense form would exceed the limit is refused with its size, not densified."""
+    import learned_manifold_training.data as data
+
+    monkeypatch.setattr(data, "MAX_DENSE_FROM_SPARSE", 10)
+    sparse = torch.zeros(8, 3).to_sparse()
+    with pytest.raises(ValueError, match=r"'big': is a sparse tensor .* 24 values .*store the data dense"):
+        load_array(sparse, name="big")

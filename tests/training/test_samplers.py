@@ -4,7 +4,6 @@ import math
 
 import pytest
 import torch
-
 from learned_manifold_training.samplers import LogNormalSampler, make_sampler
 
 

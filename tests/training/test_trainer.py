@@ -4,12 +4,15 @@ import math
 
 import pytest
 import torch
+from learned_manifold_training.data import Circle
+from learned_manifold_training.runtime import resolve_device
+from learned_manifold_training.trainer import TrainConfig, TrainingDiverged, standardisation, train
 
+import learned_manifold
 from learned_manifold import load_model
 from learned_manifold.geometry import eigenpairs, intrinsic_dimension, projector_error
+from learned_manifold.model_file import read_metadata
 from learned_manifold.precision import PRECISIONS, native_bf16
-from learned_manifold_training.data import Circle
-from learned_manifold_training.trainer import TrainConfig, standardisation, train
 
 
 def random_subspace_error(d, D):
@@ -114,3 +117,117 @@ def test_bandwidths_scale_with_the_data(sampler):
     small = bandwidth_sampler(cfg, 1.0)(5000, generator=g())
     large = bandwidth_sampler(cfg, 10.0)(5000, generator=g())
     torch.testing.assert_close(large, 10 * small, rtol=1e-5, atol=0)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# issue 13: every setting checked before work, divergence, metadata, float32 range, devices
+
+TINY = dict(steps=20, batch_size=32, rank=2, hidden=8, depth=1, emb_dim=8, val_points=20)
+
+
+@pytest.mark.parametrize("field, value, error", [
+    ("steps", 0, ValueError), ("steps", 2.5, TypeError), ("batch_size", -1, ValueError),
+    ("rank", 0, ValueError), ("rank", -1, ValueError), ("hidden", 0, ValueError), ("depth", 0, ValueError),
+    ("emb_dim", 0, ValueError), ("val_every", -1, ValueError), ("checkpoint_every", -1, ValueError),
+    ("val_points", 0, ValueError), ("seed", -1, ValueError), ("seed", True, TypeError),
+    ("lr", 0.0, ValueError), ("lr", float("nan"), ValueError), ("lr", float("inf"), ValueError),
+    ("tikhonov", float("nan"), ValueError), ("tikhonov", -1.0, ValueError), ("weight_decay", -0.1, ValueError),
+    ("grad_clip", float("inf"), ValueError), ("ema", 1.0, ValueError), ("warmup", 1.5, ValueError),
+    ("denoiser_warmup", 1.0, ValueError), ("sigma_min", 0.0, ValueError), ("sigma_max", 1e-4, ValueError),
+    ("sampler", "gamma", ValueError), ("loss", "l1", ValueError), ("precision", "fp8", ValueError),
+    ("centred", 1, TypeError), ("compile", "yes", TypeError),
+])
+def test_every_setting_is_checked_when_the_config_is_built(field, value, error):
+    """A bad `TrainConfig` field raises at construction, and the message names the field."""
+    with pytest.raises(error, match=field):
+        TrainConfig(**{field: value})
+
+
+def test_rank_is_checked_against_the_data_before_any_work():
+    """``rank <= D`` (and ``rank = D`` for the full loss) is checked before training; ``None`` means min(D, 16)."""
+    assert TrainConfig(rank=None).check_data_dim(3) == 3 and TrainConfig().check_data_dim(40) == 16
+    assert TrainConfig(loss="full").check_data_dim(5) == 5
+    with pytest.raises(ValueError, match="rank must be at most the data dimension D = 3, got 100"):
+        train(torch.randn(50, 3), TrainConfig(rank=100, steps=1), progress=False, device="cpu")
+    with pytest.raises(ValueError, match="rank must equal D = 3"):
+        TrainConfig(rank=2, loss="full").check_data_dim(3)
+
+
+def test_a_diverging_run_stops_with_a_clear_error_and_writes_nothing(tmp_path):
+    """A learning rate of 1e30 makes the weights non-finite: the run stops within a few steps with
+    "training diverged at step k" instead of finishing, and no non-finite model is written."""
+    data = Circle(2).sample(200, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(TrainingDiverged, match=r"training diverged at step \d+: .*try a smaller --lr"):
+        train(data, TrainConfig(**{**TINY, "steps": 200, "lr": 1e30}), out=tmp_path / "m.lmm", progress=False,
+              device="cpu")
+    assert not (tmp_path / "m.lmm").exists()
+
+
+def test_divergence_after_a_checkpoint_keeps_the_last_good_one(tmp_path, monkeypatch):
+    """The loss turns NaN at step 13 (injected): the run stops at the next check, step 20, before the
+    checkpoint of step 20, and the checkpoint of step 10 stays on disk, finite and loadable."""
+    from learned_manifold_training.losses import MetricMatchingLoss
+    data = Circle(2).sample(200, generator=torch.Generator().manual_seed(0))
+    real, calls = MetricMatchingLoss.__call__, []
+
+    def poisoned(self, *args):
+        calls.append(1)
+        loss = real(self, *args)
+        return loss * float("nan") if len(calls) >= 13 else loss
+
+    monkeypatch.setattr(MetricMatchingLoss, "__call__", poisoned)
+    cfg = TrainConfig(**{**TINY, "steps": 40, "checkpoint_every": 10, "centred": False})
+    with pytest.raises(TrainingDiverged, match="training diverged at step 20: loss is nan"):
+        train(data, cfg, out=tmp_path / "m.lmm", progress=False, device="cpu")
+    assert read_metadata(tmp_path / "m.lmm")["extra"]["step"] == 10
+    assert all(torch.isfinite(p).all() for p in load_model(tmp_path / "m.lmm").parameters())
+
+
+def test_the_model_file_records_completion_and_training_facts(tmp_path):
+    """Checkpoints before the end say ``complete: false`` with the step; the final file says ``complete: true``
+    with the number of points, steps, seconds, precision and library version."""
+    data = Circle(2).sample(200, generator=torch.Generator().manual_seed(0))
+    cfg = TrainConfig(**{**TINY, "checkpoint_every": 10, "precision": "fp32"})
+    train(data, cfg, out=tmp_path / "m.lmm", progress=False, device="cpu", stop_after=10)
+    extra = read_metadata(tmp_path / "m.lmm")["extra"]
+    assert (extra["complete"], extra["step"], extra["total_steps"]) == (False, 10, 20)
+    first = extra["training_seconds"]
+    train(data, cfg, out=tmp_path / "m.lmm", resume=True, progress=False, device="cpu")
+    extra = read_metadata(tmp_path / "m.lmm")["extra"]
+    assert (extra["complete"], extra["step"], extra["total_steps"]) == (True, 20, 20)
+    assert (extra["num_points"], extra["num_train_points"], extra["num_val_points"]) == (200, 180, 20)
+    assert extra["training_seconds"] > first > 0  # summed over the interrupted and the resumed run
+    assert extra["library_version"] == learned_manifold.__version__ and extra["precision"] == "fp32"
+    assert "validation" in extra
+
+
+@pytest.mark.parametrize("data, message", [
+    (torch.randn(50, 3, dtype=torch.float64) * 1e300, "overflow float32"),
+    (torch.randn(50, 3, dtype=torch.float64) * 1e-300, "underflow float32"),
+    (torch.where(torch.randn(50, 3) > 0, 3e38, -3e38), "overflow float32"),
+])
+def test_data_beyond_float32_are_refused_with_the_right_reason(data, message):
+    """Data of order 1e300 (float64) or ±3e38 (float32, whose scale overflows) are refused before training as
+    overflowing float32, not reported as "all identical"; tiny data as underflowing."""
+    with pytest.raises(ValueError, match=message):
+        train(data, TrainConfig(**TINY), progress=False, device="cpu")
+
+
+def test_large_but_representable_data_train_to_finite_weights():
+    """Data near 3e38 with a small spread standardise in float64 and train."""
+    data = 3e38 + Circle(2).sample(200, generator=torch.Generator().manual_seed(0)).double() * 1e32
+    result = train(data.float(), TrainConfig(**{**TINY, "steps": 5}), progress=False, device="cpu")
+    assert all(torch.isfinite(p).all() for p in result.model.parameters())
+
+
+@pytest.mark.parametrize("device, message", [
+    ("bogus", "unknown device 'bogus'"), ("cuda:0" if not torch.cuda.is_available() else "cuda:999", "cuda"),
+    (3.5, "device must be a string"),
+])
+def test_devices_are_checked_before_work(device, message):
+    """An unknown device name, CUDA on a build or machine without it, or a non-device is one clear error."""
+    with pytest.raises((ValueError, TypeError), match=message):
+        resolve_device(device)
+    if not torch.cuda.is_available() and torch.version.cuda is None:
+        with pytest.raises(ValueError, match="this torch build has no CUDA"):
+            resolve_device("cuda")

@@ -1,0 +1,135 @@
+"""Where a run writes (`learned_manifold_training.outputs`): no silent overwrite, checks before work, the lock,
+and a failed write that keeps the previous checkpoint (issue 13, items 1-3)."""
+
+import errno
+import fcntl
+import os
+
+import pytest
+import torch
+from learned_manifold_training.cli import main
+from learned_manifold_training.data import Circle
+from learned_manifold_training.outputs import OutputError, OutputLock, check_output, lock_path, state_path
+from learned_manifold_training.trainer import TrainConfig, train
+
+from learned_manifold import load_model
+from learned_manifold.model_file import read_metadata
+
+CFG = TrainConfig(steps=20, batch_size=32, rank=2, hidden=8, depth=1, emb_dim=8, val_points=20, checkpoint_every=10)
+SMALL = ["circle", "--num-points", "200", "--steps", "10", "--batch-size", "32", "--hidden", "8", "--depth", "1",
+         "--no-progress", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def data():
+    return Circle(2).sample(200, generator=torch.Generator().manual_seed(0))
+
+
+def test_an_existing_model_is_never_replaced_without_resume_or_overwrite(tmp_path, data):
+    """``train(out=...)`` refuses an existing model (and leaves it byte for byte); ``overwrite=True`` replaces
+    it; ``resume`` and ``overwrite`` together are refused."""
+    out = tmp_path / "m.lmm"
+    train(data, CFG, out=out, progress=False, device="cpu")
+    before = out.read_bytes(), state_path(out).read_bytes()
+    short = TrainConfig(**{**CFG.__dict__, "steps": 5, "checkpoint_every": 0})
+    with pytest.raises(OutputError, match="already exists.*--resume.*--overwrite"):
+        train(data, short, out=out, progress=False, device="cpu")
+    assert (out.read_bytes(), state_path(out).read_bytes()) == before
+    train(data, short, out=out, overwrite=True, progress=False, device="cpu")
+    assert read_metadata(out)["extra"]["total_steps"] == 5
+    with pytest.raises(OutputError, match="exclude each other"):
+        train(data, short, out=out, resume=True, overwrite=True, progress=False, device="cpu")
+
+
+def test_a_lone_training_state_also_counts_as_existing_output(tmp_path):
+    """A training state without its model (a run killed between the two writes) is refused too."""
+    out = tmp_path / "m.lmm"
+    state_path(out).write_bytes(b"state")
+    with pytest.raises(OutputError, match="already exists"):
+        check_output(out)
+    assert check_output(out, overwrite=True) == out and check_output(out, resume=True) == out
+
+
+def test_the_cli_refuses_to_overwrite_and_accepts_overwrite(tmp_path, capsys):
+    """``train`` into an existing ``--out``: exit 2 with one line; ``--overwrite`` trains; both flags: usage."""
+    out = tmp_path / "m.lmm"
+    assert main(["train", *SMALL, "--out", str(out)]) == 0
+    before = out.read_bytes()
+    capsys.readouterr()
+    assert main(["train", *SMALL, "--steps", "5", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "already exists" in err and len(err.splitlines()) == 1 and out.read_bytes() == before
+    assert main(["train", *SMALL, "--steps", "5", "--out", str(out), "--overwrite"]) == 0
+    assert read_metadata(out)["extra"]["total_steps"] == 5
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", *SMALL, "--out", str(out), "--overwrite", "--resume"])
+    assert exit_.value.code == 2 and "not allowed with" in capsys.readouterr().err
+
+
+def test_the_output_check_creates_nothing(tmp_path):
+    """`check_output` probes the folder with a temporary file and leaves the folder as it was."""
+    check_output(tmp_path / "m.lmm")
+    assert os.listdir(tmp_path) == []
+
+
+def test_the_lock_refuses_a_second_holder_names_its_pid_and_is_reentrant(tmp_path):
+    """A held lock makes a second acquisition (another open file, as in another process) fail with the
+    holder's pid; within one process the lock is re-entrant; the lock file goes away on release."""
+    out = tmp_path / "m.lmm"
+    with OutputLock(out):
+        assert lock_path(out).read_text().strip() == str(os.getpid())
+        with OutputLock(out):  # re-entrant: the CLI holds it, then `train` takes it again
+            pass
+        assert lock_path(out).exists()
+        fd = os.open(lock_path(out), os.O_RDWR)  # another open file description, as in another process
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.close(fd)
+    assert not lock_path(out).exists()
+    lock_path(out).write_text("999999\n")  # a stale lock file of a killed run: unlocked, so it is taken over
+    with OutputLock(out):
+        assert lock_path(out).read_text().strip() == str(os.getpid())
+    assert not lock_path(out).exists()
+
+
+def test_a_run_holding_the_lock_blocks_another_run_on_the_same_output(tmp_path, data, monkeypatch):
+    """`train` fails at once with "another run is writing OUT (pid N)" while the lock is held elsewhere."""
+    import learned_manifold_training.outputs as outputs
+
+    out = tmp_path / "m.lmm"
+    lock_path(out).write_text("4242\n")
+    fd = os.open(lock_path(out), os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        monkeypatch.setattr(outputs, "_HELD", {})  # not this process's own (re-entrant) lock
+        with pytest.raises(OutputError, match=r"another run is writing .*m\.lmm' \(pid 4242\)"):
+            train(data, CFG, out=out, progress=False, device="cpu")
+    finally:
+        os.close(fd)
+    assert not out.exists()
+
+
+def test_a_full_disk_at_a_checkpoint_is_one_line_and_keeps_the_previous_checkpoint(tmp_path, data, monkeypatch,
+                                                                                    capsys):
+    """When the disk refuses a checkpoint (ENOSPC at fsync), the run stops with one clear line naming the file
+    and the kept step; the model and state of the previous checkpoint are intact and load."""
+    out = tmp_path / "m.lmm"
+    train(data, CFG, out=out, progress=False, device="cpu", stop_after=10)
+    before = out.read_bytes(), state_path(out).read_bytes()
+    real_fsync = os.fsync
+
+    def full_disk(fd):
+        if os.path.isfile(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OutputError) as err:
+        train(data, CFG, out=out, resume=True, progress=False, device="cpu")
+    monkeypatch.undo()
+    message = str(err.value)
+    assert "No space left on device" in message and "m.lmm" in message and "step 10" in message
+    assert "\n" not in message
+    assert (out.read_bytes(), state_path(out).read_bytes()) == before
+    assert read_metadata(out)["extra"]["step"] == 10 and load_model(out) is not None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.lmm", "m.lmm.train-state.pt"]  # no temp, no lock

@@ -1,0 +1,128 @@
+"""`TrainConfig`: the settings of one training run, validated when built (issue 13, item 8).
+
+Every field is checked in ``__post_init__`` (type, finiteness, range), so a bad setting fails with one
+``TypeError``/``ValueError`` naming the field before any data is read or any step is taken. Checks that need
+the data (``rank <= D``) are in `TrainConfig.check_data_dim`, which `train` calls before building a model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from learned_manifold.models import LOSSES, MAX_DEPTH, MAX_RANK, MAX_WIDTH, SAMPLER_NAMES, check_int, check_real
+from learned_manifold.precision import PRECISIONS
+
+__all__ = ["MAX_SEED", "TrainConfig"]
+
+MAX_SEED = 2**63 // 1_000_003 - 2**32  # batches are keyed by seed * 1_000_003 + step (a 64-bit generator seed)
+MAX_STEPS = 2**31
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one training run. Bandwidths are in units of the data scale ``s`` (SPEC §1):
+    the sampler draws ``σ/s`` in ``[sigma_min, sigma_max]``.
+
+    Attributes:
+        steps: optimisation steps; batch_size: the global batch (split across DDP ranks).
+        rank, hidden, depth, emb_dim: model size (SPEC §4); rank ``None`` means ``min(D, 16)``; an explicit rank
+            must be at most ``D`` (checked by `check_data_dim` once the data are known).
+        centred: train a denoiser and match the mean-centred CDC (SPEC §3; the best measured recipe).
+        denoiser_warmup: fraction of the steps that train the denoiser alone before the factor starts.
+        loss, tikhonov, sampler, sigma_min, sigma_max: the loss and bandwidth sampler (SPEC §3).
+        lr, weight_decay, warmup, grad_clip, ema: AdamW with linear warm-up (fraction of steps) then cosine
+            decay to ``lr/10``; gradient-norm clipping (``0`` disables); EMA decay of the saved weights
+            (``0`` disables).
+        val_every: validation period in steps (``0``: only at the end); checkpoint_every: checkpoint period
+            (``0``: only at the end and on interruption).
+        val_points: held-out points for validation and σ selection.
+        precision: ``"auto"`` (bf16 where the device multiplies bf16 natively, else fp32: the fastest setting
+            within 5% of fp32's accuracy, ``benchmarks/RESULTS.md``), ``"fp32"``, or ``"bf16"`` (autocast);
+            compile: ``torch.compile`` the networks.
+        seed: seeds the data split, the initialisation and every batch.
+
+    Raises:
+        TypeError: a field of the wrong type (e.g. a float number of steps, a bool where a number is expected).
+        ValueError: a field out of range or not finite; the message names the field.
+    """
+
+    steps: int = 3000
+    batch_size: int = 512
+    rank: int | None = None
+    hidden: int = 256
+    depth: int = 3
+    emb_dim: int = 128
+    centred: bool = True
+    denoiser_warmup: float = 0.25
+    loss: str = "lowrank"
+    tikhonov: float = 0.0
+    sampler: str = "loguniform"
+    sigma_min: float = 3e-3
+    sigma_max: float = 4.0
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    warmup: float = 0.02
+    grad_clip: float = 1.0
+    ema: float = 0.999
+    val_every: int = 0
+    checkpoint_every: int = 0
+    val_points: int = 500
+    precision: str = "auto"
+    compile: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.steps = check_int(self.steps, "steps", 1, MAX_STEPS)
+        self.batch_size = check_int(self.batch_size, "batch_size", 1, 2**31)
+        if self.rank is not None:
+            self.rank = check_int(self.rank, "rank", 1, MAX_RANK)
+        self.hidden = check_int(self.hidden, "hidden", 1, MAX_WIDTH)
+        self.depth = check_int(self.depth, "depth", 1, MAX_DEPTH)
+        self.emb_dim = check_int(self.emb_dim, "emb_dim", 1, MAX_WIDTH)
+        for name in ("centred", "compile"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r:.60}")
+        self.denoiser_warmup = _fraction(self.denoiser_warmup, "denoiser_warmup")
+        self.warmup = _fraction(self.warmup, "warmup")
+        self.ema = _fraction(self.ema, "ema")
+        _choice(self.loss, "loss", LOSSES)
+        _choice(self.sampler, "sampler", SAMPLER_NAMES)
+        _choice(self.precision, "precision", PRECISIONS)
+        self.tikhonov = check_real(self.tikhonov, "tikhonov", nonnegative=True)
+        self.sigma_min = check_real(self.sigma_min, "sigma_min", positive=True)
+        self.sigma_max = check_real(self.sigma_max, "sigma_max", positive=True)
+        if not self.sigma_min < self.sigma_max:
+            raise ValueError(f"sigma_min must be < sigma_max, got sigma_min={self.sigma_min}, "
+                             f"sigma_max={self.sigma_max}")
+        self.lr = check_real(self.lr, "lr", positive=True)
+        self.weight_decay = check_real(self.weight_decay, "weight_decay", nonnegative=True)
+        self.grad_clip = check_real(self.grad_clip, "grad_clip", nonnegative=True)
+        self.val_every = check_int(self.val_every, "val_every", 0, MAX_STEPS)
+        self.checkpoint_every = check_int(self.checkpoint_every, "checkpoint_every", 0, MAX_STEPS)
+        self.val_points = check_int(self.val_points, "val_points", 1, 2**31)
+        self.seed = check_int(self.seed, "seed", 0, MAX_SEED)
+
+    def check_data_dim(self, D: int) -> int:
+        """The factor's rank for data of dimension ``D``: ``rank`` (at most ``D``), ``min(D, 16)`` when unset,
+        ``D`` for the full loss (which needs ``rank = D``). Raises ``ValueError`` naming the field otherwise."""
+        if self.loss == "full":
+            if self.rank is not None and self.rank != D:
+                raise ValueError(f"rank must equal D = {D} for the full loss, got {self.rank}")
+            return D
+        if self.rank is None:
+            return min(D, 16)
+        if self.rank > D:
+            raise ValueError(f"rank must be at most the data dimension D = {D}, got {self.rank}")
+        return self.rank
+
+
+def _fraction(value: object, name: str) -> float:
+    value = check_real(value, name, nonnegative=True)
+    if not value < 1:
+        raise ValueError(f"{name} must be in [0, 1), got {value}")
+    return value
+
+
+def _choice(value: object, name: str, valid: tuple[str, ...]) -> None:
+    if not isinstance(value, str) or value not in valid:
+        raise ValueError(f"{name} must be one of {', '.join(valid)}; got {value!r:.60}")

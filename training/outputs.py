@@ -1,0 +1,239 @@
+"""Where a training run writes, checked before it starts and locked while it runs (issue 13, items 1-3).
+
+A run writes the model file ``OUT``, its training state ``OUT.train-state.pt`` and, while it runs, a lock file
+``OUT.lock`` that holds the writer's pid. `check_output` refuses, before any work, an output that would be lost
+or would destroy something: an existing model (unless resuming or overwriting), a symbolic link, a folder, a
+device or FIFO, a missing or unwritable folder. `OutputLock` keeps two runs from writing one ``OUT``.
+Writing itself is `learned_manifold.model_file.save_model` / ``atomic_write_bytes`` (atomic, so a failed write
+keeps the previous checkpoint); `write_failed` turns an ``OSError`` there into one clear line.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import stat
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import learned_manifold
+from learned_manifold.model_file import atomic_write_bytes, save_model
+
+try:  # POSIX advisory locks; without them (Windows) runs are not locked against each other
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None
+
+__all__ = ["Checkpointer", "OutputError", "OutputLock", "check_output", "lock_path", "state_path", "write_failed"]
+
+
+class OutputError(ValueError):
+    """An output path that a run must not or cannot write (refused before the run starts)."""
+
+
+def state_path(out: Path) -> Path:
+    """``OUT.train-state.pt``: optimizer, EMA and step, next to the model file."""
+    return out.with_name(out.name + ".train-state.pt")
+
+
+def lock_path(out: Path) -> Path:
+    """``OUT.lock``: exists while a run writes ``OUT``; holds its pid."""
+    return out.with_name(out.name + ".lock")
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a special file"
+
+
+def _check_folder(out: str | os.PathLike) -> Path:
+    out = Path(out)
+    if out.name in ("", ".", ".."):
+        raise OutputError(f"cannot write {str(out)!r}: the output must name a file, e.g. model.lmm")
+    parent = out.parent
+    if not parent.exists():
+        raise OutputError(f"cannot write {str(out)!r}: the folder {str(parent)!r} does not exist (create it first)")
+    if not parent.is_dir():
+        raise OutputError(f"cannot write {str(out)!r}: {str(parent)!r} is not a folder")
+    return out
+
+
+def check_output(out: str | os.PathLike, *, resume: bool = False, overwrite: bool = False) -> Path:
+    """Refuse, before any work, an output path a run must not or cannot write.
+
+    Args:
+        out: the model file to write.
+        resume: the run continues ``out``'s training (so ``out`` may exist).
+        overwrite: the run may replace an existing ``out`` and its training state.
+
+    Returns:
+        ``out`` as a `Path`.
+
+    Raises:
+        OutputError: ``resume`` and ``overwrite`` together; ``out`` (or its state or lock file) is a symbolic
+            link, a folder, a device, FIFO or socket; its folder is missing, not a folder, or not writable
+            (tested by creating and removing a probe file); ``out`` exists and neither flag is given.
+    """
+    if resume and overwrite:
+        raise OutputError("resume and overwrite exclude each other: resume continues OUT, overwrite replaces it")
+    out = _check_folder(out)
+    parent = out.parent
+    for path in (out, state_path(out), lock_path(out)):
+        try:
+            mode = path.lstat().st_mode
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISREG(mode):
+            raise OutputError(f"cannot write {str(path)!r}: it is {_kind(mode)}, not a regular file; "
+                              f"refusing to replace it")
+    if not (resume or overwrite) and (out.exists() or state_path(out).exists()):
+        raise OutputError(f"{str(out)!r} already exists; continue its training with --resume (resume=True) "
+                          f"or replace it with --overwrite (overwrite=True)")
+    try:  # the only reliable writability test (permissions, read-only mounts, ACLs): create a file there
+        fd, probe = tempfile.mkstemp(dir=parent, prefix=f".{out.name}.", suffix=".probe")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise OutputError(f"cannot write {str(out)!r}: the folder {str(parent)!r} is not writable "
+                          f"({err.strerror or err})") from None
+    return out
+
+
+def write_failed(out: Path, err: OSError, kept: int | None) -> OutputError:
+    """One clear line for a checkpoint write that failed (full disk, quota, I/O error)."""
+    previous = (f"the previous checkpoint (step {kept}) is kept" if kept
+                else "nothing was written")
+    return OutputError(f"could not write {str(out)!r}: {err.strerror or err}; {previous}")
+
+
+_HELD: dict[str, list] = {}  # lock path -> [fd, count]: this process's locks (re-entrant: CLI, then `train`)
+
+
+class OutputLock:
+    """An exclusive, non-blocking ``flock`` on ``OUT.lock`` for the whole run (a re-entrant context manager).
+
+    A second run on the same ``OUT`` fails at once with ``"another run is writing OUT (pid N)"``. Within one
+    process the lock is re-entrant (the CLI takes it before reading the data, `train` again). The lock file is
+    removed on release; a run killed with SIGKILL leaves it behind, unlocked, and the next run reuses it.
+    """
+
+    def __init__(self, out: str | os.PathLike):
+        self.out = Path(out)
+        self.path = lock_path(self.out)
+        self._key = os.path.abspath(self.path)
+        self._held = False
+
+    def acquire(self) -> None:
+        if fcntl is None or self._held:  # pragma: no cover
+            return
+        if self._key in _HELD:
+            _HELD[self._key][1] += 1
+            self._held = True
+            return
+        _check_folder(self.out)
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            except OSError as err:
+                raise OutputError(f"cannot lock {str(self.out)!r} with {str(self.path)!r}: "
+                                  f"{err.strerror or err}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise OutputError(f"another run is writing {str(self.out)!r} (pid {pid})") from None
+            try:  # a run that released the lock unlinked the file: lock the file now at the path instead
+                here, there = os.fstat(fd), os.stat(self.path, follow_symlinks=False)
+                same = (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        _HELD[self._key] = [fd, 1]
+        self._held = True
+
+    def release(self) -> None:
+        if not self._held:
+            return
+        self._held = False
+        entry = _HELD[self._key]
+        entry[1] -= 1
+        if entry[1]:
+            return
+        del _HELD[self._key]
+        try:
+            os.unlink(self.path)  # unlink while still holding the lock (see `acquire`)
+        except FileNotFoundError:
+            pass
+        os.close(entry[0])  # closing releases the flock
+
+    def __enter__(self) -> OutputLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+@dataclass
+class Checkpointer:
+    """Writes a run's checkpoints: the training state, then the model file with its extra metadata.
+
+    The state goes first, so a run killed between the two writes still resumes (from the newer state). Every
+    model file records ``complete`` (``False`` for checkpoints before the end and on interruption), ``step``,
+    ``total_steps``, the number of points, the training seconds (summed over resumed runs), the precision, the
+    seed and the library version (`learned-manifold info` shows them).
+    """
+
+    out: Path
+    model: nn.Module
+    ema: nn.Module
+    optimizer: torch.optim.Optimizer
+    config: object  # TrainConfig (a dataclass)
+    fingerprint: list[float]
+    info: dict = field(default_factory=dict)  # num_points, num_train_points, num_val_points, precision
+    saved_step: int | None = None  # the step of the last checkpoint on disk
+
+    def save(self, step: int, seconds: float, *, complete: bool, validation: dict | None = None) -> None:
+        """Write the checkpoint of ``step`` after ``seconds`` of training in all; `OutputError` (one line, the
+        previous checkpoint kept) if the disk refuses it."""
+        cfg = asdict(self.config)
+        extra = {"complete": complete, "step": step, "total_steps": cfg["steps"], **self.info,
+                 "training_seconds": round(seconds, 3), "seed": cfg["seed"],
+                 "library_version": learned_manifold.__version__}
+        if validation is not None:
+            extra["validation"] = validation
+        buf = io.BytesIO()
+        torch.save({
+            "step": step,
+            "seconds": seconds,
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "config": json.dumps(cfg),
+            "fingerprint": self.fingerprint,
+        }, buf)
+        try:
+            atomic_write_bytes(state_path(self.out), buf.getvalue())
+            save_model(self.ema, self.out, extra=extra)
+        except OSError as err:
+            raise write_failed(self.out, err, self.saved_step) from None
+        self.saved_step = step

@@ -1,0 +1,109 @@
+"""What a running training loop needs besides the maths: the device, interruption and divergence (issue 13).
+
+- `resolve_device` checks a device name before any work (``"bogus"``, ``"cuda"`` on a CPU-only build).
+- `StopRequest` turns SIGINT (Ctrl-C) and SIGTERM into a flag that the loop reads between steps, so an
+  interrupted run saves a consistent checkpoint at a step boundary and raises `TrainingInterrupted`.
+  A second signal interrupts at once.
+- `check_health` stops a diverging run (`TrainingDiverged`) before a non-finite checkpoint is written.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+
+import torch
+from torch import Tensor
+
+__all__ = ["StopRequest", "TrainingDiverged", "TrainingInterrupted", "check_health", "resolve_device"]
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """A run stopped by SIGINT/SIGTERM after saving a checkpoint at ``step`` of ``total`` to ``path``."""
+
+    def __init__(self, step: int, total: int, path):
+        super().__init__(f"interrupted at step {step} of {total}")
+        self.step, self.total, self.path = step, total, path
+
+
+class TrainingDiverged(ValueError):
+    """The loss or the weights became non-finite; the last good checkpoint (if any) is kept."""
+
+
+def resolve_device(device: str | torch.device | None, rank: int = 0, *, name: str = "device") -> torch.device:
+    """The torch device for ``device`` (``"auto"``/``None``: CUDA when present, rank-local under DDP).
+
+    Raises:
+        TypeError: ``device`` is not a string or a `torch.device`.
+        ValueError: an unknown device name, a device type this torch build lacks (``"cuda"`` on a CPU-only
+            build), or a CUDA index beyond the visible GPUs. Messages start with ``name`` (the CLI passes
+            ``"--device"``).
+    """
+    if device is None or device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", rank % torch.cuda.device_count())
+        return torch.device("cpu")
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"{name} must be a string such as 'cpu' or 'cuda:0', got {type(device).__name__}")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        prefix = "" if name == "device" else f"{name}: "
+        raise ValueError(f"{prefix}unknown device {str(device)!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda":
+        if torch.version.cuda is None and torch.version.hip is None:
+            raise ValueError(f"{name} {device}: this torch build has no CUDA")
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"{name} {device}: no CUDA GPU is visible")
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(f"{name} {device}: only {count} CUDA GPU(s) are visible (cuda:0..cuda:{count - 1})")
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"{name} {device}: MPS is not available in this torch build or on this machine")
+    elif dev.type != "cpu":
+        raise ValueError(f"{name} {device}: device type {dev.type!r} is not supported; use cpu, cuda or mps")
+    return dev
+
+
+class StopRequest:
+    """Catch SIGINT and SIGTERM while the loop runs (a context manager); ``requested`` says one came.
+
+    The handlers are installed only in the main thread (Python delivers signals there) and the previous ones
+    are restored on exit. A second signal raises ``KeyboardInterrupt`` at once.
+    """
+
+    SIGNALS = tuple(s for s in (getattr(signal, "SIGINT", None), getattr(signal, "SIGTERM", None)) if s)
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for s in self.SIGNALS:
+                self._previous[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+        self._previous.clear()
+
+
+def check_health(step: int, loss_sum: Tensor, params: list[Tensor]) -> None:
+    """Raise `TrainingDiverged` if the summed recent losses ``loss_sum`` (a 0-d tensor) or any of ``params`` is
+    not finite. One host synchronisation."""
+    norms = torch.stack([n.float() for n in torch._foreach_norm(params)]) if params else loss_sum.reshape(1)
+    verdict = torch.stack([loss_sum.float().reshape(()), norms.sum()]).tolist()
+    if not math.isfinite(verdict[0]):
+        raise TrainingDiverged(f"training diverged at step {step}: loss is {verdict[0]}; try a smaller --lr")
+    if not math.isfinite(verdict[1]):
+        raise TrainingDiverged(f"training diverged at step {step}: the weights are not finite; "
+                               f"try a smaller --lr")
