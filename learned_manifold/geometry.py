@@ -28,6 +28,7 @@ __all__ = [
     "lowrank_solve",
     "lowrank_inner",
     "range_project",
+    "spectral_apply",
 ]
 
 
@@ -67,11 +68,20 @@ def _small_eigh(g: Tensor) -> tuple[Tensor, Tensor]:
         torch.set_num_threads(threads)
 
 
+def _finite_rows(A: Tensor) -> Tensor:
+    """``(B, ...)`` → ``(B,)`` bool: rows whose entries are all finite."""
+    return torch.isfinite(A.flatten(1)).all(-1)
+
+
 def eigenpairs(A: Tensor, *, rel_eps: float = 1e-6) -> Eigenpairs:
     """Eigenpairs of ``G = AAᵀ`` from the Gram ``AᵀA = V Λ Vᵀ``: ``U = A V Λ^{-1/2}`` (SPEC §5).
 
     The ``r × r`` eigen-problem is solved in float64 (it is tiny); the ``D``-sized product ``A V Λ^{-1/2}``
     runs in ``A``'s dtype.
+
+    Rows are independent (as in ``geoopt.Sphere``): a factor with a NaN or inf entry gives NaN eigenvalues
+    and eigenvectors for that row only; the other rows are computed as if it were absent (the bad rows are
+    replaced by zeros before ``eigh``, which would otherwise fail for the whole batch).
 
     Args:
         A: ``(B, D, r)`` factors.
@@ -82,15 +92,24 @@ def eigenpairs(A: Tensor, *, rel_eps: float = 1e-6) -> Eigenpairs:
     """
     if A.ndim != 3:
         raise ValueError(f"A must have shape (B, D, r), got {tuple(A.shape)}")
-    evals, evecs = _small_eigh(gram(A.double()))
+    finite = _finite_rows(A)
+    all_finite = bool(finite.all())
+    A_ok = A if all_finite else torch.where(finite[:, None, None], A, torch.zeros((), dtype=A.dtype,
+                                                                                 device=A.device))
+    evals, evecs = _small_eigh(gram(A_ok.double()))
     evals = evals.flip(-1).clamp_min(0.0)
     evecs = evecs.flip(-1)
     # Eigenvalues below rel_eps·λ₁, or below what A's dtype can hold (λ^{-1/2} would overflow it), count as zero.
     floor = torch.finfo(A.dtype).tiny
     keep = (evals > rel_eps * evals[..., :1].clamp_min(floor)) & (evals > floor)
     inv_sqrt = torch.where(keep, evals.clamp_min(floor).rsqrt(), torch.zeros_like(evals))
-    U = A @ (evecs * inv_sqrt.unsqueeze(-2)).to(A.dtype)  # the D-sized product in A's own dtype
-    return Eigenpairs(values=evals.to(A.dtype), vectors=U)
+    U = A_ok @ (evecs * inv_sqrt.unsqueeze(-2)).to(A.dtype)  # the D-sized product in A's own dtype
+    values = evals.to(A.dtype)
+    if not all_finite:
+        nan = torch.full((), float("nan"), dtype=A.dtype, device=A.device)
+        values = torch.where(finite[:, None], values, nan)
+        U = torch.where(finite[:, None, None], U, nan)
+    return Eigenpairs(values=values, vectors=U)
 
 
 def tangent_basis(A: Tensor, d: int) -> Tensor:
@@ -201,13 +220,22 @@ def lowrank_solve(A: Tensor, v: Tensor, delta: float = 0.0, *, rel_eps: float = 
     if delta < 0:
         raise ValueError(f"delta must be >= 0, got {delta}")
     if delta > 0:
-        at_v = A.transpose(-1, -2) @ v.unsqueeze(-1)  # (B, r, 1)
-        g = gram(A)
-        r = g.shape[-1]
-        eye = torch.eye(r, dtype=g.dtype, device=g.device)
+        # The r × r algebra runs in at least float32 (Cholesky has no half-precision kernels); rows whose
+        # factor is not finite are solved with a zero factor and then set to NaN (one bad row, one NaN row).
+        work = torch.promote_types(A.dtype, torch.float32)
+        finite = _finite_rows(A)
+        all_finite = bool(finite.all())
+        Aw = A.to(work)
+        if not all_finite:
+            Aw = torch.where(finite[:, None, None], Aw, torch.zeros((), dtype=work, device=A.device))
+        at_v = Aw.transpose(-1, -2) @ v.to(work).unsqueeze(-1)  # (B, r, 1)
+        g = gram(Aw)
+        eye = torch.eye(g.shape[-1], dtype=work, device=g.device)
         chol = torch.linalg.cholesky(g + delta * eye)
-        inner = torch.cholesky_solve(at_v, chol)
-        return (v - (A @ inner).squeeze(-1)) / delta
+        out = (v.to(work) - (Aw @ torch.cholesky_solve(at_v, chol)).squeeze(-1)) / delta
+        if not all_finite:
+            out = torch.where(finite[:, None], out, torch.full((), float("nan"), dtype=work, device=A.device))
+        return out.to(v.dtype)
     pairs = eigenpairs(A, rel_eps=rel_eps) if pairs is None else pairs
     inv = torch.where(pairs.values > 0, 1.0 / pairs.values.clamp_min(torch.finfo(A.dtype).tiny), 0.0)
     coords = (pairs.vectors.transpose(-1, -2) @ v.unsqueeze(-1)).squeeze(-1) * inv
@@ -218,6 +246,34 @@ def lowrank_inner(A: Tensor, u: Tensor, v: Tensor, delta: float = 0.0, *,
                   pairs: Eigenpairs | None = None) -> Tensor:
     """Riemannian inner product ``uᵀ (AAᵀ + δI)^{-1} v`` per point: → ``(B,)`` (``pairs`` as in `lowrank_solve`)."""
     return (u * lowrank_solve(A, v, delta, pairs=pairs)).sum(-1)
+
+
+def spectral_apply(pairs: Eigenpairs, u: Tensor, d: int | Tensor | None = None, *, power: int = 0) -> Tensor:
+    """``Û_d Λ_d^p Û_dᵀ u``: a power of ``G`` restricted to its top-``d`` eigen-directions (SPEC §5, δ = 0).
+
+    ``power = 0`` is the tangent projector ``Û Ûᵀ u`` (`range_project`), ``1`` the restricted co-metric
+    ``G_d u`` (the Riemannian gradient on the learned tangent bundle), ``-1`` the restricted metric ``G_d^+ u``
+    (eigen-directions with a zero eigenvalue contribute nothing). ``d`` as in `range_project`.
+
+    Args:
+        pairs: `eigenpairs` of the factor, values ``(B, r)`` and vectors ``(B, D, r)``.
+        u: ``(B, D)`` vectors.
+
+    Returns:
+        ``(B, D)``.
+    """
+    if power not in (-1, 0, 1):
+        raise ValueError(f"power must be -1, 0 or 1, got {power}")
+    if d is None:
+        d = intrinsic_dimension(pairs.values)
+    U = pairs.vectors[..., :d] if isinstance(d, int) else truncate_basis(pairs.vectors, d)
+    coords = (U.transpose(-1, -2) @ u.unsqueeze(-1)).squeeze(-1)  # (B, d')
+    if power:
+        lam = pairs.values[..., : U.shape[-1]]
+        if power == -1:
+            lam = torch.where(lam > 0, 1.0 / lam.clamp_min(torch.finfo(lam.dtype).tiny), torch.zeros_like(lam))
+        coords = coords * lam
+    return (U @ coords.unsqueeze(-1)).squeeze(-1)
 
 
 def range_project(A: Tensor, u: Tensor, d: int | Tensor | None = None, *,

@@ -9,15 +9,24 @@ Two readings of the same field, chosen by the isotropic part ``δ``:
   point's gap-rule dimension), ``egrad2rgrad(x, u) = G u``, ``retr(x, u) = x + proju(x, u)`` (so geoopt's momentum seed,
   a raw Euclidean gradient, is handled) and ``transp(x, y, v) = proju(y, v)``.
 
-With ``landing=True`` (fields that have a denoiser), ``projx`` is the landing projection ``x ← x̂(x, σ)``
-and ``retr`` lands after every step; otherwise ``projx`` is the identity.
+With ``landing=True`` (low-rank fields that have a denoiser), the manifold is the set of fixed points of the
+*normal-only* landing map ``x ← x + (I − P_x)(x̂(x, σ) − x)``, ``P_x`` the projector onto the learned tangent
+space (top-``d`` eigenvectors of ``G(x)``). ``projx`` iterates that map until the normal correction is below a
+tolerance (annealing ``σ`` down from the correction's size for points far from the data), so it never moves a
+point along the data: a point that is already a fixed point is returned unchanged (bit for bit), ``projx`` is
+idempotent and ``retr(x, 0) = x``. Without landing, ``projx`` is the identity and every finite point of the
+right shape is on the manifold (the geometry is defined everywhere; the data are where it is meaningful).
 
-Points may have any number of leading batch axes; the last ``ndim`` axes are the data axes.
+Points may have any number of leading batch axes; the last ``ndim`` axes are the data axes. What a valid
+point is decides `learned_manifold.metrics.base.as_points`. Rows are independent, as in ``geoopt.Sphere``: a
+NaN row (e.g. from a NaN gradient) stays NaN in that row and leaves the other rows untouched.
 
 Cost: for low-rank fields the manifold evaluates the factor (and, for ``δ = 0``, its eigenpairs) once per point
 and reuses it across the calls an optimiser step makes at that point (``egrad2rgrad``, ``component_inner``,
-``retr``, and ``transp`` at the new point, where the next step starts): a one-entry cache keyed on the point (its
-version counter, or equal values), used only under ``torch.no_grad()`` (as in geoopt's ``step``).
+``retr``, and ``transp`` at the new point, where the next step starts; with landing, the last landing iterate
+provides it): a one-entry cache holding a private copy of the point, hit only by a query of equal values
+(``torch.equal``, so in-place edits such as ``x.data.add_()`` can never read a stale factor), used only under
+``torch.no_grad()`` (as in geoopt's ``step``). The field's network is frozen; the cache assumes it stays so.
 """
 
 from __future__ import annotations
@@ -29,8 +38,8 @@ import geoopt
 import torch
 from torch import Tensor
 
-from .geometry import Eigenpairs, eigenpairs, intrinsic_dimension, lowrank_apply, lowrank_inner, range_project
-from .metrics.base import CoMetricField
+from .geometry import Eigenpairs, eigenpairs, intrinsic_dimension, lowrank_apply, lowrank_inner, spectral_apply
+from .metrics.base import CoMetricField, as_points, check_count, check_scalar
 from .metrics.learned import LearnedCDC
 from .models import MetricModel
 
@@ -45,9 +54,13 @@ class LearnedDataManifold(geoopt.Manifold):
         sigma: evaluation bandwidth in data units (models only; ``None``: the model's default).
         delta: isotropic part ``δ ≥ 0`` (models only; a field carries its own).
         data_shape: shape of one point (default: the model's data shape, or ``(D,)`` for a field).
-        landing: make ``projx`` the denoiser's landing projection and land after every ``retr``.
-        tangent_dim: for ``δ = 0``, project onto the top-``d`` eigenvectors; ``None`` uses each point's
-            gap-rule dimension (SPEC §5), which is scale-free and needs no threshold.
+        landing: make ``projx`` the normal-only landing projection and land after every ``retr`` (low-rank
+            fields with a denoiser).
+        tangent_dim: for ``δ = 0`` (and for landing's normal space), the top-``d`` eigenvectors; ``None`` uses
+            each point's gap-rule dimension (SPEC §5), which is scale-free and needs no threshold.
+        landing_tol: landing stops when the normal correction is below ``landing_tol · σ`` (plus the rounding
+            floor ``64 ε |x|_∞`` of the dtype).
+        landing_steps: the most landing iterations; points that have not converged by then raise.
     """
 
     name = "LearnedData"
@@ -63,6 +76,8 @@ class LearnedDataManifold(geoopt.Manifold):
         data_shape: tuple[int, ...] | None = None,
         landing: bool = False,
         tangent_dim: int | None = None,
+        landing_tol: float = 1e-4,
+        landing_steps: int = 200,
     ):
         super().__init__()
         if isinstance(source, CoMetricField):
@@ -83,13 +98,16 @@ class LearnedDataManifold(geoopt.Manifold):
                              f"the field expects D = {field.dim}")
         self.data_shape = tuple(data_shape)
         self.ndim = len(self.data_shape)
-        if landing and not field.can_project:
-            raise ValueError(f"landing needs a field with a landing projection (a denoiser); "
-                             f"{type(field).__name__} has none")
+        if landing and not (field.can_project and field.low_rank):
+            raise ValueError(f"landing needs a low-rank field (its tangent space gives the normals to land along) "
+                             f"with a landing projection (a denoiser); {type(field).__name__} has "
+                             f"{'no low-rank factor' if field.can_project else 'none'}")
         self.landing = landing
-        if tangent_dim is not None and tangent_dim < 1:
-            raise ValueError(f"tangent_dim must be >= 1, got {tangent_dim}")
+        if tangent_dim is not None:
+            check_count(tangent_dim, "tangent_dim")
         self.tangent_dim = tangent_dim
+        self.landing_tol = check_scalar(landing_tol, "landing_tol")
+        self.landing_steps = check_count(landing_steps, "landing_steps")
         self._cache: dict | None = None
 
     # -- shapes -------------------------------------------------------------------------------------------
@@ -101,45 +119,51 @@ class LearnedDataManifold(geoopt.Manifold):
     def dim(self) -> int:
         return math.prod(self.data_shape)
 
-    def _flat(self, *tensors: Tensor) -> tuple[tuple[int, ...], list[Tensor]]:
-        """Broadcast, then flatten batch axes and data axes: returns the batch shape and ``(B, D)`` tensors."""
+    def _points(self, x: object, name: str = "x", *, convert: bool = False) -> Tensor:
+        return as_points(x, self.data_shape, name, convert=convert)
+
+    def _flat(self, *tensors: Tensor, names: str = "xuv") -> tuple[tuple[int, ...], list[Tensor]]:
+        """Validate, promote to a common dtype, broadcast, flatten: the batch shape and ``(B, D)`` tensors."""
+        tensors = [self._points(t, n) for t, n in zip(tensors, names, strict=False)]
+        dtype = tensors[0].dtype
+        for t in tensors[1:]:
+            dtype = torch.promote_types(dtype, t.dtype)
         shape = torch.broadcast_shapes(*(t.shape for t in tensors))
         batch = tuple(shape[: len(shape) - self.ndim])
-        return batch, [t.expand(shape).reshape(-1, self.dim) for t in tensors]
+        return batch, [t.to(dtype).expand(shape).reshape(-1, self.dim) for t in tensors]
 
     def _unflat(self, batch: tuple[int, ...], t: Tensor) -> Tensor:
         return t.reshape(*batch, *self.data_shape)
 
-    def _factor_at(self, x: Tensor, xf: Tensor) -> Tensor:
-        """The field's factor at ``xf`` (the flattened ``x``), reused while the point is unchanged (no-grad only).
+    def _factor_at(self, xf: Tensor) -> Tensor:
+        """The field's factor at the flat points ``xf``, reused while the point is unchanged (no-grad only)."""
+        return self._cached(xf)["A"]
 
-        One cache entry: the point it was computed at (held together with its version counter), the field's
-        bandwidth, the factor and, once asked for, its eigenpairs. A query hits when it is that tensor,
-        unchanged, or a tensor of equal values: geoopt's step computes the factor at the new point for
-        ``transp`` and then copies the new point into the parameter, so the next step's ``egrad2rgrad`` finds
-        it here instead of running the network again. (On CUDA the value comparison waits for the device once.)
-        """
-        return self._cached(x, xf)["A"]
-
-    def _factor_and_pairs_at(self, x: Tensor, xf: Tensor) -> tuple[Tensor, Eigenpairs]:
+    def _factor_and_pairs_at(self, xf: Tensor) -> tuple[Tensor, Eigenpairs]:
         """The factor at ``xf`` and its eigenpairs, each computed once per cache entry (no-grad only)."""
-        entry = self._cached(x, xf)
+        entry = self._cached(xf)
         if entry.get("pairs") is None:
             entry["pairs"] = eigenpairs(entry["A"])
         return entry["A"], entry["pairs"]
 
-    def _cached(self, x: Tensor, xf: Tensor) -> dict:
-        if torch.is_grad_enabled() or xf.shape[0] * self.dim != x.numel():  # under autograd, or x was broadcast
-            return {"A": self.field.factor(xf)}
+    def _cached(self, xf: Tensor) -> dict:
+        """One cache entry: a private copy of the point, the field's bandwidth, the factor, its eigenpairs.
+
+        A query hits only when its values equal the copy's (``torch.equal``: exact, not probabilistic, and
+        blind to identity and version counters, which ``x.data.add_()`` does not bump). geoopt's step computes
+        the factor at the new point for ``transp`` and then copies the new point into the parameter, so the
+        next step's ``egrad2rgrad`` finds it here instead of running the network again.
+        """
+        if torch.is_grad_enabled():
+            return {"A": self.field.factor(xf), "pairs": None}
         sigma = getattr(self.field, "sigma", None)
         entry = self._cache
         if entry is not None:
             point = entry["point"]
-            if point._version == entry["version"] and entry["sigma"] == sigma and (
-                    point is x or (point.shape == x.shape and point.dtype == x.dtype
-                                   and point.device == x.device and torch.equal(point, x))):
+            if (entry["sigma"] == sigma and point.shape == xf.shape and point.dtype == xf.dtype
+                    and point.device == xf.device and torch.equal(point, xf)):
                 return entry
-        self._cache = {"point": x, "version": x._version, "sigma": sigma, "A": self.field.factor(xf), "pairs": None}
+        self._cache = {"point": xf.detach().clone(), "sigma": sigma, "A": self.field.factor(xf), "pairs": None}
         return self._cache
 
     def _check_shape(self, shape: tuple[int, ...], name: str) -> tuple[bool, str | None]:
@@ -149,57 +173,98 @@ class LearnedDataManifold(geoopt.Manifold):
 
     # -- what the manifold is -----------------------------------------------------------------------------
     def projx(self, x: Tensor) -> Tensor:
-        """Identity, or the landing projection ``x̂(x, σ)`` when ``landing=True``."""
+        """Identity, or the normal-only landing projection when ``landing=True`` (module docstring).
+
+        The landing result is not differentiable (it is computed under ``no_grad``), like geoopt's use of it.
+
+        Raises:
+            ValueError: a finite point that does not land within ``landing_steps`` iterations (too far from the
+                data, or where the data's normal space is ill-defined).
+        """
+        x = self._points(x)
         if not self.landing:
             return x
         batch, (xf,) = self._flat(x)
-        return self._unflat(batch, self.field.project(xf))
+        return self._unflat(batch, land(self, xf))
 
     def proju(self, x: Tensor, u: Tensor) -> Tensor:
         """``δ > 0``: ``u``; ``δ = 0``: ``Û Ûᵀ u`` onto the learned tangent space (low-rank fields)."""
         if self.delta > 0 or not self.field.low_rank:
-            return u.expand(torch.broadcast_shapes(x.shape, u.shape))
+            batch, (_, uf) = self._flat(x, u)
+            return self._unflat(batch, uf)
         batch, (xf, uf) = self._flat(x, u)
-        A, pairs = self._factor_and_pairs_at(x, xf)
-        return self._unflat(batch, range_project(A, uf, self.tangent_dim, pairs=pairs))
+        _, pairs = self._factor_and_pairs_at(xf)
+        return self._unflat(batch, spectral_apply(pairs, uf, self.tangent_dim, power=0))
 
     def egrad2rgrad(self, x: Tensor, u: Tensor) -> Tensor:
-        """Riemannian gradient ``(G + δI) u`` (SPEC §5)."""
+        """Riemannian gradient: ``(G + δI) u`` for ``δ > 0``; ``G_d u = Û Λ_d Ûᵀ u`` for ``δ = 0``.
+
+        SPEC §5 writes ``G u`` for ``δ = 0``. Here ``G`` is restricted to the ``d`` eigen-directions that
+        ``proju`` keeps (the same ``Û``), so the gradient is tangent (``proju(egrad2rgrad(u)) = egrad2rgrad(u)``)
+        and is the Riemannian gradient of the metric ``inner`` defines on that tangent space. The discarded
+        ``r − d`` directions carry the learned normal eigenvalues (small but not zero, ~0.03 on S²); keeping them
+        gave a normal component of up to 0.045 that ``check_vector_on_tangent`` rejected.
+        """
         batch, (xf, uf) = self._flat(x, u)
-        if self.field.low_rank:
-            return self._unflat(batch, lowrank_apply(self._factor_at(x, xf), uf, self.delta))
-        return self._unflat(batch, self.field.apply(xf, uf))
+        if not self.field.low_rank:
+            return self._unflat(batch, self.field.apply(xf, uf))
+        if self.delta > 0:
+            return self._unflat(batch, lowrank_apply(self._factor_at(xf), uf, self.delta))
+        _, pairs = self._factor_and_pairs_at(xf)
+        return self._unflat(batch, spectral_apply(pairs, uf, self.tangent_dim, power=1))
 
     def retr(self, x: Tensor, u: Tensor) -> Tensor:
-        """``x + proju(x, u)``, then the landing projection when enabled."""
+        """``x + proju(x, u)``, then the landing projection when enabled (``retr(x, 0) = projx(x)``)."""
         return self.projx(x + self.proju(x, u))
 
-    expmap = retr
+    def expmap(self, x: Tensor, u: Tensor) -> Tensor:
+        """Not available: a learned manifold has no closed-form exponential map.
+
+        geoopt's optimisers (``RiemannianSGD``, ``RiemannianAdam``) only call ``retr``/``retr_transp``, a
+        first-order retraction; geodesics between two points are `learned_manifold.geodesic`.
+        """
+        raise NotImplementedError("LearnedDataManifold has no exact exponential map; use retr (a first-order "
+                                  "retraction, what geoopt's optimisers call) or learned_manifold.geodesic")
 
     def transp(self, x: Tensor, y: Tensor, v: Tensor) -> Tensor:
         """Vector transport by projection at ``y`` (identity for ``δ > 0``)."""
         return self.proju(y, v)
 
     def inner(self, x: Tensor, u: Tensor, v: Tensor | None = None, *, keepdim: bool = False) -> Tensor:
-        """``uᵀ (G + δI)^{-1} v`` (Woodbury; pseudo-inverse on the range for ``δ = 0``), reduced over data axes."""
+        """``uᵀ (G + δI)^{-1} v`` (Woodbury), reduced over the data axes.
+
+        For ``δ = 0``: ``uᵀ Û Λ_d^{-1} Ûᵀ v``, the metric on the tangent space ``proju`` keeps (the inverse of the
+        restricted ``egrad2rgrad``).
+        """
         same = v is None
         v = u if same else v
         batch, (xf, uf, vf) = self._flat(x, u, v)
-        if self.field.low_rank:
-            A, pairs = self._factor_and_pairs_at(x, xf) if self.delta == 0 else (self._factor_at(x, xf), None)
-            out = lowrank_inner(A, uf, vf, self.delta, pairs=pairs).reshape(batch)
+        if not self.field.low_rank:
+            out = self.field.inner(xf, uf, vf)
+        elif self.delta > 0:
+            out = lowrank_inner(self._factor_at(xf), uf, vf, self.delta)
         else:
-            out = self.field.inner(xf, uf, vf).reshape(batch)
+            _, pairs = self._factor_and_pairs_at(xf)
+            out = (uf * spectral_apply(pairs, vf, self.tangent_dim, power=-1)).sum(-1)
+        out = out.reshape(batch)
         if same:  # a squared norm: clamp the rounding of Woodbury's difference (Adam takes its square root)
             out = out.clamp_min(0)
         return out.reshape(*batch, *([1] * self.ndim)) if keepdim else out
 
     def _check_point_on_manifold(self, x: Tensor, *, atol: float = 1e-5, rtol: float = 1e-5):
+        """Right shape and finite; with landing also a fixed point of ``projx`` (``|projx(x) − x| ≤ tol``)."""
         ok, reason = self._check_shape(x.shape, "x")
         if not ok:
             return False, reason
         if not bool(torch.isfinite(x).all()):
             return False, "x contains NaN or inf"
+        if self.landing:
+            try:
+                err = (self.projx(x) - x).abs().max().item() if x.numel() else 0.0
+            except ValueError as problem:
+                return False, f"x cannot land on the data: {problem}"
+            if err > atol + rtol * x.abs().max().item():
+                return False, f"x is not a fixed point of the landing projection: |projx(x) - x| = {err:.3g}"
         return True, None
 
     def _check_vector_on_tangent(self, x: Tensor, u: Tensor, *, atol: float = 1e-5, rtol: float = 1e-5):
@@ -209,7 +274,7 @@ class LearnedDataManifold(geoopt.Manifold):
         if not bool(torch.isfinite(u).all()):
             return False, "u contains NaN or inf"
         pu = self.proju(x, u)
-        err = (pu - u).abs().max().item()
+        err = (pu - u).abs().max().item() if u.numel() else 0.0
         if err > atol + rtol * u.abs().max().item():
             return False, f"u is not in the learned tangent space: |proju(u) - u| = {err:.3g}"
         return True, None
@@ -218,20 +283,112 @@ class LearnedDataManifold(geoopt.Manifold):
         raise NotImplementedError("a learned manifold has no intrinsic sampler; start from data points")
 
     # -- geometry queries ---------------------------------------------------------------------------------
-    def factor(self, x: Tensor) -> Tensor:
-        """Low-rank factor of ``G`` at ``x``: ``(..., *data_shape)`` → ``(B, D, r)`` (batch axes flattened)."""
-        _, (xf,) = self._flat(x)
+    def factor(self, x: object) -> Tensor:
+        """Low-rank factor of ``G`` at ``x``: ``(..., *data_shape)`` → ``(B, D, r)`` (batch axes flattened).
+
+        ``x`` may be any array-like (numpy array, nested lists); it is converted by ``torch.as_tensor``.
+        """
+        _, (xf,) = self._flat(self._points(x, convert=True))
         return self.field.factor(xf)
 
-    def tangent_space(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def tangent_space(self, x: object) -> tuple[Tensor, Tensor]:
         """Eigenpairs of ``G`` at ``x`` via the ``r × r`` Gram: ``(values (B, r) descending, vectors (B, D, r))``."""
         pairs = eigenpairs(self.factor(x))
         return pairs.values, pairs.vectors
 
-    def intrinsic_dimension(self, x: Tensor) -> Tensor:
+    def intrinsic_dimension(self, x: object) -> Tensor:
         """Pointwise intrinsic dimension by the scale-free gap rule (SPEC §5): ``(B,)`` integers."""
         return intrinsic_dimension(self.tangent_space(x)[0])
 
     def extra_repr(self) -> str:
         return (f"data_shape={self.data_shape}, delta={self.delta:.3g}, landing={self.landing}, "
                 f"field={type(self.field).__name__}")
+
+
+@torch.no_grad()
+def land(manifold: LearnedDataManifold, xf: Tensor) -> Tensor:
+    """Normal-only landing of flat points ``xf`` ``(B, D)`` on ``manifold``'s field; returns ``(B, D)``.
+
+    Each point iterates ``x ← x + n``, ``n = (I − P_x)(x̂(x, σ) − x)``, until ``‖n‖ ≤ tol``; a point already
+    there is returned unchanged. A point far from the data (the denoiser at ``σ`` moves it by more than ``σ/2``)
+    is first brought close: there the learned tangent space is meaningless (its gap-rule dimension may even be
+    ``r``, leaving no normal to move along) and moving along the data does no harm. For fields whose bandwidth
+    can vary (`CoMetricField.landing_bandwidths`) it follows the deterministic probability-flow ODE of the
+    denoiser, ``dx/dσ = (x − x̂(x, σ))/σ``, by Euler steps ``x ← x + (1 − σ'/σ_k)(x̂(x, σ_k) − x)`` from
+    ``σ_0 = clamp(‖x̂(x, σ) − x‖, σ, σ_max)`` down to ``σ`` (``σ' = max(σ, σ_k/2)``): each bandwidth is used
+    where the denoiser was trained and, unlike a full posterior-mean step at a large ``σ``, the path does not
+    collapse onto the data's centre. Otherwise (or when ``σ_0 < 2σ``) it takes full steps
+    ``x ← x̂(x, σ)``. Non-finite rows pass through unchanged. The factor and eigenpairs at the landed points
+    seed the manifold's cache (the next ``transp``/``egrad2rgrad`` there needs them).
+
+    Raises:
+        ValueError: some finite points did not converge within ``manifold.landing_steps`` iterations.
+    """
+    field = manifold.field
+    bands = field.landing_bandwidths()
+    sigma = bands[0] if bands is not None else float(getattr(field, "sigma", 1.0))
+    out = xf.clone()
+    if xf.shape[0] == 0:
+        return out
+    eps = torch.finfo(xf.dtype).eps
+    idx = torch.isfinite(xf).all(-1).nonzero().squeeze(-1)
+    x, s = xf[idx], None  # s: per-point bandwidths while annealing; None: all at σ
+    descended = torch.zeros(idx.shape, dtype=torch.bool, device=xf.device)
+    seen: dict = {}
+    res = tol = xf.new_zeros(0)
+    for _ in range(manifold.landing_steps):
+        if idx.numel() == 0:
+            break
+        kw = {} if s is None else {"sigma": s}
+        d = field.project(x, **kw) - x
+        A = field.factor(x, **kw)
+        pairs = eigenpairs(A)
+        dims = intrinsic_dimension(pairs.values) if manifold.tangent_dim is None else manifold.tangent_dim
+        n = d - spectral_apply(pairs, d, dims, power=0)
+        dist, res = d.norm(dim=-1), n.norm(dim=-1)
+        at_target = torch.ones_like(dist, dtype=torch.bool) if s is None else s <= s.new_tensor(sigma)
+        no_normal = torch.as_tensor(dims, device=d.device) >= d.shape[-1]  # P = I: nothing to land along
+        far = at_target & ((dist > 0.5 * sigma) | no_normal)
+        tol = manifold.landing_tol * sigma + 64 * eps * x.abs().amax(-1)  # of the iterate: same test on re-entry
+        done = at_target & ~far & (res <= tol)
+        if bool(done.any()):
+            rows = idx[done]
+            out[rows] = x[done]
+            if not seen:
+                seen = {"A": A.new_full((xf.shape[0], *A.shape[1:]), float("nan")),
+                        "values": A.new_full((xf.shape[0], A.shape[-1]), float("nan")),
+                        "vectors": A.new_full((xf.shape[0], *A.shape[1:]), float("nan"))}
+            seen["A"][rows], seen["values"][rows], seen["vectors"][rows] = (
+                A[done], pairs.values[done], pairs.vectors[done])
+        if bands is None:  # no bandwidth to anneal: full denoiser steps while far, then normal steps
+            step = torch.where(far.unsqueeze(-1), d, n)
+            s_next = None
+        else:
+            s_now = dist.new_full(dist.shape, sigma) if s is None else s
+            # σ_0 for points found far at σ: their distance, or σ_max where the field sees no normal space
+            # (once per point: a point still far after one descent takes full steps at σ, which keep moving it)
+            start = torch.where(no_normal, bands[1], dist.clamp(bands[0], bands[1]))
+            start = torch.where(descended, bands[0], start)
+            s_next = torch.where(far, start, torch.where(at_target, s_now, (0.5 * s_now).clamp_min(sigma)))
+            # Euler step of the probability-flow ODE from s_now to s_next (a point starting the descent does
+            # not move yet, unless it is within 2σ: then it takes the full step x̂(x, σ) and stays at σ).
+            frac = torch.where(far, (start < 2 * sigma).to(d.dtype), 1 - s_next / s_now)
+            s_next = torch.where(far & (start < 2 * sigma), s_now, s_next)
+            step = torch.where(at_target & ~far, 1.0, frac).unsqueeze(-1) * torch.where(
+                at_target.unsqueeze(-1) & ~far.unsqueeze(-1), n, d)
+            descended = descended | (far & (start >= 2 * sigma))
+        keep = ~done
+        idx, x, res, tol = idx[keep], (x + step)[keep], res[keep], tol[keep]
+        descended = descended[keep]
+        if s_next is not None:
+            s = s_next[keep]
+            s = None if bool((s <= s.new_tensor(sigma)).all()) else s
+    if idx.numel():
+        raise ValueError(f"x: {idx.numel()} of {xf.shape[0]} point(s) did not land on the data in "
+                         f"{manifold.landing_steps} steps (largest normal correction {res.max().item():.3g}, "
+                         f"tolerance {tol.max().item():.3g}): too far from the data, or where its normal space is "
+                         f"ill-defined; start from data points or raise landing_steps")
+    if seen and bool(torch.isfinite(xf).all()):
+        manifold._cache = {"point": out.clone(), "sigma": getattr(field, "sigma", None), "A": seen["A"],
+                           "pairs": Eigenpairs(seen["values"], seen["vectors"])}
+    return out

@@ -12,7 +12,9 @@ return unscaled data and data-unit bandwidths.
 
 from __future__ import annotations
 
+import inspect
 import math
+import numbers
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -25,7 +27,62 @@ __all__ = [
     "MetricModel",
     "SigmaEmbedding",
     "build_backbone",
+    "backbone_options",
+    "LOSSES",
+    "SAMPLER_NAMES",
+    "MAX_DIM",
+    "MAX_RANK",
+    "MAX_WIDTH",
+    "MAX_DEPTH",
 ]
+
+# Generous sanity bounds on sizes, so that a config (for instance read from a file) can never ask for a network
+# that takes minutes to build even on the meta device: the paper's largest image model (FFHQ 256²×3, rank 256)
+# is far inside them.
+MAX_DIM = 2**27  # D = prod(data_shape)
+MAX_RANK = 16384  # r, the factor's columns (r > D is allowed: the extra eigenvalues are zero, SPEC §5)
+MAX_WIDTH = 65536  # hidden and embedding widths
+MAX_DEPTH = 256  # residual blocks (building 2 × 256 blocks on the meta device takes well under a second)
+# Names the library accepts in a config; `learned_manifold_training` owns the implementations (the library does
+# not import it), and its tests check that its registries match these names.
+LOSSES = ("lowrank", "full")
+SAMPLER_NAMES = ("loguniform", "lognormal", "uniform")
+
+
+def check_int(value: object, name: str, low: int, high: int) -> int:
+    """``value`` as an ``int`` in ``[low, high]``; ``TypeError`` for a non-integer (bools and floats included),
+    ``ValueError`` out of range. Both name the argument."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r:.60}")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be in [{low}, {high}], got {value}")
+    return int(value)
+
+
+def check_real(value: object, name: str, *, positive: bool = False, nonnegative: bool = False) -> float:
+    """``value`` as a finite ``float`` (``> 0`` if ``positive``, ``≥ 0`` if ``nonnegative``); names the argument."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r:.60}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if positive and not value > 0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+    if nonnegative and not value >= 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return value
+
+
+def check_data_shape(value: object, name: str = "data_shape") -> tuple[int, ...]:
+    """A point's shape: 1 to 8 positive integers whose product ``D`` is at most `MAX_DIM`."""
+    if not isinstance(value, (tuple, list)):
+        raise TypeError(f"{name} must be a tuple of positive integers, got {type(value).__name__}")
+    if not 1 <= len(value) <= 8:
+        raise ValueError(f"{name} must have 1 to 8 dimensions, got {len(value)}")
+    shape = tuple(check_int(s, f"{name}[{i}]", 1, MAX_DIM) for i, s in enumerate(value))
+    if math.prod(shape) > MAX_DIM:
+        raise ValueError(f"{name} {shape} has D = {math.prod(shape)} > {MAX_DIM} values per point")
+    return shape
 
 
 class SigmaEmbedding(nn.Module):
@@ -93,6 +150,14 @@ class FiLMResMLP(nn.Module):
         head_std: float = 1e-3,
         out_bias: bool = False,
     ):
+        data_shape = check_data_shape(data_shape, "data_shape")
+        check_int(out_channels, "out_channels", 1, MAX_RANK)
+        check_int(hidden, "hidden", 1, MAX_WIDTH)
+        check_int(depth, "depth", 0, MAX_DEPTH)
+        check_int(emb_dim, "emb_dim", 1, MAX_WIDTH)
+        check_real(head_std, "head_std", positive=True)
+        if not isinstance(out_bias, bool):
+            raise TypeError(f"out_bias must be a bool, got {type(out_bias).__name__}")
         super().__init__()
         self.dim = math.prod(data_shape)
         self.out_channels = out_channels
@@ -118,11 +183,32 @@ class FiLMResMLP(nn.Module):
 BACKBONES: dict[str, type[nn.Module]] = {"film_mlp": FiLMResMLP}
 
 
-def build_backbone(arch: str, data_shape: tuple[int, ...], out_channels: int, **kwargs) -> nn.Module:
-    """Instantiate a backbone by name from `BACKBONES`; unknown names raise a ``ValueError`` listing them."""
-    if arch not in BACKBONES:
+def backbone_options(arch: str) -> tuple[str, ...]:
+    """The keyword arguments (``arch_kwargs``) the backbone ``arch`` accepts, read from its constructor's
+    signature: every parameter after ``data_shape`` and ``out_channels``. Unknown ``arch`` raises ``ValueError``."""
+    if not isinstance(arch, str) or arch not in BACKBONES:
         raise ValueError(f"unknown architecture {arch!r}; valid names: {sorted(BACKBONES)}")
-    return BACKBONES[arch](tuple(data_shape), out_channels, **kwargs)
+    params = list(inspect.signature(BACKBONES[arch].__init__).parameters.values())[3:]  # self, data_shape, k
+    return tuple(p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
+
+
+def check_arch_kwargs(arch: str, kwargs: object) -> dict:
+    """``kwargs`` as a dict of keyword arguments that the backbone ``arch`` accepts (values are checked by the
+    backbone's constructor); unknown keys raise a ``ValueError`` listing the valid ones."""
+    if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+        raise TypeError(f"arch_kwargs must be a dict with string keys, got {type(kwargs).__name__}")
+    valid = backbone_options(arch)
+    unknown = sorted(set(kwargs) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown arch_kwargs {unknown} for architecture {arch!r}; valid: {sorted(valid)}")
+    return dict(kwargs)
+
+
+def build_backbone(arch: str, data_shape: tuple[int, ...], out_channels: int, **kwargs) -> nn.Module:
+    """Instantiate a backbone by name from `BACKBONES`; unknown names or keyword arguments raise a
+    ``ValueError`` listing the valid ones, before anything is built."""
+    check_arch_kwargs(arch, kwargs)
+    return BACKBONES[arch](check_data_shape(data_shape), out_channels, **kwargs)
 
 
 @dataclass
@@ -154,19 +240,47 @@ class ModelConfig:
     default_sigma: float = 0.05
     sigma_rule: str = "unset"
 
+    def __post_init__(self) -> None:
+        """Check every field's type and range (one ``TypeError``/``ValueError`` naming the field), before any
+        network is built: a config, from code or from a file, is valid or does not exist."""
+        self.data_shape = check_data_shape(self.data_shape)
+        self.rank = check_int(self.rank, "rank", 1, MAX_RANK)
+        self.arch_kwargs = check_arch_kwargs(self.arch, self.arch_kwargs)
+        if not isinstance(self.centred, bool):
+            raise TypeError(f"centred must be a bool, got {type(self.centred).__name__}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown loss {self.loss!r}; valid: {list(LOSSES)}")
+        if self.loss == "full" and self.rank != math.prod(self.data_shape):
+            raise ValueError(f"the full loss needs rank = D = {math.prod(self.data_shape)}, got {self.rank}")
+        self.tikhonov = check_real(self.tikhonov, "tikhonov", nonnegative=True)
+        if self.sampler not in SAMPLER_NAMES:
+            raise ValueError(f"unknown sampler {self.sampler!r}; valid: {list(SAMPLER_NAMES)}")
+        self.sigma_min = check_real(self.sigma_min, "sigma_min", positive=True)
+        self.sigma_max = check_real(self.sigma_max, "sigma_max", positive=True)
+        if not self.sigma_min < self.sigma_max:
+            raise ValueError(f"need sigma_min < sigma_max, got [{self.sigma_min}, {self.sigma_max}]")
+        self.default_sigma = check_real(self.default_sigma, "default_sigma", positive=True)
+        if not isinstance(self.sigma_rule, str) or len(self.sigma_rule) > 1000:
+            raise TypeError(f"sigma_rule must be a string of at most 1000 characters, got {self.sigma_rule!r:.60}")
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["data_shape"] = list(self.data_shape)
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> ModelConfig:
-        known = {f for f in cls.__dataclass_fields__}
+    def from_dict(cls, d: dict, *, complete: bool = False) -> ModelConfig:
+        """The config stored as ``d`` (`to_dict`'s output); unknown keys raise ``ValueError``, and so do missing
+        ones: ``data_shape`` and ``rank`` always, every field when ``complete`` (a model file holds them all)."""
+        if not isinstance(d, dict):
+            raise TypeError(f"a model config must be a dict, got {type(d).__name__}")
+        known = set(cls.__dataclass_fields__)
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"unknown model config keys {sorted(unknown)}")
-        d = dict(d)
-        d["data_shape"] = tuple(int(s) for s in d["data_shape"])
+            raise ValueError(f"unknown model config keys {sorted(map(str, unknown))}; valid: {sorted(known)}")
+        missing = (known if complete else {"data_shape", "rank"}) - set(d)
+        if missing:
+            raise ValueError(f"model config lacks keys {sorted(missing)}")
         return cls(**d)
 
 
@@ -180,9 +294,20 @@ class MetricModel(nn.Module):
     """
 
     def __init__(self, config: ModelConfig, *, scale: float = 1.0, mean: Tensor | None = None):
+        if not isinstance(config, ModelConfig):
+            raise TypeError(f"config must be a ModelConfig, got {type(config).__name__}")
+        if isinstance(scale, Tensor):
+            if scale.numel() != 1:
+                raise ValueError(f"scale must be one number, got a tensor of shape {tuple(scale.shape)}")
+            scale = scale.item()
+        scale = check_real(scale, "scale", positive=True)
+        if mean is not None:
+            if not isinstance(mean, Tensor) or mean.numel() != math.prod(config.data_shape):
+                got = tuple(mean.shape) if isinstance(mean, Tensor) else type(mean).__name__
+                raise ValueError(f"mean must be a tensor of {math.prod(config.data_shape)} values, got {got}")
+            if not bool(torch.isfinite(mean).all()):
+                raise ValueError("mean must be finite (found NaN or inf)")
         super().__init__()
-        if config.loss == "full" and config.rank != math.prod(config.data_shape):
-            raise ValueError(f"the full loss needs rank = D = {math.prod(config.data_shape)}, got {config.rank}")
         self.config = config
         self.factor_net = build_backbone(config.arch, config.data_shape, config.rank, **config.arch_kwargs)
         self.denoiser_net = (

@@ -4,6 +4,10 @@ Plain tensors and ``nn.Parameter`` s are bound to ``M`` by making ``M`` the opti
 (geoopt uses ``p.manifold`` for ``ManifoldParameter`` s and the default manifold for everything else); a
 ``geoopt.ManifoldParameter`` keeps its own manifold. Shapes are checked up front. Options that geoopt would
 accept and silently ignore are refused.
+
+``stabilize=k`` (every ``k`` steps: ``p ← projx(p)`` and the momentum / first moment ``← proju(p, ·)``) applies
+to every parameter: geoopt's own ``stabilize_group`` skips plain parameters, so it is overridden here to use
+the default manifold for them.
 """
 
 from __future__ import annotations
@@ -34,6 +38,10 @@ def _bind(optimizer: torch.optim.Optimizer, manifold: geoopt.Manifold | None) ->
                 raise ValueError(f"cannot bind a parameter of shape {tuple(p.shape)} to {manifold}: {reason}")
 
 
+def _manifold_of(optimizer: torch.optim.Optimizer, p: torch.Tensor) -> geoopt.Manifold:
+    return p.manifold if isinstance(p, geoopt.ManifoldTensor) else optimizer._default_manifold
+
+
 class RiemannianSGD(geoopt.optim.RiemannianSGD):
     """geoopt's ``RiemannianSGD`` whose plain parameters live on ``manifold``.
 
@@ -49,6 +57,16 @@ class RiemannianSGD(geoopt.optim.RiemannianSGD):
         super().__init__(params, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                          nesterov=nesterov, stabilize=stabilize)
         _bind(self, manifold)
+
+    @torch.no_grad()
+    def stabilize_group(self, group: dict) -> None:
+        """``p ← projx(p)``, momentum ``← proju(p, momentum)``, for plain and manifold parameters alike."""
+        for p in group["params"]:
+            manifold = _manifold_of(self, p)
+            p.copy_(manifold.projx(p))
+            buf = self.state[p].get("momentum_buffer") if group["momentum"] > 0 else None
+            if buf is not None:
+                buf.copy_(manifold.proju(p, buf))
 
 
 class RiemannianAdam(geoopt.optim.RiemannianAdam):
@@ -76,3 +94,14 @@ class RiemannianAdam(geoopt.optim.RiemannianAdam):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                          stabilize=stabilize)
         _bind(self, manifold)
+
+    @torch.no_grad()
+    def stabilize_group(self, group: dict) -> None:
+        """``p ← projx(p)``, first moment ``← proju(p, exp_avg)``, for plain and manifold parameters alike."""
+        for p in group["params"]:
+            state = self.state[p]
+            if not state:  # no gradient yet
+                continue
+            manifold = _manifold_of(self, p)
+            p.copy_(manifold.projx(p))
+            state["exp_avg"].copy_(manifold.proju(p, state["exp_avg"]))

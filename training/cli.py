@@ -113,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
                           formatter_class=_HELP)
     info.add_argument("model", help="a model file written by `learned-manifold train`")
     info.add_argument("--json", action="store_true", help="print the file's metadata as JSON")
+    info.add_argument("--data", default=None,
+                      help="held-out data (a file or built-in name, as for train): check the model against itself "
+                           "there (factor network against denoiser Jacobian, normal eigenvalue as sigma halves)")
+    info.add_argument("--num-points", type=int, default=500, help="points of --data used by the check")
     return parser
 
 
@@ -209,6 +213,11 @@ def _summary(path: str, meta: dict) -> str:
     scalars = {k: v for k, v in e.get("validation", {}).items() if isinstance(v, (int, float))}
     if scalars:
         lines.append("  validation:  " + ", ".join(f"{k} {v:.4g}" for k, v in scalars.items()))
+    check = e.get("validation", {}).get("self_consistency")
+    if isinstance(check, dict):
+        lines.append(f"  consistency: {'trusted' if check.get('trusted') else 'NOT TRUSTED'} on held-out points "
+                     f"(tangent disagreement {_number(check.get('tangent_disagreement'))}, normal growth "
+                     f"{_number(check.get('normal_growth'))}; `info MODEL --data DATA` for details)")
     return "\n".join(lines)
 
 
@@ -217,8 +226,38 @@ def _info(args: argparse.Namespace) -> int:
 
     meta = read_metadata(args.model)  # refuses (ModelFileError, a ValueError) every file load_model refuses
     meta["extra"].get("validation", {}).pop("sigma_table", None)
+    report = None
+    if args.data is not None:
+        report = _consistency(args)
+        meta["self_consistency"] = report.summary()
     print(json.dumps(meta, indent=2) if args.json else _summary(args.model, meta))
+    if report is not None and not args.json:
+        s = report.summary()
+        print(f"  spectra:     factor {s['factor_top_eigenvalues']}\n"
+              f"               denoiser {s['denoiser_top_eigenvalues']}")
+        print(report.message())
     return 0
+
+
+def _consistency(args: argparse.Namespace):
+    """`learned_manifold.diagnostics.self_consistency` of ``args.model`` on up to ``--num-points`` of ``--data``."""
+    from learned_manifold import load_model
+    from learned_manifold.diagnostics import self_consistency
+
+    from .data import resolve_data
+
+    if args.num_points < 1:
+        raise ValueError(f"--num-points must be >= 1, got {args.num_points}")
+    model = load_model(args.model)
+    if not model.has_denoiser:
+        raise ValueError(f"{args.model!r} is an uncentred model (no denoiser): the self-consistency check needs both "
+                         "networks")
+    data, _ = resolve_data(args.data, seed=1)
+    if tuple(data.shape[1:]) != tuple(model.data_shape) and data[0].numel() != model.dim:
+        raise ValueError(f"--data has points of shape {tuple(data.shape[1:])}; the model expects "
+                         f"{tuple(model.data_shape)}")
+    keep = torch.randperm(data.shape[0], generator=torch.Generator().manual_seed(0))[: args.num_points]
+    return self_consistency(model, data[keep].float())
 
 
 def _sigterm_as_interrupt(signum, frame) -> None:

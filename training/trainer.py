@@ -27,6 +27,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from learned_manifold.diagnostics import self_consistency
 from learned_manifold.evaluation import bandwidth_grid, spectral_report
 from learned_manifold.geometry import eigenpairs
 from learned_manifold.models import MetricModel, ModelConfig, check_int
@@ -416,6 +417,8 @@ def _run(data: Tensor, cfg: TrainConfig, rank: int, manifold, out: Path | None, 
         sigma, rule, table = select_sigma(ema, val_x, manifold)
         ema.config.default_sigma, ema.config.sigma_rule = sigma, rule
         result.validation = validate(ema, val_x, sigma, manifold)
+        if ema.has_denoiser:  # ground-truth-free check of the two networks against each other (issue 12)
+            result.validation["self_consistency"] = self_consistency(ema, val_x, sigma).summary()
         result.validation["sigma_table"] = table
         if ckpt is not None:
             ckpt.save(end, seconds_before + seconds, complete=True, validation=result.validation)

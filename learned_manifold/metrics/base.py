@@ -26,6 +26,7 @@ __all__ = [
     "Denoiser",
     "as_denoiser",
     "as_field",
+    "as_points",
     "check_count",
     "check_points",
     "check_scalar",
@@ -36,20 +37,60 @@ Denoiser = Callable[[Tensor, float], Tensor]
 """A posterior-mean estimate ``x̂(y, σ)``: flat ``(B, D)`` points and a float bandwidth in data units."""
 
 
+def as_points(x: object, data_shape: tuple[int, ...], name: str = "x", *, convert: bool = False,
+              owner: str = "the manifold's", batch_ndim: int | None = None) -> Tensor:
+    """The one rule of what a valid batch of points is; returns ``x`` as a tensor or raises one clear error.
+
+    A valid batch is a floating-point tensor of shape ``(*batch, *data_shape)``: any number of leading batch
+    axes (exactly ``batch_ndim`` of them when given), including an empty batch. Values are not scanned: a NaN
+    row is a valid (if unlucky) point and stays NaN in that row only, as in ``geoopt.Sphere``; finiteness is
+    checked where a computation on finite input would otherwise give a silent NaN.
+
+    Args:
+        x: the points; with ``convert=True`` also an array-like (numpy array, nested lists), converted by
+            ``torch.as_tensor`` (integer arrays to the default float dtype).
+        data_shape: shape of one point.
+        name: the argument's name, used in messages.
+        convert: accept array-likes (the public query methods do; the geoopt primitives need tensors).
+        owner: whose data shape it is, for messages (``"the manifold's"``, ``"the field's"``).
+        batch_ndim: the exact number of batch axes, or ``None`` for any.
+
+    Raises:
+        TypeError: ``x`` is not a tensor (and ``convert`` is off, or it cannot be converted).
+        ValueError: wrong trailing axes, wrong number of batch axes, or a non-floating dtype.
+    """
+    data_shape = tuple(data_shape)
+    if not isinstance(x, Tensor):
+        if not convert:
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+        try:
+            x = torch.as_tensor(x)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise TypeError(f"{name} must be a tensor or an array-like of numbers, got {type(x).__name__}: "
+                            f"{err}") from None
+        if not (x.is_floating_point() or x.is_complex()):
+            x = x.to(torch.get_default_dtype())
+    k = len(data_shape)
+    if batch_ndim is not None and x.ndim != batch_ndim + k:
+        shape = "(B, D)" if (batch_ndim, k) == (1, 1) else f"{batch_ndim} batch axes then {data_shape}"
+        raise ValueError(f"{name} must have shape {shape}, got {tuple(x.shape)}")
+    if x.ndim < k or tuple(x.shape[x.ndim - k:]) != data_shape:
+        last = tuple(x.shape[max(x.ndim - k, 0):])
+        raise ValueError(f"{name} has last axes {last} ({math.prod(last)} coordinates), {owner} data shape is "
+                         f"{data_shape} (D = {math.prod(data_shape)}); its shape is {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor, got {x.dtype}")
+    return x
+
+
 def check_points(x: Tensor, dim: int | None, name: str = "x") -> None:
-    """Raise a ``ValueError`` naming the problem if ``x`` is not a ``(B, D)`` floating tensor.
+    """Raise a ``ValueError`` naming the problem if ``x`` is not a ``(B, D)`` floating tensor (`as_points`).
 
     Values are not scanned for NaN/inf here (that would cost a device sync on every call); public entry
     points that take user data (flows, geodesics, training) check finiteness once.
     """
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if x.ndim != 2:
-        raise ValueError(f"{name} must have shape (B, D), got {tuple(x.shape)}")
-    if dim is not None and x.shape[1] != dim:
-        raise ValueError(f"{name} has {x.shape[1]} coordinates but the field expects D = {dim}")
-    if not x.is_floating_point():
-        raise ValueError(f"{name} must be a floating-point tensor, got {x.dtype}")
+    width = x.shape[-1] if dim is None and isinstance(x, Tensor) and x.ndim else dim
+    as_points(x, (-1 if width is None else width,), name, owner="the field's", batch_ndim=1)
 
 
 def check_vectors(x: Tensor, v: Tensor, dim: int | None, name: str = "v") -> None:
@@ -126,6 +167,12 @@ class CoMetricField(nn.Module):
     def project(self, x: Tensor) -> Tensor:
         """Landing projection towards the data (e.g. the denoiser ``x̂(x, σ)``); identity if the field has none."""
         return x
+
+    def landing_bandwidths(self) -> tuple[float, float] | None:
+        """``(σ, σ_max)`` when ``project`` and ``factor`` accept a keyword ``sigma`` (a float or one bandwidth
+        per point, ``(B,)``), so landing can anneal the bandwidth for points far from the data; else ``None``.
+        """
+        return None
 
     @property
     def can_project(self) -> bool:

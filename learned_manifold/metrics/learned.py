@@ -55,12 +55,24 @@ class LearnedCDC(CoMetricField):
         """Total isotropic part: the model's Tikhonov term ``λ_T`` plus the user's ``δ``."""
         return self.model.config.tikhonov + self.extra_delta
 
-    def factor(self, x: Tensor) -> Tensor:
-        """``(B, D)`` → ``(B, D, r)``, in the dtype of ``x``."""
+    def factor(self, x: Tensor, *, sigma: float | Tensor | None = None) -> Tensor:
+        """``(B, D)`` → ``(B, D, r)``, in the dtype of ``x``.
+
+        ``sigma``: ``None`` for the field's bandwidth, a float, or one bandwidth per point ``(B,)`` (landing).
+
+        Raises:
+            ValueError: the network gives NaN/inf at finite points (e.g. ``|x| ~ 1e30`` overflows its layers):
+                never returned silently. Rows of ``x`` that are already NaN give NaN rows.
+        """
         check_points(x, self.dim)
+        xs = x.to(self.model.scale.dtype)
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-            A = self.model.factor(x.to(self.model.scale.dtype), self.sigma)
+            A = self.model.factor(xs, self._sigma(sigma, xs))
+        _check_finite_output(xs, A, "factor")
         return A.to(x.dtype)
+
+    def _sigma(self, sigma: float | Tensor | None, x: Tensor) -> float | Tensor:
+        return self.sigma if sigma is None else (sigma.to(x.dtype) if isinstance(sigma, Tensor) else sigma)
 
     def apply(self, x: Tensor, w: Tensor) -> Tensor:
         return lowrank_apply(self.factor(x), w, self.delta)
@@ -68,12 +80,19 @@ class LearnedCDC(CoMetricField):
     def metric(self, x: Tensor, v: Tensor) -> Tensor:
         return lowrank_solve(self.factor(x), v, self.delta)
 
-    def project(self, x: Tensor) -> Tensor:
-        """Landing: the denoiser's posterior mean ``x̂(x, σ)`` (SPEC §6)."""
+    def project(self, x: Tensor, *, sigma: float | Tensor | None = None) -> Tensor:
+        """Landing: the denoiser's posterior mean ``x̂(x, σ)`` (SPEC §6); ``sigma`` as in `factor`."""
         if not self.model.has_denoiser:
             raise RuntimeError("this model has no denoiser: landing projection is unavailable")
         check_points(x, self.dim)
-        return self.model.denoise(x.to(self.model.scale.dtype), self.sigma).to(x.dtype)
+        xs = x.to(self.model.scale.dtype)
+        out = self.model.denoise(xs, self._sigma(sigma, xs))
+        _check_finite_output(xs, out, "denoiser")
+        return out.to(x.dtype)
+
+    def landing_bandwidths(self) -> tuple[float, float]:
+        """``(σ, σ_max)``: the field's bandwidth and the top of the model's training range."""
+        return self.sigma, max(self.sigma, float(self.model.config.sigma_max))
 
     @property
     def can_project(self) -> bool:
@@ -82,3 +101,12 @@ class LearnedCDC(CoMetricField):
     def extra_repr(self) -> str:
         return f"sigma={self.sigma:.4g}, delta={self.delta:.4g}, precision={self.precision}"
 
+
+def _check_finite_output(x: Tensor, out: Tensor, what: str) -> None:
+    """Raise a ``ValueError`` if the network's output ``out`` is NaN/inf at a finite input row of ``x``."""
+    bad = ~torch.isfinite(out.flatten(1)).all(-1) & torch.isfinite(x).all(-1)
+    if bool(bad.any()):
+        worst = x[bad].abs().max().item()
+        raise ValueError(f"the {what} network gave NaN/inf at {int(bad.sum())} finite point(s) of x (largest "
+                         f"|coordinate| {worst:.3g}): the input is too far outside the data's range for the "
+                         f"network's arithmetic in {x.dtype}")

@@ -138,3 +138,45 @@ def test_eigenpairs_of_a_vanishing_float32_factor_are_finite():
     assert (pairs.vectors[0] == 0).all()
     torch.testing.assert_close(pairs.vectors[1].T @ pairs.vectors[1], torch.eye(3, dtype=torch.float32),
                                atol=1e-5, rtol=0)
+
+
+def test_eigenpairs_of_a_non_finite_row_are_nan_and_leave_other_rows_alone():
+    """One NaN factor row gives NaN eigenpairs in that row only (eigh used to fail for the whole batch)."""
+    from learned_manifold.geometry import eigenpairs
+
+    A = torch.randn(4, 6, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    A[2, 1, 0] = float("nan")
+    pairs = eigenpairs(A)
+    clean = eigenpairs(A[[0, 1, 3]])
+    assert torch.isnan(pairs.values[2]).all() and torch.isnan(pairs.vectors[2]).all()
+    torch.testing.assert_close(pairs.values[[0, 1, 3]], clean.values)
+    torch.testing.assert_close(pairs.vectors[[0, 1, 3]].abs(), clean.vectors.abs())
+
+
+def test_lowrank_solve_with_a_nan_row_and_in_half_precision():
+    """δ > 0: a NaN factor row gives a NaN row only; float16 inputs are solved in float32 and returned in float16."""
+    from learned_manifold.geometry import lowrank_solve
+
+    g = torch.Generator().manual_seed(1)
+    A, v = torch.randn(3, 5, 2, generator=g), torch.randn(3, 5, generator=g)
+    bad = A.clone()
+    bad[0, 0, 0] = float("inf")
+    out = lowrank_solve(bad, v, 0.1)
+    assert torch.isnan(out[0]).all()
+    torch.testing.assert_close(out[1:], lowrank_solve(A[1:], v[1:], 0.1))
+    half = lowrank_solve(A.half(), v.half(), 0.1)
+    assert half.dtype == torch.float16
+    torch.testing.assert_close(half.to(A.dtype), lowrank_solve(A, v, 0.1), rtol=0.02, atol=0.05)
+
+
+@pytest.mark.parametrize("power", [-1, 0, 1])
+def test_spectral_apply_matches_the_dense_truncated_power(power):
+    """Û_d Λ_d^p Û_dᵀ u against a dense eigendecomposition of G = AAᵀ (small D, float64)."""
+    from learned_manifold.geometry import eigenpairs, spectral_apply
+
+    g = torch.Generator().manual_seed(2)
+    A, u = torch.randn(3, 6, 4, generator=g, dtype=torch.float64), torch.randn(3, 6, generator=g, dtype=torch.float64)
+    values, vectors = torch.linalg.eigh(A @ A.transpose(-1, -2))
+    lam, U = values.flip(-1)[:, :2], vectors.flip(-1)[:, :, :2]
+    dense = U @ torch.diag_embed(lam.pow(power)) @ U.transpose(-1, -2)
+    torch.testing.assert_close(spectral_apply(eigenpairs(A), u, 2, power=power), (dense @ u.unsqueeze(-1)).squeeze(-1))

@@ -115,3 +115,53 @@ def test_binding_checks_shapes(sphere_model):
         RiemannianSGD([torch.nn.Parameter(torch.zeros(4, 5))], manifold=M, lr=0.1)
     with pytest.raises(TypeError, match="geoopt.Manifold"):
         RiemannianSGD([torch.nn.Parameter(torch.zeros(4, 3))], manifold="sphere", lr=0.1)
+
+
+@pytest.mark.parametrize("kind", ["sgd-momentum", "adam"])
+def test_stabilize_applies_to_plain_parameters(sphere_model, kind):
+    """stabilize=k projects plain parameters every k steps (geoopt's own stabilize_group skips them): counted as
+    the extra projx calls over the same optimiser without stabilize."""
+
+    def projx_calls(stabilize):
+        M = LearnedDataManifold(sphere_model, landing=True)
+        calls = []
+        original = M.projx
+        M.projx = lambda x: calls.append(1) or original(x)
+        p = torch.nn.Parameter(start_points())
+        opt = (RiemannianSGD([p], manifold=M, lr=0.05, momentum=0.9, stabilize=stabilize) if kind == "sgd-momentum"
+               else RiemannianAdam([p], manifold=M, lr=0.05, stabilize=stabilize))
+        run(lambda q: opt, p, steps=6)
+        return len(calls)
+
+    assert projx_calls(2) - projx_calls(None) == 3
+
+
+OPTIMISERS = {
+    "sgd-momentum": lambda p, M: RiemannianSGD([p], manifold=M, lr=0.05, momentum=0.9),
+    "adam": lambda p, M: RiemannianAdam([p], manifold=M, lr=0.05),
+    "adam-amsgrad": lambda p, M: RiemannianAdam([p], manifold=M, lr=0.05, amsgrad=True),
+}
+
+
+@pytest.mark.parametrize("kind", list(OPTIMISERS))
+@pytest.mark.parametrize("mode", [{"delta": 0.0}, {"delta": 0.05}, {"landing": True}], ids=["d0", "d", "landing"])
+def test_a_nan_gradient_row_stays_in_its_row(sphere_model, kind, mode):
+    """Rows are independent (as in geoopt.Sphere): a NaN in one row's gradient makes that row NaN and leaves the
+    other rows, and their momentum/Adam state, on exactly the trajectory they follow without that row."""
+    M = LearnedDataManifold(sphere_model, **mode)
+
+    def trajectory(rows, nan_row=None):
+        p = torch.nn.Parameter(start_points()[rows])
+        opt = OPTIMISERS[kind](p, M)
+        for step in range(5):
+            opt.zero_grad()
+            (-(p @ C).sum() + (p**2).sum()).backward()
+            if nan_row is not None and step == 1:
+                p.grad[nan_row] = float("nan")
+            opt.step()
+        return p.detach()
+
+    with_nan = trajectory([0, 1, 2, 3], nan_row=1)
+    alone = trajectory([0, 2, 3])
+    assert torch.isnan(with_nan[1]).all()
+    torch.testing.assert_close(with_nan[[0, 2, 3]], alone, rtol=0, atol=1e-6)

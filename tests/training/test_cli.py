@@ -9,9 +9,9 @@ import sys
 import numpy as np
 import pytest
 import torch
-from learned_manifold_training.cli import build_parser, main
 
 from learned_manifold import LearnedDataManifold, load_model
+from learned_manifold_training.cli import build_parser, main
 
 SMALL = ["--num-points", "600", "--steps", "30", "--batch-size", "64", "--hidden", "16",
         "--depth", "1", "--no-progress",
@@ -184,3 +184,22 @@ def test_a_users_own_training_package_does_not_shadow_the_installed_one(tmp_path
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "usage: learned-manifold" in proc.stdout and "wrote m.lmm" in proc.stdout
     load_model(tmp_path / "m.lmm")
+
+
+def test_info_with_data_runs_the_self_consistency_check(torus_model_path, capsys):
+    """`info MODEL --data DATA` compares the factor network with the denoiser on DATA and says it is trusted
+    for a good model (the learned torus); the trainer already stored the same check on its held-out split."""
+    assert main(["info", str(torus_model_path), "--data", "torus", "--num-points", "200"]) == 0
+    out = capsys.readouterr().out
+    assert "consistency: trusted" in out
+    assert "agrees with itself" in out
+    assert main(["info", str(torus_model_path), "--data", "torus", "--num-points", "100", "--json"]) == 0
+    meta = json.loads(capsys.readouterr().out)
+    assert meta["self_consistency"]["trusted"] is True
+    assert meta["extra"]["validation"]["self_consistency"]["tangent_disagreement"] < 0.1
+
+
+def test_info_with_mismatched_data_is_one_clear_error(torus_model_path, capsys):
+    assert main(["info", str(torus_model_path), "--data", "sphere8"]) == 2
+    err = capsys.readouterr().err
+    assert "--data has points of shape (64,)" in err and "Traceback" not in err

@@ -5,8 +5,9 @@ import subprocess
 import sys
 
 import torch
-from learned_manifold_training.cli import main
 from safetensors.torch import load_file
+
+from learned_manifold_training.cli import main
 
 ARGS = ["train", "circle", "--num-points", "600", "--steps", "30", "--batch-size", "64", "--hidden", "16",
         "--depth", "1",

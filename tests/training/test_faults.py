@@ -12,15 +12,15 @@ import sys
 import time
 from pathlib import Path
 
-import learned_manifold_training.data as data_module
 import pytest
 import torch
-from learned_manifold_training.cli import main
-from learned_manifold_training.outputs import lock_path, state_path
 from safetensors.torch import load_file
 
+import learned_manifold_training.data as data_module
 from learned_manifold import load_model
 from learned_manifold.model_file import read_metadata
+from learned_manifold_training.cli import main
+from learned_manifold_training.outputs import lock_path, state_path
 
 TINY = ["circle", "--num-points", "300", "--hidden", "16", "--depth", "1", "--batch-size", "32",
         "--device", "cpu", "--precision", "fp32", "--no-progress", "--seed", "1"]

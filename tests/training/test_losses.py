@@ -1,9 +1,9 @@
 """Training losses (SPEC §3) against their dense forms and the exact posterior."""
 
 import torch
-from learned_manifold_training.losses import DenoiserLoss, MetricMatchingLoss, frobenius_full, frobenius_lowrank
 
 from learned_manifold.models import MetricModel, ModelConfig
+from learned_manifold_training.losses import DenoiserLoss, MetricMatchingLoss, frobenius_full, frobenius_lowrank
 
 
 def test_lowrank_loss_equals_full_loss_minus_a4():

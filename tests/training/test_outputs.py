@@ -7,13 +7,13 @@ import os
 
 import pytest
 import torch
+
+from learned_manifold import load_model
+from learned_manifold.model_file import read_metadata
 from learned_manifold_training.cli import main
 from learned_manifold_training.data import Circle
 from learned_manifold_training.outputs import OutputError, OutputLock, check_output, lock_path, state_path
 from learned_manifold_training.trainer import TrainConfig, train
-
-from learned_manifold import load_model
-from learned_manifold.model_file import read_metadata
 
 CFG = TrainConfig(steps=20, batch_size=32, rank=2, hidden=8, depth=1, emb_dim=8, val_points=20, checkpoint_every=10)
 SMALL = ["circle", "--num-points", "200", "--steps", "10", "--batch-size", "32", "--hidden", "8", "--depth", "1",

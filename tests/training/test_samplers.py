@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+
 from learned_manifold_training.samplers import LogNormalSampler, make_sampler
 
 

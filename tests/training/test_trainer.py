@@ -4,15 +4,15 @@ import math
 
 import pytest
 import torch
-from learned_manifold_training.data import Circle
-from learned_manifold_training.runtime import resolve_device
-from learned_manifold_training.trainer import TrainConfig, TrainingDiverged, standardisation, train
 
 import learned_manifold
 from learned_manifold import load_model
 from learned_manifold.geometry import eigenpairs, intrinsic_dimension, projector_error
 from learned_manifold.model_file import read_metadata
 from learned_manifold.precision import PRECISIONS, native_bf16
+from learned_manifold_training.data import Circle
+from learned_manifold_training.runtime import resolve_device
+from learned_manifold_training.trainer import TrainConfig, TrainingDiverged, standardisation, train
 
 
 def random_subspace_error(d, D):
