@@ -348,7 +348,9 @@ def land(manifold: LearnedDataManifold, xf: Tensor) -> Tensor:
         dist, res = d.norm(dim=-1), n.norm(dim=-1)
         at_target = torch.ones_like(dist, dtype=torch.bool) if s is None else s <= s.new_tensor(sigma)
         no_normal = torch.as_tensor(dims, device=d.device) >= d.shape[-1]  # P = I: nothing to land along
-        far = at_target & ((dist > 0.5 * sigma) | no_normal)
+        # no normal space (P = I) near the data: first try a descent from σ_max (e.g. the sphere's centre, where
+        # x̂ barely moves); a point that still sees none afterwards has nothing to land along and is accepted
+        far = at_target & ((dist > 0.5 * sigma) | (no_normal & ~descended))
         tol = manifold.landing_tol * sigma + 64 * eps * x.abs().amax(-1)  # of the iterate: same test on re-entry
         done = at_target & ~far & (res <= tol)
         if bool(done.any()):
