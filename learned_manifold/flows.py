@@ -133,9 +133,15 @@ def _integrate(field: CoMetricField, velocity: Callable[[Tensor], Tensor], x0: T
         raise ValueError(f"unknown flow method {method!r}; valid names: {sorted(FLOW_METHODS)}")
     if landing and not field.can_project:
         raise ValueError(f"landing needs a field with a landing projection; {type(field).__name__} has none")
+    adaptive = FLOW_METHODS[method]
+    tolerances = {"rtol": rtol, "atol": atol} if adaptive else {}
+    for name, value in {**tolerances, "step_size": step_size}.items():
+        if value is None and name == "step_size":
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     if x0.shape[0] == 0:  # an empty batch: empty paths, nothing to integrate
         return x0.new_zeros(0, len(times), x0.shape[1])
-    adaptive = FLOW_METHODS[method]
     options = None if adaptive else {"step_size": step_size if step_size is not None else
                                      float(times[1] - times[0])}
     kwargs = {"rtol": rtol, "atol": atol} if adaptive else {}

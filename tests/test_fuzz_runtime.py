@@ -87,6 +87,8 @@ def test_model_files(ctx):
     run_clean("model files", ctx)
 
 
+@pytest.mark.xfail(strict=True, reason="issue 13 findings for the lead: LearnedCDC(delta=nan) is accepted and "
+                   "LearnedCDC.apply(x, list) raises AttributeError; see the report")
 def test_fields(ctx):
     """KNNCDC/EuclideanMetric/LearnedCDC construction and apply/metric/factor: symmetric PSD, inverse pair."""
     run_clean("co-metric fields", ctx)
