@@ -87,8 +87,8 @@ def settings_for(device: torch.device, quick: bool, sizes: Sequence[int] | None,
 def spectral_scores(A: Tensor, x: Tensor, manifold) -> dict:
     """Tangent and dimension scores of factors ``A`` ``(B, D, r)`` at on-manifold points ``x`` ``(B, D)``.
 
-    The same figures as `learned_manifold_training.trainer.validate` (`learned_manifold.evaluation.spectral_report`), for any
-    low-rank field.
+    The same figures as `learned_manifold_training.trainer.validate`
+    (`learned_manifold.evaluation.spectral_report`), for any low-rank field.
     """
     return spectral_report(eigenpairs(A.float()), true_basis=manifold.tangent_basis(x),
                            true_dim=manifold.point_dimension(x))

@@ -1,4 +1,5 @@
-"""Training speed and accuracy of `learned_manifold_training.trainer.train` per precision/compile setting, and the default.
+"""Training speed and accuracy of `learned_manifold_training.trainer.train` per precision/compile setting, and
+the default.
 
 Speed: each setting runs a short training on S⁸ in R⁶⁴ (10,000 points, mean-centred recipe: denoiser and
 factor network both trained at every step). A global optimiser-step hook stamps the time after the warm-up
@@ -247,7 +248,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         f"Default by the rule ({choice['rule']}): {default}. The trainer's precision='auto' resolves to "
         f"{auto} on this device (native bf16: {choice['native_bf16']}); compile is off by default.",
     ]
-    _, md_path = write_report(args.out, "training", title="Training throughput (learned_manifold_training.trainer.train)", env=env,
+    title = "Training throughput (learned_manifold_training.trainer.train)"
+    _, md_path = write_report(args.out, "training", title=title, env=env,
                               settings=settings, tables=[table, acc_table],
                               results={"speed": results, "accuracy": accuracy, "default": choice}, notes=notes)
     print(md_path.read_text())

@@ -42,6 +42,7 @@ import torch
 from torch import Tensor
 
 from .geometry import eigenpairs, intrinsic_dimension, projector_error, truncate_basis
+from .metrics.base import check_count, check_scalar
 from .models import MetricModel
 
 __all__ = ["ConsistencyReport", "DIMENSION_AGREEMENT", "GROWTH_THRESHOLD", "TRUST_THRESHOLD", "self_consistency"]
@@ -185,7 +186,9 @@ def self_consistency(model: MetricModel, x: Tensor, sigma: float | None = None, 
         raise ValueError(f"x must be a non-empty batch of points of shape (B, {model.dim}) or "
                          f"(B, *{tuple(model.data_shape)}), got "
                          f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
-    sigma = float(model.config.default_sigma if sigma is None else sigma)
+    check_count(chunk, "chunk")
+    check_scalar(threshold, "threshold", allow_zero=True)
+    sigma = float(model.config.default_sigma if sigma is None else check_scalar(sigma, "sigma"))
     dtype = model.scale.dtype
     parts: list[tuple[Tensor, ...]] = []
     with torch.no_grad():

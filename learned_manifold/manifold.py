@@ -98,6 +98,8 @@ class LearnedDataManifold(geoopt.Manifold):
                              f"the field expects D = {field.dim}")
         self.data_shape = tuple(data_shape)
         self.ndim = len(self.data_shape)
+        if not isinstance(landing, bool):
+            raise TypeError(f"landing must be True or False, got {landing!r}")
         if landing and not (field.can_project and field.low_rank):
             raise ValueError(f"landing needs a low-rank field (its tangent space gives the normals to land along) "
                              f"with a landing projection (a denoiser); {type(field).__name__} has "

@@ -17,6 +17,8 @@ from collections.abc import Iterable
 import geoopt
 import torch
 
+from .metrics.base import check_count, check_scalar
+
 __all__ = ["RiemannianAdam", "RiemannianSGD"]
 
 # torch.optim.Adam keywords that geoopt.optim.RiemannianAdam accepts but never reads.
@@ -42,6 +44,15 @@ def _manifold_of(optimizer: torch.optim.Optimizer, p: torch.Tensor) -> geoopt.Ma
     return p.manifold if isinstance(p, geoopt.ManifoldTensor) else optimizer._default_manifold
 
 
+def _check_options(*, lr: float, stabilize: int | None, **nonnegative: float) -> None:
+    """One clear error for an optimiser option out of range, before geoopt sees it."""
+    check_scalar(lr, "lr", allow_zero=True)
+    for name, value in nonnegative.items():
+        check_scalar(value, name, allow_zero=True)
+    if stabilize is not None:
+        check_count(stabilize, "stabilize")
+
+
 class RiemannianSGD(geoopt.optim.RiemannianSGD):
     """geoopt's ``RiemannianSGD`` whose plain parameters live on ``manifold``.
 
@@ -54,6 +65,10 @@ class RiemannianSGD(geoopt.optim.RiemannianSGD):
     def __init__(self, params: Iterable, *, manifold: geoopt.Manifold | None = None, lr: float,
                  momentum: float = 0.0, dampening: float = 0.0, weight_decay: float = 0.0,
                  nesterov: bool = False, stabilize: int | None = None):
+        _check_options(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                       stabilize=stabilize)
+        if momentum >= 1:
+            raise ValueError(f"momentum must be < 1, got {momentum}")
         super().__init__(params, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                          nesterov=nesterov, stabilize=stabilize)
         _bind(self, manifold)
@@ -88,6 +103,10 @@ class RiemannianAdam(geoopt.optim.RiemannianAdam):
         if bad:
             raise ValueError(f"geoopt's RiemannianAdam ignores {bad}; refusing rather than silently "
                              f"doing something else (negate the objective instead of maximize=True)")
+        _check_options(lr=lr, eps=eps, weight_decay=weight_decay, stabilize=stabilize)
+        if not (isinstance(betas, (tuple, list)) and len(betas) == 2
+                and all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in betas)):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
         unknown = sorted(set(unsupported) - set(_IGNORED_BY_GEOOPT_ADAM))
         if unknown:
             raise TypeError(f"unexpected options {unknown}")

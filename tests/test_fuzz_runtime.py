@@ -54,8 +54,6 @@ def run_clean(family: str, ctx: Context) -> None:
     assert any(o.category == "clean_error" for o in outcomes), "no invalid case was generated"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 findings for the lead: LearnedDataManifold accepts landing=None/0/"
-                   "'yes' (non-bool) and LearnedCDC accepts delta=True; see the report")
 def test_manifold_construction(ctx):
     """`LearnedDataManifold(source, sigma/delta/landing/tangent_dim/data_shape/...)`: 0, negative, NaN, inf,
     huge and wrongly typed settings are refused by name; valid ones give a manifold with a finite, non-negative
@@ -69,8 +67,6 @@ def test_manifold_methods(ctx):
     run_clean("manifold methods", ctx)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 findings for the lead: optim.py does not validate stabilize "
-                   "(0: ZeroDivisionError), lr (inf, str) or momentum (nan); see the report")
 def test_optimisers(ctx):
     """RiemannianSGD/RiemannianAdam: bad lr/momentum/stabilize are refused; small steps lower the objective."""
     run_clean("optimisers", ctx)
@@ -87,15 +83,11 @@ def test_model_files(ctx):
     run_clean("model files", ctx)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 findings for the lead: LearnedCDC(delta=nan) is accepted and "
-                   "LearnedCDC.apply(x, list) raises AttributeError; see the report")
 def test_fields(ctx):
     """KNNCDC/EuclideanMetric/LearnedCDC construction and apply/metric/factor: symmetric PSD, inverse pair."""
     run_clean("co-metric fields", ctx)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 finding for the lead: self_consistency does not validate chunk "
-                   "(0, -1, 1.5 reach torch.split: RuntimeError/TypeError); see the report")
 def test_self_consistency(ctx):
     """diagnostics.self_consistency with generated points, sigma, chunk and threshold."""
     run_clean("self_consistency", ctx)

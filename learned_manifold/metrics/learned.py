@@ -10,7 +10,7 @@ from torch import Tensor
 from ..geometry import lowrank_apply, lowrank_solve
 from ..model_file import load_model
 from ..models import MetricModel
-from .base import CoMetricField, check_points
+from .base import CoMetricField, check_points, check_scalar, check_vectors
 
 __all__ = ["LearnedCDC"]
 
@@ -40,10 +40,9 @@ class LearnedCDC(CoMetricField):
         self.precision = precision
         if not isinstance(model, MetricModel):
             model = load_model(model)
-        if delta < 0:
-            raise ValueError(f"delta must be >= 0, got {delta}")
-        if sigma is not None and not sigma > 0:
-            raise ValueError(f"sigma must be positive, got {sigma}")
+        delta = check_scalar(delta, "delta", allow_zero=True)
+        if sigma is not None:
+            sigma = check_scalar(sigma, "sigma")
         self.model = model.requires_grad_(False).eval()
         self.sigma = float(model.config.default_sigma if sigma is None else sigma)
         self.extra_delta = float(delta)
@@ -75,9 +74,11 @@ class LearnedCDC(CoMetricField):
         return self.sigma if sigma is None else (sigma.to(x.dtype) if isinstance(sigma, Tensor) else sigma)
 
     def apply(self, x: Tensor, w: Tensor) -> Tensor:
+        check_vectors(x, w, self.dim, "w")
         return lowrank_apply(self.factor(x), w, self.delta)
 
     def metric(self, x: Tensor, v: Tensor) -> Tensor:
+        check_vectors(x, v, self.dim, "v")
         return lowrank_solve(self.factor(x), v, self.delta)
 
     def project(self, x: Tensor, *, sigma: float | Tensor | None = None) -> Tensor:
