@@ -66,7 +66,9 @@ def construction(draw, ctx: Context) -> Outcome:
                                 "landing_steps"]), label="argument")
     if arg == "data_shape":
         value = draw(st.sampled_from(SHAPES), label="value")
-        expect = VALID if value in SHAPES[:4] else (EITHER if isinstance(value, list) else INVALID)
+        exact = isinstance(value, tuple) and all(type(v) is int for v in value)  # (3.0,) == (3,) in Python
+        expect = VALID if (value is None or exact) and value in SHAPES[:4] else (
+            EITHER if isinstance(value, list) else INVALID)
     elif arg == "landing":
         value = draw(st.sampled_from([True, False, 1, 0, "yes", None]), label="value")
         if not isinstance(value, bool):
@@ -77,6 +79,8 @@ def construction(draw, ctx: Context) -> Outcome:
         value = draw(st.sampled_from(COUNTS), label="value")
         expect = VALID if value is None and arg == "tangent_dim" else count_expect(
             value, high=3 if arg == "tangent_dim" else None)
+        if arg == "tangent_dim" and value is not None and source == "euclidean":
+            expect = INVALID  # no factor, so no tangent dimension to fix: refused rather than ignored
     else:
         value = draw(st.sampled_from(NUMBERS), label="value")
         expect = number_expect(value, allow_zero=arg == "delta", optional=arg == "sigma")
@@ -253,7 +257,9 @@ def optimisers(draw, ctx: Context) -> Outcome:
             return f"3 steps with lr={lr} raised the objective {objective(p0):.4g} -> {objective(p):.4g}"
         return None
 
-    names = (bad_arg, "learning rate", "momentum value") if bad_arg == "lr" else (bad_arg, "momentum value")
+    # a huge lr is a legitimate setting whose iterates leave the data's range: the field's overflow error (naming
+    # the points and the range) is the right outcome, as is a named refusal of any bad option
+    names = (bad_arg, "lr", "learning rate", "momentum", "stabilize", "outside the data's range")
     return classify(call, expect=expect, names=names, what=f"{name} on {kind}: lr={lr!r} momentum={momentum!r} "
                     f"stabilize={stabilize!r}", check=check)
 

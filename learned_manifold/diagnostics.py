@@ -150,7 +150,7 @@ class ConsistencyReport:
 def _denoiser_jvp(model: MetricModel, x: Tensor, vectors: Tensor, sigma: float) -> Tensor:
     """``J(x) v`` for the denoiser Jacobian at each point and each column: ``(B, D)``, ``(B, D, k)`` → ``(B, D, k)``."""
     b, dim, k = vectors.shape
-    xs = x.unsqueeze(1).expand(b, k, dim).reshape(b * k, dim)
+    xs = x.repeat_interleave(k, dim=0)  # (B·k, D), a fresh tensor (an expanded view breaks in-place ops)
     vs = vectors.transpose(1, 2).reshape(b * k, dim)
     _, jv = torch.func.jvp(lambda y: model.denoise(y, sigma).reshape(b * k, dim), (xs,), (vs,))
     return jv.reshape(b, k, dim).transpose(1, 2)

@@ -23,6 +23,9 @@ from .metrics.base import CoMetricField, as_field
 
 __all__ = ["FLOW_METHODS", "FlowResult", "gradient_flow", "interpolate"]
 
+MAX_ADAPTIVE_STEPS = 2000
+"""Most steps an adaptive method may take between two output times before the flow raises (never hangs)."""
+
 # name -> whether the method is adaptive (takes rtol/atol) or fixed-step (takes a step size)
 FLOW_METHODS: dict[str, bool] = {
     "dopri5": True,
@@ -142,19 +145,28 @@ def _integrate(field: CoMetricField, velocity: Callable[[Tensor], Tensor], x0: T
             raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     if x0.shape[0] == 0:  # an empty batch: empty paths, nothing to integrate
         return x0.new_zeros(0, len(times), x0.shape[1])
-    options = None if adaptive else {"step_size": step_size if step_size is not None else
-                                     float(times[1] - times[0])}
+    options = {"max_num_steps": MAX_ADAPTIVE_STEPS} if adaptive else {
+        "step_size": step_size if step_size is not None else float(times[1] - times[0])}
     kwargs = {"rtol": rtol, "atol": atol} if adaptive else {}
 
     def func(t, x):
         return velocity(x)
 
+    def solve(x, t):
+        try:
+            return odeint(func, x, t, method=method, options=options, **kwargs)
+        except AssertionError as err:  # torchdiffeq's only way of saying it gave up
+            if "max_num_steps" not in str(err):
+                raise
+            raise ValueError(f"the adaptive solver {method!r} needed more than {MAX_ADAPTIVE_STEPS} steps between "
+                             f"two output times (a stiff or very long flow): use a smaller t_end, more n_points, "
+                             f"a looser rtol/atol, or a fixed-step method with step_size") from None
+
     if not landing:
-        return odeint(func, x0, times, method=method, options=options, **kwargs).transpose(0, 1)
+        return solve(x0, times).transpose(0, 1)
     out, x = [x0], x0
     for i in range(len(times) - 1):
-        x = odeint(func, x, times[i : i + 2], method=method, options=options, **kwargs)[-1]
-        x = field.project(x)
+        x = field.project(solve(x, times[i : i + 2])[-1])
         out.append(x)
     return torch.stack(out, dim=1)
 

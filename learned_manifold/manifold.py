@@ -41,7 +41,7 @@ from torch import Tensor
 from .geometry import Eigenpairs, eigenpairs, intrinsic_dimension, lowrank_apply, lowrank_inner, spectral_apply
 from .metrics.base import CoMetricField, as_points, check_count, check_scalar
 from .metrics.learned import LearnedCDC
-from .models import MetricModel
+from .models import MetricModel, check_data_shape
 
 __all__ = ["LearnedDataManifold"]
 
@@ -90,7 +90,9 @@ class LearnedDataManifold(geoopt.Manifold):
             raise TypeError(f"expected a model file path, a MetricModel or a CoMetricField, "
                             f"got {type(source).__name__}")
         self.field = field
-        if data_shape is None:
+        if data_shape is not None:
+            data_shape = check_data_shape(data_shape)
+        else:
             model = getattr(field, "model", None)
             data_shape = tuple(model.data_shape) if model is not None else (field.dim,)
         if field.dim is not None and math.prod(data_shape) != field.dim:
@@ -98,6 +100,13 @@ class LearnedDataManifold(geoopt.Manifold):
                              f"the field expects D = {field.dim}")
         self.data_shape = tuple(data_shape)
         self.ndim = len(self.data_shape)
+        if isinstance(source, CoMetricField) and not (isinstance(delta, (int, float)) and not isinstance(delta, bool)):
+            raise TypeError(f"delta must be a number, got {type(delta).__name__}")
+        if tangent_dim is not None and not field.low_rank:
+            raise ValueError(f"tangent_dim applies to low-rank fields only; {type(field).__name__} has no factor")
+        if tangent_dim is not None and field.dim is not None and isinstance(tangent_dim, int) \
+                and not isinstance(tangent_dim, bool) and tangent_dim > field.dim:
+            raise ValueError(f"tangent_dim must be at most D = {field.dim}, got {tangent_dim}")
         if not isinstance(landing, bool):
             raise TypeError(f"landing must be True or False, got {landing!r}")
         if landing and not (field.can_project and field.low_rank):
@@ -253,6 +262,25 @@ class LearnedDataManifold(geoopt.Manifold):
             out = out.clamp_min(0)
         return out.reshape(*batch, *([1] * self.ndim)) if keepdim else out
 
+    # geoopt's public checks read ``x.shape`` first: refuse non-tensors with one clear error instead
+    def check_point_on_manifold(self, x: Tensor, *, explain: bool = False, atol: float = 1e-5, rtol: float = 1e-5):
+        _require_tensors(x=x)
+        return super().check_point_on_manifold(x, explain=explain, atol=atol, rtol=rtol)
+
+    def assert_check_point_on_manifold(self, x: Tensor, *, atol: float = 1e-5, rtol: float = 1e-5) -> None:
+        _require_tensors(x=x)
+        super().assert_check_point_on_manifold(x, atol=atol, rtol=rtol)
+
+    def check_vector_on_tangent(self, x: Tensor, u: Tensor, *, ok_point: bool = False, explain: bool = False,
+                                atol: float = 1e-5, rtol: float = 1e-5):
+        _require_tensors(x=x, u=u)
+        return super().check_vector_on_tangent(x, u, ok_point=ok_point, explain=explain, atol=atol, rtol=rtol)
+
+    def assert_check_vector_on_tangent(self, x: Tensor, u: Tensor, *, ok_point: bool = False, atol: float = 1e-5,
+                                       rtol: float = 1e-5) -> None:
+        _require_tensors(x=x, u=u)
+        super().assert_check_vector_on_tangent(x, u, ok_point=ok_point, atol=atol, rtol=rtol)
+
     def _check_point_on_manifold(self, x: Tensor, *, atol: float = 1e-5, rtol: float = 1e-5):
         """Right shape and finite; with landing also a fixed point of ``projx`` (``|projx(x) − x| ≤ tol``)."""
         ok, reason = self._check_shape(x.shape, "x")
@@ -308,6 +336,12 @@ class LearnedDataManifold(geoopt.Manifold):
 
 
 @torch.no_grad()
+def _require_tensors(**tensors: object) -> None:
+    for name, value in tensors.items():
+        if not isinstance(value, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+
+
 def land(manifold: LearnedDataManifold, xf: Tensor) -> Tensor:
     """Normal-only landing of flat points ``xf`` ``(B, D)`` on ``manifold``'s field; returns ``(B, D)``.
 

@@ -28,6 +28,7 @@ __all__ = [
     "as_field",
     "as_points",
     "check_count",
+    "check_finite_output",
     "check_points",
     "check_scalar",
     "check_vectors",
@@ -120,6 +121,19 @@ def check_count(value: int, name: str, *, low: int = 1, high: int | None = None)
         span = f"{low}..{high}" if high is not None else f">= {low}"
         raise ValueError(f"{name} must lie in {span}, got {value}")
     return value
+
+
+def check_finite_output(x: Tensor, out: Tensor, what: str) -> None:
+    """Raise a ``ValueError`` if a field's output ``out`` ``(B, ...)`` is NaN/inf at a finite row of ``x`` ``(B, D)``.
+
+    The one place that refuses non-finite results from finite points (one device sync per call); rows of ``x``
+    that are already NaN/inf pass (they give NaN rows, SPEC §5 per-row behaviour)."""
+    bad = ~torch.isfinite(out.flatten(1)).all(-1) & torch.isfinite(x).all(-1)
+    if bool(bad.any()):
+        worst = x[bad].abs().max().item()
+        raise ValueError(f"the {what} gave NaN/inf at {int(bad.sum())} finite point(s) of x (largest "
+                         f"|coordinate| {worst:.3g}): the input is too far outside the data's range for the "
+                         f"field's arithmetic in {x.dtype}")
 
 
 class CoMetricField(nn.Module):

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from ..geometry import lowrank_apply, lowrank_solve
-from .base import CoMetricField, check_count, check_points, check_scalar, check_vectors
+from .base import CoMetricField, check_count, check_finite_output, check_points, check_scalar, check_vectors
 
 __all__ = ["KNNCDC"]
 
@@ -103,11 +103,23 @@ class KNNCDC(CoMetricField):
 
     def _check_query(self, y: Tensor, name: str = "x") -> None:
         check_points(y, self.dim, name)
-        if y.dtype != self.data.dtype or y.device != self.data.device:
+        if y.device != self.data.device:
             raise ValueError(
-                f"{name} is {y.dtype} on {y.device} but the data are {self.data.dtype} on "
-                f"{self.data.device}; move the field with .to(...)"
+                f"{name} is on {y.device} but the field's data are on {self.data.device}; move the field with "
+                f".to(...)"
             )
+        if y.dtype != self.data.dtype:
+            raise ValueError(
+                f"{name} is {y.dtype} but the field's data are {self.data.dtype}: convert the points "
+                f"(e.g. x.to({self.data.dtype})) or the field (field.to({y.dtype}))"
+            )
+
+    def _as_query(self, x: Tensor) -> Tensor:
+        """``x`` checked (shape, device) and cast to the data's dtype (the field computes in that dtype)."""
+        check_points(x, self.dim)
+        if x.device != self.data.device:
+            self._check_query(x)  # raises, naming the devices
+        return x.to(self.data.dtype)
 
     @torch.no_grad()
     def _nearest(self, y: Tensor, k: int | None = None) -> Tensor:
@@ -200,13 +212,15 @@ class KNNCDC(CoMetricField):
 
         Columns are ``sqrt(w_j)(x_j − x̄)/σ`` (centred) or ``sqrt(w_j)(x_j − y)/σ`` (uncentred), ordered by
         distance. ``sqrt(w_j)`` is taken as ``exp(½ log w_j)``, so far neighbours whose weight underflows give
-        zero columns with finite gradients.
+        zero columns with finite gradients. Queries of another floating dtype are computed in the data's dtype
+        and the factor is returned in the query's.
         """
-        self._check_query(x)
-        log_w, points, mean = self._weighted(x)
-        centre = mean if self.centred else x
+        xq = self._as_query(x)
+        log_w, points, mean = self._weighted(xq)
+        centre = mean if self.centred else xq
         cols = (points - centre.unsqueeze(1)) * (0.5 * log_w).exp().unsqueeze(-1) / self.sigma
-        return cols.transpose(1, 2)
+        check_finite_output(xq, cols, "k-NN field")
+        return cols.transpose(1, 2).to(x.dtype)
 
     def apply(self, x: Tensor, w: Tensor) -> Tensor:
         """``(AAᵀ + δI) w``: ``(B, D)``, ``(B, D)`` → ``(B, D)``."""
@@ -228,8 +242,7 @@ class KNNCDC(CoMetricField):
 
     def project(self, x: Tensor) -> Tensor:
         """Landing projection: the weighted neighbour mean ``x̄ = Σ_j w_j x_j``, ``(B, D)`` → ``(B, D)``."""
-        self._check_query(x)
-        return self._weighted(x)[2]
+        return self._weighted(self._as_query(x))[2].to(x.dtype)
 
     @property
     def can_project(self) -> bool:

@@ -10,7 +10,7 @@ from torch import Tensor
 from ..geometry import lowrank_apply, lowrank_solve
 from ..model_file import load_model
 from ..models import MetricModel
-from .base import CoMetricField, check_points, check_scalar, check_vectors
+from .base import CoMetricField, check_finite_output, check_points, check_scalar, check_vectors
 
 __all__ = ["LearnedCDC"]
 
@@ -67,7 +67,7 @@ class LearnedCDC(CoMetricField):
         xs = x.to(self.model.scale.dtype)
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             A = self.model.factor(xs, self._sigma(sigma, xs))
-        _check_finite_output(xs, A, "factor")
+        check_finite_output(xs, A, "factor network")
         return A.to(x.dtype)
 
     def _sigma(self, sigma: float | Tensor | None, x: Tensor) -> float | Tensor:
@@ -88,7 +88,7 @@ class LearnedCDC(CoMetricField):
         check_points(x, self.dim)
         xs = x.to(self.model.scale.dtype)
         out = self.model.denoise(xs, self._sigma(sigma, xs))
-        _check_finite_output(xs, out, "denoiser")
+        check_finite_output(xs, out, "denoiser network")
         return out.to(x.dtype)
 
     def landing_bandwidths(self) -> tuple[float, float]:
@@ -102,12 +102,3 @@ class LearnedCDC(CoMetricField):
     def extra_repr(self) -> str:
         return f"sigma={self.sigma:.4g}, delta={self.delta:.4g}, precision={self.precision}"
 
-
-def _check_finite_output(x: Tensor, out: Tensor, what: str) -> None:
-    """Raise a ``ValueError`` if the network's output ``out`` is NaN/inf at a finite input row of ``x``."""
-    bad = ~torch.isfinite(out.flatten(1)).all(-1) & torch.isfinite(x).all(-1)
-    if bool(bad.any()):
-        worst = x[bad].abs().max().item()
-        raise ValueError(f"the {what} network gave NaN/inf at {int(bad.sum())} finite point(s) of x (largest "
-                         f"|coordinate| {worst:.3g}): the input is too far outside the data's range for the "
-                         f"network's arithmetic in {x.dtype}")

@@ -140,8 +140,13 @@ def test_data_shape_and_device_dtype():
     field = KNNCDC(data, k=5, sigma=0.5)
     assert field.dim == 4 and field.data.shape == (50, 4)
     assert "data" in dict(field.named_buffers()) and field.state_dict() == {}
-    with pytest.raises(ValueError, match="float64"):
-        field.factor(torch.randn(3, 4, dtype=F64))
+    # a query of another floating dtype is computed in the data's dtype and answered in its own
+    q = torch.randn(3, 4)
+    for dtype in (F64, torch.bfloat16):
+        A = field.factor(q.to(dtype))
+        assert A.dtype == dtype
+        torch.testing.assert_close(A, field.factor(q.to(dtype).float()).to(dtype))
+        assert field.project(q.to(dtype)).dtype == dtype
     field = field.to(F64)
     assert field.data.dtype == F64 and field.factor(torch.randn(3, 4, dtype=F64)).shape == (3, 4, 5)
 
