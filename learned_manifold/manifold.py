@@ -6,8 +6,9 @@ Two readings of the same field, chosen by the isotropic part ``δ``:
   ``proju`` and ``transp`` are the identity, ``retr(x, u) = x + u``, ``egrad2rgrad(x, u) = (G + δI) u`` and
   ``inner`` is the Woodbury form.
 * ``δ = 0``: the learned tangent bundle. ``proju = ÛÛᵀ`` (top-``d`` eigenvectors, ``d`` fixed or each
-  point's gap-rule dimension), ``egrad2rgrad(x, u) = G u``, ``retr(x, u) = x + proju(x, u)`` (so geoopt's momentum seed,
-  a raw Euclidean gradient, is handled) and ``transp(x, y, v) = proju(y, v)``.
+  point's gap-rule dimension), ``egrad2rgrad(x, u) = G_d u`` (``G`` on those directions),
+  ``retr(x, u) = x + proju(x, u)`` (so geoopt's momentum seed, a raw Euclidean gradient, is handled) and
+  ``transp(x, y, v) = proju(y, v)``.
 
 With ``landing=True`` (low-rank fields that have a denoiser), the manifold is the set of fixed points of the
 *normal-only* landing map ``x ← x + (I − P_x)(x̂(x, σ) − x)``, ``P_x`` the projector onto the learned tangent
