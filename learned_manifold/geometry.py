@@ -68,9 +68,22 @@ def _small_eigh(g: Tensor) -> tuple[Tensor, Tensor]:
         torch.set_num_threads(threads)
 
 
-def _finite_rows(A: Tensor) -> Tensor:
-    """``(B, ...)`` → ``(B,)`` bool: rows whose entries are all finite."""
-    return torch.isfinite(A.flatten(1)).all(-1)
+def _zero_bad_rows(A: Tensor) -> tuple[Tensor, Tensor | None]:
+    """``A`` ``(B, ...)`` with its non-finite rows replaced by zeros, and the ``(B,)`` mask of finite rows
+    (``None`` when every row is finite: the common case costs one check and no copy)."""
+    finite = torch.isfinite(A.flatten(1)).all(-1)
+    if bool(finite.all()):
+        return A, None
+    return torch.where(finite.view(-1, *([1] * (A.ndim - 1))), A, torch.zeros((), dtype=A.dtype, device=A.device)), \
+        finite
+
+
+def _nan_rows(t: Tensor, finite: Tensor | None) -> Tensor:
+    """``t`` ``(B, ...)`` with the rows outside ``finite`` set to NaN (per-row behaviour, as in geoopt.Sphere)."""
+    if finite is None:
+        return t
+    return torch.where(finite.view(-1, *([1] * (t.ndim - 1))), t, torch.full((), float("nan"), dtype=t.dtype,
+                                                                             device=t.device))
 
 
 def eigenpairs(A: Tensor, *, rel_eps: float = 1e-6) -> Eigenpairs:
@@ -92,10 +105,7 @@ def eigenpairs(A: Tensor, *, rel_eps: float = 1e-6) -> Eigenpairs:
     """
     if A.ndim != 3:
         raise ValueError(f"A must have shape (B, D, r), got {tuple(A.shape)}")
-    finite = _finite_rows(A)
-    all_finite = bool(finite.all())
-    A_ok = A if all_finite else torch.where(finite[:, None, None], A, torch.zeros((), dtype=A.dtype,
-                                                                                 device=A.device))
+    A_ok, finite = _zero_bad_rows(A)
     evals, evecs = _small_eigh(gram(A_ok.double()))
     evals = evals.flip(-1).clamp_min(0.0)
     evecs = evecs.flip(-1)
@@ -104,12 +114,7 @@ def eigenpairs(A: Tensor, *, rel_eps: float = 1e-6) -> Eigenpairs:
     keep = (evals > rel_eps * evals[..., :1].clamp_min(floor)) & (evals > floor)
     inv_sqrt = torch.where(keep, evals.clamp_min(floor).rsqrt(), torch.zeros_like(evals))
     U = A_ok @ (evecs * inv_sqrt.unsqueeze(-2)).to(A.dtype)  # the D-sized product in A's own dtype
-    values = evals.to(A.dtype)
-    if not all_finite:
-        nan = torch.full((), float("nan"), dtype=A.dtype, device=A.device)
-        values = torch.where(finite[:, None], values, nan)
-        U = torch.where(finite[:, None, None], U, nan)
-    return Eigenpairs(values=values, vectors=U)
+    return Eigenpairs(values=_nan_rows(evals.to(A.dtype), finite), vectors=_nan_rows(U, finite))
 
 
 def tangent_basis(A: Tensor, d: int) -> Tensor:
@@ -223,19 +228,13 @@ def lowrank_solve(A: Tensor, v: Tensor, delta: float = 0.0, *, rel_eps: float = 
         # The r × r algebra runs in at least float32 (Cholesky has no half-precision kernels); rows whose
         # factor is not finite are solved with a zero factor and then set to NaN (one bad row, one NaN row).
         work = torch.promote_types(A.dtype, torch.float32)
-        finite = _finite_rows(A)
-        all_finite = bool(finite.all())
-        Aw = A.to(work)
-        if not all_finite:
-            Aw = torch.where(finite[:, None, None], Aw, torch.zeros((), dtype=work, device=A.device))
+        Aw, finite = _zero_bad_rows(A.to(work))
         at_v = Aw.transpose(-1, -2) @ v.to(work).unsqueeze(-1)  # (B, r, 1)
         g = gram(Aw)
         eye = torch.eye(g.shape[-1], dtype=work, device=g.device)
         chol = torch.linalg.cholesky(g + delta * eye)
         out = (v.to(work) - (Aw @ torch.cholesky_solve(at_v, chol)).squeeze(-1)) / delta
-        if not all_finite:
-            out = torch.where(finite[:, None], out, torch.full((), float("nan"), dtype=work, device=A.device))
-        return out.to(v.dtype)
+        return _nan_rows(out, finite).to(v.dtype)
     pairs = eigenpairs(A, rel_eps=rel_eps) if pairs is None else pairs
     inv = torch.where(pairs.values > 0, 1.0 / pairs.values.clamp_min(torch.finfo(A.dtype).tiny), 0.0)
     coords = (pairs.vectors.transpose(-1, -2) @ v.unsqueeze(-1)).squeeze(-1) * inv
