@@ -41,6 +41,7 @@ from torch import Tensor
 from .models import MetricModel, ModelConfig
 
 __all__ = [
+    "file_kind",
     "FORMAT",
     "MAX_FILE_BYTES",
     "MAX_HEADER_BYTES",
@@ -82,7 +83,8 @@ def _as_path(path: object, name: str = "path") -> Path:
     return Path(path)
 
 
-def _kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in words (``os.stat`` mode → "folder", "FIFO (named pipe)", ...)."""
     kinds = ((stat.S_ISDIR, "folder"), (stat.S_ISFIFO, "FIFO (named pipe)"), (stat.S_ISCHR, "character device"),
              (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket"), (stat.S_ISLNK, "symbolic link"))
     return next((word for test, word in kinds if test(mode)), "special file")
@@ -100,7 +102,7 @@ class _Reader:
         except (OSError, ValueError) as err:  # ValueError: an embedded NUL byte
             raise self.error(f"cannot be examined: {getattr(err, 'strerror', None) or err}") from None
         if not stat.S_ISREG(st.st_mode):
-            raise self.error(f"is a {_kind(st.st_mode)}, not a model file; it was not opened")
+            raise self.error(f"is a {file_kind(st.st_mode)}, not a model file; it was not opened")
         try:  # O_NONBLOCK: should the path become a FIFO between stat and open, opening cannot block
             fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
         except OSError as err:
@@ -373,7 +375,7 @@ def _check_destination(path: Path) -> None:
         raise ValueError(f"refusing to write {str(path)!r}: it is a symbolic link (to {os.readlink(path)!r}); "
                          f"remove it or write to the target itself")
     if not stat.S_ISREG(st.st_mode):
-        raise ValueError(f"refusing to write {str(path)!r}: it is a {_kind(st.st_mode)}, not a regular file")
+        raise ValueError(f"refusing to write {str(path)!r}: it is a {file_kind(st.st_mode)}, not a regular file")
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 import learned_manifold
-from learned_manifold.model_file import atomic_write_bytes, save_model
+from learned_manifold.model_file import atomic_write_bytes, file_kind, save_model
 
 try:  # POSIX advisory locks; without them (Windows) runs are not locked against each other
     import fcntl
@@ -44,20 +44,6 @@ def state_path(out: Path) -> Path:
 def lock_path(out: Path) -> Path:
     """``OUT.lock``: exists while a run writes ``OUT``; holds its pid."""
     return out.with_name(out.name + ".lock")
-
-
-def _kind(mode: int) -> str:
-    if stat.S_ISDIR(mode):
-        return "a folder"
-    if stat.S_ISLNK(mode):
-        return "a symbolic link"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe)"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "a special file"
 
 
 def _check_folder(out: str | os.PathLike) -> Path:
@@ -98,7 +84,7 @@ def check_output(out: str | os.PathLike, *, resume: bool = False, overwrite: boo
         except FileNotFoundError:
             continue
         if not stat.S_ISREG(mode):
-            raise OutputError(f"cannot write {str(path)!r}: it is {_kind(mode)}, not a regular file; "
+            raise OutputError(f"cannot write {str(path)!r}: it is a {file_kind(mode)}, not a regular file; "
                               f"refusing to replace it")
     if not (resume or overwrite) and (out.exists() or state_path(out).exists()):
         raise OutputError(f"{str(out)!r} already exists; continue its training with --resume (resume=True) "

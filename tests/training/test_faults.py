@@ -138,7 +138,7 @@ def _special_outputs(tmp_path: Path) -> dict:
         "a folder": (tmp_path / "afolder", "a folder"),
         "a FIFO": (tmp_path / "fifo", "FIFO"),
         "a symlink": (tmp_path / "link.lmm", "symbolic link"),
-        "/dev/null": (Path("/dev/null"), "a device"),
+        "/dev/null": (Path("/dev/null"), "a character device"),
     }
 
 
