@@ -69,3 +69,21 @@ def test_compare_quick(tmp_path):
         sphere = name.startswith("sphere")
         assert (rows["lerp"]["geodesic"].get("length_ratio") is not None) == sphere
         assert rows["lerp"]["geodesic"]["endpoint_gap"] == 0.0
+
+
+def test_accuracy_grid_quick(tmp_path):
+    """Every (manifold, N, seed, method) is run and summarised by mean and worst seed, with the plot."""
+    from benchmarks import accuracy_grid
+
+    results = accuracy_grid.main(["--quick", "--out", str(tmp_path)])
+    assert (tmp_path / "accuracy_grid.png").stat().st_size > 0
+    runs, summary = results["runs"], results["summary"]
+    assert len(runs) == 2 * 1 * 2 * 3  # manifolds × sizes × seeds × methods
+    for s in summary:
+        errors = [r["tangent_error"] for r in runs if (r["manifold"], r["N"], r["method"]) ==
+                  (s["manifold"], s["N"], s["method"])]
+        assert s["seeds"] == 2 and s["worst_error"] == max(errors)
+        assert math.isclose(s["mean_error"], sum(errors) / len(errors))
+    # tuned k-NN on 300 points of S² is far better than a random 2-plane in R⁶⁴ (≈ 1.98)
+    knn = next(s for s in summary if s["manifold"] == "sphere2" and s["method"] == "k-NN centred")
+    assert knn["worst_error"] < 0.5
