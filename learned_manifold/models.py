@@ -30,6 +30,9 @@ __all__ = [
     "backbone_options",
     "LOSSES",
     "SAMPLER_NAMES",
+    "INPUT_SCALINGS",
+    "LEGACY_DEFAULTS",
+    "input_scale",
     "MAX_DIM",
     "MAX_RANK",
     "MAX_WIDTH",
@@ -47,6 +50,10 @@ MAX_DEPTH = 256  # residual blocks (building 2 × 256 blocks on the meta device 
 # not import it), and its tests check that its registries match these names.
 LOSSES = ("lowrank", "full")
 SAMPLER_NAMES = ("loguniform", "lognormal", "uniform")
+INPUT_SCALINGS = ("none", "unit")
+# Fields added to `ModelConfig` after model files were first written, with the value that gives a file written
+# before them its old behaviour: `ModelConfig.from_dict` fills them in when a stored config lacks them.
+LEGACY_DEFAULTS = {"input_scaling": "none"}
 
 
 def check_int(value: object, name: str, low: int, high: int) -> int:
@@ -225,6 +232,10 @@ class ModelConfig:
         sampler: bandwidth sampler name; ``sigma_min``/``sigma_max`` its range in data units.
         default_sigma: evaluation bandwidth (data units) used when none is given.
         sigma_rule: how ``default_sigma`` was chosen (free text, e.g. "validation tangent error").
+        input_scaling: what both networks receive: ``"unit"`` the noisy point times
+            ``c_in(σ_z) = (1 + D σ_z²)^(−1/2)`` (`input_scale`: EDM's c_in normalised to 1 as σ → 0), so inputs
+            keep unit RMS norm at every bandwidth; ``"none"`` the standardised point as is (files written
+            before this field existed, `LEGACY_DEFAULTS`).
     """
 
     data_shape: tuple[int, ...]
@@ -239,6 +250,7 @@ class ModelConfig:
     sigma_max: float = 4.0
     default_sigma: float = 0.05
     sigma_rule: str = "unset"
+    input_scaling: str = "none"
 
     def __post_init__(self) -> None:
         """Check every field's type and range (one ``TypeError``/``ValueError`` naming the field), before any
@@ -262,6 +274,8 @@ class ModelConfig:
         self.default_sigma = check_real(self.default_sigma, "default_sigma", positive=True)
         if not isinstance(self.sigma_rule, str) or len(self.sigma_rule) > 1000:
             raise TypeError(f"sigma_rule must be a string of at most 1000 characters, got {self.sigma_rule!r:.60}")
+        if not isinstance(self.input_scaling, str) or self.input_scaling not in INPUT_SCALINGS:
+            raise ValueError(f"input_scaling must be one of {list(INPUT_SCALINGS)}, got {self.input_scaling!r:.60}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -271,17 +285,30 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict, *, complete: bool = False) -> ModelConfig:
         """The config stored as ``d`` (`to_dict`'s output); unknown keys raise ``ValueError``, and so do missing
-        ones: ``data_shape`` and ``rank`` always, every field when ``complete`` (a model file holds them all)."""
+        ones: ``data_shape`` and ``rank`` always, every field when ``complete`` (a model file holds them all),
+        except the fields of `LEGACY_DEFAULTS`, which a file written before they existed lacks: those take the
+        value that keeps that file's old behaviour."""
         if not isinstance(d, dict):
             raise TypeError(f"a model config must be a dict, got {type(d).__name__}")
         known = set(cls.__dataclass_fields__)
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown model config keys {sorted(map(str, unknown))}; valid: {sorted(known)}")
-        missing = (known if complete else {"data_shape", "rank"}) - set(d)
+        missing = (known - set(LEGACY_DEFAULTS) if complete else {"data_shape", "rank"}) - set(d)
         if missing:
             raise ValueError(f"model config lacks keys {sorted(missing)}")
-        return cls(**d)
+        return cls(**{**LEGACY_DEFAULTS, **d})
+
+
+def input_scale(sigma_z: Tensor, dim: int) -> Tensor:
+    """``c_in(σ_z) = (1 + D σ_z²)^(−1/2)``, elementwise: ``(B,)`` → ``(B,)``.
+
+    The standardised data have ``E‖z‖² = 1`` (SPEC §1), so a noisy point ``y = z + σ_z ε`` has
+    ``E‖y‖² = 1 + D σ_z²`` and ``c_in y`` has unit RMS norm at every bandwidth (EDM's ``c_in`` with the
+    per-coordinate data std ``σ_d = 1/√D``, times ``σ_d`` so that it tends to 1 as σ → 0). Without it the inputs
+    at ``σ_z = 4`` are about ``4√D`` long and their gradients dominate Adam's normalisation of the first layer.
+    """
+    return torch.rsqrt(1 + dim * sigma_z * sigma_z)
 
 
 class MetricModel(nn.Module):
@@ -354,15 +381,21 @@ class MetricModel(nn.Module):
         return (y - self.mean.to(y.dtype)) / scale, sigma / scale
 
     # -- the two networks, in standardised units (used by training) ---------------------------------------
+    def _net_input(self, z: Tensor, sigma_z: Tensor) -> Tensor:
+        """What the networks see: ``z``, or ``c_in(σ_z) z`` under ``input_scaling="unit"`` (`input_scale`)."""
+        if self.config.input_scaling == "none":
+            return z
+        return z * input_scale(sigma_z, self.dim).to(z.dtype).reshape(-1, *([1] * (z.ndim - 1)))
+
     def factor_z(self, z: Tensor, sigma_z: Tensor) -> Tensor:
         """Factor ``A`` from standardised inputs: ``(B, *data_shape)``, ``(B,)`` or ``(1,)`` → ``(B, D, r)``."""
-        return self.factor_net(z, sigma_z)
+        return self.factor_net(self._net_input(z, sigma_z), sigma_z)
 
     def noise_z(self, z: Tensor, sigma_z: Tensor) -> Tensor:
         """Denoiser noise prediction ``F_θ`` with ``ẑ = z − σ_z F_θ`` (SPEC §3): → ``(B, D)``."""
         if self.denoiser_net is None:
             raise RuntimeError("this model was trained without a denoiser (uncentred); it cannot denoise")
-        return self.denoiser_net(z, sigma_z).squeeze(-1)
+        return self.denoiser_net(self._net_input(z, sigma_z), sigma_z).squeeze(-1)
 
     # -- public, data units --------------------------------------------------------------------------------
     def factor(self, y: Tensor, sigma: float | Tensor | None = None) -> Tensor:

@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from learned_manifold.models import LOSSES, MAX_DEPTH, MAX_RANK, MAX_WIDTH, SAMPLER_NAMES, check_int, check_real
+from learned_manifold.models import (
+    INPUT_SCALINGS,
+    LOSSES,
+    MAX_DEPTH,
+    MAX_RANK,
+    MAX_WIDTH,
+    SAMPLER_NAMES,
+    check_int,
+    check_real,
+)
 from learned_manifold.precision import PRECISIONS
 
 __all__ = ["MAX_SEED", "TrainConfig"]
@@ -30,6 +39,8 @@ class TrainConfig:
         centred: train a denoiser and match the mean-centred CDC (SPEC §3; the best measured recipe).
         denoiser_warmup: fraction of the steps that train the denoiser alone before the factor starts.
         loss, tikhonov, sampler, sigma_min, sigma_max: the loss and bandwidth sampler (SPEC §3).
+        input_scaling: ``"unit"`` feeds both networks ``c_in(σ) y`` with unit RMS norm at every bandwidth
+            (`learned_manifold.models.input_scale`), ``"none"`` the standardised ``y`` as is.
         lr, weight_decay, warmup, grad_clip, ema: AdamW with linear warm-up (fraction of steps) then cosine
             decay to ``lr/10``; gradient-norm clipping (``0`` disables); EMA decay of the saved weights
             (``0`` disables).
@@ -59,6 +70,7 @@ class TrainConfig:
     sampler: str = "loguniform"
     sigma_min: float = 3e-3
     sigma_max: float = 4.0
+    input_scaling: str = "none"
     lr: float = 2e-3
     weight_decay: float = 0.0
     warmup: float = 0.02
@@ -88,6 +100,7 @@ class TrainConfig:
         _choice(self.loss, "loss", LOSSES)
         _choice(self.sampler, "sampler", SAMPLER_NAMES)
         _choice(self.precision, "precision", PRECISIONS)
+        _choice(self.input_scaling, "input_scaling", INPUT_SCALINGS)
         self.tikhonov = check_real(self.tikhonov, "tikhonov", nonnegative=True)
         self.sigma_min = check_real(self.sigma_min, "sigma_min", positive=True)
         self.sigma_max = check_real(self.sigma_max, "sigma_max", positive=True)

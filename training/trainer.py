@@ -307,7 +307,7 @@ def _run(data: Tensor, cfg: TrainConfig, rank: int, manifold, out: Path | None, 
         data_shape=shape, rank=rank, centred=cfg.centred, loss=cfg.loss, tikhonov=cfg.tikhonov,
         arch_kwargs={"hidden": cfg.hidden, "depth": cfg.depth, "emb_dim": cfg.emb_dim},
         sampler=cfg.sampler, sigma_min=cfg.sigma_min * scale, sigma_max=cfg.sigma_max * scale,
-        default_sigma=scale * 2.0 ** -4, sigma_rule="initial guess s/16",
+        default_sigma=scale * 2.0 ** -4, sigma_rule="initial guess s/16", input_scaling=cfg.input_scaling,
     )
     with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the caller's RNG
         torch.manual_seed(cfg.seed)

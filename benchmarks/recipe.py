@@ -1,0 +1,151 @@
+"""Training-recipe comparison on curved data (issue 12, item 1): candidates × seeds, against tuned centred k-NN.
+
+For each data set (the Swiss roll, 2-D, isometrically in R¹⁰; the torus in R³) and each candidate recipe (a set of
+`TrainConfig` overrides on top of that data set's base settings), trains one model per training seed with
+`learned_manifold_training.trainer.train`, picks the evaluation σ on a validation split from the SPEC §8 grid
+(lowest tangent error) and scores it on held-out test points: mean tangent-projector error ``‖ÛÛᵀ − P_T‖_F``,
+the fraction of points whose gap-rule dimension is right, the mean ``(d+1)``-th eigenvalue (the curved normal
+that the model should suppress), and the denoiser's own ``(d+1)``-th Jacobian eigenvalue (its normal shrink,
+`learned_manifold.diagnostics.self_consistency`). The same training, validation and test points feed a tuned
+centred k-NN CDC (`benchmarks.accuracy.tune_knn`, SPEC §8 protocol) as the baseline.
+
+Run: ``python -m benchmarks.recipe [--data roll torus] [--seeds 0 1 2] [--candidates ...] [--n-roll N]
+[--steps S] [--quick] [--out DIR]``; writes ``recipe.json`` / ``recipe.md`` (default ``benchmarks/results/cpu``).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from learned_manifold.diagnostics import self_consistency
+from learned_manifold_training.data import SwissRoll, Torus
+from learned_manifold_training.trainer import TrainConfig, select_sigma, standardisation, train, validate
+
+from .accuracy import json_ready, sigma_grid, tune_knn
+from .common import Table, environment, make_parser, parse_args, write_report
+
+__all__ = ["CANDIDATES", "DATASETS", "main", "run_candidate", "summary_table"]
+
+CANDIDATES: dict[str, dict] = {
+    "before": {"input_scaling": "none"},
+    "unit-input": {"input_scaling": "unit"},
+}
+"""Candidate recipes: `TrainConfig` overrides. ``before`` is the recipe of the issue (inputs not rescaled)."""
+
+DATASETS: dict[str, dict] = {
+    "roll": {"make": lambda: SwissRoll(10), "n": 10_000, "base": {}},  # the `learned-manifold train` defaults
+    "torus": {"make": lambda: Torus(3), "n": 6000,  # the tests' torus fixture (tests/conftest.py)
+              "base": {"batch_size": 256, "rank": 3, "hidden": 64, "depth": 2, "emb_dim": 64, "sigma_min": 0.01,
+                       "sigma_max": 2.0, "val_points": 400}},
+}
+"""Data sets: the manifold, the default number of training points and the base `TrainConfig` settings."""
+
+
+def run_candidate(data: torch.Tensor, manifold, val: torch.Tensor, test: torch.Tensor, config: TrainConfig) -> dict:
+    """Train one model on ``data`` ``(N + val_points, D)``, pick σ on ``val``, score on ``test`` (both ``(n, D)``).
+
+    Returns:
+        ``{"sigma", "tangent_error", "dimension_accuracy", "normal_eigenvalue", "denoiser_normal_eigenvalue",
+        "top_eigenvalues", "train_seconds"}``.
+    """
+    start = time.perf_counter()
+    result = train(data, config, manifold=manifold, progress=False, device="cpu")
+    seconds = time.perf_counter() - start
+    model = result.model
+    with torch.no_grad():
+        sigma, _, _ = select_sigma(model, val, manifold)
+        scores = validate(model, test, sigma, manifold)
+    d = int(manifold.point_dimension(test[:1])[0])
+    row = {"sigma": sigma, "tangent_error": scores["tangent_error"],
+           "dimension_accuracy": scores["dimension_accuracy"], "normal_eigenvalue": scores["top_eigenvalues"][d],
+           "top_eigenvalues": scores["top_eigenvalues"][: d + 2], "train_seconds": seconds}
+    if model.has_denoiser:
+        report = self_consistency(model, test[:300], sigma).summary()
+        row["denoiser_normal_eigenvalue"] = report["denoiser_top_eigenvalues"][d]
+    return row
+
+
+def _stats(rows: list[dict], key: str, worst=max) -> str:
+    values = [r[key] for r in rows if r.get(key) is not None]
+    return f"{statistics.fmean(values):.3f} / {worst(values):.3f}" if values else "n/a"
+
+
+def summary_table(name: str, n: int, d: int, runs: dict[str, list[dict]], knn: dict) -> Table:
+    """One line per candidate (mean / worst over seeds) and one for the tuned centred k-NN baseline."""
+    table = Table(f"{name}, N = {n:,}: mean / worst over seeds (true d = {d})",
+                  ["recipe", "seeds", "tangent error", f"dim = {d}", f"λ_{d + 1} (normal)", "denoiser λ_{d+1}",
+                   "σ (val)", "train time / run"])
+    for cand, rows in runs.items():
+        table.add(cand, len(rows), _stats(rows, "tangent_error"), _stats(rows, "dimension_accuracy", min),
+                  _stats(rows, "normal_eigenvalue"), _stats(rows, "denoiser_normal_eigenvalue"),
+                  " ".join(f"{r['sigma']:.3g}" for r in rows),
+                  f"{statistics.fmean(r['train_seconds'] for r in rows):.0f} s")
+    t = knn["test"]
+    table.add(f"k-NN centred, tuned (k = {knn['k']})", "-", f"{t['tangent_error']:.3f}",
+              f"{t['dimension_accuracy']:.3f}", f"{t['top_eigenvalues'][d]:.3f}", "-", f"{knn['sigma']:.3g}",
+              f"{knn['seconds']:.0f} s (tuning)")
+    return table
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """Run the comparison and write ``recipe.json`` / ``recipe.md``; returns the results."""
+    parser = make_parser(__doc__.splitlines()[0])
+    parser.set_defaults(out=Path("benchmarks/results/cpu"), threads=1)
+    parser.add_argument("--data", nargs="+", choices=sorted(DATASETS), default=sorted(DATASETS))
+    parser.add_argument("--candidates", nargs="+", choices=sorted(CANDIDATES), default=list(CANDIDATES))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")
+    parser.add_argument("--n-roll", type=int, default=None, help="training points of the roll (default 10,000)")
+    parser.add_argument("--steps", type=int, default=None, help="training steps (default: each data set's base)")
+    args = parse_args(parser, argv)
+    results: dict = {}
+    tables = []
+    for name in args.data:
+        spec = DATASETS[name]
+        manifold = spec["make"]()
+        n = 400 if args.quick else (args.n_roll or spec["n"]) if name == "roll" else spec["n"]
+        base = dict(spec["base"])
+        if args.quick:
+            base.update(steps=40, batch_size=64, hidden=32, depth=1, emb_dim=32, val_points=80)
+        elif args.steps:
+            base["steps"] = args.steps
+        n_val = base.get("val_points", TrainConfig().val_points)
+        data = manifold.sample(n + n_val, generator=torch.Generator().manual_seed(0))
+        val = manifold.sample(200 if args.quick else 500, generator=torch.Generator().manual_seed(1))
+        test = manifold.sample(200 if args.quick else 1000, generator=torch.Generator().manual_seed(2))
+        d = int(manifold.point_dimension(test[:1])[0])
+        runs: dict[str, list[dict]] = {}
+        for cand in args.candidates:
+            for seed in args.seeds:
+                config = TrainConfig(**{**base, **CANDIDATES[cand], "seed": seed})
+                row = {"seed": seed, **run_candidate(data, manifold, val, test, config)}
+                runs.setdefault(cand, []).append(row)
+                print(f"{name} {cand} seed {seed}: error {row['tangent_error']:.3f}, dim {row['dimension_accuracy']:.3f}"
+                      f", normal {row['normal_eigenvalue']:.3f}, {row['train_seconds']:.0f} s", flush=True)
+        knn_data = data[:n]  # the field holds as many points as the models train on
+        knn = tune_knn(knn_data, val, test, manifold, ks=[8, 16, 32] if args.quick else [16, 32, 64, 128],
+                       sigmas=sigma_grid(standardisation(knn_data)[0]), centred=True)
+        print(f"{name} k-NN centred: error {knn['test']['tangent_error']:.3f}, k {knn['k']}", flush=True)
+        results[name] = {"n": n, "base": base, "runs": runs, "knn_centred": knn}
+        tables.append(summary_table(name, n, d, runs, knn))
+    settings = {"candidates": {c: CANDIDATES[c] for c in args.candidates}, "seeds": args.seeds,
+                "data": "training points seed 0 (the models hold out val_points of them), validation 500 (seed 1), "
+                        "test 1,000 (seed 2); evaluation σ on validation, lowest tangent error (SPEC §8 grid)",
+                "k-NN": "centred, k ∈ {16, 32, 64, 128} × the SPEC §8 σ grid, tuned on validation",
+                "threads": torch.get_num_threads()}
+    notes = ["λ_{d+1}: mean (d+1)-th eigenvalue of G at the test points (0 for a perfect field); denoiser "
+             "λ_{d+1}: the same of the denoiser's symmetrised Jacobian (its failure to shrink the curved normal, "
+             "which the factor inherits through the bias term of SPEC §3)."]
+    if not args.quick:
+        write_report(args.out, "recipe", title="Training recipe on curved data (issue 12)",
+                     env=environment(torch.device("cpu")), settings=settings, tables=tables,
+                     results=json_ready(results), notes=notes)
+    return results
+
+
+if __name__ == "__main__":
+    main()
