@@ -583,7 +583,7 @@ def test_a_small_sparse_tensor_is_densified(tmp_path: Path, layout: str) -> None
 
 def test_a_huge_sparse_tensor_is_refused_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
     """A sparse tensor whose dense form would exceed the limit is refused with its size, not densified."""
-    import learned_manifold_training.data as data
+    import learned_manifold_training.data.files as data
 
     monkeypatch.setattr(data, "MAX_DENSE_FROM_SPARSE", 10)
     sparse = torch.zeros(8, 3).to_sparse()

@@ -1,0 +1,233 @@
+"""Users' arrays: ``.npy``/``.npz``/``.pt`` files (and in-memory arrays) read safely and validated, and
+`resolve_data`, the one entry point in front of files and built-in names."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .base import SyntheticManifold
+from .builtin import DATASETS, DEFAULT_SYNTHETIC_N, get_dataset
+
+__all__ = ["DataFileNotFoundError", "SUPPORTED_EXTENSIONS", "load_array", "resolve_data"]
+
+
+SUPPORTED_EXTENSIONS = (".npy", ".npz", ".pt", ".pth")
+
+
+class DataFileNotFoundError(FileNotFoundError, ValueError):
+    """A data file does not exist (both a FileNotFoundError and a ValueError)."""
+
+
+def _select_entry(keys: Sequence[str], label: str) -> str:
+    if not keys:
+        raise ValueError(f"{label}: contains no arrays")
+    if len(keys) == 1:
+        return keys[0]
+    if "data" in keys:
+        return "data"
+    raise ValueError(f"{label}: holds several arrays {sorted(keys)}; name the one to use 'data'")
+
+
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip archive (.npz), possibly empty
+
+
+def _check_magic(path: Path, label: str) -> None:
+    """Refuse a file whose first bytes are not those of its format (before np.load guesses "pickle")."""
+    with open(path, "rb") as fh:
+        head = fh.read(len(_NPY_MAGIC))
+    if head.startswith(_NPY_MAGIC) or head.startswith(_ZIP_MAGIC):
+        return
+    what = ("a Python pickle, not NumPy data" if head[:1] == b"\x80"
+            else "no NumPy (.npy) header and no zip (.npz) signature")
+    raise ValueError(f"{label}: is not a valid {path.suffix.lower()} file ({what}; first bytes {head!r})")
+
+
+def _read_numpy(path: Path, label: str) -> np.ndarray:
+    pickled = (
+        f"{label}: holds a pickled Python object array; refusing to load it (np.load allow_pickle=False)"
+    )
+    _check_magic(path, label)
+    try:
+        # Open the file ourselves: np.load leaks its own handle when a zip archive is corrupt.
+        with open(path, "rb") as fh:
+            loaded = np.load(fh, allow_pickle=False)
+            if isinstance(loaded, np.lib.npyio.NpzFile):
+                with loaded:
+                    return loaded[_select_entry(list(loaded.files), label)]
+            return loaded
+    except ValueError as err:
+        if "allow_pickle" in str(err):
+            raise ValueError(pickled) from err
+        if str(err).startswith(label):
+            raise
+        raise ValueError(f"{label}: corrupt or unreadable ({err})") from err
+    except Exception as err:
+        raise ValueError(f"{label}: corrupt or unreadable ({type(err).__name__}: {err})") from err
+
+
+def _read_torch(path: Path, label: str) -> Tensor:
+    try:
+        obj = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as err:
+        raise ValueError(
+            f"{label}: corrupt, unreadable or not a weights-only torch file ({type(err).__name__}: {err})"
+        ) from err
+    if isinstance(obj, dict):
+        keys = {str(k): k for k in obj}  # keys may be ints or other non-strings
+        obj = obj[keys[_select_entry(list(keys), label)]]
+    if not isinstance(obj, Tensor):
+        raise ValueError(
+            f"{label}: holds a {type(obj).__name__}, expected a tensor or a dict with key 'data'"
+        )
+    return obj
+
+
+def _read_file(path: Path, label: str) -> np.ndarray | Tensor:
+    if not path.exists():
+        raise DataFileNotFoundError(f"{label}: file does not exist")
+    if path.is_dir():
+        raise ValueError(f"{label}: is a directory, expected a file")
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_EXTENSIONS:
+        raise ValueError(
+            f"{label}: unsupported extension {suffix or '(none)'!r}; "
+            f"supported: {', '.join(SUPPORTED_EXTENSIONS)}"
+        )
+    if suffix in (".npy", ".npz"):
+        return _read_numpy(path, label)
+    return _read_torch(path, label)
+
+
+MAX_DENSE_FROM_SPARSE = 2**27  # values (512 MiB in float32): larger sparse tensors are refused, not densified
+
+
+def _densify(raw: Tensor, label: str) -> Tensor:
+    """A sparse tensor as a dense one when it has at most `MAX_DENSE_FROM_SPARSE` values; refuse it otherwise."""
+    if raw.layout == torch.strided:
+        return raw
+    if raw.numel() > MAX_DENSE_FROM_SPARSE:
+        raise ValueError(
+            f"{label}: is a sparse tensor ({raw.layout}) of shape {tuple(raw.shape)} whose dense form has "
+            f"{raw.numel():,} values (more than {MAX_DENSE_FROM_SPARSE:,}); store the data dense"
+        )
+    try:
+        return raw.to_dense()
+    except (RuntimeError, NotImplementedError) as err:
+        raise ValueError(f"{label}: a sparse tensor ({raw.layout}) that cannot be made dense: {err}") from None
+
+
+def _validate(raw: np.ndarray | Tensor, label: str) -> Tensor:
+    shape = tuple(raw.shape)
+    if isinstance(raw, np.ndarray):
+        if raw.dtype.kind not in "biuf":
+            raise ValueError(
+                f"{label}: non-numeric dtype {raw.dtype}; expected real numbers (bool, integer or floating)"
+            )
+        is_f64 = raw.dtype == np.float64
+    else:
+        if raw.is_complex() or raw.is_quantized:
+            raise ValueError(f"{label}: non-numeric dtype {raw.dtype}; expected real numbers")
+        raw = _densify(raw, label)
+        is_f64 = raw.dtype == torch.float64
+    if len(shape) < 2:
+        hint = " (reshape N scalars to (N, 1))" if len(shape) == 1 else ""
+        raise ValueError(
+            f"{label}: expected an array of shape (N, ...) with at least 2 axes, got shape {shape}{hint}"
+        )
+    if shape[0] == 0:
+        raise ValueError(f"{label}: is empty (0 samples, shape {shape})")
+    if 0 in shape[1:]:
+        raise ValueError(f"{label}: has an empty feature axis (shape {shape})")
+    target = torch.float64 if is_f64 else torch.float32
+    if isinstance(raw, np.ndarray):
+        x = torch.from_numpy(np.array(raw, dtype=np.float64 if is_f64 else np.float32))
+    else:
+        x = raw.detach().to(dtype=target, copy=True)
+    bad = ~torch.isfinite(x)
+    count = int(bad.sum())
+    if count:
+        bad_rows = bad.reshape(shape[0], -1).any(dim=1).nonzero()[:, 0]
+        raise ValueError(
+            f"{label}: contains {count} non-finite value(s) (NaN or inf) in {bad_rows.numel()} row(s); "
+            f"the first bad row is index {int(bad_rows[0])}"
+        )
+    if shape[0] < 2:
+        raise ValueError(f"{label}: needs at least 2 samples, got {shape[0]}")
+    return x
+
+
+def load_array(source: str | os.PathLike[str] | np.ndarray | Tensor, *, name: str = "data") -> Tensor:
+    """Load and validate a user data array.
+
+    Args:
+        source: a path to ``.npy``, ``.npz`` (a single array, or the one named "data"), ``.pt``/``.pth``
+            (``torch.load(..., weights_only=True)``: a tensor, or a dict with a single tensor or key "data"),
+            or an in-memory ``np.ndarray`` / ``torch.Tensor``. Pickled object arrays are refused without
+            running any code.
+        name: how an in-memory array is called in error messages (files are named by their path).
+
+    Returns:
+        Tensor (N, ...), N >= 2, a new copy: float64 when the input is float64, float32 otherwise.
+
+    Raises:
+        DataFileNotFoundError: the file does not exist (also a ValueError).
+        ValueError: unsupported extension, unreadable/corrupt file (a ``.npy``/``.npz`` without its format's
+            signature is "not a valid .npy file"), pickled objects, non-numeric dtype, a sparse tensor too large
+            to densify (smaller ones are made dense), fewer than 2 axes, no samples, NaN/inf values, fewer
+            than 2 samples.
+        TypeError: ``source`` is of an unsupported type.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        label = f"data file '{path}'"
+        raw = _read_file(path, label)
+    elif isinstance(source, (np.ndarray, Tensor)):
+        label = f"array {name!r}"
+        raw = source
+    else:
+        raise TypeError(
+            f"{name}: expected a file path, np.ndarray or torch.Tensor, got {type(source).__name__}"
+        )
+    return _validate(raw, label)
+
+
+def resolve_data(
+    source: str | os.PathLike[str] | np.ndarray | Tensor, *, n: int | None = None, seed: int = 0
+) -> tuple[Tensor, SyntheticManifold | None]:
+    """Data from a built-in data set name or from a user array / file.
+
+    A string that names a built-in data set (and is not an existing file) goes to ``get_dataset`` (n defaults
+    to ``DEFAULT_SYNTHETIC_N`` for synthetic sets and to all images for "digits"); anything else goes to
+    ``load_array`` and, when ``n > 0`` is given, keeps the first n rows (``seed`` is then unused).
+
+    Args:
+        source: data set name, file path or in-memory array.
+        n: number of points (None or <= 0 for the default / all).
+        seed: sampling seed for built-in data sets.
+
+    Returns:
+        ``(data, manifold)``; manifold is None for real data.
+    """
+    if isinstance(source, str) and source in DATASETS and not Path(source).exists():
+        if n is None:
+            n = 0 if DATASETS[source] is None else DEFAULT_SYNTHETIC_N
+        return get_dataset(source, n, seed=seed)
+    if isinstance(source, str) and not Path(source).exists() and not Path(source).suffix:
+        raise ValueError(
+            f"{source!r} is neither a built-in data set ({', '.join(DATASETS)}) nor an existing file"
+        )
+    data = load_array(source)
+    if n is not None and n > 0:
+        if n > data.shape[0]:
+            raise ValueError(f"asked for n={n} rows but the data has only {data.shape[0]}")
+        if n < 2:
+            raise ValueError(f"n must be at least 2, got {n}")
+        data = data[:n].clone()
+    return data, None
