@@ -72,8 +72,9 @@ class ConsistencyReport:
         denoiser_values: ``(B, r)`` Ritz values of the denoiser Jacobian on the factor's range, descending.
         factor_dimension, denoiser_dimension: ``(B,)`` gap-rule dimensions of the two spectra.
         normal_value: ``(B,)`` the factor's relative eigenvalue ``λ_{d+1}/λ₁`` at ``σ`` (``d`` the factor's
-            dimension; 0 where ``d = r``).
-        normal_value_half: ``(B,)`` the same eigenvalue index at ``σ/2``.
+            dimension at ``σ``; 0 where ``d = r``).
+        normal_value_half: ``(B,)`` the same eigenvalue index at ``σ/2`` (when ``σ/2`` is below the model's
+            training range: ``normal_value`` is taken at ``2σ`` and this one at ``σ``).
         threshold, growth_threshold: the trust thresholds on the mean tangent disagreement and normal growth.
     """
 
@@ -190,12 +191,18 @@ def self_consistency(model: MetricModel, x: Tensor, sigma: float | None = None, 
     check_scalar(threshold, "threshold", allow_zero=True)
     sigma = float(model.config.default_sigma if sigma is None else check_scalar(sigma, "sigma"))
     dtype = model.scale.dtype
+    # the growth test compares σ/2 with σ; below the training range the networks would extrapolate, so a σ
+    # at the bottom of the range is compared with 2σ instead (same trend, one octave up)
+    low, high = sigma / 2, sigma
+    if low < getattr(model.config, "sigma_min", 0.0):
+        low, high = sigma, 2 * sigma
     parts: list[tuple[Tensor, ...]] = []
     with torch.no_grad():
         for xb in x.reshape(x.shape[0], model.dim).to(dtype).split(chunk):
             pairs = eigenpairs(model.factor(xb, sigma))
             U, lam = pairs.vectors, pairs.values
-            lam_half = eigenpairs(model.factor(xb, sigma / 2)).values
+            lam_low = lam if low == sigma else eigenpairs(model.factor(xb, low)).values
+            lam_high = lam if high == sigma else eigenpairs(model.factor(xb, high)).values
             ritz = U.transpose(1, 2) @ _denoiser_jvp(model, xb, U, sigma)
             ritz = 0.5 * (ritz + ritz.transpose(1, 2))
             mu, W = torch.linalg.eigh(ritz.double())  # r × r: cheap (SPEC §5)
@@ -205,6 +212,7 @@ def self_consistency(model: MetricModel, x: Tensor, sigma: float | None = None, 
             d = torch.minimum(d_f, d_j)  # a direction only one network keeps must count as a disagreement
             tangent = projector_error(truncate_basis(U, d), truncate_basis(U @ W, d))
             spectral = (ritz - torch.diag_embed(lam)).norm(dim=(1, 2)) / lam.norm(dim=1).clamp_min(1e-12)
-            parts.append((tangent, spectral, lam, mu, d_f, d_j, _relative_at(lam, d_f), _relative_at(lam_half, d_f)))
+            parts.append((tangent, spectral, lam, mu, d_f, d_j, _relative_at(lam_high, d_f),
+                          _relative_at(lam_low, d_f)))
     cat = [torch.cat(p) for p in zip(*parts, strict=True)]
     return ConsistencyReport(sigma, *cat, threshold=threshold)
