@@ -306,7 +306,7 @@ def input_scale(sigma_z: Tensor, dim: int) -> Tensor:
     The standardised data have ``E‖z‖² = 1`` (SPEC §1), so a noisy point ``y = z + σ_z ε`` has
     ``E‖y‖² = 1 + D σ_z²`` and ``c_in y`` has unit RMS norm at every bandwidth (EDM's ``c_in`` with the
     per-coordinate data std ``σ_d = 1/√D``, times ``σ_d`` so that it tends to 1 as σ → 0). Without it the inputs
-    at ``σ_z = 4`` are about ``4√D`` long and their gradients dominate Adam's normalisation of the first layer.
+    at ``σ_z = 4`` are about ``4√D`` long (issue 12; measured in ``benchmarks/results/cpu/recipe.md``).
     """
     return torch.rsqrt(1 + dim * sigma_z * sigma_z)
 

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from learned_manifold.diagnostics import self_consistency
 from learned_manifold.evaluation import bandwidth_grid, spectral_report
 from learned_manifold.geometry import eigenpairs
-from learned_manifold.models import MetricModel, ModelConfig, check_int
+from learned_manifold.models import LEGACY_DEFAULTS, MetricModel, ModelConfig, check_int
 from learned_manifold.precision import resolve_precision
 
 from .config import TrainConfig
@@ -328,7 +328,8 @@ def _run(data: Tensor, cfg: TrainConfig, rank: int, manifold, out: Path | None, 
         if not state_file.exists():
             raise FileNotFoundError(f"cannot resume: training state {str(state_file)!r} does not exist")
         state = torch.load(state_file, map_location=device, weights_only=True)
-        saved = json.loads(state["config"])
+        # a state written before a setting existed ran with that setting's old behaviour
+        saved = {**LEGACY_DEFAULTS, **json.loads(state["config"])}
         if saved != asdict(cfg):
             diff = {k: (saved.get(k), v) for k, v in asdict(cfg).items() if saved.get(k) != v}
             raise ValueError(f"cannot resume {str(out)!r}: settings differ from the saved run {diff}")

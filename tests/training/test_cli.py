@@ -90,7 +90,7 @@ def test_help_describes_every_option_with_its_default(capsys):
         main(["train", "--help"])
     assert exit_.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
-    for option, default in [("--steps", 3000), ("--batch-size", 512), ("--lr", 0.002), ("--seed", 0),
+    for option, default in [("--steps", 6000), ("--batch-size", 512), ("--lr", 0.002), ("--seed", 0),
                             ("--checkpoint-every", 500), ("--device", "auto")]:
         assert option in text and f"(default: {default})" in text, option
     train_parser = build_parser()._subparsers._group_actions[0].choices["train"]
