@@ -172,6 +172,12 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
             torch.distributed.destroy_process_group()
     v = {k: val for k, val in result.validation.items() if k != "sigma_table"}
     print(f"wrote {args.out} ({result.samples_per_second:,.0f} samples/s); validation: {json.dumps(v)}")
+    check = v.get("self_consistency")
+    if isinstance(check, dict) and not check.get("trusted", True):
+        print(f"warning: the model does not agree with itself on its held-out points (tangent disagreement "
+              f"{check['tangent_disagreement']}, normal growth {check['normal_growth']}): its tangent spaces are "
+              f"not to be trusted; `learned-manifold info {args.out} --data {args.data}` shows the spectra",
+              file=sys.stderr)
     return 0
 
 

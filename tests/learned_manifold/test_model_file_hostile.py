@@ -15,11 +15,10 @@ import json
 import os
 import pickle
 import resource
-import signal
+import sys
 import time
 import tracemalloc
 import zipfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -31,28 +30,14 @@ from learned_manifold import ModelFileError, load_model, save_model
 from learned_manifold.model_file import MAX_HEADER_BYTES, read_metadata
 from learned_manifold.models import MAX_DEPTH, MAX_DIM, MAX_RANK, MAX_WIDTH, MetricModel, ModelConfig
 
+ROOT = str(Path(__file__).resolve().parents[2])
+if ROOT not in sys.path:  # `benchmarks` is a folder of the repository, not an installed package
+    sys.path.insert(0, ROOT)
+
+from benchmarks.reliability_cases import time_limit  # noqa: E402  (SIGALRM: a hang fails instead of blocking CI)
+
 TIME_LIMIT_S = 10.0
 MEMORY_LIMIT = 200 * 2**20
-
-
-@contextmanager
-def time_limit(seconds: float):
-    """Raise `TimeoutError` in the main thread after ``seconds`` (SIGALRM interrupts a blocking open or read),
-    so a hang fails the test instead of blocking CI."""
-    if not hasattr(signal, "setitimer"):  # no SIGALRM on this platform: run unguarded
-        yield
-        return
-
-    def on_alarm(signum, frame):
-        raise TimeoutError(f"took more than {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def _model() -> MetricModel:
