@@ -82,6 +82,8 @@ class LearnedDataManifold(geoopt.Manifold):
     ):
         super().__init__()
         if isinstance(source, CoMetricField):
+            if not isinstance(delta, (int, float)) or isinstance(delta, bool):
+                raise TypeError(f"delta must be a number, got {type(delta).__name__}")
             if sigma is not None or delta:
                 raise ValueError("sigma and delta belong to the field when a field is given; set them there")
             field = source
@@ -101,13 +103,10 @@ class LearnedDataManifold(geoopt.Manifold):
                              f"the field expects D = {field.dim}")
         self.data_shape = tuple(data_shape)
         self.ndim = len(self.data_shape)
-        if isinstance(source, CoMetricField) and not (isinstance(delta, (int, float)) and not isinstance(delta, bool)):
-            raise TypeError(f"delta must be a number, got {type(delta).__name__}")
-        if tangent_dim is not None and not field.low_rank:
-            raise ValueError(f"tangent_dim applies to low-rank fields only; {type(field).__name__} has no factor")
-        if tangent_dim is not None and field.dim is not None and isinstance(tangent_dim, int) \
-                and not isinstance(tangent_dim, bool) and tangent_dim > field.dim:
-            raise ValueError(f"tangent_dim must be at most D = {field.dim}, got {tangent_dim}")
+        if tangent_dim is not None:
+            if not field.low_rank:
+                raise ValueError(f"tangent_dim applies to low-rank fields only; {type(field).__name__} has no factor")
+            check_count(tangent_dim, "tangent_dim", high=field.dim)
         if not isinstance(landing, bool):
             raise TypeError(f"landing must be True or False, got {landing!r}")
         if landing and not (field.can_project and field.low_rank):
@@ -115,8 +114,6 @@ class LearnedDataManifold(geoopt.Manifold):
                              f"with a landing projection (a denoiser); {type(field).__name__} has "
                              f"{'no low-rank factor' if field.can_project else 'none'}")
         self.landing = landing
-        if tangent_dim is not None:
-            check_count(tangent_dim, "tangent_dim")
         self.tangent_dim = tangent_dim
         self.landing_tol = check_scalar(landing_tol, "landing_tol")
         self.landing_steps = check_count(landing_steps, "landing_steps")

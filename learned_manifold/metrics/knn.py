@@ -101,25 +101,24 @@ class KNNCDC(CoMetricField):
         chunk = min(n, DEFAULT_CHUNK) if chunk_size is None else check_count(chunk_size, "chunk_size")
         self.chunk_size = chunk
 
-    def _check_query(self, y: Tensor, name: str = "x") -> None:
+    def _check_query(self, y: Tensor, name: str = "x", *, cast: bool = False) -> Tensor:
+        """``y`` checked (shape, device; dtype unless ``cast``), returned in the data's dtype."""
         check_points(y, self.dim, name)
         if y.device != self.data.device:
             raise ValueError(
                 f"{name} is on {y.device} but the field's data are on {self.data.device}; move the field with "
                 f".to(...)"
             )
-        if y.dtype != self.data.dtype:
+        if not cast and y.dtype != self.data.dtype:
             raise ValueError(
                 f"{name} is {y.dtype} but the field's data are {self.data.dtype}: convert the points "
                 f"(e.g. x.to({self.data.dtype})) or the field (field.to({y.dtype}))"
             )
+        return y.to(self.data.dtype)
 
     def _as_query(self, x: Tensor) -> Tensor:
-        """``x`` checked (shape, device) and cast to the data's dtype (the field computes in that dtype)."""
-        check_points(x, self.dim)
-        if x.device != self.data.device:
-            self._check_query(x)  # raises, naming the devices
-        return x.to(self.data.dtype)
+        """``x`` checked and cast to the data's dtype (the field computes in that dtype, answers in ``x``'s)."""
+        return self._check_query(x, cast=True)
 
     @torch.no_grad()
     def _nearest(self, y: Tensor, k: int | None = None) -> Tensor:
