@@ -32,7 +32,7 @@ from torch import Tensor
 from learned_manifold.evaluation import bandwidth_grid, spectral_report
 from learned_manifold.geometry import eigenpairs
 from learned_manifold.metrics import KNNCDC
-from learned_manifold.precision import PRECISIONS, resolve_precision
+from learned_manifold.precision import PRECISIONS
 from learned_manifold_training.data import get_dataset
 from learned_manifold_training.trainer import TrainConfig, select_sigma, standardisation, train, validate
 
@@ -241,7 +241,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
             row = {"N": n, "method": recipe, "label": RECIPE_LABELS[recipe], "sigma": ev["sigma"], "k": None,
                    **ev["test"], "seconds": seconds + ev["seconds"], "train_seconds": seconds,
                    "samples_per_second": result.samples_per_second, "validation": ev["validation"],
-                   "final_loss": result.history[-1]["loss"] if result.history else None}
+                   "final_loss": result.history[-1]["loss"] if result.history else None,
+                   "precision": result.precision, "precision_probe": result.precision_probe}
             rows.append(row)
             print(f"N={n} {recipe}: error {row['tangent_error']:.3f}, dim acc {row['dimension_accuracy']:.3f}, "
                   f"σ {row['sigma']:.4g}, {seconds:.0f} s", flush=True)
@@ -255,6 +256,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             print(f"N={n} {name}: error {row['tangent_error']:.3f}, dim acc {row['dimension_accuracy']:.3f}, "
                   f"k {row['k']}, σ {row['sigma']:.4g}, {row['seconds']:.0f} s", flush=True)
 
+    ran_as = sorted({r["precision"] for r in rows if "precision" in r})  # "auto" is measured per training
     settings = {
         "data": f"{DATASET}: S⁸ isometrically embedded in R⁶⁴; N training points (seed 0), "
                 f"{cfg['n_val']} validation (seed 1), {cfg['n_test']} test (seed 2)",
@@ -266,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "evaluation σ": "picked on the validation split from s·2^(i−6), i = 0..10 (lowest tangent error)",
         "k-NN tuning": f"k ∈ {cfg['ks']} × the same σ grid, lowest validation tangent error",
         "training seed": cfg["seed"],
-        "training precision": f"{cfg['precision']} (ran as {resolve_precision(cfg['precision'], device)})",
+        "training precision": f"{cfg['precision']} (ran as {', '.join(ran_as) or 'n/a'})",
         "threads": torch.get_num_threads(),
         "quick": args.quick,
     }

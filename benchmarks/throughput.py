@@ -10,14 +10,17 @@ For each data-set size ``N`` (S⁸ in R⁶⁴, uniform points), one run times, s
 
 each without and with the tangent-space step (`geometry.eigenpairs` of the factor), under
 ``torch.inference_mode()``, and reports the ratio k-NN / network per size. It also records the network's
-queries per second at a larger batch, in fp32 and bf16 autocast.
+queries per second at a larger batch, in fp32 and bf16 autocast, and with ``--compile`` also under
+``torch.compile`` (fp32 and bf16; the first call, compilation included, is reported beside the rate).
 
-Run: ``python -m benchmarks.throughput --device cpu|cuda [--quick] [--out DIR]``.
+Run: ``python -m benchmarks.throughput --device cpu|cuda [--quick] [--compile] [--sizes N ...] [--out DIR]``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
+import traceback
 from collections.abc import Callable, Sequence
 
 import torch
@@ -41,6 +44,7 @@ from .common import (
     parse_args,
     ratio,
     sphere_points,
+    synchronize,
     time_fn,
     time_interleaved,
     write_report,
@@ -98,25 +102,45 @@ def _time_size(model: MetricModel, data: Tensor, queries: Tensor, cfg: dict) -> 
     return {"best_chunk": best, "chunk_tuning": tuning, "timings": {k: t.to_dict() for k, t in timings.items()}}
 
 
-def _network_rates(model: MetricModel, batch: int, device: torch.device, repeats: int) -> dict[str, dict]:
-    """Network queries per second at ``batch`` in fp32 and in bf16 autocast."""
+def _network_rates(model: MetricModel, batch: int, device: torch.device, repeats: int,
+                   compile_: bool = False) -> dict[str, dict]:
+    """Network queries per second at ``batch`` in fp32 and in bf16 autocast (``compile_``: also compiled)."""
     x = sphere_points(batch, device, seed=2)
     rates = {}
-    modes = {"fp32": contextlib.nullcontext,
-             "bf16 autocast": lambda: torch.autocast(device.type, dtype=torch.bfloat16)}
-    for name, ctx in modes.items():
-        def run(ctx=ctx) -> Tensor:
+    fp32, bf16 = contextlib.nullcontext, lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+    modes = {"fp32": (fp32, False), "bf16 autocast": (bf16, False)}
+    if compile_:
+        modes.update({"torch.compile fp32": (fp32, True), "torch.compile + bf16": (bf16, True)})
+    for name, (ctx, compiled) in modes.items():
+        factor = torch.compile(model.factor) if compiled else model.factor  # one compiled function per mode
+
+        def run(ctx=ctx, factor=factor) -> Tensor:
             with ctx():
-                return model.factor(x, SIGMA)
-        t = time_fn(run, device, warmup=2, repeats=repeats)
-        rates[name] = {"batch": batch, **t.to_dict(), "queries_per_s": batch / t.median}
+                return factor(x, SIGMA)
+        try:
+            start = time.perf_counter()
+            run()  # the first call: compilation for the compiled modes
+            synchronize(device)
+            first = time.perf_counter() - start
+            t = time_fn(run, device, warmup=1, repeats=repeats)
+        except Exception as err:  # noqa: BLE001 - a failed compile is a result, not a crash
+            rates[name] = {"batch": batch, "status": "failed", "error": f"{type(err).__name__}: {str(err)[:300]}",
+                           "traceback_tail": traceback.format_exc().splitlines()[-4:]}
+            continue
+        rates[name] = {"batch": batch, "status": "ok", "first_call_s": first, **t.to_dict(),
+                       "queries_per_s": batch / t.median}
     return rates
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Run the benchmark and write ``throughput.json`` / ``throughput.md``; returns the results."""
-    args = parse_args(make_parser(__doc__.splitlines()[0]), argv)
+    parser = make_parser(__doc__.splitlines()[0])
+    parser.add_argument("--compile", action="store_true", help="also time the network under torch.compile")
+    parser.add_argument("--sizes", type=int, nargs="+", default=None, help="data-set sizes N (default: per device)")
+    args = parse_args(parser, argv)
     device, cfg = args.device, settings_for(args.device, args.quick)
+    if args.sizes:
+        cfg["sizes"] = sorted(args.sizes)
     env = environment(device)
     model = make_model(DIM, RANK, cfg["arch"], device)
     queries = sphere_points(cfg["queries"], device, seed=1)
@@ -153,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                       fmt_time(row["network_bf16_s"]), f"{fmt_num(row['ratio_bf16'])}×",
                       f"{fmt_num(row['ratio_bf16_tangent'])}×", fmt_num(row["knn_s"] / cfg["queries"] * 1e6))
             print(table.rows[-1], flush=True)
-        rates = _network_rates(model, cfg["big_batch"], device, cfg["repeats"])
+        rates = _network_rates(model, cfg["big_batch"], device, cfg["repeats"], args.compile)
 
     chunk_table = Table("k-NN chunk-size tuning (one call after one warm-up call)",
                         ["N", *[f"chunk {c:,}" for c in cfg["chunks"]]])
@@ -163,9 +187,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
             t = row["chunk_tuning"].get(str(min(c, row["n"])))
             cells.append(fmt_time(t["median_s"]) if t else "n/a")
         chunk_table.add(f"{row['n']:,}", *cells)
-    rate_table = Table(f"Network throughput at batch {cfg['big_batch']:,}", ["precision", "median", "queries/s"])
+    rate_table = Table(f"Network throughput at batch {cfg['big_batch']:,}",
+                       ["precision", "median", "queries/s", "first call (incl. compilation)", "status"])
     for name, r in rates.items():
-        rate_table.add(name, fmt_time(r.get("median_s")), fmt_rate(r["queries_per_s"]))
+        rate_table.add(name, fmt_time(r.get("median_s")), fmt_rate(r.get("queries_per_s")),
+                       fmt_time(r.get("first_call_s")), r["status"] if r["status"] == "ok" else r["error"][:160])
 
     settings = {
         "data": "S⁸ in R⁶⁴ (sphere8), uniform points; N = prefixes of one draw",
@@ -175,6 +201,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "k-NN": f"KNNCDC k={cfg['k']}, centred, exact fp32 brute force, chunk sizes tried {cfg['chunks']}",
         "tangent step": f"geometry.eigenpairs (r×r Gram eigh in float64): r={RANK} network, r={cfg['k']} k-NN",
         "sigma": SIGMA,
+        "compile": args.compile,
         "quick": args.quick,
     }
     notes = [

@@ -13,17 +13,26 @@ A setting qualifies when its mean error is within 5% of fp32's; the default is t
 shortest training wall time (compilation included), reported beside what the trainer's ``precision="auto"``
 picks on the device (within seed noise the two can differ; ``benchmarks/RESULTS.md`` discusses it).
 
-Settings: fp32; bf16 autocast; ``torch.compile`` with fp32 and with bf16. A compile that fails, or does not
-finish within a time limit, is recorded with its error text instead of stopping the run. On CUDA the trainer
-already uses fused AdamW.
+Settings: fp32; bf16 autocast; ``torch.compile`` with fp32 and with bf16; and ``precision="auto"``, whose
+measured choice (`learned_manifold.precision.choose_precision`: the trainer times its step in fp32 and bf16)
+is reported with the probe's times. A compile that fails, or does not finish within a time limit, is recorded
+with its error text instead of stopping the run. On CUDA the trainer already uses fused AdamW.
 
-Run: ``python -m benchmarks.training --device cpu|cuda [--quick] [--out DIR]``.
+Recipe cost: side by side, in alternating rounds, the steady samples/s of the default `train` recipe (fp32,
+mean-centred: denoiser and factor network, EMA, clipping, schedule) and of a plain uncentred metric-matching
+step of the same factor network (``a = ε``, AdamW, nothing else) on the same data, batch and device; their
+ratio is the price of the recipe per sample.
+
+Run: ``python -m benchmarks.training --device cpu|cuda [--quick] [--no-accuracy] [--compile-limit S] [--out DIR]``
+(``--no-accuracy``: speed only, no torus trainings and so no default by the rule).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import signal
+import statistics
 import time
 import traceback
 from collections.abc import Iterator, Sequence
@@ -33,9 +42,11 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from learned_manifold.evaluation import tangent_error
 from learned_manifold.metrics import LearnedCDC
-from learned_manifold.precision import native_bf16, resolve_precision
+from learned_manifold.models import MetricModel, ModelConfig
+from learned_manifold.precision import native_bf16
 from learned_manifold_training.data import get_dataset
-from learned_manifold_training.trainer import TrainConfig, train
+from learned_manifold_training.losses import MetricMatchingLoss
+from learned_manifold_training.trainer import TrainConfig, standardisation, train
 
 from .common import (
     PAPER_NET,
@@ -143,7 +154,62 @@ def _run(data: torch.Tensor, cfg: dict, device: torch.device, precision: str, co
         "first_step_s": clock.stamps[1] - start,
         "loop_seconds": result.seconds,
         "final_loss": result.history[-1]["loss"] if result.history else None,
+        "precision": result.precision,
+        "precision_probe": result.precision_probe,
+        "model_config": {"data_shape": list(result.model.config.data_shape), "rank": result.model.config.rank,
+                         "arch": result.model.config.arch, "arch_kwargs": result.model.config.arch_kwargs},
     }
+
+
+def _plain_rate(data: torch.Tensor, cfg: dict, device: torch.device, network: dict) -> float:
+    """Steady samples/s of a plain uncentred step of the factor network ``network`` (a `ModelConfig`'s
+    data_shape/rank/arch/arch_kwargs): ``a = ε``, low-rank loss, AdamW; no denoiser, EMA, clipping or schedule."""
+    scale, mean = standardisation(data)
+    z_all = ((data - mean) / scale).to(device)
+    config = ModelConfig(data_shape=tuple(network["data_shape"]), rank=network["rank"], arch=network["arch"],
+                         arch_kwargs=dict(network["arch_kwargs"]), centred=False)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = MetricModel(config, scale=scale, mean=mean).to(device)
+    loss_fn = MetricMatchingLoss("lowrank", 0.0, centred=False)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=device.type == "cuda" or None)
+    g = torch.Generator(device=device).manual_seed(0)
+    lo, hi = math.log(3e-3), math.log(4.0)  # the default log-uniform σ range, in units of the data scale
+    batch = cfg["batch"]
+
+    def step() -> None:
+        idx = torch.randint(z_all.shape[0], (batch,), generator=g, device=device)
+        sigma_z = torch.empty(batch, device=device).uniform_(lo, hi, generator=g).exp()
+        eps = torch.randn(batch, *z_all.shape[1:], generator=g, device=device)
+        loss = loss_fn(model, z_all[idx], sigma_z, eps).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(cfg["warmup_steps"]):
+        step()
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(cfg["measured_steps"]):
+        step()
+    synchronize(device)
+    return batch * cfg["measured_steps"] / (time.perf_counter() - start)
+
+
+def _recipe_vs_plain(data: torch.Tensor, cfg: dict, device: torch.device, rounds: int = 2) -> dict:
+    """The default recipe (fp32, `_run`) and the plain uncentred step of the same network, in alternating
+    rounds on the same device; per-round rates and the median ratio default / plain."""
+    runs = []
+    for _ in range(rounds):
+        recipe = _run(data, cfg, device, "fp32", False)
+        if recipe["status"] != "ok":
+            return {"status": recipe["status"], "error": recipe.get("error"), "rounds": runs}
+        plain = _plain_rate(data, cfg, device, recipe["model_config"])
+        runs.append({"default_recipe_samples_per_s": recipe["steady_samples_per_s"],
+                     "plain_uncentred_samples_per_s": plain, "ratio": recipe["steady_samples_per_s"] / plain})
+        print("recipe vs plain", runs[-1], flush=True)
+    return {"status": "ok", "rounds": runs, "network": recipe["model_config"],
+            "ratio_median": statistics.median(r["ratio"] for r in runs)}
 
 
 def _accuracy(device: torch.device, cfg: dict, precision: str, compile_: bool) -> dict:
@@ -182,8 +248,17 @@ def _accuracy(device: torch.device, cfg: dict, precision: str, compile_: bool) -
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Run the benchmark and write ``training.json`` / ``training.md``; returns the results."""
-    args = parse_args(make_parser(__doc__.splitlines()[0]), argv)
+    parser = make_parser(__doc__.splitlines()[0])
+    parser.add_argument("--no-accuracy", action="store_true",
+                        help="speed only: skip the torus trainings (and so the default by the rule)")
+    parser.add_argument("--compile-limit", type=int, default=None,
+                        help="seconds a compiled setting may take before it is recorded as timed out")
+    args = parse_args(parser, argv)
     device, cfg = args.device, settings_for(args.device, args.quick)
+    if args.compile_limit is not None:
+        if args.compile_limit < 1:
+            parser.error(f"--compile-limit must be >= 1, got {args.compile_limit}")
+        cfg["compile_limit_s"] = args.compile_limit
     env = environment(device)
     data = sphere_points(N_POINTS, torch.device("cpu"), seed=0)
 
@@ -191,16 +266,20 @@ def main(argv: Sequence[str] | None = None) -> dict:
     for name, (precision, compile_) in SETTINGS.items():
         results[name] = _run(data, cfg, device, precision, compile_)
         print(name, results[name], flush=True)
+    results["auto"] = _run(data, cfg, device, "auto", False)  # what the trainer measures and picks
+    print("auto", results["auto"], flush=True)
+    recipe = _recipe_vs_plain(data, cfg, device)
     accuracy = {}
-    for name, (precision, compile_) in SETTINGS.items():
+    for name, (precision, compile_) in SETTINGS.items() if not args.no_accuracy else ():
         print(f"accuracy: {name}", flush=True)
         accuracy[name] = _accuracy(device, cfg, precision, compile_)
-    reference = accuracy["fp32"].get("tangent_error")
+    reference = accuracy.get("fp32", {}).get("tangent_error")
     qualifying = {name: a for name, a in accuracy.items() if a["status"] == "ok" and reference is not None
                   and a["tangent_error"] <= (1 + TOLERANCE) * reference}
     default = min(qualifying, key=lambda n: qualifying[n]["wall_s"]) if qualifying else None
-    auto = resolve_precision("auto", device)
+    auto = results["auto"].get("precision")
     choice = {"default_by_rule": default, "trainer_auto_precision": auto, "native_bf16": native_bf16(device),
+              "auto_probe": results["auto"].get("precision_probe"),
               "trainer_default_compile": TrainConfig().compile,
               "rule": f"shortest training wall time among settings within {TOLERANCE:.0%} of fp32's tangent error"}
 
@@ -212,8 +291,21 @@ def main(argv: Sequence[str] | None = None) -> dict:
         steady = r.get("steady_samples_per_s")
         speedup = f"{fmt_num(steady / base)}×" if steady and base else "n/a"
         status = r["status"] if r["status"] == "ok" else f"{r['status']}: {r['error'][:160]}"
-        table.add(name, fmt_num(steady), speedup, fmt_num(r.get("overall_samples_per_s")),
+        label = f"precision=auto (ran as {r.get('precision')})" if name == "auto" else name
+        table.add(label, fmt_num(steady), speedup, fmt_num(r.get("overall_samples_per_s")),
                   fmt_time(r.get("first_step_s")), status)
+    recipe_table = Table("Default recipe vs a plain uncentred step of the same factor network (fp32, same batch "
+                         "and device; alternating rounds)",
+                         ["round", "default recipe samples/s", "plain uncentred samples/s", "default / plain",
+                          "time per sample, default / plain"])
+    for i, r in enumerate(recipe.get("rounds", []), 1):
+        recipe_table.add(i, fmt_num(r["default_recipe_samples_per_s"]), fmt_num(r["plain_uncentred_samples_per_s"]),
+                         f"{fmt_num(r['ratio'])}×", f"{fmt_num(1 / r['ratio'])}×")
+    if recipe["status"] == "ok":
+        recipe_table.add("median", "", "", f"{fmt_num(recipe['ratio_median'])}×",
+                         f"{fmt_num(1 / recipe['ratio_median'])}×")
+    else:
+        recipe_table.add("failed", recipe["status"], str(recipe.get("error"))[:160], "n/a", "n/a")
     acc_table = Table(f"Accuracy: {ACCURACY['data']}, {ACCURACY['points']:,} points, {cfg['accuracy_steps']} steps "
                       f"of batch {ACCURACY['batch']}, network {ACCURACY['arch']}, seeds {list(cfg['accuracy_seeds'])}; "
                       f"test tangent error on {ACCURACY['test_points']:,} fresh points (mean over seeds)",
@@ -226,7 +318,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                       f"{fmt_num(err / reference)}×" if ok and reference else "n/a",
                       ("yes" if name in qualifying else "no") if ok else "n/a", fmt_time(a.get("wall_s")),
                       a["status"] if ok else f"{a['status']}: {a['error'][:160]}")
-    bf16_inference = accuracy["fp32"].get("tangent_error_bf16_inference")
+    bf16_inference = accuracy.get("fp32", {}).get("tangent_error_bf16_inference")
     if bf16_inference is not None:
         acc_table.add("fp32 model, bf16-autocast inference", fmt_num(bf16_inference, 4),
                       f"{fmt_num(bf16_inference / reference)}×", "", "", "ok")
@@ -238,22 +330,29 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "optimizer": "AdamW (fused on CUDA), grad clip 1.0, EMA 0.999 (the trainer's defaults)",
         "compile time limit": f"{cfg['compile_limit_s']} s",
         "default": choice,
+        "accuracy": "skipped (--no-accuracy)" if args.no_accuracy else "measured",
         "quick": args.quick,
     }
+    probe = choice["auto_probe"] or {}
     notes = [
         "Steady samples/s = batch × measured steps / wall time between the optimiser steps that close the warm-up "
         "and the measured steps (stamped by a global optimiser-step hook, CUDA synchronised at the stamps).",
         "Overall samples/s is TrainResult.samples_per_second: the whole loop, warm-up and compilation included.",
         "Settings run one after another, not interleaved: on a shared machine compare them with care.",
-        f"Default by the rule ({choice['rule']}): {default}. The trainer's precision='auto' resolves to "
-        f"{auto} on this device (native bf16: {choice['native_bf16']}); compile is off by default.",
+        f"Default by the rule ({choice['rule']}): "
+        f"{'not measured (--no-accuracy)' if args.no_accuracy else default}. The trainer's precision='auto' "
+        f"measured its step and ran as {auto} on this device (native bf16: {choice['native_bf16']}): "
+        f"{probe.get('reason')}; compile is off by default.",
+        "Default recipe / plain step: the price per sample of the recipe (a second network, the denoiser's target "
+        "forward, EMA, clipping, schedule, health checks) over the bare uncentred step of the same factor network.",
     ]
     title = "Training throughput (learned_manifold_training.trainer.train)"
-    _, md_path = write_report(args.out, "training", title=title, env=env,
-                              settings=settings, tables=[table, acc_table],
-                              results={"speed": results, "accuracy": accuracy, "default": choice}, notes=notes)
+    tables = [table, recipe_table, *([] if args.no_accuracy else [acc_table])]
+    _, md_path = write_report(args.out, "training", title=title, env=env, settings=settings, tables=tables,
+                              results={"speed": results, "recipe_vs_plain": recipe, "accuracy": accuracy,
+                                       "default": choice}, notes=notes)
     print(md_path.read_text())
-    return {"speed": results, "accuracy": accuracy, "default": choice}
+    return {"speed": results, "recipe_vs_plain": recipe, "accuracy": accuracy, "default": choice}
 
 
 if __name__ == "__main__":

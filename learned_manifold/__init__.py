@@ -10,6 +10,7 @@ from .manifold import LearnedDataManifold
 from .model_file import ModelFileError, load_model, save_model
 from .models import MetricModel, ModelConfig
 from .optim import RiemannianAdam, RiemannianSGD
+from .vae_file import load_vae, save_vae
 
 __version__ = "0.1.0"
 
@@ -26,5 +27,7 @@ __all__ = [
     "gradient_flow",
     "interpolate",
     "load_model",
+    "load_vae",
     "save_model",
+    "save_vae",
 ]

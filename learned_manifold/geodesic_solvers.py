@@ -28,7 +28,8 @@ __all__ = [
 def segment_energies(field: CoMetricField, path: Tensor) -> Tensor:
     """Squared metric lengths ``Δ_iᵀ g(x_{i+½}) Δ_i`` of the segments of a batch of paths.
 
-    All segments of all paths go through one call of ``field.metric`` on ``(B·(T−1), D)`` points.
+    All segments of all paths go through one call of ``field.metric`` on ``(B·(T−1), D)`` points, unless the
+    field defines its own curve energy ``field.segment_energies(path)`` (e.g. `VAEPullbackMetric`, SPEC §11).
 
     Args:
         field: the co-metric field; ``g = (G + δI)^{-1}`` is ``field.metric``.
@@ -39,6 +40,9 @@ def segment_energies(field: CoMetricField, path: Tensor) -> Tensor:
     """
     if path.ndim != 3 or path.shape[1] < 2:
         raise ValueError(f"path must have shape (B, T, D) with T >= 2, got {tuple(path.shape)}")
+    own = getattr(field, "segment_energies", None)
+    if own is not None:
+        return own(path)
     b, t, d = path.shape
     step = (path[:, 1:] - path[:, :-1]).reshape(-1, d)
     mid = (0.5 * (path[:, 1:] + path[:, :-1])).reshape(-1, d)

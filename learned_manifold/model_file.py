@@ -93,16 +93,16 @@ def file_kind(mode: int) -> str:
 class _Reader:
     """Bounded reads from one regular file, every error a `ModelFileError` naming the file."""
 
-    def __init__(self, path: Path):
-        self.name = repr(str(path))
+    def __init__(self, path: Path, kind: str = "model file"):
+        self.name, self.kind = repr(str(path)), kind  # kind: what the file should be, in messages ("VAE file")
         try:
             st = os.stat(path)  # follows symlinks: a link to /dev/zero is judged by what it points to
         except FileNotFoundError:
-            raise FileNotFoundError(f"model file {self.name} does not exist") from None
+            raise FileNotFoundError(f"{self.kind} {self.name} does not exist") from None
         except (OSError, ValueError) as err:  # ValueError: an embedded NUL byte
             raise self.error(f"cannot be examined: {getattr(err, 'strerror', None) or err}") from None
         if not stat.S_ISREG(st.st_mode):
-            raise self.error(f"is a {file_kind(st.st_mode)}, not a model file; it was not opened")
+            raise self.error(f"is a {file_kind(st.st_mode)}, not a {self.kind}; it was not opened")
         try:  # O_NONBLOCK: should the path become a FIFO between stat and open, opening cannot block
             fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
         except OSError as err:
@@ -113,7 +113,7 @@ class _Reader:
             raise self.error("changed while it was being opened; it was not read")
         if fst.st_size > MAX_FILE_BYTES:
             os.close(fd)
-            raise self.error(f"has {fst.st_size} bytes, more than the {MAX_FILE_BYTES} a model file may have")
+            raise self.error(f"has {fst.st_size} bytes, more than the {MAX_FILE_BYTES} a {self.kind} may have")
         self.file = os.fdopen(fd, "rb", buffering=0)
         self.size = fst.st_size
 
@@ -145,7 +145,7 @@ def _json(reader: _Reader, text: bytes | str, what: str) -> object:
             text = bytes(text).decode("utf-8")
         return json.loads(text, object_pairs_hook=_unique_keys)
     except (ValueError, RecursionError) as err:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        raise reader.error(f"is not a learned-manifold model file: its {what} is not valid JSON ({err})") from None
+        raise reader.error(f"is not a learned-manifold {reader.kind}: its {what} is not valid JSON ({err})") from None
 
 
 def _foreign(first: bytes) -> str:
@@ -159,17 +159,18 @@ def _foreign(first: bytes) -> str:
 def _read_header(reader: _Reader) -> tuple[dict, dict, int]:
     """Header → (tensor entries, metadata strings, data length). Checks dtypes, shapes and offsets."""
     if reader.size < 8:
-        raise reader.error(f"is not a learned-manifold model file: only {reader.size} bytes")
+        raise reader.error(f"is not a learned-manifold {reader.kind}: only {reader.size} bytes")
     first = bytes(reader.read(8, "header length"))
     n = int.from_bytes(first, "little")
     if n > MAX_HEADER_BYTES or n > reader.size - 8:
         kind = _foreign(first)
         if kind:
-            raise reader.error(f"is {kind}, not a learned-manifold model file; it was not loaded and no code was run")
+            raise reader.error(f"is {kind}, not a learned-manifold {reader.kind}; it was not loaded and no code "
+                               f"was run")
         if n > MAX_HEADER_BYTES:
-            raise reader.error(f"is not a learned-manifold model file: it claims a {n}-byte header, more than the "
-                               f"{MAX_HEADER_BYTES} a model file may have")
-        raise reader.error(f"is not a learned-manifold model file (not safetensors, or truncated): it claims a "
+            raise reader.error(f"is not a learned-manifold {reader.kind}: it claims a {n}-byte header, more than "
+                               f"the {MAX_HEADER_BYTES} a {reader.kind} may have")
+        raise reader.error(f"is not a learned-manifold {reader.kind} (not safetensors, or truncated): it claims a "
                            f"{n}-byte header but has only {reader.size - 8} bytes after the length")
     header = _json(reader, reader.read(n, "header"), "header")
     if not isinstance(header, dict):
@@ -226,8 +227,10 @@ def _read_config(reader: _Reader, metadata: dict) -> tuple[ModelConfig, dict]:
             raise
         raise reader.error(f"has an invalid model config: {err}") from None
     extra = _json(reader, metadata["extra"], "extra metadata")
-    if not isinstance(extra, dict) or not isinstance(extra.get("validation", {}), dict):
-        raise reader.error("has extra metadata that is not a JSON object (with an object 'validation')")
+    objects = ("validation", "precision_probe")  # optional; files written before the probe have none
+    if not isinstance(extra, dict) or not all(isinstance(extra.get(k, {}), dict) for k in objects):
+        raise reader.error("has extra metadata that is not a JSON object (with objects 'validation' and "
+                           "'precision_probe' where present)")
     return config, extra
 
 
@@ -265,8 +268,6 @@ def _read_tensors(reader: _Reader, header: dict, data_len: int) -> dict[str, Ten
         if not bool(torch.isfinite(t.float()).all()):  # .float(): F64 values beyond float32 become inf too
             raise reader.error(f"holds non-finite values (NaN or inf) in tensor {name!r}")
         tensors[name] = t
-    if not float(tensors["scale"]) > 0:
-        raise reader.error(f"has data scale {float(tensors['scale'])}; it must be > 0")
     return tensors
 
 
@@ -277,7 +278,10 @@ def _read_checked(path: Path) -> _Checked:
         header, metadata, data_len = _read_header(reader)
         config, extra = _read_config(reader, metadata)
         _compare(reader, header, _expected_shapes(reader, config))
-        return _Checked(config, extra, _read_tensors(reader, header, data_len))
+        tensors = _read_tensors(reader, header, data_len)
+    if not float(tensors["scale"]) > 0:
+        raise reader.error(f"has data scale {float(tensors['scale'])}; it must be > 0")
+    return _Checked(config, extra, tensors)
 
 
 def read_metadata(path: str | os.PathLike) -> dict:

@@ -187,7 +187,10 @@ class FiLMResMLP(nn.Module):
         return out.reshape(z.shape[0], self.out_channels, self.dim).transpose(1, 2)
 
 
-BACKBONES: dict[str, type[nn.Module]] = {"film_mlp": FiLMResMLP}
+# Imported here, not at the top: the UNet builds on `SigmaEmbedding` and the checks above.
+from .unet import UNet  # noqa: E402
+
+BACKBONES: dict[str, type[nn.Module]] = {"film_mlp": FiLMResMLP, "unet": UNet}
 
 
 def backbone_options(arch: str) -> tuple[str, ...]:

@@ -1,15 +1,16 @@
-"""The ``learned-manifold`` command: ``train``, ``demo`` and ``info``.
+"""The ``learned-manifold`` command: ``train``, ``demo``, ``info`` and ``show``.
 
     learned-manifold train DATA --out MODEL [--steps N] [--rank R] [--batch-size B] [--seed S]
                            [--device DEV] [--resume | --overwrite] ...
     learned-manifold demo [--out DIR] [--dataset NAME] [--quick]
-    learned-manifold info MODEL [--json]
+    learned-manifold info MODEL [--json] [--data DATA]
+    learned-manifold show MODEL DATA --out DIR [--num-points N] [--pairs P]
 
-DATA is a ``.npy``/``.npz``/``.pt`` array of shape ``(N, ...)`` or a built-in dataset name
-(`learned_manifold_training.data`). Under ``torchrun`` the ``train`` command runs data-parallel (DDP); only
-rank 0 writes files. Every user error (bad option, data, device or output path, a diverged run, a full disk)
-is one line on stderr and exit status 2; an interrupted run (Ctrl-C, SIGTERM) saves a checkpoint, says how to
-resume, and exits with 130.
+DATA is a ``.npy``/``.npz``/``.pt`` array of shape ``(N, ...)``, a folder of PNG/JPEG images, an MNIST-style IDX
+file or a built-in dataset name (`learned_manifold_training.data`). Under ``torchrun`` the ``train`` command
+runs data-parallel (DDP); only rank 0 writes files. Every user error (bad option, data, device or output path, a
+diverged run, a full disk) is one line on stderr and exit status 2; an interrupted run (Ctrl-C, SIGTERM) saves a
+checkpoint, says how to resume, and exits with 130.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ import torch
 
 from learned_manifold.models import LOSSES, SAMPLER_NAMES
 from learned_manifold.precision import PRECISIONS
+from learned_manifold.unet import UNET_PRESETS
 
-from .config import TrainConfig
+from .config import BACKBONE_CHOICES, TrainConfig
 from .outputs import OutputLock, check_output
 from .runtime import TrainingInterrupted, resolve_device
 
@@ -54,18 +56,28 @@ _HELP = _Help
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("data", help="a .npy/.npz/.pt file of shape (N, ...) or a built-in dataset name "
-                                "(circle, sphere, sphere8, torus, swiss_roll, union, digits)")
+    p.add_argument("data", help="a .npy/.npz/.pt file of shape (N, ...) (images (N, H, W) or (N, C, H, W) as "
+                                "stored, e.g. uint8), a folder of PNG/JPEG files (class sub-folders give labels), "
+                                "an MNIST IDX file (.gz or not), or a built-in name (circle, sphere, sphere8, torus, "
+                                "swiss_roll, union, digits, blobs, blobs:SIDE)")
     p.add_argument("--out", required=True, help="model file to write (e.g. model.lmm); its folder must exist")
     p.add_argument("--num-points", type=int, default=None,
                    help="number of points of a built-in data set (default: 10000; digits: all) or first rows of a "
                         "file (default: all)")
     p.add_argument("--steps", type=int, default=_DEFAULTS["steps"], help="optimisation steps")
-    p.add_argument("--rank", type=int, default=None, help="columns r of the factor, 1..D (default min(D, 16))")
+    p.add_argument("--rank", type=int, default=None,
+                   help="columns r of the factor, 1..D (default: min(D, 16) for the MLP, the preset's rank capped "
+                        "at D for the UNet)")
+    p.add_argument("--backbone", default=_DEFAULTS["backbone"], choices=BACKBONE_CHOICES,
+                   help="network: auto (the UNet for image points of shape (H, W) or (C, H, W) with H, W >= 4, "
+                        "else the MLP) | mlp (FiLM residual MLP: --hidden, --depth) | unet (--preset)")
+    p.add_argument("--preset", default=None, choices=sorted(UNET_PRESETS),
+                   help=f"UNet size: {', '.join(sorted(UNET_PRESETS))} (default: small, a CPU-sized UNet; mnist, "
+                        "cifar10, celeba64, ffhq256: the paper's image models)")
     p.add_argument("--batch-size", type=int, default=_DEFAULTS["batch_size"],
                    help="points per step (the global batch under DDP)")
-    p.add_argument("--hidden", type=int, default=_DEFAULTS["hidden"], help="network width")
-    p.add_argument("--depth", type=int, default=_DEFAULTS["depth"], help="residual blocks")
+    p.add_argument("--hidden", type=int, default=_DEFAULTS["hidden"], help="MLP width")
+    p.add_argument("--depth", type=int, default=_DEFAULTS["depth"], help="MLP residual blocks")
     p.add_argument("--lr", type=float, default=_DEFAULTS["lr"],
                    help="AdamW learning rate (warm-up, then cosine decay to lr/10)")
     p.add_argument("--sampler", default=_DEFAULTS["sampler"], choices=SAMPLER_NAMES,
@@ -117,6 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
                       help="held-out data (a file or built-in name, as for train): check the model against itself "
                            "there (factor network against denoiser Jacobian, normal eigenvalue as sigma halves)")
     info.add_argument("--num-points", type=int, default=500, help="points of --data used by the check")
+    show = sub.add_parser("show", help="pictures of a model's geometry of images: eigenvector images, eigenvalue "
+                                       "curves per class, interpolations, dimension histogram", formatter_class=_HELP)
+    show.add_argument("model", help="a model file written by `learned-manifold train`")
+    show.add_argument("data", help="the data (as for train): its images, and labels where the source has them")
+    show.add_argument("--out", required=True, help="folder for the PNG files and show.json (created if missing)")
+    show.add_argument("--num-points", type=int, default=256, help="points for the spectra and the histogram")
+    show.add_argument("--pairs", type=int, default=3, help="interpolation pairs (same class where labels exist)")
+    show.add_argument("--seed", type=int, default=0, help="seeds the choice of points and pairs")
     return parser
 
 
@@ -129,6 +149,7 @@ def _config(args: argparse.Namespace) -> TrainConfig:
     try:
         return TrainConfig(
             steps=args.steps, batch_size=args.batch_size, rank=args.rank, hidden=args.hidden, depth=args.depth,
+            backbone=args.backbone, preset=args.preset,
             lr=args.lr, sampler=args.sampler, sigma_min=args.sigma_min, sigma_max=args.sigma_max,
             centred=not args.uncentred, tikhonov=args.tikhonov, loss=args.loss, precision=args.precision,
             compile=args.compile, val_every=args.val_every, checkpoint_every=args.checkpoint_every,
@@ -143,8 +164,43 @@ def _resume_command(argv: list[str]) -> str:
     return "learned-manifold " + shlex.join(words + ([] if "--resume" in words else ["--resume"]))
 
 
+def _training_data(args: argparse.Namespace):
+    """``(data, manifold, data_info)`` of DATA: image sources keep their stored dtype and value range."""
+    from .data import is_image_source, resolve_data, resolve_images
+
+    if is_image_source(args.data):
+        images, manifold = resolve_images(args.data, n=args.num_points, seed=args.seed)
+        return images.x, manifold, images.metadata()
+    data, manifold = resolve_data(args.data, n=args.num_points, seed=args.seed)
+    return data, manifold, None
+
+
+def _show(args: argparse.Namespace) -> int:
+    from learned_manifold import load_model
+
+    from .data import is_image_source, resolve_data, resolve_images
+    from .show import run_show
+
+    for name in ("num_points", "pairs"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    model = load_model(args.model)
+    labels = None
+    if is_image_source(args.data):
+        images, _ = resolve_images(args.data)
+        data, labels = images.x, images.labels
+    else:
+        data, _ = resolve_data(args.data)
+    if data[0].numel() != model.dim:
+        raise ValueError(f"DATA has points of shape {tuple(data.shape[1:])}; the model expects "
+                         f"{tuple(model.data_shape)}")
+    report = run_show(model, data, args.out, labels=labels, n_points=args.num_points, n_pairs=args.pairs,
+                      seed=args.seed)
+    print(f"wrote the pictures and show.json to {args.out}; median dimension {report['median_dimension']:g}")
+    return 0
+
+
 def _train(args: argparse.Namespace, argv: list[str]) -> int:
-    from .data import resolve_data
     from .trainer import train
 
     config = _config(args)  # every check that needs no data, before the data are read
@@ -155,13 +211,14 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
         with OutputLock(out) if writes else contextlib.nullcontext():
             if writes:
                 check_output(out, resume=args.resume, overwrite=args.overwrite)
-            data, manifold = resolve_data(args.data, n=args.num_points, seed=args.seed)
+            data, manifold, data_info = _training_data(args)
             try:
-                config.check_data_dim(int(data[0].numel()))
+                config.model_spec(tuple(data.shape[1:]))  # rank <= D; backbone and preset fit the data
             except ValueError as err:
                 raise ValueError(_as_flags(str(err))) from None
             result = train(data, config, manifold=manifold, out=out, resume=args.resume,
-                           overwrite=args.overwrite, device=args.device, progress=not args.no_progress)
+                           overwrite=args.overwrite, device=args.device, progress=not args.no_progress,
+                           data_info=data_info)
     except TrainingInterrupted as stop:
         if writes:
             print(f"interrupted at step {stop.step} of {stop.total}; the partial model is in {out} (incomplete); "
@@ -286,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
             run_demo(out=args.out, dataset=args.dataset, n=args.num_points, steps=args.steps, seed=args.seed,
                      device=args.device, quick=args.quick)
             return 0
+        if args.command == "show":
+            return _show(args)
         return _info(args)
     except (ValueError, OSError, ImportError) as err:  # user errors: one clear line, no traceback
         print(f"learned-manifold {args.command}: error: {err}", file=sys.stderr)

@@ -20,8 +20,11 @@ from learned_manifold.models import (
     check_real,
 )
 from learned_manifold.precision import PRECISIONS
+from learned_manifold.unet import UNET_PRESETS, unet_preset
 
-__all__ = ["MAX_SEED", "TrainConfig"]
+__all__ = ["BACKBONE_CHOICES", "MAX_SEED", "TrainConfig", "is_image_shape"]
+
+BACKBONE_CHOICES = ("auto", "mlp", "unet")
 
 MAX_SEED = 2**63 // 1_000_003 - 2**32  # batches are keyed by seed * 1_000_003 + step (a 64-bit generator seed)
 MAX_STEPS = 2**31
@@ -37,8 +40,12 @@ class TrainConfig:
             which the factor inherits, SPEC §3; Swiss roll in R¹⁰, 3 seeds: tangent error 0.185 → 0.028,
             dimension right at 77% → 100% of points, ``benchmarks/results/cpu/recipe*.md``); batch_size: the
             global batch (split across DDP ranks).
-        rank, hidden, depth, emb_dim: model size (SPEC §4); rank ``None`` means ``min(D, 16)``; an explicit rank
-            must be at most ``D`` (checked by `check_data_dim` once the data are known).
+        rank, hidden, depth, emb_dim: model size (SPEC §4); rank ``None`` means ``min(D, 16)`` for the MLP and
+            the preset's rank capped at ``D`` for the UNet; an explicit rank must be at most ``D`` (checked by
+            `check_data_dim` once the data are known). ``hidden``, ``depth`` and ``emb_dim`` size the MLP only.
+        backbone: ``"auto"`` (the UNet for image-shaped points, `is_image_shape`, else the MLP), ``"mlp"`` (the
+            FiLM residual MLP of SPEC §4) or ``"unet"`` (`learned_manifold.unet.UNet`, SPEC §9).
+        preset: a UNet preset of `learned_manifold.unet.UNET_PRESETS` (``None``: ``"small"``); only with the UNet.
         centred: train a denoiser and match the mean-centred CDC (SPEC §3; the best measured recipe).
         denoiser_warmup: fraction of the steps that train the denoiser alone before the factor starts.
         loss, tikhonov, sampler, sigma_min, sigma_max: the loss and bandwidth sampler (SPEC §3).
@@ -68,6 +75,8 @@ class TrainConfig:
     hidden: int = 256
     depth: int = 3
     emb_dim: int = 128
+    backbone: str = "auto"
+    preset: str | None = None
     centred: bool = True
     denoiser_warmup: float = 0.25
     loss: str = "lowrank"
@@ -96,6 +105,12 @@ class TrainConfig:
         self.hidden = check_int(self.hidden, "hidden", 1, MAX_WIDTH)
         self.depth = check_int(self.depth, "depth", 1, MAX_DEPTH)
         self.emb_dim = check_int(self.emb_dim, "emb_dim", 1, MAX_WIDTH)
+        _choice(self.backbone, "backbone", BACKBONE_CHOICES)
+        if self.preset is not None:
+            _choice(self.preset, "preset", tuple(UNET_PRESETS))
+            if self.backbone == "mlp":
+                raise ValueError(f"preset {self.preset!r} is a UNet preset; it needs backbone 'unet' or 'auto', "
+                                 "not 'mlp'")
         for name in ("centred", "compile"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r:.60}")
@@ -132,6 +147,36 @@ class TrainConfig:
         if self.rank > D:
             raise ValueError(f"rank must be at most the data dimension D = {D}, got {self.rank}")
         return self.rank
+
+    def model_spec(self, data_shape: tuple[int, ...]) -> tuple[str, dict, int]:
+        """``(arch, arch_kwargs, rank)`` of the model for points of shape ``data_shape``: the backbone chosen by
+        ``backbone`` (``"auto"``: `is_image_shape`), its keyword arguments (the MLP's ``hidden``/``depth``/
+        ``emb_dim``, or the UNet preset's, as JSON-ready lists) and the rank (`check_data_dim`; with the UNet an
+        unset rank is the preset's, capped at ``D``). Raises ``ValueError`` naming the field when the backbone or
+        preset does not fit the data."""
+        shape = tuple(data_shape)
+        D = 1
+        for n in shape:
+            D *= n
+        rank = self.check_data_dim(D)
+        unet = self.backbone == "unet" or (self.backbone == "auto" and is_image_shape(shape))
+        if not unet:
+            if self.preset is not None:
+                raise ValueError(f"preset {self.preset!r} is a UNet preset, but points of shape {shape} are not "
+                                 "images (backbone auto chose the MLP; see is_image_shape)")
+            return "film_mlp", {"hidden": self.hidden, "depth": self.depth, "emb_dim": self.emb_dim}, rank
+        if len(shape) not in (2, 3):
+            raise ValueError(f"backbone 'unet' needs image points of shape (H, W) or (C, H, W), got {shape}")
+        preset = unet_preset(self.preset or "small")
+        if self.rank is None and self.loss == "lowrank":
+            rank = min(preset["rank"], D)
+        return "unet", preset["arch_kwargs"], rank
+
+
+def is_image_shape(data_shape: tuple[int, ...]) -> bool:
+    """The rule of ``backbone="auto"``: points are images when their shape is ``(H, W)`` or ``(C, H, W)`` with
+    ``H, W ≥ 4`` (a 2×3 or 3×3 array, or a flat vector, goes to the MLP)."""
+    return len(data_shape) in (2, 3) and data_shape[-2] >= 4 and data_shape[-1] >= 4
 
 
 def _fraction(value: object, name: str) -> float:

@@ -30,10 +30,13 @@ from tqdm import tqdm
 from learned_manifold.diagnostics import self_consistency
 from learned_manifold.evaluation import bandwidth_grid, spectral_report
 from learned_manifold.geometry import eigenpairs
+from learned_manifold.model_file import read_metadata
 from learned_manifold.models import LEGACY_DEFAULTS, MetricModel, ModelConfig, check_int
-from learned_manifold.precision import resolve_precision
+from learned_manifold.precision import choose_precision, workload_key
 
+from .batches import TrainingRows, standardisation
 from .config import TrainConfig
+from .data.stream import ArraySource
 from .losses import DenoiserLoss, MetricMatchingLoss
 from .outputs import Checkpointer, OutputLock, check_output, state_path
 from .runtime import StopRequest, TrainingDiverged, TrainingInterrupted, check_health, resolve_device
@@ -60,7 +63,8 @@ __all__ = [
 class TrainResult:
     """What `train` returns: the (EMA) model, its file, the last validation and the loss history.
 
-    ``precision`` is the precision the loop ran in (``"auto"`` resolved on the training device).
+    ``precision`` is the precision the loop ran in; ``precision_probe`` why (`choose_precision`'s record: for
+    ``"auto"``, the measured fp32 and bf16 step times; also in the model file's extra metadata).
     """
 
     model: MetricModel
@@ -71,27 +75,11 @@ class TrainResult:
     samples_per_second: float = 0.0
     stopped_at: int = 0
     precision: str = "fp32"
+    precision_probe: dict = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------------------
 # standardisation, bandwidth selection, validation
-
-
-def standardisation(data: Tensor) -> tuple[float, Tensor]:
-    """Global scalar scale and mean (SPEC §1): ``μ`` the mean point, ``s = sqrt(E‖x − μ‖²)``, computed in float64.
-
-    Raises:
-        ValueError: ``s`` overflows float32 (the model stores it in float32), or all points are identical.
-    """
-    flat = data.reshape(data.shape[0], -1).double()
-    mean = flat.mean(0)
-    scale = (flat - mean).pow(2).sum(-1).mean().sqrt().item()
-    if not (math.isfinite(scale) and scale <= _F32.max):
-        raise ValueError(f"the data overflow float32: their scale s = sqrt(E|x - mean|^2) = {scale:.3g} exceeds "
-                         f"float32's largest value {_F32.max:.3g}; rescale the data")
-    if not scale > 0:
-        raise ValueError("all data points are identical: the data scale is zero")
-    return scale, mean.float().reshape(data.shape[1:])
 
 
 def sigma_grid(model: MetricModel) -> list[float]:
@@ -193,19 +181,13 @@ def bandwidth_sampler(cfg: TrainConfig, scale: float):
     return make_sampler(cfg.sampler, cfg.sigma_min * scale, cfg.sigma_max * scale, **shift)
 
 
-def _split(data: Tensor, n_val: int, seed: int) -> tuple[Tensor, Tensor]:
-    n_val = min(n_val, data.shape[0] // 5)
-    perm = torch.randperm(data.shape[0], generator=torch.Generator().manual_seed(seed))
-    return data[perm[n_val:]], data[perm[:n_val]]
-
-
-def _fingerprint(data: Tensor) -> list[float]:
-    flat = data.reshape(data.shape[0], -1).double()
-    return [float(data.shape[0]), float(flat.shape[1]), float(flat.sum()), float(flat.pow(2).sum())]
-
-
-def _check_data(data: Tensor) -> None:
-    """Refuse data the loop cannot train on, before any work: shape, dtype, NaN/inf, float32 range."""
+def _check_data(data: Tensor | ArraySource) -> None:
+    """Refuse data the loop cannot train on, before any work: shape, dtype, NaN/inf, float32 range. A streamed
+    source is checked for its shape here (its values are checked as the statistics are accumulated)."""
+    if isinstance(data, ArraySource):
+        if len(data) < 10:
+            raise ValueError(f"{data.label}: need at least 10 points, got {len(data)}")
+        return
     if not isinstance(data, Tensor) or data.ndim < 2 or data.shape[0] < 10:
         raise ValueError(f"data must be a tensor of shape (N >= 10, ...), got "
                          f"{tuple(data.shape) if isinstance(data, Tensor) else type(data).__name__}")
@@ -222,17 +204,8 @@ def _check_data(data: Tensor) -> None:
                          f"number is {_F32.tiny:.3g}): rescale the data")
 
 
-def _standardise(x: Tensor, scale: float, mean: Tensor) -> Tensor:
-    """``z = (x − μ)/s`` computed in float64 (in row chunks) and returned in float32; checked finite."""
-    flat_mean = mean.double()
-    z = torch.cat([((c.double() - flat_mean) / scale).float() for c in x.split(1 << 16)])
-    if not bool(torch.isfinite(z).all()):
-        raise ValueError("the standardised data (x - mean) / scale are not finite in float32: rescale the data")
-    return z
-
-
 def train(
-    data: Tensor,
+    data: Tensor | ArraySource,
     config: TrainConfig | None = None,
     *,
     manifold=None,
@@ -242,6 +215,8 @@ def train(
     device: str | torch.device | None = "auto",
     progress: bool = True,
     stop_after: int | None = None,
+    data_info: dict | None = None,
+    workers: int = 0,
 ) -> TrainResult:
     """Train a metric-matching model on ``data`` ``(N, *data_shape)``.
 
@@ -251,7 +226,9 @@ def train(
     ``OUT.lock`` keeps a second run off the same ``out`` (`OutputLock`; rank 0 only under DDP).
 
     Args:
-        data: training points (validated finite floats); a held-out split is taken for validation.
+        data: training points ``(N, *data_shape)`` (validated finite floats), or an
+            `learned_manifold_training.data.stream.ArraySource` (e.g. `open_npy` of a memory-mapped ``.npy``),
+            streamed through a `DataLoader` (`training/batches.py`); a held-out split is taken for validation.
         config: `TrainConfig`; defaults if ``None``.
         manifold: the data's true manifold when known (validation by tangent error and dimension).
         out: model file to write (atomically, at every checkpoint and at the end); ``None`` keeps it in memory.
@@ -261,6 +238,9 @@ def train(
         device: ``"auto"`` (CUDA when present), or a torch device (checked: `resolve_device`).
         progress: show a tqdm bar with loss and speed.
         stop_after: stop (after checkpointing) once this step is reached: simulates an interrupted run.
+        data_info: what the data are, stored under ``"data"`` in the model file's extra metadata (e.g. an image
+            source's stored dtype and value range, `learned_manifold_training.data.ImageData.metadata`); JSON.
+        workers: `DataLoader` worker processes that read a streamed source ahead of the loop (0: in-process).
 
     Returns:
         `TrainResult` holding the EMA model (the one saved) with its chosen default bandwidth.
@@ -289,23 +269,24 @@ def train(
     with OutputLock(out) if writes else contextlib.nullcontext():
         if writes:
             check_output(out, resume=resume, overwrite=overwrite)
-        return _run(data, cfg, rank, manifold, out, resume, device, progress, stop_after, rank_id, world)
+        return _run(data, cfg, rank, manifold, out, resume, device, progress, stop_after, rank_id, world,
+                    data_info, check_int(workers, "workers", 0, 256))
 
 
-def _run(data: Tensor, cfg: TrainConfig, rank: int, manifold, out: Path | None, resume: bool,
-         device: torch.device, progress: bool, stop_after: int | None, rank_id: int, world: int) -> TrainResult:
+def _run(data: Tensor | ArraySource, cfg: TrainConfig, rank: int, manifold, out: Path | None, resume: bool,
+         device: torch.device, progress: bool, stop_after: int | None, rank_id: int, world: int,
+         data_info: dict | None = None, workers: int = 0) -> TrainResult:
     """The body of `train`, after every check and under the output lock."""
-    data = data.float()
-    train_x, val_x = _split(data, cfg.val_points, cfg.seed)
-    shape = tuple(data.shape[1:])
-    scale, mean = standardisation(train_x)
+    rows = TrainingRows(data, val_points=cfg.val_points, seed=cfg.seed, batch_size=cfg.batch_size, device=device,
+                        rank=rank_id, world=world, workers=workers)
+    shape, scale, mean, val_x = rows.shape, rows.scale, rows.mean, rows.val_x
     if not scale * cfg.sigma_max <= _F32.max or not scale * cfg.sigma_min >= _F32.tiny:
         raise ValueError(f"the bandwidth range [{cfg.sigma_min:g}, {cfg.sigma_max:g}] x data scale {scale:.3g} "
                          f"leaves float32's range: rescale the data")
-    z_data = _standardise(train_x, scale, mean).to(device)
+    arch, arch_kwargs, rank = cfg.model_spec(shape)  # under backbone "auto": the UNet for images, else the MLP
     mcfg = ModelConfig(
         data_shape=shape, rank=rank, centred=cfg.centred, loss=cfg.loss, tikhonov=cfg.tikhonov,
-        arch_kwargs={"hidden": cfg.hidden, "depth": cfg.depth, "emb_dim": cfg.emb_dim},
+        arch=arch, arch_kwargs=arch_kwargs,
         sampler=cfg.sampler, sigma_min=cfg.sigma_min * scale, sigma_max=cfg.sigma_max * scale,
         default_sigma=scale * 2.0 ** -4, sigma_rule="initial guess s/16", input_scaling=cfg.input_scaling,
     )
@@ -320,7 +301,7 @@ def _run(data: Tensor, cfg: TrainConfig, rank: int, manifold, out: Path | None, 
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
                             fused=device.type == "cuda" or None)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg))
-    fingerprint = _fingerprint(data)
+    fingerprint = rows.fingerprint
 
     start, seconds_before = 0, 0.0
     if resume:
@@ -349,11 +330,15 @@ def _run(data: Tensor, cfg: TrainConfig, rank: int, manifold, out: Path | None, 
     if cfg.compile:
         runner = torch.compile(runner)
 
-    val_x = val_x.to(device)
     sampler = bandwidth_sampler(cfg, scale)
     factor_from = int(cfg.denoiser_warmup * cfg.steps) if cfg.centred else 0
     end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
-    precision = resolve_precision(cfg.precision, device)
+    first = _batch(start, cfg, rows.n_train, shape, sampler, scale, device, rank_id, world)  # "auto" probes it
+    first_z = rows.rows(start, first[0], start + 1) if cfg.precision == "auto" else None
+    precision, probe = choose_precision(  # "auto": a full step (denoiser + factor) timed in fp32 and bf16, eager
+        cfg.precision, device, lambda: objective(first_z, *first[1:], True), backward=True,
+        key=workload_key("train", model.config, first[0].shape[0]), distributed=world > 1,
+        previous=read_metadata(out)["extra"].get("precision_probe") if resume and rank_id == 0 else None)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     history: list[dict] = []
     ema_params = list(ema.parameters())
@@ -362,8 +347,8 @@ def _run(data: Tensor, cfg: TrainConfig, rank: int, manifold, out: Path | None, 
     ckpt = None
     if is_main and out is not None:
         ckpt = Checkpointer(out, model, ema, opt, cfg, fingerprint, saved_step=start if resume else None, info={
-            "num_points": data.shape[0], "num_train_points": train_x.shape[0], "num_val_points": val_x.shape[0],
-            "precision": precision})
+            "num_points": rows.n, "num_train_points": rows.n_train, "num_val_points": val_x.shape[0],
+            "precision": precision, "precision_probe": probe, **({"data": data_info} if data_info else {})})
     bar = tqdm(total=cfg.steps, initial=start, disable=not (progress and is_main), desc="train",
                dynamic_ncols=True)
     t0 = time.perf_counter()
@@ -371,9 +356,10 @@ def _run(data: Tensor, cfg: TrainConfig, rank: int, manifold, out: Path | None, 
     stop = StopRequest()
     with stop, contextlib.closing(bar):
         for step in range(start, end):
-            idx, sigma_z, eps = _batch(step, cfg, z_data.shape[0], shape, sampler, scale, device, rank_id, world)
+            idx, sigma_z, eps = _batch(step, cfg, rows.n_train, shape, sampler, scale, device, rank_id, world)
+            z = rows.rows(step, idx, end)
             with autocast:
-                loss = runner(z_data[idx], sigma_z, eps, step >= factor_from).mean()
+                loss = runner(z, sigma_z, eps, step >= factor_from).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip:
@@ -409,7 +395,8 @@ def _run(data: Tensor, cfg: TrainConfig, rank: int, manifold, out: Path | None, 
         rate = (end - start) * cfg.batch_size / max(seconds, 1e-9)
 
         result = TrainResult(model=ema, path=out, validation={}, history=history, seconds=seconds,
-                             samples_per_second=rate, stopped_at=end, precision=precision)
+                             samples_per_second=rate, stopped_at=end, precision=precision,
+                             precision_probe=probe)
         if end < cfg.steps:  # interrupted on purpose: checkpoint and leave
             if ckpt is not None:
                 ckpt.save(end, seconds_before + seconds, complete=False)

@@ -5,6 +5,7 @@ from .euclidean import EuclideanMetric
 from .knn import KNNCDC
 from .learned import LearnedCDC
 from .score import ScoreJacobianMetric, SteinScoreMetric, TangentialMetric
+from .vae_pullback import VAEPullbackMetric
 
 __all__ = [
     "KNNCDC",
@@ -14,5 +15,6 @@ __all__ = [
     "ScoreJacobianMetric",
     "SteinScoreMetric",
     "TangentialMetric",
+    "VAEPullbackMetric",
     "as_denoiser",
 ]

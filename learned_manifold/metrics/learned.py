@@ -10,6 +10,7 @@ from torch import Tensor
 from ..geometry import lowrank_apply, lowrank_solve
 from ..model_file import load_model
 from ..models import MetricModel
+from ..precision import check_precision, choose_precision, workload_key
 from .base import CoMetricField, check_finite_output, check_points, check_scalar, check_vectors
 
 __all__ = ["LearnedCDC"]
@@ -26,18 +27,24 @@ class LearnedCDC(CoMetricField):
         model: a `MetricModel` or the path of a model file.
         sigma: evaluation bandwidth in data units (``None``: the model's default).
         delta: isotropic part ``δ ≥ 0`` added on top of the model's Tikhonov term.
-        precision: ``"fp32"``, or ``"bf16"`` to run the network under bf16 autocast (the factor is returned in
-            the dtype of the query; the Gram/Woodbury algebra stays in that dtype).
+        precision: ``"fp32"``, ``"bf16"`` to run the network under bf16 autocast (the factor is returned in
+            the dtype of the query; the Gram/Woodbury algebra stays in that dtype), or ``"auto"``: bf16 only where
+            a forward of this network (a batch of `PROBE_BATCH` points) measured at least 10% faster in bf16 on
+            the device, in repeated passes (`learned_manifold.precision.probe_precision`, cached per process).
+            The choice and its measured times are ``precision_choice``; a field moved to another device
+            decides again there on its first query.
     """
+
+    PROBE_BATCH = {"cuda": 8192, "cpu": 256}
+    """Points per forward in the ``"auto"`` probe, per device type (others: the CPU's)."""
 
     low_rank = True
 
     def __init__(self, model: MetricModel | str | os.PathLike, sigma: float | None = None, *, delta: float = 0.0,
                  precision: str = "fp32"):
         super().__init__()
-        if precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
-        self.precision = precision
+        self.precision = check_precision(precision)
+        self._choices: dict[str, dict] = {}
         if not isinstance(model, MetricModel):
             model = load_model(model)
         delta = check_scalar(delta, "delta", allow_zero=True)
@@ -48,6 +55,8 @@ class LearnedCDC(CoMetricField):
         self.extra_delta = float(delta)
         self.dim = model.dim
         self.centred = model.config.centred
+        if precision == "auto":
+            self._choice(self.model.scale.device)  # measure now, on the model's device, not inside a first query
 
     @property
     def delta(self) -> float:  # type: ignore[override]
@@ -65,10 +74,35 @@ class LearnedCDC(CoMetricField):
         """
         check_points(x, self.dim)
         xs = x.to(self.model.scale.dtype)
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self._bf16(x.device)):
             A = self.model.factor(xs, self._sigma(sigma, xs))
         check_finite_output(xs, A, "factor network")
         return A.to(x.dtype)
+
+    @property
+    def precision_choice(self) -> dict:
+        """Why the network runs in the precision it does on the model's device: the record of
+        `learned_manifold.precision.choose_precision` (``choice``, ``reason``, and for ``"auto"`` the measured
+        ``fp32_ms``/``bf16_ms`` of a forward)."""
+        return dict(self._choice(self.model.scale.device))
+
+    def _choice(self, device: torch.device) -> dict:
+        if str(device) not in self._choices:
+            batch = self.PROBE_BATCH.get(device.type, self.PROBE_BATCH["cpu"])
+            self._choices[str(device)] = choose_precision(
+                self.precision, device, lambda: self.model.factor(self._probe_points(device, batch), self.sigma),
+                key=workload_key("factor", self.model.config, batch))[1]
+        return self._choices[str(device)]
+
+    def _bf16(self, device: torch.device) -> bool:
+        return self.precision == "bf16" or (self.precision == "auto" and self._choice(device)["choice"] == "bf16")
+
+    def _probe_points(self, device: torch.device, batch: int) -> Tensor:
+        """``(batch, *data_shape)`` points at the data's scale around its mean (seeded; global RNG untouched)."""
+        g = torch.Generator(device=device).manual_seed(0)
+        shape = tuple(self.model.mean.shape)
+        z = torch.randn(batch, *shape, generator=g, device=device, dtype=self.model.scale.dtype)
+        return self.model.mean.to(device) + self.model.scale.to(device) * z / self.dim ** 0.5
 
     def _sigma(self, sigma: float | Tensor | None, x: Tensor) -> float | Tensor:
         return self.sigma if sigma is None else (sigma.to(x.dtype) if isinstance(sigma, Tensor) else sigma)

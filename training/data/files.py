@@ -1,5 +1,6 @@
 """Users' arrays: ``.npy``/``.npz``/``.pt`` files (and in-memory arrays) read safely and validated, and
-`resolve_data`, the one entry point in front of files and built-in names."""
+`resolve_data`, the one entry point in front of files, image sources and built-in names (`resolve_images` is
+the same for pictures, with their labels and metadata)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ import torch
 from torch import Tensor
 
 from .base import SyntheticManifold
-from .builtin import DATASETS, DEFAULT_SYNTHETIC_N, get_dataset
+from .builtin import DATASETS, DEFAULT_SYNTHETIC_N, get_dataset, get_image_dataset, is_image_dataset
+from .idx import is_idx_path, load_idx
+from .images import ImageData, images_from_array, load_image_array, load_image_folder
 
-__all__ = ["DataFileNotFoundError", "SUPPORTED_EXTENSIONS", "load_array", "resolve_data"]
+__all__ = ["DataFileNotFoundError", "SUPPORTED_EXTENSIONS", "is_image_source", "load_array", "load_images",
+           "resolve_data", "resolve_images"]
 
 
 SUPPORTED_EXTENSIONS = (".npy", ".npz", ".pt", ".pth")
@@ -49,7 +53,8 @@ def _check_magic(path: Path, label: str) -> None:
     raise ValueError(f"{label}: is not a valid {path.suffix.lower()} file ({what}; first bytes {head!r})")
 
 
-def _read_numpy(path: Path, label: str) -> np.ndarray:
+def _read_numpy(path: Path, label: str, extra: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The data array of a .npy/.npz file and, from a .npz that has it, the entry named ``extra``."""
     pickled = (
         f"{label}: holds a pickled Python object array; refusing to load it (np.load allow_pickle=False)"
     )
@@ -60,8 +65,12 @@ def _read_numpy(path: Path, label: str) -> np.ndarray:
             loaded = np.load(fh, allow_pickle=False)
             if isinstance(loaded, np.lib.npyio.NpzFile):
                 with loaded:
-                    return loaded[_select_entry(list(loaded.files), label)]
-            return loaded
+                    names = list(loaded.files)
+                    side = loaded[extra] if extra is not None and extra in names else None
+                    if side is not None:
+                        names.remove(extra)
+                    return loaded[_select_entry(names, label)], side
+            return loaded, None
     except ValueError as err:
         if "allow_pickle" in str(err):
             raise ValueError(pickled) from err
@@ -72,24 +81,29 @@ def _read_numpy(path: Path, label: str) -> np.ndarray:
         raise ValueError(f"{label}: corrupt or unreadable ({type(err).__name__}: {err})") from err
 
 
-def _read_torch(path: Path, label: str) -> Tensor:
+def _read_torch(path: Path, label: str, extra: str | None = None) -> tuple[Tensor, object | None]:
+    """The data tensor of a .pt file and, from a dict that has it, the entry named ``extra``."""
     try:
         obj = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as err:
         raise ValueError(
             f"{label}: corrupt, unreadable or not a weights-only torch file ({type(err).__name__}: {err})"
         ) from err
+    side = None
     if isinstance(obj, dict):
         keys = {str(k): k for k in obj}  # keys may be ints or other non-strings
+        if extra is not None and extra in keys:
+            side = obj[keys.pop(extra)]
         obj = obj[keys[_select_entry(list(keys), label)]]
     if not isinstance(obj, Tensor):
         raise ValueError(
             f"{label}: holds a {type(obj).__name__}, expected a tensor or a dict with key 'data'"
         )
-    return obj
+    return obj, side
 
 
-def _read_file(path: Path, label: str) -> np.ndarray | Tensor:
+def _read_file(path: Path, label: str, extra: str | None = None) -> tuple[np.ndarray | Tensor, object | None]:
+    """A .npy/.npz/.pt file's data array and (from a .npz or a .pt dict that has it) its entry ``extra``."""
     if not path.exists():
         raise DataFileNotFoundError(f"{label}: file does not exist")
     if path.is_dir():
@@ -101,8 +115,8 @@ def _read_file(path: Path, label: str) -> np.ndarray | Tensor:
             f"supported: {', '.join(SUPPORTED_EXTENSIONS)}"
         )
     if suffix in (".npy", ".npz"):
-        return _read_numpy(path, label)
-    return _read_torch(path, label)
+        return _read_numpy(path, label, extra)
+    return _read_torch(path, label, extra)
 
 
 MAX_DENSE_FROM_SPARSE = 2**27  # values (512 MiB in float32): larger sparse tensors are refused, not densified
@@ -187,7 +201,7 @@ def load_array(source: str | os.PathLike[str] | np.ndarray | Tensor, *, name: st
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         label = f"data file '{path}'"
-        raw = _read_file(path, label)
+        raw, _ = _read_file(path, label)
     elif isinstance(source, (np.ndarray, Tensor)):
         label = f"array {name!r}"
         raw = source
@@ -198,36 +212,138 @@ def load_array(source: str | os.PathLike[str] | np.ndarray | Tensor, *, name: st
     return _validate(raw, label)
 
 
-def resolve_data(
-    source: str | os.PathLike[str] | np.ndarray | Tensor, *, n: int | None = None, seed: int = 0
-) -> tuple[Tensor, SyntheticManifold | None]:
-    """Data from a built-in data set name or from a user array / file.
-
-    A string that names a built-in data set (and is not an existing file) goes to ``get_dataset`` (n defaults
-    to ``DEFAULT_SYNTHETIC_N`` for synthetic sets and to all images for "digits"); anything else goes to
-    ``load_array`` and, when ``n > 0`` is given, keeps the first n rows (``seed`` is then unused).
+def load_images(source: str | os.PathLike[str] | np.ndarray | Tensor, *, layout: str | None = None) -> ImageData:
+    """Images from any supported source: a folder, an IDX file, a ``.npy``/``.npz``/``.pt`` file or an array.
 
     Args:
-        source: data set name, file path or in-memory array.
+        source: a folder (`load_image_folder`), an IDX file name (`is_idx_path`, `load_idx` with its labels),
+            an array file (`load_image_array`) or an in-memory array (`images_from_array`).
+        layout: for arrays: None (automatic), "NCHW" or "NHWC".
+
+    Returns:
+        `ImageData`.
+    """
+    if isinstance(source, (np.ndarray, Tensor)):
+        return images_from_array(source, layout=layout)
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(f"images: expected a path, np.ndarray or torch.Tensor, got {type(source).__name__}")
+    path = Path(source)
+    if path.is_dir():
+        return load_image_folder(path)
+    if is_idx_path(path):
+        return load_idx(path)
+    return load_image_array(path, layout=layout)
+
+
+def _is_name(source: object) -> bool:
+    """A string that is not an existing path (so it may name a built-in data set)."""
+    return isinstance(source, str) and not Path(source).exists()
+
+
+def _unknown(source: str) -> ValueError:
+    return ValueError(f"{source!r} is neither a built-in data set ({', '.join(DATASETS)}, blobs:SIDE) nor an "
+                      "existing file or folder")
+
+
+def _first_rows(count: int, n: int | None) -> int | None:
+    """How many leading rows to keep of ``count`` for a requested ``n`` (None: all)."""
+    if n is None or n <= 0:
+        return None
+    if n > count:
+        raise ValueError(f"asked for n={n} rows but the data has only {count}")
+    if n < 2:
+        raise ValueError(f"n must be at least 2, got {n}")
+    return n
+
+
+def is_image_source(source: object) -> bool:
+    """Whether `resolve_data` reads ``source`` as images by itself: a built-in image data set name ("digits",
+    "blobs", "blobs:SIDE") that is not an existing path, a folder, or an IDX file name (`is_idx_path`)."""
+    if _is_name(source) and is_image_dataset(source):
+        return True
+    if isinstance(source, (str, os.PathLike)):
+        return Path(source).is_dir() or is_idx_path(source)
+    return False
+
+
+def resolve_images(
+    source: str | os.PathLike[str] | np.ndarray | Tensor,
+    *,
+    n: int | None = None,
+    seed: int = 0,
+    layout: str | None = None,
+) -> tuple[ImageData, SyntheticManifold | None]:
+    """Images, with their labels and what was read, from a built-in image data set or a user's file or folder.
+
+    Built-in names go to `get_image_dataset` ("digits" with labels; "blobs"/"blobs:SIDE" with their `Blobs`
+    manifold); anything else to `load_images` (a PNG/JPEG folder, an IDX file with the labels beside it, a
+    ``.npy``/``.npz``/``.pt`` array (N, H, W), (N, C, H, W) or (N, H, W, C), or an in-memory array). Values stay
+    in the stored units (SPEC §1: the model standardises them).
+
+    Args:
+        source: image data set name, folder, file path or in-memory array.
+        n: number of images: built-ins as in `get_image_dataset` (digits: a seeded random subset; blobs:
+            default ``DEFAULT_SYNTHETIC_N``); files and folders: the first n (None or <= 0: all).
+        seed: sampling seed of built-in data sets.
+        layout: array files only: None (automatic), "NCHW" or "NHWC".
+
+    Returns:
+        ``(images, manifold)``: `ImageData` with ``x`` (N, C, H, W) float32; the manifold (acting on the
+        flattened images) or None.
+
+    Raises:
+        ValueError: a built-in point data set (e.g. "sphere") or an unknown name, bad n, or any reader's error.
+    """
+    if _is_name(source) and is_image_dataset(source):
+        return get_image_dataset(source, n, seed=seed)
+    if _is_name(source) and source in DATASETS:
+        raise ValueError(f"{source!r} is a built-in data set of points, not images; the image data sets are "
+                         "digits, blobs and blobs:SIDE")
+    if _is_name(source) and not Path(source).suffix and not is_idx_path(source):
+        raise _unknown(source)
+    images = load_images(source, layout=layout)
+    keep = _first_rows(images.x.shape[0], n)
+    return (images if keep is None else images.take(slice(0, keep))), None
+
+
+def resolve_data(
+    source: str | os.PathLike[str] | np.ndarray | Tensor,
+    *,
+    n: int | None = None,
+    seed: int = 0,
+    images: bool = False,
+    layout: str | None = None,
+) -> tuple[Tensor, SyntheticManifold | None]:
+    """Data from a built-in data set name, an image source or a user array / file: the tensor the trainer uses.
+
+    Image sources (`is_image_source`: "digits", "blobs", "blobs:SIDE", a PNG/JPEG folder, an IDX file), and any
+    source when ``images=True``, go through `resolve_images` and give images (N, C, H, W) in their stored units
+    (digits: 0..16, as scikit-learn stores them; `get_dataset("digits")` keeps the old (n, 8, 8) view in
+    [0, 1]); call `resolve_images` for their labels and metadata. Another string that names a built-in data set
+    (and is not an existing file) goes to ``get_dataset`` (n defaults to ``DEFAULT_SYNTHETIC_N``); anything else
+    goes to ``load_array`` (shape as stored) and, when ``n > 0`` is given, keeps the first n rows (``seed`` is
+    then unused).
+
+    Args:
+        source: data set name, file or folder path, or in-memory array.
         n: number of points (None or <= 0 for the default / all).
         seed: sampling seed for built-in data sets.
+        images: read an array file (or array) as images too: (N, H, W) -> (N, 1, H, W), channels-last ->
+            channels-first, values as float32.
+        layout: with images: None (automatic), "NCHW" or "NHWC" for 4-axis arrays.
 
     Returns:
         ``(data, manifold)``; manifold is None for real data.
     """
+    if images or is_image_source(source):
+        data, manifold = resolve_images(source, n=n, seed=seed, layout=layout)
+        return data.x, manifold
     if isinstance(source, str) and source in DATASETS and not Path(source).exists():
         if n is None:
             n = 0 if DATASETS[source] is None else DEFAULT_SYNTHETIC_N
         return get_dataset(source, n, seed=seed)
-    if isinstance(source, str) and not Path(source).exists() and not Path(source).suffix:
-        raise ValueError(
-            f"{source!r} is neither a built-in data set ({', '.join(DATASETS)}) nor an existing file"
-        )
+    if _is_name(source) and not Path(source).suffix:
+        raise _unknown(source)
     data = load_array(source)
-    if n is not None and n > 0:
-        if n > data.shape[0]:
-            raise ValueError(f"asked for n={n} rows but the data has only {data.shape[0]}")
-        if n < 2:
-            raise ValueError(f"n must be at least 2, got {n}")
-        data = data[:n].clone()
-    return data, None
+    keep = _first_rows(data.shape[0], n)
+    return (data if keep is None else data[:keep].clone()), None

@@ -1,0 +1,156 @@
+"""Image evaluation without a ground truth: feature stability under perturbations drawn from a co-metric (SPEC §10).
+
+For a feature map ``φ``, points ``x``, a magnitude ``ε`` and a co-metric field ``G``: draw ``z ~ N(0, G(x))``,
+set ``δ = ε z/‖z‖`` and score ``E ‖φ(x + δ) − φ(x)‖``. Lower is better: directions along the data change
+features least. Normalising ``δ`` makes the score measure direction only.
+
+Sampling ``N(0, G)`` (SPEC §10), all batched over points and samples:
+
+* low-rank fields (``field.low_rank``): ``z = A ξ + √δ ξ'`` with ``ξ ~ N(0, I_r)``, ``ξ' ~ N(0, I_D)``;
+* `EuclideanMetric` (the "random" baseline): ``z = ξ ~ N(0, I_D)``;
+* `SteinScoreMetric`: ``z = √(1+δ) (ξ − c s (sᵀξ))`` with ``c = (1 − 1/√(1 + λ‖s‖²))/‖s‖²``, the exact square
+  root of ``I − λ s sᵀ/(1 + λ‖s‖²)`` (for ``δ = 0``; with ``δ > 0`` the isotropic part is added independently);
+* any other field (e.g. `ScoreJacobianMetric`): ``G^{1/2} ξ`` by ``m`` Lanczos steps on ``w ↦ field.apply(x, w)``
+  with full reorthogonalisation, negative Ritz values clipped to 0 (``G^{1/2}ξ ≈ ‖ξ‖ Q_m T_m^{1/2} e₁``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .metrics.base import CoMetricField, as_field, check_count
+from .metrics.euclidean import EuclideanMetric
+from .metrics.score import SteinScoreMetric
+
+__all__ = ["FeatureStability", "feature_stability", "lanczos_sqrt", "sample_cometric"]
+
+
+def lanczos_sqrt(apply: Callable[[Tensor], Tensor], xi: Tensor, steps: int) -> Tensor:
+    """``K^{1/2} ξ`` row by row for PSD operators ``K_i`` given as a batched ``apply``: ``(B, D)`` → ``(B, D)``.
+
+    ``steps`` Lanczos iterations (``≤ D``) with full reorthogonalisation build ``Q`` ``(B, D, m)`` and the
+    tridiagonal ``T`` ``(B, m, m)``; the result is ``‖ξ‖ Q T₊^{1/2} e₁`` where ``T₊`` clips negative Ritz values
+    to 0 (SPEC §10). Exact once ``m`` reaches the number of distinct eigenvalues; a row whose Krylov space closes
+    early (breakdown) stops growing there. Only the small ``m × m`` matrices are eigendecomposed.
+    """
+    b, d = xi.shape
+    m = min(int(steps), d)
+    norm = xi.norm(dim=-1, keepdim=True)
+    q = xi / norm.clamp_min(torch.finfo(xi.dtype).tiny)
+    basis = [q]
+    alphas, betas = [], []
+    alive = torch.ones(b, 1, dtype=xi.dtype, device=xi.device)
+    for j in range(m):
+        w = apply(basis[-1])
+        alpha = (w * basis[-1]).sum(-1, keepdim=True)
+        alphas.append(alpha * alive)
+        if j == m - 1:
+            break
+        qs = torch.stack(basis, dim=-1)  # (B, D, j+1)
+        w = w - (qs @ (qs.transpose(1, 2) @ w.unsqueeze(-1))).squeeze(-1)  # full reorthogonalisation
+        w = w - (qs @ (qs.transpose(1, 2) @ w.unsqueeze(-1))).squeeze(-1)  # twice is enough
+        beta = w.norm(dim=-1, keepdim=True)
+        scale = (alpha.abs() + beta).clamp_min(torch.finfo(xi.dtype).tiny)
+        alive = alive * (beta > 1e3 * torch.finfo(xi.dtype).eps * scale).to(xi.dtype)
+        betas.append(beta * alive)
+        basis.append(torch.where(alive > 0, w / beta.clamp_min(torch.finfo(xi.dtype).tiny), torch.zeros_like(w)))
+    k = len(alphas)
+    t = torch.diag_embed(torch.cat(alphas, dim=-1))
+    if k > 1:
+        off = torch.cat(betas[: k - 1], dim=-1)
+        t = t + torch.diag_embed(off, offset=1) + torch.diag_embed(off, offset=-1)
+    evals, evecs = torch.linalg.eigh(t)  # (B, k, k): small
+    root = evecs @ (evals.clamp_min(0).sqrt().unsqueeze(-1) * evecs[:, 0, :].unsqueeze(-1))  # T₊^{1/2} e₁
+    qs = torch.stack(basis[:k], dim=-1)
+    return norm * (qs @ root).squeeze(-1)
+
+
+def sample_cometric(field: CoMetricField, x: Tensor, *, generator: torch.Generator | None = None,
+                    lanczos_steps: int = 32) -> Tensor:
+    """One draw ``z ~ N(0, G(x) + δI)`` per point (SPEC §10): ``(B, D)`` → ``(B, D)``.
+
+    Uses the field's exact square root where one exists (low-rank factor, Euclidean, Stein) and
+    `lanczos_sqrt` with ``lanczos_steps`` steps otherwise. Repeat rows of ``x`` for several draws per point.
+    """
+    field = as_field(field)
+    steps = check_count(lanczos_steps, "lanczos_steps")
+
+    def normal(*shape: int) -> Tensor:
+        return torch.randn(*shape, generator=generator, dtype=x.dtype, device=x.device)
+
+    b, d = x.shape
+    delta = float(field.delta)
+    if isinstance(field, EuclideanMetric):
+        return (1 + delta) ** 0.5 * normal(b, d)
+    with torch.no_grad():
+        if field.low_rank:
+            a = field.factor(x)
+            z = (a @ normal(b, a.shape[-1], 1)).squeeze(-1)
+            return z + delta**0.5 * normal(b, d) if delta > 0 else z
+        if isinstance(field, SteinScoreMetric):
+            s = field.score(x)
+            ss = (s * s).sum(-1, keepdim=True)
+            lam = field.lam
+            c = torch.where(ss > 0, (1 - torch.rsqrt(1 + lam * ss)) / ss.clamp_min(torch.finfo(x.dtype).tiny),
+                            torch.zeros_like(ss))
+            xi = normal(b, d)
+            z = xi - c * s * (s * xi).sum(-1, keepdim=True)
+            return z + delta**0.5 * normal(b, d) if delta > 0 else z
+    xi = normal(b, d)
+    with torch.no_grad():
+        return lanczos_sqrt(lambda w: field.apply(x, w), xi, steps)
+
+
+@dataclass
+class FeatureStability:
+    """Feature-stability curve of one field (SPEC §10).
+
+    Attributes:
+        eps: the magnitudes ``ε``, length ``E``.
+        mean: ``E_{x,z} ‖φ(x + δ) − φ(x)‖`` per ``ε`` (length ``E``).
+        std: the standard deviation over points of the per-point mean (length ``E``).
+        per_point: ``(E, B)`` per-point means over the draws.
+    """
+
+    eps: list[float]
+    mean: list[float]
+    std: list[float]
+    per_point: Tensor
+
+
+def feature_stability(field: CoMetricField, x: Tensor, features: Callable[[Tensor], Tensor],
+                      eps: Sequence[float], *, samples: int = 8, seed: int = 0, lanczos_steps: int = 32,
+                      data_shape: tuple[int, ...] | None = None) -> FeatureStability:
+    """Feature stability of ``field`` at points ``x`` ``(B, D)`` for each ``ε`` in ``eps`` (SPEC §10).
+
+    ``samples`` directions per point are drawn by `sample_cometric`, normalised to length ``ε``, and the
+    feature change ``‖φ(x + δ) − φ(x)‖`` averaged. ``features`` maps ``(n, *data_shape)`` to ``(n, F)``
+    (``data_shape`` defaults to flat). The same draws serve every ``ε`` (common random numbers), so the
+    curves of two fields differ by direction only.
+    """
+    field = as_field(field)
+    samples = check_count(samples, "samples")
+    eps = [float(e) for e in eps]
+    if not eps or not all(e > 0 for e in eps):
+        raise ValueError(f"eps must be a non-empty list of positive magnitudes, got {eps}")
+    if x.ndim != 2:
+        raise ValueError(f"x must have shape (B, D), got {tuple(x.shape)}")
+    shape = tuple(data_shape) if data_shape is not None else (x.shape[1],)
+    gen = torch.Generator(device=x.device).manual_seed(seed)
+    rows = x.repeat_interleave(samples, dim=0)
+    z = sample_cometric(field, rows, generator=gen, lanczos_steps=lanczos_steps)
+    direction = z / z.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(z.dtype).tiny)
+    with torch.no_grad():
+        base = features(x.reshape(-1, *shape)).repeat_interleave(samples, dim=0)
+        per_point = []
+        for e in eps:
+            moved = features((rows + e * direction).reshape(-1, *shape))
+            change = (moved - base).norm(dim=-1).reshape(x.shape[0], samples).mean(-1)
+            per_point.append(change)
+    per_point = torch.stack(per_point)
+    return FeatureStability(eps=eps, mean=per_point.mean(-1).tolist(), std=per_point.std(-1).tolist(),
+                            per_point=per_point)

@@ -1,0 +1,172 @@
+"""The VAE latent pullback metric (Arvanitidis et al. 2018; SPEC §7, §11) as a co-metric field on ``R^d``.
+
+With the decoder mean ``μ`` and std ``σ`` of a `learned_manifold.vae.VAE` (both ``R^d → R^D``, data units), the
+expected pullback metric is
+
+    ``M(z) = J_μ(z)ᵀ J_μ(z) + J_σ(z)ᵀ J_σ(z) + εI = J_f(z)ᵀ J_f(z) + εI``,  ``f = [μ, σ]: R^d → R^{2D}``,
+
+large where the decoder changes fast or where its std grows (off the data), so latent geodesics avoid the
+regions the decoder does not know. In the co-metric protocol (`CoMetricField`) ``G := M^{-1}`` and ``δ = 0``
+(``ε ≥ 0`` is the regulariser, as in `TangentialMetric`):
+
+* ``metric(z, v) = M v``: matrix-free, one JVP and one VJP of ``f`` (``O(D d)`` per point after the passes);
+* ``apply(z, w) = M^{-1} w``: the dense ``d × d`` matrix from ``d`` JVPs, then a batched solve (``d`` is small).
+
+Curve energies of a discrete latent path ``z_0 … z_{T−1}`` (SPEC §11), chosen by ``energy``:
+
+* ``"metric"`` (the project's form, SPEC §6): ``Σ_i Δ_iᵀ M(z_{i+½}) Δ_i = Σ_i ‖J_f(z_{i+½}) Δ_i‖² + ε‖Δ_i‖²``,
+  one JVP per segment;
+* ``"decoded"`` (Jacobian-free): ``Σ_i ‖μ(z_{i+1}) − μ(z_i)‖² + ‖σ(z_{i+1}) − σ(z_i)‖² + ε‖Δ_i‖²``, one
+  decoder pass per point. The two agree to second order in the segment length (the central difference
+  ``f(z + Δ/2) − f(z − Δ/2) = J_f(z) Δ + O(‖Δ‖³)``), so they converge together on a fine path. Neither carries
+  the factor ``T − 1`` of a curve on ``[0, 1]``: the geodesic solver scales energies by their initial value.
+
+`learned_manifold.geodesics.geodesic` uses the field's `VAEPullbackMetric.segment_energies` (the hook of
+`geodesic_solvers.segment_energies`), so ``geodesic(VAEPullbackMetric(vae, energy="decoded"), z0, z1)`` minimises
+the Jacobian-free energy; `LearnedDataManifold`, the flows and the optimisers use ``apply`` and ``metric``.
+
+Starts: the field holds no data, so ``geodesic``'s ``init="auto"`` is the latent straight line. Between codes on
+either side of a hole in the latent codes (a circle's codes form a loop) that start crosses the hole, where the
+decoder std has saturated at ``s/sqrt(ζ)`` and the metric is small again, and the solver can stay in that local
+minimum; `latent_graph_path` (the shortest path through the codes' k-NN graph) starts on the data instead.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from .base import CoMetricField, check_points, check_scalar, check_vectors
+
+if TYPE_CHECKING:  # imported lazily below: learned_manifold.vae itself imports this package's base module
+    from ..vae import VAE
+
+__all__ = ["CURVE_ENERGIES", "VAEPullbackMetric", "latent_graph_path"]
+
+CURVE_ENERGIES = ("metric", "decoded")
+"""Discrete curve energies of `VAEPullbackMetric` (module docstring)."""
+
+
+class VAEPullbackMetric(CoMetricField):
+    """Latent co-metric ``G = M^{-1}``, ``M = J_μᵀJ_μ + J_σᵀJ_σ + εI`` of a VAE's decoder (SPEC §11).
+
+    Args:
+        vae: a `VAE` or the path of a VAE file (`learned_manifold.load_vae`).
+        eps: ``ε ≥ 0`` added to ``M`` (``apply`` needs ``M`` invertible; the decoder's Jacobian has full rank
+            ``d`` wherever it is not degenerate, so the default is 0).
+        energy: ``"metric"`` or ``"decoded"``, the curve energy geodesics minimise (module docstring).
+
+    Attributes:
+        dim: the latent dimension ``d``. delta: ``0``. centred: ``True`` (fit for paths). low_rank: ``False``.
+    """
+
+    centred = True
+    low_rank = False
+
+    def __init__(self, vae: VAE | str | os.PathLike, *, eps: float = 0.0, energy: str = "metric") -> None:
+        from ..vae import VAE
+        from ..vae_file import load_vae
+
+        super().__init__()
+        if isinstance(vae, (str, os.PathLike)):
+            vae = load_vae(vae)
+        if not isinstance(vae, VAE):
+            raise TypeError(f"vae must be a VAE or the path of a VAE file, got {type(vae).__name__}")
+        if energy not in CURVE_ENERGIES:
+            raise ValueError(f"energy must be one of {CURVE_ENERGIES}, got {energy!r}")
+        self.vae = vae.requires_grad_(False).eval()
+        self.dim = vae.latent_dim
+        self.eps = check_scalar(eps, "eps", allow_zero=True)
+        self.energy = energy
+
+    def embed(self, z: Tensor) -> Tensor:
+        """``f(z) = [μ(z), σ(z)]`` flat, data units: ``(B, d)`` → ``(B, 2D)`` in the dtype of ``z``."""
+        dtype = self.vae.scale.dtype
+        return self.vae.mean_and_std(z.to(dtype)).to(z.dtype)
+
+    def jacobian(self, z: Tensor) -> Tensor:
+        """``J_f(z)`` by ``d`` batched JVPs: ``(B, d)`` → ``(B, 2D, d)``."""
+        check_points(z, self.dim, "z")
+        eye = torch.eye(self.dim, dtype=z.dtype, device=z.device)
+        cols = [torch.func.jvp(self.embed, (z,), (eye[i].expand_as(z),))[1] for i in range(self.dim)]
+        return torch.stack(cols, dim=-1)
+
+    def pullback(self, z: Tensor) -> Tensor:
+        """The dense metric ``M(z) = J_fᵀJ_f + εI``: ``(B, d)`` → ``(B, d, d)`` (``O(D d²)`` per point)."""
+        J = self.jacobian(z)
+        M = J.transpose(-1, -2) @ J
+        if self.eps:
+            M = M + self.eps * torch.eye(self.dim, dtype=z.dtype, device=z.device)
+        return M
+
+    def metric(self, x: Tensor, v: Tensor) -> Tensor:
+        """``M v = J_fᵀ(J_f v) + εv`` by one JVP and one VJP: ``(B, d)``, ``(B, d)`` → ``(B, d)``."""
+        check_vectors(x, v, self.dim, "v")
+        _, vjp_fn = torch.func.vjp(self.embed, x)
+        out = vjp_fn(torch.func.jvp(self.embed, (x,), (v,))[1])[0]
+        return out + self.eps * v if self.eps else out
+
+    def apply(self, x: Tensor, w: Tensor) -> Tensor:
+        """``M^{-1} w`` by a batched dense ``d × d`` solve: ``(B, d)``, ``(B, d)`` → ``(B, d)``.
+
+        Raises:
+            ValueError: ``M`` is singular at some point (a degenerate decoder there): construct with ``eps > 0``.
+        """
+        check_vectors(x, w, self.dim, "w")
+        out, info = torch.linalg.solve_ex(self.pullback(x), w.unsqueeze(-1))
+        if bool((info != 0).any()):
+            raise ValueError(f"the VAE pullback metric is singular at {int((info != 0).sum())} point(s); "
+                             "construct VAEPullbackMetric with eps > 0")
+        return out.squeeze(-1)
+
+    def dense(self, x: Tensor) -> Tensor:
+        """Dense co-metric ``G = M^{-1}``: ``(B, d)`` → ``(B, d, d)``."""
+        eye = torch.eye(self.dim, dtype=x.dtype, device=x.device)
+        return self.apply(x.repeat_interleave(self.dim, 0), eye.repeat(x.shape[0], 1)).reshape(
+            x.shape[0], self.dim, self.dim).transpose(-1, -2)
+
+    def log_volume(self, z: Tensor) -> Tensor:
+        """Log volume element ``½ log det M(z)``: ``(B, d)`` → ``(B,)`` (the background of paper Fig. 9)."""
+        return 0.5 * torch.linalg.slogdet(self.pullback(z))[1]
+
+    def segment_energies(self, path: Tensor) -> Tensor:
+        """Squared segment lengths of latent paths in the chosen curve energy: ``(B, T, d)`` → ``(B, T − 1)``.
+
+        Called by `learned_manifold.geodesic_solvers.segment_energies` (so by `geodesic` and the flows' metric
+        lengths); differentiable in ``path``.
+        """
+        b, t, d = path.shape
+        step = path[:, 1:] - path[:, :-1]
+        extra = self.eps * step.pow(2).sum(-1) if self.eps else 0.0
+        if self.energy == "decoded":
+            f = self.embed(path.reshape(-1, d)).reshape(b, t, -1)
+            return (f[:, 1:] - f[:, :-1]).pow(2).sum(-1) + extra
+        mid = (0.5 * (path[:, 1:] + path[:, :-1])).reshape(-1, d)
+        jv = torch.func.jvp(self.embed, (mid,), (step.reshape(-1, d),))[1]
+        return jv.pow(2).sum(-1).reshape(b, t - 1) + extra
+
+    def extra_repr(self) -> str:
+        return f"latent_dim={self.dim}, eps={self.eps}, energy={self.energy!r}"
+
+
+def latent_graph_path(codes: Tensor, z0: Tensor, z1: Tensor, n_points: int, *, neighbours: int = 10) -> Tensor:
+    """A start for VAE geodesics that follows the latent codes: the shortest path from ``z0`` to ``z1`` through
+    the codes' symmetrised k-NN graph (`learned_manifold.geodesic_init.graph_path`), resampled to ``n_points``.
+
+    Args:
+        codes: ``(N, d)`` latent codes of the data (e.g. `VAE.encode` of the training set).
+        z0, z1: ``(B, d)`` end points, in the dtype of ``codes``.
+        n_points: points per path, both ends included.
+        neighbours: ``k`` of the graph.
+
+    Returns:
+        ``(B, n_points, d)``; pass it as ``geodesic(field, z0, z1, init=path)``.
+    """
+    from ..geodesic_init import graph_path
+    from .knn import KNNCDC
+
+    graph = KNNCDC(codes, k=min(neighbours, codes.shape[0]), sigma=1.0)  # σ is unused by the graph
+    return graph_path(graph, z0, z1, n_points, neighbours=neighbours)

@@ -1,0 +1,144 @@
+"""The VAE file: one safetensors file holding a `VAE`'s weights and plain-JSON metadata (SPEC §11).
+
+It is read by the same validation layer as the model file (`learned_manifold.model_file`: its bounded reader,
+header checks and tensor reads), in the same order, each step before the next reads or allocates anything:
+
+1. the path is a regular file (a FIFO, device, folder or socket is refused unopened) within the size cap;
+2. the header: floating dtypes only, non-negative integer shapes, data offsets that tile the data exactly;
+3. the metadata: ``format`` must be ``"learned-manifold-vae"`` (a metric-matching model file is named as such),
+   the version, exactly the keys ``format, version, config, extra``, and a `VAEConfig` whose every field is
+   checked (types, ranges, unknown or missing keys);
+4. the VAE is built on the ``meta`` device and every tensor name and shape compared with the header, so a
+   config claiming a huge network in a small file is refused without allocating it;
+5. only then the data are read: every value finite, ``scale > 0``, RBF bandwidths ``> 0``, weights ``W ≥ 0``.
+
+Every refusal is one `ModelFileError` (a ``ValueError``) naming the file. Writing is atomic
+(`model_file.atomic_write_bytes`: same-folder temporary file and rename, umask respected, a symlink or special
+file at the destination refused).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import save as st_save
+
+from .model_file import FORMAT as MODEL_FORMAT
+from .model_file import (
+    ModelFileError,
+    _as_path,
+    _compare,
+    _json,
+    _read_header,
+    _read_tensors,
+    _Reader,
+    atomic_write_bytes,
+)
+from .vae import VAE, VAEConfig
+
+__all__ = ["VAE_FORMAT", "VAE_VERSION", "load_vae", "read_vae_metadata", "save_vae"]
+
+VAE_FORMAT = "learned-manifold-vae"
+VAE_VERSION = "1"
+_KEYS = ("format", "version", "config", "extra")
+_KIND = "VAE file"
+
+
+def _read_config(reader: _Reader, metadata: dict) -> tuple[VAEConfig, dict]:
+    fmt = metadata.get("format")
+    if fmt == MODEL_FORMAT:
+        raise reader.error("is a learned-manifold metric-matching model file, not a VAE; load it with load_model")
+    if fmt != VAE_FORMAT:
+        raise reader.error(f"is a safetensors file but not a learned-manifold VAE (no 'format: {VAE_FORMAT}' "
+                           f"metadata; found keys {sorted(metadata)[:10]})")
+    if metadata.get("version") != VAE_VERSION:
+        raise reader.error(f"has VAE-file version {metadata.get('version')!r:.40}; this library reads version "
+                           f"{VAE_VERSION}")
+    if set(metadata) != set(_KEYS):
+        raise reader.error(f"has metadata keys {sorted(metadata)[:10]}; a VAE file has exactly {list(_KEYS)}")
+    try:
+        config = VAEConfig.from_dict(_json(reader, metadata["config"], "config"))
+    except (TypeError, ValueError) as err:
+        if isinstance(err, ModelFileError):
+            raise
+        raise reader.error(f"has an invalid VAE config: {err}") from None
+    extra = _json(reader, metadata["extra"], "extra metadata")
+    if not isinstance(extra, dict):
+        raise reader.error("has extra metadata that is not a JSON object")
+    return config, extra
+
+
+def _expected_shapes(reader: _Reader, config: VAEConfig) -> dict[str, tuple[int, ...]]:
+    try:
+        with torch.device("meta"):
+            vae = VAE(config)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise reader.error(f"has an invalid VAE config: {err}") from None
+    return {k: tuple(v.shape) for k, v in vae.state_dict().items()}
+
+
+def _read_checked(path: Path) -> tuple[VAEConfig, dict, dict]:
+    """Every check of the module docstring, in order: ``(config, extra, tensors)``."""
+    reader = _Reader(path, _KIND)
+    with reader.file:
+        header, metadata, data_len = _read_header(reader)
+        config, extra = _read_config(reader, metadata)
+        _compare(reader, header, _expected_shapes(reader, config))
+        tensors = _read_tensors(reader, header, data_len)
+    for name, ok, rule in (("scale", float(tensors["scale"]) > 0, "> 0"),
+                           ("bandwidths", bool((tensors["bandwidths"] > 0).all()), "> 0"),
+                           ("std_weights", bool((tensors["std_weights"] >= 0).all()), ">= 0")):
+        if not ok:
+            raise reader.error(f"has {name} that are not {rule} (the RBF precision of SPEC §11 needs them)")
+    return config, extra, tensors
+
+
+def read_vae_metadata(path: str | os.PathLike) -> dict:
+    """``{"config": {...}, "extra": {...}}`` of a VAE file that passes every check `load_vae` makes."""
+    config, extra, _ = _read_checked(_as_path(path))
+    return {"config": config.to_dict(), "extra": extra}
+
+
+def load_vae(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> VAE:
+    """Load a `VAE` from a VAE file (``learned-manifold train-vae`` writes one). Never executes code from it.
+
+    Returns:
+        The VAE in eval mode with frozen parameters: ``encode(x) -> (N, d)`` (posterior mean),
+        ``decode(z) -> (N, *data_shape)`` (decoder mean), ``decoder_std(z)``.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ModelFileError: not a regular file, not a VAE file (a metric-matching model file included), truncated,
+            an invalid config, weights that do not fit it, non-finite values or an invalid RBF precision.
+    """
+    path = _as_path(path)
+    try:
+        device = torch.device(map_location)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"map_location {map_location!r} is not a torch device: {err}") from None
+    config, _, tensors = _read_checked(path)
+    with torch.random.fork_rng(devices=[]):  # the throw-away initialisation leaves the caller's RNG as it was
+        vae = VAE(config)
+    vae.load_state_dict(tensors)
+    vae.requires_grad_(False)
+    return vae.eval().to(device)
+
+
+def save_vae(vae: VAE, path: str | os.PathLike, *, extra: dict | None = None) -> Path:
+    """Write ``vae`` (weights, buffers, config) to ``path`` atomically; ``extra`` is a free JSON object.
+
+    Returns:
+        The path written.
+    """
+    if not isinstance(vae, VAE):
+        raise TypeError(f"vae must be a VAE, got {type(vae).__name__}")
+    if extra is not None and not isinstance(extra, dict):
+        raise TypeError(f"extra must be a dict (a JSON object) or None, got {type(extra).__name__}")
+    state = {k: v.detach().to("cpu").contiguous() for k, v in vae.state_dict().items()}
+    metadata = {"format": VAE_FORMAT, "version": VAE_VERSION, "config": json.dumps(vae.config.to_dict()),
+                "extra": json.dumps(extra or {})}
+    atomic_write_bytes(_as_path(path), st_save(state, metadata=metadata))
+    return Path(path)

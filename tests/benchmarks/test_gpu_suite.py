@@ -1,0 +1,88 @@
+"""``benchmarks/gpu_suite.sh``: the prepared GPU run cannot rot.
+
+The dry run executes every step for real (tiny sizes, CPU) and each must leave its report; the step logic
+(keep going past a failure, exit non-zero naming it, the CUDA options) is checked with a stand-in Python.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SUITE = ROOT / "benchmarks" / "gpu_suite.sh"
+STEPS = ["throughput", "tangent", "optimizer", "training", "accuracy"] + (
+    ["images"] if (ROOT / "benchmarks" / "images.py").exists() else [])
+
+
+def run_suite(*args: str, timeout: float, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(SUITE), *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **env})
+
+
+def test_the_dry_run_runs_every_step_and_each_writes_its_report(tmp_path):
+    done = run_suite("--dry-run", timeout=240, OUT_DIR=str(tmp_path), PYTHON=sys.executable)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for name in STEPS:
+        assert f"[{name}] ok in" in done.stdout, done.stdout
+        record = json.loads((tmp_path / f"{name}.json").read_text())
+        assert record["benchmark"] == name and record["environment"]["device"].startswith("CPU")
+        assert (tmp_path / f"{name}.md").read_text().startswith("## ")
+        assert (tmp_path / "logs" / f"{name}.log").exists()
+    assert "every step succeeded" in done.stdout
+    rates = json.loads((tmp_path / "throughput.json").read_text())["results"]["network_rates"]
+    assert set(rates) == {"fp32", "bf16 autocast", "torch.compile fp32", "torch.compile + bf16"}
+    assert all(r["status"] == "ok" and r["queries_per_s"] > 0 for r in rates.values())
+    training = json.loads((tmp_path / "training.json").read_text())["results"]
+    assert training["recipe_vs_plain"]["status"] == "ok" and training["recipe_vs_plain"]["ratio_median"] > 0
+    auto = training["speed"]["auto"]
+    assert auto["precision"] == auto["precision_probe"]["choice"]
+
+
+@pytest.fixture
+def stand_in(tmp_path) -> Path:
+    """A fake ``python``: logs its arguments; ``-m benchmarks.tangent`` fails, every other step writes its files."""
+    script = tmp_path / "python"
+    script.write_text(f"""#!/usr/bin/env bash
+echo "$*" >> {tmp_path}/calls
+[ "$1" = "-c" ] && exit 0
+name="${{2#benchmarks.}}"
+out=""; prev=""
+for a in "$@"; do [ "$prev" = "--out" ] && out="$a"; prev="$a"; done
+[ "$name" = tangent ] && {{ echo "tangent broke" >&2; exit 3; }}
+echo '{{}}' > "$out/$name.json"; echo '## x' > "$out/$name.md"
+""")
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    return script
+
+
+def test_a_failing_step_does_not_stop_the_others_and_the_suite_fails_naming_it(tmp_path, stand_in):
+    out = tmp_path / "out"
+    done = run_suite(timeout=60, OUT_DIR=str(out), PYTHON=str(stand_in))
+    assert done.returncode == 1
+    assert "1 step(s) failed: tangent" in done.stderr
+    assert "[tangent] FAILED: exit 3" in done.stdout and "tangent broke" in done.stdout
+    for name in ("throughput", "optimizer", "training", "accuracy"):
+        assert f"[{name}] ok in" in done.stdout
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert "-m benchmarks.throughput --device cuda --out" in calls[1] and calls[1].endswith("--compile")
+    assert any(c.startswith("-m benchmarks.accuracy --device cuda") and c.endswith("--sizes 100000 --steps 12000")
+               for c in calls)
+    assert any(c.startswith("-m benchmarks.training --device cuda") and "--no-accuracy" in c for c in calls)
+
+
+def test_a_step_that_writes_no_report_is_a_failure_and_bad_arguments_are_refused(tmp_path, stand_in):
+    lazy = tmp_path / "lazy"
+    lazy.write_text("#!/usr/bin/env bash\nexit 0\n")
+    lazy.chmod(lazy.stat().st_mode | stat.S_IEXEC)
+    done = run_suite(timeout=60, OUT_DIR=str(tmp_path / "out"), PYTHON=str(lazy))
+    assert done.returncode == 1 and "exit 0 but no throughput.json" in done.stdout
+    assert f"{len(STEPS)} step(s) failed" in done.stderr
+    bad = run_suite("--fast", timeout=60)
+    assert bad.returncode == 2 and "usage: bash benchmarks/gpu_suite.sh [--dry-run]" in bad.stderr

@@ -1,0 +1,91 @@
+"""Feature stability (SPEC §10): exact square roots of each co-metric, the Lanczos square root, and the score
+on a feature map whose answer is known."""
+
+import math
+
+import pytest
+import torch
+
+from learned_manifold.feature_stability import feature_stability, lanczos_sqrt, sample_cometric
+from learned_manifold.metrics import CoMetricField, EuclideanMetric, SteinScoreMetric
+from tests.conftest import FixedSubspaceField
+
+
+def _psd(b: int, d: int, rank: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(b, d, rank, generator=g, dtype=torch.float64)
+    return a @ a.transpose(1, 2)
+
+
+def test_lanczos_square_root_matches_the_dense_one():
+    k = _psd(3, 12, 12)
+    evals, evecs = torch.linalg.eigh(k)
+    root = evecs @ torch.diag_embed(evals.clamp_min(0).sqrt()) @ evecs.transpose(1, 2)
+    xi = torch.randn(3, 12, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    got = lanczos_sqrt(lambda w: (k @ w.unsqueeze(-1)).squeeze(-1), xi, steps=12)
+    assert torch.allclose(got, (root @ xi.unsqueeze(-1)).squeeze(-1), atol=1e-8)
+
+
+def test_lanczos_is_exact_for_a_low_rank_operator_after_rank_steps():
+    """A rank-3 operator has 4 distinct eigenvalues (3 and 0): the Krylov space closes and 4 steps are exact."""
+    k = _psd(2, 20, 3)
+    evals, evecs = torch.linalg.eigh(k)
+    root = evecs @ torch.diag_embed(evals.clamp_min(0).sqrt()) @ evecs.transpose(1, 2)
+    xi = torch.randn(2, 20, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    got = lanczos_sqrt(lambda w: (k @ w.unsqueeze(-1)).squeeze(-1), xi, steps=6)
+    assert torch.allclose(got, (root @ xi.unsqueeze(-1)).squeeze(-1), atol=1e-7)
+
+
+def _covariance(field, x, n: int = 40_000) -> torch.Tensor:
+    z = sample_cometric(field, x.expand(n, -1), generator=torch.Generator().manual_seed(3))
+    return z.T @ z / n
+
+
+def test_low_rank_draws_have_covariance_G():
+    q, _ = torch.linalg.qr(torch.randn(5, 2, generator=torch.Generator().manual_seed(4), dtype=torch.float64))
+    field = FixedSubspaceField(q, delta=0.1)
+    cov = _covariance(field, torch.zeros(1, 5, dtype=torch.float64))
+    assert torch.allclose(cov, q @ q.T + 0.1 * torch.eye(5, dtype=torch.float64), atol=0.03)
+
+
+def test_stein_draws_have_covariance_the_stein_cometric():
+    """``G = I − λ s sᵀ/(1 + λ‖s‖²)`` for the linear denoiser ``x̂(y) = 0.5 y`` at σ = 1 (score ``−y/2``)."""
+    field = SteinScoreMetric(lambda y, sigma: 0.5 * y, 1.0, lam=3.0)
+    x = torch.tensor([[1.0, -2.0, 0.5]], dtype=torch.float64)
+    s = -0.5 * x[0]
+    g = torch.eye(3, dtype=torch.float64) - 3.0 * torch.outer(s, s) / (1 + 3.0 * s @ s)
+    assert torch.allclose(_covariance(field, x), g, atol=0.03)
+
+
+def test_matrix_free_fields_are_sampled_through_lanczos():
+    """A field with only ``apply`` (the dense reference built from it) gets draws of covariance ``G``."""
+    k = _psd(1, 4, 4, seed=5)[0] / 4
+
+    class DenseOnly(CoMetricField):
+        dim = 4
+
+        def apply(self, x, w):
+            return w @ k
+
+    cov = _covariance(DenseOnly(), torch.zeros(1, 4, dtype=torch.float64))
+    assert torch.allclose(cov, k, atol=0.05 * float(k.diagonal().max()))
+
+
+def test_directions_along_an_invariance_do_not_change_the_feature():
+    """φ(x) = Pᵀx ignores span(Q) ⟂ P: a field along Q scores 0, the Euclidean baseline ``ε·√(p/D)``."""
+    d, p = 16, 4
+    basis, _ = torch.linalg.qr(torch.randn(d, d, generator=torch.Generator().manual_seed(6), dtype=torch.float64))
+    q, proj = basis[:, :3], basis[:, 3:3 + p]
+    x = torch.randn(50, d, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    eps = [0.1, 1.0]
+    along = feature_stability(FixedSubspaceField(q), x, lambda v: v @ proj, eps, samples=64)
+    rand = feature_stability(EuclideanMetric(d), x, lambda v: v @ proj, eps, samples=64)
+    assert max(along.mean) < 1e-12
+    for e, m in zip(eps, rand.mean, strict=True):
+        assert m == pytest.approx(e * math.sqrt(p / d), rel=0.15)
+    assert along.per_point.shape == (2, 50)
+
+
+def test_bad_magnitudes_are_refused():
+    with pytest.raises(ValueError, match="eps"):
+        feature_stability(EuclideanMetric(3), torch.zeros(2, 3), lambda v: v, [0.0])

@@ -1,0 +1,110 @@
+"""Data larger than memory (issue 9, item 3): a memory-mapped ``.npy`` streamed through DataLoader workers trains
+exactly like the same data in memory, resumes, and reads each rank's slice only."""
+
+import numpy as np
+import pytest
+import torch
+
+from learned_manifold_training.batches import standardisation
+from learned_manifold_training.data.stream import ArraySource, BatchStream, batch_rows, open_npy
+from learned_manifold_training.trainer import TrainConfig, train
+
+CFG = dict(steps=24, batch_size=32, rank=2, hidden=16, depth=1, emb_dim=16, val_points=20, checkpoint_every=0,
+           precision="fp32")
+
+
+@pytest.fixture(scope="module")
+def points():
+    g = torch.Generator().manual_seed(0)
+    t = torch.rand(300, generator=g) * 6.28
+    return torch.stack([t.cos(), t.sin(), 0.1 * torch.randn(300, generator=g)], -1) * 3 + 1
+
+
+def _weights(result):
+    return torch.cat([p.detach().flatten() for p in result.model.parameters()])
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_memory_mapped_run_reaches_the_weights_of_the_in_memory_run(tmp_path, points, workers):
+    path = tmp_path / "data.npy"
+    np.save(path, points.numpy())
+    cfg = TrainConfig(**CFG)
+    in_memory = train(points, cfg, progress=False, device="cpu")
+    streamed = train(open_npy(path), cfg, progress=False, device="cpu", workers=workers)
+    assert torch.equal(_weights(in_memory), _weights(streamed))
+    assert in_memory.model.config.default_sigma == streamed.model.config.default_sigma
+
+
+def test_a_streamed_run_resumes_where_it_stopped(tmp_path, points):
+    path = tmp_path / "data.npy"
+    np.save(path, points.numpy().astype(np.float64))
+    cfg = TrainConfig(**CFG)
+    whole = train(open_npy(path), cfg, progress=False, device="cpu")
+    out = tmp_path / "m.lmm"
+    train(open_npy(path), cfg, out=out, progress=False, device="cpu", stop_after=10)
+    resumed = train(open_npy(path), cfg, out=out, resume=True, progress=False, device="cpu")
+    assert torch.equal(_weights(whole), _weights(resumed))
+
+
+def test_statistics_are_the_same_bits_in_memory_and_mapped(tmp_path, points):
+    path = tmp_path / "data.npy"
+    np.save(path, points.numpy())
+    rows = torch.randperm(300, generator=torch.Generator().manual_seed(3))[:250]
+    s1, m1 = standardisation(points, rows)
+    s2, m2 = standardisation(open_npy(path), rows)
+    assert s1 == s2 and torch.equal(m1, m2)
+    flat = points[rows].double()
+    assert s1 == pytest.approx(float((flat - flat.mean(0)).pow(2).sum(-1).mean().sqrt()), rel=1e-12)
+
+
+def test_rows_come_back_in_the_order_asked_with_repeats(tmp_path, points):
+    path = tmp_path / "data.npy"
+    np.save(path, points.numpy())
+    idx = torch.tensor([5, 2, 5, 299, 0])
+    assert torch.equal(open_npy(path).rows(idx), points[idx])
+
+
+def test_each_rank_reads_its_own_slice_of_the_global_batch():
+    full = batch_rows(7, seed=3, n_rows=1000, batch_size=12)
+    parts = [batch_rows(7, seed=3, n_rows=1000, batch_size=12, rank=r, world=3) for r in range(3)]
+    assert torch.equal(torch.cat(parts), full)
+
+
+def test_a_batch_stream_item_is_the_standardised_rows_of_that_step(points):
+    source = ArraySource(points)
+    train_rows = torch.arange(10, 300)
+    mean = points[train_rows].double().mean(0).float()
+    stream = BatchStream(source, train_rows, mean, 2.0, batch_size=8, seed=1)
+    idx = batch_rows(4, seed=1, n_rows=290, batch_size=8)
+    expected = ((points[train_rows[idx]].double() - mean.double()) / 2.0).float()
+    assert torch.equal(stream[4], expected)
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda p: np.save(p, np.array([object()] * 20, dtype=object)), "memory-mapped|dtype"),
+    (lambda p: np.save(p, np.zeros(20)), "at least 2 axes"),
+    (lambda p: np.save(p, np.zeros((20, 3), dtype=np.complex64)), "dtype"),
+    (lambda p: p.write_bytes(b"not a numpy file at all"), "not a valid .npy"),
+])
+def test_files_that_cannot_be_streamed_are_refused_with_their_name(tmp_path, make, match):
+    path = tmp_path / "bad.npy"
+    make(path)
+    with pytest.raises(ValueError, match=match) as err:
+        open_npy(path)
+    assert "bad.npy" in str(err.value)
+
+
+def test_only_npy_files_stream(tmp_path):
+    path = tmp_path / "data.npz"
+    np.savez(path, x=np.zeros((20, 3)))
+    with pytest.raises(ValueError, match="only .npy"):
+        open_npy(path)
+
+
+def test_non_finite_values_in_a_streamed_file_are_refused_before_training(tmp_path, points):
+    bad = points.numpy().copy()
+    bad[123, 1] = np.nan
+    path = tmp_path / "nan.npy"
+    np.save(path, bad)
+    with pytest.raises(ValueError, match="non-finite"):
+        train(open_npy(path), TrainConfig(**CFG), progress=False, device="cpu")

@@ -1,0 +1,75 @@
+"""The VAE subcommands: ``train-vae`` then ``encode``, then the ordinary ``train`` on the latent codes; errors are
+one line and exit status 2.
+
+Until the lead wires `vae_cli` into ``learned-manifold``, the subcommands are parsed by a parser that holds only
+them (`add_subcommands`) and run by `vae_cli.run`, exactly as the main command will call them.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pytest
+import torch
+
+from learned_manifold import LearnedDataManifold, MetricModel, ModelConfig, load_model, load_vae, save_model
+from learned_manifold_training import vae_cli
+from learned_manifold_training.cli import main
+
+SMALL = ["--steps", "60", "--std-steps", "20", "--batch-size", "64", "--hidden", "16", "--depth", "1",
+         "--centres", "8", "--num-points", "300", "--no-progress", "--device", "cpu"]
+
+
+def command(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="learned-manifold")
+    vae_cli.add_subcommands(parser.add_subparsers(dest="command", required=True))
+    return vae_cli.run(parser.parse_args(argv))
+
+
+def test_train_vae_encode_then_metric_matching_on_the_codes(tmp_path, capsys):
+    vae_path, codes_path = tmp_path / "circle.lmv", tmp_path / "latents.npy"
+    assert command(["train-vae", "circle", "--out", str(vae_path), "--latent-dim", "2", *SMALL]) == 0
+    assert "wrote" in capsys.readouterr().out
+    vae = load_vae(vae_path)
+    assert vae.latent_dim == 2 and vae.data_shape == (2,)
+    assert command(["encode", str(vae_path), "circle", "--out", str(codes_path), "--num-points", "300"]) == 0
+    codes = np.load(codes_path)
+    assert codes.shape == (300, 2) and codes.dtype == np.float32
+    # the same points as train-vae read (built-in data sets are seeded): the codes are the VAE's posterior means
+    from learned_manifold_training.data import resolve_data
+
+    data, _ = resolve_data("circle", n=300, seed=0)
+    assert np.allclose(codes, vae.encode(data).numpy(), atol=1e-6)
+    latent = tmp_path / "latent.lmm"
+    assert main(["train", str(codes_path), "--out", str(latent), "--steps", "30", "--batch-size", "64",
+                 "--hidden", "16", "--depth", "1", "--no-progress", "--device", "cpu"]) == 0
+    assert load_model(latent).data_shape == (2,)
+    assert LearnedDataManifold(str(latent)).factor(torch.from_numpy(codes[:4])).shape == (4, 2, 2)
+    # an existing file is not replaced without --overwrite
+    assert command(["encode", str(vae_path), "circle", "--out", str(codes_path)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train-vae", "circle", "--out", "{tmp}/v.lmv", "--latent-dim", "0"], "--latent-dim must be in"),
+    (["train-vae", "circle", "--out", "{tmp}/v.lmv", "--latent-dim", "2", "--centres", "0"], "--centres must be in"),
+    (["train-vae", "nonsense", "--out", "{tmp}/v.lmv", "--latent-dim", "2"], "neither a built-in data set"),
+    (["train-vae", "circle", "--out", "{tmp}/missing/v.lmv", "--latent-dim", "2"], "does not exist"),
+    (["encode", "{tmp}/model.lmm", "circle", "--out", "{tmp}/z.npy"], "metric-matching model file, not a VAE"),
+    (["encode", "{tmp}/none.lmv", "circle", "--out", "{tmp}/z.npy"], "does not exist"),
+    (["encode", "{tmp}/model.lmm", "circle", "--out", "{tmp}/z.txt"], "must end in .npy"),
+])
+def test_user_errors_are_one_line_and_exit_status_2(argv, message, tmp_path, capsys):
+    tiny = ModelConfig(data_shape=(2,), rank=1, arch_kwargs={"hidden": 4, "depth": 1, "emb_dim": 4})
+    save_model(MetricModel(tiny), tmp_path / "model.lmm")  # a metric-matching model, not a VAE
+    assert command([a.replace("{tmp}", str(tmp_path)) for a in argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and "Traceback" not in err
+
+
+def test_encode_refuses_data_of_another_shape(tmp_path, capsys):
+    vae_path = tmp_path / "v.lmv"
+    assert command(["train-vae", "circle", "--out", str(vae_path), "--latent-dim", "1", *SMALL]) == 0
+    assert command(["encode", str(vae_path), "sphere", "--out", str(tmp_path / "z.npy"), "--num-points", "20"]) == 2
+    assert "expects (2,)" in capsys.readouterr().err

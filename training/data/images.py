@@ -1,0 +1,308 @@
+"""Image data from users' files: arrays (``.npy``/``.npz``/``.pt``) and folders of PNG/JPEG files, each read into
+an `ImageData` in the user's own units (SPEC §1, §9); IDX files are in `idx`, and `files.load_images` takes any.
+
+Values are returned exactly as stored, as float32 (uint8 pictures give 0..255): the model's own standardisation
+(mean image and scalar scale, kept in the model file) is the only normalisation, so a trained model takes and
+returns images in the units the user loaded them in. Every reader checks its input completely and raises one
+ValueError naming the file (or argument) before it allocates the images.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "ImageData",
+    "images_from_array",
+    "load_image_array",
+    "load_image_folder",
+]
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+"""File extensions `load_image_folder` reads (case-insensitive)."""
+
+_PILLOW_HINT = 'reading PNG/JPEG images needs Pillow (an optional dependency): pip install "learned-manifold[images]"'
+_INT_RANGES = {"uint8": (0.0, 255.0), "uint16": (0.0, 65535.0), "bool": (0.0, 1.0)}
+
+
+@dataclass(frozen=True, eq=False)
+class ImageData:
+    """Images as read, in the user's units, and what was read.
+
+    Attributes:
+        x: Tensor (N, C, H, W), float32, C <= 4: the values as stored (uint8 → 0..255).
+        labels: Tensor (N,), int64, or None: class of each image.
+        source: where the images came from (a path or a built-in name such as "digits", "blobs:32").
+        stored_dtype: the stored element type ("uint8", "float32", ...).
+        value_range: ``(low, high)`` for display: the type's full range for uint8/uint16/bool, otherwise the
+            observed minimum and maximum (built-ins state their nominal range).
+        class_names: name of each label value (image folders: the sub-folder names), or None.
+    """
+
+    x: Tensor
+    labels: Tensor | None
+    source: str
+    stored_dtype: str
+    value_range: tuple[float, float]
+    class_names: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.x, Tensor) or self.x.ndim != 4 or self.x.dtype != torch.float32:
+            raise ValueError(f"ImageData.x must be a float32 Tensor (N, C, H, W), got "
+                             f"{getattr(self.x, 'dtype', type(self.x).__name__)} {tuple(getattr(self.x, 'shape', ()))}")
+        if not 1 <= self.x.shape[1] <= 4:
+            raise ValueError(f"ImageData.x must have 1 to 4 channels, got shape {tuple(self.x.shape)}")
+        if self.labels is not None and (self.labels.dtype != torch.int64 or self.labels.shape != self.x.shape[:1]):
+            raise ValueError(f"ImageData.labels must be an int64 Tensor ({self.x.shape[0]},), got "
+                             f"{self.labels.dtype} {tuple(self.labels.shape)}")
+
+    @property
+    def data_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)``."""
+        c, h, w = self.x.shape[1:]
+        return int(c), int(h), int(w)
+
+    def metadata(self) -> dict:
+        """JSON-ready description for a model file: source, stored dtype, value range, data shape, counts."""
+        meta = {"source": self.source, "stored_dtype": self.stored_dtype,
+                "value_range": [float(v) for v in self.value_range], "data_shape": list(self.data_shape),
+                "num_images": int(self.x.shape[0])}
+        if self.labels is not None:
+            meta["num_classes"] = len(self.class_names) if self.class_names else int(self.labels.max()) + 1
+        if self.class_names is not None:
+            meta["class_names"] = list(self.class_names)
+        return meta
+
+    def take(self, index: Tensor | slice) -> ImageData:
+        """The images (and labels) at ``index`` (a slice or a LongTensor), as a new `ImageData`."""
+        labels = None if self.labels is None else self.labels[index].clone()
+        return ImageData(self.x[index].clone(), labels, self.source, self.stored_dtype, self.value_range,
+                         self.class_names)
+
+
+def _dtype_name(dtype: np.dtype | torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.") if isinstance(dtype, torch.dtype) else np.dtype(dtype).name
+
+
+def _value_range(stored_dtype: str, x: Tensor) -> tuple[float, float]:
+    if stored_dtype in _INT_RANGES:
+        return _INT_RANGES[stored_dtype]
+    return float(x.min()), float(x.max())
+
+
+def _nchw_order(shape: tuple[int, ...], layout: str | None, label: str) -> tuple[int, int, int, int] | None:
+    """Axis order that turns an array of ``shape`` into (N, C, H, W); None for (N, H, W) (add a channel)."""
+    if layout not in (None, "NCHW", "NHWC"):
+        raise ValueError(f"layout must be None (automatic), 'NCHW' or 'NHWC', got {layout!r}")
+    if len(shape) == 3 and layout is None:
+        return None
+    if len(shape) != 4:
+        want = "4 axes (N, C, H, W)" if layout else "3 or 4 axes: (N, H, W), (N, C, H, W) or (N, H, W, C)"
+        raise ValueError(f"{label}: images need {want}, got shape {shape}")
+    first, last = shape[1] <= 4, shape[3] in (1, 3, 4)
+    if layout is None:
+        if first and last:
+            raise ValueError(f"{label}: shape {shape} is ambiguous, either channels-first (N, C, H, W) or "
+                             "channels-last (N, H, W, C); state it with layout='NCHW' or layout='NHWC'")
+        if not (first or last):
+            raise ValueError(f"{label}: shape {shape} is not an image array: (N, C, H, W) needs C <= 4 and "
+                             "(N, H, W, C) needs C in {1, 3, 4}")
+        layout = "NCHW" if first else "NHWC"
+    order = (0, 1, 2, 3) if layout == "NCHW" else (0, 3, 1, 2)
+    if not 1 <= shape[order[1]] <= 4:
+        raise ValueError(f"{label}: {layout} images must have 1 to 4 channels, got shape {shape}")
+    return order
+
+
+def _labels_tensor(raw: object, n: int, label: str) -> Tensor:
+    """Labels (N,) int64 from an integer tensor, array or sequence, checked against the number of images."""
+    if not isinstance(raw, Tensor):
+        arr = np.asarray(raw) if isinstance(raw, (np.ndarray, list, tuple)) else None
+        if arr is None or arr.dtype.kind not in "iu":
+            what = f"{arr.dtype} {arr.shape}" if arr is not None else type(raw).__name__
+            raise ValueError(f"{label}: labels must be a 1-D integer array, got {what}")
+        raw = torch.from_numpy(arr.astype(np.int64))
+    lab = raw.detach()
+    if lab.is_floating_point() or lab.is_complex() or lab.dtype == torch.bool or lab.ndim != 1:
+        raise ValueError(f"{label}: labels must be a 1-D integer array, got {lab.dtype} {tuple(lab.shape)}")
+    if lab.shape[0] != n:
+        raise ValueError(f"{label}: has {lab.shape[0]} labels for {n} images")
+    if n and int(lab.min()) < 0:
+        raise ValueError(f"{label}: labels must be >= 0, found {int(lab.min())}")
+    return lab.to(torch.int64).clone()
+
+
+def images_from_array(
+    raw: np.ndarray | Tensor, *, name: str = "images", layout: str | None = None, labels: object = None,
+    source: str | None = None,
+) -> ImageData:
+    """Images from an in-memory array, checked and turned into (N, C, H, W) float32 values as stored.
+
+    Args:
+        raw: array (N, H, W), (N, C, H, W) with C <= 4, or (N, H, W, C) with C in {1, 3, 4}; any real dtype.
+            A 4-axis shape that fits both layouts (e.g. (N, 3, 8, 4)) needs ``layout``.
+        name: how the array is called in error messages.
+        layout: None (automatic), "NCHW" or "NHWC".
+        labels: optional 1-D integer array (N,).
+        source: recorded source (default ``name``).
+
+    Returns:
+        `ImageData`; ``value_range`` is the dtype's range for uint8/uint16/bool, the observed range otherwise.
+
+    Raises:
+        ValueError: wrong number of axes, ambiguous or impossible layout, non-numeric dtype, NaN/inf, fewer
+            than 2 images, bad labels.
+    """
+    if not isinstance(raw, (np.ndarray, Tensor)):
+        raise TypeError(f"{name}: expected an np.ndarray or torch.Tensor, got {type(raw).__name__}")
+    return _from_raw(raw, f"array {name!r}", layout, labels, source or name)
+
+
+def _from_raw(raw: np.ndarray | Tensor, label: str, layout: str | None, labels: object, source: str) -> ImageData:
+    from .files import _validate  # files.py imports the modules that import this one: import it here
+
+    shape = tuple(int(s) for s in raw.shape)
+    order = _nchw_order(shape, layout, label)  # layout errors first: they need no copy of the data
+    stored = _dtype_name(raw.dtype)
+    x = _validate(raw, label)
+    x = x.unsqueeze(1) if order is None else x.permute(order)
+    if x.dtype != torch.float32:
+        x = x.to(torch.float32)
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError(f"{label}: holds values beyond the float32 range (|x| > {torch.finfo().max:.3g})")
+    x = x.contiguous()
+    lab = None if labels is None else _labels_tensor(labels, x.shape[0], label)
+    return ImageData(x, lab, source, stored, _value_range(stored, x))
+
+
+def load_image_array(path: str | os.PathLike[str], *, layout: str | None = None) -> ImageData:
+    """Images from a ``.npy``, ``.npz`` or ``.pt``/``.pth`` file (read safely by `files.load_array`'s readers).
+
+    A ``.npz`` (or a ``.pt`` dict) may hold the images as "data" (or as its only other entry) and integer class
+    labels as "labels".
+
+    Args:
+        path: the file.
+        layout: None (automatic), "NCHW" or "NHWC" (see `images_from_array`).
+
+    Returns:
+        `ImageData` with ``source`` the path.
+    """
+    from .files import _read_file
+
+    path = Path(path)
+    label = f"image file '{path}'"
+    raw, labels = _read_file(path, label, extra="labels")
+    return _from_raw(raw, label, layout, labels, str(path))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Folders of PNG/JPEG files
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _import_pillow():
+    try:
+        from PIL import Image
+    except ImportError as err:
+        raise ImportError(_PILLOW_HINT) from err
+    return Image
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+
+
+def _folder_listing(root: Path) -> tuple[list[Path], list[int] | None, tuple[str, ...] | None]:
+    label = f"image folder '{root}'"
+    if not root.exists():
+        from .files import DataFileNotFoundError
+
+        raise DataFileNotFoundError(f"{label}: does not exist")
+    if not root.is_dir():
+        raise ValueError(f"{label}: is not a folder")
+    top = _image_files(root)
+    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    classes = [(d, _image_files(d)) for d in subdirs]
+    classes = [(d, files) for d, files in classes if files]
+    if top and classes:
+        raise ValueError(f"{label}: holds both images ({top[0].name}, ...) and class sub-folders "
+                         f"({classes[0][0].name}, ...); use one layout: root/*.png or root/<class>/*.png")
+    if top:
+        return top, None, None
+    if not classes:
+        raise ValueError(f"{label}: holds no {'/'.join(IMAGE_EXTENSIONS)} files (directly or in class sub-folders)")
+    files = [f for _, fs in classes for f in fs]
+    labels = [k for k, (_, fs) in enumerate(classes) for _ in fs]
+    return files, labels, tuple(d.name for d, _ in classes)
+
+
+def _pixels(image) -> np.ndarray:
+    """An opened PIL image as an (H, W, C) array of its stored values (palette and exotic modes made RGB[A])."""
+    mode = image.mode
+    if mode == "1":
+        image = image.convert("L")
+    elif mode in ("P", "PA"):
+        image = image.convert("RGBA" if mode == "PA" or "transparency" in image.info else "RGB")
+    elif mode not in ("L", "LA", "RGB", "RGBA", "I", "F") and not mode.startswith("I;16"):
+        image = image.convert("RGB")  # CMYK, YCbCr, LAB, HSV
+    arr = np.asarray(image)
+    arr = arr.astype(arr.dtype.newbyteorder("="), copy=False)
+    return arr[:, :, None] if arr.ndim == 2 else arr
+
+
+def load_image_folder(root: str | os.PathLike[str]) -> ImageData:
+    """Images from a folder of PNG/JPEG files, in sorted file order.
+
+    Either ``root/*.png`` (no labels) or ``root/<class>/*.png`` (labels 0, 1, ... from the sorted sub-folder
+    names, recorded as ``class_names``). All images must share one size and number of channels. Grayscale
+    gives C = 1, RGB 3, RGBA 4 (palette images become RGB or RGBA; 1-bit images 0/255).
+
+    Args:
+        root: the folder.
+
+    Returns:
+        `ImageData` (N, C, H, W), values as stored (8-bit: 0..255).
+
+    Raises:
+        ImportError: Pillow is missing (the message says ``pip install "learned-manifold[images]"``).
+        ValueError: no images, a mixed layout, an unreadable file or the first file whose size or channel count
+            differs from the first image's (named with both shapes).
+    """
+    image_module = _import_pillow()
+    root = Path(root)
+    files, labels, class_names = _folder_listing(root)
+    if len(files) < 2:
+        raise ValueError(f"image folder '{root}': needs at least 2 images, found {len(files)}")
+    out: np.ndarray | None = None
+    stored = ""
+    for i, path in enumerate(files):
+        try:
+            with image_module.open(path) as image:
+                arr = _pixels(image)
+        except (OSError, ValueError, SyntaxError, image_module.DecompressionBombError) as err:
+            raise ValueError(f"image file '{path}': unreadable ({type(err).__name__}: {err})") from None
+        if out is None:
+            if arr.shape[2] > 4:
+                raise ValueError(f"image file '{path}': has {arr.shape[2]} channels, at most 4 are supported")
+            stored = arr.dtype.name
+            out = np.empty((len(files), arr.shape[2], arr.shape[0], arr.shape[1]), dtype=np.float32)
+        elif arr.shape != (out.shape[2], out.shape[3], out.shape[1]) or arr.dtype.name != stored:
+            h, w, c = arr.shape
+            raise ValueError(f"image file '{path}': is {h}×{w} (H×W) with {c} channel(s) of {arr.dtype.name}, but "
+                             f"'{files[0]}' is {out.shape[2]}×{out.shape[3]} with {out.shape[1]} of {stored}; all "
+                             "images must share one size and mode")
+        out[i] = arr.transpose(2, 0, 1)
+    x = torch.from_numpy(out)
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"image folder '{root}': holds non-finite values (float images with NaN/inf)")
+    lab = None if labels is None else torch.tensor(labels, dtype=torch.int64)
+    return ImageData(x, lab, str(root), stored, _value_range(stored, x), class_names)

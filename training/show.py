@@ -1,0 +1,147 @@
+"""``learned-manifold show MODEL DATA --out DIR``: pictures of a model's learned geometry of images (issue 9).
+
+Writes to ``DIR``: ``eigenvectors.png`` (paper Fig. 3a), ``eigenvalues.png`` (Fig. 3b, per class when the data
+have labels), ``interpolations_<i>.png`` (Fig. 5: LERP, gradient flow and geodesic between same-class pairs),
+``dimension.png`` (pointwise intrinsic dimension) and ``show.json`` with the numbers behind them: per path the
+mean distance to the nearest training image and, with labels, a locally trained classifier's mean confidence in
+the pair's class (`learned_manifold.classifier`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import torch
+from torch import Tensor
+
+from learned_manifold import LearnedDataManifold, geodesic, interpolate, load_model
+from learned_manifold.classifier import SmallCNN, train_classifier
+from learned_manifold.evaluation import field_eigenpairs, lerp, nearest_distance
+from learned_manifold.geometry import intrinsic_dimension
+from learned_manifold.image_figures import (
+    plot_dimension_histogram,
+    plot_eigenvalue_curves,
+    plot_eigenvector_images,
+    plot_interpolation_strips,
+)
+from learned_manifold.model_file import atomic_write_bytes
+from learned_manifold.models import MetricModel
+
+__all__ = ["PathScore", "interpolation_scores", "run_show", "same_class_pairs"]
+
+
+@dataclass
+class PathScore:
+    """How close a path stays to the data: mean and max nearest-training-image distance over its points, and
+    (with a classifier) the mean probability of the pair's shared class along the path."""
+
+    mean_nearest: float
+    max_nearest: float
+    confidence: float | None
+
+
+def same_class_pairs(labels: Tensor | None, n_pairs: int, *, seed: int = 0, n: int | None = None) -> Tensor:
+    """``(n_pairs, 2)`` indices of distinct points sharing a label (any two points without labels)."""
+    gen = torch.Generator().manual_seed(seed)
+    total = int(labels.shape[0]) if labels is not None else int(n)
+    pairs = []
+    for _ in range(100 * n_pairs):
+        i, j = torch.randint(0, total, (2,), generator=gen).tolist()
+        if i != j and (labels is None or int(labels[i]) == int(labels[j])):
+            pairs.append((i, j))
+        if len(pairs) == n_pairs:
+            break
+    if not pairs:
+        raise ValueError("no two distinct points share a label; cannot pick same-class pairs")
+    return torch.tensor(pairs)
+
+
+def interpolation_scores(paths: dict[str, Tensor], data: Tensor, *, classifier: SmallCNN | None = None,
+                         label: int | None = None) -> dict[str, PathScore]:
+    """Score each path ``(T, *shape)`` against the training ``data`` ``(N, *shape)`` (interior points only)."""
+    flat = data.reshape(data.shape[0], -1)
+    out = {}
+    for name, path in paths.items():
+        inner = path[1:-1].reshape(path.shape[0] - 2, -1).to(flat)
+        dist = nearest_distance(inner, flat)
+        conf = None
+        if classifier is not None and label is not None:
+            with torch.no_grad():
+                conf = float(classifier.proba(inner.reshape(-1, *data.shape[1:]))[:, label].mean())
+        out[name] = PathScore(float(dist.mean()), float(dist.max()), conf)
+    return out
+
+
+def _paths(manifold: LearnedDataManifold, x0: Tensor, x1: Tensor, n_points: int) -> dict[str, Tensor]:
+    flow = interpolate(manifold, x0, x1, n_points=n_points)
+    geo = geodesic(manifold, x0.reshape(x0.shape[0], -1), x1.reshape(x1.shape[0], -1), n_points=n_points)
+    shape = x0.shape[1:]
+    return {
+        "LERP": lerp(x0.reshape(x0.shape[0], -1), x1.reshape(x1.shape[0], -1), n_points).reshape(
+            x0.shape[0], n_points, *shape),
+        "gradient flow": flow.path.reshape(x0.shape[0], -1, *shape),
+        "geodesic": geo.path.reshape(x0.shape[0], -1, *shape),
+    }
+
+
+def run_show(model: MetricModel | str | os.PathLike, data: Tensor, out: str | os.PathLike, *,
+             labels: Tensor | None = None, n_points: int = 256, n_pairs: int = 3, path_points: int = 17,
+             classifier_steps: int = 400, seed: int = 0) -> dict:
+    """Draw the pictures of a model's geometry on ``data`` ``(N, *data_shape)`` into the folder ``out``.
+
+    Returns the report written to ``out/show.json``. ``labels`` ``(N,)`` (optional) give per-class curves,
+    same-class pairs and the classifier that scores the interpolations.
+    """
+    model = load_model(model) if not isinstance(model, MetricModel) else model
+    shape = model.data_shape
+    if data.ndim < 2 or tuple(data.shape[1:]) != tuple(shape) and data[0].numel() != model.dim:
+        raise ValueError(f"data must have shape (N, {', '.join(map(str, shape))}), got {tuple(data.shape)}")
+    data = data.reshape(data.shape[0], *shape).float()
+    if labels is not None and labels.shape != (data.shape[0],):
+        raise ValueError(f"labels must have shape ({data.shape[0]},), got {tuple(labels.shape)}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    image_shape = shape if len(shape) in (2, 3) else (1, 1, model.dim)
+    value_range = (float(data.min()), float(data.max()))
+    manifold = LearnedDataManifold(model)
+    gen = torch.Generator().manual_seed(seed)
+    pick = torch.randperm(data.shape[0], generator=gen)[: min(n_points, data.shape[0])]
+    x = data[pick].reshape(pick.numel(), -1)
+    with torch.no_grad():
+        pairs_eig = field_eigenpairs(manifold.field, x)
+    dims = intrinsic_dimension(pairs_eig.values)
+    report: dict = {"points": int(pick.numel()), "median_dimension": float(dims.float().median()),
+                    "dimension_counts": {int(d): int((dims == d).sum()) for d in torch.unique(dims)}}
+    figs = [
+        plot_eigenvector_images(x[:4], pairs_eig.values[:4], pairs_eig.vectors[:4], image_shape,
+                                value_range=value_range, path=out / "eigenvectors.png"),
+        plot_eigenvalue_curves(pairs_eig.values, None if labels is None else labels[pick],
+                               max_index=min(model.rank, 32), path=out / "eigenvalues.png"),
+        plot_dimension_histogram(dims, path=out / "dimension.png"),
+    ]
+    classifier = None
+    if labels is not None:
+        classifier = train_classifier(data, labels, steps=classifier_steps, seed=seed)
+    idx = same_class_pairs(labels, n_pairs, seed=seed, n=data.shape[0])
+    paths = _paths(manifold, data[idx[:, 0]], data[idx[:, 1]], path_points)
+    report["interpolations"] = []
+    for p in range(idx.shape[0]):
+        label = None if labels is None else int(labels[idx[p, 0]])
+        one = {name: path[p] for name, path in paths.items()}
+        scores = interpolation_scores(one, data, classifier=classifier, label=label)
+        text = {name: f"near {s.mean_nearest:.3g}" + ("" if s.confidence is None else f", p={s.confidence:.2f}")
+                for name, s in scores.items()}
+        figs.append(plot_interpolation_strips(
+            one, image_shape, scores=text, value_range=value_range, path=out / f"interpolations_{p}.png",
+            title=f"Pair {p}" + ("" if label is None else f" (class {label})")
+                  + ": near = mean distance to the nearest training image, p = classifier confidence"))
+        report["interpolations"].append({"pair": idx[p].tolist(), "label": label,
+                                         **{name: asdict(s) for name, s in scores.items()}})
+    for fig in figs:
+        plt.close(fig)
+    atomic_write_bytes(out / "show.json", (json.dumps(report, indent=2) + "\n").encode())
+    return report

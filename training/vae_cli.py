@@ -1,0 +1,167 @@
+"""The VAE subcommands of ``learned-manifold`` (SPEC §11): ``train-vae`` and ``encode``.
+
+    learned-manifold train-vae DATA --out VAE --latent-dim D [--steps N] [--std-steps N] [--seed S]
+                               [--device DEV] [--resume | --overwrite] ...
+    learned-manifold encode VAE DATA --out latents.npy [--overwrite]
+
+``encode`` writes the posterior means of DATA as an ``(N, d)`` float32 ``.npy``, so metric matching runs on the
+latent codes with the ordinary ``learned-manifold train latents.npy --out latent.lmm``. DATA is read exactly as
+``train`` reads it (`resolve_data`; the same ``--num-points``/``--seed`` give the same points). `add_subcommands`
+adds both parsers to the main command's subparsers; `run` executes one: every user error is one line on stderr
+and exit status 2, an interrupted training saves a checkpoint, prints the ``--resume`` command and returns 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import re
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .outputs import OutputLock, check_output
+from .runtime import TrainingInterrupted, resolve_device
+
+__all__ = ["COMMANDS", "add_subcommands", "run"]
+
+COMMANDS = ("train-vae", "encode")
+"""The subcommands this module adds and runs."""
+
+
+def _as_flag(message: str) -> str:
+    """Name the command-line option instead of the `VAETrainConfig` field at the start of ``message``."""
+    flags = {"n_centres": "--centres"}
+    return re.sub(r"^(\w+)", lambda m: flags.get(m[1], "--" + m[1].replace("_", "-")), message)
+
+
+def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``train-vae`` and ``encode`` to the subparsers of the ``learned-manifold`` parser."""
+    from .vae_trainer import VAETrainConfig
+
+    d = VAETrainConfig()
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    p = subparsers.add_parser("train-vae", formatter_class=fmt,
+                              help="train a VAE with an RBF decoder std (SPEC §11) for the latent comparison")
+    p.add_argument("data", help="a .npy/.npz/.pt file of shape (N, ...) or a built-in dataset name")
+    p.add_argument("--out", required=True, help="VAE file to write (e.g. vae.lmv); its folder must exist")
+    p.add_argument("--latent-dim", type=int, required=True, help="latent dimension d")
+    p.add_argument("--num-points", type=int, default=None,
+                   help="points of a built-in data set (default: 10000; digits: all) or first rows of a file")
+    p.add_argument("--steps", type=int, default=d.steps, help="ELBO steps (encoder and decoder mean)")
+    p.add_argument("--std-steps", type=int, default=d.std_steps, help="steps fitting the RBF decoder precision")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="points per step")
+    p.add_argument("--arch", default=d.arch, choices=("auto", "mlp", "conv"),
+                   help="auto: conv for image-shaped points (H, W) or (C, H, W), else mlp")
+    p.add_argument("--hidden", type=int, default=d.hidden, help="MLP width")
+    p.add_argument("--depth", type=int, default=d.depth, help="MLP hidden layers, or conv stride-2 stages")
+    p.add_argument("--channels", type=int, default=d.channels, help="channels of the first convolution (conv)")
+    p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate of the ELBO stage")
+    p.add_argument("--centres", type=int, default=d.n_centres, help="RBF centres K (k-means of the codes)")
+    p.add_argument("--rbf-scale", type=float, default=d.rbf_scale, help="a in lambda_k = (a * cluster spread)^-2 / 2")
+    p.add_argument("--zeta", type=float, default=d.zeta,
+                   help="precision floor: far from the data the std is (data scale) / sqrt(zeta)")
+    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="checkpoint period in steps")
+    p.add_argument("--seed", type=int, default=0, help="seeds the data, the split, the initialisation and batches")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="continue an interrupted run from --out")
+    mode.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    e = subparsers.add_parser("encode", formatter_class=fmt,
+                              help="write the VAE's posterior means of DATA as an (N, d) .npy (for `train`)")
+    e.add_argument("vae", help="a VAE file written by train-vae")
+    e.add_argument("data", help="a .npy/.npz/.pt file or a built-in dataset name, read as train-vae reads it")
+    e.add_argument("--out", required=True, help="the .npy file to write (e.g. latents.npy)")
+    e.add_argument("--num-points", type=int, default=None, help="as for train-vae")
+    e.add_argument("--seed", type=int, default=0, help="as for train-vae (sampling of built-in data sets)")
+    e.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+
+
+_TRAIN_OPTIONS = ("latent_dim", "num_points", "steps", "std_steps", "batch_size", "arch", "hidden", "depth",
+                  "channels", "lr", "centres", "rbf_scale", "zeta", "checkpoint_every", "seed", "device")
+
+
+def _resume_command(args: argparse.Namespace) -> str:
+    """The exact ``train-vae`` command that continues this run (every option as parsed, plus ``--resume``)."""
+    words = ["train-vae", args.data, "--out", args.out]
+    for dest in _TRAIN_OPTIONS:
+        if getattr(args, dest) is not None:
+            words += ["--" + dest.replace("_", "-"), str(getattr(args, dest))]
+    words += ["--no-progress"] if args.no_progress else []
+    return "learned-manifold " + shlex.join([*words, "--resume"])
+
+
+def _train_vae(args: argparse.Namespace) -> int:
+    from .data import resolve_data
+    from .vae_trainer import VAETrainConfig, train_vae
+
+    try:
+        cfg = VAETrainConfig(latent_dim=args.latent_dim, steps=args.steps, std_steps=args.std_steps,
+                             batch_size=args.batch_size, arch=args.arch, hidden=args.hidden, depth=args.depth,
+                             channels=args.channels, lr=args.lr, n_centres=args.centres, rbf_scale=args.rbf_scale,
+                             zeta=args.zeta, checkpoint_every=args.checkpoint_every, seed=args.seed)
+    except (TypeError, ValueError) as err:
+        raise ValueError(_as_flag(str(err))) from None
+    resolve_device(args.device, name="--device")
+    out = Path(args.out)
+    try:
+        with OutputLock(out):
+            check_output(out, resume=args.resume, overwrite=args.overwrite)
+            data, _ = resolve_data(args.data, n=args.num_points, seed=args.seed)
+            result = train_vae(data, cfg, out=out, resume=args.resume, overwrite=args.overwrite,
+                               device=args.device, progress=not args.no_progress)
+    except TrainingInterrupted as stop:
+        print(f"interrupted at step {stop.step} of {stop.total}; the partial VAE is in {out} (incomplete); "
+              f"continue with: {_resume_command(args)}", file=sys.stderr)
+        return 130
+    print(f"wrote {args.out}; validation: {json.dumps(result.validation)}")
+    return 0
+
+
+def _encode(args: argparse.Namespace) -> int:
+    from learned_manifold.model_file import atomic_write_bytes
+    from learned_manifold.vae_file import load_vae
+
+    from .data import resolve_data
+    from .vae_trainer import encode_data
+
+    device = resolve_device(args.device, name="--device")
+    out = Path(args.out)
+    if out.suffix.lower() != ".npy":
+        raise ValueError(f"--out {str(out)!r} must end in .npy (the codes are written as one NumPy array)")
+    if out.exists() and not args.overwrite:
+        raise ValueError(f"{str(out)!r} already exists; replace it with --overwrite")
+    check_output(out, overwrite=True)  # the folder exists and is writable; no link, folder or device at --out
+    vae = load_vae(args.vae, map_location=device)
+    data, _ = resolve_data(args.data, n=args.num_points, seed=args.seed)
+    if tuple(data.shape[1:]) != vae.data_shape and data[0].numel() != vae.dim:
+        raise ValueError(f"DATA has points of shape {tuple(data.shape[1:])}; the VAE {args.vae!r} expects "
+                         f"{vae.data_shape}")
+    data = data.float().reshape(data.shape[0], *vae.data_shape)
+    codes = encode_data(vae, data.to(device)).cpu().numpy().astype(np.float32)
+    buf = io.BytesIO()
+    np.save(buf, codes, allow_pickle=False)
+    atomic_write_bytes(out, buf.getvalue())
+    print(f"wrote {args.out}: {codes.shape[0]} codes of dimension {codes.shape[1]} (posterior means); train metric "
+          f"matching on them with: learned-manifold train {shlex.quote(str(out))} --out latent.lmm")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``args.command`` (one of `COMMANDS`); returns the exit status (0, 2 on a user error, 130)."""
+    if args.command not in COMMANDS:
+        raise ValueError(f"vae_cli.run handles {COMMANDS}, not {args.command!r}")
+    try:
+        return _train_vae(args) if args.command == "train-vae" else _encode(args)
+    except (ValueError, OSError, ImportError) as err:  # user errors: one clear line, no traceback
+        print(f"learned-manifold {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"learned-manifold {args.command}: interrupted; nothing more was written", file=sys.stderr)
+        return 130

@@ -1,0 +1,443 @@
+"""Training the VAE of the latent-space comparison (SPEC §11), with the metric-matching trainer's conventions.
+
+Two stages on one step counter, ``0 … steps + std_steps``:
+
+1. ``steps`` steps of the ELBO: encoder ``q(z | x) = N(m, diag e^ℓ)``, decoder mean ``μ(z)`` and, for this
+   stage only, one learned per-coordinate decoder std; loss ``½Σ((x − μ(z))²/σ₀² + 2 log σ₀) + β KL``.
+2. ``std_steps`` steps fitting the RBF precision of `learned_manifold.vae.VAE` with the mean fixed (Arvanitidis
+   et al. 2018): centres ``c_k`` by k-means of the training codes (seeded k-means++ then Lloyd),
+   ``λ_k = ½ (a · mean_{z ∈ C_k} ‖z − c_k‖)^{-2}`` (``a`` = ``rbf_scale``), and ``W = exp(ω) ≥ 0`` by the
+   Gaussian likelihood of the data at codes sampled from ``q``.
+
+Conventions shared with `learned_manifold_training.trainer`: every batch is drawn by a generator keyed by
+``(seed, step)``, so an interrupted and resumed run reaches the same weights; the VAE file (`save_vae`) and
+``OUT.train-state.pt`` are written atomically at every checkpoint (the state first); ``OUT.lock`` keeps a second
+run off the same file; the output is checked before any work; SIGINT/SIGTERM save a checkpoint and raise
+`TrainingInterrupted`; non-finite losses or weights raise `TrainingDiverged` before anything is written. One
+process (no DDP): a VAE of this comparison trains in minutes on a CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+import learned_manifold
+from learned_manifold.model_file import atomic_write_bytes
+from learned_manifold.models import MAX_DEPTH, MAX_WIDTH, check_int, check_real
+from learned_manifold.vae import MAX_CENTRES, MAX_LATENT, VAE, VAE_ARCHS, VAEConfig
+from learned_manifold.vae_file import save_vae
+
+from .outputs import OutputLock, check_output, state_path, write_failed
+from .runtime import StopRequest, TrainingInterrupted, check_health, resolve_device
+
+__all__ = ["VAETrainConfig", "VAETrainResult", "encode_data", "kmeans", "rbf_bandwidths", "std_growth", "train_vae"]
+
+_MAX_STEPS = 2**31
+_MAX_SEED = 2**40
+_MAX_KMEANS_POINTS = 20_000
+
+
+@dataclass
+class VAETrainConfig:
+    """Settings of one VAE run, each checked on construction (a ``TypeError``/``ValueError`` naming the field).
+
+    Attributes:
+        latent_dim: ``d``. steps: ELBO steps; std_steps: RBF-precision steps; batch_size: points per step.
+        arch: ``"auto"`` (``"conv"`` for image-shaped points ``(H, W)``/``(C, H, W)``, else ``"mlp"``), ``"mlp"``,
+            ``"conv"``; hidden, depth, channels: sizes (`VAEConfig`).
+        lr: Adam rate of stage 1 (cosine decay to lr/10); std_lr: Adam rate of the log-weights in stage 2.
+        kl_weight: ``β`` of the KL term. n_centres: ``K`` (capped at the number of training points).
+        rbf_scale: ``a`` in ``λ_k`` (larger: wider kernels, a gentler wall). zeta: precision floor ``ζ`` in
+            standardised units (far from the data the std is ``s/sqrt(ζ)``, ``s`` the data's RMS radius).
+        val_points: held-out points for the final validation. checkpoint_every: checkpoint period (0: at the
+            end and on interruption only). seed: the data split, initialisation, k-means and every batch.
+    """
+
+    latent_dim: int = 2
+    steps: int = 3000
+    std_steps: int = 1000
+    batch_size: int = 256
+    arch: str = "auto"
+    hidden: int = 128
+    depth: int = 2
+    channels: int = 16
+    lr: float = 2e-3
+    std_lr: float = 3e-2
+    kl_weight: float = 1.0
+    n_centres: int = 32
+    rbf_scale: float = 1.0
+    zeta: float = 1.0
+    val_points: int = 200
+    checkpoint_every: int = 500
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_int(self.latent_dim, "latent_dim", 1, MAX_LATENT)
+        check_int(self.steps, "steps", 1, _MAX_STEPS)
+        check_int(self.std_steps, "std_steps", 0, _MAX_STEPS)
+        check_int(self.batch_size, "batch_size", 1, 2**24)
+        if self.arch not in ("auto", *VAE_ARCHS):
+            raise ValueError(f"arch must be one of {('auto', *VAE_ARCHS)}, got {self.arch!r:.60}")
+        check_int(self.hidden, "hidden", 1, MAX_WIDTH)
+        check_int(self.depth, "depth", 0, MAX_DEPTH)
+        check_int(self.channels, "channels", 1, MAX_WIDTH)
+        for name in ("lr", "std_lr", "rbf_scale", "zeta"):
+            setattr(self, name, check_real(getattr(self, name), name, positive=True))
+        self.kl_weight = check_real(self.kl_weight, "kl_weight", nonnegative=True)
+        check_int(self.n_centres, "n_centres", 1, MAX_CENTRES)
+        check_int(self.val_points, "val_points", 1, 2**31)
+        check_int(self.checkpoint_every, "checkpoint_every", 0, _MAX_STEPS)
+        check_int(self.seed, "seed", 0, _MAX_SEED)
+
+    def vae_config(self, data_shape: tuple[int, ...], n_train: int) -> VAEConfig:
+        """The `VAEConfig` for points of ``data_shape`` (``n_centres`` capped at ``n_train``)."""
+        arch = self.arch if self.arch != "auto" else ("conv" if len(data_shape) in (2, 3) else "mlp")
+        return VAEConfig(data_shape=tuple(data_shape), latent_dim=self.latent_dim, arch=arch, hidden=self.hidden,
+                         depth=self.depth if arch == "mlp" else max(1, min(self.depth, 8)), channels=self.channels,
+                         n_centres=min(self.n_centres, n_train), zeta=self.zeta)
+
+
+@dataclass
+class VAETrainResult:
+    """What `train_vae` returns: the VAE (eval mode), its file, the final validation and the loss history."""
+
+    vae: VAE
+    path: Path | None
+    validation: dict
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+    stopped_at: int = 0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# k-means and the RBF precision
+
+
+def kmeans(x: Tensor, k: int, *, generator: torch.Generator, iters: int = 50) -> tuple[Tensor, Tensor]:
+    """Lloyd's k-means from a k-means++ start: ``(N, d)`` → ``(centres (k, d), labels (N,))``.
+
+    An empty cluster is re-seeded at the point farthest from its centre. Deterministic for a given generator.
+    """
+    n = x.shape[0]
+    if not 1 <= k <= n:
+        raise ValueError(f"k-means needs 1 <= k <= N, got k = {k} for N = {n}")
+    first = int(torch.randint(n, (1,), generator=generator))
+    centres = [x[first]]
+    dist = (x - x[first]).pow(2).sum(-1)
+    for _ in range(1, k):
+        probs = dist / dist.sum() if float(dist.sum()) > 0 else torch.full_like(dist, 1.0 / n)
+        i = int(torch.multinomial(probs, 1, generator=generator))
+        centres.append(x[i])
+        dist = torch.minimum(dist, (x - x[i]).pow(2).sum(-1))
+    c = torch.stack(centres)
+    labels = torch.cdist(x, c).argmin(-1)
+    for _ in range(iters):
+        sums = torch.zeros_like(c).index_add_(0, labels, x)
+        counts = torch.bincount(labels, minlength=k).to(x.dtype)
+        new = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], c)
+        for j in (counts == 0).nonzero().flatten().tolist():
+            new[j] = x[(x - new[labels]).pow(2).sum(-1).argmax()]
+        new_labels = torch.cdist(x, new).argmin(-1)
+        c, done = new, bool((new_labels == labels).all())
+        labels = new_labels
+        if done:
+            break
+    return c, labels
+
+
+def rbf_bandwidths(x: Tensor, centres: Tensor, labels: Tensor, scale: float) -> Tensor:
+    """``λ_k = ½ (a · mean_{x ∈ C_k} ‖x − c_k‖)^{-2}`` (Arvanitidis et al. 2018): ``(K,)``, all ``> 0``.
+
+    A cluster with zero spread (a single point) takes the median spread of the others."""
+    spread = torch.zeros(centres.shape[0], dtype=x.dtype, device=x.device).index_add_(
+        0, labels, (x - centres[labels]).norm(dim=-1))
+    spread = spread / torch.bincount(labels, minlength=centres.shape[0]).clamp_min(1)
+    good = spread > 0
+    fill = spread[good].median() if bool(good.any()) else x.new_tensor(1.0)
+    spread = torch.where(good, spread, fill)
+    return 0.5 / (scale * spread).pow(2)
+
+
+@torch.no_grad()
+def encode_data(vae: VAE, data: Tensor, *, batch: int = 4096) -> Tensor:
+    """Posterior means of ``data`` ``(N, *data_shape)`` in chunks: ``(N, d)`` on the data's device."""
+    dev = vae.scale.device
+    return torch.cat([vae.encode(c.to(dev)).to(data.device) for c in data.split(batch)]) if len(data) else \
+        data.new_zeros(0, vae.latent_dim)
+
+
+@torch.no_grad()
+def std_growth(vae: VAE, codes: Tensor, *, factor: float = 10.0, n_dirs: int = 64, seed: int = 0) -> dict:
+    """How much the decoder std grows off the data: RMS std (over coordinates, median over points) at the codes
+    and at ``factor`` × the codes' RMS radius from their mean, along ``n_dirs`` random directions."""
+    mean = codes.mean(0)
+    radius = float((codes - mean).pow(2).sum(-1).mean().sqrt())
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    dirs = torch.randn(n_dirs, codes.shape[1], generator=g).to(codes)
+    far = mean + factor * radius * dirs / dirs.norm(dim=-1, keepdim=True)
+    on = vae.decoder_std(codes).flatten(1).pow(2).mean(-1).sqrt().median()
+    off = vae.decoder_std(far).flatten(1).pow(2).mean(-1).sqrt().median()
+    return {"latent_radius": radius, "std_on_data": float(on), "std_far": float(off),
+            "std_growth": float(off / on), "far_factor": factor}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the loop
+
+
+def _lr(step: int, total: int) -> float:
+    warm = max(1, total // 20)
+    if step < warm:
+        return (step + 1) / warm
+    return 0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
+
+
+def _check_data(data: Tensor) -> None:
+    if not isinstance(data, Tensor) or data.ndim < 2 or data.shape[0] < 10:
+        got = tuple(data.shape) if isinstance(data, Tensor) else type(data).__name__
+        raise ValueError(f"data must be a tensor of shape (N >= 10, ...), got {got}")
+    if not data.is_floating_point() or not bool(torch.isfinite(data).all()):
+        raise ValueError("data must be finite floating-point values (found NaN/inf or a non-float dtype)")
+
+
+class _Run:
+    """The state of one run: the VAE, stage-1 decoder log-std, stage-2 log-weights and the active optimiser."""
+
+    def __init__(self, vae: VAE, cfg: VAETrainConfig):
+        self.vae, self.cfg = vae, cfg
+        dev = vae.scale.device
+        self.log_std0 = nn.Parameter(torch.zeros(vae.dim, device=dev))
+        self.omega = nn.Parameter(torch.zeros(vae.dim, vae.config.n_centres, device=dev))
+        self.stage1 = [*vae.encoder.parameters(), *vae.decoder.parameters(), self.log_std0]
+        self.opt1 = torch.optim.Adam(self.stage1, lr=cfg.lr)
+        self.opt2: torch.optim.Optimizer | None = None
+
+    def state(self, step: int, seconds: float, cfg_json: str, fingerprint: list[float]) -> bytes:
+        buf = io.BytesIO()
+        torch.save({"step": step, "seconds": seconds, "vae": self.vae.state_dict(), "log_std0": self.log_std0.data,
+                    "omega": self.omega.data, "stage2": self.opt2 is not None,
+                    "optimizer": (self.opt2 or self.opt1).state_dict(), "config": cfg_json,
+                    "fingerprint": fingerprint}, buf)
+        return buf.getvalue()
+
+    def load(self, state: dict) -> None:
+        self.vae.load_state_dict(state["vae"])
+        self.log_std0.data.copy_(state["log_std0"])
+        self.omega.data.copy_(state["omega"])
+        if state["stage2"]:
+            self.opt2 = torch.optim.Adam([self.omega], lr=self.cfg.std_lr)
+            self.opt2.load_state_dict(state["optimizer"])
+        else:
+            self.opt1.load_state_dict(state["optimizer"])
+
+    @torch.no_grad()
+    def start_stage2(self, x: Tensor) -> None:
+        """k-means of the codes, bandwidths, and ``ω`` started at the residual precision of the data."""
+        cfg, vae = self.cfg, self.vae
+        g = torch.Generator().manual_seed(cfg.seed * 7919 + 17)
+        pick = torch.randperm(x.shape[0], generator=g)[:_MAX_KMEANS_POINTS].to(x.device)
+        m = vae.encoder(self._shaped(x[pick])).chunk(2, dim=-1)[0]
+        centres, labels = kmeans(m.cpu().double(), vae.config.n_centres, generator=g)
+        vae.centres.copy_(centres)
+        vae.bandwidths.copy_(rbf_bandwidths(m.cpu().double(), centres, labels, cfg.rbf_scale))
+        resid = (vae.decode_standardised(m) - x[pick].flatten(1)).pow(2).mean(0)  # (D,) residual variance
+        feats = vae.rbf(m).sum(-1).mean()
+        w0 = ((1.0 / resid.clamp_min(1e-12) - cfg.zeta).clamp_min(1e-6) / feats.clamp_min(1e-12))
+        self.omega.data.copy_(w0.log().unsqueeze(-1).expand_as(self.omega))
+        self.opt2 = torch.optim.Adam([self.omega], lr=cfg.std_lr)
+
+    def _shaped(self, x: Tensor) -> Tensor:
+        if self.vae.config.arch == "mlp":
+            return x.flatten(1)
+        return x.reshape(x.shape[0], -1, *self.vae.data_shape[-2:])
+
+    def loss(self, x: Tensor, eps: Tensor, stage2: bool) -> Tensor:
+        """Per-batch mean loss of the active stage; ``x`` standardised ``(B, *shape)``, ``eps`` ``(B, d)``."""
+        vae, flat = self.vae, x.flatten(1)
+        with torch.set_grad_enabled(not stage2):
+            m, logvar = vae.encoder(self._shaped(x)).chunk(2, dim=-1)
+            logvar = logvar.clamp(-30.0, 20.0)
+            z = m + torch.exp(0.5 * logvar) * eps
+            mu = vae.decode_standardised(z)
+        if stage2:
+            prec = vae.precision_standardised(z.detach(), self.omega.exp())
+            return 0.5 * (prec * (flat - mu.detach()).pow(2) - prec.log()).sum(-1).mean()
+        log_std = self.log_std0.clamp_min(math.log(1e-4))
+        nll = 0.5 * ((flat - mu).pow(2) * torch.exp(-2 * log_std) + 2 * log_std).sum(-1)
+        kl = 0.5 * (m.pow(2) + logvar.exp() - 1 - logvar).sum(-1)
+        return (nll + self.cfg.kl_weight * kl).mean()
+
+
+def _standardise(data: Tensor) -> tuple[float, Tensor]:
+    flat = data.reshape(data.shape[0], -1).double()
+    mean = flat.mean(0)
+    scale = float((flat - mean).pow(2).sum(-1).mean().sqrt())
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"the data scale sqrt(E|x - mean|^2) is {scale:.3g}: the points must differ and be finite")
+    return scale, mean.float().reshape(data.shape[1:])
+
+
+def train_vae(
+    data: Tensor,
+    config: VAETrainConfig | None = None,
+    *,
+    out: str | os.PathLike | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    device: str | torch.device | None = "auto",
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> VAETrainResult:
+    """Train a VAE with the RBF decoder precision on ``data`` ``(N, *data_shape)`` (module docstring).
+
+    Everything checkable is checked first: the config, the data (finite floats, ``N ≥ 10``), the device and the
+    output (`check_output`: no existing file unless ``resume``/``overwrite``, no link, folder or device).
+
+    Args:
+        data: training points; a held-out split of ``min(val_points, N/5)`` is kept for validation.
+        config: `VAETrainConfig` (defaults if ``None``).
+        out: VAE file to write (atomically, at every checkpoint and at the end); ``None`` keeps it in memory.
+        resume: continue from ``out`` and ``OUT.train-state.pt`` (same data and config required).
+        overwrite: replace an existing ``out``.
+        device: ``"auto"`` (CUDA when present) or a torch device.
+        progress: show a tqdm bar with the loss.
+        stop_after: stop (after a checkpoint) once this many steps are done: simulates an interruption.
+
+    Returns:
+        `VAETrainResult` with the VAE in eval mode and ``validation``: reconstruction RMSE on held-out points
+        (data units, and relative to the data's RMS radius) and `std_growth`.
+
+    Raises:
+        TypeError, ValueError: bad settings, data, device or output (before any work); `TrainingDiverged`;
+        `TrainingInterrupted` (SIGINT/SIGTERM, after a checkpoint); `OutputError` when a write fails.
+    """
+    cfg = VAETrainConfig() if config is None else config
+    if not isinstance(cfg, VAETrainConfig):
+        raise TypeError(f"config must be a VAETrainConfig, got {type(cfg).__name__}")
+    _check_data(data)
+    total = cfg.steps + cfg.std_steps
+    if stop_after is not None:
+        check_int(stop_after, "stop_after", 0, total)
+    if resume and out is None:
+        raise ValueError("resume needs the output path `out`")
+    dev = resolve_device(device)
+    out = Path(out) if out is not None else None
+    with OutputLock(out) if out is not None else contextlib.nullcontext():
+        if out is not None:
+            check_output(out, resume=resume, overwrite=overwrite)
+        return _train(data.float(), cfg, out, resume, dev, progress, total if stop_after is None else stop_after)
+
+
+def _train(data: Tensor, cfg: VAETrainConfig, out: Path | None, resume: bool, dev: torch.device, progress: bool,
+           end: int) -> VAETrainResult:
+    total = cfg.steps + cfg.std_steps
+    n_val = min(cfg.val_points, data.shape[0] // 5)
+    perm = torch.randperm(data.shape[0], generator=torch.Generator().manual_seed(cfg.seed))
+    train_x, val_x = data[perm[n_val:]], data[perm[:n_val]]
+    scale, mean = _standardise(train_x)
+    x_std = ((train_x - mean) / scale).to(dev)
+    vcfg = cfg.vae_config(tuple(data.shape[1:]), train_x.shape[0])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        vae = VAE(vcfg, scale=scale, mean=mean).to(dev)
+    run = _Run(vae, cfg)
+    cfg_json = json.dumps(asdict(cfg))
+    flat = data.reshape(data.shape[0], -1).double()
+    fingerprint = [float(data.shape[0]), float(flat.shape[1]), float(flat.sum()), float(flat.pow(2).sum())]
+    start, before = 0, 0.0
+    if resume:
+        if not state_path(out).exists():
+            raise FileNotFoundError(f"cannot resume: training state {str(state_path(out))!r} does not exist")
+        state = torch.load(state_path(out), map_location=dev, weights_only=True)
+        if json.loads(state["config"]) != asdict(cfg):
+            raise ValueError(f"cannot resume {str(out)!r}: its settings differ from this run's")
+        if [round(v, 6) for v in state["fingerprint"]] != [round(v, 6) for v in fingerprint]:
+            raise ValueError(f"cannot resume {str(out)!r}: the data differ from the data it was trained on")
+        run.load(state)
+        start, before = int(state["step"]), float(state["seconds"])
+    extra = {"num_points": data.shape[0], "num_train_points": train_x.shape[0], "num_val_points": n_val,
+             "seed": cfg.seed, "train_config": asdict(cfg), "library_version": learned_manifold.__version__}
+    saved = [start if resume else None]
+
+    def save(step: int, seconds: float, complete: bool, validation: dict | None = None) -> None:
+        if out is None:
+            return
+        if run.opt2 is not None:
+            vae.std_weights.copy_(run.omega.detach().exp())
+        meta = {"complete": complete, "step": step, "total_steps": total, **extra,
+                "training_seconds": round(seconds, 3), **({"validation": validation} if validation else {})}
+        try:
+            atomic_write_bytes(state_path(out), run.state(step, seconds, cfg_json, fingerprint))
+            save_vae(vae, out, extra=meta)
+        except OSError as err:
+            raise write_failed(out, err, saved[0]) from None
+        saved[0] = step
+
+    history: list[dict] = []
+    bar = tqdm(total=total, initial=start, disable=not progress, desc="train-vae", dynamic_ncols=True)
+    t0, running, logged = time.perf_counter(), torch.zeros((), device=dev), start
+    with StopRequest() as stop, contextlib.closing(bar):
+        for step in range(start, end):
+            stage2 = step >= cfg.steps
+            if stage2 and run.opt2 is None:
+                run.start_stage2(x_std)
+            opt, params = (run.opt2, [run.omega]) if stage2 else (run.opt1, run.stage1)
+            g = torch.Generator(device=dev).manual_seed(cfg.seed * 1_000_003 + step)
+            idx = torch.randint(x_std.shape[0], (cfg.batch_size,), generator=g, device=dev)
+            eps = torch.randn(cfg.batch_size, cfg.latent_dim, generator=g, device=dev)
+            k, n = (step - cfg.steps, cfg.std_steps) if stage2 else (step, cfg.steps)
+            for group in opt.param_groups:
+                group["lr"] = (cfg.std_lr if stage2 else cfg.lr) * _lr(k, n)
+            loss = run.loss(x_std[idx], eps, stage2)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(params, 10.0)
+            opt.step()
+            running += loss.detach()
+            done = step + 1
+            if done % 10 == 0 or done == end or done == cfg.steps:
+                check_health(done, running, params)
+            if done % 50 == 0 or done == end or done == cfg.steps:
+                history.append({"step": done, "stage": 2 if stage2 else 1, "loss": float(running) / (done - logged)})
+                running.zero_()
+                logged = done
+                bar.set_postfix(stage=2 if stage2 else 1, loss=f"{history[-1]['loss']:.4g}")
+            bar.update(1)
+            if stop.requested:
+                save(done, before + time.perf_counter() - t0, False)
+                raise TrainingInterrupted(done, total, out)
+            if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < end:
+                save(done, before + time.perf_counter() - t0, False)
+        seconds = time.perf_counter() - t0
+        if end < total:
+            save(end, before + seconds, False)
+            return VAETrainResult(vae.eval(), out, {}, history, seconds, end)
+        if run.opt2 is None:  # std_steps = 0: centres and bandwidths are still fitted, W from the residuals
+            run.start_stage2(x_std)
+        vae.std_weights.copy_(run.omega.detach().exp())
+        vae.eval().requires_grad_(False)
+        validation = _validate(vae, val_x.to(dev), encode_data(vae, train_x.to(dev)), scale)
+        save(end, before + seconds, True, validation)
+    return VAETrainResult(vae, out, validation, history, seconds, end)
+
+
+@torch.no_grad()
+def _validate(vae: VAE, val_x: Tensor, codes: Tensor, scale: float) -> dict:
+    """Reconstruction error on held-out points (data units, and relative to the data's RMS radius) and how much
+    the decoder std grows at 10× the latent radius (`std_growth`)."""
+    if val_x.shape[0] == 0:
+        return std_growth(vae, codes)
+    err = (vae.decode(vae.encode(val_x)) - val_x).flatten(1).pow(2).sum(-1).mean().sqrt()
+    return {"reconstruction_rmse": float(err), "relative_reconstruction_error": float(err) / scale,
+            **std_growth(vae, codes)}
