@@ -1,6 +1,7 @@
-"""Training-recipe comparison on curved data (issue 12, item 1): candidates × seeds, against tuned centred k-NN.
+"""Training-recipe comparison on curved data (issues 12 and 14): candidates × seeds, against tuned centred k-NN.
 
-For each data set (the Swiss roll, 2-D, isometrically in R¹⁰; the torus in R³) and each candidate recipe (a set of
+For each data set (the Swiss roll, 2-D, isometrically in R¹⁰; the torus in R³; S² and S⁸ isometrically in R⁶⁴)
+and each candidate recipe (a set of
 `TrainConfig` overrides on top of that data set's base settings), trains one model per training seed with
 `learned_manifold_training.trainer.train`, picks the evaluation σ on a validation split from the SPEC §8 grid
 (lowest tangent error) and scores it on held-out test points: mean tangent-projector error ``‖ÛÛᵀ − P_T‖_F``,
@@ -23,7 +24,7 @@ from pathlib import Path
 import torch
 
 from learned_manifold.diagnostics import self_consistency
-from learned_manifold_training.data import SwissRoll, Torus
+from learned_manifold_training.data import Sphere, SwissRoll, Torus
 from learned_manifold_training.trainer import TrainConfig, select_sigma, standardisation, train, validate
 
 from .accuracy import json_ready, sigma_grid, tune_knn
@@ -37,16 +38,27 @@ CANDIDATES: dict[str, dict] = {
     "sigma-max-1": {"sigma_max": 1.0, "steps": 3000},
     "warmup-0.5": {"denoiser_warmup": 0.5, "steps": 3000},
     "steps-6000": {"input_scaling": "none", "steps": 6000},
+    "two-networks": {"shared_trunk": False},
+    "shared-trunk": {"shared_trunk": True, "factor_trunk_grad": 0.1},
+    "shared-trunk-stop": {"shared_trunk": True, "factor_trunk_grad": 0.0},
+    "shared-trunk-joint": {"shared_trunk": True, "factor_trunk_grad": 1.0},
+    "shared-trunk-9000": {"shared_trunk": True, "factor_trunk_grad": 0.1, "steps": 9000},
 }
-"""Candidate recipes: `TrainConfig` overrides. ``before`` is the recipe of the issue (3000 steps); ``steps-6000``
+"""Candidate recipes: `TrainConfig` overrides. ``before`` is the recipe of issue 12 (3000 steps); ``steps-6000``
 the winner, now the default; results in ``benchmarks/results/cpu/recipe.md`` (before, unit-input) and
-``recipe-steps6000/recipe.md``; ``sigma-max-1`` and ``warmup-0.5`` were screened on two seeds only."""
+``recipe-steps6000/recipe.md``; ``sigma-max-1`` and ``warmup-0.5`` were screened on two seeds only. Issue 14:
+``two-networks`` (the default's factor and denoiser networks) against one shared trunk whose factor loss reaches
+the trunk with its gradient scaled by 0.1, 0 (stopped) or 1 (joint), and the first with 9000 steps; results in
+``benchmarks/results/cpu/recipe-shared-trunk/``."""
 
 DATASETS: dict[str, dict] = {
     "roll": {"make": lambda: SwissRoll(10), "n": 10_000, "base": {}},  # the `learned-manifold train` defaults
     "torus": {"make": lambda: Torus(3), "n": 6000,  # the tests' torus fixture (tests/conftest.py)
               "base": {"batch_size": 256, "rank": 3, "hidden": 64, "depth": 2, "emb_dim": 64, "sigma_min": 0.01,
                        "sigma_max": 2.0, "val_points": 400}},
+    "sphere2": {"make": lambda: Sphere(2, 64), "n": 10_000, "base": {}},  # S² in R⁶⁴, the CLI's defaults
+    # S⁸ in R⁶⁴ needs many points for the mean-centred recipe (benchmarks/RESULTS.md: 10k is decided by the seed)
+    "sphere8": {"make": lambda: Sphere(8, 64), "n": 100_000, "base": {}},
 }
 """Data sets: the manifold, the default number of training points and the base `TrainConfig` settings."""
 
@@ -56,7 +68,7 @@ def run_candidate(data: torch.Tensor, manifold, val: torch.Tensor, test: torch.T
 
     Returns:
         ``{"sigma", "tangent_error", "dimension_accuracy", "normal_eigenvalue", "denoiser_normal_eigenvalue",
-        "top_eigenvalues", "train_seconds"}``.
+        "top_eigenvalues", "train_seconds", "precision"}`` (``precision``: what the trainer ran in).
     """
     start = time.perf_counter()
     result = train(data, config, manifold=manifold, progress=False, device="cpu")
@@ -68,7 +80,8 @@ def run_candidate(data: torch.Tensor, manifold, val: torch.Tensor, test: torch.T
     d = int(manifold.point_dimension(test[:1])[0])
     row = {"sigma": sigma, "tangent_error": scores["tangent_error"],
            "dimension_accuracy": scores["dimension_accuracy"], "normal_eigenvalue": scores["top_eigenvalues"][d],
-           "top_eigenvalues": scores["top_eigenvalues"][: d + 2], "train_seconds": seconds}
+           "top_eigenvalues": scores["top_eigenvalues"][: d + 2], "train_seconds": seconds,
+           "precision": result.precision}
     if model.has_denoiser:
         report = self_consistency(model, test[:300], sigma).summary()
         row["denoiser_normal_eigenvalue"] = report["denoiser_top_eigenvalues"][d]
@@ -148,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
              "λ_{d+1}: the same of the denoiser's symmetrised Jacobian (its failure to shrink the curved normal, "
              "which the factor inherits through the bias term of SPEC §3)."]
     if not args.quick:
-        write_report(args.out, "recipe", title="Training recipe on curved data (issue 12)",
+        write_report(args.out, "recipe", title="Training recipe on curved data (issues 12, 14)",
                      env=environment(torch.device("cpu")), settings=settings, tables=tables,
                      results=json_ready(results), notes=notes)
     return results

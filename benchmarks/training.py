@@ -18,13 +18,15 @@ measured choice (`learned_manifold.precision.choose_precision`: the trainer time
 is reported with the probe's times. A compile that fails, or does not finish within a time limit, is recorded
 with its error text instead of stopping the run. On CUDA the trainer already uses fused AdamW.
 
-Recipe cost: side by side, in alternating rounds, the steady samples/s of the default `train` recipe (fp32,
-mean-centred: denoiser and factor network, EMA, clipping, schedule) and of a plain uncentred metric-matching
-step of the same factor network (``a = ε``, AdamW, nothing else) on the same data, batch and device; their
-ratio is the price of the recipe per sample.
+Recipe cost: side by side, in rounds that rotate the order, the steady samples/s of the mean-centred `train`
+recipe (fp32; EMA, clipping, schedule) with two networks (factor and denoiser) and with one shared trunk
+(``shared_trunk``: a factor head and a denoiser head on one backbone), and of a plain uncentred
+metric-matching step of the same factor network (``a = ε``, AdamW, nothing else: the paper's recipe) on the
+same data, batch and device; each recipe's ratio to the plain step is its price per sample.
 
-Run: ``python -m benchmarks.training --device cpu|cuda [--quick] [--no-accuracy] [--compile-limit S] [--out DIR]``
-(``--no-accuracy``: speed only, no torus trainings and so no default by the rule).
+Run: ``python -m benchmarks.training --device cpu|cuda [--quick] [--no-accuracy] [--recipe-only] [--rounds N]
+[--compile-limit S] [--out DIR]`` (``--no-accuracy``: speed only, no torus trainings and so no default by the
+rule; ``--recipe-only``: only the recipe comparison, written to ``training_recipe.json`` / ``.md``).
 """
 
 from __future__ import annotations
@@ -126,11 +128,14 @@ def _time_limit(seconds: int) -> Iterator[dict]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def _run(data: torch.Tensor, cfg: dict, device: torch.device, precision: str, compile_: bool) -> dict:
-    """One short training; returns the steady-state and overall samples/s, or the error text."""
+def _run(data: torch.Tensor, cfg: dict, device: torch.device, precision: str, compile_: bool,
+         shared_trunk: bool | None = None) -> dict:
+    """One short training (``shared_trunk``: ``None`` for the trainer's default); returns the steady-state and
+    overall samples/s, or the error text."""
     warm, measured = cfg["warmup_steps"], cfg["measured_steps"]
+    shared = {} if shared_trunk is None else {"shared_trunk": shared_trunk}
     config = TrainConfig(steps=warm + measured, batch_size=cfg["batch"], rank=16, denoiser_warmup=0.0,
-                         val_points=200, precision=precision, compile=compile_, **cfg["arch"])
+                         val_points=200, precision=precision, compile=compile_, **shared, **cfg["arch"])
     clock = _StepClock(device, marks=(1, warm, warm + measured))
     handle = register_optimizer_step_post_hook(clock)
     start = time.perf_counter()
@@ -158,6 +163,7 @@ def _run(data: torch.Tensor, cfg: dict, device: torch.device, precision: str, co
         "precision_probe": result.precision_probe,
         "model_config": {"data_shape": list(result.model.config.data_shape), "rank": result.model.config.rank,
                          "arch": result.model.config.arch, "arch_kwargs": result.model.config.arch_kwargs},
+        "shared_trunk": result.model.config.shared_trunk,
     }
 
 
@@ -196,20 +202,33 @@ def _plain_rate(data: torch.Tensor, cfg: dict, device: torch.device, network: di
     return batch * cfg["measured_steps"] / (time.perf_counter() - start)
 
 
-def _recipe_vs_plain(data: torch.Tensor, cfg: dict, device: torch.device, rounds: int = 2) -> dict:
-    """The default recipe (fp32, `_run`) and the plain uncentred step of the same network, in alternating
-    rounds on the same device; per-round rates and the median ratio default / plain."""
-    runs = []
-    for _ in range(rounds):
-        recipe = _run(data, cfg, device, "fp32", False)
-        if recipe["status"] != "ok":
-            return {"status": recipe["status"], "error": recipe.get("error"), "rounds": runs}
-        plain = _plain_rate(data, cfg, device, recipe["model_config"])
-        runs.append({"default_recipe_samples_per_s": recipe["steady_samples_per_s"],
-                     "plain_uncentred_samples_per_s": plain, "ratio": recipe["steady_samples_per_s"] / plain})
-        print("recipe vs plain", runs[-1], flush=True)
-    return {"status": "ok", "rounds": runs, "network": recipe["model_config"],
-            "ratio_median": statistics.median(r["ratio"] for r in runs)}
+RECIPES = {"two networks": False, "shared trunk": True}
+"""The mean-centred recipes compared with the plain step: name → ``TrainConfig.shared_trunk``."""
+
+
+def _recipe_vs_plain(data: torch.Tensor, cfg: dict, device: torch.device, rounds: int = 3) -> dict:
+    """Each recipe of `RECIPES` (fp32, `_run`) and the plain uncentred step of the same factor network, in
+    rounds on the same device, the order rotated every round (so that no setting always runs first or after
+    the same one on a busy machine); per-round rates, and per recipe the median over rounds of its ratio to the
+    plain step of the same round."""
+    runs, network = [], None
+    names = [*RECIPES, "plain"]
+    for i in range(rounds):
+        rates = {}
+        for name in names[i % len(names):] + names[: i % len(names)]:
+            if name == "plain":
+                rates[name] = _plain_rate(data, cfg, device, network) if network else None
+                continue
+            r = _run(data, cfg, device, "fp32", False, shared_trunk=RECIPES[name])
+            if r["status"] != "ok":
+                return {"status": r["status"], "error": f"{name}: {r.get('error')}", "rounds": runs}
+            rates[name], network = r["steady_samples_per_s"], r["model_config"]
+        if rates["plain"] is None:  # the plain step ran first in this round: it needed the network's settings
+            rates["plain"] = _plain_rate(data, cfg, device, network)
+        runs.append({"samples_per_s": rates, "ratio": {n: rates[n] / rates["plain"] for n in RECIPES}})
+        print("recipes vs plain", runs[-1], flush=True)
+    medians = {n: statistics.median(r["ratio"][n] for r in runs) for n in RECIPES}
+    return {"status": "ok", "rounds": runs, "network": network, "ratio_median": medians}
 
 
 def _accuracy(device: torch.device, cfg: dict, precision: str, compile_: bool) -> dict:
@@ -253,14 +272,21 @@ def main(argv: Sequence[str] | None = None) -> dict:
                         help="speed only: skip the torus trainings (and so the default by the rule)")
     parser.add_argument("--compile-limit", type=int, default=None,
                         help="seconds a compiled setting may take before it is recorded as timed out")
+    parser.add_argument("--recipe-only", action="store_true",
+                        help="only the recipes against the plain step (training_recipe.json / .md)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the recipe comparison")
     args = parse_args(parser, argv)
     device, cfg = args.device, settings_for(args.device, args.quick)
     if args.compile_limit is not None:
         if args.compile_limit < 1:
             parser.error(f"--compile-limit must be >= 1, got {args.compile_limit}")
         cfg["compile_limit_s"] = args.compile_limit
+    if args.rounds < 1:
+        parser.error(f"--rounds must be >= 1, got {args.rounds}")
     env = environment(device)
     data = sphere_points(N_POINTS, torch.device("cpu"), seed=0)
+    if args.recipe_only:
+        return _recipe_report(args, env, cfg, _recipe_vs_plain(data, cfg, device, args.rounds))
 
     results = {}
     for name, (precision, compile_) in SETTINGS.items():
@@ -268,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         print(name, results[name], flush=True)
     results["auto"] = _run(data, cfg, device, "auto", False)  # what the trainer measures and picks
     print("auto", results["auto"], flush=True)
-    recipe = _recipe_vs_plain(data, cfg, device)
+    recipe = _recipe_vs_plain(data, cfg, device, args.rounds)
     accuracy = {}
     for name, (precision, compile_) in SETTINGS.items() if not args.no_accuracy else ():
         print(f"accuracy: {name}", flush=True)
@@ -294,18 +320,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         label = f"precision=auto (ran as {r.get('precision')})" if name == "auto" else name
         table.add(label, fmt_num(steady), speedup, fmt_num(r.get("overall_samples_per_s")),
                   fmt_time(r.get("first_step_s")), status)
-    recipe_table = Table("Default recipe vs a plain uncentred step of the same factor network (fp32, same batch "
-                         "and device; alternating rounds)",
-                         ["round", "default recipe samples/s", "plain uncentred samples/s", "default / plain",
-                          "time per sample, default / plain"])
-    for i, r in enumerate(recipe.get("rounds", []), 1):
-        recipe_table.add(i, fmt_num(r["default_recipe_samples_per_s"]), fmt_num(r["plain_uncentred_samples_per_s"]),
-                         f"{fmt_num(r['ratio'])}×", f"{fmt_num(1 / r['ratio'])}×")
-    if recipe["status"] == "ok":
-        recipe_table.add("median", "", "", f"{fmt_num(recipe['ratio_median'])}×",
-                         f"{fmt_num(1 / recipe['ratio_median'])}×")
-    else:
-        recipe_table.add("failed", recipe["status"], str(recipe.get("error"))[:160], "n/a", "n/a")
+    recipe_table = _recipe_table(recipe)
     acc_table = Table(f"Accuracy: {ACCURACY['data']}, {ACCURACY['points']:,} points, {cfg['accuracy_steps']} steps "
                       f"of batch {ACCURACY['batch']}, network {ACCURACY['arch']}, seeds {list(cfg['accuracy_seeds'])}; "
                       f"test tangent error on {ACCURACY['test_points']:,} fresh points (mean over seeds)",
@@ -343,8 +358,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         f"{'not measured (--no-accuracy)' if args.no_accuracy else default}. The trainer's precision='auto' "
         f"measured its step and ran as {auto} on this device (native bf16: {choice['native_bf16']}): "
         f"{probe.get('reason')}; compile is off by default.",
-        "Default recipe / plain step: the price per sample of the recipe (a second network, the denoiser's target "
-        "forward, EMA, clipping, schedule, health checks) over the bare uncentred step of the same factor network.",
+        *_RECIPE_NOTES,
     ]
     title = "Training throughput (learned_manifold_training.trainer.train)"
     tables = [table, recipe_table, *([] if args.no_accuracy else [acc_table])]
@@ -353,6 +367,46 @@ def main(argv: Sequence[str] | None = None) -> dict:
                                        "default": choice}, notes=notes)
     print(md_path.read_text())
     return {"speed": results, "recipe_vs_plain": recipe, "accuracy": accuracy, "default": choice}
+
+
+_RECIPE_NOTES = [
+    "Recipe / plain step: the price per sample of a mean-centred recipe (two networks: a second network; shared "
+    "trunk: one more output column and the denoiser's loss; both: EMA, clipping, schedule, health checks) over "
+    "the bare uncentred step of the same factor network (the paper's recipe). Each round runs every setting "
+    "once, the order rotated; a ratio divides rates of the same round.",
+]
+
+
+def _recipe_table(recipe: dict) -> Table:
+    names = list(RECIPES)
+    table = Table("Mean-centred recipes vs a plain uncentred step of the same factor network (fp32, same batch "
+                  "and device; rounds in rotated order)",
+                  ["round", *(f"{n} samples/s" for n in names), "plain uncentred samples/s",
+                   *(f"{n} / plain" for n in names)])
+    for i, r in enumerate(recipe.get("rounds", []), 1):
+        rates = r["samples_per_s"]
+        table.add(i, *(fmt_num(rates[n]) for n in names), fmt_num(rates["plain"]),
+                  *(f"{fmt_num(r['ratio'][n])}×" for n in names))
+    if recipe["status"] == "ok":
+        table.add("median", *[""] * (len(names) + 1), *(f"{fmt_num(recipe['ratio_median'][n])}×" for n in names))
+    else:
+        table.add("failed", recipe["status"], str(recipe.get("error"))[:160], *["n/a"] * (2 * len(names) - 1))
+    return table
+
+
+def _recipe_report(args, env: dict, cfg: dict, recipe: dict) -> dict:
+    """Write ``training_recipe.json`` / ``.md`` (``--recipe-only``) and return the comparison."""
+    settings = {"data": f"S⁸ in R⁶⁴ (sphere8), {N_POINTS:,} points",
+                "network": f"FiLMResMLP {cfg['arch']}, rank 16",
+                "recipes": {n: f"mean-centred, shared_trunk={v}, denoiser and factor every step (no warm-up)"
+                            for n, v in RECIPES.items()},
+                "batch": cfg["batch"], "steps": f"{cfg['warmup_steps']} warm-up + {cfg['measured_steps']} measured",
+                "rounds": args.rounds, "quick": args.quick}
+    _, md_path = write_report(args.out, "training_recipe", title="The price of mean-centring per sample",
+                              env=env, settings=settings, tables=[_recipe_table(recipe)],
+                              results={"recipe_vs_plain": recipe}, notes=_RECIPE_NOTES)
+    print(md_path.read_text())
+    return {"recipe_vs_plain": recipe}
 
 
 if __name__ == "__main__":

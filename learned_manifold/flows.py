@@ -60,6 +60,14 @@ class FlowResult:
             `learned_manifold.geodesics.geodesic` does.
         reason: per pair, ``"reached"``, ``"stalled: …"`` (with the relative end speed) or ``"out of time: …"``
             (still moving at ``t_end``: raise ``t_end``); `interpolate` only (else ``None``).
+
+    Example:
+        >>> import torch
+        >>> from learned_manifold import interpolate
+        >>> from learned_manifold.metrics import EuclideanMetric
+        >>> res = interpolate(EuclideanMetric(), torch.zeros(2, 3), torch.ones(2, 3), n_points=9)  # G = I: straight
+        >>> res.path.shape, res.times.shape, res.final_gap.shape, res.reached.tolist()
+        (torch.Size([2, 9, 3]), torch.Size([9]), torch.Size([2]), [True, True])
     """
 
     path: Tensor
@@ -197,6 +205,19 @@ def gradient_flow(
 
     Returns:
         `FlowResult`; ``final_gap`` holds ``f`` at the end point.
+
+    Example:
+        >>> import torch
+        >>> from learned_manifold import gradient_flow
+        >>> from learned_manifold.metrics import KNNCDC
+        >>> g = torch.Generator().manual_seed(0)
+        >>> data = torch.nn.functional.normalize(torch.randn(2000, 3, generator=g), dim=-1)  # S² in R³
+        >>> field = KNNCDC(data, k=32, sigma=0.1, delta=1e-2)
+        >>> res = gradient_flow(field, lambda x: -x[:, 2], torch.tensor([[1.0, 0.0, 0.0]]), t_end=4.0)
+        >>> res.path.shape, res.times.shape  # (B, T, D), (T,)
+        (torch.Size([1, 33, 3]), torch.Size([33]))
+        >>> bool(res.path[0, -1, 2] > 0.5), bool(abs(res.path[0, -1].norm() - 1) < 0.05)  # climbed, still on S²
+        (True, True)
     """
     _check_times(t_end, n_points)
     field, data_shape = _field_of(manifold)
@@ -253,6 +274,20 @@ def interpolate(
     Raises:
         TypeError, ValueError: before any work, for bad points, ``n_points < 2``, ``t_end`` not finite and > 0,
             an unknown ``method``, or ``landing`` on a field without a projection.
+
+    Example:
+        >>> import math, torch
+        >>> from learned_manifold import interpolate
+        >>> from learned_manifold.metrics import KNNCDC
+        >>> g = torch.Generator().manual_seed(0)
+        >>> data = torch.nn.functional.normalize(torch.randn(2000, 3, generator=g), dim=-1)  # S² in R³
+        >>> field = KNNCDC(data, k=32, sigma=0.1, delta=1e-2)  # a mean-centred field with a small isotropic part
+        >>> x0, x1 = torch.tensor([[1.0, 0.0, 0.0]]), torch.tensor([[0.0, 1.0, 0.0]])  # 90° apart
+        >>> res = interpolate(field, x0, x1)
+        >>> res.path.shape, res.reason
+        (torch.Size([1, 65, 3]), ['reached'])
+        >>> bool(((res.path.norm(dim=-1) - 1).abs().max() < 0.05))  # the path stays near S²; LERP dips to 0.29
+        True
     """
     _check_times(t_end, n_points)
     field, data_shape = _field_of(manifold)

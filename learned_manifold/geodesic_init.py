@@ -27,7 +27,7 @@ from torch import Tensor
 from .evaluation import lerp
 from .metrics.base import CoMetricField
 
-__all__ = ["INIT_NAMES", "auto_init", "graph_path", "landing_path", "resample"]
+__all__ = ["INIT_NAMES", "auto_init", "graph_holder", "graph_path", "landing_path", "resample"]
 
 INIT_NAMES = ("auto", "graph", "landing", "linear")
 """Names accepted by ``geodesic(init=...)``."""
@@ -39,11 +39,20 @@ LANDING_LEVELS = 8
 """Bandwidths of the annealed landing (geometric), followed by two more denoiser passes at the field's ``σ``."""
 
 
+def graph_holder(field: CoMetricField) -> CoMetricField | None:
+    """The field whose data a ``"graph"`` start walks through: the field itself when it holds data (a ``data``
+    tensor and a ``neighbour_graph``, i.e. `KNNCDC`), or its ``data_graph`` (e.g. `VAEPullbackMetric` given the
+    latent codes); ``None`` when there is none."""
+    for holder in (field, getattr(field, "data_graph", None)):
+        if isinstance(getattr(holder, "data", None), Tensor) and hasattr(holder, "neighbour_graph"):
+            return holder
+    return None
+
+
 def auto_init(field: CoMetricField) -> str:
-    """The start ``init="auto"`` uses: ``"graph"`` for fields holding data (a ``data`` tensor and a
-    ``neighbour_graph``, i.e. `KNNCDC`), else ``"landing"`` for fields with a landing projection, else
-    ``"linear"``."""
-    if isinstance(getattr(field, "data", None), Tensor) and hasattr(field, "neighbour_graph"):
+    """The start ``init="auto"`` uses: ``"graph"`` for fields holding data (`graph_holder`), else ``"landing"``
+    for fields with a landing projection, else ``"linear"``."""
+    if graph_holder(field) is not None:
         return "graph"
     if field.can_project:
         return "landing"

@@ -62,6 +62,23 @@ class LearnedDataManifold(geoopt.Manifold):
         landing_tol: landing stops when the normal correction is below ``landing_tol · σ`` (plus the rounding
             floor ``64 ε |x|_∞`` of the dtype).
         landing_steps: the most landing iterations; points that have not converged by then raise.
+
+    Example:
+        >>> import torch
+        >>> from learned_manifold import LearnedDataManifold
+        >>> from learned_manifold.metrics import KNNCDC
+        >>> g = torch.Generator().manual_seed(0)
+        >>> data = torch.nn.functional.normalize(torch.randn(2000, 3, generator=g), dim=-1)  # S² in R³
+        >>> M = LearnedDataManifold(KNNCDC(data, k=32, sigma=0.1))  # or LearnedDataManifold("model.lmm")
+        >>> x = data[:5]
+        >>> values, vectors = M.tangent_space(x)  # descending eigenvalues, eigenvectors as columns
+        >>> values.shape, vectors.shape
+        (torch.Size([5, 32]), torch.Size([5, 3, 32]))
+        >>> M.intrinsic_dimension(x)
+        tensor([2, 2, 2, 2, 2])
+        >>> normal = x  # on the unit sphere the normal at x is x itself
+        >>> bool((vectors[..., :2].transpose(1, 2) @ normal.unsqueeze(-1)).abs().max() < 0.05)
+        True
     """
 
     name = "LearnedData"

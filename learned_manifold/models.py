@@ -3,22 +3,26 @@
 A *backbone* maps standardised points ``z`` of shape ``(B, *data_shape)`` and standardised bandwidths
 ``σ_z`` of shape ``(B,)`` to ``(B, D, k)``: ``k = r`` columns of the factor ``A``, or ``k = 1`` for the
 denoiser's noise prediction. Backbones are looked up by name in `BACKBONES`, so an image backbone (a UNet
-whose output channels hold the ``k`` columns) can be added without touching the losses or the manifold.
+whose output channels hold the ``k`` columns) can be added without touching the losses or the manifold. A
+backbone also takes ``columns=(lo, hi)`` to produce only those columns (`learned_manifold.heads.head_columns`).
 
-`MetricModel` holds a factor backbone, an optional denoiser backbone (for mean-centring, SPEC §3), the data
-standardisation ``z = (x − μ)/s`` (SPEC §1) and the metadata of the model file. Its public methods take and
-return unscaled data and data-unit bandwidths.
+`MetricModel` holds a factor backbone and an optional denoiser backbone (for mean-centring, SPEC §3), or one
+shared trunk with ``r + 1`` columns that is both (``ModelConfig.shared_trunk``), the data standardisation
+``z = (x − μ)/s`` (SPEC §1) and the metadata of the model file. Its public methods take and return unscaled data
+and data-unit bandwidths.
 """
 
 from __future__ import annotations
 
 import inspect
 import math
-import numbers
 from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import Tensor, nn
+
+from .checks import MAX_DIM, check_data_shape, check_int, check_real
+from .heads import head_columns
 
 __all__ = [
     "BACKBONES",
@@ -42,7 +46,6 @@ __all__ = [
 # Generous sanity bounds on sizes, so that a config (for instance read from a file) can never ask for a network
 # that takes minutes to build even on the meta device: the paper's largest image model (FFHQ 256²×3, rank 256)
 # is far inside them.
-MAX_DIM = 2**27  # D = prod(data_shape)
 MAX_RANK = 16384  # r, the factor's columns (r > D is allowed: the extra eigenvalues are zero, SPEC §5)
 MAX_WIDTH = 65536  # hidden and embedding widths
 MAX_DEPTH = 256  # residual blocks (building 2 × 256 blocks on the meta device takes well under a second)
@@ -53,43 +56,7 @@ SAMPLER_NAMES = ("loguniform", "lognormal", "uniform")
 INPUT_SCALINGS = ("none", "unit")
 # Fields added to `ModelConfig` after model files were first written, with the value that gives a file written
 # before them its old behaviour: `ModelConfig.from_dict` fills them in when a stored config lacks them.
-LEGACY_DEFAULTS = {"input_scaling": "none"}
-
-
-def check_int(value: object, name: str, low: int, high: int) -> int:
-    """``value`` as an ``int`` in ``[low, high]``; ``TypeError`` for a non-integer (bools and floats included),
-    ``ValueError`` out of range. Both name the argument."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r:.60}")
-    if not low <= value <= high:
-        raise ValueError(f"{name} must be in [{low}, {high}], got {value}")
-    return int(value)
-
-
-def check_real(value: object, name: str, *, positive: bool = False, nonnegative: bool = False) -> float:
-    """``value`` as a finite ``float`` (``> 0`` if ``positive``, ``≥ 0`` if ``nonnegative``); names the argument."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r:.60}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    if positive and not value > 0:
-        raise ValueError(f"{name} must be > 0, got {value}")
-    if nonnegative and not value >= 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
-    return value
-
-
-def check_data_shape(value: object, name: str = "data_shape") -> tuple[int, ...]:
-    """A point's shape: 1 to 8 positive integers whose product ``D`` is at most `MAX_DIM`."""
-    if not isinstance(value, (tuple, list)):
-        raise TypeError(f"{name} must be a tuple of positive integers, got {type(value).__name__}")
-    if not 1 <= len(value) <= 8:
-        raise ValueError(f"{name} must have 1 to 8 dimensions, got {len(value)}")
-    shape = tuple(check_int(s, f"{name}[{i}]", 1, MAX_DIM) for i, s in enumerate(value))
-    if math.prod(shape) > MAX_DIM:
-        raise ValueError(f"{name} {shape} has D = {math.prod(shape)} > {MAX_DIM} values per point")
-    return shape
+LEGACY_DEFAULTS = {"input_scaling": "none", "shared_trunk": False}
 
 
 class SigmaEmbedding(nn.Module):
@@ -177,17 +144,20 @@ class FiLMResMLP(nn.Module):
         if out_bias:
             nn.init.zeros_(self.head.bias)
 
-    def forward(self, z: Tensor, sigma: Tensor) -> Tensor:
+    def forward(self, z: Tensor, sigma: Tensor, columns: tuple[int, int] | None = None,
+                trunk_grad: tuple[int, float] | None = None) -> Tensor:
+        """``columns=(lo, hi)``: only those columns of the output, ``(B, D, hi − lo)``; ``trunk_grad=(n, α)``:
+        the first ``n`` columns' gradient into the trunk times ``α`` (`learned_manifold.heads.head_columns`)."""
         e = self.embed(sigma)
         h = self.inp(z.reshape(z.shape[0], self.dim))
         for block in self.blocks:
             h = block(h, e)
-        out = self.head(self.norm(h))
+        out, k = head_columns(self.head, self.norm(h), columns, self.dim, self.out_channels, trunk_grad)
         # Channel-major layout: column j of A is out[:, j*D:(j+1)*D].
-        return out.reshape(z.shape[0], self.out_channels, self.dim).transpose(1, 2)
+        return out.reshape(z.shape[0], k, self.dim).transpose(1, 2)
 
 
-# Imported here, not at the top: the UNet builds on `SigmaEmbedding` and the checks above.
+# Imported here, not at the top: the UNet builds on `SigmaEmbedding` above.
 from .unet import UNet  # noqa: E402
 
 BACKBONES: dict[str, type[nn.Module]] = {"film_mlp": FiLMResMLP, "unet": UNet}
@@ -239,6 +209,19 @@ class ModelConfig:
             ``c_in(σ_z) = (1 + D σ_z²)^(−1/2)`` (`input_scale`: EDM's c_in normalised to 1 as σ → 0), so inputs
             keep unit RMS norm at every bandwidth; ``"none"`` the standardised point as is (files written
             before this field existed, `LEGACY_DEFAULTS`).
+        shared_trunk: (centred models) one backbone with ``r + 1`` columns: a factor head (columns ``0..r−1``)
+            and a denoiser head (column ``r``) on one trunk, so a training step runs one network (SPEC §3–§4);
+            ``False``: two backbones, ``factor_net`` and ``denoiser_net`` (files written before this field).
+
+    Example:
+        >>> from learned_manifold import ModelConfig
+        >>> config = ModelConfig(data_shape=(8, 8), rank=4)  # an 8×8 image: D = 64
+        >>> config.to_dict()["data_shape"], ModelConfig.from_dict(config.to_dict()) == config
+        ([8, 8], True)
+        >>> ModelConfig(data_shape=(3,), rank=0)  # every field is checked when the config is built
+        Traceback (most recent call last):
+            ...
+        ValueError: rank must ...
     """
 
     data_shape: tuple[int, ...]
@@ -254,6 +237,7 @@ class ModelConfig:
     default_sigma: float = 0.05
     sigma_rule: str = "unset"
     input_scaling: str = "none"
+    shared_trunk: bool = False
 
     def __post_init__(self) -> None:
         """Check every field's type and range (one ``TypeError``/``ValueError`` naming the field), before any
@@ -279,6 +263,11 @@ class ModelConfig:
             raise TypeError(f"sigma_rule must be a string of at most 1000 characters, got {self.sigma_rule!r:.60}")
         if not isinstance(self.input_scaling, str) or self.input_scaling not in INPUT_SCALINGS:
             raise ValueError(f"input_scaling must be one of {list(INPUT_SCALINGS)}, got {self.input_scaling!r:.60}")
+        if not isinstance(self.shared_trunk, bool):
+            raise TypeError(f"shared_trunk must be a bool, got {type(self.shared_trunk).__name__}")
+        if self.shared_trunk and not (self.centred and self.rank < MAX_RANK):
+            raise ValueError(f"shared_trunk needs centred=True (its second head is the denoiser) and rank < "
+                             f"{MAX_RANK}, got centred={self.centred}, rank={self.rank}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -321,6 +310,15 @@ class MetricModel(nn.Module):
     and data-unit bandwidths ``sigma`` (float, ``(B,)`` tensor, or ``None`` for ``config.default_sigma``).
     Internally ``z = (y − μ)/s`` and ``σ_z = σ/s`` (SPEC §1); ``Γ`` is dimensionless so the factor needs no
     rescaling.
+
+    Example:
+        >>> import torch
+        >>> from learned_manifold import MetricModel, ModelConfig
+        >>> config = ModelConfig(data_shape=(3,), rank=2, arch_kwargs={"hidden": 16, "depth": 1, "emb_dim": 8})
+        >>> model = MetricModel(config)  # untrained; `learned-manifold train` trains and saves one
+        >>> y = torch.randn(5, 3)
+        >>> model.factor(y, 0.1).shape, model.denoise(y, 0.1).shape  # A: (B, D, r); x̂: (B, D)
+        (torch.Size([5, 3, 2]), torch.Size([5, 3]))
     """
 
     def __init__(self, config: ModelConfig, *, scale: float = 1.0, mean: Tensor | None = None):
@@ -339,10 +337,13 @@ class MetricModel(nn.Module):
                 raise ValueError("mean must be finite (found NaN or inf)")
         super().__init__()
         self.config = config
-        self.factor_net = build_backbone(config.arch, config.data_shape, config.rank, **config.arch_kwargs)
-        self.denoiser_net = (
-            build_backbone(config.arch, config.data_shape, 1, **config.arch_kwargs) if config.centred else None
-        )
+        self.factor_net = self.denoiser_net = self.trunk = None
+        if config.shared_trunk:  # one backbone: columns 0..r-1 are the factor, column r the denoiser's output
+            self.trunk = build_backbone(config.arch, config.data_shape, config.rank + 1, **config.arch_kwargs)
+        else:
+            self.factor_net = build_backbone(config.arch, config.data_shape, config.rank, **config.arch_kwargs)
+            if config.centred:
+                self.denoiser_net = build_backbone(config.arch, config.data_shape, 1, **config.arch_kwargs)
         self.register_buffer("scale", torch.tensor(float(scale)))
         mean = torch.zeros(config.data_shape) if mean is None else mean.detach().reshape(config.data_shape)
         self.register_buffer("mean", mean.clone().float())
@@ -362,7 +363,7 @@ class MetricModel(nn.Module):
 
     @property
     def has_denoiser(self) -> bool:
-        return self.denoiser_net is not None
+        return self.config.centred
 
     def _standardise(self, y: Tensor, sigma: float | Tensor | None) -> tuple[Tensor, Tensor]:
         if y.ndim < 2 or math.prod(y.shape[1:]) != self.dim:
@@ -392,13 +393,31 @@ class MetricModel(nn.Module):
 
     def factor_z(self, z: Tensor, sigma_z: Tensor) -> Tensor:
         """Factor ``A`` from standardised inputs: ``(B, *data_shape)``, ``(B,)`` or ``(1,)`` → ``(B, D, r)``."""
+        if self.trunk is not None:
+            return self.trunk(self._net_input(z, sigma_z), sigma_z, columns=(0, self.rank))
         return self.factor_net(self._net_input(z, sigma_z), sigma_z)
 
     def noise_z(self, z: Tensor, sigma_z: Tensor) -> Tensor:
         """Denoiser noise prediction ``F_θ`` with ``ẑ = z − σ_z F_θ`` (SPEC §3): → ``(B, D)``."""
-        if self.denoiser_net is None:
+        if not self.has_denoiser:
             raise RuntimeError("this model was trained without a denoiser (uncentred); it cannot denoise")
+        if self.trunk is not None:
+            return self.trunk(self._net_input(z, sigma_z), sigma_z, columns=(self.rank, self.rank + 1)).squeeze(-1)
         return self.denoiser_net(self._net_input(z, sigma_z), sigma_z).squeeze(-1)
+
+    def factor_and_noise_z(self, z: Tensor, sigma_z: Tensor, factor_trunk_grad: float = 1.0
+                           ) -> tuple[Tensor, Tensor]:
+        """`factor_z` and `noise_z` of one input, ``(B, D, r)`` and ``(B, D)``: with a shared trunk from one
+        pass of the network (what a training step needs, SPEC §3), else from the two networks.
+        ``factor_trunk_grad`` (shared trunk): the factor's gradient into the trunk is scaled by it (``0``: the
+        trunk learns from the denoiser alone and the factor head reads its features)."""
+        if self.trunk is None:
+            return self.factor_z(z, sigma_z), self.noise_z(z, sigma_z)
+        # Split the column-major (B, r + 1, D) layout: its backward is one concatenation into the layout the
+        # head's gradient needs (slicing (B, D, r + 1) would zero-fill and copy twice more per step).
+        out = self.trunk(self._net_input(z, sigma_z), sigma_z, trunk_grad=(self.rank, factor_trunk_grad))
+        A, noise = out.transpose(1, 2).split([self.rank, 1], dim=1)
+        return A.transpose(1, 2), noise.squeeze(1)
 
     # -- public, data units --------------------------------------------------------------------------------
     def factor(self, y: Tensor, sigma: float | Tensor | None = None) -> Tensor:
@@ -421,4 +440,4 @@ class MetricModel(nn.Module):
     def extra_repr(self) -> str:
         c = self.config
         return (f"data_shape={c.data_shape}, rank={c.rank}, centred={c.centred}, loss={c.loss}, "
-                f"default_sigma={c.default_sigma:.4g}")
+                f"shared_trunk={c.shared_trunk}, default_sigma={c.default_sigma:.4g}")

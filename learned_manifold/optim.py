@@ -60,6 +60,22 @@ class RiemannianSGD(geoopt.optim.RiemannianSGD):
         params: tensors (``requires_grad=True``) or parameter groups.
         manifold: the manifold of plain parameters (``None``: geoopt's Euclidean default).
         lr, momentum, dampening, weight_decay, nesterov, stabilize: as in geoopt / ``torch.optim.SGD``.
+
+    Example:
+        >>> import torch
+        >>> from learned_manifold import LearnedDataManifold, RiemannianSGD
+        >>> from learned_manifold.metrics import KNNCDC
+        >>> g = torch.Generator().manual_seed(0)
+        >>> data = torch.nn.functional.normalize(torch.randn(2000, 3, generator=g), dim=-1)  # S² in R³
+        >>> M = LearnedDataManifold(KNNCDC(data, k=32, sigma=0.1), landing=True)
+        >>> p = torch.nn.Parameter(data[:4].clone())  # a plain parameter: bound to M by the optimiser
+        >>> opt = RiemannianSGD([p], manifold=M, lr=0.1, momentum=0.5)
+        >>> for _ in range(100):  # maximise the height x₃ on the data
+        ...     opt.zero_grad()
+        ...     (-p[:, 2]).sum().backward()
+        ...     opt.step()
+        >>> bool((p[:, 2] > 0.9).all()), bool(((p.norm(dim=-1) - 1).abs() < 0.05).all())  # near the top, on S²
+        (True, True)
     """
 
     def __init__(self, params: Iterable, *, manifold: geoopt.Manifold | None = None, lr: float,
@@ -94,6 +110,22 @@ class RiemannianAdam(geoopt.optim.RiemannianAdam):
 
     Raises:
         ValueError: for ``torch.optim.Adam`` options geoopt ignores (``maximize``, ``foreach``, ``fused``, ...).
+
+    Example:
+        >>> import torch
+        >>> from learned_manifold import LearnedDataManifold, RiemannianAdam
+        >>> from learned_manifold.metrics import KNNCDC
+        >>> g = torch.Generator().manual_seed(0)
+        >>> data = torch.nn.functional.normalize(torch.randn(2000, 3, generator=g), dim=-1)  # S² in R³
+        >>> M = LearnedDataManifold(KNNCDC(data, k=32, sigma=0.1), landing=True)
+        >>> p = torch.nn.Parameter(data[:4].clone())
+        >>> opt = RiemannianAdam([p], manifold=M, lr=0.05)
+        >>> for _ in range(100):  # maximise the height x₃ on the data
+        ...     opt.zero_grad()
+        ...     (-p[:, 2]).sum().backward()
+        ...     opt.step()
+        >>> bool((p[:, 2] > 0.9).all()), bool(((p.norm(dim=-1) - 1).abs() < 0.05).all())
+        (True, True)
     """
 
     def __init__(self, params: Iterable, *, manifold: geoopt.Manifold | None = None, lr: float = 1e-3,

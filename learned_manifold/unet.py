@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from .heads import head_columns
 from .models import MAX_RANK, MAX_WIDTH, SigmaEmbedding, check_data_shape, check_int, check_real
 
 __all__ = ["FUSED_ATTENTION_MIN_TOKENS", "MAX_LEVELS", "MAX_MULT", "MAX_RES_BLOCKS", "UNET_PRESETS", "UNet",
@@ -259,8 +260,11 @@ class UNet(nn.Module):
         if out_bias:
             nn.init.zeros_(self.head.bias)
 
-    def forward(self, z: Tensor, sigma: Tensor) -> Tensor:
-        """``z`` ``(B, *data_shape)`` or ``(B, D)``, ``sigma`` ``(B,)`` or ``(1,)`` → ``(B, D, k)``."""
+    def forward(self, z: Tensor, sigma: Tensor, columns: tuple[int, int] | None = None,
+                trunk_grad: tuple[int, float] | None = None) -> Tensor:
+        """``z`` ``(B, *data_shape)`` or ``(B, D)``, ``sigma`` ``(B,)`` or ``(1,)`` → ``(B, D, k)``; with
+        ``columns=(lo, hi)`` only those columns, ``(B, D, hi − lo)``; ``trunk_grad=(n, α)``: the first ``n``
+        columns' gradient into the trunk times ``α`` (`learned_manifold.heads.head_columns`)."""
         B = z.shape[0]
         e = self.embed(sigma)  # (B or 1, emb_dim): the FiLM maps broadcast over the batch
         h = self.inp(z.reshape(B, *self.image_shape))
@@ -273,9 +277,10 @@ class UNet(nn.Module):
         for step in self.up:
             h = torch.cat([h, skips.pop()], dim=1)
             h = step(h, e, skips[-1].shape[-2:] if step.resample == "up" else None)
-        out = self.head(F.silu(self.out_norm(h)))  # (B, k·C, H, W)
+        out, k = head_columns(self.head, F.silu(self.out_norm(h)), columns, self.image_shape[0],
+                              self.out_channels, trunk_grad)  # (B, k·C, H, W)
         # Column j of A is channels [j·C, (j+1)·C) flattened in (C, H, W) order (SPEC §9).
-        return out.reshape(B, self.out_channels, self.dim).transpose(1, 2)
+        return out.reshape(B, k, self.dim).transpose(1, 2)
 
 
 # Named settings; the parameter counts are in `unet_preset`'s docstring (and checked by the tests).

@@ -113,6 +113,27 @@ def load_vae(path: str | os.PathLike, *, map_location: str | torch.device = "cpu
         FileNotFoundError: the file does not exist.
         ModelFileError: not a regular file, not a VAE file (a metric-matching model file included), truncated,
             an invalid config, weights that do not fit it, non-finite values or an invalid RBF precision.
+
+    Example:
+        >>> import os, tempfile, torch
+        >>> from learned_manifold import ModelFileError, load_vae, save_vae
+        >>> from learned_manifold.vae import VAE, VAEConfig
+        >>> vae = VAE(VAEConfig(data_shape=(10,), latent_dim=2, hidden=16))  # untrained; `train-vae` writes real ones
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     loaded = load_vae(save_vae(vae, os.path.join(folder, "vae.lmv")))
+        ...     with open(os.path.join(folder, "notes.lmv"), "w") as f:
+        ...         _ = f.write("not a VAE")
+        ...     try:
+        ...         load_vae(os.path.join(folder, "notes.lmv"))
+        ...     except ModelFileError as err:  # one clear error, before anything is allocated
+        ...         print(str(err).replace(folder, "FOLDER"))
+        'FOLDER/notes.lmv' is not a learned-manifold VAE file: ...
+        >>> z = torch.randn(4, 2)
+        >>> loaded.decode(z).shape, loaded.encode(torch.randn(4, 10)).shape, loaded.decoder_std(z).shape
+        (torch.Size([4, 10]), torch.Size([4, 2]), torch.Size([4, 10]))
+        >>> frozen = not any(p.requires_grad for p in loaded.parameters())
+        >>> torch.equal(loaded.decode(z), vae.decode(z)), loaded.training, frozen
+        (True, False, True)
     """
     path = _as_path(path)
     try:
@@ -132,6 +153,22 @@ def save_vae(vae: VAE, path: str | os.PathLike, *, extra: dict | None = None) ->
 
     Returns:
         The path written.
+
+    Example:
+        >>> import os, tempfile, torch
+        >>> from learned_manifold import save_vae
+        >>> from learned_manifold.vae import VAE, VAEConfig
+        >>> from learned_manifold.vae_file import read_vae_metadata
+        >>> vae = VAE(VAEConfig(data_shape=(8, 8), latent_dim=2, arch="conv"))  # untrained
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = save_vae(vae, os.path.join(folder, "vae.lmv"), extra={"data": "digits"})
+        ...     meta = read_vae_metadata(path)  # checked exactly as load_vae checks it
+        >>> path.name, meta["extra"], meta["config"]["arch"], meta["config"]["data_shape"]
+        ('vae.lmv', {'data': 'digits'}, 'conv', [8, 8])
+        >>> save_vae(torch.nn.Linear(2, 2), "linear.lmv")
+        Traceback (most recent call last):
+            ...
+        TypeError: vae must be a VAE, got Linear
     """
     if not isinstance(vae, VAE):
         raise TypeError(f"vae must be a VAE, got {type(vae).__name__}")

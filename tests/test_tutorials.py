@@ -18,3 +18,16 @@ def test_tutorial_runs(path, tmp_path):
     nb = nbformat.read(path, as_version=4)
     assert all(cell.get("outputs", []) == [] for cell in nb.cells if cell.cell_type == "code"), "stored with outputs"
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+
+
+def test_every_tutorial_is_in_the_index():
+    index = (Path(__file__).parent.parent / "tutorials" / "README.md").read_text(encoding="utf-8")
+    missing = [p.name for p in NOTEBOOKS if p.name not in index]
+    assert not missing, f"tutorials/README.md does not list {missing}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_tutorial_opens_with_a_title_and_what_the_reader_will_be_able_to_do(path):
+    first = nbformat.read(path, as_version=4).cells[0]
+    assert first.cell_type == "markdown" and first.source.startswith("# ")
+    assert "able to" in first.source, "say what the reader will be able to do afterwards"

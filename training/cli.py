@@ -5,6 +5,7 @@
     learned-manifold demo [--out DIR] [--dataset NAME] [--quick]
     learned-manifold info MODEL [--json] [--data DATA]
     learned-manifold show MODEL DATA --out DIR [--num-points N] [--pairs P]
+    learned-manifold train-vae DATA --out VAE --latent-dim D [--steps N]; encode VAE DATA --out CODES.npy
 
 DATA is a ``.npy``/``.npz``/``.pt`` array of shape ``(N, ...)``, a folder of PNG/JPEG images, an MNIST-style IDX
 file or a built-in dataset name (`learned_manifold_training.data`). Under ``torchrun`` the ``train`` command
@@ -33,6 +34,7 @@ from learned_manifold.models import LOSSES, SAMPLER_NAMES
 from learned_manifold.precision import PRECISIONS
 from learned_manifold.unet import UNET_PRESETS
 
+from . import vae_cli
 from .config import BACKBONE_CHOICES, TrainConfig
 from .outputs import OutputLock, check_output
 from .runtime import TrainingInterrupted, resolve_device
@@ -87,6 +89,12 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sigma-max", type=float, default=_DEFAULTS["sigma_max"],
                    help="largest training bandwidth, in units of the data scale s")
     p.add_argument("--uncentred", action="store_true", help="match the uncentred CDC (no denoiser)")
+    p.add_argument("--shared-trunk", action=argparse.BooleanOptionalAction, default=_DEFAULTS["shared_trunk"],
+                   help="centred runs: one network with a factor head and a denoiser head on a shared trunk "
+                        "(--no-shared-trunk: two networks)")
+    p.add_argument("--factor-trunk-grad", type=float, default=_DEFAULTS["factor_trunk_grad"],
+                   help="with --shared-trunk: scale in [0, 1] of the factor loss's gradient into the trunk (0: the "
+                        "trunk learns from the denoiser alone)")
     p.add_argument("--tikhonov", type=float, default=0.0, help="Tikhonov term λ_T in G = AAᵀ + λ_T I")
     p.add_argument("--loss", default="lowrank", choices=LOSSES, help="full: rank = D, small D only")
     p.add_argument("--precision", default=_DEFAULTS["precision"], choices=PRECISIONS,
@@ -115,7 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
                           formatter_class=_HELP)
     demo.add_argument("--out", default="demo-output",
                       help="output folder (model, report.json, plots); its model.lmm is replaced")
-    demo.add_argument("--dataset", default="torus", help="built-in dataset with known geometry")
+    demo.add_argument("--dataset", default="torus",
+                      help="built-in dataset with known geometry (torus, sphere, circle, swiss_roll, union, sphere8), "
+                           "or images: digits or blobs (pictures of the learned geometry of images)")
     demo.add_argument("--num-points", type=int, default=4000, help="number of training points")
     demo.add_argument("--steps", type=int, default=2500, help="training steps")
     demo.add_argument("--seed", type=int, default=0, help="seeds the data and the training")
@@ -137,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--num-points", type=int, default=256, help="points for the spectra and the histogram")
     show.add_argument("--pairs", type=int, default=3, help="interpolation pairs (same class where labels exist)")
     show.add_argument("--seed", type=int, default=0, help="seeds the choice of points and pairs")
+    vae_cli.add_subcommands(sub)
     return parser
 
 
@@ -151,9 +162,10 @@ def _config(args: argparse.Namespace) -> TrainConfig:
             steps=args.steps, batch_size=args.batch_size, rank=args.rank, hidden=args.hidden, depth=args.depth,
             backbone=args.backbone, preset=args.preset,
             lr=args.lr, sampler=args.sampler, sigma_min=args.sigma_min, sigma_max=args.sigma_max,
-            centred=not args.uncentred, tikhonov=args.tikhonov, loss=args.loss, precision=args.precision,
-            compile=args.compile, val_every=args.val_every, checkpoint_every=args.checkpoint_every,
-            seed=args.seed,
+            centred=not args.uncentred, shared_trunk=args.shared_trunk,
+            factor_trunk_grad=args.factor_trunk_grad, tikhonov=args.tikhonov, loss=args.loss,
+            precision=args.precision, compile=args.compile, val_every=args.val_every,
+            checkpoint_every=args.checkpoint_every, seed=args.seed,
         )
     except (TypeError, ValueError) as err:
         raise ValueError(_as_flags(str(err))) from None
@@ -258,13 +270,15 @@ def _summary(path: str, meta: dict) -> str:
     for n in shape:
         D *= n
     arch = ", ".join(f"{k} {v}" for k, v in c.get("arch_kwargs", {}).items())
+    centring = "uncentred" if not c.get("centred") else (
+        f"mean-centred ({'denoiser head on a shared trunk' if c.get('shared_trunk') else 'with denoiser'})")
     lines = [
         f"{path}: learned-manifold model, {status}",
         f"  data:        shape {shape} (D = {D}), {_number(e.get('num_points'), '{:,}')} training points"
         + (f" ({e['num_train_points']:,} fitted, {e['num_val_points']:,} held out)"
            if "num_train_points" in e and "num_val_points" in e else ""),
         f"  model:       rank {c['rank']}, {c.get('arch', '?')} ({arch}), "
-        f"{'mean-centred (with denoiser)' if c.get('centred') else 'uncentred'}, loss {c.get('loss')}, "
+        f"{centring}, loss {c.get('loss')}, "
         f"tikhonov {c.get('tikhonov')}",
         f"  bandwidth:   default sigma {_number(c.get('default_sigma'))} ({c.get('sigma_rule')}); trained on "
         f"[{_number(c.get('sigma_min'))}, {_number(c.get('sigma_max'))}] ({c.get('sampler')})",
@@ -338,13 +352,20 @@ def main(argv: list[str] | None = None) -> int:
             return _train(args, argv)
         if args.command == "demo":
             from .demo import run_demo
+            from .image_demo import IMAGE_DEMOS, run_image_demo
 
             resolve_device(args.device, name="--device")
+            if args.dataset in IMAGE_DEMOS:
+                run_image_demo(out=args.out, dataset=args.dataset, steps=args.steps, seed=args.seed,
+                               device=args.device, quick=args.quick)
+                return 0
             run_demo(out=args.out, dataset=args.dataset, n=args.num_points, steps=args.steps, seed=args.seed,
                      device=args.device, quick=args.quick)
             return 0
         if args.command == "show":
             return _show(args)
+        if args.command in vae_cli.COMMANDS:
+            return vae_cli.run(args)
         return _info(args)
     except (ValueError, OSError, ImportError) as err:  # user errors: one clear line, no traceback
         print(f"learned-manifold {args.command}: error: {err}", file=sys.stderr)

@@ -48,6 +48,13 @@ class TrainConfig:
         preset: a UNet preset of `learned_manifold.unet.UNET_PRESETS` (``None``: ``"small"``); only with the UNet.
         centred: train a denoiser and match the mean-centred CDC (SPEC §3; the best measured recipe).
         denoiser_warmup: fraction of the steps that train the denoiser alone before the factor starts.
+        shared_trunk: (centred runs) one network with a factor head and a denoiser head on a shared trunk
+            (`learned_manifold.models.ModelConfig.shared_trunk`) instead of two networks: a step costs one
+            network's forward and backward. Ignored by uncentred runs, which train one network anyway.
+        factor_trunk_grad: with a shared trunk, the scale in ``[0, 1]`` of the factor loss's gradient into the
+            trunk (the denoiser's always reaches it): ``1`` trains the trunk on both losses, ``0`` on the
+            denoiser's alone (the factor head then reads the denoiser's features). Measured in
+            ``benchmarks/results/cpu/recipe-shared-trunk/``.
         loss, tikhonov, sampler, sigma_min, sigma_max: the loss and bandwidth sampler (SPEC §3).
         input_scaling: ``"none"`` (default) feeds both networks the standardised ``y`` as is; ``"unit"`` feeds
             ``c_in(σ) y`` with unit RMS norm at every bandwidth (`learned_manifold.models.input_scale`). Measured
@@ -79,6 +86,8 @@ class TrainConfig:
     preset: str | None = None
     centred: bool = True
     denoiser_warmup: float = 0.25
+    shared_trunk: bool = False
+    factor_trunk_grad: float = 0.1
     loss: str = "lowrank"
     tikhonov: float = 0.0
     sampler: str = "loguniform"
@@ -111,10 +120,13 @@ class TrainConfig:
             if self.backbone == "mlp":
                 raise ValueError(f"preset {self.preset!r} is a UNet preset; it needs backbone 'unet' or 'auto', "
                                  "not 'mlp'")
-        for name in ("centred", "compile"):
+        for name in ("centred", "compile", "shared_trunk"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r:.60}")
         self.denoiser_warmup = _fraction(self.denoiser_warmup, "denoiser_warmup")
+        self.factor_trunk_grad = check_real(self.factor_trunk_grad, "factor_trunk_grad", nonnegative=True)
+        if self.factor_trunk_grad > 1:
+            raise ValueError(f"factor_trunk_grad must be in [0, 1], got {self.factor_trunk_grad}")
         self.warmup = _fraction(self.warmup, "warmup")
         self.ema = _fraction(self.ema, "ema")
         _choice(self.loss, "loss", LOSSES)

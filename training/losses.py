@@ -14,7 +14,7 @@ from torch import Tensor
 
 from learned_manifold.models import MetricModel
 
-__all__ = ["DenoiserLoss", "MetricMatchingLoss", "frobenius_full", "frobenius_lowrank"]
+__all__ = ["DenoiserLoss", "MetricMatchingLoss", "frobenius_full", "frobenius_lowrank", "noisy"]
 
 
 def frobenius_full(A: Tensor, a: Tensor, tikhonov: float = 0.0) -> Tensor:
@@ -38,13 +38,22 @@ def frobenius_lowrank(A: Tensor, a: Tensor, tikhonov: float = 0.0) -> Tensor:
     return loss
 
 
+def noisy(z: Tensor, sigma_z: Tensor, eps: Tensor) -> Tensor:
+    """``y = z + σ_z ε`` (SPEC §3): ``z``, ``ε`` ``(B, *data_shape)``, ``σ_z`` ``(B,)`` → ``(B, *data_shape)``."""
+    return z + sigma_z.reshape(-1, *([1] * (z.ndim - 1))) * eps
+
+
 @dataclass
 class DenoiserLoss:
     """``‖F_θ(y, σ) − ε‖² / D`` per sample, i.e. ``‖(x̂ − x)/σ‖² / D`` (SPEC §3: no σ² down-weighting)."""
 
     def __call__(self, model: MetricModel, z: Tensor, sigma_z: Tensor, eps: Tensor) -> Tensor:
-        y = z + sigma_z.reshape(-1, *([1] * (z.ndim - 1))) * eps
-        return (model.noise_z(y, sigma_z) - eps.reshape(eps.shape[0], -1)).pow(2).mean(-1)
+        return self.of_prediction(model.noise_z(noisy(z, sigma_z, eps), sigma_z), eps)
+
+    @staticmethod
+    def of_prediction(noise: Tensor, eps: Tensor) -> Tensor:
+        """The loss of a noise prediction ``F_θ`` ``(B, D)`` against ``ε`` ``(B, *data_shape)``: → ``(B,)``."""
+        return (noise - eps.reshape(eps.shape[0], -1)).pow(2).mean(-1)
 
 
 @dataclass
@@ -76,8 +85,14 @@ class MetricMatchingLoss:
             return model.noise_z(y, sigma_z).to(eps.dtype) - eps
 
     def __call__(self, model: MetricModel, z: Tensor, sigma_z: Tensor, eps: Tensor) -> Tensor:
-        y = z + sigma_z.reshape(-1, *([1] * (z.ndim - 1))) * eps
+        y = noisy(z, sigma_z, eps)
         a = self.target(model, y, sigma_z, eps)
-        A = model.factor_z(y, sigma_z)
+        return self.of_factor(model.factor_z(y, sigma_z), a)
+
+    def of_factor(self, A: Tensor, a: Tensor) -> Tensor:
+        """The loss of a factor ``A`` ``(B, D, r)`` against the regression vector ``a`` ``(B, D)``: → ``(B,)``.
+
+        With ``a = F − ε`` for a noise prediction ``F`` computed in the same pass as ``A`` (a training step
+        that runs both networks, or one shared trunk, once), ``F`` must be detached, as `target` does."""
         fro = frobenius_full if self.kind == "full" else frobenius_lowrank
         return fro(A.float(), a.float(), self.tikhonov)

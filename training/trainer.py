@@ -37,13 +37,17 @@ from learned_manifold.precision import choose_precision, workload_key
 from .batches import TrainingRows, standardisation
 from .config import TrainConfig
 from .data.stream import ArraySource
-from .losses import DenoiserLoss, MetricMatchingLoss
+from .losses import DenoiserLoss, MetricMatchingLoss, noisy
 from .outputs import Checkpointer, OutputLock, check_output, state_path
 from .runtime import StopRequest, TrainingDiverged, TrainingInterrupted, check_health, resolve_device
 from .samplers import make_sampler
 
 _F32 = torch.finfo(torch.float32)
 _CHECK_EVERY = 10  # steps between divergence checks (one host sync each) and, under DDP, stop-flag syncs
+# `TrainConfig` fields (not in `ModelConfig`, so not in `LEGACY_DEFAULTS`) added after training states were first
+# written: the value a state written before them ran with. factor_trunk_grad acts on shared trunks only, which
+# did not exist either, so any value describes those runs; the default keeps them resumable as they were.
+_TRAIN_LEGACY = {"factor_trunk_grad": TrainConfig.factor_trunk_grad}
 
 __all__ = [
     "TrainConfig",
@@ -128,21 +132,28 @@ def select_sigma(model: MetricModel, x: Tensor, manifold=None) -> tuple[float, s
 
 
 class _Objective(nn.Module):
-    """Wraps model and losses so that DDP sees one forward: per-sample denoiser and factor losses."""
+    """Wraps model and losses so that DDP sees one forward: per-sample denoiser and factor losses ``(B,)``.
 
-    def __init__(self, model: MetricModel, matching: MetricMatchingLoss):
+    A centred step runs each network once (`MetricModel.factor_and_noise_z`; a shared trunk runs once for both):
+    the denoiser's prediction ``F`` feeds its own loss and, detached, the factor's target ``a = F − ε`` (SPEC §3).
+    """
+
+    def __init__(self, model: MetricModel, matching: MetricMatchingLoss, factor_trunk_grad: float = 1.0):
         super().__init__()
         self.model = model
         self.matching = matching
         self.denoising = DenoiserLoss()
+        self.factor_trunk_grad = factor_trunk_grad  # shared trunk: the factor's gradient into it is scaled by this
 
     def forward(self, z: Tensor, sigma_z: Tensor, eps: Tensor, with_factor: bool) -> Tensor:
-        loss = torch.zeros(z.shape[0], device=z.device)
-        if self.model.has_denoiser:
-            loss = loss + self.denoising(self.model, z, sigma_z, eps).float()
-        if with_factor:
-            loss = loss + self.matching(self.model, z, sigma_z, eps)
-        return loss
+        if not self.model.has_denoiser:  # uncentred: a = ε, the factor from the first step
+            return self.matching(self.model, z, sigma_z, eps)
+        y = noisy(z, sigma_z, eps)
+        if not with_factor:  # the denoiser's warm-up
+            return self.denoising.of_prediction(self.model.noise_z(y, sigma_z), eps).float()
+        A, noise = self.model.factor_and_noise_z(y, sigma_z, self.factor_trunk_grad)
+        a = noise.detach().to(eps.dtype) - eps.reshape(eps.shape[0], -1)
+        return self.denoising.of_prediction(noise, eps).float() + self.matching.of_factor(A, a)
 
 
 def _distributed() -> tuple[int, int]:
@@ -289,6 +300,7 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, rank: int, manifold, out:
         arch=arch, arch_kwargs=arch_kwargs,
         sampler=cfg.sampler, sigma_min=cfg.sigma_min * scale, sigma_max=cfg.sigma_max * scale,
         default_sigma=scale * 2.0 ** -4, sigma_rule="initial guess s/16", input_scaling=cfg.input_scaling,
+        shared_trunk=cfg.shared_trunk and cfg.centred,
     )
     with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the caller's RNG
         torch.manual_seed(cfg.seed)
@@ -296,7 +308,7 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, rank: int, manifold, out:
         ema = MetricModel(mcfg, scale=scale, mean=mean).to(device)
     ema.load_state_dict(model.state_dict())
     ema.requires_grad_(False)
-    objective = _Objective(model, MetricMatchingLoss(cfg.loss, cfg.tikhonov, cfg.centred))
+    objective = _Objective(model, MetricMatchingLoss(cfg.loss, cfg.tikhonov, cfg.centred), cfg.factor_trunk_grad)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
                             fused=device.type == "cuda" or None)
@@ -310,7 +322,7 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, rank: int, manifold, out:
             raise FileNotFoundError(f"cannot resume: training state {str(state_file)!r} does not exist")
         state = torch.load(state_file, map_location=device, weights_only=True)
         # a state written before a setting existed ran with that setting's old behaviour
-        saved = {**LEGACY_DEFAULTS, **json.loads(state["config"])}
+        saved = {**LEGACY_DEFAULTS, **_TRAIN_LEGACY, **json.loads(state["config"])}
         if saved != asdict(cfg):
             diff = {k: (saved.get(k), v) for k, v in asdict(cfg).items() if saved.get(k) != v}
             raise ValueError(f"cannot resume {str(out)!r}: settings differ from the saved run {diff}")

@@ -154,14 +154,9 @@ def _encode(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``args.command`` (one of `COMMANDS`); returns the exit status (0, 2 on a user error, 130)."""
+    """Run ``args.command`` (one of `COMMANDS`); returns the exit status (0, or 130 after an interrupted training)."""
     if args.command not in COMMANDS:
         raise ValueError(f"vae_cli.run handles {COMMANDS}, not {args.command!r}")
-    try:
-        return _train_vae(args) if args.command == "train-vae" else _encode(args)
-    except (ValueError, OSError, ImportError) as err:  # user errors: one clear line, no traceback
-        print(f"learned-manifold {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"learned-manifold {args.command}: interrupted; nothing more was written", file=sys.stderr)
-        return 130
+    # user errors (ValueError, OSError, ImportError) and Ctrl-C are turned into one line and an exit status by
+    # `learned_manifold_training.cli.main`, which calls this
+    return _train_vae(args) if args.command == "train-vae" else _encode(args)

@@ -217,7 +217,9 @@ class _Run:
     def __init__(self, vae: VAE, cfg: VAETrainConfig):
         self.vae, self.cfg = vae, cfg
         dev = vae.scale.device
-        self.log_std0 = nn.Parameter(torch.zeros(vae.dim, device=dev))
+        # σ₀ starts at the standardised data's per-coordinate RMS, 1/sqrt(D): starting at 1 made the reconstruction
+        # term worth less than the KL of any informative code, and short runs collapsed to the prior
+        self.log_std0 = nn.Parameter(torch.full((vae.dim,), -0.5 * math.log(vae.dim), device=dev))
         self.omega = nn.Parameter(torch.zeros(vae.dim, vae.config.n_centres, device=dev))
         self.stage1 = [*vae.encoder.parameters(), *vae.decoder.parameters(), self.log_std0]
         self.opt1 = torch.optim.Adam(self.stage1, lr=cfg.lr)

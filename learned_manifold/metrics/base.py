@@ -147,6 +147,26 @@ class CoMetricField(nn.Module):
         delta: the isotropic part ``δ`` added to ``G`` by ``apply`` and ``metric``.
         centred: whether the field is mean-centred (fit for moving points, SPEC §2).
         low_rank: whether ``factor`` is available.
+
+    Example:
+        >>> import torch
+        >>> from learned_manifold.metrics import CoMetricField
+        >>> class Diagonal(CoMetricField):
+        ...     '''G(x) = diag(w): a constant field (for illustration).'''
+        ...     def __init__(self, w):
+        ...         super().__init__()
+        ...         self.w, self.dim = w, w.numel()
+        ...     def apply(self, x, w):
+        ...         return self.w * w
+        ...     def metric(self, x, v):
+        ...         return v / self.w
+        >>> field = Diagonal(torch.tensor([1.0, 2.0, 4.0]))
+        >>> field.dense(torch.zeros(1, 3))
+        tensor([[[1., 0., 0.],
+                 [0., 2., 0.],
+                 [0., 0., 4.]]])
+        >>> field.inner(torch.zeros(1, 3), torch.ones(1, 3), torch.ones(1, 3))  # uᵀ G⁻¹ v = 1 + 1/2 + 1/4
+        tensor([1.7500])
     """
 
     dim: int | None = None
@@ -202,6 +222,14 @@ def as_denoiser(obj: object) -> Denoiser:
 
     A model whose data have another shape (images) is called with ``y`` reshaped to its ``data_shape`` and the
     result is flattened again, so baselines can always work on ``(B, D)`` tensors.
+
+    Example:
+        >>> import torch
+        >>> from learned_manifold.metrics import as_denoiser
+        >>> denoise = as_denoiser(lambda y, sigma: 0.5 * y)  # any callable x̂(y, sigma) passes through
+        >>> denoise(torch.ones(2, 3), 0.1)
+        tensor([[0.5000, 0.5000, 0.5000],
+                [0.5000, 0.5000, 0.5000]])
     """
     denoise = getattr(obj, "denoise", None)
     if denoise is not None:

@@ -24,6 +24,14 @@ class EuclideanMetric(CoMetricField):
 
     Attributes:
         dim: ``D`` or ``None``. centred: ``True``. low_rank: ``False`` (``factor`` exists but has full rank).
+
+    Example:
+        >>> import torch
+        >>> from learned_manifold.metrics import EuclideanMetric
+        >>> field = EuclideanMetric()
+        >>> x, w = torch.zeros(2, 3), torch.randn(2, 3)
+        >>> torch.equal(field.apply(x, w), w), field.factor(x).shape
+        (True, torch.Size([2, 3, 3]))
     """
 
     centred = True

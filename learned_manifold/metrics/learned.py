@@ -33,6 +33,20 @@ class LearnedCDC(CoMetricField):
             the device, in repeated passes (`learned_manifold.precision.probe_precision`, cached per process).
             The choice and its measured times are ``precision_choice``; a field moved to another device
             decides again there on its first query.
+
+    Example:
+        >>> import torch
+        >>> from learned_manifold import MetricModel, ModelConfig
+        >>> from learned_manifold.metrics import LearnedCDC
+        >>> config = ModelConfig(data_shape=(3,), rank=2, arch_kwargs={"hidden": 16, "depth": 1, "emb_dim": 8})
+        >>> model = MetricModel(config)  # untrained here; trained ones come from `learned-manifold train`
+        >>> field = LearnedCDC(model, sigma=0.1, delta=1e-2)  # or LearnedCDC("model.lmm"): the model's default sigma
+        >>> x, w = torch.randn(5, 3), torch.randn(5, 3)
+        >>> A = field.factor(x)  # (B, D, r)
+        >>> A.shape, torch.allclose(field.apply(x, w), (A @ A.transpose(1, 2) @ w.unsqueeze(-1)).squeeze(-1) + 1e-2 * w)
+        (torch.Size([5, 3, 2]), True)
+        >>> torch.allclose(field.metric(x, field.apply(x, w)), w, atol=1e-4)  # metric inverts apply (Woodbury)
+        True
     """
 
     PROBE_BATCH = {"cuda": 8192, "cpu": 256}

@@ -162,6 +162,16 @@ class ScoreJacobianMetric(_DenoiserField):
 
     Attributes:
         centred: ``True``. low_rank: ``False``. dim: ``prod(denoiser.data_shape)`` if known, else ``None``.
+
+    Example:
+        >>> import torch
+        >>> from learned_manifold.metrics import ScoreJacobianMetric
+        >>> def to_sphere(y, sigma):  # posterior mean of data on the unit sphere, as sigma -> 0: the projection
+        ...     return y / y.norm(dim=-1, keepdim=True)
+        >>> field = ScoreJacobianMetric(to_sphere, sigma=0.01, delta=0.01)
+        >>> x = torch.tensor([[0.0, 0.0, 1.0]])
+        >>> field.apply(x, torch.tensor([[1.0, 1.0, 1.0]]))  # G = I − xxᵀ at x on the sphere, plus δI
+        tensor([[1.0100, 1.0100, 0.0100]])
     """
 
     centred = True
@@ -235,6 +245,16 @@ class SteinScoreMetric(_DenoiserField):
 
     Attributes:
         centred: ``True`` (it penalises leaving the data along the score, fit for paths). low_rank: ``False``.
+
+    Example:
+        >>> import torch
+        >>> from learned_manifold.metrics import SteinScoreMetric
+        >>> def to_sphere(y, sigma):
+        ...     return y / y.norm(dim=-1, keepdim=True)
+        >>> field = SteinScoreMetric(to_sphere, sigma=0.1, lam=1000.0)
+        >>> y = torch.tensor([[0.0, 0.0, 1.01]])  # off the sphere: the score (0, 0, −1) points back along the normal
+        >>> field.metric(y, torch.tensor([[1.0, 0.0, 0.0]])), field.metric(y, torch.tensor([[0.0, 0.0, 1.0]])).round()
+        (tensor([[1., 0., 0.]]), tensor([[   0.,    0., 1001.]]))
     """
 
     centred = True
@@ -284,6 +304,16 @@ class TangentialMetric(_DenoiserField):
 
     Attributes:
         centred: ``True``. low_rank: ``False``. delta: ``0``.
+
+    Example:
+        >>> import torch
+        >>> from learned_manifold.metrics import TangentialMetric
+        >>> def to_sphere(y, sigma):
+        ...     return y / y.norm(dim=-1, keepdim=True)
+        >>> field = TangentialMetric(to_sphere, sigma=0.1)  # eps = 1/sigma² = 100
+        >>> x = torch.tensor([[0.0, 0.0, 1.0]])
+        >>> field.metric(x, torch.tensor([[1.0, 0.0, 1.0]]))  # tangent: eps; normal: 1/sigma⁴ + eps
+        tensor([[  100.,     0., 10100.]])
     """
 
     centred = True

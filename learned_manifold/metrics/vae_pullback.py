@@ -25,10 +25,13 @@ Curve energies of a discrete latent path ``z_0 … z_{T−1}`` (SPEC §11), chos
 `geodesic_solvers.segment_energies`), so ``geodesic(VAEPullbackMetric(vae, energy="decoded"), z0, z1)`` minimises
 the Jacobian-free energy; `LearnedDataManifold`, the flows and the optimisers use ``apply`` and ``metric``.
 
-Starts: the field holds no data, so ``geodesic``'s ``init="auto"`` is the latent straight line. Between codes on
-either side of a hole in the latent codes (a circle's codes form a loop) that start crosses the hole, where the
-decoder std has saturated at ``s/sqrt(ζ)`` and the metric is small again, and the solver can stay in that local
-minimum; `latent_graph_path` (the shortest path through the codes' k-NN graph) starts on the data instead.
+Starts: given the data's latent codes (``codes=``), the field holds them like `KNNCDC` holds its data, and
+``geodesic``'s ``init="auto"`` starts on the shortest path through their k-NN graph. Without them it starts on the
+latent straight line, which between codes on either side of a hole in the codes (a circle's codes form a loop)
+runs through the hole; the solver can end in a local minimum off the data there, with long latent steps whose
+midpoints miss where the decoder's spread grows (measured on the circle in R¹⁰: 0.40 off the circle from the
+straight start, 0.012 from the graph start, ``benchmarks/results/cpu/latent.md``). `latent_graph_path` builds the
+same start by hand.
 """
 
 from __future__ import annotations
@@ -58,15 +61,39 @@ class VAEPullbackMetric(CoMetricField):
         eps: ``ε ≥ 0`` added to ``M`` (``apply`` needs ``M`` invertible; the decoder's Jacobian has full rank
             ``d`` wherever it is not degenerate, so the default is 0).
         energy: ``"metric"`` or ``"decoded"``, the curve energy geodesics minimise (module docstring).
+        codes: ``(N, d)`` latent codes of the data (e.g. ``vae.encode(x_train)``), or ``None``: with them,
+            geodesics start on the data by default (module docstring).
 
     Attributes:
         dim: the latent dimension ``d``. delta: ``0``. centred: ``True`` (fit for paths). low_rank: ``False``.
+
+    Example:
+        >>> import torch
+        >>> from learned_manifold.metrics import VAEPullbackMetric
+        >>> from learned_manifold.vae import VAE, VAEConfig
+        >>> _ = torch.manual_seed(0)
+        >>> vae = VAE(VAEConfig(data_shape=(10,), latent_dim=2, hidden=16)).double()  # untrained; or load_vae(path)
+        >>> field = VAEPullbackMetric(vae)  # or VAEPullbackMetric("vae.lmv")
+        >>> z, v = torch.randn(5, 2, dtype=torch.float64), torch.randn(5, 2, dtype=torch.float64)
+        >>> M = field.pullback(z)  # dense J_fᵀJ_f, f = [μ, σ]: d × d per point
+        >>> M.shape, field.log_volume(z).shape  # ½ log det M: the background of the latent pictures
+        (torch.Size([5, 2, 2]), torch.Size([5]))
+        >>> torch.allclose(field.metric(z, v), (M @ v.unsqueeze(-1)).squeeze(-1))  # matrix-free: one JVP, one VJP
+        True
+        >>> torch.allclose(field.apply(z, field.metric(z, v)), v)  # apply is G v = M⁻¹ v
+        True
+        >>> path = torch.linspace(-1, 1, 129, dtype=torch.float64)[:, None] * torch.tensor([1.0, 0.5]).double()
+        >>> metric_energy = field.segment_energies(path[None]).sum()
+        >>> decoded_energy = VAEPullbackMetric(vae, energy="decoded").segment_energies(path[None]).sum()
+        >>> bool(abs(metric_energy - decoded_energy) < 1e-3 * metric_energy)  # the two energies agree on fine paths
+        True
     """
 
     centred = True
     low_rank = False
 
-    def __init__(self, vae: VAE | str | os.PathLike, *, eps: float = 0.0, energy: str = "metric") -> None:
+    def __init__(self, vae: VAE | str | os.PathLike, *, eps: float = 0.0, energy: str = "metric",
+                 codes: Tensor | None = None) -> None:
         from ..vae import VAE
         from ..vae_file import load_vae
 
@@ -81,6 +108,14 @@ class VAEPullbackMetric(CoMetricField):
         self.dim = vae.latent_dim
         self.eps = check_scalar(eps, "eps", allow_zero=True)
         self.energy = energy
+        self.data_graph = None  # the codes as a `KNNCDC`, whose k-NN graph geodesics start on (module docstring)
+        if codes is not None:
+            from .knn import KNNCDC
+
+            check_points(codes, self.dim, "codes")
+            if codes.shape[0] < 2 or not bool(torch.isfinite(codes).all()):
+                raise ValueError(f"codes must hold at least 2 finite latent codes, got {tuple(codes.shape)}")
+            self.data_graph = KNNCDC(codes.detach(), k=min(10, codes.shape[0]), sigma=1.0)  # σ: unused by graphs
 
     def embed(self, z: Tensor) -> Tensor:
         """``f(z) = [μ(z), σ(z)]`` flat, data units: ``(B, d)`` → ``(B, 2D)`` in the dtype of ``z``."""

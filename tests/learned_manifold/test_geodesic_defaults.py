@@ -14,7 +14,8 @@ import torch
 from torch import Tensor
 
 from learned_manifold.evaluation import path_quality
-from learned_manifold.geodesics import geodesic
+from learned_manifold.geodesics import geodesic, regularising_delta
+from learned_manifold.geometry import lowrank_apply, lowrank_solve
 from learned_manifold.metrics import KNNCDC, LearnedCDC
 from learned_manifold.metrics.base import CoMetricField
 
@@ -125,3 +126,36 @@ def test_learned_torus_default_geodesics(torus_model, torus):
     a, b = torus_points(torus)
     result = geodesic(LearnedCDC(torus_model), a[1:], b[1:])
     check(result, torus_truth(torus)[1:], torus)
+
+
+class _CircleTangentField(CoMetricField):
+    """``G = u uᵀ`` with ``u`` the unit circle's tangent at ``x/‖x‖``: rank 1 in R², so with ``δ = 0`` its metric
+    (the pseudo-inverse) charges nothing for radial motion."""
+
+    low_rank = True
+    dim = 2
+
+    def factor(self, x):
+        return (torch.stack([-x[:, 1], x[:, 0]], -1) / x.norm(dim=-1, keepdim=True)).unsqueeze(-1)
+
+    def apply(self, x, w):
+        return lowrank_apply(self.factor(x), w, self.delta)
+
+    def metric(self, x, v):
+        return lowrank_solve(self.factor(x), v, self.delta)
+
+
+def test_a_low_rank_field_without_delta_gets_a_regularised_energy_by_default():
+    """With its singular δ = 0 metric the energy is minimised by cutting through the circle's inside (length 2
+    through the origin, metric length 0); the default δ = 10⁻³ λ₁ gives the arcs of 90° and 120°."""
+    field = _CircleTangentField()
+    x0 = torch.tensor([[1.0, 0.0], [1.0, 0.0]], dtype=torch.float64)
+    x1 = torch.tensor([[0.0, 1.0], [-0.5, 3**0.5 / 2]], dtype=torch.float64)
+    assert regularising_delta(field, x0, x1) == pytest.approx(1e-3)
+    res = geodesic(field, x0, x1, n_points=33)
+    assert bool(res.converged.all())
+    assert torch.allclose(res.euclidean_length, torch.tensor([math.pi / 2, 2 * math.pi / 3], dtype=torch.float64),
+                          rtol=0.01)
+    assert float((res.path.norm(dim=-1) - 1).abs().max()) < 0.01
+    singular = geodesic(field, x0, x1, n_points=33, delta=0.0)
+    assert float((singular.path.norm(dim=-1) - 1).abs().max()) > 0.5  # what the default prevents

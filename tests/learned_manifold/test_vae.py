@@ -134,8 +134,8 @@ def circle_vae():
 
 
 def test_the_decoder_std_grows_away_from_the_data(circle_vae):
-    """At 10× the codes' RMS radius the decoder std is s/sqrt(ζ) = 1.0 (the circle's radius) against 0.023 on the
-    data (measured: 44× larger)."""
+    """At 10× the codes' RMS radius the decoder std is s/sqrt(ζ) = 1.0 (the circle's radius) against 0.013 on the
+    data (measured: 80× larger)."""
     _, x, result = circle_vae
     vae = result.vae
     growth = std_growth(vae, encode_data(vae, x), factor=10.0)
@@ -153,15 +153,19 @@ def test_decoded_vae_geodesics_follow_the_circle_where_latent_lerp_cuts_across(c
     x1 = x[torch.cdist(x0, x).argmax(1)]  # (nearly) antipodal partners
     z0, z1 = encode_data(vae, x0).double(), encode_data(vae, x1).double()
     n = 16
-    start = latent_graph_path(codes, z0, z1, n)
-    res = geodesic(VAEPullbackMetric(vae, energy="decoded"), z0, z1, n_points=n, init=start, steps=200)
+    # given the codes, the default start is the path through their graph (the by-hand start of latent_graph_path)
+    res = geodesic(VAEPullbackMetric(vae, energy="decoded", codes=codes), z0, z1, n_points=n, steps=200)
+    assert res.init == "graph"
+    by_hand = geodesic(VAEPullbackMetric(vae, energy="decoded"), z0, z1, n_points=n, steps=200,
+                       init=latent_graph_path(codes, z0, z1, n))
+    assert torch.allclose(res.path, by_hand.path, atol=1e-6)
 
     def off(path):
         return manifold.distance(vae.decode(path.reshape(-1, 2).float())).reshape(4, n).amax(-1)
 
     geo, straight = off(res.path), off(lerp(z0, z1, n))
-    assert bool((geo < 0.1).all()), geo  # measured 0.019-0.029
-    assert bool((straight > 0.5).all()), straight  # through the circle's middle: 0.94-0.96
+    assert bool((geo < 0.1).all()), geo  # measured 0.024-0.026
+    assert bool((straight > 0.5).all()), straight  # through the circle's middle: 0.88-0.92
     decoded = vae.decode(res.path.reshape(-1, 2).float()).reshape(4, n, -1)
     length = (decoded[:, 1:] - decoded[:, :-1]).norm(dim=-1).sum(-1)
     true = manifold.geodesic_distance(decoded[:, 0], decoded[:, -1])
@@ -176,7 +180,7 @@ def test_geoopt_optimisers_run_on_the_latent_pullback_manifold(circle_vae):
     target = x[(torch.cdist(x0, x) - 0.5).abs().argmin(1)]  # points 0.5 away along the data
     M = LearnedDataManifold(VAEPullbackMetric(vae))
     p = torch.nn.Parameter(encode_data(vae, x0))
-    opt = RiemannianSGD([p], manifold=M, lr=0.1)
+    opt = RiemannianSGD([p], manifold=M, lr=0.2)
     losses = []
     for _ in range(20):
         opt.zero_grad()
@@ -184,7 +188,7 @@ def test_geoopt_optimisers_run_on_the_latent_pullback_manifold(circle_vae):
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    assert losses[-1] < 0.05 * losses[0]  # measured 0.010 from 0.75
+    assert losses[-1] < 0.02 * losses[0]  # measured 0.0033 from 0.76
     assert bool((manifold.distance(vae.decode(p.detach())) < 0.1).all())
 
 

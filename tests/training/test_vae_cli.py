@@ -7,14 +7,11 @@ them (`add_subcommands`) and run by `vae_cli.run`, exactly as the main command w
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import pytest
 import torch
 
 from learned_manifold import LearnedDataManifold, MetricModel, ModelConfig, load_model, load_vae, save_model
-from learned_manifold_training import vae_cli
 from learned_manifold_training.cli import main
 
 SMALL = ["--steps", "60", "--std-steps", "20", "--batch-size", "64", "--hidden", "16", "--depth", "1",
@@ -22,9 +19,7 @@ SMALL = ["--steps", "60", "--std-steps", "20", "--batch-size", "64", "--hidden",
 
 
 def command(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="learned-manifold")
-    vae_cli.add_subcommands(parser.add_subparsers(dest="command", required=True))
-    return vae_cli.run(parser.parse_args(argv))
+    return main(argv)
 
 
 def test_train_vae_encode_then_metric_matching_on_the_codes(tmp_path, capsys):

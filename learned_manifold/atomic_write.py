@@ -1,0 +1,124 @@
+"""Atomic file writes: a temporary file in the same folder, then ``os.replace`` (SPEC §1 model files).
+
+A crash never leaves a half-written file under the final name; temporary files left by dead processes are removed
+on the next write; the destination may not be a symlink or special file; the umask is respected.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import stat
+from pathlib import Path
+
+__all__ = ["atomic_write_bytes", "file_kind"]
+
+
+def _as_path(path: object, name: str = "path") -> Path:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a str or os.PathLike, got {type(path).__name__}")
+    return Path(path)
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in words (``os.stat`` mode → "folder", "FIFO (named pipe)", ...)."""
+    kinds = ((stat.S_ISDIR, "folder"), (stat.S_ISFIFO, "FIFO (named pipe)"), (stat.S_ISCHR, "character device"),
+             (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket"), (stat.S_ISLNK, "symbolic link"))
+    return next((word for test, word in kinds if test(mode)), "special file")
+
+
+def _temp_pattern(name: str) -> re.Pattern:
+    return re.compile(rf"\.{re.escape(name)}\.(\d+)\.[0-9a-f]+\.tmp")
+
+
+def _pid_alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill(pid, 0) would terminate the process on Windows: assume alive
+        return True
+    if not 0 < pid < 2**22:  # above Linux's largest pid_max: no such process
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: alive, owned by someone else
+        return True
+    return True
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Delete ``.{name}.<pid>.<hex>.tmp`` files (regular files only) whose writer ``<pid>`` no longer runs:
+    leftovers of a crash. Assumes the writers of one folder run on one host (not a folder shared over NFS)."""
+    pattern = _temp_pattern(path.name)
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if match is None or int(match[1]) == os.getpid() or _pid_alive(int(match[1])):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
+        except OSError:
+            pass
+
+
+def _check_destination(path: Path) -> None:
+    """Refuse to replace a symlink or a special file (device, FIFO, folder, socket) at ``path``."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(st.st_mode):
+        raise ValueError(f"refusing to write {str(path)!r}: it is a symbolic link (to {os.readlink(path)!r}); "
+                         f"remove it or write to the target itself")
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError(f"refusing to write {str(path)!r}: it is a {file_kind(st.st_mode)}, not a regular file")
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: a temporary file in the same folder, fsync, then rename.
+
+    The temporary file is ``.{name}.{pid}.{random hex}.tmp``, created with mode ``0o666`` so the kernel applies
+    the user's umask exactly as for an ordinary ``open`` (no process-wide ``os.umask`` round trip); temporary
+    files of the same target left by a writer process that no longer runs are removed first.
+
+    Raises:
+        ValueError: ``path`` is a symlink or a special file (device, FIFO, folder); nothing is written.
+        OSError: writing failed; the previous file at ``path``, if any, is unchanged.
+    """
+    path = _as_path(path)
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"data must be bytes, got {type(data).__name__}")
+    _check_destination(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+    while True:
+        tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp"
+        try:
+            fd = os.open(tmp, flags, 0o666)
+            break
+        except FileExistsError:
+            continue
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        _check_destination(path)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        raise
+    try:  # make the rename itself durable; not every platform can fsync a folder
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass

@@ -1,0 +1,49 @@
+"""Argument checks shared by the networks and configs: one ``TypeError``/``ValueError`` naming the argument.
+
+`learned_manifold.models` re-exports them (``from learned_manifold.models import check_int`` keeps working).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+__all__ = ["MAX_DIM", "check_data_shape", "check_int", "check_real"]
+
+MAX_DIM = 2**27  # D = prod(data_shape)
+
+
+def check_int(value: object, name: str, low: int, high: int) -> int:
+    """``value`` as an ``int`` in ``[low, high]``; ``TypeError`` for a non-integer (bools and floats included),
+    ``ValueError`` out of range. Both name the argument."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r:.60}")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be in [{low}, {high}], got {value}")
+    return int(value)
+
+
+def check_real(value: object, name: str, *, positive: bool = False, nonnegative: bool = False) -> float:
+    """``value`` as a finite ``float`` (``> 0`` if ``positive``, ``≥ 0`` if ``nonnegative``); names the argument."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r:.60}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if positive and not value > 0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+    if nonnegative and not value >= 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return value
+
+
+def check_data_shape(value: object, name: str = "data_shape") -> tuple[int, ...]:
+    """A point's shape: 1 to 8 positive integers whose product ``D`` is at most `MAX_DIM`."""
+    if not isinstance(value, (tuple, list)):
+        raise TypeError(f"{name} must be a tuple of positive integers, got {type(value).__name__}")
+    if not 1 <= len(value) <= 8:
+        raise ValueError(f"{name} must have 1 to 8 dimensions, got {len(value)}")
+    shape = tuple(check_int(s, f"{name}[{i}]", 1, MAX_DIM) for i, s in enumerate(value))
+    if math.prod(shape) > MAX_DIM:
+        raise ValueError(f"{name} {shape} has D = {math.prod(shape)} > {MAX_DIM} values per point")
+    return shape
