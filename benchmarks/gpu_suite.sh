@@ -46,7 +46,7 @@ if [ "$DRY_RUN" = 1 ]; then
   OPTIMIZER=(--quick --threads 1)
   TRAINING=(--quick --threads 1 --no-accuracy --compile-limit 20)
   ACCURACY=(--quick --threads 1 --recipes centred)
-  IMAGES=(--quick --threads 1)
+  IMAGES=(--quick --threads 1 --lanczos 1)
 else
   DEVICE=cuda
   OUT_DIR="${OUT_DIR:-$ROOT/benchmarks/results/cuda}"
@@ -56,7 +56,7 @@ else
   OPTIMIZER=()            # CUDA defaults: batch 512 and 8,192
   TRAINING=(--no-accuracy --compile-limit 120)  # paper net, batch 1,024, 20 + 200 steps per setting
   ACCURACY=(--sizes 100000 --steps 12000)       # paper net (CUDA default), both recipes, batch 1,024
-  IMAGES=()
+  IMAGES=(--parts table1 blobs stability --steps 4000 --points 20000)  # UNet (auto) on the GPU
   "$PYTHON" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" \
     || { echo "gpu_suite: torch.cuda.is_available() is False; use --dry-run on a CPU machine" >&2; exit 2; }
 fi

@@ -45,7 +45,8 @@ def _trained(tmp_path_factory, manifold, name: str, n: int, steps: int, max_erro
     """A small mean-centred model of ``manifold`` in R³ (rank 3, 64 × 2), trained once per session on CPU."""
     data = manifold.sample(n, generator=torch.Generator().manual_seed(0))
     cfg = TrainConfig(steps=steps, batch_size=256, rank=3, hidden=64, depth=2, emb_dim=64, sigma_min=0.01,
-                      sigma_max=2.0, val_points=400, precision="fp32")  # fp32: the same model on every machine
+                      sigma_max=2.0, val_points=400, precision="bf16")  # fixed, not measured: the same model on
+    # every machine (the thresholds of the tests using it were set on bf16-trained models)
     path = tmp_path_factory.mktemp("models") / f"{name}.lmm"
     result = train(data, cfg, manifold=manifold, out=path, progress=False, device="cpu")
     assert result.validation["tangent_error"] < max_error, result.validation

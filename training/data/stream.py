@@ -128,10 +128,10 @@ def row_statistics(source: ArraySource | Tensor, idx: Tensor) -> tuple[Tensor, f
         total += flat.sum(0)
         total_sq += float(flat.pow(2).sum())
     n = int(idx.numel())
-    mean = total / n
+    mean = total / n  # (for one chunk, the bits of ``flat.mean(0)``)
     spread = 0.0
     for chunk in source.chunks(idx):
-        spread += float((chunk.reshape(chunk.shape[0], -1).double() - mean).pow(2).sum())
+        spread += float((chunk.reshape(chunk.shape[0], -1).double() - mean).pow(2).sum(-1).sum())
     scale = math.sqrt(spread / n)
     return mean.reshape(source.shape[1:]), scale, [float(n), float(dim), float(total.sum()), total_sq]
 
