@@ -70,7 +70,7 @@ def make_step(shape: tuple[int, int, int], batch: int, channels_last: bool, comp
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        return float(loss)
+        return loss.detach().item()
 
     return step
 

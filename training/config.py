@@ -50,11 +50,15 @@ class TrainConfig:
         denoiser_warmup: fraction of the steps that train the denoiser alone before the factor starts.
         shared_trunk: (centred runs) one network with a factor head and a denoiser head on a shared trunk
             (`learned_manifold.models.ModelConfig.shared_trunk`) instead of two networks: a step costs one
-            network's forward and backward. Ignored by uncentred runs, which train one network anyway.
+            network's forward and backward (0.95× the samples/s of a plain uncentred step, two networks 0.58×,
+            ``benchmarks/results/cpu/training_recipe.md``). Not the default: at the default budget it is less
+            accurate (swiss roll in R¹⁰, 3 seeds: tangent error 0.035 against 0.028) and fails on S² in R⁶⁴
+            (0.20–1.02 against 0.034–0.048; ``benchmarks/results/cpu/recipe-shared-trunk/``). Ignored by
+            uncentred runs, which train one network anyway.
         factor_trunk_grad: with a shared trunk, the scale in ``[0, 1]`` of the factor loss's gradient into the
-            trunk (the denoiser's always reaches it): ``1`` trains the trunk on both losses, ``0`` on the
-            denoiser's alone (the factor head then reads the denoiser's features). Measured in
-            ``benchmarks/results/cpu/recipe-shared-trunk/``.
+            trunk (the denoiser's always reaches it): ``1`` trains the trunk on both losses (the factor then
+            wrecks the denoiser), ``0`` on the denoiser's alone (the factor head reads the denoiser's features:
+            roll 0.096); ``0.1`` was the best measured (``recipe-shared-trunk/screening.md``).
         loss, tikhonov, sampler, sigma_min, sigma_max: the loss and bandwidth sampler (SPEC §3).
         input_scaling: ``"none"`` (default) feeds both networks the standardised ``y`` as is; ``"unit"`` feeds
             ``c_in(σ) y`` with unit RMS norm at every bandwidth (`learned_manifold.models.input_scale`). Measured
