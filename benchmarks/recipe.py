@@ -43,13 +43,19 @@ CANDIDATES: dict[str, dict] = {
     "shared-trunk-stop": {"shared_trunk": True, "factor_trunk_grad": 0.0},
     "shared-trunk-joint": {"shared_trunk": True, "factor_trunk_grad": 1.0},
     "shared-trunk-9000": {"shared_trunk": True, "factor_trunk_grad": 0.1, "steps": 9000},
+    "gaussian": {"input_scaling": "gaussian", "grad_clip": 0.0, "denoiser_warmup": 0.5},
+    "gaussian-only": {"input_scaling": "gaussian"},
+    "no-clip": {"grad_clip": 0.0},
 }
 """Candidate recipes: `TrainConfig` overrides. ``before`` is the recipe of issue 12 (3000 steps); ``steps-6000``
 the winner, now the default; results in ``benchmarks/results/cpu/recipe.md`` (before, unit-input) and
 ``recipe-steps6000/recipe.md``; ``sigma-max-1`` and ``warmup-0.5`` were screened on two seeds only. Issue 14:
 ``two-networks`` (the default's factor and denoiser networks) against one shared trunk whose factor loss reaches
 the trunk with its gradient scaled by 0.1, 0 (stopped) or 1 (joint), and the first with 9000 steps; results in
-``benchmarks/results/cpu/recipe-shared-trunk/``."""
+``benchmarks/results/cpu/recipe-shared-trunk/``. Fifth session: ``gaussian`` (Gaussian preconditioning,
+`learned_manifold.preconditioning`, without gradient clipping and with the factor from half-way) and its parts
+``gaussian-only`` and ``no-clip``; results in ``benchmarks/RESULTS.md`` (not the default: it halves the error on
+the roll and S² and lets S⁸ learn, but doubles it on the torus)."""
 
 DATASETS: dict[str, dict] = {
     "roll": {"make": lambda: SwissRoll(10), "n": 10_000, "base": {}},  # the `learned-manifold train` defaults

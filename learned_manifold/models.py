@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from .checks import MAX_DIM, check_data_shape, check_int, check_real
 from .heads import head_columns
+from .preconditioning import input_scale, network_input
 
 __all__ = [
     "BACKBONES",
@@ -53,10 +54,10 @@ MAX_DEPTH = 256  # residual blocks (building 2 × 256 blocks on the meta device 
 # not import it), and its tests check that its registries match these names.
 LOSSES = ("lowrank", "full")
 SAMPLER_NAMES = ("loguniform", "lognormal", "uniform")
-INPUT_SCALINGS = ("none", "unit")
+INPUT_SCALINGS = ("none", "unit", "gaussian")
 # Fields added to `ModelConfig` after model files were first written, with the value that gives a file written
 # before them its old behaviour: `ModelConfig.from_dict` fills them in when a stored config lacks them.
-LEGACY_DEFAULTS = {"input_scaling": "none", "shared_trunk": False}
+LEGACY_DEFAULTS = {"input_scaling": "none", "shared_trunk": False, "gaussian_rank": 0}
 
 
 class SigmaEmbedding(nn.Module):
@@ -208,7 +209,13 @@ class ModelConfig:
         input_scaling: what both networks receive: ``"unit"`` the noisy point times
             ``c_in(σ_z) = (1 + D σ_z²)^(−1/2)`` (`input_scale`: EDM's c_in normalised to 1 as σ → 0), so inputs
             keep unit RMS norm at every bandwidth; ``"none"`` the standardised point as is (files written
-            before this field existed, `LEGACY_DEFAULTS`).
+            before this field existed, `LEGACY_DEFAULTS`); ``"gaussian"`` Gaussian preconditioning
+            (`learned_manifold.preconditioning`): both networks receive the data's linear (Gaussian) denoiser
+            applied to the noisy point, at unit RMS norm, and the denoiser predicts only what that linear
+            denoiser misses.
+        gaussian_rank: principal directions of the Gaussian model (``input_scaling="gaussian"``, ``1 ≤ k ≤ D``);
+            0 otherwise. Its buffers ``pc_basis`` ``(D, k)``, ``pc_var`` ``(k,)`` and ``pc_rest`` ``()`` are
+            set by the trainer (`MetricModel.set_gaussian_model`).
         shared_trunk: (centred models) one backbone with ``r + 1`` columns: a factor head (columns ``0..r−1``)
             and a denoiser head (column ``r``) on one trunk, so a training step runs one network (SPEC §3–§4);
             ``False``: two backbones, ``factor_net`` and ``denoiser_net`` (files written before this field).
@@ -238,6 +245,7 @@ class ModelConfig:
     sigma_rule: str = "unset"
     input_scaling: str = "none"
     shared_trunk: bool = False
+    gaussian_rank: int = 0
 
     def __post_init__(self) -> None:
         """Check every field's type and range (one ``TypeError``/``ValueError`` naming the field), before any
@@ -263,6 +271,11 @@ class ModelConfig:
             raise TypeError(f"sigma_rule must be a string of at most 1000 characters, got {self.sigma_rule!r:.60}")
         if not isinstance(self.input_scaling, str) or self.input_scaling not in INPUT_SCALINGS:
             raise ValueError(f"input_scaling must be one of {list(INPUT_SCALINGS)}, got {self.input_scaling!r:.60}")
+        if self.input_scaling == "gaussian":
+            self.gaussian_rank = check_int(self.gaussian_rank, "gaussian_rank", 1, math.prod(self.data_shape))
+        elif self.gaussian_rank != 0:
+            raise ValueError(f"gaussian_rank must be 0 unless input_scaling is 'gaussian', got "
+                             f"{self.gaussian_rank!r:.60}")
         if not isinstance(self.shared_trunk, bool):
             raise TypeError(f"shared_trunk must be a bool, got {type(self.shared_trunk).__name__}")
         if self.shared_trunk and not (self.centred and self.rank < MAX_RANK):
@@ -290,17 +303,6 @@ class ModelConfig:
         if missing:
             raise ValueError(f"model config lacks keys {sorted(missing)}")
         return cls(**{**LEGACY_DEFAULTS, **d})
-
-
-def input_scale(sigma_z: Tensor, dim: int) -> Tensor:
-    """``c_in(σ_z) = (1 + D σ_z²)^(−1/2)``, elementwise: ``(B,)`` → ``(B,)``.
-
-    The standardised data have ``E‖z‖² = 1`` (SPEC §1), so a noisy point ``y = z + σ_z ε`` has
-    ``E‖y‖² = 1 + D σ_z²`` and ``c_in y`` has unit RMS norm at every bandwidth (EDM's ``c_in`` with the
-    per-coordinate data std ``σ_d = 1/√D``, times ``σ_d`` so that it tends to 1 as σ → 0). Without it the inputs
-    at ``σ_z = 4`` are about ``4√D`` long (issue 12; measured in ``benchmarks/results/cpu/recipe.md``).
-    """
-    return torch.rsqrt(1 + dim * sigma_z * sigma_z)
 
 
 class MetricModel(nn.Module):
@@ -344,9 +346,27 @@ class MetricModel(nn.Module):
             self.factor_net = build_backbone(config.arch, config.data_shape, config.rank, **config.arch_kwargs)
             if config.centred:
                 self.denoiser_net = build_backbone(config.arch, config.data_shape, 1, **config.arch_kwargs)
+                if config.input_scaling == "gaussian":
+                    # the head starts at LeCun scale, not near zero (`learned_manifold.preconditioning`)
+                    head = self.denoiser_net.head.weight
+                    nn.init.normal_(head, std=head[0].numel() ** -0.5)
         self.register_buffer("scale", torch.tensor(float(scale)))
         mean = torch.zeros(config.data_shape) if mean is None else mean.detach().reshape(config.data_shape)
         self.register_buffer("mean", mean.clone().float())
+        if config.input_scaling == "gaussian":  # placeholder (the first k axes) until `set_gaussian_model`
+            k, dim = config.gaussian_rank, math.prod(config.data_shape)
+            self.register_buffer("pc_basis", torch.eye(dim, k))
+            self.register_buffer("pc_var", torch.full((k,), 1.0 / dim))
+            self.register_buffer("pc_rest", torch.tensor(1.0 / dim))
+
+    def set_gaussian_model(self, basis: Tensor, var: Tensor, rest: Tensor) -> None:
+        """Store the Gaussian model of the standardised data (`learned_manifold.preconditioning`):
+        ``basis`` ``(D, k)``, ``var`` ``(k,)``, ``rest`` ``()``; only for ``input_scaling="gaussian"``."""
+        if self.config.input_scaling != "gaussian":
+            raise RuntimeError("this model has no Gaussian preconditioning (input_scaling is "
+                               f"{self.config.input_scaling!r})")
+        for name, value in (("pc_basis", basis), ("pc_var", var), ("pc_rest", rest)):
+            getattr(self, name).copy_(value)
 
     # -- shapes and units ---------------------------------------------------------------------------------
     @property
@@ -385,25 +405,30 @@ class MetricModel(nn.Module):
         return (y - self.mean.to(y.dtype)) / scale, sigma / scale
 
     # -- the two networks, in standardised units (used by training) ---------------------------------------
-    def _net_input(self, z: Tensor, sigma_z: Tensor) -> Tensor:
-        """What the networks see: ``z``, or ``c_in(σ_z) z`` under ``input_scaling="unit"`` (`input_scale`)."""
-        if self.config.input_scaling == "none":
-            return z
-        return z * input_scale(sigma_z, self.dim).to(z.dtype).reshape(-1, *([1] * (z.ndim - 1)))
+    def _net_input(self, z: Tensor, sigma_z: Tensor) -> tuple[Tensor, Tensor | None]:
+        """What the networks see, and the denoiser's linear part (`network_input`)."""
+        gaussian = (self.pc_basis, self.pc_var, self.pc_rest) if self.config.input_scaling == "gaussian" else None
+        return network_input(self.config.input_scaling, z, sigma_z, gaussian)
+
+    @staticmethod
+    def _plus_skip(noise: Tensor, skip: Tensor | None) -> Tensor:
+        return noise if skip is None else noise + skip.to(noise.dtype)
 
     def factor_z(self, z: Tensor, sigma_z: Tensor) -> Tensor:
         """Factor ``A`` from standardised inputs: ``(B, *data_shape)``, ``(B,)`` or ``(1,)`` → ``(B, D, r)``."""
+        u, _ = self._net_input(z, sigma_z)
         if self.trunk is not None:
-            return self.trunk(self._net_input(z, sigma_z), sigma_z, columns=(0, self.rank))
-        return self.factor_net(self._net_input(z, sigma_z), sigma_z)
+            return self.trunk(u, sigma_z, columns=(0, self.rank))
+        return self.factor_net(u, sigma_z)
 
     def noise_z(self, z: Tensor, sigma_z: Tensor) -> Tensor:
         """Denoiser noise prediction ``F_θ`` with ``ẑ = z − σ_z F_θ`` (SPEC §3): → ``(B, D)``."""
         if not self.has_denoiser:
             raise RuntimeError("this model was trained without a denoiser (uncentred); it cannot denoise")
+        u, skip = self._net_input(z, sigma_z)
         if self.trunk is not None:
-            return self.trunk(self._net_input(z, sigma_z), sigma_z, columns=(self.rank, self.rank + 1)).squeeze(-1)
-        return self.denoiser_net(self._net_input(z, sigma_z), sigma_z).squeeze(-1)
+            return self._plus_skip(self.trunk(u, sigma_z, columns=(self.rank, self.rank + 1)).squeeze(-1), skip)
+        return self._plus_skip(self.denoiser_net(u, sigma_z).squeeze(-1), skip)
 
     def factor_and_noise_z(self, z: Tensor, sigma_z: Tensor, factor_trunk_grad: float = 1.0
                            ) -> tuple[Tensor, Tensor]:
@@ -411,13 +436,14 @@ class MetricModel(nn.Module):
         pass of the network (what a training step needs, SPEC §3), else from the two networks.
         ``factor_trunk_grad`` (shared trunk): the factor's gradient into the trunk is scaled by it (``0``: the
         trunk learns from the denoiser alone and the factor head reads its features)."""
+        u, skip = self._net_input(z, sigma_z)
         if self.trunk is None:
-            return self.factor_z(z, sigma_z), self.noise_z(z, sigma_z)
+            return self.factor_net(u, sigma_z), self._plus_skip(self.denoiser_net(u, sigma_z).squeeze(-1), skip)
         # Split the column-major (B, r + 1, D) layout: its backward is one concatenation into the layout the
         # head's gradient needs (slicing (B, D, r + 1) would zero-fill and copy twice more per step).
-        out = self.trunk(self._net_input(z, sigma_z), sigma_z, trunk_grad=(self.rank, factor_trunk_grad))
+        out = self.trunk(u, sigma_z, trunk_grad=(self.rank, factor_trunk_grad))
         A, noise = out.transpose(1, 2).split([self.rank, 1], dim=1)
-        return A.transpose(1, 2), noise.squeeze(1)
+        return A.transpose(1, 2), self._plus_skip(noise.squeeze(1), skip)
 
     # -- public, data units --------------------------------------------------------------------------------
     def factor(self, y: Tensor, sigma: float | Tensor | None = None) -> Tensor:

@@ -96,6 +96,16 @@ class TrainingRows:
         self._stream = None
         self._next_step = None
 
+    def standardised_sample(self, n: int) -> Tensor:
+        """Up to ``n`` training rows, standardised and flat, ``(m, D)`` float32 on the CPU (a seeded subsample
+        when there are more)."""
+        rows = self.train_rows
+        if len(rows) > n:
+            pick = torch.randperm(len(rows), generator=torch.Generator().manual_seed(self.seed))[:n]
+            rows = rows[pick.sort().values]
+        chunks = [_standardise(c, self.scale, self.mean) for c in self.source.chunks(rows)]
+        return torch.cat(chunks).reshape(len(rows), -1)
+
     @property
     def streamed(self) -> bool:
         return self._z is None

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from learned_manifold.models import LOSSES, SAMPLER_NAMES
+from learned_manifold.models import INPUT_SCALINGS, LOSSES, SAMPLER_NAMES
 from learned_manifold.precision import PRECISIONS
 from learned_manifold.unet import UNET_PRESETS
 
@@ -95,6 +95,12 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--factor-trunk-grad", type=float, default=_DEFAULTS["factor_trunk_grad"],
                    help="with --shared-trunk: scale in [0, 1] of the factor loss's gradient into the trunk (0: the "
                         "trunk learns from the denoiser alone)")
+    p.add_argument("--input-scaling", default=_DEFAULTS["input_scaling"], choices=INPUT_SCALINGS,
+                   help="what the networks see: none (the standardised point), unit (c_in(σ) times it), gaussian "
+                        "(the data's linear denoiser applied to it, plus a linear skip for the denoiser; "
+                        "benchmarks/RESULTS.md)")
+    p.add_argument("--grad-clip", type=float, default=_DEFAULTS["grad_clip"],
+                   help="gradient-norm clipping (0 disables)")
     p.add_argument("--tikhonov", type=float, default=0.0, help="Tikhonov term λ_T in G = AAᵀ + λ_T I")
     p.add_argument("--loss", default="lowrank", choices=LOSSES, help="full: rank = D, small D only")
     p.add_argument("--precision", default=_DEFAULTS["precision"], choices=PRECISIONS,
@@ -164,7 +170,8 @@ def _config(args: argparse.Namespace) -> TrainConfig:
             lr=args.lr, sampler=args.sampler, sigma_min=args.sigma_min, sigma_max=args.sigma_max,
             centred=not args.uncentred, shared_trunk=args.shared_trunk,
             factor_trunk_grad=args.factor_trunk_grad, tikhonov=args.tikhonov, loss=args.loss,
-            precision=args.precision, compile=args.compile, val_every=args.val_every,
+            input_scaling=args.input_scaling, grad_clip=args.grad_clip, precision=args.precision,
+            compile=args.compile, val_every=args.val_every,
             checkpoint_every=args.checkpoint_every, seed=args.seed,
         )
     except (TypeError, ValueError) as err:

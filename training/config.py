@@ -13,6 +13,7 @@ from learned_manifold.models import (
     INPUT_SCALINGS,
     LOSSES,
     MAX_DEPTH,
+    MAX_DIM,
     MAX_RANK,
     MAX_WIDTH,
     SAMPLER_NAMES,
@@ -63,9 +64,17 @@ class TrainConfig:
         input_scaling: ``"none"`` (default) feeds both networks the standardised ``y`` as is; ``"unit"`` feeds
             ``c_in(σ) y`` with unit RMS norm at every bandwidth (`learned_manifold.models.input_scale`). Measured
             in ``benchmarks/results/cpu/recipe.md`` (3 seeds): better on the Swiss roll in R¹⁰, worse on the
-            torus in R³, so not the default.
+            torus in R³, so not the default. ``"gaussian"``: Gaussian preconditioning
+            (`learned_manifold.preconditioning`): the networks see the data's linear denoiser applied to ``y``,
+            and the denoiser learns only what it misses. With ``grad_clip=0`` and ``denoiser_warmup=0.5`` (3
+            seeds, ``benchmarks/RESULTS.md``): roll 0.012 against 0.028, S² in R⁶⁴ 0.020 against 0.040, S⁸ in R⁶⁴
+            learns its normal (0.39 against 1.24) but the torus doubles (0.028 against 0.015), so not the
+            default.
+        gaussian_rank: principal directions of the Gaussian model under ``input_scaling="gaussian"`` (capped at
+            ``D``); estimated from up to 20,000 training points.
         lr, weight_decay, warmup, grad_clip, ema: AdamW with linear warm-up (fraction of steps) then cosine
-            decay to ``lr/10``; gradient-norm clipping (``0`` disables); EMA decay of the saved weights
+            decay to ``lr/10``; gradient-norm clipping (``0`` disables; at 1.0 it keeps a Gaussian-preconditioned
+            denoiser from learning S⁸'s radius, ``benchmarks/RESULTS.md``); EMA decay of the saved weights
             (``0`` disables).
         val_every: validation period in steps (``0``: only at the end); checkpoint_every: checkpoint period
             (``0``: only at the end and on interruption).
@@ -98,6 +107,7 @@ class TrainConfig:
     sigma_min: float = 3e-3
     sigma_max: float = 4.0
     input_scaling: str = "none"
+    gaussian_rank: int = 64
     lr: float = 2e-3
     weight_decay: float = 0.0
     warmup: float = 0.02
@@ -137,6 +147,7 @@ class TrainConfig:
         _choice(self.sampler, "sampler", SAMPLER_NAMES)
         _choice(self.precision, "precision", PRECISIONS)
         _choice(self.input_scaling, "input_scaling", INPUT_SCALINGS)
+        self.gaussian_rank = check_int(self.gaussian_rank, "gaussian_rank", 1, MAX_DIM)
         self.tikhonov = check_real(self.tikhonov, "tikhonov", nonnegative=True)
         self.sigma_min = check_real(self.sigma_min, "sigma_min", positive=True)
         self.sigma_max = check_real(self.sigma_max, "sigma_max", positive=True)

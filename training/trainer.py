@@ -33,6 +33,7 @@ from learned_manifold.geometry import eigenpairs
 from learned_manifold.model_file import read_metadata
 from learned_manifold.models import LEGACY_DEFAULTS, MetricModel, ModelConfig, check_int
 from learned_manifold.precision import choose_precision, workload_key
+from learned_manifold.preconditioning import principal_components
 
 from .batches import TrainingRows, standardisation
 from .config import TrainConfig
@@ -47,7 +48,7 @@ _CHECK_EVERY = 10  # steps between divergence checks (one host sync each) and, u
 # `TrainConfig` fields (not in `ModelConfig`, so not in `LEGACY_DEFAULTS`) added after training states were first
 # written: the value a state written before them ran with. factor_trunk_grad acts on shared trunks only, which
 # did not exist either, so any value describes those runs; the default keeps them resumable as they were.
-_TRAIN_LEGACY = {"factor_trunk_grad": TrainConfig.factor_trunk_grad}
+_TRAIN_LEGACY = {"factor_trunk_grad": TrainConfig.factor_trunk_grad, "gaussian_rank": TrainConfig.gaussian_rank}
 
 __all__ = [
     "TrainConfig",
@@ -301,11 +302,15 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, rank: int, manifold, out:
         sampler=cfg.sampler, sigma_min=cfg.sigma_min * scale, sigma_max=cfg.sigma_max * scale,
         default_sigma=scale * 2.0 ** -4, sigma_rule="initial guess s/16", input_scaling=cfg.input_scaling,
         shared_trunk=cfg.shared_trunk and cfg.centred,
+        gaussian_rank=min(cfg.gaussian_rank, math.prod(shape)) if cfg.input_scaling == "gaussian" else 0,
     )
     with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the caller's RNG
         torch.manual_seed(cfg.seed)
         model = MetricModel(mcfg, scale=scale, mean=mean).to(device)
         ema = MetricModel(mcfg, scale=scale, mean=mean).to(device)
+    if mcfg.input_scaling == "gaussian":  # the data's Gaussian model (SPEC §4), before the first step
+        model.set_gaussian_model(*principal_components(rows.standardised_sample(20_000), mcfg.gaussian_rank,
+                                                       seed=cfg.seed))
     ema.load_state_dict(model.state_dict())
     ema.requires_grad_(False)
     objective = _Objective(model, MetricMatchingLoss(cfg.loss, cfg.tikhonov, cfg.centred), cfg.factor_trunk_grad)

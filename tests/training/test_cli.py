@@ -13,6 +13,7 @@ import torch
 from learned_manifold import LearnedDataManifold, load_model
 from learned_manifold.model_file import read_metadata
 from learned_manifold_training.cli import build_parser, main
+from learned_manifold_training.outputs import state_path
 
 SMALL = ["--num-points", "600", "--steps", "30", "--batch-size", "64", "--hidden", "16",
         "--depth", "1", "--no-progress",
@@ -115,6 +116,7 @@ def test_help_describes_every_option_with_its_default(capsys):
     (["--tikhonov", "nan"], "--tikhonov must be finite"),
     (["--lr", "inf"], "--lr must be finite"),
     (["--device", "bogus"], "unknown device 'bogus'"),
+    (["--grad-clip", "-1"], "--grad-clip must be"),
 ])
 def test_bad_options_get_one_line_and_exit_2_before_training(tmp_path, capsys, option, message):
     """Every bad setting is one line naming the option, exit status 2, and no file is written."""
@@ -123,6 +125,19 @@ def test_bad_options_get_one_line_and_exit_2_before_training(tmp_path, capsys, o
     err = capsys.readouterr().err
     assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert os.listdir(tmp_path) == []
+
+
+def test_gaussian_preconditioning_from_the_command_line(tmp_path):
+    """``--input-scaling gaussian --grad-clip 0`` reach the model file: the Gaussian model of the 2-D circle data
+    (its rank capped at D = 2) is stored and loads back."""
+    out = tmp_path / "g.lmm"
+    assert main(["train", "circle", "--out", str(out), "--rank", "2", *SMALL, "--input-scaling", "gaussian",
+                 "--grad-clip", "0"]) == 0
+    model = load_model(out)
+    assert model.config.input_scaling == "gaussian" and model.config.gaussian_rank == 2
+    assert model.pc_var.sum().item() == pytest.approx(1.0, rel=0.05)  # standardised data: E‖z‖² = 1
+    state = torch.load(state_path(out), weights_only=True)  # the run's settings, kept for --resume
+    assert json.loads(state["config"])["grad_clip"] == 0.0
 
 
 def test_a_cuda_device_that_is_not_there_is_one_line(tmp_path, capsys):
