@@ -241,8 +241,9 @@ def test_reversibility(unary_case, seed):
     every mode, which is what geoopt's optimisers may rely on; the port checks both readings of it: in the flat
     modes (δ > 0 without landing: ``retr = x + u``, ``transp`` = identity; the fixed subspace with δ = 0) the round
     trip is exact, and in the curved ones (learned S² with δ = 0, landing) it is not (so the flag is needed there)
-    but its error vanishes with ``u``: a quarter of ``u`` gives at most half the error (with landing the error is
-    first order: the landing follows the learned normal, whose tilt along the step is first order).
+    but its error vanishes with ``u``: a sixteenth of ``u`` gives at most a tenth of the error (measured: 1/100 to
+    1/160). Between ``u/2`` and ``u/4`` the error need not fall (landing on a learned field: 0.0162 then 0.0175 on an
+    Intel Xeon's fixture model, where it had halved on an AMD EPYC's), so the check uses the smaller step.
     """
     M = unary_case.manifold
     assert M.reversible is False
@@ -255,7 +256,7 @@ def test_reversibility(unary_case, seed):
         assert err < 1e-12
     else:
         assert err > 1e-6
-        assert _round_trip_error(M, pX, U / 4) < 0.5 * err
+        assert _round_trip_error(M, pX, U / 16) < 0.1 * err
 
 
 # -- tests/test_rsgd.py and tests/test_adam.py ----------------------------------------------------------------
