@@ -1,6 +1,6 @@
 """Preconditioning of the networks' input: ``c_in`` (`input_scale`, ``input_scaling="unit"``) and Gaussian
-preconditioning (SPEC §4, issue 12): the data's principal directions as a linear
-denoiser that both networks build on.
+preconditioning (issue 12; SPEC is silent on it, so it is derived here): the data's principal directions as a
+linear denoiser that both networks build on.
 
 The standardised data (SPEC §1) are summarised by ``k`` principal directions ``U`` ``(D, k)`` with variances
 ``λ`` ``(k,)`` and one variance ``τ`` shared by the remaining ``D − k`` directions: the Gaussian model
@@ -12,7 +12,9 @@ With ``ModelConfig.input_scaling = "gaussian"``:
 
 - both networks receive ``u = S(σ) y / ρ(σ)``, where ``ρ(σ)² = tr(Σ² (Σ + σ²I)⁻¹) = E‖S(σ) y‖²`` keeps
   ``u`` at unit RMS norm at every bandwidth;
-- the denoiser predicts only what the Gaussian model misses: ``F = F_G(y, σ) + F_θ(u, σ)``.
+- the denoiser predicts only what the Gaussian model misses: ``F = F_G(y, σ) + F_θ(u, σ)``, its head starting at
+  LeCun scale (1/√fan-in; two-network models): with the default near-zero head, or 0.3 of LeCun, the residual
+  (a higher-order function such as a sphere's radius) was never learned on S⁸.
 
 Why (measured in ``benchmarks/RESULTS.md``): on S⁸ spanning 9 of 64 dimensions the plain denoiser learns the
 Gaussian filter and never the sphere's radial shrink, because the 55 noise-only coordinates drown the radius
@@ -31,7 +33,7 @@ __all__ = ["gaussian_filter", "input_scale", "network_input", "principal_compone
 
 
 def principal_components(z: Tensor, k: int, *, seed: int = 0) -> tuple[Tensor, Tensor, Tensor]:
-    """The Gaussian model of standardised points ``z`` ``(n, D)`` (centred, ``E‖z‖² ≈ 1``), SPEC §4.
+    """The Gaussian model of standardised points ``z`` ``(n, D)`` (centred, ``E‖z‖² ≈ 1``; module docstring).
 
     Exact SVD of the ``(n, D)`` rows when ``D ≤ 512``, else a seeded randomised SVD (`torch.svd_lowrank`,
     4 power iterations); no ``D × D`` matrix either way.

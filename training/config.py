@@ -68,8 +68,7 @@ class TrainConfig:
             (`learned_manifold.preconditioning`): the networks see the data's linear denoiser applied to ``y``,
             and the denoiser learns only what it misses. With ``grad_clip=0`` and ``denoiser_warmup=0.5`` (3
             seeds, ``benchmarks/RESULTS.md``): roll 0.012 against 0.028, S² in R⁶⁴ 0.020 against 0.040, S⁸ in R⁶⁴
-            learns its normal (0.39 against 1.24) but the torus doubles (0.028 against 0.015), so not the
-            default.
+            learns its normal (0.39 against 1.24) but the torus's error doubles to triples, so not the default.
         gaussian_rank: principal directions of the Gaussian model under ``input_scaling="gaussian"`` (capped at
             ``D``); estimated from up to 20,000 training points.
         lr, weight_decay, warmup, grad_clip, ema: AdamW with linear warm-up (fraction of steps) then cosine

@@ -47,7 +47,8 @@ _F32 = torch.finfo(torch.float32)
 _CHECK_EVERY = 10  # steps between divergence checks (one host sync each) and, under DDP, stop-flag syncs
 # `TrainConfig` fields (not in `ModelConfig`, so not in `LEGACY_DEFAULTS`) added after training states were first
 # written: the value a state written before them ran with. factor_trunk_grad acts on shared trunks only, which
-# did not exist either, so any value describes those runs; the default keeps them resumable as they were.
+# did not exist either, so any value describes those runs; the default keeps them resumable as they were. The same
+# holds for gaussian_rank, which acts under input_scaling="gaussian" only.
 _TRAIN_LEGACY = {"factor_trunk_grad": TrainConfig.factor_trunk_grad, "gaussian_rank": TrainConfig.gaussian_rank}
 
 __all__ = [
