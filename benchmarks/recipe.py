@@ -30,22 +30,32 @@ from learned_manifold_training.trainer import TrainConfig, select_sigma, standar
 from .accuracy import json_ready, sigma_grid, tune_knn
 from .common import Table, environment, make_parser, parse_args, write_report
 
-__all__ = ["CANDIDATES", "DATASETS", "main", "run_candidate", "summary_table"]
+__all__ = ["CANDIDATES", "DATASETS", "RESIDUAL", "main", "run_candidate", "summary_table"]
+
+RESIDUAL: dict = {"factor_target": "residual", "input_scaling": "none", "grad_clip": 1.0, "denoiser_warmup": 0.25}
+"""The recipe before the sixth session (the factor matched the residual, SPEC §3): the base of the older candidates,
+so that they mean what they meant when they were measured."""
 
 CANDIDATES: dict[str, dict] = {
-    "before": {"input_scaling": "none", "steps": 3000},
-    "unit-input": {"input_scaling": "unit", "steps": 3000},
-    "sigma-max-1": {"sigma_max": 1.0, "steps": 3000},
-    "warmup-0.5": {"denoiser_warmup": 0.5, "steps": 3000},
-    "steps-6000": {"input_scaling": "none", "steps": 6000},
-    "two-networks": {"shared_trunk": False},
-    "shared-trunk": {"shared_trunk": True, "factor_trunk_grad": 0.1},
-    "shared-trunk-stop": {"shared_trunk": True, "factor_trunk_grad": 0.0},
-    "shared-trunk-joint": {"shared_trunk": True, "factor_trunk_grad": 1.0},
-    "shared-trunk-9000": {"shared_trunk": True, "factor_trunk_grad": 0.1, "steps": 9000},
-    "gaussian": {"input_scaling": "gaussian", "grad_clip": 0.0, "denoiser_warmup": 0.5},
-    "gaussian-only": {"input_scaling": "gaussian"},
-    "no-clip": {"grad_clip": 0.0},
+    "before": {**RESIDUAL, "input_scaling": "none", "steps": 3000},
+    "unit-input": {**RESIDUAL, "input_scaling": "unit", "steps": 3000},
+    "sigma-max-1": {**RESIDUAL, "sigma_max": 1.0, "steps": 3000},
+    "warmup-0.5": {**RESIDUAL, "denoiser_warmup": 0.5, "steps": 3000},
+    "steps-6000": {**RESIDUAL, "input_scaling": "none", "steps": 6000},
+    "two-networks": {**RESIDUAL, "shared_trunk": False},
+    "shared-trunk": {**RESIDUAL, "shared_trunk": True, "factor_trunk_grad": 0.1},
+    "shared-trunk-stop": {**RESIDUAL, "shared_trunk": True, "factor_trunk_grad": 0.0},
+    "shared-trunk-joint": {**RESIDUAL, "shared_trunk": True, "factor_trunk_grad": 1.0},
+    "shared-trunk-9000": {**RESIDUAL, "shared_trunk": True, "factor_trunk_grad": 0.1, "steps": 9000},
+    "gaussian": {**RESIDUAL, "input_scaling": "gaussian", "grad_clip": 0.0, "denoiser_warmup": 0.5},
+    "gaussian-only": {**RESIDUAL, "input_scaling": "gaussian"},
+    "no-clip": {**RESIDUAL, "grad_clip": 0.0},
+    "jacobian": {"factor_target": "jacobian", "input_scaling": "none", "grad_clip": 0.0, "denoiser_warmup": 0.5},
+    "jacobian-gaussian": {"factor_target": "jacobian", "input_scaling": "gaussian", "grad_clip": 0.0,
+                          "denoiser_warmup": 0.5},
+    "jacobian-only": {**RESIDUAL, "factor_target": "jacobian"},
+    "jacobian-auto": {"factor_target": "jacobian", "input_scaling": "auto", "grad_clip": 0.0, "denoiser_warmup": 0.5},
+    # the `learned-manifold train` default since the sixth session is jacobian-auto
 }
 """Candidate recipes: `TrainConfig` overrides. ``before`` is the recipe of issue 12 (3000 steps); ``steps-6000``
 the winner, now the default; results in ``benchmarks/results/cpu/recipe.md`` (before, unit-input) and
@@ -55,7 +65,10 @@ the trunk with its gradient scaled by 0.1, 0 (stopped) or 1 (joint), and the fir
 ``benchmarks/results/cpu/recipe-shared-trunk/``. Fifth session: ``gaussian`` (Gaussian preconditioning,
 `learned_manifold.preconditioning`, without gradient clipping and with the factor from half-way) and its parts
 ``gaussian-only`` and ``no-clip``; results in ``benchmarks/RESULTS.md`` (not the default: it halves the error on
-the roll and S² and lets S⁸ learn, but doubles it on the torus)."""
+the roll and S² and lets S⁸ learn, but doubles it on the torus). Sixth session: ``jacobian`` (the factor matches
+the denoiser's Jacobian, `learned_manifold_training.losses`, without clipping, factor from half-way), with
+Gaussian preconditioning (``jacobian-gaussian``), with it where the data's linear span is small
+(``jacobian-auto``, `TrainConfig.input_scaling` ``"auto"``) and alone (``jacobian-only``)."""
 
 DATASETS: dict[str, dict] = {
     "roll": {"make": lambda: SwissRoll(10), "n": 10_000, "base": {}},  # the `learned-manifold train` defaults
@@ -124,6 +137,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--candidates", nargs="+", choices=sorted(CANDIDATES), default=["before", "steps-6000"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")
     parser.add_argument("--n-roll", type=int, default=None, help="training points of the roll (default 10,000)")
+    parser.add_argument("--n", type=int, default=None, help="training points of every data set (default: each "
+                                                             "data set's own; overrides --n-roll)")
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: each data set's base)")
     args = parse_args(parser, argv)
     results: dict = {}
@@ -131,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     for name in args.data:
         spec = DATASETS[name]
         manifold = spec["make"]()
-        n = 400 if args.quick else (args.n_roll or spec["n"]) if name == "roll" else spec["n"]
+        n = 400 if args.quick else args.n or ((args.n_roll or spec["n"]) if name == "roll" else spec["n"])
         base = dict(spec["base"])
         if args.quick:
             base.update(steps=40, batch_size=64, hidden=32, depth=1, emb_dim=32, val_points=80)

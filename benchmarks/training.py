@@ -19,8 +19,9 @@ is reported with the probe's times. A compile that fails, or does not finish wit
 with its error text instead of stopping the run. On CUDA the trainer already uses fused AdamW.
 
 Recipe cost: side by side, in rounds that rotate the order, the steady samples/s of the mean-centred `train`
-recipe (fp32; EMA, clipping, schedule) with two networks (factor and denoiser) and with one shared trunk
-(``shared_trunk``: a factor head and a denoiser head on one backbone), and of a plain uncentred
+recipes (fp32; EMA, schedule; `RECIPES`): the default (two networks, the factor matched to the denoiser's
+Jacobian), the residual target of before, and one shared trunk (``shared_trunk``: a factor head and a denoiser
+head on one backbone), and of a plain uncentred
 metric-matching step of the same factor network (``a = ε``, AdamW, nothing else: the paper's recipe) on the
 same data, batch and device; each recipe's ratio to the plain step is its price per sample.
 
@@ -129,11 +130,11 @@ def _time_limit(seconds: int) -> Iterator[dict]:
 
 
 def _run(data: torch.Tensor, cfg: dict, device: torch.device, precision: str, compile_: bool,
-         shared_trunk: bool | None = None) -> dict:
-    """One short training (``shared_trunk``: ``None`` for the trainer's default); returns the steady-state and
-    overall samples/s, or the error text."""
+         recipe: dict | None = None) -> dict:
+    """One short training (``recipe``: `TrainConfig` overrides, ``None`` for the trainer's defaults); returns
+    the steady-state and overall samples/s, or the error text."""
     warm, measured = cfg["warmup_steps"], cfg["measured_steps"]
-    shared = {} if shared_trunk is None else {"shared_trunk": shared_trunk}
+    shared = dict(recipe or {})
     config = TrainConfig(steps=warm + measured, batch_size=cfg["batch"], rank=16, denoiser_warmup=0.0,
                          val_points=200, precision=precision, compile=compile_, **shared, **cfg["arch"])
     clock = _StepClock(device, marks=(1, warm, warm + measured))
@@ -202,8 +203,11 @@ def _plain_rate(data: torch.Tensor, cfg: dict, device: torch.device, network: di
     return batch * cfg["measured_steps"] / (time.perf_counter() - start)
 
 
-RECIPES = {"two networks": False, "shared trunk": True}
-"""The mean-centred recipes compared with the plain step: name → ``TrainConfig.shared_trunk``."""
+RECIPES = {"default (Jacobian target)": {},
+           "residual target": {"factor_target": "residual"},
+           "shared trunk, residual target": {"shared_trunk": True, "factor_target": "residual"}}
+"""The mean-centred recipes compared with the plain step: name → `TrainConfig` overrides (the default recipe
+since the sixth session matches the denoiser's Jacobian, one more forward-mode pass of the denoiser per step)."""
 
 
 def _recipe_vs_plain(data: torch.Tensor, cfg: dict, device: torch.device, rounds: int = 3) -> dict:
@@ -219,7 +223,7 @@ def _recipe_vs_plain(data: torch.Tensor, cfg: dict, device: torch.device, rounds
             if name == "plain":
                 rates[name] = _plain_rate(data, cfg, device, network) if network else None
                 continue
-            r = _run(data, cfg, device, "fp32", False, shared_trunk=RECIPES[name])
+            r = _run(data, cfg, device, "fp32", False, recipe=RECIPES[name])
             if r["status"] != "ok":
                 return {"status": r["status"], "error": f"{name}: {r.get('error')}", "rounds": runs}
             rates[name], network = r["steady_samples_per_s"], r["model_config"]
@@ -370,8 +374,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 
 _RECIPE_NOTES = [
-    "Recipe / plain step: the price per sample of a mean-centred recipe (two networks: a second network; shared "
-    "trunk: one more output column and the denoiser's loss; both: EMA, clipping, schedule, health checks) over "
+    "Recipe / plain step: the price per sample of a mean-centred recipe (two networks: a second network, and "
+    "with the Jacobian target one forward-mode pass of the denoiser; shared trunk: one more output column and the "
+    "denoiser's loss; all: EMA, schedule, health checks) over "
     "the bare uncentred step of the same factor network (the paper's recipe). Each round runs every setting "
     "once, the order rotated; a ratio divides rates of the same round.",
 ]
@@ -398,7 +403,7 @@ def _recipe_report(args, env: dict, cfg: dict, recipe: dict) -> dict:
     """Write ``training_recipe.json`` / ``.md`` (``--recipe-only``) and return the comparison."""
     settings = {"data": f"S⁸ in R⁶⁴ (sphere8), {N_POINTS:,} points",
                 "network": f"FiLMResMLP {cfg['arch']}, rank 16",
-                "recipes": {n: f"mean-centred, shared_trunk={v}, denoiser and factor every step (no warm-up)"
+                "recipes": {n: f"mean-centred, {v or 'defaults'}, denoiser and factor every step (no warm-up)"
                             for n, v in RECIPES.items()},
                 "batch": cfg["batch"], "steps": f"{cfg['warmup_steps']} warm-up + {cfg['measured_steps']} measured",
                 "rounds": args.rounds, "quick": args.quick}

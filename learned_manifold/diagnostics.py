@@ -27,6 +27,13 @@ as ``σ`` falls (it is of order ``σ²`` times the curvature), while an unresolv
 report also gives the factor's relative ``(d+1)``-th eigenvalue ``λ_{d+1}/λ₁`` at ``σ`` and at ``σ/2``
 (*normal growth*: the second minus the first).
 
+What this check cannot see: a shared failure whose normal does not grow as σ halves. On S⁸ in R⁶⁴ the
+residual-trained factor and its denoiser both kept the sphere's 9-dimensional linear span (a Wiener filter,
+whose normal eigenvalue is flat in σ) and agreed; a factor trained on the denoiser's Jacobian
+(``factor_target="jacobian"``, the default) agrees with its denoiser by construction. The trainer and
+``learned-manifold info --data`` therefore also run `learned_manifold.neighbour_check`, which compares the model
+with an estimate from the data's own neighbours.
+
 Measured (`tests/learned_manifold/test_diagnostics.py`, scratch runs noted in the closing note of issue 12):
 an under-trained torus model in R³ (tangent error 0.37) has tangent disagreement 0.25 and normal growth 0.11; a
 good one (0.04) 0.05 and 0.04; the swiss roll in R¹⁰ trained with the CLI defaults (tangent error 0.32, the

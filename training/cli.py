@@ -30,12 +30,13 @@ from pathlib import Path
 
 import torch
 
-from learned_manifold.models import INPUT_SCALINGS, LOSSES, SAMPLER_NAMES
+from learned_manifold.models import LOSSES, SAMPLER_NAMES
 from learned_manifold.precision import PRECISIONS
 from learned_manifold.unet import UNET_PRESETS
 
 from . import vae_cli
-from .config import BACKBONE_CHOICES, TrainConfig
+from .config import BACKBONE_CHOICES, TRAIN_INPUT_SCALINGS, TrainConfig
+from .losses import FACTOR_TARGETS
 from .outputs import OutputLock, check_output
 from .runtime import TrainingInterrupted, resolve_device
 
@@ -95,10 +96,15 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--factor-trunk-grad", type=float, default=_DEFAULTS["factor_trunk_grad"],
                    help="with --shared-trunk: scale in [0, 1] of the factor loss's gradient into the trunk (0: the "
                         "trunk learns from the denoiser alone)")
-    p.add_argument("--input-scaling", default=_DEFAULTS["input_scaling"], choices=INPUT_SCALINGS,
+    p.add_argument("--factor-target", default=_DEFAULTS["factor_target"], choices=FACTOR_TARGETS,
+                   help="centred runs: what the factor matches: residual (one noisy sample of the centred CDC per "
+                        "point, SPEC §3) or jacobian (the trained denoiser's Jacobian, one forward-mode product "
+                        "per point)")
+    p.add_argument("--input-scaling", default=_DEFAULTS["input_scaling"], choices=TRAIN_INPUT_SCALINGS,
                    help="what the networks see: none (the standardised point), unit (c_in(σ) times it), gaussian "
                         "(the data's linear denoiser applied to it, plus a linear skip for the denoiser; "
-                        "benchmarks/RESULTS.md)")
+                        "benchmarks/RESULTS.md), auto (gaussian for the MLP when the data's linear span has at most "
+                        "half the dimensions, else none)")
     p.add_argument("--grad-clip", type=float, default=_DEFAULTS["grad_clip"],
                    help="gradient-norm clipping (0 disables)")
     p.add_argument("--tikhonov", type=float, default=0.0, help="Tikhonov term λ_T in G = AAᵀ + λ_T I")
@@ -170,8 +176,8 @@ def _config(args: argparse.Namespace) -> TrainConfig:
             lr=args.lr, sampler=args.sampler, sigma_min=args.sigma_min, sigma_max=args.sigma_max,
             centred=not args.uncentred, shared_trunk=args.shared_trunk,
             factor_trunk_grad=args.factor_trunk_grad, tikhonov=args.tikhonov, loss=args.loss,
-            input_scaling=args.input_scaling, grad_clip=args.grad_clip, precision=args.precision,
-            compile=args.compile, val_every=args.val_every,
+            input_scaling=args.input_scaling, factor_target=args.factor_target, grad_clip=args.grad_clip,
+            precision=args.precision,            compile=args.compile, val_every=args.val_every,
             checkpoint_every=args.checkpoint_every, seed=args.seed,
         )
     except (TypeError, ValueError) as err:
@@ -254,6 +260,12 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
               f"{check['tangent_disagreement']}, normal growth {check['normal_growth']}): its tangent spaces are "
               f"not to be trusted; `learned-manifold info {args.out} --data {args.data}` shows the spectra",
               file=sys.stderr)
+    near = v.get("neighbour_check")
+    if isinstance(near, dict) and not near.get("trusted", True):
+        print(f"warning: the model disagrees with an estimate from the training points' neighbours at sigma="
+              f"{near['sigma']:.4g} (dimension {near['model_dimension']} against {near['neighbour_dimension']}, "
+              f"tangent disagreement {near['tangent_disagreement']}): its tangent spaces are not to be trusted",
+              file=sys.stderr)
     return 0
 
 
@@ -294,6 +306,11 @@ def _summary(path: str, meta: dict) -> str:
         f"seed {e.get('seed', 'unknown')}",
         f"  library:     learned-manifold {e.get('library_version', 'unknown')}",
     ]
+    scaling = e.get("input_scaling")
+    if isinstance(scaling, dict) and "chosen" in scaling:
+        span = (f", linear span {scaling['span_dimension']} of {scaling['dim']} dimensions"
+                if "span_dimension" in scaling else "")
+        lines.insert(3, f"  input:       {scaling['chosen']} ({scaling.get('rule', '')}{span})")
     scalars = {k: v for k, v in e.get("validation", {}).items() if isinstance(v, (int, float))}
     if scalars:
         lines.append("  validation:  " + ", ".join(f"{k} {v:.4g}" for k, v in scalars.items()))
@@ -302,6 +319,15 @@ def _summary(path: str, meta: dict) -> str:
         lines.append(f"  consistency: {'trusted' if check.get('trusted') else 'NOT TRUSTED'} on held-out points "
                      f"(tangent disagreement {_number(check.get('tangent_disagreement'))}, normal growth "
                      f"{_number(check.get('normal_growth'))}; `info MODEL --data DATA` for details)")
+    near = e.get("validation", {}).get("neighbour_check")
+    if isinstance(near, dict):
+        if not near.get("informative"):
+            lines.append("  neighbours:  no verdict (too few training points for a neighbour estimate)")
+        else:
+            lines.append(f"  neighbours:  {'trusted' if near.get('trusted') else 'NOT TRUSTED'} at sigma "
+                         f"{_number(near.get('sigma'))} (dimension {near.get('model_dimension')} against the "
+                         f"neighbours' {near.get('neighbour_dimension')}, tangent disagreement "
+                         f"{_number(near.get('tangent_disagreement'))})")
     return "\n".join(lines)
 
 
@@ -310,38 +336,49 @@ def _info(args: argparse.Namespace) -> int:
 
     meta = read_metadata(args.model)  # refuses (ModelFileError, a ValueError) every file load_model refuses
     meta["extra"].get("validation", {}).pop("sigma_table", None)
-    report = None
+    report = near = None
     if args.data is not None:
-        report = _consistency(args)
-        meta["self_consistency"] = report.summary()
+        report, near = _consistency(args)
+        if report is not None:
+            meta["self_consistency"] = report.summary()
+        meta["neighbour_check"] = near.summary()
     print(json.dumps(meta, indent=2) if args.json else _summary(args.model, meta))
-    if report is not None and not args.json:
-        s = report.summary()
-        print(f"  spectra:     factor {s['factor_top_eigenvalues']}\n"
-              f"               denoiser {s['denoiser_top_eigenvalues']}")
-        print(report.message())
+    if near is not None and not args.json:
+        if report is not None:
+            s = report.summary()
+            print(f"  spectra:     factor {s['factor_top_eigenvalues']}\n"
+                  f"               denoiser {s['denoiser_top_eigenvalues']}")
+            print(report.message())
+        print(near.message())
     return 0
 
 
 def _consistency(args: argparse.Namespace):
-    """`learned_manifold.diagnostics.self_consistency` of ``args.model`` on up to ``--num-points`` of ``--data``."""
+    """The checks of ``args.model`` on up to ``--num-points`` of ``--data``: `self_consistency` (``None`` for an
+    uncentred model, which has no denoiser) and `neighbour_check` against the rest of the data."""
     from learned_manifold import load_model
     from learned_manifold.diagnostics import self_consistency
+    from learned_manifold.neighbour_check import neighbour_check
 
     from .data import resolve_data
+    from .trainer import sigma_grid
 
     if args.num_points < 1:
         raise ValueError(f"--num-points must be >= 1, got {args.num_points}")
     model = load_model(args.model)
-    if not model.has_denoiser:
-        raise ValueError(f"{args.model!r} is an uncentred model (no denoiser): the self-consistency check needs both "
-                         "networks")
     data, _ = resolve_data(args.data, seed=1)
     if tuple(data.shape[1:]) != tuple(model.data_shape) and data[0].numel() != model.dim:
         raise ValueError(f"--data has points of shape {tuple(data.shape[1:])}; the model expects "
                          f"{tuple(model.data_shape)}")
-    keep = torch.randperm(data.shape[0], generator=torch.Generator().manual_seed(0))[: args.num_points]
-    return self_consistency(model, data[keep].float())
+    if data.shape[0] < 3:
+        raise ValueError(f"--data needs at least 3 points (held-out points and neighbours), got {data.shape[0]}")
+    order = torch.randperm(data.shape[0], generator=torch.Generator().manual_seed(0))
+    n_check = min(args.num_points, data.shape[0] // 2)
+    keep, rest = order[:n_check], order[n_check:]
+    rest = rest[: max(2, min(20_000, 2**24 // model.dim))]
+    x = data[keep].float()
+    report = self_consistency(model, x) if model.has_denoiser else None
+    return report, neighbour_check(model, x, data[rest].float(), sigma_grid(model))
 
 
 def _sigterm_as_interrupt(signum, frame) -> None:

@@ -23,9 +23,18 @@ from learned_manifold.models import (
 from learned_manifold.precision import PRECISIONS
 from learned_manifold.unet import UNET_PRESETS, unet_preset
 
-__all__ = ["BACKBONE_CHOICES", "MAX_SEED", "TrainConfig", "is_image_shape"]
+from .losses import FACTOR_TARGETS
+
+__all__ = ["BACKBONE_CHOICES", "MAX_SEED", "SPAN_FRACTION", "TRAIN_INPUT_SCALINGS", "TrainConfig", "is_image_shape"]
 
 BACKBONE_CHOICES = ("auto", "mlp", "unet")
+
+TRAIN_INPUT_SCALINGS = ("auto", *INPUT_SCALINGS)
+"""``input_scaling`` values of a run: ``"auto"`` resolves to one of the model's `INPUT_SCALINGS` from the data."""
+
+SPAN_FRACTION = 0.5
+"""``input_scaling="auto"`` preconditions when the data's linear span (principal variances above 10⁻³ of the
+largest) has at most this fraction of the ``D`` dimensions (`learned_manifold_training.trainer`)."""
 
 MAX_SEED = 2**63 // 1_000_003 - 2**32  # batches are keyed by seed * 1_000_003 + step (a 64-bit generator seed)
 MAX_STEPS = 2**31
@@ -48,7 +57,15 @@ class TrainConfig:
             FiLM residual MLP of SPEC §4) or ``"unet"`` (`learned_manifold.unet.UNet`, SPEC §9).
         preset: a UNet preset of `learned_manifold.unet.UNET_PRESETS` (``None``: ``"small"``); only with the UNet.
         centred: train a denoiser and match the mean-centred CDC (SPEC §3; the best measured recipe).
-        denoiser_warmup: fraction of the steps that train the denoiser alone before the factor starts.
+        denoiser_warmup: fraction of the steps that train the denoiser alone before the factor starts (default
+            0.5: the Jacobian target is only as good as the denoiser it is read from).
+        factor_target: (centred runs) what the factor matches: ``"jacobian"`` (default; the trained denoiser's
+            Jacobian ``Γᶜ = ∂x̂/∂y`` by one forward-mode product per point, `learned_manifold_training.losses`)
+            or ``"residual"`` (SPEC §3, one noisy sample ``aaᵀ`` of ``Γᶜ`` per point; the default before the
+            sixth session). The default recipe (``jacobian``, ``input_scaling="auto"``, ``grad_clip=0``,
+            ``denoiser_warmup=0.5``) against the residual one, ``benchmarks/results/cpu/recipe-jacobian/`` and
+            ``benchmarks/RESULTS.md``: S⁸ in R⁶⁴ learns its dimension (error 1.24 → 0.03), the roll, S² and
+            the torus improve or hold; a step costs one more denoiser forward pass.
         shared_trunk: (centred runs) one network with a factor head and a denoiser head on a shared trunk
             (`learned_manifold.models.ModelConfig.shared_trunk`) instead of two networks: a step costs one
             network's forward and backward (0.95× the samples/s of a plain uncentred step, two networks 0.58×,
@@ -61,19 +78,21 @@ class TrainConfig:
             wrecks the denoiser), ``0`` on the denoiser's alone (the factor head reads the denoiser's features:
             roll 0.096); ``0.1`` was the best measured (``recipe-shared-trunk/screening.md``).
         loss, tikhonov, sampler, sigma_min, sigma_max: the loss and bandwidth sampler (SPEC §3).
-        input_scaling: ``"none"`` (default) feeds both networks the standardised ``y`` as is; ``"unit"`` feeds
-            ``c_in(σ) y`` with unit RMS norm at every bandwidth (`learned_manifold.models.input_scale`). Measured
-            in ``benchmarks/results/cpu/recipe.md`` (3 seeds): better on the Swiss roll in R¹⁰, worse on the
-            torus in R³, so not the default. ``"gaussian"``: Gaussian preconditioning
+        input_scaling: ``"auto"`` (default): ``"gaussian"`` for the MLP when the data's linear span (principal
+            variances above 10⁻³ of the largest) has at most `SPAN_FRACTION` of the ``D`` dimensions, else
+            ``"none"`` (the choice and the span are recorded in the model file). ``"none"`` feeds both networks
+            the standardised ``y`` as is; ``"unit"`` feeds ``c_in(σ) y`` with unit RMS norm at every bandwidth
+            (`learned_manifold.models.input_scale`; better on the roll, worse on the torus,
+            ``benchmarks/results/cpu/recipe.md``). ``"gaussian"``: Gaussian preconditioning
             (`learned_manifold.preconditioning`): the networks see the data's linear denoiser applied to ``y``,
-            and the denoiser learns only what it misses. With ``grad_clip=0`` and ``denoiser_warmup=0.5`` (3
-            seeds, ``benchmarks/RESULTS.md``): roll 0.012 against 0.028, S² in R⁶⁴ 0.020 against 0.040, S⁸ in R⁶⁴
-            learns its normal (0.39 against 1.24) but the torus's error doubles to triples, so not the default.
+            and the denoiser learns only what it misses: without it S⁸'s denoiser never learns the radius (its
+            normal eigenvalue stays 0.96); on the torus, which fills R³, it triples the error.
         gaussian_rank: principal directions of the Gaussian model under ``input_scaling="gaussian"`` (capped at
             ``D``); estimated from up to 20,000 training points.
         lr, weight_decay, warmup, grad_clip, ema: AdamW with linear warm-up (fraction of steps) then cosine
-            decay to ``lr/10``; gradient-norm clipping (``0`` disables; at 1.0 it keeps a Gaussian-preconditioned
-            denoiser from learning S⁸'s radius, ``benchmarks/RESULTS.md``); EMA decay of the saved weights
+            decay to ``lr/10``; gradient-norm clipping (``0``, the default, disables; at 1.0 it keeps a
+            Gaussian-preconditioned denoiser from learning S⁸'s radius, ``benchmarks/RESULTS.md``); EMA decay of
+            the saved weights
             (``0`` disables).
         val_every: validation period in steps (``0``: only at the end); checkpoint_every: checkpoint period
             (``0``: only at the end and on interruption).
@@ -97,7 +116,8 @@ class TrainConfig:
     backbone: str = "auto"
     preset: str | None = None
     centred: bool = True
-    denoiser_warmup: float = 0.25
+    denoiser_warmup: float = 0.5
+    factor_target: str = "jacobian"
     shared_trunk: bool = False
     factor_trunk_grad: float = 0.1
     loss: str = "lowrank"
@@ -105,12 +125,12 @@ class TrainConfig:
     sampler: str = "loguniform"
     sigma_min: float = 3e-3
     sigma_max: float = 4.0
-    input_scaling: str = "none"
+    input_scaling: str = "auto"
     gaussian_rank: int = 64
     lr: float = 2e-3
     weight_decay: float = 0.0
     warmup: float = 0.02
-    grad_clip: float = 1.0
+    grad_clip: float = 0.0
     ema: float = 0.999
     val_every: int = 0
     checkpoint_every: int = 0
@@ -145,7 +165,8 @@ class TrainConfig:
         _choice(self.loss, "loss", LOSSES)
         _choice(self.sampler, "sampler", SAMPLER_NAMES)
         _choice(self.precision, "precision", PRECISIONS)
-        _choice(self.input_scaling, "input_scaling", INPUT_SCALINGS)
+        _choice(self.factor_target, "factor_target", FACTOR_TARGETS)
+        _choice(self.input_scaling, "input_scaling", TRAIN_INPUT_SCALINGS)
         self.gaussian_rank = check_int(self.gaussian_rank, "gaussian_rank", 1, MAX_DIM)
         self.tikhonov = check_real(self.tikhonov, "tikhonov", nonnegative=True)
         self.sigma_min = check_real(self.sigma_min, "sigma_min", positive=True)

@@ -3,6 +3,16 @@ loss; reduction belongs to the training loop.
 
 Notation: ``A`` is the factor ``(B, D, r)`` with ``G = AAᵀ + λ_T I``; ``a`` the target vector ``(B, D)``,
 either ``ε`` (uncentred) or ``F_θ − ε = (x − x̂)/σ`` (mean-centred, with a trained denoiser).
+
+Two targets for the mean-centred factor (``TrainConfig.factor_target``, docs/SPEC.md §3):
+
+* ``"residual"`` (SPEC §3): ``E[aaᵀ | y] = Cov[x | y]/σ² = Γᶜ``: one noisy sample of ``Γᶜ`` per point;
+* ``"jacobian"`` (derived here): by Tweedie's identity ``Γᶜ(y) = ∂x̂/∂y = I − σ ∂F_θ/∂y`` (SPEC §2), so the
+  factor can match the trained denoiser's Jacobian itself. With a probe ``v ~ N(0, I)`` independent of ``y``,
+  ``E_v ‖(AAᵀ − J)v‖² = ‖AAᵀ − J‖²_F``: `jacobian_matching` is an unbiased estimate of the Frobenius
+  distance to ``J`` from one forward-mode product ``Jv`` (no ``D × D``, no second backward). Its target has no
+  posterior noise: the residual's normal component is ``O(σ)``-small and noisy, and on S⁸ in R⁶⁴ the factor
+  never learned it from the residual while the denoiser had (``benchmarks/RESULTS.md``).
 """
 
 from __future__ import annotations
@@ -14,7 +24,13 @@ from torch import Tensor
 
 from learned_manifold.models import MetricModel
 
-__all__ = ["DenoiserLoss", "MetricMatchingLoss", "frobenius_full", "frobenius_lowrank", "noisy"]
+__all__ = [
+    "FACTOR_TARGETS", "DenoiserLoss", "MetricMatchingLoss", "centred_cdc_jvp", "frobenius_full",
+    "frobenius_lowrank", "jacobian_matching", "noisy",
+]
+
+FACTOR_TARGETS = ("residual", "jacobian")
+"""What a mean-centred factor is matched to (module docstring)."""
 
 
 def frobenius_full(A: Tensor, a: Tensor, tikhonov: float = 0.0) -> Tensor:
@@ -36,6 +52,26 @@ def frobenius_lowrank(A: Tensor, a: Tensor, tikhonov: float = 0.0) -> Tensor:
     if tikhonov:
         loss = loss + 2 * tikhonov * A.pow(2).sum(dim=(-2, -1))
     return loss
+
+
+def jacobian_matching(A: Tensor, v: Tensor, Jv: Tensor) -> Tensor:
+    """``‖A Aᵀ v − J v‖²`` per sample: ``A`` ``(B, D, r)``, probe ``v`` and target ``Jv`` ``(B, D)`` (or
+    ``(B, *data_shape)``, flattened) → ``(B,)``.
+
+    For ``v ~ N(0, I)`` independent of ``A`` and ``J`` its mean is ``‖AAᵀ − J‖²_F``. Cost ``O(D r)``."""
+    A, v, Jv = A.float(), v.reshape(v.shape[0], -1).float(), Jv.reshape(Jv.shape[0], -1).float()
+    AAv = A @ (A.transpose(-1, -2) @ v.unsqueeze(-1))
+    return (AAv.squeeze(-1) - Jv).pow(2).sum(-1)
+
+
+def centred_cdc_jvp(model: MetricModel, y: Tensor, sigma_z: Tensor, v: Tensor) -> Tensor:
+    """``Γᶜ v = (∂ẑ/∂y) v = v − σ_z (∂F_θ/∂y) v`` from the denoiser (standardised units, no gradient).
+
+    ``y``, ``v`` ``(B, *data_shape)``, ``σ_z`` ``(B,)`` or ``(1,)`` → ``(B, D)`` float32; one forward-mode pass."""
+    with torch.no_grad():
+        _, dF = torch.func.jvp(lambda u: model.noise_z(u, sigma_z), (y,), (v,))
+    flat = v.reshape(v.shape[0], -1).float()
+    return flat - sigma_z.reshape(-1, 1).float() * dF.float()
 
 
 def noisy(z: Tensor, sigma_z: Tensor, eps: Tensor) -> Tensor:

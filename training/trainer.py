@@ -32,13 +32,14 @@ from learned_manifold.evaluation import bandwidth_grid, spectral_report
 from learned_manifold.geometry import eigenpairs
 from learned_manifold.model_file import read_metadata
 from learned_manifold.models import LEGACY_DEFAULTS, MetricModel, ModelConfig, check_int
+from learned_manifold.neighbour_check import neighbour_check
 from learned_manifold.precision import choose_precision, workload_key
 from learned_manifold.preconditioning import principal_components
 
 from .batches import TrainingRows, standardisation
-from .config import TrainConfig
+from .config import SPAN_FRACTION, TrainConfig
 from .data.stream import ArraySource
-from .losses import DenoiserLoss, MetricMatchingLoss, noisy
+from .losses import FACTOR_TARGETS, DenoiserLoss, MetricMatchingLoss, centred_cdc_jvp, jacobian_matching, noisy
 from .outputs import Checkpointer, OutputLock, check_output, state_path
 from .runtime import StopRequest, TrainingDiverged, TrainingInterrupted, check_health, resolve_device
 from .samplers import make_sampler
@@ -49,7 +50,8 @@ _CHECK_EVERY = 10  # steps between divergence checks (one host sync each) and, u
 # written: the value a state written before them ran with. factor_trunk_grad acts on shared trunks only, which
 # did not exist either, so any value describes those runs; the default keeps them resumable as they were. The same
 # holds for gaussian_rank, which acts under input_scaling="gaussian" only.
-_TRAIN_LEGACY = {"factor_trunk_grad": TrainConfig.factor_trunk_grad, "gaussian_rank": TrainConfig.gaussian_rank}
+_TRAIN_LEGACY = {"factor_trunk_grad": TrainConfig.factor_trunk_grad, "gaussian_rank": TrainConfig.gaussian_rank,
+                 "factor_target": "residual"}
 
 __all__ = [
     "TrainConfig",
@@ -140,22 +142,32 @@ class _Objective(nn.Module):
     the denoiser's prediction ``F`` feeds its own loss and, detached, the factor's target ``a = F − ε`` (SPEC §3).
     """
 
-    def __init__(self, model: MetricModel, matching: MetricMatchingLoss, factor_trunk_grad: float = 1.0):
+    def __init__(self, model: MetricModel, matching: MetricMatchingLoss, factor_trunk_grad: float = 1.0,
+                 factor_target: str = "residual"):
         super().__init__()
+        if factor_target not in FACTOR_TARGETS:
+            raise ValueError(f"factor_target must be one of {list(FACTOR_TARGETS)}, got {factor_target!r}")
         self.model = model
         self.matching = matching
         self.denoising = DenoiserLoss()
         self.factor_trunk_grad = factor_trunk_grad  # shared trunk: the factor's gradient into it is scaled by this
+        self.factor_target = factor_target
 
-    def forward(self, z: Tensor, sigma_z: Tensor, eps: Tensor, with_factor: bool) -> Tensor:
+    def forward(self, z: Tensor, sigma_z: Tensor, eps: Tensor, with_factor: bool,
+                probe: Tensor | None = None) -> Tensor:
+        """``probe``: the ``N(0, I)`` vectors ``(B, *data_shape)`` of the Jacobian target (drawn here if None)."""
         if not self.model.has_denoiser:  # uncentred: a = ε, the factor from the first step
             return self.matching(self.model, z, sigma_z, eps)
         y = noisy(z, sigma_z, eps)
         if not with_factor:  # the denoiser's warm-up
             return self.denoising.of_prediction(self.model.noise_z(y, sigma_z), eps).float()
         A, noise = self.model.factor_and_noise_z(y, sigma_z, self.factor_trunk_grad)
+        denoising = self.denoising.of_prediction(noise, eps).float()
+        if self.factor_target == "jacobian":  # match Γᶜ = ∂ẑ/∂y of the denoiser (losses module docstring)
+            v = torch.randn_like(y) if probe is None else probe.to(y.dtype)
+            return denoising + jacobian_matching(A, v, centred_cdc_jvp(self.model, y, sigma_z, v))
         a = noise.detach().to(eps.dtype) - eps.reshape(eps.shape[0], -1)
-        return self.denoising.of_prediction(noise, eps).float() + self.matching.of_factor(A, a)
+        return denoising + self.matching.of_factor(A, a)
 
 
 def _distributed() -> tuple[int, int]:
@@ -176,14 +188,51 @@ def _lr_factor(step: int, cfg: TrainConfig) -> float:
 
 
 def _batch(step: int, cfg: TrainConfig, n_data: int, shape: tuple[int, ...], sampler, scale: float,
-           device: torch.device, rank: int, world: int) -> tuple[Tensor, Tensor, Tensor]:
-    """The global batch of step ``step`` (indices, σ_z, ε), keyed by (seed, step); this rank's slice."""
+           device: torch.device, rank: int, world: int) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """The global batch of step ``step`` (indices, σ_z, ε, and the Jacobian target's probes or ``None``), keyed
+    by (seed, step); this rank's slice. The probes are drawn last, so other runs' batches do not change."""
     g = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + step)
     idx = torch.randint(n_data, (cfg.batch_size,), generator=g, device=device)
     sigma_z = sampler(cfg.batch_size, generator=g, device=device) / scale
     eps = torch.randn(cfg.batch_size, *shape, generator=g, device=device)
+    probe = None
+    if cfg.centred and cfg.factor_target == "jacobian":
+        probe = torch.randn(cfg.batch_size, *shape, generator=g, device=device)
     lo, hi = rank * cfg.batch_size // world, (rank + 1) * cfg.batch_size // world
-    return idx[lo:hi], sigma_z[lo:hi], eps[lo:hi]
+    return idx[lo:hi], sigma_z[lo:hi], eps[lo:hi], None if probe is None else probe[lo:hi]
+
+
+def _input_scaling(cfg: TrainConfig, rows: TrainingRows, arch: str
+                   ) -> tuple[str, tuple[Tensor, Tensor, Tensor] | None, dict]:
+    """The model's input scaling, its Gaussian model (``None`` unless ``"gaussian"``) and why, for the file.
+
+    ``"auto"``: Gaussian preconditioning for the MLP when the standardised data's linear span (principal variances
+    above 10⁻³ of the largest, among the first ``gaussian_rank``) has at most ``SPAN_FRACTION · D`` dimensions;
+    else ``"none"``. Measured (``benchmarks/RESULTS.md``): it lets the denoiser learn S⁸'s radius in R⁶⁴ (span 9
+    of 64), helps the swiss roll in R¹⁰ (3 of 10) and S² in R⁶⁴ (3 of 64), and hurts the torus in R³ (3 of 3).
+    The UNet is never preconditioned by ``"auto"`` (untrained with it)."""
+    dim = math.prod(rows.shape)
+    if cfg.input_scaling not in ("auto", "gaussian"):
+        return cfg.input_scaling, None, {"chosen": cfg.input_scaling, "rule": "asked for"}
+    if cfg.input_scaling == "auto" and arch != "film_mlp":
+        return "none", None, {"chosen": "none", "rule": "auto: the UNet is not preconditioned"}
+    components = principal_components(rows.standardised_sample(20_000), min(cfg.gaussian_rank, dim), seed=cfg.seed)
+    var = components[1]
+    span = int((var > 1e-3 * var[0]).sum())
+    why = {"span_dimension": span, "dim": dim}
+    if cfg.input_scaling == "gaussian":
+        return "gaussian", components, {"chosen": "gaussian", "rule": "asked for", **why}
+    chosen = "gaussian" if span <= SPAN_FRACTION * dim else "none"
+    rule = f"auto: gaussian when the linear span has at most {SPAN_FRACTION:g} D dimensions"
+    return chosen, components if chosen == "gaussian" else None, {"chosen": chosen, "rule": rule, **why}
+
+
+def _reference_points(rows: TrainingRows) -> Tensor:
+    """Training points in data units, flat, for `neighbour_check`: up to 20,000, and at most ``2²⁴`` numbers
+    (``2²⁴ / D`` points for large ``D``: 4,096 images of 64 × 64), a seeded subsample."""
+    dim = math.prod(rows.shape)
+    z = rows.standardised_sample(max(2, min(20_000, 2**24 // dim)))
+    return z * rows.scale + rows.mean.reshape(1, -1).to(z.dtype).cpu()
 
 
 def bandwidth_sampler(cfg: TrainConfig, scale: float):
@@ -297,24 +346,25 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, rank: int, manifold, out:
         raise ValueError(f"the bandwidth range [{cfg.sigma_min:g}, {cfg.sigma_max:g}] x data scale {scale:.3g} "
                          f"leaves float32's range: rescale the data")
     arch, arch_kwargs, rank = cfg.model_spec(shape)  # under backbone "auto": the UNet for images, else the MLP
+    input_scaling, gaussian, span = _input_scaling(cfg, rows, arch)
     mcfg = ModelConfig(
         data_shape=shape, rank=rank, centred=cfg.centred, loss=cfg.loss, tikhonov=cfg.tikhonov,
         arch=arch, arch_kwargs=arch_kwargs,
         sampler=cfg.sampler, sigma_min=cfg.sigma_min * scale, sigma_max=cfg.sigma_max * scale,
-        default_sigma=scale * 2.0 ** -4, sigma_rule="initial guess s/16", input_scaling=cfg.input_scaling,
+        default_sigma=scale * 2.0 ** -4, sigma_rule="initial guess s/16", input_scaling=input_scaling,
         shared_trunk=cfg.shared_trunk and cfg.centred,
-        gaussian_rank=min(cfg.gaussian_rank, math.prod(shape)) if cfg.input_scaling == "gaussian" else 0,
+        gaussian_rank=gaussian[0].shape[1] if gaussian is not None else 0,
     )
     with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the caller's RNG
         torch.manual_seed(cfg.seed)
         model = MetricModel(mcfg, scale=scale, mean=mean).to(device)
         ema = MetricModel(mcfg, scale=scale, mean=mean).to(device)
-    if mcfg.input_scaling == "gaussian":  # the data's Gaussian model (SPEC §4), before the first step
-        model.set_gaussian_model(*principal_components(rows.standardised_sample(20_000), mcfg.gaussian_rank,
-                                                       seed=cfg.seed))
+    if gaussian is not None:  # the data's Gaussian model (SPEC §4), before the first step
+        model.set_gaussian_model(*gaussian)
     ema.load_state_dict(model.state_dict())
     ema.requires_grad_(False)
-    objective = _Objective(model, MetricMatchingLoss(cfg.loss, cfg.tikhonov, cfg.centred), cfg.factor_trunk_grad)
+    objective = _Objective(model, MetricMatchingLoss(cfg.loss, cfg.tikhonov, cfg.centred), cfg.factor_trunk_grad,
+                           cfg.factor_target)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
                             fused=device.type == "cuda" or None)
@@ -354,8 +404,9 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, rank: int, manifold, out:
     first = _batch(start, cfg, rows.n_train, shape, sampler, scale, device, rank_id, world)  # "auto" probes it
     first_z = rows.rows(start, first[0], start + 1) if cfg.precision == "auto" else None
     precision, probe = choose_precision(  # "auto": a full step (denoiser + factor) timed in fp32 and bf16, eager
-        cfg.precision, device, lambda: objective(first_z, *first[1:], True), backward=True,
-        key=workload_key("train", model.config, first[0].shape[0]), distributed=world > 1,
+        cfg.precision, device, lambda: objective(first_z, *first[1:3], True, first[3]), backward=True,
+        key=workload_key("train" if cfg.factor_target == "residual" else "train-jacobian", model.config,
+                         first[0].shape[0]), distributed=world > 1,
         previous=read_metadata(out)["extra"].get("precision_probe") if resume and rank_id == 0 else None)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     history: list[dict] = []
@@ -366,7 +417,8 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, rank: int, manifold, out:
     if is_main and out is not None:
         ckpt = Checkpointer(out, model, ema, opt, cfg, fingerprint, saved_step=start if resume else None, info={
             "num_points": rows.n, "num_train_points": rows.n_train, "num_val_points": val_x.shape[0],
-            "precision": precision, "precision_probe": probe, **({"data": data_info} if data_info else {})})
+            "precision": precision, "precision_probe": probe, "input_scaling": span,
+            **({"data": data_info} if data_info else {})})
     bar = tqdm(total=cfg.steps, initial=start, disable=not (progress and is_main), desc="train",
                dynamic_ncols=True)
     t0 = time.perf_counter()
@@ -374,10 +426,11 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, rank: int, manifold, out:
     stop = StopRequest()
     with stop, contextlib.closing(bar):
         for step in range(start, end):
-            idx, sigma_z, eps = _batch(step, cfg, rows.n_train, shape, sampler, scale, device, rank_id, world)
+            idx, sigma_z, eps, jac_probe = _batch(step, cfg, rows.n_train, shape, sampler, scale, device, rank_id,
+                                                  world)
             z = rows.rows(step, idx, end)
             with autocast:
-                loss = runner(z, sigma_z, eps, step >= factor_from).mean()
+                loss = runner(z, sigma_z, eps, step >= factor_from, jac_probe).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip:
@@ -425,6 +478,10 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, rank: int, manifold, out:
         result.validation = validate(ema, val_x, sigma, manifold)
         if ema.has_denoiser:  # ground-truth-free check of the two networks against each other (issue 12)
             result.validation["self_consistency"] = self_consistency(ema, val_x, sigma).summary()
+        # ... and of the model against the training points' neighbours (`learned_manifold.neighbour_check`)
+        reference = _reference_points(rows).to(device=val_x.device, dtype=val_x.dtype)
+        result.validation["neighbour_check"] = neighbour_check(ema, val_x, reference, sigma_grid(ema),
+                                                               seed=cfg.seed).summary()
         result.validation["sigma_table"] = table
         if ckpt is not None:
             ckpt.save(end, seconds_before + seconds, complete=True, validation=result.validation)

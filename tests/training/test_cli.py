@@ -178,6 +178,7 @@ def test_info_prints_a_readable_summary(sphere_model_path, capsys):
     assert f"{e['training_seconds']:.1f} s" in text and f"precision {e['precision']}" in text
     assert f"learned-manifold {learned_manifold.__version__}" in text
     assert "shape (3,) (D = 3)" in text and "rank 3," in text and f"default sigma {c['default_sigma']:.4g}" in text
+    assert "input:       none (asked for)" in text  # the fixture asks for its input scaling (tests/conftest.py)
 
 
 def test_info_refuses_a_file_load_model_refuses(tmp_path, sphere_model_path, capsys):
@@ -214,10 +215,25 @@ def test_info_with_data_runs_the_self_consistency_check(torus_model_path, capsys
     out = capsys.readouterr().out
     assert "consistency: trusted" in out
     assert "agrees with itself" in out
+    assert "neighbour check: the model agrees with the data's neighbours" in out
     assert main(["info", str(torus_model_path), "--data", "torus", "--num-points", "100", "--json"]) == 0
     meta = json.loads(capsys.readouterr().out)
     assert meta["self_consistency"]["trusted"] is True
+    assert meta["neighbour_check"]["trusted"] is True and meta["neighbour_check"]["informative"] is True
     assert meta["extra"]["validation"]["self_consistency"]["tangent_disagreement"] < 0.1
+    assert meta["extra"]["validation"]["neighbour_check"]["trusted"] is True
+
+
+def test_info_with_data_flags_an_untrained_uncentred_model_by_its_neighbours(tmp_path, capsys):
+    """An uncentred model (no denoiser, so no self-consistency check) trained for 20 steps: the trainer's stored
+    neighbour check and `info --data` both say it is not to be trusted."""
+    out = tmp_path / "m.lmm"
+    assert main(["train", "torus", "--out", str(out), "--num-points", "3000", "--steps", "20", "--batch-size", "64",
+                 "--hidden", "16", "--depth", "1", "--no-progress", "--device", "cpu", "--uncentred"]) == 0
+    capsys.readouterr()
+    assert main(["info", str(out), "--data", "torus", "--num-points", "150"]) == 0
+    text = capsys.readouterr().out
+    assert "neighbour check WARNING" in text and "NOT TRUSTED" in text
 
 
 def test_info_with_mismatched_data_is_one_clear_error(torus_model_path, capsys):

@@ -108,9 +108,9 @@ def test_from_dict_still_requires_every_other_field():
 
 @pytest.mark.parametrize("scaling", ["none", "unit"])
 def test_training_passes_the_scaling_to_the_model_and_its_file(tmp_path, scaling):
-    """`TrainConfig.input_scaling` reaches the trained model and its file; the default keeps the recipe that
-    was measured best overall (``"none"``: ``benchmarks/results/cpu/recipe.md``)."""
-    assert TrainConfig().input_scaling == "none"
+    """`TrainConfig.input_scaling` reaches the trained model and its file. The default, ``"auto"``, resolves to
+    ``"none"`` or ``"gaussian"`` from the data (`tests/training/test_factor_target.py`)."""
+    assert TrainConfig().input_scaling == "auto"
     sphere = Sphere(2, 3)
     data = sphere.sample(300, generator=torch.Generator().manual_seed(0))
     cfg = TrainConfig(steps=5, batch_size=32, rank=3, hidden=16, depth=1, emb_dim=8, val_points=50,

@@ -3,7 +3,14 @@
 import torch
 
 from learned_manifold.models import MetricModel, ModelConfig
-from learned_manifold_training.losses import DenoiserLoss, MetricMatchingLoss, frobenius_full, frobenius_lowrank
+from learned_manifold_training.losses import (
+    DenoiserLoss,
+    MetricMatchingLoss,
+    centred_cdc_jvp,
+    frobenius_full,
+    frobenius_lowrank,
+    jacobian_matching,
+)
 
 
 def test_lowrank_loss_equals_full_loss_minus_a4():
@@ -86,3 +93,35 @@ def test_matching_loss_full_and_lowrank_have_the_same_gradient():
         MetricMatchingLoss(kind=kind, centred=False)(model, z, s, eps).sum().backward()
         grads.append(model.factor_net.head.weight.grad.clone())
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-7)
+
+
+def test_denoiser_jacobian_product_is_the_posterior_covariance_over_sigma2():
+    """Tweedie (SPEC §2): ``(∂x̂/∂y) v = Cov[x | y] v / σ²`` for the exact posterior mean of a finite point set,
+    at per-point bandwidths: the Jacobian target of ``factor_target="jacobian"``."""
+    g = torch.Generator().manual_seed(3)
+    points = torch.randn(7, 4, generator=g, dtype=torch.float64)
+    model = ExactDenoiser(points).double()
+    y = torch.randn(3, 4, generator=g, dtype=torch.float64)
+    sigma = torch.tensor([0.5, 0.9, 1.3], dtype=torch.float64)
+    v = torch.randn(3, 4, generator=g, dtype=torch.float64)
+    w = model.posterior(y, sigma)  # (3, 7)
+    mean = w @ points
+    centred = points[None] - mean[:, None]  # (3, 7, 4)
+    cov = torch.einsum("bj,bji,bjk->bik", w, centred, centred)
+    expected = (cov @ v.unsqueeze(-1)).squeeze(-1) / sigma[:, None] ** 2
+    torch.testing.assert_close(centred_cdc_jvp(model, y, sigma, v).double(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_jacobian_matching_sums_to_the_frobenius_distance_over_a_basis_of_probes():
+    """``Σ_i ‖(AAᵀ − J) e_i‖² = ‖AAᵀ − J‖²_F``, the identity behind the loss's unbiasedness for ``v ~ N(0, I)``;
+    and the loss vanishes exactly when ``AAᵀ = J``."""
+    g = torch.Generator().manual_seed(4)
+    A = torch.randn(2, 5, 3, generator=g, dtype=torch.float64)
+    J = torch.randn(2, 5, 5, generator=g, dtype=torch.float64)
+    eye = torch.eye(5, dtype=torch.float64)
+    total = sum(jacobian_matching(A, eye[i].expand(2, 5), J[:, :, i]).double() for i in range(5))
+    dense = (A @ A.transpose(1, 2) - J).pow(2).sum(dim=(1, 2))
+    torch.testing.assert_close(total, dense, rtol=1e-5, atol=1e-5)
+    v = torch.randn(2, 5, generator=g, dtype=torch.float64)
+    exact = (A @ A.transpose(1, 2) @ v.unsqueeze(-1)).squeeze(-1)
+    assert float(jacobian_matching(A, v, exact).max()) < 1e-8

@@ -1,0 +1,208 @@
+"""The whole chain on curved user data (issue 12, item 5): a swiss roll in R¹⁰ from a ``.npy``, trained by the CLI.
+
+As a user would: the points are written to a ``.npy`` file in their own units (the roll of radius up to 4.5π ≈ 14,
+``SwissRoll(10, scale=1)``), ``learned-manifold train roll.npy`` runs with its defaults, and the model file is
+used as it comes. Reported, against the truth the synthetic roll gives:
+
+* the tangent error and the fraction of points of dimension 2 on 1,000 fresh points, against tuned centred k-NN
+  on the same training points (SPEC §8's protocol: k and σ tuned on 500 validation points);
+* the model file's own checks (self-consistency, neighbour check);
+* the card's optimiser, ``RiemannianSGD(params, manifold=LearnedDataManifold(model, landing=True))``, and geoopt's
+  ``RiemannianSGD`` on a ``ManifoldParameter``, maximising a linear objective from 16 points: the largest and the
+  final distance to the roll, with and without landing;
+* pairs on adjacent layers of the roll (same height, angle 2π apart: about 6.3 apart in space, 44 to 55 apart
+  along the roll): the default ``geodesic`` and ``interpolate``, their largest distance to the roll, their
+  length against the true geodesic distance, the gap the flow closed; LERP for scale.
+
+Run: ``python -m benchmarks.roll_chain [--quick] [--seed S] [--out DIR]`` (about 5 minutes on one CPU thread).
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import geoopt
+import numpy as np
+import torch
+
+from learned_manifold import LearnedDataManifold, RiemannianSGD, geodesic, interpolate, load_model
+from learned_manifold.evaluation import path_quality
+from learned_manifold.geometry import intrinsic_dimension
+from learned_manifold.metrics import KNNCDC
+from learned_manifold_training.cli import main as cli
+from learned_manifold_training.data import SwissRoll
+
+from .accuracy import json_ready, spectral_scores, tune_knn
+from .common import Table, environment, make_parser, parse_args, write_report
+
+__all__ = ["main", "layer_pairs", "optimise"]
+
+N_TRAIN, N_VAL = 10_000, 500  # the CLI holds out its 500 validation points from the file
+
+
+def layer_pairs(roll: SwissRoll, ts: Sequence[float], h: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Points at angle ``t`` and ``t + 2π`` (adjacent layers) at height ``h``: ``(B, D)`` each."""
+    t0 = torch.tensor(ts, dtype=torch.float64)
+    hh = torch.full_like(t0, h)
+    return roll.parametrize(t0, hh).float(), roll.parametrize(t0 + 2 * math.pi, hh).float()
+
+
+def optimise(make, x0: torch.Tensor, c: torch.Tensor, steps: int, roll: SwissRoll) -> dict:
+    """Maximise ``cᵀx`` from ``x0`` with the optimiser ``make(param)`` builds; distances to the roll."""
+    p = make(x0)
+    opt = p.optimizer
+    worst = 0.0
+    for _ in range(steps):
+        opt.zero_grad()
+        (-(p @ c).sum()).backward()
+        opt.step()
+        worst = max(worst, float(roll.distance(p.detach()).max()))
+    return {"objective": float((p.detach() @ c).mean()), "max_distance": worst,
+            "final_distance": float(roll.distance(p.detach()).mean())}
+
+
+def _card(manifold, lr):
+    def make(x0):
+        p = torch.nn.Parameter(x0.clone())
+        p.optimizer = RiemannianSGD([p], manifold=manifold, lr=lr, momentum=0.9)
+        return p
+    return make
+
+
+def _geoopt(manifold, lr):
+    def make(x0):
+        p = geoopt.ManifoldParameter(x0.clone(), manifold=manifold)
+        p.optimizer = geoopt.optim.RiemannianSGD([p], lr=lr, momentum=0.9)
+        return p
+    return make
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """Run the chain and write ``roll_chain.json`` / ``roll_chain.md``; returns the results."""
+    parser = make_parser(__doc__.splitlines()[0])
+    parser.set_defaults(out=Path("benchmarks/results/cpu"), threads=1)
+    parser.add_argument("--seed", type=int, default=0, help="training seed")
+    args = parse_args(parser, argv)
+    roll = SwissRoll(10, scale=1.0)
+    n_train = 1500 if args.quick else N_TRAIN
+    data = roll.sample(n_train + N_VAL, generator=torch.Generator().manual_seed(0))
+    val = roll.sample(500, generator=torch.Generator().manual_seed(1))
+    test = roll.sample(1000, generator=torch.Generator().manual_seed(2))
+    results: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        npy, lmm = Path(tmp) / "roll.npy", Path(tmp) / "roll.lmm"
+        np.save(npy, data.numpy())
+        flags = ["--steps", "200", "--batch-size", "128"] if args.quick else []
+        start = time.perf_counter()
+        assert cli(["train", str(npy), "--out", str(lmm), "--no-progress", "--device", "cpu",
+                    "--seed", str(args.seed), *flags]) == 0
+        results["train_seconds"] = time.perf_counter() - start
+        model = load_model(lmm)
+    cfg = model.config
+    results["model"] = {"sigma": cfg.default_sigma, "input_scaling": cfg.input_scaling, "rank": cfg.rank}
+    M = LearnedDataManifold(model)
+    with torch.no_grad():
+        results["learned"] = spectral_scores(model.factor(test, cfg.default_sigma).float(), test, roll)
+    train_x = data[:n_train]  # the k-NN holds as many points as the model trained on
+    scale = float(train_x.sub(train_x.mean(0)).pow(2).mean().sqrt())
+    knn = tune_knn(train_x, val, test, roll, ks=[16, 32, 64, 128],
+                   sigmas=[scale * 2.0 ** (i - 6) for i in range(11)], centred=True)
+    results["knn_centred"] = {"k": knn["k"], "sigma": knn["sigma"], "test": knn["test"]}
+
+    # optimisers: maximise cᵀx from 16 test points
+    g = torch.Generator().manual_seed(args.seed)
+    c = torch.nn.functional.normalize(torch.randn(10, generator=g), dim=0)
+    x0 = test[torch.randperm(test.shape[0], generator=g)[:16]]
+    steps = 40 if args.quick else 200
+    lr = 0.05
+    landing = LearnedDataManifold(model, landing=True)
+    plain = LearnedDataManifold(model)
+    results["optimisers"] = {
+        "card RiemannianSGD, landing": optimise(_card(landing, lr), x0, c, steps, roll),
+        "card RiemannianSGD, no landing": optimise(_card(plain, lr), x0, c, steps, roll),
+        "geoopt RiemannianSGD on ManifoldParameter, landing": optimise(_geoopt(landing, lr), x0, c, steps, roll),
+        "geoopt RiemannianSGD on ManifoldParameter, no landing": optimise(_geoopt(plain, lr), x0, c, steps, roll),
+        "torch.optim.SGD (Euclidean)": optimise(_card_euclid(lr), x0, c, steps, roll),
+        "best data value": float((train_x @ c).max()),
+    }
+
+    # across the layers
+    a, b = layer_pairs(roll, [5.0, 6.0, 7.5], h=10.0)
+    results["pairs"] = {"t": [5.0, 6.0, 7.5], "space_distance": (a - b).norm(dim=1).tolist(),
+                        "along_roll": roll.geodesic_distance(a, b).tolist()}
+    paths = {}
+    geo = geodesic(M, a, b)
+    paths["geodesic (defaults)"] = (geo.path, {"init": geo.init, "converged": geo.converged.tolist()})
+    flow = interpolate(M, a, b)
+    paths["interpolate (defaults)"] = (flow.path, {"gap_closed": flow.gap_closed.tolist(),
+                                                   "reason": list(flow.reason)})
+    line = torch.stack([a + (b - a) * s for s in torch.linspace(0, 1, 16)], dim=1)
+    paths["LERP"] = (line, {})
+    knn_field = KNNCDC(train_x, k=knn["k"], sigma=knn["sigma"])
+    kgeo = geodesic(knn_field, a, b)
+    paths["geodesic, tuned centred k-NN (defaults)"] = (kgeo.path, {"init": kgeo.init})
+    results["paths"] = {}
+    for name, (path, extra) in paths.items():
+        q = path_quality(path, manifold=roll, target=b)
+        results["paths"][name] = {"max_distance": q.max_distance.tolist(), "length_ratio": q.length_ratio.tolist(),
+                                  **extra}
+    dims = intrinsic_dimension(M.tangent_space(test)[0])
+    results["dimension_2_fraction"] = float((dims == 2).float().mean())
+
+    tables = [_accuracy_table(results), _optimiser_table(results), _path_table(results)]
+    settings = {"data": f"SwissRoll(10, scale=1): {n_train:,} training + {N_VAL} held out by the CLI (seed 0), "
+                        "validation 500 (seed 1), test 1,000 (seed 2)",
+                "train": "learned-manifold train roll.npy --out roll.lmm (defaults)" + (" --steps 200" if args.quick
+                                                                                         else ""),
+                "optimisers": f"maximise c·x, c a random unit vector, from 16 test points, {steps} steps, lr {lr}, "
+                              "momentum 0.9", "threads": torch.get_num_threads(), "seed": args.seed}
+    if not args.quick:
+        write_report(args.out, "roll_chain", title="The chain on a swiss roll in R¹⁰ from a .npy (issue 12)",
+                     env=environment(torch.device("cpu")), settings=settings, tables=tables,
+                     results=json_ready(results), notes=[])
+    return results
+
+
+def _card_euclid(lr):
+    def make(x0):
+        p = torch.nn.Parameter(x0.clone())
+        p.optimizer = torch.optim.SGD([p], lr=lr, momentum=0.9)
+        return p
+    return make
+
+
+def _accuracy_table(r: dict) -> Table:
+    t = Table("Accuracy on 1,000 fresh points", ["field", "tangent error", "dimension 2", "σ"])
+    t.add("learned (CLI defaults)", f"{r['learned']['tangent_error']:.4f}", f"{r['learned']['dimension_accuracy']:.3f}",
+          f"{r['model']['sigma']:.3g}")
+    k = r["knn_centred"]
+    t.add(f"centred k-NN, tuned (k = {k['k']})", f"{k['test']['tangent_error']:.4f}",
+          f"{k['test']['dimension_accuracy']:.3f}", f"{k['sigma']:.3g}")
+    return t
+
+
+def _optimiser_table(r: dict) -> Table:
+    t = Table("Maximising c·x from 16 points", ["optimiser", "c·x (mean)", "max distance to roll",
+                                                 "final distance (mean)"])
+    for name, row in r["optimisers"].items():
+        if isinstance(row, dict):
+            t.add(name, f"{row['objective']:.3f}", f"{row['max_distance']:.3g}", f"{row['final_distance']:.3g}")
+    return t
+
+
+def _path_table(r: dict) -> Table:
+    t = Table("Pairs on adjacent layers (same height, angles t and t + 2π)",
+              ["path", "max distance to roll (per pair)", "length / true distance (per pair)", "notes"])
+    for name, row in r["paths"].items():
+        notes = ", ".join(f"{k} {v}" for k, v in row.items() if k not in ("max_distance", "length_ratio"))
+        t.add(name, " ".join(f"{v:.3g}" for v in row["max_distance"]),
+              " ".join(f"{v:.3f}" for v in row["length_ratio"]), notes)
+    return t
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,201 @@
+"""A trained model against an independent estimate from the data's neighbours: a check without ground truth.
+
+`learned_manifold.diagnostics.self_consistency` compares the model's two networks. When both fail the same
+way it cannot see it: on S⁸ in R⁶⁴ the default recipe's denoiser learned only the data's linear span (the
+Wiener filter of a Gaussian with the data's covariance, dimension 9 everywhere), the factor learned it too, and
+the two agreed (``benchmarks/RESULTS.md``). A factor trained on the denoiser's Jacobian
+(``factor_target="jacobian"``) agrees with its denoiser by construction. So this check asks a third estimator
+that shares nothing with the networks: the centred k-NN carré du champ of the data themselves (SPEC §7).
+
+Which bandwidth (derived here, docs/SPEC.md §8): a neighbour estimate is only informative at a ``σ`` where the
+data are dense enough. Its denoiser (the kernel-weighted mean of the neighbours of ``y = x + σε``, the
+empirical-Bayes posterior mean) is compared, on held-out points, with the best *linear* denoiser of the same
+data (the Gaussian model's ``m + Σ(Σ + σ²I)⁻¹(y − m)``, `learned_manifold.preconditioning`). The reference
+bandwidth is the smallest ``σ`` of the grid at which the neighbours denoise at least as well as the linear
+fit: below it the neighbours are too far apart to say anything the data's covariance does not. Measured (held-
+out mean squared error over ``σ²``, 10,000 reference points): S⁸ in R⁶⁴ linear 7.7 / neighbours 10.8 at
+``σ = 1/8``, 5.89 / 5.76 at ``σ = 1/4``; the swiss roll in R¹⁰ 2.99 / 2.05 at ``σ = 1/32``.
+
+At that bandwidth the model's ``Γᶜ_σ`` and the neighbours' are compared at the held-out points as in
+`self_consistency`: gap-rule dimensions (SPEC §5) and the projector distance of the top-``d`` eigenvectors at
+the smaller of the two dimensions. A model that keeps a normal direction the data do not have (S⁸'s ninth
+dimension) disagrees in dimension at every point.
+
+Cost: ``k``-nearest-neighbour searches of ``B`` queries in ``N`` reference points per grid ``σ`` (brute force,
+chunked; `learned_manifold.metrics.knn.KNNCDC`) and one ``k × k`` Gram eigen-problem per query; nothing ``D × D``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from .geometry import eigenpairs, intrinsic_dimension, projector_error, truncate_basis
+from .metrics.base import check_count, check_scalar
+from .metrics.knn import KNNCDC
+from .models import MetricModel
+from .preconditioning import gaussian_filter, principal_components
+
+__all__ = ["NEIGHBOUR_THRESHOLD", "NeighbourReport", "neighbour_check"]
+
+NEIGHBOUR_THRESHOLD = 0.5
+"""Mean tangent disagreement with the neighbour estimate above which a model is not trusted. The neighbour
+estimate has its own error (tuned centred k-NN: 0.01–0.08 on the benchmarks of SPEC §8), so the limit is looser
+than the networks' mutual one; see `neighbour_check` for the values measured."""
+
+DIMENSION_AGREEMENT = 0.8
+"""Smallest fraction of points at which the model and the neighbour estimate must read the same dimension."""
+
+
+@dataclass
+class NeighbourReport:
+    """The model against the neighbour estimate at ``B`` held-out points.
+
+    Attributes:
+        sigma: the reference bandwidth (data units), or ``None`` when the neighbours never denoise as well as
+            the linear fit on the grid (too few points for a neighbour estimate: no verdict).
+        denoising: per grid σ tried, ``{"sigma", "neighbours", "linear"}``: held-out mean squared error over σ²
+            of the two reference denoisers.
+        tangent_disagreement: ``(B,)`` projector distance at the smaller of the two dimensions (empty without σ).
+        model_dimension, neighbour_dimension: ``(B,)`` gap-rule dimensions (empty without σ).
+        threshold: limit on the mean tangent disagreement.
+    """
+
+    sigma: float | None
+    denoising: list[dict]
+    tangent_disagreement: Tensor = field(default_factory=lambda: torch.zeros(0))
+    model_dimension: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+    neighbour_dimension: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+    threshold: float = NEIGHBOUR_THRESHOLD
+
+    @property
+    def informative(self) -> bool:
+        """Whether a reference bandwidth was found (else the check says nothing)."""
+        return self.sigma is not None
+
+    @property
+    def dimension_agreement(self) -> float:
+        """Fraction of points where the model and the neighbours read the same dimension (1 without σ)."""
+        if not self.informative:
+            return 1.0
+        return float((self.model_dimension == self.neighbour_dimension).float().mean())
+
+    @property
+    def trusted(self) -> bool:
+        """No disagreement beyond the limits (``True`` when the check is not informative)."""
+        if not self.informative:
+            return True
+        return (float(self.tangent_disagreement.mean()) <= self.threshold
+                and self.dimension_agreement >= DIMENSION_AGREEMENT)
+
+    def summary(self) -> dict:
+        """Plain numbers for logs, reports and the model file."""
+        out = {"sigma": self.sigma, "informative": self.informative, "trusted": self.trusted,
+               "denoising": self.denoising, "threshold": self.threshold}
+        if self.informative:
+            out.update({
+                "tangent_disagreement": round(float(self.tangent_disagreement.mean()), 4),
+                "dimension_agreement": round(self.dimension_agreement, 4),
+                "model_dimension": int(self.model_dimension.float().median()),
+                "neighbour_dimension": int(self.neighbour_dimension.float().median()),
+            })
+        return out
+
+    def message(self) -> str:
+        """One line for a user."""
+        if not self.informative:
+            return ("neighbour check: no verdict (the data's neighbours never denoise as well as a linear fit on "
+                    "the model's bandwidth grid: too few points for an independent estimate)")
+        s = self.summary()
+        figures = (f"at sigma={self.sigma:.4g}: dimension {s['model_dimension']} against the neighbours' "
+                   f"{s['neighbour_dimension']} (same at {s['dimension_agreement']:.0%} of points), tangent "
+                   f"disagreement {s['tangent_disagreement']:.3f} (limit {self.threshold})")
+        if self.trusted:
+            return f"neighbour check: the model agrees with the data's neighbours {figures}"
+        return (f"neighbour check WARNING: the model disagrees with an estimate from the data's neighbours "
+                f"{figures}. Both networks can share a failure (e.g. keep the data's linear span instead of the "
+                f"manifold); do not trust the tangent spaces")
+
+
+def _linear_denoiser(reference: Tensor, seed: int):
+    """The Gaussian model's posterior mean ``y ↦ m + Σ(Σ + σ²I)⁻¹(y − m)`` of ``reference`` ``(N, D)``."""
+    mean = reference.mean(0)
+    k = min(64, reference.shape[1], max(1, reference.shape[0] - 1))
+    basis, var, rest = principal_components(reference - mean, k, seed=seed)
+
+    def denoise(y: Tensor, sigma: float) -> Tensor:
+        s = torch.full((y.shape[0],), sigma, dtype=y.dtype, device=y.device)
+        _, noise = gaussian_filter(y - mean, s, basis, var, rest)
+        return y - sigma * noise.to(y.dtype)
+
+    return denoise
+
+
+def neighbour_check(model: MetricModel, x: Tensor, reference: Tensor, sigmas: list[float], *, k: int = 256,
+                    seed: int = 0, threshold: float = NEIGHBOUR_THRESHOLD) -> NeighbourReport:
+    """Compare a model with the centred k-NN CDC of ``reference`` at held-out points (module docstring).
+
+    Args:
+        model: a `MetricModel`.
+        x: ``(B, *data_shape)`` or ``(B, D)`` held-out points, not in ``reference``.
+        reference: ``(N, *data_shape)`` or ``(N, D)`` data points (e.g. the training points).
+        sigmas: candidate bandwidths in data units (e.g. the model's evaluation grid); tried ascending.
+        k: neighbours per query (capped at ``N``).
+        seed: seeds the noise of the denoising comparison and the principal components.
+        threshold: limit on the mean tangent disagreement.
+
+    Returns:
+        `NeighbourReport`.
+
+    Raises:
+        ValueError: empty or mis-shaped ``x`` or ``reference``, no bandwidths, or a non-positive one.
+    """
+    for name, pts in (("x", x), ("reference", reference)):
+        if not isinstance(pts, Tensor) or pts.ndim < 2 or pts.shape[0] == 0 or pts[0].numel() != model.dim:
+            got = tuple(pts.shape) if isinstance(pts, Tensor) else type(pts).__name__
+            raise ValueError(f"{name} must be a non-empty batch of points of shape (N, {model.dim}) or "
+                             f"(N, *{tuple(model.data_shape)}), got {got}")
+    if reference.shape[0] < 2:
+        raise ValueError(f"reference needs at least 2 points, got {reference.shape[0]}")
+    if len(sigmas) == 0:
+        raise ValueError("sigmas must hold at least one bandwidth")
+    sigmas = sorted(float(check_scalar(s, "sigmas")) for s in sigmas)
+    check_count(k, "k")
+    dtype = model.scale.dtype
+    x = x.reshape(x.shape[0], model.dim).to(dtype)
+    # the neighbours and the linear fit work in the model's standardised units (z = (x − μ)/s, σ/s): the same
+    # CDC (Cov/σ² is unchanged by the affine map), and no overflow for data of large magnitude
+    scale = float(model.scale)
+    mean = getattr(model, "mean", torch.zeros(())).reshape(-1).double().to(x.device)
+    z = ((x.double() - mean) / scale).to(dtype)
+    z_ref = ((reference.reshape(reference.shape[0], model.dim).double().to(x.device) - mean) / scale).to(dtype)
+    k = min(k, z_ref.shape[0])
+    g = torch.Generator(device=x.device).manual_seed(seed)
+    linear = _linear_denoiser(z_ref, seed)
+    table: list[dict] = []
+    chosen = None
+    with torch.no_grad():
+        for sigma in sigmas:
+            s_z = sigma / scale
+            y = z + s_z * torch.randn(z.shape, generator=g, device=z.device, dtype=z.dtype)
+            field_ = KNNCDC(z_ref, k=k, sigma=s_z)
+            near = field_._weighted(y)[2]
+            row = {"sigma": sigma,
+                   "neighbours": round(float((near - z).pow(2).sum(-1).mean()) / s_z**2, 4),
+                   "linear": round(float((linear(y, s_z) - z).pow(2).sum(-1).mean()) / s_z**2, 4)}
+            table.append(row)
+            ratio = row["neighbours"] / max(row["linear"], 1e-12)
+            if ratio <= 1 and (chosen is None or ratio < chosen[0]):
+                chosen = (ratio, sigma, field_)
+        if chosen is None:
+            return NeighbourReport(None, table, threshold=threshold)
+        _, sigma, field_ = chosen
+        mine = eigenpairs(model.factor(x, sigma).float())
+        theirs = eigenpairs(field_.factor(z).float())
+        d_m = intrinsic_dimension(mine.values)
+        d_n = intrinsic_dimension(theirs.values)
+        d = torch.minimum(d_m, d_n)
+        tangent = projector_error(truncate_basis(mine.vectors, d), truncate_basis(theirs.vectors, d))
+    return NeighbourReport(sigma, table, tangent, d_m, d_n, threshold)

@@ -1,0 +1,108 @@
+"""The model against the data's neighbours (`learned_manifold.neighbour_check`): a check without ground truth
+that sees a failure both networks share."""
+
+import pytest
+import torch
+
+from learned_manifold.neighbour_check import neighbour_check
+from learned_manifold_training.data import Sphere, Torus
+
+
+class FieldDouble:
+    """Duck-typed stand-in for a model: ``factor(x, σ)`` from a function, no networks."""
+
+    def __init__(self, dim, factor):
+        self.dim, self.data_shape = dim, (dim,)
+        self.scale = torch.tensor(1.0)
+        self._factor = factor
+
+    def factor(self, y, sigma):
+        return self._factor(y.reshape(y.shape[0], -1), sigma)
+
+
+def oracle(manifold, dim):
+    """The true tangent projector: what a perfect model reads."""
+    return FieldDouble(dim, lambda y, sigma: manifold.tangent_basis(y))
+
+
+def linear_span(data):
+    """The failure seen on S⁸ (`benchmarks/RESULTS.md`): both networks learn the Wiener filter of the data's
+    covariance, ``Γᶜ = Σ(Σ + σ²I)⁻¹``, the same at every point: the data's linear span, not the manifold."""
+    values, vectors = torch.linalg.eigh(torch.cov(data.T))
+    values = values.clamp_min(0)
+
+    def factor(y, sigma):
+        return (vectors * (values / (values + sigma**2)).sqrt()).expand(y.shape[0], -1, -1)
+
+    return FieldDouble(data.shape[1], factor)
+
+
+def grid(data):
+    s = float(data.pow(2).mean().sqrt())
+    return [s * 2.0 ** (i - 6) for i in range(11)]
+
+
+@pytest.mark.parametrize("name", ["sphere2", "torus"])
+def test_the_linear_span_is_flagged_and_the_truth_passes(name):
+    """On S² and the torus in R³ (2-D manifolds spanning 3 dimensions) the span model reads dimension 3 at
+    every point and is flagged; the true tangent planes agree with the neighbours (measured: tangent
+    disagreement 0.009 and 0.028) and pass."""
+    manifold = Sphere(2, 3) if name == "sphere2" else Torus(3)
+    reference = manifold.sample(4000, generator=torch.Generator().manual_seed(0))
+    x = manifold.sample(150, generator=torch.Generator().manual_seed(1))
+    good = neighbour_check(oracle(manifold, 3), x, reference, grid(reference))
+    bad = neighbour_check(linear_span(reference), x, reference, grid(reference))
+    assert good.informative and good.sigma == bad.sigma  # the reference bandwidth depends on the data only
+    assert good.trusted and good.dimension_agreement >= 0.9
+    assert float(good.tangent_disagreement.mean()) < 0.15
+    assert not bad.trusted and bad.dimension_agreement < 0.1
+    assert bad.summary()["model_dimension"] == 3 and bad.summary()["neighbour_dimension"] == 2
+    assert "WARNING" in bad.message() and "WARNING" not in good.message()
+
+
+def test_the_reference_bandwidth_is_where_neighbours_beat_the_linear_fit_most():
+    """Every σ of the grid is tried; the chosen one has the lowest ratio of the neighbours' denoising error to
+    the linear fit's, and that ratio is at most 1."""
+    manifold = Sphere(2, 3)
+    reference = manifold.sample(3000, generator=torch.Generator().manual_seed(0))
+    x = manifold.sample(100, generator=torch.Generator().manual_seed(1))
+    report = neighbour_check(oracle(manifold, 3), x, reference, grid(reference))
+    ratios = {row["sigma"]: row["neighbours"] / row["linear"] for row in report.denoising}
+    assert len(ratios) == 11
+    assert min(ratios, key=ratios.get) == report.sigma and ratios[report.sigma] <= 1
+    assert ratios[min(ratios)] > 1  # at the smallest σ the neighbours are too far apart to denoise
+
+
+def test_too_few_points_give_no_verdict():
+    """500 points on S⁸ in R⁶⁴: the neighbours never denoise as well as the linear fit, so the check says so
+    instead of judging (and does not block trust)."""
+    manifold = Sphere(8, 64)
+    reference = manifold.sample(500, generator=torch.Generator().manual_seed(0))
+    x = manifold.sample(50, generator=torch.Generator().manual_seed(1))
+    report = neighbour_check(linear_span(reference), x, reference, grid(reference))
+    assert not report.informative and report.sigma is None and report.trusted
+    assert all(row["neighbours"] > row["linear"] for row in report.denoising)
+    assert "no verdict" in report.message()
+
+
+def test_a_trained_torus_model_agrees_with_its_neighbours(torus_model, torus):
+    from learned_manifold_training.trainer import sigma_grid
+
+    reference = torus.sample(6000, generator=torch.Generator().manual_seed(5))
+    x = torus.sample(200, generator=torch.Generator().manual_seed(6))
+    report = neighbour_check(torus_model, x, reference, sigma_grid(torus_model))
+    assert report.informative and report.trusted
+    assert report.dimension_agreement >= 0.9
+
+
+def test_bad_input_is_refused_before_work():
+    model = FieldDouble(3, lambda y, s: torch.zeros(y.shape[0], 3, 1))
+    pts = torch.randn(10, 3)
+    with pytest.raises(ValueError, match="x must be"):
+        neighbour_check(model, torch.randn(10, 4), pts, [0.1])
+    with pytest.raises(ValueError, match="reference must be"):
+        neighbour_check(model, pts, torch.zeros(0, 3), [0.1])
+    with pytest.raises(ValueError, match="sigmas"):
+        neighbour_check(model, pts, pts, [])
+    with pytest.raises(ValueError, match="sigmas"):
+        neighbour_check(model, pts, pts, [0.1, -1.0])
