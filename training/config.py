@@ -68,10 +68,12 @@ class TrainConfig:
             the torus improve or hold; a step costs one more denoiser forward pass.
         shared_trunk: (centred runs) one network with a factor head and a denoiser head on a shared trunk
             (`learned_manifold.models.ModelConfig.shared_trunk`) instead of two networks: a step costs one
-            network's forward and backward (0.95× the samples/s of a plain uncentred step, two networks 0.58×,
-            ``benchmarks/results/cpu/training_recipe.md``). Not the default: at the default budget it is less
-            accurate (swiss roll in R¹⁰, 3 seeds: tangent error 0.035 against 0.028) and fails on S² in R⁶⁴
-            (0.20–1.02 against 0.034–0.048; ``benchmarks/results/cpu/recipe-shared-trunk/``). Ignored by
+            network's forward and backward (0.91–0.95× the samples/s of a plain uncentred step; two networks
+            0.57–0.58× with the residual target, 0.39× with the default Jacobian target,
+            ``benchmarks/results/cpu/recipe-jacobian/training_recipe.md``). Not the default: at the default budget
+            (residual target) it is less accurate (swiss roll in R¹⁰, 3 seeds: tangent error 0.035 against 0.028)
+            and fails on S² in R⁶⁴ (0.20–1.02 against 0.034–0.048; ``benchmarks/results/cpu/recipe-shared-trunk/``);
+            with the Jacobian target it is untested. Ignored by
             uncentred runs, which train one network anyway.
         factor_trunk_grad: with a shared trunk, the scale in ``[0, 1]`` of the factor loss's gradient into the
             trunk (the denoiser's always reaches it): ``1`` trains the trunk on both losses (the factor then
