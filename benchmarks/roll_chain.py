@@ -39,7 +39,7 @@ from learned_manifold_training.data import SwissRoll
 from .accuracy import json_ready, spectral_scores, tune_knn
 from .common import Table, environment, make_parser, parse_args, write_report
 
-__all__ = ["main", "layer_pairs", "optimise"]
+__all__ = ["layer_pairs", "main", "optimise"]
 
 N_TRAIN, N_VAL = 10_000, 500  # the CLI holds out its 500 validation points from the file
 
@@ -51,10 +51,8 @@ def layer_pairs(roll: SwissRoll, ts: Sequence[float], h: float) -> tuple[torch.T
     return roll.parametrize(t0, hh).float(), roll.parametrize(t0 + 2 * math.pi, hh).float()
 
 
-def optimise(make, x0: torch.Tensor, c: torch.Tensor, steps: int, roll: SwissRoll) -> dict:
-    """Maximise ``cᵀx`` from ``x0`` with the optimiser ``make(param)`` builds; distances to the roll."""
-    p = make(x0)
-    opt = p.optimizer
+def optimise(p: torch.Tensor, opt: torch.optim.Optimizer, c: torch.Tensor, steps: int, roll: SwissRoll) -> dict:
+    """Maximise ``cᵀp`` with ``opt`` over the parameter ``p`` ``(B, D)``; its distances to the roll."""
     worst = 0.0
     for _ in range(steps):
         opt.zero_grad()
@@ -65,20 +63,21 @@ def optimise(make, x0: torch.Tensor, c: torch.Tensor, steps: int, roll: SwissRol
             "final_distance": float(roll.distance(p.detach()).mean())}
 
 
-def _card(manifold, lr):
-    def make(x0):
+def _optimisers(x0: torch.Tensor, model, lr: float) -> dict:
+    """name → (parameter, optimiser) from ``x0``: the card's and geoopt's ``RiemannianSGD`` with and without
+    landing, and plain SGD."""
+    runs = {}
+    for landing in (True, False):
+        manifold = LearnedDataManifold(model, landing=landing)
+        tag = "landing" if landing else "no landing"
         p = torch.nn.Parameter(x0.clone())
-        p.optimizer = RiemannianSGD([p], manifold=manifold, lr=lr, momentum=0.9)
-        return p
-    return make
-
-
-def _geoopt(manifold, lr):
-    def make(x0):
-        p = geoopt.ManifoldParameter(x0.clone(), manifold=manifold)
-        p.optimizer = geoopt.optim.RiemannianSGD([p], lr=lr, momentum=0.9)
-        return p
-    return make
+        runs[f"card RiemannianSGD, {tag}"] = (p, RiemannianSGD([p], manifold=manifold, lr=lr, momentum=0.9))
+        q = geoopt.ManifoldParameter(x0.clone(), manifold=manifold)
+        runs[f"geoopt RiemannianSGD on ManifoldParameter, {tag}"] = (
+            q, geoopt.optim.RiemannianSGD([q], lr=lr, momentum=0.9))
+    p = torch.nn.Parameter(x0.clone())
+    runs["torch.optim.SGD (Euclidean)"] = (p, torch.optim.SGD([p], lr=lr, momentum=0.9))
+    return runs
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -119,16 +118,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     x0 = test[torch.randperm(test.shape[0], generator=g)[:16]]
     steps = 40 if args.quick else 200
     lr = 0.05
-    landing = LearnedDataManifold(model, landing=True)
-    plain = LearnedDataManifold(model)
-    results["optimisers"] = {
-        "card RiemannianSGD, landing": optimise(_card(landing, lr), x0, c, steps, roll),
-        "card RiemannianSGD, no landing": optimise(_card(plain, lr), x0, c, steps, roll),
-        "geoopt RiemannianSGD on ManifoldParameter, landing": optimise(_geoopt(landing, lr), x0, c, steps, roll),
-        "geoopt RiemannianSGD on ManifoldParameter, no landing": optimise(_geoopt(plain, lr), x0, c, steps, roll),
-        "torch.optim.SGD (Euclidean)": optimise(_card_euclid(lr), x0, c, steps, roll),
-        "best data value": float((train_x @ c).max()),
-    }
+    results["optimisers"] = {name: optimise(p, opt, c, steps, roll) for name, (p, opt) in
+                             _optimisers(x0, model, lr).items()}
+    results["optimisers"]["best data value"] = float((train_x @ c).max())
 
     # across the layers
     a, b = layer_pairs(roll, [5.0, 6.0, 7.5], h=10.0)
@@ -165,14 +157,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
                      env=environment(torch.device("cpu")), settings=settings, tables=tables,
                      results=json_ready(results), notes=[])
     return results
-
-
-def _card_euclid(lr):
-    def make(x0):
-        p = torch.nn.Parameter(x0.clone())
-        p.optimizer = torch.optim.SGD([p], lr=lr, momentum=0.9)
-        return p
-    return make
 
 
 def _accuracy_table(r: dict) -> Table:

@@ -232,7 +232,7 @@ def _reference_points(rows: TrainingRows) -> Tensor:
     (``2²⁴ / D`` points for large ``D``: 4,096 images of 64 × 64), a seeded subsample."""
     dim = math.prod(rows.shape)
     z = rows.standardised_sample(max(2, min(20_000, 2**24 // dim)))
-    return z * rows.scale + rows.mean.reshape(1, -1).to(z.dtype).cpu()
+    return (z.double() * rows.scale + rows.mean.reshape(1, -1).double().cpu()).float()
 
 
 def bandwidth_sampler(cfg: TrainConfig, scale: float):

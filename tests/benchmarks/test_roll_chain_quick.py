@@ -1,0 +1,35 @@
+"""Smoke test of the roll-chain benchmark (issue 12, item 5): ``--quick`` runs the whole chain, from a ``.npy``
+through ``learned-manifold train`` to optimisers and paths, and reports every row. The figures that matter are the
+full run's (``benchmarks/results/cpu/roll-chain/``); here only what holds at any budget is asserted."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = str(Path(__file__).resolve().parents[2])
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from benchmarks import roll_chain  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def test_quick_roll_chain_reports_every_optimiser_and_path():
+    r = roll_chain.main(["--quick"])
+    opts = r["optimisers"]
+    for tag in ("landing", "no landing"):  # the card's optimiser and geoopt's on a ManifoldParameter agree
+        card, ours = opts[f"card RiemannianSGD, {tag}"], opts[f"geoopt RiemannianSGD on ManifoldParameter, {tag}"]
+        assert math.isclose(card["final_distance"], ours["final_distance"], rel_tol=1e-5)
+    plain = opts["torch.optim.SGD (Euclidean)"]["final_distance"]
+    assert plain > opts["card RiemannianSGD, landing"]["final_distance"]  # the Euclidean step leaves the roll
+    paths = r["paths"]
+    assert set(paths) == {"geodesic (defaults)", "interpolate (defaults)", "LERP",
+                          "geodesic, tuned centred k-NN (defaults)"}
+    lerp = max(paths["LERP"]["max_distance"])
+    assert max(paths["geodesic, tuned centred k-NN (defaults)"]["max_distance"]) < lerp  # the graph start
+    assert all(len(p["max_distance"]) == 3 for p in paths.values())
