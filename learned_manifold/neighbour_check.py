@@ -47,6 +47,9 @@ NEIGHBOUR_THRESHOLD = 0.5
 estimate has its own error (tuned centred k-NN: 0.01–0.08 on the benchmarks of SPEC §8), so the limit is looser
 than the networks' mutual one; see `neighbour_check` for the values measured."""
 
+_CHUNK_NUMBERS = 2**24
+"""Numbers in one batch of the neighbours' factors ``(rows, D, k)`` (64 MiB in float32)."""
+
 DIMENSION_AGREEMENT = 0.8
 """Smallest fraction of points at which the model and the neighbour estimate must read the same dimension."""
 
@@ -194,10 +197,15 @@ def neighbour_check(model: MetricModel, x: Tensor, reference: Tensor, sigmas: li
         if chosen is None:
             return NeighbourReport(None, table, threshold=threshold)
         _, sigma, field_ = chosen
-        mine = eigenpairs(model.factor(x, sigma).float())
-        theirs = eigenpairs(field_.factor(z).float())
-        d_m = intrinsic_dimension(mine.values)
-        d_n = intrinsic_dimension(theirs.values)
-        d = torch.minimum(d_m, d_n)
-        tangent = projector_error(truncate_basis(mine.vectors, d), truncate_basis(theirs.vectors, d))
+        parts = []
+        rows = max(1, _CHUNK_NUMBERS // (model.dim * k))  # the neighbours' factor is (rows, D, k)
+        for xb, zb in zip(x.split(rows), z.split(rows), strict=True):
+            mine = eigenpairs(model.factor(xb, sigma).float())
+            theirs = eigenpairs(field_.factor(zb).float())
+            d_m = intrinsic_dimension(mine.values)
+            d_n = intrinsic_dimension(theirs.values)
+            d = torch.minimum(d_m, d_n)
+            parts.append((projector_error(truncate_basis(mine.vectors, d), truncate_basis(theirs.vectors, d)),
+                          d_m, d_n))
+    tangent, d_m, d_n = (torch.cat(p) for p in zip(*parts, strict=True))
     return NeighbourReport(sigma, table, tangent, d_m, d_n, threshold)
