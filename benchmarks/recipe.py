@@ -32,7 +32,8 @@ from .common import Table, environment, make_parser, parse_args, write_report
 
 __all__ = ["CANDIDATES", "DATASETS", "RESIDUAL", "main", "run_candidate", "summary_table"]
 
-RESIDUAL: dict = {"factor_target": "residual", "input_scaling": "none", "grad_clip": 1.0, "denoiser_warmup": 0.25}
+RESIDUAL: dict = {"factor_target": "residual", "input_scaling": "none", "grad_clip": 1.0, "denoiser_warmup": 0.25,
+                  "final_norm": True}
 """The recipe before the sixth session (the factor matched the residual, SPEC §3): the base of the older candidates,
 so that they mean what they meant when they were measured."""
 
@@ -50,12 +51,14 @@ CANDIDATES: dict[str, dict] = {
     "gaussian": {**RESIDUAL, "input_scaling": "gaussian", "grad_clip": 0.0, "denoiser_warmup": 0.5},
     "gaussian-only": {**RESIDUAL, "input_scaling": "gaussian"},
     "no-clip": {**RESIDUAL, "grad_clip": 0.0},
-    "jacobian": {"factor_target": "jacobian", "input_scaling": "none", "grad_clip": 0.0, "denoiser_warmup": 0.5},
+    "jacobian": {"factor_target": "jacobian", "input_scaling": "none", "grad_clip": 0.0, "denoiser_warmup": 0.5,
+                 "final_norm": True},
     "jacobian-gaussian": {"factor_target": "jacobian", "input_scaling": "gaussian", "grad_clip": 0.0,
-                          "denoiser_warmup": 0.5},
+                          "denoiser_warmup": 0.5, "final_norm": True},
     "jacobian-only": {**RESIDUAL, "factor_target": "jacobian"},
-    "jacobian-auto": {"factor_target": "jacobian", "input_scaling": "auto", "grad_clip": 0.0, "denoiser_warmup": 0.5},
-    # the `learned-manifold train` default since the sixth session is jacobian-auto
+    "jacobian-auto": {"factor_target": "jacobian", "input_scaling": "auto", "grad_clip": 0.0, "denoiser_warmup": 0.5,
+                      "final_norm": True},
+    "default": {},  # the `learned-manifold train` default: jacobian-auto without the MLP's final LayerNorm
 }
 """Candidate recipes: `TrainConfig` overrides. ``before`` is the recipe of issue 12 (3000 steps); ``steps-6000``
 the winner, now the default; results in ``benchmarks/results/cpu/recipe.md`` (before, unit-input) and
@@ -68,7 +71,8 @@ the trunk with its gradient scaled by 0.1, 0 (stopped) or 1 (joint), and the fir
 the roll and S² and lets S⁸ learn, but doubles it on the torus). Sixth session: ``jacobian`` (the factor matches
 the denoiser's Jacobian, `learned_manifold_training.losses`, without clipping, factor from half-way), with
 Gaussian preconditioning (``jacobian-gaussian``), with it where the data's linear span is small
-(``jacobian-auto``, `TrainConfig.input_scaling` ``"auto"``) and alone (``jacobian-only``)."""
+(``jacobian-auto``, `TrainConfig.input_scaling` ``"auto"``) and alone (``jacobian-only``); ``default``: the
+defaults of `TrainConfig` (``jacobian-auto`` without the MLP's final LayerNorm, `TrainConfig.final_norm`)."""
 
 DATASETS: dict[str, dict] = {
     "roll": {"make": lambda: SwissRoll(10), "n": 10_000, "base": {}},  # the `learned-manifold train` defaults

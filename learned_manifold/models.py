@@ -112,6 +112,9 @@ class FiLMResMLP(nn.Module):
         emb_dim: width of the σ embedding.
         head_std: std of the head's random init (small, never zero: ``AAᵀ`` would have no gradient).
         out_bias: learnable output bias.
+        final_norm: LayerNorm of the residual stream before the head (the original network). Without it the
+            stream's scale reaches the head: the norm erases the input's norm, and on S⁸ in R⁶⁴ two denoisers of
+            five never learned the sphere's radius with it (all five did without, ``benchmarks/RESULTS.md``).
     """
 
     def __init__(
@@ -124,6 +127,7 @@ class FiLMResMLP(nn.Module):
         emb_dim: int = 128,
         head_std: float = 1e-3,
         out_bias: bool = False,
+        final_norm: bool = True,
     ):
         data_shape = check_data_shape(data_shape, "data_shape")
         check_int(out_channels, "out_channels", 1, MAX_RANK)
@@ -131,15 +135,16 @@ class FiLMResMLP(nn.Module):
         check_int(depth, "depth", 0, MAX_DEPTH)
         check_int(emb_dim, "emb_dim", 1, MAX_WIDTH)
         check_real(head_std, "head_std", positive=True)
-        if not isinstance(out_bias, bool):
-            raise TypeError(f"out_bias must be a bool, got {type(out_bias).__name__}")
+        for name, flag in (("out_bias", out_bias), ("final_norm", final_norm)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
         super().__init__()
         self.dim = math.prod(data_shape)
         self.out_channels = out_channels
         self.embed = SigmaEmbedding(emb_dim)
         self.inp = nn.Linear(self.dim, hidden)
         self.blocks = nn.ModuleList(FiLMResBlock(hidden, emb_dim) for _ in range(depth))
-        self.norm = nn.LayerNorm(hidden)
+        self.norm = nn.LayerNorm(hidden) if final_norm else nn.Identity()
         self.head = nn.Linear(hidden, self.dim * out_channels, bias=out_bias)
         nn.init.normal_(self.head.weight, std=head_std)
         if out_bias:

@@ -36,7 +36,8 @@ class FixedSubspaceField(CoMetricField):
         return lowrank_solve(self.factor(x), v, self.delta)
 
 
-FIXTURE_RECIPE = {"factor_target": "residual", "input_scaling": "none", "grad_clip": 1.0, "denoiser_warmup": 0.25}
+FIXTURE_RECIPE = {"factor_target": "residual", "input_scaling": "none", "grad_clip": 1.0, "denoiser_warmup": 0.25,
+                  "final_norm": True}
 """The recipe of the shared fixtures: the one their tests' thresholds were set on (the default before the sixth
 session). The fixtures serve the manifold, landing, optimiser and path tests, which hold for any model; the default
 recipe is tested in `tests/training/test_factor_target.py`, the demo and CLI tests, and measured in

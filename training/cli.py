@@ -80,6 +80,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=_DEFAULTS["batch_size"],
                    help="points per step (the global batch under DDP)")
     p.add_argument("--hidden", type=int, default=_DEFAULTS["hidden"], help="MLP width")
+    p.add_argument("--final-norm", action=argparse.BooleanOptionalAction, default=_DEFAULTS["final_norm"],
+                   help="MLP: a LayerNorm before the heads (the network before the sixth session)")
     p.add_argument("--depth", type=int, default=_DEFAULTS["depth"], help="MLP residual blocks")
     p.add_argument("--lr", type=float, default=_DEFAULTS["lr"],
                    help="AdamW learning rate (warm-up, then cosine decay to lr/10)")
@@ -172,6 +174,7 @@ def _config(args: argparse.Namespace) -> TrainConfig:
     try:
         return TrainConfig(
             steps=args.steps, batch_size=args.batch_size, rank=args.rank, hidden=args.hidden, depth=args.depth,
+            final_norm=args.final_norm,
             backbone=args.backbone, preset=args.preset,
             lr=args.lr, sampler=args.sampler, sigma_min=args.sigma_min, sigma_max=args.sigma_max,
             centred=not args.uncentred, shared_trunk=args.shared_trunk,

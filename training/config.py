@@ -53,6 +53,11 @@ class TrainConfig:
         rank, hidden, depth, emb_dim: model size (SPEC §4); rank ``None`` means ``min(D, 16)`` for the MLP and
             the preset's rank capped at ``D`` for the UNet; an explicit rank must be at most ``D`` (checked by
             `check_data_dim` once the data are known). ``hidden``, ``depth`` and ``emb_dim`` size the MLP only.
+        final_norm: (MLP) a LayerNorm before the heads, as the network had before the sixth session.
+            ``None`` (default): without it where the input is Gaussian-preconditioned, with it otherwise. The
+            norm erases the input's norm: on S⁸ in R⁶⁴ (preconditioned) two denoisers of five never learned the
+            sphere's radius with it and all five did without; on the torus (not preconditioned) it is better
+            with it (0.025 against 0.039; `learned_manifold.models.FiLMResMLP`, ``benchmarks/RESULTS.md``).
         backbone: ``"auto"`` (the UNet for image-shaped points, `is_image_shape`, else the MLP), ``"mlp"`` (the
             FiLM residual MLP of SPEC §4) or ``"unet"`` (`learned_manifold.unet.UNet`, SPEC §9).
         preset: a UNet preset of `learned_manifold.unet.UNET_PRESETS` (``None``: ``"small"``); only with the UNet.
@@ -115,6 +120,7 @@ class TrainConfig:
     hidden: int = 256
     depth: int = 3
     emb_dim: int = 128
+    final_norm: bool | None = None
     backbone: str = "auto"
     preset: str | None = None
     centred: bool = True
@@ -155,7 +161,7 @@ class TrainConfig:
             if self.backbone == "mlp":
                 raise ValueError(f"preset {self.preset!r} is a UNet preset; it needs backbone 'unet' or 'auto', "
                                  "not 'mlp'")
-        for name in ("centred", "compile", "shared_trunk"):
+        for name in ("centred", "compile", "shared_trunk") + (("final_norm",) if self.final_norm is not None else ()):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r:.60}")
         self.denoiser_warmup = _fraction(self.denoiser_warmup, "denoiser_warmup")
@@ -213,7 +219,10 @@ class TrainConfig:
             if self.preset is not None:
                 raise ValueError(f"preset {self.preset!r} is a UNet preset, but points of shape {shape} are not "
                                  "images (backbone auto chose the MLP; see is_image_shape)")
-            return "film_mlp", {"hidden": self.hidden, "depth": self.depth, "emb_dim": self.emb_dim}, rank
+            mlp = {"hidden": self.hidden, "depth": self.depth, "emb_dim": self.emb_dim}
+            if self.final_norm is not None:  # None: the trainer decides once the input scaling is known
+                mlp["final_norm"] = self.final_norm
+            return "film_mlp", mlp, rank
         if len(shape) not in (2, 3):
             raise ValueError(f"backbone 'unet' needs image points of shape (H, W) or (C, H, W), got {shape}")
         preset = unet_preset(self.preset or "small")

@@ -51,7 +51,7 @@ _CHECK_EVERY = 10  # steps between divergence checks (one host sync each) and, u
 # did not exist either, so any value describes those runs; the default keeps them resumable as they were. The same
 # holds for gaussian_rank, which acts under input_scaling="gaussian" only.
 _TRAIN_LEGACY = {"factor_trunk_grad": TrainConfig.factor_trunk_grad, "gaussian_rank": TrainConfig.gaussian_rank,
-                 "factor_target": "residual"}
+                 "factor_target": "residual", "final_norm": True}
 
 __all__ = [
     "TrainConfig",
@@ -347,6 +347,8 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, rank: int, manifold, out:
                          f"leaves float32's range: rescale the data")
     arch, arch_kwargs, rank = cfg.model_spec(shape)  # under backbone "auto": the UNet for images, else the MLP
     input_scaling, gaussian, span = _input_scaling(cfg, rows, arch)
+    if arch == "film_mlp" and "final_norm" not in arch_kwargs:  # `TrainConfig.final_norm` None: by the input
+        arch_kwargs = {**arch_kwargs, "final_norm": input_scaling != "gaussian"}
     mcfg = ModelConfig(
         data_shape=shape, rank=rank, centred=cfg.centred, loss=cfg.loss, tikhonov=cfg.tikhonov,
         arch=arch, arch_kwargs=arch_kwargs,

@@ -102,3 +102,24 @@ def test_sigma_embedding_does_not_alias_bandwidths():
     assert (lowest[1:] > lowest[:-1]).all()  # the slowest feature is monotone over log σ ∈ [−8, 3]
     gaps = torch.cdist(feats, feats) + torch.eye(400) * 1e9
     assert gaps.min() > 1e-3
+
+
+def test_final_norm_is_an_mlp_option_and_old_files_keep_theirs():
+    """``final_norm=False`` (what `TrainConfig` builds for Gaussian-preconditioned input) drops the LayerNorm before
+    the head;
+    an ``arch_kwargs`` without the key (every older model file) builds the network with it, so its weights load."""
+    from learned_manifold_training.config import TrainConfig
+
+    with_norm = FiLMResMLP((5,), 2, hidden=8, depth=1, emb_dim=4)
+    without = FiLMResMLP((5,), 2, hidden=8, depth=1, emb_dim=4, final_norm=False)
+    assert "norm.weight" in with_norm.state_dict() and "norm.weight" not in without.state_dict()
+    z, s = torch.randn(3, 5), torch.ones(3)
+    assert without(z, s).shape == with_norm(z, s).shape == (3, 5, 2)
+    # without the norm the head sees the stream's scale: a doubled input changes the head's input norm
+    h1 = without.inp(z)
+    h2 = without.inp(2 * z)
+    assert not torch.allclose(without.norm(h1).norm(dim=1), without.norm(h2).norm(dim=1))
+    assert "final_norm" not in TrainConfig().model_spec((5,))[1]  # None: the trainer decides by the input
+    assert TrainConfig(final_norm=False).model_spec((5,))[1]["final_norm"] is False
+    with pytest.raises(TypeError, match="final_norm"):
+        FiLMResMLP((5,), 2, final_norm=1)

@@ -71,6 +71,8 @@ def test_auto_input_scaling_preconditions_data_with_a_small_linear_span(name, ex
     if expected == "gaussian":  # the three top directions carry all the variance; the rest none
         var = result.model.pc_var
         assert int((var > 1e-3 * var[0]).sum()) == 3
+    # the MLP keeps its final LayerNorm unless the input is preconditioned (`TrainConfig.final_norm` None)
+    assert config.arch_kwargs["final_norm"] is (expected == "none")
 
 
 def test_auto_input_scaling_leaves_the_unet_alone():
