@@ -161,9 +161,10 @@ class TrainConfig:
             if self.backbone == "mlp":
                 raise ValueError(f"preset {self.preset!r} is a UNet preset; it needs backbone 'unet' or 'auto', "
                                  "not 'mlp'")
-        for name in ("centred", "compile", "shared_trunk") + (("final_norm",) if self.final_norm is not None else ()):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r:.60}")
+        for name in ("centred", "compile", "shared_trunk", "final_norm"):
+            value = getattr(self, name)
+            if not isinstance(value, bool) and not (name == "final_norm" and value is None):
+                raise TypeError(f"{name} must be True or False, got {value!r:.60}")
         self.denoiser_warmup = _fraction(self.denoiser_warmup, "denoiser_warmup")
         self.factor_trunk_grad = check_real(self.factor_trunk_grad, "factor_trunk_grad", nonnegative=True)
         if self.factor_trunk_grad > 1:

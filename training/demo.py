@@ -35,10 +35,9 @@ def _say(msg: str) -> None:
     print(f"[demo] {msg}", flush=True)
 
 
-def _optimise(make_opt, x0: torch.Tensor, c: torch.Tensor, steps: int, manifold) -> dict:
-    """Maximise ``cᵀx`` from ``x0`` ``(B, D)``; record the objective and the worst distance to the manifold."""
-    p = torch.nn.Parameter(x0.clone())
-    opt = make_opt(p)
+def maximise_linear(p: torch.Tensor, opt: torch.optim.Optimizer, c: torch.Tensor, steps: int, manifold) -> dict:
+    """Maximise ``cᵀp`` over the parameter ``p`` ``(B, D)`` with ``opt`` for ``steps`` steps; the mean objective,
+    the worst distance to ``manifold`` (an object with ``distance``) met on the way, and the final mean distance."""
     worst = 0.0
     for _ in range(steps):
         opt.zero_grad()
@@ -47,6 +46,12 @@ def _optimise(make_opt, x0: torch.Tensor, c: torch.Tensor, steps: int, manifold)
         worst = max(worst, float(manifold.distance(p.detach()).max()))
     return {"objective_mean": float((p.detach() @ c).mean()), "max_distance_to_manifold": worst,
             "final_distance_mean": float(manifold.distance(p.detach()).mean())}
+
+
+def _optimise(make_opt, x0: torch.Tensor, c: torch.Tensor, steps: int, manifold) -> dict:
+    """`maximise_linear` from ``x0`` with the optimiser ``make_opt`` builds for a fresh parameter."""
+    p = torch.nn.Parameter(x0.clone())
+    return maximise_linear(p, make_opt(p), c, steps, manifold)
 
 
 def run_demo(*, out: str = "demo-output", dataset: str = "torus", n: int = 4000, steps: int = 2500, seed: int = 0,

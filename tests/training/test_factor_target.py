@@ -86,4 +86,7 @@ def test_bad_settings_are_refused_naming_the_field():
         TrainConfig(factor_target="score")
     with pytest.raises(ValueError, match="input_scaling"):
         TrainConfig(input_scaling="edm")
+    with pytest.raises(TypeError, match="final_norm"):
+        TrainConfig(final_norm="no")
+    assert TrainConfig(final_norm=None).final_norm is None
     assert math.isclose(TrainConfig(input_scaling="auto").grad_clip, TrainConfig().grad_clip)
