@@ -27,7 +27,7 @@ from torch import Tensor
 from .evaluation import lerp
 from .metrics.base import CoMetricField
 
-__all__ = ["INIT_NAMES", "auto_init", "graph_holder", "graph_path", "landing_path", "resample"]
+__all__ = ["INIT_NAMES", "auto_init", "denoises", "graph_holder", "graph_path", "landing_path", "resample"]
 
 INIT_NAMES = ("auto", "graph", "landing", "linear")
 """Names accepted by ``geodesic(init=...)``."""
@@ -82,6 +82,12 @@ def resample(path: Tensor, n_points: int) -> Tensor:
     out = p0 + frac * (p1 - p0)
     out[:, 0], out[:, -1] = path[:, 0], path[:, -1]
     return out
+
+
+def denoises(field: CoMetricField) -> bool:
+    """Whether the field lands points by a denoiser that takes a bandwidth (a `LearnedCDC` with a denoiser, the
+    score fields): the fields whose geodesics `geodesic` constrains to the data by default."""
+    return _denoiser_at(field) is not None
 
 
 def _denoiser_at(field: CoMetricField):
@@ -205,8 +211,8 @@ def graph_path(field: CoMetricField, x0: Tensor, x1: Tensor, n_points: int, *,
     indptr = np.searchsorted(rows, np.arange(n + 1))
     with torch.no_grad():
         ends = torch.cat([x0, x1])
-        near = field._nearest(ends, k)  # (2B, k)
-        cost = (data[near] - ends.unsqueeze(1)).norm(dim=-1).double().cpu().numpy()
+        near = field._nearest(ends.to(data.dtype), k)  # (2B, k); the data may be float32 under float64 ends
+        cost = (data[near].double() - ends.double().unsqueeze(1)).norm(dim=-1).cpu().numpy()
     near = near.cpu().numpy()
     b = x0.shape[0]
     paths = []

@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from .evaluation import lerp
-from .geodesic_init import INIT_NAMES, auto_init, graph_holder, graph_path, landing_path, resample
+from .geodesic_init import INIT_NAMES, auto_init, denoises, graph_holder, graph_path, landing_path, resample
 from .geodesic_solvers import (
     GEODESIC_METHODS,
     GeodesicMethod,
@@ -210,13 +210,19 @@ def geodesic(
     Starts (``init``), see `learned_manifold.geodesic_init`: a straight line through empty space is where
     data-driven fields carry no information, so the default ``"auto"`` starts on the data:
 
-    * fields that hold their data (`KNNCDC`): ``"graph"``, the shortest path through the data's k-NN graph;
-    * fields with a landing projection (`LearnedCDC` with a denoiser, the score fields): ``"landing"``, the
-      straight line landed on the data by the denoiser with an annealed bandwidth;
+    * fields that hold data (`KNNCDC`; a `LearnedCDC` whose model stores landmarks, as `learned-manifold train`
+      writes them, or given ``data``; a `VAEPullbackMetric` given codes): ``"graph"``, the shortest path through
+      the data's k-NN graph;
+    * other fields with a landing projection (a `LearnedCDC` with a denoiser, the score fields): ``"landing"``,
+      the straight line landed on the data by the denoiser with an annealed bandwidth (on a swiss roll this
+      start jumps between layers: landmarks avoid it);
     * any other field (`EuclideanMetric`, closed-form fields, a model without denoiser): ``"linear"``.
 
-    Named starts are then refined coarse to fine: solved on `COARSE_POINTS` points, resampled to ``n_points``
-    by arc length and solved again (when ``n_points ≥ 2·COARSE_POINTS − 1``). A given tensor path is solved as is.
+    The landing and linear starts are then refined coarse to fine: solved on `COARSE_POINTS` points, resampled to
+    ``n_points`` by arc length and solved again (when ``n_points ≥ 2·COARSE_POINTS − 1``). A graph start and a
+    given tensor path are solved as they are: a graph path already follows the data point by point, and its
+    coarse version's long chords can cross the gap between sheets (swiss roll, 32 points: one pair of three ended
+    2.9 off the roll through the coarse level, 0.06 without it).
 
     Args:
         field_or_manifold: a `CoMetricField`, or an object whose ``.field`` is one (e.g. `LearnedDataManifold`).
@@ -238,10 +244,11 @@ def geodesic(
             (`geodesic_solvers.verify_minimum`); default ``max(1e-6, 1e3 · tol)``.
         landing: constrain the interior points to the data by the field's landing projection: they are written
             ``x = field.project(z)`` and the energy is minimised over ``z`` (SPEC §6, landing), so the path lies
-            on the learned data manifold (the denoiser's image). ``None`` (default): on exactly when the start is
-            ``"landing"`` (``init="auto"`` on a field with a denoiser that holds no data). Without it a learned
-            field whose normal eigenvalue leaks off the data (0.05–0.75 inside the tube of the test torus) has its
-            energy minimum cutting through empty space, whatever the start.
+            on the learned data manifold (the denoiser's image). ``None`` (default): on when the start is
+            ``"landing"``, or ``"graph"`` on a field with a denoiser (`geodesic_init.denoises`: a `LearnedCDC`
+            with landmarks). Without it a learned field whose normal eigenvalue leaks off the data (0.05–0.75
+            inside the tube of the test torus) has its energy minimum cutting through empty space, whatever the
+            start (the torus fixture, graph start without landing: 4.5% short).
         method: a key of `GEODESIC_METHODS`: ``"lbfgs"`` (batched per-pair L-BFGS, the default) or ``"adam"``.
         delta: isotropic part ``δ`` added to a low-rank field's ``G`` for the energy only (`regularising_delta`).
             ``None`` (default): ``10⁻³ λ₁`` (``λ₁`` the mean top eigenvalue of ``G`` at the ends) for a low-rank
@@ -304,11 +311,13 @@ def geodesic(
         path0, used = _given_path(init, x0, x1, n_points, single), "path"
     if x0.shape[0] == 0:
         return _empty(path0, method, used, single)
+    if landing is None:  # on for a landing start, and for a graph start on a field with a denoiser
+        landing = used == "landing" or (used == "graph" and denoises(field))
+    landing = bool(landing)
     delta = regularising_delta(field, x0, x1) if delta is None else _check_delta(delta)
     if delta > 0:
         field = _Regularised(field, delta)
 
-    landing = used == "landing" if landing is None else bool(landing)
     if landing and not field.can_project:
         raise ValueError(f"landing needs a field with a landing projection; {type(field).__name__} has none")
     with torch.enable_grad():  # some fields differentiate internally
@@ -316,7 +325,7 @@ def geodesic(
     path, total = path0, 0
     n = path0.shape[1]
     opts = dict(steps=steps, lr=lr, tol=tol, verify_tol=verify_tol, landing=landing)
-    if isinstance(init, str) and n >= 2 * COARSE_POINTS - 1 and steps > 0:
+    if isinstance(init, str) and used != "graph" and n >= 2 * COARSE_POINTS - 1 and steps > 0:
         coarse, _, _, total = _solve(field, x0, x1, resample(path0, COARSE_POINTS), spec, **opts)
         path = resample(coarse, n)
     path, _, converged, done = _solve(field, x0, x1, path, spec, **opts)

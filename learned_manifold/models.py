@@ -57,7 +57,9 @@ SAMPLER_NAMES = ("loguniform", "lognormal", "uniform")
 INPUT_SCALINGS = ("none", "unit", "gaussian")
 # Fields added to `ModelConfig` after model files were first written, with the value that gives a file written
 # before them its old behaviour: `ModelConfig.from_dict` fills them in when a stored config lacks them.
-LEGACY_DEFAULTS = {"input_scaling": "none", "shared_trunk": False, "gaussian_rank": 0}
+LEGACY_DEFAULTS = {"input_scaling": "none", "shared_trunk": False, "gaussian_rank": 0, "landmarks": 0}
+MAX_LANDMARK_NUMBERS = 2**24
+"""Most numbers ``landmarks · D`` a model may store as landmarks (64 MB in float32)."""
 
 
 class SigmaEmbedding(nn.Module):
@@ -224,6 +226,10 @@ class ModelConfig:
         shared_trunk: (centred models) one backbone with ``r + 1`` columns: a factor head (columns ``0..r−1``)
             and a denoiser head (column ``r``) on one trunk, so a training step runs one network (SPEC §3–§4);
             ``False``: two backbones, ``factor_net`` and ``denoiser_net`` (files written before this field).
+        landmarks: training points the model stores in data units (buffer ``landmarks``
+            ``(n, *data_shape)``, set by `MetricModel.set_landmarks`; at most `MAX_LANDMARK_NUMBERS` numbers), so
+            that geodesics start on a shortest path through the data (`learned_manifold.geodesic_init`,
+            ``init="graph"``); 0: none (files written before this field).
 
     Example:
         >>> from learned_manifold import ModelConfig
@@ -251,6 +257,7 @@ class ModelConfig:
     input_scaling: str = "none"
     shared_trunk: bool = False
     gaussian_rank: int = 0
+    landmarks: int = 0
 
     def __post_init__(self) -> None:
         """Check every field's type and range (one ``TypeError``/``ValueError`` naming the field), before any
@@ -286,6 +293,8 @@ class ModelConfig:
         if self.shared_trunk and not (self.centred and self.rank < MAX_RANK):
             raise ValueError(f"shared_trunk needs centred=True (its second head is the denoiser) and rank < "
                              f"{MAX_RANK}, got centred={self.centred}, rank={self.rank}")
+        self.landmarks = check_int(self.landmarks, "landmarks", 0,
+                                   max(0, MAX_LANDMARK_NUMBERS // math.prod(self.data_shape)))
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -363,6 +372,8 @@ class MetricModel(nn.Module):
             self.register_buffer("pc_basis", torch.eye(dim, k))
             self.register_buffer("pc_var", torch.full((k,), 1.0 / dim))
             self.register_buffer("pc_rest", torch.tensor(1.0 / dim))
+        if config.landmarks:  # placeholder until `set_landmarks`
+            self.register_buffer("landmarks", torch.zeros(config.landmarks, *config.data_shape))
 
     def set_gaussian_model(self, basis: Tensor, var: Tensor, rest: Tensor) -> None:
         """Store the Gaussian model of the standardised data (`learned_manifold.preconditioning`):
@@ -372,6 +383,19 @@ class MetricModel(nn.Module):
                                f"{self.config.input_scaling!r})")
         for name, value in (("pc_basis", basis), ("pc_var", var), ("pc_rest", rest)):
             getattr(self, name).copy_(value)
+
+    def set_landmarks(self, points: Tensor) -> None:
+        """Store ``points`` ``(config.landmarks, *data_shape)`` (or flat), finite, in data units, as the model's
+        landmarks (`ModelConfig.landmarks`)."""
+        if not self.config.landmarks:
+            raise RuntimeError("this model stores no landmarks (config.landmarks is 0)")
+        want = (self.config.landmarks, *self.data_shape)
+        if not isinstance(points, Tensor) or points.numel() != math.prod(want):
+            got = tuple(points.shape) if isinstance(points, Tensor) else type(points).__name__
+            raise ValueError(f"landmarks must be a tensor of shape {want}, got {got}")
+        if not bool(torch.isfinite(points).all()):
+            raise ValueError("landmarks must be finite (found NaN or inf)")
+        self.landmarks.copy_(points.detach().reshape(want))
 
     # -- shapes and units ---------------------------------------------------------------------------------
     @property

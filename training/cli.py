@@ -83,6 +83,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--final-norm", action=argparse.BooleanOptionalAction, default=_DEFAULTS["final_norm"],
                    help="MLP: a LayerNorm before the heads (the network before the sixth session)")
     p.add_argument("--depth", type=int, default=_DEFAULTS["depth"], help="MLP residual blocks")
+    p.add_argument("--landmarks", type=int, default=None,
+                   help="training points stored in the model file, through which geodesics start (default: "
+                        "min(4096, 2^21 / D) of them; 0: the file holds no data points)")
     p.add_argument("--lr", type=float, default=_DEFAULTS["lr"],
                    help="AdamW learning rate (warm-up, then cosine decay to lr/10)")
     p.add_argument("--sampler", default=_DEFAULTS["sampler"], choices=SAMPLER_NAMES,
@@ -181,7 +184,7 @@ def _config(args: argparse.Namespace) -> TrainConfig:
             factor_trunk_grad=args.factor_trunk_grad, tikhonov=args.tikhonov, loss=args.loss,
             input_scaling=args.input_scaling, factor_target=args.factor_target, grad_clip=args.grad_clip,
             precision=args.precision,            compile=args.compile, val_every=args.val_every,
-            checkpoint_every=args.checkpoint_every, seed=args.seed,
+            checkpoint_every=args.checkpoint_every, seed=args.seed, landmarks=args.landmarks,
         )
     except (TypeError, ValueError) as err:
         raise ValueError(_as_flags(str(err))) from None
@@ -311,6 +314,8 @@ def _summary(path: str, meta: dict) -> str:
         f"seed {e.get('seed', 'unknown')}",
         f"  library:     learned-manifold {e.get('library_version', 'unknown')}",
     ]
+    if c.get("landmarks"):
+        lines.insert(3, f"  landmarks:   {c['landmarks']:,} training points stored (geodesics start through them)")
     scaling = e.get("input_scaling")
     if isinstance(scaling, dict) and "chosen" in scaling:
         span = (f", linear span {scaling['span_dimension']} of {scaling['dim']} dimensions"

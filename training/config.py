@@ -14,6 +14,7 @@ from learned_manifold.models import (
     LOSSES,
     MAX_DEPTH,
     MAX_DIM,
+    MAX_LANDMARK_NUMBERS,
     MAX_RANK,
     MAX_WIDTH,
     SAMPLER_NAMES,
@@ -25,7 +26,8 @@ from learned_manifold.unet import UNET_PRESETS, unet_preset
 
 from .losses import FACTOR_TARGETS
 
-__all__ = ["BACKBONE_CHOICES", "MAX_SEED", "SPAN_FRACTION", "TRAIN_INPUT_SCALINGS", "TrainConfig", "is_image_shape"]
+__all__ = ["BACKBONE_CHOICES", "DEFAULT_LANDMARKS", "MAX_SEED", "SPAN_FRACTION", "TRAIN_INPUT_SCALINGS", "TrainConfig",
+           "is_image_shape"]
 
 BACKBONE_CHOICES = ("auto", "mlp", "unet")
 
@@ -35,6 +37,10 @@ TRAIN_INPUT_SCALINGS = ("auto", *INPUT_SCALINGS)
 SPAN_FRACTION = 0.5
 """``input_scaling="auto"`` preconditions when the data's linear span (principal variances above 10⁻³ of the
 largest) has at most this fraction of the ``D`` dimensions (`learned_manifold_training.trainer`)."""
+
+DEFAULT_LANDMARKS = (4096, 2**21)
+"""``landmarks=None`` stores ``min(4096, 2²¹ / D, training points)`` training points (at most 8 MB in float32: all
+points of the built-in digits, 4,096 points of the swiss roll, 512 images of 64 × 64)."""
 
 MAX_SEED = 2**63 // 1_000_003 - 2**32  # batches are keyed by seed * 1_000_003 + step (a 64-bit generator seed)
 MAX_STEPS = 2**31
@@ -108,6 +114,12 @@ class TrainConfig:
             within 5% of fp32's accuracy, ``benchmarks/RESULTS.md``), ``"fp32"``, or ``"bf16"`` (autocast);
             compile: ``torch.compile`` the networks.
         seed: seeds the data split, the initialisation and every batch.
+        landmarks: training points stored in the model file (a seeded subsample, data units;
+            `learned_manifold.models.ModelConfig.landmarks`), through which geodesics start (``init="auto"``
+            walks the shortest path through them, `learned_manifold.geodesic_init`): without them a learned
+            field's default start is the straight line landed on the data, which jumps between the layers of a
+            swiss roll. ``None`` (default): `DEFAULT_LANDMARKS`; ``0``: store none (the file then holds no data).
+            They do not change the training.
 
     Raises:
         TypeError: a field of the wrong type (e.g. a float number of steps, a bool where a number is expected).
@@ -146,6 +158,7 @@ class TrainConfig:
     precision: str = "auto"
     compile: bool = False
     seed: int = 0
+    landmarks: int | None = None
 
     def __post_init__(self) -> None:
         self.steps = check_int(self.steps, "steps", 1, MAX_STEPS)
@@ -190,6 +203,20 @@ class TrainConfig:
         self.checkpoint_every = check_int(self.checkpoint_every, "checkpoint_every", 0, MAX_STEPS)
         self.val_points = check_int(self.val_points, "val_points", 1, 2**31)
         self.seed = check_int(self.seed, "seed", 0, MAX_SEED)
+        if self.landmarks is not None:
+            self.landmarks = check_int(self.landmarks, "landmarks", 0, MAX_LANDMARK_NUMBERS)
+
+    def landmark_count(self, n_train: int, D: int) -> int:
+        """Landmarks a run on ``n_train`` training points of dimension ``D`` stores: ``landmarks`` (or
+        `DEFAULT_LANDMARKS` when ``None``), at most ``n_train``; ``ValueError`` naming the field when more than
+        `MAX_LANDMARK_NUMBERS` numbers are asked for."""
+        if self.landmarks is None:
+            return min(DEFAULT_LANDMARKS[0], DEFAULT_LANDMARKS[1] // D, n_train)
+        if self.landmarks * D > MAX_LANDMARK_NUMBERS:
+            raise ValueError(f"landmarks: {self.landmarks} points of dimension {D} exceed the "
+                             f"{MAX_LANDMARK_NUMBERS} numbers a model file may store; ask for at most "
+                             f"{MAX_LANDMARK_NUMBERS // D}")
+        return min(self.landmarks, n_train)
 
     def check_data_dim(self, D: int) -> int:
         """The factor's rank for data of dimension ``D``: ``rank`` (at most ``D``), ``min(D, 16)`` when unset,

@@ -51,7 +51,8 @@ _CHECK_EVERY = 10  # steps between divergence checks (one host sync each) and, u
 # did not exist either, so any value describes those runs; the default keeps them resumable as they were. The same
 # holds for gaussian_rank, which acts under input_scaling="gaussian" only.
 _TRAIN_LEGACY = {"factor_trunk_grad": TrainConfig.factor_trunk_grad, "gaussian_rank": TrainConfig.gaussian_rank,
-                 "factor_target": "residual", "final_norm": True}
+                 "factor_target": "residual", "final_norm": True, "landmarks": None}
+# (landmarks do not change the training: a state written before them resumes, and its model stores the default)
 
 __all__ = [
     "TrainConfig",
@@ -231,7 +232,11 @@ def _reference_points(rows: TrainingRows) -> Tensor:
     """Training points in data units, flat, for `neighbour_check`: up to 20,000, and at most ``2²⁴`` numbers
     (``2²⁴ / D`` points for large ``D``: 4,096 images of 64 × 64), a seeded subsample."""
     dim = math.prod(rows.shape)
-    z = rows.standardised_sample(max(2, min(20_000, 2**24 // dim)))
+    return _data_units(rows, rows.standardised_sample(max(2, min(20_000, 2**24 // dim))))
+
+
+def _data_units(rows: TrainingRows, z: Tensor) -> Tensor:
+    """Standardised flat rows ``(n, D)`` back in data units, float32 on the CPU."""
     return (z.double() * rows.scale + rows.mean.reshape(1, -1).double().cpu()).float()
 
 
@@ -356,6 +361,7 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, rank: int, manifold, out:
         default_sigma=scale * 2.0 ** -4, sigma_rule="initial guess s/16", input_scaling=input_scaling,
         shared_trunk=cfg.shared_trunk and cfg.centred,
         gaussian_rank=gaussian[0].shape[1] if gaussian is not None else 0,
+        landmarks=cfg.landmark_count(rows.n_train, math.prod(shape)),
     )
     with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the caller's RNG
         torch.manual_seed(cfg.seed)
@@ -363,6 +369,8 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, rank: int, manifold, out:
         ema = MetricModel(mcfg, scale=scale, mean=mean).to(device)
     if gaussian is not None:  # the data's Gaussian model (SPEC §4), before the first step
         model.set_gaussian_model(*gaussian)
+    if mcfg.landmarks:
+        model.set_landmarks(_data_units(rows, rows.standardised_sample(mcfg.landmarks)))
     ema.load_state_dict(model.state_dict())
     ema.requires_grad_(False)
     objective = _Objective(model, MetricMatchingLoss(cfg.loss, cfg.tikhonov, cfg.centred), cfg.factor_trunk_grad,
@@ -386,6 +394,9 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, rank: int, manifold, out:
             raise ValueError(f"cannot resume {str(out)!r}: settings differ from the saved run {diff}")
         if [round(v, 6) for v in state["fingerprint"]] != [round(v, 6) for v in fingerprint]:
             raise ValueError(f"cannot resume {str(out)!r}: the data differ from the data it was trained on")
+        for key in ("model", "ema"):  # a state written before landmarks existed: they are the same points
+            if mcfg.landmarks:
+                state[key].setdefault("landmarks", model.landmarks)
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["optimizer"])

@@ -12,6 +12,7 @@ from ..model_file import load_model
 from ..models import MetricModel
 from ..precision import check_precision, choose_precision, workload_key
 from .base import CoMetricField, check_finite_output, check_points, check_scalar, check_vectors
+from .knn import KNNCDC
 
 __all__ = ["LearnedCDC"]
 
@@ -33,6 +34,10 @@ class LearnedCDC(CoMetricField):
             the device, in repeated passes (`learned_manifold.precision.probe_precision`, cached per process).
             The choice and its measured times are ``precision_choice``; a field moved to another device
             decides again there on its first query.
+        data: ``(N, D)`` or ``(N, *data_shape)`` points of the data (``None``: the model's stored landmarks,
+            `ModelConfig.landmarks`, if it has any). They are ``data_graph``, a `KNNCDC` whose k-NN graph the
+            geodesic solver's default start walks through (`learned_manifold.geodesic_init`); the field's
+            values do not depend on them.
 
     Example:
         >>> import torch
@@ -55,7 +60,7 @@ class LearnedCDC(CoMetricField):
     low_rank = True
 
     def __init__(self, model: MetricModel | str | os.PathLike, sigma: float | None = None, *, delta: float = 0.0,
-                 precision: str = "fp32"):
+                 precision: str = "fp32", data: Tensor | None = None):
         super().__init__()
         self.precision = check_precision(precision)
         self._choices: dict[str, dict] = {}
@@ -69,6 +74,9 @@ class LearnedCDC(CoMetricField):
         self.extra_delta = float(delta)
         self.dim = model.dim
         self.centred = model.config.centred
+        if data is None and model.config.landmarks:
+            data = model.landmarks
+        self.data_graph = None if data is None else _graph(data, self.dim)
         if precision == "auto":
             self._choice(self.model.scale.device)  # measure now, on the model's device, not inside a first query
 
@@ -150,3 +158,12 @@ class LearnedCDC(CoMetricField):
     def extra_repr(self) -> str:
         return f"sigma={self.sigma:.4g}, delta={self.delta:.4g}, precision={self.precision}"
 
+
+
+def _graph(data: Tensor, dim: int) -> KNNCDC:
+    """``data`` ``(N, D)`` or ``(N, *shape)`` as the `KNNCDC` whose neighbour graph geodesics start on."""
+    if not isinstance(data, Tensor):
+        raise TypeError(f"data must be a torch.Tensor, got {type(data).__name__}")
+    if data.ndim < 2 or data.shape[0] < 2 or data[0].numel() != dim:
+        raise ValueError(f"data must hold at least 2 points of dimension {dim}, got shape {tuple(data.shape)}")
+    return KNNCDC(data.detach().reshape(data.shape[0], dim), k=min(10, data.shape[0]), sigma=1.0)  # σ: unused

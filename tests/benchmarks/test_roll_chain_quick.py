@@ -32,4 +32,5 @@ def test_quick_roll_chain_reports_every_optimiser_and_path():
                           "geodesic, tuned centred k-NN (defaults)"}
     lerp = max(paths["LERP"]["max_distance"])
     assert max(paths["geodesic, tuned centred k-NN (defaults)"]["max_distance"]) < lerp  # the graph start
+    assert paths["geodesic (defaults)"]["init"] == "graph"  # through the landmarks the CLI stored in the file
     assert all(len(p["max_distance"]) == 3 for p in paths.values())
