@@ -59,6 +59,9 @@ CANDIDATES: dict[str, dict] = {
     "jacobian-auto": {"factor_target": "jacobian", "input_scaling": "auto", "grad_clip": 0.0, "denoiser_warmup": 0.5,
                       "final_norm": True},
     "default": {},  # the `learned-manifold train` default: jacobian-auto without the MLP's final LayerNorm
+    "factor-half": {"factor_fraction": 0.5},
+    "factor-quarter": {"factor_fraction": 0.25},
+    "factor-full": {"factor_fraction": 1.0},
 }
 """Candidate recipes: `TrainConfig` overrides. ``before`` is the recipe of issue 12 (3000 steps); ``steps-6000``
 the winner, now the default; results in ``benchmarks/results/cpu/recipe.md`` (before, unit-input) and
@@ -72,7 +75,9 @@ the roll and S² and lets S⁸ learn, but doubles it on the torus). Sixth sessio
 the denoiser's Jacobian, `learned_manifold_training.losses`, without clipping, factor from half-way), with
 Gaussian preconditioning (``jacobian-gaussian``), with it where the data's linear span is small
 (``jacobian-auto``, `TrainConfig.input_scaling` ``"auto"``) and alone (``jacobian-only``); ``default``: the
-defaults of `TrainConfig` (``jacobian-auto`` without the MLP's final LayerNorm, `TrainConfig.final_norm`)."""
+defaults of `TrainConfig` (``jacobian-auto`` without the MLP's final LayerNorm, `TrainConfig.final_norm`). Eighth
+session (issue 14): the factor's loss on half (``factor-half``), a quarter (``factor-quarter``) or all
+(``factor-full``) of each batch (`TrainConfig.factor_fraction`), the Jacobian target read in reverse mode."""
 
 DATASETS: dict[str, dict] = {
     "roll": {"make": lambda: SwissRoll(10), "n": 10_000, "base": {}},  # the `learned-manifold train` defaults
@@ -82,33 +87,45 @@ DATASETS: dict[str, dict] = {
     "sphere2": {"make": lambda: Sphere(2, 64), "n": 10_000, "base": {}},  # S² in R⁶⁴, the CLI's defaults
     # S⁸ in R⁶⁴ needs many points for the mean-centred recipe (benchmarks/RESULTS.md: 10k is decided by the seed)
     "sphere8": {"make": lambda: Sphere(8, 64), "n": 100_000, "base": {}},
+    "sphere16": {"make": lambda: Sphere(16, 64), "n": 10_000, "base": {}},  # the CLI's defaults
 }
 """Data sets: the manifold, the default number of training points and the base `TrainConfig` settings."""
 
 
-def run_candidate(data: torch.Tensor, manifold, val: torch.Tensor, test: torch.Tensor, config: TrainConfig) -> dict:
-    """Train one model on ``data`` ``(N + val_points, D)``, pick σ on ``val``, score on ``test`` (both ``(n, D)``).
+def run_candidate(data: torch.Tensor, manifold, val: torch.Tensor, test: torch.Tensor, config: TrainConfig,
+                  out: Path | None = None) -> dict:
+    """Train one model on ``data`` ``(N + val_points, D)``, pick σ on ``val``, score on ``test`` (both ``(n, D)``);
+    ``out``: the model file to write (``None``: none).
 
     Returns:
         ``{"sigma", "tangent_error", "dimension_accuracy", "normal_eigenvalue", "denoiser_normal_eigenvalue",
         "top_eigenvalues", "train_seconds", "precision"}`` (``precision``: what the trainer ran in).
     """
     start = time.perf_counter()
-    result = train(data, config, manifold=manifold, progress=False, device="cpu")
+    result = train(data, config, manifold=manifold, progress=False, device="cpu", out=out)
     seconds = time.perf_counter() - start
     model = result.model
     with torch.no_grad():
         sigma, _, _ = select_sigma(model, val, manifold)
         scores = validate(model, test, sigma, manifold)
     d = int(manifold.point_dimension(test[:1])[0])
-    row = {"sigma": sigma, "tangent_error": scores["tangent_error"],
-           "dimension_accuracy": scores["dimension_accuracy"], "normal_eigenvalue": scores["top_eigenvalues"][d],
+    row = {"sigma": sigma, "tangent_error": scores["tangent_error"], "dimension_accuracy": scores["dimension_accuracy"],
+           "normal_eigenvalue": _eigenvalue(scores["top_eigenvalues"], d),
            "top_eigenvalues": scores["top_eigenvalues"][: d + 2], "train_seconds": seconds,
            "precision": result.precision}
     if model.has_denoiser:
         report = self_consistency(model, test[:300], sigma).summary()
-        row["denoiser_normal_eigenvalue"] = report["denoiser_top_eigenvalues"][d]
+        row["denoiser_normal_eigenvalue"] = _eigenvalue(report["denoiser_top_eigenvalues"], d)
     return row
+
+
+def _eigenvalue(values: list[float], i: int) -> float | None:
+    """The ``i``-th eigenvalue (from 0), or ``None`` where a rank-``r ≤ i`` field has none (S¹⁶ at rank 16)."""
+    return values[i] if i < len(values) else None
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def _stats(rows: list[dict], key: str, worst=max) -> str:
@@ -128,8 +145,8 @@ def summary_table(name: str, n: int, d: int, runs: dict[str, list[dict]], knn: d
                   f"{statistics.fmean(r['train_seconds'] for r in rows):.0f} s")
     t = knn["test"]
     table.add(f"k-NN centred, tuned (k = {knn['k']})", "-", f"{t['tangent_error']:.3f}",
-              f"{t['dimension_accuracy']:.3f}", f"{t['top_eigenvalues'][d]:.3f}", "-", f"{knn['sigma']:.3g}",
-              f"{knn['seconds']:.0f} s (tuning)")
+              f"{t['dimension_accuracy']:.3f}", _number(_eigenvalue(t["top_eigenvalues"], d)), "-",
+              f"{knn['sigma']:.3g}", f"{knn['seconds']:.0f} s (tuning)")
     return table
 
 
@@ -144,7 +161,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--n", type=int, default=None, help="training points of every data set (default: each "
                                                              "data set's own; overrides --n-roll)")
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: each data set's base)")
+    parser.add_argument("--save-models", type=Path, default=None, help="folder to write every trained model to")
     args = parse_args(parser, argv)
+    if args.save_models is not None:
+        args.save_models.mkdir(parents=True, exist_ok=True)
     results: dict = {}
     tables = []
     for name in args.data:
@@ -166,10 +186,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
             for seed in args.seeds:
                 quick = {"steps": base["steps"]} if args.quick else {}  # a smoke test overrides every length
                 config = TrainConfig(**{**base, **CANDIDATES[cand], **quick, "seed": seed})
-                row = {"seed": seed, **run_candidate(data, manifold, val, test, config)}
+                path = None if args.save_models is None else args.save_models / f"{name}-{cand}-seed{seed}.lmm"
+                row = {"seed": seed, **run_candidate(data, manifold, val, test, config, path)}
                 runs.setdefault(cand, []).append(row)
                 print(f"{name} {cand} seed {seed}: error {row['tangent_error']:.3f}, "
-                      f"dim {row['dimension_accuracy']:.3f}, normal {row['normal_eigenvalue']:.3f}, "
+                      f"dim {row['dimension_accuracy']:.3f}, normal {_number(row['normal_eigenvalue'])}, "
                       f"{row['train_seconds']:.0f} s", flush=True)
         knn_data = data[:n]  # the field holds as many points as the models train on
         knn = tune_knn(knn_data, val, test, manifold, ks=[8, 16, 32] if args.quick else [16, 32, 64, 128],

@@ -27,6 +27,14 @@ as ``σ`` falls (it is of order ``σ²`` times the curvature), while an unresolv
 report also gives the factor's relative ``(d+1)``-th eigenvalue ``λ_{d+1}/λ₁`` at ``σ`` and at ``σ/2``
 (*normal growth*: the second minus the first).
 
+A factor of rank ``r`` can only show what fits in ``r`` columns. When the denoiser keeps more directions than
+that (S¹⁶ in R⁶⁴ at the default rank 16: its sphere's radial normal survived as a 17th eigenvalue 0.98 of
+the denoiser's Jacobian), the factor's best rank-16 fit is an arbitrary 16-plane of the 17-dimensional span,
+every point reads dimension 16, and the two networks agree on the factor's range. So the report also gives the
+denoiser's largest eigenvalue *outside* the factor's range (*outside eigenvalue*: two rounds of block power
+iteration with ``4`` probes on the complement, ``8`` more JVPs per point); near 1 means the rank is too small
+for what the denoiser sees, or the denoiser keeps a normal it should shrink.
+
 What this check cannot see: a shared failure whose normal does not grow as σ halves. On S⁸ in R⁶⁴ the
 residual-trained factor and its denoiser both kept the sphere's 9-dimensional linear span (a Wiener filter,
 whose normal eigenvalue is flat in σ) and agreed; a factor trained on the denoiser's Jacobian
@@ -52,7 +60,8 @@ from .geometry import eigenpairs, intrinsic_dimension, projector_error, truncate
 from .metrics.base import check_count, check_scalar
 from .models import MetricModel
 
-__all__ = ["ConsistencyReport", "DIMENSION_AGREEMENT", "GROWTH_THRESHOLD", "TRUST_THRESHOLD", "self_consistency"]
+__all__ = ["ConsistencyReport", "DIMENSION_AGREEMENT", "GROWTH_THRESHOLD", "OUTSIDE_THRESHOLD", "TRUST_THRESHOLD",
+           "self_consistency"]
 
 DIMENSION_AGREEMENT = 0.8
 """Smallest fraction of points at which factor and denoiser must read the same dimension (measured: ≥ 0.93)."""
@@ -64,6 +73,14 @@ TRUST_THRESHOLD = 0.2
 GROWTH_THRESHOLD = 0.1
 """Mean normal growth (relative ``(d+1)``-th eigenvalue at ``σ/2`` minus at ``σ``) above which a model is
 reported as not resolving its data at ``σ`` (good models measured: 0.04; failing ones: 0.11 and 0.29)."""
+
+OUTSIDE_THRESHOLD = 0.5
+"""Mean outside eigenvalue (the denoiser's largest eigenvalue off the factor's range) above which the factor is
+reported as missing a direction the denoiser keeps (tangent eigenvalues are near 1, resolved normals near 0;
+the S¹⁶ model of the module docstring: 0.98)."""
+
+OUTSIDE_PROBES = 4
+"""Probe vectors per point of the outside eigenvalue's power iteration."""
 
 
 @dataclass
@@ -82,6 +99,9 @@ class ConsistencyReport:
             dimension at ``σ``; 0 where ``d = r``).
         normal_value_half: ``(B,)`` the same eigenvalue index at ``σ/2`` (when ``σ/2`` is below the model's
             training range: ``normal_value`` is taken at ``2σ`` and this one at ``σ``).
+        outside_value: ``(B,)`` the denoiser's largest (symmetrised) Jacobian eigenvalue on the complement of
+            the factor's range, estimated by block power iteration (a lower bound; 0 where the factor spans
+            everything).
         threshold, growth_threshold: the trust thresholds on the mean tangent disagreement and normal growth.
     """
 
@@ -94,6 +114,7 @@ class ConsistencyReport:
     denoiser_dimension: Tensor
     normal_value: Tensor
     normal_value_half: Tensor
+    outside_value: Tensor
     threshold: float = TRUST_THRESHOLD
     growth_threshold: float = GROWTH_THRESHOLD
 
@@ -104,10 +125,17 @@ class ConsistencyReport:
 
     @property
     def trusted(self) -> bool:
-        """Whether the tangent disagreement and the normal growth are both within their thresholds."""
+        """Whether the tangent disagreement, the normal growth and the outside eigenvalue are all within their
+        thresholds and the two networks read the same dimension at most points."""
         return (float(self.tangent_disagreement.mean()) <= self.threshold
                 and self.normal_growth <= self.growth_threshold
-                and self.dimension_agreement >= DIMENSION_AGREEMENT)
+                and self.dimension_agreement >= DIMENSION_AGREEMENT
+                and self.outside <= OUTSIDE_THRESHOLD)
+
+    @property
+    def outside(self) -> float:
+        """Mean outside eigenvalue (`OUTSIDE_THRESHOLD`)."""
+        return float(self.outside_value.mean())
 
     @property
     def dimension_agreement(self) -> float:
@@ -129,6 +157,7 @@ class ConsistencyReport:
             "normal_eigenvalue": round(float(self.normal_value.mean()), 4),
             "normal_eigenvalue_half_sigma": round(float(self.normal_value_half.mean()), 4),
             "normal_growth": round(self.normal_growth, 4),
+            "outside_eigenvalue": round(self.outside, 4),
             "trusted": self.trusted,
             "threshold": self.threshold,
             "growth_threshold": self.growth_threshold,
@@ -151,6 +180,11 @@ class ConsistencyReport:
         if self.normal_growth > self.growth_threshold:
             why.append("a normal eigenvalue grows as sigma shrinks, so the networks do not resolve the data at "
                        "this scale")
+        if self.outside > OUTSIDE_THRESHOLD:
+            why.append(f"the denoiser keeps a direction outside the factor's rank-{self.factor_values.shape[1]} range "
+                       f"(eigenvalue {s['outside_eigenvalue']:.3f}, limit {OUTSIDE_THRESHOLD}): the rank is too small "
+                       "for what the denoiser sees (train with a larger --rank), or both keep a normal they should "
+                       "shrink")
         return (f"self-consistency WARNING at sigma={self.sigma:.4g}: {'; '.join(why)}: {figures}. The learned "
                 f"tangent spaces are not to be trusted: train longer or with a larger network, or use a larger sigma")
 
@@ -162,6 +196,20 @@ def _denoiser_jvp(model: MetricModel, x: Tensor, vectors: Tensor, sigma: float) 
     vs = vectors.transpose(1, 2).reshape(b * k, dim)
     _, jv = torch.func.jvp(lambda y: model.denoise(y, sigma).reshape(b * k, dim), (xs,), (vs,))
     return jv.reshape(b, k, dim).transpose(1, 2)
+
+
+def _outside_value(model: MetricModel, x: Tensor, U: Tensor, sigma: float, generator: torch.Generator) -> Tensor:
+    """The denoiser's largest symmetrised Jacobian eigenvalue on the complement of ``U``'s range ``(B, D, r)``
+    (orthonormal or zero columns): two rounds of block power iteration from `OUTSIDE_PROBES` Gaussian probes;
+    ``(B,)``, 0 where the complement is empty."""
+    def off(v: Tensor) -> Tensor:  # the projection onto the complement of the factor's range
+        return v - U @ (U.transpose(1, 2) @ v)
+
+    probes = torch.randn(x.shape[0], x.shape[1], OUTSIDE_PROBES, generator=generator).to(x.device, x.dtype)
+    V = eigenpairs(off(probes)).vectors  # an orthonormal basis of the probes' span (zero columns where empty)
+    V = eigenpairs(off(_denoiser_jvp(model, x, V, sigma))).vectors
+    M = V.transpose(1, 2) @ off(_denoiser_jvp(model, x, V, sigma))
+    return torch.linalg.eigvalsh((0.5 * (M + M.transpose(1, 2))).double())[:, -1].clamp_min(0).to(x.dtype)
 
 
 def _relative_at(values: Tensor, dims: Tensor) -> Tensor:
@@ -204,6 +252,7 @@ def self_consistency(model: MetricModel, x: Tensor, sigma: float | None = None, 
     if low < getattr(model.config, "sigma_min", 0.0):
         low, high = sigma, 2 * sigma
     parts: list[tuple[Tensor, ...]] = []
+    generator = torch.Generator().manual_seed(0)  # the outside eigenvalue's probes: a report is reproducible
     with torch.no_grad():
         for xb in x.reshape(x.shape[0], model.dim).to(dtype).split(chunk):
             pairs = eigenpairs(model.factor(xb, sigma))
@@ -220,6 +269,6 @@ def self_consistency(model: MetricModel, x: Tensor, sigma: float | None = None, 
             tangent = projector_error(truncate_basis(U, d), truncate_basis(U @ W, d))
             spectral = (ritz - torch.diag_embed(lam)).norm(dim=(1, 2)) / lam.norm(dim=1).clamp_min(1e-12)
             parts.append((tangent, spectral, lam, mu, d_f, d_j, _relative_at(lam_high, d_f),
-                          _relative_at(lam_low, d_f)))
+                          _relative_at(lam_low, d_f), _outside_value(model, xb, U, sigma, generator)))
     cat = [torch.cat(p) for p in zip(*parts, strict=True)]
     return ConsistencyReport(sigma, *cat, threshold=threshold)

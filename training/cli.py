@@ -103,8 +103,11 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                         "trunk learns from the denoiser alone)")
     p.add_argument("--factor-target", default=_DEFAULTS["factor_target"], choices=FACTOR_TARGETS,
                    help="centred runs: what the factor matches: residual (one noisy sample of the centred CDC per "
-                        "point, SPEC §3) or jacobian (the trained denoiser's Jacobian, one forward-mode product "
-                        "per point)")
+                        "point, SPEC §3) or jacobian (the trained denoiser's Jacobian, one probe product per "
+                        "point)")
+    p.add_argument("--factor-fraction", type=float, default=_DEFAULTS["factor_fraction"],
+                   help="centred runs: fraction in (0, 1] of each batch the factor's loss covers (the denoiser's "
+                        "covers all of it)")
     p.add_argument("--input-scaling", default=_DEFAULTS["input_scaling"], choices=TRAIN_INPUT_SCALINGS,
                    help="what the networks see: none (the standardised point), unit (c_in(σ) times it), gaussian "
                         "(the data's linear denoiser applied to it, plus a linear skip for the denoiser; "
@@ -181,9 +184,10 @@ def _config(args: argparse.Namespace) -> TrainConfig:
             backbone=args.backbone, preset=args.preset,
             lr=args.lr, sampler=args.sampler, sigma_min=args.sigma_min, sigma_max=args.sigma_max,
             centred=not args.uncentred, shared_trunk=args.shared_trunk,
-            factor_trunk_grad=args.factor_trunk_grad, tikhonov=args.tikhonov, loss=args.loss,
+            factor_trunk_grad=args.factor_trunk_grad, factor_fraction=args.factor_fraction,
+            tikhonov=args.tikhonov, loss=args.loss,
             input_scaling=args.input_scaling, factor_target=args.factor_target, grad_clip=args.grad_clip,
-            precision=args.precision,            compile=args.compile, val_every=args.val_every,
+            precision=args.precision, compile=args.compile, val_every=args.val_every,
             checkpoint_every=args.checkpoint_every, seed=args.seed, landmarks=args.landmarks,
         )
     except (TypeError, ValueError) as err:
@@ -265,9 +269,9 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
     check = v.get("self_consistency")
     if isinstance(check, dict) and not check.get("trusted", True):
         print(f"warning: the model does not agree with itself on its held-out points (tangent disagreement "
-              f"{check['tangent_disagreement']}, normal growth {check['normal_growth']}): its tangent spaces are "
-              f"not to be trusted; `learned-manifold info {args.out} --data {args.data}` shows the spectra",
-              file=sys.stderr)
+              f"{check['tangent_disagreement']}, normal growth {check['normal_growth']}, outside eigenvalue "
+              f"{check.get('outside_eigenvalue', 'n/a')}): its tangent spaces are not to be trusted; "
+              f"`learned-manifold info {args.out} --data {args.data}` shows the spectra and why", file=sys.stderr)
     near = v.get("neighbour_check")
     if isinstance(near, dict) and not near.get("trusted", True):
         print(f"warning: the model disagrees with an estimate from the training points' neighbours at sigma="
@@ -328,7 +332,8 @@ def _summary(path: str, meta: dict) -> str:
     if isinstance(check, dict):
         lines.append(f"  consistency: {'trusted' if check.get('trusted') else 'NOT TRUSTED'} on held-out points "
                      f"(tangent disagreement {_number(check.get('tangent_disagreement'))}, normal growth "
-                     f"{_number(check.get('normal_growth'))}; `info MODEL --data DATA` for details)")
+                     f"{_number(check.get('normal_growth'))}, outside eigenvalue "
+                     f"{_number(check.get('outside_eigenvalue'))}; `info MODEL --data DATA` for details)")
     near = e.get("validation", {}).get("neighbour_check")
     if isinstance(near, dict):
         if not near.get("informative"):

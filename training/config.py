@@ -71,17 +71,17 @@ class TrainConfig:
         denoiser_warmup: fraction of the steps that train the denoiser alone before the factor starts (default
             0.5: the Jacobian target is only as good as the denoiser it is read from).
         factor_target: (centred runs) what the factor matches: ``"jacobian"`` (default; the trained denoiser's
-            Jacobian ``Γᶜ = ∂x̂/∂y`` by one forward-mode product per point, `learned_manifold_training.losses`)
+            Jacobian ``Γᶜ = ∂x̂/∂y`` by one probe product per point, `learned_manifold_training.losses`)
             or ``"residual"`` (SPEC §3, one noisy sample ``aaᵀ`` of ``Γᶜ`` per point; the default before the
             sixth session). The default recipe (``jacobian``, ``input_scaling="auto"``, ``grad_clip=0``,
             ``denoiser_warmup=0.5``) against the residual one, ``benchmarks/results/cpu/recipe-jacobian/`` and
             ``benchmarks/RESULTS.md``: S⁸ in R⁶⁴ learns its dimension (error 1.24 → 0.03), the roll, S² and
-            the torus improve or hold; a step costs one more denoiser forward pass.
+            the torus improve or hold; a step costs one more input-only backward pass of the denoiser.
         shared_trunk: (centred runs) one network with a factor head and a denoiser head on a shared trunk
             (`learned_manifold.models.ModelConfig.shared_trunk`) instead of two networks: a step costs one
             network's forward and backward (0.91–0.95× the samples/s of a plain uncentred step; two networks
-            0.57–0.58× with the residual target, 0.39× with the default Jacobian target,
-            ``benchmarks/results/cpu/recipe-jacobian/training_recipe.md``). Not the default: at the default budget
+            0.57–0.60× with the residual target, 0.50× with the default Jacobian target,
+            ``benchmarks/results/cpu/recipe-vjp/training_recipe.md``). Not the default: at the default budget
             (residual target) it is less accurate (swiss roll in R¹⁰, 3 seeds: tangent error 0.035 against 0.028)
             and fails on S² in R⁶⁴ (0.20–1.02 against 0.034–0.048; ``benchmarks/results/cpu/recipe-shared-trunk/``);
             with the Jacobian target it is untested. Ignored by
@@ -90,6 +90,13 @@ class TrainConfig:
             trunk (the denoiser's always reaches it): ``1`` trains the trunk on both losses (the factor then
             wrecks the denoiser), ``0`` on the denoiser's alone (the factor head reads the denoiser's features:
             roll 0.096); ``0.1`` was the best measured (``recipe-shared-trunk/screening.md``).
+        factor_fraction: (centred runs) the fraction in ``(0, 1]`` of each batch's points the factor's loss is
+            computed on once the factor starts (the denoiser's loss always covers the whole batch); a step then
+            runs the factor network on ``ceil(fraction · batch)`` points. Not the default: on S⁸ in R⁶⁴ (10k
+            points, seeds 0 and 1) ``0.25`` ran a whole default run at 1.0× the samples/s of a plain uncentred
+            step (the default 0.70×) but its tangent error was 0.036 and 0.037 against 0.025 and 0.026
+            (``benchmarks/RESULTS.md``); on small batches the factor sees too few points (a circle at batch 64:
+            0.44 against 0.03).
         loss, tikhonov, sampler, sigma_min, sigma_max: the loss and bandwidth sampler (SPEC §3).
         input_scaling: ``"auto"`` (default): ``"gaussian"`` for the MLP when the data's linear span (principal
             variances above 10⁻³ of the largest) has at most `SPAN_FRACTION` of the ``D`` dimensions, else
@@ -140,6 +147,7 @@ class TrainConfig:
     factor_target: str = "jacobian"
     shared_trunk: bool = False
     factor_trunk_grad: float = 0.1
+    factor_fraction: float = 1.0
     loss: str = "lowrank"
     tikhonov: float = 0.0
     sampler: str = "loguniform"
@@ -182,6 +190,12 @@ class TrainConfig:
         self.factor_trunk_grad = check_real(self.factor_trunk_grad, "factor_trunk_grad", nonnegative=True)
         if self.factor_trunk_grad > 1:
             raise ValueError(f"factor_trunk_grad must be in [0, 1], got {self.factor_trunk_grad}")
+        self.factor_fraction = check_real(self.factor_fraction, "factor_fraction", positive=True)
+        if self.factor_fraction > 1:
+            raise ValueError(f"factor_fraction must be in (0, 1], got {self.factor_fraction}")
+        if self.factor_fraction != 1 and not self.centred:
+            raise ValueError("factor_fraction acts on centred runs only (an uncentred run trains the factor alone: "
+                             "use a smaller batch_size)")
         self.warmup = _fraction(self.warmup, "warmup")
         self.ema = _fraction(self.ema, "ema")
         _choice(self.loss, "loss", LOSSES)

@@ -13,6 +13,12 @@ Two targets for the mean-centred factor (``TrainConfig.factor_target``, docs/SPE
   distance to ``J`` from one forward-mode product ``Jv`` (no ``D × D``, no second backward). Its target has no
   posterior noise: the residual's normal component is ``O(σ)``-small and noisy, and on S⁸ in R⁶⁴ the factor
   never learned it from the residual while the denoiser had (``benchmarks/RESULTS.md``).
+
+  The trainer reads the transposed product ``Jᵀv`` instead (`centred_cdc_vjp`: one input-only backward pass
+  through the graph of the denoiser's own forward pass, 1.5× cheaper per step than `centred_cdc_jvp`'s second
+  forward-mode pass). Nothing changes in the minimiser: ``AAᵀ`` is symmetric, so with ``J = J_s + J_a`` (its
+  symmetric and antisymmetric parts) ``‖AAᵀ − Jᵀ‖²_F = ‖AAᵀ − J_s‖²_F + ‖J_a‖²_F = ‖AAᵀ − J‖²_F``; the true
+  ``Γᶜ`` is a covariance and symmetric anyway.
 """
 
 from __future__ import annotations
@@ -25,8 +31,8 @@ from torch import Tensor
 from learned_manifold.models import MetricModel
 
 __all__ = [
-    "FACTOR_TARGETS", "DenoiserLoss", "MetricMatchingLoss", "centred_cdc_jvp", "frobenius_full",
-    "frobenius_lowrank", "jacobian_matching", "noisy",
+    "FACTOR_TARGETS", "DenoiserLoss", "MetricMatchingLoss", "centred_cdc_jvp", "centred_cdc_vjp",
+    "frobenius_full", "frobenius_lowrank", "jacobian_matching", "noisy",
 ]
 
 FACTOR_TARGETS = ("residual", "jacobian")
@@ -72,6 +78,18 @@ def centred_cdc_jvp(model: MetricModel, y: Tensor, sigma_z: Tensor, v: Tensor) -
         _, dF = torch.func.jvp(lambda u: model.noise_z(u, sigma_z), (y,), (v,))
     flat = v.reshape(v.shape[0], -1).float()
     return flat - sigma_z.reshape(-1, 1).float() * dF.float()
+
+
+def centred_cdc_vjp(noise: Tensor, y: Tensor, sigma_z: Tensor, v: Tensor) -> Tensor:
+    """``Γᶜᵀ v = v − σ_z (∂F_θ/∂y)ᵀ v`` from a denoiser output already computed (module docstring).
+
+    ``noise``: ``F_θ(y, σ)`` ``(m, D)`` of the first ``m`` rows of ``y`` ``(B, *data_shape)``, which requires
+    grad; ``v`` ``(m, *data_shape)``; ``σ_z`` ``(m,)`` or ``(1,)`` → ``(m, D)`` float32, detached. One
+    input-only backward pass; the graph is kept for the step's own backward."""
+    m = noise.shape[0]
+    (grad,) = torch.autograd.grad(noise, y, grad_outputs=v.reshape(noise.shape).to(noise.dtype), retain_graph=True)
+    flat = v.reshape(m, -1).float()
+    return (flat - sigma_z.reshape(-1, 1).float() * grad[:m].reshape(m, -1).float()).detach()
 
 
 def noisy(z: Tensor, sigma_z: Tensor, eps: Tensor) -> Tensor:

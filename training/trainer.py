@@ -39,7 +39,7 @@ from learned_manifold.preconditioning import principal_components
 from .batches import TrainingRows, standardisation
 from .config import SPAN_FRACTION, TrainConfig
 from .data.stream import ArraySource
-from .losses import FACTOR_TARGETS, DenoiserLoss, MetricMatchingLoss, centred_cdc_jvp, jacobian_matching, noisy
+from .losses import FACTOR_TARGETS, DenoiserLoss, MetricMatchingLoss, centred_cdc_vjp, jacobian_matching, noisy
 from .outputs import Checkpointer, OutputLock, check_output, state_path
 from .runtime import StopRequest, TrainingDiverged, TrainingInterrupted, check_health, resolve_device
 from .samplers import make_sampler
@@ -51,7 +51,7 @@ _CHECK_EVERY = 10  # steps between divergence checks (one host sync each) and, u
 # did not exist either, so any value describes those runs; the default keeps them resumable as they were. The same
 # holds for gaussian_rank, which acts under input_scaling="gaussian" only.
 _TRAIN_LEGACY = {"factor_trunk_grad": TrainConfig.factor_trunk_grad, "gaussian_rank": TrainConfig.gaussian_rank,
-                 "factor_target": "residual", "final_norm": True, "landmarks": None}
+                 "factor_target": "residual", "final_norm": True, "landmarks": None, "factor_fraction": 1.0}
 # (landmarks do not change the training: a state written before them resumes, and its model stores the default)
 
 __all__ = [
@@ -144,31 +144,63 @@ class _Objective(nn.Module):
     """
 
     def __init__(self, model: MetricModel, matching: MetricMatchingLoss, factor_trunk_grad: float = 1.0,
-                 factor_target: str = "residual"):
+                 factor_target: str = "residual", factor_fraction: float = 1.0):
         super().__init__()
         if factor_target not in FACTOR_TARGETS:
             raise ValueError(f"factor_target must be one of {list(FACTOR_TARGETS)}, got {factor_target!r}")
+        if not 0 < factor_fraction <= 1:
+            raise ValueError(f"factor_fraction must be in (0, 1], got {factor_fraction}")
         self.model = model
         self.matching = matching
         self.denoising = DenoiserLoss()
         self.factor_trunk_grad = factor_trunk_grad  # shared trunk: the factor's gradient into it is scaled by this
         self.factor_target = factor_target
+        self.factor_fraction = factor_fraction
 
     def forward(self, z: Tensor, sigma_z: Tensor, eps: Tensor, with_factor: bool,
                 probe: Tensor | None = None) -> Tensor:
-        """``probe``: the ``N(0, I)`` vectors ``(B, *data_shape)`` of the Jacobian target (drawn here if None)."""
+        """Per-sample losses ``(B,)``. The factor's loss covers the first ``m = factor_rows(B, fraction)`` rows,
+        scaled by ``B/m`` so that the mean over the batch is the denoiser's mean loss plus the factor's.
+        ``probe``: the ``N(0, I)`` vectors ``(B, *data_shape)`` of the Jacobian target (drawn here if None)."""
         if not self.model.has_denoiser:  # uncentred: a = ε, the factor from the first step
             return self.matching(self.model, z, sigma_z, eps)
         y = noisy(z, sigma_z, eps)
         if not with_factor:  # the denoiser's warm-up
             return self.denoising.of_prediction(self.model.noise_z(y, sigma_z), eps).float()
-        A, noise = self.model.factor_and_noise_z(y, sigma_z, self.factor_trunk_grad)
-        denoising = self.denoising.of_prediction(noise, eps).float()
-        if self.factor_target == "jacobian":  # match Γᶜ = ∂ẑ/∂y of the denoiser (losses module docstring)
-            v = torch.randn_like(y) if probe is None else probe.to(y.dtype)
-            return denoising + jacobian_matching(A, v, centred_cdc_jvp(self.model, y, sigma_z, v))
-        a = noise.detach().to(eps.dtype) - eps.reshape(eps.shape[0], -1)
-        return denoising + self.matching.of_factor(A, a)
+        batch = y.shape[0]
+        m = factor_rows(batch, self.factor_fraction)
+        sigma_m = sigma_z[:m] if sigma_z.shape[0] == batch else sigma_z
+        jacobian = self.factor_target == "jacobian"
+        with torch.enable_grad():
+            if jacobian:  # the denoiser's input-gradient gives Γᶜᵀv (losses module docstring)
+                y = y.detach().requires_grad_(True)
+            if self.model.trunk is not None:
+                A, noise = self.model.factor_and_noise_z(y, sigma_z, self.factor_trunk_grad)
+                A = A[:m]
+            else:
+                noise = self.model.noise_z(y, sigma_z)
+                A = self.model.factor_z(y[:m].detach(), sigma_m)
+            denoising = self.denoising.of_prediction(noise, eps).float()
+            if jacobian:
+                v = torch.randn_like(y[:m]) if probe is None else probe[:m].to(y.dtype)
+                factor = jacobian_matching(A, v, centred_cdc_vjp(noise[:m], y, sigma_m, v))
+            else:
+                a = noise[:m].detach().to(eps.dtype) - eps[:m].reshape(m, -1)
+                factor = self.matching.of_factor(A, a)
+        if m == batch:
+            return denoising + factor
+        return denoising + torch.cat([factor * (batch / m), factor.new_zeros(batch - m)])
+
+
+def _workload_name(cfg: TrainConfig) -> str:
+    """The name of a training step's workload for the precision probe's cache (`choose_precision`)."""
+    name = "train" if cfg.factor_target == "residual" else "train-jacobian"
+    return name if cfg.factor_fraction == 1 else f"{name}-factor{cfg.factor_fraction:g}"
+
+
+def factor_rows(batch: int, fraction: float) -> int:
+    """Rows of a batch of ``batch`` points that the factor's loss covers: ``ceil(fraction · batch)``, at least 1."""
+    return max(1, min(batch, math.ceil(fraction * batch - 1e-9)))
 
 
 def _distributed() -> tuple[int, int]:
@@ -374,7 +406,7 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, rank: int, manifold, out:
     ema.load_state_dict(model.state_dict())
     ema.requires_grad_(False)
     objective = _Objective(model, MetricMatchingLoss(cfg.loss, cfg.tikhonov, cfg.centred), cfg.factor_trunk_grad,
-                           cfg.factor_target)
+                           cfg.factor_target, cfg.factor_fraction)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
                             fused=device.type == "cuda" or None)
@@ -418,7 +450,7 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, rank: int, manifold, out:
     first_z = rows.rows(start, first[0], start + 1) if cfg.precision == "auto" else None
     precision, probe = choose_precision(  # "auto": a full step (denoiser + factor) timed in fp32 and bf16, eager
         cfg.precision, device, lambda: objective(first_z, *first[1:3], True, first[3]), backward=True,
-        key=workload_key("train" if cfg.factor_target == "residual" else "train-jacobian", model.config,
+        key=workload_key(_workload_name(cfg), model.config,
                          first[0].shape[0]), distributed=world > 1,
         previous=read_metadata(out)["extra"].get("precision_probe") if resume and rank_id == 0 else None)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")

@@ -20,14 +20,15 @@ class PlaneDouble:
     dim = 3
     data_shape = (3,)
 
-    def __init__(self, normal, denoiser_normal=None):
+    def __init__(self, normal, denoiser_normal=None, rank=3):
         self.normal, self.denoiser_normal = normal, denoiser_normal or normal
+        self.rank = rank  # rank 2: the factor's columns are the plane's, whatever the normal
         self.scale = torch.tensor(1.0)
         self.config = SimpleNamespace(default_sigma=0.1)
 
     def factor(self, y, sigma):
         diag = torch.tensor([1.0, 1.0, self.normal(sigma) ** 0.5])
-        return torch.diag(diag).expand(y.shape[0], 3, 3).clone()
+        return torch.diag(diag)[:, : self.rank].expand(y.shape[0], 3, self.rank).clone()
 
     def denoise(self, y, sigma):
         return y * torch.tensor([1.0, 1.0, self.denoiser_normal(sigma)])
@@ -60,6 +61,7 @@ def test_a_good_model_agrees_with_itself(torus_model, torus):
     assert summary["tangent_disagreement"] < 0.1, summary
     assert summary["dimension_agreement"] > 0.95, summary
     assert summary["factor_dimension"] == summary["denoiser_dimension"] == 2
+    assert summary["outside_eigenvalue"] == 0.0  # r = D = 3: the factor's range is everything
     assert "agrees with itself" in report.message()
 
 
@@ -86,6 +88,20 @@ def test_a_factor_keeping_a_normal_its_denoiser_shrinks_is_flagged():
     assert not report.trusted
     assert report.summary()["factor_dimension"] == 3 and report.summary()["denoiser_dimension"] == 2
     assert "read the same dimension" in report.message()
+
+
+def test_a_denoiser_direction_beyond_the_factors_rank_is_flagged():
+    """A rank-2 factor on the plane, with a denoiser that keeps the normal at 0.95 (the S¹⁶ failure at rank 16):
+    the factor reads dimension 2 = its rank everywhere and agrees with the denoiser on its range, so only the
+    outside eigenvalue sees the kept normal; the same factor with a denoiser that shrinks it is trusted."""
+    kept = self_consistency(PlaneDouble(lambda s: 0.0, denoiser_normal=lambda s: 0.95, rank=2), plane_points())
+    assert float(kept.tangent_disagreement.max()) < 1e-5 and kept.summary()["factor_dimension"] == 2
+    assert kept.summary()["outside_eigenvalue"] == pytest.approx(0.95, abs=1e-4)
+    assert not kept.trusted
+    assert "outside the factor's rank-2 range" in kept.message()
+    shrunk = self_consistency(PlaneDouble(lambda s: 0.0, denoiser_normal=lambda s: 0.01, rank=2), plane_points())
+    assert shrunk.summary()["outside_eigenvalue"] == pytest.approx(0.01, abs=1e-4)
+    assert shrunk.trusted, shrunk.message()
 
 
 def test_uncentred_models_and_bad_points_are_refused(torus_model):

@@ -7,6 +7,7 @@ from learned_manifold_training.losses import (
     DenoiserLoss,
     MetricMatchingLoss,
     centred_cdc_jvp,
+    centred_cdc_vjp,
     frobenius_full,
     frobenius_lowrank,
     jacobian_matching,
@@ -125,3 +126,38 @@ def test_jacobian_matching_sums_to_the_frobenius_distance_over_a_basis_of_probes
     v = torch.randn(2, 5, generator=g, dtype=torch.float64)
     exact = (A @ A.transpose(1, 2) @ v.unsqueeze(-1)).squeeze(-1)
     assert float(jacobian_matching(A, v, exact).max()) < 1e-8
+
+
+def test_the_transposed_jacobian_is_as_far_from_a_symmetric_factor():
+    """``‖AAᵀ − Jᵀ‖_F = ‖AAᵀ − J‖_F`` for any ``J``: summed over a basis of probes, matching ``Jᵀv`` measures the
+    same distance as matching ``Jv`` (why the trainer may read the cheaper reverse-mode product)."""
+    g = torch.Generator().manual_seed(5)
+    A = torch.randn(2, 5, 3, generator=g, dtype=torch.float64)
+    J = torch.randn(2, 5, 5, generator=g, dtype=torch.float64)
+    eye = torch.eye(5, dtype=torch.float64)
+    forward = sum(jacobian_matching(A, eye[i].expand(2, 5), J[:, :, i]).double() for i in range(5))
+    transposed = sum(jacobian_matching(A, eye[i].expand(2, 5), J[:, i, :]).double() for i in range(5))
+    torch.testing.assert_close(transposed, forward, rtol=1e-5, atol=1e-5)  # the loss computes in float32
+
+
+def test_the_reverse_mode_target_is_the_transposed_denoiser_jacobian():
+    """`centred_cdc_vjp` on the first 2 rows of a batch of 3 equals ``(I − σ ∂F/∂y)ᵀ v`` from the dense Jacobian
+    of a random network (float64), whose Jacobian is not symmetric; `centred_cdc_jvp` gives the untransposed
+    product from the same Jacobian."""
+    torch.manual_seed(6)
+    model = MetricModel(ModelConfig(data_shape=(4,), rank=2, arch_kwargs={"hidden": 16, "depth": 2,
+                                                                          "emb_dim": 8})).double()
+    g = torch.Generator().manual_seed(7)
+    y = torch.randn(3, 4, generator=g, dtype=torch.float64)
+    sigma = torch.tensor([0.3, 0.8, 1.1], dtype=torch.float64)
+    v = torch.randn(2, 4, generator=g, dtype=torch.float64)
+    dense = torch.stack([torch.autograd.functional.jacobian(
+        lambda u, i=i: model.noise_z(u[None], sigma[i:i + 1])[0], y[i]) for i in range(2)])
+    gamma = torch.eye(4, dtype=torch.float64) - sigma[:2, None, None] * dense
+    assert (gamma - gamma.transpose(1, 2)).abs().max() > 1e-3
+    y_in = y.clone().requires_grad_(True)
+    noise = model.noise_z(y_in, sigma)
+    got = centred_cdc_vjp(noise[:2], y_in, sigma[:2], v)
+    torch.testing.assert_close(got.double(), (gamma.transpose(1, 2) @ v[..., None]).squeeze(-1), rtol=1e-5, atol=1e-6)
+    forward = centred_cdc_jvp(model, y[:2], sigma[:2], v)
+    torch.testing.assert_close(forward.double(), (gamma @ v[..., None]).squeeze(-1), rtol=1e-5, atol=1e-6)
