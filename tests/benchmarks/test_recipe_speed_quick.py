@@ -36,6 +36,13 @@ def test_recipe_only_compares_every_recipe_with_the_plain_step(tmp_path):
     report = (tmp_path / "training_recipe.md").read_text()
     assert recipe["network"]["rank"] == 16
     assert all(f"{name} / plain" in report for name in training.RECIPES)
+    # a whole run is the step-weighted harmonic mean of its two phases: between them, and exact for equal phases
+    ratio, whole = recipe["rounds"][0]["ratio"], recipe["rounds"][0]["whole_run_ratio"]
+    alone = ratio[training.DENOISER_ALONE]
+    assert set(whole) == set(training.RECIPES) - {training.DENOISER_ALONE}
+    for name, value in whole.items():
+        assert min(ratio[name], alone) <= value <= max(ratio[name], alone), name
+    assert training.whole_run_ratio(0.5, 1.5, 0.5) == pytest.approx(0.75)
 
 
 def test_unet_speed_quick_times_both_memory_formats():
