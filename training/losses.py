@@ -10,15 +10,15 @@ Two targets for the mean-centred factor (``TrainConfig.factor_target``, docs/SPE
 * ``"jacobian"`` (derived here): by Tweedie's identity ``Γᶜ(y) = ∂x̂/∂y = I − σ ∂F_θ/∂y`` (SPEC §2), so the
   factor can match the trained denoiser's Jacobian itself. With a probe ``v ~ N(0, I)`` independent of ``y``,
   ``E_v ‖(AAᵀ − J)v‖² = ‖AAᵀ − J‖²_F``: `jacobian_matching` is an unbiased estimate of the Frobenius
-  distance to ``J`` from one forward-mode product ``Jv`` (no ``D × D``, no second backward). Its target has no
+  distance to ``J`` from one probe product (no ``D × D``; see below for which product). Its target has no
   posterior noise: the residual's normal component is ``O(σ)``-small and noisy, and on S⁸ in R⁶⁴ the factor
   never learned it from the residual while the denoiser had (``benchmarks/RESULTS.md``).
 
-  The trainer reads the transposed product ``Jᵀv`` instead (`centred_cdc_vjp`: one input-only backward pass
-  through the graph of the denoiser's own forward pass, 1.5× cheaper per step than `centred_cdc_jvp`'s second
-  forward-mode pass). Nothing changes in the minimiser: ``AAᵀ`` is symmetric, so with ``J = J_s + J_a`` (its
-  symmetric and antisymmetric parts) ``‖AAᵀ − Jᵀ‖²_F = ‖AAᵀ − J_s‖²_F + ‖J_a‖²_F = ‖AAᵀ − J‖²_F``; the true
-  ``Γᶜ`` is a covariance and symmetric anyway.
+  The trainer reads the transposed product ``Jᵀv`` (`centred_cdc_vjp`: one input-only backward pass through
+  the graph of the denoiser's own forward pass; 1.5× cheaper per step than the second, forward-mode pass that
+  computed ``Jv`` until the eighth session). The minimiser is the same: ``AAᵀ`` is symmetric, so with
+  ``J = J_s + J_a`` (symmetric and antisymmetric parts) ``‖AAᵀ − Jᵀ‖²_F = ‖AAᵀ − J_s‖²_F + ‖J_a‖²_F =
+  ‖AAᵀ − J‖²_F``; the true ``Γᶜ`` is a covariance and symmetric anyway.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from torch import Tensor
 from learned_manifold.models import MetricModel
 
 __all__ = [
-    "FACTOR_TARGETS", "DenoiserLoss", "MetricMatchingLoss", "centred_cdc_jvp", "centred_cdc_vjp",
+    "FACTOR_TARGETS", "DenoiserLoss", "MetricMatchingLoss", "centred_cdc_vjp",
     "frobenius_full", "frobenius_lowrank", "jacobian_matching", "noisy",
 ]
 
@@ -68,16 +68,6 @@ def jacobian_matching(A: Tensor, v: Tensor, Jv: Tensor) -> Tensor:
     A, v, Jv = A.float(), v.reshape(v.shape[0], -1).float(), Jv.reshape(Jv.shape[0], -1).float()
     AAv = A @ (A.transpose(-1, -2) @ v.unsqueeze(-1))
     return (AAv.squeeze(-1) - Jv).pow(2).sum(-1)
-
-
-def centred_cdc_jvp(model: MetricModel, y: Tensor, sigma_z: Tensor, v: Tensor) -> Tensor:
-    """``Γᶜ v = (∂ẑ/∂y) v = v − σ_z (∂F_θ/∂y) v`` from the denoiser (standardised units, no gradient).
-
-    ``y``, ``v`` ``(B, *data_shape)``, ``σ_z`` ``(B,)`` or ``(1,)`` → ``(B, D)`` float32; one forward-mode pass."""
-    with torch.no_grad():
-        _, dF = torch.func.jvp(lambda u: model.noise_z(u, sigma_z), (y,), (v,))
-    flat = v.reshape(v.shape[0], -1).float()
-    return flat - sigma_z.reshape(-1, 1).float() * dF.float()
 
 
 def centred_cdc_vjp(noise: Tensor, y: Tensor, sigma_z: Tensor, v: Tensor) -> Tensor:
