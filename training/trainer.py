@@ -148,8 +148,6 @@ class _Objective(nn.Module):
         super().__init__()
         if factor_target not in FACTOR_TARGETS:
             raise ValueError(f"factor_target must be one of {list(FACTOR_TARGETS)}, got {factor_target!r}")
-        if not 0 < factor_fraction <= 1:
-            raise ValueError(f"factor_fraction must be in (0, 1], got {factor_fraction}")
         self.model = model
         self.matching = matching
         self.denoising = DenoiserLoss()
