@@ -1,6 +1,11 @@
-"""Shared fixtures: a small model trained on S² once per session, and a closed-form co-metric field."""
+"""Shared fixtures: small models trained on S² and the torus once per test run, and a closed-form co-metric field."""
 
 from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch
@@ -50,17 +55,53 @@ def sphere() -> Sphere:
     return Sphere(2, 3)
 
 
-def _trained(tmp_path_factory, manifold, name: str, n: int, steps: int, max_error: float):
-    """A small mean-centred model of ``manifold`` in R³ (rank 3, 64 × 2), trained once per session on CPU."""
-    data = manifold.sample(n, generator=torch.Generator().manual_seed(0))
-    cfg = TrainConfig(steps=steps, batch_size=256, rank=3, hidden=64, depth=2, emb_dim=64, sigma_min=0.01,
-                      sigma_max=2.0, val_points=400, precision="bf16",  # fixed, not measured: the same model on
-                      # every machine (the thresholds of the tests using it were set on bf16-trained models)
-                      **FIXTURE_RECIPE)
-    path = tmp_path_factory.mktemp("models") / f"{name}.lmm"
-    result = train(data, cfg, manifold=manifold, out=path, progress=False, device="cpu")
-    assert result.validation["tangent_error"] < max_error, result.validation
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], None], wait_s: float = 1200.0) -> Path:
+    """The file ``name`` made by ``build(path)`` once per test run.
+
+    Under pytest-xdist (``-n 2``, the README's command) each worker is its own process with its own session: the
+    first worker to get here builds the file in the run's shared temporary folder and the others wait for it, so
+    a model is trained once, not once per worker. A failed build is reported to the waiting workers too.
+    """
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        path = tmp_path_factory.mktemp("built") / name
+        build(path)
+        return path
+    root = tmp_path_factory.getbasetemp().parent / "built-once"
+    root.mkdir(exist_ok=True)
+    path, done, failed = root / name, root / f"{name}.done", root / f"{name}.failed"
+    try:
+        os.close(os.open(root / f"{name}.building", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:  # another worker builds it
+        deadline = time.monotonic() + wait_s
+        while not done.exists():
+            if failed.exists():
+                pytest.fail(f"building {name} failed in another worker: {failed.read_text()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"waited {wait_s:.0f} s for another worker to build {name}")
+            time.sleep(0.2)
+        return path
+    try:
+        build(path)
+    except BaseException as error:
+        failed.write_text(f"{type(error).__name__}: {error}")
+        raise
+    done.touch()
     return path
+
+
+def _trained(tmp_path_factory, manifold, name: str, n: int, steps: int, max_error: float):
+    """A small mean-centred model of ``manifold`` in R³ (rank 3, 64 × 2), trained once per test run on CPU."""
+
+    def build(path: Path) -> None:
+        data = manifold.sample(n, generator=torch.Generator().manual_seed(0))
+        cfg = TrainConfig(steps=steps, batch_size=256, rank=3, hidden=64, depth=2, emb_dim=64, sigma_min=0.01,
+                          sigma_max=2.0, val_points=400, precision="bf16",  # fixed, not measured: the same model on
+                          # every machine (the thresholds of the tests using it were set on bf16-trained models)
+                          **FIXTURE_RECIPE)
+        result = train(data, cfg, manifold=manifold, out=path, progress=False, device="cpu")
+        assert result.validation["tangent_error"] < max_error, result.validation
+
+    return built_once(tmp_path_factory, f"{name}.lmm", build)
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
 """Every notebook in tutorials/ runs top to bottom (stored without outputs, executed here on CPU)."""
 
+import os
 from pathlib import Path
 
 import nbformat
@@ -17,7 +18,10 @@ def test_there_are_tutorials():
 def test_tutorial_runs(path, tmp_path):
     nb = nbformat.read(path, as_version=4)
     assert all(cell.get("outputs", []) == [] for cell in nb.cells if cell.cell_type == "code"), "stored with outputs"
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    # Under pytest-xdist another worker shares the CPU: the kernel takes one thread, as the workers do.
+    one_thread = {"env": {**os.environ, "OMP_NUM_THREADS": "1"}} if "PYTEST_XDIST_WORKER" in os.environ else {}
+    NotebookClient(nb, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path)}}).execute(**one_thread)
 
 
 def test_every_tutorial_is_in_the_index():
