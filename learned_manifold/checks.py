@@ -8,9 +8,15 @@ from __future__ import annotations
 import math
 import numbers
 
-__all__ = ["MAX_DIM", "check_data_shape", "check_int", "check_real"]
+__all__ = ["MAX_DEPTH", "MAX_DIM", "MAX_RANK", "MAX_WIDTH", "check_data_shape", "check_int", "check_real"]
 
 MAX_DIM = 2**27  # D = prod(data_shape)
+# Generous sanity bounds on sizes, so that a config (for instance read from a file) can never ask for a network
+# that takes minutes to build even on the meta device: the paper's largest image model (FFHQ 256²×3, rank 256)
+# is far inside them.
+MAX_RANK = 16384  # r, the factor's columns (r > D is allowed: the extra eigenvalues are zero, SPEC §5)
+MAX_WIDTH = 65536  # hidden and embedding widths
+MAX_DEPTH = 256  # residual blocks (building 2 × 256 blocks on the meta device takes well under a second)
 
 
 def check_int(value: object, name: str, low: int, high: int) -> int:

@@ -1,10 +1,11 @@
-"""Networks: the FiLM-conditioned residual MLP backbone (SPEC §4) and `MetricModel`, the trained model.
+"""`MetricModel`, the trained model, its `ModelConfig`, and the backbone registry (SPEC §4, §9).
 
-A *backbone* maps standardised points ``z`` of shape ``(B, *data_shape)`` and standardised bandwidths
-``σ_z`` of shape ``(B,)`` to ``(B, D, k)``: ``k = r`` columns of the factor ``A``, or ``k = 1`` for the
-denoiser's noise prediction. Backbones are looked up by name in `BACKBONES`, so an image backbone (a UNet
-whose output channels hold the ``k`` columns) can be added without touching the losses or the manifold. A
-backbone also takes ``columns=(lo, hi)`` to produce only those columns (`learned_manifold.heads.head_columns`).
+The backbones live beside this module (`learned_manifold.mlp`: the FiLM-conditioned residual MLP;
+`learned_manifold.unet`: the UNet). A *backbone* maps standardised points ``z`` of shape ``(B, *data_shape)``
+and standardised bandwidths ``σ_z`` of shape ``(B,)`` to ``(B, D, k)``: ``k = r`` columns of the factor ``A``,
+or ``k = 1`` for the denoiser's noise prediction. Backbones are looked up by name in `BACKBONES`, so a new
+backbone is added without touching the losses or the manifold. A backbone also takes ``columns=(lo, hi)`` to
+produce only those columns (`learned_manifold.heads.head_columns`).
 
 `MetricModel` holds a factor backbone and an optional denoiser backbone (for mean-centring, SPEC §3), or one
 shared trunk with ``r + 1`` columns that is both (``ModelConfig.shared_trunk``), the data standardisation
@@ -21,9 +22,10 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import Tensor, nn
 
-from .checks import MAX_DIM, check_data_shape, check_int, check_real
-from .heads import head_columns
+from .checks import MAX_DEPTH, MAX_DIM, MAX_RANK, MAX_WIDTH, check_data_shape, check_int, check_real
+from .mlp import FiLMResMLP, SigmaEmbedding
 from .preconditioning import input_scale, network_input
+from .unet import UNet
 
 __all__ = [
     "BACKBONES",
@@ -44,12 +46,6 @@ __all__ = [
     "MAX_DEPTH",
 ]
 
-# Generous sanity bounds on sizes, so that a config (for instance read from a file) can never ask for a network
-# that takes minutes to build even on the meta device: the paper's largest image model (FFHQ 256²×3, rank 256)
-# is far inside them.
-MAX_RANK = 16384  # r, the factor's columns (r > D is allowed: the extra eigenvalues are zero, SPEC §5)
-MAX_WIDTH = 65536  # hidden and embedding widths
-MAX_DEPTH = 256  # residual blocks (building 2 × 256 blocks on the meta device takes well under a second)
 # Names the library accepts in a config; `learned_manifold_training` owns the implementations (the library does
 # not import it), and its tests check that its registries match these names.
 LOSSES = ("lowrank", "full")
@@ -61,112 +57,6 @@ LEGACY_DEFAULTS = {"input_scaling": "none", "shared_trunk": False, "gaussian_ran
 MAX_LANDMARK_NUMBERS = 2**24
 """Most numbers ``landmarks · D`` a model may store as landmarks (64 MB in float32)."""
 
-
-class SigmaEmbedding(nn.Module):
-    """Embedding of the bandwidth: ``log σ`` and its sinusoidal features, then a 2-layer SiLU MLP (SPEC §4).
-
-    Frequencies are geometric in ``[f_min, f_max]``; the lowest has a period (``2π/f_min ≈ 126``) far longer than
-    any range of ``log σ`` met in practice, so the features never alias two bandwidths onto one embedding.
-    ``(B,)`` → ``(B, dim)``.
-    """
-
-    def __init__(self, dim: int, n_freqs: int = 16, f_min: float = 0.05, f_max: float = 8.0):
-        super().__init__()
-        freqs = torch.exp(torch.linspace(math.log(f_min), math.log(f_max), n_freqs))
-        self.register_buffer("freqs", freqs, persistent=False)
-        self.mlp = nn.Sequential(nn.Linear(2 * n_freqs + 1, dim), nn.SiLU(), nn.Linear(dim, dim))
-
-    def forward(self, sigma: Tensor) -> Tensor:
-        log_sigma = sigma.log().unsqueeze(-1)
-        arg = log_sigma * self.freqs.to(sigma.dtype)
-        return self.mlp(torch.cat([log_sigma, arg.sin(), arg.cos()], dim=-1))
-
-
-class FiLMResBlock(nn.Module):
-    """``h + W₂ φ(W₁ FiLM(LN(h), e))`` with ``W₂`` zero-initialised (SPEC §4)."""
-
-    def __init__(self, hidden: int, emb_dim: int):
-        super().__init__()
-        self.norm = nn.LayerNorm(hidden)
-        self.film = nn.Linear(emb_dim, 2 * hidden)
-        self.fc1 = nn.Linear(hidden, hidden)
-        self.fc2 = nn.Linear(hidden, hidden)
-        nn.init.zeros_(self.fc2.weight)
-        nn.init.zeros_(self.fc2.bias)
-
-    def forward(self, h: Tensor, e: Tensor) -> Tensor:
-        scale, shift = self.film(e).chunk(2, dim=-1)
-        u = self.norm(h) * (1 + scale) + shift
-        return h + self.fc2(nn.functional.silu(self.fc1(u)))
-
-
-class FiLMResMLP(nn.Module):
-    """FiLM-conditioned residual MLP (SPEC §4): ``(B, *data_shape)``, ``(B,)`` → ``(B, D, k)``.
-
-    The bandwidths may also be one ``(1,)`` value for the whole batch (broadcast after the FiLM maps; every
-    backbone in `BACKBONES` must accept both).
-
-    Args:
-        data_shape: shape of one data point (flattened internally, ``D = prod(data_shape)``).
-        out_channels: ``k``, the number of ``D``-vectors produced per point (rank ``r``, or 1).
-        hidden: width ``h``.
-        depth: number of residual blocks ``N``.
-        emb_dim: width of the σ embedding.
-        head_std: std of the head's random init (small, never zero: ``AAᵀ`` would have no gradient).
-        out_bias: learnable output bias.
-        final_norm: LayerNorm of the residual stream before the head (the original network). Without it the
-            stream's scale reaches the head: the norm erases the input's norm, and on S⁸ in R⁶⁴ two denoisers of
-            five never learned the sphere's radius with it (all five did without, ``benchmarks/RESULTS.md``).
-    """
-
-    def __init__(
-        self,
-        data_shape: tuple[int, ...],
-        out_channels: int,
-        *,
-        hidden: int = 256,
-        depth: int = 3,
-        emb_dim: int = 128,
-        head_std: float = 1e-3,
-        out_bias: bool = False,
-        final_norm: bool = True,
-    ):
-        data_shape = check_data_shape(data_shape, "data_shape")
-        check_int(out_channels, "out_channels", 1, MAX_RANK)
-        check_int(hidden, "hidden", 1, MAX_WIDTH)
-        check_int(depth, "depth", 0, MAX_DEPTH)
-        check_int(emb_dim, "emb_dim", 1, MAX_WIDTH)
-        check_real(head_std, "head_std", positive=True)
-        for name, flag in (("out_bias", out_bias), ("final_norm", final_norm)):
-            if not isinstance(flag, bool):
-                raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
-        super().__init__()
-        self.dim = math.prod(data_shape)
-        self.out_channels = out_channels
-        self.embed = SigmaEmbedding(emb_dim)
-        self.inp = nn.Linear(self.dim, hidden)
-        self.blocks = nn.ModuleList(FiLMResBlock(hidden, emb_dim) for _ in range(depth))
-        self.norm = nn.LayerNorm(hidden) if final_norm else nn.Identity()
-        self.head = nn.Linear(hidden, self.dim * out_channels, bias=out_bias)
-        nn.init.normal_(self.head.weight, std=head_std)
-        if out_bias:
-            nn.init.zeros_(self.head.bias)
-
-    def forward(self, z: Tensor, sigma: Tensor, columns: tuple[int, int] | None = None,
-                trunk_grad: tuple[int, float] | None = None) -> Tensor:
-        """``columns=(lo, hi)``: only those columns of the output, ``(B, D, hi − lo)``; ``trunk_grad=(n, α)``:
-        the first ``n`` columns' gradient into the trunk times ``α`` (`learned_manifold.heads.head_columns`)."""
-        e = self.embed(sigma)
-        h = self.inp(z.reshape(z.shape[0], self.dim))
-        for block in self.blocks:
-            h = block(h, e)
-        out, k = head_columns(self.head, self.norm(h), columns, self.dim, self.out_channels, trunk_grad)
-        # Channel-major layout: column j of A is out[:, j*D:(j+1)*D].
-        return out.reshape(z.shape[0], k, self.dim).transpose(1, 2)
-
-
-# Imported here, not at the top: the UNet builds on `SigmaEmbedding` above.
-from .unet import UNet  # noqa: E402
 
 BACKBONES: dict[str, type[nn.Module]] = {"film_mlp": FiLMResMLP, "unet": UNet}
 

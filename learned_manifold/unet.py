@@ -29,8 +29,9 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from .checks import MAX_RANK, MAX_WIDTH, check_data_shape, check_int, check_real
 from .heads import head_columns
-from .models import MAX_RANK, MAX_WIDTH, SigmaEmbedding, check_data_shape, check_int, check_real
+from .mlp import SigmaEmbedding
 
 __all__ = ["FUSED_ATTENTION_MIN_TOKENS", "MAX_LEVELS", "MAX_MULT", "MAX_RES_BLOCKS", "UNET_PRESETS", "UNet",
            "unet_preset"]

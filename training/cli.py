@@ -82,6 +82,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hidden", type=int, default=_DEFAULTS["hidden"], help="MLP width")
     p.add_argument("--final-norm", action=argparse.BooleanOptionalAction, default=_DEFAULTS["final_norm"],
                    help="MLP: a LayerNorm before the heads (the network before the sixth session)")
+    p.add_argument("--norm-feature", action=argparse.BooleanOptionalAction, default=_DEFAULTS["norm_feature"],
+                   help="MLP: the input's log squared norm as one more input feature (without it the denoiser of a "
+                        "high-dimensional sphere, S16 in R64, never learned the radius)")
     p.add_argument("--depth", type=int, default=_DEFAULTS["depth"], help="MLP residual blocks")
     p.add_argument("--landmarks", type=int, default=None,
                    help="training points stored in the model file, through which geodesics start (default: "
@@ -180,7 +183,7 @@ def _config(args: argparse.Namespace) -> TrainConfig:
     try:
         return TrainConfig(
             steps=args.steps, batch_size=args.batch_size, rank=args.rank, hidden=args.hidden, depth=args.depth,
-            final_norm=args.final_norm,
+            final_norm=args.final_norm, norm_feature=args.norm_feature,
             backbone=args.backbone, preset=args.preset,
             lr=args.lr, sampler=args.sampler, sigma_min=args.sigma_min, sigma_max=args.sigma_max,
             centred=not args.uncentred, shared_trunk=args.shared_trunk,

@@ -63,7 +63,13 @@ class TrainConfig:
             ``None`` (default): without it where the input is Gaussian-preconditioned, with it otherwise. The
             norm erases the input's norm: on S⁸ in R⁶⁴ (preconditioned) two denoisers of five never learned the
             sphere's radius with it and all five did without; on the torus (not preconditioned) it is better
-            with it (0.025 against 0.039; `learned_manifold.models.FiLMResMLP`, ``benchmarks/RESULTS.md``).
+            with it (0.025 against 0.039; `learned_manifold.mlp.FiLMResMLP`, ``benchmarks/RESULTS.md``).
+        norm_feature: (MLP) the input's log squared norm as one more input feature
+            (`learned_manifold.mlp.FiLMResMLP`); off by default. Without it the S¹⁶ in R⁶⁴ denoiser never learned
+            the sphere's radius (it stayed the Wiener filter; tangent error 1.37 with the right dimension read);
+            with it the error fell to 0.88 on that seed, still far from tuned k-NN's 0.15. On S⁸ it kept
+            two seeds as accurate as without (0.025 and 0.023). Not yet measured on enough data sets and seeds to
+            be the default (``benchmarks/RESULTS.md``, ninth session).
         backbone: ``"auto"`` (the UNet for image-shaped points, `is_image_shape`, else the MLP), ``"mlp"`` (the
             FiLM residual MLP of SPEC §4) or ``"unet"`` (`learned_manifold.unet.UNet`, SPEC §9).
         preset: a UNet preset of `learned_manifold.unet.UNET_PRESETS` (``None``: ``"small"``); only with the UNet.
@@ -140,6 +146,7 @@ class TrainConfig:
     depth: int = 3
     emb_dim: int = 128
     final_norm: bool | None = None
+    norm_feature: bool = False
     backbone: str = "auto"
     preset: str | None = None
     centred: bool = True
@@ -182,7 +189,7 @@ class TrainConfig:
             if self.backbone == "mlp":
                 raise ValueError(f"preset {self.preset!r} is a UNet preset; it needs backbone 'unet' or 'auto', "
                                  "not 'mlp'")
-        for name in ("centred", "compile", "shared_trunk", "final_norm"):
+        for name in ("centred", "compile", "shared_trunk", "final_norm", "norm_feature"):
             value = getattr(self, name)
             if not isinstance(value, bool) and not (name == "final_norm" and value is None):
                 raise TypeError(f"{name} must be True or False, got {value!r:.60}")
@@ -262,6 +269,8 @@ class TrainConfig:
                 raise ValueError(f"preset {self.preset!r} is a UNet preset, but points of shape {shape} are not "
                                  "images (backbone auto chose the MLP; see is_image_shape)")
             mlp = {"hidden": self.hidden, "depth": self.depth, "emb_dim": self.emb_dim}
+            if self.norm_feature:  # stored only when on: a file without it builds the network without it
+                mlp["norm_feature"] = True
             if self.final_norm is not None:  # None: the trainer decides once the input scaling is known
                 mlp["final_norm"] = self.final_norm
             return "film_mlp", mlp, rank

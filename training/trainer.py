@@ -51,7 +51,8 @@ _CHECK_EVERY = 10  # steps between divergence checks (one host sync each) and, u
 # did not exist either, so any value describes those runs; the default keeps them resumable as they were. The same
 # holds for gaussian_rank, which acts under input_scaling="gaussian" only.
 _TRAIN_LEGACY = {"factor_trunk_grad": TrainConfig.factor_trunk_grad, "gaussian_rank": TrainConfig.gaussian_rank,
-                 "factor_target": "residual", "final_norm": True, "landmarks": None, "factor_fraction": 1.0}
+                 "factor_target": "residual", "final_norm": True, "landmarks": None, "factor_fraction": 1.0,
+                 "norm_feature": False}
 # (landmarks do not change the training: a state written before them resumes, and its model stores the default)
 
 __all__ = [

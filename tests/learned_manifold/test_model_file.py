@@ -215,12 +215,13 @@ def test_model_config_checks_every_field_before_building():
 
 
 def test_backbone_options_come_from_the_constructor_and_values_are_checked():
-    assert set(backbone_options("film_mlp")) == {"hidden", "depth", "emb_dim", "head_std", "out_bias", "final_norm"}
+    assert set(backbone_options("film_mlp")) == {"hidden", "depth", "emb_dim", "head_std", "out_bias", "final_norm",
+                                                   "norm_feature"}
     with pytest.raises(ValueError, match="valid"):
         build_backbone("film_mlp", (3,), 2, dropout=0.1)
     for kwargs, pattern in [({"hidden": 0}, "hidden"), ({"depth": 10**7}, "depth"), ({"head_std": 0.0}, "head_std"),
                             ({"emb_dim": 2.0}, "emb_dim"), ({"out_bias": 1}, "out_bias"),
-                            ({"final_norm": "no"}, "final_norm")]:
+                            ({"final_norm": "no"}, "final_norm"), ({"norm_feature": 1}, "norm_feature")]:
         with pytest.raises((TypeError, ValueError), match=pattern):
             FiLMResMLP((3,), 2, **kwargs)
 

@@ -123,3 +123,57 @@ def test_final_norm_is_an_mlp_option_and_old_files_keep_theirs():
     assert TrainConfig(final_norm=False).model_spec((5,))[1]["final_norm"] is False
     with pytest.raises(TypeError, match="final_norm"):
         FiLMResMLP((5,), 2, final_norm=1)
+
+
+def test_the_norm_feature_adds_a_learned_vector_times_the_inputs_log_squared_norm():
+    """``norm_feature=True``: the first layer's output gains ``w · log ‖z‖²`` (SPEC §4), so the scale of the input
+    reaches the blocks, whose LayerNorms would otherwise erase it; with ``w = 0`` the network is the one without."""
+    torch.manual_seed(0)
+    plain = FiLMResMLP((6,), 2, hidden=8, depth=2, emb_dim=4)
+    with_feature = FiLMResMLP((6,), 2, hidden=8, depth=2, emb_dim=4, norm_feature=True)
+    assert set(with_feature.state_dict()) - set(plain.state_dict()) == {"norm_in.weight"}
+    assert not with_feature.norm_in.weight.any()  # zero-initialised: a new network starts as the one without
+    with_feature.load_state_dict({**plain.state_dict(), "norm_in.weight": torch.zeros(8, 1)})
+    z, s = torch.randn(5, 6), torch.full((5,), 0.3)
+    torch.testing.assert_close(with_feature(z, s), plain(z, s))
+    # the feature, by hand: the same network with the first layer's bias moved by w · log ‖z‖², one point at a time
+    w = torch.randn(8, 1)
+    with torch.no_grad():
+        with_feature.norm_in.weight.copy_(w)
+    out = with_feature(z, s)
+    for i in range(5):
+        shifted = FiLMResMLP((6,), 2, hidden=8, depth=2, emb_dim=4)
+        shifted.load_state_dict(plain.state_dict())
+        with torch.no_grad():
+            shifted.inp.bias += w[:, 0] * z[i].pow(2).sum().log()
+        torch.testing.assert_close(out[i], shifted(z[i:i + 1], s[i:i + 1])[0])
+    # a rescaled input changes the output beyond what the linear path carries (the feature itself is learned)
+    out.sum().backward()
+    assert with_feature.norm_in.weight.grad.abs().sum() > 0
+
+
+def test_the_norm_feature_is_an_option_and_files_without_it_build_the_network_without_it():
+    from learned_manifold_training.config import TrainConfig
+
+    assert "norm_feature" not in TrainConfig().model_spec((5,))[1]  # off by default
+    assert TrainConfig(norm_feature=True).model_spec((5,))[1]["norm_feature"] is True
+    assert "norm_feature" not in TrainConfig(norm_feature=True).model_spec((1, 8, 8))[1]  # the UNet has no such option
+    old = FiLMResMLP((5,), 2, hidden=8, depth=1, emb_dim=4)  # arch_kwargs without the key: every older file
+    assert old.norm_in is None and "norm_in.weight" not in old.state_dict()
+    with pytest.raises(TypeError, match="norm_feature"):
+        TrainConfig(norm_feature="yes")
+
+
+def test_a_model_with_the_norm_feature_saves_and_loads_with_its_weight(tmp_path):
+    from learned_manifold.model_file import load_model, save_model
+
+    cfg = ModelConfig(data_shape=(3,), rank=2, arch_kwargs={"hidden": 8, "depth": 1, "emb_dim": 4,
+                                                            "norm_feature": True})
+    model = MetricModel(cfg)
+    with torch.no_grad():
+        model.factor_net.norm_in.weight.normal_()
+    back = load_model(save_model(model, tmp_path / "m.lmm"))
+    torch.testing.assert_close(back.factor_net.norm_in.weight, model.factor_net.norm_in.weight)
+    y = torch.randn(4, 3)
+    torch.testing.assert_close(back.factor(y, 0.1), model.factor(y, 0.1))
+

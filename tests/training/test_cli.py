@@ -241,3 +241,11 @@ def test_info_with_mismatched_data_is_one_clear_error(torus_model_path, capsys):
     assert main(["info", str(torus_model_path), "--data", "sphere8"]) == 2
     err = capsys.readouterr().err
     assert "--data has points of shape (64,)" in err and "Traceback" not in err
+
+
+def test_norm_feature_is_off_by_default_and_the_flag_turns_it_on():
+    from learned_manifold_training.cli import _config
+
+    parse = build_parser().parse_args
+    assert _config(parse(["train", "circle", "--out", "m.lmm"])).norm_feature is False
+    assert _config(parse(["train", "circle", "--out", "m.lmm", "--norm-feature"])).norm_feature is True

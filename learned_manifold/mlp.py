@@ -1,0 +1,134 @@
+"""The FiLM-conditioned residual MLP backbone (SPEC §4) and the σ embedding it shares with the UNet.
+
+``(B, *data_shape)``, ``(B,)`` → ``(B, D, k)``; registered as ``"film_mlp"`` in
+`learned_manifold.models.BACKBONES`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from .checks import MAX_DEPTH, MAX_RANK, MAX_WIDTH, check_data_shape, check_int, check_real
+from .heads import head_columns
+
+__all__ = ["FiLMResBlock", "FiLMResMLP", "SigmaEmbedding"]
+
+
+class SigmaEmbedding(nn.Module):
+    """Embedding of the bandwidth: ``log σ`` and its sinusoidal features, then a 2-layer SiLU MLP (SPEC §4).
+
+    Frequencies are geometric in ``[f_min, f_max]``; the lowest has a period (``2π/f_min ≈ 126``) far longer than
+    any range of ``log σ`` met in practice, so the features never alias two bandwidths onto one embedding.
+    ``(B,)`` → ``(B, dim)``.
+    """
+
+    def __init__(self, dim: int, n_freqs: int = 16, f_min: float = 0.05, f_max: float = 8.0):
+        super().__init__()
+        freqs = torch.exp(torch.linspace(math.log(f_min), math.log(f_max), n_freqs))
+        self.register_buffer("freqs", freqs, persistent=False)
+        self.mlp = nn.Sequential(nn.Linear(2 * n_freqs + 1, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+    def forward(self, sigma: Tensor) -> Tensor:
+        log_sigma = sigma.log().unsqueeze(-1)
+        arg = log_sigma * self.freqs.to(sigma.dtype)
+        return self.mlp(torch.cat([log_sigma, arg.sin(), arg.cos()], dim=-1))
+
+
+class FiLMResBlock(nn.Module):
+    """``h + W₂ φ(W₁ FiLM(LN(h), e))`` with ``W₂`` zero-initialised (SPEC §4)."""
+
+    def __init__(self, hidden: int, emb_dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(hidden)
+        self.film = nn.Linear(emb_dim, 2 * hidden)
+        self.fc1 = nn.Linear(hidden, hidden)
+        self.fc2 = nn.Linear(hidden, hidden)
+        nn.init.zeros_(self.fc2.weight)
+        nn.init.zeros_(self.fc2.bias)
+
+    def forward(self, h: Tensor, e: Tensor) -> Tensor:
+        scale, shift = self.film(e).chunk(2, dim=-1)
+        u = self.norm(h) * (1 + scale) + shift
+        return h + self.fc2(nn.functional.silu(self.fc1(u)))
+
+
+class FiLMResMLP(nn.Module):
+    """FiLM-conditioned residual MLP (SPEC §4): ``(B, *data_shape)``, ``(B,)`` → ``(B, D, k)``.
+
+    The bandwidths may also be one ``(1,)`` value for the whole batch (broadcast after the FiLM maps; every
+    backbone in `BACKBONES` must accept both).
+
+    Args:
+        data_shape: shape of one data point (flattened internally, ``D = prod(data_shape)``).
+        out_channels: ``k``, the number of ``D``-vectors produced per point (rank ``r``, or 1).
+        hidden: width ``h``.
+        depth: number of residual blocks ``N``.
+        emb_dim: width of the σ embedding.
+        head_std: std of the head's random init (small, never zero: ``AAᵀ`` would have no gradient).
+        out_bias: learnable output bias.
+        final_norm: LayerNorm of the residual stream before the head (the original network). Without it the
+            stream's scale reaches the head: the norm erases the input's norm, and on S⁸ in R⁶⁴ two denoisers of
+            five never learned the sphere's radius with it (all five did without, ``benchmarks/RESULTS.md``).
+        norm_feature: the input's log squared norm ``log ‖z‖²`` joins the first layer as one more feature (a
+            learned ``hidden``-vector times it, zero at initialisation; SPEC §4). The blocks' LayerNorms make the
+            network nearly blind to the input's scale, and a sphere's denoiser needs little else: on S¹⁶ in R⁶⁴ a
+            denoiser without it stayed the linear (Wiener) filter at every bandwidth, N (10k, 200k), width and
+            step count tried; given ``‖z‖² − 1`` as a feature it shrank the radius within 3,000 steps. Off by
+            default (`TrainConfig.norm_feature`); ``False`` is also what files written before the option hold.
+    """
+
+    def __init__(
+        self,
+        data_shape: tuple[int, ...],
+        out_channels: int,
+        *,
+        hidden: int = 256,
+        depth: int = 3,
+        emb_dim: int = 128,
+        head_std: float = 1e-3,
+        out_bias: bool = False,
+        final_norm: bool = True,
+        norm_feature: bool = False,
+    ):
+        data_shape = check_data_shape(data_shape, "data_shape")
+        check_int(out_channels, "out_channels", 1, MAX_RANK)
+        check_int(hidden, "hidden", 1, MAX_WIDTH)
+        check_int(depth, "depth", 0, MAX_DEPTH)
+        check_int(emb_dim, "emb_dim", 1, MAX_WIDTH)
+        check_real(head_std, "head_std", positive=True)
+        for name, flag in (("out_bias", out_bias), ("final_norm", final_norm), ("norm_feature", norm_feature)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
+        super().__init__()
+        self.dim = math.prod(data_shape)
+        self.out_channels = out_channels
+        self.embed = SigmaEmbedding(emb_dim)
+        self.inp = nn.Linear(self.dim, hidden)
+        self.norm_in = nn.Linear(1, hidden, bias=False) if norm_feature else None
+        if self.norm_in is not None:  # zero: at initialisation the network is the one without the feature
+            nn.init.zeros_(self.norm_in.weight)
+        self.blocks = nn.ModuleList(FiLMResBlock(hidden, emb_dim) for _ in range(depth))
+        self.norm = nn.LayerNorm(hidden) if final_norm else nn.Identity()
+        self.head = nn.Linear(hidden, self.dim * out_channels, bias=out_bias)
+        nn.init.normal_(self.head.weight, std=head_std)
+        if out_bias:
+            nn.init.zeros_(self.head.bias)
+
+    def forward(self, z: Tensor, sigma: Tensor, columns: tuple[int, int] | None = None,
+                trunk_grad: tuple[int, float] | None = None) -> Tensor:
+        """``columns=(lo, hi)``: only those columns of the output, ``(B, D, hi − lo)``; ``trunk_grad=(n, α)``:
+        the first ``n`` columns' gradient into the trunk times ``α`` (`learned_manifold.heads.head_columns`)."""
+        e = self.embed(sigma)
+        flat = z.reshape(z.shape[0], self.dim)
+        h = self.inp(flat)
+        if self.norm_in is not None:
+            sq = flat.to(torch.promote_types(flat.dtype, torch.float32)).pow(2).sum(-1, keepdim=True)
+            h = h + self.norm_in(sq.clamp_min(torch.finfo(sq.dtype).tiny).log().to(h.dtype))
+        for block in self.blocks:
+            h = block(h, e)
+        out, k = head_columns(self.head, self.norm(h), columns, self.dim, self.out_channels, trunk_grad)
+        # Channel-major layout: column j of A is out[:, j*D:(j+1)*D].
+        return out.reshape(z.shape[0], k, self.dim).transpose(1, 2)
