@@ -66,7 +66,8 @@ def built_once(tmp_path_factory, name: str, build: Callable[[Path], None], wait_
         path = tmp_path_factory.mktemp("built") / name
         build(path)
         return path
-    root = tmp_path_factory.getbasetemp().parent / "built-once"
+    # one folder per run (xdist's run id), so that a --basetemp reused across runs never serves an old file
+    root = tmp_path_factory.getbasetemp().parent / f"built-once-{os.environ.get('PYTEST_XDIST_TESTRUNUID', 'run')}"
     root.mkdir(exist_ok=True)
     path, done, failed = root / name, root / f"{name}.done", root / f"{name}.failed"
     try:
