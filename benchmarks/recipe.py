@@ -62,6 +62,7 @@ CANDIDATES: dict[str, dict] = {
     "factor-half": {"factor_fraction": 0.5},
     "factor-quarter": {"factor_fraction": 0.25},
     "factor-full": {"factor_fraction": 1.0},
+    "norm-feature": {"norm_feature": True},
 }
 """Candidate recipes: `TrainConfig` overrides. ``before`` is the recipe of issue 12 (3000 steps); ``steps-6000``
 the winner, now the default; results in ``benchmarks/results/cpu/recipe.md`` (before, unit-input) and
@@ -77,7 +78,9 @@ Gaussian preconditioning (``jacobian-gaussian``), with it where the data's linea
 (``jacobian-auto``, `TrainConfig.input_scaling` ``"auto"``) and alone (``jacobian-only``); ``default``: the
 defaults of `TrainConfig` (``jacobian-auto`` without the MLP's final LayerNorm, `TrainConfig.final_norm`). Eighth
 session (issue 14): the factor's loss on half (``factor-half``), a quarter (``factor-quarter``) or all
-(``factor-full``) of each batch (`TrainConfig.factor_fraction`), the Jacobian target read in reverse mode."""
+(``factor-full``) of each batch (`TrainConfig.factor_fraction`), the Jacobian target read in reverse mode. Ninth
+session (issue 12): the default with the input's log squared norm as a feature (``norm-feature``,
+`TrainConfig.norm_feature`); results in ``benchmarks/results/cpu/norm-feature/``."""
 
 DATASETS: dict[str, dict] = {
     "roll": {"make": lambda: SwissRoll(10), "n": 10_000, "base": {}},  # the `learned-manifold train` defaults
