@@ -67,9 +67,10 @@ class TrainConfig:
         norm_feature: (MLP) the input's log squared norm as one more input feature
             (`learned_manifold.mlp.FiLMResMLP`); off by default. Without it the S¹⁶ in R⁶⁴ denoiser never learned
             the sphere's radius (it stayed the Wiener filter; tangent error 1.37 with the right dimension read);
-            with it 0.68 and 0.88 on two seeds, still far from tuned k-NN's 0.15. On S⁸ (N = 100k) it kept two
-            seeds as accurate as without (0.023 and 0.025 against 0.024 and 0.029). Not yet measured on enough data
-            sets and seeds to be the default (``benchmarks/RESULTS.md``, ninth session).
+            with it 0.68 and 0.88 on two seeds, still far from tuned k-NN's 0.15. On S⁸ (N = 100k, four seeds) it
+            scored 0.023–0.025 against 0.024–0.029 without, on the torus 0.022 against 0.025, on the roll 0.010
+            against 0.009 (one seed each). Not yet the default: S² and a fifth S⁸ seed are still to be run
+            (``benchmarks/RESULTS.md``, ninth session).
         backbone: ``"auto"`` (the UNet for image-shaped points, `is_image_shape`, else the MLP), ``"mlp"`` (the
             FiLM residual MLP of SPEC §4) or ``"unet"`` (`learned_manifold.unet.UNet`, SPEC §9).
         preset: a UNet preset of `learned_manifold.unet.UNET_PRESETS` (``None``: ``"small"``); only with the UNet.
