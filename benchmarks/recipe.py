@@ -63,6 +63,7 @@ CANDIDATES: dict[str, dict] = {
     "factor-quarter": {"factor_fraction": 0.25},
     "factor-full": {"factor_fraction": 1.0},
     "norm-feature": {"norm_feature": True},
+    "no-norm-feature": {"norm_feature": False},
 }
 """Candidate recipes: `TrainConfig` overrides. ``before`` is the recipe of issue 12 (3000 steps); ``steps-6000``
 the winner, now the default; results in ``benchmarks/results/cpu/recipe.md`` (before, unit-input) and
@@ -80,7 +81,8 @@ defaults of `TrainConfig` (``jacobian-auto`` without the MLP's final LayerNorm, 
 session (issue 14): the factor's loss on half (``factor-half``), a quarter (``factor-quarter``) or all
 (``factor-full``) of each batch (`TrainConfig.factor_fraction`), the Jacobian target read in reverse mode. Ninth
 session (issue 12): the default with the input's log squared norm as a feature (``norm-feature``,
-`TrainConfig.norm_feature`); results in ``benchmarks/results/cpu/norm-feature/``."""
+`TrainConfig.norm_feature`); results in ``benchmarks/results/cpu/norm-feature/``. Tenth session: that is the
+default now, and ``no-norm-feature`` is the default without it."""
 
 DATASETS: dict[str, dict] = {
     "roll": {"make": lambda: SwissRoll(10), "n": 10_000, "base": {}},  # the `learned-manifold train` defaults

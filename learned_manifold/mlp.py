@@ -76,8 +76,9 @@ class FiLMResMLP(nn.Module):
             learned ``hidden``-vector times it, zero at initialisation; SPEC §4). The blocks' LayerNorms make the
             network nearly blind to the input's scale, and a sphere's denoiser needs little else: on S¹⁶ in R⁶⁴ a
             denoiser without it stayed the linear (Wiener) filter at every bandwidth, N (10k, 200k), width and
-            step count tried; given ``‖z‖² − 1`` as a feature it shrank the radius within 3,000 steps. Off by
-            default (`TrainConfig.norm_feature`); ``False`` is also what files written before the option hold.
+            step count tried; given ``‖z‖² − 1`` as a feature it shrank the radius within 3,000 steps. ``False``
+            here, the network files written before the option hold; `learned-manifold train` switches it on
+            (`TrainConfig.norm_feature`, on by default since the tenth session).
     """
 
     def __init__(

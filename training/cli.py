@@ -84,7 +84,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="MLP: a LayerNorm before the heads (the network before the sixth session)")
     p.add_argument("--norm-feature", action=argparse.BooleanOptionalAction, default=_DEFAULTS["norm_feature"],
                    help="MLP: the input's log squared norm as one more input feature (without it the denoiser of a "
-                        "high-dimensional sphere, S16 in R64, never learned the radius)")
+                        "high-dimensional sphere, S16 in R64, never learned the radius); on by default, "
+                        "--no-norm-feature for the network of earlier versions")
     p.add_argument("--depth", type=int, default=_DEFAULTS["depth"], help="MLP residual blocks")
     p.add_argument("--landmarks", type=int, default=None,
                    help="training points stored in the model file, through which geodesics start (default: "

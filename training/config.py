@@ -65,12 +65,13 @@ class TrainConfig:
             sphere's radius with it and all five did without; on the torus (not preconditioned) it is better
             with it (0.025 against 0.039; `learned_manifold.mlp.FiLMResMLP`, ``benchmarks/RESULTS.md``).
         norm_feature: (MLP) the input's log squared norm as one more input feature
-            (`learned_manifold.mlp.FiLMResMLP`); off by default. Without it the S¹⁶ in R⁶⁴ denoiser never learned
-            the sphere's radius (it stayed the Wiener filter; tangent error 1.37 with the right dimension read);
-            with it 0.68 and 0.88 on two seeds, still far from tuned k-NN's 0.15. On S⁸ (N = 100k, four seeds) it
-            scored 0.023–0.025 against 0.024–0.029 without, on the torus 0.022 against 0.025, on the roll 0.010
-            against 0.009 (one seed each). Not yet the default: S² and a fifth S⁸ seed are still to be run
-            (``benchmarks/RESULTS.md``, ninth session).
+            (`learned_manifold.mlp.FiLMResMLP`); on by default since the tenth session. Without it the S¹⁶ in
+            R⁶⁴ denoiser never learned the sphere's radius (it stayed the Wiener filter; tangent error 1.37 with
+            the right dimension read); with it 0.68 and 0.88 on two seeds, still far from tuned k-NN's 0.15. On
+            S⁸ at N = 100k it scored 0.021–0.025 on five seeds against 0.024–0.029 without, at N = 10k
+            0.022–0.026 against 0.025–0.031 (tuned k-NN 0.052 and 0.078); S² 0.005 against 0.006, the torus
+            0.022 against 0.025, the roll 0.010 against 0.009 (one seed each; ``benchmarks/RESULTS.md``, ninth
+            and tenth sessions). ``False``: the network of earlier versions.
         backbone: ``"auto"`` (the UNet for image-shaped points, `is_image_shape`, else the MLP), ``"mlp"`` (the
             FiLM residual MLP of SPEC §4) or ``"unet"`` (`learned_manifold.unet.UNet`, SPEC §9).
         preset: a UNet preset of `learned_manifold.unet.UNET_PRESETS` (``None``: ``"small"``); only with the UNet.
@@ -147,7 +148,7 @@ class TrainConfig:
     depth: int = 3
     emb_dim: int = 128
     final_norm: bool | None = None
-    norm_feature: bool = False
+    norm_feature: bool = True
     backbone: str = "auto"
     preset: str | None = None
     centred: bool = True

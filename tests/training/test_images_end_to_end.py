@@ -14,6 +14,7 @@ from learned_manifold.geometry import intrinsic_dimension
 from learned_manifold.model_file import read_metadata
 from learned_manifold_training.cli import main
 from learned_manifold_training.data.blobs import Blobs
+from learned_manifold_training.show import interpolation_paths
 
 # 8×8 images of a Gaussian blob of width 1.5 px whose centre ranges over [2.5, 4.5]²: a 2-D manifold in R⁶⁴ whose
 # tangent planes turn by about a right angle across the chart (over a 4 px range the MLP below reads 0.8 at this
@@ -79,6 +80,29 @@ def test_paths_between_blob_images_stay_on_the_manifold_where_lerp_does_not(blob
     assert off(geo.path) < 0.5 * off(straight)
 
 
+def test_show_samples_the_flow_by_arc_length_not_by_time(blob_model):
+    """A flow slows near its end, so its points equally spaced in time bunch up there and a per-point score
+    would mostly score the end; `interpolation_paths` spaces them evenly along the path, ends kept."""
+    c0 = torch.tensor([[2.5, 2.5], [2.5, 4.5]], dtype=torch.float64)
+    x0, x1 = BLOBS.render(c0).float(), BLOBS.render(c0 + torch.tensor([[2.0, 0.0], [2.0, -2.0]])).float()
+    M = LearnedDataManifold(str(blob_model))
+    paths, gap_closed = interpolation_paths(M, x0, x1, 9)
+    assert set(paths) == {"LERP", "gradient flow", "geodesic"}
+    assert all(p.shape == (2, 9, *x0.shape[1:]) for p in paths.values())
+    timed = interpolate(M, x0, x1, n_points=9).path.reshape(2, 9, -1)
+    flow = paths["gradient flow"].reshape(2, 9, -1)
+    torch.testing.assert_close(flow[:, 0], x0.reshape(2, -1))
+    torch.testing.assert_close(flow[:, -1], timed[:, -1], atol=0.05 * float((x1 - x0).norm()), rtol=0)
+
+    def spread(path):  # longest over shortest step along the path
+        steps = (path[:, 1:] - path[:, :-1]).norm(dim=-1)
+        return float((steps.max(-1).values / steps.min(-1).values.clamp_min(1e-12)).max())
+
+    assert spread(timed) > 3  # in time the steps shrink towards the end
+    assert spread(flow) < 1.5
+    assert ((gap_closed > 0.5) & (gap_closed <= 1)).all()
+
+
 def test_show_writes_every_picture_and_its_numbers(blob_model, tmp_path):
     images = BLOBS.as_images(BLOBS.sample(200, generator=torch.Generator().manual_seed(8)))
     np.save(tmp_path / "val.npy", images.numpy())
@@ -92,6 +116,7 @@ def test_show_writes_every_picture_and_its_numbers(blob_model, tmp_path):
     assert report["median_dimension"] == 2
     for pair in report["interpolations"]:
         assert set(pair) >= {"LERP", "gradient flow", "geodesic"}
+        assert 0 < pair["gradient flow"]["gap_closed"] <= 1
 
 
 def test_image_sources_record_their_units_in_the_model_file(tmp_path):
