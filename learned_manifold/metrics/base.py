@@ -202,6 +202,12 @@ class CoMetricField(nn.Module):
         """Landing projection towards the data (e.g. the denoiser ``x̂(x, σ)``); identity if the field has none."""
         return x
 
+    def beyond_data(self, x: Tensor) -> Tensor | None:
+        """``(B, D)`` → ``(B,)``: each point's distance to the nearest data point the field holds where that is
+        farther than a point on the data can be (`KNNCDC.beyond_data`), else 0; ``None`` for a field that holds
+        no data. Landing uses it to find points far from the data that a denoiser at a small σ barely moves."""
+        return None
+
     def landing_bandwidths(self) -> tuple[float, float] | None:
         """``(σ, σ_max)`` when ``project`` and ``factor`` accept a keyword ``sigma`` (a float or one bandwidth
         per point, ``(B,)``), so landing can anneal the bandwidth for points far from the data; else ``None``.

@@ -171,6 +171,41 @@ class KNNCDC(CoMetricField):
         dist2, idx, _ = self._search(y)
         return dist2, idx
 
+    FAR_SPACINGS = 4.0
+    """`beyond_data`: a point is off the data beyond this many typical nearest-neighbour spacings."""
+
+    SPACING_SAMPLE = 4096
+    """Data rows whose nearest other row gives the typical spacing (a seeded sample of larger data sets)."""
+
+    def beyond_data(self, x: Tensor) -> Tensor:
+        """``(B, D)`` → ``(B,)``: the distance from each point to its nearest data point where it exceeds
+        `FAR_SPACINGS` times the median distance between a data point and its nearest other one, else 0.
+
+        A point on the data (not itself a data point) lies within a spacing or two of one; a point several
+        spacings away is off the data. Landing (`learned_manifold.manifold.land`) starts such points' descent from
+        this distance, since a denoiser at a bandwidth far below it may hardly move them."""
+        y = self._as_query(x)
+        with torch.no_grad():
+            nearest = self.data[self._nearest(y, 1)[:, 0]]
+            dist = (nearest - y).norm(dim=-1)
+            far = dist > self.FAR_SPACINGS * self._spacing()
+        return torch.where(far, dist, torch.zeros_like(dist)).to(x.dtype)
+
+    @torch.no_grad()
+    def _spacing(self) -> float:
+        """Median distance from a data point to its nearest other data point (computed once; ``inf`` when the
+        data hold fewer than two distinct points)."""
+        if "_spacing_cache" not in self.__dict__:
+            n = self.data.shape[0]
+            g = torch.Generator().manual_seed(0)
+            rows = torch.randperm(n, generator=g)[: self.SPACING_SAMPLE].to(self.data.device)
+            idx = self._nearest(self.data[rows], min(2, n))
+            dist = (self.data[idx] - self.data[rows].unsqueeze(1)).norm(dim=-1)
+            dist = dist.masked_fill(idx == rows.unsqueeze(1), float("inf")).min(-1).values
+            dist = dist[torch.isfinite(dist) & (dist > 0)]
+            self.__dict__["_spacing_cache"] = float(dist.median()) if dist.numel() else float("inf")
+        return self.__dict__["_spacing_cache"]
+
     def neighbour_graph(self, k: int = 10) -> tuple[Tensor, Tensor]:
         """The data's own ``k``-nearest-neighbour graph (self excluded), computed once per ``k`` and cached.
 

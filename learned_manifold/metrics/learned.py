@@ -147,6 +147,10 @@ class LearnedCDC(CoMetricField):
         check_finite_output(xs, out, "denoiser network")
         return out.to(x.dtype)
 
+    def beyond_data(self, x: Tensor) -> Tensor | None:
+        """`CoMetricField.beyond_data` against the landmarks (or the ``data`` given); ``None`` without them."""
+        return None if self.data_graph is None else self.data_graph.beyond_data(x)
+
     def landing_bandwidths(self) -> tuple[float, float]:
         """``(σ, σ_max)``: the field's bandwidth and the top of the model's training range."""
         return self.sigma, max(self.sigma, float(self.model.config.sigma_max))

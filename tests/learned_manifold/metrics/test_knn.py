@@ -215,3 +215,16 @@ def test_neighbour_graph_excludes_self_and_matches_brute_force():
     ref_d, ref_i = full.topk(7, dim=-1, largest=False)
     torch.testing.assert_close(dist, ref_d)
     assert (idx == ref_i).all()
+
+
+def test_beyond_data_is_the_distance_to_the_data_only_where_it_exceeds_a_few_spacings():
+    """2,000 points on the unit circle are 2π/2000 ≈ 0.0031 apart: a point on the circle between two of them, or
+    just off it, is not beyond the data (0); the centre is beyond it by exactly 1, a point at radius 3 by 2."""
+    field = KNNCDC(circle(2000), k=16, sigma=0.05)
+    assert field._spacing() == pytest.approx(2 * math.sin(math.pi / 2000), rel=1e-9)
+    half_step = torch.tensor([[math.cos(math.pi / 2000), math.sin(math.pi / 2000)]], dtype=F64)
+    near = torch.cat([half_step, 1.003 * circle(8)])  # within FAR_SPACINGS · 0.0031 of a data point
+    assert (field.beyond_data(near) == 0).all()
+    far = torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, -1.5]], dtype=F64)
+    torch.testing.assert_close(field.beyond_data(far), torch.tensor([1.0, 2.0, 0.5], dtype=F64))
+    assert field.beyond_data(far.float()).dtype == torch.float32  # answers in the query's dtype
