@@ -160,11 +160,11 @@ def _accuracy_table(r: dict) -> Table:
 
 def _optimiser_table(r: dict) -> Table:
     t = Table("Maximising c·x from 16 points", ["optimiser", "c·x (mean)", "max distance to roll",
-                                                 "final distance (mean)"])
+                                                 "final distance (mean)", "stopped by landing"])
     for name, row in r["optimisers"].items():
         if isinstance(row, dict):
             t.add(name, f"{row['objective_mean']:.3f}", f"{row['max_distance_to_manifold']:.3g}",
-                  f"{row['final_distance_mean']:.3g}")
+                  f"{row['final_distance_mean']:.3g}", (row.get("error") or "no").split(":")[0])
     return t
 
 

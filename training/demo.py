@@ -37,15 +37,21 @@ def _say(msg: str) -> None:
 
 def maximise_linear(p: torch.Tensor, opt: torch.optim.Optimizer, c: torch.Tensor, steps: int, manifold) -> dict:
     """Maximise ``cᵀp`` over the parameter ``p`` ``(B, D)`` with ``opt`` for ``steps`` steps; the mean objective,
-    the worst distance to ``manifold`` (an object with ``distance``) met on the way, and the final mean distance."""
-    worst = 0.0
-    for _ in range(steps):
+    the worst distance to ``manifold`` (an object with ``distance``) met on the way, the final mean distance, and
+    ``error``: ``None``, or the step at which landing raised (it could not bring a point back to the data; the
+    figures are then those of the step before)."""
+    worst, error = 0.0, None
+    for step in range(steps):
         opt.zero_grad()
         (-(p @ c).sum()).backward()
-        opt.step()
+        try:
+            opt.step()
+        except ValueError as exc:  # a landing failure is a result to report, not a crash of the whole run
+            error = f"step {step + 1}: {exc}"
+            break
         worst = max(worst, float(manifold.distance(p.detach()).max()))
     return {"objective_mean": float((p.detach() @ c).mean()), "max_distance_to_manifold": worst,
-            "final_distance_mean": float(manifold.distance(p.detach()).mean())}
+            "final_distance_mean": float(manifold.distance(p.detach()).mean()), "error": error}
 
 
 def _optimise(make_opt, x0: torch.Tensor, c: torch.Tensor, steps: int, manifold) -> dict:

@@ -25,6 +25,7 @@ def test_quick_roll_chain_reports_every_optimiser_and_path():
     for tag in ("landing", "no landing"):  # the card's optimiser and geoopt's on a ManifoldParameter agree
         card, ours = opts[f"card RiemannianSGD, {tag}"], opts[f"geoopt RiemannianSGD on ManifoldParameter, {tag}"]
         assert math.isclose(card["final_distance_mean"], ours["final_distance_mean"], rel_tol=1e-5)
+        assert card["error"] == ours["error"]  # both finish, or landing stops both at the same step
     plain = opts["torch.optim.SGD (Euclidean)"]["final_distance_mean"]
     assert plain > opts["card RiemannianSGD, landing"]["final_distance_mean"]  # the Euclidean step leaves the roll
     paths = r["paths"]
