@@ -64,6 +64,7 @@ CANDIDATES: dict[str, dict] = {
     "factor-full": {"factor_fraction": 1.0},
     "norm-feature": {"norm_feature": True},
     "no-norm-feature": {"norm_feature": False},
+    "rank-32": {"rank": 32},
 }
 """Candidate recipes: `TrainConfig` overrides. ``before`` is the recipe of issue 12 (3000 steps); ``steps-6000``
 the winner, now the default; results in ``benchmarks/results/cpu/recipe.md`` (before, unit-input) and
@@ -82,7 +83,8 @@ session (issue 14): the factor's loss on half (``factor-half``), a quarter (``fa
 (``factor-full``) of each batch (`TrainConfig.factor_fraction`), the Jacobian target read in reverse mode. Ninth
 session (issue 12): the default with the input's log squared norm as a feature (``norm-feature``,
 `TrainConfig.norm_feature`); results in ``benchmarks/results/cpu/norm-feature/``. Tenth session: that is the
-default now, and ``no-norm-feature`` is the default without it."""
+default now, and ``no-norm-feature`` is the default without it; ``rank-32``: the default with rank 32 (on S¹⁶
+rank 16 = d leaves the factor no continuous choice: the sphere's tangent bundle has no global frame)."""
 
 DATASETS: dict[str, dict] = {
     "roll": {"make": lambda: SwissRoll(10), "n": 10_000, "base": {}},  # the `learned-manifold train` defaults

@@ -102,6 +102,10 @@ def test_a_denoiser_direction_beyond_the_factors_rank_is_flagged():
     shrunk = self_consistency(PlaneDouble(lambda s: 0.0, denoiser_normal=lambda s: 0.01, rank=2), plane_points())
     assert shrunk.summary()["outside_eigenvalue"] == pytest.approx(0.01, abs=1e-4)
     assert shrunk.trusted, shrunk.message()
+    # a partly kept direction (the S¹⁶ model with the norm feature measured 0.27 at tangent error 0.67) is flagged
+    partly = self_consistency(PlaneDouble(lambda s: 0.0, denoiser_normal=lambda s: 0.27, rank=2), plane_points())
+    assert partly.summary()["outside_eigenvalue"] == pytest.approx(0.27, abs=1e-4)
+    assert not partly.trusted
 
 
 def test_uncentred_models_and_bad_points_are_refused(torus_model):
