@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from learned_manifold.diagnostics import OUTSIDE_THRESHOLD
 from learned_manifold.models import LOSSES, SAMPLER_NAMES
 from learned_manifold.precision import PRECISIONS
 from learned_manifold.unet import UNET_PRESETS
@@ -334,7 +335,10 @@ def _summary(path: str, meta: dict) -> str:
         lines.append("  validation:  " + ", ".join(f"{k} {v:.4g}" for k, v in scalars.items()))
     check = e.get("validation", {}).get("self_consistency")
     if isinstance(check, dict):
-        lines.append(f"  consistency: {'trusted' if check.get('trusted') else 'NOT TRUSTED'} on held-out points "
+        outside = check.get("outside_eigenvalue")
+        # the stored verdict, re-read with today's outside limit (files from before the tenth session used 0.5)
+        trusted = check.get("trusted") and not (isinstance(outside, (int, float)) and outside > OUTSIDE_THRESHOLD)
+        lines.append(f"  consistency: {'trusted' if trusted else 'NOT TRUSTED'} on held-out points "
                      f"(tangent disagreement {_number(check.get('tangent_disagreement'))}, normal growth "
                      f"{_number(check.get('normal_growth'))}, outside eigenvalue "
                      f"{_number(check.get('outside_eigenvalue'))}; `info MODEL --data DATA` for details)")

@@ -249,3 +249,20 @@ def test_norm_feature_is_on_by_default_and_the_flag_turns_it_off():
     parse = build_parser().parse_args
     assert _config(parse(["train", "circle", "--out", "m.lmm"])).norm_feature is True
     assert _config(parse(["train", "circle", "--out", "m.lmm", "--no-norm-feature"])).norm_feature is False
+
+
+def test_info_rereads_a_stored_verdict_with_todays_outside_limit(torus_model_path, tmp_path, capsys):
+    """A file whose trainer called it trusted with an outside eigenvalue of 0.27 (the limit was 0.5 before the
+    tenth session; an S¹⁶ model at tangent error 0.67 measured that) is reported NOT TRUSTED today."""
+    from learned_manifold.model_file import read_metadata, save_model
+
+    extra = read_metadata(torus_model_path)["extra"]
+    check = extra["validation"]["self_consistency"]
+    assert check["trusted"] is True
+    old = tmp_path / "old.lmm"
+    save_model(load_model(torus_model_path), old, extra={
+        **extra, "validation": {**extra["validation"], "self_consistency": {**check, "outside_eigenvalue": 0.27}}})
+    assert main(["info", str(old)]) == 0
+    assert "consistency: NOT TRUSTED" in capsys.readouterr().out
+    assert main(["info", str(torus_model_path)]) == 0
+    assert "consistency: trusted" in capsys.readouterr().out
