@@ -194,7 +194,9 @@ class KNNCDC(CoMetricField):
     @torch.no_grad()
     def _spacing(self) -> float:
         """Median distance from a data point to its nearest other data point (computed once; ``inf`` when the
-        data hold fewer than two distinct points)."""
+        data hold fewer than two distinct points). Not read off `neighbour_graph`: that keeps one ``k`` at a time
+        (the geodesic start asks for 10) and searches from every data row, where this samples at most
+        `SPACING_SAMPLE`."""
         if "_spacing_cache" not in self.__dict__:
             n = self.data.shape[0]
             g = torch.Generator().manual_seed(0)
