@@ -164,6 +164,7 @@ def run_demo(*, out: str = "demo-output", dataset: str = "torus", n: int = 4000,
     for name, row in optimisation.items():
         if isinstance(row, dict):
             _say(f"  {name:42s} c.x = {row['objective_mean']:.3f}, "
-                 f"max distance to manifold {row['max_distance_to_manifold']:.3f}")
+                 f"max distance to manifold {row['max_distance_to_manifold']:.3f}"
+                 + (f" (stopped at {row['error']})" if row.get("error") else ""))
     _say(f"done in {report['seconds']} s; report and plots in {out_dir}/")
     return report
