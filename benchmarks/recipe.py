@@ -65,6 +65,7 @@ CANDIDATES: dict[str, dict] = {
     "norm-feature": {"norm_feature": True},
     "no-norm-feature": {"norm_feature": False},
     "rank-32": {"rank": 32},
+    "freeze-denoiser": {"freeze_denoiser": True},
 }
 """Candidate recipes: `TrainConfig` overrides. ``before`` is the recipe of issue 12 (3000 steps); ``steps-6000``
 the winner, now the default; results in ``benchmarks/results/cpu/recipe.md`` (before, unit-input) and

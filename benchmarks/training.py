@@ -138,7 +138,9 @@ def _run(data: torch.Tensor, cfg: dict, device: torch.device, precision: str, co
     warm, measured = cfg["warmup_steps"], cfg["measured_steps"]
     shared = {"denoiser_warmup": 0.0, **(recipe or {})}
     steps = warm + measured  # a denoiser warm-up recipe runs long enough for the factor to start after the clock
-    if shared["denoiser_warmup"]:
+    if shared.get("freeze_denoiser"):  # one denoiser step, then the factor's phase, which the clock times
+        shared["denoiser_warmup"] = 1.5 / steps
+    elif shared["denoiser_warmup"]:
         steps = max(steps, math.ceil((warm + measured + 1) / shared["denoiser_warmup"]))
     config = TrainConfig(steps=steps, batch_size=cfg["batch"], rank=16, val_points=200, precision=precision,
                          compile=compile_, **shared, **cfg["arch"])
@@ -213,9 +215,11 @@ RECIPES = {"default (Jacobian target)": {},
            "Jacobian target, factor on 1/4 of the batch": {"factor_fraction": 0.25},
            "residual target": {"factor_target": "residual"},
            "shared trunk, residual target": {"shared_trunk": True, "factor_target": "residual"},
+           "denoiser frozen when the factor starts": {"freeze_denoiser": True},
            DENOISER_ALONE: {"denoiser_warmup": 0.99}}
 """The mean-centred recipes compared with the plain step: name → `TrainConfig` overrides. Every recipe but
-`DENOISER_ALONE` trains both networks at every measured step (``denoiser_warmup=0``); `DENOISER_ALONE` is the
+`DENOISER_ALONE` trains both networks at every measured step (``denoiser_warmup=0``; with ``freeze_denoiser`` the
+denoiser trains on the first step only and is read, not trained, at every measured step); `DENOISER_ALONE` is the
 denoiser's warm-up phase of a default run (the factor starts after the clock stops). The default recipe's
 Jacobian target costs one input-only backward pass of the denoiser (`learned_manifold_training.losses`)."""
 

@@ -77,8 +77,8 @@ class FiLMResMLP(nn.Module):
             network nearly blind to the input's scale, and a sphere's denoiser needs little else: on S¹⁶ in R⁶⁴ a
             denoiser without it stayed the linear (Wiener) filter at every bandwidth, N (10k, 200k), width and
             step count tried; given ``‖z‖² − 1`` as a feature it shrank the radius within 3,000 steps. ``False``
-            here, the network files written before the option hold; `learned-manifold train` switches it on
-            (`TrainConfig.norm_feature`, on by default since the tenth session).
+            here, the network files written before the option hold; `learned-manifold train` switches it on for
+            data near a sphere about their mean (`TrainConfig.norm_feature`).
     """
 
     def __init__(

@@ -85,8 +85,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="MLP: a LayerNorm before the heads (the network before the sixth session)")
     p.add_argument("--norm-feature", action=argparse.BooleanOptionalAction, default=_DEFAULTS["norm_feature"],
                    help="MLP: the input's log squared norm as one more input feature (without it the denoiser of a "
-                        "high-dimensional sphere, S16 in R64, never learned the radius); on by default, "
-                        "--no-norm-feature for the network of earlier versions")
+                        "high-dimensional sphere, S16 in R64, never learned the radius); by default on when the "
+                        "points lie near a sphere about their mean, else off (it hurts the swiss roll); "
+                        "--norm-feature / --no-norm-feature force it")
     p.add_argument("--depth", type=int, default=_DEFAULTS["depth"], help="MLP residual blocks")
     p.add_argument("--landmarks", type=int, default=None,
                    help="training points stored in the model file, through which geodesics start (default: "
@@ -113,6 +114,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--factor-fraction", type=float, default=_DEFAULTS["factor_fraction"],
                    help="centred runs: fraction in (0, 1] of each batch the factor's loss covers (the denoiser's "
                         "covers all of it)")
+    p.add_argument("--freeze-denoiser", action=argparse.BooleanOptionalAction, default=_DEFAULTS["freeze_denoiser"],
+                   help="centred runs: the denoiser stops learning when the factor starts (cheaper factor steps)")
     p.add_argument("--input-scaling", default=_DEFAULTS["input_scaling"], choices=TRAIN_INPUT_SCALINGS,
                    help="what the networks see: none (the standardised point), unit (c_in(σ) times it), gaussian "
                         "(the data's linear denoiser applied to it, plus a linear skip for the denoiser; "
@@ -190,6 +193,7 @@ def _config(args: argparse.Namespace) -> TrainConfig:
             lr=args.lr, sampler=args.sampler, sigma_min=args.sigma_min, sigma_max=args.sigma_max,
             centred=not args.uncentred, shared_trunk=args.shared_trunk,
             factor_trunk_grad=args.factor_trunk_grad, factor_fraction=args.factor_fraction,
+            freeze_denoiser=args.freeze_denoiser,
             tikhonov=args.tikhonov, loss=args.loss,
             input_scaling=args.input_scaling, factor_target=args.factor_target, grad_clip=args.grad_clip,
             precision=args.precision, compile=args.compile, val_every=args.val_every,

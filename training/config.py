@@ -26,8 +26,8 @@ from learned_manifold.unet import UNET_PRESETS, unet_preset
 
 from .losses import FACTOR_TARGETS
 
-__all__ = ["BACKBONE_CHOICES", "DEFAULT_LANDMARKS", "MAX_SEED", "SPAN_FRACTION", "TRAIN_INPUT_SCALINGS", "TrainConfig",
-           "is_image_shape"]
+__all__ = ["BACKBONE_CHOICES", "DEFAULT_LANDMARKS", "MAX_SEED", "NORM_SPREAD", "SPAN_FRACTION", "TRAIN_INPUT_SCALINGS",
+           "TrainConfig", "is_image_shape"]
 
 BACKBONE_CHOICES = ("auto", "mlp", "unet")
 
@@ -35,6 +35,9 @@ TRAIN_INPUT_SCALINGS = ("auto", *INPUT_SCALINGS)
 """``input_scaling`` values of a run: ``"auto"`` resolves to one of the model's `INPUT_SCALINGS` from the data."""
 
 SPAN_FRACTION = 0.5
+NORM_SPREAD = 0.05
+"""``norm_feature="auto"`` switches the feature on below this relative spread of the points' distances from their
+mean (`TrainConfig.norm_feature`)."""
 """``input_scaling="auto"`` preconditions when the data's linear span (principal variances above 10⁻³ of the
 largest) has at most this fraction of the ``D`` dimensions (`learned_manifold_training.trainer`)."""
 
@@ -65,13 +68,14 @@ class TrainConfig:
             sphere's radius with it and all five did without; on the torus (not preconditioned) it is better
             with it (0.025 against 0.039; `learned_manifold.mlp.FiLMResMLP`, ``benchmarks/RESULTS.md``).
         norm_feature: (MLP) the input's log squared norm as one more input feature
-            (`learned_manifold.mlp.FiLMResMLP`); on by default since the tenth session. Without it the S¹⁶ in
-            R⁶⁴ denoiser never learned the sphere's radius (it stayed the Wiener filter; tangent error 1.37 with
-            the right dimension read); with it 0.68 and 0.88 on two seeds, still far from tuned k-NN's 0.15. On
-            S⁸ at N = 100k it scored 0.021–0.025 on five seeds against 0.024–0.029 without, at N = 10k
-            0.022–0.026 against 0.025–0.031 (tuned k-NN 0.052 and 0.078); S² 0.005 against 0.006, the torus
-            0.022 against 0.025, the roll 0.010 against 0.009 (one seed each; ``benchmarks/RESULTS.md``, ninth
-            and tenth sessions). ``False``: the network of earlier versions.
+            (`learned_manifold.mlp.FiLMResMLP`). ``"auto"`` (default, eleventh session): on when the standardised
+            training points' distances from their mean vary by less than `NORM_SPREAD` (relative standard
+            deviation; the data lie near a sphere about their mean: S^d 0.003–0.02, unit-normalised embeddings
+            0; the torus in R³ and the swiss roll in R¹⁰ 0.23), else off; the model file records the choice and
+            the spread. Measured (``benchmarks/RESULTS.md``): on spheres it helps (S¹⁶ in R⁶⁴: the denoiser learns
+            the radius, 1.37 → 0.68; S⁸ at N = 100k 0.021–0.025 on five seeds against 0.024–0.029 without), on the
+            swiss roll in R¹⁰ it hurts (CLI defaults, seeds 0–2: 0.0120 / 0.0120 / 0.0131 against 0.0097 / 0.0111
+            / 0.0097 without; tuned k-NN 0.0109). ``True`` / ``False`` force it.
         backbone: ``"auto"`` (the UNet for image-shaped points, `is_image_shape`, else the MLP), ``"mlp"`` (the
             FiLM residual MLP of SPEC §4) or ``"unet"`` (`learned_manifold.unet.UNet`, SPEC §9).
         preset: a UNet preset of `learned_manifold.unet.UNET_PRESETS` (``None``: ``"small"``); only with the UNet.
@@ -105,6 +109,11 @@ class TrainConfig:
             step (the default 0.70×) but its tangent error was 0.036 and 0.037 against 0.025 and 0.026
             (``benchmarks/RESULTS.md``); on small batches the factor sees too few points (a circle at batch 64:
             0.44 against 0.03).
+        freeze_denoiser: (centred runs, two networks) the denoiser stops learning when the factor starts (after
+            ``denoiser_warmup``), at its exponential moving average (``ema``) of that moment: the factor's steps
+            then run the denoiser forward and one input-only backward pass for the target, without the
+            denoiser's own loss, backward through its weights and update.
+            Not the default; measured in ``benchmarks/RESULTS.md`` (eleventh session).
         loss, tikhonov, sampler, sigma_min, sigma_max: the loss and bandwidth sampler (SPEC §3).
         input_scaling: ``"auto"`` (default): ``"gaussian"`` for the MLP when the data's linear span (principal
             variances above 10⁻³ of the largest) has at most `SPAN_FRACTION` of the ``D`` dimensions, else
@@ -148,7 +157,7 @@ class TrainConfig:
     depth: int = 3
     emb_dim: int = 128
     final_norm: bool | None = None
-    norm_feature: bool = True
+    norm_feature: bool | str = "auto"
     backbone: str = "auto"
     preset: str | None = None
     centred: bool = True
@@ -157,6 +166,7 @@ class TrainConfig:
     shared_trunk: bool = False
     factor_trunk_grad: float = 0.1
     factor_fraction: float = 1.0
+    freeze_denoiser: bool = False
     loss: str = "lowrank"
     tikhonov: float = 0.0
     sampler: str = "loguniform"
@@ -191,10 +201,13 @@ class TrainConfig:
             if self.backbone == "mlp":
                 raise ValueError(f"preset {self.preset!r} is a UNet preset; it needs backbone 'unet' or 'auto', "
                                  "not 'mlp'")
-        for name in ("centred", "compile", "shared_trunk", "final_norm", "norm_feature"):
+        for name in ("centred", "compile", "shared_trunk", "final_norm", "norm_feature", "freeze_denoiser"):
             value = getattr(self, name)
+            if name == "norm_feature" and isinstance(value, str) and value == "auto":
+                continue
             if not isinstance(value, bool) and not (name == "final_norm" and value is None):
-                raise TypeError(f"{name} must be True or False, got {value!r:.60}")
+                also = " or 'auto'" if name == "norm_feature" else ""
+                raise TypeError(f"{name} must be True or False{also}, got {value!r:.60}")
         self.denoiser_warmup = _fraction(self.denoiser_warmup, "denoiser_warmup")
         self.factor_trunk_grad = check_real(self.factor_trunk_grad, "factor_trunk_grad", nonnegative=True)
         if self.factor_trunk_grad > 1:
@@ -205,6 +218,9 @@ class TrainConfig:
         if self.factor_fraction != 1 and not self.centred:
             raise ValueError("factor_fraction acts on centred runs only (an uncentred run trains the factor alone: "
                              "use a smaller batch_size)")
+        if self.freeze_denoiser and not (self.centred and not self.shared_trunk and self.denoiser_warmup > 0):
+            raise ValueError("freeze_denoiser needs a centred run with two networks and denoiser_warmup > 0 (the "
+                             "denoiser must have trained before it is frozen)")
         self.warmup = _fraction(self.warmup, "warmup")
         self.ema = _fraction(self.ema, "ema")
         _choice(self.loss, "loss", LOSSES)
@@ -271,8 +287,8 @@ class TrainConfig:
                 raise ValueError(f"preset {self.preset!r} is a UNet preset, but points of shape {shape} are not "
                                  "images (backbone auto chose the MLP; see is_image_shape)")
             mlp = {"hidden": self.hidden, "depth": self.depth, "emb_dim": self.emb_dim}
-            if self.norm_feature:  # stored only when on: a file without it builds the network without it
-                mlp["norm_feature"] = True
+            if self.norm_feature is True:  # stored only when on: a file without it builds the network without it
+                mlp["norm_feature"] = True  # ("auto": the trainer decides from the data, `choose_norm_feature`)
             if self.final_norm is not None:  # None: the trainer decides once the input scaling is known
                 mlp["final_norm"] = self.final_norm
             return "film_mlp", mlp, rank

@@ -34,11 +34,11 @@ from learned_manifold.model_file import read_metadata
 from learned_manifold.models import LEGACY_DEFAULTS, MetricModel, ModelConfig, check_int
 from learned_manifold.neighbour_check import neighbour_check
 from learned_manifold.precision import choose_precision, workload_key
-from learned_manifold.preconditioning import principal_components
 
 from .batches import TrainingRows, standardisation
-from .config import SPAN_FRACTION, TrainConfig
+from .config import TrainConfig
 from .data.stream import ArraySource
+from .input_choices import choose_input_scaling, choose_norm_feature
 from .losses import FACTOR_TARGETS, DenoiserLoss, MetricMatchingLoss, centred_cdc_vjp, jacobian_matching, noisy
 from .outputs import Checkpointer, OutputLock, check_output, state_path
 from .runtime import StopRequest, TrainingDiverged, TrainingInterrupted, check_health, resolve_device
@@ -52,7 +52,7 @@ _CHECK_EVERY = 10  # steps between divergence checks (one host sync each) and, u
 # holds for gaussian_rank, which acts under input_scaling="gaussian" only.
 _TRAIN_LEGACY = {"factor_trunk_grad": TrainConfig.factor_trunk_grad, "gaussian_rank": TrainConfig.gaussian_rank,
                  "factor_target": "residual", "final_norm": True, "landmarks": None, "factor_fraction": 1.0,
-                 "norm_feature": False}
+                 "norm_feature": False, "freeze_denoiser": False}
 # (landmarks do not change the training: a state written before them resumes, and its model stores the default)
 
 __all__ = [
@@ -145,7 +145,7 @@ class _Objective(nn.Module):
     """
 
     def __init__(self, model: MetricModel, matching: MetricMatchingLoss, factor_trunk_grad: float = 1.0,
-                 factor_target: str = "residual", factor_fraction: float = 1.0):
+                 factor_target: str = "residual", factor_fraction: float = 1.0, freeze_denoiser: bool = False):
         super().__init__()
         if factor_target not in FACTOR_TARGETS:
             raise ValueError(f"factor_target must be one of {list(FACTOR_TARGETS)}, got {factor_target!r}")
@@ -155,6 +155,7 @@ class _Objective(nn.Module):
         self.factor_trunk_grad = factor_trunk_grad  # shared trunk: the factor's gradient into it is scaled by this
         self.factor_target = factor_target
         self.factor_fraction = factor_fraction
+        self.freeze_denoiser = freeze_denoiser  # the factor's steps leave the denoiser's weights alone
 
     def forward(self, z: Tensor, sigma_z: Tensor, eps: Tensor, with_factor: bool,
                 probe: Tensor | None = None) -> Tensor:
@@ -180,6 +181,8 @@ class _Objective(nn.Module):
                 noise = self.model.noise_z(y, sigma_z)
                 A = self.model.factor_z(y[:m].detach(), sigma_m)
             denoising = self.denoising.of_prediction(noise, eps).float()
+            if self.freeze_denoiser:  # reported, not trained: no backward through the denoiser's weights
+                denoising = denoising.detach()
             if jacobian:
                 v = torch.randn_like(y[:m]) if probe is None else probe[:m].to(y.dtype)
                 factor = jacobian_matching(A, v, centred_cdc_vjp(noise[:m], y, sigma_m, v))
@@ -232,31 +235,6 @@ def _batch(step: int, cfg: TrainConfig, n_data: int, shape: tuple[int, ...], sam
         probe = torch.randn(cfg.batch_size, *shape, generator=g, device=device)
     lo, hi = rank * cfg.batch_size // world, (rank + 1) * cfg.batch_size // world
     return idx[lo:hi], sigma_z[lo:hi], eps[lo:hi], None if probe is None else probe[lo:hi]
-
-
-def _input_scaling(cfg: TrainConfig, rows: TrainingRows, arch: str
-                   ) -> tuple[str, tuple[Tensor, Tensor, Tensor] | None, dict]:
-    """The model's input scaling, its Gaussian model (``None`` unless ``"gaussian"``) and why, for the file.
-
-    ``"auto"``: Gaussian preconditioning for the MLP when the standardised data's linear span (principal variances
-    above 10⁻³ of the largest, among the first ``gaussian_rank``) has at most ``SPAN_FRACTION · D`` dimensions;
-    else ``"none"``. Measured (``benchmarks/RESULTS.md``): it lets the denoiser learn S⁸'s radius in R⁶⁴ (span 9
-    of 64), helps the swiss roll in R¹⁰ (3 of 10) and S² in R⁶⁴ (3 of 64), and hurts the torus in R³ (3 of 3).
-    The UNet is never preconditioned by ``"auto"`` (untrained with it)."""
-    dim = math.prod(rows.shape)
-    if cfg.input_scaling not in ("auto", "gaussian"):
-        return cfg.input_scaling, None, {"chosen": cfg.input_scaling, "rule": "asked for"}
-    if cfg.input_scaling == "auto" and arch != "film_mlp":
-        return "none", None, {"chosen": "none", "rule": "auto: the UNet is not preconditioned"}
-    components = principal_components(rows.standardised_sample(20_000), min(cfg.gaussian_rank, dim), seed=cfg.seed)
-    var = components[1]
-    span = int((var > 1e-3 * var[0]).sum())
-    why = {"span_dimension": span, "dim": dim}
-    if cfg.input_scaling == "gaussian":
-        return "gaussian", components, {"chosen": "gaussian", "rule": "asked for", **why}
-    chosen = "gaussian" if span <= SPAN_FRACTION * dim else "none"
-    rule = f"auto: gaussian when the linear span has at most {SPAN_FRACTION:g} D dimensions"
-    return chosen, components if chosen == "gaussian" else None, {"chosen": chosen, "rule": rule, **why}
 
 
 def _reference_points(rows: TrainingRows) -> Tensor:
@@ -382,9 +360,12 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, rank: int, manifold, out:
         raise ValueError(f"the bandwidth range [{cfg.sigma_min:g}, {cfg.sigma_max:g}] x data scale {scale:.3g} "
                          f"leaves float32's range: rescale the data")
     arch, arch_kwargs, rank = cfg.model_spec(shape)  # under backbone "auto": the UNet for images, else the MLP
-    input_scaling, gaussian, span = _input_scaling(cfg, rows, arch)
+    input_scaling, gaussian, span = choose_input_scaling(cfg, rows, arch)
     if arch == "film_mlp" and "final_norm" not in arch_kwargs:  # `TrainConfig.final_norm` None: by the input
         arch_kwargs = {**arch_kwargs, "final_norm": input_scaling != "gaussian"}
+    norm_feature, norm_why = choose_norm_feature(cfg, rows, arch)
+    if norm_feature:  # stored only when on: a file without it builds the network without it
+        arch_kwargs = {**arch_kwargs, "norm_feature": True}
     mcfg = ModelConfig(
         data_shape=shape, rank=rank, centred=cfg.centred, loss=cfg.loss, tikhonov=cfg.tikhonov,
         arch=arch, arch_kwargs=arch_kwargs,
@@ -405,7 +386,7 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, rank: int, manifold, out:
     ema.load_state_dict(model.state_dict())
     ema.requires_grad_(False)
     objective = _Objective(model, MetricMatchingLoss(cfg.loss, cfg.tikhonov, cfg.centred), cfg.factor_trunk_grad,
-                           cfg.factor_target, cfg.factor_fraction)
+                           cfg.factor_target, cfg.factor_fraction, cfg.freeze_denoiser)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
                             fused=device.type == "cuda" or None)
@@ -461,7 +442,7 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, rank: int, manifold, out:
     if is_main and out is not None:
         ckpt = Checkpointer(out, model, ema, opt, cfg, fingerprint, saved_step=start if resume else None, info={
             "num_points": rows.n, "num_train_points": rows.n_train, "num_val_points": val_x.shape[0],
-            "precision": precision, "precision_probe": probe, "input_scaling": span,
+            "precision": precision, "precision_probe": probe, "input_scaling": span, "norm_feature": norm_why,
             **({"data": data_info} if data_info else {})})
     bar = tqdm(total=cfg.steps, initial=start, disable=not (progress and is_main), desc="train",
                dynamic_ncols=True)
@@ -473,6 +454,9 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, rank: int, manifold, out:
             idx, sigma_z, eps, jac_probe = _batch(step, cfg, rows.n_train, shape, sampler, scale, device, rank_id,
                                                   world)
             z = rows.rows(step, idx, end)
+            if cfg.freeze_denoiser and step == factor_from:  # freeze the denoiser at its average, not its last step
+                with torch.no_grad():
+                    torch._foreach_copy_(list(model.denoiser_net.parameters()), list(ema.denoiser_net.parameters()))
             with autocast:
                 loss = runner(z, sigma_z, eps, step >= factor_from, jac_probe).mean()
             opt.zero_grad(set_to_none=True)

@@ -152,10 +152,11 @@ def test_the_norm_feature_adds_a_learned_vector_times_the_inputs_log_squared_nor
     assert with_feature.norm_in.weight.grad.abs().sum() > 0
 
 
-def test_the_norm_feature_is_on_by_default_and_files_without_it_build_the_network_without_it():
+def test_the_norm_feature_is_stored_when_on_and_files_without_it_build_the_network_without_it():
     from learned_manifold_training.config import TrainConfig
 
-    assert TrainConfig().model_spec((5,))[1]["norm_feature"] is True  # on by default, stored in the file
+    assert TrainConfig(norm_feature=True).model_spec((5,))[1]["norm_feature"] is True  # stored in the file
+    assert "norm_feature" not in TrainConfig().model_spec((5,))[1]  # "auto": the trainer decides from the data
     assert "norm_feature" not in TrainConfig(norm_feature=False).model_spec((5,))[1]
     assert "norm_feature" not in TrainConfig(norm_feature=True).model_spec((1, 8, 8))[1]  # the UNet has no such option
     old = FiLMResMLP((5,), 2, hidden=8, depth=1, emb_dim=4)  # arch_kwargs without the key: every older file

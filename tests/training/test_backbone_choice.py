@@ -29,7 +29,7 @@ def test_the_image_rule(shape, image):
 def test_auto_picks_the_unet_for_images_and_the_mlp_otherwise():
     cfg = TrainConfig(hidden=32, depth=2, emb_dim=16)
     assert cfg.model_spec((1, 8, 8)) == ("unet", unet_preset("small")["arch_kwargs"], 16)
-    mlp = {"hidden": 32, "depth": 2, "emb_dim": 16, "norm_feature": True}  # the norm feature is on by default
+    mlp = {"hidden": 32, "depth": 2, "emb_dim": 16}  # the norm feature "auto": the trainer adds it from the data
     assert cfg.model_spec((10,)) == ("film_mlp", mlp, 10)
     assert cfg.model_spec((3, 3)) == ("film_mlp", mlp, 9)
     assert TrainConfig(backbone="mlp").model_spec((1, 8, 8))[0] == "film_mlp"

@@ -243,11 +243,12 @@ def test_info_with_mismatched_data_is_one_clear_error(torus_model_path, capsys):
     assert "--data has points of shape (64,)" in err and "Traceback" not in err
 
 
-def test_norm_feature_is_on_by_default_and_the_flag_turns_it_off():
+def test_norm_feature_is_chosen_from_the_data_by_default_and_the_flags_force_it():
     from learned_manifold_training.cli import _config
 
     parse = build_parser().parse_args
-    assert _config(parse(["train", "circle", "--out", "m.lmm"])).norm_feature is True
+    assert _config(parse(["train", "circle", "--out", "m.lmm"])).norm_feature == "auto"
+    assert _config(parse(["train", "circle", "--out", "m.lmm", "--norm-feature"])).norm_feature is True
     assert _config(parse(["train", "circle", "--out", "m.lmm", "--no-norm-feature"])).norm_feature is False
 
 
