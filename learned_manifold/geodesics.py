@@ -243,7 +243,8 @@ def geodesic(
         verify_tol: relative energy decrease by a short gradient step that refutes convergence
             (`geodesic_solvers.verify_minimum`); default ``max(1e-6, 1e3 · tol)``.
         landing: constrain the interior points to the data by the field's landing projection: they are written
-            ``x = field.project(z)`` and the energy is minimised over ``z`` (SPEC §6, landing), so the path lies
+            ``x = field.project(field.project(z))`` (`geodesic_solvers.LANDING_STEPS`) and the energy is minimised
+            over ``z`` (SPEC §6, landing), so the path lies
             on the learned data manifold (the denoiser's image). ``None`` (default): on when the start is
             ``"landing"``, or ``"graph"`` on a field with a denoiser (`geodesic_init.denoises`: a `LearnedCDC`
             with landmarks). Without it a learned field whose normal eigenvalue leaks off the data (0.05–0.75

@@ -237,6 +237,31 @@ def test_two_points_and_zero_steps() -> None:
     assert not bool(res.converged.any())
 
 
+class ShrinkingProjection(EuclideanField):
+    """A landing projection ``P(x) = x / 2``."""
+
+    def project(self, x: Tensor) -> Tensor:
+        return 0.5 * x
+
+    @property
+    def can_project(self) -> bool:
+        return True
+
+
+def test_landing_writes_interior_points_as_two_denoiser_steps() -> None:
+    """With ``landing=True`` the interior points are ``P(P(z))`` (`LANDING_STEPS`; one posterior-mean step from
+    between two sheets returns a blend of both): from the straight line ``z``, interior points ``z / 4``, ends
+    kept."""
+    from learned_manifold.geodesic_solvers import LANDING_STEPS
+
+    assert LANDING_STEPS == 2
+    x0, x1 = torch.tensor([[1.0, 2.0, 0.0]], dtype=F64), torch.tensor([[3.0, -2.0, 4.0]], dtype=F64)
+    res = geodesic(ShrinkingProjection(), x0, x1, n_points=5, init="linear", landing=True, steps=0)
+    line = lerp(x0, x1, 5)
+    torch.testing.assert_close(res.path[:, 1:-1], line[:, 1:-1] / 4)
+    torch.testing.assert_close(res.path[:, [0, -1]], line[:, [0, -1]])
+
+
 def test_runs_under_no_grad_and_leaves_field_parameters_alone() -> None:
     field = ScaledEuclidean()
     x0 = torch.zeros(2, 4, dtype=F64)
