@@ -334,6 +334,11 @@ def _summary(path: str, meta: dict) -> str:
         span = (f", linear span {scaling['span_dimension']} of {scaling['dim']} dimensions"
                 if "span_dimension" in scaling else "")
         lines.insert(3, f"  input:       {scaling['chosen']} ({scaling.get('rule', '')}{span})")
+    norm = e.get("norm_feature")
+    if isinstance(norm, dict) and "chosen" in norm:
+        value = norm.get("norm_spread")
+        spread = f", spread {value:.3g}" if isinstance(value, (int, float)) else ""
+        lines.insert(4, f"  norm input:  {'on' if norm['chosen'] else 'off'} ({norm.get('rule', '')}{spread})")
     scalars = {k: v for k, v in e.get("validation", {}).items() if isinstance(v, (int, float))}
     if scalars:
         lines.append("  validation:  " + ", ".join(f"{k} {v:.4g}" for k, v in scalars.items()))

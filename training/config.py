@@ -113,7 +113,9 @@ class TrainConfig:
             ``denoiser_warmup``), at its exponential moving average (``ema``) of that moment: the factor's steps
             then run the denoiser forward and one input-only backward pass for the target, without the
             denoiser's own loss, backward through its weights and update.
-            Not the default; measured in ``benchmarks/RESULTS.md`` (eleventh session).
+            Not the default: a step costs 0.77× a plain uncentred step (the default 0.57×; a whole run 0.98×
+            against 0.80×), but the swiss roll's tangent error was 0.016–0.021 against 0.0097
+            (``benchmarks/RESULTS.md``, eleventh session): the denoiser keeps improving while the factor trains.
         loss, tikhonov, sampler, sigma_min, sigma_max: the loss and bandwidth sampler (SPEC §3).
         input_scaling: ``"auto"`` (default): ``"gaussian"`` for the MLP when the data's linear span (principal
             variances above 10⁻³ of the largest) has at most `SPAN_FRACTION` of the ``D`` dimensions, else

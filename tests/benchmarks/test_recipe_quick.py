@@ -10,15 +10,15 @@ from learned_manifold import load_model
 
 
 def test_each_candidate_is_scored_and_its_model_has_what_the_candidate_asks_for(tmp_path):
-    results = main(["--quick", "--threads", "1", "--data", "torus", "--candidates", "default", "no-norm-feature",
+    results = main(["--quick", "--threads", "1", "--data", "torus", "--candidates", "default", "norm-feature",
                     "--seeds", "0", "--save-models", str(tmp_path)])
     torus = results["torus"]
-    assert set(torus["runs"]) == {"default", "no-norm-feature"}
+    assert set(torus["runs"]) == {"default", "norm-feature"}
     for rows in torus["runs"].values():
         assert [row["seed"] for row in rows] == [0]
         assert math.isfinite(rows[0]["tangent_error"]) and 0 <= rows[0]["dimension_accuracy"] <= 1
     assert torus["knn_centred"]["test"]["tangent_error"] < 0.5  # 400 torus points: k-NN is already close
-    with_feature = load_model(tmp_path / "torus-default-seed0.lmm")  # the norm feature is the default
+    with_feature = load_model(tmp_path / "torus-norm-feature-seed0.lmm")  # forced on
     assert with_feature.factor_net.norm_in is not None and with_feature.denoiser_net.norm_in is not None
-    without = load_model(tmp_path / "torus-no-norm-feature-seed0.lmm")
-    assert without.factor_net.norm_in is None and without.denoiser_net.norm_in is None
+    default = load_model(tmp_path / "torus-default-seed0.lmm")  # "auto": the torus is no sphere, so off
+    assert default.factor_net.norm_in is None and default.denoiser_net.norm_in is None

@@ -179,6 +179,7 @@ def test_info_prints_a_readable_summary(sphere_model_path, capsys):
     assert f"learned-manifold {learned_manifold.__version__}" in text
     assert "shape (3,) (D = 3)" in text and "rank 3," in text and f"default sigma {c['default_sigma']:.4g}" in text
     assert "input:       none (asked for)" in text  # the fixture asks for its input scaling (tests/conftest.py)
+    assert "norm input:  off (asked for)" in text  # ... and for no norm feature
     assert "landmarks:   3,600 training points stored" in text  # all its training points (fewer than 4,096)
 
 
