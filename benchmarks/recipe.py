@@ -85,7 +85,10 @@ session (issue 14): the factor's loss on half (``factor-half``), a quarter (``fa
 session (issue 12): the default with the input's log squared norm as a feature (``norm-feature``,
 `TrainConfig.norm_feature`); results in ``benchmarks/results/cpu/norm-feature/``. Tenth session: that is the
 default now, and ``no-norm-feature`` is the default without it; ``rank-32``: the default with rank 32 (on S¹⁶
-rank 16 = d leaves the factor no continuous choice: the sphere's tangent bundle has no global frame)."""
+rank 16 = d leaves the factor no continuous choice: the sphere's tangent bundle has no global frame, SPEC §3).
+Eleventh session: ``default`` chooses the norm feature from the data (`TrainConfig.norm_feature` ``"auto"``: on for
+the spheres, off for the roll and the torus); ``norm-feature`` forces it on; ``freeze-denoiser``: the denoiser
+stops learning when the factor starts (`TrainConfig.freeze_denoiser`)."""
 
 DATASETS: dict[str, dict] = {
     "roll": {"make": lambda: SwissRoll(10), "n": 10_000, "base": {}},  # the `learned-manifold train` defaults

@@ -18,8 +18,8 @@ NORM_SAMPLE = 4096
 """Points whose distances from the mean decide ``norm_feature="auto"``."""
 
 
-def choose_input_scaling(cfg: TrainConfig, rows: TrainingRows, arch: str
-                   ) -> tuple[str, tuple[Tensor, Tensor, Tensor] | None, dict]:
+def choose_input_scaling(cfg: TrainConfig, rows: TrainingRows,
+                         arch: str) -> tuple[str, tuple[Tensor, Tensor, Tensor] | None, dict]:
     """The model's input scaling, its Gaussian model (``None`` unless ``"gaussian"``) and why, for the file.
 
     ``"auto"``: Gaussian preconditioning for the MLP when the standardised data's linear span (principal variances
@@ -55,7 +55,8 @@ def choose_norm_feature(cfg: TrainConfig, rows: TrainingRows, arch: str) -> tupl
     if cfg.norm_feature != "auto":
         return bool(cfg.norm_feature), {"chosen": bool(cfg.norm_feature), "rule": "asked for"}
     radius = rows.standardised_sample(NORM_SAMPLE).double().norm(dim=1)  # (n,) from (n, D) flat rows
-    spread = float(radius.std() / radius.mean().clamp_min(1e-300)) if radius.numel() > 1 else math.inf
+    mean = float(radius.mean())
+    spread = float(radius.std()) / mean if radius.numel() > 1 and mean > 0 else math.inf  # no spread to measure
     chosen = spread < NORM_SPREAD
     return chosen, {"chosen": chosen, "norm_spread": spread,
                     "rule": f"auto: on when the points' distances from their mean vary by less than {NORM_SPREAD:g} "
