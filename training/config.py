@@ -35,11 +35,12 @@ TRAIN_INPUT_SCALINGS = ("auto", *INPUT_SCALINGS)
 """``input_scaling`` values of a run: ``"auto"`` resolves to one of the model's `INPUT_SCALINGS` from the data."""
 
 SPAN_FRACTION = 0.5
+"""``input_scaling="auto"`` preconditions when the data's linear span (principal variances above 10⁻³ of the
+largest) has at most this fraction of the ``D`` dimensions (`learned_manifold_training.input_choices`)."""
+
 NORM_SPREAD = 0.05
 """``norm_feature="auto"`` switches the feature on below this relative spread of the points' distances from their
 mean (`TrainConfig.norm_feature`)."""
-"""``input_scaling="auto"`` preconditions when the data's linear span (principal variances above 10⁻³ of the
-largest) has at most this fraction of the ``D`` dimensions (`learned_manifold_training.trainer`)."""
 
 DEFAULT_LANDMARKS = (4096, 2**21)
 """``landmarks=None`` stores ``min(4096, 2²¹ / D, training points)`` training points (at most 8 MB in float32: all
@@ -70,8 +71,9 @@ class TrainConfig:
         norm_feature: (MLP) the input's log squared norm as one more input feature
             (`learned_manifold.mlp.FiLMResMLP`). ``"auto"`` (default, eleventh session): on when the standardised
             training points' distances from their mean vary by less than `NORM_SPREAD` (relative standard
-            deviation; the data lie near a sphere about their mean: S^d 0.003–0.02, unit-normalised embeddings
-            0; the torus in R³ and the swiss roll in R¹⁰ 0.23), else off; the model file records the choice and
+            deviation; the data lie near a sphere about their mean: whole spheres S^d 0.003–0.02, the torus in R³
+            and the swiss roll in R¹⁰ 0.23; a cap of a sphere, e.g. clustered unit-norm embeddings, is not
+            centred on the sphere's centre and may read off), else off; the model file records the choice and
             the spread. Measured (``benchmarks/RESULTS.md``): on spheres it helps (S¹⁶ in R⁶⁴: the denoiser learns
             the radius, 1.37 → 0.68; S⁸ at N = 100k 0.021–0.025 on five seeds against 0.024–0.029 without), on the
             swiss roll in R¹⁰ it hurts (CLI defaults, seeds 0–2: 0.0120 / 0.0120 / 0.0131 against 0.0097 / 0.0111

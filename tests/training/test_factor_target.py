@@ -52,17 +52,22 @@ def _grads(model: MetricModel, loss: torch.Tensor) -> dict[str, torch.Tensor]:
     return {k: p.grad.clone() if p.grad is not None else torch.zeros_like(p) for k, p in model.named_parameters()}
 
 
-@pytest.mark.parametrize("target", ["jacobian", "residual"])
-def test_the_factor_loss_covers_the_first_rows_of_the_batch(target):
-    """``factor_fraction = 3/8`` on a batch of 8: the batch mean of the per-sample loss is the denoiser's mean
-    loss over all 8 points plus the factor's mean loss over the first 3 (each alone, with ``fraction = 1``, on
-    those rows); the factor network's gradient does not see the other 5 points, the denoiser's does."""
+def _small_model_and_batch() -> tuple[MetricModel, tuple[torch.Tensor, ...]]:
+    """A float64 two-network model on R⁵ (rank 2) and a batch of 8: ``z``, ``ε``, probes ``v``, ``σ`` (seeded)."""
     torch.manual_seed(0)
     model = MetricModel(ModelConfig(data_shape=(5,), rank=2, arch_kwargs={"hidden": 16, "depth": 1,
                                                                           "emb_dim": 8})).double()
     g = torch.Generator().manual_seed(1)
     z, eps, v = (torch.randn(8, 5, generator=g, dtype=torch.float64) for _ in range(3))
-    s = torch.rand(8, generator=g, dtype=torch.float64) + 0.1
+    return model, (z, eps, v, torch.rand(8, generator=g, dtype=torch.float64) + 0.1)
+
+
+@pytest.mark.parametrize("target", ["jacobian", "residual"])
+def test_the_factor_loss_covers_the_first_rows_of_the_batch(target):
+    """``factor_fraction = 3/8`` on a batch of 8: the batch mean of the per-sample loss is the denoiser's mean
+    loss over all 8 points plus the factor's mean loss over the first 3 (each alone, with ``fraction = 1``, on
+    those rows); the factor network's gradient does not see the other 5 points, the denoiser's does."""
+    model, (z, eps, v, s) = _small_model_and_batch()
     part = _Objective(model, MetricMatchingLoss(), factor_target=target, factor_fraction=3 / 8)
     whole = _Objective(model, MetricMatchingLoss(), factor_target=target)
     head = whole(z[:3], s[:3], eps[:3], True, v[:3]) - whole(z[:3], s[:3], eps[:3], False, v[:3])  # factor's own
@@ -91,12 +96,7 @@ def test_a_run_with_the_factor_on_a_quarter_of_each_batch_learns_the_circle():
 def test_a_frozen_denoiser_gives_the_same_factor_gradient_and_none_of_its_own(target):
     """``freeze_denoiser``: the objective's value is unchanged (the denoiser's loss is still reported), the factor
     network's gradient is the same to the last bit, and the denoiser's weights get no gradient at all."""
-    torch.manual_seed(0)
-    model = MetricModel(ModelConfig(data_shape=(5,), rank=2, arch_kwargs={"hidden": 16, "depth": 1,
-                                                                          "emb_dim": 8})).double()
-    g = torch.Generator().manual_seed(1)
-    z, eps, v = (torch.randn(8, 5, generator=g, dtype=torch.float64) for _ in range(3))
-    s = torch.rand(8, generator=g, dtype=torch.float64) + 0.1
+    model, (z, eps, v, s) = _small_model_and_batch()
     frozen = _Objective(model, MetricMatchingLoss(), factor_target=target, freeze_denoiser=True)
     trained = _Objective(model, MetricMatchingLoss(), factor_target=target)
     torch.testing.assert_close(frozen(z, s, eps, True, v), trained(z, s, eps, True, v), rtol=0, atol=0)
