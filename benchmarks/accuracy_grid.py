@@ -15,11 +15,15 @@ Manifolds (all isometrically embedded, random rotation fixed by seed 0): ``spher
 and a square) in R¹⁰.
 
 Run: ``python -m benchmarks.accuracy_grid --device cpu|cuda [--quick] [--manifolds ...] [--sizes N ...]
-[--seeds S ...] [--steps S]``.
+[--seeds S ...] [--steps S]``. Runs split over processes, cores or sessions (one seed each, say) join into
+one report with ``--merge DIR [DIR ...]`` (their ``accuracy_grid.json``; nothing is trained): the runs must
+share the network, training, k-NN tuning and evaluation points, and no (manifold, N, seed, method) may come
+twice.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 import time
@@ -38,7 +42,7 @@ from learned_manifold_training.trainer import TrainConfig, select_sigma, standar
 from .accuracy import json_ready, sigma_grid, tune_knn  # noqa: E402
 from .common import PAPER_NET, Table, environment, make_parser, parse_args, write_report  # noqa: E402
 
-__all__ = ["MANIFOLDS", "main", "settings_for", "summarise"]
+__all__ = ["MANIFOLDS", "main", "merge_runs", "settings_for", "summarise"]
 
 MANIFOLDS = {
     "sphere2": lambda: Sphere(2, 64),
@@ -133,9 +137,17 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--sizes", type=int, nargs="+", default=None, help="data-set sizes N")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (sample and training)")
     parser.add_argument("--steps", type=int, default=None, help="training steps per model")
+    parser.add_argument("--merge", type=Path, nargs="+", default=None, metavar="DIR",
+                        help="join the accuracy_grid.json of these folders into one report (no training)")
     args = parse_args(parser, argv)
     device = args.device
     out = args.out if args.out is not None else Path("benchmarks/results") / device.type
+    if args.merge:
+        try:
+            runs, settings = merge_runs(args.merge)
+        except (OSError, ValueError) as err:
+            parser.error(f"--merge: {err}")
+        return _report(runs, settings, out, environment(device))
     cfg = settings_for(device, args.quick)
     for key in ("manifolds", "sizes", "seeds", "steps"):
         if getattr(args, key):
@@ -161,6 +173,59 @@ def main(argv: Sequence[str] | None = None) -> dict:
                     runs.append({"manifold": name, "N": n, "seed": seed, "method": method, **r})
                 print(f"{name} N={n} seed={seed}: " + ", ".join(
                     f"{m} {r['tangent_error']:.3f}" for m, r in results.items()), flush=True)
+    settings = {"manifolds": cfg["manifolds"], "sizes": cfg["sizes"], "seeds": cfg["seeds"],
+                "network": cfg["net"], "training": f"{cfg['steps']} steps of batch {cfg['batch_size']}, the "
+                "library's default recipe otherwise", "evaluation σ": "picked on the validation split from the "
+                "SPEC §8 grid (lowest tangent error)", "k-NN tuning": f"k ∈ {cfg['ks']} × the same σ grid",
+                "validation / test points": f"{cfg['n_val']} / {cfg['n_test']} (fixed per manifold)",
+                "threads": torch.get_num_threads(), "quick": args.quick}
+    return _report(runs, settings, out, env)
+
+
+_SHARED_SETTINGS = ("network", "training", "evaluation σ", "k-NN tuning", "validation / test points", "quick")
+"""Settings that runs joined by ``--merge`` must share."""
+
+
+def merge_runs(folders: Sequence[Path]) -> tuple[list[dict], dict]:
+    """The runs of several grid reports (``folder/accuracy_grid.json``) as one list, and their joint settings.
+
+    Raises:
+        ValueError: a report that is not a grid report, settings that differ between reports, or a (manifold,
+            N, seed, method) found in two reports (each message names the folders).
+    """
+    runs: list[dict] = []
+    seen: dict[tuple, Path] = {}
+    first: dict | None = None
+    sources = []
+    for folder in folders:
+        path = Path(folder) / "accuracy_grid.json"
+        record = json.loads(path.read_text())
+        if record.get("benchmark") != "accuracy_grid":
+            raise ValueError(f"{path} is not an accuracy_grid report")
+        settings = record["settings"]
+        if first is None:
+            first = settings
+        for key in _SHARED_SETTINGS:
+            if settings.get(key) != first.get(key):
+                raise ValueError(f"{path}: setting {key!r} is {settings.get(key)!r}, but {folders[0]} has "
+                                 f"{first.get(key)!r}")
+        for run in record["results"]["runs"]:
+            key = (run["manifold"], run["N"], run["seed"], run["method"])
+            if key in seen:
+                raise ValueError(f"{key} is in both {seen[key]} and {folder}")
+            seen[key] = Path(folder)
+            runs.append(run)
+        sources.append(f"{folder} (commit {record['environment'].get('git_commit')}, "
+                       f"{record['environment'].get('date_utc')})")
+    assert first is not None  # argparse's nargs="+" gives at least one folder
+    merged = {key: first.get(key) for key in _SHARED_SETTINGS}
+    merged.update(manifolds=sorted({r["manifold"] for r in runs}), sizes=sorted({r["N"] for r in runs}),
+                  seeds=sorted({r["seed"] for r in runs}), threads=first.get("threads"), merged_from=sources)
+    return runs, merged
+
+
+def _report(runs: list[dict], settings: dict, out: Path, env: dict) -> dict:
+    """Summarise ``runs``, write ``accuracy_grid.json`` / ``.md`` / ``.png`` into ``out``; returns the results."""
     summary = summarise(runs)
     table = Table("Tangent-projector error on held-out points: mean / worst over seeds; dimension right (mean / "
                   "worst)", ["manifold", "N", "method", "seeds", "error mean", "error worst", "dim right mean",
@@ -171,12 +236,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
                   f"{100 * s['worst_dimension_accuracy']:.0f}%", f"{s['seconds']:.0f} s")
     out.mkdir(parents=True, exist_ok=True)
     _plot(summary, out / "accuracy_grid.png")
-    settings = {"manifolds": cfg["manifolds"], "sizes": cfg["sizes"], "seeds": cfg["seeds"],
-                "network": cfg["net"], "training": f"{cfg['steps']} steps of batch {cfg['batch_size']}, the "
-                "library's default recipe otherwise", "evaluation σ": "picked on the validation split from the "
-                "SPEC §8 grid (lowest tangent error)", "k-NN tuning": f"k ∈ {cfg['ks']} × the same σ grid",
-                "validation / test points": f"{cfg['n_val']} / {cfg['n_test']} (fixed per manifold)",
-                "threads": torch.get_num_threads(), "quick": args.quick}
     notes = ["A random d-plane in R^D scores about sqrt(2d(1 − d/D)); the union mixes d = 1 and 2 (each point "
              "is scored with its own d).", "Plot: accuracy_grid.png beside this file."]
     worst = [s for s in summary if s["method"] == "metric matching"]

@@ -66,6 +66,7 @@ CANDIDATES: dict[str, dict] = {
     "no-norm-feature": {"norm_feature": False},
     "rank-32": {"rank": 32},
     "freeze-denoiser": {"freeze_denoiser": True},
+    "rank-32-probes-16": {"rank": 32, "jacobian_probes": 16},
 }
 """Candidate recipes: `TrainConfig` overrides. ``before`` is the recipe of issue 12 (3000 steps); ``steps-6000``
 the winner, now the default; results in ``benchmarks/results/cpu/recipe.md`` (before, unit-input) and
@@ -88,7 +89,9 @@ default now, and ``no-norm-feature`` is the default without it; ``rank-32``: the
 rank 16 = d leaves the factor no continuous choice: the sphere's tangent bundle has no global frame, SPEC §3).
 Eleventh session: ``default`` chooses the norm feature from the data (`TrainConfig.norm_feature` ``"auto"``: on for
 the spheres, off for the roll and the torus); ``norm-feature`` forces it on; ``freeze-denoiser``: the denoiser
-stops learning when the factor starts (`TrainConfig.freeze_denoiser`)."""
+stops learning when the factor starts (`TrainConfig.freeze_denoiser`). Twelfth session: ``rank-32-probes-16``,
+rank 32 with the Jacobian loss averaged over 16 probes per point (`TrainConfig.jacobian_probes`; one probe's
+estimate kept a factor from fitting S¹⁶'s projector, `benchmarks.probe_fit`)."""
 
 DATASETS: dict[str, dict] = {
     "roll": {"make": lambda: SwissRoll(10), "n": 10_000, "base": {}},  # the `learned-manifold train` defaults

@@ -116,6 +116,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                         "covers all of it)")
     p.add_argument("--freeze-denoiser", action=argparse.BooleanOptionalAction, default=_DEFAULTS["freeze_denoiser"],
                    help="centred runs: the denoiser stops learning when the factor starts (cheaper factor steps)")
+    p.add_argument("--jacobian-probes", type=int, default=_DEFAULTS["jacobian_probes"], metavar="K",
+                   help="Jacobian target: probes per point (each one more backward pass of the denoiser); more "
+                        "probes, a less noisy factor loss")
     p.add_argument("--input-scaling", default=_DEFAULTS["input_scaling"], choices=TRAIN_INPUT_SCALINGS,
                    help="what the networks see: none (the standardised point), unit (c_in(σ) times it), gaussian "
                         "(the data's linear denoiser applied to it, plus a linear skip for the denoiser; "
@@ -193,7 +196,7 @@ def _config(args: argparse.Namespace) -> TrainConfig:
             lr=args.lr, sampler=args.sampler, sigma_min=args.sigma_min, sigma_max=args.sigma_max,
             centred=not args.uncentred, shared_trunk=args.shared_trunk,
             factor_trunk_grad=args.factor_trunk_grad, factor_fraction=args.factor_fraction,
-            freeze_denoiser=args.freeze_denoiser,
+            freeze_denoiser=args.freeze_denoiser, jacobian_probes=args.jacobian_probes,
             tikhonov=args.tikhonov, loss=args.loss,
             input_scaling=args.input_scaling, factor_target=args.factor_target, grad_clip=args.grad_clip,
             precision=args.precision, compile=args.compile, val_every=args.val_every,

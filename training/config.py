@@ -48,6 +48,7 @@ points of the built-in digits, 4,096 points of the swiss roll, 512 images of 64 
 
 MAX_SEED = 2**63 // 1_000_003 - 2**32  # batches are keyed by seed * 1_000_003 + step (a 64-bit generator seed)
 MAX_STEPS = 2**31
+MAX_JACOBIAN_PROBES = 64  # each probe is one more backward pass per step
 
 
 @dataclass
@@ -118,6 +119,13 @@ class TrainConfig:
             Not the default: a step costs 0.77× a plain uncentred step (the default 0.57×; a whole run 0.98×
             against 0.80×), but the swiss roll's tangent error was 0.016–0.021 against 0.0097
             (``benchmarks/RESULTS.md``, eleventh session): the denoiser keeps improving while the factor trains.
+        jacobian_probes: (Jacobian target) probes ``v`` per point, each one more input-only backward pass of
+            the denoiser; the factor's loss is their mean. One probe's estimate of ``‖AAᵀ − J‖²_F`` is so noisy
+            that a factor network fitted to S¹⁶'s exact tangent projector in R⁶⁴ by it ended at error 0.4–0.6
+            where the exact distance reached 0.025 in the same steps, and 16 probes 0.028–0.039
+            (`benchmarks.probe_fit`). In the full recipe (S¹⁶, 10k points, rank 32) 16 probes lowered the error
+            from 0.62 to 0.45 only (tuned k-NN 0.15) and took 1,702 s against 490 s, so ``1`` stays the default
+            (``benchmarks/RESULTS.md``, twelfth session); it also keeps the runs of earlier sessions.
         loss, tikhonov, sampler, sigma_min, sigma_max: the loss and bandwidth sampler (SPEC §3).
         input_scaling: ``"auto"`` (default): ``"gaussian"`` for the MLP when the data's linear span (principal
             variances above 10⁻³ of the largest) has at most `SPAN_FRACTION` of the ``D`` dimensions, else
@@ -171,6 +179,7 @@ class TrainConfig:
     factor_trunk_grad: float = 0.1
     factor_fraction: float = 1.0
     freeze_denoiser: bool = False
+    jacobian_probes: int = 1
     loss: str = "lowrank"
     tikhonov: float = 0.0
     sampler: str = "loguniform"
@@ -222,6 +231,10 @@ class TrainConfig:
         if self.factor_fraction != 1 and not self.centred:
             raise ValueError("factor_fraction acts on centred runs only (an uncentred run trains the factor alone: "
                              "use a smaller batch_size)")
+        self.jacobian_probes = check_int(self.jacobian_probes, "jacobian_probes", 1, MAX_JACOBIAN_PROBES)
+        if self.jacobian_probes != 1 and not (self.centred and self.factor_target == "jacobian"):
+            raise ValueError("jacobian_probes acts on the Jacobian target of centred runs only "
+                             "(centred=True, factor_target='jacobian')")
         if self.freeze_denoiser and not (self.centred and not self.shared_trunk and self.denoiser_warmup > 0):
             raise ValueError("freeze_denoiser needs a centred run with two networks and denoiser_warmup > 0 (the "
                              "denoiser must have trained before it is frozen)")

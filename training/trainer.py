@@ -52,7 +52,7 @@ _CHECK_EVERY = 10  # steps between divergence checks (one host sync each) and, u
 # holds for gaussian_rank, which acts under input_scaling="gaussian" only.
 _TRAIN_LEGACY = {"factor_trunk_grad": TrainConfig.factor_trunk_grad, "gaussian_rank": TrainConfig.gaussian_rank,
                  "factor_target": "residual", "final_norm": True, "landmarks": None, "factor_fraction": 1.0,
-                 "norm_feature": False, "freeze_denoiser": False}
+                 "norm_feature": False, "freeze_denoiser": False, "jacobian_probes": 1}
 # (landmarks do not change the training: a state written before them resumes, and its model stores the default)
 
 __all__ = [
@@ -145,7 +145,8 @@ class _Objective(nn.Module):
     """
 
     def __init__(self, model: MetricModel, matching: MetricMatchingLoss, factor_trunk_grad: float = 1.0,
-                 factor_target: str = "residual", factor_fraction: float = 1.0, freeze_denoiser: bool = False):
+                 factor_target: str = "residual", factor_fraction: float = 1.0, freeze_denoiser: bool = False,
+                 jacobian_probes: int = 1):
         super().__init__()
         if factor_target not in FACTOR_TARGETS:
             raise ValueError(f"factor_target must be one of {list(FACTOR_TARGETS)}, got {factor_target!r}")
@@ -156,12 +157,14 @@ class _Objective(nn.Module):
         self.factor_target = factor_target
         self.factor_fraction = factor_fraction
         self.freeze_denoiser = freeze_denoiser  # the factor's steps leave the denoiser's weights alone
+        self.jacobian_probes = jacobian_probes  # K: the factor's Jacobian loss is the mean over K probes
 
     def forward(self, z: Tensor, sigma_z: Tensor, eps: Tensor, with_factor: bool,
                 probe: Tensor | None = None) -> Tensor:
         """Per-sample losses ``(B,)``. The factor's loss covers the first ``m = factor_rows(B, fraction)`` rows,
         scaled by ``B/m`` so that the mean over the batch is the denoiser's mean loss plus the factor's.
-        ``probe``: the ``N(0, I)`` vectors ``(B, *data_shape)`` of the Jacobian target (drawn here if None)."""
+        ``probe``: the ``N(0, I)`` vectors ``(B, *data_shape)`` of the Jacobian target, ``(B, K, *data_shape)``
+        for ``K = jacobian_probes > 1`` (drawn here if None)."""
         if not self.model.has_denoiser:  # uncentred: a = ε, the factor from the first step
             return self.matching(self.model, z, sigma_z, eps)
         y = noisy(z, sigma_z, eps)
@@ -184,8 +187,13 @@ class _Objective(nn.Module):
             if self.freeze_denoiser:  # reported, not trained: no backward through the denoiser's weights
                 denoising = denoising.detach()
             if jacobian:
-                v = torch.randn_like(y[:m]) if probe is None else probe[:m].to(y.dtype)
-                factor = jacobian_matching(A, v, centred_cdc_vjp(noise[:m], y, sigma_m, v))
+                k = self.jacobian_probes
+                if probe is None:
+                    probe = torch.randn(m, *([k] if k > 1 else []), *y.shape[1:], dtype=y.dtype, device=y.device)
+                vs = probe[:m].to(y.dtype)
+                vs = vs.unsqueeze(1) if k == 1 else vs
+                factor = sum(jacobian_matching(A, vs[:, i], centred_cdc_vjp(noise[:m], y, sigma_m, vs[:, i]))
+                             for i in range(k)) / k
             else:
                 a = noise[:m].detach().to(eps.dtype) - eps[:m].reshape(m, -1)
                 factor = self.matching.of_factor(A, a)
@@ -197,6 +205,7 @@ class _Objective(nn.Module):
 def _workload_name(cfg: TrainConfig) -> str:
     """The name of a training step's workload for the precision probe's cache (`choose_precision`)."""
     name = "train" if cfg.factor_target == "residual" else "train-jacobian"
+    name = name if cfg.jacobian_probes == 1 else f"{name}-probes{cfg.jacobian_probes}"
     return name if cfg.factor_fraction == 1 else f"{name}-factor{cfg.factor_fraction:g}"
 
 
@@ -232,7 +241,8 @@ def _batch(step: int, cfg: TrainConfig, n_data: int, shape: tuple[int, ...], sam
     eps = torch.randn(cfg.batch_size, *shape, generator=g, device=device)
     probe = None
     if cfg.centred and cfg.factor_target == "jacobian":
-        probe = torch.randn(cfg.batch_size, *shape, generator=g, device=device)
+        probes = [cfg.jacobian_probes] if cfg.jacobian_probes > 1 else []  # one probe: (B, *shape), as it always was
+        probe = torch.randn(cfg.batch_size, *probes, *shape, generator=g, device=device)
     lo, hi = rank * cfg.batch_size // world, (rank + 1) * cfg.batch_size // world
     return idx[lo:hi], sigma_z[lo:hi], eps[lo:hi], None if probe is None else probe[lo:hi]
 
@@ -386,7 +396,7 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, rank: int, manifold, out:
     ema.load_state_dict(model.state_dict())
     ema.requires_grad_(False)
     objective = _Objective(model, MetricMatchingLoss(cfg.loss, cfg.tikhonov, cfg.centred), cfg.factor_trunk_grad,
-                           cfg.factor_target, cfg.factor_fraction, cfg.freeze_denoiser)
+                           cfg.factor_target, cfg.factor_fraction, cfg.freeze_denoiser, cfg.jacobian_probes)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
                             fused=device.type == "cuda" or None)

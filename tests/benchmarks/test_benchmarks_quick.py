@@ -87,3 +87,59 @@ def test_accuracy_grid_quick(tmp_path):
     # tuned k-NN on 300 points of S² is far better than a random 2-plane in R⁶⁴ (≈ 1.98)
     knn = next(s for s in summary if s["manifold"] == "sphere2" and s["method"] == "k-NN centred")
     assert knn["worst_error"] < 0.5
+
+
+def _grid_report(folder, seeds, errors, *, network=None):
+    """A grid report as `accuracy_grid` writes it, for the torus at N = 1,000 (metric matching only)."""
+    from benchmarks.common import write_report
+
+    runs = [{"manifold": "torus", "N": 1000, "seed": s, "method": "metric matching", "tangent_error": e,
+             "dimension_accuracy": 1.0 - e, "sigma": 0.05, "seconds": 10.0} for s, e in zip(seeds, errors, strict=True)]
+    settings = {"network": network or {"hidden": 256}, "training": "6000 steps", "evaluation σ": "validation",
+                "k-NN tuning": "k", "validation / test points": "500 / 500", "quick": False, "threads": 1}
+    write_report(folder, "accuracy_grid", title="grid", env={"git_commit": "abc", "date_utc": "today"},
+                 settings=settings, tables=[], results={"runs": runs, "summary": []})
+
+
+def test_accuracy_grid_merges_runs_from_several_folders(tmp_path):
+    """Seeds run in separate processes join into one summary: mean and worst over all of them."""
+    from benchmarks import accuracy_grid
+
+    _grid_report(tmp_path / "a", [0, 1], [0.02, 0.04])
+    _grid_report(tmp_path / "b", [2], [0.09])
+    out = tmp_path / "merged"
+    results = accuracy_grid.main(["--merge", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out)])
+    (summary,) = results["summary"]
+    assert summary["seeds"] == 3 and summary["worst_error"] == 0.09
+    assert math.isclose(summary["mean_error"], 0.05) and math.isclose(summary["worst_dimension_accuracy"], 0.91)
+    assert (out / "accuracy_grid.png").stat().st_size > 0
+    assert "merged_from" in (out / "accuracy_grid.md").read_text()
+
+
+def test_accuracy_grid_merge_refuses_a_run_twice_or_different_settings(tmp_path):
+    from benchmarks import accuracy_grid
+
+    _grid_report(tmp_path / "a", [0, 1], [0.02, 0.04])
+    _grid_report(tmp_path / "b", [1], [0.03])
+    _grid_report(tmp_path / "c", [2], [0.03], network={"hidden": 128})
+    with pytest.raises(ValueError, match=r"\('torus', 1000, 1, 'metric matching'\) is in both"):
+        accuracy_grid.merge_runs([tmp_path / "a", tmp_path / "b"])
+    with pytest.raises(ValueError, match="setting 'network'"):
+        accuracy_grid.merge_runs([tmp_path / "a", tmp_path / "c"])
+    with pytest.raises(SystemExit):  # the command line turns both, and a missing folder, into one usage error
+        accuracy_grid.main(["--merge", str(tmp_path / "missing"), "--out", str(tmp_path / "m")])
+
+
+def test_probe_fit_quick(tmp_path):
+    """The S^d projector-fit probe runs every (loss, seed) and scores a fit by the projector error."""
+    from benchmarks import probe_fit
+
+    results = probe_fit.main(["--quick", "--dims", "2", "--losses", "exact", "probe-2", "--seeds", "0",
+                              "--out", str(tmp_path)])
+    runs = results["runs"]
+    assert [r["loss"] for r in runs] == ["exact", "probe-2"] and [r["probes"] for r in runs] == [0, 2]
+    for r in runs:  # a projector error lies in [0, sqrt(2d)]
+        assert 0 <= r["tangent_error"] <= 2 + 1e-6
+    assert probe_fit.parse_loss("probe-16") == 16
+    with pytest.raises(ValueError, match="unknown loss"):
+        probe_fit.parse_loss("probe-0")

@@ -46,6 +46,28 @@ def test_the_objective_adds_the_jacobian_mismatch_to_the_denoising_loss():
     torch.testing.assert_close(objective(z, s, eps, True, v), denoising + expected, rtol=1e-4, atol=1e-4)
 
 
+def test_several_probes_average_their_single_probe_losses():
+    """``jacobian_probes = K``: the factor's term is the mean of the K one-probe terms, each probe read by its own
+    backward pass (probes ``(B, K, *data_shape)``); the denoising term is unchanged."""
+    model, (z, eps, _, s) = _small_model_and_batch()
+    v = torch.randn(8, 3, 5, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    one = _Objective(model, MetricMatchingLoss(), factor_target="jacobian")
+    three = _Objective(model, MetricMatchingLoss(), factor_target="jacobian", jacobian_probes=3)
+    y = z + s[:, None] * eps
+    denoising = (model.noise_z(y, s) - eps).pow(2).mean(-1)
+    singles = [one(z, s, eps, True, v[:, i]) - denoising for i in range(3)]
+    torch.testing.assert_close(three(z, s, eps, True, v), (denoising + sum(singles) / 3).float())
+    assert not torch.allclose(singles[0], singles[1])  # the probes differ, so the mean is not one of them
+
+
+def test_several_probes_are_drawn_per_point_and_one_probe_keeps_its_old_draws():
+    args = (7, 100, (3,), bandwidth_sampler(TrainConfig(), 1.0), 1.0, torch.device("cpu"), 0, 1)
+    one = _batch(args[0], TrainConfig(), *args[1:])[3]
+    four = _batch(args[0], TrainConfig(jacobian_probes=4), *args[1:])[3]
+    assert one.shape == (TrainConfig().batch_size, 3) and four.shape == (TrainConfig().batch_size, 4, 3)
+    assert not torch.equal(four[:, 0], four[:, 1])
+
+
 def _grads(model: MetricModel, loss: torch.Tensor) -> dict[str, torch.Tensor]:
     model.zero_grad()
     loss.backward()
@@ -181,6 +203,11 @@ def test_bad_settings_are_refused_naming_the_field():
         TrainConfig(freeze_denoiser=True, shared_trunk=True)
     with pytest.raises(TypeError, match="freeze_denoiser"):
         TrainConfig(freeze_denoiser="yes")
+    for bad in (0, 65, 2.5):
+        with pytest.raises((TypeError, ValueError), match="jacobian_probes"):
+            TrainConfig(jacobian_probes=bad)
+    with pytest.raises(ValueError, match="jacobian_probes acts on the Jacobian target"):
+        TrainConfig(jacobian_probes=4, factor_target="residual")
     with pytest.raises(TypeError, match="final_norm"):
         TrainConfig(final_norm="no")
     assert TrainConfig(final_norm=None).final_norm is None
