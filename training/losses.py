@@ -18,7 +18,9 @@ Two targets for the mean-centred factor (``TrainConfig.factor_target``, docs/SPE
   the graph of the denoiser's own forward pass; 1.5× cheaper per step than the second, forward-mode pass that
   computed ``Jv`` until the eighth session). The minimiser is the same: ``AAᵀ`` is symmetric, so with
   ``J = J_s + J_a`` (symmetric and antisymmetric parts) ``‖AAᵀ − Jᵀ‖²_F = ‖AAᵀ − J_s‖²_F + ‖J_a‖²_F =
-  ‖AAᵀ − J‖²_F``; the true ``Γᶜ`` is a covariance and symmetric anyway.
+  ‖AAᵀ − J‖²_F``; the true ``Γᶜ`` is a covariance and symmetric anyway. ``TrainConfig.jacobian_probes = K``
+  averages ``K`` such terms per point (one backward pass each): one probe's estimate is noisy enough to stall a
+  factor on S¹⁶ (SPEC §3, `benchmarks.probe_fit`).
 """
 
 from __future__ import annotations
