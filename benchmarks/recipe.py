@@ -67,6 +67,7 @@ CANDIDATES: dict[str, dict] = {
     "rank-32": {"rank": 32},
     "freeze-denoiser": {"freeze_denoiser": True},
     "rank-32-probes-16": {"rank": 32, "jacobian_probes": 16},
+    "rank-32-probes-16-early": {"rank": 32, "jacobian_probes": 16, "denoiser_warmup": 0.25},
 }
 """Candidate recipes: `TrainConfig` overrides. ``before`` is the recipe of issue 12 (3000 steps); ``steps-6000``
 the winner, now the default; results in ``benchmarks/results/cpu/recipe.md`` (before, unit-input) and
@@ -91,7 +92,8 @@ Eleventh session: ``default`` chooses the norm feature from the data (`TrainConf
 the spheres, off for the roll and the torus); ``norm-feature`` forces it on; ``freeze-denoiser``: the denoiser
 stops learning when the factor starts (`TrainConfig.freeze_denoiser`). Twelfth session: ``rank-32-probes-16``,
 rank 32 with the Jacobian loss averaged over 16 probes per point (`TrainConfig.jacobian_probes`; one probe's
-estimate kept a factor from fitting S¹⁶'s projector, `benchmarks.probe_fit`)."""
+estimate kept a factor from fitting S¹⁶'s projector, `benchmarks.probe_fit`), and the same with the factor from a
+quarter of the steps (``-early``)."""
 
 DATASETS: dict[str, dict] = {
     "roll": {"make": lambda: SwissRoll(10), "n": 10_000, "base": {}},  # the `learned-manifold train` defaults
