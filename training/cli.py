@@ -116,6 +116,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                         "covers all of it)")
     p.add_argument("--freeze-denoiser", action=argparse.BooleanOptionalAction, default=_DEFAULTS["freeze_denoiser"],
                    help="centred runs: the denoiser stops learning when the factor starts (cheaper factor steps)")
+    p.add_argument("--denoiser-warmup", type=float, default=_DEFAULTS["denoiser_warmup"], metavar="F",
+                   help="centred runs: fraction in [0, 1) of the steps that train the denoiser alone before the "
+                        "factor starts")
     p.add_argument("--jacobian-probes", type=int, default=_DEFAULTS["jacobian_probes"], metavar="K",
                    help="Jacobian target: probes per point (each one more backward pass of the denoiser); more "
                         "probes, a less noisy factor loss")
@@ -197,6 +200,7 @@ def _config(args: argparse.Namespace) -> TrainConfig:
             centred=not args.uncentred, shared_trunk=args.shared_trunk,
             factor_trunk_grad=args.factor_trunk_grad, factor_fraction=args.factor_fraction,
             freeze_denoiser=args.freeze_denoiser, jacobian_probes=args.jacobian_probes,
+            denoiser_warmup=args.denoiser_warmup,
             tikhonov=args.tikhonov, loss=args.loss,
             input_scaling=args.input_scaling, factor_target=args.factor_target, grad_clip=args.grad_clip,
             precision=args.precision, compile=args.compile, val_every=args.val_every,

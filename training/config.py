@@ -124,7 +124,8 @@ class TrainConfig:
             that a factor network fitted to S¹⁶'s exact tangent projector in R⁶⁴ by it ended at error 0.4–0.6
             where the exact distance reached 0.025 in the same steps, and 16 probes 0.028–0.039
             (`benchmarks.probe_fit`). In the full recipe (S¹⁶, 10k points, rank 32) 16 probes lowered the error
-            from 0.62 to 0.45 only (tuned k-NN 0.15) and took 1,702 s against 490 s, so ``1`` stays the default
+            from 0.62 to 0.45 only (tuned k-NN 0.15), and with ``denoiser_warmup=0.25`` as well to **0.057**,
+            dimension right everywhere (one seed). Each probe costs a backward pass, so ``1`` stays the default
             (``benchmarks/RESULTS.md``, twelfth session); it also keeps the runs of earlier sessions.
         loss, tikhonov, sampler, sigma_min, sigma_max: the loss and bandwidth sampler (SPEC §3).
         input_scaling: ``"auto"`` (default): ``"gaussian"`` for the MLP when the data's linear span (principal

@@ -117,6 +117,8 @@ def test_help_describes_every_option_with_its_default(capsys):
     (["--lr", "inf"], "--lr must be finite"),
     (["--device", "bogus"], "unknown device 'bogus'"),
     (["--grad-clip", "-1"], "--grad-clip must be"),
+    (["--denoiser-warmup", "1.5"], "--denoiser-warmup must be in [0, 1)"),
+    (["--jacobian-probes", "0"], "--jacobian-probes must be in [1,"),
 ])
 def test_bad_options_get_one_line_and_exit_2_before_training(tmp_path, capsys, option, message):
     """Every bad setting is one line naming the option, exit status 2, and no file is written."""
@@ -251,6 +253,19 @@ def test_norm_feature_is_chosen_from_the_data_by_default_and_the_flags_force_it(
     assert _config(parse(["train", "circle", "--out", "m.lmm"])).norm_feature == "auto"
     assert _config(parse(["train", "circle", "--out", "m.lmm", "--norm-feature"])).norm_feature is True
     assert _config(parse(["train", "circle", "--out", "m.lmm", "--no-norm-feature"])).norm_feature is False
+
+
+def test_the_s16_recipe_options_reach_the_config():
+    """``--jacobian-probes 16 --denoiser-warmup 0.25`` (the settings that learned S¹⁶, RESULTS.md) reach
+    `TrainConfig`; without them the defaults hold."""
+    from learned_manifold_training.cli import _config
+
+    parse = build_parser().parse_args
+    config = _config(parse(["train", "circle", "--out", "m.lmm", "--jacobian-probes", "16",
+                            "--denoiser-warmup", "0.25"]))
+    assert (config.jacobian_probes, config.denoiser_warmup) == (16, 0.25)
+    default = _config(parse(["train", "circle", "--out", "m.lmm"]))
+    assert (default.jacobian_probes, default.denoiser_warmup) == (1, 0.5)
 
 
 def test_info_rereads_a_stored_verdict_with_todays_outside_limit(torus_model_path, tmp_path, capsys):
