@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from learned_manifold.diagnostics import self_consistency
+from learned_manifold_training.config import DENOISER_WARMUP
 from learned_manifold_training.data import Sphere, SwissRoll, Torus
 from learned_manifold_training.trainer import TrainConfig, select_sigma, standardisation, train, validate
 
@@ -68,8 +69,15 @@ CANDIDATES: dict[str, dict] = {
     "freeze-denoiser": {"freeze_denoiser": True},
     "rank-32-probes-16": {"rank": 32, "jacobian_probes": 16},
     "rank-32-probes-16-early": {"rank": 32, "jacobian_probes": 16, "denoiser_warmup": 0.25},
+    "rank-32-early": {"rank": 32, "denoiser_warmup": 0.25},
+    "rank-32-probes-8-early": {"rank": 32, "jacobian_probes": 8, "denoiser_warmup": 0.25},
+    "early": {"denoiser_warmup": 0.25},
 }
-"""Candidate recipes: `TrainConfig` overrides. ``before`` is the recipe of issue 12 (3000 steps); ``steps-6000``
+CANDIDATES = {name: settings if name == "default" else {"denoiser_warmup": DENOISER_WARMUP, **settings}
+              for name, settings in CANDIDATES.items()}
+"""Candidate recipes: `TrainConfig` overrides. Every candidate but ``default`` (the `learned-manifold train`
+defaults of the day) fixes the warm-up it was measured with (`DENOISER_WARMUP` unless it names one),
+since ``"auto"`` now resolves it from the data. ``before`` is the recipe of issue 12 (3000 steps); ``steps-6000``
 the winner, now the default; results in ``benchmarks/results/cpu/recipe.md`` (before, unit-input) and
 ``recipe-steps6000/recipe.md``; ``sigma-max-1`` and ``warmup-0.5`` were screened on two seeds only. Issue 14:
 ``two-networks`` (the default's factor and denoiser networks) against one shared trunk whose factor loss reaches

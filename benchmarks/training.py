@@ -47,6 +47,7 @@ from learned_manifold.evaluation import tangent_error
 from learned_manifold.metrics import LearnedCDC
 from learned_manifold.models import MetricModel, ModelConfig
 from learned_manifold.precision import native_bf16
+from learned_manifold_training.config import DENOISER_WARMUP
 from learned_manifold_training.data import get_dataset
 from learned_manifold_training.losses import MetricMatchingLoss
 from learned_manifold_training.trainer import TrainConfig, standardisation, train
@@ -251,14 +252,14 @@ def _recipe_vs_plain(data: torch.Tensor, cfg: dict, device: torch.device, rounds
         if rates["plain"] is None:  # the plain step ran first in this round: it needed the network's settings
             rates["plain"] = _plain_rate(data, cfg, device, network)
         ratio = {n: rates[n] / rates["plain"] for n in RECIPES}
-        warmup = TrainConfig().denoiser_warmup
+        warmup = DENOISER_WARMUP
         whole = {n: whole_run_ratio(ratio[n], ratio[DENOISER_ALONE], warmup) for n in RECIPES if n != DENOISER_ALONE}
         runs.append({"samples_per_s": rates, "ratio": ratio, "whole_run_ratio": whole})
         print("recipes vs plain", runs[-1], flush=True)
     medians = {n: statistics.median(r["ratio"][n] for r in runs) for n in RECIPES}
     whole_medians = {n: statistics.median(r["whole_run_ratio"][n] for r in runs) for n in runs[0]["whole_run_ratio"]}
     return {"status": "ok", "rounds": runs, "network": network, "ratio_median": medians,
-            "whole_run_ratio_median": whole_medians, "denoiser_warmup": TrainConfig().denoiser_warmup}
+            "whole_run_ratio_median": whole_medians, "denoiser_warmup": DENOISER_WARMUP}
 
 
 def _accuracy(device: torch.device, cfg: dict, precision: str, compile_: bool) -> dict:
@@ -428,7 +429,7 @@ def _recipe_table(recipe: dict) -> Table:
 
 def _whole_run_table(recipe: dict) -> Table:
     """Per recipe, the whole default run's samples/s over the plain step's (`whole_run_ratio`)."""
-    warmup = recipe.get("denoiser_warmup", TrainConfig().denoiser_warmup)
+    warmup = recipe.get("denoiser_warmup", DENOISER_WARMUP)
     table = Table(f"A whole run (the first {warmup:.0%} of the steps the denoiser alone, then the recipe) vs the "
                   "plain step: the harmonic mean of the two phases' ratios", ["recipe", "rounds", "median"])
     for name, median in recipe.get("whole_run_ratio_median", {}).items():

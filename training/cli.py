@@ -25,6 +25,7 @@ import shlex
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 
@@ -59,6 +60,14 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter):
 _HELP = _Help
 
 
+def _auto_or(kind: type) -> Callable[[str], object]:
+    """An argparse type: ``"auto"`` or a ``kind`` (argparse names ``kind`` when neither parses)."""
+    def parse(text: str) -> object:
+        return "auto" if text == "auto" else kind(text)
+    parse.__name__ = kind.__name__
+    return parse
+
+
 def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", help="a .npy/.npz/.pt file of shape (N, ...) (images (N, H, W) or (N, C, H, W) as "
                                 "stored, e.g. uint8), a folder of PNG/JPEG files (class sub-folders give labels), "
@@ -70,8 +79,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                         "file (default: all)")
     p.add_argument("--steps", type=int, default=_DEFAULTS["steps"], help="optimisation steps")
     p.add_argument("--rank", type=int, default=None,
-                   help="columns r of the factor, 1..D (default: min(D, 16) for the MLP, the preset's rank capped "
-                        "at D for the UNet)")
+                   help="columns r of the factor, 1..D (default: min(D, max(16, 2d)) for the MLP, d the data's "
+                        "dimension estimated by local PCA; the preset's rank capped at D for the UNet)")
     p.add_argument("--backbone", default=_DEFAULTS["backbone"], choices=BACKBONE_CHOICES,
                    help="network: auto (the UNet for image points of shape (H, W) or (C, H, W) with H, W >= 4, "
                         "else the MLP) | mlp (FiLM residual MLP: --hidden, --depth) | unet (--preset)")
@@ -116,9 +125,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                         "covers all of it)")
     p.add_argument("--freeze-denoiser", action=argparse.BooleanOptionalAction, default=_DEFAULTS["freeze_denoiser"],
                    help="centred runs: the denoiser stops learning when the factor starts (cheaper factor steps)")
-    p.add_argument("--denoiser-warmup", type=float, default=_DEFAULTS["denoiser_warmup"], metavar="F",
+    p.add_argument("--denoiser-warmup", type=_auto_or(float), default=_DEFAULTS["denoiser_warmup"], metavar="F",
                    help="centred runs: fraction in [0, 1) of the steps that train the denoiser alone before the "
-                        "factor starts")
+                        "factor starts (default auto: 0.5, or 0.25 where the data's estimated dimension exceeds 8)")
     p.add_argument("--jacobian-probes", type=int, default=_DEFAULTS["jacobian_probes"], metavar="K",
                    help="Jacobian target: probes per point (each one more backward pass of the denoiser); more "
                         "probes, a less noisy factor loss")
@@ -346,6 +355,14 @@ def _summary(path: str, meta: dict) -> str:
         value = norm.get("norm_spread")
         spread = f", spread {value:.3g}" if isinstance(value, (int, float)) else ""
         lines.insert(4, f"  norm input:  {'on' if norm['chosen'] else 'off'} ({norm.get('rule', '')}{spread})")
+    warm = e.get("denoiser_warmup")
+    if isinstance(warm, dict) and isinstance(warm.get("denoiser_warmup"), (int, float)):
+        lines.insert(3, f"  warm-up:     the denoiser alone for the first {warm['denoiser_warmup']:.0%} of the steps "
+                        f"({warm.get('rule', '')})")
+    why_rank = e.get("rank_choice")
+    if isinstance(why_rank, dict) and "estimated_dimension" in why_rank:
+        lines.insert(3, f"  rank:        {why_rank.get('chosen')} (estimated data dimension "
+                        f"{why_rank['estimated_dimension']}; {why_rank.get('rule', '')})")
     scalars = {k: v for k, v in e.get("validation", {}).items() if isinstance(v, (int, float))}
     if scalars:
         lines.append("  validation:  " + ", ".join(f"{k} {v:.4g}" for k, v in scalars.items()))

@@ -26,8 +26,8 @@ from learned_manifold.unet import UNET_PRESETS, unet_preset
 
 from .losses import FACTOR_TARGETS
 
-__all__ = ["BACKBONE_CHOICES", "DEFAULT_LANDMARKS", "MAX_SEED", "NORM_SPREAD", "SPAN_FRACTION", "TRAIN_INPUT_SCALINGS",
-           "TrainConfig", "is_image_shape"]
+__all__ = ["BACKBONE_CHOICES", "DEFAULT_LANDMARKS", "DENOISER_WARMUP", "HIGH_DIMENSION_WARMUP", "MAX_SEED",
+           "NORM_SPREAD", "SPAN_FRACTION", "TRAIN_INPUT_SCALINGS", "TrainConfig", "is_image_shape"]
 
 BACKBONE_CHOICES = ("auto", "mlp", "unet")
 
@@ -50,6 +50,14 @@ MAX_SEED = 2**63 // 1_000_003 - 2**32  # batches are keyed by seed * 1_000_003 +
 MAX_STEPS = 2**31
 MAX_JACOBIAN_PROBES = 64  # each probe is one more backward pass per step
 
+DENOISER_WARMUP = 0.5
+"""What ``denoiser_warmup="auto"`` gives unless the data's estimated dimension exceeds 8
+(`input_choices.choose_warmup`): the recipe measured on S² to S⁸, the torus and the roll."""
+HIGH_DIMENSION_WARMUP = 0.25
+"""What ``denoiser_warmup="auto"`` gives where the rank rule raises the rank (estimated dimension above 8): on
+S¹⁶ in R⁶⁴ it turned 0.62 into 0.061 / 0.103 / 0.661 on three seeds (`benchmarks/RESULTS.md`, thirteenth
+session)."""
+
 
 @dataclass
 class TrainConfig:
@@ -61,9 +69,11 @@ class TrainConfig:
             which the factor inherits, SPEC §3; Swiss roll in R¹⁰, 3 seeds: tangent error 0.185 → 0.028,
             dimension right at 77% → 100% of points, ``benchmarks/results/cpu/recipe*.md``); batch_size: the
             global batch (split across DDP ranks).
-        rank, hidden, depth, emb_dim: model size (SPEC §4); rank ``None`` means ``min(D, 16)`` for the MLP and
-            the preset's rank capped at ``D`` for the UNet; an explicit rank must be at most ``D`` (checked by
-            `check_data_dim` once the data are known). ``hidden``, ``depth`` and ``emb_dim`` size the MLP only.
+        rank, hidden, depth, emb_dim: model size (SPEC §4); rank ``None`` means ``min(D, max(16, 2 d̂))`` for
+            the MLP, ``d̂`` the data's dimension estimated by local PCA before the first step
+            (`input_choices.choose_rank`: rank 16 cannot fit S¹⁶, SPEC §3), and the preset's rank capped at ``D``
+            for the UNet; an explicit rank must be at most ``D`` (checked by `check_data_dim` once the data are
+            known). ``hidden``, ``depth`` and ``emb_dim`` size the MLP only.
         final_norm: (MLP) a LayerNorm before the heads, as the network had before the sixth session.
             ``None`` (default): without it where the input is Gaussian-preconditioned, with it otherwise. The
             norm erases the input's norm: on S⁸ in R⁶⁴ (preconditioned) two denoisers of five never learned the
@@ -83,8 +93,10 @@ class TrainConfig:
             FiLM residual MLP of SPEC §4) or ``"unet"`` (`learned_manifold.unet.UNet`, SPEC §9).
         preset: a UNet preset of `learned_manifold.unet.UNET_PRESETS` (``None``: ``"small"``); only with the UNet.
         centred: train a denoiser and match the mean-centred CDC (SPEC §3; the best measured recipe).
-        denoiser_warmup: fraction of the steps that train the denoiser alone before the factor starts (default
-            0.5: the Jacobian target is only as good as the denoiser it is read from).
+        denoiser_warmup: fraction in ``[0, 1)`` of the steps that train the denoiser alone before the factor
+            starts (the Jacobian target is only as good as the denoiser it is read from). ``"auto"`` (default):
+            0.5, or 0.25 where the data's estimated dimension exceeds 8 (`input_choices.choose_warmup`; the
+            trainer resolves it before the first step and the model file records the value and why).
         factor_target: (centred runs) what the factor matches: ``"jacobian"`` (default; the trained denoiser's
             Jacobian ``Γᶜ = ∂x̂/∂y`` by one probe product per point, `learned_manifold_training.losses`)
             or ``"residual"`` (SPEC §3, one noisy sample ``aaᵀ`` of ``Γᶜ`` per point; the default before the
@@ -125,8 +137,9 @@ class TrainConfig:
             where the exact distance reached 0.025 in the same steps, and 16 probes 0.028–0.039
             (`benchmarks.probe_fit`). In the full recipe (S¹⁶, 10k points, rank 32) 16 probes lowered the error
             from 0.62 to 0.45 only (tuned k-NN 0.15), and with ``denoiser_warmup=0.25`` as well to **0.057**,
-            dimension right everywhere (one seed). Each probe costs a backward pass, so ``1`` stays the default
-            (``benchmarks/RESULTS.md``, twelfth session); it also keeps the runs of earlier sessions.
+            dimension right everywhere on seed 0, but 0.385 on seed 1 (thirteenth session), where the factor from a
+            quarter of the steps with one probe gave 0.061 / 0.103 / 0.661 on seeds 0–2 at a third of the cost.
+            Each probe costs a backward pass, so ``1`` stays the default (``benchmarks/RESULTS.md``).
         loss, tikhonov, sampler, sigma_min, sigma_max: the loss and bandwidth sampler (SPEC §3).
         input_scaling: ``"auto"`` (default): ``"gaussian"`` for the MLP when the data's linear span (principal
             variances above 10⁻³ of the largest) has at most `SPAN_FRACTION` of the ``D`` dimensions, else
@@ -174,7 +187,7 @@ class TrainConfig:
     backbone: str = "auto"
     preset: str | None = None
     centred: bool = True
-    denoiser_warmup: float = 0.5
+    denoiser_warmup: float | str = "auto"
     factor_target: str = "jacobian"
     shared_trunk: bool = False
     factor_trunk_grad: float = 0.1
@@ -222,7 +235,8 @@ class TrainConfig:
             if not isinstance(value, bool) and not (name == "final_norm" and value is None):
                 also = " or 'auto'" if name == "norm_feature" else ""
                 raise TypeError(f"{name} must be True or False{also}, got {value!r:.60}")
-        self.denoiser_warmup = _fraction(self.denoiser_warmup, "denoiser_warmup")
+        if not _is_auto(self.denoiser_warmup):
+            self.denoiser_warmup = _fraction(self.denoiser_warmup, "denoiser_warmup")
         self.factor_trunk_grad = check_real(self.factor_trunk_grad, "factor_trunk_grad", nonnegative=True)
         if self.factor_trunk_grad > 1:
             raise ValueError(f"factor_trunk_grad must be in [0, 1], got {self.factor_trunk_grad}")
@@ -236,7 +250,8 @@ class TrainConfig:
         if self.jacobian_probes != 1 and not (self.centred and self.factor_target == "jacobian"):
             raise ValueError("jacobian_probes acts on the Jacobian target of centred runs only "
                              "(centred=True, factor_target='jacobian')")
-        if self.freeze_denoiser and not (self.centred and not self.shared_trunk and self.denoiser_warmup > 0):
+        if self.freeze_denoiser and not (self.centred and not self.shared_trunk
+                                         and (_is_auto(self.denoiser_warmup) or self.denoiser_warmup > 0)):
             raise ValueError("freeze_denoiser needs a centred run with two networks and denoiser_warmup > 0 (the "
                              "denoiser must have trained before it is frozen)")
         self.warmup = _fraction(self.warmup, "warmup")
@@ -276,8 +291,9 @@ class TrainConfig:
         return min(self.landmarks, n_train)
 
     def check_data_dim(self, D: int) -> int:
-        """The factor's rank for data of dimension ``D``: ``rank`` (at most ``D``), ``min(D, 16)`` when unset,
-        ``D`` for the full loss (which needs ``rank = D``). Raises ``ValueError`` naming the field otherwise."""
+        """The factor's rank for data of dimension ``D``: ``rank`` (at most ``D``), ``min(D, 16)`` when unset (the
+        trainer may raise it once it has estimated the data's dimension, `input_choices.choose_rank`), ``D`` for
+        the full loss (which needs ``rank = D``). Raises ``ValueError`` naming the field otherwise."""
         if self.loss == "full":
             if self.rank is not None and self.rank != D:
                 raise ValueError(f"rank must equal D = {D} for the full loss, got {self.rank}")
@@ -322,6 +338,10 @@ def is_image_shape(data_shape: tuple[int, ...]) -> bool:
     """The rule of ``backbone="auto"``: points are images when their shape is ``(H, W)`` or ``(C, H, W)`` with
     ``H, W ≥ 4`` (a 2×3 or 3×3 array, or a flat vector, goes to the MLP)."""
     return len(data_shape) in (2, 3) and data_shape[-2] >= 4 and data_shape[-1] >= 4
+
+
+def _is_auto(value: object) -> bool:
+    return isinstance(value, str) and value == "auto"
 
 
 def _fraction(value: object, name: str) -> float:

@@ -4,18 +4,33 @@ preconditioning, SPEC §4) and its norm feature. Each choice comes back with the
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
+import torch
 from torch import Tensor
 
+from learned_manifold.evaluation import field_eigenpairs
+from learned_manifold.geometry import intrinsic_dimension
+from learned_manifold.metrics import KNNCDC
 from learned_manifold.preconditioning import principal_components
 
 from .batches import TrainingRows
-from .config import NORM_SPREAD, SPAN_FRACTION, TrainConfig
+from .config import DENOISER_WARMUP, HIGH_DIMENSION_WARMUP, NORM_SPREAD, SPAN_FRACTION, TrainConfig
 
-__all__ = ["NORM_SAMPLE", "choose_input_scaling", "choose_norm_feature"]
+__all__ = ["DEFAULT_RANK", "NORM_SAMPLE", "RANK_NEIGHBOURS", "RANK_QUERIES", "RANK_REFERENCE", "choose_input_scaling",
+           "choose_norm_feature", "choose_rank", "choose_warmup", "estimate_dimension", "local_pca_dimension"]
 
 NORM_SAMPLE = 4096
 """Points whose distances from the mean decide ``norm_feature="auto"``."""
+
+DEFAULT_RANK = 16
+"""The MLP factor's rank when the data's estimated dimension is at most half of it (`choose_rank`)."""
+RANK_NEIGHBOURS = 128
+"""Neighbours per local PCA in `local_pca_dimension`."""
+RANK_QUERIES = 256
+"""Training points at which `local_pca_dimension` reads the dimension."""
+RANK_REFERENCE = 20_000
+"""At most this many training points are searched for neighbours."""
 
 
 def choose_input_scaling(cfg: TrainConfig, rows: TrainingRows,
@@ -61,3 +76,78 @@ def choose_norm_feature(cfg: TrainConfig, rows: TrainingRows, arch: str) -> tupl
     return chosen, {"chosen": chosen, "norm_spread": spread,
                     "rule": f"auto: on when the points' distances from their mean vary by less than {NORM_SPREAD:g} "
                             "(relative standard deviation)"}
+
+
+def local_pca_dimension(points: Tensor, *, neighbours: int = RANK_NEIGHBOURS, queries: int = RANK_QUERIES,
+                        seed: int = 0) -> Tensor:
+    """Pointwise intrinsic dimension by local PCA: ``points`` ``(N, D)`` → ``(min(queries, N),)`` integers.
+
+    At a seeded subsample of the points, the eigenvalues of the centred covariance of the ``neighbours`` nearest
+    points (the centred k-NN CDC, SPEC §7, at a bandwidth so wide that every neighbour weighs the same), read by
+    the largest-gap rule (SPEC §5). Measured on 1k and 10k points (seed 0, 256 queries): the median is the true
+    d on S², S⁴, S⁸ and S¹⁶ in R⁶⁴, the torus in R³ and the swiss roll in R¹⁰ with 128 neighbours; with 32 or 64
+    it reads S⁸ and S¹⁶ as 2 (too few neighbours for the spread of a 16-D sample covariance)."""
+    n = points.shape[0]
+    points = points.reshape(n, -1).float()
+    spread = float((points - points.mean(0)).pow(2).sum(1).mean().sqrt())
+    field = KNNCDC(points, k=min(neighbours, n), sigma=max(spread, 1e-12) * 1e3, centred=True)
+    pick = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:queries]
+    return intrinsic_dimension(field_eigenpairs(field, points[pick]).values)
+
+
+def estimate_dimension(cfg: TrainConfig, rows: TrainingRows, arch: str) -> int | None:
+    """The data's intrinsic dimension for the rank and warm-up rules: the median of `local_pca_dimension` on up
+    to `RANK_REFERENCE` standardised training points; ``None`` where no rule needs it (the UNet, ``D ≤
+    DEFAULT_RANK``, or the rank and warm-up both set by the user). On data dominated by one direction the
+    largest-gap rule reads a low dimension (scikit-learn's digits: 1), which leaves the defaults as they were."""
+    dim = math.prod(rows.shape)
+    if arch != "film_mlp" or dim <= DEFAULT_RANK:
+        return None
+    if cfg.rank is not None and not _is_auto(cfg.denoiser_warmup):
+        return None
+    return int(local_pca_dimension(rows.standardised_sample(RANK_REFERENCE), seed=cfg.seed).float().median().round())
+
+
+def choose_rank(cfg: TrainConfig, rows: TrainingRows, arch: str, rank: int,
+                estimate: int | None) -> tuple[int, dict]:
+    """The factor's rank (`TrainConfig.rank`) and why, for the file; ``rank``: `TrainConfig.model_spec`'s,
+    ``estimate``: `estimate_dimension`'s.
+
+    Unset for the MLP with the low-rank loss: ``min(D, max(DEFAULT_RANK, 2 d̂))``. A rank ``r ≤ d`` cannot fit a
+    sphere ``S^d`` (SPEC §3: its tangent bundle has no continuous frame), and on S¹⁶ in R⁶⁴ rank 16 failed where
+    rank 32 learned (`benchmarks/RESULTS.md`); for ``d̂ ≤ 8`` the rank stays 16, measured on every benchmark. A
+    rank the user set, the UNet's preset rank and the full loss are kept; so is ``D ≤ DEFAULT_RANK`` (the rank
+    is ``D`` either way)."""
+    dim = math.prod(rows.shape)
+    if cfg.rank is not None:
+        return rank, {"chosen": rank, "rule": "asked for"}
+    if arch != "film_mlp" or cfg.loss != "lowrank":
+        return rank, {"chosen": rank, "rule": "the UNet preset's" if arch != "film_mlp" else "the full loss: D"}
+    if estimate is None:
+        return rank, {"chosen": rank, "rule": f"D <= {DEFAULT_RANK}: the rank is D"}
+    chosen = min(dim, max(DEFAULT_RANK, 2 * estimate))
+    return chosen, {"chosen": chosen, "estimated_dimension": estimate,
+                    "rule": f"auto: min(D, max({DEFAULT_RANK}, 2 x the median local-PCA dimension of "
+                            f"{RANK_NEIGHBOURS} neighbours))"}
+
+
+def choose_warmup(cfg: TrainConfig, estimate: int | None) -> tuple[TrainConfig, dict]:
+    """``cfg`` with ``denoiser_warmup`` resolved where it is ``"auto"``, and why, for the file.
+
+    `HIGH_DIMENSION_WARMUP` (the factor from a quarter of the steps) where the estimated dimension exceeds
+    ``DEFAULT_RANK / 2``, i.e. where `choose_rank` raises the rank, else `DENOISER_WARMUP`. Measured on S¹⁶ in R⁶⁴
+    at 10k points, rank 32 (`benchmarks/RESULTS.md`, thirteenth session): from half-way 0.62 (seed 0); from a
+    quarter 0.061 / 0.103 / 0.661 (seeds 0–2; tuned centred k-NN 0.147), the failure flagged by the trainer's
+    self-consistency check. On S⁸ the two gave the same (0.017–0.030 against 0.024–0.026), so below the
+    threshold the measured default stays."""
+    high = estimate is not None and estimate > DEFAULT_RANK // 2
+    value = HIGH_DIMENSION_WARMUP if high else DENOISER_WARMUP
+    rule = (f"auto: {HIGH_DIMENSION_WARMUP:g} where the estimated dimension exceeds {DEFAULT_RANK // 2}, else "
+            f"{DENOISER_WARMUP:g}")
+    if not _is_auto(cfg.denoiser_warmup):
+        return cfg, {"denoiser_warmup": cfg.denoiser_warmup, "rule": "asked for"}
+    return replace(cfg, denoiser_warmup=value), {"denoiser_warmup": value, "rule": rule}
+
+
+def _is_auto(value: object) -> bool:
+    return isinstance(value, str) and value == "auto"

@@ -38,7 +38,7 @@ from learned_manifold.precision import choose_precision, workload_key
 from .batches import TrainingRows, standardisation
 from .config import TrainConfig
 from .data.stream import ArraySource
-from .input_choices import choose_input_scaling, choose_norm_feature
+from .input_choices import choose_input_scaling, choose_norm_feature, choose_rank, choose_warmup, estimate_dimension
 from .losses import FACTOR_TARGETS, DenoiserLoss, MetricMatchingLoss, centred_cdc_vjp, jacobian_matching, noisy
 from .outputs import Checkpointer, OutputLock, check_output, state_path
 from .runtime import StopRequest, TrainingDiverged, TrainingInterrupted, check_health, resolve_device
@@ -370,6 +370,9 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, rank: int, manifold, out:
         raise ValueError(f"the bandwidth range [{cfg.sigma_min:g}, {cfg.sigma_max:g}] x data scale {scale:.3g} "
                          f"leaves float32's range: rescale the data")
     arch, arch_kwargs, rank = cfg.model_spec(shape)  # under backbone "auto": the UNet for images, else the MLP
+    estimate = estimate_dimension(cfg, rows, arch)  # None where no rule needs it
+    rank, rank_why = choose_rank(cfg, rows, arch, rank, estimate)  # unset: from the data's estimated dimension
+    cfg, warmup_why = choose_warmup(cfg, estimate)  # "auto" resolved; the run and its saved state use the value
     input_scaling, gaussian, span = choose_input_scaling(cfg, rows, arch)
     if arch == "film_mlp" and "final_norm" not in arch_kwargs:  # `TrainConfig.final_norm` None: by the input
         arch_kwargs = {**arch_kwargs, "final_norm": input_scaling != "gaussian"}
@@ -453,6 +456,7 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, rank: int, manifold, out:
         ckpt = Checkpointer(out, model, ema, opt, cfg, fingerprint, saved_step=start if resume else None, info={
             "num_points": rows.n, "num_train_points": rows.n_train, "num_val_points": val_x.shape[0],
             "precision": precision, "precision_probe": probe, "input_scaling": span, "norm_feature": norm_why,
+            "rank_choice": rank_why, "denoiser_warmup": warmup_why,
             **({"data": data_info} if data_info else {})})
     bar = tqdm(total=cfg.steps, initial=start, disable=not (progress and is_main), desc="train",
                dynamic_ncols=True)

@@ -265,7 +265,9 @@ def test_the_s16_recipe_options_reach_the_config():
                             "--denoiser-warmup", "0.25"]))
     assert (config.jacobian_probes, config.denoiser_warmup) == (16, 0.25)
     default = _config(parse(["train", "circle", "--out", "m.lmm"]))
-    assert (default.jacobian_probes, default.denoiser_warmup) == (1, 0.5)
+    assert (default.jacobian_probes, default.denoiser_warmup) == (1, "auto")  # the trainer resolves "auto"
+    auto = _config(parse(["train", "circle", "--out", "m.lmm", "--denoiser-warmup", "auto"]))
+    assert auto.denoiser_warmup == "auto"
 
 
 def test_info_rereads_a_stored_verdict_with_todays_outside_limit(torus_model_path, tmp_path, capsys):

@@ -1,5 +1,6 @@
 """What the trainer decides from the data before the first step (`learned_manifold_training.input_choices`): the
-norm feature under ``norm_feature="auto"``, and the reason the model file records."""
+norm feature under ``norm_feature="auto"``, the factor's rank when it is unset, and the reason the model file
+records."""
 
 import pytest
 import torch
@@ -8,7 +9,13 @@ from learned_manifold.model_file import read_metadata
 from learned_manifold_training.batches import TrainingRows
 from learned_manifold_training.config import NORM_SPREAD, TrainConfig
 from learned_manifold_training.data import Sphere, SwissRoll, Torus
-from learned_manifold_training.input_choices import choose_norm_feature
+from learned_manifold_training.input_choices import (
+    choose_norm_feature,
+    choose_rank,
+    choose_warmup,
+    estimate_dimension,
+    local_pca_dimension,
+)
 from learned_manifold_training.trainer import train
 
 SMALL = {"batch_size": 32, "hidden": 16, "depth": 1, "emb_dim": 8, "precision": "fp32"}
@@ -56,3 +63,72 @@ def test_a_bad_value_is_refused_naming_the_field():
     for bad in ("yes", 1, None):
         with pytest.raises(TypeError, match="norm_feature must be True or False or 'auto'"):
             TrainConfig(norm_feature=bad)
+
+
+@pytest.mark.parametrize(("manifold", "d"), [(Sphere(2, 64), 2), (Sphere(8, 64), 8), (Sphere(16, 64), 16),
+                                             (Torus(3), 2), (SwissRoll(10, scale=1.0), 2)])
+def test_local_pca_reads_the_true_dimension_at_most_points(manifold, d):
+    """128-neighbour local PCA with the largest-gap rule on 2,000 points: the median pointwise dimension is the
+    manifold's. On the spheres nearly every point reads it; on the roll, whose neighbourhoods of 128 points are
+    long thin strips, a quarter of the points read 1 (the rank rule uses the median)."""
+    data = manifold.sample(2000, generator=torch.Generator().manual_seed(0))
+    dims = local_pca_dimension(data)
+    assert dims.shape == (256,) and dims.dtype == torch.long
+    assert int(dims.float().median()) == d
+    assert ((dims - d).abs() <= 1).float().mean() >= 0.95
+    if d > 2:
+        assert (dims == d).float().mean() >= 0.9
+
+
+def test_an_unset_rank_is_twice_the_estimated_dimension_once_that_exceeds_half_the_default():
+    """Rank 16 = d cannot fit S¹⁶ (SPEC §3), so S¹⁶ in R⁶⁴ gets rank 32; S⁸ keeps 16 (measured there), data
+    with D ≤ 16 get D without an estimate, and a rank the user set or a UNet preset's is never changed."""
+    cfg = TrainConfig()
+    sphere16 = _rows(Sphere(16, 64).sample(3000, generator=torch.Generator().manual_seed(0)))
+    assert estimate_dimension(cfg, sphere16, "film_mlp") == 16
+    rank, why = choose_rank(cfg, sphere16, "film_mlp", 16, 16)
+    assert rank == 32 and why["estimated_dimension"] == 16 and "auto" in why["rule"]
+    sphere8 = _rows(Sphere(8, 64).sample(3000, generator=torch.Generator().manual_seed(0)))
+    assert estimate_dimension(cfg, sphere8, "film_mlp") == 8
+    assert choose_rank(cfg, sphere8, "film_mlp", 16, 8)[0] == 16
+    sphere6 = _rows(Sphere(6, 8).sample(600, generator=torch.Generator().manual_seed(0)))
+    assert estimate_dimension(cfg, sphere6, "film_mlp") is None  # D = 8 <= 16: nothing to decide
+    assert choose_rank(cfg, sphere6, "film_mlp", 8, None) == (8, {"chosen": 8, "rule": "D <= 16: the rank is D"})
+    assert choose_rank(TrainConfig(rank=12), sphere16, "film_mlp", 12, 16) == (12, {"chosen": 12,
+                                                                                   "rule": "asked for"})
+    assert estimate_dimension(cfg, sphere16, "unet") is None
+    assert choose_rank(cfg, sphere16, "unet", 16, None)[0] == 16
+    everything_set = TrainConfig(rank=32, denoiser_warmup=0.5, jacobian_probes=1)
+    assert estimate_dimension(everything_set, sphere16, "film_mlp") is None  # no rule left to apply
+
+
+def test_the_auto_warmup_follows_the_estimated_dimension():
+    """Above dimension 8 (where the rank rule raises the rank) the factor starts at a quarter of the steps, the
+    setting that learned S¹⁶ on two seeds of three; at or below it, and without an estimate, half-way, as in every
+    earlier benchmark. A value the user set is kept."""
+    high, why = choose_warmup(TrainConfig(), 16)
+    assert high.denoiser_warmup == 0.25 and why["denoiser_warmup"] == 0.25 and "auto" in why["rule"]
+    assert high.jacobian_probes == 1  # the probes are not changed
+    for estimate in (8, 2, None):
+        assert choose_warmup(TrainConfig(), estimate)[0].denoiser_warmup == 0.5
+    kept, why = choose_warmup(TrainConfig(denoiser_warmup=0.4), 16)
+    assert kept.denoiser_warmup == 0.4 and why == {"denoiser_warmup": 0.4, "rule": "asked for"}
+
+
+def test_a_run_on_high_dimensional_data_builds_the_rank_it_chose_and_the_file_says_why(tmp_path, capsys):
+    """S¹⁶ in R⁶⁴ with the defaults: a rank-32 factor, the estimate and the resolved warm-up in the file, and
+    ``info`` prints both and why."""
+    from learned_manifold_training.cli import main
+
+    data = Sphere(16, 64).sample(1500, generator=torch.Generator().manual_seed(0))
+    out = tmp_path / "m.lmm"
+    result = train(data, TrainConfig(steps=2, val_points=100, **SMALL), out=out, progress=False)
+    assert result.model.config.rank == 32
+    assert result.model.factor(data[:4]).shape == (4, 64, 32)
+    extra = read_metadata(out)["extra"]
+    assert extra["rank_choice"]["estimated_dimension"] == 16
+    assert extra["denoiser_warmup"]["denoiser_warmup"] == 0.25
+    assert main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "rank:        32 (estimated data dimension 16;" in text
+    assert "warm-up:     the denoiser alone for the first 25% of the steps (auto:" in text
