@@ -70,7 +70,6 @@ CANDIDATES: dict[str, dict] = {
     "rank-32-probes-16": {"rank": 32, "jacobian_probes": 16},
     "rank-32-probes-16-early": {"rank": 32, "jacobian_probes": 16, "denoiser_warmup": 0.25},
     "rank-32-early": {"rank": 32, "denoiser_warmup": 0.25},
-    "rank-32-probes-8-early": {"rank": 32, "jacobian_probes": 8, "denoiser_warmup": 0.25},
     "early": {"denoiser_warmup": 0.25},
 }
 CANDIDATES = {name: settings if name == "default" else {"denoiser_warmup": DENOISER_WARMUP, **settings}

@@ -26,8 +26,8 @@ from learned_manifold.unet import UNET_PRESETS, unet_preset
 
 from .losses import FACTOR_TARGETS
 
-__all__ = ["BACKBONE_CHOICES", "DEFAULT_LANDMARKS", "DENOISER_WARMUP", "HIGH_DIMENSION_WARMUP", "MAX_SEED",
-           "NORM_SPREAD", "SPAN_FRACTION", "TRAIN_INPUT_SCALINGS", "TrainConfig", "is_image_shape"]
+__all__ = ["BACKBONE_CHOICES", "DEFAULT_LANDMARKS", "DEFAULT_RANK", "DENOISER_WARMUP", "HIGH_DIMENSION_WARMUP",
+           "MAX_SEED", "NORM_SPREAD", "SPAN_FRACTION", "TRAIN_INPUT_SCALINGS", "TrainConfig", "is_image_shape"]
 
 BACKBONE_CHOICES = ("auto", "mlp", "unet")
 
@@ -50,6 +50,9 @@ MAX_SEED = 2**63 // 1_000_003 - 2**32  # batches are keyed by seed * 1_000_003 +
 MAX_STEPS = 2**31
 MAX_JACOBIAN_PROBES = 64  # each probe is one more backward pass per step
 
+DEFAULT_RANK = 16
+"""The MLP factor's rank when unset, unless the data's estimated dimension exceeds half of it
+(`input_choices.choose_rank`)."""
 DENOISER_WARMUP = 0.5
 """What ``denoiser_warmup="auto"`` gives unless the data's estimated dimension exceeds 8
 (`input_choices.choose_warmup`): the recipe measured on S² to S⁸, the torus and the roll."""
@@ -299,7 +302,7 @@ class TrainConfig:
                 raise ValueError(f"rank must equal D = {D} for the full loss, got {self.rank}")
             return D
         if self.rank is None:
-            return min(D, 16)
+            return min(D, DEFAULT_RANK)
         if self.rank > D:
             raise ValueError(f"rank must be at most the data dimension D = {D}, got {self.rank}")
         return self.rank

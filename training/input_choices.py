@@ -15,16 +15,14 @@ from learned_manifold.metrics import KNNCDC
 from learned_manifold.preconditioning import principal_components
 
 from .batches import TrainingRows
-from .config import DENOISER_WARMUP, HIGH_DIMENSION_WARMUP, NORM_SPREAD, SPAN_FRACTION, TrainConfig
+from .config import DEFAULT_RANK, DENOISER_WARMUP, HIGH_DIMENSION_WARMUP, NORM_SPREAD, SPAN_FRACTION, TrainConfig
 
-__all__ = ["DEFAULT_RANK", "NORM_SAMPLE", "RANK_NEIGHBOURS", "RANK_QUERIES", "RANK_REFERENCE", "choose_input_scaling",
+__all__ = ["NORM_SAMPLE", "RANK_NEIGHBOURS", "RANK_QUERIES", "RANK_REFERENCE", "choose_input_scaling",
            "choose_norm_feature", "choose_rank", "choose_warmup", "estimate_dimension", "local_pca_dimension"]
 
 NORM_SAMPLE = 4096
 """Points whose distances from the mean decide ``norm_feature="auto"``."""
 
-DEFAULT_RANK = 16
-"""The MLP factor's rank when the data's estimated dimension is at most half of it (`choose_rank`)."""
 RANK_NEIGHBOURS = 128
 """Neighbours per local PCA in `local_pca_dimension`."""
 RANK_QUERIES = 256
@@ -103,7 +101,7 @@ def estimate_dimension(cfg: TrainConfig, rows: TrainingRows, arch: str) -> int |
     dim = math.prod(rows.shape)
     if arch != "film_mlp" or dim <= DEFAULT_RANK:
         return None
-    if cfg.rank is not None and not _is_auto(cfg.denoiser_warmup):
+    if cfg.rank is not None and cfg.denoiser_warmup != "auto":
         return None
     return int(local_pca_dimension(rows.standardised_sample(RANK_REFERENCE), seed=cfg.seed).float().median().round())
 
@@ -144,10 +142,6 @@ def choose_warmup(cfg: TrainConfig, estimate: int | None) -> tuple[TrainConfig, 
     value = HIGH_DIMENSION_WARMUP if high else DENOISER_WARMUP
     rule = (f"auto: {HIGH_DIMENSION_WARMUP:g} where the estimated dimension exceeds {DEFAULT_RANK // 2}, else "
             f"{DENOISER_WARMUP:g}")
-    if not _is_auto(cfg.denoiser_warmup):
+    if cfg.denoiser_warmup != "auto":
         return cfg, {"denoiser_warmup": cfg.denoiser_warmup, "rule": "asked for"}
     return replace(cfg, denoiser_warmup=value), {"denoiser_warmup": value, "rule": rule}
-
-
-def _is_auto(value: object) -> bool:
-    return isinstance(value, str) and value == "auto"
