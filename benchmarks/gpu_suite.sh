@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Every benchmark on one CUDA GPU, in one go (issue 14): sizes chosen to finish in about 8 minutes on one
-# H100/H200. Results go to benchmarks/results/cuda/ (or $OUT_DIR); each step's log to $OUT_DIR/logs/.
+# Every benchmark on one CUDA GPU, in one go (issue 14). On the first H200 run the steps took 18 s to 160 s
+# each, about 11 minutes for all seven: SUITE_BUDGET (540 s) ends the suite inside a lent machine's 10-minute
+# command limit, skipping the steps it cannot fit, and SUITE_STEPS runs a chosen few. Results go to
+# benchmarks/results/cuda/ (or $OUT_DIR); each step's log to $OUT_DIR/logs/.
 #
 #   bash benchmarks/gpu_suite.sh            # on the GPU machine, from anywhere
 #   bash benchmarks/gpu_suite.sh --dry-run  # the same steps at tiny sizes on the CPU, into a temporary folder
@@ -13,12 +15,17 @@
 #   optimizer   one RiemannianSGD/Adam step, D = 64 and 3072, batch 512 and 8192, peak memory, large-D case
 #   training    training samples/s per setting (fp32, bf16, compile, compile + bf16, auto with its probe) and
 #               the default recipe vs a plain uncentred step; speed only (--no-accuracy)
-#   accuracy    S8 in R64 at the paper's network size (1024x4, rank 16), N = 100k, 12k steps (the CPU table's
-#               step count), both recipes vs tuned k-NN
-#   images      Table 1 on images, when benchmarks/images.py exists
+#   unet_speed  one training step of the small-preset UNet at 8x8 and 28x28, NCHW vs channels-last (eager)
+#   images      Table 1 on images: one evaluation of metric matching, Stein and the score Jacobian, UNet presets
+#   accuracy    S8 in R64 at the paper's network size (1024x4, rank 16), N = 100k, 6k steps, both recipes vs
+#               tuned k-NN (the log prints each row as it is done)
 #
 # A failing step does not stop the suite: the others still run, and the suite exits 1 at the end, naming the
-# failed steps. PYTHON (default: python) and STEP_TIMEOUT (seconds per step) can be set from the environment.
+# failed steps. From the environment: PYTHON (default: python); STEP_TIMEOUT (seconds any one step may take;
+# CUDA: each step has its own cap below it); SUITE_BUDGET (seconds for the whole suite, default 540 on CUDA and
+# none on a dry run): a step gets at most what is left of it and is skipped when under 20 s is left, so the
+# suite ends inside a lent machine's command limit. A step stopped by its cap keeps any report it wrote.
+# SUITE_STEPS (names, space-separated; default all) runs only those steps, in the suite's order.
 set -euo pipefail
 
 usage() { echo "usage: bash benchmarks/gpu_suite.sh [--dry-run]" >&2; exit 2; }
@@ -46,22 +53,30 @@ if [ "$DRY_RUN" = 1 ]; then
   OPTIMIZER=(--quick --threads 1)
   TRAINING=(--quick --threads 1 --no-accuracy --compile-limit 20)
   ACCURACY=(--quick --threads 1 --recipes centred)
+  UNET=(--threads 1 --eager-only --batch 4 --repeats 2)
   IMAGES=(--quick --threads 1 --lanczos 1)
 else
   DEVICE=cuda
   OUT_DIR="${OUT_DIR:-$ROOT/benchmarks/results/cuda}"
   STEP_TIMEOUT="${STEP_TIMEOUT:-300}"
-  THROUGHPUT=(--compile)  # CUDA defaults: N = 16k ... 8M, 8,192 queries, k = 64, rate at batch 65,536
+  THROUGHPUT=(--compile --sizes 16384 1048576 8388608)  # 8,192 queries, k = 64, rates at batch 65,536 first
   TANGENT=()              # CUDA defaults: r = 8, 16, 32, batch 8,192
   OPTIMIZER=()            # CUDA defaults: batch 512 and 8,192
-  TRAINING=(--no-accuracy --compile-limit 120)  # paper net, batch 1,024, 20 + 200 steps per setting
-  ACCURACY=(--sizes 100000 --steps 12000)       # paper net (CUDA default), both recipes, batch 1,024
-  IMAGES=(--parts table1 blobs stability --steps 4000 --points 20000)  # UNet (auto) on the GPU
+  TRAINING=(--no-accuracy --compile-limit 60)   # paper net, batch 1,024, 20 + 200 steps per setting
+  UNET=(--eager-only --batch 256 --repeats 5)    # the small-preset UNet step at 8x8 and 28x28, NCHW and NHWC
+  IMAGES=(--parts table1)  # Table 1; blobs (three UNet trainings) runs apart: images --device cuda --parts blobs
+  ACCURACY=(--sizes 100000 --steps 6000)         # paper net (CUDA default), both recipes, batch 1,024
+  SUITE_BUDGET="${SUITE_BUDGET:-540}"
+  # each step's cap (seconds), from the first H200 run (2026-12-04: optimizer 18 s, training 160 s, Table 1
+  # 118 s). All seven take about 11 minutes there, so a 540 s budget skips the last ones: SUITE_STEPS picks.
+  CAP_throughput=150 CAP_tangent=60 CAP_optimizer=40 CAP_unet_speed=60 CAP_accuracy=200 CAP_training=180
+  CAP_images=150
   "$PYTHON" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" \
     || { echo "gpu_suite: torch.cuda.is_available() is False; use --dry-run on a CPU machine" >&2; exit 2; }
 fi
 mkdir -p "$OUT_DIR/logs"
-echo "gpu_suite: device $DEVICE, results in $OUT_DIR, at most ${STEP_TIMEOUT}s per step$([ "$DRY_RUN" = 1 ] && echo ', dry run')"
+echo "gpu_suite: device $DEVICE, results in $OUT_DIR, at most ${STEP_TIMEOUT}s per step$([ -n "${SUITE_BUDGET:-}" ] \
+  && echo " and ${SUITE_BUDGET}s in all")$([ "$DRY_RUN" = 1 ] && echo ', dry run')"
 
 FAILED=()
 SUITE_START=$(date +%s)
@@ -69,17 +84,31 @@ SUITE_START=$(date +%s)
 # run_step NAME -- python -m benchmarks.NAME --device DEVICE --out OUT_DIR ARGS...; it must write OUT_DIR/NAME.json
 run_step() {
   local name="$1"; shift
-  local log="$OUT_DIR/logs/$name.log" start end status=0
+  if [ -n "${SUITE_STEPS:-}" ] && [[ " $SUITE_STEPS " != *" $name "* ]]; then
+    echo "--- [$name] not run (not in SUITE_STEPS)"; return
+  fi
+  local log="$OUT_DIR/logs/$name.log" start end status=0 cap_var="CAP_$name" limit left
+  limit="${!cap_var:-$STEP_TIMEOUT}"
+  [ "$limit" -le "$STEP_TIMEOUT" ] || limit="$STEP_TIMEOUT"
+  if [ -n "${SUITE_BUDGET:-}" ]; then
+    left=$((SUITE_START + SUITE_BUDGET - $(date +%s)))
+    if [ "$left" -lt 20 ]; then
+      echo "--- [$name] FAILED: skipped, ${left} s left of SUITE_BUDGET=${SUITE_BUDGET} s"
+      FAILED+=("$name"); return
+    fi
+    [ "$limit" -le "$left" ] || limit="$left"
+  fi
   start=$(date +%s)
-  echo "--- [$name] $PYTHON -m benchmarks.$name --device $DEVICE --out $OUT_DIR $*"
-  timeout --signal=TERM --kill-after=10 "$STEP_TIMEOUT" \
+  echo "--- [$name] $PYTHON -m benchmarks.$name --device $DEVICE --out $OUT_DIR $* (at most ${limit} s)"
+  timeout --signal=TERM --kill-after=10 "$limit" \
     "$PYTHON" -m "benchmarks.$name" --device "$DEVICE" --out "$OUT_DIR" "$@" >"$log" 2>&1 || status=$?
   end=$(date +%s)
   if [ "$status" = 0 ] && [ -s "$OUT_DIR/$name.json" ] && [ -s "$OUT_DIR/$name.md" ]; then
     echo "    [$name] ok in $((end - start)) s -> $OUT_DIR/$name.md"
   else
     if [ "$status" = 124 ] || [ "$status" = 137 ]; then
-      echo "    [$name] FAILED: timed out after ${STEP_TIMEOUT} s (log: $log)"
+      echo "    [$name] FAILED: timed out after ${limit} s (log: $log)$([ -s "$OUT_DIR/$name.json" ] \
+        && echo "; the report it wrote before then is kept")"
     elif [ "$status" = 0 ]; then
       echo "    [$name] FAILED: exit 0 but no $name.json / $name.md was written (log: $log)"
     else
@@ -93,13 +122,10 @@ run_step() {
 run_step throughput "${THROUGHPUT[@]}"
 run_step tangent "${TANGENT[@]}"
 run_step optimizer "${OPTIMIZER[@]}"
-run_step training "${TRAINING[@]}"
+run_step unet_speed "${UNET[@]}"
 run_step accuracy "${ACCURACY[@]}"
-if [ -f benchmarks/images.py ]; then
-  run_step images "${IMAGES[@]}"
-else
-  echo "--- [images] skipped: benchmarks/images.py does not exist yet"
-fi
+run_step training "${TRAINING[@]}"
+run_step images "${IMAGES[@]}"
 
 echo "gpu_suite: done in $(( $(date +%s) - SUITE_START )) s; results in $OUT_DIR"
 if [ "${#FAILED[@]}" -gt 0 ]; then

@@ -224,7 +224,8 @@ def run_table1(cfg: dict, device: torch.device, cap_bytes: int) -> list[dict]:
 # k-NN against D on blobs
 
 
-def run_blobs(cfg: dict, device: torch.device) -> list[dict]:
+def run_blobs(cfg: dict, device: torch.device, on_row=None) -> list[dict]:
+    """One row per side; ``on_row(rows)`` after each (so a stopped run keeps the sides it finished)."""
     rows = []
     for side in cfg["sides"]:
         blobs = Blobs(side)
@@ -243,6 +244,8 @@ def run_blobs(cfg: dict, device: torch.device) -> list[dict]:
                      "knn_tangent_error": knn["test"]["tangent_error"],
                      "knn_dimension_right": knn["test"].get("dimension_accuracy"), "knn_k": knn["k"],
                      "knn_sigma": knn["sigma"]})
+        if on_row is not None:
+            on_row(rows)
     return rows
 
 
@@ -280,6 +283,31 @@ def main(argv=None) -> int:
     cap = int(args.memory_cap_gb * 2**30)
     args.out.mkdir(parents=True, exist_ok=True)
     results, tables, notes = {}, [], []
+
+    def report() -> None:  # after every part, so a run stopped part-way keeps what it finished
+        write_report(args.out, "images", title="Images: feature stability, Table 1, k-NN against D",
+                     env=environment(args.device), settings=cfg, tables=tables, results=results, notes=notes)
+
+    if "table1" in args.parts:
+        results["table1"] = run_table1(cfg, args.device, cap)
+        rows = [[r["preset"], str(r["D"]), r["method"], "OOM" if r["oom"] else f"{r['seconds']:.3g} s",
+                 "OOM" if r["oom"] else f"{(r['memory_bytes'] or 0) / 2**20:.0f} MiB"] for r in results["table1"]]
+        tables.append(Table(f"Table 1: one evaluation at batch 1 (untrained presets; Lanczos steps "
+                            f"{cfg['lanczos']}; memory cap {args.memory_cap_gb:g} GiB)",
+                            ["preset", "D", "method", "time", "memory"], rows))
+        notes.append("CPU memory: the peak growth of the process's resident set while the call runs, sampled "
+                     "every 5 ms; CUDA memory: torch.cuda.max_memory_allocated minus what was allocated before.")
+        report()
+    if "blobs" in args.parts:
+        results["blobs"] = run_blobs(cfg, args.device, on_row=lambda rows: (results.update(blobs=rows), report()))
+        plot_blobs(results["blobs"], args.out / "images_blobs.png")
+        tables.append(Table("Tangent error on blobs against D (same manifold, equal N)",
+                            ["D", "N", "metric matching", "dim right", "k-NN centred", "dim right", "k, σ"],
+                            [[str(r["D"]), str(r["N"]), f"{r['mm_tangent_error']:.3f}",
+                              f"{r['mm_dimension_right']:.2f}",
+                              f"{r['knn_tangent_error']:.3f}", f"{r['knn_dimension_right'] or math.nan:.2f}",
+                              f"{r['knn_k']}, {r['knn_sigma']:.3g}"] for r in results["blobs"]]))
+        report()
     if "stability" in args.parts:
         results["stability"] = run_stability(cfg, args.device)
         plot_stability(results["stability"], args.out / "images_stability.png")
@@ -290,26 +318,7 @@ def main(argv=None) -> int:
                     for m, c in res["curves"].items()]
             tables.append(Table(f"Feature stability on {res['data']} (classifier accuracy "
                                 f"{res['classifier_accuracy']:.2f}; lower is better)", cols, rows))
-    if "table1" in args.parts:
-        results["table1"] = run_table1(cfg, args.device, cap)
-        rows = [[r["preset"], str(r["D"]), r["method"], "OOM" if r["oom"] else f"{r['seconds']:.3g} s",
-                 "OOM" if r["oom"] else f"{(r['memory_bytes'] or 0) / 2**20:.0f} MiB"] for r in results["table1"]]
-        tables.append(Table(f"Table 1: one evaluation at batch 1 (untrained presets; Lanczos steps "
-                            f"{cfg['lanczos']}; memory cap {args.memory_cap_gb:g} GiB)",
-                            ["preset", "D", "method", "time", "memory"], rows))
-        notes.append("CPU memory: the peak growth of the process's resident set while the call runs, sampled "
-                     "every 5 ms; CUDA memory: torch.cuda.max_memory_allocated minus what was allocated before.")
-    if "blobs" in args.parts:
-        results["blobs"] = run_blobs(cfg, args.device)
-        plot_blobs(results["blobs"], args.out / "images_blobs.png")
-        tables.append(Table("Tangent error on blobs against D (same manifold, equal N)",
-                            ["D", "N", "metric matching", "dim right", "k-NN centred", "dim right", "k, σ"],
-                            [[str(r["D"]), str(r["N"]), f"{r['mm_tangent_error']:.3f}",
-                              f"{r['mm_dimension_right']:.2f}",
-                              f"{r['knn_tangent_error']:.3f}", f"{r['knn_dimension_right'] or math.nan:.2f}",
-                              f"{r['knn_k']}, {r['knn_sigma']:.3g}"] for r in results["blobs"]]))
-    write_report(args.out, "images", title="Images: feature stability, Table 1, k-NN against D",
-                 env=environment(args.device), settings=cfg, tables=tables, results=results, notes=notes)
+        report()
     return 0
 
 

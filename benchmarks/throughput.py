@@ -22,6 +22,7 @@ import contextlib
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -62,7 +63,7 @@ def settings_for(device: torch.device, quick: bool) -> dict:
                 "repeats": 2, "arch": PAPER_NET}
     if device.type == "cuda":
         return {"sizes": [16_384, 131_072, 1_048_576, 2_097_152, 8_388_608], "queries": 8192,
-                "k": 64, "big_batch": 65_536, "chunks": [65_536, 262_144, 1_048_576], "repeats": 10,
+                "k": 64, "big_batch": 65_536, "chunks": [65_536, 262_144, 1_048_576], "repeats": 5,
                 "arch": PAPER_NET}
     return {"sizes": [16_384, 65_536, 262_144, 1_048_576], "queries": 1024, "k": 64, "big_batch": 4096,
             "chunks": [16_384, 65_536, 262_144], "repeats": 3, "arch": PAPER_NET}
@@ -146,13 +147,20 @@ def main(argv: Sequence[str] | None = None) -> dict:
     queries = sphere_points(cfg["queries"], device, seed=1)
     all_data = sphere_points(max(cfg["sizes"]), device, seed=0)
 
-    per_size = []
+    per_size: list[dict] = []
+    rates: dict[str, dict] = {}
     table = Table(
         f"k-NN CDC vs learned factor, {cfg['queries']} queries per call (median of {cfg['repeats']} rounds)",
         ["N", "network", "k-NN (best chunk)", "k-NN / network", "network + eigen", "k-NN + eigen",
          "ratio incl. eigen", "network bf16", "k-NN / network bf16", "ratio bf16 incl. eigen", "k-NN µs/query"],
     )
+
+    def report():  # after the rates and after every size, so a run stopped part-way keeps what it finished
+        return _write_report(args, cfg, env, table, per_size, rates)
+
     with torch.inference_mode():
+        rates.update(_network_rates(model, cfg["big_batch"], device, cfg["repeats"], args.compile))
+        md_path = report()
         for n in cfg["sizes"]:
             measured = _time_size(model, all_data[:n], queries, cfg)
             med = {k: t["median_s"] for k, t in measured["timings"].items()}
@@ -177,8 +185,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
                       fmt_time(row["network_bf16_s"]), f"{fmt_num(row['ratio_bf16'])}×",
                       f"{fmt_num(row['ratio_bf16_tangent'])}×", fmt_num(row["knn_s"] / cfg["queries"] * 1e6))
             print(table.rows[-1], flush=True)
-        rates = _network_rates(model, cfg["big_batch"], device, cfg["repeats"], args.compile)
+            md_path = report()
+    print(md_path.read_text())
+    return {"per_size": per_size, "network_rates": rates}
 
+
+def _write_report(args, cfg: dict, env: dict, table: Table, per_size: list[dict], rates: dict) -> Path:
+    """Write ``throughput.json`` / ``.md`` from what has been measured so far; returns the markdown's path."""
     chunk_table = Table("k-NN chunk-size tuning (one call after one warm-up call)",
                         ["N", *[f"chunk {c:,}" for c in cfg["chunks"]]])
     for row in per_size:
@@ -212,11 +225,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "The network is untrained: the cost of a trained one is identical (same shapes), its output is not.",
     ]
     results = {"per_size": per_size, "network_rates": rates}
-    _, md_path = write_report(args.out, "throughput", title="Throughput: learned CDC vs k-NN CDC", env=env,
-                              settings=settings, tables=[table, chunk_table, rate_table], results=results,
-                              notes=notes)
-    print(md_path.read_text())
-    return results
+    return write_report(args.out, "throughput", title="Throughput: learned CDC vs k-NN CDC", env=env,
+                        settings=settings, tables=[table, chunk_table, rate_table], results=results, notes=notes)[1]
 
 
 if __name__ == "__main__":

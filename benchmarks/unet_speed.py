@@ -1,4 +1,4 @@
-"""UNet training speed on the CPU (issue 14, item 3): memory format and ``torch.compile``, side by side.
+"""UNet training speed (issue 14, item 3): memory format and ``torch.compile``, side by side, on the CPU or a GPU.
 
 For each image size (the ``small`` preset at 8×8, as in scikit-learn's digits, and at 28×28, as in MNIST), one
 training step of the trainer's own objective (`learned_manifold_training.trainer._Objective`: the mean-centred
@@ -15,8 +15,9 @@ reported apart. Attention: `learned_manifold.unet._Attention` calls ``scaled_dot
 `FUSED_ATTENTION_MIN_TOKENS` pixels (every preset) the math kernel runs, so double backward and forward-mode
 derivatives work.
 
-Run: ``python -m benchmarks.unet_speed [--quick] [--threads N] [--batch B] [--repeats R] [--out DIR]`` (writes
-``unet_speed.json`` / ``unet_speed.md``; ``--quick``: 8×8 only, eager only, nothing written).
+Run: ``python -m benchmarks.unet_speed [--device cpu|cuda] [--quick] [--eager-only] [--threads N] [--batch B]
+[--repeats R] [--out DIR]`` (writes ``unet_speed.json`` / ``unet_speed.md``; ``--quick``: 8×8 only, eager only,
+nothing written; ``--eager-only``: no compiled settings).
 """
 
 from __future__ import annotations
@@ -45,15 +46,17 @@ SETTINGS = {  # name: (channels_last, compile)
 
 
 def make_step(shape: tuple[int, int, int], batch: int, channels_last: bool, compile_: bool,
-              seed: int = 0) -> Callable[[], float]:
+              seed: int = 0, device: torch.device | str = "cpu") -> Callable[[], float]:
     """One training step of the small-preset UNet on images ``shape`` ``(C, H, W)``: the trainer's objective
-    (fp32), backward, clipping at 1.0, AdamW. Returns a callable that runs one step and returns its loss."""
+    (fp32), backward, clipping at 1.0, AdamW, on ``device``. Returns a callable that runs one step and returns its
+    loss (reading it synchronises the device)."""
     preset = unet_preset("small")
     D = shape[0] * shape[1] * shape[2]
+    device = torch.device(device)
     torch.manual_seed(seed)
     config = ModelConfig(data_shape=shape, rank=min(preset["rank"], D), arch="unet",
                          arch_kwargs=preset["arch_kwargs"], shared_trunk=TrainConfig().shared_trunk)
-    model = MetricModel(config)
+    model = MetricModel(config).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     objective = _Objective(model, MetricMatchingLoss(), TrainConfig().factor_trunk_grad)
@@ -63,6 +66,7 @@ def make_step(shape: tuple[int, int, int], batch: int, channels_last: bool, comp
     z = torch.randn(batch, *shape, generator=g)
     sigma = torch.exp(torch.empty(batch).uniform_(-5.0, 1.0, generator=g))
     eps = torch.randn(batch, *shape, generator=g)
+    z, sigma, eps = z.to(device), sigma.to(device), eps.to(device)
 
     def step() -> float:
         loss = runner(z, sigma, eps, True).mean()
@@ -75,12 +79,13 @@ def make_step(shape: tuple[int, int, int], batch: int, channels_last: bool, comp
     return step
 
 
-def _measure(shape: tuple[int, int, int], batch: int, repeats: int, names: Sequence[str]) -> dict:
+def _measure(shape: tuple[int, int, int], batch: int, repeats: int, names: Sequence[str],
+             device: torch.device) -> dict:
     steps, first, failed = {}, {}, {}
     for name in names:
         channels_last, compile_ = SETTINGS[name]
         try:
-            step = make_step(shape, batch, channels_last, compile_)
+            step = make_step(shape, batch, channels_last, compile_, device=device)
             start = time.perf_counter()
             step()  # the first call compiles
             first[name] = time.perf_counter() - start
@@ -89,7 +94,7 @@ def _measure(shape: tuple[int, int, int], batch: int, repeats: int, names: Seque
             failed[name] = {"error": f"{type(err).__name__}: {err}"[:400],
                             "traceback_tail": traceback.format_exc().splitlines()[-4:]}
             print(name, "failed:", failed[name]["error"], flush=True)
-    timings = time_interleaved(steps, torch.device("cpu"), warmup=1, repeats=repeats, budget_s=240.0)
+    timings = time_interleaved(steps, device, warmup=1, repeats=repeats, budget_s=240.0)
     out = {}
     for name in names:
         if name in failed:
@@ -110,19 +115,19 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser = make_parser(__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=64, help="images per step")
     parser.add_argument("--repeats", type=int, default=10, help="interleaved rounds")
+    parser.add_argument("--eager-only", action="store_true", help="skip the compiled settings")
     args = parse_args(parser, argv)
-    if args.device.type != "cpu":
-        parser.error("this benchmark measures the CPU (--device cpu)")
     if args.batch < 1 or args.repeats < 1:
         parser.error("--batch and --repeats must be >= 1")
     sizes = [(1, 8, 8)] if args.quick else [(1, 8, 8), (1, 28, 28)]
     batch, repeats = (8, 2) if args.quick else (args.batch, args.repeats)
-    names = [n for n, (_, compile_) in SETTINGS.items() if not (args.quick and compile_)]  # quick: no compiling
+    names = [n for n, (_, compile_) in SETTINGS.items()
+             if not ((args.quick or args.eager_only) and compile_)]  # quick: no compiling
     env = environment(args.device)
     results, tables = {}, []
     for shape in sizes:
         key = f"{shape[1]}x{shape[2]}"
-        results[key] = _measure(shape, batch, repeats, names)
+        results[key] = _measure(shape, batch, repeats, names, args.device)
         print(key, results[key], flush=True)
         table = Table(f"small preset at {shape[1]}×{shape[2]} ({shape[0]} channel), batch {batch}: one training step "
                       f"(objective + backward + clip + AdamW), {repeats} interleaved rounds",
@@ -143,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
              "compile: torch.compile of the objective, as TrainConfig(compile=True) does; its first call includes "
              "the compilation."]
     if not args.quick:
-        write_report(args.out, "unet_speed", title="UNet training speed on the CPU: memory format and compile",
+        write_report(args.out, "unet_speed", title="UNet training speed: memory format and compile",
                      env=env, settings=settings, tables=tables, results=results, notes=notes)
     return results
 

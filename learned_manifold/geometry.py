@@ -52,12 +52,22 @@ def gram(A: Tensor) -> Tensor:
     return A.transpose(-1, -2) @ A
 
 
+# PyTorch solves a batch of CUDA ``eigh`` problems with one batched-Jacobi kernel only up to this size; above it
+# the matrices go one by one (8,192 Grams of 64 × 64 took 5.5 s on an H200, `benchmarks/results/cuda/`).
+CUDA_BATCHED_EIGH_MAX = 32
+
+
 def _small_eigh(g: Tensor) -> tuple[Tensor, Tensor]:
     """Batched ``eigh`` of small ``(B, r, r)`` matrices.
 
     On CPU it runs on one intra-op thread: LAPACK's per-matrix calls are tiny, and with several threads on
     shared cores each call waits for the others (measured 2–4× slower with 2 threads, `benchmarks/tangent.py`).
+    On CUDA, a batch of matrices larger than ``CUDA_BATCHED_EIGH_MAX`` is solved on the CPU and copied back:
+    PyTorch would otherwise loop over the batch one matrix at a time.
     """
+    if g.device.type == "cuda" and g.shape[-1] > CUDA_BATCHED_EIGH_MAX and g[..., 0, 0].numel() > 1:
+        values, vectors = _small_eigh(g.cpu())
+        return values.to(g.device), vectors.to(g.device)
     if g.device.type != "cpu" or torch.get_num_threads() == 1:
         return torch.linalg.eigh(g)
     threads = torch.get_num_threads()

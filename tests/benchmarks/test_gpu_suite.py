@@ -17,8 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SUITE = ROOT / "benchmarks" / "gpu_suite.sh"
-STEPS = ["throughput", "tangent", "optimizer", "training", "accuracy"] + (
-    ["images"] if (ROOT / "benchmarks" / "images.py").exists() else [])
+STEPS = ["throughput", "tangent", "optimizer", "unet_speed", "accuracy", "training", "images"]
 
 
 def run_suite(*args: str, timeout: float, **env: str) -> subprocess.CompletedProcess:
@@ -50,7 +49,8 @@ def test_the_dry_run_runs_every_step_and_each_writes_its_report(tmp_path):
 
 @pytest.fixture
 def stand_in(tmp_path) -> Path:
-    """A fake ``python``: logs its arguments; ``-m benchmarks.tangent`` fails, every other step writes its files."""
+    """A fake ``python``: logs its arguments; ``-m benchmarks.tangent`` fails, every other step writes its files
+    (the step named by ``$SLOW_STEP`` then sleeps ``$SLOW_SECONDS``)."""
     script = tmp_path / "python"
     script.write_text(f"""#!/usr/bin/env bash
 echo "$*" >> {tmp_path}/calls
@@ -60,6 +60,8 @@ out=""; prev=""
 for a in "$@"; do [ "$prev" = "--out" ] && out="$a"; prev="$a"; done
 [ "$name" = tangent ] && {{ echo "tangent broke" >&2; exit 3; }}
 echo '{{}}' > "$out/$name.json"; echo '## x' > "$out/$name.md"
+[ "$name" = "${{SLOW_STEP:-}}" ] && sleep "$SLOW_SECONDS"
+exit 0
 """)
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
     return script
@@ -71,11 +73,12 @@ def test_a_failing_step_does_not_stop_the_others_and_the_suite_fails_naming_it(t
     assert done.returncode == 1
     assert "1 step(s) failed: tangent" in done.stderr
     assert "[tangent] FAILED: exit 3" in done.stdout and "tangent broke" in done.stdout
-    for name in ("throughput", "optimizer", "training", "accuracy"):
+    for name in ("throughput", "optimizer", "training", "unet_speed", "images", "accuracy"):
         assert f"[{name}] ok in" in done.stdout
     calls = (tmp_path / "calls").read_text().splitlines()
-    assert "-m benchmarks.throughput --device cuda --out" in calls[1] and calls[1].endswith("--compile")
-    assert any(c.startswith("-m benchmarks.accuracy --device cuda") and c.endswith("--sizes 100000 --steps 12000")
+    assert "-m benchmarks.throughput --device cuda --out" in calls[1]
+    assert calls[1].endswith("--compile --sizes 16384 1048576 8388608")
+    assert any(c.startswith("-m benchmarks.accuracy --device cuda") and c.endswith("--sizes 100000 --steps 6000")
                for c in calls)
     assert any(c.startswith("-m benchmarks.training --device cuda") and "--no-accuracy" in c for c in calls)
 
@@ -89,3 +92,29 @@ def test_a_step_that_writes_no_report_is_a_failure_and_bad_arguments_are_refused
     assert f"{len(STEPS)} step(s) failed" in done.stderr
     bad = run_suite("--fast", timeout=60)
     assert bad.returncode == 2 and "usage: bash benchmarks/gpu_suite.sh [--dry-run]" in bad.stderr
+
+
+def test_a_step_past_its_cap_is_stopped_keeping_its_report_and_the_budget_skips_what_it_cannot_fit(tmp_path, stand_in):
+    out = tmp_path / "out"
+    done = run_suite(timeout=60, OUT_DIR=str(out), PYTHON=str(stand_in), STEP_TIMEOUT="2", SLOW_STEP="optimizer",
+                     SLOW_SECONDS="30")
+    assert "[optimizer] FAILED: timed out after 2 s" in done.stdout
+    assert "the report it wrote before then is kept" in done.stdout and (out / "optimizer.json").exists()
+    assert "[training] ok in" in done.stdout  # the steps after it still run
+    assert done.returncode == 1 and "step(s) failed: tangent optimizer" in done.stderr
+    # a 25 s budget: throughput sleeps 8 s, which leaves under 20 s, so every later step is skipped, not started
+    out = tmp_path / "budget"
+    done = run_suite(timeout=60, OUT_DIR=str(out), PYTHON=str(stand_in), SUITE_BUDGET="25",
+                     SLOW_STEP="throughput", SLOW_SECONDS="8")
+    assert "[throughput] ok in" in done.stdout and "and 25s in all" in done.stdout
+    for name in STEPS[1:]:
+        assert f"[{name}] FAILED: skipped" in done.stdout and not (out / f"{name}.json").exists()
+    assert done.returncode == 1 and f"{len(STEPS) - 1} step(s) failed" in done.stderr
+
+
+def test_suite_steps_runs_only_the_steps_named(tmp_path, stand_in):
+    out = tmp_path / "out"
+    done = run_suite(timeout=60, OUT_DIR=str(out), PYTHON=str(stand_in), SUITE_STEPS="accuracy throughput")
+    assert done.returncode == 0 and "every step succeeded" in done.stdout
+    assert sorted(p.stem for p in out.glob("*.json")) == ["accuracy", "throughput"]
+    assert "[training] not run (not in SUITE_STEPS)" in done.stdout

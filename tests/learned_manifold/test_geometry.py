@@ -180,3 +180,13 @@ def test_spectral_apply_matches_the_dense_truncated_power(power):
     lam, U = values.flip(-1)[:, :2], vectors.flip(-1)[:, :, :2]
     dense = U @ torch.diag_embed(lam.pow(power)) @ U.transpose(-1, -2)
     torch.testing.assert_close(spectral_apply(eigenpairs(A), u, 2, power=power), (dense @ u.unsqueeze(-1)).squeeze(-1))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU: the CUDA route for Grams above 32 x 32")
+def test_gram_eigenpairs_above_cudas_batched_size_match_the_cpu():
+    # PyTorch's batched CUDA eigh stops at 32 x 32; eigenpairs sends larger Grams to the CPU (SPEC §5)
+    A = torch.randn(64, 48, 40, dtype=torch.float64)
+    on_gpu, on_cpu = geo.eigenpairs(A.cuda()), geo.eigenpairs(A)
+    assert on_gpu.vectors.device.type == "cuda"
+    assert torch.allclose(on_gpu.values.cpu(), on_cpu.values)
+    assert torch.allclose((on_gpu.vectors.cpu() @ on_gpu.vectors.cpu().mT), on_cpu.vectors @ on_cpu.vectors.mT)

@@ -35,6 +35,15 @@ def test_a_memory_mapped_run_reaches_the_weights_of_the_in_memory_run(tmp_path, 
     assert in_memory.model.config.default_sigma == streamed.model.config.default_sigma
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU: data handed over on the GPU")
+def test_data_on_the_gpu_trains_like_the_same_data_on_the_cpu(points):
+    # the GPU suite's first run (2026-12-04) failed here: the statistics mixed a CUDA tensor with CPU sums
+    cfg = TrainConfig(**CFG)
+    on_cpu = train(points, cfg, progress=False, device="cuda")
+    on_gpu = train(points.cuda(), cfg, progress=False, device="cuda")
+    assert torch.allclose(_weights(on_cpu), _weights(on_gpu), atol=1e-6)
+
+
 def test_a_streamed_run_resumes_where_it_stopped(tmp_path, points):
     path = tmp_path / "data.npy"
     np.save(path, points.numpy().astype(np.float64))

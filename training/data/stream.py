@@ -31,8 +31,11 @@ class ArraySource:
     """Rows of an ``(N, *shape)`` array, read on demand: a ``.npy`` file opened memory-mapped (lazily, once per
     process, so `DataLoader` workers each map the file instead of receiving a pickled copy), or a tensor.
 
+    Batches are read and standardised on the CPU and sent to the training device step by step, so a tensor on
+    another device (a GPU) is copied to the CPU once, here.
+
     Args:
-        source: a ``.npy`` path (numeric dtype, at least 2 axes, not pickled) or a tensor.
+        source: a ``.npy`` path (numeric dtype, at least 2 axes, not pickled) or a tensor (any device).
     """
 
     def __init__(self, source: str | os.PathLike | Tensor):
@@ -40,7 +43,7 @@ class ArraySource:
         if isinstance(source, Tensor):
             if source.ndim < 2:
                 raise ValueError(f"data must have shape (N, ...) with at least 2 axes, got {tuple(source.shape)}")
-            self.path, self._array = None, source
+            self.path, self._array = None, source.detach().cpu()
             self.shape = tuple(source.shape)
         else:
             self.path = Path(source)
@@ -71,7 +74,7 @@ class ArraySource:
         order (one pass over the pages), then the rows are put back in the order asked."""
         data = self._data()
         if isinstance(data, Tensor):
-            return data[idx.to(data.device)].float()
+            return data[idx].float()
         order = torch.argsort(idx)
         sorted_rows = torch.from_numpy(np.asarray(data[idx[order].numpy()], dtype=np.float32))
         out = torch.empty_like(sorted_rows)
