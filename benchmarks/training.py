@@ -68,6 +68,8 @@ from .common import (
 __all__ = ["main", "settings_for", "whole_run_ratio"]
 
 DENOISER_ALONE = "denoiser alone (the warm-up phase)"
+NARROW = "narrow denoiser (half width)"
+NARROW_ALONE = "narrow denoiser alone (its warm-up phase)"
 
 N_POINTS = 10_000
 SETTINGS = {  # name: (precision, compile)
@@ -138,6 +140,8 @@ def _run(data: torch.Tensor, cfg: dict, device: torch.device, precision: str, co
     the steady-state and overall samples/s, or the error text."""
     warm, measured = cfg["warmup_steps"], cfg["measured_steps"]
     shared = {"denoiser_warmup": 0.0, **(recipe or {})}
+    if shared.get("denoiser_hidden") == "half":
+        shared["denoiser_hidden"] = max(1, cfg["arch"]["hidden"] // 2)
     steps = warm + measured  # a denoiser warm-up recipe runs long enough for the factor to start after the clock
     if shared.get("freeze_denoiser"):  # one denoiser step, then the factor's phase, which the clock times
         shared["denoiser_warmup"] = 1.5 / steps
@@ -217,12 +221,17 @@ RECIPES = {"default (Jacobian target)": {},
            "residual target": {"factor_target": "residual"},
            "shared trunk, residual target": {"shared_trunk": True, "factor_target": "residual"},
            "denoiser frozen when the factor starts": {"freeze_denoiser": True},
-           DENOISER_ALONE: {"denoiser_warmup": 0.99}}
+           NARROW: {"denoiser_hidden": "half"},
+           DENOISER_ALONE: {"denoiser_warmup": 0.99},
+           NARROW_ALONE: {"denoiser_hidden": "half", "denoiser_warmup": 0.99}}
 """The mean-centred recipes compared with the plain step: name → `TrainConfig` overrides. Every recipe but
 `DENOISER_ALONE` trains both networks at every measured step (``denoiser_warmup=0``; with ``freeze_denoiser`` the
 denoiser trains on the first step only and is read, not trained, at every measured step); `DENOISER_ALONE` is the
-denoiser's warm-up phase of a default run (the factor starts after the clock stops). The default recipe's
+denoiser's warm-up phase of a default run (the factor starts after the clock stops), `NARROW_ALONE` that of
+`NARROW` (a denoiser of half the factor's hidden width, `TrainConfig.denoiser_hidden`). The default recipe's
 Jacobian target costs one input-only backward pass of the denoiser (`learned_manifold_training.losses`)."""
+ALONE_PHASE = {NARROW: NARROW_ALONE}
+"""The warm-up phase of a recipe whose denoiser differs from the default's (else `DENOISER_ALONE`)."""
 
 
 def whole_run_ratio(joint: float, alone: float, warmup: float) -> float:
@@ -253,7 +262,8 @@ def _recipe_vs_plain(data: torch.Tensor, cfg: dict, device: torch.device, rounds
             rates["plain"] = _plain_rate(data, cfg, device, network)
         ratio = {n: rates[n] / rates["plain"] for n in RECIPES}
         warmup = DENOISER_WARMUP
-        whole = {n: whole_run_ratio(ratio[n], ratio[DENOISER_ALONE], warmup) for n in RECIPES if n != DENOISER_ALONE}
+        whole = {n: whole_run_ratio(ratio[n], ratio[ALONE_PHASE.get(n, DENOISER_ALONE)], warmup)
+                 for n in RECIPES if n not in (DENOISER_ALONE, NARROW_ALONE)}
         runs.append({"samples_per_s": rates, "ratio": ratio, "whole_run_ratio": whole})
         print("recipes vs plain", runs[-1], flush=True)
     medians = {n: statistics.median(r["ratio"][n] for r in runs) for n in RECIPES}
@@ -442,7 +452,7 @@ def _recipe_report(args, env: dict, cfg: dict, recipe: dict) -> dict:
     """Write ``training_recipe.json`` / ``.md`` (``--recipe-only``) and return the comparison."""
     settings = {"data": f"S⁸ in R⁶⁴ (sphere8), {N_POINTS:,} points",
                 "network": f"FiLMResMLP {cfg['arch']}, rank 16",
-                "recipes": {n: f"mean-centred, {v or 'defaults'}" + ("" if n == DENOISER_ALONE else
+                "recipes": {n: f"mean-centred, {v or 'defaults'}" + ("" if n in (DENOISER_ALONE, NARROW_ALONE) else
                                 ", denoiser and factor every step (no warm-up)") for n, v in RECIPES.items()},
                 "batch": cfg["batch"], "steps": f"{cfg['warmup_steps']} warm-up + {cfg['measured_steps']} measured",
                 "rounds": args.rounds, "quick": args.quick}

@@ -11,7 +11,10 @@ this order, each step before the next reads or allocates anything:
    unknown keys refused, ``arch_kwargs`` checked against the backbone's constructor);
 4. the network is built on the ``meta`` device (no memory) and every expected tensor name and shape is
    compared with the header, so a config claiming a huge network in a small file is refused;
-5. only then the tensor data is read; every value must be finite and the data scale positive.
+5. only then the tensor data is read; every value must be finite and the data scale positive;
+6. last, the SHA-256 checksum written with the file (metadata ``sha256``, over the config, the extra metadata and
+   every tensor) must match what was read: a changed byte anywhere is refused, not loaded as a different model.
+   Files written before the checksum (no ``sha256``) skip this step.
 
 Writing is atomic (temporary file in the same folder, then ``os.replace``), so a crash never leaves a
 truncated model where a good one was; files get the permissions of an ordinary ``open`` under the user's
@@ -19,11 +22,12 @@ umask; a symlink or special file at the destination is refused.
 
 Layout: tensors ``factor_net.*``, ``denoiser_net.*`` (or ``trunk.*`` for a shared trunk), ``scale``, ``mean``
 (the `MetricModel` state dict); header metadata ``{"format": "learned-manifold", "version": "1", "config":
-<ModelConfig JSON>, "extra": <JSON object>}``.
+<ModelConfig JSON>, "extra": <JSON object>, "sha256": <hex digest, `checksum`>}``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -44,8 +48,10 @@ __all__ = [
     "FORMAT",
     "MAX_FILE_BYTES",
     "MAX_HEADER_BYTES",
+    "CHECKSUM_KEY",
     "ModelFileError",
     "atomic_write_bytes",
+    "checksum",
     "load_model",
     "read_metadata",
     "save_model",
@@ -57,6 +63,21 @@ MAX_FILE_BYTES = 16 * 2**30  # 16 GiB: far above any model of SPEC §9 (the FFHQ
 MAX_HEADER_BYTES = 100 * 2**20  # 100 MB of JSON header
 _DTYPES = {"F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32, "F64": torch.float64}
 _METADATA_KEYS = ("format", "version", "config", "extra")
+CHECKSUM_KEY = "sha256"  # optional: files written before it have none
+
+
+def checksum(metadata: dict[str, str], tensors: dict[str, Tensor]) -> str:
+    """SHA-256 (hex) of a file's ``config`` and ``extra`` metadata strings and of every tensor (name, dtype,
+    shape and bytes, in name order): what `save_model`/`save_vae` store under ``sha256`` and loading checks."""
+    h = hashlib.sha256()
+    for key in ("config", "extra"):
+        h.update(metadata[key].encode() + b"\0")
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous()
+        h.update(f"{name}|{t.dtype}|{list(t.shape)}\0".encode())
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
 
 
 class ModelFileError(ValueError):
@@ -208,6 +229,19 @@ def _is_int(x: object) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
+def _check_metadata_keys(reader: _Reader, metadata: dict, keys: tuple[str, ...], kind: str) -> None:
+    if set(metadata) - {CHECKSUM_KEY} != set(keys):
+        raise reader.error(f"has metadata keys {sorted(metadata)[:10]}; a {kind} has exactly {list(keys)} (and "
+                           f"{CHECKSUM_KEY!r} since files carry a checksum)")
+
+
+def _verify_checksum(reader: _Reader, metadata: dict, tensors: dict[str, Tensor]) -> None:
+    stored = metadata.get(CHECKSUM_KEY)
+    if stored is not None and checksum(metadata, tensors) != stored:
+        raise reader.error("is corrupted: its contents do not match the SHA-256 checksum written with them (a "
+                           "byte of the weights or metadata changed since it was saved); it was not loaded")
+
+
 def _read_config(reader: _Reader, metadata: dict) -> tuple[ModelConfig, dict]:
     """Metadata schema → (validated config, extra)."""
     if metadata.get("format") != FORMAT:
@@ -216,9 +250,7 @@ def _read_config(reader: _Reader, metadata: dict) -> tuple[ModelConfig, dict]:
     if metadata.get("version") != VERSION:
         raise reader.error(f"has model-file version {metadata.get('version')!r:.40}; this library reads version "
                            f"{VERSION}")
-    if set(metadata) != set(_METADATA_KEYS):
-        raise reader.error(f"has metadata keys {sorted(metadata)[:10]}; a model file has exactly "
-                           f"{list(_METADATA_KEYS)}")
+    _check_metadata_keys(reader, metadata, _METADATA_KEYS, "model file")
     try:
         config = ModelConfig.from_dict(_json(reader, metadata["config"], "config"), complete=True)
     except (TypeError, ValueError) as err:
@@ -280,6 +312,7 @@ def _read_checked(path: Path) -> _Checked:
         tensors = _read_tensors(reader, header, data_len)
     if not float(tensors["scale"]) > 0:
         raise reader.error(f"has data scale {float(tensors['scale'])}; it must be > 0")
+    _verify_checksum(reader, metadata, tensors)  # last: a crafted file gets the specific error above first
     return _Checked(config, extra, tensors)
 
 
@@ -368,5 +401,6 @@ def save_model(model: MetricModel, path: str | os.PathLike, *, extra: dict | Non
         "config": json.dumps(model.config.to_dict()),
         "extra": json.dumps(extra or {}),
     }
+    metadata[CHECKSUM_KEY] = checksum(metadata, state)
     atomic_write_bytes(_as_path(path), st_save(state, metadata=metadata))
     return Path(path)

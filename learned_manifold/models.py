@@ -54,6 +54,8 @@ INPUT_SCALINGS = ("none", "unit", "gaussian")
 # Fields added to `ModelConfig` after model files were first written, with the value that gives a file written
 # before them its old behaviour: `ModelConfig.from_dict` fills them in when a stored config lacks them.
 LEGACY_DEFAULTS = {"input_scaling": "none", "shared_trunk": False, "gaussian_rank": 0, "landmarks": 0}
+# The same for fields that only a model file holds (the trainer's settings name them differently).
+_MODEL_LEGACY = {"denoiser_arch_kwargs": {}}
 MAX_LANDMARK_NUMBERS = 2**24
 """Most numbers ``landmarks · D`` a model may store as landmarks (64 MB in float32)."""
 
@@ -120,6 +122,9 @@ class ModelConfig:
             ``(n, *data_shape)``, set by `MetricModel.set_landmarks`; at most `MAX_LANDMARK_NUMBERS` numbers), so
             that geodesics start on a shortest path through the data (`learned_manifold.geodesic_init`,
             ``init="graph"``); 0: none (files written before this field).
+        denoiser_arch_kwargs: keyword arguments of the denoiser's backbone that differ from ``arch_kwargs``
+            (two-network centred models), e.g. ``{"hidden": 128}`` for a narrower MLP denoiser; ``{}``: the
+            factor's (files written before this field).
 
     Example:
         >>> from learned_manifold import ModelConfig
@@ -148,6 +153,7 @@ class ModelConfig:
     shared_trunk: bool = False
     gaussian_rank: int = 0
     landmarks: int = 0
+    denoiser_arch_kwargs: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         """Check every field's type and range (one ``TypeError``/``ValueError`` naming the field), before any
@@ -185,6 +191,14 @@ class ModelConfig:
                              f"{MAX_RANK}, got centred={self.centred}, rank={self.rank}")
         self.landmarks = check_int(self.landmarks, "landmarks", 0,
                                    max(0, MAX_LANDMARK_NUMBERS // math.prod(self.data_shape)))
+        if not isinstance(self.denoiser_arch_kwargs, dict):
+            raise TypeError(f"denoiser_arch_kwargs must be a dict, got {type(self.denoiser_arch_kwargs).__name__}")
+        if self.denoiser_arch_kwargs:
+            if not self.centred or self.shared_trunk:
+                raise ValueError("denoiser_arch_kwargs needs a separate denoiser network (centred=True, "
+                                 "shared_trunk=False)")
+            check_arch_kwargs(self.arch, {**self.arch_kwargs, **self.denoiser_arch_kwargs})
+        self.denoiser_arch_kwargs = dict(self.denoiser_arch_kwargs)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -203,10 +217,11 @@ class ModelConfig:
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown model config keys {sorted(map(str, unknown))}; valid: {sorted(known)}")
-        missing = (known - set(LEGACY_DEFAULTS) if complete else {"data_shape", "rank"}) - set(d)
+        legacy = {**LEGACY_DEFAULTS, **_MODEL_LEGACY}
+        missing = (known - set(legacy) if complete else {"data_shape", "rank"}) - set(d)
         if missing:
             raise ValueError(f"model config lacks keys {sorted(missing)}")
-        return cls(**{**LEGACY_DEFAULTS, **d})
+        return cls(**{**legacy, **d})
 
 
 class MetricModel(nn.Module):
@@ -249,7 +264,8 @@ class MetricModel(nn.Module):
         else:
             self.factor_net = build_backbone(config.arch, config.data_shape, config.rank, **config.arch_kwargs)
             if config.centred:
-                self.denoiser_net = build_backbone(config.arch, config.data_shape, 1, **config.arch_kwargs)
+                self.denoiser_net = build_backbone(config.arch, config.data_shape, 1,
+                                                   **{**config.arch_kwargs, **config.denoiser_arch_kwargs})
                 if config.input_scaling == "gaussian":
                     # the head starts at LeCun scale, not near zero (`learned_manifold.preconditioning`)
                     head = self.denoiser_net.head.weight

@@ -6,11 +6,12 @@ header checks and tensor reads), in the same order, each step before the next re
 1. the path is a regular file (a FIFO, device, folder or socket is refused unopened) within the size cap;
 2. the header: floating dtypes only, non-negative integer shapes, data offsets that tile the data exactly;
 3. the metadata: ``format`` must be ``"learned-manifold-vae"`` (a metric-matching model file is named as such),
-   the version, exactly the keys ``format, version, config, extra``, and a `VAEConfig` whose every field is
-   checked (types, ranges, unknown or missing keys);
+   the version, exactly the keys ``format, version, config, extra`` (and ``sha256``), and a `VAEConfig` whose
+   every field is checked (types, ranges, unknown or missing keys);
 4. the VAE is built on the ``meta`` device and every tensor name and shape compared with the header, so a
    config claiming a huge network in a small file is refused without allocating it;
-5. only then the data are read: every value finite, ``scale > 0``, RBF bandwidths ``> 0``, weights ``W ≥ 0``.
+5. only then the data are read: every value finite, ``scale > 0``, RBF bandwidths ``> 0``, weights ``W ≥ 0``;
+6. the SHA-256 checksum written with the file must match (`model_file.checksum`; files without one skip it).
 
 Every refusal is one `ModelFileError` (a ``ValueError``) naming the file. Writing is atomic
 (`model_file.atomic_write_bytes`: same-folder temporary file and rename, umask respected, a symlink or special
@@ -26,17 +27,21 @@ from pathlib import Path
 import torch
 from safetensors.torch import save as st_save
 
-from .model_file import FORMAT as MODEL_FORMAT
 from .model_file import (
+    CHECKSUM_KEY,
     ModelFileError,
     _as_path,
+    _check_metadata_keys,
     _compare,
     _json,
     _read_header,
     _read_tensors,
     _Reader,
+    _verify_checksum,
     atomic_write_bytes,
+    checksum,
 )
+from .model_file import FORMAT as MODEL_FORMAT
 from .vae import VAE, VAEConfig
 
 __all__ = ["VAE_FORMAT", "VAE_VERSION", "load_vae", "read_vae_metadata", "save_vae"]
@@ -57,8 +62,7 @@ def _read_config(reader: _Reader, metadata: dict) -> tuple[VAEConfig, dict]:
     if metadata.get("version") != VAE_VERSION:
         raise reader.error(f"has VAE-file version {metadata.get('version')!r:.40}; this library reads version "
                            f"{VAE_VERSION}")
-    if set(metadata) != set(_KEYS):
-        raise reader.error(f"has metadata keys {sorted(metadata)[:10]}; a VAE file has exactly {list(_KEYS)}")
+    _check_metadata_keys(reader, metadata, _KEYS, "VAE file")
     try:
         config = VAEConfig.from_dict(_json(reader, metadata["config"], "config"))
     except (TypeError, ValueError) as err:
@@ -93,6 +97,7 @@ def _read_checked(path: Path) -> tuple[VAEConfig, dict, dict]:
                            ("std_weights", bool((tensors["std_weights"] >= 0).all()), ">= 0")):
         if not ok:
             raise reader.error(f"has {name} that are not {rule} (the RBF precision of SPEC §11 needs them)")
+    _verify_checksum(reader, metadata, tensors)  # last: a crafted file gets the specific error above first
     return config, extra, tensors
 
 
@@ -177,5 +182,6 @@ def save_vae(vae: VAE, path: str | os.PathLike, *, extra: dict | None = None) ->
     state = {k: v.detach().to("cpu").contiguous() for k, v in vae.state_dict().items()}
     metadata = {"format": VAE_FORMAT, "version": VAE_VERSION, "config": json.dumps(vae.config.to_dict()),
                 "extra": json.dumps(extra or {})}
+    metadata[CHECKSUM_KEY] = checksum(metadata, state)
     atomic_write_bytes(_as_path(path), st_save(state, metadata=metadata))
     return Path(path)

@@ -128,6 +128,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--denoiser-warmup", type=_auto_or(float), default=_DEFAULTS["denoiser_warmup"], metavar="F",
                    help="centred runs: fraction in [0, 1) of the steps that train the denoiser alone before the "
                         "factor starts (default auto: 0.5, or 0.25 where the data's estimated dimension exceeds 8)")
+    p.add_argument("--denoiser-hidden", type=int, default=_DEFAULTS["denoiser_hidden"], metavar="W",
+                   help="centred runs with two networks (MLP): the denoiser's hidden width (default: --hidden)")
     p.add_argument("--jacobian-probes", type=int, default=_DEFAULTS["jacobian_probes"], metavar="K",
                    help="Jacobian target: probes per point (each one more backward pass of the denoiser); more "
                         "probes, a less noisy factor loss")
@@ -209,6 +211,7 @@ def _config(args: argparse.Namespace) -> TrainConfig:
             centred=not args.uncentred, shared_trunk=args.shared_trunk,
             factor_trunk_grad=args.factor_trunk_grad, factor_fraction=args.factor_fraction,
             freeze_denoiser=args.freeze_denoiser, jacobian_probes=args.jacobian_probes,
+            denoiser_hidden=args.denoiser_hidden,
             denoiser_warmup=args.denoiser_warmup,
             tikhonov=args.tikhonov, loss=args.loss,
             input_scaling=args.input_scaling, factor_target=args.factor_target, grad_clip=args.grad_clip,
@@ -326,8 +329,11 @@ def _summary(path: str, meta: dict) -> str:
     for n in shape:
         D *= n
     arch = ", ".join(f"{k} {v}" for k, v in c.get("arch_kwargs", {}).items())
+    own = c.get("denoiser_arch_kwargs") or {}
+    denoiser = "with denoiser" + (f" ({', '.join(f'{k} {v}' for k, v in own.items())})"
+                                  if isinstance(own, dict) and own else "")
     centring = "uncentred" if not c.get("centred") else (
-        f"mean-centred ({'denoiser head on a shared trunk' if c.get('shared_trunk') else 'with denoiser'})")
+        f"mean-centred ({'denoiser head on a shared trunk' if c.get('shared_trunk') else denoiser})")
     lines = [
         f"{path}: learned-manifold model, {status}",
         f"  data:        shape {shape} (D = {D}), {_number(e.get('num_points'), '{:,}')} training points"

@@ -127,6 +127,11 @@ class TrainConfig:
             step (the default 0.70×) but its tangent error was 0.036 and 0.037 against 0.025 and 0.026
             (``benchmarks/RESULTS.md``); on small batches the factor sees too few points (a circle at batch 64:
             0.44 against 0.03).
+        denoiser_hidden: (centred runs, two networks, the MLP) the denoiser's hidden width; ``None`` (default):
+            ``hidden``, the factor's. Recorded in the model file (``ModelConfig.denoiser_arch_kwargs``). Half the
+            width makes a whole CPU run 1.06× a plain uncentred run (the default 0.73×) with the roll's and S⁸'s
+            accuracy (3 seeds each), but S¹⁶ failed with it (0.63 against 0.07; ``benchmarks/RESULTS.md``,
+            fourteenth session), so it is not the default.
         freeze_denoiser: (centred runs, two networks) the denoiser stops learning when the factor starts (after
             ``denoiser_warmup``), at its exponential moving average (``ema``) of that moment: the factor's steps
             then run the denoiser forward and one input-only backward pass for the target, without the
@@ -197,6 +202,7 @@ class TrainConfig:
     factor_fraction: float = 1.0
     freeze_denoiser: bool = False
     jacobian_probes: int = 1
+    denoiser_hidden: int | None = None
     loss: str = "lowrank"
     tikhonov: float = 0.0
     sampler: str = "loguniform"
@@ -253,6 +259,11 @@ class TrainConfig:
         if self.jacobian_probes != 1 and not (self.centred and self.factor_target == "jacobian"):
             raise ValueError("jacobian_probes acts on the Jacobian target of centred runs only "
                              "(centred=True, factor_target='jacobian')")
+        if self.denoiser_hidden is not None:
+            self.denoiser_hidden = check_int(self.denoiser_hidden, "denoiser_hidden", 1, MAX_WIDTH)
+            if not self.centred or self.shared_trunk:
+                raise ValueError("denoiser_hidden sizes the separate denoiser of a centred run (centred=True, "
+                                 "shared_trunk=False)")
         if self.freeze_denoiser and not (self.centred and not self.shared_trunk
                                          and (_is_auto(self.denoiser_warmup) or self.denoiser_warmup > 0)):
             raise ValueError("freeze_denoiser needs a centred run with two networks and denoiser_warmup > 0 (the "

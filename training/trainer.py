@@ -52,7 +52,8 @@ _CHECK_EVERY = 10  # steps between divergence checks (one host sync each) and, u
 # holds for gaussian_rank, which acts under input_scaling="gaussian" only.
 _TRAIN_LEGACY = {"factor_trunk_grad": TrainConfig.factor_trunk_grad, "gaussian_rank": TrainConfig.gaussian_rank,
                  "factor_target": "residual", "final_norm": True, "landmarks": None, "factor_fraction": 1.0,
-                 "norm_feature": False, "freeze_denoiser": False, "jacobian_probes": 1}
+                 "norm_feature": False, "freeze_denoiser": False, "jacobian_probes": 1,
+                 "denoiser_hidden": None}
 # (landmarks do not change the training: a state written before them resumes, and its model stores the default)
 
 __all__ = [
@@ -267,6 +268,15 @@ def bandwidth_sampler(cfg: TrainConfig, scale: float):
     return make_sampler(cfg.sampler, cfg.sigma_min * scale, cfg.sigma_max * scale, **shift)
 
 
+def _denoiser_kwargs(cfg: TrainConfig, arch: str) -> dict:
+    """The denoiser's backbone arguments that differ from the factor's (`ModelConfig.denoiser_arch_kwargs`)."""
+    if cfg.denoiser_hidden is None or cfg.denoiser_hidden == cfg.hidden:
+        return {}
+    if arch != "film_mlp":
+        raise ValueError(f"denoiser_hidden sizes the MLP denoiser; this run's backbone is {arch!r}")
+    return {"hidden": cfg.denoiser_hidden}
+
+
 def _check_data(data: Tensor | ArraySource) -> None:
     """Refuse data the loop cannot train on, before any work: shape, dtype, NaN/inf, float32 range. A streamed
     source is checked for its shape here (its values are checked as the statistics are accumulated)."""
@@ -387,6 +397,7 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, rank: int, manifold, out:
         shared_trunk=cfg.shared_trunk and cfg.centred,
         gaussian_rank=gaussian[0].shape[1] if gaussian is not None else 0,
         landmarks=cfg.landmark_count(rows.n_train, math.prod(shape)),
+        denoiser_arch_kwargs=_denoiser_kwargs(cfg, arch),
     )
     with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the caller's RNG
         torch.manual_seed(cfg.seed)

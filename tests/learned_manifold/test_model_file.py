@@ -247,3 +247,34 @@ def test_library_names_match_the_training_registries():
         MetricMatchingLoss(kind)
     with pytest.raises(ValueError):
         MetricMatchingLoss("not-a-loss")
+
+
+def test_a_changed_byte_anywhere_in_a_saved_file_is_refused_and_files_without_a_checksum_still_load(model, tmp_path):
+    """A flipped bit in the weights is a well-formed file of a different model: the checksum written with the
+    file refuses it (the fuzz suite found one that loaded and gave NaN on an AMX-bf16 machine)."""
+    import json
+
+    from learned_manifold.model_file import CHECKSUM_KEY
+
+    path = save_model(model, tmp_path / "m.lmm", extra={"note": "x"})
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    assert len(header["__metadata__"][CHECKSUM_KEY]) == 64
+    for pos, mask in ((8 + n + 5, 64), (len(raw) - 1, 1)):  # a weight's byte; the last byte of the data
+        flipped = tmp_path / f"flip{pos}.lmm"
+        flipped.write_bytes(raw[:pos] + bytes([raw[pos] ^ mask]) + raw[pos + 1:])
+        with pytest.raises(ModelFileError, match="does not match the SHA-256|do not match the SHA-256"):
+            load_model(flipped)
+    header["__metadata__"]["extra"] = json.dumps({"note": "y"})  # edited metadata, still valid JSON
+    text = json.dumps(header).encode()
+    edited = tmp_path / "edited.lmm"
+    edited.write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + n:])
+    with pytest.raises(ModelFileError, match="SHA-256"):
+        read_metadata(edited)
+    del header["__metadata__"][CHECKSUM_KEY]  # a file written before checksums
+    text = json.dumps(header).encode()
+    old = tmp_path / "old.lmm"
+    old.write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + n:])
+    y = torch.randn(4, model.dim)
+    torch.testing.assert_close(load_model(old).factor(y, 0.1), model.factor(y, 0.1))

@@ -178,3 +178,27 @@ def test_a_model_with_the_norm_feature_saves_and_loads_with_its_weight(tmp_path)
     y = torch.randn(4, 3)
     torch.testing.assert_close(back.factor(y, 0.1), model.factor(y, 0.1))
 
+
+
+def test_a_narrower_denoiser_is_built_stored_and_loaded_and_older_files_get_the_factors_width(tmp_path):
+    from learned_manifold.model_file import load_model, save_model
+
+    mlp = {"hidden": 16, "depth": 1, "emb_dim": 4}
+    cfg = ModelConfig(data_shape=(3,), rank=2, arch_kwargs=mlp, denoiser_arch_kwargs={"hidden": 4})
+    model = MetricModel(cfg)
+    assert model.denoiser_net.head.weight.shape == (3, 4) and model.factor_net.head.weight.shape == (2 * 3, 16)
+    back = load_model(save_model(model, tmp_path / "m.lmm"))
+    assert back.config.denoiser_arch_kwargs == {"hidden": 4}
+    y = torch.randn(5, 3)
+    torch.testing.assert_close(back.denoise(y, 0.1), model.denoise(y, 0.1))
+    stored = cfg.to_dict()
+    del stored["denoiser_arch_kwargs"]  # a file written before the field
+    assert ModelConfig.from_dict(stored, complete=True).denoiser_arch_kwargs == {}
+    with pytest.raises(ValueError, match="separate denoiser"):
+        ModelConfig(data_shape=(3,), rank=2, centred=False, denoiser_arch_kwargs={"hidden": 4})
+    with pytest.raises(ValueError, match="separate denoiser"):
+        ModelConfig(data_shape=(3,), rank=2, shared_trunk=True, denoiser_arch_kwargs={"hidden": 4})
+    with pytest.raises(ValueError, match="unknown arch_kwargs"):
+        ModelConfig(data_shape=(3,), rank=2, denoiser_arch_kwargs={"width": 4})
+    with pytest.raises(TypeError, match="denoiser_arch_kwargs"):
+        ModelConfig(data_shape=(3,), rank=2, denoiser_arch_kwargs=[("hidden", 4)])

@@ -119,6 +119,8 @@ def test_help_describes_every_option_with_its_default(capsys):
     (["--grad-clip", "-1"], "--grad-clip must be"),
     (["--denoiser-warmup", "1.5"], "--denoiser-warmup must be in [0, 1)"),
     (["--jacobian-probes", "0"], "--jacobian-probes must be in [1,"),
+    (["--denoiser-hidden", "0"], "--denoiser-hidden must be in [1,"),
+    (["--denoiser-hidden", "8", "--shared-trunk"], "--denoiser-hidden sizes the separate denoiser"),
 ])
 def test_bad_options_get_one_line_and_exit_2_before_training(tmp_path, capsys, option, message):
     """Every bad setting is one line naming the option, exit status 2, and no file is written."""
@@ -268,6 +270,8 @@ def test_the_s16_recipe_options_reach_the_config():
     assert (default.jacobian_probes, default.denoiser_warmup) == (1, "auto")  # the trainer resolves "auto"
     auto = _config(parse(["train", "circle", "--out", "m.lmm", "--denoiser-warmup", "auto"]))
     assert auto.denoiser_warmup == "auto"
+    assert default.denoiser_hidden is None
+    assert _config(parse(["train", "circle", "--out", "m.lmm", "--denoiser-hidden", "128"])).denoiser_hidden == 128
 
 
 def test_info_rereads_a_stored_verdict_with_todays_outside_limit(torus_model_path, tmp_path, capsys):
