@@ -73,6 +73,7 @@ CANDIDATES: dict[str, dict] = {
     "early": {"denoiser_warmup": 0.25},
     "denoiser-128": {"denoiser_hidden": 128},
     "denoiser-64": {"denoiser_hidden": 64},
+    "denoiser-32": {"denoiser_hidden": 32},  # half the torus's width 64
 }
 CANDIDATES = {name: settings if name == "default" else {"denoiser_warmup": DENOISER_WARMUP, **settings}
               for name, settings in CANDIDATES.items()}
@@ -103,7 +104,8 @@ stops learning when the factor starts (`TrainConfig.freeze_denoiser`). Twelfth s
 rank 32 with the Jacobian loss averaged over 16 probes per point (`TrainConfig.jacobian_probes`; one probe's
 estimate kept a factor from fitting S¹⁶'s projector, `benchmarks.probe_fit`), and the same with the factor from a
 quarter of the steps (``-early``). Fourteenth session: ``denoiser-128`` and ``denoiser-64``, the denoiser at half and
-a quarter of the factor's hidden width 256 (`TrainConfig.denoiser_hidden`), a cheaper mean-centred step."""
+a quarter of the factor's hidden width 256 (`TrainConfig.denoiser_hidden`), a cheaper mean-centred step;
+``denoiser-32``, half the torus's width 64."""
 
 DATASETS: dict[str, dict] = {
     "roll": {"make": lambda: SwissRoll(10), "n": 10_000, "base": {}},  # the `learned-manifold train` defaults

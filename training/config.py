@@ -129,9 +129,9 @@ class TrainConfig:
             0.44 against 0.03).
         denoiser_hidden: (centred runs, two networks, the MLP) the denoiser's hidden width; ``None`` (default):
             ``hidden``, the factor's. Recorded in the model file (``ModelConfig.denoiser_arch_kwargs``). Half the
-            width makes a whole CPU run 1.06× a plain uncentred run (the default 0.73×) with the roll's and S⁸'s
-            accuracy (3 seeds each), but S¹⁶ failed with it (0.63 against 0.07; ``benchmarks/RESULTS.md``,
-            fourteenth session), so it is not the default.
+            width makes a whole CPU run 1.06× a plain uncentred run (the default 0.73×) with the accuracy of the
+            roll, S² and S⁸, but S¹⁶ failed on three seeds of three (0.53–0.68 against 0.06–0.13) and the torus
+            lost 12–18% (``benchmarks/RESULTS.md``, fourteenth session), so it is not the default.
         freeze_denoiser: (centred runs, two networks) the denoiser stops learning when the factor starts (after
             ``denoiser_warmup``), at its exponential moving average (``ema``) of that moment: the factor's steps
             then run the denoiser forward and one input-only backward pass for the target, without the
