@@ -8,17 +8,18 @@
 #   bash benchmarks/gpu_suite.sh --dry-run  # the same steps at tiny sizes on the CPU, into a temporary folder
 #                                           # (or $OUT_DIR); torch.compile is disabled (TORCH_COMPILE_DISABLE=1)
 #
-# Steps (each a `python -m benchmarks.NAME` with its own CLI options, see benchmarks/README.md):
+# Steps, in the order they run (each a `python -m benchmarks.NAME` with its own CLI options, see
+# benchmarks/README.md):
 #   throughput  learned factor vs k-NN CDC up to 8M points; network queries/s (paper net 1024x4, rank 16) in
 #               fp32, bf16 autocast, torch.compile fp32 and torch.compile + bf16
 #   tangent     the eigen step (r x r Gram route) vs SVD/eigh, r = 8, 16, 32, batch 8192
 #   optimizer   one RiemannianSGD/Adam step, D = 64 and 3072, batch 512 and 8192, peak memory, large-D case
-#   training    training samples/s per setting (fp32, bf16, compile, compile + bf16, auto with its probe) and
-#               the default recipe vs a plain uncentred step; speed only (--no-accuracy)
 #   unet_speed  one training step of the small-preset UNet at 8x8 and 28x28, NCHW vs channels-last (eager)
-#   images      Table 1 on images: one evaluation of metric matching, Stein and the score Jacobian, UNet presets
 #   accuracy    S8 in R64 at the paper's network size (1024x4, rank 16), N = 100k, 6k steps, both recipes vs
 #               tuned k-NN (the log prints each row as it is done)
+#   training    training samples/s per setting (fp32, bf16, compile, compile + bf16, auto with its probe) and
+#               the mean-centred recipes vs a plain uncentred step; speed only (--no-accuracy)
+#   images      Table 1 on images: one evaluation of metric matching, Stein and the score Jacobian, UNet presets
 #
 # A failing step does not stop the suite: the others still run, and the suite exits 1 at the end, naming the
 # failed steps. From the environment: PYTHON (default: python); STEP_TIMEOUT (seconds any one step may take;

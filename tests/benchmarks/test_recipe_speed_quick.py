@@ -37,11 +37,14 @@ def test_recipe_only_compares_every_recipe_with_the_plain_step(tmp_path):
     assert recipe["network"]["rank"] == 16
     assert all(f"{name} / plain" in report for name in training.RECIPES)
     # a whole run is the step-weighted harmonic mean of its two phases: between them, and exact for equal phases
+    # (each with its own warm-up phase: the narrow denoiser's run starts with the narrow denoiser alone)
     ratio, whole = recipe["rounds"][0]["ratio"], recipe["rounds"][0]["whole_run_ratio"]
-    alone = ratio[training.DENOISER_ALONE]
-    assert set(whole) == set(training.RECIPES) - {training.DENOISER_ALONE}
+    assert set(whole) == set(training.RECIPES) - {training.DENOISER_ALONE, training.NARROW_ALONE}
     for name, value in whole.items():
+        alone = ratio[training.ALONE_PHASE.get(name, training.DENOISER_ALONE)]
         assert min(ratio[name], alone) <= value <= max(ratio[name], alone), name
+    assert whole[training.NARROW] == pytest.approx(training.whole_run_ratio(
+        ratio[training.NARROW], ratio[training.NARROW_ALONE], recipe["denoiser_warmup"]))
     assert training.whole_run_ratio(0.5, 1.5, 0.5) == pytest.approx(0.75)
 
 
