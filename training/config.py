@@ -342,6 +342,9 @@ class TrainConfig:
             return "film_mlp", mlp, rank
         if len(shape) not in (2, 3):
             raise ValueError(f"backbone 'unet' needs image points of shape (H, W) or (C, H, W), got {shape}")
+        if self.denoiser_hidden is not None:
+            raise ValueError(f"denoiser_hidden sizes the MLP denoiser, but points of shape {shape} train the UNet "
+                             "(backbone auto chooses it for images; see is_image_shape)")
         preset = unet_preset(self.preset or "small")
         if self.rank is None and self.loss == "lowrank":
             rank = min(preset["rank"], D)

@@ -268,12 +268,11 @@ def bandwidth_sampler(cfg: TrainConfig, scale: float):
     return make_sampler(cfg.sampler, cfg.sigma_min * scale, cfg.sigma_max * scale, **shift)
 
 
-def _denoiser_kwargs(cfg: TrainConfig, arch: str) -> dict:
-    """The denoiser's backbone arguments that differ from the factor's (`ModelConfig.denoiser_arch_kwargs`)."""
+def _denoiser_kwargs(cfg: TrainConfig) -> dict:
+    """The denoiser's backbone arguments that differ from the factor's (`ModelConfig.denoiser_arch_kwargs`; the
+    MLP's only: `TrainConfig.model_spec` refuses ``denoiser_hidden`` for the UNet)."""
     if cfg.denoiser_hidden is None or cfg.denoiser_hidden == cfg.hidden:
         return {}
-    if arch != "film_mlp":
-        raise ValueError(f"denoiser_hidden sizes the MLP denoiser; this run's backbone is {arch!r}")
     return {"hidden": cfg.denoiser_hidden}
 
 
@@ -352,6 +351,7 @@ def train(
         raise TypeError(f"config must be a TrainConfig, got {type(cfg).__name__}")
     _check_data(data)
     rank = cfg.check_data_dim(math.prod(data.shape[1:]))
+    cfg.model_spec(tuple(data.shape[1:]))  # the backbone, preset and denoiser width fit the data, before any work
     if stop_after is not None:
         check_int(stop_after, "stop_after", 0, cfg.steps)
     out = Path(out) if out is not None else None
@@ -397,7 +397,7 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, rank: int, manifold, out:
         shared_trunk=cfg.shared_trunk and cfg.centred,
         gaussian_rank=gaussian[0].shape[1] if gaussian is not None else 0,
         landmarks=cfg.landmark_count(rows.n_train, math.prod(shape)),
-        denoiser_arch_kwargs=_denoiser_kwargs(cfg, arch),
+        denoiser_arch_kwargs=_denoiser_kwargs(cfg),
     )
     with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the caller's RNG
         torch.manual_seed(cfg.seed)

@@ -232,5 +232,5 @@ def test_a_run_with_a_denoiser_of_half_the_width_learns_the_circle():
     with pytest.raises(ValueError, match="denoiser_hidden"):
         TrainConfig(denoiser_hidden=0)
     images = torch.rand(40, 1, 8, 8)
-    with pytest.raises(ValueError, match="denoiser_hidden sizes the MLP denoiser"):
+    with pytest.raises(ValueError, match="denoiser_hidden sizes the MLP denoiser, but points of shape"):
         train(images, TrainConfig(steps=2, denoiser_hidden=8, backbone="unet", precision="fp32"), progress=False)
