@@ -350,8 +350,7 @@ def train(
     if not isinstance(cfg, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(cfg).__name__}")
     _check_data(data)
-    rank = cfg.check_data_dim(math.prod(data.shape[1:]))
-    cfg.model_spec(tuple(data.shape[1:]))  # the backbone, preset and denoiser width fit the data, before any work
+    cfg.model_spec(tuple(data.shape[1:]))  # rank <= D; backbone, preset and denoiser width fit: before any work
     if stop_after is not None:
         check_int(stop_after, "stop_after", 0, cfg.steps)
     out = Path(out) if out is not None else None
@@ -365,11 +364,11 @@ def train(
     with OutputLock(out) if writes else contextlib.nullcontext():
         if writes:
             check_output(out, resume=resume, overwrite=overwrite)
-        return _run(data, cfg, rank, manifold, out, resume, device, progress, stop_after, rank_id, world,
+        return _run(data, cfg, manifold, out, resume, device, progress, stop_after, rank_id, world,
                     data_info, check_int(workers, "workers", 0, 256))
 
 
-def _run(data: Tensor | ArraySource, cfg: TrainConfig, rank: int, manifold, out: Path | None, resume: bool,
+def _run(data: Tensor | ArraySource, cfg: TrainConfig, manifold, out: Path | None, resume: bool,
          device: torch.device, progress: bool, stop_after: int | None, rank_id: int, world: int,
          data_info: dict | None = None, workers: int = 0) -> TrainResult:
     """The body of `train`, after every check and under the output lock."""
