@@ -74,6 +74,8 @@ CANDIDATES: dict[str, dict] = {
     "denoiser-128": {"denoiser_hidden": 128},
     "denoiser-64": {"denoiser_hidden": 64},
     "denoiser-32": {"denoiser_hidden": 32},  # half the torus's width 64
+    "shared-trunk-jacobian": {"shared_trunk": True},  # the default's Jacobian target from a denoiser head
+    "shared-trunk-jacobian-joint": {"shared_trunk": True, "factor_trunk_grad": 1.0},
 }
 CANDIDATES = {name: settings if name == "default" else {"denoiser_warmup": DENOISER_WARMUP, **settings}
               for name, settings in CANDIDATES.items()}
@@ -112,6 +114,7 @@ DATASETS: dict[str, dict] = {
     "torus": {"make": lambda: Torus(3), "n": 6000,  # the tests' torus fixture (tests/conftest.py)
               "base": {"batch_size": 256, "rank": 3, "hidden": 64, "depth": 2, "emb_dim": 64, "sigma_min": 0.01,
                        "sigma_max": 2.0, "val_points": 400}},
+    "torus-cli": {"make": lambda: Torus(3), "n": 6000, "base": {}},  # the torus with the CLI's defaults
     "sphere2": {"make": lambda: Sphere(2, 64), "n": 10_000, "base": {}},  # S² in R⁶⁴, the CLI's defaults
     # S⁸ in R⁶⁴ needs many points for the mean-centred recipe (benchmarks/RESULTS.md: 10k is decided by the seed)
     "sphere8": {"make": lambda: Sphere(8, 64), "n": 100_000, "base": {}},

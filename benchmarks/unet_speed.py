@@ -1,7 +1,7 @@
 """UNet training speed (issue 14, item 3): memory format and ``torch.compile``, side by side, on the CPU or a GPU.
 
 For each image size (the ``small`` preset at 8×8, as in scikit-learn's digits, and at 28×28, as in MNIST), one
-training step of the trainer's own objective (`learned_manifold_training.trainer._Objective`: the mean-centred
+training step of the trainer's own objective (`learned_manifold_training.objective.TrainingObjective`: the mean-centred
 recipe, denoiser and factor every step, with the trainer's default ``shared_trunk`` and ``factor_trunk_grad``),
 gradient clipping and AdamW, in four settings timed in interleaved rounds (`time_interleaved`):
 
@@ -31,7 +31,8 @@ import torch
 from learned_manifold.models import MetricModel, ModelConfig
 from learned_manifold.unet import unet_preset
 from learned_manifold_training.losses import MetricMatchingLoss
-from learned_manifold_training.trainer import TrainConfig, _Objective
+from learned_manifold_training.objective import TrainingObjective
+from learned_manifold_training.trainer import TrainConfig
 
 from .common import Table, environment, fmt_num, fmt_time, make_parser, parse_args, time_interleaved, write_report
 
@@ -59,7 +60,7 @@ def make_step(shape: tuple[int, int, int], batch: int, channels_last: bool, comp
     model = MetricModel(config).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    objective = _Objective(model, MetricMatchingLoss(), TrainConfig().factor_trunk_grad)
+    objective = TrainingObjective(model, MetricMatchingLoss(), TrainConfig().factor_trunk_grad)
     runner = torch.compile(objective) if compile_ else objective
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     g = torch.Generator().manual_seed(seed)

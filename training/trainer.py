@@ -10,6 +10,9 @@ written atomically (`training/outputs.py`). Every checkpoint before the end is m
 in the model file; an interrupted run (SIGINT/SIGTERM) saves one at a step boundary and raises
 `TrainingInterrupted`; a diverging run stops with `TrainingDiverged` before writing non-finite weights
 (`training/runtime.py`).
+
+The loss of one step is `training/objective.py`'s; validation and the choice of the evaluation σ are
+`training/validation.py`'s (re-exported here).
 """
 
 from __future__ import annotations
@@ -28,8 +31,6 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from learned_manifold.diagnostics import self_consistency
-from learned_manifold.evaluation import bandwidth_grid, spectral_report
-from learned_manifold.geometry import eigenpairs
 from learned_manifold.model_file import read_metadata
 from learned_manifold.models import LEGACY_DEFAULTS, MetricModel, ModelConfig, check_int
 from learned_manifold.neighbour_check import neighbour_check
@@ -39,10 +40,12 @@ from .batches import TrainingRows, standardisation
 from .config import TrainConfig
 from .data.stream import ArraySource
 from .input_choices import choose_input_scaling, choose_norm_feature, choose_rank, choose_warmup, estimate_dimension
-from .losses import FACTOR_TARGETS, DenoiserLoss, MetricMatchingLoss, centred_cdc_vjp, jacobian_matching, noisy
+from .losses import MetricMatchingLoss
+from .objective import TrainingObjective, workload_name
 from .outputs import Checkpointer, OutputLock, check_output, state_path
 from .runtime import StopRequest, TrainingDiverged, TrainingInterrupted, check_health, resolve_device
 from .samplers import make_sampler
+from .validation import select_sigma, sigma_grid, validate
 
 _F32 = torch.finfo(torch.float32)
 _CHECK_EVERY = 10  # steps between divergence checks (one host sync each) and, under DDP, stop-flag syncs
@@ -89,130 +92,9 @@ class TrainResult:
     precision_probe: dict = field(default_factory=dict)
 
 
-# ---------------------------------------------------------------------------------------------------------
-# standardisation, bandwidth selection, validation
-
-
-def sigma_grid(model: MetricModel) -> list[float]:
-    """Evaluation bandwidths ``s · 2^(i−6)``, ``i = 0..10`` (SPEC §8), kept inside the training range."""
-    c = model.config
-    grid = bandwidth_grid(float(model.scale))
-    return [g for g in grid if c.sigma_min * (1 - 1e-6) <= g <= c.sigma_max * (1 + 1e-6)] or [c.default_sigma]
-
-
-@torch.no_grad()
-def validate(model: MetricModel, x: Tensor, sigma: float, manifold=None) -> dict:
-    """Geometric validation at bandwidth ``sigma`` on held-out on-manifold points ``x`` ``(n, *data_shape)``.
-
-    With a known manifold (an object with ``tangent_basis`` and ``point_dimension``): mean tangent-projector
-    error ``‖ÛÛᵀ − P_T‖_F`` with the true ``d`` per point and the fraction of points whose gap-rule
-    dimension is right. Always: the mean clearest normalised eigengap and the median dimension
-    (`learned_manifold.evaluation.spectral_report`).
-    """
-    pairs = eigenpairs(model.factor(x, sigma).float())
-    truth = {}
-    if manifold is not None:
-        flat = x.reshape(x.shape[0], -1)
-        truth = {"true_basis": manifold.tangent_basis(flat), "true_dim": manifold.point_dimension(flat)}
-    return {"sigma": float(sigma), **spectral_report(pairs, **truth)}
-
-
-def select_sigma(model: MetricModel, x: Tensor, manifold=None) -> tuple[float, str, list[dict]]:
-    """Pick the default evaluation bandwidth on held-out points ``x`` from `sigma_grid`.
-
-    Rule: with a known manifold, the σ of lowest tangent-projector error; otherwise the σ whose spectra show
-    the clearest eigengap (largest mean normalised gap ``max_k λ̃_k − λ̃_{k+1}``).
-
-    Returns:
-        ``(sigma, rule, table)`` with one validation dict per grid value.
-    """
-    table = [validate(model, x, s, manifold) for s in sigma_grid(model)]
-    if manifold is not None:
-        best = min(table, key=lambda r: r["tangent_error"])
-        return best["sigma"], "lowest validation tangent error", table
-    best = max(table, key=lambda r: r["mean_gap"])
-    return best["sigma"], "clearest mean eigengap on held-out points", table
-
 
 # ---------------------------------------------------------------------------------------------------------
 # the loop
-
-
-class _Objective(nn.Module):
-    """Wraps model and losses so that DDP sees one forward: per-sample denoiser and factor losses ``(B,)``.
-
-    A centred step runs each network once (`MetricModel.factor_and_noise_z`; a shared trunk runs once for both):
-    the denoiser's prediction ``F`` feeds its own loss and, detached, the factor's target ``a = F − ε`` (SPEC §3).
-    """
-
-    def __init__(self, model: MetricModel, matching: MetricMatchingLoss, factor_trunk_grad: float = 1.0,
-                 factor_target: str = "residual", factor_fraction: float = 1.0, freeze_denoiser: bool = False,
-                 jacobian_probes: int = 1):
-        super().__init__()
-        if factor_target not in FACTOR_TARGETS:
-            raise ValueError(f"factor_target must be one of {list(FACTOR_TARGETS)}, got {factor_target!r}")
-        self.model = model
-        self.matching = matching
-        self.denoising = DenoiserLoss()
-        self.factor_trunk_grad = factor_trunk_grad  # shared trunk: the factor's gradient into it is scaled by this
-        self.factor_target = factor_target
-        self.factor_fraction = factor_fraction
-        self.freeze_denoiser = freeze_denoiser  # the factor's steps leave the denoiser's weights alone
-        self.jacobian_probes = jacobian_probes  # K: the factor's Jacobian loss is the mean over K probes
-
-    def forward(self, z: Tensor, sigma_z: Tensor, eps: Tensor, with_factor: bool,
-                probe: Tensor | None = None) -> Tensor:
-        """Per-sample losses ``(B,)``. The factor's loss covers the first ``m = factor_rows(B, fraction)`` rows,
-        scaled by ``B/m`` so that the mean over the batch is the denoiser's mean loss plus the factor's.
-        ``probe``: the ``N(0, I)`` vectors ``(B, *data_shape)`` of the Jacobian target, ``(B, K, *data_shape)``
-        for ``K = jacobian_probes > 1`` (drawn here if None)."""
-        if not self.model.has_denoiser:  # uncentred: a = ε, the factor from the first step
-            return self.matching(self.model, z, sigma_z, eps)
-        y = noisy(z, sigma_z, eps)
-        if not with_factor:  # the denoiser's warm-up
-            return self.denoising.of_prediction(self.model.noise_z(y, sigma_z), eps).float()
-        batch = y.shape[0]
-        m = factor_rows(batch, self.factor_fraction)
-        sigma_m = sigma_z[:m] if sigma_z.shape[0] == batch else sigma_z
-        jacobian = self.factor_target == "jacobian"
-        with torch.enable_grad():
-            if jacobian:  # the denoiser's input-gradient gives Γᶜᵀv (losses module docstring)
-                y = y.detach().requires_grad_(True)
-            if self.model.trunk is not None:
-                A, noise = self.model.factor_and_noise_z(y, sigma_z, self.factor_trunk_grad)
-                A = A[:m]
-            else:
-                noise = self.model.noise_z(y, sigma_z)
-                A = self.model.factor_z(y[:m].detach(), sigma_m)
-            denoising = self.denoising.of_prediction(noise, eps).float()
-            if self.freeze_denoiser:  # reported, not trained: no backward through the denoiser's weights
-                denoising = denoising.detach()
-            if jacobian:
-                k = self.jacobian_probes
-                if probe is None:
-                    probe = torch.randn(m, *([k] if k > 1 else []), *y.shape[1:], dtype=y.dtype, device=y.device)
-                vs = probe[:m].to(y.dtype)
-                vs = vs.unsqueeze(1) if k == 1 else vs
-                factor = sum(jacobian_matching(A, vs[:, i], centred_cdc_vjp(noise[:m], y, sigma_m, vs[:, i]))
-                             for i in range(k)) / k
-            else:
-                a = noise[:m].detach().to(eps.dtype) - eps[:m].reshape(m, -1)
-                factor = self.matching.of_factor(A, a)
-        if m == batch:
-            return denoising + factor
-        return denoising + torch.cat([factor * (batch / m), factor.new_zeros(batch - m)])
-
-
-def _workload_name(cfg: TrainConfig) -> str:
-    """The name of a training step's workload for the precision probe's cache (`choose_precision`)."""
-    name = "train" if cfg.factor_target == "residual" else "train-jacobian"
-    name = name if cfg.jacobian_probes == 1 else f"{name}-probes{cfg.jacobian_probes}"
-    return name if cfg.factor_fraction == 1 else f"{name}-factor{cfg.factor_fraction:g}"
-
-
-def factor_rows(batch: int, fraction: float) -> int:
-    """Rows of a batch of ``batch`` points that the factor's loss covers: ``ceil(fraction · batch)``, at least 1."""
-    return max(1, min(batch, math.ceil(fraction * batch - 1e-9)))
 
 
 def _distributed() -> tuple[int, int]:
@@ -408,8 +290,9 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, manifold, out: Path | Non
         model.set_landmarks(_data_units(rows, rows.standardised_sample(mcfg.landmarks)))
     ema.load_state_dict(model.state_dict())
     ema.requires_grad_(False)
-    objective = _Objective(model, MetricMatchingLoss(cfg.loss, cfg.tikhonov, cfg.centred), cfg.factor_trunk_grad,
-                           cfg.factor_target, cfg.factor_fraction, cfg.freeze_denoiser, cfg.jacobian_probes)
+    objective = TrainingObjective(model, MetricMatchingLoss(cfg.loss, cfg.tikhonov, cfg.centred),
+                                  cfg.factor_trunk_grad, cfg.factor_target, cfg.factor_fraction,
+                                  cfg.freeze_denoiser, cfg.jacobian_probes)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
                             fused=device.type == "cuda" or None)
@@ -453,8 +336,7 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, manifold, out: Path | Non
     first_z = rows.rows(start, first[0], start + 1) if cfg.precision == "auto" else None
     precision, probe = choose_precision(  # "auto": a full step (denoiser + factor) timed in fp32 and bf16, eager
         cfg.precision, device, lambda: objective(first_z, *first[1:3], True, first[3]), backward=True,
-        key=workload_key(_workload_name(cfg), model.config,
-                         first[0].shape[0]), distributed=world > 1,
+        key=workload_key(workload_name(cfg), model.config, first[0].shape[0]), distributed=world > 1,
         previous=read_metadata(out)["extra"].get("precision_probe") if resume and rank_id == 0 else None)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     history: list[dict] = []

@@ -10,7 +10,8 @@ from learned_manifold.models import MetricModel, ModelConfig
 from learned_manifold_training.config import TrainConfig
 from learned_manifold_training.data import Sphere, Torus
 from learned_manifold_training.losses import MetricMatchingLoss
-from learned_manifold_training.trainer import _batch, _Objective, bandwidth_sampler, train
+from learned_manifold_training.objective import TrainingObjective
+from learned_manifold_training.trainer import _batch, bandwidth_sampler, train
 
 SMALL = {"batch_size": 64, "hidden": 32, "depth": 1, "emb_dim": 16, "precision": "fp32"}
 
@@ -36,7 +37,7 @@ def test_the_objective_adds_the_jacobian_mismatch_to_the_denoising_loss():
     model = MetricModel(ModelConfig(data_shape=(4,), rank=4, arch_kwargs={"hidden": 8, "depth": 1, "emb_dim": 8}))
     M = torch.randn(4, 4) * 0.3
     model.noise_z = lambda y, s: y.reshape(y.shape[0], -1) @ M.T
-    objective = _Objective(model, MetricMatchingLoss(), factor_target="jacobian")
+    objective = TrainingObjective(model, MetricMatchingLoss(), factor_target="jacobian")
     z, s, eps, v = torch.randn(5, 4), torch.rand(5) + 0.1, torch.randn(5, 4), torch.randn(5, 4)
     y = z + s[:, None] * eps
     A = model.factor_z(y, s)
@@ -51,8 +52,8 @@ def test_several_probes_average_their_single_probe_losses():
     backward pass (probes ``(B, K, *data_shape)``); the denoising term is unchanged."""
     model, (z, eps, _, s) = _small_model_and_batch()
     v = torch.randn(8, 3, 5, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    one = _Objective(model, MetricMatchingLoss(), factor_target="jacobian")
-    three = _Objective(model, MetricMatchingLoss(), factor_target="jacobian", jacobian_probes=3)
+    one = TrainingObjective(model, MetricMatchingLoss(), factor_target="jacobian")
+    three = TrainingObjective(model, MetricMatchingLoss(), factor_target="jacobian", jacobian_probes=3)
     y = z + s[:, None] * eps
     denoising = (model.noise_z(y, s) - eps).pow(2).mean(-1)
     singles = [one(z, s, eps, True, v[:, i]) - denoising for i in range(3)]
@@ -90,8 +91,8 @@ def test_the_factor_loss_covers_the_first_rows_of_the_batch(target):
     loss over all 8 points plus the factor's mean loss over the first 3 (each alone, with ``fraction = 1``, on
     those rows); the factor network's gradient does not see the other 5 points, the denoiser's does."""
     model, (z, eps, v, s) = _small_model_and_batch()
-    part = _Objective(model, MetricMatchingLoss(), factor_target=target, factor_fraction=3 / 8)
-    whole = _Objective(model, MetricMatchingLoss(), factor_target=target)
+    part = TrainingObjective(model, MetricMatchingLoss(), factor_target=target, factor_fraction=3 / 8)
+    whole = TrainingObjective(model, MetricMatchingLoss(), factor_target=target)
     head = whole(z[:3], s[:3], eps[:3], True, v[:3]) - whole(z[:3], s[:3], eps[:3], False, v[:3])  # factor's own
     denoising = whole(z, s, eps, False)
     torch.testing.assert_close(part(z, s, eps, True, v).mean(), denoising.mean() + head.mean())
@@ -119,8 +120,8 @@ def test_a_frozen_denoiser_gives_the_same_factor_gradient_and_none_of_its_own(ta
     """``freeze_denoiser``: the objective's value is unchanged (the denoiser's loss is still reported), the factor
     network's gradient is the same to the last bit, and the denoiser's weights get no gradient at all."""
     model, (z, eps, v, s) = _small_model_and_batch()
-    frozen = _Objective(model, MetricMatchingLoss(), factor_target=target, freeze_denoiser=True)
-    trained = _Objective(model, MetricMatchingLoss(), factor_target=target)
+    frozen = TrainingObjective(model, MetricMatchingLoss(), factor_target=target, freeze_denoiser=True)
+    trained = TrainingObjective(model, MetricMatchingLoss(), factor_target=target)
     torch.testing.assert_close(frozen(z, s, eps, True, v), trained(z, s, eps, True, v), rtol=0, atol=0)
     model.zero_grad()
     frozen(z, s, eps, True, v).mean().backward()

@@ -14,7 +14,8 @@ from learned_manifold.models import MetricModel, ModelConfig
 from learned_manifold_training.cli import main
 from learned_manifold_training.data import Sphere
 from learned_manifold_training.losses import DenoiserLoss, MetricMatchingLoss
-from learned_manifold_training.trainer import TrainConfig, _Objective, train
+from learned_manifold_training.objective import TrainingObjective
+from learned_manifold_training.trainer import TrainConfig, train
 
 NET = {"hidden": 16, "depth": 2, "emb_dim": 8}
 
@@ -47,7 +48,7 @@ def test_one_pass_step_equals_the_losses_evaluated_network_by_network(shared):
     latter with its own detached denoiser forward for the target ``a = F − ε``), float64."""
     model = _model(shared)
     matching = MetricMatchingLoss("lowrank", 0.0, centred=True)
-    objective = _Objective(model, matching)
+    objective = TrainingObjective(model, matching)
     z, s, eps = _batch()
     reference = DenoiserLoss()(model, z, s, eps) + matching(model, z, s, eps)
     ours = objective(z, s, eps, True)
@@ -67,7 +68,7 @@ def test_the_factor_gradient_into_the_trunk_is_scaled_and_the_heads_keep_theirs(
     model = _model(True)
     z, s, eps = _batch()
     matching = MetricMatchingLoss()
-    total = _grads(model, _Objective(model, matching, factor_trunk_grad=alpha)(z, s, eps, True).double())
+    total = _grads(model, TrainingObjective(model, matching, factor_trunk_grad=alpha)(z, s, eps, True).double())
     denoiser = _grads(model, DenoiserLoss()(model, z, s, eps))
     factor = _grads(model, matching(model, z, s, eps))
     for name, grad in total.items():
@@ -81,7 +82,7 @@ def test_the_warm_up_trains_the_trunk_and_the_denoiser_head_but_not_the_factor_h
     the output layer get exactly zero gradient, the trunk and the denoiser head's rows do not."""
     model = _model(True)
     z, s, eps = _batch()
-    loss = _Objective(model, MetricMatchingLoss())(z, s, eps, False)
+    loss = TrainingObjective(model, MetricMatchingLoss())(z, s, eps, False)
     torch.testing.assert_close(loss, DenoiserLoss()(model, z, s, eps).float())
     grads = _grads(model, loss.double())
     head = grads["trunk.head.weight"].reshape(4, 6, -1)  # (columns, D, hidden): column-major rows
