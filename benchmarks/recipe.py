@@ -107,7 +107,9 @@ rank 32 with the Jacobian loss averaged over 16 probes per point (`TrainConfig.j
 estimate kept a factor from fitting S¹⁶'s projector, `benchmarks.probe_fit`), and the same with the factor from a
 quarter of the steps (``-early``). Fourteenth session: ``denoiser-128`` and ``denoiser-64``, the denoiser at half and
 a quarter of the factor's hidden width 256 (`TrainConfig.denoiser_hidden`), a cheaper mean-centred step;
-``denoiser-32``, half the torus's width 64."""
+``denoiser-32``, half the torus's width 64. Fifteenth session: ``shared-trunk-jacobian`` (``-joint``), the
+default's Jacobian target from the denoiser head of a shared trunk (factor gradient into the trunk × 0.1, × 1);
+data ``torus-cli``, the torus in R³ with the CLI's defaults (the ``torus`` entry keeps the tests' small network)."""
 
 DATASETS: dict[str, dict] = {
     "roll": {"make": lambda: SwissRoll(10), "n": 10_000, "base": {}},  # the `learned-manifold train` defaults

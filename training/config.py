@@ -114,8 +114,9 @@ class TrainConfig:
             ``benchmarks/results/cpu/recipe-vjp/training_recipe.md``). Not the default: at the default budget
             (residual target) it is less accurate (swiss roll in R¹⁰, 3 seeds: tangent error 0.035 against 0.028)
             and fails on S² in R⁶⁴ (0.20–1.02 against 0.034–0.048; ``benchmarks/results/cpu/recipe-shared-trunk/``);
-            with the Jacobian target it is untested. Ignored by
-            uncentred runs, which train one network anyway.
+            with the Jacobian target it fails S² too (1.80–1.86 against 0.006; 0.76× per step,
+            ``benchmarks/results/cpu/fifteenth-recipe/``). Ignored by uncentred runs, which train one network
+            anyway.
         factor_trunk_grad: with a shared trunk, the scale in ``[0, 1]`` of the factor loss's gradient into the
             trunk (the denoiser's always reaches it): ``1`` trains the trunk on both losses (the factor then
             wrecks the denoiser), ``0`` on the denoiser's alone (the factor head reads the denoiser's features:
@@ -130,8 +131,9 @@ class TrainConfig:
         denoiser_hidden: (centred runs, two networks, the MLP) the denoiser's hidden width; ``None`` (default):
             ``hidden``, the factor's. Recorded in the model file (``ModelConfig.denoiser_arch_kwargs``). Half the
             width makes a whole CPU run 1.06× a plain uncentred run (the default 0.73×) with the accuracy of the
-            roll, S² and S⁸, but S¹⁶ failed on three seeds of three (0.53–0.68 against 0.06–0.13) and the torus
-            lost 12–18% (``benchmarks/RESULTS.md``, fourteenth session), so it is not the default.
+            roll and S², but S¹⁶ failed on three seeds of three (0.53–0.68 against 0.06–0.13), the torus lost
+            10–31% (at width 64 and at the CLI's 256) and S⁸ 0–11% (``benchmarks/RESULTS.md``, fourteenth and
+            fifteenth sessions), so it is not the default.
         freeze_denoiser: (centred runs, two networks) the denoiser stops learning when the factor starts (after
             ``denoiser_warmup``), at its exponential moving average (``ema``) of that moment: the factor's steps
             then run the denoiser forward and one input-only backward pass for the target, without the
