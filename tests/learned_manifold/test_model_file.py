@@ -264,7 +264,7 @@ def test_a_changed_byte_anywhere_in_a_saved_file_is_refused_and_files_without_a_
     for pos, mask in ((8 + n + 5, 64), (len(raw) - 1, 1)):  # a weight's byte; the last byte of the data
         flipped = tmp_path / f"flip{pos}.lmm"
         flipped.write_bytes(raw[:pos] + bytes([raw[pos] ^ mask]) + raw[pos + 1:])
-        with pytest.raises(ModelFileError, match="does not match the SHA-256|do not match the SHA-256"):
+        with pytest.raises(ModelFileError, match="do not match the SHA-256"):
             load_model(flipped)
     header["__metadata__"]["extra"] = json.dumps({"note": "y"})  # edited metadata, still valid JSON
     text = json.dumps(header).encode()
