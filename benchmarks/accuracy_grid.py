@@ -80,12 +80,16 @@ def _model_scores(data, manifold, val, test, cfg: dict, seed: int, device: torch
     config = TrainConfig(steps=cfg["steps"], batch_size=cfg["batch_size"], val_points=cfg["trainer_val"],
                          seed=seed, **cfg["net"])
     start = time.perf_counter()
-    model = train(data, config, manifold=manifold, progress=False, device=device).model
+    result = train(data, config, manifold=manifold, progress=False, device=device)
+    model = result.model
     with torch.no_grad():
         sigma, _, _ = select_sigma(model, val, manifold)
         scores = validate(model, test, sigma, manifold)
+    check = result.validation.get("self_consistency", {})
+    refit = result.validation.get("factor_refit", {})
     return {"tangent_error": scores["tangent_error"], "dimension_accuracy": scores["dimension_accuracy"],
-            "sigma": sigma, "seconds": time.perf_counter() - start}
+            "sigma": sigma, "seconds": time.perf_counter() - start, "trusted": check.get("trusted"),
+            "refit": "kept" if refit.get("kept") else ("not kept" if refit.get("ran") else "no")}
 
 
 def summarise(runs: list[dict]) -> list[dict]:
@@ -100,7 +104,11 @@ def summarise(runs: list[dict]) -> list[dict]:
         out.append({"manifold": name, "N": n, "method": method, "seeds": len(rows),
                     "mean_error": statistics.fmean(errors), "worst_error": max(errors),
                     "mean_dimension_accuracy": statistics.fmean(dims), "worst_dimension_accuracy": min(dims),
-                    "seconds": statistics.fmean(r["seconds"] for r in rows)})
+                    "seconds": statistics.fmean(r["seconds"] for r in rows),
+                    # the trainer's self-check, recorded since the sixteenth session (older runs lack it)
+                    "checked": sum("trusted" in r for r in rows),
+                    "untrusted": sum(r.get("trusted") is False for r in rows),
+                    "repaired": sum(r.get("refit") == "kept" for r in rows)})
     return out
 
 
@@ -229,15 +237,19 @@ def _report(runs: list[dict], settings: dict, out: Path, env: dict) -> dict:
     summary = summarise(runs)
     table = Table("Tangent-projector error on held-out points: mean / worst over seeds; dimension right (mean / "
                   "worst)", ["manifold", "N", "method", "seeds", "error mean", "error worst", "dim right mean",
-                             "dim right worst", "time / run"])
+                             "dim right worst", "repaired / still untrusted (of runs recorded)", "time / run"])
     for s in summary:
+        check = f"{s['repaired']} / {s['untrusted']} (of {s['checked']})" if s.get("checked") else "–"
         table.add(s["manifold"], f"{s['N']:,}", s["method"], s["seeds"], f"{s['mean_error']:.3f}",
                   f"{s['worst_error']:.3f}", f"{100 * s['mean_dimension_accuracy']:.0f}%",
-                  f"{100 * s['worst_dimension_accuracy']:.0f}%", f"{s['seconds']:.0f} s")
+                  f"{100 * s['worst_dimension_accuracy']:.0f}%", check, f"{s['seconds']:.0f} s")
     out.mkdir(parents=True, exist_ok=True)
     _plot(summary, out / "accuracy_grid.png")
     notes = ["A random d-plane in R^D scores about sqrt(2d(1 − d/D)); the union mixes d = 1 and 2 (each point "
-             "is scored with its own d).", "Plot: accuracy_grid.png beside this file."]
+             "is scored with its own d).", "Plot: accuracy_grid.png beside this file.",
+             "Repaired / still untrusted: runs whose factor the trainer refitted after its self-consistency check "
+             "failed (`TrainConfig.factor_refit`), and runs the check still calls untrusted at the end; counted "
+             "over the runs that recorded it (runs before the sixteenth session did not: –)."]
     worst = [s for s in summary if s["method"] == "metric matching"]
     for s in worst:
         knn = next((k for k in summary if (k["manifold"], k["N"], k["method"]) ==

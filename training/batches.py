@@ -94,7 +94,7 @@ class TrainingRows:
                                  "data")
             self._z = z.to(device)
         self._stream = None
-        self._next_step = None
+        self._next_step = self._end = None
 
     def standardised_sample(self, n: int) -> Tensor:
         """Up to ``n`` training rows, standardised and flat, ``(m, D)`` float32 on the CPU (a seeded subsample
@@ -117,14 +117,14 @@ class TrainingRows:
             dataset, batch_size=None, sampler=range(start, end), num_workers=self.workers,
             pin_memory=self.device.type == "cuda", prefetch_factor=4 if self.workers else None,
             persistent_workers=False)
-        self._stream, self._next_step = iter(loader), start
+        self._stream, self._next_step, self._end = iter(loader), start, end
 
     def rows(self, step: int, idx: Tensor, end: int) -> Tensor:
         """Standardised rows of step ``step`` on the device, ``(b, *shape)``: ``z[idx]`` in memory; streamed,
         the next item of the loader (``idx`` is then the same draw, made on the device, and unused)."""
         if self._z is not None:
             return self._z[idx]
-        if self._stream is None or step != self._next_step:
+        if self._stream is None or step != self._next_step or end != self._end:  # a new range of steps
             self._open(step, end)
         self._next_step = step + 1
         return next(self._stream).to(self.device, non_blocking=True)

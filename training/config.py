@@ -150,6 +150,14 @@ class TrainConfig:
             dimension right everywhere on seed 0, but 0.385 on seed 1 (thirteenth session), where the factor from a
             quarter of the steps with one probe gave 0.061 / 0.103 / 0.661 on seeds 0–2 at a third of the cost.
             Each probe costs a backward pass, so ``1`` stays the default (``benchmarks/RESULTS.md``).
+        factor_refit: (centred runs with two networks) the factor's repair, as a fraction in ``[0, 1]`` of
+            ``steps`` (``0``: off): when the finished model fails the trainer's self-consistency check, the
+            factor is fitted again to the frozen denoiser's Jacobian at a tenth of ``lr`` for that many more
+            steps, and kept only if the two networks then agree better (`learned_manifold_training.refit`; the
+            model file's validation records what happened). A model that passes the check is not touched. On
+            a failing S¹⁶-in-R⁶⁴ seed (10k points) the denoiser was right and the factor had not converged:
+            0.246 → 0.079 (tuned k-NN 0.147); a factor that had collapsed (S¹⁶, 3k points, error 3.2) was not
+            repaired and stays flagged (docs/SPEC.md §3, ``benchmarks/RESULTS.md``, sixteenth session).
         loss, tikhonov, sampler, sigma_min, sigma_max: the loss and bandwidth sampler (SPEC §3).
         input_scaling: ``"auto"`` (default): ``"gaussian"`` for the MLP when the data's linear span (principal
             variances above 10⁻³ of the largest) has at most `SPAN_FRACTION` of the ``D`` dimensions, else
@@ -204,6 +212,7 @@ class TrainConfig:
     factor_fraction: float = 1.0
     freeze_denoiser: bool = False
     jacobian_probes: int = 1
+    factor_refit: float = 0.25
     denoiser_hidden: int | None = None
     loss: str = "lowrank"
     tikhonov: float = 0.0
@@ -257,6 +266,9 @@ class TrainConfig:
         if self.factor_fraction != 1 and not self.centred:
             raise ValueError("factor_fraction acts on centred runs only (an uncentred run trains the factor alone: "
                              "use a smaller batch_size)")
+        self.factor_refit = check_real(self.factor_refit, "factor_refit", nonnegative=True)
+        if self.factor_refit > 1:
+            raise ValueError(f"factor_refit must be in [0, 1] (a fraction of steps), got {self.factor_refit}")
         self.jacobian_probes = check_int(self.jacobian_probes, "jacobian_probes", 1, MAX_JACOBIAN_PROBES)
         if self.jacobian_probes != 1 and not (self.centred and self.factor_target == "jacobian"):
             raise ValueError("jacobian_probes acts on the Jacobian target of centred runs only "

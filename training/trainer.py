@@ -43,6 +43,7 @@ from .input_choices import choose_input_scaling, choose_norm_feature, choose_ran
 from .losses import MetricMatchingLoss
 from .objective import TrainingObjective, workload_name
 from .outputs import Checkpointer, OutputLock, check_output, state_path
+from .refit import refit_factor
 from .runtime import StopRequest, TrainingDiverged, TrainingInterrupted, check_health, resolve_device
 from .samplers import make_sampler
 from .validation import select_sigma, sigma_grid, validate
@@ -56,7 +57,8 @@ _CHECK_EVERY = 10  # steps between divergence checks (one host sync each) and, u
 _TRAIN_LEGACY = {"factor_trunk_grad": TrainConfig.factor_trunk_grad, "gaussian_rank": TrainConfig.gaussian_rank,
                  "factor_target": "residual", "final_norm": True, "landmarks": None, "factor_fraction": 1.0,
                  "norm_feature": False, "freeze_denoiser": False, "jacobian_probes": 1,
-                 "denoiser_hidden": None}
+                 "denoiser_hidden": None, "factor_refit": TrainConfig.factor_refit}
+# (the factor's repair runs after the last step: a state written before it existed resumes and gets it at the end)
 # (landmarks do not change the training: a state written before them resumes, and its model stores the default)
 
 __all__ = [
@@ -408,10 +410,20 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, manifold, out: Path | Non
             return result
         # a first signal from here on is ignored: the run is finished but for its bandwidth choice (seconds)
         sigma, rule, table = select_sigma(ema, val_x, manifold)
+        # the ground-truth-free check of the two networks against each other (issue 12); where it fails, the
+        # factor's repair (`training/refit.py`)
+        refit, check = refit_factor(ema, rows, cfg, sigma, autocast=autocast, batch=lambda s: _batch(
+            s, cfg, rows.n_train, shape, sampler, scale, device, rank_id, world))
+        if refit.get("kept"):  # a new factor: its own bandwidth, checked there
+            sigma, rule, table = select_sigma(ema, val_x, manifold)
+            check = self_consistency(ema, val_x, sigma)
         ema.config.default_sigma, ema.config.sigma_rule = sigma, rule
         result.validation = validate(ema, val_x, sigma, manifold)
-        if ema.has_denoiser:  # ground-truth-free check of the two networks against each other (issue 12)
-            result.validation["self_consistency"] = self_consistency(ema, val_x, sigma).summary()
+        result.validation["factor_refit"] = refit
+        if check is None and ema.has_denoiser:  # a shared trunk: checked, not repaired
+            check = self_consistency(ema, val_x, sigma)
+        if check is not None:
+            result.validation["self_consistency"] = check.summary()
         # ... and of the model against the training points' neighbours (`learned_manifold.neighbour_check`)
         reference = _reference_points(rows).to(device=val_x.device, dtype=val_x.dtype)
         result.validation["neighbour_check"] = neighbour_check(ema, val_x, reference, sigma_grid(ema),

@@ -289,3 +289,23 @@ def test_info_rereads_a_stored_verdict_with_todays_outside_limit(torus_model_pat
     assert "consistency: NOT TRUSTED" in capsys.readouterr().out
     assert main(["info", str(torus_model_path)]) == 0
     assert "consistency: trusted" in capsys.readouterr().out
+
+
+def test_info_says_whether_the_factor_was_repaired(torus_model_path, tmp_path, capsys):
+    """A model that passed its check says nothing of a repair; one whose factor was refitted says so, with the
+    disagreement before and after and whether the new factor was kept (`TrainConfig.factor_refit`)."""
+    from learned_manifold.model_file import read_metadata, save_model
+
+    extra = read_metadata(torus_model_path)["extra"]
+    assert extra["validation"]["factor_refit"] == {"ran": False, "why": "the check passed"}
+    assert main(["info", str(torus_model_path)]) == 0
+    assert "repair:" not in capsys.readouterr().out
+    for kept, words in ((True, "kept)"), (False, "not kept: the old factor stands")):
+        refit = {"ran": True, "steps": 750, "disagreement_before": 0.41, "disagreement_after": 0.07, "kept": kept}
+        path = tmp_path / f"repaired-{kept}.lmm"
+        save_model(load_model(torus_model_path), path,
+                   extra={**extra, "validation": {**extra["validation"], "factor_refit": refit}})
+        assert main(["info", str(path)]) == 0
+        out = capsys.readouterr().out
+        assert "repair:      the factor was refitted to the denoiser for 750 steps" in out
+        assert "0.41 -> 0.07" in out and words in out

@@ -1,4 +1,5 @@
-"""Data-parallel training (DDP, gloo, 2 CPU processes via torchrun) reaches the weights of one process."""
+"""Data-parallel training (DDP, gloo, 2 CPU processes via torchrun) reaches the weights of one process, the
+factor's repair after the last step included."""
 
 import socket
 import subprocess
@@ -7,12 +8,14 @@ import sys
 import torch
 from safetensors.torch import load_file
 
+from learned_manifold.model_file import read_metadata
 from learned_manifold_training.cli import main
 
 ARGS = ["train", "circle", "--num-points", "600", "--steps", "30", "--batch-size", "64", "--hidden", "16",
         "--depth", "1",
         "--rank", "2", "--device", "cpu", "--no-progress", "--seed", "3",
-        "--precision", "fp32"]  # fp32: bf16 rounds each rank's partial gradient, so only fp32 can match to 1e-5
+        "--precision", "fp32",  # fp32: bf16 rounds each rank's partial gradient, so only fp32 can match to 1e-5
+        "--factor-refit", "1"]  # 30 steps fail the self-check: the factor's repair runs after them, kept
 
 
 def free_port() -> int:
@@ -29,6 +32,9 @@ def test_two_processes_match_one(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={
         **__import__("os").environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
+    refits = [read_metadata(p)["extra"]["validation"]["factor_refit"] for p in (single, double)]
+    assert refits[0]["ran"] and refits[0]["kept"] and refits[1]["ran"] and refits[1]["kept"], refits
+    assert refits[0]["steps"] == refits[1]["steps"] == 30
     a, b = load_file(single), load_file(double)
     assert a.keys() == b.keys()
     for k in a:

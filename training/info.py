@@ -1,0 +1,155 @@
+"""``learned-manifold info MODEL [--data DATA] [--json]``: a model file's summary, read from its metadata alone
+(`learned_manifold.model_file.read_metadata`: nothing is built or run), and with ``--data`` the two checks without
+ground truth (`learned_manifold.diagnostics.self_consistency`, `learned_manifold.neighbour_check`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+
+from learned_manifold.diagnostics import OUTSIDE_THRESHOLD
+
+__all__ = ["run_info"]
+
+
+def _number(value, fmt: str = "{:.4g}") -> str:
+    return "unknown" if value is None else fmt.format(value)
+
+
+def _summary(path: str, meta: dict) -> str:
+    """A readable summary of a model file's metadata (what ``info`` prints without ``--json``)."""
+    c, e = meta["config"], meta["extra"]
+    step, total = e.get("step"), e.get("total_steps")
+    if e.get("complete") is False:
+        status = f"INCOMPLETE (step {step} of {total}): continue its training with `learned-manifold train ... " \
+                 f"--resume`"
+    elif e.get("complete") is True:
+        status = f"complete (step {step} of {total})"
+    else:
+        status = "unknown (written by an older version)"
+    shape = tuple(c["data_shape"])
+    D = 1
+    for n in shape:
+        D *= n
+    arch = ", ".join(f"{k} {v}" for k, v in c.get("arch_kwargs", {}).items())
+    own = c.get("denoiser_arch_kwargs") or {}
+    denoiser = "with denoiser" + (f" ({', '.join(f'{k} {v}' for k, v in own.items())})"
+                                  if isinstance(own, dict) and own else "")
+    centring = "uncentred" if not c.get("centred") else (
+        f"mean-centred ({'denoiser head on a shared trunk' if c.get('shared_trunk') else denoiser})")
+    lines = [
+        f"{path}: learned-manifold model, {status}",
+        f"  data:        shape {shape} (D = {D}), {_number(e.get('num_points'), '{:,}')} training points"
+        + (f" ({e['num_train_points']:,} fitted, {e['num_val_points']:,} held out)"
+           if "num_train_points" in e and "num_val_points" in e else ""),
+        f"  model:       rank {c['rank']}, {c.get('arch', '?')} ({arch}), "
+        f"{centring}, loss {c.get('loss')}, "
+        f"tikhonov {c.get('tikhonov')}",
+        f"  bandwidth:   default sigma {_number(c.get('default_sigma'))} ({c.get('sigma_rule')}); trained on "
+        f"[{_number(c.get('sigma_min'))}, {_number(c.get('sigma_max'))}] ({c.get('sampler')})",
+        f"  training:    {_number(step, '{:,}')} of {_number(total, '{:,}')} steps, "
+        f"{_number(e.get('training_seconds'), '{:.1f}')} s, precision {e.get('precision', 'unknown')}, "
+        f"seed {e.get('seed', 'unknown')}",
+        f"  library:     learned-manifold {e.get('library_version', 'unknown')}",
+    ]
+    if c.get("landmarks"):
+        lines.insert(3, f"  landmarks:   {c['landmarks']:,} training points stored (geodesics start through them)")
+    scaling = e.get("input_scaling")
+    if isinstance(scaling, dict) and "chosen" in scaling:
+        span = (f", linear span {scaling['span_dimension']} of {scaling['dim']} dimensions"
+                if "span_dimension" in scaling else "")
+        lines.insert(3, f"  input:       {scaling['chosen']} ({scaling.get('rule', '')}{span})")
+    norm = e.get("norm_feature")
+    if isinstance(norm, dict) and "chosen" in norm:
+        value = norm.get("norm_spread")
+        spread = f", spread {value:.3g}" if isinstance(value, (int, float)) else ""
+        lines.insert(4, f"  norm input:  {'on' if norm['chosen'] else 'off'} ({norm.get('rule', '')}{spread})")
+    warm = e.get("denoiser_warmup")
+    if isinstance(warm, dict) and isinstance(warm.get("denoiser_warmup"), (int, float)):
+        lines.insert(3, f"  warm-up:     the denoiser alone for the first {warm['denoiser_warmup']:.0%} of the steps "
+                        f"({warm.get('rule', '')})")
+    why_rank = e.get("rank_choice")
+    if isinstance(why_rank, dict) and "estimated_dimension" in why_rank:
+        lines.insert(3, f"  rank:        {why_rank.get('chosen')} (estimated data dimension "
+                        f"{why_rank['estimated_dimension']}; {why_rank.get('rule', '')})")
+    scalars = {k: v for k, v in e.get("validation", {}).items() if isinstance(v, (int, float))}
+    if scalars:
+        lines.append("  validation:  " + ", ".join(f"{k} {v:.4g}" for k, v in scalars.items()))
+    check = e.get("validation", {}).get("self_consistency")
+    if isinstance(check, dict):
+        outside = check.get("outside_eigenvalue")
+        # the stored verdict, re-read with today's outside limit (files from before the tenth session used 0.5)
+        trusted = check.get("trusted") and not (isinstance(outside, (int, float)) and outside > OUTSIDE_THRESHOLD)
+        lines.append(f"  consistency: {'trusted' if trusted else 'NOT TRUSTED'} on held-out points "
+                     f"(tangent disagreement {_number(check.get('tangent_disagreement'))}, normal growth "
+                     f"{_number(check.get('normal_growth'))}, outside eigenvalue "
+                     f"{_number(check.get('outside_eigenvalue'))}; `info MODEL --data DATA` for details)")
+    refit = e.get("validation", {}).get("factor_refit")
+    if isinstance(refit, dict) and refit.get("ran"):
+        lines.append(f"  repair:      the factor was refitted to the denoiser for {refit.get('steps')} steps after "
+                     f"failing the check (tangent disagreement {_number(refit.get('disagreement_before'))} -> "
+                     f"{_number(refit.get('disagreement_after'))}; "
+                     f"{'kept' if refit.get('kept') else 'not kept: the old factor stands'})")
+    near = e.get("validation", {}).get("neighbour_check")
+    if isinstance(near, dict):
+        if not near.get("informative"):
+            lines.append("  neighbours:  no verdict (too few training points for a neighbour estimate)")
+        else:
+            lines.append(f"  neighbours:  {'trusted' if near.get('trusted') else 'NOT TRUSTED'} at sigma "
+                         f"{_number(near.get('sigma'))} (dimension {near.get('model_dimension')} against the "
+                         f"neighbours' {near.get('neighbour_dimension')}, tangent disagreement "
+                         f"{_number(near.get('tangent_disagreement'))})")
+    return "\n".join(lines)
+
+
+def run_info(args: argparse.Namespace) -> int:
+    """The ``info`` command: print the summary (or the metadata as JSON with ``--json``); returns 0."""
+    from learned_manifold.model_file import read_metadata
+
+    meta = read_metadata(args.model)  # refuses (ModelFileError, a ValueError) every file load_model refuses
+    meta["extra"].get("validation", {}).pop("sigma_table", None)
+    report = near = None
+    if args.data is not None:
+        report, near = _consistency(args)
+        if report is not None:
+            meta["self_consistency"] = report.summary()
+        meta["neighbour_check"] = near.summary()
+    print(json.dumps(meta, indent=2) if args.json else _summary(args.model, meta))
+    if near is not None and not args.json:
+        if report is not None:
+            s = report.summary()
+            print(f"  spectra:     factor {s['factor_top_eigenvalues']}\n"
+                  f"               denoiser {s['denoiser_top_eigenvalues']}")
+            print(report.message())
+        print(near.message())
+    return 0
+
+
+def _consistency(args: argparse.Namespace):
+    """The checks of ``args.model`` on up to ``--num-points`` of ``--data``: `self_consistency` (``None`` for an
+    uncentred model, which has no denoiser) and `neighbour_check` against the rest of the data."""
+    from learned_manifold import load_model
+    from learned_manifold.diagnostics import self_consistency
+    from learned_manifold.neighbour_check import neighbour_check
+
+    from .data import resolve_data
+    from .trainer import sigma_grid
+
+    if args.num_points < 1:
+        raise ValueError(f"--num-points must be >= 1, got {args.num_points}")
+    model = load_model(args.model)
+    data, _ = resolve_data(args.data, seed=1)
+    if tuple(data.shape[1:]) != tuple(model.data_shape) and data[0].numel() != model.dim:
+        raise ValueError(f"--data has points of shape {tuple(data.shape[1:])}; the model expects "
+                         f"{tuple(model.data_shape)}")
+    if data.shape[0] < 3:
+        raise ValueError(f"--data needs at least 3 points (held-out points and neighbours), got {data.shape[0]}")
+    order = torch.randperm(data.shape[0], generator=torch.Generator().manual_seed(0))
+    n_check = min(args.num_points, data.shape[0] // 2)
+    keep, rest = order[:n_check], order[n_check:]
+    rest = rest[: max(2, min(20_000, 2**24 // model.dim))]
+    x = data[keep].float()
+    report = self_consistency(model, x) if model.has_denoiser else None
+    return report, neighbour_check(model, x, data[rest].float(), sigma_grid(model))

@@ -1,0 +1,132 @@
+"""The factor's repair (issue 12): when the finished model's two networks disagree, the factor is fitted again to
+the frozen denoiser's Jacobian at a low learning rate, and the result is kept only if they then agree better.
+
+Why: the trainer's ground-truth-free check (`learned_manifold.diagnostics.self_consistency`) compares the factor
+``AAᵀ`` with the denoiser's Jacobian ``Γᶜ = ∂x̂/∂y`` (SPEC §2). On the failing S¹⁶-in-R⁶⁴ seed of the fourteenth
+session the denoiser's Jacobian was right (its top-16 eigenspace 0.026 from the true tangent space at σ = 1/64,
+tuned k-NN 0.147) and the factor wrong (0.25): the factor had not converged to a target that was already good.
+Fitting it again with the main run's learning rate (``lr``) made it worse (0.83); at the schedule's floor
+(``lr/10``) it converged (0.078, dimension right at every point; ``benchmarks/RESULTS.md``, sixteenth session).
+
+The repair changes nothing in a run whose check passes, so every figure measured on a trusted model stands.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from learned_manifold.diagnostics import ConsistencyReport, self_consistency
+from learned_manifold.models import MetricModel
+
+from .batches import TrainingRows
+from .config import TrainConfig
+from .losses import MetricMatchingLoss
+from .objective import TrainingObjective
+
+__all__ = ["REFIT_LR_FACTOR", "refit_factor", "refit_schedule"]
+
+REFIT_LR_FACTOR = 0.1
+"""The repair's peak learning rate as a fraction of ``TrainConfig.lr`` (the main schedule's floor)."""
+
+
+def refit_schedule(step: int, steps: int) -> float:
+    """The repair's learning-rate factor (times ``REFIT_LR_FACTOR · lr``) at ``step`` of ``steps``: a linear
+    warm-up over 2% of the steps, then cosine decay to a tenth."""
+    warm = max(1, int(0.02 * steps))
+    if step < warm:
+        return (step + 1) / warm
+    progress = (step - warm) / max(1, steps - warm)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def refit_factor(ema: MetricModel, rows: TrainingRows, cfg: TrainConfig, sigma: float,
+                 batch: Callable[[int], tuple[Tensor, Tensor, Tensor, Tensor | None]],
+                 autocast: torch.autocast) -> tuple[dict, ConsistencyReport | None]:
+    """Refit ``ema``'s factor network to its frozen denoiser's Jacobian if the two disagree; in place.
+
+    Runs when ``cfg.factor_refit > 0``, the model is centred with two networks (no shared trunk) and
+    `self_consistency` on the held-out points ``rows.val_x`` at ``sigma`` says not trusted. A working copy of
+    ``ema`` trains its factor for ``round(factor_refit · steps)`` steps (AdamW at ``REFIT_LR_FACTOR · lr``,
+    `refit_schedule`, the run's own ``factor_target`` and ``jacobian_probes``) on the batches of steps
+    ``steps, steps + 1, …`` (``batch(step)``: this rank's slice of indices, σ_z, ε and probes, as in training;
+    under DDP the gradients are averaged over ranks and rank 0 takes every decision, so the ranks stay equal);
+    ``ema``'s factor follows it by the run's EMA. The new factor is kept if the mean tangent disagreement fell,
+    else the old one is put back.
+
+    Returns:
+        what happened, for the model file's validation record (``{"ran": False, "why": ...}`` or ``{"ran": True,
+        "steps", "seconds", "disagreement_before", "disagreement_after", "kept"}``; the seconds are not in the
+        run's training time), and the check of the model as it now
+        stands at ``sigma`` (``None`` where the repair does not apply and nothing was checked).
+    """
+    if not ema.has_denoiser or ema.trunk is not None:
+        return {"ran": False, "why": "needs a centred model with two networks"}, None
+    before = self_consistency(ema, rows.val_x, sigma)
+    if cfg.factor_refit == 0:
+        return {"ran": False, "why": "off (factor_refit = 0)"}, before
+    if not _agreed(not before.trusted, rows.val_x.device):  # rank 0 decides for every DDP rank
+        return {"ran": False, "why": "the check passed"}, before
+    steps = max(1, round(cfg.factor_refit * cfg.steps))
+    start = time.perf_counter()
+    saved = copy.deepcopy(ema.factor_net.state_dict())
+    work = copy.deepcopy(ema).train()
+    work.requires_grad_(False)
+    work.factor_net.requires_grad_(True)
+    params = list(work.factor_net.parameters())
+    objective = TrainingObjective(work, MetricMatchingLoss(cfg.loss, cfg.tikhonov, cfg.centred),
+                                  factor_target=cfg.factor_target, freeze_denoiser=True,
+                                  jacobian_probes=cfg.jacobian_probes)
+    device = rows.val_x.device
+    opt = torch.optim.AdamW(params, lr=REFIT_LR_FACTOR * cfg.lr, weight_decay=cfg.weight_decay,
+                            fused=device.type == "cuda" or None)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: refit_schedule(s, steps))
+    ema_params = list(ema.factor_net.parameters())
+    world = dist.get_world_size() if dist.is_initialized() else 1
+    end = cfg.steps + steps
+    for i in range(steps):
+        step = cfg.steps + i
+        idx, sigma_z, eps, probe = batch(step)
+        z = rows.rows(step, idx, end)
+        with autocast:
+            loss = objective(z, sigma_z, eps, True, probe).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if world > 1:  # each rank holds its slice of the batch: average the gradients, as DDP would
+            for p in (p for p in params if p.grad is not None):
+                dist.all_reduce(p.grad)
+                p.grad /= world
+        opt.step()
+        sched.step()
+        with torch.no_grad():
+            decay = min(cfg.ema, (1 + i) / (10 + i)) if cfg.ema else 0.0
+            torch._foreach_lerp_(ema_params, params, 1.0 - decay)
+    record = {"ran": True, "steps": steps, "seconds": round(time.perf_counter() - start, 2),
+              "disagreement_before": _mean(before)}
+    if not all(bool(torch.isfinite(p).all()) for p in ema_params):
+        ema.factor_net.load_state_dict(saved)
+        return {**record, "disagreement_after": None, "kept": False}, before
+    after = self_consistency(ema, rows.val_x, sigma)
+    kept = _agreed(_mean(after) < _mean(before), device)
+    if not kept:
+        ema.factor_net.load_state_dict(saved)
+    return {**record, "disagreement_after": _mean(after), "kept": kept}, after if kept else before
+
+
+def _agreed(flag: bool, device: torch.device) -> bool:
+    """``flag`` as rank 0 of a DDP run sees it (itself outside DDP), so that every rank takes the same branch."""
+    if not (dist.is_initialized() and dist.get_world_size() > 1):
+        return flag
+    value = torch.tensor([float(flag)], device=device)
+    dist.broadcast(value, 0)
+    return bool(value.item())
+
+
+def _mean(report) -> float:
+    return round(float(report.tangent_disagreement.mean()), 4)
