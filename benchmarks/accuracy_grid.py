@@ -88,7 +88,8 @@ def _model_scores(data, manifold, val, test, cfg: dict, seed: int, device: torch
     check = result.validation.get("self_consistency", {})
     refit = result.validation.get("factor_refit", {})
     return {"tangent_error": scores["tangent_error"], "dimension_accuracy": scores["dimension_accuracy"],
-            "sigma": sigma, "seconds": time.perf_counter() - start, "trusted": check.get("trusted"),
+            "sigma": sigma, "seconds": time.perf_counter() - start, "precision": result.precision,
+            "trusted": check.get("trusted"),
             "refit": "kept" if refit.get("kept") else ("not kept" if refit.get("ran") else "no")}
 
 

@@ -87,6 +87,7 @@ def test_accuracy_grid_quick(tmp_path):
     for s in (s for s in summary if s["method"] == "metric matching"):  # the trainer's self-check, counted
         rows = [r for r in runs if (r["manifold"], r["N"], r["method"]) == (s["manifold"], s["N"], s["method"])]
         assert all(isinstance(r["trusted"], bool) and r["refit"] in ("no", "kept", "not kept") for r in rows)
+        assert all(r["precision"] in ("fp32", "bf16") for r in rows)  # what "auto" chose, per run
         assert s["checked"] == 2 and s["untrusted"] == sum(not r["trusted"] for r in rows)
         assert s["repaired"] == sum(r["refit"] == "kept" for r in rows)
     # tuned k-NN on 300 points of S² is far better than a random 2-plane in R⁶⁴ (≈ 1.98)
