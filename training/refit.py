@@ -61,10 +61,10 @@ def refit_factor(ema: MetricModel, rows: TrainingRows, cfg: TrainConfig, sigma: 
     else the old one is put back.
 
     Returns:
-        what happened, for the model file's validation record (``{"ran": False, "why": ...}`` or ``{"ran": True,
-        "steps", "seconds", "disagreement_before", "disagreement_after", "kept"}``; the seconds are not in the
-        run's training time), and the check of the model as it now
-        stands at ``sigma`` (``None`` where the repair does not apply and nothing was checked).
+        what happened, for the model file's validation record: ``{"ran": False, "why": ...}``, or ``"ran"``
+        true with ``"steps"``, ``"seconds"`` (not in the run's training time), ``"disagreement_before"``,
+        ``"disagreement_after"`` and ``"kept"``; and the check of the model as it now stands at ``sigma``
+        (``None`` where the repair does not apply and nothing was checked).
     """
     if not ema.has_denoiser or ema.trunk is not None:
         return {"ran": False, "why": "needs a centred model with two networks"}, None
