@@ -152,8 +152,8 @@ class TrainConfig:
             Each probe costs a backward pass, so ``1`` stays the default (``benchmarks/RESULTS.md``).
         factor_refit: (centred runs with two networks) the factor's repair, as a fraction in ``[0, 1]`` of
             ``steps`` (``0``: off): when the finished model fails the trainer's self-consistency check, the
-            factor is fitted again to the frozen denoiser's Jacobian at a tenth of ``lr`` for that many more
-            steps, and kept only if the two networks then agree better (`learned_manifold_training.refit`; the
+            factor is fitted again to the frozen denoiser (its ``factor_target``) at a tenth of ``lr`` for that
+            many more steps, and kept only if the two networks then agree better (`learned_manifold_training.refit`; the
             model file's validation records what happened). A model that passes the check is not touched. On
             a failing S¹⁶-in-R⁶⁴ seed (10k points) the denoiser was right and the factor had not converged:
             0.246 → 0.079 (tuned k-NN 0.147); a factor that had collapsed (S¹⁶, 3k points, error 3.2) was not

@@ -1,5 +1,6 @@
 """The factor's repair (issue 12): when the finished model's two networks disagree, the factor is fitted again to
-the frozen denoiser's Jacobian at a low learning rate, and the result is kept only if they then agree better.
+the frozen denoiser (its Jacobian, under the default target) at a low learning rate, and the result is kept only
+if they then agree better.
 
 Why: the trainer's ground-truth-free check (`learned_manifold.diagnostics.self_consistency`) compares the factor
 ``AAᵀ`` with the denoiser's Jacobian ``Γᶜ = ∂x̂/∂y`` (SPEC §2). On the failing S¹⁶-in-R⁶⁴ seed of the fourteenth
@@ -49,7 +50,7 @@ def refit_schedule(step: int, steps: int) -> float:
 def refit_factor(ema: MetricModel, rows: TrainingRows, cfg: TrainConfig, sigma: float,
                  batch: Callable[[int], tuple[Tensor, Tensor, Tensor, Tensor | None]],
                  autocast: torch.autocast) -> tuple[dict, ConsistencyReport | None]:
-    """Refit ``ema``'s factor network to its frozen denoiser's Jacobian if the two disagree; in place.
+    """Refit ``ema``'s factor network to its frozen denoiser if the two disagree; in place.
 
     Runs when ``cfg.factor_refit > 0``, the model is centred with two networks (no shared trunk) and
     `self_consistency` on the held-out points ``rows.val_x`` at ``sigma`` says not trusted. A working copy of

@@ -408,7 +408,8 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, manifold, out: Path | Non
             if ckpt is not None:
                 ckpt.save(end, seconds_before + seconds, complete=False)
             return result
-        # a first signal from here on is ignored: the run is finished but for its bandwidth choice (seconds)
+        # a first signal from here on is ignored: the run is finished but for its bandwidth choice (seconds) and,
+        # where the check fails, the factor's repair (minutes: a quarter of the run)
         sigma, rule, table = select_sigma(ema, val_x, manifold)
         # the ground-truth-free check of the two networks against each other (issue 12); where it fails, the
         # factor's repair (`training/refit.py`)
