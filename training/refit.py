@@ -15,7 +15,6 @@ The repair changes nothing in a run whose check passes, so every figure measured
 from __future__ import annotations
 
 import copy
-import math
 import time
 from collections.abc import Callable
 
@@ -30,21 +29,12 @@ from .batches import TrainingRows
 from .config import TrainConfig
 from .losses import MetricMatchingLoss
 from .objective import TrainingObjective
+from .schedule import ema_decay, lr_factor
 
-__all__ = ["REFIT_LR_FACTOR", "refit_factor", "refit_schedule"]
+__all__ = ["REFIT_LR_FACTOR", "refit_factor"]
 
 REFIT_LR_FACTOR = 0.1
 """The repair's peak learning rate as a fraction of ``TrainConfig.lr`` (the main schedule's floor)."""
-
-
-def refit_schedule(step: int, steps: int) -> float:
-    """The repair's learning-rate factor (times ``REFIT_LR_FACTOR · lr``) at ``step`` of ``steps``: a linear
-    warm-up over 2% of the steps, then cosine decay to a tenth."""
-    warm = max(1, int(0.02 * steps))
-    if step < warm:
-        return (step + 1) / warm
-    progress = (step - warm) / max(1, steps - warm)
-    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
 def refit_factor(ema: MetricModel, rows: TrainingRows, cfg: TrainConfig, sigma: float,
@@ -54,8 +44,9 @@ def refit_factor(ema: MetricModel, rows: TrainingRows, cfg: TrainConfig, sigma: 
 
     Runs when ``cfg.factor_refit > 0``, the model is centred with two networks (no shared trunk) and
     `self_consistency` on the held-out points ``rows.val_x`` at ``sigma`` says not trusted. A working copy of
-    ``ema`` trains its factor for ``round(factor_refit · steps)`` steps (AdamW at ``REFIT_LR_FACTOR · lr``,
-    `refit_schedule`, the run's own ``factor_target`` and ``jacobian_probes``) on the batches of steps
+    ``ema`` trains its factor for ``round(factor_refit · steps)`` steps (AdamW at ``REFIT_LR_FACTOR · lr`` under
+    the run's warm-up and cosine schedule, `training/schedule.py`, over the repair's steps; the run's own
+    ``factor_target`` and ``jacobian_probes``) on the batches of steps
     ``steps, steps + 1, …`` (``batch(step)``: this rank's slice of indices, σ_z, ε and probes, as in training;
     under DDP the gradients are averaged over ranks and rank 0 takes every decision, so the ranks stay equal);
     ``ema``'s factor follows it by the run's EMA. The new factor is kept if the mean tangent disagreement fell,
@@ -87,7 +78,7 @@ def refit_factor(ema: MetricModel, rows: TrainingRows, cfg: TrainConfig, sigma: 
     device = rows.val_x.device
     opt = torch.optim.AdamW(params, lr=REFIT_LR_FACTOR * cfg.lr, weight_decay=cfg.weight_decay,
                             fused=device.type == "cuda" or None)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: refit_schedule(s, steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, steps, cfg.warmup))
     ema_params = list(ema.factor_net.parameters())
     world = dist.get_world_size() if dist.is_initialized() else 1
     end = cfg.steps + steps
@@ -106,8 +97,7 @@ def refit_factor(ema: MetricModel, rows: TrainingRows, cfg: TrainConfig, sigma: 
         opt.step()
         sched.step()
         with torch.no_grad():
-            decay = min(cfg.ema, (1 + i) / (10 + i)) if cfg.ema else 0.0
-            torch._foreach_lerp_(ema_params, params, 1.0 - decay)
+            torch._foreach_lerp_(ema_params, params, 1.0 - ema_decay(i, cfg.ema))
     record = {"ran": True, "steps": steps, "seconds": round(time.perf_counter() - start, 2),
               "disagreement_before": _mean(before)}
     if not all(bool(torch.isfinite(p).all()) for p in ema_params):

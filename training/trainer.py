@@ -46,6 +46,7 @@ from .outputs import Checkpointer, OutputLock, check_output, state_path
 from .refit import refit_factor
 from .runtime import StopRequest, TrainingDiverged, TrainingInterrupted, check_health, resolve_device
 from .samplers import make_sampler
+from .schedule import ema_decay, lr_factor
 from .validation import select_sigma, sigma_grid, validate
 
 _F32 = torch.finfo(torch.float32)
@@ -106,14 +107,6 @@ def _distributed() -> tuple[int, int]:
     if dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
-
-
-def _lr_factor(step: int, cfg: TrainConfig) -> float:
-    warm = max(1, int(cfg.warmup * cfg.steps))
-    if step < warm:
-        return (step + 1) / warm
-    progress = (step - warm) / max(1, cfg.steps - warm)
-    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
 def _batch(step: int, cfg: TrainConfig, n_data: int, shape: tuple[int, ...], sampler, scale: float,
@@ -298,7 +291,7 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, manifold, out: Path | Non
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
                             fused=device.type == "cuda" or None)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.steps, cfg.warmup))
     fingerprint = rows.fingerprint
 
     start, seconds_before = 0, 0.0
@@ -321,7 +314,8 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, manifold, out: Path | Non
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["optimizer"])
         start, seconds_before = int(state["step"]), float(state.get("seconds", 0.0))
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg), last_epoch=start - 1)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.steps, cfg.warmup),
+                                                  last_epoch=start - 1)
 
     runner: nn.Module = objective
     if world > 1:
@@ -374,8 +368,7 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, manifold, out: Path | Non
             opt.step()
             sched.step()
             with torch.no_grad():
-                decay = min(cfg.ema, (1 + step) / (10 + step)) if cfg.ema else 0.0
-                torch._foreach_lerp_(ema_params, model_params, 1.0 - decay)
+                torch._foreach_lerp_(ema_params, model_params, 1.0 - ema_decay(step, cfg.ema))
             running += loss.detach()
             done = step + 1
             checkpoint = ckpt is not None and cfg.checkpoint_every and done % cfg.checkpoint_every == 0

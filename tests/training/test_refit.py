@@ -11,7 +11,8 @@ from learned_manifold.geometry import eigenpairs, projector_error
 from learned_manifold_training import refit as refit_module
 from learned_manifold_training.batches import TrainingRows
 from learned_manifold_training.data import Sphere
-from learned_manifold_training.refit import refit_factor, refit_schedule
+from learned_manifold_training.refit import refit_factor
+from learned_manifold_training.schedule import lr_factor
 from learned_manifold_training.trainer import TrainConfig, _batch, bandwidth_sampler, train
 
 SPHERE = Sphere(2, 3)
@@ -90,7 +91,8 @@ def test_a_refit_that_does_not_help_is_put_back(trained, monkeypatch):
 
 
 def test_the_schedule_warms_up_then_decays_to_a_tenth():
-    values = [refit_schedule(s, 1000) for s in range(1000)]
+    """`lr_factor`, the schedule of the main loop and of the repair (over its own steps)."""
+    values = [lr_factor(s, 1000, 0.02) for s in range(1000)]
     assert values[0] == pytest.approx(1 / 20) and max(values) == pytest.approx(1.0)
     assert values[-1] == pytest.approx(0.1, abs=1e-3)
     assert all(a >= b for a, b in zip(values[20:], values[21:], strict=False))
