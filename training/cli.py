@@ -128,6 +128,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--denoiser-warmup", type=_auto_or(float), default=_DEFAULTS["denoiser_warmup"], metavar="F",
                    help="centred runs: fraction in [0, 1) of the steps that train the denoiser alone before the "
                         "factor starts (default auto: 0.5, or 0.25 where the data's estimated dimension exceeds 8)")
+    p.add_argument("--factor-hidden", type=_auto_or(int), default=_DEFAULTS["factor_hidden"], metavar="W",
+                   help="(MLP) the factor network's hidden width (default auto: 2 x --hidden where the data's "
+                        "estimated dimension exceeds 8, else --hidden)")
     p.add_argument("--denoiser-hidden", type=int, default=_DEFAULTS["denoiser_hidden"], metavar="W",
                    help="centred runs with two networks (MLP): the denoiser's hidden width (default: --hidden)")
     p.add_argument("--jacobian-probes", type=int, default=_DEFAULTS["jacobian_probes"], metavar="K",
@@ -137,6 +140,12 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="centred runs with two networks: if the finished model fails its self-consistency check, "
                         "refit the factor to the frozen denoiser for F x steps more at lr/10, kept only if the "
                         "networks then agree better (0: off)")
+    p.add_argument("--factor-clip", type=_auto_or(float), default=_DEFAULTS["factor_clip"], metavar="R",
+                   help="cut the factor network's gradient norm to R x its running geometric mean, a guard against "
+                        "its loss blowing up (0: off; default auto: 4 where the estimated dimension exceeds 8)")
+    p.add_argument("--factor-ramp", type=_auto_or(float), default=_DEFAULTS["factor_ramp"], metavar="F",
+                   help="ramp the factor's learning rate up over F x steps from its first step (0: off; default "
+                        "auto: the run's warm-up where the estimated dimension exceeds 8)")
     p.add_argument("--input-scaling", default=_DEFAULTS["input_scaling"], choices=TRAIN_INPUT_SCALINGS,
                    help="what the networks see: none (the standardised point), unit (c_in(σ) times it), gaussian "
                         "(the data's linear denoiser applied to it, plus a linear skip for the denoiser; "
@@ -215,8 +224,8 @@ def _config(args: argparse.Namespace) -> TrainConfig:
             centred=not args.uncentred, shared_trunk=args.shared_trunk,
             factor_trunk_grad=args.factor_trunk_grad, factor_fraction=args.factor_fraction,
             freeze_denoiser=args.freeze_denoiser, jacobian_probes=args.jacobian_probes,
-            factor_refit=args.factor_refit,
-            denoiser_hidden=args.denoiser_hidden,
+            factor_refit=args.factor_refit, factor_clip=args.factor_clip, factor_ramp=args.factor_ramp,
+            denoiser_hidden=args.denoiser_hidden, factor_hidden=args.factor_hidden,
             denoiser_warmup=args.denoiser_warmup,
             tikhonov=args.tikhonov, loss=args.loss,
             input_scaling=args.input_scaling, factor_target=args.factor_target, grad_clip=args.grad_clip,

@@ -26,8 +26,9 @@ from learned_manifold.unet import UNET_PRESETS, unet_preset
 
 from .losses import FACTOR_TARGETS
 
-__all__ = ["BACKBONE_CHOICES", "DEFAULT_LANDMARKS", "DEFAULT_RANK", "DENOISER_WARMUP", "HIGH_DIMENSION_WARMUP",
-           "MAX_SEED", "NORM_SPREAD", "SPAN_FRACTION", "TRAIN_INPUT_SCALINGS", "TrainConfig", "is_image_shape"]
+__all__ = ["BACKBONE_CHOICES", "DEFAULT_FACTOR_CLIP", "DEFAULT_LANDMARKS", "DEFAULT_RANK", "DENOISER_WARMUP",
+           "HIGH_DIMENSION_WARMUP", "MAX_SEED", "NORM_SPREAD", "SPAN_FRACTION", "TRAIN_INPUT_SCALINGS", "TrainConfig",
+           "is_image_shape"]
 
 BACKBONE_CHOICES = ("auto", "mlp", "unet")
 
@@ -49,6 +50,9 @@ points of the built-in digits, 4,096 points of the swiss roll, 512 images of 64 
 MAX_SEED = 2**63 // 1_000_003 - 2**32  # batches are keyed by seed * 1_000_003 + step (a 64-bit generator seed)
 MAX_STEPS = 2**31
 MAX_JACOBIAN_PROBES = 64  # each probe is one more backward pass per step
+
+DEFAULT_FACTOR_CLIP = 4.0
+"""The factor's gradient guard where ``factor_clip="auto"`` turns it on (`input_choices.choose_factor_guards`)."""
 
 DEFAULT_RANK = 16
 """The MLP factor's rank when unset, unless the data's estimated dimension exceeds half of it
@@ -128,8 +132,23 @@ class TrainConfig:
             step (the default 0.70×) but its tangent error was 0.036 and 0.037 against 0.025 and 0.026
             (``benchmarks/RESULTS.md``); on small batches the factor sees too few points (a circle at batch 64:
             0.44 against 0.03).
+        factor_ramp: (centred runs with two networks whose factor starts after the denoiser's warm-up) the
+            fraction of ``steps`` over which the factor network's learning rate ramps up linearly from its first
+            step (``0``: it starts at the schedule's full rate). ``"auto"`` (default): ``warmup`` where the data's
+            estimated dimension exceeds 8 (with the wider factor, ``factor_hidden``), else 0
+            (`input_choices.choose_factor_guards`). The factor's Adam state starts there, and its first steps at
+            the full rate move every weight by about ``lr`` at once: on S¹⁶ in R⁶⁴ with the factor at width 512
+            its loss rose to 7,000 in the first 50 steps and the factor never learned the sphere (docs/SPEC.md §3,
+            ``benchmarks/RESULTS.md``, seventeenth session).
+        factor_hidden: (the MLP) the factor network's hidden width: ``None`` is ``hidden``; ``"auto"`` (default)
+            is ``2 · hidden`` where the data's estimated dimension exceeds 8 (where the rank rule raises the rank),
+            else ``hidden`` (`input_choices.choose_factor_width`; the denoiser keeps ``hidden`` or
+            ``denoiser_hidden``). On S¹⁶ in R⁶⁴ the factor must hold the position-dependent normal direction of
+            a sphere filling 17 dimensions, a quadratic function of the point; at width 256 it stalled on the
+            span's fit (3k points, seed 1: 0.93 after 6,000 steps, 0.75 after 12,000) where width 512 learned
+            it (0.085; ``benchmarks/RESULTS.md``, seventeenth session).
         denoiser_hidden: (centred runs, two networks, the MLP) the denoiser's hidden width; ``None`` (default):
-            ``hidden``, the factor's. Recorded in the model file (``ModelConfig.denoiser_arch_kwargs``). Half the
+            ``hidden``. Recorded in the model file (``ModelConfig.denoiser_arch_kwargs``). Half the
             width makes a whole CPU run 1.06× a plain uncentred run (the default 0.73×) with the accuracy of the
             roll and S², but S¹⁶ failed on three seeds of three (0.53–0.68 against 0.06–0.13), the torus lost
             10–31% (at width 64 and at the CLI's 256) and S⁸ 0–11% (``benchmarks/RESULTS.md``, fourteenth and
@@ -158,6 +177,16 @@ class TrainConfig:
             a failing S¹⁶-in-R⁶⁴ seed (10k points) the denoiser was right and the factor had not converged:
             0.246 → 0.079 (tuned k-NN 0.147); a factor that had collapsed (S¹⁶, 3k points, error 3.2) was not
             repaired and stays flagged (docs/SPEC.md §3, ``benchmarks/RESULTS.md``, sixteenth session).
+        factor_clip: the guard against the factor's loss blowing up (``0``: off): each step the factor network's
+            gradient norm is cut to ``factor_clip`` times the running geometric mean of its recent norms
+            (`learned_manifold_training.clipping`; never in its first 100 steps). ``"auto"`` (default):
+            `DEFAULT_FACTOR_CLIP` where the data's estimated dimension exceeds 8, else off
+            (`input_choices.choose_factor_guards`; on the roll it cut 21 steps and cost 0.009 → 0.011). The
+            Jacobian-matching loss is quartic in the factor; on S¹⁶ in R⁶⁴ two runs without a guard blew up
+            mid-run (gradient norms 10⁵–10¹⁰) and never recovered (tangent error 3.2 and 4.4); with it a run
+            whose loss jumped to 77 mid-run came back and learned the sphere (docs/SPEC.md §3,
+            ``benchmarks/RESULTS.md``, seventeenth session). A run in which it cuts nothing is unchanged bit for
+            bit. The model file's validation records how many steps it cut.
         loss, tikhonov, sampler, sigma_min, sigma_max: the loss and bandwidth sampler (SPEC §3).
         input_scaling: ``"auto"`` (default): ``"gaussian"`` for the MLP when the data's linear span (principal
             variances above 10⁻³ of the largest) has at most `SPAN_FRACTION` of the ``D`` dimensions, else
@@ -213,6 +242,9 @@ class TrainConfig:
     freeze_denoiser: bool = False
     jacobian_probes: int = 1
     factor_refit: float = 0.25
+    factor_clip: float | str = "auto"
+    factor_ramp: float | str = "auto"
+    factor_hidden: int | str | None = "auto"
     denoiser_hidden: int | None = None
     loss: str = "lowrank"
     tikhonov: float = 0.0
@@ -267,12 +299,21 @@ class TrainConfig:
             raise ValueError("factor_fraction acts on centred runs only (an uncentred run trains the factor alone: "
                              "use a smaller batch_size)")
         self.factor_refit = check_real(self.factor_refit, "factor_refit", nonnegative=True)
+        if not _is_auto(self.factor_clip):
+            self.factor_clip = check_real(self.factor_clip, "factor_clip", nonnegative=True)
+        if not _is_auto(self.factor_ramp):
+            self.factor_ramp = _fraction(self.factor_ramp, "factor_ramp")
+        if not _is_auto(self.factor_clip) and 0 < self.factor_clip < 1:
+            raise ValueError(f"factor_clip must be 0 (off) or at least 1 (a multiple of the running gradient norm), "
+                             f"got {self.factor_clip}")
         if self.factor_refit > 1:
             raise ValueError(f"factor_refit must be in [0, 1] (a fraction of steps), got {self.factor_refit}")
         self.jacobian_probes = check_int(self.jacobian_probes, "jacobian_probes", 1, MAX_JACOBIAN_PROBES)
         if self.jacobian_probes != 1 and not (self.centred and self.factor_target == "jacobian"):
             raise ValueError("jacobian_probes acts on the Jacobian target of centred runs only "
                              "(centred=True, factor_target='jacobian')")
+        if self.factor_hidden is not None and not _is_auto(self.factor_hidden):
+            self.factor_hidden = check_int(self.factor_hidden, "factor_hidden", 1, MAX_WIDTH)
         if self.denoiser_hidden is not None:
             self.denoiser_hidden = check_int(self.denoiser_hidden, "denoiser_hidden", 1, MAX_WIDTH)
             if not self.centred or self.shared_trunk:
@@ -356,6 +397,9 @@ class TrainConfig:
             return "film_mlp", mlp, rank
         if len(shape) not in (2, 3):
             raise ValueError(f"backbone 'unet' needs image points of shape (H, W) or (C, H, W), got {shape}")
+        if isinstance(self.factor_hidden, int):
+            raise ValueError(f"factor_hidden sizes the MLP factor network, but points of shape {shape} train the "
+                             "UNet (backbone auto chooses it for images; see is_image_shape)")
         if self.denoiser_hidden is not None:
             raise ValueError(f"denoiser_hidden sizes the MLP denoiser, but points of shape {shape} train the UNet "
                              "(backbone auto chooses it for images; see is_image_shape)")

@@ -70,6 +70,13 @@ def _summary(path: str, meta: dict) -> str:
     if isinstance(warm, dict) and isinstance(warm.get("denoiser_warmup"), (int, float)):
         lines.insert(3, f"  warm-up:     the denoiser alone for the first {warm['denoiser_warmup']:.0%} of the steps "
                         f"({warm.get('rule', '')})")
+    width = e.get("factor_width")
+    if isinstance(width, dict) and width.get("rule", "").startswith("auto") and isinstance(
+            width.get("factor_hidden"), int):
+        guards = e.get("factor_guards")
+        ramp = guards.get("factor_ramp") if isinstance(guards, dict) else None
+        ramped = f"; its rate ramped up over {ramp:.0%} of the steps" if isinstance(ramp, float) and ramp else ""
+        lines.insert(3, f"  width:       factor network {width['factor_hidden']} ({width['rule']}){ramped}")
     why_rank = e.get("rank_choice")
     if isinstance(why_rank, dict) and "estimated_dimension" in why_rank:
         lines.insert(3, f"  rank:        {why_rank.get('chosen')} (estimated data dimension "
@@ -92,6 +99,11 @@ def _summary(path: str, meta: dict) -> str:
                      f"failing the check (tangent disagreement {_number(refit.get('disagreement_before'))} -> "
                      f"{_number(refit.get('disagreement_after'))}; "
                      f"{'kept' if refit.get('kept') else 'not kept: the old factor stands'})")
+    guard = e.get("validation", {}).get("factor_clip")
+    if isinstance(guard, dict) and guard.get("clipped_steps"):
+        lines.append(f"  guard:       the factor's gradient was cut on {guard.get('clipped_steps')} steps (to "
+                     f"{_number(guard.get('ratio'))} x its running norm; largest excess "
+                     f"{_number(guard.get('largest_ratio'))} x)")
     near = e.get("validation", {}).get("neighbour_check")
     if isinstance(near, dict):
         if not near.get("informative"):

@@ -12,13 +12,23 @@ from torch import Tensor
 from learned_manifold.evaluation import field_eigenpairs
 from learned_manifold.geometry import intrinsic_dimension
 from learned_manifold.metrics import KNNCDC
+from learned_manifold.models import MAX_WIDTH
 from learned_manifold.preconditioning import principal_components
 
 from .batches import TrainingRows
-from .config import DEFAULT_RANK, DENOISER_WARMUP, HIGH_DIMENSION_WARMUP, NORM_SPREAD, SPAN_FRACTION, TrainConfig
+from .config import (
+    DEFAULT_FACTOR_CLIP,
+    DEFAULT_RANK,
+    DENOISER_WARMUP,
+    HIGH_DIMENSION_WARMUP,
+    NORM_SPREAD,
+    SPAN_FRACTION,
+    TrainConfig,
+)
 
-__all__ = ["NORM_SAMPLE", "RANK_NEIGHBOURS", "RANK_QUERIES", "RANK_REFERENCE", "choose_input_scaling",
-           "choose_norm_feature", "choose_rank", "choose_warmup", "estimate_dimension", "local_pca_dimension"]
+__all__ = ["NORM_SAMPLE", "RANK_NEIGHBOURS", "RANK_QUERIES", "RANK_REFERENCE", "choose_by_dimension",
+           "choose_factor_guards", "choose_factor_width", "choose_input_scaling", "choose_norm_feature", "choose_rank",
+           "choose_warmup", "estimate_dimension", "local_pca_dimension"]
 
 NORM_SAMPLE = 4096
 """Points whose distances from the mean decide ``norm_feature="auto"``."""
@@ -101,9 +111,23 @@ def estimate_dimension(cfg: TrainConfig, rows: TrainingRows, arch: str) -> int |
     dim = math.prod(rows.shape)
     if arch != "film_mlp" or dim <= DEFAULT_RANK:
         return None
-    if cfg.rank is not None and cfg.denoiser_warmup != "auto":
+    if cfg.rank is not None and "auto" not in (cfg.denoiser_warmup, cfg.factor_hidden, cfg.factor_ramp,
+                                               cfg.factor_clip):
         return None
     return int(local_pca_dimension(rows.standardised_sample(RANK_REFERENCE), seed=cfg.seed).float().median().round())
+
+
+def choose_by_dimension(cfg: TrainConfig, rows: TrainingRows, arch: str, rank: int) -> tuple[TrainConfig, int, dict]:
+    """The choices made from the data's estimated dimension (`estimate_dimension`): ``cfg`` with
+    ``denoiser_warmup`` and ``factor_hidden`` resolved, the rank (``rank``: `TrainConfig.model_spec`'s), and why,
+    for the model file (``rank_choice``, ``denoiser_warmup``, ``factor_width``, ``factor_guards``)."""
+    estimate = estimate_dimension(cfg, rows, arch)
+    rank, rank_why = choose_rank(cfg, rows, arch, rank, estimate)
+    cfg, warmup_why = choose_warmup(cfg, estimate)
+    cfg, width_why = choose_factor_width(cfg, estimate, arch)
+    cfg, guards_why = choose_factor_guards(cfg, estimate)
+    return cfg, rank, {"rank_choice": rank_why, "denoiser_warmup": warmup_why, "factor_width": width_why,
+                       "factor_guards": guards_why}
 
 
 def choose_rank(cfg: TrainConfig, rows: TrainingRows, arch: str, rank: int,
@@ -127,6 +151,45 @@ def choose_rank(cfg: TrainConfig, rows: TrainingRows, arch: str, rank: int,
     return chosen, {"chosen": chosen, "estimated_dimension": estimate,
                     "rule": f"auto: min(D, max({DEFAULT_RANK}, 2 x the median local-PCA dimension of "
                             f"{RANK_NEIGHBOURS} neighbours))"}
+
+
+def choose_factor_width(cfg: TrainConfig, estimate: int | None, arch: str) -> tuple[TrainConfig, dict]:
+    """``cfg`` with ``factor_hidden`` resolved where it is ``"auto"`` (to ``None``, i.e. ``hidden``, or to an
+    explicit width), and why, for the file.
+
+    ``2 · hidden`` (at most `MAX_WIDTH`) where the estimated dimension exceeds ``DEFAULT_RANK / 2``, i.e. where
+    `choose_rank` raises the rank, else ``hidden``. The factor of a sphere ``S^d`` filling ``d + 1`` dimensions
+    must produce its normal direction, a quadratic function of the point, in every one of its columns; on S¹⁶ in
+    R⁶⁴ (3k points) width 256 stalled on the fit of the span where 512 learned the sphere
+    (`benchmarks/RESULTS.md`, seventeenth session). Below the threshold every measured default stays."""
+    if cfg.factor_hidden != "auto":
+        return cfg, {"factor_hidden": cfg.factor_hidden or cfg.hidden, "rule": "asked for"}
+    rule = f"auto: 2 x hidden where the estimated dimension exceeds {DEFAULT_RANK // 2}, else hidden"
+    if arch != "film_mlp":
+        return replace(cfg, factor_hidden=None), {"factor_hidden": None, "rule": "the UNet preset's"}
+    if estimate is None or estimate <= DEFAULT_RANK // 2:
+        return replace(cfg, factor_hidden=None), {"factor_hidden": cfg.hidden, "rule": rule}
+    width = min(2 * cfg.hidden, MAX_WIDTH)
+    return replace(cfg, factor_hidden=width), {"factor_hidden": width, "rule": rule}
+
+
+def choose_factor_guards(cfg: TrainConfig, estimate: int | None) -> tuple[TrainConfig, dict]:
+    """``cfg`` with ``factor_ramp`` and ``factor_clip`` resolved where they are ``"auto"``, and why, for the file.
+
+    Where the estimated dimension exceeds ``DEFAULT_RANK / 2`` (where the factor is wider, `choose_factor_width`):
+    the factor's learning rate ramps up over the run's ``warmup`` from its first step, and its gradient guard
+    cuts at `DEFAULT_FACTOR_CLIP` times its running norm; else neither. Below the threshold every measured default
+    stays: on the swiss roll (10k points, seed 0) the guard cut 21 steps and the error went 0.009 → 0.011
+    (`benchmarks/RESULTS.md`, seventeenth session)."""
+    high = estimate is not None and estimate > DEFAULT_RANK // 2
+    rule = f"auto: on where the estimated dimension exceeds {DEFAULT_RANK // 2}, else off"
+    why = {}
+    if cfg.factor_ramp == "auto":
+        cfg = replace(cfg, factor_ramp=cfg.warmup if high else 0.0)
+    if cfg.factor_clip == "auto":
+        cfg = replace(cfg, factor_clip=DEFAULT_FACTOR_CLIP if high else 0.0)
+    why = {"factor_ramp": cfg.factor_ramp, "factor_clip": cfg.factor_clip, "rule": rule}
+    return cfg, why
 
 
 def choose_warmup(cfg: TrainConfig, estimate: int | None) -> tuple[TrainConfig, dict]:

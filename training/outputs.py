@@ -24,6 +24,8 @@ from torch import nn
 import learned_manifold
 from learned_manifold.model_file import atomic_write_bytes, file_kind, save_model
 
+from .clipping import RelativeClip
+
 try:  # POSIX advisory locks; without them (Windows) runs are not locked against each other
     import fcntl
 except ImportError:  # pragma: no cover
@@ -195,6 +197,7 @@ class Checkpointer:
     optimizer: torch.optim.Optimizer
     config: object  # TrainConfig (a dataclass)
     fingerprint: list[float]
+    guard: RelativeClip | None = None  # the factor's gradient guard: its state resumes with the run
     info: dict = field(default_factory=dict)  # num_points, num_train_points, num_val_points, precision
     saved_step: int | None = None  # the step of the last checkpoint on disk
 
@@ -216,6 +219,7 @@ class Checkpointer:
             "optimizer": self.optimizer.state_dict(),
             "config": json.dumps(cfg),
             "fingerprint": self.fingerprint,
+            **({"factor_clip": self.guard.state_dict()} if self.guard is not None else {}),
         }, buf)
         try:
             atomic_write_bytes(state_path(self.out), buf.getvalue())

@@ -26,6 +26,7 @@ from learned_manifold.diagnostics import ConsistencyReport, self_consistency
 from learned_manifold.models import MetricModel
 
 from .batches import TrainingRows
+from .clipping import RelativeClip
 from .config import TrainConfig
 from .losses import MetricMatchingLoss
 from .objective import TrainingObjective
@@ -79,6 +80,8 @@ def refit_factor(ema: MetricModel, rows: TrainingRows, cfg: TrainConfig, sigma: 
     opt = torch.optim.AdamW(params, lr=REFIT_LR_FACTOR * cfg.lr, weight_decay=cfg.weight_decay,
                             fused=device.type == "cuda" or None)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, steps, cfg.warmup))
+    # the run's guard (`input_choices.choose_factor_guards`); a config the trainer has not resolved: off
+    guard = RelativeClip(params, 0.0 if cfg.factor_clip == "auto" else cfg.factor_clip, device)
     ema_params = list(ema.factor_net.parameters())
     world = dist.get_world_size() if dist.is_initialized() else 1
     end = cfg.steps + steps
@@ -94,6 +97,7 @@ def refit_factor(ema: MetricModel, rows: TrainingRows, cfg: TrainConfig, sigma: 
             for p in (p for p in params if p.grad is not None):
                 dist.all_reduce(p.grad)
                 p.grad /= world
+        guard()
         opt.step()
         sched.step()
         with torch.no_grad():

@@ -1,11 +1,16 @@
 """The schedules a training run follows, shared by the main loop (`training/trainer.py`) and the factor's repair
-(`training/refit.py`): the learning-rate factor and the EMA decay at each step."""
+(`training/refit.py`): the learning-rate factor and the EMA decay at each step, and the factor's own ramp when it
+starts after the denoiser's warm-up."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 
-__all__ = ["ema_decay", "lr_factor"]
+import torch
+from torch import nn
+
+__all__ = ["ema_decay", "lr_factor", "optimiser", "ramp_factor"]
 
 
 def lr_factor(step: int, steps: int, warmup: float) -> float:
@@ -22,3 +27,33 @@ def ema_decay(step: int, ema: float) -> float:
     """The EMA's decay after step ``step`` (0-based): ``min(ema, (1 + step) / (10 + step))``, so that the average
     follows the weights closely at first; 0 (no averaging) where ``ema`` is 0."""
     return min(ema, (1 + step) / (10 + step)) if ema else 0.0
+
+
+def ramp_factor(step: int, start: int, ramp: int) -> float:
+    """A linear ramp from ``1/ramp`` at ``step = start`` to 1 at ``start + ramp − 1`` (0 before ``start``; 1 for
+    ``ramp ≤ 0``): the factor's learning rate when it starts after the denoiser's warm-up (SPEC §3)."""
+    if ramp <= 0:
+        return 1.0
+    return min(1.0, max(0.0, (step - start + 1) / ramp))
+
+
+def optimiser(params: Sequence[nn.Parameter], factor_params: Sequence[nn.Parameter], cfg, factor_from: int,
+              device: torch.device) -> tuple[torch.optim.AdamW, list[Callable[[int], float]]]:
+    """The run's AdamW and its learning-rate factors per parameter group (for ``LambdaLR``).
+
+    ``lr_factor`` for every weight; where the factor starts late (``factor_from > 0``; ``factor_params`` empty
+    for a shared trunk, which has no weights of its own for the factor) and
+    ``cfg.factor_ramp > 0``, the factor network is a second group whose rate also ramps up over
+    ``round(factor_ramp · steps)`` steps from its first step: its Adam state starts there, and without the
+    ramp its first steps at the full rate threw S¹⁶'s factor off (``benchmarks/RESULTS.md``, seventeenth session).
+    """
+    def main(s: int) -> float:
+        return lr_factor(s, cfg.steps, cfg.warmup)
+
+    ramp = round(cfg.factor_ramp * cfg.steps) if factor_from > 0 and len(factor_params) else 0
+    kwargs = {"lr": cfg.lr, "weight_decay": cfg.weight_decay, "fused": device.type == "cuda" or None}
+    if not ramp:
+        return torch.optim.AdamW(list(params), **kwargs), [main]
+    ids = {id(p) for p in factor_params}
+    groups = [{"params": [p for p in params if id(p) not in ids]}, {"params": [p for p in params if id(p) in ids]}]
+    return torch.optim.AdamW(groups, **kwargs), [main, lambda s: main(s) * ramp_factor(s, factor_from, ramp)]

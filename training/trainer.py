@@ -37,16 +37,17 @@ from learned_manifold.neighbour_check import neighbour_check
 from learned_manifold.precision import choose_precision, workload_key
 
 from .batches import TrainingRows, standardisation
+from .clipping import RelativeClip, factor_parameters
 from .config import TrainConfig
 from .data.stream import ArraySource
-from .input_choices import choose_input_scaling, choose_norm_feature, choose_rank, choose_warmup, estimate_dimension
+from .input_choices import choose_by_dimension, choose_input_scaling, choose_norm_feature
 from .losses import MetricMatchingLoss
 from .objective import TrainingObjective, workload_name
 from .outputs import Checkpointer, OutputLock, check_output, state_path
 from .refit import refit_factor
 from .runtime import StopRequest, TrainingDiverged, TrainingInterrupted, check_health, resolve_device
 from .samplers import make_sampler
-from .schedule import ema_decay, lr_factor
+from .schedule import ema_decay, optimiser
 from .validation import select_sigma, sigma_grid, validate
 
 _F32 = torch.finfo(torch.float32)
@@ -58,7 +59,8 @@ _CHECK_EVERY = 10  # steps between divergence checks (one host sync each) and, u
 _TRAIN_LEGACY = {"factor_trunk_grad": TrainConfig.factor_trunk_grad, "gaussian_rank": TrainConfig.gaussian_rank,
                  "factor_target": "residual", "final_norm": True, "landmarks": None, "factor_fraction": 1.0,
                  "norm_feature": False, "freeze_denoiser": False, "jacobian_probes": 1,
-                 "denoiser_hidden": None, "factor_refit": TrainConfig.factor_refit}
+                 "denoiser_hidden": None, "factor_refit": TrainConfig.factor_refit, "factor_clip": 0.0,
+                 "factor_hidden": None, "factor_ramp": 0.0}
 # (the factor's repair runs after the last step: a state written before it existed resumes and gets it at the end)
 # (landmarks do not change the training: a state written before them resumes, and its model stores the default)
 
@@ -146,11 +148,13 @@ def bandwidth_sampler(cfg: TrainConfig, scale: float):
 
 
 def _denoiser_kwargs(cfg: TrainConfig) -> dict:
-    """The denoiser's backbone arguments that differ from the factor's (`ModelConfig.denoiser_arch_kwargs`; the
-    MLP's only: `TrainConfig.model_spec` refuses ``denoiser_hidden`` for the UNet)."""
-    if cfg.denoiser_hidden is None or cfg.denoiser_hidden == cfg.hidden:
+    """The denoiser's backbone arguments that differ from the factor's (`ModelConfig.denoiser_arch_kwargs`): its
+    width, ``denoiser_hidden`` or ``hidden``, where the factor's (``factor_hidden``, resolved) differs. The MLP's
+    only: `TrainConfig.model_spec` refuses both widths for the UNet."""
+    if not cfg.centred or cfg.shared_trunk:  # no separate denoiser
         return {}
-    return {"hidden": cfg.denoiser_hidden}
+    width = cfg.denoiser_hidden or cfg.hidden
+    return {} if width == (cfg.factor_hidden or cfg.hidden) else {"hidden": width}
 
 
 def _check_data(data: Tensor | ArraySource) -> None:
@@ -256,9 +260,10 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, manifold, out: Path | Non
         raise ValueError(f"the bandwidth range [{cfg.sigma_min:g}, {cfg.sigma_max:g}] x data scale {scale:.3g} "
                          f"leaves float32's range: rescale the data")
     arch, arch_kwargs, rank = cfg.model_spec(shape)  # under backbone "auto": the UNet for images, else the MLP
-    estimate = estimate_dimension(cfg, rows, arch)  # None where no rule needs it
-    rank, rank_why = choose_rank(cfg, rows, arch, rank, estimate)  # unset: from the data's estimated dimension
-    cfg, warmup_why = choose_warmup(cfg, estimate)  # "auto" resolved; the run and its saved state use the value
+    # rank, warm-up, factor width and guards from the data's estimated dimension; the run and its state use them
+    cfg, rank, why = choose_by_dimension(cfg, rows, arch, rank)
+    if cfg.factor_hidden is not None:
+        arch_kwargs = {**arch_kwargs, "hidden": cfg.factor_hidden}
     input_scaling, gaussian, span = choose_input_scaling(cfg, rows, arch)
     if arch == "film_mlp" and "final_norm" not in arch_kwargs:  # `TrainConfig.final_norm` None: by the input
         arch_kwargs = {**arch_kwargs, "final_norm": input_scaling != "gaussian"}
@@ -289,9 +294,10 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, manifold, out: Path | Non
                                   cfg.factor_trunk_grad, cfg.factor_target, cfg.factor_fraction,
                                   cfg.freeze_denoiser, cfg.jacobian_probes)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                            fused=device.type == "cuda" or None)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.steps, cfg.warmup))
+    guard = RelativeClip(factor_parameters(model), cfg.factor_clip, device)  # issue 12: the factor's blow-ups
+    factor_from = int(cfg.denoiser_warmup * cfg.steps) if cfg.centred else 0
+    opt, rates = optimiser(params, factor_parameters(model) if model.trunk is None else [], cfg, factor_from, device)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, rates)
     fingerprint = rows.fingerprint
 
     start, seconds_before = 0, 0.0
@@ -313,9 +319,10 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, manifold, out: Path | Non
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["optimizer"])
+        if "factor_clip" in state:  # (states written before the guard ran without it: factor_clip 0)
+            guard.load_state_dict(state["factor_clip"])
         start, seconds_before = int(state["step"]), float(state.get("seconds", 0.0))
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.steps, cfg.warmup),
-                                                  last_epoch=start - 1)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, rates, last_epoch=start - 1)
 
     runner: nn.Module = objective
     if world > 1:
@@ -326,7 +333,6 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, manifold, out: Path | Non
         runner = torch.compile(runner)
 
     sampler = bandwidth_sampler(cfg, scale)
-    factor_from = int(cfg.denoiser_warmup * cfg.steps) if cfg.centred else 0
     end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
     first = _batch(start, cfg, rows.n_train, shape, sampler, scale, device, rank_id, world)  # "auto" probes it
     first_z = rows.rows(start, first[0], start + 1) if cfg.precision == "auto" else None
@@ -341,10 +347,10 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, manifold, out: Path | Non
     is_main = rank_id == 0
     ckpt = None
     if is_main and out is not None:
-        ckpt = Checkpointer(out, model, ema, opt, cfg, fingerprint, saved_step=start if resume else None, info={
+        ckpt = Checkpointer(out, model, ema, opt, cfg, fingerprint, guard, saved_step=start if resume else None, info={
             "num_points": rows.n, "num_train_points": rows.n_train, "num_val_points": val_x.shape[0],
             "precision": precision, "precision_probe": probe, "input_scaling": span, "norm_feature": norm_why,
-            "rank_choice": rank_why, "denoiser_warmup": warmup_why,
+            **why,
             **({"data": data_info} if data_info else {})})
     bar = tqdm(total=cfg.steps, initial=start, disable=not (progress and is_main), desc="train",
                dynamic_ncols=True)
@@ -363,6 +369,7 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, manifold, out: Path | Non
                 loss = runner(z, sigma_z, eps, step >= factor_from, jac_probe).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            guard()
             if cfg.grad_clip:
                 nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             opt.step()
@@ -414,6 +421,7 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, manifold, out: Path | Non
         ema.config.default_sigma, ema.config.sigma_rule = sigma, rule
         result.validation = validate(ema, val_x, sigma, manifold)
         result.validation["factor_refit"] = refit
+        result.validation["factor_clip"] = guard.report()
         if check is None and ema.has_denoiser:  # a shared trunk: checked, not repaired
             check = self_consistency(ema, val_x, sigma)
         if check is not None:

@@ -7,9 +7,11 @@ import torch
 
 from learned_manifold.model_file import read_metadata
 from learned_manifold_training.batches import TrainingRows
-from learned_manifold_training.config import NORM_SPREAD, TrainConfig
+from learned_manifold_training.config import DEFAULT_FACTOR_CLIP, NORM_SPREAD, TrainConfig
 from learned_manifold_training.data import Sphere, SwissRoll, Torus
 from learned_manifold_training.input_choices import (
+    choose_factor_guards,
+    choose_factor_width,
     choose_norm_feature,
     choose_rank,
     choose_warmup,
@@ -98,7 +100,8 @@ def test_an_unset_rank_is_twice_the_estimated_dimension_once_that_exceeds_half_t
                                                                                    "rule": "asked for"})
     assert estimate_dimension(cfg, sphere16, "unet") is None
     assert choose_rank(cfg, sphere16, "unet", 16, None)[0] == 16
-    everything_set = TrainConfig(rank=32, denoiser_warmup=0.5, jacobian_probes=1)
+    everything_set = TrainConfig(rank=32, denoiser_warmup=0.5, jacobian_probes=1, factor_hidden=None, factor_ramp=0.0,
+                                 factor_clip=0.0)
     assert estimate_dimension(everything_set, sphere16, "film_mlp") is None  # no rule left to apply
 
 
@@ -115,6 +118,35 @@ def test_the_auto_warmup_follows_the_estimated_dimension():
     assert kept.denoiser_warmup == 0.4 and why == {"denoiser_warmup": 0.4, "rule": "asked for"}
 
 
+def test_the_auto_factor_width_doubles_above_dimension_8():
+    """Where the rank rule raises the rank (estimated dimension above 8) the factor network gets twice ``hidden``
+    (S¹⁶ stalled at 256 and learned at 512); at or below it, without an estimate, and for the UNet, ``hidden``
+    (``None``); a width the user set is kept."""
+    wide, why = choose_factor_width(TrainConfig(hidden=256), 16, "film_mlp")
+    assert wide.factor_hidden == 512 and why["factor_hidden"] == 512 and "auto" in why["rule"]
+    for estimate in (8, 2, None):
+        same, why = choose_factor_width(TrainConfig(hidden=256), estimate, "film_mlp")
+        assert same.factor_hidden is None and why["factor_hidden"] == 256
+    assert choose_factor_width(TrainConfig(), 16, "unet")[0].factor_hidden is None
+    kept, why = choose_factor_width(TrainConfig(factor_hidden=300), 16, "film_mlp")
+    assert kept.factor_hidden == 300 and why == {"factor_hidden": 300, "rule": "asked for"}
+    with pytest.raises(ValueError, match="factor_hidden"):
+        TrainConfig(factor_hidden=0)
+
+
+def test_the_factor_guards_are_on_above_dimension_8_and_off_below():
+    """The ramp (the run's warm-up) and the gradient guard where the width rule widens the factor; below, off, so
+    every run measured before them is unchanged; values the user set are kept."""
+    guarded, why = choose_factor_guards(TrainConfig(warmup=0.03), 16)
+    assert (guarded.factor_ramp, guarded.factor_clip) == (0.03, DEFAULT_FACTOR_CLIP)
+    assert why["factor_ramp"] == 0.03 and why["factor_clip"] == DEFAULT_FACTOR_CLIP and "auto" in why["rule"]
+    for estimate in (8, 2, None):
+        off = choose_factor_guards(TrainConfig(), estimate)[0]
+        assert (off.factor_ramp, off.factor_clip) == (0.0, 0.0)
+    kept = choose_factor_guards(TrainConfig(factor_ramp=0.1, factor_clip=2.0), 2)[0]
+    assert (kept.factor_ramp, kept.factor_clip) == (0.1, 2.0)
+
+
 def test_a_run_on_high_dimensional_data_builds_the_rank_it_chose_and_the_file_says_why(tmp_path, capsys):
     """S¹⁶ in R⁶⁴ with the defaults: a rank-32 factor, the estimate and the resolved warm-up in the file, and
     ``info`` prints both and why."""
@@ -125,10 +157,18 @@ def test_a_run_on_high_dimensional_data_builds_the_rank_it_chose_and_the_file_sa
     result = train(data, TrainConfig(steps=2, val_points=100, **SMALL), out=out, progress=False)
     assert result.model.config.rank == 32
     assert result.model.factor(data[:4]).shape == (4, 64, 32)
+    # the factor network twice as wide as the denoiser (hidden 16)
+    config = result.model.config
+    assert config.arch_kwargs["hidden"] == 32 and config.denoiser_arch_kwargs == {"hidden": 16}
+    assert result.model.factor_net.blocks[0].fc1.weight.shape == (32, 32)
+    assert result.model.denoiser_net.blocks[0].fc1.weight.shape == (16, 16)
     extra = read_metadata(out)["extra"]
     assert extra["rank_choice"]["estimated_dimension"] == 16
     assert extra["denoiser_warmup"]["denoiser_warmup"] == 0.25
+    assert extra["factor_guards"]["factor_ramp"] == TrainConfig.warmup
+    assert extra["factor_guards"]["factor_clip"] == DEFAULT_FACTOR_CLIP
     assert main(["info", str(out)]) == 0
     text = capsys.readouterr().out
     assert "rank:        32 (estimated data dimension 16;" in text
     assert "warm-up:     the denoiser alone for the first 25% of the steps (auto:" in text
+    assert "width:       factor network 32 (auto: 2 x hidden" in text and "ramped up over 2% of the steps" in text
