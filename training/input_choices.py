@@ -104,10 +104,11 @@ def local_pca_dimension(points: Tensor, *, neighbours: int = RANK_NEIGHBOURS, qu
 
 
 def estimate_dimension(cfg: TrainConfig, rows: TrainingRows, arch: str) -> int | None:
-    """The data's intrinsic dimension for the rank and warm-up rules: the median of `local_pca_dimension` on up
-    to `RANK_REFERENCE` standardised training points; ``None`` where no rule needs it (the UNet, ``D ≤
-    DEFAULT_RANK``, or the rank and warm-up both set by the user). On data dominated by one direction the
-    largest-gap rule reads a low dimension (scikit-learn's digits: 1), which leaves the defaults as they were."""
+    """The data's intrinsic dimension for the rules of `choose_by_dimension`: the median of `local_pca_dimension`
+    on up to `RANK_REFERENCE` standardised training points; ``None`` where no rule needs it (the UNet, ``D ≤
+    DEFAULT_RANK``, or the rank, warm-up, factor width, ramp and guard all set by the user). On data dominated by
+    one direction the largest-gap rule reads a low dimension (scikit-learn's digits: 1), which leaves the
+    defaults as they were."""
     dim = math.prod(rows.shape)
     if arch != "film_mlp" or dim <= DEFAULT_RANK:
         return None
@@ -119,8 +120,9 @@ def estimate_dimension(cfg: TrainConfig, rows: TrainingRows, arch: str) -> int |
 
 def choose_by_dimension(cfg: TrainConfig, rows: TrainingRows, arch: str, rank: int) -> tuple[TrainConfig, int, dict]:
     """The choices made from the data's estimated dimension (`estimate_dimension`): ``cfg`` with
-    ``denoiser_warmup`` and ``factor_hidden`` resolved, the rank (``rank``: `TrainConfig.model_spec`'s), and why,
-    for the model file (``rank_choice``, ``denoiser_warmup``, ``factor_width``, ``factor_guards``)."""
+    ``denoiser_warmup``, ``factor_hidden``, ``factor_ramp`` and ``factor_clip`` resolved, the rank (``rank``:
+    `TrainConfig.model_spec`'s), and why, for the model file (``rank_choice``, ``denoiser_warmup``,
+    ``factor_width``, ``factor_guards``)."""
     estimate = estimate_dimension(cfg, rows, arch)
     rank, rank_why = choose_rank(cfg, rows, arch, rank, estimate)
     cfg, warmup_why = choose_warmup(cfg, estimate)
@@ -183,13 +185,13 @@ def choose_factor_guards(cfg: TrainConfig, estimate: int | None) -> tuple[TrainC
     (`benchmarks/RESULTS.md`, seventeenth session)."""
     high = estimate is not None and estimate > DEFAULT_RANK // 2
     rule = f"auto: on where the estimated dimension exceeds {DEFAULT_RANK // 2}, else off"
-    why = {}
+    if "auto" not in (cfg.factor_ramp, cfg.factor_clip):
+        rule = "asked for"
     if cfg.factor_ramp == "auto":
         cfg = replace(cfg, factor_ramp=cfg.warmup if high else 0.0)
     if cfg.factor_clip == "auto":
         cfg = replace(cfg, factor_clip=DEFAULT_FACTOR_CLIP if high else 0.0)
-    why = {"factor_ramp": cfg.factor_ramp, "factor_clip": cfg.factor_clip, "rule": rule}
-    return cfg, why
+    return cfg, {"factor_ramp": cfg.factor_ramp, "factor_clip": cfg.factor_clip, "rule": rule}
 
 
 def choose_warmup(cfg: TrainConfig, estimate: int | None) -> tuple[TrainConfig, dict]:

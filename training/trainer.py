@@ -294,9 +294,10 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, manifold, out: Path | Non
                                   cfg.factor_trunk_grad, cfg.factor_target, cfg.factor_fraction,
                                   cfg.freeze_denoiser, cfg.jacobian_probes)
     params = [p for p in model.parameters() if p.requires_grad]
-    guard = RelativeClip(factor_parameters(model), cfg.factor_clip, device)  # issue 12: the factor's blow-ups
+    factor_params = factor_parameters(model)  # the factor network's (a shared trunk's: all)
+    guard = RelativeClip(factor_params, cfg.factor_clip, device)  # issue 12: the factor's blow-ups
     factor_from = int(cfg.denoiser_warmup * cfg.steps) if cfg.centred else 0
-    opt, rates = optimiser(params, factor_parameters(model) if model.trunk is None else [], cfg, factor_from, device)
+    opt, rates = optimiser(params, factor_params if model.trunk is None else [], cfg, factor_from, device)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, rates)
     fingerprint = rows.fingerprint
 
