@@ -132,6 +132,12 @@ def choose_by_dimension(cfg: TrainConfig, rows: TrainingRows, arch: str, rank: i
                        "factor_guards": guards_why}
 
 
+def _high_dimension(estimate: int | None) -> bool:
+    """The threshold every dimension rule shares: an estimate above ``DEFAULT_RANK / 2``, where the rank rule
+    raises the rank (`choose_rank`: ``2 d̂ > DEFAULT_RANK``)."""
+    return estimate is not None and estimate > DEFAULT_RANK // 2
+
+
 def choose_rank(cfg: TrainConfig, rows: TrainingRows, arch: str, rank: int,
                 estimate: int | None) -> tuple[int, dict]:
     """The factor's rank (`TrainConfig.rank`) and why, for the file; ``rank``: `TrainConfig.model_spec`'s,
@@ -169,7 +175,7 @@ def choose_factor_width(cfg: TrainConfig, estimate: int | None, arch: str) -> tu
     rule = f"auto: 2 x hidden where the estimated dimension exceeds {DEFAULT_RANK // 2}, else hidden"
     if arch != "film_mlp":
         return replace(cfg, factor_hidden=None), {"factor_hidden": None, "rule": "the UNet preset's"}
-    if estimate is None or estimate <= DEFAULT_RANK // 2:
+    if not _high_dimension(estimate):
         return replace(cfg, factor_hidden=None), {"factor_hidden": cfg.hidden, "rule": rule}
     width = min(2 * cfg.hidden, MAX_WIDTH)
     return replace(cfg, factor_hidden=width), {"factor_hidden": width, "rule": rule}
@@ -183,7 +189,7 @@ def choose_factor_guards(cfg: TrainConfig, estimate: int | None) -> tuple[TrainC
     cuts at `DEFAULT_FACTOR_CLIP` times its running norm; else neither. Below the threshold every measured default
     stays: on the swiss roll (10k points, seed 0) the guard cut 21 steps and the error went 0.009 → 0.011
     (`benchmarks/RESULTS.md`, seventeenth session)."""
-    high = estimate is not None and estimate > DEFAULT_RANK // 2
+    high = _high_dimension(estimate)
     rule = f"auto: on where the estimated dimension exceeds {DEFAULT_RANK // 2}, else off"
     if "auto" not in (cfg.factor_ramp, cfg.factor_clip):
         rule = "asked for"
@@ -203,7 +209,7 @@ def choose_warmup(cfg: TrainConfig, estimate: int | None) -> tuple[TrainConfig, 
     quarter 0.061 / 0.103 / 0.661 (seeds 0–2; tuned centred k-NN 0.147), the failure flagged by the trainer's
     self-consistency check. On S⁸ the two gave the same (0.017–0.030 against 0.024–0.026), so below the
     threshold the measured default stays."""
-    high = estimate is not None and estimate > DEFAULT_RANK // 2
+    high = _high_dimension(estimate)
     value = HIGH_DIMENSION_WARMUP if high else DENOISER_WARMUP
     rule = (f"auto: {HIGH_DIMENSION_WARMUP:g} where the estimated dimension exceeds {DEFAULT_RANK // 2}, else "
             f"{DENOISER_WARMUP:g}")
