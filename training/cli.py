@@ -146,6 +146,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--factor-ramp", type=_auto_or(float), default=_DEFAULTS["factor_ramp"], metavar="F",
                    help="ramp the factor's learning rate up over F x steps from its first step (0: off; default "
                         "auto: the run's warm-up where the estimated dimension exceeds 8)")
+    p.add_argument("--factor-lr-scale", type=_auto_or(float), default=_DEFAULTS["factor_lr_scale"], metavar="S",
+                   help="the factor network's learning rate as S x --lr (default auto: --hidden / --factor-hidden "
+                        "where the factor network is wider, else 1)")
     p.add_argument("--input-scaling", default=_DEFAULTS["input_scaling"], choices=TRAIN_INPUT_SCALINGS,
                    help="what the networks see: none (the standardised point), unit (c_in(σ) times it), gaussian "
                         "(the data's linear denoiser applied to it, plus a linear skip for the denoiser; "
@@ -225,6 +228,7 @@ def _config(args: argparse.Namespace) -> TrainConfig:
             factor_trunk_grad=args.factor_trunk_grad, factor_fraction=args.factor_fraction,
             freeze_denoiser=args.freeze_denoiser, jacobian_probes=args.jacobian_probes,
             factor_refit=args.factor_refit, factor_clip=args.factor_clip, factor_ramp=args.factor_ramp,
+            factor_lr_scale=args.factor_lr_scale,
             denoiser_hidden=args.denoiser_hidden, factor_hidden=args.factor_hidden,
             denoiser_warmup=args.denoiser_warmup,
             tikhonov=args.tikhonov, loss=args.loss,

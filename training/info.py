@@ -76,6 +76,9 @@ def _summary(path: str, meta: dict) -> str:
         guards = e.get("factor_guards")
         ramp = guards.get("factor_ramp") if isinstance(guards, dict) else None
         ramped = f"; its rate ramped up over {ramp:.0%} of the steps" if isinstance(ramp, float) and ramp else ""
+        scale = guards.get("factor_lr_scale") if isinstance(guards, dict) else None
+        if isinstance(scale, float) and scale != 1:
+            ramped += f" to {scale:g} x lr"
         lines.insert(3, f"  width:       factor network {width['factor_hidden']} ({width['rule']}){ramped}")
     why_rank = e.get("rank_choice")
     if isinstance(why_rank, dict) and "estimated_dimension" in why_rank:

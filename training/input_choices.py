@@ -120,9 +120,9 @@ def estimate_dimension(cfg: TrainConfig, rows: TrainingRows, arch: str) -> int |
 
 def choose_by_dimension(cfg: TrainConfig, rows: TrainingRows, arch: str, rank: int) -> tuple[TrainConfig, int, dict]:
     """The choices made from the data's estimated dimension (`estimate_dimension`): ``cfg`` with
-    ``denoiser_warmup``, ``factor_hidden``, ``factor_ramp`` and ``factor_clip`` resolved, the rank (``rank``:
-    `TrainConfig.model_spec`'s), and why, for the model file (``rank_choice``, ``denoiser_warmup``,
-    ``factor_width``, ``factor_guards``)."""
+    ``denoiser_warmup``, ``factor_hidden``, ``factor_ramp``, ``factor_clip`` and ``factor_lr_scale`` resolved,
+    the rank (``rank``: `TrainConfig.model_spec`'s), and why, for the model file (``rank_choice``,
+    ``denoiser_warmup``, ``factor_width``, ``factor_guards``)."""
     estimate = estimate_dimension(cfg, rows, arch)
     rank, rank_why = choose_rank(cfg, rows, arch, rank, estimate)
     cfg, warmup_why = choose_warmup(cfg, estimate)
@@ -182,13 +182,16 @@ def choose_factor_width(cfg: TrainConfig, estimate: int | None, arch: str) -> tu
 
 
 def choose_factor_guards(cfg: TrainConfig, estimate: int | None) -> tuple[TrainConfig, dict]:
-    """``cfg`` with ``factor_ramp`` and ``factor_clip`` resolved where they are ``"auto"``, and why, for the file.
+    """``cfg`` with ``factor_ramp``, ``factor_clip`` and ``factor_lr_scale`` resolved where they are ``"auto"``,
+    and why, for the file (after `choose_factor_width`, whose width the rate follows).
 
     Where the estimated dimension exceeds ``DEFAULT_RANK / 2`` (where the factor is wider, `choose_factor_width`):
     the factor's learning rate ramps up over the run's ``warmup`` from its first step, and its gradient guard
     cuts at `DEFAULT_FACTOR_CLIP` times its running norm; else neither. Below the threshold every measured default
     stays: on the swiss roll (10k points, seed 0) the guard cut 21 steps and the error went 0.009 → 0.011
-    (`benchmarks/RESULTS.md`, seventeenth session)."""
+    (`benchmarks/RESULTS.md`, seventeenth session). The factor network's rate is ``lr · hidden / factor_hidden``
+    where it is wider than ``hidden``, else ``lr``: at twice the width and the full rate S¹⁶'s factor jumped
+    mid-run on two seeds of five at 10k points (`benchmarks/RESULTS.md`, eighteenth session)."""
     high = _high_dimension(estimate)
     rule = f"auto: on where the estimated dimension exceeds {DEFAULT_RANK // 2}, else off"
     if "auto" not in (cfg.factor_ramp, cfg.factor_clip):
@@ -197,7 +200,13 @@ def choose_factor_guards(cfg: TrainConfig, estimate: int | None) -> tuple[TrainC
         cfg = replace(cfg, factor_ramp=cfg.warmup if high else 0.0)
     if cfg.factor_clip == "auto":
         cfg = replace(cfg, factor_clip=DEFAULT_FACTOR_CLIP if high else 0.0)
-    return cfg, {"factor_ramp": cfg.factor_ramp, "factor_clip": cfg.factor_clip, "rule": rule}
+    rate_rule = "asked for"
+    if cfg.factor_lr_scale == "auto":
+        width = cfg.factor_hidden if isinstance(cfg.factor_hidden, int) else cfg.hidden
+        cfg = replace(cfg, factor_lr_scale=min(1.0, cfg.hidden / width))
+        rate_rule = "auto: hidden / factor_hidden where the factor network is wider, else 1"
+    return cfg, {"factor_ramp": cfg.factor_ramp, "factor_clip": cfg.factor_clip, "rule": rule,
+                 "factor_lr_scale": cfg.factor_lr_scale, "rate_rule": rate_rule}
 
 
 def choose_warmup(cfg: TrainConfig, estimate: int | None) -> tuple[TrainConfig, dict]:

@@ -45,9 +45,9 @@ def refit_factor(ema: MetricModel, rows: TrainingRows, cfg: TrainConfig, sigma: 
 
     Runs when ``cfg.factor_refit > 0``, the model is centred with two networks (no shared trunk) and
     `self_consistency` on the held-out points ``rows.val_x`` at ``sigma`` says not trusted. A working copy of
-    ``ema`` trains its factor for ``round(factor_refit · steps)`` steps (AdamW at ``REFIT_LR_FACTOR · lr`` under
-    the run's warm-up and cosine schedule, `training/schedule.py`, over the repair's steps; the run's own
-    ``factor_target`` and ``jacobian_probes``) on the batches of steps
+    ``ema`` trains its factor for ``round(factor_refit · steps)`` steps (AdamW at ``REFIT_LR_FACTOR ·
+    factor_lr_scale · lr`` under the run's warm-up and cosine schedule, `training/schedule.py`, over the repair's
+    steps; the run's own ``factor_target`` and ``jacobian_probes``) on the batches of steps
     ``steps, steps + 1, …`` (``batch(step)``: this rank's slice of indices, σ_z, ε and probes, as in training;
     under DDP the gradients are averaged over ranks and rank 0 takes every decision, so the ranks stay equal);
     ``ema``'s factor follows it by the run's EMA. The new factor is kept if the mean tangent disagreement fell,
@@ -77,7 +77,8 @@ def refit_factor(ema: MetricModel, rows: TrainingRows, cfg: TrainConfig, sigma: 
                                   factor_target=cfg.factor_target, freeze_denoiser=True,
                                   jacobian_probes=cfg.jacobian_probes)
     device = rows.val_x.device
-    opt = torch.optim.AdamW(params, lr=REFIT_LR_FACTOR * cfg.lr, weight_decay=cfg.weight_decay,
+    scale = 1.0 if cfg.factor_lr_scale == "auto" else cfg.factor_lr_scale  # the factor network's own rate
+    opt = torch.optim.AdamW(params, lr=REFIT_LR_FACTOR * scale * cfg.lr, weight_decay=cfg.weight_decay,
                             fused=device.type == "cuda" or None)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, steps, cfg.warmup))
     # the run's guard (`input_choices.choose_factor_guards`); a config the trainer has not resolved: off

@@ -41,19 +41,24 @@ def optimiser(params: Sequence[nn.Parameter], factor_params: Sequence[nn.Paramet
               device: torch.device) -> tuple[torch.optim.AdamW, list[Callable[[int], float]]]:
     """The run's AdamW and its learning-rate factors per parameter group (for ``LambdaLR``).
 
-    ``lr_factor`` for every weight; where the factor starts late (``factor_from > 0``; ``factor_params`` empty
-    for a shared trunk, which has no weights of its own for the factor) and
-    ``cfg.factor_ramp > 0``, the factor network is a second group whose rate also ramps up over
-    ``round(factor_ramp · steps)`` steps from its first step: its Adam state starts there, and without the
-    ramp its first steps at the full rate threw S¹⁶'s factor off (``benchmarks/RESULTS.md``, seventeenth session).
+    ``lr_factor`` for every weight. The factor network (``factor_params``; empty for a shared trunk, which has
+    no weights of its own for the factor) is a second group where its rate differs: at ``lr ·
+    cfg.factor_lr_scale`` (a wider factor network at a lower rate), and, where it starts late (``factor_from >
+    0``) and ``cfg.factor_ramp > 0``, ramped up over ``round(factor_ramp · steps)`` steps from its first step:
+    its Adam state starts there, and without the ramp its first steps at the full rate threw S¹⁶'s factor off
+    (``benchmarks/RESULTS.md``, seventeenth and eighteenth sessions). An unresolved ``"auto"`` scale is 1.
     """
     def main(s: int) -> float:
         return lr_factor(s, cfg.steps, cfg.warmup)
 
     ramp = round(cfg.factor_ramp * cfg.steps) if factor_from > 0 and len(factor_params) else 0
+    scale = 1.0 if cfg.factor_lr_scale == "auto" or not len(factor_params) else cfg.factor_lr_scale
     kwargs = {"lr": cfg.lr, "weight_decay": cfg.weight_decay, "fused": device.type == "cuda" or None}
-    if not ramp:
+    if not ramp and scale == 1.0:
         return torch.optim.AdamW(list(params), **kwargs), [main]
     ids = {id(p) for p in factor_params}
-    groups = [{"params": [p for p in params if id(p) not in ids]}, {"params": [p for p in params if id(p) in ids]}]
-    return torch.optim.AdamW(groups, **kwargs), [main, lambda s: main(s) * ramp_factor(s, factor_from, ramp)]
+    groups = [({"params": [p for p in params if id(p) not in ids]}, main),
+              ({"params": [p for p in params if id(p) in ids], "lr": cfg.lr * scale},
+               lambda s: main(s) * ramp_factor(s, factor_from, ramp))]
+    groups = [(group, rate) for group, rate in groups if group["params"]]  # (uncentred: the factor alone)
+    return torch.optim.AdamW([g for g, _ in groups], **kwargs), [rate for _, rate in groups]

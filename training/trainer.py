@@ -60,7 +60,7 @@ _TRAIN_LEGACY = {"factor_trunk_grad": TrainConfig.factor_trunk_grad, "gaussian_r
                  "factor_target": "residual", "final_norm": True, "landmarks": None, "factor_fraction": 1.0,
                  "norm_feature": False, "freeze_denoiser": False, "jacobian_probes": 1,
                  "denoiser_hidden": None, "factor_refit": TrainConfig.factor_refit, "factor_clip": 0.0,
-                 "factor_hidden": None, "factor_ramp": 0.0}
+                 "factor_hidden": None, "factor_ramp": 0.0, "factor_lr_scale": 1.0}
 # (the factor's repair runs after the last step: a state written before it existed resumes and gets it at the end)
 # (landmarks do not change the training: a state written before them resumes, and its model stores the default)
 

@@ -272,10 +272,11 @@ def test_the_s16_recipe_options_reach_the_config():
     assert auto.denoiser_warmup == "auto"
     assert default.denoiser_hidden is None
     assert _config(parse(["train", "circle", "--out", "m.lmm", "--denoiser-hidden", "128"])).denoiser_hidden == 128
-    assert (default.factor_hidden, default.factor_ramp, default.factor_clip) == ("auto", "auto", "auto")
+    assert (default.factor_hidden, default.factor_ramp, default.factor_clip, default.factor_lr_scale) == \
+        ("auto", "auto", "auto", "auto")
     set_ = _config(parse(["train", "circle", "--out", "m.lmm", "--factor-hidden", "512", "--factor-ramp", "0.05",
-                          "--factor-clip", "0"]))
-    assert (set_.factor_hidden, set_.factor_ramp, set_.factor_clip) == (512, 0.05, 0.0)
+                          "--factor-clip", "0", "--factor-lr-scale", "0.3"]))
+    assert (set_.factor_hidden, set_.factor_ramp, set_.factor_clip, set_.factor_lr_scale) == (512, 0.05, 0.0, 0.3)
 
 
 def test_info_rereads_a_stored_verdict_with_todays_outside_limit(torus_model_path, tmp_path, capsys):

@@ -2,6 +2,8 @@
 norm feature under ``norm_feature="auto"``, the factor's rank when it is unset, and the reason the model file
 records."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -18,6 +20,7 @@ from learned_manifold_training.input_choices import (
     estimate_dimension,
     local_pca_dimension,
 )
+from learned_manifold_training.outputs import state_path
 from learned_manifold_training.trainer import train
 
 SMALL = {"batch_size": 32, "hidden": 16, "depth": 1, "emb_dim": 8, "precision": "fp32"}
@@ -147,6 +150,22 @@ def test_the_factor_guards_are_on_above_dimension_8_and_off_below():
     assert (kept.factor_ramp, kept.factor_clip) == (0.1, 2.0)
 
 
+def test_a_wider_factor_network_runs_at_the_rate_per_unit_width_of_hidden():
+    """``factor_lr_scale="auto"`` is ``hidden / factor_hidden`` for a factor network wider than ``hidden`` (0.5
+    at the width rule's doubling: S¹⁶'s wide factor at the full rate jumped mid-run), 1 at ``hidden`` or
+    narrower; a value the user set is kept."""
+    wide, _ = choose_factor_width(TrainConfig(hidden=256), 16, "film_mlp")
+    scaled, why = choose_factor_guards(wide, 16)
+    assert scaled.factor_lr_scale == 0.5 and why["factor_lr_scale"] == 0.5 and "hidden / factor_hidden" in \
+        why["rate_rule"]
+    assert choose_factor_guards(TrainConfig(hidden=256, factor_hidden=1024), 2)[0].factor_lr_scale == 0.25
+    for cfg in (TrainConfig(hidden=256, factor_hidden=None), TrainConfig(hidden=256, factor_hidden=128),
+                choose_factor_width(TrainConfig(hidden=256), 8, "film_mlp")[0]):
+        assert choose_factor_guards(cfg, 8)[0].factor_lr_scale == 1.0
+    kept, why = choose_factor_guards(replace(wide, factor_lr_scale=0.8), 16)
+    assert kept.factor_lr_scale == 0.8 and why["rate_rule"] == "asked for"
+
+
 def test_a_run_on_high_dimensional_data_builds_the_rank_it_chose_and_the_file_says_why(tmp_path, capsys):
     """S¹⁶ in R⁶⁴ with the defaults: a rank-32 factor, the estimate and the resolved warm-up in the file, and
     ``info`` prints both and why."""
@@ -167,8 +186,12 @@ def test_a_run_on_high_dimensional_data_builds_the_rank_it_chose_and_the_file_sa
     assert extra["denoiser_warmup"]["denoiser_warmup"] == 0.25
     assert extra["factor_guards"]["factor_ramp"] == TrainConfig.warmup
     assert extra["factor_guards"]["factor_clip"] == DEFAULT_FACTOR_CLIP
+    assert extra["factor_guards"]["factor_lr_scale"] == 0.5
+    groups = torch.load(state_path(out), weights_only=True)["optimizer"]["param_groups"]
+    assert [g["initial_lr"] for g in groups] == [TrainConfig.lr, TrainConfig.lr / 2]  # the denoiser's, the factor's
     assert main(["info", str(out)]) == 0
     text = capsys.readouterr().out
     assert "rank:        32 (estimated data dimension 16;" in text
     assert "warm-up:     the denoiser alone for the first 25% of the steps (auto:" in text
-    assert "width:       factor network 32 (auto: 2 x hidden" in text and "ramped up over 2% of the steps" in text
+    assert "width:       factor network 32 (auto: 2 x hidden" in text
+    assert "ramped up over 2% of the steps to 0.5 x lr" in text

@@ -1,5 +1,6 @@
 """The learning rates of a run (`learned_manifold_training.schedule`): the factor that starts after the denoiser's
-warm-up ramps up from its first step; everything else follows the run's warm-up and cosine."""
+warm-up ramps up from its first step, at its own multiple of the rate; everything else follows the run's warm-up
+and cosine."""
 
 import pytest
 import torch
@@ -41,6 +42,35 @@ def test_without_a_late_start_or_a_ramp_there_is_one_group_on_the_runs_schedule(
     seen, groups = _rates(cfg, factor_from)
     assert groups == 1
     assert [r[0] for r in seen] == pytest.approx([1e-3 * lr_factor(s, 1000, cfg.warmup) for s in range(1000)])
+
+
+def test_a_scaled_factor_runs_at_its_multiple_of_the_rate_with_its_ramp():
+    """``factor_lr_scale`` (a wider factor network at a lower rate): the factor's group runs at ``scale ×`` the
+    main rate, ramped from its first step as before; the denoiser's rate is untouched."""
+    cfg = TrainConfig(steps=1000, lr=1e-3, warmup=0.02, factor_ramp=0.02, factor_lr_scale=0.5)
+    seen, groups = _rates(cfg, factor_from=500)
+    assert groups == 2
+    for step, (main, factor) in enumerate(seen):
+        assert main == pytest.approx(1e-3 * lr_factor(step, 1000, 0.02))
+        expected = 0.0 if step < 500 else 0.5 * main * min(1.0, (step - 499) / 20)
+        assert factor == pytest.approx(expected), step
+
+
+def test_a_scale_alone_makes_the_factors_group_and_an_unresolved_auto_is_one():
+    """Without a ramp the scale alone splits the groups (from the first step for a factor that starts at once);
+    the factor alone (an uncentred run: every weight is the factor's) is one group at the scaled rate; ``"auto"``
+    that no trainer resolved leaves one group at ``lr``."""
+    cfg = TrainConfig(steps=100, lr=1e-3, factor_ramp=0.0, factor_lr_scale=0.25)
+    seen, groups = _rates(cfg, factor_from=0)
+    assert groups == 2
+    assert [r[1] for r in seen] == pytest.approx([0.25 * r[0] for r in seen])
+    factor = nn.Linear(3, 2)
+    opt, rates = optimiser(list(factor.parameters()), list(factor.parameters()), cfg, 0, torch.device("cpu"))
+    assert len(opt.param_groups) == 1 and len(rates) == 1 and opt.param_groups[0]["lr"] == pytest.approx(2.5e-4)
+    seen, groups = _rates(TrainConfig(steps=100, lr=1e-3, factor_ramp=0.0), factor_from=0)
+    assert groups == 1 and seen[50][0] == pytest.approx(1e-3 * lr_factor(50, 100, TrainConfig.warmup))
+    with pytest.raises(ValueError, match="factor_lr_scale"):
+        TrainConfig(factor_lr_scale=0.0)
 
 
 def test_the_ramp_is_a_fraction():
