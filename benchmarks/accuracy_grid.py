@@ -94,12 +94,16 @@ def _model_scores(data, manifold, val, test, cfg: dict, seed: int, device: torch
 
 
 def summarise(runs: list[dict]) -> list[dict]:
-    """Mean and worst seed of the tangent error and dimension accuracy per (manifold, N, method)."""
+    """Mean and worst seed of the tangent error and dimension accuracy per (manifold, N, method), in the order
+    manifolds first appear, then N ascending, then `METHODS`' order."""
     groups: dict[tuple, list[dict]] = {}
     for run in runs:
         groups.setdefault((run["manifold"], run["N"], run["method"]), []).append(run)
+    names = list(dict.fromkeys(run["manifold"] for run in runs))
+    rank = {m: i for i, m in enumerate(METHODS)}
     out = []
-    for (name, n, method), rows in groups.items():
+    for (name, n, method), rows in sorted(groups.items(), key=lambda kv: (names.index(kv[0][0]), kv[0][1],
+                                                                          rank.get(kv[0][2], len(METHODS)))):
         errors = [r["tangent_error"] for r in rows]
         dims = [r["dimension_accuracy"] for r in rows]
         out.append({"manifold": name, "N": n, "method": method, "seeds": len(rows),

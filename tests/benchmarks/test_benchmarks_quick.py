@@ -95,11 +95,11 @@ def test_accuracy_grid_quick(tmp_path):
     assert knn["worst_error"] < 0.5
 
 
-def _grid_report(folder, seeds, errors, *, network=None):
-    """A grid report as `accuracy_grid` writes it, for the torus at N = 1,000 (metric matching only)."""
+def _grid_report(folder, seeds, errors, *, network=None, n=1000):
+    """A grid report as `accuracy_grid` writes it, for the torus at N = ``n`` (metric matching only)."""
     from benchmarks.common import write_report
 
-    runs = [{"manifold": "torus", "N": 1000, "seed": s, "method": "metric matching", "tangent_error": e,
+    runs = [{"manifold": "torus", "N": n, "seed": s, "method": "metric matching", "tangent_error": e,
              "dimension_accuracy": 1.0 - e, "sigma": 0.05, "seconds": 10.0} for s, e in zip(seeds, errors, strict=True)]
     settings = {"network": network or {"hidden": 256}, "training": "6000 steps", "evaluation σ": "validation",
                 "k-NN tuning": "k", "validation / test points": "500 / 500", "quick": False, "threads": 1}
@@ -120,6 +120,11 @@ def test_accuracy_grid_merges_runs_from_several_folders(tmp_path):
     assert math.isclose(summary["mean_error"], 0.05) and math.isclose(summary["worst_dimension_accuracy"], 0.91)
     assert (out / "accuracy_grid.png").stat().st_size > 0
     assert "merged_from" in (out / "accuracy_grid.md").read_text()
+    _grid_report(tmp_path / "c", [0], [0.01], n=30_000)  # folders in any order: the report runs N upwards
+    _grid_report(tmp_path / "d", [0], [0.01], n=3_000)
+    results = accuracy_grid.main(["--merge", str(tmp_path / "c"), str(tmp_path / "a"), str(tmp_path / "d"),
+                                  "--out", str(out)])
+    assert [s["N"] for s in results["summary"]] == [1000, 3000, 30_000]
 
 
 def test_accuracy_grid_merge_refuses_a_run_twice_or_different_settings(tmp_path):
