@@ -140,14 +140,14 @@ class TrainConfig:
             the full rate move every weight by about ``lr`` at once: on S¹⁶ in R⁶⁴ with the factor at width 512
             its loss rose to 7,000 in the first 50 steps and the factor never learned the sphere (docs/SPEC.md §3,
             ``benchmarks/RESULTS.md``, seventeenth session).
-        factor_lr_scale: (centred runs with two networks) the factor network's learning rate as a multiple of
+        factor_lr_scale: (a factor network of its own, not a shared trunk) its learning rate as a multiple of
             ``lr`` (the same schedule, ramp and repair, scaled). ``"auto"`` (default): ``hidden / factor_hidden``
             where the factor network is wider than ``hidden`` (so ``0.5`` with the doubled width of
             ``factor_hidden="auto"``), else ``1`` (`input_choices.choose_factor_guards`). Adam moves every weight
             by about its rate per step, so a network twice as wide moves its outputs about twice as far: on S¹⁶
-            in R⁶⁴ (10k points) the factor at width 512 and the full rate jumped (loss 0.7 → 57) when its ramp
-            ended and finished at 0.164; at half the rate it did not jump and reached 0.049 (docs/SPEC.md §3,
-            ``benchmarks/RESULTS.md``, eighteenth session).
+            in R⁶⁴ (10k points) the factor at width 512 and the full rate jumped (loss 0.7 → 57) 500 steps
+            after it started and finished at 0.164; at half the rate it did not jump and reached 0.049
+            (docs/SPEC.md §3, ``benchmarks/RESULTS.md``, eighteenth session).
         factor_hidden: (the MLP) the factor network's hidden width: ``None`` is ``hidden``; ``"auto"`` (default)
             is ``2 · hidden`` where the data's estimated dimension exceeds 8 (where the rank rule raises the rank),
             else ``hidden`` (`input_choices.choose_factor_width`; the denoiser keeps ``hidden`` or
