@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-__all__ = ["ema_decay", "lr_factor", "optimiser", "ramp_factor"]
+__all__ = ["ema_decay", "factor_lr", "lr_factor", "optimiser", "ramp_factor"]
 
 
 def lr_factor(step: int, steps: int, warmup: float) -> float:
@@ -37,6 +37,12 @@ def ramp_factor(step: int, start: int, ramp: int) -> float:
     return min(1.0, max(0.0, (step - start + 1) / ramp))
 
 
+def factor_lr(cfg) -> float:
+    """The factor network's peak learning rate: ``lr · factor_lr_scale`` (an unresolved ``"auto"`` scale is 1),
+    in the main run and, times `refit.REFIT_LR_FACTOR`, in the repair."""
+    return cfg.lr * (1.0 if cfg.factor_lr_scale == "auto" else cfg.factor_lr_scale)
+
+
 def optimiser(params: Sequence[nn.Parameter], factor_params: Sequence[nn.Parameter], cfg, factor_from: int,
               device: torch.device) -> tuple[torch.optim.AdamW, list[Callable[[int], float]]]:
     """The run's AdamW and its learning-rate factors per parameter group (for ``LambdaLR``).
@@ -46,19 +52,19 @@ def optimiser(params: Sequence[nn.Parameter], factor_params: Sequence[nn.Paramet
     cfg.factor_lr_scale`` (a wider factor network at a lower rate), and, where it starts late (``factor_from >
     0``) and ``cfg.factor_ramp > 0``, ramped up over ``round(factor_ramp · steps)`` steps from its first step:
     its Adam state starts there, and without the ramp its first steps at the full rate threw S¹⁶'s factor off
-    (``benchmarks/RESULTS.md``, seventeenth and eighteenth sessions). An unresolved ``"auto"`` scale is 1.
+    (``benchmarks/RESULTS.md``, seventeenth and eighteenth sessions).
     """
     def main(s: int) -> float:
         return lr_factor(s, cfg.steps, cfg.warmup)
 
     ramp = round(cfg.factor_ramp * cfg.steps) if factor_from > 0 and len(factor_params) else 0
-    scale = 1.0 if cfg.factor_lr_scale == "auto" or not len(factor_params) else cfg.factor_lr_scale
+    rate = factor_lr(cfg) if len(factor_params) else cfg.lr
     kwargs = {"lr": cfg.lr, "weight_decay": cfg.weight_decay, "fused": device.type == "cuda" or None}
-    if not ramp and scale == 1.0:
+    if not ramp and rate == cfg.lr:
         return torch.optim.AdamW(list(params), **kwargs), [main]
     ids = {id(p) for p in factor_params}
     groups = [({"params": [p for p in params if id(p) not in ids]}, main),
-              ({"params": [p for p in params if id(p) in ids], "lr": cfg.lr * scale},
+              ({"params": [p for p in params if id(p) in ids], "lr": rate},
                lambda s: main(s) * ramp_factor(s, factor_from, ramp))]
     groups = [(group, rate) for group, rate in groups if group["params"]]  # (uncentred: the factor alone)
     return torch.optim.AdamW([g for g, _ in groups], **kwargs), [rate for _, rate in groups]
