@@ -283,6 +283,7 @@ def _show(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace, argv: list[str]) -> int:
     from .trainer import train
+    from .validation import distrust
 
     config = _config(args)  # every check that needs no data, before the data are read
     resolve_device(args.device, name="--device")
@@ -312,17 +313,8 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
     if isinstance(v.get("neighbour_check"), dict):  # its denoising table stays in the file (`info --json`)
         v["neighbour_check"] = {k: val for k, val in v["neighbour_check"].items() if k != "denoising"}
     print(f"wrote {args.out} ({result.samples_per_second:,.0f} samples/s); validation: {json.dumps(v)}")
-    check = v.get("self_consistency")
-    if isinstance(check, dict) and not check.get("trusted", True):
-        print(f"warning: the model does not agree with itself on its held-out points (tangent disagreement "
-              f"{check['tangent_disagreement']}, normal growth {check['normal_growth']}, outside eigenvalue "
-              f"{check.get('outside_eigenvalue', 'n/a')}): its tangent spaces are not to be trusted; "
-              f"`learned-manifold info {args.out} --data {args.data}` shows the spectra and why", file=sys.stderr)
-    near = v.get("neighbour_check")
-    if isinstance(near, dict) and not near.get("trusted", True):
-        print(f"warning: the model disagrees with an estimate from the training points' neighbours at sigma="
-              f"{near['sigma']:.4g} (dimension {near['model_dimension']} against {near['neighbour_dimension']}, "
-              f"tangent disagreement {near['tangent_disagreement']}): its tangent spaces are not to be trusted",
+    for reason in distrust(v):
+        print(f"warning: {reason}; `learned-manifold info {args.out} --data {args.data}` shows the spectra and why",
               file=sys.stderr)
     return 0
 

@@ -27,6 +27,7 @@ from learned_manifold.plotting import plot_paths, plot_spectrum, plot_tangent_fr
 
 from .data import get_dataset
 from .trainer import TrainConfig, train
+from .validation import distrust
 
 __all__ = ["run_demo"]
 
@@ -86,6 +87,9 @@ def run_demo(*, out: str = "demo-output", dataset: str = "torus", n: int = 4000,
     _say(f"validation at sigma={v['sigma']:.3g}: tangent error {v['tangent_error']:.3f} "
          f"(random subspace ~{(2 * manifold.dim * (1 - manifold.dim / D)) ** 0.5:.2f}), "
          f"dimension correct at {100 * v['dimension_accuracy']:.0f}% of points")
+    warnings = distrust(v)
+    for reason in warnings:
+        _say(f"warning: {reason}")
 
     # 2. geometry on fresh points -------------------------------------------------------------------------------
     test_x, _ = get_dataset(dataset, 600, seed=seed + 1)
@@ -152,6 +156,7 @@ def run_demo(*, out: str = "demo-output", dataset: str = "torus", n: int = 4000,
                       result.model.parameters()).device)},
         "validation": {k: v[k] for k in ("sigma", "tangent_error", "dimension_accuracy", "top_eigenvalues")},
         "test_dimension_accuracy": float((dims == manifold.dim).float().mean()),
+        "trusted": not warnings, "warnings": warnings,
         "optimisation": optimisation,
         "interpolation": interpolation,
         "files": ["model.lmm", "report.json", "tangent_frames.png", "spectrum.png", "paths.png"],

@@ -10,7 +10,7 @@ from learned_manifold.evaluation import bandwidth_grid, spectral_report
 from learned_manifold.geometry import eigenpairs
 from learned_manifold.models import MetricModel
 
-__all__ = ["select_sigma", "sigma_grid", "validate"]
+__all__ = ["distrust", "select_sigma", "sigma_grid", "validate"]
 
 
 def sigma_grid(model: MetricModel) -> list[float]:
@@ -52,3 +52,23 @@ def select_sigma(model: MetricModel, x: Tensor, manifold=None) -> tuple[float, s
         return best["sigma"], "lowest validation tangent error", table
     best = max(table, key=lambda r: r["mean_gap"])
     return best["sigma"], "clearest mean eigengap on held-out points", table
+
+
+def distrust(validation: dict) -> list[str]:
+    """Why a trained model's tangent spaces are not to be trusted, one sentence per failed check, from a training
+    result's ``validation`` (the self-consistency check and the neighbour check; empty when both pass or did
+    not run). The ``train`` command and the demos print these as warnings and the demos' reports keep them."""
+    reasons = []
+    check = validation.get("self_consistency")
+    if isinstance(check, dict) and not check.get("trusted", True):
+        reasons.append(f"the model does not agree with itself on its held-out points (tangent disagreement "
+                       f"{check.get('tangent_disagreement')}, normal growth {check.get('normal_growth')}, outside "
+                       f"eigenvalue {check.get('outside_eigenvalue', 'n/a')}): its tangent spaces are not to be "
+                       f"trusted")
+    near = validation.get("neighbour_check")
+    if isinstance(near, dict) and not near.get("trusted", True):
+        reasons.append(f"the model disagrees with an estimate from the training points' neighbours at sigma="
+                       f"{near.get('sigma', float('nan')):.4g} (dimension {near.get('model_dimension')} against "
+                       f"{near.get('neighbour_dimension')}, tangent disagreement {near.get('tangent_disagreement')}): "
+                       f"its tangent spaces are not to be trusted")
+    return reasons

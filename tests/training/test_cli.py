@@ -14,6 +14,7 @@ from learned_manifold import LearnedDataManifold, load_model
 from learned_manifold.model_file import read_metadata
 from learned_manifold_training.cli import build_parser, main
 from learned_manifold_training.outputs import state_path
+from learned_manifold_training.validation import distrust
 
 SMALL = ["--num-points", "600", "--steps", "30", "--batch-size", "64", "--hidden", "16",
         "--depth", "1", "--no-progress",
@@ -314,3 +315,19 @@ def test_info_says_whether_the_factor_was_repaired(torus_model_path, tmp_path, c
         out = capsys.readouterr().out
         assert "repair:      the factor was refitted to the denoiser for 750 steps" in out
         assert "0.41 -> 0.07" in out and words in out
+
+
+def test_image_demo_quick_reports_the_checks_verdicts(tmp_path, capsys):
+    """``demo --dataset digits``: the pictures, ``report.json`` with the paths' scores, and the trainer's two
+    checks carried into the report (and printed as warnings) rather than left in the model file alone."""
+    out = tmp_path / "digits"
+    assert main(["demo", "--dataset", "digits", "--quick", "--out", str(out), "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    for name in ("eigenvectors.png", "eigenvalues.png", "dimension.png", "interpolations_0.png", "show.json"):
+        assert (out / name).stat().st_size > 0, name
+    stored = read_metadata(out / "model.lmm")["extra"]["validation"]
+    assert report["warnings"] == distrust(stored) and report["trusted"] is (not report["warnings"])
+    assert printed.count("warning: ") == len(report["warnings"])
+    for pair in report["show"]["interpolations"]:
+        assert {"LERP", "gradient flow", "geodesic"} <= set(pair) and pair["LERP"]["mean_nearest"] > 0
