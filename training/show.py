@@ -30,6 +30,7 @@ from learned_manifold.image_figures import (
     plot_eigenvector_images,
     plot_interpolation_strips,
 )
+from learned_manifold.metrics import CoMetricField
 from learned_manifold.model_file import atomic_write_bytes
 from learned_manifold.models import MetricModel
 
@@ -83,10 +84,11 @@ FLOW_OVERSAMPLING = 8
 """The flow is solved at this many times more points than it is drawn with, then resampled by arc length."""
 
 
-def interpolation_paths(manifold: LearnedDataManifold, x0: Tensor, x1: Tensor,
+def interpolation_paths(manifold: LearnedDataManifold | CoMetricField, x0: Tensor, x1: Tensor,
                         n_points: int) -> tuple[dict[str, Tensor], Tensor]:
     """LERP, gradient flow and geodesic between ``x0`` and ``x1`` ``(B, *shape)``: ``({name: (B, T, *shape)},
-    gap_closed (B,))``, ``T = n_points``, with the flow's fraction of the gap closed (`interpolate`).
+    gap_closed (B,))``, ``T = n_points``, with the flow's fraction of the gap closed (`interpolate`). Any
+    co-metric field serves as well as a manifold (e.g. `KNNCDC`, for a baseline: `benchmarks/image_paths.py`).
 
     LERP and the flow are sampled at points equally spaced in Euclidean arc length. A flow's own points, equally
     spaced in time, bunch up where it slows near its end: on digits 40% of the arc lay before the first of 16
