@@ -22,17 +22,24 @@ does not. The table gives the top eigenvalues of both at training inputs and at 
 Frobenius distance ``‖AAᵀ − BBᵀ‖ / (‖AAᵀ‖ + ‖BBᵀ‖)`` (0: equal; 1: one of them is zero; from the factors'
 Gram matrices, no D × D matrix).
 
-Run: ``python -m benchmarks.image_paths [--quick] [--model PATH] [--steps N] [--pairs P]``.
+Writes ``image_paths.json`` / ``.md`` and ``image_paths.png`` (the strips of the first three scored pairs, one row
+per method). Run: ``python -m benchmarks.image_paths [--quick] [--model PATH] [--steps N] [--pairs P]``.
 """
 
 from __future__ import annotations
 
 import time
 
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
 import torch
 
 from learned_manifold import load_model
 from learned_manifold.classifier import train_classifier
+from learned_manifold.image_figures import plot_interpolation_strips
 from learned_manifold.metrics import KNNCDC, LearnedCDC
 from learned_manifold.models import MetricModel
 from learned_manifold_training.data import get_image_dataset
@@ -57,14 +64,19 @@ def settings_for(quick: bool) -> dict:
             "shell_sigmas": [1.0, 2.0, 4.0, 8.0, 16.0], "shell_points": 300}
 
 
+KINDS = {"flow": "gradient flow", "geodesic": "geodesic", "lerp": "LERP"}
+"""Path kinds: the keys of `score_paths`' results, the values the names `interpolation_paths` gives them."""
+
+
 def score_paths(field, x0: torch.Tensor, x1: torch.Tensor, data: torch.Tensor, labels: torch.Tensor,
-                classifier) -> dict[str, dict]:
+                classifier) -> tuple[dict[str, dict], dict[str, torch.Tensor]]:
     """Flow and geodesic of ``field`` between ``x0`` and ``x1`` ``(B, D)`` scored against ``data`` ``(N, C, H, W)``:
-    ``{"flow" | "geodesic": {"mean_nearest", "confidence", ...}}``, means over the pairs (``labels`` ``(B,)``)."""
+    ``({"flow" | "geodesic" | "lerp": {"mean_nearest", "confidence", ...}}, {kind: paths (B, T, D)})``, scores
+    as means over the pairs (``labels`` ``(B,)``)."""
     shape = tuple(data.shape[1:])
     paths, closed = interpolation_paths(field, x0, x1, PATH_POINTS)
     out = {}
-    for kind, name in (("flow", "gradient flow"), ("geodesic", "geodesic"), ("lerp", "LERP")):
+    for kind, name in KINDS.items():
         per_pair = [interpolation_scores({name: paths[name][b].reshape(PATH_POINTS, *shape)}, data,
                                          classifier=classifier, label=int(labels[b]))[name]
                     for b in range(x0.shape[0])]
@@ -72,7 +84,7 @@ def score_paths(field, x0: torch.Tensor, x1: torch.Tensor, data: torch.Tensor, l
                      "per_pair": [round(s.mean_nearest, 3) for s in per_pair],
                      "confidence": sum(s.confidence for s in per_pair) / len(per_pair)}
     out["flow"]["gap_closed"] = float(closed.mean())
-    return out
+    return out, {kind: paths[name] for kind, name in KINDS.items()}
 
 
 FLOW_REACH = 0.9
@@ -82,7 +94,7 @@ FLOW_REACH = 0.9
 def _choose(candidates: dict, x0, x1, data, labels, classifier) -> dict:
     """For each path kind, the candidate (name → field) with the lowest validation score; flows only among those
     closing `FLOW_REACH` of the gap on average (where none does, the one closing the most)."""
-    scores = {name: score_paths(field, x0, x1, data, labels, classifier) for name, field in candidates.items()}
+    scores = {name: score_paths(field, x0, x1, data, labels, classifier)[0] for name, field in candidates.items()}
     reaching = [n for n in scores if scores[n]["flow"]["gap_closed"] >= FLOW_REACH]
     flows = reaching or [max(scores, key=lambda n: scores[n]["flow"]["gap_closed"])]
     return {"flow": min(flows, key=lambda n: scores[n]["flow"]["mean_nearest"]),
@@ -119,6 +131,32 @@ def shell_rows(model: MetricModel, fit: torch.Tensor, sigmas: list[float], n_poi
     return rows
 
 
+def draw_pairs(drawn: dict, methods: dict, *, test_labels: torch.Tensor, shape: tuple, value_range: tuple,
+               path, n_pairs: int = 3) -> None:
+    """Strips of the first ``n_pairs`` scored pairs, one row per method, its distance to the data under its name."""
+    order = ["LERP", *[n for n in drawn if n != "LERP"]]
+    fig_paths = []
+    for b in range(min(n_pairs, test_labels.shape[0])):
+        fig = plot_interpolation_strips(
+            {name: drawn[name][b] for name in order}, shape, value_range=value_range,
+            scores={name: f"{methods[name]['setting']}\nnear {methods[name]['per_pair'][b]:.3g}".strip()
+                    for name in order},
+            title=f"Digits, pair {b} (class {int(test_labels[b])}): near = mean distance to the nearest training "
+                  "image")
+        fig_paths.append(fig)
+    images = [_figure_array(f) for f in fig_paths]
+    for f in fig_paths:
+        plt.close(f)
+    if images:
+        plt.imsave(path, np.concatenate(images, axis=0))
+
+
+def _figure_array(fig) -> np.ndarray:
+    """The figure's pixels ``(H, W, 4)``, so that several figures stack into one image file."""
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba()).copy()
+
+
 def main(argv=None) -> int:
     parser = make_parser(__doc__.split("\n")[0])
     parser.add_argument("--model", default=None, help="a model trained on the demo's split (default: train one)")
@@ -153,14 +191,17 @@ def main(argv=None) -> int:
     learned = {f"σ={s:.3g}": LearnedCDC(model, s) for s in sigma_grid(model)[:: cfg["sigma_every"]]}
     knn = {f"k={k}, σ={spacing * f:.3g}": KNNCDC(flat, k=k, sigma=spacing * f)
            for k in cfg["knn_k"] for f in cfg["knn_sigma_factors"]}
+    drawn: dict[str, torch.Tensor] = {}  # method → (B, T, D) test paths, for the picture
     rows, results = [], {"spacing": spacing, "train_seconds": train_seconds, "default_sigma": s0, "methods": {}}
     for family, candidates in (("metric matching", learned), ("k-NN centred", knn)):
         chosen = _choose(candidates, v0, v1, data, labels[val[:, 0]], classifier)
         tested = {name: score_paths(candidates[name], t0, t1, data, labels[test[:, 0]], classifier)
                   for name in set(chosen.values())}
         for kind in ("flow", "geodesic"):
-            results["methods"][f"{family} {kind}"] = {"setting": chosen[kind], **tested[chosen[kind]][kind]}
-        results["methods"]["LERP"] = {"setting": "", **tested[chosen["flow"]]["lerp"]}
+            results["methods"][f"{family} {kind}"] = {"setting": chosen[kind], **tested[chosen[kind]][0][kind]}
+            drawn[f"{family} {kind}"] = tested[chosen[kind]][1][kind]
+        results["methods"]["LERP"] = {"setting": "", **tested[chosen["flow"]][0]["lerp"]}
+        drawn["LERP"] = tested[chosen["flow"]][1]["lerp"]
     for name in ["LERP", *[n for n in results["methods"] if n != "LERP"]]:
         r = results["methods"][name]
         closer = sum(a < b for a, b in zip(r["per_pair"], results["methods"]["LERP"]["per_pair"], strict=True))
@@ -180,6 +221,8 @@ def main(argv=None) -> int:
               ["σ", "at", "distance from the data", "learned: top 3 eigenvalues", "exact: top 3 eigenvalues",
                "‖G − Ĝ‖ / (‖G‖ + ‖Ĝ‖)"], shell),
     ]
+    draw_pairs(drawn, results["methods"], test_labels=labels[test[:, 0]], shape=tuple(data.shape[1:]),
+               value_range=(float(data.min()), float(data.max())), path=args.out / "image_paths.png")
     write_report(args.out, "image_paths", title="Paths between same-class digits", env=environment(args.device),
                  settings=cfg, tables=tables, results=results,
                  notes=[f"Model: {cfg['model']}; default σ {s0:.3g}; {data.shape[0]} training images."])

@@ -44,3 +44,4 @@ def test_quick_run_scores_every_path_against_lerp(tmp_path):
     for row in record["shell"]:
         assert 0.0 <= row["relative_difference"] <= 1.0
     assert "| LERP |" in (tmp_path / "image_paths.md").read_text()
+    assert (tmp_path / "image_paths.png").stat().st_size > 0
