@@ -2,14 +2,14 @@
 
 Data and model: scikit-learn's 8×8 digits (pixel values 0..16), split as the image demo splits them, and a model
 trained by the demo's recipe (`training.image_demo.demo_config`) on the training part, or ``--model PATH`` (a
-model trained on that same split). Pairs: distinct training images of one class, ``--val-pairs`` of them to
-choose each method's settings and ``--pairs`` others to score.
+model trained on that same split). Pairs: distinct training images of one class, 8 of them to choose each
+method's settings and ``--pairs`` others (default 20) to score.
 
 Methods (SPEC §6; every path has 17 points, the flows resampled to equal arc length as `learned-manifold show`
 does): LERP; metric matching's gradient flow and geodesic (library defaults) at the bandwidth σ, from every
 second σ of the trainer's grid (`training.validation.sigma_grid`: factors of 4 inside the training range), that
-gives the lowest validation score; the centred k-NN CDC's flow and geodesic
-(SPEC §7) with ``k`` and σ chosen the same way. A flow that stops short scores well by staying near its start, so
+gives the lowest validation score; the centred k-NN CDC's flow and geodesic (SPEC §7) with ``k`` and σ chosen the
+same way. A flow that stops short scores well by staying near its start, so
 flows are chosen among the settings that close `FLOW_REACH` of the gap. Score: the mean distance from a path's
 interior points to the nearest training image, and a locally trained classifier's mean confidence in the pair's
 class.
@@ -135,7 +135,7 @@ def draw_pairs(drawn: dict, methods: dict, *, test_labels: torch.Tensor, shape: 
                path, n_pairs: int = 3) -> None:
     """Strips of the first ``n_pairs`` scored pairs, one row per method, its distance to the data under its name."""
     order = ["LERP", *[n for n in drawn if n != "LERP"]]
-    fig_paths = []
+    figs = []
     for b in range(min(n_pairs, test_labels.shape[0])):
         fig = plot_interpolation_strips(
             {name: drawn[name][b] for name in order}, shape, value_range=value_range,
@@ -143,9 +143,9 @@ def draw_pairs(drawn: dict, methods: dict, *, test_labels: torch.Tensor, shape: 
                     for name in order},
             title=f"Digits, pair {b} (class {int(test_labels[b])}): near = mean distance to the nearest training "
                   "image")
-        fig_paths.append(fig)
-    images = [_figure_array(f) for f in fig_paths]
-    for f in fig_paths:
+        figs.append(fig)
+    images = [_figure_array(f) for f in figs]
+    for f in figs:
         plt.close(f)
     if images:
         plt.imsave(path, np.concatenate(images, axis=0))
