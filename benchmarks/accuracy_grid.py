@@ -99,10 +99,10 @@ def summarise(runs: list[dict]) -> list[dict]:
     groups: dict[tuple, list[dict]] = {}
     for run in runs:
         groups.setdefault((run["manifold"], run["N"], run["method"]), []).append(run)
-    names = list(dict.fromkeys(run["manifold"] for run in runs))
+    first = {m: i for i, m in enumerate(dict.fromkeys(run["manifold"] for run in runs))}  # order of appearance
     rank = {m: i for i, m in enumerate(METHODS)}
     out = []
-    for (name, n, method), rows in sorted(groups.items(), key=lambda kv: (names.index(kv[0][0]), kv[0][1],
+    for (name, n, method), rows in sorted(groups.items(), key=lambda kv: (first[kv[0][0]], kv[0][1],
                                                                           rank.get(kv[0][2], len(METHODS)))):
         errors = [r["tangent_error"] for r in rows]
         dims = [r["dimension_accuracy"] for r in rows]

@@ -66,5 +66,5 @@ def optimiser(params: Sequence[nn.Parameter], factor_params: Sequence[nn.Paramet
     groups = [({"params": [p for p in params if id(p) not in ids]}, main),
               ({"params": [p for p in params if id(p) in ids], "lr": rate},
                lambda s: main(s) * ramp_factor(s, factor_from, ramp))]
-    groups = [(group, rate) for group, rate in groups if group["params"]]  # (uncentred: the factor alone)
-    return torch.optim.AdamW([g for g, _ in groups], **kwargs), [rate for _, rate in groups]
+    groups = [(group, fn) for group, fn in groups if group["params"]]  # (uncentred: the factor alone)
+    return torch.optim.AdamW([g for g, _ in groups], **kwargs), [fn for _, fn in groups]
