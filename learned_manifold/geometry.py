@@ -220,7 +220,8 @@ def lowrank_apply(A: Tensor, w: Tensor, delta: float = 0.0) -> Tensor:
 
 def lowrank_solve(A: Tensor, v: Tensor, delta: float = 0.0, *, rel_eps: float = 1e-6,
                   pairs: Eigenpairs | None = None) -> Tensor:
-    """``(A Aᵀ + δ I)^{-1} v`` by Woodbury, ``(I − A (δ I_r + AᵀA)^{-1} Aᵀ) v / δ`` (SPEC §5).
+    """``(A Aᵀ + δ I)^{-1} v`` by Woodbury, ``(I − A (δ I_r + AᵀA)^{-1} Aᵀ) v / δ`` (SPEC §5), or for ``r > D``
+    (a factor wider than tall, e.g. many neighbours) by Cholesky of ``AAᵀ + δI``, the smaller matrix then.
 
     For ``δ = 0`` it returns the pseudo-inverse on the range of ``A``, ``A (AᵀA)^{+2} Aᵀ v = U Λ^{-1} Uᵀ v``
     (eigenpairs from the ``r × r`` Gram), over eigenvalues above ``rel_eps · λ₁``.
@@ -239,6 +240,10 @@ def lowrank_solve(A: Tensor, v: Tensor, delta: float = 0.0, *, rel_eps: float = 
         # factor is not finite are solved with a zero factor and then set to NaN (one bad row, one NaN row).
         work = torch.promote_types(A.dtype, torch.float32)
         Aw, finite = _zero_bad_rows(A.to(work))
+        if Aw.shape[-1] > Aw.shape[-2]:  # wider than tall: the D × D matrix is the smaller one
+            full = Aw @ Aw.transpose(-1, -2) + delta * torch.eye(Aw.shape[-2], dtype=work, device=Aw.device)
+            out = torch.cholesky_solve(v.to(work).unsqueeze(-1), torch.linalg.cholesky(full)).squeeze(-1)
+            return _nan_rows(out, finite).to(v.dtype)
         at_v = Aw.transpose(-1, -2) @ v.to(work).unsqueeze(-1)  # (B, r, 1)
         g = gram(Aw)
         eye = torch.eye(g.shape[-1], dtype=work, device=g.device)

@@ -34,15 +34,23 @@ def _pinv_solve(A: Tensor, v: Tensor, rel_eps: float = 1e-9) -> Tensor:
 
     In the eigenbasis of ``G`` this multiplies by ``λ / (λ + ε)²``: ``1/λ`` for ``λ ≫ ε`` (the pseudo-inverse of
     SPEC §5, relative error ``≈ 2ε/λ``) and ``0`` on the null space, with ``ε = rel_eps · tr(AᵀA)`` (between
-    ``rel_eps · λ₁`` and ``r · rel_eps · λ₁``). The ``r × r`` algebra runs in float64 by Cholesky, whose
-    gradient stays finite for repeated (e.g. zero) eigenvalues, unlike ``eigh``'s. Cost ``O(D r² + r³)``.
+    ``rel_eps · λ₁`` and ``r · rel_eps · λ₁``). The algebra runs in float64 by Cholesky, whose gradient stays
+    finite for repeated (e.g. zero) eigenvalues, unlike ``eigh``'s, on the smaller side: the ``r × r`` Gram
+    (cost ``O(D r² + r³)``) for ``r ≤ D``, else ``G + εI = AAᵀ + εI`` itself, by the push-through identity
+    ``A (AᵀA + εI)^{-1} = (G + εI)^{-1} A =: W``, so the operator is ``W Wᵀ`` (cost ``O(D² r + D³)``; ``k = N``
+    neighbours in 64 dimensions used to build an ``N × N`` Gram per query). ``W Wᵀ v``, not ``(G + εI)^{-2} G v``:
+    the latter amplifies rounding in the null space of ``G`` by ``1/ε²``.
     """
-    Ad = A.double()
-    g = Ad.transpose(-1, -2) @ Ad
+    Ad, vd = A.double(), v.double().unsqueeze(-1)
+    wide = Ad.shape[-1] > Ad.shape[-2]
+    g = Ad @ Ad.transpose(-1, -2) if wide else Ad.transpose(-1, -2) @ Ad
     eye = torch.eye(g.shape[-1], dtype=g.dtype, device=g.device)
     eps = (rel_eps * g.diagonal(dim1=-2, dim2=-1).sum(-1)).clamp_min(1e-300)
     chol = torch.linalg.cholesky(g + eps.view(-1, 1, 1) * eye)
-    coords = torch.cholesky_solve(torch.cholesky_solve(Ad.transpose(-1, -2) @ v.double().unsqueeze(-1), chol), chol)
+    if wide:
+        W = torch.cholesky_solve(Ad, chol)
+        return (W @ (W.transpose(-1, -2) @ vd)).squeeze(-1).to(v.dtype)
+    coords = torch.cholesky_solve(torch.cholesky_solve(Ad.transpose(-1, -2) @ vd, chol), chol)
     return (Ad @ coords).squeeze(-1).to(v.dtype)
 
 
@@ -266,10 +274,11 @@ class KNNCDC(CoMetricField):
     def metric(self, x: Tensor, v: Tensor) -> Tensor:
         """``(AAᵀ + δI)^{-1} v`` by Woodbury (SPEC §5); for ``δ = 0`` the pseudo-inverse on the range of ``A``.
 
-        ``δ = 0`` goes through `_pinv_solve` (Cholesky of the ridged ``k × k`` Gram), not through an eigen-
-        decomposition: the Gram of a rank-``k`` factor in ``R^D`` with ``k > D`` has ``k − D`` repeated zero
-        eigenvalues, and the backward pass of ``eigh`` there is ``0 · ∞ = NaN``, which used to poison geodesic
-        solves (the non-finite iterate then made ``eigh`` itself fail to converge).
+        ``δ = 0`` goes through `_pinv_solve` (Cholesky of the ridged ``k × k`` Gram, or of ``G`` itself for
+        ``k > D``), not through an eigen-decomposition: the Gram of a rank-``k`` factor in ``R^D`` with
+        ``k > D`` has ``k − D`` repeated zero eigenvalues, and the backward pass of ``eigh`` there is
+        ``0 · ∞ = NaN``, which used to poison geodesic solves (the non-finite iterate then made ``eigh`` itself
+        fail to converge).
         """
         check_vectors(x, v, self.dim, "v")
         if self.delta > 0:

@@ -66,8 +66,10 @@ def test_truncate_basis_keeps_first_columns_per_point():
     assert out[0, :, 0].eq(1).all() and out[0, :, 1:].eq(0).all() and out[1].eq(1).all()
 
 
-def test_lowrank_apply_and_solve_against_dense():
-    A, w = random_factor(), torch.randn(5, 7)
+@pytest.mark.parametrize("r", [3, 12])
+def test_lowrank_apply_and_solve_against_dense(r):
+    """Also for a factor wider than tall (r = 12 > D = 7), which is solved on the D × D side."""
+    A, w = random_factor(r=r), torch.randn(5, 7, dtype=torch.float64)
     G = A @ A.transpose(-1, -2)
     for delta in (0.3, 1e-3):
         dense = G + delta * torch.eye(7)

@@ -7,7 +7,7 @@ import torch
 
 from learned_manifold import geometry
 from learned_manifold.metrics import knn
-from learned_manifold.metrics.knn import KNNCDC
+from learned_manifold.metrics.knn import KNNCDC, _pinv_solve
 
 F64 = torch.float64
 
@@ -205,6 +205,17 @@ def test_delta_zero_metric_is_the_pseudo_inverse_with_finite_gradients():
         y = x.detach().to(dtype).requires_grad_()
         (gy,) = torch.autograd.grad((v.to(dtype) * f.metric(y, v.to(dtype))).sum(), y)
         assert torch.isfinite(gy).all()
+
+
+@pytest.mark.parametrize("r", [3, 12])
+def test_pinv_solve_is_the_pseudo_inverse_on_either_side(r):
+    """`_pinv_solve` works on the r × r Gram for r ≤ D and on G = AAᵀ for r > D (k = N neighbours in 64
+    dimensions would otherwise build an N × N matrix per query); both are G⁺v for a rank-deficient G."""
+    g = torch.Generator().manual_seed(2)
+    A = torch.randn(4, 7, 2, dtype=F64, generator=g) @ torch.randn(4, 2, r, dtype=F64, generator=g)  # rank 2
+    v = torch.randn(4, 7, dtype=F64, generator=g)
+    pinv = torch.linalg.pinv(A @ A.transpose(-1, -2), hermitian=True)
+    torch.testing.assert_close(_pinv_solve(A, v), (pinv @ v.unsqueeze(-1)).squeeze(-1), rtol=1e-6, atol=1e-8)
 
 
 def test_neighbour_graph_excludes_self_and_matches_brute_force():
