@@ -26,7 +26,7 @@ def run_suite(*args: str, timeout: float, **env: str) -> subprocess.CompletedPro
 
 
 def test_the_dry_run_runs_every_step_and_each_writes_its_report(tmp_path):
-    # about 130 s on one free core; the limit only guards against a hang (a loaded CI machine took over 240 s)
+    # about 115 s on one free core; the limit only guards against a hang (a loaded CI machine took over 240 s)
     done = run_suite("--dry-run", timeout=600, OUT_DIR=str(tmp_path), PYTHON=sys.executable)
     assert done.returncode == 0, done.stdout + done.stderr
     for name in STEPS:
