@@ -29,6 +29,27 @@ def test_eigenpairs_match_dense_eigh():
     torch.testing.assert_close(A @ (A.transpose(-1, -2) @ U), U * pairs.values.unsqueeze(-2))
 
 
+def test_eigenpairs_of_a_wide_factor_come_from_G_and_agree_with_the_gram_route():
+    """r > D (e.g. k neighbours in R^D) is decomposed on the D × D side; values, projectors and G U = U Λ are
+    those of the r × r Gram route (`_small_eigh` of AᵀA), and the padding columns are zero."""
+    A = random_factor(b=6, d=4, r=9)
+    pairs = geo.eigenpairs(A)
+    assert pairs.values.shape == (6, 9) and pairs.vectors.shape == (6, 4, 9)
+    gram_values, V = torch.linalg.eigh(A.transpose(-1, -2) @ A)
+    torch.testing.assert_close(pairs.values, gram_values.flip(-1).clamp_min(0), atol=1e-10, rtol=1e-10)
+    U = pairs.vectors[..., :4]
+    torch.testing.assert_close(U.transpose(-1, -2) @ U, torch.eye(4, dtype=A.dtype).expand(6, 4, 4))
+    torch.testing.assert_close(A @ (A.transpose(-1, -2) @ U), U * pairs.values[:, :4].unsqueeze(-2))
+    assert (pairs.vectors[..., 4:] == 0).all()
+    top2 = (A @ V.flip(-1)[..., :2]) * gram_values.flip(-1)[:, None, :2].rsqrt()  # the Gram route's vectors
+    torch.testing.assert_close(geo.projector_error(pairs.vectors[..., :2], top2), torch.zeros(6, dtype=A.dtype),
+                               atol=1e-7, rtol=0)
+    bad = A.clone()
+    bad[1, 0, 0] = float("nan")  # one bad row, one NaN row
+    out = geo.eigenpairs(bad)
+    assert out.values[1].isnan().all() and torch.isfinite(out.values[[0, 2, 3, 4, 5]]).all()
+
+
 def test_eigenpairs_rank_deficient_and_r_larger_than_D_give_zero_vectors():
     A = random_factor(b=3, d=4, r=2)
     A = torch.cat([A, A[..., :1] * 2.0, torch.zeros(3, 4, 1)], dim=-1)  # rank 2 out of r = 4
