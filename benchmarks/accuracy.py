@@ -182,7 +182,7 @@ def results_table(rows: list[dict], n_test: int) -> Table:
 def result_notes(rows: list[dict]) -> list[str]:
     """How to read the table, plus what the spectra of these particular rows say (a kept normal, local PCA)."""
     notes = [
-        "Tangent error: mean ‖ÛÛᵀ − P_T‖_F with Û the top-8 eigenvectors (from the r×r Gram); a random 8-plane "
+        "Tangent error: mean ‖ÛÛᵀ − P_T‖_F with Û the top-8 eigenvectors (`geometry.eigenpairs`); a random 8-plane "
         "scores about 3.7. Dimension: the scale-free largest-gap rule of SPEC §5.",
         "Time: for models, the training loop plus σ selection; for k-NN, the whole grid search on the validation "
         "split plus the test evaluation.",

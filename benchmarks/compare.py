@@ -13,8 +13,8 @@ For each built-in data set (S² in R³, S⁸ in R⁶⁴, the torus in R³) one r
 Reported per field:
 
 * tangent-projector error ``‖ÛÛᵀ − P_T‖_F`` (true ``d``) and the fraction of points with the right gap-rule
-  dimension. Low-rank fields use the eigenpairs of their factor (r×r Gram). The others build the dense ``G``
-  (``D ≤ 64`` here): `ScoreJacobianMetric` and `SteinScoreMetric` column by column from ``apply``
+  dimension. Low-rank fields use the eigenpairs of their factor (`geometry.eigenpairs`). The others build the
+  dense ``G`` (``D ≤ 64`` here): `ScoreJacobianMetric` and `SteinScoreMetric` column by column from ``apply``
   (`CoMetricField.dense`); `TangentialMetric`, whose ``apply`` is a CG solve, as the inverse of its dense native
   metric ``J_sᵀJ_s + εI`` (same eigenvectors, eigenvalues inverted). The Euclidean ``G = I`` has no tangent
   information: its tangent error is n/a.
@@ -190,8 +190,9 @@ def pick_pairs(x: Tensor, scale: float, n_pairs: int) -> tuple[Tensor, Tensor]:
 def field_spectrum(fld: CoMetricField, x: Tensor) -> Eigenpairs:
     """Eigenpairs of ``G(x)`` (descending), ``(B, r)`` values and ``(B, D, r)`` vectors.
 
-    Low-rank fields: the r×r Gram of the factor. `TangentialMetric`: the dense native metric ``M`` built from
-    ``metric`` columns, inverted (``G = M^{-1}``). Others: the dense ``G`` from ``apply`` columns. Small D only.
+    Low-rank fields: `geometry.eigenpairs` of the factor (r×r Gram, or ``G`` for r > D). `TangentialMetric`: the
+    dense native metric ``M`` built from ``metric`` columns, inverted (``G = M^{-1}``). Others: the dense ``G``
+    from ``apply`` columns. Small D only.
     """
     if fld.low_rank:
         return eigenpairs(fld.factor(x))
