@@ -101,7 +101,9 @@ def eigenpairs(A: Tensor, *, rel_eps: float = 1e-6) -> Eigenpairs:
 
     The ``r × r`` eigen-problem is solved in float64 (it is tiny); the ``D``-sized product ``A V Λ^{-1/2}``
     runs in ``A``'s dtype. A factor wider than tall (``r > D``) is decomposed on the ``D × D`` side instead
-    (`_wide_eigenpairs`; the Gram would be the larger matrix).
+    (`_wide_eigenpairs`; the Gram would be the larger matrix), unless a gradient is to flow back to ``A``: where
+    ``G`` has repeated zero eigenvalues (a factor of rank below ``D``) they are exactly equal and ``eigh``'s
+    backward pass gives ``0 / 0``, while the Gram's, computed from ``A``, differ by rounding (finite gradients).
 
     Rows are independent (as in ``geoopt.Sphere``): a factor with a NaN or inf entry gives NaN eigenvalues
     and eigenvectors for that row only; the other rows are computed as if it were absent (the bad rows are
@@ -117,7 +119,7 @@ def eigenpairs(A: Tensor, *, rel_eps: float = 1e-6) -> Eigenpairs:
     if A.ndim != 3:
         raise ValueError(f"A must have shape (B, D, r), got {tuple(A.shape)}")
     A_ok, finite = _zero_bad_rows(A)
-    if A.shape[-1] > A.shape[-2]:
+    if A.shape[-1] > A.shape[-2] and not (torch.is_grad_enabled() and A.requires_grad):
         return _wide_eigenpairs(A_ok, finite, rel_eps)
     evals, evecs = _small_eigh(gram(A_ok.double()))
     evals = evals.flip(-1).clamp_min(0.0)

@@ -50,6 +50,21 @@ def test_eigenpairs_of_a_wide_factor_come_from_G_and_agree_with_the_gram_route()
     assert out.values[1].isnan().all() and torch.isfinite(out.values[[0, 2, 3, 4, 5]]).all()
 
 
+def test_eigenpairs_of_a_wide_rank_deficient_factor_have_finite_gradients():
+    """With a gradient to A the wide factor takes the Gram route: on G itself the exactly repeated zero
+    eigenvalues of a rank-deficient factor made eigh's backward pass NaN."""
+    A = random_factor(b=4, d=5, r=8)
+    A[:, 3:] = 0  # G = AAᵀ has two zero eigenvalues
+    A.requires_grad_()
+    U = geo.eigenpairs(A).vectors[..., :2]
+    weights = torch.randn(4, 5, 5, dtype=A.dtype, generator=torch.Generator().manual_seed(1))
+    ((U @ U.transpose(-1, -2)) * weights).sum().backward()
+    assert torch.isfinite(A.grad).all()
+    with torch.no_grad():  # without a gradient: the D × D side, the same top-2 projector
+        fast = geo.eigenpairs(A).vectors[..., :2]
+    torch.testing.assert_close(geo.projector_error(fast, U.detach()), torch.zeros(4, dtype=A.dtype), atol=1e-7, rtol=0)
+
+
 def test_eigenpairs_rank_deficient_and_r_larger_than_D_give_zero_vectors():
     A = random_factor(b=3, d=4, r=2)
     A = torch.cat([A, A[..., :1] * 2.0, torch.zeros(3, 4, 1)], dim=-1)  # rank 2 out of r = 4
