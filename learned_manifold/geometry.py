@@ -124,24 +124,28 @@ def eigenpairs(A: Tensor, *, rel_eps: float = 1e-6) -> Eigenpairs:
     evals, evecs = _small_eigh(gram(A_ok.double()))
     evals = evals.flip(-1).clamp_min(0.0)
     evecs = evecs.flip(-1)
-    # Eigenvalues below rel_eps·λ₁, or below what A's dtype can hold (λ^{-1/2} would overflow it), count as zero.
     floor = torch.finfo(A.dtype).tiny
-    keep = (evals > rel_eps * evals[..., :1].clamp_min(floor)) & (evals > floor)
+    keep = _kept(evals, A.dtype, rel_eps)
     inv_sqrt = torch.where(keep, evals.clamp_min(floor).rsqrt(), torch.zeros_like(evals))
     U = A_ok @ (evecs * inv_sqrt.unsqueeze(-2)).to(A.dtype)  # the D-sized product in A's own dtype
     return Eigenpairs(values=_nan_rows(evals.to(A.dtype), finite), vectors=_nan_rows(U, finite))
 
 
+def _kept(evals: Tensor, dtype: torch.dtype, rel_eps: float) -> Tensor:
+    """Which of the descending eigenvalues ``(B, r)`` count as non-zero: above ``rel_eps · λ₁`` and above what
+    ``dtype`` can hold (``λ^{-1/2}`` would overflow it)."""
+    floor = torch.finfo(dtype).tiny
+    return (evals > rel_eps * evals[..., :1].clamp_min(floor)) & (evals > floor)
+
+
 def _wide_eigenpairs(A: Tensor, finite: Tensor | None, rel_eps: float) -> Eigenpairs:
     """`eigenpairs` of a factor wider than tall (``r > D``, e.g. ``k`` neighbours in ``R^D``) from ``G = AAᵀ``
-    itself, the smaller matrix (S² with k = 64: 90× faster than the ``64 × 64`` Gram); values and vectors are
-    padded with zeros to ``r`` columns, as the Gram route gives them."""
+    itself, the smaller matrix (S² with k = 64: 42× faster than the ``64 × 64`` Gram, `benchmarks/RESULTS.md`);
+    values and vectors are padded with zeros to ``r`` columns, as the Gram route gives them."""
     b, dim, r = A.shape
     evals, evecs = _small_eigh(A.double() @ A.double().transpose(-1, -2))
     evals, evecs = evals.flip(-1).clamp_min(0.0), evecs.flip(-1)
-    floor = torch.finfo(A.dtype).tiny
-    keep = (evals > rel_eps * evals[..., :1].clamp_min(floor)) & (evals > floor)
-    U = torch.where(keep.unsqueeze(-2), evecs, 0.0).to(A.dtype)
+    U = torch.where(_kept(evals, A.dtype, rel_eps).unsqueeze(-2), evecs, 0.0).to(A.dtype)
     values = torch.cat([evals.to(A.dtype), A.new_zeros(b, r - dim)], dim=-1)
     vectors = torch.cat([U, A.new_zeros(b, dim, r - dim)], dim=-1)
     return Eigenpairs(values=_nan_rows(values, finite), vectors=_nan_rows(vectors, finite))
@@ -244,7 +248,7 @@ def lowrank_solve(A: Tensor, v: Tensor, delta: float = 0.0, *, rel_eps: float = 
     (a factor wider than tall, e.g. many neighbours) by Cholesky of ``AAᵀ + δI``, the smaller matrix then.
 
     For ``δ = 0`` it returns the pseudo-inverse on the range of ``A``, ``A (AᵀA)^{+2} Aᵀ v = U Λ^{-1} Uᵀ v``
-    (eigenpairs from the ``r × r`` Gram), over eigenvalues above ``rel_eps · λ₁``.
+    (`eigenpairs`), over eigenvalues above ``rel_eps · λ₁``.
 
     Args:
         A: ``(B, D, r)``; v: ``(B, D)``; delta: the isotropic part ``δ ≥ 0``.
