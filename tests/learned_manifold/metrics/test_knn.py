@@ -218,6 +218,18 @@ def test_pinv_solve_is_the_pseudo_inverse_on_either_side(r):
     torch.testing.assert_close(_pinv_solve(A, v), (pinv @ v.unsqueeze(-1)).squeeze(-1), rtol=1e-6, atol=1e-8)
 
 
+@pytest.mark.parametrize("delta", [0.0, 0.1])
+def test_every_point_as_a_neighbour_solves_on_the_small_side(delta):
+    """k = N = 20,000 neighbours in R³: the metric is the (pseudo-)inverse of the 3 × 3 matrix G + δI. On the
+    k × k side each query asked for a 20,000² Gram (3.2 GB in float64)."""
+    g = torch.Generator().manual_seed(3)
+    data = torch.nn.functional.normalize(torch.randn(20_000, 3, dtype=F64, generator=g), dim=-1)
+    field = KNNCDC(data, k=data.shape[0], sigma=0.5, delta=delta)
+    x, v = torch.randn(4, 3, dtype=F64, generator=g) * 0.5, torch.randn(4, 3, dtype=F64, generator=g)
+    expected = torch.linalg.solve(field.dense(x) + delta * torch.eye(3, dtype=F64), v.unsqueeze(-1)).squeeze(-1)
+    torch.testing.assert_close(field.metric(x, v), expected, rtol=1e-6, atol=1e-9)
+
+
 def test_neighbour_graph_excludes_self_and_matches_brute_force():
     g = torch.Generator().manual_seed(6)
     data = torch.randn(300, 4, dtype=F64, generator=g)
