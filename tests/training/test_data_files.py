@@ -1,0 +1,204 @@
+"""Specification tests for learned_manifold_training.data: users' arrays (`load_array`, `resolve_data`)."""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from learned_manifold_training.data import (
+    Circle,
+    DataFileNotFoundError,
+    get_dataset,
+    load_array,
+    resolve_data,
+)
+
+F64 = torch.float64
+
+
+# ------------------------------------------------------------------------------------------------------
+# User arrays
+# ------------------------------------------------------------------------------------------------------
+
+
+class _Exploit:
+    """Unpickling this would run code: it writes ``marker``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Callable[[Path, str], int], tuple[Path, str]]:
+        return Path.write_text, (self.marker, "code ran")
+
+
+def test_load_array_round_trips(tmp_path: Path) -> None:
+    data = np.random.default_rng(0).normal(size=(20, 3, 4))
+    np.save(tmp_path / "a.npy", data.astype(np.float32))
+    np.savez(tmp_path / "one.npz", whatever=data)
+    np.savez(tmp_path / "many.npz", data=data, labels=np.arange(20))
+    torch.save(torch.from_numpy(data).float(), tmp_path / "t.pt")
+    torch.save({"data": torch.from_numpy(data), "labels": torch.arange(20)}, tmp_path / "d.pt")
+    np.save(tmp_path / "ints.npy", np.arange(12).reshape(6, 2))
+
+    expected32 = torch.from_numpy(data).float()
+    got = load_array(tmp_path / "a.npy")
+    assert got.dtype == torch.float32 and got.shape == (20, 3, 4)
+    torch.testing.assert_close(got, expected32)
+    torch.testing.assert_close(load_array(str(tmp_path / "t.pt")), expected32)
+    for f in ("one.npz", "many.npz", "d.pt"):
+        got = load_array(tmp_path / f)
+        assert got.dtype == F64, f  # float64 stays float64
+        torch.testing.assert_close(got, torch.from_numpy(data), rtol=0, atol=0)
+    ints = load_array(tmp_path / "ints.npy")
+    assert ints.dtype == torch.float32 and ints[5, 1] == 11
+    # In memory: a copy, float32 unless float64.
+    arr = data.astype(np.float16)
+    assert load_array(arr).dtype == torch.float32
+    src = torch.ones(4, 2)
+    out = load_array(src)
+    out[0, 0] = 5.0
+    assert src[0, 0] == 1.0
+
+
+def _write(path: Path, content: object) -> Path:
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif path.suffix == ".npy":
+        np.save(path, content, allow_pickle=True)
+    elif path.suffix == ".npz":
+        np.savez(path, **content)  # type: ignore[arg-type]
+    else:
+        torch.save(content, path)
+    return path
+
+
+BAD_FILES = {
+    "missing": ("nope.npy", None, "does not exist"),
+    "extension": ("data.csv", b"1,2\n3,4\n", r"unsupported extension '\.csv'.*\.npy, \.npz, \.pt"),
+    "corrupt-npy": ("junk.npy", b"\x93NUMPY garbage that is not an array", "corrupt or unreadable"),
+    "corrupt-npz": ("junk.npz", b"PK\x03\x04 not really a zip", "corrupt or unreadable"),
+    "corrupt-pt": ("junk.pt", b"\x00\x01\x02 definitely not a torch file", "corrupt"),
+    "pickled-npy": ("obj.npy", "exploit-array", "pickled"),
+    "pickled-npz": ("obj.npz", {"data": "exploit-array"}, "pickled"),
+    "pickled-pt": ("obj.pt", {"data": "exploit"}, "weights-only"),
+    "pt-not-tensor": ("list.pt", [1, 2, 3], "holds a list"),
+    "npz-ambiguous": ("two.npz", {"a": np.ones((3, 2)), "b": np.ones((3, 2))}, r"\['a', 'b'\].*'data'"),
+    "strings": ("s.npy", np.array([["a", "b"], ["c", "d"]]), "non-numeric dtype <U1"),
+    "complex": ("c.npy", np.ones((4, 2), dtype=np.complex64), "non-numeric dtype complex64"),
+    "one-axis": ("v.npy", np.arange(5.0), r"expected an array of shape \(N, \.\.\.\) with at least 2 axes"),
+    "empty": ("e.npy", np.zeros((0, 3)), "empty"),
+    "nan": (
+        "n.npy",
+        np.array([[0.0, 1], [2, 3], [4, 5], [np.nan, np.inf], [1, np.nan]]),
+        r"3 non-finite.*index 3",
+    ),
+    "one-sample": ("o.npy", np.ones((1, 3)), "at least 2 samples, got 1"),
+    "pt-dict-keys": ("k.pt", {"x": torch.ones(3, 2), "y": torch.ones(3, 2)}, r"\['x', 'y'\]"),
+    # issue 13: random bytes are "not a valid .npy file", not a "pickled object array"
+    "random-npy": ("r.npy", bytes(range(7, 250, 3)) * 4, r"not a valid \.npy file \(no NumPy"),
+    "random-npz": ("r.npz", b"\x01\x02garbage" * 20, r"not a valid \.npz file"),
+    "pickle-as-npy": ("p.npy", pickle.dumps([1, 2]), r"not a valid \.npy file \(a Python pickle"),
+    "pt-int-keys-ambiguous": ("i.pt", {0: torch.ones(3, 2), 1: torch.ones(3, 2)}, r"\['0', '1'\]"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_FILES), ids=list(BAD_FILES))
+def test_load_array_rejects_bad_files(tmp_path: Path, case: str) -> None:
+    filename, content, message = BAD_FILES[case]
+    path = tmp_path / filename
+    marker = tmp_path / "marker.txt"
+    payload = {"exploit": _Exploit(marker), "exploit-array": np.array([_Exploit(marker), 1], dtype=object)}
+    if isinstance(content, str):
+        content = payload[content]
+    elif isinstance(content, dict):
+        content = {k: payload.get(v, v) if isinstance(v, str) else v for k, v in content.items()}
+    if content is not None:
+        _write(path, content)
+    with pytest.raises(ValueError, match=message) as info:
+        load_array(path)
+    assert filename in str(info.value)  # the message names the file
+    assert not marker.exists()  # nothing was unpickled
+
+
+def test_load_array_missing_file_is_also_file_not_found(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        load_array(tmp_path / "absent.pt")
+    assert issubclass(DataFileNotFoundError, ValueError)
+
+
+def test_load_array_rejects_bad_in_memory_arrays() -> None:
+    with pytest.raises(ValueError, match="non-numeric dtype object"):
+        load_array(np.array([[object(), 1]], dtype=object), name="mine")
+    with pytest.raises(ValueError, match="'mine': non-numeric"):
+        load_array(torch.ones(3, 2, dtype=torch.complex64), name="mine")
+    with pytest.raises(ValueError, match="index 1"):
+        load_array(torch.tensor([[0.0, 1.0], [float("nan"), 0.0]]))
+    with pytest.raises(TypeError):
+        load_array([[1.0, 2.0], [3.0, 4.0]])  # type: ignore[arg-type]
+
+
+def test_pickle_payload_would_have_run(tmp_path: Path) -> None:
+    """Sanity check for the refusal tests: unpickling _Exploit does run code."""
+    marker = tmp_path / "marker.txt"
+    pickle.loads(pickle.dumps(_Exploit(marker)))
+    assert marker.read_text() == "code ran"
+
+
+# ------------------------------------------------------------------------------------------------------
+# resolve_data
+# ------------------------------------------------------------------------------------------------------
+
+
+def test_resolve_data(tmp_path: Path) -> None:
+    x, m = resolve_data("circle", n=50, seed=2)
+    assert x.shape == (50, 2) and isinstance(m, Circle)
+    torch.testing.assert_close(x, get_dataset("circle", 50, seed=2)[0], rtol=0, atol=0)
+    x, m = resolve_data("circle")
+    assert x.shape == (10_000, 2)
+    data = np.arange(40.0).reshape(20, 2)
+    np.save(tmp_path / "d.npy", data)
+    x, m = resolve_data(tmp_path / "d.npy", n=5)
+    assert m is None and x.shape == (5, 2) and float(x[4, 1]) == 9.0
+    assert resolve_data(str(tmp_path / "d.npy"))[0].shape == (20, 2)
+    with pytest.raises(ValueError, match="only 20"):
+        resolve_data(tmp_path / "d.npy", n=21)
+    with pytest.raises(ValueError, match="neither a built-in data set") as info:
+        resolve_data("spheer")
+    assert "swiss_roll" in str(info.value)
+
+
+def test_a_pt_dict_with_a_non_string_key_loads(tmp_path: Path) -> None:
+    """A ``.pt`` dict whose only key is an int (or holds an int key besides "data") loads, no KeyError."""
+    x = torch.arange(12.0).reshape(6, 2)
+    torch.save({0: x}, tmp_path / "int.pt")
+    torch.testing.assert_close(load_array(tmp_path / "int.pt"), x, rtol=0, atol=0)
+    torch.save({"data": x, 7: torch.zeros(2)}, tmp_path / "mixed.pt")
+    torch.testing.assert_close(load_array(tmp_path / "mixed.pt"), x, rtol=0, atol=0)
+
+
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta state:UserWarning")
+@pytest.mark.parametrize("layout", ["coo", "csr"])
+def test_a_small_sparse_tensor_is_densified(tmp_path: Path, layout: str) -> None:
+    """A sparse ``.pt`` tensor (COO or CSR) is read as its dense equivalent."""
+    dense = torch.zeros(8, 3)
+    dense[2, 1], dense[5, 0] = 4.0, -1.5
+    sparse = dense.to_sparse() if layout == "coo" else dense.to_sparse_csr()
+    torch.save(sparse, tmp_path / "s.pt")
+    got = load_array(tmp_path / "s.pt")
+    assert got.layout == torch.strided
+    torch.testing.assert_close(got, dense, rtol=0, atol=0)
+
+
+def test_a_huge_sparse_tensor_is_refused_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sparse tensor whose dense form would exceed the limit is refused with its size, not densified."""
+    import learned_manifold_training.data.files as data
+
+    monkeypatch.setattr(data, "MAX_DENSE_FROM_SPARSE", 10)
+    sparse = torch.zeros(8, 3).to_sparse()
+    with pytest.raises(ValueError, match=r"'big': is a sparse tensor .* 24 values .*store the data dense"):
+        load_array(sparse, name="big")
