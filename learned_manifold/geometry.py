@@ -143,7 +143,8 @@ def _wide_eigenpairs(A: Tensor, finite: Tensor | None, rel_eps: float) -> Eigenp
     itself, the smaller matrix (S² with k = 64: 42× faster than the ``64 × 64`` Gram, `benchmarks/RESULTS.md`);
     values and vectors are padded with zeros to ``r`` columns, as the Gram route gives them."""
     b, dim, r = A.shape
-    evals, evecs = _small_eigh(A.double() @ A.double().transpose(-1, -2))
+    Ad = A.double()
+    evals, evecs = _small_eigh(Ad @ Ad.transpose(-1, -2))
     evals, evecs = evals.flip(-1).clamp_min(0.0), evecs.flip(-1)
     U = torch.where(_kept(evals, A.dtype, rel_eps).unsqueeze(-2), evecs, 0.0).to(A.dtype)
     values = torch.cat([evals.to(A.dtype), A.new_zeros(b, r - dim)], dim=-1)
