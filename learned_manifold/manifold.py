@@ -40,6 +40,7 @@ import torch
 from torch import Tensor
 
 from .geometry import Eigenpairs, eigenpairs, intrinsic_dimension, lowrank_apply, lowrank_inner, spectral_apply
+from .landing import land
 from .metrics.base import CoMetricField, as_points, check_count, check_scalar
 from .metrics.learned import LearnedCDC
 from .models import MetricModel, check_data_shape
@@ -350,114 +351,7 @@ class LearnedDataManifold(geoopt.Manifold):
                 f"field={type(self.field).__name__}")
 
 
-@torch.no_grad()
 def _require_tensors(**tensors: object) -> None:
     for name, value in tensors.items():
         if not isinstance(value, Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
-
-
-def land(manifold: LearnedDataManifold, xf: Tensor) -> Tensor:
-    """Normal-only landing of flat points ``xf`` ``(B, D)`` on ``manifold``'s field; returns ``(B, D)``.
-
-    Each point iterates ``x ← x + n``, ``n = (I − P_x)(x̂(x, σ) − x)``, until ``‖n‖ ≤ tol``; a point already
-    there is returned unchanged. A point far from the data is first brought close: there the learned tangent
-    space is meaningless (its gap-rule dimension may even be ``r``, leaving no normal to move along) and moving
-    along the data does no harm. Far means that the denoiser at ``σ`` moves it by more than ``σ/2``, or that it
-    lies several spacings from the data points the field holds (`CoMetricField.beyond_data`, a model's
-    landmarks): at a small ``σ`` a denoiser barely moves a point inside a sphere, which then passed as landed.
-    For fields whose bandwidth can vary (`CoMetricField.landing_bandwidths`) it follows the deterministic
-    probability-flow ODE of the denoiser, ``dx/dσ = (x − x̂(x, σ))/σ``, by Euler steps
-    ``x ← x + (1 − σ'/σ_k)(x̂(x, σ_k) − x)`` from ``σ_0 = clamp(‖x̂(x, σ) − x‖, σ, σ_max)`` (the distance to the
-    field's data where that is larger) down to ``σ`` (``σ' = max(σ, σ_k/2)``): each bandwidth is used where the
-    denoiser was trained and, unlike a full posterior-mean step at a large ``σ``, the path does not collapse onto
-    the data's centre. Otherwise (or when ``σ_0 < 2σ``) it takes full steps ``x ← x̂(x, σ)``. Non-finite rows
-    pass through unchanged. The factor and eigenpairs at the landed points seed the manifold's cache (the next
-    ``transp``/``egrad2rgrad`` there needs them).
-
-    Raises:
-        ValueError: some finite points did not converge within ``manifold.landing_steps`` iterations, or points
-            found far from the field's data are still far from it afterwards.
-    """
-    field = manifold.field
-    bands = field.landing_bandwidths()
-    sigma = bands[0] if bands is not None else float(getattr(field, "sigma", 1.0))
-    out = xf.clone()
-    if xf.shape[0] == 0:
-        return out
-    eps = torch.finfo(xf.dtype).eps
-    idx = torch.isfinite(xf).all(-1).nonzero().squeeze(-1)
-    x, s = xf[idx], None  # s: per-point bandwidths while annealing; None: all at σ
-    # points far from the data the field holds (its landmarks): at a small σ the denoiser may barely move them
-    beyond = field.beyond_data(x) if bands is not None and idx.numel() else None
-    away_rows = None if beyond is None else idx[beyond > 0]  # checked again once landed
-    descended = torch.zeros(idx.shape, dtype=torch.bool, device=xf.device)
-    seen: dict = {}
-    res = tol = xf.new_zeros(0)
-    for _ in range(manifold.landing_steps):
-        if idx.numel() == 0:
-            break
-        kw = {} if s is None else {"sigma": s}
-        d = field.project(x, **kw) - x
-        A = field.factor(x, **kw)
-        pairs = eigenpairs(A)
-        dims = intrinsic_dimension(pairs.values) if manifold.tangent_dim is None else manifold.tangent_dim
-        n = d - spectral_apply(pairs, d, dims, power=0)
-        dist, res = d.norm(dim=-1), n.norm(dim=-1)
-        away = torch.zeros_like(dist, dtype=torch.bool)
-        if beyond is not None:  # first pass: such a point is far, and its descent starts from that distance
-            dist, away, beyond = torch.maximum(dist, beyond), beyond > 0, None
-        at_target = torch.ones_like(dist, dtype=torch.bool) if s is None else s <= s.new_tensor(sigma)
-        no_normal = torch.as_tensor(dims, device=d.device) >= d.shape[-1]  # P = I: nothing to land along
-        # no normal space (P = I) near the data: first try a descent from σ_max (e.g. the sphere's centre, where
-        # x̂ barely moves); a point that still sees none afterwards has nothing to land along and is accepted
-        far = at_target & ((dist > 0.5 * sigma) | (no_normal & ~descended))
-        tol = manifold.landing_tol * sigma + 64 * eps * x.abs().amax(-1)  # of the iterate: same test on re-entry
-        done = at_target & ~far & (res <= tol)
-        if bool(done.any()):
-            rows = idx[done]
-            out[rows] = x[done]
-            if not seen:
-                seen = {"A": A.new_full((xf.shape[0], *A.shape[1:]), float("nan")),
-                        "values": A.new_full((xf.shape[0], A.shape[-1]), float("nan")),
-                        "vectors": A.new_full((xf.shape[0], *A.shape[1:]), float("nan"))}
-            seen["A"][rows], seen["values"][rows], seen["vectors"][rows] = (
-                A[done], pairs.values[done], pairs.vectors[done])
-        if bands is None:  # no bandwidth to anneal: full denoiser steps while far, then normal steps
-            step = torch.where(far.unsqueeze(-1), d, n)
-            s_next = None
-        else:
-            s_now = dist.new_full(dist.shape, sigma) if s is None else s
-            # σ_0 for points found far at σ: their distance, or σ_max where the field sees no normal space
-            # (once per point: a point still far after one descent takes full steps at σ, which keep moving it)
-            start = torch.where(no_normal & ~away, bands[1], dist.clamp(bands[0], bands[1]))
-            start = torch.where(descended, bands[0], start)
-            s_next = torch.where(far, start, torch.where(at_target, s_now, (0.5 * s_now).clamp_min(sigma)))
-            # Euler step of the probability-flow ODE from s_now to s_next (a point starting the descent does
-            # not move yet, unless it is within 2σ: then it takes the full step x̂(x, σ) and stays at σ).
-            frac = torch.where(far, (start < 2 * sigma).to(d.dtype), 1 - s_next / s_now)
-            s_next = torch.where(far & (start < 2 * sigma), s_now, s_next)
-            step = torch.where(at_target & ~far, 1.0, frac).unsqueeze(-1) * torch.where(
-                at_target.unsqueeze(-1) & ~far.unsqueeze(-1), n, d)
-            descended = descended | (far & (start >= 2 * sigma))
-        keep = ~done
-        idx, x, res, tol = idx[keep], (x + step)[keep], res[keep], tol[keep]
-        descended = descended[keep]
-        if s_next is not None:
-            s = s_next[keep]
-            s = None if bool((s <= s.new_tensor(sigma)).all()) else s
-    if idx.numel():
-        raise ValueError(f"x: {idx.numel()} of {xf.shape[0]} point(s) did not land on the data in "
-                         f"{manifold.landing_steps} steps (largest normal correction {res.max().item():.3g}, "
-                         f"tolerance {tol.max().item():.3g}): too far from the data, or where its normal space is "
-                         f"ill-defined; start from data points or raise landing_steps")
-    if away_rows is not None and away_rows.numel():
-        still = field.beyond_data(out[away_rows]) > 0
-        if bool(still.any()):
-            raise ValueError(f"x: {int(still.sum())} of {xf.shape[0]} point(s) far from the data did not reach it: "
-                             "after landing they are still several spacings from the nearest data point the field "
-                             "holds (a model's landmarks); start nearer the data")
-    if seen and bool(torch.isfinite(xf).all()):
-        manifold._cache = {"point": out.clone(), "sigma": getattr(field, "sigma", None), "A": seen["A"],
-                           "pairs": Eigenpairs(seen["values"], seen["vectors"])}
-    return out

@@ -190,7 +190,7 @@ class KNNCDC(CoMetricField):
         `FAR_SPACINGS` times the median distance between a data point and its nearest other one, else 0.
 
         A point on the data (not itself a data point) lies within a spacing or two of one; a point several
-        spacings away is off the data. Landing (`learned_manifold.manifold.land`) starts such points' descent from
+        spacings away is off the data. Landing (`learned_manifold.landing.land`) starts such points' descent from
         this distance, since a denoiser at a bandwidth far below it may hardly move them."""
         y = self._as_query(x)
         with torch.no_grad():

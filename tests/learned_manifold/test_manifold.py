@@ -294,6 +294,18 @@ def test_landing_brings_far_points_back(sphere_model):
     assert M.check_point_on_manifold(p)
 
 
+def test_landing_builds_no_graph_even_with_gradients_on(sphere_model):
+    """projx's landing is documented as not differentiable: called with gradients enabled on a leaf that requires
+    them it returns a plain tensor, instead of a graph through every iterate's network calls (before: a
+    ``grad_fn`` chain as long as the landing's iterations)."""
+    M = LearnedDataManifold(sphere_model, landing=True)
+    far = (0.6 * on_sphere(20, seed=6)).requires_grad_()
+    with torch.enable_grad():
+        landed = M.projx(far)
+    assert landed.grad_fn is None and not landed.requires_grad
+    assert (landed.norm(dim=-1) - 1).abs().max() < 2 * M.field.sigma**2 + 0.03
+
+
 def test_landing_that_cannot_converge_says_so(sphere_model):
     """A point that cannot land in the allowed iterations raises, naming the problem (never a silent result)."""
     M = LearnedDataManifold(sphere_model, landing=True, landing_steps=1)
