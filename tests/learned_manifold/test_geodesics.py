@@ -237,11 +237,11 @@ def test_two_points_and_zero_steps() -> None:
     assert not bool(res.converged.any())
 
 
-class ShrinkingProjection(EuclideanField):
-    """A landing projection ``P(x) = x / 2``."""
+class FlatteningProjection(EuclideanField):
+    """A landing projection ``P(x) = (x₁, x₂, x₃ / 2)``: its fixed points are the plane ``x₃ = 0``."""
 
     def project(self, x: Tensor) -> Tensor:
-        return 0.5 * x
+        return x * x.new_tensor([1.0, 1.0, 0.5])
 
     @property
     def can_project(self) -> bool:
@@ -250,16 +250,36 @@ class ShrinkingProjection(EuclideanField):
 
 def test_landing_writes_interior_points_as_two_denoiser_steps() -> None:
     """With ``landing=True`` the interior points are ``P(P(z))`` (`LANDING_STEPS`; one posterior-mean step from
-    between two sheets returns a blend of both): from the straight line ``z``, interior points ``z / 4``, ends
-    kept."""
+    between two sheets returns a blend of both): ends on the plane of fixed points, a start ``z`` off it, and the
+    interior points come out at ``z₃ / 4``, ends kept."""
     from learned_manifold.geodesic_solvers import LANDING_STEPS
 
     assert LANDING_STEPS == 2
-    x0, x1 = torch.tensor([[1.0, 2.0, 0.0]], dtype=F64), torch.tensor([[3.0, -2.0, 4.0]], dtype=F64)
-    res = geodesic(ShrinkingProjection(), x0, x1, n_points=5, init="linear", landing=True, steps=0)
+    x0, x1 = torch.tensor([[1.0, 2.0, 0.0]], dtype=F64), torch.tensor([[3.0, -2.0, 0.0]], dtype=F64)
+    z = lerp(x0, x1, 5)
+    z[:, 1:-1, 2] = torch.tensor([4.0, -8.0, 2.0], dtype=F64)
+    res = geodesic(FlatteningProjection(), x0, x1, init=z, landing=True, steps=0)
+    want = z.clone()
+    want[:, 1:-1, 2] /= 4
+    torch.testing.assert_close(res.path, want)
+
+
+def test_landing_carries_the_ends_offsets_along_the_path() -> None:
+    """Ends that are not fixed points of the landing keep their offsets ``o = x − P(P(x))``, blended linearly
+    along the path (`end_offsets`), so no segment jumps between an end and the landed interior: from the straight
+    line between ends at heights 4 and 8 (offsets 3 and 6), the interior points sit at ``z₃/4 + 3 + 3t``, here
+    exactly on the line; and ``x0 = x1`` off the plane has the constant path, length 0, converged (before: a jump
+    to the plane and back)."""
+    x0, x1 = torch.tensor([[1.0, 2.0, 4.0]], dtype=F64), torch.tensor([[3.0, -2.0, 8.0]], dtype=F64)
     line = lerp(x0, x1, 5)
-    torch.testing.assert_close(res.path[:, 1:-1], line[:, 1:-1] / 4)
-    torch.testing.assert_close(res.path[:, [0, -1]], line[:, [0, -1]])
+    res = geodesic(FlatteningProjection(), x0, x1, n_points=5, init="linear", landing=True, steps=0)
+    torch.testing.assert_close(res.path, line)
+    res = geodesic(FlatteningProjection(), x0, x1, n_points=5, init="linear", landing=True)
+    torch.testing.assert_close(res.path, line)  # the straight line is the Euclidean geodesic, and lies in the set
+    assert bool(res.converged.all())
+    res = geodesic(FlatteningProjection(), x0, x0.clone(), n_points=6, init="linear", landing=True)
+    torch.testing.assert_close(res.path, x0.unsqueeze(1).expand(1, 6, 3))
+    assert float(res.length) == 0.0 and bool(res.converged.all())
 
 
 def test_runs_under_no_grad_and_leaves_field_parameters_alone() -> None:
