@@ -108,6 +108,9 @@ def _flatten(x: Tensor, data_shape: tuple[int, ...] | None, dim: int | None, nam
     if not x.is_floating_point():
         raise TypeError(f"{name} must have a floating-point dtype, got {x.dtype}")
     if data_shape is not None and tuple(x.shape[-len(data_shape):]) == tuple(data_shape):
+        if x.ndim > len(data_shape) + 1:
+            raise ValueError(f"{name} must have shape (B, *data_shape) = (B, {', '.join(map(str, data_shape))}) with "
+                             f"one batch axis, got {tuple(x.shape)}: reshape it to (-1, *data_shape)")
         flat = x.reshape(-1, math.prod(data_shape))
     elif x.ndim == 1:
         flat = x.unsqueeze(0)
@@ -164,6 +167,8 @@ def _integrate(field: CoMetricField, velocity: Callable[[Tensor], Tensor], x0: T
         try:
             return odeint(func, x, t, method=method, options=options, **kwargs)
         except AssertionError as err:  # torchdiffeq's only way of saying it gave up
+            if "underflow in dt" in str(err):  # the step size collapsed: the velocity became NaN or inf
+                raise _not_finite(method) from None
             if "max_num_steps" not in str(err):
                 raise
             raise ValueError(f"the adaptive solver {method!r} needed more than {MAX_ADAPTIVE_STEPS} steps between "
@@ -171,12 +176,24 @@ def _integrate(field: CoMetricField, velocity: Callable[[Tensor], Tensor], x0: T
                              f"a looser rtol/atol, or a fixed-step method with step_size") from None
 
     if not landing:
-        return solve(x0, times).transpose(0, 1)
-    out, x = [x0], x0
-    for i in range(len(times) - 1):
-        x = field.project(solve(x, times[i : i + 2])[-1])
-        out.append(x)
-    return torch.stack(out, dim=1)
+        path = solve(x0, times).transpose(0, 1)
+    else:
+        out, x = [x0], x0
+        for i in range(len(times) - 1):
+            x = field.project(solve(x, times[i : i + 2])[-1])
+            out.append(x)
+        path = torch.stack(out, dim=1)
+    bad = (~torch.isfinite(path).flatten(1).all(-1)).nonzero().flatten()
+    if bad.numel():  # fixed-step methods carry NaN on instead of failing
+        raise _not_finite(method, bad.tolist())
+    return path
+
+
+def _not_finite(method: str, rows: list[int] | None = None) -> ValueError:
+    where = f"of start points {rows[:8]}{' …' if len(rows) > 8 else ''} " if rows else ""
+    return ValueError(f"the flow {where}became NaN or inf ({method!r}): the velocity is not finite somewhere along "
+                      f"it, e.g. an objective whose value or gradient is NaN or inf there (sqrt or log of a negative), "
+                      f"or a field that is not finite at those points")
 
 
 def gradient_flow(
@@ -205,6 +222,12 @@ def gradient_flow(
 
     Returns:
         `FlowResult`; ``final_gap`` holds ``f`` at the end point.
+
+    Raises:
+        TypeError, ValueError: before any work, for bad points, ``n_points < 2``, ``t_end`` not finite and > 0,
+            an unknown ``method``, or ``landing`` on a field without a projection.
+        ValueError: the flow became NaN or inf: ``f`` or its gradient is not finite somewhere along it (every
+            solver; adaptive ones would otherwise fail with torchdiffeq's "underflow in dt").
 
     Example:
         >>> import torch
@@ -273,7 +296,8 @@ def interpolate(
 
     Raises:
         TypeError, ValueError: before any work, for bad points, ``n_points < 2``, ``t_end`` not finite and > 0,
-            an unknown ``method``, or ``landing`` on a field without a projection.
+            ``stop_tol`` not finite and > 0, an unknown ``method``, or ``landing`` on a field without a projection.
+        ValueError: the flow became NaN or inf (the field is not finite along it).
 
     Example:
         >>> import math, torch
@@ -296,6 +320,9 @@ def interpolate(
     if flat0.shape != flat1.shape:
         raise ValueError(f"x0 and x1 must hold the same number of points, got {tuple(x0.shape)} and "
                          f"{tuple(x1.shape)}")
+    if stop_tol is not None and (isinstance(stop_tol, bool) or not isinstance(stop_tol, (int, float))
+                                 or not math.isfinite(stop_tol) or stop_tol <= 0):
+        raise ValueError(f"stop_tol must be a finite number > 0 or None (1% of each pair's gap), got {stop_tol!r}")
     gap0 = (flat1 - flat0).norm(dim=-1, keepdim=True)
     tol = 0.01 * gap0 if stop_tol is None else torch.full_like(gap0, stop_tol)
     counter = [0]

@@ -55,7 +55,8 @@ class LearnedDataManifold(geoopt.Manifold):
         source: a model file path, a loaded `MetricModel`, or any `CoMetricField`.
         sigma: evaluation bandwidth in data units (models only; ``None``: the model's default).
         delta: isotropic part ``δ ≥ 0`` (models only; a field carries its own).
-        data_shape: shape of one point (default: the model's data shape, or ``(D,)`` for a field).
+        data_shape: shape of one point (default: the model's data shape, or ``(D,)`` for a field; needed for a
+            field that does not fix ``D``, such as `EuclideanMetric` or a score field on a plain function).
         landing: make ``projx`` the normal-only landing projection and land after every ``retr`` (low-rank
             fields with a denoiser).
         tangent_dim: for ``δ = 0`` (and for landing's normal space), the top-``d`` eigenvectors; ``None`` uses
@@ -115,6 +116,9 @@ class LearnedDataManifold(geoopt.Manifold):
             data_shape = check_data_shape(data_shape)
         else:
             model = getattr(field, "model", None)
+            if model is None and field.dim is None:
+                raise ValueError(f"data_shape is needed: {type(field).__name__} does not fix the dimension of its "
+                                 f"points (e.g. data_shape=(3,) for points in R³, (1, 28, 28) for images)")
             data_shape = tuple(model.data_shape) if model is not None else (field.dim,)
         if field.dim is not None and math.prod(data_shape) != field.dim:
             raise ValueError(f"data_shape {tuple(data_shape)} has {math.prod(data_shape)} entries, "

@@ -55,6 +55,7 @@ __all__ = [
     "load_model",
     "read_metadata",
     "save_model",
+    "state_to_save",
 ]
 
 FORMAT = "learned-manifold"
@@ -374,12 +375,32 @@ def load_model(path: str | os.PathLike, *, map_location: str | torch.device = "c
 # writing
 
 
+def state_to_save(module: torch.nn.Module, name: str, path: str | os.PathLike) -> dict[str, Tensor]:
+    """``module``'s state dict on the CPU, contiguous, for writing to ``path``.
+
+    Raises:
+        ValueError: a tensor holds NaN or inf (as `load_model` reads it: float64 values beyond float32's range
+            count), before anything is written, so a diverged model never replaces a good file with one that
+            cannot be loaded.
+    """
+    state = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
+    for key, t in state.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t.float()).all()):
+            raise ValueError(f"{name}: tensor {key!r} holds non-finite values (NaN or inf), which no model file may "
+                             f"hold; nothing was written to {os.fspath(path)!r}")
+    return state
+
+
 def save_model(model: MetricModel, path: str | os.PathLike, *, extra: dict | None = None) -> Path:
     """Save ``model`` (weights + config) to ``path`` atomically; ``extra`` is a free JSON object (e.g.
     validation). See `atomic_write_bytes` for permissions and what may stand at ``path``.
 
     Returns:
         The path written.
+
+    Raises:
+        TypeError: ``model`` is not a `MetricModel` or ``extra`` not a dict.
+        ValueError: a weight or buffer holds NaN or inf (`state_to_save`); nothing is written.
 
     Example:
         >>> import os, tempfile
@@ -394,7 +415,7 @@ def save_model(model: MetricModel, path: str | os.PathLike, *, extra: dict | Non
         raise TypeError(f"model must be a MetricModel, got {type(model).__name__}")
     if extra is not None and not isinstance(extra, dict):
         raise TypeError(f"extra must be a dict (a JSON object) or None, got {type(extra).__name__}")
-    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    state = state_to_save(model, "model", path)
     metadata = {
         "format": FORMAT,
         "version": VERSION,

@@ -40,6 +40,7 @@ from .model_file import (
     _verify_checksum,
     atomic_write_bytes,
     checksum,
+    state_to_save,
 )
 from .model_file import FORMAT as MODEL_FORMAT
 from .vae import VAE, VAEConfig
@@ -159,6 +160,10 @@ def save_vae(vae: VAE, path: str | os.PathLike, *, extra: dict | None = None) ->
     Returns:
         The path written.
 
+    Raises:
+        TypeError: ``vae`` is not a `VAE` or ``extra`` not a dict.
+        ValueError: a weight or buffer holds NaN or inf (`model_file.state_to_save`); nothing is written.
+
     Example:
         >>> import os, tempfile, torch
         >>> from learned_manifold import save_vae
@@ -179,7 +184,7 @@ def save_vae(vae: VAE, path: str | os.PathLike, *, extra: dict | None = None) ->
         raise TypeError(f"vae must be a VAE, got {type(vae).__name__}")
     if extra is not None and not isinstance(extra, dict):
         raise TypeError(f"extra must be a dict (a JSON object) or None, got {type(extra).__name__}")
-    state = {k: v.detach().to("cpu").contiguous() for k, v in vae.state_dict().items()}
+    state = state_to_save(vae, "vae", path)
     metadata = {"format": VAE_FORMAT, "version": VAE_VERSION, "config": json.dumps(vae.config.to_dict()),
                 "extra": json.dumps(extra or {})}
     metadata[CHECKSUM_KEY] = checksum(metadata, state)

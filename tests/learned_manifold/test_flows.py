@@ -68,6 +68,33 @@ def test_unknown_method_lists_valid_names_and_bad_inputs():
         interpolate(M, x, x, landing=True)
 
 
+@pytest.mark.parametrize("stop_tol", [float("nan"), -1.0, 0.0, True])
+def test_a_bad_stop_tol_is_refused_before_any_work(stop_tol):
+    """Before: NaN ended in torchdiffeq's "underflow in dt", -1 and 0 were accepted and never stopped a pair."""
+    M = LearnedDataManifold(FixedSubspaceField(Q))
+    x = subspace_points(2, 0)
+    with pytest.raises(ValueError, match="stop_tol must be a finite number > 0"):
+        interpolate(M, x, x + 1, stop_tol=stop_tol)
+
+
+@pytest.mark.parametrize("method", ["dopri5", "euler"])
+def test_a_flow_that_turns_nan_is_one_clear_error(method):
+    """An objective whose gradient is NaN along the flow (sqrt of a negative once x₀ < 0.5): adaptive solvers
+    failed with torchdiffeq's bare "AssertionError: underflow in dt 0.0", fixed-step ones returned NaN rows."""
+    M = LearnedDataManifold(FixedSubspaceField(Q, 0.1))
+    x = torch.tensor([[1.0, 0.0, 0.0, 0.0], [2.0, 0.0, 0.0, 0.0]], dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"became NaN or inf .*sqrt or log of a negative"):
+        gradient_flow(M, lambda y: torch.sqrt(y[:, 0] - 0.5) + y[:, 0] ** 2, x, t_end=5.0, method=method)
+
+
+def test_points_with_more_than_one_batch_axis_are_refused():
+    """(B1, B2, D) used to come back as B1·B2 paths with the batch axes merged; geodesic refuses them too."""
+    M = LearnedDataManifold(FixedSubspaceField(Q))
+    x = subspace_points(6, 0).reshape(2, 3, 4)
+    with pytest.raises(ValueError, match=r"one batch axis, got \(2, 3, 4\)"):
+        interpolate(M, x, x)
+
+
 def test_single_pair_in_single_path_out():
     M = LearnedDataManifold(FixedSubspaceField(Q))
     x0, x1 = subspace_points(1, 5)[0], subspace_points(1, 6)[0]

@@ -164,6 +164,21 @@ def test_constructor_errors(sphere_model):
         LearnedDataManifold("does-not-exist.lmm")
 
 
+def test_a_field_without_a_dimension_needs_data_shape():
+    """EuclideanMetric fixes no D: without data_shape the constructor says so (before: accepted with data_shape
+    (None,), then every call failed with "unsupported operand type(s) for *: 'int' and 'NoneType'"); with it, the
+    manifold is plain R^D."""
+    from learned_manifold.metrics import EuclideanMetric
+
+    with pytest.raises(ValueError, match=r"data_shape is needed: EuclideanMetric"):
+        LearnedDataManifold(EuclideanMetric())
+    M = LearnedDataManifold(EuclideanMetric(), data_shape=(3,))
+    x, u = torch.randn(4, 3), torch.randn(4, 3)
+    assert M.dim == 3
+    torch.testing.assert_close(M.inner(x, u), (u * u).sum(-1))
+    torch.testing.assert_close(M.egrad2rgrad(x, u), u)
+
+
 def test_geometry_queries_shapes(sphere_model):
     M = LearnedDataManifold(sphere_model)
     x = on_sphere(7)

@@ -129,6 +129,21 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(model, tmp_path, mon
     assert [p.name for p in tmp_path.iterdir()] == ["m.lmm"]  # no temporary file left behind
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_model_with_non_finite_weights_is_not_saved_over_a_good_file(model, tmp_path, bad):
+    """load_model refuses NaN/inf weights, so save_model refuses them first: a diverged model must not replace the
+    user's good file with one nothing can load (before: written silently, then unloadable)."""
+    path = save_model(model, tmp_path / "m.lmm")
+    before = path.read_bytes()
+    with torch.no_grad():
+        model.factor_net.state_dict()[next(iter(model.factor_net.state_dict()))].view(-1)[0] = bad
+    name = next(k for k, v in model.state_dict().items() if not bool(torch.isfinite(v).all()))
+    with pytest.raises(ValueError, match=rf"model: tensor '{re.escape(name)}' holds non-finite .*m\.lmm"):
+        save_model(model, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m.lmm"]
+
+
 # -- writing: permissions, what may stand at the destination, leftovers of crashed writers -------------------
 
 @pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])

@@ -203,6 +203,15 @@ def good(tmp_path_factory) -> tuple[bytes, VAE]:
     return path.read_bytes(), vae
 
 
+def test_a_vae_with_a_nan_weight_is_refused_before_writing(tmp_path):
+    vae = random_vae(CONFIGS["mlp"]).float()
+    with torch.no_grad():
+        next(vae.parameters()).view(-1)[0] = float("nan")
+    with pytest.raises(ValueError, match="vae: tensor .* holds non-finite values"):
+        save_vae(vae, tmp_path / "v.lmv")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_saved_vae_loads_and_round_trips_exactly(good, tmp_path):
     raw, vae = good
     (tmp_path / "v.lmv").write_bytes(raw)
