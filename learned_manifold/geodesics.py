@@ -242,11 +242,11 @@ def geodesic(
             the dtype (``1.2e-6`` in float32).
         verify_tol: relative energy decrease by a short gradient step that refutes convergence
             (`geodesic_solvers.verify_minimum`); default ``max(1e-6, 1e3 · tol)``.
-        landing: constrain the interior points to the data by the field's landing projection: they are written ``x =
-            field.project(field.project(z))`` (`geodesic_solvers.LANDING_STEPS`) and the energy is minimised over ``z``
-            (SPEC §6, landing), so the path lies on the learned data manifold (the denoiser's image), offset by the
-            ends' own distances from it blended along the path (`geodesic_solvers.end_offsets`: ``x0 = x1`` gives the
-            constant path). ``None`` (default): on when the start is ``"landing"``, or ``"graph"`` on a field with a
+        landing: constrain the interior points to the data by the field's landing projection: they are written
+            ``x = field.project(field.project(z))`` (`geodesic_solvers.LANDING_STEPS`) and the energy is minimised over
+            ``z`` (SPEC §6, landing), so the path lies on the learned data manifold (the denoiser's image), offset by
+            the ends' own distances from it blended along the path (`geodesic_solvers.end_offsets`: ``x0 = x1`` gives
+            the constant path). ``None`` (default): on when the start is ``"landing"``, or ``"graph"`` on a field with a
             denoiser (`geodesic_init.denoises`: a `LearnedCDC` with landmarks). Without it a learned field whose normal
             eigenvalue leaks off the data (0.05–0.75 inside the tube of the test torus) has its energy minimum cutting
             through empty space, whatever the start (the torus fixture, graph start without landing: 4.5% short).
