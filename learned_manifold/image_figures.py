@@ -1,9 +1,9 @@
 """Pictures of the learned geometry of images (paper Figs. 3 and 5; SPEC §9), matplotlib, headless-safe.
 
 Every function takes tensors in the user's units and image shape ``(C, H, W)`` (or flat with ``image_shape``),
-returns the figure, and saves it as a PNG when ``path`` is given. One-channel images are drawn in grey, three
-channels as RGB; each image is shown on the value range of the data (``vmin``/``vmax``), each eigenvector on a
-symmetric diverging scale.
+returns the figure, and saves it as a PNG when ``path`` is given. One-channel images are drawn in grey, two
+channels (grey and alpha, PIL's "LA") as their grey channel, three or four channels as RGB(A); each image is
+shown on the value range of the data (``vmin``/``vmax``), each eigenvector on a symmetric diverging scale.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def _as_images(x: Tensor, image_shape: Sequence[int]) -> np.ndarray:
     if len(shape) == 2:
         shape = (1, *shape)
     arr = x.detach().reshape(-1, *shape).double().cpu().numpy()
-    return arr[:, 0] if shape[0] == 1 else arr.transpose(0, 2, 3, 1)
+    return arr[:, 0] if shape[0] in (1, 2) else arr.transpose(0, 2, 3, 1)  # grey (+ alpha): the grey channel
 
 
 def _show(ax, img: np.ndarray, vmin: float, vmax: float, *, diverging: bool = False) -> None:

@@ -36,6 +36,7 @@ from learned_manifold.precision import PRECISIONS
 from learned_manifold.unet import UNET_PRESETS
 
 from . import vae_cli
+from .cli_data import add_layout_arg, read_data
 from .config import BACKBONE_CHOICES, TRAIN_INPUT_SCALINGS, TrainConfig
 from .info import run_info
 from .losses import FACTOR_TARGETS
@@ -69,10 +70,12 @@ def _auto_or(kind: type) -> Callable[[str], object]:
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("data", help="a .npy/.npz/.pt file of shape (N, ...) (images (N, H, W) or (N, C, H, W) as "
-                                "stored, e.g. uint8), a folder of PNG/JPEG files (class sub-folders give labels), "
-                                "an MNIST IDX file (.gz or not), or a built-in name (circle, sphere, sphere8, torus, "
-                                "swiss_roll, union, digits, blobs, blobs:SIDE)")
+    p.add_argument("data", help="a .npy/.npz/.pt file of shape (N, ...) (images (N, H, W), (N, C, H, W) or "
+                                "(N, H, W, C) as stored, e.g. uint8; a .npz/.pt entry 'labels' is kept apart), a "
+                                "folder of PNG/JPEG files (class sub-folders give labels), an MNIST IDX file (.gz or "
+                                "not), or a built-in name (circle, sphere, sphere8, torus, swiss_roll, union, digits, "
+                                "blobs, blobs:SIDE)")
+    add_layout_arg(p)
     p.add_argument("--out", required=True, help="model file to write (e.g. model.lmm); its folder must exist")
     p.add_argument("--num-points", type=int, default=None,
                    help="number of points of a built-in data set (default: 10000; digits: all) or first rows of a "
@@ -159,7 +162,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tikhonov", type=float, default=0.0, help="Tikhonov term λ_T in G = AAᵀ + λ_T I")
     p.add_argument("--loss", default="lowrank", choices=LOSSES, help="full: rank = D, small D only")
     p.add_argument("--precision", default=_DEFAULTS["precision"], choices=PRECISIONS,
-                   help="auto (bf16 autocast where the device has native bf16, else fp32) | fp32 | bf16")
+                   help="auto (bf16 autocast only where a short probe of this run's step measures it faster "
+                        "than fp32 on this device) | fp32 | bf16")
     p.add_argument("--compile", action="store_true", help="torch.compile the networks")
     p.add_argument("--val-every", type=int, default=0, help="validation period in steps (0: at the end)")
     p.add_argument("--checkpoint-every", type=int, default=500,
@@ -200,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="held-out data (a file or built-in name, as for train): check the model against itself "
                            "there (factor network against denoiser Jacobian, normal eigenvalue as sigma halves)")
     info.add_argument("--num-points", type=int, default=500, help="points of --data used by the check")
+    add_layout_arg(info)
     show = sub.add_parser("show", help="pictures of a model's geometry of images: eigenvector images, eigenvalue "
                                        "curves per class, interpolations, dimension histogram", formatter_class=_HELP)
     show.add_argument("model", help="a model file written by `learned-manifold train`")
@@ -208,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--num-points", type=int, default=256, help="points for the spectra and the histogram")
     show.add_argument("--pairs", type=int, default=3, help="interpolation pairs (same class where labels exist)")
     show.add_argument("--seed", type=int, default=0, help="seeds the choice of points and pairs")
+    add_layout_arg(show)
     vae_cli.add_subcommands(sub)
     return parser
 
@@ -246,37 +252,25 @@ def _resume_command(argv: list[str]) -> str:
 
 
 def _training_data(args: argparse.Namespace):
-    """``(data, manifold, data_info)`` of DATA: image sources keep their stored dtype and value range."""
-    from .data import is_image_source, resolve_data, resolve_images
-
-    if is_image_source(args.data):
-        images, manifold = resolve_images(args.data, n=args.num_points, seed=args.seed)
-        return images.x, manifold, images.metadata()
-    data, manifold = resolve_data(args.data, n=args.num_points, seed=args.seed)
-    return data, manifold, None
+    """``(data, manifold, data_info)`` of DATA: images keep their stored dtype and value range."""
+    got = read_data(args, args.data, n=args.num_points, seed=args.seed)
+    return got.x, got.manifold, got.info
 
 
 def _show(args: argparse.Namespace) -> int:
     from learned_manifold import load_model
 
-    from .data import is_image_source, resolve_data, resolve_images
+    from .data import as_model_points
     from .show import run_show
 
     for name in ("num_points", "pairs"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     model = load_model(args.model)
-    labels = None
-    if is_image_source(args.data):
-        images, _ = resolve_images(args.data)
-        data, labels = images.x, images.labels
-    else:
-        data, _ = resolve_data(args.data)
-    if data[0].numel() != model.dim:
-        raise ValueError(f"DATA has points of shape {tuple(data.shape[1:])}; the model expects "
-                         f"{tuple(model.data_shape)}")
-    report = run_show(model, data, args.out, labels=labels, n_points=args.num_points, n_pairs=args.pairs,
-                      seed=args.seed)
+    got = read_data(args, args.data)
+    data = as_model_points(got.x, model.data_shape, "DATA")
+    report = run_show(model, data, args.out, labels=got.labels, n_points=args.num_points, n_pairs=args.pairs,
+                      seed=args.seed, data_source=args.data)
     print(f"wrote the pictures and show.json to {args.out}; median dimension {report['median_dimension']:g}")
     return 0
 
@@ -292,7 +286,7 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
     try:
         with OutputLock(out) if writes else contextlib.nullcontext():
             if writes:
-                check_output(out, resume=args.resume, overwrite=args.overwrite)
+                check_output(out, resume=args.resume, overwrite=args.overwrite, data=args.data)
             data, manifold, data_info = _training_data(args)
             try:
                 config.model_spec(tuple(data.shape[1:]))  # rank <= D; backbone and preset fit the data

@@ -149,16 +149,15 @@ def _consistency(args: argparse.Namespace):
     from learned_manifold.diagnostics import self_consistency
     from learned_manifold.neighbour_check import neighbour_check
 
-    from .data import resolve_data
+    from .cli_data import read_data
+    from .data import as_model_points
     from .trainer import sigma_grid
 
     if args.num_points < 1:
         raise ValueError(f"--num-points must be >= 1, got {args.num_points}")
     model = load_model(args.model)
-    data, _ = resolve_data(args.data, seed=1)
-    if tuple(data.shape[1:]) != tuple(model.data_shape) and data[0].numel() != model.dim:
-        raise ValueError(f"--data has points of shape {tuple(data.shape[1:])}; the model expects "
-                         f"{tuple(model.data_shape)}")
+    data = read_data(args, args.data, seed=1).x
+    data = as_model_points(data, model.data_shape, "--data")
     if data.shape[0] < 3:
         raise ValueError(f"--data needs at least 3 points (held-out points and neighbours), got {data.shape[0]}")
     order = torch.randperm(data.shape[0], generator=torch.Generator().manual_seed(0))

@@ -60,22 +60,31 @@ def _check_folder(out: str | os.PathLike) -> Path:
     return out
 
 
-def check_output(out: str | os.PathLike, *, resume: bool = False, overwrite: bool = False) -> Path:
+def check_output(out: str | os.PathLike, *, resume: bool = False, overwrite: bool = False,
+                 data: object = None) -> Path:
     """Refuse, before any work, an output path a run must not or cannot write.
 
     Args:
         out: the model file to write.
         resume: the run continues ``out``'s training (so ``out`` may exist).
         overwrite: the run may replace an existing ``out`` and its training state.
+        data: the run's input when it is a path (else ignored): ``out``, its state and lock file must not be it.
 
     Returns:
         ``out`` as a `Path`.
 
     Raises:
-        OutputError: ``resume`` and ``overwrite`` together; ``out`` (or its state or lock file) is a symbolic
+        OutputError: ``out`` (or its state or lock file) is the input ``data``, even with ``overwrite``;
+            ``resume`` and ``overwrite`` together; ``out`` (or its state or lock file) is a symbolic
             link, a folder, a device, FIFO or socket; its folder is missing, not a folder, or not writable
             (tested by creating and removing a probe file); ``out`` exists and neither flag is given.
     """
+    if isinstance(data, (str, os.PathLike)) and Path(data).exists():
+        source = Path(data).resolve()
+        for path in (Path(out), state_path(Path(out)), lock_path(Path(out))):
+            if path.resolve() == source:
+                raise OutputError(f"{str(out)!r} is the input data {str(data)!r} (or would write over it); "
+                                  "refusing to replace your data with a model: choose another output path")
     if resume and overwrite:
         raise OutputError("resume and overwrite exclude each other: resume continues OUT, overwrite replaces it")
     out = _check_folder(out)

@@ -16,7 +16,39 @@ import threading
 import torch
 from torch import Tensor
 
-__all__ = ["StopRequest", "TrainingDiverged", "TrainingInterrupted", "check_health", "resolve_device"]
+__all__ = ["StopRequest", "TrainingDiverged", "TrainingInterrupted", "check_health", "check_training_tensor",
+           "resolve_device"]
+
+_F32 = torch.finfo(torch.float32)
+
+
+def check_training_tensor(data: object) -> None:
+    """Refuse, before any work, a tensor a trainer cannot learn from: not a dense tensor ``(N ≥ 10, ...)``, not
+    floating point (integer images: ``data.float()``, the units may stay), NaN/inf, or beyond float32's range.
+
+    Raises:
+        ValueError: naming what is wrong with ``data``.
+    """
+    if not isinstance(data, Tensor) or data.ndim < 2 or data.shape[0] < 10:
+        got = f"shape {tuple(data.shape)}" if isinstance(data, Tensor) else type(data).__name__
+        raise ValueError(f"data must be a tensor of shape (N, ...) with at least 10 points, got {got}")
+    if data.layout != torch.strided:
+        raise ValueError(f"data must be a dense tensor, got layout {data.layout} (call .to_dense())")
+    if not data.is_floating_point():
+        raise ValueError(f"data must be floating point, got {data.dtype}: convert it with data.float() (the values "
+                         f"may keep their units, e.g. 0..255: the model standardises them)")
+    finite = torch.isfinite(data)
+    if not bool(finite.all()):
+        row = int((~finite).flatten(1).any(-1).nonzero()[0])
+        raise ValueError(f"data must be finite: point {row} holds NaN or inf "
+                         f"({int((~finite).flatten(1).any(-1).sum())} point(s) in all)")
+    top = float(data.abs().max())
+    if top > _F32.max:
+        raise ValueError(f"data values overflow float32 (largest |x| = {top:.3g}, float32 holds up to "
+                         f"{_F32.max:.3g}): rescale the data")
+    if 0 < top < _F32.tiny:
+        raise ValueError(f"data values underflow float32 (largest |x| = {top:.3g}, float32's smallest normal "
+                         f"number is {_F32.tiny:.3g}): rescale the data")
 
 
 class TrainingInterrupted(KeyboardInterrupt):

@@ -34,6 +34,8 @@ from learned_manifold.metrics import CoMetricField
 from learned_manifold.model_file import atomic_write_bytes
 from learned_manifold.models import MetricModel
 
+from .data import as_model_points
+
 __all__ = ["FLOW_OVERSAMPLING", "PathScore", "interpolation_paths", "interpolation_scores", "run_show",
            "same_class_pairs"]
 
@@ -109,23 +111,37 @@ def interpolation_paths(manifold: LearnedDataManifold | CoMetricField, x0: Tenso
     return {name: p.reshape(b, n_points, *shape) for name, p in paths.items()}, flow.gap_closed.reshape(b)
 
 
+def _output_folder(out: str | os.PathLike, data_source: str | os.PathLike | None) -> Path:
+    """``out`` created as a folder, after checking it is not a file and not the data's own folder or file."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out '{out}' is a file, not a folder: give a folder for the pictures")
+    if data_source is not None and Path(data_source).exists():
+        source = Path(data_source).resolve()
+        target = out.resolve()
+        if target == source or (source.is_dir() and source in target.parents):
+            raise ValueError(f"--out '{out}' is inside the data '{data_source}': the pictures would be added to "
+                             "your images; choose another folder")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
 def run_show(model: MetricModel | str | os.PathLike, data: Tensor, out: str | os.PathLike, *,
              labels: Tensor | None = None, n_points: int = 256, n_pairs: int = 3, path_points: int = 17,
-             classifier_steps: int = 400, seed: int = 0) -> dict:
+             classifier_steps: int = 400, seed: int = 0, data_source: str | os.PathLike | None = None) -> dict:
     """Draw the pictures of a model's geometry on ``data`` ``(N, *data_shape)`` into the folder ``out``.
 
     Returns the report written to ``out/show.json``. ``labels`` ``(N,)`` (optional) give per-class curves,
-    same-class pairs and the classifier that scores the interpolations.
+    same-class pairs and the classifier that scores the interpolations. ``data`` may drop or add a channel axis
+    of one (`as_model_points`); other shapes are refused. ``data_source`` (the folder or file the data came
+    from) is never written into: ``out`` inside a data folder would add the figures to the user's images.
     """
     model = load_model(model) if not isinstance(model, MetricModel) else model
     shape = model.data_shape
-    if data.ndim < 2 or tuple(data.shape[1:]) != tuple(shape) and data[0].numel() != model.dim:
-        raise ValueError(f"data must have shape (N, {', '.join(map(str, shape))}), got {tuple(data.shape)}")
-    data = data.reshape(data.shape[0], *shape).float()
+    data = as_model_points(data, shape, "data").float()
     if labels is not None and labels.shape != (data.shape[0],):
         raise ValueError(f"labels must have shape ({data.shape[0]},), got {tuple(labels.shape)}")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _output_folder(out, data_source)
     image_shape = shape if len(shape) in (2, 3) else (1, 1, model.dim)
     value_range = (float(data.min()), float(data.max()))
     manifold = LearnedDataManifold(model)

@@ -45,7 +45,14 @@ from .losses import MetricMatchingLoss
 from .objective import TrainingObjective, workload_name
 from .outputs import Checkpointer, OutputLock, check_output, state_path
 from .refit import refit_factor
-from .runtime import StopRequest, TrainingDiverged, TrainingInterrupted, check_health, resolve_device
+from .runtime import (
+    StopRequest,
+    TrainingDiverged,
+    TrainingInterrupted,
+    check_health,
+    check_training_tensor,
+    resolve_device,
+)
 from .samplers import make_sampler
 from .schedule import ema_decay, optimiser
 from .validation import select_sigma, sigma_grid, validate
@@ -164,20 +171,7 @@ def _check_data(data: Tensor | ArraySource) -> None:
         if len(data) < 10:
             raise ValueError(f"{data.label}: need at least 10 points, got {len(data)}")
         return
-    if not isinstance(data, Tensor) or data.ndim < 2 or data.shape[0] < 10:
-        raise ValueError(f"data must be a tensor of shape (N >= 10, ...), got "
-                         f"{tuple(data.shape) if isinstance(data, Tensor) else type(data).__name__}")
-    if data.layout != torch.strided:
-        raise ValueError(f"data must be a dense tensor, got layout {data.layout} (call .to_dense())")
-    if not data.is_floating_point() or not bool(torch.isfinite(data).all()):
-        raise ValueError("data must be finite floating-point values (found NaN/inf or a non-float dtype)")
-    top = float(data.abs().max())
-    if top > _F32.max:
-        raise ValueError(f"data values overflow float32 (largest |x| = {top:.3g}, float32 holds up to "
-                         f"{_F32.max:.3g}): rescale the data")
-    if 0 < top < _F32.tiny:
-        raise ValueError(f"data values underflow float32 (largest |x| = {top:.3g}, float32's smallest normal "
-                         f"number is {_F32.tiny:.3g}): rescale the data")
+    check_training_tensor(data)
 
 
 def train(

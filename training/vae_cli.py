@@ -6,7 +6,7 @@
 
 ``encode`` writes the posterior means of DATA as an ``(N, d)`` float32 ``.npy``, so metric matching runs on the
 latent codes with the ordinary ``learned-manifold train latents.npy --out latent.lmm``. DATA is read exactly as
-``train`` reads it (`resolve_data`; the same ``--num-points``/``--seed`` give the same points). `add_subcommands`
+``train`` reads it (`cli_data.read_data`; the same ``--num-points``/``--seed`` give the same points). `add_subcommands`
 adds both parsers to the main command's subparsers; `run` executes one: every user error is one line on stderr
 and exit status 2, an interrupted training saves a checkpoint, prints the ``--resume`` command and returns 130.
 """
@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .cli_data import add_layout_arg, read_data
 from .outputs import OutputLock, check_output
 from .runtime import TrainingInterrupted, resolve_device
 
@@ -46,7 +47,9 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     fmt = argparse.ArgumentDefaultsHelpFormatter
     p = subparsers.add_parser("train-vae", formatter_class=fmt,
                               help="train a VAE with an RBF decoder std (SPEC §11) for the latent comparison")
-    p.add_argument("data", help="a .npy/.npz/.pt file of shape (N, ...) or a built-in dataset name")
+    p.add_argument("data", help="a .npy/.npz/.pt file of shape (N, ...) or a built-in dataset name, read as "
+                                "train reads it")
+    add_layout_arg(p)
     p.add_argument("--out", required=True, help="VAE file to write (e.g. vae.lmv); its folder must exist")
     p.add_argument("--latent-dim", type=int, required=True, help="latent dimension d")
     p.add_argument("--num-points", type=int, default=None,
@@ -81,6 +84,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--seed", type=int, default=0, help="as for train-vae (sampling of built-in data sets)")
     e.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     e.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    add_layout_arg(e)
 
 
 _TRAIN_OPTIONS = ("latent_dim", "num_points", "steps", "std_steps", "batch_size", "arch", "hidden", "depth",
@@ -98,7 +102,6 @@ def _resume_command(args: argparse.Namespace) -> str:
 
 
 def _train_vae(args: argparse.Namespace) -> int:
-    from .data import resolve_data
     from .vae_trainer import VAETrainConfig, train_vae
 
     try:
@@ -112,8 +115,8 @@ def _train_vae(args: argparse.Namespace) -> int:
     out = Path(args.out)
     try:
         with OutputLock(out):
-            check_output(out, resume=args.resume, overwrite=args.overwrite)
-            data, _ = resolve_data(args.data, n=args.num_points, seed=args.seed)
+            check_output(out, resume=args.resume, overwrite=args.overwrite, data=args.data)
+            data = read_data(args, args.data, n=args.num_points, seed=args.seed).x
             result = train_vae(data, cfg, out=out, resume=args.resume, overwrite=args.overwrite,
                                device=args.device, progress=not args.no_progress)
     except TrainingInterrupted as stop:
@@ -128,22 +131,19 @@ def _encode(args: argparse.Namespace) -> int:
     from learned_manifold.model_file import atomic_write_bytes
     from learned_manifold.vae_file import load_vae
 
-    from .data import resolve_data
+    from .data import as_model_points
     from .vae_trainer import encode_data
 
     device = resolve_device(args.device, name="--device")
     out = Path(args.out)
     if out.suffix.lower() != ".npy":
         raise ValueError(f"--out {str(out)!r} must end in .npy (the codes are written as one NumPy array)")
+    check_output(out, overwrite=True, data=args.data)  # not DATA; a writable folder; no link, folder or device
     if out.exists() and not args.overwrite:
         raise ValueError(f"{str(out)!r} already exists; replace it with --overwrite")
-    check_output(out, overwrite=True)  # the folder exists and is writable; no link, folder or device at --out
     vae = load_vae(args.vae, map_location=device)
-    data, _ = resolve_data(args.data, n=args.num_points, seed=args.seed)
-    if tuple(data.shape[1:]) != vae.data_shape and data[0].numel() != vae.dim:
-        raise ValueError(f"DATA has points of shape {tuple(data.shape[1:])}; the VAE {args.vae!r} expects "
-                         f"{vae.data_shape}")
-    data = data.float().reshape(data.shape[0], *vae.data_shape)
+    data = read_data(args, args.data, n=args.num_points, seed=args.seed).x
+    data = as_model_points(data, vae.data_shape, "DATA").float()
     codes = encode_data(vae, data.to(device)).cpu().numpy().astype(np.float32)
     buf = io.BytesIO()
     np.save(buf, codes, allow_pickle=False)

@@ -39,7 +39,7 @@ from learned_manifold.vae import MAX_CENTRES, MAX_LATENT, VAE, VAE_ARCHS, VAECon
 from learned_manifold.vae_file import save_vae
 
 from .outputs import OutputLock, check_output, state_path, write_failed
-from .runtime import StopRequest, TrainingInterrupted, check_health, resolve_device
+from .runtime import StopRequest, TrainingInterrupted, check_health, check_training_tensor, resolve_device
 
 __all__ = ["VAETrainConfig", "VAETrainResult", "encode_data", "kmeans", "rbf_bandwidths", "std_growth", "train_vae"]
 
@@ -203,14 +203,6 @@ def _lr(step: int, total: int) -> float:
     return 0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
 
 
-def _check_data(data: Tensor) -> None:
-    if not isinstance(data, Tensor) or data.ndim < 2 or data.shape[0] < 10:
-        got = tuple(data.shape) if isinstance(data, Tensor) else type(data).__name__
-        raise ValueError(f"data must be a tensor of shape (N >= 10, ...), got {got}")
-    if not data.is_floating_point() or not bool(torch.isfinite(data).all()):
-        raise ValueError("data must be finite floating-point values (found NaN/inf or a non-float dtype)")
-
-
 class _Run:
     """The state of one run: the VAE, stage-1 decoder log-std, stage-2 log-weights and the active optimiser."""
 
@@ -327,7 +319,7 @@ def train_vae(
     cfg = VAETrainConfig() if config is None else config
     if not isinstance(cfg, VAETrainConfig):
         raise TypeError(f"config must be a VAETrainConfig, got {type(cfg).__name__}")
-    _check_data(data)
+    check_training_tensor(data)
     total = cfg.steps + cfg.std_steps
     if stop_after is not None:
         check_int(stop_after, "stop_after", 0, total)

@@ -91,10 +91,14 @@ def test_bad_data_is_refused_before_training():
     good = torch.randn(50, 3)
     bad = good.clone()
     bad[3, 1] = float("nan")
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(ValueError, match="point 3 holds NaN or inf"):
         train(bad, TrainConfig(steps=1), progress=False, device="cpu")
     with pytest.raises(ValueError, match="shape"):
         train(torch.randn(50), TrainConfig(steps=1), progress=False, device="cpu")
+    with pytest.raises(ValueError, match=r"at least 10 points, got shape \(5, 3\)"):
+        train(good[:5], TrainConfig(steps=1), progress=False, device="cpu")
+    with pytest.raises(ValueError, match=r"floating point, got torch.uint8: convert it with data.float\(\)"):
+        train((good.abs() * 50).to(torch.uint8), TrainConfig(steps=1), progress=False, device="cpu")
     with pytest.raises(ValueError, match="identical"):
         train(torch.ones(50, 3), TrainConfig(steps=1), progress=False, device="cpu")
     with pytest.raises(ValueError, match="precision"):

@@ -67,4 +67,4 @@ def test_encode_refuses_data_of_another_shape(tmp_path, capsys):
     vae_path = tmp_path / "v.lmv"
     assert command(["train-vae", "circle", "--out", str(vae_path), "--latent-dim", "1", *SMALL]) == 0
     assert command(["encode", str(vae_path), "sphere", "--out", str(tmp_path / "z.npy"), "--num-points", "20"]) == 2
-    assert "expects (2,)" in capsys.readouterr().err
+    assert "DATA has points of shape (3,); the model was trained on points of shape (2,)" in capsys.readouterr().err

@@ -3,7 +3,8 @@
 One module per kind: `base` (helpers, `SyntheticManifold`, `EmbeddedManifold`), `shapes` (sphere, circle,
 torus, swiss roll, flat patch, union), `blobs` (the Gaussian blob image manifold, SPEC §9), `builtin` (data sets
 by name), `images` and `idx` (users' pictures: arrays, PNG/JPEG folders, IDX files, as `ImageData`), `files`
-(users' arrays and `resolve_data`, the one entry point in front of them all; `resolve_images` for pictures).
+(users' arrays and `resolve_data`, the one entry point in front of them all; `resolve_images` for pictures;
+`resolve_source`, what the command line reads).
 """
 
 from .base import EmbeddedManifold, SyntheticManifold, random_isometry
@@ -12,11 +13,14 @@ from .builtin import DATASETS, DEFAULT_SYNTHETIC_N, IMAGE_DATASETS, get_dataset,
 from .files import (
     SUPPORTED_EXTENSIONS,
     DataFileNotFoundError,
+    ResolvedData,
+    as_model_points,
     is_image_source,
     load_array,
     load_images,
     resolve_data,
     resolve_images,
+    resolve_source,
 )
 from .idx import load_idx, read_idx
 from .images import IMAGE_EXTENSIONS, ImageData, images_from_array, load_image_array, load_image_folder
@@ -31,6 +35,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "Circle",
     "DataFileNotFoundError",
+    "ResolvedData",
     "EmbeddedManifold",
     "FlatPatch",
     "ImageData",
@@ -38,6 +43,7 @@ __all__ = [
     "SwissRoll",
     "SUPPORTED_EXTENSIONS",
     "SyntheticManifold",
+    "as_model_points",
     "Torus",
     "UnionManifold",
     "get_dataset",
@@ -53,4 +59,5 @@ __all__ = [
     "read_idx",
     "resolve_data",
     "resolve_images",
+    "resolve_source",
 ]

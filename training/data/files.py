@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +16,10 @@ from torch import Tensor
 from .base import SyntheticManifold
 from .builtin import DATASETS, DEFAULT_SYNTHETIC_N, get_dataset, get_image_dataset, is_image_dataset
 from .idx import is_idx_path, load_idx
-from .images import ImageData, images_from_array, load_image_array, load_image_folder
+from .images import ImageData, _from_raw, _labels_tensor, images_from_array, load_image_array, load_image_folder
 
-__all__ = ["DataFileNotFoundError", "SUPPORTED_EXTENSIONS", "is_image_source", "load_array", "load_images",
-           "resolve_data", "resolve_images"]
+__all__ = ["DataFileNotFoundError", "ResolvedData", "SUPPORTED_EXTENSIONS", "is_image_source", "load_array",
+           "load_images", "resolve_data", "resolve_images", "resolve_source", "as_model_points"]
 
 
 SUPPORTED_EXTENSIONS = (".npy", ".npz", ".pt", ".pth")
@@ -347,3 +348,97 @@ def resolve_data(
     data = load_array(source)
     keep = _first_rows(data.shape[0], n)
     return (data if keep is None else data[:keep].clone()), None
+
+
+@dataclass
+class ResolvedData:
+    """What the command line reads for DATA (`resolve_source`).
+
+    Attributes:
+        x: ``(N, *point_shape)`` points; images ``(N, C, H, W)`` in their stored units.
+        manifold: the built-in data set's manifold (exact geometry), or None.
+        info: images only: `ImageData.metadata` (source, stored dtype, value range), kept in the model file.
+        labels: ``(N,)`` int64 class labels where the source has them (a folder's classes, IDX labels, a
+            ``.npz``/``.pt`` entry "labels"), or None.
+    """
+
+    x: Tensor
+    manifold: SyntheticManifold | None = None
+    info: dict | None = None
+    labels: Tensor | None = None
+
+
+def _reads_as_images(shape: tuple[int, ...], layout: str | None) -> bool:
+    """A 4-axis array ``(N, a, b, c)`` is images when ``a ≤ 4`` (channels first) or ``c`` is 1, 3 or 4 (channels
+    last, as PIL, Keras and most image pipelines store them); a stated ``layout`` always means images."""
+    return layout is not None or (len(shape) == 4 and (shape[1] <= 4 or shape[3] in (1, 3, 4)))
+
+
+def resolve_source(
+    source: str | os.PathLike[str],
+    *,
+    n: int | None = None,
+    seed: int = 0,
+    layout: str | None = None,
+) -> ResolvedData:
+    """DATA as `learned-manifold train`, ``show`` and ``info --data`` read it: one reader for all three.
+
+    Image sources (`is_image_source`) go to `resolve_images`. An array file is read once: a 4-axis array that
+    reads as images (`_reads_as_images`; channels-last ``(N, H, W, C)`` is turned channels-first, an ambiguous
+    shape such as ``(N, 3, 8, 3)`` needs ``layout``) gives images with their stored dtype and value range; any
+    other array (``(N, D)``, ``(N, H, W)``, a volume ``(N, 16, 16, 16)``) gives points as stored. A ``.npz``
+    entry or ``.pt`` key "labels" is kept as class labels, and not taken for the data. Built-in names go to
+    `resolve_data`.
+
+    Args:
+        source: data set name, file or folder path.
+        n: how many points: built-ins as in `resolve_data`; files and folders the first n (None or <= 0: all).
+        seed: sampling seed of built-in data sets.
+        layout: array files: None (automatic), "NCHW" or "NHWC".
+
+    Raises:
+        ValueError: any reader's error, naming the file; an ambiguous or impossible image layout.
+    """
+    if is_image_source(source):
+        images, manifold = resolve_images(source, n=n, seed=seed)
+        return ResolvedData(images.x, manifold, images.metadata(), images.labels)
+    if not (isinstance(source, (str, os.PathLike)) and Path(source).suffix.lower() in SUPPORTED_EXTENSIONS
+            and Path(source).exists()):
+        if layout is not None:
+            raise ValueError(f"layout applies to array files (.npy, .npz, .pt), not to {os.fspath(source)!r}")
+        data, manifold = resolve_data(source, n=n, seed=seed)
+        return ResolvedData(data, manifold)
+    path = Path(source)
+    label = f"data file '{path}'"
+    raw, labels = _read_file(path, label, extra="labels")
+    if _reads_as_images(tuple(raw.shape), layout):
+        images = _from_raw(raw, label, layout, labels, str(path))
+        keep = _first_rows(images.x.shape[0], n)
+        images = images if keep is None else images.take(slice(0, keep))
+        return ResolvedData(images.x, None, images.metadata(), images.labels)
+    data = _validate(raw, label)
+    lab = None if labels is None else _labels_tensor(labels, data.shape[0], label)
+    keep = _first_rows(data.shape[0], n)
+    if keep is not None:
+        data, lab = data[:keep].clone(), None if lab is None else lab[:keep].clone()
+    return ResolvedData(data, None, None, lab)
+
+
+def as_model_points(x: Tensor, data_shape: Sequence[int], name: str) -> Tensor:
+    """``x`` ``(N, *point_shape)`` as ``(N, *data_shape)`` of a model, when the shapes mean the same points.
+
+    Equal shapes, or shapes that differ only by a channel axis of one (``(1, H, W)`` against ``(H, W)``): the same
+    values in the same order. Anything else is refused, flat ``(N, D)`` data for an image model and channels-last
+    data for a channels-first model included: reshaping them would scramble the pixels without a word.
+
+    Raises:
+        ValueError: naming ``name`` and both shapes.
+    """
+    shape, want = tuple(x.shape[1:]), tuple(int(s) for s in data_shape)
+
+    def one_channel_dropped(s: tuple[int, ...]) -> tuple[int, ...]:
+        return s[1:] if len(s) == 3 and s[0] == 1 else s
+
+    if x.ndim >= 2 and one_channel_dropped(shape) == one_channel_dropped(want):
+        return x.reshape(x.shape[0], *want)
+    raise ValueError(f"{name} has points of shape {shape}; the model was trained on points of shape {want}")

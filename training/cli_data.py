@@ -1,0 +1,28 @@
+"""What the commands read as DATA (`learned-manifold train`, ``show``, ``info --data``, ``vae-train``,
+``encode``): the ``--layout`` option and one reader, `training.data.resolve_source`, for all of them."""
+
+from __future__ import annotations
+
+import argparse
+
+from .data import ResolvedData, resolve_source
+
+__all__ = ["add_layout_arg", "read_data"]
+
+
+def add_layout_arg(p: argparse.ArgumentParser) -> None:
+    """``--layout auto|NCHW|NHWC``: the axis order of a 4-axis image array file."""
+    p.add_argument("--layout", default="auto", choices=("auto", "NCHW", "NHWC"),
+                   help="axis order of a 4-axis image array file: auto reads (N, C, H, W) with C <= 4 and "
+                        "channels-last (N, H, W, C) with C in 1, 3, 4 (turned channels-first), and asks where both "
+                        "fit")
+
+
+def read_data(args: argparse.Namespace, source: str, *, n: int | None = None, seed: int = 0) -> ResolvedData:
+    """``source`` read by `resolve_source` with ``args.layout`` (layout errors name ``--layout``)."""
+    layout = getattr(args, "layout", "auto")
+    try:
+        return resolve_source(source, n=n, seed=seed, layout=None if layout == "auto" else layout)
+    except ValueError as err:
+        raise ValueError(str(err).replace("layout='NCHW' or layout='NHWC'", "--layout NCHW or --layout NHWC")
+                         .replace("layout applies", "--layout applies")) from None
