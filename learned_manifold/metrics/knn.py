@@ -274,9 +274,13 @@ class KNNCDC(CoMetricField):
         and the factor is returned in the query's.
         """
         xq = self._as_query(x)
-        log_w, points, mean = self._weighted(xq)
-        centre = mean if self.centred else xq
-        cols = (points - centre.unsqueeze(1)) * (0.5 * log_w).exp().unsqueeze(-1) / self.sigma
+        log_w, points, _ = self._weighted(xq)
+        if self.centred:  # x_j − x̄ as (x_j − x_1) − Σ w_i (x_i − x_1): copies of one point give exact zeros
+            rel = points - points[:, :1]  # (their rounded mean once made a tangent line of noise, dimension 1)
+            diff = rel - (log_w.exp().unsqueeze(-1) * rel).sum(1, keepdim=True)
+        else:
+            diff = points - xq.unsqueeze(1)
+        cols = diff * (0.5 * log_w).exp().unsqueeze(-1) / self.sigma
         check_finite_output(xq, cols, "k-NN field")
         return cols.transpose(1, 2).to(x.dtype)
 

@@ -93,6 +93,27 @@ def test_chunked_neighbours_equal_full_sort(monkeypatch, chunk_size):
     torch.testing.assert_close(dist2, ref_d[:, :20])
 
 
+@pytest.mark.parametrize("copies", [10, 12])
+def test_copies_of_one_point_have_no_spread(copies):
+    """Neighbours that are all copies of one data point have zero centred covariance, as a single point has:
+    before, the rounding of their mean was read as an eigen-direction (top eigenvalue 6e-12, dimension 1 along a
+    random line, ``inner(u, u)`` 2e11 at δ = 0)."""
+    from learned_manifold import LearnedDataManifold
+
+    p = torch.tensor([[0.3, -1.7, 2.9]])
+    g = torch.Generator().manual_seed(0)
+    data = torch.cat([torch.randn(500, 3, generator=g) + 10, p.expand(copies, 3)])
+    field = KNNCDC(data, k=copies, sigma=0.1)
+    x = torch.cat([p, p + 0.01, torch.zeros(1, 3)])
+    assert torch.equal(field.factor(x), torch.zeros(3, 3, copies))
+    M = LearnedDataManifold(field)
+    u = torch.ones(3, 3)
+    assert torch.equal(M.proju(x, u), torch.zeros(3, 3)) and torch.equal(M.inner(x, u), torch.zeros(3))
+    spread = KNNCDC(torch.cat([data, p + 0.05]), k=copies + 1, sigma=0.1)  # one other point near: a direction
+    assert int(geometry.intrinsic_dimension(geometry.eigenpairs(spread.factor(p)).values)) == 1
+    assert float(spread.factor(p).abs().amax()) > 0.01
+
+
 @pytest.mark.parametrize("offset", [0.0, 100.0, 1000.0])
 def test_float32_neighbours_are_exact_wherever_the_data_sit(offset):
     """The search's ‖x‖² − 2q·x lost the digits that separate neighbours of float32 data far from the origin
