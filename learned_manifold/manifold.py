@@ -257,6 +257,20 @@ class LearnedDataManifold(geoopt.Manifold):
         raise NotImplementedError("LearnedDataManifold has no exact exponential map; use retr (a first-order "
                                   "retraction, what geoopt's optimisers call) or learned_manifold.geodesic")
 
+    def logmap(self, x: Tensor, y: Tensor) -> Tensor:
+        """Not available (no closed form); `learned_manifold.geodesic` gives the path from ``x`` to ``y``."""
+        raise NotImplementedError("LearnedDataManifold has no closed-form logarithm; learned_manifold.geodesic(M, x, "
+                                  "y) solves for the path between two points")
+
+    def dist(self, x: Tensor, y: Tensor, *, keepdim: bool = False) -> Tensor:
+        """Not available (no closed form); `learned_manifold.geodesic` returns the metric ``length``."""
+        raise NotImplementedError("LearnedDataManifold has no closed-form distance; learned_manifold.geodesic(M, x, "
+                                  "y).length is the metric length of the discrete geodesic")
+
+    def dist2(self, x: Tensor, y: Tensor, *, keepdim: bool = False) -> Tensor:
+        """Not available: see `dist`."""
+        return self.dist(x, y, keepdim=keepdim)
+
     def transp(self, x: Tensor, y: Tensor, v: Tensor) -> Tensor:
         """Vector transport by projection at ``y`` (identity for ``δ > 0``)."""
         return self.proju(y, v)
