@@ -115,12 +115,12 @@ def _output_folder(out: str | os.PathLike, data_source: str | os.PathLike | None
     """``out`` created as a folder, after checking it is not a file and not the data's own folder or file."""
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise ValueError(f"--out '{out}' is a file, not a folder: give a folder for the pictures")
+        raise ValueError(f"out (--out) '{out}' is a file, not a folder: give a folder for the pictures")
     if data_source is not None and Path(data_source).exists():
         source = Path(data_source).resolve()
         target = out.resolve()
         if target == source or (source.is_dir() and source in target.parents):
-            raise ValueError(f"--out '{out}' is inside the data '{data_source}': the pictures would be added to "
+            raise ValueError(f"out (--out) '{out}' is inside the data '{data_source}': the pictures would be added to "
                              "your images; choose another folder")
     out.mkdir(parents=True, exist_ok=True)
     return out
