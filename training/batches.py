@@ -15,7 +15,7 @@ import math
 import torch
 from torch import Tensor
 
-from .data.stream import ArraySource, BatchStream, row_statistics
+from .data.stream import ArraySource, BatchStream, data_digest, row_statistics
 
 __all__ = ["TrainingRows", "split_rows", "standardisation"]
 
@@ -67,7 +67,8 @@ class TrainingRows:
 
     Attributes:
         shape: a point's shape; n: number of points; n_train: training rows; scale, mean: the standardisation;
-        val_x: ``(n_val, *shape)`` held-out points in data units, on the device; fingerprint: ``[N, D, Σx, Σx²]``.
+        val_x: ``(n_val, *shape)`` held-out points in data units, on the device; fingerprint: ``[N, D, Σx, Σx²]``
+        (what states of earlier versions recorded); digest: `data_digest`, what a run resumes on.
     """
 
     def __init__(self, data: Tensor | ArraySource, *, val_points: int, seed: int, batch_size: int,
@@ -84,6 +85,7 @@ class TrainingRows:
             self.fingerprint = [float(self.n), float(flat.shape[1]), float(flat.sum()), float(flat.pow(2).sum())]
         else:
             _, _, self.fingerprint = row_statistics(self.source, torch.arange(self.n))
+        self.digest = data_digest(self.source)
         self.device, self.seed, self.batch_size = device, seed, batch_size
         self.rank, self.world, self.workers = rank, world, workers
         self._z = None

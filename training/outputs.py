@@ -207,6 +207,7 @@ class Checkpointer:
     config: object  # TrainConfig (a dataclass)
     fingerprint: list[float]
     guard: RelativeClip | None = None  # the factor's gradient guard: its state resumes with the run
+    digest: str | None = None  # `data_digest` of the data: what a resumed run must match
     info: dict = field(default_factory=dict)  # num_points, num_train_points, num_val_points, precision
     saved_step: int | None = None  # the step of the last checkpoint on disk
 
@@ -228,6 +229,7 @@ class Checkpointer:
             "optimizer": self.optimizer.state_dict(),
             "config": json.dumps(cfg),
             "fingerprint": self.fingerprint,
+            **({"data_digest": self.digest} if self.digest is not None else {}),
             **({"factor_clip": self.guard.state_dict()} if self.guard is not None else {}),
         }, buf)
         try:

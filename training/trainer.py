@@ -306,7 +306,8 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, manifold, out: Path | Non
         if saved != asdict(cfg):
             diff = {k: (saved.get(k), v) for k, v in asdict(cfg).items() if saved.get(k) != v}
             raise ValueError(f"cannot resume {str(out)!r}: settings differ from the saved run {diff}")
-        if [round(v, 6) for v in state["fingerprint"]] != [round(v, 6) for v in fingerprint]:
+        if (state.get("data_digest", rows.digest) != rows.digest  # states before the digest: the sums only
+                or [round(v, 6) for v in state["fingerprint"]] != [round(v, 6) for v in fingerprint]):
             raise ValueError(f"cannot resume {str(out)!r}: the data differ from the data it was trained on")
         for key in ("model", "ema"):  # a state written before landmarks existed: they are the same points
             if mcfg.landmarks:
@@ -342,7 +343,8 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, manifold, out: Path | Non
     is_main = rank_id == 0
     ckpt = None
     if is_main and out is not None:
-        ckpt = Checkpointer(out, model, ema, opt, cfg, fingerprint, guard, saved_step=start if resume else None, info={
+        ckpt = Checkpointer(out, model, ema, opt, cfg, fingerprint, guard, digest=rows.digest,
+                            saved_step=start if resume else None, info={
             "num_points": rows.n, "num_train_points": rows.n_train, "num_val_points": val_x.shape[0],
             "precision": precision, "precision_probe": probe, "input_scaling": span, "norm_feature": norm_why,
             **why,

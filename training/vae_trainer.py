@@ -38,6 +38,7 @@ from learned_manifold.models import MAX_DEPTH, MAX_WIDTH, check_int, check_real
 from learned_manifold.vae import MAX_CENTRES, MAX_LATENT, VAE, VAE_ARCHS, VAEConfig
 from learned_manifold.vae_file import save_vae
 
+from .data.stream import data_digest
 from .outputs import OutputLock, check_output, state_path, write_failed
 from .runtime import StopRequest, TrainingInterrupted, check_health, check_training_tensor, resolve_device
 
@@ -217,12 +218,12 @@ class _Run:
         self.opt1 = torch.optim.Adam(self.stage1, lr=cfg.lr)
         self.opt2: torch.optim.Optimizer | None = None
 
-    def state(self, step: int, seconds: float, cfg_json: str, fingerprint: list[float]) -> bytes:
+    def state(self, step: int, seconds: float, cfg_json: str, fingerprint: list[float], digest: str) -> bytes:
         buf = io.BytesIO()
         torch.save({"step": step, "seconds": seconds, "vae": self.vae.state_dict(), "log_std0": self.log_std0.data,
                     "omega": self.omega.data, "stage2": self.opt2 is not None,
                     "optimizer": (self.opt2 or self.opt1).state_dict(), "config": cfg_json,
-                    "fingerprint": fingerprint}, buf)
+                    "fingerprint": fingerprint, "data_digest": digest}, buf)
         return buf.getvalue()
 
     def load(self, state: dict) -> None:
@@ -349,6 +350,7 @@ def _train(data: Tensor, cfg: VAETrainConfig, out: Path | None, resume: bool, de
     cfg_json = json.dumps(asdict(cfg))
     flat = data.reshape(data.shape[0], -1).double()
     fingerprint = [float(data.shape[0]), float(flat.shape[1]), float(flat.sum()), float(flat.pow(2).sum())]
+    digest = data_digest(data)  # the sums miss reordered rows or columns
     start, before = 0, 0.0
     if resume:
         if not state_path(out).exists():
@@ -356,7 +358,8 @@ def _train(data: Tensor, cfg: VAETrainConfig, out: Path | None, resume: bool, de
         state = torch.load(state_path(out), map_location=dev, weights_only=True)
         if json.loads(state["config"]) != asdict(cfg):
             raise ValueError(f"cannot resume {str(out)!r}: its settings differ from this run's")
-        if [round(v, 6) for v in state["fingerprint"]] != [round(v, 6) for v in fingerprint]:
+        if (state.get("data_digest", digest) != digest  # states before the digest: the sums only
+                or [round(v, 6) for v in state["fingerprint"]] != [round(v, 6) for v in fingerprint]):
             raise ValueError(f"cannot resume {str(out)!r}: the data differ from the data it was trained on")
         run.load(state)
         start, before = int(state["step"]), float(state["seconds"])
@@ -372,7 +375,7 @@ def _train(data: Tensor, cfg: VAETrainConfig, out: Path | None, resume: bool, de
         meta = {"complete": complete, "step": step, "total_steps": total, **extra,
                 "training_seconds": round(seconds, 3), **({"validation": validation} if validation else {})}
         try:
-            atomic_write_bytes(state_path(out), run.state(step, seconds, cfg_json, fingerprint))
+            atomic_write_bytes(state_path(out), run.state(step, seconds, cfg_json, fingerprint, digest))
             save_vae(vae, out, extra=meta)
         except OSError as err:
             raise write_failed(out, err, saved[0]) from None

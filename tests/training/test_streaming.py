@@ -58,6 +58,16 @@ def test_a_streamed_run_resumes_where_it_stopped(tmp_path, points):
     assert torch.equal(_weights(whole), _weights(resumed))
 
 
+def test_the_data_digest_is_the_same_in_memory_and_mapped_and_sees_reordering(tmp_path, points):
+    from learned_manifold_training.data.stream import data_digest
+
+    path = tmp_path / "data.npy"
+    np.save(path, points.numpy())
+    assert data_digest(points) == data_digest(open_npy(path)) == data_digest(points.double())
+    assert len({data_digest(points), data_digest(points.flip(0)), data_digest(points.flip(1)),
+                data_digest(points.reshape(points.shape[0], 1, -1))}) == 4
+
+
 def test_statistics_are_the_same_bits_in_memory_and_mapped(tmp_path, points):
     path = tmp_path / "data.npy"
     np.save(path, points.numpy())

@@ -65,5 +65,9 @@ def test_outputs_are_checked_before_any_work(circle_data, tmp_path):
         train_vae(circle_data, cfg, out=tmp_path / "a.lmv", device="cpu", progress=False, stop_after=5)
         train_vae(circle_data, VAETrainConfig(**{**TINY, "steps": 41}), out=tmp_path / "a.lmv", resume=True,
                   device="cpu", progress=False)
+    for other in (circle_data * 2, circle_data.flip(0)):  # reordered rows kept the sums and resumed before
+        with pytest.raises(ValueError, match="data differ"):
+            train_vae(other, VAETrainConfig(**TINY), out=tmp_path / "a.lmv", resume=True, device="cpu",
+                      progress=False)
     with pytest.raises(ValueError, match="finite"):
         train_vae(torch.full((20, 3), float("nan")), cfg, device="cpu", progress=False)
