@@ -144,18 +144,31 @@ class VAEPullbackMetric(CoMetricField):
         out = vjp_fn(torch.func.jvp(self.embed, (x,), (v,))[1])[0]
         return out + self.eps * v if self.eps else out
 
+    def _spectrum(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Eigenvalues ``(B, d)`` ascending, eigenvectors ``(B, d, d)`` of ``M(z)`` and which points have a
+        numerically singular ``M`` ``(B,)``: smallest eigenvalue at most ``16 d ε λ_max`` (``ε`` of the dtype:
+        below that the eigenvalue is rounding of ``J_fᵀJ_f``), or ``M = 0``. A ``d × d`` latent matrix."""
+        values, vectors = torch.linalg.eigh(self.pullback(z))
+        top = values[:, -1]
+        singular = (values[:, 0] <= 16 * self.dim * torch.finfo(values.dtype).eps * top) | (top <= 0)
+        return values, vectors, singular
+
     def apply(self, x: Tensor, w: Tensor) -> Tensor:
-        """``M^{-1} w`` by a batched dense ``d × d`` solve: ``(B, d)``, ``(B, d)`` → ``(B, d)``.
+        """``M^{-1} w`` from the eigenpairs of the dense ``d × d`` ``M``: ``(B, d)``, ``(B, d)`` → ``(B, d)``.
 
         Raises:
-            ValueError: ``M`` is singular at some point (a degenerate decoder there): construct with ``eps > 0``.
+            ValueError: ``M`` is (numerically) singular at some point (a degenerate decoder there, or a latent
+                dimension the data do not use): construct with ``eps > 0``. Before this check a solve returned
+                values of 10¹⁸ there without complaint.
         """
         check_vectors(x, w, self.dim, "w")
-        out, info = torch.linalg.solve_ex(self.pullback(x), w.unsqueeze(-1))
-        if bool((info != 0).any()):
-            raise ValueError(f"the VAE pullback metric is singular at {int((info != 0).sum())} point(s); "
-                             "construct VAEPullbackMetric with eps > 0")
-        return out.squeeze(-1)
+        values, vectors, singular = self._spectrum(x)
+        if bool(singular.any()):
+            raise ValueError(f"the VAE pullback metric is singular at {int(singular.sum())} point(s) (smallest "
+                             "eigenvalue of M at the rounding level of the largest); construct VAEPullbackMetric "
+                             "with eps > 0")
+        coef = (vectors.transpose(-1, -2) @ w.unsqueeze(-1)) / values.unsqueeze(-1)
+        return (vectors @ coef).squeeze(-1)
 
     def dense(self, x: Tensor) -> Tensor:
         """Dense co-metric ``G = M^{-1}``: ``(B, d)`` → ``(B, d, d)``."""
@@ -164,8 +177,11 @@ class VAEPullbackMetric(CoMetricField):
             x.shape[0], self.dim, self.dim).transpose(-1, -2)
 
     def log_volume(self, z: Tensor) -> Tensor:
-        """Log volume element ``½ log det M(z)``: ``(B, d)`` → ``(B,)`` (the background of paper Fig. 9)."""
-        return 0.5 * torch.linalg.slogdet(self.pullback(z))[1]
+        """Log volume element ``½ log det M(z)``: ``(B, d)`` → ``(B,)`` (the background of paper Fig. 9);
+        ``−inf`` where ``M`` is numerically singular (`_spectrum`), not the log of its rounding."""
+        values, _, singular = self._spectrum(z)
+        out = 0.5 * values.clamp_min(torch.finfo(values.dtype).tiny).log().sum(-1)
+        return torch.where(singular, torch.full_like(out, float("-inf")), out)
 
     def segment_energies(self, path: Tensor) -> Tensor:
         """Squared segment lengths of latent paths in the chosen curve energy: ``(B, T, d)`` → ``(B, T − 1)``.

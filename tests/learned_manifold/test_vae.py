@@ -92,6 +92,22 @@ def test_a_singular_pullback_gets_one_clear_error():
         VAEPullbackMetric(vae).apply(torch.randn(3, 2, dtype=F64), torch.randn(3, 2, dtype=F64))
 
 
+def test_a_rank_deficient_pullback_is_singular_not_a_huge_solve():
+    """A linear decoder R² → R¹ with a constant std: ``M = s²WᵀW`` has rank 1. The LU solve's pivots were not
+    exactly zero, so ``apply`` returned values near 10¹⁸ and ``log_volume`` a finite −23.5."""
+    vae = VAE(VAEConfig(data_shape=(1,), latent_dim=2, depth=0, n_centres=3)).double()
+    z = torch.randn(4, 2, dtype=F64, generator=torch.Generator().manual_seed(0))
+    field = VAEPullbackMetric(vae)
+    assert torch.linalg.matrix_rank(field.pullback(z)).eq(1).all()
+    with pytest.raises(ValueError, match="singular at 4 point"):
+        field.apply(z, torch.randn(4, 2, dtype=F64))
+    assert torch.equal(field.log_volume(z), torch.full((4,), float("-inf"), dtype=F64))
+    regular = VAEPullbackMetric(vae, eps=1e-3)  # eps > 0: M + εI, solved and measured as usual
+    w = torch.randn(4, 2, dtype=F64)
+    torch.testing.assert_close(regular.metric(z, regular.apply(z, w)), w)
+    torch.testing.assert_close(regular.log_volume(z), 0.5 * torch.logdet(regular.pullback(z)))
+
+
 def test_the_two_curve_energies_agree_to_second_order_on_fine_paths():
     vae = random_vae(CONFIGS["mlp"], seed=1)
     forms = [VAEPullbackMetric(vae, energy=e) for e in ("metric", "decoded")]
