@@ -229,6 +229,9 @@ def tangent_error(field: CoMetricField, x: Tensor, true_basis: Tensor) -> Tensor
 
     Returns:
         ``(B,)`` errors.
+
+    Raises:
+        ValueError: ``true_basis`` of the wrong shape, or whose nonzero columns are not orthonormal (to 10⁻³).
     """
     if true_basis.ndim != 3 or true_basis.shape[:2] != x.shape:
         raise ValueError(
@@ -236,7 +239,14 @@ def tangent_error(field: CoMetricField, x: Tensor, true_basis: Tensor) -> Tensor
             f"got {tuple(true_basis.shape)}"
         )
     true_basis = true_basis.to(x)
-    d = (true_basis.abs().amax(dim=-2) > 0).sum(-1)  # (B,)
+    used = true_basis.abs().amax(dim=-2) > 0  # (B, k): zero columns are padding
+    gram = true_basis.transpose(-1, -2) @ true_basis
+    off = (gram - torch.diag_embed(used.to(gram.dtype))).abs().flatten(1).amax(-1)
+    if bool((off > 1e-3).any()):  # an unnormalised basis made the projector error negative, clamped to a "perfect" 0
+        i = int(off.argmax())
+        raise ValueError(f"true_basis must have orthonormal (or zero) columns; at point {i} |VᵀV − I| reaches "
+                         f"{float(off[i]):.3g} (orthonormalise it, e.g. with torch.linalg.qr)")
+    d = used.sum(-1)  # (B,)
     return projector_error(truncate_basis(field_eigenpairs(field, x).vectors.to(x), d), true_basis)
 
 

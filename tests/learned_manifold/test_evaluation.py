@@ -184,6 +184,16 @@ def test_tangent_error_of_exact_and_random_bases() -> None:
     assert dimension_accuracy(FactorField(extra), x, dim - 1) == 1.0
 
 
+def test_tangent_error_refuses_a_basis_that_is_not_orthonormal() -> None:
+    """A scaled basis, or random columns, made ``tr P + tr Q − 2‖UᵀV‖²`` negative, clamped to a perfect 0."""
+    gen = torch.Generator().manual_seed(1)
+    x, basis = sphere_tangents(8, 4, gen)
+    exact = FactorField(basis)
+    for bad in (2 * basis, torch.randn(8, 4, 4, dtype=F64, generator=gen)):
+        with pytest.raises(ValueError, match="orthonormal"):
+            tangent_error(exact, x, bad)
+
+
 def test_tangent_error_with_variable_dimension() -> None:
     gen = torch.Generator().manual_seed(2)
     b, dim = 10, 5
