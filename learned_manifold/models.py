@@ -389,7 +389,7 @@ class MetricModel(nn.Module):
     def denoise(self, y: Tensor, sigma: float | Tensor | None = None) -> Tensor:
         """Posterior mean ``x̂(y, σ) = y − σ F_θ`` in data units, shaped like ``y``."""
         z, sz = self._standardise(y, sigma)
-        zhat = z.reshape(z.shape[0], -1) - sz.unsqueeze(-1) * self.noise_z(z, sz)
+        zhat = z.reshape(z.shape[0], self.dim) - sz.unsqueeze(-1) * self.noise_z(z, sz)
         return (zhat.reshape(z.shape) * self.scale.to(y.dtype) + self.mean.to(y.dtype)).reshape(y.shape)
 
     def score(self, y: Tensor, sigma: float | Tensor | None = None) -> Tensor:

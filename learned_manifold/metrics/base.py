@@ -240,10 +240,12 @@ def as_denoiser(obj: object) -> Denoiser:
     denoise = getattr(obj, "denoise", None)
     if denoise is not None:
         shape = tuple(getattr(obj, "data_shape", ()))
+        dtype = getattr(getattr(obj, "scale", None), "dtype", None)  # a model's own dtype: points are cast to it
 
         def flat(y: Tensor, sigma: float) -> Tensor:
-            out = denoise(y.reshape(y.shape[0], *shape) if shape else y, sigma)
-            return out.reshape(y.shape[0], -1)
+            ys = y if dtype is None else y.to(dtype)
+            out = denoise(ys.reshape(y.shape[0], *shape) if shape else ys, sigma)
+            return out.reshape(y.shape).to(y.dtype)  # (reshape(B, -1) fails on an empty batch)
 
         return flat
     if callable(obj):

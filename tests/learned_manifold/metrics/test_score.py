@@ -222,3 +222,15 @@ def test_denoiser_with_the_wrong_output_shape_is_named(batch, cls, bad):
         field.apply(x, torch.ones_like(x))
     with pytest.raises(ValueError, match=f"denoiser '{bad}'"):
         field.project(x)
+
+
+@pytest.mark.parametrize("cls", [ScoreJacobianMetric, SteinScoreMetric, TangentialMetric])
+def test_fields_on_a_trained_model_take_float64_and_empty_batches(sphere_model, cls):
+    """As LearnedCDC does: points of another dtype are computed in the model's and returned in theirs, and a batch
+    of none gives none (before: "mat1 and mat2 must have the same dtype", "cannot reshape tensor of 0 elements")."""
+    field = cls(sphere_model, 0.1, **({} if cls is TangentialMetric else {"delta": 0.01}))
+    x = torch.nn.functional.normalize(torch.randn(4, 3, generator=torch.Generator().manual_seed(0)), dim=-1)
+    out64 = field.apply(x.double(), x.double())
+    assert out64.dtype == torch.float64
+    torch.testing.assert_close(out64.float(), field.apply(x, x), rtol=1e-4, atol=1e-5)
+    assert field.apply(x[:0], x[:0]).shape == (0, 3)
