@@ -26,6 +26,7 @@ import numpy as np
 from .cli_data import add_layout_arg, read_data
 from .outputs import OutputLock, check_output
 from .runtime import TrainingInterrupted, resolve_device
+from .validation import distrust
 
 __all__ = ["COMMANDS", "add_subcommands", "run"]
 
@@ -124,6 +125,8 @@ def _train_vae(args: argparse.Namespace) -> int:
               f"continue with: {_resume_command(args)}", file=sys.stderr)
         return 130
     print(f"wrote {args.out}; validation: {json.dumps(result.validation)}")
+    for reason in distrust(result.validation):
+        print(f"warning: {reason}", file=sys.stderr)
     return 0
 
 

@@ -10,7 +10,7 @@ from learned_manifold.evaluation import bandwidth_grid, spectral_report
 from learned_manifold.geometry import eigenpairs
 from learned_manifold.models import MetricModel
 
-__all__ = ["distrust", "select_sigma", "sigma_grid", "validate"]
+__all__ = ["COLLAPSED_RECONSTRUCTION", "distrust", "select_sigma", "sigma_grid", "validate"]
 
 
 def sigma_grid(model: MetricModel) -> list[float]:
@@ -54,10 +54,17 @@ def select_sigma(model: MetricModel, x: Tensor, manifold=None) -> tuple[float, s
     return best["sigma"], "clearest mean eigengap on held-out points", table
 
 
+COLLAPSED_RECONSTRUCTION = 0.9
+"""A VAE whose held-out reconstruction error is this fraction of the data's RMS radius or more decodes about the
+data mean: its encoder collapsed (measured: 0.996 and 1.000 on the built-in circle and sphere, 0.007 on the same
+circle in R¹⁰)."""
+
+
 def distrust(validation: dict) -> list[str]:
     """Why a trained model's tangent spaces are not to be trusted, one sentence per failed check, from a training
-    result's ``validation`` (the self-consistency check and the neighbour check; empty when both pass or did
-    not run). The ``train`` command and the demos print these as warnings and the demos' reports keep them."""
+    result's ``validation`` (the self-consistency check and the neighbour check; for a VAE, a reconstruction no
+    better than the mean; empty when all pass or did not run). The ``train`` and ``train-vae`` commands and the
+    demos print these as warnings and the demos' reports keep them."""
     reasons = []
     check = validation.get("self_consistency")
     if isinstance(check, dict) and not check.get("trusted", True):
@@ -71,4 +78,9 @@ def distrust(validation: dict) -> list[str]:
                        f"{near.get('sigma', float('nan')):.4g} (dimension {near.get('model_dimension')} against "
                        f"{near.get('neighbour_dimension')}, tangent disagreement {near.get('tangent_disagreement')}): "
                        f"its tangent spaces are not to be trusted")
+    rel = validation.get("relative_reconstruction_error")  # a VAE's (`vae_trainer._validate`)
+    if isinstance(rel, float) and rel >= COLLAPSED_RECONSTRUCTION:
+        reasons.append(f"the VAE reconstructs held-out points barely better than the data mean (error {rel:.3g} of "
+                       f"the data's RMS radius): its encoder has collapsed to the prior and its latent geometry "
+                       f"means nothing; more steps, a wider network or a smaller latent dimension may help")
     return reasons

@@ -19,3 +19,23 @@ def test_each_failed_check_gives_one_sentence_with_its_numbers():
     assert "does not agree with itself" in reasons[0] and "outside eigenvalue 0.9" in reasons[0]
     assert "neighbours at sigma=8.666" in reasons[1] and "dimension 16 against 1" in reasons[1]
     assert distrust({"neighbour_check": NEAR_FAILED}) == reasons[1:]
+
+
+def test_a_vae_that_decodes_the_mean_is_flagged():
+    """A VAE whose reconstructions are no better than the data mean (the built-in circle and sphere in R², R³
+    collapsed so, silently) gets a reason; a reconstructing one does not."""
+    from learned_manifold_training.validation import COLLAPSED_RECONSTRUCTION
+
+    assert distrust({"relative_reconstruction_error": 0.007, "std_growth": 12.0}) == []
+    (reason,) = distrust({"relative_reconstruction_error": 0.996})
+    assert "barely better than the data mean (error 0.996" in reason and COLLAPSED_RECONSTRUCTION == 0.9
+
+
+def test_train_vae_prints_the_collapse(tmp_path, capsys):
+    from learned_manifold_training.cli import main
+
+    argv = ["train-vae", "circle", "--out", str(tmp_path / "v.lmv"), "--latent-dim", "1", "--steps", "40",
+            "--std-steps", "20", "--num-points", "300", "--hidden", "16", "--depth", "1", "--no-progress",
+            "--device", "cpu"]
+    assert main(argv) == 0  # 40 steps: reconstructions are the data mean
+    assert "warning: the VAE reconstructs held-out points barely better than the data mean" in capsys.readouterr().err
