@@ -245,6 +245,9 @@ def _verify_checksum(reader: _Reader, metadata: dict, tensors: dict[str, Tensor]
 
 def _read_config(reader: _Reader, metadata: dict) -> tuple[ModelConfig, dict]:
     """Metadata schema → (validated config, extra)."""
+    if metadata.get("format") == "learned-manifold-vae":  # vae_file.VAE_FORMAT (that module imports this one)
+        raise reader.error("is a learned-manifold VAE file (train-vae), not a metric-matching model; load it with "
+                           "load_vae, or train metric matching on its codes (learned-manifold encode)")
     if metadata.get("format") != FORMAT:
         raise reader.error(f"is a safetensors file but not a learned-manifold model (no 'format: {FORMAT}' "
                            f"metadata; found keys {sorted(metadata)[:10]})")

@@ -28,7 +28,7 @@ from learned_manifold.metrics.vae_pullback import latent_graph_path
 from learned_manifold.model_file import load_model
 from learned_manifold.models import MetricModel, ModelConfig
 from learned_manifold.vae import VAE, VAEConfig
-from learned_manifold.vae_file import read_vae_metadata
+from learned_manifold.vae_file import VAE_FORMAT, read_vae_metadata
 from learned_manifold_training.data import Circle
 from learned_manifold_training.vae_trainer import VAETrainConfig, encode_data, std_growth, train_vae
 
@@ -326,8 +326,9 @@ def test_hostile_vae_files_are_refused_with_one_error_naming_the_file(name, good
 
 def test_a_vae_file_is_not_a_model_file(good, tmp_path):
     (tmp_path / "v.lmv").write_bytes(good[0])
-    with pytest.raises(ModelFileError, match="not a learned-manifold model"):
+    with pytest.raises(ModelFileError, match="is a learned-manifold VAE file .*load it with load_vae"):
         load_model(tmp_path / "v.lmv")
+    assert VAE_FORMAT == "learned-manifold-vae"  # the name model_file.py checks for
 
 
 @pytest.mark.parametrize("kind", ["folder", "fifo", "dev_zero_link", "missing"])
