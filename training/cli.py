@@ -344,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
             return vae_cli.run(args)
         return run_info(args)
     except (ValueError, OSError, ImportError) as err:  # user errors: one clear line, no traceback
-        print(f"learned-manifold {args.command}: error: {err}", file=sys.stderr)
+        message = re.sub(r" \((resume|overwrite)=True\)", "", str(err))  # the Python names, beside the flags
+        print(f"learned-manifold {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"learned-manifold {args.command}: interrupted; nothing more was written", file=sys.stderr)

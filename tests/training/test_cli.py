@@ -49,6 +49,14 @@ def test_train_from_a_user_file_and_resume(tmp_path):
     assert main(args + ["--resume"]) == 0  # already finished: resuming is a no-op that rewrites the same model
 
 
+def test_an_existing_output_names_the_flags_only(tmp_path, capsys):
+    (tmp_path / "m.lmm").write_bytes(b"keep")
+    assert main(["train", "circle", "--out", str(tmp_path / "m.lmm"), *SMALL]) == 2
+    err = capsys.readouterr().err
+    assert "continue its training with --resume or replace it with --overwrite" in err and "=True" not in err
+    assert (tmp_path / "m.lmm").read_bytes() == b"keep"
+
+
 @pytest.mark.parametrize(
     "make, message",
     [
