@@ -41,7 +41,7 @@ from .config import BACKBONE_CHOICES, TRAIN_INPUT_SCALINGS, TrainConfig
 from .info import run_info
 from .losses import FACTOR_TARGETS
 from .outputs import OutputLock, check_output
-from .runtime import TrainingInterrupted, resolve_device
+from .runtime import TrainingInterrupted, check_training_tensor, resolve_device
 
 __all__ = ["build_parser", "main"]
 
@@ -288,6 +288,10 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
             if writes:
                 check_output(out, resume=args.resume, overwrite=args.overwrite, data=args.data)
             data, manifold, data_info = _training_data(args)
+            try:
+                check_training_tensor(data)  # its message names "data": here, the file or name given
+            except ValueError as err:
+                raise ValueError(f"DATA {args.data!r}: {err}") from None
             try:
                 config.model_spec(tuple(data.shape[1:]))  # rank <= D; backbone and preset fit the data
             except ValueError as err:

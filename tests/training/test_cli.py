@@ -73,6 +73,13 @@ def test_bad_data_gets_one_clear_line_and_exit_code_2(tmp_path, capsys, make, me
     assert not (tmp_path / "m.lmm").exists()
 
 
+def test_too_few_points_name_the_file(tmp_path, capsys):
+    np.save(tmp_path / "five.npy", np.ones((5, 3), dtype=np.float32))
+    assert main(["train", str(tmp_path / "five.npy"), "--out", str(tmp_path / "m.lmm"), "--no-progress",
+                 "--device", "cpu"]) == 2
+    assert "five.npy': data must be a tensor of shape (N, ...) with at least 10 points" in capsys.readouterr().err
+
+
 def test_unknown_dataset_lists_the_valid_names(tmp_path, capsys):
     assert main(["train", "klein_bottle", "--out", str(tmp_path / "m.lmm"), *SMALL]) == 2
     assert "sphere" in capsys.readouterr().err
