@@ -150,6 +150,21 @@ def test_target_gap_and_missing_geodesics() -> None:
         path_quality(path, target=target[:, :2])
 
 
+@pytest.mark.parametrize("offset", [0.0, 100.0])
+def test_nearest_distance_is_exact_for_dense_float32_data_anywhere(offset) -> None:
+    """A float32 circle of 4,000 points (spacing 0.0016) in R⁸: every data point is at distance 0 from the set,
+    wherever the circle sits. Before, the expanded square chose the wrong point: up to 0.04 away at offset 100,
+    0.0004 at the origin."""
+    t = torch.linspace(0, 2 * math.pi, 4001)[:-1]
+    circle = torch.zeros(4000, 8)
+    circle[:, 0], circle[:, 1] = t.cos(), t.sin()
+    data = circle + offset
+    assert float(nearest_distance(data, data).max()) == 0.0
+    mid = (data[:-1] + data[1:]) / 2  # halfway between neighbours: half the spacing
+    want = (data[1:] - data[:-1]).norm(dim=-1) / 2
+    torch.testing.assert_close(nearest_distance(mid, data), want, atol=2e-5 * (1 + offset), rtol=0)
+
+
 def test_nearest_data_fallback_matches_brute_force() -> None:
     gen = torch.Generator().manual_seed(0)
     data = torch.randn(500, 5, dtype=F64, generator=gen)
