@@ -155,13 +155,17 @@ def neighbour_check(model: MetricModel, x: Tensor, reference: Tensor, sigmas: li
         `NeighbourReport`.
 
     Raises:
-        ValueError: empty or mis-shaped ``x`` or ``reference``, no bandwidths, or a non-positive one.
+        ValueError: empty, mis-shaped or non-finite ``x`` or ``reference``, no bandwidths, or a non-positive one.
     """
     for name, pts in (("x", x), ("reference", reference)):
         if not isinstance(pts, Tensor) or pts.ndim < 2 or pts.shape[0] == 0 or pts[0].numel() != model.dim:
             got = tuple(pts.shape) if isinstance(pts, Tensor) else type(pts).__name__
             raise ValueError(f"{name} must be a non-empty batch of points of shape (N, {model.dim}) or "
                              f"(N, *{tuple(model.data_shape)}), got {got}")
+        finite = torch.isfinite(pts.reshape(pts.shape[0], -1)).all(-1)
+        if not bool(finite.all()):  # one NaN point made every σ's ratio NaN: no verdict, read as "trusted"
+            raise ValueError(f"{name} holds NaN or inf at {int((~finite).sum())} point(s) (the first: "
+                             f"{int((~finite).nonzero()[0])}); the check needs finite points")
     if reference.shape[0] < 2:
         raise ValueError(f"reference needs at least 2 points, got {reference.shape[0]}")
     if len(sigmas) == 0:

@@ -106,6 +106,11 @@ def test_bad_input_is_refused_before_work():
         neighbour_check(model, pts, pts, [])
     with pytest.raises(ValueError, match="sigmas"):
         neighbour_check(model, pts, pts, [0.1, -1.0])
+    bad = pts.clone()
+    bad[4, 1] = float("nan")  # before: every ratio NaN, no bandwidth chosen, and "no verdict" read as trusted
+    for args in ((bad, pts), (pts, bad)):
+        with pytest.raises(ValueError, match=r"holds NaN or inf at 1 point\(s\) \(the first: 4\)"):
+            neighbour_check(model, *args, [0.1])
 
 
 def test_the_comparison_in_chunks_equals_one_batch(monkeypatch):
