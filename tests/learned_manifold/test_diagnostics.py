@@ -115,3 +115,5 @@ def test_uncentred_models_and_bad_points_are_refused(torus_model):
         self_consistency(torus_model, torch.zeros(0, 3))
     with pytest.raises(ValueError, match="shape"):
         self_consistency(torus_model, torch.zeros(4, 5))
+    with pytest.raises(ValueError, match=r"NaN or inf at 1 point\(s\) \(the first: 2\)"):  # was a LinAlgError
+        self_consistency(torus_model, torch.tensor([[1.4, 0, 0], [0, 1.4, 0], [float("nan"), 0, 0]]))
