@@ -83,10 +83,15 @@ def plot_eigenvalue_curves(values: Tensor, labels: Tensor | None = None, *, max_
                            title: str = "Cumulative eigenvalues of G per class",
                            path: str | os.PathLike | None = None):
     """Fig. 3b: the mean cumulative normalised eigenvalue curve ``Σ_{i≤k} λ_i / Σ λ`` per class (one curve when
-    ``labels`` is None), with the index where 90% is reached marked. ``values``: ``(n, r)`` descending."""
+    ``labels`` is None), with the index where 90% is reached marked (read from the whole spectrum, also where
+    ``max_index`` plots only its start; "none" for spectra that are all zero). ``values``: ``(n, r)`` descending;
+    ``labels``: ``(n,)``."""
+    if labels is not None and tuple(labels.shape) != (values.shape[0],):
+        raise ValueError(f"labels must have shape ({values.shape[0]},), one per spectrum, got {tuple(labels.shape)}")
     values = values.detach().double().cpu().clamp_min(0)
-    total = values.sum(-1, keepdim=True).clamp_min(1e-300)
-    cum = (values.cumsum(-1) / total).numpy()
+    total = values.sum(-1, keepdim=True)
+    cum = (values.cumsum(-1) / total.clamp_min(1e-300)).numpy()
+    zero = (total.squeeze(-1) <= 0).numpy()
     r = cum.shape[1] if max_index is None else min(max_index, cum.shape[1])
     groups = {"all points": np.arange(cum.shape[0])} if labels is None else {
         f"class {int(c)}": np.flatnonzero(labels.cpu().numpy() == int(c)) for c in torch.unique(labels.cpu())}
@@ -95,9 +100,9 @@ def plot_eigenvalue_curves(values: Tensor, labels: Tensor | None = None, *, max_
     for name, rows in groups.items():
         if rows.size == 0:
             continue
-        curve = cum[rows, :r].mean(0)
-        k90 = int(np.searchsorted(curve, 0.9) + 1)
-        ax.plot(idx, curve, marker="o", markersize=2.5, label=f"{name} (90% at k={k90})")
+        whole = cum[rows].mean(0)
+        k90 = "none" if bool(zero[rows].all()) else str(int(np.searchsorted(whole, 0.9 - 1e-12) + 1))
+        ax.plot(idx, whole[:r], marker="o", markersize=2.5, label=f"{name} (90% at k={k90})")
     ax.axhline(0.9, color="grey", linestyle=":", linewidth=1)
     ax.set_xlabel("number of eigenvalues k")
     ax.set_ylabel("cumulative share of Σλ")

@@ -1,21 +1,15 @@
 """What the commands read as DATA (`training/cli_data.py`, `resolve_source`): image arrays in either channel order,
 their labels, shapes checked against the model, and outputs that never land on the user's data."""
 
-import matplotlib
+import numpy as np
+import pytest
+import torch
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from learned_manifold import MetricModel, ModelConfig, load_model  # noqa: E402
-from learned_manifold.image_figures import plot_eigenvector_images  # noqa: E402
-from learned_manifold_training.cli import main  # noqa: E402
-from learned_manifold_training.data import as_model_points, resolve_source  # noqa: E402
-from learned_manifold_training.outputs import OutputError, check_output  # noqa: E402
-from learned_manifold_training.show import run_show  # noqa: E402
+from learned_manifold import MetricModel, ModelConfig, load_model
+from learned_manifold_training.cli import main
+from learned_manifold_training.data import as_model_points, resolve_source
+from learned_manifold_training.outputs import OutputError, check_output
+from learned_manifold_training.show import run_show
 
 TINY = ["--steps", "3", "--batch-size", "16", "--backbone", "mlp", "--hidden", "16", "--depth", "1",
         "--precision", "fp32", "--no-progress", "--device", "cpu"]
@@ -111,14 +105,3 @@ def test_outputs_never_replace_or_enter_the_users_data(tmp_path):
     (tmp_path / "note.txt").write_text("keep")
     with pytest.raises(ValueError, match="is a file, not a folder"):
         run_show(model, torch.rand(12, 1, 8, 8), tmp_path / "note.txt")
-
-
-def test_two_channel_images_are_drawn_by_their_grey_channel():
-    """PIL's "LA" (grey + alpha) trains as 2 channels; `show` crashed on them ("Invalid shape (8, 8, 2)")."""
-    x = torch.rand(2, 2 * 8 * 8)
-    vectors = torch.linalg.qr(torch.randn(2, 128, 3)).Q
-    fig = plot_eigenvector_images(x, torch.ones(2, 3), vectors, (2, 8, 8), n_vectors=3)
-    first = fig.axes[0].get_images()[0].get_array()
-    assert first.shape == (8, 8)
-    np.testing.assert_allclose(np.asarray(first), x[0, :64].reshape(8, 8).double().numpy())
-    plt.close(fig)

@@ -1,0 +1,47 @@
+"""The pictures of image geometry (`learned_manifold.image_figures`): what they draw and what their legends say."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from learned_manifold.image_figures import plot_eigenvalue_curves, plot_eigenvector_images  # noqa: E402
+
+
+def legend_texts(fig) -> list[str]:
+    return [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+
+
+def test_two_channel_images_are_drawn_by_their_grey_channel():
+    """PIL's "LA" (grey + alpha) trains as 2 channels; `show` crashed on them ("Invalid shape (8, 8, 2)")."""
+    x = torch.rand(2, 2 * 8 * 8)
+    vectors = torch.linalg.qr(torch.randn(2, 128, 3)).Q
+    fig = plot_eigenvector_images(x, torch.ones(2, 3), vectors, (2, 8, 8), n_vectors=3)
+    first = fig.axes[0].get_images()[0].get_array()
+    assert first.shape == (8, 8)
+    np.testing.assert_allclose(np.asarray(first), x[0, :64].reshape(8, 8).double().numpy())
+    plt.close(fig)
+
+
+def test_the_90_percent_index_reads_the_whole_spectrum():
+    """A flat rank-8 spectrum reaches 90% of Σλ at k = 8 (7/8 < 0.9); with only 3 indices plotted the legend said
+    k = 4, and an all-zero spectrum k = 9 of 8."""
+    flat = torch.cat([torch.ones(4, 8), torch.zeros(4, 4)], -1)
+    for max_index in (None, 3):
+        fig = plot_eigenvalue_curves(flat, max_index=max_index)
+        assert legend_texts(fig) == ["all points (90% at k=8)"]
+        plt.close(fig)
+    decaying = torch.tensor([[0.5, 0.3, 0.15, 0.05]]).repeat(3, 1)  # 0.5, 0.8, 0.95: k = 3
+    zero = torch.zeros(3, 4)
+    fig = plot_eigenvalue_curves(torch.cat([decaying, zero]), torch.tensor([0, 0, 0, 1, 1, 1]))
+    assert legend_texts(fig) == ["class 0 (90% at k=3)", "class 1 (90% at k=none)"]
+    plt.close(fig)
+
+
+def test_labels_must_match_the_spectra():
+    with pytest.raises(ValueError, match=r"labels must have shape \(5,\)"):
+        plot_eigenvalue_curves(torch.rand(5, 4), torch.tensor([0, 1, 2]))
