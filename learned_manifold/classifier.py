@@ -60,20 +60,32 @@ def train_classifier(images: Tensor, labels: Tensor, *, steps: int = 400, batch_
     """Train a `SmallCNN` on ``images`` ``(N, C, H, W)`` or ``(N, H, W)`` and integer ``labels`` ``(N,)``.
 
     AdamW, cosine schedule, light Gaussian input noise (so features stay smooth near the data). Returns the
-    network in eval mode with gradients off. Deterministic for a given ``seed`` on one device.
+    network in eval mode with gradients off. Deterministic for a given ``seed`` on one device; the global random
+    state is left as it was.
+
+    Raises:
+        ValueError: images of another shape, none, or with NaN/inf; labels not integers ``0, 1, ...`` of shape
+            ``(N,)``.
     """
     if images.ndim == 3:
         images = images.unsqueeze(1)
-    if images.ndim != 4:
-        raise ValueError(f"images must have shape (N, C, H, W) or (N, H, W), got {tuple(images.shape)}")
+    if images.ndim != 4 or images.shape[0] == 0:
+        raise ValueError(f"images must have shape (N, C, H, W) or (N, H, W) with N >= 1, got {tuple(images.shape)}")
+    if not bool(torch.isfinite(images).all()):
+        raise ValueError("images hold NaN or inf; the classifier would learn NaN logits")
     labels = torch.as_tensor(labels)
-    if labels.shape != (images.shape[0],) or labels.is_floating_point():
-        raise ValueError(f"labels must be integers of shape ({images.shape[0]},), got {tuple(labels.shape)}")
+    if labels.shape != (images.shape[0],):
+        raise ValueError(f"labels must have shape ({images.shape[0]},), one per image, got {tuple(labels.shape)}")
+    if labels.is_floating_point() or labels.dtype == torch.bool or labels.is_complex():
+        raise ValueError(f"labels must be integer class indices, got dtype {labels.dtype}")
+    if int(labels.min()) < 0:
+        raise ValueError(f"labels must be class indices 0, 1, ..., got {int(labels.min())}")
     steps = check_int(steps, "steps", 1, 10**7)
     classes = int(labels.max()) + 1
     gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    net = SmallCNN(images.shape[1], max(classes, 2), width).to(images.device)
+    with torch.random.fork_rng(devices=[]):  # the initialisation's seed stays inside
+        torch.manual_seed(seed)
+        net = SmallCNN(images.shape[1], max(classes, 2), width).to(images.device)
     x = images.float()
     net.mean.fill_(float(x.mean()))
     net.std.fill_(float(x.std().clamp_min(1e-12)))
