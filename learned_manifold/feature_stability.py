@@ -16,6 +16,7 @@ Sampling ``N(0, G)`` (SPEC §10), all batched over points and samples:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -135,11 +136,13 @@ def feature_stability(field: CoMetricField, x: Tensor, features: Callable[[Tenso
     field = as_field(field)
     samples = check_count(samples, "samples")
     eps = [float(e) for e in eps]
-    if not eps or not all(e > 0 for e in eps):
-        raise ValueError(f"eps must be a non-empty list of positive magnitudes, got {eps}")
-    if x.ndim != 2:
-        raise ValueError(f"x must have shape (B, D), got {tuple(x.shape)}")
+    if not eps or not all(math.isfinite(e) and e > 0 for e in eps):
+        raise ValueError(f"eps must be a non-empty list of finite positive magnitudes, got {eps}")
+    if x.ndim != 2 or x.shape[0] == 0:
+        raise ValueError(f"x must have shape (B, D) with B >= 1, got {tuple(x.shape)}")
     shape = tuple(data_shape) if data_shape is not None else (x.shape[1],)
+    if math.prod(shape) != x.shape[1]:
+        raise ValueError(f"data_shape {shape} has {math.prod(shape)} entries; x has D = {x.shape[1]}")
     gen = torch.Generator(device=x.device).manual_seed(seed)
     rows = x.repeat_interleave(samples, dim=0)
     z = sample_cometric(field, rows, generator=gen, lanczos_steps=lanczos_steps)

@@ -329,13 +329,19 @@ class MetricModel(nn.Module):
         if isinstance(sigma, (int, float)):
             # One bandwidth for the whole batch: a (1,) tensor that the networks broadcast, so the σ embedding
             # and the FiLM maps run once per call, and the check needs no device round trip.
-            if not sigma > 0:
-                raise ValueError(f"sigma must be positive, got {sigma}")
+            if not (sigma > 0 and math.isfinite(sigma)):
+                raise ValueError(f"sigma must be finite and positive, got {sigma}")
             sigma = torch.full((1,), float(sigma), dtype=y.dtype, device=y.device)
         else:
-            sigma = torch.as_tensor(sigma, dtype=y.dtype, device=y.device).expand(y.shape[0])
-            if not bool((sigma > 0).all()):
-                raise ValueError("sigma must be positive")
+            sigma = torch.as_tensor(sigma, dtype=y.dtype, device=y.device)
+            if sigma.numel() == y.shape[0] and sigma.ndim > 1:  # (B, 1) and the like: one per point
+                sigma = sigma.reshape(-1)
+            if sigma.ndim > 1 or (sigma.ndim == 1 and sigma.shape[0] not in (1, y.shape[0])):
+                raise ValueError(f"sigma must be a number, or a tensor of shape () or ({y.shape[0]},) with one "
+                                 f"bandwidth per point, got shape {tuple(sigma.shape)}")
+            sigma = sigma.expand(y.shape[0])
+            if not bool(((sigma > 0) & torch.isfinite(sigma)).all()):
+                raise ValueError("sigma must be finite and positive")
         scale = self.scale.to(y.dtype)
         return (y - self.mean.to(y.dtype)) / scale, sigma / scale
 

@@ -89,3 +89,9 @@ def test_directions_along_an_invariance_do_not_change_the_feature():
 def test_bad_magnitudes_are_refused():
     with pytest.raises(ValueError, match="eps"):
         feature_stability(EuclideanMetric(3), torch.zeros(2, 3), lambda v: v, [0.0])
+    with pytest.raises(ValueError, match="finite positive"):  # was accepted: mean [inf]
+        feature_stability(EuclideanMetric(3), torch.zeros(2, 3), lambda v: v, [float("inf")])
+    with pytest.raises(ValueError, match="B >= 1"):  # was mean [nan] and a torch warning
+        feature_stability(EuclideanMetric(3), torch.zeros(0, 3), lambda v: v, [0.1])
+    with pytest.raises(ValueError, match=r"data_shape \(2, 2\) has 4 entries; x has D = 3"):  # was a reshape error
+        feature_stability(EuclideanMetric(3), torch.zeros(2, 3), lambda v: v, [0.1], data_shape=(2, 2))

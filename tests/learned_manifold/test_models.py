@@ -59,6 +59,9 @@ def test_one_bandwidth_broadcasts_like_one_per_point():
     sigmas = torch.tensor([0.1, 0.2, 0.4, 0.8, 1.6])
     rows = torch.cat([model.factor(y[i:i + 1], float(sigmas[i])) for i in range(5)])
     torch.testing.assert_close(model.factor(y, sigmas), rows)
+    torch.testing.assert_close(model.factor(y, sigmas.unsqueeze(-1)), rows)  # (B, 1): was an expand error
+    with pytest.raises(ValueError, match=r"shape \(\) or \(5,\) with one bandwidth per point, got shape \(3,\)"):
+        model.factor(y, sigmas[:3])
 
 
 def test_default_sigma_and_bad_inputs():
@@ -69,6 +72,9 @@ def test_default_sigma_and_bad_inputs():
         model.factor(torch.randn(2, 4))
     with pytest.raises(ValueError, match="positive"):
         model.factor(y, -1.0)
+    for bad in (float("inf"), float("nan"), torch.tensor([0.3, float("inf")])):  # inf gave NaN factors
+        with pytest.raises(ValueError, match="finite and positive"):
+            model.factor(y, bad)
 
 
 def test_uncentred_model_has_no_denoiser():
