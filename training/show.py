@@ -68,10 +68,14 @@ def same_class_pairs(labels: Tensor | None, n_pairs: int, *, seed: int = 0, n: i
 
 def interpolation_scores(paths: dict[str, Tensor], data: Tensor, *, classifier: SmallCNN | None = None,
                          label: int | None = None) -> dict[str, PathScore]:
-    """Score each path ``(T, *shape)`` against the training ``data`` ``(N, *shape)`` (interior points only)."""
+    """Score each path ``(T, *shape)``, ``T ≥ 3``, against the training ``data`` ``(N, *shape)`` (interior points
+    only: the ends are the pair's own images)."""
     flat = data.reshape(data.shape[0], -1)
     out = {}
     for name, path in paths.items():
+        if path.shape[0] < 3 or path[0].numel() != flat.shape[1]:
+            raise ValueError(f"path {name!r} must have shape (T >= 3, *{tuple(data.shape[1:])}) to have interior "
+                             f"points to score, got {tuple(path.shape)}")
         inner = path[1:-1].reshape(path.shape[0] - 2, -1).to(flat)
         dist = nearest_distance(inner, flat)
         conf = None
