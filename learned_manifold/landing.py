@@ -118,6 +118,6 @@ def land(manifold: LearnedDataManifold, xf: Tensor) -> Tensor:
                              "after landing they are still several spacings from the nearest data point the field "
                              "holds (a model's landmarks); start nearer the data")
     if seen and bool(torch.isfinite(xf).all()):
-        manifold._cache = {"point": out.clone(), "sigma": getattr(field, "sigma", None), "A": seen["A"],
+        manifold._cache = {"point": out.clone(), "settings": manifold.field_settings(), "A": seen["A"],
                            "pairs": Eigenpairs(seen["values"], seen["vectors"])}
     return out

@@ -187,15 +187,21 @@ class LearnedDataManifold(geoopt.Manifold):
         """
         if torch.is_grad_enabled():
             return {"A": self.field.factor(xf), "pairs": None}
-        sigma = getattr(self.field, "sigma", None)
+        settings = self.field_settings()
         entry = self._cache
         if entry is not None:
             point = entry["point"]
-            if (entry["sigma"] == sigma and point.shape == xf.shape and point.dtype == xf.dtype
+            if (entry["settings"] == settings and point.shape == xf.shape and point.dtype == xf.dtype
                     and point.device == xf.device and torch.equal(point, xf)):
                 return entry
-        self._cache = {"point": xf.detach().clone(), "sigma": sigma, "A": self.field.factor(xf), "pairs": None}
+        self._cache = {"point": xf.detach().clone(), "settings": settings, "A": self.field.factor(xf),
+                       "pairs": None}
         return self._cache
+
+    def field_settings(self) -> tuple:
+        """The field's public settings that change its factor (``sigma``, and a k-NN field's ``k`` and
+        ``centred``): a cache entry made under other values is not used."""
+        return tuple(getattr(self.field, name, None) for name in ("sigma", "k", "centred"))
 
     def _check_shape(self, shape: tuple[int, ...], name: str) -> tuple[bool, str | None]:
         if tuple(shape[len(shape) - self.ndim:]) != self.data_shape or len(shape) < self.ndim:

@@ -32,12 +32,30 @@ def _bind(optimizer: torch.optim.Optimizer, manifold: geoopt.Manifold | None) ->
         raise TypeError(f"manifold must be a geoopt.Manifold, got {type(manifold).__name__}")
     optimizer._default_manifold = manifold
     for group in optimizer.param_groups:
-        for p in group["params"]:
-            if isinstance(p, geoopt.ManifoldTensor):
-                continue
-            ok, reason = manifold._check_shape(p.shape, "parameter")
-            if not ok:
-                raise ValueError(f"cannot bind a parameter of shape {tuple(p.shape)} to {manifold}: {reason}")
+        _check_group(manifold, group["params"])
+
+
+def _check_group(manifold: geoopt.Manifold, params: Iterable) -> None:
+    """Plain trainable parameters must have the manifold's point shape; frozen ones (``requires_grad=False``, e.g.
+    the network weights of a module that also holds the manifold) are never stepped and are not checked."""
+    for p in params:
+        if isinstance(p, geoopt.ManifoldTensor) or not p.requires_grad:
+            continue
+        ok, reason = manifold._check_shape(p.shape, "parameter")
+        if not ok:
+            raise ValueError(f"cannot bind a parameter of shape {tuple(p.shape)} to {manifold}: {reason}")
+
+
+class _BoundGroups:
+    """``add_param_group`` checks a new group's parameters against the bound manifold before adding it (the
+    constructor's groups are checked by `_bind`)."""
+
+    def add_param_group(self, param_group: dict) -> None:
+        manifold = getattr(self, "_default_manifold", None)
+        if manifold is not None:
+            params = param_group["params"]
+            _check_group(manifold, [params] if isinstance(params, torch.Tensor) else list(params))
+        super().add_param_group(param_group)
 
 
 def _manifold_of(optimizer: torch.optim.Optimizer, p: torch.Tensor) -> geoopt.Manifold:
@@ -53,7 +71,7 @@ def _check_options(*, lr: float, stabilize: int | None, **nonnegative: float) ->
         check_count(stabilize, "stabilize")
 
 
-class RiemannianSGD(geoopt.optim.RiemannianSGD):
+class RiemannianSGD(_BoundGroups, geoopt.optim.RiemannianSGD):
     """geoopt's ``RiemannianSGD`` whose plain parameters live on ``manifold``.
 
     Args:
@@ -93,6 +111,8 @@ class RiemannianSGD(geoopt.optim.RiemannianSGD):
     def stabilize_group(self, group: dict) -> None:
         """``p ← projx(p)``, momentum ``← proju(p, momentum)``, for plain and manifold parameters alike."""
         for p in group["params"]:
+            if not p.requires_grad:  # frozen: never stepped
+                continue
             manifold = _manifold_of(self, p)
             p.copy_(manifold.projx(p))
             buf = self.state[p].get("momentum_buffer") if group["momentum"] > 0 else None
@@ -100,7 +120,7 @@ class RiemannianSGD(geoopt.optim.RiemannianSGD):
                 buf.copy_(manifold.proju(p, buf))
 
 
-class RiemannianAdam(geoopt.optim.RiemannianAdam):
+class RiemannianAdam(_BoundGroups, geoopt.optim.RiemannianAdam):
     """geoopt's ``RiemannianAdam`` whose plain parameters live on ``manifold``.
 
     Args:
@@ -145,6 +165,14 @@ class RiemannianAdam(geoopt.optim.RiemannianAdam):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                          stabilize=stabilize)
         _bind(self, manifold)
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """As ``torch.optim.Optimizer``'s, but each parameter's step count stays the integer geoopt keeps (torch
+        turns it into a float32 tensor, which changed the bias corrections: a resumed run drifted by 3e-6)."""
+        super().load_state_dict(state_dict)
+        for state in self.state.values():
+            if isinstance(state.get("step"), torch.Tensor):
+                state["step"] = int(state["step"].item())
 
     @torch.no_grad()
     def stabilize_group(self, group: dict) -> None:

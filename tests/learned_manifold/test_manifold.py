@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from learned_manifold import LearnedDataManifold, load_model
-from learned_manifold.metrics import LearnedCDC
+from learned_manifold.metrics import KNNCDC, LearnedCDC
 from tests.conftest import FixedSubspaceField
 
 Q = torch.linalg.qr(torch.randn(5, 2, generator=torch.Generator().manual_seed(0))).Q
@@ -360,6 +360,20 @@ def test_check_point_without_landing_accepts_any_finite_point(sphere_model):
 
 
 # -- the factor cache is never stale (item 5) -----------------------------------------------------------------
+@pytest.mark.parametrize(("name", "value"), [("sigma", 0.3), ("k", 8), ("centred", False)])
+def test_cache_is_not_used_after_the_field_settings_change(name, value):
+    """Before: keyed on sigma only, so a k-NN field's new k or centred returned the old factor under no_grad."""
+    g = torch.Generator().manual_seed(0)
+    data = torch.nn.functional.normalize(torch.randn(2000, 3, generator=g), dim=-1)
+    x, u = data[:4].clone(), torch.randn(4, 3, generator=g)
+    field = KNNCDC(data, k=32, sigma=0.1)
+    M = LearnedDataManifold(field)
+    with torch.no_grad():
+        M.egrad2rgrad(x, u)  # fills the cache
+        setattr(field, name, value)
+        torch.testing.assert_close(M.egrad2rgrad(x, u), LearnedDataManifold(field).egrad2rgrad(x, u))
+
+
 def test_cache_sees_in_place_data_edits_that_skip_the_version_counter(sphere_model):
     """``x.data.add_()`` does not bump the version counter; the cache compares values with a private copy."""
     M, fresh = LearnedDataManifold(sphere_model), LearnedDataManifold(sphere_model)

@@ -78,6 +78,8 @@ def test_state_dict_round_trip(sphere_model):
         lambda p: RiemannianSGD([p], manifold=M, lr=0.05, momentum=0.9),
         lambda p: RiemannianAdam([p], manifold=M, lr=0.05),
     ):
+        whole = torch.nn.Parameter(start_points())
+        run(make, whole, steps=5)
         p = torch.nn.Parameter(start_points())
         opt = make(p)
         run(lambda q, o=opt: o, p, steps=3)
@@ -85,7 +87,35 @@ def test_state_dict_round_trip(sphere_model):
         opt2 = make(p)
         opt2.load_state_dict(state)
         run(lambda q, o=opt2: o, p, steps=2)
-        assert p.is_contiguous() and torch.isfinite(p).all()
+        assert p.is_contiguous()
+        # the same iterates as without the interruption (Adam's step count came back a float32 tensor: 3e-6 off)
+        assert torch.equal(p, whole)
+
+
+def test_frozen_parameters_are_not_bound_and_added_groups_are_checked(sphere_model):
+    """A module holding the point and the manifold (so .to() moves both) gives its frozen network weights to
+    .parameters(): they were refused ("cannot bind a parameter of shape (128, 33)"). A group added later skipped the
+    shape check, and its failure came in step(), after the other parameters had moved."""
+    M = LearnedDataManifold(sphere_model)
+
+    class Holder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.point = torch.nn.Parameter(start_points())
+            self.M = M
+
+    holder = Holder()
+    for make in (RiemannianSGD, RiemannianAdam):
+        opt = make(holder.parameters(), manifold=M, lr=0.05)
+        with pytest.raises(ValueError, match=r"cannot bind a parameter of shape \(5,\)"):
+            opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(5))]})
+        assert len(opt.param_groups) == 1
+    opt = RiemannianSGD(holder.parameters(), manifold=M, lr=0.05, stabilize=1)
+    before = holder.point.detach().clone()
+    opt.zero_grad()
+    (-(holder.point @ C).sum()).backward()
+    opt.step()
+    assert not torch.equal(holder.point, before) and holder.point.shape == before.shape
 
 
 OFF = torch.tensor([[3.0, 0.0, 0.0], [0.0, -2.0, 2.0], [10.0, 10.0, -10.0]])  # each with one nearest point
