@@ -307,6 +307,12 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
     finally:
         if torch.distributed.is_initialized():  # launched by torchrun: leave the process group cleanly
             torch.distributed.destroy_process_group()
+    if not writes:  # under torchrun rank 0 reports
+        return 0
+    if result.already_complete:
+        print(f"{args.out} is already complete (step {result.stopped_at} of {args.steps}): nothing to resume; the "
+              f"file is unchanged")
+        return 0
     v = {k: val for k, val in result.validation.items() if k != "sigma_table"}
     if isinstance(v.get("neighbour_check"), dict):  # its denoising table stays in the file (`info --json`)
         v["neighbour_check"] = {k: val for k, val in v["neighbour_check"].items() if k != "denoising"}

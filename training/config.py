@@ -215,8 +215,9 @@ class TrainConfig:
         val_every: validation period in steps (``0``: only at the end); checkpoint_every: checkpoint period
             (``0``: only at the end and on interruption).
         val_points: held-out points for validation and σ selection.
-        precision: ``"auto"`` (bf16 where the device multiplies bf16 natively, else fp32: the fastest setting
-            within 5% of fp32's accuracy, ``benchmarks/RESULTS.md``), ``"fp32"``, or ``"bf16"`` (autocast);
+        precision: ``"auto"`` (bf16 autocast only where a short probe of this run's training step measures it
+            faster than fp32 on this device, `learned_manifold.precision`; fp32 when unsure), ``"fp32"``, or
+            ``"bf16"`` (autocast);
             compile: ``torch.compile`` the networks.
         seed: seeds the data split, the initialisation and every batch.
         landmarks: training points stored in the model file (a seeded subsample, data units;

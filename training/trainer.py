@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from learned_manifold.diagnostics import self_consistency
-from learned_manifold.model_file import read_metadata
+from learned_manifold.model_file import load_model, read_metadata
 from learned_manifold.models import LEGACY_DEFAULTS, MetricModel, ModelConfig, check_int
 from learned_manifold.neighbour_check import neighbour_check
 from learned_manifold.precision import choose_precision, workload_key
@@ -102,6 +102,7 @@ class TrainResult:
     stopped_at: int = 0
     precision: str = "fp32"
     precision_probe: dict = field(default_factory=dict)
+    already_complete: bool = False  # a resume of a finished run: nothing trained, the file left as it was
 
 
 
@@ -318,6 +319,15 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, manifold, out: Path | Non
         if "factor_clip" in state:  # (states written before the guard ran without it: factor_clip 0)
             guard.load_state_dict(state["factor_clip"])
         start, seconds_before = int(state["step"]), float(state.get("seconds", 0.0))
+        if stop_after is not None and stop_after < start:  # (the state was rewritten as step stop_after before)
+            raise ValueError(f"cannot resume {str(out)!r} to stop_after={stop_after}: its run is already at step "
+                             f"{start}")
+        if start >= cfg.steps:  # finished: the model file is the result; its end-of-run choices are not redone
+            meta = read_metadata(out)["extra"]
+            return TrainResult(model=load_model(out, map_location=device), path=out,
+                               validation=meta.get("validation", {}), stopped_at=start,
+                               precision=meta.get("precision", cfg.precision),
+                               precision_probe=meta.get("precision_probe", {}), already_complete=True)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, rates, last_epoch=start - 1)
 
     runner: nn.Module = objective
@@ -387,6 +397,8 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, manifold, out: Path | Non
                 bar.set_postfix(loss=f"{mean_loss:.4g}", samples_s=f"{rate:,.0f}")
             bar.update(1)
             if is_main and cfg.val_every and done % cfg.val_every == 0 and done > factor_from:
+                if not history or history[-1]["step"] != done:  # the loss is logged every 50 steps only
+                    history.append({"step": done})
                 history[-1].update(validate(ema, val_x, ema.config.default_sigma, manifold))
             if _stop_requested(stop, done, world, device):
                 check_health(done, running, model_params)

@@ -116,6 +116,17 @@ def test_files_that_cannot_be_streamed_are_refused_with_their_name(tmp_path, mak
     assert "bad.npy" in str(err.value)
 
 
+def test_float64_values_beyond_float32_are_named_as_such(tmp_path, points):
+    """In memory they get "overflow float32"; streamed, the cast made them inf and the file was said to hold
+    NaN/inf values it does not hold (after a numpy RuntimeWarning)."""
+    x = points.double().numpy().copy()
+    x[3, 1] = 1e300
+    np.save(tmp_path / "big.npy", x)
+    for data in (torch.from_numpy(x), open_npy(tmp_path / "big.npy")):
+        with pytest.raises(ValueError, match=r"overflow float32 \(largest \|x\| = 1e\+300"):
+            train(data, TrainConfig(**CFG), progress=False, device="cpu")
+
+
 def test_only_npy_files_stream(tmp_path):
     path = tmp_path / "data.npz"
     np.savez(path, x=np.zeros((20, 3)))

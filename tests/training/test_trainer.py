@@ -1,5 +1,6 @@
 """The training loop: accuracy on a known manifold, resume, checkpoints, validation of inputs."""
 
+import json
 import math
 
 import pytest
@@ -72,6 +73,37 @@ def test_resumed_run_reaches_the_same_weights(tmp_path):
     # the files agree too
     y = data[:5]
     torch.testing.assert_close(load_model(tmp_path / "full.lmm").factor(y), load_model(tmp_path / "half.lmm").factor(y))
+
+
+def test_resume_neither_goes_back_nor_redoes_a_finished_run(tmp_path):
+    """Resuming a run saved at step 30 with stop_after=10 rewrote its state as step 10 with step-30 weights (the
+    next resume replayed steps 10-30 on top); resuming a finished run redid its bandwidth choice and factor repair
+    and rewrote a changed model."""
+    data = Circle(2).sample(500, generator=torch.Generator().manual_seed(0))
+    cfg = TrainConfig(steps=40, batch_size=64, rank=2, hidden=16, depth=1, emb_dim=8, val_points=50)
+    out = tmp_path / "m.lmm"
+    train(data, cfg, out=out, progress=False, device="cpu", stop_after=30)
+    state = (tmp_path / "m.lmm.train-state.pt").read_bytes()
+    with pytest.raises(ValueError, match="stop_after=10: its run is already at step 30"):
+        train(data, cfg, out=out, resume=True, progress=False, device="cpu", stop_after=10)
+    assert (tmp_path / "m.lmm.train-state.pt").read_bytes() == state
+    done = train(data, cfg, out=out, resume=True, progress=False, device="cpu")
+    finished = out.read_bytes()
+    again = train(data, cfg, out=out, resume=True, progress=False, device="cpu")
+    assert again.already_complete and not done.already_complete and out.read_bytes() == finished
+    assert again.validation == json.loads(json.dumps(done.validation))  # read back from the file
+    y = data[:5]
+    torch.testing.assert_close(again.model.factor(y), done.model.factor(y))
+
+
+def test_validation_every_few_steps_is_filed_under_its_own_step():
+    """val_every not a multiple of 50 (the loss log's period) raised IndexError, or was filed under step 50."""
+    data = Circle(2).sample(300, generator=torch.Generator().manual_seed(0))
+    cfg = TrainConfig(steps=150, batch_size=32, rank=2, hidden=8, depth=1, emb_dim=8, val_points=30, val_every=70,
+                      denoiser_warmup=0.0)
+    history = train(data, cfg, progress=False, device="cpu").history
+    validated = [h["step"] for h in history if "tangent_error" in h or "sigma" in h]
+    assert validated == [70, 140], history
 
 
 def test_resume_refuses_other_settings_or_data(tmp_path):

@@ -77,7 +77,13 @@ class ArraySource:
         if isinstance(data, Tensor):
             return data[idx].float()
         order = torch.argsort(idx)
-        sorted_rows = torch.from_numpy(np.asarray(data[idx[order].numpy()], dtype=np.float32))
+        raw = np.asarray(data[idx[order].numpy()])
+        if raw.dtype.kind == "f" and raw.dtype.itemsize > 4 and raw.size:  # float64 beyond float32: say so
+            top, limit = float(np.nanmax(np.abs(raw), initial=0.0)), float(np.finfo(np.float32).max)
+            if math.isfinite(top) and top > limit:
+                raise ValueError(f"{self.label}: data values overflow float32 (largest |x| = {top:.3g}, float32 "
+                                 f"holds up to {limit:.3g}): rescale the data")
+        sorted_rows = torch.from_numpy(raw.astype(np.float32))
         out = torch.empty_like(sorted_rows)
         out[order] = sorted_rows
         return out
