@@ -52,9 +52,11 @@ class _BoundGroups:
 
     def add_param_group(self, param_group: dict) -> None:
         manifold = getattr(self, "_default_manifold", None)
-        if manifold is not None:
-            params = param_group["params"]
-            _check_group(manifold, [params] if isinstance(params, torch.Tensor) else list(params))
+        params = param_group["params"]
+        if manifold is not None and not isinstance(params, set):  # (a set: torch's own TypeError)
+            params = [params] if isinstance(params, torch.Tensor) else list(params)  # a generator is read once
+            _check_group(manifold, params)
+            param_group = {**param_group, "params": params}
         super().add_param_group(param_group)
 
 

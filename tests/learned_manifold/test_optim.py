@@ -110,6 +110,10 @@ def test_frozen_parameters_are_not_bound_and_added_groups_are_checked(sphere_mod
         with pytest.raises(ValueError, match=r"cannot bind a parameter of shape \(5,\)"):
             opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(5))]})
         assert len(opt.param_groups) == 1
+        extra = torch.nn.Linear(3, 3)  # frozen below: a generator of parameters, read once for the check
+        extra.requires_grad_(False)
+        opt.add_param_group({"params": extra.parameters()})
+        assert len(opt.param_groups[1]["params"]) == 2
     opt = RiemannianSGD(holder.parameters(), manifold=M, lr=0.05, stabilize=1)
     before = holder.point.detach().clone()
     opt.zero_grad()
