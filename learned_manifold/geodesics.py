@@ -171,9 +171,11 @@ def _given_path(init: Tensor, x0: Tensor, x1: Tensor, n_points: int | None, sing
 
 
 def _solve(field: CoMetricField, x0: Tensor, x1: Tensor, path0: Tensor, spec: GeodesicMethod, *, steps: int,
-           lr: float, tol: float, verify_tol: float, landing: bool) -> tuple[Tensor, Tensor, Tensor, int]:
-    """One solve from ``path0``: ``(path, initial energy, converged, iterations)``."""
-    problem = _Energy(field, x0, x1, path0, landing=landing)
+           lr: float, tol: float, verify_tol: float, landing: bool,
+           problem: _Energy | None = None) -> tuple[Tensor, Tensor, Tensor, int]:
+    """One solve from ``path0`` (or from the ready ``problem`` built on it): ``(path, initial energy, converged,
+    iterations)``."""
+    problem = _Energy(field, x0, x1, path0, landing=landing) if problem is None else problem
     v = torch.zeros_like(problem.base)
     if path0.shape[1] > 2 and steps > 0:
         v, converged, done = spec.solve(problem, v, steps=steps, lr=lr, tol=tol)
@@ -321,14 +323,15 @@ def geodesic(
 
     if landing and not field.can_project:
         raise ValueError(f"landing needs a field with a landing projection; {type(field).__name__} has none")
-    initial = _Energy(field, x0, x1, path0, landing=landing).initial  # of the start as the solver sees it
+    start = _Energy(field, x0, x1, path0, landing=landing)
+    initial = start.initial  # of the start as the solver sees it
     path, total = path0, 0
     n = path0.shape[1]
     opts = dict(steps=steps, lr=lr, tol=tol, verify_tol=verify_tol, landing=landing)
     if isinstance(init, str) and used != "graph" and n >= 2 * COARSE_POINTS - 1 and steps > 0:
         coarse, _, _, total = _solve(field, x0, x1, resample(path0, COARSE_POINTS), spec, **opts)
         path = resample(coarse, n)
-    path, _, converged, done = _solve(field, x0, x1, path, spec, **opts)
+    path, _, converged, done = _solve(field, x0, x1, path, spec, **opts, problem=start if path is path0 else None)
     same = (x0 == x1).all(-1)  # the constant path is the exact minimiser (energy 0; relative tests cannot see it)
     if bool(same.any()):
         path = torch.where(same.view(-1, 1, 1), x0.unsqueeze(1).expand_as(path), path)
