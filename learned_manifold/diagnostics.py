@@ -57,7 +57,7 @@ import torch
 from torch import Tensor
 
 from .geometry import eigenpairs, intrinsic_dimension, projector_error, truncate_basis
-from .metrics.base import check_count, check_scalar
+from .metrics.base import check_count, check_finite_points, check_scalar
 from .models import MetricModel
 
 __all__ = ["ConsistencyReport", "DIMENSION_AGREEMENT", "GROWTH_THRESHOLD", "OUTSIDE_THRESHOLD", "TRUST_THRESHOLD",
@@ -244,10 +244,7 @@ def self_consistency(model: MetricModel, x: Tensor, sigma: float | None = None, 
         raise ValueError(f"x must be a non-empty batch of points of shape (B, {model.dim}) or "
                          f"(B, *{tuple(model.data_shape)}), got "
                          f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
-    finite = torch.isfinite(x.reshape(x.shape[0], -1)).all(-1)
-    if not bool(finite.all()):  # (a NaN row ended in eigh's "ill-conditioned" LinAlgError)
-        raise ValueError(f"x holds NaN or inf at {int((~finite).sum())} point(s) (the first: "
-                         f"{int((~finite).nonzero()[0])}); the check needs finite points")
+    check_finite_points(x, "x", "; the check needs finite points")  # (a NaN row: eigh's LinAlgError)
     check_count(chunk, "chunk")
     check_scalar(threshold, "threshold", allow_zero=True)
     sigma = float(model.config.default_sigma if sigma is None else check_scalar(sigma, "sigma"))

@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from .geometry import eigenpairs, intrinsic_dimension, projector_error, truncate_basis
-from .metrics.base import check_count, check_scalar
+from .metrics.base import check_count, check_finite_points, check_scalar
 from .metrics.knn import KNNCDC
 from .models import MetricModel
 from .preconditioning import gaussian_filter, principal_components
@@ -162,10 +162,8 @@ def neighbour_check(model: MetricModel, x: Tensor, reference: Tensor, sigmas: li
             got = tuple(pts.shape) if isinstance(pts, Tensor) else type(pts).__name__
             raise ValueError(f"{name} must be a non-empty batch of points of shape (N, {model.dim}) or "
                              f"(N, *{tuple(model.data_shape)}), got {got}")
-        finite = torch.isfinite(pts.reshape(pts.shape[0], -1)).all(-1)
-        if not bool(finite.all()):  # one NaN point made every σ's ratio NaN: no verdict, read as "trusted"
-            raise ValueError(f"{name} holds NaN or inf at {int((~finite).sum())} point(s) (the first: "
-                             f"{int((~finite).nonzero()[0])}); the check needs finite points")
+        # one NaN point made every σ's ratio NaN: no verdict, read as "trusted"
+        check_finite_points(pts, name, "; the check needs finite points")
     if reference.shape[0] < 2:
         raise ValueError(f"reference needs at least 2 points, got {reference.shape[0]}")
     if len(sigmas) == 0:

@@ -16,6 +16,8 @@ import threading
 import torch
 from torch import Tensor
 
+from learned_manifold.metrics.base import check_finite_points
+
 __all__ = ["StopRequest", "TrainingDiverged", "TrainingInterrupted", "check_health", "check_training_tensor",
            "resolve_device"]
 
@@ -37,11 +39,7 @@ def check_training_tensor(data: object) -> None:
     if not data.is_floating_point():
         raise ValueError(f"data must be floating point, got {data.dtype}: convert it with data.float() (the values "
                          f"may keep their units, e.g. 0..255: the model standardises them)")
-    finite = torch.isfinite(data)
-    if not bool(finite.all()):
-        row = int((~finite).flatten(1).any(-1).nonzero()[0])
-        raise ValueError(f"data must be finite: point {row} holds NaN or inf "
-                         f"({int((~finite).flatten(1).any(-1).sum())} point(s) in all)")
+    check_finite_points(data, "data", ": training needs finite data")
     top = float(data.abs().max())
     if top > _F32.max:
         raise ValueError(f"data values overflow float32 (largest |x| = {top:.3g}, float32 holds up to "

@@ -29,6 +29,7 @@ __all__ = [
     "as_points",
     "check_count",
     "check_finite_output",
+    "check_finite_points",
     "check_points",
     "check_scalar",
     "check_vectors",
@@ -121,6 +122,16 @@ def check_count(value: int, name: str, *, low: int = 1, high: int | None = None)
         span = f"{low}..{high}" if high is not None else f">= {low}"
         raise ValueError(f"{name} must lie in {span}, got {value}")
     return value
+
+
+def check_finite_points(x: Tensor, name: str, why: str = "") -> None:
+    """Raise a ``ValueError`` if any point of ``x`` ``(N, ...)`` holds NaN/inf, naming ``name``, how many points and
+    the first; for entry points whose whole answer one bad point would spoil (a check's verdict, a training run).
+    ``why`` is appended to the message. One device sync."""
+    finite = torch.isfinite(x.reshape(x.shape[0], -1)).all(-1)
+    if not bool(finite.all()):
+        raise ValueError(f"{name} holds NaN or inf at {int((~finite).sum())} point(s) (the first: "
+                         f"{int((~finite).nonzero()[0])}){why}")
 
 
 def check_finite_output(x: Tensor, out: Tensor, what: str) -> None:

@@ -126,7 +126,7 @@ def test_bad_data_is_refused_before_training():
     good = torch.randn(50, 3)
     bad = good.clone()
     bad[3, 1] = float("nan")
-    with pytest.raises(ValueError, match="point 3 holds NaN or inf"):
+    with pytest.raises(ValueError, match=r"data holds NaN or inf at 1 point\(s\) \(the first: 3\)"):
         train(bad, TrainConfig(steps=1), progress=False, device="cpu")
     with pytest.raises(ValueError, match="shape"):
         train(torch.randn(50), TrainConfig(steps=1), progress=False, device="cpu")
