@@ -40,7 +40,7 @@ from .cli_data import add_layout_arg, read_data
 from .config import BACKBONE_CHOICES, TRAIN_INPUT_SCALINGS, TrainConfig
 from .info import run_info
 from .losses import FACTOR_TARGETS
-from .outputs import OutputLock, check_output
+from .outputs import OutputError, OutputLock, check_output
 from .runtime import TrainingInterrupted, check_training_tensor, resolve_device
 
 __all__ = ["build_parser", "main"]
@@ -284,9 +284,18 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
     out = Path(args.out)
     writes = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 writes (and locks)
     try:
-        with OutputLock(out) if writes else contextlib.nullcontext():
+        with contextlib.ExitStack() as held:
+            refusal = None
             if writes:
-                check_output(out, resume=args.resume, overwrite=args.overwrite, data=args.data)
+                try:
+                    held.enter_context(OutputLock(out))
+                    check_output(out, resume=args.resume, overwrite=args.overwrite, data=args.data)
+                except OutputError as err:
+                    refusal = err
+            if _rank0_refused(refusal):  # every rank stops on rank 0's refusal; only rank 0 says why
+                if refusal is not None:
+                    raise refusal
+                return 2
             data, manifold, data_info = _training_data(args)
             try:
                 check_training_tensor(data)  # its message names "data": here, the file or name given
@@ -321,6 +330,24 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
         print(f"warning: {reason}; `learned-manifold info {args.out} --data {args.data}` shows the spectra and why",
               file=sys.stderr)
     return 0
+
+
+def _rank0_refused(refusal: OutputError | None) -> bool:
+    """Whether rank 0 refused the output path; under torchrun its verdict reaches every rank.
+
+    Only rank 0 locks and checks ``--out`` (the other ranks' file systems need not hold it). Without the verdict
+    the other ranks would wait for rank 0 in the process group's first collective until torchrun killed them; so
+    when launched by torchrun the process group starts here (`train` finds it started) and rank 0's verdict is
+    broadcast before any data are read.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return refusal is not None
+    from .trainer import init_distributed
+
+    init_distributed()
+    verdict = [refusal is not None]
+    torch.distributed.broadcast_object_list(verdict, src=0)
+    return bool(verdict[0])
 
 
 def _sigterm_as_interrupt(signum, frame) -> None:

@@ -110,7 +110,7 @@ class TrainResult:
 # the loop
 
 
-def _distributed() -> tuple[int, int]:
+def init_distributed() -> tuple[int, int]:
     """``(rank, world_size)``; initialises the process group when launched by torchrun."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
@@ -232,7 +232,7 @@ def train(
     out = Path(out) if out is not None else None
     if resume and out is None:
         raise ValueError("resume needs the model path `out`")
-    rank_id, world = _distributed()
+    rank_id, world = init_distributed()
     if cfg.batch_size % world:
         raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the number of processes {world}")
     device = resolve_device(device, rank_id)

@@ -4,6 +4,7 @@ factor's repair after the last step included."""
 import socket
 import subprocess
 import sys
+import time
 
 import torch
 from safetensors.torch import load_file
@@ -42,3 +43,21 @@ def test_two_processes_match_one(tmp_path):
     # only rank 0 wrote: one model file, one training state, no stray temporary files
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["one.lmm", "one.lmm.train-state.pt", "two.lmm", "two.lmm.train-state.pt"])
+
+
+def test_rank0_refusing_the_output_stops_every_rank_at_once(tmp_path):
+    """Only rank 0 checks ``--out``; its refusal must reach rank 1, which would otherwise wait in the first
+    collective until torchrun killed it (30 s), and the existing file must be left as it was."""
+    out = tmp_path / "taken.lmm"
+    out.write_bytes(b"the user's file")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--master-addr=127.0.0.1",
+           f"--master-port={free_port()}", "-m", "learned_manifold_training.cli", *ARGS, "--out", str(out)]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={
+        **__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    seconds = time.perf_counter() - start
+    assert proc.returncode != 0
+    assert proc.stderr.count("already exists") == 1, proc.stderr[-3000:]  # said once, by rank 0
+    assert seconds < 25, (seconds, proc.stderr[-3000:])  # not torchrun's 30 s kill of a waiting rank
+    assert out.read_bytes() == b"the user's file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken.lmm"]
