@@ -4,6 +4,7 @@ A network trained by metric matching predicts the carré du champ ``G(x)`` of th
 `LearnedDataManifold` wraps it (or any other co-metric field) as a ``geoopt.Manifold``.
 """
 
+from .curvature import Curvature, curvature
 from .flows import FlowResult, gradient_flow, interpolate
 from .geodesics import GeodesicResult, geodesic
 from .manifold import LearnedDataManifold
@@ -15,6 +16,7 @@ from .vae_file import load_vae, save_vae
 __version__ = "0.1.0"
 
 __all__ = [
+    "Curvature",
     "FlowResult",
     "GeodesicResult",
     "LearnedDataManifold",
@@ -23,6 +25,7 @@ __all__ = [
     "ModelFileError",
     "RiemannianAdam",
     "RiemannianSGD",
+    "curvature",
     "geodesic",
     "gradient_flow",
     "interpolate",

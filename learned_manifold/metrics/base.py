@@ -128,7 +128,7 @@ def check_finite_points(x: Tensor, name: str, why: str = "") -> None:
     """Raise a ``ValueError`` if any point of ``x`` ``(N, ...)`` holds NaN/inf, naming ``name``, how many points and
     the first; for entry points whose whole answer one bad point would spoil (a check's verdict, a training run).
     ``why`` is appended to the message. One device sync."""
-    finite = torch.isfinite(x.reshape(x.shape[0], -1)).all(-1)
+    finite = torch.isfinite(x).flatten(1).all(-1) if x.ndim > 1 else torch.isfinite(x)
     if not bool(finite.all()):
         raise ValueError(f"{name} holds NaN or inf at {int((~finite).sum())} point(s) (the first: "
                          f"{int((~finite).nonzero()[0])}){why}")

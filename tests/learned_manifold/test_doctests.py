@@ -15,6 +15,7 @@ import learned_manifold
 import learned_manifold.metrics
 
 MODULES = [
+    "learned_manifold.curvature",
     "learned_manifold.manifold",
     "learned_manifold.optim",
     "learned_manifold.flows",

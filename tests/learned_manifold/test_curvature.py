@@ -1,0 +1,210 @@
+"""Curvature from a co-metric field (SPEC §12): the second fundamental form, mean and scalar curvature match the
+closed forms of the sphere, the circle and the torus, the perturbation formula matches finite differences of the
+dense projector, and a trained model reads the curvature of its data."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from learned_manifold import LearnedDataManifold, curvature
+from learned_manifold.curvature import factor_jvp
+from learned_manifold.geometry import eigenpairs
+from learned_manifold.metrics import KNNCDC, CoMetricField, LearnedCDC
+
+
+class Factor(CoMetricField):
+    """A field given by its factor function ``x ↦ A(x)`` (closed forms and random smooth fields)."""
+
+    low_rank = True
+
+    def __init__(self, fn, dim: int):
+        super().__init__()
+        self.fn, self.dim = fn, dim
+
+    def factor(self, x):
+        return self.fn(x)
+
+
+def sphere_projectors(x):
+    """``I − x̂ x̂ᵀ`` on the first three coordinates (a unit S² in R^D), zero elsewhere: ``(B, D, 3)``."""
+    n = x[:, :3] / x[:, :3].norm(dim=-1, keepdim=True)
+    block = torch.eye(3, dtype=x.dtype) - n.unsqueeze(-1) * n.unsqueeze(-2)
+    return torch.cat([block, x.new_zeros(x.shape[0], x.shape[1] - 3, 3)], dim=1)
+
+
+def round_sphere(d: int):
+    """``I − x̂ x̂ᵀ`` in R^{d+1}: the projector field of the spheres about 0."""
+    def fn(x):
+        n = x / x.norm(dim=-1, keepdim=True)
+        return torch.eye(d + 1, dtype=x.dtype) - n.unsqueeze(-1) * n.unsqueeze(-2)
+    return Factor(fn, d + 1)
+
+
+def torus_factor(a: float, b: float):
+    """The torus of radii ``(a, b)`` in R³: its orthonormal tangent frame ``(∂_u, ∂_v)`` from the angles of ``x``."""
+    def fn(x):
+        u = torch.atan2(x[:, 1], x[:, 0])
+        v = torch.atan2(x[:, 2], x[:, :2].norm(dim=-1) - a)
+        tu = torch.stack([-u.sin(), u.cos(), torch.zeros_like(u)], -1)
+        tv = torch.stack([-v.sin() * u.cos(), -v.sin() * u.sin(), v.cos()], -1)
+        return torch.stack([tu, tv], -1)
+    return Factor(fn, 3)
+
+
+def torus_points(a: float, b: float, n: int, seed: int = 0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    u, v = (2 * math.pi * torch.rand(2, n, generator=g, dtype=dtype))
+    x = torch.stack([(a + b * v.cos()) * u.cos(), (a + b * v.cos()) * u.sin(), b * v.sin()], -1)
+    return x, 2 * v.cos() / (b * (a + b * v.cos()))  # points, R = 2K
+
+
+def unit_points(n: int, dim: int, seed: int = 0, dtype=torch.float64):
+    x = torch.randn(n, dim, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+    return x / x.norm(dim=-1, keepdim=True)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# closed forms
+
+
+@pytest.mark.parametrize("d", [1, 2, 4])
+def test_unit_sphere_has_II_minus_inner_times_x_and_scalar_curvature_d_d_minus_1(d):
+    x = unit_points(6, d + 1)
+    c = curvature(round_sphere(d), x, d)
+    eye = torch.eye(d, dtype=x.dtype)
+    expected = -eye[None, :, :, None] * x[:, None, None, :]  # II(e_i, e_j) = −δ_ij x
+    torch.testing.assert_close(c.second_form, expected, atol=1e-12, rtol=0)
+    torch.testing.assert_close(c.mean, -x, atol=1e-12, rtol=0)
+    torch.testing.assert_close(c.scalar, torch.full((6,), float(d * (d - 1)), dtype=x.dtype), atol=1e-11, rtol=0)
+    assert c.asymmetry.max() < 1e-12 and c.gap.min() > 0.99
+
+
+def test_sphere_in_a_larger_space_and_the_dimension_read_by_the_gap_rule():
+    x = torch.cat([unit_points(5, 3), torch.zeros(5, 4, dtype=torch.float64)], dim=1)  # S² in R⁷
+    c = curvature(Factor(sphere_projectors, 7), x)
+    assert c.dim == 2
+    torch.testing.assert_close(c.scalar, torch.full((5,), 2.0, dtype=x.dtype), atol=1e-11, rtol=0)
+    torch.testing.assert_close(c.mean, -x, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("rho", [0.5, 2.5])
+def test_circle_of_radius_rho_has_curvature_one_over_rho_towards_its_centre(rho):
+    def fn(x):
+        return (torch.stack([-x[:, 1], x[:, 0]], -1) / x.norm(dim=-1, keepdim=True)).unsqueeze(-1)
+    t = torch.linspace(0, 6, 7, dtype=torch.float64)
+    x = rho * torch.stack([t.cos(), t.sin()], -1)
+    c = curvature(Factor(fn, 2), x, 1)
+    torch.testing.assert_close(c.mean, -x / rho**2, atol=1e-12, rtol=0)
+    torch.testing.assert_close(c.scalar, torch.zeros(7, dtype=x.dtype), atol=1e-12, rtol=0)  # R = 0 for d = 1
+
+
+def test_torus_scalar_curvature_is_twice_its_gaussian_curvature():
+    a, b = 1.0, 0.4
+    x, expected = torus_points(a, b, 12)
+    c = curvature(torus_factor(a, b), x)
+    assert c.dim == 2
+    torch.testing.assert_close(c.scalar, expected, atol=1e-10, rtol=0)
+    assert c.asymmetry.max() < 1e-12
+    # II is normal-valued: orthogonal to both tangent vectors
+    assert (c.second_form @ c.basis.unsqueeze(1)).abs().max() < 1e-12
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the perturbation formula on a field that is not a projector, against finite differences
+
+
+def random_field(dim: int = 5, rank: int = 3, seed: int = 0) -> Factor:
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Linear(dim, 32), nn.Tanh(), nn.Linear(32, dim * rank)).double()
+    return Factor(lambda x: net(x).reshape(-1, dim, rank), dim)
+
+
+def dense_projector(field: Factor, x, d: int):
+    U = eigenpairs(field.factor(x)).vectors[..., :d]
+    return U @ U.transpose(1, 2)
+
+
+def test_second_form_matches_finite_differences_of_the_dense_projector():
+    field, d = random_field(), 2
+    x = torch.randn(4, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    c = curvature(field, x, d)
+    P = dense_projector(field, x, d)
+    h = 1e-6
+    for k in range(d):
+        u = c.basis[..., k]
+        dP = (dense_projector(field, x + h * u, d) - dense_projector(field, x - h * u, d)) / (2 * h)
+        II = (torch.eye(5, dtype=x.dtype) - P) @ dP @ c.basis  # (B, D, d): II(u, e_i) as columns
+        torch.testing.assert_close(c.second_form[:, k], II.transpose(1, 2), atol=1e-7, rtol=0)
+    assert c.asymmetry.min() > 1e-3  # a random field is no manifold's: its II is not symmetric, and that is seen
+
+
+def test_factor_jvp_matches_finite_differences():
+    field = random_field()
+    x = torch.randn(3, 5, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    dirs = torch.randn(3, 5, 2, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    got = factor_jvp(field, x, dirs)
+    assert got.shape == (3, 2, 5, 3)
+    h = 1e-6
+    for k in range(2):
+        fd = (field.factor(x + h * dirs[..., k]) - field.factor(x - h * dirs[..., k])) / (2 * h)
+        torch.testing.assert_close(got[:, k], fd, atol=1e-7, rtol=0)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# learned and k-NN fields
+
+
+def test_learned_model_reads_the_unit_sphere_curvature(sphere_model, sphere):
+    x = sphere.sample(200, generator=torch.Generator().manual_seed(1))
+    c = curvature(LearnedCDC(sphere_model), x, 2)
+    assert abs(c.scalar.median().item() - 2.0) < 0.1, c.scalar.median()  # measured 2.000
+    assert abs((c.mean * x).sum(-1).median().item() + 1.0) < 0.05  # H = −x: measured −1.000
+    assert c.asymmetry.median() < 0.1  # measured 0.03
+
+
+def test_learned_model_reads_the_torus_curvature_where_it_changes_sign(torus_model, torus):
+    x = torus.sample(200, generator=torch.Generator().manual_seed(1))
+    v = torch.atan2(x[:, 2], x[:, :2].norm(dim=-1) - 1.0)
+    expected = 2 * v.cos() / (0.4 * (1.0 + 0.4 * v.cos()))  # R = 0.4 (minor), 1 (major): R ∈ [−8.3, 3.6]
+    c = curvature(LearnedCDC(torus_model), x, 2)
+    error = (c.scalar - expected).abs().median()
+    assert error < 0.2 * expected.abs().median(), (error, expected.abs().median())  # measured 0.31 of 2.95
+    assert torch.corrcoef(torch.stack([c.scalar, expected]))[0, 1] > 0.97  # measured 0.99
+
+
+def test_knn_field_reads_the_curvature_far_too_low_as_documented(sphere):
+    """Its tangent plane at ``x`` is the neighbourhood's, which turns less than the data's as ``x`` moves."""
+    data = sphere.sample(4000, generator=torch.Generator().manual_seed(0))
+    x = sphere.sample(100, generator=torch.Generator().manual_seed(1))
+    c = curvature(KNNCDC(data, k=32, sigma=0.1), x, 2)
+    assert c.scalar.median() < 0.5  # the truth is 2; measured 0.18
+
+
+def test_manifold_gives_its_field_and_dtype_and_empty_batches_are_kept():
+    field = round_sphere(2).float()
+    x = unit_points(4, 3, dtype=torch.float32)
+    c = curvature(LearnedDataManifold(field), x, 2)
+    assert c.scalar.dtype == torch.float32 and c.second_form.shape == (4, 2, 2, 3)
+    torch.testing.assert_close(c.scalar, torch.full((4,), 2.0), atol=1e-4, rtol=0)
+    empty = curvature(field, torch.zeros(0, 3), 2)
+    assert empty.scalar.shape == (0,) and empty.mean.shape == (0, 3)
+
+
+@pytest.mark.parametrize("bad, match", [(0, "tangent_dim"), (3, "tangent_dim"), (True, "tangent_dim"),
+                                        (1.0, "tangent_dim")])
+def test_a_tangent_dimension_that_leaves_no_normal_space_is_refused(bad, match):
+    with pytest.raises(ValueError, match=match):
+        curvature(round_sphere(2), unit_points(2, 3), bad)
+
+
+def test_bad_points_and_fields_are_refused_before_work():
+    with pytest.raises(ValueError, match="x holds NaN"):
+        curvature(round_sphere(2), torch.tensor([[float("nan"), 0.0, 1.0]], dtype=torch.float64), 2)
+    with pytest.raises(ValueError, match="x has last axes"):
+        curvature(round_sphere(2), torch.zeros(2, 4, dtype=torch.float64), 2)
+    with pytest.raises(TypeError, match="CoMetricField"):
+        curvature(object(), torch.zeros(2, 3), 2)
