@@ -8,8 +8,8 @@ Sampling ``N(0, G)`` (SPEC §10), all batched over points and samples:
 
 * low-rank fields (``field.low_rank``): ``z = A ξ + √δ ξ'`` with ``ξ ~ N(0, I_r)``, ``ξ' ~ N(0, I_D)``;
 * `EuclideanMetric` (the "random" baseline): ``z = ξ ~ N(0, I_D)``;
-* `SteinScoreMetric`: ``z = √(1+δ) (ξ − c s (sᵀξ))`` with ``c = (1 − 1/√(1 + λ‖s‖²))/‖s‖²``, the exact square
-  root of ``I − λ s sᵀ/(1 + λ‖s‖²)`` (for ``δ = 0``; with ``δ > 0`` the isotropic part is added independently);
+* `SteinScoreMetric`: ``z = (ξ − c s (sᵀξ)) + √δ ξ'`` with ``c = (1 − 1/√(1 + λ‖s‖²))/‖s‖²``, the exact square
+  root of ``I − λ s sᵀ/(1 + λ‖s‖²)``, and the isotropic part ``δ`` added independently (covariance ``G + δI``);
 * any other field (e.g. `ScoreJacobianMetric`): ``G^{1/2} ξ`` by ``m`` Lanczos steps on ``w ↦ field.apply(x, w)``
   with full reorthogonalisation, negative Ritz values clipped to 0 (``G^{1/2}ξ ≈ ‖ξ‖ Q_m T_m^{1/2} e₁``).
 """

@@ -362,8 +362,18 @@ class LearnedDataManifold(geoopt.Manifold):
         return self.field.factor(xf)
 
     def tangent_space(self, x: object) -> tuple[Tensor, Tensor]:
-        """Eigenpairs of ``G`` at ``x`` via the ``r × r`` Gram: ``(values (B, r) descending, vectors (B, D, r))``."""
-        pairs = eigenpairs(self.factor(x))
+        """Eigenpairs of ``G`` at ``x`` via the ``r × r`` Gram: ``(values (B, r) descending, vectors (B, D, r))``.
+
+        A field without a low-rank factor (the score fields) goes through its dense ``G`` (``D`` applications
+        and a ``D × D`` ``eigh`` per point, ``r = D``: small ``D`` only; `evaluation.field_eigenpairs`).
+        """
+        if not self.field.low_rank:
+            from .evaluation import field_eigenpairs
+
+            _, (xf,) = self._flat(self._points(x, convert=True))
+            pairs = field_eigenpairs(self.field, xf)
+        else:
+            pairs = eigenpairs(self.factor(x))
         return pairs.values, pairs.vectors
 
     def intrinsic_dimension(self, x: object) -> Tensor:

@@ -96,11 +96,15 @@ def check_points(x: Tensor, dim: int | None, name: str = "x") -> None:
 
 
 def check_vectors(x: Tensor, v: Tensor, dim: int | None, name: str = "v") -> None:
-    """Raise a ``ValueError`` unless ``x`` is a ``(B, D)`` batch of points and ``v`` one vector per point."""
+    """Raise a ``ValueError`` unless ``x`` is a ``(B, D)`` batch of points and ``v`` one vector per point, of
+    ``x``'s dtype (fields compute in the points' dtype; `LearnedDataManifold` promotes both before it calls one)."""
     check_points(x, dim)
     check_points(v, x.shape[1], name)
     if v.shape[0] != x.shape[0]:
         raise ValueError(f"{name} has batch size {v.shape[0]} but x has {x.shape[0]}: one vector per point")
+    if v.dtype != x.dtype:
+        raise ValueError(f"{name} has dtype {v.dtype} but x has {x.dtype}: give both in one dtype (e.g. "
+                         f"{name}.to(x.dtype))")
 
 
 def check_scalar(value: float, name: str, *, allow_zero: bool = False) -> float:

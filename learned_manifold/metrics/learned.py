@@ -21,8 +21,10 @@ class LearnedCDC(CoMetricField):
     """Co-metric ``G(x) = A(x) Aᵀ(x) + λ_T I`` from a trained network, plus the isotropic part ``δ``.
 
     ``apply`` is ``(AAᵀ + (λ_T + δ) I) w`` in ``O(D r)``; ``metric`` is its inverse by Woodbury in
-    ``O(D r² + r³)`` (for ``λ_T + δ = 0``, the pseudo-inverse on the range of ``A``). The network is a frozen,
-    registered submodule, so the field follows ``.to(device/dtype)``.
+    ``O(D r² + r³)`` (for ``λ_T + δ = 0``, the pseudo-inverse on the range of ``A``). The field's isotropic part
+    `delta` is ``λ_T + δ``; like every field's, ``factor`` and ``dense`` leave it out (``dense`` is ``AAᵀ``), so
+    eigenvalues from them (`evaluation.field_eigenpairs`) are ``G``'s less ``λ_T`` (the eigenvectors are ``G``'s).
+    The network is a frozen, registered submodule, so the field follows ``.to(device/dtype)``.
 
     Args:
         model: a `MetricModel` or the path of a model file.

@@ -16,6 +16,7 @@ batch statistics) and be traceable by ``torch.func`` (no ``.item()``, no NumPy).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -32,7 +33,8 @@ def _batched_cg(matvec: LinearMap, b: Tensor, *, iters: int, tol: float) -> Tens
     """Solve ``K_i x_i = b_i`` for every row ``i`` by conjugate gradients, with SPD operators ``K_i``.
 
     Each row runs its own step sizes and stops once ``‖r_i‖ ≤ tol · ‖b_i‖``; the loop ends when every row has
-    stopped or after ``iters`` iterations (the current iterate is returned either way).
+    stopped or after ``iters`` iterations (the current iterate is returned either way, with a ``RuntimeWarning``
+    naming the worst residual when some row had not converged).
 
     Args:
         matvec: ``(B, D)`` → ``(B, D)``, row ``i`` multiplied by ``K_i``.
@@ -71,6 +73,13 @@ def _batched_cg(matvec: LinearMap, b: Tensor, *, iters: int, tol: float) -> Tens
             f"conjugate gradients met a matrix that is not positive definite at {int(indefinite.sum())} "
             "point(s); increase the regulariser (delta or eps)"
         )
+    left = (rr > stop) & (rr > 0)
+    if bool(left.any()):  # out of iterations: say so rather than return an unconverged solve as if it were one
+        worst = float((rr[left] / (stop[left] / tol**2)).max().sqrt().detach()) if tol > 0 else float("nan")
+        warnings.warn(f"conjugate gradients stopped after cg_iters={iters} iterations at {int(left.sum())} point(s) "
+                      f"with relative residual up to {worst:.2g} > cg_tol={tol:g}: the solve is approximate; raise "
+                      "cg_iters (an ill-conditioned G at small sigma needs more) or the regulariser", RuntimeWarning,
+                      stacklevel=3)
     return x
 
 
@@ -84,6 +93,9 @@ class _DenoiserField(CoMetricField):
     def __init__(self, denoiser: object, sigma: float) -> None:
         super().__init__()
         as_denoiser(denoiser)  # fail early (TypeError) on something that cannot denoise
+        if getattr(denoiser, "has_denoiser", True) is False:
+            raise ValueError(f"{type(self).__name__} needs a denoiser, and this model was trained without one "
+                             "(uncentred, centred=False): train a mean-centred model (the default)")
         self.model = denoiser if isinstance(denoiser, nn.Module) else None
         self._callable = None if isinstance(denoiser, nn.Module) else denoiser
         self.sigma = check_scalar(sigma, "sigma")
@@ -128,8 +140,11 @@ class _DenoiserField(CoMetricField):
     def _linearise(fn: LinearMap, x: Tensor) -> tuple[LinearMap, LinearMap]:
         """Batched ``t ↦ J t`` and ``c ↦ Jᵀ c`` for ``J = ∂fn/∂y`` at ``x`` (``fn`` point-wise).
 
-        The VJP's forward pass is run once here and reused by every call (e.g. every CG iteration).
+        The VJP's forward pass is run once here and reused by every call (e.g. every CG iteration). ``x`` is made
+        contiguous first: ``torch.func`` refuses a primal whose rows share memory (one point broadcast by
+        ``expand`` against several vectors, as `LearnedDataManifold` does).
         """
+        x = x.contiguous()
         _, vjp_fn = torch.func.vjp(fn, x)
 
         def jvp(t: Tensor) -> Tensor:

@@ -125,6 +125,7 @@ class VAEPullbackMetric(CoMetricField):
     def jacobian(self, z: Tensor) -> Tensor:
         """``J_f(z)`` by ``d`` batched JVPs: ``(B, d)`` → ``(B, 2D, d)``."""
         check_points(z, self.dim, "z")
+        z = z.contiguous()  # torch.func refuses a primal whose rows share memory (a point broadcast by expand)
         eye = torch.eye(self.dim, dtype=z.dtype, device=z.device)
         cols = [torch.func.jvp(self.embed, (z,), (eye[i].expand_as(z),))[1] for i in range(self.dim)]
         return torch.stack(cols, dim=-1)
@@ -140,6 +141,7 @@ class VAEPullbackMetric(CoMetricField):
     def metric(self, x: Tensor, v: Tensor) -> Tensor:
         """``M v = J_fᵀ(J_f v) + εv`` by one JVP and one VJP: ``(B, d)``, ``(B, d)`` → ``(B, d)``."""
         check_vectors(x, v, self.dim, "v")
+        x = x.contiguous()  # as in `jacobian`
         _, vjp_fn = torch.func.vjp(self.embed, x)
         out = vjp_fn(torch.func.jvp(self.embed, (x,), (v,))[1])[0]
         return out + self.eps * v if self.eps else out
@@ -172,6 +174,7 @@ class VAEPullbackMetric(CoMetricField):
 
     def dense(self, x: Tensor) -> Tensor:
         """Dense co-metric ``G = M^{-1}``: ``(B, d)`` → ``(B, d, d)``."""
+        check_points(x, self.dim)
         eye = torch.eye(self.dim, dtype=x.dtype, device=x.device)
         return self.apply(x.repeat_interleave(self.dim, 0), eye.repeat(x.shape[0], 1)).reshape(
             x.shape[0], self.dim, self.dim).transpose(-1, -2)

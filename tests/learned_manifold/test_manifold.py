@@ -462,3 +462,17 @@ def test_huge_inputs_raise_instead_of_turning_parameters_into_nan(sphere_model):
     with pytest.raises(ValueError, match="NaN/inf at 2 finite point"):
         opt.step()
     assert torch.isfinite(p).all()
+
+
+def test_tangent_space_of_a_field_without_a_factor_goes_through_its_dense_g():
+    from learned_manifold.evaluation import field_eigenpairs
+    from learned_manifold.metrics import TangentialMetric
+
+    field = TangentialMetric(lambda y, s: y / y.norm(dim=-1, keepdim=True), 0.1)  # denoiser onto the unit sphere
+    x = torch.nn.functional.normalize(torch.randn(4, 3, generator=torch.Generator().manual_seed(0)), dim=-1)
+    manifold = LearnedDataManifold(field, data_shape=(3,))
+    values, vectors = manifold.tangent_space(x)
+    torch.testing.assert_close(values, field_eigenpairs(field, x).values)
+    assert values.shape == (4, 3) and vectors.shape == (4, 3, 3)
+    assert manifold.intrinsic_dimension(x).tolist() == [2, 2, 2, 2]
+    assert (vectors[..., 2] * x).sum(-1).abs().min() > 0.999  # the smallest eigenvalue's vector is the normal

@@ -359,3 +359,17 @@ def test_bad_settings_get_one_error_naming_the_argument():
         random_vae(CONFIGS["mlp"]).decode(torch.zeros(3, 5, dtype=F64))
     with pytest.raises(ValueError, match="rbf_scale must be > 0"):
         VAETrainConfig(rbf_scale=0.0)
+
+
+def test_dense_and_broadcast_points_of_the_pullback_metric():
+    """``dense`` names the user's shape (not an internal repeat of it); one latent point broadcast against
+    several vectors gives each row the point's own answer."""
+    from learned_manifold import LearnedDataManifold
+
+    torch.manual_seed(0)
+    field = VAEPullbackMetric(VAE(VAEConfig(data_shape=(6,), latent_dim=3, hidden=16)), eps=1e-3)
+    with pytest.raises(ValueError, match=r"its shape is \(3, 4\)"):
+        field.dense(torch.zeros(3, 4))
+    z, u = torch.randn(3), torch.randn(5, 3)
+    manifold = LearnedDataManifold(field, data_shape=(3,))
+    torch.testing.assert_close(manifold.egrad2rgrad(z, u), field.apply(z.repeat(5, 1), u))

@@ -234,3 +234,41 @@ def test_fields_on_a_trained_model_take_float64_and_empty_batches(sphere_model, 
     assert out64.dtype == torch.float64
     torch.testing.assert_close(out64.float(), field.apply(x, x), rtol=1e-4, atol=1e-5)
     assert field.apply(x[:0], x[:0]).shape == (0, 3)
+
+
+@pytest.mark.parametrize("make", [lambda m: ScoreJacobianMetric(m, SIGMA, delta=0.1),
+                                  lambda m: TangentialMetric(m, SIGMA), lambda m: SteinScoreMetric(m, SIGMA)])
+def test_one_point_broadcast_against_several_vectors(model, batch, make):
+    """A point expanded against several vectors (rows sharing memory, as `LearnedDataManifold` broadcasts) gives
+    each row the answer of the point on its own; torch.func refused such a primal before."""
+    from learned_manifold import LearnedDataManifold
+
+    field = make(model)
+    x, v, _ = batch
+    one = x[:1].expand(7, D)
+    torch.testing.assert_close(field.apply(one, v), field.apply(x[:1].repeat(7, 1), v))
+    manifold = LearnedDataManifold(field, data_shape=(D,))
+    torch.testing.assert_close(manifold.egrad2rgrad(x[0], v), field.apply(x[:1].repeat(7, 1), v))
+
+
+def test_conjugate_gradients_out_of_iterations_say_so(model, batch):
+    x, v, _ = batch
+    with pytest.warns(RuntimeWarning, match=r"stopped after cg_iters=2 iterations .* relative residual up to"):
+        TangentialMetric(model, SIGMA, cg_iters=2).apply(x, v)
+    TangentialMetric(model, SIGMA, cg_iters=100).apply(x, v)  # converged: no warning (warnings are errors here)
+
+
+def test_vectors_of_another_dtype_than_the_points_are_named(model, batch):
+    x, v, _ = batch
+    with pytest.raises(ValueError, match="w has dtype torch.float32 but x has torch.float64"):
+        ScoreJacobianMetric(model, SIGMA, delta=0.1).apply(x, v.float())
+
+
+@pytest.mark.parametrize("cls", [ScoreJacobianMetric, SteinScoreMetric, TangentialMetric])
+def test_a_model_without_a_denoiser_is_refused_at_construction(cls):
+    from learned_manifold import MetricModel, ModelConfig
+
+    uncentred = MetricModel(ModelConfig(data_shape=(3,), rank=2, centred=False,
+                                        arch_kwargs={"hidden": 16, "depth": 1, "emb_dim": 8}))
+    with pytest.raises(ValueError, match="needs a denoiser, and this model was trained without one"):
+        cls(uncentred, 0.1)
