@@ -141,8 +141,10 @@ def polyline_lengths(path: Tensor, field: CoMetricField | None = None) -> tuple[
 
 
 def _integrate(field: CoMetricField, velocity: Callable[[Tensor], Tensor], x0: Tensor, times: Tensor, *,
-               method: str, rtol: float, atol: float, step_size: float | None, landing: bool) -> Tensor:
-    """Integrate ``ẋ = velocity(x)`` on the output grid; with landing, project after every interval."""
+               method: str, rtol: float, atol: float, step_size: float | None, landing: bool,
+               project: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+    """Integrate ``ẋ = velocity(x)`` on the output grid; with landing, project after every interval (by
+    ``project``, default ``field.project``: a caller integrating other coordinates gives its own)."""
     if method not in FLOW_METHODS:
         raise ValueError(f"unknown flow method {method!r}; valid names: {sorted(FLOW_METHODS)}")
     if landing and not field.can_project:
@@ -180,7 +182,7 @@ def _integrate(field: CoMetricField, velocity: Callable[[Tensor], Tensor], x0: T
     else:
         out, x = [x0], x0
         for i in range(len(times) - 1):
-            x = field.project(solve(x, times[i : i + 2])[-1])
+            x = (project or field.project)(solve(x, times[i : i + 2])[-1])
             out.append(x)
         path = torch.stack(out, dim=1)
     bad = (~torch.isfinite(path).flatten(1).all(-1)).nonzero().flatten()
@@ -287,7 +289,11 @@ def interpolate(
     Args:
         manifold: a `LearnedDataManifold` or any `CoMetricField`.
         x0, x1: ``(B, *data_shape)``/``(B, D)`` batches of pairs (or single points).
-        t_end, n_points, method, rtol, atol, step_size, landing: as in `gradient_flow`.
+        t_end, n_points, method, rtol, atol, step_size, landing: as in `gradient_flow`, but the solver works on
+            each pair's deviation ``(x − x₁)/‖x₀ − x₁‖``: ``rtol`` and ``atol`` are relative to each pair's initial
+            gap, so pairs of any scale get the same accuracy, alone or in a batch. Landing carries the ends'
+            offsets from the landing map's image, blended by the fraction of the gap closed (SPEC §6, as for
+            geodesics), so ``x0 = x1`` stays put and a data point ``x1`` can be reached.
 
     Returns:
         `FlowResult` with ``final_gap = ‖x(t_end) − x₁‖``, ``reached = final_gap ≤ 1.5·stop_tol``, the fraction
@@ -325,21 +331,41 @@ def interpolate(
         raise ValueError(f"stop_tol must be a finite number > 0 or None (1% of each pair's gap), got {stop_tol!r}")
     gap0 = (flat1 - flat0).norm(dim=-1, keepdim=True)
     tol = 0.01 * gap0 if stop_tol is None else torch.full_like(gap0, stop_tol)
+    # The solver works on each pair's deviation from its target in units of its initial gap, y = (x − x₁)/gap₀:
+    # rtol and atol then mean the same for a pair 1e-4 apart as for one 100 apart, whatever else is in the batch.
+    unit = torch.where(gap0 > 0, gap0, torch.ones_like(gap0))
     counter = [0]
 
-    def velocity(x: Tensor) -> Tensor:
+    def velocity(y: Tensor) -> Tensor:
         counter[0] += 1
-        diff = x - flat1
-        brake = (diff.norm(dim=-1, keepdim=True) / tol.clamp_min(1e-12) - 1).clamp(0, 1)
-        return -brake * field.apply(x, diff)
+        x = flat1 + unit * y
+        brake = (y.norm(dim=-1, keepdim=True) * unit / tol.clamp_min(torch.finfo(tol.dtype).tiny) - 1).clamp(0, 1)
+        return -brake * field.apply(x, y)  # (G + δI)(x − x₁) / gap₀
+
+    project = None
+    if landing and field.can_project and flat0.shape[0]:
+        # Landing carries each end's own offset from the landing map's image, blended by the fraction of the gap
+        # closed (as the geodesics do, SPEC §6): data points are not fixed points of the denoiser (a point of a
+        # curved manifold lies ~dσ²/2R off its image), so plain landing would move x0 = x1 and never reach x1.
+        offset0, offset1 = flat0 - field.project(flat0), flat1 - field.project(flat1)
+
+        def project(y: Tensor) -> Tensor:
+            x = flat1 + unit * y
+            s = (1 - y.norm(dim=-1, keepdim=True)).clamp(0, 1)
+            s = torch.where(gap0 > 0, s, torch.ones_like(s))
+            return (field.project(x) + (1 - s) * offset0 + s * offset1 - flat1) / unit
 
     times = torch.linspace(0.0, t_end, n_points, dtype=flat0.dtype, device=flat0.device)
     with torch.no_grad():
-        path = _integrate(field, velocity, flat0, times, method=method, rtol=rtol, atol=atol,
-                          step_size=step_size, landing=landing)
+        y = _integrate(field, velocity, (flat0 - flat1) / unit, times, method=method, rtol=rtol, atol=atol,
+                       step_size=step_size, landing=landing, project=project)
+        path = flat1.unsqueeze(1) + unit.unsqueeze(1) * y
+        if path.shape[0]:
+            path[:, 0] = flat0  # exactly, not through the change of coordinates
         gap = (path[:, -1] - flat1).norm(dim=-1)
         euclid, metric = polyline_lengths(path, field)
-        floor = 1e3 * torch.finfo(gap.dtype).eps * (1 + flat1.norm(dim=-1))  # rounding, e.g. x0 = x1
+        floor = 1e3 * torch.finfo(gap.dtype).eps * flat1.norm(dim=-1)  # rounding, e.g. x0 = x1 (relative: a pair
+        # 1e-4 apart near the origin is not "reached" by the rounding of a point of norm 1)
         reached = (gap <= 1.5 * tol.squeeze(-1)) | (gap <= floor)
         end = path[:, -1]
         speed = field.apply(end, end - flat1).norm(dim=-1) if end.shape[0] else gap

@@ -278,7 +278,9 @@ def _solve_lbfgs(
 def _solve_adam(
     problem: _Energy, v: Tensor, *, steps: int, lr: float, tol: float
 ) -> tuple[Tensor, Tensor, int]:
-    """``torch.optim.Adam`` on all pairs at once; stops when every pair has met the energy criterion once."""
+    """``torch.optim.Adam`` on all pairs at once; stops when every pair meets the energy criterion in the same
+    iteration (every pair keeps moving until then, so a pair's flag is that of the last iteration, not the first
+    small change: Adam's first steps are small against a large energy)."""
     v = v.clone().requires_grad_(True)
     opt = torch.optim.Adam([v], lr=lr)
     converged = torch.zeros(v.shape[0], dtype=torch.bool, device=v.device)
@@ -288,7 +290,7 @@ def _solve_adam(
         energy, grad = problem.value_and_grad(v)
         if it > 0:
             rel = (prev - energy).abs() / prev.abs().clamp_min(torch.finfo(prev.dtype).tiny)
-            converged |= rel < tol
+            converged = rel < tol
             if bool(converged.all()):
                 break
         prev = energy
@@ -335,7 +337,8 @@ def verify_minimum(problem: _Energy, v: Tensor, claimed: Tensor, *, rtol: float)
 
     A pair passes if its energy and gradient are finite and no step along the scaled negative gradient
     ``−γ ∇f`` (multiples `VERIFY_STEPS` of ``γ``, each capped so that no interior point moves by more than half a
-    straight segment: a local test) lowers the energy by more than ``rtol`` relatively. The solvers' own stopping
+    segment: a local test; a segment of the straight line, or of the path itself where that is longer, so that a
+    path far longer than the chord can be refuted too) lowers the energy by more than ``rtol`` relatively. The solvers' own stopping
     rules (a small relative change of the energy) are necessary but not sufficient: a failed line search, a
     non-finite gradient or a flat plateau also produce small changes. Costs ``len(VERIFY_STEPS) + 1`` batched
     evaluations of the claimed pairs.
@@ -356,7 +359,10 @@ def verify_minimum(problem: _Energy, v: Tensor, claimed: Tensor, *, rtol: float)
     grad = torch.where(finite.view(-1, 1, 1), grad, torch.zeros_like(grad))
     # ‖whiten · grad‖_∞ bounds how far a point moves (in segment lengths h) for a unit step in v.
     move = torch.einsum("ij,bjd->bid", problem.whiten, grad).abs().flatten(1).amax(-1)
-    cap = 0.5 / move.clamp_min(torch.finfo(move.dtype).tiny)
+    with torch.no_grad():
+        x = problem.path(v[idx], idx)
+        segment = (x[:, 1:] - x[:, :-1]).norm(dim=-1).mean(-1) / problem.h[idx]  # in straight segments
+    cap = 0.5 * torch.nan_to_num(segment, nan=1.0).clamp_min(1.0) / move.clamp_min(torch.finfo(move.dtype).tiny)
     refuted = ~finite
     for mult in VERIFY_STEPS:
         t = torch.minimum(mult * problem.gamma[idx], cap)

@@ -101,6 +101,10 @@ class GeodesicResult:
     init: str = "linear"
 
 
+VERIFY_TOL_MAX = 1e-3
+"""The largest default ``verify_tol``: a claimed minimum is refuted when a short gradient step lowers its energy by
+more than 0.1% (`geodesic_solvers.verify_minimum`), however loose the solver's ``tol``."""
+
 COARSE_POINTS = 9
 """Points of the first, coarse solve of the coarse-to-fine refinement (used when ``n_points ≥ 2·9 − 1``)."""
 
@@ -243,7 +247,8 @@ def geodesic(
             ``"lbfgs"``: a full, not backtracked, step); default from `GEODESIC_METHODS`, raised to ``10 ε`` of
             the dtype (``1.2e-6`` in float32).
         verify_tol: relative energy decrease by a short gradient step that refutes convergence
-            (`geodesic_solvers.verify_minimum`); default ``max(1e-6, 1e3 · tol)``.
+            (`geodesic_solvers.verify_minimum`); default ``1e3 · tol`` within ``[1e-6, VERIFY_TOL_MAX]`` (a loose
+            ``tol`` must not make the check unable to refute anything: no energy falls by more than 100%).
         landing: constrain the interior points to the data by the field's landing projection: they are written
             ``x = field.project(field.project(z))`` (`geodesic_solvers.LANDING_STEPS`) and the energy is minimised over
             ``z`` (SPEC §6, landing), so the path lies on the learned data manifold (the denoiser's image), offset by
@@ -305,7 +310,7 @@ def geodesic(
     check_points(x1, field.dim, "x1")
     x1 = x1.to(x0)
     tol = max(spec.tol, 10.0 * torch.finfo(x0.dtype).eps) if tol is None else float(tol)
-    verify_tol = max(1e-6, 1e3 * tol) if verify_tol is None else float(verify_tol)
+    verify_tol = min(VERIFY_TOL_MAX, max(1e-6, 1e3 * tol)) if verify_tol is None else float(verify_tol)
 
     if isinstance(init, str):
         n = 16 if n_points is None else n_points

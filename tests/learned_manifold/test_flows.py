@@ -150,3 +150,33 @@ def test_a_flow_needs_only_apply_metric_length_is_nan_where_the_metric_is_undefi
     res = interpolate(field, torch.tensor([[1.0, 0.0]]), torch.tensor([[-1.0, 0.0]]), t_end=4.0)
     assert torch.isnan(res.metric_length).all() and torch.isfinite(res.length).all()
     assert res.final_gap.item() < 0.5
+
+
+def test_a_small_pair_is_judged_on_its_own_scale():
+    """A pair 1e-4 apart near the origin that closed 0.1% of its gap is not "reached" (the rounding floor was an
+    absolute 1e-4 in float32), and its flow is as accurate in a batch beside a pair of gap 1 as alone (the
+    tolerances were absolute and the step size is shared by the batch)."""
+    field = FixedSubspaceField(torch.eye(3)[:, :2].contiguous())
+    x0, x1 = torch.tensor([[1e-4, 0.0, 0.0]]), torch.zeros(1, 3)
+    short = interpolate(field, x0, x1, t_end=1e-3)
+    assert short.gap_closed.item() < 0.01 and not short.reached.item()
+    small = x0.double(), x1.double()
+    alone = interpolate(field.double(), *small, t_end=3.0, stop_tol=1e-12)
+    both = interpolate(field.double(), torch.cat([small[0], torch.tensor([[0.0, 1.0, 0.0]], dtype=torch.float64)]),
+                       torch.cat([small[1], torch.zeros(1, 3, dtype=torch.float64)]), t_end=3.0, stop_tol=1e-12)
+    exact = 1e-4 * math.exp(-3.0)  # ẋ = −(x − x₁) in the subspace
+    assert abs(alone.final_gap.item() - exact) < 1e-3 * exact
+    assert abs(both.final_gap[0].item() - exact) < 1e-3 * exact
+
+
+def test_landing_flow_keeps_identical_ends_and_reaches_data_targets(sphere_model, sphere):
+    """Data points lie ~dσ²/2R off the denoiser's image: landing carries the ends' offsets (as geodesics do)."""
+    manifold = LearnedDataManifold(sphere_model)
+    x = sphere.sample(6, generator=torch.Generator().manual_seed(3))
+    assert (manifold.field.project(x) - x).norm(dim=-1).min() > 1e-3  # not fixed points of the landing map
+    same = interpolate(manifold, x[:3], x[:3], landing=True)
+    assert bool(same.reached.all()) and same.length.abs().max() == 0
+    torch.testing.assert_close(same.path, x[:3, None].expand_as(same.path), rtol=0, atol=0)
+    res = interpolate(manifold, x[:3], x[3:], landing=True)
+    assert bool(res.reached.all()), res.reason
+    assert ((res.path.norm(dim=-1) - 1).abs().max() < 0.05)  # on the sphere throughout

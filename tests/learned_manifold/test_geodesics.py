@@ -17,7 +17,7 @@ from learned_manifold.geodesics import (
     segment_energies,
 )
 from learned_manifold.geometry import lowrank_apply, lowrank_solve
-from learned_manifold.metrics import KNNCDC, LearnedCDC
+from learned_manifold.metrics import KNNCDC, EuclideanMetric, LearnedCDC
 from learned_manifold.metrics.base import CoMetricField
 
 F64 = torch.float64
@@ -333,3 +333,18 @@ def test_learned_cdc_geodesic_follows_the_great_circle(sphere_model, sphere):
     a, b = _sphere_pairs()
     result = geodesic(LearnedCDC(sphere_model, 0.12, delta=1e-2), a, b, n_points=16)
     _check_on_sphere(result, a, b, sphere, length_tol=0.03, distance_tol=0.05)
+
+
+@pytest.mark.parametrize("tol", [1e-3, 1e-2])
+def test_a_loose_tolerance_cannot_mark_a_path_far_longer_than_the_chord_converged(tol):
+    """Adam's first step is small against a large energy; the verification must still refute the claim (its
+    default verify_tol was 1e3·tol ≥ 1, which no energy decrease can exceed, and its steps were capped at half
+    a chord segment, which cannot shorten a path 200 times the chord)."""
+    x0 = torch.tensor([[0.0, 0.0]], dtype=torch.float64)
+    x1 = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
+    t = torch.linspace(0, 1, 32, dtype=torch.float64)
+    init = x0[:, None] + (x1 - x0)[:, None] * t[None, :, None]
+    init[:, 1:-1, 1] += 100.0 * torch.sin(math.pi * t[1:-1])
+    res = geodesic(EuclideanMetric(), x0, x1, init=init, method="adam", tol=tol)
+    assert res.euclidean_length.item() > 100  # it did not get anywhere near the segment...
+    assert not res.converged.item()  # ...and says so
