@@ -65,11 +65,12 @@ class GeodesicResult:
 
     Attributes:
         path: ``(B, T, D)`` points, ends equal to ``x0`` and ``x1``; detached.
-        energy: ``(B,)`` discrete energy ``Σ_i Δ_iᵀ g(x_{i+½}) Δ_i``.
-        length: ``(B,)`` metric length ``Σ_i sqrt(Δ_iᵀ g(x_{i+½}) Δ_i)``.
+        energy: ``(B,)`` discrete energy ``Σ_i Δ_iᵀ g(x_{i+½}) Δ_i`` in the field's own metric ``g`` (as the
+            flows' ``metric_length``), also where the solver minimised that of ``G + δI`` (``delta``).
+        length: ``(B,)`` metric length ``Σ_i sqrt(Δ_iᵀ g(x_{i+½}) Δ_i)``, likewise.
         euclidean_length: ``(B,)`` Euclidean polyline length ``Σ_i ‖Δ_i‖``.
         initial_energy: ``(B,)`` energy of the initial path (the given ``init``, or the start ``init`` names,
-            at ``T`` points; with landing, landed as the solver sees it).
+            at ``T`` points; with landing, landed as the solver sees it), in the metric of ``energy``.
         converged: ``(B,)`` bool: the solver stopped on its criterion (the relative change of the pair's energy
             fell below ``tol``) *and* the result passed `geodesic_solvers.verify_minimum` (finite energy and
             gradient, no short descent step lowers the energy by more than ``verify_tol``). Never true for a
@@ -78,6 +79,7 @@ class GeodesicResult:
         steps: optimiser iterations performed (the most any pair needed), summed over the coarse-to-fine levels.
         method: the solver's name in `GEODESIC_METHODS`.
         init: the start actually used: ``"graph"``, ``"landing"``, ``"linear"`` or ``"path"`` (a given tensor).
+        delta: the isotropic part the solver added to ``G`` for its energy (`regularising_delta`; 0 if none).
 
     Example:
         >>> import torch
@@ -99,7 +101,12 @@ class GeodesicResult:
     steps: int
     method: str
     init: str = "linear"
+    delta: float = 0.0
 
+
+LANDING_NOISE = 1e3
+"""With landing, pairs closer than ``LANDING_NOISE · ε · ‖x‖`` (``ε`` of the points' dtype, at least float32's: a
+network's rounding) get the straight segment: the landed interior would be rounding noise there."""
 
 VERIFY_TOL_MAX = 1e-3
 """The largest default ``verify_tol``: a claimed minimum is refuted when a short gradient step lowers its energy by
@@ -253,7 +260,7 @@ def geodesic(
             ``x = field.project(field.project(z))`` (`geodesic_solvers.LANDING_STEPS`) and the energy is minimised over
             ``z`` (SPEC §6, landing), so the path lies on the learned data manifold (the denoiser's image), offset by
             the ends' own distances from it blended along the path (`geodesic_solvers.end_offsets`: ``x0 = x1`` gives
-            the constant path). ``None`` (default): on when the start is ``"landing"``, or ``"graph"`` on a field with a
+            the constant path; pairs closer than the landing's rounding, `LANDING_NOISE`, the straight segment). ``None`` (default): on when the start is ``"landing"``, or ``"graph"`` on a field with a
             denoiser (`geodesic_init.denoises`: a `LearnedCDC` with landmarks). Without it a learned field whose normal
             eigenvalue leaks off the data (0.05–0.75 inside the tube of the test torus) has its energy minimum cutting
             through empty space, whatever the start (the torus fixture, graph start without landing: 4.5% short).
@@ -323,6 +330,7 @@ def geodesic(
         landing = used == "landing" or (used == "graph" and denoises(field))
     landing = bool(landing)
     delta = regularising_delta(field, x0, x1) if delta is None else _check_delta(delta)
+    own = field  # energies and lengths are reported in the field's own metric
     if delta > 0:
         field = _Regularised(field, delta)
 
@@ -337,16 +345,25 @@ def geodesic(
         coarse, _, _, total = _solve(field, x0, x1, resample(path0, COARSE_POINTS), spec, **opts)
         path = resample(coarse, n)
     path, _, converged, done = _solve(field, x0, x1, path, spec, **opts, problem=start if path is path0 else None)
-    same = (x0 == x1).all(-1)  # the constant path is the exact minimiser (energy 0; relative tests cannot see it)
-    if bool(same.any()):
-        path = torch.where(same.view(-1, 1, 1), x0.unsqueeze(1).expand_as(path), path)
-        converged = converged | same
+    # x0 = x1: the constant path is the exact minimiser (energy 0; relative tests cannot see it). With landing, also
+    # pairs closer than the landing map's rounding (`LANDING_NOISE`): there the landed interior is noise (a pair 1e-6
+    # apart on a float32 model came out 4.9 times as long), and the chord is the geodesic to O(gap²).
+    floor = 0.0
+    if landing:
+        eps = max(torch.finfo(x0.dtype).eps, torch.finfo(torch.float32).eps)
+        floor = LANDING_NOISE * eps * torch.maximum(x0.norm(dim=-1), x1.norm(dim=-1))
+    straight = (x1 - x0).norm(dim=-1) <= floor
+    if bool(straight.any()):
+        path = torch.where(straight.view(-1, 1, 1), lerp(x0, x1, path.shape[1]), path)
+        converged = converged | straight
     with torch.enable_grad():
-        energy, length = (t.detach() for t in path_energy(field, path))
+        energy, length = (t.detach() for t in path_energy(own, path))
+        if own is not field:
+            initial = path_energy(own, start.path(torch.zeros_like(start.base)).detach())[0].detach()
     euclid = (path[:, 1:] - path[:, :-1]).norm(dim=-1).sum(-1)
     result = GeodesicResult(path=path, energy=energy, length=length, euclidean_length=euclid,
                             initial_energy=initial, converged=converged, steps=total + done, method=method,
-                            init=used)
+                            init=used, delta=delta)
     if single:
         for name in ("path", "energy", "length", "euclidean_length", "initial_energy", "converged"):
             setattr(result, name, getattr(result, name).squeeze(0))

@@ -348,3 +348,32 @@ def test_a_loose_tolerance_cannot_mark_a_path_far_longer_than_the_chord_converge
     res = geodesic(EuclideanMetric(), x0, x1, init=init, method="adam", tol=tol)
     assert res.euclidean_length.item() > 100  # it did not get anywhere near the segment...
     assert not res.converged.item()  # ...and says so
+
+
+def test_lengths_are_in_the_fields_own_metric_and_the_solvers_delta_is_reported():
+    """A low-rank field with δ = 0 is solved with δ = 10⁻³ λ₁ added (`regularising_delta`), but its energy and
+    length are the field's own, as the flows' metric lengths are (they differed by up to 5× on digits)."""
+    from tests.conftest import FixedSubspaceField
+
+    field = FixedSubspaceField(torch.eye(3, dtype=torch.float64)[:, :2].contiguous())
+    x0 = torch.tensor([[1.0, 0.0, 0.0]], dtype=torch.float64)
+    x1 = torch.tensor([[0.0, 1.0, 0.0]], dtype=torch.float64)
+    res = geodesic(field, x0, x1, n_points=8)
+    assert res.delta == pytest.approx(1e-3)  # λ₁ = 1
+    energy, length = path_energy(field, res.path)
+    torch.testing.assert_close(res.length, length, rtol=1e-12, atol=0)
+    torch.testing.assert_close(res.energy, energy, rtol=1e-12, atol=0)
+    torch.testing.assert_close(res.length, torch.tensor([2**0.5], dtype=torch.float64), rtol=1e-9, atol=0)
+
+
+def test_pairs_closer_than_the_landings_rounding_get_the_chord(sphere_model, sphere):
+    """The landed interior of a pair 1e-6 apart is the float32 network's rounding (4.9 times the distance)."""
+    from learned_manifold import LearnedDataManifold
+
+    x0 = sphere.sample(1, generator=torch.Generator().manual_seed(5)).double()
+    tangent = torch.linalg.cross(x0, torch.tensor([[0.0, 0.0, 1.0]], dtype=torch.float64))
+    for gap in (1e-6, 1e-5):
+        x1 = x0 + gap * tangent / tangent.norm()
+        res = geodesic(LearnedDataManifold(sphere_model), x0, x1, n_points=16)
+        assert res.converged.item()
+        assert res.euclidean_length.item() == pytest.approx(gap, rel=1e-6)
