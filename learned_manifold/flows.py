@@ -168,6 +168,10 @@ def _integrate(field: CoMetricField, velocity: Callable[[Tensor], Tensor], x0: T
     def solve(x, t):
         try:
             return odeint(func, x, t, method=method, options=options, **kwargs)
+        except ValueError as err:  # the field (or objective) refused a point the flow reached
+            raise ValueError(f"the flow ({method!r}) reached a point its field or objective refuses, so it diverged "
+                             f"or left their domain (a smaller step_size, or an adaptive method, may help): {err}"
+                             ) from None
         except AssertionError as err:  # torchdiffeq's only way of saying it gave up
             if "underflow in dt" in str(err):  # the step size collapsed: the velocity became NaN or inf
                 raise _not_finite(method) from None
@@ -219,7 +223,9 @@ def gradient_flow(
         x0: ``(B, *data_shape)`` or ``(B, D)`` start points (a single ``(D,)`` point is accepted).
         t_end: flow time; n_points: output times ``linspace(0, t_end, n_points)``.
         method: a name in `FLOW_METHODS` (adaptive ones use ``rtol``/``atol``; fixed ones ``step_size``,
-            default one output interval; ``"euler"`` is Riemannian gradient descent with ``η = step_size``).
+            default one output interval; ``"euler"`` is Riemannian gradient descent with ``η = step_size``: the
+            returned points are its iterates where the output interval ``t_end / (n_points − 1)`` is a multiple
+            of ``η``, and torchdiffeq's linear interpolation between iterates at other output times).
         landing: after every output interval, project onto the data with the field's denoiser.
 
     Returns:

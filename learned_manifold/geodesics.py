@@ -116,19 +116,32 @@ COARSE_POINTS = 9
 """Points of the first, coarse solve of the coarse-to-fine refinement (used when ``n_points ≥ 2·9 − 1``)."""
 
 
-def _as_points(x: object, name: str) -> Tensor:
-    """``x`` as a tensor (NumPy arrays converted), checked for a floating dtype and finite values."""
+def _as_points(x: object, name: str, data_shape: tuple[int, ...] | None = None) -> Tensor:
+    """``x`` as a tensor (NumPy arrays converted), checked for a floating dtype and finite values; points in a
+    manifold's multi-axis ``data_shape`` (images: ``(B, *data_shape)`` or one ``data_shape``) are flattened."""
     if isinstance(x, np.ndarray):
         x = torch.from_numpy(x)
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor or a NumPy array, got {type(x).__name__}")
     if not x.is_floating_point():
         raise TypeError(f"{name} must have a floating-point dtype, got {x.dtype}")
+    if _shaped(x, data_shape):
+        x = x.reshape(-1, math.prod(data_shape)) if x.ndim > len(data_shape) else x.reshape(-1)
     if x.ndim not in (1, 2):
-        raise ValueError(f"{name} must have shape (B, D) or (D,), got {tuple(x.shape)}")
+        shapes = "(B, D) or (D,)" + (f", or (B, *data_shape) = (B, {', '.join(map(str, data_shape))})"
+                                     if data_shape and len(data_shape) > 1 else "")
+        raise ValueError(f"{name} must have shape {shapes}, got {tuple(x.shape)}")
     if not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} contains NaN or inf")
     return x.detach()
+
+
+def _shaped(x: Tensor, data_shape: tuple[int, ...] | None) -> bool:
+    """Whether ``x`` holds points in a multi-axis ``data_shape`` (one or a batch of them), not flat ones."""
+    if not data_shape or len(data_shape) < 2:
+        return False
+    k = len(data_shape)
+    return x.ndim in (k, k + 1) and tuple(x.shape[x.ndim - k:]) == tuple(data_shape)
 
 
 def _check_count(value: object, name: str, low: int) -> int:
@@ -241,7 +254,8 @@ def geodesic(
         field_or_manifold: a `CoMetricField`, or an object whose ``.field`` is one (e.g. `LearnedDataManifold`).
             Use a mean-centred field (SPEC §2).
         x0: ``(B, D)`` start points, or ``(D,)`` for a single pair (NumPy arrays are converted); ``B = 0``
-            gives an empty result.
+            gives an empty result. With a manifold of images, also ``(B, *data_shape)`` or one ``data_shape``
+            point: then ``path`` comes back as ``(B, T, *data_shape)`` (``(T, *data_shape)``).
         x1: end points, same shape as ``x0``.
         n_points: points per path, both ends included, ``≥ 2``; default 16 for a named ``init``, else the length
             of ``init`` (which must then agree).
@@ -307,7 +321,9 @@ def geodesic(
         raise ValueError(f"init must be one of {INIT_NAMES} or a tensor path, got {init!r}")
     field = as_field(field_or_manifold)
 
-    x0, x1 = _as_points(x0, "x0"), _as_points(x1, "x1")
+    data_shape = getattr(field_or_manifold, "data_shape", None)
+    shaped = isinstance(x0, (Tensor, np.ndarray)) and _shaped(torch.as_tensor(x0), data_shape)
+    x0, x1 = _as_points(x0, "x0", data_shape), _as_points(x1, "x1", data_shape)
     if x1.shape != x0.shape:
         raise ValueError(f"x0 and x1 must have the same shape, got {tuple(x0.shape)} and {tuple(x1.shape)}")
     single = x0.ndim == 1
@@ -325,7 +341,10 @@ def geodesic(
     else:
         path0, used = _given_path(init, x0, x1, n_points, single), "path"
     if x0.shape[0] == 0:
-        return _empty(path0, method, used, single)
+        empty = _empty(path0, method, used, single)
+        if shaped:
+            empty.path = empty.path.reshape(*empty.path.shape[:-1], *data_shape)
+        return empty
     if landing is None:  # on for a landing start, and for a graph start on a field with a denoiser
         landing = used == "landing" or (used == "graph" and denoises(field))
     landing = bool(landing)
@@ -364,6 +383,8 @@ def geodesic(
     result = GeodesicResult(path=path, energy=energy, length=length, euclidean_length=euclid,
                             initial_energy=initial, converged=converged, steps=total + done, method=method,
                             init=used, delta=delta)
+    if shaped:  # points given in the manifold's data shape: the path comes back in it
+        result.path = result.path.reshape(*result.path.shape[:2], *data_shape)
     if single:
         for name in ("path", "energy", "length", "euclidean_length", "initial_energy", "converged"):
             setattr(result, name, getattr(result, name).squeeze(0))

@@ -180,3 +180,16 @@ def test_landing_flow_keeps_identical_ends_and_reaches_data_targets(sphere_model
     res = interpolate(manifold, x[:3], x[3:], landing=True)
     assert bool(res.reached.all()), res.reason
     assert ((res.path.norm(dim=-1) - 1).abs().max() < 0.05)  # on the sphere throughout
+
+
+def test_a_diverging_flow_says_so_and_names_the_step():
+    """An uncentred k-NN field with a large Euler step blows up; the field's own refusal is reported as the
+    flow's divergence (it named neither the flow nor the step before)."""
+    from learned_manifold.metrics import KNNCDC
+
+    th = torch.linspace(0, 2 * math.pi, 10001, dtype=torch.float64)[:-1]
+    field = KNNCDC(torch.stack([th.cos(), th.sin()], -1), sigma=0.05, delta=0.01, centred=False)
+    a = 2 * math.pi / 3
+    with pytest.raises(ValueError, match=r"the flow \('euler'\) reached a point .* smaller step_size"):
+        interpolate(field, torch.tensor([[1.0, 0.0]], dtype=torch.float64),
+                    torch.tensor([[math.cos(a), math.sin(a)]], dtype=torch.float64), method="euler", step_size=0.05)

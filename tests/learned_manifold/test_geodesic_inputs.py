@@ -133,3 +133,20 @@ def test_non_finite_gradients_are_never_reported_as_converged():
     a, b = ends()
     res = geodesic(NaNGradient(), a, b, n_points=6, init="linear")
     assert not res.converged.any()
+
+
+def test_image_shaped_points_of_an_image_manifold_give_image_shaped_paths():
+    """As `interpolate` does: points in the manifold's data shape in, paths in it out; flat points stay flat."""
+    from learned_manifold import LearnedDataManifold
+    from learned_manifold.metrics import EuclideanMetric
+
+    manifold = LearnedDataManifold(EuclideanMetric(), data_shape=(1, 4, 4))
+    g = torch.Generator().manual_seed(0)
+    x0, x1 = torch.rand(2, 1, 4, 4, generator=g), torch.rand(2, 1, 4, 4, generator=g)
+    res = geodesic(manifold, x0, x1, n_points=5)
+    assert res.path.shape == (2, 5, 1, 4, 4)
+    torch.testing.assert_close(res.path[:, 2], 0.5 * (x0 + x1))  # the straight line
+    flat = geodesic(manifold, x0.reshape(2, -1), x1.reshape(2, -1), n_points=5)
+    assert flat.path.shape == (2, 5, 16)
+    one = geodesic(manifold, x0[0], x1[0], n_points=5)
+    assert one.path.shape == (5, 1, 4, 4)
