@@ -337,9 +337,9 @@ def verify_minimum(problem: _Energy, v: Tensor, claimed: Tensor, *, rtol: float)
 
     A pair passes if its energy and gradient are finite and no step along the scaled negative gradient
     ``−γ ∇f`` (multiples `VERIFY_STEPS` of ``γ``, each capped so that no interior point moves by more than half a
-    segment: a local test; a segment of the straight line, or of the path itself where that is longer, so that a
-    path far longer than the chord can be refuted too) lowers the energy by more than ``rtol`` relatively. The solvers' own stopping
-    rules (a small relative change of the energy) are necessary but not sufficient: a failed line search, a
+    segment: a local test; a segment of the straight line, or of the path itself where that is longer, so that a path
+    far longer than the chord can be refuted too) lowers the energy by more than ``rtol`` relatively. The solvers' own
+    stopping rules (a small relative change of the energy) are necessary but not sufficient: a failed line search, a
     non-finite gradient or a flat plateau also produce small changes. Costs ``len(VERIFY_STEPS) + 1`` batched
     evaluations of the claimed pairs.
 

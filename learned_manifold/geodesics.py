@@ -270,12 +270,13 @@ def geodesic(
         verify_tol: relative energy decrease by a short gradient step that refutes convergence
             (`geodesic_solvers.verify_minimum`); default ``1e3 · tol`` within ``[1e-6, VERIFY_TOL_MAX]`` (a loose
             ``tol`` must not make the check unable to refute anything: no energy falls by more than 100%).
-        landing: constrain the interior points to the data by the field's landing projection: they are written
-            ``x = field.project(field.project(z))`` (`geodesic_solvers.LANDING_STEPS`) and the energy is minimised over
-            ``z`` (SPEC §6, landing), so the path lies on the learned data manifold (the denoiser's image), offset by
-            the ends' own distances from it blended along the path (`geodesic_solvers.end_offsets`: ``x0 = x1`` gives
-            the constant path; pairs closer than the landing's rounding, `LANDING_NOISE`, the straight segment). ``None`` (default): on when the start is ``"landing"``, or ``"graph"`` on a field with a
-            denoiser (`geodesic_init.denoises`: a `LearnedCDC` with landmarks). Without it a learned field whose normal
+        landing: constrain the interior points to the data by the field's landing projection: they are written ``x =
+            field.project(field.project(z))`` (`geodesic_solvers.LANDING_STEPS`) and the energy is minimised over ``z``
+            (SPEC §6, landing), so the path lies on the learned data manifold (the denoiser's image), offset by the
+            ends' own distances from it blended along the path (`geodesic_solvers.end_offsets`: ``x0 = x1`` gives the
+            constant path; pairs closer than the landing's rounding, `LANDING_NOISE`, the straight segment). ``None``
+            (default): on when the start is ``"landing"``, or ``"graph"`` on a field with a denoiser
+            (`geodesic_init.denoises`: a `LearnedCDC` with landmarks). Without it a learned field whose normal
             eigenvalue leaks off the data (0.05–0.75 inside the tube of the test torus) has its energy minimum cutting
             through empty space, whatever the start (the torus fixture, graph start without landing: 4.5% short).
         method: a key of `GEODESIC_METHODS`: ``"lbfgs"`` (batched per-pair L-BFGS, the default) or ``"adam"``.
