@@ -1,4 +1,4 @@
-"""The ``learned-manifold`` command: ``train``, ``demo``, ``info`` and ``show``.
+"""The ``learned-manifold`` command: ``train``, ``demo``, ``info``, ``show``, ``train-vae`` and ``encode``.
 
     learned-manifold train DATA --out MODEL [--steps N] [--rank R] [--batch-size B] [--seed S]
                            [--device DEV] [--resume | --overwrite] ...
@@ -94,7 +94,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="points per step (the global batch under DDP)")
     p.add_argument("--hidden", type=int, default=_DEFAULTS["hidden"], help="MLP width")
     p.add_argument("--final-norm", action=argparse.BooleanOptionalAction, default=_DEFAULTS["final_norm"],
-                   help="MLP: a LayerNorm before the heads (the network before the sixth session)")
+                   help="MLP: a LayerNorm before the heads (the network before the sixth session) (default: on, "
+                        "off where --input-scaling resolves to gaussian)")
     p.add_argument("--norm-feature", action=argparse.BooleanOptionalAction, default=_DEFAULTS["norm_feature"],
                    help="MLP: the input's log squared norm as one more input feature (without it the denoiser of a "
                         "high-dimensional sphere, S16 in R64, never learned the radius); by default on when the "
@@ -115,7 +116,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--uncentred", action="store_true", help="match the uncentred CDC (no denoiser)")
     p.add_argument("--shared-trunk", action=argparse.BooleanOptionalAction, default=_DEFAULTS["shared_trunk"],
                    help="centred runs: one network with a factor head and a denoiser head on a shared trunk "
-                        "(--no-shared-trunk: two networks)")
+                        "(default: off, two networks)")
     p.add_argument("--factor-trunk-grad", type=float, default=_DEFAULTS["factor_trunk_grad"],
                    help="with --shared-trunk: scale in [0, 1] of the factor loss's gradient into the trunk (0: the "
                         "trunk learns from the denoiser alone)")
@@ -127,7 +128,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="centred runs: fraction in (0, 1] of each batch the factor's loss covers (the denoiser's "
                         "covers all of it)")
     p.add_argument("--freeze-denoiser", action=argparse.BooleanOptionalAction, default=_DEFAULTS["freeze_denoiser"],
-                   help="centred runs: the denoiser stops learning when the factor starts (cheaper factor steps)")
+                   help="centred runs: the denoiser stops learning when the factor starts (cheaper factor steps) "
+                        "(default: off)")
     p.add_argument("--denoiser-warmup", type=_auto_or(float), default=_DEFAULTS["denoiser_warmup"], metavar="F",
                    help="centred runs: fraction in [0, 1) of the steps that train the denoiser alone before the "
                         "factor starts (default auto: 0.5, or 0.25 where the data's estimated dimension exceeds 8)")
@@ -180,7 +182,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``learned-manifold`` command (every option shows its default in --help)."""
-    parser = argparse.ArgumentParser(prog="learned-manifold", description=__doc__.split("\n")[0],
+    parser = argparse.ArgumentParser(prog="learned-manifold", description=__doc__.split("\n")[0].replace("``", ""),
                                      formatter_class=_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train_args(sub.add_parser("train", help="train a metric-matching model", formatter_class=_HELP))

@@ -149,8 +149,9 @@ def choose_rank(cfg: TrainConfig, rows: TrainingRows, arch: str, rank: int,
     rank the user set, the UNet's preset rank and the full loss are kept; so is ``D ≤ DEFAULT_RANK`` (the rank
     is ``D`` either way)."""
     dim = math.prod(rows.shape)
-    if cfg.rank is not None:
-        return rank, {"chosen": rank, "rule": "asked for"}
+    if cfg.rank is not None:  # the estimate, where one was made for the other rules, is still recorded
+        return rank, {"chosen": rank, "rule": "asked for",
+                      **({} if estimate is None else {"estimated_dimension": estimate})}
     if arch != "film_mlp" or cfg.loss != "lowrank":
         return rank, {"chosen": rank, "rule": "the UNet preset's" if arch != "film_mlp" else "the full loss: D"}
     if estimate is None:

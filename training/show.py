@@ -161,7 +161,9 @@ def run_show(model: MetricModel | str | os.PathLike, data: Tensor, out: str | os
         plot_eigenvector_images(x[:4], pairs_eig.values[:4], pairs_eig.vectors[:4], image_shape,
                                 value_range=value_range, path=out / "eigenvectors.png"),
         plot_eigenvalue_curves(pairs_eig.values, None if labels is None else labels[pick],
-                               max_index=min(model.rank, 32), path=out / "eigenvalues.png"),
+                               max_index=min(model.rank, 32), path=out / "eigenvalues.png",
+                               title="Cumulative eigenvalues of G " + ("per class" if labels is not None
+                                                                         else "(no labels: all points)")),
         plot_dimension_histogram(dims, path=out / "dimension.png"),
     ]
     classifier = None
@@ -179,7 +181,8 @@ def run_show(model: MetricModel | str | os.PathLike, data: Tensor, out: str | os
         figs.append(plot_interpolation_strips(
             one, image_shape, scores=text, value_range=value_range, path=out / f"interpolations_{p}.png",
             title=f"Pair {p}" + ("" if label is None else f" (class {label})")
-                  + ": near = mean distance to the nearest training image, p = classifier confidence"))
+                  + ": near = mean distance to the nearest training image"
+                  + ("" if classifier is None else ", p = classifier confidence")))
         entry = {"pair": idx[p].tolist(), "label": label, **{name: asdict(s) for name, s in scores.items()}}
         entry["gradient flow"]["gap_closed"] = float(gap_closed[p])
         report["interpolations"].append(entry)

@@ -99,8 +99,11 @@ def test_an_unset_rank_is_twice_the_estimated_dimension_once_that_exceeds_half_t
     sphere6 = _rows(Sphere(6, 8).sample(600, generator=torch.Generator().manual_seed(0)))
     assert estimate_dimension(cfg, sphere6, "film_mlp") is None  # D = 8 <= 16: nothing to decide
     assert choose_rank(cfg, sphere6, "film_mlp", 8, None) == (8, {"chosen": 8, "rule": "D <= 16: the rank is D"})
-    assert choose_rank(TrainConfig(rank=12), sphere16, "film_mlp", 12, 16) == (12, {"chosen": 12,
-                                                                                   "rule": "asked for"})
+    # a rank asked for is kept, and the estimate made for the other rules is still recorded (`info` prints it)
+    assert choose_rank(TrainConfig(rank=12), sphere16, "film_mlp", 12, 16) == (12, {
+        "chosen": 12, "rule": "asked for", "estimated_dimension": 16})
+    assert choose_rank(TrainConfig(rank=12), sphere16, "film_mlp", 12, None) == (12, {"chosen": 12,
+                                                                                     "rule": "asked for"})
     assert estimate_dimension(cfg, sphere16, "unet") is None
     assert choose_rank(cfg, sphere16, "unet", 16, None)[0] == 16
     everything_set = TrainConfig(rank=32, denoiser_warmup=0.5, jacobian_probes=1, factor_hidden=None, factor_ramp=0.0,
