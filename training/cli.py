@@ -36,7 +36,7 @@ from learned_manifold.precision import PRECISIONS
 from learned_manifold.unet import UNET_PRESETS
 
 from . import vae_cli
-from .cli_data import add_layout_arg, read_data
+from .cli_data import add_layout_arg, point_count, read_data
 from .config import BACKBONE_CHOICES, TRAIN_INPUT_SCALINGS, TrainConfig
 from .info import run_info
 from .losses import FACTOR_TARGETS
@@ -77,7 +77,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                                 "blobs, blobs:SIDE)")
     add_layout_arg(p)
     p.add_argument("--out", required=True, help="model file to write (e.g. model.lmm); its folder must exist")
-    p.add_argument("--num-points", type=int, default=None,
+    p.add_argument("--num-points", type=point_count, default=None,
                    help="number of points of a built-in data set (default: 10000; digits: all) or first rows of a "
                         "file (default: all)")
     p.add_argument("--steps", type=int, default=_DEFAULTS["steps"], help="optimisation steps")
@@ -193,7 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--dataset", default="torus",
                       help="built-in dataset with known geometry (torus, sphere, circle, swiss_roll, union, sphere8), "
                            "or images: digits or blobs (pictures of the learned geometry of images)")
-    demo.add_argument("--num-points", type=int, default=4000, help="number of training points")
+    demo.add_argument("--num-points", type=point_count, default=None,
+                      help="number of points (default: 4000; digits: all 1,797 images)")
     demo.add_argument("--steps", type=int, default=2500, help="training steps")
     demo.add_argument("--seed", type=int, default=0, help="seeds the data and the training")
     demo.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
@@ -370,12 +371,16 @@ def main(argv: list[str] | None = None) -> int:
             from .image_demo import IMAGE_DEMOS, run_image_demo
 
             resolve_device(args.device, name="--device")
-            if args.dataset in IMAGE_DEMOS:
-                run_image_demo(out=args.out, dataset=args.dataset, steps=args.steps, seed=args.seed,
-                               device=args.device, quick=args.quick)
-                return 0
-            run_demo(out=args.out, dataset=args.dataset, n=args.num_points, steps=args.steps, seed=args.seed,
-                     device=args.device, quick=args.quick)
+            try:
+                if args.dataset in IMAGE_DEMOS:
+                    run_image_demo(out=args.out, dataset=args.dataset, steps=args.steps, seed=args.seed,
+                                   device=args.device, quick=args.quick, n=args.num_points)
+                    return 0
+                run_demo(out=args.out, dataset=args.dataset, n=4000 if args.num_points is None else args.num_points,
+                         steps=args.steps, seed=args.seed, device=args.device, quick=args.quick)
+            except ValueError as err:  # the settings' own names, as flags
+                message = _as_flags(str(err)).replace(" (use n <= 0 for all)", " (leave --num-points out for all)")
+                raise ValueError(re.sub(r"\bn(=| must)", r"--num-points\1", message)) from None
             return 0
         if args.command == "show":
             return _show(args)

@@ -7,7 +7,18 @@ import argparse
 
 from .data import ResolvedData, resolve_source
 
-__all__ = ["add_layout_arg", "read_data"]
+__all__ = ["add_layout_arg", "point_count", "read_data"]
+
+
+def point_count(text: str) -> int:
+    """An argparse type for ``--num-points``: an integer ``≥ 2`` (0 or a negative number had meant "all rows")."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+    if n < 2:
+        raise argparse.ArgumentTypeError(f"must be at least 2 (leave it out for the default), got {n}")
+    return n
 
 
 def add_layout_arg(p: argparse.ArgumentParser) -> None:

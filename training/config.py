@@ -299,6 +299,9 @@ class TrainConfig:
                 raise TypeError(f"{name} must be True or False{also}, got {value!r:.60}")
         if not _is_auto(self.denoiser_warmup):
             self.denoiser_warmup = _fraction(self.denoiser_warmup, "denoiser_warmup")
+            if self.denoiser_warmup > 0 and not self.centred:
+                raise ValueError("denoiser_warmup acts on centred runs only (an uncentred run has no denoiser; its "
+                                 "factor trains from the first step)")
         self.factor_trunk_grad = check_real(self.factor_trunk_grad, "factor_trunk_grad", nonnegative=True)
         if self.factor_trunk_grad > 1:
             raise ValueError(f"factor_trunk_grad must be in [0, 1], got {self.factor_trunk_grad}")

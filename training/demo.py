@@ -65,7 +65,6 @@ def run_demo(*, out: str = "demo-output", dataset: str = "torus", n: int = 4000,
              device: str = "auto", quick: bool = False) -> dict:
     """Run the demo and return the report (also written to ``OUT/report.json``)."""
     out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
     if quick:
         n, steps = min(n, 1500), min(steps, 500)
     t_start = time.perf_counter()
@@ -73,11 +72,12 @@ def run_demo(*, out: str = "demo-output", dataset: str = "torus", n: int = 4000,
     if manifold is None:
         raise ValueError(f"the demo needs a dataset with known geometry; {dataset!r} has none")
     D = data.reshape(n, -1).shape[1]
+    config = TrainConfig(steps=steps, batch_size=512, rank=min(D, 16), hidden=128, depth=3, emb_dim=64,
+                         seed=seed, val_points=400)  # its checks before anything is written
+    out_dir.mkdir(parents=True, exist_ok=True)
     _say(f"dataset {dataset}: {n} points in R^{D}, intrinsic dimension {manifold.dim}")
 
     # 1. train ------------------------------------------------------------------------------------------------
-    config = TrainConfig(steps=steps, batch_size=512, rank=min(D, 16), hidden=128, depth=3, emb_dim=64,
-                         seed=seed, val_points=400)
     model_path = out_dir / "model.lmm"
     _say(f"training a mean-centred metric-matching model ({steps} steps) -> {model_path}")
     # the demo regenerates its whole folder (model, report, plots), so it replaces its own earlier model

@@ -49,21 +49,24 @@ def _say(msg: str) -> None:
 
 
 def run_image_demo(*, out: str = "demo-output", dataset: str = "digits", steps: int = 3000, seed: int = 0,
-                   device: str = "auto", quick: bool = False) -> dict:
-    """Train on ``dataset`` (``"digits"`` or ``"blobs"``), draw the pictures into ``out``, return the report."""
+                   device: str = "auto", quick: bool = False, n: int | None = None) -> dict:
+    """Train on ``dataset`` (``"digits"`` or ``"blobs"``), draw the pictures into ``out``, return the report.
+    ``n``: images (``None``: all 1,797 digits, 4,000 blobs)."""
     if dataset not in IMAGE_DEMOS:
         raise ValueError(f"the image demo runs on {IMAGE_DEMOS}, got {dataset!r}")
     out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
     steps = min(steps, 300) if quick else steps
     start = time.perf_counter()
-    images, manifold = get_image_dataset(dataset, None if dataset == "digits" else 4000, seed=seed)
+    images, manifold = get_image_dataset(dataset, n if n is not None or dataset == "digits" else 4000, seed=seed)
+    if images.x.shape[0] < 400:
+        raise ValueError(f"the image demo needs at least 400 images (200 are held out), got n={images.x.shape[0]}")
     fit, held = demo_split(images.x.shape[0], seed)
+    config = demo_config(steps, seed, "auto" if dev.type == "cuda" else "mlp")  # its checks before any writing
+    out_dir.mkdir(parents=True, exist_ok=True)
     _say(f"{dataset}: {images.x.shape[0]} images of shape {tuple(images.x.shape[1:])}, values "
          f"{images.value_range[0]:g}..{images.value_range[1]:g}; {fit.numel()} for training, {held.numel()} held out")
-    backbone = "auto" if dev.type == "cuda" else "mlp"
-    config = demo_config(steps, seed, backbone)
+    backbone = config.backbone
     model_path = out_dir / "model.lmm"
     _say(f"training a mean-centred model ({steps} steps, {backbone} backbone) -> {model_path}")
     result = train(images.x[fit], config, manifold=manifold, out=model_path, overwrite=True, device=dev,

@@ -67,7 +67,7 @@ def _summary(path: str, meta: dict) -> str:
         spread = f", spread {value:.3g}" if isinstance(value, (int, float)) else ""
         lines.insert(4, f"  norm input:  {'on' if norm['chosen'] else 'off'} ({norm.get('rule', '')}{spread})")
     warm = e.get("denoiser_warmup")
-    if isinstance(warm, dict) and isinstance(warm.get("denoiser_warmup"), (int, float)):
+    if isinstance(warm, dict) and isinstance(warm.get("denoiser_warmup"), (int, float)) and c.get("centred", True):
         lines.insert(3, f"  warm-up:     the denoiser alone for the first {warm['denoiser_warmup']:.0%} of the steps "
                         f"({warm.get('rule', '')})")
     width = e.get("factor_width")

@@ -219,6 +219,8 @@ def choose_warmup(cfg: TrainConfig, estimate: int | None) -> tuple[TrainConfig, 
     quarter 0.061 / 0.103 / 0.661 (seeds 0–2; tuned centred k-NN 0.147), the failure flagged by the trainer's
     self-consistency check. On S⁸ the two gave the same (0.017–0.030 against 0.024–0.026), so below the
     threshold the measured default stays."""
+    if not cfg.centred:  # no denoiser: the factor trains from the first step (`TrainConfig` refuses a warm-up)
+        return replace(cfg, denoiser_warmup=0.0), {"denoiser_warmup": 0.0, "rule": "uncentred: no denoiser"}
     high = _high_dimension(estimate)
     value = HIGH_DIMENSION_WARMUP if high else DENOISER_WARMUP
     rule = (f"auto: {HIGH_DIMENSION_WARMUP:g} where the estimated dimension exceeds {DEFAULT_RANK // 2}, else "

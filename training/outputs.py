@@ -98,7 +98,9 @@ def check_output(out: str | os.PathLike, *, resume: bool = False, overwrite: boo
             raise OutputError(f"cannot write {str(path)!r}: it is a {file_kind(mode)}, not a regular file; "
                               f"refusing to replace it")
     if not (resume or overwrite) and (out.exists() or state_path(out).exists()):
-        raise OutputError(f"{str(out)!r} already exists; continue its training with --resume (resume=True) "
+        what = (repr(str(out)) if out.exists() else
+                f"the training state {str(state_path(out))!r} of {str(out)!r} (a run stopped before writing it)")
+        raise OutputError(f"{what} already exists; continue its training with --resume (resume=True) "
                           f"or replace it with --overwrite (overwrite=True)")
     try:  # the only reliable writability test (permissions, read-only mounts, ACLs): create a file there
         fd, probe = tempfile.mkstemp(dir=parent, prefix=f".{out.name}.", suffix=".probe")

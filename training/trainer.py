@@ -345,7 +345,9 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, manifold, out: Path | Non
     precision, probe = choose_precision(  # "auto": a full step (denoiser + factor) timed in fp32 and bf16, eager
         cfg.precision, device, lambda: objective(first_z, *first[1:3], True, first[3]), backward=True,
         key=workload_key(workload_name(cfg), model.config, first[0].shape[0]), distributed=world > 1,
-        previous=read_metadata(out)["extra"].get("precision_probe") if resume and rank_id == 0 else None)
+        previous=read_metadata(out)["extra"].get("precision_probe")
+        if resume and rank_id == 0 and Path(out).exists() else None)  # a run killed between the state's write
+    # and the model file's at its first checkpoint left the state only: it resumes all the same
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     history: list[dict] = []
     ema_params = list(ema.parameters())

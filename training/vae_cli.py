@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli_data import add_layout_arg, read_data
+from .cli_data import add_layout_arg, point_count, read_data
 from .outputs import OutputLock, check_output
 from .runtime import TrainingInterrupted, resolve_device
 from .validation import distrust
@@ -53,7 +53,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     add_layout_arg(p)
     p.add_argument("--out", required=True, help="VAE file to write (e.g. vae.lmv); its folder must exist")
     p.add_argument("--latent-dim", type=int, required=True, help="latent dimension d")
-    p.add_argument("--num-points", type=int, default=None,
+    p.add_argument("--num-points", type=point_count, default=None,
                    help="points of a built-in data set (default: 10000; digits: all) or first rows of a file")
     p.add_argument("--steps", type=int, default=d.steps, help="ELBO steps (encoder and decoder mean)")
     p.add_argument("--std-steps", type=int, default=d.std_steps, help="steps fitting the RBF decoder precision")
@@ -81,7 +81,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("vae", help="a VAE file written by train-vae")
     e.add_argument("data", help="a .npy/.npz/.pt file or a built-in dataset name, read as train-vae reads it")
     e.add_argument("--out", required=True, help="the .npy file to write (e.g. latents.npy)")
-    e.add_argument("--num-points", type=int, default=None, help="as for train-vae")
+    e.add_argument("--num-points", type=point_count, default=None, help="as for train-vae")
     e.add_argument("--seed", type=int, default=0, help="as for train-vae (sampling of built-in data sets)")
     e.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     e.add_argument("--overwrite", action="store_true", help="replace an existing --out")

@@ -14,10 +14,18 @@ __all__ = ["COLLAPSED_RECONSTRUCTION", "distrust", "select_sigma", "sigma_grid",
 
 
 def sigma_grid(model: MetricModel) -> list[float]:
-    """Evaluation bandwidths ``s · 2^(i−6)``, ``i = 0..10`` (SPEC §8), kept inside the training range."""
+    """Evaluation bandwidths ``s · 2^(i−6)``, ``i = 0..10`` (SPEC §8), kept inside the training range; where none
+    lies inside it (a range narrower than a factor of 2 between grid values), the range's ends and geometric
+    middle: a bandwidth the model never trained at is never chosen."""
     c = model.config
     grid = bandwidth_grid(float(model.scale))
-    return [g for g in grid if c.sigma_min * (1 - 1e-6) <= g <= c.sigma_max * (1 + 1e-6)] or [c.default_sigma]
+    inside = [g for g in grid if c.sigma_min * (1 - 1e-6) <= g <= c.sigma_max * (1 + 1e-6)]
+    return inside or fallback_grid(c.sigma_min, c.sigma_max)
+
+
+def fallback_grid(sigma_min: float, sigma_max: float) -> list[float]:
+    """The range's ends and geometric middle, for a training range that holds no value of the SPEC §8 grid."""
+    return sorted({float(sigma_min), float((sigma_min * sigma_max) ** 0.5), float(sigma_max)})
 
 
 @torch.no_grad()
@@ -46,12 +54,15 @@ def select_sigma(model: MetricModel, x: Tensor, manifold=None) -> tuple[float, s
     Returns:
         ``(sigma, rule, table)`` with one validation dict per grid value.
     """
-    table = [validate(model, x, s, manifold) for s in sigma_grid(model)]
+    grid = sigma_grid(model)
+    table = [validate(model, x, s, manifold) for s in grid]
+    where = (", of the training range's ends and middle (no value s·2^(i−6) lies inside it)"
+             if grid == fallback_grid(model.config.sigma_min, model.config.sigma_max) else "")
     if manifold is not None:
         best = min(table, key=lambda r: r["tangent_error"])
-        return best["sigma"], "lowest validation tangent error", table
+        return best["sigma"], "lowest validation tangent error" + where, table
     best = max(table, key=lambda r: r["mean_gap"])
-    return best["sigma"], "clearest mean eigengap on held-out points", table
+    return best["sigma"], "clearest mean eigengap on held-out points" + where, table
 
 
 COLLAPSED_RECONSTRUCTION = 0.9

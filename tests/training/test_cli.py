@@ -348,3 +348,28 @@ def test_image_demo_quick_reports_the_checks_verdicts(tmp_path, capsys):
     assert printed.count("warning: ") == len(report["warnings"])
     for pair in report["show"]["interpolations"]:
         assert {"LERP", "gradient flow", "geodesic"} <= set(pair) and pair["LERP"]["mean_nearest"] > 0
+
+
+@pytest.mark.parametrize("command", [["train", "circle", "--out", "m.lmm"], ["demo", "--out", "demo"],
+                                     ["train-vae", "circle", "--out", "v.lvae", "--latent-dim", "1"]])
+@pytest.mark.parametrize("count", ["0", "-5", "1"])
+def test_num_points_below_two_is_refused_not_read_as_all(tmp_path, capsys, monkeypatch, command, count):
+    """``--num-points 0`` (or negative) trained on every row of a file without a word."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        main([*command, "--num-points", count])
+    assert stop.value.code == 2
+    assert "argument --num-points: must be at least 2" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--dataset", "nope"], "unknown data set 'nope'"), (["--steps", "0"], "--steps must be"),
+    (["--seed", "-1"], "--seed must be"), (["--dataset", "digits", "--num-points", "100"], "--num-points=100"),
+    (["--dataset", "digits", "--num-points", "5000"], "leave --num-points out for all"),
+])
+def test_demo_refuses_bad_options_by_their_flags_before_writing(tmp_path, capsys, extra, message):
+    """The demo made its folder before checking, named Python parameters, and ignored --num-points for images."""
+    assert main(["demo", "--out", str(tmp_path / "demo"), *extra]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "demo").exists()

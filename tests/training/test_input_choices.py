@@ -198,3 +198,12 @@ def test_a_run_on_high_dimensional_data_builds_the_rank_it_chose_and_the_file_sa
     assert "warm-up:     the denoiser alone for the first 25% of the steps (auto:" in text
     assert "width:       factor network 32 (auto: 2 x hidden" in text
     assert "ramped up over 2% of the steps to 0.5 x lr" in text
+
+
+def test_an_uncentred_run_has_no_denoiser_warmup():
+    """``info`` described "the denoiser alone for the first 50% of the steps" for runs without a denoiser."""
+    cfg, why = choose_warmup(TrainConfig(centred=False), None)
+    assert cfg.denoiser_warmup == 0.0 and why == {"denoiser_warmup": 0.0, "rule": "uncentred: no denoiser"}
+    with pytest.raises(ValueError, match="denoiser_warmup acts on centred runs only"):
+        TrainConfig(centred=False, denoiser_warmup=0.3)
+    assert TrainConfig(centred=False, denoiser_warmup=0.0).denoiser_warmup == 0.0

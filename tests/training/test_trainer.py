@@ -75,6 +75,27 @@ def test_resumed_run_reaches_the_same_weights(tmp_path):
     torch.testing.assert_close(load_model(tmp_path / "full.lmm").factor(y), load_model(tmp_path / "half.lmm").factor(y))
 
 
+def test_a_state_without_its_model_file_resumes_and_a_fresh_run_names_it(tmp_path):
+    """The state is written before the model file, "so a run killed between the two writes still resumes": at the
+    first checkpoint that leaves the state alone, which resume refused ("model file does not exist")."""
+    from learned_manifold_training.outputs import OutputError, state_path
+
+    data = Circle(2).sample(500, generator=torch.Generator().manual_seed(0))
+    cfg = TrainConfig(steps=40, batch_size=64, rank=2, hidden=16, depth=1, emb_dim=8, val_points=50,
+                      checkpoint_every=15, precision="auto")
+    full = train(data, cfg, out=tmp_path / "full.lmm", progress=False, device="cpu")
+    train(data, cfg, out=tmp_path / "half.lmm", progress=False, device="cpu", stop_after=15)
+    (tmp_path / "half.lmm").unlink()  # killed between the state's write and the model file's
+    with pytest.raises(OutputError, match="the training state .* already exists"):
+        train(data, cfg, out=tmp_path / "half.lmm", progress=False, device="cpu")
+    assert state_path(tmp_path / "half.lmm").exists()
+    resumed = train(data, cfg, out=tmp_path / "half.lmm", resume=True, progress=False, device="cpu")
+    if resumed.precision == full.precision:  # "auto" measures again without the lost file's probe
+        for k, v in full.model.state_dict().items():
+            torch.testing.assert_close(v, resumed.model.state_dict()[k], rtol=0, atol=0, msg=k)
+    assert (tmp_path / "half.lmm").exists()
+
+
 def test_resume_neither_goes_back_nor_redoes_a_finished_run(tmp_path):
     """Resuming a run saved at step 30 with stop_after=10 rewrote its state as step 10 with step-30 weights (the
     next resume replayed steps 10-30 on top); resuming a finished run redid its bandwidth choice and factor repair
@@ -256,8 +277,9 @@ def test_data_beyond_float32_are_refused_with_the_right_reason(data, message):
 
 
 def test_large_but_representable_data_train_to_finite_weights():
-    """Data near 3e38 with a small spread standardise in float64 and train."""
-    data = 3e38 + Circle(2).sample(200, generator=torch.Generator().manual_seed(0)).double() * 1e32
+    """Data near 3e38 with a spread float32 resolves (its spacing there, 3.6e31, is 4e-5 of it) standardise in
+    float64 and train."""
+    data = 3e38 + Circle(2).sample(200, generator=torch.Generator().manual_seed(0)).double() * 1e36
     result = train(data.float(), TrainConfig(**{**TINY, "steps": 5}), progress=False, device="cpu")
     assert all(torch.isfinite(p).all() for p in result.model.parameters())
 
@@ -273,3 +295,13 @@ def test_devices_are_checked_before_work(device, message):
     if not torch.cuda.is_available() and torch.version.cuda is None:
         with pytest.raises(ValueError, match="this torch build has no CUDA"):
             resolve_device("cuda")
+
+
+def test_data_whose_offset_float32_cannot_resolve_are_refused():
+    """A unit circle at 1e7 in float64 (GPS or timestamp-like data) became 8 distinct float32 points out of 300 and
+    trained without a word; it is refused with the remedy. The same circle at 1e3 trains."""
+    circle = Circle(2).sample(300, generator=torch.Generator().manual_seed(0)).double()
+    with pytest.raises(ValueError, match="far from the origin .* subtract an offset"):
+        train(circle + 1e7, TrainConfig(**TINY), progress=False, device="cpu")
+    result = train(circle + 1e3, TrainConfig(**{**TINY, "steps": 5}), progress=False, device="cpu")
+    assert all(torch.isfinite(p).all() for p in result.model.parameters())

@@ -1,5 +1,7 @@
 """`distrust`: the failed checks of a training result, one sentence each, and nothing for checks that passed."""
 
+import pytest
+
 from learned_manifold_training.validation import distrust
 
 SELF_FAILED = {"trusted": False, "tangent_disagreement": 0.4, "normal_growth": 0.0, "outside_eigenvalue": 0.9}
@@ -39,3 +41,19 @@ def test_train_vae_prints_the_collapse(tmp_path, capsys):
             "--device", "cpu"]
     assert main(argv) == 0  # 40 steps: reconstructions are the data mean
     assert "warning: the VAE reconstructs held-out points barely better than the data mean" in capsys.readouterr().err
+
+
+def test_a_narrow_training_range_gets_its_own_grid_not_a_bandwidth_it_never_trained_at():
+    """With σ ∈ [0.3, 0.45]·s no grid value s·2^(i−6) lies inside the range; the default was then s/16, outside."""
+    import torch
+
+    from learned_manifold.models import MetricModel, ModelConfig
+    from learned_manifold_training.validation import select_sigma, sigma_grid
+
+    model = MetricModel(ModelConfig(data_shape=(2,), rank=2, sigma_min=0.3, sigma_max=0.45,
+                                    arch_kwargs={"hidden": 8, "depth": 1, "emb_dim": 8}))
+    grid = sigma_grid(model)
+    assert grid == pytest.approx([0.3, (0.3 * 0.45) ** 0.5, 0.45])
+    x = torch.randn(50, 2, generator=torch.Generator().manual_seed(0))
+    sigma, rule, table = select_sigma(model, x)
+    assert 0.3 <= sigma <= 0.45 and len(table) == 3 and "training range's ends and middle" in rule

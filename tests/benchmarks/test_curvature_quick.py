@@ -1,0 +1,31 @@
+"""Smoke test of the curvature benchmark (SPEC §12): ``--quick`` trains a small S² model and scores the learned
+and the tuned k-NN curvature against the closed form. The figures that matter are the full run's
+(``benchmarks/results/cpu/curvature/``); here only what holds at any budget is asserted."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = str(Path(__file__).resolve().parents[2])
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from benchmarks import curvature  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def test_quick_curvature_scores_both_fields_against_the_closed_form():
+    r = curvature.main(["--quick"])
+    assert set(r) == {"S² in R³"}
+    row = r["S² in R³"]
+    for field in ("learned", "knn"):
+        scores = row[field]
+        assert scores["R_true_median"] == 2.0  # the unit 2-sphere: d (d − 1)
+        assert 0 <= scores["R_error_relative"] < 1, scores  # the sign and the size of R are read, even briefly trained
+        assert scores["tangent_error"] < 1.0 and scores["seconds_per_point"] > 0
+    assert row["knn"]["k"] in (16, 32, 64, 128) and row["knn"]["sigma"] in (0.025, 0.05, 0.1, 0.2)
+    assert "| S² in R³ | 2 |" in curvature._table(r).markdown()
