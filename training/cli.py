@@ -325,7 +325,11 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
         print(f"{args.out} is already complete (step {result.stopped_at} of {args.steps}): nothing to resume; the "
               f"file is unchanged")
         return 0
-    v = {k: val for k, val in result.validation.items() if k != "sigma_table"}
+    v = {k: val for k, val in result.validation.items() if k not in ("sigma_table", "periodic")}
+    for entry in result.validation.get("periodic", []):  # --val-every
+        figures = ", ".join(f"{k} {val:.4g}" for k, val in entry.items()
+                            if k not in ("step", "sigma", "loss", "lr") and isinstance(val, (int, float)))
+        print(f"validation at step {entry['step']} (sigma {entry['sigma']:.4g}): {figures}")
     if isinstance(v.get("neighbour_check"), dict):  # its denoising table stays in the file (`info --json`)
         v["neighbour_check"] = {k: val for k, val in v["neighbour_check"].items() if k != "denoising"}
     print(f"wrote {args.out} ({result.samples_per_second:,.0f} samples/s); validation: {json.dumps(v)}")

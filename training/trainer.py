@@ -442,6 +442,9 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, manifold, out: Path | Non
         result.validation["neighbour_check"] = neighbour_check(ema, val_x, reference, sigma_grid(ema),
                                                                seed=cfg.seed).summary()
         result.validation["sigma_table"] = table
+        periodic = [h for h in history if "mean_gap" in h]  # `val_every`: kept in the file, printed by the CLI
+        if periodic:
+            result.validation["periodic"] = periodic
         if ckpt is not None:
             ckpt.save(end, seconds_before + seconds, complete=True, validation=result.validation)
     result.model = ema.eval()

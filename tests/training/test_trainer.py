@@ -122,9 +122,24 @@ def test_validation_every_few_steps_is_filed_under_its_own_step():
     data = Circle(2).sample(300, generator=torch.Generator().manual_seed(0))
     cfg = TrainConfig(steps=150, batch_size=32, rank=2, hidden=8, depth=1, emb_dim=8, val_points=30, val_every=70,
                       denoiser_warmup=0.0)
-    history = train(data, cfg, progress=False, device="cpu").history
-    validated = [h["step"] for h in history if "tangent_error" in h or "sigma" in h]
-    assert validated == [70, 140], history
+    result = train(data, cfg, progress=False, device="cpu")
+    validated = [h["step"] for h in result.history if "tangent_error" in h or "sigma" in h]
+    assert validated == [70, 140], result.history
+    # kept with the validation (so in the model file) and printed by the CLI, which discarded them before
+    assert [h["step"] for h in result.validation["periodic"]] == [70, 140]
+
+
+def test_cli_prints_the_periodic_validations(tmp_path, capsys):
+    from learned_manifold.model_file import read_metadata
+    from learned_manifold_training.cli import main
+
+    out = tmp_path / "m.lmm"
+    assert main(["train", "circle", "--out", str(out), "--num-points", "300", "--steps", "100", "--val-every", "50",
+                 "--hidden", "8", "--depth", "1", "--batch-size", "32", "--denoiser-warmup", "0", "--no-progress",
+                 "--precision", "fp32"]) == 0
+    printed = capsys.readouterr().out
+    assert "validation at step 50 (sigma" in printed and "validation at step 100 (sigma" in printed
+    assert [h["step"] for h in read_metadata(out)["extra"]["validation"]["periodic"]] == [50, 100]
 
 
 def test_resume_refuses_other_settings_or_data(tmp_path):
