@@ -24,6 +24,9 @@ A true second fundamental form is symmetric; a learned field's need not be. ``as
 
 from __future__ import annotations
 
+import math
+import operator
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -32,7 +35,15 @@ from torch import Tensor
 from .geometry import eigenpairs, global_dimension
 from .metrics.base import as_field, check_finite_points, check_points
 
-__all__ = ["Curvature", "curvature", "factor_jvp"]
+__all__ = ["CUTOFF_LIMIT", "GAP_MIN", "Curvature", "curvature", "factor_jvp"]
+
+GAP_MIN = 1e-5
+"""Points whose eigengap ``(λ_d − λ_{d+1}) / λ₁`` is at most this have no tangent projector to differentiate (a
+sphere asked for ``d = 1``, a rank-1 factor for ``d = 2``): their rows are NaN, with a warning."""
+
+CUTOFF_LIMIT = 1e-4
+"""A field that reports ``cutoff_weight`` (`KNNCDC`: its ``k``-th neighbour's kernel weight relative to the
+nearest's) above this at the median point gets a warning: its curvature is biased low."""
 
 
 @dataclass
@@ -78,7 +89,7 @@ def factor_jvp(field, x: Tensor, directions: Tensor) -> Tensor:
 
     One double backward pass through ``field.factor`` on ``B·K`` points (each point repeated once per
     direction; rows of a factor are independent), so any field whose factor is twice differentiable in reverse
-    mode serves (networks, `KNNCDC` with its neighbours held fixed).
+    mode serves (networks; `KNNCDC` with its neighbours held fixed, a truncated kernel: see `CUTOFF_LIMIT`).
 
     Args:
         field: a co-metric field with ``factor``.
@@ -86,14 +97,23 @@ def factor_jvp(field, x: Tensor, directions: Tensor) -> Tensor:
         directions: ``(B, D, K)`` directions ``u_k`` as columns.
     """
     b, dim = x.shape
+    if directions.ndim != 3 or directions.shape[:2] != (b, dim):
+        raise ValueError(f"directions must have shape (B, D, K) = ({b}, {dim}, K) for x of shape {tuple(x.shape)}, "
+                         f"got {tuple(directions.shape)}")
     k = directions.shape[-1]
     xs = x.detach().unsqueeze(1).expand(b, k, dim).reshape(b * k, dim).requires_grad_(True)
-    us = directions.transpose(1, 2).reshape(b * k, dim).detach()
+    us = directions.transpose(1, 2).reshape(b * k, dim).detach().to(x.dtype)
     with torch.enable_grad():
         A = field.factor(xs)
+        if not A.requires_grad:  # a factor that does not depend on x (a flat subspace, the Euclidean metric)
+            return torch.zeros(b, k, *A.shape[1:], dtype=A.dtype, device=A.device)
         probe = torch.zeros_like(A, requires_grad=True)
-        (pullback,) = torch.autograd.grad(A, xs, probe, create_graph=True)
-        (dA,) = torch.autograd.grad(pullback, probe, us)
+        (pullback,) = torch.autograd.grad(A, xs, probe, create_graph=True, allow_unused=True)
+        if pullback is None:
+            return torch.zeros(b, k, *A.shape[1:], dtype=A.dtype, device=A.device)
+        (dA,) = torch.autograd.grad(pullback, probe, us, allow_unused=True)
+    if dA is None:  # a factor affine in x: its Jacobian does not depend on the probe's graph
+        dA = torch.zeros_like(A)
     return dA.reshape(b, k, *A.shape[1:])
 
 
@@ -133,16 +153,37 @@ def curvature(field, x: Tensor, tangent_dim: int | None = None, *, rel_eps: floa
     field = as_field(field)
     check_points(x, field.dim)
     check_finite_points(x, "x")
+    if isinstance(rel_eps, bool) or not isinstance(rel_eps, (int, float)) or not 0 < rel_eps < 1 \
+            or not math.isfinite(rel_eps):
+        raise ValueError(f"rel_eps must be a number in (0, 1), got {rel_eps!r}")
+    dim = tangent_dim
+    if dim is not None:
+        try:
+            dim = operator.index(dim) if not isinstance(dim, bool) else None  # ints, NumPy integers
+        except TypeError:
+            dim = None
+        if dim is None:
+            raise ValueError(f"tangent_dim must be an integer or None, got {tangent_dim!r}")
     with torch.no_grad():
         A = field.factor(x)
         pairs = eigenpairs(A, rel_eps=rel_eps)
     b, n, r = A.shape
-    dim = tangent_dim
     if dim is None:
         dim = global_dimension(pairs.values) if b else 1
-    if isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= min(r, n - 1):
+        if dim > min(r, n - 1):
+            raise ValueError(f"the gap rule reads dimension {dim} here (the median over the batch), which leaves no "
+                             f"normal direction in R^{n} with a factor of rank {r}: give tangent_dim")
+    if not 1 <= dim <= min(r, n - 1):
         raise ValueError(f"tangent_dim must be an integer in 1..{min(r, n - 1)} (at most the factor's rank {r} and "
                          f"below the ambient dimension {n}), got {dim!r}")
+    cutoff = getattr(field, "cutoff_weight", None)
+    if callable(cutoff) and b:
+        weight = float(cutoff(x).median())
+        if weight > CUTOFF_LIMIT:
+            warnings.warn(f"{type(field).__name__}: the k-th neighbour still carries {weight:.2g} of the nearest's "
+                          f"kernel weight (median point), so the field is a truncated kernel whose tangent planes "
+                          f"turn too little as x moves: its curvature is biased low; raise k or lower sigma until "
+                          f"cutoff_weight is below {CUTOFF_LIMIT:g}", RuntimeWarning, stacklevel=2)
     lam, U = pairs.values, pairs.vectors  # (B, r) descending, (B, D, r): zero columns for zero eigenvalues
     E = U[..., :dim]  # (B, D, d)
     dA = factor_jvp(field, x, E)  # (B, d, D, r): DA[e_k]
@@ -164,4 +205,16 @@ def curvature(field, x: Tensor, tangent_dim: int | None = None, *, rel_eps: floa
     asym = (II - II.transpose(1, 2)).flatten(1).norm(dim=1) / size.clamp_min(torch.finfo(size.dtype).tiny)
     lam_next = lam[:, dim] if dim < r else torch.zeros_like(lam[:, 0])
     gap = (lam[:, dim - 1] - lam_next) / lam[:, 0].clamp_min(torch.finfo(lam.dtype).tiny)
-    return Curvature(basis=E, second_form=II, mean=trace / dim, scalar=scalar, asymmetry=asym, gap=gap, dim=dim)
+    bad = ~(gap > GAP_MIN)  # no projector to differentiate (NaN gaps included)
+    mean = trace / dim
+    if bool(bad.any()):
+        warnings.warn(f"the eigengap (λ_{dim} − λ_{dim + 1}) / λ₁ is at most {GAP_MIN:g} at {int(bad.sum())} of {b} "
+                      f"point(s) (the first: {int(bad.nonzero()[0])}): the tangent projector of dimension {dim} is "
+                      f"undefined there, so their curvature is NaN; choose another tangent_dim",
+                      RuntimeWarning, stacklevel=2)
+        nan = torch.tensor(float("nan"), dtype=II.dtype, device=II.device)
+        II = torch.where(bad.view(-1, 1, 1, 1), nan, II)
+        mean = torch.where(bad.view(-1, 1), nan, mean)
+        scalar = torch.where(bad, nan, scalar)
+        asym = torch.where(bad, nan, asym)
+    return Curvature(basis=E, second_form=II, mean=mean, scalar=scalar, asymmetry=asym, gap=gap, dim=dim)

@@ -18,8 +18,8 @@ import torch
 from torch import Tensor
 from torchdiffeq import odeint
 
-from .geodesics import path_energy
-from .metrics.base import CoMetricField, as_field
+from .geodesics import LANDING_NOISE, path_energy
+from .metrics.base import CoMetricField, as_field, rounding_eps
 
 __all__ = ["FLOW_METHODS", "FlowResult", "gradient_flow", "interpolate"]
 
@@ -370,8 +370,10 @@ def interpolate(
             path[:, 0] = flat0  # exactly, not through the change of coordinates
         gap = (path[:, -1] - flat1).norm(dim=-1)
         euclid, metric = polyline_lengths(path, field)
-        floor = 1e3 * torch.finfo(gap.dtype).eps * flat1.norm(dim=-1)  # rounding, e.g. x0 = x1 (relative: a pair
-        # 1e-4 apart near the origin is not "reached" by the rounding of a point of norm 1)
+        # rounding (relative: a pair 1e-4 apart near the origin is not "reached" by the rounding of a point of norm
+        # 1): a few ulps of the points; with landing the landing map's own rounding, as for geodesics
+        floor = (LANDING_NOISE * rounding_eps(field, gap.dtype) if landing else 4 * torch.finfo(gap.dtype).eps)
+        floor = floor * flat1.norm(dim=-1)
         reached = (gap <= 1.5 * tol.squeeze(-1)) | (gap <= floor)
         end = path[:, -1]
         speed = field.apply(end, end - flat1).norm(dim=-1) if end.shape[0] else gap

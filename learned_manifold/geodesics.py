@@ -45,7 +45,7 @@ from .geodesic_solvers import (
     verify_minimum,
 )
 from .geometry import eigenpairs, lowrank_apply, lowrank_solve
-from .metrics.base import CoMetricField, as_field, check_points
+from .metrics.base import CoMetricField, as_field, check_points, rounding_eps
 
 __all__ = [
     "COARSE_POINTS",
@@ -105,8 +105,9 @@ class GeodesicResult:
 
 
 LANDING_NOISE = 1e3
-"""With landing, pairs closer than ``LANDING_NOISE · ε · ‖x‖`` (``ε`` of the points' dtype, at least float32's: a
-network's rounding) get the straight segment: the landed interior would be rounding noise there."""
+"""With landing, pairs closer than ``LANDING_NOISE · ε · ‖x‖`` (``ε`` the coarsest of the points' dtype and the
+field's parameters', `metrics.base.rounding_eps`: a float32 network rounds float64 points) get the straight segment:
+the landed interior would be rounding noise there."""
 
 VERIFY_TOL_MAX = 1e-3
 """The largest default ``verify_tol``: a claimed minimum is refuted when a short gradient step lowers its energy by
@@ -280,7 +281,8 @@ def geodesic(
             eigenvalue leaks off the data (0.05–0.75 inside the tube of the test torus) has its energy minimum cutting
             through empty space, whatever the start (the torus fixture, graph start without landing: 4.5% short).
         method: a key of `GEODESIC_METHODS`: ``"lbfgs"`` (batched per-pair L-BFGS, the default) or ``"adam"``.
-        delta: isotropic part ``δ`` added to a low-rank field's ``G`` for the energy only (`regularising_delta`).
+        delta: isotropic part ``δ`` added to a low-rank field's ``G`` (on top of the field's own) for the energy
+            only (`regularising_delta`); refused for fields without a factor.
             ``None`` (default): ``10⁻³ λ₁`` (``λ₁`` the mean top eigenvalue of ``G`` at the ends) for a low-rank
             field with ``δ = 0``, whose metric is otherwise the pseudo-inverse of ``G``: every direction outside
             the range of ``A`` costs nothing, and the energy is minimised by paths that leave the data (measured on
@@ -340,6 +342,8 @@ def geodesic(
         n = 16 if n_points is None else n_points
         path0, used = (_named_path(field, init, x0, x1, n) if x0.shape[0] else (lerp(x0, x1, n), "linear"))
     else:
+        if isinstance(init, Tensor) and shaped and init.ndim == len(data_shape) + (1 if single else 2):
+            init = init.reshape(*init.shape[:init.ndim - len(data_shape)], -1)  # a path in the data's shape
         path0, used = _given_path(init, x0, x1, n_points, single), "path"
     if x0.shape[0] == 0:
         empty = _empty(path0, method, used, single)
@@ -352,7 +356,10 @@ def geodesic(
     delta = regularising_delta(field, x0, x1) if delta is None else _check_delta(delta)
     own = field  # energies and lengths are reported in the field's own metric
     if delta > 0:
-        field = _Regularised(field, delta)
+        if not field.low_rank:
+            raise ValueError(f"delta regularises low-rank fields (G = AAᵀ) only; {type(field).__name__} has no "
+                             "factor: leave delta out, or give it to the field itself")
+        field = _Regularised(field, field.delta + delta)
 
     if landing and not field.can_project:
         raise ValueError(f"landing needs a field with a landing projection; {type(field).__name__} has none")
@@ -370,8 +377,7 @@ def geodesic(
     # apart on a float32 model came out 4.9 times as long), and the chord is the geodesic to O(gap²).
     floor = 0.0
     if landing:
-        eps = max(torch.finfo(x0.dtype).eps, torch.finfo(torch.float32).eps)
-        floor = LANDING_NOISE * eps * torch.maximum(x0.norm(dim=-1), x1.norm(dim=-1))
+        floor = LANDING_NOISE * rounding_eps(own, x0.dtype) * torch.maximum(x0.norm(dim=-1), x1.norm(dim=-1))
     straight = (x1 - x0).norm(dim=-1) <= floor
     if bool(straight.any()):
         path = torch.where(straight.view(-1, 1, 1), lerp(x0, x1, path.shape[1]), path)

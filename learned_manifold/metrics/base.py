@@ -33,6 +33,7 @@ __all__ = [
     "check_points",
     "check_scalar",
     "check_vectors",
+    "rounding_eps",
 ]
 
 Denoiser = Callable[[Tensor, float], Tensor]
@@ -136,6 +137,16 @@ def check_finite_points(x: Tensor, name: str, why: str = "") -> None:
     if not bool(finite.all()):
         raise ValueError(f"{name} holds NaN or inf at {int((~finite).sum())} point(s) (the first: "
                          f"{int((~finite).nonzero()[0])}){why}")
+
+
+def rounding_eps(field: nn.Module, dtype: torch.dtype) -> float:
+    """The machine epsilon a field's values carry for points of ``dtype``: the coarsest of ``dtype`` and the
+    floating dtypes of the field's parameters and buffers (a float32 network rounds float64 points to float32)."""
+    eps = torch.finfo(dtype).eps
+    for t in (*field.parameters(), *field.buffers()):
+        if t.is_floating_point():
+            eps = max(eps, torch.finfo(t.dtype).eps)
+    return eps
 
 
 def check_finite_output(x: Tensor, out: Tensor, what: str) -> None:

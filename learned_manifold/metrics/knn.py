@@ -193,6 +193,16 @@ class KNNCDC(CoMetricField):
         dist2, idx, _ = self._search(y)
         return dist2, idx
 
+    def cutoff_weight(self, x: Tensor) -> Tensor:
+        """``(B, D)`` → ``(B,)``: the kernel weight of the ``k``-th (farthest kept) neighbour relative to the
+        nearest's, ``exp(−(d_k² − d_1²)/(2σ²))``. Where it is not negligible the field is a truncated kernel, whose
+        derivatives in ``x`` (`learned_manifold.curvature`) turn too little: measured on S² from 4,000 points at
+        σ = 0.1, scalar curvature 0.2 at k = 32 (weight ~0.2), 1.8 at k = 128 (~2e-3), 2.05 at k = 512 (truth 2)."""
+        y = self._as_query(x)
+        with torch.no_grad():
+            dist2, _, _ = self._search(y)
+        return torch.exp(-(dist2[:, -1] - dist2[:, 0]) / (2 * self.sigma**2)).to(x.dtype)
+
     FAR_SPACINGS = 4.0
     """`beyond_data`: a point is off the data beyond this many typical nearest-neighbour spacings."""
 

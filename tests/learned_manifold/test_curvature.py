@@ -176,12 +176,17 @@ def test_learned_model_reads_the_torus_curvature_where_it_changes_sign(torus_mod
     assert torch.corrcoef(torch.stack([c.scalar, expected]))[0, 1] > 0.97  # measured 0.99
 
 
-def test_knn_field_reads_the_curvature_far_too_low_as_documented(sphere):
-    """Its tangent plane at ``x`` is the neighbourhood's, which turns less than the data's as ``x`` moves."""
+def test_a_truncated_knn_kernel_reads_the_curvature_too_low_and_says_so(sphere):
+    """With its neighbours held fixed a k-NN field is a truncated kernel: where the k-th neighbour still weighs, its
+    tangent planes turn too little as ``x`` moves. With enough neighbours the kernel is whole and R is right."""
     data = sphere.sample(4000, generator=torch.Generator().manual_seed(0))
     x = sphere.sample(100, generator=torch.Generator().manual_seed(1))
-    c = curvature(KNNCDC(data, k=32, sigma=0.1), x, 2)
-    assert c.scalar.median() < 0.5  # the truth is 2; measured 0.18
+    with pytest.warns(RuntimeWarning, match="truncated kernel .* biased low"):
+        cut = curvature(KNNCDC(data, k=32, sigma=0.1), x, 2)
+    assert cut.scalar.median() < 0.5  # the truth is 2; measured 0.2
+    whole = KNNCDC(data, k=512, sigma=0.1)
+    assert whole.cutoff_weight(x).max() < 1e-4
+    assert abs(curvature(whole, x, 2).scalar.median() - 2) < 0.15  # measured 2.05; no warning (they are errors)
 
 
 def test_manifold_gives_its_field_and_dtype_and_empty_batches_are_kept():
@@ -208,3 +213,36 @@ def test_bad_points_and_fields_are_refused_before_work():
         curvature(round_sphere(2), torch.zeros(2, 4, dtype=torch.float64), 2)
     with pytest.raises(TypeError, match="CoMetricField"):
         curvature(object(), torch.zeros(2, 3), 2)
+
+
+def test_a_factor_that_does_not_depend_on_x_is_flat():
+    """A fixed plane (or the Euclidean metric's constant factor): II = 0, where the double backward had crashed."""
+    from tests.conftest import FixedSubspaceField
+
+    field = FixedSubspaceField(torch.eye(4, dtype=torch.float64)[:, :2].contiguous())
+    c = curvature(field, torch.randn(3, 4, dtype=torch.float64), 2)
+    assert c.second_form.abs().max() == 0 and c.scalar.abs().max() == 0
+
+
+def test_points_without_an_eigengap_at_the_asked_dimension_are_nan_with_a_warning():
+    """A sphere asked for d = 1 (λ₁ = λ₂): the projector is undefined; its derivative was finite garbage."""
+    x = unit_points(3, 3)
+    with pytest.warns(RuntimeWarning, match="eigengap .* undefined there"):
+        c = curvature(round_sphere(2), x, 1)
+    assert torch.isnan(c.scalar).all() and torch.isnan(c.mean).all()
+    assert c.gap.max() < 1e-10
+
+
+def test_the_default_dimension_and_other_arguments_get_their_own_messages():
+    import numpy as np
+
+    full = Factor(lambda x: torch.eye(3, dtype=x.dtype).expand(x.shape[0], 3, 3) * (1 + x[:, :1, None]), 3)
+    with pytest.raises(ValueError, match="the gap rule reads dimension 3 .* give tangent_dim"):
+        curvature(full, unit_points(2, 3))
+    sphere2 = round_sphere(2)
+    assert curvature(sphere2, unit_points(2, 3), np.int64(2)).dim == 2
+    for rel_eps in (float("nan"), 2.0, 0.0):
+        with pytest.raises(ValueError, match="rel_eps must be a number in"):
+            curvature(sphere2, unit_points(2, 3), 2, rel_eps=rel_eps)
+    with pytest.raises(ValueError, match=r"directions must have shape \(B, D, K\)"):
+        factor_jvp(sphere2, unit_points(2, 3), torch.zeros(3, 2, dtype=torch.float64))

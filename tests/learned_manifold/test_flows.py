@@ -193,3 +193,14 @@ def test_a_diverging_flow_says_so_and_names_the_step():
     with pytest.raises(ValueError, match=r"the flow \('euler'\) reached a point .* smaller step_size"):
         interpolate(field, torch.tensor([[1.0, 0.0]], dtype=torch.float64),
                     torch.tensor([[math.cos(a), math.sin(a)]], dtype=torch.float64), method="euler", step_size=0.05)
+
+
+def test_a_pair_that_cannot_move_is_not_reached_in_float32():
+    """|x1| = 100, a gap of 5e-3 normal to the field's range: the rounding floor 1e3·eps·|x1| = 0.012 had called
+    it "reached" in float32 (float64 said "stalled")."""
+    field = FixedSubspaceField(torch.eye(4)[:, :2].contiguous())
+    x1 = torch.tensor([[100.0, 0.0, 0.0, 0.0]])
+    x0 = x1 + torch.tensor([[0.0, 0.0, 5e-3, 0.0]])
+    for dtype in (torch.float32, torch.float64):
+        res = interpolate(field.to(dtype), x0.to(dtype), x1.to(dtype))
+        assert not res.reached.item() and res.stalled.item(), (dtype, res.reason)

@@ -377,3 +377,67 @@ def test_pairs_closer_than_the_landings_rounding_get_the_chord(sphere_model, sph
         res = geodesic(LearnedDataManifold(sphere_model), x0, x1, n_points=16)
         assert res.converged.item()
         assert res.euclidean_length.item() == pytest.approx(gap, rel=1e-6)
+
+
+class _SmallSphere(CoMetricField):
+    """``G = I − nnᵀ`` (+ δ) about a centre ``c``; exact float64 landing onto the sphere of radius ``rho`` there."""
+
+    low_rank = True
+
+    def __init__(self, c: Tensor, rho: float, delta: float = 1e-3):
+        super().__init__()
+        self.c, self.rho, self.delta, self.dim = c, rho, delta, c.shape[0]
+
+    def factor(self, x):
+        n = nn.functional.normalize(x - self.c, dim=-1)
+        return torch.eye(self.dim, dtype=x.dtype) - n.unsqueeze(-1) * n.unsqueeze(-2)
+
+    def apply(self, x, w):
+        return lowrank_apply(self.factor(x), w, self.delta)
+
+    def metric(self, x, v):
+        return lowrank_solve(self.factor(x), v, self.delta)
+
+    def project(self, x):
+        return self.c + self.rho * nn.functional.normalize(x - self.c, dim=-1)
+
+    @property
+    def can_project(self):
+        return True
+
+
+@pytest.mark.parametrize("offset", [0.0, 1000.0])
+def test_the_landing_rounding_floor_is_the_fields_own_not_float32s(offset):
+    """A float64 field far from the origin: a pair 0.018 apart is far above its rounding; the floor of
+    1e3·eps(float32)·‖x‖ = 0.12 had returned the chord through the sphere, "converged"."""
+    rho, c = 0.01, torch.tensor([offset, 0.0, 0.0], dtype=torch.float64)
+    x0 = (c + rho * torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64)).unsqueeze(0)
+    x1 = (c + rho * torch.tensor([0.0, -0.6, 0.8], dtype=torch.float64)).unsqueeze(0)
+    res = geodesic(_SmallSphere(c, rho), x0, x1, n_points=16, landing=True, init="linear")
+    assert res.converged.item()
+    assert res.euclidean_length.item() == pytest.approx(rho * math.acos(-0.6), rel=0.01)  # the arc, not the chord
+    assert ((res.path - c).norm(dim=-1) - rho).abs().max() < 1e-9
+
+
+def test_delta_is_added_to_a_low_rank_fields_own_and_refused_without_a_factor():
+    from learned_manifold.metrics import SteinScoreMetric
+
+    c = torch.zeros(3, dtype=torch.float64)
+    x0 = torch.tensor([[0.0, 1.0, 0.0]], dtype=torch.float64)
+    x1 = torch.tensor([[0.0, -0.6, 0.8]], dtype=torch.float64)
+    res = geodesic(_SmallSphere(c, 1.0, delta=0.5), x0, x1, n_points=8, delta=0.25, steps=1)
+    assert res.delta == 0.25
+    with pytest.raises(ValueError, match="delta regularises low-rank fields"):
+        geodesic(SteinScoreMetric(lambda y, s: y, 0.1), x0, x1, n_points=8, delta=0.1)
+
+
+def test_an_image_shaped_start_path_is_taken_like_image_shaped_points():
+    from learned_manifold import LearnedDataManifold, interpolate
+
+    manifold = LearnedDataManifold(EuclideanMetric(), data_shape=(1, 4, 4))
+    g = torch.Generator().manual_seed(0)
+    x0, x1 = torch.rand(2, 1, 4, 4, generator=g), torch.rand(2, 1, 4, 4, generator=g)
+    flow = interpolate(manifold, x0, x1, n_points=5, stop_tol=1e-12)
+    flow.path[:, -1] = x1  # ends must be the pair's
+    res = geodesic(manifold, x0, x1, init=flow.path)
+    assert res.path.shape == (2, 5, 1, 4, 4) and res.init == "path"
