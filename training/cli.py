@@ -357,6 +357,13 @@ def _rank0_refused(refusal: OutputError | None) -> bool:
     return bool(verdict[0])
 
 
+def _out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` is an allocation failure (CPU or GPU): a user's setting, not a bug."""
+    text = str(err)
+    return (isinstance(err, (MemoryError, torch.OutOfMemoryError)) or "can't allocate memory" in text
+            or "out of memory" in text.lower())
+
+
 def _sigterm_as_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
@@ -394,6 +401,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, ImportError) as err:  # user errors: one clear line, no traceback
         message = re.sub(r" \((resume|overwrite)=True\)", "", str(err))  # the Python names, beside the flags
         print(f"learned-manifold {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except (MemoryError, RuntimeError) as err:  # torch.OutOfMemoryError is a RuntimeError
+        if not _out_of_memory(err):
+            raise
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(f"learned-manifold {args.command}: error: out of memory ({first[:160]}): lower --batch-size (or "
+              f"--hidden, --num-points); nothing more was written", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"learned-manifold {args.command}: interrupted; nothing more was written", file=sys.stderr)

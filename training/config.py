@@ -308,6 +308,11 @@ class TrainConfig:
         self.factor_fraction = check_real(self.factor_fraction, "factor_fraction", positive=True)
         if self.factor_fraction > 1:
             raise ValueError(f"factor_fraction must be in (0, 1], got {self.factor_fraction}")
+        if not self.centred and (self.shared_trunk or self.factor_target != "jacobian"):
+            raise ValueError(f"{'shared_trunk' if self.shared_trunk else 'factor_target'} acts on centred runs only "
+                             "(an uncentred run trains one factor network on the plain denoising loss)")
+        if self.factor_trunk_grad != 0.1 and not self.shared_trunk:
+            raise ValueError("factor_trunk_grad acts on a shared trunk only (shared_trunk=True)")
         if self.factor_fraction != 1 and not self.centred:
             raise ValueError("factor_fraction acts on centred runs only (an uncentred run trains the factor alone: "
                              "use a smaller batch_size)")
@@ -418,6 +423,12 @@ class TrainConfig:
         if self.denoiser_hidden is not None:
             raise ValueError(f"denoiser_hidden sizes the MLP denoiser, but points of shape {shape} train the UNet "
                              "(backbone auto chooses it for images; see is_image_shape)")
+        mlp_only = {"hidden": (self.hidden, 256), "depth": (self.depth, 3), "final_norm": (self.final_norm, None),
+                    "norm_feature": (self.norm_feature, "auto")}
+        changed = [name for name, (value, default) in mlp_only.items() if value != default]
+        if changed:  # they were ignored: the UNet is sized by its preset
+            raise ValueError(f"{changed[0]} sizes the MLP, but points of shape {shape} train the UNet (backbone auto "
+                             "chooses it for images): size the UNet with preset, or choose backbone 'mlp'")
         preset = unet_preset(self.preset or "small")
         if self.rank is None and self.loss == "lowrank":
             rank = min(preset["rank"], D)

@@ -63,6 +63,13 @@ def check_training_tensor(data: object) -> None:
                          "merge; subtract an offset (e.g. the mean) from the data before training")
 
 
+def settings_diff(saved: dict, now: dict, may_change: tuple[str, ...] = ()) -> str:
+    """What a resumed run's settings ``now`` change against the ``saved`` ones, one ``name (--flag): saved X, now
+    Y`` per setting (``""`` if none), leaving out ``may_change``."""
+    diff = [(k, saved.get(k), v) for k, v in now.items() if saved.get(k) != v and k not in may_change]
+    return "; ".join(f"{k} (--{k.replace('_', '-')}): saved {a!r}, now {b!r}" for k, a, b in diff)
+
+
 class TrainingInterrupted(KeyboardInterrupt):
     """A run stopped by SIGINT/SIGTERM after saving a checkpoint at ``step`` of ``total`` to ``path``."""
 

@@ -52,6 +52,7 @@ from .runtime import (
     check_health,
     check_training_tensor,
     resolve_device,
+    settings_diff,
 )
 from .samplers import make_sampler
 from .schedule import ema_decay, optimiser
@@ -108,6 +109,10 @@ class TrainResult:
 
 # ---------------------------------------------------------------------------------------------------------
 # the loop
+
+
+RESUME_MAY_CHANGE = ("checkpoint_every", "val_every")
+"""Settings a resumed run may change: they decide when the run saves and validates, not what it computes."""
 
 
 def init_distributed() -> tuple[int, int]:
@@ -304,9 +309,9 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, manifold, out: Path | Non
         state = torch.load(state_file, map_location=device, weights_only=True)
         # a state written before a setting existed ran with that setting's old behaviour
         saved = {**LEGACY_DEFAULTS, **_TRAIN_LEGACY, **json.loads(state["config"])}
-        if saved != asdict(cfg):
-            diff = {k: (saved.get(k), v) for k, v in asdict(cfg).items() if saved.get(k) != v}
-            raise ValueError(f"cannot resume {str(out)!r}: settings differ from the saved run {diff}")
+        said = settings_diff(saved, asdict(cfg), RESUME_MAY_CHANGE)
+        if said:
+            raise ValueError(f"cannot resume {str(out)!r}: settings differ from the saved run: {said}")
         if (state.get("data_digest", rows.digest) != rows.digest  # states before the digest: the sums only
                 or [round(v, 6) for v in state["fingerprint"]] != [round(v, 6) for v in fingerprint]):
             raise ValueError(f"cannot resume {str(out)!r}: the data differ from the data it was trained on")

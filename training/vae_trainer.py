@@ -40,7 +40,14 @@ from learned_manifold.vae_file import save_vae
 
 from .data.stream import data_digest
 from .outputs import OutputLock, check_output, state_path, write_failed
-from .runtime import StopRequest, TrainingInterrupted, check_health, check_training_tensor, resolve_device
+from .runtime import (
+    StopRequest,
+    TrainingInterrupted,
+    check_health,
+    check_training_tensor,
+    resolve_device,
+    settings_diff,
+)
 
 __all__ = ["VAETrainConfig", "VAETrainResult", "encode_data", "kmeans", "rbf_bandwidths", "std_growth", "train_vae"]
 
@@ -356,8 +363,9 @@ def _train(data: Tensor, cfg: VAETrainConfig, out: Path | None, resume: bool, de
         if not state_path(out).exists():
             raise FileNotFoundError(f"cannot resume: training state {str(state_path(out))!r} does not exist")
         state = torch.load(state_path(out), map_location=dev, weights_only=True)
-        if json.loads(state["config"]) != asdict(cfg):
-            raise ValueError(f"cannot resume {str(out)!r}: its settings differ from this run's")
+        said = settings_diff(json.loads(state["config"]), asdict(cfg), ("checkpoint_every",))
+        if said:
+            raise ValueError(f"cannot resume {str(out)!r}: settings differ from the saved run: {said}")
         if (state.get("data_digest", digest) != digest  # states before the digest: the sums only
                 or [round(v, 6) for v in state["fingerprint"]] != [round(v, 6) for v in fingerprint]):
             raise ValueError(f"cannot resume {str(out)!r}: the data differ from the data it was trained on")

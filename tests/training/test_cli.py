@@ -373,3 +373,18 @@ def test_demo_refuses_bad_options_by_their_flags_before_writing(tmp_path, capsys
     assert main(["demo", "--out", str(tmp_path / "demo"), *extra]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "demo").exists()
+
+
+@pytest.mark.parametrize("error", [RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate "
+                                                "16000000000 bytes"), MemoryError()])
+def test_an_allocation_failure_is_one_line_naming_the_batch_size(tmp_path, capsys, monkeypatch, error):
+    """``--batch-size 2000000000`` ended in an allocation traceback (or an out-of-memory kill)."""
+    import learned_manifold_training.trainer as trainer
+
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(trainer, "train", fail)
+    assert main(["train", "circle", "--out", str(tmp_path / "m.lmm"), "--num-points", "50", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "error: out of memory" in err and "lower --batch-size" in err and "Traceback" not in err

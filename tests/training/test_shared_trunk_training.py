@@ -107,13 +107,15 @@ def test_a_shared_trunk_run_trains_validates_and_writes_its_kind(tmp_path):
     assert (loaded.denoise(x, 0.05) - x).norm(dim=-1).max() < 0.1  # the denoiser head keeps points on the sphere
 
 
-def test_an_uncentred_run_ignores_the_setting():
-    """Uncentred training has one network anyway: the setting does not reach its model."""
-    data = Sphere(2, 3).sample(200, generator=torch.Generator().manual_seed(0))
-    cfg = TrainConfig(steps=3, batch_size=32, rank=3, hidden=16, depth=1, emb_dim=8, val_points=50,
-                      centred=False, shared_trunk=True)
-    model = train(data, cfg, progress=False, device="cpu").model
-    assert not model.config.shared_trunk and not model.has_denoiser
+def test_an_uncentred_run_refuses_the_setting():
+    """Uncentred training has one network anyway: the setting was silently ignored; it is refused, as the other
+    centred-only settings are."""
+    with pytest.raises(ValueError, match="shared_trunk acts on centred runs only"):
+        TrainConfig(centred=False, shared_trunk=True)
+    with pytest.raises(ValueError, match="factor_target acts on centred runs only"):
+        TrainConfig(centred=False, factor_target="residual")
+    with pytest.raises(ValueError, match="factor_trunk_grad acts on a shared trunk only"):
+        TrainConfig(factor_trunk_grad=0.7)
 
 
 @pytest.mark.parametrize("flag, shared", [("--shared-trunk", True), ("--no-shared-trunk", False)])

@@ -146,7 +146,7 @@ def test_resume_refuses_other_settings_or_data(tmp_path):
     data = Circle(2).sample(200, generator=torch.Generator().manual_seed(0))
     cfg = TrainConfig(steps=10, batch_size=32, rank=2, hidden=8, depth=1, emb_dim=8, val_points=20)
     train(data, cfg, out=tmp_path / "m.lmm", progress=False, device="cpu", stop_after=5)
-    with pytest.raises(ValueError, match="settings differ"):
+    with pytest.raises(ValueError, match=r"settings differ from the saved run: lr \(--lr\): saved 0.002, now 0.5"):
         train(data, TrainConfig(**{**cfg.__dict__, "lr": 0.5}), out=tmp_path / "m.lmm", resume=True,
               progress=False, device="cpu")
     # any change of the data, including those that keep N, D, Σx and Σx² (the rows reversed, two columns
@@ -320,3 +320,15 @@ def test_data_whose_offset_float32_cannot_resolve_are_refused():
         train(circle + 1e7, TrainConfig(**TINY), progress=False, device="cpu")
     result = train(circle + 1e3, TrainConfig(**{**TINY, "steps": 5}), progress=False, device="cpu")
     assert all(torch.isfinite(p).all() for p in result.model.parameters())
+
+
+def test_resume_may_change_when_it_saves_and_validates(tmp_path):
+    """``checkpoint_every`` and ``val_every`` decide when a run saves and validates, not what it computes."""
+    data = Circle(2).sample(200, generator=torch.Generator().manual_seed(0))
+    cfg = TrainConfig(steps=10, batch_size=32, rank=2, hidden=8, depth=1, emb_dim=8, val_points=20)
+    full = train(data, cfg, progress=False, device="cpu")
+    train(data, cfg, out=tmp_path / "m.lmm", progress=False, device="cpu", stop_after=5)
+    resumed = train(data, TrainConfig(**{**cfg.__dict__, "checkpoint_every": 2, "val_every": 4}),
+                    out=tmp_path / "m.lmm", resume=True, progress=False, device="cpu")
+    for k, v in full.model.state_dict().items():
+        torch.testing.assert_close(v, resumed.model.state_dict()[k], rtol=0, atol=0, msg=k)
