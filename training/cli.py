@@ -217,13 +217,15 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--pairs", type=int, default=3, help="interpolation pairs (same class where labels exist)")
     show.add_argument("--seed", type=int, default=0, help="seeds the choice of points and pairs")
     add_layout_arg(show)
-    vae_cli.add_subcommands(sub)
+    vae_cli.add_subcommands(sub, _HELP)
     return parser
 
 
 def _as_flags(message: str) -> str:
-    """Name the command-line option instead of the `TrainConfig` field in a settings error."""
-    return re.sub(r"^(\w+)", lambda m: _FLAGS.get(m.group(1), m.group(1)), message)
+    """Name the command-line option instead of the `TrainConfig` field in a settings error: the leading word, and
+    any other field name with an underscore (no English word has one)."""
+    message = re.sub(r"^(\w+)", lambda m: _FLAGS.get(m.group(1), m.group(1)), message)
+    return re.sub(r"(?<![-\w])([a-z]+_[a-z_]+)\b", lambda m: _FLAGS.get(m.group(1), m.group(1)), message)
 
 
 def _config(args: argparse.Namespace) -> TrainConfig:

@@ -355,8 +355,7 @@ class TrainConfig:
         self.sigma_min = check_real(self.sigma_min, "sigma_min", positive=True)
         self.sigma_max = check_real(self.sigma_max, "sigma_max", positive=True)
         if not self.sigma_min < self.sigma_max:
-            raise ValueError(f"sigma_min must be < sigma_max, got sigma_min={self.sigma_min}, "
-                             f"sigma_max={self.sigma_max}")
+            raise ValueError(f"sigma_min must be < sigma_max, got {self.sigma_min} and {self.sigma_max}")
         self.lr = check_real(self.lr, "lr", positive=True)
         self.weight_decay = check_real(self.weight_decay, "weight_decay", nonnegative=True)
         self.grad_clip = check_real(self.grad_clip, "grad_clip", nonnegative=True)

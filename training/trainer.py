@@ -258,7 +258,7 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, manifold, out: Path | Non
     shape, scale, mean, val_x = rows.shape, rows.scale, rows.mean, rows.val_x
     if not scale * cfg.sigma_max <= _F32.max or not scale * cfg.sigma_min >= _F32.tiny:
         raise ValueError(f"the bandwidth range [{cfg.sigma_min:g}, {cfg.sigma_max:g}] x data scale {scale:.3g} "
-                         f"leaves float32's range: rescale the data")
+                         f"leaves float32's range: choose sigma_min and sigma_max within it, or rescale the data")
     arch, arch_kwargs, rank = cfg.model_spec(shape)  # under backbone "auto": the UNet for images, else the MLP
     # rank, warm-up, factor width and guards from the data's estimated dimension; the run and its state use them
     cfg, rank, why = choose_by_dimension(cfg, rows, arch, rank)

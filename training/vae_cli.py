@@ -40,18 +40,19 @@ def _as_flag(message: str) -> str:
     return re.sub(r"^(\w+)", lambda m: flags.get(m[1], "--" + m[1].replace("_", "-")), message)
 
 
-def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``train-vae`` and ``encode`` to the subparsers of the ``learned-manifold`` parser."""
+def add_subcommands(subparsers: argparse._SubParsersAction,
+                    fmt: type[argparse.HelpFormatter] = argparse.ArgumentDefaultsHelpFormatter) -> None:
+    """Add ``train-vae`` and ``encode`` to the subparsers of the ``learned-manifold`` parser (``fmt``: its help
+    formatter)."""
     from .vae_trainer import VAETrainConfig
 
     d = VAETrainConfig()
-    fmt = argparse.ArgumentDefaultsHelpFormatter
     p = subparsers.add_parser("train-vae", formatter_class=fmt,
                               help="train a VAE with an RBF decoder std (SPEC §11) for the latent comparison")
     p.add_argument("data", help="a .npy/.npz/.pt file of shape (N, ...) or a built-in dataset name, read as "
                                 "train reads it")
     add_layout_arg(p)
-    p.add_argument("--out", required=True, help="VAE file to write (e.g. vae.lmv); its folder must exist")
+    p.add_argument("--out", required=True, help="VAE file to write (e.g. vae.lvae); its folder must exist")
     p.add_argument("--latent-dim", type=int, required=True, help="latent dimension d")
     p.add_argument("--num-points", type=point_count, default=None,
                    help="points of a built-in data set (default: 10000; digits: all) or first rows of a file")
