@@ -219,8 +219,8 @@ def field_eigenpairs(field: CoMetricField, x: Tensor) -> Eigenpairs:
         return eigenpairs(field.factor(x))
     g = field.dense(x)
     g = 0.5 * (g + g.transpose(-1, -2))
-    values, vectors = torch.linalg.eigh(g)
-    return Eigenpairs(values=values.flip(-1).clamp_min(0.0), vectors=vectors.flip(-1))
+    values, vectors = torch.linalg.eigh(g.to(torch.promote_types(g.dtype, torch.float32)))  # no half-precision eigh
+    return Eigenpairs(values=values.flip(-1).clamp_min(0.0).to(g.dtype), vectors=vectors.flip(-1).to(g.dtype))
 
 
 def tangent_error(field: CoMetricField, x: Tensor, true_basis: Tensor) -> Tensor:

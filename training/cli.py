@@ -221,6 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_MLP_ONLY = {"--hidden": _DEFAULTS["hidden"], "--depth": _DEFAULTS["depth"], "--final-norm": _DEFAULTS["final_norm"],
+             "--norm-feature": _DEFAULTS["norm_feature"]}
+"""Options that size the MLP only: given for data the UNet trains, the command warns."""
+
+
 def _as_flags(message: str) -> str:
     """Name the command-line option instead of the `TrainConfig` field in a settings error: the leading word, and
     any other field name with an underscore (no English word has one)."""
@@ -307,9 +312,16 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
             except ValueError as err:
                 raise ValueError(f"DATA {args.data!r}: {err}") from None
             try:
-                config.model_spec(tuple(data.shape[1:]))  # rank <= D; backbone and preset fit the data
+                arch = config.model_spec(tuple(data.shape[1:]))[0]  # rank <= D; backbone and preset fit the data
             except ValueError as err:
                 raise ValueError(_as_flags(str(err))) from None
+            unused = [flag for flag, default in _MLP_ONLY.items() if getattr(args, flag[2:].replace("-", "_"))
+                      != default]
+            if arch == "unet" and unused and writes:  # a config may serve both kinds of data; a command names one
+                print(f"warning: {', '.join(unused)} {'sizes' if len(unused) == 1 else 'size'} the MLP, but these "
+                      "images train the UNet (--backbone "
+                      "auto chooses it for images): --preset sizes it; --backbone mlp trains the MLP",
+                      file=sys.stderr)
             result = train(data, config, manifold=manifold, out=out, resume=args.resume,
                            overwrite=args.overwrite, device=args.device, progress=not args.no_progress,
                            data_info=data_info)

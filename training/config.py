@@ -422,12 +422,6 @@ class TrainConfig:
         if self.denoiser_hidden is not None:
             raise ValueError(f"denoiser_hidden sizes the MLP denoiser, but points of shape {shape} train the UNet "
                              "(backbone auto chooses it for images; see is_image_shape)")
-        mlp_only = {"hidden": (self.hidden, 256), "depth": (self.depth, 3), "final_norm": (self.final_norm, None),
-                    "norm_feature": (self.norm_feature, "auto")}
-        changed = [name for name, (value, default) in mlp_only.items() if value != default]
-        if changed:  # they were ignored: the UNet is sized by its preset
-            raise ValueError(f"{changed[0]} sizes the MLP, but points of shape {shape} train the UNet (backbone auto "
-                             "chooses it for images): size the UNet with preset, or choose backbone 'mlp'")
         preset = unet_preset(self.preset or "small")
         if self.rank is None and self.loss == "lowrank":
             rank = min(preset["rank"], D)

@@ -388,3 +388,18 @@ def test_an_allocation_failure_is_one_line_naming_the_batch_size(tmp_path, capsy
     assert main(["train", "circle", "--out", str(tmp_path / "m.lmm"), "--num-points", "50", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "error: out of memory" in err and "lower --batch-size" in err and "Traceback" not in err
+
+
+def test_mlp_sizes_given_for_images_the_unet_trains_are_named(tmp_path, capsys, monkeypatch):
+    """``--hidden`` and ``--depth`` were silently ignored where ``--backbone auto`` picks the UNet."""
+    import learned_manifold_training.trainer as trainer
+
+    def stop(*args, **kwargs):
+        raise ValueError("stopped before training")
+
+    monkeypatch.setattr(trainer, "train", stop)
+    main(["train", "digits", "--out", str(tmp_path / "m.lmm"), "--hidden", "7", "--depth", "2", "--no-progress"])
+    err = capsys.readouterr().err
+    assert "warning: --hidden, --depth size the MLP, but these images train the UNet" in err
+    main(["train", "digits", "--out", str(tmp_path / "m.lmm"), "--no-progress"])
+    assert "size the MLP" not in capsys.readouterr().err
