@@ -41,7 +41,7 @@ from .config import BACKBONE_CHOICES, TRAIN_INPUT_SCALINGS, TrainConfig
 from .info import run_info
 from .losses import FACTOR_TARGETS
 from .outputs import OutputError, OutputLock, check_output
-from .runtime import TrainingInterrupted, check_training_tensor, resolve_device
+from .runtime import TrainingInterrupted, check_training_tensor, init_distributed, resolve_device
 
 __all__ = ["build_parser", "main"]
 
@@ -363,8 +363,6 @@ def _rank0_refused(refusal: OutputError | None) -> bool:
     """
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return refusal is not None
-    from .trainer import init_distributed
-
     init_distributed()
     verdict = [refusal is not None]
     torch.distributed.broadcast_object_list(verdict, src=0)

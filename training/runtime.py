@@ -5,21 +5,25 @@
   interrupted run saves a consistent checkpoint at a step boundary and raises `TrainingInterrupted`.
   A second signal interrupts at once.
 - `check_health` stops a diverging run (`TrainingDiverged`) before a non-finite checkpoint is written.
+- `check_training_tensor` refuses data a run cannot learn from; `settings_diff` says what a resume would change;
+  `init_distributed` starts the process group under torchrun.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import signal
 import threading
 
 import torch
+import torch.distributed as dist
 from torch import Tensor
 
 from learned_manifold.metrics.base import check_finite_points
 
-__all__ = ["StopRequest", "TrainingDiverged", "TrainingInterrupted", "check_health", "check_training_tensor",
-           "resolve_device"]
+__all__ = ["FLOAT32_RESOLUTION", "StopRequest", "TrainingDiverged", "TrainingInterrupted", "check_health",
+           "check_training_tensor", "init_distributed", "resolve_device", "settings_diff"]
 
 _F32 = torch.finfo(torch.float32)
 
@@ -68,6 +72,15 @@ def settings_diff(saved: dict, now: dict, may_change: tuple[str, ...] = ()) -> s
     Y`` per setting (``""`` if none), leaving out ``may_change``."""
     diff = [(k, saved.get(k), v) for k, v in now.items() if saved.get(k) != v and k not in may_change]
     return "; ".join(f"{k} (--{k.replace('_', '-')}): saved {a!r}, now {b!r}" for k, a, b in diff)
+
+
+def init_distributed() -> tuple[int, int]:
+    """``(rank, world_size)``; initialises the process group when launched by torchrun (``WORLD_SIZE > 1``)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 class TrainingInterrupted(KeyboardInterrupt):

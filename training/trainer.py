@@ -51,6 +51,7 @@ from .runtime import (
     TrainingInterrupted,
     check_health,
     check_training_tensor,
+    init_distributed,
     resolve_device,
     settings_diff,
 )
@@ -113,15 +114,6 @@ class TrainResult:
 
 RESUME_MAY_CHANGE = ("checkpoint_every", "val_every")
 """Settings a resumed run may change: they decide when the run saves and validates, not what it computes."""
-
-
-def init_distributed() -> tuple[int, int]:
-    """``(rank, world_size)``; initialises the process group when launched by torchrun."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
-    if dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 def _batch(step: int, cfg: TrainConfig, n_data: int, shape: tuple[int, ...], sampler, scale: float,
