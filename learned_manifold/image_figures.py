@@ -140,7 +140,7 @@ def plot_interpolation_strips(strips: Mapping[str, Tensor], image_shape: Sequenc
                 axes[i, j].set_xlabel(f"t={frames[j] / max(path_i.shape[0] - 1, 1):.2f}", fontsize=7)
         label = name if scores is None or name not in scores else f"{name}\n{scores[name]}"
         axes[i, 0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
-    fig.suptitle(f"{title} (start at t=0, end at t=1)", fontsize=9)
+    fig.suptitle(f"{title} (t=0 start, t=1 the path's last point; a flow may stop short of the end image)", fontsize=9)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -156,7 +156,10 @@ def plot_dimension_histogram(dims: Tensor, *, title: str = "Pointwise intrinsic 
     ax.axvline(med, color="tab:red", linestyle="--", label=f"median {med:g}")
     ax.set_xlabel("intrinsic dimension")
     ax.set_ylabel("number of points")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if d.max() - d.min() < 10:  # every dimension a tick (one dimension alone got fractional ticks)
+        ax.set_xticks(np.arange(d.min(), d.max() + 1))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(f"{title}\n{d.size} points", fontsize=10)
     ax.legend(fontsize=8)

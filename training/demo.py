@@ -61,6 +61,26 @@ def _optimise(make_opt, x0: torch.Tensor, c: torch.Tensor, steps: int, manifold)
     return maximise_linear(p, make_opt(p), c, steps, manifold)
 
 
+DEMO_TAG = {"written_by": "learned-manifold demo"}
+"""Stored in a demo model's ``"data"`` metadata: a later demo run into the same folder may replace that file only."""
+
+
+def check_demo_folder(out_dir: Path) -> None:
+    """Refuse, before any work, a folder whose ``model.lmm`` a demo did not write (the demo replaces its own)."""
+    from learned_manifold.model_file import ModelFileError, read_metadata
+
+    model = out_dir / "model.lmm"
+    if not model.exists() and not model.is_symlink():
+        return
+    try:
+        data = read_metadata(model)["extra"].get("data") or {}
+    except (ModelFileError, OSError, ValueError):
+        data = {}
+    if not isinstance(data, dict) or data.get("written_by") != DEMO_TAG["written_by"]:
+        raise ValueError(f"--out {str(out_dir)!r} holds a model.lmm the demo did not write; the demo would replace "
+                         "it: choose another --out folder")
+
+
 def run_demo(*, out: str = "demo-output", dataset: str = "torus", n: int = 4000, steps: int = 2500, seed: int = 0,
              device: str = "auto", quick: bool = False) -> dict:
     """Run the demo and return the report (also written to ``OUT/report.json``)."""
@@ -74,6 +94,7 @@ def run_demo(*, out: str = "demo-output", dataset: str = "torus", n: int = 4000,
     D = data.reshape(n, -1).shape[1]
     config = TrainConfig(steps=steps, batch_size=512, rank=min(D, 16), hidden=128, depth=3, emb_dim=64,
                          seed=seed, val_points=400)  # its checks before anything is written
+    check_demo_folder(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _say(f"dataset {dataset}: {n} points in R^{D}, intrinsic dimension {manifold.dim}")
 
@@ -81,7 +102,8 @@ def run_demo(*, out: str = "demo-output", dataset: str = "torus", n: int = 4000,
     model_path = out_dir / "model.lmm"
     _say(f"training a mean-centred metric-matching model ({steps} steps) -> {model_path}")
     # the demo regenerates its whole folder (model, report, plots), so it replaces its own earlier model
-    result = train(data, config, manifold=manifold, out=model_path, overwrite=True, device=device)
+    result = train(data, config, manifold=manifold, out=model_path, overwrite=True, device=device,
+                   data_info={"name": dataset, **DEMO_TAG})
     model = load_model(model_path)
     v = result.validation
     _say(f"validation at sigma={v['sigma']:.3g}: tangent error {v['tangent_error']:.3f} "

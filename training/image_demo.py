@@ -22,6 +22,7 @@ from learned_manifold.metrics import LearnedCDC
 from learned_manifold.model_file import atomic_write_bytes
 
 from .data import get_image_dataset
+from .demo import DEMO_TAG, check_demo_folder
 from .runtime import resolve_device
 from .show import run_show
 from .trainer import TrainConfig, train
@@ -40,7 +41,8 @@ def demo_split(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def demo_config(steps: int, seed: int, backbone: str = "mlp") -> TrainConfig:
-    """The demo's recipe: rank 16, a 256 × 3 network (the UNet where ``backbone`` picks it), no checkpoints."""
+    """The demo's recipe: rank 16, a 256 × 3 network (the UNet where ``backbone`` picks it), no intermediate
+    checkpoints (the final state is written beside the model, as by every run)."""
     return TrainConfig(steps=steps, rank=16, backbone=backbone, hidden=256, depth=3, seed=seed, checkpoint_every=0)
 
 
@@ -63,6 +65,7 @@ def run_image_demo(*, out: str = "demo-output", dataset: str = "digits", steps: 
         raise ValueError(f"the image demo needs at least 400 images (200 are held out), got n={images.x.shape[0]}")
     fit, held = demo_split(images.x.shape[0], seed)
     config = demo_config(steps, seed, "auto" if dev.type == "cuda" else "mlp")  # its checks before any writing
+    check_demo_folder(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _say(f"{dataset}: {images.x.shape[0]} images of shape {tuple(images.x.shape[1:])}, values "
          f"{images.value_range[0]:g}..{images.value_range[1]:g}; {fit.numel()} for training, {held.numel()} held out")
@@ -70,7 +73,7 @@ def run_image_demo(*, out: str = "demo-output", dataset: str = "digits", steps: 
     model_path = out_dir / "model.lmm"
     _say(f"training a mean-centred model ({steps} steps, {backbone} backbone) -> {model_path}")
     result = train(images.x[fit], config, manifold=manifold, out=model_path, overwrite=True, device=dev,
-                   data_info=images.metadata())
+                   data_info={**images.metadata(), **DEMO_TAG})
     model = load_model(model_path)
     warnings = distrust(result.validation)
     report: dict = {"dataset": dataset, "images": int(images.x.shape[0]), "steps": steps,
@@ -87,7 +90,9 @@ def run_image_demo(*, out: str = "demo-output", dataset: str = "digits", steps: 
         _say(f"tangent error {report['tangent_error']:.3f} against the closed form, dimension {manifold.dim} at "
              f"{100 * report['dimension_right']:.0f}% of held-out images")
     _say(f"drawing the pictures into {out_dir}")
-    report["show"] = run_show(model, images.x, out_dir, labels=images.labels, n_points=256, n_pairs=3,
+    # the training images: "distance to the nearest training image" must not count the held-out ones
+    fit_labels = None if images.labels is None else images.labels[fit]
+    report["show"] = run_show(model, images.x[fit], out_dir, labels=fit_labels, n_points=256, n_pairs=3,
                               classifier_steps=300 if quick else 600, seed=seed)
     report["seconds"] = round(time.perf_counter() - start, 1)
     atomic_write_bytes(out_dir / "report.json", (json.dumps(report, indent=2) + "\n").encode())

@@ -146,6 +146,9 @@ def run_show(model: MetricModel | str | os.PathLike, data: Tensor, out: str | os
     if labels is not None and labels.shape != (data.shape[0],):
         raise ValueError(f"labels must have shape ({data.shape[0]},), got {tuple(labels.shape)}")
     out = _output_folder(out, data_source)
+    for old in out.glob("interpolations_*.png"):  # an earlier run's strips: show.json will describe this run's only
+        if old.stem.removeprefix("interpolations_").isdigit():
+            old.unlink()
     image_shape = shape if len(shape) in (2, 3) else (1, 1, model.dim)
     value_range = (float(data.min()), float(data.max()))
     manifold = LearnedDataManifold(model)
@@ -155,7 +158,8 @@ def run_show(model: MetricModel | str | os.PathLike, data: Tensor, out: str | os
     with torch.no_grad():
         pairs_eig = field_eigenpairs(manifold.field, x)
     dims = intrinsic_dimension(pairs_eig.values)
-    report: dict = {"points": int(pick.numel()), "median_dimension": float(dims.float().median()),
+    report: dict = {"points": int(pick.numel()), "data_points": int(data.shape[0]),  # the images paths are scored on
+                    "median_dimension": float(dims.float().quantile(0.5)),  # the median the histogram marks
                     "dimension_counts": {int(d): int((dims == d).sum()) for d in torch.unique(dims)}}
     figs = [
         plot_eigenvector_images(x[:4], pairs_eig.values[:4], pairs_eig.vectors[:4], image_shape,
@@ -178,6 +182,8 @@ def run_show(model: MetricModel | str | os.PathLike, data: Tensor, out: str | os
         scores = interpolation_scores(one, data, classifier=classifier, label=label)
         text = {name: f"near {s.mean_nearest:.3g}" + ("" if s.confidence is None else f", p={s.confidence:.2f}")
                 for name, s in scores.items()}
+        if "gradient flow" in text:  # a flow need not reach its end image (SPEC §6): say how far it got
+            text["gradient flow"] += f"\ngap closed {float(gap_closed[p]):.0%}"
         figs.append(plot_interpolation_strips(
             one, image_shape, scores=text, value_range=value_range, path=out / f"interpolations_{p}.png",
             title=f"Pair {p}" + ("" if label is None else f" (class {label})")

@@ -103,6 +103,10 @@ def test_demo_quick_writes_report_and_plots(tmp_path):
     assert report["validation"]["tangent_error"] >= 0
     lm = load_model(out / "model.lmm")
     assert lm.has_denoiser
+    from learned_manifold_training.demo import check_demo_folder
+
+    assert read_metadata(out / "model.lmm")["extra"]["data"]["written_by"] == "learned-manifold demo"
+    check_demo_folder(out)  # a second demo run may replace its own model
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -348,6 +352,7 @@ def test_image_demo_quick_reports_the_checks_verdicts(tmp_path, capsys):
     assert printed.count("warning: ") == len(report["warnings"])
     for pair in report["show"]["interpolations"]:
         assert {"LERP", "gradient flow", "geodesic"} <= set(pair) and pair["LERP"]["mean_nearest"] > 0
+    assert report["show"]["points"] == 256 and report["show"]["data_points"] == 1573  # the training images only
 
 
 @pytest.mark.parametrize("command", [["train", "circle", "--out", "m.lmm"], ["demo", "--out", "demo"],
@@ -403,3 +408,17 @@ def test_mlp_sizes_given_for_images_the_unet_trains_are_named(tmp_path, capsys, 
     assert "warning: --hidden, --depth size the MLP, but these images train the UNet" in err
     main(["train", "digits", "--out", str(tmp_path / "m.lmm"), "--no-progress"])
     assert "size the MLP" not in capsys.readouterr().err
+
+
+def test_the_demo_replaces_its_own_model_only(tmp_path, capsys):
+    """``demo --out DIR`` replaced any ``model.lmm`` in DIR (a user's 10,000-step model by a 60-step demo's)."""
+    from learned_manifold_training.demo import DEMO_TAG, check_demo_folder
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "model.lmm").write_bytes(b"a user's model")
+    assert main(["demo", "--out", str(folder), "--quick"]) == 2
+    assert "holds a model.lmm the demo did not write" in capsys.readouterr().err
+    assert (folder / "model.lmm").read_bytes() == b"a user's model"
+    check_demo_folder(tmp_path / "new")  # an absent or empty folder is fine
+    assert DEMO_TAG["written_by"] == "learned-manifold demo"

@@ -22,3 +22,31 @@ def test_a_path_without_interior_points_is_refused():
     data = torch.zeros(3, 1, 2, 2)
     with pytest.raises(ValueError, match=r"path 'LERP' must have shape \(T >= 3, \*\(1, 2, 2\)\)"):
         interpolation_scores({"LERP": torch.zeros(2, 1, 2, 2)}, data)  # was a reshape error
+
+
+def test_show_reports_what_it_draws_and_leaves_no_stale_strips(tmp_path):
+    """The median the histogram marks is the report's (torch.median took the lower middle value); a rerun with
+    fewer pairs removes the earlier strips show.json no longer describes; the flow's row says how much of its gap it
+    closed (a flow that stopped early scored best while ending near its start)."""
+    import json
+
+    import matplotlib
+    import torch
+
+    from learned_manifold.models import MetricModel, ModelConfig
+    from learned_manifold_training.show import run_show
+
+    matplotlib.use("Agg")
+    torch.manual_seed(0)
+    model = MetricModel(ModelConfig(data_shape=(1, 4, 4), rank=2, arch_kwargs={"hidden": 8, "depth": 1}))
+    data = torch.rand(40, 1, 4, 4, generator=torch.Generator().manual_seed(1))
+    out = tmp_path / "pictures"
+    run_show(model, data, out, n_points=8, n_pairs=3, path_points=5)
+    assert sorted(p.name for p in out.glob("interpolations_*.png")) == [f"interpolations_{i}.png" for i in range(3)]
+    report = run_show(model, data, out, n_points=8, n_pairs=1, path_points=5)
+    assert sorted(p.name for p in out.glob("interpolations_*.png")) == ["interpolations_0.png"]
+    assert json.loads((out / "show.json").read_text())["data_points"] == 40
+    counts = report["dimension_counts"]
+    dims = torch.tensor([d for d, c in counts.items() for _ in range(c)], dtype=torch.float64)
+    assert report["median_dimension"] == float(dims.quantile(0.5))
+    assert 0 <= report["interpolations"][0]["gradient flow"]["gap_closed"] <= 1
