@@ -19,8 +19,16 @@ from dataclasses import dataclass, fields
 import torch
 from torch import Tensor
 
-from .geometry import Eigenpairs, eigenpairs, intrinsic_dimension, projector_error, truncate_basis
-from .metrics.base import CoMetricField
+from .geometry import (
+    Eigenpairs,
+    eigenpairs,
+    intrinsic_dimension,
+    nan_rows,
+    projector_error,
+    truncate_basis,
+    zero_bad_rows,
+)
+from .metrics.base import CoMetricField, check_count, check_finite_points
 
 __all__ = [
     "PathQuality",
@@ -115,6 +123,8 @@ def nearest_distance(x: Tensor, data: Tensor, *, chunk: int = 1024) -> Tensor:
         raise ValueError(
             f"need x (n, D) and non-empty data (N, D), got {tuple(x.shape)}, {tuple(data.shape)}"
         )
+    chunk = check_count(chunk, "chunk")
+    check_finite_points(data, "data", ": the distances to the others would be wrong (the ranking centres the data)")
     data_chunk = max(1, 2**24 // chunk)
     centre = data.mean(0).to(device=x.device, dtype=x.dtype)
     out = torch.empty(x.shape[0], dtype=x.dtype, device=x.device)
@@ -219,8 +229,10 @@ def field_eigenpairs(field: CoMetricField, x: Tensor) -> Eigenpairs:
         return eigenpairs(field.factor(x))
     g = field.dense(x)
     g = 0.5 * (g + g.transpose(-1, -2))
-    values, vectors = torch.linalg.eigh(g.to(torch.promote_types(g.dtype, torch.float32)))  # no half-precision eigh
-    return Eigenpairs(values=values.flip(-1).clamp_min(0.0).to(g.dtype), vectors=vectors.flip(-1).to(g.dtype))
+    g, finite = zero_bad_rows(g.to(torch.promote_types(g.dtype, torch.float32)))  # no half-precision eigh; a NaN
+    values, vectors = torch.linalg.eigh(g)  # point gives a NaN row, not a failed eigh for the batch
+    return Eigenpairs(values=nan_rows(values.flip(-1).clamp_min(0.0), finite).to(x.dtype),
+                      vectors=nan_rows(vectors.flip(-1), finite).to(x.dtype))
 
 
 def tangent_error(field: CoMetricField, x: Tensor, true_basis: Tensor) -> Tensor:
@@ -248,15 +260,21 @@ def tangent_error(field: CoMetricField, x: Tensor, true_basis: Tensor) -> Tensor
             f"got {tuple(true_basis.shape)}"
         )
     true_basis = true_basis.to(x)
+    d = _check_basis(true_basis).sum(-1)  # (B,)
+    return projector_error(truncate_basis(field_eigenpairs(field, x).vectors.to(x), d), true_basis)
+
+
+def _check_basis(true_basis: Tensor) -> Tensor:
+    """Which columns of ``true_basis`` ``(B, D, k)`` are used ``(B, k)``, after checking the used ones are
+    orthonormal (an unnormalised basis made the projector error negative, clamped to a "perfect" 0)."""
     used = true_basis.abs().amax(dim=-2) > 0  # (B, k): zero columns are padding
     gram = true_basis.transpose(-1, -2) @ true_basis
     off = (gram - torch.diag_embed(used.to(gram.dtype))).abs().flatten(1).amax(-1)
-    if bool((off > 1e-3).any()):  # an unnormalised basis made the projector error negative, clamped to a "perfect" 0
+    if bool((off > 1e-3).any()):
         i = int(off.argmax())
         raise ValueError(f"true_basis must have orthonormal (or zero) columns; at point {i} |VᵀV − I| reaches "
                          f"{float(off[i]):.3g} (orthonormalise it, e.g. with torch.linalg.qr)")
-    d = used.sum(-1)  # (B,)
-    return projector_error(truncate_basis(field_eigenpairs(field, x).vectors.to(x), d), true_basis)
+    return used
 
 
 def bandwidth_grid(scale: float) -> list[float]:
@@ -272,6 +290,10 @@ def spectral_report(pairs: Eigenpairs, *, true_basis: Tensor | None = None, true
     tangent-projector error with each point's true dimension, and the fraction of points whose dimension is right.
     """
     values = pairs.values
+    if values.ndim != 2 or values.shape[0] == 0:
+        raise ValueError(f"spectral_report needs a non-empty batch of spectra (B, r), got {tuple(values.shape)}")
+    if (true_basis is None) != (true_dim is None):
+        raise ValueError("give true_basis and true_dim together (the tangent error needs both), or neither")
     dims = intrinsic_dimension(values)
     rel = values / values[:, :1].clamp_min(torch.finfo(values.dtype).tiny)
     rel = torch.cat([rel, torch.zeros_like(rel[:, :1])], -1)
@@ -281,7 +303,8 @@ def spectral_report(pairs: Eigenpairs, *, true_basis: Tensor | None = None, true
         "top_eigenvalues": [round(float(v), 4) for v in values.mean(0)[:10]],
     }
     if true_basis is not None and true_dim is not None:
-        true_dim = true_dim.to(dims.device)
+        _check_basis(true_basis)
+        true_dim = torch.as_tensor(true_dim, device=dims.device).expand_as(dims)  # one integer for all points too
         est = truncate_basis(pairs.vectors, true_dim)
         out["tangent_error"] = float(projector_error(est, true_basis.to(est.dtype)).mean())
         out["dimension_accuracy"] = float((dims == true_dim).float().mean())

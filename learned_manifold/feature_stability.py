@@ -146,7 +146,12 @@ def feature_stability(field: CoMetricField, x: Tensor, features: Callable[[Tenso
     gen = torch.Generator(device=x.device).manual_seed(seed)
     rows = x.repeat_interleave(samples, dim=0)
     z = sample_cometric(field, rows, generator=gen, lanczos_steps=lanczos_steps)
-    direction = z / z.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(z.dtype).tiny)
+    length = z.norm(dim=-1, keepdim=True)
+    if bool((length == 0).any()):  # no direction: "no perturbation" would score as perfectly stable
+        bad = int((length == 0).sum())
+        raise ValueError(f"the field's G(x) gave a zero sample at {bad} of {z.shape[0]} (point, sample) pairs: it has "
+                         "no direction to perturb along there (G = 0?), so its feature stability is undefined")
+    direction = z / length
     with torch.no_grad():
         base = features(x.reshape(-1, *shape)).repeat_interleave(samples, dim=0)
         per_point = []

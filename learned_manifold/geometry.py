@@ -29,6 +29,8 @@ __all__ = [
     "lowrank_inner",
     "range_project",
     "spectral_apply",
+    "zero_bad_rows",
+    "nan_rows",
 ]
 
 
@@ -78,7 +80,7 @@ def _small_eigh(g: Tensor) -> tuple[Tensor, Tensor]:
         torch.set_num_threads(threads)
 
 
-def _zero_bad_rows(A: Tensor) -> tuple[Tensor, Tensor | None]:
+def zero_bad_rows(A: Tensor) -> tuple[Tensor, Tensor | None]:
     """``A`` ``(B, ...)`` with its non-finite rows replaced by zeros, and the ``(B,)`` mask of finite rows
     (``None`` when every row is finite: the common case costs one check and no copy)."""
     finite = torch.isfinite(A.flatten(1)).all(-1)
@@ -88,7 +90,7 @@ def _zero_bad_rows(A: Tensor) -> tuple[Tensor, Tensor | None]:
         finite
 
 
-def _nan_rows(t: Tensor, finite: Tensor | None) -> Tensor:
+def nan_rows(t: Tensor, finite: Tensor | None) -> Tensor:
     """``t`` ``(B, ...)`` with the rows outside ``finite`` set to NaN (per-row behaviour, as in geoopt.Sphere)."""
     if finite is None:
         return t
@@ -118,7 +120,7 @@ def eigenpairs(A: Tensor, *, rel_eps: float = 1e-6) -> Eigenpairs:
     """
     if A.ndim != 3:
         raise ValueError(f"A must have shape (B, D, r), got {tuple(A.shape)}")
-    A_ok, finite = _zero_bad_rows(A)
+    A_ok, finite = zero_bad_rows(A)
     if A.shape[-1] > A.shape[-2] and not (torch.is_grad_enabled() and A.requires_grad):
         return _wide_eigenpairs(A_ok, finite, rel_eps)
     evals, evecs = _small_eigh(gram(A_ok.double()))
@@ -128,7 +130,7 @@ def eigenpairs(A: Tensor, *, rel_eps: float = 1e-6) -> Eigenpairs:
     keep = _kept(evals, A.dtype, rel_eps)
     inv_sqrt = torch.where(keep, evals.clamp_min(floor).rsqrt(), torch.zeros_like(evals))
     U = A_ok @ (evecs * inv_sqrt.unsqueeze(-2)).to(A.dtype)  # the D-sized product in A's own dtype
-    return Eigenpairs(values=_nan_rows(evals.to(A.dtype), finite), vectors=_nan_rows(U, finite))
+    return Eigenpairs(values=nan_rows(evals.to(A.dtype), finite), vectors=nan_rows(U, finite))
 
 
 def _kept(evals: Tensor, dtype: torch.dtype, rel_eps: float) -> Tensor:
@@ -149,7 +151,7 @@ def _wide_eigenpairs(A: Tensor, finite: Tensor | None, rel_eps: float) -> Eigenp
     U = torch.where(_kept(evals, A.dtype, rel_eps).unsqueeze(-2), evecs, 0.0).to(A.dtype)
     values = torch.cat([evals.to(A.dtype), A.new_zeros(b, r - dim)], dim=-1)
     vectors = torch.cat([U, A.new_zeros(b, dim, r - dim)], dim=-1)
-    return Eigenpairs(values=_nan_rows(values, finite), vectors=_nan_rows(vectors, finite))
+    return Eigenpairs(values=nan_rows(values, finite), vectors=nan_rows(vectors, finite))
 
 
 def tangent_basis(A: Tensor, d: int) -> Tensor:
@@ -251,6 +253,10 @@ def lowrank_solve(A: Tensor, v: Tensor, delta: float = 0.0, *, rel_eps: float = 
     For ``δ = 0`` it returns the pseudo-inverse on the range of ``A``, ``A (AᵀA)^{+2} Aᵀ v = U Λ^{-1} Uᵀ v``
     (`eigenpairs`), over eigenvalues above ``rel_eps · λ₁``.
 
+    Accuracy: the Woodbury form cancels along the range, losing about ``ε λ / δ`` relatively (``ε`` of the dtype):
+    in float32 1e-3 at ``δ = 10⁻⁴ λ``, 2e-2 at ``10⁻⁵ λ`` (measured by an outside tester on tangent vectors); the
+    default geodesic regularisation ``δ = 10⁻³ λ₁`` loses about 1e-4. Give float64 points for smaller ``δ``.
+
     Args:
         A: ``(B, D, r)``; v: ``(B, D)``; delta: the isotropic part ``δ ≥ 0``.
         pairs: ``eigenpairs(A, rel_eps=rel_eps)`` when already at hand (``δ = 0`` only; saves recomputing it).
@@ -264,17 +270,17 @@ def lowrank_solve(A: Tensor, v: Tensor, delta: float = 0.0, *, rel_eps: float = 
         # The r × r algebra runs in at least float32 (Cholesky has no half-precision kernels); rows whose
         # factor is not finite are solved with a zero factor and then set to NaN (one bad row, one NaN row).
         work = torch.promote_types(A.dtype, torch.float32)
-        Aw, finite = _zero_bad_rows(A.to(work))
+        Aw, finite = zero_bad_rows(A.to(work))
         if Aw.shape[-1] > Aw.shape[-2]:  # wider than tall: the D × D matrix is the smaller one
             full = Aw @ Aw.transpose(-1, -2) + delta * torch.eye(Aw.shape[-2], dtype=work, device=Aw.device)
             out = torch.cholesky_solve(v.to(work).unsqueeze(-1), torch.linalg.cholesky(full)).squeeze(-1)
-            return _nan_rows(out, finite).to(v.dtype)
+            return nan_rows(out, finite).to(v.dtype)
         at_v = Aw.transpose(-1, -2) @ v.to(work).unsqueeze(-1)  # (B, r, 1)
         g = gram(Aw)
         eye = torch.eye(g.shape[-1], dtype=work, device=g.device)
         chol = torch.linalg.cholesky(g + delta * eye)
         out = (v.to(work) - (Aw @ torch.cholesky_solve(at_v, chol)).squeeze(-1)) / delta
-        return _nan_rows(out, finite).to(v.dtype)
+        return nan_rows(out, finite).to(v.dtype)
     pairs = eigenpairs(A, rel_eps=rel_eps) if pairs is None else pairs
     inv = torch.where(pairs.values > 0, 1.0 / pairs.values.clamp_min(torch.finfo(A.dtype).tiny), 0.0)
     coords = (pairs.vectors.transpose(-1, -2) @ v.unsqueeze(-1)).squeeze(-1) * inv
@@ -303,9 +309,7 @@ def spectral_apply(pairs: Eigenpairs, u: Tensor, d: int | Tensor | None = None, 
     """
     if power not in (-1, 0, 1):
         raise ValueError(f"power must be -1, 0 or 1, got {power}")
-    if d is None:
-        d = intrinsic_dimension(pairs.values)
-    U = pairs.vectors[..., :d] if isinstance(d, int) else truncate_basis(pairs.vectors, d)
+    U = _top_vectors(pairs, d)
     coords = (U.transpose(-1, -2) @ u.unsqueeze(-1)).squeeze(-1)  # (B, d')
     if power:
         lam = pairs.values[..., : U.shape[-1]]
@@ -313,6 +317,23 @@ def spectral_apply(pairs: Eigenpairs, u: Tensor, d: int | Tensor | None = None, 
             lam = torch.where(lam > 0, 1.0 / lam.clamp_min(torch.finfo(lam.dtype).tiny), torch.zeros_like(lam))
         coords = coords * lam
     return (U @ coords.unsqueeze(-1)).squeeze(-1)
+
+
+def _top_vectors(pairs: Eigenpairs, d: int | Tensor | None) -> Tensor:
+    """The top-``d`` eigenvectors ``(B, D, ·)``: ``d`` an int in ``1..r``, per-point dimensions ``(B,)``, or
+    ``None`` (the gap rule). A ``d`` outside ``1..r`` had been taken as a Python slice (``-1``: all but one)."""
+    if d is None:  # in 1..r by construction: no check (and no device sync on the optimisers' path)
+        return truncate_basis(pairs.vectors, intrinsic_dimension(pairs.values))
+    r = pairs.vectors.shape[-1]
+    if isinstance(d, bool) or (not isinstance(d, (int, Tensor))):
+        raise ValueError(f"d must be an int, a (B,) tensor of dimensions or None, got {type(d).__name__}")
+    if isinstance(d, int):
+        if not 1 <= d <= r:
+            raise ValueError(f"d must lie in 1..r = 1..{r}, got {d}")
+        return pairs.vectors[..., :d]
+    if d.numel() and (int(d.min()) < 0 or int(d.max()) > r):
+        raise ValueError(f"d must lie in 0..r = 0..{r} per point, got values from {int(d.min())} to {int(d.max())}")
+    return truncate_basis(pairs.vectors, d)
 
 
 def range_project(A: Tensor, u: Tensor, d: int | Tensor | None = None, *,
@@ -324,7 +345,5 @@ def range_project(A: Tensor, u: Tensor, d: int | Tensor | None = None, *,
     ``(B, D, r)``, ``(B, D)`` → ``(B, D)``. ``pairs``: ``eigenpairs(A)`` when already at hand.
     """
     pairs = eigenpairs(A) if pairs is None else pairs
-    if d is None:
-        d = intrinsic_dimension(pairs.values)
-    U = pairs.vectors[..., :d] if isinstance(d, int) else truncate_basis(pairs.vectors, d)
+    U = _top_vectors(pairs, d)
     return (U @ (U.transpose(-1, -2) @ u.unsqueeze(-1))).squeeze(-1)

@@ -266,3 +266,67 @@ def test_peak_memory_on_cuda() -> None:  # pragma: no cover - GPU only
     peak = peak_memory(lambda y: y @ y.T, x)
     assert peak is not None and peak >= 1024 * 1024 * 4
     assert time_per_query(lambda y: y @ y.T, x, repeats=2, warmup=1) > 0
+
+
+def test_spectral_report_checks_its_truth_like_tangent_error():
+    """A non-orthonormal true basis scored a perfect 0 here (tangent_error already refused it); an int true_dim,
+    which dimension_accuracy takes, raised AttributeError; an empty batch raised "cannot convert NaN"."""
+    from learned_manifold.evaluation import spectral_report
+    from learned_manifold.geometry import eigenpairs
+
+    A = torch.randn(4, 5, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    pairs = eigenpairs(A)
+    basis = torch.linalg.qr(torch.randn(4, 5, 2, dtype=torch.float64))[0]
+    with pytest.raises(ValueError, match="orthonormal"):
+        spectral_report(pairs, true_basis=3 * basis, true_dim=torch.full((4,), 2))
+    assert spectral_report(pairs, true_basis=basis, true_dim=2) == spectral_report(
+        pairs, true_basis=basis, true_dim=torch.full((4,), 2))
+    with pytest.raises(ValueError, match="together"):
+        spectral_report(pairs, true_basis=basis)
+    with pytest.raises(ValueError, match="non-empty batch"):
+        spectral_report(eigenpairs(A[:0]))
+
+
+def test_nearest_distance_refuses_bad_data_and_chunks():
+    """One NaN data row made every distance a wrong finite number; chunk 0 divided by zero, negative ones
+    returned uninitialised memory."""
+    from learned_manifold.evaluation import nearest_distance
+
+    data = torch.randn(20, 3, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(5, 3, generator=torch.Generator().manual_seed(1))
+    bad = data.clone()
+    bad[3, 0] = float("nan")
+    with pytest.raises(ValueError, match="data holds NaN"):
+        nearest_distance(x, bad)
+    for chunk in (0, -5):
+        with pytest.raises(ValueError, match="chunk"):
+            nearest_distance(x, data, chunk=chunk)
+    torch.testing.assert_close(nearest_distance(x, data, chunk=2), torch.cdist(x, data).min(-1).values)
+
+
+def test_a_nan_point_of_a_dense_field_is_a_nan_row_not_a_failed_batch():
+    from learned_manifold.evaluation import field_eigenpairs
+    from learned_manifold.metrics import EuclideanMetric
+
+    class Scaled(EuclideanMetric):  # G(x) = (1 + x₀²) I: finite where x is
+        def apply(self, x, w):
+            return (1 + x[:, :1] ** 2) * w
+
+    x = torch.randn(4, 3, dtype=torch.float64)
+    x[2, 0] = float("nan")
+    pairs = field_eigenpairs(Scaled(3), x)
+    assert torch.isnan(pairs.values[2]).all() and torch.isfinite(pairs.values[[0, 1, 3]]).all()
+
+
+def test_feature_stability_refuses_a_field_without_directions():
+    """A field with G = 0 scored 0, "perfectly stable": its z = 0 samples were no perturbation at all."""
+    from learned_manifold.feature_stability import feature_stability
+
+    class Zero(CoMetricField):
+        low_rank, dim = True, 3
+
+        def factor(self, x):
+            return torch.zeros(x.shape[0], 3, 2, dtype=x.dtype)
+
+    with pytest.raises(ValueError, match="zero sample .* no direction"):
+        feature_stability(Zero(), torch.randn(5, 3), lambda y: y, [0.1])

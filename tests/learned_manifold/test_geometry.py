@@ -228,3 +228,14 @@ def test_gram_eigenpairs_above_cudas_batched_size_match_the_cpu():
     assert on_gpu.vectors.device.type == "cuda"
     assert torch.allclose(on_gpu.values.cpu(), on_cpu.values)
     assert torch.allclose((on_gpu.vectors.cpu() @ on_gpu.vectors.cpu().mT), on_cpu.vectors @ on_cpu.vectors.mT)
+
+
+@pytest.mark.parametrize("d", [0, -1, 4, True])
+def test_a_dimension_outside_one_to_r_is_refused_not_sliced(d):
+    """``d = -1`` projected onto all but one eigenvector (a Python slice), ``d = 0`` onto nothing."""
+    A = torch.randn(2, 5, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    u = torch.randn(2, 5, dtype=torch.float64)
+    with pytest.raises(ValueError, match="d must"):
+        geo.range_project(A, u, d)
+    with pytest.raises(ValueError, match="d must"):
+        geo.spectral_apply(geo.eigenpairs(A), u, d)
