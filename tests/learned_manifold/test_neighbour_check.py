@@ -126,3 +126,12 @@ def test_the_comparison_in_chunks_equals_one_batch(monkeypatch):
     torch.testing.assert_close(parts.tangent_disagreement, whole.tangent_disagreement)
     assert torch.equal(parts.model_dimension, whole.model_dimension)
     assert torch.equal(parts.neighbour_dimension, whole.neighbour_dimension)
+
+
+def test_too_few_reference_points_give_no_verdict(sphere_model, sphere):
+    """50 neighbours read a well-trained S² model as untrustworthy (dimension 3, disagreement 0.43)."""
+    from learned_manifold.neighbour_check import MIN_REFERENCE
+
+    x = sphere.sample(40, generator=torch.Generator().manual_seed(1))
+    few = neighbour_check(sphere_model, x, sphere.sample(50, generator=torch.Generator().manual_seed(0)), [0.1, 0.2])
+    assert not few.informative and few.trusted and MIN_REFERENCE == 200
