@@ -147,11 +147,11 @@ def feature_stability(field: CoMetricField, x: Tensor, features: Callable[[Tenso
     rows = x.repeat_interleave(samples, dim=0)
     z = sample_cometric(field, rows, generator=gen, lanczos_steps=lanczos_steps)
     length = z.norm(dim=-1, keepdim=True)
-    if bool((length == 0).any()):  # no direction: "no perturbation" would score as perfectly stable
-        bad = int((length == 0).sum())
-        raise ValueError(f"the field's G(x) gave a zero sample at {bad} of {z.shape[0]} (point, sample) pairs: it has "
-                         "no direction to perturb along there (G = 0?), so its feature stability is undefined")
-    direction = z / length
+    if bool((length == 0).all()):  # no direction anywhere: "no perturbation" would score as perfectly stable
+        raise ValueError(f"the field's G(x) gave only zero samples ({z.shape[0]} (point, sample) pairs): it has no "
+                         "direction to perturb along (G = 0?), so its feature stability is undefined")
+    # a zero sample here and there (Lanczos clips an indefinite operator's negative Ritz values to 0) moves nothing
+    direction = z / length.clamp_min(torch.finfo(z.dtype).tiny)
     with torch.no_grad():
         base = features(x.reshape(-1, *shape)).repeat_interleave(samples, dim=0)
         per_point = []

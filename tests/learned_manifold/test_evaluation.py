@@ -328,5 +328,5 @@ def test_feature_stability_refuses_a_field_without_directions():
         def factor(self, x):
             return torch.zeros(x.shape[0], 3, 2, dtype=x.dtype)
 
-    with pytest.raises(ValueError, match="zero sample .* no direction"):
+    with pytest.raises(ValueError, match="only zero samples .* no direction"):
         feature_stability(Zero(), torch.randn(5, 3), lambda y: y, [0.1])
