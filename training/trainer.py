@@ -300,7 +300,11 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, manifold, out: Path | Non
             raise FileNotFoundError(f"cannot resume: training state {str(state_file)!r} does not exist")
         state = torch.load(state_file, map_location=device, weights_only=True)
         # a state written before a setting existed ran with that setting's old behaviour
-        saved = {**LEGACY_DEFAULTS, **_TRAIN_LEGACY, **json.loads(state["config"])}
+        stored = json.loads(state["config"])
+        if "latent_dim" in stored:  # a VAE's state: its settings would all "differ"
+            raise ValueError(f"cannot resume {str(out)!r}: its training state is a VAE's (learned-manifold "
+                             "train-vae); resume it with train-vae, or give train another output path")
+        saved = {**LEGACY_DEFAULTS, **_TRAIN_LEGACY, **stored}
         said = settings_diff(saved, asdict(cfg), RESUME_MAY_CHANGE)
         if said:
             raise ValueError(f"cannot resume {str(out)!r}: settings differ from the saved run: {said}")

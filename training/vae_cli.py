@@ -14,6 +14,7 @@ and exit status 2, an interrupted training saves a checkpoint, prints the ``--re
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import json
 import re
@@ -119,8 +120,13 @@ def _train_vae(args: argparse.Namespace) -> int:
         with OutputLock(out):
             check_output(out, resume=args.resume, overwrite=args.overwrite, data=args.data)
             data = read_data(args, args.data, n=args.num_points, seed=args.seed).x
-            result = train_vae(data, cfg, out=out, resume=args.resume, overwrite=args.overwrite,
-                               device=args.device, progress=not args.no_progress)
+            try:
+                result = train_vae(data, cfg, out=out, resume=args.resume, overwrite=args.overwrite,
+                                   device=args.device, progress=not args.no_progress)
+            except ValueError as err:  # a setting that does not fit the data ("arch 'conv' needs images") by its flag
+                text = str(err)
+                settings = {f.name for f in dataclasses.fields(VAETrainConfig)}
+                raise ValueError(_as_flag(text) if text.split(" ", 1)[0] in settings else text) from None
     except TrainingInterrupted as stop:
         print(f"interrupted at step {stop.step} of {stop.total}; the partial VAE is in {out} (incomplete); "
               f"continue with: {_resume_command(args)}", file=sys.stderr)

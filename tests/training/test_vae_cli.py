@@ -54,6 +54,8 @@ def test_train_vae_encode_then_metric_matching_on_the_codes(tmp_path, capsys):
     (["encode", "{tmp}/model.lmm", "circle", "--out", "{tmp}/z.npy"], "metric-matching model file, not a VAE"),
     (["encode", "{tmp}/none.lmv", "circle", "--out", "{tmp}/z.npy"], "does not exist"),
     (["encode", "{tmp}/model.lmm", "circle", "--out", "{tmp}/z.txt"], "must end in .npy"),
+    (["train-vae", "circle", "--out", "{tmp}/v.lmv", "--latent-dim", "1", "--arch", "conv"],
+     "--arch 'conv' needs images"),
 ])
 def test_user_errors_are_one_line_and_exit_status_2(argv, message, tmp_path, capsys):
     tiny = ModelConfig(data_shape=(2,), rank=1, arch_kwargs={"hidden": 4, "depth": 1, "emb_dim": 4})
@@ -68,3 +70,12 @@ def test_encode_refuses_data_of_another_shape(tmp_path, capsys):
     assert command(["train-vae", "circle", "--out", str(vae_path), "--latent-dim", "1", *SMALL]) == 0
     assert command(["encode", str(vae_path), "sphere", "--out", str(tmp_path / "z.npy"), "--num-points", "20"]) == 2
     assert "DATA has points of shape (3,); the model was trained on points of shape (2,)" in capsys.readouterr().err
+
+
+def test_train_resume_on_a_vae_state_says_it_is_a_vaes(tmp_path, capsys):
+    """It listed twenty "differing" settings instead."""
+    out = tmp_path / "v.lvae"
+    assert command(["train-vae", "circle", "--out", str(out), "--latent-dim", "1", "--steps", "5", "--std-steps",
+                    "5", "--checkpoint-every", "5", "--num-points", "200", "--no-progress", "--device", "cpu"]) == 0
+    assert command(["train", "circle", "--out", str(out), "--resume", "--num-points", "200", "--no-progress"]) == 2
+    assert "its training state is a VAE's" in capsys.readouterr().err
