@@ -321,7 +321,11 @@ def _read_checked(path: Path) -> _Checked:
 
 
 def read_metadata(path: str | os.PathLike) -> dict:
-    """The JSON metadata of a model file: ``{"config": {...}, "extra": {...}}``.
+    """The JSON metadata of a model file: ``{"config": {...}, "extra": {...}, "standardisation": {...}}``.
+
+    ``standardisation`` summarises the stored units (SPEC §1): a point ``x`` in the user's units is
+    ``mean + scale · z`` for the networks' standardised ``z``; it holds ``scale`` and the smallest, largest and
+    average value of the stored mean (a point, or an image, of ``data_shape``).
 
     The file passes every check `load_model` makes (weights included), so a file this accepts loads.
 
@@ -330,7 +334,10 @@ def read_metadata(path: str | os.PathLike) -> dict:
         ModelFileError: anything `load_model` would refuse.
     """
     checked = _read_checked(_as_path(path))
-    return {"config": checked.config.to_dict(), "extra": checked.extra}
+    mean = checked.tensors["mean"].double()
+    units = {"scale": float(checked.tensors["scale"]), "mean_min": float(mean.min()),
+             "mean_max": float(mean.max()), "mean_average": float(mean.mean())}
+    return {"config": checked.config.to_dict(), "extra": checked.extra, "standardisation": units}
 
 
 def load_model(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> MetricModel:

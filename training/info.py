@@ -54,6 +54,11 @@ def _summary(path: str, meta: dict) -> str:
         f"seed {e.get('seed', 'unknown')}",
         f"  library:     learned-manifold {e.get('library_version', 'unknown')}",
     ]
+    units = meta.get("standardisation")
+    if isinstance(units, dict):
+        lines.insert(2, f"  units:       points are taken and returned in the data's own units: x = mean + "
+                        f"{units['scale']:.4g} z (mean {'image' if len(shape) > 1 else 'point'} values in "
+                        f"[{units['mean_min']:.4g}, {units['mean_max']:.4g}], average {units['mean_average']:.4g})")
     if c.get("landmarks"):
         lines.insert(3, f"  landmarks:   {c['landmarks']:,} training points stored (geodesics start through them)")
     scaling = e.get("input_scaling")

@@ -209,6 +209,22 @@ def test_info_prints_a_readable_summary(sphere_model_path, capsys):
     assert "landmarks:   3,600 training points stored" in text  # all its training points (fewer than 4,096)
 
 
+def test_info_prints_the_stored_units(sphere_model_path, capsys):
+    """``info`` names the standardisation the model applies (SPEC §1): its scale and the range of its mean, the
+    tensors stored in the file."""
+    from learned_manifold import load_model
+
+    model = load_model(sphere_model_path)
+    assert main(["info", str(sphere_model_path)]) == 0
+    text = capsys.readouterr().out
+    mean = model.mean.double()
+    assert (f"x = mean + {float(model.scale):.4g} z (mean point values in [{float(mean.min()):.4g}, "
+            f"{float(mean.max()):.4g}], average {float(mean.mean()):.4g})") in text
+    assert main(["info", str(sphere_model_path), "--json"]) == 0
+    units = json.loads(capsys.readouterr().out)["standardisation"]
+    assert units["scale"] == float(model.scale) and units["mean_max"] == float(mean.max())
+
+
 def test_info_refuses_a_file_load_model_refuses(tmp_path, sphere_model_path, capsys):
     """A truncated model file: ``info`` exits 2 with one line naming the file (as ``load_model`` refuses it)."""
     bad = tmp_path / "cut.lmm"
