@@ -78,8 +78,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     add_layout_arg(p)
     p.add_argument("--out", required=True, help="model file to write (e.g. model.lmm); its folder must exist")
     p.add_argument("--num-points", type=point_count, default=None,
-                   help="number of points of a built-in data set (default: 10000; digits: all) or first rows of a "
-                        "file (default: all)")
+                   help="number of points of a built-in data set (default: 10000; digits: all), first rows of an "
+                        "array or IDX file, or a random subset of an image folder (default: all)")
     p.add_argument("--steps", type=int, default=_DEFAULTS["steps"], help="optimisation steps")
     p.add_argument("--rank", type=int, default=None,
                    help="columns r of the factor, 1..D (default: min(D, max(16, 2d)) for the MLP, d the data's "
@@ -170,7 +170,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-every", type=int, default=0, help="validation period in steps (0: at the end)")
     p.add_argument("--checkpoint-every", type=int, default=500,
                    help="checkpoint period in steps (0: only at the end and when interrupted)")
-    p.add_argument("--seed", type=int, default=0, help="seeds the data split, the initialisation and every batch")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seeds the sample of a built-in data set or image folder, the data split, the "
+                   "initialisation and every batch")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true", help="continue an interrupted run from --out")

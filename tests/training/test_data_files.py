@@ -196,9 +196,77 @@ def test_a_small_sparse_tensor_is_densified(tmp_path: Path, layout: str) -> None
 
 def test_a_huge_sparse_tensor_is_refused_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
     """A sparse tensor whose dense form would exceed the limit is refused with its size, not densified."""
-    import learned_manifold_training.data.files as data
+    import learned_manifold_training.data.readers as data
 
     monkeypatch.setattr(data, "MAX_DENSE_FROM_SPARSE", 10)
     sparse = torch.zeros(8, 3).to_sparse()
     with pytest.raises(ValueError, match=r"'big': is a sparse tensor .* 24 values .*store the data dense"):
         load_array(sparse, name="big")
+
+
+# ------------------------------------------------------------------------------------------------------
+# Files that claim more than they hold, and reading only the rows asked for
+# ------------------------------------------------------------------------------------------------------
+
+
+def test_a_npz_entry_that_is_not_numpy_data_is_refused_by_name(tmp_path: Path) -> None:
+    import zipfile
+
+    path = tmp_path / "odd.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("data.npy", b"hello world")
+    with pytest.raises(ValueError, match=r"odd.npz.*(corrupt|not NumPy array data)"):
+        load_array(path)
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("notes.txt", b"hello world")
+    with pytest.raises(ValueError, match=r"odd.npz': entry 'notes.txt' is not NumPy array data \(bytes\)"):
+        load_array(path)
+
+
+def test_a_npz_entry_whose_header_claims_more_than_it_holds_is_refused_before_reading(tmp_path: Path) -> None:
+    """np.load would allocate the declared size first (3.6 TiB here): the header is checked against the entry."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": (10**6, 10**6)})
+    path = tmp_path / "liar.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("data.npy", buf.getvalue() + b"\0" * 64)
+    with pytest.raises(ValueError, match=r"entry 'data' declares shape \(1000000, 1000000\) of float32 "
+                                         r"\(4,000,000,000,000 bytes\) but holds 64 bytes"):
+        load_array(path)
+    npy = tmp_path / "liar.npy"  # a .npy is mapped, so a lying header fails without allocating
+    npy.write_bytes(buf.getvalue() + b"\0" * 64)
+    with pytest.raises(ValueError, match=r"liar.npy': corrupt or unreadable"):
+        load_array(npy)
+
+
+def test_a_broadcast_tensor_in_a_pt_file_is_refused_not_materialised(tmp_path: Path) -> None:
+    """``torch.zeros(1).expand(n, n)`` saves one value and a shape: reading it would allocate n² values."""
+    path = tmp_path / "view.pt"
+    torch.save(torch.zeros(1).expand(4000, 4000), path)
+    assert path.stat().st_size < 4000
+    with pytest.raises(ValueError, match=r"view.pt': holds a tensor of shape \(4000, 4000\) \(64,000,000 bytes\) "
+                                         r"that stores only 4 bytes .*save x.contiguous\(\) instead"):
+        load_array(path)
+    torch.save(torch.arange(12.0).reshape(3, 4)[:, :2], path)  # a view of part of its storage is fine
+    assert torch.equal(load_array(path), torch.arange(12.0).reshape(3, 4)[:, :2])
+
+
+def test_the_first_rows_of_a_npy_are_read_without_reading_the_rest(tmp_path: Path) -> None:
+    """A ``.npy`` is mapped and sliced before anything is copied: rows past ``n`` are never converted, so a
+    non-finite value there is not even seen."""
+    data = np.random.default_rng(0).normal(size=(50, 3))
+    data[40] = np.nan
+    np.save(tmp_path / "d.npy", data)
+    x, _ = resolve_data(str(tmp_path / "d.npy"), n=10)
+    np.testing.assert_array_equal(x.numpy(), data[:10])
+    with pytest.raises(ValueError, match="first bad row is index 40"):
+        resolve_data(str(tmp_path / "d.npy"))
+
+
+def test_load_array_leaves_the_labels_beside_the_data_out(tmp_path: Path) -> None:
+    data = np.random.default_rng(0).normal(size=(6, 2))
+    np.savez(tmp_path / "d.npz", x=data, labels=np.arange(6))
+    np.testing.assert_array_equal(load_array(tmp_path / "d.npz").numpy(), data)

@@ -161,7 +161,7 @@ def test_png_folder_with_class_subfolders(tmp_path: Path) -> None:
     names = ["dog/b.png", "cat/z.png", "dog/a.png", "cat/y.png", "dog/c.png"]
     for name, pic in zip(names, pictures, strict=True):
         _png(tmp_path / name, pic)
-    (tmp_path / "empty").mkdir()  # a folder without pictures is not a class
+    (tmp_path / ".hidden").mkdir()  # hidden folders are not classes
     data = load_image_folder(tmp_path)
     order = [names.index(n) for n in ["cat/y.png", "cat/z.png", "dog/a.png", "dog/b.png", "dog/c.png"]]
     np.testing.assert_array_equal(data.x.numpy(), _nchw(pictures[order], "NHWC"))  # PNG is lossless
@@ -171,8 +171,84 @@ def test_png_folder_with_class_subfolders(tmp_path: Path) -> None:
     assert meta["data_shape"] == [3, 6, 7] and meta["class_names"] == ["cat", "dog"] and meta["num_images"] == 5
     assert is_image_source(tmp_path)
     x, manifold = resolve_data(tmp_path, n=2)
-    assert manifold is None and torch.equal(x, data.x[:2])
+    assert manifold is None and x.shape == (2, 3, 6, 7)
     assert torch.equal(resolve_images(str(tmp_path))[0].labels, data.labels)
+
+
+def test_a_folder_subset_is_drawn_from_every_class_not_the_first(tmp_path: Path) -> None:
+    """``n`` of a class folder is a seeded random subset in file order (the first n would be the first class
+    only, the folder being sorted by class): the same seed gives the same images, with their own labels."""
+    pytest.importorskip("PIL")
+    pictures = RNG.integers(0, 256, (40, 4, 4)).astype(np.uint8)
+    for i, pic in enumerate(pictures):
+        _png(tmp_path / ("a" if i < 20 else "b") / f"{i:02d}.png", pic)
+    whole = load_image_folder(tmp_path)
+    part = load_image_folder(tmp_path, n=10, seed=3)
+    assert set(part.labels.tolist()) == {0, 1} and part.x.shape[0] == 10
+    rows = [int((whole.x == img).flatten(1).all(1).nonzero()) for img in part.x]
+    assert rows == sorted(rows) and whole.labels[rows].tolist() == part.labels.tolist()
+    assert torch.equal(load_image_folder(tmp_path, n=10, seed=3).x, part.x)
+    assert not torch.equal(load_image_folder(tmp_path, n=10, seed=4).x, part.x)
+    with pytest.raises(ValueError, match="asked for n=41 images; it holds 40"):
+        load_image_folder(tmp_path, n=41)
+
+
+def test_a_class_folder_without_images_is_refused_by_name(tmp_path: Path) -> None:
+    """An empty class, or one whose pictures sit a level further down, would shift every later label (and lose
+    its pictures): refused, naming it, as torchvision's ImageFolder refuses an empty class."""
+    pytest.importorskip("PIL")
+    pictures = RNG.integers(0, 256, (3, 4, 4)).astype(np.uint8)
+    _png(tmp_path / "cat" / "a.png", pictures[0])
+    _png(tmp_path / "cat" / "b.png", pictures[1])
+    _png(tmp_path / "zebra" / "2020" / "c.png", pictures[2])
+    (tmp_path / "dog").mkdir()
+    with pytest.raises(ValueError, match=r"class folder\(s\) \['dog', 'zebra'\] hold no .*sub-folders are not read"):
+        load_image_folder(tmp_path)
+
+
+def test_pictures_in_other_formats_are_named_not_dropped_silently(tmp_path: Path) -> None:
+    pytest.importorskip("PIL")
+    from PIL import Image
+
+    pictures = RNG.integers(0, 256, (3, 4, 4)).astype(np.uint8)
+    _png(tmp_path / "a.png", pictures[0])
+    _png(tmp_path / "b.png", pictures[1])
+    Image.fromarray(pictures[2]).save(tmp_path / "c.bmp")
+    with pytest.warns(UserWarning, match=r"1 picture\(s\) in other formats are not read \(e.g. '.*c.bmp'\)"):
+        data = load_image_folder(tmp_path)
+    assert data.x.shape[0] == 2
+
+
+def test_sixteen_bit_colour_pngs_are_refused_not_cut_to_eight_bits(tmp_path: Path) -> None:
+    """Pillow decodes 16-bit RGB/RGBA/LA PNGs to their high bytes: refused (16-bit grey, ``I;16``, is exact)."""
+    pytest.importorskip("PIL")
+    import struct
+    import zlib
+
+    def png16(path: Path, arr: np.ndarray) -> None:  # a minimal PNG writer: 16 bits per channel
+        h, w, c = arr.shape
+        rows = b"".join(b"\x00" + arr[i].astype(">u2").tobytes() for i in range(h))
+
+        def chunk(kind: bytes, data: bytes) -> bytes:
+            return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+        head = struct.pack(">IIBBBBB", w, h, 16, {1: 0, 2: 4, 3: 2, 4: 6}[c], 0, 0, 0)
+        path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", head) + chunk(b"IDAT", zlib.compress(rows))
+                         + chunk(b"IEND", b""))
+
+    for c in (2, 3, 4):
+        folder = tmp_path / f"c{c}"
+        folder.mkdir()
+        for i in range(2):
+            png16(folder / f"{i}.png", RNG.integers(0, 65536, (5, 6, c)).astype(np.uint16))
+        with pytest.raises(ValueError, match=r"0.png': has 16 bits per channel in mode (LA|RGB|RGBA), which Pillow"):
+            load_image_folder(folder)
+    grey = tmp_path / "grey"
+    grey.mkdir()
+    stored = RNG.integers(0, 65536, (2, 5, 6, 1)).astype(np.uint16)
+    for i in range(2):
+        png16(grey / f"{i}.png", stored[i])
+    np.testing.assert_array_equal(load_image_folder(grey).x.numpy(), stored.transpose(0, 3, 1, 2))
 
 
 def test_flat_folder_modes(tmp_path: Path) -> None:
@@ -430,3 +506,20 @@ def test_blob_arguments() -> None:
             Blobs(**kwargs)
     with pytest.raises(ValueError, match=r"shape \(n, 2\)"):
         Blobs(16).render(torch.zeros(3, 3))
+
+
+def test_idx_labels_are_found_beside_upper_case_names(tmp_path: Path) -> None:
+    pics = RNG.integers(0, 256, (4, 3, 3)).astype(np.uint8)
+    (tmp_path / "TRAIN-IMAGES-IDX3-UBYTE").write_bytes(_idx(pics))
+    (tmp_path / "TRAIN-LABELS-IDX1-UBYTE").write_bytes(_idx(np.arange(4, dtype=np.uint8)))
+    assert load_idx(tmp_path / "TRAIN-IMAGES-IDX3-UBYTE").labels.tolist() == [0, 1, 2, 3]
+
+
+def test_a_layout_for_a_folder_or_an_idx_file_is_refused_not_ignored(tmp_path: Path) -> None:
+    from learned_manifold_training.data import resolve_source
+
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(_idx(RNG.integers(0, 256, (4, 3, 3)).astype(np.uint8)))
+    with pytest.raises(ValueError, match="layout applies to array files .*not to the IDX file"):
+        resolve_source(str(tmp_path / "t10k-images-idx3-ubyte"), layout="NHWC")
+    with pytest.raises(ValueError, match="layout applies to array files .*not to the folder"):
+        resolve_source(str(tmp_path), layout="NCHW")

@@ -141,3 +141,19 @@ def test_non_finite_values_in_a_streamed_file_are_refused_before_training(tmp_pa
     np.save(path, bad)
     with pytest.raises(ValueError, match="non-finite"):
         train(open_npy(path), TrainConfig(**CFG), progress=False, device="cpu")
+
+
+def test_a_streamed_channels_last_file_is_served_channels_first_as_the_command_line_reads_it(tmp_path):
+    """`open_npy` of ``(N, H, W, C)`` images gives the ``(N, C, H, W)`` rows `resolve_source` gives (the same
+    points, so the same backbone and the same run); an ambiguous shape needs ``layout``."""
+    from learned_manifold_training.data import resolve_source
+
+    pics = np.random.default_rng(0).integers(0, 256, (6, 5, 7, 3)).astype(np.uint8)
+    np.save(tmp_path / "nhwc.npy", pics)
+    source = open_npy(tmp_path / "nhwc.npy")
+    assert source.shape == (6, 3, 5, 7)
+    assert torch.equal(source.rows(torch.tensor([4, 1])), resolve_source(str(tmp_path / "nhwc.npy")).x[[4, 1]])
+    np.save(tmp_path / "both.npy", np.zeros((4, 3, 5, 3), np.uint8))
+    with pytest.raises(ValueError, match="ambiguous"):
+        open_npy(tmp_path / "both.npy")
+    assert open_npy(tmp_path / "both.npy", layout="NHWC").shape == (4, 3, 3, 5)

@@ -2,7 +2,8 @@
 
 One module per kind: `base` (helpers, `SyntheticManifold`, `EmbeddedManifold`), `shapes` (sphere, circle,
 torus, swiss roll, flat patch, union), `blobs` (the Gaussian blob image manifold, SPEC §9), `builtin` (data sets
-by name), `images` and `idx` (users' pictures: arrays, PNG/JPEG folders, IDX files, as `ImageData`), `files`
+by name), `readers` (array files read safely), `images` and `idx` (users' pictures: arrays, PNG/JPEG folders,
+IDX files, as `ImageData`), `files`
 (users' arrays and `resolve_data`, the one entry point in front of them all; `resolve_images` for pictures;
 `resolve_source`, what the command line reads).
 """

@@ -10,172 +10,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch import Tensor
 
 from .base import SyntheticManifold
 from .builtin import DATASETS, DEFAULT_SYNTHETIC_N, get_dataset, get_image_dataset, is_image_dataset
 from .idx import is_idx_path, load_idx
-from .images import ImageData, _from_raw, _labels_tensor, images_from_array, load_image_array, load_image_folder
+from .images import (
+    ImageData,
+    _from_raw,
+    _labels_tensor,
+    _reads_as_images,
+    images_from_array,
+    load_image_array,
+    load_image_folder,
+)
+from .readers import SUPPORTED_EXTENSIONS, DataFileNotFoundError, read_file, validate
 
 __all__ = ["DataFileNotFoundError", "ResolvedData", "SUPPORTED_EXTENSIONS", "is_image_source", "load_array",
            "load_images", "resolve_data", "resolve_images", "resolve_source", "as_model_points"]
-
-
-SUPPORTED_EXTENSIONS = (".npy", ".npz", ".pt", ".pth")
-
-
-class DataFileNotFoundError(FileNotFoundError, ValueError):
-    """A data file does not exist (both a FileNotFoundError and a ValueError)."""
-
-
-def _select_entry(keys: Sequence[str], label: str) -> str:
-    if not keys:
-        raise ValueError(f"{label}: contains no arrays")
-    if len(keys) == 1:
-        return keys[0]
-    if "data" in keys:
-        return "data"
-    raise ValueError(f"{label}: holds several arrays {sorted(keys)}; name the one to use 'data'")
-
-
-_NPY_MAGIC = b"\x93NUMPY"
-_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip archive (.npz), possibly empty
-
-
-def _check_magic(path: Path, label: str) -> None:
-    """Refuse a file whose first bytes are not those of its format (before np.load guesses "pickle")."""
-    with open(path, "rb") as fh:
-        head = fh.read(len(_NPY_MAGIC))
-    if head.startswith(_NPY_MAGIC) or head.startswith(_ZIP_MAGIC):
-        return
-    what = ("a Python pickle, not NumPy data" if head[:1] == b"\x80"
-            else "no NumPy (.npy) header and no zip (.npz) signature")
-    raise ValueError(f"{label}: is not a valid {path.suffix.lower()} file ({what}; first bytes {head!r})")
-
-
-def _read_numpy(path: Path, label: str, extra: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """The data array of a .npy/.npz file and, from a .npz that has it, the entry named ``extra``."""
-    pickled = (
-        f"{label}: holds a pickled Python object array; refusing to load it (np.load allow_pickle=False)"
-    )
-    _check_magic(path, label)
-    try:
-        # Open the file ourselves: np.load leaks its own handle when a zip archive is corrupt.
-        with open(path, "rb") as fh:
-            loaded = np.load(fh, allow_pickle=False)
-            if isinstance(loaded, np.lib.npyio.NpzFile):
-                with loaded:
-                    names = list(loaded.files)
-                    side = loaded[extra] if extra is not None and extra in names else None
-                    if side is not None:
-                        names.remove(extra)
-                    return loaded[_select_entry(names, label)], side
-            return loaded, None
-    except ValueError as err:
-        if "allow_pickle" in str(err):
-            raise ValueError(pickled) from err
-        if str(err).startswith(label):
-            raise
-        raise ValueError(f"{label}: corrupt or unreadable ({err})") from err
-    except Exception as err:
-        raise ValueError(f"{label}: corrupt or unreadable ({type(err).__name__}: {err})") from err
-
-
-def _read_torch(path: Path, label: str, extra: str | None = None) -> tuple[Tensor, object | None]:
-    """The data tensor of a .pt file and, from a dict that has it, the entry named ``extra``."""
-    try:
-        obj = torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as err:
-        raise ValueError(
-            f"{label}: corrupt, unreadable or not a weights-only torch file ({type(err).__name__}: {err})"
-        ) from err
-    side = None
-    if isinstance(obj, dict):
-        keys = {str(k): k for k in obj}  # keys may be ints or other non-strings
-        if extra is not None and extra in keys:
-            side = obj[keys.pop(extra)]
-        obj = obj[keys[_select_entry(list(keys), label)]]
-    if not isinstance(obj, Tensor):
-        raise ValueError(
-            f"{label}: holds a {type(obj).__name__}, expected a tensor or a dict with key 'data'"
-        )
-    return obj, side
-
-
-def _read_file(path: Path, label: str, extra: str | None = None) -> tuple[np.ndarray | Tensor, object | None]:
-    """A .npy/.npz/.pt file's data array and (from a .npz or a .pt dict that has it) its entry ``extra``."""
-    if not path.exists():
-        raise DataFileNotFoundError(f"{label}: file does not exist")
-    if path.is_dir():
-        raise ValueError(f"{label}: is a directory, expected a file")
-    suffix = path.suffix.lower()
-    if suffix not in SUPPORTED_EXTENSIONS:
-        raise ValueError(
-            f"{label}: unsupported extension {suffix or '(none)'!r}; "
-            f"supported: {', '.join(SUPPORTED_EXTENSIONS)}"
-        )
-    if suffix in (".npy", ".npz"):
-        return _read_numpy(path, label, extra)
-    return _read_torch(path, label, extra)
-
-
-MAX_DENSE_FROM_SPARSE = 2**27  # values (512 MiB in float32): larger sparse tensors are refused, not densified
-
-
-def _densify(raw: Tensor, label: str) -> Tensor:
-    """A sparse tensor as a dense one when it has at most `MAX_DENSE_FROM_SPARSE` values; refuse it otherwise."""
-    if raw.layout == torch.strided:
-        return raw
-    if raw.numel() > MAX_DENSE_FROM_SPARSE:
-        raise ValueError(
-            f"{label}: is a sparse tensor ({raw.layout}) of shape {tuple(raw.shape)} whose dense form has "
-            f"{raw.numel():,} values (more than {MAX_DENSE_FROM_SPARSE:,}); store the data dense"
-        )
-    try:
-        return raw.to_dense()
-    except (RuntimeError, NotImplementedError) as err:
-        raise ValueError(f"{label}: a sparse tensor ({raw.layout}) that cannot be made dense: {err}") from None
-
-
-def _validate(raw: np.ndarray | Tensor, label: str) -> Tensor:
-    shape = tuple(raw.shape)
-    if isinstance(raw, np.ndarray):
-        if raw.dtype.kind not in "biuf":
-            raise ValueError(
-                f"{label}: non-numeric dtype {raw.dtype}; expected real numbers (bool, integer or floating)"
-            )
-        is_f64 = raw.dtype == np.float64
-    else:
-        if raw.is_complex() or raw.is_quantized:
-            raise ValueError(f"{label}: non-numeric dtype {raw.dtype}; expected real numbers")
-        raw = _densify(raw, label)
-        is_f64 = raw.dtype == torch.float64
-    if len(shape) < 2:
-        hint = " (reshape N scalars to (N, 1))" if len(shape) == 1 else ""
-        raise ValueError(
-            f"{label}: expected an array of shape (N, ...) with at least 2 axes, got shape {shape}{hint}"
-        )
-    if shape[0] == 0:
-        raise ValueError(f"{label}: is empty (0 samples, shape {shape})")
-    if 0 in shape[1:]:
-        raise ValueError(f"{label}: has an empty feature axis (shape {shape})")
-    target = torch.float64 if is_f64 else torch.float32
-    if isinstance(raw, np.ndarray):
-        x = torch.from_numpy(np.array(raw, dtype=np.float64 if is_f64 else np.float32))
-    else:
-        x = raw.detach().to(dtype=target, copy=True)
-    bad = ~torch.isfinite(x)
-    count = int(bad.sum())
-    if count:
-        bad_rows = bad.reshape(shape[0], -1).any(dim=1).nonzero()[:, 0]
-        raise ValueError(
-            f"{label}: contains {count} non-finite value(s) (NaN or inf) in {bad_rows.numel()} row(s); "
-            f"the first bad row is index {int(bad_rows[0])}"
-        )
-    if shape[0] < 2:
-        raise ValueError(f"{label}: needs at least 2 samples, got {shape[0]}")
-    return x
 
 
 def load_array(source: str | os.PathLike[str] | np.ndarray | Tensor, *, name: str = "data") -> Tensor:
@@ -183,7 +35,8 @@ def load_array(source: str | os.PathLike[str] | np.ndarray | Tensor, *, name: st
 
     Args:
         source: a path to ``.npy``, ``.npz`` (a single array, or the one named "data"), ``.pt``/``.pth``
-            (``torch.load(..., weights_only=True)``: a tensor, or a dict with a single tensor or key "data"),
+            (``torch.load(..., weights_only=True)``: a tensor, or a dict with a single tensor or key "data"; an
+            entry "labels" beside the data is left out, as `resolve_source` keeps it apart),
             or an in-memory ``np.ndarray`` / ``torch.Tensor``. Pickled object arrays are refused without
             running any code.
         name: how an in-memory array is called in error messages (files are named by their path).
@@ -202,7 +55,7 @@ def load_array(source: str | os.PathLike[str] | np.ndarray | Tensor, *, name: st
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         label = f"data file '{path}'"
-        raw, _ = _read_file(path, label)
+        raw, _ = read_file(path, label, extra="labels")  # class labels beside the data are not the data
     elif isinstance(source, (np.ndarray, Tensor)):
         label = f"array {name!r}"
         raw = source
@@ -210,7 +63,7 @@ def load_array(source: str | os.PathLike[str] | np.ndarray | Tensor, *, name: st
         raise TypeError(
             f"{name}: expected a file path, np.ndarray or torch.Tensor, got {type(source).__name__}"
         )
-    return _validate(raw, label)
+    return validate(raw, label)
 
 
 def load_images(source: str | os.PathLike[str] | np.ndarray | Tensor, *, layout: str | None = None) -> ImageData:
@@ -257,6 +110,20 @@ def _first_rows(count: int, n: int | None) -> int | None:
     return n
 
 
+def _leading_rows(raw: np.ndarray | Tensor, n: int | None) -> np.ndarray | Tensor:
+    """The first ``n`` rows of a file's array before anything is copied (a mapped ``.npy`` reads only those)."""
+    keep = _first_rows(raw.shape[0], n) if raw.ndim >= 2 else None
+    return raw if keep is None else raw[:keep]
+
+
+def _leading_images(raw: np.ndarray | Tensor, labels: object, label: str, layout: str | None, source: str,
+                    n: int | None) -> ImageData:
+    """`ImageData` of the first ``n`` images of a file's array (labels checked against the whole file first)."""
+    if raw.ndim >= 2 and labels is not None:
+        labels = _labels_tensor(labels, raw.shape[0], label)[: _first_rows(raw.shape[0], n)]
+    return _from_raw(_leading_rows(raw, n), label, layout, labels, source)
+
+
 def is_image_source(source: object) -> bool:
     """Whether `resolve_data` reads ``source`` as images by itself: a built-in image data set name ("digits",
     "blobs", "blobs:SIDE") that is not an existing path, a folder, or an IDX file name (`is_idx_path`)."""
@@ -284,9 +151,10 @@ def resolve_images(
     Args:
         source: image data set name, folder, file path or in-memory array.
         n: number of images: built-ins as in `get_image_dataset` (digits: a seeded random subset; blobs:
-            default ``DEFAULT_SYNTHETIC_N``); files and folders: the first n (None or <= 0: all).
-        seed: sampling seed of built-in data sets.
-        layout: array files only: None (automatic), "NCHW" or "NHWC".
+            default ``DEFAULT_SYNTHETIC_N``); folders: a random subset drawn with ``seed`` (`load_image_folder`);
+            array and IDX files: the first n (None or <= 0: all).
+        seed: sampling seed of built-in data sets and of a folder's subset.
+        layout: array files only: None (automatic), "NCHW" or "NHWC" (refused for folders and IDX files).
 
     Returns:
         ``(images, manifold)``: `ImageData` with ``x`` (N, C, H, W) float32; the manifold (acting on the
@@ -302,6 +170,16 @@ def resolve_images(
                          "digits, blobs and blobs:SIDE")
     if _is_name(source) and not Path(source).suffix and not is_idx_path(source):
         raise _unknown(source)
+    if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
+        if layout is not None:
+            raise ValueError(f"layout applies to array files (.npy, .npz, .pt), not to the folder '{source}'")
+        return load_image_folder(source, n=n, seed=seed), None
+    if isinstance(source, (str, os.PathLike)) and is_idx_path(source) and layout is not None:
+        raise ValueError(f"layout applies to array files (.npy, .npz, .pt), not to the IDX file '{source}'")
+    if isinstance(source, (str, os.PathLike)) and not is_idx_path(source):
+        path = Path(source)
+        raw, labels = read_file(path, f"image file '{path}'", extra="labels")
+        return _leading_images(raw, labels, f"image file '{path}'", layout, str(path), n), None
     images = load_images(source, layout=layout)
     keep = _first_rows(images.x.shape[0], n)
     return (images if keep is None else images.take(slice(0, keep))), None
@@ -345,9 +223,13 @@ def resolve_data(
         return get_dataset(source, n, seed=seed)
     if _is_name(source) and not Path(source).suffix:
         raise _unknown(source)
-    data = load_array(source)
-    keep = _first_rows(data.shape[0], n)
-    return (data if keep is None else data[:keep].clone()), None
+    if not isinstance(source, (str, os.PathLike)):
+        data = load_array(source)
+        keep = _first_rows(data.shape[0], n)
+        return (data if keep is None else data[:keep].clone()), None
+    label = f"data file '{Path(source)}'"
+    raw, _ = read_file(Path(source), label, extra="labels")
+    return validate(_leading_rows(raw, n), label), None
 
 
 @dataclass
@@ -366,12 +248,6 @@ class ResolvedData:
     manifold: SyntheticManifold | None = None
     info: dict | None = None
     labels: Tensor | None = None
-
-
-def _reads_as_images(shape: tuple[int, ...], layout: str | None) -> bool:
-    """A 4-axis array ``(N, a, b, c)`` is images when ``a ≤ 4`` (channels first) or ``c`` is 1, 3 or 4 (channels
-    last, as PIL, Keras and most image pipelines store them); a stated ``layout`` always means images."""
-    return layout is not None or (len(shape) == 4 and (shape[1] <= 4 or shape[3] in (1, 3, 4)))
 
 
 def resolve_source(
@@ -400,7 +276,7 @@ def resolve_source(
         ValueError: any reader's error, naming the file; an ambiguous or impossible image layout.
     """
     if is_image_source(source):
-        images, manifold = resolve_images(source, n=n, seed=seed)
+        images, manifold = resolve_images(source, n=n, seed=seed, layout=layout)
         return ResolvedData(images.x, manifold, images.metadata(), images.labels)
     if not (isinstance(source, (str, os.PathLike)) and Path(source).suffix.lower() in SUPPORTED_EXTENSIONS
             and Path(source).exists()):
@@ -410,18 +286,13 @@ def resolve_source(
         return ResolvedData(data, manifold)
     path = Path(source)
     label = f"data file '{path}'"
-    raw, labels = _read_file(path, label, extra="labels")
+    raw, labels = read_file(path, label, extra="labels")
     if _reads_as_images(tuple(raw.shape), layout):
-        images = _from_raw(raw, label, layout, labels, str(path))
-        keep = _first_rows(images.x.shape[0], n)
-        images = images if keep is None else images.take(slice(0, keep))
+        images = _leading_images(raw, labels, label, layout, str(path), n)
         return ResolvedData(images.x, None, images.metadata(), images.labels)
-    data = _validate(raw, label)
-    lab = None if labels is None else _labels_tensor(labels, data.shape[0], label)
-    keep = _first_rows(data.shape[0], n)
-    if keep is not None:
-        data, lab = data[:keep].clone(), None if lab is None else lab[:keep].clone()
-    return ResolvedData(data, None, None, lab)
+    lab = None if labels is None or raw.ndim < 2 else _labels_tensor(labels, raw.shape[0], label)
+    data = validate(_leading_rows(raw, n), label)
+    return ResolvedData(data, None, None, None if lab is None else lab[: data.shape[0]].clone())
 
 
 def as_model_points(x: Tensor, data_shape: Sequence[int], name: str) -> Tensor:

@@ -59,7 +59,7 @@ def read_idx(path: str | os.PathLike[str], *, ndim: int | None = None) -> np.nda
         ValueError: bad signature or type code, wrong number of axes, a zero-length axis, a header that claims
             more data than the file holds, truncated or trailing data, a corrupt gzip stream.
     """
-    from .files import DataFileNotFoundError
+    from .readers import DataFileNotFoundError
 
     path = Path(path)
     label = f"IDX file '{path}'"
@@ -104,11 +104,16 @@ def read_idx(path: str | os.PathLike[str], *, ndim: int | None = None) -> np.nda
 
 
 def _labels_beside(path: Path) -> Path | None:
-    name = re.sub(r"images([.-])idx3", r"labels\1idx1", path.name, flags=re.IGNORECASE)
+    def swap(match: re.Match) -> str:  # in the name's own case: TRAIN-IMAGES-IDX3 -> TRAIN-LABELS-IDX1
+        word = "labels" if match.group(1).islower() else "LABELS" if match.group(1).isupper() else "Labels"
+        return f"{word}{match.group(2)}{match.group(3)}1"
+
+    name = re.sub(r"(images)([.-])(idx)3", swap, path.name, flags=re.IGNORECASE)
     if name == path.name:
         return None
     stem = name[:-3] if name.lower().endswith(".gz") else name
-    for candidate in (path.with_name(stem), path.with_name(stem + ".gz")):
+    gz = ".GZ" if path.name.endswith(".GZ") else ".gz"
+    for candidate in (path.with_name(stem), path.with_name(stem + gz)):
         if candidate.is_file():
             return candidate
     return None

@@ -10,12 +10,15 @@ ValueError naming the file (or argument) before it allocates the images.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from .readers import DataFileNotFoundError, read_file, validate
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -121,6 +124,12 @@ def _nchw_order(shape: tuple[int, ...], layout: str | None, label: str) -> tuple
     return order
 
 
+def _reads_as_images(shape: tuple[int, ...], layout: str | None) -> bool:
+    """A 4-axis array ``(N, a, b, c)`` is images when ``a ≤ 4`` (channels first) or ``c`` is 1, 3 or 4 (channels
+    last, as PIL, Keras and most image pipelines store them); a stated ``layout`` always means images."""
+    return layout is not None or (len(shape) == 4 and (shape[1] <= 4 or shape[3] in (1, 3, 4)))
+
+
 def _labels_tensor(raw: object, n: int, label: str) -> Tensor:
     """Labels (N,) int64 from an integer tensor, array or sequence, checked against the number of images."""
     if not isinstance(raw, Tensor):
@@ -166,12 +175,10 @@ def images_from_array(
 
 
 def _from_raw(raw: np.ndarray | Tensor, label: str, layout: str | None, labels: object, source: str) -> ImageData:
-    from .files import _validate  # files.py imports the modules that import this one: import it here
-
     shape = tuple(int(s) for s in raw.shape)
     order = _nchw_order(shape, layout, label)  # layout errors first: they need no copy of the data
     stored = _dtype_name(raw.dtype)
-    x = _validate(raw, label)
+    x = validate(raw, label)
     x = x.unsqueeze(1) if order is None else x.permute(order)
     if x.dtype != torch.float32:
         x = x.to(torch.float32)
@@ -195,11 +202,9 @@ def load_image_array(path: str | os.PathLike[str], *, layout: str | None = None)
     Returns:
         `ImageData` with ``source`` the path.
     """
-    from .files import _read_file
-
     path = Path(path)
     label = f"image file '{path}'"
-    raw, labels = _read_file(path, label, extra="labels")
+    raw, labels = read_file(path, label, extra="labels")
     return _from_raw(raw, label, layout, labels, str(path))
 
 
@@ -216,33 +221,62 @@ def _import_pillow():
     return Image
 
 
+_OTHER_PICTURES = (".bmp", ".gif", ".tif", ".tiff", ".webp")
+"""Picture formats a folder may hold that `load_image_folder` does not read: their files are counted and named."""
+
+
 def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir()
                   if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
 
 
+def _warn_other_pictures(folders: list[Path], label: str) -> None:
+    """Say so when pictures in other formats sit beside the PNG/JPEG files: they are not read."""
+    other = sorted(p for d in folders for p in d.iterdir()
+                   if p.is_file() and p.suffix.lower() in _OTHER_PICTURES and not p.name.startswith("."))
+    if other:
+        warnings.warn(f"{label}: {len(other)} picture(s) in other formats are not read (e.g. '{other[0]}'); only "
+                      f"{'/'.join(IMAGE_EXTENSIONS)} files are: convert them to PNG to use them", stacklevel=3)
+
+
 def _folder_listing(root: Path) -> tuple[list[Path], list[int] | None, tuple[str, ...] | None]:
     label = f"image folder '{root}'"
     if not root.exists():
-        from .files import DataFileNotFoundError
-
         raise DataFileNotFoundError(f"{label}: does not exist")
     if not root.is_dir():
         raise ValueError(f"{label}: is not a folder")
     top = _image_files(root)
     subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     classes = [(d, _image_files(d)) for d in subdirs]
-    classes = [(d, files) for d, files in classes if files]
-    if top and classes:
+    _warn_other_pictures([root, *subdirs], label)
+    if top and any(files for _, files in classes):
+        first = next(d for d, files in classes if files)
         raise ValueError(f"{label}: holds both images ({top[0].name}, ...) and class sub-folders "
-                         f"({classes[0][0].name}, ...); use one layout: root/*.png or root/<class>/*.png")
+                         f"({first.name}, ...); use one layout: root/*.png or root/<class>/*.png")
     if top:
         return top, None, None
-    if not classes:
+    if not any(files for _, files in classes):
         raise ValueError(f"{label}: holds no {'/'.join(IMAGE_EXTENSIONS)} files (directly or in class sub-folders)")
+    empty = [d.name for d, files in classes if not files]
+    if empty:  # a class of no images would shift every later label (and its pictures may sit one level down)
+        raise ValueError(f"{label}: class folder(s) {empty} hold no {'/'.join(IMAGE_EXTENSIONS)} files directly "
+                         f"(sub-folders are not read); images must sit in root/<class>/, one level down: move "
+                         "them there or remove the folder")
     files = [f for _, fs in classes for f in fs]
     labels = [k for k, (_, fs) in enumerate(classes) for _ in fs]
     return files, labels, tuple(d.name for d, _ in classes)
+
+
+def _depth_problem(image) -> str | None:
+    """Why an opened PIL image cannot be read exactly, or None: 16 bits per channel in colour (or grey with
+    alpha), which Pillow decodes to their high 8 bits (16-bit grey, mode ``I;16``, is read exactly)."""
+    args = image.tile[0][3] if image.tile else None
+    rawmode = args if isinstance(args, str) else (args[0] if isinstance(args, tuple) and args else "")
+    if isinstance(rawmode, str) and ";16" in rawmode and not image.mode.startswith("I"):
+        return (f"has 16 bits per channel in mode {rawmode.split(';')[0]}, which Pillow reads as 8 bits (the low "
+                "byte dropped); convert the images to a .npy array of uint16 (e.g. with imageio or OpenCV) and "
+                "train from that")
+    return None
 
 
 def _pixels(image) -> np.ndarray:
@@ -259,15 +293,21 @@ def _pixels(image) -> np.ndarray:
     return arr[:, :, None] if arr.ndim == 2 else arr
 
 
-def load_image_folder(root: str | os.PathLike[str]) -> ImageData:
+def load_image_folder(root: str | os.PathLike[str], *, n: int | None = None, seed: int = 0) -> ImageData:
     """Images from a folder of PNG/JPEG files, in sorted file order.
 
     Either ``root/*.png`` (no labels) or ``root/<class>/*.png`` (labels 0, 1, ... from the sorted sub-folder
-    names, recorded as ``class_names``). All images must share one size and number of channels. Grayscale
-    gives C = 1, RGB 3, RGBA 4 (palette images become RGB or RGBA; 1-bit images 0/255).
+    names, recorded as ``class_names``; every class folder must hold images, so labels mean the same classes in
+    every folder of the same class names). All images must share one size and number of channels. Grayscale
+    gives C = 1, RGB 3, RGBA 4 (palette images become RGB or RGBA; 1-bit images 0/255; 16-bit grey stays
+    0..65535, 16-bit colour is refused). Pixels are read as stored: an EXIF orientation tag is not applied
+    (as Pillow and torchvision do by default). Pictures in other formats (BMP, GIF, TIFF, WebP) are not read,
+    with a warning that names them.
 
     Args:
         root: the folder.
+        n: read ``n`` of the images, a random subset drawn with ``seed`` (in sorted file order; the first ``n``
+            of a class folder would be its first classes only); None or <= 0: all.
 
     Returns:
         `ImageData` (N, C, H, W), values as stored (8-bit: 0..255).
@@ -282,14 +322,24 @@ def load_image_folder(root: str | os.PathLike[str]) -> ImageData:
     files, labels, class_names = _folder_listing(root)
     if len(files) < 2:
         raise ValueError(f"image folder '{root}': needs at least 2 images, found {len(files)}")
+    if n is not None and n > 0:
+        if not 2 <= n <= len(files):
+            raise ValueError(f"image folder '{root}': asked for n={n} images; it holds {len(files)} (n must be "
+                             "at least 2)")
+        keep = sorted(torch.randperm(len(files), generator=torch.Generator().manual_seed(seed))[:n].tolist())
+        files = [files[i] for i in keep]
+        labels = None if labels is None else [labels[i] for i in keep]
     out: np.ndarray | None = None
     stored = ""
     for i, path in enumerate(files):
         try:
             with image_module.open(path) as image:
-                arr = _pixels(image)
+                problem = _depth_problem(image)
+                arr = None if problem else _pixels(image)
         except (OSError, ValueError, SyntaxError, image_module.DecompressionBombError) as err:
             raise ValueError(f"image file '{path}': unreadable ({type(err).__name__}: {err})") from None
+        if arr is None:
+            raise ValueError(f"image file '{path}': {problem}")
         if out is None:
             if arr.shape[2] > 4:
                 raise ValueError(f"image file '{path}': has {arr.shape[2]} channels, at most 4 are supported")

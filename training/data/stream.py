@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .images import _nchw_order, _reads_as_images
+
 __all__ = ["CHUNK_ROWS", "ArraySource", "BatchStream", "batch_rows", "data_digest", "open_npy", "row_statistics"]
 
 CHUNK_ROWS = 1 << 14
@@ -35,21 +37,33 @@ class ArraySource:
     Batches are read and standardised on the CPU and sent to the training device step by step, so a tensor on
     another device (a GPU) is copied to the CPU once, here.
 
+    A file's 4-axis array that reads as images is served channels-first, as `learned-manifold train` reads the
+    same file (`files.resolve_source`): channels-last ``(N, H, W, C)`` rows are transposed as they are read, and
+    a shape that fits both layouts needs ``layout``.
+
     Args:
-        source: a ``.npy`` path (numeric dtype, at least 2 axes, not pickled) or a tensor (any device).
+        source: a ``.npy`` path (numeric dtype, at least 2 axes, not pickled) or a tensor (any device; served as
+            it is).
+        layout: a file's image layout: None (automatic), "NCHW" or "NHWC".
     """
 
-    def __init__(self, source: str | os.PathLike | Tensor):
+    def __init__(self, source: str | os.PathLike | Tensor, *, layout: str | None = None):
         self._array: np.ndarray | Tensor | None = None
+        self._order: tuple[int, ...] | None = None
         if isinstance(source, Tensor):
             if source.ndim < 2:
                 raise ValueError(f"data must have shape (N, ...) with at least 2 axes, got {tuple(source.shape)}")
+            if layout is not None:
+                raise ValueError("layout applies to .npy files; give a tensor channels-first (N, C, H, W)")
             self.path, self._array = None, source.detach().cpu()
             self.shape = tuple(source.shape)
         else:
             self.path = Path(source)
             array = _map(self.path)
             self.shape = tuple(array.shape)
+            if _reads_as_images(self.shape, layout):
+                self._order = _nchw_order(self.shape, layout, f"data file '{self.path}'")
+                self.shape = tuple(self.shape[i] for i in self._order)
         self.label = f"data file '{self.path}'" if self.path is not None else "data"
 
     def __len__(self) -> int:
@@ -84,6 +98,8 @@ class ArraySource:
                 raise ValueError(f"{self.label}: data values overflow float32 (largest |x| = {top:.3g}, float32 "
                                  f"holds up to {limit:.3g}): rescale the data")
         sorted_rows = torch.from_numpy(raw.astype(np.float32))
+        if self._order is not None:
+            sorted_rows = sorted_rows.permute(self._order).contiguous()
         out = torch.empty_like(sorted_rows)
         out[order] = sorted_rows
         return out
@@ -113,9 +129,10 @@ def _map(path: Path) -> np.ndarray:
     return array
 
 
-def open_npy(path: str | os.PathLike) -> ArraySource:
-    """A memory-mapped ``.npy`` as an `ArraySource` (nothing is read but the header)."""
-    return ArraySource(path)
+def open_npy(path: str | os.PathLike, *, layout: str | None = None) -> ArraySource:
+    """A memory-mapped ``.npy`` as an `ArraySource` (nothing is read but the header); images channels-first
+    (``layout`` as in `ArraySource`)."""
+    return ArraySource(path, layout=layout)
 
 
 def row_statistics(source: ArraySource | Tensor, idx: Tensor) -> tuple[Tensor, float, list[float]]:

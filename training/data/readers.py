@@ -1,0 +1,212 @@
+"""Array files read safely: ``.npy`` (memory-mapped), ``.npz`` and ``.pt``/``.pth``, and the checks every array
+passes before it becomes training data (`validate`). Nothing here runs code from a file (no pickles), and
+nothing allocates more than the file holds: a ``.npy`` is mapped, not read, so callers slice the rows they keep
+before anything is copied; a ``.npz`` entry's header is checked against the entry's size before it is read; a
+``.pt`` tensor that claims more values than it stores (a broadcast view) is refused."""
+
+from __future__ import annotations
+
+import math
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["DataFileNotFoundError", "MAX_DENSE_FROM_SPARSE", "SUPPORTED_EXTENSIONS", "read_file", "validate"]
+
+SUPPORTED_EXTENSIONS = (".npy", ".npz", ".pt", ".pth")
+
+
+class DataFileNotFoundError(FileNotFoundError, ValueError):
+    """A data file does not exist (both a FileNotFoundError and a ValueError)."""
+
+
+def _select_entry(keys: Sequence[str], label: str) -> str:
+    if not keys:
+        raise ValueError(f"{label}: contains no arrays")
+    if len(keys) == 1:
+        return keys[0]
+    if "data" in keys:
+        return "data"
+    raise ValueError(f"{label}: holds several arrays {sorted(keys)}; name the one to use 'data'")
+
+
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip archive (.npz), possibly empty
+
+
+def _check_magic(path: Path, label: str) -> None:
+    """Refuse a file whose first bytes are not those of its format (before np.load guesses "pickle")."""
+    with open(path, "rb") as fh:
+        head = fh.read(len(_NPY_MAGIC))
+    if head.startswith(_NPY_MAGIC) or head.startswith(_ZIP_MAGIC):
+        return
+    what = ("a Python pickle, not NumPy data" if head[:1] == b"\x80"
+            else "no NumPy (.npy) header and no zip (.npz) signature")
+    raise ValueError(f"{label}: is not a valid {path.suffix.lower()} file ({what}; first bytes {head!r})")
+
+
+def _check_npz_entries(path: Path, label: str) -> None:
+    """Refuse a ``.npz`` entry whose header declares more bytes than the entry holds (np.load would allocate the
+    declared size first) and entries of Python objects (pickles), before any entry is read."""
+    with zipfile.ZipFile(path) as archive:
+        for entry in archive.infolist():
+            if not entry.filename.endswith(".npy"):
+                continue  # np.load hands those out as bytes: refused by name if asked for
+            with archive.open(entry) as fh:
+                version = np.lib.format.read_magic(fh)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                    np.lib.format.read_array_header_2_0
+                shape, _, dtype = read(fh)
+                header = fh.tell()
+            if dtype.hasobject:
+                raise ValueError(f"{label}: holds a pickled Python object array; refusing to load it (np.load "
+                                 "allow_pickle=False)")
+            declared = math.prod(shape) * dtype.itemsize
+            if declared > entry.file_size - header:
+                raise ValueError(f"{label}: entry {entry.filename[:-4]!r} declares shape {tuple(shape)} of {dtype} "
+                                 f"({declared:,} bytes) but holds {entry.file_size - header:,} bytes: the file "
+                                 "is corrupt")
+
+
+def _npz_entry(loaded: np.lib.npyio.NpzFile, name: str, label: str) -> np.ndarray:
+    value = loaded[name]
+    if not isinstance(value, np.ndarray):
+        raise ValueError(f"{label}: entry {name!r} is not NumPy array data ({type(value).__name__})")
+    return value
+
+
+def _read_numpy(path: Path, label: str, extra: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The data array of a .npy/.npz file and, from a .npz that has it, the entry named ``extra``. A ``.npy``
+    comes back memory-mapped (read-only): its rows are read when they are copied."""
+    pickled = (
+        f"{label}: holds a pickled Python object array; refusing to load it (np.load allow_pickle=False)"
+    )
+    _check_magic(path, label)
+    try:
+        with open(path, "rb") as fh:
+            is_npy = fh.read(len(_NPY_MAGIC)) == _NPY_MAGIC
+        if is_npy:  # mapped: a header that claims more than the file holds fails here, allocating nothing
+            return np.load(path, mmap_mode="r", allow_pickle=False), None
+        _check_npz_entries(path, label)
+        # Open the file ourselves: np.load leaks its own handle when a zip archive is corrupt.
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as loaded:
+            names = list(loaded.files)
+            side = _npz_entry(loaded, extra, label) if extra is not None and extra in names else None
+            if side is not None:
+                names.remove(extra)
+            return _npz_entry(loaded, _select_entry(names, label), label), side
+    except ValueError as err:
+        if "allow_pickle" in str(err) or "Python objects" in str(err):
+            raise ValueError(pickled) from err
+        if str(err).startswith(label):
+            raise
+        raise ValueError(f"{label}: corrupt or unreadable ({err})") from err
+    except Exception as err:
+        raise ValueError(f"{label}: corrupt or unreadable ({type(err).__name__}: {err})") from err
+
+
+def _read_torch(path: Path, label: str, extra: str | None = None) -> tuple[Tensor, object | None]:
+    """The data tensor of a .pt file and, from a dict that has it, the entry named ``extra``."""
+    try:
+        obj = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as err:
+        raise ValueError(
+            f"{label}: corrupt, unreadable or not a weights-only torch file ({type(err).__name__}: {err})"
+        ) from err
+    side = None
+    if isinstance(obj, dict):
+        keys = {str(k): k for k in obj}  # keys may be ints or other non-strings
+        if extra is not None and extra in keys:
+            side = obj[keys.pop(extra)]
+        obj = obj[keys[_select_entry(list(keys), label)]]
+    if not isinstance(obj, Tensor):
+        raise ValueError(
+            f"{label}: holds a {type(obj).__name__}, expected a tensor or a dict with key 'data'"
+        )
+    return obj, side
+
+
+def read_file(path: Path, label: str, extra: str | None = None) -> tuple[np.ndarray | Tensor, object | None]:
+    """A .npy/.npz/.pt file's data array and (from a .npz or a .pt dict that has it) its entry ``extra``; a
+    ``.npy`` memory-mapped (read-only: slice the rows to keep, then `validate` copies them)."""
+    if not path.exists():
+        raise DataFileNotFoundError(f"{label}: file does not exist")
+    if path.is_dir():
+        raise ValueError(f"{label}: is a directory, expected a file")
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_EXTENSIONS:
+        raise ValueError(
+            f"{label}: unsupported extension {suffix or '(none)'!r}; "
+            f"supported: {', '.join(SUPPORTED_EXTENSIONS)}"
+        )
+    if suffix in (".npy", ".npz"):
+        return _read_numpy(path, label, extra)
+    return _read_torch(path, label, extra)
+
+
+MAX_DENSE_FROM_SPARSE = 2**27  # values (512 MiB in float32): larger sparse tensors are refused, not densified
+
+
+def _densify(raw: Tensor, label: str) -> Tensor:
+    """A sparse tensor as a dense one when it has at most `MAX_DENSE_FROM_SPARSE` values; refuse it otherwise."""
+    if raw.layout == torch.strided:
+        dense, stored = raw.numel() * raw.element_size(), raw.untyped_storage().nbytes()
+        if dense > stored:  # a broadcast (expanded) view: a few stored values standing for many
+            raise ValueError(f"{label}: holds a tensor of shape {tuple(raw.shape)} ({dense:,} bytes) that stores only "
+                             f"{stored:,} bytes (a broadcast view, e.g. from .expand); save x.contiguous() instead")
+        return raw
+    if raw.numel() > MAX_DENSE_FROM_SPARSE:
+        raise ValueError(
+            f"{label}: is a sparse tensor ({raw.layout}) of shape {tuple(raw.shape)} whose dense form has "
+            f"{raw.numel():,} values (more than {MAX_DENSE_FROM_SPARSE:,}); store the data dense"
+        )
+    try:
+        return raw.to_dense()
+    except (RuntimeError, NotImplementedError) as err:
+        raise ValueError(f"{label}: a sparse tensor ({raw.layout}) that cannot be made dense: {err}") from None
+
+
+def validate(raw: np.ndarray | Tensor, label: str) -> Tensor:
+    """``raw`` as a new float32 tensor (float64 for float64 data), or one ValueError naming ``label``: a real
+    dtype, at least 2 axes, no empty axis, every value finite, at least 2 samples."""
+    shape = tuple(raw.shape)
+    if isinstance(raw, np.ndarray):
+        if raw.dtype.kind not in "biuf":
+            raise ValueError(
+                f"{label}: non-numeric dtype {raw.dtype}; expected real numbers (bool, integer or floating)"
+            )
+        is_f64 = raw.dtype == np.float64
+    else:
+        if raw.is_complex() or raw.is_quantized:
+            raise ValueError(f"{label}: non-numeric dtype {raw.dtype}; expected real numbers")
+        raw = _densify(raw, label)
+        is_f64 = raw.dtype == torch.float64
+    if len(shape) < 2:
+        hint = " (reshape N scalars to (N, 1))" if len(shape) == 1 else ""
+        raise ValueError(
+            f"{label}: expected an array of shape (N, ...) with at least 2 axes, got shape {shape}{hint}"
+        )
+    if shape[0] == 0:
+        raise ValueError(f"{label}: is empty (0 samples, shape {shape})")
+    if 0 in shape[1:]:
+        raise ValueError(f"{label}: has an empty feature axis (shape {shape})")
+    target = torch.float64 if is_f64 else torch.float32
+    if isinstance(raw, np.ndarray):
+        x = torch.from_numpy(np.array(raw, dtype=np.float64 if is_f64 else np.float32))
+    else:
+        x = raw.detach().to(dtype=target, copy=True)
+    bad = ~torch.isfinite(x)
+    count = int(bad.sum())
+    if count:
+        bad_rows = bad.reshape(shape[0], -1).any(dim=1).nonzero()[:, 0]
+        raise ValueError(
+            f"{label}: contains {count} non-finite value(s) (NaN or inf) in {bad_rows.numel()} row(s); "
+            f"the first bad row is index {int(bad_rows[0])}"
+        )
+    if shape[0] < 2:
+        raise ValueError(f"{label}: needs at least 2 samples, got {shape[0]}")
+    return x
