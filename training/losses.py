@@ -62,14 +62,17 @@ def frobenius_lowrank(A: Tensor, a: Tensor, tikhonov: float = 0.0) -> Tensor:
     return loss
 
 
-def jacobian_matching(A: Tensor, v: Tensor, Jv: Tensor) -> Tensor:
-    """``‖A Aᵀ v − J v‖²`` per sample: ``A`` ``(B, D, r)``, probe ``v`` and target ``Jv`` ``(B, D)`` (or
-    ``(B, *data_shape)``, flattened) → ``(B,)``.
+def jacobian_matching(A: Tensor, v: Tensor, Jv: Tensor, tikhonov: float = 0.0) -> Tensor:
+    """``‖(A Aᵀ + λ_T I) v − J v‖²`` per sample: ``A`` ``(B, D, r)``, probe ``v`` and target ``Jv`` ``(B, D)``
+    (or ``(B, *data_shape)``, flattened) → ``(B,)``.
 
-    For ``v ~ N(0, I)`` independent of ``A`` and ``J`` its mean is ``‖AAᵀ − J‖²_F``. Cost ``O(D r)``."""
+    For ``v ~ N(0, I)`` independent of ``A`` and ``J`` its mean is ``‖G − J‖²_F`` with ``G = AAᵀ + λ_T I``, the
+    co-metric the model is used as (SPEC §1: the Tikhonov term is part of ``G``). Cost ``O(D r)``."""
     A, v, Jv = A.float(), v.reshape(v.shape[0], -1).float(), Jv.reshape(Jv.shape[0], -1).float()
-    AAv = A @ (A.transpose(-1, -2) @ v.unsqueeze(-1))
-    return (AAv.squeeze(-1) - Jv).pow(2).sum(-1)
+    Gv = (A @ (A.transpose(-1, -2) @ v.unsqueeze(-1))).squeeze(-1)
+    if tikhonov:
+        Gv = Gv + tikhonov * v
+    return (Gv - Jv).pow(2).sum(-1)
 
 
 def centred_cdc_vjp(noise: Tensor, y: Tensor, sigma_z: Tensor, v: Tensor) -> Tensor:

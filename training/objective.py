@@ -71,7 +71,8 @@ class TrainingObjective(nn.Module):
                     probe = torch.randn(m, *([k] if k > 1 else []), *y.shape[1:], dtype=y.dtype, device=y.device)
                 vs = probe[:m].to(y.dtype)
                 vs = vs.unsqueeze(1) if k == 1 else vs
-                factor = sum(jacobian_matching(A, vs[:, i], centred_cdc_vjp(noise[:m], y, sigma_m, vs[:, i]))
+                lam = self.matching.tikhonov  # part of G, so part of what is matched (SPEC §1)
+                factor = sum(jacobian_matching(A, vs[:, i], centred_cdc_vjp(noise[:m], y, sigma_m, vs[:, i]), lam)
                              for i in range(k)) / k
             else:
                 a = noise[:m].detach().to(eps.dtype) - eps[:m].reshape(m, -1)

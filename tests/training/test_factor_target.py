@@ -47,6 +47,25 @@ def test_the_objective_adds_the_jacobian_mismatch_to_the_denoising_loss():
     torch.testing.assert_close(objective(z, s, eps, True, v), denoising + expected, rtol=1e-4, atol=1e-4)
 
 
+def test_the_tikhonov_term_is_part_of_the_matched_co_metric():
+    """``tikhonov = λ_T``: the model is used as ``G = AAᵀ + λ_T I`` (SPEC §1), so the Jacobian term matches
+    ``(AAᵀ + λ_T I)v`` to ``Γᶜᵀv`` (it had ignored λ_T in training and added it afterwards: G too large by λ_T)."""
+    torch.manual_seed(0)
+    model = MetricModel(ModelConfig(data_shape=(4,), rank=4, arch_kwargs={"hidden": 8, "depth": 1, "emb_dim": 8}))
+    M = torch.randn(4, 4) * 0.3
+    model.noise_z = lambda y, s: y.reshape(y.shape[0], -1) @ M.T
+    lam = 0.5
+    objective = TrainingObjective(model, MetricMatchingLoss(tikhonov=lam), factor_target="jacobian")
+    z, s, eps, v = torch.randn(5, 4), torch.rand(5) + 0.1, torch.randn(5, 4), torch.randn(5, 4)
+    y = z + s[:, None] * eps
+    A = model.factor_z(y, s)
+    J = torch.eye(4) - s[:, None, None] * M
+    Gv = (A @ A.transpose(1, 2) @ v[..., None]).squeeze(-1) + lam * v
+    expected = (Gv - (J.transpose(1, 2) @ v[..., None]).squeeze(-1)).pow(2).sum(-1)
+    denoising = (y @ M.T - eps).pow(2).mean(-1)
+    torch.testing.assert_close(objective(z, s, eps, True, v), denoising + expected, rtol=1e-4, atol=1e-4)
+
+
 def test_several_probes_average_their_single_probe_losses():
     """``jacobian_probes = K``: the factor's term is the mean of the K one-probe terms, each probe read by its own
     backward pass (probes ``(B, K, *data_shape)``); the denoising term is unchanged."""

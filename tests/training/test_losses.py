@@ -127,6 +127,10 @@ def test_jacobian_matching_sums_to_the_frobenius_distance_over_a_basis_of_probes
     v = torch.randn(2, 5, generator=g, dtype=torch.float64)
     exact = (A @ A.transpose(1, 2) @ v.unsqueeze(-1)).squeeze(-1)
     assert float(jacobian_matching(A, v, exact).max()) < 1e-8
+    lam = 0.3  # with a Tikhonov term the loss measures G = AAᵀ + λ_T I against J (SPEC §1)
+    total = sum(jacobian_matching(A, eye[i].expand(2, 5), J[:, :, i], lam).double() for i in range(5))
+    torch.testing.assert_close(total, (A @ A.transpose(1, 2) + lam * eye - J).pow(2).sum(dim=(1, 2)),
+                               rtol=1e-5, atol=1e-5)
 
 
 def test_the_transposed_jacobian_is_as_far_from_a_symmetric_factor():
