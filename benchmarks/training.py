@@ -1,5 +1,6 @@
-"""Training speed and accuracy of `learned_manifold_training.trainer.train` per precision/compile setting, and
-the default.
+"""Training speed and accuracy per precision/compile setting, the default setting they give, and each recipe's cost.
+
+All three run `learned_manifold_training.trainer.train`; a recipe's cost is its rate against a plain step's.
 
 Speed: each setting runs a short training on S⁸ in R⁶⁴ (10,000 points, mean-centred recipe: denoiser and
 factor network both trained at every step). A global optimiser-step hook stamps the time after the warm-up

@@ -18,8 +18,8 @@ import torch
 from torch import Tensor
 from torchdiffeq import odeint
 
-from .geodesics import LANDING_NOISE, path_energy
-from .metrics.base import CoMetricField, as_field, rounding_eps
+from .geodesics import landing_rounding, path_energy
+from .metrics.base import CoMetricField, as_field
 
 __all__ = ["FLOW_METHODS", "FlowResult", "gradient_flow", "interpolate"]
 
@@ -132,11 +132,9 @@ def polyline_lengths(path: Tensor, field: CoMetricField | None = None) -> tuple[
     euclid = (path[:, 1:] - path[:, :-1]).norm(dim=-1).sum(-1)
     if field is None or path.shape[0] == 0:
         return euclid, None if field is None else euclid.clone()
-    if field is None:
-        return euclid, None
     try:
         return euclid, path_energy(field, path)[1]
-    except ValueError:  # a field whose metric is undefined here (e.g. a score Jacobian with δ = 0): not reported
+    except (ValueError, NotImplementedError):  # a metric undefined here (a score Jacobian at δ = 0) or not at all
         return euclid, torch.full_like(euclid, float("nan"))
 
 
@@ -222,7 +220,9 @@ def gradient_flow(
         f: objective mapping ``(B, D)`` points to ``(B,)`` values (point-wise), differentiable.
         x0: ``(B, *data_shape)`` or ``(B, D)`` start points (a single ``(D,)`` point is accepted).
         t_end: flow time; n_points: output times ``linspace(0, t_end, n_points)``.
-        method: a name in `FLOW_METHODS` (adaptive ones use ``rtol``/``atol``; fixed ones ``step_size``,
+        method: a name in `FLOW_METHODS` (adaptive ones use ``rtol``/``atol``, which apply to the deviation from
+            the start in units of the field's `length_scale`, so the same in any units and at any position; fixed
+            ones ``step_size``,
             default one output interval; ``"euler"`` is Riemannian gradient descent with ``η = step_size``: the
             returned points are its iterates where the output interval ``t_end / (n_points − 1)`` is a multiple
             of ``η``, and torchdiffeq's linear interpolation between iterates at other output times).
@@ -254,18 +254,30 @@ def gradient_flow(
     field, data_shape = _field_of(manifold)
     flat0 = _flatten(x0, data_shape, field.dim, "x0")
     counter = [0]
+    # The solver works on the deviation from the start in units of the data's scale, y = (x − x₀)/L (L the
+    # field's `length_scale`, else 1): rtol and atol then mean the same for data in millimetres or metres, at the
+    # origin or far from it (in raw coordinates atol was 1% of a sphere of radius 1e-3, and rtol·|x| a tenth of a
+    # unit sphere at 1,000).
+    unit = field.length_scale() or 1.0
 
-    def velocity(x: Tensor) -> Tensor:
+    def velocity(y: Tensor) -> Tensor:
         counter[0] += 1
+        x = flat0 + unit * y
         with torch.enable_grad():
             xg = x.detach().requires_grad_(True)
             (grad,) = torch.autograd.grad(f(xg).sum(), xg)
-        return -field.apply(x, grad)
+        return -field.apply(x, grad) / unit
+
+    def project(y: Tensor) -> Tensor:
+        return (field.project(flat0 + unit * y) - flat0) / unit
 
     times = torch.linspace(0.0, t_end, n_points, dtype=flat0.dtype, device=flat0.device)
     with torch.no_grad():
-        path = _integrate(field, velocity, flat0, times, method=method, rtol=rtol, atol=atol,
-                          step_size=step_size, landing=landing)
+        y = _integrate(field, velocity, torch.zeros_like(flat0), times, method=method, rtol=rtol, atol=atol,
+                       step_size=step_size, landing=landing, project=project)
+        path = flat0.unsqueeze(1) + unit * y
+        if path.shape[0]:
+            path[:, 0] = flat0  # exactly
         final = f(path[:, -1]).detach() if path.shape[0] else path.new_zeros(0)
         euclid, metric = polyline_lengths(path, field)
     return _result(path, times, final, euclid, metric, torch.zeros_like(final, dtype=torch.bool), counter[0],
@@ -372,8 +384,8 @@ def interpolate(
         euclid, metric = polyline_lengths(path, field)
         # rounding (relative: a pair 1e-4 apart near the origin is not "reached" by the rounding of a point of norm
         # 1): a few ulps of the points; with landing the landing map's own rounding, as for geodesics
-        floor = (LANDING_NOISE * rounding_eps(field, gap.dtype) if landing else 4 * torch.finfo(gap.dtype).eps)
-        floor = floor * flat1.norm(dim=-1)
+        floor = (landing_rounding(field, flat1, flat1) if landing
+                 else 4 * torch.finfo(gap.dtype).eps * flat1.norm(dim=-1))
         reached = (gap <= 1.5 * tol.squeeze(-1)) | (gap <= floor)
         end = path[:, -1]
         speed = field.apply(end, end - flat1).norm(dim=-1) if end.shape[0] else gap

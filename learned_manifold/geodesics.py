@@ -105,9 +105,23 @@ class GeodesicResult:
 
 
 LANDING_NOISE = 1e3
-"""With landing, pairs closer than ``LANDING_NOISE · ε · ‖x‖`` (``ε`` the coarsest of the points' dtype and the
-field's parameters', `metrics.base.rounding_eps`: a float32 network rounds float64 points) get the straight segment:
-the landed interior would be rounding noise there."""
+"""With landing, pairs closer than the landing map's rounding, `landing_rounding`, get the straight segment: the
+landed interior would be rounding noise there."""
+
+
+def landing_rounding(field: CoMetricField, x0: Tensor, x1: Tensor) -> Tensor:
+    """``(B,)``: how far apart landed images of the same point may come out by rounding alone,
+    ``ε (LANDING_NOISE · L + 8 max(‖x₀‖, ‖x₁‖))`` for points ``(B, D)``.
+
+    ``ε`` is the coarsest of the points' dtype and the field's parameters' (`metrics.base.rounding_eps`: a float32
+    network rounds float64 points); ``L`` the field's `length_scale` (a network computes in units of the data's
+    scale and adds back their mean: its error is relative to ``L``, and the mean's rounding to ``‖x‖``), or
+    ``max(‖x₀‖, ‖x₁‖)`` for a field without one. Data far from the origin (a unit sphere at 5,000) are then
+    judged by their own scale, not by their distance from the origin."""
+    eps = rounding_eps(field, x0.dtype)
+    norm = torch.maximum(x0.norm(dim=-1), x1.norm(dim=-1))
+    scale = field.length_scale()
+    return eps * (LANDING_NOISE * (norm if scale is None else torch.full_like(norm, scale)) + 8 * norm)
 
 VERIFY_TOL_MAX = 1e-3
 """The largest default ``verify_tol``: a claimed minimum is refuted when a short gradient step lowers its energy by
@@ -377,7 +391,7 @@ def geodesic(
     # apart on a float32 model came out 4.9 times as long), and the chord is the geodesic to O(gap²).
     floor = 0.0
     if landing:
-        floor = LANDING_NOISE * rounding_eps(own, x0.dtype) * torch.maximum(x0.norm(dim=-1), x1.norm(dim=-1))
+        floor = landing_rounding(own, x0, x1)
     straight = (x1 - x0).norm(dim=-1) <= floor
     if bool(straight.any()):
         path = torch.where(straight.view(-1, 1, 1), lerp(x0, x1, path.shape[1]), path)
@@ -438,6 +452,9 @@ class _Regularised(CoMetricField):
 
     def project(self, x: Tensor, **kwargs) -> Tensor:
         return self.inner_field.project(x, **kwargs)
+
+    def length_scale(self) -> float | None:
+        return self.field.length_scale()
 
     def landing_bandwidths(self) -> tuple[float, float] | None:
         return self.inner_field.landing_bandwidths()

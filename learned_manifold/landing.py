@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from .geometry import Eigenpairs, eigenpairs, intrinsic_dimension, spectral_apply
+from .metrics.base import rounding_eps
 
 if TYPE_CHECKING:
     from .manifold import LearnedDataManifold
@@ -45,11 +46,11 @@ def land(manifold: LearnedDataManifold, xf: Tensor) -> Tensor:
     out = xf.clone()
     if xf.shape[0] == 0:
         return out
-    eps = torch.finfo(xf.dtype).eps
+    eps = rounding_eps(field, xf.dtype)  # a float32 network rounds float64 points to float32
     idx = torch.isfinite(xf).all(-1).nonzero().squeeze(-1)
     x, s = xf[idx], None  # s: per-point bandwidths while annealing; None: all at σ
     # points far from the data the field holds (its landmarks): at a small σ the denoiser may barely move them
-    beyond = field.beyond_data(x) if bands is not None and idx.numel() else None
+    beyond = _beyond(field, x, sigma) if bands is not None and idx.numel() else None
     away_rows = None if beyond is None else idx[beyond > 0]  # checked again once landed
     descended = torch.zeros(idx.shape, dtype=torch.bool, device=xf.device)
     seen: dict = {}
@@ -111,13 +112,24 @@ def land(manifold: LearnedDataManifold, xf: Tensor) -> Tensor:
                          f"{manifold.landing_steps} steps (largest normal correction {res.max().item():.3g}, "
                          f"tolerance {tol.max().item():.3g}): too far from the data, or where its normal space is "
                          f"ill-defined; start from data points or raise landing_steps")
-    if away_rows is not None and away_rows.numel():
-        still = field.beyond_data(out[away_rows]) > 0
+    finite = torch.isfinite(xf).all(-1).nonzero().squeeze(-1)
+    if away_rows is not None and finite.numel():  # every landed point, not only those found far: a fixed point
+        gap = _beyond(field, out[finite], sigma)  # of the denoiser at a large σ may lie far off the data
+        still = gap > 0
         if bool(still.any()):
-            raise ValueError(f"x: {int(still.sum())} of {xf.shape[0]} point(s) far from the data did not reach it: "
-                             "after landing they are still several spacings from the nearest data point the field "
-                             "holds (a model's landmarks); start nearer the data")
+            raise ValueError(f"x: {int(still.sum())} of {xf.shape[0]} point(s) did not land on the data: after "
+                             f"landing they are up to {gap.max().item():.3g} from the nearest data point the field "
+                             f"holds (a model's landmarks), farther than sigma = {sigma:.3g}: start nearer the data, "
+                             "or use a smaller sigma (at a large one the denoiser's fixed points lie off the data)")
     if seen and bool(torch.isfinite(xf).all()):
         manifold._cache = {"point": out.clone(), "settings": manifold.field_settings(), "A": seen["A"],
                            "pairs": Eigenpairs(seen["values"], seen["vectors"])}
     return out
+
+
+def _beyond(field, x: Tensor, sigma: float) -> Tensor | None:
+    """`CoMetricField.beyond_data` where it exceeds ``σ``, else 0: a denoiser at ``σ`` moves points within about
+    ``σ`` of the data itself, and its fixed points lie ``~dσ²/(2R)`` off them (at a large ``σ`` more than the
+    landmarks' few spacings, so a landed point had been judged "far" when landed again, and refused)."""
+    beyond = field.beyond_data(x)
+    return None if beyond is None else torch.where(beyond > sigma, beyond, torch.zeros_like(beyond))

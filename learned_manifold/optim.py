@@ -21,8 +21,17 @@ from .metrics.base import check_count, check_scalar
 
 __all__ = ["RiemannianAdam", "RiemannianSGD"]
 
-# torch.optim.Adam keywords that geoopt.optim.RiemannianAdam accepts but never reads.
-_IGNORED_BY_GEOOPT_ADAM = ("maximize", "foreach", "capturable", "differentiable", "fused", "decoupled_weight_decay")
+# torch.optim.Adam keywords that geoopt.optim.RiemannianAdam accepts but never reads, each with why it is refused
+# (geoopt's step is its own loop: one parameter at a time, under no_grad, through the manifold's operations).
+_IGNORED_BY_GEOOPT_ADAM = {
+    "maximize": "geoopt always minimises; negate the objective instead",
+    "foreach": "geoopt steps one parameter at a time through its manifold's operations and has no multi-tensor "
+               "(foreach) path; leave foreach out, the result is the same",
+    "fused": "geoopt has no fused kernel: every step goes through the manifold's operations; leave fused out",
+    "capturable": "geoopt's step keeps its step count as a Python int and cannot be captured in a CUDA graph",
+    "differentiable": "geoopt's step runs under torch.no_grad, so no gradient flows through it",
+    "decoupled_weight_decay": "geoopt adds weight_decay to the gradient (L2, as Adam), never decoupled (AdamW)",
+}
 
 
 def _bind(optimizer: torch.optim.Optimizer, manifold: geoopt.Manifold | None) -> None:
@@ -131,7 +140,8 @@ class RiemannianAdam(_BoundGroups, geoopt.optim.RiemannianAdam):
         lr, betas, eps, weight_decay, amsgrad, stabilize: as in geoopt / ``torch.optim.Adam``.
 
     Raises:
-        ValueError: for ``torch.optim.Adam`` options geoopt ignores (``maximize``, ``foreach``, ``fused``, ...).
+        ValueError: for ``torch.optim.Adam`` options geoopt ignores (``maximize``, ``foreach``, ``fused``, ...), each
+            named with why it is refused.
 
     Example:
         >>> import torch
@@ -155,8 +165,9 @@ class RiemannianAdam(_BoundGroups, geoopt.optim.RiemannianAdam):
                  amsgrad: bool = False, stabilize: int | None = None, **unsupported):
         bad = sorted(k for k, v in unsupported.items() if k in _IGNORED_BY_GEOOPT_ADAM and v)
         if bad:
-            raise ValueError(f"geoopt's RiemannianAdam ignores {bad}; refusing rather than silently "
-                             f"doing something else (negate the objective instead of maximize=True)")
+            reasons = "; ".join(f"{k}={unsupported[k]!r}: {_IGNORED_BY_GEOOPT_ADAM[k]}" for k in bad)
+            raise ValueError(f"RiemannianAdam: geoopt's RiemannianAdam ignores {', '.join(bad)}, so it is refused "
+                             f"rather than silently doing something else ({reasons})")
         _check_options(lr=lr, eps=eps, weight_decay=weight_decay, stabilize=stabilize)
         if not (isinstance(betas, (tuple, list)) and len(betas) == 2
                 and all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in betas)):

@@ -1,5 +1,8 @@
 """The VAE file: one safetensors file holding a `VAE`'s weights and plain-JSON metadata (SPEC §11).
 
+VAE files are named ``*.lvae`` by convention (``learned-manifold train-vae --out vae.lvae``); any name is read.
+Tensors are stored in the VAE's dtype and `load_vae` builds the VAE in it (float64 stays float64).
+
 It is read by the same validation layer as the model file (`learned_manifold.model_file`: its bounded reader,
 header checks and tensor reads), in the same order, each step before the next reads or allocates anything:
 
@@ -113,7 +116,8 @@ def load_vae(path: str | os.PathLike, *, map_location: str | torch.device = "cpu
 
     Returns:
         The VAE in eval mode with frozen parameters: ``encode(x) -> (N, d)`` (posterior mean),
-        ``decode(z) -> (N, *data_shape)`` (decoder mean), ``decoder_std(z)``.
+        ``decode(z) -> (N, *data_shape)`` (decoder mean), ``decoder_std(z)``. It has the dtype its tensors were
+        stored in (a float64 VAE loads as float64); a file whose tensors mix dtypes loads as float32.
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -126,14 +130,14 @@ def load_vae(path: str | os.PathLike, *, map_location: str | torch.device = "cpu
         >>> from learned_manifold.vae import VAE, VAEConfig
         >>> vae = VAE(VAEConfig(data_shape=(10,), latent_dim=2, hidden=16))  # untrained; `train-vae` writes real ones
         >>> with tempfile.TemporaryDirectory() as folder:
-        ...     loaded = load_vae(save_vae(vae, os.path.join(folder, "vae.lmv")))
-        ...     with open(os.path.join(folder, "notes.lmv"), "w") as f:
+        ...     loaded = load_vae(save_vae(vae, os.path.join(folder, "vae.lvae")))
+        ...     with open(os.path.join(folder, "notes.lvae"), "w") as f:
         ...         _ = f.write("not a VAE")
         ...     try:
-        ...         load_vae(os.path.join(folder, "notes.lmv"))
+        ...         load_vae(os.path.join(folder, "notes.lvae"))
         ...     except ModelFileError as err:  # one clear error, before anything is allocated
         ...         print(str(err).replace(folder, "FOLDER"))
-        'FOLDER/notes.lmv' is not a learned-manifold VAE file: ...
+        'FOLDER/notes.lvae' is not a learned-manifold VAE file: ...
         >>> z = torch.randn(4, 2)
         >>> loaded.decode(z).shape, loaded.encode(torch.randn(4, 10)).shape, loaded.decoder_std(z).shape
         (torch.Size([4, 10]), torch.Size([4, 2]), torch.Size([4, 10]))
@@ -147,8 +151,11 @@ def load_vae(path: str | os.PathLike, *, map_location: str | torch.device = "cpu
     except (RuntimeError, TypeError) as err:
         raise ValueError(f"map_location {map_location!r} is not a torch device: {err}") from None
     config, _, tensors = _read_checked(path)
+    dtypes = {t.dtype for t in tensors.values()}
     with torch.random.fork_rng(devices=[]):  # the throw-away initialisation leaves the caller's RNG as it was
         vae = VAE(config)
+    if len(dtypes) == 1:  # a VAE saved in one dtype (float64 included) comes back in it, bit for bit
+        vae.to(dtypes.pop())
     vae.load_state_dict(tensors)
     vae.requires_grad_(False)
     return vae.eval().to(device)
@@ -171,11 +178,11 @@ def save_vae(vae: VAE, path: str | os.PathLike, *, extra: dict | None = None) ->
         >>> from learned_manifold.vae_file import read_vae_metadata
         >>> vae = VAE(VAEConfig(data_shape=(8, 8), latent_dim=2, arch="conv"))  # untrained
         >>> with tempfile.TemporaryDirectory() as folder:
-        ...     path = save_vae(vae, os.path.join(folder, "vae.lmv"), extra={"data": "digits"})
+        ...     path = save_vae(vae, os.path.join(folder, "vae.lvae"), extra={"data": "digits"})
         ...     meta = read_vae_metadata(path)  # checked exactly as load_vae checks it
         >>> path.name, meta["extra"], meta["config"]["arch"], meta["config"]["data_shape"]
-        ('vae.lmv', {'data': 'digits'}, 'conv', [8, 8])
-        >>> save_vae(torch.nn.Linear(2, 2), "linear.lmv")
+        ('vae.lvae', {'data': 'digits'}, 'conv', [8, 8])
+        >>> save_vae(torch.nn.Linear(2, 2), "linear.lvae")
         Traceback (most recent call last):
             ...
         TypeError: vae must be a VAE, got Linear

@@ -10,12 +10,34 @@ import json
 import torch
 
 from learned_manifold.diagnostics import OUTSIDE_THRESHOLD
+from learned_manifold.neighbour_check import MIN_REFERENCE
 
 __all__ = ["run_info"]
 
 
 def _number(value, fmt: str = "{:.4g}") -> str:
     return "unknown" if value is None else fmt.format(value)
+
+
+def _at(sigma) -> str:
+    return f" at sigma {sigma:.4g}" if isinstance(sigma, (int, float)) else ""
+
+
+def _factor_rate(c: dict, guards: dict, warm) -> str:
+    """``"; its rate ramped up over X of the steps to S x lr"``, naming only what applied (``""`` if nothing): the
+    ramp where the factor started after the denoiser's warm-up with weights of its own (the file's
+    ``ramp_steps``; files before it: centred, no shared trunk, a warm-up), the scale where it has its own weights."""
+    ramp, scale = guards.get("factor_ramp"), guards.get("factor_lr_scale")
+    if "ramp_steps" in guards:
+        ramps = bool(guards["ramp_steps"])
+    else:
+        fraction = warm.get("denoiser_warmup") if isinstance(warm, dict) else None
+        ramps = bool(c.get("centred", True) and not c.get("shared_trunk")
+                     and isinstance(fraction, (int, float)) and fraction > 0)
+    text = f"; its rate ramped up over {ramp:.0%} of the steps" if ramps and isinstance(ramp, float) and ramp else ""
+    if guards.get("lr_scale_applies", not c.get("shared_trunk")) and isinstance(scale, float) and scale != 1:
+        text += f" to {scale:g} x lr" if text else f"; its rate {scale:g} x lr"
+    return text
 
 
 def _summary(path: str, meta: dict) -> str:
@@ -75,37 +97,40 @@ def _summary(path: str, meta: dict) -> str:
     if isinstance(warm, dict) and isinstance(warm.get("denoiser_warmup"), (int, float)) and c.get("centred", True):
         lines.insert(3, f"  warm-up:     the denoiser alone for the first {warm['denoiser_warmup']:.0%} of the steps "
                         f"({warm.get('rule', '')})")
-    width = e.get("factor_width")
-    if isinstance(width, dict) and width.get("rule", "").startswith("auto") and isinstance(
-            width.get("factor_hidden"), int):
-        guards = e.get("factor_guards")
-        ramp = guards.get("factor_ramp") if isinstance(guards, dict) else None
-        ramped = f"; its rate ramped up over {ramp:.0%} of the steps" if isinstance(ramp, float) and ramp else ""
-        scale = guards.get("factor_lr_scale") if isinstance(guards, dict) else None
-        if isinstance(scale, float) and scale != 1:
-            ramped += f" to {scale:g} x lr"
-        lines.insert(3, f"  width:       factor network {width['factor_hidden']} ({width['rule']}){ramped}")
+    width, guards = e.get("factor_width"), e.get("factor_guards")
+    rate = _factor_rate(c, guards if isinstance(guards, dict) else {}, warm)
+    estimated = isinstance(e.get("rank_choice"), dict) and "estimated_dimension" in e["rank_choice"]
+    if (isinstance(width, dict) and width.get("rule", "").startswith("auto") and estimated
+            and isinstance(width.get("factor_hidden"), int)):  # (no estimate, D <= 16: the rule never applied)
+        lines.insert(3, f"  width:       factor network {width['factor_hidden']} ({width['rule']}){rate}")
+    elif rate:
+        lines.insert(3, f"  factor:      {rate[2:]}")
     why_rank = e.get("rank_choice")
     if isinstance(why_rank, dict) and "estimated_dimension" in why_rank:
         lines.insert(3, f"  rank:        {why_rank.get('chosen')} (estimated data dimension "
                         f"{why_rank['estimated_dimension']}; {why_rank.get('rule', '')})")
     scalars = {k: v for k, v in e.get("validation", {}).items() if isinstance(v, (int, float))}
     if scalars:
-        lines.append("  validation:  " + ", ".join(f"{k} {v:.4g}" for k, v in scalars.items()))
+        # (the tangent error is measured on the held-out points its sigma was chosen on: `validation.validate`)
+        lines.append("  validation:  " + ", ".join(
+            f"{k} {v:.4g}" + (" (on the points sigma was chosen on: slightly optimistic)" if k == "tangent_error"
+                              else "") for k, v in scalars.items()))
     check = e.get("validation", {}).get("self_consistency")
     if isinstance(check, dict):
         outside = check.get("outside_eigenvalue")
         # the stored verdict, re-read with today's outside limit (files from before the tenth session used 0.5)
         trusted = check.get("trusted") and not (isinstance(outside, (int, float)) and outside > OUTSIDE_THRESHOLD)
-        lines.append(f"  consistency: {'trusted' if trusted else 'NOT TRUSTED'} on held-out points "
-                     f"(tangent disagreement {_number(check.get('tangent_disagreement'))}, normal growth "
-                     f"{_number(check.get('normal_growth'))}, outside eigenvalue "
+        lines.append(f"  consistency: {'trusted' if trusted else 'NOT TRUSTED'} on held-out points"
+                     f"{_at(check.get('sigma'))} (tangent disagreement {_number(check.get('tangent_disagreement'))}, "
+                     f"normal growth {_number(check.get('normal_growth'))}, outside eigenvalue "
                      f"{_number(check.get('outside_eigenvalue'))}; `info MODEL --data DATA` for details)")
     refit = e.get("validation", {}).get("factor_refit")
     if isinstance(refit, dict) and refit.get("ran"):
+        where = (f"{_at(refit['sigma'])}, the bandwidth chosen before the repair" if "sigma" in refit
+                 else " at the bandwidth chosen before the repair")
         lines.append(f"  repair:      the factor was refitted to the denoiser for {refit.get('steps')} steps after "
                      f"failing the check (tangent disagreement {_number(refit.get('disagreement_before'))} -> "
-                     f"{_number(refit.get('disagreement_after'))}; "
+                     f"{_number(refit.get('disagreement_after'))}{where}; "
                      f"{'kept' if refit.get('kept') else 'not kept: the old factor stands'})")
     guard = e.get("validation", {}).get("factor_clip")
     if isinstance(guard, dict) and guard.get("clipped_steps"):
@@ -115,7 +140,13 @@ def _summary(path: str, meta: dict) -> str:
     near = e.get("validation", {}).get("neighbour_check")
     if isinstance(near, dict):
         if not near.get("informative"):
-            lines.append("  neighbours:  no verdict (too few training points for a neighbour estimate)")
+            count = near.get("reference_points")  # (files before it: not stored)
+            if isinstance(count, int) and count >= MIN_REFERENCE:
+                lines.append(f"  neighbours:  no verdict (the neighbours of {count:,} training points never denoised "
+                             f"better than a linear fit: too sparse for a neighbour estimate)")
+            else:
+                lines.append("  neighbours:  no verdict (too few training points for a neighbour estimate"
+                             + (f": {count:,}, fewer than {MIN_REFERENCE}" if isinstance(count, int) else "") + ")")
         else:
             lines.append(f"  neighbours:  {'trusted' if near.get('trusted') else 'NOT TRUSTED'} at sigma "
                          f"{_number(near.get('sigma'))} (dimension {near.get('model_dimension')} against the "

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 import learned_manifold
-from learned_manifold.model_file import atomic_write_bytes, file_kind, save_model
+from learned_manifold.model_file import atomic_write_bytes, file_kind, read_metadata, save_model
 
 from .clipping import RelativeClip
 
@@ -31,7 +31,8 @@ try:  # POSIX advisory locks; without them (Windows) runs are not locked against
 except ImportError:  # pragma: no cover
     fcntl = None
 
-__all__ = ["Checkpointer", "OutputError", "OutputLock", "check_output", "lock_path", "state_path", "write_failed"]
+__all__ = ["Checkpointer", "OutputError", "OutputLock", "check_output", "is_complete", "lock_path", "state_path",
+           "write_failed"]
 
 
 class OutputError(ValueError):
@@ -46,6 +47,13 @@ def state_path(out: Path) -> Path:
 def lock_path(out: Path) -> Path:
     """``OUT.lock``: exists while a run writes ``OUT``; holds its pid."""
     return out.with_name(out.name + ".lock")
+
+
+def is_complete(out: Path) -> bool:
+    """Whether the model file ``out`` holds a finished run: ``complete`` not false (files of older versions, which
+    lack it, were written at the end). A training state at the last step beside an incomplete or missing model
+    file was saved before the end phase (bandwidth choice, repair, checks), which a resumed run then does."""
+    return out.exists() and read_metadata(out)["extra"].get("complete") is not False
 
 
 def _check_folder(out: str | os.PathLike) -> Path:
@@ -196,7 +204,9 @@ class OutputLock:
 class Checkpointer:
     """Writes a run's checkpoints: the training state, then the model file with its extra metadata.
 
-    The state goes first, so a run killed between the two writes still resumes (from the newer state). Every
+    The state goes first, so a run killed between the two writes still resumes (from the newer state). It holds
+    the run's ``history`` too (as JSON text, loadable with ``weights_only=True``), so that the ``val_every``
+    validations of an interrupted run reach the resumed run's file. Every
     model file records ``complete`` (``False`` for checkpoints before the end and on interruption), ``step``,
     ``total_steps``, the number of points, the training seconds (summed over resumed runs), the precision, the
     seed and the library version (`learned-manifold info` shows them).
@@ -212,6 +222,7 @@ class Checkpointer:
     digest: str | None = None  # `data_digest` of the data: what a resumed run must match
     info: dict = field(default_factory=dict)  # num_points, num_train_points, num_val_points, precision
     saved_step: int | None = None  # the step of the last checkpoint on disk
+    history: list[dict] | None = None  # the run's loss log and `val_every` validations: resumed with the run
 
     def save(self, step: int, seconds: float, *, complete: bool, validation: dict | None = None) -> None:
         """Write the checkpoint of ``step`` after ``seconds`` of training in all; `OutputError` (one line, the
@@ -233,6 +244,7 @@ class Checkpointer:
             "fingerprint": self.fingerprint,
             **({"data_digest": self.digest} if self.digest is not None else {}),
             **({"factor_clip": self.guard.state_dict()} if self.guard is not None else {}),
+            **({"history": json.dumps(self.history)} if self.history is not None else {}),
         }, buf)
         try:
             atomic_write_bytes(state_path(self.out), buf.getvalue())

@@ -3,7 +3,8 @@
 - `resolve_device` checks a device name before any work (``"bogus"``, ``"cuda"`` on a CPU-only build).
 - `StopRequest` turns SIGINT (Ctrl-C) and SIGTERM into a flag that the loop reads between steps, so an
   interrupted run saves a consistent checkpoint at a step boundary and raises `TrainingInterrupted`.
-  A second signal interrupts at once.
+  A second signal interrupts at once; after the last step (`StopRequest.finishing`, the end phase) a first
+  signal is acknowledged on stderr and a second raises `TrainingInterrupted` of the checkpoint already saved.
 - `check_health` stops a diverging run (`TrainingDiverged`) before a non-finite checkpoint is written.
 - `check_training_tensor` refuses data a run cannot learn from; `settings_diff` says what a resume would change;
   `init_distributed` starts the process group under torchrun.
@@ -14,7 +15,9 @@ from __future__ import annotations
 import math
 import os
 import signal
+import sys
 import threading
+from collections.abc import Callable
 
 import torch
 import torch.distributed as dist
@@ -23,7 +26,7 @@ from torch import Tensor
 from learned_manifold.metrics.base import check_finite_points
 
 __all__ = ["FLOAT32_RESOLUTION", "StopRequest", "TrainingDiverged", "TrainingInterrupted", "check_health",
-           "check_training_tensor", "init_distributed", "resolve_device", "settings_diff"]
+           "check_training_tensor", "init_distributed", "resolve_device", "settings_diff", "stop_requested"]
 
 _F32 = torch.finfo(torch.float32)
 
@@ -135,7 +138,8 @@ class StopRequest:
     """Catch SIGINT and SIGTERM while the loop runs (a context manager); ``requested`` says one came.
 
     The handlers are installed only in the main thread (Python delivers signals there) and the previous ones
-    are restored on exit. A second signal raises ``KeyboardInterrupt`` at once.
+    are restored on exit. A second signal raises ``KeyboardInterrupt`` at once, or, after `finishing`, the
+    exception it names (the trainer's end phase: `TrainingInterrupted` of the checkpoint saved at the last step).
     """
 
     SIGNALS = tuple(s for s in (getattr(signal, "SIGINT", None), getattr(signal, "SIGTERM", None)) if s)
@@ -143,11 +147,22 @@ class StopRequest:
     def __init__(self) -> None:
         self.requested = False
         self._previous: dict = {}
+        self._notice: str | None = None
+        self._second: Callable[[], BaseException] = KeyboardInterrupt
 
     def _handle(self, signum, frame) -> None:
         if self.requested:
-            raise KeyboardInterrupt
+            raise self._second()
         self.requested = True
+        if self._notice is not None:
+            _say(self._notice)
+
+    def finishing(self, notice: str, second: Callable[[], BaseException]) -> None:
+        """From now on a first signal prints ``notice`` on stderr at once (the work goes on) and a second raises
+        ``second()``. A signal that came before this call is acknowledged now: the next one is the second."""
+        self._notice, self._second = notice, second
+        if self.requested:
+            _say(notice)
 
     def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():
@@ -159,6 +174,26 @@ class StopRequest:
         for s, handler in self._previous.items():
             signal.signal(s, handler)
         self._previous.clear()
+
+
+def stop_requested(stop: StopRequest, done: int, world: int, device: torch.device, every: int) -> bool:
+    """Whether to stop after step ``done``: this process's flag, or under DDP (every ``every`` steps, so that
+    every rank stops at the same step) any rank's."""
+    if world == 1:
+        return stop.requested
+    if done % every:
+        return False
+    flag = torch.tensor(float(stop.requested), device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
+
+
+def _say(line: str) -> None:
+    """``line`` on stderr from a signal handler (a write that fails there must not hide the signal)."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, RuntimeError, ValueError):  # e.g. a re-entrant write to a buffered stderr
+        pass
 
 
 def check_health(step: int, loss_sum: Tensor, params: list[Tensor]) -> None:

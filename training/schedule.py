@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-__all__ = ["ema_decay", "factor_lr", "lr_factor", "optimiser", "ramp_factor"]
+__all__ = ["ema_decay", "factor_lr", "factor_ramp_steps", "lr_factor", "optimiser", "ramp_factor"]
 
 
 def lr_factor(step: int, steps: int, warmup: float) -> float:
@@ -43,6 +43,14 @@ def factor_lr(cfg) -> float:
     return cfg.lr * (1.0 if cfg.factor_lr_scale == "auto" else cfg.factor_lr_scale)
 
 
+def factor_ramp_steps(cfg, factor_from: int, own_weights: bool) -> int:
+    """The steps over which the factor network's learning rate ramps up (`optimiser`): ``round(factor_ramp ·
+    steps)`` where the factor starts after the denoiser's warm-up (``factor_from > 0``) and has weights of its own
+    (not a shared trunk); else 0, no ramp, whatever ``cfg.factor_ramp`` says (an uncentred run's factor trains
+    from its first step under the main warm-up alone)."""
+    return round(cfg.factor_ramp * cfg.steps) if factor_from > 0 and own_weights else 0
+
+
 def optimiser(params: Sequence[nn.Parameter], factor_params: Sequence[nn.Parameter], cfg, factor_from: int,
               device: torch.device) -> tuple[torch.optim.AdamW, list[Callable[[int], float]]]:
     """The run's AdamW and its learning-rate factors per parameter group (for ``LambdaLR``).
@@ -57,7 +65,7 @@ def optimiser(params: Sequence[nn.Parameter], factor_params: Sequence[nn.Paramet
     def main(s: int) -> float:
         return lr_factor(s, cfg.steps, cfg.warmup)
 
-    ramp = round(cfg.factor_ramp * cfg.steps) if factor_from > 0 and len(factor_params) else 0
+    ramp = factor_ramp_steps(cfg, factor_from, len(factor_params) > 0)
     rate = factor_lr(cfg) if len(factor_params) else cfg.lr
     kwargs = {"lr": cfg.lr, "weight_decay": cfg.weight_decay, "fused": device.type == "cuda" or None}
     if not ramp and rate == cfg.lr:

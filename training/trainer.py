@@ -9,10 +9,14 @@ Checkpoints: the model file ``OUT`` (safetensors, `learned_manifold.model_file`)
 written atomically (`training/outputs.py`). Every checkpoint before the end is marked ``"complete": false``
 in the model file; an interrupted run (SIGINT/SIGTERM) saves one at a step boundary and raises
 `TrainingInterrupted`; a diverging run stops with `TrainingDiverged` before writing non-finite weights
-(`training/runtime.py`).
+(`training/runtime.py`). The state holds the loss log and the ``val_every`` validations too, so a resumed run's
+file keeps those made before the interruption. After the last step the state is saved (incomplete) before the end
+phase (`training/end_phase.py`: bandwidth choice, factor repair, checks): a first signal there is acknowledged on
+stderr, a second raises `TrainingInterrupted` of that state, and ``resume`` then does the end phase alone.
 
 The loss of one step is `training/objective.py`'s; validation and the choice of the evaluation σ are
-`training/validation.py`'s (re-exported here).
+`training/validation.py`'s (re-exported here). A checkpoint before the end defaults to ``s/16`` clamped into the
+training range (`initial_sigma`).
 """
 
 from __future__ import annotations
@@ -26,24 +30,22 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from learned_manifold.diagnostics import self_consistency
 from learned_manifold.model_file import load_model, read_metadata
 from learned_manifold.models import LEGACY_DEFAULTS, MetricModel, ModelConfig, check_int
-from learned_manifold.neighbour_check import neighbour_check
 from learned_manifold.precision import choose_precision, workload_key
 
 from .batches import TrainingRows, standardisation
 from .clipping import RelativeClip, factor_parameters
 from .config import TrainConfig
 from .data.stream import ArraySource
+from .end_phase import END_PHASE_NOTICE, end_phase
 from .input_choices import choose_by_dimension, choose_input_scaling, choose_norm_feature
 from .losses import MetricMatchingLoss
 from .objective import TrainingObjective, workload_name
-from .outputs import Checkpointer, OutputLock, check_output, state_path
+from .outputs import Checkpointer, OutputLock, check_output, is_complete, state_path
 from .refit import refit_factor
 from .runtime import (
     StopRequest,
@@ -54,10 +56,11 @@ from .runtime import (
     init_distributed,
     resolve_device,
     settings_diff,
+    stop_requested,
 )
 from .samplers import make_sampler
-from .schedule import ema_decay, optimiser
-from .validation import select_sigma, sigma_grid, validate
+from .schedule import ema_decay, factor_ramp_steps, optimiser
+from .validation import initial_sigma, select_sigma, sigma_grid, validate
 
 _F32 = torch.finfo(torch.float32)
 _CHECK_EVERY = 10  # steps between divergence checks (one host sync each) and, under DDP, stop-flag syncs
@@ -216,7 +219,9 @@ def train(
     Raises:
         TypeError, ValueError: bad settings, data, device or output (`OutputError`), before any work.
         TrainingDiverged: the loss or weights became non-finite (the last good checkpoint is kept).
-        TrainingInterrupted: SIGINT/SIGTERM; a checkpoint of the current step was saved first.
+        TrainingInterrupted: SIGINT/SIGTERM; a checkpoint of the current step was saved first. After the last step
+            (in the end phase) a first signal is acknowledged on stderr and the run goes on; a second raises it
+            with the state saved at the last step, from which ``resume`` does the end phase.
         OutputError: a checkpoint could not be written (e.g. a full disk); the previous one is kept.
     """
     cfg = TrainConfig() if config is None else config
@@ -262,11 +267,12 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, manifold, out: Path | Non
     norm_feature, norm_why = choose_norm_feature(cfg, rows, arch)
     if norm_feature:  # stored only when on: a file without it builds the network without it
         arch_kwargs = {**arch_kwargs, "norm_feature": True}
+    default_sigma, sigma_rule = initial_sigma(scale, cfg.sigma_min * scale, cfg.sigma_max * scale)
     mcfg = ModelConfig(
         data_shape=shape, rank=rank, centred=cfg.centred, loss=cfg.loss, tikhonov=cfg.tikhonov,
         arch=arch, arch_kwargs=arch_kwargs,
         sampler=cfg.sampler, sigma_min=cfg.sigma_min * scale, sigma_max=cfg.sigma_max * scale,
-        default_sigma=scale * 2.0 ** -4, sigma_rule="initial guess s/16", input_scaling=input_scaling,
+        default_sigma=default_sigma, sigma_rule=sigma_rule, input_scaling=input_scaling,
         shared_trunk=cfg.shared_trunk and cfg.centred,
         gaussian_rank=gaussian[0].shape[1] if gaussian is not None else 0,
         landmarks=cfg.landmark_count(rows.n_train, math.prod(shape)),
@@ -290,10 +296,13 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, manifold, out: Path | Non
     guard = RelativeClip(factor_params, cfg.factor_clip, device)  # issue 12: the factor's blow-ups
     factor_from = int(cfg.denoiser_warmup * cfg.steps) if cfg.centred else 0
     opt, rates = optimiser(params, factor_params if model.trunk is None else [], cfg, factor_from, device)
+    # what of the factor's guards applied (`info` prints it): its ramp only where it starts late with its own weights
+    why["factor_guards"] = {**why["factor_guards"], "lr_scale_applies": model.trunk is None,
+                            "ramp_steps": factor_ramp_steps(cfg, factor_from, model.trunk is None)}
     sched = torch.optim.lr_scheduler.LambdaLR(opt, rates)
     fingerprint = rows.fingerprint
 
-    start, seconds_before = 0, 0.0
+    start, seconds_before, history = 0, 0.0, []
     if resume:
         state_file = state_path(out)
         if not state_file.exists():
@@ -323,7 +332,8 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, manifold, out: Path | Non
         if stop_after is not None and stop_after < start:  # (the state was rewritten as step stop_after before)
             raise ValueError(f"cannot resume {str(out)!r} to stop_after={stop_after}: its run is already at step "
                              f"{start}")
-        if start >= cfg.steps:  # finished: the model file is the result; its end-of-run choices are not redone
+        history = json.loads(state.get("history", "[]"))  # its loss log and `val_every` validations so far
+        if start >= cfg.steps and is_complete(out):  # finished: the file is the result; its end phase is not redone
             meta = read_metadata(out)["extra"]
             return TrainResult(model=load_model(out, map_location=device), path=out,
                                validation=meta.get("validation", {}), stopped_at=start,
@@ -350,14 +360,13 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, manifold, out: Path | Non
         if resume and rank_id == 0 and Path(out).exists() else None)  # a run killed between the state's write
     # and the model file's at its first checkpoint left the state only: it resumes all the same
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-    history: list[dict] = []
     ema_params = list(ema.parameters())
     model_params = list(model.parameters())
     is_main = rank_id == 0
     ckpt = None
     if is_main and out is not None:
         ckpt = Checkpointer(out, model, ema, opt, cfg, fingerprint, guard, digest=rows.digest,
-                            saved_step=start if resume else None, info={
+                            saved_step=start if resume else None, history=history, info={
             "num_points": rows.n, "num_train_points": rows.n_train, "num_val_points": val_x.shape[0],
             "precision": precision, "precision_probe": probe, "input_scaling": span, "norm_feature": norm_why,
             **why,
@@ -403,7 +412,7 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, manifold, out: Path | Non
                 if not history or history[-1]["step"] != done:  # the loss is logged every 50 steps only
                     history.append({"step": done})
                 history[-1].update(validate(ema, val_x, ema.config.default_sigma, manifold))
-            if _stop_requested(stop, done, world, device):
+            if stop_requested(stop, done, world, device, _CHECK_EVERY):
                 check_health(done, running, model_params)
                 if ckpt is not None:
                     ckpt.save(done, seconds_before + time.perf_counter() - t0, complete=False)
@@ -420,29 +429,15 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, manifold, out: Path | Non
             if ckpt is not None:
                 ckpt.save(end, seconds_before + seconds, complete=False)
             return result
-        # a first signal from here on is ignored: the run is finished but for its bandwidth choice (seconds) and,
-        # where the check fails, the factor's repair (minutes: a quarter of the run)
-        sigma, rule, table = select_sigma(ema, val_x, manifold)
-        # the ground-truth-free check of the two networks against each other (issue 12); where it fails, the
-        # factor's repair (`training/refit.py`)
-        refit, check = refit_factor(ema, rows, cfg, sigma, autocast=autocast, batch=lambda s: _batch(
-            s, cfg, rows.n_train, shape, sampler, scale, device, rank_id, world))
-        if refit.get("kept"):  # a new factor: its own bandwidth, checked there
-            sigma, rule, table = select_sigma(ema, val_x, manifold)
-            check = self_consistency(ema, val_x, sigma)
-        ema.config.default_sigma, ema.config.sigma_rule = sigma, rule
-        result.validation = validate(ema, val_x, sigma, manifold)
-        result.validation["factor_refit"] = refit
-        result.validation["factor_clip"] = guard.report()
-        if check is None and ema.has_denoiser:  # a shared trunk: checked, not repaired
-            check = self_consistency(ema, val_x, sigma)
-        if check is not None:
-            result.validation["self_consistency"] = check.summary()
-        # ... and of the model against the training points' neighbours (`learned_manifold.neighbour_check`)
-        reference = _reference_points(rows).to(device=val_x.device, dtype=val_x.dtype)
-        result.validation["neighbour_check"] = neighbour_check(ema, val_x, reference, sigma_grid(ema),
-                                                               seed=cfg.seed).summary()
-        result.validation["sigma_table"] = table
+        # the end phase (bandwidth choice, factor repair, checks: minutes) starts from a saved, resumable state of
+        # the last step; a first signal is acknowledged and the phase goes on, a second stops it (`end_phase.py`)
+        if ckpt is not None and ckpt.saved_step != end:
+            ckpt.save(end, seconds_before + seconds, complete=False)
+        stop.finishing(END_PHASE_NOTICE, lambda: TrainingInterrupted(end, cfg.steps, out))
+        result.validation = end_phase(ema, rows, cfg, manifold, guard, _reference_points(rows), autocast,
+                                      batch=lambda s: _batch(s, cfg, rows.n_train, shape, sampler, scale, device,
+                                                             rank_id, world),
+                                      refit=refit_factor)
         periodic = [h for h in history if "mean_gap" in h]  # `val_every`: kept in the file, printed by the CLI
         if periodic:
             result.validation["periodic"] = periodic
@@ -450,15 +445,3 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, manifold, out: Path | Non
             ckpt.save(end, seconds_before + seconds, complete=True, validation=result.validation)
     result.model = ema.eval()
     return result
-
-
-def _stop_requested(stop: StopRequest, done: int, world: int, device: torch.device) -> bool:
-    """Whether to stop after step ``done``: this process's flag, or under DDP (every `_CHECK_EVERY` steps, so
-    that every rank stops at the same step) any rank's."""
-    if world == 1:
-        return stop.requested
-    if done % _CHECK_EVERY:
-        return False
-    flag = torch.tensor(float(stop.requested), device=device)
-    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-    return bool(flag.item())

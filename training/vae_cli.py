@@ -1,6 +1,6 @@
 """The VAE subcommands of ``learned-manifold`` (SPEC §11): ``train-vae`` and ``encode``.
 
-    learned-manifold train-vae DATA --out VAE --latent-dim D [--steps N] [--std-steps N] [--seed S]
+    learned-manifold train-vae DATA --out VAE --latent-dim D [--layout L] [--steps N] [--std-steps N] [--seed S]
                                [--device DEV] [--resume | --overwrite] ...
     learned-manifold encode VAE DATA --out latents.npy [--overwrite]
 
@@ -17,10 +17,12 @@ import argparse
 import dataclasses
 import io
 import json
+import os
 import re
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,6 +30,9 @@ from .cli_data import add_layout_arg, point_count, read_data
 from .outputs import OutputLock, check_output
 from .runtime import TrainingInterrupted, resolve_device
 from .validation import distrust
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 __all__ = ["COMMANDS", "add_subcommands", "run"]
 
@@ -63,7 +68,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction,
     p.add_argument("--arch", default=d.arch, choices=("auto", "mlp", "conv"),
                    help="auto: conv for image-shaped points (H, W) or (C, H, W), else mlp")
     p.add_argument("--hidden", type=int, default=d.hidden, help="MLP width")
-    p.add_argument("--depth", type=int, default=d.depth, help="MLP hidden layers, or conv stride-2 stages")
+    p.add_argument("--depth", type=int, default=d.depth, help="MLP hidden layers, or conv stride-2 stages (1 to 8)")
     p.add_argument("--channels", type=int, default=d.channels, help="channels of the first convolution (conv)")
     p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate of the ELBO stage")
     p.add_argument("--centres", type=int, default=d.n_centres, help="RBF centres K (k-means of the codes)")
@@ -90,8 +95,18 @@ def add_subcommands(subparsers: argparse._SubParsersAction,
     add_layout_arg(e)
 
 
-_TRAIN_OPTIONS = ("latent_dim", "num_points", "steps", "std_steps", "batch_size", "arch", "hidden", "depth",
-                  "channels", "lr", "centres", "rbf_scale", "zeta", "checkpoint_every", "seed", "device")
+_TRAIN_OPTIONS = ("layout", "latent_dim", "num_points", "steps", "std_steps", "batch_size", "arch", "hidden",
+                  "depth", "channels", "lr", "centres", "rbf_scale", "zeta", "checkpoint_every", "seed", "device")
+
+
+def _read(args: argparse.Namespace) -> Tensor:
+    """The points of ``args.data`` (`cli_data.read_data` with ``--layout``, ``--num-points``, ``--seed``): errors
+    name ``--num-points`` where the data layer says ``n`` (as ``learned-manifold demo`` does)."""
+    try:
+        return read_data(args, args.data, n=args.num_points, seed=args.seed).x
+    except ValueError as err:
+        message = str(err).replace(" (use n <= 0 for all)", " (leave --num-points out for all)")
+        raise ValueError(re.sub(r"\bn(=| must)", r"--num-points\1", message)) from None
 
 
 def _resume_command(args: argparse.Namespace) -> str:
@@ -119,7 +134,7 @@ def _train_vae(args: argparse.Namespace) -> int:
     try:
         with OutputLock(out):
             check_output(out, resume=args.resume, overwrite=args.overwrite, data=args.data)
-            data = read_data(args, args.data, n=args.num_points, seed=args.seed).x
+            data = _read(args)
             try:
                 result = train_vae(data, cfg, out=out, resume=args.resume, overwrite=args.overwrite,
                                    device=args.device, progress=not args.no_progress)
@@ -148,11 +163,14 @@ def _encode(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() != ".npy":
         raise ValueError(f"--out {str(out)!r} must end in .npy (the codes are written as one NumPy array)")
+    vae_path = Path(args.vae)
+    if out.resolve() == vae_path.resolve() or (out.exists() and vae_path.exists() and os.path.samefile(out, vae_path)):
+        raise ValueError(f"--out {str(out)!r} is the VAE file itself; write the codes to another file")
     check_output(out, overwrite=True, data=args.data)  # not DATA; a writable folder; no link, folder or device
     if out.exists() and not args.overwrite:
         raise ValueError(f"{str(out)!r} already exists; replace it with --overwrite")
     vae = load_vae(args.vae, map_location=device)
-    data = read_data(args, args.data, n=args.num_points, seed=args.seed).x
+    data = _read(args)
     data = as_model_points(data, vae.data_shape, "DATA").float()
     codes = encode_data(vae, data.to(device)).cpu().numpy().astype(np.float32)
     buf = io.BytesIO()

@@ -23,6 +23,7 @@ import contextlib
 import io
 import json
 import math
+import numbers
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -35,7 +36,7 @@ from tqdm import tqdm
 import learned_manifold
 from learned_manifold.model_file import atomic_write_bytes
 from learned_manifold.models import MAX_DEPTH, MAX_WIDTH, check_int, check_real
-from learned_manifold.vae import MAX_CENTRES, MAX_LATENT, VAE, VAE_ARCHS, VAEConfig
+from learned_manifold.vae import MAX_CENTRES, MAX_CONV_DEPTH, MAX_LATENT, VAE, VAE_ARCHS, VAEConfig
 from learned_manifold.vae_file import save_vae
 
 from .data.stream import data_digest
@@ -98,6 +99,8 @@ class VAETrainConfig:
         if self.arch not in ("auto", *VAE_ARCHS):
             raise ValueError(f"arch must be one of {('auto', *VAE_ARCHS)}, got {self.arch!r:.60}")
         check_int(self.hidden, "hidden", 1, MAX_WIDTH)
+        if self.arch == "conv":
+            _check_conv_depth(self.depth)
         check_int(self.depth, "depth", 0, MAX_DEPTH)
         check_int(self.channels, "channels", 1, MAX_WIDTH)
         for name in ("lr", "std_lr", "rbf_scale", "zeta"):
@@ -111,9 +114,18 @@ class VAETrainConfig:
     def vae_config(self, data_shape: tuple[int, ...], n_train: int) -> VAEConfig:
         """The `VAEConfig` for points of ``data_shape`` (``n_centres`` capped at ``n_train``)."""
         arch = self.arch if self.arch != "auto" else ("conv" if len(data_shape) in (2, 3) else "mlp")
+        if arch == "conv":
+            _check_conv_depth(self.depth)
         return VAEConfig(data_shape=tuple(data_shape), latent_dim=self.latent_dim, arch=arch, hidden=self.hidden,
-                         depth=self.depth if arch == "mlp" else max(1, min(self.depth, 8)), channels=self.channels,
-                         n_centres=min(self.n_centres, n_train), zeta=self.zeta)
+                         depth=self.depth, channels=self.channels, n_centres=min(self.n_centres, n_train),
+                         zeta=self.zeta)
+
+
+def _check_conv_depth(depth: object) -> None:
+    """The conv backbone's ``depth`` stride-2 stages: 1 to `MAX_CONV_DEPTH` (a non-integer is left to `check_int`)."""
+    if isinstance(depth, numbers.Integral) and not isinstance(depth, bool) and not 1 <= depth <= MAX_CONV_DEPTH:
+        raise ValueError(f"depth must be in [1, {MAX_CONV_DEPTH}] for the conv architecture (stride-2 stages; "
+                         f"arch 'auto' picks it for images), got {depth}")
 
 
 @dataclass
@@ -328,6 +340,7 @@ def train_vae(
     if not isinstance(cfg, VAETrainConfig):
         raise TypeError(f"config must be a VAETrainConfig, got {type(cfg).__name__}")
     check_training_tensor(data)
+    cfg.vae_config(tuple(data.shape[1:]), data.shape[0])  # the architecture fits the data (arch, depth)
     total = cfg.steps + cfg.std_steps
     if stop_after is not None:
         check_int(stop_after, "stop_after", 0, total)

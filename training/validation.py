@@ -6,11 +6,30 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from learned_manifold.diagnostics import (
+    DIMENSION_AGREEMENT,
+    GROWTH_THRESHOLD,
+    OUTSIDE_THRESHOLD,
+    TRUST_THRESHOLD,
+)
 from learned_manifold.evaluation import bandwidth_grid, spectral_report
 from learned_manifold.geometry import eigenpairs
 from learned_manifold.models import MetricModel
+from learned_manifold.neighbour_check import MIN_REFERENCE
 
-__all__ = ["COLLAPSED_RECONSTRUCTION", "distrust", "select_sigma", "sigma_grid", "validate"]
+__all__ = ["COLLAPSED_RECONSTRUCTION", "distrust", "initial_sigma", "select_sigma", "sigma_grid", "validate"]
+
+
+def initial_sigma(scale: float, sigma_min: float, sigma_max: float) -> tuple[float, str]:
+    """The default σ of a checkpoint written before the end of a run (before `select_sigma` chooses one) and its
+    rule: ``s/16`` (``s`` the data scale, SPEC §1), clamped into the training range ``[sigma_min, sigma_max]``
+    (data units), so that an interrupted run's file never defaults to a bandwidth it never trained at
+    (``[0.5, 4]·s`` gives ``0.5·s``, ``[0.001, 0.02]·s`` gives ``0.02·s``)."""
+    guess = scale * 2.0 ** -4
+    sigma = min(max(guess, sigma_min), sigma_max)
+    if sigma == guess:
+        return sigma, "initial guess s/16"
+    return sigma, "initial guess s/16, clamped into the training range"
 
 
 def sigma_grid(model: MetricModel) -> list[float]:
@@ -36,6 +55,10 @@ def validate(model: MetricModel, x: Tensor, sigma: float, manifold=None) -> dict
     error ``‖ÛÛᵀ − P_T‖_F`` with the true ``d`` per point and the fraction of points whose gap-rule
     dimension is right. Always: the mean clearest normalised eigengap and the median dimension
     (`learned_manifold.evaluation.spectral_report`).
+
+    At the end of a run ``x`` are the same held-out points on which `select_sigma` chose ``sigma`` (the σ of
+    lowest ``tangent_error`` there), so the stored ``tangent_error`` is slightly optimistic: 0.0183 against
+    0.0193 on fresh points of one sphere run (`info` says so beside it).
     """
     pairs = eigenpairs(model.factor(x, sigma).float())
     truth = {}
@@ -75,23 +98,76 @@ def distrust(validation: dict) -> list[str]:
     """Why a trained model's tangent spaces are not to be trusted, one sentence per failed check, from a training
     result's ``validation`` (the self-consistency check and the neighbour check; for a VAE, a reconstruction no
     better than the mean; empty when all pass or did not run). The ``train`` and ``train-vae`` commands and the
-    demos print these as warnings and the demos' reports keep them."""
+    demos print these as warnings and the demos' reports keep them.
+
+    The self-consistency sentence names the limits it fails (`self_consistency_reasons`: the reasons of
+    ``ConsistencyReport.message``). A neighbour check without a verdict because its reference held fewer than
+    `MIN_REFERENCE` training points is a sentence too: the checks could not judge the model (30 points of a
+    sphere trained a useless model that passed its self-consistency check). One without a verdict on enough
+    points (the neighbours never denoised better than a linear fit) is not: ``info`` reports it."""
     reasons = []
     check = validation.get("self_consistency")
     if isinstance(check, dict) and not check.get("trusted", True):
-        reasons.append(f"the model does not agree with itself on its held-out points (tangent disagreement "
-                       f"{check.get('tangent_disagreement')}, normal growth {check.get('normal_growth')}, outside "
-                       f"eigenvalue {check.get('outside_eigenvalue', 'n/a')}): its tangent spaces are not to be "
-                       f"trusted")
+        reasons.append(f"the model does not agree with itself on its held-out points at sigma="
+                       f"{_figure(check.get('sigma'))} ({'; '.join(self_consistency_reasons(check))}): its tangent "
+                       f"spaces are not to be trusted")
     near = validation.get("neighbour_check")
     if isinstance(near, dict) and not near.get("trusted", True):
         reasons.append(f"the model disagrees with an estimate from the training points' neighbours at sigma="
                        f"{near.get('sigma', float('nan')):.4g} (dimension {near.get('model_dimension')} against "
                        f"{near.get('neighbour_dimension')}, tangent disagreement {near.get('tangent_disagreement')}): "
                        f"its tangent spaces are not to be trusted")
+    elif isinstance(near, dict) and near.get("informative") is False and _too_few(near):
+        count = near.get("reference_points")
+        reasons.append(f"the neighbour check gave no verdict: {'' if count is None else f'{count} '}training points "
+                       f"are too few for an estimate from their neighbours (it needs {MIN_REFERENCE}), so the "
+                       f"checks could not judge the model, and with so few points its tangent spaces may mean "
+                       f"little: train on more points")
     rel = validation.get("relative_reconstruction_error")  # a VAE's (`vae_trainer._validate`)
     if isinstance(rel, float) and rel >= COLLAPSED_RECONSTRUCTION:
         reasons.append(f"the VAE reconstructs held-out points barely better than the data mean (error {rel:.3g} of "
                        f"the data's RMS radius): its encoder has collapsed to the prior and its latent geometry "
                        f"means nothing; more steps, a wider network or a smaller latent dimension may help")
     return reasons
+
+
+def self_consistency_reasons(check: dict) -> list[str]:
+    """The failed limits of a stored self-consistency check (``ConsistencyReport.summary``), each with its figure
+    and limit: the reasons `learned_manifold.diagnostics.ConsistencyReport.message` gives, from the stored numbers
+    (limits absent from older files: the current ones). The stored verdict alone where no figure fails."""
+    why = []
+    threshold = check.get("threshold", TRUST_THRESHOLD)
+    growth_limit = check.get("growth_threshold", GROWTH_THRESHOLD)
+    tangent, growth = check.get("tangent_disagreement"), check.get("normal_growth")
+    agreement, outside = check.get("dimension_agreement"), check.get("outside_eigenvalue")
+    if _number(tangent) and tangent > threshold:
+        why.append(f"factor and denoiser disagree on the tangent spaces: disagreement {tangent:.3g} (limit "
+                   f"{threshold:g}), dimensions {check.get('factor_dimension')} and {check.get('denoiser_dimension')}")
+    if _number(agreement) and agreement < DIMENSION_AGREEMENT:
+        why.append(f"factor and denoiser read the same dimension at only {agreement:.0%} of points (limit "
+                   f"{DIMENSION_AGREEMENT:.0%})")
+    if _number(growth) and growth > growth_limit:
+        why.append(f"a normal eigenvalue grows as sigma shrinks (growth {growth:.3g}, limit {growth_limit:g}): the "
+                   f"networks do not resolve the data at this scale")
+    if _number(outside) and outside > OUTSIDE_THRESHOLD:
+        why.append(f"the denoiser keeps a direction outside the factor's range (outside eigenvalue {outside:.3g}, "
+                   f"limit {OUTSIDE_THRESHOLD:g}): train with a larger --rank")
+    return why or [f"the stored check says not trusted (tangent disagreement {tangent}, dimension agreement "
+                   f"{agreement}, normal growth {growth}, outside eigenvalue {outside})"]
+
+
+def _too_few(near: dict) -> bool:
+    """Whether a neighbour check without a verdict had too few reference points (`MIN_REFERENCE`): its stored
+    ``reference_points`` (the trainer's record), else an empty denoising table (no bandwidth was tried)."""
+    count = near.get("reference_points")
+    if _number(count):
+        return count < MIN_REFERENCE
+    return near.get("denoising") == []
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _figure(value) -> str:
+    return f"{value:.4g}" if _number(value) else "unknown"

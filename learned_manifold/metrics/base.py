@@ -234,6 +234,12 @@ class CoMetricField(nn.Module):
         no data. Landing uses it to find points far from the data that a denoiser at a small σ barely moves."""
         return None
 
+    def length_scale(self) -> float | None:
+        """A length in the data's units, the RMS distance of the data from their mean (SPEC §1's ``s``), by which
+        solvers make their tolerances unit-free (`gradient_flow`, the landing's rounding); ``None`` where the
+        field does not know its data (tolerances then in absolute units)."""
+        return None
+
     def landing_bandwidths(self) -> tuple[float, float] | None:
         """``(σ, σ_max)`` when ``project`` and ``factor`` accept a keyword ``sigma`` (a float or one bandwidth
         per point, ``(B,)``), so landing can anneal the bandwidth for points far from the data; else ``None``.

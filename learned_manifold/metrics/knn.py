@@ -105,7 +105,9 @@ class KNNCDC(CoMetricField):
         # queries). Where the mean's offset exceeds the spread it ranks in coordinates about the mean instead, on
         # a centred copy (twice the memory, only then; centring each block on the fly cost 2.5x at one query).
         mean = self.data.mean(0)
-        far = bool(mean.pow(2).sum() > (self.data - mean).pow(2).sum(-1).mean())
+        spread = (self.data - mean).pow(2).sum(-1).mean()
+        self._spread = float(spread.sqrt())
+        far = bool(mean.pow(2).sum() > spread)
         self.register_buffer("origin", mean if far else torch.zeros_like(mean), persistent=False)
         self.register_buffer("_search_data", self.data - mean if far else None, persistent=False)
         self.register_buffer("data_sq", self._searched().pow(2).sum(-1), persistent=False)
@@ -208,6 +210,10 @@ class KNNCDC(CoMetricField):
 
     SPACING_SAMPLE = 4096
     """Data rows whose nearest other row gives the typical spacing (a seeded sample of larger data sets)."""
+
+    def length_scale(self) -> float:
+        """The RMS distance of the data from their mean."""
+        return self._spread
 
     def beyond_data(self, x: Tensor) -> Tensor:
         """``(B, D)`` → ``(B,)``: the distance from each point to its nearest data point where it exceeds

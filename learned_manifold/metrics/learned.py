@@ -153,6 +153,10 @@ class LearnedCDC(CoMetricField):
         """`CoMetricField.beyond_data` against the landmarks (or the ``data`` given); ``None`` without them."""
         return None if self.data_graph is None else self.data_graph.beyond_data(x)
 
+    def length_scale(self) -> float:
+        """The model's data scale ``s`` (SPEC §1)."""
+        return float(self.model.scale)
+
     def landing_bandwidths(self) -> tuple[float, float]:
         """``(σ, σ_max)``: the field's bandwidth and the top of the model's training range."""
         return self.sigma, max(self.sigma, float(self.model.config.sigma_max))

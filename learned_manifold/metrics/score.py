@@ -102,6 +102,11 @@ class _DenoiserField(CoMetricField):
         shape = tuple(getattr(denoiser, "data_shape", ()) or ())
         self.dim = math.prod(shape) if shape else None
 
+    def length_scale(self) -> float | None:
+        """The model's data scale ``s`` where the denoiser is a `MetricModel` (SPEC §1), else ``None``."""
+        scale = getattr(self.model, "scale", None)
+        return float(scale) if isinstance(scale, Tensor) and scale.numel() == 1 else None
+
     def denoise(self, y: Tensor) -> Tensor:
         """Posterior mean ``x̂(y, σ)`` at the field's ``σ``: ``(B, D)`` → ``(B, D)``."""
         return self.denoise_at(y, self.sigma)

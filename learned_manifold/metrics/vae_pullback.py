@@ -73,7 +73,7 @@ class VAEPullbackMetric(CoMetricField):
         >>> from learned_manifold.vae import VAE, VAEConfig
         >>> _ = torch.manual_seed(0)
         >>> vae = VAE(VAEConfig(data_shape=(10,), latent_dim=2, hidden=16)).double()  # untrained; or load_vae(path)
-        >>> field = VAEPullbackMetric(vae)  # or VAEPullbackMetric("vae.lmv")
+        >>> field = VAEPullbackMetric(vae)  # or VAEPullbackMetric("vae.lvae")
         >>> z, v = torch.randn(5, 2, dtype=torch.float64), torch.randn(5, 2, dtype=torch.float64)
         >>> M = field.pullback(z)  # dense J_fᵀJ_f, f = [μ, σ]: d × d per point
         >>> M.shape, field.log_volume(z).shape  # ½ log det M: the background of the latent pictures

@@ -357,6 +357,9 @@ def test_good_file_loads_and_round_trips_exactly(good, tmp_path):
         assert torch.equal(loaded.state_dict()[key], value), key
     assert loaded.config == reference.config
     meta = read_metadata(path)
-    assert meta == {"config": reference.config.to_dict(), "extra": {"validation": {"a": 1.0}}}
+    mean = reference.mean.double()
+    units = {"scale": float(reference.scale), "mean_min": float(mean.min()), "mean_max": float(mean.max()),
+             "mean_average": float(mean.mean())}
+    assert meta == {"config": reference.config.to_dict(), "extra": {"validation": {"a": 1.0}}, "standardisation": units}
     again = save_model(loaded, tmp_path / "again.lmm", extra=meta["extra"])
     assert split(again.read_bytes()) == split(good)

@@ -161,6 +161,26 @@ def test_options_geoopt_would_ignore_are_refused(sphere_model):
         RiemannianSGD([p], manifold=M, lr=0.1, maximize=True)
 
 
+def test_each_refused_adam_option_gets_its_own_reason(sphere_model):
+    """A refused ``torch.optim.Adam`` option is named with the reason that applies to it, not another option's hint:
+    ``foreach=True`` is refused because geoopt steps one parameter at a time (no multi-tensor path), and the error
+    says nothing of ``maximize``; ``maximize=True`` gets the hint to negate the objective."""
+    M = LearnedDataManifold(sphere_model)
+    p = torch.nn.Parameter(start_points())
+    with pytest.raises(ValueError, match="foreach") as foreach:
+        RiemannianAdam([p], manifold=M, foreach=True)
+    message = str(foreach.value)
+    assert "multi-tensor" in message and "one parameter at a time" in message
+    assert "maximize" not in message and "negate" not in message
+    with pytest.raises(ValueError, match="negate the objective") as maximize:
+        RiemannianAdam([p], manifold=M, maximize=True)
+    assert "foreach" not in str(maximize.value)
+    with pytest.raises(ValueError, match="foreach, fused") as both:  # each named, with its own reason
+        RiemannianAdam([p], manifold=M, foreach=True, fused=True)
+    assert "no fused kernel" in str(both.value) and "multi-tensor" in str(both.value)
+    RiemannianAdam([p], manifold=M, foreach=False)  # off: nothing to refuse
+
+
 def test_binding_checks_shapes(sphere_model):
     M = LearnedDataManifold(sphere_model)
     with pytest.raises(ValueError, match="data shape"):

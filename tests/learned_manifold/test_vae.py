@@ -215,7 +215,7 @@ def test_geoopt_optimisers_run_on_the_latent_pullback_manifold(circle_vae):
 @pytest.fixture(scope="module")
 def good(tmp_path_factory) -> tuple[bytes, VAE]:
     vae = random_vae(CONFIGS["mlp"]).float()
-    path = save_vae(vae, tmp_path_factory.mktemp("vae") / "good.lmv", extra={"note": "test"})
+    path = save_vae(vae, tmp_path_factory.mktemp("vae") / "good.lvae", extra={"note": "test"})
     return path.read_bytes(), vae
 
 
@@ -224,21 +224,36 @@ def test_a_vae_with_a_nan_weight_is_refused_before_writing(tmp_path):
     with torch.no_grad():
         next(vae.parameters()).view(-1)[0] = float("nan")
     with pytest.raises(ValueError, match="vae: tensor .* holds non-finite values"):
-        save_vae(vae, tmp_path / "v.lmv")
+        save_vae(vae, tmp_path / "v.lvae")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_saved_vae_loads_and_round_trips_exactly(good, tmp_path):
     raw, vae = good
-    (tmp_path / "v.lmv").write_bytes(raw)
-    loaded = load_vae(tmp_path / "v.lmv")
+    (tmp_path / "v.lvae").write_bytes(raw)
+    loaded = load_vae(tmp_path / "v.lvae")
     x, z = torch.randn(4, 6), torch.randn(4, 2)
     for fn in ("encode", "decode", "decoder_std"):
         arg = x if fn == "encode" else z
         assert torch.equal(getattr(loaded, fn)(arg), getattr(vae, fn)(arg))
     assert loaded.encode(x).shape == (4, 2) and loaded.decode(z).shape == (4, 6)
-    assert read_vae_metadata(tmp_path / "v.lmv")["extra"] == {"note": "test"}
+    assert read_vae_metadata(tmp_path / "v.lvae")["extra"] == {"note": "test"}
     assert not any(p.requires_grad for p in loaded.parameters())
+
+
+def test_a_float64_vae_round_trips_bit_for_bit_in_float64(tmp_path):
+    """A VAE saved in float64 (every stored tensor F64) loads back in float64 with the same bits: it loaded as
+    float32, rounding every weight and the decoder's outputs."""
+    vae = random_vae(CONFIGS["conv_odd_image"])  # float64, with a non-trivial RBF precision
+    loaded = load_vae(save_vae(vae, tmp_path / "v.lvae"))
+    assert {t.dtype for t in loaded.state_dict().values()} == {F64}
+    for key, value in vae.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    x, z = torch.randn(3, 2, 5, 7, dtype=F64), torch.randn(4, 3, dtype=F64)
+    assert torch.equal(loaded.encode(x), vae.encode(x))
+    for fn in ("decode", "decoder_std"):
+        assert torch.equal(getattr(loaded, fn)(z), getattr(vae, fn)(z)), fn
+    assert torch.equal(VAEPullbackMetric(loaded).pullback(z), VAEPullbackMetric(vae).pullback(z))
 
 
 def _split(raw: bytes) -> tuple[dict, bytes]:
@@ -311,7 +326,7 @@ HOSTILE = {
 def test_hostile_vae_files_are_refused_with_one_error_naming_the_file(name, good, tmp_path, monkeypatch):
     monkeypatch.setenv("VAE_TEST_TMP", str(tmp_path))
     make, message = HOSTILE[name]
-    path = tmp_path / f"{name}.lmv"
+    path = tmp_path / f"{name}.lvae"
     path.write_bytes(make(good[0]))
     tracemalloc.start()
     start = time.perf_counter()
@@ -325,15 +340,15 @@ def test_hostile_vae_files_are_refused_with_one_error_naming_the_file(name, good
 
 
 def test_a_vae_file_is_not_a_model_file(good, tmp_path):
-    (tmp_path / "v.lmv").write_bytes(good[0])
+    (tmp_path / "v.lvae").write_bytes(good[0])
     with pytest.raises(ModelFileError, match="is a learned-manifold VAE file .*load it with load_vae"):
-        load_model(tmp_path / "v.lmv")
+        load_model(tmp_path / "v.lvae")
     assert VAE_FORMAT == "learned-manifold-vae"  # the name model_file.py checks for
 
 
 @pytest.mark.parametrize("kind", ["folder", "fifo", "dev_zero_link", "missing"])
 def test_paths_that_are_not_regular_files_are_refused_unopened(kind, tmp_path):
-    path = tmp_path / "x.lmv"
+    path = tmp_path / "x.lvae"
     if kind == "folder":
         path.mkdir()
     elif kind == "fifo":

@@ -1,6 +1,7 @@
 """The ``learned-manifold`` command: train, info, resume, errors, and the demo."""
 
 import json
+import math
 import os
 import shlex
 import subprocess
@@ -62,7 +63,7 @@ def test_an_existing_output_names_the_flags_only(tmp_path, capsys):
 @pytest.mark.parametrize(
     "make, message",
     [
-        (lambda p: np.save(p / "bad.npy", np.full((20, 3), np.nan, dtype=np.float32)), "NaN"),
+        (lambda p: np.save(p / "bad.npy", np.full((700, 3), np.nan, dtype=np.float32)), "NaN"),
         (lambda p: np.save(p / "bad.npy", np.zeros(20, dtype=np.float32)), "at least 2 axes"),
         (lambda p: (p / "bad.npy").write_bytes(b"not numpy"), "bad.npy"),
     ],
@@ -438,3 +439,12 @@ def test_the_demo_replaces_its_own_model_only(tmp_path, capsys):
     assert (folder / "model.lmm").read_bytes() == b"a user's model"
     check_demo_folder(tmp_path / "new")  # an absent or empty folder is fine
     assert DEMO_TAG["written_by"] == "learned-manifold demo"
+
+
+def test_the_demo_compares_tangent_errors_with_the_mean_error_of_random_planes():
+    """The demo's "random subspaces" figure is the mean `projector_error` of independent random planes (the
+    root mean square, √(2d(1 − d/D)), had been quoted): lines in R² √2·2/π ≈ 0.900, planes in R³ √2·π/4 ≈ 1.111."""
+    from learned_manifold_training.demo import _random_plane_error
+
+    assert _random_plane_error(1, 2) == pytest.approx(2 * math.sqrt(2) / math.pi, abs=0.01)
+    assert _random_plane_error(2, 3) == pytest.approx(math.sqrt(2) * math.pi / 4, abs=0.01)

@@ -1,7 +1,8 @@
 """Fault injection on ``learned-manifold train`` (issue 13): kills, interrupts, concurrent runs, bad outputs.
 
 Subprocesses run the real command (``python -m learned_manifold_training.cli``) with tiny data and networks;
-each costs a few seconds of imports, so there are few of them (six in all).
+each costs a few seconds of imports, so there are few of them (six in all). The end phase's signals are sent
+in-process, from inside it.
 """
 
 import os
@@ -160,3 +161,64 @@ def test_unwritable_or_special_outputs_are_refused_before_the_data_are_read(tmp_
     assert sorted(os.listdir(tmp_path)) == before
     assert (tmp_path / "target.lmm").read_bytes() == b"precious" and (tmp_path / "link.lmm").is_symlink()
     assert Path("/dev/null").is_char_device()
+
+
+def _signal_in_the_end_phase(monkeypatch, signals: list[int]) -> list[str]:
+    """Make the factor's repair (inside the end phase, after the last step) send this process ``signals`` first;
+    returns a log that says whether the end phase went on after them."""
+    import learned_manifold_training.trainer as trainer
+
+    real, log = trainer.refit_factor, []
+
+    def signalled(*args, **kwargs):
+        for signum in signals:
+            os.kill(os.getpid(), signum)
+        log.append("went on")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "refit_factor", signalled)
+    return log
+
+
+def test_a_first_signal_in_the_end_phase_is_acknowledged_at_once_and_the_run_finishes(tmp_path, capsys, monkeypatch):
+    """A first SIGTERM after the last step (bandwidth choice, repair, checks: minutes on large runs) was ignored
+    silently: it is acknowledged on stderr at once, the end phase goes on and the run ends complete (exit 0)."""
+    from learned_manifold_training.end_phase import END_PHASE_NOTICE
+
+    log = _signal_in_the_end_phase(monkeypatch, [signal.SIGTERM])
+    out = tmp_path / "m.lmm"
+    assert main(["train", *TINY, "--steps", "20", "--out", str(out)]) == 0
+    assert log == ["went on"]
+    assert END_PHASE_NOTICE in capsys.readouterr().err
+    assert "interrupt again to stop now: the run can be resumed" in END_PHASE_NOTICE
+    extra = read_metadata(out)["extra"]
+    assert (extra["complete"], extra["step"]) == (True, 20)
+
+
+def test_a_second_signal_in_the_end_phase_leaves_the_last_step_resumable_and_says_how(tmp_path, capsys, monkeypatch):
+    """Two SIGINTs in the end phase lost every step since the last periodic checkpoint (the file stayed at step 10
+    of 40, with "interrupted; nothing more was written" and no ``--resume`` command). Now the state of the last
+    step is saved before the end phase: the second signal leaves it (marked incomplete), prints the loop's line
+    with the ``--resume`` command and exits 130; resuming does the end phase alone and writes the same model as
+    an uninterrupted run."""
+    reference = tmp_path / "reference.lmm"
+    assert main(["train", *TINY, "--steps", "40", "--out", str(reference)]) == 0
+    log = _signal_in_the_end_phase(monkeypatch, [signal.SIGINT, signal.SIGINT])
+    out = tmp_path / "m.lmm"
+    args = [*TINY, "--steps", "40", "--checkpoint-every", "10", "--out", str(out)]
+    capsys.readouterr()
+    assert main(["train", *args]) == 130
+    assert log == []  # stopped inside the end phase
+    err = capsys.readouterr().err
+    assert (f"interrupted at step 40 of 40; the partial model is in {out} (incomplete); continue with: "
+            f"learned-manifold train {' '.join(args)} --resume") in err
+    extra = read_metadata(out)["extra"]
+    assert (extra["complete"], extra["step"]) == (False, 40)
+    assert torch.load(state_path(out), weights_only=True)["step"] == 40
+    assert not lock_path(out).exists()
+    monkeypatch.undo()
+    assert main(["train", *args, "--resume"]) == 0
+    assert read_metadata(out)["extra"]["complete"] is True
+    a, b = load_file(reference), load_file(out)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)

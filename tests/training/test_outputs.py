@@ -133,3 +133,63 @@ def test_a_full_disk_at_a_checkpoint_is_one_line_and_keeps_the_previous_checkpoi
     assert (out.read_bytes(), state_path(out).read_bytes()) == before
     assert read_metadata(out)["extra"]["step"] == 10 and load_model(out) is not None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.lmm", "m.lmm.train-state.pt"]  # no temp, no lock
+
+
+def _info(path, capsys) -> str:
+    assert main(["info", str(path)]) == 0
+    return capsys.readouterr().out
+
+
+def _rewritten(path, out, **extra):
+    """A copy of the model file ``path`` at ``out`` with its extra metadata updated by ``extra``."""
+    from learned_manifold.model_file import save_model
+
+    save_model(load_model(path), out, extra={**read_metadata(path)["extra"], **extra})
+    return out
+
+
+def test_info_names_only_the_factor_choices_that_applied(tmp_path, data, capsys):
+    """``info`` printed "width ... (auto: 2 x hidden where the estimated dimension exceeds 8 ...)" for data of
+    D <= 16, where no dimension is estimated, and "its rate ramped up over 2% of the steps" for an uncentred run,
+    whose optimiser never ramps (the factor starts at step 0). Files without the ``ramp_steps`` record (older)
+    are read by the same rule: a ramp only for a centred run with a warm-up."""
+    cfg = TrainConfig(**{**CFG.__dict__, "centred": False, "factor_ramp": 0.02, "precision": "fp32"})
+    uncentred = tmp_path / "u.lmm"
+    train(data, cfg, out=uncentred, progress=False, device="cpu", stop_after=2)
+    text = _info(uncentred, capsys)
+    assert "  width:" not in text and "ramped" not in text
+    estimated = {"rank_choice": {"chosen": 18, "estimated_dimension": 9, "rule": "auto"},
+                 "factor_width": {"factor_hidden": 64, "rule": "auto: 2 x hidden where the estimated dimension "
+                                                            "exceeds 8, else hidden"}}
+    old_guards = {"factor_ramp": 0.02, "factor_clip": 3.0, "rule": "auto", "factor_lr_scale": 0.5}
+    old = _rewritten(uncentred, tmp_path / "old-u.lmm", **estimated, factor_guards=old_guards)
+    text = _info(old, capsys)
+    assert "width:       factor network 64 (auto: 2 x hidden" in text and "its rate 0.5 x lr" in text
+    assert "ramped" not in text
+    centred = tmp_path / "c.lmm"
+    train(data, TrainConfig(**{**CFG.__dict__, "factor_ramp": 0.02, "precision": "fp32"}), out=centred,
+          progress=False, device="cpu", stop_after=2)
+    old = _rewritten(centred, tmp_path / "old-c.lmm", **estimated, factor_guards=old_guards,
+                     denoiser_warmup={"denoiser_warmup": 0.25, "rule": "auto"})
+    assert "its rate ramped up over 2% of the steps to 0.5 x lr" in _info(old, capsys)
+
+
+def test_info_names_the_sigma_of_each_check(tmp_path, data, capsys):
+    """The "repair:" line gave the disagreement at the σ chosen before the repair beside a consistency line at the
+    final σ, neither named: each now says its σ (files without the repair's σ: "the bandwidth chosen before the
+    repair"), and the stored tangent error says it was measured on the points its σ was chosen on."""
+    path = tmp_path / "m.lmm"
+    train(data, TrainConfig(**{**CFG.__dict__, "precision": "fp32"}), out=path, manifold=Circle(2), progress=False,
+          device="cpu")
+    validation = read_metadata(path)["extra"]["validation"]
+    assert validation["neighbour_check"]["reference_points"] == 180  # the fitted points: a verdict needs 200
+    refit = {"ran": True, "steps": 5, "disagreement_before": 0.41, "disagreement_after": 0.07, "kept": True}
+    check = {**validation["self_consistency"], "sigma": 0.5}
+    for stored, said in (({**refit, "sigma": 0.25}, "0.41 -> 0.07 at sigma 0.25, the bandwidth chosen before"),
+                         (refit, "0.41 -> 0.07 at the bandwidth chosen before the repair")):
+        text = _info(_rewritten(path, tmp_path / "r.lmm", validation={
+            **validation, "factor_refit": stored, "self_consistency": check}), capsys)
+        assert said in text
+        assert "consistency: " in text and "on held-out points at sigma 0.5 (tangent disagreement" in text
+    assert "(on the points sigma was chosen on: slightly optimistic)" in text
+    assert "neighbours:  no verdict (too few training points for a neighbour estimate: 180, fewer than 200)" in text

@@ -332,3 +332,48 @@ def test_resume_may_change_when_it_saves_and_validates(tmp_path):
                     out=tmp_path / "m.lmm", resume=True, progress=False, device="cpu")
     for k, v in full.model.state_dict().items():
         torch.testing.assert_close(v, resumed.model.state_dict()[k], rtol=0, atol=0, msg=k)
+
+
+@pytest.mark.parametrize("lo, hi, expected", [(0.5, 4.0, 0.5), (1e-3, 0.02, 0.02), (1e-3, 4.0, 2.0 ** -4)])
+def test_an_interrupted_checkpoint_defaults_to_a_sigma_inside_its_training_range(tmp_path, lo, hi, expected):
+    """A checkpoint before the end defaults to s/16 clamped into its training range: with [0.5, 4]·s it
+    defaulted to s/16, a bandwidth it never trained at; a range holding s/16 keeps it."""
+    from learned_manifold_training.validation import initial_sigma
+
+    data = Circle(2).sample(200, generator=torch.Generator().manual_seed(0))
+    out = tmp_path / "m.lmm"
+    train(data, TrainConfig(**{**TINY, "sigma_min": lo, "sigma_max": hi, "precision": "fp32"}), out=out,
+          progress=False, device="cpu", stop_after=5)
+    c = load_model(out).config
+    scale = float(load_model(out).scale)
+    assert c.sigma_min <= c.default_sigma <= c.sigma_max
+    assert c.default_sigma == pytest.approx(expected * scale)
+    assert ("clamped into the training range" in c.sigma_rule) is (expected != 2.0 ** -4)
+    assert initial_sigma(16.0, 0.1, 0.5) == (0.5, "initial guess s/16, clamped into the training range")
+
+
+def test_val_every_records_before_an_interruption_reach_the_resumed_file(tmp_path):
+    """The ``val_every`` validations of an interrupted run are kept in its training state: the resumed run's file
+    lists those of steps 20 and 40 too (it listed only 60), as an uninterrupted run's does."""
+    data = Circle(2).sample(300, generator=torch.Generator().manual_seed(0))
+    cfg = TrainConfig(**{**TINY, "steps": 60, "val_every": 20, "denoiser_warmup": 0.0, "precision": "fp32"})
+    full = train(data, cfg, out=tmp_path / "full.lmm", progress=False, device="cpu")
+    train(data, cfg, out=tmp_path / "half.lmm", progress=False, device="cpu", stop_after=45)
+    resumed = train(data, cfg, out=tmp_path / "half.lmm", resume=True, progress=False, device="cpu")
+    steps = [[h["step"] for h in read_metadata(tmp_path / f"{name}.lmm")["extra"]["validation"]["periodic"]]
+             for name in ("full", "half")]
+    assert steps == [[20, 40, 60], [20, 40, 60]]
+    assert resumed.validation["periodic"] == full.validation["periodic"]  # the same model at the same steps
+    assert [h["step"] for h in resumed.history if "loss" in h] == [45, 50, 60]
+
+
+def test_the_file_records_a_factor_ramp_only_where_the_optimiser_applied_one(tmp_path):
+    """The factor's rate ramps up only where it starts after the denoiser's warm-up (`schedule.optimiser`): an
+    uncentred run records no ramp steps, a centred one with a warm-up records them."""
+    data = Circle(2).sample(200, generator=torch.Generator().manual_seed(0))
+    guards = {}
+    for centred in (False, True):
+        cfg = TrainConfig(**{**TINY, "steps": 100, "centred": centred, "factor_ramp": 0.1, "precision": "fp32"})
+        train(data, cfg, out=tmp_path / f"{centred}.lmm", progress=False, device="cpu", stop_after=1)
+        guards[centred] = read_metadata(tmp_path / f"{centred}.lmm")["extra"]["factor_guards"]
+    assert guards[False]["ramp_steps"] == 0 and guards[True]["ramp_steps"] == 10

@@ -7,12 +7,15 @@ them (`add_subcommands`) and run by `vae_cli.run`, exactly as the main command w
 
 from __future__ import annotations
 
+import shlex
+
 import numpy as np
 import pytest
 import torch
 
 from learned_manifold import LearnedDataManifold, MetricModel, ModelConfig, load_model, load_vae, save_model
-from learned_manifold_training.cli import main
+from learned_manifold_training import vae_cli
+from learned_manifold_training.cli import build_parser, main
 
 SMALL = ["--steps", "60", "--std-steps", "20", "--batch-size", "64", "--hidden", "16", "--depth", "1",
          "--centres", "8", "--num-points", "300", "--no-progress", "--device", "cpu"]
@@ -23,7 +26,7 @@ def command(argv: list[str]) -> int:
 
 
 def test_train_vae_encode_then_metric_matching_on_the_codes(tmp_path, capsys):
-    vae_path, codes_path = tmp_path / "circle.lmv", tmp_path / "latents.npy"
+    vae_path, codes_path = tmp_path / "circle.lvae", tmp_path / "latents.npy"
     assert command(["train-vae", "circle", "--out", str(vae_path), "--latent-dim", "2", *SMALL]) == 0
     assert "wrote" in capsys.readouterr().out
     vae = load_vae(vae_path)
@@ -47,15 +50,21 @@ def test_train_vae_encode_then_metric_matching_on_the_codes(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["train-vae", "circle", "--out", "{tmp}/v.lmv", "--latent-dim", "0"], "--latent-dim must be in"),
-    (["train-vae", "circle", "--out", "{tmp}/v.lmv", "--latent-dim", "2", "--centres", "0"], "--centres must be in"),
-    (["train-vae", "nonsense", "--out", "{tmp}/v.lmv", "--latent-dim", "2"], "neither a built-in data set"),
-    (["train-vae", "circle", "--out", "{tmp}/missing/v.lmv", "--latent-dim", "2"], "does not exist"),
+    (["train-vae", "circle", "--out", "{tmp}/v.lvae", "--latent-dim", "0"], "--latent-dim must be in"),
+    (["train-vae", "circle", "--out", "{tmp}/v.lvae", "--latent-dim", "2", "--centres", "0"], "--centres must be in"),
+    (["train-vae", "nonsense", "--out", "{tmp}/v.lvae", "--latent-dim", "2"], "neither a built-in data set"),
+    (["train-vae", "circle", "--out", "{tmp}/missing/v.lvae", "--latent-dim", "2"], "does not exist"),
     (["encode", "{tmp}/model.lmm", "circle", "--out", "{tmp}/z.npy"], "metric-matching model file, not a VAE"),
-    (["encode", "{tmp}/none.lmv", "circle", "--out", "{tmp}/z.npy"], "does not exist"),
+    (["encode", "{tmp}/none.lvae", "circle", "--out", "{tmp}/z.npy"], "does not exist"),
     (["encode", "{tmp}/model.lmm", "circle", "--out", "{tmp}/z.txt"], "must end in .npy"),
-    (["train-vae", "circle", "--out", "{tmp}/v.lmv", "--latent-dim", "1", "--arch", "conv"],
+    (["train-vae", "circle", "--out", "{tmp}/v.lvae", "--latent-dim", "1", "--arch", "conv"],
      "--arch 'conv' needs images"),
+    (["train-vae", "digits", "--out", "{tmp}/v.lvae", "--latent-dim", "2", "--depth", "0"],
+     "--depth must be in [1, 8] for the conv architecture"),
+    (["train-vae", "digits", "--out", "{tmp}/v.lvae", "--latent-dim", "2", "--arch", "conv", "--depth", "9"],
+     "--depth must be in [1, 8] for the conv architecture"),
+    (["train-vae", "digits", "--out", "{tmp}/v.lvae", "--latent-dim", "2", "--num-points", "5000"],
+     "asked for --num-points=5000 (leave --num-points out for all)"),
 ])
 def test_user_errors_are_one_line_and_exit_status_2(argv, message, tmp_path, capsys):
     tiny = ModelConfig(data_shape=(2,), rank=1, arch_kwargs={"hidden": 4, "depth": 1, "emb_dim": 4})
@@ -66,7 +75,7 @@ def test_user_errors_are_one_line_and_exit_status_2(argv, message, tmp_path, cap
 
 
 def test_encode_refuses_data_of_another_shape(tmp_path, capsys):
-    vae_path = tmp_path / "v.lmv"
+    vae_path = tmp_path / "v.lvae"
     assert command(["train-vae", "circle", "--out", str(vae_path), "--latent-dim", "1", *SMALL]) == 0
     assert command(["encode", str(vae_path), "sphere", "--out", str(tmp_path / "z.npy"), "--num-points", "20"]) == 2
     assert "DATA has points of shape (3,); the model was trained on points of shape (2,)" in capsys.readouterr().err
@@ -79,3 +88,46 @@ def test_train_resume_on_a_vae_state_says_it_is_a_vaes(tmp_path, capsys):
                     "5", "--checkpoint-every", "5", "--num-points", "200", "--no-progress", "--device", "cpu"]) == 0
     assert command(["train", "circle", "--out", str(out), "--resume", "--num-points", "200", "--no-progress"]) == 2
     assert "its training state is a VAE's" in capsys.readouterr().err
+
+
+def test_the_printed_resume_command_repeats_every_option_layout_included():
+    """The ``--resume`` command printed after an interrupted ``train-vae`` parses back to the run's own options
+    (``--resume`` added): it dropped ``--layout``, so a 4-axis array that needs one could not be resumed."""
+    argv = ["train-vae", "images.npy", "--layout", "NHWC", "--out", "v.lvae", "--latent-dim", "3", "--depth", "3",
+            "--num-points", "50", "--arch", "conv", "--seed", "4", "--no-progress", "--device", "cpu"]
+    args = build_parser().parse_args(argv)
+    command = vae_cli._resume_command(args)
+    assert command.startswith("learned-manifold train-vae ")
+    again = build_parser().parse_args(shlex.split(command)[1:])
+    assert again.layout == "NHWC"
+    assert vars(again) == {**vars(args), "resume": True}
+
+
+def test_encode_refuses_to_write_over_its_own_vae_file(tmp_path, capsys):
+    """``encode VAE DATA --out VAE --overwrite`` (a VAE file named ``*.npy``) is refused in one line and the VAE is
+    left as it was: the codes replaced it."""
+    vae_path = tmp_path / "v.lvae"
+    assert command(["train-vae", "circle", "--out", str(vae_path), "--latent-dim", "1", *SMALL]) == 0
+    named_npy = tmp_path / "vae.npy"
+    named_npy.write_bytes(vae_path.read_bytes())
+    (tmp_path / "sub").mkdir()
+    capsys.readouterr()
+    for out in (named_npy, tmp_path / "sub" / ".." / "vae.npy"):
+        assert command(["encode", str(named_npy), "circle", "--out", str(out), "--overwrite",
+                        "--num-points", "20"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "is the VAE file itself" in err and "\n" not in err
+        assert named_npy.read_bytes() == vae_path.read_bytes()
+    assert load_vae(named_npy).latent_dim == 1
+
+
+def test_encode_names_num_points_when_the_data_set_is_smaller(tmp_path, capsys):
+    """Asking ``encode`` for more digits than exist names ``--num-points`` (not the data layer's ``n`` and its
+    ``n <= 0``, which the command refuses)."""
+    vae_path = tmp_path / "v.lvae"
+    assert command(["train-vae", "circle", "--out", str(vae_path), "--latent-dim", "1", *SMALL]) == 0
+    capsys.readouterr()
+    assert command(["encode", str(vae_path), "digits", "--out", str(tmp_path / "z.npy"), "--num-points",
+                    "5000"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "asked for --num-points=5000 (leave --num-points out for all)" in err and "n <= 0" not in err

@@ -42,11 +42,11 @@ def circle_data():
 @pytest.mark.parametrize("stop", [25, 50])  # in the ELBO stage, and in the RBF stage
 def test_an_interrupted_and_resumed_run_reaches_the_same_vae(stop, circle_data, tmp_path):
     cfg = VAETrainConfig(**TINY)
-    whole = train_vae(circle_data, cfg, out=tmp_path / "whole.lmv", device="cpu", progress=False)
-    part = train_vae(circle_data, cfg, out=tmp_path / "part.lmv", device="cpu", progress=False, stop_after=stop)
+    whole = train_vae(circle_data, cfg, out=tmp_path / "whole.lvae", device="cpu", progress=False)
+    part = train_vae(circle_data, cfg, out=tmp_path / "part.lvae", device="cpu", progress=False, stop_after=stop)
     assert part.stopped_at == stop
-    resumed = train_vae(circle_data, cfg, out=tmp_path / "part.lmv", resume=True, device="cpu", progress=False)
-    a, b = load_vae(tmp_path / "whole.lmv").state_dict(), load_vae(tmp_path / "part.lmv").state_dict()
+    resumed = train_vae(circle_data, cfg, out=tmp_path / "part.lvae", resume=True, device="cpu", progress=False)
+    a, b = load_vae(tmp_path / "whole.lvae").state_dict(), load_vae(tmp_path / "part.lvae").state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert resumed.validation == whole.validation
     assert bool((a["std_weights"] > 0).any()) and bool((a["bandwidths"] > 0).all())
@@ -54,7 +54,7 @@ def test_an_interrupted_and_resumed_run_reaches_the_same_vae(stop, circle_data, 
 
 def test_outputs_are_checked_before_any_work(circle_data, tmp_path):
     cfg = VAETrainConfig(**TINY)
-    out = tmp_path / "v.lmv"
+    out = tmp_path / "v.lvae"
     out.write_bytes(b"precious")
     with pytest.raises(OutputError, match="already exists"):
         train_vae(circle_data, cfg, out=out, device="cpu", progress=False)
@@ -62,12 +62,27 @@ def test_outputs_are_checked_before_any_work(circle_data, tmp_path):
     with pytest.raises(FileNotFoundError, match="cannot resume"):
         train_vae(circle_data, cfg, out=out, resume=True, device="cpu", progress=False)
     with pytest.raises(ValueError, match="settings differ"):
-        train_vae(circle_data, cfg, out=tmp_path / "a.lmv", device="cpu", progress=False, stop_after=5)
-        train_vae(circle_data, VAETrainConfig(**{**TINY, "steps": 41}), out=tmp_path / "a.lmv", resume=True,
+        train_vae(circle_data, cfg, out=tmp_path / "a.lvae", device="cpu", progress=False, stop_after=5)
+        train_vae(circle_data, VAETrainConfig(**{**TINY, "steps": 41}), out=tmp_path / "a.lvae", resume=True,
                   device="cpu", progress=False)
     for other in (circle_data * 2, circle_data.flip(0)):  # reordered rows kept the sums and resumed before
         with pytest.raises(ValueError, match="data differ"):
-            train_vae(other, VAETrainConfig(**TINY), out=tmp_path / "a.lmv", resume=True, device="cpu",
+            train_vae(other, VAETrainConfig(**TINY), out=tmp_path / "a.lvae", resume=True, device="cpu",
                       progress=False)
     with pytest.raises(ValueError, match="finite"):
         train_vae(torch.full((20, 3), float("nan")), cfg, device="cpu", progress=False)
+
+
+@pytest.mark.parametrize("arch", ["conv", "auto"])  # "auto" picks conv for image-shaped points
+@pytest.mark.parametrize("depth", [0, 9])
+def test_a_conv_depth_out_of_range_is_refused_not_clamped(arch, depth, tmp_path):
+    """The conv backbone has 1 to 8 stride-2 stages: ``depth`` outside that is one ValueError naming ``depth`` and
+    the range, before anything is written (it was clamped to 1 or 8 and trained a VAE the user did not ask for)."""
+    images = torch.rand(20, 8, 8, generator=torch.Generator().manual_seed(0))
+    out = tmp_path / "v.lvae"
+    with pytest.raises(ValueError, match=rf"depth must be in \[1, 8\] for the conv architecture.*got {depth}"):
+        cfg = VAETrainConfig(**{**TINY, "arch": arch, "depth": depth})
+        train_vae(images, cfg, out=out, device="cpu", progress=False)
+    assert list(tmp_path.iterdir()) == []
+    flat = VAETrainConfig(**{**TINY, "arch": "auto", "depth": 0}).vae_config((4,), 100)  # an MLP may have depth 0
+    assert flat.arch == "mlp" and flat.depth == 0

@@ -1,6 +1,7 @@
 """`distrust`: the failed checks of a training result, one sentence each, and nothing for checks that passed."""
 
 import pytest
+import torch
 
 from learned_manifold_training.validation import distrust
 
@@ -36,7 +37,7 @@ def test_a_vae_that_decodes_the_mean_is_flagged():
 def test_train_vae_prints_the_collapse(tmp_path, capsys):
     from learned_manifold_training.cli import main
 
-    argv = ["train-vae", "circle", "--out", str(tmp_path / "v.lmv"), "--latent-dim", "1", "--steps", "40",
+    argv = ["train-vae", "circle", "--out", str(tmp_path / "v.lvae"), "--latent-dim", "1", "--steps", "40",
             "--std-steps", "20", "--num-points", "300", "--hidden", "16", "--depth", "1", "--no-progress",
             "--device", "cpu"]
     assert main(argv) == 0  # 40 steps: reconstructions are the data mean
@@ -45,7 +46,6 @@ def test_train_vae_prints_the_collapse(tmp_path, capsys):
 
 def test_a_narrow_training_range_gets_its_own_grid_not_a_bandwidth_it_never_trained_at():
     """With σ ∈ [0.3, 0.45]·s no grid value s·2^(i−6) lies inside the range; the default was then s/16, outside."""
-    import torch
 
     from learned_manifold.models import MetricModel, ModelConfig
     from learned_manifold_training.validation import select_sigma, sigma_grid
@@ -57,3 +57,41 @@ def test_a_narrow_training_range_gets_its_own_grid_not_a_bandwidth_it_never_trai
     x = torch.randn(50, 2, generator=torch.Generator().manual_seed(0))
     sigma, rule, table = select_sigma(model, x)
     assert 0.3 <= sigma <= 0.45 and len(table) == 3 and "training range's ends and middle" in rule
+
+
+def test_a_model_untrusted_for_dimension_disagreement_is_told_so():
+    """``distrust`` printed three figures, all within their limits, for a model that failed the check on dimension
+    agreement alone (`ConsistencyReport.message` names it): the warning names the failing limit, not the others."""
+    from learned_manifold.diagnostics import ConsistencyReport
+
+    b = 10
+    values = torch.tensor([[1.0, 0.9, 0.5]]).repeat(b, 1)
+    report = ConsistencyReport(sigma=0.1, tangent_disagreement=torch.full((b,), 0.06),
+                               spectral_disagreement=torch.zeros(b), factor_values=values, denoiser_values=values,
+                               factor_dimension=torch.tensor([2] * 7 + [3] * 3),
+                               denoiser_dimension=torch.full((b,), 2), normal_value=torch.zeros(b),
+                               normal_value_half=torch.zeros(b), outside_value=torch.zeros(b))
+    assert not report.trusted and "same dimension at only 70% of points" in report.message()
+    (reason,) = distrust({"self_consistency": report.summary()})
+    assert "same dimension at only 70% of points (limit 80%)" in reason and "sigma=0.1 " in reason
+    assert "disagree on the tangent spaces" not in reason and "normal eigenvalue grows" not in reason
+
+
+def test_a_neighbour_check_without_a_verdict_for_too_few_points_is_a_warning():
+    """30 points of a sphere trained a useless model (tangent error 0.88) that passed its self-consistency check,
+    and the neighbour check gave no verdict (fewer than its 200 points): nothing was said. Now a warning says the
+    checks could not judge the model; a check without a verdict on enough points is not one."""
+    from learned_manifold_training.data.builtin import DATASETS
+    from learned_manifold_training.trainer import TrainConfig, train
+
+    (reason,) = distrust({"neighbour_check": {"sigma": None, "informative": False, "trusted": True,
+                                              "reference_points": 24}})
+    assert "no verdict: 24 training points are too few" in reason and "could not judge the model" in reason
+    assert distrust({"neighbour_check": {"sigma": None, "informative": False, "trusted": True,
+                                         "reference_points": 1300}}) == []
+    sphere = DATASETS["sphere"]()
+    x = sphere.sample(30, generator=torch.Generator().manual_seed(0))
+    result = train(x, TrainConfig(steps=20, batch_size=32, hidden=16, depth=1, emb_dim=8, precision="fp32"),
+                   manifold=sphere, progress=False, device="cpu")
+    assert result.validation["neighbour_check"]["informative"] is False
+    assert any("could not judge the model" in r for r in distrust(result.validation))
