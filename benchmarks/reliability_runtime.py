@@ -124,6 +124,15 @@ def _check_method(M, method, args, out, batch, dtype, finite, nan_row, strict):
     if method == "inner":
         shape = batch
     elif method in ("factor", "tangent_space", "intrinsic_dimension"):
+        if method != "factor":  # these keep the points' batch axes (a single point: none); the factor flattens
+            lead = out[1].shape[:-2] if method == "tangent_space" else out.shape
+            if tuple(lead) != tuple(batch):
+                return f"{method} returned batch {tuple(lead)} for points of batch {tuple(batch)}"
+            if method == "tangent_space":
+                r = out[0].shape[-1]
+                out = (out[0].reshape(n, r), out[1].reshape(n, 3, r))
+            else:
+                out = out.reshape(n)
         tensor = out[1] if method == "tangent_space" else out
         if tensor.shape[0] != n:
             return f"{method} returned batch {tensor.shape[0]} for {n} points"

@@ -19,11 +19,25 @@ from .metrics.base import CoMetricField
 __all__ = [
     "GEODESIC_METHODS",
     "LANDING_STEPS",
+    "RESOLUTION_SUBSTEPS",
+    "RESOLUTION_TOL",
     "GeodesicMethod",
     "path_energy",
+    "resolution",
     "segment_energies",
     "verify_minimum",
 ]
+
+RESOLUTION_SUBSTEPS = 4
+"""Sub-segments per segment at which `resolution` re-measures a solved path's length."""
+
+RESOLUTION_TOL = 1.0
+"""A solved path whose length, re-measured on `RESOLUTION_SUBSTEPS` sub-segments per segment, exceeds its discrete
+length by more than this fraction (twice as long) is not resolved: the metric rises between its points (a VAE
+decoder's uncertainty between codes: 15 to 76 times), where the midpoint rule does not look, and its energy and
+length are not the path's. Not tighter: the tangent planes of a k-NN CDC with few neighbours turn by a few degrees
+between samples, and at the solver's regularisation (normals 10³ times dearer) a resolved path re-measures 1.3 to
+1.5 times as long."""
 
 
 def segment_energies(field: CoMetricField, path: Tensor) -> Tensor:
@@ -370,3 +384,31 @@ def verify_minimum(problem: _Energy, v: Tensor, claimed: Tensor, *, rtol: float)
         refuted |= torch.isfinite(f) & (f < f0 - rtol * f0.abs())
     out[idx] = ~refuted
     return out
+
+
+def resolution(field: CoMetricField, path: Tensor, length: Tensor) -> Tensor:
+    """``(B,)``: the metric length of ``path`` ``(B, T, D)`` re-measured on `RESOLUTION_SUBSTEPS` sub-segments per
+    segment, divided by its discrete ``length`` ``(B,)`` (1 where the length is 0).
+
+    The sub-points follow the smooth curve through the points (a Catmull–Rom spline: cubic Hermite pieces with
+    tangents ``(x_{i+1} − x_{i−1})/2``), so on a path that resolves the metric the two lengths agree to
+    ``O(Δ²)`` even where the metric is strongly anisotropic (straight sub-pieces of a curved chord would be
+    charged for its turn). A solver that placed its points either side of a ridge of the metric, where the
+    midpoint rule does not look, gives far more: a VAE geodesic had "converged" at 1/76 of its length (§6, §11).
+    """
+    m = RESOLUTION_SUBSTEPS
+    b, t, d = path.shape
+    if t < 2:
+        return torch.ones_like(length)
+    ahead = torch.cat([path[:, 1:], 2 * path[:, -1:] - path[:, -2:-1]], 1)  # reflected past the ends
+    behind = torch.cat([2 * path[:, :1] - path[:, 1:2], path[:, :-1]], 1)
+    tangent = (ahead - behind) / 2  # (B, T, D)
+    s = (torch.arange(m, dtype=path.dtype, device=path.device) / m).view(1, 1, m, 1)
+    p0, p1, m0, m1 = (z.unsqueeze(2) for z in (path[:, :-1], path[:, 1:], tangent[:, :-1], tangent[:, 1:]))
+    fine = ((2 * s**3 - 3 * s**2 + 1) * p0 + (s**3 - 2 * s**2 + s) * m0 + (3 * s**2 - 2 * s**3) * p1
+            + (s**3 - s**2) * m1).reshape(b, (t - 1) * m, d)
+    fine = torch.cat([fine, path[:, -1:]], 1)
+    with torch.enable_grad():
+        fine_length = path_energy(field, fine)[1].detach()
+    return torch.where(length > 0, fine_length / length.clamp_min(torch.finfo(length.dtype).tiny),
+                       torch.ones_like(length))

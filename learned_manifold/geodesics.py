@@ -28,6 +28,7 @@ Usage (`geodesic`'s docstring has an example that runs)::
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,14 +39,16 @@ from .evaluation import lerp
 from .geodesic_init import INIT_NAMES, auto_init, denoises, graph_holder, graph_path, landing_path, resample
 from .geodesic_solvers import (
     GEODESIC_METHODS,
+    RESOLUTION_TOL,
     GeodesicMethod,
     _Energy,
     path_energy,
+    resolution,
     segment_energies,
     verify_minimum,
 )
-from .geometry import eigenpairs, lowrank_apply, lowrank_solve
 from .metrics.base import CoMetricField, as_field, check_points, rounding_eps
+from .regularised import Regularised, check_delta, regularising_delta
 
 __all__ = [
     "COARSE_POINTS",
@@ -73,9 +76,10 @@ class GeodesicResult:
             at ``T`` points; with landing, landed as the solver sees it), in the metric of ``energy``.
         converged: ``(B,)`` bool: the solver stopped on its criterion (the relative change of the pair's energy
             fell below ``tol``) *and* the result passed `geodesic_solvers.verify_minimum` (finite energy and
-            gradient, no short descent step lowers the energy by more than ``verify_tol``). Never true for a
-            pair that ran out of ``steps``, whose line search failed on a non-finite value, or that sits on a
-            slope.
+            gradient, no short descent step lowers the energy by more than ``verify_tol``) *and* the path resolves
+            the metric (`geodesic_solvers.resolution`: re-measured between its points it is at most
+            `geodesic_solvers.RESOLUTION_TOL` longer, with a warning otherwise). Never true for a pair that ran
+            out of ``steps``, whose line search failed on a non-finite value, or that sits on a slope.
         steps: optimiser iterations performed (the most any pair needed), summed over the coarse-to-fine levels.
         method: the solver's name in `GEODESIC_METHODS`.
         init: the start actually used: ``"graph"``, ``"landing"``, ``"linear"`` or ``"path"`` (a given tensor).
@@ -367,13 +371,13 @@ def geodesic(
     if landing is None:  # on for a landing start, and for a graph start on a field with a denoiser
         landing = used == "landing" or (used == "graph" and denoises(field))
     landing = bool(landing)
-    delta = regularising_delta(field, x0, x1) if delta is None else _check_delta(delta)
+    delta = regularising_delta(field, x0, x1) if delta is None else check_delta(delta)
     own = field  # energies and lengths are reported in the field's own metric
     if delta > 0:
         if not field.low_rank:
             raise ValueError(f"delta regularises low-rank fields (G = AAᵀ) only; {type(field).__name__} has no "
                              "factor: leave delta out, or give it to the field itself")
-        field = _Regularised(field, field.delta + delta)
+        field = Regularised(field, field.delta + delta)
 
     if landing and not field.can_project:
         raise ValueError(f"landing needs a field with a landing projection; {type(field).__name__} has none")
@@ -400,6 +404,15 @@ def geodesic(
         energy, length = (t.detach() for t in path_energy(own, path))
         if own is not field:
             initial = path_energy(own, start.path(torch.zeros_like(start.base)).detach())[0].detach()
+    # resolved in the metric the solver minimised (own's for δ = 0 weighs the ~0 normal eigenvalues of G⁺)
+    ratio = resolution(field, path, length if own is field else path_energy(field, path)[1].detach())
+    unresolved = converged & ~straight & torch.isfinite(ratio) & (ratio > 1 + RESOLUTION_TOL)
+    if bool(unresolved.any()):
+        converged = converged & ~unresolved
+        warnings.warn(f"geodesic: {int(unresolved.sum())} of {len(ratio)} converged path(s) do not resolve the "
+                      f"metric: measured between their points they are up to {float(ratio[unresolved].max()):.3g} "
+                      "times as long as their discrete length (the metric rises between the points); marked "
+                      "unconverged: use more n_points", stacklevel=2)
     euclid = (path[:, 1:] - path[:, :-1]).norm(dim=-1).sum(-1)
     result = GeodesicResult(path=path, energy=energy, length=length, euclidean_length=euclid,
                             initial_energy=initial, converged=converged, steps=total + done, method=method,
@@ -410,58 +423,6 @@ def geodesic(
         for name in ("path", "energy", "length", "euclidean_length", "initial_energy", "converged"):
             setattr(result, name, getattr(result, name).squeeze(0))
     return result
-
-
-def regularising_delta(field: CoMetricField, x0: Tensor, x1: Tensor) -> float:
-    """The default ``δ`` of `geodesic`: ``10⁻³ λ₁`` for a low-rank field with ``δ = 0`` (``λ₁``: the mean top
-    eigenvalue of ``G`` at the ends ``x0``, ``x1`` ``(B, D)``), so the normal directions cost ``10³`` times the
-    tangent ones instead of nothing; ``0.0`` for other fields (their ``δ`` or their full-rank metric decides)."""
-    if not field.low_rank or field.delta > 0:
-        return 0.0
-    with torch.no_grad():
-        top = eigenpairs(field.factor(torch.cat([x0, x1]))).values[:, 0]
-    top = top[torch.isfinite(top)]
-    return 1e-3 * float(top.mean()) if top.numel() and float(top.mean()) > 0 else 0.0
-
-
-def _check_delta(delta: object) -> float:
-    if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not math.isfinite(delta) or delta < 0:
-        raise ValueError(f"delta must be a finite number >= 0 or None, got {delta!r}")
-    return float(delta)
-
-
-class _Regularised(CoMetricField):
-    """A low-rank ``field`` with ``δ`` added: ``G = AAᵀ + δI`` by `lowrank_apply`/`lowrank_solve` (SPEC §5); its
-    landing projection, bandwidths and start paths are the field's own."""
-
-    low_rank = True
-
-    def __init__(self, field: CoMetricField, delta: float):
-        super().__init__()
-        self.inner_field, self.delta = field, float(delta)
-        self.dim, self.centred = field.dim, field.centred
-
-    def factor(self, x: Tensor, **kwargs) -> Tensor:
-        return self.inner_field.factor(x, **kwargs)
-
-    def apply(self, x: Tensor, w: Tensor) -> Tensor:
-        return lowrank_apply(self.inner_field.factor(x), w, self.delta)
-
-    def metric(self, x: Tensor, v: Tensor) -> Tensor:
-        return lowrank_solve(self.inner_field.factor(x), v, self.delta)
-
-    def project(self, x: Tensor, **kwargs) -> Tensor:
-        return self.inner_field.project(x, **kwargs)
-
-    def length_scale(self) -> float | None:
-        return self.field.length_scale()
-
-    def landing_bandwidths(self) -> tuple[float, float] | None:
-        return self.inner_field.landing_bandwidths()
-
-    @property
-    def can_project(self) -> bool:
-        return self.inner_field.can_project
 
 
 def _empty(path0: Tensor, method: str, used: str, single: bool) -> GeodesicResult:

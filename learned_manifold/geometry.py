@@ -272,19 +272,29 @@ def lowrank_solve(A: Tensor, v: Tensor, delta: float = 0.0, *, rel_eps: float = 
         work = torch.promote_types(A.dtype, torch.float32)
         Aw, finite = zero_bad_rows(A.to(work))
         if Aw.shape[-1] > Aw.shape[-2]:  # wider than tall: the D × D matrix is the smaller one
-            full = Aw @ Aw.transpose(-1, -2) + delta * torch.eye(Aw.shape[-2], dtype=work, device=Aw.device)
-            out = torch.cholesky_solve(v.to(work).unsqueeze(-1), torch.linalg.cholesky(full)).squeeze(-1)
+            chol = _regularised_cholesky(Aw.transpose(-1, -2), delta)
+            out = torch.cholesky_solve(v.to(chol.dtype).unsqueeze(-1), chol).squeeze(-1)
             return nan_rows(out, finite).to(v.dtype)
         at_v = Aw.transpose(-1, -2) @ v.to(work).unsqueeze(-1)  # (B, r, 1)
-        g = gram(Aw)
-        eye = torch.eye(g.shape[-1], dtype=work, device=g.device)
-        chol = torch.linalg.cholesky(g + delta * eye)
-        out = (v.to(work) - (Aw @ torch.cholesky_solve(at_v, chol)).squeeze(-1)) / delta
+        chol = _regularised_cholesky(Aw, delta)
+        y = torch.cholesky_solve(at_v.to(chol.dtype), chol).to(work)
+        out = (v.to(work) - (Aw @ y).squeeze(-1)) / delta
         return nan_rows(out, finite).to(v.dtype)
     pairs = eigenpairs(A, rel_eps=rel_eps) if pairs is None else pairs
-    inv = torch.where(pairs.values > 0, 1.0 / pairs.values.clamp_min(torch.finfo(A.dtype).tiny), 0.0)
+    inv = _inverse(pairs.values, pairs.values > 0)
     coords = (pairs.vectors.transpose(-1, -2) @ v.unsqueeze(-1)).squeeze(-1) * inv
     return (pairs.vectors @ coords.unsqueeze(-1)).squeeze(-1)
+
+
+def _regularised_cholesky(A: Tensor, delta: float) -> Tensor:
+    """Cholesky factor of ``AᵀA + δI`` for ``A`` ``(B, m, k)`` → ``(B, k, k)``; in float64 where the Gram's own
+    rounding outweighs ``δ`` (a float32 factor of rank below ``k`` with ``δ`` under ~1e-7 of its eigenvalues: not
+    positive definite in float32, a bare ``LinAlgError`` before), else in ``A``'s dtype."""
+    eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
+    chol, info = torch.linalg.cholesky_ex(gram(A) + delta * eye)
+    if bool((info > 0).any()) and A.dtype != torch.float64:
+        chol = torch.linalg.cholesky(gram(A.double()) + delta * eye.double())
+    return chol
 
 
 def lowrank_inner(A: Tensor, u: Tensor, v: Tensor, delta: float = 0.0, *,
@@ -313,10 +323,21 @@ def spectral_apply(pairs: Eigenpairs, u: Tensor, d: int | Tensor | None = None, 
     coords = (U.transpose(-1, -2) @ u.unsqueeze(-1)).squeeze(-1)  # (B, d')
     if power:
         lam = pairs.values[..., : U.shape[-1]]
-        if power == -1:
-            lam = torch.where(lam > 0, 1.0 / lam.clamp_min(torch.finfo(lam.dtype).tiny), torch.zeros_like(lam))
+        if power == -1:  # only the kept columns: a truncated one's 1/λ (λ ~ 1e-20) has an infinite derivative
+            kept = lam > 0
+            if not isinstance(d, int):
+                dims = intrinsic_dimension(pairs.values) if d is None else d
+                kept = kept & (torch.arange(lam.shape[-1], device=lam.device) < dims.to(lam.device).unsqueeze(-1))
+            lam = _inverse(lam, kept)
         coords = coords * lam
     return (U @ coords.unsqueeze(-1)).squeeze(-1)
+
+
+def _inverse(values: Tensor, keep: Tensor) -> Tensor:
+    """``1/λ`` where ``keep``, 0 elsewhere, with a finite derivative everywhere: the discarded entries divide 1,
+    not ``λ`` (``where(keep, 1/λ, 0)`` back-propagates ``0 · (−1/λ²) = NaN`` through a discarded ``λ ≈ 0``)."""
+    safe = torch.where(keep, values, torch.ones_like(values))
+    return torch.where(keep, 1.0 / safe, torch.zeros_like(values))
 
 
 def _top_vectors(pairs: Eigenpairs, d: int | Tensor | None) -> Tensor:

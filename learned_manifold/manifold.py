@@ -32,6 +32,7 @@ provides it): a one-entry cache holding a private copy of the point, hit only by
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 
@@ -159,7 +160,11 @@ class LearnedDataManifold(geoopt.Manifold):
         dtype = tensors[0].dtype
         for t in tensors[1:]:
             dtype = torch.promote_types(dtype, t.dtype)
-        shape = torch.broadcast_shapes(*(t.shape for t in tensors))
+        try:
+            shape = torch.broadcast_shapes(*(t.shape for t in tensors))
+        except RuntimeError:
+            given = ", ".join(f"{n} {tuple(t.shape)}" for t, n in zip(tensors, names, strict=False))
+            raise ValueError(f"the batch shapes of {given} do not broadcast against each other") from None
         batch = tuple(shape[: len(shape) - self.ndim])
         return batch, [t.to(dtype).expand(shape).reshape(-1, self.dim) for t in tensors]
 
@@ -200,8 +205,11 @@ class LearnedDataManifold(geoopt.Manifold):
 
     def field_settings(self) -> tuple:
         """The field's public settings that change its factor (``sigma``, and a k-NN field's ``k`` and
-        ``centred``): a cache entry made under other values is not used."""
-        return tuple(getattr(self.field, name, None) for name in ("sigma", "k", "centred"))
+        ``centred``) and the dtype and device of its weights (``M.double()`` casts the network): a cache entry
+        made under other values is not used."""
+        weights = next(itertools.chain(self.field.parameters(), self.field.buffers()), None)
+        held = None if weights is None else (weights.dtype, weights.device)
+        return (*(getattr(self.field, name, None) for name in ("sigma", "k", "centred")), held)
 
     def _check_shape(self, shape: tuple[int, ...], name: str) -> tuple[bool, str | None]:
         if tuple(shape[len(shape) - self.ndim:]) != self.data_shape or len(shape) < self.ndim:
@@ -328,9 +336,9 @@ class LearnedDataManifold(geoopt.Manifold):
             return False, reason
         if not bool(torch.isfinite(x).all()):
             return False, "x contains NaN or inf"
-        if self.landing:
+        if self.landing and x.numel():  # (an empty batch holds no point to check)
             try:
-                err = (self.projx(x) - x).abs().max().item() if x.numel() else 0.0
+                err = (self.projx(x) - x).abs().max().item()
             except ValueError as problem:
                 return False, f"x cannot land on the data: {problem}"
             if err > atol + rtol * x.abs().max().item():
@@ -343,8 +351,10 @@ class LearnedDataManifold(geoopt.Manifold):
             return False, reason
         if not bool(torch.isfinite(u).all()):
             return False, "u contains NaN or inf"
+        if not u.numel():
+            return True, None
         pu = self.proju(x, u)
-        err = (pu - u).abs().max().item() if u.numel() else 0.0
+        err = (pu - u).abs().max().item()
         if err > atol + rtol * u.abs().max().item():
             return False, f"u is not in the learned tangent space: |proju(u) - u| = {err:.3g}"
         return True, None
@@ -362,23 +372,28 @@ class LearnedDataManifold(geoopt.Manifold):
         return self.field.factor(xf)
 
     def tangent_space(self, x: object) -> tuple[Tensor, Tensor]:
-        """Eigenpairs of ``G`` at ``x`` via the ``r × r`` Gram: ``(values (B, r) descending, vectors (B, D, r))``.
+        """Eigenpairs of ``G`` at ``x`` via the ``r × r`` Gram: ``(values (..., r) descending, vectors (..., D, r))``
+        for points ``(..., *data_shape)`` (the batch axes kept, as `proju` keeps them; a single point gives
+        ``(r,)`` and ``(D, r)``).
 
         A field without a low-rank factor (the score fields) goes through its dense ``G`` (``D`` applications
         and a ``D × D`` ``eigh`` per point, ``r = D``: small ``D`` only; `evaluation.field_eigenpairs`).
         """
+        batch, (xf,) = self._flat(self._points(x, convert=True))
         if not self.field.low_rank:
             from .evaluation import field_eigenpairs
 
-            _, (xf,) = self._flat(self._points(x, convert=True))
             pairs = field_eigenpairs(self.field, xf)
         else:
-            pairs = eigenpairs(self.factor(x))
-        return pairs.values, pairs.vectors
+            pairs = eigenpairs(self.field.factor(xf))
+        r = pairs.values.shape[-1]
+        return pairs.values.reshape(*batch, r), pairs.vectors.reshape(*batch, self.dim, r)
 
     def intrinsic_dimension(self, x: object) -> Tensor:
-        """Pointwise intrinsic dimension by the scale-free gap rule (SPEC §5): ``(B,)`` integers."""
-        return intrinsic_dimension(self.tangent_space(x)[0])
+        """Pointwise intrinsic dimension by the scale-free gap rule (SPEC §5): integers of the batch shape of
+        ``x`` (``()`` for a single point)."""
+        values = self.tangent_space(x)[0]
+        return intrinsic_dimension(values.reshape(-1, values.shape[-1])).reshape(values.shape[:-1])
 
     def extra_repr(self) -> str:
         return (f"data_shape={self.data_shape}, delta={self.delta:.3g}, landing={self.landing}, "

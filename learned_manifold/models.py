@@ -324,6 +324,10 @@ class MetricModel(nn.Module):
         if y.ndim < 2 or math.prod(y.shape[1:]) != self.dim:
             raise ValueError(f"expected points of shape (B, {', '.join(map(str, self.data_shape))}) "
                              f"or (B, {self.dim}), got {tuple(y.shape)}")
+        if y.dtype != self.scale.dtype:  # the networks' weights share the buffers' dtype
+            raise ValueError(f"points are {y.dtype} but the model is {self.scale.dtype}: convert the points "
+                             f"(y.to({self.scale.dtype})) or the model (model.to({y.dtype})); LearnedCDC and "
+                             "LearnedDataManifold convert for you")
         y = y.reshape(y.shape[0], *self.data_shape)
         sigma = self.config.default_sigma if sigma is None else sigma
         if isinstance(sigma, (int, float)):

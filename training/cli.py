@@ -412,6 +412,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in vae_cli.COMMANDS:
             return vae_cli.run(args)
         return run_info(args)
+    except BrokenPipeError:  # the reader went away (`info --json | head`): stop quietly, as Unix tools do
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        except (OSError, ValueError):  # a stdout without a file descriptor (io.UnsupportedOperation is both)
+            pass
+        return 0
     except (ValueError, OSError, ImportError) as err:  # user errors: one clear line, no traceback
         message = re.sub(r" \((resume|overwrite)=True\)", "", str(err))  # the Python names, beside the flags
         print(f"learned-manifold {args.command}: error: {message}", file=sys.stderr)

@@ -39,7 +39,8 @@ unit circle at 10⁷ (spacing 1.2) collapsed from 300 distinct points to 8 witho
 def check_training_tensor(data: object) -> None:
     """Refuse, before any work, a tensor a trainer cannot learn from: not a dense tensor ``(N ≥ 10, ...)``, not
     floating point (integer images: ``data.float()``, the units may stay), NaN/inf, beyond float32's range, or so
-    far from the origin for their spread that float32 merges distinct points (`FLOAT32_RESOLUTION`).
+    far from the origin for their spread that float32 merges distinct points (`FLOAT32_RESOLUTION`; judged on the
+    coordinates that vary: a constant coordinate, however large, is harmless).
 
     Raises:
         ValueError: naming what is wrong with ``data``.
@@ -62,12 +63,17 @@ def check_training_tensor(data: object) -> None:
                          f"number is {_F32.tiny:.3g}): rescale the data")
     rows = data[torch.linspace(0, data.shape[0] - 1, min(data.shape[0], 4096)).long()].reshape(-1, data[0].numel())
     rows = rows.double()
-    spread = float((rows - rows.mean(0)).pow(2).sum(-1).mean().sqrt())
+    centred = rows - rows.mean(0)
+    spread = float(centred.pow(2).sum(-1).mean().sqrt())
+    # only coordinates that vary: a constant one (a column of 1e4) is removed exactly by the mean, merging nothing
+    varying = centred.abs().amax(0) > 0
+    top = float(rows.abs().amax(0)[varying].max()) if bool(varying.any()) else 0.0
     if spread > 0 and top * _F32.eps > FLOAT32_RESOLUTION * spread:
-        raise ValueError(f"data lie far from the origin for their spread (largest |x| = {top:.3g}, RMS spread about "
-                         f"the mean {spread:.3g}): in float32, the model's precision, neighbouring values are "
-                         f"{top * _F32.eps:.2g} apart, {top * _F32.eps / spread:.1%} of the spread, so distinct points "
-                         "merge; subtract an offset (e.g. the mean) from the data before training")
+        raise ValueError(f"data lie far from the origin for their spread (largest |x| of a varying coordinate = "
+                         f"{top:.3g}, RMS spread about the mean {spread:.3g}): in float32, the model's precision, "
+                         f"neighbouring values are {top * _F32.eps:.2g} apart, {top * _F32.eps / spread:.1%} of the "
+                         "spread, so distinct points merge; subtract an offset (e.g. the mean) from the data before "
+                         "training")
 
 
 def settings_diff(saved: dict, now: dict, may_change: tuple[str, ...] = ()) -> str:

@@ -15,6 +15,7 @@ calls a field. Fields are ``torch.nn.Module`` so that networks and data they hol
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -162,11 +163,31 @@ def check_finite_output(x: Tensor, out: Tensor, what: str) -> None:
                          f"field's arithmetic in {x.dtype}")
 
 
+_NOT_GIVEN = object()
+
+
+def _also_module_apply(apply: Callable) -> Callable:
+    """A field's ``apply(x, w)`` that also serves `torch.nn.Module.apply`'s ``apply(fn)``: called with one
+    callable (not a tensor) it applies ``fn`` to every submodule and the field, as ``nn.Module.apply`` does, so
+    ``model.apply(init_fn)`` on a user's module holding a field (or a manifold) recurses through it."""
+
+    @functools.wraps(apply)
+    def both(self, x, w=_NOT_GIVEN, *args, **kwargs):
+        if w is _NOT_GIVEN and not args and not kwargs and callable(x) and not isinstance(x, Tensor):
+            return nn.Module.apply(self, x)
+        return apply(self, x, *(() if w is _NOT_GIVEN else (w,)), *args, **kwargs)
+
+    both._also_module_apply = True
+    return both
+
+
 class CoMetricField(nn.Module):
     """Base class of co-metric fields (SPEC §5, §7).
 
     Subclasses implement ``apply`` and ``metric`` (each natively in one direction and by Woodbury,
     Sherman–Morrison or a matrix-free solve in the other), and ``factor`` where a low-rank form exists.
+    ``apply(x, w)`` is the co-metric; a field's ``apply(fn)`` with one callable is still `torch.nn.Module.apply`
+    (every subclass's ``apply`` is wrapped so, e.g. for ``model.apply(init_fn)`` on a module holding a field).
 
     Attributes:
         dim: ambient dimension ``D`` (``None`` when any ``D`` is accepted, as for `EuclideanMetric`).
@@ -200,10 +221,17 @@ class CoMetricField(nn.Module):
     centred: bool = True
     low_rank: bool = False
 
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("apply")
+        if own is not None and not getattr(own, "_also_module_apply", False):
+            cls.apply = _also_module_apply(own)
+
     def factor(self, x: Tensor) -> Tensor:
         """Low-rank factor ``A`` with ``G(x) = A Aᵀ``: ``(B, D)`` → ``(B, D, r)``."""
         raise NotImplementedError(f"{type(self).__name__} has no low-rank factor")
 
+    @_also_module_apply
     def apply(self, x: Tensor, w: Tensor) -> Tensor:
         """``(G(x) + δ I) w`` for ``x, w`` of shape ``(B, D)``; returns ``(B, D)``."""
         raise NotImplementedError

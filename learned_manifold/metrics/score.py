@@ -103,9 +103,12 @@ class _DenoiserField(CoMetricField):
         self.dim = math.prod(shape) if shape else None
 
     def length_scale(self) -> float | None:
-        """The model's data scale ``s`` where the denoiser is a `MetricModel` (SPEC §1), else ``None``."""
-        scale = getattr(self.model, "scale", None)
-        return float(scale) if isinstance(scale, Tensor) and scale.numel() == 1 else None
+        """The data scale ``s`` of the denoiser (a `MetricModel`'s, SPEC §1: any denoiser with a positive scalar
+        attribute ``scale``), else ``None``."""
+        scale = getattr(self.model if self.model is not None else self._callable, "scale", None)
+        if isinstance(scale, Tensor) and scale.numel() == 1:
+            scale = float(scale)
+        return float(scale) if isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0 else None
 
     def denoise(self, y: Tensor) -> Tensor:
         """Posterior mean ``x̂(y, σ)`` at the field's ``σ``: ``(B, D)`` → ``(B, D)``."""
@@ -310,15 +313,18 @@ class TangentialMetric(_DenoiserField):
     ``apply(x, w) = M^{-1} w`` by batched conjugate gradients (``M`` is positive definite for ``ε > 0``).
     In the protocol's terms ``G := (J_sᵀJ_s + εI)^{-1}`` and ``δ = 0``: ``ε`` is the regulariser.
 
-    The default ``ε = 1/σ²`` makes normal directions ``≈ 1/σ²`` times dearer than tangent ones (like
-    ``G + δI`` with ``δ ≈ σ²`` for the CDC fields) and keeps CG's condition number near ``1 + 1/σ²``. Note the
-    scale: the tangent eigenvalues of ``G`` are ``≈ 1/ε = σ²``, not 1, so step sizes of gradient flows with
-    this field are ``≈ σ²`` times those of the CDC fields.
+    The default ``ε = 1/(σ² s²)``, ``s`` the data's scale (`length_scale`: a model's; 1 for a denoiser without
+    one), makes normal directions ``≈ 1 + s²/σ²`` times dearer than tangent ones in any units (``J_sᵀJ_s`` has
+    units of 1/length⁴; ``ε = 1/σ²`` alone had given a Euclidean metric for data in thousandths and a condition
+    number of 1e8 for data in thousands), like ``G + δI`` with ``δ ≈ (σ/s)²`` for the CDC fields, and keeps
+    CG's condition number near ``1 + s²/σ²``. Note the scale: the tangent eigenvalues of ``G`` are
+    ``≈ 1/ε = σ² s²``, not 1, so step sizes of gradient flows with this field are ``≈ σ² s²`` times those of
+    the CDC fields.
 
     Args:
         denoiser: a model with ``denoise(y, sigma)`` or a callable ``x̂(y (B, D), sigma: float) -> (B, D)``.
         sigma: bandwidth ``σ > 0`` in data units.
-        eps: ``ε > 0``; ``None`` (default) means ``1/σ²``, fixed at construction.
+        eps: ``ε > 0`` (units of 1/length⁴); ``None`` (default) means ``1/(σ² s²)``, fixed at construction.
         cg_iters: maximum CG iterations per ``apply`` call.
         cg_tol: relative residual at which CG stops.
 
@@ -330,7 +336,7 @@ class TangentialMetric(_DenoiserField):
         >>> from learned_manifold.metrics import TangentialMetric
         >>> def to_sphere(y, sigma):
         ...     return y / y.norm(dim=-1, keepdim=True)
-        >>> field = TangentialMetric(to_sphere, sigma=0.1)  # eps = 1/sigma² = 100
+        >>> field = TangentialMetric(to_sphere, sigma=0.1)  # eps = 1/(sigma s)² = 100 (no scale: s = 1)
         >>> x = torch.tensor([[0.0, 0.0, 1.0]])
         >>> field.metric(x, torch.tensor([[1.0, 0.0, 1.0]]))  # tangent: eps; normal: 1/sigma⁴ + eps
         tensor([[  100.,     0., 10100.]])
@@ -348,7 +354,8 @@ class TangentialMetric(_DenoiserField):
         cg_tol: float = 1e-6,
     ) -> None:
         super().__init__(denoiser, sigma)
-        self.eps = 1.0 / self.sigma**2 if eps is None else check_scalar(eps, "eps")
+        scale = self.length_scale() or 1.0
+        self.eps = 1.0 / (self.sigma * scale) ** 2 if eps is None else check_scalar(eps, "eps")
         self.cg_iters = check_count(cg_iters, "cg_iters")
         self.cg_tol = check_scalar(cg_tol, "cg_tol")
 

@@ -239,3 +239,22 @@ def test_a_dimension_outside_one_to_r_is_refused_not_sliced(d):
         geo.range_project(A, u, d)
     with pytest.raises(ValueError, match="d must"):
         geo.spectral_apply(geo.eigenpairs(A), u, d)
+
+
+def test_a_rank_deficient_float32_factor_solves_with_a_tiny_delta():
+    """A float32 factor of rank 2 with r = 8 and δ = 1e-8: the Gram's float32 rounding (~1e-7 of its eigenvalues)
+    outweighs δ, so ``AᵀA + δI`` is not positive definite in float32 (a bare ``LinAlgError`` before); the r × r
+    algebra falls back to float64 and the answer matches the float64 solve (the normal part, v/δ, dominates)."""
+    g = torch.Generator().manual_seed(0)
+    Q = torch.linalg.qr(torch.randn(10, 2, generator=g, dtype=torch.float64)).Q
+    A = (Q @ torch.randn(2, 8, generator=g, dtype=torch.float64)).expand(3, 10, 8).contiguous()
+    v = torch.randn(3, 10, generator=g, dtype=torch.float64)
+    for delta in (1e-4, 1e-8):
+        exact = geo.lowrank_solve(A, v, delta)
+        got = geo.lowrank_solve(A.float(), v.float(), delta)
+        assert got.dtype == torch.float32
+        assert float((got.double() - exact).norm() / exact.norm()) < 1e-5
+    wide = torch.cat([A, A], -1)[:, :4]  # (3, 4, 16): r > D, the D × D route, rank 2 in R⁴
+    exact = geo.lowrank_solve(wide, v[:, :4], 1e-8)
+    got = geo.lowrank_solve(wide.float(), v[:, :4].float(), 1e-8)
+    assert float((got.double() - exact).norm() / exact.norm()) < 1e-5

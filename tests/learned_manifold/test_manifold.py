@@ -374,6 +374,20 @@ def test_cache_is_not_used_after_the_field_settings_change(name, value):
         torch.testing.assert_close(M.egrad2rgrad(x, u), LearnedDataManifold(field).egrad2rgrad(x, u))
 
 
+def test_cache_is_not_used_after_the_network_is_cast(sphere_model):
+    """``M.double()`` casts the network: a float64 point cached before the cast (computed by the float32 weights)
+    must not be served afterwards (it was, 3e-6 off the float64 network's factor)."""
+    import copy
+
+    M = LearnedDataManifold(copy.deepcopy(sphere_model))
+    x, u = torch.randn(4, 3, dtype=torch.float64), torch.randn(4, 3, dtype=torch.float64)
+    with torch.no_grad():
+        M.egrad2rgrad(x, u)  # cached by the float32 network
+        M.double()
+        fresh = LearnedDataManifold(M.field).egrad2rgrad(x, u)
+        assert torch.equal(M.egrad2rgrad(x, u), fresh)
+
+
 def test_cache_sees_in_place_data_edits_that_skip_the_version_counter(sphere_model):
     """``x.data.add_()`` does not bump the version counter; the cache compares values with a private copy."""
     M, fresh = LearnedDataManifold(sphere_model), LearnedDataManifold(sphere_model)
@@ -476,3 +490,48 @@ def test_tangent_space_of_a_field_without_a_factor_goes_through_its_dense_g():
     assert values.shape == (4, 3) and vectors.shape == (4, 3, 3)
     assert manifold.intrinsic_dimension(x).tolist() == [2, 2, 2, 2]
     assert (vectors[..., 2] * x).sum(-1).abs().min() > 0.999  # the smallest eigenvalue's vector is the normal
+
+
+def test_the_norm_has_a_finite_gradient_for_a_factor_wider_than_tall_in_float32():
+    """k-NN with k = 64 in R³: the truncated columns' eigenvalues are ~0, and ``where(λ > 0, 1/λ, 0)`` had
+    back-propagated ``0 · (−1/λ²) = NaN`` into 2–3 of 10 gradient rows in float32 (float64 hid it)."""
+    g = torch.Generator().manual_seed(0)
+    data = torch.nn.functional.normalize(torch.randn(2000, 3, generator=g), dim=-1)
+    M = LearnedDataManifold(KNNCDC(data, k=64, sigma=0.1))
+    x = torch.nn.functional.normalize(torch.randn(10, 3, generator=g), dim=-1).requires_grad_(True)
+    u = torch.randn(10, 3, generator=g)
+    M.norm(x, M.proju(x, u)).sum().backward()
+    assert bool(torch.isfinite(x.grad).all())
+    x64 = x.detach().double().requires_grad_(True)
+    LearnedDataManifold(KNNCDC(data.double(), k=64, sigma=0.1)).norm(x64, M.proju(x64, u.double())).sum().backward()
+    torch.testing.assert_close(x.grad.double(), x64.grad, rtol=1e-2, atol=1e-3)
+
+
+def test_tangent_spaces_and_dimensions_keep_the_batch_axes_of_the_points():
+    """Points ``(2, 4, 3)``: eigenpairs ``(2, 4, r)``/``(2, 4, 3, r)`` and dimensions ``(2, 4)``, as `proju` keeps
+    them (they had been flattened to 8 rows); a single point gives ``(r,)``, ``(3, r)`` and ``()``."""
+    M = LearnedDataManifold(FixedSubspaceField(_plane()))
+    x = torch.randn(2, 4, 3, generator=torch.Generator().manual_seed(1))
+    values, vectors = M.tangent_space(x)
+    flat_values, flat_vectors = M.tangent_space(x.reshape(8, 3))
+    assert values.shape[:2] == (2, 4) and vectors.shape[:3] == (2, 4, 3)
+    assert torch.equal(values.reshape(8, -1), flat_values) and torch.equal(vectors.reshape(8, 3, -1), flat_vectors)
+    assert M.intrinsic_dimension(x).shape == (2, 4) and M.intrinsic_dimension(x[0, 0]).shape == ()
+    assert M.tangent_space(x[0, 0])[1].shape == (3, values.shape[-1])
+
+
+def test_empty_batches_pass_the_checks_and_batches_that_do_not_broadcast_are_named():
+    M = LearnedDataManifold(FixedSubspaceField(_plane()))
+    assert M.check_point_on_manifold(torch.zeros(0, 3))
+    assert M.check_vector_on_tangent(torch.zeros(0, 3), torch.zeros(0, 3))
+    g = torch.Generator().manual_seed(0)
+    data = torch.nn.functional.normalize(torch.randn(500, 3, generator=g), dim=-1)
+    landing = LearnedDataManifold(KNNCDC(data, k=16, sigma=0.1), landing=True)
+    assert landing.check_point_on_manifold(torch.zeros(0, 3))  # had raised a bare torch error
+    with pytest.raises(ValueError, match=r"batch shapes of x \(2, 3\), u \(3, 3\) do not broadcast"):
+        M.proju(torch.randn(2, 3), torch.randn(3, 3))
+
+
+def _plane() -> torch.Tensor:
+    """A fixed random orthonormal basis ``(3, 2)``."""
+    return torch.linalg.qr(torch.randn(3, 2, generator=torch.Generator().manual_seed(2))).Q

@@ -208,3 +208,14 @@ def test_a_narrower_denoiser_is_built_stored_and_loaded_and_older_files_get_the_
         ModelConfig(data_shape=(3,), rank=2, denoiser_arch_kwargs={"width": 4})
     with pytest.raises(TypeError, match="denoiser_arch_kwargs"):
         ModelConfig(data_shape=(3,), rank=2, denoiser_arch_kwargs=[("hidden", 4)])
+
+
+def test_points_of_another_dtype_than_the_model_get_one_clear_error():
+    """A float32 model given float64 points (as a loaded model is): one line naming both dtypes and the remedies,
+    not torch's "mat1 and mat2 must have the same dtype"."""
+    model = MetricModel(ModelConfig(data_shape=(3,), rank=2, arch_kwargs={"hidden": 8, "depth": 1, "emb_dim": 8}))
+    y = torch.randn(4, 3, dtype=torch.float64)
+    for call in (model.factor, model.denoise):
+        with pytest.raises(ValueError, match=r"points are torch.float64 but the model is torch.float32: convert"):
+            call(y, 0.1)
+    assert model.double().factor(y, 0.1).dtype == torch.float64

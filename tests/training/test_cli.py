@@ -448,3 +448,19 @@ def test_the_demo_compares_tangent_errors_with_the_mean_error_of_random_planes()
 
     assert _random_plane_error(1, 2) == pytest.approx(2 * math.sqrt(2) / math.pi, abs=0.01)
     assert _random_plane_error(2, 3) == pytest.approx(math.sqrt(2) * math.pi / 4, abs=0.01)
+
+
+def test_a_reader_that_goes_away_ends_the_output_quietly(sphere_model_path, monkeypatch, capsys):
+    """``learned-manifold info MODEL --json | head -c 1``: writing to a closed pipe ends the command quietly with
+    status 0, not with "error: [Errno 32] Broken pipe" (the pipe is simulated: a stdout whose writes fail so)."""
+    import io
+
+    class ClosedPipe(io.TextIOBase):
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    assert main(["info", str(sphere_model_path), "--json"]) == 0
+    capsys.readouterr()
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    assert main(["info", str(sphere_model_path), "--json"]) == 0
+    assert capsys.readouterr().err == ""

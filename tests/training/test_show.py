@@ -24,6 +24,7 @@ def test_a_path_without_interior_points_is_refused():
         interpolation_scores({"LERP": torch.zeros(2, 1, 2, 2)}, data)  # was a reshape error
 
 
+@pytest.mark.filterwarnings("ignore:geodesic.*do not resolve the metric")  # an untrained model, 5-point paths
 def test_show_reports_what_it_draws_and_leaves_no_stale_strips(tmp_path):
     """The median the histogram marks is the report's (torch.median took the lower middle value); a rerun with
     fewer pairs removes the earlier strips show.json no longer describes; the flow's row says how much of its gap it

@@ -320,6 +320,10 @@ def test_data_whose_offset_float32_cannot_resolve_are_refused():
         train(circle + 1e7, TrainConfig(**TINY), progress=False, device="cpu")
     result = train(circle + 1e3, TrainConfig(**{**TINY, "steps": 5}), progress=False, device="cpu")
     assert all(torch.isfinite(p).all() for p in result.model.parameters())
+    # a constant coordinate, however large, merges nothing: the mean removes it exactly (it had been refused)
+    padded = torch.cat([circle.float(), torch.full((300, 1), 1e4)], 1)
+    result = train(padded, TrainConfig(**{**TINY, "steps": 5}), progress=False, device="cpu")
+    assert torch.equal(result.model.mean.reshape(-1)[2], torch.tensor(1e4))
 
 
 def test_resume_may_change_when_it_saves_and_validates(tmp_path):

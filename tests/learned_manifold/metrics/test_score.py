@@ -162,6 +162,31 @@ def test_tangential_inner_and_inverse(model, batch):
         torch.testing.assert_close(field.apply(x, field.metric(x, v)), v)
 
 
+class SphereDenoiser(nn.Module):
+    """The exact σ → 0 denoiser of a sphere of radius ``c`` about ``centre``, with the data scale ``c``."""
+
+    def __init__(self, c: float, centre: float):
+        super().__init__()
+        self.register_buffer("scale", torch.tensor(c, dtype=F64))
+        self.c, self.centre = c, centre
+
+    def denoise(self, y, sigma):
+        return self.centre + self.c * torch.nn.functional.normalize(y - self.centre, dim=-1)
+
+
+def test_the_default_tangential_regulariser_is_unit_free():
+    """Normals cost ``1 + s²/σ²`` times tangents whatever the units: the same sphere and σ in thousandths, units
+    and thousands give the same ratio (``ε = 1/σ²`` alone gave 1e8, 101 and 1.0001)."""
+    ratios = []
+    for c in (1e-3, 1.0, 1e3):
+        field = TangentialMetric(SphereDenoiser(c, 5 * c), 0.1 * c)
+        assert field.length_scale() == c
+        x = torch.tensor([[5 * c, 5 * c, 6 * c]], dtype=F64)  # on the sphere about (5c, 5c, 5c), normal e_z
+        tangent, normal = torch.tensor([[1.0, 0.0, 0.0]], dtype=F64), torch.tensor([[0.0, 0.0, 1.0]], dtype=F64)
+        ratios.append(float(field.inner(x, normal, normal) / field.inner(x, tangent, tangent)))
+    assert ratios == pytest.approx([101.0] * 3, rel=1e-6)
+
+
 # ---------------------------------------------------------------- shared input checks
 
 
