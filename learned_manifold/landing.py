@@ -50,7 +50,7 @@ def land(manifold: LearnedDataManifold, xf: Tensor) -> Tensor:
     idx = torch.isfinite(xf).all(-1).nonzero().squeeze(-1)
     x, s = xf[idx], None  # s: per-point bandwidths while annealing; None: all at σ
     # points far from the data the field holds (its landmarks): at a small σ the denoiser may barely move them
-    beyond = _beyond(field, x, sigma) if bands is not None and idx.numel() else None
+    beyond = field.beyond_data(x) if bands is not None and idx.numel() else None
     away_rows = None if beyond is None else idx[beyond > 0]  # checked again once landed
     descended = torch.zeros(idx.shape, dtype=torch.bool, device=xf.device)
     seen: dict = {}
@@ -128,8 +128,9 @@ def land(manifold: LearnedDataManifold, xf: Tensor) -> Tensor:
 
 
 def _beyond(field, x: Tensor, sigma: float) -> Tensor | None:
-    """`CoMetricField.beyond_data` where it exceeds ``σ``, else 0: a denoiser at ``σ`` moves points within about
-    ``σ`` of the data itself, and its fixed points lie ``~dσ²/(2R)`` off them (at a large ``σ`` more than the
-    landmarks' few spacings, so a landed point had been judged "far" when landed again, and refused)."""
+    """`CoMetricField.beyond_data` where it exceeds ``σ``, else 0: what landing refuses afterwards. The
+    denoiser's fixed points at ``σ`` lie ``~dσ²/(2R)`` off the data, at a large ``σ`` more than the landmarks' few
+    spacings (a landed point landed again had been refused); the descent before still starts for every point
+    farther than those spacings (`CoMetricField.beyond_data`), as at a small ``σ`` the denoiser barely moves it."""
     beyond = field.beyond_data(x)
     return None if beyond is None else torch.where(beyond > sigma, beyond, torch.zeros_like(beyond))
