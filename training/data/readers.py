@@ -57,10 +57,14 @@ def _check_npz_entries(path: Path, label: str) -> None:
             if not entry.filename.endswith(".npy"):
                 continue  # np.load hands those out as bytes: refused by name if asked for
             with archive.open(entry) as fh:
-                version = np.lib.format.read_magic(fh)
-                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
-                    np.lib.format.read_array_header_2_0
-                shape, _, dtype = read(fh)
+                try:
+                    version = np.lib.format.read_magic(fh)
+                    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                        np.lib.format.read_array_header_2_0
+                    shape, _, dtype = read(fh)
+                except ValueError as err:
+                    name = entry.filename[:-4]
+                    raise ValueError(f"{label}: entry {name!r} is not NumPy array data ({err})") from None
                 header = fh.tell()
             if dtype.hasobject:
                 raise ValueError(f"{label}: holds a pickled Python object array; refusing to load it (np.load "
