@@ -49,7 +49,9 @@ class FlowResult:
         length: ``(B,)`` Euclidean polyline length of the path.
         metric_length: ``(B,)`` length in the metric ``g = (G + δI)^{-1}`` (midpoint rule); NaN where the
             field's metric is undefined (e.g. `ScoreJacobianMetric` with ``δ = 0``).
-        reached: ``(B,)`` bool, `interpolate` only: ended within ``stop_tol`` of the target (else all False).
+        reached: ``(B,)`` bool, `interpolate` only: ended within ``1.5 · stop_tol`` of the target (the flow
+            brakes from ``2 · stop_tol`` and freezes at ``stop_tol``, so an adaptive solver may stop short of it),
+            or within the points' rounding (else all False).
         n_evals: number of velocity evaluations (network calls) used.
         gap_closed: ``(B,)``, `interpolate` only (else ``None``): ``1 − final_gap / initial_gap`` (1 for a pair that
             starts at its target).
