@@ -319,6 +319,8 @@ def spectral_apply(pairs: Eigenpairs, u: Tensor, d: int | Tensor | None = None, 
     """
     if power not in (-1, 0, 1):
         raise ValueError(f"power must be -1, 0 or 1, got {power}")
+    if d is None and power == -1:
+        d = intrinsic_dimension(pairs.values)  # once, for the basis and the kept eigenvalues
     U = _top_vectors(pairs, d)
     coords = (U.transpose(-1, -2) @ u.unsqueeze(-1)).squeeze(-1)  # (B, d')
     if power:
@@ -326,8 +328,7 @@ def spectral_apply(pairs: Eigenpairs, u: Tensor, d: int | Tensor | None = None, 
         if power == -1:  # only the kept columns: a truncated one's 1/λ (λ ~ 1e-20) has an infinite derivative
             kept = lam > 0
             if not isinstance(d, int):
-                dims = intrinsic_dimension(pairs.values) if d is None else d
-                kept = kept & (torch.arange(lam.shape[-1], device=lam.device) < dims.to(lam.device).unsqueeze(-1))
+                kept = kept & (torch.arange(lam.shape[-1], device=lam.device) < d.to(lam.device).unsqueeze(-1))
             lam = _inverse(lam, kept)
         coords = coords * lam
     return (U @ coords.unsqueeze(-1)).squeeze(-1)
