@@ -61,7 +61,7 @@ from .metrics.base import check_count, check_finite_points, check_scalar
 from .models import MetricModel
 
 __all__ = ["ConsistencyReport", "DIMENSION_AGREEMENT", "GROWTH_THRESHOLD", "OUTSIDE_THRESHOLD", "TRUST_THRESHOLD",
-           "self_consistency"]
+           "consistency_reasons", "self_consistency"]
 
 DIMENSION_AGREEMENT = 0.8
 """Smallest fraction of points at which factor and denoiser must read the same dimension (measured: ≥ 0.93)."""
@@ -160,6 +160,7 @@ class ConsistencyReport:
             "normal_eigenvalue_half_sigma": round(float(self.normal_value_half.mean()), 4),
             "normal_growth": round(self.normal_growth, 4),
             "outside_eigenvalue": round(self.outside, 4),
+            "factor_rank": int(self.factor_values.shape[1]),
             "trusted": self.trusted,
             "threshold": self.threshold,
             "growth_threshold": self.growth_threshold,
@@ -173,22 +174,40 @@ class ConsistencyReport:
                    f"halves (growth limit {self.growth_threshold})")
         if self.trusted:
             return f"self-consistency: the model agrees with itself at sigma={self.sigma:.4g}: {figures}"
-        why = []
-        if s["tangent_disagreement"] > self.threshold:
-            why.append(f"factor and denoiser disagree on the tangent spaces (dimensions {s['factor_dimension']} "
-                       f"and {s['denoiser_dimension']})")
-        if self.dimension_agreement < DIMENSION_AGREEMENT:
-            why.append(f"factor and denoiser read the same dimension at only {self.dimension_agreement:.0%} of points")
-        if self.normal_growth > self.growth_threshold:
-            why.append("a normal eigenvalue grows as sigma shrinks, so the networks do not resolve the data at "
-                       "this scale")
-        if self.outside > OUTSIDE_THRESHOLD:
-            why.append(f"the denoiser keeps a direction outside the factor's rank-{self.factor_values.shape[1]} range "
-                       f"(eigenvalue {s['outside_eigenvalue']:.3f}, limit {OUTSIDE_THRESHOLD}): the rank is too small "
-                       "for what the denoiser sees (train with a larger --rank), or both keep a normal they should "
-                       "shrink")
-        return (f"self-consistency WARNING at sigma={self.sigma:.4g}: {'; '.join(why)}: {figures}. The learned "
-                f"tangent spaces are not to be trusted: train longer or with a larger network, or use a larger sigma")
+        return (f"self-consistency WARNING at sigma={self.sigma:.4g}: {'; '.join(consistency_reasons(s))}: "
+                f"{figures}. The learned tangent spaces are not to be trusted: train longer or with a larger "
+                f"network, or use a larger sigma")
+
+
+def consistency_reasons(summary: dict) -> list[str]:
+    """The failed limits of a self-consistency check, each with its figure and limit, from its `summary`
+    (`ConsistencyReport.message`, and the trainer's warnings from the summary a model file stores; limits absent
+    from older files: the current ones). A line with the figures alone where none fails."""
+    def number(value) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    threshold = summary.get("threshold", TRUST_THRESHOLD)
+    growth_limit = summary.get("growth_threshold", GROWTH_THRESHOLD)
+    tangent, growth = summary.get("tangent_disagreement"), summary.get("normal_growth")
+    agreement, outside = summary.get("dimension_agreement"), summary.get("outside_eigenvalue")
+    rank = summary.get("factor_rank")
+    why = []
+    if number(tangent) and tangent > threshold:
+        why.append(f"factor and denoiser disagree on the tangent spaces: disagreement {tangent:.3g} (limit "
+                   f"{threshold:g}), dimensions {summary.get('factor_dimension')} and "
+                   f"{summary.get('denoiser_dimension')}")
+    if number(agreement) and agreement < DIMENSION_AGREEMENT:
+        why.append(f"factor and denoiser read the same dimension at only {agreement:.0%} of points (limit "
+                   f"{DIMENSION_AGREEMENT:.0%})")
+    if number(growth) and growth > growth_limit:
+        why.append(f"a normal eigenvalue grows as sigma shrinks (growth {growth:.3g}, limit {growth_limit:g}), so "
+                   "the networks do not resolve the data at this scale")
+    if number(outside) and outside > OUTSIDE_THRESHOLD:
+        why.append(f"the denoiser keeps a direction outside the factor's {f'rank-{rank} ' if rank else ''}range "
+                   f"(outside eigenvalue {outside:.3g}, limit {OUTSIDE_THRESHOLD:g}): the rank is too small for "
+                   "what the denoiser sees (train with a larger --rank), or both keep a normal they should shrink")
+    return why or [f"not trusted (tangent disagreement {tangent}, dimension agreement {agreement}, normal growth "
+                   f"{growth}, outside eigenvalue {outside})"]
 
 
 def _denoiser_jvp(model: MetricModel, x: Tensor, vectors: Tensor, sigma: float) -> Tensor:

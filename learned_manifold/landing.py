@@ -47,7 +47,7 @@ def land(manifold: LearnedDataManifold, xf: Tensor) -> Tensor:
     if xf.shape[0] == 0:
         return out
     eps = rounding_eps(field, xf.dtype)  # a float32 network rounds float64 points to float32
-    idx = torch.isfinite(xf).all(-1).nonzero().squeeze(-1)
+    idx = finite = torch.isfinite(xf).all(-1).nonzero().squeeze(-1)  # idx: the rows still landing
     x, s = xf[idx], None  # s: per-point bandwidths while annealing; None: all at σ
     # points far from the data the field holds (its landmarks): at a small σ the denoiser may barely move them
     beyond = field.beyond_data(x) if bands is not None and idx.numel() else None
@@ -112,7 +112,6 @@ def land(manifold: LearnedDataManifold, xf: Tensor) -> Tensor:
                          f"{manifold.landing_steps} steps (largest normal correction {res.max().item():.3g}, "
                          f"tolerance {tol.max().item():.3g}): too far from the data, or where its normal space is "
                          f"ill-defined; start from data points or raise landing_steps")
-    finite = torch.isfinite(xf).all(-1).nonzero().squeeze(-1)
     if away_rows is not None and finite.numel():  # every landed point, not only those found far: a fixed point
         gap = _beyond(field, out[finite], sigma)  # of the denoiser at a large σ may lie far off the data
         still = gap > 0

@@ -36,7 +36,7 @@ from learned_manifold.precision import PRECISIONS
 from learned_manifold.unet import UNET_PRESETS
 
 from . import vae_cli
-from .cli_data import add_layout_arg, point_count, read_data
+from .cli_data import add_layout_arg, as_num_points, point_count, read_data
 from .config import BACKBONE_CHOICES, TRAIN_INPUT_SCALINGS, TrainConfig
 from .info import run_info
 from .losses import FACTOR_TARGETS
@@ -404,8 +404,7 @@ def main(argv: list[str] | None = None) -> int:
                 run_demo(out=args.out, dataset=args.dataset, n=4000 if args.num_points is None else args.num_points,
                          steps=args.steps, seed=args.seed, device=args.device, quick=args.quick)
             except ValueError as err:  # the settings' own names, as flags
-                message = _as_flags(str(err)).replace(" (use n <= 0 for all)", " (leave --num-points out for all)")
-                raise ValueError(re.sub(r"\bn(=| must)", r"--num-points\1", message)) from None
+                raise ValueError(as_num_points(_as_flags(str(err)))) from None
             return 0
         if args.command == "show":
             return _show(args)

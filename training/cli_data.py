@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 from .data import ResolvedData, resolve_source
 
-__all__ = ["add_layout_arg", "point_count", "read_data"]
+__all__ = ["add_layout_arg", "as_num_points", "point_count", "read_data"]
 
 
 def point_count(text: str) -> int:
@@ -37,3 +38,10 @@ def read_data(args: argparse.Namespace, source: str, *, n: int | None = None, se
     except ValueError as err:
         raise ValueError(str(err).replace("layout='NCHW' or layout='NHWC'", "--layout NCHW or --layout NHWC")
                          .replace("layout applies", "--layout applies")) from None
+
+
+def as_num_points(message: str) -> str:
+    """A data-layer error ``message`` as the command line says it: its ``n`` named ``--num-points``, and its "(use
+    n <= 0 for all)" (an option value `point_count` refuses) as "(leave --num-points out for all)"."""
+    message = message.replace(" (use n <= 0 for all)", " (leave --num-points out for all)")
+    return re.sub(r"\bn(=| must)", r"--num-points\1", message)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .cli_data import add_layout_arg, point_count, read_data
+from .cli_data import add_layout_arg, as_num_points, point_count, read_data
 from .outputs import OutputLock, check_output
 from .runtime import TrainingInterrupted, resolve_device
 from .validation import distrust
@@ -105,8 +105,7 @@ def _read(args: argparse.Namespace) -> Tensor:
     try:
         return read_data(args, args.data, n=args.num_points, seed=args.seed).x
     except ValueError as err:
-        message = str(err).replace(" (use n <= 0 for all)", " (leave --num-points out for all)")
-        raise ValueError(re.sub(r"\bn(=| must)", r"--num-points\1", message)) from None
+        raise ValueError(as_num_points(str(err))) from None
 
 
 def _resume_command(args: argparse.Namespace) -> str:

@@ -6,12 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from learned_manifold.diagnostics import (
-    DIMENSION_AGREEMENT,
-    GROWTH_THRESHOLD,
-    OUTSIDE_THRESHOLD,
-    TRUST_THRESHOLD,
-)
+from learned_manifold.diagnostics import consistency_reasons
 from learned_manifold.evaluation import bandwidth_grid, spectral_report
 from learned_manifold.geometry import eigenpairs
 from learned_manifold.models import MetricModel
@@ -100,8 +95,8 @@ def distrust(validation: dict) -> list[str]:
     better than the mean; empty when all pass or did not run). The ``train`` and ``train-vae`` commands and the
     demos print these as warnings and the demos' reports keep them.
 
-    The self-consistency sentence names the limits it fails (`self_consistency_reasons`: the reasons of
-    ``ConsistencyReport.message``). A neighbour check without a verdict because its reference held fewer than
+    The self-consistency sentence names the limits it fails (`learned_manifold.diagnostics.consistency_reasons`,
+    as ``ConsistencyReport.message`` does). A neighbour check without a verdict because its reference held fewer than
     `MIN_REFERENCE` training points is a sentence too: the checks could not judge the model (30 points of a
     sphere trained a useless model that passed its self-consistency check). One without a verdict on enough
     points (the neighbours never denoised better than a linear fit) is not: ``info`` reports it."""
@@ -109,7 +104,7 @@ def distrust(validation: dict) -> list[str]:
     check = validation.get("self_consistency")
     if isinstance(check, dict) and not check.get("trusted", True):
         reasons.append(f"the model does not agree with itself on its held-out points at sigma="
-                       f"{_figure(check.get('sigma'))} ({'; '.join(self_consistency_reasons(check))}): its tangent "
+                       f"{_figure(check.get('sigma'))} ({'; '.join(consistency_reasons(check))}): its tangent "
                        f"spaces are not to be trusted")
     near = validation.get("neighbour_check")
     if isinstance(near, dict) and not near.get("trusted", True):
@@ -129,31 +124,6 @@ def distrust(validation: dict) -> list[str]:
                        f"the data's RMS radius): its encoder has collapsed to the prior and its latent geometry "
                        f"means nothing; more steps, a wider network or a smaller latent dimension may help")
     return reasons
-
-
-def self_consistency_reasons(check: dict) -> list[str]:
-    """The failed limits of a stored self-consistency check (``ConsistencyReport.summary``), each with its figure
-    and limit: the reasons `learned_manifold.diagnostics.ConsistencyReport.message` gives, from the stored numbers
-    (limits absent from older files: the current ones). The stored verdict alone where no figure fails."""
-    why = []
-    threshold = check.get("threshold", TRUST_THRESHOLD)
-    growth_limit = check.get("growth_threshold", GROWTH_THRESHOLD)
-    tangent, growth = check.get("tangent_disagreement"), check.get("normal_growth")
-    agreement, outside = check.get("dimension_agreement"), check.get("outside_eigenvalue")
-    if _number(tangent) and tangent > threshold:
-        why.append(f"factor and denoiser disagree on the tangent spaces: disagreement {tangent:.3g} (limit "
-                   f"{threshold:g}), dimensions {check.get('factor_dimension')} and {check.get('denoiser_dimension')}")
-    if _number(agreement) and agreement < DIMENSION_AGREEMENT:
-        why.append(f"factor and denoiser read the same dimension at only {agreement:.0%} of points (limit "
-                   f"{DIMENSION_AGREEMENT:.0%})")
-    if _number(growth) and growth > growth_limit:
-        why.append(f"a normal eigenvalue grows as sigma shrinks (growth {growth:.3g}, limit {growth_limit:g}): the "
-                   f"networks do not resolve the data at this scale")
-    if _number(outside) and outside > OUTSIDE_THRESHOLD:
-        why.append(f"the denoiser keeps a direction outside the factor's range (outside eigenvalue {outside:.3g}, "
-                   f"limit {OUTSIDE_THRESHOLD:g}): train with a larger --rank")
-    return why or [f"the stored check says not trusted (tangent disagreement {tangent}, dimension agreement "
-                   f"{agreement}, normal growth {growth}, outside eigenvalue {outside})"]
 
 
 def _too_few(near: dict) -> bool:

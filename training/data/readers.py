@@ -38,12 +38,13 @@ _NPY_MAGIC = b"\x93NUMPY"
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip archive (.npz), possibly empty
 
 
-def _check_magic(path: Path, label: str) -> None:
-    """Refuse a file whose first bytes are not those of its format (before np.load guesses "pickle")."""
+def _check_magic(path: Path, label: str) -> bool:
+    """Refuse a file whose first bytes are not those of its format (before np.load guesses "pickle"); whether it
+    is a ``.npy`` (else a zip archive, ``.npz``)."""
     with open(path, "rb") as fh:
         head = fh.read(len(_NPY_MAGIC))
     if head.startswith(_NPY_MAGIC) or head.startswith(_ZIP_MAGIC):
-        return
+        return head.startswith(_NPY_MAGIC)
     what = ("a Python pickle, not NumPy data" if head[:1] == b"\x80"
             else "no NumPy (.npy) header and no zip (.npz) signature")
     raise ValueError(f"{label}: is not a valid {path.suffix.lower()} file ({what}; first bytes {head!r})")
@@ -89,10 +90,8 @@ def _read_numpy(path: Path, label: str, extra: str | None = None) -> tuple[np.nd
     pickled = (
         f"{label}: holds a pickled Python object array; refusing to load it (np.load allow_pickle=False)"
     )
-    _check_magic(path, label)
+    is_npy = _check_magic(path, label)
     try:
-        with open(path, "rb") as fh:
-            is_npy = fh.read(len(_NPY_MAGIC)) == _NPY_MAGIC
         if is_npy:  # mapped: a header that claims more than the file holds fails here, allocating nothing
             return np.load(path, mmap_mode="r", allow_pickle=False), None
         _check_npz_entries(path, label)
