@@ -24,7 +24,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -210,8 +209,7 @@ def result_notes(rows: list[dict]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Run the benchmark and write ``accuracy.json`` / ``accuracy.md``; returns the results."""
-    parser = make_parser(__doc__.splitlines()[0])
-    parser.set_defaults(out=None, threads=1)
+    parser = make_parser(__doc__.splitlines()[0], results="benchmarks/results/<device>", threads=1)
     parser.add_argument("--sizes", type=int, nargs="+", default=None, help="data-set sizes N")
     parser.add_argument("--steps", type=int, default=None, help="training steps per model")
     parser.add_argument("--recipes", nargs="+", choices=sorted(RECIPES), default=["centred", "paper"],
@@ -222,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                         help="training precision (default: the trainer's default, auto)")
     args = parse_args(parser, argv)
     device = args.device
-    out = args.out if args.out is not None else Path("benchmarks/results") / device.type
+    out = args.out
     cfg = settings_for(device, args.quick, args.sizes, args.steps)
     cfg["precision"], cfg["seed"] = args.precision, args.seed
     env = environment(device)

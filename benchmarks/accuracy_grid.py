@@ -144,8 +144,7 @@ def _plot(summary: list[dict], path: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Run the grid and write ``accuracy_grid.json`` / ``.md`` / ``.png``; returns the results."""
-    parser = make_parser(__doc__.splitlines()[0])
-    parser.set_defaults(out=None, threads=1)
+    parser = make_parser(__doc__.splitlines()[0], results="benchmarks/results/<device>", threads=1)
     parser.add_argument("--manifolds", nargs="+", choices=sorted(MANIFOLDS), default=None)
     parser.add_argument("--sizes", type=int, nargs="+", default=None, help="data-set sizes N")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (sample and training)")
@@ -154,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                         help="join the accuracy_grid.json of these folders into one report (no training)")
     args = parse_args(parser, argv)
     device = args.device
-    out = args.out if args.out is not None else Path("benchmarks/results") / device.type
+    out = args.out
     if args.merge:
         try:
             runs, settings = merge_runs(args.merge)

@@ -1,8 +1,8 @@
-"""Shared pieces of the benchmark scripts: command line, environment record, timing, memory and reports.
+"""Shared pieces of the benchmark scripts: command line, environment record, models, data and reports.
 
 Every script parses the same options (`make_parser`), times callables with `time_fn` (warm-up, CUDA
-synchronisation, repeats, median), records the machine with `environment` and writes ``DIR/NAME.json`` and
-``DIR/NAME.md`` with `write_report`.
+synchronisation, repeats, median; `benchmarks.timing`, re-exported here), records the machine with `environment`
+and writes ``DIR/NAME.json`` and ``DIR/NAME.md`` with `write_report`.
 """
 
 from __future__ import annotations
@@ -13,11 +13,8 @@ import json
 import math
 import os
 import platform
-import resource
-import statistics
 import sys
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,11 +25,16 @@ from torch import Tensor
 
 from learned_manifold.models import MetricModel, ModelConfig
 
+from .timing import Timing, max_rss_bytes, peak_memory, ratio, synchronize, time_fn, time_interleaved
+
 __all__ = [
+    "COMPILE_DISABLED",
     "DEFAULT_OUT",
     "PAPER_NET",
     "Table",
     "Timing",
+    "compile_disabled",
+    "compile_status",
     "environment",
     "fmt_bytes",
     "fmt_num",
@@ -44,6 +46,7 @@ __all__ = [
     "make_parser",
     "max_rss_bytes",
     "num_threads",
+    "output_folder",
     "parse_args",
     "peak_memory",
     "ratio",
@@ -65,21 +68,53 @@ PAPER_NET = {"hidden": 1024, "depth": 4, "emb_dim": 256}
 # command line
 
 
-def make_parser(description: str) -> argparse.ArgumentParser:
-    """A parser with the options every benchmark takes: ``--device``, ``--out``, ``--quick``."""
+def make_parser(
+    description: str, *, results: str | None = None, threads: int | None = None
+) -> argparse.ArgumentParser:
+    """A parser with the options every benchmark takes: ``--device``, ``--out``, ``--quick``, ``--threads``.
+
+    The help text states the script's own defaults, and `parse_args` resolves ``--out`` by `output_folder`.
+
+    Args:
+        results: where a full run writes without ``--out``, ``<device>`` standing for ``cpu`` or ``cuda``
+            (``"benchmarks/results/<device>"``: committed results); ``None``: `DEFAULT_OUT`. A ``--quick`` run
+            without ``--out`` always writes to `DEFAULT_OUT`, never over committed results.
+        threads: the default of ``--threads`` (``None``: torch's default, from ``OMP_NUM_THREADS``).
+    """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to run (default: cpu)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})")
-    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test, well under a minute on CPU")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch.set_num_threads for the run (default: torch's default, from OMP_NUM_THREADS)")
+    out_default = f"{results}; with --quick: {DEFAULT_OUT}" if results is not None else str(DEFAULT_OUT)
+    parser.add_argument("--out", type=Path, default=None, help=f"output folder (default: {out_default})")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"tiny sizes: a smoke test, well under a minute on CPU (report in {DEFAULT_OUT} "
+                             "unless --out is given)")
+    threads_default = "torch's default, from OMP_NUM_THREADS" if threads is None else str(threads)
+    parser.add_argument("--threads", type=int, default=threads,
+                        help=f"torch.set_num_threads for the run (default: {threads_default})")
+    parser.set_defaults(results_folder=results)
     return parser
 
 
-def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Parse ``argv``, turn ``--device`` into a ``torch.device`` and apply ``--threads``.
+def output_folder(out: Path | None, *, quick: bool, device: str, results: str | None) -> Path:
+    """The folder a benchmark writes to (see `make_parser`).
 
-    Refuses ``--device cuda`` when CUDA is not available.
+    Args:
+        out: ``--out`` as given (``None`` when not given): used as it is.
+        quick: ``--quick``: without ``--out`` the report goes to `DEFAULT_OUT`.
+        device: ``"cpu"`` or ``"cuda"``, put in place of ``<device>`` in ``results``.
+        results: the script's folder for full runs (``None``: `DEFAULT_OUT`).
+    """
+    if out is not None:
+        return out
+    if quick or results is None:
+        return DEFAULT_OUT
+    return Path(results.replace("<device>", device))
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse ``argv``, turn ``--device`` into a ``torch.device``, resolve ``--out`` and apply ``--threads``.
+
+    Refuses ``--device cuda`` when CUDA is not available. ``args.out`` is always a `Path` (`output_folder`).
     """
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -88,6 +123,8 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = Non
         if args.threads < 1:
             parser.error(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
+    results = vars(args).pop("results_folder", None)
+    args.out = output_folder(args.out, quick=args.quick, device=args.device, results=results)
     args.device = torch.device(args.device)
     return args
 
@@ -137,7 +174,7 @@ def _cpu_model() -> str:
 
 
 def environment(device: torch.device) -> dict:
-    """What a result depends on: device, library versions, CPU, threads, date and commit."""
+    """What a result depends on: device, library versions, CPU, threads, ``TORCH_COMPILE_DISABLE``, date and commit."""
     env = {
         "date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({_cpu_model()})",
@@ -148,6 +185,7 @@ def environment(device: torch.device) -> dict:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "unset"),
+        "TORCH_COMPILE_DISABLE": os.environ.get("TORCH_COMPILE_DISABLE", "unset"),
         "load_average_at_start": load_average(),
         "git_commit": git_commit() or "unknown",
         "command": " ".join([Path(sys.executable).name, "-m", _module_name(), *sys.argv[1:]]),
@@ -156,6 +194,31 @@ def environment(device: torch.device) -> dict:
         env["cuda"] = torch.version.cuda
         env["gpu_memory_bytes"] = torch.cuda.get_device_properties(device).total_memory
     return env
+
+
+COMPILE_DISABLED = "compile disabled (eager)"
+"""The status of a ``torch.compile`` setting that ran eagerly because ``TORCH_COMPILE_DISABLE=1``."""
+
+
+def compile_disabled() -> bool:
+    """``True`` when ``TORCH_COMPILE_DISABLE=1`` (torch's own test): every ``torch.compile`` then runs eagerly."""
+    return os.environ.get("TORCH_COMPILE_DISABLE", "0") == "1"
+
+
+def compile_status(status: str, compiled: bool) -> str:
+    """The status a report shows for a timed setting.
+
+    Args:
+        status: the setting's own status (``"ok"``, ``"failed"``, ...).
+        compiled: whether the setting asks for ``torch.compile``.
+
+    Returns:
+        `COMPILE_DISABLED` for a compiled setting that succeeded while `compile_disabled` (its timings are eager
+        ones), else ``status``.
+    """
+    if compiled and status == "ok" and compile_disabled():
+        return COMPILE_DISABLED
+    return status
 
 
 def load_average() -> str:
@@ -182,151 +245,6 @@ def num_threads(n: int | None) -> Iterator[int]:
         yield torch.get_num_threads()
     finally:
         torch.set_num_threads(before)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# timing and memory
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for queued CUDA work on ``device`` (no-op on CPU)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-@dataclass
-class Timing:
-    """Wall times of repeated calls, in seconds.
-
-    Attributes:
-        times: each measured call.
-        median: median of ``times`` (the figure reported).
-        best: the fastest call.
-        cold: ``True`` when a single warm-up call already exceeded the time budget and is the only figure
-            (it may include one-off start-up costs).
-    """
-
-    times: list[float]
-    cold: bool = False
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.times)
-
-    @property
-    def best(self) -> float:
-        return min(self.times)
-
-    def to_dict(self) -> dict:
-        return {"median_s": self.median, "best_s": self.best, "repeats": len(self.times), "times_s": self.times,
-                "cold": self.cold}
-
-
-def time_fn(
-    fn: Callable[[], object],
-    device: torch.device,
-    *,
-    warmup: int = 2,
-    repeats: int = 7,
-    budget_s: float = 60.0,
-) -> Timing:
-    """Time ``fn()``: ``warmup`` untimed calls, then up to ``repeats`` timed ones, each bracketed by a sync.
-
-    Args:
-        fn: the work to time; its result is dropped.
-        device: the device whose queue is synchronised before and after every timed call.
-        warmup: untimed calls first (allocator, kernels, lazy initialisation).
-        repeats: most timed calls.
-        budget_s: stop repeating once the timed calls have taken this long (at least one call is timed),
-            so slow baselines do not dominate a run; a warm-up call longer than this is reported alone
-            (``cold=True``) instead of being repeated.
-
-    Returns:
-        `Timing` of the timed calls; report its ``median``.
-    """
-    for _ in range(warmup):
-        synchronize(device)
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        elapsed = time.perf_counter() - start
-        if elapsed > budget_s:
-            return Timing([elapsed], cold=True)
-    times: list[float] = []
-    while len(times) < max(1, repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-        if sum(times) > budget_s:
-            break
-    return Timing(times)
-
-
-def time_interleaved(
-    fns: dict[str, Callable[[], object]],
-    device: torch.device,
-    *,
-    warmup: int = 1,
-    repeats: int = 7,
-    budget_s: float = 60.0,
-) -> dict[str, Timing]:
-    """Time several callables in rounds (each once per round, in turn) so they share the machine's state.
-
-    On a shared, noisy machine, back-to-back rounds make the ratios between the callables more trustworthy
-    than timing each one in its own block. Rounds stop after ``repeats`` or once ``budget_s`` has passed
-    (at least one round is run).
-
-    Returns:
-        A `Timing` per key of ``fns``.
-    """
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    spent = 0.0
-    for _ in range(max(1, repeats)):
-        for name, fn in fns.items():
-            synchronize(device)
-            start = time.perf_counter()
-            fn()
-            synchronize(device)
-            elapsed = time.perf_counter() - start
-            times[name].append(elapsed)
-            spent += elapsed
-        if spent > budget_s:
-            break
-    return {name: Timing(t) for name, t in times.items()}
-
-
-def peak_memory(fn: Callable[[], object], device: torch.device) -> dict | None:
-    """Peak CUDA memory while ``fn()`` runs: ``{"peak_bytes", "extra_bytes"}``; ``None`` on CPU.
-
-    ``extra_bytes`` is the peak minus what was allocated before the call (the work's own footprint).
-    """
-    if device.type != "cuda":
-        return None
-    synchronize(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    before = torch.cuda.memory_allocated(device)
-    fn()
-    synchronize(device)
-    peak = torch.cuda.max_memory_allocated(device)
-    return {"peak_bytes": peak, "extra_bytes": peak - before}
-
-
-def max_rss_bytes() -> int:
-    """The process's peak resident set size so far (``getrusage``; a high-water mark, so deltas are approximate)."""
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss if sys.platform == "darwin" else rss * 1024
-
-
-def ratio(numerator: float | None, denominator: float | None) -> float | None:
-    """``numerator / denominator``, or ``None`` when either is missing or the denominator is zero."""
-    if numerator is None or not denominator:
-        return None
-    return numerator / denominator
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -37,7 +37,6 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -78,7 +77,6 @@ DELTA = 1e-2
 """Isotropic part ``δ`` of the fields used for flows and geodesics (where the field takes one)."""
 SJ_DELTAS = (1e-2, 3e-2, 1e-1, 3e-1, 1.0)
 """``δ`` tried in turn for `ScoreJacobianMetric` paths until ``G + δI`` is positive definite along the path."""
-STEIN_LAMBDA = 1000.0
 SCALE_RANGE = (0.5, 2.0)
 """A low-rank field whose mean top eigenvalue lies outside this range is rescaled to 1 for paths."""
 
@@ -271,12 +269,13 @@ def _methods(model, train_x: Tensor, knn: dict[bool, dict], dim: int) -> list[Me
     methods.append(Method("score_jacobian", "ScoreJacobianMetric", ScoreJacobianMetric(model, sigma),
                           [(d, ScoreJacobianMetric(model, sigma, delta=d)) for d in SJ_DELTAS],
                           setting=f"σ = {sigma:.3g}"))
-    methods.append(Method("stein", "SteinScoreMetric", SteinScoreMetric(model, sigma, lam=STEIN_LAMBDA),
-                          [(DELTA, SteinScoreMetric(model, sigma, lam=STEIN_LAMBDA, delta=DELTA))],
-                          setting=f"σ = {sigma:.3g}, λ = {STEIN_LAMBDA:g}"))
+    stein = SteinScoreMetric(model, sigma)  # λ = 1000 s² (the paper's 1000 in units of the data's scale)
+    methods.append(Method("stein", "SteinScoreMetric", stein,
+                          [(DELTA, SteinScoreMetric(model, sigma, lam=stein.lam, delta=DELTA))],
+                          setting=f"σ = {sigma:.3g}, λ = 1000 s² = {stein.lam:.3g}"))
     tangential = TangentialMetric(model, sigma)
     methods.append(Method("tangential", "TangentialMetric (Be Tangential)", tangential, [(0.0, tangential)],
-                          time_scale=tangential.eps, setting=f"σ = {sigma:.3g}, ε = 1/σ² = {tangential.eps:.3g}"))
+                          time_scale=tangential.eps, setting=f"σ = {sigma:.3g}, ε = 1/(σ² s²) = {tangential.eps:.3g}"))
     methods.append(Method("euclidean", "EuclideanMetric", EuclideanMetric(dim), [(0.0, EuclideanMetric(dim))],
                           setting="G = I"))
     return methods
@@ -339,14 +338,13 @@ def run_dataset(name: str, cfg: dict, device: torch.device) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Run the comparison and write ``compare.json``, ``compare.md`` and one PNG per data set; returns results."""
-    parser = make_parser(__doc__.splitlines()[0])
-    parser.set_defaults(out=None, threads=1)
+    parser = make_parser(__doc__.splitlines()[0], results="benchmarks/results/<device>", threads=1)
     parser.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS), help="data sets to run")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
                         help="training precision (default fp32: the tables in RESULTS.md were measured in fp32)")
     args = parse_args(parser, argv)
     device = args.device
-    out = args.out if args.out is not None else Path("benchmarks/results") / device.type
+    out = args.out
     out.mkdir(parents=True, exist_ok=True)
     cfg = settings_for(device, args.quick)
     cfg["precision"] = args.precision

@@ -99,8 +99,7 @@ def tune_knn(data: torch.Tensor, val: torch.Tensor, manifold, ks: Sequence[int],
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Run every data set and write ``curvature.json`` / ``curvature.md``; returns the results."""
-    parser = make_parser(__doc__.splitlines()[0])
-    parser.set_defaults(out=Path("benchmarks/results/cpu/curvature"), threads=1)
+    parser = make_parser(__doc__.splitlines()[0], results="benchmarks/results/cpu/curvature", threads=1)
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: the recipe's, 6,000)")
     args = parse_args(parser, argv)
     n_train, n_eval = (1000, 100) if args.quick else (6000, 500)
@@ -127,11 +126,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 "train": "learned_manifold_training.trainer.train with TrainConfig's defaults"
                          + (f", steps {steps}" if steps else ""),
                 "k-NN": f"centred KNNCDC of the training points, k in {KS} and σ in {SIGMAS} chosen on the "
-                        "validation points by the median curvature error", "threads": torch.get_num_threads()}
-    if not args.quick:
-        write_report(args.out, "curvature", title="Curvature from the learned geometry (SPEC §12)",
-                     env=environment(torch.device("cpu")), settings=settings, tables=tables,
-                     results=json_ready(results), notes=[])
+                        "validation points by the median curvature error", "threads": torch.get_num_threads(),
+                "quick": args.quick}
+    write_report(args.out, "curvature", title="Curvature from the learned geometry (SPEC §12)",
+                 env=environment(torch.device("cpu")), settings=settings, tables=tables,
+                 results=json_ready(results), notes=[])
     return results
 
 

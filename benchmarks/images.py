@@ -103,7 +103,8 @@ def _stability_on(name: str, images: torch.Tensor, labels: torch.Tensor, cfg: di
                                                      cfg["eps"], **kwargs)
     return {"data": name, "train_seconds": seconds, "sigma": chosen,
             "classifier_accuracy": float((clf(images[test]).argmax(-1) == labels[test]).float().mean()),
-            "curves": {m: {"eps": c.eps, "mean": c.mean, "std": c.std} for m, c in curves.items()}}
+            "curves": {m: {"eps": c.eps, "mean": c.mean, "std": c.std, "zero_samples": c.zero_samples,
+                           "draws": c.per_point.shape[1] * cfg["samples"]} for m, c in curves.items()}}
 
 
 def _blob_quadrants(blobs: Blobs, x: torch.Tensor) -> torch.Tensor:
@@ -273,8 +274,12 @@ def main(argv=None) -> int:
     parser.add_argument("--points", type=int, default=None, help="blob images per data set (default: by device)")
     parser.add_argument("--sides", type=int, nargs="+", default=None, help="blob image sides (default 16 32 64)")
     parser.add_argument("--presets", nargs="+", choices=PRESETS, default=None, help="Table 1 presets")
-    parser.add_argument("--lanczos", type=int, default=None, help="Lanczos steps of the score-Jacobian draws")
+    parser.add_argument("--lanczos", type=int, default=None,
+                        help="Lanczos steps of the score-Jacobian draws, >= 2 (default: 2 with --quick, 8 on CPU, "
+                             "16 on CUDA)")
     args = parse_args(parser, argv)
+    if args.lanczos is not None and args.lanczos < 2:
+        parser.error(f"--lanczos must be >= 2, got {args.lanczos}: one Lanczos step gives the Euclidean direction")
     cfg = settings_for(args.device, args.quick)
     for key, value in (("steps", args.steps), ("n_blobs", args.points), ("sides", args.sides),
                        ("presets", args.presets), ("lanczos", args.lanczos)):
@@ -312,10 +317,10 @@ def main(argv=None) -> int:
         results["stability"] = run_stability(cfg, args.device)
         plot_stability(results["stability"], args.out / "images_stability.png")
         for res in results["stability"]:
-            cols = ["method", "σ"] + [f"ε={e:g}" for e in cfg["eps"]]
+            cols = ["method", "σ"] + [f"ε={e:g}" for e in cfg["eps"]] + ["zero draws (left out)"]
             rows = [[m, f"{res['sigma'].get(m, float('nan')):.3g}"] +
-                    [f"{mu:.3g} ± {sd:.2g}" for mu, sd in zip(c["mean"], c["std"], strict=True)]
-                    for m, c in res["curves"].items()]
+                    [f"{mu:.3g} ± {sd:.2g}" for mu, sd in zip(c["mean"], c["std"], strict=True)] +
+                    [f"{c['zero_samples']} of {c['draws']}"] for m, c in res["curves"].items()]
             tables.append(Table(f"Feature stability on {res['data']} (classifier accuracy "
                                 f"{res['classifier_accuracy']:.2f}; lower is better)", cols, rows))
         report()

@@ -303,10 +303,9 @@ def _table(name: str, res: dict) -> Table:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Run the comparison and write ``latent.json``, ``latent.md`` and the figures; returns the results."""
-    parser = make_parser(__doc__.splitlines()[0])
-    parser.set_defaults(out=None, threads=1)
+    parser = make_parser(__doc__.splitlines()[0], results="benchmarks/results/<device>", threads=1)
     args = parse_args(parser, argv)
-    out = args.out if args.out is not None else Path("benchmarks/results") / args.device.type
+    out = args.out
     out.mkdir(parents=True, exist_ok=True)
     cfg = {**settings_for(args.quick), "out": str(out)}
     env = environment(args.device)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 
@@ -99,8 +98,7 @@ def fit(d: int, rank: int, probes: int, seed: int, cfg: dict) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Run every (dimension, loss, seed) and write ``probe_fit.json`` / ``.md``; returns the results."""
-    parser = make_parser(__doc__.splitlines()[0])
-    parser.set_defaults(out=None, threads=1)
+    parser = make_parser(__doc__.splitlines()[0], results="benchmarks/results/<device>/probe-fit", threads=1)
     parser.add_argument("--dims", type=int, nargs="+", default=[16], help="sphere dimensions d")
     parser.add_argument("--rank", type=int, default=None, help="factor rank (default 2d)")
     parser.add_argument("--losses", nargs="+", default=["exact", "probe", "probe-16"])
@@ -116,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
            "sigma": 1 / 64, "test": 500}
     if args.quick:
         cfg.update(steps=20, batch=64, hidden=32, depth=1, emb_dim=16, test=50)
-    out = args.out if args.out is not None else Path("benchmarks/results") / args.device.type / "probe-fit"
+    out = args.out
     env = environment(args.device)
     runs = []
     for d in args.dims:

@@ -11,7 +11,8 @@ that the model should suppress), and the denoiser's own ``(d+1)``-th Jacobian ei
 centred k-NN CDC (`benchmarks.accuracy.tune_knn`, SPEC §8 protocol) as the baseline.
 
 Run: ``python -m benchmarks.recipe [--data roll torus] [--seeds 0 1 2] [--candidates ...] [--n-roll N]
-[--steps S] [--quick] [--out DIR]``; writes ``recipe.json`` / ``recipe.md`` (default ``benchmarks/results/cpu``).
+[--steps S] [--quick] [--out DIR]``; writes ``recipe.json`` / ``recipe.md`` (default ``benchmarks/results/cpu``;
+with ``--quick``: ``benchmarks/out``).
 """
 
 from __future__ import annotations
@@ -185,8 +186,7 @@ def summary_table(name: str, n: int, d: int, runs: dict[str, list[dict]], knn: d
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Run the comparison and write ``recipe.json`` / ``recipe.md``; returns the results."""
-    parser = make_parser(__doc__.splitlines()[0])
-    parser.set_defaults(out=Path("benchmarks/results/cpu"), threads=1)
+    parser = make_parser(__doc__.splitlines()[0], results="benchmarks/results/cpu", threads=1)
     parser.add_argument("--data", nargs="+", choices=sorted(DATASETS), default=sorted(DATASETS))
     parser.add_argument("--candidates", nargs="+", choices=sorted(CANDIDATES), default=["before", "steps-6000"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")
@@ -235,14 +235,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 "data": "training points seed 0 (the models hold out val_points of them), validation 500 (seed 1), "
                         "test 1,000 (seed 2); evaluation σ on validation, lowest tangent error (SPEC §8 grid)",
                 "k-NN": "centred, k ∈ {16, 32, 64, 128} × the SPEC §8 σ grid, tuned on validation",
-                "threads": torch.get_num_threads()}
+                "threads": torch.get_num_threads(), "quick": args.quick}
     notes = ["λ_{d+1}: mean (d+1)-th eigenvalue of G at the test points (0 for a perfect field); denoiser "
              "λ_{d+1}: the same of the denoiser's symmetrised Jacobian (its failure to shrink the curved normal, "
              "which the factor inherits through the bias term of SPEC §3)."]
-    if not args.quick:
-        write_report(args.out, "recipe", title="Training recipe on curved data (issues 12, 14)",
-                     env=environment(torch.device("cpu")), settings=settings, tables=tables,
-                     results=json_ready(results), notes=notes)
+    write_report(args.out, "recipe", title="Training recipe on curved data (issues 12, 14)",
+                 env=environment(torch.device("cpu")), settings=settings, tables=tables,
+                 results=json_ready(results), notes=notes)
     return results
 
 

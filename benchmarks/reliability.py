@@ -60,10 +60,9 @@ def run_family(family: Callable, ctx: Context, examples: int) -> list[Outcome]:
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    parser = make_parser(__doc__.splitlines()[0])
+    parser = make_parser(__doc__.splitlines()[0], results="benchmarks/results/cpu")
     parser.add_argument("--examples", type=int, default=150, help="cases per runtime family")
     parser.add_argument("--cli-examples", type=int, default=30, help="cases of the CLI family")
-    parser.set_defaults(out=Path("benchmarks/results/cpu"))
     args = parse_args(parser, argv)
     if args.quick:
         args.examples, args.cli_examples = 10, 3

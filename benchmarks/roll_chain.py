@@ -71,8 +71,7 @@ def _optimisers(x0: torch.Tensor, model, lr: float) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Run the chain and write ``roll_chain.json`` / ``roll_chain.md``; returns the results."""
-    parser = make_parser(__doc__.splitlines()[0])
-    parser.set_defaults(out=Path("benchmarks/results/cpu"), threads=1)
+    parser = make_parser(__doc__.splitlines()[0], results="benchmarks/results/cpu", threads=1)
     parser.add_argument("--seed", type=int, default=0, help="training seed")
     args = parse_args(parser, argv)
     roll = SwissRoll(10, scale=1.0)
@@ -140,11 +139,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 "train": "learned-manifold train roll.npy --out roll.lmm (defaults)" + (" --steps 200" if args.quick
                                                                                          else ""),
                 "optimisers": f"maximise c·x, c a random unit vector, from 16 test points, {steps} steps, lr {lr}, "
-                              "momentum 0.9", "threads": torch.get_num_threads(), "seed": args.seed}
-    if not args.quick:
-        write_report(args.out, "roll_chain", title="The chain on a swiss roll in R¹⁰ from a .npy (issue 12)",
-                     env=environment(torch.device("cpu")), settings=settings, tables=tables,
-                     results=json_ready(results), notes=[])
+                              "momentum 0.9", "threads": torch.get_num_threads(), "seed": args.seed,
+                "quick": args.quick}
+    write_report(args.out, "roll_chain", title="The chain on a swiss roll in R¹⁰ from a .npy (issue 12)",
+                 env=environment(torch.device("cpu")), settings=settings, tables=tables,
+                 results=json_ready(results), notes=[])
     return results
 
 

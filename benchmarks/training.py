@@ -56,6 +56,7 @@ from learned_manifold_training.trainer import TrainConfig, standardisation, trai
 from .common import (
     PAPER_NET,
     Table,
+    compile_status,
     environment,
     fmt_num,
     fmt_time,
@@ -359,7 +360,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     for name, r in results.items():
         steady = r.get("steady_samples_per_s")
         speedup = f"{fmt_num(steady / base)}×" if steady and base else "n/a"
-        status = r["status"] if r["status"] == "ok" else f"{r['status']}: {r['error'][:160]}"
+        compiled = SETTINGS.get(name, ("", False))[1]  # eager under TORCH_COMPILE_DISABLE=1: said in the status
+        status = compile_status("ok", compiled) if r["status"] == "ok" else f"{r['status']}: {r['error'][:160]}"
         label = f"precision=auto (ran as {r.get('precision')})" if name == "auto" else name
         table.add(label, fmt_num(steady), speedup, fmt_num(r.get("overall_samples_per_s")),
                   fmt_time(r.get("first_step_s")), status)
@@ -376,7 +378,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         acc_table.add(name, fmt_num(err, 4) if ok else "n/a",
                       f"{fmt_num(err / reference)}×" if ok and reference else "n/a",
                       ("yes" if name in qualifying else "no") if ok else "n/a", fmt_time(a.get("wall_s")),
-                      a["status"] if ok else f"{a['status']}: {a['error'][:160]}")
+                      compile_status("ok", SETTINGS[name][1]) if ok else f"{a['status']}: {a['error'][:160]}")
     bf16_inference = accuracy.get("fp32", {}).get("tangent_error_bf16_inference")
     if bf16_inference is not None:
         acc_table.add("fp32 model, bf16-autocast inference", fmt_num(bf16_inference, 4),

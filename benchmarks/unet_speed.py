@@ -34,7 +34,17 @@ from learned_manifold_training.losses import MetricMatchingLoss
 from learned_manifold_training.objective import TrainingObjective
 from learned_manifold_training.trainer import TrainConfig
 
-from .common import Table, environment, fmt_num, fmt_time, make_parser, parse_args, time_interleaved, write_report
+from .common import (
+    Table,
+    compile_status,
+    environment,
+    fmt_num,
+    fmt_time,
+    make_parser,
+    parse_args,
+    time_interleaved,
+    write_report,
+)
 
 __all__ = ["SETTINGS", "main", "make_step"]
 
@@ -137,7 +147,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
             ok = r["status"] == "ok"
             table.add(name, fmt_num(r.get("samples_per_s")) if ok else "n/a",
                       f"{fmt_num(r['vs_eager_nchw'])}×" if ok else "n/a", fmt_time(r.get("median_step_s")),
-                      fmt_time(r.get("first_call_s")), "ok" if ok else f"failed: {r['error'][:160]}")
+                      fmt_time(r.get("first_call_s")),
+                      compile_status("ok", SETTINGS[name][1]) if ok else f"failed: {r['error'][:160]}")
         tables.append(table)
     settings = {"model": "UNet, preset small (rank 16, channels 32, multipliers (1, 2), mid attention), fp32",
                 "recipe": f"mean-centred, shared_trunk={TrainConfig().shared_trunk}, factor_trunk_grad="
@@ -148,9 +159,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
              "channels-last activations (PyTorch follows the weight's or the input's memory format).",
              "compile: torch.compile of the objective, as TrainConfig(compile=True) does; its first call includes "
              "the compilation."]
-    if not args.quick:
-        write_report(args.out, "unet_speed", title="UNet training speed: memory format and compile",
-                     env=env, settings=settings, tables=tables, results=results, notes=notes)
+    write_report(args.out, "unet_speed", title="UNet training speed: memory format and compile",
+                 env=env, settings=settings, tables=tables, results=results, notes=notes)
     return results
 
 

@@ -60,8 +60,8 @@ from .geometry import eigenpairs, intrinsic_dimension, projector_error, truncate
 from .metrics.base import check_count, check_finite_points, check_scalar
 from .models import MetricModel
 
-__all__ = ["ConsistencyReport", "DIMENSION_AGREEMENT", "GROWTH_THRESHOLD", "OUTSIDE_THRESHOLD", "TRUST_THRESHOLD",
-           "consistency_reasons", "self_consistency"]
+__all__ = ["CHUNK_ELEMENTS", "ConsistencyReport", "DIMENSION_AGREEMENT", "GROWTH_THRESHOLD", "OUTSIDE_THRESHOLD",
+           "TRUST_THRESHOLD", "consistency_reasons", "self_consistency"]
 
 DIMENSION_AGREEMENT = 0.8
 """Smallest fraction of points at which factor and denoiser must read the same dimension (measured: ≥ 0.93)."""
@@ -83,6 +83,11 @@ mass on it (tangent error 0.67), 0.27: the limit was 0.5 and called it trusted."
 
 OUTSIDE_PROBES = 4
 """Probe vectors per point of the outside eigenvalue's power iteration."""
+
+CHUNK_ELEMENTS = 2**22
+"""Entries of one ``(points · directions, D)`` batch of JVPs: `self_consistency` takes at most
+``max(1, CHUNK_ELEMENTS // (max(r, OUTSIDE_PROBES) · D))`` points at a time (256 points at ``D`` = 6,912,
+``r`` = 16 raised the peak memory by about 0.6 GB)."""
 
 
 @dataclass
@@ -219,14 +224,14 @@ def _denoiser_jvp(model: MetricModel, x: Tensor, vectors: Tensor, sigma: float) 
     return jv.reshape(b, k, dim).transpose(1, 2)
 
 
-def _outside_value(model: MetricModel, x: Tensor, U: Tensor, sigma: float, generator: torch.Generator) -> Tensor:
+def _outside_value(model: MetricModel, x: Tensor, U: Tensor, sigma: float, probes: Tensor) -> Tensor:
     """The denoiser's largest symmetrised Jacobian eigenvalue on the complement of ``U``'s range ``(B, D, r)``
-    (orthonormal or zero columns): two rounds of block power iteration from `OUTSIDE_PROBES` Gaussian probes;
-    ``(B,)``, 0 where the complement is empty."""
+    (orthonormal or zero columns): two rounds of block power iteration from the Gaussian ``probes``
+    ``(B, D, OUTSIDE_PROBES)``; ``(B,)``, 0 where the complement is empty."""
     def off(v: Tensor) -> Tensor:  # the projection onto the complement of the factor's range
         return v - U @ (U.transpose(1, 2) @ v)
 
-    probes = torch.randn(x.shape[0], x.shape[1], OUTSIDE_PROBES, generator=generator).to(x.device, x.dtype)
+    probes = probes.to(x.device, x.dtype)
     V = eigenpairs(off(probes)).vectors  # an orthonormal basis of the probes' span (zero columns where empty)
     V = eigenpairs(off(_denoiser_jvp(model, x, V, sigma))).vectors
     M = V.transpose(1, 2) @ off(_denoiser_jvp(model, x, V, sigma))
@@ -248,7 +253,8 @@ def self_consistency(model: MetricModel, x: Tensor, sigma: float | None = None, 
         model: a mean-centred `MetricModel` (it must have a denoiser).
         x: ``(B, *data_shape)`` or ``(B, D)`` held-out data points (not training points).
         sigma: bandwidth in data units (``None``: the model's default).
-        chunk: points per batch of JVPs (memory grows as ``chunk · r``).
+        chunk: at most this many points per batch of JVPs; fewer where ``r · D`` is large, so that a batch holds
+            at most `CHUNK_ELEMENTS` entries (memory grows as ``chunk · r · D``). The report does not depend on it.
         threshold: trust threshold on the mean tangent disagreement.
 
     Returns:
@@ -274,9 +280,13 @@ def self_consistency(model: MetricModel, x: Tensor, sigma: float | None = None, 
     if low < getattr(model.config, "sigma_min", 0.0):
         low, high = sigma, 2 * sigma
     parts: list[tuple[Tensor, ...]] = []
-    generator = torch.Generator().manual_seed(0)  # the outside eigenvalue's probes: a report is reproducible
+    # the outside eigenvalue's probes, drawn once for all points (B · D · OUTSIDE_PROBES numbers, 4 × the points):
+    # a report is reproducible and the same for any batching
+    probes = torch.randn(x.shape[0], model.dim, OUTSIDE_PROBES, generator=torch.Generator().manual_seed(0))
+    per_batch = max(1, min(chunk, CHUNK_ELEMENTS // (max(model.rank, OUTSIDE_PROBES) * model.dim)))
     with torch.no_grad():
-        for xb in x.reshape(x.shape[0], model.dim).to(dtype).split(chunk):
+        flat = x.reshape(x.shape[0], model.dim).to(dtype)
+        for xb, pb in zip(flat.split(per_batch), probes.split(per_batch), strict=True):
             pairs = eigenpairs(model.factor(xb, sigma))
             U, lam = pairs.vectors, pairs.values
             lam_low = lam if low == sigma else eigenpairs(model.factor(xb, low)).values
@@ -291,6 +301,6 @@ def self_consistency(model: MetricModel, x: Tensor, sigma: float | None = None, 
             tangent = projector_error(truncate_basis(U, d), truncate_basis(U @ W, d))
             spectral = (ritz - torch.diag_embed(lam)).norm(dim=(1, 2)) / lam.norm(dim=1).clamp_min(1e-12)
             parts.append((tangent, spectral, lam, mu, d_f, d_j, _relative_at(lam_high, d_f),
-                          _relative_at(lam_low, d_f), _outside_value(model, xb, U, sigma, generator)))
+                          _relative_at(lam_low, d_f), _outside_value(model, xb, U, sigma, pb)))
     cat = [torch.cat(p) for p in zip(*parts, strict=True)]
     return ConsistencyReport(sigma, *cat, threshold=threshold)

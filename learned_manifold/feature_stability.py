@@ -10,13 +10,20 @@ Sampling ``N(0, G)`` (SPEC §10), all batched over points and samples:
 * `EuclideanMetric` (the "random" baseline): ``z = ξ ~ N(0, I_D)``;
 * `SteinScoreMetric`: ``z = (ξ − c s (sᵀξ)) + √δ ξ'`` with ``c = (1 − 1/√(1 + λ‖s‖²))/‖s‖²``, the exact square
   root of ``I − λ s sᵀ/(1 + λ‖s‖²)``, and the isotropic part ``δ`` added independently (covariance ``G + δI``);
-* any other field (e.g. `ScoreJacobianMetric`): ``G^{1/2} ξ`` by ``m`` Lanczos steps on ``w ↦ field.apply(x, w)``
-  with full reorthogonalisation, negative Ritz values clipped to 0 (``G^{1/2}ξ ≈ ‖ξ‖ Q_m T_m^{1/2} e₁``).
+* any other field (e.g. `ScoreJacobianMetric`): ``G^{1/2} ξ`` by ``m ≥ 2`` Lanczos steps on ``w ↦ field.apply(x, w)``
+  with full reorthogonalisation, negative (and round-off-sized) Ritz values clipped to 0
+  (``G^{1/2}ξ ≈ ‖ξ‖ Q_m T_m^{1/2} e₁``). One step is refused: it returns ``ξ`` times a number, the Euclidean
+  direction, or 0.
+
+A draw can be exactly zero (an indefinite operator with no positive part in the Krylov space, or ``G(x) = 0``):
+it has no direction, so `feature_stability` leaves it out of the score and counts it (``zero_samples``) instead of
+scoring it as no feature change ("perfectly stable").
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -30,16 +37,31 @@ from .metrics.score import SteinScoreMetric
 __all__ = ["FeatureStability", "feature_stability", "lanczos_sqrt", "sample_cometric"]
 
 
+def _check_lanczos_steps(steps: int, name: str) -> int:
+    """``steps`` after checking it is an integer ``>= 2``: one step only rescales ``ξ`` (a Euclidean draw)."""
+    steps = check_count(steps, name)
+    if steps < 2:
+        raise ValueError(f"{name} must be >= 2, got {steps}: one Lanczos step returns ξ times sqrt(max(ξᵀGξ, 0))/‖ξ‖, "
+                         "the Euclidean direction or 0, not a draw of N(0, G)")
+    return steps
+
+
 def lanczos_sqrt(apply: Callable[[Tensor], Tensor], xi: Tensor, steps: int) -> Tensor:
     """``K^{1/2} ξ`` row by row for PSD operators ``K_i`` given as a batched ``apply``: ``(B, D)`` → ``(B, D)``.
 
-    ``steps`` Lanczos iterations (``≤ D``) with full reorthogonalisation build ``Q`` ``(B, D, m)`` and the
-    tridiagonal ``T`` ``(B, m, m)``; the result is ``‖ξ‖ Q T₊^{1/2} e₁`` where ``T₊`` clips negative Ritz values
-    to 0 (SPEC §10). Exact once ``m`` reaches the number of distinct eigenvalues; a row whose Krylov space closes
-    early (breakdown) stops growing there. Only the small ``m × m`` matrices are eigendecomposed.
+    ``steps`` Lanczos iterations (``≥ 2``; ``m = min(steps, D)`` are run) with full reorthogonalisation build
+    ``Q`` ``(B, D, m)`` and the tridiagonal ``T`` ``(B, m, m)``; the result is ``‖ξ‖ Q T₊^{1/2} e₁`` where ``T₊``
+    clips to 0 the negative Ritz values and those within round-off of 0 (below ``m · eps · max |Ritz value|``)
+    (SPEC §10), so a row of an operator with no positive part is exactly 0. Exact once ``m`` reaches the number of
+    distinct eigenvalues; a row whose Krylov space closes early (breakdown) stops growing there. Only the small
+    ``m × m`` matrices are eigendecomposed.
+
+    Raises:
+        ValueError: ``steps`` below 2 (one step returns ``ξ`` rescaled: the Euclidean direction, or 0).
     """
+    steps = _check_lanczos_steps(steps, "steps")
     b, d = xi.shape
-    m = min(int(steps), d)
+    m = min(steps, d)
     norm = xi.norm(dim=-1, keepdim=True)
     q = xi / norm.clamp_min(torch.finfo(xi.dtype).tiny)
     basis = [q]
@@ -65,7 +87,9 @@ def lanczos_sqrt(apply: Callable[[Tensor], Tensor], xi: Tensor, steps: int) -> T
         off = torch.cat(betas[: k - 1], dim=-1)
         t = t + torch.diag_embed(off, offset=1) + torch.diag_embed(off, offset=-1)
     evals, evecs = torch.linalg.eigh(t)  # (B, k, k): small
-    root = evecs @ (evals.clamp_min(0).sqrt().unsqueeze(-1) * evecs[:, 0, :].unsqueeze(-1))  # T₊^{1/2} e₁
+    floor = k * torch.finfo(xi.dtype).eps * evals.abs().amax(-1, keepdim=True)  # Ritz values at round-off level
+    evals = torch.where(evals > floor, evals, torch.zeros_like(evals))
+    root = evecs @ (evals.sqrt().unsqueeze(-1) * evecs[:, 0, :].unsqueeze(-1))  # T₊^{1/2} e₁
     qs = torch.stack(basis[:k], dim=-1)
     return norm * (qs @ root).squeeze(-1)
 
@@ -75,10 +99,11 @@ def sample_cometric(field: CoMetricField, x: Tensor, *, generator: torch.Generat
     """One draw ``z ~ N(0, G(x) + δI)`` per point (SPEC §10): ``(B, D)`` → ``(B, D)``.
 
     Uses the field's exact square root where one exists (low-rank factor, Euclidean, Stein) and
-    `lanczos_sqrt` with ``lanczos_steps`` steps otherwise. Repeat rows of ``x`` for several draws per point.
+    `lanczos_sqrt` with ``lanczos_steps`` (``>= 2``, checked for every field) steps otherwise. Repeat rows of
+    ``x`` for several draws per point.
     """
     field = as_field(field)
-    steps = check_count(lanczos_steps, "lanczos_steps")
+    steps = _check_lanczos_steps(lanczos_steps, "lanczos_steps")
 
     def normal(*shape: int) -> Tensor:
         return torch.randn(*shape, generator=generator, dtype=x.dtype, device=x.device)
@@ -114,13 +139,17 @@ class FeatureStability:
         eps: the magnitudes ``ε``, length ``E``.
         mean: ``E_{x,z} ‖φ(x + δ) − φ(x)‖`` per ``ε`` (length ``E``).
         std: the standard deviation over points of the per-point mean (length ``E``).
-        per_point: ``(E, B)`` per-point means over the draws.
+        per_point: ``(E, B)`` per-point means over the point's non-zero draws; NaN at a point whose draws were
+            all zero. ``mean`` and ``std`` are over the points with at least one non-zero draw.
+        zero_samples: how many of the ``B · samples`` draws were zero (no direction, see the module docstring):
+            left out of the score rather than counted as no feature change.
     """
 
     eps: list[float]
     mean: list[float]
     std: list[float]
     per_point: Tensor
+    zero_samples: int = 0
 
 
 def feature_stability(field: CoMetricField, x: Tensor, features: Callable[[Tensor], Tensor],
@@ -132,6 +161,14 @@ def feature_stability(field: CoMetricField, x: Tensor, features: Callable[[Tenso
     feature change ``‖φ(x + δ) − φ(x)‖`` averaged. ``features`` maps ``(n, *data_shape)`` to ``(n, F)``
     (``data_shape`` defaults to flat). The same draws serve every ``ε`` (common random numbers), so the
     curves of two fields differ by direction only.
+
+    A zero draw (``G(x) = 0`` there, or an indefinite operator whose Ritz values are all clipped) has no
+    direction: it is left out of its point's mean, counted in ``zero_samples`` and warned about; a point with
+    only zero draws is NaN in ``per_point`` and left out of ``mean`` and ``std``.
+
+    Raises:
+        ValueError: every draw was zero (the score is undefined), ``lanczos_steps < 2``, or bad ``eps``,
+            ``x``, ``samples`` or ``data_shape``.
     """
     field = as_field(field)
     samples = check_count(samples, "samples")
@@ -150,15 +187,22 @@ def feature_stability(field: CoMetricField, x: Tensor, features: Callable[[Tenso
     if bool((length == 0).all()):  # no direction anywhere: "no perturbation" would score as perfectly stable
         raise ValueError(f"the field's G(x) gave only zero samples ({z.shape[0]} (point, sample) pairs): it has no "
                          "direction to perturb along (G = 0?), so its feature stability is undefined")
-    # a zero sample here and there (Lanczos clips an indefinite operator's negative Ritz values to 0) moves nothing
+    valid = (length[:, 0] > 0).reshape(x.shape[0], samples)  # (B, S): a zero draw is no perturbation at all
+    zero = int((~valid).sum())
+    if zero:
+        warnings.warn(f"feature_stability: {zero} of {z.shape[0]} draws of N(0, G(x)) were zero (no direction: G = 0 "
+                      "there, or an indefinite operator clipped to 0); they are left out of the score "
+                      "(FeatureStability.zero_samples)", stacklevel=2)
     direction = z / length.clamp_min(torch.finfo(z.dtype).tiny)
     with torch.no_grad():
         base = features(x.reshape(-1, *shape)).repeat_interleave(samples, dim=0)
         per_point = []
         for e in eps:
             moved = features((rows + e * direction).reshape(-1, *shape))
-            change = (moved - base).norm(dim=-1).reshape(x.shape[0], samples).mean(-1)
-            per_point.append(change)
+            change = (moved - base).norm(dim=-1).reshape(x.shape[0], samples)
+            change = torch.where(valid, change, torch.zeros_like(change)).sum(-1) / valid.sum(-1).to(change.dtype)
+            per_point.append(change)  # NaN (0/0) at a point with only zero draws
     per_point = torch.stack(per_point)
-    return FeatureStability(eps=eps, mean=per_point.mean(-1).tolist(), std=per_point.std(-1).tolist(),
-                            per_point=per_point)
+    scored = per_point[:, valid.any(-1)]
+    return FeatureStability(eps=eps, mean=scored.mean(-1).tolist(), std=scored.std(-1).tolist(),
+                            per_point=per_point, zero_samples=zero)

@@ -14,12 +14,14 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 from torchdiffeq import odeint
 
-from .geodesics import landing_rounding, path_energy
+from .geodesics import _real_points, landing_rounding, path_energy
 from .metrics.base import CoMetricField, as_field
+from .regularised import reporting_metric
 
 __all__ = ["FLOW_METHODS", "FlowResult", "gradient_flow", "interpolate"]
 
@@ -46,9 +48,13 @@ class FlowResult:
         path: ``(B, T, *data_shape)`` points at the output times (``path[:, 0] = x0``).
         times: ``(T,)`` flow times.
         final_gap: ``(B,)`` ``‖x(t_end) − x₁‖`` for `interpolate`; ``f(x(t_end))`` for `gradient_flow`.
-        length: ``(B,)`` Euclidean polyline length of the path.
-        metric_length: ``(B,)`` length in the metric ``g = (G + δI)^{-1}`` (midpoint rule); NaN where the
+        length: ``(B,)`` the **Euclidean** polyline length of the path, the same as ``euclidean_length`` (kept
+            for compatibility). Not a geodesic's ``length``: `GeodesicResult.length` is the metric length; compare
+            ``euclidean_length`` with ``euclidean_length`` and ``metric_length`` with a geodesic's ``length``.
+        metric_length: ``(B,)`` length in the metric ``g = (G + δI)^{-1}`` (midpoint rule; for a low-rank field
+            with ``δ = 0``, on its learned tangent bundle, as a geodesic's ``length``: SPEC §6); NaN where the
             field's metric is undefined (e.g. `ScoreJacobianMetric` with ``δ = 0``).
+        euclidean_length: ``(B,)`` the Euclidean polyline length (a property, ``length`` by `GeodesicResult`'s name).
         reached: ``(B,)`` bool, `interpolate` only: ended within ``1.5 · stop_tol`` of the target (the flow
             brakes from ``2 · stop_tol`` and freezes at ``stop_tol``, so an adaptive solver may stop short of it),
             or within the points' rounding (else all False).
@@ -83,6 +89,11 @@ class FlowResult:
     stalled: Tensor | None = None
     reason: list[str] | None = None
 
+    @property
+    def euclidean_length(self) -> Tensor:
+        """``(B,)`` the Euclidean polyline length of the path (``length``; `GeodesicResult` names it so too)."""
+        return self.length
+
 
 STALL_SPEED = 1e-2
 """`interpolate`: a pair not reached whose end speed is below this fraction of its remaining gap has stalled."""
@@ -105,10 +116,11 @@ def _check_times(t_end: float, n_points: int) -> None:
 
 
 def _flatten(x: Tensor, data_shape: tuple[int, ...] | None, dim: int | None, name: str) -> Tensor:
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(x)
     if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must have a floating-point dtype, got {x.dtype}")
+        raise TypeError(f"{name} must be a torch.Tensor or a NumPy array, got {type(x).__name__}")
+    x = _real_points(x, name)  # integer points (uint8 images) as the default float dtype, as `geodesic` takes them
     if data_shape is not None and tuple(x.shape[-len(data_shape):]) == tuple(data_shape):
         if x.ndim > len(data_shape) + 1:
             raise ValueError(f"{name} must have shape (B, *data_shape) = (B, {', '.join(map(str, data_shape))}) with "
@@ -122,20 +134,29 @@ def _flatten(x: Tensor, data_shape: tuple[int, ...] | None, dim: int | None, nam
         raise ValueError(f"{name} has {flat.shape[1]} coordinates per point; the geometry expects D = {dim}")
     if not bool(torch.isfinite(flat).all()):
         raise ValueError(f"{name} contains NaN or inf")
-    return flat
+    return flat.clone() if flat.is_inference() else flat  # flows run under inference_mode(False)
+
+
+def _solver_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the solver integrates points of ``dtype`` in: float32 for half precision (a float16 time grid
+    has ``t + dt == t`` after a few steps, and torchdiffeq then gives up with "underflow in dt"), else ``dtype``.
+    The field and the objective still see points of ``dtype``; the paths are returned in it."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
 def polyline_lengths(path: Tensor, field: CoMetricField | None = None) -> tuple[Tensor, Tensor | None]:
     """Euclidean and (if ``field`` is given) metric lengths of flat paths ``(B, T, D)`` → ``(B,)`` each.
 
-    The metric length is `geodesics.path_energy`'s midpoint rule ``Σ sqrt(Δᵀ g(x_{i+½}) Δ)``; it is NaN for a
-    field whose ``metric`` refuses these points (a flow only needs ``apply``).
+    The metric length is `geodesics.path_energy`'s midpoint rule ``Σ sqrt(Δᵀ g(x_{i+½}) Δ)`` in the metric a
+    geodesic's ``length`` uses (`regularised.reporting_metric`: for a low-rank field with ``δ = 0`` its learned
+    tangent bundle, SPEC §6); it is NaN for a field whose ``metric`` refuses these points (a flow only needs
+    ``apply``).
     """
     euclid = (path[:, 1:] - path[:, :-1]).norm(dim=-1).sum(-1)
     if field is None or path.shape[0] == 0:
         return euclid, None if field is None else euclid.clone()
     try:
-        return euclid, path_energy(field, path)[1]
+        return euclid, path_energy(reporting_metric(field), path)[1]
     except (ValueError, NotImplementedError):  # a metric undefined here (a score Jacobian at δ = 0) or not at all
         return euclid, torch.full_like(euclid, float("nan"))
 
@@ -202,6 +223,7 @@ def _not_finite(method: str, rows: list[int] | None = None) -> ValueError:
                       f"or a field that is not finite at those points")
 
 
+@torch.inference_mode(False)
 def gradient_flow(
     manifold,
     f: Callable[[Tensor], Tensor],
@@ -229,6 +251,10 @@ def gradient_flow(
             returned points are its iterates where the output interval ``t_end / (n_points − 1)`` is a multiple
             of ``η``, and torchdiffeq's linear interpolation between iterates at other output times).
         landing: after every output interval, project onto the data with the field's denoiser.
+
+    Works under ``torch.no_grad()`` and ``torch.inference_mode()`` (it runs under ``inference_mode(False)``: ``f``
+    is differentiated; the results are normal tensors). Half-precision points are integrated in float32 (the
+    field and ``f`` see the points' dtype; the path is returned in it).
 
     Returns:
         `FlowResult`; ``final_gap`` holds ``f`` at the end point.
@@ -261,31 +287,33 @@ def gradient_flow(
     # origin or far from it (in raw coordinates atol was 1% of a sphere of radius 1e-3, and rtol·|x| a tenth of a
     # unit sphere at 1,000).
     unit = field.length_scale() or 1.0
+    base = flat0.to(_solver_dtype(flat0.dtype))  # the solver's state and time grid: at least float32
 
     def velocity(y: Tensor) -> Tensor:
         counter[0] += 1
-        x = flat0 + unit * y
+        x = (base + unit * y).to(flat0.dtype)
         with torch.enable_grad():
             xg = x.detach().requires_grad_(True)
             (grad,) = torch.autograd.grad(f(xg).sum(), xg)
-        return -field.apply(x, grad) / unit
+        return -field.apply(x, grad).to(base.dtype) / unit
 
     def project(y: Tensor) -> Tensor:
-        return (field.project(flat0 + unit * y) - flat0) / unit
+        return (field.project((base + unit * y).to(flat0.dtype)).to(base.dtype) - base) / unit
 
-    times = torch.linspace(0.0, t_end, n_points, dtype=flat0.dtype, device=flat0.device)
+    times = torch.linspace(0.0, t_end, n_points, dtype=base.dtype, device=flat0.device)
     with torch.no_grad():
-        y = _integrate(field, velocity, torch.zeros_like(flat0), times, method=method, rtol=rtol, atol=atol,
+        y = _integrate(field, velocity, torch.zeros_like(base), times, method=method, rtol=rtol, atol=atol,
                        step_size=step_size, landing=landing, project=project)
-        path = flat0.unsqueeze(1) + unit * y
+        path = (base.unsqueeze(1) + unit * y).to(flat0.dtype)
         if path.shape[0]:
             path[:, 0] = flat0  # exactly
         final = f(path[:, -1]).detach() if path.shape[0] else path.new_zeros(0)
         euclid, metric = polyline_lengths(path, field)
-    return _result(path, times, final, euclid, metric, torch.zeros_like(final, dtype=torch.bool), counter[0],
-                   x0, data_shape)
+    return _result(path, times.to(flat0.dtype), final, euclid, metric, torch.zeros_like(final, dtype=torch.bool),
+                   counter[0], x0, data_shape)
 
 
+@torch.inference_mode(False)
 def interpolate(
     manifold,
     x0: Tensor,
@@ -325,6 +353,8 @@ def interpolate(
             ``stop_tol`` not finite and > 0, an unknown ``method``, or ``landing`` on a field without a projection.
         ValueError: the flow became NaN or inf (the field is not finite along it).
 
+    Under ``torch.inference_mode()`` and for half-precision points as `gradient_flow`.
+
     Example:
         >>> import math, torch
         >>> from learned_manifold import interpolate
@@ -349,6 +379,15 @@ def interpolate(
     if stop_tol is not None and (isinstance(stop_tol, bool) or not isinstance(stop_tol, (int, float))
                                  or not math.isfinite(stop_tol) or stop_tol <= 0):
         raise ValueError(f"stop_tol must be a finite number > 0 or None (1% of each pair's gap), got {stop_tol!r}")
+    dtype, work = flat0.dtype, _solver_dtype(flat0.dtype)  # the points' and the solver's (at least float32)
+    flat0, flat1 = flat0.to(work), flat1.to(work)
+
+    def apply(x: Tensor, w: Tensor) -> Tensor:  # the field sees points of their own dtype
+        return field.apply(x.to(dtype), w.to(dtype)).to(work)
+
+    def land(x: Tensor) -> Tensor:
+        return field.project(x.to(dtype)).to(work)
+
     gap0 = (flat1 - flat0).norm(dim=-1, keepdim=True)
     tol = 0.01 * gap0 if stop_tol is None else torch.full_like(gap0, stop_tol)
     # The solver works on each pair's deviation from its target in units of its initial gap, y = (x − x₁)/gap₀:
@@ -360,26 +399,27 @@ def interpolate(
         counter[0] += 1
         x = flat1 + unit * y
         brake = (y.norm(dim=-1, keepdim=True) * unit / tol.clamp_min(torch.finfo(tol.dtype).tiny) - 1).clamp(0, 1)
-        return -brake * field.apply(x, y)  # (G + δI)(x − x₁) / gap₀
+        return -brake * apply(x, y)  # (G + δI)(x − x₁) / gap₀
 
     project = None
     if landing and field.can_project and flat0.shape[0]:
         # Landing carries each end's own offset from the landing map's image, blended by the fraction of the gap
         # closed (as the geodesics do, SPEC §6): data points are not fixed points of the denoiser (a point of a
         # curved manifold lies ~dσ²/2R off its image), so plain landing would move x0 = x1 and never reach x1.
-        offset0, offset1 = flat0 - field.project(flat0), flat1 - field.project(flat1)
+        offset0, offset1 = flat0 - land(flat0), flat1 - land(flat1)
 
         def project(y: Tensor) -> Tensor:
             x = flat1 + unit * y
             s = (1 - y.norm(dim=-1, keepdim=True)).clamp(0, 1)
             s = torch.where(gap0 > 0, s, torch.ones_like(s))
-            return (field.project(x) + (1 - s) * offset0 + s * offset1 - flat1) / unit
+            return (land(x) + (1 - s) * offset0 + s * offset1 - flat1) / unit
 
-    times = torch.linspace(0.0, t_end, n_points, dtype=flat0.dtype, device=flat0.device)
+    times = torch.linspace(0.0, t_end, n_points, dtype=work, device=flat0.device)
     with torch.no_grad():
         y = _integrate(field, velocity, (flat0 - flat1) / unit, times, method=method, rtol=rtol, atol=atol,
                        step_size=step_size, landing=landing, project=project)
-        path = flat1.unsqueeze(1) + unit.unsqueeze(1) * y
+        path = (flat1.unsqueeze(1) + unit.unsqueeze(1) * y).to(dtype)
+        flat0, flat1, gap0, tol, times = (t.to(dtype) for t in (flat0, flat1, gap0, tol, times))
         if path.shape[0]:
             path[:, 0] = flat0  # exactly, not through the change of coordinates
         gap = (path[:, -1] - flat1).norm(dim=-1)

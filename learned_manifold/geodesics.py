@@ -48,7 +48,7 @@ from .geodesic_solvers import (
     verify_minimum,
 )
 from .metrics.base import CoMetricField, as_field, check_points, rounding_eps
-from .regularised import Regularised, check_delta, regularising_delta
+from .regularised import Regularised, check_delta, regularising_delta, reporting_metric
 
 __all__ = [
     "COARSE_POINTS",
@@ -68,8 +68,12 @@ class GeodesicResult:
 
     Attributes:
         path: ``(B, T, D)`` points, ends equal to ``x0`` and ``x1``; detached.
-        energy: ``(B,)`` discrete energy ``Σ_i Δ_iᵀ g(x_{i+½}) Δ_i`` in the field's own metric ``g`` (as the
-            flows' ``metric_length``), also where the solver minimised that of ``G + δI`` (``delta``).
+        energy: ``(B,)`` discrete energy ``Σ_i Δ_iᵀ g(x_{i+½}) Δ_i``, also where the solver minimised that of
+            ``G + δI`` (``delta``), in the field's own metric ``g`` (as the flows' ``metric_length``); for a low-rank
+            field with ``δ = 0``, in its learned tangent bundle's (SPEC §5, `regularised.TangentBundle`): ``g`` the
+            pseudo-inverse of ``G`` on its top-``d`` eigen-directions (gap rule). The field's own ``δ = 0`` metric
+            also inverts the small learned normal eigenvalues (~10⁻⁴ λ₁) and charged a path's tiny normal wobbles
+            ~10⁴ times (a unit circle's arc of 3.0 read 3.5–4.9).
         length: ``(B,)`` metric length ``Σ_i sqrt(Δ_iᵀ g(x_{i+½}) Δ_i)``, likewise.
         euclidean_length: ``(B,)`` Euclidean polyline length ``Σ_i ‖Δ_i‖``.
         initial_energy: ``(B,)`` energy of the initial path (the given ``init``, or the start ``init`` names,
@@ -135,15 +139,29 @@ COARSE_POINTS = 9
 """Points of the first, coarse solve of the coarse-to-fine refinement (used when ``n_points ≥ 2·9 − 1``)."""
 
 
+def _real_points(x: Tensor, name: str) -> Tensor:
+    """Integer points as the default float dtype; bool and complex points refused (`metrics.base.as_points`)."""
+    if not (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool):
+        x = x.to(torch.get_default_dtype())
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must have a floating-point (or integer) dtype, got {x.dtype}")
+    return x
+
+
 def _as_points(x: object, name: str, data_shape: tuple[int, ...] | None = None) -> Tensor:
     """``x`` as a tensor (NumPy arrays converted), checked for a floating dtype and finite values; points in a
-    manifold's multi-axis ``data_shape`` (images: ``(B, *data_shape)`` or one ``data_shape``) are flattened."""
+    manifold's multi-axis ``data_shape`` (images: ``(B, *data_shape)`` or one ``data_shape``) are flattened.
+
+    Integer points, NumPy arrays or tensors alike (e.g. ``uint8`` images), become the default float dtype and
+    bool points are refused, as in `metrics.base.as_points`; a tensor made under ``torch.inference_mode()`` is
+    cloned into a normal one (the solver differentiates through it)."""
     if isinstance(x, np.ndarray):
         x = torch.from_numpy(x)
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor or a NumPy array, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must have a floating-point dtype, got {x.dtype}")
+    x = _real_points(x, name)
+    if x.is_inference():
+        x = x.clone()  # `geodesic` runs under inference_mode(False): the clone is a normal tensor
     if _shaped(x, data_shape):
         x = x.reshape(-1, math.prod(data_shape)) if x.ndim > len(data_shape) else x.reshape(-1)
     if x.ndim not in (1, 2):
@@ -229,6 +247,7 @@ def _solve(field: CoMetricField, x0: Tensor, x1: Tensor, path0: Tensor, spec: Ge
     return problem.path(v).detach(), problem.initial, converged, done
 
 
+@torch.inference_mode(False)
 def geodesic(
     field_or_manifold: CoMetricField | object,
     x0: Tensor,
@@ -250,7 +269,8 @@ def geodesic(
     is divided by its initial value, so ``lr`` and ``tol`` are scale-free. Each evaluation sends all segments of
     all pairs still running through one batched ``field.metric`` call; gradients flow through the field by
     autograd (``torch.autograd.grad``, so the field's own parameters get no ``.grad``). Works under
-    ``torch.no_grad()``.
+    ``torch.no_grad()`` and ``torch.inference_mode()`` (it runs under ``inference_mode(False)`` on copies of the
+    points; the results are normal tensors).
 
     Starts (``init``), see `learned_manifold.geodesic_init`: a straight line through empty space is where
     data-driven fields carry no information, so the default ``"auto"`` starts on the data:
@@ -272,9 +292,10 @@ def geodesic(
     Args:
         field_or_manifold: a `CoMetricField`, or an object whose ``.field`` is one (e.g. `LearnedDataManifold`).
             Use a mean-centred field (SPEC §2).
-        x0: ``(B, D)`` start points, or ``(D,)`` for a single pair (NumPy arrays are converted); ``B = 0``
-            gives an empty result. With a manifold of images, also ``(B, *data_shape)`` or one ``data_shape``
-            point: then ``path`` comes back as ``(B, T, *data_shape)`` (``(T, *data_shape)``).
+        x0: ``(B, D)`` start points, or ``(D,)`` for a single pair (NumPy arrays are converted, integer points
+            to the default float dtype); ``B = 0`` gives an empty result. With a manifold of images, also
+            ``(B, *data_shape)`` or one ``data_shape`` point: then ``path`` comes back as ``(B, T, *data_shape)``
+            (``(T, *data_shape)``).
         x1: end points, same shape as ``x0``.
         n_points: points per path, both ends included, ``≥ 2``; default 16 for a named ``init``, else the length
             of ``init`` (which must then agree).
@@ -372,7 +393,7 @@ def geodesic(
         landing = used == "landing" or (used == "graph" and denoises(field))
     landing = bool(landing)
     delta = regularising_delta(field, x0, x1) if delta is None else check_delta(delta)
-    own = field  # energies and lengths are reported in the field's own metric
+    own = reporting_metric(field)  # δ = 0 low-rank: the learned tangent bundle's (SPEC §5); else the field's own
     if delta > 0:
         if not field.low_rank:
             raise ValueError(f"delta regularises low-rank fields (G = AAᵀ) only; {type(field).__name__} has no "
@@ -404,7 +425,7 @@ def geodesic(
         energy, length = (t.detach() for t in path_energy(own, path))
         if own is not field:
             initial = path_energy(own, start.path(torch.zeros_like(start.base)).detach())[0].detach()
-    # resolved in the metric the solver minimised (own's for δ = 0 weighs the ~0 normal eigenvalues of G⁺)
+    # resolved in the metric the solver minimised (the reporting metric ignores the normal directions)
     ratio = resolution(field, path, length if own is field else path_energy(field, path)[1].detach())
     unresolved = converged & ~straight & torch.isfinite(ratio) & (ratio > 1 + RESOLUTION_TOL)
     if bool(unresolved.any()):

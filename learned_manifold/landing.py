@@ -27,6 +27,11 @@ def land(manifold: LearnedDataManifold, xf: Tensor) -> Tensor:
     along the data does no harm. Far means that the denoiser at ``σ`` moves it by more than ``σ/2``, or that it
     lies several spacings from the data points the field holds (`CoMetricField.beyond_data`, a model's
     landmarks): at a small ``σ`` a denoiser barely moves a point inside a sphere, which then passed as landed.
+    A given point whose learned tangent space is all of ``R^D`` (no normal space: data that fill ``R^D``, or the
+    centre of a sphere) has nothing to land along where it lies near the data: within ``σ`` of the landmarks (and
+    moved less than ``σ/2`` by the denoiser), or for a field without bandwidths, it is returned unchanged at once.
+    Otherwise (no landmarks to tell) it descends from ``σ_max``, and if it still sees no normal space at ``σ``
+    afterwards it is returned unchanged too (the descent would pull data filling ``R^D`` towards their mean).
     For fields whose bandwidth can vary (`CoMetricField.landing_bandwidths`) it follows the deterministic
     probability-flow ODE of the denoiser, ``dx/dσ = (x − x̂(x, σ))/σ``, by Euler steps
     ``x ← x + (1 − σ'/σ_k)(x̂(x, σ_k) − x)`` from ``σ_0 = clamp(‖x̂(x, σ) − x‖, σ, σ_max)`` (the distance to the
@@ -53,9 +58,10 @@ def land(manifold: LearnedDataManifold, xf: Tensor) -> Tensor:
     beyond = field.beyond_data(x) if bands is not None and idx.numel() else None
     away_rows = None if beyond is None else idx[beyond > 0]  # checked again once landed
     descended = torch.zeros(idx.shape, dtype=torch.bool, device=xf.device)
+    start_x, undo = x, torch.zeros_like(descended)  # undo: given points descending for lack of a normal space
     seen: dict = {}
     res = tol = xf.new_zeros(0)
-    for _ in range(manifold.landing_steps):
+    for step_no in range(manifold.landing_steps):
         if idx.numel() == 0:
             break
         kw = {} if s is None else {"sigma": s}
@@ -66,15 +72,25 @@ def land(manifold: LearnedDataManifold, xf: Tensor) -> Tensor:
         n = d - spectral_apply(pairs, d, dims, power=0)
         dist, res = d.norm(dim=-1), n.norm(dim=-1)
         away = torch.zeros_like(dist, dtype=torch.bool)
+        near = dist <= 0.5 * sigma  # (first pass) the denoiser barely moves it, and it lies within σ of the landmarks
+        settled = torch.zeros_like(near)  # given points that need no landing (below)
         if beyond is not None:  # first pass: such a point is far, and its descent starts from that distance
+            near = near & (beyond <= sigma)  # as landing's acceptance afterwards (`_beyond`)
+            settled = near  # the landmarks tell "near the data" apart from e.g. a sphere's centre
             dist, away, beyond = torch.maximum(dist, beyond), beyond > 0, None
         at_target = torch.ones_like(dist, dtype=torch.bool) if s is None else s <= s.new_tensor(sigma)
         no_normal = torch.as_tensor(dims, device=d.device) >= d.shape[-1]  # P = I: nothing to land along
         # no normal space (P = I) near the data: first try a descent from σ_max (e.g. the sphere's centre, where
-        # x̂ barely moves); a point that still sees none afterwards has nothing to land along and is accepted
-        far = at_target & ((dist > 0.5 * sigma) | (no_normal & ~descended))
+        # x̂ barely moves); a given point that still sees none afterwards has nothing to land along (data filling
+        # R^D): it goes back to where it was given, and is accepted there on the next pass (the descent would have
+        # pulled it towards the data's mean). A point that reaches such a place while landing is not taken back.
+        # Given points near the data with no normal space are accepted at once where that is known: near the
+        # landmarks (a model's), or without bandwidths (there is no descent to try).
+        settled = no_normal & (settled | (near if bands is None and step_no == 0 else torch.zeros_like(near)))
+        far = at_target & ~settled & ((dist > 0.5 * sigma) | (no_normal & ~descended))
+        back = at_target & no_normal & undo
         tol = manifold.landing_tol * sigma + 64 * eps * x.abs().amax(-1)  # of the iterate: same test on re-entry
-        done = at_target & ~far & (res <= tol)
+        done = at_target & ~far & ~back & (res <= tol)
         if bool(done.any()):
             rows = idx[done]
             out[rows] = x[done]
@@ -100,10 +116,14 @@ def land(manifold: LearnedDataManifold, xf: Tensor) -> Tensor:
             s_next = torch.where(far & (start < 2 * sigma), s_now, s_next)
             step = torch.where(at_target & ~far, 1.0, frac).unsqueeze(-1) * torch.where(
                 at_target.unsqueeze(-1) & ~far.unsqueeze(-1), n, d)
-            descended = descended | (far & (start >= 2 * sigma))
+            starts = far & (start >= 2 * sigma)  # rows that begin their descent now
+            if step_no == 0:  # the given points only
+                undo = starts & no_normal & near
+            descended = descended | starts
+        x_next = torch.where(back.unsqueeze(-1), start_x, x + step)
         keep = ~done
-        idx, x, res, tol = idx[keep], (x + step)[keep], res[keep], tol[keep]
-        descended = descended[keep]
+        idx, x, res, tol = idx[keep], x_next[keep], res[keep], tol[keep]
+        descended, undo, start_x = descended[keep], (undo & ~back)[keep], start_x[keep]
         if s_next is not None:
             s = s_next[keep]
             s = None if bool((s <= s.new_tensor(sigma)).all()) else s

@@ -95,7 +95,8 @@ class _Attention(nn.Module):
     second derivative, which the geometry needs (JVPs through the denoiser for the score Jacobian and the
     self-consistency check, SPEC §7 and §12). So the math kernel runs below `FUSED_ATTENTION_MIN_TOKENS` tokens
     (every preset attends at 16×16 or less: a ``T × T`` matrix of 256² entries per head is cheap) and under
-    forward-mode AD; above it, with a fused kernel, reverse-over-reverse derivatives are not available.
+    forward-mode AD; above it, with a fused kernel, reverse-over-reverse derivatives are not available, so
+    `learned_manifold.curvature` (a double-backward pass) selects the math kernel itself (``sdpa_kernel``).
     """
 
     def __init__(self, c: int, groups: int, head_channels: int):

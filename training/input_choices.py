@@ -26,7 +26,8 @@ from .config import (
     TrainConfig,
 )
 
-__all__ = ["NORM_SAMPLE", "RANK_NEIGHBOURS", "RANK_QUERIES", "RANK_REFERENCE", "choose_by_dimension",
+__all__ = ["NORM_SAMPLE", "RANK_BLOCK_ELEMENTS", "RANK_NEIGHBOURS", "RANK_QUERIES", "RANK_REFERENCE",
+           "choose_by_dimension",
            "choose_factor_guards", "choose_factor_width", "choose_input_scaling", "choose_norm_feature", "choose_rank",
            "choose_warmup", "estimate_dimension", "local_pca_dimension"]
 
@@ -39,6 +40,10 @@ RANK_QUERIES = 256
 """Training points at which `local_pca_dimension` reads the dimension."""
 RANK_REFERENCE = 20_000
 """At most this many training points are searched for neighbours."""
+RANK_BLOCK_ELEMENTS = 2**24
+"""Entries of one ``(queries, neighbours, D)`` block of `local_pca_dimension`: ``max(1, RANK_BLOCK_ELEMENTS //
+(neighbours · D))`` queries at a time (the k-NN factor and its eigenpairs hold a few such blocks; all 256 queries
+at once took 8.9 GB at D = 12,288)."""
 
 
 def choose_input_scaling(cfg: TrainConfig, rows: TrainingRows,
@@ -94,13 +99,17 @@ def local_pca_dimension(points: Tensor, *, neighbours: int = RANK_NEIGHBOURS, qu
     points (the centred k-NN CDC, SPEC §7, at a bandwidth so wide that every neighbour weighs the same), read by
     the largest-gap rule (SPEC §5). Measured on 1k and 10k points (seed 0, 256 queries): the median is the true
     d on S², S⁴, S⁸ and S¹⁶ in R⁶⁴, the torus in R³ and the swiss roll in R¹⁰ with 128 neighbours; with 32 or 64
-    it reads S⁸ and S¹⁶ as 2 (too few neighbours for the spread of a 16-D sample covariance)."""
+    it reads S⁸ and S¹⁶ as 2 (too few neighbours for the spread of a 16-D sample covariance). The queries go
+    `RANK_BLOCK_ELEMENTS` ``/ (neighbours · D)`` at a time, so memory does not grow with ``D`` beyond the data's."""
     n = points.shape[0]
     points = points.reshape(n, -1).float()
     spread = float((points - points.mean(0)).pow(2).sum(1).mean().sqrt())
     field = KNNCDC(points, k=min(neighbours, n), sigma=max(spread, 1e-12) * 1e3, centred=True)
     pick = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:queries]
-    return intrinsic_dimension(field_eigenpairs(field, points[pick]).values)
+    per_block = max(1, RANK_BLOCK_ELEMENTS // (field.k * points.shape[1]))  # memory O(RANK_BLOCK_ELEMENTS), any D
+    with torch.no_grad():
+        dims = [intrinsic_dimension(field_eigenpairs(field, points[rows]).values) for rows in pick.split(per_block)]
+    return torch.cat(dims)
 
 
 def estimate_dimension(cfg: TrainConfig, rows: TrainingRows, arch: str) -> int | None:

@@ -10,11 +10,13 @@ keeps the previous checkpoint); `write_failed` turns an ``OSError`` there into o
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
 import stat
 import tempfile
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -31,8 +33,8 @@ try:  # POSIX advisory locks; without them (Windows) runs are not locked against
 except ImportError:  # pragma: no cover
     fcntl = None
 
-__all__ = ["Checkpointer", "OutputError", "OutputLock", "check_output", "is_complete", "lock_path", "state_path",
-           "write_failed"]
+__all__ = ["Checkpointer", "OutputError", "OutputLock", "check_output", "is_complete", "load_state", "lock_path",
+           "state_path", "write_failed"]
 
 
 class OutputError(ValueError):
@@ -54,6 +56,32 @@ def is_complete(out: Path) -> bool:
     lack it, were written at the end). A training state at the last step beside an incomplete or missing model
     file was saved before the end phase (bandwidth choice, repair, checks), which a resumed run then does."""
     return out.exists() and read_metadata(out)["extra"].get("complete") is not False
+
+
+def load_state(out: Path, map_location: str | torch.device) -> dict:
+    """The training state of ``out`` (`state_path`) for a resumed run, loaded with ``weights_only=True``.
+
+    Raises:
+        FileNotFoundError: there is no training state.
+        ValueError: it cannot be read as a training state (truncated by a full disk, overwritten, not one): one
+            line naming the file and what to do, not ``torch.load``'s traceback.
+    """
+    path = state_path(out)
+    if not path.exists():
+        raise FileNotFoundError(f"cannot resume: training state {str(path)!r} does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except PermissionError:  # unreadable: its own message names the file
+        raise
+    except Exception as err:  # a damaged zip, pickle or tensor record: each raises its own (an OSError too)
+        first = (str(err).strip().splitlines() or [""])[0].split(". ")[0]  # torch's first sentence (of several)
+        why = f"{type(err).__name__}: {first}".rstrip(": ")
+    else:
+        if isinstance(state, dict) and {"step", "config", "fingerprint"} <= state.keys():
+            return state
+        why = "it holds no training state"
+    raise ValueError(f"cannot resume {str(out)!r}: its training state {str(path)!r} is damaged or not a training "
+                     f"state ({why}); train again with --overwrite (overwrite=True), or restore the file") from None
 
 
 def _check_folder(out: str | os.PathLike) -> Path:
@@ -156,6 +184,9 @@ class OutputLock:
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
             except OSError as err:
+                if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS) and not os.path.lexists(self.path):
+                    raise OutputError(f"cannot write {str(self.out)!r}: the folder {str(self.out.parent)!r} is not "
+                                      f"writable ({err.strerror or err})") from None  # `check_output`'s words
                 raise OutputError(f"cannot lock {str(self.out)!r} with {str(self.path)!r}: "
                                   f"{err.strerror or err}") from None
             try:
@@ -178,6 +209,9 @@ class OutputLock:
         self._held = True
 
     def release(self) -> None:
+        """Forget the lock and close its file (which releases the ``flock``) whatever happens; a lock file that
+        cannot be removed (the folder turned read-only, a lost mount) only warns, so that it never replaces an
+        error in flight (a failed checkpoint write's `write_failed` line); the next run reuses it."""
         if not self._held:
             return
         self._held = False
@@ -190,7 +224,11 @@ class OutputLock:
             os.unlink(self.path)  # unlink while still holding the lock (see `acquire`)
         except FileNotFoundError:
             pass
-        os.close(entry[0])  # closing releases the flock
+        except OSError as err:
+            warnings.warn(f"could not remove the lock file {str(self.path)!r} ({err.strerror or err}); it is "
+                          "unlocked, and the next run on this output reuses it", stacklevel=2)
+        finally:
+            os.close(entry[0])  # closing releases the flock
 
     def __enter__(self) -> OutputLock:
         self.acquire()

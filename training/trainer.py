@@ -1,8 +1,9 @@
 """The training loop: AdamW, clipping, warm-up + cosine decay, EMA, validation, atomic checkpoints, resume, DDP.
 
 Randomness is keyed by ``(seed, step)``: at every step one generator, seeded from both, draws the whole
-*global* batch (data indices, bandwidths, noise) and each DDP rank takes its slice. A run therefore does not
-depend on the number of processes, and resuming needs no RNG state: step ``k`` always sees the same batch.
+*global* batch (data indices, bandwidths, noise) and each DDP rank takes its slice. Any number of processes
+therefore sees the same batches (results equal up to the order of DDP's gradient sum, whose rounding training
+amplifies), and resuming needs no RNG state: step ``k`` always sees the same batch.
 
 Checkpoints: the model file ``OUT`` (safetensors, `learned_manifold.model_file`) and the training state
 ``OUT.train-state.pt`` (optimizer, EMA, step; plain tensors, loaded with ``weights_only=True``), both
@@ -26,14 +27,14 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from learned_manifold.model_file import load_model, read_metadata
+from learned_manifold.model_file import read_metadata
 from learned_manifold.models import LEGACY_DEFAULTS, MetricModel, ModelConfig, check_int
 from learned_manifold.precision import choose_precision, workload_key
 
@@ -45,8 +46,9 @@ from .end_phase import END_PHASE_NOTICE, end_phase
 from .input_choices import choose_by_dimension, choose_input_scaling, choose_norm_feature
 from .losses import MetricMatchingLoss
 from .objective import TrainingObjective, workload_name
-from .outputs import Checkpointer, OutputLock, check_output, is_complete, state_path
+from .outputs import Checkpointer, OutputLock, check_output, load_state
 from .refit import refit_factor
+from .result import TrainResult, finished_result
 from .runtime import (
     StopRequest,
     TrainingDiverged,
@@ -88,27 +90,6 @@ __all__ = [
     "train",
     "validate",
 ]
-
-
-@dataclass
-class TrainResult:
-    """What `train` returns: the (EMA) model, its file, the last validation and the loss history.
-
-    ``precision`` is the precision the loop ran in; ``precision_probe`` why (`choose_precision`'s record: for
-    ``"auto"``, the measured fp32 and bf16 step times; also in the model file's extra metadata).
-    """
-
-    model: MetricModel
-    path: Path | None
-    validation: dict
-    history: list[dict] = field(default_factory=list)
-    seconds: float = 0.0
-    samples_per_second: float = 0.0
-    stopped_at: int = 0
-    precision: str = "fp32"
-    precision_probe: dict = field(default_factory=dict)
-    already_complete: bool = False  # a resume of a finished run: nothing trained, the file left as it was
-
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -304,10 +285,13 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, manifold, out: Path | Non
 
     start, seconds_before, history = 0, 0.0, []
     if resume:
-        state_file = state_path(out)
-        if not state_file.exists():
-            raise FileNotFoundError(f"cannot resume: training state {str(state_file)!r} does not exist")
-        state = torch.load(state_file, map_location=device, weights_only=True)
+        try:
+            state = load_state(out, device)  # one line for a missing or damaged state
+        except ValueError:  # damaged, beside a finished model file: the file is the result, nothing to resume
+            finished = finished_result(out, cfg, device)
+            if finished is None:
+                raise
+            return finished
         # a state written before a setting existed ran with that setting's old behaviour
         stored = json.loads(state["config"])
         if "latent_dim" in stored:  # a VAE's state: its settings would all "differ"
@@ -333,12 +317,9 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, manifold, out: Path | Non
             raise ValueError(f"cannot resume {str(out)!r} to stop_after={stop_after}: its run is already at step "
                              f"{start}")
         history = json.loads(state.get("history", "[]"))  # its loss log and `val_every` validations so far
-        if start >= cfg.steps and is_complete(out):  # finished: the file is the result; its end phase is not redone
-            meta = read_metadata(out)["extra"]
-            return TrainResult(model=load_model(out, map_location=device), path=out,
-                               validation=meta.get("validation", {}), stopped_at=start,
-                               precision=meta.get("precision", cfg.precision),
-                               precision_probe=meta.get("precision_probe", {}), already_complete=True)
+        finished = finished_result(out, cfg, device) if start >= cfg.steps else None
+        if finished is not None:  # the file is the result; its end phase is not redone
+            return finished
         sched = torch.optim.lr_scheduler.LambdaLR(opt, rates, last_epoch=start - 1)
 
     runner: nn.Module = objective

@@ -40,7 +40,7 @@ from learned_manifold.vae import MAX_CENTRES, MAX_CONV_DEPTH, MAX_LATENT, VAE, V
 from learned_manifold.vae_file import save_vae
 
 from .data.stream import data_digest
-from .outputs import OutputLock, check_output, state_path, write_failed
+from .outputs import OutputLock, check_output, load_state, state_path, write_failed
 from .runtime import (
     StopRequest,
     TrainingInterrupted,
@@ -306,9 +306,7 @@ def _train(data: Tensor, cfg: VAETrainConfig, out: Path | None, resume: bool, de
     digest = data_digest(data)  # the sums miss reordered rows or columns
     start, before = 0, 0.0
     if resume:
-        if not state_path(out).exists():
-            raise FileNotFoundError(f"cannot resume: training state {str(state_path(out))!r} does not exist")
-        state = torch.load(state_path(out), map_location=dev, weights_only=True)
+        state = load_state(out, dev)  # one line for a missing or damaged state
         said = settings_diff(json.loads(state["config"]), asdict(cfg), ("checkpoint_every",))
         if said:
             raise ValueError(f"cannot resume {str(out)!r}: settings differ from the saved run: {said}")

@@ -22,6 +22,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from ..geometry import lowrank_apply, lowrank_solve
+
 __all__ = [
     "CoMetricField",
     "Denoiser",
@@ -52,10 +54,12 @@ def as_points(x: object, data_shape: tuple[int, ...], name: str = "x", *, conver
 
     Args:
         x: the points; with ``convert=True`` also an array-like (numpy array, nested lists), converted by
-            ``torch.as_tensor`` (integer arrays to the default float dtype).
+            ``torch.as_tensor``, and integer points, tensors and arrays alike (e.g. ``uint8`` images in their
+            stored units 0..255), become the default float dtype; bool ones are refused (they are masks).
         data_shape: shape of one point.
         name: the argument's name, used in messages.
-        convert: accept array-likes (the public query methods do; the geoopt primitives need tensors).
+        convert: accept array-likes and integer dtypes (the public query methods do; the geoopt primitives and
+            the fields need floating tensors).
         owner: whose data shape it is, for messages (``"the manifold's"``, ``"the field's"``).
         batch_ndim: the exact number of batch axes, or ``None`` for any.
 
@@ -72,8 +76,8 @@ def as_points(x: object, data_shape: tuple[int, ...], name: str = "x", *, conver
         except (TypeError, ValueError, RuntimeError) as err:
             raise TypeError(f"{name} must be a tensor or an array-like of numbers, got {type(x).__name__}: "
                             f"{err}") from None
-        if not (x.is_floating_point() or x.is_complex()):
-            x = x.to(torch.get_default_dtype())
+    if convert and not (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool):
+        x = x.to(torch.get_default_dtype())
     k = len(data_shape)
     if batch_ndim is not None and x.ndim != batch_ndim + k:
         shape = "(B, D)" if (batch_ndim, k) == (1, 1) else f"{batch_ndim} batch axes then {data_shape}"
@@ -83,7 +87,8 @@ def as_points(x: object, data_shape: tuple[int, ...], name: str = "x", *, conver
         raise ValueError(f"{name} has last axes {last} ({math.prod(last)} coordinates), {owner} data shape is "
                          f"{data_shape} (D = {math.prod(data_shape)}); its shape is {tuple(x.shape)}")
     if not x.is_floating_point():
-        raise ValueError(f"{name} must be a floating-point tensor, got {x.dtype}")
+        raise ValueError(f"{name} must be a floating-point tensor, got {x.dtype} (convert it first, e.g. "
+                         f"{name}.to(torch.get_default_dtype()))")
     return x
 
 
@@ -185,7 +190,9 @@ class CoMetricField(nn.Module):
     """Base class of co-metric fields (SPEC §5, §7).
 
     Subclasses implement ``apply`` and ``metric`` (each natively in one direction and by Woodbury,
-    Sherman–Morrison or a matrix-free solve in the other), and ``factor`` where a low-rank form exists.
+    Sherman–Morrison or a matrix-free solve in the other), and ``factor`` where a low-rank form exists. A field
+    that implements only ``factor`` (as `learned_manifold.curvature`'s examples do) gets ``apply``, ``metric``
+    and ``dense`` from it by the low-rank formulas; set ``low_rank = True`` on it so callers use them directly.
     ``apply(x, w)`` is the co-metric; a field's ``apply(fn)`` with one callable is still `torch.nn.Module.apply`
     (every subclass's ``apply`` is wrapped so, e.g. for ``model.apply(init_fn)`` on a module holding a field).
 
@@ -231,14 +238,46 @@ class CoMetricField(nn.Module):
         """Low-rank factor ``A`` with ``G(x) = A Aᵀ``: ``(B, D)`` → ``(B, D, r)``."""
         raise NotImplementedError(f"{type(self).__name__} has no low-rank factor")
 
+    def _has_own(self, name: str) -> bool:
+        """Whether the field's class implements ``name`` itself (rather than inheriting `CoMetricField`'s)."""
+        return getattr(type(self), name) is not getattr(CoMetricField, name)
+
+    def _missing(self, name: str) -> NotImplementedError:
+        """The error for a field that implements neither ``name`` nor ``factor``, saying what to implement."""
+        return NotImplementedError(
+            f"{type(self).__name__} implements neither {name}() nor factor(): implement apply(x, w) -> (G + delta I) w "
+            "and metric(x, v) -> (G + delta I)^{-1} v, or factor(x) -> A (B, D, r) with G = A Aᵀ (apply and metric "
+            "then follow from it)")
+
     @_also_module_apply
     def apply(self, x: Tensor, w: Tensor) -> Tensor:
-        """``(G(x) + δ I) w`` for ``x, w`` of shape ``(B, D)``; returns ``(B, D)``."""
-        raise NotImplementedError
+        """``(G(x) + δ I) w`` for ``x, w`` of shape ``(B, D)``; returns ``(B, D)``.
+
+        The base class derives it from ``factor`` where the field implements one: ``(AAᵀ + δI) w``
+        (`learned_manifold.geometry.lowrank_apply`, ``O(D r)``).
+
+        Raises:
+            NotImplementedError: the field implements neither ``apply`` nor ``factor`` (the message says so).
+        """
+        if not self._has_own("factor"):
+            raise self._missing("apply")
+        check_vectors(x, w, self.dim, "w")
+        return lowrank_apply(self.factor(x), w, self.delta)
 
     def metric(self, x: Tensor, v: Tensor) -> Tensor:
-        """``(G(x) + δ I)^{-1} v`` for ``x, v`` of shape ``(B, D)``; returns ``(B, D)``."""
-        raise NotImplementedError
+        """``(G(x) + δ I)^{-1} v`` for ``x, v`` of shape ``(B, D)``; returns ``(B, D)``.
+
+        The base class derives it from ``factor`` where the field implements one: ``(AAᵀ + δI)^{-1} v`` by
+        Woodbury, for ``δ = 0`` the pseudo-inverse on the range of ``A`` (SPEC §5;
+        `learned_manifold.geometry.lowrank_solve`).
+
+        Raises:
+            NotImplementedError: the field implements neither ``metric`` nor ``factor`` (the message says so).
+        """
+        if not self._has_own("factor"):
+            raise self._missing("metric")
+        check_vectors(x, v, self.dim, "v")
+        return lowrank_solve(self.factor(x), v, self.delta)
 
     def dense(self, x: Tensor) -> Tensor:
         """Dense ``G(x)`` (without δ), ``(B, D, D)``, built column by column from ``apply``. Small D only."""

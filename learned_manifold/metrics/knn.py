@@ -58,14 +58,17 @@ class KNNCDC(CoMetricField):
     """k-NN carré du champ of the coordinates (SPEC §7), centred or uncentred, with a rank-``k`` factor.
 
     Args:
-        data: ``(N, D)`` or ``(N, *data_shape)`` floating samples (flattened to ``(N, D)``); held as a
-            non-persistent buffer, so ``.to(device)`` moves it and ``state_dict`` stays empty.
+        data: ``(N, D)`` or ``(N, *data_shape)`` floating samples (flattened to ``(N, D)``); held as the buffer
+            ``data``, so ``.to(device)`` moves it and ``state_dict``/``load_state_dict`` carry it (loading replaces
+            the data, of any ``N ≥ k``, and rebuilds the search; the other arguments are not state).
         k: number of neighbours, ``1 ≤ k ≤ N``.
         sigma: bandwidth ``σ > 0`` in data units.
         centred: mean-centred ``Γ̂ᶜ`` (default) or uncentred ``Γ̂``.
         delta: isotropic part ``δ ≥ 0`` added by ``apply`` and ``metric``.
         chunk_size: data rows per distance block (default ``min(N, 65536)``); query rows per block are chosen
             so that one block holds at most ``2**24`` distances.
+        persistent: whether ``state_dict`` carries ``data`` (``False`` for a graph over data its owner stores
+            already, e.g. a model's landmarks behind `LearnedCDC`: no copy in the owner's ``state_dict``).
 
     Attributes:
         dim: ``D``. low_rank: ``True``. centred, k, sigma, delta, chunk_size: as given.
@@ -87,6 +90,7 @@ class KNNCDC(CoMetricField):
         centred: bool = True,
         delta: float = 0.0,
         chunk_size: int | None = None,
+        persistent: bool = True,
     ) -> None:
         super().__init__()
         data = torch.as_tensor(data)
@@ -99,18 +103,10 @@ class KNNCDC(CoMetricField):
         if not isinstance(centred, bool):
             raise ValueError(f"centred must be a bool, got {type(centred).__name__}")
         n = data.shape[0]
-        self.register_buffer("data", data.detach().reshape(n, -1), persistent=False)
-        # The search ranks by ‖x‖² − 2 q·x, which loses the digits that tell neighbours apart when the data sit
-        # far from the origin (a float32 unit sphere moved by 1,000: the nearest neighbour was wrong for 88% of
-        # queries). Where the mean's offset exceeds the spread it ranks in coordinates about the mean instead, on
-        # a centred copy (twice the memory, only then; centring each block on the fly cost 2.5x at one query).
-        mean = self.data.mean(0)
-        spread = (self.data - mean).pow(2).sum(-1).mean()
-        self._spread = float(spread.sqrt())
-        far = bool(mean.pow(2).sum() > spread)
-        self.register_buffer("origin", mean if far else torch.zeros_like(mean), persistent=False)
-        self.register_buffer("_search_data", self.data - mean if far else None, persistent=False)
-        self.register_buffer("data_sq", self._searched().pow(2).sum(-1), persistent=False)
+        self.register_buffer("data", data.detach().reshape(n, -1), persistent=bool(persistent))
+        for name in ("origin", "_search_data", "data_sq"):  # derived from ``data`` by `_index`, not saved
+            self.register_buffer(name, None, persistent=False)
+        self._index()
         self.dim = self.data.shape[1]
         self.k = check_count(k, "k", high=n)
         self.sigma = check_scalar(sigma, "sigma")
@@ -118,6 +114,49 @@ class KNNCDC(CoMetricField):
         self.delta = check_scalar(delta, "delta", allow_zero=True)
         chunk = min(n, DEFAULT_CHUNK) if chunk_size is None else check_count(chunk_size, "chunk_size")
         self.chunk_size = chunk
+
+    def _index(self) -> None:
+        """(Re)build what the search derives from ``data``: ``origin``, ``_search_data``, ``data_sq``, the spread,
+        and drop the cached spacing and neighbour graph (after ``__init__`` and `load_state_dict`)."""
+        # The search ranks by ‖x‖² − 2 q·x, which loses the digits that tell neighbours apart when the data sit
+        # far from the origin (a float32 unit sphere moved by 1,000: the nearest neighbour was wrong for 88% of
+        # queries). Where the mean's offset exceeds the spread it ranks in coordinates about the mean instead, on
+        # a centred copy (twice the memory, only then; centring each block on the fly cost 2.5x at one query).
+        with torch.no_grad():
+            mean = self.data.mean(0)
+            spread = (self.data - mean).pow(2).sum(-1).mean()
+            far = bool(mean.pow(2).sum() > spread)
+            self._spread = float(spread.sqrt())
+            self.origin = mean if far else torch.zeros_like(mean)
+            self._search_data = self.data - mean if far else None
+            self.data_sq = self._searched().pow(2).sum(-1)
+        self.__dict__.pop("_spacing_cache", None)
+        self.__dict__.pop("_graph_cache", None)
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, local_metadata: dict, strict: bool,
+                              missing_keys: list, unexpected_keys: list, error_msgs: list) -> None:
+        """`torch.nn.Module.load_state_dict` for the field: the saved ``data`` ``(N', D)`` replace the field's
+        (any ``N' ≥ k``, kept in the field's dtype and device) and the search index is rebuilt from them; ``k``,
+        ``sigma``, ``centred``, ``delta`` and ``chunk_size`` are the field's own (constructor arguments, not state).
+        """
+        key = prefix + "data"
+        new = state_dict.get(key)
+        if isinstance(new, Tensor):
+            problem = None
+            if new.ndim != 2 or new.shape[1] != self.dim or not new.is_floating_point():
+                problem = (f"a floating-point (N, {self.dim}) tensor is needed, got {new.dtype} of shape "
+                           f"{tuple(new.shape)}")
+            elif new.shape[0] < self.k:
+                problem = f"it holds {new.shape[0]} points, fewer than the field's k = {self.k}"
+            elif not bool(torch.isfinite(new).all()):
+                problem = "it contains NaN or infinite values"
+            if problem is not None:
+                error_msgs.append(f"KNNCDC cannot load the data {key!r}: {problem}")
+                return
+            self.data = new.detach().to(device=self.data.device, dtype=self.data.dtype).clone()
+            self._index()
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
 
     def _check_query(self, y: Tensor, name: str = "x", *, cast: bool = False) -> Tensor:
         """``y`` checked (shape, device; dtype unless ``cast``), returned in the data's dtype."""
@@ -204,6 +243,16 @@ class KNNCDC(CoMetricField):
         with torch.no_grad():
             dist2, _, _ = self._search(y)
         return torch.exp(-(dist2[:, -1] - dist2[:, 0]) / (2 * self.sigma**2)).to(x.dtype)
+
+    def effective_neighbours(self, x: Tensor) -> Tensor:
+        """``(B, D)`` → ``(B,)``: the kernel's effective number of neighbours ``(Σ_j w_j)² / Σ_j w_j²`` over the
+        ``k`` kept ones (``w_j = exp(−d_j²/(2σ²))``). Few (σ below the data's spacing) and the tangent planes follow
+        single neighbours: on S² from 2,000 points, 7.9 gave scalar curvature 1.67, 2.3 gave 0.2 (truth 2)."""
+        y = self._as_query(x)
+        with torch.no_grad():
+            dist2, _, _ = self._search(y)
+            w = torch.exp(-(dist2 - dist2[:, :1]) / (2 * self.sigma**2))  # (B, k), the nearest's weight 1
+        return (w.sum(-1).square() / w.square().sum(-1)).to(x.dtype)
 
     FAR_SPACINGS = 4.0
     """`beyond_data`: a point is off the data beyond this many typical nearest-neighbour spacings."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 import torch
 from torch import Tensor
@@ -28,7 +29,10 @@ class LearnedCDC(CoMetricField):
 
     Args:
         model: a `MetricModel` or the path of a model file.
-        sigma: evaluation bandwidth in data units (``None``: the model's default).
+        sigma: evaluation bandwidth in data units (``None``: the model's default). A ``UserWarning`` names it
+            and the model's training range ``[sigma_min, sigma_max]`` (`ModelConfig`) when it lies outside
+            (by more than `RANGE_RTOL`): the network never saw that bandwidth, and its tangent spaces and
+            dimensions there are extrapolation.
         delta: isotropic part ``δ ≥ 0`` added on top of the model's Tikhonov term.
         precision: ``"fp32"``, ``"bf16"`` to run the network under bf16 autocast (the factor is returned in
             the dtype of the query; the Gram/Woodbury algebra stays in that dtype), or ``"auto"``: bf16 only where
@@ -56,6 +60,9 @@ class LearnedCDC(CoMetricField):
         True
     """
 
+    RANGE_RTOL = 1e-6
+    """Relative slack of the training-range check (the trainer's validation grid keeps to the range with it)."""
+
     PROBE_BATCH = {"cuda": 8192, "cpu": 256}
     """Points per forward in the ``"auto"`` probe, per device type (others: the CPU's)."""
 
@@ -72,6 +79,8 @@ class LearnedCDC(CoMetricField):
         if sigma is not None:
             sigma = check_scalar(sigma, "sigma")
         self.model = model.requires_grad_(False).eval()
+        if sigma is not None:
+            _check_trained_range(sigma, model.config.sigma_min, model.config.sigma_max)
         self.sigma = float(model.config.default_sigma if sigma is None else sigma)
         self.extra_delta = float(delta)
         self.dim = model.dim
@@ -169,6 +178,18 @@ class LearnedCDC(CoMetricField):
         return f"sigma={self.sigma:.4g}, delta={self.delta:.4g}, precision={self.precision}"
 
 
+def _check_trained_range(sigma: float, sigma_min: float, sigma_max: float) -> None:
+    """Warn (``UserWarning``, naming both) when ``sigma`` lies outside ``[sigma_min, sigma_max]`` beyond
+    `LearnedCDC.RANGE_RTOL`."""
+    rtol = LearnedCDC.RANGE_RTOL
+    if sigma_min * (1 - rtol) <= sigma <= sigma_max * (1 + rtol):
+        return
+    side = "below" if sigma < sigma_min else "above"
+    warnings.warn(f"sigma={sigma:.4g} lies {side} the model's training range [{sigma_min:.4g}, {sigma_max:.4g}] "
+                  "(data units): the network never saw this bandwidth, so its tangent spaces and dimensions here "
+                  "are extrapolation; choose a sigma inside the range (or None for the model's default)",
+                  UserWarning, stacklevel=3)
+
 
 def _graph(data: Tensor, dim: int) -> KNNCDC:
     """``data`` ``(N, D)`` or ``(N, *shape)`` as the `KNNCDC` whose neighbour graph geodesics start on."""
@@ -176,4 +197,5 @@ def _graph(data: Tensor, dim: int) -> KNNCDC:
         raise TypeError(f"data must be a torch.Tensor, got {type(data).__name__}")
     if data.ndim < 2 or data.shape[0] < 2 or data[0].numel() != dim:
         raise ValueError(f"data must hold at least 2 points of dimension {dim}, got shape {tuple(data.shape)}")
-    return KNNCDC(data.detach().reshape(data.shape[0], dim), k=min(10, data.shape[0]), sigma=1.0)  # σ: unused
+    return KNNCDC(data.detach().reshape(data.shape[0], dim), k=min(10, data.shape[0]), sigma=1.0,  # σ: unused
+                  persistent=False)  # the model's landmarks (or the caller's data): not copied into state_dict

@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
 
 from .base import CoMetricField, as_denoiser, check_count, check_points, check_scalar, check_vectors
 
@@ -81,6 +82,26 @@ def _batched_cg(matvec: LinearMap, b: Tensor, *, iters: int, tol: float) -> Tens
                       "cg_iters (an ill-conditioned G at small sigma needs more) or the regulariser", RuntimeWarning,
                       stacklevel=3)
     return x
+
+
+def _layer_norm(x: Tensor, normalized_shape: tuple[int, ...], weight: Tensor | None = None,
+                bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+    """`torch.nn.functional.layer_norm` in elementary operations (mean, ``rsqrt``), whose derivatives of every
+    order autograd gets right: ``(B, ..., *normalized_shape)`` → same shape."""
+    dims = tuple(range(-len(normalized_shape), 0))
+    centred = x - x.mean(dims, keepdim=True)
+    out = centred * torch.rsqrt(centred.pow(2).mean(dims, keepdim=True) + eps)
+    out = out if weight is None else out * weight
+    return out if bias is None else out + bias
+
+
+class _ExplicitLayerNorm(TorchFunctionMode):
+    """Within it, ``F.layer_norm`` (hence ``nn.LayerNorm``) runs as `_layer_norm` (see `_DenoiserField._linearise`)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func is nn.functional.layer_norm:
+            return _layer_norm(*args, **(kwargs or {}))
+        return func(*args, **(kwargs or {}))
 
 
 class _DenoiserField(CoMetricField):
@@ -144,24 +165,38 @@ class _DenoiserField(CoMetricField):
         """``True``: `project` is the denoiser."""
         return True
 
-    @staticmethod
-    def _linearise(fn: LinearMap, x: Tensor) -> tuple[LinearMap, LinearMap]:
+    def _linearise(self, fn: LinearMap, x: Tensor) -> tuple[LinearMap, LinearMap]:
         """Batched ``t ↦ J t`` and ``c ↦ Jᵀ c`` for ``J = ∂fn/∂y`` at ``x`` (``fn`` point-wise).
 
         The VJP's forward pass is run once here and reused by every call (e.g. every CG iteration). ``x`` is made
         contiguous first: ``torch.func`` refuses a primal whose rows share memory (one point broadcast by
         ``expand`` against several vectors, as `LearnedDataManifold` does).
+
+        ``J t`` is a forward-mode JVP. Where autograd may differentiate it (`_graph_wanted`) the JVP runs with
+        ``layer_norm`` written out in elementary operations (`_ExplicitLayerNorm`): in torch 2.13 the
+        reverse-mode derivative of the fused layer norm's JVP (and of its double backward, so the double-VJP
+        trick does not help) is wrong, by 0.5 on a gradient of norm 1, and the film_mlp blocks use LayerNorm.
         """
         x = x.contiguous()
         _, vjp_fn = torch.func.vjp(fn, x)
 
         def jvp(t: Tensor) -> Tensor:
+            if self._graph_wanted(x) or self._graph_wanted(t):
+                with _ExplicitLayerNorm():
+                    return torch.func.jvp(fn, (x,), (t,))[1]
             return torch.func.jvp(fn, (x,), (t,))[1]
 
         def vjp(c: Tensor) -> Tensor:
             return vjp_fn(c)[0]
 
         return jvp, vjp
+
+    def _graph_wanted(self, t: Tensor) -> bool:
+        """Whether autograd may differentiate a result computed from ``t``: grad mode is on and ``t`` or a
+        parameter of the denoiser module requires grad."""
+        if not torch.is_grad_enabled():
+            return False
+        return t.requires_grad or (self.model is not None and any(p.requires_grad for p in self.model.parameters()))
 
     def extra_repr(self) -> str:
         return f"sigma={self.sigma}, delta={self.delta}"
@@ -258,12 +293,17 @@ class SteinScoreMetric(_DenoiserField):
     ``metric(x, v) = (G + δI)^{-1} v``. For ``δ = 0``, ``metric`` is ``M v = v + λ⟨s, v⟩ s``; for ``δ > 0``,
     Sherman–Morrison on ``(1 + δ)I − c s sᵀ`` gives ``(v + λ⟨s, v⟩ s / (1 + δ(1 + λ‖s‖²))) / (1 + δ)``.
     It penalises one normal direction only (the score's). ``λ`` has units of length² (SPEC §1:
-    ``λ_x = scale² λ_z``). One denoiser call per ``apply`` or ``metric``.
+    ``λ_x = scale² λ_z``), so the default is the paper's 1000 (for data of unit scale) times ``s²``, ``s`` the
+    data's scale (`length_scale`: a model's; 1 for a denoiser without one), as `TangentialMetric` scales its
+    default ``ε``: the normal/tangent cost ratio ``1 + λ‖s_score‖²`` is then the same in any units (a fixed
+    1000 gave 4001 for a circle of radius 1 and 1.4 for the same circle of radius 100). One denoiser call per
+    ``apply`` or ``metric``.
 
     Args:
         denoiser: a model with ``denoise(y, sigma)`` or a callable ``x̂(y (B, D), sigma: float) -> (B, D)``.
         sigma: bandwidth ``σ > 0`` in data units.
-        lam: weight ``λ ≥ 0`` of the score direction (paper: 1000).
+        lam: weight ``λ ≥ 0`` of the score direction, in data units² and used as given; ``None`` (default)
+            means ``1000 s²`` (the paper's 1000 in units of the data's scale), fixed at construction.
         delta: isotropic part ``δ ≥ 0``.
 
     Attributes:
@@ -282,9 +322,13 @@ class SteinScoreMetric(_DenoiserField):
 
     centred = True
 
-    def __init__(self, denoiser: object, sigma: float, *, lam: float = 1000.0, delta: float = 0.0) -> None:
+    LAM_UNIT = 1000.0
+    """The default ``λ`` in units of the data's scale squared (Azeglio & Di Bernardo's 1000 for unit-scale data)."""
+
+    def __init__(self, denoiser: object, sigma: float, *, lam: float | None = None, delta: float = 0.0) -> None:
         super().__init__(denoiser, sigma)
-        self.lam = check_scalar(lam, "lam", allow_zero=True)
+        scale = self.length_scale() or 1.0
+        self.lam = self.LAM_UNIT * scale**2 if lam is None else check_scalar(lam, "lam", allow_zero=True)
         self.delta = check_scalar(delta, "delta", allow_zero=True)
 
     def apply(self, x: Tensor, w: Tensor) -> Tensor:

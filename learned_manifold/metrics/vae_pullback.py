@@ -115,7 +115,8 @@ class VAEPullbackMetric(CoMetricField):
             check_points(codes, self.dim, "codes")
             if codes.shape[0] < 2 or not bool(torch.isfinite(codes).all()):
                 raise ValueError(f"codes must hold at least 2 finite latent codes, got {tuple(codes.shape)}")
-            self.data_graph = KNNCDC(codes.detach(), k=min(10, codes.shape[0]), sigma=1.0)  # σ: unused by graphs
+            self.data_graph = KNNCDC(codes.detach(), k=min(10, codes.shape[0]), sigma=1.0,  # σ: unused by graphs
+                                     persistent=False)  # the caller's codes: not copied into state_dict
 
     def embed(self, z: Tensor) -> Tensor:
         """``f(z) = [μ(z), σ(z)]`` flat, data units: ``(B, d)`` → ``(B, 2D)`` in the dtype of ``z``."""

@@ -18,8 +18,8 @@ from benchmarks import curvature  # noqa: E402
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
-def test_quick_curvature_scores_both_fields_against_the_closed_form():
-    r = curvature.main(["--quick"])
+def test_quick_curvature_scores_both_fields_against_the_closed_form(tmp_path):
+    r = curvature.main(["--quick", "--out", str(tmp_path)])
     assert set(r) == {"S² in R³"}
     row = r["S² in R³"]
     for field in ("learned", "knn"):
@@ -29,3 +29,5 @@ def test_quick_curvature_scores_both_fields_against_the_closed_form():
         assert scores["tangent_error"] < 1.0 and scores["seconds_per_point"] > 0
     assert row["knn"]["k"] in curvature.KS and row["knn"]["sigma"] in curvature.SIGMAS
     assert "| S² in R³ | 2 |" in curvature._table(r).markdown()
+    assert "| S² in R³ | 2 |" in (tmp_path / "curvature.md").read_text()  # a quick run wrote nothing
+    assert (tmp_path / "curvature.json").stat().st_size > 0

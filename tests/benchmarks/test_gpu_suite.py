@@ -39,6 +39,9 @@ def test_the_dry_run_runs_every_step_and_each_writes_its_report(tmp_path):
     rates = json.loads((tmp_path / "throughput.json").read_text())["results"]["network_rates"]
     assert set(rates) == {"fp32", "bf16 autocast", "torch.compile fp32", "torch.compile + bf16"}
     assert all(r["status"] == "ok" and r["queries_per_s"] > 0 for r in rates.values())
+    throughput_md = (tmp_path / "throughput.md").read_text()  # eager timings are not labelled "torch.compile … ok"
+    assert "| TORCH_COMPILE_DISABLE | 1 |" in throughput_md
+    assert throughput_md.count("| compile disabled (eager) |") == 2
     training = json.loads((tmp_path / "training.json").read_text())["results"]
     recipes = training["recipe_vs_plain"]
     assert recipes["status"] == "ok" and recipes["ratio_median"]

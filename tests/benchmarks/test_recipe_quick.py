@@ -11,7 +11,7 @@ from learned_manifold import load_model
 
 def test_each_candidate_is_scored_and_its_model_has_what_the_candidate_asks_for(tmp_path):
     results = main(["--quick", "--threads", "1", "--data", "torus", "--candidates", "default", "norm-feature",
-                    "--seeds", "0", "--save-models", str(tmp_path)])
+                    "--seeds", "0", "--save-models", str(tmp_path), "--out", str(tmp_path / "report")])
     torus = results["torus"]
     assert set(torus["runs"]) == {"default", "norm-feature"}
     for rows in torus["runs"].values():
@@ -22,3 +22,5 @@ def test_each_candidate_is_scored_and_its_model_has_what_the_candidate_asks_for(
     assert with_feature.factor_net.norm_in is not None and with_feature.denoiser_net.norm_in is not None
     default = load_model(tmp_path / "torus-default-seed0.lmm")  # "auto": the torus is no sphere, so off
     assert default.factor_net.norm_in is None and default.denoiser_net.norm_in is None
+    md = (tmp_path / "report" / "recipe.md").read_text()  # a quick run wrote nothing
+    assert "| setting: quick | True |" in md and (tmp_path / "report" / "recipe.json").exists()

@@ -19,8 +19,8 @@ from benchmarks import roll_chain  # noqa: E402
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
-def test_quick_roll_chain_reports_every_optimiser_and_path():
-    r = roll_chain.main(["--quick"])
+def test_quick_roll_chain_reports_every_optimiser_and_path(tmp_path):
+    r = roll_chain.main(["--quick", "--out", str(tmp_path)])
     opts = r["optimisers"]
     for tag in ("landing", "no landing"):  # the card's optimiser and geoopt's on a ManifoldParameter agree
         card, ours = opts[f"card RiemannianSGD, {tag}"], opts[f"geoopt RiemannianSGD on ManifoldParameter, {tag}"]
@@ -35,3 +35,5 @@ def test_quick_roll_chain_reports_every_optimiser_and_path():
     assert max(paths["geodesic, tuned centred k-NN (defaults)"]["max_distance"]) < lerp  # the graph start
     assert paths["geodesic (defaults)"]["init"] == "graph"  # through the landmarks the CLI stored in the file
     assert all(len(p["max_distance"]) == 3 for p in paths.values())
+    md = (tmp_path / "roll_chain.md").read_text()  # a quick run wrote nothing
+    assert "| LERP |" in md and "| setting: quick | True |" in md and (tmp_path / "roll_chain.json").exists()

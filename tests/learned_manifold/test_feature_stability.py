@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from learned_manifold.feature_stability import feature_stability, lanczos_sqrt, sample_cometric
-from learned_manifold.metrics import CoMetricField, EuclideanMetric, SteinScoreMetric
+from learned_manifold.metrics import CoMetricField, EuclideanMetric, ScoreJacobianMetric, SteinScoreMetric
 from tests.conftest import FixedSubspaceField
 
 
@@ -95,3 +95,48 @@ def test_bad_magnitudes_are_refused():
         feature_stability(EuclideanMetric(3), torch.zeros(0, 3), lambda v: v, [0.1])
     with pytest.raises(ValueError, match=r"data_shape \(2, 2\) has 4 entries; x has D = 3"):  # was a reshape error
         feature_stability(EuclideanMetric(3), torch.zeros(2, 3), lambda v: v, [0.1], data_shape=(2, 2))
+
+
+def _rank_one_field(d: int) -> ScoreJacobianMetric:
+    """``G = e₀e₀ᵀ`` for every point: the score-Jacobian field of the score ``y ↦ y₀ e₀`` (a matrix-free field)."""
+    k = torch.zeros(d, d, dtype=torch.float64)
+    k[0, 0] = 1.0
+    return ScoreJacobianMetric(lambda y, sigma: y @ k.T, sigma=1.0)
+
+
+def test_one_lanczos_step_is_refused_and_two_give_the_truth():
+    """One step returned ``ξ`` rescaled, the Euclidean direction: for ``G = e₀e₀ᵀ`` and ``φ(x) = x₀`` every draw
+    is ``±e₀`` and the change is exactly ``ε`` (= 1); one step scored 0.2478, as `EuclideanMetric` does."""
+    x = torch.randn(50, 10, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    field = _rank_one_field(10)
+    with pytest.raises(ValueError, match=r"lanczos_steps must be >= 2, got 1: one Lanczos step returns ξ times"):
+        feature_stability(field, x, lambda v: v[:, :1], [1.0], lanczos_steps=1)
+    with pytest.raises(ValueError, match=r"lanczos_steps must be >= 2, got 1"):
+        sample_cometric(EuclideanMetric(10), x, lanczos_steps=1)  # refused for every field, not only Lanczos ones
+    with pytest.raises(ValueError, match=r"steps must be >= 2, got 1"):
+        lanczos_sqrt(lambda w: w, x, steps=1)
+    result = feature_stability(field, x, lambda v: v[:, :1], [1.0], lanczos_steps=2)
+    assert result.mean[0] == pytest.approx(1.0, abs=1e-12) and result.zero_samples == 0
+
+
+def test_zero_draws_are_left_out_and_counted_not_scored_as_stable():
+    """``G = e₀e₀ᵀ`` where ``x₀ > 0`` and ``−e₀e₀ᵀ`` elsewhere: clipped to 0 there, every draw is zero. Those
+    points were averaged in as "no feature change" (mean ε/2); now they are left out and counted, mean = ε."""
+
+    class HalfNegative(CoMetricField):
+        dim = 6
+
+        def apply(self, x, w):
+            out = torch.zeros_like(w)
+            out[:, 0] = torch.where(x[:, 0] > 0, 1.0, -1.0) * w[:, 0]
+            return out
+
+    x = torch.randn(40, 6, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    negative = int((x[:, 0] <= 0).sum())
+    with pytest.warns(UserWarning, match=rf"{4 * negative} of 160 draws of N\(0, G\(x\)\) were zero"):
+        result = feature_stability(HalfNegative(), x, lambda v: v[:, :1], [0.5, 2.0], samples=4, lanczos_steps=3)
+    assert 0 < negative < 40 and result.zero_samples == 4 * negative
+    assert result.mean == pytest.approx([0.5, 2.0], abs=1e-12)  # old code: about [0.25, 1.0]
+    assert result.std == pytest.approx([0.0, 0.0], abs=1e-12)
+    assert torch.isnan(result.per_point[:, x[:, 0] <= 0]).all()
+    assert torch.isfinite(result.per_point[:, x[:, 0] > 0]).all()

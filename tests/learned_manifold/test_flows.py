@@ -225,3 +225,65 @@ def test_a_gradient_flow_is_the_same_in_any_units_and_at_any_position():
     assert float(ends[0][2]) > 0.9  # it climbed
     for end in ends[1:]:
         torch.testing.assert_close(end, ends[0], rtol=0, atol=1e-6)
+
+
+def sphere_knn_field() -> KNNCDC:
+    """The docstrings' k-NN field of S² (2,000 points, k = 32, σ = 0.1, δ = 1e-2), float32."""
+    data = torch.nn.functional.normalize(torch.randn(2000, 3, generator=torch.Generator().manual_seed(0)), dim=-1)
+    return KNNCDC(data, k=32, sigma=0.1, delta=1e-2)
+
+
+def test_half_precision_points_are_integrated_in_float32_and_returned_in_their_dtype():
+    """A float16 time grid has t + dt == t after a few steps: torchdiffeq gave up ("underflow in dt") and the flow
+    reported a non-finite velocity that was finite everywhere."""
+    field = sphere_knn_field()
+    x0, x1 = torch.tensor([[1.0, 0.0, 0.0]]), torch.tensor([[0.0, 1.0, 0.0]])
+    flow32 = gradient_flow(field, lambda x: -x[:, 2], x0, t_end=4.0)
+    path32 = interpolate(field, x0, x1)
+    for dtype in (torch.float16, torch.bfloat16):
+        flow = gradient_flow(field, lambda x: -x[:, 2], x0.to(dtype), t_end=4.0)
+        path = interpolate(field, x0.to(dtype), x1.to(dtype))
+        assert flow.path.dtype == path.path.dtype == flow.times.dtype == path.times.dtype == dtype
+        torch.testing.assert_close(flow.path[0, -1].float(), flow32.path[0, -1], atol=2e-2, rtol=0)
+        torch.testing.assert_close(path.path[0, -1].float(), path32.path[0, -1], atol=2e-2, rtol=0)
+        assert path.reason == ["reached"] and torch.equal(flow.path[:, 0], x0.to(dtype))
+
+
+def test_flows_under_inference_mode_are_the_flows_outside_it():
+    """``f`` is differentiated: under inference mode this failed with the raw autograd error "element 0 of tensors
+    does not require grad"."""
+    field = sphere_knn_field()
+    x0, x1 = torch.tensor([[1.0, 0.0, 0.0]]), torch.tensor([[0.0, 1.0, 0.0]])
+    flow, path = gradient_flow(field, lambda x: -x[:, 2], x0, t_end=1.0, n_points=5), interpolate(field, x0, x1)
+    with torch.inference_mode():
+        a, b = x0.clone(), x1.clone()  # inference tensors
+        flow_i = gradient_flow(field, lambda x: -x[:, 2], a, t_end=1.0, n_points=5)
+        path_i = interpolate(field, a, b)
+    torch.testing.assert_close(flow_i.path, flow.path, atol=0, rtol=0)
+    torch.testing.assert_close(path_i.path, path.path, atol=0, rtol=0)
+    assert not flow_i.path.is_inference()
+
+
+def test_a_flow_names_its_euclidean_length_as_a_geodesic_does():
+    """``FlowResult.length`` is Euclidean while ``GeodesicResult.length`` is metric: ``euclidean_length`` (and
+    ``metric_length``) are the names both results share."""
+    M = LearnedDataManifold(FixedSubspaceField(Q, 0.5))  # G = QQᵀ + 0.5 I: metric and Euclidean lengths differ
+    res = interpolate(M, subspace_points(2, 1), subspace_points(2, 2), n_points=9)
+    assert torch.equal(res.euclidean_length, res.length)
+    torch.testing.assert_close(res.euclidean_length, (res.path[:, 1:] - res.path[:, :-1]).norm(dim=-1).sum(-1))
+    assert (res.metric_length < 0.9 * res.euclidean_length).all()  # g = (G + δI)^{-1}: in span(Q) 1/1.5 of I
+
+
+@pytest.mark.parametrize("kind", ["numpy", "tensor"])
+def test_integer_start_points_become_the_default_float_dtype_as_in_geodesic(kind):
+    """A uint8 tensor (an image as stored) was refused "must have a floating-point dtype"; a NumPy array refused as
+    not a tensor. Both now flow from the same point as its float version; bool points stay refused."""
+    field = FixedSubspaceField(torch.eye(3)[:, :2])
+    x = torch.tensor([[1, 2, 0]], dtype=torch.uint8)
+    start = x.numpy() if kind == "numpy" else x
+    res = gradient_flow(field, lambda y: -(y ** 2).sum(-1), start, t_end=0.5)
+    ref = gradient_flow(field, lambda y: -(y ** 2).sum(-1), x.float(), t_end=0.5)
+    assert res.path.dtype == torch.get_default_dtype()
+    torch.testing.assert_close(res.path, ref.path)
+    with pytest.raises(TypeError, match="x0 must have a floating-point"):
+        gradient_flow(field, lambda y: y.sum(-1), x.bool(), t_end=0.5)

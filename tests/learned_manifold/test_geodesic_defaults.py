@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from learned_manifold.evaluation import path_quality
-from learned_manifold.geodesics import geodesic, regularising_delta
+from learned_manifold.geodesics import geodesic, path_energy, regularising_delta
 from learned_manifold.geometry import lowrank_apply, lowrank_solve
 from learned_manifold.metrics import KNNCDC, LearnedCDC
 from learned_manifold.metrics.base import CoMetricField
@@ -191,3 +191,44 @@ def test_a_low_rank_field_without_delta_gets_a_regularised_energy_by_default():
     with pytest.warns(UserWarning, match="do not resolve the metric"):  # its ~0 length is the midpoints' only
         singular = geodesic(field, x0, x1, n_points=33, delta=0.0)
     assert float((singular.path.norm(dim=-1) - 1).abs().max()) > 0.5  # what the default prevents
+
+
+class _CircleWithNormalLeak(CoMetricField):
+    """``A = [u, 10⁻² n]`` (``(B, 2, 2)``): the unit circle's tangent ``u`` and normal ``n`` at ``x/‖x‖``, so
+    ``G`` has the tangent eigenvalue 1 and a small learned normal eigenvalue 10⁻⁴ (rank D = 2, as a learned factor
+    of a curve in R²); its own δ = 0 metric, the pseudo-inverse of ``G``, charges normal motion 10⁴ times."""
+
+    low_rank = True
+    dim = 2
+
+    def factor(self, x):
+        n = x / x.norm(dim=-1, keepdim=True)
+        return torch.stack([torch.stack([-n[:, 1], n[:, 0]], -1), 1e-2 * n], -1)
+
+    def apply(self, x, w):
+        return lowrank_apply(self.factor(x), w, self.delta)
+
+    def metric(self, x, v):
+        return lowrank_solve(self.factor(x), v, self.delta)
+
+
+def test_a_low_rank_field_without_delta_reports_lengths_on_its_learned_tangent_bundle():
+    """An arc of 3 rad with a radial wobble of ±10⁻³ (steps=0: the reported metric only). In the field's own δ = 0
+    metric it is more than twice the arc (each segment's normal step of 2·10⁻³ costs 0.2, twice its tangent step);
+    on the learned tangent bundle (SPEC §5: ``G⁺`` on the top-d eigen-directions, d = 1 by the gap rule) it is the
+    closed form ``Σ_i |u(x_{i+½})ᵀ Δ_i|``, within 1% of the arc."""
+    field = _CircleWithNormalLeak()
+    t = torch.linspace(0.0, 3.0, 33, dtype=torch.float64)
+    radius = 1 + 1e-3 * (-1.0) ** torch.arange(33, dtype=torch.float64)
+    radius[0] = radius[-1] = 1.0
+    path = (radius.unsqueeze(-1) * torch.stack([torch.cos(t), torch.sin(t)], -1)).unsqueeze(0)
+    res = geodesic(field, path[:, 0], path[:, -1], init=path, steps=0)
+    mid, step = 0.5 * (path[0, 1:] + path[0, :-1]), path[0, 1:] - path[0, :-1]
+    tangent = torch.stack([-mid[:, 1], mid[:, 0]], -1) / mid.norm(dim=-1, keepdim=True)
+    along = (tangent * step).sum(-1)
+    torch.testing.assert_close(res.length, along.abs().sum().reshape(1))
+    torch.testing.assert_close(res.energy, along.square().sum().reshape(1))
+    torch.testing.assert_close(res.initial_energy, res.energy)
+    assert abs(float(res.length) - 3.0) < 0.03
+    own = path_energy(field, path)[1]  # the field's own δ = 0 metric: what was reported before
+    assert float(own) > 2 * 3.0, own

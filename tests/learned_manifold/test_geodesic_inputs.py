@@ -49,8 +49,8 @@ def test_bad_endpoints_raise_one_clear_error():
         geodesic(Flat(), a, b[:1])
     with pytest.raises(TypeError, match="x0"):
         geodesic(Flat(), [[0.0, 0.0, 0.0]], b)
-    with pytest.raises(TypeError, match="floating"):
-        geodesic(Flat(), torch.zeros(2, 3, dtype=torch.long), b)
+    with pytest.raises(TypeError, match=r"x0 must have a floating-point \(or integer\) dtype, got torch.complex64"):
+        geodesic(Flat(), torch.zeros(2, 3, dtype=torch.complex64), b)
     with pytest.raises(TypeError, match="steps"):
         geodesic(Flat(), a, b, steps=2.5)
     with pytest.raises(ValueError, match="init"):
@@ -66,6 +66,37 @@ def test_numpy_endpoints_are_converted():
     res = geodesic(Flat(), a.numpy(), np.asarray(b), n_points=5)
     torch.testing.assert_close(res.path, lerp(a, b, 5))
     assert res.converged.all()
+
+
+@pytest.mark.parametrize("kind", ["numpy", "tensor"])
+def test_integer_endpoints_become_the_default_float_dtype(kind):
+    """A uint8 NumPy array was converted and then refused as "torch.uint8"; integer tensors likewise refused."""
+    a, b = (t.to(torch.uint8) for t in ends())
+    if kind == "numpy":
+        a, b = a.numpy(), b.numpy()
+    res = geodesic(Flat(), a, b, n_points=5)
+    assert res.path.dtype == torch.get_default_dtype()
+    torch.testing.assert_close(res.path, lerp(*ends(), 5).to(res.path.dtype))
+
+
+def test_bool_endpoints_are_refused_as_by_the_manifold():
+    a, b = ends()
+    with pytest.raises(TypeError, match=r"x0 must have a floating-point \(or integer\) dtype, got torch.bool"):
+        geodesic(Flat(), a.bool(), b.bool(), n_points=5)
+
+
+def test_geodesic_runs_under_inference_mode_as_under_no_grad():
+    """Under ``torch.inference_mode()`` the solver's autograd failed with a raw "does not require grad" error."""
+    a, b = ends()
+    bent = lerp(a, b, 9)
+    bent[:, 1:-1, 0] += 0.3  # a bent start: the solver must straighten it, by autograd
+    with torch.no_grad():
+        want = geodesic(Flat(), a, b, init=bent)
+    with torch.inference_mode():
+        got = geodesic(Flat(), a.clone(), b.clone(), init=bent.clone())
+    assert not got.path.is_inference() and got.converged.all()
+    torch.testing.assert_close(got.path, want.path)
+    torch.testing.assert_close(got.path, lerp(a, b, 9), atol=1e-6, rtol=0)
 
 
 def test_empty_batch_gives_an_empty_result():

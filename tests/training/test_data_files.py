@@ -270,3 +270,20 @@ def test_load_array_leaves_the_labels_beside_the_data_out(tmp_path: Path) -> Non
     data = np.random.default_rng(0).normal(size=(6, 2))
     np.savez(tmp_path / "d.npz", x=data, labels=np.arange(6))
     np.testing.assert_array_equal(load_array(tmp_path / "d.npz").numpy(), data)
+
+
+def test_a_compressed_npz_entry_larger_than_memory_is_refused_before_inflating(tmp_path: Path, monkeypatch) -> None:
+    """A zip bomb: np.savez_compressed of zeros is a few kB on disk and its header tells the truth, so only the
+    machine's memory can refuse it (here 8 MB of zeros against a machine said to have 1 MiB)."""
+    from learned_manifold_training.data import readers
+
+    path = tmp_path / "bomb.npz"
+    np.savez_compressed(path, data=np.zeros((1000, 2000), dtype=np.float32))
+    assert path.stat().st_size < 100_000
+    monkeypatch.setattr(readers, "_memory_bytes", lambda: 2**20)
+    with pytest.raises(ValueError, match=r"bomb.npz': entry 'data' holds 0.00745 GiB uncompressed \(\(1000, 2000\) "
+                                         r"of float32\), more than this machine's memory \(0.000977 GiB\): save the "
+                                         r"array as .npy"):
+        load_array(path)
+    monkeypatch.setattr(readers, "_memory_bytes", lambda: None)  # where the OS does not tell: read as before
+    assert load_array(path).shape == (1000, 2000)

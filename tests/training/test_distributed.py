@@ -1,5 +1,6 @@
-"""Data-parallel training (DDP, gloo, 2 CPU processes via torchrun) reaches the weights of one process, the
-factor's repair after the last step included."""
+"""Data-parallel training (DDP, gloo, 2 CPU processes via torchrun) reaches the weights of one process in a short
+run, the factor's repair after the last step included: the same batches, summed in another order (the rounding
+grows with the steps: the README's "Many GPUs")."""
 
 import socket
 import subprocess

@@ -135,6 +135,63 @@ def test_a_full_disk_at_a_checkpoint_is_one_line_and_keeps_the_previous_checkpoi
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.lmm", "m.lmm.train-state.pt"]  # no temp, no lock
 
 
+def test_a_lock_file_that_cannot_be_removed_neither_masks_the_write_error_nor_stays_locked(tmp_path, data,
+                                                                                             monkeypatch):
+    """A folder that turns read-only mid-run fails the checkpoint write and then the lock file's removal: the
+    run's error stays the write's one line (it was replaced by the unlink's ``PermissionError``), the removal
+    only warns, and the lock is closed and forgotten (the same process was then refused with "another run is
+    writing ... (pid <its own pid>)")."""
+    import learned_manifold_training.outputs as outputs
+
+    out = tmp_path / "m.lmm"
+    train(data, CFG, out=out, progress=False, device="cpu", stop_after=10)
+    real_fsync, real_unlink = os.fsync, os.unlink
+
+    def read_only_fsync(fd):
+        if os.path.isfile(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        return real_fsync(fd)
+
+    def read_only_unlink(path, *args, **kwargs):
+        if str(path).endswith(".lock"):
+            raise PermissionError(errno.EPERM, os.strerror(errno.EPERM), str(path))
+        return real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "fsync", read_only_fsync)
+    monkeypatch.setattr(os, "unlink", read_only_unlink)
+    with pytest.raises(OutputError, match=r"could not write .*m\.lmm': Read-only file system; the previous "
+                                          r"checkpoint \(step 10\) is kept"):
+        with pytest.warns(UserWarning, match=r"could not remove the lock file .*m\.lmm\.lock' \(Operation not "
+                                             r"permitted\); it is unlocked"):
+            train(data, CFG, out=out, resume=True, progress=False, device="cpu")
+    monkeypatch.undo()
+    assert outputs._HELD == {} and lock_path(out).exists()
+    fd = os.open(lock_path(out), os.O_RDWR)  # not locked any more: another process could take it
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.close(fd)
+    train(data, CFG, out=out, resume=True, progress=False, device="cpu")  # the same process resumes
+    assert read_metadata(out)["extra"]["step"] == 20 and not lock_path(out).exists()
+
+
+def test_a_folder_read_only_from_the_start_is_named_not_writable(tmp_path, data, monkeypatch):
+    """The lock file is the first thing a run creates: a folder that refuses it gave "cannot lock ... with ...:
+    Permission denied"; it gives `check_output`'s "the folder ... is not writable" (root ignores ``chmod``, so the
+    refusal is simulated)."""
+    real_open = os.open
+
+    def refusing_open(path, flags, *args, **kwargs):
+        if str(path).endswith(".lock") and flags & os.O_CREAT:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refusing_open)
+    with pytest.raises(OutputError, match=rf"cannot write .*m\.lmm': the folder '{tmp_path}' is not writable "
+                                          r"\(Permission denied\)$"):
+        train(data, CFG, out=tmp_path / "m.lmm", progress=False, device="cpu")
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == []
+
+
 def _info(path, capsys) -> str:
     assert main(["info", str(path)]) == 0
     return capsys.readouterr().out

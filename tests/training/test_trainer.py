@@ -3,6 +3,7 @@
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -115,6 +116,49 @@ def test_resume_neither_goes_back_nor_redoes_a_finished_run(tmp_path):
     assert again.validation == json.loads(json.dumps(done.validation))  # read back from the file
     y = data[:5]
     torch.testing.assert_close(again.model.factor(y), done.model.factor(y))
+
+
+def test_a_damaged_training_state_is_one_line_unless_the_run_is_already_complete(tmp_path, capsys):
+    """A truncated ``OUT.train-state.pt`` ended ``--resume`` in ``torch.load``'s raw traceback (exit 1), even
+    when the model file already held the finished run, which needs no state: now one line naming the state file
+    (exit 2), and a finished run is "already complete" before the state is read."""
+    from learned_manifold_training.cli import main
+    from learned_manifold_training.outputs import state_path
+
+    data = Circle(2).sample(300, generator=torch.Generator().manual_seed(0))
+    cfg = TrainConfig(steps=20, batch_size=32, rank=2, hidden=8, depth=1, emb_dim=8, val_points=30,
+                      precision="fp32")
+    out = tmp_path / "m.lmm"
+    train(data, cfg, out=out, progress=False, device="cpu", stop_after=10)
+    state = state_path(out)
+    state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
+    said = (r"cannot resume .*m\.lmm': its training state .*m\.lmm\.train-state\.pt' is damaged or not a training "
+            r"state \(.*\); train again with --overwrite \(overwrite=True\), or restore the file")
+    with pytest.raises(ValueError, match=said):
+        train(data, cfg, out=out, resume=True, progress=False, device="cpu")
+    torch.save({"not": "a state"}, state)
+    with pytest.raises(ValueError, match=r"is damaged or not a training state \(it holds no training state\)"):
+        train(data, cfg, out=out, resume=True, progress=False, device="cpu")
+    torch.save(data.numpy(), state)  # a pickle weights_only refuses
+    with pytest.raises(ValueError, match=r"is damaged or not a training state \(UnpicklingError: "):
+        train(data, cfg, out=out, resume=True, progress=False, device="cpu")
+    numbers = tmp_path / "data.npy"
+    np.save(numbers, data.numpy())
+    state.write_bytes(b"\x00" * 100)
+    flags = ["--steps", "20", "--batch-size", "32", "--rank", "2", "--hidden", "8", "--depth", "1", "--precision",
+             "fp32", "--no-progress", "--device", "cpu"]  # the state is read (or found unneeded) before its settings
+    capsys.readouterr()
+    assert main(["train", str(numbers), "--out", str(out), "--resume", *flags]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "m.lmm.train-state.pt' is damaged" in err
+    finished = tmp_path / "done.lmm"
+    train(data, cfg, out=finished, progress=False, device="cpu")
+    before = finished.read_bytes()
+    state_path(finished).write_bytes(b"")
+    again = train(data, cfg, out=finished, resume=True, progress=False, device="cpu")
+    assert again.already_complete and again.stopped_at == 20 and finished.read_bytes() == before
+    assert main(["train", str(numbers), "--out", str(finished), "--resume", *flags]) == 0
+    assert "is already complete (step 20 of 20): nothing to resume" in capsys.readouterr().out
 
 
 def test_validation_every_few_steps_is_filed_under_its_own_step():

@@ -73,6 +73,20 @@ def test_outputs_are_checked_before_any_work(circle_data, tmp_path):
         train_vae(torch.full((20, 3), float("nan")), cfg, device="cpu", progress=False)
 
 
+def test_a_damaged_training_state_is_one_line_naming_it(circle_data, tmp_path):
+    """A truncated ``OUT.train-state.pt`` ended a resume in ``torch.load``'s raw ``RuntimeError``
+    (PytorchStreamReader)."""
+    from learned_manifold_training.outputs import state_path
+
+    out = tmp_path / "v.lvae"
+    train_vae(circle_data, VAETrainConfig(**TINY), out=out, device="cpu", progress=False, stop_after=15)
+    state = state_path(out)
+    state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
+    with pytest.raises(ValueError, match=r"cannot resume .*v\.lvae': its training state .*v\.lvae\.train-state\.pt' "
+                                         r"is damaged or not a training state \(.*\); train again with --overwrite"):
+        train_vae(circle_data, VAETrainConfig(**TINY), out=out, resume=True, device="cpu", progress=False)
+
+
 @pytest.mark.parametrize("arch", ["conv", "auto"])  # "auto" picks conv for image-shaped points
 @pytest.mark.parametrize("depth", [0, 9])
 def test_a_conv_depth_out_of_range_is_refused_not_clamped(arch, depth, tmp_path):

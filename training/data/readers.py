@@ -1,12 +1,14 @@
 """Array files read safely: ``.npy`` (memory-mapped), ``.npz`` and ``.pt``/``.pth``, and the checks every array
 passes before it becomes training data (`validate`). Nothing here runs code from a file (no pickles), and
 nothing allocates more than the file holds: a ``.npy`` is mapped, not read, so callers slice the rows they keep
-before anything is copied; a ``.npz`` entry's header is checked against the entry's size before it is read; a
+before anything is copied; a ``.npz`` entry's header is checked against the entry's size and the machine's
+memory before it is read; a
 ``.pt`` tensor that claims more values than it stores (a broadcast view) is refused."""
 
 from __future__ import annotations
 
 import math
+import os
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,9 +52,18 @@ def _check_magic(path: Path, label: str) -> bool:
     raise ValueError(f"{label}: is not a valid {path.suffix.lower()} file ({what}; first bytes {head!r})")
 
 
+def _memory_bytes() -> int | None:
+    """The machine's physical memory in bytes, where the OS tells (``sysconf``), else ``None``."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
 def _check_npz_entries(path: Path, label: str) -> None:
     """Refuse a ``.npz`` entry whose header declares more bytes than the entry holds (np.load would allocate the
-    declared size first) and entries of Python objects (pickles), before any entry is read."""
+    declared size first) or than the machine's memory (a compressed entry inflates: a zip bomb of a few kB can
+    declare, and hold, terabytes of zeros), and entries of Python objects (pickles), before any entry is read."""
     with zipfile.ZipFile(path) as archive:
         for entry in archive.infolist():
             if not entry.filename.endswith(".npy"):
@@ -75,6 +86,11 @@ def _check_npz_entries(path: Path, label: str) -> None:
                 raise ValueError(f"{label}: entry {entry.filename[:-4]!r} declares shape {tuple(shape)} of {dtype} "
                                  f"({declared:,} bytes) but holds {entry.file_size - header:,} bytes: the file "
                                  "is corrupt")
+            memory = _memory_bytes()
+            if memory is not None and declared > memory:  # a compressed entry (np.savez_compressed) may inflate
+                raise ValueError(f"{label}: entry {entry.filename[:-4]!r} holds {declared / 2**30:.3g} GiB "
+                                 f"uncompressed ({tuple(shape)} of {dtype}), more than this machine's memory "
+                                 f"({memory / 2**30:.3g} GiB): save the array as .npy, which is memory-mapped")
 
 
 def _npz_entry(loaded: np.lib.npyio.NpzFile, name: str, label: str) -> np.ndarray:

@@ -177,7 +177,7 @@ def test_data_shape_and_device_dtype():
     data = torch.randn(50, 2, 2)
     field = KNNCDC(data, k=5, sigma=0.5)
     assert field.dim == 4 and field.data.shape == (50, 4)
-    assert "data" in dict(field.named_buffers()) and field.state_dict() == {}
+    assert "data" in dict(field.named_buffers()) and list(field.state_dict()) == ["data"]  # derived buffers: not
     # a query of another floating dtype is computed in the data's dtype and answered in its own
     q = torch.randn(3, 4)
     for dtype in (F64, torch.bfloat16):
@@ -289,3 +289,33 @@ def test_beyond_data_is_the_distance_to_the_data_only_where_it_exceeds_a_few_spa
     far = torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, -1.5]], dtype=F64)
     torch.testing.assert_close(field.beyond_data(far), torch.tensor([1.0, 2.0, 0.5], dtype=F64))
     assert field.beyond_data(far.float()).dtype == torch.float32  # answers in the query's dtype
+
+
+def test_state_dict_round_trip_carries_the_data_and_rebuilds_the_search():
+    """The data were non-persistent buffers: state_dict was {} and load_state_dict(strict=True) kept the target's
+    own data. Now the data travel (any N >= k) and the search (offset origin, norms, caches) follows them."""
+    g = torch.Generator().manual_seed(0)
+    source = KNNCDC(fibonacci_sphere(300) + 1000.0, k=16, sigma=0.2)  # far from 0: the centred search copy
+    target = KNNCDC(torch.randn(200, 3, dtype=F64, generator=g), k=16, sigma=0.2)
+    target.neighbour_graph(5), target.beyond_data(torch.zeros(1, 3, dtype=F64))  # caches of the old data
+    assert list(source.state_dict()) == ["data"]
+    assert str(target.load_state_dict(source.state_dict(), strict=True)) == "<All keys matched successfully>"
+    x = fibonacci_sphere(7) * 1.05 + 1000.0
+    torch.testing.assert_close(target.factor(x), source.factor(x))
+    torch.testing.assert_close(target.neighbour_graph(5)[1], source.neighbour_graph(5)[1])
+    torch.testing.assert_close(target.beyond_data(x + 5.0), source.beyond_data(x + 5.0))
+    assert target.length_scale() == source.length_scale()
+    with pytest.raises(RuntimeError, match=r"KNNCDC cannot load the data 'data': it holds 4 points, fewer than "
+                                           r"the field's k = 16"):
+        target.load_state_dict({"data": torch.zeros(4, 3, dtype=F64)})
+
+
+def test_effective_neighbours_count_the_kernel_from_one_to_k():
+    """``(Σw)²/Σw²``: 1 when σ is far below the spacing (one neighbour carries all), k when far above it, and
+    exactly 2 for two neighbours at equal distance with the rest out of reach."""
+    data = torch.tensor([[0.0], [1.0], [-1.0], [10.0], [20.0]], dtype=torch.float64)
+    x = torch.tensor([[0.0]], dtype=torch.float64)
+    assert float(KNNCDC(data, k=4, sigma=1e-3).effective_neighbours(x)) == pytest.approx(1.0)
+    assert float(KNNCDC(data, k=4, sigma=1e6).effective_neighbours(x)) == pytest.approx(4.0)
+    assert float(KNNCDC(data, k=4, sigma=1e-3).effective_neighbours(torch.tensor([[0.5]], dtype=torch.float64))) \
+        == pytest.approx(2.0)

@@ -7,6 +7,7 @@ import torch
 
 from learned_manifold.geometry import eigenpairs, projector_error
 from learned_manifold.metrics import LearnedCDC
+from learned_manifold.metrics import learned as learned_metrics
 
 
 def on_sphere(n, seed=0):
@@ -48,3 +49,32 @@ def test_project_is_the_denoiser(sphere_model):
     x = on_sphere(5) * 1.1
     assert field.can_project
     torch.testing.assert_close(field.project(x), sphere_model.denoise(x, field.sigma))
+
+
+def test_a_sigma_outside_the_training_range_is_warned_about():
+    """σ = 1e3 on a model trained on [3e-3, 4] was accepted silently (wrong dimensions); now a warning names the
+    σ and the range. The model's default and σ inside the range (ends included) stay silent."""
+    import warnings
+
+    from learned_manifold import LearnedDataManifold, MetricModel, ModelConfig
+
+    model = MetricModel(ModelConfig(data_shape=(3,), rank=2, sigma_min=3e-3, sigma_max=4.0,
+                                    arch_kwargs={"hidden": 8, "depth": 1, "emb_dim": 8}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for sigma in (None, 3e-3, 0.1, 4.0):
+            LearnedCDC(model, sigma)
+    with pytest.warns(UserWarning, match=r"sigma=1000 lies above the model's training range \[0.003, 4\]"):
+        LearnedCDC(model, 1e3)
+    with pytest.warns(UserWarning, match=r"sigma=1e-06 lies below the model's training range \[0.003, 4\]"):
+        LearnedDataManifold(model, sigma=1e-6)
+
+
+def test_the_landmark_graph_is_not_copied_into_the_state_dict():
+    """The k-NN graph over a model's landmarks is rebuilt from the model: its data are not saved a second time (a
+    copy made a manifold's state dict hundreds of MB larger and broke strict loading of older ones)."""
+    from learned_manifold.metrics.knn import KNNCDC
+
+    graph = learned_metrics._graph(torch.randn(20, 3), 3)
+    assert isinstance(graph, KNNCDC) and dict(graph.state_dict()) == {}
+    assert set(KNNCDC(torch.randn(20, 3), k=4, sigma=1.0).state_dict()) == {"data"}

@@ -297,3 +297,66 @@ def test_a_model_without_a_denoiser_is_refused_at_construction(cls):
                                         arch_kwargs={"hidden": 16, "depth": 1, "emb_dim": 8}))
     with pytest.raises(ValueError, match="needs a denoiser, and this model was trained without one"):
         cls(uncentred, 0.1)
+
+
+# ---------------------------------------------------------------- units of the Stein default, gradients in x
+
+
+class ScaledCircle:
+    """The posterior mean of the circle of radius ``scale`` at small σ (its projection), with a data scale."""
+
+    def __init__(self, scale: float) -> None:
+        self.scale = scale
+
+    def __call__(self, y: torch.Tensor, sigma: float) -> torch.Tensor:
+        return self.scale * y / y.norm(dim=-1, keepdim=True)
+
+
+@pytest.mark.parametrize("scale", [1e-2, 1.0, 1e2])
+def test_stein_default_lam_gives_the_same_geometry_in_any_units(scale):
+    """λ has units of length²: the default is 1000 s², so the normal/tangent cost ratio 1 + 1000 (s‖score‖)²
+    is the same for the same circle in any units (a fixed 1000 gave 4001 at s = 1 and 1.4 at s = 100)."""
+    field = SteinScoreMetric(ScaledCircle(scale), 0.1 * scale)
+    assert field.lam == pytest.approx(1000.0 * scale**2)
+    y = torch.tensor([[0.0, 1.02 * scale]], dtype=F64)  # 0.2 σ off the circle: ‖score‖ = 0.02 s / (0.1 s)²
+    n, t = torch.tensor([[0.0, 1.0]], dtype=F64), torch.tensor([[1.0, 0.0]], dtype=F64)
+    ratio = field.inner(y, n, n) / field.inner(y, t, t)
+    torch.testing.assert_close(ratio, torch.tensor([1 + 1000 * 2.0**2], dtype=F64))
+    assert SteinScoreMetric(ScaledCircle(scale), 0.1 * scale, lam=3.0).lam == 3.0  # an explicit λ as given
+
+
+class LayerNormDenoiser(nn.Module):
+    """A film_mlp-like block ``x̂(y) = y + W₂ SiLU(LayerNorm(W₁ y + σ))``: LayerNorm is where a reverse-mode
+    derivative of ``torch.func.jvp`` went wrong (torch 2.13)."""
+
+    data_shape = (3,)
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.inner = nn.Linear(3, 8).double()
+        self.norm = nn.LayerNorm(8).double()
+        self.outer = nn.Linear(8, 3).double()
+        with torch.no_grad():
+            self.norm.weight.normal_()
+            self.norm.bias.normal_()
+
+    def denoise(self, y: torch.Tensor, sigma: float) -> torch.Tensor:
+        return y + 0.3 * self.outer(nn.functional.silu(self.norm(self.inner(y) + sigma)))
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+@pytest.mark.parametrize("which", ["score_jacobian_apply", "tangential_metric"])
+def test_gradients_in_x_through_a_layernorm_denoiser_match_finite_differences(which, frozen):
+    """d/dx of ``ScoreJacobianMetric.apply(x, w)`` and ``TangentialMetric.metric(x, v)`` by autograd (gradcheck's
+    central differences, float64): the JVP through LayerNorm used to give the wrong sign and size."""
+    model = LayerNormDenoiser().requires_grad_(not frozen)
+    field = ScoreJacobianMetric(model, SIGMA) if which == "score_jacobian_apply" else TangentialMetric(model, SIGMA)
+    call = field.apply if which == "score_jacobian_apply" else field.metric
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 3, dtype=F64, generator=g).requires_grad_()
+    w = torch.randn(2, 3, dtype=F64, generator=g).requires_grad_()
+    assert torch.autograd.gradcheck(lambda x, w: call(x, w), (x, w), eps=1e-6, atol=1e-7)
+    with torch.no_grad():  # the fast forward-mode JVP where no graph is wanted: the same values
+        fast = call(x, w)
+    torch.testing.assert_close(call(x, w).detach(), fast)

@@ -1,0 +1,82 @@
+"""``benchmarks/common.py``: every script's ``--help`` states its real defaults, a ``--quick`` run without ``--out``
+never writes over committed results, and compiled settings run eagerly under ``TORCH_COMPILE_DISABLE=1`` say so."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = str(Path(__file__).resolve().parents[2])
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from benchmarks import common  # noqa: E402
+
+SCRIPTS = ["accuracy", "accuracy_grid", "compare", "curvature", "image_paths", "images", "latent", "optimizer",
+           "probe_fit", "recipe", "reliability", "roll_chain", "tangent", "throughput", "training", "unet_speed"]
+
+
+class _Parsed(Exception):
+    def __init__(self, parser):
+        self.parser = parser
+
+
+def _parser_of(name: str, monkeypatch):
+    """The parser ``benchmarks.NAME.main`` builds, caught at its call to `parse_args` (nothing is run)."""
+    module = importlib.import_module(f"benchmarks.{name}")
+
+    def catch(parser, argv=None):
+        raise _Parsed(parser)
+
+    monkeypatch.setattr(module, "parse_args", catch)
+    with pytest.raises(_Parsed) as caught:
+        module.main([])
+    return caught.value.parser
+
+
+def _help(parser, dest: str) -> str:
+    return next(action.help for action in parser._actions if action.dest == dest)
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_help_states_the_real_defaults_and_quick_runs_go_to_benchmarks_out(name, monkeypatch):
+    """The help said ``benchmarks/out`` and torch's threads for all; ten scripts wrote elsewhere (reliability
+    ``--quick`` overwrote the committed 200-example report), most with one thread."""
+    parser = _parser_of(name, monkeypatch)
+    threads = torch.get_num_threads()
+    try:
+        full = common.parse_args(parser, [])
+        quick = common.parse_args(parser, ["--quick"])
+    finally:
+        torch.set_num_threads(threads)
+    out_help = _help(parser, "out").replace("<device>", "cpu")
+    assert f"(default: {full.out}" in out_help, (out_help, full.out)
+    assert quick.out == common.DEFAULT_OUT and str(common.DEFAULT_OUT) in out_help
+    threads_help = _help(parser, "threads")
+    stated = "torch's default, from OMP_NUM_THREADS" if full.threads is None else str(full.threads)
+    assert f"(default: {stated})" in threads_help, (threads_help, full.threads)
+
+
+def test_output_folder_keeps_quick_runs_out_of_committed_results():
+    results = "benchmarks/results/<device>/probe-fit"
+    assert common.output_folder(None, quick=True, device="cpu", results=results) == Path("benchmarks/out")
+    assert common.output_folder(None, quick=False, device="cuda", results=results) == \
+        Path("benchmarks/results/cuda/probe-fit")
+    assert common.output_folder(None, quick=False, device="cpu", results=None) == Path("benchmarks/out")
+    assert common.output_folder(Path("/x"), quick=True, device="cpu", results=results) == Path("/x")
+
+
+def test_compiled_settings_say_when_torch_compile_was_disabled(monkeypatch):
+    """With ``TORCH_COMPILE_DISABLE=1`` (the GPU suite's dry run) eager timings were labelled "torch.compile … ok"."""
+    monkeypatch.setenv("TORCH_COMPILE_DISABLE", "1")
+    assert common.compile_status("ok", True) == "compile disabled (eager)" == common.COMPILE_DISABLED
+    assert common.compile_status("ok", False) == "ok"
+    assert common.compile_status("timed out after 20 s", True) == "timed out after 20 s"
+    assert common.environment(torch.device("cpu"))["TORCH_COMPILE_DISABLE"] == "1"
+    monkeypatch.delenv("TORCH_COMPILE_DISABLE")
+    assert common.compile_status("ok", True) == "ok"
+    assert common.environment(torch.device("cpu"))["TORCH_COMPILE_DISABLE"] == "unset"

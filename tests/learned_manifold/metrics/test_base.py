@@ -1,0 +1,77 @@
+"""`CoMetricField`'s defaults (``apply``/``metric`` from ``factor``) and `as_points`' rule for integer points."""
+
+import numpy as np
+import pytest
+import torch
+
+from learned_manifold.metrics import CoMetricField
+from learned_manifold.metrics.base import as_points
+
+F64 = torch.float64
+
+
+class Spheres(CoMetricField):
+    """The `curvature` docstring's example: ``G = I − n nᵀ`` (``n = x/‖x‖``), given by ``factor`` only."""
+
+    dim = 3
+
+    def __init__(self, delta: float = 0.0) -> None:
+        super().__init__()
+        self.delta = delta
+
+    def factor(self, x):
+        n = x / x.norm(dim=-1, keepdim=True)
+        return torch.eye(3, dtype=x.dtype) - n.unsqueeze(-1) * n.unsqueeze(-2)
+
+
+@pytest.mark.parametrize("delta", [0.0, 0.1])
+def test_a_field_with_only_a_factor_gets_apply_metric_dense_and_inner(delta):
+    """They used to raise an empty NotImplementedError; now (AAᵀ + δI) w and its (pseudo-)inverse, in closed form."""
+    x = torch.tensor([[0.0, 0.6, 0.8], [2.0, 0.0, 0.0]], dtype=F64)
+    w = torch.tensor([[1.0, 2.0, -1.0], [0.5, 1.0, 3.0]], dtype=F64)
+    n = x / x.norm(dim=-1, keepdim=True)
+    tangent = w - (w * n).sum(-1, keepdim=True) * n
+    field = Spheres(delta)
+    torch.testing.assert_close(field.apply(x, w), tangent + delta * w)
+    torch.testing.assert_close(field.dense(x), torch.eye(3, dtype=F64) - n.unsqueeze(-1) * n.unsqueeze(-2))
+    expected = tangent / (1 + delta) + (w - tangent) / delta if delta else tangent  # δ = 0: the pseudo-inverse
+    torch.testing.assert_close(field.metric(x, w), expected)
+    torch.testing.assert_close(field.inner(x, w, w), (w * expected).sum(-1))
+
+
+def test_a_field_without_apply_metric_or_factor_says_what_to_implement():
+    class Empty(CoMetricField):
+        dim = 3
+
+    class ApplyOnly(CoMetricField):
+        dim = 3
+
+        def apply(self, x, w):
+            return w
+
+    x = torch.zeros(1, 3)
+    with pytest.raises(NotImplementedError, match=r"Empty implements neither apply\(\) nor factor\(\): implement "
+                                                  r"apply\(x, w\)"):
+        Empty().apply(x, x)
+    with pytest.raises(NotImplementedError, match=r"ApplyOnly implements neither metric\(\) nor factor\(\)"):
+        ApplyOnly().inner(x, x, x)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int64])
+def test_integer_points_become_the_default_float_dtype_as_tensors_and_as_arrays(dtype):
+    """A uint8 image tensor was refused ("must be a floating-point tensor") while the same NumPy array was
+    converted; both now convert where the caller converts (``convert=True``, the public query methods)."""
+    x = torch.tensor([[0, 128, 255]], dtype=dtype)
+    for given in (x, x.numpy()):
+        out = as_points(given, (3,), convert=True)
+        assert out.dtype == torch.get_default_dtype()
+        torch.testing.assert_close(out, torch.tensor([[0.0, 128.0, 255.0]]))
+    with pytest.raises(ValueError, match=r"x must be a floating-point tensor, got torch\.(uint8|int64) \(convert"):
+        as_points(x, (3,))  # the geoopt primitives and the fields keep needing floating tensors
+
+
+def test_bool_points_are_refused_as_tensors_and_as_arrays():
+    mask = torch.tensor([[True, False, True]])
+    for given in (mask, np.asarray(mask)):
+        with pytest.raises(ValueError, match=r"x must be a floating-point tensor, got torch\.bool"):
+            as_points(given, (3,), convert=True)

@@ -1,0 +1,87 @@
+"""Landing on data that fill ``R^D`` (intrinsic dimension ``D``, no normal space): points on the data are returned
+unchanged. Before, such a point was sent on a descent from ``σ_max`` (meant for the centre of a sphere) and the
+descended point was accepted: trained models pulled N(0, I) data 4–8 times towards their mean."""
+
+import torch
+from torch import Tensor
+
+from learned_manifold import LearnedDataManifold
+from learned_manifold.geometry import eigenpairs
+from learned_manifold.metrics import KNNCDC
+from learned_manifold.metrics.base import CoMetricField
+
+SIGMA, SIGMA_MAX = 0.1, 3.0
+
+
+class Blob(CoMetricField):
+    """Data N(0, I) in R²: the exact denoiser ``x̂(x, σ) = x / (1 + σ²)`` (a shrink towards the mean) and a full-rank
+    factor ``A = diag(sqrt(1 + 0.1 x₀²), sqrt(0.9))`` (``(B, 2, 2)``): the gap rule reads dimension 2 everywhere."""
+
+    dim, low_rank = 2, True
+
+    def factor(self, x: Tensor, *, sigma: float | Tensor | None = None) -> Tensor:
+        diag = torch.stack([(1 + 0.1 * x[:, 0] ** 2).sqrt(), torch.full_like(x[:, 0], 0.9**0.5)], -1)
+        return torch.diag_embed(diag)
+
+    def project(self, x: Tensor, *, sigma: float | Tensor | None = None) -> Tensor:
+        s = torch.as_tensor(SIGMA if sigma is None else sigma, dtype=x.dtype)
+        return x / (1 + s**2).reshape(-1, 1) if s.ndim else x / (1 + s**2)
+
+    def landing_bandwidths(self) -> tuple[float, float]:
+        return SIGMA, SIGMA_MAX
+
+    @property
+    def can_project(self) -> bool:
+        return True
+
+
+def test_points_of_data_filling_the_space_are_returned_unchanged():
+    """The descent from σ_max would shrink |x| by about sqrt((1 + σ²)/(1 + σ_max²)) = 0.32; the points see no normal
+    space at σ afterwards, so they have nothing to land along and come back unchanged, with the manifold's cache
+    holding the factor and eigenpairs at the returned points."""
+    x = torch.tensor([[2.0, -1.0], [0.5, 1.5], [-1.2, 0.3]], dtype=torch.float64)
+    field = Blob()
+    M = LearnedDataManifold(field, landing=True)
+    assert bool((M.intrinsic_dimension(x) == 2).all())
+    landed = M.projx(x)
+    torch.testing.assert_close(landed, x, rtol=0, atol=0)
+    cache = M._cache
+    torch.testing.assert_close(cache["point"], x, rtol=0, atol=0)
+    torch.testing.assert_close(cache["A"], field.factor(x))
+    torch.testing.assert_close(cache["pairs"].values, eigenpairs(field.factor(x)).values)
+    torch.testing.assert_close(M.projx(landed), x, rtol=0, atol=0)  # idempotent
+
+
+def test_without_bandwidths_points_of_data_filling_the_space_are_returned_unchanged():
+    """A k-NN field has no bandwidths to descend: its full denoiser steps (local means) moved such points until
+    the gap rule happened to read a normal space, or ran out of steps (3 of these 5 were refused)."""
+    data = torch.randn(2000, 2, generator=torch.Generator().manual_seed(0))
+    M = LearnedDataManifold(KNNCDC(data, k=32, sigma=0.3), landing=True)
+    x = data[:5]
+    assert bool((M.intrinsic_dimension(x) == 2).all())
+    torch.testing.assert_close(M.projx(x), x, rtol=0, atol=0)
+
+
+
+class BlobWithLandmarks(Blob):
+    """`Blob` with landmarks on a grid of spacing 0.5: `beyond_data` is the distance to the nearest one where it
+    exceeds ``FAR`` (a model's landmarks give such readings between them, in the tails of the data)."""
+
+    SPACING, FAR = 0.5, 0.05
+
+    def beyond_data(self, x: Tensor) -> Tensor:
+        g = torch.arange(-3, 3.01, self.SPACING, dtype=x.dtype)
+        nearest = torch.cdist(x, torch.cartesian_prod(g, g)).min(-1).values
+        return torch.where(nearest > self.FAR, nearest, torch.zeros_like(nearest))
+
+
+def test_points_within_sigma_of_the_landmarks_with_no_normal_space_are_accepted_at_once():
+    """A given point 0.08 from the nearest landmark (beyond σ/2 = 0.05, within σ = 0.1) and barely moved by the
+    denoiser was taken for far: one full denoiser step, then the descent from σ_max that shrinks it (the verifier's
+    12 of 500 tail points of N(0, 1) data in R¹). Within σ of the landmarks it is returned unchanged."""
+    field = BlobWithLandmarks()
+    M = LearnedDataManifold(field, landing=True)
+    x = torch.tensor([[1.08, 0.0], [-2.0, 0.58], [1.0, 1.0]], dtype=torch.float64)
+    beyond = field.beyond_data(x)
+    assert bool(((beyond[:2] > 0.5 * SIGMA) & (beyond[:2] <= SIGMA)).all()) and float(beyond[2]) == 0
+    torch.testing.assert_close(M.projx(x), x, rtol=0, atol=0)
