@@ -10,7 +10,7 @@ import math
 import torch
 from torch import Tensor
 
-from .geometry import eigenpairs, intrinsic_dimension, lowrank_apply, lowrank_solve, spectral_apply
+from .geometry import eigenpairs, intrinsic_dimension, spectral_apply
 from .metrics.base import CoMetricField
 
 __all__ = ["Regularised", "TangentBundle", "check_delta", "reporting_metric", "regularising_delta"]
@@ -48,11 +48,7 @@ class Regularised(CoMetricField):
     def factor(self, x: Tensor, **kwargs) -> Tensor:
         return self.inner_field.factor(x, **kwargs)
 
-    def apply(self, x: Tensor, w: Tensor) -> Tensor:
-        return lowrank_apply(self.inner_field.factor(x), w, self.delta)
-
-    def metric(self, x: Tensor, v: Tensor) -> Tensor:
-        return lowrank_solve(self.inner_field.factor(x), v, self.delta)
+    # apply and metric: `CoMetricField`'s, from the factor with this δ (`lowrank_apply`, `lowrank_solve`)
 
     def project(self, x: Tensor, **kwargs) -> Tensor:
         return self.inner_field.project(x, **kwargs)

@@ -140,7 +140,7 @@ class KNNCDC(CoMetricField):
         ``sigma``, ``centred``, ``delta`` and ``chunk_size`` are the field's own (constructor arguments, not state).
         """
         key = prefix + "data"
-        new = state_dict.get(key)
+        new = state_dict.get(key) if "data" not in self._non_persistent_buffers_set else None
         if isinstance(new, Tensor):
             problem = None
             if new.ndim != 2 or new.shape[1] != self.dim or not new.is_floating_point():
