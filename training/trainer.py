@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from learned_manifold.model_file import read_metadata
+from learned_manifold.model_file import ModelFileError, read_metadata
 from learned_manifold.models import LEGACY_DEFAULTS, MetricModel, ModelConfig, check_int
 from learned_manifold.precision import choose_precision, workload_key
 
@@ -227,6 +227,16 @@ def train(
                     data_info, check_int(workers, "workers", 0, 256))
 
 
+def _previous_probe(out: Path) -> dict | None:
+    """The precision probe recorded in the model file of a resumed run, or ``None`` where there is none: a run
+    killed between the state's write and the model file's at its first checkpoint left the state only, and a
+    damaged model file is rewritten from the state at the next checkpoint; either resumes all the same."""
+    try:
+        return read_metadata(out)["extra"].get("precision_probe") if Path(out).exists() else None
+    except ModelFileError:
+        return None
+
+
 def _run(data: Tensor | ArraySource, cfg: TrainConfig, manifold, out: Path | None, resume: bool,
          device: torch.device, progress: bool, stop_after: int | None, rank_id: int, world: int,
          data_info: dict | None = None, workers: int = 0) -> TrainResult:
@@ -337,9 +347,7 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, manifold, out: Path | Non
     precision, probe = choose_precision(  # "auto": a full step (denoiser + factor) timed in fp32 and bf16, eager
         cfg.precision, device, lambda: objective(first_z, *first[1:3], True, first[3]), backward=True,
         key=workload_key(workload_name(cfg), model.config, first[0].shape[0]), distributed=world > 1,
-        previous=read_metadata(out)["extra"].get("precision_probe")
-        if resume and rank_id == 0 and Path(out).exists() else None)  # a run killed between the state's write
-    # and the model file's at its first checkpoint left the state only: it resumes all the same
+        previous=_previous_probe(out) if resume and rank_id == 0 else None)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     ema_params = list(ema.parameters())
     model_params = list(model.parameters())

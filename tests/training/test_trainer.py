@@ -118,6 +118,22 @@ def test_resume_neither_goes_back_nor_redoes_a_finished_run(tmp_path):
     torch.testing.assert_close(again.model.factor(y), done.model.factor(y))
 
 
+def test_a_damaged_model_file_beside_an_intact_state_resumes_to_the_same_weights(tmp_path):
+    """The resume read the model file's recorded precision probe and stopped at its `ModelFileError`, though the
+    state alone resumes the run: the damaged checkpoint is rewritten, the same as an uninterrupted run's."""
+    data = Circle(2).sample(300, generator=torch.Generator().manual_seed(0))
+    cfg = TrainConfig(steps=20, batch_size=32, rank=2, hidden=8, depth=1, emb_dim=8, val_points=30,
+                      precision="fp32", checkpoint_every=10)
+    train(data, cfg, out=tmp_path / "ref.lmm", progress=False, device="cpu")
+    out = tmp_path / "m.lmm"
+    train(data, cfg, out=out, progress=False, device="cpu", stop_after=10)
+    out.write_bytes(out.read_bytes()[: out.stat().st_size // 2])
+    result = train(data, cfg, out=out, resume=True, progress=False, device="cpu")
+    assert result.stopped_at == 20 and not result.already_complete
+    ref, got = load_model(tmp_path / "ref.lmm").state_dict(), load_model(out).state_dict()
+    assert all(torch.equal(ref[k], got[k]) for k in ref)
+
+
 def test_a_damaged_training_state_is_one_line_unless_the_run_is_already_complete(tmp_path, capsys):
     """A truncated ``OUT.train-state.pt`` ended ``--resume`` in ``torch.load``'s raw traceback (exit 1), even
     when the model file already held the finished run, which needs no state: now one line naming the state file
