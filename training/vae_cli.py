@@ -145,7 +145,9 @@ def _train_vae(args: argparse.Namespace) -> int:
         print(f"interrupted at step {stop.step} of {stop.total}; the partial VAE is in {out} (incomplete); "
               f"continue with: {_resume_command(args)}", file=sys.stderr)
         return 130
-    print(f"wrote {args.out}; validation: {json.dumps(result.validation)}")
+    done = (f"{args.out} is already complete (step {result.stopped_at}): nothing to resume"
+            if result.already_complete else f"wrote {args.out}")
+    print(f"{done}; validation: {json.dumps(result.validation)}")
     for reason in distrust(result.validation):
         print(f"warning: {reason}", file=sys.stderr)
     return 0

@@ -34,10 +34,10 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 import learned_manifold
-from learned_manifold.model_file import atomic_write_bytes
+from learned_manifold.model_file import ModelFileError, atomic_write_bytes
 from learned_manifold.models import MAX_DEPTH, MAX_WIDTH, check_int, check_real
 from learned_manifold.vae import MAX_CENTRES, MAX_CONV_DEPTH, MAX_LATENT, VAE, VAE_ARCHS, VAEConfig
-from learned_manifold.vae_file import save_vae
+from learned_manifold.vae_file import load_vae, read_vae_metadata, save_vae
 
 from .data.stream import data_digest
 from .outputs import OutputLock, check_output, load_state, state_path, write_failed
@@ -139,6 +139,7 @@ class VAETrainResult:
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     stopped_at: int = 0
+    already_complete: bool = False  # a resume of a finished run: nothing trained, the file left as it was
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -287,6 +288,19 @@ def train_vae(
         return _train(data.float(), cfg, out, resume, dev, progress, total if stop_after is None else stop_after)
 
 
+def _finished_vae(out: Path, total: int, dev: torch.device) -> VAETrainResult | None:
+    """A resume's result where ``out`` holds the finished run of ``total`` steps (its state's settings and data
+    checked before), else ``None``."""
+    try:
+        extra = read_vae_metadata(out)["extra"] if out.exists() else {}
+    except ModelFileError:
+        return None
+    if extra.get("complete") is not True or extra.get("step") != total:
+        return None
+    return VAETrainResult(load_vae(out, map_location=dev), out, extra.get("validation", {}), stopped_at=total,
+                          already_complete=True)
+
+
 def _train(data: Tensor, cfg: VAETrainConfig, out: Path | None, resume: bool, dev: torch.device, progress: bool,
            end: int) -> VAETrainResult:
     total = cfg.steps + cfg.std_steps
@@ -315,6 +329,9 @@ def _train(data: Tensor, cfg: VAETrainConfig, out: Path | None, resume: bool, de
             raise ValueError(f"cannot resume {str(out)!r}: the data differ from the data it was trained on")
         run.load(state)
         start, before = int(state["step"]), float(state["seconds"])
+        finished = _finished_vae(out, total, dev) if start >= total else None
+        if finished is not None:  # the file is the result: its end phase (validation, the file) is not redone
+            return finished
     extra = {"num_points": data.shape[0], "num_train_points": train_x.shape[0], "num_val_points": n_val,
              "seed": cfg.seed, "train_config": asdict(cfg), "library_version": learned_manifold.__version__}
     saved = [start if resume else None]

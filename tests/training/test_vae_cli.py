@@ -81,6 +81,18 @@ def test_encode_refuses_data_of_another_shape(tmp_path, capsys):
     assert "DATA has points of shape (3,); the model was trained on points of shape (2,)" in capsys.readouterr().err
 
 
+def test_resuming_a_finished_vae_says_so_and_keeps_the_file(tmp_path, capsys):
+    """It printed "wrote v.lvae" after redoing the end phase of a run that was already finished."""
+    out = tmp_path / "v.lvae"
+    argv = ["train-vae", "circle", "--out", str(out), "--latent-dim", "1", "--steps", "5", "--std-steps", "5",
+            "--num-points", "200", "--no-progress", "--device", "cpu"]
+    assert command(argv) == 0 and "wrote" in capsys.readouterr().out
+    before = out.read_bytes()
+    assert command([*argv, "--resume"]) == 0
+    assert "is already complete (step 10): nothing to resume" in capsys.readouterr().out
+    assert out.read_bytes() == before
+
+
 def test_train_resume_on_a_vae_state_says_it_is_a_vaes(tmp_path, capsys):
     """It listed twenty "differing" settings instead."""
     out = tmp_path / "v.lvae"

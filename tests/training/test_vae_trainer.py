@@ -52,6 +52,23 @@ def test_an_interrupted_and_resumed_run_reaches_the_same_vae(stop, circle_data, 
     assert bool((a["std_weights"] > 0).any()) and bool((a["bandwidths"] > 0).all())
 
 
+def test_resuming_a_finished_run_leaves_its_file_as_it_was(circle_data, tmp_path):
+    """A resume of a finished VAE redid its end phase (the RBF fit, the validation) and rewrote the file: now the
+    file is the result, returned with its stored validation and its bytes untouched; a different config is still
+    refused by the state's settings check first."""
+    cfg = VAETrainConfig(**TINY)
+    out = tmp_path / "v.lvae"
+    whole = train_vae(circle_data, cfg, out=out, device="cpu", progress=False)
+    before, mtime = out.read_bytes(), out.stat().st_mtime_ns
+    again = train_vae(circle_data, cfg, out=out, resume=True, device="cpu", progress=False)
+    assert out.read_bytes() == before and out.stat().st_mtime_ns == mtime
+    assert again.stopped_at == whole.stopped_at and again.validation == whole.validation and again.history == []
+    assert again.already_complete and not whole.already_complete
+    with pytest.raises(ValueError, match="settings differ"):
+        train_vae(circle_data, VAETrainConfig(**{**TINY, "hidden": 8}), out=out, resume=True, device="cpu",
+                  progress=False)
+
+
 def test_outputs_are_checked_before_any_work(circle_data, tmp_path):
     cfg = VAETrainConfig(**TINY)
     out = tmp_path / "v.lvae"
