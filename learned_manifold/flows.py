@@ -120,7 +120,7 @@ def _flatten(x: Tensor, data_shape: tuple[int, ...] | None, dim: int | None, nam
         x = torch.from_numpy(x)
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor or a NumPy array, got {type(x).__name__}")
-    x = _real_points(x, name)  # integer points (uint8 images) as the default float dtype, as `geodesic` takes them
+    x = _real_points(x, name)  # integers (uint8 images) as floats, inference tensors cloned, as `geodesic` does
     if data_shape is not None and tuple(x.shape[-len(data_shape):]) == tuple(data_shape):
         if x.ndim > len(data_shape) + 1:
             raise ValueError(f"{name} must have shape (B, *data_shape) = (B, {', '.join(map(str, data_shape))}) with "
@@ -134,7 +134,7 @@ def _flatten(x: Tensor, data_shape: tuple[int, ...] | None, dim: int | None, nam
         raise ValueError(f"{name} has {flat.shape[1]} coordinates per point; the geometry expects D = {dim}")
     if not bool(torch.isfinite(flat).all()):
         raise ValueError(f"{name} contains NaN or inf")
-    return flat.clone() if flat.is_inference() else flat  # flows run under inference_mode(False)
+    return flat
 
 
 def _solver_dtype(dtype: torch.dtype) -> torch.dtype:

@@ -70,10 +70,7 @@ class GeodesicResult:
         path: ``(B, T, D)`` points, ends equal to ``x0`` and ``x1``; detached.
         energy: ``(B,)`` discrete energy ``Σ_i Δ_iᵀ g(x_{i+½}) Δ_i``, also where the solver minimised that of
             ``G + δI`` (``delta``), in the field's own metric ``g`` (as the flows' ``metric_length``); for a low-rank
-            field with ``δ = 0``, in its learned tangent bundle's (SPEC §5, `regularised.TangentBundle`): ``g`` the
-            pseudo-inverse of ``G`` on its top-``d`` eigen-directions (gap rule). The field's own ``δ = 0`` metric
-            also inverts the small learned normal eigenvalues (~10⁻⁴ λ₁) and charged a path's tiny normal wobbles
-            ~10⁴ times (a unit circle's arc of 3.0 read 3.5–4.9).
+            field with ``δ = 0``, on its learned tangent bundle (`regularised.TangentBundle`, SPEC §6: why).
         length: ``(B,)`` metric length ``Σ_i sqrt(Δ_iᵀ g(x_{i+½}) Δ_i)``, likewise.
         euclidean_length: ``(B,)`` Euclidean polyline length ``Σ_i ‖Δ_i‖``.
         initial_energy: ``(B,)`` energy of the initial path (the given ``init``, or the start ``init`` names,
@@ -140,12 +137,14 @@ COARSE_POINTS = 9
 
 
 def _real_points(x: Tensor, name: str) -> Tensor:
-    """Integer points as the default float dtype; bool and complex points refused (`metrics.base.as_points`)."""
+    """Integer points as the default float dtype; bool and complex points refused (`metrics.base.as_points`); a
+    tensor made under ``torch.inference_mode()`` cloned into a normal one (the path solvers, which run under
+    ``inference_mode(False)``, differentiate through it)."""
     if not (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool):
         x = x.to(torch.get_default_dtype())
     if not x.is_floating_point():
         raise TypeError(f"{name} must have a floating-point (or integer) dtype, got {x.dtype}")
-    return x
+    return x.clone() if x.is_inference() else x
 
 
 def _as_points(x: object, name: str, data_shape: tuple[int, ...] | None = None) -> Tensor:
@@ -160,8 +159,6 @@ def _as_points(x: object, name: str, data_shape: tuple[int, ...] | None = None) 
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor or a NumPy array, got {type(x).__name__}")
     x = _real_points(x, name)
-    if x.is_inference():
-        x = x.clone()  # `geodesic` runs under inference_mode(False): the clone is a normal tensor
     if _shaped(x, data_shape):
         x = x.reshape(-1, math.prod(data_shape)) if x.ndim > len(data_shape) else x.reshape(-1)
     if x.ndim not in (1, 2):

@@ -180,8 +180,10 @@ class _DenoiserField(CoMetricField):
         x = x.contiguous()
         _, vjp_fn = torch.func.vjp(fn, x)
 
+        graph = self._graph_wanted(x)  # x or the weights: once per linearisation, not per CG iteration
+
         def jvp(t: Tensor) -> Tensor:
-            if self._graph_wanted(x) or self._graph_wanted(t):
+            if graph or (t.requires_grad and torch.is_grad_enabled()):
                 with _ExplicitLayerNorm():
                     return torch.func.jvp(fn, (x,), (t,))[1]
             return torch.func.jvp(fn, (x,), (t,))[1]
