@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from .models import check_int
+from .precision import full_precision
 
 __all__ = ["SmallCNN", "train_classifier"]
 
@@ -55,13 +56,15 @@ class SmallCNN(nn.Module):
         return self.forward(x).softmax(-1)
 
 
+@full_precision
 def train_classifier(images: Tensor, labels: Tensor, *, steps: int = 400, batch_size: int = 128, lr: float = 3e-3,
                      width: int = 32, seed: int = 0) -> SmallCNN:
     """Train a `SmallCNN` on ``images`` ``(N, C, H, W)`` or ``(N, H, W)`` and integer ``labels`` ``(N,)``.
 
     AdamW, cosine schedule, light Gaussian input noise (so features stay smooth near the data). Returns the
     network in eval mode with gradients off. Deterministic for a given ``seed`` on one device; the global random
-    state is left as it was.
+    state is left as it was. The caller's mode does not matter: it trains with grad enabled under ``no_grad`` or
+    ``inference_mode`` and with the caller's ``torch.autocast`` switched off.
 
     Raises:
         ValueError: images of another shape, none, or with NaN/inf; labels not integers ``0, 1, ...`` of shape
@@ -81,6 +84,14 @@ def train_classifier(images: Tensor, labels: Tensor, *, steps: int = 400, batch_
     if int(labels.min()) < 0:
         raise ValueError(f"labels must be class indices 0, 1, ..., got {int(labels.min())}")
     steps = check_int(steps, "steps", 1, 10**7)
+    with torch.inference_mode(False), torch.enable_grad():  # under the caller's no_grad/inference_mode too
+        return _fit(images, labels, steps, batch_size, lr, width, seed)
+
+
+def _fit(images: Tensor, labels: Tensor, steps: int, batch_size: int, lr: float, width: int,
+         seed: int) -> SmallCNN:
+    """`train_classifier` after its checks: the network, then ``steps`` AdamW steps on noisy batches of
+    ``images`` ``(N, C, H, W)``."""
     classes = int(labels.max()) + 1
     gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):  # the initialisation's seed stays inside

@@ -29,6 +29,8 @@ from .geometry import (
     zero_bad_rows,
 )
 from .metrics.base import CoMetricField, check_count, check_finite_points
+from .metrics.nearest import nearest_rows
+from .precision import full_precision
 
 __all__ = [
     "PathQuality",
@@ -77,6 +79,7 @@ class PathQuality:
         return out
 
 
+@full_precision
 def lerp(x0: Tensor, x1: Tensor, n_points: int) -> Tensor:
     """Straight line from ``x0`` to ``x1`` with ``n_points`` equally spaced points, both ends included and exact.
 
@@ -96,20 +99,16 @@ def lerp(x0: Tensor, x1: Tensor, n_points: int) -> Tensor:
     return torch.lerp(x0.unsqueeze(-2), x1.unsqueeze(-2), t)
 
 
-NEAREST_CANDIDATES = 8
-"""`nearest_distance`: candidates kept from the expanded-square ranking, then measured directly (the ranking's
-rounding, about ``ε‖y − c‖²``, can exceed the gap between the nearest points of a dense sample)."""
-
-
+@full_precision
 def nearest_distance(x: Tensor, data: Tensor, *, chunk: int = 1024) -> Tensor:
-    """Euclidean distance of each point to its nearest data point, by chunked brute force.
+    """Euclidean distance of each point to its nearest data point, by chunked brute force (exact).
 
-    Candidates come from ``‖x − c‖² − 2 (x − c)·(y − c) + ‖y − c‖²`` about the data's mean ``c`` (matrix products
-    over blocks of ``chunk`` queries by ``2²⁴ / chunk`` data points, so a block holds at most 16M distances; without
-    centring, float32 data far from the origin lost the digits that tell neighbours apart: a circle 100 from the
-    origin gave its own points distances up to 0.04 at spacing 0.001); the distance to the `NEAREST_CANDIDATES` best
-    are then measured directly and the least kept. ``data`` may live on another device (e.g. a large set on the
-    CPU); it is moved block by block.
+    `learned_manifold.metrics.knn.nearest_rows` in ``x``'s dtype, about the data's mean ``c``: candidates from
+    ``‖y − c‖² − 2 (x − c)·(y − c)`` over blocks of ``chunk`` queries by ``2²⁴ / chunk`` data points (a block holds
+    at most 16M distances; without centring, float32 data far from the origin lost the digits that tell neighbours
+    apart), measured directly in float64; where that ranking's rounding may exceed the gaps between the nearest
+    points (a dense float32 sample: 10⁶ points on a circle gave 1.7× the distance before) the query is ranked again
+    in float64. ``data`` may live on another device (e.g. a large set on the CPU); it is moved block by block.
 
     Args:
         x: ``(n, D)`` queries.
@@ -125,27 +124,11 @@ def nearest_distance(x: Tensor, data: Tensor, *, chunk: int = 1024) -> Tensor:
         )
     chunk = check_count(chunk, "chunk")
     check_finite_points(data, "data", ": the distances to the others would be wrong (the ranking centres the data)")
-    data_chunk = max(1, 2**24 // chunk)
-    centre = data.mean(0).to(device=x.device, dtype=x.dtype)
-    out = torch.empty(x.shape[0], dtype=x.dtype, device=x.device)
-    for i in range(0, x.shape[0], chunk):
-        q = x[i : i + chunk] - centre
-        qq = (q * q).sum(-1, keepdim=True)
-        m = min(NEAREST_CANDIDATES, data.shape[0])
-        best = torch.full((q.shape[0], m), float("inf"), dtype=x.dtype, device=x.device)
-        arg = torch.zeros(q.shape[0], m, dtype=torch.long, device=x.device)
-        for j in range(0, data.shape[0], data_chunk):
-            y = data[j : j + data_chunk].to(device=x.device, dtype=x.dtype) - centre
-            sq = qq - 2.0 * q @ y.T + (y * y).sum(-1)
-            val, idx = sq.topk(min(m, y.shape[0]), dim=-1, largest=False)
-            best, pos = torch.cat([best, val], -1).topk(m, dim=-1, largest=False)
-            arg = torch.cat([arg, idx + j], -1).gather(-1, pos)
-        exact = torch.stack([(x[i : i + chunk] - data[arg[:, c].to(data.device)].to(device=x.device, dtype=x.dtype))
-                             .norm(dim=-1) for c in range(m)], -1)
-        out[i : i + chunk] = exact.min(-1).values
-    return out
+    dist2, _ = nearest_rows(x, data, 1, centre=data.mean(0), data_rows=max(1, 2**24 // chunk), query_rows=chunk)
+    return dist2[:, 0].sqrt().to(x.dtype)
 
 
+@full_precision
 def path_quality(
     path: Tensor,
     *,
@@ -211,6 +194,7 @@ def path_quality(
     )
 
 
+@full_precision
 def field_eigenpairs(field: CoMetricField, x: Tensor) -> Eigenpairs:
     """Eigenpairs of ``G(x)`` (without δ), descending (SPEC §5).
 
@@ -235,6 +219,7 @@ def field_eigenpairs(field: CoMetricField, x: Tensor) -> Eigenpairs:
                       vectors=nan_rows(vectors.flip(-1), finite).to(x.dtype))
 
 
+@full_precision
 def tangent_error(field: CoMetricField, x: Tensor, true_basis: Tensor) -> Tensor:
     """Tangent-projector error ``‖Û Ûᵀ − P_T‖_F`` per point (SPEC §5; §8 reports its mean).
 
@@ -282,6 +267,7 @@ def bandwidth_grid(scale: float) -> list[float]:
     return [scale * 2.0 ** (i - 6) for i in range(11)]
 
 
+@full_precision
 def spectral_report(pairs: Eigenpairs, *, true_basis: Tensor | None = None, true_dim: Tensor | None = None) -> dict:
     """Summary figures of a batch of spectra of ``G`` (SPEC §5, §8), as plain numbers for logs and reports.
 
@@ -311,6 +297,7 @@ def spectral_report(pairs: Eigenpairs, *, true_basis: Tensor | None = None, true
     return out
 
 
+@full_precision
 def dimension_accuracy(field: CoMetricField, x: Tensor, true_dim: Tensor | int) -> float:
     """Fraction of points whose largest-gap intrinsic dimension (SPEC §5) equals the true one.
 

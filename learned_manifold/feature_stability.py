@@ -23,16 +23,18 @@ scoring it as no feature change ("perfectly stable").
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from .metrics.base import CoMetricField, as_field, check_count
+from .metrics.base import CoMetricField, as_field, as_points, check_count
 from .metrics.euclidean import EuclideanMetric
 from .metrics.score import SteinScoreMetric
+from .precision import full_precision
 
 __all__ = ["FeatureStability", "feature_stability", "lanczos_sqrt", "sample_cometric"]
 
@@ -46,6 +48,26 @@ def _check_lanczos_steps(steps: int, name: str) -> int:
     return steps
 
 
+def _check_eps(eps: object) -> list[float]:
+    """``eps`` as a list of floats after checking it is a non-empty sequence (list, tuple, 1-D tensor or array)
+    of finite positive real numbers; one ``ValueError`` naming ``eps`` otherwise."""
+    problem = f"eps must be a non-empty sequence of finite positive magnitudes (real numbers), got {eps!r}"
+    if isinstance(eps, Tensor):
+        eps = eps.detach().cpu()
+    if hasattr(eps, "tolist"):  # a tensor or NumPy array: Python numbers (one number alone is not a sequence)
+        eps = eps.tolist()
+    if isinstance(eps, (str, bytes)) or not isinstance(eps, Iterable):
+        raise ValueError(problem)
+    values = list(eps)
+    if not values or not all(isinstance(e, numbers.Real) and not isinstance(e, bool) for e in values):
+        raise ValueError(problem)
+    values = [float(e) for e in values]
+    if not all(math.isfinite(e) and e > 0 for e in values):
+        raise ValueError(problem)
+    return values
+
+
+@full_precision
 def lanczos_sqrt(apply: Callable[[Tensor], Tensor], xi: Tensor, steps: int) -> Tensor:
     """``K^{1/2} ξ`` row by row for PSD operators ``K_i`` given as a batched ``apply``: ``(B, D)`` → ``(B, D)``.
 
@@ -94,6 +116,7 @@ def lanczos_sqrt(apply: Callable[[Tensor], Tensor], xi: Tensor, steps: int) -> T
     return norm * (qs @ root).squeeze(-1)
 
 
+@full_precision
 def sample_cometric(field: CoMetricField, x: Tensor, *, generator: torch.Generator | None = None,
                     lanczos_steps: int = 32) -> Tensor:
     """One draw ``z ~ N(0, G(x) + δI)`` per point (SPEC §10): ``(B, D)`` → ``(B, D)``.
@@ -152,10 +175,16 @@ class FeatureStability:
     zero_samples: int = 0
 
 
+@full_precision
 def feature_stability(field: CoMetricField, x: Tensor, features: Callable[[Tensor], Tensor],
                       eps: Sequence[float], *, samples: int = 8, seed: int = 0, lanczos_steps: int = 32,
                       data_shape: tuple[int, ...] | None = None) -> FeatureStability:
     """Feature stability of ``field`` at points ``x`` ``(B, D)`` for each ``ε`` in ``eps`` (SPEC §10).
+
+    ``x`` may be a tensor, a NumPy array or nested lists (integer points become the default float dtype, as in
+    `metrics.base.as_points`); ``eps`` a list, tuple, 1-D tensor or array of finite positive numbers. A caller's
+    ``torch.autocast`` is switched off inside (`precision.full_precision`): the draws and the score are computed
+    in ``x``'s dtype.
 
     ``samples`` directions per point are drawn by `sample_cometric`, normalised to length ``ε``, and the
     feature change ``‖φ(x + δ) − φ(x)‖`` averaged. ``features`` maps ``(n, *data_shape)`` to ``(n, F)``
@@ -172,9 +201,8 @@ def feature_stability(field: CoMetricField, x: Tensor, features: Callable[[Tenso
     """
     field = as_field(field)
     samples = check_count(samples, "samples")
-    eps = [float(e) for e in eps]
-    if not eps or not all(math.isfinite(e) and e > 0 for e in eps):
-        raise ValueError(f"eps must be a non-empty list of finite positive magnitudes, got {eps}")
+    eps = _check_eps(eps)
+    x = as_points(x, (), "x", convert=True)  # array-likes and integer points converted; the shape is checked next
     if x.ndim != 2 or x.shape[0] == 0:
         raise ValueError(f"x must have shape (B, D) with B >= 1, got {tuple(x.shape)}")
     shape = tuple(data_shape) if data_shape is not None else (x.shape[1],)

@@ -19,11 +19,13 @@ import torch
 from torch import Tensor
 from torchdiffeq import odeint
 
-from .geodesics import _real_points, landing_rounding, path_energy
+from .geodesics import _real_points, landing_rounding
+from .landing import warn_off_data
 from .metrics.base import CoMetricField, as_field
-from .regularised import reporting_metric
+from .precision import full_precision
+from .regularised import polyline_lengths, warn_uncentred
 
-__all__ = ["FLOW_METHODS", "FlowResult", "gradient_flow", "interpolate"]
+__all__ = ["FLOW_METHODS", "FlowResult", "gradient_flow", "interpolate", "polyline_lengths"]
 
 MAX_ADAPTIVE_STEPS = 2000
 """Most steps an adaptive method may take between two output times before the flow raises (never hangs)."""
@@ -52,7 +54,8 @@ class FlowResult:
             for compatibility). Not a geodesic's ``length``: `GeodesicResult.length` is the metric length; compare
             ``euclidean_length`` with ``euclidean_length`` and ``metric_length`` with a geodesic's ``length``.
         metric_length: ``(B,)`` length in the metric ``g = (G + δI)^{-1}`` (midpoint rule; for a low-rank field
-            with ``δ = 0``, on its learned tangent bundle, as a geodesic's ``length``: SPEC §6); NaN where the
+            with ``δ = 0``, on its learned tangent bundle, with a manifold's ``tangent_dim``, as a geodesic's
+            ``length``: SPEC §6, `regularised.polyline_lengths`); NaN where the
             field's metric is undefined (e.g. `ScoreJacobianMetric` with ``δ = 0``).
         euclidean_length: ``(B,)`` the Euclidean polyline length (a property, ``length`` by `GeodesicResult`'s name).
         reached: ``(B,)`` bool, `interpolate` only: ended within ``1.5 · stop_tol`` of the target (the flow
@@ -99,8 +102,21 @@ STALL_SPEED = 1e-2
 """`interpolate`: a pair not reached whose end speed is below this fraction of its remaining gap has stalled."""
 
 
-def _field_of(manifold_or_field) -> tuple[CoMetricField, tuple[int, ...] | None]:
-    return as_field(manifold_or_field), getattr(manifold_or_field, "data_shape", None)
+def _field_of(manifold_or_field, caller: str) -> tuple[CoMetricField, tuple[int, ...] | None]:
+    """The field and data shape of a manifold or field; warns for an uncentred field (`warn_uncentred`)."""
+    field = as_field(manifold_or_field)
+    warn_uncentred(field, caller, stacklevel=6)
+    return field, getattr(manifold_or_field, "data_shape", None)
+
+
+def _check_objective(f: Callable[[Tensor], Tensor], x: Tensor) -> None:
+    """Evaluate ``f`` once on the start points ``x`` ``(B, D)``: one ``ValueError`` naming ``f`` unless it gives
+    ``(B,)`` values (a mean over the batch would slow every point B-fold, a ``(B, D)`` output be summed)."""
+    with torch.no_grad():
+        out = f(x) if x.shape[0] else torch.zeros(0)
+    if (got := tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__) != (x.shape[0],):
+        raise ValueError(f"f must map points of shape (B, D) = {tuple(x.shape)} to one value per point, shape (B,) = "
+                         f"({x.shape[0]},); got {got} (return the per-point values, not their mean or sum)")
 
 
 def _check_times(t_end: float, n_points: int) -> None:
@@ -142,23 +158,6 @@ def _solver_dtype(dtype: torch.dtype) -> torch.dtype:
     has ``t + dt == t`` after a few steps, and torchdiffeq then gives up with "underflow in dt"), else ``dtype``.
     The field and the objective still see points of ``dtype``; the paths are returned in it."""
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
-
-
-def polyline_lengths(path: Tensor, field: CoMetricField | None = None) -> tuple[Tensor, Tensor | None]:
-    """Euclidean and (if ``field`` is given) metric lengths of flat paths ``(B, T, D)`` → ``(B,)`` each.
-
-    The metric length is `geodesics.path_energy`'s midpoint rule ``Σ sqrt(Δᵀ g(x_{i+½}) Δ)`` in the metric a
-    geodesic's ``length`` uses (`regularised.reporting_metric`: for a low-rank field with ``δ = 0`` its learned
-    tangent bundle, SPEC §6); it is NaN for a field whose ``metric`` refuses these points (a flow only needs
-    ``apply``).
-    """
-    euclid = (path[:, 1:] - path[:, :-1]).norm(dim=-1).sum(-1)
-    if field is None or path.shape[0] == 0:
-        return euclid, None if field is None else euclid.clone()
-    try:
-        return euclid, path_energy(reporting_metric(field), path)[1]
-    except (ValueError, NotImplementedError):  # a metric undefined here (a score Jacobian at δ = 0) or not at all
-        return euclid, torch.full_like(euclid, float("nan"))
 
 
 def _integrate(field: CoMetricField, velocity: Callable[[Tensor], Tensor], x0: Tensor, times: Tensor, *,
@@ -223,6 +222,7 @@ def _not_finite(method: str, rows: list[int] | None = None) -> ValueError:
                       f"or a field that is not finite at those points")
 
 
+@full_precision
 @torch.inference_mode(False)
 def gradient_flow(
     manifold,
@@ -241,7 +241,8 @@ def gradient_flow(
 
     Args:
         manifold: a `LearnedDataManifold` or any `CoMetricField`.
-        f: objective mapping ``(B, D)`` points to ``(B,)`` values (point-wise), differentiable.
+        f: objective mapping ``(B, D)`` points to ``(B,)`` values (point-wise), differentiable; checked on ``x0``
+            before integrating.
         x0: ``(B, *data_shape)`` or ``(B, D)`` start points (a single ``(D,)`` point is accepted).
         t_end: flow time; n_points: output times ``linspace(0, t_end, n_points)``.
         method: a name in `FLOW_METHODS` (adaptive ones use ``rtol``/``atol``, which apply to the deviation from
@@ -261,7 +262,7 @@ def gradient_flow(
 
     Raises:
         TypeError, ValueError: before any work, for bad points, ``n_points < 2``, ``t_end`` not finite and > 0,
-            an unknown ``method``, or ``landing`` on a field without a projection.
+            an unknown ``method``, ``landing`` on a field without a projection, or ``f(x0)`` not of shape ``(B,)``.
         ValueError: the flow became NaN or inf: ``f`` or its gradient is not finite somewhere along it (every
             solver; adaptive ones would otherwise fail with torchdiffeq's "underflow in dt").
 
@@ -279,8 +280,9 @@ def gradient_flow(
         (True, True)
     """
     _check_times(t_end, n_points)
-    field, data_shape = _field_of(manifold)
+    field, data_shape = _field_of(manifold, "gradient_flow")
     flat0 = _flatten(x0, data_shape, field.dim, "x0")
+    _check_objective(f, flat0)
     counter = [0]
     # The solver works on the deviation from the start in units of the data's scale, y = (x − x₀)/L (L the
     # field's `length_scale`, else 1): rtol and atol then mean the same for data in millimetres or metres, at the
@@ -308,11 +310,14 @@ def gradient_flow(
         if path.shape[0]:
             path[:, 0] = flat0  # exactly
         final = f(path[:, -1]).detach() if path.shape[0] else path.new_zeros(0)
-        euclid, metric = polyline_lengths(path, field)
+        euclid, metric = polyline_lengths(path, manifold)
+        if landing:
+            warn_off_data(field, path[:, -1], "gradient_flow")
     return _result(path, times.to(flat0.dtype), final, euclid, metric, torch.zeros_like(final, dtype=torch.bool),
                    counter[0], x0, data_shape)
 
 
+@full_precision
 @torch.inference_mode(False)
 def interpolate(
     manifold,
@@ -370,7 +375,7 @@ def interpolate(
         True
     """
     _check_times(t_end, n_points)
-    field, data_shape = _field_of(manifold)
+    field, data_shape = _field_of(manifold, "interpolate")
     flat0 = _flatten(x0, data_shape, field.dim, "x0")
     flat1 = _flatten(x1, data_shape, field.dim, "x1").to(flat0)
     if flat0.shape != flat1.shape:
@@ -423,7 +428,7 @@ def interpolate(
         if path.shape[0]:
             path[:, 0] = flat0  # exactly, not through the change of coordinates
         gap = (path[:, -1] - flat1).norm(dim=-1)
-        euclid, metric = polyline_lengths(path, field)
+        euclid, metric = polyline_lengths(path, manifold)
         # rounding (relative: a pair 1e-4 apart near the origin is not "reached" by the rounding of a point of norm
         # 1): a few ulps of the points; with landing the landing map's own rounding, as for geodesics
         floor = (landing_rounding(field, flat1, flat1) if landing

@@ -5,7 +5,8 @@ information (a k-NN field collapses, a network extrapolates), so the energy mini
 there. These starts follow the data instead:
 
 * ``"graph"``, for fields that hold their data (`KNNCDC`): the shortest path through the data's symmetrised
-  k-nearest-neighbour graph (Euclidean edge lengths, Dijkstra), from ``x0`` through the data to ``x1``;
+  k-nearest-neighbour graph (Euclidean edge lengths, Dijkstra), from ``x0`` through the data to ``x1``; the graph
+  joins at most `KNNCDC.GRAPH_POINTS` data points (a seeded subsample of larger data, `KNNCDC.graph_rows`);
 * ``"landing"``, for fields with a landing projection (a `LearnedCDC` with a denoiser, the score fields): the
   straight line's points pulled onto the data by the denoiser, iterated with a bandwidth annealed from about a
   quarter of the pair's distance down to the field's ``σ`` (a denoiser at small ``σ`` is unreliable far from
@@ -26,6 +27,7 @@ from torch import Tensor
 
 from .evaluation import lerp
 from .metrics.base import CoMetricField
+from .metrics.nearest import nearest_rows
 
 __all__ = ["INIT_NAMES", "auto_init", "denoises", "graph_holder", "graph_path", "landing_path", "resample"]
 
@@ -184,19 +186,23 @@ def graph_path(field: CoMetricField, x0: Tensor, x1: Tensor, n_points: int, *,
                neighbours: int = GRAPH_NEIGHBOURS) -> Tensor:
     """Shortest path from ``x0`` to ``x1`` through the field's data (module doc), resampled to ``n_points``.
 
-    ``x0`` and ``x1`` join the graph through their ``neighbours`` nearest data points. A pair whose ends lie in
+    The graph joins the field's `graph_rows` (all data points up to `KNNCDC.GRAPH_POINTS`, else a seeded
+    subsample of that many, as a trained model's landmarks: the graph's search is quadratic in its points).
+    ``x0`` and ``x1`` join the graph through their ``neighbours`` nearest graph points. A pair whose ends lie in
     different connected components of the graph gets the straight line.
 
     Args:
-        field: a field with ``data`` ``(N, D)`` and ``neighbour_graph(k) -> (idx, dist)`` (`KNNCDC`).
-        x0, x1: ``(B, D)``, the data's dtype and device.
+        field: a field with ``data`` ``(N, D)``, ``graph_rows() -> (M,)`` and ``neighbour_graph(k) -> (idx, dist)``
+            over those rows (`KNNCDC`).
+        x0, x1: ``(B, D)``, the data's device.
         n_points: points of the result, both ends included.
 
     Returns:
         ``(B, n_points, D)``, ends exactly ``x0`` and ``x1``.
     """
     data = field.data
-    n = data.shape[0]
+    points = data[field.graph_rows()]  # (M, D)
+    n = points.shape[0]
     k = min(neighbours, n - 1)
     if k < 1:
         return lerp(x0, x1, n_points)
@@ -211,8 +217,8 @@ def graph_path(field: CoMetricField, x0: Tensor, x1: Tensor, n_points: int, *,
     indptr = np.searchsorted(rows, np.arange(n + 1))
     with torch.no_grad():
         ends = torch.cat([x0, x1])
-        near = field._nearest(ends.to(data.dtype), k)  # (2B, k); the data may be float32 under float64 ends
-        cost = (data[near].double() - ends.double().unsqueeze(1)).norm(dim=-1).cpu().numpy()
+        _, near = nearest_rows(ends.to(data.dtype), points, k)  # (2B, k); float32 data under float64 ends
+        cost = (points[near].double() - ends.double().unsqueeze(1)).norm(dim=-1).cpu().numpy()
     near = near.cpu().numpy()
     b = x0.shape[0]
     paths = []
@@ -223,6 +229,6 @@ def graph_path(field: CoMetricField, x0: Tensor, x1: Tensor, n_points: int, *,
         if nodes is None:
             paths.append(lerp(x0[i : i + 1], x1[i : i + 1], n_points)[0])
             continue
-        poly = torch.cat([x0[i : i + 1], data[torch.as_tensor(nodes, device=data.device)].to(x0), x1[i : i + 1]])
+        poly = torch.cat([x0[i : i + 1], points[torch.as_tensor(nodes, device=data.device)].to(x0), x1[i : i + 1]])
         paths.append(resample(poly.unsqueeze(0), n_points)[0])
     return torch.stack(paths)

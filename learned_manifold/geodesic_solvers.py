@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from .metrics.base import CoMetricField
+from .precision import full_precision
 
 __all__ = [
     "GEODESIC_METHODS",
@@ -40,6 +41,7 @@ between samples, and at the solver's regularisation (normals 10³ times dearer) 
 1.5 times as long."""
 
 
+@full_precision
 def segment_energies(field: CoMetricField, path: Tensor) -> Tensor:
     """Squared metric lengths ``Δ_iᵀ g(x_{i+½}) Δ_i`` of the segments of a batch of paths.
 
@@ -64,6 +66,7 @@ def segment_energies(field: CoMetricField, path: Tensor) -> Tensor:
     return (step * field.metric(mid, step)).sum(-1).reshape(b, t - 1)
 
 
+@full_precision
 def path_energy(field: CoMetricField, path: Tensor) -> tuple[Tensor, Tensor]:
     """Discrete energy and metric length of a batch of paths (SPEC §6).
 
@@ -386,6 +389,7 @@ def verify_minimum(problem: _Energy, v: Tensor, claimed: Tensor, *, rtol: float)
     return out
 
 
+@full_precision
 def resolution(field: CoMetricField, path: Tensor, length: Tensor) -> Tensor:
     """``(B,)``: the metric length of ``path`` ``(B, T, D)`` re-measured on `RESOLUTION_SUBSTEPS` sub-segments per
     segment, divided by its discrete ``length`` ``(B,)`` (1 where the length is 0).

@@ -48,7 +48,8 @@ from .geodesic_solvers import (
     verify_minimum,
 )
 from .metrics.base import CoMetricField, as_field, check_points, rounding_eps
-from .regularised import Regularised, check_delta, regularising_delta, reporting_metric
+from .precision import full_precision
+from .regularised import Regularised, check_delta, regularising_delta, reporting_metric, tangent_dim_of, warn_uncentred
 
 __all__ = [
     "COARSE_POINTS",
@@ -70,7 +71,8 @@ class GeodesicResult:
         path: ``(B, T, D)`` points, ends equal to ``x0`` and ``x1``; detached.
         energy: ``(B,)`` discrete energy ``Σ_i Δ_iᵀ g(x_{i+½}) Δ_i``, also where the solver minimised that of
             ``G + δI`` (``delta``), in the field's own metric ``g`` (as the flows' ``metric_length``); for a low-rank
-            field with ``δ = 0``, on its learned tangent bundle (`regularised.TangentBundle`, SPEC §6: why).
+            field with ``δ = 0``, on its learned tangent bundle (`regularised.TangentBundle`, SPEC §6: why; its
+            dimension a `LearnedDataManifold`'s ``tangent_dim`` where set, so ``M.inner`` agrees, else the gap rule).
         length: ``(B,)`` metric length ``Σ_i sqrt(Δ_iᵀ g(x_{i+½}) Δ_i)``, likewise.
         euclidean_length: ``(B,)`` Euclidean polyline length ``Σ_i ‖Δ_i‖``.
         initial_energy: ``(B,)`` energy of the initial path (the given ``init``, or the start ``init`` names,
@@ -114,6 +116,7 @@ LANDING_NOISE = 1e3
 landed interior would be rounding noise there."""
 
 
+@full_precision
 def landing_rounding(field: CoMetricField, x0: Tensor, x1: Tensor) -> Tensor:
     """``(B,)``: how far apart landed images of the same point may come out by rounding alone,
     ``ε (LANDING_NOISE · L + 8 max(‖x₀‖, ‖x₁‖))`` for points ``(B, D)``.
@@ -244,6 +247,7 @@ def _solve(field: CoMetricField, x0: Tensor, x1: Tensor, path0: Tensor, spec: Ge
     return problem.path(v).detach(), problem.initial, converged, done
 
 
+@full_precision
 @torch.inference_mode(False)
 def geodesic(
     field_or_manifold: CoMetricField | object,
@@ -287,8 +291,9 @@ def geodesic(
     2.9 off the roll through the coarse level, 0.06 without it).
 
     Args:
-        field_or_manifold: a `CoMetricField`, or an object whose ``.field`` is one (e.g. `LearnedDataManifold`).
-            Use a mean-centred field (SPEC §2).
+        field_or_manifold: a `CoMetricField`, or an object whose ``.field`` is one (e.g. `LearnedDataManifold`,
+            whose ``tangent_dim`` the reported lengths then use). Use a mean-centred field (SPEC §2): an uncentred
+            one (``field.centred`` False) gets an `regularised.UncentredFieldWarning`, and its path is computed.
         x0: ``(B, D)`` start points, or ``(D,)`` for a single pair (NumPy arrays are converted, integer points
             to the default float dtype); ``B = 0`` gives an empty result. With a manifold of images, also
             ``(B, *data_shape)`` or one ``data_shape`` point: then ``path`` comes back as ``(B, T, *data_shape)``
@@ -349,7 +354,7 @@ def geodesic(
     """
     if method not in GEODESIC_METHODS:
         raise ValueError(
-            f'Invalid method "{method}". Must be one of {{"' + '", "'.join(GEODESIC_METHODS) + '"}}.'
+            f'Invalid method "{method}". Must be one of {{"' + '", "'.join(GEODESIC_METHODS) + '"}.'
         )
     spec = GEODESIC_METHODS[method]
     lr = spec.lr if lr is None else float(lr)
@@ -370,6 +375,7 @@ def geodesic(
         x0, x1 = x0.unsqueeze(0), x1.unsqueeze(0)
     check_points(x0, field.dim, "x0")
     check_points(x1, field.dim, "x1")
+    warn_uncentred(field, "geodesic")
     x1 = x1.to(x0)
     tol = max(spec.tol, 10.0 * torch.finfo(x0.dtype).eps) if tol is None else float(tol)
     verify_tol = min(VERIFY_TOL_MAX, max(1e-6, 1e3 * tol)) if verify_tol is None else float(verify_tol)
@@ -390,7 +396,7 @@ def geodesic(
         landing = used == "landing" or (used == "graph" and denoises(field))
     landing = bool(landing)
     delta = regularising_delta(field, x0, x1) if delta is None else check_delta(delta)
-    own = reporting_metric(field)  # δ = 0 low-rank: the learned tangent bundle's (SPEC §5); else the field's own
+    own = reporting_metric(field, tangent_dim_of(field_or_manifold))  # δ = 0 low-rank: the learned tangent bundle
     if delta > 0:
         if not field.low_rank:
             raise ValueError(f"delta regularises low-rank fields (G = AAᵀ) only; {type(field).__name__} has no "

@@ -7,6 +7,8 @@ device and floating dtype. Eigenpairs come from the ``r × r`` Gram ``AᵀA``, n
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -190,8 +192,13 @@ def intrinsic_dimension(values: Tensor) -> Tensor:
 
 
 def global_dimension(values: Tensor) -> int:
-    """Global intrinsic dimension: the median of the pointwise dimensions of ``values`` ``(B, r)``."""
-    return int(intrinsic_dimension(values).float().median().round().item())
+    """Global intrinsic dimension: the lower median of the pointwise dimensions of ``values`` ``(B, r)``.
+
+    For an even count it is the lower of the two middle dimensions (``torch.median``), not their mean: always a
+    dimension some point has, and the conservative one (dimensions ``[1, 1, 2, 2]`` give 1, where
+    ``quantile(0.5)`` gives 1.5).
+    """
+    return int(intrinsic_dimension(values).median().item())
 
 
 def projector_error(U: Tensor, V: Tensor) -> Tensor:
@@ -239,8 +246,14 @@ def cdc_of_functions(
     return jf @ jg.transpose(-1, -2)
 
 
+def _check_delta(delta: object) -> None:
+    if isinstance(delta, bool) or not isinstance(delta, numbers.Real) or not 0 <= delta < math.inf:
+        raise ValueError(f"delta must be a finite number >= 0, got {delta!r}")
+
+
 def lowrank_apply(A: Tensor, w: Tensor, delta: float = 0.0) -> Tensor:
-    """``(A Aᵀ + δ I) w``: ``(B, D, r)``, ``(B, D)`` → ``(B, D)``, cost ``O(D r)``."""
+    """``(A Aᵀ + δ I) w``: ``(B, D, r)``, ``(B, D)`` → ``(B, D)``, cost ``O(D r)``; ``δ`` as in `lowrank_solve`."""
+    _check_delta(delta)
     out = intrinsic_gradient(A, w)
     return out + delta * w if delta else out
 
@@ -255,7 +268,9 @@ def lowrank_solve(A: Tensor, v: Tensor, delta: float = 0.0, *, rel_eps: float = 
 
     Accuracy: the Woodbury form cancels along the range, losing about ``ε λ / δ`` relatively (``ε`` of the dtype):
     in float32 1e-3 at ``δ = 10⁻⁴ λ``, 2e-2 at ``10⁻⁵ λ`` (measured by an outside tester on tangent vectors); the
-    default geodesic regularisation ``δ = 10⁻³ λ₁`` loses about 1e-4. Give float64 points for smaller ``δ``.
+    default geodesic regularisation ``δ = 10⁻³ λ₁`` loses about 1e-4. Give float64 points for smaller ``δ``. Rows
+    where ``δ`` is below even float64's rounding of the Gram (``≲ 1e-16 λ₁``, Cholesky fails) are solved from the
+    eigenpairs instead (`_eigen_solve`).
 
     Args:
         A: ``(B, D, r)``; v: ``(B, D)``; delta: the isotropic part ``δ ≥ 0``.
@@ -263,22 +278,27 @@ def lowrank_solve(A: Tensor, v: Tensor, delta: float = 0.0, *, rel_eps: float = 
 
     Returns:
         ``(B, D)``.
+
+    Raises:
+        ValueError: ``delta`` is not a finite number ``≥ 0`` (NaN had been read as 0, inf had given NaN).
     """
-    if delta < 0:
-        raise ValueError(f"delta must be >= 0, got {delta}")
+    _check_delta(delta)
     if delta > 0:
         # The r × r algebra runs in at least float32 (Cholesky has no half-precision kernels); rows whose
         # factor is not finite are solved with a zero factor and then set to NaN (one bad row, one NaN row).
         work = torch.promote_types(A.dtype, torch.float32)
         Aw, finite = zero_bad_rows(A.to(work))
-        if Aw.shape[-1] > Aw.shape[-2]:  # wider than tall: the D × D matrix is the smaller one
-            chol = _regularised_cholesky(Aw.transpose(-1, -2), delta)
-            out = torch.cholesky_solve(v.to(chol.dtype).unsqueeze(-1), chol).squeeze(-1)
-            return nan_rows(out, finite).to(v.dtype)
-        at_v = Aw.transpose(-1, -2) @ v.to(work).unsqueeze(-1)  # (B, r, 1)
-        chol = _regularised_cholesky(Aw, delta)
-        y = torch.cholesky_solve(at_v.to(chol.dtype), chol).to(work)
-        out = (v.to(work) - (Aw @ y).squeeze(-1)) / delta
+        vw = v.to(work)
+        wide = Aw.shape[-1] > Aw.shape[-2]  # wider than tall: the D × D matrix is the smaller one
+        chol, failed = _regularised_cholesky(Aw.transpose(-1, -2) if wide else Aw, delta)
+        if wide:
+            out = torch.cholesky_solve(vw.to(chol.dtype).unsqueeze(-1), chol).squeeze(-1).to(work)
+        else:
+            at_v = Aw.transpose(-1, -2) @ vw.unsqueeze(-1)  # (B, r, 1)
+            y = torch.cholesky_solve(at_v.to(chol.dtype), chol).to(work)
+            out = (vw - (Aw @ y).squeeze(-1)) / delta
+        if failed is not None:  # not positive definite even in float64: δ below the Gram's rounding
+            out = torch.where(failed.unsqueeze(-1), _eigen_solve(Aw, vw, delta).to(work), out)
         return nan_rows(out, finite).to(v.dtype)
     pairs = eigenpairs(A, rel_eps=rel_eps) if pairs is None else pairs
     inv = _inverse(pairs.values, pairs.values > 0)
@@ -286,15 +306,37 @@ def lowrank_solve(A: Tensor, v: Tensor, delta: float = 0.0, *, rel_eps: float = 
     return (pairs.vectors @ coords.unsqueeze(-1)).squeeze(-1)
 
 
-def _regularised_cholesky(A: Tensor, delta: float) -> Tensor:
-    """Cholesky factor of ``AᵀA + δI`` for ``A`` ``(B, m, k)`` → ``(B, k, k)``; in float64 where the Gram's own
-    rounding outweighs ``δ`` (a float32 factor of rank below ``k`` with ``δ`` under ~1e-7 of its eigenvalues: not
-    positive definite in float32, a bare ``LinAlgError`` before), else in ``A``'s dtype."""
+def _regularised_cholesky(A: Tensor, delta: float) -> tuple[Tensor, Tensor | None]:
+    """Cholesky factor of ``AᵀA + δI`` for ``A`` ``(B, m, k)`` → ``(B, k, k)``, and the ``(B,)`` mask of the rows
+    where it failed (``None`` when none did).
+
+    In float64 where the Gram's own rounding outweighs ``δ`` in ``A``'s dtype (a float32 factor of rank below
+    ``k`` with ``δ`` under ~1e-7 of its eigenvalues), else in ``A``'s dtype. Rows that are not positive definite
+    even in float64 (``δ`` under ~1e-16 of the largest eigenvalue) get an identity factor (a finite placeholder)
+    and are flagged: their half-computed factor had been used (answers 37% off, or NaN).
+    """
     eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
     chol, info = torch.linalg.cholesky_ex(gram(A) + delta * eye)
-    if bool((info > 0).any()) and A.dtype != torch.float64:
-        chol = torch.linalg.cholesky(gram(A.double()) + delta * eye.double())
-    return chol
+    failed = info > 0
+    if bool(failed.any()) and A.dtype != torch.float64:
+        eye = eye.double()
+        chol, info = torch.linalg.cholesky_ex(gram(A.double()) + delta * eye)
+        failed = info > 0
+    if not bool(failed.any()):
+        return chol, None
+    return torch.where(failed.view(-1, 1, 1), eye, chol), failed
+
+
+def _eigen_solve(A: Tensor, v: Tensor, delta: float) -> Tensor:
+    """``(AAᵀ + δI)^{-1} v`` from the eigenpairs of ``G = AAᵀ`` in float64: ``U (Λ + δ)^{-1} Uᵀ v + (v − UUᵀv)/δ``
+    (``(B, D, r)``, ``(B, D)`` → ``(B, D)`` float64), for ``δ`` too small for Cholesky. Eigenvalues within the
+    float64 rounding of the Gram (``≤ 16 r ε λ₁``) count as zero: ``G`` is not known more finely than that."""
+    Ad = A.double()
+    pairs = eigenpairs(Ad, rel_eps=16 * A.shape[-1] * torch.finfo(torch.float64).eps)
+    vd = v.double().unsqueeze(-1)
+    coords = pairs.vectors.transpose(-1, -2) @ vd  # (B, r, 1); zero for the discarded columns
+    along = pairs.vectors @ coords
+    return (pairs.vectors @ (coords / (pairs.values.unsqueeze(-1) + delta)) + (vd - along) / delta).squeeze(-1)
 
 
 def lowrank_inner(A: Tensor, u: Tensor, v: Tensor, delta: float = 0.0, *,

@@ -1,9 +1,11 @@
 """Pictures of the learned geometry of images (paper Figs. 3 and 5; SPEC §9), matplotlib, headless-safe.
 
 Every function takes tensors in the user's units and image shape ``(C, H, W)`` (or flat with ``image_shape``),
-returns the figure, and saves it as a PNG when ``path`` is given. One-channel images are drawn in grey, two
-channels (grey and alpha, PIL's "LA") as their grey channel, three or four channels as RGB(A); each image is
-shown on the value range of the data (``vmin``/``vmax``), each eigenvector on a symmetric diverging scale.
+returns the figure, and saves it as a PNG when ``path`` is given; a saved figure is then closed in pyplot, as in
+`plotting`, so that many saves do not pile up open figures (the returned figure can still be saved again).
+One-channel images are drawn in grey, two channels (grey and alpha, PIL's "LA") as their grey channel, three or
+four channels as RGB(A); each image is shown on the value range of the data (``vmin``/``vmax``), each eigenvector
+on a symmetric diverging scale.
 """
 
 from __future__ import annotations
@@ -45,8 +47,10 @@ def _show(ax, img: np.ndarray, vmin: float, vmax: float, *, diverging: bool = Fa
 
 
 def _save(fig, path: str | os.PathLike | None):
+    """Save to ``path`` (and release the figure from pyplot's registry) or return it for display."""
     if path is not None:
         fig.savefig(path, dpi=110, bbox_inches="tight")
+        plt.close(fig)
     return fig
 
 

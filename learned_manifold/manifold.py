@@ -26,8 +26,14 @@ Cost: for low-rank fields the manifold evaluates the factor (and, for ``δ = 0``
 and reuses it across the calls an optimiser step makes at that point (``egrad2rgrad``, ``component_inner``,
 ``retr``, and ``transp`` at the new point, where the next step starts; with landing, the last landing iterate
 provides it): a one-entry cache holding a private copy of the point, hit only by a query of equal values
-(``torch.equal``, so in-place edits such as ``x.data.add_()`` can never read a stale factor), used only under
-``torch.no_grad()`` (as in geoopt's ``step``). The field's network is frozen; the cache assumes it stays so.
+(``torch.equal``, so in-place edits such as ``x.data.add_()`` can never read a stale factor) to a field in the
+same state (the same parameter and buffer tensors, none changed in place since: ``load_state_dict``, an optimiser
+step on the network or a k-NN field's new data make the next query compute afresh; a write through
+``tensor.data``, which bypasses the version counter, is not seen), used only under ``torch.no_grad()`` (as in
+geoopt's ``step``).
+
+Every public method runs outside any autocast the caller has on (`learned_manifold.precision.full_precision`):
+float32 points give float32 answers, the same as outside autocast.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import weakref
 
 import geoopt
 import torch
@@ -43,8 +50,10 @@ from torch import Tensor
 from .geometry import Eigenpairs, eigenpairs, intrinsic_dimension, lowrank_apply, lowrank_inner, spectral_apply
 from .landing import land
 from .metrics.base import CoMetricField, as_points, check_count, check_scalar
+from .metrics.knn import KNNCDC
 from .metrics.learned import LearnedCDC
 from .models import MetricModel, check_data_shape
+from .precision import full_precision
 
 __all__ = ["LearnedDataManifold"]
 
@@ -52,16 +61,22 @@ __all__ = ["LearnedDataManifold"]
 class LearnedDataManifold(geoopt.Manifold):
     """The data's own geometry as a geoopt manifold.
 
+    A `MetricModel` given (directly or in a `LearnedCDC`) is frozen **in place**: `LearnedCDC` calls
+    ``model.requires_grad_(False).eval()`` on the very module, so a model still being trained stops receiving
+    gradients. To keep training it, pass ``copy.deepcopy(model)``.
+
     Args:
-        source: a model file path, a loaded `MetricModel`, or any `CoMetricField`.
+        source: a model file path, a loaded `MetricModel` (frozen in place, above), or any `CoMetricField`.
         sigma: evaluation bandwidth in data units (models only; ``None``: the model's default).
         delta: isotropic part ``δ ≥ 0`` (models only; a field carries its own).
         data_shape: shape of one point (default: the model's data shape, or ``(D,)`` for a field; needed for a
             field that does not fix ``D``, such as `EuclideanMetric` or a score field on a plain function).
         landing: make ``projx`` the normal-only landing projection and land after every ``retr`` (low-rank
             fields with a denoiser).
-        tangent_dim: for ``δ = 0`` (and for landing's normal space), the top-``d`` eigenvectors; ``None`` uses
-            each point's gap-rule dimension (SPEC §5), which is scale-free and needs no threshold.
+        tangent_dim: for ``δ = 0`` (and for landing's normal space), the top-``d`` eigenvectors, ``d`` at most
+            ``D`` and the factor's rank ``r`` (checked here where the field tells its rank, a `LearnedCDC`'s or a
+            `KNNCDC`'s ``k``, else at the first query); ``None`` uses each point's gap-rule dimension (SPEC §5),
+            which is scale-free and needs no threshold.
         landing_tol: landing stops when the normal correction is below ``landing_tol · σ`` (plus the rounding
             floor ``64 ε |x|_∞`` of the dtype).
         landing_steps: the most landing iterations; points that have not converged by then raise.
@@ -130,6 +145,10 @@ class LearnedDataManifold(geoopt.Manifold):
             if not field.low_rank:
                 raise ValueError(f"tangent_dim applies to low-rank fields only; {type(field).__name__} has no factor")
             check_count(tangent_dim, "tangent_dim", high=field.dim)
+            rank = field.k if isinstance(field, KNNCDC) else getattr(field, "rank", None)  # (LearnedCDC's)
+            if isinstance(rank, int) and tangent_dim > rank:
+                raise ValueError(f"tangent_dim = {tangent_dim} exceeds the rank r = {rank} of the field's factor "
+                                 f"({type(field).__name__}): its tangent spaces have at most {rank} dimensions")
         if not isinstance(landing, bool):
             raise TypeError(f"landing must be True or False, got {landing!r}")
         if landing and not (field.can_project and field.low_rank):
@@ -156,7 +175,7 @@ class LearnedDataManifold(geoopt.Manifold):
 
     def _flat(self, *tensors: Tensor, names: str = "xuv") -> tuple[tuple[int, ...], list[Tensor]]:
         """Validate, promote to a common dtype, broadcast, flatten: the batch shape and ``(B, D)`` tensors."""
-        tensors = [self._points(t, n) for t, n in zip(tensors, names, strict=False)]
+        tensors = [self._points(t, n) for t, n in zip(tensors, names, strict=False)]  # geoopt's: tensors only
         dtype = tensors[0].dtype
         for t in tensors[1:]:
             dtype = torch.promote_types(dtype, t.dtype)
@@ -179,8 +198,15 @@ class LearnedDataManifold(geoopt.Manifold):
         """The factor at ``xf`` and its eigenpairs, each computed once per cache entry (no-grad only)."""
         entry = self._cached(xf)
         if entry.get("pairs") is None:
+            self._check_tangent_dim(entry["A"].shape[-1])
             entry["pairs"] = eigenpairs(entry["A"])
         return entry["A"], entry["pairs"]
+
+    def _check_tangent_dim(self, rank: int) -> None:
+        """A ``ValueError`` naming ``tangent_dim`` if it exceeds ``rank``, the width of a factor the field gave."""
+        if self.tangent_dim is not None and self.tangent_dim > rank:
+            raise ValueError(f"tangent_dim = {self.tangent_dim} exceeds the rank r = {rank} of the factor "
+                             f"{type(self.field).__name__} returns: its tangent spaces have at most {rank} dimensions")
 
     def _cached(self, xf: Tensor) -> dict:
         """One cache entry: a private copy of the point, the field's bandwidth, the factor, its eigenpairs.
@@ -192,16 +218,35 @@ class LearnedDataManifold(geoopt.Manifold):
         """
         if torch.is_grad_enabled():
             return {"A": self.field.factor(xf), "pairs": None}
-        settings = self.field_settings()
         entry = self._cache
         if entry is not None:
             point = entry["point"]
-            if (entry["settings"] == settings and point.shape == xf.shape and point.dtype == xf.dtype
-                    and point.device == xf.device and torch.equal(point, xf)):
+            if (point.shape == xf.shape and point.dtype == xf.dtype and point.device == xf.device
+                    and self._same_field_state(entry) and torch.equal(point, xf)):
                 return entry
-        self._cache = {"point": xf.detach().clone(), "settings": settings, "A": self.field.factor(xf),
-                       "pairs": None}
+        self._cache = self._cache_entry(xf, self.field.factor(xf))
         return self._cache
+
+    def _cache_entry(self, xf: Tensor, A: Tensor, pairs: Eigenpairs | None = None) -> dict:
+        """A cache entry for the flat points ``xf`` ``(B, D)`` with factor ``A`` ``(B, D, r)``: a private copy of
+        the point, the field's settings and the state of its tensors (`_same_field_state`)."""
+        tensors = [*self.field.parameters(), *self.field.buffers()]
+        versions = None if any(t.is_inference() for t in tensors) else [t._version for t in tensors]
+        return {"point": xf.detach().clone(), "settings": self.field_settings(), "A": A, "pairs": pairs,
+                "tensors": [weakref.ref(t) for t in tensors], "versions": versions}
+
+    def _same_field_state(self, entry: dict) -> bool:
+        """Whether the field is as it was when ``entry`` was made: the same settings, and the same parameter and
+        buffer tensors (identity: a replaced tensor, e.g. `KNNCDC.load_state_dict`'s new data, misses) none of
+        which has changed in place since (its version counter, which ``load_state_dict``'s ``copy_`` and
+        optimiser steps bump). Inference tensors have no version counter: a field holding one never hits."""
+        if entry["settings"] != self.field_settings() or entry["versions"] is None:
+            return False
+        tensors = [*self.field.parameters(), *self.field.buffers()]
+        if len(tensors) != len(entry["tensors"]):
+            return False
+        return all(ref() is t and not t.is_inference() and t._version == version
+                   for t, ref, version in zip(tensors, entry["tensors"], entry["versions"], strict=True))
 
     def field_settings(self) -> tuple:
         """The field's public settings that change its factor (``sigma``, and a k-NN field's ``k`` and
@@ -217,6 +262,7 @@ class LearnedDataManifold(geoopt.Manifold):
         return True, None
 
     # -- what the manifold is -----------------------------------------------------------------------------
+    @full_precision
     def projx(self, x: Tensor) -> Tensor:
         """Identity, or the normal-only landing projection when ``landing=True`` (module docstring).
 
@@ -232,6 +278,7 @@ class LearnedDataManifold(geoopt.Manifold):
         batch, (xf,) = self._flat(x)
         return self._unflat(batch, land(self, xf))
 
+    @full_precision
     def proju(self, x: Tensor, u: Tensor) -> Tensor:
         """``δ > 0``: ``u``; ``δ = 0``: ``Û Ûᵀ u`` onto the learned tangent space (low-rank fields)."""
         if self.delta > 0 or not self.field.low_rank:
@@ -241,6 +288,7 @@ class LearnedDataManifold(geoopt.Manifold):
         _, pairs = self._factor_and_pairs_at(xf)
         return self._unflat(batch, spectral_apply(pairs, uf, self.tangent_dim, power=0))
 
+    @full_precision
     def egrad2rgrad(self, x: Tensor, u: Tensor) -> Tensor:
         """Riemannian gradient: ``(G + δI) u`` for ``δ > 0``; ``G_d u = Û Λ_d Ûᵀ u`` for ``δ = 0``.
 
@@ -258,6 +306,7 @@ class LearnedDataManifold(geoopt.Manifold):
         _, pairs = self._factor_and_pairs_at(xf)
         return self._unflat(batch, spectral_apply(pairs, uf, self.tangent_dim, power=1))
 
+    @full_precision
     def retr(self, x: Tensor, u: Tensor) -> Tensor:
         """``x + proju(x, u)``, then the landing projection when enabled (``retr(x, 0) = projx(x)``)."""
         return self.projx(x + self.proju(x, u))
@@ -285,10 +334,12 @@ class LearnedDataManifold(geoopt.Manifold):
         """Not available: see `dist`."""
         return self.dist(x, y, keepdim=keepdim)
 
+    @full_precision
     def transp(self, x: Tensor, y: Tensor, v: Tensor) -> Tensor:
         """Vector transport by projection at ``y`` (identity for ``δ > 0``)."""
         return self.proju(y, v)
 
+    @full_precision
     def inner(self, x: Tensor, u: Tensor, v: Tensor | None = None, *, keepdim: bool = False) -> Tensor:
         """``uᵀ (G + δI)^{-1} v`` (Woodbury), reduced over the data axes.
 
@@ -363,6 +414,7 @@ class LearnedDataManifold(geoopt.Manifold):
         raise NotImplementedError("a learned manifold has no intrinsic sampler; start from data points")
 
     # -- geometry queries ---------------------------------------------------------------------------------
+    @full_precision
     def factor(self, x: object) -> Tensor:
         """Low-rank factor of ``G`` at ``x``: ``(..., *data_shape)`` → ``(B, D, r)`` (batch axes flattened).
 
@@ -371,6 +423,7 @@ class LearnedDataManifold(geoopt.Manifold):
         _, (xf,) = self._flat(self._points(x, convert=True))
         return self.field.factor(xf)
 
+    @full_precision
     def tangent_space(self, x: object) -> tuple[Tensor, Tensor]:
         """Eigenpairs of ``G`` at ``x`` via the ``r × r`` Gram: ``(values (..., r) descending, vectors (..., D, r))``
         for points ``(..., *data_shape)`` (the batch axes kept, as `proju` keeps them; a single point gives
@@ -389,6 +442,7 @@ class LearnedDataManifold(geoopt.Manifold):
         r = pairs.values.shape[-1]
         return pairs.values.reshape(*batch, r), pairs.vectors.reshape(*batch, self.dim, r)
 
+    @full_precision
     def intrinsic_dimension(self, x: object) -> Tensor:
         """Pointwise intrinsic dimension by the scale-free gap rule (SPEC §5): integers of the batch shape of
         ``x`` (``()`` for a single point)."""

@@ -40,7 +40,7 @@ from .metrics.knn import KNNCDC
 from .models import MetricModel
 from .preconditioning import gaussian_filter, principal_components
 
-__all__ = ["NEIGHBOUR_THRESHOLD", "NeighbourReport", "neighbour_check"]
+__all__ = ["NEIGHBOUR_THRESHOLD", "NeighbourReport", "neighbour_check", "neighbour_figures"]
 
 NEIGHBOUR_THRESHOLD = 0.5
 """Mean tangent disagreement with the neighbour estimate above which a model is not trusted. The neighbour
@@ -117,15 +117,27 @@ class NeighbourReport:
         if not self.informative:
             return ("neighbour check: no verdict (the data's neighbours never denoise as well as a linear fit on "
                     "the model's bandwidth grid: too few points for an independent estimate)")
-        s = self.summary()
-        figures = (f"at sigma={self.sigma:.4g}: dimension {s['model_dimension']} against the neighbours' "
-                   f"{s['neighbour_dimension']} (same at {s['dimension_agreement']:.0%} of points), tangent "
-                   f"disagreement {s['tangent_disagreement']:.3f} (limit {self.threshold})")
+        figures = f"at sigma={self.sigma:.4g}: {neighbour_figures(self.summary())}"
         if self.trusted:
             return f"neighbour check: the model agrees with the data's neighbours {figures}"
         return (f"neighbour check WARNING: the model disagrees with an estimate from the data's neighbours "
                 f"{figures}. Both networks can share a failure (e.g. keep the data's linear span instead of the "
                 f"manifold); do not trust the tangent spaces")
+
+
+def neighbour_figures(summary: dict) -> str:
+    """The figures of an informative check's `NeighbourReport.summary` that decide its verdict, each with its limit
+    (the median dimensions alone can agree where the per-point agreement fails: 2 against 2, same at 59%)."""
+    figures = [f"dimension {summary.get('model_dimension')} against the neighbours' "
+               f"{summary.get('neighbour_dimension')}"]
+    agreement = summary.get("dimension_agreement")
+    if isinstance(agreement, (int, float)):
+        figures[0] += f" (same at {agreement:.0%} of points, limit {DIMENSION_AGREEMENT:.0%})"
+    tangent = summary.get("tangent_disagreement")
+    if isinstance(tangent, (int, float)):
+        limit = summary.get("threshold", NEIGHBOUR_THRESHOLD)
+        figures.append(f"tangent disagreement {tangent:.3f} (limit {limit})")
+    return ", ".join(figures)
 
 
 def _linear_denoiser(reference: Tensor, seed: int):

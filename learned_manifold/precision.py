@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import json
 import math
 import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
@@ -38,6 +40,7 @@ __all__ = [
     "check_precision",
     "choose_precision",
     "clear_probe_cache",
+    "full_precision",
     "native_bf16",
     "probe_precision",
     "probe_timer",
@@ -70,6 +73,32 @@ def native_bf16(device: str | torch.device) -> bool:
         probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private in torch.cpu; absent: False
         return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
     return False
+
+
+_AUTOCAST_DEVICES = ("cpu", "cuda", "xpu", "mps")
+_F = TypeVar("_F", bound=Callable)
+
+
+def full_precision(fn: _F) -> _F:
+    """Run ``fn`` with any autocast the caller has switched on switched off (the inputs' own dtype throughout).
+
+    The geometry's algebra (solves, Gram matrices, path energies, k-NN distances) must not be rounded to bf16
+    because a caller happens to call it inside ``torch.autocast``: float32 in gives float32 out and the same
+    answer as outside autocast. A `LearnedCDC` built with ``precision="bf16"`` still runs its own network
+    forward under bf16 (it opens its own autocast inside). Costs nothing when no autocast is on.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        on = [device for device in _AUTOCAST_DEVICES if torch.is_autocast_enabled(device)]
+        if not on:
+            return fn(*args, **kwargs)
+        with contextlib.ExitStack() as stack:
+            for device in on:
+                stack.enter_context(torch.autocast(device, enabled=False))
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def check_precision(precision: object, name: str = "precision") -> str:

@@ -26,6 +26,8 @@ Costs ``O(B D k)`` per call: never ``D × D``.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -40,12 +42,14 @@ def principal_components(z: Tensor, k: int, *, seed: int = 0) -> tuple[Tensor, T
 
     Args:
         z: ``(n, D)`` float rows (a subsample of the training data is enough).
-        k: principal directions kept, ``1 ≤ k ≤ D``.
+        k: principal directions asked for, ``1 ≤ k ≤ D``.
         seed: seed of the randomised SVD.
 
     Returns:
-        ``(U, λ, τ)``: ``U`` ``(D, k)`` orthonormal columns, ``λ`` ``(k,)`` their variances (descending),
-        ``τ`` ``()`` the mean variance of the remaining ``D − k`` directions (0 when ``k = D``). float32.
+        ``(U, λ, τ)``: ``U`` ``(D, k')`` orthonormal columns, ``λ`` ``(k',)`` their variances (descending),
+        ``τ`` ``()`` the mean variance of the remaining ``D − k'`` directions (0 when ``k' = D``). float32.
+        ``k' = min(n, D, k)``: fewer than ``k`` columns when there are fewer than ``k`` rows (the SVD of ``n``
+        rows has at most ``n`` directions); `gaussian_filter` reads the width from ``U``.
     """
     n, dim = z.shape
     if not 1 <= k <= dim:
@@ -62,7 +66,8 @@ def principal_components(z: Tensor, k: int, *, seed: int = 0) -> tuple[Tensor, T
         basis, sing = basis[:, :k], sing[:k]
     var = sing.pow(2) / n
     total = z.pow(2).sum() / n
-    rest = ((total - var.sum()) / (dim - k)).clamp_min(0.0) if k < dim else torch.zeros((), dtype=z.dtype)
+    kept = basis.shape[1]  # min(n, D, k)
+    rest = ((total - var.sum()) / (dim - kept)).clamp_min(0.0) if kept < dim else torch.zeros((), dtype=z.dtype)
     return basis.float().contiguous(), var.float(), rest.float()
 
 
@@ -79,7 +84,7 @@ def gaussian_filter(z: Tensor, sigma_z: Tensor, basis: Tensor, var: Tensor, rest
         ``(u, F_G)``: ``u = S(σ) z / ρ(σ)`` shaped like ``z``, and ``F_G = σ (Σ + σ²I)⁻¹ z`` ``(B, D)``.
     """
     dtype = torch.promote_types(z.dtype, torch.float32)
-    flat = z.reshape(z.shape[0], -1).to(dtype)
+    flat = z.reshape(z.shape[0], math.prod(z.shape[1:])).to(dtype)  # (not -1: an empty batch has no width to infer)
     basis, var, rest = basis.to(dtype), var.to(dtype), rest.to(dtype)
     with torch.autocast(flat.device.type, enabled=False):  # the skip is exact linear algebra: no bf16
         sigma = sigma_z.to(dtype).reshape(-1, 1)
@@ -117,5 +122,5 @@ def network_input(scaling: str, z: Tensor, sigma_z: Tensor, gaussian: tuple[Tens
         return z, None
     if scaling == "gaussian":
         return gaussian_filter(z, sigma_z, *gaussian)
-    dim = z[0].numel()
+    dim = math.prod(z.shape[1:])  # (not z[0]: an empty batch has no first point)
     return z * input_scale(sigma_z, dim).to(z.dtype).reshape(-1, *([1] * (z.ndim - 1))), None

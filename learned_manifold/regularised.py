@@ -1,21 +1,52 @@
 """The regularised metric geodesics are solved in (SPEC §5, §6): a low-rank field with ``δ = 0`` has a singular
 metric, so `geodesic` adds ``δ = 10⁻³ λ₁`` by default (`regularising_delta`) and solves in ``G = AAᵀ + δI``
 (`Regularised`); lengths and energies are reported in the metric of the field's learned tangent bundle
-(`TangentBundle`, SPEC §5's ``δ = 0`` geometry), or in the field's own metric for other fields."""
+(`TangentBundle`, SPEC §5's ``δ = 0`` geometry, with a `LearnedDataManifold`'s ``tangent_dim`` where it sets one),
+or in the field's own metric for other fields (`reporting_metric`, `polyline_lengths`). `warn_uncentred`: the
+paths' warning for a field that is not mean-centred (SPEC §2)."""
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from torch import Tensor
 
+from .geodesic_solvers import path_energy
 from .geometry import eigenpairs, intrinsic_dimension, spectral_apply
-from .metrics.base import CoMetricField
+from .metrics.base import CoMetricField, as_field
+from .precision import full_precision
 
-__all__ = ["Regularised", "TangentBundle", "check_delta", "reporting_metric", "regularising_delta"]
+__all__ = ["Regularised", "TangentBundle", "UncentredFieldWarning", "check_delta", "polyline_lengths",
+           "reporting_metric", "regularising_delta", "tangent_dim_of", "warn_uncentred"]
 
 
+class UncentredFieldWarning(UserWarning):
+    """A path (`geodesic`, `interpolate`, `gradient_flow`) computed on a field that is not mean-centred (SPEC §2);
+    a comparison of geometries that means to show such paths can filter this category."""
+
+
+def warn_uncentred(field: CoMetricField, caller: str, stacklevel: int = 5) -> None:
+    """Warn once (`UncentredFieldWarning`) when ``field.centred`` is False: SPEC §2, paths that leave the data need a
+    mean-centred field. Called from the public path functions; the warning points at their caller (the default
+    ``stacklevel`` counts `full_precision`'s and ``torch.inference_mode``'s wrappers of a direct call)."""
+    if getattr(field, "centred", True) is False:
+        warnings.warn(f"{caller}: the field {type(field).__name__} is not mean-centred (centred=False); paths that "
+                      "leave the data need a mean-centred field (SPEC §2): with an uncentred one leaving the data is "
+                      "cheap and the path may cut through empty space. Use a centred field (e.g. KNNCDC(centred=True), "
+                      "a model trained without --uncentred)", UncentredFieldWarning, stacklevel=stacklevel)
+
+
+def tangent_dim_of(field_or_manifold: object) -> int | None:
+    """The ``tangent_dim`` a manifold (e.g. `LearnedDataManifold`) fixes for its ``δ = 0`` geometry, or ``None``
+    (the gap rule) for a bare field or a manifold without one."""
+    if isinstance(field_or_manifold, CoMetricField):
+        return None
+    return getattr(field_or_manifold, "tangent_dim", None)
+
+
+@full_precision
 def regularising_delta(field: CoMetricField, x0: Tensor, x1: Tensor) -> float:
     """The default ``δ`` of `geodesic`: ``10⁻³ λ₁`` for a low-rank field with ``δ = 0`` (``λ₁``: the mean top
     eigenvalue of ``G`` at the ends ``x0``, ``x1`` ``(B, D)``), so the normal directions cost ``10³`` times the
@@ -66,8 +97,9 @@ class Regularised(CoMetricField):
 
 class TangentBundle(CoMetricField):
     """A low-rank ``field`` with ``δ = 0`` as SPEC §5's learned tangent bundle: ``metric`` is ``G_d^+ v =
-    Û Λ_d^{-1} Ûᵀ v`` on the top-``d`` eigen-directions of ``G = AAᵀ`` (``d`` by the gap rule at each point,
-    `spectral_apply` with ``power = -1``; ``(B, D)`` → ``(B, D)``), ``apply`` the restricted ``G_d w``.
+    Û Λ_d^{-1} Ûᵀ v`` on the top-``d`` eigen-directions of ``G = AAᵀ`` (``d = tangent_dim`` where given, as
+    `LearnedDataManifold`'s ``inner`` with its ``tangent_dim``, else the gap rule at each point; `spectral_apply`
+    with ``power = -1``; ``(B, D)`` → ``(B, D)``), ``apply`` the restricted ``G_d w``.
 
     `geodesic` reports such a field's lengths and energies in it: the field's own ``metric``, the pseudo-inverse of
     ``G`` over every eigenvalue above ``10⁻⁶ λ₁``, also inverts the small but nonzero learned normal eigenvalues
@@ -76,26 +108,48 @@ class TangentBundle(CoMetricField):
 
     low_rank = True
 
-    def __init__(self, field: CoMetricField):
+    def __init__(self, field: CoMetricField, tangent_dim: int | None = None):
         super().__init__()
-        self.inner_field = field
+        self.inner_field, self.tangent_dim = field, tangent_dim
         self.dim, self.centred = field.dim, field.centred
 
     def factor(self, x: Tensor, **kwargs) -> Tensor:
         return self.inner_field.factor(x, **kwargs)
 
+    @full_precision
     def apply(self, x: Tensor, w: Tensor) -> Tensor:
         pairs = eigenpairs(self.inner_field.factor(x))
-        return spectral_apply(pairs, w, intrinsic_dimension(pairs.values), power=1)
+        d = intrinsic_dimension(pairs.values) if self.tangent_dim is None else self.tangent_dim
+        return spectral_apply(pairs, w, d, power=1)
 
+    @full_precision
     def metric(self, x: Tensor, v: Tensor) -> Tensor:
-        return spectral_apply(eigenpairs(self.inner_field.factor(x)), v, None, power=-1)
+        return spectral_apply(eigenpairs(self.inner_field.factor(x)), v, self.tangent_dim, power=-1)
 
     def length_scale(self) -> float | None:
         return self.inner_field.length_scale()
 
 
-def reporting_metric(field: CoMetricField) -> CoMetricField:
+def reporting_metric(field: CoMetricField, tangent_dim: int | None = None) -> CoMetricField:
     """The metric `geodesic` reports lengths and energies of ``field`` in: `TangentBundle` for a low-rank field with
-    ``δ = 0`` (SPEC §5), the field itself otherwise."""
-    return TangentBundle(field) if field.low_rank and field.delta == 0 else field
+    ``δ = 0`` (SPEC §5; on the top ``tangent_dim`` eigen-directions where given, e.g. `tangent_dim_of` a
+    `LearnedDataManifold`, so lengths agree with its ``inner``; else the gap rule), the field itself otherwise."""
+    return TangentBundle(field, tangent_dim) if field.low_rank and field.delta == 0 else field
+
+
+@full_precision
+def polyline_lengths(path: Tensor, field: CoMetricField | object | None = None) -> tuple[Tensor, Tensor | None]:
+    """Euclidean and (if ``field`` is given) metric lengths of flat paths ``(B, T, D)`` → ``(B,)`` each.
+
+    The metric length is `geodesic_solvers.path_energy`'s midpoint rule ``Σ sqrt(Δᵀ g(x_{i+½}) Δ)`` in the metric a
+    geodesic's ``length`` uses (`reporting_metric`: for a low-rank field with ``δ = 0`` its learned tangent bundle,
+    SPEC §6, with the ``tangent_dim`` of a `LearnedDataManifold` given as ``field``); it is NaN for a field whose
+    ``metric`` refuses these points (a flow only needs ``apply``).
+    """
+    euclid = (path[:, 1:] - path[:, :-1]).norm(dim=-1).sum(-1)
+    if field is None or path.shape[0] == 0:
+        return euclid, None if field is None else euclid.clone()
+    try:
+        return euclid, path_energy(reporting_metric(as_field(field), tangent_dim_of(field)), path)[1]
+    except (ValueError, NotImplementedError):  # a metric undefined here (a score Jacobian at δ = 0) or not at all
+        return euclid, torch.full_like(euclid, float("nan"))

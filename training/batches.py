@@ -4,8 +4,9 @@
 an index into them. Streamed (an `ArraySource` that is not in memory, e.g. a memory-mapped ``.npy`` larger than
 RAM), a `DataLoader` over `BatchStream` reads and standardises each step's rows in worker processes, pinned for a
 non-blocking copy to the GPU, while the previous step runs. Both read the same rows in the same order for the
-same seed (`batch_rows`), and both compute the statistics with `row_statistics`, so a streamed run on the CPU
-reaches the weights of the in-memory run bit for bit (tested).
+same seed (`batch_rows`), and both compute the statistics with `row_statistics` and the fingerprint with
+`data_summary`, so a streamed run on the CPU reaches the weights of the in-memory run bit for bit (tested) and a
+run resumes across the two kinds of source.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ import math
 import torch
 from torch import Tensor
 
-from .data.stream import ArraySource, BatchStream, data_digest, row_statistics
+from .data.stream import ArraySource, BatchStream, data_summary, row_statistics
 
-__all__ = ["TrainingRows", "split_rows", "standardisation"]
+__all__ = ["TrainingRows", "same_fingerprint", "split_rows", "standardisation", "standardised_copy"]
 
 _F32 = torch.finfo(torch.float32)
 
@@ -31,7 +32,7 @@ def split_rows(n: int, n_val: int, seed: int) -> tuple[Tensor, Tensor]:
 
 def standardisation(data: Tensor | ArraySource, rows: Tensor | None = None) -> tuple[float, Tensor]:
     """Global scalar scale and mean (SPEC §1) of ``data[rows]`` (all rows by default): ``μ`` the mean point,
-    ``s = sqrt(E‖x − μ‖²)``, accumulated in float64 chunk by chunk (`row_statistics`).
+    ``s = sqrt(E‖x − μ‖²)``, accumulated in float64 chunk by chunk in file order (`row_statistics`).
 
     Returns:
         ``(s, μ)`` with ``μ`` float32 of the point shape.
@@ -42,7 +43,7 @@ def standardisation(data: Tensor | ArraySource, rows: Tensor | None = None) -> t
     """
     source = data if isinstance(data, ArraySource) else ArraySource(data)
     rows = torch.arange(len(source)) if rows is None else rows
-    mean, scale, _ = row_statistics(source, rows)
+    mean, scale = row_statistics(source, rows)
     if not (math.isfinite(scale) and scale <= _F32.max):
         raise ValueError(f"the data overflow float32: their scale s = sqrt(E|x - mean|^2) = {scale:.3g} exceeds "
                          f"float32's largest value {_F32.max:.3g}; rescale the data")
@@ -54,6 +55,28 @@ def standardisation(data: Tensor | ArraySource, rows: Tensor | None = None) -> t
 def _standardise(x: Tensor, scale: float, mean: Tensor) -> Tensor:
     """``z = (x − μ)/s`` computed in float64 and returned in float32 (the formula `BatchStream` uses too)."""
     return ((x.double() - mean.double()) / scale).float()
+
+
+def standardised_copy(data: Tensor | ArraySource, rows: Tensor, scale: float, mean: Tensor,
+                      device: torch.device) -> Tensor:
+    """``z = (x − μ)/s`` of ``data[rows]``, ``(len(rows), *shape)`` float32 on ``device``, in ``rows`` order.
+
+    Written chunk by chunk (`CHUNK_ROWS` rows, `_standardise`) into one preallocated tensor: the only copy of the
+    data's size that is made (no float64 copy, no list of chunks to concatenate).
+
+    Raises:
+        ValueError: a standardised value is not finite in float32.
+    """
+    source = data if isinstance(data, ArraySource) else ArraySource(data)
+    z = torch.empty((int(rows.numel()), *source.shape[1:]), dtype=torch.float32, device=device)
+    start = 0
+    for chunk in source.chunks(rows):
+        part = _standardise(chunk, scale, mean)
+        if not bool(torch.isfinite(part).all()):
+            raise ValueError("the standardised data (x - mean) / scale are not finite in float32: rescale the data")
+        z[start:start + len(part)] = part
+        start += len(part)
+    return z
 
 
 class TrainingRows:
@@ -68,7 +91,11 @@ class TrainingRows:
     Attributes:
         shape: a point's shape; n: number of points; n_train: training rows; scale, mean: the standardisation;
         val_x: ``(n_val, *shape)`` held-out points in data units, on the device; fingerprint: ``[N, D, Σx, Σx²]``
-        (what states of earlier versions recorded); digest: `data_digest`, what a run resumes on.
+        (what states of earlier versions recorded); digest: `data_digest`, what a run resumes on. Both come from
+        `data_summary` (one pass), the same bits for a tensor and a file of the same values.
+
+    Memory: in memory, the standardised training rows (float32, on ``device``) are the only copy of the data's
+    size; the statistics are summed chunk by chunk and the copy is filled chunk by chunk.
     """
 
     def __init__(self, data: Tensor | ArraySource, *, val_points: int, seed: int, batch_size: int,
@@ -80,21 +107,12 @@ class TrainingRows:
         self.n_train = int(self.train_rows.numel())
         self.scale, self.mean = standardisation(self.source, self.train_rows)
         self.val_x = self.source.rows(val_rows).to(device)
-        if self.source.in_memory:  # the formula of every earlier version, so their runs still resume
-            flat = self.source.rows(torch.arange(self.n)).reshape(self.n, -1).double()
-            self.fingerprint = [float(self.n), float(flat.shape[1]), float(flat.sum()), float(flat.pow(2).sum())]
-        else:
-            _, _, self.fingerprint = row_statistics(self.source, torch.arange(self.n))
-        self.digest = data_digest(self.source)
+        self.fingerprint, self.digest = data_summary(self.source)
         self.device, self.seed, self.batch_size = device, seed, batch_size
         self.rank, self.world, self.workers = rank, world, workers
         self._z = None
         if self.source.in_memory:
-            z = torch.cat([_standardise(c, self.scale, self.mean) for c in self.source.chunks(self.train_rows)])
-            if not bool(torch.isfinite(z).all()):
-                raise ValueError("the standardised data (x - mean) / scale are not finite in float32: rescale the "
-                                 "data")
-            self._z = z.to(device)
+            self._z = standardised_copy(self.source, self.train_rows, self.scale, self.mean, device)
         self._stream = None
         self._next_step = self._end = None
 
@@ -113,12 +131,14 @@ class TrainingRows:
         return self._z is None
 
     def _open(self, start: int, end: int) -> None:
+        """A loader over steps ``start … end − 1``. It draws its workers' base seed from its own generator,
+        seeded by the run's seed, not from the caller's global torch RNG (which a run leaves as it was)."""
         dataset = BatchStream(self.source, self.train_rows, self.mean, self.scale, batch_size=self.batch_size,
                               seed=self.seed, rank=self.rank, world=self.world)
         loader = torch.utils.data.DataLoader(
             dataset, batch_size=None, sampler=range(start, end), num_workers=self.workers,
             pin_memory=self.device.type == "cuda", prefetch_factor=4 if self.workers else None,
-            persistent_workers=False)
+            persistent_workers=False, generator=torch.Generator().manual_seed(self.seed))
         self._stream, self._next_step, self._end = iter(loader), start, end
 
     def rows(self, step: int, idx: Tensor, end: int) -> Tensor:
@@ -130,3 +150,12 @@ class TrainingRows:
             self._open(step, end)
         self._next_step = step + 1
         return next(self._stream).to(self.device, non_blocking=True)
+
+
+def same_fingerprint(saved: list[float], now: list[float]) -> bool:
+    """Whether a training state's fingerprint ``[N, D, Σx, Σx²]`` is the data's, to 1e-9 relative: states of
+    earlier versions summed all rows at once, and in-memory and streamed rows once used two formulas; for large
+    data the last digits differ (``data_summary`` now sums chunk by chunk for both). The digest beside it tells
+    different data apart."""
+    return len(saved) == len(now) and all(math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-6)
+                                          for a, b in zip(saved, now, strict=True))

@@ -165,14 +165,16 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loss", default="lowrank", choices=LOSSES, help="full: rank = D, small D only")
     p.add_argument("--precision", default=_DEFAULTS["precision"], choices=PRECISIONS,
                    help="auto (bf16 autocast only where a short probe of this run's step measures it faster "
-                        "than fp32 on this device) | fp32 | bf16")
+                        "than fp32 on this device: a timing, which may differ between two runs; for bit-identical "
+                        "reruns set --precision fp32 or bf16) | fp32 | bf16")
     p.add_argument("--compile", action="store_true", help="torch.compile the networks")
     p.add_argument("--val-every", type=int, default=0, help="validation period in steps (0: at the end)")
     p.add_argument("--checkpoint-every", type=int, default=500,
                    help="checkpoint period in steps (0: only at the end and when interrupted)")
     p.add_argument("--seed", type=int, default=0,
                    help="seeds the sample of a built-in data set or image folder, the data split, the "
-                   "initialisation and every batch")
+                   "initialisation and every batch (under --precision auto the weights also depend on its timing "
+                   "probe: for bit-identical reruns set --precision fp32 or bf16)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true", help="continue an interrupted run from --out")

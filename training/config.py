@@ -216,10 +216,11 @@ class TrainConfig:
             (``0``: only at the end and on interruption).
         val_points: held-out points for validation and σ selection.
         precision: ``"auto"`` (bf16 autocast only where a short probe of this run's training step measures it
-            faster than fp32 on this device, `learned_manifold.precision`; fp32 when unsure), ``"fp32"``, or
-            ``"bf16"`` (autocast);
+            faster than fp32 on this device, `learned_manifold.precision`; fp32 when unsure: a timing, so two runs
+            of one seed may choose differently on a loaded machine), ``"fp32"``, or ``"bf16"`` (autocast);
             compile: ``torch.compile`` the networks.
-        seed: seeds the data split, the initialisation and every batch.
+        seed: seeds the data split, the initialisation and every batch. Under ``precision="auto"`` the weights
+            also depend on the probe's timing: for bit-identical reruns set ``precision`` to fp32 or bf16.
         landmarks: training points stored in the model file (a seeded subsample, data units;
             `learned_manifold.models.ModelConfig.landmarks`), through which geodesics start (``init="auto"``
             walks the shortest path through them, `learned_manifold.geodesic_init`): without them a learned

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import torch
+from torch import Tensor
 
 from learned_manifold.diagnostics import OUTSIDE_THRESHOLD
-from learned_manifold.neighbour_check import MIN_REFERENCE
+from learned_manifold.neighbour_check import MIN_REFERENCE, neighbour_figures
 
 __all__ = ["run_info"]
 
@@ -149,9 +151,7 @@ def _summary(path: str, meta: dict) -> str:
                              + (f": {count:,}, fewer than {MIN_REFERENCE}" if isinstance(count, int) else "") + ")")
         else:
             lines.append(f"  neighbours:  {'trusted' if near.get('trusted') else 'NOT TRUSTED'} at sigma "
-                         f"{_number(near.get('sigma'))} (dimension {near.get('model_dimension')} against the "
-                         f"neighbours' {near.get('neighbour_dimension')}, tangent disagreement "
-                         f"{_number(near.get('tangent_disagreement'))})")
+                         f"{_number(near.get('sigma'))} ({neighbour_figures(near)})")
     return "\n".join(lines)
 
 
@@ -178,28 +178,70 @@ def run_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mapped_source(args: argparse.Namespace):
+    """``--data`` as a memory-mapped `ArraySource` (nothing read but the header) when it is a ``.npy`` file that can
+    be streamed; ``None`` otherwise (then it is read whole, and the full reader gives any error)."""
+    from .data.stream import open_npy
+
+    path = Path(args.data)
+    if path.suffix.lower() != ".npy" or not path.is_file():
+        return None
+    layout = getattr(args, "layout", "auto")
+    try:
+        return open_npy(path, layout=None if layout == "auto" else layout)
+    except ValueError:
+        return None
+
+
+def _checked_rows(args: argparse.Namespace, data_shape: tuple[int, ...], dim: int) -> tuple[Tensor, Tensor]:
+    """``(x, reference)``: the points checked, float32 ``(n, *data_shape)`` with ``n = min(--num-points, N // 2)``,
+    and up to ``min(20,000, 2²⁴ / D)`` (at least 2) others, float32 ``(m, *data_shape)``, all drawn from one seeded
+    permutation of the N rows of ``--data``.
+
+    A ``.npy`` file is memory-mapped and only those rows are read (`open_npy`): memory stays near the subset's
+    size, not ~3x the file's (a float32 copy and a finiteness mask of every row), and the rows are the same.
+    Only the rows read are checked for NaN/inf. Any other source is read whole (`read_data`)."""
+    from .cli_data import read_data
+    from .data import as_model_points
+
+    source = _mapped_source(args)
+    if source is None:
+        data = as_model_points(read_data(args, args.data, seed=1).x, data_shape, "--data")
+        n = data.shape[0]
+    else:
+        as_model_points(torch.empty(0, *source.shape[1:]), data_shape, "--data")  # the shape, before any read
+        n = len(source)
+    if n < 3:
+        raise ValueError(f"--data needs at least 3 points (held-out points and neighbours), got {n}")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(0))
+    n_check = min(args.num_points, n // 2)
+    keep, rest = order[:n_check], order[n_check:]
+    rest = rest[: max(2, min(20_000, 2**24 // dim))]
+    if source is None:
+        return data[keep].float(), data[rest].float()
+    picked = torch.cat([keep, rest])
+    rows = source.rows(picked)  # float32, read in file order
+    bad = ~torch.isfinite(rows.reshape(rows.shape[0], -1)).all(-1)
+    if bool(bad.any()):
+        first = int(picked[bad].min())
+        raise ValueError(f"{source.label}: contains non-finite values (NaN or inf) in {int(bad.sum())} of the "
+                         f"{rows.shape[0]} rows read for the check; the first bad row is index {first}")
+    rows = as_model_points(rows, data_shape, "--data")
+    return rows[:n_check], rows[n_check:]
+
+
 def _consistency(args: argparse.Namespace):
     """The checks of ``args.model`` on up to ``--num-points`` of ``--data``: `self_consistency` (``None`` for an
-    uncentred model, which has no denoiser) and `neighbour_check` against the rest of the data."""
+    uncentred model, which has no denoiser) and `neighbour_check` against the rest of the data (`_checked_rows`)."""
     from learned_manifold import load_model
     from learned_manifold.diagnostics import self_consistency
     from learned_manifold.neighbour_check import neighbour_check
 
-    from .cli_data import read_data
-    from .data import as_model_points
     from .trainer import sigma_grid
 
     if args.num_points < 1:
         raise ValueError(f"--num-points must be >= 1, got {args.num_points}")
     model = load_model(args.model)
-    data = read_data(args, args.data, seed=1).x
-    data = as_model_points(data, model.data_shape, "--data")
-    if data.shape[0] < 3:
-        raise ValueError(f"--data needs at least 3 points (held-out points and neighbours), got {data.shape[0]}")
-    order = torch.randperm(data.shape[0], generator=torch.Generator().manual_seed(0))
-    n_check = min(args.num_points, data.shape[0] // 2)
-    keep, rest = order[:n_check], order[n_check:]
-    rest = rest[: max(2, min(20_000, 2**24 // model.dim))]
-    x = data[keep].float()
+    x, reference = _checked_rows(args, tuple(model.data_shape), model.dim)
     report = self_consistency(model, x) if model.has_denoiser else None
-    return report, neighbour_check(model, x, data[rest].float(), sigma_grid(model))
+    return report, neighbour_check(model, x, reference, sigma_grid(model))

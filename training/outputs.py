@@ -84,10 +84,15 @@ def load_state(out: Path, map_location: str | torch.device) -> dict:
                      f"state ({why}); train again with --overwrite (overwrite=True), or restore the file") from None
 
 
-def _check_folder(out: str | os.PathLike) -> Path:
+def _check_name(out: str | os.PathLike) -> Path:
     out = Path(out)
     if out.name in ("", ".", ".."):
         raise OutputError(f"cannot write {str(out)!r}: the output must name a file, e.g. model.lmm")
+    return out
+
+
+def _check_folder(out: str | os.PathLike) -> Path:
+    out = _check_name(out)
     parent = out.parent
     if not parent.exists():
         raise OutputError(f"cannot write {str(out)!r}: the folder {str(parent)!r} does not exist (create it first)")
@@ -167,7 +172,7 @@ class OutputLock:
     """
 
     def __init__(self, out: str | os.PathLike):
-        self.out = Path(out)
+        self.out = _check_name(out)  # before OUT.lock's name is built from it
         self.path = lock_path(self.out)
         self._key = os.path.abspath(self.path)
         self._held = False

@@ -6,18 +6,24 @@
   A second signal interrupts at once; after the last step (`StopRequest.finishing`, the end phase) a first
   signal is acknowledged on stderr and a second raises `TrainingInterrupted` of the checkpoint already saved.
 - `check_health` stops a diverging run (`TrainingDiverged`) before a non-finite checkpoint is written.
-- `check_training_tensor` refuses data a run cannot learn from; `settings_diff` says what a resume would change;
-  `init_distributed` starts the process group under torchrun.
+- `check_training_tensor` refuses data a run cannot learn from (`check_source_resolution`: a streamed source's
+  float32 resolution, from its statistics); `check_manifold` a known manifold of another dimension; `settings_diff`
+  says what a resume would change; `init_distributed` starts the process group under torchrun.
+- `caller_state_off` makes a run independent of the caller's grad mode, inference mode and default dtype (the
+  trainer's `train` also switches off the caller's autocast, `learned_manifold.precision.full_precision`);
+  `StepAutocast` is the trainer's own bf16 autocast, whose cast weights last one step even inside a caller's.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import signal
 import sys
 import threading
 from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
@@ -25,10 +31,77 @@ from torch import Tensor
 
 from learned_manifold.metrics.base import check_finite_points
 
-__all__ = ["FLOAT32_RESOLUTION", "StopRequest", "TrainingDiverged", "TrainingInterrupted", "check_health",
-           "check_training_tensor", "init_distributed", "resolve_device", "settings_diff", "stop_requested"]
+__all__ = ["FLOAT32_RESOLUTION", "StepAutocast", "StopRequest", "TrainingDiverged", "TrainingInterrupted",
+           "caller_state_off", "check_health", "check_manifold", "check_source_resolution", "check_training_tensor",
+           "init_distributed", "resolve_device", "settings_diff", "stop_requested"]
 
 _F32 = torch.finfo(torch.float32)
+_F = TypeVar("_F", bound=Callable)
+
+
+def caller_state_off(fn: _F) -> _F:
+    """Run ``fn`` (a training entry point) as if the caller had switched nothing on: out of ``inference_mode``,
+    with grad enabled, and with float32 as the default dtype (networks and batches are float32 whatever the caller
+    set with ``torch.set_default_dtype``); the caller's settings are back on return or error.
+
+    The default dtype is process-wide in torch: a thread that builds tensors with the default dtype while a run
+    under a float64 default is in progress gets float32 ones.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        previous = torch.get_default_dtype()
+        try:
+            if previous != torch.float32:
+                torch.set_default_dtype(torch.float32)
+            with torch.inference_mode(False), torch.enable_grad():
+                return fn(*args, **kwargs)
+        finally:
+            if previous != torch.float32:
+                torch.set_default_dtype(previous)
+
+    return wrapper  # type: ignore[return-value]
+
+
+class StepAutocast(torch.autocast):
+    """`torch.autocast` that drops autocast's cache of cast weights on every exit.
+
+    torch clears that cache only on leaving the outermost autocast region; inside a caller's ``torch.autocast``
+    (even one `full_precision` switched off) the trainer's region is never the outermost, so each step would
+    reuse the bf16 weights cast at the first and train on stale copies. Outside any caller's region this is
+    what torch does anyway: the same bits.
+    """
+
+    def __exit__(self, *exc) -> bool:
+        handled = super().__exit__(*exc)
+        torch.clear_autocast_cache()
+        return handled
+
+
+def check_manifold(manifold: object, points: Tensor) -> None:
+    """Refuse, before any work, a known manifold (`train`'s ``manifold``) that cannot validate the data: one
+    without ``tangent_basis``/``point_dimension``, one in another ambient dimension (its ``ambient_dim`` where it
+    has one), or one whose ``point_dimension`` fails on ``points`` ``(n, D)``, the data's first points, flat.
+
+    Raises:
+        TypeError: the methods are missing.
+        ValueError: naming ``manifold`` and both dimensions, or ``point_dimension``'s error.
+    """
+    if manifold is None:
+        return
+    if not all(callable(getattr(manifold, name, None)) for name in ("tangent_basis", "point_dimension")):
+        raise TypeError(f"manifold must have the methods tangent_basis and point_dimension (e.g. the manifold of a "
+                        f"built-in data set), got {type(manifold).__name__}")
+    dim = points.shape[1]
+    ambient = getattr(manifold, "ambient_dim", None)
+    if isinstance(ambient, int) and ambient != dim:
+        raise ValueError(f"manifold lies in R^{ambient} (ambient_dim {ambient}) but the data have D = {dim} "
+                         "coordinates per point: pass the data's own manifold, or none")
+    try:
+        manifold.point_dimension(points)
+    except Exception as err:  # noqa: BLE001 - any failure here would end the run after its last step
+        raise ValueError(f"manifold: its point_dimension fails on the data's points (D = {dim}): "
+                         f"{type(err).__name__}: {err}") from err
 
 
 FLOAT32_RESOLUTION = 1e-3
@@ -68,9 +141,32 @@ def check_training_tensor(data: object) -> None:
     # only coordinates that vary: a constant one (a column of 1e4) is removed exactly by the mean, merging nothing
     varying = centred.abs().amax(0) > 0
     top = float(rows.abs().amax(0)[varying].max()) if bool(varying.any()) else 0.0
+    _check_resolution(top, spread)
+
+
+def check_source_resolution(label: str, mean: Tensor, scale: float, sample: Tensor) -> None:
+    """`check_training_tensor`'s float32 resolution check for a source read row by row (an ``ArraySource``, e.g. a
+    streamed float64 ``.npy``, which reaches the trainer cast to float32), from its statistics computed before
+    training: the mean point ``mean`` and scale ``scale`` (the RMS spread about it, SPEC §1) of the training rows,
+    and ``sample`` ``(m, D)`` of them standardised (`TrainingRows.standardised_sample`). A coordinate varies where
+    the sample's does; its largest ``|x|`` is bounded by ``|mean| + scale · max |z|``.
+
+    Raises:
+        ValueError: as `check_training_tensor`'s, after ``label`` (a file's: ``"data file 'x.npy'"``).
+    """
+    z_top = sample.double().abs().amax(0)
+    varying = z_top > 0
+    if bool(varying.any()):
+        top = float((mean.reshape(-1).double().abs() + scale * z_top)[varying].max())
+        _check_resolution(top, scale, "" if label == "data" else f"{label}: ")
+
+
+def _check_resolution(top: float, spread: float, prefix: str = "") -> None:
+    """Refuse data whose largest ``|x|`` of a varying coordinate, ``top``, float32 cannot resolve at their RMS
+    spread ``spread`` (`FLOAT32_RESOLUTION`)."""
     if spread > 0 and top * _F32.eps > FLOAT32_RESOLUTION * spread:
-        raise ValueError(f"data lie far from the origin for their spread (largest |x| of a varying coordinate = "
-                         f"{top:.3g}, RMS spread about the mean {spread:.3g}): in float32, the model's precision, "
+        raise ValueError(f"{prefix}data lie far from the origin for their spread (largest |x| of a varying coordinate "
+                         f"= {top:.3g}, RMS spread about the mean {spread:.3g}): in float32, the model's precision, "
                          f"neighbouring values are {top * _F32.eps:.2g} apart, {top * _F32.eps / spread:.1%} of the "
                          "spread, so distinct points merge; subtract an offset (e.g. the mean) from the data before "
                          "training")

@@ -11,6 +11,7 @@ for the flow the fraction of the gap it closed (it stops short where the flow st
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ from learned_manifold.model_file import atomic_write_bytes
 from learned_manifold.models import MetricModel
 
 from .data import as_model_points
+from .data.stream import CHUNK_ROWS, ArraySource
 
 __all__ = ["FLOW_OVERSAMPLING", "PathScore", "interpolation_paths", "interpolation_scores", "run_show",
            "same_class_pairs"]
@@ -66,23 +68,44 @@ def same_class_pairs(labels: Tensor | None, n_pairs: int, *, seed: int = 0, n: i
     return torch.tensor(pairs)
 
 
-def interpolation_scores(paths: dict[str, Tensor], data: Tensor, *, classifier: SmallCNN | None = None,
-                         label: int | None = None) -> dict[str, PathScore]:
+def _nearest_in_file(inner: Tensor, source: ArraySource) -> Tensor:
+    """`nearest_distance` of the ``(n, D)`` points ``inner`` to every row of a mapped file, one chunk of rows at
+    a time (the least over the chunks): ``(n,)``."""
+    best = None
+    for chunk in source.chunks(torch.arange(len(source))):
+        dist = nearest_distance(inner, chunk.reshape(chunk.shape[0], -1))
+        best = dist if best is None else torch.minimum(best, dist)
+    return best
+
+
+def interpolation_scores(paths: dict[str, Tensor], data: Tensor | ArraySource, *,
+                         classifier: SmallCNN | None = None, label: int | None = None) -> dict[str, PathScore]:
     """Score each path ``(T, *shape)``, ``T ≥ 3``, against the training ``data`` ``(N, *shape)`` (interior points
-    only: the ends are the pair's own images)."""
-    flat = data.reshape(data.shape[0], -1)
-    out = {}
+    only: the ends are the pair's own images). ``data`` may be a memory-mapped file (`open_npy`): its rows are
+    then read chunk by chunk, once for all the paths, instead of held in memory."""
+    mapped = isinstance(data, ArraySource)
+    shape = tuple(data.shape[1:])
+    width = math.prod(shape)
+    flat = None if mapped else data.reshape(data.shape[0], -1)
+    inner = {}
     for name, path in paths.items():
-        if path.shape[0] < 3 or path[0].numel() != flat.shape[1]:
-            raise ValueError(f"path {name!r} must have shape (T >= 3, *{tuple(data.shape[1:])}) to have interior "
+        if path.shape[0] < 3 or path[0].numel() != width:
+            raise ValueError(f"path {name!r} must have shape (T >= 3, *{shape}) to have interior "
                              f"points to score, got {tuple(path.shape)}")
-        inner = path[1:-1].reshape(path.shape[0] - 2, -1).to(flat)
-        dist = nearest_distance(inner, flat)
+        points = path[1:-1].reshape(path.shape[0] - 2, -1)
+        inner[name] = points.float() if mapped else points.to(flat)
+    if mapped:
+        every = _nearest_in_file(torch.cat(list(inner.values())), data).split([p.shape[0] for p in inner.values()])
+        dists = dict(zip(inner, every, strict=True))
+    else:
+        dists = {name: nearest_distance(points, flat) for name, points in inner.items()}
+    out = {}
+    for name, points in inner.items():
         conf = None
         if classifier is not None and label is not None:
             with torch.no_grad():
-                conf = float(classifier.proba(inner.reshape(-1, *data.shape[1:]))[:, label].mean())
-        out[name] = PathScore(float(dist.mean()), float(dist.max()), conf)
+                conf = float(classifier.proba(points.reshape(-1, *paths[name].shape[1:]))[:, label].mean())
+        out[name] = PathScore(float(dists[name].mean()), float(dists[name].max()), conf)
     return out
 
 
@@ -130,7 +153,25 @@ def _output_folder(out: str | os.PathLike, data_source: str | os.PathLike | None
     return out
 
 
-def run_show(model: MetricModel | str | os.PathLike, data: Tensor, out: str | os.PathLike, *,
+def _file_range(source: ArraySource) -> tuple[float, float]:
+    """The least and the largest value in a mapped file, read chunk by chunk (one error naming the file and the
+    first row with a NaN or inf)."""
+    lo, hi = math.inf, -math.inf
+    for start, chunk in zip(range(0, len(source), CHUNK_ROWS), source.chunks(torch.arange(len(source))), strict=True):
+        finite = torch.isfinite(chunk.reshape(chunk.shape[0], -1)).all(-1)
+        if not bool(finite.all()):
+            raise ValueError(f"{source.label}: contains non-finite values (NaN or inf); the first bad row is index "
+                             f"{start + int((~finite).nonzero()[0, 0])}")
+        lo, hi = min(lo, float(chunk.min())), max(hi, float(chunk.max()))
+    return lo, hi
+
+
+def _rows(data: Tensor | ArraySource, idx: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """Rows ``idx`` ``(n,)`` of ``data`` as ``(n, *shape)`` (a mapped file reads only those rows, as float32)."""
+    return as_model_points(data.rows(idx), shape, "data") if isinstance(data, ArraySource) else data[idx]
+
+
+def run_show(model: MetricModel | str | os.PathLike, data: Tensor | ArraySource, out: str | os.PathLike, *,
              labels: Tensor | None = None, n_points: int = 256, n_pairs: int = 3, path_points: int = 17,
              classifier_steps: int = 400, seed: int = 0, data_source: str | os.PathLike | None = None) -> dict:
     """Draw the pictures of a model's geometry on ``data`` ``(N, *data_shape)`` into the folder ``out``.
@@ -139,26 +180,34 @@ def run_show(model: MetricModel | str | os.PathLike, data: Tensor, out: str | os
     same-class pairs and the classifier that scores the interpolations. ``data`` may drop or add a channel axis
     of one (`as_model_points`); other shapes are refused. ``data_source`` (the folder or file the data came
     from) is never written into: ``out`` inside a data folder would add the figures to the user's images.
+
+    ``data`` may also be a memory-mapped ``.npy`` (`open_npy`): then only the rows drawn are read, and the value
+    range and the nearest-image distances are taken over all rows chunk by chunk, so memory stays near the mapped
+    pages instead of a float32 copy of the file (the report is the same).
     """
     model = load_model(model) if not isinstance(model, MetricModel) else model
-    shape = model.data_shape
-    data = as_model_points(data, shape, "data").float()
-    if labels is not None and labels.shape != (data.shape[0],):
-        raise ValueError(f"labels must have shape ({data.shape[0]},), got {tuple(labels.shape)}")
+    shape = tuple(model.data_shape)
+    if isinstance(data, ArraySource):
+        as_model_points(torch.empty(0, *data.shape[1:]), shape, "data")  # the shape, before any row is read
+    else:
+        data = as_model_points(data, shape, "data").float()
+    n = len(data)
+    if labels is not None and labels.shape != (n,):
+        raise ValueError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
     out = _output_folder(out, data_source)
     for old in out.glob("interpolations_*.png"):  # an earlier run's strips: show.json will describe this run's only
         if old.stem.removeprefix("interpolations_").isdigit():
             old.unlink()
     image_shape = shape if len(shape) in (2, 3) else (1, 1, model.dim)
-    value_range = (float(data.min()), float(data.max()))
+    value_range = _file_range(data) if isinstance(data, ArraySource) else (float(data.min()), float(data.max()))
     manifold = LearnedDataManifold(model)
     gen = torch.Generator().manual_seed(seed)
-    pick = torch.randperm(data.shape[0], generator=gen)[: min(n_points, data.shape[0])]
-    x = data[pick].reshape(pick.numel(), -1)
+    pick = torch.randperm(n, generator=gen)[: min(n_points, n)]
+    x = _rows(data, pick, shape).reshape(pick.numel(), -1)
     with torch.no_grad():
         pairs_eig = field_eigenpairs(manifold.field, x)
     dims = intrinsic_dimension(pairs_eig.values)
-    report: dict = {"points": int(pick.numel()), "data_points": int(data.shape[0]),  # the images paths are scored on
+    report: dict = {"points": int(pick.numel()), "data_points": n,  # the images paths are scored on
                     "median_dimension": float(dims.float().quantile(0.5)),  # the median the histogram marks
                     "dimension_counts": {int(d): int((dims == d).sum()) for d in torch.unique(dims)}}
     figs = [
@@ -172,9 +221,11 @@ def run_show(model: MetricModel | str | os.PathLike, data: Tensor, out: str | os
     ]
     classifier = None
     if labels is not None:
-        classifier = train_classifier(data, labels, steps=classifier_steps, seed=seed)
-    idx = same_class_pairs(labels, n_pairs, seed=seed, n=data.shape[0])
-    paths, gap_closed = interpolation_paths(manifold, data[idx[:, 0]], data[idx[:, 1]], path_points)
+        every = _rows(data, torch.arange(n), shape) if isinstance(data, ArraySource) else data  # (all rows: it trains)
+        classifier = train_classifier(every, labels, steps=classifier_steps, seed=seed)
+    idx = same_class_pairs(labels, n_pairs, seed=seed, n=n)
+    paths, gap_closed = interpolation_paths(manifold, _rows(data, idx[:, 0], shape), _rows(data, idx[:, 1], shape),
+                                            path_points)
     report["interpolations"] = []
     for p in range(idx.shape[0]):
         label = None if labels is None else int(labels[idx[p, 0]])

@@ -36,9 +36,9 @@ from tqdm import tqdm
 
 from learned_manifold.model_file import ModelFileError, read_metadata
 from learned_manifold.models import LEGACY_DEFAULTS, MetricModel, ModelConfig, check_int
-from learned_manifold.precision import choose_precision, workload_key
+from learned_manifold.precision import choose_precision, full_precision, workload_key
 
-from .batches import TrainingRows, standardisation
+from .batches import TrainingRows, same_fingerprint, standardisation
 from .clipping import RelativeClip, factor_parameters
 from .config import TrainConfig
 from .data.stream import ArraySource
@@ -50,10 +50,14 @@ from .outputs import Checkpointer, OutputLock, check_output, load_state
 from .refit import refit_factor
 from .result import TrainResult, finished_result
 from .runtime import (
+    StepAutocast,
     StopRequest,
     TrainingDiverged,
     TrainingInterrupted,
+    caller_state_off,
     check_health,
+    check_manifold,
+    check_source_resolution,
     check_training_tensor,
     init_distributed,
     resolve_device,
@@ -146,16 +150,22 @@ def _denoiser_kwargs(cfg: TrainConfig) -> dict:
     return {} if width == (cfg.factor_hidden or cfg.hidden) else {"hidden": width}
 
 
-def _check_data(data: Tensor | ArraySource) -> None:
-    """Refuse data the loop cannot train on, before any work: shape, dtype, NaN/inf, float32 range. A streamed
-    source is checked for its shape here (its values are checked as the statistics are accumulated)."""
+def _check_data(data: Tensor | ArraySource, manifold) -> None:
+    """Refuse data the loop cannot train on, before any work: shape, dtype, NaN/inf, float32 range; and a known
+    ``manifold`` that cannot validate them (`check_manifold`). A streamed source is checked for its shape here (its
+    values as the statistics are accumulated, its float32 resolution from them: `check_source_resolution`)."""
     if isinstance(data, ArraySource):
         if len(data) < 10:
             raise ValueError(f"{data.label}: need at least 10 points, got {len(data)}")
-        return
-    check_training_tensor(data)
+        points = data.rows(torch.arange(2))
+    else:
+        check_training_tensor(data)
+        points = data[:2].float()
+    check_manifold(manifold, points.reshape(2, -1))
 
 
+@full_precision
+@caller_state_off
 def train(
     data: Tensor | ArraySource,
     config: TrainConfig | None = None,
@@ -173,9 +183,14 @@ def train(
     """Train a metric-matching model on ``data`` ``(N, *data_shape)``.
 
     Everything that can be checked is checked before the first step: the config (`TrainConfig`), the data
-    (finite floats within float32's range, ``rank <= D``), the device, and the output (`check_output`: no
-    existing model unless ``resume``/``overwrite``, no link/folder/device, a writable folder). While it runs,
-    ``OUT.lock`` keeps a second run off the same ``out`` (`OutputLock`; rank 0 only under DDP).
+    (finite floats within float32's range, ``rank <= D``), ``manifold``'s dimension, the device, and the output
+    (`check_output`: no existing model unless ``resume``/``overwrite``, no link/folder/device, a writable folder).
+    While it runs, ``OUT.lock`` keeps a second run off the same ``out`` (`OutputLock`; rank 0 only under DDP).
+
+    The run does not depend on the caller's torch state: it trains with grad enabled and outside
+    ``inference_mode``, in float32 whatever the default dtype (`caller_state_off`), and with the caller's autocast
+    switched off (`full_precision`): the config's ``precision`` alone decides whether it opens its own bf16
+    autocast. The caller's settings are back when it returns.
 
     Args:
         data: training points ``(N, *data_shape)`` (validated finite floats), or an
@@ -208,7 +223,7 @@ def train(
     cfg = TrainConfig() if config is None else config
     if not isinstance(cfg, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(cfg).__name__}")
-    _check_data(data)
+    _check_data(data, manifold)
     cfg.model_spec(tuple(data.shape[1:]))  # rank <= D; backbone, preset and denoiser width fit: before any work
     if stop_after is not None:
         check_int(stop_after, "stop_after", 0, cfg.steps)
@@ -244,6 +259,8 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, manifold, out: Path | Non
     rows = TrainingRows(data, val_points=cfg.val_points, seed=cfg.seed, batch_size=cfg.batch_size, device=device,
                         rank=rank_id, world=world, workers=workers)
     shape, scale, mean, val_x = rows.shape, rows.scale, rows.mean, rows.val_x
+    if isinstance(data, ArraySource):  # read as float32 row by row: can float32 tell its points apart?
+        check_source_resolution(data.label, mean, scale, rows.standardised_sample(4096))
     if not scale * cfg.sigma_max <= _F32.max or not scale * cfg.sigma_min >= _F32.tiny:
         raise ValueError(f"the bandwidth range [{cfg.sigma_min:g}, {cfg.sigma_max:g}] x data scale {scale:.3g} "
                          f"leaves float32's range: choose sigma_min and sigma_max within it, or rescale the data")
@@ -312,7 +329,7 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, manifold, out: Path | Non
         if said:
             raise ValueError(f"cannot resume {str(out)!r}: settings differ from the saved run: {said}")
         if (state.get("data_digest", rows.digest) != rows.digest  # states before the digest: the sums only
-                or [round(v, 6) for v in state["fingerprint"]] != [round(v, 6) for v in fingerprint]):
+                or not same_fingerprint(state["fingerprint"], fingerprint)):
             raise ValueError(f"cannot resume {str(out)!r}: the data differ from the data it was trained on")
         for key in ("model", "ema"):  # a state written before landmarks existed: they are the same points
             if mcfg.landmarks:
@@ -348,7 +365,7 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, manifold, out: Path | Non
         cfg.precision, device, lambda: objective(first_z, *first[1:3], True, first[3]), backward=True,
         key=workload_key(workload_name(cfg), model.config, first[0].shape[0]), distributed=world > 1,
         previous=_previous_probe(out) if resume and rank_id == 0 else None)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    autocast = StepAutocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     ema_params = list(ema.parameters())
     model_params = list(model.parameters())
     is_main = rank_id == 0

@@ -15,6 +15,12 @@ Conventions shared with `learned_manifold_training.trainer`: every batch is draw
 run off the same file; the output is checked before any work; SIGINT/SIGTERM save a checkpoint and raise
 `TrainingInterrupted`; non-finite losses or weights raise `TrainingDiverged` before anything is written. One
 process (no DDP): a VAE of this comparison trains in minutes on a CPU.
+
+The caller's torch settings do not change the run: it trains under ``torch.no_grad()``/``inference_mode()``
+(gradients are switched on inside), inside a caller's ``torch.autocast`` (switched off: `full_precision`) and
+with ``torch.set_default_dtype(torch.float64)`` (the networks are built and trained in float32), reaching the
+same weights. Memory: besides the caller's data, one float32 copy of the standardised training rows (the
+statistics and the fingerprint are summed chunk by chunk, `standardisation`, `data_summary`).
 """
 
 from __future__ import annotations
@@ -36,10 +42,12 @@ from tqdm import tqdm
 import learned_manifold
 from learned_manifold.model_file import ModelFileError, atomic_write_bytes
 from learned_manifold.models import MAX_DEPTH, MAX_WIDTH, check_int, check_real
+from learned_manifold.precision import full_precision
 from learned_manifold.vae import MAX_CENTRES, MAX_CONV_DEPTH, MAX_LATENT, VAE, VAE_ARCHS, VAEConfig
 from learned_manifold.vae_file import load_vae, read_vae_metadata, save_vae
 
-from .data.stream import data_digest
+from .batches import same_fingerprint, split_rows, standardisation, standardised_copy
+from .data.stream import ArraySource, data_summary
 from .outputs import OutputLock, check_output, load_state, state_path, write_failed
 from .runtime import (
     StopRequest,
@@ -165,8 +173,9 @@ class _Run:
         dev = vae.scale.device
         # σ₀ starts at the standardised data's per-coordinate RMS, 1/sqrt(D): starting at 1 made the reconstruction
         # term worth less than the KL of any informative code, and short runs collapsed to the prior
-        self.log_std0 = nn.Parameter(torch.full((vae.dim,), -0.5 * math.log(vae.dim), device=dev))
-        self.omega = nn.Parameter(torch.zeros(vae.dim, vae.config.n_centres, device=dev))
+        self.log_std0 = nn.Parameter(torch.full((vae.dim,), -0.5 * math.log(vae.dim), device=dev,
+                                                dtype=torch.float32))
+        self.omega = nn.Parameter(torch.zeros(vae.dim, vae.config.n_centres, device=dev, dtype=torch.float32))
         self.stage1 = [*vae.encoder.parameters(), *vae.decoder.parameters(), self.log_std0]
         self.opt1 = torch.optim.Adam(self.stage1, lr=cfg.lr)
         self.opt2: torch.optim.Optimizer | None = None
@@ -227,15 +236,19 @@ class _Run:
         return (nll + self.cfg.kl_weight * kl).mean()
 
 
-def _standardise(data: Tensor) -> tuple[float, Tensor]:
-    flat = data.reshape(data.shape[0], -1).double()
-    mean = flat.mean(0)
-    scale = float((flat - mean).pow(2).sum(-1).mean().sqrt())
-    if not (math.isfinite(scale) and scale > 0):
-        raise ValueError(f"the data scale sqrt(E|x - mean|^2) is {scale:.3g}: the points must differ and be finite")
-    return scale, mean.float().reshape(data.shape[1:])
+@contextlib.contextmanager
+def _float32_default():
+    """Build modules in float32 whatever the caller's default dtype (restored on exit): the same initial weights
+    as under the usual default."""
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(before)
 
 
+@full_precision
 def train_vae(
     data: Tensor,
     config: VAETrainConfig | None = None,
@@ -269,6 +282,9 @@ def train_vae(
     Raises:
         TypeError, ValueError: bad settings, data, device or output (before any work); `TrainingDiverged`;
         `TrainingInterrupted` (SIGINT/SIGTERM, after a checkpoint); `OutputError` when a write fails.
+
+    Works the same under ``torch.no_grad()``/``inference_mode()``, a caller's ``torch.autocast`` (switched off) and
+    a float64 default dtype (module docstring).
     """
     cfg = VAETrainConfig() if config is None else config
     if not isinstance(cfg, VAETrainConfig):
@@ -285,7 +301,8 @@ def train_vae(
     with OutputLock(out) if out is not None else contextlib.nullcontext():
         if out is not None:
             check_output(out, resume=resume, overwrite=overwrite)
-        return _train(data.float(), cfg, out, resume, dev, progress, total if stop_after is None else stop_after)
+        with torch.inference_mode(False), torch.enable_grad():
+            return _train(data.float(), cfg, out, resume, dev, progress, total if stop_after is None else stop_after)
 
 
 def _finished_vae(out: Path, total: int, dev: torch.device) -> VAETrainResult | None:
@@ -297,27 +314,27 @@ def _finished_vae(out: Path, total: int, dev: torch.device) -> VAETrainResult | 
         return None
     if extra.get("complete") is not True or extra.get("step") != total:
         return None
-    return VAETrainResult(load_vae(out, map_location=dev), out, extra.get("validation", {}), stopped_at=total,
-                          already_complete=True)
+    with _float32_default():  # the float32 VAE a run trains, whatever the caller's default dtype
+        vae = load_vae(out, map_location=dev)
+    return VAETrainResult(vae, out, extra.get("validation", {}), stopped_at=total, already_complete=True)
 
 
 def _train(data: Tensor, cfg: VAETrainConfig, out: Path | None, resume: bool, dev: torch.device, progress: bool,
            end: int) -> VAETrainResult:
     total = cfg.steps + cfg.std_steps
-    n_val = min(cfg.val_points, data.shape[0] // 5)
-    perm = torch.randperm(data.shape[0], generator=torch.Generator().manual_seed(cfg.seed))
-    train_x, val_x = data[perm[n_val:]], data[perm[:n_val]]
-    scale, mean = _standardise(train_x)
-    x_std = ((train_x - mean) / scale).to(dev)
-    vcfg = cfg.vae_config(tuple(data.shape[1:]), train_x.shape[0])
-    with torch.random.fork_rng(devices=[]):
+    source = ArraySource(data)  # read chunk by chunk: no float64 copy of the data, one standardised copy
+    train_rows, val_rows = split_rows(len(source), cfg.val_points, cfg.seed)
+    n_train, n_val = int(train_rows.numel()), int(val_rows.numel())
+    val_x = source.rows(val_rows)
+    scale, mean = standardisation(source, train_rows)
+    x_std = standardised_copy(source, train_rows, scale, mean, dev)  # (n_train, *shape) float32
+    vcfg = cfg.vae_config(tuple(data.shape[1:]), n_train)
+    with torch.random.fork_rng(devices=[]), _float32_default():
         torch.manual_seed(cfg.seed)
         vae = VAE(vcfg, scale=scale, mean=mean).to(dev)
     run = _Run(vae, cfg)
     cfg_json = json.dumps(asdict(cfg))
-    flat = data.reshape(data.shape[0], -1).double()
-    fingerprint = [float(data.shape[0]), float(flat.shape[1]), float(flat.sum()), float(flat.pow(2).sum())]
-    digest = data_digest(data)  # the sums miss reordered rows or columns
+    fingerprint, digest = data_summary(source)  # the digest: the sums miss reordered rows or columns
     start, before = 0, 0.0
     if resume:
         state = load_state(out, dev)  # one line for a missing or damaged state
@@ -325,14 +342,14 @@ def _train(data: Tensor, cfg: VAETrainConfig, out: Path | None, resume: bool, de
         if said:
             raise ValueError(f"cannot resume {str(out)!r}: settings differ from the saved run: {said}")
         if (state.get("data_digest", digest) != digest  # states before the digest: the sums only
-                or [round(v, 6) for v in state["fingerprint"]] != [round(v, 6) for v in fingerprint]):
+                or not same_fingerprint(state["fingerprint"], fingerprint)):
             raise ValueError(f"cannot resume {str(out)!r}: the data differ from the data it was trained on")
         run.load(state)
         start, before = int(state["step"]), float(state["seconds"])
         finished = _finished_vae(out, total, dev) if start >= total else None
         if finished is not None:  # the file is the result: its end phase (validation, the file) is not redone
             return finished
-    extra = {"num_points": data.shape[0], "num_train_points": train_x.shape[0], "num_val_points": n_val,
+    extra = {"num_points": data.shape[0], "num_train_points": n_train, "num_val_points": n_val,
              "seed": cfg.seed, "train_config": asdict(cfg), "library_version": learned_manifold.__version__}
     saved = [start if resume else None]
 
@@ -352,7 +369,7 @@ def _train(data: Tensor, cfg: VAETrainConfig, out: Path | None, resume: bool, de
 
     history: list[dict] = []
     bar = tqdm(total=total, initial=start, disable=not progress, desc="train-vae", dynamic_ncols=True)
-    t0, running, logged = time.perf_counter(), torch.zeros((), device=dev), start
+    t0, running, logged = time.perf_counter(), torch.zeros((), device=dev, dtype=torch.float32), start
     with StopRequest() as stop, contextlib.closing(bar):
         for step in range(start, end):
             stage2 = step >= cfg.steps
@@ -361,7 +378,7 @@ def _train(data: Tensor, cfg: VAETrainConfig, out: Path | None, resume: bool, de
             opt, params = (run.opt2, [run.omega]) if stage2 else (run.opt1, run.stage1)
             g = torch.Generator(device=dev).manual_seed(cfg.seed * 1_000_003 + step)
             idx = torch.randint(x_std.shape[0], (cfg.batch_size,), generator=g, device=dev)
-            eps = torch.randn(cfg.batch_size, cfg.latent_dim, generator=g, device=dev)
+            eps = torch.randn(cfg.batch_size, cfg.latent_dim, generator=g, device=dev, dtype=torch.float32)
             k, n = (step - cfg.steps, cfg.std_steps) if stage2 else (step, cfg.steps)
             for group in opt.param_groups:
                 group["lr"] = (cfg.std_lr if stage2 else cfg.lr) * _lr(k, n)
@@ -393,9 +410,17 @@ def _train(data: Tensor, cfg: VAETrainConfig, out: Path | None, resume: bool, de
             run.start_stage2(x_std)
         vae.std_weights.copy_(run.omega.detach().exp())
         vae.eval().requires_grad_(False)
-        validation = _validate(vae, val_x.to(dev), encode_data(vae, train_x.to(dev)), scale)
+        validation = _validate(vae, val_x.to(dev), _train_codes(vae, source, train_rows), scale)
         save(end, before + seconds, True, validation)
     return VAETrainResult(vae, out, validation, history, seconds, end)
+
+
+@torch.no_grad()
+def _train_codes(vae: VAE, source: ArraySource, rows: Tensor, batch: int = 4096) -> Tensor:
+    """Posterior means of the training rows ``(n_train, d)`` on the VAE's device: `encode_data` of the rows in
+    data units, read ``batch`` rows at a time (no copy of all of them)."""
+    dev = vae.scale.device
+    return torch.cat([vae.encode(source.rows(part).to(dev)) for part in rows.split(batch)])
 
 
 @torch.no_grad()

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from ..geometry import lowrank_apply, lowrank_solve
+from ..precision import full_precision
 
 __all__ = [
     "CoMetricField",
@@ -65,7 +66,8 @@ def as_points(x: object, data_shape: tuple[int, ...], name: str = "x", *, conver
 
     Raises:
         TypeError: ``x`` is not a tensor (and ``convert`` is off, or it cannot be converted).
-        ValueError: wrong trailing axes, wrong number of batch axes, or a non-floating dtype.
+        ValueError: on the ``meta`` device (no values), wrong trailing axes, wrong number of batch axes, or a
+            non-floating dtype.
     """
     data_shape = tuple(data_shape)
     if not isinstance(x, Tensor):
@@ -76,6 +78,9 @@ def as_points(x: object, data_shape: tuple[int, ...], name: str = "x", *, conver
         except (TypeError, ValueError, RuntimeError) as err:
             raise TypeError(f"{name} must be a tensor or an array-like of numbers, got {type(x).__name__}: "
                             f"{err}") from None
+    if x.device.type == "meta":
+        raise ValueError(f"{name} is on the 'meta' device: meta tensors have shapes but no values; give points "
+                         f"with values (e.g. on 'cpu' or 'cuda')")
     if convert and not (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool):
         x = x.to(torch.get_default_dtype())
     k = len(data_shape)
@@ -234,6 +239,7 @@ class CoMetricField(nn.Module):
         if own is not None and not getattr(own, "_also_module_apply", False):
             cls.apply = _also_module_apply(own)
 
+    @full_precision
     def factor(self, x: Tensor) -> Tensor:
         """Low-rank factor ``A`` with ``G(x) = A Aᵀ``: ``(B, D)`` → ``(B, D, r)``."""
         raise NotImplementedError(f"{type(self).__name__} has no low-rank factor")
@@ -250,6 +256,7 @@ class CoMetricField(nn.Module):
             "then follow from it)")
 
     @_also_module_apply
+    @full_precision
     def apply(self, x: Tensor, w: Tensor) -> Tensor:
         """``(G(x) + δ I) w`` for ``x, w`` of shape ``(B, D)``; returns ``(B, D)``.
 
@@ -264,6 +271,7 @@ class CoMetricField(nn.Module):
         check_vectors(x, w, self.dim, "w")
         return lowrank_apply(self.factor(x), w, self.delta)
 
+    @full_precision
     def metric(self, x: Tensor, v: Tensor) -> Tensor:
         """``(G(x) + δ I)^{-1} v`` for ``x, v`` of shape ``(B, D)``; returns ``(B, D)``.
 
@@ -279,6 +287,7 @@ class CoMetricField(nn.Module):
         check_vectors(x, v, self.dim, "v")
         return lowrank_solve(self.factor(x), v, self.delta)
 
+    @full_precision
     def dense(self, x: Tensor) -> Tensor:
         """Dense ``G(x)`` (without δ), ``(B, D, D)``, built column by column from ``apply``. Small D only."""
         check_points(x, self.dim)
@@ -287,10 +296,12 @@ class CoMetricField(nn.Module):
         cols = [self.apply(x, eye[i].expand(b, d)) - self.delta * eye[i] for i in range(d)]
         return torch.stack(cols, dim=-1)
 
+    @full_precision
     def inner(self, x: Tensor, u: Tensor, v: Tensor) -> Tensor:
         """Riemannian inner product ``uᵀ (G + δI)^{-1} v`` per point: ``(B, D)`` ×2 → ``(B,)``."""
         return (u * self.metric(x, v)).sum(-1)
 
+    @full_precision
     def project(self, x: Tensor) -> Tensor:
         """Landing projection towards the data (e.g. the denoiser ``x̂(x, σ)``); identity if the field has none."""
         return x

@@ -1,7 +1,7 @@
 """The k-nearest-neighbour carré du champ: the diffusion-geometry baseline of SPEC §7.
 
 For a query ``y`` and its ``k`` nearest data points ``x_j`` (exact brute force, chunked so that memory stays
-bounded for millions of points), with weights ``w = softmax_j(−‖y − x_j‖² / (2σ²))``:
+bounded for millions of points: `nearest_rows`), with weights ``w = softmax_j(−‖y − x_j‖² / (2σ²))``:
 
 * centred (default, SPEC §2: fit for flows and geodesics) ``Γ̂ᶜ(y) = Σ_j w_j (x_j − x̄)(x_j − x̄)ᵀ / σ²``,
   ``x̄ = Σ_j w_j x_j``;
@@ -9,7 +9,9 @@ bounded for millions of points), with weights ``w = softmax_j(−‖y − x_j‖
   ``Γ̂(y) = Σ_j w_j (x_j − y)(x_j − y)ᵀ / σ²``.
 
 Both come as a rank-``k`` factor, so ``apply`` and ``metric`` go through the low-rank functions of
-`learned_manifold.geometry`. Cost grows with ``N`` per query.
+`learned_manifold.geometry`. Cost grows with ``N`` per query. The k-NN graph that geodesics start on
+(`KNNCDC.neighbour_graph`) joins at most `KNNCDC.GRAPH_POINTS` of the points (a seeded subsample, as a trained
+model's landmarks), so its cost and memory do not grow with ``N``.
 """
 
 from __future__ import annotations
@@ -17,17 +19,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..geometry import lowrank_apply, lowrank_solve
+from ..geometry import lowrank_apply, lowrank_solve, nan_rows, zero_bad_rows
+from ..precision import full_precision
 from .base import CoMetricField, check_count, check_finite_output, check_points, check_scalar, check_vectors
+from .nearest import DEFAULT_CHUNK, nearest_rows
 
 __all__ = ["KNNCDC"]
-
-DEFAULT_CHUNK = 65536
-"""Data rows per distance block when ``chunk_size`` is ``None``."""
-
-BLOCK_ELEMENTS = 2**24
-"""Entries of one query-by-data distance block: ``max(1, BLOCK_ELEMENTS // chunk)`` query rows per block."""
-
 
 def _pinv_solve(A: Tensor, v: Tensor, rel_eps: float = 1e-9) -> Tensor:
     """Smooth pseudo-inverse ``A (AᵀA + εI)^{-2} Aᵀ v`` of ``G = AAᵀ``: ``(B, D, r)``, ``(B, D)`` → ``(B, D)``.
@@ -39,8 +36,9 @@ def _pinv_solve(A: Tensor, v: Tensor, rel_eps: float = 1e-9) -> Tensor:
     (cost ``O(D r² + r³)``) for ``r ≤ D``, else ``G + εI = AAᵀ + εI`` itself, by the push-through identity
     ``A (AᵀA + εI)^{-1} = (G + εI)^{-1} A =: W``, so the operator is ``W Wᵀ`` (cost ``O(D² r + D³)``; ``k = N``
     neighbours in 64 dimensions used to build an ``N × N`` Gram per query). ``W Wᵀ v``, not ``(G + εI)^{-2} G v``:
-    the latter amplifies rounding in the null space of ``G`` by ``1/ε²``.
+    the latter amplifies rounding in the null space of ``G`` by ``1/ε²``. Non-finite rows of ``A`` give NaN rows.
     """
+    A, finite = zero_bad_rows(A)  # a NaN point's row: NaN out, not a failed Cholesky for the batch
     Ad, vd = A.double(), v.double().unsqueeze(-1)
     wide = Ad.shape[-1] > Ad.shape[-2]
     g = Ad @ Ad.transpose(-1, -2) if wide else Ad.transpose(-1, -2) @ Ad
@@ -49,9 +47,9 @@ def _pinv_solve(A: Tensor, v: Tensor, rel_eps: float = 1e-9) -> Tensor:
     chol = torch.linalg.cholesky(g + eps.view(-1, 1, 1) * eye)
     if wide:
         W = torch.cholesky_solve(Ad, chol)
-        return (W @ (W.transpose(-1, -2) @ vd)).squeeze(-1).to(v.dtype)
+        return nan_rows((W @ (W.transpose(-1, -2) @ vd)).squeeze(-1).to(v.dtype), finite)
     coords = torch.cholesky_solve(torch.cholesky_solve(Ad.transpose(-1, -2) @ vd, chol), chol)
-    return (Ad @ coords).squeeze(-1).to(v.dtype)
+    return nan_rows((Ad @ coords).squeeze(-1).to(v.dtype), finite)
 
 
 class KNNCDC(CoMetricField):
@@ -182,37 +180,19 @@ class KNNCDC(CoMetricField):
         """The rows the search ranks: the data, or its centred copy (``__init__``)."""
         return self.data if self._search_data is None else self._search_data
 
-    def _nearest(self, y: Tensor, k: int | None = None) -> Tensor:
-        """Indices ``(B, k)`` of the ``k`` (default ``self.k``) nearest data rows: chunked brute force, running
-        top-k merge.
-
-        A block ranks by ``‖x − c‖² − 2 (q − c)·(x − c)`` (one ``addmm``; the query's own ``‖q − c‖²`` does not
-        change the order), ``c`` the data's mean where it lies farther out than the data spread (else 0); exact
-        distances are recomputed later.
-        """
-        n, rows = self.data.shape[0], self.chunk_size
-        k = self.k if k is None else min(k, n)
-        query_rows = max(1, BLOCK_ELEMENTS // rows)
-        searched = self._searched()
-        found = []
-        for q in (y - self.origin).split(query_rows):
-            best_d = q.new_full((q.shape[0], k), float("inf"))
-            best_i = torch.zeros(q.shape[0], k, dtype=torch.long, device=q.device)
-            for start in range(0, n, rows):
-                block = searched[start : start + rows]
-                d2 = torch.addmm(self.data_sq[start : start + rows], q, block.T, alpha=-2.0)
-                d, i = d2.topk(min(k, block.shape[0]), dim=1, largest=False)
-                best_d, pos = torch.cat([best_d, d], 1).topk(k, dim=1, largest=False)
-                best_i = torch.cat([best_i, i + start], 1).gather(1, pos)
-            found.append(best_i)
-        return torch.cat(found)
+    def _nearest(self, y: Tensor, k: int | None = None) -> tuple[Tensor, Tensor]:
+        """Exact squared distances ``(B, k)`` (float64, ascending) and indices ``(B, k)`` of the ``k`` (default
+        ``self.k``) nearest data rows (`nearest_rows`, ranked about ``origin``: the data's mean where it lies
+        farther out than the data spread, else 0)."""
+        return nearest_rows(y, self.data, self.k if k is None else k, centre=self.origin, centred=self._searched(),
+                            centred_sq=self.data_sq, data_rows=self.chunk_size)
 
     def _search(self, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Exact squared distances ``(B, k)`` ascending, indices ``(B, k)`` and neighbours ``(B, k, D)``.
 
         Distances are recomputed from the gathered neighbours: exact, and differentiable in ``y``.
         """
-        idx = self._nearest(y)
+        _, idx = self._nearest(y)
         points = self.data[idx]
         dist2 = (points - y.unsqueeze(1)).pow(2).sum(-1)
         dist2, order = dist2.sort(dim=-1)
@@ -220,6 +200,7 @@ class KNNCDC(CoMetricField):
         points = points.gather(1, order.unsqueeze(-1).expand_as(points))
         return dist2, idx, points
 
+    @full_precision
     def neighbours(self, y: Tensor) -> tuple[Tensor, Tensor]:
         """The ``k`` nearest data points of each query, exact brute force.
 
@@ -234,6 +215,7 @@ class KNNCDC(CoMetricField):
         dist2, idx, _ = self._search(y)
         return dist2, idx
 
+    @full_precision
     def cutoff_weight(self, x: Tensor) -> Tensor:
         """``(B, D)`` → ``(B,)``: the kernel weight of the ``k``-th (farthest kept) neighbour relative to the
         nearest's, ``exp(−(d_k² − d_1²)/(2σ²))``. Where it is not negligible the field is a truncated kernel, whose
@@ -244,6 +226,7 @@ class KNNCDC(CoMetricField):
             dist2, _, _ = self._search(y)
         return torch.exp(-(dist2[:, -1] - dist2[:, 0]) / (2 * self.sigma**2)).to(x.dtype)
 
+    @full_precision
     def effective_neighbours(self, x: Tensor) -> Tensor:
         """``(B, D)`` → ``(B,)``: the kernel's effective number of neighbours ``(Σ_j w_j)² / Σ_j w_j²`` over the
         ``k`` kept ones (``w_j = exp(−d_j²/(2σ²))``). Few (σ below the data's spacing) and the tangent planes follow
@@ -264,6 +247,7 @@ class KNNCDC(CoMetricField):
         """The RMS distance of the data from their mean."""
         return self._spread
 
+    @full_precision
     def beyond_data(self, x: Tensor) -> Tensor:
         """``(B, D)`` → ``(B,)``: the distance from each point to its nearest data point where it exceeds
         `FAR_SPACINGS` times the median distance between a data point and its nearest other one, else 0.
@@ -273,8 +257,7 @@ class KNNCDC(CoMetricField):
         this distance, since a denoiser at a bandwidth far below it may hardly move them."""
         y = self._as_query(x)
         with torch.no_grad():
-            nearest = self.data[self._nearest(y, 1)[:, 0]]
-            dist = (nearest - y).norm(dim=-1)
+            dist = self._nearest(y, 1)[0][:, 0].sqrt().to(y.dtype)
             far = dist > self.FAR_SPACINGS * self._spacing()
         return torch.where(far, dist, torch.zeros_like(dist)).to(x.dtype)
 
@@ -288,38 +271,61 @@ class KNNCDC(CoMetricField):
             n = self.data.shape[0]
             g = torch.Generator().manual_seed(0)
             rows = torch.randperm(n, generator=g)[: self.SPACING_SAMPLE].to(self.data.device)
-            idx = self._nearest(self.data[rows], min(2, n))
-            dist = (self.data[idx] - self.data[rows].unsqueeze(1)).norm(dim=-1)
-            dist = dist.masked_fill(idx == rows.unsqueeze(1), float("inf")).min(-1).values
+            dist2, idx = self._nearest(self.data[rows], min(2, n))
+            dist = dist2.sqrt().masked_fill(idx == rows.unsqueeze(1), float("inf")).min(-1).values
             dist = dist[torch.isfinite(dist) & (dist > 0)]
             self.__dict__["_spacing_cache"] = float(dist.median()) if dist.numel() else float("inf")
         return self.__dict__["_spacing_cache"]
 
+    GRAPH_POINTS = 4096
+    """`neighbour_graph` joins at most this many data points, and at most ``GRAPH_NUMBERS / D`` (at least 256):
+    the landmarks a trained model stores (``training.config.DEFAULT_LANDMARKS``)."""
+
+    GRAPH_NUMBERS = 2**21
+
+    def graph_rows(self) -> Tensor:
+        """The data rows ``(M,)`` that `neighbour_graph` joins, ascending: all ``N`` rows where ``N ≤ M``, else the
+        first ``M = min(GRAPH_POINTS, max(256, GRAPH_NUMBERS // D))`` of a permutation seeded with 0 (as the
+        trainer picks landmarks), so the graph costs ``O(M² D)`` and ``O(M k)`` memory whatever ``N``."""
+        n = self.data.shape[0]
+        m = min(n, self.GRAPH_POINTS, max(256, self.GRAPH_NUMBERS // self.dim))
+        if m == n:
+            return torch.arange(n, device=self.data.device)
+        pick = torch.randperm(n, generator=torch.Generator().manual_seed(0))[:m]
+        return pick.sort().values.to(self.data.device)
+
+    @full_precision
     def neighbour_graph(self, k: int = 10) -> tuple[Tensor, Tensor]:
-        """The data's own ``k``-nearest-neighbour graph (self excluded), computed once per ``k`` and cached.
+        """The ``k``-nearest-neighbour graph (self excluded) of the data rows `graph_rows` (all rows for up to
+        `GRAPH_POINTS` points), computed once per ``k`` and cached.
 
         Used for shortest paths through the data (the geodesic solver's ``init="graph"``).
 
         Args:
-            k: neighbours per data point, ``1 ≤ k < N``.
+            k: neighbours per graph point, ``1 ≤ k < M``, ``M`` the number of `graph_rows`.
 
         Returns:
-            ``(idx, dist)``, each ``(N, k)``: neighbour row indices and Euclidean distances (ascending). Where a
-            point has fewer than ``k`` distinct neighbours the missing entries have distance ``inf``.
+            ``(idx, dist)``, each ``(M, k)``: neighbour positions in `graph_rows` (data row indices where
+            ``M = N``) and Euclidean distances (ascending). Where a point has fewer than ``k`` distinct neighbours
+            the missing entries have distance ``inf``.
         """
-        n = self.data.shape[0]
-        k = check_count(k, "k", high=max(1, n - 1))
+        rows = self.graph_rows()
+        m = rows.shape[0]
+        k = check_count(k, "k", high=max(1, m - 1))
         cache = self.__dict__.setdefault("_graph_cache", {})
         key = (k, self.data.dtype, self.data.device)
         if key not in cache:
             with torch.no_grad():
-                idx = self._nearest(self.data, k + 1)  # (N, k + 1), self usually first
-                dist = (self.data[idx] - self.data.unsqueeze(1)).norm(dim=-1)
-                rows = torch.arange(n, device=idx.device).unsqueeze(1)
-                dist = dist.masked_fill(idx == rows, float("inf"))  # drop the self-match wherever it sits
-                dist, order = dist.sort(dim=-1)
+                if m == self.data.shape[0]:
+                    dist2, idx = self._nearest(self.data, k + 1)  # (M, k + 1), self usually first
+                else:
+                    points = self.data[rows]
+                    dist2, idx = nearest_rows(points, points, k + 1, centre=self.origin)
+                dist = dist2.sqrt().to(self.data.dtype)
+                dist = dist.masked_fill(idx == torch.arange(m, device=idx.device).unsqueeze(1), float("inf"))
+                dist, order = dist.sort(dim=-1)  # the self-match dropped wherever it sits
                 idx = idx.gather(1, order)
-                cache.clear()  # one graph at a time: it is N·k indices
+                cache.clear()  # one graph at a time: it is M·k indices
                 cache[key] = (idx[:, :k].contiguous(), dist[:, :k].contiguous())
         return cache[key]
 
@@ -330,6 +336,7 @@ class KNNCDC(CoMetricField):
         mean = (log_w.exp().unsqueeze(-1) * points).sum(1)
         return log_w, points, mean
 
+    @full_precision
     def factor(self, x: Tensor) -> Tensor:
         """Rank-``k`` factor ``A`` with ``Γ̂ = AAᵀ`` (SPEC §7): ``(B, D)`` → ``(B, D, k)``.
 
@@ -349,11 +356,13 @@ class KNNCDC(CoMetricField):
         check_finite_output(xq, cols, "k-NN field")
         return cols.transpose(1, 2).to(x.dtype)
 
+    @full_precision
     def apply(self, x: Tensor, w: Tensor) -> Tensor:
         """``(AAᵀ + δI) w``: ``(B, D)``, ``(B, D)`` → ``(B, D)``."""
         check_vectors(x, w, self.dim, "w")
         return lowrank_apply(self.factor(x), w, self.delta)
 
+    @full_precision
     def metric(self, x: Tensor, v: Tensor) -> Tensor:
         """``(AAᵀ + δI)^{-1} v`` by Woodbury (SPEC §5); for ``δ = 0`` the pseudo-inverse on the range of ``A``.
 
@@ -368,6 +377,7 @@ class KNNCDC(CoMetricField):
             return lowrank_solve(self.factor(x), v, self.delta)
         return _pinv_solve(self.factor(x), v)
 
+    @full_precision
     def project(self, x: Tensor) -> Tensor:
         """Landing projection: the weighted neighbour mean ``x̄ = Σ_j w_j x_j``, ``(B, D)`` → ``(B, D)``."""
         return self._weighted(self._as_query(x))[2].to(x.dtype)

@@ -11,7 +11,7 @@ from torch import Tensor
 from ..geometry import lowrank_apply, lowrank_solve
 from ..model_file import load_model
 from ..models import MetricModel
-from ..precision import check_precision, choose_precision, workload_key
+from ..precision import check_precision, choose_precision, full_precision, workload_key
 from .base import CoMetricField, check_finite_output, check_points, check_scalar, check_vectors
 from .knn import KNNCDC
 
@@ -25,10 +25,13 @@ class LearnedCDC(CoMetricField):
     ``O(D r² + r³)`` (for ``λ_T + δ = 0``, the pseudo-inverse on the range of ``A``). The field's isotropic part
     `delta` is ``λ_T + δ``; like every field's, ``factor`` and ``dense`` leave it out (``dense`` is ``AAᵀ``), so
     eigenvalues from them (`evaluation.field_eigenpairs`) are ``G``'s less ``λ_T`` (the eigenvectors are ``G``'s).
-    The network is a frozen, registered submodule, so the field follows ``.to(device/dtype)``.
+    The network is a registered submodule, so the field follows ``.to(device/dtype)``. It is frozen **in place**:
+    the constructor calls ``model.requires_grad_(False).eval()`` on the very module given (not a copy), so a
+    model still being trained stops receiving gradients (autograd's "does not require grad", or its parameters
+    silently skipped). To keep training it, pass ``copy.deepcopy(model)`` (and wrap the new weights again later).
 
     Args:
-        model: a `MetricModel` or the path of a model file.
+        model: a `MetricModel` or the path of a model file; a `MetricModel` given is frozen in place (above).
         sigma: evaluation bandwidth in data units (``None``: the model's default). A ``UserWarning`` names it
             and the model's training range ``[sigma_min, sigma_max]`` (`ModelConfig`) when it lies outside
             (by more than `RANGE_RTOL`): the network never saw that bandwidth, and its tangent spaces and
@@ -92,10 +95,16 @@ class LearnedCDC(CoMetricField):
             self._choice(self.model.scale.device)  # measure now, on the model's device, not inside a first query
 
     @property
+    def rank(self) -> int:
+        """``r``, the width of the factor (the model's ``rank``)."""
+        return int(self.model.config.rank)
+
+    @property
     def delta(self) -> float:  # type: ignore[override]
         """Total isotropic part: the model's Tikhonov term ``λ_T`` plus the user's ``δ``."""
         return self.model.config.tikhonov + self.extra_delta
 
+    @full_precision
     def factor(self, x: Tensor, *, sigma: float | Tensor | None = None) -> Tensor:
         """``(B, D)`` → ``(B, D, r)``, in the dtype of ``x``.
 
@@ -140,14 +149,17 @@ class LearnedCDC(CoMetricField):
     def _sigma(self, sigma: float | Tensor | None, x: Tensor) -> float | Tensor:
         return self.sigma if sigma is None else (sigma.to(x.dtype) if isinstance(sigma, Tensor) else sigma)
 
+    @full_precision
     def apply(self, x: Tensor, w: Tensor) -> Tensor:
         check_vectors(x, w, self.dim, "w")
         return lowrank_apply(self.factor(x), w, self.delta)
 
+    @full_precision
     def metric(self, x: Tensor, v: Tensor) -> Tensor:
         check_vectors(x, v, self.dim, "v")
         return lowrank_solve(self.factor(x), v, self.delta)
 
+    @full_precision
     def project(self, x: Tensor, *, sigma: float | Tensor | None = None) -> Tensor:
         """Landing: the denoiser's posterior mean ``x̂(x, σ)`` (SPEC §6); ``sigma`` as in `factor`."""
         if not self.model.has_denoiser:

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
+from ..precision import full_precision
 from .base import CoMetricField, as_denoiser, check_count, check_points, check_scalar, check_vectors
 
 __all__ = ["ScoreJacobianMetric", "SteinScoreMetric", "TangentialMetric"]
@@ -131,10 +132,12 @@ class _DenoiserField(CoMetricField):
             scale = float(scale)
         return float(scale) if isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0 else None
 
+    @full_precision
     def denoise(self, y: Tensor) -> Tensor:
         """Posterior mean ``x̂(y, σ)`` at the field's ``σ``: ``(B, D)`` → ``(B, D)``."""
         return self.denoise_at(y, self.sigma)
 
+    @full_precision
     def denoise_at(self, y: Tensor, sigma: float) -> Tensor:
         """Posterior mean ``x̂(y, s)`` at any bandwidth ``s`` (e.g. an annealed landing): ``(B, D)`` → ``(B, D)``.
 
@@ -151,10 +154,12 @@ class _DenoiserField(CoMetricField):
             )
         return out
 
+    @full_precision
     def score(self, y: Tensor) -> Tensor:
         """Tweedie score ``s(y) = (x̂(y, σ) − y) / σ²``: ``(B, D)`` → ``(B, D)``."""
         return (self.denoise(y) - y) / self.sigma**2
 
+    @full_precision
     def project(self, x: Tensor) -> Tensor:
         """Landing projection ``x̂(x, σ)`` (Kharitenko et al. 2025; SPEC §6): ``(B, D)`` → ``(B, D)``."""
         check_points(x, self.dim)
@@ -255,11 +260,13 @@ class ScoreJacobianMetric(_DenoiserField):
 
         return op
 
+    @full_precision
     def apply(self, x: Tensor, w: Tensor) -> Tensor:
         """``(½(J + Jᵀ) + δI) w`` by one JVP and one VJP: ``(B, D)``, ``(B, D)`` → ``(B, D)``."""
         check_vectors(x, w, self.dim, "w")
         return self._operator(x)(w)
 
+    @full_precision
     def metric(self, x: Tensor, v: Tensor) -> Tensor:
         """``(½(J + Jᵀ) + δI)^{-1} v`` by batched CG: ``(B, D)``, ``(B, D)`` → ``(B, D)``.
 
@@ -274,6 +281,7 @@ class ScoreJacobianMetric(_DenoiserField):
             )
         return _batched_cg(self._operator(x), v, iters=self.cg_iters, tol=self.cg_tol)
 
+    @full_precision
     def jacobian(self, y: Tensor) -> Tensor:
         """Dense, unsymmetrised ``J = ∂x̂/∂y`` per point by ``torch.func.jacfwd``: ``(B, D)`` → ``(B, D, D)``.
 
@@ -333,6 +341,7 @@ class SteinScoreMetric(_DenoiserField):
         self.lam = self.LAM_UNIT * scale**2 if lam is None else check_scalar(lam, "lam", allow_zero=True)
         self.delta = check_scalar(delta, "delta", allow_zero=True)
 
+    @full_precision
     def apply(self, x: Tensor, w: Tensor) -> Tensor:
         """``(1 + δ) w − c⟨s, w⟩ s`` with ``c = λ/(1 + λ‖s‖²)``: ``(B, D)``, ``(B, D)`` → ``(B, D)``."""
         check_vectors(x, w, self.dim, "w")
@@ -340,6 +349,7 @@ class SteinScoreMetric(_DenoiserField):
         c = self.lam / (1 + self.lam * (s * s).sum(-1, keepdim=True))
         return (1 + self.delta) * w - c * (s * w).sum(-1, keepdim=True) * s
 
+    @full_precision
     def metric(self, x: Tensor, v: Tensor) -> Tensor:
         """``(v + λ⟨s, v⟩ s / (1 + δ(1 + λ‖s‖²))) / (1 + δ)``: ``(B, D)``, ``(B, D)`` → ``(B, D)``."""
         check_vectors(x, v, self.dim, "v")
@@ -415,11 +425,13 @@ class TangentialMetric(_DenoiserField):
 
         return op
 
+    @full_precision
     def metric(self, x: Tensor, v: Tensor) -> Tensor:
         """``(J_sᵀ J_s + εI) v`` by one JVP and one VJP of the score: ``(B, D)``, ``(B, D)`` → ``(B, D)``."""
         check_vectors(x, v, self.dim, "v")
         return self._operator(x)(v)
 
+    @full_precision
     def apply(self, x: Tensor, w: Tensor) -> Tensor:
         """``(J_sᵀ J_s + εI)^{-1} w`` by batched CG: ``(B, D)``, ``(B, D)`` → ``(B, D)``."""
         check_vectors(x, w, self.dim, "w")

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from ..precision import full_precision
 from .base import CoMetricField, check_points, check_scalar, check_vectors
 
 if TYPE_CHECKING:  # imported lazily below: learned_manifold.vae itself imports this package's base module
@@ -118,11 +119,13 @@ class VAEPullbackMetric(CoMetricField):
             self.data_graph = KNNCDC(codes.detach(), k=min(10, codes.shape[0]), sigma=1.0,  # σ: unused by graphs
                                      persistent=False)  # the caller's codes: not copied into state_dict
 
+    @full_precision
     def embed(self, z: Tensor) -> Tensor:
         """``f(z) = [μ(z), σ(z)]`` flat, data units: ``(B, d)`` → ``(B, 2D)`` in the dtype of ``z``."""
         dtype = self.vae.scale.dtype
         return self.vae.mean_and_std(z.to(dtype)).to(z.dtype)
 
+    @full_precision
     def jacobian(self, z: Tensor) -> Tensor:
         """``J_f(z)`` by ``d`` batched JVPs: ``(B, d)`` → ``(B, 2D, d)``."""
         check_points(z, self.dim, "z")
@@ -131,6 +134,7 @@ class VAEPullbackMetric(CoMetricField):
         cols = [torch.func.jvp(self.embed, (z,), (eye[i].expand_as(z),))[1] for i in range(self.dim)]
         return torch.stack(cols, dim=-1)
 
+    @full_precision
     def pullback(self, z: Tensor) -> Tensor:
         """The dense metric ``M(z) = J_fᵀJ_f + εI``: ``(B, d)`` → ``(B, d, d)`` (``O(D d²)`` per point)."""
         J = self.jacobian(z)
@@ -139,6 +143,7 @@ class VAEPullbackMetric(CoMetricField):
             M = M + self.eps * torch.eye(self.dim, dtype=z.dtype, device=z.device)
         return M
 
+    @full_precision
     def metric(self, x: Tensor, v: Tensor) -> Tensor:
         """``M v = J_fᵀ(J_f v) + εv`` by one JVP and one VJP: ``(B, d)``, ``(B, d)`` → ``(B, d)``."""
         check_vectors(x, v, self.dim, "v")
@@ -156,6 +161,7 @@ class VAEPullbackMetric(CoMetricField):
         singular = (values[:, 0] <= 16 * self.dim * torch.finfo(values.dtype).eps * top) | (top <= 0)
         return values, vectors, singular
 
+    @full_precision
     def apply(self, x: Tensor, w: Tensor) -> Tensor:
         """``M^{-1} w`` from the eigenpairs of the dense ``d × d`` ``M``: ``(B, d)``, ``(B, d)`` → ``(B, d)``.
 
@@ -173,6 +179,7 @@ class VAEPullbackMetric(CoMetricField):
         coef = (vectors.transpose(-1, -2) @ w.unsqueeze(-1)) / values.unsqueeze(-1)
         return (vectors @ coef).squeeze(-1)
 
+    @full_precision
     def dense(self, x: Tensor) -> Tensor:
         """Dense co-metric ``G = M^{-1}``: ``(B, d)`` → ``(B, d, d)``."""
         check_points(x, self.dim)
@@ -180,6 +187,7 @@ class VAEPullbackMetric(CoMetricField):
         return self.apply(x.repeat_interleave(self.dim, 0), eye.repeat(x.shape[0], 1)).reshape(
             x.shape[0], self.dim, self.dim).transpose(-1, -2)
 
+    @full_precision
     def log_volume(self, z: Tensor) -> Tensor:
         """Log volume element ``½ log det M(z)``: ``(B, d)`` → ``(B,)`` (the background of paper Fig. 9);
         ``−inf`` where ``M`` is numerically singular (`_spectrum`), not the log of its rounding."""
@@ -187,6 +195,7 @@ class VAEPullbackMetric(CoMetricField):
         out = 0.5 * values.clamp_min(torch.finfo(values.dtype).tiny).log().sum(-1)
         return torch.where(singular, torch.full_like(out, float("-inf")), out)
 
+    @full_precision
     def segment_energies(self, path: Tensor) -> Tensor:
         """Squared segment lengths of latent paths in the chosen curve energy: ``(B, T, d)`` → ``(B, T − 1)``.
 
@@ -207,6 +216,7 @@ class VAEPullbackMetric(CoMetricField):
         return f"latent_dim={self.dim}, eps={self.eps}, energy={self.energy!r}"
 
 
+@full_precision
 def latent_graph_path(codes: Tensor, z0: Tensor, z1: Tensor, n_points: int, *, neighbours: int = 10) -> Tensor:
     """A start for VAE geodesics that follows the latent codes: the shortest path from ``z0`` to ``z1`` through
     the codes' symmetrised k-NN graph (`learned_manifold.geodesic_init.graph_path`), resampled to ``n_points``.

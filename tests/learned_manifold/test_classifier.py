@@ -43,3 +43,21 @@ def test_it_learns_separable_images_and_leaves_the_global_random_state_alone():
 def test_bad_input_is_one_clear_error(images, labels, message):
     with pytest.raises(ValueError, match=message):
         train_classifier(images, labels, steps=1)
+
+
+@pytest.mark.parametrize("mode", ["no_grad", "inference_mode", "autocast"])
+def test_the_callers_grad_inference_and_autocast_modes_change_nothing(mode):
+    """Under the caller's ``no_grad`` or ``inference_mode`` (the first step failed: "does not require grad") or
+    bf16 ``torch.autocast`` (it trained in bf16) the classifier trains to the weights it reaches outside them;
+    the caller's mode is on again afterwards."""
+    x, y = bars(60, 0)
+    reference = train_classifier(x, y, steps=5, width=8, seed=0).state_dict()
+    context = {"no_grad": torch.no_grad, "inference_mode": torch.inference_mode,
+               "autocast": lambda: torch.autocast("cpu", dtype=torch.bfloat16)}[mode]
+    with context():
+        got = train_classifier(x, y, steps=5, width=8, seed=0).state_dict()
+        assert torch.is_grad_enabled() == (mode == "autocast")
+        assert torch.is_autocast_enabled("cpu") == (mode == "autocast")
+    assert got.keys() == reference.keys()
+    for key in reference:
+        assert got[key].dtype == torch.float32 and torch.equal(got[key], reference[key]), key

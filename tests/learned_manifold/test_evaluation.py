@@ -330,3 +330,30 @@ def test_feature_stability_refuses_a_field_without_directions():
 
     with pytest.raises(ValueError, match="only zero samples .* no direction"):
         feature_stability(Zero(), torch.randn(5, 3), lambda y: y, [0.1])
+
+
+def test_nearest_distance_is_exact_for_a_dense_float32_curve() -> None:
+    """200,000 float32 points on the unit circle (spacing 3e-5), queries 1e-5 off it: the expanded square's rounding
+    exceeds the gaps, and its 8 best candidates missed the nearest point (up to 1.7x the distance at 10⁶ points).
+    Now every distance is the float64 brute force's."""
+    t = torch.rand(200_000, generator=torch.Generator().manual_seed(0), dtype=F64) * 2 * math.pi
+    data = torch.stack([t.cos(), t.sin()], 1).float()
+    x = data[:60] * (1 + 1e-5)
+    want = (data.double().unsqueeze(0) - x.double().unsqueeze(1)).norm(dim=-1).amin(-1)
+    got = nearest_distance(x, data)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got.double(), want, rtol=1e-6, atol=0)
+
+
+def test_scores_ignore_a_callers_autocast() -> None:
+    """Under ``torch.autocast('cpu', bfloat16)`` float32 in gives float32 out and the same numbers."""
+    g = torch.Generator().manual_seed(0)
+    t = torch.rand(2000, generator=g) * 2 * math.pi
+    data = torch.stack([t.cos(), t.sin()], 1)  # spacing 0.003: bf16 ranks its neighbours wrongly
+    x, path = data[:30] * 1.001, torch.randn(2, 5, 2, generator=g)
+    want = nearest_distance(x, data), path_quality(path, data=data).max_distance
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = nearest_distance(x, data), path_quality(path, data=data).max_distance
+    for a, b in zip(got, want, strict=True):
+        assert a.dtype == torch.float32
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=0)

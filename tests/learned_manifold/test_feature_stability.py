@@ -3,6 +3,7 @@ on a feature map whose answer is known."""
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -140,3 +141,35 @@ def test_zero_draws_are_left_out_and_counted_not_scored_as_stable():
     assert result.std == pytest.approx([0.0, 0.0], abs=1e-12)
     assert torch.isnan(result.per_point[:, x[:, 0] <= 0]).all()
     assert torch.isfinite(result.per_point[:, x[:, 0] > 0]).all()
+
+
+def test_numpy_points_are_accepted_and_eps_is_checked_by_name():
+    """A NumPy ``x`` crashed with "'numpy.ndarray' object has no attribute 'repeat_interleave'" and ``eps=['a']``
+    with float()'s "could not convert string to float: 'a'", naming neither argument."""
+    q, _ = torch.linalg.qr(torch.randn(5, 2, generator=torch.Generator().manual_seed(9), dtype=torch.float64))
+    x = torch.randn(4, 5, generator=torch.Generator().manual_seed(10), dtype=torch.float64)
+    field = FixedSubspaceField(q, delta=0.1)
+    want = feature_stability(field, x, lambda v: v, [0.1, 0.5])
+    got = feature_stability(field, x.numpy(), lambda v: v, np.array([0.1, 0.5]))
+    assert got.eps == [0.1, 0.5] and got.mean == want.mean and torch.equal(got.per_point, want.per_point)
+    for bad in (["a"], "0.1", 0.1, [True], [[0.1]], []):
+        with pytest.raises(ValueError, match=r"^eps must be a non-empty sequence of finite positive magnitudes"):
+            feature_stability(field, x, lambda v: v, bad)
+    with pytest.raises(TypeError, match=r"^x must be a tensor or an array-like of numbers"):
+        feature_stability(field, "points", lambda v: v, [0.1])
+
+
+def test_a_callers_autocast_does_not_change_the_score():
+    """Under ``torch.autocast('cpu', bfloat16)`` the draws (``A ξ``) and the features' matmul ran in bf16: float32 in,
+    the same float32 answer out as without autocast."""
+    q, _ = torch.linalg.qr(torch.randn(16, 3, generator=torch.Generator().manual_seed(11)))
+    proj = torch.randn(16, 4, generator=torch.Generator().manual_seed(12))
+    x = torch.randn(6, 16, generator=torch.Generator().manual_seed(13))
+    field = FixedSubspaceField(q, delta=0.05)
+    want = feature_stability(field, x, lambda v: v @ proj, [0.3])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = feature_stability(field, x, lambda v: v @ proj, [0.3])
+        draws = sample_cometric(field, x, generator=torch.Generator().manual_seed(0))
+    assert got.per_point.dtype == torch.float32 and draws.dtype == torch.float32
+    assert torch.equal(got.per_point, want.per_point)
+    assert torch.equal(draws, sample_cometric(field, x, generator=torch.Generator().manual_seed(0)))

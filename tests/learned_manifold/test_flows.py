@@ -1,6 +1,8 @@
 """Gradient flows and interpolation (SPEC §6): closed forms on a flat subspace, behaviour on a learned sphere."""
 
 import math
+import re
+import warnings
 
 import pytest
 import torch
@@ -8,6 +10,7 @@ import torch
 from learned_manifold import FlowResult, LearnedDataManifold, gradient_flow, interpolate
 from learned_manifold.evaluation import lerp, path_quality
 from learned_manifold.metrics import KNNCDC
+from learned_manifold.regularised import UncentredFieldWarning
 from tests.conftest import FixedSubspaceField
 
 Q = torch.linalg.qr(torch.randn(4, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)).Q
@@ -191,7 +194,8 @@ def test_a_diverging_flow_says_so_and_names_the_step():
     th = torch.linspace(0, 2 * math.pi, 10001, dtype=torch.float64)[:-1]
     field = KNNCDC(torch.stack([th.cos(), th.sin()], -1), sigma=0.05, delta=0.01, centred=False)
     a = 2 * math.pi / 3
-    with pytest.raises(ValueError, match=r"the flow \('euler'\) reached a point .* smaller step_size"):
+    with pytest.raises(ValueError, match=r"the flow \('euler'\) reached a point .* smaller step_size"), \
+            pytest.warns(UncentredFieldWarning, match="not mean-centred"):
         interpolate(field, torch.tensor([[1.0, 0.0]], dtype=torch.float64),
                     torch.tensor([[math.cos(a), math.sin(a)]], dtype=torch.float64), method="euler", step_size=0.05)
 
@@ -287,3 +291,83 @@ def test_integer_start_points_become_the_default_float_dtype_as_in_geodesic(kind
     torch.testing.assert_close(res.path, ref.path)
     with pytest.raises(TypeError, match="x0 must have a floating-point"):
         gradient_flow(field, lambda y: y.sum(-1), x.bool(), t_end=0.5)
+
+
+class UncentredSubspace(FixedSubspaceField):
+    """`FixedSubspaceField` marked uncentred (as `KNNCDC(centred=False)` or a model trained ``--uncentred``)."""
+
+    centred = False
+
+
+@pytest.mark.parametrize("kind", ["interpolate", "gradient_flow"])
+def test_an_uncentred_field_gives_one_warning_naming_it_and_the_path_is_computed(kind):
+    """SPEC §2: paths need a mean-centred field. An uncentred one is used (geometries are compared) with one
+    `UncentredFieldWarning` per call, pointing at the caller; a centred one warns nothing (warnings are errors)."""
+    x0, x1 = subspace_points(2, 1), subspace_points(2, 2)
+
+    def run(field):
+        if kind == "interpolate":
+            return interpolate(field, x0, x1, t_end=2.0, n_points=5)
+        return gradient_flow(field, lambda x: 0.5 * (x - x1).pow(2).sum(-1), x0, t_end=2.0, n_points=5)
+
+    with pytest.warns(UncentredFieldWarning) as record:
+        res = run(UncentredSubspace(Q))
+    assert len(record) == 1 and record[0].filename == __file__
+    assert str(record[0].message).startswith(f"{kind}: the field UncentredSubspace is not mean-centred (centred=False)")
+    assert "use a centred field" in str(record[0].message).lower()
+    torch.testing.assert_close(res.path, run(FixedSubspaceField(Q)).path)
+
+
+@pytest.mark.parametrize("f, got", [(lambda x: x[:, 0].mean(), "()"), (lambda x: -x, "(3, 4)"),
+                                    (lambda x: x[:, :1], "(3, 1)")])
+def test_an_objective_that_is_not_one_value_per_point_is_refused_before_integrating(f, got):
+    """``f`` must map (B, D) to (B,): a mean slows every point B-fold, a (B, D) output is summed. One error at the
+    first evaluation, before any velocity is computed."""
+    calls = []
+
+    def counted(x):
+        calls.append(x.shape)
+        return f(x)
+
+    msg = (f"f must map points of shape (B, D) = (3, 4) to one value per point, shape (B,) = (3,); got {got} "
+           "(return the per-point values, not their mean or sum)")
+    with pytest.raises(ValueError, match=re.escape(msg) + "$"):
+        gradient_flow(FixedSubspaceField(Q), counted, subspace_points(3, 1), t_end=1.0, n_points=3)
+    assert calls == [(3, 4)]
+
+
+class _LazyLanding(FixedSubspaceField):
+    """The plane ``span(e₀, e₁)`` in R³ whose landing map barely moves points (a denoiser below the data's noise)
+    and whose data are the points within 1 of the origin (``beyond_data``: the distance past 1, as landmarks)."""
+
+    sigma = 0.1
+
+    def project(self, x):
+        return x
+
+    @property
+    def can_project(self):
+        return True
+
+    def beyond_data(self, x):
+        return (x.norm(dim=-1) - 1).clamp_min(0)
+
+
+def test_a_landed_flow_that_ends_far_from_the_data_says_so():
+    """``gradient_flow(landing=True)`` projects once per interval and never looked at the result: a linear
+    objective's flow on a noisy circle at a σ below the noise ended 8.7 off the circle, silently. The end points
+    are checked against the data the field holds, as `land` checks its points; the path is still returned."""
+    field = _LazyLanding(torch.eye(3, dtype=torch.float64)[:, :2])
+    x0 = torch.tensor([[0.5, 0.0, 0.0], [0.0, 0.2, 0.0]], dtype=torch.float64)
+
+    def f(x):  # falls without bound along −e₀
+        return x[:, 0]
+
+    with pytest.warns(UserWarning, match=r"gradient_flow: 2 of 2 landed end point\(s\) lie up to 2\.\d+ from the "
+                                         r"nearest data point the field holds, farther than sigma = 0\.1") as seen:
+        res = gradient_flow(field, f, x0, t_end=3.0, n_points=4, landing=True)
+    assert seen[0].filename == __file__  # points at the caller
+    torch.testing.assert_close(res.path[:, -1, 0], x0[:, 0] - 3.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gradient_flow(field, f, x0, t_end=0.3, n_points=4, landing=True)  # ends within the data: silent

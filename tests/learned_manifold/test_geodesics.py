@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
 from torch import Tensor, nn
 
 from learned_manifold.evaluation import lerp, path_quality
+from learned_manifold.flows import polyline_lengths
 from learned_manifold.geodesics import (
     GEODESIC_METHODS,
     GeodesicResult,
@@ -19,6 +21,7 @@ from learned_manifold.geodesics import (
 from learned_manifold.geometry import lowrank_apply, lowrank_solve
 from learned_manifold.metrics import KNNCDC, EuclideanMetric, LearnedCDC
 from learned_manifold.metrics.base import CoMetricField
+from learned_manifold.regularised import UncentredFieldWarning
 
 F64 = torch.float64
 
@@ -476,3 +479,41 @@ def test_a_path_whose_points_straddle_a_ridge_of_the_metric_is_not_converged():
     assert not bool(coarse.converged[0]) and float(coarse.length[0]) < 0.5 * truth
     fine = geodesic(Ridge(), x0, x1, n_points=257)
     assert bool(fine.converged[0]) and float(fine.length[0]) == pytest.approx(truth, rel=0.01)
+
+
+def test_an_unknown_method_names_the_choices_in_one_set():
+    msg = 'Invalid method "bogus". Must be one of {"lbfgs", "adam"}.'
+    with pytest.raises(ValueError, match=re.escape(msg) + "$"):
+        geodesic(EuclideanField(), torch.zeros(1, 3), torch.ones(1, 3), method="bogus")
+
+
+class UncentredSphereProjector(SphereProjector):
+    """`SphereProjector` marked uncentred (as `KNNCDC(centred=False)` or a model trained ``--uncentred``)."""
+
+    centred = False
+
+
+def test_an_uncentred_field_gives_one_warning_and_its_geodesic():
+    """SPEC §2: paths need a mean-centred field; an uncentred one is used (geometries are compared) with one
+    `UncentredFieldWarning` per call that names it and points at the caller."""
+    x0, x1 = sphere_pairs([1.0])
+    with pytest.warns(UncentredFieldWarning) as record:
+        res = geodesic(UncentredSphereProjector(), x0, x1, n_points=8)
+    assert len(record) == 1 and record[0].filename == __file__
+    assert str(record[0].message).startswith("geodesic: the field UncentredSphereProjector is not mean-centred")
+    torch.testing.assert_close(res.path, geodesic(SphereProjector(), x0, x1, n_points=8).path)
+
+
+def test_a_callers_autocast_does_not_change_the_geodesic():
+    """Under ``torch.autocast('cpu', bfloat16)`` the energy's Woodbury algebra ran in bf16: another path and length.
+    Float32 in gives float32 out and the answer outside autocast (`precision.full_precision`)."""
+    x0, x1 = (x.float() for x in sphere_pairs([1.0, 2.0]))
+    field = SphereProjector()
+    plain = geodesic(field, x0, x1, n_points=8, steps=30)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        cast = geodesic(field, x0, x1, n_points=8, steps=30)
+        _, remeasured = polyline_lengths(plain.path, field)
+    assert cast.path.dtype == cast.length.dtype == remeasured.dtype == torch.float32
+    for name in ("path", "length", "energy", "initial_energy"):
+        assert torch.equal(getattr(cast, name), getattr(plain, name)), name
+    assert torch.equal(remeasured, plain.length)

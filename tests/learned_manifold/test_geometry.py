@@ -258,3 +258,55 @@ def test_a_rank_deficient_float32_factor_solves_with_a_tiny_delta():
     exact = geo.lowrank_solve(wide, v[:, :4], 1e-8)
     got = geo.lowrank_solve(wide.float(), v[:, :4].float(), 1e-8)
     assert float((got.double() - exact).norm() / exact.norm()) < 1e-5
+
+
+@pytest.mark.parametrize("delta", [float("nan"), float("inf"), -1.0])
+def test_a_non_finite_delta_is_refused(delta):
+    """``δ = NaN`` had given the δ = 0 pseudo-inverse (``NaN > 0`` is false) and ``δ = inf`` NaN."""
+    A, v = random_factor(b=1, d=4, r=2), torch.randn(1, 4)
+    with pytest.raises(ValueError, match="delta must be a finite number >= 0"):
+        geo.lowrank_solve(A, v, delta)
+    with pytest.raises(ValueError, match="delta must be a finite number >= 0"):
+        geo.lowrank_inner(A, v, v, delta)
+    with pytest.raises(ValueError, match="delta must be a finite number >= 0"):
+        geo.lowrank_apply(A, v, delta)  # (it gave NaN / inf rows)
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_a_solve_whose_cholesky_fails_in_float64_matches_the_closed_form(seed):
+    """A float64 factor of rank 2 with r = 4 and tiny δ: ``AᵀA + δI`` is not positive definite even in float64
+    for some δ ≤ 1e-16 λ₁ (Cholesky's ``info > 0``), and its half-computed factor had been used (37% off, or NaN).
+    The eigen route gives the closed form ``U (S² + δ)^{-1} Uᵀ v + (I − UUᵀ) v / δ``; so does the wide (r > D)
+    route where its Cholesky fails."""
+    g = torch.Generator().manual_seed(seed)
+    U = torch.linalg.qr(torch.randn(6, 2, generator=g)).Q
+    W = torch.linalg.qr(torch.randn(4, 2, generator=g)).Q
+    S = torch.tensor([2.0, 0.7])
+    A = ((U * S) @ W.T).expand(2, 6, 4)  # λ₁ = 4
+    v = torch.randn(2, 6, generator=g)
+    failed = failed_wide = 0
+    for delta in (4e-16, 4e-17, 4e-18, 4e-19):
+        failed += int((torch.linalg.cholesky_ex(geo.gram(A) + delta * torch.eye(4)).info > 0).sum())
+        coords = v @ U
+        exact = (coords / (S**2 + delta)) @ U.T + (v - coords @ U.T) / delta
+        got = geo.lowrank_solve(A, v, delta)
+        assert float((got - exact).norm() / exact.norm()) < 1e-12
+        wide = A[:, :3, :]  # (2, 3, 4): r > D, rank 2 in R³, the D × D route
+        Uw, Sw, _ = torch.linalg.svd(wide[0], full_matrices=False)
+        Uw, Sw = Uw[:, :2], Sw[:2]
+        cw = v[:, :3] @ Uw
+        exact = (cw / (Sw**2 + delta)) @ Uw.T + (v[:, :3] - cw @ Uw.T) / delta
+        got = geo.lowrank_solve(wide, v[:, :3], delta)
+        if bool((torch.linalg.cholesky_ex(wide @ wide.mT + delta * torch.eye(3)).info > 0).any()):
+            failed_wide += 1  # (where it succeeds, δ ~ ε λ₁ is within its rounding: no closed form to match)
+            assert float((got - exact).norm() / exact.norm()) < 1e-12
+    assert failed and failed_wide  # the case: Cholesky failed in float64 for some δ, on both routes
+    assert torch.isfinite(geo.lowrank_solve(A.float(), v.float(), 1e-18)).all()  # float32: no bare LinAlgError
+
+
+def test_global_dimension_is_the_lower_median():
+    """For an even count the lower of the two middle dimensions (an observed one): [1, 1, 2, 2] gives 1."""
+    values = torch.tensor([[1.0, 1e-3, 1e-3], [1.0, 1e-3, 1e-3], [1.0, 1.0, 1e-3], [1.0, 1.0, 1e-3]])
+    assert geo.intrinsic_dimension(values).tolist() == [1, 1, 2, 2]
+    assert geo.global_dimension(values) == 1
+    assert geo.global_dimension(values[1:]) == 2

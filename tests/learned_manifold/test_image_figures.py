@@ -9,7 +9,12 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from learned_manifold.image_figures import plot_eigenvalue_curves, plot_eigenvector_images  # noqa: E402
+from learned_manifold.image_figures import (  # noqa: E402
+    plot_dimension_histogram,
+    plot_eigenvalue_curves,
+    plot_eigenvector_images,
+    plot_interpolation_strips,
+)
 
 
 def legend_texts(fig) -> list[str]:
@@ -45,3 +50,25 @@ def test_the_90_percent_index_reads_the_whole_spectrum():
 def test_labels_must_match_the_spectra():
     with pytest.raises(ValueError, match=r"labels must have shape \(5,\)"):
         plot_eigenvalue_curves(torch.rand(5, 4), torch.tensor([0, 1, 2]))
+
+
+def test_saving_closes_the_figure(tmp_path):
+    """Each function with ``path=`` saved the PNG but left the figure open in pyplot (22 saves: 22 open figures and
+    matplotlib's "More than 20 figures" warning); saved figures are closed, like `plotting`'s, and still returned."""
+    plt.close("all")
+    x = torch.rand(2, 64)
+    vectors = torch.linalg.qr(torch.randn(2, 64, 3)).Q
+    calls = {
+        "vectors": lambda p: plot_eigenvector_images(x, torch.ones(2, 3), vectors, (8, 8), n_vectors=3, path=p),
+        "curves": lambda p: plot_eigenvalue_curves(torch.rand(5, 4).sort(-1, descending=True).values, path=p),
+        "strips": lambda p: plot_interpolation_strips({"LERP": torch.rand(5, 64)}, (8, 8), n_frames=3, path=p),
+        "dims": lambda p: plot_dimension_histogram(torch.randint(1, 4, (30,)), path=p),
+    }
+    for name, call in calls.items():
+        path = tmp_path / f"{name}.png"
+        fig = call(path)
+        assert path.stat().st_size > 0 and fig.axes, name
+        assert plt.get_fignums() == [], name
+    fig = plot_dimension_histogram(torch.randint(1, 4, (30,)))  # no path: left open for display
+    assert plt.get_fignums() == [fig.number]
+    plt.close(fig)

@@ -85,3 +85,54 @@ def test_points_within_sigma_of_the_landmarks_with_no_normal_space_are_accepted_
     beyond = field.beyond_data(x)
     assert bool(((beyond[:2] > 0.5 * SIGMA) & (beyond[:2] <= SIGMA)).all()) and float(beyond[2]) == 0
     torch.testing.assert_close(M.projx(x), x, rtol=0, atol=0)
+
+
+class ExactSphere(CoMetricField):
+    """Data uniform on the unit sphere S² in R³, no landmarks: the exact posterior mean ``x̂ = L(κ) n`` (``κ = |x|/σ²``,
+    ``L = coth − 1/κ``, von Mises–Fisher) and the exact ``∂x̂/∂x`` as the factor (an outside tester's field)."""
+
+    dim, low_rank = 3, True
+
+    @staticmethod
+    def _bands(x: Tensor, sigma: float | Tensor | None) -> Tensor:
+        s = torch.as_tensor(SIGMA if sigma is None else sigma, dtype=x.dtype)
+        return s.reshape(-1, 1) if s.ndim else s
+
+    @staticmethod
+    def _langevin(k: Tensor) -> tuple[Tensor, Tensor]:
+        """``L(κ)`` and ``L'(κ)`` (series below 1e-3, ``1/κ²`` above 300)."""
+        small, ks = k < 1e-3, k.clamp_min(1e-3)
+        value = torch.where(small, k / 3 - k**3 / 45, 1 / torch.tanh(ks) - 1 / ks)
+        slope = torch.where(ks > 300, ks**-2, ks**-2 - torch.sinh(ks.clamp_max(300)) ** -2)
+        return value, torch.where(small, 1 / 3 - k**2 / 15, slope)
+
+    def project(self, x: Tensor, *, sigma: float | Tensor | None = None) -> Tensor:
+        s, r = self._bands(x, sigma), x.norm(dim=-1, keepdim=True)
+        return self._langevin(r / s**2)[0] * x / r
+
+    def factor(self, x: Tensor, *, sigma: float | Tensor | None = None) -> Tensor:
+        s, r = self._bands(x, sigma), x.norm(dim=-1, keepdim=True)
+        value, slope = self._langevin(r / s**2)
+        nn = (x / r).unsqueeze(-1) * (x / r).unsqueeze(-2)
+        eye = torch.eye(3, dtype=x.dtype)
+        return (value / r).sqrt().unsqueeze(-1) * (eye - nn) + (slope / s**2).sqrt().unsqueeze(-1) * nn
+
+    def landing_bandwidths(self) -> tuple[float, float]:
+        return SIGMA, SIGMA_MAX
+
+    @property
+    def can_project(self) -> bool:
+        return True
+
+
+def test_a_point_near_a_spheres_centre_lands_on_the_sphere():
+    """A point 0.001 from the centre sees no normal space; its descent from σ_max in halving σ steps under-integrated
+    the (unstable) flow, ended at radius 0.002 still without one, and the point was returned unchanged and accepted.
+    In σ steps of ratio 0.9 it reaches radius 0.2 and lands on the sphere (landing's fixed points: radius 0.9899)."""
+    n = torch.nn.functional.normalize(torch.tensor([[0.3, -0.5, 0.8], [-0.6, 0.2, 0.1]], dtype=torch.float64), dim=-1)
+    for radius in (1e-2, 1e-3, 1e-4):
+        M = LearnedDataManifold(ExactSphere(), landing=True)
+        landed = M.projx(radius * n)
+        torch.testing.assert_close(landed.norm(dim=-1), torch.full((2,), 0.9899, dtype=torch.float64), atol=1e-4,
+                                   rtol=0)
+        assert M.check_point_on_manifold(landed)

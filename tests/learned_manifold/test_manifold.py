@@ -535,3 +535,90 @@ def test_empty_batches_pass_the_checks_and_batches_that_do_not_broadcast_are_nam
 def _plane() -> torch.Tensor:
     """A fixed random orthonormal basis ``(3, 2)``."""
     return torch.linalg.qr(torch.randn(3, 2, generator=torch.Generator().manual_seed(2))).Q
+
+
+# -- fixers' session s25 -----------------------------------------------------------------------------------------
+def _tiny_model(rank=2, seed=0):
+    from learned_manifold import MetricModel, ModelConfig
+
+    torch.manual_seed(seed)
+    return MetricModel(ModelConfig(data_shape=(3,), rank=rank, arch_kwargs={"hidden": 16, "depth": 1, "emb_dim": 8}))
+
+
+def test_the_cache_sees_new_knn_data():
+    """`KNNCDC.load_state_dict` replaces the data: the next no-grad query (an optimiser step's) had returned the
+    factor of the old data (proju(e_y) = e_y on the plane z = 0 after loading the plane y = 0)."""
+    g = torch.Generator().manual_seed(0)
+    plane_xy = torch.cat([torch.randn(500, 2, generator=g), torch.zeros(500, 1)], 1)
+    field = KNNCDC(plane_xy, k=16, sigma=0.3)
+    M = LearnedDataManifold(field)
+    x, u = torch.tensor([[0.1, 0.0, 0.0]]), torch.tensor([[0.0, 1.0, 0.0]])
+    with torch.no_grad():
+        torch.testing.assert_close(M.proju(x, u), u, atol=1e-5, rtol=0)
+        field.load_state_dict({"data": plane_xy[:, [0, 2, 1]].contiguous()})  # now the plane y = 0
+        torch.testing.assert_close(M.proju(x, u), torch.zeros(1, 3), atol=1e-5, rtol=0)
+
+
+def test_the_cache_sees_weights_changed_in_place():
+    """``model.load_state_dict`` (``copy_``) and an in-place update of a parameter: the next no-grad query equals a
+    fresh manifold's (it had returned the old weights' geometry, 34 off on a trained model)."""
+    model, other = _tiny_model(seed=0), _tiny_model(seed=1)
+    M = LearnedDataManifold(model, delta=1e-2)
+    x, u = torch.randn(4, 3), torch.randn(4, 3)
+    with torch.no_grad():
+        before = M.egrad2rgrad(x, u)
+        model.load_state_dict(other.state_dict())
+        after = M.egrad2rgrad(x, u)
+        assert not torch.allclose(after, before)
+        torch.testing.assert_close(after, LearnedDataManifold(model, delta=1e-2).egrad2rgrad(x, u), atol=0, rtol=0)
+        next(model.parameters()).mul_(2.0)  # e.g. an optimiser step on the network
+        torch.testing.assert_close(M.egrad2rgrad(x, u), LearnedDataManifold(model, delta=1e-2).egrad2rgrad(x, u),
+                                   atol=0, rtol=0)
+        assert M.egrad2rgrad(x, u) is not None and M._cache is not None  # an unchanged field still hits
+        cached = M._cache
+        M.egrad2rgrad(x, u)
+        assert M._cache is cached
+
+
+class _NoRankField(FixedSubspaceField):
+    """A low-rank field that does not tell its rank before a query."""
+
+
+def test_tangent_dim_above_the_rank_is_refused_naming_it():
+    """A rank-2 factor with tangent_dim = 3 ≤ D: refused at construction where the rank is known (a model's rank),
+    else at the first query, naming tangent_dim (it had failed at the first step with "d must lie in 1..r")."""
+    with pytest.raises(ValueError, match=r"tangent_dim = 3 exceeds the rank r = 2"):
+        LearnedDataManifold(_tiny_model(rank=2), tangent_dim=3)
+    Q = torch.linalg.qr(torch.randn(3, 2, dtype=torch.float64)).Q
+    M = LearnedDataManifold(_NoRankField(Q), tangent_dim=3)
+    x = torch.zeros(2, 3, dtype=torch.float64)
+    for grad in (False, True):
+        with torch.set_grad_enabled(grad), pytest.raises(ValueError, match=r"tangent_dim = 3 exceeds the rank r = 2"):
+            M.proju(x, x)
+
+
+def test_meta_points_are_refused_naming_the_argument():
+    """Points on the meta device had failed inside autocast ("unsupported autocast device_type 'meta'")."""
+    M = LearnedDataManifold(_tiny_model())
+    with pytest.raises(ValueError, match="x is on the 'meta' device: meta tensors have shapes but no values"):
+        M.tangent_space(torch.zeros(2, 3, device="meta"))
+    with pytest.raises(ValueError, match="'meta' device"):
+        M.field.factor(torch.zeros(2, 3, device="meta"))
+
+
+@pytest.mark.parametrize("delta", [1e-2, 0.0])
+def test_a_callers_autocast_does_not_change_the_geometry(delta):
+    """Inside ``torch.autocast('cpu', bfloat16)`` the manifold's answers are float32 and equal to those outside
+    (the Woodbury/Gram algebra had run in bf16)."""
+    M = LearnedDataManifold(_tiny_model(rank=3), delta=delta)
+    x, u, v = torch.randn(5, 3), torch.randn(5, 3), torch.randn(5, 3)
+    calls = {"egrad2rgrad": lambda: M.egrad2rgrad(x, u), "inner": lambda: M.inner(x, u, v),
+             "proju": lambda: M.proju(x, u), "norm": lambda: M.norm(x, u)}
+    for name, call in calls.items():
+        M._cache = None
+        plain = call()
+        M._cache = None
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            inside = call()
+        assert inside.dtype == torch.float32, name
+        torch.testing.assert_close(inside, plain, atol=0, rtol=0, msg=name)

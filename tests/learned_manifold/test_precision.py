@@ -22,6 +22,7 @@ from learned_manifold.precision import (
     check_precision,
     choose_precision,
     clear_probe_cache,
+    full_precision,
     native_bf16,
     probe_precision,
     probe_timer,
@@ -301,3 +302,20 @@ def test_under_ddp_rank_0_measures_and_every_rank_takes_its_choice(tmp_path):
     assert [r["choice"] for r in records] == ["bf16", "bf16"]
     assert records[0]["timed"] > 0 and records[1]["timed"] == 0  # only rank 0 ran the probe
     assert records[0]["fp32_ms"] == records[1]["fp32_ms"] == [1000.0, 1000.0]
+
+
+def test_full_precision_switches_a_callers_autocast_off_inside_and_back_on_after():
+    a = torch.randn(16, 16, generator=torch.Generator().manual_seed(0))
+
+    @full_precision
+    def product(m):
+        return m @ m, torch.is_autocast_enabled("cpu")
+
+    exact = a @ a
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        (inside, enabled), outside = product(a), a @ a
+        assert torch.is_autocast_enabled("cpu")
+    assert not enabled and inside.dtype == torch.float32
+    assert torch.equal(inside, exact)
+    assert outside.dtype == torch.bfloat16  # what the wrapped algebra would have given
+    assert product.__name__ == "product"

@@ -147,3 +147,24 @@ def test_trainer_estimates_the_model_and_the_file_keeps_it(tmp_path):
     wide = TrainConfig(steps=1, batch_size=32, rank=2, hidden=16, depth=1, emb_dim=8, val_points=50,
                        input_scaling="gaussian")  # the default rank 64 is capped at D = 5
     assert train(data, wide, progress=False, device="cpu").model.config.gaussian_rank == 5
+
+
+@pytest.mark.parametrize("scaling", ["none", "unit", "gaussian"])
+def test_network_input_of_an_empty_batch_is_empty(scaling):
+    """An empty batch had crashed "unit" (``z[0]``) and "gaussian" (``reshape(0, -1)``)."""
+    from learned_manifold.preconditioning import network_input
+
+    z = torch.randn(64, 2, 3, generator=torch.Generator().manual_seed(0))
+    gaussian = principal_components(z.reshape(64, 6), 2)
+    u, skip = network_input(scaling, z[:0], torch.ones(0), gaussian if scaling == "gaussian" else None)
+    assert u.shape == (0, 2, 3)
+    assert (skip is None) if scaling != "gaussian" else skip.shape == (0, 6)
+
+
+def test_principal_components_of_fewer_rows_than_k():
+    """``n < k`` rows give ``k' = min(n, D, k)`` columns (as documented); τ averages the other ``D − k'``."""
+    z = torch.randn(5, 8, generator=torch.Generator().manual_seed(0))
+    basis, var, rest = principal_components(z, 6)
+    assert basis.shape == (8, 5) and var.shape == (5,)
+    assert torch.allclose(basis.T @ basis, torch.eye(5), atol=1e-5)
+    assert float(rest) == pytest.approx(0.0, abs=1e-6)  # 5 centred rows span at most 4 directions

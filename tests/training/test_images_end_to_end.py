@@ -3,6 +3,7 @@ blob manifold's tangent spaces and dimension → `LearnedDataManifold` on (C, H,
 and paths between blob images that stay on the manifold where LERP does not."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -86,7 +87,10 @@ def test_show_samples_the_flow_by_arc_length_not_by_time(blob_model):
     c0 = torch.tensor([[2.5, 2.5], [2.5, 4.5]], dtype=torch.float64)
     x0, x1 = BLOBS.render(c0).float(), BLOBS.render(c0 + torch.tensor([[2.0, 0.0], [2.0, -2.0]])).float()
     M = LearnedDataManifold(str(blob_model))
-    paths, gap_closed = interpolation_paths(M, x0, x1, 9)
+    with warnings.catch_warnings():  # whether one of the two 9-point geodesics resolves the metric flips with the
+        # last bits of the model and of the landing (threads, CPU): not what this test is about (the flow's sampling)
+        warnings.filterwarnings("ignore", message=r"geodesic: 1 of 2 converged path\(s\) do not resolve the metric")
+        paths, gap_closed = interpolation_paths(M, x0, x1, 9)
     assert set(paths) == {"LERP", "gradient flow", "geodesic"}
     assert all(p.shape == (2, 9, *x0.shape[1:]) for p in paths.values())
     timed = interpolate(M, x0, x1, n_points=9).path.reshape(2, 9, -1)

@@ -250,3 +250,16 @@ def test_info_names_the_sigma_of_each_check(tmp_path, data, capsys):
         assert "consistency: " in text and "on held-out points at sigma 0.5 (tangent disagreement" in text
     assert "(on the points sigma was chosen on: slightly optimistic)" in text
     assert "neighbours:  no verdict (too few training points for a neighbour estimate: 180, fewer than 200)" in text
+
+
+@pytest.mark.parametrize("out", [".", "..", ""])
+def test_an_output_that_names_no_file_is_refused_by_every_writer(out, tmp_path):
+    """``OutputLock('.')`` built ``.lock``'s name from an empty file name: pathlib's "has an empty name" reached
+    users of train-vae (train and its CLI checked first). The lock checks the name itself now."""
+    from learned_manifold_training.vae_trainer import VAETrainConfig, train_vae
+
+    with pytest.raises(OutputError, match="the output must name a file, e.g. model.lmm"):
+        OutputLock(out)
+    data = Circle(2).sample(50, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(OutputError, match="the output must name a file"):
+        train_vae(data, VAETrainConfig(steps=2), out=out, device="cpu", progress=False)

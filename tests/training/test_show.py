@@ -51,3 +51,37 @@ def test_show_reports_what_it_draws_and_leaves_no_stale_strips(tmp_path):
     dims = torch.tensor([d for d, c in counts.items() for _ in range(c)], dtype=torch.float64)
     assert report["median_dimension"] == float(dims.quantile(0.5))
     assert 0 <= report["interpolations"][0]["gradient flow"]["gap_closed"] <= 1
+
+
+@pytest.mark.filterwarnings("ignore:geodesic.*do not resolve the metric")  # an untrained model, 5-point paths
+def test_show_on_a_mapped_file_reads_only_the_rows_it_draws_and_reports_the_same(tmp_path, monkeypatch):
+    """`show` held a float32 copy of the whole file (plus the mapped pages and a finiteness mask: 924 MB at 1e6
+    rows of 32) although it draws 256 points and 3 pairs; a mapped .npy (`open_npy`) gives the same report with
+    only those rows read, and the value range and nearest-image distances taken chunk by chunk (three chunks here).
+    """
+    import json
+
+    import matplotlib
+    import numpy as np
+
+    from learned_manifold.models import MetricModel, ModelConfig
+    from learned_manifold_training import show
+    from learned_manifold_training.data import stream
+    from learned_manifold_training.data.stream import open_npy
+    from learned_manifold_training.show import run_show
+
+    matplotlib.use("Agg")
+    torch.manual_seed(0)
+    model = MetricModel(ModelConfig(data_shape=(1, 4, 4), rank=2, arch_kwargs={"hidden": 8, "depth": 1}))
+    data = torch.rand(40, 4, 4, generator=torch.Generator().manual_seed(2)) * 3 - 1  # (N, H, W): no channel axis
+    np.save(tmp_path / "x.npy", data.numpy())
+    whole = run_show(model, data, tmp_path / "whole", n_points=8, n_pairs=1, path_points=5)
+    source = open_npy(tmp_path / "x.npy")
+    asked = []
+    rows = source.rows
+    source.rows = lambda idx: asked.append(idx.numel()) or rows(idx)
+    monkeypatch.setattr(stream, "CHUNK_ROWS", 16)
+    monkeypatch.setattr(show, "CHUNK_ROWS", 16)
+    mapped = run_show(model, source, tmp_path / "mapped", n_points=8, n_pairs=1, path_points=5)
+    assert json.dumps(mapped) == json.dumps(whole)
+    assert sorted(asked) == [1, 1, 8, 8, 8, 16, 16, 16, 16]  # each pair end, the 8 points drawn, 2 passes by chunks

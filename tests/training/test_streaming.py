@@ -157,3 +157,47 @@ def test_a_streamed_channels_last_file_is_served_channels_first_as_the_command_l
     with pytest.raises(ValueError, match="ambiguous"):
         open_npy(tmp_path / "both.npy")
     assert open_npy(tmp_path / "both.npy", layout="NHWC").shape == (4, 3, 3, 5)
+
+
+def test_the_fingerprint_is_the_same_bits_in_memory_and_mapped(tmp_path, monkeypatch):
+    """The in-memory fingerprint summed all rows at once, the streamed one chunk by chunk: for the same values their
+    last digits differed and a run could not resume across the two (tester N #6). Now one formula, `data_summary`,
+    gives both (small chunks here, so that the data have several)."""
+    from learned_manifold_training.batches import TrainingRows
+    from learned_manifold_training.data import stream
+    from learned_manifold_training.data.stream import data_digest, data_summary
+
+    monkeypatch.setattr(stream, "CHUNK_ROWS", 64)
+    x = (np.random.default_rng(0).random((3000, 16)) * 255 + 0.1).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    kw = dict(val_points=100, seed=0, batch_size=32, device=torch.device("cpu"))
+    in_memory, mapped = TrainingRows(torch.from_numpy(x), **kw), TrainingRows(open_npy(tmp_path / "x.npy"), **kw)
+    assert in_memory.fingerprint == mapped.fingerprint and in_memory.digest == mapped.digest
+    fingerprint, digest = data_summary(torch.from_numpy(x))
+    assert fingerprint == in_memory.fingerprint and digest == data_digest(open_npy(tmp_path / "x.npy"))
+    assert fingerprint[:2] == [3000.0, 16.0]
+    assert fingerprint[2:] == pytest.approx([float(x.astype(np.float64).sum()),
+                                             float(np.square(x.astype(np.float64)).sum())], rel=1e-12)
+
+
+def test_streamed_preparation_reads_the_file_a_few_times(tmp_path, monkeypatch):
+    """The statistics read chunks of randomly permuted rows, twice, and the fingerprint took a wasted second pass:
+    31x the file's pages before step 1 (tester N #7). Now in file order: the mean, the spread, the fingerprint with
+    the digest, and the held-out rows."""
+    from learned_manifold_training.batches import TrainingRows
+    from learned_manifold_training.data import stream
+
+    monkeypatch.setattr(stream, "CHUNK_ROWS", 256)
+    x = np.random.default_rng(0).random((4096, 64)).astype(np.float32)  # 256-byte rows, 256 pages of 4 KiB
+    np.save(tmp_path / "x.npy", x)
+    touched = []
+    rows = stream.ArraySource.rows
+
+    def counting(self, idx):
+        i = idx.numpy().astype(np.int64)
+        touched.append(len(np.unique(np.concatenate([i * 256 // 4096, ((i + 1) * 256 - 1) // 4096]))))
+        return rows(self, idx)
+
+    monkeypatch.setattr(stream.ArraySource, "rows", counting)
+    TrainingRows(open_npy(tmp_path / "x.npy"), val_points=100, seed=0, batch_size=32, device=torch.device("cpu"))
+    assert sum(touched) <= 4 * 256, f"{sum(touched)} page reads for a file of 256 pages"

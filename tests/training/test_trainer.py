@@ -218,6 +218,26 @@ def test_resume_refuses_other_settings_or_data(tmp_path):
         train(data, cfg, out=tmp_path / "other.lmm", resume=True, progress=False, device="cpu")
 
 
+def test_a_state_whose_sums_differ_in_the_last_digits_resumes(tmp_path):
+    """The fingerprint's sums (~1e12 here) were compared rounded to 6 decimals: a state whose Σx² was summed in
+    another order (earlier versions, or the streamed formula) was refused as other data. Now 1e-9 relative."""
+    from learned_manifold_training.outputs import state_path
+
+    data = Circle(2).sample(200, generator=torch.Generator().manual_seed(0)) * 1e5
+    cfg = TrainConfig(steps=10, batch_size=32, rank=2, hidden=8, depth=1, emb_dim=8, val_points=20)
+    out = tmp_path / "m.lmm"
+    train(data, cfg, out=out, progress=False, device="cpu", stop_after=5)
+    state = torch.load(state_path(out), weights_only=False)
+    assert state["fingerprint"][3] > 1e12
+    state["fingerprint"][3] *= 1 + 1e-13
+    torch.save(state, state_path(out))
+    assert train(data, cfg, out=out, resume=True, progress=False, device="cpu").stopped_at == 10
+    state["fingerprint"][3] *= 1 + 1e-6
+    torch.save(state, state_path(out))
+    with pytest.raises(ValueError, match="data differ"):
+        train(data, cfg, out=out, resume=True, progress=False, device="cpu")
+
+
 def test_bad_data_is_refused_before_training():
     good = torch.randn(50, 3)
     bad = good.clone()

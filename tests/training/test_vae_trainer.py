@@ -3,6 +3,8 @@ run equals an uninterrupted one, outputs are never silently replaced)."""
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 
@@ -117,3 +119,101 @@ def test_a_conv_depth_out_of_range_is_refused_not_clamped(arch, depth, tmp_path)
     assert list(tmp_path.iterdir()) == []
     flat = VAETrainConfig(**{**TINY, "arch": "auto", "depth": 0}).vae_config((4,), 100)  # an MLP may have depth 0
     assert flat.arch == "mlp" and flat.depth == 0
+
+
+@contextlib.contextmanager
+def _default_float64():
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+@pytest.mark.parametrize("context", [torch.no_grad, torch.inference_mode, _default_float64,
+                                     lambda: torch.autocast("cpu", dtype=torch.bfloat16)],
+                         ids=["no_grad", "inference_mode", "default_float64", "caller_autocast"])
+def test_the_callers_torch_settings_do_not_change_the_vae(context, circle_data):
+    """Under no_grad/inference_mode the first step failed with autograd's "does not require grad", under a float64
+    default dtype with "mat1 and mat2 must have the same dtype", and a caller's autocast trained in bf16 (tester C
+    #5, #6, #3): now each trains the float32 VAE of a plain run, bit for bit, and leaves the setting as it was."""
+    cfg = VAETrainConfig(**{**TINY, "steps": 20, "std_steps": 5})
+    plain = train_vae(circle_data, cfg, device="cpu", progress=False)
+    with context():
+        dtype, grad = torch.get_default_dtype(), torch.is_grad_enabled()
+        got = train_vae(circle_data, cfg, device="cpu", progress=False)
+        assert torch.get_default_dtype() == dtype and torch.is_grad_enabled() == grad
+    a, b = plain.vae.state_dict(), got.vae.state_dict()
+    assert all(b[k].dtype == torch.float32 and torch.equal(a[k], b[k]) for k in a)
+    assert got.validation == plain.validation
+
+
+def test_only_one_copy_of_the_data_lives_through_the_vae_loop(monkeypatch):
+    """The loop kept the data's float64 fingerprint copy and ``train_x`` beside the standardised rows (tester N #3):
+    now the standardised float32 rows are the one new tensor of the data's size while the steps run."""
+    import gc
+
+    from learned_manifold_training import vae_trainer
+
+    data = torch.randn(2000, 8, generator=torch.Generator().manual_seed(0))
+    alive = [t for t in gc.get_objects() if issubclass(type(t), torch.Tensor)]  # held: their ids stay theirs
+    old = {id(t) for t in alive}
+    big = 1600 * 8 * 4  # bytes of the 1600 training rows in float32
+    seen: list[list[tuple[torch.dtype, int]]] = []
+    loss = vae_trainer._Run.loss
+
+    def looking(self, x, eps, stage2):
+        if not seen:
+            storages = {}
+            for t in gc.get_objects():
+                if issubclass(type(t), torch.Tensor) and id(t) not in old and t.untyped_storage().nbytes() >= big:
+                    storages[t.untyped_storage().data_ptr()] = (t.dtype, t.untyped_storage().nbytes())
+            storages.pop(data.untyped_storage().data_ptr(), None)
+            seen.append(sorted(storages.values(), key=str))
+        return loss(self, x, eps, stage2)
+
+    monkeypatch.setattr(vae_trainer._Run, "loss", looking)
+    train_vae(data, VAETrainConfig(**{**TINY, "steps": 5, "std_steps": 0, "val_points": 400}), device="cpu",
+              progress=False)
+    assert seen == [[(torch.float32, big)]]  # x_std
+
+
+def test_a_state_whose_sums_differ_in_the_last_digits_resumes(tmp_path):
+    """Earlier versions summed the fingerprint over all rows at once, this one chunk by chunk: for data with sums
+    of ~1e12 the two differ in digits that the check's rounding to 6 decimals saw, and the run did not resume.
+    A relative 1e-9 tolerance; the digest still tells different data apart."""
+    from learned_manifold_training.outputs import state_path
+
+    data = Circle(4).sample(200, generator=torch.Generator().manual_seed(0)) * 1e5
+    cfg = VAETrainConfig(**TINY)
+    out = tmp_path / "v.lvae"
+    train_vae(data, cfg, out=out, device="cpu", progress=False, stop_after=15)
+    state = torch.load(state_path(out), weights_only=False)
+    assert state["fingerprint"][3] > 1e12
+    state["fingerprint"][3] *= 1 + 1e-13
+    torch.save(state, state_path(out))
+    assert train_vae(data, cfg, out=out, resume=True, device="cpu", progress=False).stopped_at == 60
+    state["fingerprint"][3] *= 1 + 1e-6
+    state["step"] = 15
+    torch.save(state, state_path(out))
+    with pytest.raises(ValueError, match="data differ"):
+        train_vae(data, cfg, out=out, resume=True, device="cpu", progress=False)
+
+
+def test_std_growth_reads_the_codes_in_chunks_with_the_same_result(monkeypatch):
+    """`std_growth` ran the decoder on every training code at once (8× the data's memory at a million points):
+    chunks of `STD_CHUNK` codes give the same medians."""
+    from learned_manifold.vae import VAE, VAEConfig
+    from learned_manifold_training import vae_std
+
+    vae = VAE(VAEConfig(data_shape=(10,), latent_dim=2, hidden=16)).double()
+    codes = torch.randn(101, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    whole = vae_std.std_growth(vae, codes)
+    calls = []
+    decoder_std = vae.decoder_std
+    monkeypatch.setattr(vae, "decoder_std", lambda z: calls.append(len(z)) or decoder_std(z))
+    monkeypatch.setattr(vae_std, "STD_CHUNK", 16)
+    chunked = vae_std.std_growth(vae, codes)
+    assert max(calls) == 16 and sum(calls) == 101 + 64
+    assert chunked == pytest.approx(whole, rel=1e-12)

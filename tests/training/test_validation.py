@@ -20,7 +20,7 @@ def test_each_failed_check_gives_one_sentence_with_its_numbers():
     reasons = distrust({"self_consistency": SELF_FAILED, "neighbour_check": NEAR_FAILED})
     assert len(reasons) == 2
     assert "does not agree with itself" in reasons[0] and "outside eigenvalue 0.9" in reasons[0]
-    assert "neighbours at sigma=8.666" in reasons[1] and "dimension 16 against 1" in reasons[1]
+    assert "neighbours at sigma=8.666" in reasons[1] and "dimension 16 against the neighbours' 1" in reasons[1]
     assert distrust({"neighbour_check": NEAR_FAILED}) == reasons[1:]
 
 
@@ -59,6 +59,36 @@ def test_a_narrow_training_range_gets_its_own_grid_not_a_bandwidth_it_never_trai
     assert 0.3 <= sigma <= 0.45 and len(table) == 3 and "training range's ends and middle" in rule
 
 
+@pytest.mark.parametrize("flat_below", [0.1, 100.0])
+def test_the_eigengap_rule_skips_full_readings_and_bandwidths_that_span_the_data(flat_below):
+    """Without a manifold the default σ is the clearest eigengap's; but a flat spectrum (every direction tangent, as
+    below the noise of noisy data) has a "gap" of 1 to the appended zero, and from σ ≈ s up Γ reads the data's
+    linear span with a clear gap too. Neither is a tangent space: the rule compares σ ≤ s/2 reading below
+    ``min(r, D)`` (twenty-fifth session: noisy circles and spheres got their smallest σ, a half-sphere 2s)."""
+    from learned_manifold.models import MetricModel, ModelConfig
+    from learned_manifold_training.validation import LOCAL_SIGMA, select_sigma
+
+    model = MetricModel(ModelConfig(data_shape=(4,), rank=4, sigma_min=2.0**-6, sigma_max=16.0,
+                                    arch_kwargs={"hidden": 8, "depth": 1, "emb_dim": 8}))
+    assert float(model.scale) == 1.0
+
+    def factor(x, sigma):  # flat below `flat_below`, a gap of 0.7 in the middle, a gap of 1 from σ = s up
+        if sigma < flat_below:
+            values = [1.0, 1.0, 1.0, 1.0]
+        else:
+            values = [1.0, 0.3, 0.3, 0.3] if sigma < 1.0 else [1.0, 0.0, 0.0, 0.0]
+        return torch.diag(torch.tensor(values).sqrt()).expand(x.shape[0], 4, 4)
+
+    model.factor = factor
+    sigma, rule, table = select_sigma(model, torch.randn(20, 4))
+    assert len(table) == 11 and max(r["mean_gap"] for r in table) == pytest.approx(1.0)
+    assert sigma <= LOCAL_SIGMA and "σ ≤ 0.5·s" in rule
+    if flat_below < 1:  # the middle gap wins over the flat spectra's and the global one
+        assert flat_below <= sigma and "reading below the full dimension 4" in rule
+    else:  # every local σ reads 4 (data filling R⁴): the rule has nothing else to prefer
+        assert "full dimension" not in rule
+
+
 def test_a_model_untrusted_for_dimension_disagreement_is_told_so():
     """``distrust`` printed three figures, all within their limits, for a model that failed the check on dimension
     agreement alone (`ConsistencyReport.message` names it): the warning names the failing limit, not the others."""
@@ -95,3 +125,17 @@ def test_a_neighbour_check_without_a_verdict_for_too_few_points_is_a_warning():
                    manifold=sphere, progress=False, device="cpu")
     assert result.validation["neighbour_check"]["informative"] is False
     assert any("could not judge the model" in r for r in distrust(result.validation))
+
+
+def test_a_neighbour_verdict_names_the_figure_that_decided_it():
+    """The warning and ``info`` printed the median dimensions only ("dimension 2 against the neighbours' 2") for a
+    model distrusted because the dimensions agreed at 59% of points (limit 80%): the deciding figure is named."""
+    from learned_manifold.neighbour_check import neighbour_figures
+
+    near = {"sigma": 0.25, "informative": True, "trusted": False, "threshold": 0.5, "tangent_disagreement": 0.21,
+            "dimension_agreement": 0.59, "model_dimension": 2, "neighbour_dimension": 2}
+    (reason,) = distrust({"neighbour_check": near})
+    assert "dimension 2 against the neighbours' 2 (same at 59% of points, limit 80%)" in reason
+    assert "tangent disagreement 0.210 (limit 0.5)" in reason
+    older = {k: v for k, v in near.items() if k not in ("dimension_agreement", "threshold")}  # files before them
+    assert neighbour_figures(older) == "dimension 2 against the neighbours' 2, tangent disagreement 0.210 (limit 0.5)"

@@ -4,8 +4,9 @@ step prepared by `torch.utils.data.DataLoader` workers (issue 9, item 3).
 The trainer draws the rows of step ``t`` from a generator keyed by ``(seed, t)`` (`batch_rows`), on the CPU, so
 a streamed run takes exactly the rows of an in-memory run of the same data and seed on the CPU, whatever the
 number of workers, and resuming at step ``t`` continues the same sequence. Under DDP every rank reads only its
-own slice of the global batch. The statistics of SPEC §1 (mean, scale) are accumulated over chunks of rows in
-float64, in the same order for both kinds of source, so both give the same standardisation bit for bit.
+own slice of the global batch. The statistics of SPEC §1 (mean, scale) and the data's fingerprint are accumulated
+over chunks of rows in float64, in file order and in the same order for both kinds of source, so both give the same
+standardisation and fingerprint bit for bit, and a file is read in contiguous chunks, a few times in all.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from torch import Tensor
 
 from .images import _nchw_order, _reads_as_images
 
-__all__ = ["CHUNK_ROWS", "ArraySource", "BatchStream", "batch_rows", "data_digest", "open_npy", "row_statistics"]
+__all__ = ["CHUNK_ROWS", "ArraySource", "BatchStream", "batch_rows", "data_digest", "data_summary", "open_npy",
+           "row_statistics"]
 
 CHUNK_ROWS = 1 << 14
 """Rows per chunk when statistics or standardised copies are computed chunk by chunk."""
@@ -135,38 +137,67 @@ def open_npy(path: str | os.PathLike, *, layout: str | None = None) -> ArraySour
     return ArraySource(path, layout=layout)
 
 
-def row_statistics(source: ArraySource | Tensor, idx: Tensor) -> tuple[Tensor, float, list[float]]:
-    """Mean point, scale ``s = sqrt(E‖x − μ‖²)`` (SPEC §1) and fingerprint of rows ``idx``, in float64 by chunks.
+def row_statistics(source: ArraySource | Tensor, idx: Tensor) -> tuple[Tensor, float]:
+    """Mean point and scale ``s = sqrt(E‖x − μ‖²)`` (SPEC §1) of rows ``idx``, in float64 by chunks.
 
-    Two passes (mean, then spread), each summing chunk by chunk in ``idx`` order, so an in-memory tensor and a
-    memory-mapped file of the same values give the same bits. Also checks every value is finite.
+    The rows are read in file order (``idx`` sorted; the statistics do not depend on the order but for rounding),
+    so a memory-mapped file is read in contiguous chunks, not page by scattered page. Two passes (mean, then
+    spread), each summing chunk by chunk in that order, so an in-memory tensor and a memory-mapped file of the
+    same values give the same bits. Also checks every value is finite.
 
     Returns:
-        ``(mean (*shape) float64, scale, fingerprint)``; the fingerprint is ``[N, D, Σx, Σx²]`` over the rows.
+        ``(mean (*shape) float64, scale)``.
     """
     source = source if isinstance(source, ArraySource) else ArraySource(source)
-    dim = math.prod(source.shape[1:])
-    total = torch.zeros(dim, dtype=torch.float64)
-    total_sq = 0.0
+    idx = idx.sort().values
+    total = torch.zeros(math.prod(source.shape[1:]), dtype=torch.float64)
     for chunk in source.chunks(idx):
         flat = chunk.reshape(chunk.shape[0], -1).double()
-        if not bool(torch.isfinite(flat).all()):
-            raise ValueError(f"{source.label}: contains non-finite values (NaN or inf)")
+        _check_finite(flat, source)
         total += flat.sum(0)
-        total_sq += float(flat.pow(2).sum())
     n = int(idx.numel())
-    mean = total / n  # (for one chunk, the bits of ``flat.mean(0)``)
+    mean = total / n
     spread = 0.0
     for chunk in source.chunks(idx):
         spread += float((chunk.reshape(chunk.shape[0], -1).double() - mean).pow(2).sum(-1).sum())
-    scale = math.sqrt(spread / n)
-    return mean.reshape(source.shape[1:]), scale, [float(n), float(dim), float(total.sum()), total_sq]
+    return mean.reshape(source.shape[1:]), math.sqrt(spread / n)
+
+
+def _check_finite(flat: Tensor, source: ArraySource) -> None:
+    if not bool(torch.isfinite(flat).all()):
+        raise ValueError(f"{source.label}: contains non-finite values (NaN or inf)")
+
+
+def data_summary(source: ArraySource | Tensor) -> tuple[list[float], str]:
+    """The fingerprint ``[N, D, Σx, Σx²]`` and the `data_digest` of all rows, in one pass in file order.
+
+    The one formula of both kinds of source: chunks of `CHUNK_ROWS` rows in order, each summed in float64 and
+    the sums accumulated chunk by chunk (the streamed formula of earlier versions), so an in-memory tensor and a
+    memory-mapped file of the same values give the same fingerprint bit for bit. Also checks every value is
+    finite.
+
+    Returns:
+        ``(fingerprint, digest)``: four floats, and the SHA-256 hex digest of `data_digest`.
+    """
+    source = source if isinstance(source, ArraySource) else ArraySource(source)
+    digest = hashlib.sha256(repr(tuple(source.shape)).encode())
+    total = torch.zeros(math.prod(source.shape[1:]), dtype=torch.float64)
+    total_sq = 0.0
+    for chunk in source.chunks(torch.arange(len(source))):
+        digest.update(chunk.contiguous().numpy())
+        flat = chunk.reshape(chunk.shape[0], -1).double()
+        _check_finite(flat, source)
+        total += flat.sum(0)
+        total_sq += float(flat.pow(2).sum())
+    fingerprint = [float(len(source)), float(total.numel()), float(total.sum()), total_sq]
+    return fingerprint, digest.hexdigest()
 
 
 def data_digest(source: ArraySource | Tensor) -> str:
     """SHA-256 of the shape and of every row in order as float32 bytes, read chunk by chunk: what a run resumes
-    only on. The sums of `row_statistics` miss a reordering of the rows or of the columns (the same ``Σx`` and
-    ``Σx²``); this does not. An in-memory tensor and a memory-mapped file of the same values agree."""
+    only on. The sums of the fingerprint (`data_summary`) miss a reordering of the rows or of the columns (the
+    same ``Σx`` and ``Σx²``); this does not. An in-memory tensor and a memory-mapped file of the same values
+    agree."""
     source = source if isinstance(source, ArraySource) else ArraySource(source)
     digest = hashlib.sha256(repr(tuple(source.shape)).encode())
     for chunk in source.chunks(torch.arange(len(source))):

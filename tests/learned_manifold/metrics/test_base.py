@@ -75,3 +75,10 @@ def test_bool_points_are_refused_as_tensors_and_as_arrays():
     for given in (mask, np.asarray(mask)):
         with pytest.raises(ValueError, match=r"x must be a floating-point tensor, got torch\.bool"):
             as_points(given, (3,), convert=True)
+
+
+def test_meta_points_are_refused_naming_the_argument():
+    """A meta tensor has a shape but no values: one ValueError naming the argument (it had failed later, inside
+    autocast or ``.item()``)."""
+    with pytest.raises(ValueError, match="pts is on the 'meta' device: meta tensors have shapes but no values"):
+        as_points(torch.zeros(2, 3, device="meta"), (3,), "pts")

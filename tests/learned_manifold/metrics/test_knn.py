@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from learned_manifold import geometry
-from learned_manifold.metrics import knn
+from learned_manifold.metrics import nearest
 from learned_manifold.metrics.knn import KNNCDC, _pinv_solve
 
 F64 = torch.float64
@@ -81,7 +81,7 @@ def test_sphere_tangent_plane():
 
 @pytest.mark.parametrize("chunk_size", [1, 7, 64, 100, 500, 10_000])
 def test_chunked_neighbours_equal_full_sort(monkeypatch, chunk_size):
-    monkeypatch.setattr(knn, "BLOCK_ELEMENTS", 256)  # several query blocks too
+    monkeypatch.setattr(nearest, "BLOCK_ELEMENTS", 256)  # several query blocks too
     g = torch.Generator().manual_seed(2)
     data = torch.randn(500, 4, dtype=F64, generator=g)
     y = torch.randn(30, 4, dtype=F64, generator=g)
@@ -319,3 +319,90 @@ def test_effective_neighbours_count_the_kernel_from_one_to_k():
     assert float(KNNCDC(data, k=4, sigma=1e6).effective_neighbours(x)) == pytest.approx(4.0)
     assert float(KNNCDC(data, k=4, sigma=1e-3).effective_neighbours(torch.tensor([[0.5]], dtype=torch.float64))) \
         == pytest.approx(2.0)
+
+
+def dense_float32_circle(n: int) -> torch.Tensor:
+    t = torch.rand(n, generator=torch.Generator().manual_seed(0), dtype=F64) * 2 * math.pi
+    return torch.stack([t.cos(), t.sin()], 1).float()
+
+
+def test_dense_float32_neighbours_are_exact():
+    """200,000 float32 points on the unit circle (spacing 3e-5): the ranking ‖x‖² − 2 q·x rounds by ~1e-7, more
+    than the gaps between the squared distances of neighbours; 42% of the 8-NN were wrong before, and the CDC with
+    them. Now the neighbours are those of a float64 brute force, and so are the graph's and the spacing."""
+    data = dense_float32_circle(200_000)
+    q = data[:40] * (1 + 1e-5)
+    field = KNNCDC(data, k=8, sigma=1e-4)
+    dist2, idx = field.neighbours(q)
+    truth = (data.double().unsqueeze(0) - q.double().unsqueeze(1)).pow(2).sum(-1).topk(8, largest=False)
+    assert torch.equal(idx, truth.indices)
+    torch.testing.assert_close(dist2.double(), truth.values, rtol=1e-5, atol=0)
+    field64 = KNNCDC(data.double(), k=8, sigma=1e-4)
+    torch.testing.assert_close(field.factor(q).double(), field64.factor(q.double()), rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("precision", ["highest", "high"])
+def test_nearest_rows_are_exact_for_ordinary_data_and_any_matmul_precision(precision):
+    """Gaussian data (no fallback needed) and the same with TF32 allowed: `nearest_rows` is the brute force."""
+    g = torch.Generator().manual_seed(1)
+    data, q = torch.randn(3000, 16, generator=g), torch.randn(50, 16, generator=g)
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision(precision)
+    try:
+        dist2, idx = nearest.nearest_rows(q, data, 5, data_rows=512)
+    finally:
+        torch.set_float32_matmul_precision(before)
+    truth = torch.cdist(q.double(), data.double()).topk(5, largest=False)
+    assert torch.equal(idx, truth.indices)
+    torch.testing.assert_close(dist2, truth.values.square())
+
+
+def test_delta_zero_metric_gives_a_nan_row_for_a_nan_point_only():
+    """δ = 0: one NaN query made `_pinv_solve`'s Cholesky raise for the whole batch; now its row is NaN and the
+    others are as without it (as ``apply`` and δ > 0 do)."""
+    g = torch.Generator().manual_seed(0)
+    data = torch.nn.functional.normalize(torch.randn(500, 3, generator=g, dtype=F64), dim=-1)
+    field = KNNCDC(data, k=32, sigma=0.2)
+    x, v = data[:3].clone(), torch.randn(3, 3, generator=g, dtype=F64)
+    good = field.metric(x, v)
+    x[1, 0] = float("nan")
+    out, inner = field.metric(x, v), field.inner(x, v, v)
+    assert torch.isfinite(out).all(-1).tolist() == [True, False, True]
+    assert torch.isfinite(inner).tolist() == [True, False, True]
+    torch.testing.assert_close(out[[0, 2]], good[[0, 2]])
+
+
+def test_a_large_fields_graph_joins_at_most_the_cap_of_seeded_points():
+    """20,000 points: the graph joins GRAPH_POINTS of them (a seeded subsample, the same every time), each row's
+    neighbours being those of a brute force among them. Before, it searched all N (O(N²)) through (N, 11, D)
+    gathered copies."""
+    data = dense_float32_circle(20_000).double()  # random angles: no ties
+    field = KNNCDC(data, k=8, sigma=0.01)
+    rows = field.graph_rows()
+    assert rows.shape == (KNNCDC.GRAPH_POINTS,) and torch.equal(rows, KNNCDC(data, k=8, sigma=0.01).graph_rows())
+    assert bool((rows[1:] > rows[:-1]).all())
+    idx, dist = field.neighbour_graph(10)
+    assert idx.shape == dist.shape == (KNNCDC.GRAPH_POINTS, 10)
+    points = data[rows]
+    ref_d, ref_i = torch.cdist(points, points).fill_diagonal_(float("inf")).topk(10, dim=-1, largest=False)
+    torch.testing.assert_close(dist, ref_d)
+    assert (idx == ref_i).all()
+
+
+def test_caller_autocast_does_not_change_the_answers():
+    """Under a caller's ``torch.autocast('cpu', bfloat16)``, float32 in gives float32 out and the same answer
+    (``apply`` returned bfloat16 with 2.6% error)."""
+    g = torch.Generator().manual_seed(0)
+    data = torch.nn.functional.normalize(torch.randn(1000, 3, generator=g), dim=-1)
+    field = KNNCDC(data, k=32, sigma=0.2)
+    x = torch.nn.functional.normalize(torch.randn(8, 3, generator=g), dim=-1)
+    u = torch.randn(8, 3, generator=g)
+    calls = {"apply": lambda: field.apply(x, u), "metric": lambda: field.metric(x, u),
+             "factor": lambda: field.factor(x), "neighbours": lambda: field.neighbours(x)[0],
+             "beyond_data": lambda: field.beyond_data(3 * x)}
+    want = {name: call() for name, call in calls.items()}
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = {name: call() for name, call in calls.items()}
+    for name in calls:
+        assert got[name].dtype == torch.float32, name
+        torch.testing.assert_close(got[name], want[name], rtol=1e-6, atol=1e-6, msg=name)

@@ -72,3 +72,18 @@ def test_auto_on_this_machine_is_consistent_with_its_own_times(model):
     wins = [b <= 0.9 * f for f, b in zip(choice["fp32_ms"], choice["bf16_ms"], strict=True)]
     assert choice["choice"] == ("bf16" if all(wins) else "fp32")
     assert field.factor(torch.zeros(2, 5)).dtype == torch.float32
+
+
+def test_a_callers_autocast_leaves_fp32_alone_and_bf16_in_bf16(model):
+    """The fields' entry points switch a caller's autocast off (`full_precision`); a bf16 field still runs its
+    network under its own bf16 autocast (its factor differs from the fp32 one), with or without the caller's."""
+    x, w = torch.randn(6, 5, generator=torch.Generator().manual_seed(2)), torch.randn(6, 5)
+    fp32, bf16 = LearnedCDC(model, delta=0.1), LearnedCDC(model, delta=0.1, precision="bf16")
+    plain = {f: (f.factor(x), f.apply(x, w), f.metric(x, w), f.inner(x, w, w)) for f in (fp32, bf16)}
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = {f: (f.factor(x), f.apply(x, w), f.metric(x, w), f.inner(x, w, w)) for f in (fp32, bf16)}
+    for f in (fp32, bf16):
+        for a, b in zip(plain[f], inside[f], strict=True):
+            assert b.dtype == torch.float32
+            torch.testing.assert_close(b, a, atol=0, rtol=0)
+    assert not torch.allclose(plain[bf16][0], plain[fp32][0], atol=1e-5, rtol=0)  # bf16 is still bf16

@@ -360,3 +360,20 @@ def test_gradients_in_x_through_a_layernorm_denoiser_match_finite_differences(wh
     with torch.no_grad():  # the fast forward-mode JVP where no graph is wanted: the same values
         fast = call(x, w)
     torch.testing.assert_close(call(x, w).detach(), fast)
+
+
+def test_a_callers_autocast_does_not_change_the_fields(model):
+    """Inside ``torch.autocast('cpu', bfloat16)`` float32 points give float32 answers equal to those outside (the
+    denoiser's matmuls had run in bf16: Stein and Tangential changed by 1–2%)."""
+    denoiser = model.float()
+    x, w = torch.randn(4, D), torch.randn(4, D)
+    fields = [ScoreJacobianMetric(denoiser, SIGMA, delta=0.1), SteinScoreMetric(denoiser, SIGMA),
+              TangentialMetric(denoiser, SIGMA)]
+    for field in fields:
+        for name in ("apply", "metric", "inner", "project"):
+            args = (x,) if name == "project" else (x, w, w) if name == "inner" else (x, w)
+            plain = getattr(field, name)(*args)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                inside = getattr(field, name)(*args)
+            assert inside.dtype == torch.float32, (type(field).__name__, name)
+            torch.testing.assert_close(inside, plain, atol=0, rtol=0, msg=f"{type(field).__name__}.{name}")
