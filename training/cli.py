@@ -36,7 +36,7 @@ from learned_manifold.precision import PRECISIONS
 from learned_manifold.unet import UNET_PRESETS
 
 from . import vae_cli
-from .cli_data import add_layout_arg, as_num_points, point_count, read_data
+from .cli_data import add_layout_arg, as_num_points, mapped_npy, point_count, read_data
 from .config import BACKBONE_CHOICES, TRAIN_INPUT_SCALINGS, TrainConfig
 from .info import run_info
 from .losses import FACTOR_TARGETS
@@ -281,9 +281,11 @@ def _show(args: argparse.Namespace) -> int:
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     model = load_model(args.model)
-    got = read_data(args, args.data)
-    data = as_model_points(got.x, model.data_shape, "DATA")
-    report = run_show(model, data, args.out, labels=got.labels, n_points=args.num_points, n_pairs=args.pairs,
+    data, labels = mapped_npy(args), None  # a .npy: memory-mapped, only the rows drawn are read
+    if data is None:
+        got = read_data(args, args.data)
+        data, labels = as_model_points(got.x, model.data_shape, "DATA"), got.labels
+    report = run_show(model, data, args.out, labels=labels, n_points=args.num_points, n_pairs=args.pairs,
                       seed=args.seed, data_source=args.data)
     print(f"wrote the pictures and show.json to {args.out}; median dimension {report['median_dimension']:g}")
     return 0

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import argparse
 import re
+from pathlib import Path
 
 from .data import ResolvedData, resolve_source
+from .data.stream import open_npy
 
-__all__ = ["add_layout_arg", "as_num_points", "point_count", "read_data"]
+__all__ = ["add_layout_arg", "as_num_points", "mapped_npy", "point_count", "read_data"]
 
 
 def point_count(text: str) -> int:
@@ -45,3 +47,16 @@ def as_num_points(message: str) -> str:
     n <= 0 for all)" (an option value `point_count` refuses) as "(leave --num-points out for all)"."""
     message = message.replace(" (use n <= 0 for all)", " (leave --num-points out for all)")
     return re.sub(r"\bn(=| must)", r"--num-points\1", message)
+
+
+def mapped_npy(args: argparse.Namespace):
+    """``--data`` as a memory-mapped `ArraySource` (nothing read but the header) when it is a ``.npy`` file that can
+    be streamed; ``None`` otherwise (then it is read whole, and the full reader gives any error)."""
+    path = Path(args.data)
+    if path.suffix.lower() != ".npy" or not path.is_file():
+        return None
+    layout = getattr(args, "layout", "auto")
+    try:
+        return open_npy(path, layout=None if layout == "auto" else layout)
+    except ValueError:
+        return None

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -130,8 +129,10 @@ def _summary(path: str, meta: dict) -> str:
     if isinstance(refit, dict) and refit.get("ran"):
         where = (f"{_at(refit['sigma'])}, the bandwidth chosen before the repair" if "sigma" in refit
                  else " at the bandwidth chosen before the repair")
+        failed = refit.get("failed")  # (files before the twenty-fifth session: not stored)
+        failed = f"{'; '.join(map(str, failed))}; " if isinstance(failed, list) and failed else ""
         lines.append(f"  repair:      the factor was refitted to the denoiser for {refit.get('steps')} steps after "
-                     f"failing the check (tangent disagreement {_number(refit.get('disagreement_before'))} -> "
+                     f"failing the check ({failed}tangent disagreement {_number(refit.get('disagreement_before'))} -> "
                      f"{_number(refit.get('disagreement_after'))}{where}; "
                      f"{'kept' if refit.get('kept') else 'not kept: the old factor stands'})")
     guard = e.get("validation", {}).get("factor_clip")
@@ -178,21 +179,6 @@ def run_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _mapped_source(args: argparse.Namespace):
-    """``--data`` as a memory-mapped `ArraySource` (nothing read but the header) when it is a ``.npy`` file that can
-    be streamed; ``None`` otherwise (then it is read whole, and the full reader gives any error)."""
-    from .data.stream import open_npy
-
-    path = Path(args.data)
-    if path.suffix.lower() != ".npy" or not path.is_file():
-        return None
-    layout = getattr(args, "layout", "auto")
-    try:
-        return open_npy(path, layout=None if layout == "auto" else layout)
-    except ValueError:
-        return None
-
-
 def _checked_rows(args: argparse.Namespace, data_shape: tuple[int, ...], dim: int) -> tuple[Tensor, Tensor]:
     """``(x, reference)``: the points checked, float32 ``(n, *data_shape)`` with ``n = min(--num-points, N // 2)``,
     and up to ``min(20,000, 2²⁴ / D)`` (at least 2) others, float32 ``(m, *data_shape)``, all drawn from one seeded
@@ -201,10 +187,10 @@ def _checked_rows(args: argparse.Namespace, data_shape: tuple[int, ...], dim: in
     A ``.npy`` file is memory-mapped and only those rows are read (`open_npy`): memory stays near the subset's
     size, not ~3x the file's (a float32 copy and a finiteness mask of every row), and the rows are the same.
     Only the rows read are checked for NaN/inf. Any other source is read whole (`read_data`)."""
-    from .cli_data import read_data
+    from .cli_data import mapped_npy, read_data
     from .data import as_model_points
 
-    source = _mapped_source(args)
+    source = mapped_npy(args)
     if source is None:
         data = as_model_points(read_data(args, args.data, seed=1).x, data_shape, "--data")
         n = data.shape[0]

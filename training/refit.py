@@ -22,7 +22,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from learned_manifold.diagnostics import ConsistencyReport, self_consistency
+from learned_manifold.diagnostics import ConsistencyReport, consistency_reasons, self_consistency
 from learned_manifold.models import MetricModel
 
 from .batches import TrainingRows
@@ -55,7 +55,8 @@ def refit_factor(ema: MetricModel, rows: TrainingRows, cfg: TrainConfig, sigma: 
 
     Returns:
         what happened, for the model file's validation record: ``{"ran": False, "why": ...}``, or ``"ran"``
-        true with ``"steps"``, ``"seconds"`` (not in the run's training time), ``"disagreement_before"``,
+        true with ``"steps"``, ``"seconds"`` (not in the run's training time), ``"failed"`` (the check's failed
+        limits, `consistency_reasons`), ``"disagreement_before"``,
         ``"disagreement_after"`` and ``"kept"``; and the check of the model as it now stands at ``sigma``
         (``None`` where the repair does not apply and nothing was checked).
     """
@@ -103,7 +104,7 @@ def refit_factor(ema: MetricModel, rows: TrainingRows, cfg: TrainConfig, sigma: 
         with torch.no_grad():
             torch._foreach_lerp_(ema_params, params, 1.0 - ema_decay(i, cfg.ema))
     record = {"ran": True, "steps": steps, "seconds": round(time.perf_counter() - start, 2),
-              "disagreement_before": _mean(before)}
+              "failed": consistency_reasons(before.summary()), "disagreement_before": _mean(before)}
     if not all(bool(torch.isfinite(p).all()) for p in ema_params):
         ema.factor_net.load_state_dict(saved)
         return {**record, "disagreement_after": None, "kept": False}, before

@@ -52,6 +52,7 @@ from .outputs import OutputLock, check_output, load_state, state_path, write_fai
 from .runtime import (
     StopRequest,
     TrainingInterrupted,
+    caller_state_off,
     check_health,
     check_training_tensor,
     resolve_device,
@@ -236,19 +237,8 @@ class _Run:
         return (nll + self.cfg.kl_weight * kl).mean()
 
 
-@contextlib.contextmanager
-def _float32_default():
-    """Build modules in float32 whatever the caller's default dtype (restored on exit): the same initial weights
-    as under the usual default."""
-    before = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float32)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(before)
-
-
 @full_precision
+@caller_state_off
 def train_vae(
     data: Tensor,
     config: VAETrainConfig | None = None,
@@ -301,8 +291,7 @@ def train_vae(
     with OutputLock(out) if out is not None else contextlib.nullcontext():
         if out is not None:
             check_output(out, resume=resume, overwrite=overwrite)
-        with torch.inference_mode(False), torch.enable_grad():
-            return _train(data.float(), cfg, out, resume, dev, progress, total if stop_after is None else stop_after)
+        return _train(data.float(), cfg, out, resume, dev, progress, total if stop_after is None else stop_after)
 
 
 def _finished_vae(out: Path, total: int, dev: torch.device) -> VAETrainResult | None:
@@ -314,8 +303,7 @@ def _finished_vae(out: Path, total: int, dev: torch.device) -> VAETrainResult | 
         return None
     if extra.get("complete") is not True or extra.get("step") != total:
         return None
-    with _float32_default():  # the float32 VAE a run trains, whatever the caller's default dtype
-        vae = load_vae(out, map_location=dev)
+    vae = load_vae(out, map_location=dev)  # float32: `caller_state_off` set the default dtype
     return VAETrainResult(vae, out, extra.get("validation", {}), stopped_at=total, already_complete=True)
 
 
@@ -329,7 +317,7 @@ def _train(data: Tensor, cfg: VAETrainConfig, out: Path | None, resume: bool, de
     scale, mean = standardisation(source, train_rows)
     x_std = standardised_copy(source, train_rows, scale, mean, dev)  # (n_train, *shape) float32
     vcfg = cfg.vae_config(tuple(data.shape[1:]), n_train)
-    with torch.random.fork_rng(devices=[]), _float32_default():
+    with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         vae = VAE(vcfg, scale=scale, mean=mean).to(dev)
     run = _Run(vae, cfg)

@@ -7,6 +7,7 @@ import types
 import pytest
 import torch
 
+from learned_manifold.diagnostics import consistency_reasons
 from learned_manifold.geometry import eigenpairs, projector_error
 from learned_manifold_training import refit as refit_module
 from learned_manifold_training.batches import TrainingRows
@@ -65,6 +66,7 @@ def test_an_unconverged_factor_is_refitted_to_the_denoiser():
     assert not without.validation["self_consistency"]["trusted"]
     report = repaired.validation["factor_refit"]
     assert report["ran"] and report["kept"] and report["steps"] == 600
+    assert report["failed"] == consistency_reasons(without.validation["self_consistency"])  # what `info` prints
     assert report["disagreement_after"] < 0.6 * report["disagreement_before"]
     assert report["disagreement_before"] == without.validation["self_consistency"]["tangent_disagreement"]
     assert repaired.validation["tangent_error"] < 0.5 * without.validation["tangent_error"]

@@ -85,3 +85,37 @@ def test_show_on_a_mapped_file_reads_only_the_rows_it_draws_and_reports_the_same
     mapped = run_show(model, source, tmp_path / "mapped", n_points=8, n_pairs=1, path_points=5)
     assert json.dumps(mapped) == json.dumps(whole)
     assert sorted(asked) == [1, 1, 8, 8, 8, 16, 16, 16, 16]  # each pair end, the 8 points drawn, 2 passes by chunks
+
+
+@pytest.mark.filterwarnings("ignore:geodesic.*do not resolve the metric")  # an untrained model, 5-point paths
+def test_the_show_command_maps_a_npy_file_instead_of_reading_it_whole(tmp_path, monkeypatch, capsys):
+    """``learned-manifold show MODEL x.npy`` read the whole file (a float32 copy and a finiteness mask) before
+    `run_show`, which can read a mapped file's drawn rows only: the command now maps a .npy, with the report of
+    the same data read whole (a .pt file)."""
+    import json
+
+    import matplotlib
+    import numpy as np
+
+    from learned_manifold.model_file import save_model
+    from learned_manifold.models import MetricModel, ModelConfig
+    from learned_manifold_training import cli
+
+    matplotlib.use("Agg")
+    torch.manual_seed(0)
+    model = MetricModel(ModelConfig(data_shape=(3,), rank=2, arch_kwargs={"hidden": 8, "depth": 1}))
+    path = save_model(model, tmp_path / "m.lmm")
+    data = torch.randn(60, 3, generator=torch.Generator().manual_seed(1))
+    np.save(tmp_path / "x.npy", data.numpy())
+    torch.save(data, tmp_path / "x.pt")
+    args = ["--num-points", "8", "--pairs", "1"]
+    assert cli.main(["show", str(path), str(tmp_path / "x.pt"), "--out", str(tmp_path / "whole"), *args]) == 0
+
+    def read_everything(*a, **k):
+        raise AssertionError("the whole file was read")
+
+    monkeypatch.setattr(cli, "read_data", read_everything)
+    assert cli.main(["show", str(path), str(tmp_path / "x.npy"), "--out", str(tmp_path / "mapped"), *args]) == 0
+    capsys.readouterr()
+    whole, mapped = (json.loads((tmp_path / name / "show.json").read_text()) for name in ("whole", "mapped"))
+    assert mapped == whole and mapped["median_dimension"] >= 1
