@@ -205,8 +205,10 @@ def consistency_reasons(summary: dict) -> list[str]:
         why.append(f"factor and denoiser read the same dimension at only {agreement:.0%} of points (limit "
                    f"{DIMENSION_AGREEMENT:.0%})")
     if number(growth) and growth > growth_limit:
-        why.append(f"a normal eigenvalue grows as sigma shrinks (growth {growth:.3g}, limit {growth_limit:g}), so "
-                   "the networks do not resolve the data at this scale")
+        why.append(f"a normal eigenvalue grows as sigma shrinks (growth {growth:.3g}, limit {growth_limit:g}): the "
+                   "networks do not resolve the data at this scale, or the data are noisy at it (off-manifold "
+                   "noise makes the normal eigenvalue grow as sigma falls towards the noise; then a larger sigma "
+                   "shows the manifold and this check cannot tell the two apart)")
     if number(outside) and outside > OUTSIDE_THRESHOLD:
         why.append(f"the denoiser keeps a direction outside the factor's {f'rank-{rank} ' if rank else ''}range "
                    f"(outside eigenvalue {outside:.3g}, limit {OUTSIDE_THRESHOLD:g}): the rank is too small for "

@@ -81,6 +81,7 @@ def test_an_unresolved_normal_is_flagged_even_when_both_networks_agree():
     assert report.normal_growth == pytest.approx(0.4 - 0.2, abs=1e-4)
     assert not report.trusted
     assert "grows as sigma shrinks" in report.message()
+    assert "or the data are noisy at it" in report.message()  # noise grows the normal eigenvalue too (A#4, s25)
 
 
 def test_a_factor_keeping_a_normal_its_denoiser_shrinks_is_flagged():

@@ -354,12 +354,12 @@ def test_info_says_whether_the_factor_was_repaired(torus_model_path, tmp_path, c
         assert "repair:      the factor was refitted to the denoiser for 750 steps" in out
         assert "0.41 -> 0.07" in out and words in out
     # the limit that failed: a disagreement of 0.14 is within its 0.2, so the line named no reason for the repair
-    refit = {"ran": True, "steps": 750, "failed": ["the normal eigenvalue grows 0.255 as sigma halves (limit 0.1)"],
-             "disagreement_before": 0.14, "disagreement_after": 0.12, "kept": True}
+    refit = {"ran": True, "steps": 750, "disagreement_before": 0.14, "disagreement_after": 0.12, "kept": True,
+             "failed": ["a normal eigenvalue grows as sigma shrinks (growth 0.255, limit 0.1)"]}
     save_model(load_model(torus_model_path), tmp_path / "why.lmm",
                extra={**extra, "validation": {**extra["validation"], "factor_refit": refit}})
     assert main(["info", str(tmp_path / "why.lmm")]) == 0
-    assert ("after failing the check (the normal eigenvalue grows 0.255 as sigma halves (limit 0.1); tangent "
+    assert ("after failing the check (a normal eigenvalue grows as sigma shrinks (growth 0.255, limit 0.1); tangent "
             "disagreement 0.14 -> 0.12") in capsys.readouterr().out
 
 
