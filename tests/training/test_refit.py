@@ -82,12 +82,19 @@ def test_a_refit_that_does_not_help_is_put_back(trained, monkeypatch):
     model.load_state_dict(trained[0].model.state_dict())
     before = {k: v.clone() for k, v in model.state_dict().items()}
     verdicts = iter([0.3, 0.5])  # the check fails, and the refitted factor disagrees more
-    monkeypatch.setattr(refit_module, "self_consistency", lambda *a, **k: types.SimpleNamespace(
-        trusted=False, tangent_disagreement=torch.tensor([next(verdicts)])))
+
+    def check(*args, **kwargs):
+        value = next(verdicts)
+        summary = {"tangent_disagreement": value, "threshold": 0.2, "factor_dimension": 2, "denoiser_dimension": 2}
+        return types.SimpleNamespace(trusted=False, tangent_disagreement=torch.tensor([value]),
+                                     summary=lambda: summary)
+
+    monkeypatch.setattr(refit_module, "self_consistency", check)
     report, _, _ = _refit(model, TrainConfig(**{**SMALL, "steps": 40}))
     assert report.pop("seconds") > 0
     assert report == {"ran": True, "steps": 10, "disagreement_before": 0.3, "disagreement_after": 0.5,
-                      "kept": False}
+                      "kept": False, "failed": ["factor and denoiser disagree on the tangent spaces: disagreement "
+                                                "0.3 (limit 0.2), dimensions 2 and 2"]}
     for key, value in model.state_dict().items():
         torch.testing.assert_close(value, before[key], rtol=0, atol=0, msg=key)
 
