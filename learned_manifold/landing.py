@@ -48,7 +48,7 @@ def land(manifold: LearnedDataManifold, xf: Tensor) -> Tensor:
     """
     field = manifold.field
     bands = field.landing_bandwidths()
-    sigma = bands[0] if bands is not None else float(getattr(field, "sigma", 1.0))
+    sigma = _landing_sigma(field)
     out = xf.clone()
     if xf.shape[0] == 0:
         return out
@@ -159,8 +159,7 @@ def warn_off_data(field, x: Tensor, caller: str, stacklevel: int = 5) -> None:
     denoiser once per interval and cannot refuse its path as `land` refuses a point (a circle with noise 0.1 at
     a σ below the noise: a linear objective's flow ended 8.7 off the circle). The default ``stacklevel`` points
     at the caller of a public function under `full_precision` and ``inference_mode`` wrappers."""
-    bands = field.landing_bandwidths()
-    sigma = bands[0] if bands is not None else float(getattr(field, "sigma", 1.0))
+    sigma = _landing_sigma(field)
     gap = _beyond(field, x, sigma) if x.shape[0] else None
     if gap is not None and bool((gap > 0).any()):
         off = gap > 0
@@ -168,6 +167,12 @@ def warn_off_data(field, x: Tensor, caller: str, stacklevel: int = 5) -> None:
                       f"{gap.max().item():.3g} from the nearest data point the field holds, farther than sigma = "
                       f"{sigma:.3g}: the denoiser at this sigma does not bring them back to the data (a larger "
                       "sigma where the data are noisy at this scale, or a shorter flow, may)", stacklevel=stacklevel)
+
+
+def _landing_sigma(field) -> float:
+    """The bandwidth a field lands at: the low end of its `landing_bandwidths`, else its ``sigma`` (or 1)."""
+    bands = field.landing_bandwidths()
+    return bands[0] if bands is not None else float(getattr(field, "sigma", 1.0))
 
 
 def _beyond(field, x: Tensor, sigma: float) -> Tensor | None:
