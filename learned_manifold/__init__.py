@@ -8,7 +8,7 @@ from .curvature import Curvature, curvature
 from .flows import FlowResult, gradient_flow, interpolate
 from .geodesics import GeodesicResult, geodesic
 from .manifold import LearnedDataManifold
-from .model_file import ModelFileError, load_model, save_model
+from .model_file import ModelFileError, ModelFileWarning, load_model, save_model
 from .models import MetricModel, ModelConfig
 from .optim import RiemannianAdam, RiemannianSGD
 from .vae_file import load_vae, save_vae
@@ -23,6 +23,7 @@ __all__ = [
     "MetricModel",
     "ModelConfig",
     "ModelFileError",
+    "ModelFileWarning",
     "RiemannianAdam",
     "RiemannianSGD",
     "curvature",

@@ -1,7 +1,8 @@
 """Atomic file writes: a temporary file in the same folder, then ``os.replace`` (SPEC §1 model files).
 
 A crash never leaves a half-written file under the final name; temporary files left by dead processes are removed
-on the next write; the destination may not be a symlink or special file; the umask is respected.
+on the next write; the destination may not be a symlink or special file; a new file gets the umask's mode and a
+replaced file keeps its own (as an ordinary ``open`` of an existing file would).
 """
 
 from __future__ import annotations
@@ -12,7 +13,12 @@ import secrets
 import stat
 from pathlib import Path
 
-__all__ = ["atomic_write_bytes", "file_kind"]
+__all__ = ["TEMP_NAME_EXTRA", "atomic_write_bytes", "file_kind"]
+
+TEMP_NAME_EXTRA = len(".") + len(f".{2**22}.{'0' * 12}.tmp")
+"""Bytes that `atomic_write_bytes`'s temporary name ``.{name}.{pid}.{12 hex digits}.tmp`` adds to the name
+``name`` at most (a pid of up to 7 digits: Linux's largest ``pid_max`` is 2²²): 26. A folder's name limit
+(``NAME_MAX``, usually 255 bytes) must hold ``name`` plus this."""
 
 
 def _as_path(path: object, name: str = "path") -> Path:
@@ -65,24 +71,29 @@ def _remove_stale_temps(path: Path) -> None:
             pass
 
 
-def _check_destination(path: Path) -> None:
-    """Refuse to replace a symlink or a special file (device, FIFO, folder, socket) at ``path``."""
+def _check_destination(path: Path) -> int | None:
+    """Refuse to replace a symlink or a special file (device, FIFO, folder, socket) at ``path``; the permission
+    bits of the regular file there (``None``: nothing there)."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
-        return
+        return None
     if stat.S_ISLNK(st.st_mode):
         raise ValueError(f"refusing to write {str(path)!r}: it is a symbolic link (to {os.readlink(path)!r}); "
                          f"remove it or write to the target itself")
     if not stat.S_ISREG(st.st_mode):
         raise ValueError(f"refusing to write {str(path)!r}: it is a {file_kind(st.st_mode)}, not a regular file")
+    return st.st_mode & 0o777
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically: a temporary file in the same folder, fsync, then rename.
 
-    The temporary file is ``.{name}.{pid}.{random hex}.tmp``, created with mode ``0o666`` so the kernel applies
-    the user's umask exactly as for an ordinary ``open`` (no process-wide ``os.umask`` round trip); temporary
+    The temporary file is ``.{name}.{pid}.{random hex}.tmp`` (`TEMP_NAME_EXTRA` bytes longer than the name),
+    created with mode ``0o666`` so the kernel applies the user's umask exactly as for an ordinary ``open`` (no
+    process-wide ``os.umask`` round trip). Where ``path`` already holds a file, the temporary file takes that
+    file's permission bits (``0o777``; not set-id or sticky bits, nor its owner) before it replaces it, so a
+    private (``0o600``) or read-only (``0o400``) model or training state stays so after a rewrite. Temporary
     files of the same target left by a writer process that no longer runs are removed first.
 
     Raises:
@@ -92,7 +103,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = _as_path(path)
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"data must be bytes, got {type(data).__name__}")
-    _check_destination(path)
+    mode = _check_destination(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temps(path)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
@@ -106,8 +117,12 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            if mode is not None and hasattr(os, "fchmod"):  # the replaced file's mode (the fd stays writable)
+                os.fchmod(f.fileno(), mode)
             f.flush()
             os.fsync(f.fileno())
+        if mode is not None and not hasattr(os, "fchmod"):  # pragma: no cover (Windows before Python 3.13)
+            os.chmod(tmp, mode)
         _check_destination(path)
         os.replace(tmp, path)
     except BaseException:

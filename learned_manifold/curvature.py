@@ -36,7 +36,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from .geometry import eigenpairs, global_dimension, intrinsic_dimension
 from .metrics.base import as_field, check_finite_points, check_points
 
-__all__ = ["CLUSTER_RATIO", "CUTOFF_LIMIT", "GAP_MIN", "NEIGHBOURS_PER_DIM", "Curvature", "curvature", "factor_jvp"]
+__all__ = ["CLUSTER_RATIO", "CUTOFF_LIMIT", "GAP_MIN", "MIXED_SHARE", "NEIGHBOURS_PER_DIM", "Curvature", "curvature",
+           "factor_jvp"]
 
 GAP_MIN = 1e-5
 """Points whose eigengap ``(λ_d − λ_{d+1}) / λ₁`` is at most this have no tangent projector to differentiate (a
@@ -52,6 +53,13 @@ estimated field's differ by noise), with a warning: ``II`` divides by ``λ_d −
 the eigenvalues is amplified. Measured: S² asked for ``d = 1``, ``λ₂/λ₁`` has median 0.77 (k-NN, 4,000 points,
 k = 512, σ = 0.1; range 0.45–0.995) and 0.99 (a trained model), where |H| reached 309 and 22 (truth 1 at d = 2);
 a true tangent/normal split has ``λ_{d+1}/λ_d`` at most 0.02 (k-NN), 0.03 (trained sphere), 0.08 (trained torus)."""
+
+MIXED_SHARE = 0.2
+"""A batch whose default ``d`` (the lower median of the gap rule's pointwise dimensions) differs from the
+pointwise dimension at more than this share of its points gets a warning: one ``d`` serves every point, so a
+batch drawn from parts of several dimensions mixes tangent and normal directions (tester J: a 1-D branch read
+|H| = 0.027 with a 1-D/2-D/3-D batch's d = 2, 0.127 with d = 1; closed form 0.172). The share leaves noise alone:
+a trained model read another dimension than its own at 5–11% of the points of a branch (tester J)."""
 
 NEIGHBOURS_PER_DIM = 2
 """A `KNNCDC` whose kernel holds fewer than ``NEIGHBOURS_PER_DIM · (d + 1)`` effective neighbours ``(Σw)²/Σw²``
@@ -110,10 +118,17 @@ def factor_jvp(field, x: Tensor, directions: Tensor) -> Tensor:
     double backward off and every factor would look constant), and with attention on PyTorch's math kernel
     (`unet.FUSED_ATTENTION_MIN_TOKENS`: the fused kernels have no second derivative).
 
+    A factor with no autograd graph from ``x`` is taken as constant (derivative 0) only where it is: where it
+    changes along a direction (`_check_constant`), a ``ValueError`` says that autograd cannot differentiate it.
+
     Args:
         field: a co-metric field with ``factor``.
         x: ``(B, D)`` points.
         directions: ``(B, D, K)`` directions ``u_k`` as columns.
+
+    Raises:
+        ValueError: ``directions`` of the wrong shape; a factor that changes with ``x`` but has no autograd graph
+            from it (computed in NumPy, under ``torch.no_grad()``, or detached).
     """
     b, dim = x.shape
     if directions.ndim != 3 or directions.shape[:2] != (b, dim):
@@ -124,11 +139,12 @@ def factor_jvp(field, x: Tensor, directions: Tensor) -> Tensor:
     us = directions.detach().transpose(1, 2).reshape(b * k, dim).to(x.dtype).clone()
     with torch.enable_grad(), sdpa_kernel(SDPBackend.MATH):
         A = field.factor(xs)
-        if not A.requires_grad:  # a factor that does not depend on x (a flat subspace, the Euclidean metric)
-            return torch.zeros(b, k, *A.shape[1:], dtype=A.dtype, device=A.device)
-        probe = torch.zeros_like(A, requires_grad=True)
-        (pullback,) = torch.autograd.grad(A, xs, probe, create_graph=True, allow_unused=True)
-        if pullback is None:
+        pullback = None
+        if A.requires_grad:
+            probe = torch.zeros_like(A, requires_grad=True)
+            (pullback,) = torch.autograd.grad(A, xs, probe, create_graph=True, allow_unused=True)
+        if pullback is None:  # no graph from x to A: right only for a constant factor (a flat subspace, Euclidean)
+            _check_constant(field, xs, us, A.detach())
             return torch.zeros(b, k, *A.shape[1:], dtype=A.dtype, device=A.device)
         (dA,) = torch.autograd.grad(pullback, probe, us, allow_unused=True)
     if dA is None:  # a factor affine in x: its Jacobian does not depend on the probe's graph
@@ -149,8 +165,8 @@ def curvature(field, x: Tensor, tangent_dim: int | None = None, *, rel_eps: floa
         x: ``(B, D)`` points (on or near the data).
         tangent_dim: the tangent dimension ``d``; default: a `LearnedDataManifold`'s own ``tangent_dim`` where it
             has one, else the median pointwise dimension of the batch by the gap rule (SPEC §5). One ``d`` serves
-            the whole batch. ``d = D`` (data that fill ``R^D``) leaves no normal space: ``II = 0``, ``H = 0``,
-            ``R = 0``.
+            the whole batch (a warning when more than `MIXED_SHARE` of the points read another dimension). ``d = D``
+            (data that fill ``R^D``) leaves no normal space: ``II = 0``, ``H = 0``, ``R = 0``.
         rel_eps: eigenvalues ``≤ rel_eps · λ₁`` count as zero (`geometry.eigenpairs`), also in the eigengap.
 
     Returns:
@@ -158,8 +174,9 @@ def curvature(field, x: Tensor, tangent_dim: int | None = None, *, rel_eps: floa
 
     Warns:
         RuntimeWarning: points whose eigengap at ``d`` is at most `GAP_MIN` (their rows are NaN); a ``d`` that
-            splits a cluster of tangent eigenvalues (`CLUSTER_RATIO`); a `KNNCDC` whose kernel is truncated
-            (`CUTOFF_LIMIT`) or holds too few effective neighbours (`NEIGHBOURS_PER_DIM`).
+            splits a cluster of tangent eigenvalues (`CLUSTER_RATIO`); a default ``d`` that more than `MIXED_SHARE`
+            of the points do not read; a `KNNCDC` whose kernel is truncated (`CUTOFF_LIMIT`) or holds too few
+            effective neighbours (`NEIGHBOURS_PER_DIM`).
 
     Example:
         >>> import torch
@@ -177,8 +194,9 @@ def curvature(field, x: Tensor, tangent_dim: int | None = None, *, rel_eps: floa
         tensor([[ 0.0000, -0.6000, -0.8000]])
 
     Raises:
-        TypeError / ValueError: ``field`` is not a field; ``x`` is not ``(B, D)`` floating point or not finite;
-            ``tangent_dim`` is not an integer in ``1..min(r, D)``.
+        TypeError / ValueError: ``field`` is not a field or has no low-rank factor; ``x`` is not ``(B, D)``
+            floating point or not finite; ``tangent_dim`` is not an integer in ``1..min(r, D)``; the factor changes
+            with ``x`` but autograd cannot differentiate it (`factor_jvp`).
     """
     if tangent_dim is None and getattr(field, "field", None) is not None:
         tangent_dim = getattr(field, "tangent_dim", None)  # a LearnedDataManifold's own
@@ -198,12 +216,18 @@ def curvature(field, x: Tensor, tangent_dim: int | None = None, *, rel_eps: floa
             dim = None
         if dim is None:
             raise ValueError(f"tangent_dim must be an integer or None, got {tangent_dim!r}")
+    if not field._has_own("factor"):
+        raise TypeError("curvature needs a field with a low-rank factor (factor(x) -> A of shape (B, D, r), "
+                        f"G = A Aᵀ): {type(field).__name__} has none (its co-metric is matrix-free); use a field "
+                        "with one (LearnedCDC, KNNCDC, a closed-form field)")
     with torch.no_grad():
         A = field.factor(x)
         pairs = eigenpairs(A, rel_eps=rel_eps)
     b, n, r = A.shape
     if dim is None:
         dim = global_dimension(pairs.values) if b else 1
+        if dim < n:  # d = D has its own warning below, and NaN, for the points that read lower
+            _warn_about_mixed_dimensions(pairs.values, dim)
     if not 1 <= dim <= min(r, n):
         raise ValueError(f"tangent_dim must be an integer in 1..{min(r, n)} (at most the factor's rank {r} and the "
                          f"ambient dimension {n}), got {dim!r}")
@@ -254,6 +278,22 @@ def curvature(field, x: Tensor, tangent_dim: int | None = None, *, rel_eps: floa
     return Curvature(basis=E, second_form=II, mean=mean, scalar=scalar, asymmetry=asym, gap=gap, dim=dim)
 
 
+def _check_constant(field, xs: Tensor, us: Tensor, A: Tensor) -> None:
+    """Check that a factor ``A`` ``(n, D, r)`` with no autograd graph from ``xs`` ``(n, D)`` is constant along the
+    directions ``us`` ``(n, D)``: ``A(x + h u) = A(x)`` to round-off for a step ``h`` of 10⁻³ of ``|x|`` (at least
+    10⁻³). A ``ValueError`` otherwise: its derivative is not 0, and autograd cannot compute it."""
+    with torch.no_grad():
+        size = xs.abs().amax(-1, keepdim=True).clamp_min(1.0)
+        step = 1e-3 * size * us / us.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(us.dtype).tiny)
+        moved = field.factor(xs.detach() + step).detach()
+    tol = 64 * torch.finfo(A.dtype).eps * (float(A.abs().max()) if A.numel() else 0.0)  # round-off of A's size
+    if moved.shape != A.shape or not bool(((moved - A).abs() <= tol).all()):
+        raise ValueError("the field's factor changes with x but autograd cannot differentiate it "
+                         f"({type(field).__name__}.factor returns a tensor with no gradient path from x: computed "
+                         "outside torch, under torch.no_grad(), or detached), so its curvature cannot be computed; "
+                         "write factor in differentiable torch operations")
+
+
 def _second_form(field, x: Tensor, A: Tensor, lam: Tensor, U: Tensor, dim: int) -> Tensor:
     """``II(e_k, e_i)`` ``(B, d, d, D)`` by the perturbation formula (module docstring) from the factor ``A``
     ``(B, D, r)`` and its eigenpairs ``lam`` ``(B, r)``, ``U`` ``(B, D, r)`` at the points ``x`` ``(B, D)``."""
@@ -269,6 +309,24 @@ def _second_form(field, x: Tensor, A: Tensor, lam: Tensor, U: Tensor, dim: int) 
     in_range = rest.unsqueeze(1) @ (coeff / denom.unsqueeze(1))  # (B, d, D, d)
     null = Gdot_e - U.unsqueeze(1) @ (U.transpose(1, 2).unsqueeze(1) @ Gdot_e)  # N DG[e_k] e_i
     return (in_range + null / lam_t[:, None, None, :]).permute(0, 1, 3, 2)  # (B, d, d, D): [k, i] = II(e_k, e_i)
+
+
+def _warn_about_mixed_dimensions(values: Tensor, dim: int) -> None:
+    """Warn (at the caller of `curvature`) when more than `MIXED_SHARE` of the points, eigenvalues ``values``
+    ``(B, r)``, read another dimension by the gap rule than ``dim``, the batch's (lower median) that serves them
+    all."""
+    own = intrinsic_dimension(values)
+    other = int((own != dim).sum())
+    if other <= MIXED_SHARE * own.numel():
+        return
+    dims, counts = own.unique(return_counts=True)
+    mix = ", ".join(f"{int(d)}: {int(c)}" for d, c in zip(dims, counts, strict=True))
+    warnings.warn(f"{other} of {own.numel()} points ({100 * other / own.numel():.0f}%) read another dimension by the "
+                  f"gap rule than the batch's {dim} (dimensions: {mix}), which curvature uses at every point: where a "
+                  f"point's own dimension is lower, a normal direction counts as tangent (|H| reads too small), where "
+                  f"it is higher, a tangent direction as normal; call curvature on each group of points (grouped by "
+                  f"geometry.intrinsic_dimension or LearnedDataManifold.intrinsic_dimension) or pass tangent_dim",
+                  RuntimeWarning, stacklevel=4)
 
 
 def _warn_about_the_kernel(field, x: Tensor, dim: int) -> None:

@@ -4,14 +4,18 @@ For a feature map ``φ``, points ``x``, a magnitude ``ε`` and a co-metric field
 set ``δ = ε z/‖z‖`` and score ``E ‖φ(x + δ) − φ(x)‖``. Lower is better: directions along the data change
 features least. Normalising ``δ`` makes the score measure direction only.
 
-Sampling ``N(0, G)`` (SPEC §10), all batched over points and samples:
+Sampling ``N(0, G)`` (SPEC §10), all batched over points and samples. The field's isotropic part ``δ``
+(``field.delta``: a `LearnedCDC`'s ``λ_T + δ``) is left out of the draws: it regularises the path metric
+``(G + δI)⁻¹`` (SPEC §5) and is no direction of the data (with the ``δ = 10⁻²`` of paths, an exact 2-plane in R⁷⁸⁴
+drawn from ``G + δI`` scored 0.92 of the random baseline instead of 0):
 
-* low-rank fields (``field.low_rank``): ``z = A ξ + √δ ξ'`` with ``ξ ~ N(0, I_r)``, ``ξ' ~ N(0, I_D)``;
+* low-rank fields (``field.low_rank``): ``z = A ξ`` with ``ξ ~ N(0, I_r)``;
 * `EuclideanMetric` (the "random" baseline): ``z = ξ ~ N(0, I_D)``;
-* `SteinScoreMetric`: ``z = (ξ − c s (sᵀξ)) + √δ ξ'`` with ``c = (1 − 1/√(1 + λ‖s‖²))/‖s‖²``, the exact square
-  root of ``I − λ s sᵀ/(1 + λ‖s‖²)``, and the isotropic part ``δ`` added independently (covariance ``G + δI``);
-* any other field (e.g. `ScoreJacobianMetric`): ``G^{1/2} ξ`` by ``m ≥ 2`` Lanczos steps on ``w ↦ field.apply(x, w)``
-  with full reorthogonalisation, negative (and round-off-sized) Ritz values clipped to 0
+* `SteinScoreMetric`: ``z = ξ − c s (sᵀξ)`` with ``c = (1 − 1/√(1 + λ‖s‖²))/‖s‖²``, the exact square root of
+  ``I − λ s sᵀ/(1 + λ‖s‖²)``;
+* any other field (e.g. `ScoreJacobianMetric`): ``G^{1/2} ξ`` by ``m ≥ 2`` Lanczos steps on
+  ``w ↦ field.apply(x, w) − δ w`` with full reorthogonalisation, negative (and round-off-sized) Ritz values clipped
+  to 0
   (``G^{1/2}ξ ≈ ‖ξ‖ Q_m T_m^{1/2} e₁``). One step is refused: it returns ``ξ`` times a number, the Euclidean
   direction, or 0.
 
@@ -119,11 +123,12 @@ def lanczos_sqrt(apply: Callable[[Tensor], Tensor], xi: Tensor, steps: int) -> T
 @full_precision
 def sample_cometric(field: CoMetricField, x: Tensor, *, generator: torch.Generator | None = None,
                     lanczos_steps: int = 32) -> Tensor:
-    """One draw ``z ~ N(0, G(x) + δI)`` per point (SPEC §10): ``(B, D)`` → ``(B, D)``.
+    """One draw ``z ~ N(0, G(x))`` per point (SPEC §10): ``(B, D)`` → ``(B, D)``.
 
     Uses the field's exact square root where one exists (low-rank factor, Euclidean, Stein) and
-    `lanczos_sqrt` with ``lanczos_steps`` (``>= 2``, checked for every field) steps otherwise. Repeat rows of
-    ``x`` for several draws per point.
+    `lanczos_sqrt` with ``lanczos_steps`` (``>= 2``, checked for every field) steps on ``apply − δI`` otherwise.
+    The isotropic part ``δ`` (``field.delta``) is left out (module docstring). Repeat rows of ``x`` for several
+    draws per point.
     """
     field = as_field(field)
     steps = _check_lanczos_steps(lanczos_steps, "lanczos_steps")
@@ -132,14 +137,12 @@ def sample_cometric(field: CoMetricField, x: Tensor, *, generator: torch.Generat
         return torch.randn(*shape, generator=generator, dtype=x.dtype, device=x.device)
 
     b, d = x.shape
-    delta = float(field.delta)
     if isinstance(field, EuclideanMetric):
-        return (1 + delta) ** 0.5 * normal(b, d)
+        return normal(b, d)
     with torch.no_grad():
         if field.low_rank:
             a = field.factor(x)
-            z = (a @ normal(b, a.shape[-1], 1)).squeeze(-1)
-            return z + delta**0.5 * normal(b, d) if delta > 0 else z
+            return (a @ normal(b, a.shape[-1], 1)).squeeze(-1)
         if isinstance(field, SteinScoreMetric):
             s = field.score(x)
             ss = (s * s).sum(-1, keepdim=True)
@@ -147,11 +150,11 @@ def sample_cometric(field: CoMetricField, x: Tensor, *, generator: torch.Generat
             c = torch.where(ss > 0, (1 - torch.rsqrt(1 + lam * ss)) / ss.clamp_min(torch.finfo(x.dtype).tiny),
                             torch.zeros_like(ss))
             xi = normal(b, d)
-            z = xi - c * s * (s * xi).sum(-1, keepdim=True)
-            return z + delta**0.5 * normal(b, d) if delta > 0 else z
+            return xi - c * s * (s * xi).sum(-1, keepdim=True)
+    delta = float(field.delta)
     xi = normal(b, d)
     with torch.no_grad():
-        return lanczos_sqrt(lambda w: field.apply(x, w), xi, steps)
+        return lanczos_sqrt(lambda w: field.apply(x, w) - delta * w if delta else field.apply(x, w), xi, steps)
 
 
 @dataclass
@@ -161,7 +164,8 @@ class FeatureStability:
     Attributes:
         eps: the magnitudes ``ε``, length ``E``.
         mean: ``E_{x,z} ‖φ(x + δ) − φ(x)‖`` per ``ε`` (length ``E``).
-        std: the standard deviation over points of the per-point mean (length ``E``).
+        std: the standard deviation over points of the per-point mean (length ``E``); 0 when one point
+            is scored (no spread to measure).
         per_point: ``(E, B)`` per-point means over the point's non-zero draws; NaN at a point whose draws were
             all zero. ``mean`` and ``std`` are over the points with at least one non-zero draw.
         zero_samples: how many of the ``B · samples`` draws were zero (no direction, see the module docstring):
@@ -188,8 +192,9 @@ def feature_stability(field: CoMetricField, x: Tensor, features: Callable[[Tenso
 
     ``samples`` directions per point are drawn by `sample_cometric`, normalised to length ``ε``, and the
     feature change ``‖φ(x + δ) − φ(x)‖`` averaged. ``features`` maps ``(n, *data_shape)`` to ``(n, F)``
-    (``data_shape`` defaults to flat). The same draws serve every ``ε`` (common random numbers), so the
-    curves of two fields differ by direction only.
+    (``data_shape`` defaults to flat; another output shape is refused). The same draws serve every ``ε``
+    (common random numbers), so the curves of two fields differ by direction only. The draws leave out the field's
+    isotropic part ``δ`` (module docstring).
 
     A zero draw (``G(x) = 0`` there, or an indefinite operator whose Ritz values are all clipped) has no
     direction: it is left out of its point's mean, counted in ``zero_samples`` and warned about; a point with
@@ -197,7 +202,7 @@ def feature_stability(field: CoMetricField, x: Tensor, features: Callable[[Tenso
 
     Raises:
         ValueError: every draw was zero (the score is undefined), ``lanczos_steps < 2``, or bad ``eps``,
-            ``x``, ``samples`` or ``data_shape``.
+            ``x``, ``samples`` or ``data_shape``, or ``features`` returned another shape than ``(n, F)``.
     """
     field = as_field(field)
     samples = check_count(samples, "samples")
@@ -223,14 +228,27 @@ def feature_stability(field: CoMetricField, x: Tensor, features: Callable[[Tenso
                       "(FeatureStability.zero_samples)", stacklevel=2)
     direction = z / length.clamp_min(torch.finfo(z.dtype).tiny)
     with torch.no_grad():
-        base = features(x.reshape(-1, *shape)).repeat_interleave(samples, dim=0)
+        base = _features(features, x.reshape(-1, *shape)).repeat_interleave(samples, dim=0)
         per_point = []
         for e in eps:
-            moved = features((rows + e * direction).reshape(-1, *shape))
+            moved = _features(features, (rows + e * direction).reshape(-1, *shape))
             change = (moved - base).norm(dim=-1).reshape(x.shape[0], samples)
             change = torch.where(valid, change, torch.zeros_like(change)).sum(-1) / valid.sum(-1).to(change.dtype)
             per_point.append(change)  # NaN (0/0) at a point with only zero draws
     per_point = torch.stack(per_point)
     scored = per_point[:, valid.any(-1)]
-    return FeatureStability(eps=eps, mean=scored.mean(-1).tolist(), std=scored.std(-1).tolist(),
-                            per_point=per_point, zero_samples=zero)
+    std = scored.std(-1) if scored.shape[-1] > 1 else torch.zeros_like(scored[:, 0])  # one point: no spread
+    return FeatureStability(eps=eps, mean=scored.mean(-1).tolist(), std=std.tolist(), per_point=per_point,
+                            zero_samples=zero)
+
+
+def _features(features: Callable[[Tensor], Tensor], points: Tensor) -> Tensor:
+    """``features(points)`` for ``points`` ``(n, *data_shape)`` after checking it is a tensor of shape ``(n, F)``;
+    one ``ValueError`` naming ``features`` otherwise (a map that keeps the image shape, or gives ``(n,)``)."""
+    out = features(points)
+    if not isinstance(out, Tensor) or out.ndim != 2 or out.shape[0] != points.shape[0]:
+        got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise ValueError(f"features must map ({', '.join(map(str, ('n', *points.shape[1:])))}) to (n, F) (here "
+                         f"n = {points.shape[0]}), got {got}: give each point's features as one row (e.g. "
+                         "lambda v: phi(v).reshape(len(v), -1))")
+    return out

@@ -14,16 +14,16 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import Tensor
 from torchdiffeq import odeint
 
-from .geodesics import _real_points, landing_rounding
-from .landing import warn_off_data
-from .metrics.base import CoMetricField, as_field
+from .flow_inputs import _check_objective, _check_times, _field_of, _flatten, _solver_dtype
+from .geodesics import landing_rounding
+from .landing import normal_landing, warn_off_data
+from .metrics.base import CoMetricField
 from .precision import full_precision
-from .regularised import polyline_lengths, warn_uncentred
+from .regularised import polyline_lengths, tangent_dim_of
 
 __all__ = ["FLOW_METHODS", "FlowResult", "gradient_flow", "interpolate", "polyline_lengths"]
 
@@ -68,7 +68,9 @@ class FlowResult:
             flow's speed at the end ``‖(G + δI)(x − x₁)‖`` is below `STALL_SPEED` times the remaining gap: what is
             left of the gap lies (almost) in the null space of ``G``, normal to the data, where this flow cannot
             move (SPEC §6: the paths need not reach ``x₁``). A longer ``t_end`` does not help such a pair; a
-            `learned_manifold.geodesics.geodesic` does.
+            `learned_manifold.geodesics.geodesic` does. With landing also a pair whose flow still pulls but whose
+            landed path moved less than `STALL_SPEED` times the remaining gap per unit time over the last output
+            interval: the landing undoes the flow.
         reason: per pair, ``"reached"``, ``"stalled: …"`` (with the relative end speed) or ``"out of time: …"``
             (still moving at ``t_end``: raise ``t_end``); `interpolate` only (else ``None``).
 
@@ -102,73 +104,18 @@ STALL_SPEED = 1e-2
 """`interpolate`: a pair not reached whose end speed is below this fraction of its remaining gap has stalled."""
 
 
-def _field_of(manifold_or_field, caller: str) -> tuple[CoMetricField, tuple[int, ...] | None]:
-    """The field and data shape of a manifold or field; warns for an uncentred field (`warn_uncentred`)."""
-    field = as_field(manifold_or_field)
-    warn_uncentred(field, caller, stacklevel=6)
-    return field, getattr(manifold_or_field, "data_shape", None)
-
-
-def _check_objective(f: Callable[[Tensor], Tensor], x: Tensor) -> None:
-    """Evaluate ``f`` once on the start points ``x`` ``(B, D)``: one ``ValueError`` naming ``f`` unless it gives
-    ``(B,)`` values (a mean over the batch would slow every point B-fold, a ``(B, D)`` output be summed)."""
-    with torch.no_grad():
-        out = f(x) if x.shape[0] else torch.zeros(0)
-    if (got := tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__) != (x.shape[0],):
-        raise ValueError(f"f must map points of shape (B, D) = {tuple(x.shape)} to one value per point, shape (B,) = "
-                         f"({x.shape[0]},); got {got} (return the per-point values, not their mean or sum)")
-
-
-def _check_times(t_end: float, n_points: int) -> None:
-    """One clear error for bad output times, before any work (torchdiffeq would assert deep inside)."""
-    if isinstance(n_points, bool) or not isinstance(n_points, int):
-        raise TypeError(f"n_points must be an int, got {type(n_points).__name__}")
-    if n_points < 2:
-        raise ValueError(f"n_points counts the output times including t = 0 and t_end and must be >= 2, got {n_points}")
-    if isinstance(t_end, bool) or not isinstance(t_end, (int, float)):
-        raise TypeError(f"t_end must be a real number, got {type(t_end).__name__}")
-    if not math.isfinite(t_end) or t_end <= 0:
-        raise ValueError(f"t_end must be finite and > 0, got {t_end}")
-
-
-def _flatten(x: Tensor, data_shape: tuple[int, ...] | None, dim: int | None, name: str) -> Tensor:
-    if isinstance(x, np.ndarray):
-        x = torch.from_numpy(x)
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor or a NumPy array, got {type(x).__name__}")
-    x = _real_points(x, name)  # integers (uint8 images) as floats, inference tensors cloned, as `geodesic` does
-    if data_shape is not None and tuple(x.shape[-len(data_shape):]) == tuple(data_shape):
-        if x.ndim > len(data_shape) + 1:
-            raise ValueError(f"{name} must have shape (B, *data_shape) = (B, {', '.join(map(str, data_shape))}) with "
-                             f"one batch axis, got {tuple(x.shape)}: reshape it to (-1, *data_shape)")
-        flat = x.reshape(-1, math.prod(data_shape))
-    elif x.ndim == 1:
-        flat = x.unsqueeze(0)
-    else:
-        flat = x.reshape(x.shape[0], math.prod(x.shape[1:]))
-    if dim is not None and flat.shape[1] != dim:
-        raise ValueError(f"{name} has {flat.shape[1]} coordinates per point; the geometry expects D = {dim}")
-    if not bool(torch.isfinite(flat).all()):
-        raise ValueError(f"{name} contains NaN or inf")
-    return flat
-
-
-def _solver_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The dtype the solver integrates points of ``dtype`` in: float32 for half precision (a float16 time grid
-    has ``t + dt == t`` after a few steps, and torchdiffeq then gives up with "underflow in dt"), else ``dtype``.
-    The field and the objective still see points of ``dtype``; the paths are returned in it."""
-    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
-
-
 def _integrate(field: CoMetricField, velocity: Callable[[Tensor], Tensor], x0: Tensor, times: Tensor, *,
                method: str, rtol: float, atol: float, step_size: float | None, landing: bool,
                project: Callable[[Tensor], Tensor] | None = None) -> Tensor:
-    """Integrate ``ẋ = velocity(x)`` on the output grid; with landing, project after every interval (by
-    ``project``, default ``field.project``: a caller integrating other coordinates gives its own)."""
+    """Integrate ``ẋ = velocity(x)`` on the output grid; with landing, land after every interval (by
+    ``project``, default one normal-only step `landing.normal_landing`: a caller integrating other coordinates
+    gives its own)."""
     if method not in FLOW_METHODS:
         raise ValueError(f"unknown flow method {method!r}; valid names: {sorted(FLOW_METHODS)}")
-    if landing and not field.can_project:
-        raise ValueError(f"landing needs a field with a landing projection; {type(field).__name__} has none")
+    if landing and not (field.can_project and field.low_rank):
+        raise ValueError(f"landing needs a low-rank field (its tangent space gives the normals to land along) "
+                         f"with a landing projection (a denoiser); {type(field).__name__} has "
+                         f"{'no low-rank factor' if field.can_project else 'none'}")
     adaptive = FLOW_METHODS[method]
     tolerances = {"rtol": rtol, "atol": atol} if adaptive else {}
     for name, value in {**tolerances, "step_size": step_size}.items():
@@ -206,7 +153,7 @@ def _integrate(field: CoMetricField, velocity: Callable[[Tensor], Tensor], x0: T
     else:
         out, x = [x0], x0
         for i in range(len(times) - 1):
-            x = (project or field.project)(solve(x, times[i : i + 2])[-1])
+            x = (project or (lambda z: normal_landing(field, z)))(solve(x, times[i : i + 2])[-1])
             out.append(x)
         path = torch.stack(out, dim=1)
     bad = (~torch.isfinite(path).flatten(1).all(-1)).nonzero().flatten()
@@ -251,7 +198,9 @@ def gradient_flow(
             default one output interval; ``"euler"`` is Riemannian gradient descent with ``η = step_size``: the
             returned points are its iterates where the output interval ``t_end / (n_points − 1)`` is a multiple
             of ``η``, and torchdiffeq's linear interpolation between iterates at other output times).
-        landing: after every output interval, project onto the data with the field's denoiser.
+        landing: after every output interval, land on the data by one normal-only step of the field's denoiser
+            (`landing.normal_landing`, SPEC §5: the normal part of ``x̂(x, σ) − x`` only, the normals those of
+            the manifold's ``tangent_dim``, else the gap rule's); needs a low-rank field with a denoiser.
 
     Works under ``torch.no_grad()`` and ``torch.inference_mode()`` (it runs under ``inference_mode(False)``: ``f``
     is differentiated; the results are normal tensors). Half-precision points are integrated in float32 (the
@@ -262,7 +211,8 @@ def gradient_flow(
 
     Raises:
         TypeError, ValueError: before any work, for bad points, ``n_points < 2``, ``t_end`` not finite and > 0,
-            an unknown ``method``, ``landing`` on a field without a projection, or ``f(x0)`` not of shape ``(B,)``.
+            an unknown ``method``, ``landing`` on a field without a projection or a low-rank factor, or ``f(x0)``
+            not of shape ``(B,)`` or not depending on the points (a constant, or computed from ``x.detach()``).
         ValueError: the flow became NaN or inf: ``f`` or its gradient is not finite somewhere along it (every
             solver; adaptive ones would otherwise fail with torchdiffeq's "underflow in dt").
 
@@ -299,8 +249,11 @@ def gradient_flow(
             (grad,) = torch.autograd.grad(f(xg).sum(), xg)
         return -field.apply(x, grad).to(base.dtype) / unit
 
+    tangent_dim = tangent_dim_of(manifold)
+
     def project(y: Tensor) -> Tensor:
-        return (field.project((base + unit * y).to(flat0.dtype)).to(base.dtype) - base) / unit
+        landed = normal_landing(field, (base + unit * y).to(flat0.dtype), tangent_dim=tangent_dim)
+        return (landed.to(base.dtype) - base) / unit
 
     times = torch.linspace(0.0, t_end, n_points, dtype=base.dtype, device=flat0.device)
     with torch.no_grad():
@@ -346,7 +299,8 @@ def interpolate(
             each pair's deviation ``(x − x₁)/‖x₀ − x₁‖``: ``rtol`` and ``atol`` are relative to each pair's initial
             gap, so pairs of any scale get the same accuracy, alone or in a batch. Landing carries the ends'
             offsets from the landing map's image, blended by the fraction of the gap closed (SPEC §6, as for
-            geodesics), so ``x0 = x1`` stays put and a data point ``x1`` can be reached.
+            geodesics), so ``x0 = x1`` stays put and a data point ``x1`` can be reached; each landing is one
+            normal-only step (`landing.normal_landing`), so it does not move the path along the data.
 
     Returns:
         `FlowResult` with ``final_gap = ‖x(t_end) − x₁‖``, ``reached = final_gap ≤ 1.5·stop_tol``, the fraction
@@ -355,7 +309,8 @@ def interpolate(
 
     Raises:
         TypeError, ValueError: before any work, for bad points, ``n_points < 2``, ``t_end`` not finite and > 0,
-            ``stop_tol`` not finite and > 0, an unknown ``method``, or ``landing`` on a field without a projection.
+            ``stop_tol`` not finite and > 0, an unknown ``method``, or ``landing`` on a field without a projection
+            or a low-rank factor.
         ValueError: the flow became NaN or inf (the field is not finite along it).
 
     Under ``torch.inference_mode()`` and for half-precision points as `gradient_flow`.
@@ -390,9 +345,6 @@ def interpolate(
     def apply(x: Tensor, w: Tensor) -> Tensor:  # the field sees points of their own dtype
         return field.apply(x.to(dtype), w.to(dtype)).to(work)
 
-    def land(x: Tensor) -> Tensor:
-        return field.project(x.to(dtype)).to(work)
-
     gap0 = (flat1 - flat0).norm(dim=-1, keepdim=True)
     tol = 0.01 * gap0 if stop_tol is None else torch.full_like(gap0, stop_tol)
     # The solver works on each pair's deviation from its target in units of its initial gap, y = (x − x₁)/gap₀:
@@ -407,17 +359,23 @@ def interpolate(
         return -brake * apply(x, y)  # (G + δI)(x − x₁) / gap₀
 
     project = None
-    if landing and field.can_project and flat0.shape[0]:
+    if landing and field.can_project and field.low_rank and flat0.shape[0]:
         # Landing carries each end's own offset from the landing map's image, blended by the fraction of the gap
         # closed (as the geodesics do, SPEC §6): data points are not fixed points of the denoiser (a point of a
         # curved manifold lies ~dσ²/2R off its image), so plain landing would move x0 = x1 and never reach x1.
-        offset0, offset1 = flat0 - land(flat0), flat1 - land(flat1)
+        # Each landing is one normal-only step (`landing.normal_landing`): a full denoiser step also moved the
+        # path along the data, once per output interval, and froze it short of x1 (SPEC §5).
+        offset0 = flat0 - field.project(flat0.to(dtype)).to(work)
+        offset1 = flat1 - field.project(flat1.to(dtype)).to(work)
+        tangent_dim = tangent_dim_of(manifold)
 
         def project(y: Tensor) -> Tensor:
             x = flat1 + unit * y
             s = (1 - y.norm(dim=-1, keepdim=True)).clamp(0, 1)
             s = torch.where(gap0 > 0, s, torch.ones_like(s))
-            return (land(x) + (1 - s) * offset0 + s * offset1 - flat1) / unit
+            offset = (1 - s) * offset0 + s * offset1
+            landed = normal_landing(field, x.to(dtype), offset.to(dtype), tangent_dim).to(work)
+            return (landed - flat1) / unit
 
     times = torch.linspace(0.0, t_end, n_points, dtype=work, device=flat0.device)
     with torch.no_grad():
@@ -436,15 +394,22 @@ def interpolate(
         reached = (gap <= 1.5 * tol.squeeze(-1)) | (gap <= floor)
         end = path[:, -1]
         speed = field.apply(end, end - flat1).norm(dim=-1) if end.shape[0] else gap
+        moved = (end - path[:, -2]).norm(dim=-1) / (times[-1] - times[-2])  # over the last interval, landed
     g0 = gap0.squeeze(-1)
     closed = torch.where(g0 > 0, 1 - gap / g0.clamp_min(torch.finfo(g0.dtype).tiny), torch.ones_like(gap))
-    rel_speed = speed / gap.clamp_min(torch.finfo(gap.dtype).tiny)
-    stalled = ~reached & (rel_speed < STALL_SPEED)
+    rel_speed, rel_moved = (v / gap.clamp_min(torch.finfo(gap.dtype).tiny) for v in (speed, moved))
+    # with landing, a path whose flow still pulls but which no longer moves: the landing undoes the flow
+    undone = ~reached & (rel_speed >= STALL_SPEED) & (rel_moved < STALL_SPEED) & landing
+    stalled = ~reached & (rel_speed < STALL_SPEED) | undone
     reason = [
         "reached" if r else (
-            f"stalled: end speed {v:.2g}× the remaining gap; the rest of the gap is normal to the data" if st
+            f"stalled: the landing undoes the flow (over the last output interval the path moved {m:.2g}× the "
+            f"remaining gap per unit time, against a flow speed of {v:.2g}×); a longer t_end does not help, "
+            "landing=False or a geodesic may" if u
+            else f"stalled: end speed {v:.2g}× the remaining gap; the rest of the gap is normal to the data" if st
             else f"out of time: still moving at t_end (speed {v:.2g}× the remaining gap); raise t_end")
-        for r, st, v in zip(reached.tolist(), stalled.tolist(), rel_speed.tolist(), strict=True)
+        for r, st, u, v, m in zip(reached.tolist(), stalled.tolist(), undone.tolist(), rel_speed.tolist(),
+                                  rel_moved.tolist(), strict=True)
     ]
     res = _result(path, times, gap, euclid, metric, reached, counter[0], x0, data_shape)
     single = x0.ndim == 1  # as in _result

@@ -26,10 +26,18 @@ import torch
 from torch import Tensor
 
 from .evaluation import lerp
+from .landing import land
 from .metrics.base import CoMetricField
 from .metrics.nearest import nearest_rows
 
-__all__ = ["INIT_NAMES", "auto_init", "denoises", "graph_holder", "graph_path", "landing_path", "resample"]
+__all__ = ["INIT_NAMES", "DisconnectedDataWarning", "auto_init", "denoises", "graph_holder", "graph_path",
+           "graph_paths", "landing_anchors", "landing_path", "resample"]
+
+
+class DisconnectedDataWarning(UserWarning):
+    """A ``"graph"`` start found no path through the data between a pair's ends: they lie in different connected
+    components of the data's k-NN graph (separate clusters), and the pair started from the straight line through
+    the empty space between them, where a data-driven field carries no information (`graph_paths`)."""
 
 INIT_NAMES = ("auto", "graph", "landing", "linear")
 """Names accepted by ``geodesic(init=...)``."""
@@ -140,6 +148,28 @@ def landing_path(field: CoMetricField, x0: Tensor, x1: Tensor, n_points: int) ->
     return resample(torch.cat([x0.unsqueeze(1), inner, x1.unsqueeze(1)], dim=1), n_points)
 
 
+def landing_anchors(field: CoMetricField, x0: Tensor, x1: Tensor, tangent_dim: int | None = None) -> Tensor:
+    """``(2B, D)``: the points whose landing ``P(P(·))`` a landed geodesic's end offsets are measured from
+    (`geodesic_solvers.end_offsets`), for ends ``x0``, ``x1`` ``(B, D)`` stacked: each end itself, or where the
+    normal-only landing `landing.land` moves it farther than the field's ``σ`` (an end off the data), its landed
+    point. Two denoiser steps bring an end 0.4 off a learned unit sphere (σ = 0.06) only 0.1 closer, and the short
+    offset made a pair 0.01 apart at radius 0.6 detour to the sphere and back (Euclidean length 0.63), converged.
+    Ends of a field without a factor, or that `land` refuses, stay."""
+    ends = torch.cat([x0, x1])
+    if not field.low_rank or not field.can_project:
+        return ends
+    from .manifold import LearnedDataManifold  # here: the manifold's module imports the metrics
+
+    bands = field.landing_bandwidths()
+    sigma = bands[0] if bands is not None else float(getattr(field, "sigma", 0.0))
+    try:
+        landed = land(LearnedDataManifold(field, tangent_dim=tangent_dim), ends).to(ends)
+    except ValueError:  # an end that does not land (too far, no normal space): its own offset as before
+        return ends
+    far = torch.isfinite(landed).all(-1) & ((landed - ends).norm(dim=-1) > sigma)
+    return torch.where(far.unsqueeze(-1), landed, ends)
+
+
 def _dijkstra(indptr: np.ndarray, nbrs: np.ndarray, weights: np.ndarray, start: dict[int, float],
               goal: dict[int, float]) -> list[int] | None:
     """Shortest path in a CSR graph from a virtual source (``start``: node → cost to enter) to a virtual
@@ -184,12 +214,18 @@ def _dijkstra(indptr: np.ndarray, nbrs: np.ndarray, weights: np.ndarray, start: 
 
 def graph_path(field: CoMetricField, x0: Tensor, x1: Tensor, n_points: int, *,
                neighbours: int = GRAPH_NEIGHBOURS) -> Tensor:
+    """`graph_paths`' paths ``(B, n_points, D)`` alone (the straight line for pairs the graph does not join)."""
+    return graph_paths(field, x0, x1, n_points, neighbours=neighbours)[0]
+
+
+def graph_paths(field: CoMetricField, x0: Tensor, x1: Tensor, n_points: int, *,
+                neighbours: int = GRAPH_NEIGHBOURS) -> tuple[Tensor, Tensor]:
     """Shortest path from ``x0`` to ``x1`` through the field's data (module doc), resampled to ``n_points``.
 
     The graph joins the field's `graph_rows` (all data points up to `KNNCDC.GRAPH_POINTS`, else a seeded
     subsample of that many, as a trained model's landmarks: the graph's search is quadratic in its points).
     ``x0`` and ``x1`` join the graph through their ``neighbours`` nearest graph points. A pair whose ends lie in
-    different connected components of the graph gets the straight line.
+    different connected components of the graph gets the straight line, and ``False`` in ``joined``.
 
     Args:
         field: a field with ``data`` ``(N, D)``, ``graph_rows() -> (M,)`` and ``neighbour_graph(k) -> (idx, dist)``
@@ -198,14 +234,16 @@ def graph_path(field: CoMetricField, x0: Tensor, x1: Tensor, n_points: int, *,
         n_points: points of the result, both ends included.
 
     Returns:
-        ``(B, n_points, D)``, ends exactly ``x0`` and ``x1``.
+        ``(paths, joined)``: ``(B, n_points, D)``, ends exactly ``x0`` and ``x1``, and ``(B,)`` bool, whether the
+        graph joins the pair's ends (``False``: the straight line).
     """
     data = field.data
     points = data[field.graph_rows()]  # (M, D)
     n = points.shape[0]
     k = min(neighbours, n - 1)
+    joined = torch.ones(x0.shape[0], dtype=torch.bool, device=x0.device)
     if k < 1:
-        return lerp(x0, x1, n_points)
+        return lerp(x0, x1, n_points), ~joined
     idx, dist = field.neighbour_graph(k)
     src = torch.arange(n, device=idx.device).unsqueeze(1).expand_as(idx)
     ok = torch.isfinite(dist)
@@ -228,7 +266,8 @@ def graph_path(field: CoMetricField, x0: Tensor, x1: Tensor, n_points: int, *,
         nodes = _dijkstra(indptr, cols, w, start, goal)
         if nodes is None:
             paths.append(lerp(x0[i : i + 1], x1[i : i + 1], n_points)[0])
+            joined[i] = False
             continue
         poly = torch.cat([x0[i : i + 1], points[torch.as_tensor(nodes, device=data.device)].to(x0), x1[i : i + 1]])
         paths.append(resample(poly.unsqueeze(0), n_points)[0])
-    return torch.stack(paths)
+    return torch.stack(paths), joined

@@ -3,11 +3,13 @@
 The energy of a path ``x_0, …, x_{T−1}`` is ``E = Σ_i Δ_iᵀ g(x_{i+½}) Δ_i`` (`segment_energies`). Interior
 points are optimised in whitened coordinates ``x = x_init + h · L^{-1/2} v`` (`_Energy`, ``L`` the path
 Laplacian), by batched per-pair L-BFGS (`_solve_lbfgs`) or Adam; `verify_minimum` then checks honestly that no
-short descent step from the result still lowers the energy.
+short descent step from the result still lowers the energy (and `geodesic_saddles.refute_saddles` that no small
+kick does: a gradient step cannot leave a saddle).
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -102,7 +104,7 @@ returns a blend of both, off the data, and the energy minimiser found such short
 the roll, two steps at most 0.021 (`benchmarks/RESULTS.md`, eleventh session), in no more solver time."""
 
 
-def end_offsets(field: CoMetricField, x0: Tensor, x1: Tensor, n: int) -> Tensor:
+def end_offsets(field: CoMetricField, x0: Tensor, x1: Tensor, n: int, anchors: Tensor | None = None) -> Tensor:
     """Offsets ``(B, n − 2, D)`` added to a landed geodesic's interior points (SPEC §6, landing).
 
     The ends ``x0``, ``x1`` ``(B, D)`` are fixed, but they need not be fixed points of the landing ``P(P(·))``:
@@ -112,11 +114,13 @@ def end_offsets(field: CoMetricField, x0: Tensor, x1: Tensor, n: int) -> Tensor:
     ``x0 = x1`` came back with metric length 0.18 instead of 0, and a 10° arc grew 2% → 16% longer from 4 to
     32 points, each "converged". The offsets ``o = x − P(P(x))`` of the two ends are therefore carried along
     the path, ``(1 − t_i) o₀ + t_i o₁`` at ``t_i = i/(n − 1)``: ends that are fixed points change nothing, and
-    ``x0 = x1`` has the constant path (energy 0) as its minimiser.
+    ``x0 = x1`` has the constant path (energy 0) as its minimiser. An end off the data is measured from its landed
+    point instead, ``o = x − P(P(a))`` with ``anchors`` ``a`` ``(2B, D)`` (`geodesic_init.landing_anchors`; default
+    the ends): two steps barely move it, and the short offset pulled the path to the data and back.
     """
     with torch.no_grad():
         ends = torch.cat([x0, x1])
-        landed = ends
+        landed = ends if anchors is None else anchors.to(ends)
         for _ in range(LANDING_STEPS):
             landed = field.project(landed)
         o0, o1 = (ends - landed.to(ends)).chunk(2)
@@ -137,7 +141,8 @@ class _Energy:
     Methods taking ``idx`` work on the subset ``idx`` of the pairs (``v`` then holds that subset only).
     """
 
-    def __init__(self, field: CoMetricField, x0: Tensor, x1: Tensor, path0: Tensor, *, landing: bool = False) -> None:
+    def __init__(self, field: CoMetricField, x0: Tensor, x1: Tensor, path0: Tensor, *, landing: bool = False,
+                 anchors: Tensor | None = None) -> None:
         self.field = field
         self.landing = landing
         self.x0, self.x1 = x0, x1
@@ -146,7 +151,7 @@ class _Energy:
         h = (x1 - x0).norm(dim=-1) / (n - 1)
         self.h = torch.where(h > 0, h, torch.ones_like(h))
         self.whiten = _path_preconditioner(n - 2, x0.dtype, x0.device)
-        self.offsets = end_offsets(field, x0, x1, n) if landing else None
+        self.offsets = end_offsets(field, x0, x1, n, anchors) if landing else None
         with torch.enable_grad():
             self.initial = segment_energies(field, self.path(torch.zeros_like(self.base))).sum(-1).detach()
         bad = (~torch.isfinite(self.initial)).nonzero().flatten()
@@ -157,6 +162,14 @@ class _Energy:
         self.norm = self.initial.clamp_min(torch.finfo(self.initial.dtype).tiny)
         # The Hessian of energy / norm in v is about (2 h² / norm) I ⊗ g: its inverse scale.
         self.gamma = self.norm / (2.0 * self.h**2)
+
+    def subset(self, idx: Tensor) -> _Energy:
+        """The problem of the pairs ``idx`` ``(k,)`` alone: the same field, landing, offsets and normalisation."""
+        sub = copy.copy(self)
+        for name in ("x0", "x1", "base", "h", "initial", "norm", "gamma"):
+            setattr(sub, name, getattr(self, name)[idx])
+        sub.offsets = None if self.offsets is None else self.offsets[idx]
+        return sub
 
     def interior(self, v: Tensor, idx: Tensor | None = None) -> Tensor:
         base, h = (self.base, self.h) if idx is None else (self.base[idx], self.h[idx])

@@ -27,7 +27,6 @@ Usage (`geodesic`'s docstring has an example that runs)::
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass
 
@@ -36,7 +35,20 @@ import torch
 from torch import Tensor
 
 from .evaluation import lerp
-from .geodesic_init import INIT_NAMES, auto_init, denoises, graph_holder, graph_path, landing_path, resample
+from .geodesic_init import (
+    INIT_NAMES,
+    DisconnectedDataWarning,
+    auto_init,
+    denoises,
+    graph_holder,
+    graph_paths,
+    landing_anchors,
+    landing_path,
+    resample,
+)
+from .geodesic_inputs import _as_points, _check_count, _check_positive, _given_path, _shaped
+from .geodesic_inputs import _real_points as _real_points  # noqa: F401  (flows.py imports it from here)
+from .geodesic_saddles import solve_verified
 from .geodesic_solvers import (
     GEODESIC_METHODS,
     RESOLUTION_TOL,
@@ -45,7 +57,6 @@ from .geodesic_solvers import (
     path_energy,
     resolution,
     segment_energies,
-    verify_minimum,
 )
 from .metrics.base import CoMetricField, as_field, check_points, rounding_eps
 from .precision import full_precision
@@ -54,6 +65,7 @@ from .regularised import Regularised, check_delta, regularising_delta, reporting
 __all__ = [
     "COARSE_POINTS",
     "GEODESIC_METHODS",
+    "DisconnectedDataWarning",
     "GeodesicMethod",
     "GeodesicResult",
     "geodesic",
@@ -79,13 +91,18 @@ class GeodesicResult:
             at ``T`` points; with landing, landed as the solver sees it), in the metric of ``energy``.
         converged: ``(B,)`` bool: the solver stopped on its criterion (the relative change of the pair's energy
             fell below ``tol``) *and* the result passed `geodesic_solvers.verify_minimum` (finite energy and
-            gradient, no short descent step lowers the energy by more than ``verify_tol``) *and* the path resolves
+            gradient, no short descent step lowers the energy by more than ``verify_tol``, and a small seeded kick
+            re-optimised a few steps does not either: `geodesic_saddles.refute_saddles`, which takes a saddle such as
+            the chord between antipodal points on to the lower path) *and* the path resolves
             the metric (`geodesic_solvers.resolution`: re-measured between its points it is at most
             `geodesic_solvers.RESOLUTION_TOL` longer, with a warning otherwise). Never true for a pair that ran
             out of ``steps``, whose line search failed on a non-finite value, or that sits on a slope.
         steps: optimiser iterations performed (the most any pair needed), summed over the coarse-to-fine levels.
         method: the solver's name in `GEODESIC_METHODS`.
         init: the start actually used: ``"graph"``, ``"landing"``, ``"linear"`` or ``"path"`` (a given tensor).
+            A ``"graph"`` start whose pairs' ends the data graph does not join (separate clusters) is the straight
+            line: ``"linear"`` when that holds for every pair, with a `geodesic_init.DisconnectedDataWarning`
+            naming the pairs either way.
         delta: the isotropic part the solver added to ``G`` for its energy (`regularising_delta`; 0 if none).
 
     Example:
@@ -139,56 +156,6 @@ COARSE_POINTS = 9
 """Points of the first, coarse solve of the coarse-to-fine refinement (used when ``n_points ≥ 2·9 − 1``)."""
 
 
-def _real_points(x: Tensor, name: str) -> Tensor:
-    """Integer points as the default float dtype; bool and complex points refused (`metrics.base.as_points`); a
-    tensor made under ``torch.inference_mode()`` cloned into a normal one (the path solvers, which run under
-    ``inference_mode(False)``, differentiate through it)."""
-    if not (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool):
-        x = x.to(torch.get_default_dtype())
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must have a floating-point (or integer) dtype, got {x.dtype}")
-    return x.clone() if x.is_inference() else x
-
-
-def _as_points(x: object, name: str, data_shape: tuple[int, ...] | None = None) -> Tensor:
-    """``x`` as a tensor (NumPy arrays converted), checked for a floating dtype and finite values; points in a
-    manifold's multi-axis ``data_shape`` (images: ``(B, *data_shape)`` or one ``data_shape``) are flattened.
-
-    Integer points, NumPy arrays or tensors alike (e.g. ``uint8`` images), become the default float dtype and
-    bool points are refused, as in `metrics.base.as_points`; a tensor made under ``torch.inference_mode()`` is
-    cloned into a normal one (the solver differentiates through it)."""
-    if isinstance(x, np.ndarray):
-        x = torch.from_numpy(x)
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor or a NumPy array, got {type(x).__name__}")
-    x = _real_points(x, name)
-    if _shaped(x, data_shape):
-        x = x.reshape(-1, math.prod(data_shape)) if x.ndim > len(data_shape) else x.reshape(-1)
-    if x.ndim not in (1, 2):
-        shapes = "(B, D) or (D,)" + (f", or (B, *data_shape) = (B, {', '.join(map(str, data_shape))})"
-                                     if data_shape and len(data_shape) > 1 else "")
-        raise ValueError(f"{name} must have shape {shapes}, got {tuple(x.shape)}")
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError(f"{name} contains NaN or inf")
-    return x.detach()
-
-
-def _shaped(x: Tensor, data_shape: tuple[int, ...] | None) -> bool:
-    """Whether ``x`` holds points in a multi-axis ``data_shape`` (one or a batch of them), not flat ones."""
-    if not data_shape or len(data_shape) < 2:
-        return False
-    k = len(data_shape)
-    return x.ndim in (k, k + 1) and tuple(x.shape[x.ndim - k:]) == tuple(data_shape)
-
-
-def _check_count(value: object, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-    return int(value)
-
-
 def _named_path(field: CoMetricField, name: str, x0: Tensor, x1: Tensor, n: int) -> tuple[Tensor, str]:
     name = auto_init(field) if name == "auto" else name
     if name == "graph":
@@ -196,7 +163,16 @@ def _named_path(field: CoMetricField, name: str, x0: Tensor, x1: Tensor, n: int)
         if holder is None:
             raise ValueError(f"init='graph' needs a field that holds its data (KNNCDC, or VAEPullbackMetric given "
                              f"codes), not {type(field).__name__}")
-        return graph_path(holder, x0, x1, n), name
+        path, joined = graph_paths(holder, x0, x1, n)
+        if not bool(joined.all()):  # ends in different components of the data graph: the straight line
+            cut = (~joined).nonzero().flatten().tolist()
+            name = "linear" if not bool(joined.any()) else name
+            warnings.warn(f"geodesic: the data graph does not join the ends of {len(cut)} of {len(joined)} pair(s) "
+                          f"{cut[:10]}: they lie in different connected components (clusters) of the data, and "
+                          "start from the straight line through the empty space between them, where the field "
+                          "carries no information: the result is no path along the data", DisconnectedDataWarning,
+                          stacklevel=5)
+        return path, name
     if name == "landing":
         if not field.can_project:
             raise ValueError(f"init='landing' needs a field with a landing projection; {type(field).__name__} "
@@ -205,42 +181,15 @@ def _named_path(field: CoMetricField, name: str, x0: Tensor, x1: Tensor, n: int)
     return lerp(x0, x1, n), name
 
 
-def _given_path(init: Tensor, x0: Tensor, x1: Tensor, n_points: int | None, single: bool) -> Tensor:
-    if not isinstance(init, Tensor):
-        raise TypeError(f"init must be one of {INIT_NAMES} or a Tensor, got {type(init).__name__}")
-    path = init.detach().to(dtype=x0.dtype, device=x0.device)
-    if single and path.ndim == 2:
-        path = path.unsqueeze(0)
-    b, d = x0.shape
-    if path.ndim != 3 or path.shape[0] != b or path.shape[2] != d or path.shape[1] < 2:
-        want = f"(T, {d})" if single else f"({b}, T, {d})"
-        raise ValueError(f"init path must have shape {want} with T >= 2, got {tuple(init.shape)}")
-    if n_points is not None and path.shape[1] != n_points:
-        raise ValueError(f"init path has {path.shape[1]} points but n_points={n_points}")
-    if not bool(torch.isfinite(path).all()):
-        raise ValueError("init path contains NaN or inf")
-    atol = 1e-6 * (1.0 + torch.maximum(x0.abs().amax(), x1.abs().amax())) if b else 0.0
-    for k, end, name in ((0, x0, "x0"), (-1, x1, "x1")):
-        gap = (path[:, k] - end).abs().amax() if b else torch.zeros(())
-        if gap > atol:
-            where = "start at x0" if k == 0 else "end at x1 (a gradient-flow path need not reach x1, SPEC §6)"
-            raise ValueError(f"init path must {where}; max gap {gap.item():.3g}: set its end point to {name}")
-    path = path.clone()
-    path[:, 0] = x0
-    path[:, -1] = x1
-    return path
-
-
 def _solve(field: CoMetricField, x0: Tensor, x1: Tensor, path0: Tensor, spec: GeodesicMethod, *, steps: int,
-           lr: float, tol: float, verify_tol: float, landing: bool,
-           problem: _Energy | None = None) -> tuple[Tensor, Tensor, Tensor, int]:
+           lr: float, tol: float, verify_tol: float, landing: bool, anchors: Tensor | None,
+           problem: _Energy | None = None, kick: bool = True) -> tuple[Tensor, Tensor, Tensor, int]:
     """One solve from ``path0`` (or from the ready ``problem`` built on it): ``(path, initial energy, converged,
-    iterations)``."""
-    problem = _Energy(field, x0, x1, path0, landing=landing) if problem is None else problem
+    iterations)``; saddles refuted with ``kick`` (`geodesic_saddles.solve_verified`)."""
+    problem = _Energy(field, x0, x1, path0, landing=landing, anchors=anchors) if problem is None else problem
     v = torch.zeros_like(problem.base)
-    if path0.shape[1] > 2 and steps > 0:
-        v, converged, done = spec.solve(problem, v, steps=steps, lr=lr, tol=tol)
-        converged = verify_minimum(problem, v, converged, rtol=verify_tol)
+    if path0.shape[1] > 2 and steps > 0:  # verified, saddles refuted (`geodesic_saddles`)
+        v, converged, done = solve_verified(problem, spec, steps=steps, lr=lr, tol=tol, rtol=verify_tol, kick=kick)
     else:  # nothing to optimise (two points) or nothing done (steps = 0)
         converged = torch.full((x0.shape[0],), path0.shape[1] == 2, dtype=torch.bool, device=x0.device)
         done = 0
@@ -315,7 +264,8 @@ def geodesic(
         landing: constrain the interior points to the data by the field's landing projection: they are written ``x =
             field.project(field.project(z))`` (`geodesic_solvers.LANDING_STEPS`) and the energy is minimised over ``z``
             (SPEC §6, landing), so the path lies on the learned data manifold (the denoiser's image), offset by the
-            ends' own distances from it blended along the path (`geodesic_solvers.end_offsets`: ``x0 = x1`` gives the
+            ends' own distances from it blended along the path (`geodesic_solvers.end_offsets`, measured from the
+            landed end where an end lies off the data, `geodesic_init.landing_anchors`: ``x0 = x1`` gives the
             constant path; pairs closer than the landing's rounding, `LANDING_NOISE`, the straight segment). ``None``
             (default): on when the start is ``"landing"``, or ``"graph"`` on a field with a denoiser
             (`geodesic_init.denoises`: a `LearnedCDC` with landmarks). Without it a learned field whose normal
@@ -335,8 +285,9 @@ def geodesic(
 
     Raises:
         TypeError: if no co-metric field can be found, for non-tensor points, or a non-integer count.
-        ValueError: for an unknown ``method`` or ``init``, ``n_points < 2``, ``steps < 0``, NaN or inf points,
-            bad shapes, or an ``init`` path whose ends are not ``x0``, ``x1``.
+        ValueError: for an unknown ``method`` or ``init``, ``n_points < 2``, ``steps < 0``, ``lr ≤ 0``, ``tol < 0``,
+            ``verify_tol ≤ 0`` (or not finite), ``landing=True`` on a field without a landing projection, NaN or
+            inf points, bad shapes, or an ``init`` path whose ends are not ``x0``, ``x1``.
 
     Example:
         >>> import math, torch
@@ -357,7 +308,9 @@ def geodesic(
             f'Invalid method "{method}". Must be one of {{"' + '", "'.join(GEODESIC_METHODS) + '"}.'
         )
     spec = GEODESIC_METHODS[method]
-    lr = spec.lr if lr is None else float(lr)
+    lr = spec.lr if lr is None else _check_positive(lr, "lr")
+    tol = None if tol is None else _check_positive(tol, "tol", zero=True)
+    verify_tol = None if verify_tol is None else _check_positive(verify_tol, "verify_tol")
     steps = _check_count(steps, "steps", 0)
     if n_points is not None:
         n_points = _check_count(n_points, "n_points (both ends included)", 2)
@@ -377,9 +330,10 @@ def geodesic(
     check_points(x1, field.dim, "x1")
     warn_uncentred(field, "geodesic")
     x1 = x1.to(x0)
-    tol = max(spec.tol, 10.0 * torch.finfo(x0.dtype).eps) if tol is None else float(tol)
-    verify_tol = min(VERIFY_TOL_MAX, max(1e-6, 1e3 * tol)) if verify_tol is None else float(verify_tol)
+    tol = max(spec.tol, 10.0 * torch.finfo(x0.dtype).eps) if tol is None else tol
+    verify_tol = min(VERIFY_TOL_MAX, max(1e-6, 1e3 * tol)) if verify_tol is None else verify_tol
 
+    chosen = (auto_init(field) if init == "auto" else init) if isinstance(init, str) else "path"  # `used` may differ
     if isinstance(init, str):
         n = 16 if n_points is None else n_points
         path0, used = (_named_path(field, init, x0, x1, n) if x0.shape[0] else (lerp(x0, x1, n), "linear"))
@@ -393,25 +347,28 @@ def geodesic(
             empty.path = empty.path.reshape(*empty.path.shape[:-1], *data_shape)
         return empty
     if landing is None:  # on for a landing start, and for a graph start on a field with a denoiser
-        landing = used == "landing" or (used == "graph" and denoises(field))
+        landing = used == "landing" or (chosen == "graph" and denoises(field))
     landing = bool(landing)
     delta = regularising_delta(field, x0, x1) if delta is None else check_delta(delta)
     own = reporting_metric(field, tangent_dim_of(field_or_manifold))  # δ = 0 low-rank: the learned tangent bundle
+    if landing and not field.can_project:  # the user's field, before any `Regularised` wrapper
+        raise ValueError(f"landing=True needs a field with a landing projection (a denoiser); {type(field).__name__} "
+                         "has none: leave landing out")
+    # ends off the data: offsets measured from their landed points (`geodesic_init.landing_anchors`)
+    anchors = landing_anchors(field, x0, x1, tangent_dim_of(field_or_manifold)) if landing else None
     if delta > 0:
         if not field.low_rank:
             raise ValueError(f"delta regularises low-rank fields (G = AAᵀ) only; {type(field).__name__} has no "
                              "factor: leave delta out, or give it to the field itself")
         field = Regularised(field, field.delta + delta)
 
-    if landing and not field.can_project:
-        raise ValueError(f"landing needs a field with a landing projection; {type(field).__name__} has none")
-    start = _Energy(field, x0, x1, path0, landing=landing)
+    start = _Energy(field, x0, x1, path0, landing=landing, anchors=anchors)
     initial = start.initial  # of the start as the solver sees it
     path, total = path0, 0
     n = path0.shape[1]
-    opts = dict(steps=steps, lr=lr, tol=tol, verify_tol=verify_tol, landing=landing)
+    opts = dict(steps=steps, lr=lr, tol=tol, verify_tol=verify_tol, landing=landing, anchors=anchors)
     if isinstance(init, str) and used != "graph" and n >= 2 * COARSE_POINTS - 1 and steps > 0:
-        coarse, _, _, total = _solve(field, x0, x1, resample(path0, COARSE_POINTS), spec, **opts)
+        coarse, _, _, total = _solve(field, x0, x1, resample(path0, COARSE_POINTS), spec, **opts, kick=False)
         path = resample(coarse, n)
     path, _, converged, done = _solve(field, x0, x1, path, spec, **opts, problem=start if path is path0 else None)
     # x0 = x1: the constant path is the exact minimiser (energy 0; relative tests cannot see it). With landing, also

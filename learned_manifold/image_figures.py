@@ -85,11 +85,13 @@ def plot_eigenvector_images(x: Tensor, values: Tensor, vectors: Tensor, image_sh
 
 def plot_eigenvalue_curves(values: Tensor, labels: Tensor | None = None, *, max_index: int | None = None,
                            title: str = "Cumulative eigenvalues of G per class",
-                           path: str | os.PathLike | None = None):
+                           class_names: Sequence[str] | None = None, path: str | os.PathLike | None = None):
     """Fig. 3b: the mean cumulative normalised eigenvalue curve ``Σ_{i≤k} λ_i / Σ λ`` per class (one curve when
     ``labels`` is None), with the index where 90% is reached marked (read from the whole spectrum, also where
     ``max_index`` plots only its start; "none" for spectra that are all zero). ``values``: ``(n, r)`` descending;
-    ``labels``: ``(n,)``."""
+    ``labels``: ``(n,)``; ``class_names``: the name of each label value (an image folder's class folders, whose
+    sorted names need not follow their numbers: folders 2, 9, 10 are labels 0, 1, 2 of names '10', '2', '9'),
+    shown in the legend instead of the label values."""
     if labels is not None and tuple(labels.shape) != (values.shape[0],):
         raise ValueError(f"labels must have shape ({values.shape[0]},), one per spectrum, got {tuple(labels.shape)}")
     values = values.detach().double().cpu().clamp_min(0)
@@ -97,8 +99,9 @@ def plot_eigenvalue_curves(values: Tensor, labels: Tensor | None = None, *, max_
     cum = (values.cumsum(-1) / total.clamp_min(1e-300)).numpy()
     zero = (total.squeeze(-1) <= 0).numpy()
     r = cum.shape[1] if max_index is None else min(max_index, cum.shape[1])
-    groups = {"all points": np.arange(cum.shape[0])} if labels is None else {
-        f"class {int(c)}": np.flatnonzero(labels.cpu().numpy() == int(c)) for c in torch.unique(labels.cpu())}
+    lab = None if labels is None else labels.cpu().numpy()
+    groups = {"all points": np.arange(cum.shape[0])} if lab is None else {
+        f"class {c if class_names is None else class_names[c]}": np.flatnonzero(lab == c) for c in np.unique(lab)}
     fig, ax = plt.subplots(figsize=(6, 4))
     idx = np.arange(1, r + 1)
     for name, rows in groups.items():
@@ -151,12 +154,13 @@ def plot_interpolation_strips(strips: Mapping[str, Tensor], image_shape: Sequenc
 
 def plot_dimension_histogram(dims: Tensor, *, title: str = "Pointwise intrinsic dimension (largest eigengap)",
                              path: str | os.PathLike | None = None):
-    """Histogram of the gap-rule dimension per point (SPEC §5), integer bins, median marked."""
+    """Histogram of the gap-rule dimension per point ``dims`` ``(n,)`` (SPEC §5), integer bins, with the lower
+    median marked (the global dimension of SPEC §5: a dimension some point has; ``[9, 9, 10, 10]`` gives 9)."""
     d = dims.detach().cpu().numpy().astype(int)
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     bins = np.arange(d.min(), d.max() + 2) - 0.5
     ax.hist(d, bins=bins, color="tab:blue", edgecolor="white")
-    med = float(np.median(d))
+    med = int(np.sort(d)[(d.size - 1) // 2])  # the lower median, as `geometry.global_dimension`
     ax.axvline(med, color="tab:red", linestyle="--", label=f"median {med:g}")
     ax.set_xlabel("intrinsic dimension")
     ax.set_ylabel("number of points")

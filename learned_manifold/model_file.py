@@ -17,12 +17,15 @@ this order, each step before the next reads or allocates anything:
    Files written before the checksum (no ``sha256``) skip this step.
 
 Writing is atomic (temporary file in the same folder, then ``os.replace``), so a crash never leaves a
-truncated model where a good one was; files get the permissions of an ordinary ``open`` under the user's
-umask; a symlink or special file at the destination is refused.
+truncated model where a good one was; a new file gets the permissions of an ordinary ``open`` under the user's
+umask, a replaced one keeps its own; a symlink or special file at the destination is refused.
 
 Layout: tensors ``factor_net.*``, ``denoiser_net.*`` (or ``trunk.*`` for a shared trunk), ``scale``, ``mean``
-(the `MetricModel` state dict); header metadata ``{"format": "learned-manifold", "version": "1", "config":
-<ModelConfig JSON>, "extra": <JSON object>, "sha256": <hex digest, `checksum`>}``.
+and ``landmarks`` (up to 4,096 training points as read: sharing the file shares them) (the `MetricModel` state
+dict); header metadata ``{"format": "learned-manifold", "version": "2", "config":
+<ModelConfig JSON>, "extra": <JSON object>, "sha256": <hex digest, `checksum`>}``. Version 2 (files written since
+the sixth round of outside testing) is version 1 with the checksum and the config keys added since; both are read
+(`model_file_notes.version_problem`), and a newer version is refused as written by a newer library.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from safetensors.torch import save as st_save
 from torch import Tensor
 
 from .atomic_write import _as_path, atomic_write_bytes, file_kind
+from .model_file_notes import ModelFileWarning, version_problem, warn_cautions
 from .models import MetricModel, ModelConfig
 
 __all__ = [
@@ -50,6 +54,7 @@ __all__ = [
     "MAX_HEADER_BYTES",
     "CHECKSUM_KEY",
     "ModelFileError",
+    "ModelFileWarning",
     "atomic_write_bytes",
     "checksum",
     "load_model",
@@ -59,7 +64,7 @@ __all__ = [
 ]
 
 FORMAT = "learned-manifold"
-VERSION = "1"
+VERSION = "2"  # the newest format written and read (`version_problem`: versions 1 and 2 are read)
 MAX_FILE_BYTES = 16 * 2**30  # 16 GiB: far above any model of SPEC §9 (the FFHQ network is a few hundred MB)
 MAX_HEADER_BYTES = 100 * 2**20  # 100 MB of JSON header
 _DTYPES = {"F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32, "F64": torch.float64}
@@ -251,9 +256,9 @@ def _read_config(reader: _Reader, metadata: dict) -> tuple[ModelConfig, dict]:
     if metadata.get("format") != FORMAT:
         raise reader.error(f"is a safetensors file but not a learned-manifold model (no 'format: {FORMAT}' "
                            f"metadata; found keys {sorted(metadata)[:10]})")
-    if metadata.get("version") != VERSION:
-        raise reader.error(f"has model-file version {metadata.get('version')!r:.40}; this library reads version "
-                           f"{VERSION}")
+    problem = version_problem(metadata.get("version"), VERSION, "model-file")
+    if problem:
+        raise reader.error(problem)
     _check_metadata_keys(reader, metadata, _METADATA_KEYS, "model file")
     try:
         config = ModelConfig.from_dict(_json(reader, metadata["config"], "config"), complete=True)
@@ -350,6 +355,11 @@ def load_model(path: str | os.PathLike, *, map_location: str | torch.device = "c
     Returns:
         The model in eval mode with frozen parameters.
 
+    Warns:
+        ModelFileWarning: the file is a checkpoint of an unfinished run (``"complete": false``), or its default
+            σ was chosen by the eigengap rule of versions before the ``σ ≤ s/2`` rule and lies above ``s/2``
+            (`learned_manifold.model_file_notes`); each message names the file and what to do.
+
     Raises:
         FileNotFoundError: the file does not exist.
         ModelFileError: the file is not a regular file, not a learned-manifold model, is truncated, has an
@@ -365,12 +375,21 @@ def load_model(path: str | os.PathLike, *, map_location: str | torch.device = "c
         >>> loaded.config == model.config, loaded.factor(torch.zeros(5, 3)).shape  # (B, D) -> (B, D, r)
         (True, torch.Size([5, 3, 3]))
     """
+    return _load_model(path, map_location, default_sigma=True, stacklevel=3)
+
+
+def _load_model(path: str | os.PathLike, map_location: str | torch.device, *, default_sigma: bool,
+                stacklevel: int) -> MetricModel:
+    """`load_model`, whose stale-σ warning is given only where the caller uses the default σ (``default_sigma``;
+    `LearnedCDC` with a ``sigma`` of its own does not); ``stacklevel``: the warnings' frame above this one."""
     path = _as_path(path)
     try:
         device = torch.device(map_location)
     except (RuntimeError, TypeError) as err:
         raise ValueError(f"map_location {map_location!r} is not a torch device: {err}") from None
     checked = _read_checked(path)
+    warn_cautions(path, checked.config.to_dict(), checked.extra, float(checked.tensors["scale"]),
+                  default_sigma=default_sigma, stacklevel=stacklevel)
     with torch.random.fork_rng(devices=[]):  # the throw-away initialisation leaves the caller's RNG as it was
         model = MetricModel(checked.config)
     try:

@@ -227,8 +227,9 @@ class ModelConfig:
 class MetricModel(nn.Module):
     """A trained metric-matching model: factor network, optional denoiser, data standardisation.
 
-    Public methods take unscaled data ``y`` of shape ``(B, *data_shape)`` (a flat ``(B, D)`` is accepted too)
-    and data-unit bandwidths ``sigma`` (float, ``(B,)`` tensor, or ``None`` for ``config.default_sigma``).
+    Public methods take unscaled data ``y`` of shape ``(B, *data_shape)`` (a flat ``(B, D)`` is accepted too;
+    any other shape is refused, also one with ``D`` numbers per point such as channels-last images) and data-unit
+    bandwidths ``sigma`` (float, ``(B,)`` tensor, or ``None`` for ``config.default_sigma``).
     Internally ``z = (y − μ)/s`` and ``σ_z = σ/s`` (SPEC §1); ``Γ`` is dimensionless so the factor needs no
     rescaling.
 
@@ -321,7 +322,7 @@ class MetricModel(nn.Module):
         return self.config.centred
 
     def _standardise(self, y: Tensor, sigma: float | Tensor | None) -> tuple[Tensor, Tensor]:
-        if y.ndim < 2 or math.prod(y.shape[1:]) != self.dim:
+        if tuple(y.shape[1:]) not in (self.data_shape, (self.dim,)):  # same D in another layout: refused, not mixed up
             raise ValueError(f"expected points of shape (B, {', '.join(map(str, self.data_shape))}) "
                              f"or (B, {self.dim}), got {tuple(y.shape)}")
         if y.dtype != self.scale.dtype:  # the networks' weights share the buffers' dtype

@@ -12,7 +12,7 @@ the default manifold for them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import geoopt
 import torch
@@ -88,7 +88,9 @@ class RiemannianSGD(_BoundGroups, geoopt.optim.RiemannianSGD):
     Args:
         params: tensors (``requires_grad=True``) or parameter groups.
         manifold: the manifold of plain parameters (``None``: geoopt's Euclidean default).
-        lr, momentum, dampening, weight_decay, nesterov, stabilize: as in geoopt / ``torch.optim.SGD``.
+        lr, momentum, dampening, weight_decay, nesterov, stabilize: as in geoopt / ``torch.optim.SGD``; the momentum
+            buffer starts from the Riemannian gradient, so the first step is ``lr × egrad2rgrad`` as
+            ``torch.optim.SGD``'s is ``lr × grad`` (geoopt starts it from the Euclidean gradient: `step`).
 
     Example:
         >>> import torch
@@ -117,6 +119,49 @@ class RiemannianSGD(_BoundGroups, geoopt.optim.RiemannianSGD):
         super().__init__(params, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                          nesterov=nesterov, stabilize=stabilize)
         _bind(self, manifold)
+
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        """One step of geoopt's loop, with the momentum buffer seeded as ``torch.optim.SGD`` seeds it.
+
+        Per parameter ``x`` ``(*shape)`` with gradient ``g``: ``g ← egrad2rgrad(x, g + wd·x)``; without momentum
+        ``x ← retr(x, −lr·g)``; with momentum the buffer is ``b = g`` on the first step (no dampening) and
+        ``b ← m·b + (1 − dampening)·g`` after, the direction ``b`` (Nesterov: ``g + m·b``), then
+        ``x, b ← retr_transp(x, −lr·direction, b)``. The first step is thus ``lr ×`` the Riemannian gradient, as
+        ``torch.optim.SGD``'s is ``lr × grad``. geoopt seeds ``b`` with the raw Euclidean gradient instead: a
+        non-tangent seed whose normal part ``proju`` removes only for ``δ = 0`` (SPEC §5); for ``δ > 0`` the first
+        step on a plane with a target 5 above it rose 0.45 where the Riemannian step is 5e-4. ``p.grad`` is
+        modified in place, as geoopt does. Every ``stabilize`` steps, `stabilize_group`.
+        """
+        loss = closure() if closure is not None else None
+        with torch.no_grad():
+            for group in self.param_groups:
+                group["step"] = group.get("step", 0) + 1
+                lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]
+                for point in group["params"]:
+                    grad = point.grad
+                    if grad is None:
+                        continue
+                    if grad.is_sparse:
+                        raise RuntimeError("RiemannianSGD does not support sparse gradients")
+                    manifold = _manifold_of(self, point)
+                    grad.add_(point, alpha=group["weight_decay"])
+                    grad = manifold.egrad2rgrad(point, grad)
+                    if momentum == 0:
+                        point.copy_(manifold.retr(point, -lr * grad))
+                        continue
+                    state = self.state[point]
+                    buf = state.get("momentum_buffer")
+                    if buf is None:  # the seed: the Riemannian gradient itself, as torch.optim.SGD's first step
+                        buf = state["momentum_buffer"] = grad.clone()
+                    else:
+                        buf.mul_(momentum).add_(grad, alpha=1 - dampening)
+                    direction = grad.add(buf, alpha=momentum) if group["nesterov"] else buf
+                    new_point, new_buf = manifold.retr_transp(point, -lr * direction, buf)
+                    buf.copy_(new_buf)
+                    point.copy_(new_point)
+                if group["stabilize"] is not None and group["step"] % group["stabilize"] == 0:
+                    self.stabilize_group(group)
+        return loss
 
     @torch.no_grad()
     def stabilize_group(self, group: dict) -> None:

@@ -46,6 +46,7 @@ from .model_file import (
     state_to_save,
 )
 from .model_file import FORMAT as MODEL_FORMAT
+from .model_file_notes import version_problem
 from .vae import VAE, VAEConfig
 
 __all__ = ["VAE_FORMAT", "VAE_VERSION", "load_vae", "read_vae_metadata", "save_vae"]
@@ -63,9 +64,9 @@ def _read_config(reader: _Reader, metadata: dict) -> tuple[VAEConfig, dict]:
     if fmt != VAE_FORMAT:
         raise reader.error(f"is a safetensors file but not a learned-manifold VAE (no 'format: {VAE_FORMAT}' "
                            f"metadata; found keys {sorted(metadata)[:10]})")
-    if metadata.get("version") != VAE_VERSION:
-        raise reader.error(f"has VAE-file version {metadata.get('version')!r:.40}; this library reads version "
-                           f"{VAE_VERSION}")
+    problem = version_problem(metadata.get("version"), VAE_VERSION, "VAE-file")
+    if problem:
+        raise reader.error(problem)
     _check_metadata_keys(reader, metadata, _KEYS, "VAE file")
     try:
         config = VAEConfig.from_dict(_json(reader, metadata["config"], "config"))

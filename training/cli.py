@@ -35,8 +35,8 @@ from learned_manifold.models import LOSSES, SAMPLER_NAMES
 from learned_manifold.precision import PRECISIONS
 from learned_manifold.unet import UNET_PRESETS
 
-from . import vae_cli
-from .cli_data import add_layout_arg, as_num_points, mapped_npy, point_count, read_data
+from . import cli_show, vae_cli
+from .cli_data import add_layout_arg, as_num_points, point_count, read_data
 from .config import BACKBONE_CHOICES, TRAIN_INPUT_SCALINGS, TrainConfig
 from .info import run_info
 from .losses import FACTOR_TARGETS
@@ -78,8 +78,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     add_layout_arg(p)
     p.add_argument("--out", required=True, help="model file to write (e.g. model.lmm); its folder must exist")
     p.add_argument("--num-points", type=point_count, default=None,
-                   help="number of points of a built-in data set (default: 10000; digits: all), first rows of an "
-                        "array or IDX file, or a random subset of an image folder (default: all)")
+                   help="number of points of a built-in data set (default: 10000; digits: all), or a random "
+                        "subset (drawn with --seed, kept in file order) of an array or IDX file or an image folder "
+                        "(default: all)")
     p.add_argument("--steps", type=int, default=_DEFAULTS["steps"], help="optimisation steps")
     p.add_argument("--rank", type=int, default=None,
                    help="columns r of the factor, 1..D (default: min(D, max(16, 2d)) for the MLP, d the data's "
@@ -168,7 +169,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                         "than fp32 on this device: a timing, which may differ between two runs; for bit-identical "
                         "reruns set --precision fp32 or bf16) | fp32 | bf16")
     p.add_argument("--compile", action="store_true", help="torch.compile the networks")
-    p.add_argument("--val-every", type=int, default=0, help="validation period in steps (0: at the end)")
+    p.add_argument("--val-every", type=int, default=0,
+                   help="validation period in steps (0: at the end); centred runs validate only once the factor "
+                        "trains, after the denoiser warm-up (--denoiser-warmup)")
     p.add_argument("--checkpoint-every", type=int, default=500,
                    help="checkpoint period in steps (0: only at the end and when interrupted)")
     p.add_argument("--seed", type=int, default=0,
@@ -185,15 +188,20 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``learned-manifold`` command (every option shows its default in --help)."""
+    """The argument parser of the ``learned-manifold`` command (every option shows its default in --help).
+
+    No parser takes abbreviated options (``allow_abbrev=False``): ``--overw`` for ``--overwrite`` was accepted, and
+    the printed ``--resume`` command, which drops ``--overwrite``, kept it and failed."""
     parser = argparse.ArgumentParser(prog="learned-manifold", description=__doc__.split("\n")[0].replace("``", ""),
-                                     formatter_class=_HELP)
+                                     formatter_class=_HELP, allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", required=True)
-    _add_train_args(sub.add_parser("train", help="train a metric-matching model", formatter_class=_HELP))
+    _add_train_args(sub.add_parser("train", help="train a metric-matching model", formatter_class=_HELP,
+                                   allow_abbrev=False))
     demo = sub.add_parser("demo", help="train on a built-in dataset, optimise and interpolate on it, report",
-                          formatter_class=_HELP)
+                          formatter_class=_HELP, allow_abbrev=False)
     demo.add_argument("--out", default="demo-output",
-                      help="output folder (model, report.json, plots); its model.lmm is replaced")
+                      help="output folder (model.lmm, report.json, plots, and model.lmm.train-state.pt, the final "
+                           "training state, a few times the model's size); its model.lmm is replaced")
     demo.add_argument("--dataset", default="torus",
                       help="built-in dataset with known geometry (torus, sphere, circle, swiss_roll, union, sphere8), "
                            "or images: digits or blobs (pictures of the learned geometry of images)")
@@ -202,9 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--steps", type=int, default=2500, help="training steps")
     demo.add_argument("--seed", type=int, default=0, help="seeds the data and the training")
     demo.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
-    demo.add_argument("--quick", action="store_true", help="a much shorter run (smoke test)")
+    demo.add_argument("--quick", action="store_true",
+                      help="a much shorter run (smoke test): at most 1500 points and 500 steps (image data sets: "
+                           "300 steps)")
     info = sub.add_parser("info", help="summarise a model file (complete?, data, size, training, validation)",
-                          formatter_class=_HELP)
+                          formatter_class=_HELP, allow_abbrev=False)
     info.add_argument("model", help="a model file written by `learned-manifold train`")
     info.add_argument("--json", action="store_true", help="print the file's metadata as JSON")
     info.add_argument("--data", default=None,
@@ -212,15 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "there (factor network against denoiser Jacobian, normal eigenvalue as sigma halves)")
     info.add_argument("--num-points", type=int, default=500, help="points of --data used by the check")
     add_layout_arg(info)
-    show = sub.add_parser("show", help="pictures of a model's geometry of images: eigenvector images, eigenvalue "
-                                       "curves per class, interpolations, dimension histogram", formatter_class=_HELP)
-    show.add_argument("model", help="a model file written by `learned-manifold train`")
-    show.add_argument("data", help="the data (as for train): its images, and labels where the source has them")
-    show.add_argument("--out", required=True, help="folder for the PNG files and show.json (created if missing)")
-    show.add_argument("--num-points", type=int, default=256, help="points for the spectra and the histogram")
-    show.add_argument("--pairs", type=int, default=3, help="interpolation pairs (same class where labels exist)")
-    show.add_argument("--seed", type=int, default=0, help="seeds the choice of points and pairs")
-    add_layout_arg(show)
+    cli_show.add_subcommand(sub, _HELP)
     vae_cli.add_subcommands(sub, _HELP)
     return parser
 
@@ -267,28 +269,11 @@ def _resume_command(argv: list[str]) -> str:
 
 def _training_data(args: argparse.Namespace):
     """``(data, manifold, data_info)`` of DATA: images keep their stored dtype and value range."""
-    got = read_data(args, args.data, n=args.num_points, seed=args.seed)
+    try:
+        got = read_data(args, args.data, n=args.num_points, seed=args.seed)
+    except ValueError as err:  # the data layer's n, as --num-points
+        raise ValueError(as_num_points(str(err))) from None
     return got.x, got.manifold, got.info
-
-
-def _show(args: argparse.Namespace) -> int:
-    from learned_manifold import load_model
-
-    from .data import as_model_points
-    from .show import run_show
-
-    for name in ("num_points", "pairs"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    model = load_model(args.model)
-    data, labels = mapped_npy(args), None  # a .npy: memory-mapped, only the rows drawn are read
-    if data is None:
-        got = read_data(args, args.data)
-        data, labels = as_model_points(got.x, model.data_shape, "DATA"), got.labels
-    report = run_show(model, data, args.out, labels=labels, n_points=args.num_points, n_pairs=args.pairs,
-                      seed=args.seed, data_source=args.data)
-    print(f"wrote the pictures and show.json to {args.out}; median dimension {report['median_dimension']:g}")
-    return 0
 
 
 def _train(args: argparse.Namespace, argv: list[str]) -> int:
@@ -317,6 +302,9 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
                 check_training_tensor(data)  # its message names "data": here, the file or name given
             except ValueError as err:
                 raise ValueError(f"DATA {args.data!r}: {err}") from None
+            if writes:  # how many were read (a folder's nested sub-folders are not: the reader warns)
+                print(f"read {data.shape[0]:,} {'images' if data_info else 'points'} of shape {tuple(data.shape[1:])} "
+                      f"from {args.data}")
             try:
                 arch = config.model_spec(tuple(data.shape[1:]))[0]  # rank <= D; backbone and preset fit the data
             except ValueError as err:
@@ -324,9 +312,9 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
             unused = [flag for flag, default in _MLP_ONLY.items() if getattr(args, flag[2:].replace("-", "_"))
                       != default]
             if arch == "unet" and unused and writes:  # a config may serve both kinds of data; a command names one
+                why = "asked for" if args.backbone == "unet" else "--backbone auto chooses it for images"
                 print(f"warning: {', '.join(unused)} {'sizes' if len(unused) == 1 else 'size'} the MLP, but these "
-                      "images train the UNet (--backbone "
-                      "auto chooses it for images): --preset sizes it; --backbone mlp trains the MLP",
+                      f"images train the UNet ({why}): --preset sizes it; --backbone mlp trains the MLP",
                       file=sys.stderr)
             result = train(data, config, manifold=manifold, out=out, resume=args.resume,
                            overwrite=args.overwrite, device=args.device, progress=not args.no_progress,
@@ -411,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError(as_num_points(_as_flags(str(err)))) from None
             return 0
         if args.command == "show":
-            return _show(args)
+            return cli_show.run(args)
         if args.command in vae_cli.COMMANDS:
             return vae_cli.run(args)
         return run_info(args)

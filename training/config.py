@@ -25,6 +25,7 @@ from learned_manifold.precision import PRECISIONS
 from learned_manifold.unet import UNET_PRESETS, unet_preset
 
 from .losses import FACTOR_TARGETS
+from .recipe_checks import check_recipe
 
 __all__ = ["BACKBONE_CHOICES", "DEFAULT_FACTOR_CLIP", "DEFAULT_LANDMARKS", "DEFAULT_RANK", "DENOISER_WARMUP",
            "HIGH_DIMENSION_WARMUP", "MAX_SEED", "NORM_SPREAD", "SPAN_FRACTION", "TRAIN_INPUT_SCALINGS", "TrainConfig",
@@ -230,7 +231,8 @@ class TrainConfig:
 
     Raises:
         TypeError: a field of the wrong type (e.g. a float number of steps, a bool where a number is expected).
-        ValueError: a field out of range or not finite; the message names the field.
+        ValueError: a field out of range or not finite; the message names the field. Or a setting asked for that
+            the recipe would ignore (`recipe_checks.check_recipe`: e.g. ``factor_ramp`` with a shared trunk).
     """
 
     steps: int = 6000
@@ -300,23 +302,12 @@ class TrainConfig:
                 raise TypeError(f"{name} must be True or False{also}, got {value!r:.60}")
         if not _is_auto(self.denoiser_warmup):
             self.denoiser_warmup = _fraction(self.denoiser_warmup, "denoiser_warmup")
-            if self.denoiser_warmup > 0 and not self.centred:
-                raise ValueError("denoiser_warmup acts on centred runs only (an uncentred run has no denoiser; its "
-                                 "factor trains from the first step)")
         self.factor_trunk_grad = check_real(self.factor_trunk_grad, "factor_trunk_grad", nonnegative=True)
         if self.factor_trunk_grad > 1:
             raise ValueError(f"factor_trunk_grad must be in [0, 1], got {self.factor_trunk_grad}")
         self.factor_fraction = check_real(self.factor_fraction, "factor_fraction", positive=True)
         if self.factor_fraction > 1:
             raise ValueError(f"factor_fraction must be in (0, 1], got {self.factor_fraction}")
-        if not self.centred and (self.shared_trunk or self.factor_target != "jacobian"):
-            raise ValueError(f"{'shared_trunk' if self.shared_trunk else 'factor_target'} acts on centred runs only "
-                             "(an uncentred run trains one factor network on the plain denoising loss)")
-        if self.factor_trunk_grad != 0.1 and not self.shared_trunk:
-            raise ValueError("factor_trunk_grad acts on a shared trunk only (shared_trunk=True)")
-        if self.factor_fraction != 1 and not self.centred:
-            raise ValueError("factor_fraction acts on centred runs only (an uncentred run trains the factor alone: "
-                             "use a smaller batch_size)")
         self.factor_refit = check_real(self.factor_refit, "factor_refit", nonnegative=True)
         if not _is_auto(self.factor_clip):
             self.factor_clip = check_real(self.factor_clip, "factor_clip", nonnegative=True)
@@ -330,20 +321,10 @@ class TrainConfig:
         if self.factor_refit > 1:
             raise ValueError(f"factor_refit must be in [0, 1] (a fraction of steps), got {self.factor_refit}")
         self.jacobian_probes = check_int(self.jacobian_probes, "jacobian_probes", 1, MAX_JACOBIAN_PROBES)
-        if self.jacobian_probes != 1 and not (self.centred and self.factor_target == "jacobian"):
-            raise ValueError("jacobian_probes acts on the Jacobian target of centred runs only "
-                             "(centred=True, factor_target='jacobian')")
         if self.factor_hidden is not None and not _is_auto(self.factor_hidden):
             self.factor_hidden = check_int(self.factor_hidden, "factor_hidden", 1, MAX_WIDTH)
         if self.denoiser_hidden is not None:
             self.denoiser_hidden = check_int(self.denoiser_hidden, "denoiser_hidden", 1, MAX_WIDTH)
-            if not self.centred or self.shared_trunk:
-                raise ValueError("denoiser_hidden sizes the separate denoiser of a centred run (centred=True, "
-                                 "shared_trunk=False)")
-        if self.freeze_denoiser and not (self.centred and not self.shared_trunk
-                                         and (_is_auto(self.denoiser_warmup) or self.denoiser_warmup > 0)):
-            raise ValueError("freeze_denoiser needs a centred run with two networks and denoiser_warmup > 0 (the "
-                             "denoiser must have trained before it is frozen)")
         self.warmup = _fraction(self.warmup, "warmup")
         self.ema = _fraction(self.ema, "ema")
         _choice(self.loss, "loss", LOSSES)
@@ -366,6 +347,7 @@ class TrainConfig:
         self.seed = check_int(self.seed, "seed", 0, MAX_SEED)
         if self.landmarks is not None:
             self.landmarks = check_int(self.landmarks, "landmarks", 0, MAX_LANDMARK_NUMBERS)
+        check_recipe(self)  # settings the recipe (centred, shared trunk) would ignore
 
     def landmark_count(self, n_train: int, D: int) -> int:
         """Landmarks a run on ``n_train`` training points of dimension ``D`` stores: ``landmarks`` (or
@@ -417,12 +399,12 @@ class TrainConfig:
             return "film_mlp", mlp, rank
         if len(shape) not in (2, 3):
             raise ValueError(f"backbone 'unet' needs image points of shape (H, W) or (C, H, W), got {shape}")
-        if isinstance(self.factor_hidden, int):
-            raise ValueError(f"factor_hidden sizes the MLP factor network, but points of shape {shape} train the "
-                             "UNet (backbone auto chooses it for images; see is_image_shape)")
-        if self.denoiser_hidden is not None:
-            raise ValueError(f"denoiser_hidden sizes the MLP denoiser, but points of shape {shape} train the UNet "
-                             "(backbone auto chooses it for images; see is_image_shape)")
+        why = ("backbone 'unet' was asked for" if self.backbone == "unet" else
+               "backbone auto chooses it for images; see is_image_shape")
+        for name, sizes in (("factor_hidden", "the MLP factor network"), ("denoiser_hidden", "the MLP denoiser")):
+            if isinstance(getattr(self, name), int):
+                raise ValueError(f"{name} sizes {sizes}, but points of shape {shape} train the UNet ({why}): "
+                                 "leave it out (preset sizes the UNet), or choose backbone 'mlp'")
         preset = unet_preset(self.preset or "small")
         if self.rank is None and self.loss == "lowrank":
             rank = min(preset["rank"], D)

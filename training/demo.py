@@ -75,10 +75,24 @@ DEMO_TAG = {"written_by": "learned-manifold demo"}
 """Stored in a demo model's ``"data"`` metadata: a later demo run into the same folder may replace that file only."""
 
 
+MIN_POINTS = 10
+"""The fewest points the demo trains on: the trainer's minimum (`runtime.check_training_tensor`)."""
+
+QUICK_LIMITS = (1500, 500)
+"""``quick=True`` trains on at most this many points, for at most this many steps."""
+
+
 def check_demo_folder(out_dir: Path) -> None:
-    """Refuse, before any work, a folder whose ``model.lmm`` a demo did not write (the demo replaces its own)."""
+    """Refuse, before any work, an ``--out`` that is not a folder (or under a file) and a folder whose
+    ``model.lmm`` a demo did not write (the demo replaces its own)."""
     from learned_manifold.model_file import ModelFileError, read_metadata
 
+    for folder in (out_dir, *out_dir.parents):  # the folder, or the nearest of its parents that exists
+        if folder.exists():
+            if not folder.is_dir():
+                what = "is a file" if folder == out_dir else f"is under {str(folder)!r}, a file"
+                raise ValueError(f"--out {str(out_dir)!r} {what}, not a folder: choose another --out folder")
+            break
     model = out_dir / "model.lmm"
     if not model.exists() and not model.is_symlink():
         return
@@ -93,10 +107,21 @@ def check_demo_folder(out_dir: Path) -> None:
 
 def run_demo(*, out: str = "demo-output", dataset: str = "torus", n: int = 4000, steps: int = 2500, seed: int = 0,
              device: str = "auto", quick: bool = False) -> dict:
-    """Run the demo and return the report (also written to ``OUT/report.json``)."""
+    """Run the demo and return the report (also written to ``OUT/report.json``). ``quick``: at most
+    `QUICK_LIMITS` points and steps (a note says so where they cut ``n`` or ``steps``).
+
+    Raises:
+        ValueError: ``n`` below `MIN_POINTS`, ``out`` not a folder (`check_demo_folder`), a dataset without known
+            geometry, or a setting `TrainConfig` refuses: before anything is written.
+    """
     out_dir = Path(out)
-    if quick:
-        n, steps = min(n, 1500), min(steps, 500)
+    if n < MIN_POINTS:  # before the folder is made (the trainer would refuse them after it)
+        raise ValueError(f"n must be at least {MIN_POINTS} for the demo to train on, got {n}")
+    check_demo_folder(out_dir)
+    if quick and (n > QUICK_LIMITS[0] or steps > QUICK_LIMITS[1]):
+        _say(f"--quick caps the run at {QUICK_LIMITS[0]} points and {QUICK_LIMITS[1]} steps: "
+             f"{min(n, QUICK_LIMITS[0])} points, {min(steps, QUICK_LIMITS[1])} steps (not {n} and {steps})")
+        n, steps = min(n, QUICK_LIMITS[0]), min(steps, QUICK_LIMITS[1])
     t_start = time.perf_counter()
     data, manifold = get_dataset(dataset, n, seed=seed)
     if manifold is None:
@@ -104,7 +129,6 @@ def run_demo(*, out: str = "demo-output", dataset: str = "torus", n: int = 4000,
     D = data.reshape(n, -1).shape[1]
     config = TrainConfig(steps=steps, batch_size=512, rank=min(D, 16), hidden=128, depth=3, emb_dim=64,
                          seed=seed, val_points=400)  # its checks before anything is written
-    check_demo_folder(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _say(f"dataset {dataset}: {n} points in R^{D}, intrinsic dimension {manifold.dim}")
 

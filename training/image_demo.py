@@ -58,6 +58,8 @@ def run_image_demo(*, out: str = "demo-output", dataset: str = "digits", steps: 
         raise ValueError(f"the image demo runs on {IMAGE_DEMOS}, got {dataset!r}")
     out_dir = Path(out)
     dev = resolve_device(device)
+    if quick and steps > 300:
+        _say(f"--quick caps the run at 300 steps (not {steps})")
     steps = min(steps, 300) if quick else steps
     start = time.perf_counter()
     images, manifold = get_image_dataset(dataset, n if n is not None or dataset == "digits" else 4000, seed=seed)

@@ -6,12 +6,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import warnings
+from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from learned_manifold.diagnostics import OUTSIDE_THRESHOLD
+from learned_manifold.model_file_notes import ModelFileWarning, stale_sigma_note
 from learned_manifold.neighbour_check import MIN_REFERENCE, neighbour_figures
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover (not POSIX: no run locks to see)
+    fcntl = None
 
 __all__ = ["run_info"]
 
@@ -41,11 +50,60 @@ def _factor_rate(c: dict, guards: dict, warm) -> str:
     return text
 
 
-def _summary(path: str, meta: dict) -> str:
-    """A readable summary of a model file's metadata (what ``info`` prints without ``--json``)."""
+FAR_FROM_DATA = 3.0
+"""``info --data`` says its points lie far from the training data where their median distance from the training
+mean, or their spread about their own mean, exceeds this many data scales ``s`` (SPEC §1: the training points'
+RMS distance from their mean is ``s``, so at least half of them lie within ``√2 s``)."""
+
+
+def _lock_holder(path: str) -> str | None:
+    """The pid a run writing ``path`` recorded in its held ``path.lock`` (`outputs.OutputLock`; ``"unknown"`` if
+    unreadable), or ``None`` where no run holds the lock (no lock file, or one left unlocked by a killed run)."""
+    from .outputs import lock_path
+
+    if fcntl is None:  # pragma: no cover
+        return None
+    try:
+        fd = os.open(lock_path(Path(path)), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # released when the file is closed below
+        return None
+    except BlockingIOError:
+        return os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _bandwidth(c: dict, units: dict | None) -> list[str]:
+    """The bandwidth line (data units, and units of the data scale ``s`` where known, as the ``--sigma-*`` flags
+    take them) and, for a default σ chosen by a replaced rule, a caution (`stale_sigma_note`)."""
+    s = units.get("scale") if isinstance(units, dict) else None
+    sigma, lo, hi = c.get("default_sigma"), c.get("sigma_min"), c.get("sigma_max")
+    numbers = isinstance(s, (int, float)) and all(isinstance(v, (int, float)) for v in (sigma, lo, hi))
+    in_s = f" = {sigma / s:.3g} s" if numbers else ""
+    range_s = f" (data units; {lo / s:.3g}-{hi / s:.3g} s, s = {s:.4g} the data scale)" if numbers else ""
+    lines = [f"  bandwidth:   default sigma {_number(sigma)}{in_s} ({c.get('sigma_rule')}); trained on "
+             f"[{_number(lo)}, {_number(hi)}]{range_s} ({c.get('sampler')})"]
+    note = stale_sigma_note(c, s) if numbers else None
+    if note:
+        lines.append(f"  CAUTION:     the model {note}")
+    return lines
+
+
+def _summary(path: str, meta: dict, writer: str | None = None) -> str:
+    """A readable summary of a model file's metadata (what ``info`` prints without ``--json``); ``writer``: the
+    pid of a run holding the file's lock (`_lock_holder`), if any."""
     c, e = meta["config"], meta["extra"]
     step, total = e.get("step"), e.get("total_steps")
-    if e.get("complete") is False:
+    if writer is not None:
+        status = (f"{'INCOMPLETE' if e.get('complete') is False else 'being rewritten'} (step {step} of {total}): "
+                  f"a training run (pid {writer}) is writing it now and holds its lock; wait for that run to "
+                  f"finish (or stop it, then continue with `learned-manifold train ... --resume`)")
+    elif e.get("complete") is False:
         status = f"INCOMPLETE (step {step} of {total}): continue its training with `learned-manifold train ... " \
                  f"--resume`"
     elif e.get("complete") is True:
@@ -70,8 +128,7 @@ def _summary(path: str, meta: dict) -> str:
         f"  model:       rank {c['rank']}, {c.get('arch', '?')} ({arch}), "
         f"{centring}, loss {c.get('loss')}, "
         f"tikhonov {c.get('tikhonov')}",
-        f"  bandwidth:   default sigma {_number(c.get('default_sigma'))} ({c.get('sigma_rule')}); trained on "
-        f"[{_number(c.get('sigma_min'))}, {_number(c.get('sigma_max'))}] ({c.get('sampler')})",
+        *_bandwidth(c, meta.get("standardisation")),
         f"  training:    {_number(step, '{:,}')} of {_number(total, '{:,}')} steps, "
         f"{_number(e.get('training_seconds'), '{:.1f}')} s, precision {e.get('precision', 'unknown')}, "
         f"seed {e.get('seed', 'unknown')}",
@@ -121,10 +178,14 @@ def _summary(path: str, meta: dict) -> str:
         outside = check.get("outside_eigenvalue")
         # the stored verdict, re-read with today's outside limit (files from before the tenth session used 0.5)
         trusted = check.get("trusted") and not (isinstance(outside, (int, float)) and outside > OUTSIDE_THRESHOLD)
-        lines.append(f"  consistency: {'trusted' if trusted else 'NOT TRUSTED'} on held-out points"
+        old = trusted and not isinstance(outside, (int, float))  # a file from before the outside-eigenvalue check
+        verdict = "NOT FULLY CHECKED: passed the older checks" if old else "trusted" if trusted else "NOT TRUSTED"
+        after = ("; its check predates today's (no outside eigenvalue): rerun it with `info MODEL --data DATA`" if old
+                 else "; `info MODEL --data DATA` for details")
+        lines.append(f"  consistency: {verdict} on held-out points"
                      f"{_at(check.get('sigma'))} (tangent disagreement {_number(check.get('tangent_disagreement'))}, "
                      f"normal growth {_number(check.get('normal_growth'))}, outside eigenvalue "
-                     f"{_number(check.get('outside_eigenvalue'))}; `info MODEL --data DATA` for details)")
+                     f"{_number(check.get('outside_eigenvalue'))}{after})")
     refit = e.get("validation", {}).get("factor_refit")
     if isinstance(refit, dict) and refit.get("ran"):
         where = (f"{_at(refit['sigma'])}, the bandwidth chosen before the repair" if "sigma" in refit
@@ -162,13 +223,19 @@ def run_info(args: argparse.Namespace) -> int:
 
     meta = read_metadata(args.model)  # refuses (ModelFileError, a ValueError) every file load_model refuses
     meta["extra"].get("validation", {}).pop("sigma_table", None)
-    report = near = None
+    report = near = placement = None
+    writer = _lock_holder(args.model)
+    if writer is not None:
+        meta["writer_pid"] = writer
     if args.data is not None:
-        report, near = _consistency(args)
+        report, near, placement = _consistency(args)
+        meta["data_placement"] = placement
         if report is not None:
             meta["self_consistency"] = report.summary()
         meta["neighbour_check"] = near.summary()
-    print(json.dumps(meta, indent=2) if args.json else _summary(args.model, meta))
+    print(json.dumps(meta, indent=2) if args.json else _summary(args.model, meta, writer))
+    if placement is not None and placement["far"] and not args.json:
+        print(_far_message(args.data, placement))
     if near is not None and not args.json:
         if report is not None:
             s = report.summary()
@@ -227,7 +294,32 @@ def _consistency(args: argparse.Namespace):
 
     if args.num_points < 1:
         raise ValueError(f"--num-points must be >= 1, got {args.num_points}")
-    model = load_model(args.model)
+    with warnings.catch_warnings():  # the summary states the file's cautions already
+        warnings.simplefilter("ignore", ModelFileWarning)
+        model = load_model(args.model)
     x, reference = _checked_rows(args, tuple(model.data_shape), model.dim)
+    placement = _placement(model, torch.cat([x, reference]))
     report = self_consistency(model, x) if model.has_denoiser else None
-    return report, neighbour_check(model, x, reference, sigma_grid(model))
+    return report, neighbour_check(model, x, reference, sigma_grid(model)), placement
+
+
+def _placement(model, rows: Tensor) -> dict:
+    """Where the ``--data`` rows ``(n, *data_shape)`` lie against the training data the model recorded (its mean
+    ``μ`` and scale ``s``, SPEC §1): their median distance from ``μ`` and their RMS spread about their own mean,
+    both in units of ``s``, and ``far`` where either exceeds `FAR_FROM_DATA`."""
+    flat = rows.reshape(rows.shape[0], -1).double()
+    s = float(model.scale)
+    distance = float((flat - model.mean.reshape(1, -1).double()).norm(dim=1).median()) / s
+    spread = float((flat - flat.mean(0)).pow(2).sum(1).mean().sqrt()) / s
+    return {"median_distance_in_s": distance, "spread_in_s": spread, "scale": s,
+            "far": distance > FAR_FROM_DATA or spread > FAR_FROM_DATA}
+
+
+def _far_message(source: str, placement: dict) -> str:
+    """What ``info --data`` says, before the checks, of points far from the training data (`_placement`)."""
+    distance, spread = placement["median_distance_in_s"], placement["spread_in_s"]
+    return (f"WARNING: --data {source}: its points lie far from the data the model was trained on: median distance "
+            f"{distance:.3g} s from the training mean and spread {spread:.3g} s (s = {placement['scale']:.4g}, the "
+            f"training data's scale; its own points lie about 1 s from their mean). "
+            f"Are they in other units, or another data set? The checks below judge the model where it never saw "
+            f"data: their verdicts and advice say nothing about its training")

@@ -3,8 +3,8 @@ preconditioning, SPEC §4) and its norm feature. Each choice comes back with the
 
 from __future__ import annotations
 
+import copy
 import math
-from dataclasses import replace
 
 import torch
 from torch import Tensor
@@ -44,6 +44,17 @@ RANK_BLOCK_ELEMENTS = 2**24
 """Entries of one ``(queries, neighbours, D)`` block of `local_pca_dimension`: ``max(1, RANK_BLOCK_ELEMENTS //
 (neighbours · D))`` queries at a time (the k-NN factor and its eigenpairs hold a few such blocks; all 256 queries
 at once took 8.9 GB at D = 12,288)."""
+
+
+def _resolved(cfg: TrainConfig, **values: object) -> TrainConfig:
+    """A copy of ``cfg`` with ``"auto"`` settings replaced by what a rule chose. Not `dataclasses.replace`: its
+    ``__post_init__`` would judge the rule's choice as a request (`recipe_checks.check_recipe` refuses an explicit
+    ``factor_ramp`` on a shared trunk, but ``"auto"`` resolves there all the same, to a value that does not apply
+    and that the model file records beside what applied)."""
+    cfg = copy.copy(cfg)
+    for name, value in values.items():
+        setattr(cfg, name, value)
+    return cfg
 
 
 def choose_input_scaling(cfg: TrainConfig, rows: TrainingRows,
@@ -184,16 +195,17 @@ def choose_factor_width(cfg: TrainConfig, estimate: int | None, arch: str) -> tu
         return cfg, {"factor_hidden": cfg.factor_hidden or cfg.hidden, "rule": "asked for"}
     rule = f"auto: 2 x hidden where the estimated dimension exceeds {DEFAULT_RANK // 2}, else hidden"
     if arch != "film_mlp":
-        return replace(cfg, factor_hidden=None), {"factor_hidden": None, "rule": "the UNet preset's"}
+        return _resolved(cfg, factor_hidden=None), {"factor_hidden": None, "rule": "the UNet preset's"}
     if not _high_dimension(estimate):
-        return replace(cfg, factor_hidden=None), {"factor_hidden": cfg.hidden, "rule": rule}
+        return _resolved(cfg, factor_hidden=None), {"factor_hidden": cfg.hidden, "rule": rule}
     width = min(2 * cfg.hidden, MAX_WIDTH)
-    return replace(cfg, factor_hidden=width), {"factor_hidden": width, "rule": rule}
+    return _resolved(cfg, factor_hidden=width), {"factor_hidden": width, "rule": rule}
 
 
 def choose_factor_guards(cfg: TrainConfig, estimate: int | None) -> tuple[TrainConfig, dict]:
     """``cfg`` with ``factor_ramp``, ``factor_clip`` and ``factor_lr_scale`` resolved where they are ``"auto"``,
-    and why, for the file (after `choose_factor_width`, whose width the rate follows).
+    and why, for the file (after `choose_factor_width`, whose width the rate follows): ``rule`` says which of the
+    ramp and the guard were asked for and the rule of those that were not.
 
     Where the estimated dimension exceeds ``DEFAULT_RANK / 2`` (where the factor is wider, `choose_factor_width`):
     the factor's learning rate ramps up over the run's ``warmup`` from its first step, and its gradient guard
@@ -204,16 +216,20 @@ def choose_factor_guards(cfg: TrainConfig, estimate: int | None) -> tuple[TrainC
     mid-run on two seeds of five at 10k points (`benchmarks/RESULTS.md`, eighteenth session)."""
     high = _high_dimension(estimate)
     rule = f"auto: on where the estimated dimension exceeds {DEFAULT_RANK // 2}, else off"
-    if "auto" not in (cfg.factor_ramp, cfg.factor_clip):
+    ramp_auto, clip_auto = cfg.factor_ramp == "auto", cfg.factor_clip == "auto"
+    if not (ramp_auto or clip_auto):
         rule = "asked for"
+    elif not (ramp_auto and clip_auto):  # say which was asked for, and the rule of the other
+        asked, auto = ("factor_ramp", "factor_clip") if clip_auto else ("factor_clip", "factor_ramp")
+        rule = f"{asked} asked for; {auto} {rule}"
     if cfg.factor_ramp == "auto":
-        cfg = replace(cfg, factor_ramp=cfg.warmup if high else 0.0)
+        cfg = _resolved(cfg, factor_ramp=cfg.warmup if high else 0.0)
     if cfg.factor_clip == "auto":
-        cfg = replace(cfg, factor_clip=DEFAULT_FACTOR_CLIP if high else 0.0)
+        cfg = _resolved(cfg, factor_clip=DEFAULT_FACTOR_CLIP if high else 0.0)
     rate_rule = "asked for"
     if cfg.factor_lr_scale == "auto":
         width = cfg.factor_hidden if isinstance(cfg.factor_hidden, int) else cfg.hidden
-        cfg = replace(cfg, factor_lr_scale=min(1.0, cfg.hidden / width))
+        cfg = _resolved(cfg, factor_lr_scale=min(1.0, cfg.hidden / width))
         rate_rule = "auto: hidden / factor_hidden where the factor network is wider, else 1"
     return cfg, {"factor_ramp": cfg.factor_ramp, "factor_clip": cfg.factor_clip, "rule": rule,
                  "factor_lr_scale": cfg.factor_lr_scale, "rate_rule": rate_rule}
@@ -229,11 +245,11 @@ def choose_warmup(cfg: TrainConfig, estimate: int | None) -> tuple[TrainConfig, 
     self-consistency check. On S⁸ the two gave the same (0.017–0.030 against 0.024–0.026), so below the
     threshold the measured default stays."""
     if not cfg.centred:  # no denoiser: the factor trains from the first step (`TrainConfig` refuses a warm-up)
-        return replace(cfg, denoiser_warmup=0.0), {"denoiser_warmup": 0.0, "rule": "uncentred: no denoiser"}
+        return _resolved(cfg, denoiser_warmup=0.0), {"denoiser_warmup": 0.0, "rule": "uncentred: no denoiser"}
     high = _high_dimension(estimate)
     value = HIGH_DIMENSION_WARMUP if high else DENOISER_WARMUP
     rule = (f"auto: {HIGH_DIMENSION_WARMUP:g} where the estimated dimension exceeds {DEFAULT_RANK // 2}, else "
             f"{DENOISER_WARMUP:g}")
     if cfg.denoiser_warmup != "auto":
         return cfg, {"denoiser_warmup": cfg.denoiser_warmup, "rule": "asked for"}
-    return replace(cfg, denoiser_warmup=value), {"denoiser_warmup": value, "rule": rule}
+    return _resolved(cfg, denoiser_warmup=value), {"denoiser_warmup": value, "rule": rule}

@@ -3,7 +3,8 @@
 A run writes the model file ``OUT``, its training state ``OUT.train-state.pt`` and, while it runs, a lock file
 ``OUT.lock`` that holds the writer's pid. `check_output` refuses, before any work, an output that would be lost
 or would destroy something: an existing model (unless resuming or overwriting), a symbolic link, a folder, a
-device or FIFO, a missing or unwritable folder. `OutputLock` keeps two runs from writing one ``OUT``.
+device or FIFO, a missing or unwritable folder, a name too long for the names derived from it. `OutputLock` keeps
+two runs from writing one ``OUT``.
 Writing itself is `learned_manifold.model_file.save_model` / ``atomic_write_bytes`` (atomic, so a failed write
 keeps the previous checkpoint); `write_failed` turns an ``OSError`` there into one clear line.
 """
@@ -24,6 +25,7 @@ import torch
 from torch import nn
 
 import learned_manifold
+from learned_manifold.atomic_write import TEMP_NAME_EXTRA
 from learned_manifold.model_file import atomic_write_bytes, file_kind, read_metadata, save_model
 
 from .clipping import RelativeClip
@@ -33,8 +35,8 @@ try:  # POSIX advisory locks; without them (Windows) runs are not locked against
 except ImportError:  # pragma: no cover
     fcntl = None
 
-__all__ = ["Checkpointer", "OutputError", "OutputLock", "check_output", "is_complete", "load_state", "lock_path",
-           "state_path", "write_failed"]
+__all__ = ["DEFAULT_NAME_MAX", "Checkpointer", "OutputError", "OutputLock", "check_output", "derived_name_bytes",
+           "is_complete", "load_state", "lock_path", "name_max", "state_path", "write_failed"]
 
 
 class OutputError(ValueError):
@@ -84,10 +86,40 @@ def load_state(out: Path, map_location: str | torch.device) -> dict:
                      f"state ({why}); train again with --overwrite (overwrite=True), or restore the file") from None
 
 
+DEFAULT_NAME_MAX = 255
+"""The longest file name (bytes) assumed where the folder cannot say (``os.pathconf`` fails or is missing)."""
+
+
+def name_max(folder: Path) -> int:
+    """The longest file name, in bytes, that ``folder`` holds: ``os.pathconf(folder, "PC_NAME_MAX")``, or
+    `DEFAULT_NAME_MAX` where that fails (a missing folder, no ``pathconf``)."""
+    try:
+        return int(os.pathconf(folder, "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):
+        return DEFAULT_NAME_MAX
+
+
+def derived_name_bytes(out: Path) -> int:
+    """The length in bytes of the longest file name a run writing ``out`` creates in its folder: the training
+    state's temporary file ``.OUT.train-state.pt.<pid>.<hex>.tmp`` (`state_path`, `atomic_write_bytes`, its pid and
+    hex as wide as they can be), longer than ``OUT``, ``OUT``'s own temporary file, ``OUT.lock`` and
+    `check_output`'s probe."""
+    return len(os.fsencode(state_path(out).name)) + TEMP_NAME_EXTRA
+
+
 def _check_name(out: str | os.PathLike) -> Path:
+    """``out`` as a `Path`, refused where it names no file or where a name derived from it (`derived_name_bytes`)
+    exceeds its folder's name limit (`name_max`): before any work, not at the first checkpoint."""
     out = Path(out)
     if out.name in ("", ".", ".."):
         raise OutputError(f"cannot write {str(out)!r}: the output must name a file, e.g. model.lmm")
+    limit, size = name_max(out.parent), len(os.fsencode(out.name))
+    extra = derived_name_bytes(out) - size
+    if size + extra > limit:
+        raise OutputError(f"cannot write {str(out)!r}: its name is too long ({size} bytes); the files derived from it "
+                          f"need {extra} bytes more (its training state's temporary file "
+                          f"'.NAME.train-state.pt.<pid>.<hex>.tmp'), and the folder allows names of at most {limit} "
+                          f"bytes: choose a name of at most {limit - extra} bytes")
     return out
 
 
@@ -117,7 +149,8 @@ def check_output(out: str | os.PathLike, *, resume: bool = False, overwrite: boo
     Raises:
         OutputError: ``out`` (or its state or lock file) is the input ``data``, even with ``overwrite``;
             ``resume`` and ``overwrite`` together; ``out`` (or its state or lock file) is a symbolic
-            link, a folder, a device, FIFO or socket; its folder is missing, not a folder, or not writable
+            link, a folder, a device, FIFO or socket; a name derived from ``out``'s is longer than its folder
+            allows (`derived_name_bytes` against `name_max`); its folder is missing, not a folder, or not writable
             (tested by creating and removing a probe file); ``out`` exists and neither flag is given.
     """
     if isinstance(data, (str, os.PathLike)) and Path(data).exists():

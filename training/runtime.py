@@ -174,7 +174,8 @@ def _check_resolution(top: float, spread: float, prefix: str = "") -> None:
 
 def settings_diff(saved: dict, now: dict, may_change: tuple[str, ...] = ()) -> str:
     """What a resumed run's settings ``now`` change against the ``saved`` ones, one ``name (--flag): saved X, now
-    Y`` per setting (``""`` if none), leaving out ``may_change``."""
+    Y`` per setting (``""`` if none), leaving out ``may_change``. Only ``now``'s settings are compared: saved ones
+    unknown here are refused before (`training/resume.py`)."""
     diff = [(k, saved.get(k), v) for k, v in now.items() if saved.get(k) != v and k not in may_change]
     return "; ".join(f"{k} (--{k.replace('_', '-')}): saved {a!r}, now {b!r}" for k, a, b in diff)
 

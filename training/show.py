@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -38,8 +39,8 @@ from learned_manifold.models import MetricModel
 from .data import as_model_points
 from .data.stream import CHUNK_ROWS, ArraySource
 
-__all__ = ["FLOW_OVERSAMPLING", "PathScore", "interpolation_paths", "interpolation_scores", "run_show",
-           "same_class_pairs"]
+__all__ = ["FLOW_OVERSAMPLING", "PathScore", "check_image_model", "interpolation_paths", "interpolation_scores",
+           "run_show", "same_class_pairs"]
 
 
 @dataclass
@@ -138,8 +139,18 @@ def interpolation_paths(manifold: LearnedDataManifold | CoMetricField, x0: Tenso
     return {name: p.reshape(b, n_points, *shape) for name, p in paths.items()}, flow.gap_closed.reshape(b)
 
 
+def check_image_model(data_shape: tuple[int, ...], model_name: str = "model") -> None:
+    """Refuse a model whose points are not images, ``(H, W)`` or ``(C, H, W)``, before any work: `show` would
+    draw a circle's points ``(2,)`` as 1×2-pixel pictures."""
+    if len(data_shape) not in (2, 3):
+        raise ValueError(f"{model_name} has points of shape {tuple(data_shape)}, not images: show draws the geometry "
+                         "of images and needs a model trained on points of shape (H, W) or (C, H, W)")
+
+
 def _output_folder(out: str | os.PathLike, data_source: str | os.PathLike | None) -> Path:
-    """``out`` created as a folder, after checking it is not a file and not the data's own folder or file."""
+    """``out`` created as a folder, after checking it is named, not a file and not the data's own folder or file."""
+    if not os.fspath(out).strip():
+        raise ValueError("out (--out) is empty: give a folder for the pictures")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"out (--out) '{out}' is a file, not a folder: give a folder for the pictures")
@@ -173,13 +184,17 @@ def _rows(data: Tensor | ArraySource, idx: Tensor, shape: tuple[int, ...]) -> Te
 
 def run_show(model: MetricModel | str | os.PathLike, data: Tensor | ArraySource, out: str | os.PathLike, *,
              labels: Tensor | None = None, n_points: int = 256, n_pairs: int = 3, path_points: int = 17,
-             classifier_steps: int = 400, seed: int = 0, data_source: str | os.PathLike | None = None) -> dict:
+             classifier_steps: int = 400, seed: int = 0, data_source: str | os.PathLike | None = None,
+             class_names: Sequence[str] | None = None) -> dict:
     """Draw the pictures of a model's geometry on ``data`` ``(N, *data_shape)`` into the folder ``out``.
 
     Returns the report written to ``out/show.json``. ``labels`` ``(N,)`` (optional) give per-class curves,
     same-class pairs and the classifier that scores the interpolations. ``data`` may drop or add a channel axis
     of one (`as_model_points`); other shapes are refused. ``data_source`` (the folder or file the data came
     from) is never written into: ``out`` inside a data folder would add the figures to the user's images.
+    ``class_names`` name the label values (an image folder's class folders, `ImageData.class_names`): legends,
+    titles and ``show.json`` (``"class"`` beside each pair's ``"label"``) use them instead of the indices. A model
+    whose points are not images is refused (`check_image_model`).
 
     ``data`` may also be a memory-mapped ``.npy`` (`open_npy`): then only the rows drawn are read, and the value
     range and the nearest-image distances are taken over all rows chunk by chunk, so memory stays near the mapped
@@ -187,6 +202,9 @@ def run_show(model: MetricModel | str | os.PathLike, data: Tensor | ArraySource,
     """
     model = load_model(model) if not isinstance(model, MetricModel) else model
     shape = tuple(model.data_shape)
+    check_image_model(shape)
+    if labels is not None and class_names is not None and int(labels.max()) >= len(class_names):
+        raise ValueError(f"class_names has {len(class_names)} names, but the labels go up to {int(labels.max())}")
     if isinstance(data, ArraySource):
         as_model_points(torch.empty(0, *data.shape[1:]), shape, "data")  # the shape, before any row is read
     else:
@@ -198,7 +216,6 @@ def run_show(model: MetricModel | str | os.PathLike, data: Tensor | ArraySource,
     for old in out.glob("interpolations_*.png"):  # an earlier run's strips: show.json will describe this run's only
         if old.stem.removeprefix("interpolations_").isdigit():
             old.unlink()
-    image_shape = shape if len(shape) in (2, 3) else (1, 1, model.dim)
     value_range = _file_range(data) if isinstance(data, ArraySource) else (float(data.min()), float(data.max()))
     manifold = LearnedDataManifold(model)
     gen = torch.Generator().manual_seed(seed)
@@ -208,12 +225,12 @@ def run_show(model: MetricModel | str | os.PathLike, data: Tensor | ArraySource,
         pairs_eig = field_eigenpairs(manifold.field, x)
     dims = intrinsic_dimension(pairs_eig.values)
     report: dict = {"points": int(pick.numel()), "data_points": n,  # the images paths are scored on
-                    "median_dimension": float(dims.float().quantile(0.5)),  # the median the histogram marks
+                    "median_dimension": int(dims.median()),  # the lower median (SPEC §5), as the histogram marks
                     "dimension_counts": {int(d): int((dims == d).sum()) for d in torch.unique(dims)}}
     figs = [
-        plot_eigenvector_images(x[:4], pairs_eig.values[:4], pairs_eig.vectors[:4], image_shape,
+        plot_eigenvector_images(x[:4], pairs_eig.values[:4], pairs_eig.vectors[:4], shape,
                                 value_range=value_range, path=out / "eigenvectors.png"),
-        plot_eigenvalue_curves(pairs_eig.values, None if labels is None else labels[pick],
+        plot_eigenvalue_curves(pairs_eig.values, None if labels is None else labels[pick], class_names=class_names,
                                max_index=min(model.rank, 32), path=out / "eigenvalues.png",
                                title="Cumulative eigenvalues of G " + ("per class" if labels is not None
                                                                          else "(no labels: all points)")),
@@ -229,6 +246,7 @@ def run_show(model: MetricModel | str | os.PathLike, data: Tensor | ArraySource,
     report["interpolations"] = []
     for p in range(idx.shape[0]):
         label = None if labels is None else int(labels[idx[p, 0]])
+        class_name = None if label is None else str(label if class_names is None else class_names[label])
         one = {name: path[p] for name, path in paths.items()}
         scores = interpolation_scores(one, data, classifier=classifier, label=label)
         text = {name: f"near {s.mean_nearest:.3g}" + ("" if s.confidence is None else f", p={s.confidence:.2f}")
@@ -236,11 +254,12 @@ def run_show(model: MetricModel | str | os.PathLike, data: Tensor | ArraySource,
         if "gradient flow" in text:  # a flow need not reach its end image (SPEC §6): say how far it got
             text["gradient flow"] += f"\ngap closed {float(gap_closed[p]):.0%}"
         figs.append(plot_interpolation_strips(
-            one, image_shape, scores=text, value_range=value_range, path=out / f"interpolations_{p}.png",
-            title=f"Pair {p}" + ("" if label is None else f" (class {label})")
+            one, shape, scores=text, value_range=value_range, path=out / f"interpolations_{p}.png",
+            title=f"Pair {p}" + ("" if class_name is None else f" (class {class_name})")
                   + ": near = mean distance to the nearest training image"
                   + ("" if classifier is None else ", p = classifier confidence")))
-        entry = {"pair": idx[p].tolist(), "label": label, **{name: asdict(s) for name, s in scores.items()}}
+        entry = {"pair": idx[p].tolist(), "label": label, **({} if class_names is None else {"class": class_name}),
+                 **{method: asdict(s) for method, s in scores.items()}}
         entry["gradient flow"]["gap_closed"] = float(gap_closed[p])
         report["interpolations"].append(entry)
     for fig in figs:

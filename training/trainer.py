@@ -6,11 +6,11 @@ therefore sees the same batches (results equal up to the order of DDP's gradient
 amplifies), and resuming needs no RNG state: step ``k`` always sees the same batch.
 
 Checkpoints: the model file ``OUT`` (safetensors, `learned_manifold.model_file`) and the training state
-``OUT.train-state.pt`` (optimizer, EMA, step; plain tensors, loaded with ``weights_only=True``), both
-written atomically (`training/outputs.py`). Every checkpoint before the end is marked ``"complete": false``
-in the model file; an interrupted run (SIGINT/SIGTERM) saves one at a step boundary and raises
-`TrainingInterrupted`; a diverging run stops with `TrainingDiverged` before writing non-finite weights
-(`training/runtime.py`). The state holds the loss log and the ``val_every`` validations too, so a resumed run's
+``OUT.train-state.pt`` (optimizer, EMA, step, settings and recipe version, `training/resume.py`; plain tensors,
+loaded with ``weights_only=True``), both written atomically (`training/outputs.py`). Every checkpoint before the
+end is marked ``"complete": false`` in the model file; an interrupted run (SIGINT/SIGTERM) saves one at a step
+boundary and raises `TrainingInterrupted`; a diverging run stops with `TrainingDiverged` before writing non-finite
+weights (`training/runtime.py`). The state holds the loss log and the ``val_every`` validations too, so a resumed run's
 file keeps those made before the interruption. After the last step the state is saved (incomplete) before the end
 phase (`training/end_phase.py`: bandwidth choice, factor repair, checks): a first signal there is acknowledged on
 stderr, a second raises `TrainingInterrupted` of that state, and ``resume`` then does the end phase alone.
@@ -27,15 +27,13 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from learned_manifold.model_file import ModelFileError, read_metadata
-from learned_manifold.models import LEGACY_DEFAULTS, MetricModel, ModelConfig, check_int
+from learned_manifold.models import MetricModel, ModelConfig, check_int
 from learned_manifold.precision import choose_precision, full_precision, workload_key
 
 from .batches import TrainingRows, same_fingerprint, standardisation
@@ -47,8 +45,10 @@ from .input_choices import choose_by_dimension, choose_input_scaling, choose_nor
 from .losses import MetricMatchingLoss
 from .objective import TrainingObjective, workload_name
 from .outputs import Checkpointer, OutputLock, check_output, load_state
+from .progress import Progress
 from .refit import refit_factor
 from .result import TrainResult, finished_result
+from .resume import check_resume, recorded
 from .runtime import (
     StepAutocast,
     StopRequest,
@@ -61,7 +61,6 @@ from .runtime import (
     check_training_tensor,
     init_distributed,
     resolve_device,
-    settings_diff,
     stop_requested,
 )
 from .samplers import make_sampler
@@ -70,18 +69,6 @@ from .validation import initial_sigma, select_sigma, sigma_grid, validate
 
 _F32 = torch.finfo(torch.float32)
 _CHECK_EVERY = 10  # steps between divergence checks (one host sync each) and, under DDP, stop-flag syncs
-# `TrainConfig` fields (not in `ModelConfig`, so not in `LEGACY_DEFAULTS`) added after training states were first
-# written: the value a state written before them ran with. factor_trunk_grad acts on shared trunks only, which
-# did not exist either, so any value describes those runs; the default keeps them resumable as they were. The same
-# holds for gaussian_rank, which acts under input_scaling="gaussian" only.
-_TRAIN_LEGACY = {"factor_trunk_grad": TrainConfig.factor_trunk_grad, "gaussian_rank": TrainConfig.gaussian_rank,
-                 "factor_target": "residual", "final_norm": True, "landmarks": None, "factor_fraction": 1.0,
-                 "norm_feature": False, "freeze_denoiser": False, "jacobian_probes": 1,
-                 "denoiser_hidden": None, "factor_refit": TrainConfig.factor_refit, "factor_clip": 0.0,
-                 "factor_hidden": None, "factor_ramp": 0.0, "factor_lr_scale": 1.0}
-# (the factor's repair runs after the last step: a state written before it existed resumes and gets it at the end)
-# (landmarks do not change the training: a state written before them resumes, and its model stores the default)
-
 __all__ = [
     "TrainConfig",
     "TrainResult",
@@ -98,10 +85,6 @@ __all__ = [
 
 # ---------------------------------------------------------------------------------------------------------
 # the loop
-
-
-RESUME_MAY_CHANGE = ("checkpoint_every", "val_every")
-"""Settings a resumed run may change: they decide when the run saves and validates, not what it computes."""
 
 
 def _batch(step: int, cfg: TrainConfig, n_data: int, shape: tuple[int, ...], sampler, scale: float,
@@ -200,10 +183,12 @@ def train(
         manifold: the data's true manifold when known (validation by tangent error and dimension).
         out: model file to write (atomically, at every checkpoint and at the end); ``None`` keeps it in memory.
             Checkpoints before the end are marked ``"complete": false`` in the file's extra metadata.
-        resume: continue from ``out`` and its training state (same data and config required).
+        resume: continue from ``out`` and its training state (same data and config required; a state of an older
+            version warns, one of a newer version is refused: `training/resume.py`). With the state damaged, a
+            finished ``out`` is the result only where it records the same data and settings (`finished_result`).
         overwrite: replace an existing ``out`` (and its training state) with a new run.
         device: ``"auto"`` (CUDA when present), or a torch device (checked: `resolve_device`).
-        progress: show a tqdm bar with loss and speed.
+        progress: show a tqdm bar with loss and speed (plain lines where stderr is not a terminal: `Progress`).
         stop_after: stop (after checkpointing) once this step is reached: simulates an interrupted run.
         data_info: what the data are, stored under ``"data"`` in the model file's extra metadata (e.g. an image
             source's stored dtype and value range, `learned_manifold_training.data.ImageData.metadata`); JSON.
@@ -315,19 +300,11 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, manifold, out: Path | Non
         try:
             state = load_state(out, device)  # one line for a missing or damaged state
         except ValueError:  # damaged, beside a finished model file: the file is the result, nothing to resume
-            finished = finished_result(out, cfg, device)
+            finished = finished_result(out, cfg, device, expect=(mcfg, rows.n))  # checked against the file
             if finished is None:
                 raise
             return finished
-        # a state written before a setting existed ran with that setting's old behaviour
-        stored = json.loads(state["config"])
-        if "latent_dim" in stored:  # a VAE's state: its settings would all "differ"
-            raise ValueError(f"cannot resume {str(out)!r}: its training state is a VAE's (learned-manifold "
-                             "train-vae); resume it with train-vae, or give train another output path")
-        saved = {**LEGACY_DEFAULTS, **_TRAIN_LEGACY, **stored}
-        said = settings_diff(saved, asdict(cfg), RESUME_MAY_CHANGE)
-        if said:
-            raise ValueError(f"cannot resume {str(out)!r}: settings differ from the saved run: {said}")
+        check_resume(out, state, cfg, shape)  # settings (legacy ones read as they ran), recipe version
         if (state.get("data_digest", rows.digest) != rows.digest  # states before the digest: the sums only
                 or not same_fingerprint(state["fingerprint"], fingerprint)):
             raise ValueError(f"cannot resume {str(out)!r}: the data differ from the data it was trained on")
@@ -371,14 +348,13 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, manifold, out: Path | Non
     is_main = rank_id == 0
     ckpt = None
     if is_main and out is not None:
-        ckpt = Checkpointer(out, model, ema, opt, cfg, fingerprint, guard, digest=rows.digest,
+        ckpt = Checkpointer(out, model, ema, opt, recorded(cfg), fingerprint, guard, digest=rows.digest,
                             saved_step=start if resume else None, history=history, info={
             "num_points": rows.n, "num_train_points": rows.n_train, "num_val_points": val_x.shape[0],
             "precision": precision, "precision_probe": probe, "input_scaling": span, "norm_feature": norm_why,
             **why,
             **({"data": data_info} if data_info else {})})
-    bar = tqdm(total=cfg.steps, initial=start, disable=not (progress and is_main), desc="train",
-               dynamic_ncols=True)
+    bar = Progress(cfg.steps, start, progress and is_main, "train")  # plain lines where stderr is no terminal
     t0 = time.perf_counter()
     running, logged = torch.zeros((), device=device), start
     stop = StopRequest()

@@ -53,7 +53,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction,
     from .vae_trainer import VAETrainConfig
 
     d = VAETrainConfig()
-    p = subparsers.add_parser("train-vae", formatter_class=fmt,
+    p = subparsers.add_parser("train-vae", formatter_class=fmt, allow_abbrev=False,
                               help="train a VAE with an RBF decoder std (SPEC §11) for the latent comparison")
     p.add_argument("data", help="a .npy/.npz/.pt file of shape (N, ...) or a built-in dataset name, read as "
                                 "train reads it")
@@ -61,7 +61,8 @@ def add_subcommands(subparsers: argparse._SubParsersAction,
     p.add_argument("--out", required=True, help="VAE file to write (e.g. vae.lvae); its folder must exist")
     p.add_argument("--latent-dim", type=int, required=True, help="latent dimension d")
     p.add_argument("--num-points", type=point_count, default=None,
-                   help="points of a built-in data set (default: 10000; digits: all) or first rows of a file")
+                   help="points of a built-in data set (default: 10000; digits: all) or a random subset (drawn "
+                        "with --seed, kept in file order) of a file or folder")
     p.add_argument("--steps", type=int, default=d.steps, help="ELBO steps (encoder and decoder mean)")
     p.add_argument("--std-steps", type=int, default=d.std_steps, help="steps fitting the RBF decoder precision")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="points per step")
@@ -83,7 +84,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction,
     mode.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
-    e = subparsers.add_parser("encode", formatter_class=fmt,
+    e = subparsers.add_parser("encode", formatter_class=fmt, allow_abbrev=False,
                               help="write the VAE's posterior means of DATA as an (N, d) .npy (for `train`)")
     e.add_argument("vae", help="a VAE file written by train-vae")
     e.add_argument("data", help="a .npy/.npz/.pt file or a built-in dataset name, read as train-vae reads it")
@@ -155,7 +156,7 @@ def _train_vae(args: argparse.Namespace) -> int:
 
 def _encode(args: argparse.Namespace) -> int:
     from learned_manifold.model_file import atomic_write_bytes
-    from learned_manifold.vae_file import load_vae
+    from learned_manifold.vae_file import load_vae, read_vae_metadata
 
     from .data import as_model_points
     from .vae_trainer import encode_data
@@ -171,6 +172,7 @@ def _encode(args: argparse.Namespace) -> int:
     if out.exists() and not args.overwrite:
         raise ValueError(f"{str(out)!r} already exists; replace it with --overwrite")
     vae = load_vae(args.vae, map_location=device)
+    recorded = read_vae_metadata(args.vae)["extra"].get("validation", {})  # train-vae's verdict, kept in the file
     data = _read(args)
     data = as_model_points(data, vae.data_shape, "DATA").float()
     codes = encode_data(vae, data.to(device)).cpu().numpy().astype(np.float32)
@@ -179,6 +181,8 @@ def _encode(args: argparse.Namespace) -> int:
     atomic_write_bytes(out, buf.getvalue())
     print(f"wrote {args.out}: {codes.shape[0]} codes of dimension {codes.shape[1]} (posterior means); train metric "
           f"matching on them with: learned-manifold train {shlex.quote(str(out))} --out latent.lmm")
+    for reason in distrust(recorded if isinstance(recorded, dict) else {}):  # as train-vae warned: the codes share it
+        print(f"warning: the VAE file {args.vae} records that {reason}", file=sys.stderr)
     return 0
 
 

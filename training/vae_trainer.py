@@ -37,7 +37,6 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
 
 import learned_manifold
 from learned_manifold.model_file import ModelFileError, atomic_write_bytes
@@ -49,6 +48,8 @@ from learned_manifold.vae_file import load_vae, read_vae_metadata, save_vae
 from .batches import same_fingerprint, split_rows, standardisation, standardised_copy
 from .data.stream import ArraySource, data_summary
 from .outputs import OutputLock, check_output, load_state, state_path, write_failed
+from .progress import Progress
+from .resume import VAE_STATE_VERSION, check_vae_resume
 from .runtime import (
     StopRequest,
     TrainingInterrupted,
@@ -56,7 +57,6 @@ from .runtime import (
     check_health,
     check_training_tensor,
     resolve_device,
-    settings_diff,
 )
 from .vae_std import encode_data, kmeans, rbf_bandwidths, std_growth
 
@@ -259,10 +259,11 @@ def train_vae(
         data: training points; a held-out split of ``min(val_points, N/5)`` is kept for validation.
         config: `VAETrainConfig` (defaults if ``None``).
         out: VAE file to write (atomically, at every checkpoint and at the end); ``None`` keeps it in memory.
-        resume: continue from ``out`` and ``OUT.train-state.pt`` (same data and config required).
+        resume: continue from ``out`` and ``OUT.train-state.pt`` (same data and config required; its recipe version
+            checked: `training/resume.py`).
         overwrite: replace an existing ``out``.
         device: ``"auto"`` (CUDA when present) or a torch device.
-        progress: show a tqdm bar with the loss.
+        progress: show a tqdm bar with the loss (plain lines where stderr is not a terminal: `Progress`).
         stop_after: stop (after a checkpoint) once this many steps are done: simulates an interruption.
 
     Returns:
@@ -321,14 +322,12 @@ def _train(data: Tensor, cfg: VAETrainConfig, out: Path | None, resume: bool, de
         torch.manual_seed(cfg.seed)
         vae = VAE(vcfg, scale=scale, mean=mean).to(dev)
     run = _Run(vae, cfg)
-    cfg_json = json.dumps(asdict(cfg))
+    cfg_json = json.dumps({**asdict(cfg), "state_version": VAE_STATE_VERSION})  # the recipe: `check_vae_resume`
     fingerprint, digest = data_summary(source)  # the digest: the sums miss reordered rows or columns
     start, before = 0, 0.0
     if resume:
         state = load_state(out, dev)  # one line for a missing or damaged state
-        said = settings_diff(json.loads(state["config"]), asdict(cfg), ("checkpoint_every",))
-        if said:
-            raise ValueError(f"cannot resume {str(out)!r}: settings differ from the saved run: {said}")
+        check_vae_resume(out, state, cfg)  # its kind, settings and recipe version
         if (state.get("data_digest", digest) != digest  # states before the digest: the sums only
                 or not same_fingerprint(state["fingerprint"], fingerprint)):
             raise ValueError(f"cannot resume {str(out)!r}: the data differ from the data it was trained on")
@@ -356,7 +355,7 @@ def _train(data: Tensor, cfg: VAETrainConfig, out: Path | None, resume: bool, de
         saved[0] = step
 
     history: list[dict] = []
-    bar = tqdm(total=total, initial=start, disable=not progress, desc="train-vae", dynamic_ncols=True)
+    bar = Progress(total, start, progress, "train-vae")  # plain lines where stderr is no terminal
     t0, running, logged = time.perf_counter(), torch.zeros((), device=dev, dtype=torch.float32), start
     with StopRequest() as stop, contextlib.closing(bar):
         for step in range(start, end):

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from ..geometry import lowrank_apply, lowrank_solve
-from ..model_file import load_model
+from ..model_file import _load_model
 from ..models import MetricModel
 from ..precision import check_precision, choose_precision, full_precision, workload_key
 from .base import CoMetricField, check_finite_output, check_points, check_scalar, check_vectors
@@ -31,7 +31,9 @@ class LearnedCDC(CoMetricField):
     silently skipped). To keep training it, pass ``copy.deepcopy(model)`` (and wrap the new weights again later).
 
     Args:
-        model: a `MetricModel` or the path of a model file; a `MetricModel` given is frozen in place (above).
+        model: a `MetricModel` or the path of a model file; a `MetricModel` given is frozen in place (above). A
+            path is read as `load_model` reads it, with its ``ModelFileWarning`` for a mid-run checkpoint, and for
+            a default σ chosen by a replaced rule only where ``sigma`` is ``None``.
         sigma: evaluation bandwidth in data units (``None``: the model's default). A ``UserWarning`` names it
             and the model's training range ``[sigma_min, sigma_max]`` (`ModelConfig`) when it lies outside
             (by more than `RANGE_RTOL`): the network never saw that bandwidth, and its tangent spaces and
@@ -76,8 +78,8 @@ class LearnedCDC(CoMetricField):
         super().__init__()
         self.precision = check_precision(precision)
         self._choices: dict[str, dict] = {}
-        if not isinstance(model, MetricModel):
-            model = load_model(model)
+        if not isinstance(model, MetricModel):  # the file's cautions (`load_model`): its default σ's if used
+            model = _load_model(model, "cpu", default_sigma=sigma is None, stacklevel=3)
         delta = check_scalar(delta, "delta", allow_zero=True)
         if sigma is not None:
             sigma = check_scalar(sigma, "sigma")

@@ -21,6 +21,7 @@ MODULES = [
     "learned_manifold.flows",
     "learned_manifold.geodesics",
     "learned_manifold.model_file",
+    "learned_manifold.model_file_notes",
     "learned_manifold.models",
     "learned_manifold.metrics.base",
     "learned_manifold.metrics.knn",

@@ -2,6 +2,7 @@
 on a feature map whose answer is known."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -43,10 +44,11 @@ def _covariance(field, x, n: int = 40_000) -> torch.Tensor:
 
 
 def test_low_rank_draws_have_covariance_G():
+    """``A Aᵀ``: the field's ``δ`` (the path metric's regulariser) is left out (SPEC §10)."""
     q, _ = torch.linalg.qr(torch.randn(5, 2, generator=torch.Generator().manual_seed(4), dtype=torch.float64))
     field = FixedSubspaceField(q, delta=0.1)
     cov = _covariance(field, torch.zeros(1, 5, dtype=torch.float64))
-    assert torch.allclose(cov, q @ q.T + 0.1 * torch.eye(5, dtype=torch.float64), atol=0.03)
+    assert torch.allclose(cov, q @ q.T, atol=0.03)
 
 
 def test_stein_draws_have_covariance_the_stein_cometric():
@@ -173,3 +175,60 @@ def test_a_callers_autocast_does_not_change_the_score():
     assert got.per_point.dtype == torch.float32 and draws.dtype == torch.float32
     assert torch.equal(got.per_point, want.per_point)
     assert torch.equal(draws, sample_cometric(field, x, generator=torch.Generator().manual_seed(0)))
+
+
+def test_the_paths_delta_is_left_out_of_the_draws():
+    """SPEC §10 draws ``N(0, G)``; ``δ`` regularises the path metric ``(G + δI)⁻¹`` only. Drawing from ``G + δI``
+    made an exact 2-plane in R⁷⁸⁴ score 0.918 at δ = 1e-2 (the random baseline 1.0) where the truth is 0."""
+    d = 784
+    q, _ = torch.linalg.qr(torch.randn(d, 2, generator=torch.Generator().manual_seed(14), dtype=torch.float64))
+    x = torch.randn(6, d, generator=torch.Generator().manual_seed(15), dtype=torch.float64)
+
+    def normal_part(v):  # changes only off the plane
+        return v - (v @ q) @ q.T
+
+    result = feature_stability(FixedSubspaceField(q, delta=1e-2), x, normal_part, [1.0], samples=16)
+    assert result.mean[0] < 1e-12  # old code: 0.918
+
+
+def test_stein_and_matrix_free_draws_leave_delta_out():
+    """Covariance ``G``, not ``G + δI``, for the Stein field and for a field sampled by Lanczos on ``apply``."""
+    field = SteinScoreMetric(lambda y, sigma: 0.5 * y, 1.0, lam=3.0, delta=0.5)
+    x = torch.tensor([[1.0, -2.0, 0.5]], dtype=torch.float64)
+    s = -0.5 * x[0]
+    g = torch.eye(3, dtype=torch.float64) - 3.0 * torch.outer(s, s) / (1 + 3.0 * s @ s)
+    assert torch.allclose(_covariance(field, x), g, atol=0.03)
+    k = _psd(1, 4, 2, seed=16)[0] / 4
+
+    class DenseOnly(CoMetricField):
+        dim, delta = 4, 0.5
+
+        def apply(self, x, w):
+            return w @ k + self.delta * w
+
+    cov = _covariance(DenseOnly(), torch.zeros(1, 4, dtype=torch.float64))
+    assert torch.allclose(cov, k, atol=0.05 * float(k.diagonal().max()))
+
+
+@pytest.mark.parametrize("shape", [(4, 2, 3), (4,), (3, 6)])
+def test_features_of_the_wrong_shape_are_refused_by_name(shape):
+    """A feature map that kept the image shape or gave one number per image failed inside torch with "shape
+    '[4, 3]' is invalid for input of size 96", naming neither ``features`` nor ``(n, F)``."""
+    q, _ = torch.linalg.qr(torch.randn(6, 2, generator=torch.Generator().manual_seed(17), dtype=torch.float64))
+    x = torch.randn(4, 6, generator=torch.Generator().manual_seed(18), dtype=torch.float64)
+
+    def features(v):
+        return torch.zeros(*shape, dtype=v.dtype) + v.sum()
+
+    with pytest.raises(ValueError, match=r"^features must map \(n, 2, 3\) to \(n, F\) \(here n = 4\), got "
+                                         rf"{re.escape(str(shape))}"):
+        feature_stability(FixedSubspaceField(q), x, features, [0.1], samples=3, data_shape=(2, 3))
+
+
+def test_one_point_has_std_zero_without_a_warning():
+    """One point has no spread over points: std 0 (it was NaN with torch's "degrees of freedom" warning)."""
+    q, _ = torch.linalg.qr(torch.randn(5, 2, generator=torch.Generator().manual_seed(19), dtype=torch.float64))
+    x = torch.randn(1, 5, generator=torch.Generator().manual_seed(20), dtype=torch.float64)
+    result = feature_stability(FixedSubspaceField(q), x, lambda v: v, [0.1, 0.5])
+    assert result.std == [0.0, 0.0]
+    assert result.mean == pytest.approx([0.1, 0.5])

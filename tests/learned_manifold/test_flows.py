@@ -371,3 +371,15 @@ def test_a_landed_flow_that_ends_far_from_the_data_says_so():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         gradient_flow(field, f, x0, t_end=0.3, n_points=4, landing=True)  # ends within the data: silent
+
+
+@pytest.mark.parametrize("f", [lambda x: torch.zeros(x.shape[0], dtype=x.dtype), lambda x: x.detach().pow(2).sum(-1)],
+                         ids=["constant", "detached"])
+def test_an_objective_that_does_not_depend_on_the_points_is_refused_by_name(f):
+    """A constant f, or one computed from x.detach(), failed inside the flow with torch's bare "element 0 of
+    tensors does not require grad and does not have a grad_fn"."""
+    msg = ("f must be differentiable in x by autograd, but f(x0) does not depend on the points x: a constant "
+           "objective (which has no flow: its gradient is zero everywhere), or one computed from x.detach(), .item() "
+           "or NumPy; compute f from x with torch operations")
+    with pytest.raises(ValueError, match=re.escape(msg) + "$"):
+        gradient_flow(FixedSubspaceField(Q), f, subspace_points(3, 1), t_end=1.0, n_points=3)

@@ -1,12 +1,19 @@
-"""The data-following starts of `learned_manifold.geodesic_init` on large data: the graph's size is capped."""
+"""The data-following starts of `learned_manifold.geodesic_init`: the graph's size is capped on large data, ends in
+separate clusters are reported, ends off the data keep their offsets."""
 
 import math
 
+import pytest
 import torch
+from torch import Tensor
 
-from learned_manifold.geodesic_init import graph_path
+from learned_manifold.evaluation import lerp
+from learned_manifold.geodesic_init import DisconnectedDataWarning, graph_path, graph_paths, landing_anchors
+from learned_manifold.geodesic_solvers import end_offsets
 from learned_manifold.geodesics import geodesic
-from learned_manifold.metrics import KNNCDC
+from learned_manifold.geometry import lowrank_apply, lowrank_solve
+from learned_manifold.metrics import KNNCDC, LearnedCDC
+from learned_manifold.metrics.base import CoMetricField
 
 F64 = torch.float64
 
@@ -28,3 +35,85 @@ def test_graph_start_on_a_large_field_walks_through_at_most_the_cap_of_data_poin
     assert (res.path.norm(dim=-1) - 1).abs().max() < 1e-3
     assert abs(float((res.path[:, 1:] - res.path[:, :-1]).norm(dim=-1).sum()) - 2.5) < 0.01
     torch.testing.assert_close(graph_path(field, a, b, 33), res.path)
+
+
+def two_circles() -> KNNCDC:
+    """Two unit circles 10 apart in R², 200 points each: two components of any k-NN graph with k < 200."""
+    t = torch.rand(400, generator=torch.Generator().manual_seed(0), dtype=F64) * 2 * math.pi
+    data = torch.stack([t.cos(), t.sin()], 1)
+    data[200:, 0] += 10.0
+    return KNNCDC(data, k=8, sigma=0.1)
+
+
+def test_ends_in_separate_clusters_start_from_the_line_and_say_so():
+    """The graph has no path between the circles, so the start is the straight line through the empty space
+    between them. It was reported as ``init='graph'`` with no warning (a single-cell-like data set: a path up to
+    1.98 from any data point, "converged")."""
+    field = two_circles()
+    a = torch.tensor([[1.0, 0.0], [1.0, 0.0]], dtype=F64)
+    b = torch.tensor([[0.0, 1.0], [9.0, 0.0]], dtype=F64)  # pair 0 on one circle, pair 1 across the gap
+    paths, joined = graph_paths(field, a, b, 9)
+    assert joined.tolist() == [True, False]
+    torch.testing.assert_close(paths[1], lerp(a[1:], b[1:], 9)[0])
+    with pytest.warns(DisconnectedDataWarning, match=r"does not join the ends of 1 of 2 pair\(s\) \[1\]") as caught:
+        res = geodesic(field, a, b, n_points=9, steps=0)
+    assert res.init == "graph"  # pair 0 started on the data
+    assert all(w.filename == __file__ for w in caught)  # points at the caller
+    with pytest.warns(DisconnectedDataWarning, match="different connected components"):
+        res = geodesic(field, a[1:], b[1:], n_points=9, steps=0)
+    assert res.init == "linear"  # what every pair really started from
+
+
+class HalvingPlane(CoMetricField):
+    """The plane ``x₃ = 0`` in R³ (``G = e₁e₁ᵀ + e₂e₂ᵀ + δI``) whose denoiser halves the height, ``P(x) = (x₁, x₂,
+    x₃/2)``: two steps bring a point at height 1 only to 0.25, where its foot on the data is at 0."""
+
+    low_rank = True
+    centred = True
+    sigma = 0.1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dim, self.delta = 3, 1e-2
+
+    def factor(self, x: Tensor) -> Tensor:
+        return torch.eye(3, 2, dtype=x.dtype).expand(x.shape[0], 3, 2)
+
+    def apply(self, x: Tensor, w: Tensor) -> Tensor:
+        return lowrank_apply(self.factor(x), w, self.delta)
+
+    def metric(self, x: Tensor, v: Tensor) -> Tensor:
+        return lowrank_solve(self.factor(x), v, self.delta)
+
+    def project(self, x: Tensor) -> Tensor:
+        return x * x.new_tensor([1.0, 1.0, 0.5])
+
+    @property
+    def can_project(self) -> bool:
+        return True
+
+
+def test_an_end_off_the_data_is_offset_by_its_distance_from_the_data():
+    """An end 1 above the plane is anchored at its foot (0.3, 0.2, 0), so its offset is its height, 1; two
+    denoiser steps alone measured 0.75. An end within σ of where it lands is its own anchor (as before)."""
+    field = HalvingPlane()
+    x0 = torch.tensor([[0.3, 0.2, 1.0]], dtype=F64)
+    x1 = torch.tensor([[0.5, 0.2, 0.01]], dtype=F64)
+    anchors = landing_anchors(field, x0, x1)
+    torch.testing.assert_close(anchors[0], torch.tensor([0.3, 0.2, 0.0], dtype=F64), atol=1e-4, rtol=0)
+    torch.testing.assert_close(anchors[1], x1[0], atol=0, rtol=0)
+    offsets = end_offsets(field, x0, x1, 3, anchors)  # the one interior point, halfway: (1 + 0.0075) / 2
+    torch.testing.assert_close(offsets[0, 0], torch.tensor([0.0, 0.0, 0.50375], dtype=F64), atol=1e-4, rtol=0)
+
+
+def test_default_geodesic_between_close_points_off_the_learned_sphere_stays_between_them(sphere_model):
+    """Two points 0.01 apart at radius 0.3, inside the learned unit sphere, with the defaults (graph start through
+    the landmarks, landing on): the path detoured to the sphere and back (Euclidean length 0.34 on this fixture,
+    0.63 at radius 0.6 on a CLI-trained model, "converged"), as the ends' offsets measured by two denoiser steps
+    fell far short of their distance from the data."""
+    a = torch.tensor([[0.3, 0.0, 0.0]])
+    b = a + torch.tensor([0.0, 0.01, 0.0])
+    res = geodesic(LearnedCDC(sphere_model), a, b)
+    assert res.init == "graph"
+    assert float(res.euclidean_length[0]) < 0.0105
+    assert float((res.path[0].norm(dim=-1) - 0.3).abs().max()) < 0.005

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from learned_manifold.geodesic_solvers import _Energy, verify_minimum
 from learned_manifold.geodesics import geodesic
 from learned_manifold.metrics import KNNCDC
 from learned_manifold.metrics.base import CoMetricField
+from tests.conftest import FixedSubspaceField
 
 F64 = torch.float64
 
@@ -181,3 +183,26 @@ def test_image_shaped_points_of_an_image_manifold_give_image_shaped_paths():
     assert flat.path.shape == (2, 5, 16)
     one = geodesic(manifold, x0[0], x1[0], n_points=5)
     assert one.path.shape == (5, 1, 4, 4)
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("lr", -1.0, "lr must be a finite number > 0, got -1.0"),
+    ("lr", 0.0, "lr must be a finite number > 0, got 0.0"),
+    ("lr", float("nan"), "lr must be a finite number > 0, got nan"),
+    ("verify_tol", -1.0, "verify_tol must be a finite number > 0, got -1.0"),
+    ("tol", -1e-9, "tol must be a finite number >= 0, got -1e-09"),
+])
+def test_solver_options_out_of_range_are_refused_by_name(option, value, message):
+    """``lr ≤ 0`` gave the chord back, unconverged, after one step; ``verify_tol < 0`` refuted every pair."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        geodesic(Flat(), *ends(), **{option: value})
+
+
+def test_landing_on_a_field_without_projection_names_the_users_field():
+    """A low-rank field with δ = 0 is wrapped internally for the solver's δ (`regularised.Regularised`); the
+    message named that wrapper ("Regularised has none")."""
+    field = FixedSubspaceField(torch.eye(3, 2, dtype=F64))
+    field.centred = True
+    with pytest.raises(ValueError, match="landing=True needs a field with a landing projection .*; "
+                                         "FixedSubspaceField has none"):
+        geodesic(field, *ends(), landing=True)

@@ -72,3 +72,19 @@ def test_saving_closes_the_figure(tmp_path):
     fig = plot_dimension_histogram(torch.randint(1, 4, (30,)))  # no path: left open for display
     assert plt.get_fignums() == [fig.number]
     plt.close(fig)
+
+
+def test_the_histogram_marks_the_lower_median_of_spec_5():
+    """SPEC §5's global dimension is the lower median, a dimension some point has: {9, 9, 10, 10} gives 9 (as
+    `geometry.global_dimension` and `info` say); the histogram marked np.median's 9.5."""
+    fig = plot_dimension_histogram(torch.tensor([10, 9, 10, 9]))
+    assert legend_texts(fig) == ["median 9"]
+    plt.close(fig)
+
+
+def test_class_curves_are_named_by_the_class_names():
+    """Folders 2, 9, 10 sort as '10', '2', '9' (labels 0, 1, 2): the legend said "class 2" for folder 9."""
+    values = torch.tensor([[1.0, 0.0]]).repeat(3, 1)
+    fig = plot_eigenvalue_curves(values, torch.tensor([2, 0, 1]), class_names=("10", "2", "9"))
+    assert legend_texts(fig) == ["class 10 (90% at k=1)", "class 2 (90% at k=1)", "class 9 (90% at k=1)"]
+    plt.close(fig)

@@ -136,3 +136,26 @@ def test_a_point_near_a_spheres_centre_lands_on_the_sphere():
         torch.testing.assert_close(landed.norm(dim=-1), torch.full((2,), 0.9899, dtype=torch.float64), atol=1e-4,
                                    rtol=0)
         assert M.check_point_on_manifold(landed)
+
+
+def test_normal_landing_keeps_only_the_normal_part_of_the_denoiser_step():
+    """One step ``x + (I − P)(x̂ − x + offset)`` on the plane z = 0 whose denoiser also slides points along it by
+    (0.1, 0, 0): the slide is dropped, the normal part kept; an offset ``y − x̂(y)`` keeps ``y`` fixed; a NaN row
+    passes through unchanged."""
+    from learned_manifold.landing import normal_landing
+    from tests.conftest import FixedSubspaceField
+
+    class Sliding(FixedSubspaceField):
+        can_project = True
+
+        def project(self, x):
+            return x * x.new_tensor([1.0, 1.0, 0.0]) + x.new_tensor([0.1, 0.0, 0.0])
+
+    field = Sliding(torch.eye(3, dtype=torch.float64)[:, :2].contiguous())
+    x = torch.tensor([[1.0, 2.0, 0.5], [0.0, 0.0, 0.0], [float("nan"), 0.0, 0.0]], dtype=torch.float64)
+    out = normal_landing(field, x)
+    torch.testing.assert_close(out[:2], torch.tensor([[1.0, 2.0, 0.0], [0.0, 0.0, 0.0]], dtype=torch.float64),
+                               rtol=0, atol=0)
+    assert out[2, 0].isnan() and torch.equal(out[2, 1:], x[2, 1:])
+    y = x[:1]
+    torch.testing.assert_close(normal_landing(field, y, y - field.project(y)), y, rtol=0, atol=0)

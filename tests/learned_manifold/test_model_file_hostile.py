@@ -186,7 +186,7 @@ BYTE_VARIANTS = {
     "header_duplicate_key": _duplicate_key,
     "foreign_safetensors": lambda raw: st_save({"w": torch.zeros(2)}),
     "format_wrong": with_metadata(format="pytorch"),
-    "version_2": with_metadata(version="2"),
+    "version_3": with_metadata(version="3"),
     "metadata_unknown_key": with_metadata(surprise="1"),
     "metadata_no_extra": with_metadata(extra=None),
     "metadata_not_object": with_header(lambda h: {**h, "__metadata__": [1, 2]}),

@@ -219,3 +219,20 @@ def test_points_of_another_dtype_than_the_model_get_one_clear_error():
         with pytest.raises(ValueError, match=r"points are torch.float64 but the model is torch.float32: convert"):
             call(y, 0.1)
     assert model.double().factor(y, 0.1).dtype == torch.float64
+
+
+@pytest.mark.parametrize("method", ["factor", "denoise", "score"])
+def test_points_of_another_shape_with_the_same_size_are_refused(method):
+    """A channels-last ``(B, H, W, C)`` batch for a ``(C, H, W)`` model has ``D`` numbers per point; it was
+    reshaped to ``(B, C, H, W)`` and answered for scrambled images (off by up to 3.2 on a trained model)."""
+    cfg = ModelConfig(data_shape=(2, 3, 4), rank=2, arch_kwargs={"hidden": 16, "depth": 1, "emb_dim": 8})
+    torch.manual_seed(0)
+    model = MetricModel(cfg)
+    y = torch.randn(5, 2, 3, 4)
+    assert getattr(model, method)(y, 0.3).shape[0] == 5  # (B, *data_shape) and flat (B, D) still work
+    torch.testing.assert_close(getattr(model, method)(y.flatten(1), 0.3).flatten(1),
+                               getattr(model, method)(y, 0.3).flatten(1), rtol=0, atol=0)
+    for bad in (y.permute(0, 2, 3, 1), y.reshape(5, 6, 4), y.reshape(5, 2, 12)):
+        with pytest.raises(ValueError, match=r"^expected points of shape \(B, 2, 3, 4\) or \(B, 24\), got "
+                                             rf"\({', '.join(map(str, bad.shape))}\)"):
+            getattr(model, method)(bad, 0.3)

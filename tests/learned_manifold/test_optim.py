@@ -237,3 +237,30 @@ def test_a_nan_gradient_row_stays_in_its_row(sphere_model, kind, mode):
     alone = trajectory([0, 2, 3])
     assert torch.isnan(with_nan[1]).all()
     torch.testing.assert_close(with_nan[[0, 2, 3]], alone, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("delta", [0.0, 1e-3])
+@pytest.mark.parametrize("momentum, dampening, nesterov", [(0.9, 0.0, False), (0.5, 0.3, False), (0.9, 0.0, True)])
+def test_momentum_is_torch_sgd_on_the_riemannian_gradient(delta, momentum, dampening, nesterov):
+    """On the plane z = 0 (``G + δI`` constant, ``retr = x + proju(u)``) heavy-ball RiemannianSGD is
+    ``torch.optim.SGD`` fed the Riemannian gradient ``(G + δI) ∇f``: its first step is ``lr · (G + δI) ∇f``. geoopt
+    seeded the buffer with the raw Euclidean gradient: with δ = 1e-3 and a target 5 above the plane the first step
+    rose 0.45 instead of 5e-4, and with δ = 0 the first in-plane step was (1 + m − dampening) times too long."""
+    Q = torch.eye(3, dtype=torch.float64)[:, :2]
+    M = LearnedDataManifold(FixedSubspaceField(Q, delta))
+    A = Q @ Q.T + delta * torch.eye(3, dtype=torch.float64) if delta > 0 else Q @ Q.T
+    t = torch.tensor([[1.0, 2.0, 5.0]], dtype=torch.float64)
+    opts = {"lr": 0.1, "momentum": momentum, "dampening": dampening, "nesterov": nesterov}
+    p = torch.nn.Parameter(torch.zeros(1, 3, dtype=torch.float64))
+    q = torch.nn.Parameter(torch.zeros(1, 3, dtype=torch.float64))
+    q.register_hook(lambda g: g @ A)  # torch.optim.SGD sees the Riemannian gradient (A symmetric)
+    ours, ref = RiemannianSGD([p], manifold=M, **opts), torch.optim.SGD([q], **opts)
+    for k in range(5):
+        for param, opt in ((p, ours), (q, ref)):
+            opt.zero_grad()
+            (0.5 * (param - t).pow(2).sum()).backward()
+            opt.step()
+        if k == 0:  # the closed form of the first step: lr (1 + m·nesterov) A t
+            first = 0.1 * (1 + momentum * nesterov) * t @ A
+            torch.testing.assert_close(p.detach(), first, rtol=0, atol=1e-15)
+        torch.testing.assert_close(p.detach(), q.detach(), rtol=0, atol=1e-13)

@@ -26,7 +26,7 @@ def test_train_writes_a_model_the_manifold_loads(tmp_path, capsys):
     out = tmp_path / "circle.lmm"
     assert main(["train", "circle", "--out", str(out), "--rank", "2", *SMALL]) == 0
     printed = capsys.readouterr()
-    assert "wrote" in printed.out
+    assert "wrote" in printed.out and "read 600 points of shape (2,) from circle" in printed.out
     model = load_model(out)
     assert model.config.rank == 2 and model.config.data_shape == (2,)
     # 30 steps of a 16-wide network have not learned the circle: the trainer's own check says so, stores it in
@@ -472,3 +472,58 @@ def test_a_reader_that_goes_away_ends_the_output_quietly(sphere_model_path, monk
     monkeypatch.setattr(sys, "stdout", ClosedPipe())
     assert main(["info", str(sphere_model_path), "--json"]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_train_says_what_it_read_and_refuses_abbreviated_options(tmp_path, capsys, monkeypatch):
+    """``train`` said nothing of how many images it read (a class folder's ``day2/`` was left out silently: the
+    reader warns now, and train prints the count). argparse took ``--overw`` for ``--overwrite``, and the
+    ``--resume`` command printed after Ctrl-C kept it and failed ("--resume: not allowed with --overwrite"): no
+    option may be abbreviated, and the printed command runs."""
+    from PIL import Image
+
+    from learned_manifold_training import trainer
+    from learned_manifold_training.runtime import TrainingInterrupted
+
+    pictures = np.random.default_rng(0).integers(0, 256, (14, 4, 4)).astype(np.uint8)
+    for i, path in enumerate([f"{'ab'[i % 2]}/{i}.png" for i in range(12)] + ["a/day2/12.png", "a/day2/13.png"]):
+        (tmp_path / "imgs" / path).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pictures[i]).save(tmp_path / "imgs" / path)
+
+    def interrupted(*args, **kwargs):
+        raise TrainingInterrupted(3, 30, tmp_path / "m.lmm")
+
+    monkeypatch.setattr(trainer, "train", interrupted)
+    argv = ["train", str(tmp_path / "imgs"), "--out", str(tmp_path / "m.lmm"), "--steps", "30", "--overwrite"]
+    with pytest.warns(UserWarning, match=r"2 .* file\(s\) in 1 sub-folder\(s\) are not read: '.*day2' \(2\)"):
+        assert main(argv) == 130
+    printed = capsys.readouterr()
+    assert f"read 12 images of shape (1, 4, 4) from {tmp_path / 'imgs'}" in printed.out
+    resume = printed.err.split("continue with: ")[1].strip()
+    assert shlex.split(resume)[1:] == [*argv[:-1], "--resume"]
+    for command, short in [(["train", "circle", "--out", str(tmp_path / "m.lmm")], ["--overw"]),
+                           (["show", str(tmp_path / "m.lmm"), "circle", "--out", "pics"], ["--num", "8"]),
+                           (["train-vae", "circle", "--out", "v", "--latent-dim", "1"], ["--ste", "5"])]:
+        with pytest.raises(SystemExit) as stop:
+            main([*command, *short])
+        assert stop.value.code == 2 and f"unrecognized arguments: {' '.join(short)}" in capsys.readouterr().err
+
+
+def test_a_num_points_beyond_the_data_is_named_as_the_option(tmp_path, capsys):
+    """``train digits --num-points 5000`` said "asked for n=5000 (use n <= 0 for all)": the Python name, and a
+    hint the parser refuses; train now says it as train-vae and demo do."""
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).random((50, 3)).astype(np.float32))
+    for data, message in [("digits", "asked for --num-points=5000 (leave --num-points out for all)"),
+                          (str(tmp_path / "x.npy"), "asked for --num-points=5000 rows but the data has only 50")]:
+        assert main(["train", data, "--num-points", "5000", "--out", str(tmp_path / "m.lmm")]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "n <= 0" not in err and "n=" not in err.replace("--num-points=", "")
+
+
+def test_help_says_when_validations_run_and_what_the_demo_folder_keeps(capsys):
+    """``--val-every`` validations run only once the factor trains (after the denoiser warm-up), and the demo's
+    folder keeps the training state beside the model (about four times its size)."""
+    for command, words in [("train", "only once the factor trains, after the denoiser warm-up"),
+                           ("demo", "model.lmm.train-state.pt, the final training state")]:
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert words in " ".join(capsys.readouterr().out.split())

@@ -162,8 +162,9 @@ def test_resolve_data(tmp_path: Path) -> None:
     assert x.shape == (10_000, 2)
     data = np.arange(40.0).reshape(20, 2)
     np.save(tmp_path / "d.npy", data)
-    x, m = resolve_data(tmp_path / "d.npy", n=5)
-    assert m is None and x.shape == (5, 2) and float(x[4, 1]) == 9.0
+    x, m = resolve_data(tmp_path / "d.npy", n=5)  # a random subset (seed 0), in file order
+    keep = torch.randperm(20, generator=torch.Generator().manual_seed(0))[:5].sort().values
+    assert m is None and x.shape == (5, 2) and x.tolist() == data[keep.numpy()].tolist()
     assert resolve_data(str(tmp_path / "d.npy"))[0].shape == (20, 2)
     with pytest.raises(ValueError, match="only 20"):
         resolve_data(tmp_path / "d.npy", n=21)
@@ -254,16 +255,33 @@ def test_a_broadcast_tensor_in_a_pt_file_is_refused_not_materialised(tmp_path: P
     assert torch.equal(load_array(path), torch.arange(12.0).reshape(3, 4)[:, :2])
 
 
-def test_the_first_rows_of_a_npy_are_read_without_reading_the_rest(tmp_path: Path) -> None:
-    """A ``.npy`` is mapped and sliced before anything is copied: rows past ``n`` are never converted, so a
-    non-finite value there is not even seen."""
+def test_the_rows_drawn_of_a_npy_are_read_without_reading_the_rest(tmp_path: Path) -> None:
+    """A ``.npy`` is mapped and its drawn rows taken before anything is copied: the other rows are never
+    converted, so a non-finite value there is not even seen."""
     data = np.random.default_rng(0).normal(size=(50, 3))
-    data[40] = np.nan
+    keep = torch.randperm(50, generator=torch.Generator().manual_seed(0))[:10].sort().values.numpy()
+    bad = int(np.setdiff1d(np.arange(50), keep)[0])
+    data[bad] = np.nan
     np.save(tmp_path / "d.npy", data)
     x, _ = resolve_data(str(tmp_path / "d.npy"), n=10)
-    np.testing.assert_array_equal(x.numpy(), data[:10])
-    with pytest.raises(ValueError, match="first bad row is index 40"):
+    np.testing.assert_array_equal(x.numpy(), data[keep])
+    with pytest.raises(ValueError, match=f"first bad row is index {bad}"):
         resolve_data(str(tmp_path / "d.npy"))
+
+
+def test_num_points_of_a_file_sorted_by_cluster_draws_every_cluster(tmp_path: Path) -> None:
+    """``--num-points n`` kept a file's first n rows: a file sorted by cluster gave a model of its first cluster
+    only (3,000 of 6,000 cells: the blob alone). Arrays now take a random subset drawn with the seed, in file
+    order, as an image folder does; labels follow their rows, and another seed draws another subset."""
+    from learned_manifold_training.data import resolve_source
+
+    cluster = np.repeat(np.arange(4), 25)
+    np.savez(tmp_path / "cells.npz", data=np.stack([cluster, np.arange(100)], 1).astype(np.float32), labels=cluster)
+    got = resolve_source(str(tmp_path / "cells.npz"), n=40, seed=3)
+    keep = torch.randperm(100, generator=torch.Generator().manual_seed(3))[:40].sort().values
+    assert got.x[:, 1].tolist() == keep.float().tolist()
+    assert got.labels.tolist() == got.x[:, 0].long().tolist() and set(got.labels.tolist()) == {0, 1, 2, 3}
+    assert resolve_source(str(tmp_path / "cells.npz"), n=40, seed=4).x[:, 1].tolist() != keep.float().tolist()
 
 
 def test_load_array_leaves_the_labels_beside_the_data_out(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ import torch
 from safetensors.torch import load_file
 
 import learned_manifold_training.data as data_module
-from learned_manifold import load_model
+from learned_manifold import ModelFileWarning, load_model
 from learned_manifold.model_file import read_metadata
 from learned_manifold_training.cli import main
 from learned_manifold_training.outputs import lock_path, state_path
@@ -65,7 +66,8 @@ def test_an_interrupted_run_saves_an_incomplete_checkpoint_and_says_how_to_resum
     extra = read_metadata(out)["extra"]
     assert (extra["complete"], extra["step"], extra["total_steps"]) == (False, step, 100000)
     assert torch.load(state_path(out), weights_only=True)["step"] == step  # the state matches the model
-    load_model(out)
+    with pytest.warns(ModelFileWarning, match="unfinished training run"):
+        load_model(out)
     assert not lock_path(out).exists()
     assert main(["info", str(out)]) == 0
     assert f"INCOMPLETE (step {step} of 100000)" in capsys.readouterr().out
@@ -95,7 +97,9 @@ def test_sigkill_during_checkpoints_never_leaves_a_broken_file_and_resume_is_bit
         else:
             proc.communicate()
         if out.exists():
-            load_model(out)
+            with warnings.catch_warnings():  # a checkpoint of the unfinished run says so
+                warnings.simplefilter("ignore", ModelFileWarning)
+                load_model(out)
         if state_path(out).exists():
             torch.load(state_path(out), weights_only=True)
     assert kills >= 1

@@ -33,6 +33,11 @@ F64 = torch.float64
 RNG = np.random.default_rng(0)
 
 
+def SUBSET(total: int, n: int, seed: int = 0) -> torch.Tensor:  # noqa: N802
+    """The rows ``--num-points n`` keeps of ``total`` (sorted, drawn with ``seed``), as a folder draws its files."""
+    return torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:n].sort().values
+
+
 def _nchw(arr: np.ndarray, layout: str) -> np.ndarray:
     """The expected (N, C, H, W) float32 view of a stored array."""
     if layout == "NHW":
@@ -129,8 +134,8 @@ def test_resolve_data_reads_arrays_as_stored_unless_asked_for_images(tmp_path: P
     np.save(tmp_path / "hwc.npy", arr)
     x, manifold = resolve_data(tmp_path / "hwc.npy")
     assert manifold is None and x.shape == (6, 5, 4, 3)  # a generic array keeps the user's shape
-    x, _ = resolve_data(tmp_path / "hwc.npy", images=True, n=4)
-    np.testing.assert_array_equal(x.numpy(), _nchw(arr[:4], "NHWC"))
+    x, _ = resolve_data(tmp_path / "hwc.npy", images=True, n=4)  # a random subset, as a folder's (seed 0)
+    np.testing.assert_array_equal(x.numpy(), _nchw(arr[SUBSET(6, 4).numpy()], "NHWC"))
     data, _ = resolve_images(tmp_path / "hwc.npy", n=0)
     assert data.x.shape == (6, 3, 5, 4)
     with pytest.raises(ValueError, match="only 6"):
@@ -204,6 +209,26 @@ def test_a_class_folder_without_images_is_refused_by_name(tmp_path: Path) -> Non
     (tmp_path / "dog").mkdir()
     with pytest.raises(ValueError, match=r"class folder\(s\) \['dog', 'zebra'\] hold no .*sub-folders are not read"):
         load_image_folder(tmp_path)
+
+
+def test_pictures_in_sub_folders_of_a_class_are_named_and_counted_not_dropped_silently(tmp_path: Path) -> None:
+    """``root/<class>/*.png`` beside ``root/<class>/day2/*.png`` read the top images of each class only (20 of 40),
+    without a word: the reader now warns, naming the sub-folders and how many pictures they hold (any depth)."""
+    pytest.importorskip("PIL")
+    pictures = RNG.integers(0, 256, (4, 4)).astype(np.uint8)
+    for path in ["a/1.png", "a/2.png", "a/day2/3.png", "a/day2/4.png", "b/5.png", "b/day2/deep/6.png"]:
+        _png(tmp_path / path, pictures)
+    (tmp_path / "b" / "notes").mkdir()  # a sub-folder without pictures is not named
+    (tmp_path / "b" / "notes" / "x.txt").write_text("")
+    with pytest.warns(UserWarning, match=r"3 \.png/.* file\(s\) in 2 sub-folder\(s\) are not read: '.*a/day2' \(2\), "
+                                         r"'.*b/day2' \(1\); only root/\*\.png or root/<class>/\*\.png"):
+        data = load_image_folder(tmp_path)
+    assert data.x.shape[0] == 3 and data.class_names == ("a", "b")
+    _png(tmp_path / "flat" / "1.png", pictures)
+    _png(tmp_path / "flat" / "2.png", pictures)
+    _png(tmp_path / "flat" / "old" / "2019" / "3.png", pictures)  # (flat/old/3.png: a mixed layout, refused)
+    with pytest.warns(UserWarning, match=r"1 \.png/.* in 1 sub-folder\(s\) are not read: '.*flat/old' \(1\)"):
+        assert load_image_folder(tmp_path / "flat").x.shape[0] == 2
 
 
 def test_pictures_in_other_formats_are_named_not_dropped_silently(tmp_path: Path) -> None:
@@ -342,7 +367,7 @@ def test_idx_images_with_labels_beside(tmp_path: Path, images_gz: bool, labels_g
     assert is_image_source(tmp_path / img_name)
     x, manifold = resolve_data(str(tmp_path / img_name))
     assert manifold is None and torch.equal(x, data.x)
-    assert torch.equal(resolve_images(tmp_path / img_name, n=3)[0].labels, data.labels[:3])
+    assert torch.equal(resolve_images(tmp_path / img_name, n=3)[0].labels, data.labels[SUBSET(7, 3)])
 
 
 def test_idx_types_round_trip_and_labels_checks(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """`learned-manifold info MODEL --data DATA` (`training.info`): which rows of the data its checks read."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -50,3 +51,69 @@ def test_a_bad_row_among_those_read_is_named(model_path, tmp_path, capsys):
     assert main(["info", str(model_path), "--data", str(tmp_path / "x.npy")]) == 2
     err = capsys.readouterr().err
     assert "contains non-finite values (NaN or inf) in 1 of the 10 rows read" in err and "row is index 7" in err
+
+
+def _summary(path, capsys) -> str:
+    assert main(["info", str(path)]) == 0
+    return capsys.readouterr().out
+
+
+def test_the_bandwidth_line_gives_the_range_in_data_units_and_in_s(tmp_path, capsys):
+    """With s = 50 the flags --sigma-min 0.01 --sigma-max 2 showed as "trained on [0.5, 100]" with no units."""
+    model = MetricModel(ModelConfig(data_shape=(3,), rank=2, arch_kwargs={"hidden": 8, "depth": 1},
+                                    sigma_min=0.5, sigma_max=100.0, default_sigma=3.125), scale=50.0)
+    out = _summary(save_model(model, tmp_path / "m.lmm"), capsys)
+    assert "default sigma 3.125 = 0.0625 s (unset); trained on [0.5, 100] (data units; 0.01-2 s, s = 50 the data " \
+           "scale)" in out
+    assert "CAUTION" not in out
+
+
+def test_an_old_rules_default_sigma_is_flagged(tmp_path, capsys):
+    model = MetricModel(ModelConfig(data_shape=(3,), rank=2, arch_kwargs={"hidden": 8, "depth": 1}, default_sigma=2.0,
+                                    sigma_rule="clearest mean eigengap on held-out points"))
+    out = _summary(save_model(model, tmp_path / "m.lmm"), capsys)
+    assert "  CAUTION:     the model has default sigma 2 (2 s, data scale s = 1), chosen by the eigengap rule of " \
+           "versions before the sigma <= s/2 rule" in out
+
+
+def test_a_verdict_from_before_the_outside_eigenvalue_is_not_called_trusted(tmp_path, capsys):
+    """A file whose stored check had no outside eigenvalue printed "consistency: trusted" while today's check of
+    the same model said NOT trusted (outside eigenvalue 0.933)."""
+    model = MetricModel(ModelConfig(data_shape=(3,), rank=2, arch_kwargs={"hidden": 8, "depth": 1}))
+    check = {"trusted": True, "sigma": 0.1, "tangent_disagreement": 0.01, "normal_growth": 0.0}
+    out = _summary(save_model(model, tmp_path / "m.lmm", extra={"validation": {"self_consistency": check}}), capsys)
+    assert "consistency: trusted" not in out
+    assert "consistency: NOT FULLY CHECKED: passed the older checks on held-out points at sigma 0.1" in out
+    assert "its check predates today's (no outside eigenvalue): rerun it with `info MODEL --data DATA`" in out
+    check["outside_eigenvalue"] = 0.01
+    out = _summary(save_model(model, tmp_path / "m.lmm", extra={"validation": {"self_consistency": check}}), capsys)
+    assert "consistency: trusted on held-out points" in out
+
+
+def test_a_file_a_run_is_writing_is_not_sent_to_resume(tmp_path, capsys):
+    """While `train` held MODEL.lock, info said INCOMPLETE "continue ... --resume", which that lock refuses."""
+    from learned_manifold_training.outputs import OutputLock
+
+    model = MetricModel(ModelConfig(data_shape=(3,), rank=2, arch_kwargs={"hidden": 8, "depth": 1}))
+    path = save_model(model, tmp_path / "m.lmm", extra={"complete": False, "step": 300, "total_steps": 1500})
+    with OutputLock(path):
+        out = _summary(path, capsys)
+    assert f"INCOMPLETE (step 300 of 1500): a training run (pid {os.getpid()}) is writing it now" in out
+    assert "continue its training" not in out
+    assert "continue its training with `learned-manifold train ... --resume`" in _summary(path, capsys)  # released
+
+
+def test_data_far_from_the_training_data_is_named_before_the_checks(model_path, tmp_path, capsys):
+    """Points ~100 data scales away (other units, the wrong file) got only the checks' advice to train longer."""
+    near = np.random.default_rng(0).normal(size=(200, 3)).astype(np.float32) / 3 ** 0.5  # RMS radius 1 = s
+    np.save(tmp_path / "near.npy", near)
+    np.save(tmp_path / "far.npy", near * 100 + 50)
+    assert main(["info", str(model_path), "--data", str(tmp_path / "far.npy"), "--num-points", "40"]) == 0
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if ln.startswith("WARNING: --data"))
+    assert "its points lie far from the data the model was trained on: median distance" in line
+    assert out.index(line) < out.index("neighbour check")
+    placement = _info_json(model_path, tmp_path / "far.npy", capsys)["data_placement"]
+    assert placement["far"] and placement["median_distance_in_s"] > 50 and 90 < placement["spread_in_s"] < 110
+    placement = _info_json(model_path, tmp_path / "near.npy", capsys)["data_placement"]
+    assert not placement["far"] and placement["median_distance_in_s"] < 1.5

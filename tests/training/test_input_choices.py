@@ -178,6 +178,16 @@ def test_the_factor_guards_are_on_above_dimension_8_and_off_below():
     assert (kept.factor_ramp, kept.factor_clip) == (0.1, 2.0)
 
 
+def test_the_guards_rule_says_which_of_them_was_asked_for():
+    """An explicit ``factor_ramp`` with ``factor_clip`` on auto was recorded as "auto: ..." as if neither had been
+    asked for: the rule names the one asked for and the rule of the other."""
+    auto = "auto: on where the estimated dimension exceeds 8, else off"
+    rules = [choose_factor_guards(TrainConfig(**asked), 16)[1]["rule"]
+             for asked in ({"factor_ramp": 0.1}, {"factor_clip": 2.0}, {"factor_ramp": 0.1, "factor_clip": 2.0}, {})]
+    assert rules == [f"factor_ramp asked for; factor_clip {auto}", f"factor_clip asked for; factor_ramp {auto}",
+                     "asked for", auto]
+
+
 def test_a_wider_factor_network_runs_at_the_rate_per_unit_width_of_hidden():
     """``factor_lr_scale="auto"`` is ``hidden / factor_hidden`` for a factor network wider than ``hidden`` (0.5
     at the width rule's doubling: S¹⁶'s wide factor at the full rate jumped mid-run), 1 at ``hidden`` or

@@ -4,6 +4,9 @@ and a failed write that keeps the previous checkpoint (issue 13, items 1-3)."""
 import errno
 import fcntl
 import os
+import re
+import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,7 +15,15 @@ from learned_manifold import load_model
 from learned_manifold.model_file import read_metadata
 from learned_manifold_training.cli import main
 from learned_manifold_training.data import Circle
-from learned_manifold_training.outputs import OutputError, OutputLock, check_output, lock_path, state_path
+from learned_manifold_training.outputs import (
+    OutputError,
+    OutputLock,
+    check_output,
+    derived_name_bytes,
+    lock_path,
+    name_max,
+    state_path,
+)
 from learned_manifold_training.trainer import TrainConfig, train
 
 CFG = TrainConfig(steps=20, batch_size=32, rank=2, hidden=8, depth=1, emb_dim=8, val_points=20, checkpoint_every=10)
@@ -131,7 +142,9 @@ def test_a_full_disk_at_a_checkpoint_is_one_line_and_keeps_the_previous_checkpoi
     assert "No space left on device" in message and "m.lmm" in message and "step 10" in message
     assert "\n" not in message
     assert (out.read_bytes(), state_path(out).read_bytes()) == before
-    assert read_metadata(out)["extra"]["step"] == 10 and load_model(out) is not None
+    with warnings.catch_warnings():  # loading a checkpoint of an unfinished run may warn that it is one
+        warnings.simplefilter("ignore")
+        assert read_metadata(out)["extra"]["step"] == 10 and load_model(out) is not None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.lmm", "m.lmm.train-state.pt"]  # no temp, no lock
 
 
@@ -201,7 +214,9 @@ def _rewritten(path, out, **extra):
     """A copy of the model file ``path`` at ``out`` with its extra metadata updated by ``extra``."""
     from learned_manifold.model_file import save_model
 
-    save_model(load_model(path), out, extra={**read_metadata(path)["extra"], **extra})
+    with warnings.catch_warnings():  # (a checkpoint of an unfinished run may warn on loading)
+        warnings.simplefilter("ignore")
+        save_model(load_model(path), out, extra={**read_metadata(path)["extra"], **extra})
     return out
 
 
@@ -210,10 +225,13 @@ def test_info_names_only_the_factor_choices_that_applied(tmp_path, data, capsys)
     D <= 16, where no dimension is estimated, and "its rate ramped up over 2% of the steps" for an uncentred run,
     whose optimiser never ramps (the factor starts at step 0). Files without the ``ramp_steps`` record (older)
     are read by the same rule: a ramp only for a centred run with a warm-up."""
-    cfg = TrainConfig(**{**CFG.__dict__, "centred": False, "factor_ramp": 0.02, "precision": "fp32"})
+    cfg = TrainConfig(**{**CFG.__dict__, "centred": False, "precision": "fp32"})  # (an explicit ramp is refused)
     uncentred = tmp_path / "u.lmm"
     train(data, cfg, out=uncentred, progress=False, device="cpu", stop_after=2)
-    text = _info(uncentred, capsys)
+    guards = read_metadata(uncentred)["extra"]["factor_guards"]
+    assert guards["ramp_steps"] == 0
+    ramp_unapplied = _rewritten(uncentred, tmp_path / "u-ramp.lmm", factor_guards={**guards, "factor_ramp": 0.02})
+    text = _info(ramp_unapplied, capsys)
     assert "  width:" not in text and "ramped" not in text
     estimated = {"rank_choice": {"chosen": 18, "estimated_dimension": 9, "rule": "auto"},
                  "factor_width": {"factor_hidden": 64, "rule": "auto: 2 x hidden where the estimated dimension "
@@ -263,3 +281,28 @@ def test_an_output_that_names_no_file_is_refused_by_every_writer(out, tmp_path):
     data = Circle(2).sample(50, generator=torch.Generator().manual_seed(0))
     with pytest.raises(OutputError, match="the output must name a file"):
         train_vae(data, VAETrainConfig(steps=2), out=out, device="cpu", progress=False)
+
+
+def test_a_name_too_long_for_the_files_derived_from_it_is_refused_before_any_work(tmp_path, data):
+    """A legal name of 215-255 bytes passed the check, trained to the first checkpoint, then failed with "File name
+    too long": the training state's temporary name ``.OUT.train-state.pt.<pid>.<hex>.tmp`` is 41 bytes longer. Such
+    a name is refused before any work now (`check_output`, `OutputLock`, `train`), and the longest accepted name
+    trains through its checkpoints."""
+    limit, extra = name_max(tmp_path), derived_name_bytes(Path("m")) - 1
+    assert extra == 41 and limit >= 100
+    fits = tmp_path / ("m" * (limit - extra - 4) + ".lmm")  # exactly limit - 41 bytes
+    long = tmp_path / ("m" * (limit - extra - 3) + ".lmm")
+    message = re.escape(f"its name is too long ({limit - extra + 1} bytes); the files derived from it need 41 bytes "
+                        f"more (its training state's temporary file '.NAME.train-state.pt.<pid>.<hex>.tmp'), and the "
+                        f"folder allows names of at most {limit} bytes: choose a name of at most {limit - extra} bytes")
+    with pytest.raises(OutputError, match=message):
+        check_output(long)
+    with pytest.raises(OutputError, match=message):
+        OutputLock(long)
+    with pytest.raises(OutputError, match=message):
+        train(data, CFG, out=long, progress=False, device="cpu")
+    assert list(tmp_path.iterdir()) == []
+    assert check_output(fits) == fits
+    train(data, CFG, out=fits, progress=False, device="cpu")  # checkpoints at steps 10 and 20
+    assert read_metadata(fits)["extra"]["complete"] is True
+    assert sorted(p.name for p in tmp_path.iterdir()) == [fits.name, state_path(fits).name]

@@ -49,7 +49,7 @@ def test_show_reports_what_it_draws_and_leaves_no_stale_strips(tmp_path):
     assert json.loads((out / "show.json").read_text())["data_points"] == 40
     counts = report["dimension_counts"]
     dims = torch.tensor([d for d, c in counts.items() for _ in range(c)], dtype=torch.float64)
-    assert report["median_dimension"] == float(dims.quantile(0.5))
+    assert report["median_dimension"] == dims.sort().values[(dims.numel() - 1) // 2]  # the lower median
     assert 0 <= report["interpolations"][0]["gradient flow"]["gap_closed"] <= 1
 
 
@@ -99,13 +99,13 @@ def test_the_show_command_maps_a_npy_file_instead_of_reading_it_whole(tmp_path, 
 
     from learned_manifold.model_file import save_model
     from learned_manifold.models import MetricModel, ModelConfig
-    from learned_manifold_training import cli
+    from learned_manifold_training import cli, cli_show
 
     matplotlib.use("Agg")
     torch.manual_seed(0)
-    model = MetricModel(ModelConfig(data_shape=(3,), rank=2, arch_kwargs={"hidden": 8, "depth": 1}))
+    model = MetricModel(ModelConfig(data_shape=(1, 3, 3), rank=2, arch_kwargs={"hidden": 8, "depth": 1}))
     path = save_model(model, tmp_path / "m.lmm")
-    data = torch.randn(60, 3, generator=torch.Generator().manual_seed(1))
+    data = torch.randn(60, 3, 3, generator=torch.Generator().manual_seed(1))
     np.save(tmp_path / "x.npy", data.numpy())
     torch.save(data, tmp_path / "x.pt")
     args = ["--num-points", "8", "--pairs", "1"]
@@ -114,8 +114,65 @@ def test_the_show_command_maps_a_npy_file_instead_of_reading_it_whole(tmp_path, 
     def read_everything(*a, **k):
         raise AssertionError("the whole file was read")
 
-    monkeypatch.setattr(cli, "read_data", read_everything)
+    monkeypatch.setattr(cli_show, "read_data", read_everything)
     assert cli.main(["show", str(path), str(tmp_path / "x.npy"), "--out", str(tmp_path / "mapped"), *args]) == 0
     capsys.readouterr()
     whole, mapped = (json.loads((tmp_path / name / "show.json").read_text()) for name in ("whole", "mapped"))
     assert mapped == whole and mapped["median_dimension"] >= 1
+
+
+def _tiny_image_model():
+    from learned_manifold.models import MetricModel, ModelConfig
+
+    torch.manual_seed(0)
+    return MetricModel(ModelConfig(data_shape=(1, 4, 4), rank=2, arch_kwargs={"hidden": 8, "depth": 1}))
+
+
+@pytest.mark.filterwarnings("ignore:geodesic.*do not resolve the metric")  # an untrained model, 5-point paths
+def test_show_reports_the_lower_median_and_names_classes_by_their_folders(tmp_path, monkeypatch):
+    """SPEC §5's global dimension is the lower median ({9, 9, 10, 10}: 9, where quantile(0.5) gave 9.5); class
+    folders 2, 9, 10 are labels 0, 1, 2 of the sorted names '10', '2', '9': show.json and the titles said the
+    label ("class 2" was folder 9), now each pair also gives its class's name."""
+    import json
+
+    import matplotlib
+
+    from learned_manifold_training import show
+
+    matplotlib.use("Agg")
+    monkeypatch.setattr(show, "intrinsic_dimension", lambda values: torch.tensor([9, 10, 10, 9]))
+    titles = []
+    strips = show.plot_interpolation_strips
+    monkeypatch.setattr(show, "plot_interpolation_strips", lambda *a, **k: titles.append(k["title"]) or strips(*a, **k))
+    data = torch.rand(30, 1, 4, 4, generator=torch.Generator().manual_seed(1))
+    labels = torch.arange(30) % 3
+    report = show.run_show(_tiny_image_model(), data, tmp_path / "out", labels=labels, n_points=4, n_pairs=2,
+                           path_points=5, classifier_steps=2, class_names=("10", "2", "9"))
+    assert report["median_dimension"] == 9
+    written = json.loads((tmp_path / "out" / "show.json").read_text())
+    assert written["median_dimension"] == 9 and written["interpolations"] == report["interpolations"]
+    for pair, title in zip(report["interpolations"], titles, strict=True):
+        assert pair["class"] == ("10", "2", "9")[pair["label"]] and f"(class {pair['class']})" in title
+
+
+def test_show_refuses_a_model_of_points_that_are_not_images_and_an_empty_out(tmp_path, capsys):
+    """A circle's model (points (2,)) was drawn as 1×2-pixel pictures, exit 0; ``--out ""`` wrote into the current
+    folder. Both are refused before any work, with one line naming the problem."""
+    from learned_manifold.model_file import save_model
+    from learned_manifold.models import MetricModel, ModelConfig
+    from learned_manifold_training.cli import main
+    from learned_manifold_training.show import run_show
+
+    circle = MetricModel(ModelConfig(data_shape=(2,), rank=2, arch_kwargs={"hidden": 8, "depth": 1}))
+    with pytest.raises(ValueError, match=r"model has points of shape \(2,\), not images: .*\(H, W\) or \(C, H, W\)"):
+        run_show(circle, torch.rand(10, 2), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    path = save_model(circle, tmp_path / "c.lmm")
+    assert main(["show", str(path), "circle", "--out", str(tmp_path / "pics")]) == 2
+    assert f"MODEL {str(path)!r} has points of shape (2,), not images" in capsys.readouterr().err
+    assert not (tmp_path / "pics").exists()
+    with pytest.raises(ValueError, match=r"out \(--out\) is empty"):
+        run_show(_tiny_image_model(), torch.rand(10, 1, 4, 4), "")
+    image_model = save_model(_tiny_image_model(), tmp_path / "i.lmm")
+    assert main(["show", str(image_model), "blobs", "--out", ""]) == 2
+    assert "error: --out is empty: give a folder for the pictures" in capsys.readouterr().err

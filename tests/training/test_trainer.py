@@ -173,6 +173,10 @@ def test_a_damaged_training_state_is_one_line_unless_the_run_is_already_complete
     state_path(finished).write_bytes(b"")
     again = train(data, cfg, out=finished, resume=True, progress=False, device="cpu")
     assert again.already_complete and again.stopped_at == 20 and finished.read_bytes() == before
+    finished = tmp_path / "cli.lmm"  # the file is compared with the run's settings: the CLI's own run
+    assert main(["train", str(numbers), "--out", str(finished), *flags]) == 0
+    state_path(finished).write_bytes(b"")
+    capsys.readouterr()
     assert main(["train", str(numbers), "--out", str(finished), "--resume", *flags]) == 0
     assert "is already complete (step 20 of 20): nothing to resume" in capsys.readouterr().out
 
@@ -338,7 +342,9 @@ def test_divergence_after_a_checkpoint_keeps_the_last_good_one(tmp_path, monkeyp
     with pytest.raises(TrainingDiverged, match="training diverged at step 20: loss is nan"):
         train(data, cfg, out=tmp_path / "m.lmm", progress=False, device="cpu")
     assert read_metadata(tmp_path / "m.lmm")["extra"]["step"] == 10
-    assert all(torch.isfinite(p).all() for p in load_model(tmp_path / "m.lmm").parameters())
+    with pytest.warns(UserWarning, match=r"unfinished training run \(step 10 of 40\)"):
+        kept = load_model(tmp_path / "m.lmm")
+    assert all(torch.isfinite(p).all() for p in kept.parameters())
 
 
 def test_the_model_file_records_completion_and_training_facts(tmp_path):
@@ -428,8 +434,9 @@ def test_an_interrupted_checkpoint_defaults_to_a_sigma_inside_its_training_range
     out = tmp_path / "m.lmm"
     train(data, TrainConfig(**{**TINY, "sigma_min": lo, "sigma_max": hi, "precision": "fp32"}), out=out,
           progress=False, device="cpu", stop_after=5)
-    c = load_model(out).config
-    scale = float(load_model(out).scale)
+    with pytest.warns(UserWarning, match=r"unfinished training run \(step 5 of 20\)"):
+        model = load_model(out)
+    c, scale = model.config, float(model.scale)
     assert c.sigma_min <= c.default_sigma <= c.sigma_max
     assert c.default_sigma == pytest.approx(expected * scale)
     assert ("clamped into the training range" in c.sigma_rule) is (expected != 2.0 ** -4)
@@ -453,11 +460,13 @@ def test_val_every_records_before_an_interruption_reach_the_resumed_file(tmp_pat
 
 def test_the_file_records_a_factor_ramp_only_where_the_optimiser_applied_one(tmp_path):
     """The factor's rate ramps up only where it starts after the denoiser's warm-up (`schedule.optimiser`): an
-    uncentred run records no ramp steps, a centred one with a warm-up records them."""
+    uncentred run records no ramp steps (an explicit ramp is refused there: `recipe_checks`), a centred one with a
+    warm-up records them."""
     data = Circle(2).sample(200, generator=torch.Generator().manual_seed(0))
     guards = {}
     for centred in (False, True):
-        cfg = TrainConfig(**{**TINY, "steps": 100, "centred": centred, "factor_ramp": 0.1, "precision": "fp32"})
+        ramp = {"factor_ramp": 0.1} if centred else {}
+        cfg = TrainConfig(**{**TINY, "steps": 100, "centred": centred, **ramp, "precision": "fp32"})
         train(data, cfg, out=tmp_path / f"{centred}.lmm", progress=False, device="cpu", stop_after=1)
         guards[centred] = read_metadata(tmp_path / f"{centred}.lmm")["extra"]["factor_guards"]
     assert guards[False]["ramp_steps"] == 0 and guards[True]["ramp_steps"] == 10

@@ -143,3 +143,21 @@ def test_encode_names_num_points_when_the_data_set_is_smaller(tmp_path, capsys):
                     "5000"]) == 2
     err = capsys.readouterr().err.strip()
     assert "asked for --num-points=5000 (leave --num-points out for all)" in err and "n <= 0" not in err
+
+
+def test_encode_repeats_the_collapse_the_vae_file_records(tmp_path, capsys):
+    """``train-vae`` warned that the VAE collapsed to the prior (its file records the reconstruction error); ``encode``
+    then wrote the codes and recommended training on them without a word: it repeats the recorded warning."""
+    from learned_manifold import save_vae
+    from learned_manifold.vae import VAE, VAEConfig
+
+    vae = VAE(VAEConfig(data_shape=(2,), latent_dim=1, arch="mlp"))
+    for name, error in [("collapsed", 0.978), ("fine", 0.05)]:
+        path = save_vae(vae, tmp_path / f"{name}.lvae", extra={"validation": {"relative_reconstruction_error": error}})
+        codes = str(tmp_path / f"{name}.npy")
+        assert command(["encode", str(path), "circle", "--out", codes, "--num-points", "20"]) == 0
+        printed = capsys.readouterr()
+        assert "wrote" in printed.out
+        collapsed = f"warning: the VAE file {path} records that the VAE reconstructs held-out points barely better"
+        assert (collapsed in printed.err) is (name == "collapsed")
+        assert ("collapsed to the prior" in printed.err) is (name == "collapsed")

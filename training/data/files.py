@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch import Tensor
 
 from .base import SyntheticManifold
@@ -99,29 +100,37 @@ def _unknown(source: str) -> ValueError:
                       "existing file or folder")
 
 
-def _first_rows(count: int, n: int | None) -> int | None:
-    """How many leading rows to keep of ``count`` for a requested ``n`` (None: all)."""
+def _subset(count: int, n: int | None, seed: int) -> Tensor | None:
+    """Sorted indices ``(n,)`` of a random subset of ``n`` of ``count`` rows drawn with ``seed``, as an image folder
+    draws its files (`load_image_folder`); None for all rows (``n`` None, ``<= 0`` or ``count``). A file sorted by
+    class or cluster would give its first classes only from its first ``n`` rows."""
     if n is None or n <= 0:
         return None
     if n > count:
         raise ValueError(f"asked for n={n} rows but the data has only {count}")
     if n < 2:
         raise ValueError(f"n must be at least 2, got {n}")
-    return n
+    if n == count:
+        return None
+    return torch.randperm(count, generator=torch.Generator().manual_seed(seed))[:n].sort().values
 
 
-def _leading_rows(raw: np.ndarray | Tensor, n: int | None) -> np.ndarray | Tensor:
-    """The first ``n`` rows of a file's array before anything is copied (a mapped ``.npy`` reads only those)."""
-    keep = _first_rows(raw.shape[0], n) if raw.ndim >= 2 else None
-    return raw if keep is None else raw[:keep]
+def _sample_rows(raw: np.ndarray | Tensor, n: int | None, seed: int) -> np.ndarray | Tensor:
+    """`_subset` rows of a file's array before anything else is copied (a mapped ``.npy`` reads only those)."""
+    keep = _subset(raw.shape[0], n, seed) if raw.ndim >= 2 else None
+    if keep is None:
+        return raw
+    return raw[keep] if isinstance(raw, Tensor) else raw[keep.numpy()]
 
 
-def _leading_images(raw: np.ndarray | Tensor, labels: object, label: str, layout: str | None, source: str,
-                    n: int | None) -> ImageData:
-    """`ImageData` of the first ``n`` images of a file's array (labels checked against the whole file first)."""
+def _sample_images(raw: np.ndarray | Tensor, labels: object, label: str, layout: str | None, source: str,
+                   n: int | None, seed: int) -> ImageData:
+    """`ImageData` of `_subset` images of a file's array (labels checked against the whole file first)."""
     if raw.ndim >= 2 and labels is not None:
-        labels = _labels_tensor(labels, raw.shape[0], label)[: _first_rows(raw.shape[0], n)]
-    return _from_raw(_leading_rows(raw, n), label, layout, labels, source)
+        labels = _labels_tensor(labels, raw.shape[0], label)
+        keep = _subset(raw.shape[0], n, seed)
+        labels = labels if keep is None else labels[keep]
+    return _from_raw(_sample_rows(raw, n, seed), label, layout, labels, source)
 
 
 def is_image_source(source: object) -> bool:
@@ -152,8 +161,8 @@ def resolve_images(
         source: image data set name, folder, file path or in-memory array.
         n: number of images: built-ins as in `get_image_dataset` (digits: a seeded random subset; blobs:
             default ``DEFAULT_SYNTHETIC_N``); folders: a random subset drawn with ``seed`` (`load_image_folder`);
-            array and IDX files: the first n (None or <= 0: all).
-        seed: sampling seed of built-in data sets and of a folder's subset.
+            array and IDX files: a random subset drawn with ``seed``, in file order (None or <= 0: all).
+        seed: sampling seed of built-in data sets and of a file's or folder's subset.
         layout: array files only: None (automatic), "NCHW" or "NHWC" (refused for folders and IDX files).
 
     Returns:
@@ -179,10 +188,10 @@ def resolve_images(
     if isinstance(source, (str, os.PathLike)) and not is_idx_path(source):
         path = Path(source)
         raw, labels = read_file(path, f"image file '{path}'", extra="labels")
-        return _leading_images(raw, labels, f"image file '{path}'", layout, str(path), n), None
+        return _sample_images(raw, labels, f"image file '{path}'", layout, str(path), n, seed), None
     images = load_images(source, layout=layout)
-    keep = _first_rows(images.x.shape[0], n)
-    return (images if keep is None else images.take(slice(0, keep))), None
+    keep = _subset(images.x.shape[0], n, seed)
+    return (images if keep is None else images.take(keep)), None
 
 
 def resolve_data(
@@ -200,13 +209,13 @@ def resolve_data(
     (digits: 0..16, as scikit-learn stores them; `get_dataset("digits")` keeps the old (n, 8, 8) view in
     [0, 1]); call `resolve_images` for their labels and metadata. Another string that names a built-in data set
     (and is not an existing file) goes to ``get_dataset`` (n defaults to ``DEFAULT_SYNTHETIC_N``); anything else
-    goes to ``load_array`` (shape as stored) and, when ``n > 0`` is given, keeps the first n rows (``seed`` is
-    then unused).
+    goes to ``load_array`` (shape as stored) and, when ``n > 0`` is given, keeps a random subset of n rows drawn
+    with ``seed``, in their file order (as a folder's images).
 
     Args:
         source: data set name, file or folder path, or in-memory array.
         n: number of points (None or <= 0 for the default / all).
-        seed: sampling seed for built-in data sets.
+        seed: sampling seed for built-in data sets and for the subset of a file's rows.
         images: read an array file (or array) as images too: (N, H, W) -> (N, 1, H, W), channels-last ->
             channels-first, values as float32.
         layout: with images: None (automatic), "NCHW" or "NHWC" for 4-axis arrays.
@@ -225,11 +234,11 @@ def resolve_data(
         raise _unknown(source)
     if not isinstance(source, (str, os.PathLike)):
         data = load_array(source)
-        keep = _first_rows(data.shape[0], n)
-        return (data if keep is None else data[:keep].clone()), None
+        keep = _subset(data.shape[0], n, seed)
+        return (data if keep is None else data[keep]), None
     label = f"data file '{Path(source)}'"
     raw, _ = read_file(Path(source), label, extra="labels")
-    return validate(_leading_rows(raw, n), label), None
+    return validate(_sample_rows(raw, n, seed), label), None
 
 
 @dataclass
@@ -268,8 +277,9 @@ def resolve_source(
 
     Args:
         source: data set name, file or folder path.
-        n: how many points: built-ins as in `resolve_data`; files and folders the first n (None or <= 0: all).
-        seed: sampling seed of built-in data sets.
+        n: how many points: built-ins as in `resolve_data`; files and folders a random subset drawn with
+            ``seed``, in file order (None or <= 0: all).
+        seed: sampling seed of built-in data sets and of a file's or folder's subset.
         layout: array files: None (automatic), "NCHW" or "NHWC".
 
     Raises:
@@ -288,11 +298,12 @@ def resolve_source(
     label = f"data file '{path}'"
     raw, labels = read_file(path, label, extra="labels")
     if _reads_as_images(tuple(raw.shape), layout):
-        images = _leading_images(raw, labels, label, layout, str(path), n)
+        images = _sample_images(raw, labels, label, layout, str(path), n, seed)
         return ResolvedData(images.x, None, images.metadata(), images.labels)
     lab = None if labels is None or raw.ndim < 2 else _labels_tensor(labels, raw.shape[0], label)
-    data = validate(_leading_rows(raw, n), label)
-    return ResolvedData(data, None, None, None if lab is None else lab[: data.shape[0]].clone())
+    keep = _subset(raw.shape[0], n, seed) if raw.ndim >= 2 else None
+    data = validate(_sample_rows(raw, n, seed), label)
+    return ResolvedData(data, None, None, None if lab is None else (lab if keep is None else lab[keep]))
 
 
 def as_model_points(x: Tensor, data_shape: Sequence[int], name: str) -> Tensor:

@@ -239,6 +239,24 @@ def _warn_other_pictures(folders: list[Path], label: str) -> None:
                       f"{'/'.join(IMAGE_EXTENSIONS)} files are: convert them to PNG to use them", stacklevel=3)
 
 
+def _warn_nested_images(folders: list[Path], label: str) -> None:
+    """Say so when sub-folders of the folders read (``folders``: the root, or each class folder) hold PNG/JPEG
+    files at any depth: only ``root/*.png`` or ``root/<class>/*.png`` is read (a class folder's ``day2/`` is not),
+    so their pictures are left out. Names the sub-folders (the first few) and counts their pictures."""
+    nested = {}
+    for folder in folders:
+        for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            count = sum(1 for p in sub.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                        and not p.name.startswith("."))
+            if count:
+                nested[sub] = count
+    if nested:
+        names = ", ".join(f"'{d}' ({k})" for d, k in list(nested.items())[:5]) + (", ..." if len(nested) > 5 else "")
+        warnings.warn(f"{label}: {sum(nested.values())} {'/'.join(IMAGE_EXTENSIONS)} file(s) in {len(nested)} "
+                      f"sub-folder(s) are not read: {names}; only root/*.png or root/<class>/*.png, one level down, "
+                      "is read: move them up to use them", stacklevel=3)
+
+
 def _folder_listing(root: Path) -> tuple[list[Path], list[int] | None, tuple[str, ...] | None]:
     label = f"image folder '{root}'"
     if not root.exists():
@@ -254,6 +272,7 @@ def _folder_listing(root: Path) -> tuple[list[Path], list[int] | None, tuple[str
         raise ValueError(f"{label}: holds both images ({top[0].name}, ...) and class sub-folders "
                          f"({first.name}, ...); use one layout: root/*.png or root/<class>/*.png")
     if top:
+        _warn_nested_images([root], label)
         return top, None, None
     if not any(files for _, files in classes):
         raise ValueError(f"{label}: holds no {'/'.join(IMAGE_EXTENSIONS)} files (directly or in class sub-folders)")
@@ -262,6 +281,7 @@ def _folder_listing(root: Path) -> tuple[list[Path], list[int] | None, tuple[str
         raise ValueError(f"{label}: class folder(s) {empty} hold no {'/'.join(IMAGE_EXTENSIONS)} files directly "
                          f"(sub-folders are not read); images must sit in root/<class>/, one level down: move "
                          "them there or remove the folder")
+    _warn_nested_images(subdirs, label)
     files = [f for _, fs in classes for f in fs]
     labels = [k for k, (_, fs) in enumerate(classes) for _ in fs]
     return files, labels, tuple(d.name for d, _ in classes)
@@ -302,7 +322,8 @@ def load_image_folder(root: str | os.PathLike[str], *, n: int | None = None, see
     gives C = 1, RGB 3, RGBA 4 (palette images become RGB or RGBA; 1-bit images 0/255; 16-bit grey stays
     0..65535, 16-bit colour is refused). Pixels are read as stored: an EXIF orientation tag is not applied
     (as Pillow and torchvision do by default). Pictures in other formats (BMP, GIF, TIFF, WebP) are not read,
-    with a warning that names them.
+    with a warning that names them; so are pictures in deeper sub-folders (``root/<class>/day2/*.png``), with a
+    warning that names the sub-folders and counts their pictures.
 
     Args:
         root: the folder.
@@ -325,7 +346,7 @@ def load_image_folder(root: str | os.PathLike[str], *, n: int | None = None, see
     if n is not None and n > 0:
         if not 2 <= n <= len(files):
             raise ValueError(f"image folder '{root}': asked for n={n} images; it holds {len(files)} (n must be "
-                             "at least 2)")
+                             f"between 2 and {len(files)})")
         keep = sorted(torch.randperm(len(files), generator=torch.Generator().manual_seed(seed))[:n].tolist())
         files = [files[i] for i in keep]
         labels = None if labels is None else [labels[i] for i in keep]

@@ -1,0 +1,83 @@
+"""Checks and conversions of the flows' inputs (`flows.gradient_flow`, `flows.interpolate`; SPEC §6): the field,
+the points, the output times and the objective. Each raises one error naming the argument and the problem."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .geodesics import _real_points
+from .metrics.base import CoMetricField, as_field
+from .regularised import warn_uncentred
+
+__all__: list[str] = []
+
+
+def _field_of(manifold_or_field, caller: str) -> tuple[CoMetricField, tuple[int, ...] | None]:
+    """The field and data shape of a manifold or field; warns for an uncentred field (`warn_uncentred`)."""
+    field = as_field(manifold_or_field)
+    warn_uncentred(field, caller, stacklevel=6)
+    return field, getattr(manifold_or_field, "data_shape", None)
+
+
+def _check_objective(f: Callable[[Tensor], Tensor], x: Tensor) -> None:
+    """Evaluate ``f`` once on the start points ``x`` ``(B, D)``: one ``ValueError`` naming ``f`` unless it gives
+    ``(B,)`` values (a mean over the batch would slow every point B-fold, a ``(B, D)`` output be summed) that
+    autograd can differentiate with respect to ``x`` (a constant, or a value computed from ``x.detach()``, failed
+    with torch's bare "element 0 of tensors does not require grad")."""
+    with torch.enable_grad():
+        xg = x.detach().requires_grad_(True)
+        out = f(xg) if x.shape[0] else torch.zeros(0)
+    if (got := tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__) != (x.shape[0],):
+        raise ValueError(f"f must map points of shape (B, D) = {tuple(x.shape)} to one value per point, shape (B,) = "
+                         f"({x.shape[0]},); got {got} (return the per-point values, not their mean or sum)")
+    if x.shape[0] and (not out.requires_grad
+                       or torch.autograd.grad(out.sum(), xg, allow_unused=True)[0] is None):
+        raise ValueError("f must be differentiable in x by autograd, but f(x0) does not depend on the points x: a "
+                         "constant objective (which has no flow: its gradient is zero everywhere), or one computed "
+                         "from x.detach(), .item() or NumPy; compute f from x with torch operations")
+
+
+def _check_times(t_end: float, n_points: int) -> None:
+    """One clear error for bad output times, before any work (torchdiffeq would assert deep inside)."""
+    if isinstance(n_points, bool) or not isinstance(n_points, int):
+        raise TypeError(f"n_points must be an int, got {type(n_points).__name__}")
+    if n_points < 2:
+        raise ValueError(f"n_points counts the output times including t = 0 and t_end and must be >= 2, got {n_points}")
+    if isinstance(t_end, bool) or not isinstance(t_end, (int, float)):
+        raise TypeError(f"t_end must be a real number, got {type(t_end).__name__}")
+    if not math.isfinite(t_end) or t_end <= 0:
+        raise ValueError(f"t_end must be finite and > 0, got {t_end}")
+
+
+def _flatten(x: Tensor, data_shape: tuple[int, ...] | None, dim: int | None, name: str) -> Tensor:
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(x)
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor or a NumPy array, got {type(x).__name__}")
+    x = _real_points(x, name)  # integers (uint8 images) as floats, inference tensors cloned, as `geodesic` does
+    if data_shape is not None and tuple(x.shape[-len(data_shape):]) == tuple(data_shape):
+        if x.ndim > len(data_shape) + 1:
+            raise ValueError(f"{name} must have shape (B, *data_shape) = (B, {', '.join(map(str, data_shape))}) with "
+                             f"one batch axis, got {tuple(x.shape)}: reshape it to (-1, *data_shape)")
+        flat = x.reshape(-1, math.prod(data_shape))
+    elif x.ndim == 1:
+        flat = x.unsqueeze(0)
+    else:
+        flat = x.reshape(x.shape[0], math.prod(x.shape[1:]))
+    if dim is not None and flat.shape[1] != dim:
+        raise ValueError(f"{name} has {flat.shape[1]} coordinates per point; the geometry expects D = {dim}")
+    if not bool(torch.isfinite(flat).all()):
+        raise ValueError(f"{name} contains NaN or inf")
+    return flat
+
+
+def _solver_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the solver integrates points of ``dtype`` in: float32 for half precision (a float16 time grid
+    has ``t + dt == t`` after a few steps, and torchdiffeq then gives up with "underflow in dt"), else ``dtype``.
+    The field and the objective still see points of ``dtype``; the paths are returned in it."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype

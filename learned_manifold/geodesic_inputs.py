@@ -1,0 +1,102 @@
+"""Checks of `geodesics.geodesic`'s inputs (SPEC §6): end points, counts, solver options and a given start path.
+
+Each raises one error naming the argument and the problem."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .geodesic_init import INIT_NAMES
+
+__all__: list[str] = []
+
+
+def _real_points(x: Tensor, name: str) -> Tensor:
+    """Integer points as the default float dtype; bool and complex points refused (`metrics.base.as_points`); a
+    tensor made under ``torch.inference_mode()`` cloned into a normal one (the path solvers, which run under
+    ``inference_mode(False)``, differentiate through it)."""
+    if not (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool):
+        x = x.to(torch.get_default_dtype())
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must have a floating-point (or integer) dtype, got {x.dtype}")
+    return x.clone() if x.is_inference() else x
+
+
+def _as_points(x: object, name: str, data_shape: tuple[int, ...] | None = None) -> Tensor:
+    """``x`` as a tensor (NumPy arrays converted), checked for a floating dtype and finite values; points in a
+    manifold's multi-axis ``data_shape`` (images: ``(B, *data_shape)`` or one ``data_shape``) are flattened.
+
+    Integer points, NumPy arrays or tensors alike (e.g. ``uint8`` images), become the default float dtype and
+    bool points are refused, as in `metrics.base.as_points`; a tensor made under ``torch.inference_mode()`` is
+    cloned into a normal one (the solver differentiates through it)."""
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(x)
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor or a NumPy array, got {type(x).__name__}")
+    x = _real_points(x, name)
+    if _shaped(x, data_shape):
+        x = x.reshape(-1, math.prod(data_shape)) if x.ndim > len(data_shape) else x.reshape(-1)
+    if x.ndim not in (1, 2):
+        shapes = "(B, D) or (D,)" + (f", or (B, *data_shape) = (B, {', '.join(map(str, data_shape))})"
+                                     if data_shape and len(data_shape) > 1 else "")
+        raise ValueError(f"{name} must have shape {shapes}, got {tuple(x.shape)}")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contains NaN or inf")
+    return x.detach()
+
+
+def _shaped(x: Tensor, data_shape: tuple[int, ...] | None) -> bool:
+    """Whether ``x`` holds points in a multi-axis ``data_shape`` (one or a batch of them), not flat ones."""
+    if not data_shape or len(data_shape) < 2:
+        return False
+    k = len(data_shape)
+    return x.ndim in (k, k + 1) and tuple(x.shape[x.ndim - k:]) == tuple(data_shape)
+
+
+def _check_count(value: object, name: str, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+    return int(value)
+
+
+def _given_path(init: Tensor, x0: Tensor, x1: Tensor, n_points: int | None, single: bool) -> Tensor:
+    if not isinstance(init, Tensor):
+        raise TypeError(f"init must be one of {INIT_NAMES} or a Tensor, got {type(init).__name__}")
+    path = init.detach().to(dtype=x0.dtype, device=x0.device)
+    if single and path.ndim == 2:
+        path = path.unsqueeze(0)
+    b, d = x0.shape
+    if path.ndim != 3 or path.shape[0] != b or path.shape[2] != d or path.shape[1] < 2:
+        want = f"(T, {d})" if single else f"({b}, T, {d})"
+        raise ValueError(f"init path must have shape {want} with T >= 2, got {tuple(init.shape)}")
+    if n_points is not None and path.shape[1] != n_points:
+        raise ValueError(f"init path has {path.shape[1]} points but n_points={n_points}")
+    if not bool(torch.isfinite(path).all()):
+        raise ValueError("init path contains NaN or inf")
+    atol = 1e-6 * (1.0 + torch.maximum(x0.abs().amax(), x1.abs().amax())) if b else 0.0
+    for k, end, name in ((0, x0, "x0"), (-1, x1, "x1")):
+        gap = (path[:, k] - end).abs().amax() if b else torch.zeros(())
+        if gap > atol:
+            where = "start at x0" if k == 0 else "end at x1 (a gradient-flow path need not reach x1, SPEC §6)"
+            raise ValueError(f"init path must {where}; max gap {gap.item():.3g}: set its end point to {name}")
+    path = path.clone()
+    path[:, 0] = x0
+    path[:, -1] = x1
+    return path
+
+
+def _check_positive(value: object, name: str, *, zero: bool = False) -> float:
+    """``value`` as a float, refused unless a finite real number ``> 0`` (``≥ 0`` with ``zero``): a step ``lr ≤ 0``
+    never moves the path (the chord came back, unconverged), a negative ``verify_tol`` refutes every pair."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+        raise ValueError(f"{name} must be a finite number {'>= 0' if zero else '> 0'}, got {value}")
+    return value

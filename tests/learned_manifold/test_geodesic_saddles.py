@@ -1,0 +1,45 @@
+"""Saddles of the geodesic energy are refuted (`learned_manifold.geodesic_saddles`, SPEC §6)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from learned_manifold.evaluation import lerp
+from learned_manifold.geodesic_saddles import refute_saddles
+from learned_manifold.geodesic_solvers import GEODESIC_METHODS, _Energy
+from learned_manifold.geodesics import geodesic
+from tests.learned_manifold.test_geodesics import EuclideanField, SphereProjector
+
+F64 = torch.float64
+
+
+def flat_cone_length(delta: float, angle: float) -> float:
+    """Metric length of the geodesic between unit vectors ``angle`` apart for the projector field plus ``δ I``:
+    ``dr²/δ + r² dθ²/(1 + δ)`` is a flat cone (``ρ = r/√δ``, ``φ = θ √(δ/(1+δ))``), whose geodesic is its chord."""
+    return 2 / math.sqrt(delta) * math.sin(angle * math.sqrt(delta / (1 + delta)) / 2)
+
+
+def test_antipodal_points_leave_the_chord_through_the_centre():
+    """The chord through the centre is a stationary point of the energy by symmetry: the solver stopped there
+    after one step, "converged", with length 18.8 (δ = 10⁻²) where the geodesic (a half great circle, dipping
+    to radius cos(φ/2) = 0.988) has 3.113. The kick refutes it and the solve continues to the arc."""
+    x0 = torch.tensor([[1.0, 0.0, 0.0]], dtype=F64)
+    x1 = torch.tensor([[math.cos(math.pi), math.sin(math.pi), 0.0]], dtype=F64)  # antipodal to rounding
+    res = geodesic(SphereProjector(delta=1e-2), x0, x1, n_points=16)
+    assert bool(res.converged.all())
+    assert abs(float(res.length[0]) / flat_cone_length(1e-2, math.pi) - 1) < 0.01
+    assert float(res.path[0].norm(dim=-1).min()) > 0.98
+
+
+def test_a_kick_leaves_a_true_minimum_alone():
+    """The straight line of a Euclidean field is the minimum: a kick and ten solver steps come back to (not
+    below) its energy, so nothing is refuted and the path is unchanged."""
+    x0, x1 = torch.zeros(2, 3, dtype=F64), torch.tensor([[1.0, 2.0, 0.0], [0.0, 0.0, 3.0]], dtype=F64)
+    problem = _Energy(EuclideanField(), x0, x1, lerp(x0, x1, 12))
+    v = torch.zeros_like(problem.base)
+    out, refuted, done = refute_saddles(problem, v, torch.tensor([True, True]), GEODESIC_METHODS["lbfgs"],
+                                        steps=500, lr=1.0, tol=1e-9, rtol=1e-6)
+    assert not bool(refuted.any()) and done > 0
+    assert torch.equal(out, v)

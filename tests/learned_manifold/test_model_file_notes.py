@@ -1,0 +1,107 @@
+"""`learned_manifold.model_file_notes`: the format versions read, and the cautions `load_model` warns about
+(a mid-run checkpoint; a default σ chosen by the eigengap rule of versions before the σ ≤ s/2 rule)."""
+
+import json
+import warnings
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from safetensors.torch import save as st_save
+
+from learned_manifold import LearnedDataManifold, MetricModel, ModelConfig, ModelFileError, load_model
+from learned_manifold.metrics import LearnedCDC
+from learned_manifold.model_file import VERSION, ModelFileWarning, checksum, read_metadata, save_model
+from learned_manifold.model_file_notes import stale_sigma_note
+
+OLD_RULE = "clearest mean eigengap on held-out points"  # the words of versions before the σ ≤ s/2 rule
+NEW_RULE = OLD_RULE + ", among σ ≤ 0.5·s"
+
+
+def _model(scale: float = 2.0, **config) -> MetricModel:
+    cfg = ModelConfig(data_shape=(3,), rank=2, arch_kwargs={"hidden": 8, "depth": 1, "emb_dim": 8},
+                      sigma_min=0.003 * scale, sigma_max=4.0 * scale, **config)
+    return MetricModel(cfg, scale=scale)
+
+
+def test_an_old_rules_default_sigma_above_half_the_scale_is_warned_about_where_it_is_used(tmp_path):
+    """Files written before the σ ≤ s/2 rule (db6152c) kept a default like 2 s that today's rule never picks
+    (a noisy half-sphere: tangent error 1.08 there, 0.13 at s/8) and loaded silently."""
+    path = save_model(_model(default_sigma=4.0, sigma_rule=OLD_RULE), tmp_path / "old.lmm")
+    message = r"old\.lmm' has default sigma 4 \(2 s, data scale s = 2\), chosen by the eigengap rule of versions " \
+              r"before the sigma <= s/2 rule: today's rule would choose at most 1 here"
+    with pytest.warns(ModelFileWarning, match=message):
+        load_model(path)
+    with pytest.warns(ModelFileWarning, match=r"LearnedDataManifold\(path, sigma=\.\.\.\)"):
+        LearnedDataManifold(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        LearnedCDC(path, sigma=0.25)  # a bandwidth of the caller's: the default is not used
+
+
+@pytest.mark.parametrize("sigma, rule, sigma_min", [
+    (4.0, NEW_RULE, 0.006),  # today's rule (its words say σ ≤ 0.5·s)
+    (1.0, OLD_RULE, 0.006),  # the old rule's choice within s/2
+    (4.0, OLD_RULE, 1.5),  # a range above s/2: today's rule chooses above s/2 too
+    (4.0, "lowest validation tangent error", 0.006),  # measured against the true geometry
+])
+def test_defaults_todays_rule_would_also_choose_are_not_warned_about(tmp_path, sigma, rule, sigma_min):
+    model = _model(default_sigma=sigma, sigma_rule=rule)
+    model.config.sigma_min = sigma_min
+    path = save_model(model, tmp_path / "m.lmm")
+    assert stale_sigma_note(read_metadata(path)["config"], 2.0) is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_model(path)
+
+
+def test_a_mid_run_checkpoint_is_warned_about_on_every_road_in(tmp_path):
+    """A file written at step 250 of 600 ("complete": false) loaded silently through load_model, LearnedCDC and
+    LearnedDataManifold, with a possibly untrained factor; only `info` said INCOMPLETE."""
+    extra = {"complete": False, "step": 250, "total_steps": 600}
+    path = save_model(_model(default_sigma=0.1), tmp_path / "part.lmm", extra=extra)
+    message = r"part\.lmm' is a checkpoint of an unfinished training run \(step 250 of 600\).*--resume"
+    with pytest.warns(ModelFileWarning, match=message):
+        load_model(path)
+    with pytest.warns(ModelFileWarning, match=message):
+        LearnedCDC(path, sigma=0.1)
+    with pytest.warns(ModelFileWarning, match=message):
+        LearnedDataManifold(path)
+    done = save_model(_model(default_sigma=0.1), tmp_path / "full.lmm", extra={**extra, "complete": True})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_model(done)
+
+
+def _with_version(path, version: str):
+    """The file at ``path`` rewritten with format version ``version`` (checksum updated)."""
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        metadata = json.loads(f.read(n))["__metadata__"]
+    tensors = load_file(path)
+    metadata = {**metadata, "version": version}
+    metadata["sha256"] = checksum(metadata, tensors)
+    path.write_bytes(st_save(tensors, metadata=metadata))
+    return path
+
+
+def test_files_are_written_as_version_2_and_versions_1_and_2_are_read(tmp_path):
+    model = _model(default_sigma=0.1)
+    path = save_model(model, tmp_path / "m.lmm")
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        assert json.loads(f.read(n))["__metadata__"]["version"] == VERSION == "2"
+    old = load_model(_with_version(path, "1"))  # files written before the bump
+    torch.testing.assert_close(old.factor(torch.ones(2, 3), 0.1), model.factor(torch.ones(2, 3), 0.1))
+
+
+def test_a_newer_format_is_named_as_such(tmp_path):
+    """A file of a newer format was refused with corruption-like words ("metadata keys ...", "unknown config
+    keys"); the version check now says a newer library wrote it."""
+    path = _with_version(save_model(_model(default_sigma=0.1), tmp_path / "m.lmm"), "3")
+    with pytest.raises(ModelFileError, match=r"m\.lmm' was written by a newer version of learned-manifold "
+                                             r"\(model-file format 3; this one reads up to 2\)"):
+        load_model(path)
+    with pytest.raises(ModelFileError, match=r"has model-file format version '0'; this library reads versions 1 "
+                                             r"to 2"):
+        load_model(_with_version(path, "0"))

@@ -1,0 +1,68 @@
+"""Which `TrainConfig` settings act on which recipe: a setting asked for where the run would ignore it is refused
+before any work (SPEC §3: the centred recipe with two networks, a shared trunk, the uncentred recipe).
+
+`check_recipe` judges what a user asks for. A setting left on ``"auto"`` (or at its default) is never refused: the
+trainer resolves it (`learned_manifold_training.input_choices`), and the model file records what applied.
+"""
+
+from __future__ import annotations
+
+__all__ = ["check_recipe"]
+
+_TWO_NETWORKS = "(centred=True, shared_trunk=False)"
+
+
+def _asked(value: object) -> bool:
+    """Whether a setting that may be ``"auto"`` was set to a value."""
+    return not (isinstance(value, str) and value == "auto")
+
+
+def check_recipe(cfg) -> None:
+    """Refuse settings of ``cfg`` (a `TrainConfig` whose fields are already checked one by one) that its recipe
+    would ignore; each message names the setting and the recipe it acts on. A setting at its inert value (``0``
+    for a fraction of steps, ``1`` for a scale, the default) is accepted everywhere.
+
+    Raises:
+        ValueError: one setting that does not apply: the denoiser's (``denoiser_warmup``, ``factor_target``,
+            ``factor_fraction``, ``jacobian_probes``) in an uncentred run; ``shared_trunk`` in an uncentred run,
+            ``factor_trunk_grad`` without it; the separate networks' (``denoiser_hidden``, ``freeze_denoiser``,
+            ``factor_refit``, ``factor_ramp``, ``factor_lr_scale``, ``factor_hidden``) with a shared trunk or,
+            where they need a denoiser, in an uncentred run; ``factor_ramp`` where the factor starts at the first
+            step (``denoiser_warmup=0``).
+    """
+    if _asked(cfg.denoiser_warmup) and cfg.denoiser_warmup > 0 and not cfg.centred:
+        raise ValueError("denoiser_warmup acts on centred runs only (an uncentred run has no denoiser; its "
+                         "factor trains from the first step)")
+    if not cfg.centred and (cfg.shared_trunk or cfg.factor_target != "jacobian"):
+        raise ValueError(f"{'shared_trunk' if cfg.shared_trunk else 'factor_target'} acts on centred runs only "
+                         "(an uncentred run trains one factor network on the plain denoising loss)")
+    if cfg.factor_trunk_grad != 0.1 and not cfg.shared_trunk:
+        raise ValueError("factor_trunk_grad acts on a shared trunk only (shared_trunk=True)")
+    if cfg.factor_fraction != 1 and not cfg.centred:
+        raise ValueError("factor_fraction acts on centred runs only (an uncentred run trains the factor alone: "
+                         "use a smaller batch_size)")
+    if cfg.jacobian_probes != 1 and not (cfg.centred and cfg.factor_target == "jacobian"):
+        raise ValueError("jacobian_probes acts on the Jacobian target of centred runs only "
+                         "(centred=True, factor_target='jacobian')")
+    two_networks = cfg.centred and not cfg.shared_trunk
+    if cfg.denoiser_hidden is not None and not two_networks:
+        raise ValueError(f"denoiser_hidden sizes the separate denoiser of a centred run {_TWO_NETWORKS}")
+    if cfg.freeze_denoiser and not (two_networks and (not _asked(cfg.denoiser_warmup) or cfg.denoiser_warmup > 0)):
+        raise ValueError("freeze_denoiser needs a centred run with two networks and denoiser_warmup > 0 (the "
+                         "denoiser must have trained before it is frozen)")
+    if cfg.factor_refit not in (0, type(cfg).factor_refit) and not two_networks:
+        raise ValueError(f"factor_refit acts on centred runs with two networks only {_TWO_NETWORKS}: the repair "
+                         "refits the factor network to a separate, frozen denoiser (0 turns it off)")
+    if _asked(cfg.factor_ramp) and cfg.factor_ramp > 0:
+        if not two_networks:
+            raise ValueError(f"factor_ramp acts on centred runs with two networks only {_TWO_NETWORKS}: it ramps "
+                             "up the rate of a factor network of its own that starts after the denoiser's warm-up")
+        if _asked(cfg.denoiser_warmup) and cfg.denoiser_warmup == 0:
+            raise ValueError("factor_ramp acts on a factor that starts after the denoiser's warm-up, but "
+                             "denoiser_warmup=0 starts it at the first step, under the run's own warm-up")
+    if _asked(cfg.factor_lr_scale) and cfg.factor_lr_scale != 1 and cfg.shared_trunk:
+        raise ValueError("factor_lr_scale acts on a factor network of its own, not a shared trunk "
+                         "(shared_trunk=True trains one network at lr)")
+    if isinstance(cfg.factor_hidden, int) and cfg.factor_hidden != cfg.hidden and cfg.shared_trunk:
+        raise ValueError(f"factor_hidden sizes a factor network of its own, not a shared trunk (shared_trunk=True "
+                         f"trains one network, whose width is hidden: {cfg.hidden})")
