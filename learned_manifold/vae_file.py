@@ -52,7 +52,7 @@ from .vae import VAE, VAEConfig
 __all__ = ["VAE_FORMAT", "VAE_VERSION", "load_vae", "read_vae_metadata", "save_vae"]
 
 VAE_FORMAT = "learned-manifold-vae"
-VAE_VERSION = "1"
+VAE_VERSION = "2"  # 2: the checksum and the config keys added since 1; both are read
 _KEYS = ("format", "version", "config", "extra")
 _KIND = "VAE file"
 

@@ -221,7 +221,8 @@ def run_demo(*, out: str = "demo-output", dataset: str = "torus", n: int = 4000,
         "trusted": not warnings, "warnings": warnings,
         "optimisation": optimisation,
         "interpolation": interpolation,
-        "files": ["model.lmm", "report.json", "tangent_frames.png", "spectrum.png", "paths.png"],
+        "files": ["model.lmm", "model.lmm.train-state.pt", "report.json", "tangent_frames.png", "spectrum.png",
+                  "paths.png"],
         "seconds": round(time.perf_counter() - t_start, 1),
     }
     atomic_write_bytes(out_dir / "report.json", json.dumps(report, indent=2).encode())

@@ -26,7 +26,9 @@ class Progress:
     """The progress of the steps ``initial … total`` of a run named ``desc``; nothing at all unless ``enabled``.
 
     On a terminal: a tqdm bar. Elsewhere: ``"desc: step k/total (p%), name value, ..."`` on stderr at every tenth
-    of ``total`` and at the last step, with the figures of the last `set_postfix`.
+    of ``total`` and at the last step, with the figures of the last `set_postfix`, followed by ``"(at step j)"``
+    where they were measured at an earlier step ``j`` (the trainers measure every 50 steps). `set_postfix` is
+    called before the `update` that counts the step it measured.
     """
 
     def __init__(self, total: int, initial: int, enabled: bool, desc: str):
@@ -36,11 +38,12 @@ class Progress:
         self.total, self.done, self.desc = total, initial, desc
         self.every = max(1, total // 10)
         self.figures: dict[str, object] = {}
+        self.figures_step = initial
 
     def set_postfix(self, **figures: object) -> None:
         """The figures shown after the count (the bar's postfix; the plain line's tail)."""
         self.bar.set_postfix(**figures)
-        self.figures = figures
+        self.figures, self.figures_step = figures, self.done + 1
 
     def update(self, n: int = 1) -> None:
         """``n`` more steps done."""
@@ -48,6 +51,8 @@ class Progress:
         self.done += n
         if self.plain and (self.done % self.every == 0 or self.done == self.total):
             tail = "".join(f", {name} {value}" for name, value in self.figures.items())
+            if tail and self.figures_step != self.done:
+                tail += f" (at step {self.figures_step})"
             print(f"{self.desc}: step {self.done}/{self.total} ({self.done / max(self.total, 1):.0%}){tail}",
                   file=sys.stderr, flush=True)
 

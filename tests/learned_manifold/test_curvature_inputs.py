@@ -10,20 +10,8 @@ import torch
 
 from learned_manifold import curvature
 from learned_manifold.curvature import factor_jvp
-from learned_manifold.metrics import CoMetricField, ScoreJacobianMetric
-
-
-class Factor(CoMetricField):
-    """A field given by its factor function ``x ↦ A(x)``."""
-
-    low_rank = True
-
-    def __init__(self, fn, dim: int):
-        super().__init__()
-        self.fn, self.dim = fn, dim
-
-    def factor(self, x):
-        return self.fn(x)
+from learned_manifold.metrics import ScoreJacobianMetric
+from tests.learned_manifold.test_curvature import Factor
 
 
 def spheres(x):

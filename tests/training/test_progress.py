@@ -7,6 +7,7 @@ import re
 import torch
 
 from learned_manifold_training.data import Circle
+from learned_manifold_training.progress import Progress
 from learned_manifold_training.trainer import TrainConfig, train
 from learned_manifold_training.vae_trainer import VAETrainConfig, train_vae
 
@@ -31,3 +32,18 @@ def test_no_progress_prints_nothing(capsys):
     train(data, TrainConfig(steps=20, batch_size=32, rank=2, hidden=8, depth=1, emb_dim=8, val_points=30,
                             precision="fp32"), device="cpu", progress=False)
     assert "step" not in capsys.readouterr().err
+
+
+def test_a_plain_line_names_the_step_its_figures_were_measured_at(capsys):
+    """The trainers measure the loss every 50 steps and the lines come every tenth: "step 90/300" printed the
+    figures of step 50 as its own (verifier's finding)."""
+    bar = Progress(300, 0, True, "train")
+    for step in range(1, 301):
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{1 / step:.4g}")
+        bar.update(1)
+    bar.close()
+    lines = {line.split(":")[1].split()[1]: line for line in capsys.readouterr().err.splitlines()}
+    assert lines["90/300"].endswith("loss 0.02 (at step 50)")
+    assert lines["150/300"].endswith("loss 0.006667")  # measured at that step
+    assert lines["300/300"].endswith("loss 0.003333")
