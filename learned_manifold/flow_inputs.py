@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .geodesics import _real_points
+from .geodesic_inputs import _real_points
 from .metrics.base import CoMetricField, as_field
 from .regularised import warn_uncentred
 

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from .evaluation import lerp
-from .landing import land
+from .landing import _landing_sigma, land
 from .metrics.base import CoMetricField
 from .metrics.nearest import nearest_rows
 
@@ -154,14 +154,13 @@ def landing_anchors(field: CoMetricField, x0: Tensor, x1: Tensor, tangent_dim: i
     normal-only landing `landing.land` moves it farther than the field's ``σ`` (an end off the data), its landed
     point. Two denoiser steps bring an end 0.4 off a learned unit sphere (σ = 0.06) only 0.1 closer, and the short
     offset made a pair 0.01 apart at radius 0.6 detour to the sphere and back (Euclidean length 0.63), converged.
-    Ends of a field without a factor, or that `land` refuses, stay."""
+    Ends of a field without a factor stay, and all ends stay where `land` refuses any of them."""
     ends = torch.cat([x0, x1])
     if not field.low_rank or not field.can_project:
         return ends
     from .manifold import LearnedDataManifold  # here: the manifold's module imports the metrics
 
-    bands = field.landing_bandwidths()
-    sigma = bands[0] if bands is not None else float(getattr(field, "sigma", 0.0))
+    sigma = _landing_sigma(field)
     try:
         landed = land(LearnedDataManifold(field, tangent_dim=tangent_dim), ends).to(ends)
     except ValueError:  # an end that does not land (too far, no normal space): its own offset as before

@@ -82,8 +82,9 @@ def solve_verified(problem: _Energy, spec: GeodesicMethod, *, steps: int, lr: fl
     v = torch.zeros_like(problem.base)
     v, converged, done = spec.solve(problem, v, steps=steps, lr=lr, tol=tol)
     converged = verify_minimum(problem, v, converged, rtol=rtol)
+    pending = converged  # the pairs still to kick: a pair that survived its kick is a minimum
     for round_no in range(SADDLE_ROUNDS + 1 if kick else 0):
-        v, saddle, extra = refute_saddles(problem, v, converged, spec, steps=steps, lr=lr, tol=tol, rtol=rtol)
+        v, saddle, extra = refute_saddles(problem, v, pending, spec, steps=steps, lr=lr, tol=tol, rtol=rtol)
         done += extra
         if not bool(saddle.any()):
             break
@@ -97,5 +98,7 @@ def solve_verified(problem: _Energy, spec: GeodesicMethod, *, steps: int, lr: fl
         v[idx] = more
         converged = converged.clone()
         converged[idx] = verify_minimum(sub, more, claimed, rtol=rtol)
+        pending = torch.zeros_like(converged)
+        pending[idx] = converged[idx]
         done += extra
     return v, converged, done

@@ -47,7 +47,6 @@ from .geodesic_init import (
     resample,
 )
 from .geodesic_inputs import _as_points, _check_count, _check_positive, _given_path, _shaped
-from .geodesic_inputs import _real_points as _real_points  # noqa: F401  (flows.py imports it from here)
 from .geodesic_saddles import solve_verified
 from .geodesic_solvers import (
     GEODESIC_METHODS,
@@ -97,7 +96,9 @@ class GeodesicResult:
             the metric (`geodesic_solvers.resolution`: re-measured between its points it is at most
             `geodesic_solvers.RESOLUTION_TOL` longer, with a warning otherwise). Never true for a pair that ran
             out of ``steps``, whose line search failed on a non-finite value, or that sits on a slope.
-        steps: optimiser iterations performed (the most any pair needed), summed over the coarse-to-fine levels.
+        steps: optimiser iterations performed (the most any pair needed), summed over the coarse-to-fine levels
+            and, at the last level, the saddle check's kicks and re-solves (`geodesic_saddles.solve_verified`):
+            it can exceed the ``steps`` asked for.
         method: the solver's name in `GEODESIC_METHODS`.
         init: the start actually used: ``"graph"``, ``"landing"``, ``"linear"`` or ``"path"`` (a given tensor).
             A ``"graph"`` start whose pairs' ends the data graph does not join (separate clusters) is the straight

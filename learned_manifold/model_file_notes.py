@@ -5,6 +5,7 @@ default bandwidth chosen by a σ rule that has since been replaced (SPEC §8).""
 from __future__ import annotations
 
 import os
+import re
 import warnings
 
 __all__ = ["LOCAL_SIGMA", "ModelFileWarning", "incomplete_note", "stale_sigma_note", "version_problem",
@@ -40,12 +41,12 @@ def version_problem(found: object, current: str, kind: str) -> str | None:
     """``None`` where a file of format ``found`` can be read by a reader of format ``current`` (versions ``"1"``
     to ``current``), else the problem, as the rest of `ModelFileError`'s message after the file's name: a newer
     version says so (``"written by a newer version of learned-manifold (format N; this one reads up to M)"``)."""
-    if isinstance(found, str) and found.isdigit() and 1 <= int(found) <= int(current):
+    if not (isinstance(found, str) and re.fullmatch(r"[1-9][0-9]{0,8}", found)):  # "²".isdigit() is true
+        return f"has {kind} format version {found!r:.40}; this library reads versions 1 to {current}"
+    if int(found) <= int(current):
         return None
-    if isinstance(found, str) and found.isdigit() and int(found) > int(current):
-        return (f"was written by a newer version of learned-manifold ({kind} format {int(found)}; this one reads up "
-                f"to {current}): upgrade learned-manifold to read it")
-    return f"has {kind} format version {found!r:.40}; this library reads versions 1 to {current}"
+    return (f"was written by a newer version of learned-manifold ({kind} format {int(found)}; this one reads up "
+            f"to {current}): upgrade learned-manifold to read it")
 
 
 def incomplete_note(extra: dict) -> str | None:

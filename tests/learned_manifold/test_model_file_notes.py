@@ -105,3 +105,6 @@ def test_a_newer_format_is_named_as_such(tmp_path):
     with pytest.raises(ModelFileError, match=r"has model-file format version '0'; this library reads versions 1 "
                                              r"to 2"):
         load_model(_with_version(path, "0"))
+    for odd in ("²", "9" * 5000, " 2", "02"):  # digits int() refuses or beyond its limit: one ModelFileError
+        with pytest.raises(ModelFileError, match=r"has model-file format version .*; this library reads versions"):
+            load_model(_with_version(path, odd))
