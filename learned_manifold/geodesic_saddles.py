@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .geodesic_solvers import GeodesicMethod, _Energy, verify_minimum
+from .geodesic_solvers import GeodesicMethod, _Energy, mean_segment, verify_minimum
 
 __all__ = ["SADDLE_KICK", "SADDLE_ROUNDS", "SADDLE_STEPS", "refute_saddles", "solve_verified"]
 
@@ -53,10 +53,7 @@ def refute_saddles(problem: _Energy, v: Tensor, claimed: Tensor, spec: GeodesicM
     gen = torch.Generator().manual_seed(0)
     r = torch.randn(start.shape, generator=gen, dtype=torch.float64).to(start)
     move = torch.einsum("ij,bjd->bid", sub.whiten, r).norm(dim=-1).amax(-1)  # in straight segments h
-    with torch.no_grad():
-        x = sub.path(start)
-        segment = (x[:, 1:] - x[:, :-1]).norm(dim=-1).mean(-1) / sub.h
-    scale = SADDLE_KICK * torch.nan_to_num(segment, nan=1.0).clamp_min(1.0) / move.clamp_min(1e-30)
+    scale = SADDLE_KICK * mean_segment(sub, start) / move.clamp_min(1e-30)
     kicked, _, done = spec.solve(sub, start + scale.view(-1, 1, 1) * r, steps=min(steps, SADDLE_STEPS), lr=lr,
                                  tol=tol)
     after = sub.value(kicked)

@@ -25,6 +25,7 @@ __all__ = [
     "RESOLUTION_SUBSTEPS",
     "RESOLUTION_TOL",
     "GeodesicMethod",
+    "mean_segment",
     "path_energy",
     "resolution",
     "segment_energies",
@@ -389,10 +390,7 @@ def verify_minimum(problem: _Energy, v: Tensor, claimed: Tensor, *, rtol: float)
     grad = torch.where(finite.view(-1, 1, 1), grad, torch.zeros_like(grad))
     # ‖whiten · grad‖_∞ bounds how far a point moves (in segment lengths h) for a unit step in v.
     move = torch.einsum("ij,bjd->bid", problem.whiten, grad).abs().flatten(1).amax(-1)
-    with torch.no_grad():
-        x = problem.path(v[idx], idx)
-        segment = (x[:, 1:] - x[:, :-1]).norm(dim=-1).mean(-1) / problem.h[idx]  # in straight segments
-    cap = 0.5 * torch.nan_to_num(segment, nan=1.0).clamp_min(1.0) / move.clamp_min(torch.finfo(move.dtype).tiny)
+    cap = 0.5 * mean_segment(problem, v[idx], idx) / move.clamp_min(torch.finfo(move.dtype).tiny)
     refuted = ~finite
     for mult in VERIFY_STEPS:
         t = torch.minimum(mult * problem.gamma[idx], cap)
@@ -400,6 +398,16 @@ def verify_minimum(problem: _Energy, v: Tensor, claimed: Tensor, *, rtol: float)
         refuted |= torch.isfinite(f) & (f < f0 - rtol * f0.abs())
     out[idx] = ~refuted
     return out
+
+
+def mean_segment(problem: _Energy, v: Tensor, idx: Tensor | None = None) -> Tensor:
+    """``(B,)``: the mean segment length of the paths of ``v`` (the pairs ``idx``, or all) in units of the straight
+    segment ``h``, at least 1 (1 where not finite): the scale of a test step that moves no point too far."""
+    with torch.no_grad():
+        x = problem.path(v, idx)
+        h = problem.h if idx is None else problem.h[idx]
+        segment = (x[:, 1:] - x[:, :-1]).norm(dim=-1).mean(-1) / h
+    return torch.nan_to_num(segment, nan=1.0).clamp_min(1.0)
 
 
 @full_precision

@@ -13,7 +13,7 @@ __all__ = ["LOCAL_SIGMA", "ModelFileWarning", "incomplete_note", "stale_sigma_no
 
 LOCAL_SIGMA = 0.5
 """Today's default-σ rule keeps to ``σ ≤ LOCAL_SIGMA · s`` where the training range holds such a bandwidth
-(`learned_manifold_training.validation.LOCAL_SIGMA`; repeated here because the library does not import the
+(the one value: `learned_manifold_training.validation` imports it from here, as the library does not import the
 training package)."""
 
 _OLD_RULE = "clearest mean eigengap"  # the eigengap rule's words; from db6152c on it adds ", among σ ≤ 0.5·s"
@@ -73,8 +73,10 @@ def stale_sigma_note(config: dict, scale: float) -> str | None:
         return None
     if not all(isinstance(v, (int, float)) for v in (sigma, lo, hi)):
         return None
+    from .evaluation import bandwidth_grid  # here: evaluation imports the metrics, which import this module
+
     limit, tol = LOCAL_SIGMA * scale, 1 + 1e-6
-    local = [scale * 2.0 ** (i - 6) for i in range(11) if lo / tol <= scale * 2.0 ** (i - 6) <= min(hi, limit) * tol]
+    local = [g for g in bandwidth_grid(scale) if lo / tol <= g <= min(hi, limit) * tol]
     if sigma <= limit * tol or not local:
         return None
     return (f"has default sigma {sigma:.4g} ({sigma / scale:.3g} s, data scale s = {scale:.4g}), chosen by the "

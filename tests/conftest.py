@@ -52,6 +52,17 @@ norm feature alone (the default since the tenth session) it picks σ = 1/64, whe
 at radius 0.43 by 0.004 and landing from there does not converge in 200 steps."""
 
 
+def assert_same_under_autocast(calls: dict[str, Callable[[], torch.Tensor]], *, atol: float) -> None:
+    """Each call returns the same float32 answer inside a caller's bf16 `torch.autocast` as outside it (the
+    library's geometry runs outside autocast: `learned_manifold.precision.full_precision`)."""
+    want = {name: call() for name, call in calls.items()}
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = {name: call() for name, call in calls.items()}
+    for name in calls:
+        assert got[name].dtype == torch.float32, name
+        torch.testing.assert_close(got[name], want[name], rtol=1e-6, atol=atol, msg=name)
+
+
 @pytest.fixture(scope="session")
 def sphere() -> Sphere:
     return Sphere(2, 3)

@@ -9,6 +9,7 @@ from torch import Tensor
 from learned_manifold.diagnostics import consistency_reasons
 from learned_manifold.evaluation import bandwidth_grid, spectral_report
 from learned_manifold.geometry import eigenpairs
+from learned_manifold.model_file_notes import LOCAL_SIGMA
 from learned_manifold.models import MetricModel
 from learned_manifold.neighbour_check import MIN_REFERENCE, neighbour_figures
 
@@ -71,11 +72,11 @@ def validate(model: MetricModel, x: Tensor, sigma: float, manifold=None) -> dict
     return {"sigma": float(sigma), **spectral_report(pairs, **truth)}
 
 
-LOCAL_SIGMA = 0.5
-"""The eigengap rule of `select_sigma` looks at ``σ ≤ LOCAL_SIGMA · s`` (``s`` the data scale, SPEC §1) where the
-training range holds any: from σ ≈ s up the posterior spans the whole data set, and Γ reads the data's global
-covariance, whose gap measures the linear span, not a tangent space (a half-sphere in R¹⁰ with noise: gap 0.90 at
-2s, tangent error 1.07, against 0.80 and 0.12 at s/8; twenty-fifth session)."""
+# LOCAL_SIGMA (0.5, from `learned_manifold.model_file_notes`, which flags files of the older rule): the eigengap rule
+# of `select_sigma` looks at ``σ ≤ LOCAL_SIGMA · s`` (``s`` the data scale, SPEC §1) where the training range holds
+# any: from σ ≈ s up the posterior spans the whole data set, and Γ reads the data's global covariance, whose gap
+# measures the linear span, not a tangent space (a half-sphere in R¹⁰ with noise: gap 0.90 at 2s, tangent error
+# 1.07, against 0.80 and 0.12 at s/8; twenty-fifth session).
 
 
 def select_sigma(model: MetricModel, x: Tensor, manifold=None) -> tuple[float, str, list[dict]]:

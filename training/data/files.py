@@ -115,9 +115,13 @@ def _subset(count: int, n: int | None, seed: int) -> Tensor | None:
     return torch.randperm(count, generator=torch.Generator().manual_seed(seed))[:n].sort().values
 
 
-def _sample_rows(raw: np.ndarray | Tensor, n: int | None, seed: int) -> np.ndarray | Tensor:
-    """`_subset` rows of a file's array before anything else is copied (a mapped ``.npy`` reads only those)."""
-    keep = _subset(raw.shape[0], n, seed) if raw.ndim >= 2 else None
+def _row_subset(raw: np.ndarray | Tensor, n: int | None, seed: int) -> Tensor | None:
+    """`_subset` of a file's rows (None for a 0- or 1-axis array, which `validate` refuses by name)."""
+    return _subset(raw.shape[0], n, seed) if raw.ndim >= 2 else None
+
+
+def _take_rows(raw: np.ndarray | Tensor, keep: Tensor | None) -> np.ndarray | Tensor:
+    """Rows ``keep`` of a file's array before anything else is copied (a mapped ``.npy`` reads only those)."""
     if keep is None:
         return raw
     return raw[keep] if isinstance(raw, Tensor) else raw[keep.numpy()]
@@ -126,11 +130,11 @@ def _sample_rows(raw: np.ndarray | Tensor, n: int | None, seed: int) -> np.ndarr
 def _sample_images(raw: np.ndarray | Tensor, labels: object, label: str, layout: str | None, source: str,
                    n: int | None, seed: int) -> ImageData:
     """`ImageData` of `_subset` images of a file's array (labels checked against the whole file first)."""
+    keep = _row_subset(raw, n, seed)
     if raw.ndim >= 2 and labels is not None:
         labels = _labels_tensor(labels, raw.shape[0], label)
-        keep = _subset(raw.shape[0], n, seed)
         labels = labels if keep is None else labels[keep]
-    return _from_raw(_sample_rows(raw, n, seed), label, layout, labels, source)
+    return _from_raw(_take_rows(raw, keep), label, layout, labels, source)
 
 
 def is_image_source(source: object) -> bool:
@@ -238,7 +242,7 @@ def resolve_data(
         return (data if keep is None else data[keep]), None
     label = f"data file '{Path(source)}'"
     raw, _ = read_file(Path(source), label, extra="labels")
-    return validate(_sample_rows(raw, n, seed), label), None
+    return validate(_take_rows(raw, _row_subset(raw, n, seed)), label), None
 
 
 @dataclass
@@ -301,8 +305,8 @@ def resolve_source(
         images = _sample_images(raw, labels, label, layout, str(path), n, seed)
         return ResolvedData(images.x, None, images.metadata(), images.labels)
     lab = None if labels is None or raw.ndim < 2 else _labels_tensor(labels, raw.shape[0], label)
-    keep = _subset(raw.shape[0], n, seed) if raw.ndim >= 2 else None
-    data = validate(_sample_rows(raw, n, seed), label)
+    keep = _row_subset(raw, n, seed)
+    data = validate(_take_rows(raw, keep), label)
     return ResolvedData(data, None, None, None if lab is None else (lab if keep is None else lab[keep]))
 
 

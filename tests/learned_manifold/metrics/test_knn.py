@@ -8,6 +8,7 @@ import torch
 from learned_manifold import geometry
 from learned_manifold.metrics import nearest
 from learned_manifold.metrics.knn import KNNCDC, _pinv_solve
+from tests.conftest import assert_same_under_autocast
 
 F64 = torch.float64
 
@@ -400,9 +401,4 @@ def test_caller_autocast_does_not_change_the_answers():
     calls = {"apply": lambda: field.apply(x, u), "metric": lambda: field.metric(x, u),
              "factor": lambda: field.factor(x), "neighbours": lambda: field.neighbours(x)[0],
              "beyond_data": lambda: field.beyond_data(3 * x)}
-    want = {name: call() for name, call in calls.items()}
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        got = {name: call() for name, call in calls.items()}
-    for name in calls:
-        assert got[name].dtype == torch.float32, name
-        torch.testing.assert_close(got[name], want[name], rtol=1e-6, atol=1e-6, msg=name)
+    assert_same_under_autocast(calls, atol=1e-6)

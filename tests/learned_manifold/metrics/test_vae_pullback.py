@@ -5,6 +5,7 @@ import torch
 from learned_manifold.metrics import VAEPullbackMetric
 from learned_manifold.metrics.vae_pullback import latent_graph_path
 from learned_manifold.vae import VAE, VAEConfig
+from tests.conftest import assert_same_under_autocast
 
 
 def test_a_callers_autocast_changes_nothing():
@@ -20,9 +21,4 @@ def test_a_callers_autocast_changes_nothing():
     calls = {"metric": lambda: field.metric(z, v), "apply": lambda: field.apply(z, v),
              "log_volume": lambda: field.log_volume(z), "energies": lambda: field.segment_energies(path),
              "graph_path": lambda: latent_graph_path(codes, z[:2], z[2:4], 9)}
-    want = {name: call() for name, call in calls.items()}
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        got = {name: call() for name, call in calls.items()}
-    for name in calls:
-        assert got[name].dtype == torch.float32, name
-        torch.testing.assert_close(got[name], want[name], rtol=1e-6, atol=1e-7, msg=name)
+    assert_same_under_autocast(calls, atol=1e-7)
