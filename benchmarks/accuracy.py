@@ -41,6 +41,7 @@ __all__ = [
     "RECIPES",
     "json_ready",
     "main",
+    "optimizer_settings",
     "result_notes",
     "results_table",
     "settings_for",
@@ -131,11 +132,26 @@ def tune_knn(data: Tensor, val: Tensor, test: Tensor, manifold, *, ks: Sequence[
             "seconds": time.perf_counter() - start}
 
 
+def optimizer_settings(config: TrainConfig) -> str:
+    """The optimiser, schedule, EMA and clipping of ``config`` in words, read from its fields (a report's settings
+    line that cannot drift from what ran)."""
+    clip = (f"gradient clipping at norm {config.grad_clip:g}" if config.grad_clip
+            else "no gradient clipping (grad_clip=0)")
+    return (f"AdamW lr {config.lr:g}, weight decay {config.weight_decay:g}, linear warm-up over {config.warmup:.0%} "
+            f"of the steps then cosine decay, EMA {config.ema:g}, {clip}, factor gradient guard "
+            f"factor_clip={config.factor_clip!r}")
+
+
+def _recipe_config(recipe: str, cfg: dict) -> TrainConfig:
+    """The `TrainConfig` that `_train_recipe` trains ``recipe`` with (``cfg``: `settings_for` plus precision, seed)."""
+    return TrainConfig(steps=cfg["steps"], batch_size=cfg["batch_size"], rank=cfg["rank"],
+                       val_points=cfg["trainer_val"], seed=cfg["seed"], precision=cfg["precision"], **cfg["net"],
+                       **RECIPES[recipe])
+
+
 def _train_recipe(recipe: str, data: Tensor, manifold, cfg: dict, device: torch.device) -> tuple:
     """Train one recipe; returns the EMA model and the training seconds (loop plus the trainer's σ pick)."""
-    config = TrainConfig(steps=cfg["steps"], batch_size=cfg["batch_size"], rank=cfg["rank"],
-                         val_points=cfg["trainer_val"], seed=cfg["seed"], precision=cfg["precision"], **cfg["net"],
-                         **RECIPES[recipe])
+    config = _recipe_config(recipe, cfg)
     start = time.perf_counter()
     result = train(data, config, manifold=manifold, progress=False, device=device)
     return result.model, time.perf_counter() - start, result
@@ -255,13 +271,16 @@ def main(argv: Sequence[str] | None = None) -> dict:
                   f"k {row['k']}, σ {row['sigma']:.4g}, {row['seconds']:.0f} s", flush=True)
 
     ran_as = sorted({r["precision"] for r in rows if "precision" in r})  # "auto" is measured per training
+    optimizer = {r: optimizer_settings(_recipe_config(r, cfg)) for r in args.recipes}
+    optimizer_text = (next(iter(optimizer.values())) if len(set(optimizer.values())) == 1
+                      else "; ".join(f"{r}: {text}" for r, text in optimizer.items()))
     settings = {
         "data": f"{DATASET}: S⁸ isometrically embedded in R⁶⁴; N training points (seed 0), "
                 f"{cfg['n_val']} validation (seed 1), {cfg['n_test']} test (seed 2)",
         "sizes": cfg["sizes"],
         "network": f"FiLMResMLP {cfg['net']}, rank {cfg['rank']}",
-        "training": f"{cfg['steps']} steps, batch {cfg['batch_size']}, AdamW lr 2e-3 (trainer defaults: warm-up, "
-                    "cosine decay, EMA 0.999, clip 1.0); centred recipe: denoiser alone for the first 40% of steps",
+        "training": f"{cfg['steps']} steps, batch {cfg['batch_size']}, {optimizer_text}; centred recipe: denoiser "
+                    f"alone for the first {RECIPES['centred']['denoiser_warmup']:.0%} of steps",
         "recipes": {r: RECIPES[r] for r in args.recipes},
         "evaluation σ": "picked on the validation split from s·2^(i−6), i = 0..10 (lowest tangent error)",
         "k-NN tuning": f"k ∈ {cfg['ks']} × the same σ grid, lowest validation tangent error",

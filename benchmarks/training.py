@@ -53,6 +53,7 @@ from learned_manifold_training.data import get_dataset
 from learned_manifold_training.losses import MetricMatchingLoss
 from learned_manifold_training.trainer import TrainConfig, standardisation, train
 
+from .accuracy import optimizer_settings
 from .common import (
     PAPER_NET,
     Table,
@@ -151,6 +152,7 @@ def _run(data: torch.Tensor, cfg: dict, device: torch.device, precision: str, co
         steps = max(steps, math.ceil((warm + measured + 1) / shared["denoiser_warmup"]))
     config = TrainConfig(steps=steps, batch_size=cfg["batch"], rank=16, val_points=200, precision=precision,
                          compile=compile_, **shared, **cfg["arch"])
+    optimizer = optimizer_settings(config)  # the report's settings line, read from the config that runs
     clock = _StepClock(device, marks=(1, warm, warm + measured))
     handle = register_optimizer_step_post_hook(clock)
     start = time.perf_counter()
@@ -161,7 +163,7 @@ def _run(data: torch.Tensor, cfg: dict, device: torch.device, precision: str, co
         except Exception as err:  # noqa: BLE001 - a failed setting is a result, not a crash
             timed_out = state["expired"]
             return {"status": f"timed out after {limit} s" if timed_out else "failed",
-                    "error": f"{type(err).__name__}: {err}",
+                    "error": f"{type(err).__name__}: {err}", "optimizer": optimizer,
                     "traceback_tail": traceback.format_exc().splitlines()[-6:],
                     "steps_done": clock.count, "elapsed_s": time.perf_counter() - start}
         finally:
@@ -179,6 +181,7 @@ def _run(data: torch.Tensor, cfg: dict, device: torch.device, precision: str, co
         "model_config": {"data_shape": list(result.model.config.data_shape), "rank": result.model.config.rank,
                          "arch": result.model.config.arch, "arch_kwargs": result.model.config.arch_kwargs},
         "shared_trunk": result.model.config.shared_trunk,
+        "optimizer": optimizer,
     }
 
 
@@ -388,7 +391,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "network": f"FiLMResMLP {cfg['arch']}, rank 16, mean-centred (denoiser + factor every step)",
         "batch": cfg["batch"],
         "steps": f"{cfg['warmup_steps']} warm-up + {cfg['measured_steps']} measured",
-        "optimizer": "AdamW (fused on CUDA), grad clip 1.0, EMA 0.999 (the trainer's defaults)",
+        "optimizer": f"{results['fp32']['optimizer']} (AdamW fused on CUDA"
+                     + ("; the trainer's defaults)" if results["fp32"]["optimizer"] == optimizer_settings(TrainConfig())
+                        else ")"),
         "compile time limit": f"{cfg['compile_limit_s']} s",
         "default": choice,
         "accuracy": "skipped (--no-accuracy)" if args.no_accuracy else "measured",

@@ -4,6 +4,7 @@ A network trained by metric matching predicts the carré du champ ``G(x)`` of th
 `LearnedDataManifold` wraps it (or any other co-metric field) as a ``geoopt.Manifold``.
 """
 
+from . import torch_quirks  # noqa: F401  (first: it imports geoopt with its import-time warning kept quiet)
 from .curvature import Curvature, curvature
 from .flows import FlowResult, gradient_flow, interpolate
 from .geodesics import GeodesicResult, geodesic

@@ -9,7 +9,8 @@ top-``d`` eigenvector,
 
     II(u, e_i) = Σ_{d < j ≤ r} e_j (e_jᵀ Ġ e_i) / (λ_i − λ_j) + N Ġ e_i / λ_i,    Ġ e_i = Ȧ (Aᵀ e_i) + A (Ȧᵀ e_i),
 
-with ``N = I − U Uᵀ`` the projector onto ``G``'s null space (the eigenvalues ``λ_j = 0``). Only ``D × r``
+with ``N = I − U Uᵀ`` the projector onto ``G``'s null space (the eigenvalues ``λ_j = 0``; the ``λ_j`` are the true
+eigenvalues, also those ``rel_eps`` cuts: see `DERIVATIVE_EPS`). Only ``D × r``
 factors appear: no ``D × D`` matrix is formed. Eigenvalues repeated inside the tangent space (a sphere's) do
 not matter; the gap ``λ_d − λ_{d+1}`` must not be zero.
 
@@ -36,8 +37,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from .geometry import eigenpairs, global_dimension, intrinsic_dimension
 from .metrics.base import as_field, check_finite_points, check_points
 
-__all__ = ["CLUSTER_RATIO", "CUTOFF_LIMIT", "GAP_MIN", "MIXED_SHARE", "NEIGHBOURS_PER_DIM", "Curvature", "curvature",
-           "factor_jvp"]
+__all__ = ["CLUSTER_RATIO", "CUTOFF_LIMIT", "DERIVATIVE_EPS", "GAP_MIN", "MIXED_SHARE", "NEIGHBOURS_PER_DIM",
+           "Curvature", "curvature", "factor_jvp"]
 
 GAP_MIN = 1e-5
 """Points whose eigengap ``(λ_d − λ_{d+1}) / λ₁`` is at most this have no tangent projector to differentiate (a
@@ -60,6 +61,13 @@ pointwise dimension at more than this share of its points gets a warning: one ``
 batch drawn from parts of several dimensions mixes tangent and normal directions (tester J: a 1-D branch read
 |H| = 0.027 with a 1-D/2-D/3-D batch's d = 2, 0.127 with d = 1; closed form 0.172). The share leaves noise alone:
 a trained model read another dimension than its own at 5–11% of the points of a branch (tester J)."""
+
+DERIVATIVE_EPS = 1e-6
+"""The projector's derivative takes eigenvalues ``≤ DERIVATIVE_EPS · λ₁`` as 0 (``geometry.eigenpairs``' default),
+whatever ``rel_eps``: their eigenvectors come from ``A V Λ^{-1/2}`` with an error of ``eps · √(λ₁/λ_j)``, and
+taking ``λ_j`` as 0 changes ``II(·, e_i)`` by a relative ``λ_j / λ_i`` at most. ``rel_eps`` above it decides only
+the gap and dimension tests: a cut ``λ_j = c`` taken as 0 scaled ``II`` by ``1 − c`` (a unit sphere's field
+``(1 − c) P + c I`` read ``R = 2 (1 − c)²`` at ``rel_eps = 0.25``; truth 2)."""
 
 NEIGHBOURS_PER_DIM = 2
 """A `KNNCDC` whose kernel holds fewer than ``NEIGHBOURS_PER_DIM · (d + 1)`` effective neighbours ``(Σw)²/Σw²``
@@ -129,6 +137,8 @@ def factor_jvp(field, x: Tensor, directions: Tensor) -> Tensor:
     Raises:
         ValueError: ``directions`` of the wrong shape; a factor that changes with ``x`` but has no autograd graph
             from it (computed in NumPy, under ``torch.no_grad()``, or detached).
+        RuntimeError: a field whose tensors are inference tensors (built or loaded under
+            ``torch.inference_mode()``): autograd cannot save them for the double backward.
     """
     b, dim = x.shape
     if directions.ndim != 3 or directions.shape[:2] != (b, dim):
@@ -138,7 +148,16 @@ def factor_jvp(field, x: Tensor, directions: Tensor) -> Tensor:
     xs = x.detach().unsqueeze(1).expand(b, k, dim).reshape(b * k, dim).clone().requires_grad_(True)
     us = directions.detach().transpose(1, 2).reshape(b * k, dim).to(x.dtype).clone()
     with torch.enable_grad(), sdpa_kernel(SDPBackend.MATH):
-        A = field.factor(xs)
+        try:
+            A = field.factor(xs)
+        except RuntimeError as err:
+            if "Inference tensors cannot be saved for backward" not in str(err):
+                raise
+            raise RuntimeError(f"{type(field).__name__}: the field's tensors (a network's weights, a KNNCDC's data) "
+                               "were made under torch.inference_mode(), and autograd cannot differentiate through "
+                               "inference tensors, which the curvature's derivative of the factor needs; build or "
+                               "load the field (the LearnedDataManifold, model or KNNCDC) outside "
+                               "torch.inference_mode() (calling curvature inside it is fine)") from err
         pullback = None
         if A.requires_grad:
             probe = torch.zeros_like(A, requires_grad=True)
@@ -167,7 +186,10 @@ def curvature(field, x: Tensor, tangent_dim: int | None = None, *, rel_eps: floa
             has one, else the median pointwise dimension of the batch by the gap rule (SPEC §5). One ``d`` serves
             the whole batch (a warning when more than `MIXED_SHARE` of the points read another dimension). ``d = D``
             (data that fill ``R^D``) leaves no normal space: ``II = 0``, ``H = 0``, ``R = 0``.
-        rel_eps: eigenvalues ``≤ rel_eps · λ₁`` count as zero (`geometry.eigenpairs`), also in the eigengap.
+        rel_eps: eigenvalues ``≤ rel_eps · λ₁`` count as zero in the eigengap (``gap``, the NaN rows, the warnings):
+            a tangent eigenvalue cut by it leaves no projector. The projector's derivative uses the eigenvalues
+            themselves (SPEC §12; only those ``≤`` `DERIVATIVE_EPS` ``· λ₁`` as 0), so raising ``rel_eps`` to cut
+            a field's normal leakage does not bias ``II``.
 
     Returns:
         `Curvature`.
@@ -197,6 +219,7 @@ def curvature(field, x: Tensor, tangent_dim: int | None = None, *, rel_eps: floa
         TypeError / ValueError: ``field`` is not a field or has no low-rank factor; ``x`` is not ``(B, D)``
             floating point or not finite; ``tangent_dim`` is not an integer in ``1..min(r, D)``; the factor changes
             with ``x`` but autograd cannot differentiate it (`factor_jvp`).
+        RuntimeError: the field was built or loaded under ``torch.inference_mode()`` (`factor_jvp`).
     """
     if tangent_dim is None and getattr(field, "field", None) is not None:
         tangent_dim = getattr(field, "tangent_dim", None)  # a LearnedDataManifold's own
@@ -232,10 +255,13 @@ def curvature(field, x: Tensor, tangent_dim: int | None = None, *, rel_eps: floa
         raise ValueError(f"tangent_dim must be an integer in 1..{min(r, n)} (at most the factor's rank {r} and the "
                          f"ambient dimension {n}), got {dim!r}")
     _warn_about_the_kernel(field, x, dim)
-    U = pairs.vectors  # (B, D, r): zero columns for eigenvalues cut by rel_eps
-    lam = torch.where(U.abs().amax(dim=1) > 0, pairs.values, 0.0)  # (B, r) descending, the cut ones 0
+    lam = torch.where(pairs.vectors.abs().amax(dim=1) > 0, pairs.values, 0.0)  # (B, r) descending, cut ones 0
+    if rel_eps > DERIVATIVE_EPS:  # the derivative keeps the eigenvalues rel_eps cut (SPEC §12)
+        with torch.no_grad():
+            pairs = eigenpairs(A, rel_eps=DERIVATIVE_EPS)
+    U = pairs.vectors  # (B, D, r): zero columns only for eigenvalues ≤ DERIVATIVE_EPS · λ₁
     E = U[..., :dim]  # (B, D, d)
-    II = A.new_zeros(b, dim, dim, n) if dim == n else _second_form(field, x, A, lam, U, dim)  # d = D: no normal
+    II = A.new_zeros(b, dim, dim, n) if dim == n else _second_form(field, x, A, pairs.values, U, dim)  # d = D
     sym = 0.5 * (II + II.transpose(1, 2))
     diag = torch.diagonal(sym, dim1=1, dim2=2)  # (B, D, d): II(e_i, e_i)
     trace = diag.sum(-1)  # (B, D)

@@ -59,6 +59,7 @@ from torch import Tensor
 from .geometry import eigenpairs, intrinsic_dimension, projector_error, truncate_basis
 from .metrics.base import check_count, check_finite_points, check_scalar
 from .models import MetricModel
+from .torch_quirks import load_forward_ad
 
 __all__ = ["CHUNK_ELEMENTS", "ConsistencyReport", "DIMENSION_AGREEMENT", "GROWTH_THRESHOLD", "OUTSIDE_THRESHOLD",
            "TRUST_THRESHOLD", "consistency_reasons", "self_consistency"]
@@ -222,6 +223,7 @@ def _denoiser_jvp(model: MetricModel, x: Tensor, vectors: Tensor, sigma: float) 
     b, dim, k = vectors.shape
     xs = x.repeat_interleave(k, dim=0)  # (B·k, D), a fresh tensor (an expanded view breaks in-place ops)
     vs = vectors.transpose(1, 2).reshape(b * k, dim)
+    load_forward_ad()
     _, jv = torch.func.jvp(lambda y: model.denoise(y, sigma).reshape(b * k, dim), (xs,), (vs,))
     return jv.reshape(b, k, dim).transpose(1, 2)
 

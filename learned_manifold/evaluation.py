@@ -11,6 +11,7 @@ Nothing here trains or changes a field.
 
 from __future__ import annotations
 
+import operator
 import statistics
 import time
 from collections.abc import Callable
@@ -86,17 +87,31 @@ def lerp(x0: Tensor, x1: Tensor, n_points: int) -> Tensor:
     Args:
         x0: ``(B, D)`` or ``(D,)``.
         x1: same shape as ``x0``.
-        n_points: number of points, ``≥ 2``.
+        n_points: number of points, an integer ``≥ 2``.
 
     Returns:
         ``(B, n_points, D)`` (or ``(n_points, D)`` for ``(D,)`` inputs).
+
+    Raises:
+        ValueError: ``n_points`` is not an integer ``≥ 2`` (a bool is not one); ``x0`` and ``x1`` differ in shape.
     """
-    if n_points < 2:
-        raise ValueError(f"n_points counts both ends and must be >= 2, got {n_points}")
+    n_points = _check_integer(n_points, "n_points", 2, " (it counts both ends)")
     if x0.shape != x1.shape:
         raise ValueError(f"x0 and x1 must have the same shape, got {tuple(x0.shape)} and {tuple(x1.shape)}")
     t = torch.linspace(0.0, 1.0, n_points, dtype=x0.dtype, device=x0.device).unsqueeze(-1)
     return torch.lerp(x0.unsqueeze(-2), x1.unsqueeze(-2), t)
+
+
+def _check_integer(value: object, name: str, low: int, why: str = "") -> int:
+    """``value`` as an ``int`` after checking it is an integer (Python or NumPy; not a bool) ``>= low``; one
+    ``ValueError`` naming ``name`` otherwise (a float or ``None`` failed deep in torch or ``range``)."""
+    try:
+        number = operator.index(value) if not isinstance(value, bool) else None
+    except TypeError:
+        number = None
+    if number is None or number < low:
+        raise ValueError(f"{name} must be an integer >= {low}{why}, got {value!r}")
+    return number
 
 
 @full_precision
@@ -330,14 +345,17 @@ def time_per_query(fn: Callable[[Tensor], object], x: Tensor, *, repeats: int = 
     Args:
         fn: maps a ``(B, D)`` batch to anything (e.g. ``field.factor``).
         x: ``(B, D)`` queries.
-        repeats: timed calls, ``≥ 1``.
-        warmup: untimed calls first.
+        repeats: timed calls, an integer ``≥ 1``.
+        warmup: untimed calls first, an integer ``≥ 0``.
+
+    Raises:
+        ValueError: ``repeats`` or ``warmup`` is not an integer in range (a bool is not one).
 
     Returns:
         Seconds per query point.
     """
-    if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    repeats = _check_integer(repeats, "repeats", 1)
+    warmup = _check_integer(warmup, "warmup", 0)
     for _ in range(warmup):
         fn(x)
     times = []

@@ -26,6 +26,7 @@ scoring it as no feature change ("perfectly stable").
 
 from __future__ import annotations
 
+import hashlib
 import math
 import numbers
 import warnings
@@ -132,27 +133,30 @@ def sample_cometric(field: CoMetricField, x: Tensor, *, generator: torch.Generat
     """
     field = as_field(field)
     steps = _check_lanczos_steps(lanczos_steps, "lanczos_steps")
+    return _draw(field, x, lambda width: torch.randn(x.shape[0], width, generator=generator, dtype=x.dtype,
+                                                     device=x.device), steps)
 
-    def normal(*shape: int) -> Tensor:
-        return torch.randn(*shape, generator=generator, dtype=x.dtype, device=x.device)
 
+def _draw(field: CoMetricField, x: Tensor, normal: Callable[[int], Tensor], steps: int) -> Tensor:
+    """`sample_cometric`'s draw ``(B, D)`` at ``x`` ``(B, D)`` from standard normals ``normal(width)`` ``(B, width)``
+    (``width`` = the factor's rank ``r`` for a low-rank field, ``D`` otherwise) and ``steps`` Lanczos steps."""
     b, d = x.shape
     if isinstance(field, EuclideanMetric):
-        return normal(b, d)
+        return normal(d)
     with torch.no_grad():
         if field.low_rank:
             a = field.factor(x)
-            return (a @ normal(b, a.shape[-1], 1)).squeeze(-1)
+            return (a @ normal(a.shape[-1]).unsqueeze(-1)).squeeze(-1)
         if isinstance(field, SteinScoreMetric):
             s = field.score(x)
             ss = (s * s).sum(-1, keepdim=True)
             lam = field.lam
             c = torch.where(ss > 0, (1 - torch.rsqrt(1 + lam * ss)) / ss.clamp_min(torch.finfo(x.dtype).tiny),
                             torch.zeros_like(ss))
-            xi = normal(b, d)
+            xi = normal(d)
             return xi - c * s * (s * xi).sum(-1, keepdim=True)
     delta = float(field.delta)
-    xi = normal(b, d)
+    xi = normal(d)
     with torch.no_grad():
         return lanczos_sqrt(lambda w: field.apply(x, w) - delta * w if delta else field.apply(x, w), xi, steps)
 
@@ -194,7 +198,9 @@ def feature_stability(field: CoMetricField, x: Tensor, features: Callable[[Tenso
     feature change ``‖φ(x + δ) − φ(x)‖`` averaged. ``features`` maps ``(n, *data_shape)`` to ``(n, F)``
     (``data_shape`` defaults to flat; another output shape is refused). The same draws serve every ``ε``
     (common random numbers), so the curves of two fields differ by direction only. The draws leave out the field's
-    isotropic part ``δ`` (module docstring).
+    isotropic part ``δ`` (module docstring). ``seed`` (an integer in ``0..2⁶⁴ − 1``) and each point's own values
+    key its draws (`_point_normals`), so a point's ``per_point`` score does not depend on its place in the batch
+    or its batch mates (nor on the device).
 
     A zero draw (``G(x) = 0`` there, or an indefinite operator whose Ritz values are all clipped) has no
     direction: it is left out of its point's mean, counted in ``zero_samples`` and warned about; a point with
@@ -202,7 +208,7 @@ def feature_stability(field: CoMetricField, x: Tensor, features: Callable[[Tenso
 
     Raises:
         ValueError: every draw was zero (the score is undefined), ``lanczos_steps < 2``, or bad ``eps``,
-            ``x``, ``samples`` or ``data_shape``, or ``features`` returned another shape than ``(n, F)``.
+            ``x``, ``samples``, ``seed`` or ``data_shape``, or ``features`` returned another shape than ``(n, F)``.
     """
     field = as_field(field)
     samples = check_count(samples, "samples")
@@ -213,9 +219,10 @@ def feature_stability(field: CoMetricField, x: Tensor, features: Callable[[Tenso
     shape = tuple(data_shape) if data_shape is not None else (x.shape[1],)
     if math.prod(shape) != x.shape[1]:
         raise ValueError(f"data_shape {shape} has {math.prod(shape)} entries; x has D = {x.shape[1]}")
-    gen = torch.Generator(device=x.device).manual_seed(seed)
+    seed = check_count(seed, "seed", low=0, high=2**64 - 1)
+    steps = _check_lanczos_steps(lanczos_steps, "lanczos_steps")
     rows = x.repeat_interleave(samples, dim=0)
-    z = sample_cometric(field, rows, generator=gen, lanczos_steps=lanczos_steps)
+    z = _draw(field, rows, lambda width: _point_normals(x, samples, width, seed), steps)
     length = z.norm(dim=-1, keepdim=True)
     if bool((length == 0).all()):  # no direction anywhere: "no perturbation" would score as perfectly stable
         raise ValueError(f"the field's G(x) gave only zero samples ({z.shape[0]} (point, sample) pairs): it has no "
@@ -240,6 +247,27 @@ def feature_stability(field: CoMetricField, x: Tensor, features: Callable[[Tenso
     std = scored.std(-1) if scored.shape[-1] > 1 else torch.zeros_like(scored[:, 0])  # one point: no spread
     return FeatureStability(eps=eps, mean=scored.mean(-1).tolist(), std=std.tolist(), per_point=per_point,
                             zero_samples=zero)
+
+
+def _point_normals(x: Tensor, samples: int, width: int, seed: int) -> Tensor:
+    """``samples`` rows of ``width`` standard normals per point of ``x`` ``(B, D)``: ``(B · samples, width)`` in
+    ``x``'s dtype and device, the point's rows consecutive.
+
+    Each point's rows come from a CPU generator seeded by ``seed`` and a hash of the point's bytes (BLAKE2b), so a
+    point's draws do not depend on its position or batch mates (nor on the device); equal points get equal draws.
+    Measured on 2 CPU cores: about 10 µs per point over one generator for the whole batch (10,000 points, width
+    32: 0.11 s against 0.014 s; 1,000 points, width 784: no difference); a whole `feature_stability` call on 1,000
+    points (8 samples, 2 magnitudes) took 1.10–1.18 s against 1.01–1.03 s (KNNCDC on S², k = 32) and the same
+    within noise (Euclidean in R⁷⁸⁴, an MLP feature map): per-point reproducibility is worth that.
+    """
+    raw = x.detach().cpu().contiguous().view(torch.uint8).numpy()  # (B, D · itemsize): each point's bytes
+    key = seed.to_bytes(8, "little")
+    gen = torch.Generator()
+    out = torch.empty(x.shape[0], samples, width, dtype=x.dtype)
+    for i, point in enumerate(raw):
+        gen.manual_seed(int.from_bytes(hashlib.blake2b(point.tobytes(), digest_size=8, key=key).digest(), "little"))
+        torch.randn(samples, width, generator=gen, dtype=x.dtype, out=out[i])
+    return out.reshape(-1, width).to(x.device)
 
 
 def _features(features: Callable[[Tensor], Tensor], points: Tensor) -> Tensor:

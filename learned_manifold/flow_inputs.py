@@ -16,6 +16,48 @@ from .regularised import warn_uncentred
 
 __all__: list[str] = []
 
+# name -> whether the method is adaptive (takes rtol/atol) or fixed-step (takes a step size)
+FLOW_METHODS: dict[str, bool] = {
+    "dopri5": True,
+    "bosh3": True,
+    "adaptive_heun": True,
+    "dopri8": True,
+    "euler": False,
+    "midpoint": False,
+    "rk4": False,
+}
+
+
+def _check_landing(field: CoMetricField, landing: bool) -> None:
+    """``landing`` must be ``True`` or ``False`` (a ``TypeError`` as `LearnedDataManifold` gives: ``'no'``, ``nan``
+    and ``-1`` had switched landing on, ``None`` failed after the whole flow), and landing needs a low-rank field
+    with a landing projection (a ``ValueError`` naming the field)."""
+    if not isinstance(landing, bool):
+        raise TypeError(f"landing must be True or False, got {landing!r}")
+    if landing and not (field.can_project and field.low_rank):
+        raise ValueError(f"landing needs a low-rank field (its tangent space gives the normals to land along) "
+                         f"with a landing projection (a denoiser); {type(field).__name__} has "
+                         f"{'no low-rank factor' if field.can_project else 'none'}")
+
+
+def _check_solver(method: str, rtol: float, atol: float, step_size: float | None) -> bool:
+    """One error naming the option, before any work: an unknown ``method``; ``rtol``/``atol`` not finite numbers
+    > 0 (for every method: a fixed-step one does not use them, yet ``nan`` or ``'tight'`` is no tolerance); a
+    ``step_size`` not a finite number > 0, or given to an adaptive method, which chooses its own steps from
+    ``rtol``/``atol`` (torchdiffeq ignored it there). Returns whether the method is adaptive."""
+    if method not in FLOW_METHODS:
+        raise ValueError(f"unknown flow method {method!r}; valid names: {sorted(FLOW_METHODS)}")
+    for name, value in {"rtol": rtol, "atol": atol, "step_size": step_size}.items():
+        if value is None and name == "step_size":
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    if step_size is not None and FLOW_METHODS[method]:
+        fixed = [name for name, adaptive in FLOW_METHODS.items() if not adaptive]
+        raise ValueError(f"step_size applies to the fixed-step methods {fixed}; the adaptive method {method!r} "
+                         f"chooses its own steps from rtol/atol: leave step_size None, or choose a fixed-step method")
+    return FLOW_METHODS[method]
+
 
 def _field_of(manifold_or_field, caller: str) -> tuple[CoMetricField, tuple[int, ...] | None]:
     """The field and data shape of a manifold or field; warns for an uncentred field (`warn_uncentred`)."""

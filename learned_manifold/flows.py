@@ -18,28 +18,27 @@ import torch
 from torch import Tensor
 from torchdiffeq import odeint
 
-from .flow_inputs import _check_objective, _check_times, _field_of, _flatten, _solver_dtype
+from .flow_inputs import (
+    FLOW_METHODS,
+    _check_landing,
+    _check_objective,
+    _check_solver,
+    _check_times,
+    _field_of,
+    _flatten,
+    _solver_dtype,
+)
+from .flow_reports import STALL_SPEED, pair_reports
 from .geodesics import landing_rounding
 from .landing import normal_landing, warn_off_data
 from .metrics.base import CoMetricField
 from .precision import full_precision
 from .regularised import polyline_lengths, tangent_dim_of
 
-__all__ = ["FLOW_METHODS", "FlowResult", "gradient_flow", "interpolate", "polyline_lengths"]
+__all__ = ["FLOW_METHODS", "STALL_SPEED", "FlowResult", "gradient_flow", "interpolate", "polyline_lengths"]
 
 MAX_ADAPTIVE_STEPS = 2000
 """Most steps an adaptive method may take between two output times before the flow raises (never hangs)."""
-
-# name -> whether the method is adaptive (takes rtol/atol) or fixed-step (takes a step size)
-FLOW_METHODS: dict[str, bool] = {
-    "dopri5": True,
-    "bosh3": True,
-    "adaptive_heun": True,
-    "dopri8": True,
-    "euler": False,
-    "midpoint": False,
-    "rk4": False,
-}
 
 
 @dataclass
@@ -60,7 +59,7 @@ class FlowResult:
         euclidean_length: ``(B,)`` the Euclidean polyline length (a property, ``length`` by `GeodesicResult`'s name).
         reached: ``(B,)`` bool, `interpolate` only: ended within ``1.5 · stop_tol`` of the target (the flow
             brakes from ``2 · stop_tol`` and freezes at ``stop_tol``, so an adaptive solver may stop short of it),
-            or within the points' rounding (else all False).
+            or within the points' rounding, and the gap never grew on the way (else all False; see ``reason``).
         n_evals: number of velocity evaluations (network calls) used.
         gap_closed: ``(B,)``, `interpolate` only (else ``None``): ``1 − final_gap / initial_gap`` (1 for a pair that
             starts at its target).
@@ -71,8 +70,12 @@ class FlowResult:
             `learned_manifold.geodesics.geodesic` does. With landing also a pair whose flow still pulls but whose
             landed path moved less than `STALL_SPEED` times the remaining gap per unit time over the last output
             interval: the landing undoes the flow.
-        reason: per pair, ``"reached"``, ``"stalled: …"`` (with the relative end speed) or ``"out of time: …"``
-            (still moving at ``t_end``: raise ``t_end``); `interpolate` only (else ``None``).
+        reason: per pair, ``"reached"``, ``"solver error: …"``, ``"stalled: …"`` (with the relative end speed) or
+            ``"out of time: …"`` (still moving at ``t_end``: raise ``t_end``); `interpolate` only (else ``None``).
+            A solver error: the gap grew along the path by more than ``max(stop_tol, rounding)``, which the exact
+            flow never does (``d/dt ½‖x − x₁‖² = −(x − x₁)ᵀ(G + δI)(x − x₁) ≤ 0``; with landing, within an output
+            interval), so the path is wrong, e.g. off the data: tighten ``rtol``/``atol`` (or a smaller
+            ``step_size``); a longer ``t_end`` made it worse. Such a pair is neither reached nor stalled.
 
     Example:
         >>> import torch
@@ -100,29 +103,13 @@ class FlowResult:
         return self.length
 
 
-STALL_SPEED = 1e-2
-"""`interpolate`: a pair not reached whose end speed is below this fraction of its remaining gap has stalled."""
-
-
 def _integrate(field: CoMetricField, velocity: Callable[[Tensor], Tensor], x0: Tensor, times: Tensor, *,
                method: str, rtol: float, atol: float, step_size: float | None, landing: bool,
                project: Callable[[Tensor], Tensor] | None = None) -> Tensor:
     """Integrate ``ẋ = velocity(x)`` on the output grid; with landing, land after every interval (by
     ``project``, default one normal-only step `landing.normal_landing`: a caller integrating other coordinates
-    gives its own)."""
-    if method not in FLOW_METHODS:
-        raise ValueError(f"unknown flow method {method!r}; valid names: {sorted(FLOW_METHODS)}")
-    if landing and not (field.can_project and field.low_rank):
-        raise ValueError(f"landing needs a low-rank field (its tangent space gives the normals to land along) "
-                         f"with a landing projection (a denoiser); {type(field).__name__} has "
-                         f"{'no low-rank factor' if field.can_project else 'none'}")
+    gives its own). The caller has checked the settings (`flow_inputs._check_solver`, `_check_landing`)."""
     adaptive = FLOW_METHODS[method]
-    tolerances = {"rtol": rtol, "atol": atol} if adaptive else {}
-    for name, value in {**tolerances, "step_size": step_size}.items():
-        if value is None and name == "step_size":
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-            raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     if x0.shape[0] == 0:  # an empty batch: empty paths, nothing to integrate
         return x0.new_zeros(0, len(times), x0.shape[1])
     options = {"max_num_steps": MAX_ADAPTIVE_STEPS} if adaptive else {
@@ -193,11 +180,13 @@ def gradient_flow(
         x0: ``(B, *data_shape)`` or ``(B, D)`` start points (a single ``(D,)`` point is accepted).
         t_end: flow time; n_points: output times ``linspace(0, t_end, n_points)``.
         method: a name in `FLOW_METHODS` (adaptive ones use ``rtol``/``atol``, which apply to the deviation from
-            the start in units of the field's `length_scale`, so the same in any units and at any position; fixed
-            ones ``step_size``,
+            the start in units of the field's `length_scale`, so the same in any units and at any position, and
+            choose their own steps: a ``step_size`` is refused; fixed ones ``step_size``,
             default one output interval; ``"euler"`` is Riemannian gradient descent with ``η = step_size``: the
             returned points are its iterates where the output interval ``t_end / (n_points − 1)`` is a multiple
-            of ``η``, and torchdiffeq's linear interpolation between iterates at other output times).
+            of ``η``, and torchdiffeq's linear interpolation between iterates at other output times). ``rtol`` and
+            ``atol`` are checked for every method (finite numbers > 0), though fixed-step ones do not use them.
+            An adaptive method's step size is shared by the whole batch: see `interpolate` on batch independence.
         landing: after every output interval, land on the data by one normal-only step of the field's denoiser
             (`landing.normal_landing`, SPEC §5: the normal part of ``x̂(x, σ) − x`` only, the normals those of
             the manifold's ``tangent_dim``, else the gap rule's); needs a low-rank field with a denoiser.
@@ -211,8 +200,10 @@ def gradient_flow(
 
     Raises:
         TypeError, ValueError: before any work, for bad points, ``n_points < 2``, ``t_end`` not finite and > 0,
-            an unknown ``method``, ``landing`` on a field without a projection or a low-rank factor, or ``f(x0)``
-            not of shape ``(B,)`` or not depending on the points (a constant, or computed from ``x.detach()``).
+            an unknown ``method``, ``rtol``/``atol``/``step_size`` not finite numbers > 0, a ``step_size`` with
+            an adaptive method, ``landing`` not ``True``/``False`` or on a field without a projection or a
+            low-rank factor, or ``f(x0)`` not of shape ``(B,)`` or not depending on the points (a constant, or
+            computed from ``x.detach()``).
         ValueError: the flow became NaN or inf: ``f`` or its gradient is not finite somewhere along it (every
             solver; adaptive ones would otherwise fail with torchdiffeq's "underflow in dt").
 
@@ -230,7 +221,9 @@ def gradient_flow(
         (True, True)
     """
     _check_times(t_end, n_points)
+    _check_solver(method, rtol, atol, step_size)
     field, data_shape = _field_of(manifold, "gradient_flow")
+    _check_landing(field, landing)
     flat0 = _flatten(x0, data_shape, field.dim, "x0")
     _check_objective(f, flat0)
     counter = [0]
@@ -296,21 +289,33 @@ def interpolate(
         manifold: a `LearnedDataManifold` or any `CoMetricField`.
         x0, x1: ``(B, *data_shape)``/``(B, D)`` batches of pairs (or single points).
         t_end, n_points, method, rtol, atol, step_size, landing: as in `gradient_flow`, but the solver works on
-            each pair's deviation ``(x − x₁)/‖x₀ − x₁‖``: ``rtol`` and ``atol`` are relative to each pair's initial
-            gap, so pairs of any scale get the same accuracy, alone or in a batch. Landing carries the ends'
-            offsets from the landing map's image, blended by the fraction of the gap closed (SPEC §6, as for
-            geodesics), so ``x0 = x1`` stays put and a data point ``x1`` can be reached; each landing is one
+            each pair's deviation ``(x − x₁)/‖x₀ − x₁‖``: ``rtol`` and ``atol`` are in units of each pair's initial
+            gap, so a pair 1e-4 apart is solved as finely as one 100 apart. Keep ``atol`` well below the stopping
+            radius ``stop_tol / ‖x₀ − x₁‖`` (1% by default; the default atol is 1e-3 of it): on a k-NN S² with
+            ``t_end = 16`` the gap grew by more than ``stop_tol`` (a solver error: `FlowResult`'s ``reason``) on 5
+            of 200 paths with ``atol = 1e-3`` and 45 with 1e-2 (71 reached, 168 with the default). Landing carries
+            the ends' offsets from the landing map's image, blended by the fraction of the gap closed (SPEC §6, as
+            for geodesics), so ``x0 = x1`` stays put and a data point ``x1`` can be reached; each landing is one
             normal-only step (`landing.normal_landing`), so it does not move the path along the data.
 
+    Batch independence: a fixed-step method (``"euler"``, ``"midpoint"``, ``"rk4"``) takes the same steps for a
+    pair alone or in a batch, so its path depends on the batch only through the field's own rounding. An adaptive
+    method (the default ``"dopri5"``) chooses one step size for the whole batch from an error norm over all pairs,
+    so a pair's path alone and in a batch differ by up to the solver's error, which can be many times
+    ``rtol · gap``: 75× (1.5e-2 on a gap of 1.9) for one pair beside 999 short ones on a k-NN circle, a field only
+    piecewise smooth; ~1e-4 of the gap on a smooth field. For batch-independent paths solve the pairs one at a
+    time, or use a fixed-step method.
+
     Returns:
-        `FlowResult` with ``final_gap = ‖x(t_end) − x₁‖``, ``reached = final_gap ≤ 1.5·stop_tol``, the fraction
-        of the gap closed, and which pairs stalled and why (``stalled``, ``reason``). An empty batch gives empty
-        results.
+        `FlowResult` with ``final_gap = ‖x(t_end) − x₁‖``, ``reached = final_gap ≤ 1.5·stop_tol`` (unless the
+        solver erred: the gap grew on the way), the fraction of the gap closed, and which pairs stalled and why
+        (``stalled``, ``reason``). Every field is a plain tensor (no autograd graph, even for ends that require
+        grad). An empty batch gives empty results.
 
     Raises:
         TypeError, ValueError: before any work, for bad points, ``n_points < 2``, ``t_end`` not finite and > 0,
-            ``stop_tol`` not finite and > 0, an unknown ``method``, or ``landing`` on a field without a projection
-            or a low-rank factor.
+            ``stop_tol`` not finite and > 0, and as `gradient_flow` for ``method``, ``rtol``, ``atol``,
+            ``step_size`` and ``landing``.
         ValueError: the flow became NaN or inf (the field is not finite along it).
 
     Under ``torch.inference_mode()`` and for half-precision points as `gradient_flow`.
@@ -330,7 +335,9 @@ def interpolate(
         True
     """
     _check_times(t_end, n_points)
+    adaptive = _check_solver(method, rtol, atol, step_size)
     field, data_shape = _field_of(manifold, "interpolate")
+    _check_landing(field, landing)
     flat0 = _flatten(x0, data_shape, field.dim, "x0")
     flat1 = _flatten(x1, data_shape, field.dim, "x1").to(flat0)
     if flat0.shape != flat1.shape:
@@ -340,7 +347,7 @@ def interpolate(
                                  or not math.isfinite(stop_tol) or stop_tol <= 0):
         raise ValueError(f"stop_tol must be a finite number > 0 or None (1% of each pair's gap), got {stop_tol!r}")
     dtype, work = flat0.dtype, _solver_dtype(flat0.dtype)  # the points' and the solver's (at least float32)
-    flat0, flat1 = flat0.to(work), flat1.to(work)
+    flat0, flat1 = flat0.detach().to(work), flat1.detach().to(work)  # every result a plain tensor (gap_closed too)
 
     def apply(x: Tensor, w: Tensor) -> Tensor:  # the field sees points of their own dtype
         return field.apply(x.to(dtype), w.to(dtype)).to(work)
@@ -348,7 +355,8 @@ def interpolate(
     gap0 = (flat1 - flat0).norm(dim=-1, keepdim=True)
     tol = 0.01 * gap0 if stop_tol is None else torch.full_like(gap0, stop_tol)
     # The solver works on each pair's deviation from its target in units of its initial gap, y = (x − x₁)/gap₀:
-    # rtol and atol then mean the same for a pair 1e-4 apart as for one 100 apart, whatever else is in the batch.
+    # rtol and atol then mean the same for a pair 1e-4 apart as for one 100 apart (the step size is still shared
+    # by the batch: see the docstring).
     unit = torch.where(gap0 > 0, gap0, torch.ones_like(gap0))
     counter = [0]
 
@@ -359,30 +367,39 @@ def interpolate(
         return -brake * apply(x, y)  # (G + δI)(x − x₁) / gap₀
 
     project = None
-    if landing and field.can_project and field.low_rank and flat0.shape[0]:
+    rise = torch.zeros_like(gap0.squeeze(-1))  # with landing: how far the flow itself pushed each gap up
+    if landing and flat0.shape[0]:
         # Landing carries each end's own offset from the landing map's image, blended by the fraction of the gap
         # closed (as the geodesics do, SPEC §6): data points are not fixed points of the denoiser (a point of a
         # curved manifold lies ~dσ²/2R off its image), so plain landing would move x0 = x1 and never reach x1.
         # Each landing is one normal-only step (`landing.normal_landing`): a full denoiser step also moved the
         # path along the data, once per output interval, and froze it short of x1 (SPEC §5).
-        offset0 = flat0 - field.project(flat0.to(dtype)).to(work)
-        offset1 = flat1 - field.project(flat1.to(dtype)).to(work)
+        with torch.no_grad():
+            offset0 = flat0 - field.project(flat0.to(dtype)).to(work)
+            offset1 = flat1 - field.project(flat1.to(dtype)).to(work)
         tangent_dim = tangent_dim_of(manifold)
+        last = [(gap0 > 0).to(work).squeeze(-1)]  # |y| at the start of the output interval: 1 (0 for x0 = x1)
 
         def project(y: Tensor) -> Tensor:
+            # the landing may move the gap either way; the flow within the interval must not raise it
+            rise.add_(((y.norm(dim=-1) - last[0]) * unit.squeeze(-1)).clamp_min(0))
             x = flat1 + unit * y
             s = (1 - y.norm(dim=-1, keepdim=True)).clamp(0, 1)
             s = torch.where(gap0 > 0, s, torch.ones_like(s))
             offset = (1 - s) * offset0 + s * offset1
-            landed = normal_landing(field, x.to(dtype), offset.to(dtype), tangent_dim).to(work)
-            return (landed - flat1) / unit
+            landed = (normal_landing(field, x.to(dtype), offset.to(dtype), tangent_dim).to(work) - flat1) / unit
+            last[0] = landed.norm(dim=-1)
+            return landed
 
     times = torch.linspace(0.0, t_end, n_points, dtype=work, device=flat0.device)
     with torch.no_grad():
         y = _integrate(field, velocity, (flat0 - flat1) / unit, times, method=method, rtol=rtol, atol=atol,
                        step_size=step_size, landing=landing, project=project)
+        if not landing:  # the gap's growth above its running minimum, in the solver's own coordinates
+            norms = y.norm(dim=-1)
+            rise = (norms - norms.cummin(dim=1).values).amax(dim=1) * unit.squeeze(-1)
         path = (flat1.unsqueeze(1) + unit.unsqueeze(1) * y).to(dtype)
-        flat0, flat1, gap0, tol, times = (t.to(dtype) for t in (flat0, flat1, gap0, tol, times))
+        flat0, flat1, gap0, tol, times, rise = (t.to(dtype) for t in (flat0, flat1, gap0, tol, times, rise))
         if path.shape[0]:
             path[:, 0] = flat0  # exactly, not through the change of coordinates
         gap = (path[:, -1] - flat1).norm(dim=-1)
@@ -391,26 +408,16 @@ def interpolate(
         # 1): a few ulps of the points; with landing the landing map's own rounding, as for geodesics
         floor = (landing_rounding(field, flat1, flat1) if landing
                  else 4 * torch.finfo(gap.dtype).eps * flat1.norm(dim=-1))
-        reached = (gap <= 1.5 * tol.squeeze(-1)) | (gap <= floor)
         end = path[:, -1]
         speed = field.apply(end, end - flat1).norm(dim=-1) if end.shape[0] else gap
         moved = (end - path[:, -2]).norm(dim=-1) / (times[-1] - times[-2])  # over the last interval, landed
     g0 = gap0.squeeze(-1)
     closed = torch.where(g0 > 0, 1 - gap / g0.clamp_min(torch.finfo(g0.dtype).tiny), torch.ones_like(gap))
     rel_speed, rel_moved = (v / gap.clamp_min(torch.finfo(gap.dtype).tiny) for v in (speed, moved))
-    # with landing, a path whose flow still pulls but which no longer moves: the landing undoes the flow
-    undone = ~reached & (rel_speed >= STALL_SPEED) & (rel_moved < STALL_SPEED) & landing
-    stalled = ~reached & (rel_speed < STALL_SPEED) | undone
-    reason = [
-        "reached" if r else (
-            f"stalled: the landing undoes the flow (over the last output interval the path moved {m:.2g}× the "
-            f"remaining gap per unit time, against a flow speed of {v:.2g}×); a longer t_end does not help, "
-            "landing=False or a geodesic may" if u
-            else f"stalled: end speed {v:.2g}× the remaining gap; the rest of the gap is normal to the data" if st
-            else f"out of time: still moving at t_end (speed {v:.2g}× the remaining gap); raise t_end")
-        for r, st, u, v, m in zip(reached.tolist(), stalled.tolist(), undone.tolist(), rel_speed.tolist(),
-                                  rel_moved.tolist(), strict=True)
-    ]
+    remedy = (f"tighten rtol/atol (now {rtol:g}/{atol:g}, in units of the pair's initial gap)" if adaptive
+              else f"use a smaller step_size (now {step_size or float(times[1] - times[0]):g})")
+    reached, stalled, reason = pair_reports(gap=gap, stop_tol=tol.squeeze(-1), floor=floor, rise=rise,
+                                            rel_speed=rel_speed, rel_moved=rel_moved, landing=landing, remedy=remedy)
     res = _result(path, times, gap, euclid, metric, reached, counter[0], x0, data_shape)
     single = x0.ndim == 1  # as in _result
     res.gap_closed, res.stalled = (closed[0], stalled[0]) if single else (closed, stalled)

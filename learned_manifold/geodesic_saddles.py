@@ -35,10 +35,12 @@ def refute_saddles(problem: _Energy, v: Tensor, claimed: Tensor, spec: GeodesicM
                    tol: float, rtol: float) -> tuple[Tensor, Tensor, int]:
     """Which ``claimed`` minima a kick refutes, and the lower paths it found there.
 
-    Each claimed pair's whitened interior ``v`` ``(B, m, D)`` is moved by ``s · r``, ``r`` standard normal from a
-    generator seeded with 0 (the result is deterministic), ``s`` such that no interior point moves farther than
-    `SADDLE_KICK` segments; then ``min(steps, SADDLE_STEPS)`` iterations of ``spec`` follow. A pair whose energy
-    ends more than ``rtol`` (relatively) below its claimed energy was not at a minimum.
+    Each claimed pair's whitened interior ``v`` ``(B, m, D)`` is moved by ``s · r``, ``r`` ``(m, D)`` standard normal
+    from a generator seeded with 0, the same draw for every pair (so a pair's kick, and its path, depend on the pair
+    alone, not on its batch mates or its position in the batch; the result is deterministic), ``s`` such that no
+    interior point moves farther than `SADDLE_KICK` segments; then ``min(steps, SADDLE_STEPS)`` iterations of
+    ``spec`` follow. A pair whose energy ends more than ``rtol`` (relatively) below its claimed energy was not at a
+    minimum.
 
     Returns:
         ``(v, refuted, iterations)``: ``v`` with the refuted pairs' lower coordinates put in, ``(B,)`` bool.
@@ -50,8 +52,8 @@ def refute_saddles(problem: _Energy, v: Tensor, claimed: Tensor, spec: GeodesicM
     sub = problem.subset(idx)
     start = v[idx]
     before = sub.value(start)
-    gen = torch.Generator().manual_seed(0)
-    r = torch.randn(start.shape, generator=gen, dtype=torch.float64).to(start)
+    gen = torch.Generator().manual_seed(0)  # one draw (m, D), the same for every pair: no pair sees its batch mates
+    r = torch.randn(start.shape[1:], generator=gen, dtype=torch.float64).to(start).expand_as(start)
     move = torch.einsum("ij,bjd->bid", sub.whiten, r).norm(dim=-1).amax(-1)  # in straight segments h
     scale = SADDLE_KICK * mean_segment(sub, start) / move.clamp_min(1e-30)
     kicked, _, done = spec.solve(sub, start + scale.view(-1, 1, 1) * r, steps=min(steps, SADDLE_STEPS), lr=lr,

@@ -167,10 +167,17 @@ class _Energy:
     def subset(self, idx: Tensor) -> _Energy:
         """The problem of the pairs ``idx`` ``(k,)`` alone: the same field, landing, offsets and normalisation."""
         sub = copy.copy(self)
+        sub.field = self.pairs_field(idx)
         for name in ("x0", "x1", "base", "h", "initial", "norm", "gamma"):
             setattr(sub, name, getattr(self, name)[idx])
         sub.offsets = None if self.offsets is None else self.offsets[idx]
         return sub
+
+    def pairs_field(self, idx: Tensor | None = None) -> CoMetricField:
+        """The field of the pairs ``idx`` (all for ``None``): a field with one ``δ`` per pair
+        (`regularised.Regularised`) picks theirs, so each pair's energy is its own."""
+        pick = getattr(self.field, "for_pairs", None)
+        return self.field if idx is None or pick is None else pick(idx)
 
     def interior(self, v: Tensor, idx: Tensor | None = None) -> Tensor:
         base, h = (self.base, self.h) if idx is None else (self.base[idx], self.h[idx])
@@ -189,13 +196,13 @@ class _Energy:
     def value(self, v: Tensor, idx: Tensor | None = None) -> Tensor:
         """Each pair's energy ``(B,)`` (no gradient; fields that differentiate internally still may)."""
         with torch.enable_grad():
-            return segment_energies(self.field, self.path(v.detach(), idx)).sum(-1).detach()
+            return segment_energies(self.pairs_field(idx), self.path(v.detach(), idx)).sum(-1).detach()
 
     def value_and_grad(self, v: Tensor, idx: Tensor | None = None) -> tuple[Tensor, Tensor]:
         norm = self.norm if idx is None else self.norm[idx]
         with torch.enable_grad():
             v = v.detach().requires_grad_(True)
-            energy = segment_energies(self.field, self.path(v, idx)).sum(-1)
+            energy = segment_energies(self.pairs_field(idx), self.path(v, idx)).sum(-1)
             (grad,) = torch.autograd.grad((energy / norm).sum(), v)
         return energy.detach(), grad
 

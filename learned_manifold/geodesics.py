@@ -46,7 +46,7 @@ from .geodesic_init import (
     landing_path,
     resample,
 )
-from .geodesic_inputs import _as_points, _check_count, _check_positive, _given_path, _shaped
+from .geodesic_inputs import _as_points, _autograd_ready, _check_count, _check_positive, _given_path, _shaped
 from .geodesic_saddles import solve_verified
 from .geodesic_solvers import (
     GEODESIC_METHODS,
@@ -104,7 +104,9 @@ class GeodesicResult:
             A ``"graph"`` start whose pairs' ends the data graph does not join (separate clusters) is the straight
             line: ``"linear"`` when that holds for every pair, with a `geodesic_init.DisconnectedDataWarning`
             naming the pairs either way.
-        delta: the isotropic part the solver added to ``G`` for its energy (`regularising_delta`; 0 if none).
+        delta: the isotropic part the solver added to ``G`` for its energy: by default one per pair, ``(B,)``
+            (`regularising_delta`, from the pair's own ends, so a pair's path does not depend on its batch mates;
+            0 where none); the float ``delta`` given to `geodesic`, for every pair, where one was given.
 
     Example:
         >>> import torch
@@ -126,7 +128,7 @@ class GeodesicResult:
     steps: int
     method: str
     init: str = "linear"
-    delta: float = 0.0
+    delta: Tensor | float = 0.0
 
 
 LANDING_NOISE = 1e3
@@ -162,8 +164,10 @@ def _named_path(field: CoMetricField, name: str, x0: Tensor, x1: Tensor, n: int)
     if name == "graph":
         holder = graph_holder(field)
         if holder is None:
-            raise ValueError(f"init='graph' needs a field that holds its data (KNNCDC, or VAEPullbackMetric given "
-                             f"codes), not {type(field).__name__}")
+            raise ValueError(f"init='graph' needs a field that holds data to build its neighbour graph from: a "
+                             "KNNCDC, a LearnedCDC whose model stores landmarks or built with data=points, or a "
+                             f"VAEPullbackMetric built with codes=; this {type(field).__name__} holds none: give it "
+                             "data, or use init='landing' or 'linear'")
         path, joined = graph_paths(holder, x0, x1, n)
         if not bool(joined.all()):  # ends in different components of the data graph: the straight line
             cut = (~joined).nonzero().flatten().tolist()
@@ -221,7 +225,9 @@ def geodesic(
     all pairs still running through one batched ``field.metric`` call; gradients flow through the field by
     autograd (``torch.autograd.grad``, so the field's own parameters get no ``.grad``). Works under
     ``torch.no_grad()`` and ``torch.inference_mode()`` (it runs under ``inference_mode(False)`` on copies of the
-    points; the results are normal tensors).
+    points; the results are normal tensors), also with a field built or loaded inside it (then on a copy of the
+    field with normal tensors, `geodesic_inputs._autograd_ready`: autograd cannot differentiate through inference
+    tensors; the copy costs the field's memory once more).
 
     Starts (``init``), see `learned_manifold.geodesic_init`: a straight line through empty space is where
     data-driven fields carry no information, so the default ``"auto"`` starts on the data:
@@ -275,7 +281,8 @@ def geodesic(
         method: a key of `GEODESIC_METHODS`: ``"lbfgs"`` (batched per-pair L-BFGS, the default) or ``"adam"``.
         delta: isotropic part ``δ`` added to a low-rank field's ``G`` (on top of the field's own) for the energy
             only (`regularising_delta`); refused for fields without a factor.
-            ``None`` (default): ``10⁻³ λ₁`` (``λ₁`` the mean top eigenvalue of ``G`` at the ends) for a low-rank
+            ``None`` (default): per pair, ``10⁻³ λ₁`` (``λ₁`` the mean top eigenvalue of ``G`` at the pair's two
+            ends: a pair's path does not depend on its batch mates; ``GeodesicResult.delta`` ``(B,)``) for a low-rank
             field with ``δ = 0``, whose metric is otherwise the pseudo-inverse of ``G``: every direction outside
             the range of ``A`` costs nothing, and the energy is minimised by paths that leave the data (measured on
             8×8 blob images with rank 4: "converged" paths 10–15 off the data, of metric length 10⁻⁴); ``0``
@@ -285,7 +292,8 @@ def geodesic(
         `GeodesicResult` with ``path`` ``(B, T, D)`` and per-pair energy, metric and Euclidean lengths.
 
     Raises:
-        TypeError: if no co-metric field can be found, for non-tensor points, or a non-integer count.
+        TypeError: if no co-metric field can be found, for non-tensor points, a non-integer count, or a ``landing``
+            that is not a bool or ``None``.
         ValueError: for an unknown ``method`` or ``init``, ``n_points < 2``, ``steps < 0``, ``lr ≤ 0``, ``tol < 0``,
             ``verify_tol ≤ 0`` (or not finite), ``landing=True`` on a field without a landing projection, NaN or
             inf points, bad shapes, or an ``init`` path whose ends are not ``x0``, ``x1``.
@@ -315,6 +323,8 @@ def geodesic(
     steps = _check_count(steps, "steps", 0)
     if n_points is not None:
         n_points = _check_count(n_points, "n_points (both ends included)", 2)
+    if landing is not None and not isinstance(landing, (bool, np.bool_)):  # bool('no') is True
+        raise TypeError(f"landing must be True, False or None (the default, chosen by the start), got {landing!r}")
     if isinstance(init, str) and init not in INIT_NAMES:
         raise ValueError(f"init must be one of {INIT_NAMES} or a tensor path, got {init!r}")
     field = as_field(field_or_manifold)
@@ -330,6 +340,7 @@ def geodesic(
     check_points(x0, field.dim, "x0")
     check_points(x1, field.dim, "x1")
     warn_uncentred(field, "geodesic")
+    field = _autograd_ready(field)  # a field built under torch.inference_mode(): a copy with normal tensors
     x1 = x1.to(x0)
     tol = max(spec.tol, 10.0 * torch.finfo(x0.dtype).eps) if tol is None else tol
     verify_tol = min(VERIFY_TOL_MAX, max(1e-6, 1e3 * tol)) if verify_tol is None else verify_tol
@@ -343,25 +354,25 @@ def geodesic(
             init = init.reshape(*init.shape[:init.ndim - len(data_shape)], -1)  # a path in the data's shape
         path0, used = _given_path(init, x0, x1, n_points, single), "path"
     if x0.shape[0] == 0:
-        empty = _empty(path0, method, used, single)
+        empty = _empty(path0, method, used, path0.new_zeros(0) if delta is None else check_delta(delta))
         if shaped:
             empty.path = empty.path.reshape(*empty.path.shape[:-1], *data_shape)
         return empty
     if landing is None:  # on for a landing start, and for a graph start on a field with a denoiser
         landing = used == "landing" or (chosen == "graph" and denoises(field))
     landing = bool(landing)
-    delta = regularising_delta(field, x0, x1) if delta is None else check_delta(delta)
+    delta = regularising_delta(field, x0, x1) if delta is None else check_delta(delta)  # default: (B,), per pair
     own = reporting_metric(field, tangent_dim_of(field_or_manifold))  # δ = 0 low-rank: the learned tangent bundle
     if landing and not field.can_project:  # the user's field, before any `Regularised` wrapper
         raise ValueError(f"landing=True needs a field with a landing projection (a denoiser); {type(field).__name__} "
                          "has none: leave landing out")
     # ends off the data: offsets measured from their landed points (`geodesic_init.landing_anchors`)
     anchors = landing_anchors(field, x0, x1, tangent_dim_of(field_or_manifold)) if landing else None
-    if delta > 0:
+    if bool(torch.as_tensor(delta).gt(0).any()):
         if not field.low_rank:
             raise ValueError(f"delta regularises low-rank fields (G = AAᵀ) only; {type(field).__name__} has no "
                              "factor: leave delta out, or give it to the field itself")
-        field = Regularised(field, field.delta + delta)
+        field = Regularised(field, field.delta + delta)  # a default δ per pair: on a field with δ = 0
 
     start = _Energy(field, x0, x1, path0, landing=landing, anchors=anchors)
     initial = start.initial  # of the start as the solver sees it
@@ -402,14 +413,15 @@ def geodesic(
     if shaped:  # points given in the manifold's data shape: the path comes back in it
         result.path = result.path.reshape(*result.path.shape[:2], *data_shape)
     if single:
-        for name in ("path", "energy", "length", "euclidean_length", "initial_energy", "converged"):
+        names = ["path", "energy", "length", "euclidean_length", "initial_energy", "converged"]
+        for name in names + (["delta"] if isinstance(delta, Tensor) else []):
             setattr(result, name, getattr(result, name).squeeze(0))
     return result
 
 
-def _empty(path0: Tensor, method: str, used: str, single: bool) -> GeodesicResult:
+def _empty(path0: Tensor, method: str, used: str, delta: Tensor | float) -> GeodesicResult:
     """The result for an empty batch: ``(0, T, D)`` paths and ``(0,)`` scores."""
     z = path0.new_zeros(0)
     return GeodesicResult(path=path0, energy=z, length=z, euclidean_length=z, initial_energy=z,
                           converged=torch.zeros(0, dtype=torch.bool, device=path0.device), steps=0, method=method,
-                          init=used)
+                          init=used, delta=delta)

@@ -25,12 +25,14 @@ NaN row (e.g. from a NaN gradient) stays NaN in that row and leaves the other ro
 Cost: for low-rank fields the manifold evaluates the factor (and, for ``δ = 0``, its eigenpairs) once per point
 and reuses it across the calls an optimiser step makes at that point (``egrad2rgrad``, ``component_inner``,
 ``retr``, and ``transp`` at the new point, where the next step starts; with landing, the last landing iterate
-provides it): a one-entry cache holding a private copy of the point, hit only by a query of equal values
-(``torch.equal``, so in-place edits such as ``x.data.add_()`` can never read a stale factor) to a field in the
-same state (the same parameter and buffer tensors, none changed in place since: ``load_state_dict``, an optimiser
-step on the network or a k-NN field's new data make the next query compute afresh; a write through
-``tensor.data``, which bypasses the version counter, is not seen), used only under ``torch.no_grad()`` (as in
-geoopt's ``step``).
+provides it): a one-entry cache of a private copy of the point, hit only by a query of equal values
+(``torch.equal``: in-place edits such as ``x.data.add_()`` never read a stale factor) to a field in the same state,
+used only under ``torch.no_grad()`` (as in geoopt's ``step``). The state is what the key reads
+(`learned_manifold.manifold_cache`): the field's parameters and buffers and its own tensor attributes (the same
+tensors, none changed in place since: ``load_state_dict`` or an optimiser step on the network compute afresh), and
+its own plain attributes (``sigma``, ``k``, ``centred``, ``precision``, ...). A custom field must keep the state
+its factor depends on there, or call `LearnedDataManifold.clear_cache` after changing other state (a list or dict
+attribute, a submodule's plain attribute, a write through ``tensor.data``). Pickles and copies leave it out.
 
 Every public method runs outside any autocast the caller has on (`learned_manifold.precision.full_precision`):
 float32 points give float32 answers, the same as outside autocast.
@@ -38,10 +40,9 @@ float32 points give float32 answers, the same as outside autocast.
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
-import weakref
+import warnings
 
 import geoopt
 import torch
@@ -49,6 +50,7 @@ from torch import Tensor
 
 from .geometry import Eigenpairs, eigenpairs, intrinsic_dimension, lowrank_apply, lowrank_inner, spectral_apply
 from .landing import land
+from .manifold_cache import cache_entry, cache_hit, field_settings
 from .metrics.base import CoMetricField, as_points, check_count, check_scalar
 from .metrics.knn import KNNCDC
 from .metrics.learned import LearnedCDC
@@ -76,7 +78,8 @@ class LearnedDataManifold(geoopt.Manifold):
         tangent_dim: for ``δ = 0`` (and for landing's normal space), the top-``d`` eigenvectors, ``d`` at most
             ``D`` and the factor's rank ``r`` (checked here where the field tells its rank, a `LearnedCDC`'s or a
             `KNNCDC`'s ``k``, else at the first query); ``None`` uses each point's gap-rule dimension (SPEC §5),
-            which is scale-free and needs no threshold.
+            which is scale-free and needs no threshold. With ``δ > 0`` and no landing it acts only in `curvature`
+            and the flows' and geodesics' ``landing=True`` (a warning says so).
         landing_tol: landing stops when the normal correction is below ``landing_tol · σ`` (plus the rounding
             floor ``64 ε |x|_∞`` of the dtype).
         landing_steps: the most landing iterations; points that have not converged by then raise.
@@ -143,7 +146,7 @@ class LearnedDataManifold(geoopt.Manifold):
         self.ndim = len(self.data_shape)
         if tangent_dim is not None:
             if not field.low_rank:
-                raise ValueError(f"tangent_dim applies to low-rank fields only; {type(field).__name__} has no factor")
+                raise ValueError(f"tangent_dim applies to low-rank fields only; {_not_low_rank(field)}")
             check_count(tangent_dim, "tangent_dim", high=field.dim)
             rank = field.k if isinstance(field, KNNCDC) else getattr(field, "rank", None)  # (LearnedCDC's)
             if isinstance(rank, int) and tangent_dim > rank:
@@ -153,13 +156,17 @@ class LearnedDataManifold(geoopt.Manifold):
             raise TypeError(f"landing must be True or False, got {landing!r}")
         if landing and not (field.can_project and field.low_rank):
             raise ValueError(f"landing needs a low-rank field (its tangent space gives the normals to land along) "
-                             f"with a landing projection (a denoiser); {type(field).__name__} has "
-                             f"{'no low-rank factor' if field.can_project else 'none'}")
-        self.landing = landing
-        self.tangent_dim = tangent_dim
+                             f"with a landing projection (a denoiser); "
+                             f"{_not_low_rank(field) if field.can_project else type(field).__name__ + ' has none'}")
+        self.landing, self.tangent_dim = landing, tangent_dim
         self.landing_tol = check_scalar(landing_tol, "landing_tol")
         self.landing_steps = check_count(landing_steps, "landing_steps")
         self._cache: dict | None = None
+        if tangent_dim is not None and field.delta > 0 and not landing:
+            warnings.warn(f"tangent_dim = {tangent_dim} does not change inner, norm, proju, egrad2rgrad, retr or "
+                          f"transp: with delta = {field.delta:.3g} > 0 and landing=False every vector is tangent and "
+                          f"the metric is (G + delta I)^-1 on all of R^D; it acts only in curvature(M, x) and in the "
+                          f"landing of gradient_flow, interpolate and geodesic with landing=True", stacklevel=2)
 
     # -- shapes -------------------------------------------------------------------------------------------
     @property
@@ -209,52 +216,31 @@ class LearnedDataManifold(geoopt.Manifold):
                              f"{type(self.field).__name__} returns: its tangent spaces have at most {rank} dimensions")
 
     def _cached(self, xf: Tensor) -> dict:
-        """One cache entry: a private copy of the point, the field's bandwidth, the factor, its eigenpairs.
-
-        A query hits only when its values equal the copy's (``torch.equal``: exact, not probabilistic, and
-        blind to identity and version counters, which ``x.data.add_()`` does not bump). geoopt's step computes
-        the factor at the new point for ``transp`` and then copies the new point into the parameter, so the
-        next step's ``egrad2rgrad`` finds it here instead of running the network again.
-        """
+        """The cache entry for ``xf`` (`manifold_cache`): geoopt's step computes the factor at the new point for
+        ``transp``, then copies it into the parameter; the next step's ``egrad2rgrad`` finds it here."""
         if torch.is_grad_enabled():
             return {"A": self.field.factor(xf), "pairs": None}
-        entry = self._cache
-        if entry is not None:
-            point = entry["point"]
-            if (point.shape == xf.shape and point.dtype == xf.dtype and point.device == xf.device
-                    and self._same_field_state(entry) and torch.equal(point, xf)):
-                return entry
-        self._cache = self._cache_entry(xf, self.field.factor(xf))
+        if not cache_hit(self.field, self._cache, xf):
+            self._cache = self._cache_entry(xf, self.field.factor(xf))
         return self._cache
 
     def _cache_entry(self, xf: Tensor, A: Tensor, pairs: Eigenpairs | None = None) -> dict:
-        """A cache entry for the flat points ``xf`` ``(B, D)`` with factor ``A`` ``(B, D, r)``: a private copy of
-        the point, the field's settings and the state of its tensors (`_same_field_state`)."""
-        tensors = [*self.field.parameters(), *self.field.buffers()]
-        versions = None if any(t.is_inference() for t in tensors) else [t._version for t in tensors]
-        return {"point": xf.detach().clone(), "settings": self.field_settings(), "A": A, "pairs": pairs,
-                "tensors": [weakref.ref(t) for t in tensors], "versions": versions}
+        """A cache entry for the flat points ``xf`` ``(B, D)`` with factor ``A`` ``(B, D, r)`` (`cache_entry`)."""
+        return cache_entry(self.field, xf, A, pairs)
 
-    def _same_field_state(self, entry: dict) -> bool:
-        """Whether the field is as it was when ``entry`` was made: the same settings, and the same parameter and
-        buffer tensors (identity: a replaced tensor, e.g. `KNNCDC.load_state_dict`'s new data, misses) none of
-        which has changed in place since (its version counter, which ``load_state_dict``'s ``copy_`` and
-        optimiser steps bump). Inference tensors have no version counter: a field holding one never hits."""
-        if entry["settings"] != self.field_settings() or entry["versions"] is None:
-            return False
-        tensors = [*self.field.parameters(), *self.field.buffers()]
-        if len(tensors) != len(entry["tensors"]):
-            return False
-        return all(ref() is t and not t.is_inference() and t._version == version
-                   for t, ref, version in zip(tensors, entry["tensors"], entry["versions"], strict=True))
+    def clear_cache(self) -> None:
+        """Drop the cached factor: needed only after changing field state the cache key does not read (module
+        docstring), e.g. a list or dict attribute of a custom field or a plain attribute of one of its submodules."""
+        self._cache = None
 
     def field_settings(self) -> tuple:
-        """The field's public settings that change its factor (``sigma``, and a k-NN field's ``k`` and
-        ``centred``) and the dtype and device of its weights (``M.double()`` casts the network): a cache entry
-        made under other values is not used."""
-        weights = next(itertools.chain(self.field.parameters(), self.field.buffers()), None)
-        held = None if weights is None else (weights.dtype, weights.device)
-        return (*(getattr(self.field, name, None) for name in ("sigma", "k", "centred")), held)
+        """The field's plain settings the cache key reads (`manifold_cache.field_settings`: ``sigma``, ``k``,
+        ``centred``, ``precision``, ..., and the dtype and device of its weights)."""
+        return field_settings(self.field)
+
+    def __getstate__(self) -> dict:
+        """The state without the cache (weak references: unpicklable); ``pickle``/``copy.deepcopy`` compute afresh."""
+        return {**super().__getstate__(), "_cache": None}
 
     def _check_shape(self, shape: tuple[int, ...], name: str) -> tuple[bool, str | None]:
         if tuple(shape[len(shape) - self.ndim:]) != self.data_shape or len(shape) < self.ndim:
@@ -452,6 +438,13 @@ class LearnedDataManifold(geoopt.Manifold):
     def extra_repr(self) -> str:
         return (f"data_shape={self.data_shape}, delta={self.delta:.3g}, landing={self.landing}, "
                 f"field={type(self.field).__name__}")
+
+
+def _not_low_rank(field: CoMetricField) -> str:
+    """Why ``field`` gives no low-rank factor: it implements none, or does not declare the one it implements."""
+    if field._has_own("factor"):
+        return f"{type(field).__name__} implements factor() but does not set low_rank = True (set it on the class)"
+    return f"{type(field).__name__} has no factor"
 
 
 def _require_tensors(**tensors: object) -> None:

@@ -56,10 +56,14 @@ def _check_group(manifold: geoopt.Manifold, params: Iterable) -> None:
 
 
 class _BoundGroups:
-    """``add_param_group`` checks a new group's parameters against the bound manifold before adding it (the
-    constructor's groups are checked by `_bind`)."""
+    """``add_param_group`` checks a new group's options (`_check_options`, as the constructor's) and its parameters
+    against the bound manifold before adding it (the constructor's groups are bound by `_bind`); torch's
+    constructor adds its groups through it, so every group's options are checked."""
 
     def add_param_group(self, param_group: dict) -> None:
+        if isinstance(param_group, dict):  # (else torch's own TypeError)
+            given = {k: v for k, v in param_group.items() if k in _OPTION_CHECKS}
+            _check_options(f"parameter group {len(getattr(self, 'param_groups', []))}: ", **given)
         manifold = getattr(self, "_default_manifold", None)
         params = param_group["params"]
         if manifold is not None and not isinstance(params, set):  # (a set: torch's own TypeError)
@@ -73,13 +77,47 @@ def _manifold_of(optimizer: torch.optim.Optimizer, p: torch.Tensor) -> geoopt.Ma
     return p.manifold if isinstance(p, geoopt.ManifoldTensor) else optimizer._default_manifold
 
 
-def _check_options(*, lr: float, stabilize: int | None, **nonnegative: float) -> None:
-    """One clear error for an optimiser option out of range, before geoopt sees it."""
-    check_scalar(lr, "lr", allow_zero=True)
-    for name, value in nonnegative.items():
-        check_scalar(value, name, allow_zero=True)
-    if stabilize is not None:
-        check_count(stabilize, "stabilize")
+def _check_flag(value: object, name: str) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+
+
+def _check_momentum(value: object, name: str) -> None:
+    check_scalar(value, name, allow_zero=True)
+    if value >= 1:
+        raise ValueError(f"{name} must be < 1, got {value}")
+
+
+def _check_betas(value: object, name: str) -> None:
+    if not (isinstance(value, (tuple, list)) and len(value) == 2
+            and all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in value)):
+        raise ValueError(f"{name} must be two numbers in [0, 1), got {value!r}")
+
+
+def _check_stabilize(value: object, name: str) -> None:
+    if value is not None:
+        check_count(value, name)
+
+
+# each option of either optimiser, with its check (given the value and the name to report)
+_OPTION_CHECKS: dict[str, Callable[[object, str], object]] = {
+    "lr": lambda v, n: check_scalar(v, n, allow_zero=True),
+    "momentum": _check_momentum,
+    "dampening": lambda v, n: check_scalar(v, n, allow_zero=True),
+    "weight_decay": lambda v, n: check_scalar(v, n, allow_zero=True),
+    "eps": lambda v, n: check_scalar(v, n, allow_zero=True),
+    "nesterov": _check_flag,
+    "amsgrad": _check_flag,
+    "betas": _check_betas,
+    "stabilize": _check_stabilize,
+}
+
+
+def _check_options(where: str = "", **options: object) -> None:
+    """One clear error for an optimiser option out of range or of the wrong type, before geoopt sees it: the
+    constructor's options (``where`` empty) and each parameter group's own (``where`` naming the group)."""
+    for name, value in options.items():
+        _OPTION_CHECKS[name](value, where + name)
 
 
 class RiemannianSGD(_BoundGroups, geoopt.optim.RiemannianSGD):
@@ -112,10 +150,8 @@ class RiemannianSGD(_BoundGroups, geoopt.optim.RiemannianSGD):
     def __init__(self, params: Iterable, *, manifold: geoopt.Manifold | None = None, lr: float,
                  momentum: float = 0.0, dampening: float = 0.0, weight_decay: float = 0.0,
                  nesterov: bool = False, stabilize: int | None = None):
-        _check_options(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+        _check_options(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay, nesterov=nesterov,
                        stabilize=stabilize)
-        if momentum >= 1:
-            raise ValueError(f"momentum must be < 1, got {momentum}")
         super().__init__(params, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                          nesterov=nesterov, stabilize=stabilize)
         _bind(self, manifold)
@@ -213,10 +249,7 @@ class RiemannianAdam(_BoundGroups, geoopt.optim.RiemannianAdam):
             reasons = "; ".join(f"{k}={unsupported[k]!r}: {_IGNORED_BY_GEOOPT_ADAM[k]}" for k in bad)
             raise ValueError(f"RiemannianAdam: geoopt's RiemannianAdam ignores {', '.join(bad)}, so it is refused "
                              f"rather than silently doing something else ({reasons})")
-        _check_options(lr=lr, eps=eps, weight_decay=weight_decay, stabilize=stabilize)
-        if not (isinstance(betas, (tuple, list)) and len(betas) == 2
-                and all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in betas)):
-            raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
+        _check_options(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, stabilize=stabilize)
         unknown = sorted(set(unsupported) - set(_IGNORED_BY_GEOOPT_ADAM))
         if unknown:
             raise TypeError(f"unexpected options {unknown}")

@@ -75,7 +75,16 @@ def native_bf16(device: str | torch.device) -> bool:
     return False
 
 
-_AUTOCAST_DEVICES = ("cpu", "cuda", "xpu", "mps")
+def _autocast_devices(candidates: tuple[str, ...] = ("cpu", "cuda", "xpu", "mps")) -> tuple[str, ...]:
+    """The device types of ``candidates`` this torch has autocast for: torch 2.4 has none for MPS, and
+    ``torch.is_autocast_enabled("mps")`` raises there instead of answering False."""
+    available = getattr(torch.amp, "is_autocast_available", None)
+    if available is None:  # older than any torch this package supports: the two every release knows
+        return tuple(device for device in candidates if device in ("cpu", "cuda"))
+    return tuple(device for device in candidates if available(device))
+
+
+_AUTOCAST_DEVICES = _autocast_devices()
 _F = TypeVar("_F", bound=Callable)
 
 

@@ -1,9 +1,9 @@
 """The regularised metric geodesics are solved in (SPEC §5, §6): a low-rank field with ``δ = 0`` has a singular
-metric, so `geodesic` adds ``δ = 10⁻³ λ₁`` by default (`regularising_delta`) and solves in ``G = AAᵀ + δI``
-(`Regularised`); lengths and energies are reported in the metric of the field's learned tangent bundle
-(`TangentBundle`, SPEC §5's ``δ = 0`` geometry, with a `LearnedDataManifold`'s ``tangent_dim`` where it sets one),
-or in the field's own metric for other fields (`reporting_metric`, `polyline_lengths`). `warn_uncentred`: the
-paths' warning for a field that is not mean-centred (SPEC §2)."""
+metric, so `geodesic` adds ``δ = 10⁻³ λ₁`` by default, one per pair from its own ends (`regularising_delta`), and
+solves in ``G = AAᵀ + δI`` (`Regularised`); lengths and energies are reported in the metric of the field's learned
+tangent bundle (`TangentBundle`, SPEC §5's ``δ = 0`` geometry, with a `LearnedDataManifold`'s ``tangent_dim`` where
+it sets one), or in the field's own metric for other fields (`reporting_metric`, `polyline_lengths`).
+`warn_uncentred`: the paths' warning for a field that is not mean-centred (SPEC §2)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from .geodesic_solvers import path_energy
-from .geometry import eigenpairs, intrinsic_dimension, spectral_apply
+from .geometry import eigenpairs, intrinsic_dimension, lowrank_apply, lowrank_solve, spectral_apply
 from .metrics.base import CoMetricField, as_field
 from .precision import full_precision
 
@@ -47,16 +47,23 @@ def tangent_dim_of(field_or_manifold: object) -> int | None:
 
 
 @full_precision
-def regularising_delta(field: CoMetricField, x0: Tensor, x1: Tensor) -> float:
-    """The default ``δ`` of `geodesic`: ``10⁻³ λ₁`` for a low-rank field with ``δ = 0`` (``λ₁``: the mean top
-    eigenvalue of ``G`` at the ends ``x0``, ``x1`` ``(B, D)``), so the normal directions cost ``10³`` times the
-    tangent ones instead of nothing; ``0.0`` for other fields (their ``δ`` or their full-rank metric decides)."""
-    if not field.low_rank or field.delta > 0:
-        return 0.0
+def regularising_delta(field: CoMetricField, x0: Tensor, x1: Tensor) -> Tensor:
+    """The default ``δ`` of `geodesic`, one per pair: ``(B,)`` ``10⁻³ λ₁`` for a low-rank field with ``δ = 0``
+    (``λ₁``: the mean top eigenvalue of ``G`` at the pair's own ends ``x0[b]``, ``x1[b]``, of ``(B, D)``), so the
+    normal directions cost ``10³`` times the tangent ones instead of nothing; zeros for other fields (their ``δ``
+    or their full-rank metric decides), and ``0`` for a pair whose ends give no finite positive ``λ₁``.
+
+    Per pair, so that a pair's metric, and its geodesic, do not depend on its batch mates (one batch-wide mean
+    let a pair where ``λ₁ = 100`` cut a unit sphere's arc short by 1%)."""
+    zero = x0.new_zeros(x0.shape[0])
+    if not field.low_rank or field.delta > 0 or x0.shape[0] == 0:
+        return zero
     with torch.no_grad():
-        top = eigenpairs(field.factor(torch.cat([x0, x1]))).values[:, 0]
-    top = top[torch.isfinite(top)]
-    return 1e-3 * float(top.mean()) if top.numel() and float(top.mean()) > 0 else 0.0
+        top = eigenpairs(field.factor(torch.cat([x0, x1]))).values[:, 0].reshape(2, -1).to(zero)
+    finite = torch.isfinite(top)
+    count = finite.sum(0)
+    mean = torch.where(finite, top, torch.zeros_like(top)).sum(0) / count.clamp_min(1)
+    return torch.where((count > 0) & (mean > 0), 1e-3 * mean, zero)
 
 
 def check_delta(delta: object) -> float:
@@ -66,20 +73,59 @@ def check_delta(delta: object) -> float:
 
 
 class Regularised(CoMetricField):
-    """A low-rank ``field`` with ``δ`` added: ``G = AAᵀ + δI`` by `lowrank_apply`/`lowrank_solve` (SPEC §5); its
-    landing projection, bandwidths and start paths are the field's own."""
+    """A low-rank ``field`` with ``δ`` added: ``G = AAᵀ + δI`` (SPEC §5); its landing projection, bandwidths and
+    start paths are the field's own.
+
+    ``delta`` is a float (`lowrank_apply`/`lowrank_solve`), or a tensor ``(P,)`` of one ``δ`` per pair of paths
+    (`regularising_delta`): ``apply`` and ``metric`` then take points ``(P·k, D)`` grouped pair by pair, ``k``
+    consecutive rows per pair, as `geodesic_solvers.segment_energies` flattens the ``(P, T − 1)`` segments of ``P``
+    paths; `for_pairs` gives the field of some of the pairs."""
 
     low_rank = True
 
-    def __init__(self, field: CoMetricField, delta: float):
+    def __init__(self, field: CoMetricField, delta: float | Tensor):
         super().__init__()
-        self.inner_field, self.delta = field, float(delta)
+        self.inner_field = field
+        self.delta = delta.detach() if isinstance(delta, Tensor) else float(delta)
         self.dim, self.centred = field.dim, field.centred
 
     def factor(self, x: Tensor, **kwargs) -> Tensor:
         return self.inner_field.factor(x, **kwargs)
 
-    # apply and metric: `CoMetricField`'s, from the factor with this δ (`lowrank_apply`, `lowrank_solve`)
+    def for_pairs(self, idx: Tensor) -> Regularised:
+        """The field of the pairs ``idx`` ``(k,)`` alone (their ``δ``; the same field for a float ``δ``)."""
+        return Regularised(self.inner_field, self.delta[idx]) if isinstance(self.delta, Tensor) else self
+
+    def _row_delta(self, x: Tensor) -> Tensor:
+        """``(N,)``: each row's ``δ`` for points ``(N, D)``, ``N`` a multiple of the pairs ``P``."""
+        pairs, rows = self.delta.shape[0], x.shape[0]
+        if pairs == 0 or rows % pairs:
+            raise ValueError(f"Regularised with one delta per pair ({pairs} pairs) needs points grouped pair by "
+                             f"pair, a multiple of {pairs} rows; got {rows}")
+        return self.delta.to(device=x.device, dtype=x.dtype).repeat_interleave(rows // pairs)
+
+    @full_precision
+    def apply(self, x: Tensor, w: Tensor) -> Tensor:
+        """``(AAᵀ + δI) w``: ``(N, D)``, ``(N, D)`` → ``(N, D)`` (class docstring: ``δ`` per pair)."""
+        if not isinstance(self.delta, Tensor):
+            return super().apply(x, w)
+        return lowrank_apply(self.factor(x), w) + self._row_delta(x).unsqueeze(-1) * w
+
+    @full_precision
+    def metric(self, x: Tensor, v: Tensor) -> Tensor:
+        """``(AAᵀ + δI)^{-1} v``: ``(N, D)``, ``(N, D)`` → ``(N, D)``. With ``δ`` per pair, by the scaling
+        ``(AAᵀ + δI)^{-1} = δ^{-1} (A'A'ᵀ + I)^{-1}``, ``A' = A / √δ`` (the same Woodbury solve row by row);
+        rows with ``δ = 0`` get the pseudo-inverse (`lowrank_solve`)."""
+        if not isinstance(self.delta, Tensor):
+            return super().metric(x, v)
+        a, delta = self.factor(x), self._row_delta(x)
+        positive = delta > 0
+        scale = torch.where(positive, delta, torch.ones_like(delta))
+        out = lowrank_solve(a / scale.sqrt().view(-1, 1, 1), v, 1.0) / scale.unsqueeze(-1)
+        if not bool(positive.all()):
+            rows = (~positive).nonzero().squeeze(-1)
+            out = out.index_copy(0, rows, lowrank_solve(a[rows], v[rows]).to(out))
+        return out
 
     def project(self, x: Tensor, **kwargs) -> Tensor:
         return self.inner_field.project(x, **kwargs)

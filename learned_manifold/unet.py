@@ -36,7 +36,7 @@ from .mlp import SigmaEmbedding
 __all__ = ["FUSED_ATTENTION_MIN_TOKENS", "MAX_LEVELS", "MAX_MULT", "MAX_RES_BLOCKS", "UNET_PRESETS", "UNet",
            "unet_preset"]
 
-MAX_LEVELS = 8  # resolution levels (len(channel_mult)); FFHQ 256² uses 6
+MAX_LEVELS = 8  # resolution levels (len(channel_mult)); the presets use up to 4
 MAX_MULT = 64  # largest channel multiplier
 FUSED_ATTENTION_MIN_TOKENS = 1024  # attention over fewer pixels runs the math kernel (see `_Attention`)
 MAX_RES_BLOCKS = 8  # residual blocks per level (guided diffusion uses 2 to 4); bounds the meta-device build time
@@ -94,9 +94,10 @@ class _Attention(nn.Module):
     tokens are many. Those kernels have neither a forward-mode derivative (PyTorch issues 117629, 128971) nor a
     second derivative, which the geometry needs (JVPs through the denoiser for the score Jacobian and the
     self-consistency check, SPEC §7 and §12). So the math kernel runs below `FUSED_ATTENTION_MIN_TOKENS` tokens
-    (every preset attends at 16×16 or less: a ``T × T`` matrix of 256² entries per head is cheap) and under
-    forward-mode AD; above it, with a fused kernel, reverse-over-reverse derivatives are not available, so
-    `learned_manifold.curvature` (a double-backward pass) selects the math kernel itself (``sdpa_kernel``).
+    (every preset but ffhq256, which attends at 32×32, attends at 16×16 or less: a ``T × T`` matrix of 256²
+    entries per head is cheap) and under forward-mode AD; above it, with a fused kernel, reverse-over-reverse
+    derivatives are not available, so `learned_manifold.curvature` (a double-backward pass) selects the math
+    kernel itself (``sdpa_kernel``).
     """
 
     def __init__(self, c: int, groups: int, head_channels: int):
@@ -285,26 +286,37 @@ class UNet(nn.Module):
         return out.reshape(B, k, self.dim).transpose(1, 2)
 
 
-# Named settings; the parameter counts are in `unet_preset`'s docstring (and checked by the tests).
+# Named settings; the parameter counts are in `unet_preset`'s docstring (and checked by the tests). The paper's four
+# follow its configs/{mnist,cifar10,celeba,ffhq}.yaml (jacobbamb/metric-matching): its attention_resolutions are
+# downsample rates 2^level, and heads are matched by ``head_channels`` (1 head where the paper sets none, 4 of 64
+# channels on CIFAR-10). What differs from the paper's network is listed in `unet_preset` and SPEC §9.
 UNET_PRESETS: dict[str, dict] = {
     # CPU-sized: trains in minutes on images up to 32×32 (e.g. scikit-learn's 8×8 digits).
     "small": {"data_shape": (1, 8, 8), "rank": 16, "arch_kwargs": {
         "channels": 32, "channel_mult": (1, 2), "num_res_blocks": 1, "attention_levels": (),
         "mid_attention": True, "emb_dim": 128}},
-    # Paper (SPEC §9): 64 channels, 2 residual blocks per level, multipliers (1, 2, 2), attention at 7×7.
+    # Paper configs/mnist.yaml: 64 channels, 2 residual blocks per level, (1, 2, 2), attention at rate 4 (7×7).
     "mnist": {"data_shape": (1, 28, 28), "rank": 100, "arch_kwargs": {
         "channels": 64, "channel_mult": (1, 2, 2), "num_res_blocks": 2, "attention_levels": (2,),
-        "mid_attention": True, "emb_dim": 256, "groups": 32}},
-    # Guided-diffusion spirit: 128 channels, attention at 16×16 and 8×8.
+        "mid_attention": True, "head_channels": 128, "dropout": 0.0, "emb_dim": 256, "groups": 32,
+        "out_bias": True}},
+    # Paper configs/cifar10.yaml: 128 channels, (1, 2, 2, 2), attention at rate 2 (16×16), 64-channel heads,
+    # dropout 0.1.
     "cifar10": {"data_shape": (3, 32, 32), "rank": 100, "arch_kwargs": {
-        "channels": 128, "channel_mult": (1, 2, 2, 2), "num_res_blocks": 2, "attention_levels": (1, 2),
-        "mid_attention": True, "emb_dim": 512, "groups": 32}},
+        "channels": 128, "channel_mult": (1, 2, 2, 2), "num_res_blocks": 2, "attention_levels": (1,),
+        "mid_attention": True, "head_channels": 64, "dropout": 0.1, "emb_dim": 512, "groups": 32,
+        "out_bias": True}},
+    # Paper configs/celeba.yaml: 64 channels, 3 residual blocks per level, (1, 2, 2, 2), attention at rates 4, 8.
     "celeba64": {"data_shape": (3, 64, 64), "rank": 128, "arch_kwargs": {
-        "channels": 128, "channel_mult": (1, 2, 2, 4), "num_res_blocks": 2, "attention_levels": (2, 3),
-        "mid_attention": True, "emb_dim": 512, "groups": 32}},
+        "channels": 64, "channel_mult": (1, 2, 2, 2), "num_res_blocks": 3, "attention_levels": (2, 3),
+        "mid_attention": True, "head_channels": 128, "dropout": 0.0, "emb_dim": 256, "groups": 32,
+        "out_bias": True}},
+    # Paper configs/ffhq.yaml: 128 channels, (1, 2, 2, 4), attention_resolutions [8, 16]; only rate 8 (32×32) is a
+    # level of this 4-level network, so attention runs there alone (and in the middle block), as in the paper.
     "ffhq256": {"data_shape": (3, 256, 256), "rank": 256, "arch_kwargs": {
-        "channels": 128, "channel_mult": (1, 1, 2, 2, 4, 4), "num_res_blocks": 2, "attention_levels": (4, 5),
-        "mid_attention": True, "emb_dim": 512, "groups": 32}},
+        "channels": 128, "channel_mult": (1, 2, 2, 4), "num_res_blocks": 2, "attention_levels": (3,),
+        "mid_attention": True, "head_channels": 512, "dropout": 0.0, "emb_dim": 512, "groups": 32,
+        "out_bias": True}},
 }
 
 
@@ -315,22 +327,39 @@ def unet_preset(name: str) -> dict:
     rank and ``data_shape`` the image size the preset was made for (any size works). Tuples of ``arch_kwargs``
     are returned as lists, so the dict equals its own JSON round trip (a model file stores them as lists).
 
-    Presets (SPEC §9; dropout 0 and self-attention in the middle block throughout; ``emb_dim`` = 4 × channels as
-    in guided diffusion, except "small"; attention at the listed resolutions of the preset's image size):
+    Presets (SPEC §9). The paper's four take channels, multipliers, residual blocks per level, attention
+    resolutions, attention heads, dropout, rank and the output bias from its ``configs/*.yaml``; every preset has
+    self-attention in the middle block and ``emb_dim`` = 4 × channels as in guided diffusion (except "small"):
 
-    ========  ===============  ====  ========  ============  =========  ==========  ========================
-    name      data_shape       rank  channels  channel_mult  res/level  attention   factor-net parameters
-    ========  ===============  ====  ========  ============  =========  ==========  ========================
-    small     (1, 8, 8)        16    32        (1, 2)        1          none        709,152
-    mnist     (1, 28, 28)      100   64        (1, 2, 2)     2          7×7         6,995,968
-    cifar10   (3, 32, 32)      100   128       (1, 2, 2, 2)  2          16², 8²     39,919,104
-    celeba64  (3, 64, 64)      128   128       (1, 2, 2, 4)  2          16², 8²     77,921,792
-    ffhq256   (3, 256, 256)    256   128       1,1,2,2,4,4   2          16², 8²     124,885,888
-    ========  ===============  ====  ========  ============  =========  ==========  ========================
+    ========  ===============  ====  ========  ============  =========  ==========  =======  ==========  ==========
+    name      data_shape       rank  channels  channel_mult  res/level  attention   dropout  parameters  paper's
+    ========  ===============  ====  ========  ============  =========  ==========  =======  ==========  ==========
+    small     (1, 8, 8)        16    32        (1, 2)        1          none        0        709,152     --
+    mnist     (1, 28, 28)      100   64        (1, 2, 2)     2          7×7         0        6,996,068   6,527,112
+    cifar10   (3, 32, 32)      100   128       (1, 2, 2, 2)  2          16²         0.1      38,601,004  36,089,048
+    celeba64  (3, 64, 64)      128   64        (1, 2, 2, 2)  3          16², 8²     0        13,372,096  12,508,672
+    ffhq256   (3, 256, 256)    256   128       (1, 2, 2, 4)  2          32²         0        77,046,528  73,615,744
+    ========  ===============  ====  ========  ============  =========  ==========  =======  ==========  ==========
 
-    Parameter counts are of ``UNet(data_shape, rank, **arch_kwargs)`` at the preset's own shape and rank,
-    counted with this code; they depend on ``C`` and the rank only through the output convolution
-    (``9 · channels · k · C`` weights). The denoiser (``k = 1``) of a centred model is about as large again.
+    Heads: one per attention layer (``head_channels`` at least the width), four of 64 channels on cifar10, as in the
+    paper. ffhq256: the paper's ``attention_resolutions: [8, 16]`` name downsample rates, and rate 16 is not a level
+    of its four-level network, so only 32² attends. Parameter counts are of ``UNet(data_shape, rank,
+    **arch_kwargs)`` at the preset's own shape and rank, counted with this code; they depend on ``C`` and the rank
+    only through the output convolution (``9 · channels · k · C`` weights). The denoiser (``k = 1``) of a centred
+    model is about as large again. "paper's" is the paper's ``UNetModel`` with the same config, counted from its
+    code. The networks still differ, on purpose or for lack of an option:
+
+    - σ conditioning: FiLM here (a scale and a shift after each block's second GroupNorm: the embedding's
+      projection has twice the outputs); the paper adds the embedding once (``use_scale_shift_norm=False``).
+    - σ embedding: sinusoidal features of ``log σ`` (33 inputs, `SigmaEmbedding`); the paper's guided-diffusion
+      ``timestep_embedding`` of raw σ (``channels`` inputs). Both then a 2-layer SiLU MLP of width ``emb_dim``.
+      These two account for the counts' difference, with the paper's two output biases (its convolution's and
+      ``out_bias``) against one here.
+    - Output initialisation: here the output convolution starts small and random (``head_std``) and the output
+      bias at zero; the paper zero-initialises the convolution and draws its output bias with std 10⁻³.
+    - Training (not the network; SPEC §9): the paper's CIFAR-10 run is uncentred with uniform σ on [0.02, 5], its
+      MNIST run adds ``N(0, 0.1²)`` noise to the data, σ is in the paper's pixel units (SPEC §1), and its
+      gradient clip at 1.0 acts on a loss 4D² times smaller than this library's (SPEC §3).
     """
     if not isinstance(name, str) or name not in UNET_PRESETS:
         raise ValueError(f"unknown UNet preset {name!r:.60}; valid: {sorted(UNET_PRESETS)}")

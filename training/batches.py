@@ -24,7 +24,9 @@ _F32 = torch.finfo(torch.float32)
 
 
 def split_rows(n: int, n_val: int, seed: int) -> tuple[Tensor, Tensor]:
-    """``(train_rows, val_rows)``: a seeded permutation of ``range(n)``; at most a fifth is held out."""
+    """``(train_rows, val_rows)``: a seeded permutation of ``range(n)``; ``min(n_val, n // 5)`` rows are held out
+    (`TrainConfig.val_points` is capped silently: 500 asked of 600 points hold out 120; the model file records the
+    counts, ``num_val_points`` and ``num_train_points``)."""
     n_val = min(n_val, n // 5)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return perm[n_val:], perm[:n_val]
@@ -84,7 +86,7 @@ class TrainingRows:
 
     Args:
         data: ``(N, *shape)`` tensor, or an `ArraySource` (streamed when it is not in memory).
-        val_points, seed, batch_size: from the `TrainConfig`.
+        val_points, seed, batch_size: from the `TrainConfig` (at most ``N // 5`` held out: `split_rows`).
         device: where the loop runs; rank, world: the DDP setting.
         workers: `DataLoader` worker processes for a streamed source (0: read in the main process).
 

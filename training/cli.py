@@ -25,6 +25,7 @@ import shlex
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
@@ -36,6 +37,7 @@ from learned_manifold.precision import PRECISIONS
 from learned_manifold.unet import UNET_PRESETS
 
 from . import cli_show, vae_cli
+from .cli_console import compile_cache_hint, out_of_memory, sigterm_as_interrupt, tolerant_stdout
 from .cli_data import add_layout_arg, as_num_points, point_count, read_data
 from .config import BACKBONE_CHOICES, TRAIN_INPUT_SCALINGS, TrainConfig
 from .info import run_info
@@ -90,7 +92,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                         "else the MLP) | mlp (FiLM residual MLP: --hidden, --depth) | unet (--preset)")
     p.add_argument("--preset", default=None, choices=sorted(UNET_PRESETS),
                    help=f"UNet size: {', '.join(sorted(UNET_PRESETS))} (default: small, a CPU-sized UNet; mnist, "
-                        "cifar10, celeba64, ffhq256: the paper's image models)")
+                        "cifar10, celeba64, ffhq256: presets modelled on the paper's image networks, not copies of "
+                        "its configs; see learned_manifold.unet.unet_preset)")
     p.add_argument("--batch-size", type=int, default=_DEFAULTS["batch_size"],
                    help="points per step (the global batch under DDP)")
     p.add_argument("--hidden", type=int, default=_DEFAULTS["hidden"], help="MLP width")
@@ -161,8 +164,13 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                         "benchmarks/RESULTS.md), auto (gaussian for the MLP when the data's linear span has at most "
                         "half the dimensions, else none)")
     p.add_argument("--grad-clip", type=float, default=_DEFAULTS["grad_clip"],
-                   help="gradient-norm clipping (0 disables)")
-    p.add_argument("--tikhonov", type=float, default=0.0, help="Tikhonov term λ_T in G = AAᵀ + λ_T I")
+                   help="gradient-norm clipping (0 disables). The norm is on this library's scale: its factor "
+                        "loss is 4D² times the paper code's (D the data dimension) and its factor √2 times (the "
+                        "εεᵀ convention, SPEC §1), so the factor's gradients are 2√2·D² to 4D² times the paper's "
+                        "(4D² = 16,384 at D = 64): the paper's clip value 1.0 does not transfer")
+    p.add_argument("--tikhonov", type=float, default=0.0,
+                   help="Tikhonov term λ_T in G = AAᵀ + λ_T I, in this library's units: 2 x the paper code's "
+                        "tikhonov_epsilon gives the same gradients (its G is half of this one's, SPEC §1)")
     p.add_argument("--loss", default="lowrank", choices=LOSSES, help="full: rank = D, small D only")
     p.add_argument("--precision", default=_DEFAULTS["precision"], choices=PRECISIONS,
                    help="auto (bf16 autocast only where a short probe of this run's step measures it faster "
@@ -233,9 +241,10 @@ _MLP_ONLY = {"--hidden": _DEFAULTS["hidden"], "--depth": _DEFAULTS["depth"], "--
 
 
 def _as_flags(message: str) -> str:
-    """Name the command-line option instead of the `TrainConfig` field in a settings error: the leading word, and
-    any other field name with an underscore (no English word has one)."""
-    message = re.sub(r"^(\w+)", lambda m: _FLAGS.get(m.group(1), m.group(1)), message)
+    """Name the command-line option instead of the `TrainConfig` field in a settings error: the leading word (or
+    comma-separated words), and any other field name with an underscore (no English word has one)."""
+    message = re.sub(r"^\w+(?:, \w+)*", lambda m: ", ".join(_FLAGS.get(w, w) for w in m.group(0).split(", ")),
+                     message)  # a leading list too: "hidden, depth size the MLP only, ..."
     return re.sub(r"(?<![-\w])([a-z]+_[a-z_]+)\b", lambda m: _FLAGS.get(m.group(1), m.group(1)), message)
 
 
@@ -306,16 +315,18 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
                 print(f"read {data.shape[0]:,} {'images' if data_info else 'points'} of shape {tuple(data.shape[1:])} "
                       f"from {args.data}")
             try:
-                arch = config.model_spec(tuple(data.shape[1:]))[0]  # rank <= D; backbone and preset fit the data
+                with warnings.catch_warnings():  # the MLP's sizes on images: named by their flags below
+                    warnings.filterwarnings("ignore", message=r".* the MLP only and (is|are) ignored")
+                    arch = config.model_spec(tuple(data.shape[1:]))[0]  # rank <= D; backbone, preset fit the data
             except ValueError as err:
                 raise ValueError(_as_flags(str(err))) from None
             unused = [flag for flag, default in _MLP_ONLY.items() if getattr(args, flag[2:].replace("-", "_"))
                       != default]
             if arch == "unet" and unused and writes:  # a config may serve both kinds of data; a command names one
-                why = "asked for" if args.backbone == "unet" else "--backbone auto chooses it for images"
+                # (--backbone unet with them is refused when the config is built: `recipe_checks.check_recipe`)
                 print(f"warning: {', '.join(unused)} {'sizes' if len(unused) == 1 else 'size'} the MLP, but these "
-                      f"images train the UNet ({why}): --preset sizes it; --backbone mlp trains the MLP",
-                      file=sys.stderr)
+                      f"images train the UNet (--backbone auto chooses it for images): --preset sizes it; "
+                      f"--backbone mlp trains the MLP", file=sys.stderr)
             result = train(data, config, manifold=manifold, out=out, resume=args.resume,
                            overwrite=args.overwrite, device=args.device, progress=not args.no_progress,
                            data_info=data_info)
@@ -363,23 +374,13 @@ def _rank0_refused(refusal: OutputError | None) -> bool:
     return bool(verdict[0])
 
 
-def _out_of_memory(err: BaseException) -> bool:
-    """Whether ``err`` is an allocation failure (CPU or GPU): a user's setting, not a bug."""
-    text = str(err)
-    return (isinstance(err, (MemoryError, torch.OutOfMemoryError)) or "can't allocate memory" in text
-            or "out of memory" in text.lower())
-
-
-def _sigterm_as_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``learned-manifold`` console script; returns the exit status (0, 2 or 130)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    tolerant_stdout()
     args = build_parser().parse_args(argv)
     in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt) if in_main_thread else None
+    previous = signal.signal(signal.SIGTERM, sigterm_as_interrupt) if in_main_thread else None
     try:
         if args.command == "train":
             return _train(args, argv)
@@ -411,10 +412,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except (ValueError, OSError, ImportError) as err:  # user errors: one clear line, no traceback
         message = re.sub(r" \((resume|overwrite)=True\)", "", str(err))  # the Python names, beside the flags
-        print(f"learned-manifold {args.command}: error: {message}", file=sys.stderr)
+        print(f"learned-manifold {args.command}: error: {message}{compile_cache_hint(err, args)}", file=sys.stderr)
         return 2
     except (MemoryError, RuntimeError) as err:  # torch.OutOfMemoryError is a RuntimeError
-        if not _out_of_memory(err):
+        if not out_of_memory(err):
             raise
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         print(f"learned-manifold {args.command}: error: out of memory ({first[:160]}): lower --batch-size (or "

@@ -7,6 +7,7 @@ the data (``rank <= D``) are in `TrainConfig.check_data_dim`, which `train` call
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 from learned_manifold.models import (
@@ -25,7 +26,7 @@ from learned_manifold.precision import PRECISIONS
 from learned_manifold.unet import UNET_PRESETS, unet_preset
 
 from .losses import FACTOR_TARGETS
-from .recipe_checks import check_recipe
+from .recipe_checks import check_recipe, mlp_settings_asked
 
 __all__ = ["BACKBONE_CHOICES", "DEFAULT_FACTOR_CLIP", "DEFAULT_LANDMARKS", "DEFAULT_RANK", "DENOISER_WARMUP",
            "HIGH_DIMENSION_WARMUP", "MAX_SEED", "NORM_SPREAD", "SPAN_FRACTION", "TRAIN_INPUT_SCALINGS", "TrainConfig",
@@ -81,7 +82,9 @@ class TrainConfig:
             the MLP, ``d̂`` the data's dimension estimated by local PCA before the first step
             (`input_choices.choose_rank`: rank 16 cannot fit S¹⁶, SPEC §3), and the preset's rank capped at ``D``
             for the UNet; an explicit rank must be at most ``D`` (checked by `check_data_dim` once the data are
-            known). ``hidden``, ``depth`` and ``emb_dim`` size the MLP only.
+            known). ``hidden``, ``depth`` and ``emb_dim`` size the MLP only (as ``final_norm`` and ``norm_feature``
+            shape it): with ``backbone="unet"`` they are refused, where ``"auto"`` chooses the UNet a warning
+            names them (`model_spec`); the UNet's σ-embedding width is its preset's.
         final_norm: (MLP) a LayerNorm before the heads, as the network had before the sixth session.
             ``None`` (default): without it where the input is Gaussian-preconditioned, with it otherwise. The
             norm erases the input's norm: on S⁸ in R⁶⁴ (preconditioned) two denoisers of five never learned the
@@ -196,7 +199,9 @@ class TrainConfig:
             whose loss jumped to 77 mid-run came back and learned the sphere (docs/SPEC.md §3,
             ``benchmarks/RESULTS.md``, seventeenth session). A run in which it cuts nothing is unchanged bit for
             bit. The model file's validation records how many steps it cut.
-        loss, tikhonov, sampler, sigma_min, sigma_max: the loss and bandwidth sampler (SPEC §3).
+        loss, tikhonov, sampler, sigma_min, sigma_max: the loss and bandwidth sampler (SPEC §3). ``tikhonov`` is
+            λ_T in ``G = AAᵀ + λ_T I`` in this library's units: 2 × the paper code's ``tikhonov_epsilon`` gives the
+            same gradients (its target is ``εεᵀ/2``, SPEC §1).
         input_scaling: ``"auto"`` (default): ``"gaussian"`` for the MLP when the data's linear span (principal
             variances above 10⁻³ of the largest) has at most `SPAN_FRACTION` of the ``D`` dimensions, else
             ``"none"`` (the choice and the span are recorded in the model file). ``"none"`` feeds both networks
@@ -207,15 +212,19 @@ class TrainConfig:
             and the denoiser learns only what it misses: without it S⁸'s denoiser never learns the radius (its
             normal eigenvalue stays 0.96); on the torus, which fills R³, it triples the error.
         gaussian_rank: principal directions of the Gaussian model under ``input_scaling="gaussian"`` (capped at
-            ``D``); estimated from up to 20,000 training points.
+            ``D``); estimated from up to 20,000 training points. Refused away from its default under ``"none"`` and
+            ``"unit"`` (`recipe_checks.check_recipe`).
         lr, weight_decay, warmup, grad_clip, ema: AdamW with linear warm-up (fraction of steps) then cosine
             decay to ``lr/10``; gradient-norm clipping (``0``, the default, disables; at 1.0 it keeps a
-            Gaussian-preconditioned denoiser from learning S⁸'s radius, ``benchmarks/RESULTS.md``); EMA decay of
-            the saved weights
-            (``0`` disables).
-        val_every: validation period in steps (``0``: only at the end); checkpoint_every: checkpoint period
-            (``0``: only at the end and on interruption).
-        val_points: held-out points for validation and σ selection.
+            Gaussian-preconditioned denoiser from learning S⁸'s radius, ``benchmarks/RESULTS.md``; the factor's
+            loss is 4D² times the paper code's, its factor √2 times, SPEC §1, so gradients are 2√2·D² to 4D² times
+            the paper's: its clip value 1.0 does not transfer); EMA decay of the saved weights (``0`` disables).
+        val_every: validation period in steps (``0``: only at the end); a centred run validates only once the
+            factor trains (150 steps, warm-up 0.5, ``val_every=25``: at 100, 125, 150), at the initial σ
+            (`validation.initial_sigma`), not the one chosen at the end; kept in the file's ``"periodic"``.
+            checkpoint_every: checkpoint period (``0``: only at the end and on interruption).
+        val_points: held-out points for validation and σ selection, silently at most ``N // 5`` (600 points hold out
+            120 of 500); the file records ``num_val_points`` and ``num_train_points`` (`info` prints them).
         precision: ``"auto"`` (bf16 autocast only where a short probe of this run's training step measures it
             faster than fp32 on this device, `learned_manifold.precision`; fp32 when unsure: a timing, so two runs
             of one seed may choose differently on a loaded machine), ``"fp32"``, or ``"bf16"`` (autocast);
@@ -380,7 +389,11 @@ class TrainConfig:
         ``backbone`` (``"auto"``: `is_image_shape`), its keyword arguments (the MLP's ``hidden``/``depth``/
         ``emb_dim``, or the UNet preset's, as JSON-ready lists) and the rank (`check_data_dim`; with the UNet an
         unset rank is the preset's, capped at ``D``). Raises ``ValueError`` naming the field when the backbone or
-        preset does not fit the data."""
+        preset does not fit the data.
+
+        Where ``backbone="auto"`` chooses the UNet, a ``UserWarning`` (once per config object: `train` calls this
+        twice) names the MLP's settings set away from their defaults (`recipe_checks.MLP_ONLY`), which do nothing
+        there; one config may serve flat data too (``backbone="unet"`` refuses them when built)."""
         shape = tuple(data_shape)
         D = 1
         for n in shape:
@@ -405,6 +418,12 @@ class TrainConfig:
             if isinstance(getattr(self, name), int):
                 raise ValueError(f"{name} sizes {sizes}, but points of shape {shape} train the UNet ({why}): "
                                  "leave it out (preset sizes the UNet), or choose backbone 'mlp'")
+        ignored = mlp_settings_asked(self)  # backbone "unet" refused them when built: here "auto" chose it
+        if ignored and not getattr(self, "_told_mlp_only", False):
+            self._told_mlp_only = True
+            warnings.warn(f"{', '.join(ignored)} {'sizes' if len(ignored) == 1 else 'size'} the MLP only and "
+                          f"{'is' if len(ignored) == 1 else 'are'} ignored: points of shape {shape} train the UNet "
+                          f"({why}), which preset sizes; choose backbone 'mlp' to train the MLP", stacklevel=2)
         preset = unet_preset(self.preset or "small")
         if self.rank is None and self.loss == "lowrank":
             rank = min(preset["rank"], D)

@@ -118,9 +118,10 @@ def run_demo(*, out: str = "demo-output", dataset: str = "torus", n: int = 4000,
     if n < MIN_POINTS:  # before the folder is made (the trainer would refuse them after it)
         raise ValueError(f"n must be at least {MIN_POINTS} for the demo to train on, got {n}")
     check_demo_folder(out_dir)
-    if quick and (n > QUICK_LIMITS[0] or steps > QUICK_LIMITS[1]):
-        _say(f"--quick caps the run at {QUICK_LIMITS[0]} points and {QUICK_LIMITS[1]} steps: "
-             f"{min(n, QUICK_LIMITS[0])} points, {min(steps, QUICK_LIMITS[1])} steps (not {n} and {steps})")
+    cut = [f"{limit} {what} (not {asked})" for what, asked, limit in zip(("points", "steps"), (n, steps),
+                                                                          QUICK_LIMITS, strict=True) if asked > limit]
+    if quick and cut:  # only what was cut is named: the other value runs as given
+        _say(f"--quick caps the run at {QUICK_LIMITS[0]} points and {QUICK_LIMITS[1]} steps: {' and '.join(cut)}")
         n, steps = min(n, QUICK_LIMITS[0]), min(steps, QUICK_LIMITS[1])
     t_start = time.perf_counter()
     data, manifold = get_dataset(dataset, n, seed=seed)

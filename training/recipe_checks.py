@@ -7,14 +7,28 @@ trainer resolves it (`learned_manifold_training.input_choices`), and the model f
 
 from __future__ import annotations
 
-__all__ = ["check_recipe"]
+__all__ = ["MLP_ONLY", "check_recipe", "mlp_settings_asked"]
 
 _TWO_NETWORKS = "(centred=True, shared_trunk=False)"
+
+MLP_ONLY = ("hidden", "depth", "emb_dim", "final_norm", "norm_feature")
+"""`TrainConfig` fields that size or shape the FiLM residual MLP only (SPEC §4): the UNet's size is its ``preset``'s
+(SPEC §9; its own σ-embedding width included), so on the UNet they do nothing."""
 
 
 def _asked(value: object) -> bool:
     """Whether a setting that may be ``"auto"`` was set to a value."""
     return not (isinstance(value, str) and value == "auto")
+
+
+def mlp_settings_asked(cfg) -> list[str]:
+    """The `MLP_ONLY` fields of ``cfg`` (a `TrainConfig`) set away from their defaults, in `MLP_ONLY`'s order."""
+    return [name for name in MLP_ONLY if getattr(cfg, name) != getattr(type(cfg), name)]
+
+
+def _listed(names: list[str]) -> str:
+    """``"hidden sizes"`` or ``"hidden, depth size"``: the names and the verb that agrees with them."""
+    return f"{', '.join(names)} {'sizes' if len(names) == 1 else 'size'}"
 
 
 def check_recipe(cfg) -> None:
@@ -28,8 +42,19 @@ def check_recipe(cfg) -> None:
             ``factor_trunk_grad`` without it; the separate networks' (``denoiser_hidden``, ``freeze_denoiser``,
             ``factor_refit``, ``factor_ramp``, ``factor_lr_scale``, ``factor_hidden``) with a shared trunk or,
             where they need a denoiser, in an uncentred run; ``factor_ramp`` where the factor starts at the first
-            step (``denoiser_warmup=0``).
+            step (``denoiser_warmup=0``), or longer than the factor trains (``factor_ramp > 1 − denoiser_warmup``,
+            with ``denoiser_warmup="auto"`` its larger value `config.DENOISER_WARMUP`); the MLP's sizes
+            (`MLP_ONLY`) with ``backbone="unet"`` (``"auto"`` warns instead where it chooses the UNet, since one
+            config may serve flat data too: `TrainConfig.model_spec`); ``gaussian_rank`` with ``input_scaling``
+            ``"none"`` or ``"unit"`` (`learned_manifold.models.ModelConfig` refuses it there too).
     """
+    asked = mlp_settings_asked(cfg)
+    if cfg.backbone == "unet" and asked:
+        raise ValueError(f"{_listed(asked)} the MLP only, but backbone 'unet' trains the UNet (preset sizes it): "
+                         f"leave {'it' if len(asked) == 1 else 'them'} out, or choose backbone 'mlp'")
+    if cfg.gaussian_rank != type(cfg).gaussian_rank and cfg.input_scaling in ("none", "unit"):
+        raise ValueError(f"gaussian_rank acts on input_scaling 'gaussian' (or 'auto', which may choose it) only, but "
+                         f"input_scaling is {cfg.input_scaling!r}: leave gaussian_rank out, or choose 'gaussian'")
     if _asked(cfg.denoiser_warmup) and cfg.denoiser_warmup > 0 and not cfg.centred:
         raise ValueError("denoiser_warmup acts on centred runs only (an uncentred run has no denoiser; its "
                          "factor trains from the first step)")
@@ -60,9 +85,27 @@ def check_recipe(cfg) -> None:
         if _asked(cfg.denoiser_warmup) and cfg.denoiser_warmup == 0:
             raise ValueError("factor_ramp acts on a factor that starts after the denoiser's warm-up, but "
                              "denoiser_warmup=0 starts it at the first step, under the run's own warm-up")
+        _check_ramp_length(cfg)
     if _asked(cfg.factor_lr_scale) and cfg.factor_lr_scale != 1 and cfg.shared_trunk:
         raise ValueError("factor_lr_scale acts on a factor network of its own, not a shared trunk "
                          "(shared_trunk=True trains one network at lr)")
     if isinstance(cfg.factor_hidden, int) and cfg.factor_hidden != cfg.hidden and cfg.shared_trunk:
         raise ValueError(f"factor_hidden sizes a factor network of its own, not a shared trunk (shared_trunk=True "
                          f"trains one network, whose width is hidden: {cfg.hidden})")
+
+
+def _check_ramp_length(cfg) -> None:
+    """Refuse a ``factor_ramp`` longer than the factor trains: it starts after ``denoiser_warmup`` of the steps, so
+    a ramp over more than ``1 − denoiser_warmup`` of them never reaches the schedule's full rate (``steps=150,
+    denoiser_warmup=0.5, factor_ramp=0.9``: 0.56 of it at the last step). With ``denoiser_warmup="auto"`` (0.5, or
+    0.25 above dimension 8, resolved from the data) the judged warm-up is the larger, 0.5."""
+    from .config import DENOISER_WARMUP  # here, not at the top: config imports this module
+
+    warmup = cfg.denoiser_warmup if _asked(cfg.denoiser_warmup) else DENOISER_WARMUP
+    if cfg.factor_ramp > 1 - warmup + 1e-12:
+        told = (f"denoiser_warmup={warmup:g}" if _asked(cfg.denoiser_warmup) else
+                f"denoiser_warmup='auto' ({warmup:g} unless the data's dimension exceeds 8)")
+        raise ValueError(f"factor_ramp={cfg.factor_ramp:g} is longer than the factor trains: it starts after "
+                         f"{told} of the steps, so its rate would never reach the full schedule; choose factor_ramp "
+                         f"<= {1 - warmup:g} (1 - denoiser_warmup)" +
+                         ("" if _asked(cfg.denoiser_warmup) else ", or set denoiser_warmup"))

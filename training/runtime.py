@@ -7,8 +7,9 @@
   signal is acknowledged on stderr and a second raises `TrainingInterrupted` of the checkpoint already saved.
 - `check_health` stops a diverging run (`TrainingDiverged`) before a non-finite checkpoint is written.
 - `check_training_tensor` refuses data a run cannot learn from (`check_source_resolution`: a streamed source's
-  float32 resolution, from its statistics); `check_manifold` a known manifold of another dimension; `settings_diff`
-  says what a resume would change; `init_distributed` starts the process group under torchrun.
+  float32 resolution, from its statistics); `check_manifold` a known manifold of another dimension or whose
+  ``point_dimension``/``tangent_basis`` the validation cannot use; `settings_diff` says what a resume would change;
+  `init_distributed` starts the process group under torchrun.
 - `caller_state_off` makes a run independent of the caller's grad mode, inference mode and default dtype (the
   trainer's `train` also switches off the caller's autocast, `learned_manifold.precision.full_precision`);
   `StepAutocast` is the trainer's own bf16 autocast, whose cast weights last one step even inside a caller's.
@@ -81,11 +82,15 @@ class StepAutocast(torch.autocast):
 def check_manifold(manifold: object, points: Tensor) -> None:
     """Refuse, before any work, a known manifold (`train`'s ``manifold``) that cannot validate the data: one
     without ``tangent_basis``/``point_dimension``, one in another ambient dimension (its ``ambient_dim`` where it
-    has one), or one whose ``point_dimension`` fails on ``points`` ``(n, D)``, the data's first points, flat.
+    has one), or one whose methods fail on ``points`` ``(n, D)``, the data's first points, flat, or answer what the
+    validation cannot use (`learned_manifold.evaluation.tangent_error`, SPEC §5): ``point_dimension`` must give
+    ``n`` integers in ``[0, D]`` and ``tangent_basis`` a finite ``(n, D, k)`` tensor (``k <= D``) whose nonzero
+    columns are orthonormal (to 10⁻³), as many at each point as its ``point_dimension``. Without this check a
+    broken ``tangent_basis`` failed after the last training step, naming the evaluation's internal argument.
 
     Raises:
         TypeError: the methods are missing.
-        ValueError: naming ``manifold`` and both dimensions, or ``point_dimension``'s error.
+        ValueError: naming ``manifold`` and both dimensions, or the method that fails and how.
     """
     if manifold is None:
         return
@@ -97,11 +102,57 @@ def check_manifold(manifold: object, points: Tensor) -> None:
     if isinstance(ambient, int) and ambient != dim:
         raise ValueError(f"manifold lies in R^{ambient} (ambient_dim {ambient}) but the data have D = {dim} "
                          "coordinates per point: pass the data's own manifold, or none")
+    answers = {}
+    for name in ("point_dimension", "tangent_basis"):
+        try:
+            answers[name] = getattr(manifold, name)(points)
+        except Exception as err:  # noqa: BLE001 - any failure here would end the run after its last step
+            raise ValueError(f"manifold: its {name} fails on the data's points (D = {dim}): "
+                             f"{type(err).__name__}: {err}") from err
+    dims = _check_point_dimension(answers["point_dimension"], points.shape[0], dim)
+    _check_tangent_basis(answers["tangent_basis"], dims, dim)
+
+
+def _check_point_dimension(dims: object, n: int, dim: int) -> Tensor:
+    """``manifold.point_dimension``'s answer on ``n`` points of dimension ``dim``, checked: ``(n,)`` integers in
+    ``[0, dim]`` (or one integer for all points), as a float64 ``(n,)`` tensor."""
+    where = f"manifold.point_dimension on {n} points of dimension D = {dim}"
     try:
-        manifold.point_dimension(points)
-    except Exception as err:  # noqa: BLE001 - any failure here would end the run after its last step
-        raise ValueError(f"manifold: its point_dimension fails on the data's points (D = {dim}): "
-                         f"{type(err).__name__}: {err}") from err
+        dims = torch.as_tensor(dims).detach().cpu().double().reshape(-1)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"{where} must return n integers, got {type(dims).__name__}") from err
+    if dims.numel() == 1:
+        dims = dims.expand(n)
+    if dims.numel() != n or not bool(torch.all((dims == dims.round()) & (dims >= 0) & (dims <= dim))):
+        raise ValueError(f"{where} must return n = {n} integers in [0, {dim}], got {dims.tolist()[:8]}")
+    return dims
+
+
+def _check_tangent_basis(basis: object, dims: Tensor, dim: int) -> None:
+    """``manifold.tangent_basis``'s answer on ``n = len(dims)`` points of dimension ``dim``, checked: a finite
+    ``(n, dim, k)`` tensor, ``k <= dim``, whose nonzero columns are orthonormal (to 10⁻³, as
+    `learned_manifold.evaluation.tangent_error` demands), ``dims`` ``(n,)`` of them at each point."""
+    n = dims.shape[0]
+    where = f"manifold.tangent_basis on {n} points of dimension D = {dim}"
+    shape = tuple(basis.shape) if isinstance(basis, Tensor) else type(basis).__name__
+    if not isinstance(basis, Tensor) or basis.ndim != 3 or basis.shape[:2] != (n, dim) or basis.shape[2] > dim:
+        raise ValueError(f"{where} must return orthonormal bases of shape (n, D, k) = ({n}, {dim}, k), k <= {dim}, "
+                         f"got {shape}")
+    basis = basis.detach().cpu().double()
+    if not bool(torch.isfinite(basis).all()):
+        raise ValueError(f"{where} returned non-finite values (NaN or inf)")
+    used = basis.abs().amax(dim=-2) > 0  # (n, k): zero columns are padding (a lower-dimensional piece)
+    gram = basis.transpose(-1, -2) @ basis
+    off = (gram - torch.diag_embed(used.double())).abs().flatten(1).amax(-1)
+    if bool((off > 1e-3).any()):
+        i = int(off.argmax())
+        raise ValueError(f"{where} must return orthonormal (or zero) columns; at point {i} |VᵀV − I| reaches "
+                         f"{float(off[i]):.3g}")
+    counts = used.sum(-1).double()
+    if not torch.equal(counts, dims):
+        i = int((counts != dims).nonzero()[0])
+        raise ValueError(f"{where} returned {int(counts[i])} nonzero columns at point {i}, but "
+                         f"manifold.point_dimension gives {int(dims[i])} there")
 
 
 FLOAT32_RESOLUTION = 1e-3

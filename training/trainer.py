@@ -326,6 +326,17 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, manifold, out: Path | Non
             return finished
         sched = torch.optim.lr_scheduler.LambdaLR(opt, rates, last_epoch=start - 1)
 
+    sampler = bandwidth_sampler(cfg, scale)
+    end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
+    first = _batch(start, cfg, rows.n_train, shape, sampler, scale, device, rank_id, world)  # "auto" probes it
+    first_z = rows.rows(start, first[0], start + 1) if cfg.precision == "auto" else None
+    # "auto": a full step (denoiser + factor) timed in fp32 and bf16, eager, on rank 0 alone (the others take its
+    # choice), before any DDP wrapping: a backward there would fire DDP's gradient hooks on one rank only
+    precision, probe = choose_precision(
+        cfg.precision, device, lambda: objective(first_z, *first[1:3], True, first[3]), backward=True,
+        key=workload_key(workload_name(cfg), model.config, first[0].shape[0]), distributed=world > 1,
+        previous=_previous_probe(out) if resume and rank_id == 0 else None)
+    objective.zero_grad(set_to_none=True)  # the probe's gradients: step 0 starts from none, as on every rank
     runner: nn.Module = objective
     if world > 1:
         runner = nn.parallel.DistributedDataParallel(
@@ -334,14 +345,6 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, manifold, out: Path | Non
     if cfg.compile:
         runner = torch.compile(runner)
 
-    sampler = bandwidth_sampler(cfg, scale)
-    end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
-    first = _batch(start, cfg, rows.n_train, shape, sampler, scale, device, rank_id, world)  # "auto" probes it
-    first_z = rows.rows(start, first[0], start + 1) if cfg.precision == "auto" else None
-    precision, probe = choose_precision(  # "auto": a full step (denoiser + factor) timed in fp32 and bf16, eager
-        cfg.precision, device, lambda: objective(first_z, *first[1:3], True, first[3]), backward=True,
-        key=workload_key(workload_name(cfg), model.config, first[0].shape[0]), distributed=world > 1,
-        previous=_previous_probe(out) if resume and rank_id == 0 else None)
     autocast = StepAutocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     ema_params = list(ema.parameters())
     model_params = list(model.parameters())

@@ -201,6 +201,11 @@ class CoMetricField(nn.Module):
     ``apply(x, w)`` is the co-metric; a field's ``apply(fn)`` with one callable is still `torch.nn.Module.apply`
     (every subclass's ``apply`` is wrapped so, e.g. for ``model.apply(init_fn)`` on a module holding a field).
 
+    State that ``factor`` or ``apply`` reads should live in parameters, buffers, tensor attributes or plain
+    number / string / bool attributes of the field itself: those are what `LearnedDataManifold`'s factor cache
+    keys on (`learned_manifold.manifold_cache`). After changing other state (a list, a dict, a submodule's plain
+    attribute, a write through ``tensor.data``), call the manifold's ``clear_cache()``.
+
     Attributes:
         dim: ambient dimension ``D`` (``None`` when any ``D`` is accepted, as for `EuclideanMetric`).
         delta: the isotropic part ``δ`` added to ``G`` by ``apply`` and ``metric``.

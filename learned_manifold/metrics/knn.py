@@ -58,7 +58,9 @@ class KNNCDC(CoMetricField):
     Args:
         data: ``(N, D)`` or ``(N, *data_shape)`` floating samples (flattened to ``(N, D)``); held as the buffer
             ``data``, so ``.to(device)`` moves it and ``state_dict``/``load_state_dict`` carry it (loading replaces
-            the data, of any ``N ≥ k``, and rebuilds the search; the other arguments are not state).
+            the data, of any ``N ≥ k``, and rebuilds the search; the other arguments are not state). Not copied:
+            the field searches the caller's tensor, and an in-place edit of it (or of ``field.data``), or a new
+            tensor assigned to ``field.data``, rebuilds the search index on the next query (`_index_current`).
         k: number of neighbours, ``1 ≤ k ≤ N``.
         sigma: bandwidth ``σ > 0`` in data units.
         centred: mean-centred ``Γ̂ᶜ`` (default) or uncentred ``Γ̂``.
@@ -67,6 +69,9 @@ class KNNCDC(CoMetricField):
             so that one block holds at most ``2**24`` distances.
         persistent: whether ``state_dict`` carries ``data`` (``False`` for a graph over data its owner stores
             already, e.g. a model's landmarks behind `LearnedCDC`: no copy in the owner's ``state_dict``).
+
+    Neighbours are exact; among equal distances the lower data row comes first (and is kept at the ``k``-th
+    place), so the field does not depend on ``chunk_size`` or on the other queries of a batch (`nearest_rows`).
 
     Attributes:
         dim: ``D``. low_rank: ``True``. centred, k, sigma, delta, chunk_size: as given.
@@ -100,22 +105,58 @@ class KNNCDC(CoMetricField):
             raise ValueError("data contains NaN or infinite values")
         if not isinstance(centred, bool):
             raise ValueError(f"centred must be a bool, got {type(centred).__name__}")
+        if not isinstance(persistent, bool):
+            raise ValueError(f"persistent must be a bool, got {type(persistent).__name__}")
         n = data.shape[0]
-        self.register_buffer("data", data.detach().reshape(n, -1), persistent=bool(persistent))
+        self.register_buffer("data", data.detach().reshape(n, -1), persistent=persistent)
         for name in ("origin", "_search_data", "data_sq"):  # derived from ``data`` by `_index`, not saved
             self.register_buffer(name, None, persistent=False)
-        self._index()
         self.dim = self.data.shape[1]
         self.k = check_count(k, "k", high=n)
+        self._index()
         self.sigma = check_scalar(sigma, "sigma")
         self.centred = centred
         self.delta = check_scalar(delta, "delta", allow_zero=True)
         chunk = min(n, DEFAULT_CHUNK) if chunk_size is None else check_count(chunk_size, "chunk_size")
         self.chunk_size = chunk
 
+    def _data_key(self) -> tuple:
+        """What identifies the contents of ``data`` cheaply: the tensor, its memory, shape, dtype and version
+        counter (bumped by every in-place edit, also through views; inference tensors have none)."""
+        data = self.data
+        version = None if data.is_inference() else data._version
+        return id(data), data.data_ptr(), tuple(data.shape), data.dtype, data.device, version
+
+    def _index_current(self) -> bool:
+        """Whether the search index was built from ``data`` as it is now (`_data_key`)."""
+        return self.__dict__.get("_index_key") == self._data_key()
+
+    def _fresh(self) -> None:
+        """Rebuild the index (`_index`) where ``data`` changed since it was built: edited in place (the caller's
+        tensor, which the field does not copy) or replaced (``field.data = new``). One cheap key comparison per
+        query otherwise; data on the ``meta`` device are left alone (nothing can be searched there)."""
+        if not self._index_current() and not self.data.is_meta:
+            data = self.data
+            if data.ndim != 2 or data.shape[1] != self.dim or data.shape[0] < self.k or not data.is_floating_point():
+                raise ValueError(f"KNNCDC data changed to shape {tuple(data.shape)} ({data.dtype}); the field needs "
+                                 f"floating (N, {self.dim}) with N >= {self.k}: build a new KNNCDC for other data")
+            if not bool(torch.isfinite(data).all()):
+                raise ValueError("KNNCDC data changed to contain NaN or infinite values")
+            self._index()
+
+    def _apply(self, fn, *args, **kwargs):  # noqa: ANN001, ANN202 (torch.nn.Module's private signature)
+        """``.to(...)``, ``.double()``, …: the derived buffers move with ``data``, so an index that was current
+        stays current (not rebuilt, the cached spacing kept); a stale one is rebuilt on the next query."""
+        current = self._index_current()
+        out = super()._apply(fn, *args, **kwargs)
+        if current:
+            self.__dict__["_index_key"] = self._data_key()
+        return out
+
     def _index(self) -> None:
         """(Re)build what the search derives from ``data``: ``origin``, ``_search_data``, ``data_sq``, the spread,
-        and drop the cached spacing and neighbour graph (after ``__init__`` and `load_state_dict`)."""
+        and drop the cached spacing and neighbour graph (after ``__init__``, `load_state_dict` and a change of the
+        data, `_fresh`)."""
         # The search ranks by ‖x‖² − 2 q·x, which loses the digits that tell neighbours apart when the data sit
         # far from the origin (a float32 unit sphere moved by 1,000: the nearest neighbour was wrong for 88% of
         # queries). Where the mean's offset exceeds the spread it ranks in coordinates about the mean instead, on
@@ -130,6 +171,7 @@ class KNNCDC(CoMetricField):
             self.data_sq = self._searched().pow(2).sum(-1)
         self.__dict__.pop("_spacing_cache", None)
         self.__dict__.pop("_graph_cache", None)
+        self.__dict__["_index_key"] = self._data_key()
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, local_metadata: dict, strict: bool,
                               missing_keys: list, unexpected_keys: list, error_msgs: list) -> None:
@@ -152,9 +194,10 @@ class KNNCDC(CoMetricField):
                 error_msgs.append(f"KNNCDC cannot load the data {key!r}: {problem}")
                 return
             self.data = new.detach().to(device=self.data.device, dtype=self.data.dtype).clone()
-            self._index()
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                                       error_msgs)
+        if isinstance(new, Tensor):
+            self._index()  # after the copy into ``data`` above, which bumps its version
 
     def _check_query(self, y: Tensor, name: str = "x", *, cast: bool = False) -> Tensor:
         """``y`` checked (shape, device; dtype unless ``cast``), returned in the data's dtype."""
@@ -183,7 +226,9 @@ class KNNCDC(CoMetricField):
     def _nearest(self, y: Tensor, k: int | None = None) -> tuple[Tensor, Tensor]:
         """Exact squared distances ``(B, k)`` (float64, ascending) and indices ``(B, k)`` of the ``k`` (default
         ``self.k``) nearest data rows (`nearest_rows`, ranked about ``origin``: the data's mean where it lies
-        farther out than the data spread, else 0)."""
+        farther out than the data spread, else 0; ties to the lower row), the index rebuilt first if ``data``
+        changed (`_fresh`)."""
+        self._fresh()
         return nearest_rows(y, self.data, self.k if k is None else k, centre=self.origin, centred=self._searched(),
                             centred_sq=self.data_sq, data_rows=self.chunk_size)
 
@@ -195,7 +240,7 @@ class KNNCDC(CoMetricField):
         _, idx = self._nearest(y)
         points = self.data[idx]
         dist2 = (points - y.unsqueeze(1)).pow(2).sum(-1)
-        dist2, order = dist2.sort(dim=-1)
+        dist2, order = dist2.sort(dim=-1, stable=True)  # equal distances keep `nearest_rows`' lower-row-first
         idx = idx.gather(1, order)
         points = points.gather(1, order.unsqueeze(-1).expand_as(points))
         return dist2, idx, points
@@ -245,6 +290,7 @@ class KNNCDC(CoMetricField):
 
     def length_scale(self) -> float:
         """The RMS distance of the data from their mean."""
+        self._fresh()
         return self._spread
 
     @full_precision
@@ -267,6 +313,7 @@ class KNNCDC(CoMetricField):
         data hold fewer than two distinct points). Not read off `neighbour_graph`: that keeps one ``k`` at a time
         (the geodesic start asks for 10) and searches from every data row, where this samples at most
         `SPACING_SAMPLE`."""
+        self._fresh()
         if "_spacing_cache" not in self.__dict__:
             n = self.data.shape[0]
             g = torch.Generator().manual_seed(0)
@@ -309,6 +356,7 @@ class KNNCDC(CoMetricField):
             ``M = N``) and Euclidean distances (ascending). Where a point has fewer than ``k`` distinct neighbours
             the missing entries have distance ``inf``.
         """
+        self._fresh()  # a changed ``data`` drops the cached graph
         rows = self.graph_rows()
         m = rows.shape[0]
         k = check_count(k, "k", high=max(1, m - 1))
@@ -323,7 +371,7 @@ class KNNCDC(CoMetricField):
                     dist2, idx = nearest_rows(points, points, k + 1, centre=self.origin)
                 dist = dist2.sqrt().to(self.data.dtype)
                 dist = dist.masked_fill(idx == torch.arange(m, device=idx.device).unsqueeze(1), float("inf"))
-                dist, order = dist.sort(dim=-1)  # the self-match dropped wherever it sits
+                dist, order = dist.sort(dim=-1, stable=True)  # the self-match dropped wherever it sits
                 idx = idx.gather(1, order)
                 cache.clear()  # one graph at a time: it is M·k indices
                 cache[key] = (idx[:, :k].contiguous(), dist[:, :k].contiguous())

@@ -29,6 +29,8 @@ class LearnedCDC(CoMetricField):
     the constructor calls ``model.requires_grad_(False).eval()`` on the very module given (not a copy), so a
     model still being trained stops receiving gradients (autograd's "does not require grad", or its parameters
     silently skipped). To keep training it, pass ``copy.deepcopy(model)`` (and wrap the new weights again later).
+    The network stays in eval mode whatever ``.train()`` is called on (the field, a `LearnedDataManifold` or a user
+    module holding it, `train`): its geometry has no dropout or batch statistics.
 
     Args:
         model: a `MetricModel` or the path of a model file; a `MetricModel` given is frozen in place (above). A
@@ -48,7 +50,8 @@ class LearnedCDC(CoMetricField):
         data: ``(N, D)`` or ``(N, *data_shape)`` points of the data (``None``: the model's stored landmarks,
             `ModelConfig.landmarks`, if it has any). They are ``data_graph``, a `KNNCDC` whose k-NN graph the
             geodesic solver's default start walks through (`learned_manifold.geodesic_init`); the field's
-            values do not depend on them.
+            values do not depend on them. The graph searches the landmarks themselves (or ``data``, not copied), so
+            it follows ``load_state_dict``, `MetricModel.set_landmarks` and ``.to(...)`` (`KNNCDC._fresh`).
 
     Example:
         >>> import torch
@@ -90,11 +93,36 @@ class LearnedCDC(CoMetricField):
         self.extra_delta = float(delta)
         self.dim = model.dim
         self.centred = model.config.centred
-        if data is None and model.config.landmarks:
+        self._landmark_graph = data is None and bool(model.config.landmarks)
+        if self._landmark_graph:
             data = model.landmarks
         self.data_graph = None if data is None else _graph(data, self.dim)
         if precision == "auto":
             self._choice(self.model.scale.device)  # measure now, on the model's device, not inside a first query
+
+    def train(self, mode: bool = True) -> LearnedCDC:
+        """`torch.nn.Module.train` for the field's other submodules; the frozen network stays in eval mode (a
+        ``.train()`` on a module holding the manifold, as at the start of an epoch, used to turn dropout on in the
+        geometry: two equal ``proju`` calls differed by 0.6)."""
+        super().train(mode)
+        self.model.eval()
+        return self
+
+    def _apply(self, fn, *args, **kwargs):  # noqa: ANN001, ANN202 (torch.nn.Module's private signature)
+        """``.to(...)`` and the like; the landmark graph is pointed again at the moved landmarks (the move gave it
+        a copy of its own, which `load_state_dict` and `MetricModel.set_landmarks` would no longer update)."""
+        out = super()._apply(fn, *args, **kwargs)
+        graph, landmarks = self.data_graph, getattr(self.model, "landmarks", None)
+        if self.__dict__.get("_landmark_graph") and graph is not None and landmarks is not None:
+            if graph.data.data_ptr() != landmarks.data_ptr() or graph.data.dtype != landmarks.dtype:
+                graph.data = landmarks.detach().reshape(-1, self.dim)  # the index is rebuilt on its next query
+        return out
+
+    def _check_device(self, x: Tensor) -> None:
+        """One clear error where ``x`` is not on the model's device (not the network's deep inside it)."""
+        if x.device != self.model.scale.device:
+            raise ValueError(f"x is on {x.device} but the model is on {self.model.scale.device}; move the field "
+                             "(or its manifold) with .to(...), or the points")
 
     @property
     def rank(self) -> int:
@@ -113,10 +141,12 @@ class LearnedCDC(CoMetricField):
         ``sigma``: ``None`` for the field's bandwidth, a float, or one bandwidth per point ``(B,)`` (landing).
 
         Raises:
-            ValueError: the network gives NaN/inf at finite points (e.g. ``|x| ~ 1e30`` overflows its layers):
-                never returned silently. Rows of ``x`` that are already NaN give NaN rows.
+            ValueError: ``x`` is not on the model's device; the network gives NaN/inf at finite points (e.g.
+                ``|x| ~ 1e30`` overflows its layers): never returned silently. Rows of ``x`` that are already NaN
+                give NaN rows.
         """
         check_points(x, self.dim)
+        self._check_device(x)
         xs = x.to(self.model.scale.dtype)
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self._bf16(x.device)):
             A = self.model.factor(xs, self._sigma(sigma, xs))
@@ -167,6 +197,7 @@ class LearnedCDC(CoMetricField):
         if not self.model.has_denoiser:
             raise RuntimeError("this model has no denoiser: landing projection is unavailable")
         check_points(x, self.dim)
+        self._check_device(x)
         xs = x.to(self.model.scale.dtype)
         out = self.model.denoise(xs, self._sigma(sigma, xs))
         check_finite_output(xs, out, "denoiser network")

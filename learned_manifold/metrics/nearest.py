@@ -54,16 +54,37 @@ def _candidates(q: Tensor, data: Tensor, c: Tensor, centred: Tensor | None, cent
 
 def _rerank(y: Tensor, data: Tensor, cand: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """The ``k`` nearest of the candidates ``cand`` ``(b, m)`` by direct differences in float64: squared distances
-    ``(b, k)`` ascending and data row indices ``(b, k)``, on ``y``'s device."""
+    ``(b, k)`` ascending and data row indices ``(b, k)``, on ``y``'s device; equal distances in ascending row order
+    (candidates sorted by row, then a stable sort by distance), whatever order the blocks gave the candidates."""
     step = max(1, RERANK_ELEMENTS // (cand.shape[1] * data.shape[1]))
     dist2, idx = [], []
     for s in range(0, cand.shape[0], step):
-        c = cand[s : s + step]
+        c = cand[s : s + step].sort(dim=1).values
         points = data[c.to(data.device)].to(device=y.device, dtype=torch.float64)
-        d, order = (points - y[s : s + step].double().unsqueeze(1)).pow(2).sum(-1).topk(k, dim=1, largest=False)
-        dist2.append(d)
-        idx.append(c.gather(1, order))
+        d, order = (points - y[s : s + step].double().unsqueeze(1)).pow(2).sum(-1).sort(dim=1, stable=True)
+        dist2.append(d[:, :k])
+        idx.append(c.gather(1, order[:, :k]))
     return torch.cat(dist2), torch.cat(idx)
+
+
+def _exact(y: Tensor, data: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """The ``k`` nearest rows for each query of ``y`` ``(b, D)`` by direct differences in float64 over all the data,
+    one query at a time, in blocks of `RERANK_ELEMENTS` numbers taken in row order: squared distances ``(b, k)``
+    ascending (equal ones in ascending row order: a stable sort) and row indices ``(b, k)``, on ``y``'s device.
+    Costs ``O(N D)`` per query: only for the queries whose ties run past the candidates (`nearest_rows`)."""
+    n, dim = data.shape
+    rows = max(1, RERANK_ELEMENTS // dim)
+    dist2, idx = [], []
+    for q in y.double():
+        best_d, best_i = q.new_empty(0), torch.empty(0, dtype=torch.long, device=y.device)
+        for start in range(0, n, rows):
+            x = data[start : start + rows].to(device=y.device, dtype=torch.float64)
+            d, order = torch.cat([best_d, (x - q).pow(2).sum(-1)]).sort(stable=True)
+            i = torch.cat([best_i, torch.arange(start, start + x.shape[0], device=y.device)])[order]
+            best_d, best_i = d[:k], i[:k]
+        dist2.append(best_d)
+        idx.append(best_i)
+    return torch.stack(dist2), torch.stack(idx)
 
 
 def nearest_rows(y: Tensor, data: Tensor, k: int, *, centre: Tensor | None = None, centred: Tensor | None = None,
@@ -77,7 +98,12 @@ def nearest_rows(y: Tensor, data: Tensor, k: int, *, centre: Tensor | None = Non
     ‖q − c‖²)``, which in float32 exceeds the gaps between neighbours of a dense sample (a float32 circle of 10⁶
     points: 10% of the neighbours were right). So ``k + CANDIDATE_MARGIN`` candidates are kept and measured by
     direct differences in float64; a query whose last candidate's score is within ``2b`` of its ``k``-th (a point
-    outside the candidates might be nearer) is searched again with the ranking in float64, and only those.
+    outside the candidates might be nearer) is searched again with the ranking in float64, and only those; one
+    still unsure there (exact ties past the margin: integer data, a grid) is measured against every row (`_exact`).
+
+    Ties: among equal distances the lower row index comes first and is kept at the ``k``-th place. Once a query is
+    sure, every row as near as its ``k``-th candidate is a candidate, so the answer does not depend on how the data
+    and the queries are cut into blocks (``data_rows``, ``query_rows``, the other queries of the batch).
 
     Args:
         y: ``(B, D)`` queries, in the dtype the ranking runs in.
@@ -113,4 +139,6 @@ def nearest_rows(y: Tensor, data: Tensor, k: int, *, centre: Tensor | None = Non
             dist2[sel], idx[sel] = _rerank(y[sel], data, cand, k)
             unsure.append(sel[~sure])
         todo = torch.cat(unsure)
+    if todo.numel():  # ties past the candidates, also in float64: every row measured
+        dist2[todo], idx[todo] = _exact(y[todo], data, k)
     return dist2, idx

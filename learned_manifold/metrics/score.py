@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
 from ..precision import full_precision
+from ..torch_quirks import load_forward_ad
 from .base import CoMetricField, as_denoiser, check_count, check_points, check_scalar, check_vectors
 
 __all__ = ["ScoreJacobianMetric", "SteinScoreMetric", "TangentialMetric"]
@@ -186,6 +187,8 @@ class _DenoiserField(CoMetricField):
         _, vjp_fn = torch.func.vjp(fn, x)
 
         graph = self._graph_wanted(x)  # x or the weights: once per linearisation, not per CG iteration
+
+        load_forward_ad()
 
         def jvp(t: Tensor) -> Tensor:
             if graph or (t.requires_grad and torch.is_grad_enabled()):

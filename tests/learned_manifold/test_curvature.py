@@ -333,6 +333,22 @@ def test_a_tangent_direction_cut_by_rel_eps_counts_as_zero_in_the_eigengap():
     assert torch.isnan(c.scalar).all() and c.gap.item() == 0
 
 
+@pytest.mark.parametrize("c", [0.01, 0.1, 0.2])
+def test_a_normal_eigenvalue_cut_by_rel_eps_does_not_bias_the_curvature(c):
+    """G = (1 − c) P + c I on the unit S² (A = I − (1 − √c) x̂x̂ᵀ) has the sphere's tangent projector: R = 2, H = −x
+    for every c. rel_eps = 0.25 cut the normal eigenvalue c and the derivative took it as 0: R read 2 (1 − c)² and
+    H read −(1 − c) x (tester U). The gap still counts it as 0."""
+    field = Factor(lambda x: torch.eye(3, dtype=x.dtype) - (1 - c ** 0.5) * torch.einsum("bi,bj->bij", *[
+        x / x.norm(dim=-1, keepdim=True)] * 2), 3)
+    x = unit_points(4, 3)
+    for rel_eps in (1e-6, 0.25):
+        out = curvature(field, x, 2, rel_eps=rel_eps)
+        torch.testing.assert_close(out.scalar, torch.full((4,), 2.0, dtype=x.dtype), atol=1e-10, rtol=0)
+        torch.testing.assert_close(out.mean, -x, atol=1e-10, rtol=0)
+    torch.testing.assert_close(out.gap, torch.ones(4, dtype=x.dtype))  # the cut λ₃ = c counts as 0 here
+    torch.testing.assert_close(curvature(field, x, 2).gap, torch.full((4,), 1.0 - c, dtype=x.dtype))
+
+
 def test_a_tangent_dimension_inside_a_cluster_of_eigenvalues_is_warned_about():
     """Tangent eigenvalues within a factor 1.44 of each other (λ₂/λ₁ ≥ 0.69 > CLUSTER_RATIO): d = 1 splits them (its
     gap passes GAP_MIN), d = 2 does not; a well-separated d = 1 (λ₂/λ₁ ≈ 0.065) is not warned about."""

@@ -78,3 +78,16 @@ def test_a_batch_of_mixed_dimensions_is_warned_about():
     assert c.dim == 2
     curvature(field, x, 2)  # asked for: no warning
     curvature(field, x[:4])  # one dimension throughout: no warning
+
+
+def test_a_field_built_under_inference_mode_is_refused_with_the_cause():
+    """A field whose weights were made inside torch.inference_mode() (a model loaded there) holds inference tensors:
+    curvature failed with PyTorch's "Inference tensors cannot be saved for backward", which named neither the field
+    nor the fix (tester M)."""
+    x = torch.tensor([[0.0, 0.6, 0.8]], dtype=torch.float64)
+    with torch.inference_mode():
+        weights = torch.eye(3, dtype=torch.float64)  # an inference tensor
+        field = Factor(lambda p: spheres(p) @ weights, 3)
+        with pytest.raises(RuntimeError, match=r"^Factor: the field's tensors .* were made under "
+                                               r"torch.inference_mode\(\).* build or load the field"):
+            curvature(field, x, 2)

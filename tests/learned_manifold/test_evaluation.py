@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import Tensor
@@ -99,6 +100,15 @@ def test_lerp() -> None:
     assert lerp(x0[0], x1[0], 3).shape == (3, 2)
     with pytest.raises(ValueError):
         lerp(x0, x1, 1)
+    assert lerp(x0, x1, np.int64(4)).shape == (2, 4, 2)  # a NumPy integer is an integer
+
+
+@pytest.mark.parametrize("bad", [2.5, None, True, "3", 1])
+def test_lerp_refuses_a_count_that_is_not_an_integer_by_name(bad) -> None:
+    """n_points=2.5 and None failed with raw TypeErrors from torch.linspace / the comparison (tester U)."""
+    x0, x1 = torch.zeros(2, 3, dtype=F64), torch.ones(2, 3, dtype=F64)
+    with pytest.raises(ValueError, match=r"^n_points must be an integer >= 2 \(it counts both ends\), got "):
+        lerp(x0, x1, bad)
 
 
 def test_great_circle_scores() -> None:
@@ -258,6 +268,12 @@ def test_time_and_memory() -> None:
     assert peak_memory(fn, x) is None
     with pytest.raises(ValueError):
         time_per_query(fn, x, repeats=0)
+    for kwargs, name, low in [({"repeats": True}, "repeats", 1), ({"repeats": 2.5}, "repeats", 1),
+                              ({"warmup": -3}, "warmup", 0), ({"warmup": False}, "warmup", 0)]:
+        calls.clear()
+        with pytest.raises(ValueError, match=rf"^{name} must be an integer >= {low}, got "):
+            time_per_query(fn, x, **kwargs)  # repeats=True and warmup=-3 were accepted (tester U)
+        assert not calls
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

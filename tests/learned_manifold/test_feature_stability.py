@@ -232,3 +232,29 @@ def test_one_point_has_std_zero_without_a_warning():
     result = feature_stability(FixedSubspaceField(q), x, lambda v: v, [0.1, 0.5])
     assert result.std == [0.0, 0.0]
     assert result.mean == pytest.approx([0.1, 0.5])
+
+
+@pytest.mark.parametrize("kind", ["low-rank", "euclidean"])
+def test_a_points_score_does_not_depend_on_its_place_in_the_batch(kind):
+    """One generator drew the rows in order, so point i got the draws of row i: a point's per_point score alone, in
+    a batch or in the reversed batch differed by up to 48% (tester N). Now its draws are keyed by its values."""
+    q, _ = torch.linalg.qr(torch.randn(5, 2, generator=torch.Generator().manual_seed(21), dtype=torch.float64))
+    field = FixedSubspaceField(q) if kind == "low-rank" else EuclideanMetric(5)
+    x = torch.randn(12, 5, generator=torch.Generator().manual_seed(22), dtype=torch.float64)
+    phi = lambda v: torch.stack([v[:, 0] ** 2, v[:, 1] * v[:, 2]], -1)  # noqa: E731
+    batch = feature_stability(field, x, phi, [0.1, 0.5], samples=3).per_point
+    alone = torch.cat([feature_stability(field, x[i:i + 1], phi, [0.1, 0.5], samples=3).per_point
+                       for i in range(len(x))], dim=1)
+    reverse = feature_stability(field, x.flip(0), phi, [0.1, 0.5], samples=3).per_point.flip(1)
+    torch.testing.assert_close(alone, batch, rtol=1e-12, atol=0)
+    torch.testing.assert_close(reverse, batch, rtol=1e-12, atol=0)
+    other = feature_stability(field, x, phi, [0.1, 0.5], samples=3, seed=1).per_point
+    assert not torch.allclose(other, batch)  # the seed still changes the draws
+
+
+@pytest.mark.parametrize("seed", [-1, 2**64, 2.5, "1", True, None])
+def test_a_bad_seed_is_refused_by_name(seed):
+    """seed=-1 was accepted; 2.5, '1' and True failed with torch's "manual_seed expected a long" (tester U)."""
+    x = torch.randn(2, 3, generator=torch.Generator().manual_seed(23), dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"^seed must (be an integer|lie in 0\.\.18446744073709551615)"):
+        feature_stability(EuclideanMetric(3), x, lambda v: v, [0.1], samples=2, seed=seed)

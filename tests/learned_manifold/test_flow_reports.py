@@ -72,3 +72,46 @@ def test_empty_batches_give_empty_results():
     assert res.reason == [] and res.n_evals == 0
     res = gradient_flow(M, lambda y: y.pow(2).sum(-1), e, n_points=5)
     assert res.path.shape == (0, 5, 4) and res.final_gap.shape == (0,)
+
+
+def test_a_gap_that_grows_under_a_too_large_euler_step_is_a_solver_error():
+    """Euler with η = 2.5 on span(Q): y ← (1 − η) y, so the gap grows exactly 1.5-fold per step, which the exact
+    flow never does. It was reported as "out of time: … raise t_end", which made it worse."""
+    x0, x1 = points(2, 9) @ Q @ Q.T, points(2, 10) @ Q @ Q.T
+    res = interpolate(M, x0, x1, t_end=10.0, n_points=5, method="euler", step_size=2.5)
+    gaps = (res.path - x1[:, None]).norm(dim=-1)
+    torch.testing.assert_close(gaps[:, 1:] / gaps[:, :-1], torch.full((2, 4), 1.5, dtype=torch.float64))
+    assert not res.reached.any() and not res.stalled.any()
+    for reason in res.reason:
+        assert reason.startswith("solver error: the gap to x1 grew by") and "raise t_end" not in reason, reason
+        assert "use a smaller step_size (now 2.5)" in reason
+
+
+def test_a_loose_tolerance_that_walks_away_from_the_target_is_a_solver_error_not_out_of_time():
+    """rtol = atol = 0.1 on the docstrings' k-NN S²: the path closes in, then walks 2 away from x₁ and off the
+    sphere (it said "out of time: … raise t_end", and a longer t_end went farther). The default tolerances reach
+    x₁; their gap grows at most by the solver's tolerance (7.6e-6 where the flow brakes), far below stop_tol."""
+    from tests.learned_manifold.test_flows import sphere_knn_field
+
+    field = sphere_knn_field()
+    x0, x1 = torch.tensor([[1.0, 0.0, 0.0]]), torch.tensor([[0.0, 1.0, 0.0]])
+    loose = interpolate(field, x0, x1, t_end=40.0, rtol=0.1, atol=0.1)
+    gaps = (loose.path[0] - x1).norm(dim=-1)
+    assert float((gaps - gaps.cummin(dim=0).values).max()) > 1.0  # the ground truth: it grew
+    assert not loose.reached.item() and not loose.stalled.item()
+    reason = loose.reason[0]
+    assert reason.startswith("solver error") and "tighten rtol/atol (now 0.1/0.1" in reason, reason
+    assert "raise t_end" not in reason
+    default = interpolate(field, x0, x1, t_end=40.0)
+    gaps = (default.path[0] - x1).norm(dim=-1)
+    assert default.reason == ["reached"] and float((gaps - gaps.cummin(dim=0).values).max()) < 1e-4
+
+
+def test_every_result_is_a_plain_tensor_for_ends_that_require_grad():
+    """``gap_closed`` had kept an autograd graph back to ``x0``/``x1``; every other field was plain."""
+    x0 = (points(2, 11) @ Q @ Q.T).requires_grad_()
+    x1 = (points(2, 12) @ Q @ Q.T).requires_grad_()
+    res = interpolate(M, x0, x1, n_points=3, t_end=1.0)
+    tensors = {name: v for name, v in vars(res).items() if isinstance(v, torch.Tensor)}
+    assert "gap_closed" in tensors and "path" in tensors
+    assert not any(v.requires_grad for v in tensors.values()), [n for n, v in tensors.items() if v.requires_grad]

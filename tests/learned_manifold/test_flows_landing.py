@@ -119,3 +119,16 @@ def test_a_manifolds_tangent_dim_sets_the_normals_the_flow_lands_along():
     start = torch.tensor([[1.0, 0.4, 0.3]], dtype=torch.float64)
     res = gradient_flow(M, lambda x: 0.5 * (x - start).pow(2).sum(-1), start, n_points=3, landing=True)
     torch.testing.assert_close(res.path[0, -1], torch.tensor([1.0, 0.4, 0.0], dtype=torch.float64))
+
+
+def test_a_landed_flow_whose_own_steps_raise_the_gap_is_a_solver_error():
+    """Euler with η = 2.5 on the plane (the landing does nothing there): within every output interval the flow
+    raises the gap 1.5-fold, which no exact flow does; it was "out of time: … raise t_end"."""
+    field = _SlidingDenoiser(0.0)
+    x0 = torch.tensor([[1.0, 0.5, 0.0]], dtype=torch.float64)
+    x1 = torch.tensor([[-0.5, 1.0, 0.0]], dtype=torch.float64)
+    res = interpolate(field, x0, x1, t_end=10.0, n_points=5, method="euler", step_size=2.5, landing=True)
+    gaps = (res.path[0] - x1).norm(dim=-1)
+    torch.testing.assert_close(gaps[1:] / gaps[:-1], torch.full((4,), 1.5, dtype=torch.float64))
+    assert not res.reached.item() and not res.stalled.item()
+    assert res.reason[0].startswith("solver error") and "use a smaller step_size" in res.reason[0], res.reason

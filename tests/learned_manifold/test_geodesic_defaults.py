@@ -20,6 +20,7 @@ from learned_manifold.geometry import lowrank_apply, lowrank_solve
 from learned_manifold.metrics import KNNCDC, LearnedCDC
 from learned_manifold.metrics.base import CoMetricField
 
+F64 = torch.float64
 ANGLES = [math.pi / 2, 2 * math.pi / 3, 5 * math.pi / 6]  # 90°, 120°, 150°
 
 
@@ -182,7 +183,7 @@ def test_a_low_rank_field_without_delta_gets_a_regularised_energy_by_default():
     field = _CircleTangentField()
     x0 = torch.tensor([[1.0, 0.0], [1.0, 0.0]], dtype=torch.float64)
     x1 = torch.tensor([[0.0, 1.0], [-0.5, 3**0.5 / 2]], dtype=torch.float64)
-    assert regularising_delta(field, x0, x1) == pytest.approx(1e-3)
+    torch.testing.assert_close(regularising_delta(field, x0, x1), torch.full((2,), 1e-3, dtype=torch.float64))
     res = geodesic(field, x0, x1, n_points=33)
     assert bool(res.converged.all())
     assert torch.allclose(res.euclidean_length, torch.tensor([math.pi / 2, 2 * math.pi / 3], dtype=torch.float64),
@@ -232,3 +233,33 @@ def test_a_low_rank_field_without_delta_reports_lengths_on_its_learned_tangent_b
     assert abs(float(res.length) - 3.0) < 0.03
     own = path_energy(field, path)[1]  # the field's own δ = 0 metric: what was reported before
     assert float(own) > 2 * 3.0, own
+
+
+class _TwoSpheres(CoMetricField):
+    """``G = w (I − n nᵀ)``, ``δ = 0``: unit spheres about 0 (``w = 1``) and about ``(10, 0, 0)`` (``w = 100``),
+    ``n`` the unit normal of the nearer sphere."""
+
+    dim = 3
+    low_rank = True
+
+    def factor(self, x: Tensor) -> Tensor:
+        far = (x[:, :1] > 5).to(x.dtype)
+        n = torch.nn.functional.normalize(x - far * torch.tensor([10.0, 0.0, 0.0], dtype=x.dtype), dim=-1)
+        return (1 + 99 * far).sqrt().unsqueeze(-1) * (torch.eye(3, dtype=x.dtype) - n.unsqueeze(-1) * n.unsqueeze(-2))
+
+
+def test_the_default_delta_is_each_pairs_own():
+    """The default δ was 10⁻³ × the mean λ₁ over the ends of the whole batch: a quarter circle on the w = 1
+    sphere got δ = 0.0505 beside a pair on the w = 100 one, and cut inside to radius 0.985 (0.010 off its path
+    alone). Now each pair has 10⁻³ × its own ends' λ₁ (`GeodesicResult.delta` ``(B,)``) and the same path."""
+    a0, a1 = torch.tensor([[1.0, 0.0, 0.0]], dtype=F64), torch.tensor([[0.0, 1.0, 0.0]], dtype=F64)
+    shift = torch.tensor([10.0, 0.0, 0.0], dtype=F64)
+    alone = geodesic(_TwoSpheres(), a0, a1, n_points=17, init="linear")
+    batch = geodesic(_TwoSpheres(), torch.cat([a0, a0 + shift]), torch.cat([a1, a1 + shift]), n_points=17,
+                     init="linear")
+    torch.testing.assert_close(batch.delta, torch.tensor([1e-3, 0.1], dtype=F64))
+    torch.testing.assert_close(alone.delta, torch.tensor([1e-3], dtype=F64))
+    torch.testing.assert_close(batch.path[0], alone.path[0], atol=1e-6, rtol=0)
+    assert float((alone.path[0].norm(dim=-1) - 1).abs().max()) < 1e-3
+    single = geodesic(_TwoSpheres(), a0[0], a1[0], n_points=5, init="linear", steps=0)  # one pair: a 0-d delta
+    assert single.delta.shape == () and float(single.delta) == pytest.approx(1e-3)

@@ -206,3 +206,37 @@ def test_landing_on_a_field_without_projection_names_the_users_field():
     with pytest.raises(ValueError, match="landing=True needs a field with a landing projection .*; "
                                          "FixedSubspaceField has none"):
         geodesic(field, *ends(), landing=True)
+
+
+@pytest.mark.parametrize("landing", ["no", float("nan"), -1, 1, "True"])
+def test_a_landing_that_is_not_a_bool_is_refused_before_any_work(landing):
+    """``bool(landing)`` turned ``'no'``, NaN and −1 into landing on (as `LearnedDataManifold` refuses them)."""
+    with pytest.raises(TypeError, match=re.escape(f"landing must be True, False or None (the default, chosen by "
+                                                  f"the start), got {landing!r}")):
+        geodesic(Flat(), *ends(), landing=landing)
+
+
+def test_a_graph_start_on_a_field_without_data_names_every_field_that_has_some():
+    """The message named only KNNCDC and VAEPullbackMetric, yet a LearnedCDC with landmarks or data runs it."""
+    with pytest.raises(ValueError, match=re.escape("init='graph' needs a field that holds data to build its neighbour "
+                                                   "graph from: a KNNCDC, a LearnedCDC whose model stores landmarks "
+                                                   "or built with data=points, or a VAEPullbackMetric built with "
+                                                   "codes=; this Flat holds none")):
+        geodesic(Flat(), *ends(), init="graph")
+
+
+def test_a_field_built_under_inference_mode_gives_the_same_geodesic():
+    """A field built (or loaded) inside ``torch.inference_mode()`` holds inference tensors, which autograd cannot
+    save: geodesic failed with PyTorch's "Inference tensors cannot be saved for backward". It now solves on a copy
+    with normal tensors, and leaves the caller's field as it was."""
+    q = torch.tensor([[0.6, 0.0], [0.8, 0.0], [0.0, 1.0]], dtype=F64)
+    a, b = torch.tensor([[0.0, 0.0, 0.0]], dtype=F64), torch.tensor([[0.6, 0.8, 1.0]], dtype=F64)
+    bent = lerp(a, b, 7)
+    bent[:, 1:-1, 0] += 0.3  # off the line: the solver must straighten it, by autograd through the field
+    want = geodesic(FixedSubspaceField(q.clone(), delta=0.1), a, b, init=bent)
+    with torch.inference_mode():
+        field = FixedSubspaceField(q.clone(), delta=0.1)
+        got = geodesic(field, a, b, init=bent)
+    assert field.Q.is_inference() and not got.path.is_inference()
+    torch.testing.assert_close(got.path, want.path)
+    assert bool(got.converged.all())

@@ -43,3 +43,18 @@ def test_a_kick_leaves_a_true_minimum_alone():
                                         steps=500, lr=1.0, tol=1e-9, rtol=1e-6)
     assert not bool(refuted.any()) and done > 0
     assert torch.equal(out, v)
+
+
+def test_a_pairs_kick_and_path_do_not_depend_on_its_batch_mates():
+    """The kick was one draw for the whole batch, row j to the j-th claimed pair: the antipodal pair's midpoint
+    moved from (0.007, −0.357, −0.921) alone to (0.001, −0.851, 0.501) second in a batch, and two copies of it in
+    one batch came back as different half circles (1.04 apart). Now every pair gets the same draw."""
+    a, e = torch.tensor([[1.0, 0.0, 0.0]], dtype=F64), torch.tensor([[0.0, 0.0, 1.0]], dtype=F64)
+    b = torch.tensor([[0.6, 0.0, 0.8]], dtype=F64)
+    alone = geodesic(SphereProjector(delta=1e-2), a, -a, n_points=17, init="linear")
+    assert float(alone.path[0].norm(dim=-1).min()) > 0.98  # the kick took it off the chord through the centre
+    batch = geodesic(SphereProjector(delta=1e-2), torch.cat([e, a, b, a]), torch.cat([-e, -a, -b, -a]), n_points=17,
+                     init="linear")
+    for j in (1, 3):  # (a, −a) second and fourth, after other antipodal pairs whose kicks came first
+        torch.testing.assert_close(batch.path[j], alone.path[0], atol=1e-6, rtol=0)
+        assert bool(batch.converged[j]) == bool(alone.converged[0])

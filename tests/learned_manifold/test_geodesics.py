@@ -366,7 +366,7 @@ def test_lengths_are_in_the_fields_own_metric_and_the_solvers_delta_is_reported(
     x0 = torch.tensor([[1.0, 0.0, 0.0]], dtype=torch.float64)
     x1 = torch.tensor([[0.0, 1.0, 0.0]], dtype=torch.float64)
     res = geodesic(field, x0, x1, n_points=8)
-    assert res.delta == pytest.approx(1e-3)  # λ₁ = 1
+    torch.testing.assert_close(res.delta, torch.tensor([1e-3], dtype=torch.float64))  # λ₁ = 1, one per pair
     energy, length = path_energy(field, res.path)
     torch.testing.assert_close(res.length, length, rtol=1e-12, atol=0)
     torch.testing.assert_close(res.energy, energy, rtol=1e-12, atol=0)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from learned_manifold import LearnedDataManifold, load_model
-from learned_manifold.metrics import KNNCDC, LearnedCDC
+from learned_manifold.metrics import KNNCDC, CoMetricField, LearnedCDC
 from tests.conftest import FixedSubspaceField
 
 Q = torch.linalg.qr(torch.randn(5, 2, generator=torch.Generator().manual_seed(0))).Q
@@ -622,3 +622,44 @@ def test_a_callers_autocast_does_not_change_the_geometry(delta):
             inside = call()
         assert inside.dtype == torch.float32, name
         torch.testing.assert_close(inside, plain, atol=0, rtol=0, msg=name)
+
+
+class _UndeclaredFactor(CoMetricField):
+    """Implements ``factor`` but leaves ``low_rank`` False (as `curvature`'s ``Spheres`` example)."""
+
+    dim = 3
+
+    def factor(self, x):
+        return torch.eye(3, 2, dtype=x.dtype).expand(x.shape[0], 3, 2)
+
+
+def test_tangent_dim_on_an_undeclared_factor_says_to_set_low_rank():
+    """Before: "… has no factor", though the field implements one; the missing piece is ``low_rank = True``."""
+    with pytest.raises(ValueError, match=r"_UndeclaredFactor implements factor\(\) but does not set low_rank = True"):
+        LearnedDataManifold(_UndeclaredFactor(), tangent_dim=1)
+    with pytest.raises(ValueError, match=r"_Denoising implements factor\(\) but does not set low_rank = True"):
+        LearnedDataManifold(_Denoising(), landing=True)
+
+
+class _Denoising(_UndeclaredFactor):
+    can_project = True
+
+    def project(self, x):
+        return x
+
+
+def test_tangent_dim_with_delta_and_no_landing_warns_naming_both():
+    """With δ > 0 and no landing, ``tangent_dim`` changes none of inner/proju/egrad2rgrad (checked here): it had been
+    accepted silently. It still acts in `curvature`, so a warning rather than an error."""
+    from learned_manifold import curvature
+
+    A = Q * torch.tensor([1.0, 0.5])  # eigenvalues 1 and 0.25 (the gap rule reads dimension 1), then 0
+    with pytest.warns(UserWarning, match=r"tangent_dim = 2 does not change inner.*delta = 0\.05 > 0"):
+        M = LearnedDataManifold(FixedSubspaceField(A, 0.05), tangent_dim=2)
+    plain = LearnedDataManifold(FixedSubspaceField(A, 0.05))
+    g = torch.Generator().manual_seed(0)
+    x, u = torch.randn(3, 5, generator=g), torch.randn(3, 5, generator=g)
+    for name in ("inner", "proju", "egrad2rgrad"):
+        torch.testing.assert_close(getattr(M, name)(x, u), getattr(plain, name)(x, u), atol=0, rtol=0)
+    assert curvature(M, x).basis.shape[-1] == 2 and curvature(plain, x).basis.shape[-1] == 1  # where it acts
+    LearnedDataManifold(FixedSubspaceField(Q, 0.0), tangent_dim=1)  # δ = 0: no warning (warnings are errors here)

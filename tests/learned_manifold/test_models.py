@@ -164,7 +164,8 @@ def test_the_norm_feature_is_stored_when_on_and_files_without_it_build_the_netwo
     assert TrainConfig(norm_feature=True).model_spec((5,))[1]["norm_feature"] is True  # stored in the file
     assert "norm_feature" not in TrainConfig().model_spec((5,))[1]  # "auto": the trainer decides from the data
     assert "norm_feature" not in TrainConfig(norm_feature=False).model_spec((5,))[1]
-    assert "norm_feature" not in TrainConfig(norm_feature=True).model_spec((1, 8, 8))[1]  # the UNet has no such option
+    with pytest.warns(UserWarning, match="norm_feature sizes the MLP only and is ignored"):
+        assert "norm_feature" not in TrainConfig(norm_feature=True).model_spec((1, 8, 8))[1]  # the UNet has none
     old = FiLMResMLP((5,), 2, hidden=8, depth=1, emb_dim=4)  # arch_kwargs without the key: every older file
     assert old.norm_in is None and "norm_in.weight" not in old.state_dict()
     with pytest.raises(TypeError, match="norm_feature"):

@@ -264,3 +264,33 @@ def test_momentum_is_torch_sgd_on_the_riemannian_gradient(delta, momentum, dampe
             first = 0.1 * (1 + momentum * nesterov) * t @ A
             torch.testing.assert_close(p.detach(), first, rtol=0, atol=1e-15)
         torch.testing.assert_close(p.detach(), q.detach(), rtol=0, atol=1e-13)
+
+
+def test_every_parameter_groups_options_are_checked_as_the_top_level_ones():
+    """A group's ``lr=-5`` (it would climb the objective) had been accepted while the top-level ``lr=-5`` was
+    refused; ``amsgrad='no'`` or NaN had been taken as True. Each is refused naming the option (and the group)."""
+    M = LearnedDataManifold(FixedSubspaceField(torch.eye(3)[:, :2]))
+
+    def p():
+        return torch.nn.Parameter(torch.zeros(2, 3))
+
+    for make in (lambda params: RiemannianSGD(params, manifold=M, lr=0.1),
+                 lambda params: RiemannianAdam(params, manifold=M, lr=0.1)):
+        with pytest.raises(ValueError, match=r"^parameter group 1: lr must be finite and >= 0, got -5.0$"):
+            make([{"params": [p()]}, {"params": [p()], "lr": -5.0}])
+        opt = make([p()])
+        with pytest.raises(ValueError, match=r"^parameter group 1: weight_decay must be finite and >= 0, got nan$"):
+            opt.add_param_group({"params": [p()], "weight_decay": float("nan")})
+        assert len(opt.param_groups) == 1
+    for value in ("no", float("nan"), 1):
+        with pytest.raises(ValueError, match=r"^amsgrad must be True or False, got "):
+            RiemannianAdam([p()], manifold=M, amsgrad=value)
+    with pytest.raises(ValueError, match=r"^parameter group 0: amsgrad must be True or False, got 'no'$"):
+        RiemannianAdam([{"params": [p()], "amsgrad": "no"}], manifold=M)
+    with pytest.raises(ValueError, match=r"^parameter group 0: momentum must be < 1, got 1.5$"):
+        RiemannianSGD([{"params": [p()], "momentum": 1.5}], manifold=M, lr=0.1)
+    with pytest.raises(ValueError, match=r"^parameter group 0: betas must be two numbers in \[0, 1\)"):
+        RiemannianAdam([{"params": [p()], "betas": (0.9, 1.0)}], manifold=M)
+    with pytest.raises(ValueError, match=r"^nesterov must be True or False, got 'yes'$"):
+        RiemannianSGD([p()], manifold=M, lr=0.1, momentum=0.5, nesterov="yes")
+    RiemannianAdam([{"params": [p()], "lr": 0.0, "amsgrad": True, "betas": [0.5, 0.9]}], manifold=M)  # valid

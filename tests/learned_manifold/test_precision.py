@@ -319,3 +319,18 @@ def test_full_precision_switches_a_callers_autocast_off_inside_and_back_on_after
     assert torch.equal(inside, exact)
     assert outside.dtype == torch.bfloat16  # what the wrapped algebra would have given
     assert product.__name__ == "product"
+
+
+def test_full_precision_asks_only_about_device_types_this_torch_has_autocast_for(monkeypatch):
+    # torch 2.4 (the declared minimum) has no MPS autocast: is_autocast_enabled("mps") raises there
+    def enabled(device="cpu"):
+        if device == "mps":
+            raise RuntimeError("unknown device type for autocast in get_autocast_dispatch_key_from_device_type")
+        return False
+
+    monkeypatch.setattr(torch.amp, "is_autocast_available", lambda device: device != "mps")
+    monkeypatch.setattr(torch, "is_autocast_enabled", enabled)
+    devices = P._autocast_devices()
+    assert devices == ("cpu", "cuda", "xpu")
+    monkeypatch.setattr(P, "_AUTOCAST_DEVICES", devices)
+    assert full_precision(lambda m: m * 2)(torch.ones(2)).tolist() == [2.0, 2.0]

@@ -9,8 +9,9 @@ from torch import Tensor
 
 from learned_manifold import LearnedDataManifold, geodesic, interpolate
 from learned_manifold.flows import polyline_lengths
+from learned_manifold.geometry import lowrank_apply, lowrank_solve
 from learned_manifold.metrics.base import CoMetricField
-from learned_manifold.regularised import TangentBundle, reporting_metric, tangent_dim_of
+from learned_manifold.regularised import Regularised, TangentBundle, reporting_metric, tangent_dim_of
 
 F64 = torch.float64
 
@@ -57,3 +58,20 @@ def test_geodesic_and_flow_lengths_use_the_manifolds_tangent_dim():
     torch.testing.assert_close(polyline_lengths(res.path, M)[1], res.length)
     # a bare field (no tangent_dim) keeps the gap rule: e₂ costs nothing
     assert float(polyline_lengths(res.path, Plane())[1]) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_regularised_with_one_delta_per_pair_gives_each_pair_its_own():
+    """One ``δ`` per pair (`regularising_delta`'s default): rows grouped pair by pair, as a path's segments are;
+    each row is solved as with that pair's float ``δ`` (``δ = 0``: the pseudo-inverse), and `for_pairs` picks."""
+    delta = torch.tensor([1e-3, 0.5, 0.0], dtype=F64)
+    field = Regularised(Plane(), delta)
+    g = torch.Generator().manual_seed(0)
+    x, v = torch.randn(6, 3, generator=g, dtype=F64), torch.randn(6, 3, generator=g, dtype=F64)
+    a = Plane().factor(x)
+    rows = delta.repeat_interleave(2)
+    want = torch.stack([lowrank_solve(a[i:i + 1], v[i:i + 1], float(rows[i]))[0] for i in range(6)])
+    torch.testing.assert_close(field.metric(x, v), want, rtol=1e-10, atol=0)
+    torch.testing.assert_close(field.apply(x, v), lowrank_apply(a, v) + rows.unsqueeze(-1) * v)
+    torch.testing.assert_close(field.for_pairs(torch.tensor([1])).metric(x[2:4], v[2:4]), want[2:4])
+    with pytest.raises(ValueError, match="a multiple of 3 rows; got 4"):
+        field.metric(x[:4], v[:4])

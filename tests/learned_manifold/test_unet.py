@@ -27,14 +27,24 @@ from learned_manifold.unet import (
     MAX_RES_BLOCKS,
     UNET_PRESETS,
     UNet,
+    _Attention,
     unet_preset,
 )
 from learned_manifold_training.trainer import TrainConfig, train
 
 TINY = {"channels": 8, "channel_mult": [1, 2], "num_res_blocks": 1, "emb_dim": 16, "groups": 4}
 # Documented in `unet_preset`'s docstring: the factor network at the preset's own data shape and rank.
-DOCUMENTED_PARAMETERS = {"small": 709_152, "mnist": 6_995_968, "cifar10": 39_919_104, "celeba64": 77_921_792,
-                         "ffhq256": 124_885_888}
+DOCUMENTED_PARAMETERS = {"small": 709_152, "mnist": 6_996_068, "cifar10": 38_601_004, "celeba64": 13_372_096,
+                         "ffhq256": 77_046_528}
+# The paper's configs/*.yaml (jacobbamb/metric-matching): model_channels, channel_mult, num_res_blocks,
+# attention_resolutions (downsample rates), dropout, rank, heads (num_heads 1 unless num_head_channels is set),
+# image size and channels; out_bias is true in all four.
+PAPER_CONFIGS = {
+    "mnist": (64, (1, 2, 2), 2, (4,), 0.0, 100, None, (1, 28, 28)),
+    "cifar10": (128, (1, 2, 2, 2), 2, (2,), 0.1, 100, 64, (3, 32, 32)),
+    "celeba64": (64, (1, 2, 2, 2), 3, (4, 8), 0.0, 128, None, (3, 64, 64)),
+    "ffhq256": (128, (1, 2, 2, 4), 2, (8, 16), 0.0, 256, None, (3, 256, 256)),
+}
 
 
 def _net(shape, k, **kw):
@@ -256,6 +266,25 @@ def test_the_mnist_preset_is_the_papers():
         unet_preset("mnst")
     unet_preset("mnist")["arch_kwargs"]["channels"] = 1  # a copy: the registry is unchanged
     assert UNET_PRESETS["mnist"]["arch_kwargs"]["channels"] == 64
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_CONFIGS))
+def test_the_image_presets_are_the_papers_configs(name):
+    """SPEC §9 / report Q item 2: every option `UNet` has is set as in the paper's config; the paper's attention
+    rates ``2^level`` that are levels of the network become ``attention_levels``, and its heads (one, or width / 64
+    with ``num_head_channels: 64``) are what ``head_channels`` gives at every attention layer."""
+    channels, mult, blocks, rates, dropout, rank, head_channels, shape = PAPER_CONFIGS[name]
+    p = unet_preset(name)
+    kw = p["arch_kwargs"]
+    assert (kw["channels"], kw["channel_mult"], kw["num_res_blocks"]) == (channels, list(mult), blocks)
+    assert kw["attention_levels"] == [level for level in range(len(mult)) if 2**level in rates]
+    assert (kw["dropout"], p["rank"], tuple(p["data_shape"]), kw["out_bias"]) == (dropout, rank, shape, True)
+    assert kw["emb_dim"] == 4 * channels and kw["mid_attention"]
+    with torch.device("meta"):
+        net = UNet(p["data_shape"], p["rank"], **kw)
+    attention = [m for m in net.modules() if isinstance(m, _Attention)]
+    assert attention and all(m.heads == (1 if head_channels is None else m.qkv.in_features // head_channels)
+                             for m in attention)
 
 
 def _unet_model() -> MetricModel:

@@ -28,7 +28,8 @@ def test_the_image_rule(shape, image):
 
 def test_auto_picks_the_unet_for_images_and_the_mlp_otherwise():
     cfg = TrainConfig(hidden=32, depth=2, emb_dim=16)
-    assert cfg.model_spec((1, 8, 8)) == ("unet", unet_preset("small")["arch_kwargs"], 16)
+    with pytest.warns(UserWarning, match="hidden, depth, emb_dim size the MLP only and are ignored"):
+        assert cfg.model_spec((1, 8, 8)) == ("unet", unet_preset("small")["arch_kwargs"], 16)
     mlp = {"hidden": 32, "depth": 2, "emb_dim": 16}  # the norm feature "auto": the trainer adds it from the data
     assert cfg.model_spec((10,)) == ("film_mlp", mlp, 10)
     assert cfg.model_spec((3, 3)) == ("film_mlp", mlp, 9)

@@ -527,3 +527,26 @@ def test_help_says_when_validations_run_and_what_the_demo_folder_keeps(capsys):
         with pytest.raises(SystemExit):
             main([command, "--help"])
         assert words in " ".join(capsys.readouterr().out.split())
+
+
+def test_mlp_sizes_with_backbone_unet_are_refused_by_their_flags(tmp_path, capsys):
+    """``--backbone unet --hidden 7 --depth 2`` warned and trained the UNet: the config cannot serve flat data, so
+    the flags are refused before any work, each by its name; under ``--backbone auto`` the command's own warning is
+    the only one (the library's `UserWarning` is not printed again: an error under pytest)."""
+    out = tmp_path / "m.lmm"
+    assert main(["train", "digits", "--out", str(out), "--backbone", "unet", "--hidden", "7", "--depth", "2",
+                 "--steps", "1", "--num-points", "60", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == ("learned-manifold train: error: --hidden, --depth size the MLP only, but backbone 'unet' "
+                           "trains the UNet (preset sizes it): leave them out, or choose backbone 'mlp'")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_help_states_the_presets_and_the_paper_scales_truly(capsys):
+    """``--preset`` called four presets "the paper's image models" though three differ from its configs;
+    ``--tikhonov`` and ``--grad-clip`` did not say that the paper code's values do not carry over as they are."""
+    helps = {a.dest: a.help for a in build_parser()._subparsers._group_actions[0].choices["train"]._actions}
+    assert "the paper's image models" not in helps["preset"]
+    assert "modelled on the paper's image networks" in helps["preset"] and "unet_preset" in helps["preset"]
+    assert "2 x the paper code's tikhonov_epsilon" in helps["tikhonov"]
+    assert "4D² times the paper code's" in helps["grad_clip"] and "does not transfer" in helps["grad_clip"]

@@ -46,10 +46,24 @@ def test_quick_says_when_it_cuts_the_steps_or_points(tmp_path, monkeypatch, caps
     with pytest.raises(_Stop):
         demo.run_demo(out=str(tmp_path / "a"), n=4000, steps=3000, quick=True, device="cpu")
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "[demo] --quick caps the run at 1500 points and 500 steps: 1500 points, 500 steps (not 4000 " \
-                       "and 3000)"
+    assert lines[0] == "[demo] --quick caps the run at 1500 points and 500 steps: 1500 points (not 4000) and 500 " \
+                       "steps (not 3000)"
     assert "(500 steps)" in lines[2]
     with pytest.raises(_Stop):
         demo.run_demo(out=str(tmp_path / "b"), n=1000, steps=300, quick=True, device="cpu")
     out = capsys.readouterr().out
     assert "--quick" not in out and "(300 steps)" in out and "1000 points" in out
+
+
+def test_quick_names_only_what_it_cut(tmp_path, monkeypatch, capsys):
+    """``demo --quick --steps 50`` said "1500 points, 50 steps (not 4000 and 50)", as if the 50 steps were cut."""
+    monkeypatch.setattr(demo, "train", _stop)
+    with pytest.raises(_Stop):
+        demo.run_demo(out=str(tmp_path / "a"), n=4000, steps=50, quick=True, device="cpu")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "[demo] --quick caps the run at 1500 points and 500 steps: 1500 points (not 4000)"
+    assert "(50 steps)" in lines[2]
+    with pytest.raises(_Stop):
+        demo.run_demo(out=str(tmp_path / "b"), n=1000, steps=3000, quick=True, device="cpu")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "[demo] --quick caps the run at 1500 points and 500 steps: 500 steps (not 3000)"

@@ -46,6 +46,33 @@ def test_two_processes_match_one(tmp_path):
         ["one.lmm", "one.lmm.train-state.pt", "two.lmm", "two.lmm.train-state.pt"])
 
 
+LAUNCH = """
+import sys
+from learned_manifold import precision as P
+P.native_bf16 = lambda device: True  # the probe runs (a real forward + backward) on any CPU
+from learned_manifold_training.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_precision_auto_probes_on_rank_0_and_every_rank_trains_in_its_choice(tmp_path):
+    """The default ``--precision auto``: rank 0's probe (forward + backward) runs before the DDP wrapping and
+    leaves no gradients, so both ranks reach step 0 alike; before, DDP stopped at step 0 ("gradient which is
+    undefined, but still allreduced by DDP reducer")."""
+    (tmp_path / "launch.py").write_text(LAUNCH)
+    out = tmp_path / "auto.lmm"
+    args = [*ARGS[:ARGS.index("--steps")], "--steps", "10", *ARGS[ARGS.index("--steps") + 2:]]
+    args[args.index("--precision") + 1] = "auto"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--master-addr=127.0.0.1",
+           f"--master-port={free_port()}", str(tmp_path / "launch.py"), *args, "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={
+        **__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    extra = read_metadata(out)["extra"]
+    assert extra["precision_probe"]["source"] == "measured", extra["precision_probe"]
+    assert extra["precision"] == extra["precision_probe"]["choice"] in ("fp32", "bf16")
+
+
 def test_rank0_refusing_the_output_stops_every_rank_at_once(tmp_path):
     """Only rank 0 checks ``--out``; its refusal must reach rank 1, which would otherwise wait in the first
     collective until torchrun killed it (30 s), and the existing file must be left as it was."""

@@ -1,7 +1,9 @@
 """`learned-manifold info MODEL --data DATA` (`training.info`): which rows of the data its checks read."""
 
+import io
 import json
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -117,3 +119,20 @@ def test_data_far_from_the_training_data_is_named_before_the_checks(model_path, 
     assert placement["far"] and placement["median_distance_in_s"] > 50 and 90 < placement["spread_in_s"] < 110
     placement = _info_json(model_path, tmp_path / "near.npy", capsys)["data_placement"]
     assert not placement["far"] and placement["median_distance_in_s"] < 1.5
+
+
+@pytest.mark.parametrize("encoding", ["cp1252", "latin-1", "ascii"])
+def test_the_summary_prints_on_a_console_without_the_rules_symbols(tmp_path, monkeypatch, encoding):
+    """A model's recorded sigma rule ("among σ ≤ 0.5·s") on a strict cp1252 / Latin-1 / ASCII stdout ended `info`
+    with "error: 'charmap' codec can't encode character '\\u03c3'" and nothing printed; it is spelled in ASCII."""
+    model = MetricModel(ModelConfig(data_shape=(3,), rank=2, arch_kwargs={"hidden": 8, "depth": 1}, default_sigma=0.25,
+                                    sigma_rule="clearest eigengap among σ ≤ 0.5·s"))
+    path = save_model(model, tmp_path / "m.lmm")
+    raw = io.BytesIO()
+    stdout = io.TextIOWrapper(raw, encoding=encoding, errors="strict", newline="\n")
+    monkeypatch.setattr(sys, "stdout", stdout)
+    assert main(["info", str(path)]) == 0
+    stdout.flush()
+    out = raw.getvalue().decode(encoding)
+    dot = "*" if encoding == "ascii" else "·"  # cp1252 and Latin-1 have the middle dot
+    assert f"  bandwidth:   default sigma 0.25 = 0.25 s (clearest eigengap among sigma <= 0.5{dot}s)" in out

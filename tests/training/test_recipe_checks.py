@@ -59,3 +59,21 @@ def test_the_cli_refuses_them_by_their_flags_before_any_work(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "error: --factor-refit acts on centred runs with two networks only" in err and len(err.splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("warmup", "ramp", "message"), [
+    (0.5, 0.9, "factor_ramp=0.9 is longer than the factor trains: it starts after denoiser_warmup=0.5 of the steps, "
+               r"so its rate would never reach the full schedule; choose factor_ramp <= 0.5 \(1 - denoiser_warmup\)$"),
+    (0.8, 0.25, "factor_ramp=0.25 is longer than the factor trains: it starts after denoiser_warmup=0.8 of the steps"),
+    ("auto", 0.6, r"factor_ramp=0.6 is longer than the factor trains: it starts after denoiser_warmup='auto' \(0.5 "
+                  r"unless the data's dimension exceeds 8\) of the steps, so its rate would never reach the full "
+                  r"schedule; choose factor_ramp <= 0.5 \(1 - denoiser_warmup\), or set denoiser_warmup"),
+])
+def test_a_factor_ramp_longer_than_the_factors_training_is_refused(warmup, ramp, message):
+    """``steps=150, denoiser_warmup=0.5, factor_ramp=0.9`` was accepted: the ramp lasts 135 steps but the factor
+    trains for 75, so its rate ended at 0.56 of the schedule. A ramp over at most ``1 − denoiser_warmup`` of the steps
+    is accepted (it reaches the full rate by the last step)."""
+    with pytest.raises(ValueError, match="^" + message):
+        TrainConfig(denoiser_warmup=warmup, factor_ramp=ramp)
+    TrainConfig(denoiser_warmup=warmup, factor_ramp=1 - (0.5 if warmup == "auto" else warmup))
+    TrainConfig(denoiser_warmup=0.3, factor_ramp=0.7)  # 1 - 0.3 is 0.7 in floating point

@@ -470,3 +470,52 @@ def test_the_file_records_a_factor_ramp_only_where_the_optimiser_applied_one(tmp
         train(data, cfg, out=tmp_path / f"{centred}.lmm", progress=False, device="cpu", stop_after=1)
         guards[centred] = read_metadata(tmp_path / f"{centred}.lmm")["extra"]["factor_guards"]
     assert guards[False]["ramp_steps"] == 0 and guards[True]["ramp_steps"] == 10
+
+
+class _TransposedBasis(Circle):
+    """A circle whose ``tangent_basis`` answers ``(n, d, D)`` instead of ``(n, D, d)``."""
+
+    def tangent_basis(self, x):
+        return super().tangent_basis(x).transpose(1, 2)
+
+
+class _ScaledBasis(Circle):
+    """A circle whose tangent vectors have length 2."""
+
+    def tangent_basis(self, x):
+        return 2 * super().tangent_basis(x)
+
+
+class _PaddedBasis(Circle):
+    """A circle whose ``tangent_basis`` pads a second, nonzero column (a plane) where ``point_dimension`` says 1."""
+
+    def tangent_basis(self, x):
+        return torch.eye(2).expand(x.shape[0], 2, 2)
+
+
+class _NaNBasis(Circle):
+    def tangent_basis(self, x):
+        return torch.full((x.shape[0], 2, 1), float("nan"))
+
+
+@pytest.mark.parametrize(("manifold", "message"), [
+    (_TransposedBasis(), r"must return orthonormal bases of shape \(n, D, k\) = \(2, 2, k\), k <= 2, got \(2, 1, 2\)"),
+    (_ScaledBasis(), r"must return orthonormal \(or zero\) columns; at point 0 \|VᵀV − I\| reaches 3"),
+    (_PaddedBasis(), r"returned 2 nonzero columns at point 0, but manifold.point_dimension gives 1 there"),
+    (_NaNBasis(), r"returned non-finite values \(NaN or inf\)"),
+])
+def test_a_broken_tangent_basis_is_refused_before_the_first_step(tmp_path, monkeypatch, manifold, message):
+    """``train(manifold=M)`` checked only ``M.point_dimension`` up front: a ``tangent_basis`` of the wrong shape
+    (or not orthonormal) ran every step, then failed in the final validation naming ``true_basis``, an argument of
+    `tangent_error`; with ``out=None`` the model was lost. It is now called on the data's first points before any
+    work, and the message names the method."""
+    import learned_manifold_training.trainer as trainer
+
+    def no_work(*args, **kwargs):
+        pytest.fail("the run started before the manifold was checked")
+
+    monkeypatch.setattr(trainer, "TrainingRows", no_work)
+    data = Circle(2).sample(100, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match=r"^manifold.tangent_basis on 2 points of dimension D = 2 " + message):
+        train(data, TrainConfig(**TINY), manifold=manifold, out=tmp_path / "m.lmm", progress=False, device="cpu")
+    assert list(tmp_path.iterdir()) == []

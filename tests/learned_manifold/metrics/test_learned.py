@@ -78,3 +78,57 @@ def test_the_landmark_graph_is_not_copied_into_the_state_dict():
     graph = learned_metrics._graph(torch.randn(20, 3), 3)
     assert isinstance(graph, KNNCDC) and dict(graph.state_dict()) == {}
     assert set(KNNCDC(torch.randn(20, 3), k=4, sigma=1.0).state_dict()) == {"data"}
+
+
+def tiny_model(landmarks: int = 0, **arch):
+    from learned_manifold import MetricModel, ModelConfig
+
+    torch.manual_seed(0)
+    return MetricModel(ModelConfig(data_shape=(3,), rank=2, landmarks=landmarks,
+                                   arch_kwargs={"hidden": 8, "depth": 1, "emb_dim": 8} | arch))
+
+
+def test_the_landmark_graph_follows_new_landmarks():
+    """After `load_state_dict` or `set_landmarks` the graph searched the old landmarks: `beyond_data` gave 0 for
+    points 3 away from every landmark, and nonzero distances at the landmarks themselves."""
+    from learned_manifold import LearnedDataManifold
+
+    model = tiny_model(landmarks=50)
+    old = on_sphere(50, seed=1)
+    model.set_landmarks(old)
+    manifold = LearnedDataManifold(model, sigma=0.1)
+    field = manifold.field
+    assert field.beyond_data(old[:5]).abs().max() == 0  # the index is built on the old landmarks
+    state = manifold.state_dict()
+    state["field.model.landmarks"] = old + torch.tensor([4.0, 0.0, 0.0])
+    manifold.load_state_dict(state)
+    assert field.beyond_data(old[:5]).tolist() == pytest.approx(
+        torch.cdist(old[:5], state["field.model.landmarks"]).min(-1).values.tolist())
+    assert field.data_graph.neighbours(state["field.model.landmarks"][:5])[0][:, 0].abs().max() == 0
+    model.set_landmarks(old)
+    assert field.beyond_data(old[:5]).abs().max() == 0
+    moved = field.double()  # the move gives the graph the moved landmarks, which later loads update
+    moved.model.set_landmarks(old.double() * 3)
+    assert moved.data_graph.data.data_ptr() == moved.model.landmarks.data_ptr()
+    assert moved.beyond_data(old[:5].double() * 3).abs().max() == 0
+
+
+def test_train_keeps_the_network_in_eval_mode():
+    """``.train()`` on a module holding the manifold used to turn the network's dropout back on."""
+    from learned_manifold import LearnedDataManifold
+
+    manifold = LearnedDataManifold(tiny_model(), sigma=0.1)
+    holder = torch.nn.Module()
+    holder.manifold = manifold
+    holder.train()
+    assert manifold.training and manifold.field.training
+    assert not any(module.training for module in manifold.field.model.modules())
+
+
+def test_a_model_on_another_device_is_named_in_one_clear_error():
+    """A query on another device than the model failed deep in the network ("Tensor on device meta ...")."""
+    field = LearnedCDC(tiny_model(), sigma=0.1).to("meta")
+    with pytest.raises(ValueError, match=r"^x is on cpu but the model is on meta; move the field"):
+        field.factor(torch.randn(4, 3))
+    with pytest.raises(ValueError, match=r"^x is on cpu but the model is on meta"):
+        field.project(torch.randn(4, 3))

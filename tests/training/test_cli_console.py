@@ -1,0 +1,33 @@
+"""The command line on the user's console: help on a console without the help's symbols, and the compile cache."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import subprocess
+import sys
+
+from learned_manifold_training.cli_console import compile_cache_hint
+
+
+def test_help_prints_on_an_ascii_console():
+    """``learned-manifold --help`` and ``train --help`` hold σ and §: a strict ASCII stdout (a cp1252 console, a
+    redirected Windows stream, ``LC_ALL=C`` without UTF-8 mode) used to end in a UnicodeEncodeError traceback."""
+    env = dict(os.environ, PYTHONIOENCODING="ascii:strict", PYTHONUTF8="0")
+    for args in ([], ["train"]):
+        run = subprocess.run([sys.executable, "-m", "learned_manifold_training.cli", *args, "--help"], env=env,
+                             capture_output=True, timeout=120)
+        assert run.returncode == 0, run.stderr.decode(errors="replace")[-500:]
+        assert b"Traceback" not in run.stderr and b"usage: learned-manifold" in run.stdout
+
+
+def test_an_unwritable_compile_cache_is_named_with_its_variable(monkeypatch, tmp_path):
+    cache = tmp_path / "afile" / "inductor"
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(cache))
+    err = NotADirectoryError(errno.ENOTDIR, "Not a directory", str(cache / "xy"))
+    hint = compile_cache_hint(err, argparse.Namespace(compile=True))
+    assert "TORCHINDUCTOR_CACHE_DIR" in hint and "--compile" in hint
+    assert compile_cache_hint(err, argparse.Namespace(compile=False)) == ""  # not a compiled run: not the cache
+    other = FileNotFoundError(errno.ENOENT, "No such file", str(tmp_path / "data.npy"))
+    assert compile_cache_hint(other, argparse.Namespace(compile=True)) == ""  # the user's own file
