@@ -35,13 +35,22 @@ from learned_manifold.precision import PRECISIONS
 from learned_manifold_training.data import get_dataset
 from learned_manifold_training.trainer import TrainConfig, select_sigma, standardisation, train, validate
 
-from .common import PAPER_NET, Table, environment, fmt_num, fmt_time, make_parser, parse_args, write_report
+from .common import (
+    PAPER_NET,
+    Table,
+    environment,
+    fmt_num,
+    fmt_time,
+    make_parser,
+    optimizer_settings,
+    parse_args,
+    write_report,
+)
 
 __all__ = [
     "RECIPES",
     "json_ready",
     "main",
-    "optimizer_settings",
     "result_notes",
     "results_table",
     "settings_for",
@@ -130,16 +139,6 @@ def tune_knn(data: Tensor, val: Tensor, test: Tensor, manifold, *, ks: Sequence[
     test_scores = spectral_scores(field.factor(test), test, manifold)
     return {"k": best["k"], "sigma": best["sigma"], "validation": table, "test": test_scores,
             "seconds": time.perf_counter() - start}
-
-
-def optimizer_settings(config: TrainConfig) -> str:
-    """The optimiser, schedule, EMA and clipping of ``config`` in words, read from its fields (a report's settings
-    line that cannot drift from what ran)."""
-    clip = (f"gradient clipping at norm {config.grad_clip:g}" if config.grad_clip
-            else "no gradient clipping (grad_clip=0)")
-    return (f"AdamW lr {config.lr:g}, weight decay {config.weight_decay:g}, linear warm-up over {config.warmup:.0%} "
-            f"of the steps then cosine decay, EMA {config.ema:g}, {clip}, factor gradient guard "
-            f"factor_clip={config.factor_clip!r}")
 
 
 def _recipe_config(recipe: str, cfg: dict) -> TrainConfig:

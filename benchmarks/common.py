@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from learned_manifold.models import MetricModel, ModelConfig
+from learned_manifold_training.config import TrainConfig
 
 from .timing import Timing, max_rss_bytes, peak_memory, ratio, synchronize, time_fn, time_interleaved
 
@@ -46,6 +47,7 @@ __all__ = [
     "make_parser",
     "max_rss_bytes",
     "num_threads",
+    "optimizer_settings",
     "output_folder",
     "parse_args",
     "peak_memory",
@@ -377,3 +379,13 @@ def write_report(
         parts.append("Notes:\n\n" + "\n".join(f"- {n}" for n in notes))
     md_path.write_text("\n\n".join(parts) + "\n")
     return json_path, md_path
+
+
+def optimizer_settings(config: TrainConfig) -> str:
+    """The optimiser, schedule, EMA and clipping of ``config`` in words, read from its fields (a report's settings
+    line that cannot drift from what ran)."""
+    clip = (f"gradient clipping at norm {config.grad_clip:g}" if config.grad_clip
+            else "no gradient clipping (grad_clip=0)")
+    return (f"AdamW lr {config.lr:g}, weight decay {config.weight_decay:g}, linear warm-up over {config.warmup:.0%} "
+            f"of the steps then cosine decay, EMA {config.ema:g}, {clip}, factor gradient guard "
+            f"factor_clip={config.factor_clip!r}")

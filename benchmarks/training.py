@@ -53,7 +53,6 @@ from learned_manifold_training.data import get_dataset
 from learned_manifold_training.losses import MetricMatchingLoss
 from learned_manifold_training.trainer import TrainConfig, standardisation, train
 
-from .accuracy import optimizer_settings
 from .common import (
     PAPER_NET,
     Table,
@@ -62,6 +61,7 @@ from .common import (
     fmt_num,
     fmt_time,
     make_parser,
+    optimizer_settings,
     parse_args,
     sphere_points,
     synchronize,

@@ -36,6 +36,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .geometry import eigenpairs, global_dimension, intrinsic_dimension
 from .metrics.base import as_field, check_finite_points, check_points
+from .metrics.field_checks import autograd_ready
 
 __all__ = ["CLUSTER_RATIO", "CUTOFF_LIMIT", "DERIVATIVE_EPS", "GAP_MIN", "MIXED_SHARE", "NEIGHBOURS_PER_DIM",
            "Curvature", "curvature", "factor_jvp"]
@@ -63,11 +64,12 @@ batch drawn from parts of several dimensions mixes tangent and normal directions
 a trained model read another dimension than its own at 5–11% of the points of a branch (tester J)."""
 
 DERIVATIVE_EPS = 1e-6
-"""The projector's derivative takes eigenvalues ``≤ DERIVATIVE_EPS · λ₁`` as 0 (``geometry.eigenpairs``' default),
-whatever ``rel_eps``: their eigenvectors come from ``A V Λ^{-1/2}`` with an error of ``eps · √(λ₁/λ_j)``, and
-taking ``λ_j`` as 0 changes ``II(·, e_i)`` by a relative ``λ_j / λ_i`` at most. ``rel_eps`` above it decides only
-the gap and dimension tests: a cut ``λ_j = c`` taken as 0 scaled ``II`` by ``1 − c`` (a unit sphere's field
-``(1 − c) P + c I`` read ``R = 2 (1 − c)²`` at ``rel_eps = 0.25``; truth 2)."""
+"""The projector's derivative takes eigenvalues ``≤ DERIVATIVE_EPS · λ₁`` as 0 (``geometry.eigenpairs``' default;
+``≤ rel_eps · λ₁`` where ``rel_eps`` is smaller), whatever a larger ``rel_eps``: their eigenvectors come from
+``A V Λ^{-1/2}`` with an error of ``eps · √(λ₁/λ_j)``, and taking ``λ_j`` as 0 changes ``II(·, e_i)`` by a relative
+``λ_j / λ_i`` at most. ``rel_eps`` above it decides only the gap and dimension tests: a cut ``λ_j = c`` taken as 0
+scaled ``II`` by ``1 − c`` (a unit sphere's field ``(1 − c) P + c I`` read ``R = 2 (1 − c)²`` at
+``rel_eps = 0.25``; truth 2)."""
 
 NEIGHBOURS_PER_DIM = 2
 """A `KNNCDC` whose kernel holds fewer than ``NEIGHBOURS_PER_DIM · (d + 1)`` effective neighbours ``(Σw)²/Σw²``
@@ -219,13 +221,16 @@ def curvature(field, x: Tensor, tangent_dim: int | None = None, *, rel_eps: floa
         TypeError / ValueError: ``field`` is not a field or has no low-rank factor; ``x`` is not ``(B, D)``
             floating point or not finite; ``tangent_dim`` is not an integer in ``1..min(r, D)``; the factor changes
             with ``x`` but autograd cannot differentiate it (`factor_jvp`).
-        RuntimeError: the field was built or loaded under ``torch.inference_mode()`` (`factor_jvp`).
+        RuntimeError: the field was built or loaded under ``torch.inference_mode()`` and cannot be copied with
+            normal tensors (`metrics.field_checks.autograd_ready`; a copyable one is copied for the call, as by
+            `geodesic`).
     """
     if tangent_dim is None and getattr(field, "field", None) is not None:
         tangent_dim = getattr(field, "tangent_dim", None)  # a LearnedDataManifold's own
     field = as_field(field)
     check_points(x, field.dim)
     check_finite_points(x, "x")
+    field = autograd_ready(field, "curvature")  # built under torch.inference_mode(): a copy with normal tensors
     if x.is_inference():
         x = x.clone()  # a normal tensor: the double backward of `factor_jvp` runs outside inference mode
     if isinstance(rel_eps, bool) or not isinstance(rel_eps, (int, float)) or not 0 < rel_eps < 1 \
@@ -245,7 +250,7 @@ def curvature(field, x: Tensor, tangent_dim: int | None = None, *, rel_eps: floa
                         "with one (LearnedCDC, KNNCDC, a closed-form field)")
     with torch.no_grad():
         A = field.factor(x)
-        pairs = eigenpairs(A, rel_eps=rel_eps)
+        pairs = eigenpairs(A, rel_eps=min(rel_eps, DERIVATIVE_EPS))  # once: rel_eps's cut is a mask below
     b, n, r = A.shape
     if dim is None:
         dim = global_dimension(pairs.values) if b else 1
@@ -255,11 +260,10 @@ def curvature(field, x: Tensor, tangent_dim: int | None = None, *, rel_eps: floa
         raise ValueError(f"tangent_dim must be an integer in 1..{min(r, n)} (at most the factor's rank {r} and the "
                          f"ambient dimension {n}), got {dim!r}")
     _warn_about_the_kernel(field, x, dim)
-    lam = torch.where(pairs.vectors.abs().amax(dim=1) > 0, pairs.values, 0.0)  # (B, r) descending, cut ones 0
-    if rel_eps > DERIVATIVE_EPS:  # the derivative keeps the eigenvalues rel_eps cut (SPEC §12)
-        with torch.no_grad():
-            pairs = eigenpairs(A, rel_eps=DERIVATIVE_EPS)
-    U = pairs.vectors  # (B, D, r): zero columns only for eigenvalues ≤ DERIVATIVE_EPS · λ₁
+    # the gap and dimension tests see rel_eps's cut; the derivative keeps the eigenvalues it cuts (SPEC §12)
+    kept = (pairs.vectors.abs().amax(dim=1) > 0) & (pairs.values > rel_eps * pairs.values[:, :1])
+    lam = torch.where(kept, pairs.values, 0.0)  # (B, r) descending, cut ones 0
+    U = pairs.vectors  # (B, D, r): zero columns only for eigenvalues ≤ min(rel_eps, DERIVATIVE_EPS) · λ₁
     E = U[..., :dim]  # (B, D, d)
     II = A.new_zeros(b, dim, dim, n) if dim == n else _second_form(field, x, A, pairs.values, U, dim)  # d = D
     sym = 0.5 * (II + II.transpose(1, 2))

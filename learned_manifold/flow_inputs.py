@@ -28,18 +28,6 @@ FLOW_METHODS: dict[str, bool] = {
 }
 
 
-def _check_landing(field: CoMetricField, landing: bool) -> None:
-    """``landing`` must be ``True`` or ``False`` (a ``TypeError`` as `LearnedDataManifold` gives: ``'no'``, ``nan``
-    and ``-1`` had switched landing on, ``None`` failed after the whole flow), and landing needs a low-rank field
-    with a landing projection (a ``ValueError`` naming the field)."""
-    if not isinstance(landing, bool):
-        raise TypeError(f"landing must be True or False, got {landing!r}")
-    if landing and not (field.can_project and field.low_rank):
-        raise ValueError(f"landing needs a low-rank field (its tangent space gives the normals to land along) "
-                         f"with a landing projection (a denoiser); {type(field).__name__} has "
-                         f"{'no low-rank factor' if field.can_project else 'none'}")
-
-
 def _check_solver(method: str, rtol: float, atol: float, step_size: float | None) -> bool:
     """One error naming the option, before any work: an unknown ``method``; ``rtol``/``atol`` not finite numbers
     > 0 (for every method: a fixed-step one does not use them, yet ``nan`` or ``'tight'`` is no tolerance); a

@@ -20,7 +20,6 @@ from torchdiffeq import odeint
 
 from .flow_inputs import (
     FLOW_METHODS,
-    _check_landing,
     _check_objective,
     _check_solver,
     _check_times,
@@ -32,6 +31,7 @@ from .flow_reports import STALL_SPEED, pair_reports
 from .geodesics import landing_rounding
 from .landing import normal_landing, warn_off_data
 from .metrics.base import CoMetricField
+from .metrics.field_checks import check_landing
 from .precision import full_precision
 from .regularised import polyline_lengths, tangent_dim_of
 
@@ -108,7 +108,8 @@ def _integrate(field: CoMetricField, velocity: Callable[[Tensor], Tensor], x0: T
                project: Callable[[Tensor], Tensor] | None = None) -> Tensor:
     """Integrate ``ẋ = velocity(x)`` on the output grid; with landing, land after every interval (by
     ``project``, default one normal-only step `landing.normal_landing`: a caller integrating other coordinates
-    gives its own). The caller has checked the settings (`flow_inputs._check_solver`, `_check_landing`)."""
+    gives its own). The caller has checked the settings (`flow_inputs._check_solver`,
+    `metrics.field_checks.check_landing`)."""
     adaptive = FLOW_METHODS[method]
     if x0.shape[0] == 0:  # an empty batch: empty paths, nothing to integrate
         return x0.new_zeros(0, len(times), x0.shape[1])
@@ -223,7 +224,8 @@ def gradient_flow(
     _check_times(t_end, n_points)
     _check_solver(method, rtol, atol, step_size)
     field, data_shape = _field_of(manifold, "gradient_flow")
-    _check_landing(field, landing)
+    check_landing(field, landing)
+    landing = bool(landing)
     flat0 = _flatten(x0, data_shape, field.dim, "x0")
     _check_objective(f, flat0)
     counter = [0]
@@ -337,7 +339,8 @@ def interpolate(
     _check_times(t_end, n_points)
     adaptive = _check_solver(method, rtol, atol, step_size)
     field, data_shape = _field_of(manifold, "interpolate")
-    _check_landing(field, landing)
+    check_landing(field, landing)
+    landing = bool(landing)
     flat0 = _flatten(x0, data_shape, field.dim, "x0")
     flat1 = _flatten(x1, data_shape, field.dim, "x1").to(flat0)
     if flat0.shape != flat1.shape:

@@ -4,7 +4,6 @@ Each raises one error naming the argument and the problem."""
 
 from __future__ import annotations
 
-import copy
 import math
 
 import numpy as np
@@ -12,7 +11,6 @@ import torch
 from torch import Tensor
 
 from .geodesic_init import INIT_NAMES
-from .metrics.base import CoMetricField
 
 __all__: list[str] = []
 
@@ -102,44 +100,3 @@ def _check_positive(value: object, name: str, *, zero: bool = False) -> float:
     if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
         raise ValueError(f"{name} must be a finite number {'>= 0' if zero else '> 0'}, got {value}")
     return value
-
-
-def _inference_tensors(field: CoMetricField) -> list[str]:
-    """Names of the tensors ``field`` (its modules' parameters, buffers and tensor attributes) holds that were made
-    under ``torch.inference_mode()``."""
-    modules = field.named_modules() if isinstance(field, torch.nn.Module) else [("", field)]
-    found = []
-    for prefix, module in modules:
-        for key, value in vars(module).items():
-            tensors = value.items() if key in ("_parameters", "_buffers") else [(key, value)]
-            found += [f"{prefix}.{name}".lstrip(".") for name, t in tensors
-                      if isinstance(t, Tensor) and t.is_inference()]
-    return found
-
-
-def _autograd_ready(field: CoMetricField) -> CoMetricField:
-    """``field``, or where it holds tensors made under ``torch.inference_mode()`` (it was built or loaded inside
-    it), a copy of it with normal tensors: autograd cannot save inference tensors for backward, and the geodesic
-    solver differentiates through the field. The copy costs the field's memory once more (a `KNNCDC`'s data) for
-    the call; build the field outside ``inference_mode`` to avoid it.
-
-    Raises:
-        RuntimeError: the field could not be copied (naming the cause and the fix)."""
-    held = _inference_tensors(field)
-    if not held:
-        return field
-    fix = ("build or load the field (the manifold) outside torch.inference_mode(); torch.no_grad() is fine, and "
-           "geodesic itself may be called inside inference_mode")
-    try:
-        with torch.inference_mode(False):
-            copied = copy.deepcopy(field)
-    except Exception as err:  # noqa: BLE001 -- any failure to copy gets the one clear message
-        raise RuntimeError(f"geodesic: the field {type(field).__name__} holds tensors made under "
-                           f"torch.inference_mode() ({', '.join(held[:3])}), which autograd cannot differentiate "
-                           f"through, and copying it failed ({type(err).__name__}: {err}): {fix}") from err
-    left = _inference_tensors(copied)
-    if left:
-        raise RuntimeError(f"geodesic: the field {type(field).__name__} holds tensors made under "
-                           f"torch.inference_mode() ({', '.join(left[:3])}), which autograd cannot differentiate "
-                           f"through, and a copy still holds them: {fix}")
-    return copied

@@ -46,7 +46,7 @@ from .geodesic_init import (
     landing_path,
     resample,
 )
-from .geodesic_inputs import _as_points, _autograd_ready, _check_count, _check_positive, _given_path, _shaped
+from .geodesic_inputs import _as_points, _check_count, _check_positive, _given_path, _shaped
 from .geodesic_saddles import solve_verified
 from .geodesic_solvers import (
     GEODESIC_METHODS,
@@ -58,6 +58,7 @@ from .geodesic_solvers import (
     segment_energies,
 )
 from .metrics.base import CoMetricField, as_field, check_points, rounding_eps
+from .metrics.field_checks import autograd_ready, check_landing
 from .precision import full_precision
 from .regularised import Regularised, check_delta, regularising_delta, reporting_metric, tangent_dim_of, warn_uncentred
 
@@ -106,7 +107,8 @@ class GeodesicResult:
             naming the pairs either way.
         delta: the isotropic part the solver added to ``G`` for its energy: by default one per pair, ``(B,)``
             (`regularising_delta`, from the pair's own ends, so a pair's path does not depend on its batch mates;
-            0 where none); the float ``delta`` given to `geodesic`, for every pair, where one was given.
+            0 where none); the ``delta`` given to `geodesic`, repeated for every pair, where one was given. A 0-d
+            tensor for a single pair of ``(D,)`` ends, like the other scores.
 
     Example:
         >>> import torch
@@ -128,7 +130,7 @@ class GeodesicResult:
     steps: int
     method: str
     init: str = "linear"
-    delta: Tensor | float = 0.0
+    delta: Tensor | float = 0.0  # a (B,) tensor from `geodesic`; the float default only for hand-built results
 
 
 LANDING_NOISE = 1e3
@@ -226,7 +228,7 @@ def geodesic(
     autograd (``torch.autograd.grad``, so the field's own parameters get no ``.grad``). Works under
     ``torch.no_grad()`` and ``torch.inference_mode()`` (it runs under ``inference_mode(False)`` on copies of the
     points; the results are normal tensors), also with a field built or loaded inside it (then on a copy of the
-    field with normal tensors, `geodesic_inputs._autograd_ready`: autograd cannot differentiate through inference
+    field with normal tensors, `metrics.field_checks.autograd_ready`: autograd cannot differentiate through inference
     tensors; the copy costs the field's memory once more).
 
     Starts (``init``), see `learned_manifold.geodesic_init`: a straight line through empty space is where
@@ -286,7 +288,10 @@ def geodesic(
             field with ``δ = 0``, whose metric is otherwise the pseudo-inverse of ``G``: every direction outside
             the range of ``A`` costs nothing, and the energy is minimised by paths that leave the data (measured on
             8×8 blob images with rank 4: "converged" paths 10–15 off the data, of metric length 10⁻⁴); ``0``
-            for every other field. Give ``0.0`` to keep the singular metric.
+            for every other field. Give ``0.0`` to keep the singular metric. A pair's settings (δ, the saddle
+            kick) do not depend on its batch mates; its solve does only through rounding, which float32 L-BFGS can
+            amplify on a k-NN field's piecewise-smooth energy into another local minimum (tester N: a noisy
+            circle's pair, energy 3.446 alone and 3.465 in a batch; float64 agreed to 4e-10).
 
     Returns:
         `GeodesicResult` with ``path`` ``(B, T, D)`` and per-pair energy, metric and Euclidean lengths.
@@ -323,11 +328,10 @@ def geodesic(
     steps = _check_count(steps, "steps", 0)
     if n_points is not None:
         n_points = _check_count(n_points, "n_points (both ends included)", 2)
-    if landing is not None and not isinstance(landing, (bool, np.bool_)):  # bool('no') is True
-        raise TypeError(f"landing must be True, False or None (the default, chosen by the start), got {landing!r}")
     if isinstance(init, str) and init not in INIT_NAMES:
         raise ValueError(f"init must be one of {INIT_NAMES} or a tensor path, got {init!r}")
     field = as_field(field_or_manifold)
+    check_landing(field, landing, allow_none=True, low_rank=False)  # before any work; a resolved None: below
 
     data_shape = getattr(field_or_manifold, "data_shape", None)
     shaped = isinstance(x0, (Tensor, np.ndarray)) and _shaped(torch.as_tensor(x0), data_shape)
@@ -340,7 +344,7 @@ def geodesic(
     check_points(x0, field.dim, "x0")
     check_points(x1, field.dim, "x1")
     warn_uncentred(field, "geodesic")
-    field = _autograd_ready(field)  # a field built under torch.inference_mode(): a copy with normal tensors
+    field = autograd_ready(field, "geodesic")  # a field built under torch.inference_mode(): a copy with normal tensors
     x1 = x1.to(x0)
     tol = max(spec.tol, 10.0 * torch.finfo(x0.dtype).eps) if tol is None else tol
     verify_tol = min(VERIFY_TOL_MAX, max(1e-6, 1e3 * tol)) if verify_tol is None else verify_tol
@@ -354,7 +358,9 @@ def geodesic(
             init = init.reshape(*init.shape[:init.ndim - len(data_shape)], -1)  # a path in the data's shape
         path0, used = _given_path(init, x0, x1, n_points, single), "path"
     if x0.shape[0] == 0:
-        empty = _empty(path0, method, used, path0.new_zeros(0) if delta is None else check_delta(delta))
+        if delta is not None:
+            check_delta(delta)
+        empty = _empty(path0, method, used, path0.new_zeros(0))
         if shaped:
             empty.path = empty.path.reshape(*empty.path.shape[:-1], *data_shape)
         return empty
@@ -363,9 +369,7 @@ def geodesic(
     landing = bool(landing)
     delta = regularising_delta(field, x0, x1) if delta is None else check_delta(delta)  # default: (B,), per pair
     own = reporting_metric(field, tangent_dim_of(field_or_manifold))  # δ = 0 low-rank: the learned tangent bundle
-    if landing and not field.can_project:  # the user's field, before any `Regularised` wrapper
-        raise ValueError(f"landing=True needs a field with a landing projection (a denoiser); {type(field).__name__} "
-                         "has none: leave landing out")
+    check_landing(field, landing, low_rank=False)  # the user's field, before any `Regularised` wrapper
     # ends off the data: offsets measured from their landed points (`geodesic_init.landing_anchors`)
     anchors = landing_anchors(field, x0, x1, tangent_dim_of(field_or_manifold)) if landing else None
     if bool(torch.as_tensor(delta).gt(0).any()):
@@ -409,17 +413,18 @@ def geodesic(
     euclid = (path[:, 1:] - path[:, :-1]).norm(dim=-1).sum(-1)
     result = GeodesicResult(path=path, energy=energy, length=length, euclidean_length=euclid,
                             initial_energy=initial, converged=converged, steps=total + done, method=method,
-                            init=used, delta=delta)
+                            init=used,
+                            delta=delta if isinstance(delta, Tensor) else energy.new_full(energy.shape, delta))
     if shaped:  # points given in the manifold's data shape: the path comes back in it
         result.path = result.path.reshape(*result.path.shape[:2], *data_shape)
     if single:
         names = ["path", "energy", "length", "euclidean_length", "initial_energy", "converged"]
-        for name in names + (["delta"] if isinstance(delta, Tensor) else []):
+        for name in names + ["delta"]:
             setattr(result, name, getattr(result, name).squeeze(0))
     return result
 
 
-def _empty(path0: Tensor, method: str, used: str, delta: Tensor | float) -> GeodesicResult:
+def _empty(path0: Tensor, method: str, used: str, delta: Tensor) -> GeodesicResult:
     """The result for an empty batch: ``(0, T, D)`` paths and ``(0,)`` scores."""
     z = path0.new_zeros(0)
     return GeodesicResult(path=path0, energy=z, length=z, euclidean_length=z, initial_energy=z,

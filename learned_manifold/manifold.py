@@ -52,6 +52,7 @@ from .geometry import Eigenpairs, eigenpairs, intrinsic_dimension, lowrank_apply
 from .landing import land
 from .manifold_cache import cache_entry, cache_hit, field_settings
 from .metrics.base import CoMetricField, as_points, check_count, check_scalar
+from .metrics.field_checks import check_landing, not_low_rank
 from .metrics.knn import KNNCDC
 from .metrics.learned import LearnedCDC
 from .models import MetricModel, check_data_shape
@@ -146,18 +147,14 @@ class LearnedDataManifold(geoopt.Manifold):
         self.ndim = len(self.data_shape)
         if tangent_dim is not None:
             if not field.low_rank:
-                raise ValueError(f"tangent_dim applies to low-rank fields only; {_not_low_rank(field)}")
+                raise ValueError(f"tangent_dim applies to low-rank fields only; {not_low_rank(field)}")
             check_count(tangent_dim, "tangent_dim", high=field.dim)
             rank = field.k if isinstance(field, KNNCDC) else getattr(field, "rank", None)  # (LearnedCDC's)
             if isinstance(rank, int) and tangent_dim > rank:
                 raise ValueError(f"tangent_dim = {tangent_dim} exceeds the rank r = {rank} of the field's factor "
                                  f"({type(field).__name__}): its tangent spaces have at most {rank} dimensions")
-        if not isinstance(landing, bool):
-            raise TypeError(f"landing must be True or False, got {landing!r}")
-        if landing and not (field.can_project and field.low_rank):
-            raise ValueError(f"landing needs a low-rank field (its tangent space gives the normals to land along) "
-                             f"with a landing projection (a denoiser); "
-                             f"{_not_low_rank(field) if field.can_project else type(field).__name__ + ' has none'}")
+        check_landing(field, landing)
+        landing = bool(landing)
         self.landing, self.tangent_dim = landing, tangent_dim
         self.landing_tol = check_scalar(landing_tol, "landing_tol")
         self.landing_steps = check_count(landing_steps, "landing_steps")
@@ -438,13 +435,6 @@ class LearnedDataManifold(geoopt.Manifold):
     def extra_repr(self) -> str:
         return (f"data_shape={self.data_shape}, delta={self.delta:.3g}, landing={self.landing}, "
                 f"field={type(self.field).__name__}")
-
-
-def _not_low_rank(field: CoMetricField) -> str:
-    """Why ``field`` gives no low-rank factor: it implements none, or does not declare the one it implements."""
-    if field._has_own("factor"):
-        return f"{type(field).__name__} implements factor() but does not set low_rank = True (set it on the class)"
-    return f"{type(field).__name__} has no factor"
 
 
 def _require_tensors(**tensors: object) -> None:

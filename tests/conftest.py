@@ -12,8 +12,14 @@ import torch
 
 from learned_manifold.geometry import lowrank_apply, lowrank_solve
 from learned_manifold.metrics.base import CoMetricField
+from learned_manifold.torch_quirks import load_forward_ad
 from learned_manifold_training.data import Sphere, Torus
 from learned_manifold_training.trainer import TrainConfig, train
+
+# Tests that call torch.func.jvp / jacfwd themselves would meet torch's own `torch.jit.script` deprecation warning (an
+# error here) on a process's first forward-mode product: load those decompositions quietly once, as the library does
+# before its own forward-mode products (tests/test_packaging.py checks the library's calls in a fresh process).
+load_forward_ad()
 
 # One intra-op thread: the suite is made of many tiny ops, for which OpenMP threads only add contention
 # (measured on a loaded 2-core machine: 48 s with one thread, 240 s with two).

@@ -48,3 +48,21 @@ def test_the_packages_import_under_warnings_as_errors():
     done = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONWARNINGS": ""})
     assert done.returncode == 0 and done.stdout.strip() == "imported", done.stderr[-2000:]
+
+
+def test_the_librarys_forward_mode_products_raise_no_warning_under_warnings_as_errors():
+    """torch loads its forward-mode AD decompositions, which call the deprecated ``torch.jit.script``, on a process's
+    first ``torch.func.jvp``: the trainer's self-consistency check (`diagnostics._denoiser_jvp`) and the score
+    Jacobian field raised that DeprecationWarning in a user's ``-W error`` run. They load them quietly now."""
+    code = (
+        "import torch\n"
+        "from learned_manifold import MetricModel, ModelConfig\n"
+        "from learned_manifold.diagnostics import _denoiser_jvp\n"
+        "model = MetricModel(ModelConfig(data_shape=(3,), rank=2, arch_kwargs={'hidden': 8, 'depth': 1, "
+        "'emb_dim': 4}))\n"
+        "x = torch.randn(2, 3)\n"
+        "print(tuple(_denoiser_jvp(model, x, torch.randn(2, 3, 2), 0.1).shape))\n"
+    )
+    done = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONWARNINGS": ""})
+    assert done.returncode == 0 and done.stdout.strip() == "(2, 3, 2)", done.stderr[-2000:]

@@ -222,7 +222,7 @@ class TrainConfig:
         val_every: validation period in steps (``0``: only at the end); a centred run validates only once the
             factor trains (150 steps, warm-up 0.5, ``val_every=25``: at 100, 125, 150), at the initial σ
             (`validation.initial_sigma`), not the one chosen at the end; kept in the file's ``"periodic"``.
-            checkpoint_every: checkpoint period (``0``: only at the end and on interruption).
+        checkpoint_every: checkpoint period (``0``: only at the end and on interruption).
         val_points: held-out points for validation and σ selection, silently at most ``N // 5`` (600 points hold out
             120 of 500); the file records ``num_val_points`` and ``num_train_points`` (`info` prints them).
         precision: ``"auto"`` (bf16 autocast only where a short probe of this run's training step measures it

@@ -161,7 +161,9 @@ class KNNCDC(CoMetricField):
         # far from the origin (a float32 unit sphere moved by 1,000: the nearest neighbour was wrong for 88% of
         # queries). Where the mean's offset exceeds the spread it ranks in coordinates about the mean instead, on
         # a centred copy (twice the memory, only then; centring each block on the fly cost 2.5x at one query).
-        with torch.no_grad():
+        # Normal tensors even when the first query after a change runs under the caller's inference_mode: derived
+        # buffers made there would stay inference tensors (no version counter, so the manifold's cache would miss).
+        with torch.inference_mode(False), torch.no_grad():
             mean = self.data.mean(0)
             spread = (self.data - mean).pow(2).sum(-1).mean()
             far = bool(mean.pow(2).sum() > spread)

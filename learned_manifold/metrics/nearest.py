@@ -67,24 +67,43 @@ def _rerank(y: Tensor, data: Tensor, cand: Tensor, k: int) -> tuple[Tensor, Tens
     return torch.cat(dist2), torch.cat(idx)
 
 
+def _keep_k(d: Tensor, i: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """The ``k`` smallest of ``d`` ``(b, m)`` per row with their ``i``, ties to the earlier column, ascending (a
+    stable sort of the ``k`` kept): selection by the ``k``-th value, ``O(m)`` per row, not a sort of all ``m``."""
+    if d.shape[1] <= k:
+        return d, i
+    t = d.kthvalue(k, dim=1, keepdim=True).values
+    below, tied = d < t, d == t
+    room = k - below.sum(1, keepdim=True)
+    keep = below | (tied & (tied.cumsum(1) <= room))  # exactly k per row, the earlier columns among the ties
+    cols = keep.nonzero()[:, 1].view(d.shape[0], k)  # in column order
+    d, i = d.gather(1, cols), i.gather(1, cols)
+    d, order = d.sort(dim=1, stable=True)
+    return d, i.gather(1, order)
+
+
 def _exact(y: Tensor, data: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """The ``k`` nearest rows for each query of ``y`` ``(b, D)`` by direct differences in float64 over all the data,
-    one query at a time, in blocks of `RERANK_ELEMENTS` numbers taken in row order: squared distances ``(b, k)``
-    ascending (equal ones in ascending row order: a stable sort) and row indices ``(b, k)``, on ``y``'s device.
-    Costs ``O(N D)`` per query: only for the queries whose ties run past the candidates (`nearest_rows`)."""
-    n, dim = data.shape
-    rows = max(1, RERANK_ELEMENTS // dim)
+    in blocks of queries by rows taken in row order: squared distances ``(b, k)`` ascending (equal ones in
+    ascending row order: the best so far, all of lower rows, come before each block and `_keep_k` keeps the earlier
+    of equal ones) and row indices ``(b, k)``, on ``y``'s device. Costs ``O(N D)`` per query: only for the queries
+    whose ties run past the candidates (`nearest_rows`)."""
+    n = data.shape[0]
+    queries = max(1, min(y.shape[0], 256))
+    rows = max(k, RERANK_ELEMENTS // queries)
     dist2, idx = [], []
-    for q in y.double():
-        best_d, best_i = q.new_empty(0), torch.empty(0, dtype=torch.long, device=y.device)
+    for q in y.double().split(queries):
+        best_d = q.new_empty(q.shape[0], 0)
+        best_i = torch.empty(q.shape[0], 0, dtype=torch.long, device=y.device)
         for start in range(0, n, rows):
             x = data[start : start + rows].to(device=y.device, dtype=torch.float64)
-            d, order = torch.cat([best_d, (x - q).pow(2).sum(-1)]).sort(stable=True)
-            i = torch.cat([best_i, torch.arange(start, start + x.shape[0], device=y.device)])[order]
-            best_d, best_i = d[:k], i[:k]
-        dist2.append(best_d)
+            block = torch.cdist(q, x, compute_mode="donot_use_mm_for_euclid_dist")  # direct differences
+            here = torch.arange(start, start + x.shape[0], device=y.device).expand(q.shape[0], -1)
+            best_d, best_i = _keep_k(torch.cat([best_d, block], 1), torch.cat([best_i, here], 1), k)
+        points = data[best_i.to(data.device)].to(device=y.device, dtype=torch.float64)
+        dist2.append((points - q.unsqueeze(1)).pow(2).sum(-1))  # squared, measured afresh: ascending as best_d
         idx.append(best_i)
-    return torch.stack(dist2), torch.stack(idx)
+    return torch.cat(dist2), torch.cat(idx)
 
 
 def nearest_rows(y: Tensor, data: Tensor, k: int, *, centre: Tensor | None = None, centred: Tensor | None = None,

@@ -14,16 +14,17 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from benchmarks import accuracy  # noqa: E402
+from benchmarks.common import optimizer_settings  # noqa: E402
 from learned_manifold_training.trainer import TrainConfig  # noqa: E402
 
 
 def test_optimizer_settings_read_the_config():
     assert TrainConfig().grad_clip == 0.0
-    text = accuracy.optimizer_settings(TrainConfig())
+    text = optimizer_settings(TrainConfig())
     assert "no gradient clipping (grad_clip=0)" in text and "clip 1.0" not in text
     assert "EMA 0.999" in text and "lr 0.002" in text
-    assert "gradient clipping at norm 1.5" in accuracy.optimizer_settings(TrainConfig(grad_clip=1.5, ema=0.99))
-    assert "EMA 0.99," in accuracy.optimizer_settings(TrainConfig(ema=0.99))
+    assert "gradient clipping at norm 1.5" in optimizer_settings(TrainConfig(grad_clip=1.5, ema=0.99))
+    assert "EMA 0.99," in optimizer_settings(TrainConfig(ema=0.99))
 
 
 def test_accuracy_settings_describe_the_recipes_configs():
@@ -32,4 +33,4 @@ def test_accuracy_settings_describe_the_recipes_configs():
     for recipe in accuracy.RECIPES:
         config = accuracy._recipe_config(recipe, cfg)
         assert config.grad_clip == 0.0  # what the benchmark trains with: no clipping
-        assert "no gradient clipping" in accuracy.optimizer_settings(config)
+        assert "no gradient clipping" in optimizer_settings(config)

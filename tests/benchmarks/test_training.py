@@ -15,8 +15,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from benchmarks import training  # noqa: E402
-from benchmarks.accuracy import optimizer_settings  # noqa: E402
-from benchmarks.common import sphere_points  # noqa: E402
+from benchmarks.common import optimizer_settings, sphere_points  # noqa: E402
 from learned_manifold_training.trainer import TrainConfig  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # as the other benchmark smoke tests

@@ -80,6 +80,30 @@ def test_a_batch_of_mixed_dimensions_is_warned_about():
     curvature(field, x[:4])  # one dimension throughout: no warning
 
 
+class _WeightedSpheres(Factor):
+    """The spheres' projectors times a weight matrix held as a buffer (a network's weights, in little)."""
+
+    def __init__(self, weights):
+        super().__init__(spheres, 3)
+        self.register_buffer("weights", weights)
+
+    def factor(self, x):
+        return spheres(x) @ self.weights
+
+
+def test_a_field_built_under_inference_mode_is_copied_as_geodesic_copies_it():
+    """A field loaded inside torch.inference_mode() holds inference tensors, which autograd cannot save for the
+    double backward: curvature matched PyTorch's error text after work had started, while geodesic copied such a
+    field up front (the reviewer). Both copy it now, and the user's field keeps its tensors."""
+    x = torch.tensor([[0.0, 0.6, 0.8]], dtype=torch.float64)
+    with torch.inference_mode():
+        field = _WeightedSpheres(torch.eye(3, dtype=torch.float64))
+    assert field.weights.is_inference()
+    c = curvature(field, x, 2)
+    assert c.scalar.item() == pytest.approx(2.0) and torch.allclose(c.mean, -x)
+    assert field.weights.is_inference()  # the copy was differentiated, not the user's field
+
+
 def test_a_field_built_under_inference_mode_is_refused_with_the_cause():
     """A field whose weights were made inside torch.inference_mode() (a model loaded there) holds inference tensors:
     curvature failed with PyTorch's "Inference tensors cannot be saved for backward", which named neither the field

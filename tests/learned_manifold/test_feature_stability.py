@@ -252,6 +252,16 @@ def test_a_points_score_does_not_depend_on_its_place_in_the_batch(kind):
     assert not torch.allclose(other, batch)  # the seed still changes the draws
 
 
+def test_points_that_compare_equal_get_equal_draws_signed_zeros_included():
+    """Rows that torch.equal calls equal, one with -0.0 where the other has 0.0, scored 0.336 and 0.154 (the
+    reviewer's check): their bytes differ. Now the hash reads +0.0 for both."""
+    x = torch.tensor([[0.0, 1.0, 2.0], [-0.0, 1.0, 2.0]], dtype=torch.float64)
+    assert torch.equal(x[0], x[1])
+    phi = lambda v: torch.stack([v[:, 0] ** 2 + v[:, 1], v[:, 1] * v[:, 2]], -1)  # noqa: E731
+    score = feature_stability(EuclideanMetric(3), x, phi, [0.5], samples=4).per_point
+    torch.testing.assert_close(score[:, 0], score[:, 1], rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("seed", [-1, 2**64, 2.5, "1", True, None])
 def test_a_bad_seed_is_refused_by_name(seed):
     """seed=-1 was accepted; 2.5, '1' and True failed with torch's "manual_seed expected a long" (tester U)."""

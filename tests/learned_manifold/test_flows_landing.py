@@ -107,8 +107,8 @@ def test_landing_on_a_field_without_a_low_rank_factor_is_refused_by_name():
         low_rank = False
 
     with pytest.raises(ValueError, match=r"^landing needs a low-rank field \(its tangent space gives the normals to "
-                                         r"land along\) with a landing projection \(a denoiser\); FullRank has no "
-                                         r"low-rank factor$"):
+                                         r"land along\); FullRank implements factor\(\) but does not set "
+                                         r"low_rank = True"):
         interpolate(FullRank(0.0), E[:1], E[1:2], landing=True)
 
 

@@ -263,3 +263,15 @@ def test_the_default_delta_is_each_pairs_own():
     assert float((alone.path[0].norm(dim=-1) - 1).abs().max()) < 1e-3
     single = geodesic(_TwoSpheres(), a0[0], a1[0], n_points=5, init="linear", steps=0)  # one pair: a 0-d delta
     assert single.delta.shape == () and float(single.delta) == pytest.approx(1e-3)
+
+
+def test_a_given_delta_is_reported_per_pair_as_the_default_one():
+    """``GeodesicResult.delta`` was a float where ``delta`` was given and a ``(B,)`` tensor by default, so code
+    formatting it (``f"{res.delta:.3g}"``) broke on one of the two (the reviewer). One type now: ``(B,)``."""
+    field = _TwoSpheres()
+    x0 = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=F64)
+    x1 = torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], dtype=F64)
+    given = geodesic(field, x0, x1, n_points=5, init="linear", delta=1e-2, steps=0)
+    torch.testing.assert_close(given.delta, torch.full((2,), 1e-2, dtype=F64))
+    assert geodesic(field, x0[0], x1[0], n_points=5, init="linear", delta=1e-2, steps=0).delta.shape == ()
+    assert geodesic(field, x0[:0], x1[:0], n_points=5, init="linear", delta=1e-2).delta.shape == (0,)

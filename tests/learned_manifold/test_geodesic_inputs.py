@@ -203,7 +203,7 @@ def test_landing_on_a_field_without_projection_names_the_users_field():
     message named that wrapper ("Regularised has none")."""
     field = FixedSubspaceField(torch.eye(3, 2, dtype=F64))
     field.centred = True
-    with pytest.raises(ValueError, match="landing=True needs a field with a landing projection .*; "
+    with pytest.raises(ValueError, match="landing needs a field with a landing projection .*; "
                                          "FixedSubspaceField has none"):
         geodesic(field, *ends(), landing=True)
 
