@@ -11,7 +11,6 @@ Nothing here trains or changes a field.
 
 from __future__ import annotations
 
-import operator
 import statistics
 import time
 from collections.abc import Callable
@@ -40,6 +39,7 @@ __all__ = [
     "lerp",
     "field_eigenpairs",
     "tangent_error",
+    "basis_deviation",
     "dimension_accuracy",
     "bandwidth_grid",
     "spectral_report",
@@ -95,23 +95,11 @@ def lerp(x0: Tensor, x1: Tensor, n_points: int) -> Tensor:
     Raises:
         ValueError: ``n_points`` is not an integer ``≥ 2`` (a bool is not one); ``x0`` and ``x1`` differ in shape.
     """
-    n_points = _check_integer(n_points, "n_points", 2, " (it counts both ends)")
+    n_points = check_count(n_points, "n_points (both ends counted)", low=2)
     if x0.shape != x1.shape:
         raise ValueError(f"x0 and x1 must have the same shape, got {tuple(x0.shape)} and {tuple(x1.shape)}")
     t = torch.linspace(0.0, 1.0, n_points, dtype=x0.dtype, device=x0.device).unsqueeze(-1)
     return torch.lerp(x0.unsqueeze(-2), x1.unsqueeze(-2), t)
-
-
-def _check_integer(value: object, name: str, low: int, why: str = "") -> int:
-    """``value`` as an ``int`` after checking it is an integer (Python or NumPy; not a bool) ``>= low``; one
-    ``ValueError`` naming ``name`` otherwise (a float or ``None`` failed deep in torch or ``range``)."""
-    try:
-        number = operator.index(value) if not isinstance(value, bool) else None
-    except TypeError:
-        number = None
-    if number is None or number < low:
-        raise ValueError(f"{name} must be an integer >= {low}{why}, got {value!r}")
-    return number
 
 
 @full_precision
@@ -264,12 +252,18 @@ def tangent_error(field: CoMetricField, x: Tensor, true_basis: Tensor) -> Tensor
     return projector_error(truncate_basis(field_eigenpairs(field, x).vectors.to(x), d), true_basis)
 
 
+def basis_deviation(basis: Tensor) -> tuple[Tensor, Tensor]:
+    """Which columns of the zero-padded bases ``basis`` ``(B, D, k)`` are used ``(B, k)`` (nonzero), and how far the
+    used ones are from orthonormal ``(B,)``: ``max |VᵀV − I|`` over the used columns (zero columns are padding)."""
+    used = basis.abs().amax(dim=-2) > 0
+    gram = basis.transpose(-1, -2) @ basis
+    return used, (gram - torch.diag_embed(used.to(gram.dtype))).abs().flatten(1).amax(-1)
+
+
 def _check_basis(true_basis: Tensor) -> Tensor:
     """Which columns of ``true_basis`` ``(B, D, k)`` are used ``(B, k)``, after checking the used ones are
-    orthonormal (an unnormalised basis made the projector error negative, clamped to a "perfect" 0)."""
-    used = true_basis.abs().amax(dim=-2) > 0  # (B, k): zero columns are padding
-    gram = true_basis.transpose(-1, -2) @ true_basis
-    off = (gram - torch.diag_embed(used.to(gram.dtype))).abs().flatten(1).amax(-1)
+    orthonormal to 10⁻³ (an unnormalised basis made the projector error negative, clamped to a "perfect" 0)."""
+    used, off = basis_deviation(true_basis)
     if bool((off > 1e-3).any()):
         i = int(off.argmax())
         raise ValueError(f"true_basis must have orthonormal (or zero) columns; at point {i} |VᵀV − I| reaches "
@@ -354,8 +348,8 @@ def time_per_query(fn: Callable[[Tensor], object], x: Tensor, *, repeats: int = 
     Returns:
         Seconds per query point.
     """
-    repeats = _check_integer(repeats, "repeats", 1)
-    warmup = _check_integer(warmup, "warmup", 0)
+    repeats = check_count(repeats, "repeats", low=1)
+    warmup = check_count(warmup, "warmup", low=0)
     for _ in range(warmup):
         fn(x)
     times = []

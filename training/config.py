@@ -26,7 +26,7 @@ from learned_manifold.precision import PRECISIONS
 from learned_manifold.unet import UNET_PRESETS, unet_preset
 
 from .losses import FACTOR_TARGETS
-from .recipe_checks import check_recipe, mlp_settings_asked
+from .recipe_checks import check_recipe, mlp_settings_asked, sizes_named
 
 __all__ = ["BACKBONE_CHOICES", "DEFAULT_FACTOR_CLIP", "DEFAULT_LANDMARKS", "DEFAULT_RANK", "DENOISER_WARMUP",
            "HIGH_DIMENSION_WARMUP", "MAX_SEED", "NORM_SPREAD", "SPAN_FRACTION", "TRAIN_INPUT_SCALINGS", "TrainConfig",
@@ -421,7 +421,7 @@ class TrainConfig:
         ignored = mlp_settings_asked(self)  # backbone "unet" refused them when built: here "auto" chose it
         if ignored and not getattr(self, "_told_mlp_only", False):
             self._told_mlp_only = True
-            warnings.warn(f"{', '.join(ignored)} {'sizes' if len(ignored) == 1 else 'size'} the MLP only and "
+            warnings.warn(f"{sizes_named(ignored)} the MLP only and "
                           f"{'is' if len(ignored) == 1 else 'are'} ignored: points of shape {shape} train the UNet "
                           f"({why}), which preset sizes; choose backbone 'mlp' to train the MLP", stacklevel=2)
         preset = unet_preset(self.preset or "small")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import warnings
 from pathlib import Path
 
@@ -24,37 +23,6 @@ except ImportError:  # pragma: no cover (not POSIX: no run locks to see)
     fcntl = None
 
 __all__ = ["run_info"]
-
-
-_ASCII = {"σ": "sigma", "≤": "<=", "≥": ">=", "·": "*", "×": "x", "−": "-", "–": "-", "—": "-", "≈": "~", "…": "...",
-          "§": "section ", "²": "^2", "³": "^3", "¹": "^1", "√": "sqrt"}
-"""ASCII spellings of the symbols the summary's stored texts use (the recorded sigma rule: "among σ ≤ 0.5·s")."""
-
-
-def _printable(text: str, stream=None) -> str:
-    """``text`` as ``stream`` (default ``sys.stdout``) can write it: where its encoding lacks a character (a
-    cp1252 or Latin-1 console, ``LC_ALL=C``), its ASCII spelling (`_ASCII`) or ``?``. Undecodable bytes of a file
-    name (lone surrogates) are left to the stream's own error handler."""
-    encoding = getattr(stream or sys.stdout, "encoding", None) or "utf-8"
-    try:
-        text.encode(encoding, "surrogateescape")
-        return text
-    except UnicodeEncodeError:
-        pass
-
-    def shown(char: str) -> str:
-        try:
-            char.encode(encoding, "surrogateescape")
-            return char
-        except UnicodeEncodeError:
-            return _ASCII.get(char, "?")
-
-    return "".join(shown(char) for char in text)
-
-
-def _say(text: str) -> None:
-    """Print ``text`` on stdout whatever its encoding (`_printable`)."""
-    print(_printable(text))
 
 
 def _number(value, fmt: str = "{:.4g}") -> str:
@@ -265,16 +233,16 @@ def run_info(args: argparse.Namespace) -> int:
         if report is not None:
             meta["self_consistency"] = report.summary()
         meta["neighbour_check"] = near.summary()
-    _say(json.dumps(meta, indent=2) if args.json else _summary(args.model, meta, writer))  # JSON: ASCII escapes
+    print(json.dumps(meta, indent=2) if args.json else _summary(args.model, meta, writer))
     if placement is not None and placement["far"] and not args.json:
-        _say(_far_message(args.data, placement))
+        print(_far_message(args.data, placement))
     if near is not None and not args.json:
         if report is not None:
             s = report.summary()
-            _say(f"  spectra:     factor {s['factor_top_eigenvalues']}\n"
-                 f"               denoiser {s['denoiser_top_eigenvalues']}")
-            _say(report.message())
-        _say(near.message())
+            print(f"  spectra:     factor {s['factor_top_eigenvalues']}\n"
+                  f"               denoiser {s['denoiser_top_eigenvalues']}")
+            print(report.message())
+        print(near.message())
     return 0
 
 

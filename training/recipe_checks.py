@@ -7,7 +7,7 @@ trainer resolves it (`learned_manifold_training.input_choices`), and the model f
 
 from __future__ import annotations
 
-__all__ = ["MLP_ONLY", "check_recipe", "mlp_settings_asked"]
+__all__ = ["MLP_ONLY", "check_recipe", "mlp_settings_asked", "sizes_named"]
 
 _TWO_NETWORKS = "(centred=True, shared_trunk=False)"
 
@@ -26,7 +26,7 @@ def mlp_settings_asked(cfg) -> list[str]:
     return [name for name in MLP_ONLY if getattr(cfg, name) != getattr(type(cfg), name)]
 
 
-def _listed(names: list[str]) -> str:
+def sizes_named(names: list[str]) -> str:
     """``"hidden sizes"`` or ``"hidden, depth size"``: the names and the verb that agrees with them."""
     return f"{', '.join(names)} {'sizes' if len(names) == 1 else 'size'}"
 
@@ -50,7 +50,7 @@ def check_recipe(cfg) -> None:
     """
     asked = mlp_settings_asked(cfg)
     if cfg.backbone == "unet" and asked:
-        raise ValueError(f"{_listed(asked)} the MLP only, but backbone 'unet' trains the UNet (preset sizes it): "
+        raise ValueError(f"{sizes_named(asked)} the MLP only, but backbone 'unet' trains the UNet (preset sizes it): "
                          f"leave {'it' if len(asked) == 1 else 'them'} out, or choose backbone 'mlp'")
     if cfg.gaussian_rank != type(cfg).gaussian_rank and cfg.input_scaling in ("none", "unit"):
         raise ValueError(f"gaussian_rank acts on input_scaling 'gaussian' (or 'auto', which may choose it) only, but "

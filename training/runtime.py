@@ -30,6 +30,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from learned_manifold.evaluation import basis_deviation
 from learned_manifold.metrics.base import check_finite_points
 
 __all__ = ["FLOAT32_RESOLUTION", "StepAutocast", "StopRequest", "TrainingDiverged", "TrainingInterrupted",
@@ -141,9 +142,7 @@ def _check_tangent_basis(basis: object, dims: Tensor, dim: int) -> None:
     basis = basis.detach().cpu().double()
     if not bool(torch.isfinite(basis).all()):
         raise ValueError(f"{where} returned non-finite values (NaN or inf)")
-    used = basis.abs().amax(dim=-2) > 0  # (n, k): zero columns are padding (a lower-dimensional piece)
-    gram = basis.transpose(-1, -2) @ basis
-    off = (gram - torch.diag_embed(used.double())).abs().flatten(1).amax(-1)
+    used, off = basis_deviation(basis)  # (n, k), (n,): zero columns are padding (a lower-dimensional piece)
     if bool((off > 1e-3).any()):
         i = int(off.argmax())
         raise ValueError(f"{where} must return orthonormal (or zero) columns; at point {i} |VᵀV − I| reaches "

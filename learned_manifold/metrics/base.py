@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 from collections.abc import Callable
 
 import torch
@@ -131,9 +132,15 @@ def check_scalar(value: float, name: str, *, allow_zero: bool = False) -> float:
 
 
 def check_count(value: int, name: str, *, low: int = 1, high: int | None = None) -> int:
-    """Return ``value`` after checking it is an integer in ``low..high`` (``high = None``: no upper bound)."""
-    if isinstance(value, bool) or not isinstance(value, int):
+    """Return ``value`` as an ``int`` after checking it is an integer (Python's or NumPy's; not a bool) in
+    ``low..high`` (``high = None``: no upper bound)."""
+    try:
+        number = None if isinstance(value, bool) else operator.index(value)
+    except TypeError:
+        number = None
+    if number is None:
         raise ValueError(f"{name} must be an integer, got {type(value).__name__}")
+    value = number
     if value < low or (high is not None and value > high):
         span = f"{low}..{high}" if high is not None else f">= {low}"
         raise ValueError(f"{name} must lie in {span}, got {value}")
