@@ -14,6 +14,7 @@ import math
 import os
 import platform
 import sys
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -49,6 +50,7 @@ __all__ = [
     "num_threads",
     "optimizer_settings",
     "output_folder",
+    "output_problem",
     "parse_args",
     "peak_memory",
     "ratio",
@@ -113,10 +115,32 @@ def output_folder(out: Path | None, *, quick: bool, device: str, results: str | 
     return Path(results.replace("<device>", device))
 
 
+def output_problem(out: Path) -> str | None:
+    """Why the report folder ``out`` cannot be written (one line naming ``--out``), or ``None`` where it can.
+
+    ``out``, or the nearest of its parents that exists (``write_report`` creates the rest), must be a folder in
+    which a file can be created (tested with a probe file: permissions, read-only mounts).
+    """
+    for folder in (out, *out.parents):
+        if folder.exists() or folder.is_symlink():
+            break
+    if not folder.is_dir():
+        where = "is a file, not a folder" if folder == out else f"is under {str(folder)!r}, a file"
+        return f"--out {str(out)!r} {where}: give a folder for the report"
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".benchmark-", suffix=".probe")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        return f"--out {str(out)!r}: the folder {str(folder)!r} is not writable ({err.strerror or err})"
+    return None
+
+
 def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse ``argv``, turn ``--device`` into a ``torch.device``, resolve ``--out`` and apply ``--threads``.
 
-    Refuses ``--device cuda`` when CUDA is not available. ``args.out`` is always a `Path` (`output_folder`).
+    Refuses ``--device cuda`` when CUDA is not available, and an ``--out`` that cannot be written
+    (`output_problem`) before anything is measured. ``args.out`` is always a `Path` (`output_folder`).
     """
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -127,6 +151,9 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = Non
         torch.set_num_threads(args.threads)
     results = vars(args).pop("results_folder", None)
     args.out = output_folder(args.out, quick=args.quick, device=args.device, results=results)
+    problem = output_problem(args.out)
+    if problem is not None:  # before any measurement: a run of minutes must not fail at its report
+        parser.error(problem)
     args.device = torch.device(args.device)
     return args
 

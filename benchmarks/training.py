@@ -192,8 +192,8 @@ def _plain_rate(data: torch.Tensor, cfg: dict, device: torch.device, network: di
     z_all = ((data - mean) / scale).to(device)
     config = ModelConfig(data_shape=tuple(network["data_shape"]), rank=network["rank"], arch=network["arch"],
                          arch_kwargs=dict(network["arch_kwargs"]), centred=False)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
+    with torch.random.fork_rng(devices=[]):  # the CPU generator alone (`torch.manual_seed` reseeds CUDA's too)
+        torch.default_generator.manual_seed(0)
         model = MetricModel(config, scale=scale, mean=mean).to(device)
     loss_fn = MetricMatchingLoss("lowrank", 0.0, centred=False)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=device.type == "cuda" or None)

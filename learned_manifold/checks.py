@@ -1,6 +1,8 @@
 """Argument checks shared by the networks and configs: one ``TypeError``/``ValueError`` naming the argument.
 
 `learned_manifold.models` re-exports them (``from learned_manifold.models import check_int`` keeps working).
+`float_resolution_problem` judges whether a floating format resolves data far from the origin: the trainer refuses
+such data (``training.runtime``), `learned_manifold.metrics.knn.KNNCDC` warns.
 """
 
 from __future__ import annotations
@@ -8,7 +10,8 @@ from __future__ import annotations
 import math
 import numbers
 
-__all__ = ["MAX_DEPTH", "MAX_DIM", "MAX_RANK", "MAX_WIDTH", "check_data_shape", "check_int", "check_real"]
+__all__ = ["FLOAT32_RESOLUTION", "MAX_DEPTH", "MAX_DIM", "MAX_RANK", "MAX_WIDTH", "check_data_shape", "check_int",
+           "check_real", "float_resolution_problem"]
 
 MAX_DIM = 2**27  # D = prod(data_shape)
 # Generous sanity bounds on sizes, so that a config (for instance read from a file) can never ask for a network
@@ -53,3 +56,34 @@ def check_data_shape(value: object, name: str = "data_shape") -> tuple[int, ...]
     if math.prod(shape) > MAX_DIM:
         raise ValueError(f"{name} {shape} has D = {math.prod(shape)} > {MAX_DIM} values per point")
     return shape
+
+
+FLOAT32_RESOLUTION = 1e-3
+"""The largest spacing of a floating format at the data's magnitude, as a fraction of their spread, that is accepted
+(`float_resolution_problem`; for any format, named for float32, where it bites): a unit circle at 10⁷ in float32
+(spacing 1.2) collapsed from 300 distinct points to 8 without a word; at 10⁵ (spacing 0.0078, 0.8%) from 3,000 to
+862, and k-NN tangents were 10 times worse."""
+
+
+def float_resolution_problem(top: float, spread: float, eps: float, precision: str) -> str | None:
+    """Whether a floating format resolves data far from the origin for their spread, as the trainer judges it.
+
+    Args:
+        top: the largest ``|x|`` of a coordinate that varies (a constant coordinate, however large, is removed
+            exactly by the mean and merges nothing).
+        spread: the data's RMS distance from their mean.
+        eps: the format's relative spacing (``torch.finfo(dtype).eps``): values near ``top`` lie ``top · eps``
+            apart.
+        precision: the format as the message names it (``"float32, the model's precision,"``).
+
+    Returns:
+        ``None`` where ``top · eps ≤ FLOAT32_RESOLUTION · spread`` (or ``spread`` is 0), else the problem as a
+        clause naming ``top``, ``spread`` and the spacing, ``"data lie far from the origin … so distinct points
+        merge"``, for the caller to finish with its remedy and raise or warn.
+    """
+    gap = top * eps
+    if not (spread > 0 and gap > FLOAT32_RESOLUTION * spread):
+        return None
+    return (f"data lie far from the origin for their spread (largest |x| of a varying coordinate = {top:.3g}, RMS "
+            f"spread about the mean {spread:.3g}): in {precision} neighbouring values are {gap:.2g} apart, "
+            f"{gap / spread:.1%} of the spread, so distinct points merge")

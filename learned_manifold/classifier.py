@@ -94,8 +94,8 @@ def _fit(images: Tensor, labels: Tensor, steps: int, batch_size: int, lr: float,
     ``images`` ``(N, C, H, W)``."""
     classes = int(labels.max()) + 1
     gen = torch.Generator().manual_seed(seed)
-    with torch.random.fork_rng(devices=[]):  # the initialisation's seed stays inside
-        torch.manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):  # the initialisation's seed stays inside: the CPU generator alone
+        torch.default_generator.manual_seed(seed)  # (`torch.manual_seed` would reseed every CUDA generator too)
         net = SmallCNN(images.shape[1], max(classes, 2), width).to(images.device)
     x = images.float()
     net.mean.fill_(float(x.mean()))

@@ -37,6 +37,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from .geometry import eigenpairs, global_dimension, intrinsic_dimension
 from .metrics.base import as_field, check_finite_points, check_points
 from .metrics.field_checks import autograd_ready
+from .types import Count, FieldLike
 
 __all__ = ["CLUSTER_RATIO", "CUTOFF_LIMIT", "DERIVATIVE_EPS", "GAP_MIN", "MIXED_SHARE", "NEIGHBOURS_PER_DIM",
            "Curvature", "curvature", "factor_jvp"]
@@ -64,7 +65,8 @@ batch drawn from parts of several dimensions mixes tangent and normal directions
 a trained model read another dimension than its own at 5–11% of the points of a branch (tester J)."""
 
 DERIVATIVE_EPS = 1e-6
-"""The projector's derivative takes eigenvalues ``≤ DERIVATIVE_EPS · λ₁`` as 0 (``geometry.eigenpairs``' default;
+"""The projector's derivative takes eigenvalues ``≤ DERIVATIVE_EPS · λ₁`` as 0 (``geometry.eigenpairs``' default
+for float32 factors; float64 factors default to ``geometry.FLOAT64_CUT`` ≈ 6e-14 there, curvature passes its own;
 ``≤ rel_eps · λ₁`` where ``rel_eps`` is smaller), whatever a larger ``rel_eps``: their eigenvectors come from
 ``A V Λ^{-1/2}`` with an error of ``eps · √(λ₁/λ_j)``, and taking ``λ_j`` as 0 changes ``II(·, e_i)`` by a relative
 ``λ_j / λ_i`` at most. ``rel_eps`` above it decides only the gap and dimension tests: a cut ``λ_j = c`` taken as 0
@@ -173,12 +175,13 @@ def factor_jvp(field, x: Tensor, directions: Tensor) -> Tensor:
     return dA.reshape(b, k, *A.shape[1:])
 
 
-@torch.inference_mode(False)
-def curvature(field, x: Tensor, tangent_dim: int | None = None, *, rel_eps: float = 1e-6) -> Curvature:
+def curvature(field: FieldLike, x: Tensor, tangent_dim: Count | None = None, *, rel_eps: float = 1e-6) -> Curvature:
     """Second fundamental form, mean and scalar curvature of ``field``'s geometry at ``x`` (SPEC §12).
 
     Works under ``torch.no_grad()`` and ``torch.inference_mode()`` (it runs under ``inference_mode(False)`` on a
-    copy of ``x``; the results are normal tensors).
+    copy of ``x``; the results are normal tensors). The results are detached: not differentiable with respect to
+    ``x`` (the factor is evaluated under ``no_grad``, and ``II`` built from one JVP of it); a ``UserWarning`` says
+    so where ``x`` requires grad with grad mode on (give ``x.detach()`` where no gradient is expected).
 
     Args:
         field: a co-metric field with a differentiable ``factor`` (`LearnedCDC`, a closed-form field, ...) or an
@@ -197,6 +200,7 @@ def curvature(field, x: Tensor, tangent_dim: int | None = None, *, rel_eps: floa
         `Curvature`.
 
     Warns:
+        UserWarning: ``x`` requires grad (grad mode on): no gradient flows back through the results.
         RuntimeWarning: points whose eigengap at ``d`` is at most `GAP_MIN` (their rows are NaN); a ``d`` that
             splits a cluster of tangent eigenvalues (`CLUSTER_RATIO`); a default ``d`` that more than `MIXED_SHARE`
             of the points do not read; a `KNNCDC` whose kernel is truncated (`CUTOFF_LIMIT`) or holds too few
@@ -225,6 +229,17 @@ def curvature(field, x: Tensor, tangent_dim: int | None = None, *, rel_eps: floa
             normal tensors (`metrics.field_checks.autograd_ready`; a copyable one is copied for the call, as by
             `geodesic`).
     """
+    if isinstance(x, Tensor) and x.requires_grad and torch.is_grad_enabled():  # (outside inference_mode(False),
+        # which turns grad mode on): a loss mixing the results in had lost their gradient silently
+        warnings.warn("curvature: x requires grad, but the results are detached (not differentiable with respect "
+                      "to x): no gradient flows back through II, H or R; give x.detach() where none is expected",
+                      stacklevel=2)
+    return _curvature(field, x, tangent_dim, rel_eps)
+
+
+@torch.inference_mode(False)
+def _curvature(field: FieldLike, x: Tensor, tangent_dim: Count | None, rel_eps: float) -> Curvature:
+    """`curvature` under ``inference_mode(False)``."""
     if tangent_dim is None and getattr(field, "field", None) is not None:
         tangent_dim = getattr(field, "tangent_dim", None)  # a LearnedDataManifold's own
     field = as_field(field)

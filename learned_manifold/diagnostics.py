@@ -54,15 +54,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .geometry import eigenpairs, intrinsic_dimension, projector_error, truncate_basis
 from .metrics.base import check_count, check_finite_points, check_scalar
 from .models import MetricModel
 from .torch_quirks import load_forward_ad
+from .unet import _Attention
 
-__all__ = ["CHUNK_ELEMENTS", "ConsistencyReport", "DIMENSION_AGREEMENT", "GROWTH_THRESHOLD", "OUTSIDE_THRESHOLD",
-           "TRUST_THRESHOLD", "consistency_reasons", "self_consistency"]
+__all__ = ["CHUNK_ELEMENTS", "JVP_BUDGET_BYTES", "ConsistencyReport", "DIMENSION_AGREEMENT", "GROWTH_THRESHOLD",
+           "OUTSIDE_THRESHOLD", "TRUST_THRESHOLD", "consistency_reasons", "jvp_item_bytes", "self_consistency"]
 
 DIMENSION_AGREEMENT = 0.8
 """Smallest fraction of points at which factor and denoiser must read the same dimension (measured: ≥ 0.93)."""
@@ -89,6 +90,13 @@ CHUNK_ELEMENTS = 2**22
 """Entries of one ``(points · directions, D)`` batch of JVPs: `self_consistency` takes at most
 ``max(1, CHUNK_ELEMENTS // (max(r, OUTSIDE_PROBES) · D))`` points at a time (256 points at ``D`` = 6,912,
 ``r`` = 16 raised the peak memory by about 0.6 GB)."""
+
+JVP_BUDGET_BYTES = 2**30
+"""Estimated bytes (`jvp_item_bytes`) that one ``torch.func.jvp`` through the denoiser may take: `_denoiser_jvp`
+pushes at most ``max(1, JVP_BUDGET_BYTES // jvp_item_bytes)`` images at a time. A point count alone does not bound
+it: under forward-mode AD a UNet's attention runs the math kernel (`learned_manifold.unet._Attention`), whose
+``T × T`` scores per image and head grow as ``D²`` (the "small" preset on 128×128 images attends over 64×64 tokens:
+19 points × 4 directions in one JVP asked for 76 × 4096² floats, 5.1 GB, after training had finished)."""
 
 
 @dataclass
@@ -218,27 +226,60 @@ def consistency_reasons(summary: dict) -> list[str]:
                    f"{growth}, outside eigenvalue {outside})"]
 
 
-def _denoiser_jvp(model: MetricModel, x: Tensor, vectors: Tensor, sigma: float) -> Tensor:
-    """``J(x) v`` for the denoiser Jacobian at each point and each column: ``(B, D)``, ``(B, D, k)`` → ``(B, D, k)``."""
+def jvp_item_bytes(model: MetricModel, x: Tensor, sigma: float) -> int:
+    """Estimated bytes of one image ``(1, D)`` in a forward-mode JVP through ``model.denoise`` (primal and
+    tangent): measured by one plain forward of ``x[:1]`` ``(B, D)`` with hooks, ``2 ·`` the outputs of all leaf
+    modules (a UNet keeps its skip connections) ``+ 4 ·`` the largest ``heads · T²`` of a `unet._Attention` (scores
+    and softmax, each with its tangent), in ``x``'s element size. A model that is not an ``nn.Module`` (a test
+    double): ``2 D``. At least 1."""
+    size, dim = x.element_size(), x[0].numel()
+    if not isinstance(model, nn.Module):
+        return max(1, 2 * dim * size)
+    activations, attention = [0], [0]
+
+    def record(module: nn.Module, inputs: tuple, output: object) -> None:
+        if isinstance(module, _Attention):
+            _, _, height, width = inputs[0].shape
+            attention.append(module.heads * (height * width) ** 2)
+        elif isinstance(output, Tensor) and next(module.children(), None) is None:
+            activations[0] += output[:1].numel()
+
+    hooks = [m.register_forward_hook(record) for m in model.modules()]
+    try:
+        with torch.no_grad():
+            model.denoise(x[:1], sigma)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return max(1, (2 * max(activations[0], dim) + 4 * max(attention)) * size)
+
+
+def _denoiser_jvp(model: MetricModel, x: Tensor, vectors: Tensor, sigma: float, items: int | None = None) -> Tensor:
+    """``J(x) v`` for the denoiser Jacobian at each point and each column: ``(B, D)``, ``(B, D, k)`` → ``(B, D, k)``;
+    at most ``items`` of the ``B · k`` images per ``torch.func.jvp`` (all at once where ``None``)."""
     b, dim, k = vectors.shape
     xs = x.repeat_interleave(k, dim=0)  # (B·k, D), a fresh tensor (an expanded view breaks in-place ops)
     vs = vectors.transpose(1, 2).reshape(b * k, dim)
     load_forward_ad()
-    _, jv = torch.func.jvp(lambda y: model.denoise(y, sigma).reshape(b * k, dim), (xs,), (vs,))
-    return jv.reshape(b, k, dim).transpose(1, 2)
+    parts = []
+    for xc, vc in zip(xs.split(items or b * k), vs.split(items or b * k), strict=True):
+        n = xc.shape[0]
+        parts.append(torch.func.jvp(lambda y, n=n: model.denoise(y, sigma).reshape(n, dim), (xc,), (vc,))[1])
+    return torch.cat(parts).reshape(b, k, dim).transpose(1, 2)
 
 
-def _outside_value(model: MetricModel, x: Tensor, U: Tensor, sigma: float, probes: Tensor) -> Tensor:
+def _outside_value(model: MetricModel, x: Tensor, U: Tensor, sigma: float, probes: Tensor,
+                   items: int | None = None) -> Tensor:
     """The denoiser's largest symmetrised Jacobian eigenvalue on the complement of ``U``'s range ``(B, D, r)``
     (orthonormal or zero columns): two rounds of block power iteration from the Gaussian ``probes``
-    ``(B, D, OUTSIDE_PROBES)``; ``(B,)``, 0 where the complement is empty."""
+    ``(B, D, OUTSIDE_PROBES)``; ``(B,)``, 0 where the complement is empty. ``items``: as `_denoiser_jvp`."""
     def off(v: Tensor) -> Tensor:  # the projection onto the complement of the factor's range
         return v - U @ (U.transpose(1, 2) @ v)
 
     probes = probes.to(x.device, x.dtype)
     V = eigenpairs(off(probes)).vectors  # an orthonormal basis of the probes' span (zero columns where empty)
-    V = eigenpairs(off(_denoiser_jvp(model, x, V, sigma))).vectors
-    M = V.transpose(1, 2) @ off(_denoiser_jvp(model, x, V, sigma))
+    V = eigenpairs(off(_denoiser_jvp(model, x, V, sigma, items))).vectors
+    M = V.transpose(1, 2) @ off(_denoiser_jvp(model, x, V, sigma, items))
     return torch.linalg.eigvalsh((0.5 * (M + M.transpose(1, 2))).double())[:, -1].clamp_min(0).to(x.dtype)
 
 
@@ -258,7 +299,9 @@ def self_consistency(model: MetricModel, x: Tensor, sigma: float | None = None, 
         x: ``(B, *data_shape)`` or ``(B, D)`` held-out data points (not training points).
         sigma: bandwidth in data units (``None``: the model's default).
         chunk: at most this many points per batch of JVPs; fewer where ``r · D`` is large, so that a batch holds
-            at most `CHUNK_ELEMENTS` entries (memory grows as ``chunk · r · D``). The report does not depend on it.
+            at most `CHUNK_ELEMENTS` entries (memory grows as ``chunk · r · D``). Within a batch, each
+            ``torch.func.jvp`` takes at most ``JVP_BUDGET_BYTES // jvp_item_bytes`` images (a UNet's attention
+            costs ``T²`` per image under forward-mode AD). The report depends on neither.
         threshold: trust threshold on the mean tangent disagreement.
 
     Returns:
@@ -290,12 +333,13 @@ def self_consistency(model: MetricModel, x: Tensor, sigma: float | None = None, 
     per_batch = max(1, min(chunk, CHUNK_ELEMENTS // (max(model.rank, OUTSIDE_PROBES) * model.dim)))
     with torch.no_grad():
         flat = x.reshape(x.shape[0], model.dim).to(dtype)
+        items = max(1, JVP_BUDGET_BYTES // jvp_item_bytes(model, flat, sigma))  # images per JVP
         for xb, pb in zip(flat.split(per_batch), probes.split(per_batch), strict=True):
             pairs = eigenpairs(model.factor(xb, sigma))
             U, lam = pairs.vectors, pairs.values
             lam_low = lam if low == sigma else eigenpairs(model.factor(xb, low)).values
             lam_high = lam if high == sigma else eigenpairs(model.factor(xb, high)).values
-            ritz = U.transpose(1, 2) @ _denoiser_jvp(model, xb, U, sigma)
+            ritz = U.transpose(1, 2) @ _denoiser_jvp(model, xb, U, sigma, items)
             ritz = 0.5 * (ritz + ritz.transpose(1, 2))
             mu, W = torch.linalg.eigh(ritz.double())  # r × r: cheap (SPEC §5)
             mu, W = mu.flip(-1).to(dtype), W.flip(-1).to(dtype)
@@ -305,6 +349,6 @@ def self_consistency(model: MetricModel, x: Tensor, sigma: float | None = None, 
             tangent = projector_error(truncate_basis(U, d), truncate_basis(U @ W, d))
             spectral = (ritz - torch.diag_embed(lam)).norm(dim=(1, 2)) / lam.norm(dim=1).clamp_min(1e-12)
             parts.append((tangent, spectral, lam, mu, d_f, d_j, _relative_at(lam_high, d_f),
-                          _relative_at(lam_low, d_f), _outside_value(model, xb, U, sigma, pb)))
+                          _relative_at(lam_low, d_f), _outside_value(model, xb, U, sigma, pb, items)))
     cat = [torch.cat(p) for p in zip(*parts, strict=True)]
     return ConsistencyReport(sigma, *cat, threshold=threshold)

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from .geodesic_inputs import _real_points
+from .manifold import LearnedDataManifold
 from .metrics.base import CoMetricField, as_field
 from .regularised import warn_uncentred
 
@@ -54,6 +55,23 @@ def _field_of(manifold_or_field, caller: str) -> tuple[CoMetricField, tuple[int,
     return field, getattr(manifold_or_field, "data_shape", None)
 
 
+def _landing_of(manifold_or_field, landing: object) -> object:
+    """A flow's ``landing`` option resolved: as given, or for ``None`` (the default) the manifold's own ``landing``
+    setting when given a `LearnedDataManifold`, else ``False``. A manifold built with ``landing=True`` (to stay
+    on the data) had its flows leave the data: the flows' own ``False`` default won silently (a long flow on a
+    trained circle ended 0.55 off it). Checked afterwards by `metrics.field_checks.check_landing`.
+
+    Raises:
+        TypeError: ``landing`` is not a bool (NumPy's included) or ``None``: ``bool('no')`` is ``True``.
+    """
+    if not (landing is None or isinstance(landing, (bool, np.bool_))):
+        raise TypeError(f"landing must be True, False or None (the default: a LearnedDataManifold's own setting), "
+                        f"got {landing!r}")
+    if landing is None:
+        return isinstance(manifold_or_field, LearnedDataManifold) and bool(manifold_or_field.landing)
+    return landing
+
+
 def _check_objective(f: Callable[[Tensor], Tensor], x: Tensor) -> None:
     """Evaluate ``f`` once on the start points ``x`` ``(B, D)``: one ``ValueError`` naming ``f`` unless it gives
     ``(B,)`` values (a mean over the batch would slow every point B-fold, a ``(B, D)`` output be summed) that
@@ -84,7 +102,7 @@ def _check_times(t_end: float, n_points: int) -> None:
         raise ValueError(f"t_end must be finite and > 0, got {t_end}")
 
 
-def _flatten(x: Tensor, data_shape: tuple[int, ...] | None, dim: int | None, name: str) -> Tensor:
+def _flatten(x: Tensor | np.ndarray, data_shape: tuple[int, ...] | None, dim: int | None, name: str) -> Tensor:
     if isinstance(x, np.ndarray):
         x = torch.from_numpy(x)
     if not isinstance(x, Tensor):

@@ -25,6 +25,7 @@ from .flow_inputs import (
     _check_times,
     _field_of,
     _flatten,
+    _landing_of,
     _solver_dtype,
 )
 from .flow_reports import STALL_SPEED, pair_reports
@@ -34,6 +35,7 @@ from .metrics.base import CoMetricField
 from .metrics.field_checks import check_landing
 from .precision import full_precision
 from .regularised import polyline_lengths, tangent_dim_of
+from .types import FieldLike, TensorOrArray
 
 __all__ = ["FLOW_METHODS", "STALL_SPEED", "FlowResult", "gradient_flow", "interpolate", "polyline_lengths"]
 
@@ -160,9 +162,9 @@ def _not_finite(method: str, rows: list[int] | None = None) -> ValueError:
 @full_precision
 @torch.inference_mode(False)
 def gradient_flow(
-    manifold,
+    manifold: FieldLike,
     f: Callable[[Tensor], Tensor],
-    x0: Tensor,
+    x0: TensorOrArray,
     *,
     t_end: float = 1.0,
     n_points: int = 33,
@@ -170,7 +172,7 @@ def gradient_flow(
     rtol: float = 1e-4,
     atol: float = 1e-5,
     step_size: float | None = None,
-    landing: bool = False,
+    landing: bool | None = None,
 ) -> FlowResult:
     """Riemannian gradient flow ``ẋ = −(G(x) + δI) ∇f(x)`` of any differentiable objective (SPEC §6).
 
@@ -190,7 +192,9 @@ def gradient_flow(
             An adaptive method's step size is shared by the whole batch: see `interpolate` on batch independence.
         landing: after every output interval, land on the data by one normal-only step of the field's denoiser
             (`landing.normal_landing`, SPEC §5: the normal part of ``x̂(x, σ) − x`` only, the normals those of
-            the manifold's ``tangent_dim``, else the gap rule's); needs a low-rank field with a denoiser.
+            the manifold's ``tangent_dim``, else the gap rule's); needs a low-rank field with a denoiser. ``None``
+            (default): the manifold's own ``landing`` for a `LearnedDataManifold`, else ``False``; ``False`` turns
+            it off on a landing manifold.
 
     Works under ``torch.no_grad()`` and ``torch.inference_mode()`` (it runs under ``inference_mode(False)``: ``f``
     is differentiated; the results are normal tensors). Half-precision points are integrated in float32 (the
@@ -202,7 +206,7 @@ def gradient_flow(
     Raises:
         TypeError, ValueError: before any work, for bad points, ``n_points < 2``, ``t_end`` not finite and > 0,
             an unknown ``method``, ``rtol``/``atol``/``step_size`` not finite numbers > 0, a ``step_size`` with
-            an adaptive method, ``landing`` not ``True``/``False`` or on a field without a projection or a
+            an adaptive method, ``landing`` not ``True``/``False``/``None`` or on a field without a projection or a
             low-rank factor, or ``f(x0)`` not of shape ``(B,)`` or not depending on the points (a constant, or
             computed from ``x.detach()``).
         ValueError: the flow became NaN or inf: ``f`` or its gradient is not finite somewhere along it (every
@@ -224,6 +228,7 @@ def gradient_flow(
     _check_times(t_end, n_points)
     _check_solver(method, rtol, atol, step_size)
     field, data_shape = _field_of(manifold, "gradient_flow")
+    landing = _landing_of(manifold, landing)
     check_landing(field, landing)
     landing = bool(landing)
     flat0 = _flatten(x0, data_shape, field.dim, "x0")
@@ -268,9 +273,9 @@ def gradient_flow(
 @full_precision
 @torch.inference_mode(False)
 def interpolate(
-    manifold,
-    x0: Tensor,
-    x1: Tensor,
+    manifold: FieldLike,
+    x0: TensorOrArray,
+    x1: TensorOrArray,
     *,
     t_end: float = 8.0,
     n_points: int = 65,
@@ -279,7 +284,7 @@ def interpolate(
     atol: float = 1e-5,
     step_size: float | None = None,
     stop_tol: float | None = None,
-    landing: bool = False,
+    landing: bool | None = None,
 ) -> FlowResult:
     """Interpolate from ``x0`` towards ``x1`` by the flow of ``½‖x − x₁‖²`` (SPEC §6, the paper's paths).
 
@@ -339,6 +344,7 @@ def interpolate(
     _check_times(t_end, n_points)
     adaptive = _check_solver(method, rtol, atol, step_size)
     field, data_shape = _field_of(manifold, "interpolate")
+    landing = _landing_of(manifold, landing)
     check_landing(field, landing)
     landing = bool(landing)
     flat0 = _flatten(x0, data_shape, field.dim, "x0")

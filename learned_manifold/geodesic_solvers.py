@@ -1,6 +1,7 @@
 """Solvers of the discrete geodesic energy (SPEC §6), used by `learned_manifold.geodesics.geodesic`.
 
-The energy of a path ``x_0, …, x_{T−1}`` is ``E = Σ_i Δ_iᵀ g(x_{i+½}) Δ_i`` (`segment_energies`). Interior
+The energy of a path ``x_0, …, x_{T−1}`` is ``E = Σ_i Δ_iᵀ g(x_{i+½}) Δ_i`` (`segment_energies`; `path_energy`
+measures a finished path chunk by chunk: both live in `learned_manifold.path_energies`). Interior
 points are optimised in whitened coordinates ``x = x_init + h · L^{-1/2} v`` (`_Energy`, ``L`` the path
 Laplacian), by batched per-pair L-BFGS (`_solve_lbfgs`) or Adam; `verify_minimum` then checks honestly that no
 short descent step from the result still lowers the energy (and `geodesic_saddles.refute_saddles` that no small
@@ -17,6 +18,7 @@ import torch
 from torch import Tensor
 
 from .metrics.base import CoMetricField
+from .path_energies import path_energy, segment_energies
 from .precision import full_precision
 
 __all__ = [
@@ -42,46 +44,6 @@ decoder's uncertainty between codes: 15 to 76 times), where the midpoint rule do
 length are not the path's. Not tighter: the tangent planes of a k-NN CDC with few neighbours turn by a few degrees
 between samples, and at the solver's regularisation (normals 10³ times dearer) a resolved path re-measures 1.3 to
 1.5 times as long."""
-
-
-@full_precision
-def segment_energies(field: CoMetricField, path: Tensor) -> Tensor:
-    """Squared metric lengths ``Δ_iᵀ g(x_{i+½}) Δ_i`` of the segments of a batch of paths.
-
-    All segments of all paths go through one call of ``field.metric`` on ``(B·(T−1), D)`` points, unless the
-    field defines its own curve energy ``field.segment_energies(path)`` (e.g. `VAEPullbackMetric`, SPEC §11).
-
-    Args:
-        field: the co-metric field; ``g = (G + δI)^{-1}`` is ``field.metric``.
-        path: ``(B, T, D)`` points, ``T ≥ 2``.
-
-    Returns:
-        ``(B, T − 1)``.
-    """
-    if path.ndim != 3 or path.shape[1] < 2:
-        raise ValueError(f"path must have shape (B, T, D) with T >= 2, got {tuple(path.shape)}")
-    own = getattr(field, "segment_energies", None)
-    if own is not None:
-        return own(path)
-    b, t, d = path.shape
-    step = (path[:, 1:] - path[:, :-1]).reshape(-1, d)
-    mid = (0.5 * (path[:, 1:] + path[:, :-1])).reshape(-1, d)
-    return (step * field.metric(mid, step)).sum(-1).reshape(b, t - 1)
-
-
-@full_precision
-def path_energy(field: CoMetricField, path: Tensor) -> tuple[Tensor, Tensor]:
-    """Discrete energy and metric length of a batch of paths (SPEC §6).
-
-    Args:
-        field: the co-metric field.
-        path: ``(B, T, D)``.
-
-    Returns:
-        ``(energy, length)``, each ``(B,)``: ``Σ_i Δ_iᵀ g Δ_i`` and ``Σ_i sqrt(Δ_iᵀ g Δ_i)``.
-    """
-    seg = segment_energies(field, path)
-    return seg.sum(-1), seg.clamp_min(0.0).sqrt().sum(-1)
 
 
 def _path_preconditioner(m: int, dtype: torch.dtype, device: torch.device) -> Tensor:
@@ -154,7 +116,7 @@ class _Energy:
         self.whiten = _path_preconditioner(n - 2, x0.dtype, x0.device)
         self.offsets = end_offsets(field, x0, x1, n, anchors) if landing else None
         with torch.enable_grad():
-            self.initial = segment_energies(field, self.path(torch.zeros_like(self.base))).sum(-1).detach()
+            self.initial = path_energy(field, self.path(torch.zeros_like(self.base)))[0].detach()  # chunked
         bad = (~torch.isfinite(self.initial)).nonzero().flatten()
         if bad.numel():
             raise ValueError(

@@ -36,6 +36,7 @@ from torch import Tensor
 
 from .evaluation import lerp
 from .geodesic_init import (
+    GRAPH_BRIDGE,
     INIT_NAMES,
     DisconnectedDataWarning,
     auto_init,
@@ -57,10 +58,12 @@ from .geodesic_solvers import (
     resolution,
     segment_energies,
 )
+from .manifold import LearnedDataManifold
 from .metrics.base import CoMetricField, as_field, check_points, rounding_eps
 from .metrics.field_checks import autograd_ready, check_landing
 from .precision import full_precision
 from .regularised import Regularised, check_delta, regularising_delta, reporting_metric, tangent_dim_of, warn_uncentred
+from .types import FieldLike, TensorOrArray
 
 __all__ = [
     "COARSE_POINTS",
@@ -138,6 +141,17 @@ LANDING_NOISE = 1e3
 landed interior would be rounding noise there."""
 
 
+def _singular_hint(field: CoMetricField, delta: float | Tensor, landing: bool) -> str:
+    """Advice for an unresolved path on a singular metric: with ``δ = 0`` (and the field's own ``δ = 0``) and no
+    landing, moves along the factor's null directions cost nothing, so the path may leave the data (a sphere's
+    projector field sent it through the centre), which more points do not cure."""
+    own = torch.as_tensor(getattr(field, "delta", 0.0))  # (a `Regularised` holds a (B,) δ per pair)
+    if landing or bool(own.gt(0).any()) or bool(torch.as_tensor(delta).gt(0).any()):
+        return ""
+    return ("; with delta = 0 and no landing the metric is singular (moves along the field's null directions "
+            "cost nothing) and a path may leave the data: give delta > 0 (the default) or landing=True")
+
+
 @full_precision
 def landing_rounding(field: CoMetricField, x0: Tensor, x1: Tensor) -> Tensor:
     """``(B,)``: how far apart landed images of the same point may come out by rounding alone,
@@ -167,18 +181,19 @@ def _named_path(field: CoMetricField, name: str, x0: Tensor, x1: Tensor, n: int)
         holder = graph_holder(field)
         if holder is None:
             raise ValueError(f"init='graph' needs a field that holds data to build its neighbour graph from: a "
-                             "KNNCDC, a LearnedCDC whose model stores landmarks or built with data=points, or a "
-                             f"VAEPullbackMetric built with codes=; this {type(field).__name__} holds none: give it "
-                             "data, or use init='landing' or 'linear'")
+                             "KNNCDC, a LearnedCDC whose model stores at least 2 landmarks or built with "
+                             f"data=points, or a VAEPullbackMetric built with codes=; this {type(field).__name__} "
+                             "holds none: give it data, or use init='landing' or 'linear'")
         path, joined = graph_paths(holder, x0, x1, n)
         if not bool(joined.all()):  # ends in different components of the data graph: the straight line
             cut = (~joined).nonzero().flatten().tolist()
             name = "linear" if not bool(joined.any()) else name
             warnings.warn(f"geodesic: the data graph does not join the ends of {len(cut)} of {len(joined)} pair(s) "
-                          f"{cut[:10]}: they lie in different connected components (clusters) of the data, and "
-                          "start from the straight line through the empty space between them, where the field "
-                          "carries no information: the result is no path along the data", DisconnectedDataWarning,
-                          stacklevel=5)
+                          f"{cut[:10]}: they lie in different connected components of its k-NN graph, separated "
+                          f"by a gap wider than {GRAPH_BRIDGE:g} times the data's median neighbour distance "
+                          "(separate clusters, or data this sparse between them), and start from the straight line "
+                          "through the empty space between them, where the field carries no information: the "
+                          "result is no path along the data", DisconnectedDataWarning, stacklevel=5)
         return path, name
     if name == "landing":
         if not field.can_project:
@@ -206,9 +221,9 @@ def _solve(field: CoMetricField, x0: Tensor, x1: Tensor, path0: Tensor, spec: Ge
 @full_precision
 @torch.inference_mode(False)
 def geodesic(
-    field_or_manifold: CoMetricField | object,
-    x0: Tensor,
-    x1: Tensor,
+    field_or_manifold: FieldLike,
+    x0: TensorOrArray,
+    x1: TensorOrArray,
     *,
     n_points: int | None = None,
     init: Tensor | str = "auto",
@@ -234,9 +249,9 @@ def geodesic(
     Starts (``init``), see `learned_manifold.geodesic_init`: a straight line through empty space is where
     data-driven fields carry no information, so the default ``"auto"`` starts on the data:
 
-    * fields that hold data (`KNNCDC`; a `LearnedCDC` whose model stores landmarks, as `learned-manifold train`
-      writes them, or given ``data``; a `VAEPullbackMetric` given codes): ``"graph"``, the shortest path through
-      the data's k-NN graph;
+    * fields that hold data (`KNNCDC`; a `LearnedCDC` whose model stores at least 2 landmarks, as
+      `learned-manifold train` writes them, or given ``data``; a `VAEPullbackMetric` given codes): ``"graph"``,
+      the shortest path through the data's k-NN graph;
     * other fields with a landing projection (a `LearnedCDC` with a denoiser, the score fields): ``"landing"``,
       the straight line landed on the data by the denoiser with an annealed bandwidth (on a swiss roll this
       start jumps between layers: landmarks avoid it);
@@ -276,10 +291,12 @@ def geodesic(
             ends' own distances from it blended along the path (`geodesic_solvers.end_offsets`, measured from the
             landed end where an end lies off the data, `geodesic_init.landing_anchors`: ``x0 = x1`` gives the
             constant path; pairs closer than the landing's rounding, `LANDING_NOISE`, the straight segment). ``None``
-            (default): on when the start is ``"landing"``, or ``"graph"`` on a field with a denoiser
-            (`geodesic_init.denoises`: a `LearnedCDC` with landmarks). Without it a learned field whose normal
-            eigenvalue leaks off the data (0.05–0.75 inside the tube of the test torus) has its energy minimum cutting
-            through empty space, whatever the start (the torus fixture, graph start without landing: 4.5% short).
+            (default): on for a `LearnedDataManifold` built with ``landing=True``, when the start is ``"landing"``,
+            or ``"graph"`` on a field with a denoiser (`geodesic_init.denoises`: a `LearnedCDC` with landmarks); a
+            manifold's ``landing=False`` does not turn it off (give ``landing=False`` here). Without it a learned
+            field whose normal eigenvalue leaks off the data (0.05–0.75 inside the tube of the test torus) has its
+            energy minimum cutting through empty space, whatever the start (the torus fixture, graph start without
+            landing: 4.5% short).
         method: a key of `GEODESIC_METHODS`: ``"lbfgs"`` (batched per-pair L-BFGS, the default) or ``"adam"``.
         delta: isotropic part ``δ`` added to a low-rank field's ``G`` (on top of the field's own) for the energy
             only (`regularising_delta`); refused for fields without a factor.
@@ -364,8 +381,9 @@ def geodesic(
         if shaped:
             empty.path = empty.path.reshape(*empty.path.shape[:-1], *data_shape)
         return empty
-    if landing is None:  # on for a landing start, and for a graph start on a field with a denoiser
-        landing = used == "landing" or (chosen == "graph" and denoises(field))
+    if landing is None:  # on for a landing manifold, a landing start, and a graph start on a field with a denoiser
+        landing = (used == "landing" or (chosen == "graph" and denoises(field))
+                   or (isinstance(field_or_manifold, LearnedDataManifold) and field_or_manifold.landing))
     landing = bool(landing)
     delta = regularising_delta(field, x0, x1) if delta is None else check_delta(delta)  # default: (B,), per pair
     own = reporting_metric(field, tangent_dim_of(field_or_manifold))  # δ = 0 low-rank: the learned tangent bundle
@@ -409,7 +427,7 @@ def geodesic(
         warnings.warn(f"geodesic: {int(unresolved.sum())} of {len(ratio)} converged path(s) do not resolve the "
                       f"metric: measured between their points they are up to {float(ratio[unresolved].max()):.3g} "
                       "times as long as their discrete length (the metric rises between the points); marked "
-                      "unconverged: use more n_points", stacklevel=2)
+                      f"unconverged: use more n_points{_singular_hint(field, delta, landing)}", stacklevel=2)
     euclid = (path[:, 1:] - path[:, :-1]).norm(dim=-1).sum(-1)
     result = GeodesicResult(path=path, energy=energy, length=length, euclidean_length=euclid,
                             initial_energy=initial, converged=converged, steps=total + done, method=method,

@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
+from .dimension import global_dimension, intrinsic_dimension
+from .spectral_grad import FLOAT64_CUT, inverse_sqrt_matrix, scale_coords, tie_eps, tie_safe_eigh, within_terms
+
 __all__ = [
+    "FLOAT64_CUT",
     "Eigenpairs",
+    "default_rel_eps",
     "gram",
     "eigenpairs",
     "tangent_basis",
@@ -45,10 +51,19 @@ class Eigenpairs:
         vectors: ``(B, D, r)`` orthonormal eigenvectors (columns); columns whose eigenvalue is below
             ``rel_eps · λ₁`` (or below the smallest normal number of ``A``'s dtype) are zero (``A`` rank-deficient
             or ``r > D``), never divided by zero.
+        within: ``(B, r, r)`` float64, exactly 0 in value, or ``None``: set only when a gradient flows to ``A``
+            (`spectral_grad.within_terms`); its derivative carries the eigenvalues' derivative within tied
+            blocks, which `spectral_apply` and `lowrank_solve` add so that their gradients are exact there.
+        kept: ``(B,)`` how many columns have an eigenvalue above the cut (the others are zero), or ``None``
+            (pairs built elsewhere); `spectral_apply` reads it to warn once where an explicit ``d`` exceeds it.
+        checked_dims: the explicit ``d`` already checked against the cut (`_warn_if_cut`; once per decomposition).
     """
 
     values: Tensor
     vectors: Tensor
+    within: Tensor | None = None
+    kept: Tensor | None = None
+    checked_dims: set[int] = field(default_factory=set, init=False, repr=False, compare=False)
 
 
 def gram(A: Tensor) -> Tensor:
@@ -100,7 +115,19 @@ def nan_rows(t: Tensor, finite: Tensor | None) -> Tensor:
                                                                              device=t.device))
 
 
-def eigenpairs(A: Tensor, *, rel_eps: float = 1e-6) -> Eigenpairs:
+def default_rel_eps(dtype: torch.dtype) -> float:
+    """`eigenpairs`' default cut for a factor of ``dtype``: eigenvalues ``≤ cut · λ₁`` get a zero eigenvector.
+
+    The cut only guards against rounding. The Gram is formed from ``A`` cast to float64 (products of float32
+    entries are exact there) and decomposed in float64, so its eigenvalues are resolved to about `FLOAT64_CUT`
+    ``· λ₁`` whatever ``dtype``: that is the cut of a float64 factor. For lower precisions the ``D``-sized product
+    ``U = A W Λ^{-1/2}`` runs in ``A``'s dtype and loses about ``ε √(λ₁ / λ)`` to cancellation; their cut stays
+    ``1e-6`` (about ``8 ε`` of float32: ``U`` orthonormal to about ``1e-4``).
+    """
+    return FLOAT64_CUT if dtype == torch.float64 else 1e-6
+
+
+def eigenpairs(A: Tensor, *, rel_eps: float | None = None) -> Eigenpairs:
     """Eigenpairs of ``G = AAᵀ`` from the Gram ``AᵀA = V Λ Vᵀ``: ``U = A V Λ^{-1/2}`` (SPEC §5).
 
     The ``r × r`` eigen-problem is solved in float64 (it is tiny); the ``D``-sized product ``A V Λ^{-1/2}``
@@ -113,26 +140,42 @@ def eigenpairs(A: Tensor, *, rel_eps: float = 1e-6) -> Eigenpairs:
     and eigenvectors for that row only; the other rows are computed as if it were absent (the bad rows are
     replaced by zeros before ``eigh``, which would otherwise fail for the whole batch).
 
+    Gradients: with a gradient flowing to ``A`` the eigen-problem goes through `spectral_grad.tie_safe_eigh` and
+    ``Λ^{-1/2}`` through `spectral_grad.inverse_sqrt_matrix` (same values; one ``r × r`` product more): exactly
+    tied eigenvalues (a projector field such as the sphere's ``I − n̂n̂ᵀ``) had made ``eigh``'s backward
+    ``0 / 0 = NaN``. Projectors and restricted powers of ``G`` built from the result (`range_project`,
+    `spectral_apply`, `lowrank_solve`) then have exact gradients also there (`spectral_grad` explains why).
+
     Args:
         A: ``(B, D, r)`` factors.
-        rel_eps: eigenvalues ``≤ rel_eps · λ₁`` get a zero eigenvector.
+        rel_eps: eigenvalues ``≤ rel_eps · λ₁`` get a zero eigenvector; ``None``: `default_rel_eps` of ``A``'s
+            dtype (the rounding of the Gram for float64, ``1e-6`` below it).
 
     Returns:
         `Eigenpairs` with values ``(B, r)`` descending and vectors ``(B, D, r)``.
     """
     if A.ndim != 3:
         raise ValueError(f"A must have shape (B, D, r), got {tuple(A.shape)}")
+    rel_eps = default_rel_eps(A.dtype) if rel_eps is None else rel_eps
     A_ok, finite = zero_bad_rows(A)
-    if A.shape[-1] > A.shape[-2] and not (torch.is_grad_enabled() and A.requires_grad):
+    grad = torch.is_grad_enabled() and A.requires_grad
+    if A.shape[-1] > A.shape[-2] and not grad:
         return _wide_eigenpairs(A_ok, finite, rel_eps)
-    evals, evecs = _small_eigh(gram(A_ok.double()))
+    S = gram(A_ok.double())
+    evals, evecs = tie_safe_eigh(S, tie_eps(A.dtype)) if grad else _small_eigh(S)
     evals = evals.flip(-1).clamp_min(0.0)
     evecs = evecs.flip(-1)
     floor = torch.finfo(A.dtype).tiny
     keep = _kept(evals, A.dtype, rel_eps)
+    if grad:
+        within = within_terms(S, evals, evecs, keep)
+        W = evecs @ inverse_sqrt_matrix(evals, keep, within)  # = evecs · λ^{-1/2} in value
+        U = A_ok @ W.to(A.dtype)
+        return Eigenpairs(values=nan_rows(evals.to(A.dtype), finite), vectors=nan_rows(U, finite), within=within,
+                          kept=keep.sum(-1))
     inv_sqrt = torch.where(keep, evals.clamp_min(floor).rsqrt(), torch.zeros_like(evals))
     U = A_ok @ (evecs * inv_sqrt.unsqueeze(-2)).to(A.dtype)  # the D-sized product in A's own dtype
-    return Eigenpairs(values=nan_rows(evals.to(A.dtype), finite), vectors=nan_rows(U, finite))
+    return Eigenpairs(values=nan_rows(evals.to(A.dtype), finite), vectors=nan_rows(U, finite), kept=keep.sum(-1))
 
 
 def _kept(evals: Tensor, dtype: torch.dtype, rel_eps: float) -> Tensor:
@@ -150,10 +193,11 @@ def _wide_eigenpairs(A: Tensor, finite: Tensor | None, rel_eps: float) -> Eigenp
     Ad = A.double()
     evals, evecs = _small_eigh(Ad @ Ad.transpose(-1, -2))
     evals, evecs = evals.flip(-1).clamp_min(0.0), evecs.flip(-1)
-    U = torch.where(_kept(evals, A.dtype, rel_eps).unsqueeze(-2), evecs, 0.0).to(A.dtype)
+    keep = _kept(evals, A.dtype, rel_eps)
+    U = torch.where(keep.unsqueeze(-2), evecs, 0.0).to(A.dtype)
     values = torch.cat([evals.to(A.dtype), A.new_zeros(b, r - dim)], dim=-1)
     vectors = torch.cat([U, A.new_zeros(b, dim, r - dim)], dim=-1)
-    return Eigenpairs(values=nan_rows(values, finite), vectors=nan_rows(vectors, finite))
+    return Eigenpairs(values=nan_rows(values, finite), vectors=nan_rows(vectors, finite), kept=keep.sum(-1))
 
 
 def tangent_basis(A: Tensor, d: int) -> Tensor:
@@ -171,34 +215,6 @@ def truncate_basis(vectors: Tensor, dims: Tensor) -> Tensor:
     """
     cols = torch.arange(vectors.shape[-1], device=vectors.device)
     return vectors * (cols < dims.to(vectors.device).unsqueeze(-1)).unsqueeze(-2).to(vectors.dtype)
-
-
-def intrinsic_dimension(values: Tensor) -> Tensor:
-    """Pointwise intrinsic dimension by the scale-free largest-gap rule (SPEC §5).
-
-    Sort eigenvalues descending, divide by ``λ₁``, append 0; ``d = argmax_{k=1..r} (λ̃_k − λ̃_{k+1})``.
-
-    Args:
-        values: ``(B, r)`` eigenvalues (any order).
-
-    Returns:
-        ``(B,)`` integer tensor with values in ``1..r``.
-    """
-    v = values.sort(dim=-1, descending=True).values
-    v = v / v[..., :1].clamp_min(torch.finfo(v.dtype).tiny)
-    v = torch.cat([v, torch.zeros_like(v[..., :1])], dim=-1)
-    gaps = v[..., :-1] - v[..., 1:]
-    return gaps.argmax(dim=-1) + 1
-
-
-def global_dimension(values: Tensor) -> int:
-    """Global intrinsic dimension: the lower median of the pointwise dimensions of ``values`` ``(B, r)``.
-
-    For an even count it is the lower of the two middle dimensions (``torch.median``), not their mean: always a
-    dimension some point has, and the conservative one (dimensions ``[1, 1, 2, 2]`` give 1, where
-    ``quantile(0.5)`` gives 1.5).
-    """
-    return int(intrinsic_dimension(values).median().item())
 
 
 def projector_error(U: Tensor, V: Tensor) -> Tensor:
@@ -264,7 +280,11 @@ def lowrank_solve(A: Tensor, v: Tensor, delta: float = 0.0, *, rel_eps: float = 
     (a factor wider than tall, e.g. many neighbours) by Cholesky of ``AAᵀ + δI``, the smaller matrix then.
 
     For ``δ = 0`` it returns the pseudo-inverse on the range of ``A``, ``A (AᵀA)^{+2} Aᵀ v = U Λ^{-1} Uᵀ v``
-    (`eigenpairs`), over eigenvalues above ``rel_eps · λ₁``.
+    (`eigenpairs`), over the eigenvalues above ``rel_eps · λ₁``, with or without ``pairs`` (a float64 solve had
+    cut at ``1e-6`` while ``pairs=eigenpairs(A)`` kept ``λ₃/λ₁ = 1e-8``: norms 2.68 and 9.1e7). The default
+    ``1e-6`` is the same for every dtype, not `eigenpairs`' float64 cut `FLOAT64_CUT`: a solve has no dimension
+    ``d`` to stop at and inverts every kept eigenvalue, so a cut at the Gram's rounding made it jump where a
+    rank-deficient factor moves by ``1e-7`` (its zero eigenvalues, ``1e-14 λ₁``, then kept, ``1/λ`` ~ ``1e14``).
 
     Accuracy: the Woodbury form cancels along the range, losing about ``ε λ / δ`` relatively (``ε`` of the dtype):
     in float32 1e-3 at ``δ = 10⁻⁴ λ``, 2e-2 at ``10⁻⁵ λ`` (measured by an outside tester on tangent vectors); the
@@ -274,7 +294,8 @@ def lowrank_solve(A: Tensor, v: Tensor, delta: float = 0.0, *, rel_eps: float = 
 
     Args:
         A: ``(B, D, r)``; v: ``(B, D)``; delta: the isotropic part ``δ ≥ 0``.
-        pairs: ``eigenpairs(A, rel_eps=rel_eps)`` when already at hand (``δ = 0`` only; saves recomputing it).
+        pairs: ``eigenpairs(A)`` (any ``rel_eps`` up to this one) when already at hand (``δ = 0`` only; saves
+            recomputing it): eigenvalues at or below ``rel_eps · λ₁`` are left out whatever cut it was built with.
 
     Returns:
         ``(B, D)``.
@@ -301,8 +322,8 @@ def lowrank_solve(A: Tensor, v: Tensor, delta: float = 0.0, *, rel_eps: float = 
             out = torch.where(failed.unsqueeze(-1), _eigen_solve(Aw, vw, delta).to(work), out)
         return nan_rows(out, finite).to(v.dtype)
     pairs = eigenpairs(A, rel_eps=rel_eps) if pairs is None else pairs
-    inv = _inverse(pairs.values, pairs.values > 0)
-    coords = (pairs.vectors.transpose(-1, -2) @ v.unsqueeze(-1)).squeeze(-1) * inv
+    coords = (pairs.vectors.transpose(-1, -2) @ v.unsqueeze(-1)).squeeze(-1)
+    coords = scale_coords(pairs.values, pairs.within, coords, -1, _kept(pairs.values, A.dtype, rel_eps))
     return (pairs.vectors @ coords.unsqueeze(-1)).squeeze(-1)
 
 
@@ -363,24 +384,35 @@ def spectral_apply(pairs: Eigenpairs, u: Tensor, d: int | Tensor | None = None, 
         raise ValueError(f"power must be -1, 0 or 1, got {power}")
     if d is None and power == -1:
         d = intrinsic_dimension(pairs.values)  # once, for the basis and the kept eigenvalues
+    if isinstance(d, int):
+        _warn_if_cut(pairs, d)
     U = _top_vectors(pairs, d)
     coords = (U.transpose(-1, -2) @ u.unsqueeze(-1)).squeeze(-1)  # (B, d')
     if power:
         lam = pairs.values[..., : U.shape[-1]]
-        if power == -1:  # only the kept columns: a truncated one's 1/λ (λ ~ 1e-20) has an infinite derivative
-            kept = lam > 0
-            if not isinstance(d, int):
-                kept = kept & (torch.arange(lam.shape[-1], device=lam.device) < d.to(lam.device).unsqueeze(-1))
-            lam = _inverse(lam, kept)
-        coords = coords * lam
+        kept = lam > 0  # power -1: only these: a truncated column's 1/λ (λ ~ 1e-20) has an infinite derivative
+        if isinstance(d, Tensor):
+            kept = kept & (torch.arange(lam.shape[-1], device=lam.device) < d.to(lam.device).unsqueeze(-1))
+        coords = scale_coords(pairs.values, pairs.within, coords, power, kept)
     return (U @ coords.unsqueeze(-1)).squeeze(-1)
 
 
-def _inverse(values: Tensor, keep: Tensor) -> Tensor:
-    """``1/λ`` where ``keep``, 0 elsewhere, with a finite derivative everywhere: the discarded entries divide 1,
-    not ``λ`` (``where(keep, 1/λ, 0)`` back-propagates ``0 · (−1/λ²) = NaN`` through a discarded ``λ ≈ 0``)."""
-    safe = torch.where(keep, values, torch.ones_like(values))
-    return torch.where(keep, 1.0 / safe, torch.zeros_like(values))
+def _warn_if_cut(pairs: Eigenpairs, d: int) -> None:
+    """Warn where an explicit ``d`` asks for more directions than have an eigenvalue above the cut of `eigenpairs`
+    (their columns are zero, so the projector would silently have fewer than ``d``). Once per `Eigenpairs` and
+    ``d`` (`Eigenpairs.checked_dims`), on the ``(B,)`` kept counts: the manifold reuses one decomposition per point
+    set for ``proju``, ``egrad2rgrad`` and ``inner``, whose calls no longer scan the vectors or sync each time."""
+    if isinstance(d, bool) or not 1 <= d <= pairs.vectors.shape[-1] or d in pairs.checked_dims:
+        return  # `_top_vectors` refuses a d outside 1..r
+    pairs.checked_dims.add(d)
+    top = pairs.values[..., 0]
+    short = pairs.kept < d if pairs.kept is not None else (pairs.vectors[..., d - 1] == 0).all(-1)
+    cut = short & (top > 0)
+    if bool(cut.any()):
+        ratio = (pairs.values[..., d - 1] / top)[cut].max().item()
+        warnings.warn(f"d = {d} asks for more directions than have eigenvalues above the rounding cut at "
+                      f"{int(cut.sum())} point(s) (λ_d/λ₁ up to {ratio:.3g}): those points get fewer than {d} "
+                      "directions (zero columns)", stacklevel=3)
 
 
 def _top_vectors(pairs: Eigenpairs, d: int | Tensor | None) -> Tensor:
@@ -408,5 +440,7 @@ def range_project(A: Tensor, u: Tensor, d: int | Tensor | None = None, *,
     ``(B, D, r)``, ``(B, D)`` → ``(B, D)``. ``pairs``: ``eigenpairs(A)`` when already at hand.
     """
     pairs = eigenpairs(A) if pairs is None else pairs
+    if isinstance(d, int):
+        _warn_if_cut(pairs, d)
     U = _top_vectors(pairs, d)
     return (U @ (U.transpose(-1, -2) @ u.unsqueeze(-1))).squeeze(-1)

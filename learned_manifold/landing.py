@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import math
 import warnings
+import weakref
 from typing import TYPE_CHECKING
 
 import torch
@@ -11,12 +13,20 @@ from torch import Tensor
 
 from .geometry import Eigenpairs, eigenpairs, intrinsic_dimension, spectral_apply
 from .metrics.base import rounding_eps
+from .models import MetricModel
 from .precision import full_precision
 
 if TYPE_CHECKING:
     from .manifold import LearnedDataManifold
 
-__all__ = ["land", "normal_landing", "warn_off_data"]
+__all__ = ["land", "normal_landing", "residual_rounding", "warn_off_data"]
+
+RESOLUTION_WARN = 0.1
+"""`land` warns (once per manifold) where the spacing of the points' own coordinates exceeds this fraction of σ
+(`_warn_resolution`). Not ``landing_tol``: at its default 1e-4, float32's rounding exceeds ``landing_tol · σ`` at
+the origin already (``64 ε`` = 7.6e-6 against 1.6e-6 for σ = 0.016), and every float32 model would warn."""
+
+_warned_resolution: weakref.WeakSet = weakref.WeakSet()  # manifolds already warned (`_warn_resolution`)
 
 
 @torch.no_grad()
@@ -41,7 +51,9 @@ def land(manifold: LearnedDataManifold, xf: Tensor) -> Tensor:
     denoiser was trained and, unlike a full posterior-mean step at a large ``σ``, the path does not collapse onto
     the data's centre. Otherwise (or when ``σ_0 < 2σ``) it takes full steps ``x ← x̂(x, σ)``. Non-finite rows
     pass through unchanged. The factor and eigenpairs at the landed points seed the manifold's cache (the next
-    ``transp``/``egrad2rgrad`` there needs them).
+    ``transp``/``egrad2rgrad`` there needs them). The stopping tolerance is ``landing_tol · σ`` plus the rounding
+    of the residual (`residual_rounding`); where the points' coordinates alone round by more than
+    `RESOLUTION_WARN` ``· σ`` (float32 data far from the origin), a warning says so once per manifold.
 
     Raises:
         ValueError: some finite points did not converge within ``manifold.landing_steps`` iterations, or points
@@ -55,6 +67,7 @@ def land(manifold: LearnedDataManifold, xf: Tensor) -> Tensor:
         return out
     eps = rounding_eps(field, xf.dtype)  # a float32 network rounds float64 points to float32
     idx = finite = torch.isfinite(xf).all(-1).nonzero().squeeze(-1)  # idx: the rows still landing
+    _warn_resolution(manifold, xf[finite], eps, sigma)
     x, s = xf[idx], None  # s: per-point bandwidths while annealing; None: all at σ
     # points far from the data the field holds (its landmarks): at a small σ the denoiser may barely move them
     beyond = field.beyond_data(x) if bands is not None and idx.numel() else None
@@ -92,7 +105,7 @@ def land(manifold: LearnedDataManifold, xf: Tensor) -> Tensor:
         settled = no_normal & (settled | (near if bands is None and step_no == 0 else torch.zeros_like(near)))
         far = at_target & ~settled & ((dist > 0.5 * sigma) | (no_normal & ~descended))
         back = at_target & no_normal & undo
-        tol = manifold.landing_tol * sigma + 64 * eps * x.abs().amax(-1)  # of the iterate: same test on re-entry
+        tol = manifold.landing_tol * sigma + residual_rounding(field, x, eps)  # of the iterate: same on re-entry
         done = at_target & ~far & ~back & (res <= tol)
         if bool(done.any()):
             rows = idx[done]
@@ -202,6 +215,47 @@ def warn_off_data(field, x: Tensor, caller: str, stacklevel: int = 5) -> None:
                       f"{gap.max().item():.3g} from the nearest data point the field holds, farther than sigma = "
                       f"{sigma:.3g}: the denoiser at this sigma does not bring them back to the data (a larger "
                       "sigma where the data are noisy at this scale, or a shorter flow, may)", stacklevel=stacklevel)
+
+
+def residual_rounding(field, x: Tensor, eps: float) -> Tensor:
+    """The rounding floor of landing's residual at points ``x`` ``(B, D)``, ``(B,)``: ``64 ε |x − c|_∞`` for the
+    field's arithmetic plus ``2 √D ε |x|_∞`` for the points' own coordinates (``ε``: `rounding_eps`).
+
+    ``c`` is the centre a learned model standardises about (`MetricModel`'s ``mean``: its networks see
+    ``(x − μ)/s``, so their rounding scales with the distance from ``μ``), else the origin. The second term is a
+    few ulps of each coordinate of ``x`` and of ``x̂``, summed over ``D`` coordinates: what a step ``x + n`` can
+    resolve. Before, the whole floor was ``64 ε |x|_∞``: for a float32 circle translated by 1,000 that is
+    7.6e-3, half its σ, and points σ/3 off the circle counted as landed before their first step."""
+    centre = _centre(field, x)
+    spread = x.abs().amax(-1) if centre is None else (x - centre).abs().amax(-1)
+    return 64 * eps * spread + 2 * x.shape[-1] ** 0.5 * eps * x.abs().amax(-1)
+
+
+def _centre(field, x: Tensor) -> Tensor | None:
+    """The point ``(D,)`` a learned model's networks standardise about (its ``mean``), else ``None``."""
+    model = getattr(field, "model", None)
+    if not isinstance(model, MetricModel) or model.mean.numel() != x.shape[-1]:
+        return None
+    return model.mean.reshape(-1).to(device=x.device, dtype=x.dtype)
+
+
+def _warn_resolution(manifold: LearnedDataManifold, x: Tensor, eps: float, sigma: float) -> None:
+    """Warn once per manifold where points ``x`` ``(B, D)`` lie so far from the origin that the spacing of their
+    coordinates, over ``D`` coordinates (``√D`` ulps of ``|x|_∞``), exceeds `RESOLUTION_WARN` ``· σ``: landing
+    cannot bring them closer to the data than about that (a float32 unit circle at 1e4: 1.7e-3 against σ = 0.016)."""
+    if x.shape[0] == 0 or manifold in _warned_resolution or eps <= torch.finfo(torch.float64).eps:
+        return
+    offset = float(x.abs().max())
+    spacing = eps * 2.0 ** math.floor(math.log2(offset)) if offset > 0 else 0.0  # one ulp of the largest coordinate
+    grid = x.shape[-1] ** 0.5 * spacing
+    if grid > RESOLUTION_WARN * sigma:
+        _warned_resolution.add(manifold)
+        name = next((str(t).removeprefix("torch.") for t in (torch.float32, torch.bfloat16, torch.float16)
+                     if torch.finfo(t).eps == eps), f"eps = {eps:.2g}")
+        warnings.warn(f"landing: points lie up to {offset:.3g} from the origin, where {name} coordinates are "
+                      f"{spacing:.2g} apart ({grid:.2g} over D = {x.shape[-1]}), more than {RESOLUTION_WARN:g} sigma "
+                      f"(sigma = {sigma:.3g}): they land no closer to the data than about that; use float64 points "
+                      "and a float64 field (field.double()), or data centred near the origin", stacklevel=6)
 
 
 def _landing_sigma(field) -> float:

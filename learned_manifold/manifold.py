@@ -22,17 +22,19 @@ Points may have any number of leading batch axes; the last ``ndim`` axes are the
 point is decides `learned_manifold.metrics.base.as_points`. Rows are independent, as in ``geoopt.Sphere``: a
 NaN row (e.g. from a NaN gradient) stays NaN in that row and leaves the other rows untouched.
 
-Cost: for low-rank fields the manifold evaluates the factor (and, for ``δ = 0``, its eigenpairs) once per point
-and reuses it across the calls an optimiser step makes at that point (``egrad2rgrad``, ``component_inner``,
-``retr``, and ``transp`` at the new point, where the next step starts; with landing, the last landing iterate
-provides it): a one-entry cache of a private copy of the point, hit only by a query of equal values
-(``torch.equal``: in-place edits such as ``x.data.add_()`` never read a stale factor) to a field in the same state,
-used only under ``torch.no_grad()`` (as in geoopt's ``step``). The state is what the key reads
+Cost: for low-rank fields the manifold evaluates the factor (and, for ``δ = 0``, its eigenpairs) once per point and
+reuses it across the calls an optimiser step makes at that point (``egrad2rgrad``, ``component_inner``, ``retr``,
+and ``transp`` at the new point, where the next step starts; with landing, the last landing iterate provides it): a
+one-entry cache of a private copy of the point, hit only by a query of equal values (``torch.equal``: in-place edits
+such as ``x.data.add_()`` never read a stale factor) to a field in the same state, used only under
+``torch.no_grad()`` (as in geoopt's ``step``) and outside forward-mode AD. The state is what the key reads
 (`learned_manifold.manifold_cache`): the field's parameters and buffers and its own tensor attributes (the same
 tensors, none changed in place since: ``load_state_dict`` or an optimiser step on the network compute afresh), and
-its own plain attributes (``sigma``, ``k``, ``centred``, ``precision``, ...). A custom field must keep the state
-its factor depends on there, or call `LearnedDataManifold.clear_cache` after changing other state (a list or dict
-attribute, a submodule's plain attribute, a write through ``tensor.data``). Pickles and copies leave it out.
+its own plain attributes (``sigma``, ``k``, ``centred``, ``precision``, ...). A custom field must keep the state its
+factor depends on there, or call `LearnedDataManifold.clear_cache` after changing other state (a list or dict
+attribute, a submodule's plain attribute, a write through ``tensor.data``, an in-place edit by another process
+through shared memory). Pickles and copies leave it out. Threads may share a manifold: each query uses the entry it
+read or made (threads at different points recompute the factor rather than share one).
 
 Every public method runs outside any autocast the caller has on (`learned_manifold.precision.full_precision`):
 float32 points give float32 answers, the same as outside autocast.
@@ -44,24 +46,25 @@ import math
 import os
 import warnings
 
-import geoopt
 import torch
 from torch import Tensor
 
 from .geometry import Eigenpairs, eigenpairs, intrinsic_dimension, lowrank_apply, lowrank_inner, spectral_apply
 from .landing import land
-from .manifold_cache import cache_entry, cache_hit, field_settings
+from .manifold_cache import cache_bypassed, cache_entry, cache_hit, field_settings, forward_mode
+from .manifold_checks import CheckedManifold
 from .metrics.base import CoMetricField, as_points, check_count, check_scalar
 from .metrics.field_checks import check_landing, not_low_rank
 from .metrics.knn import KNNCDC
 from .metrics.learned import LearnedCDC
 from .models import MetricModel, check_data_shape
 from .precision import full_precision
+from .types import Shape
 
 __all__ = ["LearnedDataManifold"]
 
 
-class LearnedDataManifold(geoopt.Manifold):
+class LearnedDataManifold(CheckedManifold):
     """The data's own geometry as a geoopt manifold.
 
     A `MetricModel` given (directly or in a `LearnedCDC`) is frozen **in place**: `LearnedCDC` calls
@@ -72,8 +75,9 @@ class LearnedDataManifold(geoopt.Manifold):
         source: a model file path, a loaded `MetricModel` (frozen in place, above), or any `CoMetricField`.
         sigma: evaluation bandwidth in data units (models only; ``None``: the model's default).
         delta: isotropic part ``δ ≥ 0`` (models only; a field carries its own).
-        data_shape: shape of one point (default: the model's data shape, or ``(D,)`` for a field; needed for a
-            field that does not fix ``D``, such as `EuclideanMetric` or a score field on a plain function).
+        data_shape: shape of one point, a tuple or a list (default: the model's data shape, or ``(D,)`` for a
+            field; needed for a field that does not fix ``D``, such as `EuclideanMetric` or a score field on a plain
+            function).
         landing: make ``projx`` the normal-only landing projection and land after every ``retr`` (low-rank
             fields with a denoiser).
         tangent_dim: for ``δ = 0`` (and for landing's normal space), the top-``d`` eigenvectors, ``d`` at most
@@ -81,8 +85,9 @@ class LearnedDataManifold(geoopt.Manifold):
             `KNNCDC`'s ``k``, else at the first query); ``None`` uses each point's gap-rule dimension (SPEC §5),
             which is scale-free and needs no threshold. With ``δ > 0`` and no landing it acts only in `curvature`
             and the flows' and geodesics' ``landing=True`` (a warning says so).
-        landing_tol: landing stops when the normal correction is below ``landing_tol · σ`` (plus the rounding
-            floor ``64 ε |x|_∞`` of the dtype).
+        landing_tol: landing stops when the normal correction is below ``landing_tol · σ`` plus the rounding
+            of the residual (`landing.residual_rounding`: ``64 ε |x − μ|_∞ + 2 √D ε |x|_∞``, ``μ`` a learned
+            model's mean, else 0).
         landing_steps: the most landing iterations; points that have not converged by then raise.
 
     Example:
@@ -113,7 +118,7 @@ class LearnedDataManifold(geoopt.Manifold):
         *,
         sigma: float | None = None,
         delta: float = 0.0,
-        data_shape: tuple[int, ...] | None = None,
+        data_shape: Shape | None = None,
         landing: bool = False,
         tangent_dim: int | None = None,
         landing_tol: float = 1e-4,
@@ -132,18 +137,22 @@ class LearnedDataManifold(geoopt.Manifold):
             raise TypeError(f"expected a model file path, a MetricModel or a CoMetricField, "
                             f"got {type(source).__name__}")
         self.field = field
+        shape: tuple[int, ...]
         if data_shape is not None:
-            data_shape = check_data_shape(data_shape)
+            shape = check_data_shape(data_shape)
         else:
             model = getattr(field, "model", None)
-            if model is None and field.dim is None:
+            if model is not None:
+                shape = tuple(model.data_shape)
+            elif field.dim is not None:
+                shape = (field.dim,)
+            else:
                 raise ValueError(f"data_shape is needed: {type(field).__name__} does not fix the dimension of its "
                                  f"points (e.g. data_shape=(3,) for points in R³, (1, 28, 28) for images)")
-            data_shape = tuple(model.data_shape) if model is not None else (field.dim,)
-        if field.dim is not None and math.prod(data_shape) != field.dim:
-            raise ValueError(f"data_shape {tuple(data_shape)} has {math.prod(data_shape)} entries, "
+        if field.dim is not None and math.prod(shape) != field.dim:
+            raise ValueError(f"data_shape {tuple(shape)} has {math.prod(shape)} entries, "
                              f"the field expects D = {field.dim}")
-        self.data_shape = tuple(data_shape)
+        self.data_shape = tuple(shape)
         self.ndim = len(self.data_shape)
         if tangent_dim is not None:
             if not field.low_rank:
@@ -179,17 +188,17 @@ class LearnedDataManifold(geoopt.Manifold):
 
     def _flat(self, *tensors: Tensor, names: str = "xuv") -> tuple[tuple[int, ...], list[Tensor]]:
         """Validate, promote to a common dtype, broadcast, flatten: the batch shape and ``(B, D)`` tensors."""
-        tensors = [self._points(t, n) for t, n in zip(tensors, names, strict=False)]  # geoopt's: tensors only
-        dtype = tensors[0].dtype
-        for t in tensors[1:]:
+        points = [self._points(t, n) for t, n in zip(tensors, names, strict=False)]  # geoopt's: tensors only
+        dtype = points[0].dtype
+        for t in points[1:]:
             dtype = torch.promote_types(dtype, t.dtype)
         try:
-            shape = torch.broadcast_shapes(*(t.shape for t in tensors))
+            shape = torch.broadcast_shapes(*(t.shape for t in points))
         except RuntimeError:
-            given = ", ".join(f"{n} {tuple(t.shape)}" for t, n in zip(tensors, names, strict=False))
+            given = ", ".join(f"{n} {tuple(t.shape)}" for t, n in zip(points, names, strict=False))
             raise ValueError(f"the batch shapes of {given} do not broadcast against each other") from None
         batch = tuple(shape[: len(shape) - self.ndim])
-        return batch, [t.to(dtype).expand(shape).reshape(-1, self.dim) for t in tensors]
+        return batch, [t.to(dtype).expand(shape).reshape(-1, self.dim) for t in points]
 
     def _unflat(self, batch: tuple[int, ...], t: Tensor) -> Tensor:
         return t.reshape(*batch, *self.data_shape)
@@ -201,10 +210,11 @@ class LearnedDataManifold(geoopt.Manifold):
     def _factor_and_pairs_at(self, xf: Tensor) -> tuple[Tensor, Eigenpairs]:
         """The factor at ``xf`` and its eigenpairs, each computed once per cache entry (no-grad only)."""
         entry = self._cached(xf)
-        if entry.get("pairs") is None:
+        pairs = entry.get("pairs")  # (a local: another thread may fill the shared entry's pairs meanwhile)
+        if pairs is None:
             self._check_tangent_dim(entry["A"].shape[-1])
-            entry["pairs"] = eigenpairs(entry["A"])
-        return entry["A"], entry["pairs"]
+            pairs = entry["pairs"] = eigenpairs(entry["A"])
+        return entry["A"], pairs
 
     def _check_tangent_dim(self, rank: int) -> None:
         """A ``ValueError`` naming ``tangent_dim`` if it exceeds ``rank``, the width of a factor the field gave."""
@@ -214,20 +224,27 @@ class LearnedDataManifold(geoopt.Manifold):
 
     def _cached(self, xf: Tensor) -> dict:
         """The cache entry for ``xf`` (`manifold_cache`): geoopt's step computes the factor at the new point for
-        ``transp``, then copies it into the parameter; the next step's ``egrad2rgrad`` finds it here."""
-        if torch.is_grad_enabled():
+        ``transp``, then copies it into the parameter; the next step's ``egrad2rgrad`` finds it here. Grad-enabled
+        and forward-mode queries compute afresh (`cache_bypassed`). The entry is read once into a local and that is
+        returned: threads sharing the manifold replace ``self._cache`` at any time."""
+        if cache_bypassed(xf):
             return {"A": self.field.factor(xf), "pairs": None}
-        if not cache_hit(self.field, self._cache, xf):
-            self._cache = self._cache_entry(xf, self.field.factor(xf))
-        return self._cache
+        entry = self._cache
+        if entry is None or not cache_hit(self.field, entry, xf):  # (cache_hit: False for None, said to mypy)
+            entry = cache_entry(self.field, xf, self.field.factor(xf))
+            self._cache = entry
+        return entry
 
-    def _cache_entry(self, xf: Tensor, A: Tensor, pairs: Eigenpairs | None = None) -> dict:
-        """A cache entry for the flat points ``xf`` ``(B, D)`` with factor ``A`` ``(B, D, r)`` (`cache_entry`)."""
-        return cache_entry(self.field, xf, A, pairs)
+    def _cache_entry(self, xf: Tensor, A: Tensor, pairs: Eigenpairs | None = None) -> dict | None:
+        """A cache entry for the flat points ``xf`` ``(B, D)`` with factor ``A`` ``(B, D, r)`` (`cache_entry`), for
+        landing to store; ``None`` (an empty cache) under forward-mode AD, whose tensors must not outlive it."""
+        return None if forward_mode(xf) else cache_entry(self.field, xf, A, pairs)
 
     def clear_cache(self) -> None:
         """Drop the cached factor: needed only after changing field state the cache key does not read (module
-        docstring), e.g. a list or dict attribute of a custom field or a plain attribute of one of its submodules."""
+        docstring), e.g. a list or dict attribute of a custom field or a plain attribute of one of its submodules,
+        and after another process edits the field's tensors in place through shared memory (version counters are
+        per process: `manifold_cache`)."""
         self._cache = None
 
     def field_settings(self) -> tuple:
@@ -238,11 +255,6 @@ class LearnedDataManifold(geoopt.Manifold):
     def __getstate__(self) -> dict:
         """The state without the cache (weak references: unpicklable); ``pickle``/``copy.deepcopy`` compute afresh."""
         return {**super().__getstate__(), "_cache": None}
-
-    def _check_shape(self, shape: tuple[int, ...], name: str) -> tuple[bool, str | None]:
-        if tuple(shape[len(shape) - self.ndim:]) != self.data_shape or len(shape) < self.ndim:
-            return False, f"'{name}' has shape {tuple(shape)}; its last axes must be the data shape {self.data_shape}"
-        return True, None
 
     # -- what the manifold is -----------------------------------------------------------------------------
     @full_precision
@@ -291,7 +303,11 @@ class LearnedDataManifold(geoopt.Manifold):
 
     @full_precision
     def retr(self, x: Tensor, u: Tensor) -> Tensor:
-        """``x + proju(x, u)``, then the landing projection when enabled (``retr(x, 0) = projx(x)``)."""
+        """``x + proju(x, u)``, then the landing projection when enabled (``retr(x, 0) = projx(x)``).
+
+        With landing the result is not differentiable (no ``grad_fn``: the landing runs under ``no_grad``, as
+        `projx` says), like geoopt's use of it in optimiser steps; without landing it is.
+        """
         return self.projx(x + self.proju(x, u))
 
     def expmap(self, x: Tensor, u: Tensor) -> Tensor:
@@ -330,8 +346,7 @@ class LearnedDataManifold(geoopt.Manifold):
         restricted ``egrad2rgrad``).
         """
         same = v is None
-        v = u if same else v
-        batch, (xf, uf, vf) = self._flat(x, u, v)
+        batch, (xf, uf, vf) = self._flat(x, u, u if v is None else v)
         if not self.field.low_rank:
             out = self.field.inner(xf, uf, vf)
         elif self.delta > 0:
@@ -344,54 +359,13 @@ class LearnedDataManifold(geoopt.Manifold):
             out = out.clamp_min(0)
         return out.reshape(*batch, *([1] * self.ndim)) if keepdim else out
 
-    # geoopt's public checks read ``x.shape`` first: refuse non-tensors with one clear error instead
-    def check_point_on_manifold(self, x: Tensor, *, explain: bool = False, atol: float = 1e-5, rtol: float = 1e-5):
-        _require_tensors(x=x)
-        return super().check_point_on_manifold(x, explain=explain, atol=atol, rtol=rtol)
-
-    def assert_check_point_on_manifold(self, x: Tensor, *, atol: float = 1e-5, rtol: float = 1e-5) -> None:
-        _require_tensors(x=x)
-        super().assert_check_point_on_manifold(x, atol=atol, rtol=rtol)
-
-    def check_vector_on_tangent(self, x: Tensor, u: Tensor, *, ok_point: bool = False, explain: bool = False,
-                                atol: float = 1e-5, rtol: float = 1e-5):
-        _require_tensors(x=x, u=u)
-        return super().check_vector_on_tangent(x, u, ok_point=ok_point, explain=explain, atol=atol, rtol=rtol)
-
-    def assert_check_vector_on_tangent(self, x: Tensor, u: Tensor, *, ok_point: bool = False, atol: float = 1e-5,
-                                       rtol: float = 1e-5) -> None:
-        _require_tensors(x=x, u=u)
-        super().assert_check_vector_on_tangent(x, u, ok_point=ok_point, atol=atol, rtol=rtol)
-
-    def _check_point_on_manifold(self, x: Tensor, *, atol: float = 1e-5, rtol: float = 1e-5):
-        """Right shape and finite; with landing also a fixed point of ``projx`` (``|projx(x) − x| ≤ tol``)."""
-        ok, reason = self._check_shape(x.shape, "x")
-        if not ok:
-            return False, reason
-        if not bool(torch.isfinite(x).all()):
-            return False, "x contains NaN or inf"
-        if self.landing and x.numel():  # (an empty batch holds no point to check)
-            try:
-                err = (self.projx(x) - x).abs().max().item()
-            except ValueError as problem:
-                return False, f"x cannot land on the data: {problem}"
-            if err > atol + rtol * x.abs().max().item():
-                return False, f"x is not a fixed point of the landing projection: |projx(x) - x| = {err:.3g}"
-        return True, None
-
-    def _check_vector_on_tangent(self, x: Tensor, u: Tensor, *, atol: float = 1e-5, rtol: float = 1e-5):
-        ok, reason = self._check_shape(u.shape, "u")
-        if not ok:
-            return False, reason
-        if not bool(torch.isfinite(u).all()):
-            return False, "u contains NaN or inf"
-        if not u.numel():
-            return True, None
-        pu = self.proju(x, u)
-        err = (pu - u).abs().max().item()
-        if err > atol + rtol * u.abs().max().item():
-            return False, f"u is not in the learned tangent space: |proju(u) - u| = {err:.3g}"
-        return True, None
+    @full_precision
+    def norm(self, x: Tensor, u: Tensor, *, keepdim: bool = False) -> Tensor:
+        """``sqrt(inner(x, u))``, reduced over the data axes, with gradient 0 at ``u = 0`` (the subgradient
+        ``torch.linalg.vector_norm`` gives; geoopt's ``inner ** 0.5`` gives NaN there). NaN rows stay NaN."""
+        squared = self.inner(x, u, keepdim=keepdim)
+        zero = squared == 0
+        return torch.where(zero, 0.0, torch.where(zero, 1.0, squared).sqrt())
 
     def random(self, *size, dtype=None, device=None, **kwargs) -> Tensor:
         raise NotImplementedError("a learned manifold has no intrinsic sampler; start from data points")
@@ -435,9 +409,3 @@ class LearnedDataManifold(geoopt.Manifold):
     def extra_repr(self) -> str:
         return (f"data_shape={self.data_shape}, delta={self.delta:.3g}, landing={self.landing}, "
                 f"field={type(self.field).__name__}")
-
-
-def _require_tensors(**tensors: object) -> None:
-    for name, value in tensors.items():
-        if not isinstance(value, Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")

@@ -19,6 +19,15 @@ What the key reads of a field, and so what a field's factor may depend on for th
 State held anywhere else (a list or dict attribute, a plain attribute of a submodule, a global, a closure) is
 not seen: keep such state in buffers, or call `LearnedDataManifold.clear_cache` after changing it.
 
+Version counters are per process: a field whose tensors are in shared memory (``share_memory()``, hogwild-style
+``torch.multiprocessing``) and edited in place by *another* process keeps its versions here, so the cache does not
+see the edit (``field.factor`` does). Call `LearnedDataManifold.clear_cache` after such edits, in each process that
+queries the manifold, or query with grad enabled (which never reads the cache).
+
+The cache is used only where it cannot change an answer (`cache_bypassed`): not with grad enabled (the factor's
+graph is needed), nor under forward-mode AD (a ``torch.func`` transform such as ``jvp`` or ``jacfwd``, which ignore
+an outer ``no_grad``, or a ``torch.autograd.forward_ad`` dual level): a cached factor has no tangent.
+
 The weak references make an entry unpicklable; `LearnedDataManifold.__getstate__` leaves the cache out (it is
 derived state, recomputed at the next query).
 """
@@ -30,10 +39,12 @@ import weakref
 
 import torch
 from torch import Tensor, nn
+from torch.autograd import forward_ad
 
 from .geometry import Eigenpairs
 
-__all__ = ["cache_entry", "cache_hit", "field_settings", "field_tensors", "same_field_state"]
+__all__ = ["cache_bypassed", "cache_entry", "cache_hit", "field_settings", "field_tensors", "forward_mode",
+           "same_field_state"]
 
 _PLAIN = (bool, int, float, complex, str, type(None), torch.dtype, torch.device)
 
@@ -52,6 +63,25 @@ def field_settings(field: nn.Module) -> tuple:
     settings = tuple((name, value) for name, value in vars(field).items() if isinstance(value, _PLAIN))
     weights = next(itertools.chain(field.parameters(), field.buffers()), None)
     return (*settings, None if weights is None else (weights.dtype, weights.device))
+
+
+def forward_mode(xf: Tensor) -> bool:
+    """Whether a query at ``xf`` runs under forward-mode AD or another ``torch.func`` transform: a transform active
+    in this thread (``jvp``, ``jacfwd``, ``vmap``, ...: ``torch._C._functorch``'s interpreter stack), a functorch
+    wrapped ``xf``, a ``forward_ad`` dual level open or a dual ``xf``. Private torch names are read with
+    ``getattr`` (present from torch 2.0 to at least 2.13); without them only the public ``unpack_dual`` decides."""
+    functorch = getattr(torch._C, "_functorch", None)
+    peek = getattr(functorch, "peek_interpreter_stack", None)
+    wrapped = getattr(functorch, "is_functorch_wrapped_tensor", None)
+    if (peek is not None and peek() is not None) or (wrapped is not None and wrapped(xf)):
+        return True
+    return getattr(forward_ad, "_current_level", -1) >= 0 or forward_ad.unpack_dual(xf).tangent is not None
+
+
+def cache_bypassed(xf: Tensor) -> bool:
+    """Whether a query at the flat points ``xf`` ``(B, D)`` must compute the factor afresh and leave the cache alone:
+    with grad enabled, or under forward-mode AD (`forward_mode`): a cached factor has neither graph nor tangent."""
+    return torch.is_grad_enabled() or forward_mode(xf)
 
 
 def cache_entry(field: nn.Module, xf: Tensor, A: Tensor, pairs: Eigenpairs | None = None) -> dict:

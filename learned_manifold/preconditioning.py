@@ -26,7 +26,9 @@ Costs ``O(B D k)`` per call: never ``D × D``.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor
@@ -60,8 +62,7 @@ def principal_components(z: Tensor, k: int, *, seed: int = 0) -> tuple[Tensor, T
         _, s, vh = torch.linalg.svd(z, full_matrices=False)
         basis, sing = vh[:k].T, s[:k]
     else:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with _seeded(seed, z.device):  # `svd_lowrank` draws from the global generator of z's device
             _, sing, basis = torch.svd_lowrank(z, q=min(k + 8, dim), niter=4)
         basis, sing = basis[:, :k], sing[:k]
     var = sing.pow(2) / n
@@ -69,6 +70,26 @@ def principal_components(z: Tensor, k: int, *, seed: int = 0) -> tuple[Tensor, T
     kept = basis.shape[1]  # min(n, D, k)
     rest = ((total - var.sum()) / (dim - kept)).clamp_min(0.0) if kept < dim else torch.zeros((), dtype=z.dtype)
     return basis.float().contiguous(), var.float(), rest.float()
+
+
+@contextlib.contextmanager
+def _seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """Seed the global generator of ``device`` (the CPU's, or one accelerator's) with ``seed`` for the block, and
+    put it and the CPU's back afterwards: `torch.manual_seed` would reseed every accelerator's generator, and
+    ``fork_rng(devices=[])`` puts back the CPU's alone."""
+    if device.type == "cpu":
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(seed)
+            yield
+        return
+    module = torch.get_device_module(device.type)
+    index = device.index if device.index is not None else getattr(module, "current_device", lambda: 0)()
+    with torch.random.fork_rng(devices=[index], device_type=device.type):
+        if hasattr(module, "default_generators"):  # CUDA, XPU: one generator per device
+            module.default_generators[index].manual_seed(seed)
+        else:  # MPS: one device
+            module.manual_seed(seed)
+        yield
 
 
 def gaussian_filter(z: Tensor, sigma_z: Tensor, basis: Tensor, var: Tensor, rest: Tensor) -> tuple[Tensor, Tensor]:

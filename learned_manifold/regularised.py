@@ -13,9 +13,9 @@ import warnings
 import torch
 from torch import Tensor
 
-from .geodesic_solvers import path_energy
 from .geometry import eigenpairs, intrinsic_dimension, lowrank_apply, lowrank_solve, spectral_apply
 from .metrics.base import CoMetricField, as_field
+from .path_energies import path_energy
 from .precision import full_precision
 
 __all__ = ["Regularised", "TangentBundle", "UncentredFieldWarning", "check_delta", "polyline_lengths",
@@ -78,8 +78,8 @@ class Regularised(CoMetricField):
 
     ``delta`` is a float (`lowrank_apply`/`lowrank_solve`), or a tensor ``(P,)`` of one ``δ`` per pair of paths
     (`regularising_delta`): ``apply`` and ``metric`` then take points ``(P·k, D)`` grouped pair by pair, ``k``
-    consecutive rows per pair, as `geodesic_solvers.segment_energies` flattens the ``(P, T − 1)`` segments of ``P``
-    paths; `for_pairs` gives the field of some of the pairs."""
+    consecutive rows per pair, as `path_energies.segment_energies` flattens the ``(P, T − 1)`` segments of ``P``
+    paths (and `path_energies.path_energy` each chunk of them); `for_pairs` gives the field of some of the pairs."""
 
     low_rank = True
 
@@ -187,10 +187,11 @@ def reporting_metric(field: CoMetricField, tangent_dim: int | None = None) -> Co
 def polyline_lengths(path: Tensor, field: CoMetricField | object | None = None) -> tuple[Tensor, Tensor | None]:
     """Euclidean and (if ``field`` is given) metric lengths of flat paths ``(B, T, D)`` → ``(B,)`` each.
 
-    The metric length is `geodesic_solvers.path_energy`'s midpoint rule ``Σ sqrt(Δᵀ g(x_{i+½}) Δ)`` in the metric a
+    The metric length is `path_energies.path_energy`'s midpoint rule ``Σ sqrt(Δᵀ g(x_{i+½}) Δ)`` in the metric a
     geodesic's ``length`` uses (`reporting_metric`: for a low-rank field with ``δ = 0`` its learned tangent bundle,
     SPEC §6, with the ``tangent_dim`` of a `LearnedDataManifold` given as ``field``); it is NaN for a field whose
-    ``metric`` refuses these points (a flow only needs ``apply``).
+    ``metric`` refuses these points (a flow only needs ``apply``). It is summed over chunks of segments
+    (`path_energies.segments_per_call`), so its memory does not grow with ``T``.
     """
     euclid = (path[:, 1:] - path[:, :-1]).norm(dim=-1).sum(-1)
     if field is None or path.shape[0] == 0:

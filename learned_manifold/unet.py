@@ -94,10 +94,16 @@ class _Attention(nn.Module):
     tokens are many. Those kernels have neither a forward-mode derivative (PyTorch issues 117629, 128971) nor a
     second derivative, which the geometry needs (JVPs through the denoiser for the score Jacobian and the
     self-consistency check, SPEC §7 and §12). So the math kernel runs below `FUSED_ATTENTION_MIN_TOKENS` tokens
-    (every preset but ffhq256, which attends at 32×32, attends at 16×16 or less: a ``T × T`` matrix of 256²
-    entries per head is cheap) and under forward-mode AD; above it, with a fused kernel, reverse-over-reverse
-    derivatives are not available, so `learned_manifold.curvature` (a double-backward pass) selects the math
-    kernel itself (``sdpa_kernel``).
+    and under forward-mode AD; above it, with a fused kernel, reverse-over-reverse derivatives are not available,
+    so `learned_manifold.curvature` (a double-backward pass) selects the math kernel itself (``sdpa_kernel``).
+
+    The math kernel holds a ``T × T`` matrix per image and head, ``T`` growing with the image's pixels: attention
+    levels are fixed fractions of the image (level ``i`` at ``1/2^i``), not fixed sizes. At each preset's own image
+    size it is small (every preset but ffhq256, which attends at 32×32, attends at 16×16 or less: 256² entries
+    per head), but not on larger images: "small" (middle block at level 1) on 128×128 images attends over 64×64
+    tokens, 4096² floats (67 MB) per image, and forward-mode AD (the self-consistency check, score Jacobians) or a
+    double backward (curvature) then needs memory ``∝ D²`` per image. `learned_manifold.diagnostics` sizes its JVP
+    batches by this (`diagnostics.jvp_item_bytes`).
     """
 
     def __init__(self, c: int, groups: int, head_channels: int):

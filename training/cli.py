@@ -37,10 +37,11 @@ from learned_manifold.precision import PRECISIONS
 from learned_manifold.unet import UNET_PRESETS
 
 from . import cli_show, vae_cli
-from .cli_console import compile_cache_hint, out_of_memory, sigterm_as_interrupt, tolerant_stdout
+from .cli_console import compile_cache_hint, out_of_memory, out_of_memory_advice, sigterm_as_interrupt, tolerant_stdout
 from .cli_data import add_layout_arg, as_num_points, point_count, read_data
 from .config import BACKBONE_CHOICES, TRAIN_INPUT_SCALINGS, TrainConfig
 from .info import run_info
+from .loader_failures import DataReadingFailed
 from .losses import FACTOR_TARGETS
 from .outputs import OutputError, OutputLock, check_output
 from .runtime import TrainingInterrupted, check_training_tensor, init_distributed, resolve_device
@@ -108,7 +109,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--depth", type=int, default=_DEFAULTS["depth"], help="MLP residual blocks")
     p.add_argument("--landmarks", type=int, default=None,
                    help="training points stored in the model file, through which geodesics start (default: "
-                        "min(4096, 2^21 / D) of them; 0: the file holds no data points)")
+                        "min(4096, 2^21 / D) of them; 0: the file holds no data points; at least 2 otherwise)")
     p.add_argument("--lr", type=float, default=_DEFAULTS["lr"],
                    help="AdamW learning rate (warm-up, then cosine decay to lr/10)")
     p.add_argument("--sampler", default=_DEFAULTS["sampler"], choices=SAMPLER_NAMES,
@@ -191,7 +192,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     mode.add_argument("--resume", action="store_true", help="continue an interrupted run from --out")
     mode.add_argument("--overwrite", action="store_true",
                       help="replace an existing --out (and its training state); without it an existing model "
-                           "is never overwritten")
+                           "is never overwritten. The earlier model is replaced at the new run's first checkpoint "
+                           "(--checkpoint-every) or interruption, not when it finishes: copy it first to keep it")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -209,7 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
                           formatter_class=_HELP, allow_abbrev=False)
     demo.add_argument("--out", default="demo-output",
                       help="output folder (model.lmm, report.json, plots, and model.lmm.train-state.pt, the final "
-                           "training state, a few times the model's size); its model.lmm is replaced")
+                           "training state, a few times the model's size). A folder holding files of those names is "
+                           "refused unless it is an earlier demo's (its model.lmm written by the demo), whose files "
+                           "are replaced, all together, only when the new run finishes: an interrupted demo leaves "
+                           "the folder as it was")
     demo.add_argument("--dataset", default="torus",
                       help="built-in dataset with known geometry (torus, sphere, circle, swiss_roll, union, sphere8), "
                            "or images: digits or blobs (pictures of the learned geometry of images)")
@@ -293,13 +298,14 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
     resolve_device(args.device, name="--device")
     out = Path(args.out)
     writes = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 writes (and locks)
+    replaced = args.overwrite and out.is_file()  # an interruption's message says the earlier model is gone
     try:
         with contextlib.ExitStack() as held:
             refusal = None
             if writes:
                 try:
                     held.enter_context(OutputLock(out))
-                    check_output(out, resume=args.resume, overwrite=args.overwrite, data=args.data)
+                    check_output(out, resume=args.resume, overwrite=args.overwrite, data=args.data, kind="train")
                 except OutputError as err:
                     refusal = err
             if _rank0_refused(refusal):  # every rank stops on rank 0's refusal; only rank 0 says why
@@ -332,7 +338,8 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
                            data_info=data_info)
     except TrainingInterrupted as stop:
         if writes:
-            print(f"interrupted at step {stop.step} of {stop.total}; the partial model is in {out} (incomplete); "
+            lost = "; --overwrite has replaced the earlier model" if replaced else ""
+            print(f"interrupted at step {stop.step} of {stop.total}; the partial model is in {out} (incomplete{lost}); "
                   f"continue with: {_resume_command(argv)}", file=sys.stderr)
         return 130
     finally:
@@ -410,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError):  # a stdout without a file descriptor (io.UnsupportedOperation is both)
             pass
         return 0
-    except (ValueError, OSError, ImportError) as err:  # user errors: one clear line, no traceback
+    except (ValueError, OSError, ImportError, DataReadingFailed) as err:  # one clear line, no traceback
         message = re.sub(r" \((resume|overwrite)=True\)", "", str(err))  # the Python names, beside the flags
         print(f"learned-manifold {args.command}: error: {message}{compile_cache_hint(err, args)}", file=sys.stderr)
         return 2
@@ -418,11 +425,12 @@ def main(argv: list[str] | None = None) -> int:
         if not out_of_memory(err):
             raise
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        print(f"learned-manifold {args.command}: error: out of memory ({first[:160]}): lower --batch-size (or "
-              f"--hidden, --num-points); nothing more was written", file=sys.stderr)
+        print(f"learned-manifold {args.command}: error: out of memory ({first[:160]}): "
+              f"{out_of_memory_advice(err)}; nothing more was written", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"learned-manifold {args.command}: interrupted; nothing more was written", file=sys.stderr)
+        kept = f"--out {args.out!r} is as it was" if args.command == "demo" else "nothing more was written"
+        print(f"learned-manifold {args.command}: interrupted; {kept}", file=sys.stderr)
         return 130
     finally:
         if previous is not None:

@@ -6,10 +6,12 @@ import argparse
 import codecs
 import os
 import sys
+import traceback
 
 import torch
 
-__all__ = ["ASCII_ERRORS", "compile_cache_hint", "out_of_memory", "sigterm_as_interrupt", "tolerant_stdout"]
+__all__ = ["ASCII_ERRORS", "compile_cache_hint", "out_of_memory", "out_of_memory_advice", "sigterm_as_interrupt",
+           "tolerant_stdout"]
 
 
 def out_of_memory(err: BaseException) -> bool:
@@ -17,6 +19,27 @@ def out_of_memory(err: BaseException) -> bool:
     text = str(err)
     return (isinstance(err, (MemoryError, torch.OutOfMemoryError)) or "can't allocate memory" in text
             or "out of memory" in text.lower())
+
+
+END_PHASE_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "end_phase.py")
+"""The end-of-training phase (`training/end_phase.py`, this module's sibling: bandwidth choice, factor repair,
+self-consistency and neighbour checks): an out-of-memory error raised below it comes from the checks on the
+held-out points, not from a training batch."""
+
+
+def out_of_memory_advice(err: BaseException) -> str:
+    """What to change after the out-of-memory error ``err`` (`out_of_memory`): ``--batch-size`` and the widths for
+    one in training or in a command's own work; for one raised in the end-of-training phase (`END_PHASE_FILE` in
+    its traceback) that the training steps are done and saved, that ``--batch-size`` does not change the checks'
+    memory, and that ``--resume`` with more free memory runs the end phase alone."""
+    frames = traceback.extract_tb(err.__traceback__) if err.__traceback__ is not None else []
+    end_phase = os.path.normcase(END_PHASE_FILE)
+    if any(os.path.normcase(os.path.abspath(frame.filename)) == end_phase for frame in frames):
+        return ("in the end-of-training checks on the held-out points (bandwidth choice, self-consistency, neighbour "
+                "check), after the training steps, whose state is saved: --batch-size does not change them; free "
+                "memory (or use a larger machine) and run the same command with --resume, which runs this end phase "
+                "alone")
+    return "lower --batch-size (or --hidden, --num-points)"
 
 
 def sigterm_as_interrupt(signum, frame) -> None:

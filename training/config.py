@@ -7,7 +7,6 @@ the data (``rank <= D``) are in `TrainConfig.check_data_dim`, which `train` call
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 from learned_manifold.models import (
@@ -23,10 +22,11 @@ from learned_manifold.models import (
     check_real,
 )
 from learned_manifold.precision import PRECISIONS
-from learned_manifold.unet import UNET_PRESETS, unet_preset
+from learned_manifold.unet import UNET_PRESETS
 
+from .backbone_spec import is_image_shape, model_spec
 from .losses import FACTOR_TARGETS
-from .recipe_checks import check_recipe, mlp_settings_asked, sizes_named
+from .recipe_checks import check_recipe
 
 __all__ = ["BACKBONE_CHOICES", "DEFAULT_FACTOR_CLIP", "DEFAULT_LANDMARKS", "DEFAULT_RANK", "DENOISER_WARMUP",
            "HIGH_DIMENSION_WARMUP", "MAX_SEED", "NORM_SPREAD", "SPAN_FRACTION", "TRAIN_INPUT_SCALINGS", "TrainConfig",
@@ -235,7 +235,8 @@ class TrainConfig:
             `learned_manifold.models.ModelConfig.landmarks`), through which geodesics start (``init="auto"``
             walks the shortest path through them, `learned_manifold.geodesic_init`): without them a learned
             field's default start is the straight line landed on the data, which jumps between the layers of a
-            swiss roll. ``None`` (default): `DEFAULT_LANDMARKS`; ``0``: store none (the file then holds no data).
+            swiss roll. ``None`` (default): `DEFAULT_LANDMARKS`; ``0``: store none (the file then holds no data);
+            ``1`` is refused (one point makes no graph).
             They do not change the training.
 
     Raises:
@@ -356,6 +357,9 @@ class TrainConfig:
         self.seed = check_int(self.seed, "seed", 0, MAX_SEED)
         if self.landmarks is not None:
             self.landmarks = check_int(self.landmarks, "landmarks", 0, MAX_LANDMARK_NUMBERS)
+            if self.landmarks == 1:  # the file opened, but a graph of one point has no edges (no path starts)
+                raise ValueError("landmarks must be 0 (store none) or at least 2: geodesics start through a "
+                                 "neighbour graph of the landmarks, and one point makes no graph; got 1")
         check_recipe(self)  # settings the recipe (centred, shared trunk) would ignore
 
     def landmark_count(self, n_train: int, D: int) -> int:
@@ -394,46 +398,7 @@ class TrainConfig:
         Where ``backbone="auto"`` chooses the UNet, a ``UserWarning`` (once per config object: `train` calls this
         twice) names the MLP's settings set away from their defaults (`recipe_checks.MLP_ONLY`), which do nothing
         there; one config may serve flat data too (``backbone="unet"`` refuses them when built)."""
-        shape = tuple(data_shape)
-        D = 1
-        for n in shape:
-            D *= n
-        rank = self.check_data_dim(D)
-        unet = self.backbone == "unet" or (self.backbone == "auto" and is_image_shape(shape))
-        if not unet:
-            if self.preset is not None:
-                raise ValueError(f"preset {self.preset!r} is a UNet preset, but points of shape {shape} are not "
-                                 "images (backbone auto chose the MLP; see is_image_shape)")
-            mlp = {"hidden": self.hidden, "depth": self.depth, "emb_dim": self.emb_dim}
-            if self.norm_feature is True:  # stored only when on: a file without it builds the network without it
-                mlp["norm_feature"] = True  # ("auto": the trainer decides from the data, `choose_norm_feature`)
-            if self.final_norm is not None:  # None: the trainer decides once the input scaling is known
-                mlp["final_norm"] = self.final_norm
-            return "film_mlp", mlp, rank
-        if len(shape) not in (2, 3):
-            raise ValueError(f"backbone 'unet' needs image points of shape (H, W) or (C, H, W), got {shape}")
-        why = ("backbone 'unet' was asked for" if self.backbone == "unet" else
-               "backbone auto chooses it for images; see is_image_shape")
-        for name, sizes in (("factor_hidden", "the MLP factor network"), ("denoiser_hidden", "the MLP denoiser")):
-            if isinstance(getattr(self, name), int):
-                raise ValueError(f"{name} sizes {sizes}, but points of shape {shape} train the UNet ({why}): "
-                                 "leave it out (preset sizes the UNet), or choose backbone 'mlp'")
-        ignored = mlp_settings_asked(self)  # backbone "unet" refused them when built: here "auto" chose it
-        if ignored and not getattr(self, "_told_mlp_only", False):
-            self._told_mlp_only = True
-            warnings.warn(f"{sizes_named(ignored)} the MLP only and "
-                          f"{'is' if len(ignored) == 1 else 'are'} ignored: points of shape {shape} train the UNet "
-                          f"({why}), which preset sizes; choose backbone 'mlp' to train the MLP", stacklevel=2)
-        preset = unet_preset(self.preset or "small")
-        if self.rank is None and self.loss == "lowrank":
-            rank = min(preset["rank"], D)
-        return "unet", preset["arch_kwargs"], rank
-
-
-def is_image_shape(data_shape: tuple[int, ...]) -> bool:
-    """The rule of ``backbone="auto"``: points are images when their shape is ``(H, W)`` or ``(C, H, W)`` with
-    ``H, W ≥ 4`` (a 2×3 or 3×3 array, or a flat vector, goes to the MLP)."""
-    return len(data_shape) in (2, 3) and data_shape[-2] >= 4 and data_shape[-1] >= 4
+        return model_spec(self, data_shape)  # `backbone_spec.py`
 
 
 def _is_auto(value: object) -> bool:

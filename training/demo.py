@@ -13,8 +13,12 @@ Stages (each printed as it runs):
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -27,10 +31,12 @@ from learned_manifold.model_file import atomic_write_bytes
 from learned_manifold.plotting import plot_paths, plot_spectrum, plot_tangent_frames
 
 from .data import get_dataset
+from .outputs import irregular_entry, named_entries, nearest_existing
+from .show import SHOW_FILES, is_strip
 from .trainer import TrainConfig, train
 from .validation import distrust
 
-__all__ = ["run_demo"]
+__all__ = ["DEMO_FILES", "check_demo_folder", "demo_files", "run_demo", "staged"]
 
 
 def _say(msg: str) -> None:
@@ -82,20 +88,39 @@ QUICK_LIMITS = (1500, 500)
 """``quick=True`` trains on at most this many points, for at most this many steps."""
 
 
+DEMO_FILES = ("model.lmm", "model.lmm.train-state.pt", "report.json", "tangent_frames.png", "spectrum.png",
+              "paths.png", *SHOW_FILES)
+"""The files a demo writes into its folder (the point demo, and the image demo's `show` pictures), besides the
+strips ``interpolations_<i>.png`` (`show.is_strip`)."""
+
+
+def demo_files(out_dir: Path) -> list[Path]:
+    """The entries of ``out_dir`` (if it is a folder) named as a demo names its files (`DEMO_FILES`, strips)."""
+    return named_entries(out_dir, DEMO_FILES, is_strip)
+
+
 def check_demo_folder(out_dir: Path) -> None:
-    """Refuse, before any work, an ``--out`` that is not a folder (or under a file) and a folder whose
-    ``model.lmm`` a demo did not write (the demo replaces its own)."""
+    """Refuse, before any work, an ``--out`` that is not a folder (or under a file), and a folder holding a file
+    of a name the demo writes (`demo_files`) unless it is the demo's own earlier output: a folder whose
+    ``model.lmm`` a demo wrote (`DEMO_TAG` in its metadata), which the demo replaces whole. One of those names that
+    is not a regular file (a folder, a link) is refused in any folder."""
     from learned_manifold.model_file import ModelFileError, read_metadata
 
-    for folder in (out_dir, *out_dir.parents):  # the folder, or the nearest of its parents that exists
-        if folder.exists():
-            if not folder.is_dir():
-                what = "is a file" if folder == out_dir else f"is under {str(folder)!r}, a file"
-                raise ValueError(f"--out {str(out_dir)!r} {what}, not a folder: choose another --out folder")
-            break
-    model = out_dir / "model.lmm"
-    if not model.exists() and not model.is_symlink():
+    what = nearest_existing(out_dir)[1]  # the folder, or the nearest of its parents that exists
+    if what is not None:
+        raise ValueError(f"--out {str(out_dir)!r} {what}, not a folder: choose another --out folder")
+    present = demo_files(out_dir)
+    if not present:
         return
+    odd = irregular_entry(present)
+    if odd is not None:
+        raise ValueError(f"--out {str(out_dir)!r} holds {odd[0].name!r}, {odd[1]}, where the demo writes a file: "
+                         "choose another --out folder")
+    model = out_dir / "model.lmm"
+    if not model.exists():
+        names = ", ".join(p.name for p in present[:4]) + (", ..." if len(present) > 4 else "")
+        raise ValueError(f"--out {str(out_dir)!r} holds files the demo writes ({names}) but no model.lmm of an "
+                         "earlier demo; the demo would replace them: choose another --out folder")
     try:
         data = read_metadata(model)["extra"].get("data") or {}
     except (ModelFileError, OSError, ValueError):
@@ -105,14 +130,66 @@ def check_demo_folder(out_dir: Path) -> None:
                          "it: choose another --out folder")
 
 
+def _running(pid: int) -> bool:
+    """Whether a process ``pid`` exists (one of another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def staged(out_dir: Path) -> Iterator[Path]:
+    """A new folder ``OUT/.demo-partial-<pid>`` in which the demo writes its files; when the block ends without an
+    error they are moved into ``out_dir`` (model and training state first, ``report.json`` last), and the files of
+    an earlier demo that this run did not write are removed. On an error or an interrupt (Ctrl-C during training
+    included) the staging folder is removed and ``out_dir`` is left as it was: a complete earlier model is never
+    replaced by a partial one; where ``out_dir`` (or parents of it) did not exist, the folders the demo made are
+    removed again, if empty. A staging folder left by a demo killed with SIGKILL is removed by the next demo
+    there (its pid no longer runs)."""
+    made = [folder for folder in (out_dir, *out_dir.parents) if not folder.exists()]  # deepest first
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for left in out_dir.glob(".demo-partial-*"):  # left by a demo killed with SIGKILL: its process is gone
+        pid = left.name.removeprefix(".demo-partial-")
+        if pid.isdigit() and not _running(int(pid)) and left.is_dir() and not left.is_symlink():
+            shutil.rmtree(left, ignore_errors=True)
+    stage = out_dir / f".demo-partial-{os.getpid()}"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir()
+    try:
+        yield stage
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        for folder in made:  # a first demo's new folders, left as they were: absent
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (something else wrote there meanwhile): kept
+                break
+        raise
+    new = sorted((p.name for p in stage.iterdir()), key=lambda name: (name != "model.lmm", name == "report.json"))
+    for name in new:
+        os.replace(stage / name, out_dir / name)
+    for old in demo_files(out_dir):
+        if old.name not in new:
+            old.unlink(missing_ok=True)
+    shutil.rmtree(stage, ignore_errors=True)
+
+
 def run_demo(*, out: str = "demo-output", dataset: str = "torus", n: int = 4000, steps: int = 2500, seed: int = 0,
              device: str = "auto", quick: bool = False) -> dict:
     """Run the demo and return the report (also written to ``OUT/report.json``). ``quick``: at most
     `QUICK_LIMITS` points and steps (a note says so where they cut ``n`` or ``steps``).
 
+    The files are written into a staging folder and moved into ``out`` when the run has finished (`staged`): an
+    interrupted or failed run leaves ``out`` as it was.
+
     Raises:
-        ValueError: ``n`` below `MIN_POINTS`, ``out`` not a folder (`check_demo_folder`), a dataset without known
-            geometry, or a setting `TrainConfig` refuses: before anything is written.
+        ValueError: ``n`` below `MIN_POINTS`, ``out`` not a folder or holding files of the demo's names that the
+            demo did not write (`check_demo_folder`), a dataset without known geometry, or a setting `TrainConfig`
+            refuses: before anything is written.
     """
     out_dir = Path(out)
     if n < MIN_POINTS:  # before the folder is made (the trainer would refuse them after it)
@@ -130,14 +207,25 @@ def run_demo(*, out: str = "demo-output", dataset: str = "torus", n: int = 4000,
     D = data.reshape(n, -1).shape[1]
     config = TrainConfig(steps=steps, batch_size=512, rank=min(D, 16), hidden=128, depth=3, emb_dim=64,
                          seed=seed, val_points=400)  # its checks before anything is written
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with staged(out_dir) as stage:  # the folder changes only when every file is ready
+        report = _train_and_report(stage, out_dir, data, manifold, config, dataset=dataset, quick=quick,
+                                   device=device, t_start=t_start)
+    _say(f"done in {report['seconds']} s; report and plots in {out_dir}/")
+    return report
+
+
+def _train_and_report(stage: Path, out_dir: Path, data: torch.Tensor, manifold, config: TrainConfig, *,
+                      dataset: str, quick: bool, device: str, t_start: float) -> dict:
+    """`run_demo`'s stages 1-5 on ``data`` ``(n, D)``, its files written into the staging folder ``stage``
+    (`staged`, which moves them into ``out_dir``); returns the report."""
+    n, D, steps, seed = data.shape[0], data.reshape(data.shape[0], -1).shape[1], config.steps, config.seed
     _say(f"dataset {dataset}: {n} points in R^{D}, intrinsic dimension {manifold.dim}")
 
     # 1. train ------------------------------------------------------------------------------------------------
-    model_path = out_dir / "model.lmm"
-    _say(f"training a mean-centred metric-matching model ({steps} steps) -> {model_path}")
-    # the demo regenerates its whole folder (model, report, plots), so it replaces its own earlier model
-    result = train(data, config, manifold=manifold, out=model_path, overwrite=True, device=device,
+    model_path = stage / "model.lmm"
+    _say(f"training a mean-centred metric-matching model ({steps} steps) -> {out_dir / 'model.lmm'}")
+    # a new model in the staging folder: an earlier demo's model.lmm stays until this run has finished
+    result = train(data, config, manifold=manifold, out=model_path, device=device,
                    data_info={"name": dataset, **DEMO_TAG})
     model = load_model(model_path)
     v = result.validation
@@ -196,18 +284,18 @@ def run_demo(*, out: str = "demo-output", dataset: str = "torus", n: int = 4000,
 
     # 5. plots and report ----------------------------------------------------------------------------------------
     sub = torch.arange(0, test_x.shape[0], max(1, test_x.shape[0] // 60))
-    plot_tangent_frames(data, test_x[sub], vectors[sub], values[sub], path=out_dir / "tangent_frames.png",
+    plot_tangent_frames(data, test_x[sub], vectors[sub], values[sub], path=stage / "tangent_frames.png",
                         title=f"{dataset}: learned tangent frames at sigma={M.field.sigma:.3g}",
                         caption=f"tangent error against the true tangent planes {v['tangent_error']:.3f} "
                                 f"(0 = exact, random planes ~{random_error:.2f}); trained {steps} steps on {n} "
                                 f"points")
-    plot_spectrum(values, true_dim=manifold.dim, path=out_dir / "spectrum.png",
+    plot_spectrum(values, true_dim=manifold.dim, path=stage / "spectrum.png",
                   title=f"{dataset}: eigen-spectrum of G at sigma={M.field.sigma:.3g}",
                   caption=f"{test_x.shape[0]} held-out points; a manifold of dimension d shows d eigenvalues near "
                           f"1 and the rest near 0")
     shown = 4  # of the n_pairs (all of them are in report.json): more tangle the picture
     plot_paths(data, {"gradient flow": flow.path[:shown], "geodesic": geo.path[:shown], "LERP": line[:shown]},
-               manifold=manifold, path=out_dir / "paths.png",
+               manifold=manifold, path=stage / "paths.png",
                title=f"{dataset}: interpolation of {shown} of the {n_pairs} pairs (delta=0.01)",
                caption=f"all {n_pairs} pairs (report.json), mean of each pair's largest distance to the manifold: "
                        + ", ".join(f"{name.split(' (')[0]} {row['max_distance']:.3f}"
@@ -226,7 +314,7 @@ def run_demo(*, out: str = "demo-output", dataset: str = "torus", n: int = 4000,
                   "paths.png"],
         "seconds": round(time.perf_counter() - t_start, 1),
     }
-    atomic_write_bytes(out_dir / "report.json", json.dumps(report, indent=2).encode())
+    atomic_write_bytes(stage / "report.json", json.dumps(report, indent=2).encode())
     for name, row in interpolation.items():
         _say(f"  {name:28s} max distance to manifold {row['max_distance']:.3f}, "
              f"end gap {row['endpoint_gap']:.3f}, length {row['length']:.3f}")
@@ -235,5 +323,4 @@ def run_demo(*, out: str = "demo-output", dataset: str = "torus", n: int = 4000,
             _say(f"  {name:42s} c.x = {row['objective_mean']:.3f}, "
                  f"max distance to manifold {row['max_distance_to_manifold']:.3f}"
                  + (f" (stopped at {row['error']})" if row.get("error") else ""))
-    _say(f"done in {report['seconds']} s; report and plots in {out_dir}/")
     return report

@@ -22,7 +22,7 @@ from learned_manifold.metrics import LearnedCDC
 from learned_manifold.model_file import atomic_write_bytes
 
 from .data import get_image_dataset
-from .demo import DEMO_TAG, check_demo_folder
+from .demo import DEMO_TAG, check_demo_folder, staged
 from .runtime import resolve_device
 from .show import run_show
 from .trainer import TrainConfig, train
@@ -53,7 +53,8 @@ def _say(msg: str) -> None:
 def run_image_demo(*, out: str = "demo-output", dataset: str = "digits", steps: int = 3000, seed: int = 0,
                    device: str = "auto", quick: bool = False, n: int | None = None) -> dict:
     """Train on ``dataset`` (``"digits"`` or ``"blobs"``), draw the pictures into ``out``, return the report.
-    ``n``: images (``None``: all 1,797 digits, 4,000 blobs)."""
+    ``n``: images (``None``: all 1,797 digits, 4,000 blobs). ``out`` is checked before any work
+    (`demo.check_demo_folder`) and changes only when the run has finished (`demo.staged`)."""
     if dataset not in IMAGE_DEMOS:
         raise ValueError(f"the image demo runs on {IMAGE_DEMOS}, got {dataset!r}")
     out_dir = Path(out)
@@ -68,13 +69,27 @@ def run_image_demo(*, out: str = "demo-output", dataset: str = "digits", steps: 
     fit, held = demo_split(images.x.shape[0], seed)
     config = demo_config(steps, seed, "auto" if dev.type == "cuda" else "mlp")  # its checks before any writing
     check_demo_folder(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with staged(out_dir) as stage:  # the folder changes only when every file is ready (an earlier demo's too)
+        report = _train_and_draw(stage, out_dir, images, manifold, fit, held, config, dev, dataset=dataset,
+                                 quick=quick)
+        report["seconds"] = round(time.perf_counter() - start, 1)
+        atomic_write_bytes(stage / "report.json", (json.dumps(report, indent=2) + "\n").encode())
+    _say(f"done in {report['seconds']:.0f} s: {out_dir / 'report.json'}, eigenvectors.png, eigenvalues.png, "
+         "interpolations_*.png, dimension.png")
+    return report
+
+
+def _train_and_draw(stage: Path, out_dir: Path, images, manifold, fit: torch.Tensor, held: torch.Tensor,
+                    config: TrainConfig, dev: torch.device, *, dataset: str, quick: bool) -> dict:
+    """`run_image_demo`'s training and pictures of ``images`` (`get_image_dataset`), written into the staging
+    folder ``stage`` (`staged`, which moves them into ``out_dir``); returns the report without its seconds."""
+    steps, seed = config.steps, config.seed
     _say(f"{dataset}: {images.x.shape[0]} images of shape {tuple(images.x.shape[1:])}, values "
          f"{images.value_range[0]:g}..{images.value_range[1]:g}; {fit.numel()} for training, {held.numel()} held out")
     backbone = config.backbone
-    model_path = out_dir / "model.lmm"
-    _say(f"training a mean-centred model ({steps} steps, {backbone} backbone) -> {model_path}")
-    result = train(images.x[fit], config, manifold=manifold, out=model_path, overwrite=True, device=dev,
+    model_path = stage / "model.lmm"  # a new model: an earlier demo's model.lmm stays until this run has finished
+    _say(f"training a mean-centred model ({steps} steps, {backbone} backbone) -> {out_dir / 'model.lmm'}")
+    result = train(images.x[fit], config, manifold=manifold, out=model_path, device=dev,
                    data_info={**images.metadata(), **DEMO_TAG})
     model = load_model(model_path)
     warnings = distrust(result.validation)
@@ -94,10 +109,6 @@ def run_image_demo(*, out: str = "demo-output", dataset: str = "digits", steps: 
     _say(f"drawing the pictures into {out_dir}")
     # the training images: "distance to the nearest training image" must not count the held-out ones
     fit_labels = None if images.labels is None else images.labels[fit]
-    report["show"] = run_show(model, images.x[fit], out_dir, labels=fit_labels, n_points=256, n_pairs=3,
+    report["show"] = run_show(model, images.x[fit], stage, labels=fit_labels, n_points=256, n_pairs=3,
                               classifier_steps=300 if quick else 600, seed=seed)
-    report["seconds"] = round(time.perf_counter() - start, 1)
-    atomic_write_bytes(out_dir / "report.json", (json.dumps(report, indent=2) + "\n").encode())
-    _say(f"done in {report['seconds']:.0f} s: {out_dir / 'report.json'}, eigenvectors.png, eigenvalues.png, "
-         "interpolations_*.png, dimension.png")
     return report

@@ -26,7 +26,21 @@ __all__ = ["run_info"]
 
 
 def _number(value, fmt: str = "{:.4g}") -> str:
-    return "unknown" if value is None else fmt.format(value)
+    """A stored number formatted with ``fmt``; ``"unknown"`` for None; a value of another type (a file written by
+    other code) shown as stored (`_raw`), never formatted as a number."""
+    if value is None:
+        return "unknown"
+    return fmt.format(value) if _is_number(value) else _raw(value)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _raw(value, limit: int = 60) -> str:
+    """A metadata value of an unexpected type as stored (``repr``, cut to ``limit`` characters)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _at(sigma) -> str:
@@ -123,7 +137,7 @@ def _summary(path: str, meta: dict, writer: str | None = None) -> str:
     lines = [
         f"{path}: learned-manifold model, {status}",
         f"  data:        shape {shape} (D = {D}), {_number(e.get('num_points'), '{:,}')} training points"
-        + (f" ({e['num_train_points']:,} fitted, {e['num_val_points']:,} held out)"
+        + (f" ({_number(e['num_train_points'], '{:,}')} fitted, {_number(e['num_val_points'], '{:,}')} held out)"
            if "num_train_points" in e and "num_val_points" in e else ""),
         f"  model:       rank {c['rank']}, {c.get('arch', '?')} ({arch}), "
         f"{centring}, loss {c.get('loss')}, "
@@ -140,11 +154,13 @@ def _summary(path: str, meta: dict, writer: str | None = None) -> str:
                         f"{units['scale']:.4g} z (mean {'image' if len(shape) > 1 else 'point'} values in "
                         f"[{units['mean_min']:.4g}, {units['mean_max']:.4g}], average {units['mean_average']:.4g})")
     if c.get("landmarks"):
-        lines.insert(3, f"  landmarks:   {c['landmarks']:,} training points stored (geodesics start through them)")
+        many = not _is_number(c["landmarks"]) or c["landmarks"] >= 2
+        what = "geodesics start through them" if many else "too few for a graph: geodesics start by landing"
+        lines.insert(3, f"  landmarks:   {_number(c['landmarks'], '{:,}')} training points stored ({what})")
     scaling = e.get("input_scaling")
     if isinstance(scaling, dict) and "chosen" in scaling:
         span = (f", linear span {scaling['span_dimension']} of {scaling['dim']} dimensions"
-                if "span_dimension" in scaling else "")
+                if "span_dimension" in scaling and "dim" in scaling else "")
         lines.insert(3, f"  input:       {scaling['chosen']} ({scaling.get('rule', '')}{span})")
     norm = e.get("norm_feature")
     if isinstance(norm, dict) and "chosen" in norm:
@@ -158,7 +174,7 @@ def _summary(path: str, meta: dict, writer: str | None = None) -> str:
     width, guards = e.get("factor_width"), e.get("factor_guards")
     rate = _factor_rate(c, guards if isinstance(guards, dict) else {}, warm)
     estimated = isinstance(e.get("rank_choice"), dict) and "estimated_dimension" in e["rank_choice"]
-    if (isinstance(width, dict) and width.get("rule", "").startswith("auto") and estimated
+    if (isinstance(width, dict) and str(width.get("rule", "")).startswith("auto") and estimated
             and isinstance(width.get("factor_hidden"), int)):  # (no estimate, D <= 16: the rule never applied)
         lines.insert(3, f"  width:       factor network {width['factor_hidden']} ({width['rule']}){rate}")
     elif rate:
@@ -217,6 +233,17 @@ def _summary(path: str, meta: dict, writer: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def _checked_summary(path: str, meta: dict, writer: str | None) -> str:
+    """`_summary`, or one ValueError naming the file where its extra metadata (written by other code: `save_model`
+    takes any JSON) holds a field the summary cannot show."""
+    try:
+        return _summary(path, meta, writer)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+        raise ValueError(f"{path!r}: its metadata holds a field of an unexpected type or shape that the summary "
+                         f"cannot show ({type(err).__name__}: {err}); `learned-manifold info --json` prints the "
+                         "metadata whole") from None
+
+
 def run_info(args: argparse.Namespace) -> int:
     """The ``info`` command: print the summary (or the metadata as JSON with ``--json``); returns 0."""
     from learned_manifold.model_file import read_metadata
@@ -233,7 +260,7 @@ def run_info(args: argparse.Namespace) -> int:
         if report is not None:
             meta["self_consistency"] = report.summary()
         meta["neighbour_check"] = near.summary()
-    print(json.dumps(meta, indent=2) if args.json else _summary(args.model, meta, writer))
+    print(json.dumps(meta, indent=2) if args.json else _checked_summary(args.model, meta, writer))
     if placement is not None and placement["far"] and not args.json:
         print(_far_message(args.data, placement))
     if near is not None and not args.json:

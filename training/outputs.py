@@ -18,6 +18,7 @@ import os
 import stat
 import tempfile
 import warnings
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -35,8 +36,9 @@ try:  # POSIX advisory locks; without them (Windows) runs are not locked against
 except ImportError:  # pragma: no cover
     fcntl = None
 
-__all__ = ["DEFAULT_NAME_MAX", "Checkpointer", "OutputError", "OutputLock", "check_output", "derived_name_bytes",
-           "is_complete", "load_state", "lock_path", "name_max", "state_path", "write_failed"]
+__all__ = ["DEFAULT_NAME_MAX", "STATE_KINDS", "Checkpointer", "OutputError", "OutputLock", "check_output",
+           "derived_name_bytes", "irregular_entry", "is_complete", "load_state", "lock_path", "name_max",
+           "named_entries", "nearest_existing", "other_kinds_state", "probe_writable", "state_path", "write_failed"]
 
 
 class OutputError(ValueError):
@@ -133,8 +135,86 @@ def _check_folder(out: str | os.PathLike) -> Path:
     return out
 
 
+def nearest_existing(path: Path) -> tuple[Path, str | None]:
+    """``path``, or the nearest of its parents that exists, and, where that is not a folder, what ``path`` is in
+    words (``"is a file"``, ``"is under 'F', a file"``): the first checks of a folder a command writes into
+    (`show.check_show_folder`, `demo.check_demo_folder`), before anything is created."""
+    for folder in (path, *path.parents):
+        if folder.exists():
+            break
+    if folder.is_dir():
+        return folder, None
+    return folder, ("is a file" if folder == path else f"is under {str(folder)!r}, a file")
+
+
+def named_entries(folder: Path, names: Collection[str], also: Callable[[str], bool]) -> list[Path]:
+    """The entries of ``folder`` (none where it is not a folder) named in ``names`` or whose name ``also`` accepts
+    (the files a command writes there, an earlier run's included), sorted."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.name in names or also(p.name))
+
+
+def irregular_entry(paths: Iterable[Path]) -> tuple[Path, str] | None:
+    """The first of ``paths`` that is a symbolic link or not a regular file (a folder, a FIFO), with what it is
+    (``"a link"``, ``"not a regular file"``); ``None`` where all are regular files. A command refuses to replace
+    one."""
+    for path in paths:
+        if path.is_symlink() or not path.is_file():
+            return path, "a link" if path.is_symlink() else "not a regular file"
+    return None
+
+
+def probe_writable(folder: Path, prefix: str) -> None:
+    """Create and remove an empty file ``<prefix>…probe`` in ``folder``: the only reliable writability test
+    (permissions, read-only mounts, ACLs). Raises the ``OSError`` of the creation where the folder refuses it."""
+    fd, probe = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=".probe")
+    os.close(fd)
+    os.unlink(probe)
+
+
+STATE_KINDS = {"train": False, "train-vae": True}
+"""The commands that write training states, and whether theirs is a VAE's (its ``config`` has ``latent_dim``)."""
+
+
+def other_kinds_state(out: Path, *, vae: bool) -> dict | None:
+    """``out``'s training state (`state_path`) where the other command wrote it, else ``None``.
+
+    The state is opened with its tensors mapped, not read (``mmap``): the cost of its small settings record only.
+    A VAE's state records ``latent_dim`` among its settings, a metric-matching run's does not.
+
+    Args:
+        out: the model file being resumed.
+        vae: whether the run resuming it is a VAE's (`train_vae`); ``False`` for `train`.
+
+    Returns:
+        The state (for `check_resume` / `check_vae_resume` to refuse in their own words), or ``None`` where it is
+        the run's own kind, missing or unreadable (the run's `load_state` says why later; beside a finished model
+        file a damaged state is not an error).
+    """
+    try:
+        state = torch.load(state_path(out), map_location="cpu", weights_only=True, mmap=True)
+        stored = json.loads(state["config"])
+    except Exception:  # missing, damaged or not a state: left to `load_state`
+        return None
+    if not isinstance(stored, dict) or ("latent_dim" in stored) == vae:
+        return None
+    return state
+
+
+def _check_state_kind(out: Path, kind: str) -> None:
+    """Refuse, before any work, to resume ``out`` with the command ``kind`` (`STATE_KINDS`) when its training state
+    is the other command's (`other_kinds_state`)."""
+    if other_kinds_state(out, vae=STATE_KINDS[kind]) is None:
+        return
+    other = next(name for name, vae in STATE_KINDS.items() if vae != STATE_KINDS[kind])
+    whose = "a metric-matching run's" if STATE_KINDS[kind] else "a VAE's"
+    raise OutputError(f"cannot resume {str(out)!r}: its training state is {whose} (learned-manifold {other}); "
+                      f"resume it with {other}, or give {kind} another output path")
+
+
 def check_output(out: str | os.PathLike, *, resume: bool = False, overwrite: bool = False,
-                 data: object = None) -> Path:
+                 data: object = None, kind: str | None = None) -> Path:
     """Refuse, before any work, an output path a run must not or cannot write.
 
     Args:
@@ -142,6 +222,8 @@ def check_output(out: str | os.PathLike, *, resume: bool = False, overwrite: boo
         resume: the run continues ``out``'s training (so ``out`` may exist).
         overwrite: the run may replace an existing ``out`` and its training state.
         data: the run's input when it is a path (else ignored): ``out``, its state and lock file must not be it.
+        kind: the command that resumes (``"train"`` or ``"train-vae"``, `STATE_KINDS`), or ``None``: with
+            ``resume``, a training state of the other command is refused.
 
     Returns:
         ``out`` as a `Path`.
@@ -151,7 +233,10 @@ def check_output(out: str | os.PathLike, *, resume: bool = False, overwrite: boo
             ``resume`` and ``overwrite`` together; ``out`` (or its state or lock file) is a symbolic
             link, a folder, a device, FIFO or socket; a name derived from ``out``'s is longer than its folder
             allows (`derived_name_bytes` against `name_max`); its folder is missing, not a folder, or not writable
-            (tested by creating and removing a probe file); ``out`` exists and neither flag is given.
+            (tested by creating and removing a probe file); ``out`` exists and neither flag is given; ``resume``
+            and ``out``'s training state is of the other ``kind``.
+        FileNotFoundError: ``resume`` and ``out`` has no training state (`state_path`), as `load_state` says, but
+            before the data are read and the networks built.
     """
     if isinstance(data, (str, os.PathLike)) and Path(data).exists():
         source = Path(data).resolve()
@@ -176,10 +261,13 @@ def check_output(out: str | os.PathLike, *, resume: bool = False, overwrite: boo
                 f"the training state {str(state_path(out))!r} of {str(out)!r} (a run stopped before writing it)")
         raise OutputError(f"{what} already exists; continue its training with --resume (resume=True) "
                           f"or replace it with --overwrite (overwrite=True)")
-    try:  # the only reliable writability test (permissions, read-only mounts, ACLs): create a file there
-        fd, probe = tempfile.mkstemp(dir=parent, prefix=f".{out.name}.", suffix=".probe")
-        os.close(fd)
-        os.unlink(probe)
+    if resume and not state_path(out).exists():
+        raise FileNotFoundError(f"cannot resume: training state {str(state_path(out))!r} does not exist (no stopped "
+                                f"run of {str(out)!r} to continue): start a run without --resume (resume=True)")
+    if resume and kind is not None:
+        _check_state_kind(out, kind)
+    try:
+        probe_writable(parent, f".{out.name}.")
     except OSError as err:
         raise OutputError(f"cannot write {str(out)!r}: the folder {str(parent)!r} is not writable "
                           f"({err.strerror or err})") from None

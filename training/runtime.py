@@ -30,6 +30,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from learned_manifold.checks import FLOAT32_RESOLUTION, float_resolution_problem
 from learned_manifold.evaluation import basis_deviation
 from learned_manifold.metrics.base import check_finite_points
 
@@ -154,11 +155,6 @@ def _check_tangent_basis(basis: object, dims: Tensor, dim: int) -> None:
                          f"manifold.point_dimension gives {int(dims[i])} there")
 
 
-FLOAT32_RESOLUTION = 1e-3
-"""The largest float32 spacing at the data's magnitude, as a fraction of their spread, that training accepts: a
-unit circle at 10⁷ (spacing 1.2) collapsed from 300 distinct points to 8 without a word."""
-
-
 def check_training_tensor(data: object) -> None:
     """Refuse, before any work, a tensor a trainer cannot learn from: not a dense tensor ``(N ≥ 10, ...)``, not
     floating point (integer images: ``data.float()``, the units may stay), NaN/inf, beyond float32's range, or so
@@ -213,13 +209,11 @@ def check_source_resolution(label: str, mean: Tensor, scale: float, sample: Tens
 
 def _check_resolution(top: float, spread: float, prefix: str = "") -> None:
     """Refuse data whose largest ``|x|`` of a varying coordinate, ``top``, float32 cannot resolve at their RMS
-    spread ``spread`` (`FLOAT32_RESOLUTION`)."""
-    if spread > 0 and top * _F32.eps > FLOAT32_RESOLUTION * spread:
-        raise ValueError(f"{prefix}data lie far from the origin for their spread (largest |x| of a varying coordinate "
-                         f"= {top:.3g}, RMS spread about the mean {spread:.3g}): in float32, the model's precision, "
-                         f"neighbouring values are {top * _F32.eps:.2g} apart, {top * _F32.eps / spread:.1%} of the "
-                         "spread, so distinct points merge; subtract an offset (e.g. the mean) from the data before "
-                         "training")
+    spread ``spread`` (`learned_manifold.checks.float_resolution_problem`, which `KNNCDC` warns by;
+    `FLOAT32_RESOLUTION`)."""
+    problem = float_resolution_problem(top, spread, _F32.eps, "float32, the model's precision,")
+    if problem is not None:
+        raise ValueError(f"{prefix}{problem}; subtract an offset (e.g. the mean) from the data before training")
 
 
 def settings_diff(saved: dict, now: dict, may_change: tuple[str, ...] = ()) -> str:

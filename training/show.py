@@ -10,6 +10,7 @@ for the flow the fraction of the gap it closed (it stops short where the flow st
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -38,9 +39,10 @@ from learned_manifold.models import MetricModel
 
 from .data import as_model_points
 from .data.stream import CHUNK_ROWS, ArraySource
+from .outputs import irregular_entry, named_entries, nearest_existing, probe_writable
 
-__all__ = ["FLOW_OVERSAMPLING", "PathScore", "check_image_model", "interpolation_paths", "interpolation_scores",
-           "run_show", "same_class_pairs"]
+__all__ = ["FLOW_OVERSAMPLING", "SHOW_FILES", "PathScore", "check_image_model", "check_show_folder",
+           "interpolation_paths", "interpolation_scores", "is_strip", "run_show", "same_class_pairs", "show_files"]
 
 
 @dataclass
@@ -147,21 +149,86 @@ def check_image_model(data_shape: tuple[int, ...], model_name: str = "model") ->
                          "of images and needs a model trained on points of shape (H, W) or (C, H, W)")
 
 
-def _output_folder(out: str | os.PathLike, data_source: str | os.PathLike | None) -> Path:
-    """``out`` created as a folder, after checking it is named, not a file and not the data's own folder or file."""
+SHOW_FILES = ("eigenvectors.png", "eigenvalues.png", "dimension.png", "show.json")
+"""The files `run_show` writes into its folder, besides the strips ``interpolations_<i>.png`` (`is_strip`)."""
+
+
+def is_strip(name: str) -> bool:
+    """Whether ``name`` is an interpolation strip's, ``interpolations_<i>.png`` (``i`` digits)."""
+    return name.startswith("interpolations_") and name.endswith(".png") and name[15:-4].isdigit()
+
+
+def show_files(folder: Path) -> list[Path]:
+    """The entries of ``folder`` (if it exists) named as `run_show` names its files (`SHOW_FILES`, `is_strip`),
+    sorted."""
+    return named_entries(folder, SHOW_FILES, is_strip)
+
+
+def check_show_folder(out: str | os.PathLike, data_source: str | os.PathLike | None = None, *,
+                      overwrite: bool = False) -> Path:
+    """Refuse, before any work and creating nothing, a folder ``out`` that `run_show` must not or cannot write.
+
+    Refused: an empty name; a file (or a path under one); the data's own folder or file (``data_source``); a
+    folder holding an earlier run's files (`show_files`) unless ``overwrite``; one of those names that is not a
+    regular file (a folder, a link), even with ``overwrite``; a folder (or, where ``out`` is missing, the nearest
+    parent that exists) in which no file can be created (a probe file, as `outputs.check_output` does).
+
+    Raises:
+        ValueError: one line naming ``out (--out)`` and the problem.
+    """
     if not os.fspath(out).strip():
         raise ValueError("out (--out) is empty: give a folder for the pictures")
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"out (--out) '{out}' is a file, not a folder: give a folder for the pictures")
+    folder, what = nearest_existing(out)  # the folder, or the nearest of its parents that exists
+    if what is not None:
+        raise ValueError(f"out (--out) '{out}' {what}, not a folder: give a folder for the pictures")
     if data_source is not None and Path(data_source).exists():
         source = Path(data_source).resolve()
         target = out.resolve()
         if target == source or (source.is_dir() and source in target.parents):
             raise ValueError(f"out (--out) '{out}' is inside the data '{data_source}': the pictures would be added to "
                              "your images; choose another folder")
-    out.mkdir(parents=True, exist_ok=True)
+    earlier = show_files(out)
+    odd = irregular_entry(earlier)
+    if odd is not None:
+        raise ValueError(f"out (--out): '{odd[0]}' is {odd[1]}; show writes a file of that name: remove it or choose "
+                         "another folder")
+    if earlier and not overwrite:
+        names = ", ".join(p.name for p in earlier[:4]) + (", ..." if len(earlier) > 4 else "")
+        raise ValueError(f"out (--out) '{out}' holds an earlier show's files ({names}); replace them with "
+                         "--overwrite (overwrite=True) or choose another folder")
+    try:
+        probe_writable(folder, ".show.")
+    except OSError as err:
+        raise ValueError(f"out (--out) '{out}': the folder '{folder}' is not writable "
+                         f"({err.strerror or err})") from None
     return out
+
+
+def _png(fig) -> bytes:
+    """``fig`` as PNG bytes (as `image_figures` saves it; the figure is then closed)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _write_all(out: Path, files: dict[str, bytes]) -> None:
+    """Write ``files`` (name -> bytes) into ``out``, each atomically, ``show.json`` last, then remove the strips of
+    an earlier run that this one did not write. A failed write is one line naming the file (and what was written
+    before it); every file not yet written keeps its earlier content."""
+    done: list[str] = []
+    for name, data in files.items():
+        try:
+            atomic_write_bytes(out / name, data)
+        except OSError as err:
+            kept = f"{', '.join(done)} were written" if done else "nothing was written"
+            raise ValueError(f"could not write '{out / name}': {err.strerror or err} (out (--out) '{out}'); {kept}, "
+                             "the other files are as they were") from None
+        done.append(name)
+    for old in show_files(out):  # an earlier run's strips that show.json no longer describes
+        if is_strip(old.name) and old.name not in files:
+            old.unlink(missing_ok=True)
 
 
 def _file_range(source: ArraySource) -> tuple[float, float]:
@@ -185,7 +252,7 @@ def _rows(data: Tensor | ArraySource, idx: Tensor, shape: tuple[int, ...]) -> Te
 def run_show(model: MetricModel | str | os.PathLike, data: Tensor | ArraySource, out: str | os.PathLike, *,
              labels: Tensor | None = None, n_points: int = 256, n_pairs: int = 3, path_points: int = 17,
              classifier_steps: int = 400, seed: int = 0, data_source: str | os.PathLike | None = None,
-             class_names: Sequence[str] | None = None) -> dict:
+             class_names: Sequence[str] | None = None, overwrite: bool = False) -> dict:
     """Draw the pictures of a model's geometry on ``data`` ``(N, *data_shape)`` into the folder ``out``.
 
     Returns the report written to ``out/show.json``. ``labels`` ``(N,)`` (optional) give per-class curves,
@@ -194,7 +261,10 @@ def run_show(model: MetricModel | str | os.PathLike, data: Tensor | ArraySource,
     from) is never written into: ``out`` inside a data folder would add the figures to the user's images.
     ``class_names`` name the label values (an image folder's class folders, `ImageData.class_names`): legends,
     titles and ``show.json`` (``"class"`` beside each pair's ``"label"``) use them instead of the indices. A model
-    whose points are not images is refused (`check_image_model`).
+    whose points are not images is refused (`check_image_model`). ``out`` is checked before any work
+    (`check_show_folder`): a folder holding an earlier run's files is refused unless ``overwrite``. Every file is
+    written at the end, each atomically (`_write_all`, ``show.json`` last), and only then are an earlier run's
+    strips that this run did not draw removed: a run stopped before the end leaves the folder as it was.
 
     ``data`` may also be a memory-mapped ``.npy`` (`open_npy`): then only the rows drawn are read, and the value
     range and the nearest-image distances are taken over all rows chunk by chunk, so memory stays near the mapped
@@ -212,10 +282,7 @@ def run_show(model: MetricModel | str | os.PathLike, data: Tensor | ArraySource,
     n = len(data)
     if labels is not None and labels.shape != (n,):
         raise ValueError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
-    out = _output_folder(out, data_source)
-    for old in out.glob("interpolations_*.png"):  # an earlier run's strips: show.json will describe this run's only
-        if old.stem.removeprefix("interpolations_").isdigit():
-            old.unlink()
+    out = check_show_folder(out, data_source, overwrite=overwrite)
     value_range = _file_range(data) if isinstance(data, ArraySource) else (float(data.min()), float(data.max()))
     manifold = LearnedDataManifold(model)
     gen = torch.Generator().manual_seed(seed)
@@ -227,15 +294,15 @@ def run_show(model: MetricModel | str | os.PathLike, data: Tensor | ArraySource,
     report: dict = {"points": int(pick.numel()), "data_points": n,  # the images paths are scored on
                     "median_dimension": int(dims.median()),  # the lower median (SPEC §5), as the histogram marks
                     "dimension_counts": {int(d): int((dims == d).sum()) for d in torch.unique(dims)}}
-    figs = [
-        plot_eigenvector_images(x[:4], pairs_eig.values[:4], pairs_eig.vectors[:4], shape,
-                                value_range=value_range, path=out / "eigenvectors.png"),
-        plot_eigenvalue_curves(pairs_eig.values, None if labels is None else labels[pick], class_names=class_names,
-                               max_index=min(model.rank, 32), path=out / "eigenvalues.png",
-                               title="Cumulative eigenvalues of G " + ("per class" if labels is not None
-                                                                         else "(no labels: all points)")),
-        plot_dimension_histogram(dims, path=out / "dimension.png"),
-    ]
+    files = {  # name -> PNG bytes: written all together at the end (`_write_all`)
+        "eigenvectors.png": _png(plot_eigenvector_images(x[:4], pairs_eig.values[:4], pairs_eig.vectors[:4], shape,
+                                                         value_range=value_range)),
+        "eigenvalues.png": _png(plot_eigenvalue_curves(
+            pairs_eig.values, None if labels is None else labels[pick], class_names=class_names,
+            max_index=min(model.rank, 32),
+            title="Cumulative eigenvalues of G " + ("per class" if labels is not None else "(no labels: all points)"))),
+        "dimension.png": _png(plot_dimension_histogram(dims)),
+    }
     classifier = None
     if labels is not None:
         every = _rows(data, torch.arange(n), shape) if isinstance(data, ArraySource) else data  # (all rows: it trains)
@@ -253,8 +320,8 @@ def run_show(model: MetricModel | str | os.PathLike, data: Tensor | ArraySource,
                 for name, s in scores.items()}
         if "gradient flow" in text:  # a flow need not reach its end image (SPEC §6): say how far it got
             text["gradient flow"] += f"\ngap closed {float(gap_closed[p]):.0%}"
-        figs.append(plot_interpolation_strips(
-            one, shape, scores=text, value_range=value_range, path=out / f"interpolations_{p}.png",
+        files[f"interpolations_{p}.png"] = _png(plot_interpolation_strips(
+            one, shape, scores=text, value_range=value_range,
             title=f"Pair {p}" + ("" if class_name is None else f" (class {class_name})")
                   + ": near = mean distance to the nearest training image"
                   + ("" if classifier is None else ", p = classifier confidence")))
@@ -262,7 +329,10 @@ def run_show(model: MetricModel | str | os.PathLike, data: Tensor | ArraySource,
                  **{method: asdict(s) for method, s in scores.items()}}
         entry["gradient flow"]["gap_closed"] = float(gap_closed[p])
         report["interpolations"].append(entry)
-    for fig in figs:
-        plt.close(fig)
-    atomic_write_bytes(out / "show.json", (json.dumps(report, indent=2) + "\n").encode())
+    files["show.json"] = (json.dumps(report, indent=2) + "\n").encode()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"could not create the folder out (--out) '{out}': {err.strerror or err}") from None
+    _write_all(out, files)
     return report

@@ -7,13 +7,15 @@ amplifies), and resuming needs no RNG state: step ``k`` always sees the same bat
 
 Checkpoints: the model file ``OUT`` (safetensors, `learned_manifold.model_file`) and the training state
 ``OUT.train-state.pt`` (optimizer, EMA, step, settings and recipe version, `training/resume.py`; plain tensors,
-loaded with ``weights_only=True``), both written atomically (`training/outputs.py`). Every checkpoint before the
-end is marked ``"complete": false`` in the model file; an interrupted run (SIGINT/SIGTERM) saves one at a step
-boundary and raises `TrainingInterrupted`; a diverging run stops with `TrainingDiverged` before writing non-finite
-weights (`training/runtime.py`). The state holds the loss log and the ``val_every`` validations too, so a resumed run's
-file keeps those made before the interruption. After the last step the state is saved (incomplete) before the end
-phase (`training/end_phase.py`: bandwidth choice, factor repair, checks): a first signal there is acknowledged on
-stderr, a second raises `TrainingInterrupted` of that state, and ``resume`` then does the end phase alone.
+loaded with ``weights_only=True``), both written atomically (`training/outputs.py`). Every checkpoint before the end
+is marked ``"complete": false`` in the model file; an interrupted run (SIGINT/SIGTERM) saves one at a step boundary
+and raises `TrainingInterrupted` (a failed read of the data, such as a killed `DataLoader` worker, saves one of the
+last step done before its error: `training/loader_failures.py`); a diverging run stops with `TrainingDiverged`
+before writing non-finite weights (`training/runtime.py`). The state holds the loss log and the ``val_every``
+validations too, so a resumed run's file keeps those made before the interruption. After the last step the state is
+saved (incomplete) before the end phase (`training/end_phase.py`: bandwidth choice, factor repair, checks): a first
+signal there is acknowledged on stderr, a second raises `TrainingInterrupted` of that state, and ``resume`` then
+does the end phase alone.
 
 The loss of one step is `training/objective.py`'s; validation and the choice of the evaluation σ are
 `training/validation.py`'s (re-exported here). A checkpoint before the end defaults to ``s/16`` clamped into the
@@ -27,6 +29,7 @@ import json
 import math
 import os
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -42,9 +45,10 @@ from .config import TrainConfig
 from .data.stream import ArraySource
 from .end_phase import END_PHASE_NOTICE, end_phase
 from .input_choices import choose_by_dimension, choose_input_scaling, choose_norm_feature
+from .loader_failures import DeferredChildSignals, read_at_boundary
 from .losses import MetricMatchingLoss
 from .objective import TrainingObjective, workload_name
-from .outputs import Checkpointer, OutputLock, check_output, load_state
+from .outputs import Checkpointer, OutputLock, check_output, load_state, other_kinds_state
 from .progress import Progress
 from .refit import refit_factor
 from .result import TrainResult, finished_result
@@ -186,6 +190,7 @@ def train(
         resume: continue from ``out`` and its training state (same data and config required; a state of an older
             version warns, one of a newer version is refused: `training/resume.py`). With the state damaged, a
             finished ``out`` is the result only where it records the same data and settings (`finished_result`).
+            A VAE's state (`train_vae`) is refused before the data are read (`other_kinds_state`).
         overwrite: replace an existing ``out`` (and its training state) with a new run.
         device: ``"auto"`` (CUDA when present), or a torch device (checked: `resolve_device`).
         progress: show a tqdm bar with loss and speed (plain lines where stderr is not a terminal: `Progress`).
@@ -203,6 +208,9 @@ def train(
         TrainingInterrupted: SIGINT/SIGTERM; a checkpoint of the current step was saved first. After the last step
             (in the end phase) a first signal is acknowledged on stderr and the run goes on; a second raises it
             with the state saved at the last step, from which ``resume`` does the end phase.
+        RuntimeError: the data stopped coming (a streamed source's `DataLoader` worker killed, e.g. by the OOM
+            killer, or a failed read): with ``out``, a checkpoint of the last step done was saved first and the
+            message says so; ``resume`` continues from it.
         OutputError: a checkpoint could not be written (e.g. a full disk); the previous one is kept.
     """
     cfg = TrainConfig() if config is None else config
@@ -223,6 +231,9 @@ def train(
     with OutputLock(out) if writes else contextlib.nullcontext():
         if writes:
             check_output(out, resume=resume, overwrite=overwrite)
+            other = other_kinds_state(out, vae=False) if resume else None
+            if other is not None:  # a VAE's state: refused at once, before the data are read
+                check_resume(out, other, cfg, tuple(data.shape[1:]))
         return _run(data, cfg, manifold, out, resume, device, progress, stop_after, rank_id, world,
                     data_info, check_int(workers, "workers", 0, 256))
 
@@ -271,8 +282,10 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, manifold, out: Path | Non
         landmarks=cfg.landmark_count(rows.n_train, math.prod(shape)),
         denoiser_arch_kwargs=_denoiser_kwargs(cfg),
     )
-    with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the caller's RNG
-        torch.manual_seed(cfg.seed)
+    # seeded initialisation (built on the CPU) without touching the caller's RNG: the CPU generator alone, as
+    # `torch.manual_seed` would also reseed every CUDA generator, which `fork_rng(devices=[])` does not put back
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(cfg.seed)
         model = MetricModel(mcfg, scale=scale, mean=mean).to(device)
         ema = MetricModel(mcfg, scale=scale, mean=mean).to(device)
     if gaussian is not None:  # the data's Gaussian model (SPEC §4), before the first step
@@ -361,11 +374,15 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, manifold, out: Path | Non
     t0 = time.perf_counter()
     running, logged = torch.zeros((), device=device), start
     stop = StopRequest()
-    with stop, contextlib.closing(bar):
+    children = DeferredChildSignals()  # a loader's SIGCHLD error at step boundaries only (`loader_failures.py`)
+    def keep_done(done: int) -> None:  # the steps done, saved before a failed read's error (`read_at_boundary`)
+        check_health(done, running, model_params)
+        ckpt.save(done, seconds_before + time.perf_counter() - t0, complete=False)
+    with stop, contextlib.closing(bar), children:
         for step in range(start, end):
             idx, sigma_z, eps, jac_probe = _batch(step, cfg, rows.n_train, shape, sampler, scale, device, rank_id,
                                                   world)
-            z = rows.rows(step, idx, end)
+            z = read_at_boundary(partial(rows.rows, step, idx, end), children, step, cfg.steps, ckpt, keep_done)
             if cfg.freeze_denoiser and step == factor_from:  # freeze the denoiser at its average, not its last step
                 with torch.no_grad():
                     torch._foreach_copy_(list(model.denoiser_net.parameters()), list(ema.denoiser_net.parameters()))
@@ -404,6 +421,7 @@ def _run(data: Tensor | ArraySource, cfg: TrainConfig, manifold, out: Path | Non
                 raise TrainingInterrupted(done, cfg.steps, out)
             if checkpoint and done < end:
                 ckpt.save(done, seconds_before + time.perf_counter() - t0, complete=False)
+        children.release()
         seconds = time.perf_counter() - t0
         rate = (end - start) * cfg.batch_size / max(seconds, 1e-9)
 

@@ -133,7 +133,7 @@ def _train_vae(args: argparse.Namespace) -> int:
     out = Path(args.out)
     try:
         with OutputLock(out):
-            check_output(out, resume=args.resume, overwrite=args.overwrite, data=args.data)
+            check_output(out, resume=args.resume, overwrite=args.overwrite, data=args.data, kind="train-vae")
             data = _read(args)
             try:
                 result = train_vae(data, cfg, out=out, resume=args.resume, overwrite=args.overwrite,

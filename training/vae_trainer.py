@@ -47,7 +47,7 @@ from learned_manifold.vae_file import load_vae, read_vae_metadata, save_vae
 
 from .batches import same_fingerprint, split_rows, standardisation, standardised_copy
 from .data.stream import ArraySource, data_summary
-from .outputs import OutputLock, check_output, load_state, state_path, write_failed
+from .outputs import OutputLock, check_output, load_state, other_kinds_state, state_path, write_failed
 from .progress import Progress
 from .resume import VAE_STATE_VERSION, check_vae_resume
 from .runtime import (
@@ -260,7 +260,7 @@ def train_vae(
         config: `VAETrainConfig` (defaults if ``None``).
         out: VAE file to write (atomically, at every checkpoint and at the end); ``None`` keeps it in memory.
         resume: continue from ``out`` and ``OUT.train-state.pt`` (same data and config required; its recipe version
-            checked: `training/resume.py`).
+            checked: `training/resume.py`; a metric-matching run's state is refused before the data are read).
         overwrite: replace an existing ``out``.
         device: ``"auto"`` (CUDA when present) or a torch device.
         progress: show a tqdm bar with the loss (plain lines where stderr is not a terminal: `Progress`).
@@ -292,6 +292,9 @@ def train_vae(
     with OutputLock(out) if out is not None else contextlib.nullcontext():
         if out is not None:
             check_output(out, resume=resume, overwrite=overwrite)
+            other = other_kinds_state(out, vae=True) if resume else None
+            if other is not None:  # a metric-matching run's state: refused at once, before the data are read
+                check_vae_resume(out, other, cfg)
         return _train(data.float(), cfg, out, resume, dev, progress, total if stop_after is None else stop_after)
 
 
@@ -318,8 +321,8 @@ def _train(data: Tensor, cfg: VAETrainConfig, out: Path | None, resume: bool, de
     scale, mean = standardisation(source, train_rows)
     x_std = standardised_copy(source, train_rows, scale, mean, dev)  # (n_train, *shape) float32
     vcfg = cfg.vae_config(tuple(data.shape[1:]), n_train)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
+    with torch.random.fork_rng(devices=[]):  # the CPU generator alone: `torch.manual_seed` reseeds CUDA's too
+        torch.default_generator.manual_seed(cfg.seed)
         vae = VAE(vcfg, scale=scale, mean=mean).to(dev)
     run = _Run(vae, cfg)
     cfg_json = json.dumps({**asdict(cfg), "state_version": VAE_STATE_VERSION})  # the recipe: `check_vae_resume`

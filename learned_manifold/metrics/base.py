@@ -19,6 +19,7 @@ import functools
 import math
 import operator
 from collections.abc import Callable
+from typing import SupportsIndex
 
 import torch
 from torch import Tensor, nn
@@ -131,7 +132,7 @@ def check_scalar(value: float, name: str, *, allow_zero: bool = False) -> float:
     return value
 
 
-def check_count(value: int, name: str, *, low: int = 1, high: int | None = None) -> int:
+def check_count(value: SupportsIndex, name: str, *, low: int = 1, high: int | None = None) -> int:
     """Return ``value`` as an ``int`` after checking it is an integer (Python's or NumPy's; not a bool) in
     ``low..high`` (``high = None``: no upper bound)."""
     try:
@@ -140,11 +141,10 @@ def check_count(value: int, name: str, *, low: int = 1, high: int | None = None)
         number = None
     if number is None:
         raise ValueError(f"{name} must be an integer, got {type(value).__name__}")
-    value = number
-    if value < low or (high is not None and value > high):
+    if number < low or (high is not None and number > high):
         span = f"{low}..{high}" if high is not None else f">= {low}"
-        raise ValueError(f"{name} must lie in {span}, got {value}")
-    return value
+        raise ValueError(f"{name} must lie in {span}, got {number}")
+    return number
 
 
 def check_finite_points(x: Tensor, name: str, why: str = "") -> None:
@@ -194,7 +194,7 @@ def _also_module_apply(apply: Callable) -> Callable:
             return nn.Module.apply(self, x)
         return apply(self, x, *(() if w is _NOT_GIVEN else (w,)), *args, **kwargs)
 
-    both._also_module_apply = True
+    both._also_module_apply = True  # type: ignore[attr-defined]  # (a marker on the wrapper function)
     return both
 
 
@@ -249,7 +249,7 @@ class CoMetricField(nn.Module):
         super().__init_subclass__(**kwargs)
         own = cls.__dict__.get("apply")
         if own is not None and not getattr(own, "_also_module_apply", False):
-            cls.apply = _also_module_apply(own)
+            cls.apply = _also_module_apply(own)  # type: ignore[method-assign]  # (on purpose: docstring above)
 
     @full_precision
     def factor(self, x: Tensor) -> Tensor:

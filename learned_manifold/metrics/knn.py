@@ -16,51 +16,32 @@ model's landmarks), so its cost and memory do not grow with ``N``.
 
 from __future__ import annotations
 
+import warnings
+
+import numpy as np
 import torch
 from torch import Tensor
 
-from ..geometry import lowrank_apply, lowrank_solve, nan_rows, zero_bad_rows
+from ..checks import float_resolution_problem
+from ..geometry import lowrank_apply, lowrank_solve
 from ..precision import full_precision
 from .base import CoMetricField, check_count, check_finite_output, check_points, check_scalar, check_vectors
 from .nearest import DEFAULT_CHUNK, nearest_rows
+from .pseudo_inverse import pinv_solve as _pinv_solve
 
 __all__ = ["KNNCDC"]
-
-def _pinv_solve(A: Tensor, v: Tensor, rel_eps: float = 1e-9) -> Tensor:
-    """Smooth pseudo-inverse ``A (AᵀA + εI)^{-2} Aᵀ v`` of ``G = AAᵀ``: ``(B, D, r)``, ``(B, D)`` → ``(B, D)``.
-
-    In the eigenbasis of ``G`` this multiplies by ``λ / (λ + ε)²``: ``1/λ`` for ``λ ≫ ε`` (the pseudo-inverse of
-    SPEC §5, relative error ``≈ 2ε/λ``) and ``0`` on the null space, with ``ε = rel_eps · tr(AᵀA)`` (between
-    ``rel_eps · λ₁`` and ``r · rel_eps · λ₁``). The algebra runs in float64 by Cholesky, whose gradient stays
-    finite for repeated (e.g. zero) eigenvalues, unlike ``eigh``'s, on the smaller side: the ``r × r`` Gram
-    (cost ``O(D r² + r³)``) for ``r ≤ D``, else ``G + εI = AAᵀ + εI`` itself, by the push-through identity
-    ``A (AᵀA + εI)^{-1} = (G + εI)^{-1} A =: W``, so the operator is ``W Wᵀ`` (cost ``O(D² r + D³)``; ``k = N``
-    neighbours in 64 dimensions used to build an ``N × N`` Gram per query). ``W Wᵀ v``, not ``(G + εI)^{-2} G v``:
-    the latter amplifies rounding in the null space of ``G`` by ``1/ε²``. Non-finite rows of ``A`` give NaN rows.
-    """
-    A, finite = zero_bad_rows(A)  # a NaN point's row: NaN out, not a failed Cholesky for the batch
-    Ad, vd = A.double(), v.double().unsqueeze(-1)
-    wide = Ad.shape[-1] > Ad.shape[-2]
-    g = Ad @ Ad.transpose(-1, -2) if wide else Ad.transpose(-1, -2) @ Ad
-    eye = torch.eye(g.shape[-1], dtype=g.dtype, device=g.device)
-    eps = (rel_eps * g.diagonal(dim1=-2, dim2=-1).sum(-1)).clamp_min(1e-300)
-    chol = torch.linalg.cholesky(g + eps.view(-1, 1, 1) * eye)
-    if wide:
-        W = torch.cholesky_solve(Ad, chol)
-        return nan_rows((W @ (W.transpose(-1, -2) @ vd)).squeeze(-1).to(v.dtype), finite)
-    coords = torch.cholesky_solve(torch.cholesky_solve(Ad.transpose(-1, -2) @ vd, chol), chol)
-    return nan_rows((Ad @ coords).squeeze(-1).to(v.dtype), finite)
 
 
 class KNNCDC(CoMetricField):
     """k-NN carré du champ of the coordinates (SPEC §7), centred or uncentred, with a rank-``k`` factor.
 
     Args:
-        data: ``(N, D)`` or ``(N, *data_shape)`` floating samples (flattened to ``(N, D)``); held as the buffer
-            ``data``, so ``.to(device)`` moves it and ``state_dict``/``load_state_dict`` carry it (loading replaces
-            the data, of any ``N ≥ k``, and rebuilds the search; the other arguments are not state). Not copied:
-            the field searches the caller's tensor, and an in-place edit of it (or of ``field.data``), or a new
-            tensor assigned to ``field.data``, rebuilds the search index on the next query (`_index_current`).
+        data: ``(N, D)`` or ``(N, *data_shape)`` floating samples, a tensor or a NumPy array (converted by
+            ``torch.as_tensor``), flattened to ``(N, D)``; held as the buffer ``data``, so ``.to(device)`` moves
+            it and ``state_dict``/``load_state_dict`` carry it (loading replaces the data, of any ``N ≥ k``, and
+            rebuilds the search; the other arguments are not state). Not copied: the field searches the caller's
+            tensor, and an in-place edit of it (or of ``field.data``), or a new tensor assigned to ``field.data``,
+            rebuilds the search index on the next query (`_index_current`).
         k: number of neighbours, ``1 ≤ k ≤ N``.
         sigma: bandwidth ``σ > 0`` in data units.
         centred: mean-centred ``Γ̂ᶜ`` (default) or uncentred ``Γ̂``.
@@ -83,10 +64,15 @@ class KNNCDC(CoMetricField):
     """
 
     low_rank = True
+    dim: int
+    data: Tensor  # the buffers (`_index`): data (N, D), search origin (D,), data - origin or None, their |.|² (N,)
+    origin: Tensor
+    _search_data: Tensor | None
+    data_sq: Tensor
 
     def __init__(
         self,
-        data: Tensor,
+        data: Tensor | np.ndarray,
         *,
         k: int = 64,
         sigma: float,
@@ -171,9 +157,33 @@ class KNNCDC(CoMetricField):
             self.origin = mean if far else torch.zeros_like(mean)
             self._search_data = self.data - mean if far else None
             self.data_sq = self._searched().pow(2).sum(-1)
+            if far:
+                self._check_resolution(mean)
         self.__dict__.pop("_spacing_cache", None)
         self.__dict__.pop("_graph_cache", None)
         self.__dict__["_index_key"] = self._data_key()
+
+    def _check_resolution(self, mean: Tensor) -> None:
+        """Warn (``UserWarning``) where the data's dtype cannot resolve them at their offset: the trainer's check
+        (`learned_manifold.checks.float_resolution_problem`) in the data's own dtype, on ``mean`` ``(D,)`` and the
+        spread. Run only for data whose mean lies farther out than their spread (`_index`; nearer, float32 and
+        float64 resolve them); one pass over the data (`torch.aminmax`), no copy. A warning, not the trainer's
+        refusal: the data given are already rounded and the field answers for them as given (the trainer refuses
+        because its float32 model would round even float64 data), and a field built in code may be meant to show
+        just this."""
+        low, high = torch.aminmax(self.data, dim=0)  # (D,) each
+        varying = high > low  # a constant coordinate, however large, merges nothing
+        if not bool(varying.any()):
+            return
+        top = float(torch.maximum(low.abs(), high.abs())[varying].max())
+        dtype = str(self.data.dtype).removeprefix("torch.")
+        problem = float_resolution_problem(top, self._spread, torch.finfo(self.data.dtype).eps,
+                                           f"{dtype}, the data's dtype,")
+        if problem is not None:
+            warnings.warn(f"KNNCDC {problem}: the data's mean lies {float(mean.norm()):.3g} from the origin, and "
+                          "neighbours, tangents and the neighbour graph carry that rounding (a connected curve may "
+                          "read as separate clusters); build the field from float64 data, or subtract an offset (e.g. "
+                          f"the mean) from the data before they are rounded to {dtype}", UserWarning, stacklevel=4)
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, local_metadata: dict, strict: bool,
                               missing_keys: list, unexpected_keys: list, error_msgs: list) -> None:
@@ -407,7 +417,7 @@ class KNNCDC(CoMetricField):
         return cols.transpose(1, 2).to(x.dtype)
 
     @full_precision
-    def apply(self, x: Tensor, w: Tensor) -> Tensor:
+    def apply(self, x: Tensor, w: Tensor) -> Tensor:  # type: ignore[override]  # (still nn.Module's: base.py)
         """``(AAᵀ + δI) w``: ``(B, D)``, ``(B, D)`` → ``(B, D)``."""
         check_vectors(x, w, self.dim, "w")
         return lowrank_apply(self.factor(x), w, self.delta)
@@ -416,8 +426,8 @@ class KNNCDC(CoMetricField):
     def metric(self, x: Tensor, v: Tensor) -> Tensor:
         """``(AAᵀ + δI)^{-1} v`` by Woodbury (SPEC §5); for ``δ = 0`` the pseudo-inverse on the range of ``A``.
 
-        ``δ = 0`` goes through `_pinv_solve` (Cholesky of the ridged ``k × k`` Gram, or of ``G`` itself for
-        ``k > D``), not through an eigen-decomposition: the Gram of a rank-``k`` factor in ``R^D`` with
+        ``δ = 0`` goes through `pseudo_inverse.pinv_solve` (Cholesky of the ridged ``k × k`` Gram, or of ``G``
+        itself for ``k > D``), not through an eigen-decomposition: the Gram of a rank-``k`` factor in ``R^D`` with
         ``k > D`` has ``k − D`` repeated zero eigenvalues, and the backward pass of ``eigh`` there is
         ``0 · ∞ = NaN``, which used to poison geodesic solves (the non-finite iterate then made ``eigh`` itself
         fail to converge).

@@ -17,6 +17,9 @@ from .knn import KNNCDC
 
 __all__ = ["LearnedCDC"]
 
+MIN_GRAPH_POINTS = 2
+"""Fewest points (landmarks or ``data``) a neighbour graph joins: each needs another point as its neighbour."""
+
 
 class LearnedCDC(CoMetricField):
     """Co-metric ``G(x) = A(x) Aᵀ(x) + λ_T I`` from a trained network, plus the isotropic part ``δ``.
@@ -51,7 +54,10 @@ class LearnedCDC(CoMetricField):
             `ModelConfig.landmarks`, if it has any). They are ``data_graph``, a `KNNCDC` whose k-NN graph the
             geodesic solver's default start walks through (`learned_manifold.geodesic_init`); the field's
             values do not depend on them. The graph searches the landmarks themselves (or ``data``, not copied), so
-            it follows ``load_state_dict``, `MetricModel.set_landmarks` and ``.to(...)`` (`KNNCDC._fresh`).
+            it follows ``load_state_dict``, `MetricModel.set_landmarks` and ``.to(...)`` (`KNNCDC._fresh`). A model
+            storing fewer than `MIN_GRAPH_POINTS` landmarks (one, from ``--landmarks 1``) has no graph, as one
+            storing none: ``data_graph`` is ``None``, `beyond_data` returns ``None``, ``geodesic(init="auto")``
+            starts by landing (or linearly), and only ``init="graph"`` refuses, naming the missing data.
 
     Example:
         >>> import torch
@@ -93,7 +99,8 @@ class LearnedCDC(CoMetricField):
         self.extra_delta = float(delta)
         self.dim = model.dim
         self.centred = model.config.centred
-        self._landmark_graph = data is None and bool(model.config.landmarks)
+        # One landmark (``--landmarks 1``) joins no neighbour graph: no graph then, as without landmarks
+        self._landmark_graph = data is None and model.config.landmarks >= MIN_GRAPH_POINTS
         if self._landmark_graph:
             data = model.landmarks
         self.data_graph = None if data is None else _graph(data, self.dim)
@@ -240,7 +247,8 @@ def _graph(data: Tensor, dim: int) -> KNNCDC:
     """``data`` ``(N, D)`` or ``(N, *shape)`` as the `KNNCDC` whose neighbour graph geodesics start on."""
     if not isinstance(data, Tensor):
         raise TypeError(f"data must be a torch.Tensor, got {type(data).__name__}")
-    if data.ndim < 2 or data.shape[0] < 2 or data[0].numel() != dim:
-        raise ValueError(f"data must hold at least 2 points of dimension {dim}, got shape {tuple(data.shape)}")
+    if data.ndim < 2 or data.shape[0] < MIN_GRAPH_POINTS or data[0].numel() != dim:
+        raise ValueError(f"data must hold at least {MIN_GRAPH_POINTS} points of dimension {dim}, got shape "
+                         f"{tuple(data.shape)}")
     return KNNCDC(data.detach().reshape(data.shape[0], dim), k=min(10, data.shape[0]), sigma=1.0,  # σ: unused
                   persistent=False)  # the model's landmarks (or the caller's data): not copied into state_dict

@@ -70,6 +70,28 @@ def test_output_folder_keeps_quick_runs_out_of_committed_results():
     assert common.output_folder(Path("/x"), quick=True, device="cpu", results=results) == Path("/x")
 
 
+def test_out_that_cannot_be_written_is_refused_when_parsed(tmp_path, capsys):
+    """A ``--out`` that is a file failed only in `write_report`, after the whole run, with a traceback."""
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    parser = common.make_parser("test")
+    for out, why in ((afile, "is a file, not a folder"), (afile / "sub", f"is under {str(afile)!r}, a file")):
+        with pytest.raises(SystemExit) as stop:
+            common.parse_args(parser, ["--out", str(out)])
+        assert stop.value.code == 2
+        assert f"error: --out {str(out)!r} {why}" in capsys.readouterr().err.replace("\n", " ")
+    assert common.output_problem(tmp_path / "new" / "deeper") is None  # created by write_report
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        problem = common.output_problem(locked / "sub")
+        if problem is not None:  # (root may write anyway)
+            assert problem.startswith(f"--out {str(locked / 'sub')!r}: the folder {str(locked)!r} is not writable")
+    finally:
+        locked.chmod(0o700)
+
+
 def test_compiled_settings_say_when_torch_compile_was_disabled(monkeypatch):
     """With ``TORCH_COMPILE_DISABLE=1`` (the GPU suite's dry run) eager timings were labelled "torch.compile … ok"."""
     monkeypatch.setenv("TORCH_COMPILE_DISABLE", "1")

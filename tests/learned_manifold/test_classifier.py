@@ -61,3 +61,17 @@ def test_the_callers_grad_inference_and_autocast_modes_change_nothing(mode):
     assert got.keys() == reference.keys()
     for key in reference:
         assert got[key].dtype == torch.float32 and torch.equal(got[key], reference[key]), key
+
+
+def test_it_reseeds_no_accelerator_generator(monkeypatch):
+    """`torch.manual_seed` inside ``fork_rng(devices=[])`` reset the caller's CUDA generators to ``seed``: only the
+    CPU generator is seeded now (and put back)."""
+    calls: list[str] = []
+    for module, name in [(torch.cuda, "manual_seed_all"), (torch.cuda, "manual_seed"), (torch.mps, "manual_seed"),
+                         (torch.xpu, "manual_seed_all")]:
+        monkeypatch.setattr(module, name, lambda seed, label=f"{module.__name__}.{name}": calls.append(label))
+    x, y = bars(20, 0)
+    before = torch.get_rng_state()
+    train_classifier(x, y, steps=2, seed=4)
+    assert calls == []
+    assert torch.equal(torch.get_rng_state(), before)

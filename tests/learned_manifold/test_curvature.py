@@ -404,3 +404,20 @@ def test_curvature_through_attention_on_a_fused_kernel_size_uses_the_math_kernel
     central = (field.factor(x + h * u) - field.factor(x - h * u)) / (2 * h)
     torch.testing.assert_close(factor_jvp(field, x, u.unsqueeze(-1))[:, 0], central, atol=1e-8, rtol=0)
     assert torch.isfinite(curvature(field, x, 1).scalar).all()
+
+
+def test_points_that_require_grad_are_told_the_results_are_detached():
+    """``x = r·p`` with ``r`` requiring grad: the scalar curvature 2/r² carries no graph (a mixed loss had
+    ``dR/dr = 0``, truth −4/r³, silently); a warning says so, pointing at the caller. Under ``torch.no_grad()`` or
+    for ``x.detach()`` there is nothing to lose, and no warning (warnings are errors in this suite)."""
+    r = torch.tensor([2.0], dtype=torch.float64, requires_grad=True)
+    x = r * torch.tensor([[0.0, 0.6, 0.8]], dtype=torch.float64)
+    field = Factor(sphere_projectors, 3)
+    with pytest.warns(UserWarning, match=r"x requires grad, but the results are detached \(not differentiable with "
+                      r"respect to x\)") as caught:
+        c = curvature(field, x, 2)
+    assert caught[0].filename == __file__
+    assert not c.scalar.requires_grad and abs(float(c.scalar) - 0.5) < 1e-12
+    with torch.no_grad():
+        curvature(field, x, 2)
+    curvature(field, x.detach(), 2)

@@ -160,3 +160,32 @@ def test_uncentred_models_and_bad_points_are_refused(torus_model):
         self_consistency(torus_model, torch.zeros(4, 5))
     with pytest.raises(ValueError, match=r"NaN or inf at 1 point\(s\) \(the first: 2\)"):  # was a LinAlgError
         self_consistency(torus_model, torch.tensor([[1.4, 0, 0], [0, 1.4, 0], [float("nan"), 0, 0]]))
+
+
+def test_jvps_go_in_chunks_by_memory_with_the_same_report(monkeypatch):
+    """19 points × 4 directions of 128×128 images went through the UNet in one JVP, whose forward-mode attention
+    holds ``T²`` scores per image (5.1 GB): the images per JVP are bounded by `JVP_BUDGET_BYTES` over the estimate
+    of `jvp_item_bytes`, which counts the attention's ``heads · T²``, and the report is the one of a single JVP."""
+    from learned_manifold import diagnostics
+    from learned_manifold.models import MetricModel, ModelConfig
+
+    torch.manual_seed(5)
+    tiny = {"channels": 8, "channel_mult": [1, 2], "num_res_blocks": 1, "emb_dim": 16, "groups": 4,
+            "attention_levels": [0], "head_channels": 4}
+    cfg = ModelConfig(data_shape=(1, 6, 6), rank=3, arch="unet", arch_kwargs=tiny, default_sigma=0.3,
+                      sigma_rule="test")
+    model = MetricModel(cfg, scale=2.0, mean=torch.linspace(0, 1, 36))
+    x = torch.randn(5, 36, generator=torch.Generator().manual_seed(1))
+    item = diagnostics.jvp_item_bytes(model, x, 0.3)
+    # level 0 attends over 6·6 tokens with 8 / 4 = 2 heads; the middle block over 3·3 with 16 / 4 = 4 heads
+    assert item >= 4 * 2 * 36**2 * 4 and item > 2 * 36 * 4
+    whole = self_consistency(model, x)
+    calls = []
+    denoise = model.denoise
+    monkeypatch.setattr(model, "denoise", lambda y, sigma: calls.append(y.shape[0]) or denoise(y, sigma))
+    monkeypatch.setattr(diagnostics, "JVP_BUDGET_BYTES", 2 * item)  # two images per JVP
+    parts = self_consistency(model, x)
+    assert max(calls[1:]) == 2 and len(calls) > 3 * 5  # calls[0]: the estimate's plain forward of one point
+    for name in ("tangent_disagreement", "spectral_disagreement", "factor_values", "denoiser_values",
+                 "factor_dimension", "denoiser_dimension", "normal_value", "normal_value_half", "outside_value"):
+        torch.testing.assert_close(getattr(parts, name), getattr(whole, name), rtol=1e-4, atol=1e-5)

@@ -132,3 +132,27 @@ def test_a_landed_flow_whose_own_steps_raise_the_gap_is_a_solver_error():
     torch.testing.assert_close(gaps[1:] / gaps[:-1], torch.full((4,), 1.5, dtype=torch.float64))
     assert not res.reached.item() and not res.stalled.item()
     assert res.reason[0].startswith("solver error") and "use a smaller step_size" in res.reason[0], res.reason
+
+
+def test_flows_follow_a_landing_manifolds_own_setting_by_default():
+    """``landing=None`` (the default) takes a `LearnedDataManifold`'s own ``landing``: from x₀ + 0.3 e_z (δ = 0: the
+    flow cannot move along e_z) a flow on a landing manifold lands on the plane; ``landing=False`` still turns it
+    off, and so does a manifold built without landing. Before, the flows' own ``False`` default won silently (a
+    trained circle's flow ended 0.55 off it)."""
+    field = _SlidingDenoiser(0.05)
+    x0 = torch.tensor([[1.0, 0.5, 0.0]], dtype=torch.float64)
+    start, x1 = x0 + 0.3 * E[2], torch.tensor([[-0.5, 1.0, 0.0]], dtype=torch.float64)
+    lands, plain = LearnedDataManifold(field, landing=True), LearnedDataManifold(field)
+
+    def objective(x):
+        return 0.5 * (x - x0).pow(2).sum(-1)
+
+    torch.testing.assert_close(gradient_flow(lands, objective, start, n_points=9).path[:, 1:, 2],
+                               torch.zeros(1, 8, dtype=torch.float64), rtol=0, atol=1e-12)
+    for manifold, landing in ((lands, False), (plain, None)):
+        path = gradient_flow(manifold, objective, start, n_points=9, landing=landing).path
+        torch.testing.assert_close(path[..., 2], torch.full((1, 9), 0.3, dtype=torch.float64), rtol=0, atol=1e-12)
+    assert float(interpolate(lands, start, x1).path[0, -1, 2].abs()) < 0.3 * 0.02  # the end's offset blended out
+    for manifold, landing in ((lands, False), (plain, None)):
+        end = interpolate(manifold, start, x1, landing=landing).path[0, -1, 2]
+        torch.testing.assert_close(end, torch.tensor(0.3, dtype=torch.float64), rtol=0, atol=1e-12)

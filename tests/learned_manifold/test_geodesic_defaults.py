@@ -275,3 +275,22 @@ def test_a_given_delta_is_reported_per_pair_as_the_default_one():
     torch.testing.assert_close(given.delta, torch.full((2,), 1e-2, dtype=F64))
     assert geodesic(field, x0[0], x1[0], n_points=5, init="linear", delta=1e-2, steps=0).delta.shape == ()
     assert geodesic(field, x0[:0], x1[:0], n_points=5, init="linear", delta=1e-2).delta.shape == (0,)
+
+
+def test_geodesic_follows_a_landing_manifolds_own_setting_by_default():
+    """``landing=None`` lands the interior points for a `LearnedDataManifold` built with ``landing=True``, whatever
+    the start: a given start bulging 0.4 off the plane z = 0 (δ = 0: the energy does not see z) comes back on the
+    plane; ``landing=False`` keeps the bulge, as a manifold without landing does with a given start. Before, the
+    manifold's setting was ignored and a given or linear start never landed."""
+    from learned_manifold import LearnedDataManifold
+    from tests.learned_manifold.test_flows_landing import _SlidingDenoiser
+
+    field = _SlidingDenoiser(0.0)
+    x0, x1 = torch.tensor([[1.0, 0.0, 0.0]], dtype=F64), torch.tensor([[0.0, 1.0, 0.0]], dtype=F64)
+    t = torch.linspace(0, 1, 9, dtype=F64)[:, None]
+    bulge = (1 - t) * x0 + t * x1 + 0.4 * torch.sin(torch.pi * t) * torch.tensor([0.0, 0.0, 1.0], dtype=F64)
+    lands = LearnedDataManifold(field, landing=True)
+    assert float(geodesic(lands, x0, x1, init=bulge[None], delta=0.0).path[..., 2].abs().max()) < 1e-12
+    for manifold, landing in ((lands, False), (LearnedDataManifold(field), None)):
+        path = geodesic(manifold, x0, x1, init=bulge[None], landing=landing, delta=0.0).path
+        torch.testing.assert_close(path[0, :, 2], bulge[:, 2], rtol=0, atol=1e-12)

@@ -219,8 +219,9 @@ def test_a_landing_that_is_not_a_bool_is_refused_before_any_work(landing):
 def test_a_graph_start_on_a_field_without_data_names_every_field_that_has_some():
     """The message named only KNNCDC and VAEPullbackMetric, yet a LearnedCDC with landmarks or data runs it."""
     with pytest.raises(ValueError, match=re.escape("init='graph' needs a field that holds data to build its neighbour "
-                                                   "graph from: a KNNCDC, a LearnedCDC whose model stores landmarks "
-                                                   "or built with data=points, or a VAEPullbackMetric built with "
+                                                   "graph from: a KNNCDC, a LearnedCDC whose model stores at "
+                                                   "least 2 landmarks or built with data=points, or a "
+                                                   "VAEPullbackMetric built with "
                                                    "codes=; this Flat holds none")):
         geodesic(Flat(), *ends(), init="graph")
 

@@ -1,5 +1,7 @@
 """Geometry of a low-rank co-metric (SPEC §5): every function against a dense closed form or autograd."""
 
+import warnings
+
 import pytest
 import torch
 
@@ -310,3 +312,162 @@ def test_global_dimension_is_the_lower_median():
     assert geo.intrinsic_dimension(values).tolist() == [1, 1, 2, 2]
     assert geo.global_dimension(values) == 1
     assert geo.global_dimension(values[1:]) == 2
+
+
+def sphere_projector_factor(b=3, seed=0):
+    """``A = I − n̂n̂ᵀ`` (the sphere's projector field): the Gram's eigenvalues are exactly 1, 1, 0."""
+    n = torch.randn(b, 3, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    n = n / n.norm(dim=-1, keepdim=True)
+    return torch.eye(3, dtype=torch.float64) - n.unsqueeze(-1) * n.unsqueeze(-2)
+
+
+def tied_and_zero_block_factor(b=2, seed=0):
+    """``A = Q diag(2, 2, 1, 0, 0) Rᵀ`` (D = 6, r = 5): a tied kept block, a distinct eigenvalue, a zero block."""
+    g = torch.Generator().manual_seed(seed)
+    Q = torch.linalg.qr(torch.randn(b, 6, 6, generator=g, dtype=torch.float64)).Q[..., :5]
+    R = torch.linalg.qr(torch.randn(b, 5, 5, generator=g, dtype=torch.float64)).Q
+    return Q * torch.tensor([2.0, 2.0, 1.0, 0.0, 0.0], dtype=torch.float64) @ R.transpose(-1, -2)
+
+
+FACTORS = {"sphere projector": sphere_projector_factor, "generic": lambda: random_factor(b=3, d=5, r=3),
+           "tied and zero blocks": tied_and_zero_block_factor}
+MAPS = {
+    "range_project": lambda A, u: geo.range_project(A, u),
+    "range_project d=2": lambda A, u: geo.range_project(A, u, 2),
+    "spectral_apply p=-1": lambda A, u: geo.spectral_apply(geo.eigenpairs(A), u, power=-1),
+    "spectral_apply p=0 d=2": lambda A, u: geo.spectral_apply(geo.eigenpairs(A), u, 2, power=0),
+    "spectral_apply p=1 d=2": lambda A, u: geo.spectral_apply(geo.eigenpairs(A), u, 2, power=1),
+    "spectral_apply p=-1 per point": lambda A, u: geo.spectral_apply(
+        geo.eigenpairs(A), u, torch.full((A.shape[0],), 2), power=-1),
+    "lowrank_solve": lambda A, u: geo.lowrank_solve(A, u),
+    "lowrank_inner": lambda A, u: geo.lowrank_inner(A, u, u.flip(-1)),
+}
+
+
+@pytest.mark.parametrize("factor", FACTORS)
+@pytest.mark.parametrize("name", MAPS)
+def test_gradients_are_exact_where_eigenvalues_tie(factor, name):
+    """gradcheck (float64) with respect to A and u. Exactly tied eigenvalues (a projector field) had given NaN:
+    eigh's backward divides by λ_i − λ_j (`spectral_grad`)."""
+    A = FACTORS[factor]().requires_grad_()
+    u = torch.randn(A.shape[0], A.shape[1], generator=torch.Generator().manual_seed(5)).requires_grad_()
+    assert torch.autograd.gradcheck(MAPS[name], (A, u), eps=1e-6, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("factor", ["sphere projector", "tied and zero blocks"])
+@pytest.mark.parametrize("name", ["range_project", "spectral_apply p=-1", "lowrank_solve"])
+def test_float32_gradients_where_eigenvalues_tie_match_float64(factor, name):
+    """A float32 factor's rounding splits the tie by ~1e-8 λ₁: the rotation term, rounding / (λ_i − λ_j), had made
+    the gradient wrong by O(1); pairs that close count as tied (`spectral_grad.tie_eps`)."""
+    grads = []
+    for dtype in (torch.float32, torch.float64):
+        A = FACTORS[factor]().float().to(dtype).requires_grad_()
+        u = torch.randn(A.shape[0], A.shape[1], generator=torch.Generator().manual_seed(5)).to(dtype)
+        grads.append(torch.autograd.grad(MAPS[name](A, u).sum(), A)[0].double())
+    torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=1e-5 * grads[1].abs().max().item())
+
+
+@pytest.mark.parametrize("factor", FACTORS)
+def test_the_gradient_path_gives_the_same_values(factor):
+    """With a gradient to A the eigenpairs go through `spectral_grad`: bit for bit the old ``A W Λ^{-1/2}``."""
+    A = FACTORS[factor]()
+    values, W = torch.linalg.eigh(A.transpose(-1, -2) @ A)
+    values, W = values.flip(-1).clamp_min(0), W.flip(-1)
+    keep = values > geo.FLOAT64_CUT * values[:, :1]
+    old = A @ (W * torch.where(keep, values.rsqrt(), 0).unsqueeze(-2))
+    u = torch.randn(A.shape[0], A.shape[1], generator=torch.Generator().manual_seed(5))
+    plain, tracked = geo.eigenpairs(A), geo.eigenpairs(A.clone().requires_grad_())
+    assert plain.within is None and tracked.within is not None and (tracked.within == 0).all()
+    assert torch.equal(plain.values, tracked.values.detach()) and torch.equal(plain.vectors, tracked.vectors.detach())
+    torch.testing.assert_close(plain.vectors, old, rtol=0, atol=1e-12)
+    for power, d in [(-1, None), (0, 2), (1, 2)]:
+        assert torch.equal(geo.spectral_apply(plain, u, d, power=power),
+                           geo.spectral_apply(tracked, u, d, power=power).detach())
+    assert torch.equal(geo.lowrank_solve(A, u), geo.lowrank_solve(A.clone().requires_grad_(), u).detach())
+
+
+@pytest.mark.parametrize("s", [0.9e-3, 1e-5])
+def test_an_explicit_dimension_keeps_a_small_float64_eigenvalue(s):
+    """G = diag(1, s², 0), d = 2, float64: λ₂/λ₁ = s² below the former fixed cut 1e-6 had zeroed e₂'s column, so
+    proju(e₂) = 0 and inner(e₂, e₂) = 0 (truth 1/s²). The float64 Gram resolves it (`default_rel_eps`)."""
+    A = torch.tensor([[1.0, 0.0], [0.0, s], [0.0, 0.0]], dtype=torch.float64).expand(1, 3, 2)
+    e2 = torch.tensor([[0.0, 1.0, 0.0]], dtype=torch.float64)
+    torch.testing.assert_close(geo.range_project(A, e2, 2), e2)
+    inner = (e2 * geo.spectral_apply(geo.eigenpairs(A), e2, 2, power=-1)).sum(-1)
+    torch.testing.assert_close(inner, torch.tensor([1 / s**2], dtype=torch.float64))
+    assert geo.default_rel_eps(torch.float32) == 1e-6 and geo.default_rel_eps(torch.float64) < 1e-13
+
+
+def test_a_dimension_beyond_the_rounding_cut_warns():
+    """λ₂/λ₁ = 1e-18 is below the float64 Gram's rounding: its column is zero, and asking for d = 2 says so."""
+    A = torch.tensor([[1.0, 0.0], [0.0, 1e-9], [0.0, 0.0]], dtype=torch.float64).expand(2, 3, 2)
+    e2 = torch.tensor([[0.0, 1.0, 0.0]], dtype=torch.float64).expand(2, 3)
+    with pytest.warns(UserWarning, match=r"d = 2 asks for more directions .* at 2 point\(s\) \(λ_d/λ₁ up to 1e-18\)"):
+        assert (geo.range_project(A, e2, 2) == 0).all()
+    with pytest.warns(UserWarning, match="d = 2 asks for more directions"):
+        geo.spectral_apply(geo.eigenpairs(A), e2, 2, power=1)
+
+
+def test_the_gap_rule_never_reads_dimension_zero():
+    """Scale-free: tiny or zero eigenvalues (a 0-dimensional set) still read 1..r."""
+    values = torch.tensor([[1e-7, 1e-9, 0.0], [0.0, 0.0, 0.0], [1e-7, 0.9e-7, 0.0]])
+    assert geo.intrinsic_dimension(values).tolist() == [1, 1, 2]
+
+
+def singular_value_factor(values, d=8, seed=1):
+    """``(1, d, r)`` float64 factor with the given singular values (random orthonormal frames on both sides)."""
+    g = torch.Generator().manual_seed(seed)
+    Q = torch.linalg.qr(torch.randn(d, len(values), generator=g))[0]
+    V = torch.linalg.qr(torch.randn(len(values), len(values), generator=g))[0]
+    return (Q @ torch.diag(torch.tensor(values)) @ V.T).unsqueeze(0)
+
+
+@pytest.mark.parametrize("name", ["lowrank_solve", "spectral_apply p=0 d=3", "spectral_apply p=-1 d=3"])
+def test_float32_gradients_of_distinct_small_eigenvalues_across_the_cut_match_float64(name):
+    """λ = (1, 0.09, 1.6e-5, 2.5e-7): λ₃ is kept, λ₄ falls below the float32 cut 1e-6 λ₁ and below d = 3. Their
+    gap (relative ~1) had counted as a tie under the absolute test ``≤ 256 ε₃₂ λ₁ = 3e-5 λ₁``: the rotation term
+    across the cut was dropped and the float32 gradient was 4–5% off (`spectral_grad._tie_factors`)."""
+    maps = {"lowrank_solve": lambda A, u: geo.lowrank_solve(A, u, rel_eps=1e-6),  # float32's cut in both
+            "spectral_apply p=0 d=3": lambda A, u: geo.spectral_apply(geo.eigenpairs(A), u, 3, power=0),
+            "spectral_apply p=-1 d=3": lambda A, u: geo.spectral_apply(geo.eigenpairs(A), u, 3, power=-1)}
+    A64 = singular_value_factor([1.0, 0.3, 4e-3, 5e-4]).float().double()
+    u = torch.randn(1, 8, generator=torch.Generator().manual_seed(2))
+    grads = []
+    for A in (A64.float(), A64):
+        A = A.clone().requires_grad_()
+        grads.append(torch.autograd.grad(maps[name](A, u.to(A.dtype)).sum(), A)[0].double())
+    assert ((grads[0] - grads[1]).norm() / grads[1].norm()).item() < 1e-4
+
+
+def test_a_solve_with_precomputed_pairs_matches_the_solve_without_them():
+    """float64, λ₃/λ₁ = 1e-8: `lowrank_solve` cut at its rel_eps 1e-6 (norm 2.68) while ``pairs=eigenpairs(A)``,
+    cut at the float64 Gram's rounding, kept λ₃ (9.1e7). Both are now the pseudo-inverse over λ > 1e-6 λ₁, as for
+    float32 (dense ``G_2⁺ v`` on the top two eigenvectors)."""
+    A = singular_value_factor([1.0, 0.5, 1e-4], seed=0)
+    v = torch.randn(1, 8, generator=torch.Generator().manual_seed(3))
+    plain, given = geo.lowrank_solve(A, v), geo.lowrank_solve(A, v, pairs=geo.eigenpairs(A))
+    torch.testing.assert_close(plain, given, rtol=1e-12, atol=0)
+    U = torch.linalg.eigh(A @ A.transpose(-1, -2)).eigenvectors.flip(-1)[..., :2]
+    dense = (U @ torch.diag(torch.tensor([1.0, 4.0])) @ U.transpose(-1, -2) @ v.unsqueeze(-1)).squeeze(-1)
+    torch.testing.assert_close(plain, dense, rtol=1e-9, atol=0)
+    torch.testing.assert_close(geo.lowrank_solve(A.float(), v.float()).double(), plain, rtol=1e-4, atol=0)
+    kept = geo.lowrank_solve(A, v, rel_eps=1e-12)  # a smaller cut inverts λ₃ too, with or without the pairs
+    torch.testing.assert_close(kept, geo.lowrank_solve(A, v, rel_eps=1e-12, pairs=geo.eigenpairs(A)), rtol=1e-9,
+                               atol=0)
+    assert kept.norm() > 1e7
+
+
+def test_the_dimension_cut_is_checked_once_per_decomposition():
+    """`_warn_if_cut` reads the ``(B,)`` kept counts of `eigenpairs` once per decomposition and ``d``: it had scanned
+    a ``(B, D)`` column and synced the device on every `spectral_apply` (+19% per call at D = 16384)."""
+    A = torch.tensor([[1.0, 0.0], [0.0, 1e-9], [0.0, 0.0]], dtype=torch.float64).expand(2, 3, 2)
+    pairs = geo.eigenpairs(A)
+    assert pairs.kept.tolist() == [1, 1]
+    u = torch.ones(2, 3, dtype=torch.float64)
+    with pytest.warns(UserWarning, match="d = 2 asks for more directions"):
+        geo.spectral_apply(pairs, u, 2, power=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        geo.spectral_apply(pairs, u, 2, power=1)  # the same decomposition: not checked (nor warned) again
+        geo.spectral_apply(pairs, u, 1, power=0)
+    assert pairs.checked_dims == {1, 2}

@@ -2,6 +2,7 @@
 unchanged. Before, such a point was sent on a descent from ``σ_max`` (meant for the centre of a sphere) and the
 descended point was accepted: trained models pulled N(0, I) data 4–8 times towards their mean."""
 
+import pytest
 import torch
 from torch import Tensor
 
@@ -159,3 +160,70 @@ def test_normal_landing_keeps_only_the_normal_part_of_the_denoiser_step():
     assert out[2, 0].isnan() and torch.equal(out[2, 1:], x[2, 1:])
     y = x[:1]
     torch.testing.assert_close(normal_landing(field, y, y - field.project(y)), y, rtol=0, atol=0)
+
+
+def _offset_plane_field(offset: float, sigma: float):
+    """A float32 field whose data are the plane ``x₂ = offset`` through ``(offset, offset, offset)``: a tiny
+    `MetricModel` holds that centre as its ``mean`` (what a trained model standardises about), the denoiser is the
+    exact projection onto the plane computed about the centre, and the factor spans the plane, ``(B, 3, 2)``."""
+    from learned_manifold import MetricModel, ModelConfig
+    from learned_manifold.metrics import LearnedCDC
+
+    class OffsetPlane(LearnedCDC):
+        def project(self, x: Tensor, *, sigma: float | Tensor | None = None) -> Tensor:
+            mean = self.model.mean.to(x.dtype)
+            return (x - mean) * x.new_tensor([1.0, 1.0, 0.0]) + mean
+
+        def factor(self, x: Tensor, *, sigma: float | Tensor | None = None) -> Tensor:
+            return torch.eye(3, 2, dtype=x.dtype).expand(x.shape[0], 3, 2)
+
+        def landing_bandwidths(self) -> None:
+            return None
+
+    config = ModelConfig(data_shape=(3,), rank=2, sigma_min=sigma / 2, sigma_max=1.0,
+                         arch_kwargs={"hidden": 8, "depth": 1, "emb_dim": 8})
+    return OffsetPlane(MetricModel(config, mean=torch.full((3,), offset)), sigma=sigma)
+
+
+def test_points_off_data_far_from_the_origin_land_in_float32():
+    """Data 1,000 from the origin in float32, σ = 0.015: a point σ/3 off the data lands to within the rounding of its
+    own coordinates. The rounding floor had been ``64 ε |x|_∞`` = 7.6e-3 (σ/2), so such points counted as landed
+    before their first step and came back unchanged; it is now ``64 ε |x − μ|_∞ + 2 √D ε |x|_∞`` (4.1e-4 here)."""
+    from learned_manifold.landing import residual_rounding
+
+    offset, sigma = 1000.0, 0.015
+    field = _offset_plane_field(offset, sigma)
+    M = LearnedDataManifold(field, landing=True)
+    x = torch.tensor([[1000.3, 999.6, 1000.0], [999.2, 1000.7, 1000.0]]) + torch.tensor([0.0, 0.0, sigma / 3])
+    floor = residual_rounding(field, x, torch.finfo(torch.float32).eps)
+    assert bool((floor < 0.05 * sigma).all())
+    landed = M.projx(x)
+    assert float((landed[:, 2] - offset).abs().max()) <= M.landing_tol * sigma + float(floor.max())
+    torch.testing.assert_close(landed[:, :2], x[:, :2], rtol=0, atol=0)  # normal-only: nothing moves along
+    assert not M.check_point_on_manifold(x, atol=1e-4, rtol=0)
+
+
+def test_the_point_check_judges_far_data_at_their_spread_not_their_offset():
+    """``check_point_on_manifold``'s default ``rtol = 1e-5`` had scaled with ``|x|_∞``: 1e-2 at 1,000 from the
+    origin, so a point σ/3 = 5e-3 off the plane passed. It now scales with ``|x − μ|_∞`` (μ the model's mean)."""
+    offset, sigma = 1000.0, 0.015
+    M = LearnedDataManifold(_offset_plane_field(offset, sigma), landing=True)
+    on = torch.tensor([[1000.3, 999.6, 1000.0]])
+    off = on + torch.tensor([0.0, 0.0, sigma / 3])
+    assert M.check_point_on_manifold(on)
+    ok, reason = M.check_point_on_manifold(off, explain=True)
+    assert not ok and "not a fixed point of the landing projection" in reason
+
+
+def test_data_too_far_for_float32_to_resolve_sigma_warn_once():
+    """At 5,000 from the origin float32 coordinates are 4.9e-4 apart (8.5e-4 over three): above σ/10 for σ = 0.005,
+    so landing says once per manifold that it cannot resolve σ there, naming float64 as the fix; at σ = 0.015 it
+    resolves σ/18 and says nothing (warnings are errors in this suite)."""
+    x = torch.tensor([[5000.3, 4999.6, 5000.002]])
+    M = LearnedDataManifold(_offset_plane_field(5000.0, 0.005), landing=True)
+    with pytest.warns(UserWarning, match=r"points lie up to 5e\+03 from the origin, where float32 coordinates are "
+                      r"0.00049 apart \(0.00085 over D = 3\), more than 0.1 sigma \(sigma = 0.005\).*float64") as got:
+        M.projx(x)
+    assert got[0].filename == __file__
+    M.projx(x)  # once per manifold
+    LearnedDataManifold(_offset_plane_field(5000.0, 0.015), landing=True).projx(x)

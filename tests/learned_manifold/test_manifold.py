@@ -663,3 +663,21 @@ def test_tangent_dim_with_delta_and_no_landing_warns_naming_both():
         torch.testing.assert_close(getattr(M, name)(x, u), getattr(plain, name)(x, u), atol=0, rtol=0)
     assert curvature(M, x).basis.shape[-1] == 2 and curvature(plain, x).basis.shape[-1] == 1  # where it acts
     LearnedDataManifold(FixedSubspaceField(Q, 0.0), tangent_dim=1)  # δ = 0: no warning (warnings are errors here)
+
+
+@pytest.mark.parametrize("delta", [0.0, 0.1])
+def test_the_norm_has_a_zero_gradient_at_the_zero_vector(delta):
+    """geoopt's ``inner ** 0.5`` had a NaN gradient at ``u = 0`` (δ = 0 and δ > 0): a velocity penalty started at
+    rest turned every parameter NaN. Now 0 there (``torch.linalg.vector_norm``'s subgradient), the values and
+    ``keepdim`` shapes unchanged, and ``gradcheck`` passes away from 0 (float64)."""
+    g = torch.Generator().manual_seed(0)
+    data = torch.nn.functional.normalize(torch.randn(500, 3, generator=g, dtype=torch.float64), dim=-1)
+    M = LearnedDataManifold(KNNCDC(data, k=16, sigma=0.3, delta=delta))
+    x = data[:2]
+    u = torch.zeros(2, 3, dtype=torch.float64, requires_grad=True)
+    (grad,) = torch.autograd.grad(M.norm(x, u).sum(), u)
+    assert torch.equal(grad, torch.zeros_like(grad))
+    v = M.proju(x, torch.randn(2, 3, generator=g, dtype=torch.float64)).requires_grad_(True)
+    torch.testing.assert_close(M.norm(x, v), M.inner(x, v).sqrt(), atol=0, rtol=0)
+    assert M.norm(x, v, keepdim=True).shape == (2, 1)
+    assert torch.autograd.gradcheck(lambda y, w: M.norm(y, w), (x.clone().requires_grad_(True), v))

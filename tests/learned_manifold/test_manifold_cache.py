@@ -5,8 +5,11 @@ import copy
 import io
 import math
 import pickle
+import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
+from torch.autograd import forward_ad
 
 from learned_manifold import LearnedDataManifold, MetricModel, ModelConfig, RiemannianSGD
 from learned_manifold.metrics import KNNCDC, CoMetricField, LearnedCDC
@@ -107,3 +110,60 @@ def test_clear_cache_drops_state_the_key_cannot_read():
         M.clear_cache()
         assert M._cache is None
         torch.testing.assert_close(M.proju(x, u), torch.tensor([[0.0, 1.0]]), atol=1e-6, rtol=0)
+
+
+def test_threads_sharing_a_manifold_under_no_grad_get_their_own_answers():
+    """Four threads with different batch sizes share one manifold under no_grad (geoopt's steps): ``_cached`` had
+    stored its entry in ``self._cache`` and then returned ``self._cache``, which another thread may have replaced
+    in between: another thread's factor (wrong answers, up to 2.3 off) or a size-mismatch ``RuntimeError``. A tiny
+    switch interval makes the threads interleave at nearly every bytecode, so the race showed in every run."""
+    _, field = _sphere_knn()
+    M = LearnedDataManifold(field)
+    g = torch.Generator().manual_seed(2)
+    xs = [torch.nn.functional.normalize(torch.randn(n, 3, generator=g), dim=-1) for n in (3, 5, 7, 9)]
+    us = [torch.randn(x.shape, generator=g) for x in xs]
+
+    def work(i):
+        with torch.no_grad():
+            return M.proju(xs[i], us[i]), M.egrad2rgrad(xs[i], us[i]), M.inner(xs[i], us[i])
+
+    expected = [work(i) for i in range(4)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            results = [pool.submit(work, i % 4) for i in range(400)]
+            got = [(i % 4, future.result()) for i, future in enumerate(results)]
+    finally:
+        sys.setswitchinterval(interval)
+    for i, answers in got:
+        for a, b in zip(answers, expected[i], strict=True):
+            torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
+def test_forward_mode_ad_under_no_grad_does_not_read_the_cached_factor():
+    """``torch.func.jvp``/``jacfwd`` and ``forward_ad`` duals under no_grad after an ordinary no-grad call at the
+    same point: the cache (keyed on values) had returned the factor without its tangent: a JVP of 0 (0.233 off),
+    ``jacfwd`` 0.16 off, a dual output with no tangent. Each now equals the answer with grad enabled."""
+    g = torch.Generator().manual_seed(0)
+    data = torch.nn.functional.normalize(torch.randn(500, 3, generator=g, dtype=torch.float64), dim=-1)
+    M = LearnedDataManifold(KNNCDC(data, k=16, sigma=0.3), tangent_dim=2)
+    x = data[:2] + 0.01 * torch.randn(2, 3, generator=g, dtype=torch.float64)
+    u, t = torch.randn(2, 3, generator=g, dtype=torch.float64), torch.randn(2, 3, generator=g, dtype=torch.float64)
+
+    def f(y):
+        return M.proju(y, u)
+
+    expected = torch.func.jvp(f, (x,), (t,))[1]
+    jacobian = torch.func.jacfwd(f)(x)
+    assert expected.abs().max() > 0.1
+    with torch.no_grad():
+        M.proju(x, u)  # an ordinary no-grad call (an optimiser step) fills the cache at x
+        assert M._cache is not None
+        torch.testing.assert_close(torch.func.jvp(f, (x,), (t,))[1], expected, atol=1e-12, rtol=0)
+        torch.testing.assert_close(torch.func.jacfwd(f)(x), jacobian, atol=1e-12, rtol=0)
+        with forward_ad.dual_level():
+            tangent = forward_ad.unpack_dual(f(forward_ad.make_dual(x, t))).tangent
+        assert tangent is not None
+        torch.testing.assert_close(tangent, expected, atol=1e-12, rtol=0)
+        assert torch.equal(M._cache["point"], x), "a forward-mode call leaves the cache as it was"

@@ -168,3 +168,24 @@ def test_principal_components_of_fewer_rows_than_k():
     assert basis.shape == (8, 5) and var.shape == (5,)
     assert torch.allclose(basis.T @ basis, torch.eye(5), atol=1e-5)
     assert float(rest) == pytest.approx(0.0, abs=1e-6)  # 5 centred rows span at most 4 directions
+
+
+def test_the_randomised_svd_is_seeded_on_the_cpu_alone_and_leaves_the_callers_generators(monkeypatch):
+    """Above D = 512 the randomised SVD was seeded with `torch.manual_seed`, which also reset every CUDA generator
+    (``fork_rng(devices=[])`` puts back the CPU's alone). Now the CPU generator alone is seeded: the same
+    components as that seed gave, the caller's CPU state back, no accelerator reseeded."""
+    calls: list[str] = []
+    for module, name in [(torch.cuda, "manual_seed_all"), (torch.cuda, "manual_seed"), (torch.mps, "manual_seed"),
+                         (torch.xpu, "manual_seed_all")]:
+        monkeypatch.setattr(module, name, lambda seed, label=f"{module.__name__}.{name}": calls.append(label))
+    z = torch.randn(40, 600, generator=torch.Generator().manual_seed(0))
+    before = torch.get_rng_state()
+    basis, var, _ = principal_components(z, 3, seed=5)
+    assert calls == []
+    assert torch.equal(torch.get_rng_state(), before)
+    centred = z.double() - z.double().mean(0)
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(5)
+        _, sing, expected = torch.svd_lowrank(centred, q=11, niter=4)
+    assert torch.equal(basis, expected[:, :3].float().contiguous())
+    assert torch.equal(var, (sing[:3].pow(2) / 40).float())

@@ -550,3 +550,31 @@ def test_help_states_the_presets_and_the_paper_scales_truly(capsys):
     assert "modelled on the paper's image networks" in helps["preset"] and "unet_preset" in helps["preset"]
     assert "2 x the paper code's tikhonov_epsilon" in helps["tikhonov"]
     assert "4D² times the paper code's" in helps["grad_clip"] and "does not transfer" in helps["grad_clip"]
+
+
+def test_an_interrupted_overwrite_says_the_earlier_model_is_gone_and_the_help_says_when(tmp_path, monkeypatch,
+                                                                                         capsys):
+    """``train --overwrite`` replaces the earlier complete model at its first checkpoint or interruption, while its
+    help said only "replace an existing --out" and the interruption named the partial model alone."""
+    from learned_manifold_training import trainer
+    from learned_manifold_training.runtime import TrainingInterrupted
+
+    out = tmp_path / "m.lmm"
+    out.write_bytes(b"the earlier complete model")
+
+    def interrupted(data, config, *, out, **kwargs):
+        raise TrainingInterrupted(7, config.steps, out)
+
+    monkeypatch.setattr(trainer, "train", interrupted)
+    args = ["train", "circle", "--num-points", "100", "--steps", "30", "--out", str(out), "--device", "cpu"]
+    assert main([*args, "--overwrite"]) == 130
+    err = capsys.readouterr().err
+    assert f"interrupted at step 7 of 30; the partial model is in {out} (incomplete; --overwrite has replaced the " \
+           "earlier model); continue with: " in err
+    out.unlink()
+    assert main([*args, "--overwrite"]) == 130  # nothing was replaced: the usual words
+    assert f"the partial model is in {out} (incomplete); continue with: " in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert ("The earlier model is replaced at the new run's first checkpoint (--checkpoint-every) or interruption, "
+            "not when it finishes") in " ".join(capsys.readouterr().out.split())

@@ -31,3 +31,34 @@ def test_an_unwritable_compile_cache_is_named_with_its_variable(monkeypatch, tmp
     assert compile_cache_hint(err, argparse.Namespace(compile=False)) == ""  # not a compiled run: not the cache
     other = FileNotFoundError(errno.ENOENT, "No such file", str(tmp_path / "data.npy"))
     assert compile_cache_hint(other, argparse.Namespace(compile=True)) == ""  # the user's own file
+
+
+def test_out_of_memory_in_the_end_phase_does_not_suggest_the_batch_size(monkeypatch):
+    """The end-of-training self-consistency check ran out of memory after training had finished, and the CLI said
+    to lower --batch-size, which does not change that check: an error raised below `end_phase` names the end phase
+    and ``--resume`` instead."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from learned_manifold_training import end_phase
+    from learned_manifold_training.cli_console import out_of_memory, out_of_memory_advice
+
+    def no_memory(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory")
+
+    monkeypatch.setattr(end_phase, "select_sigma", no_memory)
+    rows = SimpleNamespace(val_x=torch.zeros(2, 3))
+    try:
+        end_phase.end_phase(None, rows, None, None, None, torch.zeros(2, 3), None, lambda step: None)
+    except RuntimeError as err:
+        late = err
+    assert out_of_memory(late)
+    advice = out_of_memory_advice(late)
+    assert "end-of-training checks" in advice and "--resume" in advice and "lower --batch-size" not in advice
+    try:
+        no_memory()
+    except RuntimeError as err:
+        early = err
+    assert out_of_memory_advice(early) == "lower --batch-size (or --hidden, --num-points)"
+    assert out_of_memory_advice(MemoryError()) == "lower --batch-size (or --hidden, --num-points)"  # no traceback

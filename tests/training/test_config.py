@@ -63,3 +63,21 @@ def test_gaussian_rank_is_refused_where_no_gaussian_model_is_built(scaling):
     TrainConfig(input_scaling=scaling)
     for scaling in ("auto", "gaussian"):
         assert TrainConfig(input_scaling=scaling, gaussian_rank=3).gaussian_rank == 3
+
+
+def test_one_landmark_is_refused_when_configured():
+    """``landmarks=1`` trained, but its model file could not be opened as a manifold (one point makes no graph)."""
+    with pytest.raises(ValueError, match=r"landmarks must be 0 \(store none\) or at least 2.*got 1"):
+        TrainConfig(landmarks=1)
+    assert TrainConfig(landmarks=0).landmarks == 0 and TrainConfig(landmarks=2).landmarks == 2
+
+
+def test_the_backbone_choice_lives_in_its_own_module_and_still_warns_at_the_caller():
+    """`TrainConfig.model_spec` moved to `backbone_spec.py` (config.py had passed ~450 lines): the method gives the
+    module's answer, and its warning still names the line that called the method, not config.py."""
+    from learned_manifold_training import backbone_spec
+
+    assert TrainConfig().model_spec((10,)) == backbone_spec.model_spec(TrainConfig(), (10,))
+    with pytest.warns(UserWarning, match="the MLP only") as caught:
+        TrainConfig(hidden=999).model_spec((1, 8, 8))
+    assert [w.filename for w in caught] == [__file__]

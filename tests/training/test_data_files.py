@@ -300,7 +300,7 @@ def test_a_compressed_npz_entry_larger_than_memory_is_refused_before_inflating(t
     assert path.stat().st_size < 100_000
     monkeypatch.setattr(readers, "_memory_bytes", lambda: 2**20)
     with pytest.raises(ValueError, match=r"bomb.npz': entry 'data' holds 0.00745 GiB uncompressed \(\(1000, 2000\) "
-                                         r"of float32\), more than this machine's memory \(0.000977 GiB\): save the "
+                                         r"of float32\), more than the memory available \(0.000977 GiB\): save the "
                                          r"array as .npy"):
         load_array(path)
     monkeypatch.setattr(readers, "_memory_bytes", lambda: None)  # where the OS does not tell: read as before

@@ -67,3 +67,97 @@ def test_quick_names_only_what_it_cut(tmp_path, monkeypatch, capsys):
         demo.run_demo(out=str(tmp_path / "b"), n=1000, steps=3000, quick=True, device="cpu")
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "[demo] --quick caps the run at 1500 points and 500 steps: 500 steps (not 3000)"
+
+
+def _demo_folder(folder, *, tagged: bool = True):
+    """A folder as an earlier demo left it: a tiny model.lmm (the demo's tag in its metadata, or not), report.json
+    and spectrum.png; returns ``{name: bytes}`` of its files."""
+    from learned_manifold.model_file import save_model
+    from learned_manifold.models import MetricModel, ModelConfig
+
+    folder.mkdir()
+    model = MetricModel(ModelConfig(data_shape=(2,), rank=2, arch_kwargs={"hidden": 8, "depth": 1}))
+    save_model(model, folder / "model.lmm", extra={"data": dict(demo.DEMO_TAG) if tagged else {"name": "mine"}})
+    (folder / "report.json").write_text('{"steps": 30}')
+    (folder / "spectrum.png").write_bytes(b"an earlier picture")
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def test_the_demo_refuses_a_folder_of_files_it_did_not_write_before_any_work(tmp_path, monkeypatch, capsys):
+    """``demo --out DIR`` replaced a user's own report.json and spectrum.png (only a model.lmm was checked); now
+    any file of a name the demo writes is refused unless the folder's model.lmm is a demo's."""
+    monkeypatch.setattr(demo, "train", _stop)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "report.json").write_text('{"my": "precious results"}')
+    (mine / "spectrum.png").write_bytes(b"my plot")
+    assert main(["demo", "--quick", "--out", str(mine), "--dataset", "circle"]) == 2
+    assert capsys.readouterr().err == (f"learned-manifold demo: error: --out {str(mine)!r} holds files the demo "
+                                       "writes (report.json, spectrum.png) but no model.lmm of an earlier demo; the "
+                                       "demo would replace them: choose another --out folder\n")
+    assert (mine / "report.json").read_text() == '{"my": "precious results"}' and len(list(mine.iterdir())) == 2
+    (mine / "eigenvectors.png").mkdir()  # not a file: refused even in a demo's folder
+    with pytest.raises(ValueError, match="holds 'eigenvectors.png', not a regular file, where the demo writes"):
+        demo.check_demo_folder(mine)
+    _demo_folder(tmp_path / "foreign", tagged=False)
+    with pytest.raises(ValueError, match="holds a model.lmm the demo did not write"):
+        demo.check_demo_folder(tmp_path / "foreign")
+    _demo_folder(tmp_path / "earlier")
+    demo.check_demo_folder(tmp_path / "earlier")  # the demo's own output: replaced
+
+
+def test_an_interrupted_demo_leaves_its_folder_as_it_was_and_says_so(tmp_path, monkeypatch, capsys):
+    """Ctrl-C in the demo's training replaced the earlier complete model.lmm by a partial checkpoint, while the CLI
+    said "interrupted; nothing more was written" and report.json described the earlier run. The demo now writes
+    into a staging folder, moved into --out only when the run has finished."""
+    from learned_manifold_training.runtime import TrainingInterrupted
+
+    folder = tmp_path / "dm"
+    before = _demo_folder(folder)
+
+    def interrupted(data, config, *, out, **kwargs):
+        out.write_bytes(b"a partial checkpoint")
+        raise TrainingInterrupted(5, config.steps, out)
+
+    monkeypatch.setattr(demo, "train", interrupted)
+    assert main(["demo", "--out", str(folder), "--dataset", "circle", "--num-points", "300", "--steps", "30",
+                 "--device", "cpu"]) == 130
+    assert capsys.readouterr().err == f"learned-manifold demo: interrupted; --out {str(folder)!r} is as it was\n"
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # no staging folder left either
+
+
+def test_an_interrupted_first_demo_removes_the_folders_it_made(tmp_path, monkeypatch, capsys):
+    """A first demo into a new --out made the folder before training; interrupted, it left that empty folder while
+    the CLI said "--out ... is as it was". Folders that existed before (the parent here) are kept."""
+    from learned_manifold_training.runtime import TrainingInterrupted
+
+    def interrupted(data, config, *, out, **kwargs):
+        raise TrainingInterrupted(5, config.steps, out)
+
+    monkeypatch.setattr(demo, "train", interrupted)
+    folder = tmp_path / "new" / "dm"
+    assert main(["demo", "--out", str(folder), "--dataset", "circle", "--num-points", "300", "--steps", "30",
+                 "--device", "cpu"]) == 130
+    assert capsys.readouterr().err == f"learned-manifold demo: interrupted; --out {str(folder)!r} is as it was\n"
+    assert list(tmp_path.iterdir()) == []
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    with pytest.raises(RuntimeError, match="failed"), demo.staged(kept):
+        raise RuntimeError("failed")
+    assert kept.is_dir() and list(kept.iterdir()) == []
+
+
+def test_a_finished_demo_replaces_its_earlier_files_all_together(tmp_path):
+    """`demo.staged` moves the new files in (the model first) and removes the earlier demo's files this run did not
+    write (a strip that report.json no longer describes); other files are kept."""
+    folder = tmp_path / "dm"
+    _demo_folder(folder)
+    (folder / "interpolations_2.png").write_bytes(b"an earlier strip")
+    (folder / "notes.txt").write_text("mine")
+    (folder / ".demo-partial-999999999").mkdir()  # a demo killed with SIGKILL (no such pid)
+    with demo.staged(folder) as stage:
+        assert stage.parent == folder and (folder / "spectrum.png").read_bytes() == b"an earlier picture"
+        (stage / "model.lmm").write_bytes(b"new model")
+        (stage / "report.json").write_text("{}")
+    assert sorted(p.name for p in folder.iterdir()) == ["model.lmm", "notes.txt", "report.json"]
+    assert (folder / "model.lmm").read_bytes() == b"new model"

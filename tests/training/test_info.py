@@ -13,6 +13,7 @@ from learned_manifold.model_file import save_model
 from learned_manifold.models import MetricModel, ModelConfig
 from learned_manifold_training import cli_data
 from learned_manifold_training.cli import main
+from tests.training.test_readers import _unblock_after
 
 
 @pytest.fixture
@@ -136,3 +137,59 @@ def test_the_summary_prints_on_a_console_without_the_rules_symbols(tmp_path, mon
     out = raw.getvalue().decode(encoding)
     dot = "*" if encoding == "ascii" else "·"  # cp1252 and Latin-1 have the middle dot
     assert f"  bandwidth:   default sigma 0.25 = 0.25 s (clearest eigengap among sigma <= 0.5{dot}s)" in out
+
+
+@pytest.mark.parametrize("extra, shown, hidden", [
+    ({"factor_width": {"rule": 5, "factor_hidden": 3}, "rank_choice": {"estimated_dimension": 1}},
+     "  rank:        None (estimated data dimension 1; )", "  width:"),
+    ({"input_scaling": {"chosen": "unit", "span_dimension": 1}}, "  input:       unit ()", "linear span"),
+    ({"num_points": "many", "num_train_points": "most", "num_val_points": 3},
+     "(D = 3), 'many' training points ('most' fitted, 3 held out)", None),
+    ({"validation": {"self_consistency": {"tangent_disagreement": "n/a"}}},
+     "(tangent disagreement 'n/a', normal growth unknown", None),
+], ids=["rule-an-int", "scaling-without-dim", "counts-as-strings", "figure-a-string"])
+def test_extra_fields_of_unexpected_types_are_shown_as_stored_not_a_traceback(tmp_path, capsys, extra, shown, hidden):
+    """`save_model` takes any JSON as extra metadata; fields of other types crashed the summary (AttributeError
+    'int' has no 'startswith', KeyError 'dim', "Cannot specify ',' with 's'", "Unknown format code 'g'")."""
+    model = MetricModel(ModelConfig(data_shape=(3,), rank=2, arch_kwargs={"hidden": 8, "depth": 1}))
+    out = _summary(save_model(model, tmp_path / "m.lmm", extra=extra), capsys)
+    assert shown in out
+    assert hidden is None or hidden not in out
+
+
+def test_numbers_are_still_formatted_as_numbers(tmp_path, capsys):
+    model = MetricModel(ModelConfig(data_shape=(3,), rank=2, arch_kwargs={"hidden": 8, "depth": 1}))
+    extra = {"num_points": 12345, "num_train_points": 12000, "num_val_points": 345, "step": True}
+    out = _summary(save_model(model, tmp_path / "m.lmm", extra=extra), capsys)
+    assert "12,345 training points (12,000 fitted, 345 held out)" in out
+    assert "  training:    True of unknown steps" in out  # a bool is not a count
+
+
+def test_a_summary_that_cannot_be_made_is_one_error_naming_the_file():
+    from learned_manifold_training.info import _checked_summary
+
+    with pytest.raises(ValueError, match=r"^'m.lmm': its metadata holds a field of an unexpected type or shape that "
+                                         r"the summary cannot show \(KeyError: 'config'\); `learned-manifold info "
+                                         r"--json` prints the metadata whole$"):
+        _checked_summary("m.lmm", {"extra": {}}, None)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this OS")
+def test_data_that_is_a_fifo_is_refused_unopened(model_path, tmp_path, capsys):
+    """``info MODEL --data FIFO.npy`` blocked forever waiting for a writer."""
+    fifo = tmp_path / "d.npy"
+    os.mkfifo(fifo)
+    _unblock_after(fifo)  # should the reader block (the bug), the test fails rather than hangs
+    assert main(["info", str(model_path), "--data", str(fifo)]) == 2
+    assert "is a FIFO (named pipe), not a data file; it was not opened" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("count", "told"), [(1, "1 training points stored (too few for a graph: geodesics start "
+                                                   "by landing)"),
+                                             (3, "3 training points stored (geodesics start through them)")])
+def test_the_landmark_line_says_whether_geodesics_start_through_them(tmp_path, capsys, count, told):
+    """A file with one landmark (older trainers wrote them) said geodesics start through it; one point builds no
+    graph, so they start by landing."""
+    model = MetricModel(ModelConfig(data_shape=(3,), rank=2, arch_kwargs={"hidden": 8, "depth": 1},
+                                    landmarks=count))
+    assert told in _summary(save_model(model, tmp_path / "m.lmm"), capsys)

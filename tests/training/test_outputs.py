@@ -20,8 +20,13 @@ from learned_manifold_training.outputs import (
     OutputLock,
     check_output,
     derived_name_bytes,
+    irregular_entry,
     lock_path,
     name_max,
+    named_entries,
+    nearest_existing,
+    other_kinds_state,
+    probe_writable,
     state_path,
 )
 from learned_manifold_training.trainer import TrainConfig, train
@@ -75,6 +80,35 @@ def test_the_cli_refuses_to_overwrite_and_accepts_overwrite(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["train", *SMALL, "--out", str(out), "--overwrite", "--resume"])
     assert exit_.value.code == 2 and "not allowed with" in capsys.readouterr().err
+
+
+def test_a_resume_without_a_state_or_with_the_other_commands_state_is_refused_before_any_work(tmp_path, capsys,
+                                                                                               monkeypatch):
+    """``train --resume`` of an OUT with no training state failed only after the data were read, standardised and
+    the networks built (`load_state`); a VAE's state given to ``train`` only at `check_resume`."""
+    import json
+
+    from learned_manifold_training import cli
+
+    out = tmp_path / "m.lmm"
+    with pytest.raises(FileNotFoundError, match=r"cannot resume: training state '.*m\.lmm\.train-state\.pt' does "
+                                                r"not exist"):
+        check_output(out, resume=True)
+    torch.save({"step": 3, "config": json.dumps({"latent_dim": 2, "steps": 10}), "fingerprint": [0.0]},
+               state_path(out))
+    assert check_output(out, resume=True, kind="train-vae") == out
+    with pytest.raises(OutputError, match=r"its training state is a VAE's \(learned-manifold train-vae\); resume it "
+                                          r"with train-vae, or give train another output path"):
+        check_output(out, resume=True, kind="train")
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("the data were read")
+
+    monkeypatch.setattr(cli, "_training_data", no_data)
+    for name in ("m.lmm", "none.lmm"):
+        assert main(["train", *SMALL, "--out", str(tmp_path / name), "--resume"]) == 2
+        err = capsys.readouterr().err
+        assert len(err.splitlines()) == 1 and ("is a VAE's" in err if name == "m.lmm" else "does not exist" in err)
 
 
 def test_the_output_check_creates_nothing(tmp_path):
@@ -306,3 +340,46 @@ def test_a_name_too_long_for_the_files_derived_from_it_is_refused_before_any_wor
     train(data, CFG, out=fits, progress=False, device="cpu")  # checkpoints at steps 10 and 20
     assert read_metadata(fits)["extra"]["complete"] is True
     assert sorted(p.name for p in tmp_path.iterdir()) == [fits.name, state_path(fits).name]
+
+
+def test_one_peek_at_the_state_kind_serves_check_output_and_the_trainers(tmp_path):
+    """`check_output`'s refusal of the other command's state and the trainers' peek were two copies of one
+    memory-mapped load: now one function, `other_kinds_state`."""
+    import json
+
+    from learned_manifold_training import trainer, vae_trainer
+
+    assert trainer.other_kinds_state is other_kinds_state and vae_trainer.other_kinds_state is other_kinds_state
+    out = tmp_path / "m.lmm"
+    assert other_kinds_state(out, vae=False) is None  # no state: left to `load_state`
+    torch.save({"step": 3, "config": json.dumps({"latent_dim": 2}), "fingerprint": [0.0]}, state_path(out))
+    assert other_kinds_state(out, vae=False)["step"] == 3 and other_kinds_state(out, vae=True) is None
+    with pytest.raises(OutputError, match="is a VAE's"):
+        check_output(out, resume=True, kind="train")
+    torch.save({"step": 3, "config": json.dumps({"steps": 10}), "fingerprint": [0.0]}, state_path(out))
+    assert other_kinds_state(out, vae=True)["step"] == 3 and other_kinds_state(out, vae=False) is None
+    with pytest.raises(OutputError, match="is a metric-matching run's"):
+        check_output(out, resume=True, kind="train-vae")
+
+
+def test_the_folder_checks_that_show_demo_and_check_output_share(tmp_path):
+    """`show.check_show_folder` and `demo.check_demo_folder` each had their own copy of these steps, and show its
+    own copy of `check_output`'s writability probe."""
+    afile = tmp_path / "f.txt"
+    afile.write_text("x")
+    assert nearest_existing(tmp_path / "a" / "b") == (tmp_path, None)
+    assert nearest_existing(afile) == (afile, "is a file")
+    assert nearest_existing(afile / "a" / "b") == (afile, f"is under {str(afile)!r}, a file")
+    (tmp_path / "x.png").mkdir()
+    (tmp_path / "y.png").symlink_to(afile)
+    (tmp_path / "interpolations_3.png").write_bytes(b"")
+    found = named_entries(tmp_path, ("x.png", "y.png"), lambda name: name.startswith("interpolations_"))
+    assert [p.name for p in found] == ["interpolations_3.png", "x.png", "y.png"]
+    assert named_entries(afile, ("f.txt",), lambda name: True) == []
+    assert irregular_entry(found) == (tmp_path / "x.png", "not a regular file")
+    assert irregular_entry(found[2:]) == (tmp_path / "y.png", "a link") and irregular_entry(found[:1]) is None
+    before = sorted(tmp_path.iterdir())
+    probe_writable(tmp_path, ".t.")
+    assert sorted(tmp_path.iterdir()) == before  # the probe is removed
+    with pytest.raises(OSError):
+        probe_writable(tmp_path / "missing", ".t.")

@@ -44,7 +44,7 @@ def test_show_reports_what_it_draws_and_leaves_no_stale_strips(tmp_path):
     out = tmp_path / "pictures"
     run_show(model, data, out, n_points=8, n_pairs=3, path_points=5)
     assert sorted(p.name for p in out.glob("interpolations_*.png")) == [f"interpolations_{i}.png" for i in range(3)]
-    report = run_show(model, data, out, n_points=8, n_pairs=1, path_points=5)
+    report = run_show(model, data, out, n_points=8, n_pairs=1, path_points=5, overwrite=True)
     assert sorted(p.name for p in out.glob("interpolations_*.png")) == ["interpolations_0.png"]
     assert json.loads((out / "show.json").read_text())["data_points"] == 40
     counts = report["dimension_counts"]
@@ -176,3 +176,81 @@ def test_show_refuses_a_model_of_points_that_are_not_images_and_an_empty_out(tmp
     image_model = save_model(_tiny_image_model(), tmp_path / "i.lmm")
     assert main(["show", str(image_model), "blobs", "--out", ""]) == 2
     assert "error: --out is empty: give a folder for the pictures" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("ignore:geodesic.*do not resolve the metric")  # an untrained model, 5-point paths
+def test_show_refuses_an_earlier_runs_folder_and_a_stopped_overwrite_leaves_it_as_it_was(tmp_path, monkeypatch,
+                                                                                          capsys):
+    """``show --out DIR`` replaced an earlier run's pictures unasked, and deleted its strips before any work: a run
+    stopped in the classifier left no strips and the old show.json. Now refused before any work without
+    --overwrite; with it, nothing is replaced until every new file is ready."""
+    import matplotlib
+
+    from learned_manifold.model_file import save_model
+    from learned_manifold_training import show
+    from learned_manifold_training.cli import main
+
+    matplotlib.use("Agg")
+    data = torch.rand(30, 1, 4, 4, generator=torch.Generator().manual_seed(1))
+    out = tmp_path / "pics"
+    show.run_show(_tiny_image_model(), data, out, n_points=4, n_pairs=2, path_points=5)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert sorted(before) == ["dimension.png", "eigenvalues.png", "eigenvectors.png", "interpolations_0.png",
+                              "interpolations_1.png", "show.json"]
+    with pytest.raises(ValueError, match=r"out \(--out\) '.*pics' holds an earlier show's files \(dimension.png, "
+                                         r"eigenvalues.png, eigenvectors.png, interpolations_0.png, ...\); replace "
+                                         r"them with --overwrite"):
+        show.run_show(_tiny_image_model(), data, out, n_points=4, n_pairs=1, path_points=5)
+    model = save_model(_tiny_image_model(), tmp_path / "m.lmm")
+    assert main(["show", str(tmp_path / "missing.lmm"), "blobs", "--out", str(out)]) == 2  # before the model
+    assert "holds an earlier show's files" in capsys.readouterr().err
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(show, "interpolation_paths", stop)  # after the first three figures are drawn
+    with pytest.raises(KeyboardInterrupt):
+        show.run_show(model, data, out, n_points=4, n_pairs=1, path_points=5, overwrite=True)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+@pytest.mark.filterwarnings("ignore:geodesic.*do not resolve the metric")  # an untrained model, 5-point paths
+def test_show_checks_its_folder_before_any_work_and_names_the_file_a_write_failed_on(tmp_path, monkeypatch):
+    """A show.json that is a folder failed at the very end, a read-only folder at the first figure, and a full disk
+    said only "[Errno 28] No space left on device"."""
+    import errno
+
+    import matplotlib
+
+    from learned_manifold_training import show
+
+    matplotlib.use("Agg")
+    data = torch.rand(30, 1, 4, 4, generator=torch.Generator().manual_seed(1))
+    out = tmp_path / "pics"
+    (out / "show.json").mkdir(parents=True)
+    for overwrite in (False, True):
+        with pytest.raises(ValueError, match=r"out \(--out\): '.*show.json' is not a regular file; show writes a file "
+                                             "of that name"):
+            show.check_show_folder(out, overwrite=overwrite)
+    (out / "show.json").rmdir()
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    with monkeypatch.context() as patch:
+        patch.setattr("tempfile.mkstemp", read_only)  # `outputs.probe_writable`'s probe
+        with pytest.raises(ValueError, match=r"out \(--out\) '.*new': the folder '.*pics' is not writable "
+                                             r"\(Read-only file system\)"):
+            show.run_show(_tiny_image_model(), data, out / "new", n_points=4, n_pairs=1, path_points=5)
+    assert not (out / "new").exists()
+    write = show.atomic_write_bytes
+
+    def full_disk(path, payload):
+        if path.name == "dimension.png":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        write(path, payload)
+
+    monkeypatch.setattr(show, "atomic_write_bytes", full_disk)
+    with pytest.raises(ValueError, match=r"could not write '.*pics/dimension.png': No space left on device \(out "
+                                         r"\(--out\) '.*pics'\); eigenvectors.png, eigenvalues.png were written"):
+        show.run_show(_tiny_image_model(), data, out, n_points=4, n_pairs=1, path_points=5)

@@ -1,17 +1,20 @@
-"""`train` is independent of the caller's torch state: autocast, grad mode, inference mode, default dtype; and it
-refuses, before any work, a manifold of the wrong dimension, an output that names no file and streamed data that
-float32 cannot resolve."""
+"""`train` is independent of the caller's torch state: autocast, grad mode, inference mode, default dtype, the
+accelerators' random generators; it refuses, before any work, a manifold of the wrong dimension, an output that
+names no file, streamed data that float32 cannot resolve and a VAE's state to resume; and a data loader that fails
+mid-run leaves a checkpoint of the last step done."""
 
 import numpy as np
 import pytest
 import torch
 
 import learned_manifold_training.trainer as trainer
+from learned_manifold.model_file import read_metadata
 from learned_manifold_training.cli import main
 from learned_manifold_training.data import Circle, Sphere
-from learned_manifold_training.data.stream import open_npy
+from learned_manifold_training.data.stream import BatchStream, open_npy
 from learned_manifold_training.outputs import OutputError
 from learned_manifold_training.trainer import TrainConfig, train
+from learned_manifold_training.vae_trainer import VAETrainConfig, train_vae
 
 TINY = dict(steps=12, batch_size=32, rank=2, hidden=8, depth=1, emb_dim=8, val_points=20, factor_refit=0.0, seed=3)
 
@@ -131,3 +134,69 @@ def test_streamed_data_float32_cannot_resolve_are_refused_as_in_memory(tmp_path)
     np.save(padded, torch.cat([circle, torch.full((300, 1), 1e4, dtype=torch.float64)], 1).numpy())
     result = train(open_npy(padded), TrainConfig(**{**TINY, "steps": 3}), progress=False, device="cpu")
     assert torch.equal(result.model.mean.reshape(-1)[2], torch.tensor(1e4))
+
+
+def accelerator_seeding(monkeypatch) -> list[str]:
+    """Record every call that reseeds an accelerator's global generators (what `torch.manual_seed` does first)."""
+    calls: list[str] = []
+    for module, name in [(torch.cuda, "manual_seed_all"), (torch.cuda, "manual_seed"), (torch.mps, "manual_seed"),
+                         (torch.xpu, "manual_seed_all"), (torch.xpu, "manual_seed")]:
+        label = f"{module.__name__}.{name}"
+        monkeypatch.setattr(module, name, lambda seed, label=label: calls.append(label))
+    return calls
+
+
+def test_training_on_the_cpu_reseeds_no_accelerator_generator_and_leaves_the_cpu_one(data, monkeypatch):
+    """The initialisation was seeded with `torch.manual_seed` inside ``fork_rng(devices=[])``: that reseeds every
+    CUDA generator and puts back the CPU's alone, so the caller's CUDA RNG was reset to the training seed. Now only
+    the CPU generator is seeded, and the caller's CPU state is back afterwards."""
+    calls = accelerator_seeding(monkeypatch)
+    before = torch.get_rng_state()
+    train(data, TrainConfig(**TINY, precision="fp32"), progress=False, device="cpu")
+    assert calls == []
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_a_data_loader_that_fails_mid_run_leaves_the_last_step_done_and_resume_finishes_it(data, tmp_path,
+                                                                                           monkeypatch):
+    """A streamed run whose `DataLoader` worker died (kill -9, the OOM killer) ended with torch's error and no file:
+    every step was lost. Now the steps done are saved first (as on SIGINT/SIGTERM), the error says where and how
+    to continue, and the resumed run reaches the weights of an uninterrupted one."""
+    path = tmp_path / "circle.npy"
+    np.save(path, data.numpy())
+    cfg = TrainConfig(**TINY, precision="fp32")
+    reference = weights(train(open_npy(path), cfg, progress=False, device="cpu"))
+    real = BatchStream.__getitem__
+
+    def dies_at_step_7(self, step):
+        if step == 7:
+            raise RuntimeError("DataLoader worker (pid(s) 4242) exited unexpectedly")
+        return real(self, step)
+
+    monkeypatch.setattr(BatchStream, "__getitem__", dies_at_step_7)
+    out = tmp_path / "m.lmm"
+    with pytest.raises(RuntimeError, match=r"^reading the training data of step 8 of 12 failed \(RuntimeError: "
+                                           r"DataLoader worker \(pid\(s\) 4242\) exited unexpectedly\); a checkpoint "
+                                           r"of step 7 was saved to '.*m\.lmm' \(incomplete\): continue with "
+                                           r"--resume \(resume=True\)$"):
+        train(open_npy(path), cfg, out=out, progress=False, device="cpu")
+    extra = read_metadata(out)["extra"]
+    assert (extra["step"], extra["complete"]) == (7, False)
+    monkeypatch.undo()
+    resumed = train(open_npy(path), cfg, out=out, resume=True, progress=False, device="cpu")
+    assert_same_weights(weights(resumed), reference)
+
+
+def test_a_vae_state_is_refused_before_the_data_are_read(data, tmp_path, monkeypatch):
+    """``train --resume`` on a VAE's output read, standardised and sized the data before refusing it; now the
+    state's kind is read first (its tensors left on disk) and the refusal comes before any work."""
+    out = tmp_path / "v.lvae"
+    train_vae(data, VAETrainConfig(steps=4, std_steps=0, batch_size=16, hidden=8, depth=1, n_centres=4), out=out,
+              device="cpu", progress=False, stop_after=2)
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("training work started")
+
+    monkeypatch.setattr(trainer, "TrainingRows", no_work)
+    with pytest.raises(ValueError, match=r"its training state is a VAE's \(learned-manifold train-vae\)"):
+        train(data, TrainConfig(**TINY), out=out, resume=True, progress=False, device="cpu")

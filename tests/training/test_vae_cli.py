@@ -102,6 +102,21 @@ def test_train_resume_on_a_vae_state_says_it_is_a_vaes(tmp_path, capsys):
     assert "its training state is a VAE's" in capsys.readouterr().err
 
 
+def test_train_vae_resume_on_a_train_state_is_refused_before_the_data_are_read(tmp_path, capsys, monkeypatch):
+    """``train-vae --resume`` on a ``train`` run's state was refused only after the data were read."""
+    out = tmp_path / "m.lmm"
+    assert command(["train", "circle", "--out", str(out), "--steps", "4", "--checkpoint-every", "2",
+                    "--num-points", "200", "--no-progress", "--device", "cpu"]) == 0
+
+    def no_read(args):
+        raise AssertionError("the data were read")
+
+    monkeypatch.setattr(vae_cli, "_read", no_read)
+    assert command(["train-vae", "circle", "--out", str(out), "--resume", "--latent-dim", "1", "--no-progress",
+                    "--device", "cpu"]) == 2
+    assert "its training state is a metric-matching run's" in capsys.readouterr().err
+
+
 def test_the_printed_resume_command_repeats_every_option_layout_included():
     """The ``--resume`` command printed after an interrupted ``train-vae`` parses back to the run's own options
     (``--resume`` added): it dropped ``--layout``, so a 4-axis array that needs one could not be resumed."""

@@ -8,9 +8,11 @@ import contextlib
 import pytest
 import torch
 
+import learned_manifold_training.vae_trainer as vae_trainer
 from learned_manifold import load_vae
 from learned_manifold_training.data import Circle
 from learned_manifold_training.outputs import OutputError
+from learned_manifold_training.trainer import TrainConfig, train
 from learned_manifold_training.vae_trainer import VAETrainConfig, kmeans, rbf_bandwidths, train_vae
 
 
@@ -217,3 +219,33 @@ def test_std_growth_reads_the_codes_in_chunks_with_the_same_result(monkeypatch):
     chunked = vae_std.std_growth(vae, codes)
     assert max(calls) == 16 and sum(calls) == 101 + 64
     assert chunked == pytest.approx(whole, rel=1e-12)
+
+
+def test_training_on_the_cpu_reseeds_no_accelerator_generator_and_leaves_the_cpu_one(monkeypatch):
+    """`torch.manual_seed` inside ``fork_rng(devices=[])`` reset the caller's CUDA generators to the run's seed:
+    only the CPU generator is seeded now, and put back."""
+    calls: list[str] = []
+    for module, name in [(torch.cuda, "manual_seed_all"), (torch.cuda, "manual_seed"), (torch.mps, "manual_seed"),
+                         (torch.xpu, "manual_seed_all")]:
+        monkeypatch.setattr(module, name, lambda seed, label=f"{module.__name__}.{name}": calls.append(label))
+    data = Circle(2).sample(100, generator=torch.Generator().manual_seed(0))
+    before = torch.get_rng_state()
+    train_vae(data, VAETrainConfig(steps=3, std_steps=2, batch_size=16, n_centres=4), device="cpu", progress=False)
+    assert calls == []
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_a_metric_matching_state_is_refused_before_the_data_are_read(tmp_path, monkeypatch):
+    """``train-vae --resume`` on a metric-matching run's output standardised the data and built the VAE before
+    refusing it; now the state's kind is read first and the refusal comes before any work."""
+    data = Circle(2).sample(100, generator=torch.Generator().manual_seed(0))
+    out = tmp_path / "m.lmm"
+    train(data, TrainConfig(steps=4, batch_size=16, rank=2, hidden=8, depth=1, emb_dim=8, val_points=20),
+          out=out, device="cpu", progress=False, stop_after=2)
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("training work started")
+
+    monkeypatch.setattr(vae_trainer, "split_rows", no_work)
+    with pytest.raises(ValueError, match=r"its training state is a metric-matching run's \(learned-manifold train\)"):
+        train_vae(data, VAETrainConfig(steps=4, std_steps=0), out=out, resume=True, device="cpu", progress=False)

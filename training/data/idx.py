@@ -98,9 +98,14 @@ def read_idx(path: str | os.PathLike[str], *, ndim: int | None = None) -> np.nda
                 data += block
             if fh.read(1):
                 raise ValueError(f"{label}: has data after the {nbytes:,} bytes its header claims (shape {dims})")
+        arr = np.frombuffer(data, dtype=dtype).reshape(dims)  # a view of ``data`` (a bytearray: writable)
+        # one byte a value (uint8, int8) has no byte order: only wider types are copied into the native order
+        return arr if dtype.itemsize == 1 else arr.astype(dtype.newbyteorder("="))
+    except MemoryError as err:
+        raise ValueError(f"{label}: too large for the memory available: shape {dims} of {dtype.name} needs "
+                         f"{nbytes / 2**30:.3g} GiB ({type(err).__name__}); use a machine with more memory") from None
     except (OSError, EOFError, zlib.error) as err:  # gzip.BadGzipFile is an OSError
         raise ValueError(f"{label}: corrupt or unreadable ({type(err).__name__}: {err})") from None
-    return np.frombuffer(data, dtype=dtype).reshape(dims).astype(dtype.newbyteorder("="))
 
 
 def _labels_beside(path: Path) -> Path | None:

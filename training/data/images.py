@@ -299,18 +299,77 @@ def _depth_problem(image) -> str | None:
     return None
 
 
-def _pixels(image) -> np.ndarray:
-    """An opened PIL image as an (H, W, C) array of its stored values (palette and exotic modes made RGB[A])."""
+def _read_mode(image) -> str:
+    """The mode an opened PIL image is read in (`_pixels`): its own, or RGB[A] for palette and exotic modes, L for
+    1-bit; known from the header alone."""
     mode = image.mode
     if mode == "1":
-        image = image.convert("L")
-    elif mode in ("P", "PA"):
-        image = image.convert("RGBA" if mode == "PA" or "transparency" in image.info else "RGB")
-    elif mode not in ("L", "LA", "RGB", "RGBA", "I", "F") and not mode.startswith("I;16"):
-        image = image.convert("RGB")  # CMYK, YCbCr, LAB, HSV
+        return "L"
+    if mode in ("P", "PA"):
+        return "RGBA" if mode == "PA" or "transparency" in image.info else "RGB"
+    if mode not in ("L", "LA", "RGB", "RGBA", "I", "F") and not mode.startswith("I;16"):
+        return "RGB"  # CMYK, YCbCr, LAB, HSV
+    return mode
+
+
+def _header_shape(image) -> tuple[tuple[int, int, int], str]:
+    """``((H, W, C), dtype name)`` of the array `_pixels` will give for an opened PIL image, from its header alone
+    (Pillow decodes the pixels only when they are asked for)."""
+    from PIL import ImageMode
+
+    described = ImageMode.getmode(_read_mode(image))
+    width, height = image.size
+    return (height, width, len(described.bands)), np.dtype(described.typestr).newbyteorder("=").name
+
+
+def _pixels(image) -> np.ndarray:
+    """An opened PIL image as an (H, W, C) array of its stored values (palette and exotic modes made RGB[A])."""
+    mode = _read_mode(image)
+    if mode != image.mode:
+        image = image.convert(mode)
     arr = np.asarray(image)
     arr = arr.astype(arr.dtype.newbyteorder("="), copy=False)
     return arr[:, :, None] if arr.ndim == 2 else arr
+
+
+def _mismatch(path: Path, shape: tuple[int, ...], dtype: str, first: Path, first_shape: tuple[int, ...],
+              first_dtype: str) -> ValueError:
+    (h, w, c), (h0, w0, c0) = shape, first_shape
+    return ValueError(f"image file '{path}': is {h}×{w} (H×W) with {c} channel(s) of {dtype}, but '{first}' is "
+                      f"{h0}×{w0} with {c0} of {first_dtype}; all images must share one size and mode")
+
+
+def _check_headers(files: list[Path], image_module) -> tuple[tuple[int, int, int], str]:
+    """``((H, W, C), dtype name)`` shared by every file, read from their headers (nothing decoded) before the
+    images are allocated; else one ValueError naming the first file that is unreadable, of a depth Pillow cannot
+    read exactly (`_depth_problem`), or of another size or mode than the first file."""
+    first: tuple[tuple[int, int, int], str] | None = None
+    for path in files:
+        try:
+            with image_module.open(path) as image:
+                problem = _depth_problem(image)
+                shape, stored = _header_shape(image)
+        except (OSError, ValueError, SyntaxError, KeyError, image_module.DecompressionBombError) as err:
+            raise ValueError(f"image file '{path}': unreadable ({type(err).__name__}: {err})") from None
+        if problem:
+            raise ValueError(f"image file '{path}': {problem}")
+        if first is None:
+            if shape[2] > 4:
+                raise ValueError(f"image file '{path}': has {shape[2]} channels, at most 4 are supported")
+            first = shape, stored
+        elif (shape, stored) != first:
+            raise _mismatch(path, shape, stored, files[0], *first)
+    assert first is not None  # (at least 2 files)
+    return first
+
+
+def _decoded(path: Path, image_module) -> np.ndarray:
+    """The pixels of one image file (`_pixels`), or one ValueError naming it."""
+    try:
+        with image_module.open(path) as image:
+            return _pixels(image)
+    except (OSError, ValueError, SyntaxError, image_module.DecompressionBombError) as err:
+        raise ValueError(f"image file '{path}': unreadable ({type(err).__name__}: {err})") from None
 
 
 def load_image_folder(root: str | os.PathLike[str], *, n: int | None = None, seed: int = 0) -> ImageData:
@@ -350,27 +409,18 @@ def load_image_folder(root: str | os.PathLike[str], *, n: int | None = None, see
         keep = sorted(torch.randperm(len(files), generator=torch.Generator().manual_seed(seed))[:n].tolist())
         files = [files[i] for i in keep]
         labels = None if labels is None else [labels[i] for i in keep]
-    out: np.ndarray | None = None
-    stored = ""
+    shape, stored = _check_headers(files, image_module)
+    out_bytes = len(files) * shape[0] * shape[1] * shape[2] * 4
+    try:
+        out = np.empty((len(files), shape[2], shape[0], shape[1]), dtype=np.float32)
+    except MemoryError:
+        raise ValueError(f"image folder '{root}': too large for the memory available: {len(files)} images of "
+                         f"{shape[0]}×{shape[1]} with {shape[2]} channel(s) need {out_bytes / 2**30:.3g} GiB as "
+                         "float32; read fewer of them (n)") from None
     for i, path in enumerate(files):
-        try:
-            with image_module.open(path) as image:
-                problem = _depth_problem(image)
-                arr = None if problem else _pixels(image)
-        except (OSError, ValueError, SyntaxError, image_module.DecompressionBombError) as err:
-            raise ValueError(f"image file '{path}': unreadable ({type(err).__name__}: {err})") from None
-        if arr is None:
-            raise ValueError(f"image file '{path}': {problem}")
-        if out is None:
-            if arr.shape[2] > 4:
-                raise ValueError(f"image file '{path}': has {arr.shape[2]} channels, at most 4 are supported")
-            stored = arr.dtype.name
-            out = np.empty((len(files), arr.shape[2], arr.shape[0], arr.shape[1]), dtype=np.float32)
-        elif arr.shape != (out.shape[2], out.shape[3], out.shape[1]) or arr.dtype.name != stored:
-            h, w, c = arr.shape
-            raise ValueError(f"image file '{path}': is {h}×{w} (H×W) with {c} channel(s) of {arr.dtype.name}, but "
-                             f"'{files[0]}' is {out.shape[2]}×{out.shape[3]} with {out.shape[1]} of {stored}; all "
-                             "images must share one size and mode")
+        arr = _decoded(path, image_module)
+        if arr.shape != shape or arr.dtype.name != stored:  # the header said otherwise: a corrupt file
+            raise _mismatch(path, arr.shape, arr.dtype.name, files[0], shape, stored)
         out[i] = arr.transpose(2, 0, 1)
     x = torch.from_numpy(out)
     if not bool(torch.isfinite(x).all()):

@@ -1,14 +1,19 @@
 """Array files read safely: ``.npy`` (memory-mapped), ``.npz`` and ``.pt``/``.pth``, and the checks every array
 passes before it becomes training data (`validate`). Nothing here runs code from a file (no pickles), and
 nothing allocates more than the file holds: a ``.npy`` is mapped, not read, so callers slice the rows they keep
-before anything is copied; a ``.npz`` entry's header is checked against the entry's size and the machine's
-memory before it is read; a
-``.pt`` tensor that claims more values than it stores (a broadcast view) is refused."""
+before anything is copied; a ``.npz`` entry's header is checked against the entry's size and the memory available
+before it is read; a ``.pt`` file's records are checked against the file's size and the memory available before
+``torch.load`` reads them (a compressed record would inflate); a ``.pt`` tensor that claims more values than it
+stores (a broadcast view) is refused. Only regular files are opened (a FIFO, device or socket is refused unopened:
+reading one would block or never end). Running out of memory while the data is read or converted gives one
+ValueError naming the file and the size it needs."""
 
 from __future__ import annotations
 
+import errno
 import math
 import os
+import stat
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,16 +58,63 @@ def _check_magic(path: Path, label: str) -> bool:
 
 
 def _memory_bytes() -> int | None:
-    """The machine's physical memory in bytes, where the OS tells (``sysconf``), else ``None``."""
+    """The memory available for new data in bytes: Linux's ``MemAvailable`` (``/proc/meminfo``: free memory plus
+    what the kernel can reclaim, such as the page cache), else the machine's physical memory (``sysconf``), else
+    ``None`` where the OS tells neither."""
+    try:
+        with open("/proc/meminfo", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) * 1024  # in kB
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):
         return None
 
 
+def _out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` says an allocation failed: NumPy's MemoryError, torch's RuntimeError "can't allocate
+    memory" (``alloc_cpu``), or an OSError ENOMEM (e.g. ``mmap`` under an address-space limit)."""
+    if isinstance(err, MemoryError):
+        return True
+    if isinstance(err, OSError):
+        return err.errno == errno.ENOMEM
+    return isinstance(err, RuntimeError) and "can't allocate memory" in str(err)
+
+
+def _gib(nbytes: float) -> str:
+    return f"{nbytes / 2**30:.3g} GiB"
+
+
+def _too_large(label: str, err: BaseException, what: str) -> ValueError:
+    """The ValueError for an allocation that failed (`_out_of_memory`): ``what`` says how much of what was needed."""
+    return ValueError(f"{label}: too large for the memory available: {what} ({type(err).__name__}); read fewer rows "
+                      "or use a machine with more memory")
+
+
+def _check_regular(path: Path, label: str) -> os.stat_result:
+    """``path``'s status when it is a regular file (symlinks followed); else one error naming it, nothing opened: a
+    FIFO would block the reader until a writer came, a device such as /dev/zero would never end."""
+    from learned_manifold.atomic_write import file_kind
+
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise DataFileNotFoundError(f"{label}: file does not exist") from None
+    except (OSError, ValueError) as err:  # ValueError: an embedded NUL byte
+        raise ValueError(f"{label}: cannot be examined: {getattr(err, 'strerror', None) or err}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ValueError(f"{label}: is a directory, expected a file")
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError(f"{label}: is a {file_kind(st.st_mode)}, not a data file; it was not opened")
+    return st
+
+
 def _check_npz_entries(path: Path, label: str) -> None:
     """Refuse a ``.npz`` entry whose header declares more bytes than the entry holds (np.load would allocate the
-    declared size first) or than the machine's memory (a compressed entry inflates: a zip bomb of a few kB can
+    declared size first) or than the memory available (a compressed entry inflates: a zip bomb of a few kB can
     declare, and hold, terabytes of zeros), and entries of Python objects (pickles), before any entry is read."""
     with zipfile.ZipFile(path) as archive:
         for entry in archive.infolist():
@@ -88,9 +140,9 @@ def _check_npz_entries(path: Path, label: str) -> None:
                                  "is corrupt")
             memory = _memory_bytes()
             if memory is not None and declared > memory:  # a compressed entry (np.savez_compressed) may inflate
-                raise ValueError(f"{label}: entry {entry.filename[:-4]!r} holds {declared / 2**30:.3g} GiB "
-                                 f"uncompressed ({tuple(shape)} of {dtype}), more than this machine's memory "
-                                 f"({memory / 2**30:.3g} GiB): save the array as .npy, which is memory-mapped")
+                raise ValueError(f"{label}: entry {entry.filename[:-4]!r} holds {_gib(declared)} uncompressed "
+                                 f"({tuple(shape)} of {dtype}), more than the memory available ({_gib(memory)}): "
+                                 "save the array as .npy, which is memory-mapped")
 
 
 def _npz_entry(loaded: np.lib.npyio.NpzFile, name: str, label: str) -> np.ndarray:
@@ -125,14 +177,41 @@ def _read_numpy(path: Path, label: str, extra: str | None = None) -> tuple[np.nd
             raise
         raise ValueError(f"{label}: corrupt or unreadable ({err})") from err
     except Exception as err:
+        if _out_of_memory(err):
+            raise _too_large(label, err, f"reading its {_gib(path.stat().st_size)}") from None
         raise ValueError(f"{label}: corrupt or unreadable ({type(err).__name__}: {err})") from err
+
+
+def _check_torch_records(path: Path, label: str, size: int) -> None:
+    """Refuse a zip-format ``.pt`` whose records (``data.pkl`` and one per tensor storage) declare more bytes
+    uncompressed than the file's ``size`` (``torch.save`` stores them uncompressed: only compressed records, a
+    zip bomb of a few kB inflating to gigabytes, can hold more) or than the memory available, before ``torch.load``
+    allocates them. A file that is not a zip archive (the legacy format, or not a torch file) is left to
+    ``torch.load``."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            declared = sum(entry.file_size for entry in archive.infolist())
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        return
+    if declared > size:
+        raise ValueError(f"{label}: its records hold {declared:,} bytes uncompressed, more than the file's {size:,} "
+                         "bytes (compressed records, which torch.save does not write); refusing to inflate them: "
+                         "save the data again with torch.save, or as .npy")
+    memory = _memory_bytes()
+    if memory is not None and declared > memory:
+        raise ValueError(f"{label}: holds {_gib(declared)} of records, more than the memory available "
+                         f"({_gib(memory)}): save the array as .npy, which is memory-mapped")
 
 
 def _read_torch(path: Path, label: str, extra: str | None = None) -> tuple[Tensor, object | None]:
     """The data tensor of a .pt file and, from a dict that has it, the entry named ``extra``."""
+    size = path.stat().st_size
+    _check_torch_records(path, label, size)
     try:
         obj = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as err:
+        if _out_of_memory(err):
+            raise _too_large(label, err, f"reading its {_gib(size)}") from None
         raise ValueError(
             f"{label}: corrupt, unreadable or not a weights-only torch file ({type(err).__name__}: {err})"
         ) from err
@@ -152,10 +231,7 @@ def _read_torch(path: Path, label: str, extra: str | None = None) -> tuple[Tenso
 def read_file(path: Path, label: str, extra: str | None = None) -> tuple[np.ndarray | Tensor, object | None]:
     """A .npy/.npz/.pt file's data array and (from a .npz or a .pt dict that has it) its entry ``extra``; a
     ``.npy`` memory-mapped (read-only: slice the rows to keep, then `validate` copies them)."""
-    if not path.exists():
-        raise DataFileNotFoundError(f"{label}: file does not exist")
-    if path.is_dir():
-        raise ValueError(f"{label}: is a directory, expected a file")
+    _check_regular(path, label)
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_EXTENSIONS:
         raise ValueError(
@@ -214,11 +290,22 @@ def validate(raw: np.ndarray | Tensor, label: str) -> Tensor:
     if 0 in shape[1:]:
         raise ValueError(f"{label}: has an empty feature axis (shape {shape})")
     target = torch.float64 if is_f64 else torch.float32
-    if isinstance(raw, np.ndarray):
-        x = torch.from_numpy(np.array(raw, dtype=np.float64 if is_f64 else np.float32))
-    else:
-        x = raw.detach().to(dtype=target, copy=True)
-    bad = ~torch.isfinite(x)
+    try:
+        if isinstance(raw, np.ndarray):
+            x = torch.from_numpy(np.array(raw, dtype=np.float64 if is_f64 else np.float32))
+        else:
+            x = raw.detach().to(dtype=target, copy=True)
+        bad = ~torch.isfinite(x)
+    except (MemoryError, RuntimeError, OSError) as err:  # OSError: reading a memory-mapped .npy's rows
+        if not _out_of_memory(err):
+            raise
+        values = math.prod(shape)
+        stored = values * (raw.dtype.itemsize if isinstance(raw, np.ndarray) else raw.element_size())
+        need = values * (8 if is_f64 else 4)
+        kind = str(raw.dtype).removeprefix("torch.")
+        raise _too_large(label, err, f"its {_gib(stored)} of {kind} become {_gib(need)} of "
+                                     f"{'float64' if is_f64 else 'float32'}, plus {_gib(values)} for the "
+                                     "finiteness check") from None
     count = int(bad.sum())
     if count:
         bad_rows = bad.reshape(shape[0], -1).any(dim=1).nonzero()[:, 0]

@@ -132,6 +132,25 @@ def test_float32_neighbours_are_exact_wherever_the_data_sit(offset):
     assert torch.equal(idx.sort(-1).values, ref.sort(-1).values)
 
 
+def test_float32_data_too_far_from_the_origin_to_resolve_are_warned_about():
+    """A float32 unit circle moved by 1e5 (values 0.0078 apart: 862 distinct points of 3,000) was accepted without a
+    word, though the trainer refuses it; its tangents were 10 times worse and its geodesic called the circle two
+    clusters. The warning names the offset and the remedies; the same data in float64, centred, or at 1e3 are
+    silent, and a huge constant coordinate is harmless."""
+    import warnings
+
+    ring = torch.cat([circle(3000), torch.zeros(3000, 1, dtype=F64)], 1)
+    with pytest.warns(UserWarning, match=r"^KNNCDC data lie far from the origin .* 1\.2% of the spread, .* the data's "
+                      r"mean lies 1\.73e\+05 from the origin, .* float64 data, or subtract an offset") as record:
+        KNNCDC((ring + 1e5).float(), k=8, sigma=0.1)
+    assert record[0].filename == __file__  # the warning points at the caller's line
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        constant = ring.float() + torch.tensor([0.0, 0.0, 1e9])
+        for data in (ring + 1e5, (ring + 1e5 - 1e5).float(), (ring + 1e3).float(), constant):
+            KNNCDC(data, k=8, sigma=0.1)
+
+
 @pytest.mark.parametrize("centred", [True, False])
 def test_factor_matches_dense_formula(centred):
     g = torch.Generator().manual_seed(3)

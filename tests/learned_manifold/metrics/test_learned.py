@@ -132,3 +132,22 @@ def test_a_model_on_another_device_is_named_in_one_clear_error():
         field.factor(torch.randn(4, 3))
     with pytest.raises(ValueError, match=r"^x is on cpu but the model is on meta"):
         field.project(torch.randn(4, 3))
+
+
+def test_a_model_with_one_landmark_opens_without_a_graph():
+    """A model trained with ``--landmarks 1`` could not be opened: the graph over its single landmark raised "data
+    must hold at least 2 points", about data the user never gave. It now has no graph, as one without landmarks;
+    only ``init="graph"`` refuses, and ``data`` given by the caller is still checked."""
+    from learned_manifold import geodesic
+    from learned_manifold.geodesic_init import auto_init
+
+    model = tiny_model(landmarks=1)
+    model.set_landmarks(on_sphere(1))
+    field = LearnedCDC(model, sigma=0.1)
+    assert field.data_graph is None and field.beyond_data(on_sphere(4)) is None
+    assert auto_init(field) == "landing" and field.factor(on_sphere(4)).shape == (4, 3, 2)
+    with pytest.raises(ValueError, match=r"^init='graph' needs a field that holds data"):
+        geodesic(field, on_sphere(1, seed=1), on_sphere(1, seed=2), n_points=8, init="graph")
+    assert LearnedCDC(tiny_model(landmarks=2), sigma=0.1).data_graph.data.shape == (2, 3)
+    with pytest.raises(ValueError, match=r"^data must hold at least 2 points of dimension 3, got shape \(1, 3\)"):
+        LearnedCDC(model, sigma=0.1, data=on_sphere(1))

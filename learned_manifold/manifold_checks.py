@@ -1,0 +1,92 @@
+"""The point and tangent-vector checks of `LearnedDataManifold` (SPEC §5): geoopt's ``check_*`` entry points with
+one clear error for non-tensors, and what a point on the manifold and a tangent vector are.
+
+A point: the right shape (the last axes the data shape) and finite; with landing also a fixed point of ``projx``.
+A tangent vector: the right shape, finite, and unchanged by ``proju`` (every vector for ``δ > 0``).
+"""
+
+from __future__ import annotations
+
+import geoopt  # type: ignore[import-untyped]  # (geoopt ships no py.typed)
+import torch
+from torch import Tensor
+
+__all__ = ["CheckedManifold"]
+
+
+class CheckedManifold(geoopt.Manifold):
+    """geoopt's checks for a manifold of points ``(..., *data_shape)`` whose subclass provides ``data_shape``,
+    ``ndim`` (the number of data axes), ``landing``, ``projx`` and ``proju`` (`LearnedDataManifold`)."""
+
+    data_shape: tuple[int, ...]
+    landing: bool
+
+    def _check_shape(self, shape: tuple[int, ...], name: str) -> tuple[bool, str | None]:
+        """Whether ``shape`` ends with the data shape, and the reason if not (naming ``name``)."""
+        if tuple(shape[len(shape) - self.ndim:]) != self.data_shape or len(shape) < self.ndim:
+            return False, f"'{name}' has shape {tuple(shape)}; its last axes must be the data shape {self.data_shape}"
+        return True, None
+
+    # geoopt's public checks read ``x.shape`` first: refuse non-tensors with one clear error instead
+    def check_point_on_manifold(self, x: Tensor, *, explain: bool = False, atol: float = 1e-5, rtol: float = 1e-5):
+        _require_tensors(x=x)
+        return super().check_point_on_manifold(x, explain=explain, atol=atol, rtol=rtol)
+
+    def assert_check_point_on_manifold(self, x: Tensor, *, atol: float = 1e-5, rtol: float = 1e-5) -> None:
+        _require_tensors(x=x)
+        super().assert_check_point_on_manifold(x, atol=atol, rtol=rtol)
+
+    def check_vector_on_tangent(self, x: Tensor, u: Tensor, *, ok_point: bool = False, explain: bool = False,
+                                atol: float = 1e-5, rtol: float = 1e-5):
+        _require_tensors(x=x, u=u)
+        return super().check_vector_on_tangent(x, u, ok_point=ok_point, explain=explain, atol=atol, rtol=rtol)
+
+    def assert_check_vector_on_tangent(self, x: Tensor, u: Tensor, *, ok_point: bool = False, atol: float = 1e-5,
+                                       rtol: float = 1e-5) -> None:
+        _require_tensors(x=x, u=u)
+        super().assert_check_vector_on_tangent(x, u, ok_point=ok_point, atol=atol, rtol=rtol)
+
+    def _check_point_on_manifold(self, x: Tensor, *, atol: float = 1e-5, rtol: float = 1e-5):
+        """Right shape and finite; with landing also a fixed point of ``projx``: ``|projx(x) − x| ≤ atol + rtol ·
+        |x − μ|_∞``, ``μ`` the centre a learned model standardises about (else the origin), so that data far from
+        the origin are judged at the scale of their spread, not of their offset (at ``|x| = 1000`` a relative
+        ``1e-5`` of ``|x|`` had passed points ``σ/3`` off a circle)."""
+        ok, reason = self._check_shape(x.shape, "x")
+        if not ok:
+            return False, reason
+        if not bool(torch.isfinite(x).all()):
+            return False, "x contains NaN or inf"
+        if self.landing and x.numel():  # (an empty batch holds no point to check)
+            try:
+                err = (self.projx(x) - x).abs().max().item()
+            except ValueError as problem:
+                return False, f"x cannot land on the data: {problem}"
+            from .landing import _centre  # (landing imports the manifold)
+
+            flat = x.reshape(-1, self.dim)
+            centre = _centre(self.field, flat)
+            spread = (flat if centre is None else flat - centre).abs().max().item()
+            if err > atol + rtol * spread:
+                return False, f"x is not a fixed point of the landing projection: |projx(x) - x| = {err:.3g}"
+        return True, None
+
+    def _check_vector_on_tangent(self, x: Tensor, u: Tensor, *, atol: float = 1e-5, rtol: float = 1e-5):
+        ok, reason = self._check_shape(u.shape, "u")
+        if not ok:
+            return False, reason
+        if not bool(torch.isfinite(u).all()):
+            return False, "u contains NaN or inf"
+        if not u.numel():
+            return True, None
+        pu = self.proju(x, u)
+        err = (pu - u).abs().max().item()
+        if err > atol + rtol * u.abs().max().item():
+            return False, f"u is not in the learned tangent space: |proju(u) - u| = {err:.3g}"
+        return True, None
+
+
+def _require_tensors(**tensors: object) -> None:
+    """A ``TypeError`` naming the first argument that is not a tensor."""
+    for name, value in tensors.items():
+        if not isinstance(value, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
