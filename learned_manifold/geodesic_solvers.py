@@ -11,13 +11,14 @@ kick does: a gradient step cannot leave a saddle).
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from .metrics.base import CoMetricField
+from .metrics.base import CoMetricField, NonFiniteFieldOutput
 from .path_energies import path_energy, segment_energies
 from .precision import full_precision
 
@@ -225,7 +226,10 @@ def _solve_lbfgs(
         full_step = torch.zeros(act.numel(), dtype=torch.bool, device=v.device)
         for trial_no in range(max_backtracks):
             trial = va[pending] + t[pending].view(-1, 1, 1) * direction[pending]
-            e, g = problem.value_and_grad(trial, act[pending])
+            try:
+                e, g = problem.value_and_grad(trial, act[pending])
+            except NonFiniteFieldOutput:  # a trial step so long that the field cannot be evaluated: shorter
+                e, g = torch.full_like(t[pending], math.inf), torch.zeros_like(trial)
             f = e / problem.norm[act[pending]]
             ok = torch.isfinite(f) & (f <= fa[pending] + c1 * t[pending] * slope[pending])
             hit = pending[ok]

@@ -30,6 +30,7 @@ from ..precision import full_precision
 __all__ = [
     "CoMetricField",
     "Denoiser",
+    "NonFiniteFieldOutput",
     "as_denoiser",
     "as_field",
     "as_points",
@@ -167,17 +168,23 @@ def rounding_eps(field: nn.Module, dtype: torch.dtype) -> float:
     return eps
 
 
+class NonFiniteFieldOutput(ValueError):
+    """A field gave NaN/inf at finite points (`check_finite_output`): a ``ValueError``, so callers that catch those
+    still do; the geodesic solver's line search catches this one and takes a shorter step."""
+
+
 def check_finite_output(x: Tensor, out: Tensor, what: str) -> None:
-    """Raise a ``ValueError`` if a field's output ``out`` ``(B, ...)`` is NaN/inf at a finite row of ``x`` ``(B, D)``.
+    """Raise `NonFiniteFieldOutput` (a ``ValueError``) if a field's output ``out`` ``(B, ...)`` is NaN/inf at a
+    finite row of ``x`` ``(B, D)``.
 
     The one place that refuses non-finite results from finite points (one device sync per call); rows of ``x``
     that are already NaN/inf pass (they give NaN rows, SPEC §5 per-row behaviour)."""
     bad = ~torch.isfinite(out.flatten(1)).all(-1) & torch.isfinite(x).all(-1)
     if bool(bad.any()):
         worst = x[bad].abs().max().item()
-        raise ValueError(f"the {what} gave NaN/inf at {int(bad.sum())} finite point(s) of x (largest "
-                         f"|coordinate| {worst:.3g}): the input is too far outside the data's range for the "
-                         f"field's arithmetic in {x.dtype}")
+        raise NonFiniteFieldOutput(f"the {what} gave NaN/inf at {int(bad.sum())} finite point(s) of x (largest "
+                                   f"|coordinate| {worst:.3g}): the input is too far outside the data's range for "
+                                   f"the field's arithmetic in {x.dtype}")
 
 
 _NOT_GIVEN = object()

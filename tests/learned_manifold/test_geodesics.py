@@ -528,3 +528,26 @@ def test_an_unresolved_path_on_a_singular_metric_is_told_why():
     with pytest.warns(UserWarning, match=r"use more n_points; with delta = 0 and no landing the metric is singular"):
         result = geodesic(SphereProjector(delta=0.0), x0, x1, n_points=16, delta=0.0)
     assert not bool(result.converged.all())
+
+
+def test_a_line_search_trial_the_field_cannot_evaluate_takes_a_shorter_step():
+    """A k-NN geodesic between far clusters in R¹⁰⁰ sent an L-BFGS trial to coordinates of 8e28, where the field
+    gives NaN: the field's error ("too far outside the data's range") ended the solve and blamed the user's points.
+    Such a trial now counts as a failed step (`NonFiniteFieldOutput`) and the line search shortens it."""
+    from learned_manifold.geodesic_solvers import _solve_lbfgs
+    from learned_manifold.metrics.base import NonFiniteFieldOutput
+
+    class Bowl:
+        """Energy ``|v − 1|²`` per pair; the "field" cannot be evaluated beyond ``|v|_∞ = 3``."""
+
+        norm = torch.ones(2, dtype=torch.float64)
+        gamma = torch.full((2,), 1e3, dtype=torch.float64)  # a first step 2,000 times too long
+
+        def value_and_grad(self, v, idx=None):
+            if bool((v.abs() > 3).any()):
+                raise NonFiniteFieldOutput("the test field gave NaN/inf")
+            return ((v - 1) ** 2).sum(dim=(1, 2)), 2 * (v - 1)
+
+    v, converged, _ = _solve_lbfgs(Bowl(), torch.zeros(2, 3, 2, dtype=torch.float64), steps=50, lr=1.0, tol=1e-12)
+    assert bool(converged.all())
+    torch.testing.assert_close(v, torch.ones_like(v))
