@@ -19,7 +19,7 @@ from .precision import full_precision
 if TYPE_CHECKING:
     from .manifold import LearnedDataManifold
 
-__all__ = ["land", "normal_landing", "residual_rounding", "warn_off_data"]
+__all__ = ["data_centre", "land", "normal_landing", "residual_rounding", "warn_off_data"]
 
 RESOLUTION_WARN = 0.1
 """`land` warns (once per manifold) where the spacing of the points' own coordinates exceeds this fraction of σ
@@ -113,9 +113,11 @@ def land(manifold: LearnedDataManifold, xf: Tensor) -> Tensor:
             if not seen:
                 seen = {"A": A.new_full((xf.shape[0], *A.shape[1:]), float("nan")),
                         "values": A.new_full((xf.shape[0], A.shape[-1]), float("nan")),
-                        "vectors": A.new_full((xf.shape[0], *A.shape[1:]), float("nan"))}
+                        "vectors": A.new_full((xf.shape[0], *A.shape[1:]), float("nan")),
+                        "kept": torch.zeros(xf.shape[0], dtype=torch.long, device=A.device)}
             seen["A"][rows], seen["values"][rows], seen["vectors"][rows] = (
                 A[done], pairs.values[done], pairs.vectors[done])
+            seen["kept"][rows] = pairs.kept[done]  # (`eigenpairs` counts them: the cut check reads no vectors)
         if bands is None:  # no bandwidth to anneal: full denoiser steps while far, then normal steps
             step = torch.where(far.unsqueeze(-1), d, n)
             s_next = None
@@ -163,7 +165,8 @@ def land(manifold: LearnedDataManifold, xf: Tensor) -> Tensor:
                              "denoiser's fixed points then lie off the data), a larger one where the data are "
                              "noisy at this scale (below the noise the denoiser barely moves points)")
     if seen and bool(torch.isfinite(xf).all()):
-        manifold._cache = manifold._cache_entry(out, seen["A"], Eigenpairs(seen["values"], seen["vectors"]))
+        pairs = Eigenpairs(seen["values"], seen["vectors"], kept=seen["kept"])
+        manifold._cache = manifold._cache_entry(out, seen["A"], pairs)
     return out
 
 
@@ -226,12 +229,12 @@ def residual_rounding(field, x: Tensor, eps: float) -> Tensor:
     few ulps of each coordinate of ``x`` and of ``x̂``, summed over ``D`` coordinates: what a step ``x + n`` can
     resolve. Before, the whole floor was ``64 ε |x|_∞``: for a float32 circle translated by 1,000 that is
     7.6e-3, half its σ, and points σ/3 off the circle counted as landed before their first step."""
-    centre = _centre(field, x)
+    centre = data_centre(field, x)
     spread = x.abs().amax(-1) if centre is None else (x - centre).abs().amax(-1)
     return 64 * eps * spread + 2 * x.shape[-1] ** 0.5 * eps * x.abs().amax(-1)
 
 
-def _centre(field, x: Tensor) -> Tensor | None:
+def data_centre(field, x: Tensor) -> Tensor | None:
     """The point ``(D,)`` a learned model's networks standardise about (its ``mean``), else ``None``."""
     model = getattr(field, "model", None)
     if not isinstance(model, MetricModel) or model.mean.numel() != x.shape[-1]:

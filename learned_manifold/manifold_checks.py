@@ -61,10 +61,10 @@ class CheckedManifold(geoopt.Manifold):
                 err = (self.projx(x) - x).abs().max().item()
             except ValueError as problem:
                 return False, f"x cannot land on the data: {problem}"
-            from .landing import _centre  # (landing imports the manifold)
+            from .landing import data_centre  # (landing imports the manifold)
 
             flat = x.reshape(-1, self.dim)
-            centre = _centre(self.field, flat)
+            centre = data_centre(self.field, flat)
             spread = (flat if centre is None else flat - centre).abs().max().item()
             if err > atol + rtol * spread:
                 return False, f"x is not a fixed point of the landing projection: |projx(x) - x| = {err:.3g}"

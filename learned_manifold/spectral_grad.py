@@ -106,7 +106,6 @@ class _TieSafeEigh(torch.autograd.Function):
         rotated = W.transpose(-1, -2) @ dS @ W
         return rotated.diagonal(dim1=-2, dim2=-1), W @ (_tie_factors(values, ctx.eps) * rotated)
 
-
     @staticmethod
     def vmap(info, in_dims: tuple, S: Tensor, eps: float) -> tuple[tuple[Tensor, Tensor], tuple]:  # type: ignore[override]
         """Every formula above is batched over the leading axes: the vmapped axis goes first."""

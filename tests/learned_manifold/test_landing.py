@@ -227,3 +227,16 @@ def test_data_too_far_for_float32_to_resolve_sigma_warn_once():
     assert got[0].filename == __file__
     M.projx(x)  # once per manifold
     LearnedDataManifold(_offset_plane_field(5000.0, 0.015), landing=True).projx(x)
+
+
+def test_landing_caches_the_kept_counts_with_its_eigenpairs():
+    """Landing stored its eigenpairs without `Eigenpairs.kept`, so the first ``proju`` at the landed points
+    scanned the vectors for the dimension check; the counts now travel with them."""
+    from learned_manifold.geometry import eigenpairs
+
+    field = _offset_plane_field(0.0, 0.05)
+    M = LearnedDataManifold(field, landing=True, tangent_dim=2)
+    landed = M.projx(torch.tensor([[0.3, -0.6, 0.01], [0.2, 0.7, -0.02]]))
+    pairs = M._cache["pairs"]
+    assert pairs.kept is not None
+    assert torch.equal(pairs.kept, eigenpairs(field.factor(landed)).kept)
