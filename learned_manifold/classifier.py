@@ -23,6 +23,9 @@ class SmallCNN(nn.Module):
     ``forward`` → logits ``(B, classes)``. Inputs are standardised with the ``mean``/``std`` fixed at training.
     """
 
+    mean: Tensor  # buffers (`register_buffer` in ``__init__``)
+    std: Tensor
+
     def __init__(self, channels: int, classes: int, width: int = 32):
         super().__init__()
         self.channels = check_int(channels, "channels", 1, 64)

@@ -52,6 +52,7 @@ roll's normal surviving as a third eigenvalue) agrees with itself (0.05) but its
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeGuard
 
 import torch
 from torch import Tensor, nn
@@ -197,7 +198,7 @@ def consistency_reasons(summary: dict) -> list[str]:
     """The failed limits of a self-consistency check, each with its figure and limit, from its `summary`
     (`ConsistencyReport.message`, and the trainer's warnings from the summary a model file stores; limits absent
     from older files: the current ones). A line with the figures alone where none fails."""
-    def number(value) -> bool:
+    def number(value: object) -> TypeGuard[float]:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
 
     threshold = summary.get("threshold", TRUST_THRESHOLD)

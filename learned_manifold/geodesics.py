@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -400,7 +401,7 @@ def geodesic(
     initial = start.initial  # of the start as the solver sees it
     path, total = path0, 0
     n = path0.shape[1]
-    opts = dict(steps=steps, lr=lr, tol=tol, verify_tol=verify_tol, landing=landing, anchors=anchors)
+    opts: dict[str, Any] = dict(steps=steps, lr=lr, tol=tol, verify_tol=verify_tol, landing=landing, anchors=anchors)
     if isinstance(init, str) and used != "graph" and n >= 2 * COARSE_POINTS - 1 and steps > 0:
         coarse, _, _, total = _solve(field, x0, x1, resample(path0, COARSE_POINTS), spec, **opts, kick=False)
         path = resample(coarse, n)

@@ -79,7 +79,7 @@ def land(manifold: LearnedDataManifold, xf: Tensor) -> Tensor:
     for step_no in range(manifold.landing_steps):
         if idx.numel() == 0:
             break
-        kw = {} if s is None else {"sigma": s}
+        kw: dict[str, Tensor] = {} if s is None else {"sigma": s}
         d = field.project(x, **kw) - x
         A = field.factor(x, **kw)
         manifold._check_tangent_dim(A.shape[-1])

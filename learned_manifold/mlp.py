@@ -25,6 +25,8 @@ class SigmaEmbedding(nn.Module):
     ``(B,)`` → ``(B, dim)``.
     """
 
+    freqs: Tensor  # a buffer (`register_buffer` in ``__init__``, not saved)
+
     def __init__(self, dim: int, n_freqs: int = 16, f_min: float = 0.05, f_max: float = 8.0):
         super().__init__()
         freqs = torch.exp(torch.linspace(math.log(f_min), math.log(f_max), n_freqs))

@@ -165,7 +165,7 @@ def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
     return out
 
 
-def _json(reader: _Reader, text: bytes | str, what: str) -> object:
+def _json(reader: _Reader, text: bytes | bytearray | str, what: str) -> object:
     try:
         if isinstance(text, (bytes, bytearray)):
             text = bytes(text).decode("utf-8")

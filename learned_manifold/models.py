@@ -55,7 +55,7 @@ INPUT_SCALINGS = ("none", "unit", "gaussian")
 # before them its old behaviour: `ModelConfig.from_dict` fills them in when a stored config lacks them.
 LEGACY_DEFAULTS = {"input_scaling": "none", "shared_trunk": False, "gaussian_rank": 0, "landmarks": 0}
 # The same for fields that only a model file holds (the trainer's settings name them differently).
-_MODEL_LEGACY = {"denoiser_arch_kwargs": {}}
+_MODEL_LEGACY: dict[str, dict] = {"denoiser_arch_kwargs": {}}
 MAX_LANDMARK_NUMBERS = 2**24
 """Most numbers ``landmarks · D`` a model may store as landmarks (64 MB in float32)."""
 
@@ -242,6 +242,14 @@ class MetricModel(nn.Module):
         >>> model.factor(y, 0.1).shape, model.denoise(y, 0.1).shape  # A: (B, D, r); x̂: (B, D)
         (torch.Size([5, 3, 2]), torch.Size([5, 3]))
     """
+
+    # buffers (`register_buffer` in ``__init__``; the preconditioning and landmark ones only where configured)
+    scale: Tensor
+    mean: Tensor
+    pc_basis: Tensor
+    pc_var: Tensor
+    pc_rest: Tensor
+    landmarks: Tensor
 
     def __init__(self, config: ModelConfig, *, scale: float = 1.0, mean: Tensor | None = None):
         if not isinstance(config, ModelConfig):

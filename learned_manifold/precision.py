@@ -240,7 +240,7 @@ def _measure(work: Callable[[], Tensor], device: torch.device, backward: bool, t
     timer = timer or (_TIMER_OVERRIDE[-1] if _TIMER_OVERRIDE else wall_timer)
     calls = {p: _run_in(work, p, device, backward) for p in ("fp32", "bf16")}
     began = time.perf_counter()
-    last = {}
+    last: dict[str, float] = {}
     for precision in ("fp32", "bf16"):
         for i in range(warmup):
             if i and last[precision] > budget_s / 8:  # a costly call: one warm-up call is enough

@@ -187,6 +187,13 @@ class VAE(nn.Module):
         mean: ``(D,)`` or ``data_shape`` data mean (default zero).
     """
 
+    # buffers (`register_buffer` in ``__init__``)
+    scale: Tensor
+    mean: Tensor
+    centres: Tensor
+    bandwidths: Tensor
+    std_weights: Tensor
+
     def __init__(self, config: VAEConfig, *, scale: float = 1.0, mean: Tensor | None = None):
         if not isinstance(config, VAEConfig):
             raise TypeError(f"config must be a VAEConfig, got {type(config).__name__}")

@@ -122,7 +122,7 @@ def check_vectors(x: Tensor, v: Tensor, dim: int | None, name: str = "v") -> Non
                          f"{name}.to(x.dtype))")
 
 
-def check_scalar(value: float, name: str, *, allow_zero: bool = False) -> float:
+def check_scalar(value: object, name: str, *, allow_zero: bool = False) -> float:
     """Return ``value`` as a float after checking it is finite and ``> 0`` (``≥ 0`` with ``allow_zero``)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{name} must be a real number, got {type(value).__name__}")

@@ -81,6 +81,7 @@ class LearnedCDC(CoMetricField):
     """Points per forward in the ``"auto"`` probe, per device type (others: the CPU's)."""
 
     low_rank = True
+    dim: int  # the model's ``D`` (never ``None``)
 
     def __init__(self, model: MetricModel | str | os.PathLike, sigma: float | None = None, *, delta: float = 0.0,
                  precision: str = "fp32", data: Tensor | None = None):

@@ -92,6 +92,7 @@ class VAEPullbackMetric(CoMetricField):
 
     centred = True
     low_rank = False
+    dim: int  # the latent dimension ``d`` (never ``None``)
 
     def __init__(self, vae: VAE | str | os.PathLike, *, eps: float = 0.0, energy: str = "metric",
                  codes: Tensor | None = None) -> None:

@@ -9,19 +9,12 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from learned_manifold.evaluation import lerp, path_quality
+from learned_manifold.evaluation import lerp
 from learned_manifold.flows import polyline_lengths
-from learned_manifold.geodesics import (
-    GEODESIC_METHODS,
-    GeodesicResult,
-    geodesic,
-    path_energy,
-    segment_energies,
-)
+from learned_manifold.geodesics import GEODESIC_METHODS, GeodesicResult, geodesic, path_energy, segment_energies
 from learned_manifold.geometry import lowrank_apply, lowrank_solve
-from learned_manifold.metrics import KNNCDC, EuclideanMetric, LearnedCDC
+from learned_manifold.metrics import EuclideanMetric
 from learned_manifold.metrics.base import CoMetricField
-from learned_manifold.regularised import UncentredFieldWarning
 
 F64 = torch.float64
 
@@ -311,133 +304,6 @@ def test_float32_converges() -> None:
     assert (res.path.norm(dim=-1) - 1).abs().max() < 0.02
 
 
-# --- geodesics of data-driven metrics on a densely sampled S² (issue: learned or k-NN, mean-centred) -------------
-
-
-def _sphere_pairs():
-    a = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-    b = torch.tensor([[-0.5, math.sqrt(3) / 2, 0.0], [0.0, 0.0, 1.0]])
-    return a, b
-
-
-def _check_on_sphere(result, a, b, sphere, *, length_tol, distance_tol):
-    q = path_quality(result.path, manifold=sphere, target=b)
-    assert ((q.length_ratio - 1).abs() < length_tol).all(), q.length_ratio
-    assert (q.max_distance < distance_tol).all(), q.max_distance
-    assert result.converged.all()
-
-
-def test_knn_cdc_geodesic_follows_the_great_circle(sphere):
-    data = sphere.sample(20000, generator=torch.Generator().manual_seed(0))
-    a, b = _sphere_pairs()
-    result = geodesic(KNNCDC(data, k=64, sigma=0.05, delta=1e-2), a, b, n_points=16)
-    _check_on_sphere(result, a, b, sphere, length_tol=0.02, distance_tol=0.02)
-
-
-def test_learned_cdc_geodesic_follows_the_great_circle(sphere_model, sphere):
-    """The small test model leaks some normal variance (a third eigenvalue of 0.05–0.1), which lets geodesics cut
-    slightly inside; at σ = 0.12 the geodesic is within 3% of the great-circle length."""
-    a, b = _sphere_pairs()
-    result = geodesic(LearnedCDC(sphere_model, 0.12, delta=1e-2), a, b, n_points=16)
-    _check_on_sphere(result, a, b, sphere, length_tol=0.03, distance_tol=0.05)
-
-
-@pytest.mark.parametrize("tol", [1e-3, 1e-2])
-def test_a_loose_tolerance_cannot_mark_a_path_far_longer_than_the_chord_converged(tol):
-    """Adam's first step is small against a large energy; the verification must still refute the claim (its
-    default verify_tol was 1e3·tol ≥ 1, which no energy decrease can exceed, and its steps were capped at half
-    a chord segment, which cannot shorten a path 200 times the chord)."""
-    x0 = torch.tensor([[0.0, 0.0]], dtype=torch.float64)
-    x1 = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
-    t = torch.linspace(0, 1, 32, dtype=torch.float64)
-    init = x0[:, None] + (x1 - x0)[:, None] * t[None, :, None]
-    init[:, 1:-1, 1] += 100.0 * torch.sin(math.pi * t[1:-1])
-    res = geodesic(EuclideanMetric(), x0, x1, init=init, method="adam", tol=tol)
-    assert res.euclidean_length.item() > 100  # it did not get anywhere near the segment...
-    assert not res.converged.item()  # ...and says so
-
-
-def test_lengths_are_in_the_fields_own_metric_and_the_solvers_delta_is_reported():
-    """A low-rank field with δ = 0 is solved with δ = 10⁻³ λ₁ added (`regularising_delta`), but its energy and
-    length are the field's own, as the flows' metric lengths are (they differed by up to 5× on digits)."""
-    from tests.conftest import FixedSubspaceField
-
-    field = FixedSubspaceField(torch.eye(3, dtype=torch.float64)[:, :2].contiguous())
-    x0 = torch.tensor([[1.0, 0.0, 0.0]], dtype=torch.float64)
-    x1 = torch.tensor([[0.0, 1.0, 0.0]], dtype=torch.float64)
-    res = geodesic(field, x0, x1, n_points=8)
-    torch.testing.assert_close(res.delta, torch.tensor([1e-3], dtype=torch.float64))  # λ₁ = 1, one per pair
-    energy, length = path_energy(field, res.path)
-    torch.testing.assert_close(res.length, length, rtol=1e-12, atol=0)
-    torch.testing.assert_close(res.energy, energy, rtol=1e-12, atol=0)
-    torch.testing.assert_close(res.length, torch.tensor([2**0.5], dtype=torch.float64), rtol=1e-9, atol=0)
-
-
-def test_pairs_closer_than_the_landings_rounding_get_the_chord(sphere_model, sphere):
-    """The landed interior of a pair 1e-6 apart is the float32 network's rounding (4.9 times the distance)."""
-    from learned_manifold import LearnedDataManifold
-
-    x0 = sphere.sample(1, generator=torch.Generator().manual_seed(5)).double()
-    tangent = torch.linalg.cross(x0, torch.tensor([[0.0, 0.0, 1.0]], dtype=torch.float64))
-    for gap in (1e-6, 1e-5):
-        x1 = x0 + gap * tangent / tangent.norm()
-        res = geodesic(LearnedDataManifold(sphere_model), x0, x1, n_points=16)
-        assert res.converged.item()
-        assert res.euclidean_length.item() == pytest.approx(gap, rel=1e-6)
-
-
-class _SmallSphere(CoMetricField):
-    """``G = I − nnᵀ`` (+ δ) about a centre ``c``; exact float64 landing onto the sphere of radius ``rho`` there."""
-
-    low_rank = True
-
-    def __init__(self, c: Tensor, rho: float, delta: float = 1e-3):
-        super().__init__()
-        self.c, self.rho, self.delta, self.dim = c, rho, delta, c.shape[0]
-
-    def factor(self, x):
-        n = nn.functional.normalize(x - self.c, dim=-1)
-        return torch.eye(self.dim, dtype=x.dtype) - n.unsqueeze(-1) * n.unsqueeze(-2)
-
-    def apply(self, x, w):
-        return lowrank_apply(self.factor(x), w, self.delta)
-
-    def metric(self, x, v):
-        return lowrank_solve(self.factor(x), v, self.delta)
-
-    def project(self, x):
-        return self.c + self.rho * nn.functional.normalize(x - self.c, dim=-1)
-
-    @property
-    def can_project(self):
-        return True
-
-
-@pytest.mark.parametrize("offset", [0.0, 1000.0])
-def test_the_landing_rounding_floor_is_the_fields_own_not_float32s(offset):
-    """A float64 field far from the origin: a pair 0.018 apart is far above its rounding; the floor of
-    1e3·eps(float32)·‖x‖ = 0.12 had returned the chord through the sphere, "converged"."""
-    rho, c = 0.01, torch.tensor([offset, 0.0, 0.0], dtype=torch.float64)
-    x0 = (c + rho * torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64)).unsqueeze(0)
-    x1 = (c + rho * torch.tensor([0.0, -0.6, 0.8], dtype=torch.float64)).unsqueeze(0)
-    res = geodesic(_SmallSphere(c, rho), x0, x1, n_points=16, landing=True, init="linear")
-    assert res.converged.item()
-    assert res.euclidean_length.item() == pytest.approx(rho * math.acos(-0.6), rel=0.01)  # the arc, not the chord
-    assert ((res.path - c).norm(dim=-1) - rho).abs().max() < 1e-9
-
-
-def test_delta_is_added_to_a_low_rank_fields_own_and_refused_without_a_factor():
-    from learned_manifold.metrics import SteinScoreMetric
-
-    c = torch.zeros(3, dtype=torch.float64)
-    x0 = torch.tensor([[0.0, 1.0, 0.0]], dtype=torch.float64)
-    x1 = torch.tensor([[0.0, -0.6, 0.8]], dtype=torch.float64)
-    res = geodesic(_SmallSphere(c, 1.0, delta=0.5), x0, x1, n_points=8, delta=0.25, steps=1)
-    assert res.delta == 0.25
-    with pytest.raises(ValueError, match="delta regularises low-rank fields"):
-        geodesic(SteinScoreMetric(lambda y, s: y, 0.1), x0, x1, n_points=8, delta=0.1)
-
-
 def test_an_image_shaped_start_path_is_taken_like_image_shaped_points():
     from learned_manifold import LearnedDataManifold, interpolate
 
@@ -450,58 +316,10 @@ def test_an_image_shaped_start_path_is_taken_like_image_shaped_points():
     assert res.path.shape == (2, 5, 1, 4, 4) and res.init == "path"
 
 
-class Ridge(CoMetricField):
-    """A 1-D conformal metric ``m(x) = 1 + 400 exp(−x²/(2·0.05²))``: a narrow ridge at 0 that every path from −1 to
-    1 crosses, of length ``∫ √m dx``."""
-
-    dim = 1
-
-    def m(self, x):
-        return 1 + 400 * torch.exp(-0.5 * (x / 0.05) ** 2)
-
-    def apply(self, x, w):
-        return w / self.m(x)
-
-    def metric(self, x, v):
-        return self.m(x) * v
-
-
-def test_a_path_whose_points_straddle_a_ridge_of_the_metric_is_not_converged():
-    """With 5 points the solver puts the midpoints beside the ridge: discrete length 2.0 of a true 5.19, "converged"
-    by its energy test. Re-measured between its points (`geodesic_solvers.resolution`) it is 2.6 times as long, so
-    it is reported unconverged with a warning (a VAE geodesic had so converged at 1/76 of its length). With 257
-    points the length is the integral's and the path converged."""
-    x0, x1 = torch.tensor([[-1.0]], dtype=torch.float64), torch.tensor([[1.0]], dtype=torch.float64)
-    grid = torch.linspace(-1, 1, 200_001, dtype=torch.float64)
-    truth = float(torch.trapezoid(Ridge().m(grid).sqrt(), grid))
-    with pytest.warns(UserWarning, match="do not resolve the metric"):
-        coarse = geodesic(Ridge(), x0, x1, n_points=5)
-    assert not bool(coarse.converged[0]) and float(coarse.length[0]) < 0.5 * truth
-    fine = geodesic(Ridge(), x0, x1, n_points=257)
-    assert bool(fine.converged[0]) and float(fine.length[0]) == pytest.approx(truth, rel=0.01)
-
-
 def test_an_unknown_method_names_the_choices_in_one_set():
     msg = 'Invalid method "bogus". Must be one of {"lbfgs", "adam"}.'
     with pytest.raises(ValueError, match=re.escape(msg) + "$"):
         geodesic(EuclideanField(), torch.zeros(1, 3), torch.ones(1, 3), method="bogus")
-
-
-class UncentredSphereProjector(SphereProjector):
-    """`SphereProjector` marked uncentred (as `KNNCDC(centred=False)` or a model trained ``--uncentred``)."""
-
-    centred = False
-
-
-def test_an_uncentred_field_gives_one_warning_and_its_geodesic():
-    """SPEC §2: paths need a mean-centred field; an uncentred one is used (geometries are compared) with one
-    `UncentredFieldWarning` per call that names it and points at the caller."""
-    x0, x1 = sphere_pairs([1.0])
-    with pytest.warns(UncentredFieldWarning) as record:
-        res = geodesic(UncentredSphereProjector(), x0, x1, n_points=8)
-    assert len(record) == 1 and record[0].filename == __file__
-    assert str(record[0].message).startswith("geodesic: the field UncentredSphereProjector is not mean-centred")
-    torch.testing.assert_close(res.path, geodesic(SphereProjector(), x0, x1, n_points=8).path)
 
 
 def test_a_callers_autocast_does_not_change_the_geodesic():
@@ -517,37 +335,3 @@ def test_a_callers_autocast_does_not_change_the_geodesic():
     for name in ("path", "length", "energy", "initial_energy"):
         assert torch.equal(getattr(cast, name), getattr(plain, name)), name
     assert torch.equal(remeasured, plain.length)
-
-
-def test_an_unresolved_path_on_a_singular_metric_is_told_why():
-    """With ``δ = 0`` and no landing a sphere's projector field lets a path cut through the centre for free
-    (energy ~1e-32 against 0.16 for the great circle); the warning only said "use more n_points", which cannot
-    help. It now names the singular metric and the cure."""
-    x0 = torch.tensor([[1.0, 0.0, 0.0]], dtype=torch.float64)
-    x1 = torch.tensor([[0.0, 1.0, 0.0]], dtype=torch.float64)
-    with pytest.warns(UserWarning, match=r"use more n_points; with delta = 0 and no landing the metric is singular"):
-        result = geodesic(SphereProjector(delta=0.0), x0, x1, n_points=16, delta=0.0)
-    assert not bool(result.converged.all())
-
-
-def test_a_line_search_trial_the_field_cannot_evaluate_takes_a_shorter_step():
-    """A k-NN geodesic between far clusters in R¹⁰⁰ sent an L-BFGS trial to coordinates of 8e28, where the field
-    gives NaN: the field's error ("too far outside the data's range") ended the solve and blamed the user's points.
-    Such a trial now counts as a failed step (`NonFiniteFieldOutput`) and the line search shortens it."""
-    from learned_manifold.geodesic_solvers import _solve_lbfgs
-    from learned_manifold.metrics.base import NonFiniteFieldOutput
-
-    class Bowl:
-        """Energy ``|v − 1|²`` per pair; the "field" cannot be evaluated beyond ``|v|_∞ = 3``."""
-
-        norm = torch.ones(2, dtype=torch.float64)
-        gamma = torch.full((2,), 1e3, dtype=torch.float64)  # a first step 2,000 times too long
-
-        def value_and_grad(self, v, idx=None):
-            if bool((v.abs() > 3).any()):
-                raise NonFiniteFieldOutput("the test field gave NaN/inf")
-            return ((v - 1) ** 2).sum(dim=(1, 2)), 2 * (v - 1)
-
-    v, converged, _ = _solve_lbfgs(Bowl(), torch.zeros(2, 3, 2, dtype=torch.float64), steps=50, lr=1.0, tol=1e-12)
-    assert bool(converged.all())
-    torch.testing.assert_close(v, torch.ones_like(v))

@@ -1,0 +1,79 @@
+"""`learned-manifold demo` through the command line: the report and pictures it writes, and the options it refuses."""
+
+import json
+import math
+
+import pytest
+
+from learned_manifold import load_model
+from learned_manifold.model_file import read_metadata
+from learned_manifold_training.cli import main
+from learned_manifold_training.validation import distrust
+
+
+def test_demo_quick_writes_report_and_plots(tmp_path):
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out), "--device", "cpu"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    for name in report["files"]:
+        assert (out / name).stat().st_size > 0
+    assert set(report["interpolation"]) == {"gradient flow (delta=0.01)", "geodesic (delta=0.01)", "LERP"}
+    assert report["validation"]["tangent_error"] >= 0
+    lm = load_model(out / "model.lmm")
+    assert lm.has_denoiser
+    from learned_manifold_training.demo import check_demo_folder
+
+    assert read_metadata(out / "model.lmm")["extra"]["data"]["written_by"] == "learned-manifold demo"
+    check_demo_folder(out)  # a second demo run may replace its own model
+
+
+def test_image_demo_quick_reports_the_checks_verdicts(tmp_path, capsys):
+    """``demo --dataset digits``: the pictures, ``report.json`` with the paths' scores, and the trainer's two
+    checks carried into the report (and printed as warnings) rather than left in the model file alone."""
+    out = tmp_path / "digits"
+    assert main(["demo", "--dataset", "digits", "--quick", "--out", str(out), "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    for name in ("eigenvectors.png", "eigenvalues.png", "dimension.png", "interpolations_0.png", "show.json"):
+        assert (out / name).stat().st_size > 0, name
+    stored = read_metadata(out / "model.lmm")["extra"]["validation"]
+    assert report["warnings"] == distrust(stored) and report["trusted"] is (not report["warnings"])
+    assert printed.count("warning: ") == len(report["warnings"])
+    for pair in report["show"]["interpolations"]:
+        assert {"LERP", "gradient flow", "geodesic"} <= set(pair) and pair["LERP"]["mean_nearest"] > 0
+    assert report["show"]["points"] == 256 and report["show"]["data_points"] == 1573  # the training images only
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--dataset", "nope"], "unknown data set 'nope'"), (["--steps", "0"], "--steps must be"),
+    (["--seed", "-1"], "--seed must be"), (["--dataset", "digits", "--num-points", "100"], "--num-points=100"),
+    (["--dataset", "digits", "--num-points", "5000"], "leave --num-points out for all"),
+])
+def test_demo_refuses_bad_options_by_their_flags_before_writing(tmp_path, capsys, extra, message):
+    """The demo made its folder before checking, named Python parameters, and ignored --num-points for images."""
+    assert main(["demo", "--out", str(tmp_path / "demo"), *extra]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "demo").exists()
+
+
+def test_the_demo_replaces_its_own_model_only(tmp_path, capsys):
+    """``demo --out DIR`` replaced any ``model.lmm`` in DIR (a user's 10,000-step model by a 60-step demo's)."""
+    from learned_manifold_training.demo import DEMO_TAG, check_demo_folder
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "model.lmm").write_bytes(b"a user's model")
+    assert main(["demo", "--out", str(folder), "--quick"]) == 2
+    assert "holds a model.lmm the demo did not write" in capsys.readouterr().err
+    assert (folder / "model.lmm").read_bytes() == b"a user's model"
+    check_demo_folder(tmp_path / "new")  # an absent or empty folder is fine
+    assert DEMO_TAG["written_by"] == "learned-manifold demo"
+
+
+def test_the_demo_compares_tangent_errors_with_the_mean_error_of_random_planes():
+    """The demo's "random subspaces" figure is the mean `projector_error` of independent random planes (the
+    root mean square, √(2d(1 − d/D)), had been quoted): lines in R² √2·2/π ≈ 0.900, planes in R³ √2·π/4 ≈ 1.111."""
+    from learned_manifold_training.demo import _random_plane_error
+
+    assert _random_plane_error(1, 2) == pytest.approx(2 * math.sqrt(2) / math.pi, abs=0.01)
+    assert _random_plane_error(2, 3) == pytest.approx(math.sqrt(2) * math.pi / 4, abs=0.01)
