@@ -6,8 +6,9 @@ For each built-in data set (S² in R³, S⁸ in R⁶⁴, the torus in R³) one r
 * ``learned``: `LearnedCDC` at the model's default σ (picked by the trainer on its validation split);
 * ``knn_centred`` / ``knn_uncentred``: `KNNCDC` on the training points, ``k`` and σ tuned by validation tangent
   error over ``k ∈ {16, 32, 64, 128}`` and the SPEC §8 grid ``s · 2^(i−6)``;
-* ``score_jacobian``, ``stein``, ``tangential``: `ScoreJacobianMetric`, `SteinScoreMetric` (λ = 1000) and
-  `TangentialMetric` (ε = 1/σ²) built on the trained model's denoiser at the model's default σ;
+* ``score_jacobian``, ``stein``, ``tangential``: `ScoreJacobianMetric`, `SteinScoreMetric` and `TangentialMetric`
+  with their SPEC §7 defaults (Stein's λ = 1000 s², Tangential's ε = 1/(σ² s²), ``s`` the model's data scale of
+  SPEC §1), built on the trained model's denoiser at the model's default σ;
 * ``euclidean``: `EuclideanMetric`; and LERP (the straight line) as the reference row for paths.
 
 Reported per field:
@@ -394,7 +395,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "length (spheres only); 'end gap' is ‖x(T) − x₁‖ (flows need not reach x₁; geodesics have fixed ends).",
         f"ScoreJacobianMetric paths: δ is raised through {list(SJ_DELTAS)} until CG finds G + δI positive definite "
         "along the path (a learned Jacobian need not be PSD); the δ used is shown in brackets.",
-        "TangentialMetric: ε = 1/σ², so G ≈ P_T/ε; its flow runs for 8ε so its tangent rate matches the CDC fields.",
+        "TangentialMetric: ε = 1/(σ² s²), so G ≈ P_T/ε; its flow runs for 8ε so its tangent rate matches the "
+        "CDC fields.",
         f"δ is not scale-free: a low-rank field whose mean λ₁ lies outside {list(SCALE_RANGE)} (e.g. k-NN CDC tuned to "
         "a large σ, where Γ ≈ local covariance/σ²) is divided by its mean λ₁ before δ is added, for flows and "
         "geodesics only ('paths: G/c' in the setting column).",

@@ -102,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser = make_parser(__doc__.splitlines()[0], results="benchmarks/results/cpu/curvature", threads=1)
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: the recipe's, 6,000)")
     args = parse_args(parser, argv)
+    env = environment(torch.device("cpu"))  # date and load at the start of the run
     n_train, n_eval = (1000, 100) if args.quick else (6000, 500)
     steps = args.steps or (150 if args.quick else None)
     names = ["S² in R³"] if args.quick else list(DATASETS)
@@ -121,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         results[name] = {"train_seconds": seconds, "sigma": model.config.default_sigma,
                          "learned": score(LearnedCDC(model), test, manifold),
                          "knn": {**knn, **score(KNNCDC(data, k=knn["k"], sigma=knn["sigma"]), test, manifold)}}
-    tables = [_table(results)]
+    tables = [_table(results, n_eval)]
     settings = {"data": f"{n_train:,} training points (seed 0), {n_eval} validation (seed 1) and test (seed 2)",
                 "train": "learned_manifold_training.trainer.train with TrainConfig's defaults"
                          + (f", steps {steps}" if steps else ""),
@@ -129,13 +130,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
                         "validation points by the median curvature error", "threads": torch.get_num_threads(),
                 "quick": args.quick}
     write_report(args.out, "curvature", title="Curvature from the learned geometry (SPEC §12)",
-                 env=environment(torch.device("cpu")), settings=settings, tables=tables,
+                 env=env, settings=settings, tables=tables,
                  results=json_ready(results), notes=[])
     return results
 
 
-def _table(results: dict) -> Table:
-    t = Table("Scalar curvature R on 500 test points (median absolute error; relative to the median |R|)",
+def _table(results: dict, n_test: int) -> Table:
+    """The scalar-curvature table of ``results`` (`main`'s), scored on ``n_test`` test points per data set."""
+    t = Table(f"Scalar curvature R on {n_test} test points (median absolute error; relative to the median |R|)",
               ["data", "true R", "learned: error (relative)", "k-NN tuned: error (relative)",
                "learned: H error (torus: R correlation)", "k-NN: the same", "tangent error learned / k-NN",
                "ms per point learned / k-NN"])

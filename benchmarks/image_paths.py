@@ -164,6 +164,7 @@ def main(argv=None) -> int:
     parser.add_argument("--pairs", type=int, default=None, help="scored pairs (default 20)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the split, the training and the pairs")
     args = parse_args(parser, argv)
+    env = environment(args.device)  # date and load at the start of the run
     cfg = settings_for(args.quick)
     for key, value in (("steps", args.steps), ("pairs", args.pairs)):
         if value is not None:
@@ -223,7 +224,7 @@ def main(argv=None) -> int:
     ]
     draw_pairs(drawn, results["methods"], test_labels=labels[test[:, 0]], shape=tuple(data.shape[1:]),
                value_range=(float(data.min()), float(data.max())), path=args.out / "image_paths.png")
-    write_report(args.out, "image_paths", title="Paths between same-class digits", env=environment(args.device),
+    write_report(args.out, "image_paths", title="Paths between same-class digits", env=env,
                  settings=cfg, tables=tables, results=results,
                  notes=[f"Model: {cfg['model']}; default σ {s0:.3g}; {data.shape[0]} training images."])
     return 0

@@ -6,11 +6,12 @@ Three parts (``--parts``, all by default):
   matching against the Euclidean ("random"), Stein and score-Jacobian directions, each field's bandwidth chosen
   on a held-out split (the σ whose score at the middle ε is lowest), features from a `SmallCNN` trained here
   (digits: on the labels; blobs: on the quadrant of the blob's centre). Mean ± std over test points per ε.
-* ``table1``: time and peak memory of one evaluation (one draw of ``z ~ N(0, G(x))`` at one point, batch 1) for
-  metric matching (factor network), Stein (one denoiser call) and the score Jacobian (``m`` Lanczos steps, each
-  a JVP and a VJP through the denoiser), with the UNet presets at MNIST, CIFAR-10, CelebA-64 and FFHQ-256 sizes,
-  untrained (cost only). A run above the memory cap (``--memory-cap-gb``; CPU: RSS growth, CUDA: peak
-  allocated) or raising out-of-memory is reported as OOM.
+* ``table1``: time (median after warm-up) and peak memory of one evaluation (one draw of ``z ~ N(0, G(x))`` at
+  one point, batch 1) for metric matching (factor network), Stein (one denoiser call) and the score Jacobian
+  (``m`` Lanczos steps, each a JVP and a VJP through the denoiser), with the UNet presets at MNIST, CIFAR-10,
+  CelebA-64 and FFHQ-256 sizes, untrained (cost only); `benchmarks.image_cost`. A run above the memory cap
+  (``--memory-cap-gb``; CPU: peak RSS growth of the first call in a fresh process, CUDA: peak allocated) or
+  raising out-of-memory is reported as OOM.
 * ``blobs``: the tangent error of metric matching against tuned centred k-NN (k and σ tuned on validation, SPEC
   §8) on `blobs` at D = 256, 1,024 and 4,096 (side 16, 32, 64; the same 2-D manifold, finer images), equal N.
 
@@ -19,10 +20,7 @@ Run: ``python -m benchmarks.images --device cpu|cuda [--quick] [--parts ...]``.
 
 from __future__ import annotations
 
-import gc
 import math
-import os
-import threading
 import time
 
 import matplotlib
@@ -33,17 +31,17 @@ import torch  # noqa: E402
 
 from learned_manifold.classifier import train_classifier  # noqa: E402
 from learned_manifold.evaluation import field_eigenpairs, tangent_error  # noqa: E402
-from learned_manifold.feature_stability import feature_stability, sample_cometric  # noqa: E402
+from learned_manifold.feature_stability import feature_stability  # noqa: E402
 from learned_manifold.geometry import intrinsic_dimension  # noqa: E402
 from learned_manifold.metrics import EuclideanMetric, LearnedCDC, ScoreJacobianMetric, SteinScoreMetric  # noqa: E402
-from learned_manifold.models import MetricModel, ModelConfig  # noqa: E402
-from learned_manifold.unet import unet_preset  # noqa: E402
+from learned_manifold.models import MetricModel  # noqa: E402
 from learned_manifold_training.data import get_image_dataset  # noqa: E402
 from learned_manifold_training.data.blobs import Blobs  # noqa: E402
 from learned_manifold_training.trainer import TrainConfig, standardisation, train  # noqa: E402
 
 from .accuracy import sigma_grid, tune_knn  # noqa: E402
 from .common import Table, environment, make_parser, parse_args, write_report  # noqa: E402
+from .image_cost import run_table1  # noqa: E402
 
 __all__ = ["main"]
 
@@ -144,84 +142,6 @@ def plot_stability(results: list[dict], path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Table 1: cost per evaluation at paper sizes
-
-
-def _rss() -> int:
-    """The process's current resident set size in bytes (Linux ``/proc/self/statm``)."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-class _PeakRSS:
-    """Peak RSS growth while the block runs, sampled every 5 ms by a thread (CPU memory has no exact peak
-    counter; a spike shorter than 5 ms can be missed)."""
-
-    def __enter__(self):
-        self.before = self.peak = _rss()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-        self._thread.start()
-        return self
-
-    def _poll(self) -> None:
-        while not self._stop.wait(0.005):
-            self.peak = max(self.peak, _rss())
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, _rss())
-
-    @property
-    def growth(self) -> int:
-        return self.peak - self.before
-
-
-def _measure(fn, device: torch.device, cap_bytes: int) -> dict:
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        before = torch.cuda.memory_allocated(device)
-    start = time.perf_counter()
-    try:
-        with _PeakRSS() as rss:
-            fn()
-    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as err:
-        if "memory" not in str(err).lower():
-            raise
-        return {"seconds": None, "memory_bytes": None, "oom": True}
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        used = torch.cuda.max_memory_allocated(device) - before
-    else:
-        used = rss.growth
-    seconds = time.perf_counter() - start
-    return {"seconds": seconds, "memory_bytes": used, "oom": used > cap_bytes}
-
-
-def run_table1(cfg: dict, device: torch.device, cap_bytes: int) -> list[dict]:
-    rows = []
-    for name in cfg["presets"]:
-        preset = unet_preset(name)
-        mcfg = ModelConfig(data_shape=tuple(preset["data_shape"]), rank=preset["rank"], arch="unet",
-                           arch_kwargs=preset["arch_kwargs"], centred=True)
-        torch.manual_seed(0)
-        model = MetricModel(mcfg).to(device).eval().requires_grad_(False)
-        x = torch.randn(1, model.dim, device=device)
-        for method, field in _fields(model, 0.1).items():
-            def once(field=field, x=x):
-                sample_cometric(field, x, lanczos_steps=cfg["lanczos"])
-
-            if device.type == "cuda":
-                once()  # warm-up (kernels, allocator)
-            rows.append({"preset": name, "D": model.dim, "method": method, **_measure(once, device, cap_bytes)})
-        del model
-    return rows
-
-
-# ---------------------------------------------------------------------------------------------------------
 # k-NN against D on blobs
 
 
@@ -287,21 +207,27 @@ def main(argv=None) -> int:
             cfg[key] = value
     cap = int(args.memory_cap_gb * 2**30)
     args.out.mkdir(parents=True, exist_ok=True)
+    env = environment(args.device)  # date and load at the start of the run
     results, tables, notes = {}, [], []
 
     def report() -> None:  # after every part, so a run stopped part-way keeps what it finished
         write_report(args.out, "images", title="Images: feature stability, Table 1, k-NN against D",
-                     env=environment(args.device), settings=cfg, tables=tables, results=results, notes=notes)
+                     env=env, settings=cfg, tables=tables, results=results, notes=notes)
 
     if "table1" in args.parts:
-        results["table1"] = run_table1(cfg, args.device, cap)
+        repeats = 3 if args.quick else 5
+        results["table1"] = run_table1(cfg, args.device, cap, repeats=repeats)
         rows = [[r["preset"], str(r["D"]), r["method"], "OOM" if r["oom"] else f"{r['seconds']:.3g} s",
                  "OOM" if r["oom"] else f"{(r['memory_bytes'] or 0) / 2**20:.0f} MiB"] for r in results["table1"]]
         tables.append(Table(f"Table 1: one evaluation at batch 1 (untrained presets; Lanczos steps "
                             f"{cfg['lanczos']}; memory cap {args.memory_cap_gb:g} GiB)",
-                            ["preset", "D", "method", "time", "memory"], rows))
-        notes.append("CPU memory: the peak growth of the process's resident set while the call runs, sampled "
-                     "every 5 ms; CUDA memory: torch.cuda.max_memory_allocated minus what was allocated before.")
+                            ["preset", "D", "method", "time (median)", "memory"], rows))
+        notes.append(f"Time: the median of up to {repeats} calls after untimed warm-up (CPU: the memory call; "
+                     "CUDA: two calls). CPU memory: each "
+                     "(preset, method) in a fresh process, the peak growth of its resident set during its first "
+                     "call over the resident set after building the network and input (sampled every 5 ms, exact "
+                     "when the process's high-water mark rises); CUDA memory: torch.cuda.max_memory_allocated "
+                     "during a warm call minus what was allocated before.")
         report()
     if "blobs" in args.parts:
         results["blobs"] = run_blobs(cfg, args.device, on_row=lambda rows: (results.update(blobs=rows), report()))

@@ -196,6 +196,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: each data set's base)")
     parser.add_argument("--save-models", type=Path, default=None, help="folder to write every trained model to")
     args = parse_args(parser, argv)
+    env = environment(torch.device("cpu"))  # date and load at the start of the run
     if args.save_models is not None:
         args.save_models.mkdir(parents=True, exist_ok=True)
     results: dict = {}
@@ -240,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
              "λ_{d+1}: the same of the denoiser's symmetrised Jacobian (its failure to shrink the curved normal, "
              "which the factor inherits through the bias term of SPEC §3)."]
     write_report(args.out, "recipe", title="Training recipe on curved data (issues 12, 14)",
-                 env=environment(torch.device("cpu")), settings=settings, tables=tables,
+                 env=env, settings=settings, tables=tables,
                  results=json_ready(results), notes=notes)
     return results
 

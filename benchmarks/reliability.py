@@ -64,6 +64,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--examples", type=int, default=150, help="cases per runtime family")
     parser.add_argument("--cli-examples", type=int, default=30, help="cases of the CLI family")
     args = parse_args(parser, argv)
+    env = environment(args.device)  # date and load at the start of the run
     if args.quick:
         args.examples, args.cli_examples = 10, 3
     from .reliability_cli import cli
@@ -95,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
              "should be zero.", f"Wall time {time.perf_counter() - start:.0f} s (including training the model)."]
     notes += [f"finding: {f[:400]}" for f in findings] or ["No findings."]
     write_report(args.out, "reliability", title="Reliability: the fuzz suite with a larger budget",
-                 env=environment(args.device), settings={"examples per family": args.examples,
+                 env=env, settings={"examples per family": args.examples,
                                                          "CLI examples": args.cli_examples},
                  tables=[table], results={"families": results, "total": dict(total)}, notes=notes)
     return results

@@ -34,13 +34,15 @@ import torch
 from torch import Tensor
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from .dimension import warn_if_dropping
 from .geometry import eigenpairs, global_dimension, intrinsic_dimension
 from .metrics.base import as_field, check_finite_points, check_points
 from .metrics.field_checks import autograd_ready
+from .precision import full_precision
 from .types import Count, FieldLike
 
 __all__ = ["CLUSTER_RATIO", "CUTOFF_LIMIT", "DERIVATIVE_EPS", "GAP_MIN", "MIXED_SHARE", "NEIGHBOURS_PER_DIM",
-           "Curvature", "curvature", "factor_jvp"]
+           "SPREAD_LIMIT", "Curvature", "curvature", "factor_jvp"]
 
 GAP_MIN = 1e-5
 """Points whose eigengap ``(λ_d − λ_{d+1}) / λ₁`` is at most this have no tangent projector to differentiate (a
@@ -73,6 +75,13 @@ for float32 factors; float64 factors default to ``geometry.FLOAT64_CUT`` ≈ 6e-
 scaled ``II`` by ``1 − c`` (a unit sphere's field ``(1 − c) P + c I`` read ``R = 2 (1 − c)²`` at
 ``rel_eps = 0.25``; truth 2)."""
 
+SPREAD_LIMIT = 0.5
+"""A batch whose kept eigenvalues ``λ_d / λ₁`` have a median below this gets a warning: `curvature` is the extrinsic
+curvature of the tangent distribution and ignores the eigenvalues (SPEC §12), while the metric ``g = G⁺`` stretches
+the tangent directions unequally there, so its own (intrinsic) curvature differs. S¹(3)×S²(1) with tangent
+eigenvalues 1 and 0.3 (`tangent_dim=3`) reads the embedded R = 2; ``g``'s is 0.6 (tester D). A learned or k-NN
+field's tangent eigenvalues differ by noise only (``λ₂/λ₁`` median 0.77 and 0.99 on S², `CLUSTER_RATIO`)."""
+
 NEIGHBOURS_PER_DIM = 2
 """A `KNNCDC` whose kernel holds fewer than ``NEIGHBOURS_PER_DIM · (d + 1)`` effective neighbours ``(Σw)²/Σw²``
 at the median point gets a warning (σ too small for the data's spacing: its tangent planes follow single
@@ -88,7 +97,11 @@ class Curvature:
         basis: ``(B, D, d)`` the orthonormal tangent basis ``e_i`` (top-``d`` eigenvectors of ``G``).
         second_form: ``(B, d, d, D)`` ``II(e_i, e_j)`` as computed (row ``i`` differentiates along ``e_i``).
         mean: ``(B, D)`` the mean curvature vector ``H`` (normal-valued).
-        scalar: ``(B,)`` the scalar curvature ``R`` (``2K`` on a surface, ``K`` the Gaussian curvature).
+        scalar: ``(B,)`` the scalar curvature ``R`` (``2K`` on a surface, ``K`` the Gaussian curvature) of the
+            embedded tangent distribution with the Euclidean induced metric, by the Gauss equation: the field's
+            eigenvalues are ignored (SPEC §12), so it is the Riemannian curvature of the data only where ``G`` is
+            close to the tangent projector (eigenvalues ≈ 1, as a trained CDC's), not of the metric ``g = G⁺`` of
+            another field (the half-plane's ``G = y² I`` reads 0, its own is −2).
         asymmetry: ``(B,)`` ``‖II − IIᵀ‖ / ‖II‖`` (Frobenius over ``i, j``): 0 for an exact field.
         gap: ``(B,)`` ``(λ_d − λ_{d+1}) / λ_1`` (eigenvalues cut by ``rel_eps`` count as 0): the projector is
             ill-defined where it is near 0.
@@ -119,6 +132,7 @@ class Curvature:
     dim: int
 
 
+@full_precision
 @torch.inference_mode(False)
 def factor_jvp(field, x: Tensor, directions: Tensor) -> Tensor:
     """Directional derivatives of the field's factor: ``DA(x)[u_k]`` for ``k = 1..K``, ``(B, K, D, r)``.
@@ -128,7 +142,8 @@ def factor_jvp(field, x: Tensor, directions: Tensor) -> Tensor:
     mode serves (networks; `KNNCDC` with its neighbours held fixed, a truncated kernel: see `CUTOFF_LIMIT`).
     It runs under ``inference_mode(False)`` on copies of ``x`` and ``directions`` (inference mode would switch the
     double backward off and every factor would look constant), and with attention on PyTorch's math kernel
-    (`unet.FUSED_ATTENTION_MIN_TOKENS`: the fused kernels have no second derivative).
+    (`unet.FUSED_ATTENTION_MIN_TOKENS`: the fused kernels have no second derivative), with any autocast switched
+    off (`precision.full_precision`).
 
     A factor with no autograd graph from ``x`` is taken as constant (derivative 0) only where it is: where it
     changes along a direction (`_check_constant`), a ``ValueError`` says that autograd cannot differentiate it.
@@ -175,13 +190,25 @@ def factor_jvp(field, x: Tensor, directions: Tensor) -> Tensor:
     return dA.reshape(b, k, *A.shape[1:])
 
 
+@full_precision
 def curvature(field: FieldLike, x: Tensor, tangent_dim: Count | None = None, *, rel_eps: float = 1e-6) -> Curvature:
-    """Second fundamental form, mean and scalar curvature of ``field``'s geometry at ``x`` (SPEC §12).
+    """Second fundamental form, mean and scalar curvature of the field's tangent distribution at ``x`` (SPEC §12).
 
-    Works under ``torch.no_grad()`` and ``torch.inference_mode()`` (it runs under ``inference_mode(False)`` on a
-    copy of ``x``; the results are normal tensors). The results are detached: not differentiable with respect to
-    ``x`` (the factor is evaluated under ``no_grad``, and ``II`` built from one JVP of it); a ``UserWarning`` says
-    so where ``x`` requires grad with grad mode on (give ``x.detach()`` where no gradient is expected).
+    What it measures: the extrinsic curvature of the ``d``-planes spanned by ``G``'s top eigenvectors, embedded in
+    ``R^D`` with the Euclidean induced metric (Gauss equation): the curvature of the data the planes follow. The
+    eigenvalues of ``G`` are ignored, so it is also the Riemannian curvature of the metric ``g = G⁺`` only where
+    ``G`` is close to the tangent projector (tangent eigenvalues ≈ 1, as a trained CDC's at the data). It is not the
+    curvature of the ``g`` that `LearnedDataManifold.inner` uses for a field with other eigenvalues: the half-plane
+    ``G = y² I`` reads 0 (its own ``R = −2``), as does any conformal metric on a flat plane. A warning fires where
+    the kept eigenvalues are far from equal (`SPREAD_LIMIT`); equal ones that vary from point to point (those two
+    examples) are not detected.
+
+    Works under ``torch.no_grad()``, ``torch.inference_mode()`` (it runs under ``inference_mode(False)`` on a
+    copy of ``x``; the results are normal tensors) and ``torch.autocast`` (switched off inside,
+    `precision.full_precision`: float32 in, float32 out, the same numbers). The results are detached: not
+    differentiable with respect to ``x`` or the field's parameters (the factor is evaluated under ``no_grad`` and
+    detached, and ``II`` built from one JVP of it); a ``UserWarning`` says so where ``x`` requires grad with grad
+    mode on (give ``x.detach()`` where no gradient is expected).
 
     Args:
         field: a co-metric field with a differentiable ``factor`` (`LearnedCDC`, a closed-form field, ...) or an
@@ -189,8 +216,11 @@ def curvature(field: FieldLike, x: Tensor, tangent_dim: Count | None = None, *, 
         x: ``(B, D)`` points (on or near the data).
         tangent_dim: the tangent dimension ``d``; default: a `LearnedDataManifold`'s own ``tangent_dim`` where it
             has one, else the median pointwise dimension of the batch by the gap rule (SPEC §5). One ``d`` serves
-            the whole batch (a warning when more than `MIXED_SHARE` of the points read another dimension). ``d = D``
-            (data that fill ``R^D``) leaves no normal space: ``II = 0``, ``H = 0``, ``R = 0``.
+            the whole batch (a warning when more than `MIXED_SHARE` of the points read another dimension, and
+            one where the gap rule drops an eigenvalue above `dimension.DROPPED_LIMIT` ``· λ₁``, a real direction).
+            ``d = D`` (data that fill ``R^D``) leaves no normal space: ``II = 0``, ``H = 0``, ``R = 0`` at the points
+            whose own gap-rule dimension is ``D``; points that read a lower one (a sphere's, in ``R³``) get NaN
+            rows, with a ``RuntimeWarning``.
         rel_eps: eigenvalues ``≤ rel_eps · λ₁`` count as zero in the eigengap (``gap``, the NaN rows, the warnings):
             a tangent eigenvalue cut by it leaves no projector. The projector's derivative uses the eigenvalues
             themselves (SPEC §12; only those ``≤`` `DERIVATIVE_EPS` ``· λ₁`` as 0), so raising ``rel_eps`` to cut
@@ -200,8 +230,12 @@ def curvature(field: FieldLike, x: Tensor, tangent_dim: Count | None = None, *, 
         `Curvature`.
 
     Warns:
-        UserWarning: ``x`` requires grad (grad mode on): no gradient flows back through the results.
-        RuntimeWarning: points whose eigengap at ``d`` is at most `GAP_MIN` (their rows are NaN); a ``d`` that
+        UserWarning: ``x`` requires grad (grad mode on): no gradient flows back through the results; with
+            ``tangent_dim`` not given, the gap rule's ``d`` drops an eigenvalue above `dimension.DROPPED_LIMIT`
+            ``· λ₁`` (`dimension.warn_if_dropping`: pass ``tangent_dim``).
+        RuntimeWarning: points where the factor is not finite (their rows are NaN); points whose eigengap at ``d``
+            is at most `GAP_MIN` (their rows are NaN); ``d = D`` where points read a lower dimension (their rows
+            are NaN); kept eigenvalues far from equal (`SPREAD_LIMIT`: the metric's own curvature differs); a ``d`` that
             splits a cluster of tangent eigenvalues (`CLUSTER_RATIO`); a default ``d`` that more than `MIXED_SHARE`
             of the points do not read; a `KNNCDC` whose kernel is truncated (`CUTOFF_LIMIT`) or holds too few
             effective neighbours (`NEIGHBOURS_PER_DIM`).
@@ -233,7 +267,7 @@ def curvature(field: FieldLike, x: Tensor, tangent_dim: Count | None = None, *, 
         # which turns grad mode on): a loss mixing the results in had lost their gradient silently
         warnings.warn("curvature: x requires grad, but the results are detached (not differentiable with respect "
                       "to x): no gradient flows back through II, H or R; give x.detach() where none is expected",
-                      stacklevel=2)
+                      stacklevel=3)  # past `full_precision`'s wrapper
     return _curvature(field, x, tangent_dim, rel_eps)
 
 
@@ -264,13 +298,21 @@ def _curvature(field: FieldLike, x: Tensor, tangent_dim: Count | None, rel_eps: 
                         f"G = A Aᵀ): {type(field).__name__} has none (its co-metric is matrix-free); use a field "
                         "with one (LearnedCDC, KNNCDC, a closed-form field)")
     with torch.no_grad():
-        A = field.factor(x)
+        A = field.factor(x).detach()  # a view of a Parameter made under no_grad still requires grad (tester C)
         pairs = eigenpairs(A, rel_eps=min(rel_eps, DERIVATIVE_EPS))  # once: rel_eps's cut is a mask below
     b, n, r = A.shape
+    finite = torch.isfinite(A).flatten(1).all(1) if A.numel() else torch.ones(b, dtype=torch.bool, device=A.device)
+    if not bool(finite.all()):
+        warnings.warn(f"{type(field).__name__}.factor is not finite (NaN or inf) at {int((~finite).sum())} of {b} "
+                      f"point(s) (the first: {int((~finite).nonzero()[0])}): their curvature is NaN; no tangent_dim "
+                      "helps there (a singular point of the field, e.g. a cone's tip)", RuntimeWarning, stacklevel=5)
     if dim is None:
-        dim = global_dimension(pairs.values) if b else 1
+        values = pairs.values[finite]
+        dim = global_dimension(values) if values.shape[0] else 1
         if dim < n:  # d = D has its own warning below, and NaN, for the points that read lower
-            _warn_about_mixed_dimensions(pairs.values, dim)
+            _warn_about_mixed_dimensions(values, dim)
+        if dim < r:
+            warn_if_dropping(values, dim, "curvature: II, H and R", stacklevel=6)
     if not 1 <= dim <= min(r, n):
         raise ValueError(f"tangent_dim must be an integer in 1..{min(r, n)} (at most the factor's rank {r} and the "
                          f"ambient dimension {n}), got {dim!r}")
@@ -289,31 +331,38 @@ def _curvature(field: FieldLike, x: Tensor, tangent_dim: Count | None, rel_eps: 
     asym = (II - II.transpose(1, 2)).flatten(1).norm(dim=1) / size.clamp_min(torch.finfo(size.dtype).tiny)
     lam_next = lam[:, dim] if dim < r else torch.zeros_like(lam[:, 0])
     gap = (lam[:, dim - 1] - lam_next) / lam[:, 0].clamp_min(torch.finfo(lam.dtype).tiny)
-    bad = ~(gap > GAP_MIN)  # no projector to differentiate (NaN gaps included)
+    bad = ~(gap > GAP_MIN) & finite  # no projector to differentiate (NaN gaps of a finite factor included)
     mean = trace / dim
     if dim == n:  # "no normal space" holds only where the point itself reads dimension D (a sphere's points do not)
-        lower = intrinsic_dimension(lam) < n
+        lower = (intrinsic_dimension(lam) < n) & finite
         if bool((lower & ~bad).any()):
             warnings.warn(f"tangent_dim {n} (no normal space: curvature 0) does not fit {int((lower & ~bad).sum())} "
                           f"of {b} point(s), whose eigenvalues read a lower dimension by the gap rule: their "
                           f"curvature is NaN; give such points their own call (or tangent_dim)",
-                          RuntimeWarning, stacklevel=3)
+                          RuntimeWarning, stacklevel=5)
     else:
         lower = torch.zeros_like(bad)
-    ratio = (lam_next / lam[:, dim - 1])[~(bad | lower)]
+    good = ~(bad | lower) & finite
+    spread = (lam[:, dim - 1] / lam[:, 0])[good]
+    if dim > 1 and spread.numel() and float(spread.median()) < SPREAD_LIMIT:
+        warnings.warn(f"the kept eigenvalues are far from equal: λ_{dim} / λ₁ is {float(spread.median()):.2g} at the "
+                      f"median point (below {SPREAD_LIMIT:g}); curvature is the extrinsic curvature of the tangent "
+                      "planes and ignores the eigenvalues (SPEC §12), so it is not the curvature of the metric G⁺, "
+                      "which stretches the tangent directions unequally here", RuntimeWarning, stacklevel=5)
+    ratio = (lam_next / lam[:, dim - 1])[good]
     if ratio.numel() and float(ratio.median()) > CLUSTER_RATIO:
         asked = (f"tangent_dim {dim} splits a cluster of eigenvalues" if tangent_dim is not None else
                  f"the field's eigenvalues show no clear tangent/normal split at the gap rule's dimension {dim}")
         warnings.warn(f"{asked}: λ_{dim + 1} / λ_{dim} is {float(ratio.median()):.2g} at the median point (above "
                       f"{CLUSTER_RATIO:g}), so the tangent projector of dimension {dim} follows the noise in the "
                       f"field's eigenvalues and its curvature is meaningless (the gap rule reads dimension "
-                      f"{global_dimension(pairs.values)} here)", RuntimeWarning, stacklevel=3)
+                      f"{global_dimension(pairs.values)} here)", RuntimeWarning, stacklevel=5)
     if bool(bad.any()):
         warnings.warn(f"the eigengap (λ_{dim} − λ_{dim + 1}) / λ₁ is at most {GAP_MIN:g} at {int(bad.sum())} of {b} "
                       f"point(s) (the first: {int(bad.nonzero()[0])}): the tangent projector of dimension {dim} is "
                       f"undefined there, so their curvature is NaN; choose another tangent_dim",
-                      RuntimeWarning, stacklevel=3)
-    bad = bad | lower
+                      RuntimeWarning, stacklevel=5)
+    bad = bad | lower | ~finite
     if bool(bad.any()):
         nan = torch.tensor(float("nan"), dtype=II.dtype, device=II.device)
         II = torch.where(bad.view(-1, 1, 1, 1), nan, II)
@@ -371,7 +420,7 @@ def _warn_about_mixed_dimensions(values: Tensor, dim: int) -> None:
                   f"point's own dimension is lower, a normal direction counts as tangent (|H| reads too small), where "
                   f"it is higher, a tangent direction as normal; call curvature on each group of points (grouped by "
                   f"geometry.intrinsic_dimension or LearnedDataManifold.intrinsic_dimension) or pass tangent_dim",
-                  RuntimeWarning, stacklevel=4)
+                  RuntimeWarning, stacklevel=6)
 
 
 def _warn_about_the_kernel(field, x: Tensor, dim: int) -> None:
@@ -387,7 +436,7 @@ def _warn_about_the_kernel(field, x: Tensor, dim: int) -> None:
             warnings.warn(f"{type(field).__name__}: the k-th neighbour still carries {weight:.2g} of the nearest's "
                           f"kernel weight (median point), so the field is a truncated kernel whose tangent planes "
                           f"turn too little as x moves: its curvature is biased low; raise k or lower sigma until "
-                          f"cutoff_weight is below {CUTOFF_LIMIT:g}", RuntimeWarning, stacklevel=4)
+                          f"cutoff_weight is below {CUTOFF_LIMIT:g}", RuntimeWarning, stacklevel=6)
     effective = getattr(field, "effective_neighbours", None)  # `KNNCDC.effective_neighbours`
     if callable(effective):
         count = float(effective(x).median())
@@ -396,4 +445,4 @@ def _warn_about_the_kernel(field, x: Tensor, dim: int) -> None:
                           f"median point, fewer than {NEIGHBOURS_PER_DIM * (dim + 1)} for a {dim}-dimensional tangent "
                           f"plane: sigma = {field.sigma:g} is too small for the data's spacing, so the tangent planes "
                           f"(and the dimension) follow single neighbours and the curvature is meaningless (often 0); "
-                          f"raise sigma", RuntimeWarning, stacklevel=4)
+                          f"raise sigma", RuntimeWarning, stacklevel=6)

@@ -3,10 +3,19 @@ median over points. Re-exported by `learned_manifold.geometry`."""
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor
 
-__all__ = ["intrinsic_dimension", "global_dimension"]
+__all__ = ["intrinsic_dimension", "global_dimension", "dropped_share", "warn_if_dropping", "DROPPED_LIMIT"]
+
+DROPPED_LIMIT = 0.25
+"""Largest share ``λ_{d+1}/λ₁`` of an eigenvalue the gap rule may drop silently (`warn_if_dropping`). A trusted
+CDC's normal eigenvalues average below 0.1 λ₁ at the data (the trainer's outside limit,
+`learned_manifold.diagnostics.OUTSIDE_THRESHOLD`), with single points up to about 0.13 (a trained torus model,
+landed: 0.105–0.128 at 4 of 32 points), so 0.25 leaves them alone; a larger dropped eigenvalue is a real direction
+of the field (a full-rank metric, a k-NN field reading d = 1 on S² with λ₂ ≈ 0.45 λ₁)."""
 
 
 def intrinsic_dimension(values: Tensor) -> Tensor:
@@ -25,6 +34,9 @@ def intrinsic_dimension(values: Tensor) -> Tensor:
     Returns:
         ``(B,)`` integer tensor with values in ``1..r``.
     """
+    if values.shape[-1] == 0:
+        raise ValueError(f"intrinsic_dimension: values has r = 0 eigenvalues (shape {tuple(values.shape)}): G = 0 "
+                         "has no eigen-directions, so no dimension (SPEC §5)")
     v = values.sort(dim=-1, descending=True).values
     v = v / v[..., :1].clamp_min(torch.finfo(v.dtype).tiny)
     v = torch.cat([v, torch.zeros_like(v[..., :1])], dim=-1)
@@ -40,3 +52,48 @@ def global_dimension(values: Tensor) -> int:
     ``quantile(0.5)`` gives 1.5).
     """
     return int(intrinsic_dimension(values).median().item())
+
+
+def dropped_share(values: Tensor, d: int | Tensor) -> Tensor:
+    """``(B,)`` share ``λ_{d+1}/λ₁`` of the largest eigenvalue that keeping ``d`` directions drops (0 where
+    ``d = r``, and where ``λ₁ = 0``).
+
+    Args:
+        values: ``(B, r)`` eigenvalues (any order).
+        d: the kept count, an int or ``(B,)`` integers in ``1..r``.
+    """
+    v = values.sort(dim=-1, descending=True).values.clamp_min(0)
+    v = torch.cat([v, torch.zeros_like(v[..., :1])], dim=-1)
+    kept = torch.as_tensor(d, device=v.device).long().expand(v.shape[:-1])
+    nxt = v.gather(-1, kept.unsqueeze(-1)).squeeze(-1)
+    top = v[..., 0]
+    return torch.where(top > 0, nxt / top.clamp_min(torch.finfo(v.dtype).tiny), torch.zeros_like(top))
+
+
+def warn_if_dropping(values: Tensor, d: int | Tensor, what: str, *, stacklevel: int = 3) -> bool:
+    """Warn once where keeping ``d`` directions drops an eigenvalue above `DROPPED_LIMIT` ``· λ₁`` at some point.
+
+    The gap rule (`intrinsic_dimension`) reads the dimension of a CDC, whose normal eigenvalues tend to 0 (SPEC §5).
+    On a field whose weaker directions are real (a full-rank metric, a k-NN field where ``λ₂/λ₁ < 1/2``), it drops
+    them, and a length, a projection or a curvature on the kept directions is not the field's. One host sync.
+
+    Args:
+        values: ``(B, r)`` eigenvalues; d: the kept count (int or ``(B,)``); what: the result affected, for the
+            message (e.g. ``"geodesic: the reported lengths"``).
+
+    Returns:
+        whether it warned.
+    """
+    if values.numel() == 0:
+        return False
+    share = dropped_share(values.detach(), d)
+    bad = share > DROPPED_LIMIT
+    n_bad = int(bad.sum())
+    if n_bad == 0:
+        return False
+    warnings.warn(f"{what} keep the gap rule's directions (SPEC §5), which drop an eigenvalue above "
+                  f"{DROPPED_LIMIT:g} λ₁ at {n_bad} of {share.numel()} points (up to {float(share.max()):.3g} λ₁). "
+                  "On data, or for a full-rank or k-NN metric, those are real directions of the field: pass "
+                  "tangent_dim= (the field's true dimension) to keep them. At points off the data (a path through "
+                  "empty space) a learned field is no projector and this is expected there.", stacklevel=stacklevel)
+    return True

@@ -124,6 +124,13 @@ def _flatten(x: Tensor | np.ndarray, data_shape: tuple[int, ...] | None, dim: in
     return flat
 
 
+def _single(x: Tensor | np.ndarray, data_shape: tuple[int, ...] | None) -> bool:
+    """Whether the flows' points ``x`` are one point (a flat ``(D,)`` one, or one of the manifold's ``data_shape``)
+    rather than a batch: its results then drop the batch axis, as `geodesics.geodesic`'s do. An image point used to
+    keep it (``path (1, T, *data_shape)``) where a flat one dropped it."""
+    return x.ndim == 1 or (data_shape is not None and tuple(x.shape) == tuple(data_shape))
+
+
 def _solver_dtype(dtype: torch.dtype) -> torch.dtype:
     """The dtype the solver integrates points of ``dtype`` in: float32 for half precision (a float16 time grid
     has ``t + dt == t`` after a few steps, and torchdiffeq then gives up with "underflow in dt"), else ``dtype``.

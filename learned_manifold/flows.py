@@ -26,15 +26,17 @@ from .flow_inputs import (
     _field_of,
     _flatten,
     _landing_of,
+    _single,
     _solver_dtype,
 )
 from .flow_reports import STALL_SPEED, pair_reports
 from .geodesics import landing_rounding
 from .landing import normal_landing, warn_off_data
 from .metrics.base import CoMetricField
+from .metrics.factor_checks import FactorContractError
 from .metrics.field_checks import check_landing
 from .precision import full_precision
-from .regularised import polyline_lengths, tangent_dim_of
+from .regularised import polyline_lengths, resolve_tangent_dim
 from .types import FieldLike, TensorOrArray
 
 __all__ = ["FLOW_METHODS", "STALL_SPEED", "FlowResult", "gradient_flow", "interpolate", "polyline_lengths"]
@@ -48,7 +50,9 @@ class FlowResult:
     """A batch of flow paths.
 
     Attributes:
-        path: ``(B, T, *data_shape)`` points at the output times (``path[:, 0] = x0``).
+        path: ``(B, T, *data_shape)`` points at the output times (``path[:, 0] = x0``). A single start point (one
+            ``(D,)`` or one ``data_shape`` point) drops the batch axis here and in every ``(B,)`` field below:
+            ``path`` ``(T, *data_shape)`` (``(T, D)`` for a ``(D,)`` point), 0-d scores, as `GeodesicResult`.
         times: ``(T,)`` flow times.
         final_gap: ``(B,)`` ``‖x(t_end) − x₁‖`` for `interpolate`; ``f(x(t_end))`` for `gradient_flow`.
         length: ``(B,)`` the **Euclidean** polyline length of the path, the same as ``euclidean_length`` (kept
@@ -125,6 +129,8 @@ def _integrate(field: CoMetricField, velocity: Callable[[Tensor], Tensor], x0: T
     def solve(x, t):
         try:
             return odeint(func, x, t, method=method, options=options, **kwargs)
+        except FactorContractError:  # a mistake in the field itself, named by its own message
+            raise
         except ValueError as err:  # the field (or objective) refused a point the flow reached
             raise ValueError(f"the flow ({method!r}) reached a point its field or objective refuses, so it diverged "
                              f"or left their domain (a smaller step_size, or an adaptive method, may help): {err}"
@@ -173,6 +179,7 @@ def gradient_flow(
     atol: float = 1e-5,
     step_size: float | None = None,
     landing: bool | None = None,
+    tangent_dim: int | None = None,
 ) -> FlowResult:
     """Riemannian gradient flow ``ẋ = −(G(x) + δI) ∇f(x)`` of any differentiable objective (SPEC §6).
 
@@ -180,7 +187,8 @@ def gradient_flow(
         manifold: a `LearnedDataManifold` or any `CoMetricField`.
         f: objective mapping ``(B, D)`` points to ``(B,)`` values (point-wise), differentiable; checked on ``x0``
             before integrating.
-        x0: ``(B, *data_shape)`` or ``(B, D)`` start points (a single ``(D,)`` point is accepted).
+        x0: ``(B, *data_shape)`` or ``(B, D)`` start points; a single ``(D,)`` or ``data_shape`` point gives a
+            single path ``(T, …)`` and 0-d scores (`FlowResult`).
         t_end: flow time; n_points: output times ``linspace(0, t_end, n_points)``.
         method: a name in `FLOW_METHODS` (adaptive ones use ``rtol``/``atol``, which apply to the deviation from
             the start in units of the field's `length_scale`, so the same in any units and at any position, and
@@ -192,9 +200,13 @@ def gradient_flow(
             An adaptive method's step size is shared by the whole batch: see `interpolate` on batch independence.
         landing: after every output interval, land on the data by one normal-only step of the field's denoiser
             (`landing.normal_landing`, SPEC §5: the normal part of ``x̂(x, σ) − x`` only, the normals those of
-            the manifold's ``tangent_dim``, else the gap rule's); needs a low-rank field with a denoiser. ``None``
+            ``tangent_dim``, else the gap rule's); needs a low-rank field with a denoiser. ``None``
             (default): the manifold's own ``landing`` for a `LearnedDataManifold`, else ``False``; ``False`` turns
             it off on a landing manifold.
+        tangent_dim: the field's tangent dimension, for the reported ``metric_length`` of a low-rank field with
+            ``δ = 0`` (`regularised.polyline_lengths`) and landing's normals; ``None``: a manifold's own
+            ``tangent_dim``, else the gap rule, which warns where it drops real directions of the field (SPEC §5).
+            A value other than a manifold's own is refused. The flow itself moves with the full ``G + δI``.
 
     Works under ``torch.no_grad()`` and ``torch.inference_mode()`` (it runs under ``inference_mode(False)``: ``f``
     is differentiated; the results are normal tensors). Half-precision points are integrated in float32 (the
@@ -229,6 +241,7 @@ def gradient_flow(
     _check_solver(method, rtol, atol, step_size)
     field, data_shape = _field_of(manifold, "gradient_flow")
     landing = _landing_of(manifold, landing)
+    tangent_dim = resolve_tangent_dim(manifold, tangent_dim)
     check_landing(field, landing)
     landing = bool(landing)
     flat0 = _flatten(x0, data_shape, field.dim, "x0")
@@ -249,7 +262,6 @@ def gradient_flow(
             (grad,) = torch.autograd.grad(f(xg).sum(), xg)
         return -field.apply(x, grad).to(base.dtype) / unit
 
-    tangent_dim = tangent_dim_of(manifold)
 
     def project(y: Tensor) -> Tensor:
         landed = normal_landing(field, (base + unit * y).to(flat0.dtype), tangent_dim=tangent_dim)
@@ -263,7 +275,8 @@ def gradient_flow(
         if path.shape[0]:
             path[:, 0] = flat0  # exactly
         final = f(path[:, -1]).detach() if path.shape[0] else path.new_zeros(0)
-        euclid, metric = polyline_lengths(path, manifold)
+        euclid, metric = polyline_lengths(path, manifold if tangent_dim is None else field, tangent_dim=tangent_dim,
+                                          stacklevel=5)
         if landing:
             warn_off_data(field, path[:, -1], "gradient_flow")
     return _result(path, times.to(flat0.dtype), final, euclid, metric, torch.zeros_like(final, dtype=torch.bool),
@@ -285,6 +298,7 @@ def interpolate(
     step_size: float | None = None,
     stop_tol: float | None = None,
     landing: bool | None = None,
+    tangent_dim: int | None = None,
 ) -> FlowResult:
     """Interpolate from ``x0`` towards ``x1`` by the flow of ``½‖x − x₁‖²`` (SPEC §6, the paper's paths).
 
@@ -294,11 +308,12 @@ def interpolate(
 
     Args:
         manifold: a `LearnedDataManifold` or any `CoMetricField`.
-        x0, x1: ``(B, *data_shape)``/``(B, D)`` batches of pairs (or single points).
-        t_end, n_points, method, rtol, atol, step_size, landing: as in `gradient_flow`, but the solver works on
-            each pair's deviation ``(x − x₁)/‖x₀ − x₁‖``: ``rtol`` and ``atol`` are in units of each pair's initial
-            gap, so a pair 1e-4 apart is solved as finely as one 100 apart. Keep ``atol`` well below the stopping
-            radius ``stop_tol / ‖x₀ − x₁‖`` (1% by default; the default atol is 1e-3 of it): on a k-NN S² with
+        x0, x1: ``(B, *data_shape)``/``(B, D)`` batches of pairs, or single ``(D,)``/``data_shape`` points (a
+            single path ``(T, …)`` and 0-d scores, `FlowResult`).
+        t_end, n_points, method, rtol, atol, step_size, landing, tangent_dim: as in `gradient_flow`, but the solver
+            works on each pair's deviation ``(x − x₁)/‖x₀ − x₁‖``: ``rtol`` and ``atol`` are in units of each pair's
+            initial gap, so a pair 1e-4 apart is solved as finely as one 100 apart. Keep ``atol`` well below the
+            stopping radius ``stop_tol / ‖x₀ − x₁‖`` (1% by default; the default atol is 1e-3 of it): on a k-NN S² with
             ``t_end = 16`` the gap grew by more than ``stop_tol`` (a solver error: `FlowResult`'s ``reason``) on 5
             of 200 paths with ``atol = 1e-3`` and 45 with 1e-2 (71 reached, 168 with the default). Landing carries
             the ends' offsets from the landing map's image, blended by the fraction of the gap closed (SPEC §6, as
@@ -345,6 +360,7 @@ def interpolate(
     adaptive = _check_solver(method, rtol, atol, step_size)
     field, data_shape = _field_of(manifold, "interpolate")
     landing = _landing_of(manifold, landing)
+    tangent_dim = resolve_tangent_dim(manifold, tangent_dim)
     check_landing(field, landing)
     landing = bool(landing)
     flat0 = _flatten(x0, data_shape, field.dim, "x0")
@@ -386,7 +402,6 @@ def interpolate(
         with torch.no_grad():
             offset0 = flat0 - field.project(flat0.to(dtype)).to(work)
             offset1 = flat1 - field.project(flat1.to(dtype)).to(work)
-        tangent_dim = tangent_dim_of(manifold)
         last = [(gap0 > 0).to(work).squeeze(-1)]  # |y| at the start of the output interval: 1 (0 for x0 = x1)
 
         def project(y: Tensor) -> Tensor:
@@ -412,7 +427,8 @@ def interpolate(
         if path.shape[0]:
             path[:, 0] = flat0  # exactly, not through the change of coordinates
         gap = (path[:, -1] - flat1).norm(dim=-1)
-        euclid, metric = polyline_lengths(path, manifold)
+        euclid, metric = polyline_lengths(path, manifold if tangent_dim is None else field, tangent_dim=tangent_dim,
+                                          stacklevel=5)
         # rounding (relative: a pair 1e-4 apart near the origin is not "reached" by the rounding of a point of norm
         # 1): a few ulps of the points; with landing the landing map's own rounding, as for geodesics
         floor = (landing_rounding(field, flat1, flat1) if landing
@@ -428,16 +444,17 @@ def interpolate(
     reached, stalled, reason = pair_reports(gap=gap, stop_tol=tol.squeeze(-1), floor=floor, rise=rise,
                                             rel_speed=rel_speed, rel_moved=rel_moved, landing=landing, remedy=remedy)
     res = _result(path, times, gap, euclid, metric, reached, counter[0], x0, data_shape)
-    single = x0.ndim == 1  # as in _result
+    single = _single(x0, data_shape)  # as in _result
     res.gap_closed, res.stalled = (closed[0], stalled[0]) if single else (closed, stalled)
     res.reason = reason
     return res
 
 
 def _result(path, times, final, euclid, metric, reached, n_evals, x0, data_shape) -> FlowResult:
-    if data_shape is not None and x0.ndim > 1:
+    """The `FlowResult`: paths back in the points' ``data_shape``; a single point's batch axis dropped."""
+    if data_shape is not None and (x0.ndim > 1 or x0.ndim == len(data_shape)):
         path = path.reshape(path.shape[0], path.shape[1], *data_shape)
-    elif x0.ndim == 1:  # a single point in, a single path out
+    if _single(x0, data_shape):  # a single point in, a single path out
         path, final, euclid, metric, reached = path[0], final[0], euclid[0], metric[0], reached[0]
     return FlowResult(path=path, times=times, final_gap=final, length=euclid, metric_length=metric,
                       reached=reached, n_evals=n_evals)

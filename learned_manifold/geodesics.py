@@ -27,7 +27,6 @@ Usage (`geodesic`'s docstring has an example that runs)::
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,34 +35,34 @@ import torch
 from torch import Tensor
 
 from .evaluation import lerp
+from .flow_inputs import _solver_dtype
+from .geodesic_checks import unresolved, zero_length
 from .geodesic_init import (
-    GRAPH_BRIDGE,
     INIT_NAMES,
     DisconnectedDataWarning,
     auto_init,
     denoises,
-    graph_holder,
-    graph_paths,
     landing_anchors,
-    landing_path,
+    named_path,
     resample,
 )
-from .geodesic_inputs import _as_points, _check_count, _check_positive, _given_path, _shaped
+from .geodesic_inputs import _as_points, _check_count, _check_positive, _float32_field, _given_path, _shaped
 from .geodesic_saddles import solve_verified
-from .geodesic_solvers import (
-    GEODESIC_METHODS,
-    RESOLUTION_TOL,
-    GeodesicMethod,
-    _Energy,
-    path_energy,
-    resolution,
-    segment_energies,
-)
+from .geodesic_solvers import GEODESIC_METHODS, GeodesicMethod, _Energy, path_energy, segment_energies
 from .manifold import LearnedDataManifold
 from .metrics.base import CoMetricField, as_field, check_points, rounding_eps
 from .metrics.field_checks import autograd_ready, check_landing
 from .precision import full_precision
-from .regularised import Regularised, check_delta, regularising_delta, reporting_metric, tangent_dim_of, warn_uncentred
+from .regularised import (
+    Regularised,
+    check_delta,
+    check_tangent_rank,
+    regularising_delta,
+    reporting_metric,
+    resolve_tangent_dim,
+    warn_dropped,
+    warn_uncentred,
+)
 from .types import FieldLike, TensorOrArray
 
 __all__ = [
@@ -98,9 +97,9 @@ class GeodesicResult:
             gradient, no short descent step lowers the energy by more than ``verify_tol``, and a small seeded kick
             re-optimised a few steps does not either: `geodesic_saddles.refute_saddles`, which takes a saddle such as
             the chord between antipodal points on to the lower path) *and* the path resolves
-            the metric (`geodesic_solvers.resolution`: re-measured between its points it is at most
-            `geodesic_solvers.RESOLUTION_TOL` longer, with a warning otherwise). Never true for a pair that ran
-            out of ``steps``, whose line search failed on a non-finite value, or that sits on a slope.
+            the metric (`geodesic_checks.unresolved`) *and*, between distinct ends, its length is not 0
+            (`geodesic_checks.zero_length`), each with a warning otherwise. Never true for a pair that ran out of
+            ``steps``, whose line search failed on a non-finite value, or that sits on a slope.
         steps: optimiser iterations performed (the most any pair needed), summed over the coarse-to-fine levels
             and, at the last level, the saddle check's kicks and re-solves (`geodesic_saddles.solve_verified`):
             it can exceed the ``steps`` asked for.
@@ -142,17 +141,6 @@ LANDING_NOISE = 1e3
 landed interior would be rounding noise there."""
 
 
-def _singular_hint(field: CoMetricField, delta: float | Tensor, landing: bool) -> str:
-    """Advice for an unresolved path on a singular metric: with ``δ = 0`` (and the field's own ``δ = 0``) and no
-    landing, moves along the factor's null directions cost nothing, so the path may leave the data (a sphere's
-    projector field sent it through the centre), which more points do not cure."""
-    own = torch.as_tensor(getattr(field, "delta", 0.0))  # (a `Regularised` holds a (B,) δ per pair)
-    if landing or bool(own.gt(0).any()) or bool(torch.as_tensor(delta).gt(0).any()):
-        return ""
-    return ("; with delta = 0 and no landing the metric is singular (moves along the field's null directions "
-            "cost nothing) and a path may leave the data: give delta > 0 (the default) or landing=True")
-
-
 @full_precision
 def landing_rounding(field: CoMetricField, x0: Tensor, x1: Tensor) -> Tensor:
     """``(B,)``: how far apart landed images of the same point may come out by rounding alone,
@@ -174,34 +162,6 @@ more than 0.1% (`geodesic_solvers.verify_minimum`), however loose the solver's `
 
 COARSE_POINTS = 9
 """Points of the first, coarse solve of the coarse-to-fine refinement (used when ``n_points ≥ 2·9 − 1``)."""
-
-
-def _named_path(field: CoMetricField, name: str, x0: Tensor, x1: Tensor, n: int) -> tuple[Tensor, str]:
-    name = auto_init(field) if name == "auto" else name
-    if name == "graph":
-        holder = graph_holder(field)
-        if holder is None:
-            raise ValueError(f"init='graph' needs a field that holds data to build its neighbour graph from: a "
-                             "KNNCDC, a LearnedCDC whose model stores at least 2 landmarks or built with "
-                             f"data=points, or a VAEPullbackMetric built with codes=; this {type(field).__name__} "
-                             "holds none: give it data, or use init='landing' or 'linear'")
-        path, joined = graph_paths(holder, x0, x1, n)
-        if not bool(joined.all()):  # ends in different components of the data graph: the straight line
-            cut = (~joined).nonzero().flatten().tolist()
-            name = "linear" if not bool(joined.any()) else name
-            warnings.warn(f"geodesic: the data graph does not join the ends of {len(cut)} of {len(joined)} pair(s) "
-                          f"{cut[:10]}: they lie in different connected components of its k-NN graph, separated "
-                          f"by a gap wider than {GRAPH_BRIDGE:g} times the data's median neighbour distance "
-                          "(separate clusters, or data this sparse between them), and start from the straight line "
-                          "through the empty space between them, where the field carries no information: the "
-                          "result is no path along the data", DisconnectedDataWarning, stacklevel=5)
-        return path, name
-    if name == "landing":
-        if not field.can_project:
-            raise ValueError(f"init='landing' needs a field with a landing projection; {type(field).__name__} "
-                             "has none")
-        return landing_path(field, x0, x1, n), name
-    return lerp(x0, x1, n), name
 
 
 def _solve(field: CoMetricField, x0: Tensor, x1: Tensor, path0: Tensor, spec: GeodesicMethod, *, steps: int,
@@ -235,6 +195,7 @@ def geodesic(
     landing: bool | None = None,
     method: str = "lbfgs",
     delta: float | None = None,
+    tangent_dim: int | None = None,
 ) -> GeodesicResult:
     """Discrete geodesics between pairs of points by minimising the path energy (SPEC §6).
 
@@ -245,7 +206,9 @@ def geodesic(
     ``torch.no_grad()`` and ``torch.inference_mode()`` (it runs under ``inference_mode(False)`` on copies of the
     points; the results are normal tensors), also with a field built or loaded inside it (then on a copy of the
     field with normal tensors, `metrics.field_checks.autograd_ready`: autograd cannot differentiate through inference
-    tensors; the copy costs the field's memory once more).
+    tensors; the copy costs the field's memory once more). Half-precision points are solved and verified in float32
+    and the results returned in their dtype, and a half-precision field on a float32 copy
+    (`geodesic_inputs._float32_field`), as the flows integrate: in bfloat16 paths stopped 1–14% long, "converged".
 
     Starts (``init``), see `learned_manifold.geodesic_init`: a straight line through empty space is where
     data-driven fields carry no information, so the default ``"auto"`` starts on the data:
@@ -310,14 +273,20 @@ def geodesic(
             kick) do not depend on its batch mates; its solve does only through rounding, which float32 L-BFGS can
             amplify on a k-NN field's piecewise-smooth energy into another local minimum (tester N: a noisy
             circle's pair, energy 3.446 alone and 3.465 in a batch; float64 agreed to 4e-10).
+        tangent_dim: the dimension ``d`` of a low-rank field with ``δ = 0`` whose lengths are reported on its
+            learned tangent bundle (``energy``); default a manifold's own ``tangent_dim`` (a different one is
+            refused), else the gap rule at each point, with a warning where it drops an eigenvalue above
+            `dimension.DROPPED_LIMIT` ``· λ₁`` (a full-rank field read as lower-dimensional: polar coordinates'
+            lengths came out 2–4 times short). Must lie in ``1..r``, ``r`` the factor's rank.
 
     Returns:
         `GeodesicResult` with ``path`` ``(B, T, D)`` and per-pair energy, metric and Euclidean lengths.
 
     Raises:
-        TypeError: if no co-metric field can be found, for non-tensor points, a non-integer count, or a ``landing``
-            that is not a bool or ``None``.
-        ValueError: for an unknown ``method`` or ``init``, ``n_points < 2``, ``steps < 0``, ``lr ≤ 0``, ``tol < 0``,
+        TypeError: if no co-metric field can be found, for non-tensor points, a non-integer count or
+            ``tangent_dim``, or a ``landing`` that is not a bool or ``None``.
+        ValueError: for an unknown ``method`` or ``init``, ``n_points < 2``, a ``tangent_dim`` outside ``1..r`` or
+            unlike the manifold's, ``steps < 0``, ``lr ≤ 0``, ``tol < 0``,
             ``verify_tol ≤ 0`` (or not finite), ``landing=True`` on a field without a landing projection, NaN or
             inf points, bad shapes, or an ``init`` path whose ends are not ``x0``, ``x1``.
 
@@ -363,14 +332,17 @@ def geodesic(
     check_points(x1, field.dim, "x1")
     warn_uncentred(field, "geodesic")
     field = autograd_ready(field, "geodesic")  # a field built under torch.inference_mode(): a copy with normal tensors
-    x1 = x1.to(x0)
+    field = _float32_field(field)  # a half-precision model: solved and verified on a float32 copy
+    tangent_dim = resolve_tangent_dim(field_or_manifold, tangent_dim)
+    dtype = x0.dtype  # the points' dtype, of the results; solved and verified in at least float32 (as the flows)
+    x0, x1 = x0.to(_solver_dtype(dtype)), x1.to(_solver_dtype(dtype))
     tol = max(spec.tol, 10.0 * torch.finfo(x0.dtype).eps) if tol is None else tol
     verify_tol = min(VERIFY_TOL_MAX, max(1e-6, 1e3 * tol)) if verify_tol is None else verify_tol
 
     chosen = (auto_init(field) if init == "auto" else init) if isinstance(init, str) else "path"  # `used` may differ
     if isinstance(init, str):
         n = 16 if n_points is None else n_points
-        path0, used = (_named_path(field, init, x0, x1, n) if x0.shape[0] else (lerp(x0, x1, n), "linear"))
+        path0, used = (named_path(field, init, x0, x1, n) if x0.shape[0] else (lerp(x0, x1, n), "linear"))
     else:
         if isinstance(init, Tensor) and shaped and init.ndim == len(data_shape) + (1 if single else 2):
             init = init.reshape(*init.shape[:init.ndim - len(data_shape)], -1)  # a path in the data's shape
@@ -378,7 +350,7 @@ def geodesic(
     if x0.shape[0] == 0:
         if delta is not None:
             check_delta(delta)
-        empty = _empty(path0, method, used, path0.new_zeros(0))
+        empty = _empty(path0.to(dtype), method, used, path0.new_zeros(0, dtype=dtype))
         if shaped:
             empty.path = empty.path.reshape(*empty.path.shape[:-1], *data_shape)
         return empty
@@ -387,10 +359,11 @@ def geodesic(
                    or (isinstance(field_or_manifold, LearnedDataManifold) and field_or_manifold.landing))
     landing = bool(landing)
     delta = regularising_delta(field, x0, x1) if delta is None else check_delta(delta)  # default: (B,), per pair
-    own = reporting_metric(field, tangent_dim_of(field_or_manifold))  # δ = 0 low-rank: the learned tangent bundle
+    check_tangent_rank(field, tangent_dim, x0)
+    own = reporting_metric(field, tangent_dim)  # δ = 0 low-rank: the learned tangent bundle
     check_landing(field, landing, low_rank=False)  # the user's field, before any `Regularised` wrapper
     # ends off the data: offsets measured from their landed points (`geodesic_init.landing_anchors`)
-    anchors = landing_anchors(field, x0, x1, tangent_dim_of(field_or_manifold)) if landing else None
+    anchors = landing_anchors(field, x0, x1, tangent_dim) if landing else None
     if bool(torch.as_tensor(delta).gt(0).any()):
         if not field.low_rank:
             raise ValueError(f"delta regularises low-rank fields (G = AAᵀ) only; {type(field).__name__} has no "
@@ -420,20 +393,21 @@ def geodesic(
         energy, length = (t.detach() for t in path_energy(own, path))
         if own is not field:
             initial = path_energy(own, start.path(torch.zeros_like(start.base)).detach())[0].detach()
+    warn_dropped(own, path, "geodesic: the reported lengths and energies", stacklevel=5)
     # resolved in the metric the solver minimised (the reporting metric ignores the normal directions)
-    ratio = resolution(field, path, length if own is field else path_energy(field, path)[1].detach())
-    unresolved = converged & ~straight & torch.isfinite(ratio) & (ratio > 1 + RESOLUTION_TOL)
-    if bool(unresolved.any()):
-        converged = converged & ~unresolved
-        warnings.warn(f"geodesic: {int(unresolved.sum())} of {len(ratio)} converged path(s) do not resolve the "
-                      f"metric: measured between their points they are up to {float(ratio[unresolved].max()):.3g} "
-                      "times as long as their discrete length (the metric rises between the points); marked "
-                      f"unconverged: use more n_points{_singular_hint(field, delta, landing)}", stacklevel=2)
+    with torch.enable_grad():
+        solved = length if own is field else path_energy(field, path)[1].detach()
+    lengths = [(field, solved)] + ([] if own is field else [(own, length)])
+    converged = converged & ~unresolved(field, path, lengths, converged & ~straight, delta, landing, stacklevel=4)
+    converged = converged & ~zero_length(length, solved, converged & ~straight, stacklevel=4)
     euclid = (path[:, 1:] - path[:, :-1]).norm(dim=-1).sum(-1)
     result = GeodesicResult(path=path, energy=energy, length=length, euclidean_length=euclid,
                             initial_energy=initial, converged=converged, steps=total + done, method=method,
                             init=used,
                             delta=delta if isinstance(delta, Tensor) else energy.new_full(energy.shape, delta))
+    if dtype != path.dtype:  # half-precision points: solved in float32, returned in their dtype
+        for name in ("path", "energy", "length", "euclidean_length", "initial_energy", "delta"):
+            setattr(result, name, getattr(result, name).to(dtype))
     if shaped:  # points given in the manifold's data shape: the path comes back in it
         result.path = result.path.reshape(*result.path.shape[:2], *data_shape)
     if single:

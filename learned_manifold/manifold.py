@@ -8,7 +8,13 @@ Two readings of the same field, chosen by the isotropic part ``δ``:
 * ``δ = 0``: the learned tangent bundle. ``proju = ÛÛᵀ`` (top-``d`` eigenvectors, ``d`` fixed or each
   point's gap-rule dimension), ``egrad2rgrad(x, u) = G_d u`` (``G`` on those directions),
   ``retr(x, u) = x + proju(x, u)`` (so geoopt's momentum seed, a raw Euclidean gradient, is handled) and
-  ``transp(x, y, v) = proju(y, v)``.
+  ``transp(x, y, v) = proju(y, v)``. A warning says (once per decomposition of the factor) where the gap rule's
+  ``d`` drops an eigenvalue above ``0.1 λ₁`` (a real direction: pass ``tangent_dim``) and where the factor is NaN
+  at finite points. This reading needs a low-rank field (``low_rank = True``); a field that is not low-rank is
+  read at ``δ = 0`` as for ``δ > 0`` (``R^D`` with the metric ``G^{-1}``, its own ``apply``/``metric``), right for
+  a full-rank ``G`` (`EuclideanMetric`, the VAE pullback, Stein, Tangential). Construction refuses the fields for
+  which that reading is wrong (`metrics.field_checks.check_full_space`): a field that implements ``factor``
+  without ``low_rank = True`` and `ScoreJacobianMetric` with ``δ = 0``.
 
 With ``landing=True`` (low-rank fields that have a denoiser), the manifold is the set of fixed points of the
 *normal-only* landing map ``x ← x + (I − P_x)(x̂(x, σ) − x)``, ``P_x`` the projector onto the learned tangent
@@ -38,6 +44,11 @@ read or made (threads at different points recompute the factor rather than share
 
 Every public method runs outside any autocast the caller has on (`learned_manifold.precision.full_precision`):
 float32 points give float32 answers, the same as outside autocast.
+
+``torch.func.vmap`` over the points is not supported (the factor's finiteness check, the eigen step and the k-NN
+search branch on the data): a method that needs the factor at vmapped points raises one ``RuntimeError`` saying so;
+pass the points as one batch instead. ``vmap`` over the vectors at fixed points works, and so do ``δ > 0``'s
+``proju``/``transp``/``retr``, which never read the factor.
 """
 
 from __future__ import annotations
@@ -51,10 +62,10 @@ from torch import Tensor
 
 from .geometry import Eigenpairs, eigenpairs, intrinsic_dimension, lowrank_apply, lowrank_inner, spectral_apply
 from .landing import land
-from .manifold_cache import cache_bypassed, cache_entry, cache_hit, field_settings, forward_mode
-from .manifold_checks import CheckedManifold
+from .manifold_cache import cache_bypassed, cache_entry, cache_hit, field_settings, forward_mode, vmapped
+from .manifold_checks import CheckedManifold, check_decomposition
 from .metrics.base import CoMetricField, as_points, check_count, check_scalar
-from .metrics.field_checks import check_landing, not_low_rank
+from .metrics.field_checks import check_full_space, check_landing, not_low_rank
 from .metrics.knn import KNNCDC
 from .metrics.learned import LearnedCDC
 from .models import MetricModel, check_data_shape
@@ -83,8 +94,9 @@ class LearnedDataManifold(CheckedManifold):
         tangent_dim: for ``δ = 0`` (and for landing's normal space), the top-``d`` eigenvectors, ``d`` at most
             ``D`` and the factor's rank ``r`` (checked here where the field tells its rank, a `LearnedCDC`'s or a
             `KNNCDC`'s ``k``, else at the first query); ``None`` uses each point's gap-rule dimension (SPEC §5),
-            which is scale-free and needs no threshold. With ``δ > 0`` and no landing it acts only in `curvature`
-            and the flows' and geodesics' ``landing=True`` (a warning says so).
+            which is scale-free and needs no threshold (a warning, once per decomposition, names points where it
+            drops an eigenvalue above ``0.1 λ₁``: pass the true dimension there). With ``δ > 0`` and no landing it
+            acts only in `curvature` and the flows' and geodesics' ``landing=True`` (a warning says so).
         landing_tol: landing stops when the normal correction is below ``landing_tol · σ`` plus the rounding
             of the residual (`landing.residual_rounding`: ``64 ε |x − μ|_∞ + 2 √D ε |x|_∞``, ``μ`` a learned
             model's mean, else 0).
@@ -163,6 +175,7 @@ class LearnedDataManifold(CheckedManifold):
                 raise ValueError(f"tangent_dim = {tangent_dim} exceeds the rank r = {rank} of the field's factor "
                                  f"({type(field).__name__}): its tangent spaces have at most {rank} dimensions")
         check_landing(field, landing)
+        check_full_space(field)
         landing = bool(landing)
         self.landing, self.tangent_dim = landing, tangent_dim
         self.landing_tol = check_scalar(landing_tol, "landing_tol")
@@ -208,13 +221,27 @@ class LearnedDataManifold(CheckedManifold):
         return self._cached(xf)["A"]
 
     def _factor_and_pairs_at(self, xf: Tensor) -> tuple[Tensor, Eigenpairs]:
-        """The factor at ``xf`` and its eigenpairs, each computed once per cache entry (no-grad only)."""
+        """The factor at ``xf`` and its eigenpairs, each computed once per cache entry (no-grad only), and checked
+        once per entry (`check_decomposition`: non-finite factors, dropped real directions; a cached call costs
+        nothing more). Called by the public methods' bodies (the warnings' ``stacklevel`` counts on that)."""
         entry = self._cached(xf)
         pairs = entry.get("pairs")  # (a local: another thread may fill the shared entry's pairs meanwhile)
         if pairs is None:
             self._check_tangent_dim(entry["A"].shape[-1])
             pairs = entry["pairs"] = eigenpairs(entry["A"])
+        if not entry.get("checked"):
+            entry["checked"] = True  # (first: with warnings as errors the next call does not raise again)
+            check_decomposition(type(self.field).__name__, xf, pairs, self.tangent_dim, stacklevel=5)
         return entry["A"], pairs
+
+    def _field_factor(self, xf: Tensor) -> Tensor:
+        """``self.field.factor(xf)``, refusing points batched by ``torch.func.vmap`` with one clear error (module
+        docstring) instead of torch's internal one from the field's data-dependent steps."""
+        if vmapped(xf):
+            raise RuntimeError("LearnedDataManifold does not support torch.func.vmap over the points: the field's "
+                               "factor, its eigen step and the k-NN search branch on the data; pass the points as "
+                               "one batch (B, *data_shape) instead (vmap over the vectors at fixed points works)")
+        return self.field.factor(xf)
 
     def _check_tangent_dim(self, rank: int) -> None:
         """A ``ValueError`` naming ``tangent_dim`` if it exceeds ``rank``, the width of a factor the field gave."""
@@ -228,10 +255,10 @@ class LearnedDataManifold(CheckedManifold):
         and forward-mode queries compute afresh (`cache_bypassed`). The entry is read once into a local and that is
         returned: threads sharing the manifold replace ``self._cache`` at any time."""
         if cache_bypassed(xf):
-            return {"A": self.field.factor(xf), "pairs": None}
+            return {"A": self._field_factor(xf), "pairs": None, "checked": False}
         entry = self._cache
         if entry is None or not cache_hit(self.field, entry, xf):  # (cache_hit: False for None, said to mypy)
-            entry = cache_entry(self.field, xf, self.field.factor(xf))
+            entry = cache_entry(self.field, xf, self._field_factor(xf))
             self._cache = entry
         return entry
 
@@ -368,6 +395,10 @@ class LearnedDataManifold(CheckedManifold):
         return torch.where(zero, 0.0, torch.where(zero, 1.0, squared).sqrt())
 
     def random(self, *size, dtype=None, device=None, **kwargs) -> Tensor:
+        """Not available: a learned manifold has no intrinsic sampler (no closed-form density or volume on the data).
+
+        Start from data points instead (e.g. ``x = data[:n]``, or a landed ``M.projx(x)`` with ``landing=True``).
+        """
         raise NotImplementedError("a learned manifold has no intrinsic sampler; start from data points")
 
     # -- geometry queries ---------------------------------------------------------------------------------
@@ -378,7 +409,7 @@ class LearnedDataManifold(CheckedManifold):
         ``x`` may be any array-like (numpy array, nested lists); it is converted by ``torch.as_tensor``.
         """
         _, (xf,) = self._flat(self._points(x, convert=True))
-        return self.field.factor(xf)
+        return self._field_factor(xf)
 
     @full_precision
     def tangent_space(self, x: object) -> tuple[Tensor, Tensor]:
@@ -395,7 +426,7 @@ class LearnedDataManifold(CheckedManifold):
 
             pairs = field_eigenpairs(self.field, xf)
         else:
-            pairs = eigenpairs(self.field.factor(xf))
+            pairs = eigenpairs(self._field_factor(xf))
         r = pairs.values.shape[-1]
         return pairs.values.reshape(*batch, r), pairs.vectors.reshape(*batch, self.dim, r)
 

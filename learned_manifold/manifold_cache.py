@@ -1,10 +1,12 @@
 """The one-entry factor cache of `LearnedDataManifold` (SPEC §5): what an entry holds and when it may be used.
 
 An entry is a dict: ``point`` (a private copy of the flat points ``(B, D)``), ``A`` (the factor ``(B, D, r)``),
-``pairs`` (its `Eigenpairs`, or ``None`` until asked for), ``settings`` (`field_settings`), ``tensors`` (weak
-references to the field's tensors, `field_tensors`) and ``versions`` (their version counters, ``None`` when one is
-an inference tensor). A query hits only when its points equal the copy (``torch.equal``) and the field is in the
-same state (`same_field_state`): the same settings, and the same tensors, none changed in place since.
+``pairs`` (its `Eigenpairs`, or ``None`` until asked for), ``checked`` (whether the manifold has checked those
+eigenvalues, once per decomposition: `manifold_checks.check_decomposition`), ``settings`` (`field_settings`),
+``tensors`` (weak references to the field's tensors, `field_tensors`) and ``versions`` (their version counters,
+``None`` when one is an inference tensor). A query hits only when its points equal the copy (``torch.equal``) and
+the field is in the same state (`same_field_state`): the same settings, and the same tensors, none changed in place
+since.
 
 What the key reads of a field, and so what a field's factor may depend on for the cache to stay right:
 
@@ -44,7 +46,7 @@ from torch.autograd import forward_ad
 from .geometry import Eigenpairs
 
 __all__ = ["cache_bypassed", "cache_entry", "cache_hit", "field_settings", "field_tensors", "forward_mode",
-           "same_field_state"]
+           "same_field_state", "vmapped"]
 
 _PLAIN = (bool, int, float, complex, str, type(None), torch.dtype, torch.device)
 
@@ -78,6 +80,23 @@ def forward_mode(xf: Tensor) -> bool:
     return getattr(forward_ad, "_current_level", -1) >= 0 or forward_ad.unpack_dual(xf).tangent is not None
 
 
+def vmapped(t: Tensor) -> bool:
+    """Whether ``t`` is batched by ``torch.func.vmap`` at any level (under ``grad``/``jvp`` wrappers too): the
+    points of a manifold method called inside ``vmap``. Vectors vmapped at fixed points leave the points unbatched.
+    Reads the private ``torch._C._functorch`` names with ``getattr`` (as `forward_mode`); without them, ``False``."""
+    functorch = getattr(torch._C, "_functorch", None)
+    wrapped = getattr(functorch, "is_functorch_wrapped_tensor", None)
+    batched = getattr(functorch, "is_batchedtensor", None)
+    unwrap = getattr(functorch, "get_unwrapped", None)
+    if wrapped is None or batched is None or unwrap is None:
+        return False
+    while wrapped(t):
+        if batched(t):
+            return True
+        t = unwrap(t)
+    return False
+
+
 def cache_bypassed(xf: Tensor) -> bool:
     """Whether a query at the flat points ``xf`` ``(B, D)`` must compute the factor afresh and leave the cache alone:
     with grad enabled, or under forward-mode AD (`forward_mode`): a cached factor has neither graph nor tangent."""
@@ -89,7 +108,7 @@ def cache_entry(field: nn.Module, xf: Tensor, A: Tensor, pairs: Eigenpairs | Non
     where known): a private copy of the point, the field's settings and the state of its tensors."""
     tensors = field_tensors(field)
     versions = None if any(t.is_inference() for t in tensors) else [t._version for t in tensors]
-    return {"point": xf.detach().clone(), "settings": field_settings(field), "A": A, "pairs": pairs,
+    return {"point": xf.detach().clone(), "settings": field_settings(field), "A": A, "pairs": pairs, "checked": False,
             "tensors": [weakref.ref(t) for t in tensors], "versions": versions}
 
 

@@ -3,15 +3,26 @@ one clear error for non-tensors, and what a point on the manifold and a tangent 
 
 A point: the right shape (the last axes the data shape) and finite; with landing also a fixed point of ``projx``.
 A tangent vector: the right shape, finite, and unchanged by ``proju`` (every vector for ``δ > 0``).
+
+`check_decomposition` is the manifold's one look at a decomposition of the factor (once per cache entry, so a
+cached call costs nothing more): a factor that is not finite at finite points, and gap-rule directions that drop a
+real direction of the field (`learned_manifold.dimension.warn_if_dropping`).
 """
 
 from __future__ import annotations
+
+import warnings
 
 import geoopt  # type: ignore[import-untyped]  # (geoopt ships no py.typed)
 import torch
 from torch import Tensor
 
-__all__ = ["CheckedManifold"]
+from .dimension import DROPPED_LIMIT, dropped_share, intrinsic_dimension, warn_if_dropping
+from .geometry import Eigenpairs
+
+__all__ = ["CheckedManifold", "check_decomposition"]
+
+_DELTA0_METHODS = "LearnedDataManifold's proju, egrad2rgrad, inner and norm (delta = 0)"
 
 
 class CheckedManifold(geoopt.Manifold):
@@ -83,6 +94,37 @@ class CheckedManifold(geoopt.Manifold):
         if err > atol + rtol * u.abs().max().item():
             return False, f"u is not in the learned tangent space: |proju(u) - u| = {err:.3g}"
         return True, None
+
+
+def check_decomposition(field_name: str, xf: Tensor, pairs: Eigenpairs, tangent_dim: int | None, *,
+                        stacklevel: int) -> None:
+    """Warn about the eigenpairs ``pairs`` (values ``(B, r)``) of a field's factor at the flat points ``xf``
+    ``(B, D)``, once per decomposition (the caller keeps a flag on its cache entry):
+
+    * a ``RuntimeWarning`` where the factor is NaN/inf at finite points (D5: ``inner``, ``proju``, ``retr`` are
+      NaN in those rows; rows of ``xf`` that are already NaN give NaN silently, SPEC §5 per-row behaviour);
+    * with ``tangent_dim`` not given, `warn_if_dropping` where the gap rule's directions drop an eigenvalue above
+      ``0.1 λ₁`` (D1: a full-rank or anisotropic field whose weaker directions are real).
+
+    ``stacklevel`` is that of the caller's caller (the user's frame) as seen from here. One host sync (more only
+    where it warns).
+    """
+    values = pairs.values.detach()
+    finite = torch.isfinite(xf.detach()).all(-1)
+    bad = ~torch.isfinite(values).all(-1) & finite
+    counts = [bad.sum(), finite.sum()]
+    if tangent_dim is None and values.numel():  # (the pre-check of warn_if_dropping, in the same sync)
+        counts.append((dropped_share(values, intrinsic_dimension(values)) > DROPPED_LIMIT).sum())
+    n_bad, n_finite, *dropping = torch.stack(counts).tolist()
+    if n_bad:
+        rows = bad.nonzero().squeeze(-1).tolist()
+        shown = ", ".join(str(i) for i in rows[:5]) + (", ..." if len(rows) > 5 else "")
+        warnings.warn(f"{field_name}.factor is NaN or inf at {n_bad} of {n_finite} finite points (rows "
+                      f"{shown}): LearnedDataManifold's inner, proju, egrad2rgrad and retr are NaN there (the other "
+                      "rows are unaffected); no tangent_dim helps: the field is undefined at those points",
+                      RuntimeWarning, stacklevel=stacklevel)
+    if dropping and dropping[0]:
+        warn_if_dropping(values, intrinsic_dimension(values), _DELTA0_METHODS, stacklevel=stacklevel + 1)
 
 
 def _require_tensors(**tensors: object) -> None:

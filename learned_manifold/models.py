@@ -331,8 +331,10 @@ class MetricModel(nn.Module):
 
     def _standardise(self, y: Tensor, sigma: float | Tensor | None) -> tuple[Tensor, Tensor]:
         if tuple(y.shape[1:]) not in (self.data_shape, (self.dim,)):  # same D in another layout: refused, not mixed up
-            raise ValueError(f"expected points of shape (B, {', '.join(map(str, self.data_shape))}) "
-                             f"or (B, {self.dim}), got {tuple(y.shape)}")
+            forms = [f"(B, {', '.join(map(str, shape))})" for shape in dict.fromkeys((self.data_shape, (self.dim,)))]
+            one = tuple(y.shape) in (self.data_shape, (self.dim,))  # a single point: the batch axis is missing
+            raise ValueError(f"expected points of shape {' or '.join(forms)}, got {tuple(y.shape)}"
+                             + (": add a batch axis for a single point (y.unsqueeze(0))" if one else ""))
         if y.dtype != self.scale.dtype:  # the networks' weights share the buffers' dtype
             raise ValueError(f"points are {y.dtype} but the model is {self.scale.dtype}: convert the points "
                              f"(y.to({self.scale.dtype})) or the model (model.to({y.dtype})); LearnedCDC and "

@@ -136,7 +136,7 @@ class RiemannianSGD(_BoundGroups, geoopt.optim.RiemannianSGD):
         >>> from learned_manifold.metrics import KNNCDC
         >>> g = torch.Generator().manual_seed(0)
         >>> data = torch.nn.functional.normalize(torch.randn(2000, 3, generator=g), dim=-1)  # S² in R³
-        >>> M = LearnedDataManifold(KNNCDC(data, k=32, sigma=0.1), landing=True)
+        >>> M = LearnedDataManifold(KNNCDC(data, k=32, sigma=0.1), landing=True, tangent_dim=2)
         >>> p = torch.nn.Parameter(data[:4].clone())  # a plain parameter: bound to M by the optimiser
         >>> opt = RiemannianSGD([p], manifold=M, lr=0.1, momentum=0.5)
         >>> for _ in range(100):  # maximise the height x₃ on the data
@@ -230,7 +230,7 @@ class RiemannianAdam(_BoundGroups, geoopt.optim.RiemannianAdam):
         >>> from learned_manifold.metrics import KNNCDC
         >>> g = torch.Generator().manual_seed(0)
         >>> data = torch.nn.functional.normalize(torch.randn(2000, 3, generator=g), dim=-1)  # S² in R³
-        >>> M = LearnedDataManifold(KNNCDC(data, k=32, sigma=0.1), landing=True)
+        >>> M = LearnedDataManifold(KNNCDC(data, k=32, sigma=0.1), landing=True, tangent_dim=2)
         >>> p = torch.nn.Parameter(data[:4].clone())
         >>> opt = RiemannianAdam([p], manifold=M, lr=0.05)
         >>> for _ in range(100):  # maximise the height x₃ on the data

@@ -21,6 +21,7 @@ import torch
 from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 
+from .dimension import global_dimension
 from .evaluation import nearest_distance
 from .geometry import intrinsic_dimension
 
@@ -133,7 +134,7 @@ def plot_tangent_frames(data: Tensor, points: Tensor, vectors: Tensor, values: T
     ax.scatter(*p.T, s=6, color="k", depthshade=False, label=f"{p.shape[0]} points")
     rel = (values / values[:, :1].clamp_min(1e-12)).double().cpu().numpy()
     dims = intrinsic_dimension(values)
-    d = int(dims.float().median().round())
+    d = global_dimension(values)  # the lower median (SPEC §5), as plot_spectrum
     colours = ["tab:red", "tab:blue", "tab:green", "tab:orange"]
     for j in range(min(vectors.shape[-1], len(colours))):
         mean_rel = float(rel[:, j].mean())
@@ -154,8 +155,9 @@ def plot_spectrum(values: Tensor, *, true_dim: int | None = None, title: str = "
     """Mean ± std of the normalised eigenvalues ``λ_k/λ₁`` over points, and the pointwise gap-rule dimensions.
 
     Left: one bar per eigenvalue index (its mean over the points, printed above it when ``r ≤ 12``; whiskers
-    ± 1 std over the points) and a dashed line at the median dimension's gap. Right: how many points read each
-    dimension (SPEC §5), titled with the share that reads ``true_dim`` when it is given, else the median's.
+    ± 1 std over the points) and a dashed line at the gap of the global dimension (`dimension.global_dimension`:
+    the lower median of the pointwise ones, SPEC §5). Right: how many points read each dimension (SPEC §5),
+    titled with the share that reads ``true_dim`` when it is given, else the global dimension's.
 
     Args:
         values: ``(B, r)`` eigenvalues of ``G`` at ``B`` points, descending.
@@ -170,7 +172,7 @@ def plot_spectrum(values: Tensor, *, true_dim: int | None = None, title: str = "
     rel = (values / values[:, :1].clamp_min(1e-12)).double().cpu().numpy()
     n, r = rel.shape
     dims = intrinsic_dimension(values).cpu().numpy()
-    d = int(np.round(np.median(dims)))
+    d = global_dimension(values)  # the lower median (SPEC §5): np.median's mean, rounded half to even, was not
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
     k = np.arange(1, r + 1)
     mean, std = rel.mean(0), rel.std(0)
@@ -179,7 +181,7 @@ def plot_spectrum(values: Tensor, *, true_dim: int | None = None, title: str = "
     if r <= 12:
         for kk, m, s in zip(k, mean, std, strict=True):
             a1.text(kk, min(m + s, 1.2) + 0.03, f"{m:.2f}", ha="center", fontsize=7)
-    a1.axvline(d + 0.5, color="tab:red", linestyle="--", label=f"largest gap: d = {d} (median)")
+    a1.axvline(d + 0.5, color="tab:red", linestyle="--", label=f"largest gap: d = {d} (lower median)")
     if r <= 20:
         a1.set_xticks(k)
     else:

@@ -95,6 +95,11 @@ def full_precision(fn: _F) -> _F:
     because a caller happens to call it inside ``torch.autocast``: float32 in gives float32 out and the same
     answer as outside autocast. A `LearnedCDC` built with ``precision="bf16"`` still runs its own network
     forward under bf16 (it opens its own autocast inside). Costs nothing when no autocast is on.
+
+    Each wrapped function gets its own copy of the wrapper's code object, named after it: ``torch.compile``
+    (dynamo) caches compiled frames per code object, and one shared ``wrapper`` had been recompiled for every
+    wrapped function until dynamo's recompile limit (8) left the rest uncompiled, with a warning naming
+    ``wrapper`` (tester B).
     """
 
     @functools.wraps(fn)
@@ -107,6 +112,9 @@ def full_precision(fn: _F) -> _F:
                 stack.enter_context(torch.autocast(device, enabled=False))
             return fn(*args, **kwargs)
 
+    code = wrapper.__code__
+    names = {"co_qualname": f"full_precision({fn.__qualname__})"} if hasattr(code, "co_qualname") else {}  # 3.11+
+    wrapper.__code__ = code.replace(co_name=fn.__name__, **names)
     return wrapper  # type: ignore[return-value]
 
 

@@ -13,13 +13,15 @@ import warnings
 import torch
 from torch import Tensor
 
+from .dimension import warn_if_dropping
 from .geometry import eigenpairs, intrinsic_dimension, lowrank_apply, lowrank_solve, spectral_apply
 from .metrics.base import CoMetricField, as_field
-from .path_energies import path_energy
+from .path_energies import path_energy, segments_per_call
 from .precision import full_precision
 
-__all__ = ["Regularised", "TangentBundle", "UncentredFieldWarning", "check_delta", "polyline_lengths",
-           "reporting_metric", "regularising_delta", "tangent_dim_of", "warn_uncentred"]
+__all__ = ["Regularised", "TangentBundle", "UncentredFieldWarning", "check_delta", "check_tangent_rank",
+           "polyline_lengths", "reporting_metric", "regularising_delta", "resolve_tangent_dim", "tangent_dim_of",
+           "warn_dropped", "warn_uncentred"]
 
 
 class UncentredFieldWarning(UserWarning):
@@ -44,6 +46,50 @@ def tangent_dim_of(field_or_manifold: object) -> int | None:
     if isinstance(field_or_manifold, CoMetricField):
         return None
     return getattr(field_or_manifold, "tangent_dim", None)
+
+
+def resolve_tangent_dim(field_or_manifold: object, tangent_dim: object) -> int | None:
+    """The ``tangent_dim`` lengths are reported with: the given one (an int ``≥ 1``), else the manifold's own
+    (`tangent_dim_of`), else ``None`` (the gap rule). A given one that differs from the manifold's is refused."""
+    if tangent_dim is not None:
+        if isinstance(tangent_dim, bool) or not isinstance(tangent_dim, int):
+            raise TypeError(f"tangent_dim must be an int or None, got {type(tangent_dim).__name__}")
+        if tangent_dim < 1:
+            raise ValueError(f"tangent_dim must be >= 1 (the field's tangent dimension) or None, got {tangent_dim}")
+    own = tangent_dim_of(field_or_manifold)
+    if tangent_dim is not None and own is not None and tangent_dim != own:
+        raise ValueError(f"tangent_dim={tangent_dim} conflicts with the manifold's own tangent_dim={own}: leave "
+                         "tangent_dim out (the manifold's is used) or pass the bare field")
+    return own if tangent_dim is None else tangent_dim
+
+
+def check_tangent_rank(field: CoMetricField, tangent_dim: int | None, x: Tensor) -> None:
+    """Refuse a ``tangent_dim`` above the rank ``r`` of a low-rank ``field``'s factor at the point ``x[0]`` of
+    ``(B, D)`` (where the tangent bundle, `reporting_metric`, would keep more directions than ``G`` has)."""
+    if tangent_dim is None or not field.low_rank or field.delta != 0 or x.shape[0] == 0:
+        return
+    with torch.no_grad():
+        r = eigenpairs(field.factor(x[:1])).values.shape[-1]
+    if tangent_dim > r:
+        raise ValueError(f"tangent_dim = {tangent_dim} exceeds the rank r = {r} of the field's factor "
+                         f"({type(field).__name__}): the learned tangent bundle has at most r directions; pass "
+                         f"tangent_dim <= {r}")
+
+
+def warn_dropped(metric: CoMetricField, path: Tensor, what: str, stacklevel: int) -> bool:
+    """Warn (`dimension.warn_if_dropping`) where ``metric`` is a `TangentBundle` on the gap rule's directions
+    (no ``tangent_dim``) and, at the segment midpoints of ``path`` ``(B, T, D)``, these drop an eigenvalue above
+    `dimension.DROPPED_LIMIT` ``· λ₁``: a full-rank field read as lower-dimensional, whose lengths then ignore
+    real directions (polar coordinates: 2–4 times short). The factor at the ``B (T − 1)`` midpoints, in chunks of
+    `path_energies.segments_per_call` segments (the memory of `path_energy`'s calls)."""
+    if not isinstance(metric, TangentBundle) or metric.tangent_dim is not None or path.shape[1] < 2:
+        return False
+    mids = (path[:, 1:] + path[:, :-1]) / 2  # (B, T − 1, D)
+    per_call = segments_per_call(metric, path)
+    with torch.no_grad():
+        values = torch.cat([eigenpairs(metric.inner_field.factor(mids[:, i: i + per_call].reshape(-1, mids.shape[-1])))
+                            .values for i in range(0, mids.shape[1], per_call)])
+    return warn_if_dropping(values, intrinsic_dimension(values), what, stacklevel=stacklevel + 1)
 
 
 @full_precision
@@ -184,19 +230,31 @@ def reporting_metric(field: CoMetricField, tangent_dim: int | None = None) -> Co
 
 
 @full_precision
-def polyline_lengths(path: Tensor, field: CoMetricField | object | None = None) -> tuple[Tensor, Tensor | None]:
+def polyline_lengths(path: Tensor, field: CoMetricField | object | None = None, *, tangent_dim: int | None = None,
+                     stacklevel: int = 2) -> tuple[Tensor, Tensor | None]:
     """Euclidean and (if ``field`` is given) metric lengths of flat paths ``(B, T, D)`` → ``(B,)`` each.
 
     The metric length is `path_energies.path_energy`'s midpoint rule ``Σ sqrt(Δᵀ g(x_{i+½}) Δ)`` in the metric a
     geodesic's ``length`` uses (`reporting_metric`: for a low-rank field with ``δ = 0`` its learned tangent bundle,
     SPEC §6, with the ``tangent_dim`` of a `LearnedDataManifold` given as ``field``); it is NaN for a field whose
     ``metric`` refuses these points (a flow only needs ``apply``). It is summed over chunks of segments
-    (`path_energies.segments_per_call`), so its memory does not grow with ``T``.
+    (`path_energies.segments_per_call`), so its memory does not grow with ``T``. On the gap rule's directions
+    (no ``tangent_dim``: given, or a manifold's, `resolve_tangent_dim`) it warns where they drop real directions of
+    the field (`warn_dropped`); a ``tangent_dim`` above the factor's rank is refused (`check_tangent_rank`), not read
+    as NaN. ``stacklevel``:
+    the warning's, as ``warnings.warn``'s would be here (2: the caller; a public function calling this passes
+    more, so that the warning points at its own caller).
     """
     euclid = (path[:, 1:] - path[:, :-1]).norm(dim=-1).sum(-1)
     if field is None or path.shape[0] == 0:
         return euclid, None if field is None else euclid.clone()
+    metric, tangent_dim = as_field(field), resolve_tangent_dim(field, tangent_dim)
+    check_tangent_rank(metric, tangent_dim, path[:, 0])  # a configuration error: raised, not hidden as NaN
+    own = reporting_metric(metric, tangent_dim)
     try:
-        return euclid, path_energy(reporting_metric(as_field(field), tangent_dim_of(field)), path)[1]
+        length = path_energy(own, path)[1]
     except (ValueError, NotImplementedError):  # a metric undefined here (a score Jacobian at δ = 0) or not at all
         return euclid, torch.full_like(euclid, float("nan"))
+    warn_dropped(own, path, "the reported metric lengths (metric_length, regularised.polyline_lengths)",
+                 stacklevel=stacklevel + 2)
+    return euclid, length

@@ -17,6 +17,8 @@ from learned_manifold.diagnostics import OUTSIDE_THRESHOLD
 from learned_manifold.model_file_notes import ModelFileWarning, stale_sigma_note
 from learned_manifold.neighbour_check import MIN_REFERENCE, neighbour_figures
 
+from .validation import diverged_sentence, exploded
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover (not POSIX: no run locks to see)
@@ -30,6 +32,8 @@ def _number(value, fmt: str = "{:.4g}") -> str:
     other code) shown as stored (`_raw`), never formatted as a number."""
     if value is None:
         return "unknown"
+    if isinstance(value, float):
+        value += 0.0  # -0.0 (a rounded tiny negative) reads "0", not "-0"
     return fmt.format(value) if _is_number(value) else _raw(value)
 
 
@@ -202,6 +206,9 @@ def _summary(path: str, meta: dict, writer: str | None = None) -> str:
                      f"{_at(check.get('sigma'))} (tangent disagreement {_number(check.get('tangent_disagreement'))}, "
                      f"normal growth {_number(check.get('normal_growth'))}, outside eigenvalue "
                      f"{_number(check.get('outside_eigenvalue'))}{after})")
+        top = exploded(check)
+        if top is not None:
+            lines.append(f"  diverged:    {diverged_sentence(top)}")
     refit = e.get("validation", {}).get("factor_refit")
     if isinstance(refit, dict) and refit.get("ran"):
         where = (f"{_at(refit['sigma'])}, the bandwidth chosen before the repair" if "sigma" in refit
@@ -222,8 +229,9 @@ def _summary(path: str, meta: dict, writer: str | None = None) -> str:
         if not near.get("informative"):
             count = near.get("reference_points")  # (files before it: not stored)
             if isinstance(count, int) and count >= MIN_REFERENCE:
-                lines.append(f"  neighbours:  no verdict (the neighbours of {count:,} training points never denoised "
-                             f"better than a linear fit: too sparse for a neighbour estimate)")
+                lines.append(f"  neighbours:  no verdict: this independent check could not judge the model (the "
+                             f"neighbours of {count:,} training points never denoised better than a linear fit: a "
+                             f"sigma range below their spacing, or data with no structure beyond their linear span)")
             else:
                 lines.append("  neighbours:  no verdict (too few training points for a neighbour estimate"
                              + (f": {count:,}, fewer than {MIN_REFERENCE}" if isinstance(count, int) else "") + ")")
@@ -269,6 +277,9 @@ def run_info(args: argparse.Namespace) -> int:
             print(f"  spectra:     factor {s['factor_top_eigenvalues']}\n"
                   f"               denoiser {s['denoiser_top_eigenvalues']}")
             print(report.message())
+            top = exploded(s)
+            if top is not None:
+                print(f"WARNING: {diverged_sentence(top)}")
         print(near.message())
     return 0
 

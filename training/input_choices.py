@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 
 import torch
 from torch import Tensor
@@ -27,9 +28,9 @@ from .config import (
 )
 
 __all__ = ["NORM_SAMPLE", "RANK_BLOCK_ELEMENTS", "RANK_NEIGHBOURS", "RANK_QUERIES", "RANK_REFERENCE",
-           "choose_by_dimension",
+           "FLAT_SPECTRUM_GAP", "SPACING_FACTOR", "SPACING_QUERIES", "check_sigma_range", "choose_by_dimension",
            "choose_factor_guards", "choose_factor_width", "choose_input_scaling", "choose_norm_feature", "choose_rank",
-           "choose_warmup", "estimate_dimension", "local_pca_dimension"]
+           "choose_warmup", "estimate_dimension", "local_pca_dimension", "local_pca_readings"]
 
 NORM_SAMPLE = 4096
 """Points whose distances from the mean decide ``norm_feature="auto"``."""
@@ -40,6 +41,16 @@ RANK_QUERIES = 256
 """Training points at which `local_pca_dimension` reads the dimension."""
 RANK_REFERENCE = 20_000
 """At most this many training points are searched for neighbours."""
+FLAT_SPECTRUM_GAP = 0.1
+"""`estimate_dimension` warns where the mean largest normalised eigengap of its local PCA (`local_pca_readings`) is
+below this: no dimension stands out. Measured (1k and 10k points, 128 neighbours, seed 0): isotropic Gaussian noise
+in R⁶⁴ and R¹²⁸ 0.065–0.084, read as dimension 2 (a trained model then read 2 and passed its checks, tester E);
+in R³² 0.135 (read 32, right); S²⁴, S¹⁶, S⁸ in R⁶⁴ 0.126–0.134, 0.18–0.23, 0.38–0.43; torus, swiss roll 0.66."""
+SPACING_FACTOR = 10.0
+"""`check_sigma_range` warns where ``sigma_max`` is more than this factor below the points' median nearest-neighbour
+distance (there the nearest neighbour's posterior weight is below ``e⁻⁵⁰`` at every training σ)."""
+SPACING_QUERIES = 256
+"""Training points whose nearest-neighbour distances `check_sigma_range` takes the median of."""
 RANK_BLOCK_ELEMENTS = 2**24
 """Entries of one ``(queries, neighbours, D)`` block of `local_pca_dimension`: ``max(1, RANK_BLOCK_ELEMENTS //
 (neighbours · D))`` queries at a time (the k-NN factor and its eigenpairs hold a few such blocks; all 256 queries
@@ -111,16 +122,59 @@ def local_pca_dimension(points: Tensor, *, neighbours: int = RANK_NEIGHBOURS, qu
     the largest-gap rule (SPEC §5). Measured on 1k and 10k points (seed 0, 256 queries): the median is the true
     d on S², S⁴, S⁸ and S¹⁶ in R⁶⁴, the torus in R³ and the swiss roll in R¹⁰ with 128 neighbours; with 32 or 64
     it reads S⁸ and S¹⁶ as 2 (too few neighbours for the spread of a 16-D sample covariance). The queries go
-    `RANK_BLOCK_ELEMENTS` ``/ (neighbours · D)`` at a time, so memory does not grow with ``D`` beyond the data's."""
+    `RANK_BLOCK_ELEMENTS` ``/ (neighbours · D)`` at a time, so memory does not grow with ``D`` beyond the data's.
+    `local_pca_readings` gives each reading's gap too."""
+    return local_pca_readings(points, neighbours=neighbours, queries=queries, seed=seed)[0]
+
+
+def local_pca_readings(points: Tensor, *, neighbours: int = RANK_NEIGHBOURS, queries: int = RANK_QUERIES,
+                       seed: int = 0) -> tuple[Tensor, Tensor]:
+    """`local_pca_dimension`'s ``(q,)`` dimensions and the ``(q,)`` normalised eigengaps they were read from
+    (``max_k λ̃_k − λ̃_{k+1}``, SPEC §5, with the appended zero), ``q = min(queries, N)``."""
     n = points.shape[0]
     points = points.reshape(n, -1).float()
     spread = float((points - points.mean(0)).pow(2).sum(1).mean().sqrt())
     field = KNNCDC(points, k=min(neighbours, n), sigma=max(spread, 1e-12) * 1e3, centred=True)
     pick = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:queries]
     per_block = max(1, RANK_BLOCK_ELEMENTS // (field.k * points.shape[1]))  # memory O(RANK_BLOCK_ELEMENTS), any D
+    dims, gaps = [], []
     with torch.no_grad():
-        dims = [intrinsic_dimension(field_eigenpairs(field, points[rows]).values) for rows in pick.split(per_block)]
-    return torch.cat(dims)
+        for rows in pick.split(per_block):
+            values = field_eigenpairs(field, points[rows]).values
+            dims.append(intrinsic_dimension(values))
+            v = values.sort(dim=-1, descending=True).values
+            v = torch.cat([v / v[:, :1].clamp_min(torch.finfo(v.dtype).tiny), torch.zeros_like(v[:, :1])], dim=-1)
+            gaps.append((v[:, :-1] - v[:, 1:]).max(-1).values)
+    return torch.cat(dims), torch.cat(gaps)
+
+
+def check_sigma_range(cfg: TrainConfig, rows: TrainingRows) -> float:
+    """Warn (before any training) where ``cfg.sigma_max`` lies more than `SPACING_FACTOR` times below the median
+    nearest-neighbour distance of the standardised training points (both in units of ``s``, SPEC §1); returns that
+    distance. Measured on up to `RANK_REFERENCE` points and ``2²⁴`` numbers (a sample's spacing is wider than
+    all the points', so the warning leans towards silence), from `SPACING_QUERIES` of them.
+
+    Why: at every training σ a noisy point's posterior then weighs its nearest other data point ``Δ`` away by
+    about ``exp(−Δ²/2σ²) ≤ e⁻⁵⁰`` against its own: each point is alone, ``Γᶜ_σ`` of the data is 0 and nothing in
+    the objective shows a tangent. A circle in R¹⁰ (spacing 4·10⁻³ s) with ``sigma_max = 10⁻⁵`` trained its
+    linear span (tangent error 1.2) that passed the self-consistency check (tester E). The default ``sigma_max``
+    (4) never warns: the median nearest-neighbour distance of standardised data is at most ``1 + √2`` (a point's
+    distance to the innermost point is at most its radius plus 1, and the median radius at most √2)."""
+    dim = math.prod(rows.shape)
+    if rows.n_train < 2:
+        return math.inf
+    sample = rows.standardised_sample(max(2, min(RANK_REFERENCE, 2**24 // dim))).double()
+    pick = torch.randperm(sample.shape[0], generator=torch.Generator().manual_seed(cfg.seed))[:SPACING_QUERIES]
+    distances = torch.cdist(sample[pick], sample)  # (q, m)
+    distances[torch.arange(pick.numel()), pick] = math.inf  # not a point's own distance
+    spacing = float(distances.min(1).values.median())
+    if cfg.sigma_max * SPACING_FACTOR < spacing:
+        warnings.warn(f"sigma_max {cfg.sigma_max:g} (in units of the data scale s) lies far below the training "
+                      f"points' spacing (median nearest-neighbour distance {spacing:.3g} s): at every training "
+                      f"bandwidth each point is alone, and the model learns at most the data's linear span, "
+                      f"which its checks may not see; choose sigma_max above {spacing / SPACING_FACTOR:.3g} (the "
+                      f"default is {type(cfg).sigma_max:g})", stacklevel=2)
+    return spacing
 
 
 def estimate_dimension(cfg: TrainConfig, rows: TrainingRows, arch: str) -> int | None:
@@ -135,14 +189,27 @@ def estimate_dimension(cfg: TrainConfig, rows: TrainingRows, arch: str) -> int |
     if cfg.rank is not None and "auto" not in (cfg.denoiser_warmup, cfg.factor_hidden, cfg.factor_ramp,
                                                cfg.factor_clip):
         return None
-    return int(local_pca_dimension(rows.standardised_sample(RANK_REFERENCE), seed=cfg.seed).float().median().round())
+    sample = rows.standardised_sample(RANK_REFERENCE)
+    dims, gaps = local_pca_readings(sample, seed=cfg.seed)
+    estimate = int(dims.float().median().round())
+    gap = float(gaps.mean())
+    if gap < FLAT_SPECTRUM_GAP:
+        warnings.warn(f"the data show no clear local dimension: the local PCA of {min(RANK_NEIGHBOURS, len(sample))} "
+                      f"neighbours has a flat spectrum (mean largest normalised eigengap {gap:.3f}, below "
+                      f"{FLAT_SPECTRUM_GAP:g}; Gaussian noise in R^64 reads 0.08), so the estimated dimension "
+                      f"{estimate} means little and the data may have no low-dimensional structure at this sample "
+                      f"size; a rank set from it may be too small for the model to show the data's dimension: "
+                      f"set the rank (--rank) to D = {dim} to let it", stacklevel=2)
+    return estimate
 
 
 def choose_by_dimension(cfg: TrainConfig, rows: TrainingRows, arch: str, rank: int) -> tuple[TrainConfig, int, dict]:
     """The choices made from the data's estimated dimension (`estimate_dimension`): ``cfg`` with
     ``denoiser_warmup``, ``factor_hidden``, ``factor_ramp``, ``factor_clip`` and ``factor_lr_scale`` resolved,
     the rank (``rank``: `TrainConfig.model_spec`'s), and why, for the model file (``rank_choice``,
-    ``denoiser_warmup``, ``factor_width``, ``factor_guards``)."""
+    ``denoiser_warmup``, ``factor_width``, ``factor_guards``). First it warns of a σ range far below the points'
+    spacing (`check_sigma_range`), the one data check before the first step that the trainer makes through here."""
+    check_sigma_range(cfg, rows)
     estimate = estimate_dimension(cfg, rows, arch)
     rank, rank_why = choose_rank(cfg, rows, arch, rank, estimate)
     cfg, warmup_why = choose_warmup(cfg, estimate)
@@ -177,9 +244,11 @@ def choose_rank(cfg: TrainConfig, rows: TrainingRows, arch: str, rank: int,
     if estimate is None:
         return rank, {"chosen": rank, "rule": f"D <= {DEFAULT_RANK}: the rank is D"}
     chosen = min(dim, max(DEFAULT_RANK, 2 * estimate))
+    used = min(RANK_NEIGHBOURS, rows.n_train, RANK_REFERENCE)  # `local_pca_dimension`'s k on `estimate_dimension`'s
+    whole = " (every training point: a global PCA)" if used == rows.n_train and used < RANK_NEIGHBOURS else ""
     return chosen, {"chosen": chosen, "estimated_dimension": estimate,
                     "rule": f"auto: min(D, max({DEFAULT_RANK}, 2 x the median local-PCA dimension of "
-                            f"{RANK_NEIGHBOURS} neighbours))"}
+                            f"{used} neighbours{whole}))"}
 
 
 def choose_factor_width(cfg: TrainConfig, estimate: int | None, arch: str) -> tuple[TrainConfig, dict]:

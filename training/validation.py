@@ -16,7 +16,10 @@ from learned_manifold.neighbour_check import MIN_REFERENCE, neighbour_figures
 __all__ = [
     "COLLAPSED_RECONSTRUCTION",
     "LOCAL_SIGMA",
+    "EXPLODED_EIGENVALUE",
     "distrust",
+    "diverged_sentence",
+    "exploded",
     "initial_sigma",
     "select_sigma",
     "sigma_grid",
@@ -127,33 +130,74 @@ def distrust(validation: dict) -> list[str]:
     demos print these as warnings and the demos' reports keep them.
 
     The self-consistency sentence names the limits it fails (`learned_manifold.diagnostics.consistency_reasons`,
-    as ``ConsistencyReport.message`` does). A neighbour check without a verdict because its reference held fewer than
-    `MIN_REFERENCE` training points is a sentence too: the checks could not judge the model (30 points of a
-    sphere trained a useless model that passed its self-consistency check). One without a verdict on enough
-    points (the neighbours never denoised better than a linear fit) is not: ``info`` reports it."""
+    as ``ConsistencyReport.message`` does); a factor whose eigenvalues exploded (`exploded`) is a diverged run.
+    A neighbour check without a verdict is a sentence too: the independent check could not judge the model, and
+    says why (fewer than `MIN_REFERENCE` training points: 30 points of a sphere trained a useless model that passed
+    its self-consistency check; or neighbours that never denoised better than a linear fit: a σ range far below the
+    points' spacing trained a circle's linear span that passed it, tester E)."""
     reasons = []
     check = validation.get("self_consistency")
     if isinstance(check, dict) and not check.get("trusted", True):
         reasons.append(f"the model does not agree with itself on its held-out points at sigma="
                        f"{_figure(check.get('sigma'))} ({'; '.join(consistency_reasons(check))}): its tangent "
                        f"spaces are not to be trusted")
+    top = exploded(check)
+    if top is not None:
+        reasons.append(diverged_sentence(top))
     near = validation.get("neighbour_check")
-    if isinstance(near, dict) and not near.get("trusted", True):
+    if isinstance(near, dict) and near.get("informative") is False:
+        reasons.append(_no_verdict(near))
+    elif isinstance(near, dict) and near.get("trusted") is False:
         reasons.append(f"the model disagrees with an estimate from the training points' neighbours at sigma="
-                       f"{near.get('sigma', float('nan')):.4g} ({neighbour_figures(near)}): its tangent spaces are "
+                       f"{_figure(near.get('sigma'))} ({neighbour_figures(near)}): its tangent spaces are "
                        f"not to be trusted")
-    elif isinstance(near, dict) and near.get("informative") is False and _too_few(near):
-        count = near.get("reference_points")
-        reasons.append(f"the neighbour check gave no verdict: {'' if count is None else f'{count} '}training points "
-                       f"are too few for an estimate from their neighbours (it needs {MIN_REFERENCE}), so the "
-                       f"checks could not judge the model, and with so few points its tangent spaces may mean "
-                       f"little: train on more points")
     rel = validation.get("relative_reconstruction_error")  # a VAE's (`vae_trainer._validate`)
     if isinstance(rel, float) and rel >= COLLAPSED_RECONSTRUCTION:
         reasons.append(f"the VAE reconstructs held-out points barely better than the data mean (error {rel:.3g} of "
                        f"the data's RMS radius): its encoder has collapsed to the prior and its latent geometry "
                        f"means nothing; more steps, a wider network or a smaller latent dimension may help")
     return reasons
+
+
+def _no_verdict(near: dict) -> str:
+    """The sentence of `distrust` for a neighbour check without a verdict (``informative`` False): too few reference
+    points (`_too_few`), or neighbours that never denoised better than a linear fit."""
+    count = near.get("reference_points")
+    if _too_few(near):
+        return (f"the neighbour check gave no verdict: {'' if count is None else f'{count} '}training points "
+                f"are too few for an estimate from their neighbours (it needs {MIN_REFERENCE}), so the "
+                f"checks could not judge the model, and with so few points its tangent spaces may mean "
+                f"little: train on more points")
+    points = f"{count:,} " if _number(count) else ""
+    return (f"the independent neighbour check could not judge the model (no verdict): the neighbours of the "
+            f"{points}training points never denoised better than a linear fit at the model's bandwidths, so only "
+            f"the model's agreement with itself vouches for it. Either the sigma range lies below the points' "
+            f"spacing (the model then learns the data's linear span), or the data have no structure beyond their "
+            f"linear span (Gaussian-like data, where this note is expected)")
+
+
+EXPLODED_EIGENVALUE = 1e6
+"""A factor eigenvalue (mean over held-out points, the self-consistency check's ``factor_top_eigenvalues``) above
+which the run diverged. ``Γᶜ_σ = Cov[x | y]/σ²`` (SPEC §1) is about 1 or below at data points, and even a posterior
+spread over the whole data set (radius a few ``s``) gives at most ``(3s/σ)² ≈ 4·10⁴`` at the smallest grid σ,
+``s/64``; a run at ``--lr 0.5`` on a circle reached 2.6·10¹² and was advised to "train longer" (tester E)."""
+
+
+def exploded(check: object) -> float | None:
+    """The largest factor eigenvalue of a stored self-consistency summary where it exceeds `EXPLODED_EIGENVALUE`
+    (a diverged run), else ``None``."""
+    values = check.get("factor_top_eigenvalues") if isinstance(check, dict) else None
+    if not isinstance(values, list) or not values or not all(_number(v) for v in values):
+        return None
+    top = max(values)
+    return float(top) if top > EXPLODED_EIGENVALUE else None
+
+
+def diverged_sentence(top: float) -> str:
+    """What `distrust` and ``info`` say of a run whose factor eigenvalues exploded (`exploded`)."""
+    return (f"training diverged: the factor's eigenvalues reach {top:.3g} on held-out points, where those of a CDC "
+            f"are about 1 (never above {EXPLODED_EIGENVALUE:.0e} at the trainer's bandwidths); the model is "
+            f"meaningless: train again with a smaller --lr")
 
 
 def _too_few(near: dict) -> bool:

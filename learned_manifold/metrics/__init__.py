@@ -2,6 +2,7 @@
 
 from .base import CoMetricField, as_denoiser
 from .euclidean import EuclideanMetric
+from .factor_checks import FactorContractError
 from .knn import KNNCDC
 from .learned import LearnedCDC
 from .score import ScoreJacobianMetric, SteinScoreMetric, TangentialMetric
@@ -11,6 +12,7 @@ __all__ = [
     "KNNCDC",
     "CoMetricField",
     "EuclideanMetric",
+    "FactorContractError",
     "LearnedCDC",
     "ScoreJacobianMetric",
     "SteinScoreMetric",

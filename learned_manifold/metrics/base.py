@@ -1,4 +1,5 @@
-"""The co-metric field protocol (DESIGN.md): one small interface every geometry implements.
+"""The co-metric field protocol (docs/SPEC.md §5, §7; the `CoMetricField` docstring below): one small interface
+every geometry implements.
 
 A co-metric field gives, at a batch of points ``x`` of shape ``(B, D)`` (flattened data), the
 co-metric ``G(x)`` (PSD, ``(D, D)`` per point) plus an isotropic part ``δ ≥ 0``, in the forms callers need:
@@ -6,7 +7,8 @@ co-metric ``G(x)`` (PSD, ``(D, D)`` per point) plus an isotropic part ``δ ≥ 0
 * ``apply(x, w)  -> (G(x) + δ I) w``      raise a covector (e.g. a Euclidean gradient) to a vector;
 * ``metric(x, v) -> (G(x) + δ I)^{-1} v`` lower a vector: the Riemannian metric ``g`` applied to ``v``;
   for ``δ = 0`` this is the pseudo-inverse on the range of ``G`` (SPEC §5);
-* ``factor(x)    -> A`` of shape ``(B, D, r)`` with ``G = A Aᵀ`` when a low-rank form exists;
+* ``factor(x)    -> A`` of shape ``(B, D, r)``, ``r ≥ 1``, with ``G = A Aᵀ`` when a low-rank form exists (in
+  ``x``'s dtype and on its device; checked once for every consumer, `factor_checks`);
 * ``dense(x)     -> G(x)`` of shape ``(B, D, D)`` (without ``δ``): small D only, for tests and plots.
 
 All inputs and outputs are flat ``(B, D)`` tensors; `LearnedDataManifold` flattens the data axes before it
@@ -26,6 +28,7 @@ from torch import Tensor, nn
 
 from ..geometry import lowrank_apply, lowrank_solve
 from ..precision import full_precision
+from .factor_checks import checked_factor
 
 __all__ = [
     "CoMetricField",
@@ -211,7 +214,19 @@ class CoMetricField(nn.Module):
     Subclasses implement ``apply`` and ``metric`` (each natively in one direction and by Woodbury,
     Sherman–Morrison or a matrix-free solve in the other), and ``factor`` where a low-rank form exists. A field
     that implements only ``factor`` (as `learned_manifold.curvature`'s examples do) gets ``apply``, ``metric``
-    and ``dense`` from it by the low-rank formulas; set ``low_rank = True`` on it so callers use them directly.
+    and ``dense`` from it by the low-rank formulas.
+
+    ``low_rank = True`` is not a speed hint: it declares that ``G = AAᵀ`` *is* the field's geometry, and it changes
+    what the field means. With it, `LearnedDataManifold` at ``δ = 0`` is the learned tangent bundle (``proju`` onto
+    the top eigenvectors of ``AAᵀ``), and ``tangent_dim``, landing and `curvature` accept the field. Without it the
+    field is a metric on all of ``R^D`` (every vector tangent), which is right only for a full-rank ``G``
+    (`EuclideanMetric`, the score and VAE fields, which also implement ``apply`` and ``metric``). So a field whose
+    ``factor`` returns ``A`` with ``G = AAᵀ`` must set ``low_rank = True``; `LearnedDataManifold` refuses one that
+    implements only ``factor`` without it at ``δ = 0``.
+
+    Every subclass's own ``factor`` is wrapped once (`factor_checks.checked_factor`): what it returns for points
+    ``x`` ``(B, D)`` must be a tensor ``(B, D, r)`` with ``r ≥ 1``, in ``x``'s dtype and on its device, or one
+    ``ValueError`` names ``<FieldClass>.factor`` (shapes only: no host sync).
     ``apply(x, w)`` is the co-metric; a field's ``apply(fn)`` with one callable is still `torch.nn.Module.apply`
     (every subclass's ``apply`` is wrapped so, e.g. for ``model.apply(init_fn)`` on a module holding a field).
 
@@ -224,7 +239,7 @@ class CoMetricField(nn.Module):
         dim: ambient dimension ``D`` (``None`` when any ``D`` is accepted, as for `EuclideanMetric`).
         delta: the isotropic part ``δ`` added to ``G`` by ``apply`` and ``metric``.
         centred: whether the field is mean-centred (fit for moving points, SPEC §2).
-        low_rank: whether ``factor`` is available.
+        low_rank: whether ``G = AAᵀ`` of ``factor`` is the field's geometry (above; not a speed hint).
 
     Example:
         >>> import torch
@@ -257,6 +272,9 @@ class CoMetricField(nn.Module):
         own = cls.__dict__.get("apply")
         if own is not None and not getattr(own, "_also_module_apply", False):
             cls.apply = _also_module_apply(own)  # type: ignore[method-assign]  # (on purpose: docstring above)
+        factor = cls.__dict__.get("factor")
+        if callable(factor) and not getattr(factor, "_checked_factor", False):
+            cls.factor = checked_factor(factor)  # type: ignore[method-assign]  # (the one factor check: above)
 
     @full_precision
     def factor(self, x: Tensor) -> Tensor:

@@ -1,5 +1,6 @@
 """Checks of a co-metric field before a solver lands on it or differentiates through it: the one ``landing`` check
-(`LearnedDataManifold`, the flows, `geodesic`) and the copy of a field built under ``torch.inference_mode()``
+(`LearnedDataManifold`, the flows, `geodesic`), what ``δ = 0`` can mean for a field that is not low-rank
+(`check_full_space`, `LearnedDataManifold`) and the copy of a field built under ``torch.inference_mode()``
 (`geodesic`, `curvature`)."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from torch import Tensor
 if TYPE_CHECKING:
     from .base import CoMetricField
 
-__all__ = ["autograd_ready", "check_landing", "inference_tensors", "not_low_rank"]
+__all__ = ["autograd_ready", "check_full_space", "check_landing", "inference_tensors", "not_low_rank"]
 
 
 def inference_tensors(field: CoMetricField) -> list[str]:
@@ -83,3 +84,39 @@ def check_landing(field: CoMetricField, landing: object, *, allow_none: bool = F
     if landing and low_rank and not field.low_rank:
         raise ValueError("landing needs a low-rank field (its tangent space gives the normals to land along); "
                          f"{not_low_rank(field)}")
+
+
+def check_full_space(field: CoMetricField) -> None:
+    """Refuse a field that `LearnedDataManifold` at ``δ = 0`` would misread (SPEC §5; tester reports C6, A3).
+
+    At ``δ = 0`` a low-rank field is its learned tangent bundle (``proju = ÛÛᵀ``), and a field that is not
+    (``low_rank = False``) is read as ``R^D`` with the metric ``G^{-1}``: every vector tangent, ``proju`` the
+    identity. That reading is right for a full-rank ``G`` (`EuclideanMetric`, `SteinScoreMetric`,
+    `TangentialMetric`, `VAEPullbackMetric`) and wrong for:
+
+    * a field that implements ``factor`` without ``low_rank = True`` and takes its ``metric`` from it (the base
+      class's pseudo-inverse on the range of ``A``): ``proju`` would be the identity while ``inner`` gives the
+      directions outside that range zero length;
+    * `ScoreJacobianMetric` with ``δ = 0``: its ``G`` is singular on the data and its ``metric`` needs ``δ > 0``.
+
+    Raises:
+        ValueError: for those two, saying what ``δ = 0`` means and what to pass instead.
+    """
+    from .base import CoMetricField
+    from .score import ScoreJacobianMetric
+
+    if field.low_rank or field.delta > 0:
+        return
+    name = type(field).__name__
+    reading = ("LearnedDataManifold with delta = 0 reads a field that is not low-rank as R^D with the metric "
+               "G^-1 (every vector tangent, proju = identity), and a low-rank one as its learned tangent bundle "
+               "(proju onto the top eigenvectors of G = AAᵀ)")
+    if field._has_own("factor") and type(field).metric is CoMetricField.metric:
+        raise ValueError(f"{reading}; {name} implements factor() but does not set low_rank = True, so its metric "
+                         "(derived from the factor) is the pseudo-inverse on the range of A while proju would keep "
+                         f"every vector: set low_rank = True on {name} if factor returns A with G = AAᵀ, or give the "
+                         "field delta > 0 (R^D with the metric (G + delta I)^-1)")
+    if isinstance(field, ScoreJacobianMetric):
+        raise ValueError(f"{reading}; ScoreJacobianMetric's G is singular on the data and its metric needs "
+                         "delta > 0 (inner, norm and RiemannianAdam would fail): construct it with delta > 0, e.g. "
+                         "ScoreJacobianMetric(denoiser, sigma, delta=0.01)")

@@ -55,9 +55,11 @@ class LearnedCDC(CoMetricField):
             geodesic solver's default start walks through (`learned_manifold.geodesic_init`); the field's
             values do not depend on them. The graph searches the landmarks themselves (or ``data``, not copied), so
             it follows ``load_state_dict``, `MetricModel.set_landmarks` and ``.to(...)`` (`KNNCDC._fresh`). A model
-            storing fewer than `MIN_GRAPH_POINTS` landmarks (one, from ``--landmarks 1``) has no graph, as one
-            storing none: ``data_graph`` is ``None``, `beyond_data` returns ``None``, ``geodesic(init="auto")``
-            starts by landing (or linearly), and only ``init="graph"`` refuses, naming the missing data.
+            storing fewer than `MIN_GRAPH_POINTS` landmarks has no graph, as one storing none. Training refuses
+            one landmark (``--landmarks 1``, ``TrainConfig(landmarks=1)``), so such a model comes only from an
+            older file or a hand-built ``ModelConfig(landmarks=1)``: ``data_graph`` is ``None``, `beyond_data`
+            returns ``None``, ``geodesic(init="auto")`` starts by landing (or linearly), and only ``init="graph"``
+            refuses, naming the missing data.
 
     Example:
         >>> import torch
@@ -100,7 +102,7 @@ class LearnedCDC(CoMetricField):
         self.extra_delta = float(delta)
         self.dim = model.dim
         self.centred = model.config.centred
-        # One landmark (``--landmarks 1``) joins no neighbour graph: no graph then, as without landmarks
+        # One landmark (an older file, or a hand-built ModelConfig) joins no neighbour graph: none, as without any
         self._landmark_graph = data is None and model.config.landmarks >= MIN_GRAPH_POINTS
         if self._landmark_graph:
             data = model.landmarks

@@ -11,13 +11,13 @@ The denoiser must act point by point (row ``b`` of its output depends on row ``b
 batch statistics) and be traceable by ``torch.func`` (no ``.item()``, no NumPy). Jacobians are never formed
 (except by `ScoreJacobianMetric.jacobian`, for tests); JVPs and VJPs are batched over the points.
 ``torch.func`` transforms ignore an outer ``torch.no_grad()``, so the fields work inside optimiser steps.
+A denoiser that is an ``nn.Module`` is put in eval mode and kept there, as `LearnedCDC`'s network is
+(`_DenoiserField`). ``metric`` solves run batched conjugate gradients (`conjugate_gradients.batched_cg`).
 """
 
 from __future__ import annotations
 
 import math
-import warnings
-from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -26,64 +26,9 @@ from torch.overrides import TorchFunctionMode
 from ..precision import full_precision
 from ..torch_quirks import load_forward_ad
 from .base import CoMetricField, as_denoiser, check_count, check_points, check_scalar, check_vectors
+from .conjugate_gradients import LinearMap, batched_cg
 
 __all__ = ["ScoreJacobianMetric", "SteinScoreMetric", "TangentialMetric"]
-
-LinearMap = Callable[[Tensor], Tensor]
-
-
-def _batched_cg(matvec: LinearMap, b: Tensor, *, iters: int, tol: float) -> Tensor:
-    """Solve ``K_i x_i = b_i`` for every row ``i`` by conjugate gradients, with SPD operators ``K_i``.
-
-    Each row runs its own step sizes and stops once ``‖r_i‖ ≤ tol · ‖b_i‖``; the loop ends when every row has
-    stopped or after ``iters`` iterations (the current iterate is returned either way, with a ``RuntimeWarning``
-    naming the worst residual when some row had not converged).
-
-    Args:
-        matvec: ``(B, D)`` → ``(B, D)``, row ``i`` multiplied by ``K_i``.
-        b: ``(B, D)`` right-hand sides.
-        iters: maximum number of iterations (one ``matvec`` each).
-        tol: relative residual tolerance.
-
-    Returns:
-        ``(B, D)`` solutions.
-
-    Raises:
-        ValueError: if some ``K_i`` shows a non-positive curvature ``pᵀ K_i p ≤ 0`` (not positive definite).
-    """
-    x = torch.zeros_like(b)
-    r, p = b, b
-    rr = (r * r).sum(-1)
-    stop = tol**2 * rr
-    indefinite = torch.zeros_like(rr, dtype=torch.bool)
-    for _ in range(iters):
-        active = (rr > stop) & ~indefinite
-        if not bool(active.any()):
-            break
-        kp = matvec(p)
-        pkp = (p * kp).sum(-1)
-        indefinite = indefinite | (active & (pkp <= 0))
-        active = active & ~indefinite
-        alpha = torch.where(active, rr / torch.where(active, pkp, 1.0), 0.0).unsqueeze(-1)
-        x = x + alpha * p
-        r = r - alpha * kp
-        rr_next = (r * r).sum(-1)
-        beta = torch.where(active, rr_next / torch.where(active, rr, 1.0), 0.0).unsqueeze(-1)
-        p = r + beta * p
-        rr = rr_next
-    if bool(indefinite.any()):
-        raise ValueError(
-            f"conjugate gradients met a matrix that is not positive definite at {int(indefinite.sum())} "
-            "point(s); increase the regulariser (delta or eps)"
-        )
-    left = (rr > stop) & (rr > 0)
-    if bool(left.any()):  # out of iterations: say so rather than return an unconverged solve as if it were one
-        worst = float((rr[left] / (stop[left] / tol**2)).max().sqrt().detach()) if tol > 0 else float("nan")
-        warnings.warn(f"conjugate gradients stopped after cg_iters={iters} iterations at {int(left.sum())} point(s) "
-                      f"with relative residual up to {worst:.2g} > cg_tol={tol:g}: the solve is approximate; raise "
-                      "cg_iters (an ill-conditioned G at small sigma needs more) or the regulariser", RuntimeWarning,
-                      stacklevel=3)
-    return x
 
 
 def _layer_norm(x: Tensor, normalized_shape: tuple[int, ...], weight: Tensor | None = None,
@@ -110,7 +55,13 @@ class _DenoiserField(CoMetricField):
     """Shared part of the score-based fields: the denoiser at a fixed ``σ``, the score and the landing map.
 
     A denoiser that is an ``nn.Module`` is registered as the submodule ``model`` (so ``.to()`` moves it);
-    any other callable is kept as is.
+    any other callable is kept as is. The module is put in eval mode **in place** (the very module given, not a
+    copy), as `LearnedCDC` does, and stays there whatever ``.train()`` is called on (the field, a
+    `LearnedDataManifold` or a user module holding it, `train`): in train mode dropout made ``G`` random and
+    non-symmetric (the JVP and the VJP drew different masks), and BatchNorm made a point's answer depend on its
+    batch mates, updated the module's running statistics on every query, and crashed ``torch.func``. Its
+    parameters keep their ``requires_grad`` (a geometry may be differentiated in them); a ``.train()`` on the
+    denoiser itself turns train mode back on for the field too.
     """
 
     def __init__(self, denoiser: object, sigma: float) -> None:
@@ -119,11 +70,18 @@ class _DenoiserField(CoMetricField):
         if getattr(denoiser, "has_denoiser", True) is False:
             raise ValueError(f"{type(self).__name__} needs a denoiser, and this model was trained without one "
                              "(uncentred, centred=False): train a mean-centred model (the default)")
-        self.model = denoiser if isinstance(denoiser, nn.Module) else None
+        self.model = denoiser.eval() if isinstance(denoiser, nn.Module) else None  # no dropout, batch statistics
         self._callable = None if isinstance(denoiser, nn.Module) else denoiser
         self.sigma = check_scalar(sigma, "sigma")
         shape = tuple(getattr(denoiser, "data_shape", ()) or ())
         self.dim = math.prod(shape) if shape else None
+
+    def train(self, mode: bool = True) -> _DenoiserField:
+        """`torch.nn.Module.train` for the field's other submodules; the denoiser module stays in eval mode."""
+        super().train(mode)
+        if self.model is not None:
+            self.model.eval()
+        return self
 
     def length_scale(self) -> float | None:
         """The data scale ``s`` of the denoiser (a `MetricModel`'s, SPEC §1: any denoiser with a positive scalar
@@ -282,7 +240,7 @@ class ScoreJacobianMetric(_DenoiserField):
                 "ScoreJacobianMetric.metric solves (G + delta I) u = v by conjugate gradients and needs "
                 "delta > 0 (G is singular on the data); construct the field with delta > 0"
             )
-        return _batched_cg(self._operator(x), v, iters=self.cg_iters, tol=self.cg_tol)
+        return batched_cg(self._operator(x), v, iters=self.cg_iters, tol=self.cg_tol)
 
     @full_precision
     def jacobian(self, y: Tensor) -> Tensor:
@@ -438,7 +396,7 @@ class TangentialMetric(_DenoiserField):
     def apply(self, x: Tensor, w: Tensor) -> Tensor:
         """``(J_sᵀ J_s + εI)^{-1} w`` by batched CG: ``(B, D)``, ``(B, D)`` → ``(B, D)``."""
         check_vectors(x, w, self.dim, "w")
-        return _batched_cg(self._operator(x), w, iters=self.cg_iters, tol=self.cg_tol)
+        return batched_cg(self._operator(x), w, iters=self.cg_iters, tol=self.cg_tol)
 
     def extra_repr(self) -> str:
         return f"sigma={self.sigma}, eps={self.eps}"

@@ -39,6 +39,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -224,15 +225,31 @@ def latent_graph_path(codes: Tensor, z0: Tensor, z1: Tensor, n_points: int, *, n
 
     Args:
         codes: ``(N, d)`` latent codes of the data (e.g. `VAE.encode` of the training set).
-        z0, z1: ``(B, d)`` end points, in the dtype of ``codes``.
-        n_points: points per path, both ends included.
+        z0, z1: ``(B, d)`` end points, or ``(d,)`` for a single pair (as `geodesic`), in the dtype of ``codes``.
+        n_points: points per path, both ends included: an integer ``≥ 2``.
         neighbours: ``k`` of the graph.
 
     Returns:
-        ``(B, n_points, d)``; pass it as ``geodesic(field, z0, z1, init=path)``.
+        ``(B, n_points, d)`` (``(n_points, d)`` for ``(d,)`` ends); pass it as ``geodesic(field, z0, z1, init=path)``.
+
+    Raises:
+        ValueError: for a non-integer ``n_points`` or one below 2, or ends that are not ``(B, d)`` or ``(d,)``
+            of the codes' ``d`` with the same shape.
     """
     from ..geodesic_init import graph_path
     from .knn import KNNCDC
 
+    if isinstance(n_points, bool) or not isinstance(n_points, (int, np.integer)):
+        raise ValueError(f"n_points (both ends included) must be an integer, got {type(n_points).__name__}")
+    if n_points < 2:
+        raise ValueError(f"n_points (both ends included) must be >= 2, got {n_points}")
+    d = codes.shape[-1]
+    if z0.shape != z1.shape or z0.ndim not in (1, 2) or z0.shape[-1] != d:
+        raise ValueError(f"z0 and z1 must both have shape (B, {d}) or ({d},) (the codes' dimension), got "
+                         f"{tuple(z0.shape)} and {tuple(z1.shape)}")
+    single = z0.ndim == 1
+    if single:
+        z0, z1 = z0.unsqueeze(0), z1.unsqueeze(0)
     graph = KNNCDC(codes, k=min(neighbours, codes.shape[0]), sigma=1.0)  # σ is unused by the graph
-    return graph_path(graph, z0, z1, n_points, neighbours=neighbours)
+    path = graph_path(graph, z0, z1, int(n_points), neighbours=neighbours)
+    return path.squeeze(0) if single else path

@@ -4,6 +4,7 @@ never writes over committed results, and compiled settings run eagerly under ``T
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 from pathlib import Path
 
@@ -102,3 +103,54 @@ def test_compiled_settings_say_when_torch_compile_was_disabled(monkeypatch):
     monkeypatch.delenv("TORCH_COMPILE_DISABLE")
     assert common.compile_status("ok", True) == "ok"
     assert common.environment(torch.device("cpu"))["TORCH_COMPILE_DISABLE"] == "unset"
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("name, work, argv", [
+    ("curvature", "train", ["--quick"]),
+    ("roll_chain", "cli", ["--quick"]),
+    ("image_paths", "get_image_dataset", ["--quick"]),
+    ("images", "run_table1", ["--quick", "--parts", "table1"]),
+    ("recipe", "run_candidate", ["--quick", "--data", "roll", "--seeds", "0", "--candidates", "before"]),
+    ("reliability", "build_context", ["--quick"]),
+])
+def test_the_header_is_taken_before_the_work(name, work, argv, monkeypatch, tmp_path):
+    """``date_utc`` and ``load_average_at_start`` were read inside the final `write_report`, at the end of the run
+    (tester F, item 3): `environment` must run before the script's first piece of work."""
+    module = importlib.import_module(f"benchmarks.{name}")
+    calls = []
+    monkeypatch.setattr(module, "environment", lambda device: calls.append("environment") or {})
+
+    def first_work(*args, **kwargs):
+        calls.append("work")
+        raise _Stop
+
+    monkeypatch.setattr(module, work, first_work)
+    with pytest.raises(_Stop):
+        module.main([*argv, "--out", str(tmp_path)])
+    assert calls == ["environment", "work"]
+
+
+def test_the_written_header_holds_the_date_and_load_of_the_start(monkeypatch, tmp_path):
+    """The report's date and start load are those before the work; its end load is the one after."""
+    from datetime import datetime
+
+    from benchmarks import images
+
+    done = []
+
+    class Clock(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return datetime(2031 if done else 2030, 1, 1, tzinfo=tz)
+
+    monkeypatch.setattr(common, "datetime", Clock)
+    monkeypatch.setattr(common, "load_average", lambda: "after" if done else "before")
+    monkeypatch.setattr(images, "run_table1", lambda *args, **kwargs: done.append(1) or [])
+    assert images.main(["--quick", "--parts", "table1", "--out", str(tmp_path)]) == 0
+    env = json.loads((tmp_path / "images.json").read_text())["environment"]
+    assert env["date_utc"].startswith("2030-01-01") and env["load_average_at_start"] == "before"
+    assert env["load_average_at_end"] == "after"

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from learned_manifold.diagnostics import self_consistency
+from learned_manifold.diagnostics import OUTSIDE_PROBES, OUTSIDE_THRESHOLD, _outside_value, self_consistency
 from learned_manifold.geometry import eigenpairs
 
 
@@ -189,3 +189,41 @@ def test_jvps_go_in_chunks_by_memory_with_the_same_report(monkeypatch):
     for name in ("tangent_disagreement", "spectral_disagreement", "factor_values", "denoiser_values",
                  "factor_dimension", "denoiser_dimension", "normal_value", "normal_value_half", "outside_value"):
         torch.testing.assert_close(getattr(parts, name), getattr(whole, name), rtol=1e-4, atol=1e-5)
+
+
+class SymmetricDouble:
+    """A linear denoiser ``x̂(y) = S y`` with ``S`` symmetric: 16 eigenvalues 1 on the factor's range (the first 16
+    columns of ``Q``) and, off it, 44 from −2.68 to −1.8 with 0.569, 0.3, 0.1 and −0.5 (tester E's under-trained
+    model of noise in R⁶⁴: its outside spectrum ran from −2.68 to +0.569)."""
+
+    def __init__(self):
+        Q = torch.linalg.qr(torch.randn(64, 64, generator=torch.Generator().manual_seed(0), dtype=torch.float64))[0]
+        outside = torch.cat([torch.linspace(-2.68, -1.8, 44, dtype=torch.float64),
+                             torch.tensor([0.569, 0.3, 0.1, -0.5], dtype=torch.float64)])
+        self.Q = Q
+        self.S = Q @ torch.diag(torch.cat([torch.ones(16, dtype=torch.float64), outside])) @ Q.T
+
+    def denoise(self, y, sigma):
+        return y @ self.S
+
+
+def test_the_outside_value_is_the_largest_algebraic_eigenvalue_not_the_largest_in_magnitude():
+    """Power iteration converged to the large negative eigenvalues and the clamp read 0 (the check passed on a model
+    of noise, tester E). Rayleigh–Ritz on the probes' Krylov space (12 JVPs, 8 before) gives a lower bound of the top
+    eigenvalue 0.569 that is above the 0.1 limit (OUTSIDE_THRESHOLD), at every point."""
+    model = SymmetricDouble()
+    U = model.Q[:, :16].expand(3, 64, 16).clone()
+    probes = torch.randn(3, 64, OUTSIDE_PROBES, generator=torch.Generator().manual_seed(0))
+    value = _outside_value(model, torch.zeros(3, 64, dtype=torch.float64), U, 1.0, probes)
+    assert (value > OUTSIDE_THRESHOLD).all() and (value <= 0.569 + 1e-9).all(), value
+
+
+def test_self_consistency_under_autocast_is_the_float32_report():
+    """Under bf16 autocast the report held bf16 tensors and ``summary()`` failed in ``quantile`` (tester B); autocast
+    is now switched off inside, and the report is the one computed outside it."""
+    model, x = PlaneDouble(lambda s: 0.05 * s, denoiser_normal=lambda s: 0.3, rank=2), plane_points(20)
+    ref = self_consistency(model, x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        report = self_consistency(model, x)
+    assert report.denoiser_values.dtype == torch.float32
+    assert report.summary() == ref.summary()

@@ -24,6 +24,7 @@ MODULES = [
     "learned_manifold.model_file_notes",
     "learned_manifold.models",
     "learned_manifold.metrics.base",
+    "learned_manifold.metrics.factor_checks",
     "learned_manifold.metrics.knn",
     "learned_manifold.metrics.euclidean",
     "learned_manifold.metrics.learned",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -207,6 +208,38 @@ def test_tangent_error_of_exact_and_random_bases() -> None:
     extra = torch.cat([3.0 * basis, 0.1 * x.unsqueeze(-1)], dim=-1)
     assert tangent_error(FactorField(extra), x, basis).max() < 1e-6
     assert dimension_accuracy(FactorField(extra), x, dim - 1) == 1.0
+
+
+def test_a_random_plane_scores_sqrt_2d_1_minus_d_over_D_in_root_mean_square() -> None:
+    """The docstring's ``sqrt(2d(1 − d/D))`` is the RMS of the score over random planes, not its mean (tester A):
+    for a line in R² the mean is 2√2/π ≈ 0.90 while the RMS is 1."""
+    gen = torch.Generator().manual_seed(4)
+    b, dim, d = 4000, 2, 1
+    x, basis = sphere_tangents(b, dim, gen)
+    random_basis, _ = torch.linalg.qr(torch.randn(b, dim, d, dtype=F64, generator=gen))
+    err = tangent_error(FactorField(random_basis), x, basis)
+    assert err.pow(2).mean().sqrt().item() == pytest.approx(math.sqrt(2 * d * (1 - d / dim)), rel=0.03)
+    assert err.mean().item() == pytest.approx(2 * math.sqrt(2) / math.pi, rel=0.03)  # E|√2 sin θ|, θ uniform
+
+
+def test_evaluation_helpers_take_a_manifold_and_name_a_wrong_true_dim() -> None:
+    """`tangent_error`, `dimension_accuracy` and `field_eigenpairs` raised AttributeError 'low_rank' on a
+    `LearnedDataManifold` (tester C): they take its field, as `curvature` does; a ``true_dim`` of the wrong length
+    failed with torch's bare ``expand`` error."""
+    from learned_manifold import LearnedDataManifold
+    from learned_manifold.evaluation import spectral_report
+
+    x, basis = sphere_tangents(6, 4, torch.Generator().manual_seed(5))
+    field = FactorField(basis)
+    M = LearnedDataManifold(field, data_shape=(4,))
+    torch.testing.assert_close(field_eigenpairs(M, x).values, field_eigenpairs(field, x).values)
+    assert tangent_error(M, x, basis).max() < 1e-6
+    assert dimension_accuracy(M, x, 3) == 1.0
+    message = re.escape("true_dim must be one integer or one per point, shape (6,), got shape (2,)")
+    with pytest.raises(ValueError, match=message):
+        dimension_accuracy(field, x, torch.tensor([3, 3]))
+    with pytest.raises(ValueError, match=message):
+        spectral_report(field_eigenpairs(field, x), true_basis=basis, true_dim=torch.tensor([3, 3]))
 
 
 def test_tangent_error_refuses_a_basis_that_is_not_orthonormal() -> None:

@@ -65,3 +65,49 @@ def test_tolerances_are_checked_for_fixed_step_methods_as_for_adaptive_ones(name
             gradient_flow(M, _Counted(), X, method=m, **{name: value})
         with pytest.raises(ValueError, match=message):
             interpolate(M, X, X.flip(0), method=m, **{name: value})
+
+
+class _Diagonal(FixedSubspaceField.__mro__[1]):  # a CoMetricField: the constant factor diag(1, 0.6), G = diag(1, 0.36)
+    low_rank = True
+    dim = 2
+
+    def factor(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.diag(torch.tensor([1.0, 0.6], dtype=x.dtype)).expand(x.shape[0], 2, 2).clone()
+
+
+class _WrongDtype(_Diagonal):
+    def factor(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.eye(2, dtype=torch.float64).expand(x.shape[0], 2, 2)
+
+
+def test_a_bare_fields_tangent_dim_is_taken_by_the_flows_length_and_the_gap_rule_warns_without_it():
+    x0, x1 = torch.tensor([[0.0, 0.0]]), torch.tensor([[1.0, 1.0]])
+    dropped = r"metric lengths .* drop an eigenvalue above 0\.25 λ₁ at 64 of 64 points \(up to 0\.36 λ₁\)"
+    with pytest.warns(UserWarning, match=dropped):
+        short = interpolate(_Diagonal(), x0, x1).metric_length
+    full = interpolate(_Diagonal(), x0, x1, tangent_dim=2)
+    # the flow's path leaves x0 along −G∇f = (1, 0.36); its length in g = G⁻¹ is at least the straight line's 2.24
+    # minus the curve's shortcut, and the first coordinate alone (the gap rule's d = 1) gives the Euclidean 1
+    assert abs(float(short) - 1.0) < 1e-3 and float(full.metric_length) > 1.9
+    with pytest.raises(ValueError, match="conflicts with the manifold's own tangent_dim=1"):
+        interpolate(LearnedDataManifold(_Diagonal(), tangent_dim=1), x0, x1, tangent_dim=2)
+
+
+def test_a_field_that_breaks_the_factor_contract_is_named_not_called_a_divergence():
+    with pytest.raises(ValueError, match=r"^_WrongDtype\.factor returned A of dtype torch\.float64") as err:
+        gradient_flow(_WrongDtype(), lambda x: (x ** 2).sum(-1), torch.tensor([[1.0, 1.0]]))
+    assert "diverged" not in str(err.value)
+
+
+def test_gradient_flow_reports_its_length_with_the_tangent_dim_it_is_given():
+    # G = diag(1, 0.36), f = |x − (0, 1)|²: the flow moves along e₂ only, which the gap rule (d = 1) drops
+    f = lambda x: ((x - torch.tensor([0.0, 1.0])) ** 2).sum(-1)  # noqa: E731
+    x0 = torch.tensor([[0.0, 0.0]])
+    with pytest.warns(UserWarning, match="keep the gap rule's directions"):
+        assert float(gradient_flow(_Diagonal(), f, x0).metric_length) < 1e-6
+    full = gradient_flow(_Diagonal(), f, x0, tangent_dim=2)
+    through_manifold = gradient_flow(LearnedDataManifold(_Diagonal(), tangent_dim=2), f, x0)
+    # the Euclidean path length along e₂ divided by the metric's sqrt(0.36)
+    expected = float(full.length) / 0.6
+    assert abs(float(full.metric_length) - expected) < 1e-3 * expected
+    assert float(through_manifold.metric_length) == pytest.approx(float(full.metric_length), rel=1e-6)

@@ -106,6 +106,22 @@ def test_single_pair_in_single_path_out():
     assert res.path.shape == (5, 4) and res.final_gap.shape == ()
 
 
+def test_single_image_point_drops_the_batch_axis_as_geodesic_does():
+    """One ``data_shape`` point is a single point, as a flat ``(D,)`` one is: path ``(T, *data_shape)`` and 0-d
+    scores (it came back as ``(1, T, *data_shape)`` with ``(1,)`` scores); a batch of one keeps its axis."""
+    M = LearnedDataManifold(FixedSubspaceField(Q), data_shape=(1, 2, 2))
+    a, b = subspace_points(1, 5).reshape(1, 2, 2), subspace_points(1, 6).reshape(1, 2, 2)
+    res = interpolate(M, a, b, n_points=5)
+    assert res.path.shape == (5, 1, 2, 2) and res.final_gap.shape == () and res.metric_length.shape == ()
+    assert res.reached.shape == () and res.gap_closed.shape == () and res.stalled.shape == ()
+    batched = interpolate(M, a[None], b[None], n_points=5)
+    assert batched.path.shape == (1, 5, 1, 2, 2) and batched.final_gap.shape == (1,)
+    torch.testing.assert_close(res.path, batched.path[0])
+    flow = gradient_flow(M, lambda x: 0.5 * x.pow(2).sum(-1), b, n_points=5)
+    assert flow.path.shape == (5, 1, 2, 2) and flow.final_gap.shape == () and flow.length.shape == ()
+    torch.testing.assert_close(flow.path[0], b)
+
+
 def great_circle_pairs():
     a = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
     b = torch.tensor([[-0.5, math.sqrt(3) / 2, 0.0], [0.0, 0.0, 1.0], [0.6, 0.0, 0.8]])

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from torch import Tensor
 
 from learned_manifold.geodesics import geodesic
 from learned_manifold.metrics import EuclideanMetric
@@ -92,3 +93,43 @@ def test_a_line_search_trial_the_field_cannot_evaluate_takes_a_shorter_step():
     v, converged, _ = _solve_lbfgs(Bowl(), torch.zeros(2, 3, 2, dtype=torch.float64), steps=50, lr=1.0, tol=1e-12)
     assert bool(converged.all())
     torch.testing.assert_close(v, torch.ones_like(v))
+
+
+class HalfPlane(CoMetricField):
+    """The Poincaré half-plane, ``G = y² I`` (factor ``y I``, ``δ = 0``): distance
+    ``arccosh(1 + |Δ|²/(2 y₀ y₁))``; ``G = 0`` on ``y = 0``."""
+
+    low_rank = True
+    dim = 2
+
+    def factor(self, x: Tensor) -> Tensor:
+        return x[:, 1, None, None] * torch.eye(2, dtype=x.dtype)
+
+
+def test_an_underresolved_half_plane_geodesic_is_not_converged():
+    """Tester D: with the default 16 points, (0, 0.01) → (1, 0.01) came back "converged" at length 4.47 of a true
+    9.21 (the path left the half-plane), and in float32 (0, 0.05) → (1, 0.05) at 6.73 of 6.00 (it climbed to
+    y = 994, where float32's Woodbury solve rounds g to 0): re-measured between the points these paths were only
+    1.4–1.6 times as long, below the 2× that refuted, but that length still grew by 9–30% from 4 to 16 sub-points.
+    A resolved pair, (0, 1) → (1, 1), stays converged and within 0.2% of the closed form."""
+    for dtype, y in ((torch.float64, 0.01), (torch.float32, 0.05)):
+        x0, x1 = torch.tensor([[0.0, y]], dtype=dtype), torch.tensor([[1.0, y]], dtype=dtype)
+        with pytest.warns(UserWarning, match=r"do not resolve the metric.* grows by up to"):
+            res = geodesic(HalfPlane(), x0, x1)
+        assert not bool(res.converged[0])
+    x0, x1 = torch.tensor([[0.0, 1.0]], dtype=torch.float64), torch.tensor([[1.0, 1.0]], dtype=torch.float64)
+    good = geodesic(HalfPlane(), x0, x1)
+    assert bool(good.converged[0])
+    assert float(good.length[0]) == pytest.approx(math.acosh(1.5), rel=2e-3)
+
+
+def test_a_zero_length_path_between_distinct_points_is_not_converged():
+    """Tester D: with ``delta=0.0`` (or ends on ``y = 0``, where the default δ is 0) the half-plane's metric is
+    singular along the chord and the geodesic came back with length 0 and energy 0, "converged" (the true distance
+    is infinite). It is now unconverged, with a warning naming why."""
+    x0, x1 = torch.tensor([[0.0, 0.0]], dtype=torch.float64), torch.tensor([[1.0, 0.0]], dtype=torch.float64)
+    with pytest.warns(UserWarning, match=r"between distinct points have metric length 0.*pass delta > 0"):
+        res = geodesic(HalfPlane(), x0, x1, n_points=8)
+    assert float(res.length[0]) == 0.0 and not bool(res.converged[0])
+    same = geodesic(HalfPlane(), x0, x0, n_points=8)  # x0 = x1: length 0 is the answer
+    assert bool(same.converged[0])

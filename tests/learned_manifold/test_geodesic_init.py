@@ -160,3 +160,45 @@ def test_default_geodesic_between_close_points_off_the_learned_sphere_stays_betw
     assert res.init == "graph"
     assert float(res.euclidean_length[0]) < 0.0105
     assert float((res.path[0].norm(dim=-1) - 0.3).abs().max()) < 0.005
+
+
+def _circle_with_a_gap() -> Tensor:
+    """1,600 evenly spaced angles on the unit circle (spacing 0.0039; a 10-NN graph reaches 5 spacings, 0.02)
+    with a gap of 0.05 from angle 1.0: the graph stays one component, joined the long way round."""
+    t = torch.linspace(0, 2 * math.pi, 1601)[:-1]
+    t = t[(t < 1.0) | (t > 1.05)]
+    return torch.stack([t.cos(), t.sin()], -1)
+
+
+def test_a_sampling_gap_inside_one_component_is_crossed_not_gone_round():
+    """Tester E (twenty-ninth session): on 1,600 points of a circle with one gap the graph start between points
+    1.11 apart ran 5.17 the long way round, and the solver converged to the long arc."""
+    data = _circle_with_a_gap()
+    a = torch.tensor([[math.cos(0.5), math.sin(0.5)]])
+    b = torch.tensor([[math.cos(1.5), math.sin(1.5)]])
+    path = graph_path(KNNCDC(data, k=10, sigma=0.05), a, b, 64)
+    length = float((path[:, 1:] - path[:, :-1]).norm(dim=-1).sum())
+    assert length < 1.05  # the short arc is 1.0; the long way 5.28
+    solved = geodesic(KNNCDC(data, k=10, sigma=0.05), a, b).path  # the solver stays on the short side
+    assert float((solved[:, 1:] - solved[:, :-1]).norm(dim=-1).sum()) < 1.1
+
+
+def test_sampling_gaps_are_linked_along_a_rolled_sheet_never_across_its_layers():
+    from learned_manifold.geodesic_init import GRAPH_BRIDGE, _gap_links
+
+    g = torch.Generator().manual_seed(0)
+    u = torch.rand(3000, 2, generator=g)
+    t = 1.5 * math.pi * (1 + 2 * u[:, 0])  # a swiss roll, its layers 2π apart radially
+    roll = torch.stack([t * t.cos(), 21 * u[:, 1], t * t.sin()], -1)
+    field = KNNCDC(roll, k=10, sigma=1.0)
+    idx, dist = field.neighbour_graph(10)
+    links = _gap_links(roll[field.graph_rows()], idx, dist, GRAPH_BRIDGE * float(dist[:, -1].median()))
+    assert links  # the sheet's sampling gaps
+
+    def arc(s: Tensor) -> Tensor:  # arc length of the spiral r = t from 0
+        return 0.5 * (s * (1 + s * s).sqrt() + torch.asinh(s))
+
+    rows = field.graph_rows()
+    i, j, length = (torch.tensor(v) for v in zip(*links, strict=True))
+    along = torch.hypot(arc(t[rows][i]) - arc(t[rows][j]), 21 * (u[rows][i, 1] - u[rows][j, 1]))
+    assert (along < 1.5 * length.float()).all()  # each link is as long on the sheet as in space

@@ -241,3 +241,37 @@ def test_a_field_built_under_inference_mode_gives_the_same_geodesic():
     assert field.Q.is_inference() and not got.path.is_inference()
     torch.testing.assert_close(got.path, want.path)
     assert bool(got.converged.all())
+
+
+def test_half_precision_points_are_solved_in_float32_and_returned_in_their_dtype():
+    """Tester B: bfloat16 ends were solved in bfloat16 with ``tol = 10 ε`` of bfloat16 (8e-2): paths 0.018 off the
+    float32 ones and 1.2–1.5% long, "converged". Solved in float32 they agree with the float32 solve to the
+    points' rounding (bfloat16's spacing is 2⁻⁷ at 1.5) and come back in bfloat16."""
+    from tests.learned_manifold.test_geodesics import SphereProjector
+
+    a = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.6, 0.8]])
+    b = torch.tensor([[0.0, 1.0, 0.0], [0.6, -0.8, 0.0]])
+    want = geodesic(SphereProjector(1e-3), a, b, n_points=8)
+    got = geodesic(SphereProjector(1e-3), a.to(torch.bfloat16), b.to(torch.bfloat16), n_points=8)
+    assert got.path.dtype == got.length.dtype == got.energy.dtype == got.delta.dtype == torch.bfloat16
+    assert bool(got.converged.all())
+    assert float((got.path.float() - want.path).abs().max()) < 0.008
+    assert float((got.length.float() - want.length).abs().max()) <= 2**-7
+
+
+def test_a_half_precision_field_is_solved_on_a_float32_copy():
+    """Tester B: a ``.half()`` model computed the energy at half precision whatever the points' dtype. `geodesic`
+    solves on a copy whose half-precision parameters and buffers are float32 (float64 ones kept); the field itself
+    is not changed."""
+    from learned_manifold.geodesic_inputs import _float32_field
+
+    field = torch.nn.Module()
+    field.register_parameter("w", torch.nn.Parameter(torch.ones(2, dtype=torch.float16)))
+    field.register_buffer("b", torch.ones(2, dtype=torch.bfloat16))
+    field.register_buffer("c", torch.ones(2, dtype=F64))
+    copied = _float32_field(field)
+    assert copied is not field and field.w.dtype == torch.float16 and field.b.dtype == torch.bfloat16
+    assert (copied.w.dtype, copied.b.dtype, copied.c.dtype) == (torch.float32, torch.float32, F64)
+    assert isinstance(copied.w, torch.nn.Parameter)
+    plain = torch.nn.Linear(2, 2)
+    assert _float32_field(plain) is plain

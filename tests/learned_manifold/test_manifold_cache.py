@@ -8,6 +8,7 @@ import pickle
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import torch
 from torch.autograd import forward_ad
 
@@ -36,9 +37,10 @@ def _sphere_knn():
 
 
 def _used_manifold():
-    """A k-NN manifold after one optimiser step (its cache filled, holding weak references)."""
+    """A k-NN manifold after one optimiser step (its cache filled, holding weak references). ``tangent_dim=2``: the
+    gap rule reads d = 1 at some of these k-NN points (λ₂ up to 0.41 λ₁, a real direction: the manifold warns)."""
     data, field = _sphere_knn()
-    M = LearnedDataManifold(field)
+    M = LearnedDataManifold(field, tangent_dim=2)
     p = torch.nn.Parameter(data[:4].clone())
     opt = RiemannianSGD([p], manifold=M, lr=0.1)
     (-p[:, 2]).sum().backward()
@@ -118,7 +120,7 @@ def test_threads_sharing_a_manifold_under_no_grad_get_their_own_answers():
     in between: another thread's factor (wrong answers, up to 2.3 off) or a size-mismatch ``RuntimeError``. A tiny
     switch interval makes the threads interleave at nearly every bytecode, so the race showed in every run."""
     _, field = _sphere_knn()
-    M = LearnedDataManifold(field)
+    M = LearnedDataManifold(field, tangent_dim=2)  # (the gap rule drops real k-NN directions here: it warns)
     g = torch.Generator().manual_seed(2)
     xs = [torch.nn.functional.normalize(torch.randn(n, 3, generator=g), dim=-1) for n in (3, 5, 7, 9)]
     us = [torch.randn(x.shape, generator=g) for x in xs]
@@ -167,3 +169,35 @@ def test_forward_mode_ad_under_no_grad_does_not_read_the_cached_factor():
         assert tangent is not None
         torch.testing.assert_close(tangent, expected, atol=1e-12, rtol=0)
         assert torch.equal(M._cache["point"], x), "a forward-mode call leaves the cache as it was"
+
+
+def test_vmap_over_the_points_gets_one_clear_error_and_vmap_over_vectors_works():
+    """``torch.func.vmap`` over the points had failed with torch's internal errors ("data-dependent control flow
+    ... please file an issue", "index_put_ ... is not possible"; tester B, item 5). Now one error naming the
+    manifold and the fix; vmap over the vectors at fixed points, and δ > 0's proju (no factor), still work."""
+    from torch.func import vmap
+
+    from learned_manifold.manifold_cache import vmapped
+    from tests.conftest import FixedSubspaceField
+
+    data, knn = _sphere_knn()
+    x, u = data[:4], torch.randn(4, 3, generator=torch.Generator().manual_seed(3))
+    plane = FixedSubspaceField(torch.eye(3)[:, :2].contiguous())
+    for field in (plane, knn):
+        M = LearnedDataManifold(field, tangent_dim=2)
+        calls = {"proju": lambda xi, ui, M=M: M.proju(xi[None], ui[None])[0],
+                 "egrad2rgrad": lambda xi, ui, M=M: M.egrad2rgrad(xi[None], ui[None])[0],
+                 "inner": lambda xi, ui, M=M: M.inner(xi[None], ui[None])[0],
+                 "factor": lambda xi, ui, M=M: M.factor(xi[None])[0],
+                 "tangent_space": lambda xi, ui, M=M: M.tangent_space(xi[None])[0]}
+        for name, call in calls.items():
+            with pytest.raises(RuntimeError, match=r"^LearnedDataManifold does not support torch\.func\.vmap over "
+                                                   r"the points: .*pass the points as one batch"):
+                vmap(call)(x, u)
+                pytest.fail(f"{name} under vmap")
+        with torch.no_grad():
+            over_vectors = vmap(lambda ui, M=M: M.proju(x[:1], ui[None])[0])(u)
+            torch.testing.assert_close(over_vectors, M.proju(x[:1].expand(4, 3), u))
+    wide = LearnedDataManifold(FixedSubspaceField(torch.eye(3)[:, :2].contiguous(), delta=0.1))
+    torch.testing.assert_close(vmap(lambda xi, ui: wide.proju(xi[None], ui[None])[0])(x, u), u)
+    assert vmap(lambda xi: torch.tensor(vmapped(xi)))(x).all() and not vmapped(x)

@@ -1,6 +1,8 @@
 """Building a `LearnedDataManifold` and asking it about itself: constructor errors, the checks' explanations,
 dtype and state-dict moves, geometry queries' shapes and the tangent dimension it reports."""
 
+import warnings
+
 import geoopt
 import pytest
 import torch
@@ -156,5 +158,54 @@ def test_tangent_dim_with_delta_and_no_landing_warns_naming_both():
     x, u = torch.randn(3, 5, generator=g), torch.randn(3, 5, generator=g)
     for name in ("inner", "proju", "egrad2rgrad"):
         torch.testing.assert_close(getattr(M, name)(x, u), getattr(plain, name)(x, u), atol=0, rtol=0)
-    assert curvature(M, x).basis.shape[-1] == 2 and curvature(plain, x).basis.shape[-1] == 1  # where it acts
+    with pytest.warns(RuntimeWarning, match="kept eigenvalues are far from equal"):  # (eigenvalues 1 and 0.25)
+        assert curvature(M, x).basis.shape[-1] == 2  # where it acts
+    with warnings.catch_warnings():  # the gap rule's d = 1 drops 0.25 λ₁, at the warning's limit: rounding decides
+        warnings.filterwarnings("ignore", message=".*keep the gap rule's directions")
+        assert curvature(plain, x).basis.shape[-1] == 1
     LearnedDataManifold(FixedSubspaceField(Q, 0.0), tangent_dim=1)  # δ = 0: no warning (warnings are errors here)
+
+
+class _UnflaggedProjector(CoMetricField):
+    """The sphere's tangent projector ``I − n nᵀ`` given by ``factor`` only, without ``low_rank = True``."""
+
+    dim = 3
+
+    def __init__(self, delta: float = 0.0):
+        super().__init__()
+        self.delta = delta
+
+    def factor(self, x):
+        n = torch.nn.functional.normalize(x, dim=-1)
+        return torch.eye(3, dtype=x.dtype) - n.unsqueeze(-1) * n.unsqueeze(-2)
+
+
+def test_delta_0_refuses_the_fields_it_would_misread():
+    """At δ = 0 a field without ``low_rank = True`` is read as R^D with the metric G⁻¹ (proju = identity). Before,
+    a factor-only field without the flag (tester C, item 6: proju 0.71 off the tangent projection) and
+    ScoreJacobianMetric with δ = 0 (tester A, item 3: proju the identity, inner and RiemannianAdam raising) were
+    accepted silently. Full-rank fields (Euclidean, Stein, VAE pullback) keep working at δ = 0."""
+    from learned_manifold.metrics import EuclideanMetric, ScoreJacobianMetric, SteinScoreMetric
+
+    with pytest.raises(ValueError, match=r"_UnflaggedProjector implements factor\(\) but does not set low_rank = "
+                                         r"True.*set low_rank = True on _UnflaggedProjector if factor returns A"):
+        LearnedDataManifold(_UnflaggedProjector())
+    to_sphere = lambda y, sigma: torch.nn.functional.normalize(y, dim=-1)  # noqa: E731
+    with pytest.raises(ValueError, match=r"ScoreJacobianMetric's G is singular on the data and its metric needs "
+                                         r"delta > 0.*construct it with delta > 0"):
+        LearnedDataManifold(ScoreJacobianMetric(to_sphere, 0.1), data_shape=(3,))
+    for accepted in (_UnflaggedProjector(delta=0.1), ScoreJacobianMetric(to_sphere, 0.1, delta=0.1),
+                     SteinScoreMetric(to_sphere, 0.1), EuclideanMetric(3)):
+        LearnedDataManifold(accepted, data_shape=(3,))
+    flagged = type("Flagged", (_UnflaggedProjector,), {"low_rank": True})()
+    x = on_sphere(4)
+    u = torch.randn(4, 3, generator=torch.Generator().manual_seed(0))
+    tangent = u - (u * x).sum(-1, keepdim=True) * x
+    torch.testing.assert_close(LearnedDataManifold(flagged).proju(x, u), tangent, atol=1e-6, rtol=0)
+
+
+def test_random_says_it_is_not_available():
+    """``random`` carried geoopt's "Random sampling on the manifold..." docstring (tester A, item 5)."""
+    assert LearnedDataManifold.random.__doc__.startswith("Not available: a learned manifold has no intrinsic sampler")
+    with pytest.raises(NotImplementedError, match="no intrinsic sampler"):
+        LearnedDataManifold(FixedSubspaceField(Q)).random(3)

@@ -1,5 +1,7 @@
 """The network (SPEC §4) and the model's units (SPEC §1)."""
 
+import re
+
 import pytest
 import torch
 
@@ -220,6 +222,22 @@ def test_points_of_another_dtype_than_the_model_get_one_clear_error():
         with pytest.raises(ValueError, match=r"points are torch.float64 but the model is torch.float32: convert"):
             call(y, 0.1)
     assert model.double().factor(y, 0.1).dtype == torch.float64
+
+
+@pytest.mark.parametrize(("data_shape", "point", "forms"), [
+    ((3,), (3,), "(B, 3)"),
+    ((1, 2, 2), (1, 2, 2), "(B, 1, 2, 2) or (B, 4)"),
+    ((1, 2, 2), (4,), "(B, 1, 2, 2) or (B, 4)"),
+])
+def test_a_single_point_is_told_to_add_a_batch_axis(data_shape, point, forms):
+    """A flat model's refusal read "expected points of shape (B, 3) or (B, 3)" (the same shape twice) and did not say
+    that a single point lacks its batch axis (tester A)."""
+    cfg = ModelConfig(data_shape=data_shape, rank=2, arch_kwargs={"hidden": 16, "depth": 1, "emb_dim": 8})
+    model = MetricModel(cfg)
+    message = f"expected points of shape {forms}, got {point}: add a batch axis for a single point (y.unsqueeze(0))"
+    for method in ("factor", "denoise"):
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+            getattr(model, method)(torch.zeros(point), 0.3)
 
 
 @pytest.mark.parametrize("method", ["factor", "denoise", "score"])

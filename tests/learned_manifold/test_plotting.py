@@ -76,9 +76,22 @@ def test_spectrum_has_integer_ticks_explained_whiskers_and_the_share_of_right_di
     assert all(float(t).is_integer() for t in right.get_xticks())
     assert "whiskers: ± 1 std" in left.get_title() and "mean over 4 points" in left.get_title()
     assert "the true d = 2 at 75% of 4 points" in right.get_title()
-    assert _legend_texts(left) == ["largest gap: d = 2 (median)"]
+    assert _legend_texts(left) == ["largest gap: d = 2 (lower median)"]
     assert left.get_xlabel() and left.get_ylabel() and right.get_xlabel() and right.get_ylabel()
     assert {t.get_text() for t in left.texts} >= {"1.00", "0.80"}  # the means, printed on the bars
+
+
+@pytest.mark.parametrize("low", [1, 2, 9])
+def test_spectrum_and_frames_report_the_lower_median_dimension(low):
+    """SPEC §5's global dimension is the lower median: dimensions {d, d, d + 1, d + 1} give d. plot_spectrum used
+    np.round(np.median(dims)), which said 2 for {1, 1, 2, 2} and 10 for {9, 9, 10, 10} (tester C)."""
+    values = torch.tensor([[1.0] * d + [0.01] * (12 - d) for d in (low, low, low + 1, low + 1)])
+    fig = plot_spectrum(values)
+    left, right = fig.axes
+    assert _legend_texts(left) == [f"largest gap: d = {low} (lower median)"]
+    assert right.get_title() == f"pointwise dimension: d = {low} at 50% of 4 points"
+    frames = plot_tangent_frames(torch.randn(20, 3), torch.randn(4, 3), torch.randn(4, 3, 12), values)
+    assert f"gap-rule dimension {low} at 50% of these points" in frames.axes[0].get_title()
 
 
 def test_paths_mark_starts_and_ends_and_report_the_exact_largest_distance():

@@ -334,3 +334,21 @@ def test_full_precision_asks_only_about_device_types_this_torch_has_autocast_for
     assert devices == ("cpu", "cuda", "xpu")
     monkeypatch.setattr(P, "_AUTOCAST_DEVICES", devices)
     assert full_precision(lambda m: m * 2)(torch.ones(2)).tolist() == [2.0, 2.0]
+
+
+def test_each_wrapped_function_gets_its_own_wrapper_code_object_for_torch_compile():
+    """Every wrapped method had shared one code object, ``wrapper``: dynamo caches compiled frames per code object,
+    so a compiled function calling several of them recompiled ``wrapper`` per method until its recompile limit (8)
+    left them uncompiled, with a warning naming precision.py's ``wrapper`` (tester B)."""
+    def first(m):
+        return m + 1
+
+    def second(m):
+        return m + 2
+
+    wrapped = [full_precision(first), full_precision(second), full_precision(first)]
+    assert len({id(w.__code__) for w in wrapped}) == 3
+    assert [w.__code__.co_name for w in wrapped] == ["first", "second", "first"]
+    assert wrapped[1].__code__.co_qualname.startswith("full_precision(")
+    assert [w(torch.zeros(1)).item() for w in wrapped] == [1.0, 2.0, 1.0]
+

@@ -17,14 +17,19 @@ F64 = torch.float64
 
 
 class Plane(CoMetricField):
-    """A constant factor in R³ with eigenvalues 1 (e₁), 0.2 (e₂) and 10⁻⁴ (e₃), ``δ = 0``: the gap rule reads
-    d = 1, a user who knows the data are 2-D sets ``tangent_dim=2`` (tester F's case)."""
+    """A constant factor in R³ with eigenvalues 1 (e₁), ``second`` (e₂; default 0.2) and 10⁻⁴ (e₃), ``δ = 0``: the
+    gap rule reads d = 1 (for ``second < 1/2``), a user who knows the data are 2-D sets ``tangent_dim=2`` (tester
+    F's case)."""
 
     low_rank = True
     dim = 3
 
+    def __init__(self, second: float = 0.2) -> None:
+        super().__init__()
+        self.second = second
+
     def factor(self, x: Tensor) -> Tensor:
-        a = torch.diag(torch.tensor([1.0, 0.2**0.5, 0.01], dtype=x.dtype))
+        a = torch.diag(torch.tensor([1.0, self.second**0.5, 0.01], dtype=x.dtype))
         return a.expand(x.shape[0], 3, 3).clone()
 
 
@@ -75,3 +80,58 @@ def test_regularised_with_one_delta_per_pair_gives_each_pair_its_own():
     torch.testing.assert_close(field.for_pairs(torch.tensor([1])).metric(x[2:4], v[2:4]), want[2:4])
     with pytest.raises(ValueError, match="a multiple of 3 rows; got 4"):
         field.metric(x[:4], v[:4])
+
+
+def test_a_bare_field_can_be_given_its_tangent_dim_and_the_gap_rule_warns_where_it_drops_directions():
+    """Tester D, C: on a field whose second direction is real (0.4 λ₁, above `dimension.DROPPED_LIMIT`) the gap
+    rule's d = 1 reported the path from 0 to e₂ as length 0, converged, without a word. `geodesic` and
+    `polyline_lengths` now warn that the gap rule drops that direction, the length-0 path between distinct points is
+    unconverged, and ``tangent_dim`` can be given for a bare field: length 1/√0.4."""
+    x0, x1 = torch.zeros(1, 3, dtype=F64), torch.tensor([[0.0, 1.0, 0.0]], dtype=F64)
+    with pytest.warns(UserWarning) as caught:
+        res = geodesic(Plane(0.4), x0, x1, n_points=9)
+    messages = " | ".join(str(w.message) for w in caught)
+    assert "geodesic: the reported lengths and energies keep the gap rule's directions" in messages
+    assert "at 8 of 8 points (up to 0.4 λ₁)" in messages
+    assert "1 of 1 converged path(s) between distinct points have metric length 0" in messages
+    assert float(res.length[0]) == 0.0 and not bool(res.converged[0])
+    with pytest.warns(UserWarning, match=r"the reported metric lengths .* keep the gap rule's directions"):
+        assert float(polyline_lengths(res.path, Plane(0.4))[1]) == 0.0
+    given = geodesic(Plane(0.4), x0, x1, n_points=9, tangent_dim=2)  # no warning (warnings are errors here)
+    torch.testing.assert_close(given.length, torch.tensor([0.4**-0.5], dtype=F64), rtol=1e-6, atol=0)
+    torch.testing.assert_close(polyline_lengths(given.path, Plane(0.4), tangent_dim=2)[1], given.length)
+    assert bool(given.converged[0])
+    M = LearnedDataManifold(Plane(0.4), tangent_dim=2)
+    torch.testing.assert_close(geodesic(M, x0, x1, n_points=9, tangent_dim=2).length, given.length)
+    with pytest.raises(ValueError, match="tangent_dim=1 conflicts with the manifold's own tangent_dim=2"):
+        geodesic(M, x0, x1, n_points=9, tangent_dim=1)
+    with pytest.raises(ValueError, match=r"tangent_dim must be >= 1 .* got 0"):
+        geodesic(Plane(), x0, x1, tangent_dim=0)
+    with pytest.raises(TypeError, match="tangent_dim must be an int or None, got float"):
+        geodesic(Plane(), x0, x1, tangent_dim=2.0)
+
+
+class OneColumn(CoMetricField):
+    """A rank-1 factor ``e₁`` in R²."""
+
+    low_rank = True
+    dim = 2
+
+    def factor(self, x: Tensor) -> Tensor:
+        return torch.tensor([[1.0], [0.0]], dtype=x.dtype).expand(x.shape[0], 2, 1).clone()
+
+
+def test_a_tangent_dim_above_the_factors_rank_is_named_not_read_as_nan():
+    """Tester C: a manifold with ``tangent_dim=2`` on a rank-1 field gave ``metric_length`` NaN from
+    `polyline_lengths` (every ``ValueError`` became NaN) and "d must lie in 1..r" from `geodesic`."""
+    M = LearnedDataManifold(OneColumn(), tangent_dim=2)
+    x0, x1 = torch.zeros(1, 2, dtype=F64), torch.ones(1, 2, dtype=F64)
+    message = r"tangent_dim = 2 exceeds the rank r = 1 of the field's factor \(OneColumn\)"
+    with pytest.raises(ValueError, match=message):
+        polyline_lengths(torch.stack([x0, x1], 1), M)
+    with pytest.raises(ValueError, match=message):
+        polyline_lengths(torch.stack([x0, x1], 1), OneColumn(), tangent_dim=2)
+    with pytest.raises(ValueError, match=message):
+        geodesic(M, x0, x1, n_points=5)
+    with pytest.raises(ValueError, match=message):
+        geodesic(OneColumn(), x0, x1, n_points=5, tangent_dim=2)

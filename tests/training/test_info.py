@@ -193,3 +193,25 @@ def test_the_landmark_line_says_whether_geodesics_start_through_them(tmp_path, c
     model = MetricModel(ModelConfig(data_shape=(3,), rank=2, arch_kwargs={"hidden": 8, "depth": 1},
                                     landmarks=count))
     assert told in _summary(save_model(model, tmp_path / "m.lmm"), capsys)
+
+
+def test_a_diverged_run_is_called_so_and_a_negative_zero_reads_zero(tmp_path, capsys):
+    """A run at --lr 0.5 stored factor eigenvalues of 2.6e12 (a CDC's are about 1) and `info` advised nothing about
+    the learning rate; a stored normal growth of -0.0 printed as "-0" (tester E)."""
+    model = MetricModel(ModelConfig(data_shape=(3,), rank=2, arch_kwargs={"hidden": 8, "depth": 1}))
+    check = {"trusted": False, "sigma": 0.1, "tangent_disagreement": 1.2, "normal_growth": -0.0,
+             "outside_eigenvalue": 0.0, "factor_top_eigenvalues": [2.6e12, 1.5e12]}
+    out = _summary(save_model(model, tmp_path / "m.lmm", extra={"validation": {"self_consistency": check}}), capsys)
+    assert "normal growth 0," in out and "-0" not in out
+    assert "  diverged:    training diverged: the factor's eigenvalues reach 2.6e+12" in out
+    assert "train again with a smaller --lr" in out
+    check["factor_top_eigenvalues"] = [1.2, 0.9]  # a CDC's size: nothing said
+    out = _summary(save_model(model, tmp_path / "m.lmm", extra={"validation": {"self_consistency": check}}), capsys)
+    assert "training diverged" not in out
+
+
+def test_a_neighbour_check_without_a_verdict_says_it_could_not_judge(tmp_path, capsys):
+    model = MetricModel(ModelConfig(data_shape=(3,), rank=2, arch_kwargs={"hidden": 8, "depth": 1}))
+    near = {"sigma": None, "informative": False, "trusted": None, "reference_points": 1600}
+    out = _summary(save_model(model, tmp_path / "m.lmm", extra={"validation": {"neighbour_check": near}}), capsys)
+    assert "neighbours:  no verdict: this independent check could not judge the model (the neighbours of 1,600" in out

@@ -2,6 +2,7 @@
 norm feature under ``norm_feature="auto"``, the factor's rank when it is unset, and the reason the model file
 records."""
 
+import math
 from dataclasses import replace
 
 import pytest
@@ -244,3 +245,58 @@ def test_an_uncentred_run_has_no_denoiser_warmup():
     with pytest.raises(ValueError, match="denoiser_warmup acts on centred runs only"):
         TrainConfig(centred=False, denoiser_warmup=0.3)
     assert TrainConfig(centred=False, denoiser_warmup=0.0).denoiser_warmup == 0.0
+
+
+def test_a_sigma_range_far_below_the_points_spacing_is_warned_of_before_training():
+    """A circle in R¹⁰ (2,000 points, spacing about 4·10⁻³ s) trained with σ in [10⁻⁶, 10⁻⁵] s learned its linear
+    span, which passed every check (tester E). The warning names the spacing; the default range never warns."""
+    import warnings
+
+    from learned_manifold_training.data import Circle
+    from learned_manifold_training.input_choices import SPACING_FACTOR, check_sigma_range
+
+    circle = Circle(10).sample(2000, generator=torch.Generator().manual_seed(0))
+    rows = _rows(circle)
+    with pytest.warns(UserWarning, match=r"sigma_max 1e-05 \(in units of the data scale s\) lies far below the "
+                                         r"training points' spacing \(median nearest-neighbour distance 0\.00"):
+        spacing = check_sigma_range(TrainConfig(sigma_min=1e-6, sigma_max=1e-5), rows)
+    ring = float(circle.norm(dim=1).mean()) / float(rows.scale)  # the circle's radius in units of s
+    # uniform points on a circle of length L: the gaps are exponential of mean L/n, a point's nearest neighbour is
+    # the smaller of its two gaps (mean L/2n), and its median is ln 2 · L/2n
+    expected = math.log(2) * 2 * math.pi * ring / (2 * rows.n_train)
+    assert 0.7 * expected < spacing < 1.4 * expected
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_sigma_range(TrainConfig(), rows)  # the default sigma_max, 4
+        check_sigma_range(TrainConfig(sigma_min=1e-6, sigma_max=spacing / SPACING_FACTOR * 1.01), rows)
+
+
+def test_the_rank_rule_names_the_neighbours_it_used():
+    """On 10 points the rule said "128 neighbours" while the local PCA used the 8 training points (tester E)."""
+    from learned_manifold_training.data import Sphere
+
+    tiny = _rows(Sphere(2, 40).sample(10, generator=torch.Generator().manual_seed(0)))
+    _, why = choose_rank(TrainConfig(), tiny, "film_mlp", 16, 1)
+    assert tiny.n_train == 8 and "local-PCA dimension of 8 neighbours (every training point: a global PCA)" in \
+        why["rule"]
+    many = _rows(Sphere(2, 40).sample(400, generator=torch.Generator().manual_seed(0)))
+    assert "local-PCA dimension of 128 neighbours))" in choose_rank(TrainConfig(), many, "film_mlp", 16, 2)[1]["rule"]
+
+
+def test_a_flat_local_spectrum_is_warned_of():
+    """Gaussian noise in R⁶⁴ read as dimension 2 by local PCA (rank 16), and a model trained on it read 2 and passed
+    its checks (tester E): no eigengap stands out there (mean largest gap 0.08), and the estimate now says so.
+    S¹⁶ in R⁶⁴, whose gap is the smallest of the manifolds measured above it (0.18), reads 16 without a warning."""
+    import warnings
+
+    from learned_manifold_training.input_choices import FLAT_SPECTRUM_GAP
+
+    noise = _rows(torch.randn(1500, 64, generator=torch.Generator().manual_seed(0)))
+    with pytest.warns(UserWarning, match=r"no clear local dimension: the local PCA of 128 neighbours has a flat "
+                                         r"spectrum \(mean largest normalised eigengap 0\.0[5-9]\d"):
+        assert estimate_dimension(TrainConfig(), noise, "film_mlp") == 2
+    sphere16 = _rows(Sphere(16, 64).sample(1500, generator=torch.Generator().manual_seed(0)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert estimate_dimension(TrainConfig(), sphere16, "film_mlp") == 16
+    assert FLAT_SPECTRUM_GAP == 0.1

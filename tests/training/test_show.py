@@ -25,6 +25,7 @@ def test_a_path_without_interior_points_is_refused():
 
 
 @pytest.mark.filterwarnings("ignore:geodesic.*do not resolve the metric")  # an untrained model, 5-point paths
+@pytest.mark.filterwarnings("ignore:.*keep the gap rule's directions")  # (untrained: shares 0.39-0.50)
 def test_show_reports_what_it_draws_and_leaves_no_stale_strips(tmp_path):
     """The median the histogram marks is the report's (torch.median took the lower middle value); a rerun with
     fewer pairs removes the earlier strips show.json no longer describes; the flow's row says how much of its gap it
@@ -54,6 +55,7 @@ def test_show_reports_what_it_draws_and_leaves_no_stale_strips(tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore:geodesic.*do not resolve the metric")  # an untrained model, 5-point paths
+@pytest.mark.filterwarnings("ignore:.*keep the gap rule's directions")  # (untrained: shares 0.39-0.50)
 def test_show_on_a_mapped_file_reads_only_the_rows_it_draws_and_reports_the_same(tmp_path, monkeypatch):
     """`show` held a float32 copy of the whole file (plus the mapped pages and a finiteness mask: 924 MB at 1e6
     rows of 32) although it draws 256 points and 3 pairs; a mapped .npy (`open_npy`) gives the same report with
@@ -88,6 +90,7 @@ def test_show_on_a_mapped_file_reads_only_the_rows_it_draws_and_reports_the_same
 
 
 @pytest.mark.filterwarnings("ignore:geodesic.*do not resolve the metric")  # an untrained model, 5-point paths
+@pytest.mark.filterwarnings("ignore:.*keep the gap rule's directions")  # (untrained: shares 0.39-0.50)
 def test_the_show_command_maps_a_npy_file_instead_of_reading_it_whole(tmp_path, monkeypatch, capsys):
     """``learned-manifold show MODEL x.npy`` read the whole file (a float32 copy and a finiteness mask) before
     `run_show`, which can read a mapped file's drawn rows only: the command now maps a .npy, with the report of
@@ -129,6 +132,7 @@ def _tiny_image_model():
 
 
 @pytest.mark.filterwarnings("ignore:geodesic.*do not resolve the metric")  # an untrained model, 5-point paths
+@pytest.mark.filterwarnings("ignore:.*keep the gap rule's directions")  # (untrained: shares 0.39-0.50)
 def test_show_reports_the_lower_median_and_names_classes_by_their_folders(tmp_path, monkeypatch):
     """SPEC §5's global dimension is the lower median ({9, 9, 10, 10}: 9, where quantile(0.5) gave 9.5); class
     folders 2, 9, 10 are labels 0, 1, 2 of the sorted names '10', '2', '9': show.json and the titles said the
@@ -179,6 +183,7 @@ def test_show_refuses_a_model_of_points_that_are_not_images_and_an_empty_out(tmp
 
 
 @pytest.mark.filterwarnings("ignore:geodesic.*do not resolve the metric")  # an untrained model, 5-point paths
+@pytest.mark.filterwarnings("ignore:.*keep the gap rule's directions")  # (untrained: shares 0.39-0.50)
 def test_show_refuses_an_earlier_runs_folder_and_a_stopped_overwrite_leaves_it_as_it_was(tmp_path, monkeypatch,
                                                                                           capsys):
     """``show --out DIR`` replaced an earlier run's pictures unasked, and deleted its strips before any work: a run
@@ -215,6 +220,7 @@ def test_show_refuses_an_earlier_runs_folder_and_a_stopped_overwrite_leaves_it_a
 
 
 @pytest.mark.filterwarnings("ignore:geodesic.*do not resolve the metric")  # an untrained model, 5-point paths
+@pytest.mark.filterwarnings("ignore:.*keep the gap rule's directions")  # (untrained: shares 0.39-0.50)
 def test_show_checks_its_folder_before_any_work_and_names_the_file_a_write_failed_on(tmp_path, monkeypatch):
     """A show.json that is a folder failed at the very end, a read-only folder at the first figure, and a full disk
     said only "[Errno 28] No space left on device"."""

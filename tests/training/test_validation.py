@@ -117,8 +117,9 @@ def test_a_neighbour_check_without_a_verdict_for_too_few_points_is_a_warning():
     (reason,) = distrust({"neighbour_check": {"sigma": None, "informative": False, "trusted": True,
                                               "reference_points": 24}})
     assert "no verdict: 24 training points are too few" in reason and "could not judge the model" in reason
-    assert distrust({"neighbour_check": {"sigma": None, "informative": False, "trusted": True,
-                                         "reference_points": 1300}}) == []
+    (many,) = distrust({"neighbour_check": {"sigma": None, "informative": False, "trusted": None,
+                                            "reference_points": 1300}})
+    assert "too few" not in many and "could not judge the model" in many
     sphere = DATASETS["sphere"]()
     x = sphere.sample(30, generator=torch.Generator().manual_seed(0))
     result = train(x, TrainConfig(steps=20, batch_size=32, hidden=16, depth=1, emb_dim=8, precision="fp32"),
@@ -139,3 +140,26 @@ def test_a_neighbour_verdict_names_the_figure_that_decided_it():
     assert "tangent disagreement 0.210 (limit 0.5)" in reason
     older = {k: v for k, v in near.items() if k not in ("dimension_agreement", "threshold")}  # files before them
     assert neighbour_figures(older) == "dimension 2 against the neighbours' 2, tangent disagreement 0.210 (limit 0.5)"
+
+
+@pytest.mark.parametrize("trusted", [True, None])  # files before the fix stored True for "no verdict"
+def test_a_neighbour_check_without_a_verdict_on_enough_points_says_it_could_not_judge(trusted):
+    """A σ range far below the points' spacing trained a circle's linear span (tangent error 1.2) that passed its
+    self-consistency check; the neighbour check had no verdict on 1,600 points and nothing was said (tester E)."""
+    (reason,) = distrust({"neighbour_check": {"sigma": None, "informative": False, "trusted": trusted,
+                                              "reference_points": 1600}})
+    assert reason.startswith("the independent neighbour check could not judge the model (no verdict): the "
+                             "neighbours of the 1,600 training points never denoised better than a linear fit")
+    assert "below the points' spacing" in reason and "Gaussian-like data" in reason
+
+
+def test_exploded_factor_eigenvalues_are_called_a_divergence():
+    """--lr 0.5 on a circle: eigenvalues 2.6e12 where a CDC's are about 1; the run was advised to "train longer"."""
+    from learned_manifold_training.validation import EXPLODED_EIGENVALUE
+
+    blown = {**SELF_FAILED, "factor_top_eigenvalues": [2.6e12, 1.5e12, 9.7e11]}
+    reasons = distrust({"self_consistency": blown})
+    assert len(reasons) == 2 and reasons[1].startswith("training diverged: the factor's eigenvalues reach 2.6e+12")
+    assert reasons[1].endswith("train again with a smaller --lr")
+    fine = {**SELF_FAILED, "factor_top_eigenvalues": [0.99, 0.97]}
+    assert len(distrust({"self_consistency": fine})) == 1 and EXPLODED_EIGENVALUE == 1e6

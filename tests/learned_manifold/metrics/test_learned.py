@@ -151,3 +151,16 @@ def test_a_model_with_one_landmark_opens_without_a_graph():
     assert LearnedCDC(tiny_model(landmarks=2), sigma=0.1).data_graph.data.shape == (2, 3)
     with pytest.raises(ValueError, match=r"^data must hold at least 2 points of dimension 3, got shape \(1, 3\)"):
         LearnedCDC(model, sigma=0.1, data=on_sphere(1))
+
+
+def test_the_docstring_names_the_routes_to_a_one_landmark_model_that_remain():
+    """The docstring cited ``--landmarks 1`` as the source of a one-landmark model; training refuses it now
+    (tester A), and only an older file or a hand-built ``ModelConfig`` gives one."""
+    from learned_manifold_training.config import TrainConfig
+
+    with pytest.raises(ValueError, match="^landmarks must be 0"):
+        TrainConfig(landmarks=1)
+    assert tiny_model(landmarks=1).config.landmarks == 1  # ModelConfig still takes it
+    doc = " ".join(LearnedCDC.__doc__.split())
+    assert "Training refuses one landmark (``--landmarks 1``, ``TrainConfig(landmarks=1)``)" in doc
+    assert "hand-built ``ModelConfig(landmarks=1)``" in doc

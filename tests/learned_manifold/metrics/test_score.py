@@ -377,3 +377,40 @@ def test_a_callers_autocast_does_not_change_the_fields(model):
                 inside = getattr(field, name)(*args)
             assert inside.dtype == torch.float32, (type(field).__name__, name)
             torch.testing.assert_close(inside, plain, atol=0, rtol=0, msg=f"{type(field).__name__}.{name}")
+
+
+class NoisyDenoiser(nn.Module):
+    """``x̂ = y + 0.1 net(y)`` with a dropout or BatchNorm layer: random or batch-dependent in train mode."""
+
+    data_shape = (3,)
+
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Linear(3, 32), layer, nn.Tanh(), nn.Linear(32, 3)).double()
+
+    def forward(self, y: torch.Tensor, sigma: float) -> torch.Tensor:
+        return y + 0.1 * self.net(y)
+
+
+@pytest.mark.parametrize("cls", [ScoreJacobianMetric, SteinScoreMetric, TangentialMetric])
+def test_a_denoiser_module_is_used_in_eval_mode_whatever_train_is_called_on(cls):
+    """A denoiser module in train mode (a new module's default) made the fields random and non-symmetric (dropout:
+    the JVP and the VJP drew different masks), batch-dependent with mutated running statistics, or a torch.func
+    crash (BatchNorm; tester C). The field puts it in eval mode and keeps it there across ``.train()``."""
+    g = torch.Generator().manual_seed(2)
+    x, w = torch.randn(8, 3, generator=g, dtype=F64), torch.randn(8, 3, generator=g, dtype=F64)
+    kwargs = {"delta": 0.01} if cls is ScoreJacobianMetric else {}
+    dropout, norm = NoisyDenoiser(nn.Dropout(0.5)), NoisyDenoiser(nn.BatchNorm1d(32))
+    fields = [cls(dropout, SIGMA, **kwargs), cls(norm, SIGMA, **kwargs)]
+    for field in fields:
+        field.train()
+        nn.Sequential(field).train()  # a user module holding the field, at the start of an epoch
+        assert field.training and not field.model.training
+    running = norm.net[1].running_mean.clone()
+    for field in fields:
+        torch.testing.assert_close(field.apply(x, w), field.apply(x, w), atol=0, rtol=0)
+        torch.testing.assert_close(field.apply(x[:2], w[:2]), field.apply(x, w)[:2], atol=1e-12, rtol=0)
+        G = field.dense(x[:2])
+        torch.testing.assert_close(G, G.transpose(-1, -2), atol=1e-10, rtol=0)
+    torch.testing.assert_close(norm.net[1].running_mean, running, atol=0, rtol=0)

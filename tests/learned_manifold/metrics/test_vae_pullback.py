@@ -22,3 +22,24 @@ def test_a_callers_autocast_changes_nothing():
              "log_volume": lambda: field.log_volume(z), "energies": lambda: field.segment_energies(path),
              "graph_path": lambda: latent_graph_path(codes, z[:2], z[2:4], 9)}
     assert_same_under_autocast(calls, atol=1e-7)
+
+
+def test_latent_graph_path_refuses_bad_counts_and_takes_single_ends():
+    """``n_points`` below 2 or not an integer is refused by name (it returned a one-point path without ``z0``, or
+    failed deep in torch); ``(d,)`` ends give one ``(n_points, d)`` path from ``z0`` to ``z1`` (they failed)."""
+    import pytest
+
+    th = torch.linspace(0, 6.0, 200)
+    codes = torch.stack([th.cos(), th.sin()], -1)
+    z0, z1 = torch.tensor([[1.0, 0.0]]), torch.tensor([[-1.0, 0.0]])
+    for bad in (1, 0, -3):
+        with pytest.raises(ValueError, match=r"n_points \(both ends included\) must be >= 2"):
+            latent_graph_path(codes, z0, z1, bad)
+    with pytest.raises(ValueError, match="n_points .* must be an integer, got float"):
+        latent_graph_path(codes, z0, z1, 2.5)
+    with pytest.raises(ValueError, match=r"z0 and z1 must both have shape \(B, 2\) or \(2,\)"):
+        latent_graph_path(codes, z0, torch.zeros(1, 3), 9)
+    path = latent_graph_path(codes, z0[0], z1[0], 9)
+    assert path.shape == (9, 2)
+    assert torch.equal(path[0], z0[0]) and torch.equal(path[-1], z1[0])
+    assert torch.allclose(path, latent_graph_path(codes, z0, z1, 9)[0])

@@ -1,0 +1,29 @@
+"""``benchmarks/image_cost.py`` (Table 1): on CPU, the memory of a method is its own working memory, measured in a
+fresh process, so it does not depend on which method ran before it, and the time is a median of warm calls."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = str(Path(__file__).resolve().parents[2])
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from benchmarks.image_cost import run_table1  # noqa: E402
+
+
+def test_cpu_memory_of_a_method_does_not_depend_on_the_method_before_it():
+    # Measured in one process, a method run after another reads about 0 MiB (the first one's freed memory is
+    # reused): Stein read 0-1 MiB after metric matching where it reads about 20 MiB alone (tester F, item 2).
+    rows = run_table1({"presets": ["mnist"], "lanczos": 2}, torch.device("cpu"), 2**40,
+                      methods=("Stein", "metric matching", "Stein"), repeats=2, budget_s=5.0)
+    assert [r["method"] for r in rows] == ["Stein", "metric matching", "Stein"]
+    assert all(r["D"] == 784 and not r["oom"] for r in rows)
+    first, after = rows[0]["memory_bytes"], rows[2]["memory_bytes"]
+    assert first > 4 * 2**20 and rows[1]["memory_bytes"] > 4 * 2**20  # a UNet call's activations, not ~0
+    assert abs(after - first) < 0.25 * first, (first, after)
+    for r in rows:  # an untimed warm-up (the memory call), then the median of the timed ones
+        assert r["timing"]["repeats"] >= 1 and r["seconds"] == r["timing"]["median_s"] > 0

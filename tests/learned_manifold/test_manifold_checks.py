@@ -1,0 +1,69 @@
+"""`learned_manifold.manifold_checks.check_decomposition`: the δ = 0 manifold's one look at each decomposition of
+the factor, a warning where the gap rule drops a real direction (tester D, item 1) and where the factor is NaN at
+finite points (tester D, item 5), at no cost to a cached call."""
+
+import math
+import warnings
+
+import pytest
+import torch
+
+from learned_manifold import LearnedDataManifold
+from learned_manifold.metrics import CoMetricField
+
+
+class Polar(CoMetricField):
+    """The flat plane in polar coordinates ``(r, θ)``: ``G = diag(1, 1/r²)``, full rank (tester D's field)."""
+
+    low_rank, dim = True, 2
+
+    def factor(self, x):
+        scale = torch.stack([torch.ones_like(x[:, 0]), 1 / x[:, 0]], -1)
+        return torch.diag_embed(scale)
+
+
+class Cone(CoMetricField):
+    """The cone ``z = ρ`` by its tangent projector: NaN at the tip ``ρ = 0`` (the normal is undefined there)."""
+
+    low_rank, dim = True, 3
+
+    def factor(self, x):
+        rho = x[:, :2].norm(dim=-1)
+        n = torch.stack([x[:, 0] / rho, x[:, 1] / rho, -torch.ones_like(rho)], -1) / math.sqrt(2)
+        return torch.eye(3, dtype=x.dtype) - n.unsqueeze(-1) * n.unsqueeze(-2)
+
+
+X = torch.tensor([[1.0, 0.0], [1.8, 0.0], [1.2, 0.5]])  # λ₂/λ₁ = 1/r²: 1, 0.309 (gap rule: d = 1), 0.59
+E_THETA = torch.tensor([[0.0, 1.0]]).expand(3, 2)
+
+
+def test_a_dropped_real_direction_warns_once_per_decomposition():
+    """Before: ``inner(x, e_θ)`` was 0 at r = 3 (truth 9; here r = 1.8, truth 3.24) and ``proju(x, e_θ)`` was
+    0, silently. Now a warning naming ``tangent_dim`` at the first call; the cached calls at the same points say
+    nothing more (warnings are errors in this project), and ``tangent_dim=2`` gives the full metric without a
+    warning."""
+    M = LearnedDataManifold(Polar())
+    with torch.no_grad():
+        with pytest.warns(UserWarning, match=r"^LearnedDataManifold's proju, egrad2rgrad, inner and norm \(delta = "
+                                             r"0\) keep the gap rule's directions .* at 1 of 3 points \(up to 0\.309 "
+                                             r"λ₁\).*pass tangent_dim="):
+            assert M.inner(X, E_THETA)[1].item() == 0  # the θ direction dropped at r = 1.8
+        assert M._cache["checked"]
+        M.proju(X, E_THETA), M.egrad2rgrad(X, E_THETA), M.norm(X, E_THETA)  # cached: no second warning
+    full = LearnedDataManifold(Polar(), tangent_dim=2)
+    torch.testing.assert_close(full.inner(X, E_THETA), X[:, 0] ** 2)
+
+
+def test_a_factor_that_is_nan_at_finite_points_warns_naming_the_rows():
+    """Before: ``inner``, ``proju`` and ``retr`` at a cone's tip returned NaN without a word. A point that is
+    itself NaN gives NaN silently, as before (rows are independent)."""
+    M = LearnedDataManifold(Cone(), tangent_dim=2)
+    x = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 0.0], [0.0, 1.0, 1.0]])
+    u = torch.tensor([[1.0, 0.0, 1.0]]).expand(3, 3)
+    with pytest.warns(RuntimeWarning, match=r"^Cone\.factor is NaN or inf at 1 of 3 finite points \(rows 1\): "
+                                            r"LearnedDataManifold's inner, proju, egrad2rgrad and retr are NaN there"):
+        out = M.inner(x, u)
+    assert out.isnan().tolist() == [False, True, False]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert M.proju(torch.full((1, 3), float("nan")), u[:1]).isnan().all()
