@@ -5,15 +5,9 @@ import pytest
 import torch
 
 from learned_manifold import geometry as geo
-from tests.learned_manifold.test_geometry import random_factor, singular_value_factor
+from tests.learned_manifold.test_geometry import float64, random_factor, singular_value_factor  # noqa: F401
 
-
-@pytest.fixture(autouse=True)
-def float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+# (float64: test_geometry's autouse fixture, float64 by default here too)
 
 
 def sphere_projector_factor(b=3, seed=0):
