@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torchdiffeq import odeint
 
 from .flow_inputs import (
     FLOW_METHODS,
@@ -30,10 +29,9 @@ from .flow_inputs import (
     _solver_dtype,
 )
 from .flow_reports import STALL_SPEED, pair_reports
+from .flow_solver import _integrate
 from .geodesics import landing_rounding
 from .landing import normal_landing, warn_off_data
-from .metrics.base import CoMetricField
-from .metrics.factor_checks import FactorContractError
 from .metrics.field_checks import check_landing
 from .precision import full_precision
 from .regularised import polyline_lengths, resolve_tangent_dim
@@ -41,8 +39,6 @@ from .types import FieldLike, TensorOrArray
 
 __all__ = ["FLOW_METHODS", "STALL_SPEED", "FlowResult", "gradient_flow", "interpolate", "polyline_lengths"]
 
-MAX_ADAPTIVE_STEPS = 2000
-"""Most steps an adaptive method may take between two output times before the flow raises (never hangs)."""
 
 
 @dataclass
@@ -107,62 +103,6 @@ class FlowResult:
     def euclidean_length(self) -> Tensor:
         """``(B,)`` the Euclidean polyline length of the path (``length``; `GeodesicResult` names it so too)."""
         return self.length
-
-
-def _integrate(field: CoMetricField, velocity: Callable[[Tensor], Tensor], x0: Tensor, times: Tensor, *,
-               method: str, rtol: float, atol: float, step_size: float | None, landing: bool,
-               project: Callable[[Tensor], Tensor] | None = None) -> Tensor:
-    """Integrate ``ẋ = velocity(x)`` on the output grid; with landing, land after every interval (by
-    ``project``, default one normal-only step `landing.normal_landing`: a caller integrating other coordinates
-    gives its own). The caller has checked the settings (`flow_inputs._check_solver`,
-    `metrics.field_checks.check_landing`)."""
-    adaptive = FLOW_METHODS[method]
-    if x0.shape[0] == 0:  # an empty batch: empty paths, nothing to integrate
-        return x0.new_zeros(0, len(times), x0.shape[1])
-    options = {"max_num_steps": MAX_ADAPTIVE_STEPS} if adaptive else {
-        "step_size": step_size if step_size is not None else float(times[1] - times[0])}
-    kwargs = {"rtol": rtol, "atol": atol} if adaptive else {}
-
-    def func(t, x):
-        return velocity(x)
-
-    def solve(x, t):
-        try:
-            return odeint(func, x, t, method=method, options=options, **kwargs)
-        except FactorContractError:  # a mistake in the field itself, named by its own message
-            raise
-        except ValueError as err:  # the field (or objective) refused a point the flow reached
-            raise ValueError(f"the flow ({method!r}) reached a point its field or objective refuses, so it diverged "
-                             f"or left their domain (a smaller step_size, or an adaptive method, may help): {err}"
-                             ) from None
-        except AssertionError as err:  # torchdiffeq's only way of saying it gave up
-            if "underflow in dt" in str(err):  # the step size collapsed: the velocity became NaN or inf
-                raise _not_finite(method) from None
-            if "max_num_steps" not in str(err):
-                raise
-            raise ValueError(f"the adaptive solver {method!r} needed more than {MAX_ADAPTIVE_STEPS} steps between "
-                             f"two output times (a stiff or very long flow): use a smaller t_end, more n_points, "
-                             f"a looser rtol/atol, or a fixed-step method with step_size") from None
-
-    if not landing:
-        path = solve(x0, times).transpose(0, 1)
-    else:
-        out, x = [x0], x0
-        for i in range(len(times) - 1):
-            x = (project or (lambda z: normal_landing(field, z)))(solve(x, times[i : i + 2])[-1])
-            out.append(x)
-        path = torch.stack(out, dim=1)
-    bad = (~torch.isfinite(path).flatten(1).all(-1)).nonzero().flatten()
-    if bad.numel():  # fixed-step methods carry NaN on instead of failing
-        raise _not_finite(method, bad.tolist())
-    return path
-
-
-def _not_finite(method: str, rows: list[int] | None = None) -> ValueError:
-    where = f"of start points {rows[:8]}{' …' if len(rows) > 8 else ''} " if rows else ""
-    return ValueError(f"the flow {where}became NaN or inf ({method!r}): the velocity is not finite somewhere along "
-                      f"it, e.g. an objective whose value or gradient is NaN or inf there (sqrt or log of a negative), "
-                      f"or a field that is not finite at those points")
 
 
 @full_precision

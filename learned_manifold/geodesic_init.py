@@ -29,6 +29,7 @@ from torch import Tensor
 from .evaluation import lerp
 from .landing import _landing_sigma, land
 from .metrics.base import CoMetricField
+from .metrics.factor_checks import FactorContractError
 from .metrics.nearest import nearest_rows
 
 __all__ = ["INIT_NAMES", "DisconnectedDataWarning", "auto_init", "denoises", "graph_holder", "graph_path",
@@ -181,6 +182,8 @@ def landing_anchors(field: CoMetricField, x0: Tensor, x1: Tensor, tangent_dim: i
     sigma = _landing_sigma(field)
     try:
         landed = land(LearnedDataManifold(field, tangent_dim=tangent_dim), ends).to(ends)
+    except FactorContractError:  # a mistake in the field itself, named by its own message
+        raise
     except ValueError:  # an end that does not land (too far, no normal space): its own offset as before
         return ends
     far = torch.isfinite(landed).all(-1) & ((landed - ends).norm(dim=-1) > sigma)
@@ -326,12 +329,18 @@ def _gap_links(points: Tensor, idx: Tensor, dist: Tensor, scale: float,
     ok = torch.isfinite(dist)
     if scale <= 0 or not bool(ok.any()):
         return []
-    weights = ok.double().unsqueeze(-1)
-    centroid = (centred[idx] * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+    weights = ok.double()
+    centroid = torch.zeros_like(centred)
+    for j in range(idx.shape[1]):  # (M, D) at a time, not (M, k, D)
+        centroid += centred[idx[:, j]] * weights[:, j : j + 1]
+    centroid /= weights.sum(1, keepdim=True).clamp_min(1.0)
     out = centred - centroid  # (M, D): away from the neighbours
     reach = torch.where(ok, dist, torch.zeros_like(dist)).amax(1).double()
-    cand = ((out.norm(dim=-1) > GAP_ONE_SIDED * reach) & (reach > 0)).nonzero().squeeze(-1)
-    if cand.numel() < 2:
+    one_sided = (out.norm(dim=-1) > GAP_ONE_SIDED * reach) & (reach > 0)
+    cand = one_sided.nonzero().squeeze(-1)
+    if cand.numel() < 2 or cand.numel() > points.shape[0] // 2:
+        # in high dimensions every point's neighbours lie to one side (digits, S⁸ in R⁹, noise in R⁶⁴: 93-100% of
+        # the points, and no facing pair), so no gap can be told there; a curve or sheet has 14-24%
         return []
     p, o = centred[cand], out[cand] / out[cand].norm(dim=-1, keepdim=True)
     po = (o * p).sum(-1)

@@ -2,7 +2,7 @@
 
 An entry is a dict: ``point`` (a private copy of the flat points ``(B, D)``), ``A`` (the factor ``(B, D, r)``),
 ``pairs`` (its `Eigenpairs`, or ``None`` until asked for), ``checked`` (whether the manifold has checked those
-eigenvalues, once per decomposition: `manifold_checks.check_decomposition`), ``settings`` (`field_settings`),
+eigenvalues, at most once per decomposition: `manifold_checks.check_decomposition`), ``settings`` (`field_settings`),
 ``tensors`` (weak references to the field's tensors, `field_tensors`) and ``versions`` (their version counters,
 ``None`` when one is an inference tensor). A query hits only when its points equal the copy (``torch.equal``) and
 the field is in the same state (`same_field_state`): the same settings, and the same tensors, none changed in place

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from .dimension import DROPPED_LIMIT, dropped_share, intrinsic_dimension, warn_if_dropping
 from .geometry import Eigenpairs
+from .metrics.factor_checks import FactorContractError
 
 __all__ = ["CheckedManifold", "check_decomposition"]
 
@@ -70,6 +71,8 @@ class CheckedManifold(geoopt.Manifold):
         if self.landing and x.numel():  # (an empty batch holds no point to check)
             try:
                 err = (self.projx(x) - x).abs().max().item()
+            except FactorContractError:  # a mistake in the field itself, named by its own message
+                raise
             except ValueError as problem:
                 return False, f"x cannot land on the data: {problem}"
             from .landing import data_centre  # (landing imports the manifold)
@@ -99,12 +102,13 @@ class CheckedManifold(geoopt.Manifold):
 def check_decomposition(field_name: str, xf: Tensor, pairs: Eigenpairs, tangent_dim: int | None, *,
                         stacklevel: int) -> None:
     """Warn about the eigenpairs ``pairs`` (values ``(B, r)``) of a field's factor at the flat points ``xf``
-    ``(B, D)``, once per decomposition (the caller keeps a flag on its cache entry):
+    ``(B, D)``, at most once per decomposition (the caller keeps a flag on its cache entry and checks its 1st, 2nd,
+    4th, … decomposition):
 
     * a ``RuntimeWarning`` where the factor is NaN/inf at finite points (D5: ``inner``, ``proju``, ``retr`` are
       NaN in those rows; rows of ``xf`` that are already NaN give NaN silently, SPEC §5 per-row behaviour);
     * with ``tangent_dim`` not given, `warn_if_dropping` where the gap rule's directions drop an eigenvalue above
-      ``0.1 λ₁`` (D1: a full-rank or anisotropic field whose weaker directions are real).
+      `dimension.DROPPED_LIMIT` ``· λ₁`` (a full-rank or anisotropic field whose weaker directions are real).
 
     ``stacklevel`` is that of the caller's caller (the user's frame) as seen from here. One host sync (more only
     where it warns).

@@ -16,6 +16,7 @@ from torch import Tensor
 from .dimension import warn_if_dropping
 from .geometry import eigenpairs, intrinsic_dimension, lowrank_apply, lowrank_solve, spectral_apply
 from .metrics.base import CoMetricField, as_field
+from .metrics.factor_checks import FactorContractError
 from .path_energies import path_energy, segments_per_call
 from .precision import full_precision
 
@@ -253,6 +254,8 @@ def polyline_lengths(path: Tensor, field: CoMetricField | object | None = None, 
     own = reporting_metric(metric, tangent_dim)
     try:
         length = path_energy(own, path)[1]
+    except FactorContractError:  # a mistake in the field itself, named by its own message
+        raise
     except (ValueError, NotImplementedError):  # a metric undefined here (a score Jacobian at δ = 0) or not at all
         return euclid, torch.full_like(euclid, float("nan"))
     warn_dropped(own, path, "the reported metric lengths (metric_length, regularised.polyline_lengths)",

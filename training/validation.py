@@ -172,8 +172,9 @@ def _no_verdict(near: dict) -> str:
     return (f"the independent neighbour check could not judge the model (no verdict): the neighbours of the "
             f"{points}training points never denoised better than a linear fit at the model's bandwidths, so only "
             f"the model's agreement with itself vouches for it. Either the sigma range lies below the points' "
-            f"spacing (the model then learns the data's linear span), or the data have no structure beyond their "
-            f"linear span (Gaussian-like data, where this note is expected)")
+            f"spacing (the model then learns the data's linear span), or the points are not enough for the data's "
+            f"dimension (2,000 points of S⁸ in R⁶⁴ are), or the data have no structure beyond their linear span "
+            f"(Gaussian-like data, where this note is expected)")
 
 
 EXPLODED_EIGENVALUE = 1e6

@@ -111,3 +111,11 @@ def test_gradient_flow_reports_its_length_with_the_tangent_dim_it_is_given():
     expected = float(full.length) / 0.6
     assert abs(float(full.metric_length) - expected) < 1e-3 * expected
     assert float(through_manifold.metric_length) == pytest.approx(float(full.metric_length), rel=1e-6)
+
+
+def test_the_reported_length_names_a_broken_factor_instead_of_reading_nan():
+    from learned_manifold.flows import polyline_lengths
+
+    path = torch.tensor([[[0.0, 0.0], [1.0, 1.0]]])
+    with pytest.raises(ValueError, match=r"^_WrongDtype\.factor returned A of dtype torch\.float64"):
+        polyline_lengths(path, _WrongDtype())

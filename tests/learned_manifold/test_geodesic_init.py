@@ -202,3 +202,14 @@ def test_sampling_gaps_are_linked_along_a_rolled_sheet_never_across_its_layers()
     i, j, length = (torch.tensor(v) for v in zip(*links, strict=True))
     along = torch.hypot(arc(t[rows][i]) - arc(t[rows][j]), 21 * (u[rows][i, 1] - u[rows][j, 1]))
     assert (along < 1.5 * length.float()).all()  # each link is as long on the sheet as in space
+
+
+def test_no_gap_links_where_every_point_is_one_sided():
+    """In high dimensions every point's neighbours lie to one side (noise in R⁶⁴: all of them), and no gap can be
+    told: the search is skipped instead of costing O(M² D)."""
+    from learned_manifold.geodesic_init import GRAPH_BRIDGE, _gap_links
+
+    noise = torch.randn(500, 64, generator=torch.Generator().manual_seed(0))
+    field = KNNCDC(noise, k=10, sigma=1.0)
+    idx, dist = field.neighbour_graph(10)
+    assert _gap_links(noise, idx, dist, GRAPH_BRIDGE * float(dist[:, -1].median())) == []
