@@ -45,11 +45,13 @@ def unresolved(field: CoMetricField, path: Tensor, lengths: list[tuple[CoMetricF
     midpoint rule: a VAE's decoded energy (`path_energies.segment_energies`) grew 6–12% on 16-point paths whose
     length changed 1% at 64 points. Warns once."""
     (solver, solved), (reported, length) = lengths[0], lengths[-1]
-    ratio = resolution(solver, path, solved)
-    ratio = torch.where(torch.isfinite(ratio), ratio, torch.ones_like(ratio))
+    fine = resolution(solver, path, solved)
+    ratio = torch.where(torch.isfinite(fine), fine, torch.ones_like(fine))
     growth = torch.ones_like(ratio)
     if getattr(reported, "segment_energies", None) is None:  # the midpoint rule (a VAE's decoded energy: none)
-        growth = resolution(reported, path, length) / resolution(reported, path, length, RESOLUTION_COARSE)
+        if reported is not solver or length is not solved:  # (the same metric and length: measured once)
+            fine = resolution(reported, path, length)
+        growth = fine / resolution(reported, path, length, RESOLUTION_COARSE)
         growth = torch.where(torch.isfinite(growth), growth, torch.ones_like(growth))
     bad = candidates & ((ratio > 1 + RESOLUTION_TOL) | (growth > 1 + RESOLUTION_GROWTH))
     if bool(bad.any()):
