@@ -57,6 +57,7 @@ from .regularised import (
     Regularised,
     check_delta,
     check_tangent_rank,
+    recording,
     regularising_delta,
     reporting_metric,
     resolve_tangent_dim,
@@ -390,10 +391,11 @@ def geodesic(
         path = torch.where(straight.view(-1, 1, 1), lerp(x0, x1, path.shape[1]), path)
         converged = converged | straight
     with torch.enable_grad():
-        energy, length = (t.detach() for t in path_energy(own, path))
+        with recording(own) as seen:  # the eigenvalues at the path's midpoints, for warn_dropped
+            energy, length = (t.detach() for t in path_energy(own, path))
         if own is not field:
             initial = path_energy(own, start.path(torch.zeros_like(start.base)).detach())[0].detach()
-    warn_dropped(own, path, "geodesic: the reported lengths and energies", stacklevel=5)
+    warn_dropped(seen, "geodesic: the reported lengths and energies", stacklevel=5)
     # resolved in the metric the solver minimised (the reporting metric ignores the normal directions)
     with torch.enable_grad():
         solved = length if own is field else path_energy(field, path)[1].detach()

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor
@@ -17,12 +19,12 @@ from .dimension import warn_if_dropping
 from .geometry import eigenpairs, intrinsic_dimension, lowrank_apply, lowrank_solve, spectral_apply
 from .metrics.base import CoMetricField, as_field
 from .metrics.factor_checks import FactorContractError
-from .path_energies import path_energy, segments_per_call
+from .path_energies import path_energy
 from .precision import full_precision
 
 __all__ = ["Regularised", "TangentBundle", "UncentredFieldWarning", "check_delta", "check_tangent_rank",
-           "polyline_lengths", "reporting_metric", "regularising_delta", "resolve_tangent_dim", "tangent_dim_of",
-           "warn_dropped", "warn_uncentred"]
+           "polyline_lengths", "recording", "reporting_metric", "regularising_delta", "resolve_tangent_dim",
+           "tangent_dim_of", "warn_dropped", "warn_uncentred"]
 
 
 class UncentredFieldWarning(UserWarning):
@@ -77,19 +79,29 @@ def check_tangent_rank(field: CoMetricField, tangent_dim: int | None, x: Tensor)
                          f"tangent_dim <= {r}")
 
 
-def warn_dropped(metric: CoMetricField, path: Tensor, what: str, stacklevel: int) -> bool:
-    """Warn (`dimension.warn_if_dropping`) where ``metric`` is a `TangentBundle` on the gap rule's directions
-    (no ``tangent_dim``) and, at the segment midpoints of ``path`` ``(B, T, D)``, these drop an eigenvalue above
-    `dimension.DROPPED_LIMIT` ``· λ₁``: a full-rank field read as lower-dimensional, whose lengths then ignore
-    real directions (polar coordinates: 2–4 times short). The factor at the ``B (T − 1)`` midpoints, in chunks of
-    `path_energies.segments_per_call` segments (the memory of `path_energy`'s calls)."""
-    if not isinstance(metric, TangentBundle) or metric.tangent_dim is not None or path.shape[1] < 2:
+@contextmanager
+def recording(metric: CoMetricField) -> Iterator[list[Tensor]]:
+    """Collect, while open, the eigenvalues ``(n, r)`` a `TangentBundle` on the gap rule's directions (no
+    ``tangent_dim``) meets in its ``metric`` calls (e.g. at the midpoints of a `path_energy`), for `warn_dropped`:
+    the length's own decompositions, not a second pass of the factor over the path. Collects nothing otherwise."""
+    seen: list[Tensor] = []
+    bundle = isinstance(metric, TangentBundle) and metric.tangent_dim is None
+    if bundle:
+        metric.seen = seen
+    try:
+        yield seen
+    finally:
+        if bundle:
+            metric.seen = None
+
+
+def warn_dropped(seen: list[Tensor], what: str, stacklevel: int) -> bool:
+    """Warn (`dimension.warn_if_dropping`) where the eigenvalues ``seen`` (`recording`) of a `TangentBundle` on the
+    gap rule's directions drop an eigenvalue above `dimension.DROPPED_LIMIT` ``· λ₁``: a full-rank field read as
+    lower-dimensional, whose lengths then ignore real directions (polar coordinates: 2–4 times short)."""
+    if not seen:
         return False
-    mids = (path[:, 1:] + path[:, :-1]) / 2  # (B, T − 1, D)
-    per_call = segments_per_call(metric, path)
-    with torch.no_grad():
-        values = torch.cat([eigenpairs(metric.inner_field.factor(mids[:, i: i + per_call].reshape(-1, mids.shape[-1])))
-                            .values for i in range(0, mids.shape[1], per_call)])
+    values = torch.cat(seen)
     return warn_if_dropping(values, intrinsic_dimension(values), what, stacklevel=stacklevel + 1)
 
 
@@ -205,6 +217,7 @@ class TangentBundle(CoMetricField):
         super().__init__()
         self.inner_field, self.tangent_dim = field, tangent_dim
         self.dim, self.centred = field.dim, field.centred
+        self.seen: list[Tensor] | None = None  # where `recording` collects the eigenvalues ``metric`` meets
 
     def factor(self, x: Tensor, **kwargs) -> Tensor:
         return self.inner_field.factor(x, **kwargs)
@@ -217,7 +230,10 @@ class TangentBundle(CoMetricField):
 
     @full_precision
     def metric(self, x: Tensor, v: Tensor) -> Tensor:
-        return spectral_apply(eigenpairs(self.inner_field.factor(x)), v, self.tangent_dim, power=-1)
+        pairs = eigenpairs(self.inner_field.factor(x))
+        if self.seen is not None:
+            self.seen.append(pairs.values.detach())
+        return spectral_apply(pairs, v, self.tangent_dim, power=-1)
 
     def length_scale(self) -> float | None:
         return self.inner_field.length_scale()
@@ -253,11 +269,12 @@ def polyline_lengths(path: Tensor, field: CoMetricField | object | None = None, 
     check_tangent_rank(metric, tangent_dim, path[:, 0])  # a configuration error: raised, not hidden as NaN
     own = reporting_metric(metric, tangent_dim)
     try:
-        length = path_energy(own, path)[1]
+        with recording(own) as seen:
+            length = path_energy(own, path)[1]
     except FactorContractError:  # a mistake in the field itself, named by its own message
         raise
     except (ValueError, NotImplementedError):  # a metric undefined here (a score Jacobian at δ = 0) or not at all
         return euclid, torch.full_like(euclid, float("nan"))
-    warn_dropped(own, path, "the reported metric lengths (metric_length, regularised.polyline_lengths)",
+    warn_dropped(seen, "the reported metric lengths (metric_length, regularised.polyline_lengths)",
                  stacklevel=stacklevel + 2)
     return euclid, length
