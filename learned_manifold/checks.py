@@ -11,7 +11,7 @@ import math
 import numbers
 
 __all__ = ["FLOAT32_RESOLUTION", "MAX_DEPTH", "MAX_DIM", "MAX_RANK", "MAX_WIDTH", "check_data_shape", "check_int",
-           "check_real", "float_resolution_problem"]
+           "check_real", "float_resolution_problem", "is_real"]
 
 MAX_DIM = 2**27  # D = prod(data_shape)
 # Generous sanity bounds on sizes, so that a config (for instance read from a file) can never ask for a network
@@ -32,10 +32,17 @@ def check_int(value: object, name: str, low: int, high: int) -> int:
     return int(value)
 
 
+def is_real(value: object) -> bool:
+    """Whether ``value`` is a real number as every scalar option takes it: any ``numbers.Real`` (Python's ``int`` and
+    ``float``, NumPy's integers and floats, ``np.float32`` included), not a bool (``True`` is no bandwidth)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def check_real(value: object, name: str, *, positive: bool = False, nonnegative: bool = False) -> float:
-    """``value`` as a finite ``float`` (``> 0`` if ``positive``, ``≥ 0`` if ``nonnegative``); names the argument."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r:.60}")
+    """``value`` as a finite ``float`` (``> 0`` if ``positive``, ``≥ 0`` if ``nonnegative``); names the argument.
+    ``ValueError`` for a non-number (`is_real`) too, as `metrics.base.check_scalar`, whose tests pin it."""
+    if not is_real(value):
+        raise ValueError(f"{name} must be a real number, got {type(value).__name__} {value!r:.60}")
     value = float(value)
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value}")

@@ -34,7 +34,8 @@ import torch
 from torch import Tensor
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from .dimension import warn_if_dropping
+from .checks import is_real
+from .dimension import CLUSTER_RATIO, split_ratio, warn_if_dropping, warn_if_splitting
 from .geometry import eigenpairs, global_dimension, intrinsic_dimension
 from .metrics.base import as_field, check_finite_points, check_points
 from .metrics.field_checks import autograd_ready
@@ -51,13 +52,6 @@ sphere asked for ``d = 1``, a rank-1 factor for ``d = 2``): their rows are NaN, 
 CUTOFF_LIMIT = 1e-4
 """A field that reports ``cutoff_weight`` (`KNNCDC`: its ``k``-th neighbour's kernel weight relative to the
 nearest's) above this at the median point gets a warning: its curvature is biased low."""
-
-CLUSTER_RATIO = 0.5
-"""A ``d`` whose ``λ_{d+1} / λ_d`` exceeds this at the median point splits a cluster of tangent eigenvalues (an
-estimated field's differ by noise), with a warning: ``II`` divides by ``λ_d − λ_{d+1} < λ_d / 2``, so noise in
-the eigenvalues is amplified. Measured: S² asked for ``d = 1``, ``λ₂/λ₁`` has median 0.77 (k-NN, 4,000 points,
-k = 512, σ = 0.1; range 0.45–0.995) and 0.99 (a trained model), where |H| reached 309 and 22 (truth 1 at d = 2);
-a true tangent/normal split has ``λ_{d+1}/λ_d`` at most 0.02 (k-NN), 0.03 (trained sphere), 0.08 (trained torus)."""
 
 MIXED_SHARE = 0.2
 """A batch whose default ``d`` (the lower median of the gap rule's pointwise dimensions) differs from the
@@ -282,7 +276,7 @@ def _curvature(field: FieldLike, x: Tensor, tangent_dim: Count | None, rel_eps: 
     field = autograd_ready(field, "curvature")  # built under torch.inference_mode(): a copy with normal tensors
     if x.is_inference():
         x = x.clone()  # a normal tensor: the double backward of `factor_jvp` runs outside inference mode
-    if isinstance(rel_eps, bool) or not isinstance(rel_eps, (int, float)) or not 0 < rel_eps < 1 \
+    if not is_real(rel_eps) or not 0 < rel_eps < 1 \
             or not math.isfinite(rel_eps):
         raise ValueError(f"rel_eps must be a number in (0, 1), got {rel_eps!r}")
     dim = tangent_dim
@@ -349,14 +343,11 @@ def _curvature(field: FieldLike, x: Tensor, tangent_dim: Count | None, rel_eps: 
                       f"median point (below {SPREAD_LIMIT:g}); curvature is the extrinsic curvature of the tangent "
                       "planes and ignores the eigenvalues (SPEC §12), so it is not the curvature of the metric G⁺, "
                       "which stretches the tangent directions unequally here", RuntimeWarning, stacklevel=5)
-    ratio = (lam_next / lam[:, dim - 1])[good]
-    if ratio.numel() and float(ratio.median()) > CLUSTER_RATIO:
-        asked = (f"tangent_dim {dim} splits a cluster of eigenvalues" if tangent_dim is not None else
-                 f"the field's eigenvalues show no clear tangent/normal split at the gap rule's dimension {dim}")
-        warnings.warn(f"{asked}: λ_{dim + 1} / λ_{dim} is {float(ratio.median()):.2g} at the median point (above "
-                      f"{CLUSTER_RATIO:g}), so the tangent projector of dimension {dim} follows the noise in the "
-                      f"field's eigenvalues and its curvature is meaningless (the gap rule reads dimension "
-                      f"{global_dimension(pairs.values)} here)", RuntimeWarning, stacklevel=5)
+    ratio = split_ratio(lam, dim)[good]  # (`CLUSTER_RATIO`)
+    if ratio.numel():
+        warn_if_splitting(float(ratio.median()), dim, pairs.values, f"the tangent projector of dimension {dim} follows "
+                          "the noise in the field's eigenvalues and its curvature is meaningless",
+                          given=tangent_dim is not None, stacklevel=6)
     if bool(bad.any()):
         warnings.warn(f"the eigengap (λ_{dim} − λ_{dim + 1}) / λ₁ is at most {GAP_MIN:g} at {int(bad.sum())} of {b} "
                       f"point(s) (the first: {int(bad.nonzero()[0])}): the tangent projector of dimension {dim} is "

@@ -147,11 +147,23 @@ class ConsistencyReport:
     @property
     def trusted(self) -> bool:
         """Whether the tangent disagreement, the normal growth and the outside eigenvalue are all within their
-        thresholds and the two networks read the same dimension at most points."""
-        return (float(self.tangent_disagreement.mean()) <= self.threshold
-                and self.normal_growth <= self.growth_threshold
-                and self.dimension_agreement >= DIMENSION_AGREEMENT
-                and self.outside <= OUTSIDE_THRESHOLD)
+        thresholds and the two networks read the same dimension at most points (no limit `failed`)."""
+        return not self.failed
+
+    @property
+    def failed(self) -> dict[str, float]:
+        """The figures that fail their limits, unrounded, by their `summary` names (``tangent_disagreement``,
+        ``dimension_agreement``, ``normal_growth``, ``outside_eigenvalue``): the one comparison behind both
+        `trusted` and the reasons of `consistency_reasons` (a figure just past its limit, an outside eigenvalue of
+        0.10003 against 0.1, rounds to the limit in the summary, and the reasons had named none)."""
+        figures = {"tangent_disagreement": float(self.tangent_disagreement.mean()),
+                   "dimension_agreement": self.dimension_agreement, "normal_growth": self.normal_growth,
+                   "outside_eigenvalue": self.outside}
+        fails = {"tangent_disagreement": not figures["tangent_disagreement"] <= self.threshold,
+                 "dimension_agreement": not figures["dimension_agreement"] >= DIMENSION_AGREEMENT,
+                 "normal_growth": not figures["normal_growth"] <= self.growth_threshold,
+                 "outside_eigenvalue": not figures["outside_eigenvalue"] <= OUTSIDE_THRESHOLD}
+        return {name: value for name, value in figures.items() if fails[name]}
 
     @property
     def outside(self) -> float:
@@ -181,6 +193,7 @@ class ConsistencyReport:
             "outside_eigenvalue": round(self.outside, 4),
             "factor_rank": int(self.factor_values.shape[1]),
             "trusted": self.trusted,
+            "failed": self.failed,
             "threshold": self.threshold,
             "growth_threshold": self.growth_threshold,
         }
@@ -201,7 +214,10 @@ class ConsistencyReport:
 def consistency_reasons(summary: dict) -> list[str]:
     """The failed limits of a self-consistency check, each with its figure and limit, from its `summary`
     (`ConsistencyReport.message`, and the trainer's warnings from the summary a model file stores; limits absent
-    from older files: the current ones). A line with the figures alone where none fails."""
+    from older files: the current ones). The failed limits are the summary's ``failed`` (the unrounded figures of
+    the verdict's own comparison, `ConsistencyReport.failed`), each printed with the digits that show it past its
+    limit; a summary without ``failed`` (older files): its rounded figures compared with the limits. A line with
+    the figures alone where none fails."""
     def number(value: object) -> TypeGuard[float]:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -209,26 +225,45 @@ def consistency_reasons(summary: dict) -> list[str]:
     growth_limit = summary.get("growth_threshold", GROWTH_THRESHOLD)
     tangent, growth = summary.get("tangent_disagreement"), summary.get("normal_growth")
     agreement, outside = summary.get("dimension_agreement"), summary.get("outside_eigenvalue")
+    failed = summary.get("failed")
+    if not isinstance(failed, dict):
+        failed = {name: value for name, value, fails in [
+            ("tangent_disagreement", tangent, number(tangent) and tangent > threshold),
+            ("dimension_agreement", agreement, number(agreement) and agreement < DIMENSION_AGREEMENT),
+            ("normal_growth", growth, number(growth) and growth > growth_limit),
+            ("outside_eigenvalue", outside, number(outside) and outside > OUTSIDE_THRESHOLD)] if fails}
     rank = summary.get("factor_rank")
     why = []
-    if number(tangent) and tangent > threshold:
-        why.append(f"factor and denoiser disagree on the tangent spaces: disagreement {tangent:.3g} (limit "
-                   f"{threshold:g}), dimensions {summary.get('factor_dimension')} and "
+    if number(value := failed.get("tangent_disagreement")):
+        why.append(f"factor and denoiser disagree on the tangent spaces: disagreement {_past(value, threshold)} "
+                   f"(limit {threshold:g}), dimensions {summary.get('factor_dimension')} and "
                    f"{summary.get('denoiser_dimension')}")
-    if number(agreement) and agreement < DIMENSION_AGREEMENT:
-        why.append(f"factor and denoiser read the same dimension at only {agreement:.0%} of points (limit "
-                   f"{DIMENSION_AGREEMENT:.0%})")
-    if number(growth) and growth > growth_limit:
-        why.append(f"a normal eigenvalue grows as sigma shrinks (growth {growth:.3g}, limit {growth_limit:g}): the "
-                   "networks do not resolve the data at this scale, or the data are noisy at it (off-manifold "
-                   "noise makes the normal eigenvalue grow as sigma falls towards the noise; then a larger sigma "
-                   "shows the manifold and this check cannot tell the two apart)")
-    if number(outside) and outside > OUTSIDE_THRESHOLD:
+    if number(value := failed.get("dimension_agreement")):
+        why.append(f"factor and denoiser read the same dimension at only "
+                   f"{_past(value, DIMENSION_AGREEMENT, percent=True)} of points (limit {DIMENSION_AGREEMENT:.0%})")
+    if number(value := failed.get("normal_growth")):
+        why.append(f"a normal eigenvalue grows as sigma shrinks (growth {_past(value, growth_limit)}, limit "
+                   f"{growth_limit:g}): the networks do not resolve the data at this scale, or the data are noisy "
+                   "at it (off-manifold noise makes the normal eigenvalue grow as sigma falls towards the noise; "
+                   "then a larger sigma shows the manifold and this check cannot tell the two apart)")
+    if number(value := failed.get("outside_eigenvalue")):
         why.append(f"the denoiser keeps a direction outside the factor's {f'rank-{rank} ' if rank else ''}range "
-                   f"(outside eigenvalue {outside:.3g}, limit {OUTSIDE_THRESHOLD:g}): the rank is too small for "
-                   "what the denoiser sees (train with a larger --rank), or both keep a normal they should shrink")
+                   f"(outside eigenvalue {_past(value, OUTSIDE_THRESHOLD)}, limit {OUTSIDE_THRESHOLD:g}): the rank "
+                   "is too small for what the denoiser sees (train with a larger --rank), or both keep a normal "
+                   "they should shrink")
     return why or [f"not trusted (tangent disagreement {tangent}, dimension agreement {agreement}, normal growth "
                    f"{growth}, outside eigenvalue {outside})"]
+
+
+def _past(value: float, limit: float, percent: bool = False) -> str:
+    """``value`` with 3 significant digits (``percent``: as a whole percentage), more where fewer would print it
+    equal to ``limit`` (0.10003 against 0.1 prints ``0.10003``, not ``0.1``); NaN prints ``nan``."""
+    for digits in range(3, 18):
+        text = f"{value:.{digits - 3}%}" if percent else f"{value:.{digits}g}"
+        shown = float(text.rstrip("%")) / (100 if percent else 1)
+        if shown != limit:
+            return text
+    return text
 
 
 def jvp_item_bytes(model: MetricModel, x: Tensor, sigma: float) -> int:

@@ -28,7 +28,7 @@ from .geometry import (
     truncate_basis,
     zero_bad_rows,
 )
-from .metrics.base import as_field, check_count, check_finite_points
+from .metrics.base import as_field, as_points, check_count, check_finite_points
 from .metrics.nearest import nearest_rows
 from .precision import full_precision
 from .types import FieldLike
@@ -115,13 +115,22 @@ def nearest_distance(x: Tensor, data: Tensor, *, chunk: int = 1024) -> Tensor:
     in float64. ``data`` may live on another device (e.g. a large set on the CPU); it is moved block by block.
 
     Args:
-        x: ``(n, D)`` queries.
-        data: ``(N, D)`` data points, ``N ≥ 1``.
+        x: ``(n, D)`` or ``(n, *data_shape)`` queries (a tensor, a NumPy array or nested lists).
+        data: ``(N, D)`` or ``(N, *data_shape)`` data points, ``N ≥ 1``; trailing axes are flattened where the
+            two give the same ``D``.
         chunk: queries per block.
 
     Returns:
         ``(n,)`` distances.
+
+    Raises:
+        TypeError: ``x`` or ``data`` is neither a tensor nor an array-like of numbers.
+        ValueError: mismatched or too few axes, empty or non-finite ``data``.
     """
+    x, data = _points(x, "x"), _points(data, "data")
+    if (x.ndim >= 2 and data.ndim >= 2 and x.shape[1:].numel() == data.shape[1:].numel()
+            and (x.ndim > 2 or data.ndim > 2)):  # image-shaped points: flattened as the rest of the API does
+        x, data = x.reshape(x.shape[0], -1), data.reshape(data.shape[0], -1)
     if x.ndim != 2 or data.ndim != 2 or data.shape[1] != x.shape[1] or data.shape[0] == 0:
         raise ValueError(
             f"need x (n, D) and non-empty data (N, D), got {tuple(x.shape)}, {tuple(data.shape)}"
@@ -130,6 +139,12 @@ def nearest_distance(x: Tensor, data: Tensor, *, chunk: int = 1024) -> Tensor:
     check_finite_points(data, "data", ": the distances to the others would be wrong (the ranking centres the data)")
     dist2, _ = nearest_rows(x, data, 1, centre=data.mean(0), data_rows=max(1, 2**24 // chunk), query_rows=chunk)
     return dist2[:, 0].sqrt().to(x.dtype)
+
+
+def _points(x: object, name: str) -> Tensor:
+    """Points as a floating tensor: a tensor, a NumPy array or nested lists (integers become the default float
+    dtype), else one ``TypeError`` naming ``name`` (`learned_manifold.metrics.base.as_points`)."""
+    return as_points(x, (), name, convert=True)
 
 
 @full_precision
@@ -147,15 +162,33 @@ def path_quality(
     the ``data`` points (`nearest_distance`); without either they are ``None``.
 
     Args:
-        path: ``(B, T, D)`` paths (``(T, D)`` for one path: a batch of one).
+        path: ``(B, T, D)`` paths (``(T, D)`` for one path: a batch of one), or ``(B, T, *data_shape)`` (the paths
+            `learned_manifold.flows.interpolate` returns on an image model), whose trailing axes are flattened to
+            ``D``; a tensor, a NumPy array or nested lists.
         manifold: optional ground truth with ``distance`` and, optionally, ``geodesic_distance(x0, x1) -> (B,)``
             (raising ``NotImplementedError`` where unknown).
-        data: optional ``(N, D)`` data points.
-        target: optional ``(B, D)`` intended end points (``x1``).
+        data: optional ``(N, D)`` or ``(N, *data_shape)`` data points.
+        target: optional ``(B, D)`` or ``(B, *data_shape)`` intended end points (``x1``).
 
     Returns:
         `PathQuality` of ``(B,)`` tensors.
+
+    Raises:
+        TypeError: an argument is neither a tensor nor an array-like of numbers (named).
+        ValueError: ``path`` of fewer than 2 axes or no points; ``target`` or ``data`` not of the paths' ``D``.
     """
+    path = _points(path, "path")
+    data = None if data is None else _points(data, "data")
+    target = None if target is None else _points(target, "target")
+    lead = 2  # batch axes of an image-shaped path: (B, T), or (T,) where image data show one path's shape
+    if data is not None and data.ndim > 2:
+        if path.ndim == data.ndim and path.shape[1:] == data.shape[1:]:
+            lead = 1
+        data = data.reshape(data.shape[0], -1)
+    if path.ndim > lead + 1:  # (B, T, *data_shape) or (T, *data_shape): flattened, and the targets with them
+        path = path.reshape(*path.shape[:lead], -1)
+        if target is not None and target.ndim > 3 - lead:
+            target = target.reshape(*target.shape[:lead - 1], -1)
     if path.ndim == 2:
         path = path.unsqueeze(0)
         if target is not None and target.ndim == 1:

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .geodesic_inputs import _real_points
+from .checks import is_real
+from .geodesic_inputs import _check_count, _real_points, _to_tensor
 from .manifold import LearnedDataManifold
 from .metrics.base import CoMetricField, as_field
 from .regularised import warn_uncentred
@@ -39,7 +40,7 @@ def _check_solver(method: str, rtol: float, atol: float, step_size: float | None
     for name, value in {"rtol": rtol, "atol": atol, "step_size": step_size}.items():
         if value is None and name == "step_size":
             continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        if not is_real(value) or not math.isfinite(value) or value <= 0:
             raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     if step_size is not None and FLOW_METHODS[method]:
         fixed = [name for name, adaptive in FLOW_METHODS.items() if not adaptive]
@@ -72,14 +73,23 @@ def _landing_of(manifold_or_field, landing: object) -> object:
     return landing
 
 
-def _check_objective(f: Callable[[Tensor], Tensor], x: Tensor) -> None:
+def _check_objective(f: Callable[[Tensor], Tensor], x: Tensor, data_shape: tuple[int, ...] | None = None) -> None:
     """Evaluate ``f`` once on the start points ``x`` ``(B, D)``: one ``ValueError`` naming ``f`` unless it gives
     ``(B,)`` values (a mean over the batch would slow every point B-fold, a ``(B, D)`` output be summed) that
     autograd can differentiate with respect to ``x`` (a constant, or a value computed from ``x.detach()``, failed
-    with torch's bare "element 0 of tensors does not require grad")."""
+    with torch's bare "element 0 of tensors does not require grad"). An error ``f`` raises there becomes one
+    ``ValueError`` saying that ``f`` receives flat ``(B, D)`` points and how to reshape them to the manifold's
+    ``data_shape``, the original error appended (an image objective failed with torch's bare ``IndexError``)."""
     with torch.enable_grad():
         xg = x.detach().requires_grad_(True)
-        out = f(xg) if x.shape[0] else torch.zeros(0)
+        try:
+            out = f(xg) if x.shape[0] else torch.zeros(0)
+        except Exception as err:
+            reshape = (f", not in the manifold's data_shape {tuple(data_shape)}: reshape them in f, "
+                       f"x.view(-1, {', '.join(map(str, data_shape))}) (x.view(-1, *data_shape))"
+                       if data_shape is not None and len(data_shape) > 1 else "")
+            raise ValueError(f"f failed at x0: f receives flat points of shape (B, D) = {tuple(x.shape)}, "
+                             f"D = {x.shape[1]}{reshape}; f raised {type(err).__name__}: {err}") from err
     if (got := tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__) != (x.shape[0],):
         raise ValueError(f"f must map points of shape (B, D) = {tuple(x.shape)} to one value per point, shape (B,) = "
                          f"({x.shape[0]},); got {got} (return the per-point values, not their mean or sum)")
@@ -90,24 +100,28 @@ def _check_objective(f: Callable[[Tensor], Tensor], x: Tensor) -> None:
                          "from x.detach(), .item() or NumPy; compute f from x with torch operations")
 
 
-def _check_times(t_end: float, n_points: int) -> None:
-    """One clear error for bad output times, before any work (torchdiffeq would assert deep inside)."""
-    if isinstance(n_points, bool) or not isinstance(n_points, int):
-        raise TypeError(f"n_points must be an int, got {type(n_points).__name__}")
+def _check_times(t_end: float, n_points: int) -> int:
+    """One clear error for bad output times, before any work (torchdiffeq would assert deep inside); returns
+    ``n_points`` as an ``int`` (any integer `operator.index` takes, NumPy's included; not a bool). ``t_end``: any
+    real number (`checks.is_real`, ``np.float32`` included), a ``ValueError`` otherwise, as every scalar option."""
+    n_points = _check_count(n_points, "n_points", 0)
     if n_points < 2:
         raise ValueError(f"n_points counts the output times including t = 0 and t_end and must be >= 2, got {n_points}")
-    if isinstance(t_end, bool) or not isinstance(t_end, (int, float)):
-        raise TypeError(f"t_end must be a real number, got {type(t_end).__name__}")
+    if not is_real(t_end):
+        raise ValueError(f"t_end must be a real number, got {type(t_end).__name__}")
     if not math.isfinite(t_end) or t_end <= 0:
         raise ValueError(f"t_end must be finite and > 0, got {t_end}")
+    return n_points
 
 
-def _flatten(x: Tensor | np.ndarray, data_shape: tuple[int, ...] | None, dim: int | None, name: str) -> Tensor:
-    if isinstance(x, np.ndarray):
-        x = torch.from_numpy(x)
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor or a NumPy array, got {type(x).__name__}")
-    x = _real_points(x, name)  # integers (uint8 images) as floats, inference tensors cloned, as `geodesic` does
+def _tensor_points(x: object, name: str) -> Tensor:
+    """The flows' points as a floating tensor: NumPy arrays and nested lists converted, integers as the default
+    float dtype, bool and complex ones refused with the manifold's ``ValueError`` (as `geodesics.geodesic`)."""
+    return _real_points(_to_tensor(x, name), name)
+
+
+def _flatten(x: Tensor, data_shape: tuple[int, ...] | None, dim: int | None, name: str) -> Tensor:
+    """The points ``x`` (a tensor: `geodesic_inputs._to_tensor`) as flat ``(B, D)`` floating points, checked."""
     if data_shape is not None and tuple(x.shape[-len(data_shape):]) == tuple(data_shape):
         if x.ndim > len(data_shape) + 1:
             raise ValueError(f"{name} must have shape (B, *data_shape) = (B, {', '.join(map(str, data_shape))}) with "
@@ -122,6 +136,14 @@ def _flatten(x: Tensor | np.ndarray, data_shape: tuple[int, ...] | None, dim: in
     if not bool(torch.isfinite(flat).all()):
         raise ValueError(f"{name} contains NaN or inf")
     return flat
+
+
+def _image_layout(x: Tensor, data_shape: tuple[int, ...] | None) -> bool:
+    """Whether the points ``x`` were given in a multi-axis ``data_shape`` (one point or a batch): the flows then
+    return their paths in it, flat points get flat paths, as `geodesics.geodesic` does (flat ``(B, D)`` points of an
+    image manifold gave ``(B, T, *data_shape)`` paths, a flat ``(D,)`` point a flat ``(T, D)`` one)."""
+    return (data_shape is not None and len(data_shape) > 1 and x.ndim in (len(data_shape), len(data_shape) + 1)
+            and tuple(x.shape[x.ndim - len(data_shape):]) == tuple(data_shape))
 
 
 def _single(x: Tensor | np.ndarray, data_shape: tuple[int, ...] | None) -> bool:

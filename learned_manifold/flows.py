@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .checks import is_real
 from .flow_inputs import (
     FLOW_METHODS,
     _check_objective,
@@ -24,17 +25,20 @@ from .flow_inputs import (
     _check_times,
     _field_of,
     _flatten,
+    _image_layout,
     _landing_of,
     _single,
     _solver_dtype,
+    _tensor_points,
 )
 from .flow_reports import STALL_SPEED, pair_reports
 from .flow_solver import _integrate
+from .geodesic_inputs import _common_dtype
 from .geodesics import landing_rounding
 from .landing import normal_landing, warn_off_data
 from .metrics.field_checks import check_landing
 from .precision import full_precision
-from .regularised import polyline_lengths, resolve_tangent_dim
+from .regularised import check_tangent_rank, polyline_lengths, resolve_tangent_dim
 from .types import FieldLike, TensorOrArray
 
 __all__ = ["FLOW_METHODS", "STALL_SPEED", "FlowResult", "gradient_flow", "interpolate", "polyline_lengths"]
@@ -46,7 +50,9 @@ class FlowResult:
     """A batch of flow paths.
 
     Attributes:
-        path: ``(B, T, *data_shape)`` points at the output times (``path[:, 0] = x0``). A single start point (one
+        path: ``(B, T, ...)`` points at the output times (``path[:, 0] = x0``), in the layout the start points
+            were given in, as `GeodesicResult`'s: ``(B, T, *data_shape)`` for image-shaped ``(B, *data_shape)``
+            points, ``(B, T, D)`` for flat ``(B, D)`` ones (on an image manifold too). A single start point (one
             ``(D,)`` or one ``data_shape`` point) drops the batch axis here and in every ``(B,)`` field below:
             ``path`` ``(T, *data_shape)`` (``(T, D)`` for a ``(D,)`` point), 0-d scores, as `GeodesicResult`.
         times: ``(T,)`` flow times.
@@ -125,10 +131,11 @@ def gradient_flow(
 
     Args:
         manifold: a `LearnedDataManifold` or any `CoMetricField`.
-        f: objective mapping ``(B, D)`` points to ``(B,)`` values (point-wise), differentiable; checked on ``x0``
-            before integrating.
-        x0: ``(B, *data_shape)`` or ``(B, D)`` start points; a single ``(D,)`` or ``data_shape`` point gives a
-            single path ``(T, …)`` and 0-d scores (`FlowResult`).
+        f: objective mapping flat ``(B, D)`` points to ``(B,)`` values (point-wise), differentiable; checked on
+            ``x0`` before integrating (an error ``f`` raises there becomes a ``ValueError`` that says so: an image
+            objective reshapes its points itself, ``x.view(-1, *data_shape)``).
+        x0: ``(B, *data_shape)`` or ``(B, D)`` start points (a tensor, NumPy array or nested lists); a single
+            ``(D,)`` or ``data_shape`` point gives a single path ``(T, …)`` and 0-d scores (`FlowResult`).
         t_end: flow time; n_points: output times ``linspace(0, t_end, n_points)``.
         method: a name in `FLOW_METHODS` (adaptive ones use ``rtol``/``atol``, which apply to the deviation from
             the start in units of the field's `length_scale`, so the same in any units and at any position, and
@@ -156,7 +163,8 @@ def gradient_flow(
         `FlowResult`; ``final_gap`` holds ``f`` at the end point.
 
     Raises:
-        TypeError, ValueError: before any work, for bad points, ``n_points < 2``, ``t_end`` not finite and > 0,
+        TypeError, ValueError: before any work, for bad points (bool or complex ones: ``ValueError``, as the
+            manifold), ``n_points < 2``, ``t_end`` not a finite number > 0, a ``tangent_dim`` outside ``1..r``,
             an unknown ``method``, ``rtol``/``atol``/``step_size`` not finite numbers > 0, a ``step_size`` with
             an adaptive method, ``landing`` not ``True``/``False``/``None`` or on a field without a projection or a
             low-rank factor, or ``f(x0)`` not of shape ``(B,)`` or not depending on the points (a constant, or
@@ -177,15 +185,17 @@ def gradient_flow(
         >>> bool(res.path[0, -1, 2] > 0.5), bool(abs(res.path[0, -1].norm() - 1) < 0.05)  # climbed, still on S²
         (True, True)
     """
-    _check_times(t_end, n_points)
+    n_points = _check_times(t_end, n_points)
     _check_solver(method, rtol, atol, step_size)
     field, data_shape = _field_of(manifold, "gradient_flow")
     landing = _landing_of(manifold, landing)
     tangent_dim = resolve_tangent_dim(manifold, tangent_dim)
     check_landing(field, landing)
     landing = bool(landing)
+    x0 = _tensor_points(x0, "x0")
     flat0 = _flatten(x0, data_shape, field.dim, "x0")
-    _check_objective(f, flat0)
+    check_tangent_rank(field, tangent_dim, flat0)  # 1..r, for every δ, before any work
+    _check_objective(f, flat0, data_shape)
     counter = [0]
     # The solver works on the deviation from the start in units of the data's scale, y = (x − x₀)/L (L the
     # field's `length_scale`, else 1): rtol and atol then mean the same for data in millimetres or metres, at the
@@ -249,7 +259,8 @@ def interpolate(
     Args:
         manifold: a `LearnedDataManifold` or any `CoMetricField`.
         x0, x1: ``(B, *data_shape)``/``(B, D)`` batches of pairs, or single ``(D,)``/``data_shape`` points (a
-            single path ``(T, …)`` and 0-d scores, `FlowResult`).
+            single path ``(T, …)`` and 0-d scores, `FlowResult`); ends of different dtypes are promoted to their
+            common one, as `LearnedDataManifold`'s methods do.
         t_end, n_points, method, rtol, atol, step_size, landing, tangent_dim: as in `gradient_flow`, but the solver
             works on each pair's deviation ``(x − x₁)/‖x₀ − x₁‖``: ``rtol`` and ``atol`` are in units of each pair's
             initial gap, so a pair 1e-4 apart is solved as finely as one 100 apart. Keep ``atol`` well below the
@@ -296,20 +307,23 @@ def interpolate(
         >>> bool(((res.path.norm(dim=-1) - 1).abs().max() < 0.05))  # the path stays near S²; LERP dips to 0.29
         True
     """
-    _check_times(t_end, n_points)
+    n_points = _check_times(t_end, n_points)
     adaptive = _check_solver(method, rtol, atol, step_size)
     field, data_shape = _field_of(manifold, "interpolate")
     landing = _landing_of(manifold, landing)
     tangent_dim = resolve_tangent_dim(manifold, tangent_dim)
     check_landing(field, landing)
     landing = bool(landing)
+    x0, x1 = _tensor_points(x0, "x0"), _tensor_points(x1, "x1")
     flat0 = _flatten(x0, data_shape, field.dim, "x0")
-    flat1 = _flatten(x1, data_shape, field.dim, "x1").to(flat0)
+    flat1 = _flatten(x1, data_shape, field.dim, "x1")
     if flat0.shape != flat1.shape:
         raise ValueError(f"x0 and x1 must hold the same number of points, got {tuple(x0.shape)} and "
                          f"{tuple(x1.shape)}")
-    if stop_tol is not None and (isinstance(stop_tol, bool) or not isinstance(stop_tol, (int, float))
-                                 or not math.isfinite(stop_tol) or stop_tol <= 0):
+    flat0, flat1 = _common_dtype(flat0, flat1)  # promoted, as the manifold's methods: the path ends exactly at x1
+    flat1 = flat1.to(flat0.device)
+    check_tangent_rank(field, tangent_dim, flat0)  # 1..r, for every δ, before any work
+    if stop_tol is not None and (not is_real(stop_tol) or not math.isfinite(stop_tol) or stop_tol <= 0):
         raise ValueError(f"stop_tol must be a finite number > 0 or None (1% of each pair's gap), got {stop_tol!r}")
     dtype, work = flat0.dtype, _solver_dtype(flat0.dtype)  # the points' and the solver's (at least float32)
     flat0, flat1 = flat0.detach().to(work), flat1.detach().to(work)  # every result a plain tensor (gap_closed too)
@@ -391,8 +405,9 @@ def interpolate(
 
 
 def _result(path, times, final, euclid, metric, reached, n_evals, x0, data_shape) -> FlowResult:
-    """The `FlowResult`: paths back in the points' ``data_shape``; a single point's batch axis dropped."""
-    if data_shape is not None and (x0.ndim > 1 or x0.ndim == len(data_shape)):
+    """The `FlowResult`: paths in the layout the points ``x0`` were given in (image-shaped points give image-shaped
+    paths, flat ones flat paths, `flow_inputs._image_layout`); a single point's batch axis dropped."""
+    if _image_layout(x0, data_shape):
         path = path.reshape(path.shape[0], path.shape[1], *data_shape)
     if _single(x0, data_shape):  # a single point in, a single path out
         path, final, euclid, metric, reached = path[0], final[0], euclid[0], metric[0], reached[0]

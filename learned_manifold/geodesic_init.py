@@ -425,9 +425,10 @@ def named_path(field: CoMetricField, name: str, x0: Tensor, x1: Tensor, n: int) 
             warnings.warn(f"geodesic: the data graph does not join the ends of {len(cut)} of {len(joined)} pair(s) "
                           f"{cut[:10]}: they lie in different connected components of its k-NN graph, separated "
                           f"by a gap wider than {GRAPH_BRIDGE:g} times the data's median neighbour distance "
-                          "(separate clusters, or data this sparse between them), and start from the straight line "
-                          "through the empty space between them, where the field carries no information: the "
-                          "result is no path along the data", DisconnectedDataWarning, stacklevel=5)
+                          "(separate clusters, data this sparse between them, or coordinates that wrap around "
+                          "(angles: give them as (cos, sin), README 'Your data's coordinates')), and start from the "
+                          "straight line through the empty space between them, where the field carries no "
+                          "information: the result is no path along the data", DisconnectedDataWarning, stacklevel=5)
         return path, name
     if name == "landing":
         if not field.can_project:

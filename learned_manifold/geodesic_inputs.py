@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import copy
 import math
+import operator
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from .checks import is_real
 from .geodesic_init import INIT_NAMES
 
 __all__: list[str] = []
@@ -30,29 +32,51 @@ def _float32_field(field: torch.nn.Module) -> torch.nn.Module:
     return copied._apply(lambda t: t.float() if t.dtype in HALF_DTYPES else t)
 
 
+def _to_tensor(x: object, name: str) -> Tensor:
+    """Points as a tensor: a tensor as it is; a NumPy array or nested lists of numbers converted (as
+    `metrics.base.as_points` converts them for the manifold's query methods); a ``TypeError`` naming ``name``
+    for anything else."""
+    if isinstance(x, Tensor):
+        return x
+    if isinstance(x, np.ndarray):
+        return torch.from_numpy(x)
+    if isinstance(x, (list, tuple)):
+        try:
+            return torch.as_tensor(x)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise TypeError(f"{name} must be a tensor, a NumPy array or nested lists of numbers, got "
+                            f"{type(x).__name__}: {err}") from None
+    raise TypeError(f"{name} must be a torch.Tensor, a NumPy array or nested lists of numbers, got {type(x).__name__}")
+
+
 def _real_points(x: Tensor, name: str) -> Tensor:
-    """Integer points as the default float dtype; bool and complex points refused (`metrics.base.as_points`); a
-    tensor made under ``torch.inference_mode()`` cloned into a normal one (the path solvers, which run under
-    ``inference_mode(False)``, differentiate through it)."""
+    """Integer points as the default float dtype; bool and complex points refused with the manifold's
+    ``ValueError`` (`metrics.base.as_points`); a tensor made under ``torch.inference_mode()`` cloned into a normal
+    one (the path solvers, which run under ``inference_mode(False)``, differentiate through it)."""
     if not (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool):
         x = x.to(torch.get_default_dtype())
     if not x.is_floating_point():
-        raise TypeError(f"{name} must have a floating-point (or integer) dtype, got {x.dtype}")
+        raise ValueError(f"{name} must have a floating-point (or integer) dtype, got {x.dtype}")
     return x.clone() if x.is_inference() else x
 
 
+def _common_dtype(x0: Tensor, x1: Tensor) -> tuple[Tensor, Tensor]:
+    """Both ends in their common dtype (``torch.promote_types``, as `LearnedDataManifold`'s methods promote): a
+    float32 ``x0`` and a float64 ``x1`` give a float64 path that ends exactly at ``x1`` (``x1`` was cast to
+    ``x0``'s dtype, so the argument order set the precision)."""
+    dtype = torch.promote_types(x0.dtype, x1.dtype)
+    return x0.to(dtype), x1.to(dtype)
+
+
 def _as_points(x: object, name: str, data_shape: tuple[int, ...] | None = None) -> Tensor:
-    """``x`` as a tensor (NumPy arrays converted), checked for a floating dtype and finite values; points in a
-    manifold's multi-axis ``data_shape`` (images: ``(B, *data_shape)`` or one ``data_shape``) are flattened.
+    """``x`` as a tensor (NumPy arrays and nested lists converted, `_to_tensor`), checked for a floating dtype and
+    finite values; points in a manifold's multi-axis ``data_shape`` (images: ``(B, *data_shape)`` or one
+    ``data_shape``) are flattened.
 
     Integer points, NumPy arrays or tensors alike (e.g. ``uint8`` images), become the default float dtype and
-    bool points are refused, as in `metrics.base.as_points`; a tensor made under ``torch.inference_mode()`` is
-    cloned into a normal one (the solver differentiates through it)."""
-    if isinstance(x, np.ndarray):
-        x = torch.from_numpy(x)
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor or a NumPy array, got {type(x).__name__}")
-    x = _real_points(x, name)
+    bool and complex points are refused (``ValueError``), as in `metrics.base.as_points`; a tensor made under
+    ``torch.inference_mode()`` is cloned into a normal one (the solver differentiates through it)."""
+    x = _real_points(_to_tensor(x, name), name)
     if _shaped(x, data_shape):
         x = x.reshape(-1, math.prod(data_shape)) if x.ndim > len(data_shape) else x.reshape(-1)
     if x.ndim not in (1, 2):
@@ -73,11 +97,16 @@ def _shaped(x: Tensor, data_shape: tuple[int, ...] | None) -> bool:
 
 
 def _check_count(value: object, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    """``value`` as an ``int`` ``>= low``: any integer `operator.index` takes (Python's, NumPy's), not a bool."""
+    try:
+        number = None if isinstance(value, (bool, np.bool_)) else operator.index(value)
+    except TypeError:
+        number = None
+    if number is None:
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-    return int(value)
+    if number < low:
+        raise ValueError(f"{name} must be >= {low}, got {number}")
+    return number
 
 
 def _given_path(init: Tensor, x0: Tensor, x1: Tensor, n_points: int | None, single: bool) -> Tensor:
@@ -109,8 +138,8 @@ def _given_path(init: Tensor, x0: Tensor, x1: Tensor, n_points: int | None, sing
 def _check_positive(value: object, name: str, *, zero: bool = False) -> float:
     """``value`` as a float, refused unless a finite real number ``> 0`` (``≥ 0`` with ``zero``): a step ``lr ≤ 0``
     never moves the path (the chord came back, unconverged), a negative ``verify_tol`` refutes every pair."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    if not is_real(value):
+        raise ValueError(f"{name} must be a real number, got {type(value).__name__}")
     value = float(value)
     if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
         raise ValueError(f"{name} must be a finite number {'>= 0' if zero else '> 0'}, got {value}")

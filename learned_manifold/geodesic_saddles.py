@@ -15,7 +15,7 @@ from torch import Tensor
 
 from .geodesic_solvers import GeodesicMethod, _Energy, mean_segment, verify_minimum
 
-__all__ = ["SADDLE_KICK", "SADDLE_ROUNDS", "SADDLE_STEPS", "refute_saddles", "solve_verified"]
+__all__ = ["RESUME_ROUNDS", "SADDLE_KICK", "SADDLE_ROUNDS", "SADDLE_STEPS", "refute_saddles", "solve_verified"]
 
 SADDLE_KICK = 0.25
 """Largest move of an interior point by `refute_saddles`' kick, in segment lengths (of the straight line, or of the
@@ -26,6 +26,11 @@ SADDLE_STEPS = 5
 sphere (projector field, δ = 10⁻², 16 points: energy 24.9 → 0.71 in 5 L-BFGS iterations, against 0.65 at the half
 great circle). With 5, `geodesic` took 1.2–1.4 times as long as without kicks on a k-NN sphere (8 pairs, 32
 points); with 10, up to twice as long, for no better paths."""
+
+RESUME_ROUNDS = 2
+"""Solves resumed from a claimed minimum that `geodesic_solvers.verify_minimum` refuted, before the pair is marked
+unconverged: float32 data at 5,000 (a grid of 5e-4) gave energies whose rounding let the solver stop early, and the
+pair ended unconverged on a right path."""
 
 SADDLE_ROUNDS = 2
 """Kicks, each followed by a full solve from the lower path, before a pair still refuted is marked unconverged."""
@@ -67,23 +72,43 @@ def refute_saddles(problem: _Energy, v: Tensor, claimed: Tensor, spec: GeodesicM
     return v, refuted, done
 
 
+def _solve_on(problem: _Energy, spec: GeodesicMethod, v: Tensor, *, steps: int, lr: float, tol: float,
+              rtol: float) -> tuple[Tensor, Tensor, int]:
+    """Solve every pair of ``problem`` from ``v`` and verify its claim (`geodesic_solvers.verify_minimum`); a claim
+    refuted there is solved on from where it stopped, with fresh curvature memory, up to `RESUME_ROUNDS` times.
+    Returns ``(v, converged, iterations)`` as `solve_verified`."""
+    v, claimed, done = spec.solve(problem, v, steps=steps, lr=lr, tol=tol)
+    converged = verify_minimum(problem, v, claimed, rtol=rtol)
+    for _ in range(RESUME_ROUNDS):
+        again = (claimed & ~converged).nonzero().squeeze(-1)
+        if again.numel() == 0:
+            break
+        sub = problem.subset(again)
+        more, resumed, extra = spec.solve(sub, v[again], steps=steps, lr=lr, tol=tol)
+        v, claimed, converged = v.clone(), torch.zeros_like(claimed), converged.clone()
+        v[again], claimed[again] = more, resumed
+        converged[again] = verify_minimum(sub, more, resumed, rtol=rtol)
+        done += extra
+    return v, converged, done
+
+
 def solve_verified(problem: _Energy, spec: GeodesicMethod, *, steps: int, lr: float, tol: float, rtol: float,
                    kick: bool = True) -> tuple[Tensor, Tensor, int]:
-    """Solve ``problem`` from its start, verify (`geodesic_solvers.verify_minimum`) and, with ``kick``, refute
-    saddles (`refute_saddles`): a refuted pair continues from the lower path, up to `SADDLE_ROUNDS` times, and one
-    still refuted after that is marked unconverged. (`geodesics.geodesic` kicks only at the last level of its
-    coarse-to-fine refinement: a coarse saddle is a fine one too, and is refuted there.)
+    """Solve ``problem`` from its start, verify (`geodesic_solvers.verify_minimum`; a refuted claim is solved on,
+    `_solve_on`) and, with ``kick``, refute saddles (`refute_saddles`): a refuted pair continues from the lower
+    path, up to `SADDLE_ROUNDS` times, and one still refuted after that is marked unconverged.
+    (`geodesics.geodesic` kicks only at the last level of its coarse-to-fine refinement: a coarse saddle is a fine
+    one too, and is refuted there.)
 
     Returns:
         ``(v, converged, iterations)``: whitened interior ``(B, m, D)``, ``(B,)`` bool, and the iterations of all
         solves (the most any pair needed in each, summed).
     """
-    v = torch.zeros_like(problem.base)
-    v, converged, done = spec.solve(problem, v, steps=steps, lr=lr, tol=tol)
-    converged = verify_minimum(problem, v, converged, rtol=rtol)
+    opts = dict(steps=steps, lr=lr, tol=tol, rtol=rtol)
+    v, converged, done = _solve_on(problem, spec, torch.zeros_like(problem.base), **opts)
     pending = converged  # the pairs still to kick: a pair that survived its kick is a minimum
     for round_no in range(SADDLE_ROUNDS + 1 if kick else 0):
-        v, saddle, extra = refute_saddles(problem, v, pending, spec, steps=steps, lr=lr, tol=tol, rtol=rtol)
+        v, saddle, extra = refute_saddles(problem, v, pending, spec, **opts)
         done += extra
         if not bool(saddle.any()):
             break
@@ -91,13 +116,10 @@ def solve_verified(problem: _Energy, spec: GeodesicMethod, *, steps: int, lr: fl
             converged = converged & ~saddle
             break
         idx = saddle.nonzero().squeeze(-1)
-        sub = problem.subset(idx)
-        more, claimed, extra = spec.solve(sub, v[idx], steps=steps, lr=lr, tol=tol)
-        v = v.clone()
-        v[idx] = more
-        converged = converged.clone()
-        converged[idx] = verify_minimum(sub, more, claimed, rtol=rtol)
+        more, found, extra = _solve_on(problem.subset(idx), spec, v[idx], **opts)
+        v, converged = v.clone(), converged.clone()
+        v[idx], converged[idx] = more, found
         pending = torch.zeros_like(converged)
-        pending[idx] = converged[idx]
+        pending[idx] = found
         done += extra
     return v, converged, done

@@ -46,7 +46,15 @@ from .geodesic_init import (
     named_path,
     resample,
 )
-from .geodesic_inputs import _as_points, _check_count, _check_positive, _float32_field, _given_path, _shaped
+from .geodesic_inputs import (
+    _as_points,
+    _check_count,
+    _check_positive,
+    _common_dtype,
+    _float32_field,
+    _given_path,
+    _shaped,
+)
 from .geodesic_saddles import solve_verified
 from .geodesic_solvers import GEODESIC_METHODS, GeodesicMethod, _Energy, path_energy, segment_energies
 from .manifold import LearnedDataManifold
@@ -232,11 +240,12 @@ def geodesic(
         field_or_manifold: a `CoMetricField`, or an object whose ``.field`` is one (e.g. `LearnedDataManifold`,
             whose ``tangent_dim`` the reported lengths then use). Use a mean-centred field (SPEC §2): an uncentred
             one (``field.centred`` False) gets an `regularised.UncentredFieldWarning`, and its path is computed.
-        x0: ``(B, D)`` start points, or ``(D,)`` for a single pair (NumPy arrays are converted, integer points
-            to the default float dtype); ``B = 0`` gives an empty result. With a manifold of images, also
+        x0: ``(B, D)`` start points, or ``(D,)`` for a single pair (NumPy arrays and nested lists are converted,
+            integer points to the default float dtype); ``B = 0`` gives an empty result. With a manifold of images, also
             ``(B, *data_shape)`` or one ``data_shape`` point: then ``path`` comes back as ``(B, T, *data_shape)``
             (``(T, *data_shape)``).
-        x1: end points, same shape as ``x0``.
+        x1: end points, same shape as ``x0``; ends of different dtypes are promoted to their common one
+            (``torch.promote_types``, as `LearnedDataManifold`'s methods), so the path ends exactly at both.
         n_points: points per path, both ends included, ``≥ 2``; default 16 for a named ``init``, else the length
             of ``init`` (which must then agree).
         init: ``"auto"`` (default), ``"graph"``, ``"landing"``, ``"linear"`` (LERP), or an initial path
@@ -284,10 +293,11 @@ def geodesic(
         `GeodesicResult` with ``path`` ``(B, T, D)`` and per-pair energy, metric and Euclidean lengths.
 
     Raises:
-        TypeError: if no co-metric field can be found, for non-tensor points, a non-integer count or
-            ``tangent_dim``, or a ``landing`` that is not a bool or ``None``.
-        ValueError: for an unknown ``method`` or ``init``, ``n_points < 2``, a ``tangent_dim`` outside ``1..r`` or
-            unlike the manifold's, ``steps < 0``, ``lr ≤ 0``, ``tol < 0``,
+        TypeError: if no co-metric field can be found, for points that are no tensor, array or nested lists, a
+            non-integer count or ``tangent_dim``, or a ``landing`` that is not a bool or ``None``.
+        ValueError: for an unknown ``method`` or ``init``, ``n_points < 2``, a ``tangent_dim`` outside ``1..r`` (for
+            every ``δ``) or unlike the manifold's, bool or complex points (as the manifold), a ``lr``, ``tol``,
+            ``verify_tol`` or ``delta`` that is not a real number, ``steps < 0``, ``lr ≤ 0``, ``tol < 0``,
             ``verify_tol ≤ 0`` (or not finite), ``landing=True`` on a field without a landing projection, NaN or
             inf points, bad shapes, or an ``init`` path whose ends are not ``x0``, ``x1``.
 
@@ -326,6 +336,7 @@ def geodesic(
     x0, x1 = _as_points(x0, "x0", data_shape), _as_points(x1, "x1", data_shape)
     if x1.shape != x0.shape:
         raise ValueError(f"x0 and x1 must have the same shape, got {tuple(x0.shape)} and {tuple(x1.shape)}")
+    x0, x1 = _common_dtype(x0, x1)  # promoted, as the manifold's methods: the path ends exactly at x0 and x1
     single = x0.ndim == 1
     if single:
         x0, x1 = x0.unsqueeze(0), x1.unsqueeze(0)

@@ -10,7 +10,8 @@ Two readings of the same field, chosen by the isotropic part ``δ``:
   ``retr(x, u) = x + proju(x, u)`` (so geoopt's momentum seed, a raw Euclidean gradient, is handled) and
   ``transp(x, y, v) = proju(y, v)``. A warning says (at the manifold's 1st, 2nd, 4th, … decomposition of the
   factor) where the gap rule's ``d`` drops an eigenvalue above ``0.25 λ₁`` (`dimension.DROPPED_LIMIT`; a real
-  direction: pass ``tangent_dim``) and where the factor is NaN at finite points. This reading needs a low-rank
+  direction: pass ``tangent_dim``; smaller ones are dropped silently), where a given ``tangent_dim`` splits a cluster
+  of eigenvalues (`dimension.CLUSTER_RATIO`) and where the factor is NaN at finite points. This reading needs a low-rank
   field (``low_rank = True``); a field that is not low-rank is read at ``δ = 0`` as for ``δ > 0`` (``R^D`` with
   the metric ``G^{-1}``, its own ``apply``/``metric``), right for a full-rank ``G`` (`EuclideanMetric`, the VAE
   pullback, Stein, Tangential). Construction refuses the fields for
@@ -61,14 +62,15 @@ import warnings
 import torch
 from torch import Tensor
 
+from .checks import is_real
 from .geometry import Eigenpairs, eigenpairs, intrinsic_dimension, lowrank_apply, lowrank_inner, spectral_apply
 from .landing import land
 from .manifold_cache import cache_bypassed, cache_entry, cache_hit, field_settings, forward_mode, vmapped
-from .manifold_checks import CheckedManifold, check_decomposition
+from .manifold_checks import CheckedManifold, check_decomposition, check_tangent_dim
 from .metrics.base import CoMetricField, as_points, check_count, check_scalar
-from .metrics.field_checks import check_full_space, check_landing, not_low_rank
-from .metrics.knn import KNNCDC
+from .metrics.field_checks import check_full_space, check_landing
 from .metrics.learned import LearnedCDC
+from .model_file import _load_model
 from .models import MetricModel, check_data_shape
 from .precision import full_precision
 from .types import Shape
@@ -92,11 +94,14 @@ class LearnedDataManifold(CheckedManifold):
             function).
         landing: make ``projx`` the normal-only landing projection and land after every ``retr`` (low-rank
             fields with a denoiser).
-        tangent_dim: for ``δ = 0`` (and for landing's normal space), the top-``d`` eigenvectors, ``d`` at most
-            ``D`` and the factor's rank ``r`` (checked here where the field tells its rank, a `LearnedCDC`'s or a
-            `KNNCDC`'s ``k``, else at the first query); ``None`` uses each point's gap-rule dimension (SPEC §5),
-            which is scale-free and needs no threshold (a warning, at the 1st, 2nd, 4th, … decomposition, names
-            points where it drops an eigenvalue above ``0.25 λ₁``: pass the true dimension there). With ``δ > 0``
+        tangent_dim: for ``δ = 0`` (and for landing's normal space), the top-``d`` eigenvectors, ``d`` an integer
+            (an int, a NumPy integer or a 0-d integer tensor; stored as the int) at most ``D`` and the factor's rank
+            ``r`` (checked here where the field tells its rank, a `LearnedCDC`'s or a `KNNCDC`'s ``k``, else at the
+            first query); a ``d`` that splits a cluster of eigenvalues (``λ_{d+1}/λ_d`` above 0.5 at the median
+            point, `dimension.CLUSTER_RATIO`) gets a warning at the 1st, 2nd, 4th, … decomposition. ``None`` uses
+            each point's gap-rule dimension (SPEC §5), which is scale-free and needs no threshold (a warning, at the
+            same decompositions, names points where it drops an eigenvalue above ``0.25 λ₁``: pass the true
+            dimension there; one at or below ``0.25 λ₁`` is dropped silently, `dimension.DROPPED_LIMIT`). With ``δ > 0``
             and no landing it acts only in `curvature` and the flows' and geodesics' ``landing=True`` (a warning says
             so).
         landing_tol: landing stops when the normal correction is below ``landing_tol · σ`` plus the rounding
@@ -140,12 +145,14 @@ class LearnedDataManifold(CheckedManifold):
     ):
         super().__init__()
         if isinstance(source, CoMetricField):
-            if not isinstance(delta, (int, float)) or isinstance(delta, bool):
+            if not is_real(delta):
                 raise TypeError(f"delta must be a number, got {type(delta).__name__}")
             if sigma is not None or delta:
                 raise ValueError("sigma and delta belong to the field when a field is given; set them there")
             field = source
         elif isinstance(source, (MetricModel, str, os.PathLike)):
+            if not isinstance(source, MetricModel):  # the file's cautions point at the caller's line
+                source = _load_model(source, "cpu", default_sigma=sigma is None, stacklevel=3)
             field = LearnedCDC(source, sigma, delta=delta)
         else:
             raise TypeError(f"expected a model file path, a MetricModel or a CoMetricField, "
@@ -168,14 +175,7 @@ class LearnedDataManifold(CheckedManifold):
                              f"the field expects D = {field.dim}")
         self.data_shape = tuple(shape)
         self.ndim = len(self.data_shape)
-        if tangent_dim is not None:
-            if not field.low_rank:
-                raise ValueError(f"tangent_dim applies to low-rank fields only; {not_low_rank(field)}")
-            check_count(tangent_dim, "tangent_dim", high=field.dim)
-            rank = field.k if isinstance(field, KNNCDC) else getattr(field, "rank", None)  # (LearnedCDC's)
-            if isinstance(rank, int) and tangent_dim > rank:
-                raise ValueError(f"tangent_dim = {tangent_dim} exceeds the rank r = {rank} of the field's factor "
-                                 f"({type(field).__name__}): its tangent spaces have at most {rank} dimensions")
+        tangent_dim = check_tangent_dim(field, tangent_dim)  # (the int: a NumPy or 0-d tensor integer converted)
         check_landing(field, landing)
         check_full_space(field)
         landing = bool(landing)
@@ -208,8 +208,9 @@ class LearnedDataManifold(CheckedManifold):
         dtype = points[0].dtype
         for t in points[1:]:
             dtype = torch.promote_types(dtype, t.dtype)
-        try:
-            shape = torch.broadcast_shapes(*(t.shape for t in points))
+        try:  # (equal shapes, an optimiser's case, skip torch.broadcast_shapes: a quarter of a cached proju)
+            shape = points[0].shape if all(t.shape == points[0].shape for t in points) else \
+                torch.broadcast_shapes(*(t.shape for t in points))
         except RuntimeError:
             given = ", ".join(f"{n} {tuple(t.shape)}" for t, n in zip(points, names, strict=False))
             raise ValueError(f"the batch shapes of {given} do not broadcast against each other") from None

@@ -4,9 +4,15 @@ one clear error for non-tensors, and what a point on the manifold and a tangent 
 A point: the right shape (the last axes the data shape) and finite; with landing also a fixed point of ``projx``.
 A tangent vector: the right shape, finite, and unchanged by ``proju`` (every vector for ``δ > 0``).
 
-`check_decomposition` is the manifold's one look at a decomposition of the factor (once per cache entry, so a
-cached call costs nothing more): a factor that is not finite at finite points, and gap-rule directions that drop a
-real direction of the field (`learned_manifold.dimension.warn_if_dropping`).
+`check_decomposition` is the manifold's one look at a decomposition of the factor (one host sync): a factor that is
+not finite at finite points, gap-rule directions that drop a real direction of the field
+(`learned_manifold.dimension.warn_if_dropping`), and a given ``tangent_dim`` that splits a cluster of eigenvalues
+(`learned_manifold.dimension.warn_if_splitting`). It runs at the manifold's 1st, 2nd, 4th, 8th, … decomposition
+(`LearnedDataManifold._factor_and_pairs_at`), not at every one: a problem that appears only at other
+decompositions (a factor NaN at the points of the 3rd query alone) is not named; one that persists is. A cached call
+costs nothing more.
+
+`check_tangent_dim` is the construction's check of ``tangent_dim``.
 """
 
 from __future__ import annotations
@@ -17,11 +23,21 @@ import geoopt  # type: ignore[import-untyped]  # (geoopt ships no py.typed)
 import torch
 from torch import Tensor
 
-from .dimension import DROPPED_LIMIT, dropped_share, intrinsic_dimension, warn_if_dropping
+from .dimension import (
+    DROPPED_LIMIT,
+    dropped_share,
+    intrinsic_dimension,
+    split_ratio,
+    warn_if_dropping,
+    warn_if_splitting,
+)
 from .geometry import Eigenpairs
+from .metrics.base import CoMetricField, check_count
 from .metrics.factor_checks import FactorContractError
+from .metrics.field_checks import not_low_rank
+from .metrics.knn import KNNCDC
 
-__all__ = ["CheckedManifold", "check_decomposition"]
+__all__ = ["CheckedManifold", "check_decomposition", "check_tangent_dim"]
 
 _DELTA0_METHODS = "LearnedDataManifold's proju, egrad2rgrad, inner and norm (delta = 0)"
 
@@ -102,13 +118,17 @@ class CheckedManifold(geoopt.Manifold):
 def check_decomposition(field_name: str, xf: Tensor, pairs: Eigenpairs, tangent_dim: int | None, *,
                         stacklevel: int) -> None:
     """Warn about the eigenpairs ``pairs`` (values ``(B, r)``) of a field's factor at the flat points ``xf``
-    ``(B, D)``, at most once per decomposition (the caller keeps a flag on its cache entry and checks its 1st, 2nd,
-    4th, … decomposition):
+    ``(B, D)``. The caller decides when: `LearnedDataManifold` checks its 1st, 2nd, 4th, 8th, … decomposition
+    (and each at most once: a flag on its cache entry), so a problem seen only at other decompositions is missed.
 
     * a ``RuntimeWarning`` where the factor is NaN/inf at finite points (D5: ``inner``, ``proju``, ``retr`` are
       NaN in those rows; rows of ``xf`` that are already NaN give NaN silently, SPEC §5 per-row behaviour);
     * with ``tangent_dim`` not given, `warn_if_dropping` where the gap rule's directions drop an eigenvalue above
-      `dimension.DROPPED_LIMIT` ``· λ₁`` (a full-rank or anisotropic field whose weaker directions are real).
+      `dimension.DROPPED_LIMIT` ``· λ₁`` (a full-rank or anisotropic field whose weaker directions are real; one at
+      or below it is dropped silently);
+    * with ``tangent_dim`` given, `warn_if_splitting` (a ``RuntimeWarning``) where it splits a cluster of
+      eigenvalues: ``λ_{d+1} / λ_d`` above `dimension.CLUSTER_RATIO` at the median finite point, as `curvature`
+      warns (the kept directions are an arbitrary part of the cluster).
 
     ``stacklevel`` is that of the caller's caller (the user's frame) as seen from here. One host sync (more only
     where it warns).
@@ -117,18 +137,53 @@ def check_decomposition(field_name: str, xf: Tensor, pairs: Eigenpairs, tangent_
     finite = torch.isfinite(xf.detach()).all(-1)
     bad = ~torch.isfinite(values).all(-1) & finite
     counts = [bad.sum(), finite.sum()]
-    if tangent_dim is None and values.numel():  # (the pre-check of warn_if_dropping, in the same sync)
+    if values.numel() and tangent_dim is None:  # (the pre-check of warn_if_dropping, in the same sync)
         counts.append((dropped_share(values, intrinsic_dimension(values)) > DROPPED_LIMIT).sum())
-    n_bad, n_finite, *dropping = torch.stack(counts).tolist()
+    elif values.numel() and tangent_dim <= values.shape[-1]:  # (the median of warn_if_splitting, in the same sync)
+        ratio = split_ratio(values, tangent_dim)
+        counts.append(torch.where(finite & ~bad, ratio, float("nan")).nanmedian())
+    n_bad, n_finite, *more = torch.stack([c.to(torch.float64) for c in counts]).tolist()
     if n_bad:
         rows = bad.nonzero().squeeze(-1).tolist()
         shown = ", ".join(str(i) for i in rows[:5]) + (", ..." if len(rows) > 5 else "")
-        warnings.warn(f"{field_name}.factor is NaN or inf at {n_bad} of {n_finite} finite points (rows "
+        warnings.warn(f"{field_name}.factor is NaN or inf at {int(n_bad)} of {int(n_finite)} finite points (rows "
                       f"{shown}): LearnedDataManifold's inner, proju, egrad2rgrad and retr are NaN there (the other "
                       "rows are unaffected); no tangent_dim helps: the field is undefined at those points",
                       RuntimeWarning, stacklevel=stacklevel)
-    if dropping and dropping[0]:
+    if more and tangent_dim is None and more[0]:
         warn_if_dropping(values, intrinsic_dimension(values), _DELTA0_METHODS, stacklevel=stacklevel + 1)
+    elif more and tangent_dim is not None:
+        warn_if_splitting(more[0], tangent_dim, values[finite & ~bad], "the tangent space that proju, egrad2rgrad, "
+                          "inner and retr keep is an arbitrary part of that cluster, set by the noise in the field's "
+                          "eigenvalues: if tangent_dim is the data's dimension, the field has not learned the data "
+                          "at these points (a model its training checks distrusted, or points off the data)",
+                          given=True, stacklevel=stacklevel + 1)
+
+
+def check_tangent_dim(field: CoMetricField, tangent_dim: object) -> int | None:
+    """``tangent_dim`` as an ``int`` (``None`` stays ``None``): an integer (Python's, NumPy's or a 0-d integer
+    tensor, e.g. ``M.intrinsic_dimension(x).max()``) in ``1..D`` and at most the rank of the field's factor where
+    the field tells it (a `LearnedCDC`'s ``rank``, a `KNNCDC`'s ``k``; else `LearnedDataManifold` checks it at the
+    first query), for a low-rank field. Stored as the ``int``, so every method sees what ``tangent_dim=2`` gives.
+
+    Raises:
+        ValueError: naming ``tangent_dim``: not an integer (a float, a bool, a tensor that is not a 0-d integer
+            one), out of range, above the rank, or given for a field that is not low-rank.
+    """
+    if tangent_dim is None:
+        return None
+    if isinstance(tangent_dim, Tensor) and (tangent_dim.ndim or tangent_dim.dtype == torch.bool
+                                            or tangent_dim.is_floating_point() or tangent_dim.is_complex()):
+        raise ValueError(f"tangent_dim must be an integer (an int, a NumPy integer or a 0-d integer tensor), got a "
+                         f"tensor of shape {tuple(tangent_dim.shape)} and dtype {tangent_dim.dtype}")
+    if not field.low_rank:
+        raise ValueError(f"tangent_dim applies to low-rank fields only; {not_low_rank(field)}")
+    dim = check_count(tangent_dim, "tangent_dim", high=field.dim)  # type: ignore[arg-type]  # (checked there)
+    rank = field.k if isinstance(field, KNNCDC) else getattr(field, "rank", None)  # (LearnedCDC's)
+    if isinstance(rank, int) and dim > rank:
+        raise ValueError(f"tangent_dim = {dim} exceeds the rank r = {rank} of the field's factor "
+                         f"({type(field).__name__}): its tangent spaces have at most {rank} dimensions")
+    return dim
 
 
 def _require_tensors(**tensors: object) -> None:

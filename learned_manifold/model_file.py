@@ -30,7 +30,6 @@ the sixth round of outside testing) is version 1 with the checksum and the confi
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -44,6 +43,8 @@ from safetensors.torch import save as st_save
 from torch import Tensor
 
 from .atomic_write import _as_path, atomic_write_bytes, file_kind
+from .model_checksum import CHECKSUM_KEY, checksum
+from .model_checksum import verify_checksum as _verify_checksum
 from .model_file_notes import ModelFileWarning, version_problem, warn_cautions
 from .models import MetricModel, ModelConfig
 
@@ -69,21 +70,6 @@ MAX_FILE_BYTES = 16 * 2**30  # 16 GiB: far above any model of SPEC §9 (the FFHQ
 MAX_HEADER_BYTES = 100 * 2**20  # 100 MB of JSON header
 _DTYPES = {"F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32, "F64": torch.float64}
 _METADATA_KEYS = ("format", "version", "config", "extra")
-CHECKSUM_KEY = "sha256"  # optional: files written before it have none
-
-
-def checksum(metadata: dict[str, str], tensors: dict[str, Tensor]) -> str:
-    """SHA-256 (hex) of a file's ``config`` and ``extra`` metadata strings and of every tensor (name, dtype,
-    shape and bytes, in name order): what `save_model`/`save_vae` store under ``sha256`` and loading checks."""
-    h = hashlib.sha256()
-    for key in ("config", "extra"):
-        h.update(metadata[key].encode() + b"\0")
-    for name in sorted(tensors):
-        t = tensors[name].detach().to("cpu").contiguous()
-        h.update(f"{name}|{t.dtype}|{list(t.shape)}\0".encode())
-        if t.numel():
-            h.update(t.reshape(-1).view(torch.uint8).numpy())
-    return h.hexdigest()
 
 
 class ModelFileError(ValueError):
@@ -241,13 +227,6 @@ def _check_metadata_keys(reader: _Reader, metadata: dict, keys: tuple[str, ...],
                            f"{CHECKSUM_KEY!r} since files carry a checksum)")
 
 
-def _verify_checksum(reader: _Reader, metadata: dict, tensors: dict[str, Tensor]) -> None:
-    stored = metadata.get(CHECKSUM_KEY)
-    if stored is not None and checksum(metadata, tensors) != stored:
-        raise reader.error("is corrupted: its contents do not match the SHA-256 checksum written with them (a "
-                           "byte of the weights or metadata changed since it was saved); it was not loaded")
-
-
 def _read_config(reader: _Reader, metadata: dict) -> tuple[ModelConfig, dict]:
     """Metadata schema → (validated config, extra)."""
     if metadata.get("format") == "learned-manifold-vae":  # vae_file.VAE_FORMAT (that module imports this one)
@@ -356,8 +335,9 @@ def load_model(path: str | os.PathLike, *, map_location: str | torch.device = "c
         The model in eval mode with frozen parameters.
 
     Warns:
-        ModelFileWarning: the file is a checkpoint of an unfinished run (``"complete": false``), or its default
-            σ was chosen by the eigengap rule of versions before the ``σ ≤ s/2`` rule and lies above ``s/2``
+        ModelFileWarning: the file is a checkpoint of an unfinished run (``"complete": false``), its default
+            σ was chosen by the eigengap rule of versions before the ``σ ≤ s/2`` rule and lies above ``s/2``, or
+            the checks at the end of its training did not trust it (its stored ``validation``: `untrusted_note`)
             (`learned_manifold.model_file_notes`); each message names the file and what to do.
 
     Raises:

@@ -1,15 +1,18 @@
 """What a model file's metadata says about using it: which format versions this library reads, and the cautions
-`load_model` warns about (`ModelFileWarning`) and ``learned-manifold info`` prints: a mid-run checkpoint, and a
-default bandwidth chosen by a σ rule that has since been replaced (SPEC §8)."""
+`load_model` warns about (`ModelFileWarning`) and ``learned-manifold info`` prints: a mid-run checkpoint, a
+default bandwidth chosen by a σ rule that has since been replaced (SPEC §8), and a model its training checks did
+not trust (`untrusted_note`)."""
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import shlex
 import warnings
 
-__all__ = ["LOCAL_SIGMA", "ModelFileWarning", "incomplete_note", "stale_sigma_note", "version_problem",
-           "warn_cautions"]
+__all__ = ["EXPLODED_EIGENVALUE", "LOCAL_SIGMA", "ModelFileWarning", "incomplete_note", "stale_sigma_note",
+           "untrusted_note", "version_problem", "warn_cautions"]
 
 LOCAL_SIGMA = 0.5
 """Today's default-σ rule keeps to ``σ ≤ LOCAL_SIGMA · s`` where the training range holds such a bandwidth
@@ -20,8 +23,9 @@ _OLD_RULE = "clearest mean eigengap"  # the eigengap rule's words; from db6152c 
 
 
 class ModelFileWarning(UserWarning):
-    """A model file that loads but is to be used with care: a checkpoint of an unfinished training run, or a
-    default bandwidth chosen by a σ rule since replaced (`incomplete_note`, `stale_sigma_note`).
+    """A model file that loads but is to be used with care: a checkpoint of an unfinished training run, a
+    default bandwidth chosen by a σ rule since replaced, or a model its training checks did not trust
+    (`incomplete_note`, `stale_sigma_note`, `untrusted_note`).
 
     Example:
         >>> import os, tempfile, warnings
@@ -86,11 +90,62 @@ def stale_sigma_note(config: dict, scale: float) -> str | None:
             f"sigma=...) (`learned-manifold info MODEL --data DATA` checks the model on data), or train again")
 
 
+EXPLODED_EIGENVALUE = 1e6
+"""A factor eigenvalue (the self-consistency check's ``factor_top_eigenvalues``) above which the run diverged: the
+value of `learned_manifold_training.validation.EXPLODED_EIGENVALUE` (where its reasons are given), repeated here
+because the library does not import the training package (a test keeps the two equal)."""
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def untrusted_note(path: os.PathLike | str, extra: dict) -> str | None:
+    """Why the checks at the end of the model's training did not trust it, in a few words (the first of the reasons
+    `learned_manifold_training.validation.distrust` gives from the same stored ``extra["validation"]``, and the
+    verdict ``learned-manifold info`` prints), pointing to ``learned-manifold info`` for the figures; ``None`` for
+    a model the checks trusted or a file that holds no verdict (written by `save_model` without one, or before the
+    checks). The reasons, in `distrust`'s order: the self-consistency check failed (``trusted`` false, or an
+    ``outside_eigenvalue`` above today's `diagnostics.OUTSIDE_THRESHOLD`, as ``info`` re-reads older files), the
+    factor's eigenvalues exploded (above `EXPLODED_EIGENVALUE`, or not finite at any place: training diverged), the
+    neighbour check distrusted the model (``trusted`` false). A neighbour check without a verdict (``informative``
+    false: too few points, or neighbours that never denoised) is no distrust: the trainer said so when it ran, and
+    loading stays silent on it. A spiral model the neighbour check
+    distrusted gave a geodesic straight across the gap between two turns, reported converged (tester C, s30)."""
+    from .diagnostics import OUTSIDE_THRESHOLD  # here: diagnostics imports the metrics, which import this module
+
+    validation = extra.get("validation")
+    if not isinstance(validation, dict):
+        return None
+    reasons = []
+    check = validation.get("self_consistency")
+    if isinstance(check, dict):
+        outside = check.get("outside_eigenvalue")
+        if check.get("trusted") is False or (_number(outside) and outside > OUTSIDE_THRESHOLD):
+            reasons.append("its factor and denoiser disagree (self-consistency check)")
+        tops = check.get("factor_top_eigenvalues")
+        if isinstance(tops, list) and tops and all(_number(v) for v in tops):
+            worst = next((v for v in tops if not math.isfinite(v)), max(tops))  # NaN or inf anywhere: diverged
+            if not math.isfinite(worst) or worst > EXPLODED_EIGENVALUE:
+                reasons.append(f"training diverged (factor eigenvalues up to {worst:.3g})" if math.isfinite(worst)
+                               else f"training diverged (factor eigenvalues not finite: {worst})")
+    near = validation.get("neighbour_check")
+    if isinstance(near, dict) and near.get("informative") is not False and near.get("trusted") is False:
+        reasons.append("it disagrees with an estimate from the training points' neighbours (neighbour check)")
+    if not reasons:
+        return None
+    more = f" (and {len(reasons) - 1} more)" if len(reasons) > 1 else ""
+    hint = shlex.join(["learned-manifold", "info", os.fspath(path)])
+    return (f"was not trusted by the checks at the end of its training: {reasons[0]}{more}; its tangent spaces, "
+            f"dimensions and geodesics may be wrong. `{hint}` says why")
+
+
 def warn_cautions(path: os.PathLike | str, config: dict, extra: dict, scale: float, *, default_sigma: bool,
                   stacklevel: int) -> None:
     """One `ModelFileWarning` per caution of the file at ``path`` (`incomplete_note`; `stale_sigma_note` only
-    where the caller uses the file's default σ, ``default_sigma``), each naming the file."""
-    notes = [incomplete_note(extra), stale_sigma_note(config, scale) if default_sigma else None]
+    where the caller uses the file's default σ, ``default_sigma``; `untrusted_note`), each naming the file."""
+    notes = [incomplete_note(extra), stale_sigma_note(config, scale) if default_sigma else None,
+             untrusted_note(path, extra)]
     for note in notes:
         if note is not None:
             warnings.warn(f"{os.fspath(path)!r} {note}", ModelFileWarning, stacklevel=stacklevel + 1)

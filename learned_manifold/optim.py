@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 import geoopt
 import torch
 
+from .checks import is_real
 from .metrics.base import check_count, check_scalar
 
 __all__ = ["RiemannianAdam", "RiemannianSGD"]
@@ -64,6 +65,8 @@ class _BoundGroups:
         if isinstance(param_group, dict):  # (else torch's own TypeError)
             given = {k: v for k, v in param_group.items() if k in _OPTION_CHECKS}
             _check_options(f"parameter group {len(getattr(self, 'param_groups', []))}: ", **given)
+            if "betas" in given:
+                param_group = {**param_group, "betas": tuple(float(b) for b in given["betas"])}
         manifold = getattr(self, "_default_manifold", None)
         params = param_group["params"]
         if manifold is not None and not isinstance(params, set):  # (a set: torch's own TypeError)
@@ -90,7 +93,7 @@ def _check_momentum(value: object, name: str) -> None:
 
 def _check_betas(value: object, name: str) -> None:
     if not (isinstance(value, (tuple, list)) and len(value) == 2
-            and all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in value)):
+            and all(is_real(b) and 0 <= b < 1 for b in value)):
         raise ValueError(f"{name} must be two numbers in [0, 1), got {value!r}")
 
 
@@ -253,6 +256,7 @@ class RiemannianAdam(_BoundGroups, geoopt.optim.RiemannianAdam):
         unknown = sorted(set(unsupported) - set(_IGNORED_BY_GEOOPT_ADAM))
         if unknown:
             raise TypeError(f"unexpected options {unknown}")
+        betas = (float(betas[0]), float(betas[1]))  # NumPy scalars too: torch's Adam takes floats or tensors
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                          stabilize=stabilize)
         _bind(self, manifold)

@@ -8,13 +8,16 @@ it sets one), or in the field's own metric for other fields (`reporting_metric`,
 from __future__ import annotations
 
 import math
+import operator
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import numpy as np
 import torch
 from torch import Tensor
 
+from .checks import is_real
 from .dimension import warn_if_dropping
 from .geometry import eigenpairs, intrinsic_dimension, lowrank_apply, lowrank_solve, spectral_apply
 from .metrics.base import CoMetricField, as_field
@@ -52,13 +55,19 @@ def tangent_dim_of(field_or_manifold: object) -> int | None:
 
 
 def resolve_tangent_dim(field_or_manifold: object, tangent_dim: object) -> int | None:
-    """The ``tangent_dim`` lengths are reported with: the given one (an int ``≥ 1``), else the manifold's own
-    (`tangent_dim_of`), else ``None`` (the gap rule). A given one that differs from the manifold's is refused."""
+    """The ``tangent_dim`` lengths are reported with: the given one (an integer ``≥ 1``: anything `operator.index`
+    takes, NumPy's included, not a bool; returned as an ``int``), else the manifold's own (`tangent_dim_of`), else
+    ``None`` (the gap rule). A given one that differs from the manifold's is refused."""
     if tangent_dim is not None:
-        if isinstance(tangent_dim, bool) or not isinstance(tangent_dim, int):
+        try:
+            number = None if isinstance(tangent_dim, (bool, np.bool_)) else operator.index(tangent_dim)
+        except TypeError:
+            number = None
+        if number is None:
             raise TypeError(f"tangent_dim must be an int or None, got {type(tangent_dim).__name__}")
-        if tangent_dim < 1:
-            raise ValueError(f"tangent_dim must be >= 1 (the field's tangent dimension) or None, got {tangent_dim}")
+        if number < 1:
+            raise ValueError(f"tangent_dim must be >= 1 (the field's tangent dimension) or None, got {number}")
+        tangent_dim = number
     own = tangent_dim_of(field_or_manifold)
     if tangent_dim is not None and own is not None and tangent_dim != own:
         raise ValueError(f"tangent_dim={tangent_dim} conflicts with the manifold's own tangent_dim={own}: leave "
@@ -68,11 +77,16 @@ def resolve_tangent_dim(field_or_manifold: object, tangent_dim: object) -> int |
 
 def check_tangent_rank(field: CoMetricField, tangent_dim: int | None, x: Tensor) -> None:
     """Refuse a ``tangent_dim`` above the rank ``r`` of a low-rank ``field``'s factor at the point ``x[0]`` of
-    ``(B, D)`` (where the tangent bundle, `reporting_metric`, would keep more directions than ``G`` has)."""
-    if tangent_dim is None or not field.low_rank or field.delta != 0 or x.shape[0] == 0:
+    ``(B, D)`` (where the tangent bundle, `reporting_metric`, or landing's normals would keep more directions than
+    ``G`` has), for every ``δ``: with ``δ > 0`` a ``tangent_dim = 7`` on a rank-2 field was accepted and ignored.
+    For a full-rank field ``r = D``. One factor call at ``x[:1]``, the points the caller evaluates anyway."""
+    if tangent_dim is None or x.shape[0] == 0:
         return
-    with torch.no_grad():
-        r = eigenpairs(field.factor(x[:1])).values.shape[-1]
+    if field.low_rank:
+        with torch.no_grad():
+            r = eigenpairs(field.factor(x[:1])).values.shape[-1]
+    else:
+        r = x.shape[-1]
     if tangent_dim > r:
         raise ValueError(f"tangent_dim = {tangent_dim} exceeds the rank r = {r} of the field's factor "
                          f"({type(field).__name__}): the learned tangent bundle has at most r directions; pass "
@@ -126,7 +140,8 @@ def regularising_delta(field: CoMetricField, x0: Tensor, x1: Tensor) -> Tensor:
 
 
 def check_delta(delta: object) -> float:
-    if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not math.isfinite(delta) or delta < 0:
+    """``delta`` as a float: any finite real number ``≥ 0`` (`checks.is_real`, ``np.float32`` included)."""
+    if not is_real(delta) or not math.isfinite(delta) or delta < 0:
         raise ValueError(f"delta must be a finite number >= 0 or None, got {delta!r}")
     return float(delta)
 
@@ -258,12 +273,16 @@ def polyline_lengths(path: Tensor, field: CoMetricField | object | None = None, 
     (`path_energies.segments_per_call`), so its memory does not grow with ``T``. On the gap rule's directions
     (no ``tangent_dim``: given, or a manifold's, `resolve_tangent_dim`) it warns where they drop real directions of
     the field (`warn_dropped`); a ``tangent_dim`` above the factor's rank is refused (`check_tangent_rank`), not read
-    as NaN. ``stacklevel``:
+    as NaN. A path not of shape ``(B, T, D)`` is refused (``ValueError``), a one-point path has length 0.
+    ``stacklevel``:
     the warning's, as ``warnings.warn``'s would be here (2: the caller; a public function calling this passes
     more, so that the warning points at its own caller).
     """
+    if not isinstance(path, Tensor) or path.ndim != 3 or path.shape[1] == 0:
+        got = tuple(path.shape) if isinstance(path, Tensor) else type(path).__name__
+        raise ValueError(f"path must have shape (B, T, D) with T >= 1, got {got}")
     euclid = (path[:, 1:] - path[:, :-1]).norm(dim=-1).sum(-1)
-    if field is None or path.shape[0] == 0:
+    if field is None or path.shape[0] == 0 or path.shape[1] == 1:  # one point: no segment, length 0 in any metric
         return euclid, None if field is None else euclid.clone()
     metric, tangent_dim = as_field(field), resolve_tangent_dim(field, tangent_dim)
     check_tangent_rank(metric, tangent_dim, path[:, 0])  # a configuration error: raised, not hidden as NaN
@@ -273,7 +292,8 @@ def polyline_lengths(path: Tensor, field: CoMetricField | object | None = None, 
             length = path_energy(own, path)[1]
     except FactorContractError:  # a mistake in the field itself, named by its own message
         raise
-    except (ValueError, NotImplementedError):  # a metric undefined here (a score Jacobian at δ = 0) or not at all
+    except (ValueError, NotImplementedError):  # the field's metric undefined here (a score Jacobian at δ = 0) or not
+        # at all; the path's own shape was checked above, so this is the field's refusal, not a mistake in the call
         return euclid, torch.full_like(euclid, float("nan"))
     warn_dropped(seen, "the reported metric lengths (metric_length, regularised.polyline_lengths)",
                  stacklevel=stacklevel + 2)

@@ -4,9 +4,12 @@ A hint must admit every input the documentation promises and the runtime takes (
 ``py.typed``, so type checkers hold users to these hints):
 
 * `TensorOrArray`: points given as a tensor or a NumPy array (`geodesic`, `interpolate`, `gradient_flow` convert
-  arrays with ``torch.from_numpy``; `KNNCDC` with ``torch.as_tensor``).
+  arrays with ``torch.from_numpy``, and nested lists of numbers with ``torch.as_tensor`` too; `KNNCDC` with
+  ``torch.as_tensor``).
 * `Shape`: a point's shape as a tuple or a list of positive integers (``checks.check_data_shape``).
 * `Count`: an integer, Python's or NumPy's (anything ``operator.index`` takes; bools are refused at run time).
+* Real-valued options (bandwidths, tolerances, ``t_end``, ``lr``) are hinted ``float`` but take any ``numbers.Real``
+  (NumPy's ``np.float32`` included; bools refused, a non-number a ``ValueError``: ``checks.is_real``).
 * `FieldLike`: a `CoMetricField`, or an object holding one as ``.field`` (`LearnedDataManifold`), which is what
   ``metrics.base.as_field`` accepts.
 

@@ -36,7 +36,7 @@ from learned_manifold.models import LOSSES, SAMPLER_NAMES
 from learned_manifold.precision import PRECISIONS
 from learned_manifold.unet import UNET_PRESETS
 
-from . import cli_show, vae_cli
+from . import cli_console, cli_show, vae_cli
 from .cli_console import compile_cache_hint, out_of_memory, out_of_memory_advice, sigterm_as_interrupt, tolerant_stdout
 from .cli_data import add_layout_arg, as_num_points, point_count, read_data
 from .config import BACKBONE_CHOICES, TRAIN_INPUT_SCALINGS, TrainConfig
@@ -74,7 +74,8 @@ def _auto_or(kind: type) -> Callable[[str], object]:
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", help="a .npy/.npz/.pt file of shape (N, ...) (images (N, H, W), (N, C, H, W) or "
-                                "(N, H, W, C) as stored, e.g. uint8; a .npz/.pt entry 'labels' is kept apart), a "
+                                "(N, H, W, C) as stored, e.g. uint8; a .npz/.pt entry 'labels' (integers or text) is "
+                                "kept apart; a scipy.sparse.save_npz matrix is read dense), a "
                                 "folder of PNG/JPEG files (class sub-folders give labels), an MNIST IDX file (.gz or "
                                 "not), or a built-in name (circle, sphere, sphere8, torus, swiss_roll, union, digits, "
                                 "blobs, blobs:SIDE)")
@@ -292,7 +293,7 @@ def _training_data(args: argparse.Namespace):
 
 def _train(args: argparse.Namespace, argv: list[str]) -> int:
     from .trainer import train
-    from .validation import distrust
+    from .validation import distrust, exploded
 
     config = _config(args)  # every check that needs no data, before the data are read
     resolve_device(args.device, name="--device")
@@ -360,8 +361,10 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
         v["neighbour_check"] = {k: val for k, val in v["neighbour_check"].items() if k != "denoising"}
     print(f"wrote {args.out} ({result.samples_per_second:,.0f} samples/s); validation: {json.dumps(v)}")
     for reason in distrust(v):
-        print(f"warning: {reason}; `learned-manifold info {args.out} --data {args.data}` shows the spectra and why",
-              file=sys.stderr)
+        print(f"warning: {reason}; `{shlex.join(['learned-manifold', 'info', args.out, '--data', args.data])}` shows "
+              f"the spectra and why", file=sys.stderr)
+    if exploded(v.get("self_consistency")) is not None:  # a diverged run is an error (module docstring); its file
+        return 2  # stays for `info`, which says the same
     return 0
 
 
@@ -383,9 +386,11 @@ def _rank0_refused(refusal: OutputError | None) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``learned-manifold`` console script; returns the exit status (0, 2 or 130)."""
+    console = argv is None  # the console script: each warning as one line (after parsing: argparse may exit)
     argv = list(sys.argv[1:] if argv is None else argv)
     tolerant_stdout()
     args = build_parser().parse_args(argv)
+    restore_warnings = cli_console.one_line_warnings() if console else None
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, sigterm_as_interrupt) if in_main_thread else None
     try:
@@ -435,6 +440,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        if restore_warnings is not None:
+            restore_warnings()
 
 
 if __name__ == "__main__":  # pragma: no cover

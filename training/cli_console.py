@@ -7,11 +7,13 @@ import codecs
 import os
 import sys
 import traceback
+import warnings
+from collections.abc import Callable
 
 import torch
 
-__all__ = ["ASCII_ERRORS", "compile_cache_hint", "out_of_memory", "out_of_memory_advice", "sigterm_as_interrupt",
-           "tolerant_stdout"]
+__all__ = ["ASCII_ERRORS", "compile_cache_hint", "one_line_warnings", "out_of_memory", "out_of_memory_advice",
+           "sigterm_as_interrupt", "tolerant_stdout"]
 
 
 def out_of_memory(err: BaseException) -> bool:
@@ -44,6 +46,28 @@ def out_of_memory_advice(err: BaseException) -> str:
 
 def sigterm_as_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
+
+
+def one_line_warnings() -> Callable[[], None]:
+    """Show every warning as the command's own warnings are shown, ``warning: MESSAGE`` on stderr, instead of
+    Python's ``FILE:LINE: UserWarning: MESSAGE`` and the library's source line (the trainer's σ-range and flat
+    spectrum notes came that way); which warnings show is unchanged (``-W``, ``PYTHONWARNINGS``). Returns the
+    function that restores the previous display. For the console script only: a caller of ``main(argv)`` keeps its
+    own (pytest's records them)."""
+    previous = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        try:
+            print(f"warning: {message}", file=sys.stderr if file is None else file)
+        except (OSError, ValueError):  # stderr closed: as Python's own display, nothing
+            pass
+
+    warnings.showwarning = show
+
+    def restore() -> None:
+        warnings.showwarning = previous
+
+    return restore
 
 
 _ASCII = {"σ": "sigma", "≤": "<=", "≥": ">=", "·": "*", "×": "x", "−": "-", "–": "-", "—": "-", "≈": "~", "…": "...",

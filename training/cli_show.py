@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     if data is None:
         got = read_data(args, args.data)
         data, labels = as_model_points(got.x, model.data_shape, "DATA"), got.labels
-        names = (got.info or {}).get("class_names") if labels is not None else None  # a folder's class folders
+        names = got.class_names if labels is not None else None  # a folder's class folders, a text "labels" entry
     report = run_show(model, data, args.out, labels=labels, n_points=args.num_points, n_pairs=args.pairs,
                       seed=args.seed, data_source=args.data, class_names=names, overwrite=args.overwrite)
     print(f"wrote the pictures and show.json to {args.out}; median dimension {report['median_dimension']:g}")

@@ -240,8 +240,10 @@ class TrainConfig:
             They do not change the training.
 
     Raises:
-        TypeError: a field of the wrong type (e.g. a float number of steps, a bool where a number is expected).
-        ValueError: a field out of range or not finite; the message names the field. Or a setting asked for that
+        TypeError: a field of the wrong type (e.g. a float number of steps, a bool where a flag's True/False or a
+            count is expected).
+        ValueError: a field out of range or not finite, or a real-valued field that is no real number (a bool, a
+            string: `learned_manifold.checks.check_real`); the message names the field. Or a setting asked for that
             the recipe would ignore (`recipe_checks.check_recipe`: e.g. ``factor_ramp`` with a shared trunk).
     """
 

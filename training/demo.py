@@ -23,7 +23,12 @@ from pathlib import Path
 
 import torch
 
-from learned_manifold import LearnedDataManifold, RiemannianAdam, RiemannianSGD, interpolate, load_model
+from learned_manifold import (
+    LearnedDataManifold,
+    RiemannianAdam,
+    RiemannianSGD,
+    interpolate,
+)
 from learned_manifold.evaluation import lerp, path_quality
 from learned_manifold.geodesics import geodesic
 from learned_manifold.geometry import projector_error
@@ -31,7 +36,8 @@ from learned_manifold.model_file import atomic_write_bytes
 from learned_manifold.plotting import plot_paths, plot_spectrum, plot_tangent_frames
 
 from .data import get_dataset
-from .outputs import irregular_entry, named_entries, nearest_existing
+from .outputs import irregular_entry, named_entries, nearest_existing, probe_writable
+from .result import load_judged
 from .show import SHOW_FILES, is_strip
 from .trainer import TrainConfig, train
 from .validation import distrust
@@ -77,6 +83,9 @@ def _optimise(make_opt, x0: torch.Tensor, c: torch.Tensor, steps: int, manifold)
     return maximise_linear(p, make_opt(p), c, steps, manifold)
 
 
+DEFAULT_OUT = "demo-output"
+"""The demo's output folder where ``--out`` is not given: a folder of that name in the current folder."""
+
 DEMO_TAG = {"written_by": "learned-manifold demo"}
 """Stored in a demo model's ``"data"`` metadata: a later demo run into the same folder may replace that file only."""
 
@@ -100,15 +109,23 @@ def demo_files(out_dir: Path) -> list[Path]:
 
 
 def check_demo_folder(out_dir: Path) -> None:
-    """Refuse, before any work, an ``--out`` that is not a folder (or under a file), and a folder holding a file
-    of a name the demo writes (`demo_files`) unless it is the demo's own earlier output: a folder whose
-    ``model.lmm`` a demo wrote (`DEMO_TAG` in its metadata), which the demo replaces whole. One of those names that
-    is not a regular file (a folder, a link) is refused in any folder."""
+    """Refuse, before any work, an ``--out`` that is not a folder (or under a file), one whose folder (or nearest
+    existing parent, where it is to be made) is not writable (named as ``train`` and ``show`` name theirs), and a
+    folder holding a file of a name the demo writes (`demo_files`) unless it is the demo's own earlier output: a
+    folder whose ``model.lmm`` a demo wrote (`DEMO_TAG` in its metadata), which the demo replaces whole. One of
+    those names that is not a regular file (a folder, a link) is refused in any folder."""
     from learned_manifold.model_file import ModelFileError, read_metadata
 
-    what = nearest_existing(out_dir)[1]  # the folder, or the nearest of its parents that exists
+    folder, what = nearest_existing(out_dir)  # the folder, or the nearest of its parents that exists
     if what is not None:
         raise ValueError(f"--out {str(out_dir)!r} {what}, not a folder: choose another --out folder")
+    try:
+        probe_writable(folder, ".demo.")  # as `train` and `show` test theirs (a read-only working folder)
+    except OSError as err:
+        default = (f" (the default: {DEFAULT_OUT!r} in the current folder)"
+                   if os.fspath(out_dir) == DEFAULT_OUT else "")
+        raise ValueError(f"--out {str(out_dir)!r}{default}: the folder {str(folder)!r} is not writable "
+                         f"({err.strerror or err}): choose a writable --out folder") from None
     present = demo_files(out_dir)
     if not present:
         return
@@ -178,7 +195,7 @@ def staged(out_dir: Path) -> Iterator[Path]:
     shutil.rmtree(stage, ignore_errors=True)
 
 
-def run_demo(*, out: str = "demo-output", dataset: str = "torus", n: int = 4000, steps: int = 2500, seed: int = 0,
+def run_demo(*, out: str = DEFAULT_OUT, dataset: str = "torus", n: int = 4000, steps: int = 2500, seed: int = 0,
              device: str = "auto", quick: bool = False) -> dict:
     """Run the demo and return the report (also written to ``OUT/report.json``). ``quick``: at most
     `QUICK_LIMITS` points and steps (a note says so where they cut ``n`` or ``steps``).
@@ -187,9 +204,9 @@ def run_demo(*, out: str = "demo-output", dataset: str = "torus", n: int = 4000,
     interrupted or failed run leaves ``out`` as it was.
 
     Raises:
-        ValueError: ``n`` below `MIN_POINTS`, ``out`` not a folder or holding files of the demo's names that the
-            demo did not write (`check_demo_folder`), a dataset without known geometry, or a setting `TrainConfig`
-            refuses: before anything is written.
+        ValueError: ``n`` below `MIN_POINTS`, ``out`` not a writable folder or holding files of the demo's names
+            that the demo did not write (`check_demo_folder`), a dataset without known geometry, or a setting
+            `TrainConfig` refuses: before anything is written.
     """
     out_dir = Path(out)
     if n < MIN_POINTS:  # before the folder is made (the trainer would refuse them after it)
@@ -227,7 +244,7 @@ def _train_and_report(stage: Path, out_dir: Path, data: torch.Tensor, manifold, 
     # a new model in the staging folder: an earlier demo's model.lmm stays until this run has finished
     result = train(data, config, manifold=manifold, out=model_path, device=device,
                    data_info={"name": dataset, **DEMO_TAG})
-    model = load_model(model_path)
+    model = load_judged(model_path)
     v = result.validation
     random_error = _random_plane_error(manifold.dim, D)
     _say(f"validation at sigma={v['sigma']:.3g}: tangent error {v['tangent_error']:.3f} "

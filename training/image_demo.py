@@ -15,14 +15,14 @@ from pathlib import Path
 
 import torch
 
-from learned_manifold import load_model
 from learned_manifold.evaluation import field_eigenpairs, tangent_error
 from learned_manifold.geometry import intrinsic_dimension
 from learned_manifold.metrics import LearnedCDC
 from learned_manifold.model_file import atomic_write_bytes
 
 from .data import get_image_dataset
-from .demo import DEMO_TAG, check_demo_folder, staged
+from .demo import DEFAULT_OUT, DEMO_TAG, check_demo_folder, staged
+from .result import load_judged
 from .runtime import resolve_device
 from .show import run_show
 from .trainer import TrainConfig, train
@@ -50,7 +50,7 @@ def _say(msg: str) -> None:
     print(f"[demo] {msg}", flush=True)
 
 
-def run_image_demo(*, out: str = "demo-output", dataset: str = "digits", steps: int = 3000, seed: int = 0,
+def run_image_demo(*, out: str = DEFAULT_OUT, dataset: str = "digits", steps: int = 3000, seed: int = 0,
                    device: str = "auto", quick: bool = False, n: int | None = None) -> dict:
     """Train on ``dataset`` (``"digits"`` or ``"blobs"``), draw the pictures into ``out``, return the report.
     ``n``: images (``None``: all 1,797 digits, 4,000 blobs). ``out`` is checked before any work
@@ -91,7 +91,7 @@ def _train_and_draw(stage: Path, out_dir: Path, images, manifold, fit: torch.Ten
     _say(f"training a mean-centred model ({steps} steps, {backbone} backbone) -> {out_dir / 'model.lmm'}")
     result = train(images.x[fit], config, manifold=manifold, out=model_path, device=dev,
                    data_info={**images.metadata(), **DEMO_TAG})
-    model = load_model(model_path)
+    model = load_judged(model_path)  # its verdict is printed below, not warned about a second time
     warnings = distrust(result.validation)
     report: dict = {"dataset": dataset, "images": int(images.x.shape[0]), "steps": steps,
                     "train_seconds": round(result.seconds, 1), "backbone": model.config.arch,

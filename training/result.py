@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
-from learned_manifold.model_file import ModelFileError, load_model, read_metadata
+from learned_manifold.model_file import ModelFileError, ModelFileWarning, load_model, read_metadata
 from learned_manifold.models import MetricModel, ModelConfig
 
 from .config import TrainConfig
 from .outputs import is_complete
 
-__all__ = ["TrainResult", "file_differences", "finished_result"]
+__all__ = ["TrainResult", "file_differences", "finished_result", "load_judged"]
 
 
 @dataclass
@@ -63,7 +64,7 @@ def finished_result(out: Path, cfg: TrainConfig, device: torch.device,
             raise ValueError(f"cannot resume {str(out)!r}: its training state is damaged, and the finished model file "
                              f"holds a run on other data or with other settings ({said}); train again with "
                              "--overwrite (overwrite=True), or restore the training state")
-    return TrainResult(model=load_model(out, map_location=device), path=out, validation=extra.get("validation", {}),
+    return TrainResult(model=load_judged(out, map_location=device), path=out, validation=extra.get("validation", {}),
                        stopped_at=int(extra.get("step", cfg.steps)), precision=extra.get("precision", cfg.precision),
                        precision_probe=extra.get("precision_probe", {}), already_complete=True)
 
@@ -84,3 +85,14 @@ def file_differences(meta: dict, cfg: TrainConfig, mcfg: ModelConfig, num_points
     diff += [(k, extra[k], v) for k, v in (("num_points", num_points), ("seed", cfg.seed))
              if k in extra and extra[k] != v]
     return "; ".join(f"{k}: file {a!r}, now {b!r}" for k, a, b in diff)
+
+
+def load_judged(path: str | Path, map_location: str | torch.device = "cpu") -> MetricModel:
+    """`load_model` of a model whose training verdict the caller prints itself (the demos, which keep it in their
+    report; ``train --resume`` of a finished run, whose command prints `distrust`'s warnings): without the
+    `ModelFileWarning` that the training checks did not trust it, which would repeat them. Every other caution of
+    the file still warns."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r".* was not trusted by the checks at the end of its training",
+                                ModelFileWarning)
+        return load_model(path, map_location=map_location)

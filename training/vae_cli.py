@@ -6,7 +6,9 @@
 
 ``encode`` writes the posterior means of DATA as an ``(N, d)`` float32 ``.npy``, so metric matching runs on the
 latent codes with the ordinary ``learned-manifold train latents.npy --out latent.lmm``. DATA is read exactly as
-``train`` reads it (`cli_data.read_data`; the same ``--num-points``/``--seed`` give the same points). `add_subcommands`
+``train`` reads it (`cli_data.read_data`; the same ``--num-points``/``--seed`` give the same points); where
+``--num-points`` encodes a random subset of a file's or folder's rows, their indices in DATA are written beside the
+codes, ``CODES.rows.npy`` (`rows_path`), so that names, labels or times can be matched to them. `add_subcommands`
 adds both parsers to the main command's subparsers; `run` executes one: every user error is one line on stderr
 and exit status 2, an interrupted training saves a checkpoint, prints the ``--resume`` command and returns 130.
 """
@@ -27,6 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .cli_data import add_layout_arg, as_num_points, point_count, read_data
+from .data.files import _subset
 from .outputs import OutputLock, check_output
 from .runtime import TrainingInterrupted, resolve_device
 from .validation import distrust
@@ -89,7 +92,9 @@ def add_subcommands(subparsers: argparse._SubParsersAction,
     e.add_argument("vae", help="a VAE file written by train-vae")
     e.add_argument("data", help="a .npy/.npz/.pt file or a built-in dataset name, read as train-vae reads it")
     e.add_argument("--out", required=True, help="the .npy file to write (e.g. latents.npy)")
-    e.add_argument("--num-points", type=point_count, default=None, help="as for train-vae")
+    e.add_argument("--num-points", type=point_count, default=None,
+                   help="as for train-vae; a random subset of a file's rows also writes their indices in DATA "
+                        "(0-based, in file order) to OUT's name with .rows.npy")
     e.add_argument("--seed", type=int, default=0, help="as for train-vae (sampling of built-in data sets)")
     e.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     e.add_argument("--overwrite", action="store_true", help="replace an existing --out")
@@ -107,6 +112,32 @@ def _read(args: argparse.Namespace) -> Tensor:
         return read_data(args, args.data, n=args.num_points, seed=args.seed).x
     except ValueError as err:
         raise ValueError(as_num_points(str(err))) from None
+
+
+def rows_path(out: Path) -> Path:
+    """Where ``encode --out CODES.npy`` writes the indices of the rows it encoded: ``CODES.rows.npy``."""
+    return out.with_name(out.name[: -len(out.suffix)] + ".rows.npy")
+
+
+def _encoded_rows(args: argparse.Namespace) -> tuple[Tensor, Tensor | None]:
+    """The points ``encode`` encodes and, where they are a random subset of a file's or folder's rows
+    (``--num-points``), the indices ``(n,)`` of those rows in DATA (int64, 0-based, sorted: file order), drawn as
+    `train-vae` and `train` draw them with the same ``--seed`` (`data.files._subset`); ``None`` for all rows and for a
+    built-in data set (its points are generated, not rows of a file)."""
+    if args.num_points is None or not Path(args.data).exists():
+        return _read(args), None
+    x = read_data(args, args.data).x  # whole: the subset is drawn here, to know its rows
+    try:
+        keep = _subset(x.shape[0], args.num_points, args.seed)
+    except ValueError as err:
+        raise ValueError(as_num_points(str(err))) from None
+    return (x, None) if keep is None else (x[keep], keep)
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()
 
 
 def _resume_command(args: argparse.Namespace) -> str:
@@ -168,19 +199,25 @@ def _encode(args: argparse.Namespace) -> int:
     vae_path = Path(args.vae)
     if out.resolve() == vae_path.resolve() or (out.exists() and vae_path.exists() and os.path.samefile(out, vae_path)):
         raise ValueError(f"--out {str(out)!r} is the VAE file itself; write the codes to another file")
-    check_output(out, overwrite=True, data=args.data)  # not DATA; a writable folder; no link, folder or device
-    if out.exists() and not args.overwrite:
-        raise ValueError(f"{str(out)!r} already exists; replace it with --overwrite")
+    rows = rows_path(out)
+    for path in (out, rows):
+        check_output(path, overwrite=True, data=args.data)  # not DATA; a writable folder; no link, folder or device
+        if path.exists() and not args.overwrite:
+            raise ValueError(f"{str(path)!r} already exists; replace it with --overwrite")
     vae = load_vae(args.vae, map_location=device)
     recorded = read_vae_metadata(args.vae)["extra"].get("validation", {})  # train-vae's verdict, kept in the file
-    data = _read(args)
+    data, keep = _encoded_rows(args)
     data = as_model_points(data, vae.data_shape, "DATA").float()
     codes = encode_data(vae, data.to(device)).cpu().numpy().astype(np.float32)
-    buf = io.BytesIO()
-    np.save(buf, codes, allow_pickle=False)
-    atomic_write_bytes(out, buf.getvalue())
-    print(f"wrote {args.out}: {codes.shape[0]} codes of dimension {codes.shape[1]} (posterior means); train metric "
-          f"matching on them with: learned-manifold train {shlex.quote(str(out))} --out latent.lmm")
+    atomic_write_bytes(out, _npy(codes))
+    if keep is not None:
+        atomic_write_bytes(rows, _npy(keep.numpy().astype(np.int64)))
+    else:  # all rows, in order: an earlier subset's indices (replaced with --overwrite) would no longer hold
+        rows.unlink(missing_ok=True)
+    which = (f" of a random subset of the rows of {args.data}, whose indices (0-based, in file order) are in {rows}"
+             if keep is not None else "")
+    print(f"wrote {args.out}: {codes.shape[0]} codes of dimension {codes.shape[1]} (posterior means){which}; train "
+          f"metric matching on them with: learned-manifold train {shlex.quote(str(out))} --out latent.lmm")
     for reason in distrust(recorded if isinstance(recorded, dict) else {}):  # as train-vae warned: the codes share it
         print(f"warning: the VAE file {args.vae} records that {reason}", file=sys.stderr)
     return 0

@@ -3,6 +3,8 @@ a model on held-out points, and the choice of the model's default evaluation σ.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -92,6 +94,9 @@ def select_sigma(model: MetricModel, x: Tensor, manifold=None) -> tuple[float, s
     is tangent and the spectrum is flat, with a "gap" near 1 (a circle with noise 0.05 in R¹⁰ read dimension 10
     and tangent error 0.22 at the smallest σ, chosen so; 1 and 0.07 at s/4).
 
+    A row whose figure is not finite (NaN: a factor that overflowed at that bandwidth) is never chosen; where no
+    row's is finite, the σ is `initial_sigma`'s, with a rule that says so (the run diverged: `exploded`).
+
     Returns:
         ``(sigma, rule, table)`` with one validation dict per grid value.
     """
@@ -99,10 +104,16 @@ def select_sigma(model: MetricModel, x: Tensor, manifold=None) -> tuple[float, s
     table = [validate(model, x, s, manifold) for s in grid]
     where = (", of the training range's ends and middle (no value s·2^(i−6) lies inside it)"
              if grid == fallback_grid(model.config.sigma_min, model.config.sigma_max) else "")
+    key = "tangent_error" if manifold is not None else "mean_gap"
+    finite = [r for r in table if _number(r[key]) and math.isfinite(r[key])]
+    if not finite:
+        c = model.config
+        sigma, rule = initial_sigma(float(model.scale), c.sigma_min, c.sigma_max)
+        return sigma, f"{rule} (no bandwidth gave a finite validation {key})", table
     if manifold is not None:
-        best = min(table, key=lambda r: r["tangent_error"])
+        best = min(finite, key=lambda r: r["tangent_error"])
         return best["sigma"], "lowest validation tangent error" + where, table
-    rows, among = _gap_candidates(table, float(model.scale), min(model.rank, x[0].numel()))
+    rows, among = _gap_candidates(finite, float(model.scale), min(model.rank, x[0].numel()))
     best = max(rows, key=lambda r: r["mean_gap"])
     return best["sigma"], "clearest mean eigengap on held-out points" + among + where, table
 
@@ -186,17 +197,28 @@ spread over the whole data set (radius a few ``s``) gives at most ``(3s/σ)² �
 
 def exploded(check: object) -> float | None:
     """The largest factor eigenvalue of a stored self-consistency summary where it exceeds `EXPLODED_EIGENVALUE`
-    (a diverged run), else ``None``."""
+    (a diverged run), else ``None``.
+
+    A value that is not finite (NaN or ±inf: a factor that overflowed) is a divergence too, whatever its place in
+    the list: the result is then ``nan`` where any value is NaN, else ``inf`` (Python's ``max`` with a NaN depends on
+    the order, and ``[nan, 2.6e12]`` was once not called diverged).
+    """
     values = check.get("factor_top_eigenvalues") if isinstance(check, dict) else None
     if not isinstance(values, list) or not values or not all(_number(v) for v in values):
         return None
+    if any(math.isnan(v) for v in values):
+        return math.nan
+    if any(math.isinf(v) for v in values):
+        return math.inf
     top = max(values)
     return float(top) if top > EXPLODED_EIGENVALUE else None
 
 
 def diverged_sentence(top: float) -> str:
-    """What `distrust` and ``info`` say of a run whose factor eigenvalues exploded (`exploded`)."""
-    return (f"training diverged: the factor's eigenvalues reach {top:.3g} on held-out points, where those of a CDC "
+    """What `distrust` and ``info`` say of a run whose factor eigenvalues exploded (`exploded`; ``top`` may be
+    ``nan`` or ``inf``)."""
+    reach = f"reach {top:.3g}" if math.isfinite(top) else f"are not finite ({top})"
+    return (f"training diverged: the factor's eigenvalues {reach} on held-out points, where those of a CDC "
             f"are about 1 (never above {EXPLODED_EIGENVALUE:.0e} at the trainer's bandwidths); the model is "
             f"meaningless: train again with a smaller --lr")
 

@@ -26,6 +26,7 @@ from typing import SupportsIndex
 import torch
 from torch import Tensor, nn
 
+from ..checks import is_real
 from ..geometry import lowrank_apply, lowrank_solve
 from ..precision import full_precision
 from .factor_checks import checked_factor
@@ -126,8 +127,10 @@ def check_vectors(x: Tensor, v: Tensor, dim: int | None, name: str = "v") -> Non
 
 
 def check_scalar(value: object, name: str, *, allow_zero: bool = False) -> float:
-    """Return ``value`` as a float after checking it is finite and ``> 0`` (``≥ 0`` with ``allow_zero``)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    """Return ``value`` as a float after checking it is finite and ``> 0`` (``≥ 0`` with ``allow_zero``): any real
+    number (`checks.is_real`: NumPy's ``np.float32`` included, bools not); ``ValueError`` otherwise, as
+    `checks.check_real`."""
+    if not is_real(value):
         raise ValueError(f"{name} must be a real number, got {type(value).__name__}")
     value = float(value)
     if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):

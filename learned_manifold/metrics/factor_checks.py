@@ -9,12 +9,15 @@ naming neither the field nor the factor, a factor of batch 1 for ``B`` points wa
 (answers at the wrong point), and a factor with no column (``G = 0``) failed inside ``argmax`` or a reshape.
 
 The check reads only shapes, dtypes and devices: no host sync, no scan of the values (non-finite values are the
-field's own business; `LearnedDataManifold` warns about them once per decomposition).
+field's own business; `LearnedDataManifold` warns about them at its 1st, 2nd, 4th, 8th, … decomposition of the
+factor, `manifold_checks.check_decomposition`: a factor that is NaN only at the points of another one, the 3rd say,
+goes unnamed there; `curvature` checks every factor it reads).
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -79,17 +82,34 @@ def check_factor(owner: str, x: object, A: object) -> None:
                                   "the factor on the points' device (e.g. A.to(x.device))")
 
 
+def _points_name(factor: Callable) -> str | None:
+    """The name of ``factor``'s points parameter (the one after ``self``), by which a caller may pass them as a
+    keyword; ``None`` where there is none to name (``def factor(self, *args)``, or no signature to read)."""
+    try:
+        params = list(inspect.signature(factor).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return None
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return params[0].name if params and params[0].kind in named else None
+
+
 def checked_factor(factor: _F) -> _F:
     """``factor(self, x, ...)`` with its result checked by `check_factor` (named ``<FieldClass>.factor``).
+
+    The wrapper takes the arguments exactly as ``factor`` does and passes them on unchanged: the points first,
+    positional or by the keyword of ``factor``'s own signature (``f.factor(points=x)`` for ``def factor(self,
+    points)``), and a wrong call gets ``factor``'s own ``TypeError``, naming its parameters.
 
     Applied by `CoMetricField.__init_subclass__` to each subclass's own ``factor``, once (marked
     ``_checked_factor``). Like `learned_manifold.precision.full_precision`, each wrapper gets its own code object,
     named after the wrapped function, so ``torch.compile`` does not recompile one shared frame for every field.
     """
+    name = _points_name(factor)
 
     @functools.wraps(factor)
-    def checked(self, x, *args, **kwargs):
-        A = factor(self, x, *args, **kwargs)
+    def checked(self, *args, **kwargs):
+        A = factor(self, *args, **kwargs)
+        x = args[0] if args else (kwargs.get(name) if name else None)
         check_factor(f"{type(self).__name__}.factor", x, A)
         return A
 

@@ -16,17 +16,15 @@ model's landmarks), so its cost and memory do not grow with ``N``.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import torch
 from torch import Tensor
 
-from ..checks import float_resolution_problem
 from ..geometry import lowrank_apply, lowrank_solve
 from ..precision import full_precision
 from .base import CoMetricField, check_count, check_finite_output, check_points, check_scalar, check_vectors
-from .nearest import DEFAULT_CHUNK, nearest_rows
+from .knn_resolution import warn_unresolved
+from .nearest import DEFAULT_CHUNK, by_distance, nearest_rows, nearest_set
 from .pseudo_inverse import pinv_solve as _pinv_solve
 
 __all__ = ["KNNCDC"]
@@ -158,32 +156,10 @@ class KNNCDC(CoMetricField):
             self._search_data = self.data - mean if far else None
             self.data_sq = self._searched().pow(2).sum(-1)
             if far:
-                self._check_resolution(mean)
+                warn_unresolved(self.data, mean, self._spread)
         self.__dict__.pop("_spacing_cache", None)
         self.__dict__.pop("_graph_cache", None)
         self.__dict__["_index_key"] = self._data_key()
-
-    def _check_resolution(self, mean: Tensor) -> None:
-        """Warn (``UserWarning``) where the data's dtype cannot resolve them at their offset: the trainer's check
-        (`learned_manifold.checks.float_resolution_problem`) in the data's own dtype, on ``mean`` ``(D,)`` and the
-        spread. Run only for data whose mean lies farther out than their spread (`_index`; nearer, float32 and
-        float64 resolve them); one pass over the data (`torch.aminmax`), no copy. A warning, not the trainer's
-        refusal: the data given are already rounded and the field answers for them as given (the trainer refuses
-        because its float32 model would round even float64 data), and a field built in code may be meant to show
-        just this."""
-        low, high = torch.aminmax(self.data, dim=0)  # (D,) each
-        varying = high > low  # a constant coordinate, however large, merges nothing
-        if not bool(varying.any()):
-            return
-        top = float(torch.maximum(low.abs(), high.abs())[varying].max())
-        dtype = str(self.data.dtype).removeprefix("torch.")
-        problem = float_resolution_problem(top, self._spread, torch.finfo(self.data.dtype).eps,
-                                           f"{dtype}, the data's dtype,")
-        if problem is not None:
-            warnings.warn(f"KNNCDC {problem}: the data's mean lies {float(mean.norm()):.3g} from the origin, and "
-                          "neighbours, tangents and the neighbour graph carry that rounding (a connected curve may "
-                          "read as separate clusters); build the field from float64 data, or subtract an offset (e.g. "
-                          f"the mean) from the data before they are rounded to {dtype}", UserWarning, stacklevel=4)
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, local_metadata: dict, strict: bool,
                               missing_keys: list, unexpected_keys: list, error_msgs: list) -> None:
@@ -230,29 +206,32 @@ class KNNCDC(CoMetricField):
         """``x`` checked and cast to the data's dtype (the field computes in that dtype, answers in ``x``'s)."""
         return self._check_query(x, cast=True)
 
-    @torch.no_grad()
     def _searched(self) -> Tensor:
         """The rows the search ranks: the data, or its centred copy (``__init__``)."""
         return self.data if self._search_data is None else self._search_data
 
+    def _index_args(self) -> dict:
+        """The search's keyword arguments (`nearest_set`, `nearest_rows`) for the field's index, rebuilt first if
+        ``data`` changed (`_fresh`): ranked about ``origin`` (the data's mean where it lies farther out than the
+        data spread, else 0) on ``_searched``, by blocks of ``chunk_size`` rows."""
+        self._fresh()
+        return {"centre": self.origin, "centred": self._searched(), "centred_sq": self.data_sq,
+                "data_rows": self.chunk_size}
+
     def _nearest(self, y: Tensor, k: int | None = None) -> tuple[Tensor, Tensor]:
         """Exact squared distances ``(B, k)`` (float64, ascending) and indices ``(B, k)`` of the ``k`` (default
-        ``self.k``) nearest data rows (`nearest_rows`, ranked about ``origin``: the data's mean where it lies
-        farther out than the data spread, else 0; ties to the lower row), the index rebuilt first if ``data``
-        changed (`_fresh`)."""
-        self._fresh()
-        return nearest_rows(y, self.data, self.k if k is None else k, centre=self.origin, centred=self._searched(),
-                            centred_sq=self.data_sq, data_rows=self.chunk_size)
+        ``self.k``) nearest data rows (`nearest_rows`; ties to the lower row)."""
+        return nearest_rows(y, self.data, self.k if k is None else k, **self._index_args())
 
     def _search(self, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Exact squared distances ``(B, k)`` ascending, indices ``(B, k)`` and neighbours ``(B, k, D)``.
 
-        Distances are recomputed from the gathered neighbours: exact, and differentiable in ``y``.
+        Distances are recomputed from the gathered neighbours (`nearest_set`: no float64 measurement of them):
+        exact, and differentiable in ``y``; equal ones put the lower row first (`by_distance`).
         """
-        _, idx = self._nearest(y)
+        idx = nearest_set(y, self.data, self.k, **self._index_args())
         points = self.data[idx]
-        dist2 = (points - y.unsqueeze(1)).pow(2).sum(-1)
-        dist2, order = dist2.sort(dim=-1, stable=True)  # equal distances keep `nearest_rows`' lower-row-first
+        dist2, order = by_distance((points - y.unsqueeze(1)).pow(2).sum(-1), idx)
         idx = idx.gather(1, order)
         points = points.gather(1, order.unsqueeze(-1).expand_as(points))
         return dist2, idx, points

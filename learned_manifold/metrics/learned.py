@@ -37,8 +37,9 @@ class LearnedCDC(CoMetricField):
 
     Args:
         model: a `MetricModel` or the path of a model file; a `MetricModel` given is frozen in place (above). A
-            path is read as `load_model` reads it, with its ``ModelFileWarning`` for a mid-run checkpoint, and for
-            a default σ chosen by a replaced rule only where ``sigma`` is ``None``.
+            path is read as `load_model` reads it, with its ``ModelFileWarning`` for a mid-run checkpoint, for a
+            model the checks at the end of its training did not trust (its stored verdict), and for a default σ
+            chosen by a replaced rule only where ``sigma`` is ``None``.
         sigma: evaluation bandwidth in data units (``None``: the model's default). A ``UserWarning`` names it
             and the model's training range ``[sigma_min, sigma_max]`` (`ModelConfig`) when it lies outside
             (by more than `RANGE_RTOL`): the network never saw that bandwidth, and its tangent spaces and

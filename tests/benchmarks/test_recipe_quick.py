@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from benchmarks.recipe import main
 from learned_manifold import load_model
 
 
+@pytest.mark.filterwarnings("ignore:.*was not trusted by the checks:learned_manifold.ModelFileWarning")  # quick run
 def test_each_candidate_is_scored_and_its_model_has_what_the_candidate_asks_for(tmp_path):
     results = main(["--quick", "--threads", "1", "--data", "torus", "--candidates", "default", "norm-feature",
                     "--seeds", "0", "--save-models", str(tmp_path), "--out", str(tmp_path / "report")])

@@ -240,6 +240,9 @@ def test_the_default_dimension_and_other_arguments_get_their_own_messages():
 
     sphere2 = round_sphere(2)
     assert curvature(sphere2, unit_points(2, 3), np.int64(2)).dim == 2
+    # a NumPy float32 is a real number (it was "not a number in (0, 1)", tester F of round 10)
+    assert torch.allclose(curvature(sphere2, unit_points(2, 3), 2, rel_eps=np.float32(1e-6)).scalar,
+                          curvature(sphere2, unit_points(2, 3), 2, rel_eps=1e-6).scalar)
     for rel_eps in (float("nan"), 2.0, 0.0):
         with pytest.raises(ValueError, match="rel_eps must be a number in"):
             curvature(sphere2, unit_points(2, 3), 2, rel_eps=rel_eps)

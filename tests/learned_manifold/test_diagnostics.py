@@ -227,3 +227,26 @@ def test_self_consistency_under_autocast_is_the_float32_report():
         report = self_consistency(model, x)
     assert report.denoiser_values.dtype == torch.float32
     assert report.summary() == ref.summary()
+
+
+@pytest.mark.parametrize("field, value, shown", [("outside_value", 0.10003, "outside eigenvalue 0.10003, limit 0.1"),
+                                                 ("tangent_disagreement", 0.20004, "disagreement 0.20004 (limit 0.2)")])
+def test_a_figure_just_past_its_limit_is_named_with_the_digits_that_show_it(field, value, shown):
+    """``trusted`` compared the exact figures, the reasons the summary's 4-decimal ones: an outside eigenvalue of
+    0.10003 was not trusted with no failed limit named ("outside eigenvalue 0.1" in a generic line)."""
+    from learned_manifold.diagnostics import ConsistencyReport, consistency_reasons
+
+    b = 10
+    pair = torch.tensor([[1.0, 0.0]]).repeat(b, 1)
+    fields = {"tangent_disagreement": torch.full((b,), 0.05), "outside_value": torch.zeros(b)}
+    fields[field] = torch.full((b,), value, dtype=torch.float64)
+    report = ConsistencyReport(sigma=0.1, spectral_disagreement=torch.zeros(b), factor_values=pair,
+                               denoiser_values=pair, factor_dimension=torch.ones(b, dtype=torch.long),
+                               denoiser_dimension=torch.ones(b, dtype=torch.long), normal_value=torch.zeros(b),
+                               normal_value_half=torch.zeros(b), **fields)
+    summary = report.summary()
+    (reason,) = consistency_reasons(summary)
+    assert shown in reason and shown in report.message()
+    assert not report.trusted and list(summary["failed"]) == [field.replace("_value", "_eigenvalue")]
+    # an older file's summary (no "failed"): its rounded figures, as before
+    assert consistency_reasons({k: v for k, v in summary.items() if k != "failed"})[0].startswith("not trusted (")

@@ -1,11 +1,20 @@
-"""The dimension rule's dropped directions (SPEC §5): `dropped_share` and `warn_if_dropping`."""
+"""The dimension rule's checks of a ``d`` (SPEC §5): `dropped_share` and `warn_if_dropping` (dropped directions),
+`split_ratio` and `warn_if_splitting` (a split cluster)."""
 
 import warnings
 
 import pytest
 import torch
 
-from learned_manifold.dimension import DROPPED_LIMIT, dropped_share, intrinsic_dimension, warn_if_dropping
+from learned_manifold.dimension import (
+    CLUSTER_RATIO,
+    DROPPED_LIMIT,
+    dropped_share,
+    intrinsic_dimension,
+    split_ratio,
+    warn_if_dropping,
+    warn_if_splitting,
+)
 
 
 def test_dropped_share_is_the_next_eigenvalue_over_the_largest():
@@ -35,3 +44,43 @@ def test_a_cdc_spectrum_is_not_warned_about():
 def test_no_eigenvalues_have_no_dimension():
     with pytest.raises(ValueError, match=r"values has r = 0 eigenvalues \(shape \(3, 0\)\)"):
         intrinsic_dimension(torch.zeros(3, 0))
+
+
+def test_a_real_direction_at_or_below_the_limit_is_dropped_silently_as_documented():
+    """Tester D (s30, item 1), a documented limit: ``G = diag(1, 0.2)`` (full rank) reads d = 1 and nothing warns,
+    so its lengths are 0.41 of the truth; the docstrings and SPEC §5 say so and name the remedies (``tangent_dim=``,
+    ``δ > 0``). Just above the limit it warns."""
+    values = torch.tensor([[1.0, 0.2]])
+    assert intrinsic_dimension(values).tolist() == [1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not warn_if_dropping(values, 1, "test: the lengths")
+    doc = " ".join(warn_if_dropping.__doc__.split())
+    assert "dropped **without a warning**" in doc and "pass ``tangent_dim=`` or use ``δ > 0``" in doc
+    with pytest.warns(UserWarning, match="drop an eigenvalue above 0.25"):
+        warn_if_dropping(torch.tensor([[1.0, 0.26]]), 1, "test: the lengths")
+
+
+def test_split_ratio_is_the_next_eigenvalue_over_the_last_kept():
+    values = torch.tensor([[0.97, 1.0, 0.01], [2.0, 0.1, 1.0], [0.0, 0.0, 0.0], [1.0, 0.5, 0.5]])
+    torch.testing.assert_close(split_ratio(values, 1), torch.tensor([0.97, 0.5, float("nan"), 0.5]), equal_nan=True)
+    torch.testing.assert_close(split_ratio(values, 2), torch.tensor([0.01 / 0.97, 0.1, float("nan"), 1.0]),
+                               equal_nan=True)
+    torch.testing.assert_close(split_ratio(values, 3), torch.tensor([0.0, 0.0, float("nan"), 0.0]), equal_nan=True)
+
+
+def test_warn_if_splitting_warns_above_the_cluster_ratio_only():
+    """The one message `curvature` and `LearnedDataManifold` share: a given ``d`` names ``tangent_dim``, the gap
+    rule's names itself; at or below `CLUSTER_RATIO` (and for NaN: no point to judge) nothing is said."""
+    values = torch.tensor([[1.0, 0.97, 0.01]])
+    with pytest.warns(RuntimeWarning, match=r"^tangent_dim 1 splits a cluster of eigenvalues: λ_2 / λ_1 is 0\.97 at "
+                                            r"the median point \(above 0\.5\), so X \(the gap rule reads dimension 2 "
+                                            r"here\)$"):
+        assert warn_if_splitting(0.97, 1, values, "X", given=True)
+    with pytest.warns(RuntimeWarning, match=r"^the field's eigenvalues show no clear tangent/normal split at the gap "
+                                            r"rule's dimension 1: λ_2 / λ_1 is 0\.6"):
+        warn_if_splitting(0.6, 1, values, "X", given=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not warn_if_splitting(CLUSTER_RATIO, 1, values, "X", given=True)
+        assert not warn_if_splitting(float("nan"), 1, values, "X", given=True)

@@ -406,3 +406,24 @@ def test_scores_ignore_a_callers_autocast() -> None:
     for a, b in zip(got, want, strict=True):
         assert a.dtype == torch.float32
         torch.testing.assert_close(a, b, rtol=1e-6, atol=0)
+
+
+def test_path_scores_take_numpy_and_image_shaped_paths() -> None:
+    """NumPy paths and data crashed inside torch (``isfinite(): argument 'input' ... must be Tensor``, no argument
+    named), and the ``(B, T, C, H, W)`` paths `interpolate` returns on an image model were refused (tester F)."""
+    g = torch.Generator().manual_seed(0)
+    data = torch.rand(20, 1, 2, 3, generator=g, dtype=F64)
+    path = torch.stack([data[:2] + (data[2:4] - data[:2]) * s for s in torch.linspace(0, 1, 5, dtype=F64)], 1)
+    flat = path_quality(path.flatten(2), data=data.flatten(1), target=data[2:4].flatten(1))
+    for args in [(path, data, data[2:4]), (path.numpy(), data.numpy(), data[2:4].numpy())]:
+        q = path_quality(args[0], data=args[1], target=args[2])
+        for name in ("max_distance", "mean_distance", "length", "endpoint_gap"):
+            torch.testing.assert_close(getattr(q, name), getattr(flat, name))
+    one = path_quality(path[1], data=data)  # one image path (T, *data_shape): a batch of one
+    torch.testing.assert_close(one.length, flat.length[1:])
+    torch.testing.assert_close(nearest_distance(data[:3].numpy(), data.numpy()), torch.zeros(3, dtype=F64))
+    torch.testing.assert_close(nearest_distance(path[0], data), nearest_distance(path[0].flatten(1), data.flatten(1)))
+    with pytest.raises(TypeError, match="^data must be a tensor or an array-like of numbers, got str"):
+        path_quality(path, data="points")
+    with pytest.raises(TypeError, match="^x must be a tensor or an array-like of numbers, got object"):
+        nearest_distance(object(), data)

@@ -119,3 +119,68 @@ def test_the_reported_length_names_a_broken_factor_instead_of_reading_nan():
     path = torch.tensor([[[0.0, 0.0], [1.0, 1.0]]])
     with pytest.raises(ValueError, match=r"^_WrongDtype\.factor returned A of dtype torch\.float64"):
         polyline_lengths(path, _WrongDtype())
+
+
+def test_numpy_counts_and_numpy_float32_scalars_are_accepted():
+    """README and `types.Count`: NumPy integers are counts; ``np.float32`` is a ``numbers.Real``. ``n_points=np.int64``
+    was a TypeError ("must be an int"), ``t_end=np.float32`` a TypeError and ``rtol``/``stop_tol`` ValueErrors."""
+    import numpy as np
+
+    ref = interpolate(M, X, X.flip(0), n_points=5, t_end=2.0, rtol=1e-4, stop_tol=1e-3)
+    got = interpolate(M, X, X.flip(0), n_points=np.int64(5), t_end=np.float32(2.0), rtol=np.float32(1e-4),
+                      stop_tol=np.float32(1e-3))
+    torch.testing.assert_close(got.path, ref.path)
+    flow = gradient_flow(M, _Counted(), X, n_points=np.int32(3), t_end=np.float32(0.5))
+    assert flow.path.shape == (2, 3, 4)
+    with pytest.raises(TypeError, match="n_points must be an int, got bool"):
+        interpolate(M, X, X.flip(0), n_points=True)
+    with pytest.raises(ValueError, match="t_end must be a real number, got str"):
+        gradient_flow(M, _Counted(), X, t_end="1")
+
+
+class _Image(FixedSubspaceField.__mro__[1]):  # a CoMetricField in R⁴, G = I: points of data_shape (1, 2, 2)
+    dim = 4
+
+    def apply(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return w
+
+    def metric(self, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return v
+
+
+def test_an_image_objective_gets_one_error_saying_f_receives_flat_points():
+    """Tester F: ``f`` receives flat ``(B, D)`` points (documented); an image objective failed with torch's bare
+    ``IndexError`` from inside the check at x0."""
+    image = LearnedDataManifold(_Image(), data_shape=(1, 2, 2))
+    message = re.escape("f failed at x0: f receives flat points of shape (B, D) = (3, 4), D = 4, not in the "
+                        "manifold's data_shape (1, 2, 2): reshape them in f, x.view(-1, 1, 2, 2) "
+                        "(x.view(-1, *data_shape)); f raised IndexError: ")
+    with pytest.raises(ValueError, match=message):
+        gradient_flow(image, lambda z: z.sum(dim=(1, 2, 3)), torch.zeros(3, 1, 2, 2))
+    res = gradient_flow(image, lambda z: z.view(-1, 1, 2, 2).sum(dim=(1, 2, 3)), torch.zeros(3, 1, 2, 2), n_points=3)
+    assert res.path.shape == (3, 3, 1, 2, 2)
+
+
+def test_flow_paths_come_back_in_the_layout_the_points_were_given():
+    """Tester F: on an image manifold flat ``(B, D)`` points gave ``(B, T, *data_shape)`` flow paths (geodesic:
+    ``(B, T, D)``; one flat ``(D,)`` point: ``(T, D)``). Flat in, flat out; image-shaped in, image-shaped out."""
+    image = LearnedDataManifold(_Image(), data_shape=(1, 2, 2))
+    a, b = torch.zeros(2, 4), torch.ones(2, 4)
+    assert interpolate(image, a, b, n_points=3).path.shape == (2, 3, 4)
+    assert gradient_flow(image, lambda z: z.sum(-1), a, n_points=3).path.shape == (2, 3, 4)
+    assert interpolate(image, a[0], b[0], n_points=3).path.shape == (3, 4)
+    assert interpolate(image, a.view(2, 1, 2, 2), b.view(2, 1, 2, 2), n_points=3).path.shape == (2, 3, 1, 2, 2)
+    assert interpolate(image, a[0].view(1, 2, 2), b[0].view(1, 2, 2), n_points=3).path.shape == (3, 1, 2, 2)
+
+
+def test_mixed_precision_ends_are_promoted_and_the_path_ends_exactly_at_them():
+    """Tester F: x1 was cast to x0's dtype, so interpolate(f32, f64) gave a float32 path aimed at a rounded x1
+    (argument order set the precision). Both ends now promote to their common dtype, as the manifold's methods do:
+    the path starts exactly at x0 and its gap is measured to the float64 x1."""
+    x0 = torch.tensor([[0.1, 0.2, 0.3, 0.4]])
+    x1 = torch.tensor([[1 / 3, 0.0, 0.0, 0.0]], dtype=torch.float64)
+    for a, b in ((x0, x1), (x1.flip(-1).float(), x0.double())):
+        res = interpolate(_Image(), a, b, n_points=5)
+        assert res.path.dtype == torch.float64 and res.final_gap.dtype == torch.float64
+        assert torch.equal(res.path[:, 0], a.double())
+        assert torch.equal(res.final_gap, (res.path[:, -1] - b.double()).norm(dim=-1))

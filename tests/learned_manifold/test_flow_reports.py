@@ -58,11 +58,18 @@ def test_bad_times_raise_one_clear_error(kwargs, match):
         gradient_flow(M, lambda y: y.pow(2).sum(-1), x, **kwargs)
 
 
-def test_bad_point_types_raise_type_errors():
-    with pytest.raises(TypeError, match="x0"):
-        interpolate(M, [[0.0] * 4], points(1, 0))
-    with pytest.raises(TypeError, match=r"x1 must have a floating-point \(or integer\) dtype, got torch.bool"):
+def test_bad_point_types_raise_clear_errors():
+    """Nested lists are converted as NumPy arrays are (they were a TypeError); bool and complex points get the
+    manifold's ValueError (complex was a TypeError here, a ValueError from the manifold's methods)."""
+    with pytest.raises(TypeError, match="x0 must be a torch.Tensor, a NumPy array or nested lists"):
+        interpolate(M, "points", points(1, 0))
+    with pytest.raises(ValueError, match=r"x1 must have a floating-point \(or integer\) dtype, got torch.bool"):
         interpolate(M, points(1, 0), torch.zeros(1, 4, dtype=torch.bool))  # integers convert, as in `geodesic`
+    with pytest.raises(ValueError, match=r"x1 must have a floating-point \(or integer\) dtype, got torch.complex"):
+        interpolate(M, points(1, 0), torch.zeros(1, 4, dtype=torch.complex128))
+    listed = interpolate(M, points(1, 0).tolist(), points(1, 1).tolist(), n_points=5)
+    assert listed.path.dtype == torch.get_default_dtype()  # as torch.as_tensor and the manifold convert lists
+    torch.testing.assert_close(listed.path, interpolate(M, points(1, 0).float(), points(1, 1).float(), n_points=5).path)
 
 
 def test_empty_batches_give_empty_results():

@@ -305,7 +305,7 @@ def test_integer_start_points_become_the_default_float_dtype_as_in_geodesic(kind
     ref = gradient_flow(field, lambda y: -(y ** 2).sum(-1), x.float(), t_end=0.5)
     assert res.path.dtype == torch.get_default_dtype()
     torch.testing.assert_close(res.path, ref.path)
-    with pytest.raises(TypeError, match="x0 must have a floating-point"):
+    with pytest.raises(ValueError, match="x0 must have a floating-point"):
         gradient_flow(field, lambda y: y.sum(-1), x.bool(), t_end=0.5)
 
 

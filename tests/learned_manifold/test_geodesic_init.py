@@ -60,7 +60,9 @@ def test_ends_in_separate_clusters_start_from_the_line_and_say_so():
     assert res.init == "graph"  # pair 0 started on the data
     assert all(w.filename == __file__ for w in caught)  # points at the caller
     with pytest.warns(DisconnectedDataWarning, match=r"different connected components of its k-NN graph, separated "
-                      r"by a gap wider than 4 times the data's median neighbour distance \(separate clusters"):
+                      r"by a gap wider than 4 times the data's median neighbour distance \(separate clusters, data "
+                      r"this sparse between them, or coordinates that wrap around \(angles: give them as \(cos, "
+                      r"sin\), README 'Your data's coordinates'\)\), and start"):  # raw angles across ±180 (tester A)
         res = geodesic(field, a[1:], b[1:], n_points=9, steps=0)
     assert res.init == "linear"  # what every pair really started from
 

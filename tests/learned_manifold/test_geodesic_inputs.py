@@ -49,9 +49,9 @@ def test_bad_endpoints_raise_one_clear_error():
         geodesic(Flat(), a, b * float("inf"))
     with pytest.raises(ValueError, match="same shape"):
         geodesic(Flat(), a, b[:1])
-    with pytest.raises(TypeError, match="x0"):
-        geodesic(Flat(), [[0.0, 0.0, 0.0]], b)
-    with pytest.raises(TypeError, match=r"x0 must have a floating-point \(or integer\) dtype, got torch.complex64"):
+    with pytest.raises(TypeError, match="x0 must be a torch.Tensor, a NumPy array or nested lists"):
+        geodesic(Flat(), "x0", b)
+    with pytest.raises(ValueError, match=r"x0 must have a floating-point \(or integer\) dtype, got torch.complex64"):
         geodesic(Flat(), torch.zeros(2, 3, dtype=torch.complex64), b)
     with pytest.raises(TypeError, match="steps"):
         geodesic(Flat(), a, b, steps=2.5)
@@ -83,7 +83,7 @@ def test_integer_endpoints_become_the_default_float_dtype(kind):
 
 def test_bool_endpoints_are_refused_as_by_the_manifold():
     a, b = ends()
-    with pytest.raises(TypeError, match=r"x0 must have a floating-point \(or integer\) dtype, got torch.bool"):
+    with pytest.raises(ValueError, match=r"x0 must have a floating-point \(or integer\) dtype, got torch.bool"):
         geodesic(Flat(), a.bool(), b.bool(), n_points=5)
 
 
@@ -275,3 +275,33 @@ def test_a_half_precision_field_is_solved_on_a_float32_copy():
     assert isinstance(copied.w, torch.nn.Parameter)
     plain = torch.nn.Linear(2, 2)
     assert _float32_field(plain) is plain
+
+
+def test_nested_list_endpoints_are_converted_as_numpy_ones():
+    """Tester F: geodesic took NumPy arrays but refused nested lists (TypeError), which the manifold converts."""
+    a, b = ends()
+    res = geodesic(Flat(), a.tolist(), b.tolist(), n_points=5)
+    torch.testing.assert_close(res.path, lerp(a, b, 5).to(res.path.dtype))
+
+
+def test_mixed_precision_ends_are_promoted_and_the_path_ends_exactly_at_them():
+    """Tester F: x1 was cast to x0's dtype: geodesic(f32, f64) gave a float32 path whose last point was not x1, while
+    geodesic(f64, f32) gave float64. Both now promote to the common dtype, as the manifold's methods do."""
+    x0 = torch.tensor([[0.1, 0.2, 0.3]])
+    x1 = torch.tensor([[1 / 3, 2 / 3, 0.1]], dtype=F64)
+    for a, b in ((x0, x1), (x1, x0)):
+        res = geodesic(Flat(), a, b, n_points=5)
+        assert res.path.dtype == F64
+        assert torch.equal(res.path[:, 0], a.double()) and torch.equal(res.path[:, -1], b.double())
+
+
+def test_numpy_float32_options_are_real_numbers():
+    """``np.float32`` is a ``numbers.Real``: ``geodesic(delta=np.float32(...))`` was "not a real number"; a
+    non-number is a ValueError, as for every scalar option (`checks.check_real`, `metrics.base.check_scalar`)."""
+    a, b = (t.unsqueeze(0) for t in (torch.zeros(2, dtype=F64), torch.ones(2, dtype=F64)))
+    field = FixedSubspaceField(torch.eye(2, dtype=F64)[:, :1])
+    ref = geodesic(field, a, b, n_points=5, delta=0.5, lr=0.5)
+    got = geodesic(field, a, b, n_points=5, delta=np.float32(0.5), lr=np.float32(0.5))
+    torch.testing.assert_close(got.path, ref.path)
+    with pytest.raises(ValueError, match="lr must be a real number, got str"):
+        geodesic(field, a, b, lr="0.5")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
 
 from learned_manifold.evaluation import lerp
-from learned_manifold.geodesic_saddles import refute_saddles
+from learned_manifold.geodesic_saddles import refute_saddles, solve_verified
 from learned_manifold.geodesic_solvers import GEODESIC_METHODS, _Energy
 from learned_manifold.geodesics import geodesic
 from tests.learned_manifold.test_geodesics import EuclideanField, SphereProjector
@@ -58,3 +59,26 @@ def test_a_pairs_kick_and_path_do_not_depend_on_its_batch_mates():
     for j in (1, 3):  # (a, −a) second and fourth, after other antipodal pairs whose kicks came first
         torch.testing.assert_close(batch.path[j], alone.path[0], atol=1e-6, rtol=0)
         assert bool(batch.converged[j]) == bool(alone.converged[0])
+
+
+def test_a_claim_the_verification_refutes_is_solved_on():
+    """A solver that stops early and claims a minimum (float32 data at 5,000, where rounding let the energy stall)
+    was refuted by the verification and the pair ended unconverged on a path the solver could still improve: now
+    the refuted pair is solved on from where it stopped (`RESUME_ROUNDS`), and converges to the full solve's path."""
+    lbfgs, calls = GEODESIC_METHODS["lbfgs"], []
+
+    def hasty(problem, v, *, steps, lr, tol):
+        calls.append(v.shape[0])
+        if len(calls) == 1:  # the first solve stops after one step and claims every pair converged
+            v, _, done = lbfgs.solve(problem, v, steps=1, lr=lr, tol=tol)
+            return v, torch.ones(v.shape[0], dtype=torch.bool), done
+        return lbfgs.solve(problem, v, steps=steps, lr=lr, tol=tol)
+
+    x0 = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=F64)
+    x1 = torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.6, 0.8]], dtype=F64)
+    problem = _Energy(SphereProjector(delta=1e-2), x0, x1, lerp(x0, x1, 12))
+    opts = dict(steps=500, lr=1.0, tol=1e-10, rtol=1e-6, kick=False)
+    v, converged, _ = solve_verified(problem, dataclasses.replace(lbfgs, solve=hasty), **opts)
+    full, full_converged, _ = solve_verified(problem, lbfgs, **opts)
+    assert len(calls) == 2 and bool(converged.all()) and bool(full_converged.all())
+    torch.testing.assert_close(problem.value(v), problem.value(full), rtol=1e-6, atol=0)

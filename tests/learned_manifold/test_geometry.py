@@ -223,6 +223,26 @@ def test_spectral_apply_matches_the_dense_truncated_power(power):
     torch.testing.assert_close(spectral_apply(eigenpairs(A), u, 2, power=power), (dense @ u.unsqueeze(-1)).squeeze(-1))
 
 
+def test_the_gap_rule_is_read_once_per_decomposition(monkeypatch):
+    """The manifold applies one decomposition in proju, egrad2rgrad and inner at a point; the gap rule's
+    dimensions were recomputed by each call (a third of a cached proju, tester E of the tenth round). Now once per
+    `Eigenpairs`, with the same results as an explicit per-point ``d``."""
+    from learned_manifold.geometry import eigenpairs, spectral_apply, truncate_basis
+
+    g = torch.Generator().manual_seed(3)
+    A = torch.randn(4, 6, 3, generator=g, dtype=torch.float64) * torch.tensor([1.0, 1.0, 0.01], dtype=torch.float64)
+    u = torch.randn(4, 6, generator=g, dtype=torch.float64)
+    pairs, calls = eigenpairs(A), []
+    real = geo.intrinsic_dimension
+    monkeypatch.setattr(geo, "intrinsic_dimension", lambda values: calls.append(1) or real(values))
+    got = {p: spectral_apply(pairs, u, power=p) for p in (-1, 0, 1, 0)}
+    dims = real(pairs.values)
+    assert len(calls) == 1 and torch.equal(pairs.gap[0], dims)
+    for power, out in got.items():
+        torch.testing.assert_close(out, spectral_apply(eigenpairs(A), u, dims, power=power))
+    assert torch.equal(pairs.gap[1], truncate_basis(pairs.vectors, dims))
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU: the CUDA route for Grams above 32 x 32")
 def test_gram_eigenpairs_above_cudas_batched_size_match_the_cpu():
     # PyTorch's batched CUDA eigh stops at 32 x 32; eigenpairs sends larger Grams to the CPU (SPEC §5)

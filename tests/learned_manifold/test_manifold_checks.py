@@ -82,3 +82,22 @@ def test_decompositions_are_checked_at_the_first_second_fourth_and_eighth(monkey
             M.egrad2rgrad(X + step, E_THETA)  # new points: a new decomposition
             M.egrad2rgrad(X + step, E_THETA)  # cached: no new one
     assert [int(x[0, 0] - X[0, 0]) for x in checked] == [1, 2, 4, 8]
+
+
+def test_a_tangent_dim_that_splits_a_cluster_warns_as_curvature_does():
+    """Tester C (s30, item 2): ``tangent_dim=1`` on a field whose top eigenvalues form a cluster (a spiral model's
+    1.00 and 0.97) kept an arbitrary direction of it (``proju`` kept 0.59 of the true tangent) without a word, while
+    `curvature` warned. Now the manifold warns at the user's line, with curvature's figures (λ₂/λ₁ = 1/r²: 1, 0.69
+    and 0.83 here, median 0.83), once per checked decomposition (the cached calls say nothing more)."""
+    M = LearnedDataManifold(Polar(), tangent_dim=1)
+    x = torch.tensor([[1.0, 0.0], [1.2, 0.0], [1.1, 0.5]])
+    with torch.no_grad():
+        with pytest.warns(RuntimeWarning, match=r"^tangent_dim 1 splits a cluster of eigenvalues: λ_2 / λ_1 is 0\.83 "
+                                                r"at the median point \(above 0\.5\), so the tangent space that proju, "
+                                                r".*\(the gap rule reads dimension 2 here\)") as record:
+            M.proju(x, E_THETA)
+        assert record[0].filename == __file__
+        M.inner(x, E_THETA), M.egrad2rgrad(x, E_THETA)  # cached: no second warning (warnings are errors here)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        LearnedDataManifold(Polar(), tangent_dim=1).proju(X[1:2] * 3, E_THETA[:1])  # λ₂/λ₁ = 0.034: a true split

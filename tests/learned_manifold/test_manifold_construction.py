@@ -4,6 +4,7 @@ dtype and state-dict moves, geometry queries' shapes and the tangent dimension i
 import warnings
 
 import geoopt
+import numpy as np
 import pytest
 import torch
 
@@ -209,3 +210,27 @@ def test_random_says_it_is_not_available():
     assert LearnedDataManifold.random.__doc__.startswith("Not available: a learned manifold has no intrinsic sampler")
     with pytest.raises(NotImplementedError, match="no intrinsic sampler"):
         LearnedDataManifold(FixedSubspaceField(Q)).random(3)
+
+
+@pytest.mark.parametrize("given", [np.int64(2), torch.tensor(2), torch.tensor(2, dtype=torch.uint8)])
+def test_tangent_dim_given_as_a_numpy_or_tensor_integer_is_stored_as_the_int(given):
+    """Tester F (s30, item 1): ``tangent_dim=np.int64(2)`` (or ``M.intrinsic_dimension(x).max()``) was stored raw,
+    and ``proju``/``inner`` then failed with "d must be an int, ... got int64" (an internal name), the flows with
+    "tangent_dim must be an int". Now it is stored as the int and every call equals ``tangent_dim=2``'s."""
+    M, plain = (LearnedDataManifold(FixedSubspaceField(Q, 0.0), tangent_dim=d) for d in (given, 2))
+    assert type(M.tangent_dim) is int and M.tangent_dim == 2
+    g = torch.Generator().manual_seed(0)
+    x, u = torch.randn(3, 5, generator=g), torch.randn(3, 5, generator=g)
+    for name in ("proju", "inner", "egrad2rgrad"):
+        torch.testing.assert_close(getattr(M, name)(x, u), getattr(plain, name)(x, u), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize(("given", "what"), [(torch.tensor([2]), r"shape \(1,\) and dtype torch\.int64"),
+                                             (torch.tensor(2.0), r"shape \(\) and dtype torch\.float32"),
+                                             (torch.tensor(True), r"shape \(\) and dtype torch\.bool")])
+def test_tangent_dim_given_as_another_tensor_is_refused_naming_it(given, what):
+    """A one-element 1-d tensor and a bool tensor passed ``operator.index`` (read as 2 and 1); a float tensor was
+    refused as "must be an integer, got Tensor". Each now gets one message naming what an integer may be."""
+    with pytest.raises(ValueError, match=r"^tangent_dim must be an integer \(an int, a NumPy integer or a 0-d integer "
+                                         r"tensor\), got a tensor of " + what):
+        LearnedDataManifold(FixedSubspaceField(Q, 0.0), tangent_dim=given)

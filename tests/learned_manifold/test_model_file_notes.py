@@ -1,7 +1,9 @@
 """`learned_manifold.model_file_notes`: the format versions read, and the cautions `load_model` warns about
-(a mid-run checkpoint; a default σ chosen by the eigengap rule of versions before the σ ≤ s/2 rule)."""
+(a mid-run checkpoint; a default σ chosen by the eigengap rule of versions before the σ ≤ s/2 rule; a model its
+training checks did not trust)."""
 
 import json
+import re
 import warnings
 
 import pytest
@@ -12,7 +14,7 @@ from safetensors.torch import save as st_save
 from learned_manifold import LearnedDataManifold, MetricModel, ModelConfig, ModelFileError, load_model
 from learned_manifold.metrics import LearnedCDC
 from learned_manifold.model_file import VERSION, ModelFileWarning, checksum, read_metadata, save_model
-from learned_manifold.model_file_notes import stale_sigma_note
+from learned_manifold.model_file_notes import EXPLODED_EIGENVALUE, stale_sigma_note, untrusted_note
 
 OLD_RULE = "clearest mean eigengap on held-out points"  # the words of versions before the σ ≤ s/2 rule
 NEW_RULE = OLD_RULE + ", among σ ≤ 0.5·s"
@@ -108,3 +110,70 @@ def test_a_newer_format_is_named_as_such(tmp_path):
     for odd in ("²", "9" * 5000, " 2", "02"):  # digits int() refuses or beyond its limit: one ModelFileError
         with pytest.raises(ModelFileError, match=r"has model-file format version .*; this library reads versions"):
             load_model(_with_version(path, odd))
+
+
+TRUSTED = {"self_consistency": {"trusted": True, "outside_eigenvalue": 0.0, "factor_top_eigenvalues": [1.0, 0.9]},
+           "neighbour_check": {"informative": True, "trusted": True}}
+"""A stored verdict the training checks passed (the keys `learned_manifold_training.validation.distrust` reads)."""
+
+
+@pytest.mark.parametrize("change, reason", [
+    ({"neighbour_check": {"informative": True, "trusted": False}},
+     r"it disagrees with an estimate from the training points' neighbours \(neighbour check\)"),
+    ({"self_consistency": {**TRUSTED["self_consistency"], "factor_top_eigenvalues": [float("nan"), 2.6e12]}},
+     r"training diverged \(factor eigenvalues not finite: nan\)"),  # NaN first hid it (tester R, tenth round)
+    ({"self_consistency": {**TRUSTED["self_consistency"], "trusted": False}},
+     r"its factor and denoiser disagree \(self-consistency check\)"),
+    ({"self_consistency": {**TRUSTED["self_consistency"], "outside_eigenvalue": 0.3}},  # info's re-read verdict
+     r"its factor and denoiser disagree"),
+    ({"self_consistency": {**TRUSTED["self_consistency"], "factor_top_eigenvalues": [2.6e12, 1.0]}},
+     r"training diverged \(factor eigenvalues up to 2.6e\+12\)"),
+])
+def test_a_model_its_training_checks_did_not_trust_is_warned_about_on_every_road_in(tmp_path, change, reason):
+    """A spiral model whose stored verdict was NOT TRUSTED (neighbour check) loaded silently and gave a geodesic
+    straight across the gap between two turns, converged=True (tester C, s30, item 3): one warning at load, naming
+    the file, the first reason in a few words, and the `info` command (quoted for the shell)."""
+    path = save_model(_model(default_sigma=0.1), tmp_path / "my model.lmm",
+                      extra={"validation": {**TRUSTED, **change}})
+    message = (r"my model\.lmm' was not trusted by the checks at the end of its training: " + reason
+               + r".*`learned-manifold info '.*my model\.lmm'` says why")
+    for load in (load_model, LearnedCDC, LearnedDataManifold):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            load(path)
+        assert len(caught) == 1 and caught[0].category is ModelFileWarning, [str(w.message) for w in caught]
+        assert re.search(message, str(caught[0].message)), str(caught[0].message)
+
+
+def test_several_reasons_are_counted_and_the_first_given(tmp_path):
+    validation = {"self_consistency": {"trusted": False}, "neighbour_check": {"informative": True, "trusted": False}}
+    assert untrusted_note("m.lmm", {"validation": validation}).startswith(
+        "was not trusted by the checks at the end of its training: its factor and denoiser disagree "
+        "(self-consistency check) (and 1 more); ")
+
+
+@pytest.mark.parametrize("extra", [{}, {"validation": {}}, {"validation": TRUSTED},
+                                   {"validation": {"neighbour_check": {"informative": True}}},
+                                   {"validation": {**TRUSTED, "neighbour_check": {"informative": False,
+                                                                                  "trusted": False}}}])
+def test_a_trusted_model_or_one_without_a_verdict_loads_silently(tmp_path, extra):
+    path = save_model(_model(default_sigma=0.1), tmp_path / "m.lmm", extra=extra)
+    assert untrusted_note(path, extra) is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_model(path)
+
+
+def test_the_trained_fixtures_load_silently(sphere_model_path, torus_model_path):
+    """Models the trainer trusted (the shared sphere and torus) carry a verdict and load without a warning."""
+    for path in (sphere_model_path, torus_model_path):
+        assert read_metadata(path)["extra"]["validation"]["neighbour_check"]["trusted"] is True
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            LearnedDataManifold(path)
+
+
+def test_the_divergence_limit_is_the_trainers():
+    from learned_manifold_training.validation import EXPLODED_EIGENVALUE as TRAINERS
+
+    assert EXPLODED_EIGENVALUE == TRAINERS

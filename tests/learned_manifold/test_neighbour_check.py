@@ -150,3 +150,41 @@ def test_the_check_runs_outside_the_callers_autocast():
         inside = neighbour_check(model, x, reference, grid(reference), k=64)
     assert plain.informative and inside.sigma == plain.sigma and inside.denoising == plain.denoising
     assert torch.equal(inside.tangent_disagreement, plain.tangent_disagreement)
+
+
+def mixed_report(model_dims, neighbour_dims, tangent=0.1):
+    from learned_manifold.neighbour_check import NeighbourReport
+
+    model, near = torch.tensor(model_dims), torch.tensor(neighbour_dims)
+    return NeighbourReport(0.1, [], torch.full((len(model_dims),), tangent), model, near)
+
+
+def test_mixed_dimensions_are_reported_as_the_spread_not_as_medians():
+    """A circle ∪ S² (49% of points read 1, 51% read 2): the medians said "dimension 2 against the neighbours' 1"
+    while the two agreed at 97% of points (tester C)."""
+    from learned_manifold.neighbour_check import neighbour_figures
+
+    report = mixed_report([1] * 49 + [2] * 51, [1] * 49 + [1] * 3 + [2] * 48)
+    summary = report.summary()
+    assert neighbour_figures(summary) == ("same dimension at 97% of points (limit 80%), tangent disagreement 0.100 "
+                                          "(limit 0.5); dimension 1 (49%) or 2 (51%) against the neighbours' 1 (52%) "
+                                          "or 2 (48%)")
+    assert "dimension 2 against the neighbours' 1" not in report.message()
+    assert report.trusted and summary["model_dimensions"] == {"1": 49, "2": 51} and summary["failed"] == {}
+
+
+def test_a_distrust_names_the_figure_that_failed_first():
+    """A thick tube: the model reads 1 everywhere, the neighbours 1 or 3; distrusted on the agreement (60%), the
+    reason read "dimension 1 against the neighbours' 1". A figure just past its limit shows the digits for it."""
+    from learned_manifold.neighbour_check import neighbour_figures
+
+    tube = mixed_report([1] * 100, [1] * 60 + [3] * 40)
+    assert neighbour_figures(tube.summary()).startswith(
+        "same dimension at only 60% of points (limit 80%), tangent disagreement 0.100 (limit 0.5); dimension 1 "
+        "against the neighbours' 1 (60%) or 3 (40%)")
+    assert not tube.trusted and list(tube.summary()["failed"]) == ["dimension_agreement"]
+    edge = mixed_report([1] * 10_000, [1] * 7999 + [2] * 2001)
+    assert "same dimension at only 79.99% of points" in neighbour_figures(edge.summary())
+    far = mixed_report([2] * 10, [2] * 10, tangent=0.7)
+    assert neighbour_figures(far.summary()) == ("tangent disagreement 0.7 (limit 0.5), same dimension at 100% of "
+                                                "points (limit 80%); dimension 2 against the neighbours' 2")

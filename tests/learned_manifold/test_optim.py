@@ -1,6 +1,7 @@
 """Riemannian optimisers on `LearnedDataManifold`: the card's signature, geoopt's own, convergence, robustness."""
 
 import geoopt
+import numpy as np
 import pytest
 import torch
 
@@ -295,3 +296,7 @@ def test_every_parameter_groups_options_are_checked_as_the_top_level_ones():
     with pytest.raises(ValueError, match=r"^nesterov must be True or False, got 'yes'$"):
         RiemannianSGD([p()], manifold=M, lr=0.1, momentum=0.5, nesterov="yes")
     RiemannianAdam([{"params": [p()], "lr": 0.0, "amsgrad": True, "betas": [0.5, 0.9]}], manifold=M)  # valid
+    # NumPy scalars are real numbers (a float32 from a config array was "not two numbers", tester F of round 10)
+    RiemannianAdam([p()], manifold=M, lr=np.float32(1e-3), betas=(np.float32(0.9), np.float64(0.99)))
+    adam = RiemannianAdam([{"params": [p()], "betas": (np.float32(0.5), 0.9)}], manifold=M)
+    assert adam.param_groups[0]["betas"] == (0.5, 0.9)

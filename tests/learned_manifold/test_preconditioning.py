@@ -126,6 +126,7 @@ def test_config_checks_the_rank_of_the_gaussian_model():
                                                                              torch.tensor(0.0))
 
 
+@pytest.mark.filterwarnings("ignore:.*was not trusted by the checks:learned_manifold.ModelFileWarning")  # a tiny run
 def test_trainer_estimates_the_model_and_the_file_keeps_it(tmp_path):
     """Data on a plane in R⁵: the trained model's two leading directions span the plane (in standardised
     units), the remaining variance is ≈ 0, and the saved file gives back the same buffers."""

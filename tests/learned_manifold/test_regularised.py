@@ -135,3 +135,57 @@ def test_a_tangent_dim_above_the_factors_rank_is_named_not_read_as_nan():
         geodesic(M, x0, x1, n_points=5)
     with pytest.raises(ValueError, match=message):
         geodesic(OneColumn(), x0, x1, n_points=5, tangent_dim=2)
+
+
+def test_numpy_integer_tangent_dims_are_counts():
+    """README and `types.Count`: NumPy integers are counts. ``tangent_dim=np.int64(2)`` was a TypeError ("must be an
+    int") in geodesic and the flows, though the manifold and `curvature` took it; bools stay refused."""
+    import numpy as np
+
+    from learned_manifold.regularised import resolve_tangent_dim
+
+    got = resolve_tangent_dim(Plane(), np.int64(2))
+    assert got == 2 and type(got) is int
+    x0, x1 = torch.zeros(1, 3, dtype=F64), torch.tensor([[1.0, 1.0, 0.0]], dtype=F64)
+    torch.testing.assert_close(geodesic(Plane(0.4), x0, x1, n_points=9, tangent_dim=np.int64(2)).length,
+                               geodesic(Plane(0.4), x0, x1, n_points=9, tangent_dim=2).length)
+    for bad in (True, np.bool_(True), 2.0):
+        with pytest.raises(TypeError, match="tangent_dim must be an int or None"):
+            resolve_tangent_dim(Plane(), bad)
+
+
+def test_a_tangent_dim_above_the_rank_is_refused_for_a_field_with_delta():
+    """Tester D: with δ > 0, ``tangent_dim = 7`` on a rank-3 field in R³ was accepted and ignored (the rank was
+    checked at δ = 0 only), though geodesic documents a ValueError for a tangent_dim outside 1..r."""
+    field = Plane(0.4)
+    field.delta = 0.1
+    x0, x1 = torch.zeros(1, 3, dtype=F64), torch.ones(1, 3, dtype=F64)
+    message = r"tangent_dim = 7 exceeds the rank r = 3 of the field's factor \(Plane\)"
+    with pytest.raises(ValueError, match=message):
+        geodesic(field, x0, x1, n_points=5, tangent_dim=7)
+    with pytest.raises(ValueError, match=message):
+        interpolate(field, x0, x1, n_points=5, tangent_dim=7)
+    geodesic(field, x0, x1, n_points=5, tangent_dim=3)  # within 1..r: accepted
+
+
+def test_polyline_lengths_raises_its_shape_errors_and_gives_a_one_point_path_length_zero():
+    """Tester D: every ValueError of `path_energy` read as "metric undefined": a one-point path had metric length
+    NaN (its Euclidean length 0) and a (B, D) array instead of (B, T, D) returned NaN instead of raising."""
+    one = torch.zeros(3, 1, 3, dtype=F64)
+    euclid, metric = polyline_lengths(one, Plane(), tangent_dim=2)
+    assert euclid.tolist() == [0.0] * 3 and metric.tolist() == [0.0] * 3
+    with pytest.raises(ValueError, match=r"path must have shape \(B, T, D\) with T >= 1, got \(4, 3\)"):
+        polyline_lengths(torch.zeros(4, 3, dtype=F64), Plane(), tangent_dim=2)
+
+
+def test_delta_takes_any_real_number_and_refuses_a_non_number_with_a_value_error():
+    """``np.float32`` (a numbers.Real) was "not a real number" to geodesic(delta=); a non-number stays ValueError."""
+    import numpy as np
+
+    from learned_manifold.regularised import check_delta
+
+    value = check_delta(np.float32(0.25))
+    assert value == 0.25 and type(value) is float
+    for bad in ("0.1", True, float("nan"), -1.0):
+        with pytest.raises(ValueError, match="delta must be a finite number >= 0"):
+            check_delta(bad)

@@ -356,6 +356,7 @@ def _blobs(n: int, size: int = 8, width: float = 1.2) -> torch.Tensor:
     return torch.exp(-d2 / (2 * width**2))
 
 
+@pytest.mark.filterwarnings("ignore:.*was not trusted by the checks:learned_manifold.ModelFileWarning")  # a tiny run
 def test_training_on_images_picks_the_unet_and_writes_a_model_that_loads(tmp_path):
     cfg = TrainConfig(steps=50, batch_size=32, val_points=24, sigma_min=0.01, sigma_max=1.0, seed=1)
     assert cfg.backbone == "auto"

@@ -21,6 +21,7 @@ SMALL = ["--num-points", "600", "--steps", "30", "--batch-size", "64", "--hidden
          "--device", "cpu"]
 
 
+@pytest.mark.filterwarnings("ignore:.*was not trusted by the checks:learned_manifold.ModelFileWarning")  # a tiny run
 def test_train_writes_a_model_the_manifold_loads(tmp_path, capsys):
     out = tmp_path / "circle.lmm"
     assert main(["train", "circle", "--out", str(out), "--rank", "2", *SMALL]) == 0
@@ -39,6 +40,7 @@ def test_train_writes_a_model_the_manifold_loads(tmp_path, capsys):
     assert info["config"]["rank"] == 2 and "validation" in info["extra"]
 
 
+@pytest.mark.filterwarnings("ignore:.*was not trusted by the checks:learned_manifold.ModelFileWarning")  # a tiny run
 def test_train_from_a_user_file_and_resume(tmp_path):
     data = np.random.default_rng(0).normal(size=(600, 4)).astype(np.float32)
     np.save(tmp_path / "data.npy", data)
@@ -87,6 +89,7 @@ def test_unknown_dataset_lists_the_valid_names(tmp_path, capsys):
     assert "sphere" in capsys.readouterr().err
 
 
+@pytest.mark.filterwarnings("ignore:.*was not trusted by the checks:learned_manifold.ModelFileWarning")  # a tiny run
 def test_gaussian_preconditioning_from_the_command_line(tmp_path):
     """``--input-scaling gaussian --grad-clip 0`` reach the model file: the Gaussian model of the 2-D circle data
     (its rank capped at D = 2) is stored and loads back."""
@@ -123,6 +126,38 @@ def test_a_diverging_run_is_one_line_with_a_hint(tmp_path, capsys):
     assert not (tmp_path / "m.lmm").exists()
 
 
+def test_a_run_whose_factor_exploded_exits_2_and_keeps_its_file(tmp_path, capsys, monkeypatch):
+    """A run at --lr 0.5 on a circle ended with finite factor eigenvalues of 2.6e12 (a CDC's are about 1): it
+    warned "training diverged" yet exited 0, so a script went on with a meaningless model. Now exit status 2, as a
+    run stopped for divergence; the file stays for `info`, which says the same."""
+    from learned_manifold_training import trainer
+
+    real = trainer.train
+
+    def exploding(*args, **kwargs):
+        result = real(*args, **kwargs)
+        result.validation["self_consistency"]["factor_top_eigenvalues"] = [2.6e12, 1.0]
+        return result
+
+    monkeypatch.setattr(trainer, "train", exploding)
+    out = tmp_path / "m.lmm"
+    assert main(["train", "circle", "--out", str(out), "--rank", "2", *SMALL]) == 2
+    assert "warning: training diverged: the factor's eigenvalues reach 2.6e+12" in capsys.readouterr().err
+    assert out.is_file()
+
+
+def test_the_info_hint_is_a_command_that_runs_as_printed(tmp_path, capsys):
+    """A failed check's hint read ``learned-manifold info my model.lmm --data ...``: run as printed, the space split
+    the path (``unrecognized arguments: model.lmm``). It is quoted as a shell command now."""
+    out = tmp_path / "my model.lmm"
+    assert main(["train", "circle", "--out", str(out), "--rank", "2", *SMALL]) == 0
+    err = capsys.readouterr().err
+    hint = f"`learned-manifold info '{out}' --data circle` shows the spectra and why"
+    assert hint in err
+    assert main(shlex.split(hint.split("`")[1])[1:]) == 0
+
+
+@pytest.mark.filterwarnings("ignore:.*was not trusted by the checks:learned_manifold.ModelFileWarning")  # a tiny run
 def test_a_users_own_training_package_does_not_shadow_the_installed_one(tmp_path):
     """In a folder holding a user's ``training/`` package (which fails on import), ``python -m
     learned_manifold_training.cli`` (the current folder first on sys.path) still runs, help and training."""

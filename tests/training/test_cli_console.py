@@ -7,8 +7,12 @@ import errno
 import os
 import subprocess
 import sys
+import warnings
 
-from learned_manifold_training.cli_console import compile_cache_hint
+import pytest
+
+from learned_manifold_training import cli
+from learned_manifold_training.cli_console import compile_cache_hint, one_line_warnings
 
 
 def test_help_prints_on_an_ascii_console():
@@ -62,3 +66,23 @@ def test_out_of_memory_in_the_end_phase_does_not_suggest_the_batch_size(monkeypa
         early = err
     assert out_of_memory_advice(early) == "lower --batch-size (or --hidden, --num-points)"
     assert out_of_memory_advice(MemoryError()) == "lower --batch-size (or --hidden, --num-points)"  # no traceback
+
+
+def test_the_console_script_shows_a_warning_as_one_line(capsys, monkeypatch, tmp_path):
+    """The trainer's σ-range note printed as ``.../input_choices.py:171: UserWarning: sigma_max ...`` and the
+    library's source line, beside the command's own ``warning: ...`` lines. The console script (``main()`` without
+    argv) shows each as ``warning: MESSAGE``, one line, and restores Python's display when it returns."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        restore = one_line_warnings()
+        warnings.warn("sigma_max lies far below the spacing", UserWarning, stacklevel=1)
+        restore()
+    assert capsys.readouterr().err == "warning: sigma_max lies far below the spacing\n"
+    before = warnings.showwarning
+    monkeypatch.setattr(sys, "argv", ["learned-manifold", "info", str(tmp_path / "missing.lmm")])
+    assert cli.main() == 2
+    assert warnings.showwarning is before
+    monkeypatch.setattr(sys, "argv", ["learned-manifold", "info", "--no-such-flag"])  # argparse exits: restored too
+    with pytest.raises(SystemExit):
+        cli.main()
+    assert warnings.showwarning is before

@@ -1,10 +1,13 @@
 """``learned-manifold demo`` (`learned_manifold_training.demo`): its checks before any work, and what ``--quick``
 changes, said."""
 
+from pathlib import Path
+
 import pytest
 
 from learned_manifold_training import demo
 from learned_manifold_training.cli import main
+from learned_manifold_training.result import load_judged
 
 
 def test_an_out_that_is_a_file_or_under_one_is_refused_in_words(tmp_path, capsys):
@@ -161,3 +164,45 @@ def test_a_finished_demo_replaces_its_earlier_files_all_together(tmp_path):
         (stage / "report.json").write_text("{}")
     assert sorted(p.name for p in folder.iterdir()) == ["model.lmm", "notes.txt", "report.json"]
     assert (folder / "model.lmm").read_bytes() == b"new model"
+
+
+def test_a_read_only_working_folder_is_named_as_train_and_show_name_theirs(tmp_path, monkeypatch, capsys):
+    """``demo`` in a read-only working folder printed only "[Errno 13] Permission denied: 'demo-output'", where
+    ``train`` and ``show`` say "the folder '.' is not writable (Permission denied)" (tester B, s30, item 3): the
+    demo and the image demo check their folder first and name --out and its default (root ignores ``chmod``, so
+    the refusal is simulated)."""
+    import errno
+
+    def refused(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(demo, "train", _stop)
+    monkeypatch.setattr("tempfile.mkstemp", refused)  # `outputs.probe_writable`'s probe
+    for dataset in ("circle", "digits"):
+        assert main(["demo", "--quick", "--dataset", dataset]) == 2
+        assert capsys.readouterr().err == (
+            "learned-manifold demo: error: --out 'demo-output' (the default: 'demo-output' in the current folder): "
+            "the folder '.' is not writable (Permission denied): choose a writable --out folder\n")
+    with pytest.raises(ValueError, match=r"^--out 'new/sub': the folder '\.' is not writable \(Permission denied\)"):
+        demo.check_demo_folder(Path("new/sub"))  # a folder to be made: its nearest existing parent is tested
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_demos_load_their_model_without_repeating_the_verdict_they_print(tmp_path):
+    """A model its checks did not trust warns at load (`ModelFileWarning`); the demos print the checks' reasons
+    themselves (`validation.distrust`), so their own load of the model they just trained does not warn again."""
+    import warnings
+
+    from learned_manifold import ModelFileWarning, load_model
+    from learned_manifold.model_file import save_model
+    from learned_manifold.models import MetricModel, ModelConfig
+
+    model = MetricModel(ModelConfig(data_shape=(2,), rank=2, arch_kwargs={"hidden": 8, "depth": 1}))
+    path = save_model(model, tmp_path / "model.lmm", extra={"validation": {"neighbour_check": {
+        "informative": True, "trusted": False}}})
+    with pytest.warns(ModelFileWarning, match="was not trusted by the checks"):
+        load_model(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_judged(path)

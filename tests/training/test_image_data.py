@@ -83,9 +83,11 @@ def test_array_files_carry_labels(tmp_path: Path, suffix: str) -> None:
     _save(tmp_path / f"b{suffix}", arr, labels=np.array([1, 2, 3], dtype=np.int64))
     with pytest.raises(ValueError, match="3 labels for 4 images"):
         load_image_array(tmp_path / f"b{suffix}")
-    _save(tmp_path / f"c{suffix}", arr, labels=np.ones(4, dtype=np.float32))
-    with pytest.raises(ValueError, match="1-D integer"):
-        load_image_array(tmp_path / f"c{suffix}")
+    _save(tmp_path / f"c{suffix}", arr, labels=np.ones(4, dtype=np.float32))  # whole-number floats: class labels
+    assert load_image_array(tmp_path / f"c{suffix}").labels.tolist() == [1, 1, 1, 1]
+    _save(tmp_path / f"d{suffix}", arr, labels=np.full(4, 0.5, dtype=np.float32))  # pseudotime: not classes
+    with pytest.warns(UserWarning, match="not whole .* so it was not used"):
+        assert load_image_array(tmp_path / f"d{suffix}").labels is None
 
 
 def test_array_layout_rules() -> None:

@@ -1,6 +1,7 @@
 """`training.show`: how interpolation paths are scored (the numbers of `learned-manifold show` and of
 `benchmarks/image_paths.py`)."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -260,3 +261,24 @@ def test_show_checks_its_folder_before_any_work_and_names_the_file_a_write_faile
     with pytest.raises(ValueError, match=r"could not write '.*pics/dimension.png': No space left on device \(out "
                                          r"\(--out\) '.*pics'\); eigenvectors.png, eigenvalues.png were written"):
         show.run_show(_tiny_image_model(), data, out, n_points=4, n_pairs=1, path_points=5)
+
+
+def test_show_warns_that_the_pictures_are_of_a_model_its_checks_did_not_trust(tmp_path, monkeypatch):
+    """``show`` drew an untrusted model's pictures without a word (tester C, s30, item 3): loading it warns
+    (`ModelFileWarning`, naming the file and ``learned-manifold info``); the drawing is stubbed here."""
+    from learned_manifold import ModelFileWarning
+    from learned_manifold.model_file import save_model
+    from learned_manifold_training import show
+    from learned_manifold_training.cli import main
+
+    drawn = []
+    monkeypatch.setattr(show, "run_show", lambda model, *args, **kwargs: drawn.append(model) or {
+        "median_dimension": 1})
+    verdict = {"validation": {"self_consistency": {"trusted": False}}}
+    model = save_model(_tiny_image_model(), tmp_path / "m.lmm", extra=verdict)
+    np.save(tmp_path / "images.npy", np.random.default_rng(0).random((10, 1, 4, 4), dtype=np.float32))
+    with pytest.warns(ModelFileWarning, match=r"m\.lmm' was not trusted by the checks at the end of its training: "
+                                              r"its factor and denoiser disagree .*`learned-manifold info "):
+        assert main(["show", str(model), str(tmp_path / "images.npy"), "--out", str(tmp_path / "pics"), "--layout",
+                     "NCHW"]) == 0
+    assert len(drawn) == 1

@@ -25,6 +25,7 @@ def command(argv: list[str]) -> int:
     return main(argv)
 
 
+@pytest.mark.filterwarnings("ignore:.*was not trusted by the checks:learned_manifold.ModelFileWarning")  # 30 steps
 def test_train_vae_encode_then_metric_matching_on_the_codes(tmp_path, capsys):
     vae_path, codes_path = tmp_path / "circle.lvae", tmp_path / "latents.npy"
     assert command(["train-vae", "circle", "--out", str(vae_path), "--latent-dim", "2", *SMALL]) == 0
@@ -176,3 +177,34 @@ def test_encode_repeats_the_collapse_the_vae_file_records(tmp_path, capsys):
         collapsed = f"warning: the VAE file {path} records that the VAE reconstructs held-out points barely better"
         assert (collapsed in printed.err) is (name == "collapsed")
         assert ("collapsed to the prior" in printed.err) is (name == "collapsed")
+
+
+def test_encode_of_a_subset_of_a_files_rows_writes_their_indices(tmp_path, capsys):
+    """``encode --num-points n`` encoded a random subset of a user's rows and wrote only the codes: names, labels or
+    times could not be matched to them (tester A, s30, item 4). The rows' indices go to ``CODES.rows.npy``, named in
+    the printed line; they are the rows ``train-vae`` draws with the same seed, and the codes are theirs."""
+    from learned_manifold import save_vae
+    from learned_manifold.vae import VAE, VAEConfig
+    from learned_manifold_training.data.files import resolve_source
+
+    torch.manual_seed(0)
+    vae = VAE(VAEConfig(data_shape=(3,), latent_dim=2, arch="mlp", hidden=8, depth=1, n_centres=4))
+    vae_path = save_vae(vae, tmp_path / "v.lvae")
+    rows = np.random.default_rng(0).normal(size=(50, 3)).astype(np.float32)
+    np.save(tmp_path / "cells.npy", rows)
+    codes_path = tmp_path / "z.npy"
+    argv = ["encode", str(vae_path), str(tmp_path / "cells.npy"), "--out", str(codes_path), "--seed", "3"]
+    assert command([*argv, "--num-points", "20"]) == 0
+    printed = capsys.readouterr().out
+    index = np.load(tmp_path / "z.rows.npy")
+    assert f"whose indices (0-based, in file order) are in {tmp_path / 'z.rows.npy'}" in printed
+    assert index.dtype == np.int64 and index.shape == (20,) and np.all(np.diff(index) > 0)
+    with torch.no_grad():
+        np.testing.assert_allclose(np.load(codes_path), vae.encode(torch.from_numpy(rows[index])).numpy(), atol=1e-6)
+    same = resolve_source(str(tmp_path / "cells.npy"), n=20, seed=3).x.numpy()  # as train-vae reads them
+    np.testing.assert_array_equal(same, rows[index])
+    codes_path.unlink()
+    assert command([*argv, "--num-points", "10"]) == 2  # an earlier run's indices are not replaced silently
+    assert "z.rows.npy' already exists; replace it with --overwrite" in capsys.readouterr().err
+    assert command([*argv, "--overwrite"]) == 0  # all rows, in order: no indices, and none left from before
+    assert "indices" not in capsys.readouterr().out and not (tmp_path / "z.rows.npy").exists()

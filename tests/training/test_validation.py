@@ -135,11 +135,12 @@ def test_a_neighbour_verdict_names_the_figure_that_decided_it():
 
     near = {"sigma": 0.25, "informative": True, "trusted": False, "threshold": 0.5, "tangent_disagreement": 0.21,
             "dimension_agreement": 0.59, "model_dimension": 2, "neighbour_dimension": 2}
-    (reason,) = distrust({"neighbour_check": near})
-    assert "dimension 2 against the neighbours' 2 (same at 59% of points, limit 80%)" in reason
-    assert "tangent disagreement 0.210 (limit 0.5)" in reason
+    (reason,) = distrust({"neighbour_check": near})  # a file without the per-point counts: its medians, called so
+    assert ("(same dimension at only 59% of points (limit 80%), tangent disagreement 0.210 (limit 0.5); median "
+            "dimension 2 against the neighbours' 2)") in reason
     older = {k: v for k, v in near.items() if k not in ("dimension_agreement", "threshold")}  # files before them
-    assert neighbour_figures(older) == "dimension 2 against the neighbours' 2, tangent disagreement 0.210 (limit 0.5)"
+    assert neighbour_figures(older) == ("tangent disagreement 0.210 (limit 0.5); median dimension 2 against the "
+                                        "neighbours' 2")
 
 
 @pytest.mark.parametrize("trusted", [True, None])  # files before the fix stored True for "no verdict"
@@ -163,3 +164,49 @@ def test_exploded_factor_eigenvalues_are_called_a_divergence():
     assert reasons[1].endswith("train again with a smaller --lr")
     fine = {**SELF_FAILED, "factor_top_eigenvalues": [0.99, 0.97]}
     assert len(distrust({"self_consistency": fine})) == 1 and EXPLODED_EIGENVALUE == 1e6
+
+
+@pytest.mark.parametrize("values", [[2.6e12, float("nan")], [float("nan"), 2.6e12], [float("nan")] * 2,
+                                    [0.9, float("inf")]])
+def test_non_finite_factor_eigenvalues_are_a_divergence_in_any_order(values):
+    """``max`` with a NaN depends on the order: ``[nan, 2.6e12]`` and an all-NaN factor were not called diverged."""
+    from learned_manifold_training.validation import exploded
+
+    top = exploded({"factor_top_eigenvalues": values})
+    assert top is not None and not torch.isfinite(torch.tensor(top))
+    reasons = distrust({"self_consistency": {**SELF_FAILED, "factor_top_eigenvalues": values}})
+    assert reasons[1].startswith("training diverged: the factor's eigenvalues are not finite (")
+
+
+@pytest.mark.parametrize("known", [False, True])
+def test_select_sigma_never_chooses_a_nan_row(known, monkeypatch):
+    """A NaN row first in the table (a factor that overflowed at the smallest σ) was the chosen default: ``min`` and
+    ``max`` keep a NaN that comes first. All rows NaN: the initial guess, with a rule that says so."""
+    import learned_manifold_training.validation as V
+    from learned_manifold.models import MetricModel, ModelConfig
+
+    model = MetricModel(ModelConfig(data_shape=(2,), rank=2, sigma_min=2.0**-6, sigma_max=4.0,
+                                    arch_kwargs={"hidden": 8, "depth": 1, "emb_dim": 8}))
+    grid = V.sigma_grid(model)
+    nan_at = {grid[0]}
+
+    def validate(model, x, sigma, manifold=None):
+        good = 0.5 + sigma / 100  # the largest σ has the largest gap and the smallest error
+        figure = float("nan") if sigma in nan_at else good
+        return {"sigma": sigma, "mean_gap": figure, "tangent_error": figure if known else 0.0,
+                "median_dimension": 1}
+
+    if known:
+        def validate_known(model, x, sigma, manifold=None):
+            row = validate(model, x, sigma)
+            return {**row, "tangent_error": float("nan") if sigma in nan_at else 1.0 - sigma / 100}
+        monkeypatch.setattr(V, "validate", validate_known)
+    else:
+        monkeypatch.setattr(V, "validate", validate)
+    manifold = object() if known else None
+    sigma, _, _ = V.select_sigma(model, torch.zeros(5, 2), manifold)
+    assert sigma != grid[0] and sigma in grid
+    nan_at = set(grid)
+    sigma, rule, table = V.select_sigma(model, torch.zeros(5, 2), manifold)
+    assert sigma == V.initial_sigma(float(model.scale), 2.0**-6, 4.0)[0] and len(table) == len(grid)
+    assert rule.endswith(f"(no bandwidth gave a finite validation {'tangent_error' if known else 'mean_gap'})")

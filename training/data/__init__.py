@@ -2,8 +2,9 @@
 
 One module per kind: `base` (helpers, `SyntheticManifold`, `EmbeddedManifold`), `shapes` (sphere, circle,
 torus, swiss roll, flat patch, union), `blobs` (the Gaussian blob image manifold, SPEC §9), `builtin` (data sets
-by name), `readers` (array files read safely), `images` and `idx` (users' pictures: arrays, PNG/JPEG folders,
-IDX files, as `ImageData`), `files`
+by name), `readers` (array files read safely; `sparse_npz`: scipy sparse ``.npz`` files made dense), `labels`
+(class labels beside the data), `images` and `idx` (users' pictures: arrays, PNG/JPEG folders, IDX files, as
+`ImageData`), `files`
 (users' arrays and `resolve_data`, the one entry point in front of them all; `resolve_images` for pictures;
 `resolve_source`, what the command line reads).
 """

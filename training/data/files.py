@@ -16,16 +16,9 @@ from torch import Tensor
 from .base import SyntheticManifold
 from .builtin import DATASETS, DEFAULT_SYNTHETIC_N, get_dataset, get_image_dataset, is_image_dataset
 from .idx import is_idx_path, load_idx
-from .images import (
-    ImageData,
-    _from_raw,
-    _labels_tensor,
-    _reads_as_images,
-    images_from_array,
-    load_image_array,
-    load_image_folder,
-)
-from .readers import SUPPORTED_EXTENSIONS, DataFileNotFoundError, read_file, validate
+from .images import ImageData, _from_raw, _reads_as_images, images_from_array, load_image_array, load_image_folder
+from .labels import file_labels, labels_tensor
+from .readers import SUPPORTED_EXTENSIONS, DataFileNotFoundError, path_text, read_file, validate
 
 __all__ = ["DataFileNotFoundError", "ResolvedData", "SUPPORTED_EXTENSIONS", "is_image_source", "load_array",
            "load_images", "resolve_data", "resolve_images", "resolve_source", "as_model_points"]
@@ -35,7 +28,8 @@ def load_array(source: str | os.PathLike[str] | np.ndarray | Tensor, *, name: st
     """Load and validate a user data array.
 
     Args:
-        source: a path to ``.npy``, ``.npz`` (a single array, or the one named "data"), ``.pt``/``.pth``
+        source: a path to ``.npy``, ``.npz`` (a single array, or the one named "data"; a csr, csc or coo matrix
+            written by ``scipy.sparse.save_npz`` is made dense), ``.pt``/``.pth``
             (``torch.load(..., weights_only=True)``: a tensor, or a dict with a single tensor or key "data"; an
             entry "labels" beside the data is left out, as `resolve_source` keeps it apart),
             or an in-memory ``np.ndarray`` / ``torch.Tensor``. Pickled object arrays are refused without
@@ -129,12 +123,14 @@ def _take_rows(raw: np.ndarray | Tensor, keep: Tensor | None) -> np.ndarray | Te
 
 def _sample_images(raw: np.ndarray | Tensor, labels: object, label: str, layout: str | None, source: str,
                    n: int | None, seed: int) -> ImageData:
-    """`ImageData` of `_subset` images of a file's array (labels checked against the whole file first)."""
+    """`ImageData` of `_subset` images of a file's array (labels, as `file_labels` reads them, checked against the
+    whole file first)."""
     keep = _row_subset(raw, n, seed)
+    labels, names = file_labels(labels, label)
     if raw.ndim >= 2 and labels is not None:
-        labels = _labels_tensor(labels, raw.shape[0], label)
+        labels = labels_tensor(labels, raw.shape[0], label)
         labels = labels if keep is None else labels[keep]
-    return _from_raw(_take_rows(raw, keep), label, layout, labels, source)
+    return _from_raw(_take_rows(raw, keep), label, layout, labels, source, names)
 
 
 def is_image_source(source: object) -> bool:
@@ -192,7 +188,7 @@ def resolve_images(
     if isinstance(source, (str, os.PathLike)) and not is_idx_path(source):
         path = Path(source)
         raw, labels = read_file(path, f"image file '{path}'", extra="labels")
-        return _sample_images(raw, labels, f"image file '{path}'", layout, str(path), n, seed), None
+        return _sample_images(raw, labels, f"image file '{path}'", layout, path_text(path), n, seed), None
     images = load_images(source, layout=layout)
     keep = _subset(images.x.shape[0], n, seed)
     return (images if keep is None else images.take(keep)), None
@@ -254,13 +250,16 @@ class ResolvedData:
         manifold: the built-in data set's manifold (exact geometry), or None.
         info: images only: `ImageData.metadata` (source, stored dtype, value range), kept in the model file.
         labels: ``(N,)`` int64 class labels where the source has them (a folder's classes, IDX labels, a
-            ``.npz``/``.pt`` entry "labels"), or None.
+            ``.npz``/``.pt`` entry "labels", text made codes by `labels.file_labels`), or None.
+        class_names: the name of each label value (a folder's class folders, a text "labels" entry's sorted
+            names; for images also in ``info``), or None.
     """
 
     x: Tensor
     manifold: SyntheticManifold | None = None
     info: dict | None = None
     labels: Tensor | None = None
+    class_names: tuple[str, ...] | None = None
 
 
 def resolve_source(
@@ -276,7 +275,8 @@ def resolve_source(
     reads as images (`_reads_as_images`; channels-last ``(N, H, W, C)`` is turned channels-first, an ambiguous
     shape such as ``(N, 3, 8, 3)`` needs ``layout``) gives images with their stored dtype and value range; any
     other array (``(N, D)``, ``(N, H, W)``, a volume ``(N, 16, 16, 16)``) gives points as stored. A ``.npz``
-    entry or ``.pt`` key "labels" is kept as class labels, and not taken for the data. Built-in names go to
+    entry or ``.pt`` key "labels" is kept as class labels (text made integer codes, its names kept; floats that are
+    not whole numbers left out with a warning: `labels.file_labels`), and not taken for the data. Built-in names go to
     `resolve_data`.
 
     Args:
@@ -291,7 +291,7 @@ def resolve_source(
     """
     if is_image_source(source):
         images, manifold = resolve_images(source, n=n, seed=seed, layout=layout)
-        return ResolvedData(images.x, manifold, images.metadata(), images.labels)
+        return ResolvedData(images.x, manifold, images.metadata(), images.labels, images.class_names)
     if not (isinstance(source, (str, os.PathLike)) and Path(source).suffix.lower() in SUPPORTED_EXTENSIONS
             and Path(source).exists()):
         if layout is not None:
@@ -302,12 +302,14 @@ def resolve_source(
     label = f"data file '{path}'"
     raw, labels = read_file(path, label, extra="labels")
     if _reads_as_images(tuple(raw.shape), layout):
-        images = _sample_images(raw, labels, label, layout, str(path), n, seed)
-        return ResolvedData(images.x, None, images.metadata(), images.labels)
-    lab = None if labels is None or raw.ndim < 2 else _labels_tensor(labels, raw.shape[0], label)
+        images = _sample_images(raw, labels, label, layout, path_text(path), n, seed)
+        return ResolvedData(images.x, None, images.metadata(), images.labels, images.class_names)
+    labels, names = file_labels(labels, label)
+    lab = None if labels is None or raw.ndim < 2 else labels_tensor(labels, raw.shape[0], label)
     keep = _row_subset(raw, n, seed)
     data = validate(_take_rows(raw, keep), label)
-    return ResolvedData(data, None, None, None if lab is None else (lab if keep is None else lab[keep]))
+    return ResolvedData(data, None, None, None if lab is None else (lab if keep is None else lab[keep]),
+                        None if lab is None else names)
 
 
 def as_model_points(x: Tensor, data_shape: Sequence[int], name: str) -> Tensor:

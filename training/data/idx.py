@@ -14,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .images import ImageData, _from_raw, _labels_tensor
+from .images import ImageData, _from_raw
+from .labels import labels_tensor
+from .readers import path_text
 
 __all__ = ["is_idx_path", "load_idx", "read_idx"]
 
@@ -147,5 +149,5 @@ def load_idx(images: str | os.PathLike[str], labels: str | os.PathLike[str] | bo
         raw = read_idx(label_path, ndim=1)
         if raw.dtype.kind not in "iu":
             raise ValueError(f"IDX file '{label_path}': labels must be integers, got {raw.dtype.name}")
-        lab = _labels_tensor(raw, arr.shape[0], f"IDX file '{label_path}'")
-    return _from_raw(arr, f"IDX file '{path}'", None, lab, str(path))
+        lab = labels_tensor(raw, arr.shape[0], f"IDX file '{label_path}'")
+    return _from_raw(arr, f"IDX file '{path}'", None, lab, path_text(path))

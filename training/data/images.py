@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .readers import DataFileNotFoundError, read_file, validate
+from .labels import file_labels, labels_tensor
+from .readers import DataFileNotFoundError, path_text, read_file, validate
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -130,24 +131,6 @@ def _reads_as_images(shape: tuple[int, ...], layout: str | None) -> bool:
     return layout is not None or (len(shape) == 4 and (shape[1] <= 4 or shape[3] in (1, 3, 4)))
 
 
-def _labels_tensor(raw: object, n: int, label: str) -> Tensor:
-    """Labels (N,) int64 from an integer tensor, array or sequence, checked against the number of images."""
-    if not isinstance(raw, Tensor):
-        arr = np.asarray(raw) if isinstance(raw, (np.ndarray, list, tuple)) else None
-        if arr is None or arr.dtype.kind not in "iu":
-            what = f"{arr.dtype} {arr.shape}" if arr is not None else type(raw).__name__
-            raise ValueError(f"{label}: labels must be a 1-D integer array, got {what}")
-        raw = torch.from_numpy(arr.astype(np.int64))
-    lab = raw.detach()
-    if lab.is_floating_point() or lab.is_complex() or lab.dtype == torch.bool or lab.ndim != 1:
-        raise ValueError(f"{label}: labels must be a 1-D integer array, got {lab.dtype} {tuple(lab.shape)}")
-    if lab.shape[0] != n:
-        raise ValueError(f"{label}: has {lab.shape[0]} labels for {n} images")
-    if n and int(lab.min()) < 0:
-        raise ValueError(f"{label}: labels must be >= 0, found {int(lab.min())}")
-    return lab.to(torch.int64).clone()
-
-
 def images_from_array(
     raw: np.ndarray | Tensor, *, name: str = "images", layout: str | None = None, labels: object = None,
     source: str | None = None,
@@ -174,7 +157,8 @@ def images_from_array(
     return _from_raw(raw, f"array {name!r}", layout, labels, source or name)
 
 
-def _from_raw(raw: np.ndarray | Tensor, label: str, layout: str | None, labels: object, source: str) -> ImageData:
+def _from_raw(raw: np.ndarray | Tensor, label: str, layout: str | None, labels: object, source: str,
+              class_names: tuple[str, ...] | None = None) -> ImageData:
     shape = tuple(int(s) for s in raw.shape)
     order = _nchw_order(shape, layout, label)  # layout errors first: they need no copy of the data
     stored = _dtype_name(raw.dtype)
@@ -185,15 +169,16 @@ def _from_raw(raw: np.ndarray | Tensor, label: str, layout: str | None, labels: 
         if not bool(torch.isfinite(x).all()):
             raise ValueError(f"{label}: holds values beyond the float32 range (|x| > {torch.finfo().max:.3g})")
     x = x.contiguous()
-    lab = None if labels is None else _labels_tensor(labels, x.shape[0], label)
-    return ImageData(x, lab, source, stored, _value_range(stored, x))
+    lab = None if labels is None else labels_tensor(labels, x.shape[0], label)
+    return ImageData(x, lab, source, stored, _value_range(stored, x), None if lab is None else class_names)
 
 
 def load_image_array(path: str | os.PathLike[str], *, layout: str | None = None) -> ImageData:
     """Images from a ``.npy``, ``.npz`` or ``.pt``/``.pth`` file (read safely by `files.load_array`'s readers).
 
-    A ``.npz`` (or a ``.pt`` dict) may hold the images as "data" (or as its only other entry) and integer class
-    labels as "labels".
+    A ``.npz`` (or a ``.pt`` dict) may hold the images as "data" (or as its only other entry) and class labels as
+    "labels": integers, or text (made codes 0, 1, ... of the sorted names, kept as ``class_names``); floats that
+    are not whole numbers are no class labels and are left out with a warning (`labels.file_labels`).
 
     Args:
         path: the file.
@@ -205,7 +190,8 @@ def load_image_array(path: str | os.PathLike[str], *, layout: str | None = None)
     path = Path(path)
     label = f"image file '{path}'"
     raw, labels = read_file(path, label, extra="labels")
-    return _from_raw(raw, label, layout, labels, str(path))
+    labels, names = file_labels(labels, label)
+    return _from_raw(raw, label, layout, labels, path_text(path), names)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -299,6 +285,12 @@ def _depth_problem(image) -> str | None:
     return None
 
 
+def _png_grey16(image) -> bool:
+    """Whether an opened PIL image is a 16-bit grey PNG: older Pillow (such as 9.1, the images extra's floor) opens
+    them as mode ``I`` (int32), newer ones as ``I;16``; PNG has no 32-bit grey, so either is uint16 (0..65535)."""
+    return image.format == "PNG" and (image.mode == "I" or image.mode.startswith("I;16"))
+
+
 def _read_mode(image) -> str:
     """The mode an opened PIL image is read in (`_pixels`): its own, or RGB[A] for palette and exotic modes, L for
     1-bit; known from the header alone."""
@@ -317,8 +309,10 @@ def _header_shape(image) -> tuple[tuple[int, int, int], str]:
     (Pillow decodes the pixels only when they are asked for)."""
     from PIL import ImageMode
 
-    described = ImageMode.getmode(_read_mode(image))
     width, height = image.size
+    if _png_grey16(image):
+        return (height, width, 1), "uint16"
+    described = ImageMode.getmode(_read_mode(image))
     return (height, width, len(described.bands)), np.dtype(described.typestr).newbyteorder("=").name
 
 
@@ -328,7 +322,7 @@ def _pixels(image) -> np.ndarray:
     if mode != image.mode:
         image = image.convert(mode)
     arr = np.asarray(image)
-    arr = arr.astype(arr.dtype.newbyteorder("="), copy=False)
+    arr = arr.astype(np.uint16 if _png_grey16(image) else arr.dtype.newbyteorder("="), copy=False)
     return arr[:, :, None] if arr.ndim == 2 else arr
 
 
@@ -426,4 +420,4 @@ def load_image_folder(root: str | os.PathLike[str], *, n: int | None = None, see
     if not bool(torch.isfinite(x).all()):
         raise ValueError(f"image folder '{root}': holds non-finite values (float images with NaN/inf)")
     lab = None if labels is None else torch.tensor(labels, dtype=torch.int64)
-    return ImageData(x, lab, str(root), stored, _value_range(stored, x), class_names)
+    return ImageData(x, lab, path_text(root), stored, _value_range(stored, x), class_names)

@@ -4,9 +4,10 @@ nothing allocates more than the file holds: a ``.npy`` is mapped, not read, so c
 before anything is copied; a ``.npz`` entry's header is checked against the entry's size and the memory available
 before it is read; a ``.pt`` file's records are checked against the file's size and the memory available before
 ``torch.load`` reads them (a compressed record would inflate); a ``.pt`` tensor that claims more values than it
-stores (a broadcast view) is refused. Only regular files are opened (a FIFO, device or socket is refused unopened:
-reading one would block or never end). Running out of memory while the data is read or converted gives one
-ValueError naming the file and the size it needs."""
+stores (a broadcast view) is refused. A ``.npz`` written by ``scipy.sparse.save_npz`` (csr, csc or coo) is
+made dense (`sparse_npz`), within `MAX_DENSE_FROM_SPARSE` values. Only regular files are opened (a FIFO, device or
+socket is refused unopened: reading one would block or never end). Running out of memory while the data is read or
+converted gives one ValueError naming the file and the size it needs."""
 
 from __future__ import annotations
 
@@ -22,7 +23,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["DataFileNotFoundError", "MAX_DENSE_FROM_SPARSE", "SUPPORTED_EXTENSIONS", "read_file", "validate"]
+from .sparse_npz import densify_scipy_npz, is_scipy_sparse
+
+__all__ = ["DataFileNotFoundError", "MAX_DENSE_FROM_SPARSE", "SUPPORTED_EXTENSIONS", "path_text", "read_file",
+           "validate"]
 
 SUPPORTED_EXTENSIONS = (".npy", ".npz", ".pt", ".pth")
 
@@ -31,14 +35,31 @@ class DataFileNotFoundError(FileNotFoundError, ValueError):
     """A data file does not exist (both a FileNotFoundError and a ValueError)."""
 
 
-def _select_entry(keys: Sequence[str], label: str) -> str:
+def path_text(path: str | os.PathLike[str]) -> str:
+    """``path`` as text in its real characters, for the record of where data came from (``ImageData.source``, a
+    model file's ``data.source``): the file-system bytes decoded as UTF-8 where they are valid UTF-8, others as
+    ``\\xNN``. Under an ASCII file-system encoding (``LC_ALL=C PYTHONUTF8=0``) ``str(path)`` holds lone surrogates
+    in their place (``\\udcc3\\udca9`` for "é"), which strict JSON readers refuse."""
+    text = os.fspath(path)
+    if isinstance(text, bytes):
+        return text.decode("utf-8", "backslashreplace")
+    try:
+        return os.fsencode(text).decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # characters the file-system encoding lacks: text already, lone surrogates escaped
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _select_entry(keys: Sequence[str], label: str, save: str = "np.savez(path, data=X, ...)") -> str:
+    """The entry of a .npz (or key of a .pt dict) that holds the data: the only one, else the one named "data";
+    else one ValueError listing the entries found and saying how to save them (``save``, e.g. ``np.savez(...)``)."""
     if not keys:
         raise ValueError(f"{label}: contains no arrays")
     if len(keys) == 1:
         return keys[0]
     if "data" in keys:
         return "data"
-    raise ValueError(f"{label}: holds several arrays {sorted(keys)}; name the one to use 'data'")
+    raise ValueError(f"{label}: holds several arrays {sorted(keys)} and none named 'data'; save the array to use "
+                     f"under the name 'data' ({save})")
 
 
 _NPY_MAGIC = b"\x93NUMPY"
@@ -169,6 +190,9 @@ def _read_numpy(path: Path, label: str, extra: str | None = None) -> tuple[np.nd
             side = _npz_entry(loaded, extra, label) if extra is not None and extra in names else None
             if side is not None:
                 names.remove(extra)
+            if is_scipy_sparse(names):  # scipy.sparse.save_npz: its 'data' is the nonzero values, not the points
+                entries = {name: _npz_entry(loaded, name, label) for name in names}
+                return densify_scipy_npz(entries, label, MAX_DENSE_FROM_SPARSE), side
             return _npz_entry(loaded, _select_entry(names, label), label), side
     except ValueError as err:
         if "allow_pickle" in str(err) or "Python objects" in str(err):
@@ -220,7 +244,7 @@ def _read_torch(path: Path, label: str, extra: str | None = None) -> tuple[Tenso
         keys = {str(k): k for k in obj}  # keys may be ints or other non-strings
         if extra is not None and extra in keys:
             side = obj[keys.pop(extra)]
-        obj = obj[keys[_select_entry(list(keys), label)]]
+        obj = obj[keys[_select_entry(list(keys), label, "torch.save({'data': x, ...}, path)")]]
     if not isinstance(obj, Tensor):
         raise ValueError(
             f"{label}: holds a {type(obj).__name__}, expected a tensor or a dict with key 'data'"

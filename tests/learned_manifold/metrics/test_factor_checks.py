@@ -98,3 +98,26 @@ def test_a_good_factor_passes_unchanged_and_each_class_is_wrapped_once():
     assert Projector.factor.__code__.co_name == "factor"
     assert Float64()._has_own("factor") and not CoMetricField()._has_own("factor")
     torch.testing.assert_close(Float64().factor(X.double()), Projector().factor(X.double()), atol=0, rtol=0)
+
+
+def test_the_wrapped_factor_takes_its_arguments_as_the_users_signature_does():
+    """Tester D (s30, item 2): the wrapper was ``checked(self, x, ...)``, so ``f.factor(points=...)`` for a user's
+    ``def factor(self, points)`` raised "missing 1 required positional argument: 'x'", a parameter the user's
+    method does not have. Now the points pass by position or by the user's keyword, both checked, and a wrong call
+    gets the user's own error."""
+
+    class Named(CoMetricField):
+        low_rank, dim = True, 2
+
+        def factor(self, points, scale=1.0):
+            return scale * torch.eye(2, dtype=torch.float64).expand(points.shape[0], 2, 2)
+
+    f, x = Named(), torch.zeros(3, 2, dtype=torch.float64)
+    for call in (lambda: f.factor(x), lambda: f.factor(points=x), lambda: f.factor(x, 2.0),
+                 lambda: f.factor(scale=2.0, points=x)):
+        assert call().shape == (3, 2, 2)
+    with pytest.raises(ValueError, match=r"^Named\.factor returned A of dtype torch\.float64 for points x of dtype "
+                                         r"torch\.float32"):
+        f.factor(points=x.float())  # (the keyword's points are checked too)
+    with pytest.raises(TypeError, match=r"factor\(\) missing 1 required positional argument: 'points'"):
+        f.factor()
