@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import math
 import numbers
+import operator
 
-__all__ = ["FLOAT32_RESOLUTION", "MAX_DEPTH", "MAX_DIM", "MAX_RANK", "MAX_WIDTH", "check_data_shape", "check_int",
-           "check_real", "float_resolution_problem", "is_real"]
+import numpy as np
+
+__all__ = ["FLOAT32_RESOLUTION", "MAX_DEPTH", "MAX_DIM", "MAX_RANK", "MAX_WIDTH", "as_index", "check_data_shape",
+           "check_int", "check_real", "float_resolution_problem", "is_real"]
 
 MAX_DIM = 2**27  # D = prod(data_shape)
 # Generous sanity bounds on sizes, so that a config (for instance read from a file) can never ask for a network
@@ -30,6 +33,17 @@ def check_int(value: object, name: str, low: int, high: int) -> int:
     if not low <= value <= high:
         raise ValueError(f"{name} must be in [{low}, {high}], got {value}")
     return int(value)
+
+
+def as_index(value: object) -> int | None:
+    """``value`` as an ``int`` where `operator.index` takes it (Python's and NumPy's integers, a 0-d integer
+    tensor), else ``None``; a bool (Python's or NumPy's) is no count."""
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
 
 
 def is_real(value: object) -> bool:

@@ -138,14 +138,6 @@ def _flatten(x: Tensor, data_shape: tuple[int, ...] | None, dim: int | None, nam
     return flat
 
 
-def _image_layout(x: Tensor, data_shape: tuple[int, ...] | None) -> bool:
-    """Whether the points ``x`` were given in a multi-axis ``data_shape`` (one point or a batch): the flows then
-    return their paths in it, flat points get flat paths, as `geodesics.geodesic` does (flat ``(B, D)`` points of an
-    image manifold gave ``(B, T, *data_shape)`` paths, a flat ``(D,)`` point a flat ``(T, D)`` one)."""
-    return (data_shape is not None and len(data_shape) > 1 and x.ndim in (len(data_shape), len(data_shape) + 1)
-            and tuple(x.shape[x.ndim - len(data_shape):]) == tuple(data_shape))
-
-
 def _single(x: Tensor | np.ndarray, data_shape: tuple[int, ...] | None) -> bool:
     """Whether the flows' points ``x`` are one point (a flat ``(D,)`` one, or one of the manifold's ``data_shape``)
     rather than a batch: its results then drop the batch axis, as `geodesics.geodesic`'s do. An image point used to

@@ -25,7 +25,6 @@ from .flow_inputs import (
     _check_times,
     _field_of,
     _flatten,
-    _image_layout,
     _landing_of,
     _single,
     _solver_dtype,
@@ -33,7 +32,7 @@ from .flow_inputs import (
 )
 from .flow_reports import STALL_SPEED, pair_reports
 from .flow_solver import _integrate
-from .geodesic_inputs import _common_dtype
+from .geodesic_inputs import _common_dtype, _shaped
 from .geodesics import landing_rounding
 from .landing import normal_landing, warn_off_data
 from .metrics.field_checks import check_landing
@@ -406,8 +405,9 @@ def interpolate(
 
 def _result(path, times, final, euclid, metric, reached, n_evals, x0, data_shape) -> FlowResult:
     """The `FlowResult`: paths in the layout the points ``x0`` were given in (image-shaped points give image-shaped
-    paths, flat ones flat paths, `flow_inputs._image_layout`); a single point's batch axis dropped."""
-    if _image_layout(x0, data_shape):
+    paths, flat ones flat paths, `geodesic_inputs._shaped`, as `geodesics.geodesic`); a single point's batch axis
+    dropped."""
+    if _shaped(x0, data_shape):
         path = path.reshape(path.shape[0], path.shape[1], *data_shape)
     if _single(x0, data_shape):  # a single point in, a single path out
         path, final, euclid, metric, reached = path[0], final[0], euclid[0], metric[0], reached[0]

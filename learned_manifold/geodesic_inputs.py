@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import copy
 import math
-import operator
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from .checks import is_real
+from .checks import as_index, is_real
 from .geodesic_init import INIT_NAMES
 
 __all__: list[str] = []
@@ -98,10 +97,7 @@ def _shaped(x: Tensor, data_shape: tuple[int, ...] | None) -> bool:
 
 def _check_count(value: object, name: str, low: int) -> int:
     """``value`` as an ``int`` ``>= low``: any integer `operator.index` takes (Python's, NumPy's), not a bool."""
-    try:
-        number = None if isinstance(value, (bool, np.bool_)) else operator.index(value)
-    except TypeError:
-        number = None
+    number = as_index(value)
     if number is None:
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if number < low:

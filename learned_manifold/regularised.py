@@ -8,16 +8,14 @@ it sets one), or in the field's own metric for other fields (`reporting_metric`,
 from __future__ import annotations
 
 import math
-import operator
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from .checks import is_real
+from .checks import as_index, is_real
 from .dimension import warn_if_dropping
 from .geometry import eigenpairs, intrinsic_dimension, lowrank_apply, lowrank_solve, spectral_apply
 from .metrics.base import CoMetricField, as_field
@@ -59,10 +57,7 @@ def resolve_tangent_dim(field_or_manifold: object, tangent_dim: object) -> int |
     takes, NumPy's included, not a bool; returned as an ``int``), else the manifold's own (`tangent_dim_of`), else
     ``None`` (the gap rule). A given one that differs from the manifold's is refused."""
     if tangent_dim is not None:
-        try:
-            number = None if isinstance(tangent_dim, (bool, np.bool_)) else operator.index(tangent_dim)
-        except TypeError:
-            number = None
+        number = as_index(tangent_dim)
         if number is None:
             raise TypeError(f"tangent_dim must be an int or None, got {type(tangent_dim).__name__}")
         if number < 1:

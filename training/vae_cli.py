@@ -7,7 +7,7 @@
 ``encode`` writes the posterior means of DATA as an ``(N, d)`` float32 ``.npy``, so metric matching runs on the
 latent codes with the ordinary ``learned-manifold train latents.npy --out latent.lmm``. DATA is read exactly as
 ``train`` reads it (`cli_data.read_data`; the same ``--num-points``/``--seed`` give the same points); where
-``--num-points`` encodes a random subset of a file's or folder's rows, their indices in DATA are written beside the
+``--num-points`` encodes a random subset of an array file's rows, their indices in DATA are written beside the
 codes, ``CODES.rows.npy`` (`rows_path`), so that names, labels or times can be matched to them. `add_subcommands`
 adds both parsers to the main command's subparsers; `run` executes one: every user error is one line on stderr
 and exit status 2, an interrupted training saves a checkpoint, prints the ``--resume`` command and returns 130.
@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .cli_data import add_layout_arg, as_num_points, point_count, read_data
-from .data.files import _subset
 from .outputs import OutputLock, check_output
 from .runtime import TrainingInterrupted, resolve_device
 from .validation import distrust
@@ -120,18 +119,15 @@ def rows_path(out: Path) -> Path:
 
 
 def _encoded_rows(args: argparse.Namespace) -> tuple[Tensor, Tensor | None]:
-    """The points ``encode`` encodes and, where they are a random subset of a file's or folder's rows
-    (``--num-points``), the indices ``(n,)`` of those rows in DATA (int64, 0-based, sorted: file order), drawn as
-    `train-vae` and `train` draw them with the same ``--seed`` (`data.files._subset`); ``None`` for all rows and for a
-    built-in data set (its points are generated, not rows of a file)."""
-    if args.num_points is None or not Path(args.data).exists():
-        return _read(args), None
-    x = read_data(args, args.data).x  # whole: the subset is drawn here, to know its rows
+    """The points ``encode`` encodes and, where they are a random subset of an array file's rows
+    (``--num-points``), the indices ``(n,)`` of those rows in DATA (int64, 0-based, sorted: file order), the ones
+    `train-vae` and `train` draw with the same ``--seed`` (`ResolvedData.rows`: only those rows are read from a
+    ``.npy``); ``None`` for all rows, a built-in data set (its points are generated), a folder or an IDX file."""
     try:
-        keep = _subset(x.shape[0], args.num_points, args.seed)
+        got = read_data(args, args.data, n=args.num_points, seed=args.seed)
     except ValueError as err:
         raise ValueError(as_num_points(str(err))) from None
-    return (x, None) if keep is None else (x[keep], keep)
+    return got.x, got.rows
 
 
 def _npy(array: np.ndarray) -> bytes:

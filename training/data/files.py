@@ -253,6 +253,8 @@ class ResolvedData:
             ``.npz``/``.pt`` entry "labels", text made codes by `labels.file_labels`), or None.
         class_names: the name of each label value (a folder's class folders, a text "labels" entry's sorted
             names; for images also in ``info``), or None.
+        rows: ``(n,)`` int64 indices (0-based, file order) of an array file's rows that ``n`` kept, or None (all
+            rows; built-in data sets, folders and IDX files).
     """
 
     x: Tensor
@@ -260,6 +262,7 @@ class ResolvedData:
     info: dict | None = None
     labels: Tensor | None = None
     class_names: tuple[str, ...] | None = None
+    rows: Tensor | None = None
 
 
 def resolve_source(
@@ -301,15 +304,15 @@ def resolve_source(
     path = Path(source)
     label = f"data file '{path}'"
     raw, labels = read_file(path, label, extra="labels")
+    keep = _row_subset(raw, n, seed)  # (the rows `_sample_images` keeps too)
     if _reads_as_images(tuple(raw.shape), layout):
         images = _sample_images(raw, labels, label, layout, path_text(path), n, seed)
-        return ResolvedData(images.x, None, images.metadata(), images.labels, images.class_names)
+        return ResolvedData(images.x, None, images.metadata(), images.labels, images.class_names, keep)
     labels, names = file_labels(labels, label)
     lab = None if labels is None or raw.ndim < 2 else labels_tensor(labels, raw.shape[0], label)
-    keep = _row_subset(raw, n, seed)
     data = validate(_take_rows(raw, keep), label)
     return ResolvedData(data, None, None, None if lab is None else (lab if keep is None else lab[keep]),
-                        None if lab is None else names)
+                        None if lab is None else names, keep)
 
 
 def as_model_points(x: Tensor, data_shape: Sequence[int], name: str) -> Tensor:
