@@ -26,7 +26,6 @@ A true second fundamental form is symmetric; a learned field's need not be. ``as
 from __future__ import annotations
 
 import math
-import operator
 import warnings
 from dataclasses import dataclass
 
@@ -34,7 +33,7 @@ import torch
 from torch import Tensor
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from .checks import is_real
+from .checks import as_index, is_real
 from .dimension import CLUSTER_RATIO, split_ratio, warn_if_dropping, warn_if_splitting
 from .geometry import eigenpairs, global_dimension, intrinsic_dimension
 from .metrics.base import as_field, check_finite_points, check_points
@@ -281,12 +280,9 @@ def _curvature(field: FieldLike, x: Tensor, tangent_dim: Count | None, rel_eps: 
         raise ValueError(f"rel_eps must be a number in (0, 1), got {rel_eps!r}")
     dim = tangent_dim
     if dim is not None:
-        try:
-            dim = operator.index(dim) if not isinstance(dim, bool) else None  # ints, NumPy integers
-        except TypeError:
-            dim = None
+        dim = as_index(dim)  # ints, NumPy integers
         if dim is None:
-            raise ValueError(f"tangent_dim must be an integer or None, got {tangent_dim!r}")
+            raise TypeError(f"tangent_dim must be an integer or None, got {tangent_dim!r}")
     if not field._has_own("factor"):
         raise TypeError("curvature needs a field with a low-rank factor (factor(x) -> A of shape (B, D, r), "
                         f"G = A Aᵀ): {type(field).__name__} has none (its co-metric is matrix-free); use a field "

@@ -167,14 +167,14 @@ def check_tangent_dim(field: CoMetricField, tangent_dim: object) -> int | None:
     first query), for a low-rank field. Stored as the ``int``, so every method sees what ``tangent_dim=2`` gives.
 
     Raises:
-        ValueError: naming ``tangent_dim``: not an integer (a float, a bool, a tensor that is not a 0-d integer
-            one), out of range, above the rank, or given for a field that is not low-rank.
+        TypeError: naming ``tangent_dim``: not an integer (a float, a bool, a tensor that is not a 0-d integer one).
+        ValueError: naming ``tangent_dim``: out of range, above the rank, or given for a field that is not low-rank.
     """
     if tangent_dim is None:
         return None
     if isinstance(tangent_dim, Tensor) and (tangent_dim.ndim or tangent_dim.dtype == torch.bool
                                             or tangent_dim.is_floating_point() or tangent_dim.is_complex()):
-        raise ValueError(f"tangent_dim must be an integer (an int, a NumPy integer or a 0-d integer tensor), got a "
+        raise TypeError(f"tangent_dim must be an integer (an int, a NumPy integer or a 0-d integer tensor), got a "
                          f"tensor of shape {tuple(tangent_dim.shape)} and dtype {tangent_dim.dtype}")
     if not field.low_rank:
         raise ValueError(f"tangent_dim applies to low-rank fields only; {not_low_rank(field)}")

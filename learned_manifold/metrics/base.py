@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import functools
 import math
-import operator
 from collections.abc import Callable
 from typing import SupportsIndex
 
 import torch
 from torch import Tensor, nn
 
-from ..checks import is_real
+from ..checks import as_index, is_real
 from ..geometry import lowrank_apply, lowrank_solve
 from ..precision import full_precision
 from .factor_checks import checked_factor
@@ -140,14 +139,12 @@ def check_scalar(value: object, name: str, *, allow_zero: bool = False) -> float
 
 
 def check_count(value: SupportsIndex, name: str, *, low: int = 1, high: int | None = None) -> int:
-    """Return ``value`` as an ``int`` after checking it is an integer (Python's or NumPy's; not a bool) in
-    ``low..high`` (``high = None``: no upper bound)."""
-    try:
-        number = None if isinstance(value, bool) else operator.index(value)
-    except TypeError:
-        number = None
+    """Return ``value`` as an ``int`` after checking it is an integer (Python's or NumPy's, a 0-d integer tensor;
+    not a bool: `checks.as_index`) in ``low..high`` (``high = None``: no upper bound). A ``TypeError`` for a
+    non-integer (as `checks.check_int` and PyTorch give), a ``ValueError`` out of range; both name ``name``."""
+    number = as_index(value)
     if number is None:
-        raise ValueError(f"{name} must be an integer, got {type(value).__name__}")
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
     if number < low or (high is not None and number > high):
         span = f"{low}..{high}" if high is not None else f">= {low}"
         raise ValueError(f"{name} must lie in {span}, got {number}")

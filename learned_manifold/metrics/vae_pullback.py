@@ -39,10 +39,10 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 from torch import Tensor
 
+from ..checks import as_index
 from ..precision import full_precision
 from .base import CoMetricField, check_points, check_scalar, check_vectors
 
@@ -233,14 +233,16 @@ def latent_graph_path(codes: Tensor, z0: Tensor, z1: Tensor, n_points: int, *, n
         ``(B, n_points, d)`` (``(n_points, d)`` for ``(d,)`` ends); pass it as ``geodesic(field, z0, z1, init=path)``.
 
     Raises:
-        ValueError: for a non-integer ``n_points`` or one below 2, or ends that are not ``(B, d)`` or ``(d,)``
+        TypeError: for a non-integer ``n_points``.
+        ValueError: for ``n_points`` below 2, or ends that are not ``(B, d)`` or ``(d,)``
             of the codes' ``d`` with the same shape.
     """
     from ..geodesic_init import graph_path
     from .knn import KNNCDC
 
-    if isinstance(n_points, bool) or not isinstance(n_points, (int, np.integer)):
-        raise ValueError(f"n_points (both ends included) must be an integer, got {type(n_points).__name__}")
+    if as_index(n_points) is None:
+        raise TypeError(f"n_points (both ends included) must be an integer, got {type(n_points).__name__}")
+    n_points = as_index(n_points)
     if n_points < 2:
         raise ValueError(f"n_points (both ends included) must be >= 2, got {n_points}")
     d = codes.shape[-1]

@@ -200,11 +200,13 @@ def test_manifold_gives_its_field_and_dtype_and_empty_batches_are_kept():
     assert empty.scalar.shape == (0,) and empty.mean.shape == (0, 3)
 
 
-@pytest.mark.parametrize("bad, match", [(0, r"tangent_dim must be an integer in 1\.\.3"),
-                                        (4, r"tangent_dim must be an integer in 1\.\.3"),
-                                        (True, "tangent_dim"), (1.0, "tangent_dim")])
-def test_a_tangent_dimension_beyond_the_rank_or_the_ambient_dimension_is_refused(bad, match):
-    with pytest.raises(ValueError, match=match):
+@pytest.mark.parametrize("bad, error, match", [(0, ValueError, r"tangent_dim must be an integer in 1\.\.3"),
+                                               (4, ValueError, r"tangent_dim must be an integer in 1\.\.3"),
+                                               (True, TypeError, "tangent_dim must be an integer or None"),
+                                               (1.0, TypeError, "tangent_dim must be an integer or None")])
+def test_a_tangent_dimension_beyond_the_rank_or_the_ambient_dimension_is_refused(bad, error, match):
+    """Out of range: a ValueError; not an integer: a TypeError, as every count's (tenth round)."""
+    with pytest.raises(error, match=match):
         curvature(round_sphere(2), unit_points(2, 3), bad)
 
 

@@ -231,6 +231,6 @@ def test_tangent_dim_given_as_a_numpy_or_tensor_integer_is_stored_as_the_int(giv
 def test_tangent_dim_given_as_another_tensor_is_refused_naming_it(given, what):
     """A one-element 1-d tensor and a bool tensor passed ``operator.index`` (read as 2 and 1); a float tensor was
     refused as "must be an integer, got Tensor". Each now gets one message naming what an integer may be."""
-    with pytest.raises(ValueError, match=r"^tangent_dim must be an integer \(an int, a NumPy integer or a 0-d integer "
+    with pytest.raises(TypeError, match=r"^tangent_dim must be an integer \(an int, a NumPy integer or a 0-d integer "
                                          r"tensor\), got a tensor of " + what):
         LearnedDataManifold(FixedSubspaceField(Q, 0.0), tangent_dim=given)

@@ -1,5 +1,6 @@
 """EuclideanMetric: the identity co-metric, and the argument checks the baseline fields share."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -26,8 +27,8 @@ def test_dimension_is_enforced_when_given():
     assert field.apply(x, x).shape == (4, 3)
     with pytest.raises(ValueError, match="D = 3"):
         field.metric(torch.randn(4, 2), torch.randn(4, 2))
-    for bad in (0, -1, 2.5, True):
-        with pytest.raises(ValueError):
+    for bad, error in ((0, ValueError), (-1, ValueError), (2.5, TypeError), (True, TypeError)):
+        with pytest.raises(error, match="dim must"):
             EuclideanMetric(dim=bad)
 
 
@@ -58,6 +59,10 @@ def test_scalar_and_count_checks():
         with pytest.raises(ValueError, match="s"):
             check_scalar(bad, "s")
     assert check_count(3, "n", high=3) == 3
-    for bad in (0, 4, 2.0, False):
-        with pytest.raises(ValueError, match="n"):
+    for bad in (0, 4):  # out of range: ValueError; not an integer: TypeError (as `checks.check_int`, PyTorch)
+        with pytest.raises(ValueError, match=r"^n must lie in 1\.\.3, got"):
             check_count(bad, "n", high=3)
+    for bad in (2.0, False, np.bool_(True), "3"):
+        with pytest.raises(TypeError, match=r"^n must be an integer, got"):
+            check_count(bad, "n", high=3)
+    assert check_count(np.int64(2), "n", high=3) == 2 and check_count(torch.tensor(3), "n", high=3) == 3

@@ -35,7 +35,7 @@ def test_latent_graph_path_refuses_bad_counts_and_takes_single_ends():
     for bad in (1, 0, -3):
         with pytest.raises(ValueError, match=r"n_points \(both ends included\) must be >= 2"):
             latent_graph_path(codes, z0, z1, bad)
-    with pytest.raises(ValueError, match="n_points .* must be an integer, got float"):
+    with pytest.raises(TypeError, match="n_points .* must be an integer, got float"):
         latent_graph_path(codes, z0, z1, 2.5)
     with pytest.raises(ValueError, match=r"z0 and z1 must both have shape \(B, 2\) or \(2,\)"):
         latent_graph_path(codes, z0, torch.zeros(1, 3), 9)
