@@ -11,7 +11,7 @@ import re
 import shlex
 import warnings
 
-__all__ = ["EXPLODED_EIGENVALUE", "LOCAL_SIGMA", "ModelFileWarning", "incomplete_note", "stale_sigma_note",
+__all__ = ["EXPLODED_EIGENVALUE", "LOCAL_SIGMA", "ModelFileWarning", "exploded", "incomplete_note", "stale_sigma_note",
            "untrusted_note", "version_problem", "warn_cautions"]
 
 LOCAL_SIGMA = 0.5
@@ -91,13 +91,35 @@ def stale_sigma_note(config: dict, scale: float) -> str | None:
 
 
 EXPLODED_EIGENVALUE = 1e6
-"""A factor eigenvalue (the self-consistency check's ``factor_top_eigenvalues``) above which the run diverged: the
-value of `learned_manifold_training.validation.EXPLODED_EIGENVALUE` (where its reasons are given), repeated here
-because the library does not import the training package (a test keeps the two equal)."""
+"""A factor eigenvalue (mean over held-out points, the self-consistency check's ``factor_top_eigenvalues``) above
+which the run diverged. ``Γᶜ_σ = Cov[x | y]/σ²`` (SPEC §1) is about 1 or below at data points, and even a posterior
+spread over the whole data set (radius a few ``s``) gives at most ``(3s/σ)² ≈ 4·10⁴`` at the smallest grid σ,
+``s/64``; a run at ``--lr 0.5`` on a circle reached 2.6·10¹² and was advised to "train longer" (tester E). The
+trainer's `learned_manifold_training.validation` reads it from here, as `exploded`."""
 
 
 def _number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def exploded(check: object) -> float | None:
+    """The largest factor eigenvalue of a stored self-consistency summary where it exceeds `EXPLODED_EIGENVALUE`
+    (a diverged run), else ``None``: the one rule the trainer's verdict (`learned_manifold_training.validation`)
+    and `untrusted_note` at load apply.
+
+    A value that is not finite (NaN or ±inf: a factor that overflowed) is a divergence too, whatever its place in
+    the list: the result is then ``nan`` where any value is NaN, else ``inf`` (Python's ``max`` with a NaN depends on
+    the order, and ``[nan, 2.6e12]`` was once not called diverged).
+    """
+    values = check.get("factor_top_eigenvalues") if isinstance(check, dict) else None
+    if not isinstance(values, list) or not values or not all(_number(v) for v in values):
+        return None
+    if any(math.isnan(v) for v in values):
+        return math.nan
+    if any(math.isinf(v) for v in values):
+        return math.inf
+    top = max(values)
+    return float(top) if top > EXPLODED_EIGENVALUE else None
 
 
 def untrusted_note(path: os.PathLike | str, extra: dict) -> str | None:
@@ -123,12 +145,10 @@ def untrusted_note(path: os.PathLike | str, extra: dict) -> str | None:
         outside = check.get("outside_eigenvalue")
         if check.get("trusted") is False or (_number(outside) and outside > OUTSIDE_THRESHOLD):
             reasons.append("its factor and denoiser disagree (self-consistency check)")
-        tops = check.get("factor_top_eigenvalues")
-        if isinstance(tops, list) and tops and all(_number(v) for v in tops):
-            worst = next((v for v in tops if not math.isfinite(v)), max(tops))  # NaN or inf anywhere: diverged
-            if not math.isfinite(worst) or worst > EXPLODED_EIGENVALUE:
-                reasons.append(f"training diverged (factor eigenvalues up to {worst:.3g})" if math.isfinite(worst)
-                               else f"training diverged (factor eigenvalues not finite: {worst})")
+        worst = exploded(check)
+        if worst is not None:
+            reasons.append(f"training diverged (factor eigenvalues up to {worst:.3g})" if math.isfinite(worst)
+                           else f"training diverged (factor eigenvalues not finite: {worst})")
     near = validation.get("neighbour_check")
     if isinstance(near, dict) and near.get("informative") is not False and near.get("trusted") is False:
         reasons.append("it disagrees with an estimate from the training points' neighbours (neighbour check)")

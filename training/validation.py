@@ -11,7 +11,7 @@ from torch import Tensor
 from learned_manifold.diagnostics import consistency_reasons
 from learned_manifold.evaluation import bandwidth_grid, spectral_report
 from learned_manifold.geometry import eigenpairs
-from learned_manifold.model_file_notes import LOCAL_SIGMA
+from learned_manifold.model_file_notes import EXPLODED_EIGENVALUE, LOCAL_SIGMA, exploded
 from learned_manifold.models import MetricModel
 from learned_manifold.neighbour_check import MIN_REFERENCE, neighbour_figures
 
@@ -186,32 +186,6 @@ def _no_verdict(near: dict) -> str:
             f"spacing (the model then learns the data's linear span), or the points are not enough for the data's "
             f"dimension (2,000 points of S⁸ in R⁶⁴ are), or the data have no structure beyond their linear span "
             f"(Gaussian-like data, where this note is expected)")
-
-
-EXPLODED_EIGENVALUE = 1e6
-"""A factor eigenvalue (mean over held-out points, the self-consistency check's ``factor_top_eigenvalues``) above
-which the run diverged. ``Γᶜ_σ = Cov[x | y]/σ²`` (SPEC §1) is about 1 or below at data points, and even a posterior
-spread over the whole data set (radius a few ``s``) gives at most ``(3s/σ)² ≈ 4·10⁴`` at the smallest grid σ,
-``s/64``; a run at ``--lr 0.5`` on a circle reached 2.6·10¹² and was advised to "train longer" (tester E)."""
-
-
-def exploded(check: object) -> float | None:
-    """The largest factor eigenvalue of a stored self-consistency summary where it exceeds `EXPLODED_EIGENVALUE`
-    (a diverged run), else ``None``.
-
-    A value that is not finite (NaN or ±inf: a factor that overflowed) is a divergence too, whatever its place in
-    the list: the result is then ``nan`` where any value is NaN, else ``inf`` (Python's ``max`` with a NaN depends on
-    the order, and ``[nan, 2.6e12]`` was once not called diverged).
-    """
-    values = check.get("factor_top_eigenvalues") if isinstance(check, dict) else None
-    if not isinstance(values, list) or not values or not all(_number(v) for v in values):
-        return None
-    if any(math.isnan(v) for v in values):
-        return math.nan
-    if any(math.isinf(v) for v in values):
-        return math.inf
-    top = max(values)
-    return float(top) if top > EXPLODED_EIGENVALUE else None
 
 
 def diverged_sentence(top: float) -> str:
