@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -235,7 +236,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
                         help="training precision (default: the trainer's default, auto)")
     args = parse_args(parser, argv)
     device = args.device
-    out = args.out
     cfg = settings_for(device, args.quick, args.sizes, args.steps)
     cfg["precision"], cfg["seed"] = args.precision, args.seed
     env = environment(device)
@@ -259,6 +259,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             rows.append(row)
             print(f"N={n} {recipe}: error {row['tangent_error']:.3f}, dim acc {row['dimension_accuracy']:.3f}, "
                   f"σ {row['sigma']:.4g}, {seconds:.0f} s", flush=True)
+            _write(args, cfg, env, rows)  # after every row, so a run stopped part-way keeps what it finished
         for centred in (False, True):
             tuned = tune_knn(knn_data, val, test, manifold, ks=cfg["ks"], sigmas=sigma_grid(scale), centred=centred)
             name = "knn_centred" if centred else "knn"
@@ -268,11 +269,20 @@ def main(argv: Sequence[str] | None = None) -> dict:
             rows.append(row)
             print(f"N={n} {name}: error {row['tangent_error']:.3f}, dim acc {row['dimension_accuracy']:.3f}, "
                   f"k {row['k']}, σ {row['sigma']:.4g}, {row['seconds']:.0f} s", flush=True)
+            _write(args, cfg, env, rows)
+    md_path = _write(args, cfg, env, rows, done=True)
+    print(md_path.read_text())
+    return json_ready({"rows": rows})
 
+
+def _write(args, cfg: dict, env: dict, rows: list[dict], done: bool = False) -> Path:
+    """Write ``accuracy.json`` / ``.md`` from the rows finished so far (``done``: every row); returns the markdown's
+    path. Until ``done`` the settings say how many of the planned rows are in."""
     ran_as = sorted({r["precision"] for r in rows if "precision" in r})  # "auto" is measured per training
     optimizer = {r: optimizer_settings(_recipe_config(r, cfg)) for r in args.recipes}
     optimizer_text = (next(iter(optimizer.values())) if len(set(optimizer.values())) == 1
                       else "; ".join(f"{r}: {text}" for r, text in optimizer.items()))
+    planned = len(cfg["sizes"]) * (len(args.recipes) + 2)
     settings = {
         "data": f"{DATASET}: S⁸ isometrically embedded in R⁶⁴; N training points (seed 0), "
                 f"{cfg['n_val']} validation (seed 1), {cfg['n_test']} test (seed 2)",
@@ -287,20 +297,19 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "training precision": f"{cfg['precision']} (ran as {', '.join(ran_as) or 'n/a'})",
         "threads": torch.get_num_threads(),
         "quick": args.quick,
+        "rows": "all" if done else f"{len(rows)} of {planned} so far (written after every row; the run is going "
+                                   "on or was stopped)",
     }
     notes = result_notes(rows)
-    if device.type == "cpu" and not args.quick:
+    if args.device.type == "cpu" and not args.quick:
         net = cfg["net"]
         notes.append(f"CPU configuration, reduced from SPEC §8: a smaller network (hidden {net['hidden']}, depth "
                      f"{net['depth']}, emb {net['emb_dim']} instead of 1024/4/256), {cfg['steps']} steps of batch "
                      f"{cfg['batch_size']} instead of 30k of 1,024; {torch.get_num_threads()} intra-op thread(s) on "
                      "a 2-core machine.")
-    results = json_ready({"rows": rows})
-    _, md_path = write_report(out, "accuracy", title="Accuracy on S⁸ in R⁶⁴: metric matching vs tuned k-NN CDC",
-                              env=env, settings=settings, tables=[results_table(rows, cfg["n_test"])],
-                              results=results, notes=notes)
-    print(md_path.read_text())
-    return results
+    return write_report(args.out, "accuracy", title="Accuracy on S⁸ in R⁶⁴: metric matching vs tuned k-NN CDC",
+                        env=env, settings=settings, tables=[results_table(rows, cfg["n_test"])],
+                        results=json_ready({"rows": rows}), notes=notes)[1]
 
 
 if __name__ == "__main__":

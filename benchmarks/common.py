@@ -397,14 +397,14 @@ def write_report(
         "notes": list(notes),
     }
     json_path, md_path = out / f"{name}.json", out / f"{name}.md"
-    json_path.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    _replace_text(json_path, json.dumps(record, indent=2, default=str) + "\n")
     header = [f"## {title}", "", "| | |", "|---|---|"]
     header += [f"| {key} | {value} |" for key, value in env.items()]
     header += [f"| setting: {key} | {value} |" for key, value in settings.items()]
     parts = ["\n".join(header), *(t.markdown() for t in tables)]
     if notes:
         parts.append("Notes:\n\n" + "\n".join(f"- {n}" for n in notes))
-    md_path.write_text("\n\n".join(parts) + "\n")
+    _replace_text(md_path, "\n\n".join(parts) + "\n")
     return json_path, md_path
 
 
@@ -416,3 +416,11 @@ def optimizer_settings(config: TrainConfig) -> str:
     return (f"AdamW lr {config.lr:g}, weight decay {config.weight_decay:g}, linear warm-up over {config.warmup:.0%} "
             f"of the steps then cosine decay, EMA {config.ema:g}, {clip}, factor gradient guard "
             f"factor_clip={config.factor_clip!r}")
+
+
+def _replace_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file beside it and ``os.replace``: a step the GPU suite cuts
+    mid-write leaves the previous report whole, never a truncated one (reports are rewritten after every row)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -100,8 +100,20 @@ def _evaluation(model: MetricModel, x: torch.Tensor, method: str, lanczos: int):
     return once
 
 
+OOM_TEXTS = ("out of memory", "can't allocate memory")
+"""What an allocator failure raised as a plain ``RuntimeError`` says: CUDA's "out of memory", and the CPU allocator's
+"DefaultCPUAllocator: can't allocate memory" (a ``RuntimeError`` in torch 2.13)."""
+
+
 def _is_oom(err: BaseException) -> bool:
-    return isinstance(err, (torch.OutOfMemoryError, MemoryError)) or "memory" in str(err).lower()
+    """Whether ``err`` is an allocation failure: ``torch.OutOfMemoryError`` (``torch.cuda.OutOfMemoryError``),
+    ``MemoryError``, or an error whose text is one of `OOM_TEXTS`. Any other error mentioning memory ("an illegal
+    memory access", "unsupported memory format") is not: it is re-raised, since after a CUDA error nothing measured
+    later in the process is valid."""
+    if isinstance(err, (torch.OutOfMemoryError, torch.cuda.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(err).lower()
+    return any(t in text for t in OOM_TEXTS)
 
 
 def _cpu_worker(preset: str, method: str, lanczos: int, threads: int, repeats: int, budget_s: float) -> dict:

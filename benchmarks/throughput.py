@@ -191,16 +191,29 @@ def main(argv: Sequence[str] | None = None) -> dict:
     return {"per_size": per_size, "network_rates": rates}
 
 
-def _write_report(args, cfg: dict, env: dict, table: Table, per_size: list[dict], rates: dict) -> Path:
-    """Write ``throughput.json`` / ``.md`` from what has been measured so far; returns the markdown's path."""
-    chunk_table = Table("k-NN chunk-size tuning (one call after one warm-up call)",
-                        ["N", *[f"chunk {c:,}" for c in cfg["chunks"]]])
+def _chunks_timed(per_size: list[dict]) -> str:
+    """The chunk sizes timed per N, in words (``"N = 1,024: 1,024"``): a candidate above N is timed as N."""
+    return "; ".join(f"N = {row['n']:,}: {', '.join(f'{int(c):,}' for c in row['chunk_tuning'])}" for row in per_size)
+
+
+def _chunk_table(per_size: list[dict]) -> Table:
+    """The chunk-size tuning table: a column per chunk size timed at some N; ``n/a (> N)`` where that size exceeds
+    the row's N (its candidate was timed as N, in the N column), ``not tried`` where it was no candidate there."""
+    timed = sorted({int(c) for row in per_size for c in row["chunk_tuning"]})
+    table = Table("k-NN chunk-size tuning (one call after one warm-up call; candidates above N are timed as N)",
+                  ["N", *[f"chunk {c:,}" for c in timed]])
     for row in per_size:
         cells = []
-        for c in cfg["chunks"]:
-            t = row["chunk_tuning"].get(str(min(c, row["n"])))
-            cells.append(fmt_time(t["median_s"]) if t else "n/a")
-        chunk_table.add(f"{row['n']:,}", *cells)
+        for c in timed:
+            t = row["chunk_tuning"].get(str(c))
+            cells.append(fmt_time(t["median_s"]) if t else "n/a (> N)" if c > row["n"] else "not tried")
+        table.add(f"{row['n']:,}", *cells)
+    return table
+
+
+def _write_report(args, cfg: dict, env: dict, table: Table, per_size: list[dict], rates: dict) -> Path:
+    """Write ``throughput.json`` / ``.md`` from what has been measured so far; returns the markdown's path."""
+    chunk_table = _chunk_table(per_size)
     rate_table = Table(f"Network throughput at batch {cfg['big_batch']:,}",
                        ["precision", "median", "queries/s", "first call (incl. compilation)", "status"])
     for name, r in rates.items():  # the compiled modes run eagerly under TORCH_COMPILE_DISABLE=1: say so
@@ -213,7 +226,8 @@ def _write_report(args, cfg: dict, env: dict, table: Table, per_size: list[dict]
         "sizes": cfg["sizes"],
         "queries": cfg["queries"],
         "network": f"FiLMResMLP {cfg['arch']}, rank {RANK}, untrained (timing only)",
-        "k-NN": f"KNNCDC k={cfg['k']}, centred, exact fp32 brute force, chunk sizes tried {cfg['chunks']}",
+        "k-NN": f"KNNCDC k={cfg['k']}, centred, exact fp32 brute force, chunk candidates {cfg['chunks']} each "
+                f"clipped to N; chunk sizes timed: {_chunks_timed(per_size) or 'none yet'}",
         "tangent step": f"geometry.eigenpairs (r×r Gram eigh in float64): r={RANK} network, r={cfg['k']} k-NN",
         "sigma": SIGMA,
         "compile": args.compile,

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -120,11 +120,13 @@ def whole_run_ratio(joint: float, alone: float, warmup: float) -> float:
     return 1.0 / (warmup / alone + (1.0 - warmup) / joint)
 
 
-def _recipe_vs_plain(data: torch.Tensor, cfg: dict, device: torch.device, rounds: int = 3) -> dict:
+def _recipe_vs_plain(data: torch.Tensor, cfg: dict, device: torch.device, rounds: int = 3,
+                     on_round: Callable[[dict], None] | None = None) -> dict:
     """Each recipe of `RECIPES` (fp32, `_run`) and the plain uncentred step of the same factor network, in
     rounds on the same device, the order rotated every round (so that no setting always runs first or after
     the same one on a busy machine); per-round rates, and per recipe the median over rounds of its ratio to the
-    plain step of the same round."""
+    plain step of the same round. ``on_round`` is called with the comparison so far (`_recipe_summary`, status
+    ``"partial"``) after every round but the last."""
     runs, network = [], None
     names = [*RECIPES, "plain"]
     for i in range(rounds):
@@ -145,9 +147,16 @@ def _recipe_vs_plain(data: torch.Tensor, cfg: dict, device: torch.device, rounds
                  for n in RECIPES if n not in (DENOISER_ALONE, NARROW_ALONE)}
         runs.append({"samples_per_s": rates, "ratio": ratio, "whole_run_ratio": whole})
         print("recipes vs plain", runs[-1], flush=True)
+        if on_round is not None and i + 1 < rounds:
+            on_round(_recipe_summary(runs, network, f"partial: {i + 1} of {rounds} rounds"))
+    return _recipe_summary(runs, network, "ok")
+
+
+def _recipe_summary(runs: list[dict], network: dict, status: str) -> dict:
+    """The recipe comparison from the rounds ``runs`` done: per recipe the median over them of its ratio."""
     medians = {n: statistics.median(r["ratio"][n] for r in runs) for n in RECIPES}
     whole_medians = {n: statistics.median(r["whole_run_ratio"][n] for r in runs) for n in runs[0]["whole_run_ratio"]}
-    return {"status": "ok", "rounds": runs, "network": network, "ratio_median": medians,
+    return {"status": status, "rounds": runs, "network": network, "ratio_median": medians,
             "whole_run_ratio_median": whole_medians, "denoiser_warmup": DENOISER_WARMUP}
 
 
@@ -208,28 +217,49 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if args.recipe_only:
         return _recipe_report(args, env, cfg, _recipe_vs_plain(data, cfg, device, args.rounds))
 
-    results = {}
+    results: dict = {}
+    recipe: dict | None = None
+    accuracy: dict = {}
+
+    def report(done: bool = False) -> dict:  # after every setting and round: a stopped run keeps what it finished
+        return _write(args, env, cfg, results, recipe, accuracy, done)
+
     for name, (precision, compile_) in SETTINGS.items():
         results[name] = _run(data, cfg, device, precision, compile_)
         print(name, results[name], flush=True)
+        report()
     results["auto"] = _run(data, cfg, device, "auto", False)  # what the trainer measures and picks
     print("auto", results["auto"], flush=True)
-    recipe = _recipe_vs_plain(data, cfg, device, args.rounds)
-    accuracy = {}
+    report()
+
+    def partial_recipe(so_far: dict) -> None:
+        nonlocal recipe
+        recipe = so_far
+        report()
+
+    recipe = _recipe_vs_plain(data, cfg, device, args.rounds, on_round=partial_recipe)
+    report()
     for name, (precision, compile_) in SETTINGS.items() if not args.no_accuracy else ():
         print(f"accuracy: {name}", flush=True)
         accuracy[name] = _accuracy(device, cfg, precision, compile_)
+        report()
+    return report(done=True)
+
+
+def _write(args, env: dict, cfg: dict, results: dict, recipe: dict | None, accuracy: dict, done: bool) -> dict:
+    """Write ``training.json`` / ``.md`` from what has been measured so far (``recipe``: ``None`` before the
+    recipe comparison; ``done``: the whole run, whose markdown is also printed); returns the results."""
     reference = accuracy.get("fp32", {}).get("tangent_error")
     qualifying = {name: a for name, a in accuracy.items() if a["status"] == "ok" and reference is not None
                   and a["tangent_error"] <= (1 + TOLERANCE) * reference}
     default = min(qualifying, key=lambda n: qualifying[n]["wall_s"]) if qualifying else None
-    auto = results["auto"].get("precision")
-    choice = {"default_by_rule": default, "trainer_auto_precision": auto, "native_bf16": native_bf16(device),
-              "auto_probe": results["auto"].get("precision_probe"),
+    auto = results.get("auto", {}).get("precision")
+    choice = {"default_by_rule": default, "trainer_auto_precision": auto, "native_bf16": native_bf16(args.device),
+              "auto_probe": results.get("auto", {}).get("precision_probe"),
               "trainer_default_compile": TrainConfig().compile,
               "rule": f"shortest training wall time among settings within {TOLERANCE:.0%} of fp32's tangent error"}
 
-    base = results["fp32"].get("steady_samples_per_s")
+    base = results.get("fp32", {}).get("steady_samples_per_s")
     table = Table(f"Training samples/s, batch {cfg['batch']}, {cfg['measured_steps']} measured steps after "
                   f"{cfg['warmup_steps']} warm-up steps", ["setting", "steady samples/s", "vs fp32",
                                                          "overall samples/s (incl. warm-up)", "first step", "status"])
@@ -241,8 +271,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
         label = f"precision=auto (ran as {r.get('precision')})" if name == "auto" else name
         table.add(label, fmt_num(steady), speedup, fmt_num(r.get("overall_samples_per_s")),
                   fmt_time(r.get("first_step_s")), status)
-    recipe_table = _recipe_table(recipe)
-    whole_table = _whole_run_table(recipe)
     acc_table = Table(f"Accuracy: {ACCURACY['data']}, {ACCURACY['points']:,} points, {cfg['accuracy_steps']} steps "
                       f"of batch {ACCURACY['batch']}, network {ACCURACY['arch']}, seeds {list(cfg['accuracy_seeds'])}; "
                       f"test tangent error on {ACCURACY['test_points']:,} fresh points (mean over seeds)",
@@ -259,18 +287,20 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if bf16_inference is not None:
         acc_table.add("fp32 model, bf16-autocast inference", fmt_num(bf16_inference, 4),
                       f"{fmt_num(bf16_inference / reference)}×", "", "", "ok")
+    used = results.get("fp32", {}).get("optimizer", "n/a")
     settings = {
         "data": f"S⁸ in R⁶⁴ (sphere8), {N_POINTS:,} points",
         "network": f"FiLMResMLP {cfg['arch']}, rank 16, mean-centred (denoiser + factor every step)",
         "batch": cfg["batch"],
         "steps": f"{cfg['warmup_steps']} warm-up + {cfg['measured_steps']} measured",
-        "optimizer": f"{results['fp32']['optimizer']} (AdamW fused on CUDA"
-                     + ("; the trainer's defaults)" if results["fp32"]["optimizer"] == optimizer_settings(TrainConfig())
-                        else ")"),
+        "optimizer": f"{used} (AdamW fused on CUDA"
+                     + ("; the trainer's defaults)" if used == optimizer_settings(TrainConfig()) else ")"),
         "compile time limit": f"{cfg['compile_limit_s']} s",
         "default": choice,
         "accuracy": "skipped (--no-accuracy)" if args.no_accuracy else "measured",
         "quick": args.quick,
+        "progress": "complete" if done else "partial: written after every setting and round, the run is going on "
+                                            "or was stopped",
     }
     probe = choice["auto_probe"] or {}
     notes = [
@@ -285,12 +315,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
         *_RECIPE_NOTES,
     ]
     title = "Training throughput (learned_manifold_training.trainer.train)"
-    tables = [table, recipe_table, whole_table, *([] if args.no_accuracy else [acc_table])]
+    recipe_tables = [] if recipe is None else [_recipe_table(recipe), _whole_run_table(recipe)]
+    tables = [table, *recipe_tables, *([] if args.no_accuracy else [acc_table])]
+    out = {"speed": results, "recipe_vs_plain": recipe or {"status": "not run yet"}, "accuracy": accuracy,
+           "default": choice}
     _, md_path = write_report(args.out, "training", title=title, env=env, settings=settings, tables=tables,
-                              results={"speed": results, "recipe_vs_plain": recipe, "accuracy": accuracy,
-                                       "default": choice}, notes=notes)
-    print(md_path.read_text())
-    return {"speed": results, "recipe_vs_plain": recipe, "accuracy": accuracy, "default": choice}
+                              results=out, notes=notes)
+    if done:
+        print(md_path.read_text())
+    return out
 
 
 _RECIPE_NOTES = [
@@ -312,8 +345,9 @@ def _recipe_table(recipe: dict) -> Table:
         rates = r["samples_per_s"]
         table.add(i, *(fmt_num(rates[n]) for n in names), fmt_num(rates["plain"]),
                   *(f"{fmt_num(r['ratio'][n])}×" for n in names))
-    if recipe["status"] == "ok":
-        table.add("median", *[""] * (len(names) + 1), *(f"{fmt_num(recipe['ratio_median'][n])}×" for n in names))
+    if "ratio_median" in recipe:  # "ok", or "partial: ..." (the rounds done so far)
+        label = "median" if recipe["status"] == "ok" else f"median so far ({recipe['status']})"
+        table.add(label, *[""] * (len(names) + 1), *(f"{fmt_num(recipe['ratio_median'][n])}×" for n in names))
     else:
         table.add("failed", recipe["status"], str(recipe.get("error"))[:160], *["n/a"] * (2 * len(names) - 1))
     return table

@@ -20,6 +20,8 @@ from learned_manifold_training.trainer import TrainConfig, standardisation, trai
 
 from .common import optimizer_settings, synchronize
 
+__all__: list[str] = []  # the timed runs are private helpers of `benchmarks.training`, which imports them
+
 
 class _StepClock:
     """Stamps the wall time after chosen optimiser steps (synchronising CUDA only at those steps)."""

@@ -53,18 +53,21 @@ def is_real(value: object) -> bool:
 
 
 def check_real(value: object, name: str, *, positive: bool = False, nonnegative: bool = False) -> float:
-    """``value`` as a finite ``float`` (``> 0`` if ``positive``, ``≥ 0`` if ``nonnegative``); names the argument.
-    ``ValueError`` for a non-number (`is_real`) too, as `metrics.base.check_scalar`, whose tests pin it."""
+    """``value`` as a finite ``float`` (``> 0`` if ``positive``, ``≥ 0`` if ``nonnegative``): the one check of a
+    real-valued option, which `metrics.base.check_scalar`, the geodesic and flow options and the configs all call.
+
+    Raises:
+        ValueError: naming the argument, ``"<name> must be a real number, got <type> <value>"`` for a non-number
+            (`is_real`: bools and strings included), else ``"<name> must be a finite number > 0, got <value>"``
+            (``>= 0``, or no bound, as asked).
+    """
     if not is_real(value):
         raise ValueError(f"{name} must be a real number, got {type(value).__name__} {value!r:.60}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    if positive and not value > 0:
-        raise ValueError(f"{name} must be > 0, got {value}")
-    if nonnegative and not value >= 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
-    return value
+    number = float(value)
+    if not math.isfinite(number) or (positive and not number > 0) or (nonnegative and not number >= 0):
+        bound = " > 0" if positive else " >= 0" if nonnegative else ""
+        raise ValueError(f"{name} must be a finite number{bound}, got {number}")
+    return number
 
 
 def check_data_shape(value: object, name: str = "data_shape") -> tuple[int, ...]:

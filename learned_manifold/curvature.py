@@ -39,7 +39,7 @@ from .geometry import eigenpairs, global_dimension, intrinsic_dimension
 from .metrics.base import as_field, check_finite_points, check_points
 from .metrics.field_checks import autograd_ready
 from .precision import full_precision
-from .types import Count, FieldLike
+from .types import Count, FieldLike, Real
 
 __all__ = ["CLUSTER_RATIO", "CUTOFF_LIMIT", "DERIVATIVE_EPS", "GAP_MIN", "MIXED_SHARE", "NEIGHBOURS_PER_DIM",
            "SPREAD_LIMIT", "Curvature", "curvature", "factor_jvp"]
@@ -184,7 +184,7 @@ def factor_jvp(field, x: Tensor, directions: Tensor) -> Tensor:
 
 
 @full_precision
-def curvature(field: FieldLike, x: Tensor, tangent_dim: Count | None = None, *, rel_eps: float = 1e-6) -> Curvature:
+def curvature(field: FieldLike, x: Tensor, tangent_dim: Count | None = None, *, rel_eps: Real = 1e-6) -> Curvature:
     """Second fundamental form, mean and scalar curvature of the field's tangent distribution at ``x`` (SPEC §12).
 
     What it measures: the extrinsic curvature of the ``d``-planes spanned by ``G``'s top eigenvectors, embedded in

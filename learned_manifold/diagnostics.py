@@ -35,6 +35,13 @@ denoiser's largest eigenvalue *outside* the factor's range (*outside eigenvalue*
 Krylov space of ``4`` probes on the complement, ``12`` more JVPs per point); near 1 means the rank is too small
 for what the denoiser sees, or the denoiser keeps a normal it should shrink.
 
+Where the factor reads the data's full dimension ``D`` (the median of its gap-rule dimensions; at ``r ≥ D``), the
+model has no normal direction and no complement: normal value, growth and outside eigenvalue are 0 by
+construction, and two networks that both read every direction as tangent agree. The check then gives no verdict
+(`ConsistencyReport.informative` false, ``trusted`` ``None``): models of S² and the torus trained 100 to 500 steps,
+or at a σ range below the points' spacing, read dimension 3 with tangent errors 0.59–1.09 and had been called
+trusted (tester B, s31). With ``r < D`` the outside eigenvalue still compares the two off the factor's range.
+
 What this check cannot see: a shared failure whose normal does not grow as σ halves. On S⁸ in R⁶⁴ the
 residual-trained factor and its denoiser both kept the sphere's 9-dimensional linear span (a Wiener filter,
 whose normal eigenvalue is flat in σ) and agreed; a factor trained on the denoiser's Jacobian
@@ -52,11 +59,12 @@ roll's normal surviving as a third eigenvalue) agrees with itself (0.05) but its
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypeGuard
 
 import torch
 from torch import Tensor, nn
 
+from .consistency_text import _past as _past  # (re-exported: neighbour_check imports it from here)
+from .consistency_text import consistency_reasons, consistency_verdict, no_verdict_reason
 from .geometry import eigenpairs, intrinsic_dimension, projector_error, truncate_basis
 from .metrics.base import check_count, check_finite_points, check_scalar
 from .models import MetricModel
@@ -65,7 +73,8 @@ from .torch_quirks import load_forward_ad
 from .unet import _Attention
 
 __all__ = ["CHUNK_ELEMENTS", "JVP_BUDGET_BYTES", "ConsistencyReport", "DIMENSION_AGREEMENT", "GROWTH_THRESHOLD",
-           "OUTSIDE_THRESHOLD", "TRUST_THRESHOLD", "consistency_reasons", "jvp_item_bytes", "self_consistency"]
+           "OUTSIDE_THRESHOLD", "TRUST_THRESHOLD", "consistency_reasons", "consistency_verdict", "jvp_item_bytes",
+           "no_verdict_reason", "self_consistency"]
 
 DIMENSION_AGREEMENT = 0.8
 """Smallest fraction of points at which factor and denoiser must read the same dimension (measured: ≥ 0.93)."""
@@ -124,6 +133,7 @@ class ConsistencyReport:
             the factor's range, the largest algebraic one (negative ones read 0), estimated by Rayleigh–Ritz on a
             block Krylov space (`_outside_value`: a lower bound; 0 where the factor spans everything).
         threshold, growth_threshold: the trust thresholds on the mean tangent disagreement and normal growth.
+        dimension: the data dimension ``D`` (``None``: unknown, and the check is taken as `informative`).
     """
 
     sigma: float
@@ -138,6 +148,14 @@ class ConsistencyReport:
     outside_value: Tensor
     threshold: float = TRUST_THRESHOLD
     growth_threshold: float = GROWTH_THRESHOLD
+    dimension: int | None = None
+
+    @property
+    def informative(self) -> bool:
+        """Whether the factor reads below the data's full dimension ``D`` (the median of its gap-rule dimensions,
+        the summary's ``factor_dimension``): where it reads ``D`` the model has no normal direction and the figures
+        are 0 by construction (module docstring), so the check can neither confirm nor refute the model."""
+        return self.dimension is None or int(self.factor_dimension.float().median()) < self.dimension
 
     @property
     def normal_growth(self) -> float:
@@ -145,10 +163,14 @@ class ConsistencyReport:
         return float((self.normal_value_half - self.normal_value).mean())
 
     @property
-    def trusted(self) -> bool:
+    def trusted(self) -> bool | None:
         """Whether the tangent disagreement, the normal growth and the outside eigenvalue are all within their
-        thresholds and the two networks read the same dimension at most points (no limit `failed`)."""
-        return not self.failed
+        thresholds and the two networks read the same dimension at most points (no limit `failed`): ``False``
+        where a limit failed, ``None`` where none failed but the check is not `informative` (no verdict; falsy, so
+        ``if report.trusted`` does not read it as confirmed), else ``True``."""
+        if self.failed:
+            return False
+        return True if self.informative else None
 
     @property
     def failed(self) -> dict[str, float]:
@@ -192,6 +214,8 @@ class ConsistencyReport:
             "normal_growth": round(self.normal_growth, 4),
             "outside_eigenvalue": round(self.outside, 4),
             "factor_rank": int(self.factor_values.shape[1]),
+            "data_dimension": self.dimension,
+            "informative": self.informative,
             "trusted": self.trusted,
             "failed": self.failed,
             "threshold": self.threshold,
@@ -205,65 +229,13 @@ class ConsistencyReport:
                    f"eigenvalue {s['normal_eigenvalue']:.3f} -> {s['normal_eigenvalue_half_sigma']:.3f} as sigma "
                    f"halves (growth limit {self.growth_threshold})")
         if self.trusted:
-            return f"self-consistency: the model agrees with itself at sigma={self.sigma:.4g}: {figures}"
+            return (f"self-consistency: the model agrees with itself at sigma={self.sigma:.4g} (a check that cannot "
+                    f"see a failure both networks share): {figures}")
+        if self.trusted is None:
+            return f"self-consistency: no verdict at sigma={self.sigma:.4g}: {no_verdict_reason(s)}"
         return (f"self-consistency WARNING at sigma={self.sigma:.4g}: {'; '.join(consistency_reasons(s))}: "
                 f"{figures}. The learned tangent spaces are not to be trusted: train longer or with a larger "
                 f"network, or use a larger sigma")
-
-
-def consistency_reasons(summary: dict) -> list[str]:
-    """The failed limits of a self-consistency check, each with its figure and limit, from its `summary`
-    (`ConsistencyReport.message`, and the trainer's warnings from the summary a model file stores; limits absent
-    from older files: the current ones). The failed limits are the summary's ``failed`` (the unrounded figures of
-    the verdict's own comparison, `ConsistencyReport.failed`), each printed with the digits that show it past its
-    limit; a summary without ``failed`` (older files): its rounded figures compared with the limits. A line with
-    the figures alone where none fails."""
-    def number(value: object) -> TypeGuard[float]:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-    threshold = summary.get("threshold", TRUST_THRESHOLD)
-    growth_limit = summary.get("growth_threshold", GROWTH_THRESHOLD)
-    tangent, growth = summary.get("tangent_disagreement"), summary.get("normal_growth")
-    agreement, outside = summary.get("dimension_agreement"), summary.get("outside_eigenvalue")
-    failed = summary.get("failed")
-    if not isinstance(failed, dict):
-        failed = {name: value for name, value, fails in [
-            ("tangent_disagreement", tangent, number(tangent) and tangent > threshold),
-            ("dimension_agreement", agreement, number(agreement) and agreement < DIMENSION_AGREEMENT),
-            ("normal_growth", growth, number(growth) and growth > growth_limit),
-            ("outside_eigenvalue", outside, number(outside) and outside > OUTSIDE_THRESHOLD)] if fails}
-    rank = summary.get("factor_rank")
-    why = []
-    if number(value := failed.get("tangent_disagreement")):
-        why.append(f"factor and denoiser disagree on the tangent spaces: disagreement {_past(value, threshold)} "
-                   f"(limit {threshold:g}), dimensions {summary.get('factor_dimension')} and "
-                   f"{summary.get('denoiser_dimension')}")
-    if number(value := failed.get("dimension_agreement")):
-        why.append(f"factor and denoiser read the same dimension at only "
-                   f"{_past(value, DIMENSION_AGREEMENT, percent=True)} of points (limit {DIMENSION_AGREEMENT:.0%})")
-    if number(value := failed.get("normal_growth")):
-        why.append(f"a normal eigenvalue grows as sigma shrinks (growth {_past(value, growth_limit)}, limit "
-                   f"{growth_limit:g}): the networks do not resolve the data at this scale, or the data are noisy "
-                   "at it (off-manifold noise makes the normal eigenvalue grow as sigma falls towards the noise; "
-                   "then a larger sigma shows the manifold and this check cannot tell the two apart)")
-    if number(value := failed.get("outside_eigenvalue")):
-        why.append(f"the denoiser keeps a direction outside the factor's {f'rank-{rank} ' if rank else ''}range "
-                   f"(outside eigenvalue {_past(value, OUTSIDE_THRESHOLD)}, limit {OUTSIDE_THRESHOLD:g}): the rank "
-                   "is too small for what the denoiser sees (train with a larger --rank), or both keep a normal "
-                   "they should shrink")
-    return why or [f"not trusted (tangent disagreement {tangent}, dimension agreement {agreement}, normal growth "
-                   f"{growth}, outside eigenvalue {outside})"]
-
-
-def _past(value: float, limit: float, percent: bool = False) -> str:
-    """``value`` with 3 significant digits (``percent``: as a whole percentage), more where fewer would print it
-    equal to ``limit`` (0.10003 against 0.1 prints ``0.10003``, not ``0.1``); NaN prints ``nan``."""
-    for digits in range(3, 18):
-        text = f"{value:.{digits - 3}%}" if percent else f"{value:.{digits}g}"
-        shown = float(text.rstrip("%")) / (100 if percent else 1)
-        if shown != limit:
-            return text
-    return text
 
 
 def jvp_item_bytes(model: MetricModel, x: Tensor, sigma: float) -> int:
@@ -415,4 +387,4 @@ def self_consistency(model: MetricModel, x: Tensor, sigma: float | None = None, 
             parts.append((tangent, spectral, lam, mu, d_f, d_j, _relative_at(lam_high, d_f),
                           _relative_at(lam_low, d_f), _outside_value(model, xb, U, sigma, pb, items)))
     cat = [torch.cat(p) for p in zip(*parts, strict=True)]
-    return ConsistencyReport(sigma, *cat, threshold=threshold)
+    return ConsistencyReport(sigma, *cat, threshold=threshold, dimension=model.dim)

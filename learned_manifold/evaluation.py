@@ -246,6 +246,10 @@ def field_eigenpairs(field: FieldLike, x: Tensor) -> Eigenpairs:
 
     Returns:
         `Eigenpairs`: values ``(B, r)`` (``r = D`` for dense fields) and vectors ``(B, D, r)``.
+
+    Raises:
+        ValueError: a field without a low-rank factor and ``D`` above `metrics.euclidean.MAX_DENSE_DIM`, before
+            any work (`CoMetricField.dense`).
     """
     field = as_field(field)
     if field.low_rank:

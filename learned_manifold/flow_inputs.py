@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .checks import is_real
+from .checks import check_real
 from .geodesic_inputs import _check_count, _real_points, _to_tensor
 from .manifold import LearnedDataManifold
 from .metrics.base import CoMetricField, as_field
@@ -38,10 +38,8 @@ def _check_solver(method: str, rtol: float, atol: float, step_size: float | None
     if method not in FLOW_METHODS:
         raise ValueError(f"unknown flow method {method!r}; valid names: {sorted(FLOW_METHODS)}")
     for name, value in {"rtol": rtol, "atol": atol, "step_size": step_size}.items():
-        if value is None and name == "step_size":
-            continue
-        if not is_real(value) or not math.isfinite(value) or value <= 0:
-            raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        if value is not None or name != "step_size":
+            check_real(value, name, positive=True)
     if step_size is not None and FLOW_METHODS[method]:
         fixed = [name for name, adaptive in FLOW_METHODS.items() if not adaptive]
         raise ValueError(f"step_size applies to the fixed-step methods {fixed}; the adaptive method {method!r} "
@@ -103,14 +101,12 @@ def _check_objective(f: Callable[[Tensor], Tensor], x: Tensor, data_shape: tuple
 def _check_times(t_end: float, n_points: int) -> int:
     """One clear error for bad output times, before any work (torchdiffeq would assert deep inside); returns
     ``n_points`` as an ``int`` (any integer `operator.index` takes, NumPy's included; not a bool). ``t_end``: any
-    real number (`checks.is_real`, ``np.float32`` included), a ``ValueError`` otherwise, as every scalar option."""
+    finite real number > 0 (`checks.check_real`, ``np.float32`` included), a ``ValueError`` otherwise, as every
+    scalar option."""
     n_points = _check_count(n_points, "n_points", 0)
     if n_points < 2:
         raise ValueError(f"n_points counts the output times including t = 0 and t_end and must be >= 2, got {n_points}")
-    if not is_real(t_end):
-        raise ValueError(f"t_end must be a real number, got {type(t_end).__name__}")
-    if not math.isfinite(t_end) or t_end <= 0:
-        raise ValueError(f"t_end must be finite and > 0, got {t_end}")
+    check_real(t_end, "t_end", positive=True)
     return n_points
 
 

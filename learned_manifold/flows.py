@@ -38,7 +38,7 @@ from .landing import normal_landing, warn_off_data
 from .metrics.field_checks import check_landing
 from .precision import full_precision
 from .regularised import check_tangent_rank, polyline_lengths, resolve_tangent_dim
-from .types import FieldLike, TensorOrArray
+from .types import Count, FieldLike, Points, Real
 
 __all__ = ["FLOW_METHODS", "STALL_SPEED", "FlowResult", "gradient_flow", "interpolate", "polyline_lengths"]
 
@@ -115,16 +115,16 @@ class FlowResult:
 def gradient_flow(
     manifold: FieldLike,
     f: Callable[[Tensor], Tensor],
-    x0: TensorOrArray,
+    x0: Points,
     *,
-    t_end: float = 1.0,
-    n_points: int = 33,
+    t_end: Real = 1.0,
+    n_points: Count = 33,
     method: str = "dopri5",
-    rtol: float = 1e-4,
-    atol: float = 1e-5,
-    step_size: float | None = None,
+    rtol: Real = 1e-4,
+    atol: Real = 1e-5,
+    step_size: Real | None = None,
     landing: bool | None = None,
-    tangent_dim: int | None = None,
+    tangent_dim: Count | None = None,
 ) -> FlowResult:
     """Riemannian gradient flow ``ẋ = −(G(x) + δI) ∇f(x)`` of any differentiable objective (SPEC §6).
 
@@ -137,7 +137,10 @@ def gradient_flow(
             ``(D,)`` or ``data_shape`` point gives a single path ``(T, …)`` and 0-d scores (`FlowResult`).
         t_end: flow time; n_points: output times ``linspace(0, t_end, n_points)``.
         method: a name in `FLOW_METHODS` (adaptive ones use ``rtol``/``atol``, which apply to the deviation from
-            the start in units of the field's `length_scale`, so the same in any units and at any position, and
+            the start in units of the field's `length_scale` (a trained model's ``s``, a k-NN field's spread),
+            else, for a field without one (`EuclideanMetric`, a hand-made field), of each path's
+            ``‖(G + δI)∇f(x₀)‖ · t_end / (n_points − 1)``, the distance its start's velocity covers in one output
+            interval (absolute units where that is 0), so the same in any units and at any position, and
             choose their own steps: a ``step_size`` is refused; fixed ones ``step_size``,
             default one output interval; ``"euler"`` is Riemannian gradient descent with ``η = step_size``: the
             returned points are its iterates where the output interval ``t_end / (n_points − 1)`` is a multiple
@@ -185,7 +188,7 @@ def gradient_flow(
         (True, True)
     """
     n_points = _check_times(t_end, n_points)
-    _check_solver(method, rtol, atol, step_size)
+    adaptive = _check_solver(method, rtol, atol, step_size)
     field, data_shape = _field_of(manifold, "gradient_flow")
     landing = _landing_of(manifold, landing)
     tangent_dim = resolve_tangent_dim(manifold, tangent_dim)
@@ -196,21 +199,27 @@ def gradient_flow(
     check_tangent_rank(field, tangent_dim, flat0)  # 1..r, for every δ, before any work
     _check_objective(f, flat0, data_shape)
     counter = [0]
-    # The solver works on the deviation from the start in units of the data's scale, y = (x − x₀)/L (L the
-    # field's `length_scale`, else 1): rtol and atol then mean the same for data in millimetres or metres, at the
-    # origin or far from it (in raw coordinates atol was 1% of a sphere of radius 1e-3, and rtol·|x| a tenth of a
-    # unit sphere at 1,000).
-    unit = field.length_scale() or 1.0
     base = flat0.to(_solver_dtype(flat0.dtype))  # the solver's state and time grid: at least float32
 
-    def velocity(y: Tensor) -> Tensor:
+    def flow(x: Tensor) -> Tensor:  # −(G + δI)∇f at flat points (B, D), in the solver's dtype
         counter[0] += 1
-        x = (base + unit * y).to(flat0.dtype)
         with torch.enable_grad():
             xg = x.detach().requires_grad_(True)
             (grad,) = torch.autograd.grad(f(xg).sum(), xg)
-        return -field.apply(x, grad).to(base.dtype) / unit
+        return -field.apply(x, grad).to(base.dtype)
 
+    # The solver works on the deviation from the start in units of the problem's own length, y = (x − x₀)/L:
+    # rtol and atol then mean the same for data in millimetres or metres, at the origin or far from it (in raw
+    # coordinates atol was 1% of a sphere of radius 1e-3, and rtol·|x| a tenth of a unit sphere at 1,000).
+    # L: the field's `length_scale` (a trained model, k-NN), else each path's own (`_start_unit`; absolute units
+    # for a fixed-step method, which has no tolerances).
+    scale = field.length_scale()
+    unit: float | Tensor = scale or 1.0
+    if scale is None and adaptive:
+        unit = _start_unit(flow, flat0, t_end / (n_points - 1))  # (B, 1)
+
+    def velocity(y: Tensor) -> Tensor:
+        return flow((base + unit * y).to(flat0.dtype)) / unit
 
     def project(y: Tensor) -> Tensor:
         landed = normal_landing(field, (base + unit * y).to(flat0.dtype), tangent_dim=tangent_dim)
@@ -220,7 +229,7 @@ def gradient_flow(
     with torch.no_grad():
         y = _integrate(field, velocity, torch.zeros_like(base), times, method=method, rtol=rtol, atol=atol,
                        step_size=step_size, landing=landing, project=project)
-        path = (base.unsqueeze(1) + unit * y).to(flat0.dtype)
+        path = (base.unsqueeze(1) + (unit.unsqueeze(1) if isinstance(unit, Tensor) else unit) * y).to(flat0.dtype)
         if path.shape[0]:
             path[:, 0] = flat0  # exactly
         final = f(path[:, -1]).detach() if path.shape[0] else path.new_zeros(0)
@@ -236,18 +245,18 @@ def gradient_flow(
 @torch.inference_mode(False)
 def interpolate(
     manifold: FieldLike,
-    x0: TensorOrArray,
-    x1: TensorOrArray,
+    x0: Points,
+    x1: Points,
     *,
-    t_end: float = 8.0,
-    n_points: int = 65,
+    t_end: Real = 8.0,
+    n_points: Count = 65,
     method: str = "dopri5",
-    rtol: float = 1e-4,
-    atol: float = 1e-5,
-    step_size: float | None = None,
-    stop_tol: float | None = None,
+    rtol: Real = 1e-4,
+    atol: Real = 1e-5,
+    step_size: Real | None = None,
+    stop_tol: Real | None = None,
     landing: bool | None = None,
-    tangent_dim: int | None = None,
+    tangent_dim: Count | None = None,
 ) -> FlowResult:
     """Interpolate from ``x0`` towards ``x1`` by the flow of ``½‖x − x₁‖²`` (SPEC §6, the paper's paths).
 
@@ -401,6 +410,22 @@ def interpolate(
     res.gap_closed, res.stalled = (closed[0], stalled[0]) if single else (closed, stalled)
     res.reason = reason
     return res
+
+
+def _start_unit(flow: Callable[[Tensor], Tensor], flat0: Tensor, interval: float) -> Tensor:
+    """``(B, 1)``: each path's length unit for a field without a `length_scale` (SPEC §6), ``‖(G + δI)∇f(x₀)‖ · Δt``,
+    how far the start's velocity carries the point in one output interval ``Δt = t_end / (n_points − 1)`` (one
+    evaluation of ``flow``, the velocity at flat points ``(B, D)``). It scales with the data's units (``f_c(x) =
+    c² h(x/c)`` flows along ``c u(t)``, at ``c`` times the speed) and with the unit of time (``Δt``), and does not
+    change with position or orientation, so the solver's ``(x − x₀)/L`` is the same problem for every ``c``; and it
+    is each path's own, not the batch's. ``t_end`` alone overshot a path that settles early: a flow that moved 0.42
+    in ``t_end = 3`` had ``‖v₀‖ t_end = 10`` and came out 4× less accurate than with the interval. 1 (absolute
+    units) where the start's velocity is 0 (a stationary start stays put) or not finite (the flow then fails with
+    its own error)."""
+    if flat0.shape[0] == 0:
+        return flat0.new_ones(0, 1)
+    unit = flow(flat0).detach().norm(dim=-1, keepdim=True) * interval  # no graph kept through the solve
+    return torch.where(torch.isfinite(unit) & (unit > 0), unit, torch.ones_like(unit))
 
 
 def _result(path, times, final, euclid, metric, reached, n_evals, x0, data_shape) -> FlowResult:

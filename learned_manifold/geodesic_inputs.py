@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .checks import as_index, is_real
+from .checks import as_index, check_real
 from .geodesic_init import INIT_NAMES
 
 __all__: list[str] = []
@@ -132,11 +132,7 @@ def _given_path(init: Tensor, x0: Tensor, x1: Tensor, n_points: int | None, sing
 
 
 def _check_positive(value: object, name: str, *, zero: bool = False) -> float:
-    """``value`` as a float, refused unless a finite real number ``> 0`` (``≥ 0`` with ``zero``): a step ``lr ≤ 0``
-    never moves the path (the chord came back, unconverged), a negative ``verify_tol`` refutes every pair."""
-    if not is_real(value):
-        raise ValueError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
-        raise ValueError(f"{name} must be a finite number {'>= 0' if zero else '> 0'}, got {value}")
-    return value
+    """``value`` as a float, refused unless a finite real number ``> 0`` (``≥ 0`` with ``zero``; `checks.check_real`):
+    a step ``lr ≤ 0`` never moves the path (the chord came back, unconverged), a negative ``verify_tol`` refutes
+    every pair."""
+    return check_real(value, name, positive=not zero, nonnegative=zero)

@@ -72,7 +72,7 @@ from .regularised import (
     warn_dropped,
     warn_uncentred,
 )
-from .types import FieldLike, TensorOrArray
+from .types import Count, FieldLike, Points, Real
 
 __all__ = [
     "COARSE_POINTS",
@@ -192,19 +192,19 @@ def _solve(field: CoMetricField, x0: Tensor, x1: Tensor, path0: Tensor, spec: Ge
 @torch.inference_mode(False)
 def geodesic(
     field_or_manifold: FieldLike,
-    x0: TensorOrArray,
-    x1: TensorOrArray,
+    x0: Points,
+    x1: Points,
     *,
-    n_points: int | None = None,
+    n_points: Count | None = None,
     init: Tensor | str = "auto",
-    steps: int = 500,
-    lr: float | None = None,
-    tol: float | None = None,
-    verify_tol: float | None = None,
+    steps: Count = 500,
+    lr: Real | None = None,
+    tol: Real | None = None,
+    verify_tol: Real | None = None,
     landing: bool | None = None,
     method: str = "lbfgs",
-    delta: float | None = None,
-    tangent_dim: int | None = None,
+    delta: Real | None = None,
+    tangent_dim: Count | None = None,
 ) -> GeodesicResult:
     """Discrete geodesics between pairs of points by minimising the path energy (SPEC §6).
 

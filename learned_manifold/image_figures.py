@@ -19,6 +19,8 @@ import torch
 from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 
+from .plotting import _save
+
 __all__ = [
     "plot_dimension_histogram",
     "plot_eigenvalue_curves",
@@ -44,14 +46,6 @@ def _show(ax, img: np.ndarray, vmin: float, vmax: float, *, diverging: bool = Fa
         ax.imshow(img, cmap="RdBu_r" if diverging else "gray", vmin=vmin, vmax=vmax)
     ax.set_xticks([])
     ax.set_yticks([])
-
-
-def _save(fig, path: str | os.PathLike | None):
-    """Save to ``path`` (and release the figure from pyplot's registry) or return it for display."""
-    if path is not None:
-        fig.savefig(path, dpi=110, bbox_inches="tight")
-        plt.close(fig)
-    return fig
 
 
 def plot_eigenvector_images(x: Tensor, values: Tensor, vectors: Tensor, image_shape: Sequence[int], *,

@@ -47,6 +47,9 @@ read or made (threads at different points recompute the factor rather than share
 Every public method runs outside any autocast the caller has on (`learned_manifold.precision.full_precision`):
 float32 points give float32 answers, the same as outside autocast.
 
+geoopt's ``expmap``, ``logmap``, ``dist`` and ``random`` raise ``NotImplementedError`` (no closed forms:
+`learned_manifold.manifold_no_closed_form`; `learned_manifold.geodesic` gives paths and lengths).
+
 ``torch.func.vmap`` over the points is not supported (the factor's finiteness check, the eigen step and the k-NN
 search branch on the data): a method that needs the factor at vmapped points raises one ``RuntimeError`` saying so;
 pass the points as one batch instead. ``vmap`` over the vectors at fixed points works, and so do ``δ > 0``'s
@@ -67,18 +70,19 @@ from .geometry import Eigenpairs, eigenpairs, intrinsic_dimension, lowrank_apply
 from .landing import land
 from .manifold_cache import cache_bypassed, cache_entry, cache_hit, field_settings, forward_mode, vmapped
 from .manifold_checks import CheckedManifold, check_decomposition, check_tangent_dim
+from .manifold_no_closed_form import NoClosedForms
 from .metrics.base import CoMetricField, as_points, check_count, check_scalar
 from .metrics.field_checks import check_full_space, check_landing
 from .metrics.learned import LearnedCDC
 from .model_file import _load_model
 from .models import MetricModel, check_data_shape
 from .precision import full_precision
-from .types import Shape
+from .types import Count, Real, Shape
 
 __all__ = ["LearnedDataManifold"]
 
 
-class LearnedDataManifold(CheckedManifold):
+class LearnedDataManifold(NoClosedForms, CheckedManifold):
     """The data's own geometry as a geoopt manifold.
 
     A `MetricModel` given (directly or in a `LearnedCDC`) is frozen **in place**: `LearnedCDC` calls
@@ -135,13 +139,13 @@ class LearnedDataManifold(CheckedManifold):
         self,
         source: str | os.PathLike | MetricModel | CoMetricField,
         *,
-        sigma: float | None = None,
-        delta: float = 0.0,
+        sigma: Real | None = None,
+        delta: Real = 0.0,
         data_shape: Shape | None = None,
         landing: bool = False,
-        tangent_dim: int | None = None,
-        landing_tol: float = 1e-4,
-        landing_steps: int = 200,
+        tangent_dim: Count | None = None,
+        landing_tol: Real = 1e-4,
+        landing_steps: Count = 200,
     ):
         super().__init__()
         if isinstance(source, CoMetricField):
@@ -295,7 +299,8 @@ class LearnedDataManifold(CheckedManifold):
     # -- what the manifold is -----------------------------------------------------------------------------
     @full_precision
     def projx(self, x: Tensor) -> Tensor:
-        """Identity, or the normal-only landing projection when ``landing=True`` (module docstring).
+        """Identity, or the normal-only landing projection when ``landing=True`` (module docstring): points
+        ``(..., *data_shape)`` → the same shape.
 
         The landing result is not differentiable (it is computed under ``no_grad``), like geoopt's use of it.
 
@@ -311,7 +316,10 @@ class LearnedDataManifold(CheckedManifold):
 
     @full_precision
     def proju(self, x: Tensor, u: Tensor) -> Tensor:
-        """``δ > 0``: ``u``; ``δ = 0``: ``Û Ûᵀ u`` onto the learned tangent space (low-rank fields)."""
+        """``δ > 0``: ``u``; ``δ = 0``: ``Û Ûᵀ u`` onto the learned tangent space (low-rank fields).
+
+        Points ``x`` and vectors ``u`` ``(..., *data_shape)``, broadcast against each other → vectors of the broadcast
+        shape (``egrad2rgrad`` and ``retr`` likewise)."""
         if self.delta > 0 or not self.field.low_rank:
             batch, (_, uf) = self._flat(x, u)
             return self._unflat(batch, uf)
@@ -346,37 +354,16 @@ class LearnedDataManifold(CheckedManifold):
         """
         return self.projx(x + self.proju(x, u))
 
-    def expmap(self, x: Tensor, u: Tensor) -> Tensor:
-        """Not available: a learned manifold has no closed-form exponential map.
-
-        geoopt's optimisers (``RiemannianSGD``, ``RiemannianAdam``) only call ``retr``/``retr_transp``, a
-        first-order retraction; geodesics between two points are `learned_manifold.geodesic`.
-        """
-        raise NotImplementedError("LearnedDataManifold has no exact exponential map; use retr (a first-order "
-                                  "retraction, what geoopt's optimisers call) or learned_manifold.geodesic")
-
-    def logmap(self, x: Tensor, y: Tensor) -> Tensor:
-        """Not available (no closed form); `learned_manifold.geodesic` gives the path from ``x`` to ``y``."""
-        raise NotImplementedError("LearnedDataManifold has no closed-form logarithm; learned_manifold.geodesic(M, x, "
-                                  "y) solves for the path between two points")
-
-    def dist(self, x: Tensor, y: Tensor, *, keepdim: bool = False) -> Tensor:
-        """Not available (no closed form); `learned_manifold.geodesic` returns the metric ``length``."""
-        raise NotImplementedError("LearnedDataManifold has no closed-form distance; learned_manifold.geodesic(M, x, "
-                                  "y).length is the metric length of the discrete geodesic")
-
-    def dist2(self, x: Tensor, y: Tensor, *, keepdim: bool = False) -> Tensor:
-        """Not available: see `dist`."""
-        return self.dist(x, y, keepdim=keepdim)
-
     @full_precision
     def transp(self, x: Tensor, y: Tensor, v: Tensor) -> Tensor:
-        """Vector transport by projection at ``y`` (identity for ``δ > 0``)."""
+        """Vector transport by projection at ``y`` (identity for ``δ > 0``): points ``x``, ``y`` and a vector ``v``
+        ``(..., *data_shape)`` → ``proju(y, v)``, of the shape of ``y`` and ``v`` broadcast (``x`` is not read)."""
         return self.proju(y, v)
 
     @full_precision
     def inner(self, x: Tensor, u: Tensor, v: Tensor | None = None, *, keepdim: bool = False) -> Tensor:
-        """``uᵀ (G + δI)^{-1} v`` (Woodbury), reduced over the data axes.
+        """``uᵀ (G + δI)^{-1} v`` (Woodbury), reduced over the data axes: ``x``, ``u``, ``v`` ``(..., *data_shape)``
+        → ``(...)``, or ``(..., 1, …, 1)`` (one 1 per data axis) with ``keepdim``; ``v = None`` gives ``|u|²``.
 
         For ``δ = 0``: ``uᵀ Û Λ_d^{-1} Ûᵀ v``, the metric on the tangent space ``proju`` keeps (the inverse of the
         restricted ``egrad2rgrad``).
@@ -397,18 +384,12 @@ class LearnedDataManifold(CheckedManifold):
 
     @full_precision
     def norm(self, x: Tensor, u: Tensor, *, keepdim: bool = False) -> Tensor:
-        """``sqrt(inner(x, u))``, reduced over the data axes, with gradient 0 at ``u = 0`` (the subgradient
-        ``torch.linalg.vector_norm`` gives; geoopt's ``inner ** 0.5`` gives NaN there). NaN rows stay NaN."""
+        """``sqrt(inner(x, u))``, reduced over the data axes: ``x``, ``u`` ``(..., *data_shape)`` → ``(...)``
+        (``keepdim``: as `inner`), with gradient 0 at ``u = 0`` (the subgradient ``torch.linalg.vector_norm`` gives;
+        geoopt's ``inner ** 0.5`` gives NaN there). NaN rows stay NaN."""
         squared = self.inner(x, u, keepdim=keepdim)
         zero = squared == 0
         return torch.where(zero, 0.0, torch.where(zero, 1.0, squared).sqrt())
-
-    def random(self, *size, dtype=None, device=None, **kwargs) -> Tensor:
-        """Not available: a learned manifold has no intrinsic sampler (no closed-form density or volume on the data).
-
-        Start from data points instead (e.g. ``x = data[:n]``, or a landed ``M.projx(x)`` with ``landing=True``).
-        """
-        raise NotImplementedError("a learned manifold has no intrinsic sampler; start from data points")
 
     # -- geometry queries ---------------------------------------------------------------------------------
     @full_precision

@@ -75,10 +75,12 @@ class CheckedManifold(geoopt.Manifold):
         super().assert_check_vector_on_tangent(x, u, ok_point=ok_point, atol=atol, rtol=rtol)
 
     def _check_point_on_manifold(self, x: Tensor, *, atol: float = 1e-5, rtol: float = 1e-5):
-        """Right shape and finite; with landing also a fixed point of ``projx``: ``|projx(x) − x| ≤ atol + rtol ·
-        |x − μ|_∞``, ``μ`` the centre a learned model standardises about (else the origin), so that data far from
-        the origin are judged at the scale of their spread, not of their offset (at ``|x| = 1000`` a relative
-        ``1e-5`` of ``|x|`` had passed points ``σ/3`` off a circle)."""
+        """Right shape and finite; with landing also a fixed point of ``projx``: ``|projx(x) − x|_∞ ≤ atol · L +
+        rtol · |x − μ|_∞`` over the batch, ``μ`` the centre a learned model standardises about (else the origin),
+        ``L`` the field's `length_scale` (a trained model's ``s``, SPEC §1), else ``|x − μ|_∞`` (else 1, for points
+        all at the centre): the same verdict in any units, and data far from the origin are judged at the scale of
+        their spread, not of their offset (at ``|x| = 1000`` a relative ``1e-5`` of ``|x|`` had passed points ``σ/3``
+        off a circle; with ``atol`` in data units, a point ``σ/3`` off a learned sphere of radius 1e-3 passed)."""
         ok, reason = self._check_shape(x.shape, "x")
         if not ok:
             return False, reason
@@ -96,11 +98,18 @@ class CheckedManifold(geoopt.Manifold):
             flat = x.reshape(-1, self.dim)
             centre = data_centre(self.field, flat)
             spread = (flat if centre is None else flat - centre).abs().max().item()
-            if err > atol + rtol * spread:
-                return False, f"x is not a fixed point of the landing projection: |projx(x) - x| = {err:.3g}"
+            tol = atol * (self.field.length_scale() or spread or 1.0) + rtol * spread
+            if err > tol:
+                return False, (f"x is not a fixed point of the landing projection: |projx(x) - x| = {err:.3g} "
+                               f"(tolerance {tol:.3g})")
         return True, None
 
     def _check_vector_on_tangent(self, x: Tensor, u: Tensor, *, atol: float = 1e-5, rtol: float = 1e-5):
+        """Right shape and finite, and unchanged by ``proju``: ``|proju(x, u) − u|_∞ ≤ (atol + rtol) · |u|_∞`` over
+        the batch. Both terms are relative to the vectors themselves (``proju`` is linear, so whether ``u`` is
+        tangent depends neither on its length nor on the data's units); with ``atol`` in data units a vector with a
+        normal part of 0.5% of its length failed on a learned unit sphere and passed on the same sphere in units
+        ×1e-3."""
         ok, reason = self._check_shape(u.shape, "u")
         if not ok:
             return False, reason
@@ -110,8 +119,9 @@ class CheckedManifold(geoopt.Manifold):
             return True, None
         pu = self.proju(x, u)
         err = (pu - u).abs().max().item()
-        if err > atol + rtol * u.abs().max().item():
-            return False, f"u is not in the learned tangent space: |proju(u) - u| = {err:.3g}"
+        tol = (atol + rtol) * u.abs().max().item()
+        if err > tol:
+            return False, f"u is not in the learned tangent space: |proju(u) - u| = {err:.3g} (tolerance {tol:.3g})"
         return True, None
 
 

@@ -229,7 +229,9 @@ def _check_metadata_keys(reader: _Reader, metadata: dict, keys: tuple[str, ...],
 
 def _read_config(reader: _Reader, metadata: dict) -> tuple[ModelConfig, dict]:
     """Metadata schema → (validated config, extra)."""
-    if metadata.get("format") == "learned-manifold-vae":  # vae_file.VAE_FORMAT (that module imports this one)
+    from .vae_file import VAE_FORMAT  # (here: vae_file imports this module)
+
+    if metadata.get("format") == VAE_FORMAT:
         raise reader.error("is a learned-manifold VAE file (train-vae), not a metric-matching model; load it with "
                            "load_vae, or train metric matching on its codes (learned-manifold encode)")
     if metadata.get("format") != FORMAT:

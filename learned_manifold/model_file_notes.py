@@ -1,7 +1,7 @@
 """What a model file's metadata says about using it: which format versions this library reads, and the cautions
 `load_model` warns about (`ModelFileWarning`) and ``learned-manifold info`` prints: a mid-run checkpoint, a
 default bandwidth chosen by a σ rule that has since been replaced (SPEC §8), and a model its training checks did
-not trust (`untrusted_note`)."""
+not trust or could not verify (`untrusted_note`)."""
 
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ _OLD_RULE = "clearest mean eigengap"  # the eigengap rule's words; from db6152c 
 
 class ModelFileWarning(UserWarning):
     """A model file that loads but is to be used with care: a checkpoint of an unfinished training run, a
-    default bandwidth chosen by a σ rule since replaced, or a model its training checks did not trust
-    (`incomplete_note`, `stale_sigma_note`, `untrusted_note`).
+    default bandwidth chosen by a σ rule since replaced, or a model its training checks did not trust or could not
+    verify (`incomplete_note`, `stale_sigma_note`, `untrusted_note`).
 
     Example:
         >>> import os, tempfile, warnings
@@ -122,29 +122,34 @@ def exploded(check: object) -> float | None:
     return float(top) if top > EXPLODED_EIGENVALUE else None
 
 
-def untrusted_note(path: os.PathLike | str, extra: dict) -> str | None:
+def untrusted_note(path: os.PathLike | str, extra: dict, dimension: int | None = None) -> str | None:
     """Why the checks at the end of the model's training did not trust it, in a few words (the first of the reasons
     `learned_manifold_training.validation.distrust` gives from the same stored ``extra["validation"]``, and the
     verdict ``learned-manifold info`` prints), pointing to ``learned-manifold info`` for the figures; ``None`` for
     a model the checks trusted or a file that holds no verdict (written by `save_model` without one, or before the
-    checks). The reasons, in `distrust`'s order: the self-consistency check failed (``trusted`` false, or an
-    ``outside_eigenvalue`` above today's `diagnostics.OUTSIDE_THRESHOLD`, as ``info`` re-reads older files), the
-    factor's eigenvalues exploded (above `EXPLODED_EIGENVALUE`, or not finite at any place: training diverged), the
-    neighbour check distrusted the model (``trusted`` false). A neighbour check without a verdict (``informative``
-    false: too few points, or neighbours that never denoised) is no distrust: the trainer said so when it ran, and
-    loading stays silent on it. A spiral model the neighbour check
+    checks). The reasons, in `distrust`'s order: the self-consistency check failed
+    (`diagnostics.consistency_verdict` false: ``trusted`` false, or an ``outside_eigenvalue`` above today's limit,
+    as ``info`` re-reads older files), the factor's eigenvalues exploded (above `EXPLODED_EIGENVALUE`, or not finite
+    at any place: training diverged), the neighbour check distrusted the model (``trusted`` false).
+
+    Where neither check gave a verdict (self-consistency not informative: the factor reads the data's full
+    ``dimension`` ``D``, from the model's config, at most points; neighbour check ``informative`` false), nothing
+    verified the model, and the note says so: a S² model trained at a σ range below the points' spacing read
+    dimension 3 (tangent error 1.1), stored "trusted", loaded silently and gave geodesics through the sphere,
+    reported converged (tester B, s31). A neighbour check without a verdict beside a self-consistency verdict is no
+    distrust: the trainer said so when it ran, and loading stays silent on it. A spiral model the neighbour check
     distrusted gave a geodesic straight across the gap between two turns, reported converged (tester C, s30)."""
-    from .diagnostics import OUTSIDE_THRESHOLD  # here: diagnostics imports the metrics, which import this module
+    from .diagnostics import consistency_verdict  # here: diagnostics imports the metrics, which import this module
 
     validation = extra.get("validation")
     if not isinstance(validation, dict):
         return None
     reasons = []
     check = validation.get("self_consistency")
+    verdict = consistency_verdict(check, dimension) if isinstance(check, dict) else True
+    if verdict is False:
+        reasons.append("its factor and denoiser disagree (self-consistency check)")
     if isinstance(check, dict):
-        outside = check.get("outside_eigenvalue")
-        if check.get("trusted") is False or (_number(outside) and outside > OUTSIDE_THRESHOLD):
-            reasons.append("its factor and denoiser disagree (self-consistency check)")
         worst = exploded(check)
         if worst is not None:
             reasons.append(f"training diverged (factor eigenvalues up to {worst:.3g})" if math.isfinite(worst)
@@ -152,10 +157,17 @@ def untrusted_note(path: os.PathLike | str, extra: dict) -> str | None:
     near = validation.get("neighbour_check")
     if isinstance(near, dict) and near.get("informative") is not False and near.get("trusted") is False:
         reasons.append("it disagrees with an estimate from the training points' neighbours (neighbour check)")
+    hint = shlex.join(["learned-manifold", "info", os.fspath(path)])
+    if not reasons and verdict is None and isinstance(near, dict) and near.get("informative") is False:
+        full = check.get("data_dimension") or dimension or "?"
+        return (f"could not be verified by the checks at the end of its training: neither gave a verdict, so "
+                f"nothing verified it (its factor reads the data's full dimension {full}, leaving the "
+                f"self-consistency check nothing to compare, and the neighbour check could not judge it); its "
+                f"tangent spaces, dimensions and geodesics may be wrong (an under-trained model, or a sigma range off "
+                f"the data's spacing), or the data have no lower-dimensional structure. `{hint}` says more")
     if not reasons:
         return None
     more = f" (and {len(reasons) - 1} more)" if len(reasons) > 1 else ""
-    hint = shlex.join(["learned-manifold", "info", os.fspath(path)])
     return (f"was not trusted by the checks at the end of its training: {reasons[0]}{more}; its tangent spaces, "
             f"dimensions and geodesics may be wrong. `{hint}` says why")
 
@@ -164,8 +176,10 @@ def warn_cautions(path: os.PathLike | str, config: dict, extra: dict, scale: flo
                   stacklevel: int) -> None:
     """One `ModelFileWarning` per caution of the file at ``path`` (`incomplete_note`; `stale_sigma_note` only
     where the caller uses the file's default σ, ``default_sigma``; `untrusted_note`), each naming the file."""
+    shape = config.get("data_shape")
+    dimension = math.prod(shape) if isinstance(shape, (list, tuple)) and all(_number(n) for n in shape) else None
     notes = [incomplete_note(extra), stale_sigma_note(config, scale) if default_sigma else None,
-             untrusted_note(path, extra)]
+             untrusted_note(path, extra, dimension)]
     for note in notes:
         if note is not None:
             warnings.warn(f"{os.fspath(path)!r} {note}", ModelFileWarning, stacklevel=stacklevel + 1)

@@ -18,6 +18,7 @@ import os
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 
@@ -63,8 +64,9 @@ class View3D:
         return (v.detach().reshape(-1, self.dim).double().cpu() @ self.axes).numpy()
 
 
-def _save(fig, path: str | os.PathLike | None):
-    """Save to ``path`` (and release the figure from pyplot's registry) or return it for display."""
+def _save(fig: Figure, path: str | os.PathLike | None) -> Figure:
+    """Save to ``path`` (and release the figure from pyplot's registry) or return it for display; `image_figures`
+    saves through it too."""
     if path is not None:
         fig.savefig(path, dpi=110, bbox_inches="tight")
         plt.close(fig)

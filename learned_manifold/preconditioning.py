@@ -49,7 +49,8 @@ def principal_components(z: Tensor, k: int, *, seed: int = 0) -> tuple[Tensor, T
 
     Returns:
         ``(U, λ, τ)``: ``U`` ``(D, k')`` orthonormal columns, ``λ`` ``(k',)`` their variances (descending),
-        ``τ`` ``()`` the mean variance of the remaining ``D − k'`` directions (0 when ``k' = D``). float32.
+        ``τ`` ``()`` the mean variance of the remaining ``D − k'`` directions (0 when ``k' = D``). float32, on
+        the device of ``z``.
         ``k' = min(n, D, k)``: fewer than ``k`` columns when there are fewer than ``k`` rows (the SVD of ``n``
         rows has at most ``n`` directions); `gaussian_filter` reads the width from ``U``.
     """
@@ -68,7 +69,7 @@ def principal_components(z: Tensor, k: int, *, seed: int = 0) -> tuple[Tensor, T
     var = sing.pow(2) / n
     total = z.pow(2).sum() / n
     kept = basis.shape[1]  # min(n, D, k)
-    rest = ((total - var.sum()) / (dim - kept)).clamp_min(0.0) if kept < dim else torch.zeros((), dtype=z.dtype)
+    rest = ((total - var.sum()) / (dim - kept)).clamp_min(0.0) if kept < dim else z.new_zeros(())
     return basis.float().contiguous(), var.float(), rest.float()
 
 

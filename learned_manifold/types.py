@@ -3,23 +3,26 @@
 A hint must admit every input the documentation promises and the runtime takes (PEP 561: the package ships
 ``py.typed``, so type checkers hold users to these hints):
 
-* `TensorOrArray`: points given as a tensor or a NumPy array (`geodesic`, `interpolate`, `gradient_flow` convert
-  arrays with ``torch.from_numpy``, and nested lists of numbers with ``torch.as_tensor`` too; `KNNCDC` with
-  ``torch.as_tensor``).
+* `Points`: points given as a tensor, a NumPy array or nested lists of numbers (`geodesic`, `interpolate`,
+  `gradient_flow` convert arrays with ``torch.from_numpy`` and lists with ``torch.as_tensor``). `TensorOrArray` is
+  its older name (the same alias).
 * `Shape`: a point's shape as a tuple or a list of positive integers (``checks.check_data_shape``).
 * `Count`: an integer, Python's or NumPy's (anything ``operator.index`` takes; bools are refused at run time).
-* Real-valued options (bandwidths, tolerances, ``t_end``, ``lr``) are hinted ``float`` but take any ``numbers.Real``
-  (NumPy's ``np.float32`` included; bools refused, a non-number a ``ValueError``: ``checks.is_real``).
+* `Real`: a real-valued option (bandwidths, tolerances, ``t_end``, ``lr``): Python's ``float`` or ``int``, or a NumPy
+  float or integer (``np.float32`` included), which is what ``checks.is_real`` takes besides other ``numbers.Real``
+  (bools refused, a non-number a ``ValueError``).
 * `FieldLike`: a `CoMetricField`, or an object holding one as ``.field`` (`LearnedDataManifold`), which is what
   ``metrics.base.as_field`` accepts.
 
 The aliases are real objects (not strings), so ``typing.get_type_hints`` resolves the hints that use them. This
 module imports `learned_manifold.metrics.base` at run time; the modules of `learned_manifold.metrics` must not
-import it (the package's ``__init__`` would then import itself half-built).
+import it (the package's ``__init__`` would then import itself half-built): they spell `Count` as
+``SupportsIndex`` and `Real` as its union (``metrics.knn.KNNCDC``; the tests check that the hints are equal).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol, SupportsIndex, TypeAlias, runtime_checkable
 
 import numpy as np
@@ -27,11 +30,19 @@ from torch import Tensor
 
 from .metrics.base import CoMetricField
 
-__all__ = ["Count", "FieldLike", "HasField", "Shape", "TensorOrArray"]
+__all__ = ["Count", "FieldLike", "HasField", "Points", "Real", "Shape", "TensorOrArray"]
 
-TensorOrArray: TypeAlias = Tensor | np.ndarray
-"""Points as a ``torch.Tensor`` or a ``numpy.ndarray`` (converted; integer points become the default float dtype
-where the entry point says so)."""
+Points: TypeAlias = Tensor | np.ndarray | Sequence[float] | Sequence[Sequence[float]]
+"""Points as a ``torch.Tensor``, a ``numpy.ndarray`` or nested lists of numbers, one point ``(D,)`` or a batch
+``(B, D)`` (converted; integer points become the default float dtype where the entry point says so; deeper lists,
+``(B, *data_shape)``, are converted too but not admitted by this hint: pass an array)."""
+
+TensorOrArray: TypeAlias = Points
+"""The older name of `Points` (the same alias: nested lists included)."""
+
+Real: TypeAlias = float | int | np.floating | np.integer
+"""A real number: Python's ``float`` or ``int``, or a NumPy float or integer scalar (``np.float32``, ``np.int64``;
+``checks.is_real``: bools are refused at run time)."""
 
 Shape: TypeAlias = tuple[int, ...] | list[int]
 """The shape of one point: a tuple (``torch.Size`` included) or a list of positive integers, e.g. ``(3,)``,

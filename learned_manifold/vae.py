@@ -184,7 +184,7 @@ class VAE(nn.Module):
     Args:
         config: the architecture.
         scale: data scale ``s > 0``.
-        mean: ``(D,)`` or ``data_shape`` data mean (default zero).
+        mean: ``(D,)`` or ``data_shape`` data mean (default zero), stored in the default dtype as the weights.
     """
 
     # buffers (`register_buffer` in ``__init__``)
@@ -212,7 +212,7 @@ class VAE(nn.Module):
             self.decoder = _ConvDecoder(image, config.channels, config.depth, d)
         self.register_buffer("scale", torch.tensor(scale))
         mean = torch.zeros(config.data_shape) if mean is None else mean.detach().reshape(config.data_shape)
-        self.register_buffer("mean", mean.clone().float())
+        self.register_buffer("mean", mean.clone().to(torch.get_default_dtype()))  # as the weights and buffers
         self.register_buffer("centres", torch.zeros(K, d))
         self.register_buffer("bandwidths", torch.ones(K))
         self.register_buffer("std_weights", torch.zeros(D, K))

@@ -13,11 +13,11 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from learned_manifold.diagnostics import OUTSIDE_THRESHOLD
+from learned_manifold.diagnostics import consistency_verdict, no_verdict_reason
 from learned_manifold.model_file_notes import ModelFileWarning, stale_sigma_note
 from learned_manifold.neighbour_check import MIN_REFERENCE, neighbour_figures
 
-from .validation import diverged_sentence, exploded
+from .validation import diverged_sentence, exploded, reference_count
 
 try:
     import fcntl
@@ -195,12 +195,13 @@ def _summary(path: str, meta: dict, writer: str | None = None) -> str:
                               else "") for k, v in scalars.items()))
     check = e.get("validation", {}).get("self_consistency")
     if isinstance(check, dict):
-        outside = check.get("outside_eigenvalue")
-        # the stored verdict, re-read with today's outside limit (files from before the tenth session used 0.5)
-        trusted = check.get("trusted") and not (isinstance(outside, (int, float)) and outside > OUTSIDE_THRESHOLD)
-        old = trusted and not isinstance(outside, (int, float))  # a file from before the outside-eigenvalue check
-        verdict = "NOT FULLY CHECKED: passed the older checks" if old else "trusted" if trusted else "NOT TRUSTED"
+        # the stored verdict read with today's rules (outside limit, no verdict at the full dimension D)
+        trusted = consistency_verdict(check, D)
+        old = trusted and not _is_number(check.get("outside_eigenvalue"))  # from before the outside-eigenvalue check
+        verdict = ("NOT FULLY CHECKED: passed the older checks" if old else "no verdict" if trusted is None
+                   else "trusted" if trusted else "NOT TRUSTED")
         after = ("; its check predates today's (no outside eigenvalue): rerun it with `info MODEL --data DATA`" if old
+                 else f"; {no_verdict_reason({**check, 'data_dimension': D})}" if trusted is None
                  else "; `info MODEL --data DATA` for details")
         lines.append(f"  consistency: {verdict} on held-out points"
                      f"{_at(check.get('sigma'))} (tangent disagreement {_number(check.get('tangent_disagreement'))}, "
@@ -227,11 +228,12 @@ def _summary(path: str, meta: dict, writer: str | None = None) -> str:
     near = e.get("validation", {}).get("neighbour_check")
     if isinstance(near, dict):
         if not near.get("informative"):
-            count = near.get("reference_points")  # (files before it: not stored)
+            count = reference_count(near)  # distinct points where stored (files before it: none stored)
             if isinstance(count, int) and count >= MIN_REFERENCE:
                 lines.append(f"  neighbours:  no verdict: this independent check could not judge the model (the "
                              f"neighbours of {count:,} training points never denoised better than a linear fit: a "
-                             f"sigma range below their spacing, or data with no structure beyond their linear span)")
+                             f"sigma range below their spacing or far above it, at the data's scale, or data with "
+                             f"no structure beyond their linear span)")
             else:
                 lines.append("  neighbours:  no verdict (too few training points for a neighbour estimate"
                              + (f": {count:,}, fewer than {MIN_REFERENCE}" if isinstance(count, int) else "") + ")")
@@ -281,7 +283,30 @@ def run_info(args: argparse.Namespace) -> int:
             if top is not None:
                 print(f"WARNING: {diverged_sentence(top)}")
         print(near.message())
+        for line in _stored_verdicts(meta["extra"].get("validation", {}), report, near, args.model):
+            print(line)
     return 0
+
+
+def _stored_verdicts(validation: dict, report, near, path: str) -> list[str]:
+    """What ``info --data`` adds where its own rerun of a check gives no verdict but the check at the end of
+    training gave one (stored in the file's ``validation``): that verdict, so that a failure seen there is not
+    hidden by a rerun on too few points (a swiss-roll model the neighbour check distrusted on 2,500 training
+    points printed only "no verdict" on 300 held-out ones, tester D, s31)."""
+    lines = []
+    stored = validation.get("self_consistency") if isinstance(validation, dict) else None
+    if report is not None and report.trusted is None and isinstance(stored, dict):
+        verdict = consistency_verdict(stored, report.dimension)
+        if verdict is not None:
+            lines.append(f"  at training: self-consistency {'trusted' if verdict else 'NOT TRUSTED'} on the held-out "
+                         f"points{_at(stored.get('sigma'))} (`learned-manifold info {path}`)")
+    stored = validation.get("neighbour_check") if isinstance(validation, dict) else None
+    if not near.informative and isinstance(stored, dict) and stored.get("informative"):
+        count = stored.get("reference_points")
+        on = f" against {count:,} training points" if isinstance(count, int) else ""
+        lines.append(f"  at training: neighbour check {'trusted' if stored.get('trusted') else 'NOT TRUSTED'}{on} "
+                     f"at sigma {_number(stored.get('sigma'))} ({neighbour_figures(stored)})")
+    return lines
 
 
 def _checked_rows(args: argparse.Namespace, data_shape: tuple[int, ...], dim: int) -> tuple[Tensor, Tensor]:

@@ -26,11 +26,12 @@ from .config import (
     SPAN_FRACTION,
     TrainConfig,
 )
+from .recipe_checks import warn_sigma_above_scale
 
-__all__ = ["NORM_SAMPLE", "RANK_BLOCK_ELEMENTS", "RANK_NEIGHBOURS", "RANK_QUERIES", "RANK_REFERENCE",
+__all__ = ["NORM_SAMPLE", "RANK_BLOCK_ELEMENTS", "RANK_NEIGHBOURS", "RANK_QUERIES", "RANK_REFERENCE", "UNIT_GAP",
            "FLAT_SPECTRUM_GAP", "SPACING_FACTOR", "SPACING_QUERIES", "check_sigma_range", "choose_by_dimension",
            "choose_factor_guards", "choose_factor_width", "choose_input_scaling", "choose_norm_feature", "choose_rank",
-           "choose_warmup", "estimate_dimension", "local_pca_dimension", "local_pca_readings"]
+           "choose_warmup", "estimate_dimension", "local_pca_dimension", "local_pca_readings", "mixed_units"]
 
 NORM_SAMPLE = 4096
 """Points whose distances from the mean decide ``norm_feature="auto"``."""
@@ -46,6 +47,11 @@ FLAT_SPECTRUM_GAP = 0.1
 below this: no dimension stands out. Measured (1k and 10k points, 128 neighbours, seed 0): isotropic Gaussian noise
 in R⁶⁴ and R¹²⁸ 0.065–0.084, read as dimension 2 (a trained model then read 2 and passed its checks, tester E);
 in R³² 0.135 (read 32, right); S²⁴, S¹⁶, S⁸ in R⁶⁴ 0.126–0.134, 0.18–0.23, 0.38–0.43; torus, swiss roll 0.66."""
+UNIT_GAP = 10.0
+"""`mixed_units` looks further where two neighbours of the coordinates' sorted spreads are this factor or more apart.
+Measured (1k points, largest ratio of neighbouring spreads): S⁸ in R⁶⁴ 1.15, torus 2.8, union 2.4, the flat blob
+images 2.1 (their overall range 261), digits 1.9 (277); S² with ``z`` ×10 10 (span 3 either way: no warning), ×100
+100 (span 1, 3 per coordinate)."""
 SPACING_FACTOR = 10.0
 """`check_sigma_range` warns where ``sigma_max`` is more than this factor below the points' median nearest-neighbour
 distance (there the nearest neighbour's posterior weight is below ``e⁻⁵⁰`` at every training σ)."""
@@ -76,21 +82,60 @@ def choose_input_scaling(cfg: TrainConfig, rows: TrainingRows,
     above 10⁻³ of the largest, among the first ``gaussian_rank``) has at most ``SPAN_FRACTION · D`` dimensions;
     else ``"none"``. Measured (``benchmarks/RESULTS.md``): it lets the denoiser learn S⁸'s radius in R⁶⁴ (span 9
     of 64), helps the swiss roll in R¹⁰ (3 of 10) and S² in R⁶⁴ (3 of 64), and hurts the torus in R³ (3 of 3).
-    The UNet is never preconditioned by ``"auto"`` (untrained with it)."""
+    The UNet is never preconditioned by ``"auto"`` (untrained with it). Warns (before training) where coordinates
+    in different units leave directions of the data outside that span (`mixed_units`)."""
     dim = math.prod(rows.shape)
     if cfg.input_scaling not in ("auto", "gaussian"):
         return cfg.input_scaling, None, {"chosen": cfg.input_scaling, "rule": "asked for"}
     if cfg.input_scaling == "auto" and arch != "film_mlp":
         return "none", None, {"chosen": "none", "rule": "auto: the UNet is not preconditioned"}
-    components = principal_components(rows.standardised_sample(20_000), min(cfg.gaussian_rank, dim), seed=cfg.seed)
+    sample = rows.standardised_sample(20_000)
+    components = principal_components(sample, min(cfg.gaussian_rank, dim), seed=cfg.seed)
     var = components[1]
     span = int((var > 1e-3 * var[0]).sum())
+    if (units := mixed_units(sample, span, cfg.gaussian_rank, seed=cfg.seed)) is not None:
+        warnings.warn(units, stacklevel=2)
     why = {"span_dimension": span, "dim": dim}
     if cfg.input_scaling == "gaussian":
         return "gaussian", components, {"chosen": "gaussian", "rule": "asked for", **why}
     chosen = "gaussian" if span <= SPAN_FRACTION * dim else "none"
     rule = f"auto: gaussian when the linear span has at most {SPAN_FRACTION:g} D dimensions"
     return chosen, components if chosen == "gaussian" else None, {"chosen": chosen, "rule": rule, **why}
+
+
+def mixed_units(sample: Tensor, span: int, rank: int, *, seed: int = 0) -> str | None:
+    """The warning for coordinates in different units, else ``None``: ``sample`` ``(n, D)`` standardised training
+    points, ``span`` the dimension of their linear span (principal variances above 10⁻³ of the largest, among the
+    first ``rank``).
+
+    Where the spreads (standard deviations) of the coordinates that vary, sorted, have two neighbours `UNIT_GAP`
+    or more apart, the points are standardised coordinate by coordinate; if the span then has more dimensions,
+    the small coordinates hold directions of the data that the span, and the Gaussian preconditioning, drop: S²
+    with ``z`` in units ×100 has span 1 (3 per coordinate), and the trained model read dimension 1 at every point,
+    with tangent error 0.90, and both its checks trusted it (tester E). One more PCA, only past the gap."""
+    std = sample.double().std(0) if sample.shape[0] > 1 else sample.new_zeros(sample.shape[1]).double()
+    live = (std > 0).nonzero().squeeze(-1)  # (zero-padded coordinates hold no direction)
+    spreads, order = std[live].sort(descending=True)
+    if live.numel() < 2:
+        return None
+    ratios = spreads[:-1] / spreads[1:]
+    cut = int(ratios.argmax())
+    if float(ratios[cut]) < UNIT_GAP:
+        return None
+    even = (sample[:, live].double() / std[live]).float()
+    var = principal_components(even, min(rank, live.numel()), seed=seed)[1]
+    even_span = int((var > 1e-3 * var[0]).sum())
+    if even_span <= span:
+        return None
+    small = live[order[cut + 1:]].sort().values.tolist()
+    shown = ", ".join(str(i) for i in small[:5]) + (", ..." if len(small) > 5 else "")
+    return (f"the coordinates' spreads differ by a factor of {float(ratios[cut]):.3g} or more: {len(small)} of the "
+            f"{live.numel()} coordinates that vary ({shown}) are that much smaller than the rest, so the data's "
+            f"linear span that the model is fitted in has dimension {span} where the coordinates, each "
+            f"standardised, give {even_span}: the model may not learn the data's structure in the small "
+            "coordinates, and its checks may not see it (S^2 with z in units x100 was read as dimension 1). Put "
+            "every coordinate in the same units, or standardise each coordinate ((x - mean) / std, column by "
+            "column) before training; if the small coordinates are noise, this does not apply")
 
 
 def choose_norm_feature(cfg: TrainConfig, rows: TrainingRows, arch: str) -> tuple[bool, dict]:
@@ -149,7 +194,8 @@ def local_pca_readings(points: Tensor, *, neighbours: int = RANK_NEIGHBOURS, que
 
 
 def check_sigma_range(cfg: TrainConfig, rows: TrainingRows) -> float:
-    """Warn (before any training) where ``cfg.sigma_max`` lies more than `SPACING_FACTOR` times below the median
+    """Warn (before any training) where ``cfg.sigma_min`` lies above the data's scale
+    (`recipe_checks.warn_sigma_above_scale`) or ``cfg.sigma_max`` more than `SPACING_FACTOR` times below the median
     nearest-neighbour distance of the standardised training points (both in units of ``s``, SPEC §1); returns that
     distance. Measured on up to `RANK_REFERENCE` points and ``2²⁴`` numbers (a sample's spacing is wider than
     all the points', so the warning leans towards silence), from `SPACING_QUERIES` of them.
@@ -160,6 +206,7 @@ def check_sigma_range(cfg: TrainConfig, rows: TrainingRows) -> float:
     linear span (tangent error 1.2) that passed the self-consistency check (tester E). The default ``sigma_max``
     (4) never warns: the median nearest-neighbour distance of standardised data is at most ``1 + √2`` (a point's
     distance to the innermost point is at most its radius plus 1, and the median radius at most √2)."""
+    warn_sigma_above_scale(cfg)  # the range's other end: every bandwidth at the data's own scale or above
     dim = math.prod(rows.shape)
     if rows.n_train < 2:
         return math.inf

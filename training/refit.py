@@ -65,8 +65,9 @@ def refit_factor(ema: MetricModel, rows: TrainingRows, cfg: TrainConfig, sigma: 
     before = self_consistency(ema, rows.val_x, sigma)
     if cfg.factor_refit == 0:
         return {"ran": False, "why": "off (factor_refit = 0)"}, before
-    if not _agreed(not before.trusted, rows.val_x.device):  # rank 0 decides for every DDP rank
-        return {"ran": False, "why": "the check passed"}, before
+    # only a failed check is repaired (no verdict, None: nothing to repair); rank 0 decides for every DDP rank
+    if not _agreed(before.trusted is False, rows.val_x.device):
+        return {"ran": False, "why": "the check passed" if before.trusted else "the check gave no verdict"}, before
     steps = max(1, round(cfg.factor_refit * cfg.steps))
     start = time.perf_counter()
     saved = copy.deepcopy(ema.factor_net.state_dict())

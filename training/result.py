@@ -90,9 +90,11 @@ def file_differences(meta: dict, cfg: TrainConfig, mcfg: ModelConfig, num_points
 def load_judged(path: str | Path, map_location: str | torch.device = "cpu") -> MetricModel:
     """`load_model` of a model whose training verdict the caller prints itself (the demos, which keep it in their
     report; ``train --resume`` of a finished run, whose command prints `distrust`'s warnings): without the
-    `ModelFileWarning` that the training checks did not trust it, which would repeat them. Every other caution of
+    `ModelFileWarning` that the training checks did not trust it (or could not verify it), which would repeat
+    them. Every other caution of
     the file still warns."""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", r".* was not trusted by the checks at the end of its training",
+        warnings.filterwarnings("ignore", r".* (was not trusted|could not be verified) by the checks at the end of "
+                                r"its training",
                                 ModelFileWarning)
         return load_model(path, map_location=map_location)

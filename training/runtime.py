@@ -38,7 +38,7 @@ __all__ = ["FLOAT32_RESOLUTION", "StepAutocast", "StopRequest", "TrainingDiverge
            "caller_state_off", "check_health", "check_manifold", "check_source_resolution", "check_training_tensor",
            "init_distributed", "resolve_device", "settings_diff", "stop_requested"]
 
-_F32 = torch.finfo(torch.float32)
+_F32 = torch.finfo(torch.float32)  # the model's precision: its limits, for the data checks here, in batches and trainer
 _F = TypeVar("_F", bound=Callable)
 
 

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from learned_manifold import LearnedDataManifold, geodesic, interpolate, load_model
+from learned_manifold.checks import as_index
 from learned_manifold.classifier import SmallCNN, train_classifier
 from learned_manifold.evaluation import field_eigenpairs, lerp, nearest_distance
 from learned_manifold.geodesic_init import resample
@@ -35,6 +36,7 @@ from learned_manifold.image_figures import (
     plot_interpolation_strips,
 )
 from learned_manifold.metrics import CoMetricField
+from learned_manifold.metrics.base import check_count
 from learned_manifold.model_file import atomic_write_bytes
 from learned_manifold.models import MetricModel
 
@@ -42,7 +44,7 @@ from .data import as_model_points
 from .data.stream import CHUNK_ROWS, ArraySource
 from .outputs import irregular_entry, named_entries, nearest_existing, probe_writable
 
-__all__ = ["FLOW_OVERSAMPLING", "SHOW_FILES", "PathScore", "check_image_model", "check_show_folder",
+__all__ = ["FLOW_OVERSAMPLING", "LISTED_PAIRS", "SHOW_FILES", "PathScore", "check_image_model", "check_show_folder",
            "interpolation_paths", "interpolation_scores", "is_strip", "run_show", "same_class_pairs", "show_files"]
 
 
@@ -56,20 +58,88 @@ class PathScore:
     confidence: float | None
 
 
+LISTED_PAIRS = 100_000
+"""`same_class_pairs` lists every same-label pair only where there are at most this many (otherwise it draws)."""
+
+
 def same_class_pairs(labels: Tensor | None, n_pairs: int, *, seed: int = 0, n: int | None = None) -> Tensor:
-    """``(n_pairs, 2)`` indices of distinct points sharing a label (any two points without labels)."""
-    gen = torch.Generator().manual_seed(seed)
-    total = int(labels.shape[0]) if labels is not None else int(n)
-    pairs = []
-    for _ in range(100 * n_pairs):
+    """``(n_pairs, 2)`` indices ``(i, j)``, ``i ≠ j``, of points sharing a label (any two of ``n`` points without
+    labels): distinct pairs (``(j, i)`` counts as ``(i, j)``), seeded.
+
+    First ``100 · n_pairs`` random draws of two indices, kept where distinct, new and of one label (the draw of
+    earlier versions, so the pairs of recorded benchmarks do not change); where that finds too few (rare classes:
+    a single pair among 1000 labels, or many classes), the rest come from the label groups: all their pairs listed
+    and picked by a seeded permutation where there are at most `LISTED_PAIRS`, else drawn (a class by its share of
+    the pairs, two distinct members). With fewer pairs than asked it returns them all, with a warning saying how many.
+
+    Args:
+        labels: ``(N,)`` integer labels, or ``None`` (all points one class; then ``n`` is needed).
+        n_pairs: pairs wanted, ``≥ 1``.
+        seed: seed of the draw (a CPU ``torch.Generator``; the same pairs for the same arguments).
+        n: the number of points without labels (``≥ 2``); with labels, ``N`` if given.
+
+    Returns:
+        ``(P, 2)`` int64 indices, ``P = n_pairs``, or all the pairs there are where fewer.
+
+    Raises:
+        TypeError: ``labels`` not a tensor or ``None``; ``n_pairs``, ``n`` or ``seed`` not an integer.
+        ValueError: ``labels`` not 1-D integers, ``n_pairs < 1``, ``n`` missing, below 2 or unlike ``N``, or no two
+            distinct points share a label.
+    """
+    n_pairs = check_count(n_pairs, "n_pairs")
+    seed_index = as_index(seed)
+    if seed_index is None:
+        raise TypeError(f"seed must be an integer, got {type(seed).__name__}")
+    if labels is None:
+        if n is None:
+            raise ValueError("n (the number of points) is needed when labels is None")
+        total = check_count(n, "n", low=2)
+        groups = [torch.arange(total)]
+    else:
+        if not isinstance(labels, Tensor):
+            raise TypeError(f"labels must be a tensor of integer labels or None, got {type(labels).__name__}")
+        if labels.ndim != 1 or labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+            raise ValueError(f"labels must be a 1-D tensor of integers, got shape {tuple(labels.shape)} and dtype "
+                             f"{labels.dtype}")
+        if n is not None and check_count(n, "n", low=0) != labels.shape[0]:
+            raise ValueError(f"n = {n} differs from the {labels.shape[0]} labels")
+        _, cls = torch.unique(labels.cpu(), return_inverse=True)
+        order = torch.argsort(cls, stable=True)
+        groups = [g for g in order.split(torch.bincount(cls).tolist()) if g.numel() >= 2]
+    if not groups:
+        raise ValueError(f"no two distinct points share a label among the {len(cls)} labels; cannot pick same-class "
+                         f"pairs")
+    gen = torch.Generator().manual_seed(seed_index)
+    total = sum(int(g.numel()) for g in groups) if labels is None else int(labels.shape[0])
+    seen: set[tuple[int, int]] = set()
+    pairs: list[tuple[int, int]] = []
+    for _ in range(100 * n_pairs):  # the draw of earlier versions: the recorded benchmarks' pairs stay the same
         i, j = torch.randint(0, total, (2,), generator=gen).tolist()
-        if i != j and (labels is None or int(labels[i]) == int(labels[j])):
+        key = (min(i, j), max(i, j))
+        if i != j and key not in seen and (labels is None or int(labels[i]) == int(labels[j])):
+            seen.add(key)
             pairs.append((i, j))
-        if len(pairs) == n_pairs:
-            break
-    if not pairs:
-        raise ValueError("no two distinct points share a label; cannot pick same-class pairs")
-    return torch.tensor(pairs)
+            if len(pairs) == n_pairs:
+                return torch.tensor(pairs, dtype=torch.int64)
+    # the draw missed (rare or many classes): the rest from the label groups, listed where they hold few pairs
+    sizes = torch.tensor([g.numel() for g in groups], dtype=torch.float64)
+    if float((sizes * (sizes - 1) / 2).sum()) <= LISTED_PAIRS:
+        rest = [pair for g in groups for pair in torch.combinations(g, 2).tolist() if tuple(pair) not in seen]
+        for r in torch.randperm(len(rest), generator=gen)[:n_pairs - len(pairs)].tolist():
+            pairs.append(tuple(rest[r]))
+    else:  # a class by its share of the pairs, then two distinct members; more than 10⁵ pairs: repeats are rare
+        weights = sizes * (sizes - 1)
+        while len(pairs) < n_pairs:
+            g = groups[int(torch.multinomial(weights, 1, generator=gen))]
+            a, b = torch.randperm(g.numel(), generator=gen)[:2].tolist()
+            i, j = int(g[a]), int(g[b])
+            if (min(i, j), max(i, j)) not in seen:
+                seen.add((min(i, j), max(i, j)))
+                pairs.append((i, j))
+    if len(pairs) < n_pairs:
+        warnings.warn(f"same_class_pairs: only {len(pairs)} distinct pairs of points share a label, fewer than "
+                      f"the {n_pairs} asked; returning all {len(pairs)}", stacklevel=2)
+    return torch.tensor(pairs, dtype=torch.int64)
 
 
 def _nearest_in_file(inner: Tensor, source: ArraySource) -> Tensor:

@@ -54,6 +54,7 @@ from .refit import refit_factor
 from .result import TrainResult, finished_result
 from .resume import check_resume, recorded
 from .runtime import (
+    _F32,
     StepAutocast,
     StopRequest,
     TrainingDiverged,
@@ -71,7 +72,6 @@ from .samplers import make_sampler
 from .schedule import ema_decay, factor_ramp_steps, optimiser
 from .validation import initial_sigma, select_sigma, sigma_grid, validate
 
-_F32 = torch.finfo(torch.float32)
 _CHECK_EVERY = 10  # steps between divergence checks (one host sync each) and, under DDP, stop-flag syncs
 __all__ = [
     "TrainConfig",
@@ -111,7 +111,7 @@ def _reference_points(rows: TrainingRows) -> Tensor:
     """Training points in data units, flat, for `neighbour_check`: up to 20,000, and at most ``2²⁴`` numbers
     (``2²⁴ / D`` points for large ``D``: 4,096 images of 64 × 64), a seeded subsample."""
     dim = math.prod(rows.shape)
-    return _data_units(rows, rows.standardised_sample(max(2, min(20_000, 2**24 // dim))))
+    return rows.sample_rows(max(2, min(20_000, 2**24 // dim)))  # read as val_x is: copies stay bit-equal
 
 
 def _data_units(rows: TrainingRows, z: Tensor) -> Tensor:

@@ -8,7 +8,7 @@ import math
 import torch
 from torch import Tensor
 
-from learned_manifold.diagnostics import consistency_reasons
+from learned_manifold.diagnostics import consistency_reasons, consistency_verdict, no_verdict_reason
 from learned_manifold.evaluation import bandwidth_grid, spectral_report
 from learned_manifold.geometry import eigenpairs
 from learned_manifold.model_file_notes import EXPLODED_EIGENVALUE, LOCAL_SIGMA, exploded
@@ -23,6 +23,7 @@ __all__ = [
     "diverged_sentence",
     "exploded",
     "initial_sigma",
+    "reference_count",
     "select_sigma",
     "sigma_grid",
     "validate",
@@ -145,10 +146,13 @@ def distrust(validation: dict) -> list[str]:
     A neighbour check without a verdict is a sentence too: the independent check could not judge the model, and
     says why (fewer than `MIN_REFERENCE` training points: 30 points of a sphere trained a useless model that passed
     its self-consistency check; or neighbours that never denoised better than a linear fit: a σ range far below the
-    points' spacing trained a circle's linear span that passed it, tester E)."""
+    points' spacing trained a circle's linear span that passed it, tester E). A self-consistency check without a
+    verdict (`consistency_verdict` ``None``: the factor reads the data's full dimension) is no sentence of its own:
+    the neighbour check then judges the model, and where it gives no verdict either, its sentence says that nothing
+    verified the model."""
     reasons = []
     check = validation.get("self_consistency")
-    if isinstance(check, dict) and not check.get("trusted", True):
+    if isinstance(check, dict) and check.get("trusted", True) is not None and not check.get("trusted", True):
         reasons.append(f"the model does not agree with itself on its held-out points at sigma="
                        f"{_figure(check.get('sigma'))} ({'; '.join(consistency_reasons(check))}): its tangent "
                        f"spaces are not to be trusted")
@@ -157,7 +161,7 @@ def distrust(validation: dict) -> list[str]:
         reasons.append(diverged_sentence(top))
     near = validation.get("neighbour_check")
     if isinstance(near, dict) and near.get("informative") is False:
-        reasons.append(_no_verdict(near))
+        reasons.append(_no_verdict(near, check if isinstance(check, dict) else None))
     elif isinstance(near, dict) and near.get("trusted") is False:
         reasons.append(f"the model disagrees with an estimate from the training points' neighbours at sigma="
                        f"{_figure(near.get('sigma'))} ({neighbour_figures(near)}): its tangent spaces are "
@@ -170,22 +174,33 @@ def distrust(validation: dict) -> list[str]:
     return reasons
 
 
-def _no_verdict(near: dict) -> str:
+def _no_verdict(near: dict, check: dict | None = None) -> str:
     """The sentence of `distrust` for a neighbour check without a verdict (``informative`` False): too few reference
-    points (`_too_few`), or neighbours that never denoised better than a linear fit."""
-    count = near.get("reference_points")
+    points (`_too_few`), or neighbours that never denoised better than a linear fit; and what the self-consistency
+    check (its summary ``check``, ``None`` where none ran) said: a verdict of its own, or none either (nothing
+    verified the model)."""
+    count = reference_count(near)
+    verdict = consistency_verdict(check) if check is not None else False
+    if check is None:
+        also = "and no other check ran on it"
+    elif verdict is None:
+        also = f"and the self-consistency check gave none either ({no_verdict_reason(check)}): nothing verified it"
+    elif verdict:
+        also = "so only the model's agreement with itself vouches for it"
+    else:
+        also = "and the model does not agree with itself either"
     if _too_few(near):
-        return (f"the neighbour check gave no verdict: {'' if count is None else f'{count} '}training points "
-                f"are too few for an estimate from their neighbours (it needs {MIN_REFERENCE}), so the "
-                f"checks could not judge the model, and with so few points its tangent spaces may mean "
-                f"little: train on more points")
+        number = "" if count is None else f"{count} distinct "
+        return (f"the neighbour check gave no verdict: {number}training points are too few for an estimate from "
+                f"their neighbours (it needs {MIN_REFERENCE}), so it could not judge the model, {also}; with so few "
+                f"points its tangent spaces may mean little: train on more points")
     points = f"{count:,} " if _number(count) else ""
     return (f"the independent neighbour check could not judge the model (no verdict): the neighbours of the "
-            f"{points}training points never denoised better than a linear fit at the model's bandwidths, so only "
-            f"the model's agreement with itself vouches for it. Either the sigma range lies below the points' "
-            f"spacing (the model then learns the data's linear span), or the points are not enough for the data's "
-            f"dimension (2,000 points of S⁸ in R⁶⁴ are), or the data have no structure beyond their linear span "
-            f"(Gaussian-like data, where this note is expected)")
+            f"{points}training points never denoised better than a linear fit at the model's bandwidths, {also}. "
+            f"Either the sigma range lies below the points' spacing (the model then learns the data's linear span) "
+            f"or far above it, at the data's scale and beyond (every bandwidth then averages over the whole data "
+            f"set), or the points are not enough for the data's dimension (2,000 points of S⁸ in R⁶⁴ are), or the "
+            f"data have no structure beyond their linear span (Gaussian-like data, where this note is expected)")
 
 
 def diverged_sentence(top: float) -> str:
@@ -197,10 +212,18 @@ def diverged_sentence(top: float) -> str:
             f"meaningless: train again with a smaller --lr")
 
 
+def reference_count(near: dict) -> object:
+    """The reference points a stored neighbour check judged with: its distinct points where recorded (copies of the
+    held-out points left out, ``distinct_reference_points``), else the trainer's ``reference_points`` (rows; older
+    files), else ``None``. 30 distinct points repeated 100 times are 30 points, not 3,000 (tester E, s31)."""
+    distinct = near.get("distinct_reference_points")
+    return distinct if _number(distinct) else near.get("reference_points")
+
+
 def _too_few(near: dict) -> bool:
     """Whether a neighbour check without a verdict had too few reference points (`MIN_REFERENCE`): its stored
-    ``reference_points`` (the trainer's record), else an empty denoising table (no bandwidth was tried)."""
-    count = near.get("reference_points")
+    `reference_count` (the trainer's record), else an empty denoising table (no bandwidth was tried)."""
+    count = reference_count(near)
     if _number(count):
         return count < MIN_REFERENCE
     return near.get("denoising") == []

@@ -25,7 +25,7 @@ from typing import SupportsIndex
 import torch
 from torch import Tensor, nn
 
-from ..checks import as_index, is_real
+from ..checks import as_index, check_real
 from ..geometry import lowrank_apply, lowrank_solve
 from ..precision import full_precision
 from .factor_checks import checked_factor
@@ -126,16 +126,9 @@ def check_vectors(x: Tensor, v: Tensor, dim: int | None, name: str = "v") -> Non
 
 
 def check_scalar(value: object, name: str, *, allow_zero: bool = False) -> float:
-    """Return ``value`` as a float after checking it is finite and ``> 0`` (``≥ 0`` with ``allow_zero``): any real
-    number (`checks.is_real`: NumPy's ``np.float32`` included, bools not); ``ValueError`` otherwise, as
-    `checks.check_real`."""
-    if not is_real(value):
-        raise ValueError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be finite and {bound}, got {value}")
-    return value
+    """Return ``value`` as a float after checking it is a finite real number ``> 0`` (``≥ 0`` with ``allow_zero``):
+    `checks.check_real` (NumPy's ``np.float32`` included, bools not), whose ``ValueError`` it raises."""
+    return check_real(value, name, positive=not allow_zero, nonnegative=allow_zero)
 
 
 def check_count(value: SupportsIndex, name: str, *, low: int = 1, high: int | None = None) -> int:
@@ -326,9 +319,24 @@ class CoMetricField(nn.Module):
 
     @full_precision
     def dense(self, x: Tensor) -> Tensor:
-        """Dense ``G(x)`` (without δ), ``(B, D, D)``, built column by column from ``apply``. Small D only."""
+        """Dense ``G(x)`` (without δ), ``(B, D, D)``, built column by column from ``apply``. Small D only.
+
+        `evaluation.field_eigenpairs` (and so `LearnedDataManifold.tangent_space` and ``intrinsic_dimension`` for a
+        field without a low-rank factor) goes through it and then a ``D × D`` ``eigh`` per point.
+
+        Raises:
+            ValueError: ``D`` exceeds `metrics.euclidean.MAX_DENSE_DIM` (4096), before any work: a 64×64×3 image
+                (``D = 12288``) would take 576 MiB per point in float32, ``D`` field applications and a ``D × D``
+                ``eigh`` per point; a low-rank field (`LearnedCDC`, `KNNCDC`) has an ``O(D r²)`` spectrum.
+        """
+        from .euclidean import MAX_DENSE_DIM  # (euclidean imports this module)
+
         check_points(x, self.dim)
         b, d = x.shape
+        if d > MAX_DENSE_DIM:
+            raise ValueError(f"{type(self).__name__}.dense builds the D x D co-metric from D field applications per "
+                             f"point (then a D x D eigh for its spectrum); D = {d} > MAX_DENSE_DIM = {MAX_DENSE_DIM}: "
+                             "for large D use a low-rank field (LearnedCDC, KNNCDC), whose spectrum costs O(D r^2)")
         eye = torch.eye(d, dtype=x.dtype, device=x.device)
         cols = [self.apply(x, eye[i].expand(b, d)) - self.delta * eye[i] for i in range(d)]
         return torch.stack(cols, dim=-1)

@@ -16,6 +16,8 @@ model's landmarks), so its cost and memory do not grow with ``N``.
 
 from __future__ import annotations
 
+from typing import SupportsIndex
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -71,12 +73,12 @@ class KNNCDC(CoMetricField):
     def __init__(
         self,
         data: Tensor | np.ndarray,
-        *,
-        k: int = 64,
-        sigma: float,
+        *,  # (hints: `types.Count` and `types.Real` spelled out; the metrics must not import `types`)
+        k: SupportsIndex = 64,
+        sigma: float | int | np.floating | np.integer,
         centred: bool = True,
-        delta: float = 0.0,
-        chunk_size: int | None = None,
+        delta: float | int | np.floating | np.integer = 0.0,
+        chunk_size: SupportsIndex | None = None,
         persistent: bool = True,
     ) -> None:
         super().__init__()
@@ -333,7 +335,7 @@ class KNNCDC(CoMetricField):
         return pick.sort().values.to(self.data.device)
 
     @full_precision
-    def neighbour_graph(self, k: int = 10) -> tuple[Tensor, Tensor]:
+    def neighbour_graph(self, k: SupportsIndex = 10) -> tuple[Tensor, Tensor]:
         """The ``k``-nearest-neighbour graph (self excluded) of the data rows `graph_rows` (all rows for up to
         `GRAPH_POINTS` points), computed once per ``k`` and cached.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import warnings
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -86,8 +87,10 @@ class LearnedCDC(CoMetricField):
     low_rank = True
     dim: int  # the model's ``D`` (never ``None``)
 
-    def __init__(self, model: MetricModel | str | os.PathLike, sigma: float | None = None, *, delta: float = 0.0,
-                 precision: str = "fp32", data: Tensor | None = None):
+    def __init__(self, model: MetricModel | str | os.PathLike,
+                 sigma: float | int | np.floating | np.integer | None = None, *,
+                 delta: float | int | np.floating | np.integer = 0.0, precision: str = "fp32",
+                 data: Tensor | None = None):
         super().__init__()
         self.precision = check_precision(precision)
         self._choices: dict[str, dict] = {}

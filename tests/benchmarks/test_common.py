@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -154,3 +155,23 @@ def test_the_written_header_holds_the_date_and_load_of_the_start(monkeypatch, tm
     env = json.loads((tmp_path / "images.json").read_text())["environment"]
     assert env["date_utc"].startswith("2030-01-01") and env["load_average_at_start"] == "before"
     assert env["load_average_at_end"] == "after"
+
+
+def test_a_report_rewrite_cut_mid_write_leaves_the_previous_report_whole(tmp_path, monkeypatch):
+    """Reports are rewritten after every row, and the GPU suite may kill a step at any moment: each file is written
+    beside its target and moved over it (``os.replace``), so a cut (here: the move itself fails) leaves the previous
+    report whole, never a truncated JSON that the suite would count as written (reviewer s31)."""
+    from benchmarks.common import Table, write_report
+
+    table = Table("rows", ["a"], [["1"]])
+    write_report(tmp_path, "step", title="t", env={}, settings={}, tables=[table], results={"rows": 1})
+    before = (tmp_path / "step.json").read_text()
+
+    def cut(src, dst):
+        raise KeyboardInterrupt  # as a timeout's signal arriving between the write and the move
+
+    monkeypatch.setattr(os, "replace", cut)
+    with pytest.raises(KeyboardInterrupt):
+        write_report(tmp_path, "step", title="t", env={}, settings={}, tables=[table], results={"rows": 2})
+    assert (tmp_path / "step.json").read_text() == before
+    assert json.loads(before)["results"] == {"rows": 1}

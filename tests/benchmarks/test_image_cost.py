@@ -6,13 +6,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 ROOT = str(Path(__file__).resolve().parents[2])
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from benchmarks.image_cost import run_table1  # noqa: E402
+from benchmarks.image_cost import _is_oom, _measure_cuda, run_table1  # noqa: E402
 
 
 def test_cpu_memory_of_a_method_does_not_depend_on_the_method_before_it():
@@ -27,3 +28,29 @@ def test_cpu_memory_of_a_method_does_not_depend_on_the_method_before_it():
     assert abs(after - first) < 0.25 * first, (first, after)
     for r in rows:  # an untimed warm-up (the memory call), then the median of the timed ones
         assert r["timing"]["repeats"] >= 1 and r["seconds"] == r["timing"]["median_s"] > 0
+
+
+@pytest.mark.parametrize("err, oom", [
+    (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), True),
+    (MemoryError(), True),
+    (RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: you tried to "
+                  "allocate 1152921504606846976 bytes. Error code 12 (Cannot allocate memory)"), True),
+    (RuntimeError("CUDA error: an illegal memory access was encountered"), False),
+    (RuntimeError("unsupported memory format option: Preserve"), False),
+])
+def test_only_an_allocation_failure_reads_as_oom(err, oom):
+    # any text with "memory" read as OOM, and a broken CUDA context went on to the next method (tester F, item 6)
+    assert _is_oom(err) is oom
+
+
+def test_an_error_that_is_not_oom_is_raised_not_written_as_an_oom_row():
+    def crash():
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    def oom():
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    with pytest.raises(RuntimeError, match="illegal memory access"):
+        _measure_cuda(crash, torch.device("cpu"), repeats=1, budget_s=1.0)
+    assert _measure_cuda(oom, torch.device("cpu"), repeats=1, budget_s=1.0) == {
+        "seconds": None, "memory_bytes": None, "oom": True}

@@ -11,7 +11,7 @@ from benchmarks.recipe import main
 from learned_manifold import load_model
 
 
-@pytest.mark.filterwarnings("ignore:.*was not trusted by the checks:learned_manifold.ModelFileWarning")  # quick run
+@pytest.mark.filterwarnings("ignore:.* by the checks at the end:learned_manifold.ModelFileWarning")  # quick run
 def test_each_candidate_is_scored_and_its_model_has_what_the_candidate_asks_for(tmp_path):
     results = main(["--quick", "--threads", "1", "--data", "torus", "--candidates", "default", "norm-feature",
                     "--seeds", "0", "--save-models", str(tmp_path), "--out", str(tmp_path / "report")])

@@ -250,3 +250,27 @@ def test_a_figure_just_past_its_limit_is_named_with_the_digits_that_show_it(fiel
     assert not report.trusted and list(summary["failed"]) == [field.replace("_value", "_eigenvalue")]
     # an older file's summary (no "failed"): its rounded figures, as before
     assert consistency_reasons({k: v for k, v in summary.items() if k != "failed"})[0].startswith("not trusted (")
+
+
+def test_a_model_reading_the_full_dimension_gets_no_verdict():
+    """Both networks read every direction of R³ as tangent (an under-trained model, or one trained below the points'
+    spacing: tester B's S² and torus models, tangent errors 0.59–1.09): there is no normal, every figure is 0 by
+    construction, and the check had said "trusted". Now it gives no verdict, and a failed limit still fails."""
+    from learned_manifold.diagnostics import consistency_verdict
+
+    report = self_consistency(PlaneDouble(lambda s: 1.0), plane_points())
+    summary = report.summary()
+    assert summary["factor_dimension"] == summary["denoiser_dimension"] == 3 and report.failed == {}
+    assert report.informative is False and report.trusted is None and summary["trusted"] is None
+    assert summary["informative"] is False and summary["data_dimension"] == 3
+    assert report.message().startswith("self-consistency: no verdict at sigma=0.1: the factor reads the data's "
+                                       "full dimension 3 at most points")
+    kept = self_consistency(PlaneDouble(lambda s: 0.9, denoiser_normal=lambda s: 0.0), plane_points())
+    assert kept.informative is False and kept.trusted is False  # d = D, but factor and denoiser disagree
+    # an older file's summary (no "informative"): read from its median factor dimension and D
+    old = {k: v for k, v in summary.items() if k not in ("informative", "data_dimension")} | {"trusted": True}
+    assert consistency_verdict(old, 3) is None and consistency_verdict(old) is True
+    assert consistency_verdict({**old, "trusted": False}, 3) is False
+    # a good model says that this check cannot see a failure both networks share
+    good = self_consistency(PlaneDouble(lambda s: 0.05 * s), plane_points())
+    assert good.trusted is True and "(a check that cannot see a failure both networks share)" in good.message()

@@ -59,7 +59,8 @@ def test_a_step_size_for_an_adaptive_method_is_refused(method):
 def test_tolerances_are_checked_for_fixed_step_methods_as_for_adaptive_ones(name, value, method):
     """A fixed-step method does not use rtol/atol, yet ``nan``, ``-5`` and ``'tight'`` are no tolerances: they were
     accepted there while dopri5 refused each by name."""
-    message = re.escape(f"{name} must be a finite number > 0, got {value!r}")
+    message = re.escape(f"{name} must be a finite number > 0, got {value!r}" if isinstance(value, float) else
+                        f"{name} must be a real number, got {type(value).__name__} {value!r}")
     for m in (method, "dopri5"):
         with pytest.raises(ValueError, match=message):
             gradient_flow(M, _Counted(), X, method=m, **{name: value})

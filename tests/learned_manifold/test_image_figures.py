@@ -74,6 +74,13 @@ def test_saving_closes_the_figure(tmp_path):
     plt.close(fig)
 
 
+def test_the_pictures_save_through_plottings_one_save_function():
+    """`image_figures` had a byte-identical copy of `plotting._save` (tester C, item 6): one function serves both."""
+    from learned_manifold import image_figures, plotting
+
+    assert image_figures._save is plotting._save
+
+
 def test_the_histogram_marks_the_lower_median_of_spec_5():
     """SPEC §5's global dimension is the lower median, a dimension some point has: {9, 9, 10, 10} gives 9 (as
     `geometry.global_dimension` and `info` say); the histogram marked np.median's 9.5."""

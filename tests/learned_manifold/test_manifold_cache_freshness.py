@@ -32,7 +32,10 @@ def test_cache_is_not_used_after_the_network_is_cast(sphere_model):
     import copy
 
     M = LearnedDataManifold(copy.deepcopy(sphere_model))
-    x, u = torch.randn(4, 3, dtype=torch.float64), torch.randn(4, 3, dtype=torch.float64)
+    # points on the model's sphere, seeded: unseeded random points off the data depended on the tests run before
+    # and at times met a dropped eigenvalue above 0.25 λ₁, whose warning failed the test (s31)
+    x = on_sphere(4).double()
+    u = torch.randn(4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         M.egrad2rgrad(x, u)  # cached by the float32 network
         M.double()

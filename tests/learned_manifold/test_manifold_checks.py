@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from learned_manifold import LearnedDataManifold
-from learned_manifold.metrics import CoMetricField
+from learned_manifold.metrics import KNNCDC, CoMetricField
 
 
 class Polar(CoMetricField):
@@ -101,3 +101,22 @@ def test_a_tangent_dim_that_splits_a_cluster_warns_as_curvature_does():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         LearnedDataManifold(Polar(), tangent_dim=1).proju(X[1:2] * 3, E_THETA[:1])  # λ₂/λ₁ = 0.034: a true split
+
+
+@pytest.mark.parametrize("c", [1.0, 1e-4, 1e4])
+def test_the_point_and_vector_checks_give_the_same_verdict_in_any_units(c):
+    """A k-NN unit sphere in units ``c`` (σ = 0.1 c): a landed point passes and one σ/3 off fails; a tangent vector
+    passes and one with a normal part of 0.5% of its length fails, at every ``c``. With ``atol = 1e-5`` in data
+    units the point off the data and the vector off the tangent space passed at ``c = 1e-4`` (tester E)."""
+    g = torch.Generator().manual_seed(0)
+    u = torch.nn.functional.normalize(torch.randn(800, 3, generator=g, dtype=torch.float64), dim=-1)
+    M = LearnedDataManifold(KNNCDC(u * c, k=32, sigma=0.1 * c), landing=True)
+    n = torch.nn.functional.normalize(torch.tensor([[1.0, 2.0, 2.0]], dtype=torch.float64), dim=-1)
+    on = M.projx(c * n)
+    assert M.check_point_on_manifold(on)
+    ok, reason = M.check_point_on_manifold(on + (0.1 * c / 3) * n, explain=True)
+    assert not ok and reason.startswith("x is not a fixed point of the landing projection")
+    t = M.proju(on, c * torch.tensor([[0.0, 1.0, -1.0]], dtype=torch.float64))
+    assert M.check_vector_on_tangent(on, t)
+    ok, reason = M.check_vector_on_tangent(on, t + 0.005 * t.norm() * n, explain=True)
+    assert not ok and reason.startswith("u is not in the learned tangent space")

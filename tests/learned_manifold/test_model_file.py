@@ -293,3 +293,14 @@ def test_a_changed_byte_anywhere_in_a_saved_file_is_refused_and_files_without_a_
     old.write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + n:])
     y = torch.randn(4, model.dim)
     torch.testing.assert_close(load_model(old).factor(y, 0.1), model.factor(y, 0.1))
+
+
+def test_a_vae_file_is_recognised_by_vae_files_own_format_name(tmp_path, monkeypatch):
+    """`model_file` hard-coded a copy of `vae_file.VAE_FORMAT` (tester C, item 6): the VAE format's one name rules."""
+    from learned_manifold import vae_file
+
+    monkeypatch.setattr(vae_file, "VAE_FORMAT", "renamed-vae")
+    path = tmp_path / "v.lvae"
+    save_file({"w": torch.zeros(2)}, str(path), metadata={"format": "renamed-vae"})
+    with pytest.raises(ModelFileError, match="is a learned-manifold VAE file .*load it with load_vae"):
+        load_model(path)

@@ -179,3 +179,34 @@ def test_the_trainer_and_the_loader_judge_divergence_by_one_rule():
     from learned_manifold_training import validation
 
     assert validation.exploded is exploded and validation.EXPLODED_EIGENVALUE is EXPLODED_EIGENVALUE
+
+
+# a stored self-consistency check of a model that reads the data's full dimension D = 3 (rank 3) at most points: an
+# older file's summary (no "informative" key: read from factor_dimension and D) and today's
+FULL_OLD = {"trusted": True, "outside_eigenvalue": 0.0, "factor_top_eigenvalues": [1.0, 1.0, 0.99],
+            "factor_dimension": 3, "factor_rank": 3}
+FULL_NEW = {**FULL_OLD, "trusted": None, "informative": False, "data_dimension": 3}
+
+
+@pytest.mark.parametrize("check", [FULL_OLD, FULL_NEW])
+def test_a_model_no_check_gave_a_verdict_on_is_warned_about_at_load(tmp_path, check):
+    """A S² model trained at a σ range below the points' spacing read dimension 3 (tangent error 1.1), stored
+    self-consistency "trusted" (nothing to compare at d = D) and a neighbour check without a verdict, and loaded
+    silently (tester B, s31): one warning now says nothing verified it, why, and the `info` hint. Where the
+    neighbour check gave a verdict, it alone judges the model."""
+    model = MetricModel(ModelConfig(data_shape=(3,), rank=3, arch_kwargs={"hidden": 8, "depth": 1, "emb_dim": 8},
+                                    default_sigma=0.1))
+    validation = {"self_consistency": check, "neighbour_check": {"informative": False, "trusted": None}}
+    path = save_model(model, tmp_path / "m.lmm", extra={"validation": validation})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        load_model(path)
+    assert len(caught) == 1 and caught[0].category is ModelFileWarning, [str(w.message) for w in caught]
+    assert re.search(r"m\.lmm' could not be verified by the checks at the end of its training: neither gave a "
+                     r"verdict, so nothing verified it \(its factor reads the data's full dimension 3.*"
+                     r"`learned-manifold info .*m\.lmm` says more",
+                     str(caught[0].message)), str(caught[0].message)
+    checked = {**validation, "neighbour_check": {"informative": True, "trusted": True}}
+    assert untrusted_note(path, {"validation": checked}, 3) is None
+    assert untrusted_note(path, {"validation": {**validation, "self_consistency": TRUSTED["self_consistency"]}},
+                          3) is None  # a self-consistency verdict: the neighbours' silence stays silent

@@ -188,3 +188,59 @@ def test_a_distrust_names_the_figure_that_failed_first():
     far = mixed_report([2] * 10, [2] * 10, tangent=0.7)
     assert neighbour_figures(far.summary()) == ("tangent disagreement 0.7 (limit 0.5), same dimension at 100% of "
                                                 "points (limit 80%); dimension 2 against the neighbours' 2")
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_perfect_torus_model_is_not_distrusted_for_its_neighbours_misreading(seed):
+    """1,500 torus points: at the σ where the neighbours beat the linear fit most (0.083) they read dimension 1 at
+    ~29% of points, so the true tangent planes were distrusted (agreement 0.71, disagreement 0.30; tester B: a good
+    model distrusted on 4 of 6 splits). The check now also judges the second-best σ (0.166, dimension 2 at 99%+)
+    and distrusts only a model that fails at both; the linear span still fails at both."""
+    manifold = Torus(3)
+    reference = manifold.sample(1500, generator=torch.Generator().manual_seed(seed))
+    x = manifold.sample(150, generator=torch.Generator().manual_seed(10 + seed))
+    ratios = {row["sigma"]: row["neighbours"] / row["linear"] for row in
+              neighbour_check(oracle(manifold, 3), x, reference, grid(reference)).denoising}
+    best, second = sorted(ratios, key=ratios.get)[:2]
+    good = neighbour_check(oracle(manifold, 3), x, reference, grid(reference))
+    assert good.trusted and good.sigma == second and good.dimension_agreement >= 0.95
+    first = good.summary()["also_judged"]
+    assert first["sigma"] == best and "dimension_agreement" in first["failed"] and first["dimension_agreement"] < 0.8
+    assert (f"; not at sigma={best:.4g}, where the neighbours denoise best (a model is distrusted only where it fails "
+            f"at both): same dimension at only") in good.message()
+    bad = neighbour_check(linear_span(reference), x, reference, grid(reference))
+    assert not bad.trusted and bad.sigma == best and bad.dimension_agreement < 0.1
+    assert bad.summary()["also_judged"]["sigma"] == second and bad.summary()["also_judged"]["failed"]
+    assert f"; also at sigma={second:.4g}: same dimension at only 0%" in bad.message()
+
+
+def test_copies_of_the_held_out_points_are_left_out_of_the_reference():
+    """Data with repeated rows: a held-out point whose copy sits in the reference is its own nearest neighbour at
+    distance 0, and the neighbours read dimension 1 there (tester E: a good model distrusted, agreement 0.02). Rows
+    equal to a held-out point are left out: the same verdict as without the copies, and the message says so."""
+    manifold = Sphere(2, 3)
+    reference = manifold.sample(1000, generator=torch.Generator().manual_seed(0))
+    x = manifold.sample(100, generator=torch.Generator().manual_seed(1))
+    plain = neighbour_check(oracle(manifold, 3), x, reference, grid(reference))
+    copied = neighbour_check(oracle(manifold, 3), x, torch.cat([reference, x, x[:10]]), grid(reference))
+    assert plain.trusted and plain.copies_left_out == 0 and plain.distinct_reference == 1000
+    assert copied.trusted and copied.copies_left_out == 110 and copied.distinct_reference == 1000
+    assert copied.sigma == plain.sigma and torch.equal(copied.neighbour_dimension, plain.neighbour_dimension)
+    assert copied.message().endswith("; 110 reference rows equal to held-out points were left out")
+    assert copied.summary()["copies_left_out"] == 110 and "left out" not in plain.message()
+
+
+def test_too_few_distinct_reference_points_give_no_verdict():
+    """30 points of S² each repeated 100 times (3,000 rows, no new information) passed the too-few-points rule,
+    which counted rows (tester E). Distinct rows are counted now."""
+    from learned_manifold.neighbour_check import MIN_REFERENCE
+
+    manifold = Sphere(2, 3)
+    few = manifold.sample(30, generator=torch.Generator().manual_seed(0))
+    x = torch.cat([manifold.sample(40, generator=torch.Generator().manual_seed(1)), few[:5]])
+    report = neighbour_check(oracle(manifold, 3), x, few.repeat(100, 1), grid(few))
+    assert not report.informative and report.trusted is None and report.denoising == []
+    assert report.distinct_reference == 25 < MIN_REFERENCE and report.copies_left_out == 500
+    assert report.message() == ("neighbour check: no verdict, so this independent check could not judge the model: "
+                                "the reference holds 25 distinct points, fewer than the 200 an estimate from their "
+                                "neighbours needs (500 reference rows equal to held-out points were left out)")

@@ -278,10 +278,11 @@ def test_every_parameter_groups_options_are_checked_as_the_top_level_ones():
 
     for make in (lambda params: RiemannianSGD(params, manifold=M, lr=0.1),
                  lambda params: RiemannianAdam(params, manifold=M, lr=0.1)):
-        with pytest.raises(ValueError, match=r"^parameter group 1: lr must be finite and >= 0, got -5.0$"):
+        with pytest.raises(ValueError, match=r"^parameter group 1: lr must be a finite number >= 0, got -5.0$"):
             make([{"params": [p()]}, {"params": [p()], "lr": -5.0}])
         opt = make([p()])
-        with pytest.raises(ValueError, match=r"^parameter group 1: weight_decay must be finite and >= 0, got nan$"):
+        with pytest.raises(ValueError, match=r"^parameter group 1: weight_decay must be a finite number >= 0, "
+                                             r"got nan$"):
             opt.add_param_group({"params": [p()], "weight_decay": float("nan")})
         assert len(opt.param_groups) == 1
     for value in ("no", float("nan"), 1):

@@ -126,7 +126,7 @@ def test_config_checks_the_rank_of_the_gaussian_model():
                                                                              torch.tensor(0.0))
 
 
-@pytest.mark.filterwarnings("ignore:.*was not trusted by the checks:learned_manifold.ModelFileWarning")  # a tiny run
+@pytest.mark.filterwarnings("ignore:.* by the checks at the end:learned_manifold.ModelFileWarning")  # a tiny run
 def test_trainer_estimates_the_model_and_the_file_keeps_it(tmp_path):
     """Data on a plane in R⁵: the trained model's two leading directions span the plane (in standardised
     units), the remaining variance is ≈ 0, and the saved file gives back the same buffers."""
@@ -190,3 +190,14 @@ def test_the_randomised_svd_is_seeded_on_the_cpu_alone_and_leaves_the_callers_ge
         _, sing, expected = torch.svd_lowrank(centred, q=11, niter=4)
     assert torch.equal(basis, expected[:, :3].float().contiguous())
     assert torch.equal(var, (sing[:3].pow(2) / 40).float())
+
+
+@pytest.mark.parametrize("k", [4, 5])
+def test_principal_components_stay_on_the_device_of_the_rows(k):
+    """All three outputs follow ``z``'s device, also ``τ = 0`` when ``k = D`` (it was a CPU tensor beside ``U`` and
+    ``λ`` on ``z``'s device); the meta device shows it without an accelerator."""
+    z = torch.randn(50, 5, device="meta")
+    basis, var, rest = principal_components(z, k)
+    assert [t.device.type for t in (basis, var, rest)] == ["meta"] * 3
+    assert (basis.shape, var.shape, rest.shape) == ((5, k), (k,), ())
+    assert rest.dtype == torch.float32

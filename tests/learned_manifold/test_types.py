@@ -5,6 +5,7 @@ Each test reads the hint with ``typing.get_type_hints`` and asks `admits` whethe
 of that type, and runs the input where that is cheap (the runtime took it before the hints said so).
 """
 
+import collections.abc
 import inspect
 import types
 import typing
@@ -16,12 +17,13 @@ import torch
 from learned_manifold import LearnedDataManifold, curvature, geodesic, gradient_flow, interpolate
 from learned_manifold.metrics import KNNCDC
 from learned_manifold.metrics.base import check_count
-from learned_manifold.types import Count, FieldLike, HasField, Shape, TensorOrArray
+from learned_manifold.types import Count, FieldLike, HasField, Points, Real, Shape, TensorOrArray
 
 
 def admits(hint: object, value: object) -> bool:
-    """Whether ``value`` is a value of the type ``hint`` (unions, ``None``, ``tuple[X, ...]``/``list[X]`` element by
-    element, other generics by their origin, runtime-checkable protocols and classes by ``isinstance``)."""
+    """Whether ``value`` is a value of the type ``hint`` (unions, ``None``, ``tuple[X, ...]``/``list[X]``/
+    ``Sequence[X]`` element by element, other generics by their origin, runtime-checkable protocols and classes by
+    ``isinstance``; a ``float`` hint admits an ``int``, as type checkers do)."""
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
@@ -29,6 +31,8 @@ def admits(hint: object, value: object) -> bool:
     if hint is None or hint is type(None):
         return value is None
     if hint is typing.Any:
+        return True
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return True
     if origin is None:
         return isinstance(value, hint)  # type: ignore[arg-type]
@@ -38,8 +42,8 @@ def admits(hint: object, value: object) -> bool:
         return all(admits(args[0], item) for item in value)
     if origin is tuple:
         return len(args) == len(value) and all(admits(a, item) for a, item in zip(args, value, strict=True))
-    if origin is list:
-        return all(admits(args[0], item) for item in value)
+    if origin in (list, collections.abc.Sequence):
+        return not isinstance(value, str) and all(admits(args[0], item) for item in value)
     return True
 
 
@@ -59,9 +63,15 @@ def sphere_field() -> KNNCDC:
 
 def test_aliases_admit_the_documented_alternatives(sphere_field):
     M = LearnedDataManifold(sphere_field)
-    for value in (torch.zeros(2, 3), np.zeros((2, 3))):
-        assert admits(TensorOrArray, value)
-    assert not admits(TensorOrArray, [[0.0, 0.0, 0.0]])  # `geodesic` and the flows refuse lists
+    assert TensorOrArray == Points  # the older name
+    for value in (torch.zeros(2, 3), np.zeros((2, 3)), [[0.0, 0.0, 1.0]], [0.0, 0.0, 1], (1.0, 2.0)):
+        assert admits(Points, value), value  # nested lists: `geodesic` and the flows convert them
+    for value in ("abc", [["a"]], 1.0, None):
+        assert not admits(Points, value), value
+    for value in (0.3, 2, np.float32(0.3), np.float64(0.3), np.int64(2)):
+        assert admits(Real, value), value
+    for value in ("0.3", None, torch.tensor(0.3)):
+        assert not admits(Real, value), value
     for value in ((3,), [1, 28, 28], torch.Size([3])):
         assert admits(Shape, value)
     assert not admits(Shape, 3)
@@ -123,3 +133,34 @@ def test_curvature_hints_admit_a_manifold_and_numpy_integers(sphere_field):
     dim_hint = hint_of(curvature, "tangent_dim")
     for value in (2, np.int64(2), None):
         assert admits(dim_hint, value), value
+
+
+# -- Counts are `Count` (NumPy integers), real options `Real` (np.float32), points `Points` (nested lists) in the
+#    public signatures, as README "Type checking" says; each call below runs with those inputs.
+
+
+def test_public_count_real_and_points_hints(sphere_field):
+    hints = {
+        KNNCDC.__init__: {"k": Count, "chunk_size": Count | None, "sigma": Real, "delta": Real},
+        KNNCDC.neighbour_graph: {"k": Count},
+        LearnedDataManifold.__init__: {"tangent_dim": Count | None, "landing_steps": Count, "sigma": Real | None,
+                                       "delta": Real, "landing_tol": Real},
+        geodesic: {"x0": Points, "x1": Points, "n_points": Count | None, "steps": Count, "tangent_dim": Count | None,
+                   "lr": Real | None, "tol": Real | None, "verify_tol": Real | None, "delta": Real | None},
+    }
+    for fn, expected in hints.items():
+        for name, hint in expected.items():
+            assert hint_of(fn, name) == hint, (fn.__qualname__, name)  # (knn spells the aliases out: metrics/)
+    for flow, names in ((gradient_flow, ("x0",)), (interpolate, ("x0", "x1"))):
+        for name in names:
+            assert admits(hint_of(flow, name), [[1.0, 0.0, 0.0]]), (flow.__name__, name)
+
+
+def test_public_calls_with_numpy_scalars_and_lists_run(sphere_field):
+    field = KNNCDC(sphere_field.data, k=np.int64(16), sigma=np.float32(0.3), chunk_size=np.int32(64))
+    assert (field.k, field.sigma, field.chunk_size) == (16, pytest.approx(0.3), 64)
+    M = LearnedDataManifold(field, tangent_dim=np.int64(2), landing_steps=np.int64(5), landing_tol=np.float32(1e-3))
+    assert (M.tangent_dim, M.landing_steps) == (2, 5) and type(M.tangent_dim) is int
+    res = geodesic(M, [[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]], n_points=np.int64(8), steps=np.int64(5),
+                   lr=np.float32(1.0), tol=np.float32(1e-4))
+    assert res.path.shape == (1, 8, 3)

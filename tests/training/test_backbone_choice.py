@@ -60,7 +60,7 @@ def test_a_backbone_or_preset_that_does_not_fit_is_one_clear_error(kwargs, shape
         TrainConfig(**kwargs).model_spec(shape)
 
 
-@pytest.mark.filterwarnings("ignore:.*was not trusted by the checks:learned_manifold.ModelFileWarning")  # a tiny run
+@pytest.mark.filterwarnings("ignore:.* by the checks at the end:learned_manifold.ModelFileWarning")  # a tiny run
 def test_the_cli_flags_reach_the_config_and_list_the_presets(tmp_path, capsys):
     train_parser = build_parser()._subparsers._group_actions[0].choices["train"]
     text = train_parser.format_help()

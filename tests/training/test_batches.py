@@ -52,3 +52,32 @@ def test_streamed_rows_leave_the_callers_global_rng_as_it_was(tmp_path):
 
     for step in range(4):
         assert torch.equal(got[step], expected.rows(step, batch_rows(step, 3, expected.n_train, 16), 4))
+
+
+def test_the_float32_limits_are_defined_once_for_the_training_modules():
+    """``_F32 = torch.finfo(torch.float32)`` was defined in batches, runtime and trainer (tester C, item 6)."""
+    from learned_manifold_training import batches, runtime, trainer
+
+    assert batches._F32 is runtime._F32 is trainer._F32
+    assert runtime._F32.max == torch.finfo(torch.float32).max
+
+
+def test_the_reference_sample_reads_rows_as_the_held_out_points_are_so_copies_stay_bit_equal():
+    """The trainer's neighbour-check reference (`TrainingRows.sample_rows`) and the held-out points (`val_x`) are
+    read the same way: a training row equal to a held-out row is bit-equal to it, so `neighbour_check` leaves every
+    such copy out. Through the standardisation and back (the reference before), Gaussian float64 rows came back an
+    ulp off (37%), and 208 of 354 copies of held-out points stayed in the reference (reviewer s31)."""
+    from learned_manifold.neighbour_check import _without_copies
+
+    x = torch.randn(2000, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 3.7 + 11.0
+    rows = TrainingRows(torch.cat([x, x]), val_points=400, seed=0, batch_size=64, device=torch.device("cpu"))
+    reference = rows.sample_rows(20_000)
+    assert reference.shape == (rows.n_train, 3) and reference.dtype == torch.float32
+    held = rows.val_x.reshape(400, 3)
+    with_copy = (held[:, None, :] == reference[None]).all(-1).any(1)  # exact copies, counted directly
+    assert int(with_copy.sum()) > 300  # each row twice: most held-out rows have their twin in training
+    kept, left_out, _ = _without_copies(held, reference)
+    assert not (held[:, None, :] == kept[None]).all(-1).any()  # none is left
+    assert left_out == reference.shape[0] - kept.shape[0] >= int(with_copy.sum())
+    old = rows.standardised_sample(20_000).double() * rows.scale + rows.mean.reshape(1, -1).double()
+    assert not torch.equal(old.float(), reference)  # the round trip the trainer used to take moves rows

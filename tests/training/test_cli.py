@@ -21,7 +21,7 @@ SMALL = ["--num-points", "600", "--steps", "30", "--batch-size", "64", "--hidden
          "--device", "cpu"]
 
 
-@pytest.mark.filterwarnings("ignore:.*was not trusted by the checks:learned_manifold.ModelFileWarning")  # a tiny run
+@pytest.mark.filterwarnings("ignore:.* by the checks at the end:learned_manifold.ModelFileWarning")  # a tiny run
 def test_train_writes_a_model_the_manifold_loads(tmp_path, capsys):
     out = tmp_path / "circle.lmm"
     assert main(["train", "circle", "--out", str(out), "--rank", "2", *SMALL]) == 0
@@ -40,7 +40,7 @@ def test_train_writes_a_model_the_manifold_loads(tmp_path, capsys):
     assert info["config"]["rank"] == 2 and "validation" in info["extra"]
 
 
-@pytest.mark.filterwarnings("ignore:.*was not trusted by the checks:learned_manifold.ModelFileWarning")  # a tiny run
+@pytest.mark.filterwarnings("ignore:.* by the checks at the end:learned_manifold.ModelFileWarning")  # a tiny run
 def test_train_from_a_user_file_and_resume(tmp_path):
     data = np.random.default_rng(0).normal(size=(600, 4)).astype(np.float32)
     np.save(tmp_path / "data.npy", data)
@@ -89,7 +89,7 @@ def test_unknown_dataset_lists_the_valid_names(tmp_path, capsys):
     assert "sphere" in capsys.readouterr().err
 
 
-@pytest.mark.filterwarnings("ignore:.*was not trusted by the checks:learned_manifold.ModelFileWarning")  # a tiny run
+@pytest.mark.filterwarnings("ignore:.* by the checks at the end:learned_manifold.ModelFileWarning")  # a tiny run
 def test_gaussian_preconditioning_from_the_command_line(tmp_path):
     """``--input-scaling gaussian --grad-clip 0`` reach the model file: the Gaussian model of the 2-D circle data
     (its rank capped at D = 2) is stored and loads back."""
@@ -157,7 +157,7 @@ def test_the_info_hint_is_a_command_that_runs_as_printed(tmp_path, capsys):
     assert main(shlex.split(hint.split("`")[1])[1:]) == 0
 
 
-@pytest.mark.filterwarnings("ignore:.*was not trusted by the checks:learned_manifold.ModelFileWarning")  # a tiny run
+@pytest.mark.filterwarnings("ignore:.* by the checks at the end:learned_manifold.ModelFileWarning")  # a tiny run
 def test_a_users_own_training_package_does_not_shadow_the_installed_one(tmp_path):
     """In a folder holding a user's ``training/`` package (which fails on import), ``python -m
     learned_manifold_training.cli`` (the current folder first on sys.path) still runs, help and training."""

@@ -73,7 +73,7 @@ def test_labels_beside_the_images_are_kept_apart_from_the_data(tmp_path):
     assert torch.equal(resolve_source(tmp_path / "flat.npz", n=5).labels, drawn)
 
 
-@pytest.mark.filterwarnings("ignore:.*was not trusted by the checks:learned_manifold.ModelFileWarning")  # a tiny run
+@pytest.mark.filterwarnings("ignore:.* by the checks at the end:learned_manifold.ModelFileWarning")  # a tiny run
 def test_train_on_channels_last_images_learns_channels_first_points(tmp_path):
     np.save(tmp_path / "nhwc.npy", rgb_images().transpose(0, 2, 3, 1))
     assert main(["train", str(tmp_path / "nhwc.npy"), "--out", str(tmp_path / "m.lmm"), *TINY]) == 0

@@ -11,7 +11,7 @@ from learned_manifold_training.cli import main
 from learned_manifold_training.validation import distrust
 
 
-@pytest.mark.filterwarnings("ignore:.*was not trusted by the checks:learned_manifold.ModelFileWarning")  # quick run
+@pytest.mark.filterwarnings("ignore:.* by the checks at the end:learned_manifold.ModelFileWarning")  # quick run
 def test_demo_quick_writes_report_and_plots(tmp_path):
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(out), "--device", "cpu"]) == 0

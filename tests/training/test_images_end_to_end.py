@@ -22,7 +22,7 @@ from learned_manifold_training.show import interpolation_paths
 # budget; the UNet learns it, at twelve times the cost per step on a CPU: benchmarks/RESULTS.md, images)
 BLOBS = Blobs(8, 1.5, margin=2.5)
 # the 1,500-step model reads the blob chart, but the neighbour check distrusts it: its loads warn
-pytestmark = pytest.mark.filterwarnings("ignore:.*was not trusted by the checks:learned_manifold.ModelFileWarning")
+pytestmark = pytest.mark.filterwarnings("ignore:.* by the checks at the end:learned_manifold.ModelFileWarning")
 
 
 @pytest.fixture(scope="module")

@@ -215,3 +215,35 @@ def test_a_neighbour_check_without_a_verdict_says_it_could_not_judge(tmp_path, c
     near = {"sigma": None, "informative": False, "trusted": None, "reference_points": 1600}
     out = _summary(save_model(model, tmp_path / "m.lmm", extra={"validation": {"neighbour_check": near}}), capsys)
     assert "neighbours:  no verdict: this independent check could not judge the model (the neighbours of 1,600" in out
+
+
+def test_a_full_dimension_reading_and_a_sigma_range_above_the_spacing_are_no_verdicts_named_so(tmp_path, capsys):
+    """A model reading dimension 3 on S² (nothing to compare at d = D) printed "consistency: trusted", and a σ range
+    far above the spacing (1.5-6 s) had its no-verdict blamed on a range below it (tester B, s31)."""
+    model = MetricModel(ModelConfig(data_shape=(3,), rank=3, arch_kwargs={"hidden": 8, "depth": 1}))
+    check = {"trusted": True, "sigma": 0.1, "tangent_disagreement": 0.0002, "normal_growth": 0.0,
+             "outside_eigenvalue": 0.0, "factor_dimension": 3, "factor_rank": 3}  # an older file: no "informative"
+    near = {"sigma": None, "informative": False, "trusted": None, "reference_points": 2500}
+    extra = {"validation": {"self_consistency": check, "neighbour_check": near}}
+    out = _summary(save_model(model, tmp_path / "m.lmm", extra=extra), capsys)
+    assert ("  consistency: no verdict on held-out points at sigma 0.1 (tangent disagreement 0.0002, normal growth 0, "
+            "outside eigenvalue 0; the factor reads the data's full dimension 3 at most points") in out
+    assert "a sigma range below their spacing or far above it, at the data's scale" in out
+
+
+def test_info_data_shows_the_training_verdict_its_own_rerun_cannot_give(tmp_path, capsys):
+    """A swiss-roll model the neighbour check distrusted on 2,500 training points printed, with 300 held-out points,
+    "the model agrees with itself" and "neighbour check: no verdict" only (tester D, s31): the stored verdict is
+    shown (the self-consistency line's clause on what it cannot see: `test_diagnostics`)."""
+    torch.manual_seed(0)
+    model = MetricModel(ModelConfig(data_shape=(3,), rank=2, arch_kwargs={"hidden": 8, "depth": 1}))
+    near = {"sigma": 0.05, "informative": True, "trusted": False, "threshold": 0.5, "tangent_disagreement": 1.32,
+            "dimension_agreement": 0.0, "model_dimension": 3, "neighbour_dimension": 2, "reference_points": 2500,
+            "failed": {"dimension_agreement": 0.0, "tangent_disagreement": 1.32}}
+    path = save_model(model, tmp_path / "m.lmm", extra={"validation": {"neighbour_check": near}})
+    np.save(tmp_path / "held.npy", np.random.default_rng(0).normal(size=(80, 3)).astype(np.float32))
+    assert main(["info", str(path), "--data", str(tmp_path / "held.npy"), "--num-points", "40"]) == 0
+    out = capsys.readouterr().out
+    assert "neighbour check: no verdict" in out
+    assert ("  at training: neighbour check NOT TRUSTED against 2,500 training points at sigma 0.05 (same dimension "
+            "at only 0% of points (limit 80%)") in out

@@ -300,3 +300,29 @@ def test_a_flat_local_spectrum_is_warned_of():
         warnings.simplefilter("error")
         assert estimate_dimension(TrainConfig(), sphere16, "film_mlp") == 16
     assert FLAT_SPECTRUM_GAP == 0.1
+
+
+def test_coordinates_in_different_units_are_warned_of_before_training():
+    """S² with ``z`` in units ×100 has principal variances 1e-4 of the largest in x and y: its span was read as 1
+    and a trained model read dimension 1 everywhere (tangent error 0.90), trusted by both checks (tester E). The
+    warning names the factor, the small coordinates and the remedy; data in one unit (spheres, a torus, a swiss
+    roll, zero-padded coordinates, ``z`` ×10, which keeps its span) are not warned of."""
+    import warnings
+
+    from learned_manifold_training.input_choices import choose_input_scaling
+
+    g = torch.Generator().manual_seed(0)
+    sphere = Sphere(2, 3).sample(1000, generator=g)
+    with pytest.warns(UserWarning, match=r"spreads differ by a factor of 9\d\.\d or more: 2 of the 3 coordinates "
+                                         r"that vary \(0, 1\) .* has dimension 1 where the coordinates, each "
+                                         r"standardised, give 3.* Put every coordinate in the same units"):
+        chosen, _, why = choose_input_scaling(TrainConfig(), _rows(sphere * torch.tensor([1.0, 1.0, 100.0])),
+                                              "film_mlp")
+    assert why["span_dimension"] == 1
+    ordinary = [sphere, sphere * torch.tensor([1.0, 1.0, 10.0]), torch.cat([sphere, torch.zeros(1000, 47)], 1),
+                Sphere(8, 64).sample(1000, generator=g), Torus(3).sample(1000, generator=g),
+                SwissRoll(10, scale=1.0).sample(1000, generator=g)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for data in ordinary:
+            choose_input_scaling(TrainConfig(), _rows(data), "film_mlp")

@@ -107,7 +107,7 @@ def test_from_dict_still_requires_every_other_field():
 
 
 @pytest.mark.parametrize("scaling", ["none", "unit"])
-@pytest.mark.filterwarnings("ignore:.*was not trusted by the checks:learned_manifold.ModelFileWarning")  # a tiny run
+@pytest.mark.filterwarnings("ignore:.* by the checks at the end:learned_manifold.ModelFileWarning")  # a tiny run
 def test_training_passes_the_scaling_to_the_model_and_its_file(tmp_path, scaling):
     """`TrainConfig.input_scaling` reaches the trained model and its file. The default, ``"auto"``, resolves to
     ``"none"`` or ``"gaussian"`` from the data (`tests/training/test_factor_target.py`)."""

@@ -28,7 +28,7 @@ def _rows_in(points: torch.Tensor, data: torch.Tensor) -> torch.Tensor:
     return (torch.cdist(points.double(), data.double()).min(dim=1).values < 1e-5)
 
 
-@pytest.mark.filterwarnings("ignore:.*was not trusted by the checks:learned_manifold.ModelFileWarning")  # a tiny run
+@pytest.mark.filterwarnings("ignore:.* by the checks at the end:learned_manifold.ModelFileWarning")  # a tiny run
 def test_training_stores_training_rows_not_held_out_ones(tmp_path):
     data = Circle(2).sample(400, generator=torch.Generator().manual_seed(0)) * 3.0 + 5.0  # not standardised
     result = train(data, TrainConfig(**SMALL, landmarks=100), out=tmp_path / "m.lmm", progress=False,

@@ -77,3 +77,20 @@ def test_a_factor_ramp_longer_than_the_factors_training_is_refused(warmup, ramp,
         TrainConfig(denoiser_warmup=warmup, factor_ramp=ramp)
     TrainConfig(denoiser_warmup=warmup, factor_ramp=1 - (0.5 if warmup == "auto" else warmup))
     TrainConfig(denoiser_warmup=0.3, factor_ramp=0.7)  # 1 - 0.3 is 0.7 in floating point
+
+
+def test_a_sigma_min_above_half_the_data_scale_is_warned_about():
+    """S² of radius 1 (s = 1) trained at --sigma-min 1.5 --sigma-max 6 learned nothing (tangent error 1.11) and the
+    trainer warned only after training, with a message about a range below the spacing (tester B, s31)."""
+    import warnings
+
+    from learned_manifold_training.recipe_checks import warn_sigma_above_scale
+
+    with pytest.warns(UserWarning, match=r"^sigma_min 1\.5 \(in units of the data scale s\) lies above 0\.5 s: every "
+                                         r"training bandwidth is at the data's own scale or beyond .* choose sigma_min "
+                                         r"below 0\.5 \(the default is 0\.003\)$"):
+        warn_sigma_above_scale(TrainConfig(sigma_min=1.5, sigma_max=6.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_sigma_above_scale(TrainConfig())  # the default never warns
+        warn_sigma_above_scale(TrainConfig(sigma_min=0.5))  # s/2: the default-sigma rule's own limit

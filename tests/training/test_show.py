@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from learned_manifold_training.show import interpolation_scores
+from learned_manifold_training.show import interpolation_scores, same_class_pairs
 
 
 def test_paths_are_scored_by_their_interior_points_distance_to_the_data():
@@ -23,6 +23,54 @@ def test_a_path_without_interior_points_is_refused():
     data = torch.zeros(3, 1, 2, 2)
     with pytest.raises(ValueError, match=r"path 'LERP' must have shape \(T >= 3, \*\(1, 2, 2\)\)"):
         interpolation_scores({"LERP": torch.zeros(2, 1, 2, 2)}, data)  # was a reshape error
+
+
+def _check_pairs(pairs, labels, n_pairs):
+    """``(n_pairs, 2)`` distinct unordered pairs of distinct points of one label."""
+    assert pairs.shape == (n_pairs, 2) and pairs.dtype == torch.int64
+    assert bool((pairs[:, 0] != pairs[:, 1]).all()) and bool((labels[pairs[:, 0]] == labels[pairs[:, 1]]).all())
+    assert len({tuple(sorted(p)) for p in pairs.tolist()}) == n_pairs
+
+
+def test_same_class_pairs_finds_a_lone_pair_and_warns_when_fewer_exist_than_asked():
+    """A rejection sampler of 100·n_pairs random draws missed the one pair among 1000 labels ("no two distinct
+    points share a label") and gave 11 of 20 pairs, silently, from 100 classes of 2 points."""
+    labels = torch.arange(1000)
+    labels[1] = 0
+    with pytest.warns(UserWarning, match=r"only 1 distinct pairs of points share a label, fewer than the 5 asked"):
+        assert same_class_pairs(labels, 5).tolist() == [[0, 1]]
+    assert same_class_pairs(labels, 1).tolist() == [[0, 1]]
+    labels = torch.arange(200) // 2  # 100 pairs in all: 20 listed and picked
+    _check_pairs(same_class_pairs(labels, 20), labels, 20)
+    with pytest.warns(UserWarning, match=r"only 100 distinct pairs .* the 150 asked; returning all 100"):
+        _check_pairs(same_class_pairs(labels, 150), labels, 100)
+
+
+def test_same_class_pairs_are_seeded_distinct_and_of_one_class():
+    labels = torch.arange(300) % 3  # 14850 pairs: drawn (class by its pairs, two members), not listed
+    pairs = same_class_pairs(labels, 40, seed=3)
+    _check_pairs(pairs, labels, 40)
+    assert torch.equal(same_class_pairs(labels, 40, seed=3), pairs)
+    assert not torch.equal(same_class_pairs(labels, 40, seed=4), pairs)
+    assert set(labels[pairs[:, 0]].tolist()) == {0, 1, 2}
+    unlabelled = same_class_pairs(None, 6, n=4, seed=np.int64(1))  # all 6 pairs of 4 points
+    _check_pairs(unlabelled, torch.zeros(4), 6)
+
+
+@pytest.mark.parametrize("args, kwargs, error, match", [
+    ((None, 3), {}, ValueError, r"n \(the number of points\) is needed when labels is None"),
+    ((None, 3), {"n": 1}, ValueError, r"n must lie in >= 2, got 1"),
+    ((torch.arange(4), 1), {}, ValueError, r"no two distinct points share a label among the 4 labels"),
+    ((torch.zeros(4, dtype=torch.long), 0), {}, ValueError, r"n_pairs must lie in >= 1, got 0"),
+    ((torch.zeros(4, dtype=torch.long), 2.0), {}, TypeError, r"n_pairs must be an integer, got float"),
+    ((torch.zeros(4), 1), {}, ValueError, r"labels must be a 1-D tensor of integers, got shape \(4,\)"),
+    (([0, 0], 1), {}, TypeError, r"labels must be a tensor of integer labels or None, got list"),
+    ((torch.zeros(4, dtype=torch.long), 1), {"n": 3}, ValueError, r"n = 3 differs from the 4 labels"),
+    ((None, 1), {"n": 4, "seed": 0.5}, TypeError, r"seed must be an integer, got float"),
+])
+def test_same_class_pairs_refuses_bad_arguments_naming_them(args, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        same_class_pairs(*args, **kwargs)
 
 
 @pytest.mark.filterwarnings("ignore:geodesic.*do not resolve the metric")  # an untrained model, 5-point paths

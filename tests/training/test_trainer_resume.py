@@ -14,7 +14,7 @@ from learned_manifold_training.trainer import TrainConfig, train
 from tests.training.test_trainer import TINY
 
 
-@pytest.mark.filterwarnings("ignore:.*was not trusted by the checks:learned_manifold.ModelFileWarning")  # a tiny run
+@pytest.mark.filterwarnings("ignore:.* by the checks at the end:learned_manifold.ModelFileWarning")  # a tiny run
 def test_resumed_run_reaches_the_same_weights(tmp_path):
     data = Circle(2).sample(500, generator=torch.Generator().manual_seed(0))
     cfg = TrainConfig(steps=40, batch_size=64, rank=2, hidden=16, depth=1, emb_dim=8, val_points=50,
@@ -52,7 +52,7 @@ def test_a_state_without_its_model_file_resumes_and_a_fresh_run_names_it(tmp_pat
     assert (tmp_path / "half.lmm").exists()
 
 
-@pytest.mark.filterwarnings("ignore:.*was not trusted by the checks:learned_manifold.ModelFileWarning")  # a tiny run
+@pytest.mark.filterwarnings("ignore:.* by the checks at the end:learned_manifold.ModelFileWarning")  # a tiny run
 def test_resume_neither_goes_back_nor_redoes_a_finished_run(tmp_path):
     """Resuming a run saved at step 30 with stop_after=10 rewrote its state as step 10 with step-30 weights (the
     next resume replayed steps 10-30 on top); resuming a finished run redid its bandwidth choice and factor repair
@@ -74,7 +74,7 @@ def test_resume_neither_goes_back_nor_redoes_a_finished_run(tmp_path):
     torch.testing.assert_close(again.model.factor(y), done.model.factor(y))
 
 
-@pytest.mark.filterwarnings("ignore:.*was not trusted by the checks:learned_manifold.ModelFileWarning")  # a tiny run
+@pytest.mark.filterwarnings("ignore:.* by the checks at the end:learned_manifold.ModelFileWarning")  # a tiny run
 def test_a_damaged_model_file_beside_an_intact_state_resumes_to_the_same_weights(tmp_path):
     """The resume read the model file's recorded precision probe and stopped at its `ModelFileError`, though the
     state alone resumes the run: the damaged checkpoint is rewritten, the same as an uninterrupted run's."""
@@ -91,7 +91,7 @@ def test_a_damaged_model_file_beside_an_intact_state_resumes_to_the_same_weights
     assert all(torch.equal(ref[k], got[k]) for k in ref)
 
 
-@pytest.mark.filterwarnings("ignore:.*was not trusted by the checks:learned_manifold.ModelFileWarning")  # a tiny run
+@pytest.mark.filterwarnings("ignore:.* by the checks at the end:learned_manifold.ModelFileWarning")  # a tiny run
 def test_a_damaged_training_state_is_one_line_unless_the_run_is_already_complete(tmp_path, capsys):
     """A truncated ``OUT.train-state.pt`` ended ``--resume`` in ``torch.load``'s raw traceback (exit 1), even
     when the model file already held the finished run, which needs no state: now one line naming the state file

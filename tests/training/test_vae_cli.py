@@ -25,7 +25,7 @@ def command(argv: list[str]) -> int:
     return main(argv)
 
 
-@pytest.mark.filterwarnings("ignore:.*was not trusted by the checks:learned_manifold.ModelFileWarning")  # 30 steps
+@pytest.mark.filterwarnings("ignore:.* by the checks at the end:learned_manifold.ModelFileWarning")  # 30 steps
 def test_train_vae_encode_then_metric_matching_on_the_codes(tmp_path, capsys):
     vae_path, codes_path = tmp_path / "circle.lvae", tmp_path / "latents.npy"
     assert command(["train-vae", "circle", "--out", str(vae_path), "--latent-dim", "2", *SMALL]) == 0

@@ -116,7 +116,7 @@ def test_a_neighbour_check_without_a_verdict_for_too_few_points_is_a_warning():
 
     (reason,) = distrust({"neighbour_check": {"sigma": None, "informative": False, "trusted": True,
                                               "reference_points": 24}})
-    assert "no verdict: 24 training points are too few" in reason and "could not judge the model" in reason
+    assert "no verdict: 24 distinct training points are too few" in reason and "could not judge the model" in reason
     (many,) = distrust({"neighbour_check": {"sigma": None, "informative": False, "trusted": None,
                                             "reference_points": 1300}})
     assert "too few" not in many and "could not judge the model" in many
@@ -210,3 +210,25 @@ def test_select_sigma_never_chooses_a_nan_row(known, monkeypatch):
     sigma, rule, table = V.select_sigma(model, torch.zeros(5, 2), manifold)
     assert sigma == V.initial_sigma(float(model.scale), 2.0**-6, 4.0)[0] and len(table) == len(grid)
     assert rule.endswith(f"(no bandwidth gave a finite validation {'tangent_error' if known else 'mean_gap'})")
+
+
+def test_a_model_neither_check_gave_a_verdict_on_is_said_to_be_unverified():
+    """A S² model trained at σ 1e-5..1e-4 s read dimension 3 everywhere: its self-consistency check had nothing to
+    compare (stored "trusted"), the neighbour check gave no verdict, and the warning said "only the model's agreement
+    with itself vouches for it" (tester B, s31). A σ range far ABOVE the spacing (S² at 1.5-6 s, tangent error 1.11)
+    was explained by "a sigma range below the points' spacing" only: both causes are named now."""
+    full = {"trusted": None, "informative": False, "data_dimension": 3, "factor_dimension": 3, "factor_rank": 3,
+            "outside_eigenvalue": 0.0}
+    near = {"sigma": None, "informative": False, "trusted": None, "reference_points": 2500}
+    (reason,) = distrust({"self_consistency": full, "neighbour_check": near})
+    assert ("and the self-consistency check gave none either (the factor reads the data's full dimension 3 at most "
+            "points") in reason and reason.count("nothing verified it") == 1 and "vouches" not in reason
+    assert "lies below the points' spacing (the model then learns the data's linear span) or far above it" in reason
+    assert distrust({"self_consistency": full, "neighbour_check": {**near, "informative": True, "trusted": True,
+                                                                   "sigma": 0.1}}) == []
+    _, unjudged = distrust({"self_consistency": {**full, "trusted": False}, "neighbour_check": near})
+    assert "vouches" not in unjudged and "and the model does not agree with itself either" in unjudged
+    old = {k: v for k, v in full.items() if k not in ("informative", "data_dimension")}  # older file: factor_rank
+    (few,) = distrust({"self_consistency": {**old, "trusted": True, "data_dimension": 3},
+                       "neighbour_check": {**near, "reference_points": 30}})
+    assert "too few" in few and "nothing verified it" in few

@@ -1,5 +1,7 @@
 """`CoMetricField`'s defaults (``apply``/``metric`` from ``factor``) and `as_points`' rule for integer points."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -82,3 +84,38 @@ def test_meta_points_are_refused_naming_the_argument():
     autocast or ``.item()``)."""
     with pytest.raises(ValueError, match="pts is on the 'meta' device: meta tensors have shapes but no values"):
         as_points(torch.zeros(2, 3, device="meta"), (3,), "pts")
+
+
+class _CountedIdentity(CoMetricField):
+    """``G = I`` of any ``D`` (no low-rank factor, as the score fields), counting its applications."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def apply(self, x, w):
+        self.calls += 1
+        return w
+
+    def metric(self, x, v):
+        return v
+
+
+def test_dense_refuses_a_dimension_above_the_limit_before_any_field_application():
+    """A field without a factor at D = 12288 (a 64×64×3 image) went to D applications and a D × D eigh per point from
+    `tangent_space` / `intrinsic_dimension` / `field_eigenpairs` (tester C, item 3); D = 4096 still works."""
+    from learned_manifold import LearnedDataManifold
+    from learned_manifold.evaluation import field_eigenpairs
+    from learned_manifold.metrics.euclidean import MAX_DENSE_DIM
+
+    field = _CountedIdentity()
+    message = (f"_CountedIdentity.dense builds the D x D co-metric from D field applications per point (then a D x D "
+               f"eigh for its spectrum); D = {MAX_DENSE_DIM + 1} > MAX_DENSE_DIM = {MAX_DENSE_DIM}: for large D use "
+               f"a low-rank field (LearnedCDC, KNNCDC), whose spectrum costs O(D r^2)")
+    x = torch.zeros(1, MAX_DENSE_DIM + 1)
+    for call in (field.dense, lambda x: field_eigenpairs(field, x),
+                 LearnedDataManifold(field, data_shape=(MAX_DENSE_DIM + 1,)).intrinsic_dimension):
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+            call(x)
+    assert field.calls == 0
+    assert field.dense(torch.zeros(0, MAX_DENSE_DIM)).shape == (0, MAX_DENSE_DIM, MAX_DENSE_DIM)
