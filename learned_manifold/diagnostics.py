@@ -63,7 +63,6 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .consistency_text import _past as _past  # (re-exported: neighbour_check imports it from here)
 from .consistency_text import consistency_reasons, consistency_verdict, no_verdict_reason
 from .geometry import eigenpairs, intrinsic_dimension, projector_error, truncate_basis
 from .metrics.base import check_count, check_finite_points, check_scalar

@@ -49,7 +49,7 @@ from typing import TypeGuard
 import torch
 from torch import Tensor
 
-from .diagnostics import _past
+from .consistency_text import _past
 from .geometry import eigenpairs, intrinsic_dimension, projector_error, truncate_basis
 from .metrics.base import check_count, check_finite_points, check_scalar
 from .metrics.knn import KNNCDC
