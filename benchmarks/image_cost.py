@@ -23,6 +23,7 @@ import gc
 import multiprocessing
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -184,6 +185,7 @@ def run_table1(
     methods: tuple[str, ...] = METHODS,
     repeats: int = 5,
     budget_s: float = 20.0,
+    on_row: Callable[[list[dict]], None] | None = None,
 ) -> list[dict]:
     """Table 1: a row per (preset in ``cfg["presets"]``, method), in that order.
 
@@ -193,6 +195,8 @@ def run_table1(
         cap_bytes: a call whose memory exceeds this is reported as OOM.
         methods: which of `METHODS`, in which order (the CPU figures do not depend on it).
         repeats, budget_s: `time_fn`'s.
+        on_row: called with the rows so far after every row (`benchmarks.images` rewrites its report there, so a
+            run the GPU suite stops at its cap keeps the rows it finished).
 
     Returns:
         Rows ``{"preset", "D", "method", "seconds", "timing", "memory_bytes", "oom"}``.
@@ -210,6 +214,8 @@ def run_table1(
             if row["memory_bytes"] is not None and row["memory_bytes"] > cap_bytes:
                 row["oom"] = True
             rows.append({"preset": name, "D": dim, "method": method, **row})
+            if on_row is not None:
+                on_row(rows)
         if device.type == "cuda":
             del model, x
             torch.cuda.empty_cache()

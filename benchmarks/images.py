@@ -216,12 +216,22 @@ def main(argv=None) -> int:
 
     if "table1" in args.parts:
         repeats = 3 if args.quick else 5
-        results["table1"] = run_table1(cfg, args.device, cap, repeats=repeats)
-        rows = [[r["preset"], str(r["D"]), r["method"], "OOM" if r["oom"] else f"{r['seconds']:.3g} s",
-                 "OOM" if r["oom"] else f"{(r['memory_bytes'] or 0) / 2**20:.0f} MiB"] for r in results["table1"]]
-        tables.append(Table(f"Table 1: one evaluation at batch 1 (untrained presets; Lanczos steps "
-                            f"{cfg['lanczos']}; memory cap {args.memory_cap_gb:g} GiB)",
-                            ["preset", "D", "method", "time (median)", "memory"], rows))
+
+        def table1(rows: list[dict]) -> Table:
+            cells = [[r["preset"], str(r["D"]), r["method"], "OOM" if r["oom"] else f"{r['seconds']:.3g} s",
+                      "OOM" if r["oom"] else f"{(r['memory_bytes'] or 0) / 2**20:.0f} MiB"] for r in rows]
+            return Table(f"Table 1: one evaluation at batch 1 (untrained presets; Lanczos steps {cfg['lanczos']}; "
+                         f"memory cap {args.memory_cap_gb:g} GiB)", ["preset", "D", "method", "time (median)",
+                                                                     "memory"], cells)
+
+        def partial(rows: list[dict]) -> None:  # after every row: a run stopped part-way keeps the rows it finished
+            results["table1"] = list(rows)
+            write_report(args.out, "images", title="Images: feature stability, Table 1, k-NN against D", env=env,
+                         settings={**cfg, "partial": "Table 1 stopped part-way"}, tables=[*tables, table1(rows)],
+                         results=results, notes=notes)
+
+        results["table1"] = run_table1(cfg, args.device, cap, repeats=repeats, on_row=partial)
+        tables.append(table1(results["table1"]))
         notes.append(f"Time: the median of up to {repeats} calls after untimed warm-up (CPU: the memory call; "
                      "CUDA: two calls). CPU memory: each "
                      "(preset, method) in a fresh process, the peak growth of its resident set during its first "

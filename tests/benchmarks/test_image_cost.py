@@ -54,3 +54,37 @@ def test_an_error_that_is_not_oom_is_raised_not_written_as_an_oom_row():
         _measure_cuda(crash, torch.device("cpu"), repeats=1, budget_s=1.0)
     assert _measure_cuda(oom, torch.device("cpu"), repeats=1, budget_s=1.0) == {
         "seconds": None, "memory_bytes": None, "oom": True}
+
+
+def test_table1_reports_every_row_as_it_is_measured_and_images_keeps_them_when_stopped(tmp_path, monkeypatch):
+    """The GPU suite stops a step at its cap; Table 1 had been written only at the end of ``benchmarks.images``, so
+    a stopped run kept nothing (s31). `run_table1` now hands the rows so far to ``on_row`` after every row, and
+    ``images`` rewrites its report there: a run stopped after two rows leaves a report holding those two."""
+    import json
+
+    import benchmarks.image_cost as image_cost
+    import benchmarks.images as images
+
+    def fake_measure(preset, method, **kwargs):
+        return {"seconds": 0.5, "timing": {}, "memory_bytes": 2**20, "oom": False}
+
+    monkeypatch.setattr(image_cost, "measure_cpu", fake_measure)
+    seen = []
+    rows = run_table1({"presets": ["mnist", "cifar10"], "lanczos": 2}, torch.device("cpu"), 2**40,
+                      methods=("metric matching", "Stein"), on_row=lambda r: seen.append(len(r)))
+    assert seen == [1, 2, 3, 4] and len(rows) == 4
+
+    def stopped(cfg, device, cap, *, repeats, on_row):  # two rows, then the suite's cap
+        done = []
+        for method in ("metric matching", "Stein"):
+            done.append({"preset": "mnist", "D": 784, "method": method, **fake_measure("mnist", method)})
+            on_row(done)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(images, "run_table1", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        images.main(["--quick", "--parts", "table1", "--out", str(tmp_path)])
+    report = json.loads((tmp_path / "images.json").read_text())
+    assert [r["method"] for r in report["results"]["table1"]] == ["metric matching", "Stein"]
+    assert report["settings"]["partial"] == "Table 1 stopped part-way"
+    assert len(report["tables"][0]["rows"]) == 2
