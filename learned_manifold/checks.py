@@ -10,11 +10,21 @@ from __future__ import annotations
 import math
 import numbers
 import operator
+from typing import SupportsIndex, TypeAlias
 
 import numpy as np
 
-__all__ = ["FLOAT32_RESOLUTION", "MAX_DEPTH", "MAX_DIM", "MAX_RANK", "MAX_WIDTH", "as_index", "check_data_shape",
-           "check_int", "check_real", "float_resolution_problem", "is_real"]
+__all__ = ["Count", "FLOAT32_RESOLUTION", "MAX_DEPTH", "MAX_DIM", "MAX_RANK", "MAX_WIDTH", "Real", "as_index",
+           "check_data_shape", "check_int", "check_real", "float_resolution_problem", "is_real"]
+
+Count: TypeAlias = SupportsIndex
+"""An integer: a Python ``int`` or a NumPy integer (`as_index`, ``operator.index``, converts it; ``bool`` is
+refused). Defined here, beside the checks that accept it, so that `learned_manifold.types` and the modules of
+`learned_manifold.metrics` (which must not import ``types``) hint with the same object."""
+
+Real: TypeAlias = float | int | np.floating | np.integer
+"""A real number: Python's ``float`` or ``int``, or a NumPy float or integer scalar (``np.float32``, ``np.int64``;
+`is_real`: bools are refused at run time)."""
 
 MAX_DIM = 2**27  # D = prod(data_shape)
 # Generous sanity bounds on sizes, so that a config (for instance read from a file) can never ask for a network

@@ -16,18 +16,19 @@ A hint must admit every input the documentation promises and the runtime takes (
 
 The aliases are real objects (not strings), so ``typing.get_type_hints`` resolves the hints that use them. This
 module imports `learned_manifold.metrics.base` at run time; the modules of `learned_manifold.metrics` must not
-import it (the package's ``__init__`` would then import itself half-built): they spell `Count` as
-``SupportsIndex`` and `Real` as its union (``metrics.knn.KNNCDC``; the tests check that the hints are equal).
+import it (the package's ``__init__`` would then import itself half-built): `Count` and `Real` are defined in
+`learned_manifold.checks`, which both import, so every hint uses the same objects.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, SupportsIndex, TypeAlias, runtime_checkable
+from typing import Protocol, TypeAlias, runtime_checkable
 
 import numpy as np
 from torch import Tensor
 
+from .checks import Count, Real
 from .metrics.base import CoMetricField
 
 __all__ = ["Count", "FieldLike", "HasField", "Points", "Real", "Shape", "TensorOrArray"]
@@ -40,17 +41,10 @@ Points: TypeAlias = Tensor | np.ndarray | Sequence[float] | Sequence[Sequence[fl
 TensorOrArray: TypeAlias = Points
 """The older name of `Points` (the same alias: nested lists included)."""
 
-Real: TypeAlias = float | int | np.floating | np.integer
-"""A real number: Python's ``float`` or ``int``, or a NumPy float or integer scalar (``np.float32``, ``np.int64``;
-``checks.is_real``: bools are refused at run time)."""
 
 Shape: TypeAlias = tuple[int, ...] | list[int]
 """The shape of one point: a tuple (``torch.Size`` included) or a list of positive integers, e.g. ``(3,)``,
 ``[1, 28, 28]``."""
-
-Count: TypeAlias = SupportsIndex
-"""An integer: a Python ``int`` or a NumPy integer (``operator.index`` converts it; ``bool`` is refused)."""
-
 
 @runtime_checkable
 class HasField(Protocol):

@@ -20,12 +20,11 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from typing import SupportsIndex
 
 import torch
 from torch import Tensor, nn
 
-from ..checks import as_index, check_real
+from ..checks import Count, as_index, check_real
 from ..geometry import lowrank_apply, lowrank_solve
 from ..precision import full_precision
 from .factor_checks import checked_factor
@@ -131,7 +130,7 @@ def check_scalar(value: object, name: str, *, allow_zero: bool = False) -> float
     return check_real(value, name, positive=not allow_zero, nonnegative=allow_zero)
 
 
-def check_count(value: SupportsIndex, name: str, *, low: int = 1, high: int | None = None) -> int:
+def check_count(value: Count, name: str, *, low: int = 1, high: int | None = None) -> int:
     """Return ``value`` as an ``int`` after checking it is an integer (Python's or NumPy's, a 0-d integer tensor;
     not a bool: `checks.as_index`) in ``low..high`` (``high = None``: no upper bound). A ``TypeError`` for a
     non-integer (as `checks.check_int` and PyTorch give), a ``ValueError`` out of range; both name ``name``."""

@@ -16,12 +16,11 @@ model's landmarks), so its cost and memory do not grow with ``N``.
 
 from __future__ import annotations
 
-from typing import SupportsIndex
-
 import numpy as np
 import torch
 from torch import Tensor
 
+from ..checks import Count, Real
 from ..geometry import lowrank_apply, lowrank_solve
 from ..precision import full_precision
 from .base import CoMetricField, check_count, check_finite_output, check_points, check_scalar, check_vectors
@@ -73,12 +72,12 @@ class KNNCDC(CoMetricField):
     def __init__(
         self,
         data: Tensor | np.ndarray,
-        *,  # (hints: `types.Count` and `types.Real` spelled out; the metrics must not import `types`)
-        k: SupportsIndex = 64,
-        sigma: float | int | np.floating | np.integer,
+        *,
+        k: Count = 64,
+        sigma: Real,
         centred: bool = True,
-        delta: float | int | np.floating | np.integer = 0.0,
-        chunk_size: SupportsIndex | None = None,
+        delta: Real = 0.0,
+        chunk_size: Count | None = None,
         persistent: bool = True,
     ) -> None:
         super().__init__()
@@ -335,7 +334,7 @@ class KNNCDC(CoMetricField):
         return pick.sort().values.to(self.data.device)
 
     @full_precision
-    def neighbour_graph(self, k: SupportsIndex = 10) -> tuple[Tensor, Tensor]:
+    def neighbour_graph(self, k: Count = 10) -> tuple[Tensor, Tensor]:
         """The ``k``-nearest-neighbour graph (self excluded) of the data rows `graph_rows` (all rows for up to
         `GRAPH_POINTS` points), computed once per ``k`` and cached.
 

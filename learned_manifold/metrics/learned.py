@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import warnings
 
-import numpy as np
 import torch
 from torch import Tensor
 
+from ..checks import Real
 from ..geometry import lowrank_apply, lowrank_solve
 from ..model_file import _load_model
 from ..models import MetricModel
@@ -88,8 +88,8 @@ class LearnedCDC(CoMetricField):
     dim: int  # the model's ``D`` (never ``None``)
 
     def __init__(self, model: MetricModel | str | os.PathLike,
-                 sigma: float | int | np.floating | np.integer | None = None, *,
-                 delta: float | int | np.floating | np.integer = 0.0, precision: str = "fp32",
+                 sigma: Real | None = None, *,
+                 delta: Real = 0.0, precision: str = "fp32",
                  data: Tensor | None = None):
         super().__init__()
         self.precision = check_precision(precision)
