@@ -402,6 +402,28 @@ def state_to_save(module: torch.nn.Module, name: str, path: str | os.PathLike) -
     return state
 
 
+def write_module_file(module: torch.nn.Module, name: str, path: str | os.PathLike, *, file_format: str,
+                      version: str, config: dict, extra: dict | None) -> Path:
+    """Write ``module``'s state and the metadata ``format, version, config, extra`` (+ checksum) to ``path``.
+
+    The one writer behind `save_model` and `vae_file.save_vae`: ``extra`` checked to be a dict, every tensor
+    finite (`state_to_save`), the SHA-256 checksum of metadata and tensors added, the file written atomically
+    (`atomic_write_bytes`).
+
+    Raises:
+        TypeError: ``extra`` is not a dict or None.
+        ValueError: a tensor holds NaN or inf; nothing is written.
+    """
+    if extra is not None and not isinstance(extra, dict):
+        raise TypeError(f"extra must be a dict (a JSON object) or None, got {type(extra).__name__}")
+    state = state_to_save(module, name, path)
+    metadata = {"format": file_format, "version": version, "config": json.dumps(config),
+                "extra": json.dumps(extra or {})}
+    metadata[CHECKSUM_KEY] = checksum(metadata, state)
+    atomic_write_bytes(_as_path(path), st_save(state, metadata=metadata))
+    return Path(path)
+
+
 def save_model(model: MetricModel, path: str | os.PathLike, *, extra: dict | None = None) -> Path:
     """Save ``model`` (weights + config) to ``path`` atomically; ``extra`` is a free JSON object (e.g.
     validation). See `atomic_write_bytes` for permissions and what may stand at ``path``.
@@ -424,15 +446,5 @@ def save_model(model: MetricModel, path: str | os.PathLike, *, extra: dict | Non
     """
     if not isinstance(model, MetricModel):
         raise TypeError(f"model must be a MetricModel, got {type(model).__name__}")
-    if extra is not None and not isinstance(extra, dict):
-        raise TypeError(f"extra must be a dict (a JSON object) or None, got {type(extra).__name__}")
-    state = state_to_save(model, "model", path)
-    metadata = {
-        "format": FORMAT,
-        "version": VERSION,
-        "config": json.dumps(model.config.to_dict()),
-        "extra": json.dumps(extra or {}),
-    }
-    metadata[CHECKSUM_KEY] = checksum(metadata, state)
-    atomic_write_bytes(_as_path(path), st_save(state, metadata=metadata))
-    return Path(path)
+    return write_module_file(model, "model", path, file_format=FORMAT, version=VERSION,
+                             config=model.config.to_dict(), extra=extra)

@@ -23,15 +23,13 @@ file at the destination refused).
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import save as st_save
 
+from .model_file import FORMAT as MODEL_FORMAT
 from .model_file import (
-    CHECKSUM_KEY,
     ModelFileError,
     _as_path,
     _check_metadata_keys,
@@ -41,11 +39,8 @@ from .model_file import (
     _read_tensors,
     _Reader,
     _verify_checksum,
-    atomic_write_bytes,
-    checksum,
-    state_to_save,
+    write_module_file,
 )
-from .model_file import FORMAT as MODEL_FORMAT
 from .model_file_notes import version_problem
 from .vae import VAE, VAEConfig
 
@@ -190,11 +185,5 @@ def save_vae(vae: VAE, path: str | os.PathLike, *, extra: dict | None = None) ->
     """
     if not isinstance(vae, VAE):
         raise TypeError(f"vae must be a VAE, got {type(vae).__name__}")
-    if extra is not None and not isinstance(extra, dict):
-        raise TypeError(f"extra must be a dict (a JSON object) or None, got {type(extra).__name__}")
-    state = state_to_save(vae, "vae", path)
-    metadata = {"format": VAE_FORMAT, "version": VAE_VERSION, "config": json.dumps(vae.config.to_dict()),
-                "extra": json.dumps(extra or {})}
-    metadata[CHECKSUM_KEY] = checksum(metadata, state)
-    atomic_write_bytes(_as_path(path), st_save(state, metadata=metadata))
-    return Path(path)
+    return write_module_file(vae, "vae", path, file_format=VAE_FORMAT, version=VAE_VERSION,
+                             config=vae.config.to_dict(), extra=extra)
