@@ -98,17 +98,17 @@ else
   # Each step's cap and the least time worth starting it with (seconds). Caps from the first H200 run
   # (2026-12-04: optimizer 18 s, training 160 s with three recipe rounds, Table 1 118 s; throughput and tangent
   # ran out of theirs). The caps of the first five add up to 530 s, inside the budget; accuracy (one recipe at
-  # N = 100k takes about 2 minutes) and unet_speed run only on what they leave. A step that writes its report
-  # only at its end (tangent, optimizer, unet_speed) needs its whole cap; throughput, training, accuracy and
-  # images' Table 1 write after every row, so a cut keeps what they finished (images keeps its whole cap as its
-  # least time all the same: Table 1 is issue 9's figure, and its rows at FFHQ-256 size come last).
+  # N = 100k takes about 2 minutes) and unet_speed run only on what they leave. Every step writes its report
+  # after every row (or setting, or image size), so a cut keeps what it finished; the minimum is the time its
+  # first rows need (images keeps nearly its whole cap all the same: Table 1 is issue 9's figure, and its rows
+  # at FFHQ-256 size come last).
   CAP_throughput=150 MIN_throughput=60    # the network's rates (compiles included) come first
-  CAP_tangent=90     MIN_tangent=90
-  CAP_optimizer=40   MIN_optimizer=40
+  CAP_tangent=90     MIN_tangent=40       # rank 8 first
+  CAP_optimizer=40   MIN_optimizer=20     # the large case first, then the sweep
   CAP_training=120   MIN_training=50      # the precision/compile settings; then the recipe rounds
   CAP_images=130     MIN_images=120
   CAP_accuracy=200   MIN_accuracy=130
-  CAP_unet_speed=60  MIN_unet_speed=60
+  CAP_unet_speed=60  MIN_unet_speed=30    # 8x8 first, then 28x28
   "$PYTHON" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" \
     || { echo "gpu_suite: torch.cuda.is_available() is False; use --dry-run on a CPU machine" >&2; exit 2; }
 fi

@@ -174,20 +174,28 @@ def main(argv: Sequence[str] | None = None) -> dict:
     args = parse_args(make_parser(__doc__.splitlines()[0]), argv)
     device, cfg = args.device, settings_for(args.device, args.quick)
     env = environment(device)
-    cuda = device.type == "cuda"
 
     # The large case first, so the CPU peak-RSS high-water mark it reads is not set by earlier work.
     large = _large_case(cfg, device)
     print(f"large D = {large['dim']:,} done", flush=True)
-    sweep = []
+    sweep: list[dict] = []
+    _write(args, env, cfg, sweep, large, done=False)
     for dim in cfg["dims"]:
         model = make_model(dim, RANK, cfg["arch"], device)
         for batch in cfg["batches"]:
             times = _measure(_work(model, batch, device), device, cfg["repeats"], cfg["budget_s"])
             sweep.append({"dim": dim, "batch": batch, "times": times})
             print(f"D = {dim}, batch = {batch} done", flush=True)
+            _write(args, env, cfg, sweep, large, done=False)
         del model
+    return _write(args, env, cfg, sweep, large, done=True)
 
+
+def _write(args, env: dict, cfg: dict, sweep: list[dict], large: dict, done: bool) -> dict:
+    """Write ``optimizer.json`` / ``.md`` from the rows measured so far (after the large case and after every row
+    of the sweep, so a run stopped at its time cap keeps what it finished; ``done``: the whole run, whose markdown
+    is also printed); returns the results."""
+    cuda = args.device.type == "cuda"
     cols = ["D", "batch", "forward", "fwd+bwd (input)", "fwd+bwd (weights)",
             *[f"{s} (× fwd+bwd in / w)" for s in STEPS]]
     table = Table(f"Optimiser step vs network forward+backward (median; rank {RANK}, "
@@ -244,6 +252,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "batches": cfg["batches"],
         "rounds": f"up to {cfg['repeats']} rounds after one warm-up round, fewer once {cfg['budget_s']:g} s are spent",
         "quick": args.quick,
+        "progress": "complete" if done else "partial: written after every row, the run is going on or was stopped",
     }
     notes = [
         "Step columns: median step time (step ÷ fwd+bwd with the input gradient only / step ÷ fwd+bwd with "
@@ -258,7 +267,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     results = {"sweep": sweep, "large": large}
     _, md_path = write_report(args.out, "optimizer", title="Optimiser step cost on LearnedDataManifold", env=env,
                               settings=settings, tables=tables, results=results, notes=notes)
-    print(md_path.read_text())
+    if done:
+        print(md_path.read_text())
     return results
 
 

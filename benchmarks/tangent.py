@@ -123,7 +123,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
                                per(med["gram_eigh_fp32"]), f"{fmt_num(row['fp64_over_fp32'])}×",
                                f"{fmt_num(row['eigh_over_gram_matmul'])}×")
                 print(main_table.rows[-1], flush=True)
+                _write(args, env, cfg, rows, main_table, gram_table, done=False)
+    return _write(args, env, cfg, rows, main_table, gram_table, done=True)
 
+
+def _write(args, env: dict, cfg: dict, rows: list[dict], main_table: Table, gram_table: Table, done: bool) -> dict:
+    """Write ``tangent.json`` / ``.md`` from the rows measured so far (after every row, so a run stopped at its
+    time cap keeps what it finished; ``done``: the whole run, whose markdown is also printed)."""
     verdicts = _verdicts(rows, cfg["threads"])
     settings = {
         "network": f"FiLMResMLP {PAPER_NET}, untrained (timing only), D = {DIM}",
@@ -133,6 +139,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "eigen step": "learned_manifold.geometry.eigenpairs: r×r Gram AᵀA, eigh in float64, U = A V Λ^-1/2",
         "inference": "torch.inference_mode()",
         "quick": args.quick,
+        "progress": "complete" if done else "partial: written after every row, the run is going on or was stopped",
     }
     notes = [*verdicts,
              "The fast operations (forward in fp32 and under bf16 autocast, eigenpairs, Gram, Gram eighs) run in "
@@ -143,7 +150,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     results = {"rows": rows, "verdicts": verdicts}
     _, md_path = write_report(args.out, "tangent", title="Tangent step: eigenpairs vs forward vs svd/eigh", env=env,
                               settings=settings, tables=[main_table, gram_table], results=results, notes=notes)
-    print(md_path.read_text())
+    if done:
+        print(md_path.read_text())
     return results
 
 
@@ -152,6 +160,8 @@ def _verdicts(rows: list[dict], threads: list[int]) -> list[str]:
     out = []
     for t in threads:
         sel = [r for r in rows if r["threads"] == t]
+        if not sel:
+            continue
         for key, name in (("eigenpairs_over_forward", "forward"), ("eigenpairs_over_forward_bf16", "bf16 forward")):
             worst = max(sel, key=lambda r: r[key])
             ok = all(r[key] <= 1.0 for r in sel)
@@ -160,8 +170,10 @@ def _verdicts(rows: list[dict], threads: list[int]) -> list[str]:
     if len(threads) > 1:
         many, one = threads[0], threads[-1]
         for r in sorted({row["r"] for row in rows}):
-            a = next(row for row in rows if row["r"] == r and row["threads"] == many)
-            b = next(row for row in rows if row["r"] == r and row["threads"] == one)
+            a = next((row for row in rows if row["r"] == r and row["threads"] == many), None)
+            b = next((row for row in rows if row["r"] == r and row["threads"] == one), None)
+            if a is None or b is None:  # a partial report: this rank's second thread count is not measured yet
+                continue
             speed = ratio(a["times"]["gram_eigh_fp64"]["median_s"], b["times"]["gram_eigh_fp64"]["median_s"])
             out.append(f"r = {r}: batched Gram eigh (fp64) with {many} threads takes {speed:.3g}× its 1-thread time"
                        f" ({'slower' if speed > 1 else 'faster'} with more threads).")

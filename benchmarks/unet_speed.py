@@ -150,10 +150,19 @@ def main(argv: Sequence[str] | None = None) -> dict:
                       fmt_time(r.get("first_call_s")),
                       compile_status("ok", SETTINGS[name][1]) if ok else f"failed: {r['error'][:160]}")
         tables.append(table)
+        _write(args, env, batch, repeats, results, tables, done=shape == sizes[-1])
+    return results
+
+
+def _write(args, env: dict, batch: int, repeats: int, results: dict, tables: list, done: bool) -> None:
+    """Write ``unet_speed.json`` / ``.md`` after every image size, so a run stopped at its time cap keeps the sizes
+    it finished (``done``: the last size)."""
     settings = {"model": "UNet, preset small (rank 16, channels 32, multipliers (1, 2), mid attention), fp32",
                 "recipe": f"mean-centred, shared_trunk={TrainConfig().shared_trunk}, factor_trunk_grad="
                           f"{TrainConfig().factor_trunk_grad} (the trainer's defaults)",
-                "batch": batch, "rounds": repeats, "threads": torch.get_num_threads(), "quick": args.quick}
+                "batch": batch, "rounds": repeats, "threads": torch.get_num_threads(), "quick": args.quick,
+                "progress": "complete" if done else "partial: written after every image size, the run is going on "
+                                                    "or was stopped"}
     notes = ["samples/s = batch / median step time over interleaved rounds (each setting once per round).",
              "channels-last: the model's 4-D weights in torch.channels_last; convolutions then produce "
              "channels-last activations (PyTorch follows the weight's or the input's memory format).",
@@ -161,7 +170,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
              "the compilation."]
     write_report(args.out, "unet_speed", title="UNet training speed: memory format and compile",
                  env=env, settings=settings, tables=tables, results=results, notes=notes)
-    return results
 
 
 if __name__ == "__main__":

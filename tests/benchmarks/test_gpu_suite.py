@@ -113,13 +113,15 @@ def test_a_step_past_its_cap_is_stopped_keeping_its_report_and_the_budget_skips_
     done = run_suite(timeout=60, OUT_DIR=str(out), PYTHON=str(stand_in), SUITE_BUDGET="65",
                      SLOW_STEP="throughput", SLOW_SECONDS="8")
     assert "[throughput] ok in" in done.stdout and "and 65s in all" in done.stdout
-    skipped = ["tangent", "images", "accuracy", "unet_speed"]
-    for name in skipped:
+    skipped = ["images", "accuracy"]  # 120 s and 130 s at least; every step writes as it goes, so the others,
+    for name in skipped:              # whose first rows need less, start on what is left
         assert f"[{name}] skipped: it needs at least" in done.stdout and not (out / f"{name}.json").exists()
-    assert "[optimizer] ok in" in done.stdout and "[training] ok in" in done.stdout
-    assert f"4 step(s) skipped for lack of time (SUITE_BUDGET=65 s): {' '.join(skipped)}" in done.stdout
-    assert done.returncode == 0 and "every step that ran succeeded" in done.stdout
-    done = run_suite(timeout=60, OUT_DIR=str(out), PYTHON=str(stand_in), SUITE_BUDGET="25")  # fits no step
+    for name in ("optimizer", "training", "unet_speed"):
+        assert f"[{name}] ok in" in done.stdout
+    assert "[tangent] skipped" not in done.stdout and "1 step(s) failed: tangent" in done.stderr  # the stand-in's
+    assert f"2 step(s) skipped for lack of time (SUITE_BUDGET=65 s): {' '.join(skipped)}" in done.stdout  # fails
+    assert done.returncode == 1
+    done = run_suite(timeout=60, OUT_DIR=str(out), PYTHON=str(stand_in), SUITE_BUDGET="15")  # fits no step
     assert done.returncode == 1 and "gpu_suite: no step ran" in done.stderr
 
 
