@@ -17,6 +17,7 @@ with ``--quick``: ``benchmarks/out``).
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
 from collections.abc import Sequence
@@ -136,6 +137,7 @@ def run_candidate(data: torch.Tensor, manifold, val: torch.Tensor, test: torch.T
         "top_eigenvalues", "train_seconds", "precision"}`` (``precision``: what the trainer ran in).
     """
     start = time.perf_counter()
+    config = dataclasses.replace(config, checkpoint_every=0)  # no checkpoints inside the timed run
     result = train(data, config, manifold=manifold, progress=False, device="cpu", out=out)
     seconds = time.perf_counter() - start
     model = result.model

@@ -39,7 +39,7 @@ def build_context(folder: Path) -> Context:
     sphere = Sphere(2, 3)
     data = sphere.sample(4000, generator=torch.Generator().manual_seed(0))
     cfg = TrainConfig(steps=1000, batch_size=256, rank=3, hidden=64, depth=2, emb_dim=64, sigma_min=0.01,
-                      sigma_max=2.0, val_points=400)
+                      sigma_max=2.0, val_points=400, checkpoint_every=0)
     path = folder / "sphere.lmm"
     train(data, cfg, manifold=sphere, out=path, progress=False, device="cpu")
     return Context(load_model(path), data[:400], path.read_bytes())

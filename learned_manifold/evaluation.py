@@ -6,19 +6,17 @@ Nothing here trains or changes a field.
 * Paths (SPEC §6): `path_quality` (distance to the data or to a known manifold, Euclidean length, gap to the
   target, ratio to the true geodesic length) and `lerp`, the straight-line reference shown beside every path.
 * Tangent spaces and dimension (SPEC §5): `field_eigenpairs`, `tangent_error`, `dimension_accuracy`.
-* Cost (SPEC §8): `time_per_query`, `peak_memory`.
+* Cost (SPEC §8): `time_per_query`, `peak_memory` (defined in `learned_manifold.cost`, importable from here).
 """
 
 from __future__ import annotations
 
-import statistics
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 import torch
 from torch import Tensor
 
+from .cost import peak_memory, time_per_query
 from .geometry import (
     Eigenpairs,
     eigenpairs,
@@ -59,9 +57,12 @@ class PathQuality:
         length: ``(B,)`` Euclidean polyline length ``Σ_i ‖x_{i+1} − x_i‖``.
         endpoint_gap: ``(B,)`` ``‖x_{T−1} − target‖``; ``None`` without a target.
         geodesic_length: ``(B,)`` true geodesic distance from the start to the target (or to the path's end when
-            no target is given); ``None`` unless the manifold implements ``geodesic_distance``.
+            no target is given), ``inf`` where no geodesic joins them (ends on different pieces of a union);
+            ``None`` unless the manifold implements ``geodesic_distance``.
         length_ratio: ``(B,)`` ``length / geodesic_length`` (1 for a perfect polyline of an exact geodesic,
-            slightly below 1 from the chords); ``None`` with ``geodesic_length``.
+            slightly below 1 from the chords); NaN where ``geodesic_length`` is not finite and positive (no geodesic:
+            the ratio read 0, "better than perfect"; coincident ends: nothing to compare with); ``None`` with
+            ``geodesic_length``.
     """
 
     max_distance: Tensor | None
@@ -71,13 +72,21 @@ class PathQuality:
     geodesic_length: Tensor | None = None
     length_ratio: Tensor | None = None
 
-    def summary(self) -> dict[str, float]:
-        """Means over pairs of every available score, as plain floats (for tables and JSON)."""
-        out: dict[str, float] = {}
+    def summary(self) -> dict[str, float | int]:
+        """Means over pairs of every available score, as plain floats (for tables and JSON).
+
+        Only finite entries are averaged (an ``inf`` geodesic length or a NaN ratio was averaged in silently); a
+        score that left some out says how many under ``"<score>_left_out"`` (the reasons: `PathQuality`), and one
+        with no finite entry reads NaN."""
+        out: dict[str, float | int] = {}
         for f in fields(self):
             value = getattr(self, f.name)
             if value is not None:
-                out[f.name] = float(value.float().mean())
+                value = value.float()
+                finite = value.isfinite()
+                out[f.name] = float(value[finite].mean()) if bool(finite.any()) else float("nan")
+                if not bool(finite.all()):
+                    out[f"{f.name}_left_out"] = int((~finite).sum())
         return out
 
 
@@ -194,7 +203,7 @@ def path_quality(
         if target is not None and target.ndim == 1:
             target = target.unsqueeze(0)
     if path.ndim != 3 or path.shape[1] < 1:
-        raise ValueError(f"path must have shape (B, T, D), got {tuple(path.shape)}")
+        raise ValueError(f"path must have shape (B, T, D) with T >= 1 points, got {tuple(path.shape)}")
     b, t, d = path.shape
     flat = path.reshape(-1, d)
     if manifold is not None:
@@ -219,8 +228,8 @@ def path_quality(
             geo = torch.as_tensor(geodesic_distance(path[:, 0], end)).to(path).reshape(b)
         except NotImplementedError:
             geo = None
-        if geo is not None:
-            ratio = length / geo
+        if geo is not None:  # no finite, positive geodesic distance: no ratio (PathQuality)
+            ratio = torch.where(geo.isfinite() & (geo > 0), length / geo, torch.full_like(geo, torch.nan))
     return PathQuality(
         max_distance=None if dist is None else dist.amax(-1),
         mean_distance=None if dist is None else dist.mean(-1),
@@ -376,68 +385,3 @@ def _true_dims(true_dim: Tensor | int, dims: Tensor) -> Tensor:
         raise ValueError(f"true_dim must be one integer or one per point, shape ({dims.shape[0]},), got shape "
                          f"{tuple(truth.shape)}")
     return truth.expand_as(dims)
-
-
-def _sync(x: Tensor) -> None:
-    if x.is_cuda:
-        torch.cuda.synchronize(x.device)
-
-
-def time_per_query(fn: Callable[[Tensor], object], x: Tensor, *, repeats: int = 10, warmup: int = 2) -> float:
-    """Wall-clock seconds per query point of ``fn(x)`` (SPEC §8 compares methods per query).
-
-    ``fn`` is called ``warmup`` times untimed, then ``repeats`` times, each timed alone (CUDA is synchronised
-    before and after each call when ``x`` is on a GPU); the median call time is divided by the batch size
-    ``x.shape[0]``. Multiply by the batch size for the time of one batched call.
-
-    Args:
-        fn: maps a ``(B, D)`` batch to anything (e.g. ``field.factor``).
-        x: ``(B, D)`` queries.
-        repeats: timed calls, an integer ``≥ 1``.
-        warmup: untimed calls first, an integer ``≥ 0``.
-
-    Raises:
-        ValueError: ``repeats`` or ``warmup`` is not an integer in range (a bool is not one).
-
-    Returns:
-        Seconds per query point.
-    """
-    repeats = check_count(repeats, "repeats", low=1)
-    warmup = check_count(warmup, "warmup", low=0)
-    for _ in range(warmup):
-        fn(x)
-    times = []
-    for _ in range(repeats):
-        _sync(x)
-        start = time.perf_counter()
-        fn(x)
-        _sync(x)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) / max(x.shape[0], 1)
-
-
-def peak_memory(fn: Callable[[Tensor], object], x: Tensor) -> int | None:
-    """Peak extra GPU memory of one call ``fn(x)`` in bytes (SPEC §8 reports memory per evaluation).
-
-    On CUDA: ``torch.cuda.max_memory_allocated`` during the call minus the memory allocated before it (the result
-    counts while it is alive). Resets the device's peak statistics. On CPU there is no faithful allocator
-    counter for torch tensors (``tracemalloc`` does not see them), so the answer is ``None``.
-
-    Args:
-        fn: maps a ``(B, D)`` batch to anything.
-        x: ``(B, D)`` queries.
-
-    Returns:
-        Bytes, or ``None`` when ``x`` is not on a CUDA device.
-    """
-    if not x.is_cuda:
-        return None
-    device = x.device
-    torch.cuda.synchronize(device)
-    before = torch.cuda.memory_allocated(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    out = fn(x)
-    torch.cuda.synchronize(device)
-    peak = torch.cuda.max_memory_allocated(device) - before
-    del out
-    return int(peak)

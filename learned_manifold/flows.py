@@ -34,7 +34,7 @@ from .flow_reports import STALL_SPEED, pair_reports
 from .flow_solver import _integrate
 from .geodesic_inputs import _common_dtype, _shaped
 from .geodesics import landing_rounding
-from .landing import normal_landing, warn_off_data
+from .landing import normal_landing, warn_flow_ends, warn_off_data
 from .metrics.field_checks import check_landing
 from .precision import full_precision
 from .regularised import check_tangent_rank, polyline_lengths, resolve_tangent_dim
@@ -151,7 +151,9 @@ def gradient_flow(
             (`landing.normal_landing`, SPEC §5: the normal part of ``x̂(x, σ) − x`` only, the normals those of
             ``tangent_dim``, else the gap rule's); needs a low-rank field with a denoiser. ``None``
             (default): the manifold's own ``landing`` for a `LearnedDataManifold`, else ``False``; ``False`` turns
-            it off on a landing manifold.
+            it off on a landing manifold. A landed end beyond the data warns (`landing.warn_off_data`); without
+            landing, so do a start or end beyond it (`landing.warn_flow_ends`); `interpolate` checks its ends
+            ``x0`` and ``x1``, either way.
         tangent_dim: the field's tangent dimension, for the reported ``metric_length`` of a low-rank field with
             ``δ = 0`` (`regularised.polyline_lengths`) and landing's normals; ``None``: a manifold's own
             ``tangent_dim``, else the gap rule, which warns where it drops real directions of the field (SPEC §5).
@@ -237,6 +239,8 @@ def gradient_flow(
                                           stacklevel=5)
         if landing:
             warn_off_data(field, path[:, -1], "gradient_flow")
+        else:  # off the data the flow follows the field's extrapolation, landed or not
+            warn_flow_ends(field, {"x0": flat0, "the flow's end": path[:, -1]}, "gradient_flow", False)
     return _result(path, times.to(flat0.dtype), final, euclid, metric, torch.zeros_like(final, dtype=torch.bool),
                    counter[0], x0, data_shape)
 
@@ -389,6 +393,7 @@ def interpolate(
         if path.shape[0]:
             path[:, 0] = flat0  # exactly, not through the change of coordinates
         gap = (path[:, -1] - flat1).norm(dim=-1)
+        warn_flow_ends(field, {"x0": flat0, "x1": flat1}, "interpolate", landing)  # a path's end: its reason
         euclid, metric = polyline_lengths(path, manifold if tangent_dim is None else field, tangent_dim=tangent_dim,
                                           stacklevel=5)
         # rounding (relative: a pair 1e-4 apart near the origin is not "reached" by the rounding of a point of norm

@@ -57,6 +57,7 @@ from .geodesic_inputs import (
 )
 from .geodesic_saddles import solve_verified
 from .geodesic_solvers import GEODESIC_METHODS, GeodesicMethod, _Energy, path_energy, segment_energies
+from .landing import ends_off_data
 from .manifold import LearnedDataManifold
 from .metrics.base import CoMetricField, as_field, check_points, rounding_eps
 from .metrics.field_checks import autograd_ready, check_landing
@@ -107,7 +108,8 @@ class GeodesicResult:
             re-optimised a few steps does not either: `geodesic_saddles.refute_saddles`, which takes a saddle such as
             the chord between antipodal points on to the lower path) *and* the path resolves
             the metric (`geodesic_checks.unresolved`) *and*, between distinct ends, its length is not 0
-            (`geodesic_checks.zero_length`), each with a warning otherwise. Never true for a pair that ran out of
+            (`geodesic_checks.zero_length`) *and* neither end lies beyond the data (``ends_off_data``), each with a
+            warning otherwise. Never true for a pair that ran out of
             ``steps``, whose line search failed on a non-finite value, or that sits on a slope.
         steps: optimiser iterations performed (the most any pair needed), summed over the coarse-to-fine levels
             and, at the last level, the saddle check's kicks and re-solves (`geodesic_saddles.solve_verified`):
@@ -121,6 +123,9 @@ class GeodesicResult:
             (`regularising_delta`, from the pair's own ends, so a pair's path does not depend on its batch mates;
             0 where none); the ``delta`` given to `geodesic`, repeated for every pair, where one was given. A 0-d
             tensor for a single pair of ``(D,)`` ends, like the other scores.
+        ends_off_data: ``(B,)`` how far the pair's ends lie beyond the data the field holds (the larger of the two
+            distances to the nearest data point, where farther than `landing.off_data_threshold`; else 0, and 0 for
+            fields that hold no data): the learned metric is extrapolation there, so such a pair is not converged.
 
     Example:
         >>> import torch
@@ -143,6 +148,7 @@ class GeodesicResult:
     method: str
     init: str = "linear"
     delta: Tensor | float = 0.0  # a (B,) tensor from `geodesic`; the float default only for hand-built results
+    ends_off_data: Tensor | float = 0.0  # likewise
 
 
 LANDING_NOISE = 1e3
@@ -343,6 +349,9 @@ def geodesic(
     check_points(x0, field.dim, "x0")
     check_points(x1, field.dim, "x1")
     warn_uncentred(field, "geodesic")
+    off = ends_off_data(field, {"x0": x0, "x1": x1}, "geodesic", "move the ends onto the data first (e.g. "
+                        "manifold.projx) or expect lengths and paths without meaning; such pairs are not converged "
+                        "(ends_off_data)")
     field = autograd_ready(field, "geodesic")  # a field built under torch.inference_mode(): a copy with normal tensors
     field = _float32_field(field)  # a half-precision model: solved and verified on a float32 copy
     tangent_dim = resolve_tangent_dim(field_or_manifold, tangent_dim)
@@ -391,6 +400,8 @@ def geodesic(
         coarse, _, _, total = _solve(field, x0, x1, resample(path0, COARSE_POINTS), spec, **opts, kick=False)
         path = resample(coarse, n)
     path, _, converged, done = _solve(field, x0, x1, path, spec, **opts, problem=start if path is path0 else None)
+    off = torch.zeros(x0.shape[0], dtype=x0.dtype, device=x0.device) if off is None else off.to(x0)
+    converged = converged & ~(off > 0)  # warned above; the checks below then look at the other pairs only
     # x0 = x1: the constant path is the exact minimiser (energy 0; relative tests cannot see it). With landing, also
     # pairs closer than the landing map's rounding (`LANDING_NOISE`): there the landed interior is noise (a pair 1e-6
     # apart on a float32 model came out 4.9 times as long), and the chord is the geodesic to O(gap²).
@@ -400,7 +411,7 @@ def geodesic(
     straight = (x1 - x0).norm(dim=-1) <= floor
     if bool(straight.any()):
         path = torch.where(straight.view(-1, 1, 1), lerp(x0, x1, path.shape[1]), path)
-        converged = converged | straight
+        converged = converged | (straight & ~(off > 0))
     with torch.enable_grad():
         with recording(own) as seen:  # the eigenvalues at the path's midpoints, for warn_dropped
             energy, length = (t.detach() for t in path_energy(own, path))
@@ -417,15 +428,16 @@ def geodesic(
     result = GeodesicResult(path=path, energy=energy, length=length, euclidean_length=euclid,
                             initial_energy=initial, converged=converged, steps=total + done, method=method,
                             init=used,
-                            delta=delta if isinstance(delta, Tensor) else energy.new_full(energy.shape, delta))
+                            delta=delta if isinstance(delta, Tensor) else energy.new_full(energy.shape, delta),
+                            ends_off_data=off)
     if dtype != path.dtype:  # half-precision points: solved in float32, returned in their dtype
-        for name in ("path", "energy", "length", "euclidean_length", "initial_energy", "delta"):
+        for name in ("path", "energy", "length", "euclidean_length", "initial_energy", "delta", "ends_off_data"):
             setattr(result, name, getattr(result, name).to(dtype))
     if shaped:  # points given in the manifold's data shape: the path comes back in it
         result.path = result.path.reshape(*result.path.shape[:2], *data_shape)
     if single:
         names = ["path", "energy", "length", "euclidean_length", "initial_energy", "converged"]
-        for name in names + ["delta"]:
+        for name in names + ["delta", "ends_off_data"]:
             setattr(result, name, getattr(result, name).squeeze(0))
     return result
 
@@ -435,4 +447,4 @@ def _empty(path0: Tensor, method: str, used: str, delta: Tensor) -> GeodesicResu
     z = path0.new_zeros(0)
     return GeodesicResult(path=path0, energy=z, length=z, euclidean_length=z, initial_energy=z,
                           converged=torch.zeros(0, dtype=torch.bool, device=path0.device), steps=0, method=method,
-                          init=used, delta=delta)
+                          init=used, delta=delta, ends_off_data=z)

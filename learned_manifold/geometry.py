@@ -23,6 +23,7 @@ from torch import Tensor
 from .carre_du_champ import cdc_of_functions
 from .dimension import global_dimension, intrinsic_dimension
 from .precision import full_precision
+from .small_eigh import CUDA_BATCHED_EIGH_MAX, _regularised_cholesky, _small_eigh  # noqa: F401  (names geometry had)
 from .spectral_grad import FLOAT64_CUT, inverse_sqrt_matrix, scale_coords, tie_eps, tie_safe_eigh, within_terms
 
 __all__ = [
@@ -47,6 +48,9 @@ class Eigenpairs:
             blocks, which `spectral_apply` and `lowrank_solve` add so that their gradients are exact there.
         kept: ``(B,)`` how many columns have an eigenvalue above the cut (the others are zero), or ``None``
             (pairs built elsewhere); `spectral_apply` reads it to warn once where an explicit ``d`` exceeds it.
+        least_kept: the fewest kept columns among the rows with a positive top eigenvalue (``r`` without such a
+            row), or ``None`` (not known): an explicit ``d`` at most this is not cut anywhere (`_warn_if_cut`: no
+            host sync of its own; `eigenpairs` reads it in the sync it makes anyway).
         checked_dims: the explicit ``d`` already checked against the cut (`_warn_if_cut`; once per decomposition).
         gap: the gap rule's ``(B,)`` dimensions and ``(B, D, r)`` truncated basis, filled by the first
             `spectral_apply` with ``d = None`` and reused by the next (`_gap_rule`).
@@ -56,6 +60,7 @@ class Eigenpairs:
     vectors: Tensor
     within: Tensor | None = None
     kept: Tensor | None = None
+    least_kept: int | None = field(default=None, repr=False, compare=False)
     checked_dims: set[int] = field(default_factory=set, init=False, repr=False, compare=False)
     gap: tuple[Tensor, Tensor] | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -66,40 +71,16 @@ def gram(A: Tensor) -> Tensor:
     return A.transpose(-1, -2) @ A
 
 
-# PyTorch solves a batch of CUDA ``eigh`` problems with one batched-Jacobi kernel only up to this size; above it
-# the matrices go one by one (8,192 Grams of 64 × 64 took 5.5 s on an H200, `benchmarks/results/cuda/`).
-CUDA_BATCHED_EIGH_MAX = 32
-
-
-def _small_eigh(g: Tensor) -> tuple[Tensor, Tensor]:
-    """Batched ``eigh`` of small ``(B, r, r)`` matrices.
-
-    On CPU it runs on one intra-op thread: LAPACK's per-matrix calls are tiny, and with several threads on
-    shared cores each call waits for the others (measured 2–4× slower with 2 threads, `benchmarks/tangent.py`).
-    On CUDA, a batch of matrices larger than ``CUDA_BATCHED_EIGH_MAX`` is solved on the CPU and copied back:
-    PyTorch would otherwise loop over the batch one matrix at a time.
-    """
-    if g.device.type == "cuda" and g.shape[-1] > CUDA_BATCHED_EIGH_MAX and g[..., 0, 0].numel() > 1:
-        values, vectors = _small_eigh(g.cpu())
-        return values.to(g.device), vectors.to(g.device)
-    if g.device.type != "cpu" or torch.get_num_threads() == 1:
-        return torch.linalg.eigh(g)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return torch.linalg.eigh(g)
-    finally:
-        torch.set_num_threads(threads)
-
-
 def zero_bad_rows(A: Tensor) -> tuple[Tensor, Tensor | None]:
     """``A`` ``(B, ...)`` with its non-finite rows replaced by zeros, and the ``(B,)`` mask of finite rows
     (``None`` when every row is finite: the common case costs one check and no copy)."""
     finite = torch.isfinite(A.flatten(1)).all(-1)
-    if bool(finite.all()):
-        return A, None
-    return torch.where(finite.view(-1, *([1] * (A.ndim - 1))), A, torch.zeros((), dtype=A.dtype, device=A.device)), \
-        finite
+    return (A, None) if bool(finite.all()) else (_zero_rows(A, finite), finite)
+
+
+def _zero_rows(t: Tensor, finite: Tensor) -> Tensor:
+    """``t`` ``(B, ...)`` with the rows outside the ``(B,)`` mask ``finite`` set to zero (no host sync)."""
+    return torch.where(finite.view(-1, *([1] * (t.ndim - 1))), t, torch.zeros((), dtype=t.dtype, device=t.device))
 
 
 def nan_rows(t: Tensor, finite: Tensor | None) -> Tensor:
@@ -154,11 +135,14 @@ def eigenpairs(A: Tensor, *, rel_eps: float | None = None) -> Eigenpairs:
         raise ValueError(f"A must have shape (B, D, r), got {tuple(A.shape)}")
     _check_columns(A.shape[-1], "A")
     rel_eps = default_rel_eps(A.dtype) if rel_eps is None else rel_eps
-    A_ok, finite = zero_bad_rows(A)
     grad = torch.is_grad_enabled() and A.requires_grad
+    if grad:  # (zeroed rows: zero gradients there)
+        A_ok, finite = zero_bad_rows(A)
+    else:  # a NaN row's Gram is zeroed instead, and its outputs set to NaN: no sync before `_settle`'s one
+        A_ok, finite = A, torch.isfinite(A.flatten(1)).all(-1)
     if A.shape[-1] > A.shape[-2] and not grad:
         return _wide_eigenpairs(A_ok, finite, rel_eps)
-    S = gram(A_ok.double())
+    S = gram(A_ok.double()) if grad else _zero_rows(gram(A_ok.double()), finite)
     evals, evecs = tie_safe_eigh(S, tie_eps(A.dtype)) if grad else _small_eigh(S)
     evals = evals.flip(-1).clamp_min(0.0)
     evecs = evecs.flip(-1)
@@ -172,7 +156,22 @@ def eigenpairs(A: Tensor, *, rel_eps: float | None = None) -> Eigenpairs:
                           kept=keep.sum(-1))
     inv_sqrt = torch.where(keep, evals.clamp_min(floor).rsqrt(), torch.zeros_like(evals))
     U = A_ok @ (evecs * inv_sqrt.unsqueeze(-2)).to(A.dtype)  # the D-sized product in A's own dtype
-    return Eigenpairs(values=nan_rows(evals.to(A.dtype), finite), vectors=nan_rows(U, finite), kept=keep.sum(-1))
+    finite, least = _settle(finite, evals, keep)
+    return Eigenpairs(values=nan_rows(evals.to(A.dtype), finite), vectors=nan_rows(U, finite), kept=keep.sum(-1),
+                      least_kept=least)
+
+
+def _settle(finite: Tensor | None, evals: Tensor, keep: Tensor) -> tuple[Tensor | None, int]:
+    """A decomposition's one host sync: the ``(B,)`` finite-row mask (``None`` where every row is finite, as
+    `zero_bad_rows` gives it) and `Eigenpairs.least_kept` from the ``(B, r)`` eigenvalues and kept flags, read
+    together: `_warn_if_cut`'s own sync on every decomposition had cost a sync per optimiser step (tester C, s32)."""
+    r = keep.shape[-1]
+    if not keep.shape[0]:
+        return None, r
+    least = torch.where(evals[..., 0] > 0, keep.sum(-1), r).min()
+    every = torch.ones((), dtype=torch.bool, device=least.device) if finite is None else finite.all()
+    every_, least_ = torch.stack([every.to(least.dtype), least]).tolist()
+    return (None if every_ else finite), int(least_)
 
 
 def _check_columns(r: int, name: str) -> None:
@@ -195,13 +194,16 @@ def _wide_eigenpairs(A: Tensor, finite: Tensor | None, rel_eps: float) -> Eigenp
     values and vectors are padded with zeros to ``r`` columns, as the Gram route gives them."""
     b, dim, r = A.shape
     Ad = A.double()
-    evals, evecs = _small_eigh(Ad @ Ad.transpose(-1, -2))
+    evals, evecs = _small_eigh(_zero_rows(Ad @ Ad.transpose(-1, -2), finite) if finite is not None else
+                               Ad @ Ad.transpose(-1, -2))
     evals, evecs = evals.flip(-1).clamp_min(0.0), evecs.flip(-1)
     keep = _kept(evals, A.dtype, rel_eps)
     U = torch.where(keep.unsqueeze(-2), evecs, 0.0).to(A.dtype)
     values = torch.cat([evals.to(A.dtype), A.new_zeros(b, r - dim)], dim=-1)
     vectors = torch.cat([U, A.new_zeros(b, dim, r - dim)], dim=-1)
-    return Eigenpairs(values=nan_rows(values, finite), vectors=nan_rows(vectors, finite), kept=keep.sum(-1))
+    finite, least = _settle(finite, evals, keep)
+    return Eigenpairs(values=nan_rows(values, finite), vectors=nan_rows(vectors, finite), kept=keep.sum(-1),
+                      least_kept=least)
 
 
 @full_precision
@@ -288,7 +290,11 @@ def lowrank_solve(A: Tensor, v: Tensor, delta: float = 0.0, *, rel_eps: float = 
         # The r × r algebra runs in at least float32 (Cholesky has no half-precision kernels); rows whose
         # factor is not finite are solved with a zero factor and then set to NaN (one bad row, one NaN row).
         work = torch.promote_types(A.dtype, torch.float32)
-        Aw, finite = zero_bad_rows(A.to(work))
+        Aw = A.to(work)
+        finite = torch.isfinite(Aw.flatten(1)).all(-1)
+        # on CUDA masked always (no host sync; the field's scan made one); elsewhere a sync costs nothing and the
+        # mask a copy of A (10-15% of a CPU solve): only where a row is bad
+        Aw = _zero_rows(Aw, finite) if Aw.is_cuda or not bool(finite.all()) else Aw
         vw = v.to(work)
         wide = Aw.shape[-1] > Aw.shape[-2]  # wider than tall: the D × D matrix is the smaller one
         chol, failed = _regularised_cholesky(Aw.transpose(-1, -2) if wide else Aw, delta)
@@ -305,27 +311,6 @@ def lowrank_solve(A: Tensor, v: Tensor, delta: float = 0.0, *, rel_eps: float = 
     coords = (pairs.vectors.transpose(-1, -2) @ v.unsqueeze(-1)).squeeze(-1)
     coords = scale_coords(pairs.values, pairs.within, coords, -1, _kept(pairs.values, A.dtype, rel_eps))
     return (pairs.vectors @ coords.unsqueeze(-1)).squeeze(-1)
-
-
-def _regularised_cholesky(A: Tensor, delta: float) -> tuple[Tensor, Tensor | None]:
-    """Cholesky factor of ``AᵀA + δI`` for ``A`` ``(B, m, k)`` → ``(B, k, k)``, and the ``(B,)`` mask of the rows
-    where it failed (``None`` when none did).
-
-    In float64 where the Gram's own rounding outweighs ``δ`` in ``A``'s dtype (a float32 factor of rank below
-    ``k`` with ``δ`` under ~1e-7 of its eigenvalues), else in ``A``'s dtype. Rows that are not positive definite
-    even in float64 (``δ`` under ~1e-16 of the largest eigenvalue) get an identity factor (a finite placeholder)
-    and are flagged: their half-computed factor had been used (answers 37% off, or NaN).
-    """
-    eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
-    chol, info = torch.linalg.cholesky_ex(gram(A) + delta * eye)
-    failed = info > 0
-    if bool(failed.any()) and A.dtype != torch.float64:
-        eye = eye.double()
-        chol, info = torch.linalg.cholesky_ex(gram(A.double()) + delta * eye)
-        failed = info > 0
-    if not bool(failed.any()):
-        return chol, None
-    return torch.where(failed.view(-1, 1, 1), eye, chol), failed
 
 
 def _eigen_solve(A: Tensor, v: Tensor, delta: float) -> Tensor:
@@ -398,10 +383,14 @@ def _warn_if_cut(pairs: Eigenpairs, d: int) -> None:
     """Warn where an explicit ``d`` asks for more directions than have an eigenvalue above the cut of `eigenpairs`
     (their columns are zero, so the projector would silently have fewer than ``d``). Once per `Eigenpairs` and
     ``d`` (`Eigenpairs.checked_dims`), on the ``(B,)`` kept counts: the manifold reuses one decomposition per point
-    set for ``proju``, ``egrad2rgrad`` and ``inner``, whose calls no longer scan the vectors or sync each time."""
+    set for ``proju``, ``egrad2rgrad`` and ``inner``, whose calls no longer scan the vectors or sync each time. No
+    sync where ``d`` is at most `Eigenpairs.least_kept` (every decomposition, as each optimiser step's, is still
+    checked)."""
     if isinstance(d, bool) or not 1 <= d <= pairs.vectors.shape[-1] or d in pairs.checked_dims:
         return  # `_top_vectors` refuses a d outside 1..r
     pairs.checked_dims.add(d)
+    if pairs.least_kept is not None and d <= pairs.least_kept:
+        return  # no point has fewer kept columns (`eigenpairs` read it in its own sync)
     top = pairs.values[..., 0]
     short = pairs.kept < d if pairs.kept is not None else (pairs.vectors[..., d - 1] == 0).all(-1)
     cut = short & (top > 0)

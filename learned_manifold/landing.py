@@ -1,5 +1,12 @@
 """Normal-only landing of points on a co-metric field's data (SPEC §5): `land`, the fixed-point iteration behind
-`LearnedDataManifold`'s ``projx`` and ``retr`` with ``landing=True``."""
+`LearnedDataManifold`'s ``projx`` and ``retr`` with ``landing=True``, and the off-data checks of flows and geodesics
+(`ends_off_data`).
+
+Landing corrects a step's normal part only. Its tangent part is the objective's gradient projected on the learned
+tangent space, whose small error passes a share of the gradient's normal part along the data (1e-3 to 1e-2 of it on
+a learned circle), so an objective that pulls far off the data biases optimisers and flows along it in proportion
+to its pull: a target 50 above a learned circle, RiemannianAdam with landing ended 0.133 rad from the constrained
+minimiser (a target 5 above: 0.012). Keep targets near the data (land them first, ``projx``)."""
 
 from __future__ import annotations
 
@@ -13,13 +20,15 @@ from torch import Tensor
 
 from .geometry import Eigenpairs, eigenpairs, intrinsic_dimension, spectral_apply
 from .metrics.base import rounding_eps
+from .metrics.knn import KNNCDC
 from .models import MetricModel
 from .precision import full_precision
 
 if TYPE_CHECKING:
     from .manifold import LearnedDataManifold
 
-__all__ = ["data_centre", "land", "normal_landing", "residual_rounding", "warn_off_data"]
+__all__ = ["data_centre", "ends_off_data", "land", "normal_landing", "off_data_threshold", "residual_rounding",
+           "warn_flow_ends", "warn_off_data"]
 
 RESOLUTION_WARN = 0.1
 """`land` warns (once per manifold) where the spacing of the points' own coordinates exceeds this fraction of σ
@@ -44,6 +53,11 @@ def land(manifold: LearnedDataManifold, xf: Tensor) -> Tensor:
     moved less than ``σ/2`` by the denoiser), or for a field without bandwidths, it is returned unchanged at once.
     Otherwise (no landmarks to tell) it descends from ``σ_max``, and if it still sees no normal space at ``σ``
     afterwards it is returned unchanged too (the descent would pull data filling ``R^D`` towards their mean).
+    The centre of a sphere or circle, and points in such a hole generally, land only where the descent leaves the
+    hole: on an exact hand-made sphere it does, but on trained models the denoiser's flow from a nearly symmetric
+    point stays near the centre, and a field with landmarks then refuses it (``ValueError``, "did not land"; a
+    learned unit sphere with ``σ_max = 4``: radius 0.001 to 0.3 refused, 0.5 landed). Land points off the
+    data's holes, or start from data points.
     For fields whose bandwidth can vary (`CoMetricField.landing_bandwidths`) it follows the deterministic
     probability-flow ODE of the denoiser, ``dx/dσ = (x − x̂(x, σ))/σ``, by Euler steps
     ``x ← x + (1 − σ'/σ_k)(x̂(x, σ_k) − x)`` from ``σ_0 = clamp(‖x̂(x, σ) − x‖, σ, σ_max)`` (the distance to the
@@ -57,7 +71,7 @@ def land(manifold: LearnedDataManifold, xf: Tensor) -> Tensor:
 
     Raises:
         ValueError: some finite points did not converge within ``manifold.landing_steps`` iterations, or points
-            found far from the field's data are still far from it afterwards.
+            found far from the field's data are still far from it afterwards (farther than `off_data_threshold`).
     """
     field = manifold.field
     bands = field.landing_bandwidths()
@@ -160,7 +174,8 @@ def land(manifold: LearnedDataManifold, xf: Tensor) -> Tensor:
         if bool(still.any()):
             raise ValueError(f"x: {int(still.sum())} of {xf.shape[0]} point(s) did not land on the data: after "
                              f"landing they are up to {gap.max().item():.3g} from the nearest data point the field "
-                             f"holds (a model's landmarks), farther than sigma = {sigma:.3g}: start nearer the data, "
+                             f"holds (a model's landmarks), farther than {_threshold_text(field, sigma)}: start "
+                             "nearer the data, "
                              "or use another sigma: a smaller one where sigma is large against the data (the "
                              "denoiser's fixed points then lie off the data), a larger one where the data are "
                              "noisy at this scale (below the noise the denoiser barely moves points)")
@@ -215,9 +230,68 @@ def warn_off_data(field, x: Tensor, caller: str, stacklevel: int = 5) -> None:
     if gap is not None and bool((gap > 0).any()):
         off = gap > 0
         warnings.warn(f"{caller}: {int(off.sum())} of {x.shape[0]} landed end point(s) lie up to "
-                      f"{gap.max().item():.3g} from the nearest data point the field holds, farther than sigma = "
-                      f"{sigma:.3g}: the denoiser at this sigma does not bring them back to the data (a larger "
-                      "sigma where the data are noisy at this scale, or a shorter flow, may)", stacklevel=stacklevel)
+                      f"{gap.max().item():.3g} from the nearest data point the field holds, farther than "
+                      f"{_threshold_text(field, sigma)}: the denoiser at this sigma does not bring them back to the "
+                      "data (a larger sigma where the data are noisy at this scale, or a shorter flow, may)",
+                      stacklevel=stacklevel)
+
+
+def ends_off_data(field, ends: dict[str, Tensor], caller: str, advice: str, stacklevel: int = 5) -> Tensor | None:
+    """``(B,)``: for each row, the largest distance of the points ``ends`` (name → ``(B, D)``) from the nearest data
+    point the field holds where it lies beyond the data (as `land` refuses afterwards, `off_data_threshold`),
+    else 0; ``None`` for a field that holds no data (`CoMetricField.beyond_data`; hand-made fields). Warns once
+    where any lies beyond, naming which (e.g. ``x0``, ``x1``), how far, and ``advice``: the learned geometry is
+    extrapolation there (SPEC §6: a geodesic to a point 2 above a learned circle came out 5 times the straight
+    segment, "converged"). The default ``stacklevel`` points at the caller of a public function under
+    `full_precision` and ``inference_mode`` wrappers."""
+    sigma = _landing_sigma(field)
+    gaps = {name: _beyond(field, x, sigma) for name, x in ends.items() if x.shape[0]}
+    if not gaps or any(gap is None for gap in gaps.values()):
+        return None
+    named = [f"{name} ({int((gap > 0).sum())} of {gap.shape[0]})" for name, gap in gaps.items()
+             if bool((gap > 0).any())]
+    worst = torch.stack(list(gaps.values())).amax(0)
+    if named:
+        warnings.warn(f"{caller}: points beyond the data: {', '.join(named)}, up to {worst.max().item():.3g} from "
+                      f"the nearest data point the field holds (its data or a model's landmarks), farther than "
+                      f"{_threshold_text(field, sigma)}: the learned geometry is only defined near the data; "
+                      f"{advice}", stacklevel=stacklevel)
+    return worst
+
+
+def warn_flow_ends(field, ends: dict[str, Tensor], caller: str, landing: bool) -> None:
+    """`ends_off_data` for a flow (`flows.gradient_flow`, `flows.interpolate`) with or without ``landing``: its
+    advice names ``landing=True`` where the flow has it off and the field can land."""
+    land_too = not landing and getattr(field, "can_project", False)
+    ends_off_data(field, ends, caller, "move the points onto the data first (e.g. manifold.projx)"
+                  + (" or use landing=True" if land_too else "") + ", or expect paths without meaning", stacklevel=6)
+
+
+def off_data_threshold(field) -> float | None:
+    """The distance from the nearest data point the field holds beyond which a point is off the data (what `land`
+    refuses afterwards, `warn_off_data` and `ends_off_data` report): the larger of the landing ``σ`` and
+    `KNNCDC.far_distance` of those points (`KNNCDC.beyond_data`; a model's landmarks: a few typical spacings,
+    more where the data hold wide gaps, as curves do), e.g. 66 pixels on the 8×8 digits at ``σ = 17.3``. ``None``
+    where the field holds no `KNNCDC` data graph."""
+    graph = _graph(field)
+    return None if graph is None else max(_landing_sigma(field), graph.far_distance())
+
+
+def _graph(field) -> KNNCDC | None:
+    """The data points the field holds as a `KNNCDC` (the field itself, or a model's landmarks), else ``None``."""
+    inner = getattr(field, "inner_field", None)  # a wrapper's (`Regularised`, `TangentBundle`): its field's
+    graph = field if isinstance(field, KNNCDC) else getattr(field, "data_graph", None)
+    return graph if isinstance(graph, KNNCDC) else (_graph(inner) if inner is not None else None)
+
+
+def _threshold_text(field, sigma: float) -> str:
+    """The off-data threshold `_beyond` applies, in words (`off_data_threshold`)."""
+    graph = _graph(field)
+    if graph is None:
+        return f"sigma = {sigma:.3g} and than a point on the data can be"
+    far, spacing = graph.far_distance(), graph._spacing()
+    return (f"{max(sigma, far):.3g} (the larger of sigma = {sigma:.3g} and {far:.3g}, {far / spacing:.3g} times the "
+            f"{spacing:.3g} typical spacing of those points, beyond which a point is off them)")
 
 
 def residual_rounding(field, x: Tensor, eps: float) -> Tensor:
@@ -262,9 +336,13 @@ def _warn_resolution(manifold: LearnedDataManifold, x: Tensor, eps: float, sigma
 
 
 def _landing_sigma(field) -> float:
-    """The bandwidth a field lands at: the low end of its `landing_bandwidths`, else its ``sigma`` (or 1)."""
+    """The bandwidth a field lands at: the low end of its `landing_bandwidths`, else its ``sigma`` (a wrapper's: its
+    field's; or 1)."""
     bands = field.landing_bandwidths()
-    return bands[0] if bands is not None else float(getattr(field, "sigma", 1.0))
+    if bands is not None:
+        return bands[0]
+    inner = getattr(field, "inner_field", None)  # a wrapper's (`Regularised`, `TangentBundle`): its field's σ
+    return float(getattr(field, "sigma", 1.0)) if inner is None or hasattr(field, "sigma") else _landing_sigma(inner)
 
 
 def _beyond(field, x: Tensor, sigma: float) -> Tensor | None:

@@ -68,7 +68,7 @@ from torch import Tensor
 from .checks import is_real
 from .geometry import Eigenpairs, eigenpairs, intrinsic_dimension, lowrank_apply, lowrank_inner, spectral_apply
 from .landing import land
-from .manifold_cache import cache_bypassed, cache_entry, cache_hit, field_settings, forward_mode, vmapped
+from .manifold_cache import cache_bypassed, cache_entry, cache_hit, field_key, field_settings, forward_mode, vmapped
 from .manifold_checks import CheckedManifold, check_decomposition, check_tangent_dim
 from .manifold_no_closed_form import NoClosedForms
 from .metrics.base import CoMetricField, as_points, check_count, check_scalar
@@ -270,8 +270,9 @@ class LearnedDataManifold(NoClosedForms, CheckedManifold):
         if cache_bypassed(xf):
             return {"A": self._field_factor(xf), "pairs": None, "checked": False}
         entry = self._cache
-        if entry is None or not cache_hit(self.field, entry, xf):  # (cache_hit: False for None, said to mypy)
-            entry = cache_entry(self.field, xf, self._field_factor(xf))
+        key = field_key(self.field)  # read once: the lookup and, on a miss, the new entry share it
+        if entry is None or not cache_hit(self.field, entry, xf, key):  # (cache_hit: False for None, said to mypy)
+            entry = cache_entry(self.field, xf, self._field_factor(xf), key=key)
             self._cache = entry
         return entry
 

@@ -29,8 +29,12 @@ class SigmaEmbedding(nn.Module):
 
     def __init__(self, dim: int, n_freqs: int = 16, f_min: float = 0.05, f_max: float = 8.0):
         super().__init__()
-        freqs = torch.exp(torch.linspace(math.log(f_min), math.log(f_max), n_freqs))
-        self.register_buffer("freqs", freqs, persistent=False)
+        # computed on the CPU (the same values on every device), then moved to the default device: built under
+        # ``torch.device("meta")`` (`model_file`'s shape check) ``exp`` ran a Python decomposition that imported
+        # ``torch._dynamo``, 1.2 s of a process's first `load_model` (tester C of the 32nd round; so did the head's
+        # ``normal_``, skipped on meta in `FiLMResMLP`)
+        freqs = torch.exp(torch.linspace(math.log(f_min), math.log(f_max), n_freqs, device="cpu"))
+        self.register_buffer("freqs", freqs.to(torch.get_default_device()), persistent=False)
         self.mlp = nn.Sequential(nn.Linear(2 * n_freqs + 1, dim), nn.SiLU(), nn.Linear(dim, dim))
 
     def forward(self, sigma: Tensor) -> Tensor:
@@ -116,7 +120,8 @@ class FiLMResMLP(nn.Module):
         self.blocks = nn.ModuleList(FiLMResBlock(hidden, emb_dim) for _ in range(depth))
         self.norm = nn.LayerNorm(hidden) if final_norm else nn.Identity()
         self.head = nn.Linear(hidden, self.dim * out_channels, bias=out_bias)
-        nn.init.normal_(self.head.weight, std=head_std)
+        if not self.head.weight.is_meta:  # (a meta twin has no values: its normal_ imported torch._dynamo)
+            nn.init.normal_(self.head.weight, std=head_std)
         if out_bias:
             nn.init.zeros_(self.head.bias)
 

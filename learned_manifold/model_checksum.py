@@ -11,7 +11,7 @@ from torch import Tensor
 
 __all__ = ["CHECKSUM_KEY", "checksum", "verify_checksum"]
 
-CHECKSUM_KEY = "sha256"  # optional: files written before it have none
+CHECKSUM_KEY = "sha256"  # absent only from version-1 files (written before checksums); version 2 always has it
 
 
 class _Named(Protocol):
@@ -34,8 +34,17 @@ def checksum(metadata: dict[str, str], tensors: dict[str, Tensor]) -> str:
 
 def verify_checksum(reader: _Named, metadata: dict, tensors: dict[str, Tensor]) -> None:
     """Raise ``reader.error(...)`` (a `ModelFileError` naming the file) where the file's stored checksum does not
-    match the ``metadata`` and ``tensors`` read; a file without one (written before checksums) passes."""
+    match the ``metadata`` and ``tensors`` read, or where a file of format version 2 or later has none (every
+    writer of version 2, model and VAE files alike, wrote one: git history from its introduction on, so its
+    absence means the file was edited, and the edit may have changed a weight). A version-1 file without one
+    (written before checksums) passes. ``metadata["version"]`` has been checked to be a version this library
+    reads (`model_file_notes.version_problem`)."""
     stored = metadata.get(CHECKSUM_KEY)
-    if stored is not None and checksum(metadata, tensors) != stored:
+    if stored is None:
+        if metadata.get("version") != "1":
+            raise reader.error(f"was not loaded: version {metadata.get('version')} files carry a checksum "
+                               f"({CHECKSUM_KEY!r}); this one has none: it was edited after writing")
+        return
+    if checksum(metadata, tensors) != stored:
         raise reader.error("is corrupted: its contents do not match the SHA-256 checksum written with them (a "
                            "byte of the weights or metadata changed since it was saved); it was not loaded")

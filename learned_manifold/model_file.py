@@ -14,7 +14,7 @@ this order, each step before the next reads or allocates anything:
 5. only then the tensor data is read; every value must be finite and the data scale positive;
 6. last, the SHA-256 checksum written with the file (metadata ``sha256``, over the config, the extra metadata and
    every tensor) must match what was read: a changed byte anywhere is refused, not loaded as a different model.
-   Files written before the checksum (no ``sha256``) skip this step.
+   Version-1 files without one (written before checksums) skip this step; version 2 without one is refused.
 
 Writing is atomic (temporary file in the same folder, then ``os.replace``), so a crash never leaves a
 truncated model where a good one was; a new file gets the permissions of an ordinary ``open`` under the user's

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from .checks import as_index, is_real
 from .dimension import warn_if_dropping
-from .geometry import eigenpairs, intrinsic_dimension, lowrank_apply, lowrank_solve, spectral_apply
+from .geometry import eigenpairs, intrinsic_dimension, lowrank_apply, lowrank_solve, spectral_apply, truncate_basis
 from .metrics.base import CoMetricField, as_field
 from .metrics.factor_checks import FactorContractError
 from .path_energies import path_energy
@@ -202,6 +202,9 @@ class Regularised(CoMetricField):
     def length_scale(self) -> float | None:
         return self.inner_field.length_scale()
 
+    def beyond_data(self, x: Tensor) -> Tensor | None:
+        return self.inner_field.beyond_data(x)
+
     def landing_bandwidths(self) -> tuple[float, float] | None:
         return self.inner_field.landing_bandwidths()
 
@@ -229,8 +232,14 @@ class TangentBundle(CoMetricField):
         self.dim, self.centred = field.dim, field.centred
         self.seen: list[Tensor] | None = None  # where `recording` collects the eigenvalues ``metric`` meets
 
+    @full_precision
     def factor(self, x: Tensor, **kwargs) -> Tensor:
-        return self.inner_field.factor(x, **kwargs)
+        """``(B, D)`` → ``(B, D, r)``: a factor of the restricted ``G_d = Û_d Λ_d Û_dᵀ`` that ``apply`` applies
+        (columns past each point's ``d`` zero), not the wrapped field's ``A``, whose ``AAᵀ`` is all of ``G``."""
+        pairs = eigenpairs(self.inner_field.factor(x, **kwargs))
+        d = (intrinsic_dimension(pairs.values) if self.tangent_dim is None
+             else torch.full(pairs.values.shape[:1], self.tangent_dim, device=x.device))
+        return truncate_basis(pairs.vectors * pairs.values.clamp_min(0).sqrt().unsqueeze(-2), d)
 
     @full_precision
     def apply(self, x: Tensor, w: Tensor) -> Tensor:
@@ -247,6 +256,9 @@ class TangentBundle(CoMetricField):
 
     def length_scale(self) -> float | None:
         return self.inner_field.length_scale()
+
+    def beyond_data(self, x: Tensor) -> Tensor | None:
+        return self.inner_field.beyond_data(x)
 
 
 def reporting_metric(field: CoMetricField, tangent_dim: int | None = None) -> CoMetricField:

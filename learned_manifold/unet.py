@@ -265,7 +265,8 @@ class UNet(nn.Module):
         self.up = nn.ModuleList(up)
         self.out_norm = nn.GroupNorm(_largest_divisor(ch, groups), ch)
         self.head = nn.Conv2d(ch, out_channels * C, 3, padding=1, bias=out_bias)
-        nn.init.normal_(self.head.weight, std=head_std)
+        if not self.head.weight.is_meta:  # (a meta twin has no values: its normal_ imported torch._dynamo)
+            nn.init.normal_(self.head.weight, std=head_std)
         if out_bias:
             nn.init.zeros_(self.head.bias)
 

@@ -14,7 +14,8 @@ header checks and tensor reads), in the same order, each step before the next re
 4. the VAE is built on the ``meta`` device and every tensor name and shape compared with the header, so a
    config claiming a huge network in a small file is refused without allocating it;
 5. only then the data are read: every value finite, ``scale > 0``, RBF bandwidths ``> 0``, weights ``W ≥ 0``;
-6. the SHA-256 checksum written with the file must match (`model_file.checksum`; files without one skip it).
+6. the SHA-256 checksum written with the file must match (`model_file.checksum`; version-1 files without one skip it; a
+   version-2 file without one is refused).
 
 Every refusal is one `ModelFileError` (a ``ValueError``) naming the file. Writing is atomic
 (`model_file.atomic_write_bytes`: same-folder temporary file and rename, umask respected, a symlink or special

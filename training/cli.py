@@ -2,7 +2,7 @@
 
     learned-manifold train DATA --out MODEL [--steps N] [--rank R] [--batch-size B] [--seed S]
                            [--device DEV] [--resume | --overwrite] ...
-    learned-manifold demo [--out DIR] [--dataset NAME] [--quick]
+    learned-manifold demo [--out DIR] [--dataset NAME] [--precision P] [--quick]
     learned-manifold info MODEL [--json] [--data DATA]
     learned-manifold show MODEL DATA --out DIR [--num-points N] [--pairs P]
     learned-manifold train-vae DATA --out VAE --latent-dim D [--steps N]; encode VAE DATA --out CODES.npy
@@ -36,9 +36,10 @@ from learned_manifold.models import LOSSES, SAMPLER_NAMES
 from learned_manifold.precision import PRECISIONS
 from learned_manifold.unet import UNET_PRESETS
 
-from . import cli_console, cli_show, vae_cli
+from . import cli_console, cli_demo, cli_show, vae_cli
 from .cli_console import compile_cache_hint, out_of_memory, out_of_memory_advice, sigterm_as_interrupt, tolerant_stdout
 from .cli_data import add_layout_arg, as_num_points, point_count, read_data
+from .cli_flags import as_flags
 from .config import BACKBONE_CHOICES, TRAIN_INPUT_SCALINGS, TrainConfig
 from .info import run_info
 from .loader_failures import DataReadingFailed
@@ -49,7 +50,6 @@ from .runtime import TrainingInterrupted, check_training_tensor, init_distribute
 __all__ = ["build_parser", "main"]
 
 _DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
-_FLAGS = {**{f.name: "--" + f.name.replace("_", "-") for f in fields(TrainConfig)}, "centred": "--uncentred"}
 
 
 class _Help(argparse.ArgumentDefaultsHelpFormatter):
@@ -99,6 +99,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=_DEFAULTS["batch_size"],
                    help="points per step (the global batch under DDP)")
     p.add_argument("--hidden", type=int, default=_DEFAULTS["hidden"], help="MLP width")
+    p.add_argument("--emb-dim", type=int, default=_DEFAULTS["emb_dim"],
+                   help="MLP: width of the noise-level (sigma) embedding")
     p.add_argument("--final-norm", action=argparse.BooleanOptionalAction, default=_DEFAULTS["final_norm"],
                    help="MLP: a LayerNorm before the heads (the network before the sixth session) (default: on, "
                         "off where --input-scaling resolves to gaussian)")
@@ -113,6 +115,11 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                         "min(4096, 2^21 / D) of them; 0: the file holds no data points; at least 2 otherwise)")
     p.add_argument("--lr", type=float, default=_DEFAULTS["lr"],
                    help="AdamW learning rate (warm-up, then cosine decay to lr/10)")
+    p.add_argument("--weight-decay", type=float, default=_DEFAULTS["weight_decay"], help="AdamW weight decay")
+    p.add_argument("--warmup", type=float, default=_DEFAULTS["warmup"],
+                   help="fraction of the steps over which the learning rate rises linearly to --lr")
+    p.add_argument("--ema", type=float, default=_DEFAULTS["ema"],
+                   help="decay of the exponential moving average of the weights that the model file keeps (0: off)")
     p.add_argument("--sampler", default=_DEFAULTS["sampler"], choices=SAMPLER_NAMES,
                    help="training bandwidth distribution")
     p.add_argument("--sigma-min", type=float, default=_DEFAULTS["sigma_min"],
@@ -165,12 +172,15 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                         "(the data's linear denoiser applied to it, plus a linear skip for the denoiser; "
                         "benchmarks/RESULTS.md), auto (gaussian for the MLP when the data's linear span has at most "
                         "half the dimensions, else none)")
+    p.add_argument("--gaussian-rank", type=int, default=_DEFAULTS["gaussian_rank"],
+                   help="--input-scaling gaussian: principal directions of its Gaussian model of the data (at most "
+                        "D)")
     p.add_argument("--grad-clip", type=float, default=_DEFAULTS["grad_clip"],
                    help="gradient-norm clipping (0 disables). The norm is on this library's scale: its factor "
                         "loss is 4D² times the paper code's (D the data dimension) and its factor √2 times (the "
                         "εεᵀ convention, SPEC §1), so the factor's gradients are 2√2·D² to 4D² times the paper's "
                         "(4D² = 16,384 at D = 64): the paper's clip value 1.0 does not transfer")
-    p.add_argument("--tikhonov", type=float, default=0.0,
+    p.add_argument("--tikhonov", type=float, default=_DEFAULTS["tikhonov"],
                    help="Tikhonov term λ_T in G = AAᵀ + λ_T I, in this library's units: 2 x the paper code's "
                         "tikhonov_epsilon gives the same gradients (its G is half of this one's, SPEC §1)")
     p.add_argument("--loss", default="lowrank", choices=LOSSES, help="full: rank = D, small D only")
@@ -179,12 +189,14 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                         "than fp32 on this device: a timing, which may differ between two runs; for bit-identical "
                         "reruns set --precision fp32 or bf16) | fp32 | bf16")
     p.add_argument("--compile", action="store_true", help="torch.compile the networks")
-    p.add_argument("--val-every", type=int, default=0,
+    p.add_argument("--val-every", type=int, default=_DEFAULTS["val_every"],
                    help="validation period in steps (0: at the end); centred runs validate only once the factor "
                         "trains, after the denoiser warm-up (--denoiser-warmup)")
-    p.add_argument("--checkpoint-every", type=int, default=500,
+    p.add_argument("--val-points", type=int, default=_DEFAULTS["val_points"],
+                   help="held-out points for validation and the choice of the default sigma (at most N / 5)")
+    p.add_argument("--checkpoint-every", type=int, default=_DEFAULTS["checkpoint_every"],
                    help="checkpoint period in steps (0: only at the end and when interrupted)")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=int, default=_DEFAULTS["seed"],
                    help="seeds the sample of a built-in data set or image folder, the data split, the "
                    "initialisation and every batch (under --precision auto the weights also depend on its timing "
                    "probe: for bit-identical reruns set --precision fp32 or bf16)")
@@ -208,25 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train_args(sub.add_parser("train", help="train a metric-matching model", formatter_class=_HELP,
                                    allow_abbrev=False))
-    demo = sub.add_parser("demo", help="train on a built-in dataset, optimise and interpolate on it, report",
-                          formatter_class=_HELP, allow_abbrev=False)
-    demo.add_argument("--out", default="demo-output",
-                      help="output folder (model.lmm, report.json, plots, and model.lmm.train-state.pt, the final "
-                           "training state, a few times the model's size). A folder holding files of those names is "
-                           "refused unless it is an earlier demo's (its model.lmm written by the demo), whose files "
-                           "are replaced, all together, only when the new run finishes: an interrupted demo leaves "
-                           "the folder as it was")
-    demo.add_argument("--dataset", default="torus",
-                      help="built-in dataset with known geometry (torus, sphere, circle, swiss_roll, union, sphere8), "
-                           "or images: digits or blobs (pictures of the learned geometry of images)")
-    demo.add_argument("--num-points", type=point_count, default=None,
-                      help="number of points (default: 4000; digits: all 1,797 images)")
-    demo.add_argument("--steps", type=int, default=2500, help="training steps")
-    demo.add_argument("--seed", type=int, default=0, help="seeds the data and the training")
-    demo.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
-    demo.add_argument("--quick", action="store_true",
-                      help="a much shorter run (smoke test): at most 1500 points and 500 steps (image data sets: "
-                           "300 steps)")
+    cli_demo.add_subcommand(sub, _HELP)
     info = sub.add_parser("info", help="summarise a model file (complete?, data, size, training, validation)",
                           formatter_class=_HELP, allow_abbrev=False)
     info.add_argument("model", help="a model file written by `learned-manifold train`")
@@ -241,23 +235,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_MLP_ONLY = {"--hidden": _DEFAULTS["hidden"], "--depth": _DEFAULTS["depth"], "--final-norm": _DEFAULTS["final_norm"],
-             "--norm-feature": _DEFAULTS["norm_feature"]}
+_MLP_ONLY = {"--hidden": _DEFAULTS["hidden"], "--depth": _DEFAULTS["depth"], "--emb-dim": _DEFAULTS["emb_dim"],
+             "--final-norm": _DEFAULTS["final_norm"], "--norm-feature": _DEFAULTS["norm_feature"]}
 """Options that size the MLP only: given for data the UNet trains, the command warns."""
-
-
-def _as_flags(message: str) -> str:
-    """Name the command-line option instead of the `TrainConfig` field in a settings error: the leading word (or
-    comma-separated words), and any other field name with an underscore (no English word has one)."""
-    message = re.sub(r"^\w+(?:, \w+)*", lambda m: ", ".join(_FLAGS.get(w, w) for w in m.group(0).split(", ")),
-                     message)  # a leading list too: "hidden, depth size the MLP only, ..."
-    return re.sub(r"(?<![-\w])([a-z]+_[a-z_]+)\b", lambda m: _FLAGS.get(m.group(1), m.group(1)), message)
 
 
 def _config(args: argparse.Namespace) -> TrainConfig:
     try:
         return TrainConfig(
             steps=args.steps, batch_size=args.batch_size, rank=args.rank, hidden=args.hidden, depth=args.depth,
+            emb_dim=args.emb_dim, gaussian_rank=args.gaussian_rank, weight_decay=args.weight_decay,
+            warmup=args.warmup, ema=args.ema, val_points=args.val_points,
             final_norm=args.final_norm, norm_feature=args.norm_feature,
             backbone=args.backbone, preset=args.preset,
             lr=args.lr, sampler=args.sampler, sigma_min=args.sigma_min, sigma_max=args.sigma_max,
@@ -274,7 +262,7 @@ def _config(args: argparse.Namespace) -> TrainConfig:
             checkpoint_every=args.checkpoint_every, seed=args.seed, landmarks=args.landmarks,
         )
     except (TypeError, ValueError) as err:
-        raise ValueError(_as_flags(str(err))) from None
+        raise ValueError(as_flags(str(err))) from None
 
 
 def _resume_command(argv: list[str]) -> str:
@@ -326,7 +314,7 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
                     warnings.filterwarnings("ignore", message=r".* the MLP only and (is|are) ignored")
                     arch = config.model_spec(tuple(data.shape[1:]))[0]  # rank <= D; backbone, preset fit the data
             except ValueError as err:
-                raise ValueError(_as_flags(str(err))) from None
+                raise ValueError(as_flags(str(err))) from None
             unused = [flag for flag, default in _MLP_ONLY.items() if getattr(args, flag[2:].replace("-", "_"))
                       != default]
             if arch == "unet" and unused and writes:  # a config may serve both kinds of data; a command names one
@@ -397,20 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "train":
             return _train(args, argv)
         if args.command == "demo":
-            from .demo import run_demo
-            from .image_demo import IMAGE_DEMOS, run_image_demo
-
-            resolve_device(args.device, name="--device")
-            try:
-                if args.dataset in IMAGE_DEMOS:
-                    run_image_demo(out=args.out, dataset=args.dataset, steps=args.steps, seed=args.seed,
-                                   device=args.device, quick=args.quick, n=args.num_points)
-                    return 0
-                run_demo(out=args.out, dataset=args.dataset, n=4000 if args.num_points is None else args.num_points,
-                         steps=args.steps, seed=args.seed, device=args.device, quick=args.quick)
-            except ValueError as err:  # the settings' own names, as flags
-                raise ValueError(as_num_points(_as_flags(str(err)))) from None
-            return 0
+            return cli_demo.run(args)
         if args.command == "show":
             return cli_show.run(args)
         if args.command in vae_cli.COMMANDS:

@@ -1,6 +1,7 @@
 """The ``show`` subcommand of ``learned-manifold``: pictures of a model's geometry of images (`show.run_show`).
 
-    learned-manifold show MODEL DATA --out DIR [--overwrite] [--num-points N] [--pairs P] [--seed S] [--layout L]
+    learned-manifold show MODEL DATA --out DIR [--overwrite] [--num-points N] [--pairs P] [--path-points K]
+                          [--classifier-steps S] [--seed S] [--layout L]
 
 `add_subcommand` adds its parser to the main command's subparsers; `run` executes it. A model whose points are
 not images is refused before the data are read, and so is an ``--out`` that cannot be written or that holds an
@@ -33,6 +34,9 @@ def add_subcommand(subparsers: argparse._SubParsersAction,
                            "and the earlier strips this run does not draw are then removed")
     show.add_argument("--num-points", type=int, default=256, help="points for the spectra and the histogram")
     show.add_argument("--pairs", type=int, default=3, help="interpolation pairs (same class where labels exist)")
+    show.add_argument("--path-points", type=int, default=17, help="images per interpolation path, both ends counted")
+    show.add_argument("--classifier-steps", type=int, default=400,
+                      help="training steps of the classifier that scores the interpolations (data with labels)")
     show.add_argument("--seed", type=int, default=0, help="seeds the choice of points and pairs")
     add_layout_arg(show)
 
@@ -44,9 +48,9 @@ def run(args: argparse.Namespace) -> int:
     from .data import as_model_points
     from .show import check_image_model, check_show_folder, run_show
 
-    for name in ("num_points", "pairs"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    for name, low in (("num_points", 1), ("pairs", 1), ("path_points", 2), ("classifier_steps", 1)):
+        if getattr(args, name) < low:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(args, name)}")
     if not args.out.strip():
         raise ValueError("--out is empty: give a folder for the pictures")
     check_show_folder(args.out, args.data, overwrite=args.overwrite)  # before the model and the data are read
@@ -58,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         data, labels = as_model_points(got.x, model.data_shape, "DATA"), got.labels
         names = got.class_names if labels is not None else None  # a folder's class folders, a text "labels" entry
     report = run_show(model, data, args.out, labels=labels, n_points=args.num_points, n_pairs=args.pairs,
-                      seed=args.seed, data_source=args.data, class_names=names, overwrite=args.overwrite)
+                      path_points=args.path_points, classifier_steps=args.classifier_steps, seed=args.seed,
+                      data_source=args.data, class_names=names, overwrite=args.overwrite)
     print(f"wrote the pictures and show.json to {args.out}; median dimension {report['median_dimension']:g}")
     return 0

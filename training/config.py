@@ -29,8 +29,8 @@ from .losses import FACTOR_TARGETS
 from .recipe_checks import check_recipe
 
 __all__ = ["BACKBONE_CHOICES", "DEFAULT_FACTOR_CLIP", "DEFAULT_LANDMARKS", "DEFAULT_RANK", "DENOISER_WARMUP",
-           "HIGH_DIMENSION_WARMUP", "MAX_SEED", "NORM_SPREAD", "SPAN_FRACTION", "TRAIN_INPUT_SCALINGS", "TrainConfig",
-           "is_image_shape"]
+           "HIGH_DIMENSION_WARMUP", "MAX_BATCH", "MAX_SEED", "NORM_SPREAD", "SPAN_FRACTION", "TRAIN_INPUT_SCALINGS",
+           "TrainConfig", "is_image_shape"]
 
 BACKBONE_CHOICES = ("auto", "mlp", "unet")
 
@@ -51,6 +51,8 @@ points of the built-in digits, 4,096 points of the swiss roll, 512 images of 64 
 
 MAX_SEED = 2**63 // 1_000_003 - 2**32  # batches are keyed by seed * 1_000_003 + step (a 64-bit generator seed)
 MAX_STEPS = 2**31
+MAX_BATCH = 2**31
+"""The largest batch size (`TrainConfig`, `vae_trainer.VAETrainConfig`)."""
 MAX_JACOBIAN_PROBES = 64  # each probe is one more backward pass per step
 
 DEFAULT_FACTOR_CLIP = 4.0
@@ -222,7 +224,9 @@ class TrainConfig:
         val_every: validation period in steps (``0``: only at the end); a centred run validates only once the
             factor trains (150 steps, warm-up 0.5, ``val_every=25``: at 100, 125, 150), at the initial σ
             (`validation.initial_sigma`), not the one chosen at the end; kept in the file's ``"periodic"``.
-        checkpoint_every: checkpoint period (``0``: only at the end and on interruption).
+        checkpoint_every: checkpoint period (``0``: only at the end and on interruption); by default every 500
+            steps, as ``learned-manifold train`` does (its default is this one), so that a run killed before the
+            end (``kill -9``, a crash) can be resumed (`trainer.train`'s ``resume``).
         val_points: held-out points for validation and σ selection, silently at most ``N // 5`` (600 points hold out
             120 of 500); the file records ``num_val_points`` and ``num_train_points`` (`info` prints them).
         precision: ``"auto"`` (bf16 autocast only where a short probe of this run's training step measures it
@@ -284,7 +288,7 @@ class TrainConfig:
     grad_clip: float = 0.0
     ema: float = 0.999
     val_every: int = 0
-    checkpoint_every: int = 0
+    checkpoint_every: int = 500
     val_points: int = 500
     precision: str = "auto"
     compile: bool = False
@@ -293,7 +297,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.steps = check_int(self.steps, "steps", 1, MAX_STEPS)
-        self.batch_size = check_int(self.batch_size, "batch_size", 1, 2**31)
+        self.batch_size = check_int(self.batch_size, "batch_size", 1, MAX_BATCH)
         if self.rank is not None:
             self.rank = check_int(self.rank, "rank", 1, MAX_RANK)
         self.hidden = check_int(self.hidden, "hidden", 1, MAX_WIDTH)

@@ -42,7 +42,7 @@ from .show import SHOW_FILES, is_strip
 from .trainer import TrainConfig, train
 from .validation import distrust
 
-__all__ = ["DEMO_FILES", "check_demo_folder", "demo_files", "run_demo", "staged"]
+__all__ = ["DEMO_FILES", "DEMO_STEPS", "check_demo_folder", "demo_files", "run_demo", "staged"]
 
 
 def _say(msg: str) -> None:
@@ -95,6 +95,10 @@ MIN_POINTS = 10
 
 QUICK_LIMITS = (1500, 500)
 """``quick=True`` trains on at most this many points, for at most this many steps."""
+
+DEMO_STEPS = 2500
+"""The demos' training steps (`run_demo`, `image_demo.run_image_demo`, ``learned-manifold demo --steps``); the
+digits demo's recorded numbers (benchmarks/RESULTS.md) used 2,500."""
 
 
 DEMO_FILES = ("model.lmm", "model.lmm.train-state.pt", "report.json", "tangent_frames.png", "spectrum.png",
@@ -195,10 +199,12 @@ def staged(out_dir: Path) -> Iterator[Path]:
     shutil.rmtree(stage, ignore_errors=True)
 
 
-def run_demo(*, out: str = DEFAULT_OUT, dataset: str = "torus", n: int = 4000, steps: int = 2500, seed: int = 0,
-             device: str = "auto", quick: bool = False) -> dict:
+def run_demo(*, out: str = DEFAULT_OUT, dataset: str = "torus", n: int = 4000, steps: int = DEMO_STEPS,
+             seed: int = 0, device: str = "auto", quick: bool = False, precision: str = "auto") -> dict:
     """Run the demo and return the report (also written to ``OUT/report.json``). ``quick``: at most
-    `QUICK_LIMITS` points and steps (a note says so where they cut ``n`` or ``steps``).
+    `QUICK_LIMITS` points and steps (a note says so where they cut ``n`` or ``steps``). ``precision``: the
+    training's (`TrainConfig.precision`; ``"auto"`` times a probe, so for bit-identical reruns of one ``seed`` set
+    ``"fp32"`` or ``"bf16"``).
 
     The files are written into a staging folder and moved into ``out`` when the run has finished (`staged`): an
     interrupted or failed run leaves ``out`` as it was.
@@ -222,8 +228,8 @@ def run_demo(*, out: str = DEFAULT_OUT, dataset: str = "torus", n: int = 4000, s
     if manifold is None:
         raise ValueError(f"the demo needs a dataset with known geometry; {dataset!r} has none")
     D = data.reshape(n, -1).shape[1]
-    config = TrainConfig(steps=steps, batch_size=512, rank=min(D, 16), hidden=128, depth=3, emb_dim=64,
-                         seed=seed, val_points=400)  # its checks before anything is written
+    config = TrainConfig(steps=steps, batch_size=512, rank=min(D, 16), hidden=128, depth=3, emb_dim=64, seed=seed,
+                         val_points=400, precision=precision, checkpoint_every=0)  # checks before anything is written
     with staged(out_dir) as stage:  # the folder changes only when every file is ready
         report = _train_and_report(stage, out_dir, data, manifold, config, dataset=dataset, quick=quick,
                                    device=device, t_start=t_start)

@@ -21,7 +21,7 @@ from learned_manifold.metrics import LearnedCDC
 from learned_manifold.model_file import atomic_write_bytes
 
 from .data import get_image_dataset
-from .demo import DEFAULT_OUT, DEMO_TAG, check_demo_folder, staged
+from .demo import DEFAULT_OUT, DEMO_STEPS, DEMO_TAG, check_demo_folder, staged
 from .result import load_judged
 from .runtime import resolve_device
 from .show import run_show
@@ -40,20 +40,23 @@ def demo_split(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return perm[held.numel():], held
 
 
-def demo_config(steps: int, seed: int, backbone: str = "mlp") -> TrainConfig:
+def demo_config(steps: int, seed: int, backbone: str = "mlp", precision: str = "auto") -> TrainConfig:
     """The demo's recipe: rank 16, a 256 × 3 network (the UNet where ``backbone`` picks it), no intermediate
-    checkpoints (the final state is written beside the model, as by every run)."""
-    return TrainConfig(steps=steps, rank=16, backbone=backbone, hidden=256, depth=3, seed=seed, checkpoint_every=0)
+    checkpoints (the final state is written beside the model, as by every run), ``precision`` as given."""
+    return TrainConfig(steps=steps, rank=16, backbone=backbone, hidden=256, depth=3, seed=seed, checkpoint_every=0,
+                       precision=precision)
 
 
 def _say(msg: str) -> None:
     print(f"[demo] {msg}", flush=True)
 
 
-def run_image_demo(*, out: str = DEFAULT_OUT, dataset: str = "digits", steps: int = 3000, seed: int = 0,
-                   device: str = "auto", quick: bool = False, n: int | None = None) -> dict:
+def run_image_demo(*, out: str = DEFAULT_OUT, dataset: str = "digits", steps: int = DEMO_STEPS, seed: int = 0,
+                   device: str = "auto", quick: bool = False, n: int | None = None, precision: str = "auto") -> dict:
     """Train on ``dataset`` (``"digits"`` or ``"blobs"``), draw the pictures into ``out``, return the report.
-    ``n``: images (``None``: all 1,797 digits, 4,000 blobs). ``out`` is checked before any work
+    ``n``: images (``None``: all 1,797 digits, 4,000 blobs). ``precision``: the training's
+    (`TrainConfig.precision`; ``"auto"`` times a probe: for bit-identical reruns set ``"fp32"`` or ``"bf16"``).
+    ``out`` is checked before any work
     (`demo.check_demo_folder`) and changes only when the run has finished (`demo.staged`)."""
     if dataset not in IMAGE_DEMOS:
         raise ValueError(f"the image demo runs on {IMAGE_DEMOS}, got {dataset!r}")
@@ -67,7 +70,7 @@ def run_image_demo(*, out: str = DEFAULT_OUT, dataset: str = "digits", steps: in
     if images.x.shape[0] < 400:
         raise ValueError(f"the image demo needs at least 400 images (200 are held out), got n={images.x.shape[0]}")
     fit, held = demo_split(images.x.shape[0], seed)
-    config = demo_config(steps, seed, "auto" if dev.type == "cuda" else "mlp")  # its checks before any writing
+    config = demo_config(steps, seed, "auto" if dev.type == "cuda" else "mlp", precision)  # checks before writing
     check_demo_folder(out_dir)
     with staged(out_dir) as stage:  # the folder changes only when every file is ready (an earlier demo's too)
         report = _train_and_draw(stage, out_dir, images, manifold, fit, held, config, dev, dataset=dataset,

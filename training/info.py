@@ -148,7 +148,7 @@ def _summary(path: str, meta: dict, writer: str | None = None) -> str:
         f"tikhonov {c.get('tikhonov')}",
         *_bandwidth(c, meta.get("standardisation")),
         f"  training:    {_number(step, '{:,}')} of {_number(total, '{:,}')} steps, "
-        f"{_number(e.get('training_seconds'), '{:.1f}')} s, precision {e.get('precision', 'unknown')}, "
+        f"{_number(e.get('training_seconds'), '{:.1f}')} s, precision {_precision(e)}, "
         f"seed {e.get('seed', 'unknown')}",
         f"  library:     learned-manifold {e.get('library_version', 'unknown')}",
     ]
@@ -243,6 +243,24 @@ def _summary(path: str, meta: dict, writer: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def _precision(extra: dict) -> str:
+    """The training's precision as ``info`` prints it: the one used and, where the default ``"auto"`` chose it, the
+    timing probe's figures (``extra["precision_probe"]``, `learned_manifold.precision.choose_precision`'s record):
+    ``bf16 (auto: the probe measured bf16 1.88x / 1.71x as fast as fp32)``, its reason where it has no figures."""
+    chosen = extra.get("precision", "unknown")
+    chosen = chosen if isinstance(chosen, str) else _raw(chosen)
+    probe = extra.get("precision_probe")
+    if not isinstance(probe, dict) or probe.get("setting") != "auto":
+        return chosen
+    speed = probe.get("speedup")
+    if isinstance(speed, list) and speed and all(_is_number(v) for v in speed):
+        earlier = " earlier in the training process" if probe.get("source") == "cache" else ""
+        return (f"{chosen} (auto: the probe{earlier} measured bf16 {' / '.join(f'{v:.2f}x' for v in speed)} as fast "
+                f"as fp32)")
+    reason = probe.get("reason")
+    return f"{chosen} (auto: {reason})" if isinstance(reason, str) and reason else f"{chosen} (auto)"
+
+
 def _checked_summary(path: str, meta: dict, writer: str | None) -> str:
     """`_summary`, or one ValueError naming the file where its extra metadata (written by other code: `save_model`
     takes any JSON) holds a field the summary cannot show."""
@@ -264,15 +282,22 @@ def run_info(args: argparse.Namespace) -> int:
     writer = _lock_holder(args.model)
     if writer is not None:
         meta["writer_pid"] = writer
+    seen = False
     if args.data is not None:
-        report, near, placement = _consistency(args)
+        seed, seen = _held_out_seed(args, meta["extra"].get("seed"))
+        report, near, placement = _consistency(args, seed)
         meta["data_placement"] = placement
+        if seen:
+            meta["data_placement"]["training_points"] = True
         if report is not None:
             meta["self_consistency"] = report.summary()
         meta["neighbour_check"] = near.summary()
     print(json.dumps(meta, indent=2) if args.json else _checked_summary(args.model, meta, writer))
     if placement is not None and placement["far"] and not args.json:
         print(_far_message(args.data, placement))
+    if seen and not args.json:
+        print(f"NOTE: --data {args.data} is the built-in set the model was trained on, and it is the same points "
+              f"for every seed: the checks below run on training points, not held-out ones")
     if near is not None and not args.json:
         if report is not None:
             s = report.summary()
@@ -309,10 +334,27 @@ def _stored_verdicts(validation: dict, report, near, path: str) -> list[str]:
     return lines
 
 
-def _checked_rows(args: argparse.Namespace, data_shape: tuple[int, ...], dim: int) -> tuple[Tensor, Tensor]:
+def _held_out_seed(args: argparse.Namespace, trained_seed) -> tuple[int, bool]:
+    """``(seed, training_points)``: the seed ``--data`` is drawn with, and whether its points are the training set.
+
+    A file is read whole (the seed draws nothing: 1). A built-in name is drawn with the model's training seed + 1
+    (``trained_seed``, the file's ``extra["seed"]``; 0 where unknown), so that ``train circle --seed 1`` is not
+    checked on its own training points; ``training_points`` is True where that draw is the training seed's all
+    the same (``digits``: all 1,797 images for every seed)."""
+    from .cli_data import read_data
+
+    if Path(args.data).exists():
+        return 1, False
+    own = trained_seed if isinstance(trained_seed, int) and not isinstance(trained_seed, bool) else 0
+    seed = own + 1
+    return seed, bool(torch.equal(read_data(args, args.data, seed=seed).x, read_data(args, args.data, seed=own).x))
+
+
+def _checked_rows(args: argparse.Namespace, data_shape: tuple[int, ...], dim: int,
+                  seed: int = 1) -> tuple[Tensor, Tensor]:
     """``(x, reference)``: the points checked, float32 ``(n, *data_shape)`` with ``n = min(--num-points, N // 2)``,
     and up to ``min(20,000, 2²⁴ / D)`` (at least 2) others, float32 ``(m, *data_shape)``, all drawn from one seeded
-    permutation of the N rows of ``--data``.
+    permutation of the N rows of ``--data`` (a built-in name drawn with ``seed``, `_held_out_seed`).
 
     A ``.npy`` file is memory-mapped and only those rows are read (`open_npy`): memory stays near the subset's
     size, not ~3x the file's (a float32 copy and a finiteness mask of every row), and the rows are the same.
@@ -322,7 +364,7 @@ def _checked_rows(args: argparse.Namespace, data_shape: tuple[int, ...], dim: in
 
     source = mapped_npy(args)
     if source is None:
-        data = as_model_points(read_data(args, args.data, seed=1).x, data_shape, "--data")
+        data = as_model_points(read_data(args, args.data, seed=seed).x, data_shape, "--data")
         n = data.shape[0]
     else:
         as_model_points(torch.empty(0, *source.shape[1:]), data_shape, "--data")  # the shape, before any read
@@ -346,9 +388,10 @@ def _checked_rows(args: argparse.Namespace, data_shape: tuple[int, ...], dim: in
     return rows[:n_check], rows[n_check:]
 
 
-def _consistency(args: argparse.Namespace):
-    """The checks of ``args.model`` on up to ``--num-points`` of ``--data``: `self_consistency` (``None`` for an
-    uncentred model, which has no denoiser) and `neighbour_check` against the rest of the data (`_checked_rows`)."""
+def _consistency(args: argparse.Namespace, seed: int = 1):
+    """The checks of ``args.model`` on up to ``--num-points`` of ``--data`` (a built-in drawn with ``seed``):
+    `self_consistency` (``None`` for an uncentred model, which has no denoiser) and `neighbour_check` against the
+    rest of the data (`_checked_rows`)."""
     from learned_manifold import load_model
     from learned_manifold.diagnostics import self_consistency
     from learned_manifold.neighbour_check import neighbour_check
@@ -360,7 +403,7 @@ def _consistency(args: argparse.Namespace):
     with warnings.catch_warnings():  # the summary states the file's cautions already
         warnings.simplefilter("ignore", ModelFileWarning)
         model = load_model(args.model)
-    x, reference = _checked_rows(args, tuple(model.data_shape), model.dim)
+    x, reference = _checked_rows(args, tuple(model.data_shape), model.dim, seed)
     placement = _placement(model, torch.cat([x, reference]))
     report = self_consistency(model, x) if model.has_denoiser else None
     return report, neighbour_check(model, x, reference, sigma_grid(model)), placement

@@ -30,7 +30,7 @@ from .clipping import RelativeClip
 from .config import TrainConfig
 from .losses import MetricMatchingLoss
 from .objective import TrainingObjective
-from .schedule import ema_decay, factor_lr, lr_factor
+from .schedule import ema_decay, factor_lr, fused_adamw, lr_factor
 
 __all__ = ["REFIT_LR_FACTOR", "refit_factor"]
 
@@ -80,7 +80,7 @@ def refit_factor(ema: MetricModel, rows: TrainingRows, cfg: TrainConfig, sigma: 
                                   jacobian_probes=cfg.jacobian_probes)
     device = rows.val_x.device
     opt = torch.optim.AdamW(params, lr=REFIT_LR_FACTOR * factor_lr(cfg), weight_decay=cfg.weight_decay,
-                            fused=device.type == "cuda" or None)
+                            fused=fused_adamw(params, device))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, steps, cfg.warmup))
     # the run's guard (`input_choices.choose_factor_guards`); a config the trainer has not resolved: off
     guard = RelativeClip(params, 0.0 if cfg.factor_clip == "auto" else cfg.factor_clip, device)

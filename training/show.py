@@ -343,7 +343,15 @@ def run_show(model: MetricModel | str | os.PathLike, data: Tensor | ArraySource,
     ``data`` may also be a memory-mapped ``.npy`` (`open_npy`): then only the rows drawn are read, and the value
     range and the nearest-image distances are taken over all rows chunk by chunk, so memory stays near the mapped
     pages instead of a float32 copy of the file (the report is the same).
+
+    Raises:
+        TypeError: ``n_points``, ``n_pairs``, ``path_points`` or ``classifier_steps`` not an integer.
+        ValueError: ``n_points``, ``n_pairs`` or ``classifier_steps`` below 1, ``path_points`` below 2 (before
+            anything is read or written); a model or data of the wrong kind, ``labels`` of the wrong shape.
     """
+    n_points, n_pairs = check_count(n_points, "n_points"), check_count(n_pairs, "n_pairs")
+    path_points = check_count(path_points, "path_points (both ends counted)", low=2)
+    classifier_steps = check_count(classifier_steps, "classifier_steps")
     model = load_model(model) if not isinstance(model, MetricModel) else model
     shape = tuple(model.data_shape)
     check_image_model(shape)

@@ -74,12 +74,15 @@ def add_subcommands(subparsers: argparse._SubParsersAction,
     p.add_argument("--depth", type=int, default=d.depth, help="MLP hidden layers, or conv stride-2 stages (1 to 8)")
     p.add_argument("--channels", type=int, default=d.channels, help="channels of the first convolution (conv)")
     p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate of the ELBO stage")
+    p.add_argument("--std-lr", type=float, default=d.std_lr, help="Adam learning rate of the RBF decoder precision")
+    p.add_argument("--kl-weight", type=float, default=d.kl_weight, help="beta, the weight of the ELBO's KL term")
+    p.add_argument("--val-points", type=int, default=d.val_points, help="held-out points of the final validation")
     p.add_argument("--centres", type=int, default=d.n_centres, help="RBF centres K (k-means of the codes)")
     p.add_argument("--rbf-scale", type=float, default=d.rbf_scale, help="a in lambda_k = (a * cluster spread)^-2 / 2")
     p.add_argument("--zeta", type=float, default=d.zeta,
                    help="precision floor: far from the data the std is (data scale) / sqrt(zeta)")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="checkpoint period in steps")
-    p.add_argument("--seed", type=int, default=0, help="seeds the data, the split, the initialisation and batches")
+    p.add_argument("--seed", type=int, default=d.seed, help="seeds the data, the split, the initialisation and batches")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true", help="continue an interrupted run from --out")
@@ -101,7 +104,8 @@ def add_subcommands(subparsers: argparse._SubParsersAction,
 
 
 _TRAIN_OPTIONS = ("layout", "latent_dim", "num_points", "steps", "std_steps", "batch_size", "arch", "hidden",
-                  "depth", "channels", "lr", "centres", "rbf_scale", "zeta", "checkpoint_every", "seed", "device")
+                  "depth", "channels", "lr", "std_lr", "kl_weight", "val_points", "centres", "rbf_scale", "zeta",
+                  "checkpoint_every", "seed", "device")
 
 
 def _read(args: argparse.Namespace) -> Tensor:
@@ -153,7 +157,8 @@ def _train_vae(args: argparse.Namespace) -> int:
         cfg = VAETrainConfig(latent_dim=args.latent_dim, steps=args.steps, std_steps=args.std_steps,
                              batch_size=args.batch_size, arch=args.arch, hidden=args.hidden, depth=args.depth,
                              channels=args.channels, lr=args.lr, n_centres=args.centres, rbf_scale=args.rbf_scale,
-                             zeta=args.zeta, checkpoint_every=args.checkpoint_every, seed=args.seed)
+                             zeta=args.zeta, checkpoint_every=args.checkpoint_every, seed=args.seed,
+                             std_lr=args.std_lr, kl_weight=args.kl_weight, val_points=args.val_points)
     except (TypeError, ValueError) as err:
         raise ValueError(_as_flag(str(err))) from None
     resolve_device(args.device, name="--device")

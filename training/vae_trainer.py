@@ -46,6 +46,7 @@ from learned_manifold.vae import MAX_CENTRES, MAX_CONV_DEPTH, MAX_LATENT, VAE, V
 from learned_manifold.vae_file import load_vae, read_vae_metadata, save_vae
 
 from .batches import same_fingerprint, split_rows, standardisation, standardised_copy
+from .config import MAX_BATCH, MAX_SEED
 from .data.stream import ArraySource, data_summary
 from .outputs import OutputLock, check_output, load_state, other_kinds_state, state_path, write_failed
 from .progress import Progress
@@ -63,7 +64,6 @@ from .vae_std import encode_data, kmeans, rbf_bandwidths, std_growth
 __all__ = ["VAETrainConfig", "VAETrainResult", "encode_data", "kmeans", "rbf_bandwidths", "std_growth", "train_vae"]
 
 _MAX_STEPS = 2**31
-_MAX_SEED = 2**40
 _MAX_KMEANS_POINTS = 20_000
 
 
@@ -105,7 +105,7 @@ class VAETrainConfig:
         check_int(self.latent_dim, "latent_dim", 1, MAX_LATENT)
         check_int(self.steps, "steps", 1, _MAX_STEPS)
         check_int(self.std_steps, "std_steps", 0, _MAX_STEPS)
-        check_int(self.batch_size, "batch_size", 1, 2**24)
+        check_int(self.batch_size, "batch_size", 1, MAX_BATCH)
         if self.arch not in ("auto", *VAE_ARCHS):
             raise ValueError(f"arch must be one of {('auto', *VAE_ARCHS)}, got {self.arch!r:.60}")
         check_int(self.hidden, "hidden", 1, MAX_WIDTH)
@@ -119,7 +119,7 @@ class VAETrainConfig:
         check_int(self.n_centres, "n_centres", 1, MAX_CENTRES)
         check_int(self.val_points, "val_points", 1, 2**31)
         check_int(self.checkpoint_every, "checkpoint_every", 0, _MAX_STEPS)
-        check_int(self.seed, "seed", 0, _MAX_SEED)
+        check_int(self.seed, "seed", 0, MAX_SEED)  # train's limit: DATA is read with the same seeds
 
     def vae_config(self, data_shape: tuple[int, ...], n_train: int) -> VAEConfig:
         """The `VAEConfig` for points of ``data_shape`` (``n_centres`` capped at ``n_train``)."""

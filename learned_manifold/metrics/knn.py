@@ -275,7 +275,12 @@ class KNNCDC(CoMetricField):
         return (w.sum(-1).square() / w.square().sum(-1)).to(x.dtype)
 
     FAR_SPACINGS = 4.0
-    """`beyond_data`: a point is off the data beyond this many typical nearest-neighbour spacings."""
+    """`beyond_data`: a point is off the data beyond this many typical nearest-neighbour spacings (or beyond
+    `FAR_QUANTILE_FACTOR` times the 99th percentile of the nearest-neighbour distances, where that is larger)."""
+
+    FAR_QUANTILE_FACTOR = 2.0
+    """`beyond_data`: on a curve the largest gaps reach 9-11 median spacings (``ln N / (2N)`` for ``N`` = 500-4,096
+    uniform points; 6% of a 500-point circle read "beyond"); twice the 99th percentile (~13 spacings) covers them."""
 
     SPACING_SAMPLE = 4096
     """Data rows whose nearest other row gives the typical spacing (a seeded sample of larger data sets)."""
@@ -288,7 +293,8 @@ class KNNCDC(CoMetricField):
     @full_precision
     def beyond_data(self, x: Tensor) -> Tensor:
         """``(B, D)`` → ``(B,)``: the distance from each point to its nearest data point where it exceeds
-        `FAR_SPACINGS` times the median distance between a data point and its nearest other one, else 0.
+        `far_distance` (`FAR_SPACINGS` times the median distance between a data point and its nearest other one, or
+        `FAR_QUANTILE_FACTOR` times the 99th percentile of those distances), else 0.
 
         A point on the data (not itself a data point) lies within a spacing or two of one; a point several
         spacings away is off the data. Landing (`learned_manifold.landing.land`) starts such points' descent from
@@ -296,8 +302,15 @@ class KNNCDC(CoMetricField):
         y = self._as_query(x)
         with torch.no_grad():
             dist = self._nearest(y, 1)[0][:, 0].sqrt().to(y.dtype)
-            far = dist > self.FAR_SPACINGS * self._spacing()
+            far = dist > self.far_distance()
         return torch.where(far, dist, torch.zeros_like(dist)).to(x.dtype)
+
+    def far_distance(self) -> float:
+        """The distance from the nearest data point beyond which `beyond_data` calls a point off the data: the
+        larger of `FAR_SPACINGS` median nearest-neighbour spacings and `FAR_QUANTILE_FACTOR` times their 99th
+        percentile (computed once, with `_spacing`)."""
+        self._spacing()
+        return self.__dict__["_spacing_cache"][1]
 
     @torch.no_grad()
     def _spacing(self) -> float:
@@ -313,8 +326,13 @@ class KNNCDC(CoMetricField):
             dist2, idx = self._nearest(self.data[rows], min(2, n))
             dist = dist2.sqrt().masked_fill(idx == rows.unsqueeze(1), float("inf")).min(-1).values
             dist = dist[torch.isfinite(dist) & (dist > 0)]
-            self.__dict__["_spacing_cache"] = float(dist.median()) if dist.numel() else float("inf")
-        return self.__dict__["_spacing_cache"]
+            if dist.numel():
+                median = float(dist.median())
+                far = max(self.FAR_SPACINGS * median, self.FAR_QUANTILE_FACTOR * float(dist.double().quantile(0.99)))
+            else:
+                median = far = float("inf")
+            self.__dict__["_spacing_cache"] = (median, far)  # the typical spacing, `far_distance`
+        return self.__dict__["_spacing_cache"][0]
 
     GRAPH_POINTS = 4096
     """`neighbour_graph` joins at most this many data points, and at most ``GRAPH_NUMBERS / D`` (at least 256):

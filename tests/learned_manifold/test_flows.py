@@ -411,3 +411,22 @@ def test_a_fixed_step_method_gives_a_pair_the_same_path_alone_or_in_a_batch():
     both = interpolate(field, x0, x1, method="rk4", t_end=8.0, n_points=33)
     torch.testing.assert_close(both.path[:1], alone.path, rtol=0, atol=1e-6)
     assert both.reason[0] == alone.reason[0] == "reached"
+
+
+def test_a_flow_without_landing_that_starts_or_ends_beyond_the_data_says_so():
+    """Tester E: without landing (the default) a flow started 8 above a learned circle ran and ended there with no
+    warning, where a landed one warned. One warning per call names the points beyond the data and how far; on the
+    data both flows are silent."""
+    field = _LazyLanding(torch.eye(3, dtype=torch.float64)[:, :2])  # data: within 1 of the origin
+    on, off = torch.tensor([[0.5, 0.0, 0.0]], dtype=torch.float64), torch.tensor([[0.0, 3.0, 0.0]], dtype=torch.float64)
+    with pytest.warns(UserWarning, match=r"^gradient_flow: points beyond the data: x0 \(1 of 1\), the flow's end "
+                                         r"\(1 of 1\), up to 2 from .* or use landing=True, or expect") as seen:
+        gradient_flow(field, lambda x: x[:, 0], off, t_end=0.1, n_points=3)
+    assert len(seen) == 1 and seen[0].filename == __file__
+    with pytest.warns(UserWarning, match=r"^interpolate: points beyond the data: x1 \(1 of 1\), up to 2 ") as seen:
+        interpolate(field, on, off, n_points=3, t_end=0.1)
+    assert len(seen) == 1 and seen[0].filename == __file__
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gradient_flow(field, lambda x: x[:, 0], on, t_end=0.1, n_points=3)
+        interpolate(field, on, -on, n_points=3)

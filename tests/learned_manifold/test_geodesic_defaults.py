@@ -1,14 +1,16 @@
 """Geodesics with DEFAULT settings (``init="auto"``) follow the data (issue 12).
 
-Specified: on a learned S², on centred k-NN fields of a dense S² sample (k = 16, 32, 64, σ = 0.05, δ = 0) and on
-the torus (R = 1, r = 0.4), default `geodesic` calls return paths whose Euclidean length is within 3% of the true
-geodesic distance (5% for the roughest field, k = 16) and which stay within 0.05 of the manifold, and say
-``converged=True`` honestly.
+Specified: on a learned S² and on the torus (R = 1, r = 0.4), default `geodesic` calls return paths whose Euclidean
+length is within 3% of the true geodesic distance and which stay within 0.05 of the manifold, and say
+``converged=True`` honestly. On centred k-NN fields of 4,000 points of S² (k = 16, 32, 64, σ = 0.05, δ = 0) the
+length depends on the draw of the sample: within 6% per path and 3% on average over two draws (measured spread in
+`test_knn_sphere_default_geodesics_follow_great_circles`).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -73,25 +75,48 @@ def test_learned_sphere_geodesics_have_no_jump_at_the_ends(sphere_model, sphere)
     torch.testing.assert_close(res.path, ends.unsqueeze(1).expand(3, 16, 3))
 
 
-@pytest.fixture(scope="module")
-def dense_sphere_sample(sphere) -> Tensor:
-    return sphere.sample(4000, generator=torch.Generator().manual_seed(0))
+KNN_DRAWS = (0, 1)  # data seeds of the 4,000-point S² samples; each draw's pair plane has seed data seed + 1
+
+
+def knn_draw_excess(sphere, k: int, seed: int) -> tuple[Tensor, Tensor]:
+    """Length excess ``(3,)`` (Euclidean length / great circle − 1) and ``converged`` ``(3,)`` of the default
+    geodesics at `ANGLES` on a centred KNNCDC(k, σ = 0.05) of the draw ``seed``; checks the start and the
+    warnings (the gap rule's, and that an unconverged path was flagged) and that the paths stay within 0.05."""
+    data = sphere.sample(4000, generator=torch.Generator().manual_seed(seed))
+    a, b = sphere_pairs(seed + 1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = geodesic(KNNCDC(data, k=k, sigma=0.05), a, b)
+    messages = [str(w.message) for w in caught]
+    # the gap rule reads d = 1 at some midpoints (λ₂/λ₁ just below 1/2): the reported lengths drop a real direction
+    assert any("keep the gap rule's directions" in m for m in messages), messages
+    unresolved = [m for m in messages if "do not resolve the metric" in m]
+    assert len(messages) == 1 + len(unresolved) and bool(unresolved) == (not bool(result.converged.all())), messages
+    assert result.init == "graph"
+    q = path_quality(result.path, manifold=sphere)
+    assert (q.max_distance <= 0.05).all(), q.max_distance
+    return q.length / torch.tensor(ANGLES).to(q.length) - 1, result.converged
 
 
 @pytest.mark.parametrize("k", [16, 32, 64])
-def test_knn_sphere_default_geodesics_follow_great_circles(dense_sphere_sample, sphere, k):
-    """Centred KNNCDC(σ = 0.05, δ = 0). Before issue 12, k = 16 died with LinAlgError (NaN gradients of eigh on the
-    k×k Gram's k − 3 repeated zero eigenvalues) and k = 32, 64 returned the chord with converged=True.
+def test_knn_sphere_default_geodesics_follow_great_circles(sphere, k):
+    """Centred KNNCDC(σ = 0.05, δ = 0) of 4,000 points of S², two draws (`KNN_DRAWS`). Before issue 12, k = 16
+    died with LinAlgError (NaN gradients of eigh on the k×k Gram's k − 3 repeated zero eigenvalues) and k = 32, 64
+    returned the chord with converged=True.
 
-    k = 16 gets 5%: in float64 its converged paths are 2.5 / 3.4 / 2.5% long (3.7% at 120° with ``tol=1e-13``; 1.4
-    / 1.9 / 1.1% with 65 points), so the 3% it once met in float32 (2.3 / 2.8 / 1.5%) was rounding; solving
-    ``(AAᵀ + δI)⁻¹`` on the 3 × 3 side rather than by Woodbury on the 16 × 16 one moved it to 2.6 / 3.2 / 2.3%."""
-    a, b = sphere_pairs()
-    # the gap rule reads d = 1 at some midpoints (λ₂/λ₁ just below 1/2): the reported lengths drop a real direction
-    with pytest.warns(UserWarning, match="geodesic: the reported lengths and energies keep the gap rule's"):
-        result = geodesic(KNNCDC(dense_sphere_sample, k=k, sigma=0.05), a, b)
-    assert result.init == "graph"
-    check(result, torch.tensor(ANGLES), sphere, length_tol=0.05 if k == 16 else 0.03)
+    How long the paths are depends on the draw, not on k. Measured over data seeds 0–9 (90 paths, float32 data):
+    the excess is 0.9–5.2% (mean 2.2% at k = 16 and 32, 2.3% at k = 64; worst 4.3 / 5.2 / 5.2%); 15 of the 90
+    paths exceed 3%, and the worst pair of 4, 4 and 6 draws of 10 does. It is the sample's field, not the solver:
+    restarted from the true arc (k = 64, seed 2, 90°: 4.9%) the solver ends on a longer path (metric length 1.467
+    against 1.397). Hence: each path within 6%, and the mean over a k's six paths below 3% (1.6–2.8% for every two
+    consecutive seeds of 0–9). At seeds 0 / 1: k = 16 2.25, 1.82, 0.85 / 2.44, 2.76, 2.18%; k = 32 1.71, 1.84, 1.58
+    / 1.57, 1.89, 2.04%; k = 64 1.42, 1.73, 1.65 / 0.94, 1.95, 2.05%. The paths stay within 0.008 of the sphere.
+    89 of the 90 converge: k = 32 at seed 1 marks its 90° pair unconverged, with a warning (its length grows by
+    6.8% from 4 to 16 sub-points per segment)."""
+    excess, converged = zip(*(knn_draw_excess(sphere, k, seed) for seed in KNN_DRAWS), strict=True)
+    excess = torch.cat(excess)
+    assert bool((excess.abs() < 0.06).all()) and float(excess.mean()) < 0.03, excess
+    assert int(torch.cat(converged).sum()) >= len(excess) - 1, converged
 
 
 class TorusChart(CoMetricField):

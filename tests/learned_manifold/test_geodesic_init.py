@@ -155,11 +155,12 @@ def test_default_geodesic_between_close_points_off_the_learned_sphere_stays_betw
     """Two points 0.01 apart at radius 0.3, inside the learned unit sphere, with the defaults (graph start through
     the landmarks, landing on): the path detoured to the sphere and back (Euclidean length 0.34 on this fixture,
     0.63 at radius 0.6 on a CLI-trained model, "converged"), as the ends' offsets measured by two denoiser steps
-    fell far short of their distance from the data."""
+    fell far short of their distance from the data. Both ends lie 0.7 off the data: warned, and not converged."""
     a = torch.tensor([[0.3, 0.0, 0.0]])
     b = a + torch.tensor([0.0, 0.01, 0.0])
-    res = geodesic(LearnedCDC(sphere_model), a, b)
-    assert res.init == "graph"
+    with pytest.warns(UserWarning, match=r"geodesic: points beyond the data: x0 \(1 of 1\), x1 \(1 of 1\), up to 0\.7"):
+        res = geodesic(LearnedCDC(sphere_model), a, b)
+    assert res.init == "graph" and not bool(res.converged[0]) and float(res.ends_off_data[0]) > 0.6
     assert float(res.euclidean_length[0]) < 0.0105
     assert float((res.path[0].norm(dim=-1) - 0.3).abs().max()) < 0.005
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ from learned_manifold.evaluation import lerp
 from learned_manifold.flows import polyline_lengths
 from learned_manifold.geodesics import GEODESIC_METHODS, GeodesicResult, geodesic, path_energy, segment_energies
 from learned_manifold.geometry import lowrank_apply, lowrank_solve
-from learned_manifold.metrics import EuclideanMetric
+from learned_manifold.metrics import KNNCDC, EuclideanMetric
 from learned_manifold.metrics.base import CoMetricField
 
 F64 = torch.float64
@@ -335,3 +336,26 @@ def test_a_callers_autocast_does_not_change_the_geodesic():
     for name in ("path", "length", "energy", "initial_energy"):
         assert torch.equal(getattr(cast, name), getattr(plain, name)), name
     assert torch.equal(remeasured, plain.length)
+
+
+def test_an_end_beyond_the_data_warns_once_and_is_not_converged():
+    """Tester E: an end 2 above a learned circle gave a "converged" path 5 times the straight segment, lengths that
+    ignored or inflated the off-data leg, silently, though the field knew (``beyond_data``). The ends are checked
+    once before solving: one warning naming the end and distance, ``ends_off_data`` per pair, and that pair (only)
+    not converged. An on-data pair, and a field holding no data, stay silent."""
+    t = torch.arange(64, dtype=F64) * 2 * math.pi / 64
+    field = KNNCDC(torch.stack([t.cos(), t.sin(), 0 * t], -1), k=8, sigma=0.1, delta=1e-2)  # 4 spacings: 0.39
+    x0 = torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.0, 1.0]], dtype=F64)
+    x1 = torch.tensor([[math.cos(1.0), math.sin(1.0), 0.0]] * 2, dtype=F64)
+    with pytest.warns(UserWarning, match=r"^geodesic: points beyond the data: x0 \(1 of 2\), up to 1 from .* only "
+                      r"defined near the data; move the ends onto the data first") as seen:
+        res = geodesic(field, x0, x1, n_points=8)
+    assert len(seen) == 1 and seen[0].filename == __file__
+    assert res.converged.tolist() == [True, False]
+    torch.testing.assert_close(res.ends_off_data, torch.tensor([0.0, 1.0], dtype=F64))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        alone = geodesic(field, x0[0], x1[0], n_points=8)
+        flat = geodesic(EuclideanMetric(), x0, x1, n_points=4)  # no data held: no test, no warning
+    assert bool(alone.converged) and alone.ends_off_data.shape == () and float(alone.ends_off_data) == 0.0
+    assert flat.converged.all() and torch.equal(flat.ends_off_data, torch.zeros(2, dtype=F64))

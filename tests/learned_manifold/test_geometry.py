@@ -403,3 +403,53 @@ def test_the_dimension_cut_is_checked_once_per_decomposition():
         geo.spectral_apply(pairs, u, 2, power=1)  # the same decomposition: not checked (nor warned) again
         geo.spectral_apply(pairs, u, 1, power=0)
     assert pairs.checked_dims == {1, 2}
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_a_regularised_solve_reads_the_cholesky_failures_once(monkeypatch, dtype):
+    """δ > 0 and nothing failed: `_regularised_cholesky` asks the device whether any row failed once (one host sync),
+    not twice as it had, and the solve makes no other (its finite-row check had made one more); the answer is still
+    ``(AAᵀ + δI)^{-1} v`` (dense closed form), NaN in a NaN row only."""
+    A, v = random_factor().to(dtype), torch.randn(5, 7, generator=torch.Generator().manual_seed(1), dtype=dtype)
+    exact = torch.linalg.solve(A.double() @ A.double().mT + 1e-2 * torch.eye(7), v.double().unsqueeze(-1))
+    syncs = []
+    original = torch.Tensor.__bool__
+
+    def counted(t):
+        syncs.append(t)
+        return original(t)
+
+    monkeypatch.setattr(torch.Tensor, "__bool__", counted)
+    chol, failed = geo._regularised_cholesky(A, 1e-2)
+    assert failed is None and len(syncs) == 1
+    out = geo.lowrank_solve(A, v, 1e-2)
+    # the whole solve: that one, and on the CPU its finite-row check (free there; the mask it avoids copies A: on
+    # CUDA the mask is applied without asking the device)
+    assert len(syncs) == 3
+    monkeypatch.undo()
+    torch.testing.assert_close(out.double(), exact.squeeze(-1), rtol=1e-4 if dtype == torch.float32 else 1e-10,
+                               atol=0)
+    A[1, 2, 0] = float("nan")  # a NaN row: NaN there, the other rows as before
+    bad = geo.lowrank_solve(A, v, 1e-2)
+    assert bad[1].isnan().all() and torch.equal(bad[[0, 2, 3, 4]], out[[0, 2, 3, 4]])
+
+
+def test_a_decomposition_and_an_explicit_dimension_it_keeps_cost_one_host_sync(monkeypatch):
+    """C (s32): `_warn_if_cut` synced on every decomposition (every optimiser step with an int ``tangent_dim``), on
+    top of `eigenpairs`' finite-row check. Both now read one ``tolist``: no sync of its own where ``d`` is at most
+    the fewest kept columns, and a decomposition that cuts ``d`` still warns, every time."""
+    syncs = []
+    for name in ("__bool__", "item", "tolist"):
+        original = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name, lambda t, *a, _f=original, _n=name: syncs.append(_n) or _f(t, *a))
+    A, u = random_factor(b=4, d=5, r=3), torch.ones(4, 5)
+    pairs = geo.eigenpairs(A)
+    out = geo.spectral_apply(pairs, u, 2)
+    assert len(syncs) == 1 and pairs.least_kept == 3
+    monkeypatch.undo()
+    U = torch.linalg.eigh(A @ A.mT).eigenvectors[..., -2:]  # the closed form: the top-2 projector
+    torch.testing.assert_close(out, (U @ U.mT @ u.unsqueeze(-1)).squeeze(-1))
+    cut = torch.tensor([[1.0, 0.0], [0.0, 1e-9], [0.0, 0.0]], dtype=torch.float64).expand(2, 3, 2)
+    for _ in range(3):  # each new decomposition of a cut factor warns
+        with pytest.warns(UserWarning, match="d = 2 asks for more directions"):
+            geo.spectral_apply(geo.eigenpairs(cut), u[:2, :3], 2)

@@ -75,6 +75,11 @@ from tests.conftest import FixedSubspaceField
 MODES = ["s2-delta0", "s2-delta", "s2-landing", "s2-landing-delta", "subspace-delta0", "subspace-delta"]
 LEARNED_TANGENT_ATOL = 0.03  # |proju(x, ev) − (I − xxᵀ) ev| for the fixture's tangent error ≈ 0.02 and |ev| ≲ 2
 OFFSET = 0.05  # how far ex lies off the data along the true normal (landing modes)
+LANDING_TILT = 0.04  # the learned normal's largest tilt at the test points (mean tangent error ≈ 0.02; the
+# fixture trained with the fused AdamW reaches 0.031 at one of test_init_manifold's 10 points)
+LANDING_SIGMA = 0.125  # the landing modes' σ: OFFSET within σ/2, where landing moves only along the normal (at a
+# fixture's default σ of 0.031, drawn as often as 0.125 by the default-σ rule's near-ties, 0.05 is "far": the descent
+# also moves along the data, up to 0.0056 here)
 
 UnaryCase = collections.namedtuple("UnaryCase", "shape,x,ex,v,ev,manifold,atol_x,atol_v")
 
@@ -101,7 +106,8 @@ def _subspace_basis() -> torch.Tensor:
 def _manifold(mode: str, sphere_model) -> LearnedDataManifold:
     delta = 0.0 if mode.endswith("delta0") or mode == "s2-landing" else 0.05
     if mode.startswith("s2"):
-        return LearnedDataManifold(sphere_model, delta=delta, landing="landing" in mode)
+        landing = "landing" in mode
+        return LearnedDataManifold(sphere_model, delta=delta, landing=landing, sigma=LANDING_SIGMA if landing else None)
     return LearnedDataManifold(FixedSubspaceField(_subspace_basis(), delta))
 
 
@@ -116,7 +122,7 @@ def _unary_case(mode: str, sphere_model) -> UnaryCase:
         if M.landing:
             x = M.projx(x)
             ex = (1 + OFFSET) * x  # off the data along the true normal: landing must come back to x
-            atol_x = OFFSET * LEARNED_TANGENT_ATOL  # the learned normal's tilt, times the offset
+            atol_x = OFFSET * LANDING_TILT  # the learned normal's tilt, times the offset
         else:
             ex = x.clone()  # projx is the identity: every point is on the manifold (geoopt's Euclidean case)
         n = x / x.norm()
@@ -388,7 +394,7 @@ def test_init_manifold(sphere_model, mode_all):
     M.assert_check_point_on_manifold(p0.data)
     if M.landing:
         assert (p0.data - p0old).norm(dim=-1).min() > 0.5 * OFFSET
-        torch.testing.assert_close(p0.data, x, atol=OFFSET * LEARNED_TANGENT_ATOL, rtol=0)
+        torch.testing.assert_close(p0.data, x, atol=OFFSET * LANDING_TILT, rtol=0)
     else:
         torch.testing.assert_close(p0.data, p0old, atol=0, rtol=0)
     projected = p0.detach().clone()

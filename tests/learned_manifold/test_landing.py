@@ -2,12 +2,17 @@
 unchanged. Before, such a point was sent on a descent from ``σ_max`` (meant for the centre of a sphere) and the
 descended point was accepted: trained models pulled N(0, I) data 4–8 times towards their mean."""
 
+import math
+import re
+import warnings
+
 import pytest
 import torch
 from torch import Tensor
 
 from learned_manifold import LearnedDataManifold
 from learned_manifold.geometry import eigenpairs
+from learned_manifold.landing import off_data_threshold, warn_off_data
 from learned_manifold.metrics import KNNCDC
 from learned_manifold.metrics.base import CoMetricField
 
@@ -240,3 +245,22 @@ def test_landing_caches_the_kept_counts_with_its_eigenpairs():
     pairs = M._cache["pairs"]
     assert pairs.kept is not None
     assert torch.equal(pairs.kept, eigenpairs(field.factor(landed)).kept)
+
+
+def test_off_data_messages_state_the_threshold_actually_used():
+    """`KNNCDC.beyond_data` counts a point off the data only beyond 4 spacings of its data points (8 points on a
+    unit circle: 4 · 0.765 = 3.06), however small σ; the message said "farther than sigma = 0.1" (tester E: the
+    digits' 66 pixels read as σ = 17.3). A point 2 off (past σ, within the threshold) is silent; one 5 off names
+    the threshold, σ and the spacing."""
+    t = torch.arange(8, dtype=torch.float64) * 2 * math.pi / 8
+    field = KNNCDC(torch.stack([t.cos(), t.sin(), 0 * t], -1), k=4, sigma=0.1)
+    assert off_data_threshold(field) == pytest.approx(4 * 2 * math.sin(math.pi / 8))
+    assert off_data_threshold(Blob()) is None  # no data held
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_off_data(field, torch.tensor([[1.0, 0.0, 2.0]], dtype=torch.float64), "caller")
+    msg = ("caller: 1 of 2 landed end point(s) lie up to 5 from the nearest data point the field holds, farther than "
+           "3.06 (the larger of sigma = 0.1 and 3.06, 4 times the 0.765 typical spacing of those points, beyond "
+           "which a point is off them)")
+    with pytest.warns(UserWarning, match=re.escape(msg)):
+        warn_off_data(field, torch.tensor([[1.0, 0.0, 2.0], [1.0, 0.0, 5.0]], dtype=torch.float64), "caller")

@@ -289,3 +289,26 @@ def test_cache_queries_do_not_walk_the_module_tree(monkeypatch):
         walks.clear()
         M.egrad2rgrad(y, u)
         assert not walks
+
+
+def test_a_lookup_then_an_entry_can_share_one_read_of_the_key(monkeypatch):
+    """C (s32): a miss read the field's key twice (`cache_hit`, then `cache_entry`: 28 µs each for the default MLP).
+    Given the key read once (`field_key`) neither reads it again; an entry made with the key read before the field
+    changed misses afterwards (it never answers for a state its factor was not computed in)."""
+    from learned_manifold import manifold_cache as mc
+
+    field = LearnedCDC(MetricModel(ModelConfig(data_shape=(3,), rank=2, arch_kwargs={"hidden": 8, "depth": 1,
+                                                                                      "emb_dim": 4})))
+    x = torch.randn(4, 3, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        A = field.factor(x)
+    key, reads = mc.field_key(field), []
+    read = mc.field_key
+    monkeypatch.setattr(mc, "field_key", lambda f: reads.append(1) or read(f))
+    assert not mc.cache_hit(field, None, x, key)
+    entry = mc.cache_entry(field, x, A, key=key)
+    assert mc.cache_hit(field, entry, x.clone(), key) and not reads
+    assert mc.cache_hit(field, entry, x.clone()) and reads == [1]  # (without a key: read there, as before)
+    with torch.no_grad():
+        next(field.parameters()).add_(1.0)  # the field changes after the key was read
+    assert not mc.cache_hit(field, entry, x)

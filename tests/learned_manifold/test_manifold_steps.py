@@ -141,8 +141,9 @@ def test_landing_that_cannot_converge_says_so(sphere_model):
 
 def test_landing_moves_only_along_the_normal(sphere_model):
     """Landing from just off the sphere moves a point (almost) radially: its direction changes by far less than
-    its radius (the full denoiser step also shifted points ~2e-3 along the sphere)."""
-    M = LearnedDataManifold(sphere_model, landing=True)
+    its radius (the full denoiser step also shifted points ~2e-3 along the sphere). At σ = 0.125 the offset 0.02
+    lies within σ/2, where landing is normal-only (at the fixture's default σ, 0.031 on some draws, it is "far")."""
+    M = LearnedDataManifold(sphere_model, landing=True, sigma=0.125)
     x = 1.02 * on_sphere(50, seed=6)
     y = M.projx(x)
     tangential = (torch.nn.functional.normalize(y, dim=-1) - torch.nn.functional.normalize(x, dim=-1)).norm(dim=-1)

@@ -264,9 +264,11 @@ def test_library_names_match_the_training_registries():
         MetricMatchingLoss("not-a-loss")
 
 
-def test_a_changed_byte_anywhere_in_a_saved_file_is_refused_and_files_without_a_checksum_still_load(model, tmp_path):
+def test_a_changed_byte_anywhere_is_refused_and_only_version_1_files_load_without_a_checksum(model, tmp_path):
     """A flipped bit in the weights is a well-formed file of a different model: the checksum written with the
-    file refuses it (the fuzz suite found one that loaded and gave NaN on an AMX-bf16 machine)."""
+    file refuses it (the fuzz suite found one that loaded and gave NaN on an AMX-bf16 machine). A version-2 file
+    whose checksum was deleted loaded unchecked, even with a changed weight (tester B, s32): every version-2 writer
+    wrote one, so it is refused; a version-1 file without one (written before checksums) still loads."""
     import json
 
     from learned_manifold.model_file import CHECKSUM_KEY
@@ -287,12 +289,17 @@ def test_a_changed_byte_anywhere_in_a_saved_file_is_refused_and_files_without_a_
     edited.write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + n:])
     with pytest.raises(ModelFileError, match="SHA-256"):
         read_metadata(edited)
-    del header["__metadata__"][CHECKSUM_KEY]  # a file written before checksums
-    text = json.dumps(header).encode()
-    old = tmp_path / "old.lmm"
-    old.write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + n:])
+    header["__metadata__"]["extra"] = json.dumps({"note": "x"})
+    del header["__metadata__"][CHECKSUM_KEY]  # a version-2 file stripped of its checksum
+    for name, version in (("stripped.lmm", "2"), ("old.lmm", "1")):  # version 1: written before checksums
+        header["__metadata__"]["version"] = version
+        text = json.dumps(header).encode()
+        (tmp_path / name).write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + n:])
+    with pytest.raises(ModelFileError, match=r"^'.*stripped\.lmm' was not loaded: version 2 files carry a checksum "
+                       r"\('sha256'\); this one has none: it was edited after writing$"):
+        load_model(tmp_path / "stripped.lmm")
     y = torch.randn(4, model.dim)
-    torch.testing.assert_close(load_model(old).factor(y, 0.1), model.factor(y, 0.1))
+    torch.testing.assert_close(load_model(tmp_path / "old.lmm").factor(y, 0.1), model.factor(y, 0.1))
 
 
 def test_a_vae_file_is_recognised_by_vae_files_own_format_name(tmp_path, monkeypatch):

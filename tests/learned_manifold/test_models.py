@@ -1,6 +1,9 @@
 """The network (SPEC §4) and the model's units (SPEC §1)."""
 
+import math
 import re
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -255,3 +258,32 @@ def test_points_of_another_shape_with_the_same_size_are_refused(method):
         with pytest.raises(ValueError, match=r"^expected points of shape \(B, 2, 3, 4\) or \(B, 24\), got "
                                              rf"\({', '.join(map(str, bad.shape))}\)"):
             getattr(model, method)(bad, 0.3)
+
+
+def test_loading_a_model_file_builds_its_meta_twin_without_importing_dynamo(tmp_path):
+    """`load_model` builds the model under ``torch.device("meta")`` to check the file's shapes; `SigmaEmbedding`'s
+    ``exp`` on a meta tensor ran a Python decomposition that imported ``torch._dynamo`` (1.2 s of the first load in
+    a process). Its frequencies are the values ``exp(linspace)`` gives on the CPU, bit for bit, on every device."""
+    from learned_manifold.model_file import save_model
+    from learned_manifold.models import SigmaEmbedding
+
+    small = ModelConfig(data_shape=(3,), rank=2, arch_kwargs={"hidden": 8, "depth": 1, "emb_dim": 4})
+    unet = ModelConfig(data_shape=(1, 8, 8), rank=2, arch="unet", arch_kwargs={"channels": 8, "channel_mult": (1,)})
+    for name, config in (("m.lmm", small), ("u.lmm", unet)):  # the UNet's head init did the same (its normal_)
+        path = save_model(MetricModel(config), tmp_path / name)
+        code = ("import sys\nfrom learned_manifold.model_file import load_model\n"
+                f"load_model({str(path)!r})\nprint('torch._dynamo' in sys.modules)")
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.strip() == "False", name
+    for dtype in (torch.float32, torch.float64):
+        previous = torch.get_default_dtype()
+        torch.set_default_dtype(dtype)
+        try:
+            freqs = SigmaEmbedding(4).freqs
+            with torch.device("meta"):
+                assert SigmaEmbedding(4).freqs.is_meta
+        finally:
+            torch.set_default_dtype(previous)
+        assert freqs.dtype == dtype
+        assert torch.equal(freqs, torch.exp(torch.linspace(math.log(0.05), math.log(8.0), 16, dtype=dtype)))

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import Tensor
@@ -11,6 +13,8 @@ from learned_manifold import LearnedDataManifold, geodesic, interpolate
 from learned_manifold.flows import polyline_lengths
 from learned_manifold.geometry import lowrank_apply, lowrank_solve
 from learned_manifold.metrics.base import CoMetricField
+from learned_manifold.metrics.learned import LearnedCDC
+from learned_manifold.models import MetricModel, ModelConfig
 from learned_manifold.regularised import Regularised, TangentBundle, reporting_metric, tangent_dim_of
 
 F64 = torch.float64
@@ -80,6 +84,53 @@ def test_regularised_with_one_delta_per_pair_gives_each_pair_its_own():
     torch.testing.assert_close(field.for_pairs(torch.tensor([1])).metric(x[2:4], v[2:4]), want[2:4])
     with pytest.raises(ValueError, match="a multiple of 3 rows; got 4"):
         field.metric(x[:4], v[:4])
+
+
+def test_regularised_passes_on_the_wrapped_fields_scale_bandwidths_and_projection():
+    """`Regularised` promises the field's own landing projection and bandwidths: a user's ``Regularised(field, δ)``
+    given to `geodesic` or a `LearnedDataManifold` is asked for them (`check_landing`, `landing_rounding`, `land`);
+    the base class's answers (None, None, False) would refuse to land it. No test entered them (tester B, s32)."""
+    model = MetricModel(ModelConfig(data_shape=(3,), rank=2, arch_kwargs={"hidden": 8, "depth": 1, "emb_dim": 4}),
+                        scale=2.5)
+    field = LearnedCDC(model, sigma=0.1)
+    wrapped = Regularised(field, 1e-2)
+    assert wrapped.length_scale() == field.length_scale() == 2.5
+    assert wrapped.landing_bandwidths() == field.landing_bandwidths() == (0.1, float(model.config.sigma_max))
+    assert wrapped.can_project is field.can_project is True
+    assert Regularised(Plane(), 1e-2).landing_bandwidths() is None and not Regularised(Plane(), 1e-2).can_project
+
+
+def test_wrappers_pass_on_how_far_points_lie_beyond_the_data():
+    """`Regularised` and `TangentBundle` answered `beyond_data` with the base class's ``None``: the off-data warnings
+    of `geodesic` and the flows, and landing's far check, stayed silent for a wrapped field (reviewer R, s32)."""
+    import warnings
+
+    from learned_manifold.landing import off_data_threshold, warn_off_data
+    from learned_manifold.metrics import KNNCDC
+
+    t = torch.linspace(0, 2 * math.pi, 301, dtype=F64)[:-1]
+    field = KNNCDC(torch.stack([t.cos(), t.sin(), 0 * t], -1), k=8, sigma=0.05)
+    x = torch.tensor([[1.0, 0.0, 3.0], [1.0, 0.0, 0.0]], dtype=F64)
+    for wrapped in (Regularised(field, 1e-2), TangentBundle(field, 1)):
+        torch.testing.assert_close(wrapped.beyond_data(x), field.beyond_data(x))
+        assert wrapped.beyond_data(x).tolist() == [3.0, 0.0]  # (1, 0, 0) is a data point
+        assert off_data_threshold(wrapped) == off_data_threshold(field)
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            warn_off_data(wrapped, x, "caller")
+        assert len(seen) == 1 and "beyond which a point is off them" in str(seen[0].message)
+
+
+def test_tangent_bundle_factor_is_a_factor_of_the_restricted_metric_it_applies():
+    """`TangentBundle.factor` returned the wrapped field's ``A`` (``AAᵀ`` = all of ``G``, eigenvalue 10⁻⁴ on e₃
+    included), though its ``apply`` is ``G_d``; no caller asked for it (tester B, s32). ``F Fᵀ = G_d`` now."""
+    x = torch.zeros(2, 3, dtype=F64)
+    for d, diag in ((None, [1.0, 0.0, 0.0]), (2, [1.0, 0.2, 0.0])):
+        bundle = TangentBundle(Plane(), d)
+        f = bundle.factor(x)
+        want = torch.diag(torch.tensor(diag, dtype=F64)).expand(2, 3, 3)
+        torch.testing.assert_close(f @ f.transpose(-1, -2), want)
+        torch.testing.assert_close(bundle.apply(x, torch.eye(3, dtype=F64)[:2]), want[0, :2])
 
 
 def test_a_bare_field_can_be_given_its_tangent_dim_and_the_gap_rule_warns_where_it_drops_directions():

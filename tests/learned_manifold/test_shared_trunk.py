@@ -10,7 +10,7 @@ from safetensors.torch import save as st_save
 
 from learned_manifold import ModelFileError, load_model, save_model
 from learned_manifold.heads import head_columns
-from learned_manifold.model_file import FORMAT, VERSION, read_metadata
+from learned_manifold.model_file import FORMAT, VERSION, checksum, read_metadata
 from learned_manifold.models import LEGACY_DEFAULTS, MAX_RANK, MetricModel, ModelConfig, build_backbone
 
 MLP = {"arch": "film_mlp", "data_shape": (5,), "arch_kwargs": {"hidden": 16, "depth": 2, "emb_dim": 8,
@@ -123,9 +123,12 @@ def test_a_shared_trunk_model_saves_and_loads_to_the_same_outputs(spec, tmp_path
 
 
 def _write(path, state: dict, config: dict) -> None:
+    """Write ``state`` with ``config`` as a writer of this format version did: with its checksum (a version-2 file
+    without one is refused as edited)."""
     state = {k: v.contiguous() for k, v in state.items()}
-    path.write_bytes(st_save(state, metadata={"format": FORMAT, "version": VERSION, "config": json.dumps(config),
-                                              "extra": "{}"}))
+    metadata = {"format": FORMAT, "version": VERSION, "config": json.dumps(config), "extra": "{}"}
+    metadata["sha256"] = checksum(metadata, state)
+    path.write_bytes(st_save(state, metadata=metadata))
 
 
 def test_a_file_written_before_the_field_loads_as_its_two_networks(tmp_path):

@@ -82,7 +82,7 @@ def test_the_cli_flags_reach_the_config_and_list_the_presets(tmp_path, capsys):
     capsys.readouterr()
     assert main(["train", str(flat / "points.npy"), "--out", str(flat / "m.lmm"), "--preset", "mnist", *small]) == 2
     err = capsys.readouterr().err
-    assert "--preset 'mnist' is a UNet preset" in err and len(err.splitlines()) == 1, err
+    assert "--preset mnist is a UNet preset" in err and len(err.splitlines()) == 1, err
     assert os.listdir(flat) == ["points.npy"]
     with pytest.raises(SystemExit) as stop:  # argparse's own error for an unknown choice
         main(["train", str(data), "--out", str(out), "--preset", "bogus", *small])

@@ -78,3 +78,50 @@ def test_the_demo_compares_tangent_errors_with_the_mean_error_of_random_planes()
 
     assert _random_plane_error(1, 2) == pytest.approx(2 * math.sqrt(2) / math.pi, abs=0.01)
     assert _random_plane_error(2, 3) == pytest.approx(math.sqrt(2) * math.pi / 4, abs=0.01)
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_the_demos_steps_default_is_one_value_for_the_command_and_both_functions():
+    """``demo --dataset digits`` trained 2,500 steps and ``run_image_demo(dataset="digits")`` 3,000 (tester F, s32):
+    one default, `demo.DEMO_STEPS` (the digits demo's recorded numbers used 2,500)."""
+    import inspect
+
+    from learned_manifold_training.cli import build_parser
+    from learned_manifold_training.demo import DEMO_STEPS, run_demo
+    from learned_manifold_training.image_demo import run_image_demo
+
+    assert DEMO_STEPS == 2500
+    assert build_parser().parse_args(["demo"]).steps == DEMO_STEPS
+    assert inspect.signature(run_demo).parameters["steps"].default == DEMO_STEPS
+    assert inspect.signature(run_image_demo).parameters["steps"].default == DEMO_STEPS
+
+
+@pytest.mark.parametrize("dataset, module", [("circle", "demo"), ("digits", "image_demo")])
+def test_demo_precision_reaches_the_training_config(tmp_path, monkeypatch, capsys, dataset, module):
+    """``demo --precision fp32`` (a rerun of one seed bit for bit, without the timing probe) reaches the
+    `TrainConfig` of both demos; without it the demo keeps ``auto``. Training is stopped at its start."""
+    import importlib
+
+    target = importlib.import_module(f"learned_manifold_training.{module}")
+    seen = []
+
+    def spy(data, config, **kwargs):
+        seen.append(config.precision)
+        raise _Stop
+
+    monkeypatch.setattr(target, "train", spy)
+    for flags, want in ((["--precision", "fp32"], "fp32"), ([], "auto")):
+        with pytest.raises(_Stop):
+            main(["demo", "--dataset", dataset, "--quick", "--num-points", "400", "--device", "cpu",
+                  "--out", str(tmp_path / f"d{len(seen)}"), *flags])
+        assert seen[-1] == want
+    assert "--precision fp32 or bf16" in " ".join(_demo_help(capsys).split())
+
+
+def _demo_help(capsys) -> str:
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    return capsys.readouterr().out

@@ -128,8 +128,8 @@ def test_mlp_sizes_with_backbone_unet_are_refused_by_their_flags(tmp_path, capsy
     assert main(["train", "digits", "--out", str(out), "--backbone", "unet", "--hidden", "7", "--depth", "2",
                  "--steps", "1", "--num-points", "60", "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert err.strip() == ("learned-manifold train: error: --hidden, --depth size the MLP only, but backbone 'unet' "
-                           "trains the UNet (preset sizes it): leave them out, or choose backbone 'mlp'")
+    assert err.strip() == ("learned-manifold train: error: --hidden, --depth size the MLP only, but --backbone unet "
+                           "trains the UNet (--preset sizes it): leave them out, or choose --backbone mlp")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -141,3 +141,30 @@ def test_help_states_the_presets_and_the_paper_scales_truly(capsys):
     assert "modelled on the paper's image networks" in helps["preset"] and "unet_preset" in helps["preset"]
     assert "2 x the paper code's tikhonov_epsilon" in helps["tikhonov"]
     assert "4D² times the paper code's" in helps["grad_clip"] and "does not transfer" in helps["grad_clip"]
+
+
+def test_every_train_option_defaults_to_the_train_config_default():
+    """``--checkpoint-every`` defaulted to 500 in the command and ``TrainConfig.checkpoint_every`` to 0, so a Python
+    run killed before its end left nothing to resume (tester F, s32): each default is written once, in
+    `TrainConfig` (500: a checkpoint of the default recipe costs ~0.1-0.3 s on a CPU)."""
+    from dataclasses import fields
+
+    from learned_manifold_training.cli import _config
+    from learned_manifold_training.config import TrainConfig
+
+    assert TrainConfig().checkpoint_every == 500
+    parsed = _config(build_parser().parse_args(["train", "circle", "--out", "m.lmm"]))
+    for f in fields(TrainConfig):
+        assert getattr(parsed, f.name) == f.default, f.name
+
+
+def test_the_recipe_options_that_were_python_only_reach_the_config():
+    """``--emb-dim``, ``--val-points`` (the torus demo's recipe), ``--gaussian-rank``, ``--weight-decay``,
+    ``--warmup`` and ``--ema`` had no flag (tester F, s32)."""
+    from learned_manifold_training.cli import _config
+
+    config = _config(build_parser().parse_args([
+        "train", "circle", "--out", "m.lmm", "--emb-dim", "64", "--val-points", "400", "--gaussian-rank", "8",
+        "--weight-decay", "0.01", "--warmup", "0.1", "--ema", "0"]))
+    assert (config.emb_dim, config.val_points, config.gaussian_rank) == (64, 400, 8)
+    assert (config.weight_decay, config.warmup, config.ema) == (0.01, 0.1, 0.0)

@@ -344,6 +344,16 @@ def test_union_geodesic_within_and_across_pieces() -> None:
     assert math.isinf(float(got[2]))
 
 
+@pytest.mark.parametrize("weights", [[math.nan, 1.0], [math.inf, 1.0], [1e308, 1e308], [-1.0, 2.0], [0.0, 0.0],
+                                     [1.0], [1.0, "2"], "ab", 3])
+def test_union_refuses_weights_that_are_not_finite_non_negative_numbers(weights) -> None:
+    """weights=[nan, 1] passed the constructor (``nan < 0`` is false) and ``sample`` failed with a bare "cannot
+    convert float NaN to integer" (tester B, s32); [inf, 1] gave NaN shares the same way."""
+    with pytest.raises(ValueError, match=r"^weights must be 2 finite non-negative numbers with a positive sum, got "):
+        UnionManifold(weights=weights)
+    assert UnionManifold(weights=[0, 3]).weights == [0.0, 1.0]
+
+
 # ------------------------------------------------------------------------------------------------------
 # Built-in data sets
 # ------------------------------------------------------------------------------------------------------

@@ -3,6 +3,8 @@ geometry (SPEC §9)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -14,6 +16,7 @@ from learned_manifold_training.data import (
     resolve_data,
     resolve_images,
 )
+from learned_manifold_training.data.builtin import split_image_name
 
 F64 = torch.float64
 
@@ -55,6 +58,16 @@ def test_blobs_data_set_and_names() -> None:
             resolve_data(bad)
     with pytest.raises(ValueError, match="positive"):
         get_image_dataset("blobs", 0)
+
+
+@pytest.mark.parametrize("name", ["blobs:²", "blobs:٣٢", "blobs:３２", "blobs:+32", "blobs: 32", "blobs:32.0"])
+def test_a_blob_side_is_ascii_digits_only(name) -> None:
+    """``str.isdigit`` accepts "²" (then ``int`` failed with a bare "invalid literal for int()") and Arabic-Indic
+    "٣٢" (read as 32) (tester B, s32): a side is ASCII digits, anything else gets the function's own message."""
+    with pytest.raises(ValueError, match=rf"^bad image data set '{re.escape(name)}': only blobs takes a size, as "
+                       r"blobs:SIDE with an integer SIDE >= 4 \(e\.g\. blobs:32 for 32×32 images\)$"):
+        split_image_name(name)
+    assert split_image_name("blobs:32") == ("blobs", 32)
 
 
 # ------------------------------------------------------------------------------------------------------

@@ -247,3 +247,55 @@ def test_info_data_shows_the_training_verdict_its_own_rerun_cannot_give(tmp_path
     assert "neighbour check: no verdict" in out
     assert ("  at training: neighbour check NOT TRUSTED against 2,500 training points at sigma 0.05 (same dimension "
             "at only 0% of points (limit 80%)") in out
+
+
+def test_a_builtin_data_name_is_not_checked_on_the_models_own_training_draw(tmp_path, capsys, monkeypatch):
+    """``info --data circle`` drew with seed 1, the draw ``train circle --seed 1`` trained on: its "held-out" points
+    were the training points (tester F, s32). A built-in name is now drawn with the model's seed + 1."""
+    import argparse
+
+    from learned_manifold_training.info import _held_out_seed
+
+    model = MetricModel(ModelConfig(data_shape=(2,), rank=1, arch_kwargs={"hidden": 8, "depth": 1}))
+    path = save_model(model, tmp_path / "m.lmm", extra={"seed": 1})
+    seeds = []
+    read = cli_data.read_data
+
+    def spy(args, source, **kwargs):
+        seeds.append(kwargs.get("seed"))
+        return read(args, source, **kwargs)
+
+    monkeypatch.setattr(cli_data, "read_data", spy)
+    report = _info_json(path, "circle", capsys)
+    assert seeds[-1] == 2 and "training_points" not in report["data_placement"]  # the rows checked: seed 2
+    layout = argparse.Namespace(layout="auto")
+    assert _held_out_seed(argparse.Namespace(data="circle", **vars(layout)), None) == (1, False)  # seed 0's
+    assert _held_out_seed(argparse.Namespace(data=str(path), **vars(layout)), 1) == (1, False)  # a file: all rows
+
+
+def test_a_builtin_set_that_is_the_same_for_every_seed_is_said_to_be_the_training_points(tmp_path, capsys):
+    """``digits`` is all 1,797 images whatever the seed: ``info --data digits`` checks the training images and says
+    so, instead of calling them held-out data."""
+    model = MetricModel(ModelConfig(data_shape=(1, 8, 8), rank=2, arch_kwargs={"hidden": 8, "depth": 1}))
+    path = save_model(model, tmp_path / "m.lmm", extra={"seed": 0})
+    assert main(["info", str(path), "--data", "digits", "--num-points", "20"]) == 0
+    assert ("NOTE: --data digits is the built-in set the model was trained on, and it is the same points for every "
+            "seed: the checks below run on training points, not held-out ones") in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("extra, line", [
+    ({"precision": "bf16", "precision_probe": {"setting": "auto", "choice": "bf16", "source": "measured",
+                                               "speedup": [1.8782, 1.7131]}},
+     "precision bf16 (auto: the probe measured bf16 1.88x / 1.71x as fast as fp32),"),
+    ({"precision": "fp32", "precision_probe": {"setting": "auto", "choice": "fp32", "source": "cache",
+                                               "speedup": [1.02, 0.9]}},
+     "precision fp32 (auto: the probe earlier in the training process measured bf16 1.02x / 0.90x as fast as fp32),"),
+    ({"precision": "fp32", "precision_probe": {"setting": "auto", "reason": "no bf16 on this device"}},
+     "precision fp32 (auto: no bf16 on this device),"),
+    ({"precision": "bf16", "precision_probe": {"setting": "bf16", "choice": "bf16"}}, "precision bf16,"),
+], ids=["auto-measured", "auto-cached", "auto-no-figures", "asked-for"])
+def test_the_training_line_says_when_auto_chose_the_precision_and_the_probes_figures(tmp_path, capsys, extra, line):
+    """``info`` printed "precision bf16" alike for ``--precision bf16`` and for the default ``auto``'s choice; the
+    probe's speed-ups were in ``--json`` only (tester A, s32)."""
+    model = MetricModel(ModelConfig(data_shape=(3,), rank=2, arch_kwargs={"hidden": 8, "depth": 1}))
+    assert line in _summary(save_model(model, tmp_path / "m.lmm", extra=extra), capsys)

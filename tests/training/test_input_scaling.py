@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import save as st_save
 
 from learned_manifold import load_model
-from learned_manifold.model_file import FORMAT, VERSION, save_model
+from learned_manifold.model_file import FORMAT, VERSION, checksum, save_model
 from learned_manifold.models import LEGACY_DEFAULTS, MetricModel, ModelConfig, input_scale
 from learned_manifold_training.data import Sphere
 from learned_manifold_training.trainer import TrainConfig, train
@@ -90,8 +90,9 @@ def test_a_file_written_before_the_field_loads_with_the_old_behaviour(tmp_path):
     del config["input_scaling"]
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     path = tmp_path / "old.lmm"
-    path.write_bytes(st_save(state, metadata={"format": FORMAT, "version": VERSION, "config": json.dumps(config),
-                                              "extra": "{}"}))
+    metadata = {"format": FORMAT, "version": VERSION, "config": json.dumps(config), "extra": "{}"}
+    metadata["sha256"] = checksum(metadata, state)  # as the writer of this version did
+    path.write_bytes(st_save(state, metadata=metadata))
     loaded = load_model(path)
     assert loaded.config.input_scaling == LEGACY_DEFAULTS["input_scaling"] == "none"
     x = torch.randn(4, 5)

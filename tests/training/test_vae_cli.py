@@ -208,3 +208,26 @@ def test_encode_of_a_subset_of_a_files_rows_writes_their_indices(tmp_path, capsy
     assert "z.rows.npy' already exists; replace it with --overwrite" in capsys.readouterr().err
     assert command([*argv, "--overwrite"]) == 0  # all rows, in order: no indices, and none left from before
     assert "indices" not in capsys.readouterr().out and not (tmp_path / "z.rows.npy").exists()
+
+
+def test_the_vae_settings_that_were_python_only_have_flags_that_reach_the_config(tmp_path, monkeypatch, capsys):
+    """``std_lr``, ``kl_weight`` and ``val_points`` of `VAETrainConfig` had no ``train-vae`` flag (tester F, item 4):
+    they reach the config, the printed resume command repeats them, and a bad value names its flag."""
+    seen = {}
+
+    def stand_in(data, cfg, **kwargs):
+        seen["cfg"] = cfg
+        raise KeyboardInterrupt  # stop before any training: the config is what is checked
+
+    monkeypatch.setattr("learned_manifold_training.vae_trainer.train_vae", stand_in)
+    argv = ["train-vae", "circle", "--out", str(tmp_path / "v.lvae"), "--latent-dim", "2", *SMALL,
+            "--std-lr", "0.01", "--kl-weight", "0.5", "--val-points", "50"]
+    assert command(argv) == 130
+    cfg = seen["cfg"]
+    assert (cfg.std_lr, cfg.kl_weight, cfg.val_points) == (0.01, 0.5, 50)
+    args = build_parser().parse_args(argv)
+    again = build_parser().parse_args(shlex.split(vae_cli._resume_command(args))[1:])
+    assert (again.std_lr, again.kl_weight, again.val_points) == (0.01, 0.5, 50)
+    capsys.readouterr()
+    assert command([*argv[:-2], "--val-points", "0"]) == 2
+    assert "--val-points must be in [1, " in capsys.readouterr().err

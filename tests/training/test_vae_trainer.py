@@ -249,3 +249,17 @@ def test_a_metric_matching_state_is_refused_before_the_data_are_read(tmp_path, m
     monkeypatch.setattr(vae_trainer, "split_rows", no_work)
     with pytest.raises(ValueError, match=r"its training state is a metric-matching run's \(learned-manifold train\)"):
         train_vae(data, VAETrainConfig(steps=4, std_steps=0), out=out, resume=True, device="cpu", progress=False)
+
+
+def test_the_seed_and_batch_limits_are_trains():
+    """``train --seed 2000000000000`` ran and ``train-vae`` refused it (its limit was 2**40), though DATA is read
+    with the same seeds; batch sizes stopped at 2**24 against train's 2**31 (tester F, s32)."""
+    from learned_manifold_training.config import MAX_BATCH, MAX_SEED
+
+    assert VAETrainConfig(latent_dim=2, seed=2_000_000_000_000).seed == 2_000_000_000_000
+    assert VAETrainConfig(latent_dim=2, seed=MAX_SEED, batch_size=MAX_BATCH).batch_size == MAX_BATCH
+    TrainConfig(seed=MAX_SEED, batch_size=MAX_BATCH)
+    with pytest.raises(ValueError, match=rf"seed must be in \[0, {MAX_SEED}\], got {MAX_SEED + 1}"):
+        VAETrainConfig(latent_dim=2, seed=MAX_SEED + 1)
+    with pytest.raises(ValueError, match=rf"seed must be in \[0, {MAX_SEED}\], got {MAX_SEED + 1}"):
+        TrainConfig(seed=MAX_SEED + 1)

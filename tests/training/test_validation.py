@@ -1,5 +1,7 @@
 """`distrust`: the failed checks of a training result, one sentence each, and nothing for checks that passed."""
 
+import math
+
 import pytest
 import torch
 
@@ -232,3 +234,43 @@ def test_a_model_neither_check_gave_a_verdict_on_is_said_to_be_unverified():
     (few,) = distrust({"self_consistency": {**old, "trusted": True, "data_dimension": 3},
                        "neighbour_check": {**near, "reference_points": 30}})
     assert "too few" in few and "nothing verified it" in few
+
+
+def _gap_table_model(monkeypatch, gaps: dict[int, float]):
+    """A model of data scale 1 whose `validate` rows have the mean gaps ``gaps`` (grid index ``i`` of σ = 2^(i−6)
+    → gap; median dimension 1 of ``min(r, D)`` = 2, so every σ ≤ s/2 is a candidate)."""
+    import learned_manifold_training.validation as V
+    from learned_manifold.models import MetricModel, ModelConfig
+
+    model = MetricModel(ModelConfig(data_shape=(2,), rank=2, sigma_min=2.0**-6, sigma_max=4.0,
+                                    arch_kwargs={"hidden": 8, "depth": 1, "emb_dim": 8}))
+    assert float(model.scale) == 1.0
+
+    def validate(model, x, sigma, manifold=None):
+        i = round(math.log2(sigma)) + 6
+        return {"sigma": sigma, "mean_gap": gaps.get(i, 0.5), "median_dimension": 1}
+
+    monkeypatch.setattr(V, "validate", validate)
+    return V, model
+
+
+def test_a_near_tie_of_eigengaps_goes_to_the_smaller_sigma(monkeypatch):
+    """S² seed 2 (tester A, s32): gaps 0.9692 at s/16 and 0.9697 at s/8 (bf16; fp32 had them the other way round).
+    The argmax took s/8, whose landing offset dσ²/(2R) is 4× that of s/16: the optimiser with landing ended 0.019
+    instead of 0.005 from the sphere. Gaps within `GAP_TIE` are a tie, broken towards the smaller σ; s/32, 5.7e-3
+    below, is not in the tie."""
+    V, model = _gap_table_model(monkeypatch, {0: 0.9500, 1: 0.9640, 2: 0.9692, 3: 0.9697, 4: 0.9343, 5: 0.6693})
+    sigma, rule, table = V.select_sigma(model, torch.zeros(5, 2))
+    assert max(table, key=lambda r: r["mean_gap"])["sigma"] == 2.0**-3  # the old rule's choice
+    assert sigma == 2.0**-4 and 0.0005 <= V.GAP_TIE < 0.0057
+    assert rule == (f"smallest bandwidth whose mean eigengap on held-out points is within {V.GAP_TIE:g} of the "
+                    f"clearest (0.9692 against 0.9697 at sigma=0.125), among σ ≤ 0.5·s")
+
+
+def test_a_clearly_better_eigengap_keeps_its_sigma(monkeypatch):
+    """A gap 0.0058 better than every smaller σ's (the S² of seed 0 at s/64 against s/32) is no tie: it is chosen
+    whatever its σ, here s/8 against smaller σ reading worse, and the rule says it was the clearest."""
+    V, model = _gap_table_model(monkeypatch, {0: 0.9600, 1: 0.9640, 2: 0.9650, 3: 0.9708, 4: 0.9433, 5: 0.6761})
+    sigma, rule, _ = V.select_sigma(model, torch.zeros(5, 2))
+    assert sigma == 2.0**-3 and V.GAP_TIE < 0.0058
+    assert rule == "clearest mean eigengap on held-out points (0.9708), among σ ≤ 0.5·s"

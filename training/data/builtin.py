@@ -50,14 +50,14 @@ def split_image_name(name: str) -> tuple[str, int | None]:
     """``"blobs:32"`` -> ``("blobs", 32)``; ``"digits"`` -> ``("digits", None)``.
 
     Raises:
-        ValueError: not an image data set, or a bad size (only "blobs" takes one: an integer >= 4).
+        ValueError: not an image data set, or a bad size (only "blobs" takes one: ASCII digits, an integer >= 4).
     """
     base, sep, size = name.partition(":")
     if base not in IMAGE_DATASETS:
         raise ValueError(f"unknown image data set {name!r}; valid: digits, blobs, blobs:SIDE (e.g. blobs:32)")
     if not sep:
         return base, None
-    if base != "blobs" or not size.isdigit() or int(size) < 4:
+    if base != "blobs" or not (size.isascii() and size.isdigit()) or int(size) < 4:  # "²", "٣٢": isdigit()
         raise ValueError(f"bad image data set {name!r}: only blobs takes a size, as blobs:SIDE with an integer "
                          "SIDE >= 4 (e.g. blobs:32 for 32×32 images)")
     return base, int(size)

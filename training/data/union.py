@@ -20,6 +20,19 @@ from .shapes import Circle, FlatPatch
 __all__ = ["UnionManifold"]
 
 
+def _weight_shares(weights: object, n: int) -> list[float]:
+    """``weights`` as ``n`` finite non-negative floats with a positive finite sum, else one ``ValueError`` (a NaN
+    weight passed the old sign checks, ``nan < 0`` being false, and failed in ``sample`` as a bare int() error)."""
+    try:
+        shares = [float(w) for w in weights if not isinstance(w, (str, bytes))]  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        shares = []
+    if (len(shares) != n or isinstance(weights, (str, bytes))
+            or not all(math.isfinite(w) and w >= 0 for w in shares) or not 0 < sum(shares) < math.inf):
+        raise ValueError(f"weights must be {n} finite non-negative numbers with a positive sum, got {weights!r:.200}")
+    return shares
+
+
 class UnionManifold(SyntheticManifold):
     """A disjoint union of manifolds, possibly of different dimensions, in the same R^D.
 
@@ -32,7 +45,7 @@ class UnionManifold(SyntheticManifold):
 
     Args:
         pieces: the pieces, all with the same ``ambient_dim``.
-        weights: relative share of the samples per piece (default equal).
+        weights: relative share of the samples per piece (default equal): finite numbers >= 0, positive sum.
         ambient_dim: D for the default pieces (default 3); must match the pieces when they are given.
         seed: seed of the random isometric embedding of the default pieces.
         name: identifier.
@@ -55,14 +68,11 @@ class UnionManifold(SyntheticManifold):
         dims = {p.ambient_dim for p in pieces}
         if len(dims) != 1 or (ambient_dim is not None and ambient_dim not in dims):
             raise ValueError(f"all pieces must share one ambient dimension, got {sorted(dims)}")
-        if weights is None:
-            weights = [1.0] * len(pieces)
-        if len(weights) != len(pieces) or any(w < 0 for w in weights) or sum(weights) <= 0:
-            raise ValueError(f"weights must be {len(pieces)} non-negative numbers with a positive sum")
+        shares = [1.0] * len(pieces) if weights is None else _weight_shares(weights, len(pieces))
         super().__init__(name, max(p.dim for p in pieces), pieces[0].ambient_dim)
         self.pieces = pieces
-        total = float(sum(weights))
-        self.weights = [float(w) / total for w in weights]
+        total = sum(shares)
+        self.weights = [w / total for w in shares]
 
     @staticmethod
     def _circle_and_square(ambient_dim: int, seed: int) -> list[SyntheticManifold]:

@@ -311,6 +311,22 @@ def test_beyond_data_is_the_distance_to_the_data_only_where_it_exceeds_a_few_spa
     assert field.beyond_data(far.float()).dtype == torch.float32  # answers in the query's dtype
 
 
+def test_points_on_a_sparsely_sampled_curve_between_its_data_are_not_beyond_the_data():
+    """On a curve the gaps between random data points reach 9-11 median spacings (500 uniform points on a circle):
+    with 4 spacings as the rule, 6% of points on the circle read "beyond the data", so geodesics between them warned
+    and landing refused them at a small σ (reviewer R). Twice the 99th percentile of the nearest-neighbour distances
+    covers the gaps; a point 0.3 off the circle is still beyond."""
+    g = torch.Generator().manual_seed(3)
+    t = torch.rand(500, generator=g, dtype=F64) * 2 * math.pi
+    field = KNNCDC(torch.stack([t.cos(), t.sin()], -1), k=16, sigma=1 / 64)
+    s = torch.linspace(0, 2 * math.pi, 4001, dtype=F64)[:-1]
+    on = torch.stack([s.cos(), s.sin()], -1)
+    assert (field.beyond_data(on) == 0).all()
+    assert field.far_distance() > 4 * field._spacing()  # the quantile rule decided here
+    off = 1.3 * on[:10]
+    assert (field.beyond_data(off) > 0.29).all()
+
+
 def test_state_dict_round_trip_carries_the_data_and_rebuilds_the_search():
     """The data were non-persistent buffers: state_dict was {} and load_state_dict(strict=True) kept the target's
     own data. Now the data travel (any N >= k) and the search (offset origin, norms, caches) follows them."""
