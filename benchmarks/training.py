@@ -18,7 +18,7 @@ picks on the device (within seed noise the two can differ; ``benchmarks/RESULTS.
 Settings: fp32; bf16 autocast; ``torch.compile`` with fp32 and with bf16; and ``precision="auto"``, whose
 measured choice (`learned_manifold.precision.choose_precision`: the trainer times its step in fp32 and bf16)
 is reported with the probe's times. A compile that fails, or does not finish within a time limit, is recorded
-with its error text instead of stopping the run. On CUDA the trainer already uses fused AdamW.
+with its error text instead of stopping the run. The trainer and the plain step use torch's fused AdamW (CPU and CUDA).
 
 Recipe cost: side by side, in rounds that rotate the order, the steady samples/s of the mean-centred `train`
 recipes (fp32; EMA, schedule; `RECIPES`): the default (two networks, the factor matched to the denoiser's
@@ -293,7 +293,7 @@ def _write(args, env: dict, cfg: dict, results: dict, recipe: dict | None, accur
         "network": f"FiLMResMLP {cfg['arch']}, rank 16, mean-centred (denoiser + factor every step)",
         "batch": cfg["batch"],
         "steps": f"{cfg['warmup_steps']} warm-up + {cfg['measured_steps']} measured",
-        "optimizer": f"{used} (AdamW fused on CUDA"
+        "optimizer": f"{used} (AdamW fused on CPU and CUDA"
                      + ("; the trainer's defaults)" if used == optimizer_settings(TrainConfig()) else ")"),
         "compile time limit": f"{cfg['compile_limit_s']} s",
         "default": choice,

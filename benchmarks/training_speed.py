@@ -16,6 +16,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from learned_manifold.models import MetricModel, ModelConfig
 from learned_manifold_training.losses import MetricMatchingLoss
+from learned_manifold_training.schedule import fused_adamw
 from learned_manifold_training.trainer import TrainConfig, standardisation, train
 
 from .common import optimizer_settings, synchronize
@@ -120,7 +121,8 @@ def _plain_rate(data: torch.Tensor, cfg: dict, device: torch.device, network: di
         torch.default_generator.manual_seed(0)
         model = MetricModel(config, scale=scale, mean=mean).to(device)
     loss_fn = MetricMatchingLoss("lowrank", 0.0, centred=False)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=device.type == "cuda" or None)
+    params = list(model.parameters())  # the trainer's AdamW kernel (fused where torch has one): recipes and the
+    opt = torch.optim.AdamW(params, lr=1e-3, fused=fused_adamw(params, device))  # plain step compare like for like
     g = torch.Generator(device=device).manual_seed(0)
     lo, hi = math.log(3e-3), math.log(4.0)  # the default log-uniform σ range, in units of the data scale
     batch = cfg["batch"]
