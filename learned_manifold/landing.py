@@ -225,15 +225,9 @@ def warn_off_data(field, x: Tensor, caller: str, stacklevel: int = 5) -> None:
     point (a circle with noise 0.1 at a σ below the noise: a linear objective's flow ended 8.7 off the circle).
     The default ``stacklevel`` points at the caller of a public function under `full_precision` and
     ``inference_mode`` wrappers."""
-    sigma = _landing_sigma(field)
-    gap = _beyond(field, x, sigma) if x.shape[0] else None
-    if gap is not None and bool((gap > 0).any()):
-        off = gap > 0
-        warnings.warn(f"{caller}: {int(off.sum())} of {x.shape[0]} landed end point(s) lie up to "
-                      f"{gap.max().item():.3g} from the nearest data point the field holds, farther than "
-                      f"{_threshold_text(field, sigma)}: the denoiser at this sigma does not bring them back to the "
-                      "data (a larger sigma where the data are noisy at this scale, or a shorter flow, may)",
-                      stacklevel=stacklevel)
+    ends_off_data(field, {"landed end points": x}, caller, "the denoiser at this sigma does not bring them back to "
+                  "the data (a larger sigma where the data are noisy at this scale, or a shorter flow, may)",
+                  stacklevel=stacklevel + 1)
 
 
 def ends_off_data(field, ends: dict[str, Tensor], caller: str, advice: str, stacklevel: int = 5) -> Tensor | None:

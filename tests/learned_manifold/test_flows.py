@@ -379,8 +379,9 @@ def test_a_landed_flow_that_ends_far_from_the_data_says_so():
     def f(x):  # falls without bound along −e₀
         return x[:, 0]
 
-    with pytest.warns(UserWarning, match=r"gradient_flow: 2 of 2 landed end point\(s\) lie up to 2\.\d+ from the "
-                                         r"nearest data point the field holds, farther than sigma = 0\.1") as seen:
+    with pytest.warns(UserWarning, match=r"gradient_flow: points beyond the data: landed end points \(2 of 2\), up "
+                                         r"to 2\.\d+ from the nearest data point the field holds \(its data or a "
+                                         r"model's landmarks\), farther than sigma = 0\.1") as seen:
         res = gradient_flow(field, f, x0, t_end=3.0, n_points=4, landing=True)
     assert seen[0].filename == __file__  # points at the caller
     torch.testing.assert_close(res.path[:, -1, 0], x0[:, 0] - 3.0)

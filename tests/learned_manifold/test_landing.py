@@ -259,8 +259,8 @@ def test_off_data_messages_state_the_threshold_actually_used():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         warn_off_data(field, torch.tensor([[1.0, 0.0, 2.0]], dtype=torch.float64), "caller")
-    msg = ("caller: 1 of 2 landed end point(s) lie up to 5 from the nearest data point the field holds, farther than "
-           "3.06 (the larger of sigma = 0.1 and 3.06, 4 times the 0.765 typical spacing of those points, beyond "
-           "which a point is off them)")
+    msg = ("caller: points beyond the data: landed end points (1 of 2), up to 5 from the nearest data point the field "
+           "holds (its data or a model's landmarks), farther than 3.06 (the larger of sigma = 0.1 and 3.06, 4 times "
+           "the 0.765 typical spacing of those points, beyond which a point is off them)")
     with pytest.warns(UserWarning, match=re.escape(msg)):
         warn_off_data(field, torch.tensor([[1.0, 0.0, 2.0], [1.0, 0.0, 5.0]], dtype=torch.float64), "caller")
