@@ -227,8 +227,9 @@ def merge_runs(folders: Sequence[Path]) -> tuple[list[dict], dict]:
                 raise ValueError(f"{key} is in both {seen[key]} and {folder}")
             seen[key] = Path(folder)
             runs.append(run)
-        sources.append(f"{folder} (commit {record['environment'].get('git_commit')}, "
-                       f"{record['environment'].get('date_utc')})")
+        env = record["environment"]
+        sources.append(f"{folder} (commit {env.get('git_commit')}, tree modified: "
+                       f"{env.get('git_dirty', 'not recorded')}, {env.get('date_utc')})")
     assert first is not None  # argparse's nargs="+" gives at least one folder
     merged = {key: first.get(key) for key in _SHARED_SETTINGS}
     merged.update(manifolds=sorted({r["manifold"] for r in runs}), sizes=sorted({r["N"] for r in runs}),

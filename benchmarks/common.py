@@ -13,6 +13,7 @@ import json
 import math
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -162,18 +163,24 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = Non
 # environment
 
 
+def _git_folder(start: Path | None) -> Path | None:
+    """The ``.git`` folder of the repository holding ``start`` (default: this file), or ``None`` outside one."""
+    here = (start or Path(__file__)).resolve()
+    for folder in (here, *here.parents):
+        if (folder / ".git").is_dir():
+            return folder / ".git"
+    return None
+
+
 def git_commit(start: Path | None = None) -> str | None:
-    """The commit checked out in the repository holding ``start`` (read from ``.git``; no git process is run).
+    """The commit checked out in the repository holding ``start`` (read from ``.git``; no git process is run), not
+    whether the tracked files differ from it (`git_dirty`).
 
     Returns:
         The 40-hex commit id, or ``None`` when there is no repository or the reference cannot be resolved.
     """
-    here = (start or Path(__file__)).resolve()
-    for folder in (here, *here.parents):
-        git = folder / ".git"
-        if git.is_dir():
-            break
-    else:
+    git = _git_folder(start)
+    if git is None:
         return None
     try:
         head = (git / "HEAD").read_text().strip()
@@ -192,6 +199,34 @@ def git_commit(start: Path | None = None) -> str | None:
     return None
 
 
+def git_dirty(start: Path | None = None, *, timeout: float = 10.0, shown: int = 5) -> str:
+    """Whether the tracked files of the repository holding ``start`` (default: this file) differ from its commit.
+
+    ``git status --porcelain --untracked-files=no`` (taking no lock): staged or unstaged changes to tracked files,
+    not new files. A run from uncommitted code is stamped with its parent commit (`git_commit`); this says so
+    beside it. Never raises: without git or a repository (or after ``timeout`` seconds) the answer is ``unknown``.
+
+    Returns:
+        ``"no"``; ``"yes: N tracked file(s) differ from the commit (a, b, ...)"``, naming the first ``shown``;
+        or ``"unknown (why)"``.
+    """
+    git = _git_folder(start)
+    if git is None:
+        return "unknown (no git repository)"
+    try:
+        done = subprocess.run(["git", "--no-optional-locks", "status", "--porcelain", "--untracked-files=no"],
+                              cwd=git.parent, capture_output=True, text=True, timeout=timeout, check=False)
+    except (OSError, subprocess.SubprocessError) as err:  # no git executable, or it hung
+        return f"unknown (git status could not run: {type(err).__name__})"
+    if done.returncode != 0:
+        return f"unknown (git status exited {done.returncode})"
+    files = [line[3:] for line in done.stdout.splitlines() if line.strip()]
+    if not files:
+        return "no"
+    more = f", and {len(files) - shown} more" if len(files) > shown else ""
+    return f"yes: {len(files)} tracked file(s) differ from the commit ({', '.join(files[:shown])}{more})"
+
+
 def _cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -203,7 +238,8 @@ def _cpu_model() -> str:
 
 
 def environment(device: torch.device) -> dict:
-    """What a result depends on: device, library versions, CPU, threads, ``TORCH_COMPILE_DISABLE``, date and commit."""
+    """What a result depends on: device, library versions, CPU, threads, ``TORCH_COMPILE_DISABLE``, date, commit and
+    whether the tracked files differ from it (``git_dirty``)."""
     env = {
         "date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({_cpu_model()})",
@@ -217,6 +253,7 @@ def environment(device: torch.device) -> dict:
         "TORCH_COMPILE_DISABLE": os.environ.get("TORCH_COMPILE_DISABLE", "unset"),
         "load_average_at_start": load_average(),
         "git_commit": git_commit() or "unknown",
+        "git_dirty": git_dirty(),
         "command": " ".join([Path(sys.executable).name, "-m", _module_name(), *sys.argv[1:]]),
     }
     if device.type == "cuda":

@@ -29,9 +29,10 @@
 # the whole suite, default 540 on CUDA and none on a dry run): a step gets at most what is left of it, and is
 # skipped when less is left than the least time worth starting it with (MIN_* below); the summary names the
 # skipped steps, and the exit status is 0 when none failed and at least one ran. A step stopped by its cap keeps
-# the report it wrote (throughput, training, accuracy and images' Table 1 write after every row). SUITE_STEPS (names,
-# space-separated; default all; an unknown name is refused before anything runs) runs only those steps, in the
-# suite's order.
+# the report it wrote: every step writes it after every row, setting or image size (throughput, tangent, optimizer,
+# training, accuracy and unet_speed; images after every row of Table 1, the part the suite runs), and a partial
+# report says so in its settings. SUITE_STEPS (names, space-separated; default all; an unknown name is refused
+# before anything runs) runs only those steps, in the suite's order.
 set -euo pipefail
 
 usage() { echo "usage: bash benchmarks/gpu_suite.sh [--dry-run]" >&2; exit 2; }

@@ -45,6 +45,7 @@ from learned_manifold.metrics import LearnedCDC
 from learned_manifold.precision import native_bf16
 from learned_manifold_training.config import DENOISER_WARMUP
 from learned_manifold_training.data import get_dataset
+from learned_manifold_training.schedule import fused_adamw
 from learned_manifold_training.trainer import TrainConfig, train
 
 from .common import (
@@ -371,7 +372,9 @@ def _recipe_report(args, env: dict, cfg: dict, recipe: dict) -> dict:
                 "recipes": {n: f"mean-centred, {v or 'defaults'}" + ("" if n in (DENOISER_ALONE, NARROW_ALONE) else
                                 ", denoiser and factor every step (no warm-up)") for n, v in RECIPES.items()},
                 "batch": cfg["batch"], "steps": f"{cfg['warmup_steps']} warm-up + {cfg['measured_steps']} measured",
-                "rounds": args.rounds, "quick": args.quick}
+                "rounds": args.rounds, "quick": args.quick,
+                "optimizer": f"AdamW, fused={fused_adamw([torch.zeros(1)], torch.device(args.device))} for the plain "
+                             "step and the recipes alike (`schedule.fused_adamw`, the trainer's kernel)"}
     _, md_path = write_report(args.out, "training_recipe", title="The price of mean-centring per sample",
                               env=env, settings=settings,
                               tables=[_recipe_table(recipe), _whole_run_table(recipe)],

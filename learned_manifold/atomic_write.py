@@ -1,7 +1,8 @@
 """Atomic file writes: a temporary file in the same folder, then ``os.replace`` (SPEC §1 model files).
 
 A crash never leaves a half-written file under the final name; temporary files left by dead processes are removed
-on the next write; the destination may not be a symlink or special file; a new file gets the umask's mode and a
+on the next write; the destination may not be a symlink or special file, and its folder must exist (it is not
+created: a mistyped path is refused, `FileNotFoundError`); a new file gets the umask's mode and a
 replaced file keeps its own (as an ordinary ``open`` of an existing file would).
 """
 
@@ -32,6 +33,28 @@ def file_kind(mode: int) -> str:
     kinds = ((stat.S_ISDIR, "folder"), (stat.S_ISFIFO, "FIFO (named pipe)"), (stat.S_ISCHR, "character device"),
              (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket"), (stat.S_ISLNK, "symbolic link"))
     return next((word for test, word in kinds if test(mode)), "special file")
+
+
+class FolderGivenError(IsADirectoryError, ValueError):
+    """A folder where a file was to be written: the standard `IsADirectoryError` (what ``open`` raises), and a
+    `ValueError` as the refusal of other special files is, so that older ``except ValueError`` clauses still hold."""
+
+
+def _check_parent(path: Path) -> None:
+    """Refuse, as ``open``/``torch.save`` would, to write into a folder that does not exist (a mistyped path is not
+    created: `learned_manifold_training.outputs.check_output` refuses it too) or a parent that is not a folder.
+
+    Raises:
+        FileNotFoundError: naming the missing folder.
+        NotADirectoryError: naming the parent that is a file.
+    """
+    parent = path.parent
+    if parent.is_dir():
+        return
+    if not os.path.lexists(parent):
+        raise FileNotFoundError(f"cannot write {str(path)!r}: the folder {str(parent)!r} does not exist "
+                                f"(create it first)")
+    raise NotADirectoryError(f"cannot write {str(path)!r}: {str(parent)!r} is not a folder")
 
 
 def _temp_pattern(name: str) -> re.Pattern:
@@ -81,6 +104,8 @@ def _check_destination(path: Path) -> int | None:
     if stat.S_ISLNK(st.st_mode):
         raise ValueError(f"refusing to write {str(path)!r}: it is a symbolic link (to {os.readlink(path)!r}); "
                          f"remove it or write to the target itself")
+    if stat.S_ISDIR(st.st_mode):
+        raise FolderGivenError(f"refusing to write {str(path)!r}: it is a folder, not a regular file")
     if not stat.S_ISREG(st.st_mode):
         raise ValueError(f"refusing to write {str(path)!r}: it is a {file_kind(st.st_mode)}, not a regular file")
     return st.st_mode & 0o777
@@ -97,14 +122,16 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     files of the same target left by a writer process that no longer runs are removed first.
 
     Raises:
-        ValueError: ``path`` is a symlink or a special file (device, FIFO, folder); nothing is written.
+        FolderGivenError: ``path`` is a folder (an `IsADirectoryError` and a `ValueError`); nothing is written.
+        ValueError: ``path`` is a symlink or another special file (device, FIFO); nothing is written.
+        FileNotFoundError: ``path``'s folder does not exist (it is not created, as ``open`` does not create it).
         OSError: writing failed; the previous file at ``path``, if any, is unchanged.
     """
     path = _as_path(path)
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"data must be bytes, got {type(data).__name__}")
+    _check_parent(path)
     mode = _check_destination(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temps(path)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
     while True:

@@ -14,8 +14,8 @@ from typing import SupportsIndex, TypeAlias
 
 import numpy as np
 
-__all__ = ["Count", "FLOAT32_RESOLUTION", "MAX_DEPTH", "MAX_DIM", "MAX_RANK", "MAX_WIDTH", "Real", "as_index",
-           "check_data_shape", "check_int", "check_real", "float_resolution_problem", "is_real"]
+__all__ = ["Count", "FLOAT32_RESOLUTION", "MAX_DEPTH", "MAX_DIM", "MAX_RANK", "MAX_WIDTH", "NotANumberError", "Real",
+           "as_index", "check_data_shape", "check_int", "check_real", "float_resolution_problem", "is_real"]
 
 Count: TypeAlias = SupportsIndex
 """An integer: a Python ``int`` or a NumPy integer (`as_index`, ``operator.index``, converts it; ``bool`` is
@@ -33,6 +33,20 @@ MAX_DIM = 2**27  # D = prod(data_shape)
 MAX_RANK = 16384  # r, the factor's columns (r > D is allowed: the extra eigenvalues are zero, SPEC §5)
 MAX_WIDTH = 65536  # hidden and embedding widths
 MAX_DEPTH = 256  # residual blocks (building 2 × 256 blocks on the meta device takes well under a second)
+
+
+class NotANumberError(TypeError, ValueError):
+    """A real-valued option given something that is no number (a string, ``None``, a bool): a ``TypeError``, as a
+    wrong type is in Python, and still a ``ValueError``, which `check_real` raised for it before (tester E, s33),
+    so that a caller's ``except ValueError`` keeps catching it.
+
+    Example:
+        >>> try:
+        ...     check_real("0.5", "sigma")
+        ... except TypeError as err:
+        ...     print(err, isinstance(err, ValueError))
+        sigma must be a real number, got str '0.5' True
+    """
 
 
 def check_int(value: object, name: str, low: int, high: int) -> int:
@@ -67,12 +81,12 @@ def check_real(value: object, name: str, *, positive: bool = False, nonnegative:
     real-valued option, which `metrics.base.check_scalar`, the geodesic and flow options and the configs all call.
 
     Raises:
-        ValueError: naming the argument, ``"<name> must be a real number, got <type> <value>"`` for a non-number
-            (`is_real`: bools and strings included), else ``"<name> must be a finite number > 0, got <value>"``
-            (``>= 0``, or no bound, as asked).
+        NotANumberError: (a ``TypeError`` and a ``ValueError``) naming the argument, ``"<name> must be a real number,
+            got <type> <value>"``, for a non-number (`is_real`: bools and strings included).
+        ValueError: ``"<name> must be a finite number > 0, got <value>"`` (``>= 0``, or no bound, as asked).
     """
     if not is_real(value):
-        raise ValueError(f"{name} must be a real number, got {type(value).__name__} {value!r:.60}")
+        raise NotANumberError(f"{name} must be a real number, got {type(value).__name__} {value!r:.60}")
     number = float(value)
     if not math.isfinite(number) or (positive and not number > 0) or (nonnegative and not number >= 0):
         bound = " > 0" if positive else " >= 0" if nonnegative else ""

@@ -26,7 +26,6 @@ A true second fundamental form is symmetric; a learned field's need not be. ``as
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 
 import torch
@@ -40,6 +39,7 @@ from .metrics.base import as_field, check_finite_points, check_points
 from .metrics.field_checks import autograd_ready
 from .precision import full_precision
 from .types import Count, FieldLike, Real
+from .user_warnings import warn_user
 
 __all__ = ["CLUSTER_RATIO", "CUTOFF_LIMIT", "DERIVATIVE_EPS", "GAP_MIN", "MIXED_SHARE", "NEIGHBOURS_PER_DIM",
            "SPREAD_LIMIT", "Curvature", "curvature", "factor_jvp"]
@@ -258,9 +258,8 @@ def curvature(field: FieldLike, x: Tensor, tangent_dim: Count | None = None, *, 
     """
     if isinstance(x, Tensor) and x.requires_grad and torch.is_grad_enabled():  # (outside inference_mode(False),
         # which turns grad mode on): a loss mixing the results in had lost their gradient silently
-        warnings.warn("curvature: x requires grad, but the results are detached (not differentiable with respect "
-                      "to x): no gradient flows back through II, H or R; give x.detach() where none is expected",
-                      stacklevel=3)  # past `full_precision`'s wrapper
+        warn_user("curvature: x requires grad, but the results are detached (not differentiable with respect "
+                  "to x): no gradient flows back through II, H or R; give x.detach() where none is expected")
     return _curvature(field, x, tangent_dim, rel_eps)
 
 
@@ -293,16 +292,16 @@ def _curvature(field: FieldLike, x: Tensor, tangent_dim: Count | None, rel_eps: 
     b, n, r = A.shape
     finite = torch.isfinite(A).flatten(1).all(1) if A.numel() else torch.ones(b, dtype=torch.bool, device=A.device)
     if not bool(finite.all()):
-        warnings.warn(f"{type(field).__name__}.factor is not finite (NaN or inf) at {int((~finite).sum())} of {b} "
-                      f"point(s) (the first: {int((~finite).nonzero()[0])}): their curvature is NaN; no tangent_dim "
-                      "helps there (a singular point of the field, e.g. a cone's tip)", RuntimeWarning, stacklevel=5)
+        warn_user(f"{type(field).__name__}.factor is not finite (NaN or inf) at {int((~finite).sum())} of {b} "
+                  f"point(s) (the first: {int((~finite).nonzero()[0])}): their curvature is NaN; no tangent_dim "
+                  "helps there (a singular point of the field, e.g. a cone's tip)", RuntimeWarning)
     if dim is None:
         values = pairs.values[finite]
         dim = global_dimension(values) if values.shape[0] else 1
         if dim < n:  # d = D has its own warning below, and NaN, for the points that read lower
             _warn_about_mixed_dimensions(values, dim)
         if dim < r:
-            warn_if_dropping(values, dim, "curvature: II, H and R", stacklevel=6)
+            warn_if_dropping(values, dim, "curvature: II, H and R")
     if not 1 <= dim <= min(r, n):
         raise ValueError(f"tangent_dim must be an integer in 1..{min(r, n)} (at most the factor's rank {r} and the "
                          f"ambient dimension {n}), got {dim!r}")
@@ -326,29 +325,29 @@ def _curvature(field: FieldLike, x: Tensor, tangent_dim: Count | None, rel_eps: 
     if dim == n:  # "no normal space" holds only where the point itself reads dimension D (a sphere's points do not)
         lower = (intrinsic_dimension(lam) < n) & finite
         if bool((lower & ~bad).any()):
-            warnings.warn(f"tangent_dim {n} (no normal space: curvature 0) does not fit {int((lower & ~bad).sum())} "
-                          f"of {b} point(s), whose eigenvalues read a lower dimension by the gap rule: their "
-                          f"curvature is NaN; give such points their own call (or tangent_dim)",
-                          RuntimeWarning, stacklevel=5)
+            warn_user(f"tangent_dim {n} (no normal space: curvature 0) does not fit {int((lower & ~bad).sum())} "
+                      f"of {b} point(s), whose eigenvalues read a lower dimension by the gap rule: their "
+                      f"curvature is NaN; give such points their own call (or tangent_dim)",
+                      RuntimeWarning)
     else:
         lower = torch.zeros_like(bad)
     good = ~(bad | lower) & finite
     spread = (lam[:, dim - 1] / lam[:, 0])[good]
     if dim > 1 and spread.numel() and float(spread.median()) < SPREAD_LIMIT:
-        warnings.warn(f"the kept eigenvalues are far from equal: λ_{dim} / λ₁ is {float(spread.median()):.2g} at the "
-                      f"median point (below {SPREAD_LIMIT:g}); curvature is the extrinsic curvature of the tangent "
-                      "planes and ignores the eigenvalues (SPEC §12), so it is not the curvature of the metric G⁺, "
-                      "which stretches the tangent directions unequally here", RuntimeWarning, stacklevel=5)
+        warn_user(f"the kept eigenvalues are far from equal: λ_{dim} / λ₁ is {float(spread.median()):.2g} at the "
+                  f"median point (below {SPREAD_LIMIT:g}); curvature is the extrinsic curvature of the tangent "
+                  "planes and ignores the eigenvalues (SPEC §12), so it is not the curvature of the metric G⁺, "
+                  "which stretches the tangent directions unequally here", RuntimeWarning)
     ratio = split_ratio(lam, dim)[good]  # (`CLUSTER_RATIO`)
     if ratio.numel():
         warn_if_splitting(float(ratio.median()), dim, pairs.values, f"the tangent projector of dimension {dim} follows "
                           "the noise in the field's eigenvalues and its curvature is meaningless",
-                          given=tangent_dim is not None, stacklevel=6)
+                          given=tangent_dim is not None)
     if bool(bad.any()):
-        warnings.warn(f"the eigengap (λ_{dim} − λ_{dim + 1}) / λ₁ is at most {GAP_MIN:g} at {int(bad.sum())} of {b} "
-                      f"point(s) (the first: {int(bad.nonzero()[0])}): the tangent projector of dimension {dim} is "
-                      f"undefined there, so their curvature is NaN; choose another tangent_dim",
-                      RuntimeWarning, stacklevel=5)
+        warn_user(f"the eigengap (λ_{dim} − λ_{dim + 1}) / λ₁ is at most {GAP_MIN:g} at {int(bad.sum())} of {b} "
+                  f"point(s) (the first: {int(bad.nonzero()[0])}): the tangent projector of dimension {dim} is "
+                  f"undefined there, so their curvature is NaN; choose another tangent_dim",
+                  RuntimeWarning)
     bad = bad | lower | ~finite
     if bool(bad.any()):
         nan = torch.tensor(float("nan"), dtype=II.dtype, device=II.device)
@@ -402,12 +401,12 @@ def _warn_about_mixed_dimensions(values: Tensor, dim: int) -> None:
         return
     dims, counts = own.unique(return_counts=True)
     mix = ", ".join(f"{int(d)}: {int(c)}" for d, c in zip(dims, counts, strict=True))
-    warnings.warn(f"{other} of {own.numel()} points ({100 * other / own.numel():.0f}%) read another dimension by the "
-                  f"gap rule than the batch's {dim} (dimensions: {mix}), which curvature uses at every point: where a "
-                  f"point's own dimension is lower, a normal direction counts as tangent (|H| reads too small), where "
-                  f"it is higher, a tangent direction as normal; call curvature on each group of points (grouped by "
-                  f"geometry.intrinsic_dimension or LearnedDataManifold.intrinsic_dimension) or pass tangent_dim",
-                  RuntimeWarning, stacklevel=6)
+    warn_user(f"{other} of {own.numel()} points ({100 * other / own.numel():.0f}%) read another dimension by the "
+              f"gap rule than the batch's {dim} (dimensions: {mix}), which curvature uses at every point: where a "
+              f"point's own dimension is lower, a normal direction counts as tangent (|H| reads too small), where "
+              f"it is higher, a tangent direction as normal; call curvature on each group of points (grouped by "
+              f"geometry.intrinsic_dimension or LearnedDataManifold.intrinsic_dimension) or pass tangent_dim",
+              RuntimeWarning)
 
 
 def _warn_about_the_kernel(field, x: Tensor, dim: int) -> None:
@@ -420,16 +419,16 @@ def _warn_about_the_kernel(field, x: Tensor, dim: int) -> None:
     if callable(cutoff):
         weight = float(cutoff(x).median())
         if weight > CUTOFF_LIMIT:
-            warnings.warn(f"{type(field).__name__}: the k-th neighbour still carries {weight:.2g} of the nearest's "
-                          f"kernel weight (median point), so the field is a truncated kernel whose tangent planes "
-                          f"turn too little as x moves: its curvature is biased low; raise k or lower sigma until "
-                          f"cutoff_weight is below {CUTOFF_LIMIT:g}", RuntimeWarning, stacklevel=6)
+            warn_user(f"{type(field).__name__}: the k-th neighbour still carries {weight:.2g} of the nearest's "
+                      f"kernel weight (median point), so the field is a truncated kernel whose tangent planes "
+                      f"turn too little as x moves: its curvature is biased low; raise k or lower sigma until "
+                      f"cutoff_weight is below {CUTOFF_LIMIT:g}", RuntimeWarning)
     effective = getattr(field, "effective_neighbours", None)  # `KNNCDC.effective_neighbours`
     if callable(effective):
         count = float(effective(x).median())
         if count < NEIGHBOURS_PER_DIM * (dim + 1):
-            warnings.warn(f"{type(field).__name__}: the kernel holds {count:.2g} effective neighbours (Σw)²/Σw² at the "
-                          f"median point, fewer than {NEIGHBOURS_PER_DIM * (dim + 1)} for a {dim}-dimensional tangent "
-                          f"plane: sigma = {field.sigma:g} is too small for the data's spacing, so the tangent planes "
-                          f"(and the dimension) follow single neighbours and the curvature is meaningless (often 0); "
-                          f"raise sigma", RuntimeWarning, stacklevel=6)
+            warn_user(f"{type(field).__name__}: the kernel holds {count:.2g} effective neighbours (Σw)²/Σw² at the "
+                      f"median point, fewer than {NEIGHBOURS_PER_DIM * (dim + 1)} for a {dim}-dimensional tangent "
+                      f"plane: sigma = {field.sigma:g} is too small for the data's spacing, so the tangent planes "
+                      f"(and the dimension) follow single neighbours and the curvature is meaningless (often 0); "
+                      f"raise sigma", RuntimeWarning)

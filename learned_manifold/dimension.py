@@ -5,10 +5,10 @@ Re-exported by `learned_manifold.geometry`."""
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 from torch import Tensor
+
+from .user_warnings import warn_user
 
 __all__ = ["intrinsic_dimension", "global_dimension", "dropped_share", "warn_if_dropping", "split_ratio",
            "warn_if_splitting", "CLUSTER_RATIO", "DROPPED_LIMIT"]
@@ -89,7 +89,7 @@ def dropped_share(values: Tensor, d: int | Tensor) -> Tensor:
     return torch.where(top > 0, nxt / top.clamp_min(torch.finfo(v.dtype).tiny), torch.zeros_like(top))
 
 
-def warn_if_dropping(values: Tensor, d: int | Tensor, what: str, *, stacklevel: int = 3) -> bool:
+def warn_if_dropping(values: Tensor, d: int | Tensor, what: str) -> bool:
     """Warn once where keeping ``d`` directions drops an eigenvalue above `DROPPED_LIMIT` ``· λ₁`` at some point.
 
     The gap rule (`intrinsic_dimension`) reads the dimension of a CDC, whose normal eigenvalues tend to 0 (SPEC §5).
@@ -103,7 +103,8 @@ def warn_if_dropping(values: Tensor, d: int | Tensor, what: str, *, stacklevel: 
 
     Args:
         values: ``(B, r)`` eigenvalues; d: the kept count (int or ``(B,)``); what: the result affected, for the
-            message (e.g. ``"geodesic: the reported lengths"``).
+            message (e.g. ``"geodesic: the reported lengths"``). The warning points at the user's line
+            (`user_warnings.warn_user`).
 
     Returns:
         whether it warned.
@@ -115,11 +116,11 @@ def warn_if_dropping(values: Tensor, d: int | Tensor, what: str, *, stacklevel: 
     n_bad = int(bad.sum())
     if n_bad == 0:
         return False
-    warnings.warn(f"{what} keep the gap rule's directions (SPEC §5), which drop an eigenvalue above "
-                  f"{DROPPED_LIMIT:g} λ₁ at {n_bad} of {share.numel()} points (up to {float(share.max()):.3g} λ₁). "
-                  "On data, or for a full-rank or k-NN metric, those are real directions of the field: pass "
-                  "tangent_dim= (the field's true dimension) to keep them. At points off the data (a path through "
-                  "empty space) a learned field is no projector and this is expected there.", stacklevel=stacklevel)
+    warn_user(f"{what} keep the gap rule's directions (SPEC §5), which drop an eigenvalue above "
+              f"{DROPPED_LIMIT:g} λ₁ at {n_bad} of {share.numel()} points (up to {float(share.max()):.3g} λ₁). "
+              "On data, or for a full-rank or k-NN metric, those are real directions of the field: pass "
+              "tangent_dim= (the field's true dimension) to keep them. At points off the data (a path through "
+              "empty space) a learned field is no projector and this is expected there.")
     return True
 
 
@@ -133,13 +134,12 @@ def split_ratio(values: Tensor, d: int) -> Tensor:
     return torch.where(kept > 0, after / torch.where(kept > 0, kept, 1), float("nan"))
 
 
-def warn_if_splitting(ratio: float, d: int, values: Tensor, consequence: str, *, given: bool,
-                      stacklevel: int = 3) -> bool:
+def warn_if_splitting(ratio: float, d: int, values: Tensor, consequence: str, *, given: bool) -> bool:
     """Warn (``RuntimeWarning``) where ``d`` splits a cluster of eigenvalues: ``ratio``, the median over points of
     `split_ratio`, above `CLUSTER_RATIO`. ``values`` ``(B, r)`` give the gap rule's own (global) dimension for the
     message, read only when it warns (a host sync then); ``consequence`` says what follows the noise (e.g.
     ``"the tangent projector of dimension 1 follows ..."``); ``given``: whether the caller chose ``d``
-    (``tangent_dim``) or the gap rule did.
+    (``tangent_dim``) or the gap rule did. The warning points at the user's line (`user_warnings.warn_user`).
 
     Returns:
         whether it warned.
@@ -148,7 +148,6 @@ def warn_if_splitting(ratio: float, d: int, values: Tensor, consequence: str, *,
         return False
     asked = (f"tangent_dim {d} splits a cluster of eigenvalues" if given else
              f"the field's eigenvalues show no clear tangent/normal split at the gap rule's dimension {d}")
-    warnings.warn(f"{asked}: λ_{d + 1} / λ_{d} is {ratio:.2g} at the median point (above {CLUSTER_RATIO:g}), so "
-                  f"{consequence} (the gap rule reads dimension {global_dimension(values)} here)", RuntimeWarning,
-                  stacklevel=stacklevel)
+    warn_user(f"{asked}: λ_{d + 1} / λ_{d} is {ratio:.2g} at the median point (above {CLUSTER_RATIO:g}), so "
+              f"{consequence} (the gap rule reads dimension {global_dimension(values)} here)", RuntimeWarning)
     return True

@@ -29,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import math
 import numbers
-import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -40,6 +39,7 @@ from .metrics.base import CoMetricField, as_field, as_points, check_count
 from .metrics.euclidean import EuclideanMetric
 from .metrics.score import SteinScoreMetric
 from .precision import full_precision
+from .user_warnings import warn_user
 
 __all__ = ["FeatureStability", "feature_stability", "lanczos_sqrt", "sample_cometric"]
 
@@ -230,9 +230,9 @@ def feature_stability(field: CoMetricField, x: Tensor, features: Callable[[Tenso
     valid = (length[:, 0] > 0).reshape(x.shape[0], samples)  # (B, S): a zero draw is no perturbation at all
     zero = int((~valid).sum())
     if zero:
-        warnings.warn(f"feature_stability: {zero} of {z.shape[0]} draws of N(0, G(x)) were zero (no direction: G = 0 "
-                      "there, or an indefinite operator clipped to 0); they are left out of the score "
-                      "(FeatureStability.zero_samples)", stacklevel=2)
+        warn_user(f"feature_stability: {zero} of {z.shape[0]} draws of N(0, G(x)) were zero (no direction: G = 0 "
+                  "there, or an indefinite operator clipped to 0); they are left out of the score "
+                  "(FeatureStability.zero_samples)")
     direction = z / length.clamp_min(torch.finfo(z.dtype).tiny)
     with torch.no_grad():
         base = _features(features, x.reshape(-1, *shape)).repeat_interleave(samples, dim=0)

@@ -50,7 +50,7 @@ def _check_solver(method: str, rtol: float, atol: float, step_size: float | None
 def _field_of(manifold_or_field, caller: str) -> tuple[CoMetricField, tuple[int, ...] | None]:
     """The field and data shape of a manifold or field; warns for an uncentred field (`warn_uncentred`)."""
     field = as_field(manifold_or_field)
-    warn_uncentred(field, caller, stacklevel=6)
+    warn_uncentred(field, caller)
     return field, getattr(manifold_or_field, "data_shape", None)
 
 

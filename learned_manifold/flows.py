@@ -235,8 +235,7 @@ def gradient_flow(
         if path.shape[0]:
             path[:, 0] = flat0  # exactly
         final = f(path[:, -1]).detach() if path.shape[0] else path.new_zeros(0)
-        euclid, metric = polyline_lengths(path, manifold if tangent_dim is None else field, tangent_dim=tangent_dim,
-                                          stacklevel=5)
+        euclid, metric = polyline_lengths(path, manifold if tangent_dim is None else field, tangent_dim=tangent_dim)
         if landing:
             warn_off_data(field, path[:, -1], "gradient_flow")
         else:  # off the data the flow follows the field's extrapolation, landed or not
@@ -394,8 +393,7 @@ def interpolate(
             path[:, 0] = flat0  # exactly, not through the change of coordinates
         gap = (path[:, -1] - flat1).norm(dim=-1)
         warn_flow_ends(field, {"x0": flat0, "x1": flat1}, "interpolate", landing)  # a path's end: its reason
-        euclid, metric = polyline_lengths(path, manifold if tangent_dim is None else field, tangent_dim=tangent_dim,
-                                          stacklevel=5)
+        euclid, metric = polyline_lengths(path, manifold if tangent_dim is None else field, tangent_dim=tangent_dim)
         # rounding (relative: a pair 1e-4 apart near the origin is not "reached" by the rounding of a point of norm
         # 1): a few ulps of the points; with landing the landing map's own rounding, as for geodesics
         floor = (landing_rounding(field, flat1, flat1) if landing

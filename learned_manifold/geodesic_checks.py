@@ -4,13 +4,12 @@ its pairs unconverged and warns, naming the cause."""
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 from torch import Tensor
 
 from .geodesic_solvers import RESOLUTION_COARSE, RESOLUTION_GROWTH, RESOLUTION_SUBSTEPS, RESOLUTION_TOL, resolution
 from .metrics.base import CoMetricField
+from .user_warnings import warn_user
 
 __all__ = ["ZERO_LENGTH", "unresolved", "zero_length"]
 
@@ -31,7 +30,7 @@ def _singular_hint(field: CoMetricField, delta: float | Tensor, landing: bool) -
 
 
 def unresolved(field: CoMetricField, path: Tensor, lengths: list[tuple[CoMetricField, Tensor]], candidates: Tensor,
-               delta: float | Tensor, landing: bool, stacklevel: int) -> Tensor:
+               delta: float | Tensor, landing: bool) -> Tensor:
     """``(B,)`` bool: the ``candidates`` (converged pairs) whose ``path`` ``(B, T, D)`` does not resolve the metric.
     ``lengths``: pairs of a metric and the path's length ``(B,)`` in it, the solver's (``field``) first and the
     reported one last (the same where they agree). Not resolved: re-measured between its points in the solver's
@@ -62,14 +61,13 @@ def unresolved(field: CoMetricField, path: Tensor, lengths: list[tuple[CoMetricF
         if bool((growth[bad] > 1 + RESOLUTION_GROWTH).any()):
             found.append(f"their length grows by up to {100 * (float(growth[bad].max()) - 1):.3g}% from "
                          f"{RESOLUTION_COARSE} to {RESOLUTION_SUBSTEPS} sub-points per segment")
-        warnings.warn(f"geodesic: {int(bad.sum())} of {len(ratio)} converged path(s) do not resolve the metric: "
-                      f"{', and '.join(found)} (the metric rises or changes by orders of magnitude between the "
-                      f"points); marked unconverged: use more n_points{_singular_hint(field, delta, landing)}",
-                      stacklevel=stacklevel + 1)
+        warn_user(f"geodesic: {int(bad.sum())} of {len(ratio)} converged path(s) do not resolve the metric: "
+                  f"{', and '.join(found)} (the metric rises or changes by orders of magnitude between the "
+                  f"points); marked unconverged: use more n_points{_singular_hint(field, delta, landing)}")
     return bad
 
 
-def zero_length(reported: Tensor, solved: Tensor, candidates: Tensor, stacklevel: int) -> Tensor:
+def zero_length(reported: Tensor, solved: Tensor, candidates: Tensor) -> Tensor:
     """``(B,)`` bool: the ``candidates`` (converged pairs with distinct ends) whose ``reported`` length ``(B,)`` is
     at most `ZERO_LENGTH` times their length ``solved`` ``(B,)`` in the metric the solver minimised (or both are
     0); warns once naming why. A converged length 0 between distinct points means the path moves only along
@@ -77,9 +75,9 @@ def zero_length(reported: Tensor, solved: Tensor, candidates: Tensor, stacklevel
     or directions the gap rule dropped from the reported length (a full-rank field read as lower-dimensional)."""
     bad = candidates & (reported <= ZERO_LENGTH * solved)
     if bool(bad.any()):
-        warnings.warn(f"geodesic: {int(bad.sum())} of {len(bad)} converged path(s) between distinct points have "
-                      "metric length 0: the path moves only along directions the metric gives no cost (the "
-                      "field's metric is singular along it, delta = 0, or the gap rule dropped those directions "
-                      "from the reported length); marked unconverged: pass delta > 0 (or leave the default) or "
-                      "tangent_dim= (the field's true dimension)", stacklevel=stacklevel + 1)
+        warn_user(f"geodesic: {int(bad.sum())} of {len(bad)} converged path(s) between distinct points have "
+                  "metric length 0: the path moves only along directions the metric gives no cost (the "
+                  "field's metric is singular along it, delta = 0, or the gap rule dropped those directions "
+                  "from the reported length); marked unconverged: pass delta > 0 (or leave the default) or "
+                  "tangent_dim= (the field's true dimension)")
     return bad

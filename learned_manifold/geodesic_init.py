@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import heapq
 import math
-import warnings
 
 import numpy as np
 import torch
@@ -31,6 +30,7 @@ from .landing import _landing_sigma, land
 from .metrics.base import CoMetricField
 from .metrics.factor_checks import FactorContractError
 from .metrics.nearest import nearest_rows
+from .user_warnings import warn_user
 
 __all__ = ["INIT_NAMES", "DisconnectedDataWarning", "auto_init", "denoises", "graph_holder", "graph_path",
            "graph_paths", "landing_anchors", "landing_path", "resample"]
@@ -40,7 +40,20 @@ class DisconnectedDataWarning(UserWarning):
     """A ``"graph"`` start found no path through the data between a pair's ends: they lie in different connected
     components of the data's k-NN graph, farther apart than `GRAPH_BRIDGE` times the data's median neighbour
     distance (separate clusters, or a gap that wide in sparse data), and the pair started from the straight line
-    through the empty space between them, where a data-driven field carries no information (`graph_paths`)."""
+    through the empty space between them, where a data-driven field carries no information (`graph_paths`).
+    ``learned_manifold`` exports it.
+
+    Example:
+        >>> import warnings, torch
+        >>> from learned_manifold import DisconnectedDataWarning, geodesic
+        >>> from learned_manifold.metrics import KNNCDC
+        >>> data = torch.cat([0.1 * torch.randn(100, 2), 0.1 * torch.randn(100, 2) + 10])  # two far clusters
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     result = geodesic(KNNCDC(data, k=8, sigma=0.1), data[:1], data[150:151], n_points=8, steps=5)
+        >>> result.init, [w.category.__name__ for w in caught if issubclass(w.category, DisconnectedDataWarning)]
+        ('linear', ['DisconnectedDataWarning'])
+    """
 
 INIT_NAMES = ("auto", "graph", "landing", "linear")
 """Names accepted by ``geodesic(init=...)``."""
@@ -422,13 +435,13 @@ def named_path(field: CoMetricField, name: str, x0: Tensor, x1: Tensor, n: int) 
         if not bool(joined.all()):  # ends in different components of the data graph: the straight line
             cut = (~joined).nonzero().flatten().tolist()
             name = "linear" if not bool(joined.any()) else name
-            warnings.warn(f"geodesic: the data graph does not join the ends of {len(cut)} of {len(joined)} pair(s) "
-                          f"{cut[:10]}: they lie in different connected components of its k-NN graph, separated "
-                          f"by a gap wider than {GRAPH_BRIDGE:g} times the data's median neighbour distance "
-                          "(separate clusters, data this sparse between them, or coordinates that wrap around "
-                          "(angles: give them as (cos, sin), README 'Your data's coordinates')), and start from the "
-                          "straight line through the empty space between them, where the field carries no "
-                          "information: the result is no path along the data", DisconnectedDataWarning, stacklevel=5)
+            warn_user(f"geodesic: the data graph does not join the ends of {len(cut)} of {len(joined)} pair(s) "
+                      f"{cut[:10]}: they lie in different connected components of its k-NN graph, separated "
+                      f"by a gap wider than {GRAPH_BRIDGE:g} times the data's median neighbour distance "
+                      "(separate clusters, data this sparse between them, or coordinates that wrap around "
+                      "(angles: give them as (cos, sin), README 'Your data's coordinates')), and start from the "
+                      "straight line through the empty space between them, where the field carries no "
+                      "information: the result is no path along the data", DisconnectedDataWarning)
         return path, name
     if name == "landing":
         if not field.can_project:

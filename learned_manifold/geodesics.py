@@ -417,13 +417,13 @@ def geodesic(
             energy, length = (t.detach() for t in path_energy(own, path))
         if own is not field:
             initial = path_energy(own, start.path(torch.zeros_like(start.base)).detach())[0].detach()
-    warn_dropped(seen, "geodesic: the reported lengths and energies", stacklevel=5)
+    warn_dropped(seen, "geodesic: the reported lengths and energies")
     # resolved in the metric the solver minimised (the reporting metric ignores the normal directions)
     with torch.enable_grad():
         solved = length if own is field else path_energy(field, path)[1].detach()
     lengths = [(field, solved)] + ([] if own is field else [(own, length)])
-    converged = converged & ~unresolved(field, path, lengths, converged & ~straight, delta, landing, stacklevel=4)
-    converged = converged & ~zero_length(length, solved, converged & ~straight, stacklevel=4)
+    converged = converged & ~unresolved(field, path, lengths, converged & ~straight, delta, landing)
+    converged = converged & ~zero_length(length, solved, converged & ~straight)
     euclid = (path[:, 1:] - path[:, :-1]).norm(dim=-1).sum(-1)
     result = GeodesicResult(path=path, energy=energy, length=length, euclidean_length=euclid,
                             initial_energy=initial, converged=converged, steps=total + done, method=method,

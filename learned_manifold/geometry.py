@@ -14,17 +14,18 @@ from __future__ import annotations
 
 import math
 import numbers
-import warnings
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
 from .carre_du_champ import cdc_of_functions
+from .checks import NotANumberError, as_index
 from .dimension import global_dimension, intrinsic_dimension
 from .precision import full_precision
 from .small_eigh import CUDA_BATCHED_EIGH_MAX, _regularised_cholesky, _small_eigh  # noqa: F401  (names geometry had)
 from .spectral_grad import FLOAT64_CUT, inverse_sqrt_matrix, scale_coords, tie_eps, tie_safe_eigh, within_terms
+from .user_warnings import warn_user
 
 __all__ = [
     "FLOAT64_CUT", "Eigenpairs", "default_rel_eps", "gram", "eigenpairs", "tangent_basis", "truncate_basis",
@@ -208,10 +209,18 @@ def _wide_eigenpairs(A: Tensor, finite: Tensor | None, rel_eps: float) -> Eigenp
 
 @full_precision
 def tangent_basis(A: Tensor, d: int) -> Tensor:
-    """Orthonormal basis of the estimated tangent space: the top-``d`` eigenvectors, ``(B, D, d)``."""
-    if not 1 <= d <= A.shape[-1]:
-        raise ValueError(f"tangent dimension d={d} must lie in 1..r={A.shape[-1]}")
-    return eigenpairs(A).vectors[..., :d]
+    """Orthonormal basis of the estimated tangent space: the top-``d`` eigenvectors of ``AAᵀ``, ``(B, D, r)`` →
+    ``(B, D, d)``; ``d`` an integer in ``1..r`` (NumPy's too, not a bool), checked before any work. Warns, as
+    `range_project` does, where fewer than ``d`` eigenvalues lie above the rounding cut: those columns are zero,
+    not orthonormal (`_warn_if_cut`)."""
+    number = as_index(d)
+    if number is None:
+        raise TypeError(f"d must be an int (the tangent dimension), got {type(d).__name__} {d!r}")
+    if not 1 <= number <= A.shape[-1]:
+        raise ValueError(f"tangent dimension d={number} must lie in 1..r={A.shape[-1]}")
+    pairs = eigenpairs(A)
+    _warn_if_cut(pairs, number)
+    return pairs.vectors[..., :number]
 
 
 def truncate_basis(vectors: Tensor, dims: Tensor) -> Tensor:
@@ -243,7 +252,9 @@ def intrinsic_gradient(A: Tensor, grad: Tensor) -> Tensor:
 
 
 def _check_delta(delta: object) -> None:
-    if isinstance(delta, bool) or not isinstance(delta, numbers.Real) or not 0 <= delta < math.inf:
+    if isinstance(delta, bool) or not isinstance(delta, numbers.Real):
+        raise NotANumberError(f"delta must be a finite number >= 0, got {delta!r}")
+    if not 0 <= delta < math.inf:
         raise ValueError(f"delta must be a finite number >= 0, got {delta!r}")
 
 
@@ -396,9 +407,9 @@ def _warn_if_cut(pairs: Eigenpairs, d: int) -> None:
     cut = short & (top > 0)
     if bool(cut.any()):
         ratio = (pairs.values[..., d - 1] / top)[cut].max().item()
-        warnings.warn(f"d = {d} asks for more directions than have eigenvalues above the rounding cut at "
-                      f"{int(cut.sum())} point(s) (λ_d/λ₁ up to {ratio:.3g}): those points get fewer than {d} "
-                      "directions (zero columns)", stacklevel=4)
+        warn_user(f"d = {d} asks for more directions than have eigenvalues above the rounding cut at "
+                  f"{int(cut.sum())} point(s) (λ_d/λ₁ up to {ratio:.3g}): those points get fewer than {d} "
+                  "directions (zero columns)")
 
 
 def _top_vectors(pairs: Eigenpairs, d: int | Tensor | None) -> Tensor:

@@ -11,7 +11,6 @@ minimiser (a target 5 above: 0.012). Keep targets near the data (land them first
 from __future__ import annotations
 
 import math
-import warnings
 import weakref
 from typing import TYPE_CHECKING
 
@@ -23,6 +22,7 @@ from .metrics.base import rounding_eps
 from .metrics.knn import KNNCDC
 from .models import MetricModel
 from .precision import full_precision
+from .user_warnings import warn_user
 
 if TYPE_CHECKING:
     from .manifold import LearnedDataManifold
@@ -34,6 +34,19 @@ RESOLUTION_WARN = 0.1
 """`land` warns (once per manifold) where the spacing of the points' own coordinates exceeds this fraction of σ
 (`_warn_resolution`). Not ``landing_tol``: at its default 1e-4, float32's rounding exceeds ``landing_tol · σ`` at
 the origin already (``64 ε`` = 7.6e-6 against 1.6e-6 for σ = 0.016), and every float32 model would warn."""
+
+WARN_SIGMAS = 3.0
+"""`land` warns of landed points farther than this many ``σ`` from the nearest data point the field holds (and
+farther than `WARN_QUANTILE_FACTOR` times the 99th percentile of those points' spacing, `_warn_distance`). On a
+learned swiss roll (``σ = 0.372``, 4,096 landmarks, refusal at 1.74), 700 points on the data landed within 1.01 of a
+landmark (edges included; 0.1% of all points on the roll lie beyond 1.08, the largest 1.64), while points landed
+0.7, 1.1 and 1.2 off the roll at its inner edge lay 1.16, 1.55 and 1.55 from one."""
+
+WARN_QUANTILE_FACTOR = 1.5
+"""`_warn_distance`: the largest gaps of a random sample reach 1.5-2.3 times the 99th percentile of its
+nearest-neighbour distances (of points on the data, the share farther than 1.5 times it from the nearest landmark:
+1e-4 on a swiss roll, 1.6e-4 on a 4,096-point circle, none on a 500-point circle, a sphere or a disc; farther than
+1 times it: about 1%)."""
 
 _warned_resolution: weakref.WeakSet = weakref.WeakSet()  # manifolds already warned (`_warn_resolution`)
 
@@ -169,21 +182,60 @@ def land(manifold: LearnedDataManifold, xf: Tensor) -> Tensor:
                          f"tolerance {tol.max().item():.3g}): too far from the data, or where its normal space is "
                          f"ill-defined; start from data points or raise landing_steps")
     if away_rows is not None and finite.numel():  # every landed point, not only those found far: a fixed point
-        gap = _beyond(field, out[finite], sigma)  # of the denoiser at a large σ may lie far off the data
-        still = gap > 0
-        if bool(still.any()):
-            raise ValueError(f"x: {int(still.sum())} of {xf.shape[0]} point(s) did not land on the data: after "
-                             f"landing they are up to {gap.max().item():.3g} from the nearest data point the field "
-                             f"holds (a model's landmarks), farther than {_threshold_text(field, sigma)}: start "
-                             "nearer the data, "
-                             "or use another sigma: a smaller one where sigma is large against the data (the "
-                             "denoiser's fixed points then lie off the data), a larger one where the data are "
-                             "noisy at this scale (below the noise the denoiser barely moves points)")
+        _check_landed(field, out[finite], xf.shape[0], sigma)  # of the denoiser at a large σ may lie far off the data
     if seen and bool(torch.isfinite(xf).all()):
         pairs = Eigenpairs(seen["values"], seen["vectors"], kept=seen["kept"])
         manifold._cache = manifold._cache_entry(out, seen["A"], pairs)
     return out
 
+
+
+def _check_landed(field, x: Tensor, total: int, sigma: float) -> None:
+    """Refuse landed points ``x`` ``(B, D)`` (of ``total`` given) that lie beyond the data the field holds
+    (`off_data_threshold`: ``ValueError``), and warn once where some lie nearer than that but farther than
+    `_warn_distance` from the nearest of those points. One search (`KNNCDC.nearest_distance`)."""
+    graph = _graph(field)
+    dist = None if graph is None else graph.nearest_distance(x)
+    if dist is None:  # a field whose ``beyond_data`` has no `KNNCDC` behind it
+        gap = _beyond(field, x, sigma)
+        gap = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device) if gap is None else gap
+    else:  # as `_beyond`: beyond `far_distance` and beyond σ
+        gap = torch.where(dist > max(sigma, graph.far_distance()), dist, torch.zeros_like(dist))
+    still = gap > 0
+    if bool(still.any()):
+        raise ValueError(f"x: {int(still.sum())} of {total} point(s) did not land on the data: after "
+                         f"landing they are up to {gap.max().item():.3g} from the nearest data point the field "
+                         f"holds (a model's landmarks), farther than {_threshold_text(field, sigma)}: start "
+                         "nearer the data, "
+                         "or use another sigma: a smaller one where sigma is large against the data (the "
+                         "denoiser's fixed points then lie off the data), a larger one where the data are "
+                         "noisy at this scale (below the noise the denoiser barely moves points)")
+    if dist is not None:
+        _warn_far_landed(graph, dist, total, sigma)
+
+
+def _warn_distance(graph: KNNCDC, sigma: float) -> float:
+    """The distance from the nearest data point the field holds beyond which `land` warns of a landed point: the
+    larger of `WARN_SIGMAS` ``σ`` and `WARN_QUANTILE_FACTOR` times the 99th percentile of those points' spacing
+    (`KNNCDC.spacing_quantile`)."""
+    return max(WARN_SIGMAS * sigma, WARN_QUANTILE_FACTOR * graph.spacing_quantile())
+
+
+def _warn_far_landed(graph: KNNCDC, dist: Tensor, total: int, sigma: float) -> None:
+    """Warn once where landed points lie ``dist`` ``(B,)`` from the nearest data point the field holds, farther
+    than `_warn_distance` (``dist`` below the refusal's threshold: `_check_landed` refused the others)."""
+    limit = _warn_distance(graph, sigma)
+    warned = dist > limit
+    if not bool(warned.any()):
+        return
+    warn_user(f"landing: {int(warned.sum())} of {total} landed point(s) lie up to {dist.max().item():.3g} from "
+              f"the nearest data point the field holds (a model's landmarks), farther than {limit:.3g} (the "
+              f"larger of {WARN_SIGMAS:g} sigma = {WARN_SIGMAS * sigma:.3g} and {WARN_QUANTILE_FACTOR:g} times the "
+              f"{graph.spacing_quantile():.3g} 99th-percentile spacing of those points): they may have landed off "
+              "the data, on a fixed point of the denoiser beside it (as at the inner edge of a learned swiss "
+              "roll), or lie in one of the rare wide gaps between those points (about 1 in 10,000 points on "
+              "the data do); check them (field.beyond_data, the distance to your data), start nearer the data, "
+              "or use a smaller sigma")
 
 @full_precision
 @torch.no_grad()
@@ -218,26 +270,23 @@ def normal_landing(field, x: Tensor, offset: Tensor | None = None, tangent_dim: 
     return out
 
 
-def warn_off_data(field, x: Tensor, caller: str, stacklevel: int = 5) -> None:
+def warn_off_data(field, x: Tensor, caller: str) -> None:
     """Warn where points ``x`` ``(B, D)`` that a landing map produced lie farther than σ beyond the data the field
     holds (`CoMetricField.beyond_data`: a model's landmarks): a flow with ``landing=True`` lands by one
     normal-only denoiser step per interval (`normal_landing`) and cannot refuse its path as `land` refuses a
     point (a circle with noise 0.1 at a σ below the noise: a linear objective's flow ended 8.7 off the circle).
-    The default ``stacklevel`` points at the caller of a public function under `full_precision` and
-    ``inference_mode`` wrappers."""
+    The warning points at the user's line (`user_warnings.warn_user`)."""
     ends_off_data(field, {"landed end points": x}, caller, "the denoiser at this sigma does not bring them back to "
-                  "the data (a larger sigma where the data are noisy at this scale, or a shorter flow, may)",
-                  stacklevel=stacklevel + 1)
+                  "the data (a larger sigma where the data are noisy at this scale, or a shorter flow, may)")
 
 
-def ends_off_data(field, ends: dict[str, Tensor], caller: str, advice: str, stacklevel: int = 5) -> Tensor | None:
+def ends_off_data(field, ends: dict[str, Tensor], caller: str, advice: str) -> Tensor | None:
     """``(B,)``: for each row, the largest distance of the points ``ends`` (name → ``(B, D)``) from the nearest data
     point the field holds where it lies beyond the data (as `land` refuses afterwards, `off_data_threshold`),
     else 0; ``None`` for a field that holds no data (`CoMetricField.beyond_data`; hand-made fields). Warns once
     where any lies beyond, naming which (e.g. ``x0``, ``x1``), how far, and ``advice``: the learned geometry is
     extrapolation there (SPEC §6: a geodesic to a point 2 above a learned circle came out 5 times the straight
-    segment, "converged"). The default ``stacklevel`` points at the caller of a public function under
-    `full_precision` and ``inference_mode`` wrappers."""
+    segment, "converged"). The warning points at the user's line (`user_warnings.warn_user`)."""
     sigma = _landing_sigma(field)
     gaps = {name: _beyond(field, x, sigma) for name, x in ends.items() if x.shape[0]}
     if not gaps or any(gap is None for gap in gaps.values()):
@@ -246,10 +295,10 @@ def ends_off_data(field, ends: dict[str, Tensor], caller: str, advice: str, stac
              if bool((gap > 0).any())]
     worst = torch.stack(list(gaps.values())).amax(0)
     if named:
-        warnings.warn(f"{caller}: points beyond the data: {', '.join(named)}, up to {worst.max().item():.3g} from "
-                      f"the nearest data point the field holds (its data or a model's landmarks), farther than "
-                      f"{_threshold_text(field, sigma)}: the learned geometry is only defined near the data; "
-                      f"{advice}", stacklevel=stacklevel)
+        warn_user(f"{caller}: points beyond the data: {', '.join(named)}, up to {worst.max().item():.3g} from "
+                  f"the nearest data point the field holds (its data or a model's landmarks), farther than "
+                  f"{_threshold_text(field, sigma)}: the learned geometry is only defined near the data; "
+                  f"{advice}")
     return worst
 
 
@@ -258,7 +307,7 @@ def warn_flow_ends(field, ends: dict[str, Tensor], caller: str, landing: bool) -
     advice names ``landing=True`` where the flow has it off and the field can land."""
     land_too = not landing and getattr(field, "can_project", False)
     ends_off_data(field, ends, caller, "move the points onto the data first (e.g. manifold.projx)"
-                  + (" or use landing=True" if land_too else "") + ", or expect paths without meaning", stacklevel=6)
+                  + (" or use landing=True" if land_too else "") + ", or expect paths without meaning")
 
 
 def off_data_threshold(field) -> float | None:
@@ -274,7 +323,8 @@ def off_data_threshold(field) -> float | None:
 def _graph(field) -> KNNCDC | None:
     """The data points the field holds as a `KNNCDC` (the field itself, or a model's landmarks), else ``None``."""
     inner = getattr(field, "inner_field", None)  # a wrapper's (`Regularised`, `TangentBundle`): its field's
-    graph = field if isinstance(field, KNNCDC) else getattr(field, "data_graph", None)
+    holder = getattr(field, "off_data_graph", None)  # a `LearnedCDC`'s: its landmarks, or a subsample of its data
+    graph = field if isinstance(field, KNNCDC) else holder() if callable(holder) else getattr(field, "data_graph", None)
     return graph if isinstance(graph, KNNCDC) else (_graph(inner) if inner is not None else None)
 
 
@@ -323,10 +373,10 @@ def _warn_resolution(manifold: LearnedDataManifold, x: Tensor, eps: float, sigma
         _warned_resolution.add(manifold)
         name = next((str(t).removeprefix("torch.") for t in (torch.float32, torch.bfloat16, torch.float16)
                      if torch.finfo(t).eps == eps), f"eps = {eps:.2g}")
-        warnings.warn(f"landing: points lie up to {offset:.3g} from the origin, where {name} coordinates are "
-                      f"{spacing:.2g} apart ({grid:.2g} over D = {x.shape[-1]}), more than {RESOLUTION_WARN:g} sigma "
-                      f"(sigma = {sigma:.3g}): they land no closer to the data than about that; use float64 points "
-                      "and a float64 field (field.double()), or data centred near the origin", stacklevel=6)
+        warn_user(f"landing: points lie up to {offset:.3g} from the origin, where {name} coordinates are "
+                  f"{spacing:.2g} apart ({grid:.2g} over D = {x.shape[-1]}), more than {RESOLUTION_WARN:g} sigma "
+                  f"(sigma = {sigma:.3g}): they land no closer to the data than about that; use float64 points "
+                  "and a float64 field (field.double()), or data centred near the origin")
 
 
 def _landing_sigma(field) -> float:

@@ -60,7 +60,6 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
 
 import torch
 from torch import Tensor
@@ -78,6 +77,7 @@ from .model_file import _load_model
 from .models import MetricModel, check_data_shape
 from .precision import full_precision
 from .types import Count, Real, Shape
+from .user_warnings import warn_user
 
 __all__ = ["LearnedDataManifold"]
 
@@ -156,7 +156,7 @@ class LearnedDataManifold(NoClosedForms, CheckedManifold):
             field = source
         elif isinstance(source, (MetricModel, str, os.PathLike)):
             if not isinstance(source, MetricModel):  # the file's cautions point at the caller's line
-                source = _load_model(source, "cpu", default_sigma=sigma is None, stacklevel=3)
+                source = _load_model(source, "cpu", default_sigma=sigma is None)
             field = LearnedCDC(source, sigma, delta=delta)
         else:
             raise TypeError(f"expected a model file path, a MetricModel or a CoMetricField, "
@@ -189,10 +189,10 @@ class LearnedDataManifold(NoClosedForms, CheckedManifold):
         self._cache: dict | None = None
         self._decompositions = 0  # counted for `_factor_and_pairs_at`'s checks (1st, 2nd, 4th, 8th, ...)
         if tangent_dim is not None and field.delta > 0 and not landing:
-            warnings.warn(f"tangent_dim = {tangent_dim} does not change inner, norm, proju, egrad2rgrad, retr or "
-                          f"transp: with delta = {field.delta:.3g} > 0 and landing=False every vector is tangent and "
-                          f"the metric is (G + delta I)^-1 on all of R^D; it acts only in curvature(M, x) and in the "
-                          f"landing of gradient_flow, interpolate and geodesic with landing=True", stacklevel=2)
+            warn_user(f"tangent_dim = {tangent_dim} does not change inner, norm, proju, egrad2rgrad, retr or "
+                      f"transp: with delta = {field.delta:.3g} > 0 and landing=False every vector is tangent and "
+                      f"the metric is (G + delta I)^-1 on all of R^D; it acts only in curvature(M, x) and in the "
+                      f"landing of gradient_flow, interpolate and geodesic with landing=True")
 
     # -- shapes -------------------------------------------------------------------------------------------
     @property
@@ -233,8 +233,8 @@ class LearnedDataManifold(NoClosedForms, CheckedManifold):
         (`check_decomposition`: non-finite factors, dropped real directions; one host sync) at the 1st, 2nd, 4th,
         8th, … decomposition of this manifold: checking every one added 15–25% to an optimiser step's
         `egrad2rgrad` (batch 64, a small sphere model), and a problem that persists is still named, at a cost that
-        vanishes over a long run. A cached call costs nothing more. Called by the public methods' bodies (the
-        warnings' ``stacklevel`` counts on that)."""
+        vanishes over a long run. A cached call costs nothing more. Its warnings point at the user's line
+        (`user_warnings.warn_user`), however deep the call (an optimiser's step, ``retr`` through ``proju``)."""
         entry = self._cached(xf)
         pairs = entry.get("pairs")  # (a local: another thread may fill the shared entry's pairs meanwhile)
         if pairs is None:
@@ -244,7 +244,7 @@ class LearnedDataManifold(NoClosedForms, CheckedManifold):
             entry["checked"] = True  # (first: with warnings as errors the next call does not raise again)
             count = self._decompositions = getattr(self, "_decompositions", 0) + 1  # (older pickles lack it)
             if count & (count - 1) == 0:
-                check_decomposition(type(self.field).__name__, xf, pairs, self.tangent_dim, stacklevel=5)
+                check_decomposition(type(self.field).__name__, xf, pairs, self.tangent_dim)
         return entry["A"], pairs
 
     def _field_factor(self, xf: Tensor) -> Tensor:

@@ -17,8 +17,6 @@ costs nothing more.
 
 from __future__ import annotations
 
-import warnings
-
 import geoopt  # type: ignore[import-untyped]  # (geoopt ships no py.typed)
 import torch
 from torch import Tensor
@@ -36,6 +34,7 @@ from .metrics.base import CoMetricField, check_count
 from .metrics.factor_checks import FactorContractError
 from .metrics.field_checks import not_low_rank
 from .metrics.knn import KNNCDC
+from .user_warnings import warn_user
 
 __all__ = ["CheckedManifold", "check_decomposition", "check_tangent_dim"]
 
@@ -55,7 +54,24 @@ class CheckedManifold(geoopt.Manifold):
             return False, f"'{name}' has shape {tuple(shape)}; its last axes must be the data shape {self.data_shape}"
         return True, None
 
-    # geoopt's public checks read ``x.shape`` first: refuse non-tensors with one clear error instead
+    # geoopt's public checks read ``x.shape`` first (or, for a NumPy array, pass it): refuse non-tensors with one
+    # clear error instead
+    def check_point(self, x: Tensor, *, explain: bool = False):
+        _require_tensors(x=x)
+        return super().check_point(x, explain=explain)
+
+    def assert_check_point(self, x: Tensor) -> None:
+        _require_tensors(x=x)
+        super().assert_check_point(x)
+
+    def check_vector(self, u: Tensor, *, explain: bool = False):
+        _require_tensors(u=u)
+        return super().check_vector(u, explain=explain)
+
+    def assert_check_vector(self, u: Tensor) -> None:
+        _require_tensors(u=u)
+        super().assert_check_vector(u)
+
     def check_point_on_manifold(self, x: Tensor, *, explain: bool = False, atol: float = 1e-5, rtol: float = 1e-5):
         _require_tensors(x=x)
         return super().check_point_on_manifold(x, explain=explain, atol=atol, rtol=rtol)
@@ -125,8 +141,7 @@ class CheckedManifold(geoopt.Manifold):
         return True, None
 
 
-def check_decomposition(field_name: str, xf: Tensor, pairs: Eigenpairs, tangent_dim: int | None, *,
-                        stacklevel: int) -> None:
+def check_decomposition(field_name: str, xf: Tensor, pairs: Eigenpairs, tangent_dim: int | None) -> None:
     """Warn about the eigenpairs ``pairs`` (values ``(B, r)``) of a field's factor at the flat points ``xf``
     ``(B, D)``. The caller decides when: `LearnedDataManifold` checks its 1st, 2nd, 4th, 8th, … decomposition
     (and each at most once: a flag on its cache entry), so a problem seen only at other decompositions is missed.
@@ -140,8 +155,7 @@ def check_decomposition(field_name: str, xf: Tensor, pairs: Eigenpairs, tangent_
       eigenvalues: ``λ_{d+1} / λ_d`` above `dimension.CLUSTER_RATIO` at the median finite point, as `curvature`
       warns (the kept directions are an arbitrary part of the cluster).
 
-    ``stacklevel`` is that of the caller's caller (the user's frame) as seen from here. One host sync (more only
-    where it warns).
+    The warnings point at the user's line (`user_warnings.warn_user`). One host sync (more only where it warns).
     """
     values = pairs.values.detach()
     finite = torch.isfinite(xf.detach()).all(-1)
@@ -156,18 +170,18 @@ def check_decomposition(field_name: str, xf: Tensor, pairs: Eigenpairs, tangent_
     if n_bad:
         rows = bad.nonzero().squeeze(-1).tolist()
         shown = ", ".join(str(i) for i in rows[:5]) + (", ..." if len(rows) > 5 else "")
-        warnings.warn(f"{field_name}.factor is NaN or inf at {int(n_bad)} of {int(n_finite)} finite points (rows "
-                      f"{shown}): LearnedDataManifold's inner, proju, egrad2rgrad and retr are NaN there (the other "
-                      "rows are unaffected); no tangent_dim helps: the field is undefined at those points",
-                      RuntimeWarning, stacklevel=stacklevel)
+        warn_user(f"{field_name}.factor is NaN or inf at {int(n_bad)} of {int(n_finite)} finite points (rows "
+                  f"{shown}): LearnedDataManifold's inner, proju, egrad2rgrad and retr are NaN there (the other "
+                  "rows are unaffected); no tangent_dim helps: the field is undefined at those points",
+                  RuntimeWarning)
     if more and tangent_dim is None and more[0]:
-        warn_if_dropping(values, intrinsic_dimension(values), _DELTA0_METHODS, stacklevel=stacklevel + 1)
+        warn_if_dropping(values, intrinsic_dimension(values), _DELTA0_METHODS)
     elif more and tangent_dim is not None:
         warn_if_splitting(more[0], tangent_dim, values[finite & ~bad], "the tangent space that proju, egrad2rgrad, "
                           "inner and retr keep is an arbitrary part of that cluster, set by the noise in the field's "
                           "eigenvalues: if tangent_dim is the data's dimension, the field has not learned the data "
                           "at these points (a model its training checks distrusted, or points off the data)",
-                          given=True, stacklevel=stacklevel + 1)
+                          given=True)
 
 
 def check_tangent_dim(field: CoMetricField, tangent_dim: object) -> int | None:

@@ -89,6 +89,10 @@ class ModelFileError(ValueError):
     """
 
 
+class ModelFileIsAFolderError(IsADirectoryError, ModelFileError):
+    """A folder given as a model or VAE file: an `IsADirectoryError`, and a `ModelFileError` as before."""
+
+
 # ---------------------------------------------------------------------------------------------------------
 # reading: one validation layer
 
@@ -113,6 +117,8 @@ class _Reader:
             raise FileNotFoundError(f"{self.kind} {self.name} does not exist") from None
         except (OSError, ValueError) as err:  # ValueError: an embedded NUL byte
             raise self.error(f"cannot be examined: {getattr(err, 'strerror', None) or err}") from None
+        if stat.S_ISDIR(st.st_mode):
+            raise ModelFileIsAFolderError(f"{self.name} is a folder, not a {self.kind}; it was not opened")
         if not stat.S_ISREG(st.st_mode):
             raise self.error(f"is a {file_kind(st.st_mode)}, not a {self.kind}; it was not opened")
         try:  # O_NONBLOCK: should the path become a FIFO between stat and open, opening cannot block
@@ -344,6 +350,7 @@ def load_model(path: str | os.PathLike, *, map_location: str | torch.device = "c
 
     Raises:
         FileNotFoundError: the file does not exist.
+        ModelFileIsAFolderError: the path is a folder (an `IsADirectoryError` and a `ModelFileError`).
         ModelFileError: the file is not a regular file, not a learned-manifold model, is truncated, has an
             invalid config, weights that do not match its own architecture, or non-finite values.
 
@@ -357,13 +364,12 @@ def load_model(path: str | os.PathLike, *, map_location: str | torch.device = "c
         >>> loaded.config == model.config, loaded.factor(torch.zeros(5, 3)).shape  # (B, D) -> (B, D, r)
         (True, torch.Size([5, 3, 3]))
     """
-    return _load_model(path, map_location, default_sigma=True, stacklevel=3)
+    return _load_model(path, map_location, default_sigma=True)
 
 
-def _load_model(path: str | os.PathLike, map_location: str | torch.device, *, default_sigma: bool,
-                stacklevel: int) -> MetricModel:
+def _load_model(path: str | os.PathLike, map_location: str | torch.device, *, default_sigma: bool) -> MetricModel:
     """`load_model`, whose stale-σ warning is given only where the caller uses the default σ (``default_sigma``;
-    `LearnedCDC` with a ``sigma`` of its own does not); ``stacklevel``: the warnings' frame above this one."""
+    `LearnedCDC` with a ``sigma`` of its own does not); the warnings point at the user's line."""
     path = _as_path(path)
     try:
         device = torch.device(map_location)
@@ -371,7 +377,7 @@ def _load_model(path: str | os.PathLike, map_location: str | torch.device, *, de
         raise ValueError(f"map_location {map_location!r} is not a torch device: {err}") from None
     checked = _read_checked(path)
     warn_cautions(path, checked.config.to_dict(), checked.extra, float(checked.tensors["scale"]),
-                  default_sigma=default_sigma, stacklevel=stacklevel)
+                  default_sigma=default_sigma)
     with torch.random.fork_rng(devices=[]):  # the throw-away initialisation leaves the caller's RNG as it was
         model = MetricModel(checked.config)
     try:
@@ -434,6 +440,8 @@ def save_model(model: MetricModel, path: str | os.PathLike, *, extra: dict | Non
     Raises:
         TypeError: ``model`` is not a `MetricModel` or ``extra`` not a dict.
         ValueError: a weight or buffer holds NaN or inf (`state_to_save`); nothing is written.
+        FileNotFoundError: ``path``'s folder does not exist: it is not created (as by ``open`` or ``torch.save``).
+        IsADirectoryError: ``path`` is a folder (`atomic_write.FolderGivenError`, also a ValueError).
 
     Example:
         >>> import os, tempfile

@@ -9,7 +9,8 @@ import math
 import os
 import re
 import shlex
-import warnings
+
+from .user_warnings import warn_user
 
 __all__ = ["EXPLODED_EIGENVALUE", "LOCAL_SIGMA", "ModelFileWarning", "exploded", "incomplete_note", "stale_sigma_note",
            "untrusted_note", "version_problem", "warn_cautions"]
@@ -172,14 +173,14 @@ def untrusted_note(path: os.PathLike | str, extra: dict, dimension: int | None =
             f"dimensions and geodesics may be wrong. `{hint}` says why")
 
 
-def warn_cautions(path: os.PathLike | str, config: dict, extra: dict, scale: float, *, default_sigma: bool,
-                  stacklevel: int) -> None:
+def warn_cautions(path: os.PathLike | str, config: dict, extra: dict, scale: float, *, default_sigma: bool) -> None:
     """One `ModelFileWarning` per caution of the file at ``path`` (`incomplete_note`; `stale_sigma_note` only
-    where the caller uses the file's default σ, ``default_sigma``; `untrusted_note`), each naming the file."""
+    where the caller uses the file's default σ, ``default_sigma``; `untrusted_note`), each naming the file and
+    pointing at the user's line (`user_warnings.warn_user`)."""
     shape = config.get("data_shape")
     dimension = math.prod(shape) if isinstance(shape, (list, tuple)) and all(_number(n) for n in shape) else None
     notes = [incomplete_note(extra), stale_sigma_note(config, scale) if default_sigma else None,
              untrusted_note(path, extra, dimension)]
     for note in notes:
         if note is not None:
-            warnings.warn(f"{os.fspath(path)!r} {note}", ModelFileWarning, stacklevel=stacklevel + 1)
+            warn_user(f"{os.fspath(path)!r} {note}", ModelFileWarning)

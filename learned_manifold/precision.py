@@ -33,6 +33,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from .checks import NotANumberError
+
 __all__ = [
     "BF16_MARGIN",
     "PRECISIONS",
@@ -222,7 +224,9 @@ def probe_precision(
         ``margin`` and ``probe_s`` (its wall time).
     """
     for name, value, low in (("warmup", warmup, 1), ("passes", passes, 1), ("max_repeats", max_repeats, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise NotANumberError(f"{name} must be an integer >= {low}, got {value!r}")
+        if value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     if not (budget_s > 0 and 0 <= margin < 1):
         raise ValueError(f"need budget_s > 0 and 0 <= margin < 1, got budget_s={budget_s!r}, margin={margin!r}")

@@ -8,7 +8,6 @@ it sets one), or in the field's own metric for other fields (`reporting_metric`,
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -18,10 +17,11 @@ from torch import Tensor
 from .checks import as_index, is_real
 from .dimension import warn_if_dropping
 from .geometry import eigenpairs, intrinsic_dimension, lowrank_apply, lowrank_solve, spectral_apply, truncate_basis
-from .metrics.base import CoMetricField, as_field
+from .metrics.base import CoMetricField, as_field, check_count
 from .metrics.factor_checks import FactorContractError
 from .path_energies import path_energy
 from .precision import full_precision
+from .user_warnings import warn_user
 
 __all__ = ["Regularised", "TangentBundle", "UncentredFieldWarning", "check_delta", "check_tangent_rank",
            "polyline_lengths", "recording", "reporting_metric", "regularising_delta", "resolve_tangent_dim",
@@ -30,18 +30,35 @@ __all__ = ["Regularised", "TangentBundle", "UncentredFieldWarning", "check_delta
 
 class UncentredFieldWarning(UserWarning):
     """A path (`geodesic`, `interpolate`, `gradient_flow`) computed on a field that is not mean-centred (SPEC §2);
-    a comparison of geometries that means to show such paths can filter this category."""
+    a comparison of geometries that means to show such paths can filter this category (``learned_manifold``
+    exports it).
+
+    Example:
+        >>> import warnings, torch
+        >>> from learned_manifold import UncentredFieldWarning, geodesic
+        >>> from learned_manifold.metrics import KNNCDC
+        >>> data = torch.randn(200, 2)
+        >>> field = KNNCDC(data, k=16, sigma=0.5, centred=False)
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     _ = geodesic(field, data[:1], data[1:2], n_points=8, steps=5)
+        >>> [w.category.__name__ for w in caught if issubclass(w.category, UncentredFieldWarning)]
+        ['UncentredFieldWarning']
+        >>> with warnings.catch_warnings():  # a deliberate comparison: this category filtered, the others kept
+        ...     warnings.filterwarnings("ignore", category=UncentredFieldWarning)
+        ...     _ = geodesic(field, data[:1], data[1:2], n_points=8, steps=5)
+    """
 
 
-def warn_uncentred(field: CoMetricField, caller: str, stacklevel: int = 5) -> None:
+def warn_uncentred(field: CoMetricField, caller: str) -> None:
     """Warn once (`UncentredFieldWarning`) when ``field.centred`` is False: SPEC §2, paths that leave the data need a
-    mean-centred field. Called from the public path functions; the warning points at their caller (the default
-    ``stacklevel`` counts `full_precision`'s and ``torch.inference_mode``'s wrappers of a direct call)."""
+    mean-centred field. Called from the public path functions; the warning points at the user's line
+    (`user_warnings.warn_user`)."""
     if getattr(field, "centred", True) is False:
-        warnings.warn(f"{caller}: the field {type(field).__name__} is not mean-centred (centred=False); paths that "
-                      "leave the data need a mean-centred field (SPEC §2): with an uncentred one leaving the data is "
-                      "cheap and the path may cut through empty space. Use a centred field (e.g. KNNCDC(centred=True), "
-                      "a model trained without --uncentred)", UncentredFieldWarning, stacklevel=stacklevel)
+        warn_user(f"{caller}: the field {type(field).__name__} is not mean-centred (centred=False); paths that "
+                  "leave the data need a mean-centred field (SPEC §2): with an uncentred one leaving the data is "
+                  "cheap and the path may cut through empty space. Use a centred field (e.g. KNNCDC(centred=True), "
+                  "a model trained without --uncentred)", UncentredFieldWarning)
 
 
 def tangent_dim_of(field_or_manifold: object) -> int | None:
@@ -71,11 +88,16 @@ def resolve_tangent_dim(field_or_manifold: object, tangent_dim: object) -> int |
 
 
 def check_tangent_rank(field: CoMetricField, tangent_dim: int | None, x: Tensor) -> None:
-    """Refuse a ``tangent_dim`` above the rank ``r`` of a low-rank ``field``'s factor at the point ``x[0]`` of
+    """Refuse a ``tangent_dim`` outside ``1..D`` (the message of `LearnedDataManifold`: ``tangent_dim must lie in
+    1..D``; a sphere in R³ with ``tangent_dim = 5`` had run to ``converged=True``), or above the rank ``r`` of a
+    low-rank ``field``'s factor at the point ``x[0]`` of
     ``(B, D)`` (where the tangent bundle, `reporting_metric`, or landing's normals would keep more directions than
     ``G`` has), for every ``δ``: with ``δ > 0`` a ``tangent_dim = 7`` on a rank-2 field was accepted and ignored.
     For a full-rank field ``r = D``. One factor call at ``x[:1]``, the points the caller evaluates anyway."""
-    if tangent_dim is None or x.shape[0] == 0:
+    if tangent_dim is None:
+        return
+    check_count(tangent_dim, "tangent_dim", high=x.shape[-1])
+    if x.shape[0] == 0:
         return
     if field.low_rank:
         with torch.no_grad():
@@ -104,14 +126,14 @@ def recording(metric: CoMetricField) -> Iterator[list[Tensor]]:
             metric.seen = None
 
 
-def warn_dropped(seen: list[Tensor], what: str, stacklevel: int) -> bool:
+def warn_dropped(seen: list[Tensor], what: str) -> bool:
     """Warn (`dimension.warn_if_dropping`) where the eigenvalues ``seen`` (`recording`) of a `TangentBundle` on the
     gap rule's directions drop an eigenvalue above `dimension.DROPPED_LIMIT` ``· λ₁``: a full-rank field read as
     lower-dimensional, whose lengths then ignore real directions (polar coordinates: 2–4 times short)."""
     if not seen:
         return False
     values = torch.cat(seen)
-    return warn_if_dropping(values, intrinsic_dimension(values), what, stacklevel=stacklevel + 1)
+    return warn_if_dropping(values, intrinsic_dimension(values), what)
 
 
 @full_precision
@@ -269,8 +291,8 @@ def reporting_metric(field: CoMetricField, tangent_dim: int | None = None) -> Co
 
 
 @full_precision
-def polyline_lengths(path: Tensor, field: CoMetricField | object | None = None, *, tangent_dim: int | None = None,
-                     stacklevel: int = 2) -> tuple[Tensor, Tensor | None]:
+def polyline_lengths(path: Tensor, field: CoMetricField | object | None = None, *, tangent_dim: int | None = None
+                     ) -> tuple[Tensor, Tensor | None]:
     """Euclidean and (if ``field`` is given) metric lengths of flat paths ``(B, T, D)`` → ``(B,)`` each.
 
     The metric length is `path_energies.path_energy`'s midpoint rule ``Σ sqrt(Δᵀ g(x_{i+½}) Δ)`` in the metric a
@@ -280,10 +302,8 @@ def polyline_lengths(path: Tensor, field: CoMetricField | object | None = None, 
     (`path_energies.segments_per_call`), so its memory does not grow with ``T``. On the gap rule's directions
     (no ``tangent_dim``: given, or a manifold's, `resolve_tangent_dim`) it warns where they drop real directions of
     the field (`warn_dropped`); a ``tangent_dim`` above the factor's rank is refused (`check_tangent_rank`), not read
-    as NaN. A path not of shape ``(B, T, D)`` is refused (``ValueError``), a one-point path has length 0.
-    ``stacklevel``:
-    the warning's, as ``warnings.warn``'s would be here (2: the caller; a public function calling this passes
-    more, so that the warning points at its own caller).
+    as NaN. A path not of shape ``(B, T, D)`` is refused (``ValueError``), a one-point path has length 0. The
+    warning points at the user's line (`user_warnings.warn_user`).
     """
     if not isinstance(path, Tensor) or path.ndim != 3 or path.shape[1] == 0:
         got = tuple(path.shape) if isinstance(path, Tensor) else type(path).__name__
@@ -302,6 +322,5 @@ def polyline_lengths(path: Tensor, field: CoMetricField | object | None = None, 
     except (ValueError, NotImplementedError):  # the field's metric undefined here (a score Jacobian at δ = 0) or not
         # at all; the path's own shape was checked above, so this is the field's refusal, not a mistake in the call
         return euclid, torch.full_like(euclid, float("nan"))
-    warn_dropped(seen, "the reported metric lengths (metric_length, regularised.polyline_lengths)",
-                 stacklevel=stacklevel + 2)
+    warn_dropped(seen, "the reported metric lengths (metric_length, regularised.polyline_lengths)")
     return euclid, length

@@ -118,6 +118,7 @@ def load_vae(path: str | os.PathLike, *, map_location: str | torch.device = "cpu
 
     Raises:
         FileNotFoundError: the file does not exist.
+        IsADirectoryError: the path is a folder (`model_file.ModelFileIsAFolderError`, also a `ModelFileError`).
         ModelFileError: not a regular file, not a VAE file (a metric-matching model file included), truncated,
             an invalid config, weights that do not fit it, non-finite values or an invalid RBF precision.
 
@@ -167,6 +168,8 @@ def save_vae(vae: VAE, path: str | os.PathLike, *, extra: dict | None = None) ->
     Raises:
         TypeError: ``vae`` is not a `VAE` or ``extra`` not a dict.
         ValueError: a weight or buffer holds NaN or inf (`model_file.state_to_save`); nothing is written.
+        FileNotFoundError: ``path``'s folder does not exist: it is not created (as by ``open`` or ``torch.save``).
+        IsADirectoryError: ``path`` is a folder (`atomic_write.FolderGivenError`, also a ValueError).
 
     Example:
         >>> import os, tempfile, torch

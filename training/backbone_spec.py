@@ -4,10 +4,10 @@ factor's rank (SPEC §4, §9)."""
 
 from __future__ import annotations
 
-import warnings
 from typing import TYPE_CHECKING
 
 from learned_manifold.unet import unet_preset
+from learned_manifold.user_warnings import warn_user
 
 from .recipe_checks import mlp_settings_asked, sizes_named
 
@@ -47,9 +47,9 @@ def model_spec(cfg: TrainConfig, data_shape: tuple[int, ...]) -> tuple[str, dict
     ignored = mlp_settings_asked(cfg)  # backbone "unet" refused them when built: here "auto" chose it
     if ignored and not getattr(cfg, "_told_mlp_only", False):
         cfg._told_mlp_only = True
-        warnings.warn(f"{sizes_named(ignored)} the MLP only and "
-                      f"{'is' if len(ignored) == 1 else 'are'} ignored: points of shape {shape} train the UNet "
-                      f"({why}), which preset sizes; choose backbone 'mlp' to train the MLP", stacklevel=3)
+        warn_user(f"{sizes_named(ignored)} the MLP only and "
+                  f"{'is' if len(ignored) == 1 else 'are'} ignored: points of shape {shape} train the UNet "
+                  f"({why}), which preset sizes; choose backbone 'mlp' to train the MLP")
     preset = unet_preset(cfg.preset or "small")
     if cfg.rank is None and cfg.loss == "lowrank":
         rank = min(preset["rank"], D)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import math
-import warnings
 
 import torch
 from torch import Tensor
@@ -15,6 +14,7 @@ from learned_manifold.geometry import intrinsic_dimension
 from learned_manifold.metrics import KNNCDC
 from learned_manifold.models import MAX_WIDTH
 from learned_manifold.preconditioning import principal_components
+from learned_manifold.user_warnings import warn_user
 
 from .batches import TrainingRows
 from .config import (
@@ -94,7 +94,7 @@ def choose_input_scaling(cfg: TrainConfig, rows: TrainingRows,
     var = components[1]
     span = int((var > 1e-3 * var[0]).sum())
     if (units := mixed_units(sample, span, cfg.gaussian_rank, seed=cfg.seed)) is not None:
-        warnings.warn(units, stacklevel=2)
+        warn_user(units)
     why = {"span_dimension": span, "dim": dim}
     if cfg.input_scaling == "gaussian":
         return "gaussian", components, {"chosen": "gaussian", "rule": "asked for", **why}
@@ -216,11 +216,11 @@ def check_sigma_range(cfg: TrainConfig, rows: TrainingRows) -> float:
     distances[torch.arange(pick.numel()), pick] = math.inf  # not a point's own distance
     spacing = float(distances.min(1).values.median())
     if cfg.sigma_max * SPACING_FACTOR < spacing:
-        warnings.warn(f"sigma_max {cfg.sigma_max:g} (in units of the data scale s) lies far below the training "
-                      f"points' spacing (median nearest-neighbour distance {spacing:.3g} s): at every training "
-                      f"bandwidth each point is alone, and the model learns at most the data's linear span, "
-                      f"which its checks may not see; choose sigma_max above {spacing / SPACING_FACTOR:.3g} (the "
-                      f"default is {type(cfg).sigma_max:g})", stacklevel=2)
+        warn_user(f"sigma_max {cfg.sigma_max:g} (in units of the data scale s) lies far below the training "
+                  f"points' spacing (median nearest-neighbour distance {spacing:.3g} s): at every training "
+                  f"bandwidth each point is alone, and the model learns at most the data's linear span, "
+                  f"which its checks may not see; choose sigma_max above {spacing / SPACING_FACTOR:.3g} (the "
+                  f"default is {type(cfg).sigma_max:g})")
     return spacing
 
 
@@ -241,12 +241,12 @@ def estimate_dimension(cfg: TrainConfig, rows: TrainingRows, arch: str) -> int |
     estimate = int(dims.float().median().round())
     gap = float(gaps.mean())
     if gap < FLAT_SPECTRUM_GAP:
-        warnings.warn(f"the data show no clear local dimension: the local PCA of {min(RANK_NEIGHBOURS, len(sample))} "
-                      f"neighbours has a flat spectrum (mean largest normalised eigengap {gap:.3f}, below "
-                      f"{FLAT_SPECTRUM_GAP:g}; Gaussian noise in R^64 reads 0.08), so the estimated dimension "
-                      f"{estimate} means little and the data may have no low-dimensional structure at this sample "
-                      f"size; a rank set from it may be too small for the model to show the data's dimension: "
-                      f"set the rank (--rank) to D = {dim} to let it", stacklevel=2)
+        warn_user(f"the data show no clear local dimension: the local PCA of {min(RANK_NEIGHBOURS, len(sample))} "
+                  f"neighbours has a flat spectrum (mean largest normalised eigengap {gap:.3f}, below "
+                  f"{FLAT_SPECTRUM_GAP:g}; Gaussian noise in R^64 reads 0.08), so the estimated dimension "
+                  f"{estimate} means little and the data may have no low-dimensional structure at this sample "
+                  f"size; a rank set from it may be too small for the model to show the data's dimension: "
+                  f"set the rank (--rank) to D = {dim} to let it")
     return estimate
 
 

@@ -17,7 +17,6 @@ import json
 import os
 import stat
 import tempfile
-import warnings
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from torch import nn
 import learned_manifold
 from learned_manifold.atomic_write import TEMP_NAME_EXTRA
 from learned_manifold.model_file import atomic_write_bytes, file_kind, read_metadata, save_model
+from learned_manifold.user_warnings import warn_user
 
 from .clipping import RelativeClip
 
@@ -351,8 +351,8 @@ class OutputLock:
         except FileNotFoundError:
             pass
         except OSError as err:
-            warnings.warn(f"could not remove the lock file {str(self.path)!r} ({err.strerror or err}); it is "
-                          "unlocked, and the next run on this output reuses it", stacklevel=2)
+            warn_user(f"could not remove the lock file {str(self.path)!r} ({err.strerror or err}); it is "
+                      "unlocked, and the next run on this output reuses it")
         finally:
             os.close(entry[0])  # closing releases the flock
 

@@ -7,9 +7,8 @@ trainer resolves it (`learned_manifold_training.input_choices`), and the model f
 
 from __future__ import annotations
 
-import warnings
-
 from learned_manifold.model_file_notes import LOCAL_SIGMA
+from learned_manifold.user_warnings import warn_user
 
 __all__ = ["MLP_ONLY", "check_recipe", "mlp_settings_asked", "sizes_named", "warn_sigma_above_scale"]
 
@@ -98,20 +97,20 @@ def check_recipe(cfg) -> None:
                          f"trains one network, whose width is hidden: {cfg.hidden})")
 
 
-def warn_sigma_above_scale(cfg, stacklevel: int = 2) -> None:
+def warn_sigma_above_scale(cfg) -> None:
     """Warn (before any training) where ``cfg.sigma_min`` (a `TrainConfig`'s, in units of the data scale ``s``,
     SPEC §1) exceeds `LOCAL_SIGMA` ``= 0.5``: every training bandwidth then lies at the data's own scale or above
     (the training points' RMS distance from their mean is ``1 s``), where the posterior averages over much of the
     data set and ``Γᶜ_σ`` reads the data's global spread, not its tangent spaces; the default-σ rule and the
     checks' bandwidths look at ``σ ≤ LOCAL_SIGMA · s``. Measured: S² of radius 1 (``s = 1``) trained at
     ``[1.5, 6] s`` had tangent error 1.11 and the neighbour check gave no verdict (tester B, s31). The default
-    ``sigma_min`` (0.003) never warns; ``stacklevel``: as `warnings.warn`'s, counted from the caller."""
+    ``sigma_min`` (0.003) never warns. The warning points at the user's line (`user_warnings.warn_user`)."""
     if cfg.sigma_min > LOCAL_SIGMA:
-        warnings.warn(f"sigma_min {cfg.sigma_min:g} (in units of the data scale s) lies above {LOCAL_SIGMA:g} s: "
-                      f"every training bandwidth is at the data's own scale or beyond (its points lie about 1 s "
-                      f"from their mean), where the model reads the data's global spread, not its tangent spaces, "
-                      f"and the checks may give no verdict; choose sigma_min below {LOCAL_SIGMA:g} (the default is "
-                      f"{type(cfg).sigma_min:g})", stacklevel=stacklevel + 1)
+        warn_user(f"sigma_min {cfg.sigma_min:g} (in units of the data scale s) lies above {LOCAL_SIGMA:g} s: "
+                  f"every training bandwidth is at the data's own scale or beyond (its points lie about 1 s "
+                  f"from their mean), where the model reads the data's global spread, not its tangent spaces, "
+                  f"and the checks may give no verdict; choose sigma_min below {LOCAL_SIGMA:g} (the default is "
+                  f"{type(cfg).sigma_min:g})")
 
 
 def _check_ramp_length(cfg) -> None:

@@ -15,11 +15,11 @@ A setting added after states were first written reads, in a state without it, as
 from __future__ import annotations
 
 import json
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from learned_manifold.models import LEGACY_DEFAULTS
+from learned_manifold.user_warnings import warn_user
 
 from .config import TrainConfig, is_image_shape
 from .runtime import settings_diff
@@ -124,7 +124,7 @@ def _check_version(out: Path, version: object, current: int) -> None:
                          f"learned-manifold (state version {version}; this version writes {current}): resume "
                          "it with that version, or train again with --overwrite (overwrite=True)")
     if version < current:
-        warnings.warn(f"resuming {str(out)!r} from a training state written by an older version of learned-manifold "
-                      f"(state version {version}; this version writes {current}): the training objective may "
-                      "have changed since, so the result may match neither that version's run nor a fresh one; "
-                      "for a fresh run, train again with --overwrite (overwrite=True)", stacklevel=2)
+        warn_user(f"resuming {str(out)!r} from a training state written by an older version of learned-manifold "
+                  f"(state version {version}; this version writes {current}): the training objective may "
+                  "have changed since, so the result may match neither that version's run nor a fresh one; "
+                  "for a fresh run, train again with --overwrite (overwrite=True)")

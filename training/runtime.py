@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import math
 import os
 import signal
@@ -39,6 +40,12 @@ __all__ = ["FLOAT32_RESOLUTION", "StepAutocast", "StopRequest", "TrainingDiverge
            "init_distributed", "resolve_device", "settings_diff", "stop_requested"]
 
 _F32 = torch.finfo(torch.float32)  # the model's precision: its limits, for the data checks here, in batches and trainer
+SPREAD_LIMITS = (1e-15, 1e15)
+"""The RMS spreads ``s`` of training data accepted (`check_training_tensor`): geodesics, flows and curvature square
+data-unit quantities in float32 (``s²``, its sums over path points, ``1/s²``), whose normal range is
+1.2·10⁻³⁸..3.4·10³⁸. Measured on one model re-expressed in other units (outside test s33/D): exact up to
+10^±17, wrong beyond about 10^±18 (0, NaN or short lengths at 10⁻²⁰, errors at 10¹⁹); these limits keep a factor
+100 in ``s`` (10⁴ in ``s²``) from that edge and accept the physical units users have (10^±12 included)."""
 _F = TypeVar("_F", bound=Callable)
 
 
@@ -159,7 +166,8 @@ def check_training_tensor(data: object) -> None:
     """Refuse, before any work, a tensor a trainer cannot learn from: not a dense tensor ``(N ≥ 10, ...)``, not
     floating point (integer images: ``data.float()``, the units may stay), NaN/inf, beyond float32's range, or so
     far from the origin for their spread that float32 merges distinct points (`FLOAT32_RESOLUTION`; judged on the
-    coordinates that vary: a constant coordinate, however large, is harmless).
+    coordinates that vary: a constant coordinate, however large, is harmless), or a spread (RMS distance from the
+    mean) outside `SPREAD_LIMITS` (units such as kg for molecules: the model's geometry would over/underflow).
 
     Raises:
         ValueError: naming what is wrong with ``data``.
@@ -180,6 +188,14 @@ def check_training_tensor(data: object) -> None:
     if 0 < top < _F32.tiny:
         raise ValueError(f"data values underflow float32 (largest |x| = {top:.3g}, float32's smallest normal "
                          f"number is {_F32.tiny:.3g}): rescale the data")
+    top, spread = _top_and_spread(data)
+    _check_spread(spread)
+    _check_resolution(top, spread)
+
+
+def _top_and_spread(data: Tensor) -> tuple[float, float]:
+    """``(top, spread)`` of up to 4,096 evenly spaced points of ``data`` ``(N, ...)``: the largest ``|x|`` of a
+    coordinate that varies (0 if none) and the RMS distance from their mean, computed in float64."""
     rows = data[torch.linspace(0, data.shape[0] - 1, min(data.shape[0], 4096)).long()].reshape(-1, data[0].numel())
     rows = rows.double()
     centred = rows - rows.mean(0)
@@ -187,7 +203,26 @@ def check_training_tensor(data: object) -> None:
     # only coordinates that vary: a constant one (a column of 1e4) is removed exactly by the mean, merging nothing
     varying = centred.abs().amax(0) > 0
     top = float(rows.abs().amax(0)[varying].max()) if bool(varying.any()) else 0.0
-    _check_resolution(top, spread)
+    return top, spread
+
+
+def check_stored_resolution(data: Tensor, stored: torch.dtype, label: str) -> None:
+    """`check_training_tensor`'s resolution check at the precision ``data`` ``(N, ...)`` were stored in, ``stored``
+    (a file's float16 or bfloat16, which reaches the trainer converted to float32 with its merged points): nothing
+    for a dtype at least as fine as float32.
+
+    Raises:
+        ValueError: after ``label`` (``"data file 'x.npy'"``), the data lie so far from the origin for their spread
+            that ``stored`` merges distinct points (`FLOAT32_RESOLUTION`).
+    """
+    if not stored.is_floating_point or torch.finfo(stored).eps <= _F32.eps or data.shape[0] < 2:
+        return
+    top, spread = _top_and_spread(data)
+    name = str(stored).removeprefix("torch.")
+    problem = float_resolution_problem(top, spread, torch.finfo(stored).eps, f"{name}, the file's precision,")
+    if problem is not None:
+        raise ValueError(f"{label}: {problem}; subtract an offset (e.g. the mean) from the data before storing them "
+                         f"in {name}, or store them in float32")
 
 
 def check_source_resolution(label: str, mean: Tensor, scale: float, sample: Tensor) -> None:
@@ -204,7 +239,23 @@ def check_source_resolution(label: str, mean: Tensor, scale: float, sample: Tens
     varying = z_top > 0
     if bool(varying.any()):
         top = float((mean.reshape(-1).double().abs() + scale * z_top)[varying].max())
-        _check_resolution(top, scale, "" if label == "data" else f"{label}: ")
+        prefix = "" if label == "data" else f"{label}: "
+        _check_spread(scale, prefix)
+        _check_resolution(top, scale, prefix)
+
+
+def _check_spread(spread: float, prefix: str = "") -> None:
+    """Refuse data whose RMS spread ``spread`` lies outside `SPREAD_LIMITS` (0, all points equal, is left to the
+    trainer's other checks), naming the spread and the power of ten that brings it near 1."""
+    low, high = SPREAD_LIMITS
+    if spread == 0 or low <= spread <= high:
+        return
+    power = -round(math.log10(spread))
+    raise ValueError(f"{prefix}data have an RMS spread about their mean of {spread:.3g}, outside {low:g}..{high:g}: "
+                     f"geodesics, flows and curvature square distances in the data's units in float32 (normal range "
+                     f"{_F32.tiny:.3g}..{_F32.max:.3g}), which at s² = {spread ** 2:.3g} over- or underflow and give "
+                     f"0, NaN or wrong lengths; "
+                     f"multiply the data by 1e{power} (a power of ten that brings the spread near 1) before training")
 
 
 def _check_resolution(top: float, spread: float, prefix: str = "") -> None:
@@ -214,6 +265,27 @@ def _check_resolution(top: float, spread: float, prefix: str = "") -> None:
     problem = float_resolution_problem(top, spread, _F32.eps, "float32, the model's precision,")
     if problem is not None:
         raise ValueError(f"{prefix}{problem}; subtract an offset (e.g. the mean) from the data before training")
+
+
+def check_data_info(data_info: object) -> dict | None:
+    """``data_info`` (`train`'s description of the data, stored in the model file's extra metadata), checked
+    before the first step: None or a dict that `json.dumps` can write, as the model file will.
+
+    Raises:
+        TypeError: naming ``data_info``: not a dict, or a value JSON cannot hold (a set, a tensor).
+        ValueError: naming ``data_info``: a circular reference.
+    """
+    if data_info is None:
+        return None
+    if not isinstance(data_info, dict):
+        raise TypeError(f"data_info must be a dict (stored as JSON in the model file), got {type(data_info).__name__}")
+    try:
+        json.dumps(data_info)
+    except TypeError as err:
+        raise TypeError(f"data_info must hold only JSON values (it is stored in the model file): {err}") from None
+    except ValueError as err:
+        raise ValueError(f"data_info cannot be stored as JSON in the model file: {err}") from None
+    return data_info
 
 
 def settings_diff(saved: dict, now: dict, may_change: tuple[str, ...] = ()) -> str:

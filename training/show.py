@@ -39,6 +39,7 @@ from learned_manifold.metrics import CoMetricField
 from learned_manifold.metrics.base import check_count
 from learned_manifold.model_file import atomic_write_bytes
 from learned_manifold.models import MetricModel
+from learned_manifold.user_warnings import warn_user
 
 from .data import as_model_points
 from .data.stream import CHUNK_ROWS, ArraySource
@@ -137,8 +138,8 @@ def same_class_pairs(labels: Tensor | None, n_pairs: int, *, seed: int = 0, n: i
                 seen.add((min(i, j), max(i, j)))
                 pairs.append((i, j))
     if len(pairs) < n_pairs:
-        warnings.warn(f"same_class_pairs: only {len(pairs)} distinct pairs of points share a label, fewer than "
-                      f"the {n_pairs} asked; returning all {len(pairs)}", stacklevel=2)
+        warn_user(f"same_class_pairs: only {len(pairs)} distinct pairs of points share a label, fewer than "
+                  f"the {n_pairs} asked; returning all {len(pairs)}")
     return torch.tensor(pairs, dtype=torch.int64)
 
 

@@ -60,6 +60,7 @@ from .runtime import (
     TrainingDiverged,
     TrainingInterrupted,
     caller_state_off,
+    check_data_info,
     check_health,
     check_manifold,
     check_source_resolution,
@@ -217,6 +218,7 @@ def train(
     if not isinstance(cfg, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(cfg).__name__}")
     _check_data(data, manifold)
+    data_info = check_data_info(data_info)  # stored as JSON in the model file: a set would fail after the last step
     cfg.model_spec(tuple(data.shape[1:]))  # rank <= D; backbone, preset and denoiser width fit: before any work
     if stop_after is not None:
         check_int(stop_after, "stop_after", 0, cfg.steps)

@@ -178,8 +178,10 @@ def check_finite_output(x: Tensor, out: Tensor, what: str) -> None:
     if bool(bad.any()):
         worst = x[bad].abs().max().item()
         raise NonFiniteFieldOutput(f"the {what} gave NaN/inf at {int(bad.sum())} finite point(s) of x (largest "
-                                   f"|coordinate| {worst:.3g}): the input is too far outside the data's range for "
-                                   f"the field's arithmetic in {x.dtype}")
+                                   f"|coordinate| {worst:.3g}): its arithmetic in {x.dtype} over- or underflowed, "
+                                   "either because these points lie too far outside the data's range, or because "
+                                   "the data (or the bandwidth) sit at a scale whose squares leave that dtype's "
+                                   "range; rescale the data, or compute in float64")
 
 
 _NOT_GIVEN = object()

@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 
 import torch
 from torch import Tensor
+
+from ..user_warnings import warn_user
 
 __all__ = ["LinearMap", "batched_cg"]
 
@@ -61,8 +62,7 @@ def batched_cg(matvec: LinearMap, b: Tensor, *, iters: int, tol: float) -> Tenso
     left = (rr > stop) & (rr > 0)
     if bool(left.any()):  # out of iterations: say so rather than return an unconverged solve as if it were one
         worst = float((rr[left] / (stop[left] / tol**2)).max().sqrt().detach()) if tol > 0 else float("nan")
-        warnings.warn(f"conjugate gradients stopped after cg_iters={iters} iterations at {int(left.sum())} point(s) "
-                      f"with relative residual up to {worst:.2g} > cg_tol={tol:g}: the solve is approximate; raise "
-                      "cg_iters (an ill-conditioned G at small sigma needs more) or the regulariser", RuntimeWarning,
-                      stacklevel=3)
+        warn_user(f"conjugate gradients stopped after cg_iters={iters} iterations at {int(left.sum())} point(s) "
+                  f"with relative residual up to {worst:.2g} > cg_tol={tol:g}: the solve is approximate; raise "
+                  "cg_iters (an ill-conditioned G at small sigma needs more) or the regulariser", RuntimeWarning)
     return x

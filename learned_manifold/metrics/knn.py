@@ -20,16 +20,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..checks import Count, Real
+from ..checks import Count, NotANumberError, Real
 from ..geometry import lowrank_apply, lowrank_solve
 from ..precision import full_precision
 from .base import CoMetricField, check_count, check_finite_output, check_points, check_scalar, check_vectors
 from .knn_resolution import warn_unresolved
+from .knn_scale import check_data_scale, rms_norm
+from .knn_spacing import graph_of_rows, spacing_statistics
 from .nearest import DEFAULT_CHUNK, by_distance, nearest_rows, nearest_set
 from .pseudo_inverse import pinv_solve as _pinv_solve
 
 __all__ = ["KNNCDC"]
-
 
 class KNNCDC(CoMetricField):
     """k-NN carré du champ of the coordinates (SPEC §7), centred or uncentred, with a rank-``k`` factor.
@@ -40,7 +41,9 @@ class KNNCDC(CoMetricField):
             it and ``state_dict``/``load_state_dict`` carry it (loading replaces the data, of any ``N ≥ k``, and
             rebuilds the search; the other arguments are not state). Not copied: the field searches the caller's
             tensor, and an in-place edit of it (or of ``field.data``), or a new tensor assigned to ``field.data``,
-            rebuilds the search index on the next query (`_index_current`).
+            rebuilds the search index on the next query (`_index_current`). Their RMS spread about their mean must
+            suit the dtype's squares (`knn_scale.check_data_scale`; float32: about 1.7e-18 to 1.2e18), else a
+            ``ValueError`` says how to rescale them.
         k: number of neighbours, ``1 ≤ k ≤ N``.
         sigma: bandwidth ``σ > 0`` in data units.
         centred: mean-centred ``Γ̂ᶜ`` (default) or uncentred ``Γ̂``.
@@ -89,9 +92,9 @@ class KNNCDC(CoMetricField):
         if not bool(torch.isfinite(data).all()):
             raise ValueError("data contains NaN or infinite values")
         if not isinstance(centred, bool):
-            raise ValueError(f"centred must be a bool, got {type(centred).__name__}")
+            raise NotANumberError(f"centred must be a bool, got {type(centred).__name__}")
         if not isinstance(persistent, bool):
-            raise ValueError(f"persistent must be a bool, got {type(persistent).__name__}")
+            raise NotANumberError(f"persistent must be a bool, got {type(persistent).__name__}")
         n = data.shape[0]
         self.register_buffer("data", data.detach().reshape(n, -1), persistent=persistent)
         for name in ("origin", "_search_data", "data_sq"):  # derived from ``data`` by `_index`, not saved
@@ -150,9 +153,9 @@ class KNNCDC(CoMetricField):
         # buffers made there would stay inference tensors (no version counter, so the manifold's cache would miss).
         with torch.inference_mode(False), torch.no_grad():
             mean = self.data.mean(0)
-            spread = (self.data - mean).pow(2).sum(-1).mean()
-            far = bool(mean.pow(2).sum() > spread)
-            self._spread = float(spread.sqrt())
+            self._spread = rms_norm(self.data - mean)  # in Python floats: its square can leave the data's dtype
+            check_data_scale(self._spread, self.data.dtype)
+            far = rms_norm(mean.unsqueeze(0)) > self._spread
             self.origin = mean if far else torch.zeros_like(mean)
             self._search_data = self.data - mean if far else None
             self.data_sq = self._searched().pow(2).sum(-1)
@@ -231,11 +234,25 @@ class KNNCDC(CoMetricField):
         exact, and differentiable in ``y``; equal ones put the lower row first (`by_distance`).
         """
         idx = nearest_set(y, self.data, self.k, **self._index_args())
-        points = self.data[idx]
-        dist2, order = by_distance((points - y.unsqueeze(1)).pow(2).sum(-1), idx)
+        dist2, order = by_distance((self.data[idx] - y.unsqueeze(1)).pow(2).sum(-1), idx)
         idx = idx.gather(1, order)
-        points = points.gather(1, order.unsqueeze(-1).expand_as(points))
-        return dist2, idx, points
+        return dist2, idx, self.data[idx]  # gathered again in order (without grad, one (B, k, D) copy stays alive)
+
+    QUERY_NUMBERS = 2**24
+    """`project`, `neighbours`, `cutoff_weight` and `effective_neighbours` take their queries in blocks whose
+    gathered neighbours ``(rows, k, D)`` hold at most this many numbers (at least one row), so their memory stays
+    bounded whatever the batch and ``D`` (500 queries, ``k = 256``, ``D = 1024`` peaked at 1.4 GiB unblocked); with
+    ``x`` requiring grad autograd keeps a second block of that size for the backward pass."""
+
+    def _blocks(self, y: Tensor) -> tuple[Tensor, ...]:
+        """``y`` ``(B, D)`` split into consecutive blocks of rows (`QUERY_NUMBERS`); one empty block for ``B = 0``.
+        Each query's answer depends on it alone (`nearest_rows`), so blocking changes no value."""
+        return y.split(max(1, self.QUERY_NUMBERS // (self.k * self.dim)))
+
+    def _distances(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        """`_search`'s squared distances ``(B, k)`` and indices ``(B, k)``, by blocks (`_blocks`)."""
+        parts = [self._search(block)[:2] for block in self._blocks(y)]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
     @full_precision
     def neighbours(self, y: Tensor) -> tuple[Tensor, Tensor]:
@@ -249,8 +266,7 @@ class KNNCDC(CoMetricField):
             indices into the data ``(B, k)``.
         """
         self._check_query(y, "y")
-        dist2, idx, _ = self._search(y)
-        return dist2, idx
+        return self._distances(y)
 
     @full_precision
     def cutoff_weight(self, x: Tensor) -> Tensor:
@@ -260,7 +276,7 @@ class KNNCDC(CoMetricField):
         σ = 0.1, scalar curvature 0.2 at k = 32 (weight ~0.2), 1.8 at k = 128 (~2e-3), 2.05 at k = 512 (truth 2)."""
         y = self._as_query(x)
         with torch.no_grad():
-            dist2, _, _ = self._search(y)
+            dist2 = self._distances(y)[0]
         return torch.exp(-(dist2[:, -1] - dist2[:, 0]) / (2 * self.sigma**2)).to(x.dtype)
 
     @full_precision
@@ -270,7 +286,7 @@ class KNNCDC(CoMetricField):
         single neighbours: on S² from 2,000 points, 7.9 gave scalar curvature 1.67, 2.3 gave 0.2 (truth 2)."""
         y = self._as_query(x)
         with torch.no_grad():
-            dist2, _, _ = self._search(y)
+            dist2 = self._distances(y)[0]
             w = torch.exp(-(dist2 - dist2[:, :1]) / (2 * self.sigma**2))  # (B, k), the nearest's weight 1
         return (w.sum(-1).square() / w.square().sum(-1)).to(x.dtype)
 
@@ -299,11 +315,22 @@ class KNNCDC(CoMetricField):
         A point on the data (not itself a data point) lies within a spacing or two of one; a point several
         spacings away is off the data. Landing (`learned_manifold.landing.land`) starts such points' descent from
         this distance, since a denoiser at a bandwidth far below it may hardly move them."""
+        dist = self.nearest_distance(x)
+        return torch.where(dist > self.far_distance(), dist, torch.zeros_like(dist))
+
+    @full_precision
+    def nearest_distance(self, x: Tensor) -> Tensor:
+        """``(B, D)`` → ``(B,)``: the distance from each point to its nearest data point (one exact search; what
+        `beyond_data` thresholds, and `learned_manifold.landing.land` compares with `spacing_quantile`)."""
         y = self._as_query(x)
         with torch.no_grad():
-            dist = self._nearest(y, 1)[0][:, 0].sqrt().to(y.dtype)
-            far = dist > self.far_distance()
-        return torch.where(far, dist, torch.zeros_like(dist)).to(x.dtype)
+            return self._nearest(y, 1)[0][:, 0].sqrt().to(y.dtype).to(x.dtype)
+
+    def spacing_quantile(self) -> float:
+        """The 99th percentile of the distances from a data point to its nearest data point of another value
+        (computed once, with `_spacing`; ``inf`` as there)."""
+        self._spacing()
+        return self.__dict__["_spacing_cache"][2]
 
     def far_distance(self) -> float:
         """The distance from the nearest data point beyond which `beyond_data` calls a point off the data: the
@@ -312,26 +339,13 @@ class KNNCDC(CoMetricField):
         self._spacing()
         return self.__dict__["_spacing_cache"][1]
 
-    @torch.no_grad()
     def _spacing(self) -> float:
-        """Median distance from a data point to its nearest other data point (computed once; ``inf`` when the
-        data hold fewer than two distinct points). Not read off `neighbour_graph`: that keeps one ``k`` at a time
-        (the geodesic start asks for 10) and searches from every data row, where this samples at most
-        `SPACING_SAMPLE`."""
+        """Median distance from a data point to its nearest data point of another value (computed once, with
+        `far_distance` and `spacing_quantile`: `knn_spacing.spacing_statistics`; ``inf`` when the data hold fewer
+        than two distinct points)."""
         self._fresh()
         if "_spacing_cache" not in self.__dict__:
-            n = self.data.shape[0]
-            g = torch.Generator().manual_seed(0)
-            rows = torch.randperm(n, generator=g)[: self.SPACING_SAMPLE].to(self.data.device)
-            dist2, idx = self._nearest(self.data[rows], min(2, n))
-            dist = dist2.sqrt().masked_fill(idx == rows.unsqueeze(1), float("inf")).min(-1).values
-            dist = dist[torch.isfinite(dist) & (dist > 0)]
-            if dist.numel():
-                median = float(dist.median())
-                far = max(self.FAR_SPACINGS * median, self.FAR_QUANTILE_FACTOR * float(dist.double().quantile(0.99)))
-            else:
-                median = far = float("inf")
-            self.__dict__["_spacing_cache"] = (median, far)  # the typical spacing, `far_distance`
+            self.__dict__["_spacing_cache"] = spacing_statistics(self)  # the typical spacing, `far_distance`, q99
         return self.__dict__["_spacing_cache"][0]
 
     GRAPH_POINTS = 4096
@@ -373,18 +387,9 @@ class KNNCDC(CoMetricField):
         cache = self.__dict__.setdefault("_graph_cache", {})
         key = (k, self.data.dtype, self.data.device)
         if key not in cache:
-            with torch.no_grad():
-                if m == self.data.shape[0]:
-                    dist2, idx = self._nearest(self.data, k + 1)  # (M, k + 1), self usually first
-                else:
-                    points = self.data[rows]
-                    dist2, idx = nearest_rows(points, points, k + 1, centre=self.origin)
-                dist = dist2.sqrt().to(self.data.dtype)
-                dist = dist.masked_fill(idx == torch.arange(m, device=idx.device).unsqueeze(1), float("inf"))
-                dist, order = dist.sort(dim=-1, stable=True)  # the self-match dropped wherever it sits
-                idx = idx.gather(1, order)
-                cache.clear()  # one graph at a time: it is M·k indices
-                cache[key] = (idx[:, :k].contiguous(), dist[:, :k].contiguous())
+            graph = graph_of_rows(self, rows, k)
+            cache.clear()  # one graph at a time: it is M·k indices
+            cache[key] = graph
         return cache[key]
 
     def _weighted(self, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -437,8 +442,10 @@ class KNNCDC(CoMetricField):
 
     @full_precision
     def project(self, x: Tensor) -> Tensor:
-        """Landing projection: the weighted neighbour mean ``x̄ = Σ_j w_j x_j``, ``(B, D)`` → ``(B, D)``."""
-        return self._weighted(self._as_query(x))[2].to(x.dtype)
+        """Landing projection: the weighted neighbour mean ``x̄ = Σ_j w_j x_j``, ``(B, D)`` → ``(B, D)``, by blocks
+        of queries (`QUERY_NUMBERS`: bounded memory), differentiable in ``x``."""
+        blocks = self._blocks(self._as_query(x))
+        return torch.cat([self._weighted(block)[2] for block in blocks]).to(x.dtype)
 
     @property
     def can_project(self) -> bool:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 from torch import Tensor
 
 from ..checks import float_resolution_problem
+from ..user_warnings import warn_user
 
 __all__ = ["warn_unresolved"]
 
@@ -29,7 +28,7 @@ def warn_unresolved(data: Tensor, mean: Tensor, spread: float) -> None:
     dtype = str(data.dtype).removeprefix("torch.")
     problem = float_resolution_problem(top, spread, torch.finfo(data.dtype).eps, f"{dtype}, the data's dtype,")
     if problem is not None:
-        warnings.warn(f"KNNCDC {problem}: the data's mean lies {float(mean.norm()):.3g} from the origin, and "
-                      "neighbours, tangents and the neighbour graph carry that rounding (a connected curve may "
-                      "read as separate clusters); build the field from float64 data, or subtract an offset (e.g. "
-                      f"the mean) from the data before they are rounded to {dtype}", UserWarning, stacklevel=4)
+        warn_user(f"KNNCDC {problem}: the data's mean lies {float(mean.norm()):.3g} from the origin, and "
+                  "neighbours, tangents and the neighbour graph carry that rounding (a connected curve may "
+                  "read as separate clusters); build the field from float64 data, or subtract an offset (e.g. "
+                  f"the mean) from the data before they are rounded to {dtype}", UserWarning)

@@ -1,11 +1,14 @@
 """``benchmarks/common.py``: every script's ``--help`` states its real defaults, a ``--quick`` run without ``--out``
-never writes over committed results, and compiled settings run eagerly under ``TORCH_COMPILE_DISABLE=1`` say so."""
+never writes over committed results, compiled settings run eagerly under ``TORCH_COMPILE_DISABLE=1`` say so, and
+every header says whether the code that ran differs from the commit it names."""
 
 from __future__ import annotations
 
 import importlib
 import json
 import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -175,3 +178,53 @@ def test_a_report_rewrite_cut_mid_write_leaves_the_previous_report_whole(tmp_pat
         write_report(tmp_path, "step", title="t", env={}, settings={}, tables=[table], results={"rows": 2})
     assert (tmp_path / "step.json").read_text() == before
     assert json.loads(before)["results"] == {"rows": 1}
+
+
+def _git(repo: Path, *args: str) -> str:
+    done = subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args], cwd=repo,
+                          capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs the git executable")
+def test_the_header_says_whether_the_tracked_files_differ_from_the_commit(tmp_path):
+    """A run from uncommitted code names its parent commit (`git_commit` reads ``.git`` only), so the header says
+    beside it whether tracked files differ (``git_dirty``); files never added do not count (reviewer s33/B p01)."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    (repo / "a.py").write_text("x = 1\n")
+    _git(repo, "add", "a.py")
+    _git(repo, "commit", "-q", "-m", "one")
+    assert common.git_commit(repo / "a.py") == _git(repo, "rev-parse", "HEAD")
+    assert common.git_dirty(repo / "a.py") == "no"
+    (repo / "new.py").write_text("untracked\n")
+    assert common.git_dirty(repo) == "no"
+    (repo / "a.py").write_text("x = 2\n")  # same commit, other code: only git_dirty tells them apart
+    assert common.git_commit(repo) == _git(repo, "rev-parse", "HEAD")
+    assert common.git_dirty(repo) == "yes: 1 tracked file(s) differ from the commit (a.py)"
+    for i in range(6):
+        (repo / f"b{i}.py").write_text("y\n")
+    _git(repo, "add", *(f"b{i}.py" for i in range(6)))  # staged counts too; five are named, the rest counted
+    assert common.git_dirty(repo) == "yes: 7 tracked file(s) differ from the commit (a.py, b0.py, b1.py, b2.py, " \
+                                     "b3.py, and 2 more)"
+
+
+def test_git_dirty_is_unknown_without_git_and_never_fails(tmp_path, monkeypatch):
+    """CI and lent machines may have no git executable or no repository: the run goes on, marked ``unknown``."""
+    outside = tmp_path / "plain"
+    outside.mkdir()
+    assert common.git_dirty(outside).startswith("unknown")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no git on the path
+    assert common.git_dirty().startswith("unknown (git status could not run")
+
+
+def test_every_report_header_records_git_dirty_beside_the_commit(tmp_path):
+    """`environment` (every benchmark's header) holds ``git_dirty`` right after ``git_commit``, and the written
+    markdown header shows it."""
+    env = common.environment(torch.device("cpu"))
+    keys = list(env)
+    assert keys[keys.index("git_commit") + 1] == "git_dirty"
+    assert env["git_dirty"] == "no" or env["git_dirty"].startswith(("yes: ", "unknown ("))
+    common.write_report(tmp_path, "step", title="t", env=env, settings={}, tables=[], results={})
+    assert f"| git_dirty | {env['git_dirty']} |" in (tmp_path / "step.md").read_text()

@@ -94,19 +94,20 @@ def test_divergence_after_a_checkpoint_keeps_the_last_good_one(tmp_path, monkeyp
 @pytest.mark.parametrize("data, message", [
     (torch.randn(50, 3, dtype=torch.float64) * 1e300, "overflow float32"),
     (torch.randn(50, 3, dtype=torch.float64) * 1e-300, "underflow float32"),
-    (torch.where(torch.randn(50, 3) > 0, 3e38, -3e38), "overflow float32"),
+    (torch.where(torch.randn(50, 3) > 0, 3e38, -3e38), "RMS spread about their mean of 5.*e\\+38, outside"),
 ])
 def test_data_beyond_float32_are_refused_with_the_right_reason(data, message):
-    """Data of order 1e300 (float64) or ±3e38 (float32, whose scale overflows) are refused before training as
-    overflowing float32, not reported as "all identical"; tiny data as underflowing."""
+    """Data of order 1e300 (float64) are refused before training as overflowing float32, not reported as "all
+    identical"; tiny data as underflowing; ±3e38 (float32, whose squares overflow) for their spread, 5e38
+    (`SPREAD_LIMITS`)."""
     with pytest.raises(ValueError, match=message):
         train(data, TrainConfig(**TINY), progress=False, device="cpu")
 
 
 def test_large_but_representable_data_train_to_finite_weights():
-    """Data near 3e38 with a spread float32 resolves (its spacing there, 3.6e31, is 4e-5 of it) standardise in
-    float64 and train."""
-    data = 3e38 + Circle(2).sample(200, generator=torch.Generator().manual_seed(0)).double() * 1e36
+    """Data near 3e18 with a spread float32 resolves (its spacing there, 3.6e11, is 4e-4 of it) and squares (9e14,
+    inside `SPREAD_LIMITS`) standardise in float64 and train."""
+    data = 3e18 + Circle(2).sample(200, generator=torch.Generator().manual_seed(0)).double() * 9e14
     result = train(data.float(), TrainConfig(**{**TINY, "steps": 5}), progress=False, device="cpu")
     assert all(torch.isfinite(p).all() for p in result.model.parameters())
 

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..runtime import check_stored_resolution
 from .base import SyntheticManifold
 from .builtin import DATASETS, DEFAULT_SYNTHETIC_N, get_dataset, get_image_dataset, is_image_dataset
 from .idx import is_idx_path, load_idx
@@ -58,7 +59,17 @@ def load_array(source: str | os.PathLike[str] | np.ndarray | Tensor, *, name: st
         raise TypeError(
             f"{name}: expected a file path, np.ndarray or torch.Tensor, got {type(source).__name__}"
         )
-    return validate(raw, label)
+    return _validate_points(raw, label)
+
+
+def _validate_points(raw: np.ndarray | Tensor, label: str) -> Tensor:
+    """`validate` of points ``raw`` ``(N, ...)``, refusing those whose stored float16/bfloat16 already merged
+    distinct points (`check_stored_resolution`: `validate` makes them float32, where the trainer's float32 check
+    could no longer see it)."""
+    data = validate(raw, label)
+    stored = raw.dtype if isinstance(raw, Tensor) else torch.from_numpy(np.empty(0, dtype=raw.dtype)).dtype
+    check_stored_resolution(data, stored, label)
+    return data
 
 
 def load_images(source: str | os.PathLike[str] | np.ndarray | Tensor, *, layout: str | None = None) -> ImageData:
@@ -238,7 +249,7 @@ def resolve_data(
         return (data if keep is None else data[keep]), None
     label = f"data file '{Path(source)}'"
     raw, _ = read_file(Path(source), label, extra="labels")
-    return validate(_take_rows(raw, _row_subset(raw, n, seed)), label), None
+    return _validate_points(_take_rows(raw, _row_subset(raw, n, seed)), label), None
 
 
 @dataclass
@@ -310,7 +321,7 @@ def resolve_source(
         return ResolvedData(images.x, None, images.metadata(), images.labels, images.class_names, keep)
     labels, names = file_labels(labels, label)
     lab = None if labels is None or raw.ndim < 2 else labels_tensor(labels, raw.shape[0], label)
-    data = validate(_take_rows(raw, keep), label)
+    data = _validate_points(_take_rows(raw, keep), label)
     return ResolvedData(data, None, None, None if lab is None else (lab if keep is None else lab[keep]),
                         None if lab is None else names, keep)
 

@@ -61,12 +61,14 @@ def read_idx(path: str | os.PathLike[str], *, ndim: int | None = None) -> np.nda
         ValueError: bad signature or type code, wrong number of axes, a zero-length axis, a header that claims
             more data than the file holds, truncated or trailing data, a corrupt gzip stream.
     """
-    from .readers import DataFileNotFoundError
+    from .readers import DataFileNotFoundError, DataPathIsAFolderError
 
     path = Path(path)
     label = f"IDX file '{path}'"
     if not path.exists():
         raise DataFileNotFoundError(f"{label}: does not exist")
+    if path.is_dir():
+        raise DataPathIsAFolderError(f"{label}: is a directory, expected a file")
     if not path.is_file():
         raise ValueError(f"{label}: is not a regular file")
     size = path.stat().st_size

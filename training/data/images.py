@@ -10,7 +10,6 @@ ValueError naming the file (or argument) before it allocates the images.
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,8 +17,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from learned_manifold.user_warnings import warn_user
+
 from .labels import file_labels, labels_tensor
-from .readers import DataFileNotFoundError, path_text, read_file, validate
+from .readers import DataFileNotFoundError, DataPathNotAFolderError, path_text, read_file, validate
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -221,8 +222,8 @@ def _warn_other_pictures(folders: list[Path], label: str) -> None:
     other = sorted(p for d in folders for p in d.iterdir()
                    if p.is_file() and p.suffix.lower() in _OTHER_PICTURES and not p.name.startswith("."))
     if other:
-        warnings.warn(f"{label}: {len(other)} picture(s) in other formats are not read (e.g. '{other[0]}'); only "
-                      f"{'/'.join(IMAGE_EXTENSIONS)} files are: convert them to PNG to use them", stacklevel=3)
+        warn_user(f"{label}: {len(other)} picture(s) in other formats are not read (e.g. '{other[0]}'); only "
+                  f"{'/'.join(IMAGE_EXTENSIONS)} files are: convert them to PNG to use them")
 
 
 def _warn_nested_images(folders: list[Path], label: str) -> None:
@@ -238,9 +239,9 @@ def _warn_nested_images(folders: list[Path], label: str) -> None:
                 nested[sub] = count
     if nested:
         names = ", ".join(f"'{d}' ({k})" for d, k in list(nested.items())[:5]) + (", ..." if len(nested) > 5 else "")
-        warnings.warn(f"{label}: {sum(nested.values())} {'/'.join(IMAGE_EXTENSIONS)} file(s) in {len(nested)} "
-                      f"sub-folder(s) are not read: {names}; only root/*.png or root/<class>/*.png, one level down, "
-                      "is read: move them up to use them", stacklevel=3)
+        warn_user(f"{label}: {sum(nested.values())} {'/'.join(IMAGE_EXTENSIONS)} file(s) in {len(nested)} "
+                  f"sub-folder(s) are not read: {names}; only root/*.png or root/<class>/*.png, one level down, "
+                  "is read: move them up to use them")
 
 
 def _folder_listing(root: Path) -> tuple[list[Path], list[int] | None, tuple[str, ...] | None]:
@@ -248,7 +249,7 @@ def _folder_listing(root: Path) -> tuple[list[Path], list[int] | None, tuple[str
     if not root.exists():
         raise DataFileNotFoundError(f"{label}: does not exist")
     if not root.is_dir():
-        raise ValueError(f"{label}: is not a folder")
+        raise DataPathNotAFolderError(f"{label}: is not a folder")
     top = _image_files(root)
     subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     classes = [(d, _image_files(d)) for d in subdirs]

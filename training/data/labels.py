@@ -5,11 +5,11 @@ are no class labels, are left out with a warning."""
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import torch
 from torch import Tensor
+
+from learned_manifold.user_warnings import warn_user
 
 __all__ = ["file_labels", "labels_tensor"]
 
@@ -68,8 +68,8 @@ def file_labels(raw: object, label: str) -> tuple[object, tuple[str, ...] | None
     if arr.dtype.kind == "f":
         if bool((np.abs(arr) < 2**53).all()) and bool((arr == np.round(arr)).all()):  # NaN and inf fail too
             return torch.from_numpy(arr.astype(np.int64)), None
-        warnings.warn(f"{label}: its 'labels' entry holds numbers that are not whole ({arr.dtype}), so it was not "
-                      "used: labels must be class labels (integers or text); keep other values (such as "
-                      "pseudotime) under another name", stacklevel=2)
+        warn_user(f"{label}: its 'labels' entry holds numbers that are not whole ({arr.dtype}), so it was not "
+                  "used: labels must be class labels (integers or text); keep other values (such as "
+                  "pseudotime) under another name")
         return None, None
     return raw, None

@@ -25,7 +25,8 @@ from torch import Tensor
 
 from .sparse_npz import densify_scipy_npz, is_scipy_sparse
 
-__all__ = ["DataFileNotFoundError", "MAX_DENSE_FROM_SPARSE", "SUPPORTED_EXTENSIONS", "path_text", "read_file",
+__all__ = ["DataFileNotFoundError", "DataPathIsAFolderError", "DataPathNotAFolderError",
+           "MAX_DENSE_FROM_SPARSE", "SUPPORTED_EXTENSIONS", "path_text", "read_file",
            "validate"]
 
 SUPPORTED_EXTENSIONS = (".npy", ".npz", ".pt", ".pth")
@@ -33,6 +34,14 @@ SUPPORTED_EXTENSIONS = (".npy", ".npz", ".pt", ".pth")
 
 class DataFileNotFoundError(FileNotFoundError, ValueError):
     """A data file does not exist (both a FileNotFoundError and a ValueError)."""
+
+
+class DataPathIsAFolderError(IsADirectoryError, ValueError):
+    """A folder was given where a data file is expected (both an IsADirectoryError and a ValueError, as before)."""
+
+
+class DataPathNotAFolderError(NotADirectoryError, ValueError):
+    """A file was given where a folder of images is expected (both a NotADirectoryError and a ValueError)."""
 
 
 def path_text(path: str | os.PathLike[str]) -> str:
@@ -127,7 +136,7 @@ def _check_regular(path: Path, label: str) -> os.stat_result:
     except (OSError, ValueError) as err:  # ValueError: an embedded NUL byte
         raise ValueError(f"{label}: cannot be examined: {getattr(err, 'strerror', None) or err}") from None
     if stat.S_ISDIR(st.st_mode):
-        raise ValueError(f"{label}: is a directory, expected a file")
+        raise DataPathIsAFolderError(f"{label}: is a directory, expected a file")
     if not stat.S_ISREG(st.st_mode):
         raise ValueError(f"{label}: is a {file_kind(st.st_mode)}, not a data file; it was not opened")
     return st

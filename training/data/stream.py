@@ -118,6 +118,10 @@ def _map(path: Path) -> np.ndarray:
     if path.suffix.lower() != ".npy":
         raise ValueError(f"{label}: only .npy files can be streamed (memory-mapped); got {path.suffix or 'no'} "
                          "extension")
+    if path.is_dir():
+        from .readers import DataPathIsAFolderError
+
+        raise DataPathIsAFolderError(f"{label}: is a directory, expected a .npy file")
     if not path.is_file():
         raise FileNotFoundError(f"{label} does not exist or is not a regular file")
     try:

@@ -1,0 +1,42 @@
+"""`KNNCDC._spacing` / `far_distance`: the typical spacing is the distance to the nearest row of another value, so
+copies of rows (data stored twice, oversampled or concatenated sets) leave the off-data check as it is on the
+unique rows. Before, every row's nearest neighbour was its copy, no spacing was left, ``far_distance`` was ``inf``
+and `beyond_data` called a point 49 away from the data "on" it."""
+
+import math
+
+import pytest
+import torch
+
+from learned_manifold.metrics import KNNCDC
+
+
+def circle(n: int) -> torch.Tensor:
+    t = torch.arange(n, dtype=torch.float64) * (2 * math.pi / n)
+    return torch.stack([t.cos(), t.sin()], -1)
+
+
+@pytest.mark.parametrize("copies", [2, 3, 20])
+def test_copies_of_every_row_leave_the_spacing_and_the_off_data_check_unchanged(copies):
+    unique = KNNCDC(circle(500), k=4, sigma=0.1)
+    field = KNNCDC(circle(500).repeat(copies, 1), k=4, sigma=0.1)
+    assert field._spacing() == pytest.approx(2 * math.sin(math.pi / 500), rel=1e-9)  # the circle's chord
+    assert field.far_distance() == pytest.approx(unique.far_distance(), rel=1e-9)
+    far = torch.tensor([[0.0, 50.0]], dtype=torch.float64)
+    assert float(field.beyond_data(far)[0]) == pytest.approx(49.0, rel=1e-9)
+
+
+def test_data_of_a_single_value_have_no_spacing():
+    field = KNNCDC(torch.ones(10, 2, dtype=torch.float64), k=2, sigma=0.1)
+    assert field._spacing() == math.inf and field.far_distance() == math.inf
+
+
+def test_the_spacing_quantile_and_nearest_distance_of_a_regular_grid():
+    """On a grid of spacing 0.1 every nearest-neighbour distance is 0.1 (its 99th percentile too, copies or not);
+    a point's distance to the nearest grid point is exact, and `beyond_data` keeps it only beyond 4 spacings."""
+    grid = torch.arange(101, dtype=torch.float64) * 0.1
+    field = KNNCDC(torch.stack([grid, torch.zeros_like(grid)], -1).repeat(2, 1), k=2, sigma=1.0)
+    assert field.spacing_quantile() == pytest.approx(0.1, rel=1e-9)
+    x = torch.tensor([[5.03, 0.0], [-0.3, 0.4], [3.0, -0.45]], dtype=torch.float64)
+    torch.testing.assert_close(field.nearest_distance(x), torch.tensor([0.03, 0.5, 0.45], dtype=torch.float64))
+    torch.testing.assert_close(field.beyond_data(x), torch.tensor([0.0, 0.5, 0.45], dtype=torch.float64))
