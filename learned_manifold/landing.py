@@ -189,7 +189,6 @@ def land(manifold: LearnedDataManifold, xf: Tensor) -> Tensor:
     return out
 
 
-
 def _check_landed(field, x: Tensor, total: int, sigma: float) -> None:
     """Refuse landed points ``x`` ``(B, D)`` (of ``total`` given) that lie beyond the data the field holds
     (`off_data_threshold`: ``ValueError``), and warn once where some lie nearer than that but farther than
@@ -236,6 +235,7 @@ def _warn_far_landed(graph: KNNCDC, dist: Tensor, total: int, sigma: float) -> N
               "roll), or lie in one of the rare wide gaps between those points (about 1 in 10,000 points on "
               "the data do); check them (field.beyond_data, the distance to your data), start nearer the data, "
               "or use a smaller sigma")
+
 
 @full_precision
 @torch.no_grad()
