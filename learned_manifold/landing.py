@@ -323,8 +323,12 @@ def off_data_threshold(field) -> float | None:
 def _graph(field) -> KNNCDC | None:
     """The data points the field holds as a `KNNCDC` (the field itself, or a model's landmarks), else ``None``."""
     inner = getattr(field, "inner_field", None)  # a wrapper's (`Regularised`, `TangentBundle`): its field's
-    holder = getattr(field, "off_data_graph", None)  # a `LearnedCDC`'s: its landmarks, or a subsample of its data
-    graph = field if isinstance(field, KNNCDC) else holder() if callable(holder) else getattr(field, "data_graph", None)
+    if isinstance(field, KNNCDC):
+        graph = field
+    elif callable(getattr(field, "off_data_graph", None)):  # a `LearnedCDC`: its landmarks, or a subsample of data
+        graph = field.off_data_graph()
+    else:  # e.g. a `VAEPullbackMetric`'s codes
+        graph = getattr(field, "data_graph", None)
     return graph if isinstance(graph, KNNCDC) else (_graph(inner) if inner is not None else None)
 
 
