@@ -9,8 +9,9 @@ How the numbers are taken (benchmarks/README.md, "How the numbers are taken"):
 * time: `time_fn`'s median after warm-up calls, on CPU and CUDA alike;
 * CUDA memory: ``torch.cuda.max_memory_allocated`` during one warm call, minus what was allocated before;
 * CPU memory: each (preset, method) runs in a fresh process (forked from a ``forkserver`` that imported torch and
-  ran nothing), which builds the network and the input, then reads the peak growth of its resident set during its
-  first call (one-off allocations of a first call included). CPU memory has no allocator counter, and
+  ran nothing; spawned where there is no forkserver, as on Windows: `start_method`), which builds the network and
+  the input, then reads the peak growth of its resident set during its first call (one-off allocations of a first
+  call included). CPU memory has no allocator counter, and
   in a process that already ran something, freed memory is reused and the growth reads about 0: measured in the
   same process, the figure would record the order of the methods instead of their working memory.
 
@@ -36,7 +37,7 @@ from learned_manifold.unet import unet_preset
 
 from .timing import max_rss_bytes, synchronize, time_fn
 
-__all__ = ["METHODS", "measure_cpu", "run_table1"]
+__all__ = ["METHODS", "measure_cpu", "run_table1", "start_method"]
 
 METHODS = ("metric matching", "Stein", "score Jacobian")
 """The geometries of Table 1, in the order of its rows."""
@@ -72,7 +73,8 @@ class _PeakRSS:
         self._thread.join()
         self.peak = max(self.peak, _rss())
         high = max_rss_bytes()
-        if high > self._high_before:  # the high-water mark rose during the block: it is the block's exact peak
+        # the high-water mark (unknown without Unix's ``resource``) rose during the block: it is the block's exact peak
+        if high is not None and self._high_before is not None and high > self._high_before:
             self.peak = max(self.peak, high)
 
     @property
@@ -117,6 +119,12 @@ def _is_oom(err: BaseException) -> bool:
     return any(t in text for t in OOM_TEXTS)
 
 
+def start_method() -> str:
+    """How `measure_cpu` starts its fresh process: ``"forkserver"`` where the platform has it (Linux, macOS), else
+    ``"spawn"`` (Windows). Both start from a process that ran nothing, so the memory figure is the method's own."""
+    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+
+
 def _cpu_worker(preset: str, method: str, lanczos: int, threads: int, repeats: int, budget_s: float) -> dict:
     """Run in a fresh process: the first call's peak RSS growth (also the warm-up), then `time_fn`'s median."""
     torch.set_num_threads(threads)
@@ -149,8 +157,9 @@ def measure_cpu(preset: str, method: str, *, lanczos: int, repeats: int = 5, bud
         over the process's RSS after building the network and input, "oom": bool}``. A process killed (for memory)
         reads as OOM.
     """
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__])  # the server imports torch once and runs nothing
+    context = multiprocessing.get_context(start_method())
+    if context.get_start_method() == "forkserver":
+        context.set_forkserver_preload([__name__])  # the server imports torch once and runs nothing
     with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
         try:
             return pool.submit(_cpu_worker, preset, method, lanczos, torch.get_num_threads(), repeats,

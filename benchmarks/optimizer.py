@@ -153,7 +153,7 @@ def _large_case(cfg: dict, device: torch.device) -> dict:
     rss_end = max_rss_bytes()
     del model, work
     gc.collect()
-    cpu = device.type == "cpu"
+    cpu = device.type == "cpu" and rss_start is not None  # no peak RSS where `resource` is missing (Windows)
     return {
         "dim": dim,
         "batch": batch,

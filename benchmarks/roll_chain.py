@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from learned_manifold import LearnedDataManifold, RiemannianSGD, geodesic, interpolate, load_model
-from learned_manifold.evaluation import path_quality
+from learned_manifold.evaluation import bandwidth_grid, path_quality
 from learned_manifold.geometry import intrinsic_dimension
 from learned_manifold.metrics import KNNCDC
 from learned_manifold_training.cli import main as cli
@@ -151,8 +151,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         results["learned"] = spectral_scores(model.factor(test, cfg.default_sigma).float(), test, roll)
     train_x = data[:n_train]  # the k-NN holds as many points as the model trained on
     scale = float(train_x.sub(train_x.mean(0)).pow(2).mean().sqrt())
-    knn = tune_knn(train_x, val, test, roll, ks=[16, 32, 64, 128],
-                   sigmas=[scale * 2.0 ** (i - 6) for i in range(11)], centred=True)
+    knn = tune_knn(train_x, val, test, roll, ks=[16, 32, 64, 128], sigmas=bandwidth_grid(scale),  # SPEC §8's grid
+                   centred=True)
     results["knn_centred"] = {"k": knn["k"], "sigma": knn["sigma"], "test": knn["test"]}
 
     # optimisers: maximise cᵀx from 16 test points

@@ -1,9 +1,11 @@
 """Timing and memory of the benchmark scripts: `time_fn` (warm-up, CUDA synchronisation, repeats, median),
-`time_interleaved` (rounds, so ratios share the machine's state), peak CUDA memory and peak RSS."""
+`time_interleaved` (rounds, so ratios share the machine's state), peak CUDA memory and peak RSS.
+
+Importable on every platform: peak RSS needs Unix's ``resource`` module, which is imported only when it is read
+(`max_rss_bytes` returns ``None`` where it is absent, as on Windows)."""
 
 from __future__ import annotations
 
-import resource
 import statistics
 import sys
 import time
@@ -143,8 +145,16 @@ def peak_memory(fn: Callable[[], object], device: torch.device) -> dict | None:
     return {"peak_bytes": peak, "extra_bytes": peak - before}
 
 
-def max_rss_bytes() -> int:
-    """The process's peak resident set size so far (``getrusage``; a high-water mark, so deltas are approximate)."""
+def max_rss_bytes() -> int | None:
+    """The process's peak resident set size so far (``getrusage``; a high-water mark, so deltas are approximate).
+
+    Returns:
+        Bytes, or ``None`` where Python has no ``resource`` module (Windows): the figure is then unknown.
+    """
+    try:
+        import resource  # Unix only
+    except ImportError:
+        return None
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss if sys.platform == "darwin" else rss * 1024
 

@@ -14,7 +14,7 @@ import secrets
 import stat
 from pathlib import Path
 
-__all__ = ["TEMP_NAME_EXTRA", "atomic_write_bytes", "file_kind"]
+__all__ = ["TEMP_NAME_EXTRA", "FolderGivenError", "as_path", "atomic_write_bytes", "file_kind", "pid_alive"]
 
 TEMP_NAME_EXTRA = len(".") + len(f".{2**22}.{'0' * 12}.tmp")
 """Bytes that `atomic_write_bytes`'s temporary name ``.{name}.{pid}.{12 hex digits}.tmp`` adds to the name
@@ -22,7 +22,8 @@ TEMP_NAME_EXTRA = len(".") + len(f".{2**22}.{'0' * 12}.tmp")
 (``NAME_MAX``, usually 255 bytes) must hold ``name`` plus this."""
 
 
-def _as_path(path: object, name: str = "path") -> Path:
+def as_path(path: object, name: str = "path") -> Path:
+    """``path`` (a str or ``os.PathLike``) as a `Path`; a `TypeError` naming ``name`` for anything else."""
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"{name} must be a str or os.PathLike, got {type(path).__name__}")
     return Path(path)
@@ -61,7 +62,10 @@ def _temp_pattern(name: str) -> re.Pattern:
     return re.compile(rf"\.{re.escape(name)}\.(\d+)\.[0-9a-f]+\.tmp")
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` may still run: True on Windows (never probed: ``os.kill(pid, 0)`` terminates a
+    process there), False for a pid no system gives (above Linux's largest ``pid_max``, ``2**22``), else whether
+    ``os.kill(pid, 0)`` finds it."""
     if os.name == "nt":  # os.kill(pid, 0) would terminate the process on Windows: assume alive
         return True
     if not 0 < pid < 2**22:  # above Linux's largest pid_max: no such process
@@ -85,7 +89,7 @@ def _remove_stale_temps(path: Path) -> None:
         return
     for entry in entries:
         match = pattern.fullmatch(entry.name)
-        if match is None or int(match[1]) == os.getpid() or _pid_alive(int(match[1])):
+        if match is None or int(match[1]) == os.getpid() or pid_alive(int(match[1])):
             continue
         try:
             if entry.is_file(follow_symlinks=False):
@@ -127,13 +131,15 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         FileNotFoundError: ``path``'s folder does not exist (it is not created, as ``open`` does not create it).
         OSError: writing failed; the previous file at ``path``, if any, is unchanged.
     """
-    path = _as_path(path)
+    path = as_path(path)
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"data must be bytes, got {type(data).__name__}")
     _check_parent(path)
     mode = _check_destination(path)
     _remove_stale_temps(path)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+    # O_BINARY: without it Windows gives a text-mode descriptor (each LF byte written as CR LF)
+    flags = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+             | getattr(os, "O_BINARY", 0))
     while True:
         tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp"
         try:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TypeGuard
 
-__all__ = ["consistency_reasons", "consistency_verdict", "no_verdict_reason"]
+__all__ = ["consistency_reasons", "consistency_verdict", "is_number", "no_verdict_reason"]
 
 
 def consistency_reasons(summary: dict) -> list[str]:
@@ -27,25 +27,25 @@ def consistency_reasons(summary: dict) -> list[str]:
     failed = summary.get("failed")
     if not isinstance(failed, dict):
         failed = {name: value for name, value, fails in [
-            ("tangent_disagreement", tangent, _number(tangent) and tangent > threshold),
-            ("dimension_agreement", agreement, _number(agreement) and agreement < DIMENSION_AGREEMENT),
-            ("normal_growth", growth, _number(growth) and growth > growth_limit),
-            ("outside_eigenvalue", outside, _number(outside) and outside > OUTSIDE_THRESHOLD)] if fails}
+            ("tangent_disagreement", tangent, is_number(tangent) and tangent > threshold),
+            ("dimension_agreement", agreement, is_number(agreement) and agreement < DIMENSION_AGREEMENT),
+            ("normal_growth", growth, is_number(growth) and growth > growth_limit),
+            ("outside_eigenvalue", outside, is_number(outside) and outside > OUTSIDE_THRESHOLD)] if fails}
     rank = summary.get("factor_rank")
     why = []
-    if _number(value := failed.get("tangent_disagreement")):
+    if is_number(value := failed.get("tangent_disagreement")):
         why.append(f"factor and denoiser disagree on the tangent spaces: disagreement {_past(value, threshold)} "
                    f"(limit {threshold:g}), dimensions {summary.get('factor_dimension')} and "
                    f"{summary.get('denoiser_dimension')}")
-    if _number(value := failed.get("dimension_agreement")):
+    if is_number(value := failed.get("dimension_agreement")):
         why.append(f"factor and denoiser read the same dimension at only "
                    f"{_past(value, DIMENSION_AGREEMENT, percent=True)} of points (limit {DIMENSION_AGREEMENT:.0%})")
-    if _number(value := failed.get("normal_growth")):
+    if is_number(value := failed.get("normal_growth")):
         why.append(f"a normal eigenvalue grows as sigma shrinks (growth {_past(value, growth_limit)}, limit "
                    f"{growth_limit:g}): the networks do not resolve the data at this scale, or the data are noisy "
                    "at it (off-manifold noise makes the normal eigenvalue grow as sigma falls towards the noise; "
                    "then a larger sigma shows the manifold and this check cannot tell the two apart)")
-    if _number(value := failed.get("outside_eigenvalue")):
+    if is_number(value := failed.get("outside_eigenvalue")):
         why.append(f"the denoiser keeps a direction outside the factor's {f'rank-{rank} ' if rank else ''}range "
                    f"(outside eigenvalue {_past(value, OUTSIDE_THRESHOLD)}, limit {OUTSIDE_THRESHOLD:g}): the rank "
                    "is too small for what the denoiser sees (train with a larger --rank), or both keep a normal "
@@ -64,12 +64,12 @@ def consistency_verdict(summary: dict, dimension: int | None = None) -> bool | N
     from .diagnostics import OUTSIDE_THRESHOLD  # here: diagnostics imports this module
 
     outside, stored = summary.get("outside_eigenvalue"), summary.get("trusted")
-    if stored is False or (_number(outside) and outside > OUTSIDE_THRESHOLD):
+    if stored is False or (is_number(outside) and outside > OUTSIDE_THRESHOLD):
         return False
     informative = summary.get("informative")
     if not isinstance(informative, bool):
         full, read = summary.get("data_dimension", dimension), summary.get("factor_dimension")
-        informative = not (_number(full) and _number(read) and read >= full)
+        informative = not (is_number(full) and is_number(read) and read >= full)
     return stored if informative else None
 
 
@@ -82,7 +82,10 @@ def no_verdict_reason(summary: dict) -> str:
             f"lower-dimensional structure all read so")
 
 
-def _number(value: object) -> TypeGuard[float]:
+def is_number(value: object) -> TypeGuard[float]:
+    """Whether a figure read from a stored summary or a model file's metadata (JSON) is a number: an ``int`` or a
+    ``float`` (NaN and infinities included), not a ``bool`` (which Python counts as an ``int``), a string or ``None``.
+    The one test of the library's and the trainer's readers of stored figures."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 

@@ -35,6 +35,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from .checks import as_index, is_real
 from .dimension import CLUSTER_RATIO, split_ratio, warn_if_dropping, warn_if_splitting
 from .geometry import eigenpairs, global_dimension, intrinsic_dimension
+from .landing import ends_off_data
 from .metrics.base import as_field, check_finite_points, check_points
 from .metrics.field_checks import autograd_ready
 from .precision import full_precision
@@ -223,7 +224,8 @@ def curvature(field: FieldLike, x: Tensor, tangent_dim: Count | None = None, *, 
         `Curvature`.
 
     Warns:
-        UserWarning: ``x`` requires grad (grad mode on): no gradient flows back through the results; with
+        UserWarning: points of ``x`` beyond the data the field holds (`landing.ends_off_data`: other units?);
+            ``x`` requires grad (grad mode on): no gradient flows back through the results; with
             ``tangent_dim`` not given, the gap rule's ``d`` drops an eigenvalue above `dimension.DROPPED_LIMIT`
             ``· λ₁`` (`dimension.warn_if_dropping`: pass ``tangent_dim``).
         RuntimeWarning: points where the factor is not finite (their rows are NaN); points whose eigengap at ``d``
@@ -286,7 +288,9 @@ def _curvature(field: FieldLike, x: Tensor, tangent_dim: Count | None, rel_eps: 
         raise TypeError("curvature needs a field with a low-rank factor (factor(x) -> A of shape (B, D, r), "
                         f"G = A Aᵀ): {type(field).__name__} has none (its co-metric is matrix-free); use a field "
                         "with one (LearnedCDC, KNNCDC, a closed-form field)")
-    with torch.no_grad():
+    with torch.no_grad():  # points in other units than the data had silent answers (`landing.ends_off_data`)
+        ends_off_data(field, {"x": x.detach()}, "curvature", "are they in other units than the data (0..1 vs "
+                      "0..255, standardised vs raw)? The curvature there is extrapolation without meaning")
         A = field.factor(x).detach()  # a view of a Parameter made under no_grad still requires grad (tester C)
         pairs = eigenpairs(A, rel_eps=min(rel_eps, DERIVATIVE_EPS))  # once: rel_eps's cut is a mask below
     b, n, r = A.shape
@@ -297,7 +301,7 @@ def _curvature(field: FieldLike, x: Tensor, tangent_dim: Count | None, rel_eps: 
                   "helps there (a singular point of the field, e.g. a cone's tip)", RuntimeWarning)
     if dim is None:
         values = pairs.values[finite]
-        dim = global_dimension(values) if values.shape[0] else 1
+        dim = max(1, global_dimension(values)) if values.shape[0] else 1  # (0 where G = 0 at most points)
         if dim < n:  # d = D has its own warning below, and NaN, for the points that read lower
             _warn_about_mixed_dimensions(values, dim)
         if dim < r:

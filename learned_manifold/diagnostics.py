@@ -76,7 +76,8 @@ __all__ = ["CHUNK_ELEMENTS", "JVP_BUDGET_BYTES", "ConsistencyReport", "DIMENSION
            "no_verdict_reason", "self_consistency"]
 
 DIMENSION_AGREEMENT = 0.8
-"""Smallest fraction of points at which factor and denoiser must read the same dimension (measured: ≥ 0.93)."""
+"""Smallest fraction of points at which factor and denoiser must read the same dimension (measured: ≥ 0.93); the
+neighbour check (`learned_manifold.neighbour_check`) holds the model and the data's neighbours to the same one."""
 
 TRUST_THRESHOLD = 0.2
 """Mean tangent disagreement above which a model is reported as not to be trusted (SPEC §5 units: a random

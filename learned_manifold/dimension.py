@@ -42,25 +42,29 @@ def intrinsic_dimension(values: Tensor) -> Tensor:
 
     Sort eigenvalues descending, divide by ``λ₁``, append 0; ``d = argmax_{k=1..r} (λ̃_k − λ̃_{k+1})``.
 
-    The rule is scale-free, so it reads 1..r and never 0: a 0-dimensional set (tight clusters, a single point)
-    whose eigenvalues are all tiny (``λ₁ ~ 1e-7``) or exactly 0 still reads 1 or more, and a tiny ``λ₁`` is not
-    flagged. To tell "no tangent direction" apart, look at the absolute size of ``λ₁``: the CDC's tangent
-    eigenvalues tend to 1 (SPEC §2), normal ones to 0.
+    The rule is scale-free, so it reads 1..r wherever ``λ₁ > 0``: a 0-dimensional set (tight clusters) whose
+    eigenvalues are all tiny (``λ₁ ~ 1e-7``) still reads 1 or more, and a tiny ``λ₁`` is not flagged. To tell "no
+    tangent direction" apart, look at the absolute size of ``λ₁``: the CDC's tangent eigenvalues tend to 1 (SPEC
+    §2), normal ones to 0. Only an all-zero spectrum (``λ₁ ≤ 0``: ``G = 0``, e.g. a k-NN field whose neighbours
+    are all copies of one point) reads 0: there is no direction at all (it read 1, and an optimiser on it never
+    moved).
 
     Args:
         values: ``(B, r)`` eigenvalues (any order).
 
     Returns:
-        ``(B,)`` integer tensor with values in ``1..r``.
+        ``(B,)`` integer tensor with values in ``0..r`` (0 exactly where ``λ₁ ≤ 0``).
     """
     if values.shape[-1] == 0:
         raise ValueError(f"intrinsic_dimension: values has r = 0 eigenvalues (shape {tuple(values.shape)}): G = 0 "
                          "has no eigen-directions, so no dimension (SPEC §5)")
     v = values.sort(dim=-1, descending=True).values
+    top = v[..., 0]
     v = v / v[..., :1].clamp_min(torch.finfo(v.dtype).tiny)
     v = torch.cat([v, torch.zeros_like(v[..., :1])], dim=-1)
     gaps = v[..., :-1] - v[..., 1:]
-    return gaps.argmax(dim=-1) + 1
+    dims = gaps.argmax(dim=-1) + 1
+    return torch.where(top > 0, dims, torch.zeros_like(dims))
 
 
 def global_dimension(values: Tensor) -> int:
@@ -79,7 +83,7 @@ def dropped_share(values: Tensor, d: int | Tensor) -> Tensor:
 
     Args:
         values: ``(B, r)`` eigenvalues (any order).
-        d: the kept count, an int or ``(B,)`` integers in ``1..r``.
+        d: the kept count, an int or ``(B,)`` integers in ``0..r`` (0 only where ``λ₁ = 0``).
     """
     v = values.sort(dim=-1, descending=True).values.clamp_min(0)
     v = torch.cat([v, torch.zeros_like(v[..., :1])], dim=-1)

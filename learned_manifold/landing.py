@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from .geometry import Eigenpairs, eigenpairs, intrinsic_dimension, spectral_apply
-from .metrics.base import rounding_eps
+from .metrics.base import CoMetricField, rounding_eps
 from .metrics.knn import KNNCDC
 from .models import MetricModel
 from .precision import full_precision
@@ -189,7 +189,7 @@ def land(manifold: LearnedDataManifold, xf: Tensor) -> Tensor:
     return out
 
 
-def _check_landed(field, x: Tensor, total: int, sigma: float) -> None:
+def _check_landed(field: CoMetricField, x: Tensor, total: int, sigma: float) -> None:
     """Refuse landed points ``x`` ``(B, D)`` (of ``total`` given) that lie beyond the data the field holds
     (`off_data_threshold`: ``ValueError``), and warn once where some lie nearer than that but farther than
     `_warn_distance` from the nearest of those points. One search (`KNNCDC.nearest_distance`)."""
@@ -239,7 +239,8 @@ def _warn_far_landed(graph: KNNCDC, dist: Tensor, total: int, sigma: float) -> N
 
 @full_precision
 @torch.no_grad()
-def normal_landing(field, x: Tensor, offset: Tensor | None = None, tangent_dim: int | None = None) -> Tensor:
+def normal_landing(field: CoMetricField, x: Tensor, offset: Tensor | None = None,
+                   tangent_dim: int | None = None) -> Tensor:
     """One normal-only landing step of points ``x`` ``(B, D)``: ``x + (I − P_x)(x̂(x, σ) − x + offset)``, ``(B, D)``.
 
     What a flow with ``landing=True`` applies after every output interval (SPEC §5 "Landing, normal-only", §6).
@@ -270,7 +271,7 @@ def normal_landing(field, x: Tensor, offset: Tensor | None = None, tangent_dim: 
     return out
 
 
-def warn_off_data(field, x: Tensor, caller: str) -> None:
+def warn_off_data(field: CoMetricField, x: Tensor, caller: str) -> None:
     """Warn where points ``x`` ``(B, D)`` that a landing map produced lie farther than σ beyond the data the field
     holds (`CoMetricField.beyond_data`: a model's landmarks): a flow with ``landing=True`` lands by one
     normal-only denoiser step per interval (`normal_landing`) and cannot refuse its path as `land` refuses a
@@ -280,7 +281,7 @@ def warn_off_data(field, x: Tensor, caller: str) -> None:
                   "the data (a larger sigma where the data are noisy at this scale, or a shorter flow, may)")
 
 
-def ends_off_data(field, ends: dict[str, Tensor], caller: str, advice: str) -> Tensor | None:
+def ends_off_data(field: CoMetricField, ends: dict[str, Tensor], caller: str, advice: str) -> Tensor | None:
     """``(B,)``: for each row, the largest distance of the points ``ends`` (name → ``(B, D)``) from the nearest data
     point the field holds where it lies beyond the data (as `land` refuses afterwards, `off_data_threshold`),
     else 0; ``None`` for a field that holds no data (`CoMetricField.beyond_data`; hand-made fields). Warns once
@@ -302,7 +303,7 @@ def ends_off_data(field, ends: dict[str, Tensor], caller: str, advice: str) -> T
     return worst
 
 
-def warn_flow_ends(field, ends: dict[str, Tensor], caller: str, landing: bool) -> None:
+def warn_flow_ends(field: CoMetricField, ends: dict[str, Tensor], caller: str, landing: bool) -> None:
     """`ends_off_data` for a flow (`flows.gradient_flow`, `flows.interpolate`) with or without ``landing``: its
     advice names ``landing=True`` where the flow has it off and the field can land."""
     land_too = not landing and getattr(field, "can_project", False)
@@ -310,7 +311,7 @@ def warn_flow_ends(field, ends: dict[str, Tensor], caller: str, landing: bool) -
                   + (" or use landing=True" if land_too else "") + ", or expect paths without meaning")
 
 
-def off_data_threshold(field) -> float | None:
+def off_data_threshold(field: CoMetricField) -> float | None:
     """The distance from the nearest data point the field holds beyond which a point is off the data (what `land`
     refuses afterwards, `warn_off_data` and `ends_off_data` report): the larger of the landing ``σ`` and
     `KNNCDC.far_distance` of those points (`KNNCDC.beyond_data`; a model's landmarks: a few typical spacings,
@@ -320,7 +321,7 @@ def off_data_threshold(field) -> float | None:
     return None if graph is None else max(_landing_sigma(field), graph.far_distance())
 
 
-def _graph(field) -> KNNCDC | None:
+def _graph(field: CoMetricField) -> KNNCDC | None:
     """The data points the field holds as a `KNNCDC` (the field itself, or a model's landmarks), else ``None``."""
     inner = getattr(field, "inner_field", None)  # a wrapper's (`Regularised`, `TangentBundle`): its field's
     if isinstance(field, KNNCDC):
@@ -332,7 +333,7 @@ def _graph(field) -> KNNCDC | None:
     return graph if isinstance(graph, KNNCDC) else (_graph(inner) if inner is not None else None)
 
 
-def _threshold_text(field, sigma: float) -> str:
+def _threshold_text(field: CoMetricField, sigma: float) -> str:
     """The off-data threshold `_beyond` applies, in words (`off_data_threshold`)."""
     graph = _graph(field)
     if graph is None:
@@ -342,7 +343,7 @@ def _threshold_text(field, sigma: float) -> str:
             f"{spacing:.3g} typical spacing of those points, beyond which a point is off them)")
 
 
-def residual_rounding(field, x: Tensor, eps: float) -> Tensor:
+def residual_rounding(field: CoMetricField, x: Tensor, eps: float) -> Tensor:
     """The rounding floor of landing's residual at points ``x`` ``(B, D)``, ``(B,)``: ``64 ε |x − c|_∞`` for the
     field's arithmetic plus ``2 √D ε |x|_∞`` for the points' own coordinates (``ε``: `rounding_eps`).
 
@@ -356,7 +357,7 @@ def residual_rounding(field, x: Tensor, eps: float) -> Tensor:
     return 64 * eps * spread + 2 * x.shape[-1] ** 0.5 * eps * x.abs().amax(-1)
 
 
-def data_centre(field, x: Tensor) -> Tensor | None:
+def data_centre(field: CoMetricField, x: Tensor) -> Tensor | None:
     """The point ``(D,)`` a learned model's networks standardise about (its ``mean``), else ``None``."""
     model = getattr(field, "model", None)
     if not isinstance(model, MetricModel) or model.mean.numel() != x.shape[-1]:
@@ -383,7 +384,7 @@ def _warn_resolution(manifold: LearnedDataManifold, x: Tensor, eps: float, sigma
                   "and a float64 field (field.double()), or data centred near the origin")
 
 
-def _landing_sigma(field) -> float:
+def _landing_sigma(field: CoMetricField) -> float:
     """The bandwidth a field lands at: the low end of its `landing_bandwidths`, else its ``sigma`` (a wrapper's: its
     field's; or 1)."""
     bands = field.landing_bandwidths()
@@ -393,7 +394,7 @@ def _landing_sigma(field) -> float:
     return float(getattr(field, "sigma", 1.0)) if inner is None or hasattr(field, "sigma") else _landing_sigma(inner)
 
 
-def _beyond(field, x: Tensor, sigma: float) -> Tensor | None:
+def _beyond(field: CoMetricField, x: Tensor, sigma: float) -> Tensor | None:
     """`CoMetricField.beyond_data` where it exceeds ``σ``, else 0: what landing refuses afterwards. The
     denoiser's fixed points at ``σ`` lie ``~dσ²/(2R)`` off the data, at a large ``σ`` more than the landmarks' few
     spacings (a landed point landed again had been refused); the descent before still starts for every point

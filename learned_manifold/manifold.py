@@ -66,7 +66,7 @@ from torch import Tensor
 
 from .checks import is_real
 from .geometry import Eigenpairs, eigenpairs, intrinsic_dimension, lowrank_apply, lowrank_inner, spectral_apply
-from .landing import land
+from .landing import ends_off_data, land
 from .manifold_cache import cache_bypassed, cache_entry, cache_hit, field_key, field_settings, forward_mode, vmapped
 from .manifold_checks import CheckedManifold, check_decomposition, check_tangent_dim
 from .manifold_no_closed_form import NoClosedForms
@@ -406,12 +406,14 @@ class LearnedDataManifold(NoClosedForms, CheckedManifold):
     def tangent_space(self, x: object) -> tuple[Tensor, Tensor]:
         """Eigenpairs of ``G`` at ``x`` via the ``r × r`` Gram: ``(values (..., r) descending, vectors (..., D, r))``
         for points ``(..., *data_shape)`` (the batch axes kept, as `proju` keeps them; a single point gives
-        ``(r,)`` and ``(D, r)``).
+        ``(r,)`` and ``(D, r)``). Points beyond the data the field holds warn (`_query`).
 
         A field without a low-rank factor (the score fields) goes through its dense ``G`` (``D`` applications
-        and a ``D × D`` ``eigh`` per point, ``r = D``: small ``D`` only; `evaluation.field_eigenpairs`).
-        """
-        batch, (xf,) = self._flat(self._points(x, convert=True))
+        and a ``D × D`` ``eigh`` per point, ``r = D``: small ``D`` only; `evaluation.field_eigenpairs`)."""
+        return self._tangent_space(*self._query(x, "LearnedDataManifold.tangent_space"))
+
+    def _tangent_space(self, batch: tuple[int, ...], xf: Tensor) -> tuple[Tensor, Tensor]:
+        """`tangent_space` of the flat points ``xf`` ``(B, D)``, unchecked."""
         if not self.field.low_rank:
             from .evaluation import field_eigenpairs
 
@@ -424,9 +426,21 @@ class LearnedDataManifold(NoClosedForms, CheckedManifold):
     @full_precision
     def intrinsic_dimension(self, x: object) -> Tensor:
         """Pointwise intrinsic dimension by the scale-free gap rule (SPEC §5): integers of the batch shape of
-        ``x`` (``()`` for a single point)."""
-        values = self.tangent_space(x)[0]
+        ``x`` (``()`` for a single point). Points beyond the data the field holds warn (`_query`)."""
+        values = self._tangent_space(*self._query(x, "LearnedDataManifold.intrinsic_dimension"))[0]
         return intrinsic_dimension(values.reshape(-1, values.shape[-1])).reshape(values.shape[:-1])
+
+    def _query(self, x: object, caller: str) -> tuple[tuple[int, ...], Tensor]:
+        """A point-wise query's batch shape and flat points ``(B, D)``, with one warning where any lies beyond the
+        data the field holds (`landing.ends_off_data`, as `geodesic` and the flows check): points in other units got
+        silent answers. One nearest-point search per query call; never in `proju` (the optimisers' hot path)."""
+        batch, (xf,) = self._flat(self._points(x, convert=True))
+        if vmapped(xf):
+            self._field_factor(xf)  # its one clear refusal, before the search's internal torch error
+        with torch.no_grad():
+            ends_off_data(self.field, {"x": xf.detach()}, caller, "are they in other units than the data (0..1 vs "
+                          "0..255, standardised vs raw)? The geometry there is extrapolation without meaning")
+        return batch, xf
 
     def extra_repr(self) -> str:
         return (f"data_shape={self.data_shape}, delta={self.delta:.3g}, landing={self.landing}, "

@@ -71,7 +71,7 @@ class FiLMResMLP(nn.Module):
         data_shape: shape of one data point (flattened internally, ``D = prod(data_shape)``).
         out_channels: ``k``, the number of ``D``-vectors produced per point (rank ``r``, or 1).
         hidden: width ``h``.
-        depth: number of residual blocks ``N``.
+        depth: number of residual blocks ``N ≥ 1`` (FiLM brings σ in through them only, SPEC §4).
         emb_dim: width of the σ embedding.
         head_std: std of the head's random init (small, never zero: ``AAᵀ`` would have no gradient).
         out_bias: learnable output bias.
@@ -103,7 +103,7 @@ class FiLMResMLP(nn.Module):
         data_shape = check_data_shape(data_shape, "data_shape")
         check_int(out_channels, "out_channels", 1, MAX_RANK)
         check_int(hidden, "hidden", 1, MAX_WIDTH)
-        check_int(depth, "depth", 0, MAX_DEPTH)
+        check_int(depth, "depth", 1, MAX_DEPTH)  # σ enters through the blocks only: at 0 the output would ignore σ
         check_int(emb_dim, "emb_dim", 1, MAX_WIDTH)
         check_real(head_std, "head_std", positive=True)
         for name, flag in (("out_bias", out_bias), ("final_norm", final_norm), ("norm_feature", norm_feature)):

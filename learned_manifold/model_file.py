@@ -1,12 +1,14 @@
 """The model file (``.lmm``): one safetensors file holding weights and plain-JSON metadata.
 
-Loading never executes code and is validated in one layer (`read_metadata` and `load_model` share it), in
-this order, each step before the next reads or allocates anything:
+Loading never executes code and is validated in one layer (`read_metadata` and `load_model` share it; its
+format-independent steps are `learned_manifold.safetensors_reader`, shared with `vae_file`), in this order, each
+step before the next reads or allocates anything:
 
 1. the path is a regular file (a FIFO, device, folder or socket is refused without being opened) of at most
-   `MAX_FILE_BYTES`;
-2. the 8-byte header length (at most `MAX_HEADER_BYTES` and within the file) and the JSON header: floating
-   dtypes only, non-negative integer shapes, data offsets that tile the data section exactly;
+   `MAX_FILE_BYTES`, opened in binary mode;
+2. the 8-byte header length (at most `MAX_HEADER_BYTES` and within the file; a pickle, zip or NumPy file is named
+   as such) and the JSON header: floating dtypes only, non-negative integer shapes, data offsets that tile the
+   data section exactly;
 3. the metadata schema (format, version, config, extra) and the `ModelConfig` (every field's type and range,
    unknown keys refused, ``arch_kwargs`` checked against the backbone's constructor);
 4. the network is built on the ``meta`` device (no memory) and every expected tensor name and shape is
@@ -15,6 +17,9 @@ this order, each step before the next reads or allocates anything:
 6. last, the SHA-256 checksum written with the file (metadata ``sha256``, over the config, the extra metadata and
    every tensor) must match what was read: a changed byte anywhere is refused, not loaded as a different model.
    Version-1 files without one (written before checksums) skip this step; version 2 without one is refused.
+
+`load_model` then builds the network on the CPU in float32 and in the stored dtype, whatever the caller's default
+device and dtype (`load_module_state`), and moves it to ``map_location``.
 
 Writing is atomic (temporary file in the same folder, then ``os.replace``), so a crash never leaves a
 truncated model where a good one was; a new file gets the permissions of an ordinary ``open`` under the user's
@@ -30,23 +35,35 @@ the sixth round of outside testing) is version 1 with the checksum and the confi
 
 from __future__ import annotations
 
+import contextlib
 import json
-import math
 import os
-import stat
-from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from safetensors.torch import save as st_save
 from torch import Tensor
 
-from .atomic_write import _as_path, atomic_write_bytes, file_kind
-from .model_checksum import CHECKSUM_KEY, checksum
-from .model_checksum import verify_checksum as _verify_checksum
+from .atomic_write import as_path, atomic_write_bytes, file_kind
+from .model_checksum import CHECKSUM_KEY, checksum, verify_checksum
 from .model_file_notes import ModelFileWarning, version_problem, warn_cautions
 from .models import MetricModel, ModelConfig
+from .safetensors_reader import (
+    MAX_FILE_BYTES,
+    MAX_HEADER_BYTES,
+    ModelFileError,
+    ModelFileIsAFolderError,
+    SafetensorsReader,
+    check_metadata_keys,
+    compare_shapes,
+    expected_shapes,
+    parse_json,
+    read_header,
+    read_tensors,
+)
 
 __all__ = [
     "file_kind",
@@ -55,46 +72,25 @@ __all__ = [
     "MAX_HEADER_BYTES",
     "CHECKSUM_KEY",
     "ModelFileError",
+    "ModelFileIsAFolderError",
     "ModelFileWarning",
     "atomic_write_bytes",
     "checksum",
     "load_model",
+    "load_module_state",
     "read_metadata",
     "save_model",
     "state_to_save",
+    "write_module_file",
 ]
 
 FORMAT = "learned-manifold"
 VERSION = "2"  # the newest format written and read (`version_problem`: versions 1 and 2 are read)
-MAX_FILE_BYTES = 16 * 2**30  # 16 GiB: far above any model of SPEC §9 (the FFHQ network is a few hundred MB)
-MAX_HEADER_BYTES = 100 * 2**20  # 100 MB of JSON header
-_DTYPES = {"F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32, "F64": torch.float64}
 _METADATA_KEYS = ("format", "version", "config", "extra")
 
 
-class ModelFileError(ValueError):
-    """A file that is not a readable learned-manifold model (wrong format, truncated, foreign, mismatched).
-
-    Example:
-        >>> import os, tempfile
-        >>> from learned_manifold import ModelFileError, load_model
-        >>> path = os.path.join(tempfile.mkdtemp(), "not-a-model.lmm")
-        >>> with open(path, "wb") as f:
-        ...     _ = f.write(b"hello")
-        >>> try:
-        ...     load_model(path)
-        ... except ModelFileError as err:
-        ...     print("refused:", isinstance(err, ValueError))
-        refused: True
-    """
-
-
-class ModelFileIsAFolderError(IsADirectoryError, ModelFileError):
-    """A folder given as a model or VAE file: an `IsADirectoryError`, and a `ModelFileError` as before."""
-
-
 # ---------------------------------------------------------------------------------------------------------
-# reading: one validation layer
+# reading: one validation layer (`safetensors_reader`, shared with `vae_file`)
 
 
 @dataclass
@@ -106,134 +102,7 @@ class _Checked:
     tensors: dict[str, Tensor]
 
 
-class _Reader:
-    """Bounded reads from one regular file, every error a `ModelFileError` naming the file."""
-
-    def __init__(self, path: Path, kind: str = "model file"):
-        self.name, self.kind = repr(str(path)), kind  # kind: what the file should be, in messages ("VAE file")
-        try:
-            st = os.stat(path)  # follows symlinks: a link to /dev/zero is judged by what it points to
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{self.kind} {self.name} does not exist") from None
-        except (OSError, ValueError) as err:  # ValueError: an embedded NUL byte
-            raise self.error(f"cannot be examined: {getattr(err, 'strerror', None) or err}") from None
-        if stat.S_ISDIR(st.st_mode):
-            raise ModelFileIsAFolderError(f"{self.name} is a folder, not a {self.kind}; it was not opened")
-        if not stat.S_ISREG(st.st_mode):
-            raise self.error(f"is a {file_kind(st.st_mode)}, not a {self.kind}; it was not opened")
-        try:  # O_NONBLOCK: should the path become a FIFO between stat and open, opening cannot block
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-        except OSError as err:
-            raise self.error(f"cannot be opened: {err.strerror}") from None
-        fst = os.fstat(fd)
-        if (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino) or not stat.S_ISREG(fst.st_mode):
-            os.close(fd)
-            raise self.error("changed while it was being opened; it was not read")
-        if fst.st_size > MAX_FILE_BYTES:
-            os.close(fd)
-            raise self.error(f"has {fst.st_size} bytes, more than the {MAX_FILE_BYTES} a {self.kind} may have")
-        self.file = os.fdopen(fd, "rb", buffering=0)
-        self.size = fst.st_size
-
-    def error(self, problem: str) -> ModelFileError:
-        return ModelFileError(f"{self.name} {problem}")
-
-    def read(self, n: int, what: str) -> bytearray:
-        buf = bytearray(n)
-        view, got = memoryview(buf), 0
-        while got < n:
-            k = self.file.readinto(view[got:])
-            if not k:
-                raise self.error(f"is truncated: its {what} needs {n} bytes, only {got} could be read")
-            got += k
-        return buf
-
-
-def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
-    out = dict(pairs)
-    if len(out) != len(pairs):
-        counts = Counter(k for k, _ in pairs)
-        raise ValueError(f"duplicate keys {sorted(k for k, c in counts.items() if c > 1)[:5]}")
-    return out
-
-
-def _json(reader: _Reader, text: bytes | bytearray | str, what: str) -> object:
-    try:
-        if isinstance(text, (bytes, bytearray)):
-            text = bytes(text).decode("utf-8")
-        return json.loads(text, object_pairs_hook=_unique_keys)
-    except (ValueError, RecursionError) as err:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        raise reader.error(f"is not a learned-manifold {reader.kind}: its {what} is not valid JSON ({err})") from None
-
-
-def _foreign(first: bytes) -> str:
-    if first[:1] == b"\x80":
-        return "a pickle (torch.save) file"
-    if first[:4] == b"PK\x03\x04":
-        return "a zip archive (torch.save writes a pickle inside one)"
-    return ""
-
-
-def _read_header(reader: _Reader) -> tuple[dict, dict, int]:
-    """Header → (tensor entries, metadata strings, data length). Checks dtypes, shapes and offsets."""
-    if reader.size < 8:
-        raise reader.error(f"is not a learned-manifold {reader.kind}: only {reader.size} bytes")
-    first = bytes(reader.read(8, "header length"))
-    n = int.from_bytes(first, "little")
-    if n > MAX_HEADER_BYTES or n > reader.size - 8:
-        kind = _foreign(first)
-        if kind:
-            raise reader.error(f"is {kind}, not a learned-manifold {reader.kind}; it was not loaded and no code "
-                               f"was run")
-        if n > MAX_HEADER_BYTES:
-            raise reader.error(f"is not a learned-manifold {reader.kind}: it claims a {n}-byte header, more than "
-                               f"the {MAX_HEADER_BYTES} a {reader.kind} may have")
-        raise reader.error(f"is not a learned-manifold {reader.kind} (not safetensors, or truncated): it claims a "
-                           f"{n}-byte header but has only {reader.size - 8} bytes after the length")
-    header = _json(reader, reader.read(n, "header"), "header")
-    if not isinstance(header, dict):
-        raise reader.error("is not a safetensors file: its header is not a JSON object")
-    metadata = header.pop("__metadata__", {})
-    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
-        raise reader.error("has header metadata that is not a JSON object of strings")
-    data_len, spans = reader.size - 8 - n, []
-    for name, info in header.items():
-        if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
-            raise reader.error(f"has a malformed header entry for tensor {name!r}")
-        if info["dtype"] not in _DTYPES:
-            raise reader.error(f"holds tensor {name!r} of dtype {info['dtype']!r}; only floating types "
-                               f"{sorted(_DTYPES)} are allowed")
-        shape, offsets = info["shape"], info["data_offsets"]
-        if not isinstance(shape, list) or len(shape) > 8 or not all(_is_int(s) and s >= 0 for s in shape):
-            raise reader.error(f"gives tensor {name!r} the shape {shape!r:.80}: not a list of non-negative ints")
-        if (not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_int(o) for o in offsets)
-                or not 0 <= offsets[0] <= offsets[1] <= data_len):
-            raise reader.error(f"gives tensor {name!r} data offsets {offsets!r:.80}, not 0 <= begin <= end <= "
-                               f"{data_len} (the size of its data section; is the file truncated?)")
-        if offsets[1] - offsets[0] != math.prod(shape) * _DTYPES[info["dtype"]].itemsize:
-            raise reader.error(f"gives tensor {name!r} {offsets[1] - offsets[0]} bytes for shape {shape}")
-        spans.append((offsets[0], offsets[1], name))
-    end = 0
-    for begin, stop, name in sorted(spans):
-        if begin != end:
-            raise reader.error(f"has tensor data that overlaps or leaves a gap at tensor {name!r}")
-        end = stop
-    if end != data_len:
-        raise reader.error(f"has {data_len - end} byte(s) of data that belong to no tensor")
-    return header, metadata, data_len
-
-
-def _is_int(x: object) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def _check_metadata_keys(reader: _Reader, metadata: dict, keys: tuple[str, ...], kind: str) -> None:
-    if set(metadata) - {CHECKSUM_KEY} != set(keys):
-        raise reader.error(f"has metadata keys {sorted(metadata)[:10]}; a {kind} has exactly {list(keys)} (and "
-                           f"{CHECKSUM_KEY!r} since files carry a checksum)")
-
-
-def _read_config(reader: _Reader, metadata: dict) -> tuple[ModelConfig, dict]:
+def _read_config(reader: SafetensorsReader, metadata: dict) -> tuple[ModelConfig, dict]:
     """Metadata schema → (validated config, extra)."""
     from .vae_file import VAE_FORMAT  # (here: vae_file imports this module)
 
@@ -246,14 +115,14 @@ def _read_config(reader: _Reader, metadata: dict) -> tuple[ModelConfig, dict]:
     problem = version_problem(metadata.get("version"), VERSION, "model-file")
     if problem:
         raise reader.error(problem)
-    _check_metadata_keys(reader, metadata, _METADATA_KEYS, "model file")
+    check_metadata_keys(reader, metadata, _METADATA_KEYS, "model file")
     try:
-        config = ModelConfig.from_dict(_json(reader, metadata["config"], "config"), complete=True)
+        config = ModelConfig.from_dict(parse_json(reader, metadata["config"], "config"), complete=True)
     except (TypeError, ValueError) as err:
         if isinstance(err, ModelFileError):
             raise
         raise reader.error(f"has an invalid model config: {err}") from None
-    extra = _json(reader, metadata["extra"], "extra metadata")
+    extra = parse_json(reader, metadata["extra"], "extra metadata")
     objects = ("validation", "precision_probe")  # optional; files written before the probe have none
     if not isinstance(extra, dict) or not all(isinstance(extra.get(k, {}), dict) for k in objects):
         raise reader.error("has extra metadata that is not a JSON object (with objects 'validation' and "
@@ -261,54 +130,17 @@ def _read_config(reader: _Reader, metadata: dict) -> tuple[ModelConfig, dict]:
     return config, extra
 
 
-def _expected_shapes(reader: _Reader, config: ModelConfig) -> dict[str, tuple[int, ...]]:
-    """The state-dict names and shapes of the model ``config`` describes, built on the meta device (no memory)."""
-    try:
-        with torch.device("meta"):
-            model = MetricModel(config)
-    except (TypeError, ValueError, RuntimeError) as err:
-        raise reader.error(f"has an invalid model config: {err}") from None
-    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
-
-
-def _compare(reader: _Reader, header: dict, expected: dict[str, tuple[int, ...]]) -> None:
-    missing = sorted(set(expected) - set(header))
-    unexpected = sorted(set(header) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(header) if tuple(header[k]["shape"]) != expected[k])
-    if missing or unexpected or wrong:
-        shapes = [f"{k}: {tuple(header[k]['shape'])} instead of {expected[k]}" for k in wrong[:5]]
-        raise reader.error(f"does not match its architecture: missing {missing[:5]} ({len(missing)} in all), "
-                           f"unexpected {unexpected[:5]}, wrong shapes {shapes}")
-
-
-def _read_tensors(reader: _Reader, header: dict, data_len: int) -> dict[str, Tensor]:
-    data = reader.read(data_len, "tensor data")
-    if reader.file.read(1):
-        raise reader.error("grew while it was being read")
-    tensors = {}
-    for name, info in header.items():
-        begin, end = info["data_offsets"]
-        dtype, shape = _DTYPES[info["dtype"]], info["shape"]
-        t = (torch.frombuffer(data, dtype=dtype, count=(end - begin) // dtype.itemsize, offset=begin)
-             if end > begin else torch.empty(0, dtype=dtype))
-        t = t.reshape(shape)
-        if not bool(torch.isfinite(t.float()).all()):  # .float(): F64 values beyond float32 become inf too
-            raise reader.error(f"holds non-finite values (NaN or inf) in tensor {name!r}")
-        tensors[name] = t
-    return tensors
-
-
 def _read_checked(path: Path) -> _Checked:
     """Every check of the module docstring, in order; the one road into a model file."""
-    reader = _Reader(path)
+    reader = SafetensorsReader(path)
     with reader.file:
-        header, metadata, data_len = _read_header(reader)
+        header, metadata, data_len = read_header(reader)
         config, extra = _read_config(reader, metadata)
-        _compare(reader, header, _expected_shapes(reader, config))
-        tensors = _read_tensors(reader, header, data_len)
+        compare_shapes(reader, header, expected_shapes(reader, lambda: MetricModel(config), "model config"))
+        tensors = read_tensors(reader, header, data_len)
     if not float(tensors["scale"]) > 0:
         raise reader.error(f"has data scale {float(tensors['scale'])}; it must be > 0")
-    _verify_checksum(reader, metadata, tensors)  # last: a crafted file gets the specific error above first
+    verify_checksum(reader, metadata, tensors)  # last: a crafted file gets the specific error above first
     return _Checked(config, extra, tensors)
 
 
@@ -325,7 +157,7 @@ def read_metadata(path: str | os.PathLike) -> dict:
         FileNotFoundError: the file does not exist.
         ModelFileError: anything `load_model` would refuse.
     """
-    checked = _read_checked(_as_path(path))
+    checked = _read_checked(as_path(path))
     mean = checked.tensors["mean"].double()
     units = {"scale": float(checked.tensors["scale"]), "mean_min": float(mean.min()),
              "mean_max": float(mean.max()), "mean_average": float(mean.mean())}
@@ -340,7 +172,8 @@ def load_model(path: str | os.PathLike, *, map_location: str | torch.device = "c
         map_location: device for the weights.
 
     Returns:
-        The model in eval mode with frozen parameters.
+        The model in eval mode with frozen parameters, in the dtype its file stores (float32 as the trainer writes
+        it) whatever the caller's ``torch.set_default_dtype``/``set_default_device`` (`load_module_state`).
 
     Warns:
         ModelFileWarning: the file is a checkpoint of an unfinished run (``"complete": false``), its default
@@ -370,7 +203,7 @@ def load_model(path: str | os.PathLike, *, map_location: str | torch.device = "c
 def _load_model(path: str | os.PathLike, map_location: str | torch.device, *, default_sigma: bool) -> MetricModel:
     """`load_model`, whose stale-σ warning is given only where the caller uses the default σ (``default_sigma``;
     `LearnedCDC` with a ``sigma`` of its own does not); the warnings point at the user's line."""
-    path = _as_path(path)
+    path = as_path(path)
     try:
         device = torch.device(map_location)
     except (RuntimeError, TypeError) as err:
@@ -378,14 +211,49 @@ def _load_model(path: str | os.PathLike, map_location: str | torch.device, *, de
     checked = _read_checked(path)
     warn_cautions(path, checked.config.to_dict(), checked.extra, float(checked.tensors["scale"]),
                   default_sigma=default_sigma)
-    with torch.random.fork_rng(devices=[]):  # the throw-away initialisation leaves the caller's RNG as it was
-        model = MetricModel(checked.config)
+    model = load_module_state(lambda: MetricModel(checked.config), checked.tensors, path)
+    return model.to(device)
+
+
+_M = TypeVar("_M", bound=torch.nn.Module)
+
+
+def load_module_state(build: Callable[[], _M], tensors: dict[str, Tensor], path: str | os.PathLike) -> _M:
+    """``build()`` with ``tensors`` (checked, on the CPU) loaded: the one loader behind `load_model` and
+    `vae_file.load_vae`, whatever the caller set with ``torch.set_default_dtype``/``set_default_device``.
+
+    The module is built on the CPU in float32 (a caller's ``torch.set_default_device("meta")`` would leave it
+    without data, a ``bfloat16`` default dtype would round the stored float32 weights), its throw-away
+    initialisation leaving the caller's RNG as it was, then cast to the tensors' dtype where they share one (a
+    float64 file loads as float64; mixed dtypes, float16 and bfloat16 load as float32, the half-precision weights
+    exactly) and given the tensors (bit for bit in float32 and float64). The caller's
+    default dtype and device are as they were on return.
+
+    Returns:
+        The module on the CPU, in eval mode, with frozen parameters.
+
+    Raises:
+        ModelFileError: the tensors do not fit the module (naming ``path``).
+    """
+    previous = torch.get_default_dtype()
+    on_cpu = torch.get_default_device().type == "cpu"
     try:
-        model.load_state_dict(checked.tensors)
+        if previous != torch.float32:
+            torch.set_default_dtype(torch.float32)  # process-wide in torch, as in the trainer's `caller_state_off`
+        with torch.random.fork_rng(devices=[]), contextlib.nullcontext() if on_cpu else torch.device("cpu"):
+            module = build()
+    finally:
+        if previous != torch.float32:
+            torch.set_default_dtype(previous)
+    dtypes = {t.dtype for t in tensors.values()}
+    stored = dtypes.pop() if len(dtypes) == 1 else torch.float32
+    module.to(torch.float32 if stored.itemsize < 4 else stored)  # half precision computes in float32, as it did
+    try:
+        module.load_state_dict(tensors)
     except RuntimeError as err:  # unreachable after the header comparison; kept as a named error
-        raise ModelFileError(f"{str(path)!r} has weights that do not fit its architecture: {err}") from None
-    model.requires_grad_(False)
-    return model.eval().to(device)
+        raise ModelFileError(f"{os.fspath(path)!r} has weights that do not fit its architecture: {err}") from None
+    module.requires_grad_(False)
+    return module.eval()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -426,7 +294,7 @@ def write_module_file(module: torch.nn.Module, name: str, path: str | os.PathLik
     metadata = {"format": file_format, "version": version, "config": json.dumps(config),
                 "extra": json.dumps(extra or {})}
     metadata[CHECKSUM_KEY] = checksum(metadata, state)
-    atomic_write_bytes(_as_path(path), st_save(state, metadata=metadata))
+    atomic_write_bytes(as_path(path), st_save(state, metadata=metadata))
     return Path(path)
 
 

@@ -8,17 +8,25 @@ from __future__ import annotations
 import math
 import os
 import re
-import shlex
 
+from .consistency_text import is_number
+from .shell_command import shell_command
 from .user_warnings import warn_user
 
-__all__ = ["EXPLODED_EIGENVALUE", "LOCAL_SIGMA", "ModelFileWarning", "exploded", "incomplete_note", "stale_sigma_note",
-           "untrusted_note", "version_problem", "warn_cautions"]
+__all__ = ["EXPLODED_EIGENVALUE", "LOCAL_SIGMA", "SIGMA_RTOL", "ModelFileWarning", "exploded", "incomplete_note",
+           "stale_sigma_note", "untrusted_note", "version_problem", "warn_cautions"]
 
 LOCAL_SIGMA = 0.5
 """Today's default-σ rule keeps to ``σ ≤ LOCAL_SIGMA · s`` where the training range holds such a bandwidth
 (the one value: `learned_manifold_training.validation` imports it from here, as the library does not import the
 training package)."""
+
+SIGMA_RTOL = 1e-6
+"""Relative slack of every comparison of a bandwidth with a limit, so that a σ computed in another order or
+precision than its limit is not judged past it: the training range (`LearnedCDC` warns outside
+``[σ_min (1 − SIGMA_RTOL), σ_max (1 + SIGMA_RTOL)]``, and the trainer's validation grid, which chooses the default σ,
+keeps inside that same range) and ``σ ≤ LOCAL_SIGMA · s`` (the trainer's choice, and `stale_sigma_note` here).
+The one value: `LearnedCDC` and the trainer read it from here."""
 
 _OLD_RULE = "clearest mean eigengap"  # the eigengap rule's words; from db6152c on it adds ", among σ ≤ 0.5·s"
 
@@ -80,7 +88,7 @@ def stale_sigma_note(config: dict, scale: float) -> str | None:
         return None
     from .evaluation import bandwidth_grid  # here: evaluation imports the metrics, which import this module
 
-    limit, tol = LOCAL_SIGMA * scale, 1 + 1e-6
+    limit, tol = LOCAL_SIGMA * scale, 1 + SIGMA_RTOL
     local = [g for g in bandwidth_grid(scale) if lo / tol <= g <= min(hi, limit) * tol]
     if sigma <= limit * tol or not local:
         return None
@@ -99,10 +107,6 @@ spread over the whole data set (radius a few ``s``) gives at most ``(3s/σ)² �
 trainer's `learned_manifold_training.validation` reads it from here, as `exploded`."""
 
 
-def _number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def exploded(check: object) -> float | None:
     """The largest factor eigenvalue of a stored self-consistency summary where it exceeds `EXPLODED_EIGENVALUE`
     (a diverged run), else ``None``: the one rule the trainer's verdict (`learned_manifold_training.validation`)
@@ -113,7 +117,7 @@ def exploded(check: object) -> float | None:
     the order, and ``[nan, 2.6e12]`` was once not called diverged).
     """
     values = check.get("factor_top_eigenvalues") if isinstance(check, dict) else None
-    if not isinstance(values, list) or not values or not all(_number(v) for v in values):
+    if not isinstance(values, list) or not values or not all(is_number(v) for v in values):
         return None
     if any(math.isnan(v) for v in values):
         return math.nan
@@ -158,7 +162,7 @@ def untrusted_note(path: os.PathLike | str, extra: dict, dimension: int | None =
     near = validation.get("neighbour_check")
     if isinstance(near, dict) and near.get("informative") is not False and near.get("trusted") is False:
         reasons.append("it disagrees with an estimate from the training points' neighbours (neighbour check)")
-    hint = shlex.join(["learned-manifold", "info", os.fspath(path)])
+    hint = shell_command(["learned-manifold", "info", os.fspath(path)])
     if not reasons and verdict is None and isinstance(near, dict) and near.get("informative") is False:
         full = check.get("data_dimension") or dimension or "?"
         return (f"could not be verified by the checks at the end of its training: neither gave a verdict, so "
@@ -178,7 +182,7 @@ def warn_cautions(path: os.PathLike | str, config: dict, extra: dict, scale: flo
     where the caller uses the file's default σ, ``default_sigma``; `untrusted_note`), each naming the file and
     pointing at the user's line (`user_warnings.warn_user`)."""
     shape = config.get("data_shape")
-    dimension = math.prod(shape) if isinstance(shape, (list, tuple)) and all(_number(n) for n in shape) else None
+    dimension = math.prod(shape) if isinstance(shape, (list, tuple)) and all(is_number(n) for n in shape) else None
     notes = [incomplete_note(extra), stale_sigma_note(config, scale) if default_sigma else None,
              untrusted_note(path, extra, dimension)]
     for note in notes:

@@ -44,12 +44,12 @@ nothing ``D × D``; finding the copies sorts the ``B + N`` rows once.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TypeGuard
 
 import torch
 from torch import Tensor
 
-from .consistency_text import _past
+from .consistency_text import _past, is_number
+from .diagnostics import DIMENSION_AGREEMENT
 from .geometry import eigenpairs, intrinsic_dimension, projector_error, truncate_basis
 from .metrics.base import check_count, check_finite_points, check_scalar
 from .metrics.knn import KNNCDC
@@ -57,7 +57,7 @@ from .models import MetricModel
 from .precision import full_precision
 from .preconditioning import gaussian_filter, principal_components
 
-__all__ = ["NEIGHBOUR_THRESHOLD", "NeighbourReport", "neighbour_check", "neighbour_figures"]
+__all__ = ["NEIGHBOUR_THRESHOLD", "NeighbourReport", "neighbour_check", "neighbour_figures", "reference_shortage"]
 
 NEIGHBOUR_THRESHOLD = 0.5
 """Mean tangent disagreement with the neighbour estimate above which a model is not trusted. The neighbour
@@ -70,9 +70,6 @@ well-trained S² model: 50 points disagreed 0.43 and read dimension 3, 5 points 
 
 _CHUNK_NUMBERS = 2**24
 """Numbers in one batch of the neighbours' factors ``(rows, D, k)`` (64 MiB in float32)."""
-
-DIMENSION_AGREEMENT = 0.8
-"""Smallest fraction of points at which the model and the neighbour estimate must read the same dimension."""
 
 
 @dataclass
@@ -166,9 +163,8 @@ class NeighbourReport:
         copies = (f" ({self.copies_left_out:,} reference rows equal to held-out points were left out)"
                   if self.copies_left_out else "")
         if self.distinct_reference is not None and self.distinct_reference < MIN_REFERENCE:
-            return (f"neighbour check: no verdict, so this independent check could not judge the model: the reference "
-                    f"holds {self.distinct_reference} distinct points, fewer than the {MIN_REFERENCE} an estimate "
-                    f"from their neighbours needs{copies}")
+            return ("neighbour check: no verdict, so this independent check could not judge the model: "
+                    + reference_shortage(self.summary()))
         if not self.informative:
             return ("neighbour check: no verdict, so this independent check could not judge the model (the data's "
                     "neighbours never denoise as well as a linear fit on the model's bandwidth grid: too few points "
@@ -196,15 +192,15 @@ def neighbour_figures(summary: dict) -> str:
     failed = summary.get("failed")
     if not isinstance(failed, dict):
         failed = {name: value for name, value, fails in [
-            ("dimension_agreement", agreement, _number(agreement) and agreement < DIMENSION_AGREEMENT),
-            ("tangent_disagreement", tangent, _number(tangent) and tangent > limit)] if fails}
+            ("dimension_agreement", agreement, is_number(agreement) and agreement < DIMENSION_AGREEMENT),
+            ("tangent_disagreement", tangent, is_number(tangent) and tangent > limit)] if fails}
     figures = {}
-    if _number(agreement):
+    if is_number(agreement):
         value = failed.get("dimension_agreement", agreement)
         only = "only " if "dimension_agreement" in failed else ""
         figures["dimension_agreement"] = (f"same dimension at {only}{_past(value, DIMENSION_AGREEMENT, percent=True)} "
                                           f"of points (limit {DIMENSION_AGREEMENT:.0%})")
-    if _number(tangent):
+    if is_number(tangent):
         value = failed.get("tangent_disagreement", tangent)
         shown = _past(value, limit) if "tangent_disagreement" in failed else f"{tangent:.3f}"
         figures["tangent_disagreement"] = f"tangent disagreement {shown} (limit {limit})"
@@ -217,14 +213,39 @@ def neighbour_figures(summary: dict) -> str:
                 f"{summary.get('neighbour_dimension')}")
     text = ", ".join(ordered) + "; " + dims if ordered else dims
     other = summary.get("also_judged")
-    if isinstance(other, dict) and _number(other.get("sigma")):
+    if isinstance(other, dict) and is_number(other.get("sigma")):
         where = (f"also at sigma={other['sigma']:.4g}" if failed else f"not at sigma={other['sigma']:.4g}, where the "
                  f"neighbours denoise best (a model is distrusted only where it fails at both)")
         text += f"; {where}: {neighbour_figures(other)}"
     copies = summary.get("copies_left_out")
-    if _number(copies) and copies > 0:
+    if is_number(copies) and copies > 0:
         text += f"; {copies:,} reference rows equal to held-out points were left out"
     return text
+
+
+def reference_shortage(summary: dict) -> str:
+    """Why a neighbour check had too few reference points for a verdict (fewer than `MIN_REFERENCE`), from its
+    `NeighbourReport.summary`, in words that say what was counted: the distinct rows of the reference left once the
+    rows equal to a held-out point are left out (``distinct_reference_points``, ``copies_left_out``), out of the
+    training rows it was given where recorded (``reference_points``, the trainer's), and, where rows repeat (a copy
+    of a held-out point, or fewer distinct rows than rows), that the data repeat rows: 300 rows holding 10 distinct
+    points had read "0 distinct training points are too few" (tester D, s34). A summary without the distinct count
+    (files before it): its rows."""
+    distinct, rows = summary.get("distinct_reference_points"), summary.get("reference_points")
+    copies = summary.get("copies_left_out") if is_number(summary.get("copies_left_out")) else 0
+    needs = f"too few for an estimate from their neighbours (it needs {MIN_REFERENCE})"
+    if not is_number(distinct):
+        held = f"{rows:,} rows" if is_number(rows) else "points"
+        return f"the reference holds {held}, {needs}"
+    counted = (f"of the {rows:,} training rows it compares with, {distinct:,} distinct points are left"
+               if is_number(rows) else f"the reference holds {distinct:,} distinct points")
+    if copies:
+        counted += f" once the {copies:,} rows equal to held-out points are left out"
+    repeats = copies > 0 or (is_number(rows) and distinct < rows - copies)
+    if not repeats:
+        return f"{counted}, {needs}"
+    return (f"{counted}, {needs}: the data repeat rows, and a repeated point counts once (remove the duplicates; "
+            f"copies of held-out points in the training rows also leak them into training)")
 
 
 def _counts(dims: Tensor) -> dict[str, int]:
@@ -245,10 +266,6 @@ def _spread(counts: dict) -> str:
     if rest:
         words.append(f"others ({rest / total:.0%})")
     return ", ".join(words[:-1]) + " or " + words[-1]
-
-
-def _number(value: object) -> TypeGuard[float]:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _linear_denoiser(reference: Tensor, seed: int):

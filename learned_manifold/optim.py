@@ -31,6 +31,7 @@ from .checks import is_real
 from .landing import ends_off_data
 from .manifold import LearnedDataManifold
 from .metrics.base import check_count, check_scalar
+from .user_warnings import warn_user
 
 __all__ = ["RiemannianAdam", "RiemannianSGD"]
 
@@ -55,8 +56,10 @@ _KEEP_EUCLIDEAN = ("to keep a parameter Euclidean, put it in a parameter group w
 
 def _bind(optimizer: torch.optim.Optimizer, manifold: geoopt.Manifold | None) -> None:
     """Make ``manifold`` the default of plain parameters and check the groups that have no ``manifold`` of their
-    own (those were checked against it by `_BoundGroups.add_param_group`)."""
+    own (those were checked against it by `_BoundGroups.add_param_group`). Without ``manifold`` it warns once where
+    nothing binds any parameter to a manifold (`_warn_if_unbound`)."""
     if manifold is None:
+        _warn_if_unbound(optimizer)
         return
     if not isinstance(manifold, geoopt.Manifold):
         raise TypeError(f"manifold must be a geoopt.Manifold, got {type(manifold).__name__}")
@@ -64,6 +67,23 @@ def _bind(optimizer: torch.optim.Optimizer, manifold: geoopt.Manifold | None) ->
     for index, group in enumerate(optimizer.param_groups):
         if "manifold" not in group:
             _check_group(manifold, group["params"], index)
+
+
+def _warn_if_unbound(optimizer: torch.optim.Optimizer) -> None:
+    """Built without ``manifold=``: where no group has a ``manifold`` of its own and no parameter is a
+    ``geoopt.ManifoldParameter`` on a non-Euclidean manifold, every parameter is Euclidean (geoopt's default for
+    plain tensors) and the optimiser is torch's own; a warning (through `warn_user`) says so, since that is almost
+    always a forgotten ``manifold=M`` (50 Adam steps on a learned circle ended at radius 1.5 to 3.3, silently)."""
+    if any("manifold" in group for group in optimizer.param_groups):
+        return  # a group's own manifold (None included) is a deliberate choice
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    if any(isinstance(p, geoopt.ManifoldTensor) and not isinstance(p.manifold, geoopt.Euclidean) for p in params):
+        return
+    name = type(optimizer).__name__
+    plain = name.removeprefix("Riemannian")
+    warn_user(f"{name}: no parameter is bound to a manifold (no manifold= given and no geoopt.ManifoldParameter), "
+              f"so it runs as torch.optim.{plain}: its steps never follow the data; pass manifold=M or wrap the "
+              f"points as geoopt.ManifoldParameter(p, manifold=M)")
 
 
 def _check_group(manifold: geoopt.Manifold, params: Iterable, index: int) -> None:

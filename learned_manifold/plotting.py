@@ -193,10 +193,11 @@ def plot_spectrum(values: Tensor, *, true_dim: int | None = None, title: str = "
     a1.set_ylabel("λₖ / λ₁")
     a1.set_title(f"{title}\nbars: mean over {n} points, whiskers: ± 1 std", fontsize=10)
     a1.legend(loc="upper right", fontsize=8)
-    a2.hist(dims, bins=np.arange(0.5, r + 1.5), color="tab:green", alpha=0.8)
+    low = 0.5 if dims.min() > 0 else -0.5  # points where G = 0 read dimension 0 (SPEC §5): counted too
+    a2.hist(dims, bins=np.arange(low, r + 1.5), color="tab:green", alpha=0.8)
     a2.xaxis.set_major_locator(MaxNLocator(integer=True))
     a2.yaxis.set_major_locator(MaxNLocator(integer=True))
-    a2.set_xlim(0.5, r + 0.5)
+    a2.set_xlim(low, r + 0.5)
     if true_dim is not None:
         a2.axvline(true_dim, color="k", linestyle="--", label=f"true d = {true_dim}")
         a2.legend(fontsize=8)

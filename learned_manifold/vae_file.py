@@ -3,8 +3,8 @@
 VAE files are named ``*.lvae`` by convention (``learned-manifold train-vae --out vae.lvae``); any name is read.
 Tensors are stored in the VAE's dtype and `load_vae` builds the VAE in it (float64 stays float64).
 
-It is read by the same validation layer as the model file (`learned_manifold.model_file`: its bounded reader,
-header checks and tensor reads), in the same order, each step before the next reads or allocates anything:
+It is read by the same validation layer as the model file (`learned_manifold.safetensors_reader`: its bounded
+reader, header checks and tensor reads), in the same order, each step before the next reads or allocates anything:
 
 1. the path is a regular file (a FIFO, device, folder or socket is refused unopened) within the size cap;
 2. the header: floating dtypes only, non-negative integer shapes, data offsets that tile the data exactly;
@@ -29,20 +29,21 @@ from pathlib import Path
 
 import torch
 
+from .atomic_write import as_path
+from .model_checksum import verify_checksum
 from .model_file import FORMAT as MODEL_FORMAT
-from .model_file import (
-    ModelFileError,
-    _as_path,
-    _check_metadata_keys,
-    _compare,
-    _json,
-    _read_header,
-    _read_tensors,
-    _Reader,
-    _verify_checksum,
-    write_module_file,
-)
+from .model_file import load_module_state, write_module_file
 from .model_file_notes import version_problem
+from .safetensors_reader import (
+    ModelFileError,
+    SafetensorsReader,
+    check_metadata_keys,
+    compare_shapes,
+    expected_shapes,
+    parse_json,
+    read_header,
+    read_tensors,
+)
 from .vae import VAE, VAEConfig
 
 __all__ = ["VAE_FORMAT", "VAE_VERSION", "load_vae", "read_vae_metadata", "save_vae"]
@@ -53,7 +54,7 @@ _KEYS = ("format", "version", "config", "extra")
 _KIND = "VAE file"
 
 
-def _read_config(reader: _Reader, metadata: dict) -> tuple[VAEConfig, dict]:
+def _read_config(reader: SafetensorsReader, metadata: dict) -> tuple[VAEConfig, dict]:
     fmt = metadata.get("format")
     if fmt == MODEL_FORMAT:
         raise reader.error("is a learned-manifold metric-matching model file, not a VAE; load it with load_model")
@@ -63,48 +64,39 @@ def _read_config(reader: _Reader, metadata: dict) -> tuple[VAEConfig, dict]:
     problem = version_problem(metadata.get("version"), VAE_VERSION, "VAE-file")
     if problem:
         raise reader.error(problem)
-    _check_metadata_keys(reader, metadata, _KEYS, "VAE file")
+    check_metadata_keys(reader, metadata, _KEYS, "VAE file")
     try:
-        config = VAEConfig.from_dict(_json(reader, metadata["config"], "config"))
+        config = VAEConfig.from_dict(parse_json(reader, metadata["config"], "config"))
     except (TypeError, ValueError) as err:
         if isinstance(err, ModelFileError):
             raise
         raise reader.error(f"has an invalid VAE config: {err}") from None
-    extra = _json(reader, metadata["extra"], "extra metadata")
+    extra = parse_json(reader, metadata["extra"], "extra metadata")
     if not isinstance(extra, dict):
         raise reader.error("has extra metadata that is not a JSON object")
     return config, extra
 
 
-def _expected_shapes(reader: _Reader, config: VAEConfig) -> dict[str, tuple[int, ...]]:
-    try:
-        with torch.device("meta"):
-            vae = VAE(config)
-    except (TypeError, ValueError, RuntimeError) as err:
-        raise reader.error(f"has an invalid VAE config: {err}") from None
-    return {k: tuple(v.shape) for k, v in vae.state_dict().items()}
-
-
 def _read_checked(path: Path) -> tuple[VAEConfig, dict, dict]:
     """Every check of the module docstring, in order: ``(config, extra, tensors)``."""
-    reader = _Reader(path, _KIND)
+    reader = SafetensorsReader(path, _KIND, "learned-manifold train-vae")
     with reader.file:
-        header, metadata, data_len = _read_header(reader)
+        header, metadata, data_len = read_header(reader)
         config, extra = _read_config(reader, metadata)
-        _compare(reader, header, _expected_shapes(reader, config))
-        tensors = _read_tensors(reader, header, data_len)
+        compare_shapes(reader, header, expected_shapes(reader, lambda: VAE(config), "VAE config"))
+        tensors = read_tensors(reader, header, data_len)
     for name, ok, rule in (("scale", float(tensors["scale"]) > 0, "> 0"),
                            ("bandwidths", bool((tensors["bandwidths"] > 0).all()), "> 0"),
                            ("std_weights", bool((tensors["std_weights"] >= 0).all()), ">= 0")):
         if not ok:
             raise reader.error(f"has {name} that are not {rule} (the RBF precision of SPEC §11 needs them)")
-    _verify_checksum(reader, metadata, tensors)  # last: a crafted file gets the specific error above first
+    verify_checksum(reader, metadata, tensors)  # last: a crafted file gets the specific error above first
     return config, extra, tensors
 
 
 def read_vae_metadata(path: str | os.PathLike) -> dict:
     """``{"config": {...}, "extra": {...}}`` of a VAE file that passes every check `load_vae` makes."""
-    config, extra, _ = _read_checked(_as_path(path))
+    config, extra, _ = _read_checked(as_path(path))
     return {"config": config.to_dict(), "extra": extra}
 
 
@@ -143,20 +135,14 @@ def load_vae(path: str | os.PathLike, *, map_location: str | torch.device = "cpu
         >>> torch.equal(loaded.decode(z), vae.decode(z)), loaded.training, frozen
         (True, False, True)
     """
-    path = _as_path(path)
+    path = as_path(path)
     try:
         device = torch.device(map_location)
     except (RuntimeError, TypeError) as err:
         raise ValueError(f"map_location {map_location!r} is not a torch device: {err}") from None
     config, _, tensors = _read_checked(path)
-    dtypes = {t.dtype for t in tensors.values()}
-    with torch.random.fork_rng(devices=[]):  # the throw-away initialisation leaves the caller's RNG as it was
-        vae = VAE(config)
-    if len(dtypes) == 1:  # a VAE saved in one dtype (float64 included) comes back in it, bit for bit
-        vae.to(dtypes.pop())
-    vae.load_state_dict(tensors)
-    vae.requires_grad_(False)
-    return vae.eval().to(device)
+    # built on the CPU in float32 whatever the caller's defaults, then in the stored dtype, bit for bit
+    return load_module_state(lambda: VAE(config), tensors, path).to(device)
 
 
 def save_vae(vae: VAE, path: str | os.PathLike, *, extra: dict | None = None) -> Path:

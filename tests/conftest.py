@@ -69,6 +69,35 @@ def assert_same_under_autocast(calls: dict[str, Callable[[], torch.Tensor]], *, 
         torch.testing.assert_close(got[name], want[name], rtol=1e-6, atol=atol, msg=name)
 
 
+SLOWEST_FIRST = [
+    "tests/tutorials/test_images_and_latents.py",
+    "tests/tutorials/test_first_steps.py",
+    "tests/benchmarks/test_gpu_suite.py",
+    "tests/training/test_images_end_to_end.py",
+    "tests/training/test_cli_demo.py",
+    "tests/benchmarks/test_benchmarks_quick.py",
+    "tests/benchmarks/test_image_paths_quick.py",
+    "tests/learned_manifold/test_curvature.py",
+    "tests/benchmarks/test_recipe_speed_quick.py",
+]
+"""Test files of a minute or more on one core (``--durations``, 2026-12-07), slowest first. Under the README's
+``-n 2 --dist loadfile`` a file runs whole on one worker, and xdist hands out files with the most tests first:
+these few-test files came last and ran alone at the end (the suite's wall time 15.4 min for 11.9 min of work per
+worker). `pytest_collection_modifyitems` runs them first instead, so the rest fills in around them."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep the collection order for xdist's files (its default reorders them by their number of tests)."""
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`SLOWEST_FIRST`'s files first, in that order; the rest as collected (a stable sort)."""
+    rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
+
+
 @pytest.fixture(scope="session")
 def sphere() -> Sphere:
     return Sphere(2, 3)

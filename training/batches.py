@@ -143,13 +143,16 @@ class TrainingRows:
     def streamed(self) -> bool:
         return self._z is None
 
+    def _dataset(self) -> BatchStream:
+        """Step ``t``'s standardised rows as item ``t`` (this rank's slice)."""
+        return BatchStream(self.source, self.train_rows, self.mean, self.scale, batch_size=self.batch_size,
+                           seed=self.seed, rank=self.rank, world=self.world)
+
     def _open(self, start: int, end: int) -> None:
         """A loader over steps ``start … end − 1``. It draws its workers' base seed from its own generator,
         seeded by the run's seed, not from the caller's global torch RNG (which a run leaves as it was)."""
-        dataset = BatchStream(self.source, self.train_rows, self.mean, self.scale, batch_size=self.batch_size,
-                              seed=self.seed, rank=self.rank, world=self.world)
         loader = torch.utils.data.DataLoader(
-            dataset, batch_size=None, sampler=range(start, end), num_workers=self.workers,
+            self._dataset(), batch_size=None, sampler=range(start, end), num_workers=self.workers,
             pin_memory=self.device.type == "cuda", prefetch_factor=4 if self.workers else None,
             persistent_workers=False, generator=torch.Generator().manual_seed(self.seed))
         self._stream, self._next_step, self._end = iter(loader), start, end
@@ -163,6 +166,14 @@ class TrainingRows:
             self._open(step, end)
         self._next_step = step + 1
         return next(self._stream).to(self.device, non_blocking=True)
+
+    def step_rows(self, step: int, idx: Tensor) -> Tensor:
+        """The rows of `rows` for step ``step``, ``(b, *shape)`` on the device, read once in this process: no
+        loader is opened (its workers started) and the run's loader is left as it is (the precision probe's batch,
+        read before the run's first step)."""
+        if self._z is not None:
+            return self._z[idx]
+        return self._dataset()[step].to(self.device)
 
 
 def same_fingerprint(saved: list[float], now: list[float]) -> bool:

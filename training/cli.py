@@ -21,7 +21,6 @@ import contextlib
 import json
 import os
 import re
-import shlex
 import signal
 import sys
 import threading
@@ -34,17 +33,19 @@ import torch
 
 from learned_manifold.models import LOSSES, SAMPLER_NAMES
 from learned_manifold.precision import PRECISIONS
+from learned_manifold.shell_command import shell_command
 from learned_manifold.unet import UNET_PRESETS
 
 from . import cli_console, cli_demo, cli_show, vae_cli
 from .cli_console import compile_cache_hint, out_of_memory, out_of_memory_advice, sigterm_as_interrupt, tolerant_stdout
 from .cli_data import add_layout_arg, as_num_points, point_count, read_data
-from .cli_flags import as_flags
+from .cli_flags import FLAGS, as_flags
 from .config import BACKBONE_CHOICES, TRAIN_INPUT_SCALINGS, TrainConfig
-from .info import run_info
+from .info import CHECK_POINTS, run_info
 from .loader_failures import DataReadingFailed
 from .losses import FACTOR_TARGETS
-from .outputs import OutputError, OutputLock, check_output
+from .outputs import OutputError, OutputLock, check_not_data, check_output
+from .recipe_checks import MLP_ONLY
 from .runtime import TrainingInterrupted, check_training_tensor, init_distributed, resolve_device
 
 __all__ = ["build_parser", "main"]
@@ -112,7 +113,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--depth", type=int, default=_DEFAULTS["depth"], help="MLP residual blocks")
     p.add_argument("--landmarks", type=int, default=None,
                    help="training points stored in the model file, through which geodesics start (default: "
-                        "min(4096, 2^21 / D) of them; 0: the file holds no data points; at least 2 otherwise)")
+                        "min(4096, max(2, 2^21 / D)) of them; 0: the file holds no data points; at least 2 otherwise)")
     p.add_argument("--lr", type=float, default=_DEFAULTS["lr"],
                    help="AdamW learning rate (warm-up, then cosine decay to lr/10)")
     p.add_argument("--weight-decay", type=float, default=_DEFAULTS["weight_decay"], help="AdamW weight decay")
@@ -228,16 +229,17 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--data", default=None,
                       help="held-out data (a file or built-in name, as for train): check the model against itself "
                            "there (factor network against denoiser Jacobian, normal eigenvalue as sigma halves)")
-    info.add_argument("--num-points", type=int, default=500, help="points of --data used by the check")
+    info.add_argument("--num-points", type=int, default=None,
+                      help=f"points of --data used by the check (default: {CHECK_POINTS}; only with --data)")
     add_layout_arg(info)
     cli_show.add_subcommand(sub, _HELP)
     vae_cli.add_subcommands(sub, _HELP)
     return parser
 
 
-_MLP_ONLY = {"--hidden": _DEFAULTS["hidden"], "--depth": _DEFAULTS["depth"], "--emb-dim": _DEFAULTS["emb_dim"],
-             "--final-norm": _DEFAULTS["final_norm"], "--norm-feature": _DEFAULTS["norm_feature"]}
-"""Options that size the MLP only: given for data the UNet trains, the command warns."""
+_MLP_ONLY = {FLAGS[name]: name for name in MLP_ONLY}
+"""The flags of the options that size the MLP only (`recipe_checks.MLP_ONLY`'s fields, in its order): given for
+data the UNet trains, the command warns."""
 
 
 def _config(args: argparse.Namespace) -> TrainConfig:
@@ -266,8 +268,10 @@ def _config(args: argparse.Namespace) -> TrainConfig:
 
 
 def _resume_command(argv: list[str]) -> str:
+    """The command that continues the interrupted run of ``argv`` (its arguments after ``learned-manifold``):
+    ``--overwrite`` dropped, ``--resume`` added, quoted for this platform's shell (`shell_command`)."""
     words = [w for w in argv if w != "--overwrite"]
-    return "learned-manifold " + shlex.join(words + ([] if "--resume" in words else ["--resume"]))
+    return shell_command(["learned-manifold", *words, *([] if "--resume" in words else ["--resume"])])
 
 
 def _training_data(args: argparse.Namespace):
@@ -293,11 +297,12 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
             refusal = None
             if writes:
                 try:
+                    check_not_data(out, args.data)  # before the lock writes its pid into OUT.lock
                     held.enter_context(OutputLock(out))
                     check_output(out, resume=args.resume, overwrite=args.overwrite, data=args.data, kind="train")
                 except OutputError as err:
                     refusal = err
-            if _rank0_refused(refusal):  # every rank stops on rank 0's refusal; only rank 0 says why
+            if _rank0_refused(refusal, args.device):  # every rank stops on rank 0's refusal; only rank 0 says why
                 if refusal is not None:
                     raise refusal
                 return 2
@@ -315,8 +320,7 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
                     arch = config.model_spec(tuple(data.shape[1:]))[0]  # rank <= D; backbone, preset fit the data
             except ValueError as err:
                 raise ValueError(as_flags(str(err))) from None
-            unused = [flag for flag, default in _MLP_ONLY.items() if getattr(args, flag[2:].replace("-", "_"))
-                      != default]
+            unused = [flag for flag, name in _MLP_ONLY.items() if getattr(args, name) != _DEFAULTS[name]]
             if arch == "unet" and unused and writes:  # a config may serve both kinds of data; a command names one
                 # (--backbone unet with them is refused when the config is built: `recipe_checks.check_recipe`)
                 print(f"warning: {', '.join(unused)} {'sizes' if len(unused) == 1 else 'size'} the MLP, but these "
@@ -348,25 +352,26 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
     if isinstance(v.get("neighbour_check"), dict):  # its denoising table stays in the file (`info --json`)
         v["neighbour_check"] = {k: val for k, val in v["neighbour_check"].items() if k != "denoising"}
     print(f"wrote {args.out} ({result.samples_per_second:,.0f} samples/s); validation: {json.dumps(v)}")
+    info = shell_command(["learned-manifold", "info", args.out, "--data", args.data])
     for reason in distrust(v):
-        print(f"warning: {reason}; `{shlex.join(['learned-manifold', 'info', args.out, '--data', args.data])}` shows "
-              f"the spectra and why", file=sys.stderr)
+        print(f"warning: {reason}; `{info}` shows the spectra and why", file=sys.stderr)
     if exploded(v.get("self_consistency")) is not None:  # a diverged run is an error (module docstring); its file
         return 2  # stays for `info`, which says the same
     return 0
 
 
-def _rank0_refused(refusal: OutputError | None) -> bool:
+def _rank0_refused(refusal: OutputError | None, device: str) -> bool:
     """Whether rank 0 refused the output path; under torchrun its verdict reaches every rank.
 
     Only rank 0 locks and checks ``--out`` (the other ranks' file systems need not hold it). Without the verdict
     the other ranks would wait for rank 0 in the process group's first collective until torchrun killed them; so
     when launched by torchrun the process group starts here (`train` finds it started) and rank 0's verdict is
-    broadcast before any data are read.
+    broadcast before any data are read (``device``: the ``--device`` asked for, which picks the backend and
+    this rank's GPU).
     """
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return refusal is not None
-    init_distributed()
+    init_distributed(device, name="--device")  # this rank's GPU bound before NCCL's first collective
     verdict = [refusal is not None]
     torch.distributed.broadcast_object_list(verdict, src=0)
     return bool(verdict[0])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from learned_manifold.metrics.knn_spacing import GRAPH_NUMBERS, GRAPH_POINTS, LANDMARK_FLOOR, graph_point_count
 from learned_manifold.models import (
     INPUT_SCALINGS,
     LOSSES,
@@ -45,9 +46,11 @@ NORM_SPREAD = 0.05
 """``norm_feature="auto"`` switches the feature on below this relative spread of the points' distances from their
 mean (`TrainConfig.norm_feature`)."""
 
-DEFAULT_LANDMARKS = (4096, 2**21)
-"""``landmarks=None`` stores ``min(4096, 2²¹ / D, training points)`` training points (at most 8 MB in float32: all
-points of the built-in digits, 4,096 points of the swiss roll, 512 images of 64 × 64)."""
+DEFAULT_LANDMARKS = (GRAPH_POINTS, GRAPH_NUMBERS)
+"""``landmarks=None`` stores ``min(4096, max(2, 2²¹ / D), training points)`` training points
+(`learned_manifold.metrics.knn_spacing.graph_point_count` with `LANDMARK_FLOOR`: 8 MB in float32, never the one
+point that makes no graph; all points of the built-in digits, 4,096 points of the swiss roll, 512 images of
+64 × 64, 10 of 256 × 256 × 3)."""
 
 MAX_SEED = 2**63 // 1_000_003 - 2**32  # batches are keyed by seed * 1_000_003 + step (a 64-bit generator seed)
 MAX_STEPS = 2**31
@@ -369,11 +372,12 @@ class TrainConfig:
         check_recipe(self)  # settings the recipe (centred, shared trunk) would ignore
 
     def landmark_count(self, n_train: int, D: int) -> int:
-        """Landmarks a run on ``n_train`` training points of dimension ``D`` stores: ``landmarks`` (or
-        `DEFAULT_LANDMARKS` when ``None``), at most ``n_train``; ``ValueError`` naming the field when more than
-        `MAX_LANDMARK_NUMBERS` numbers are asked for."""
+        """Landmarks a run on ``n_train`` training points of dimension ``D`` stores: ``landmarks`` (or, when
+        ``None``, `learned_manifold.metrics.knn_spacing.graph_point_count` with the landmarks' floor of 2: the
+        rows a k-NN field's neighbour graph joins up to ``D = 8,192``, never 1), at most ``n_train``;
+        ``ValueError`` naming the field when more than `MAX_LANDMARK_NUMBERS` numbers are asked for."""
         if self.landmarks is None:
-            return min(DEFAULT_LANDMARKS[0], DEFAULT_LANDMARKS[1] // D, n_train)
+            return graph_point_count(n_train, D, floor=LANDMARK_FLOOR, max_numbers=MAX_LANDMARK_NUMBERS)
         if self.landmarks * D > MAX_LANDMARK_NUMBERS:
             raise ValueError(f"landmarks: {self.landmarks} points of dimension {D} exceed the "
                              f"{MAX_LANDMARK_NUMBERS} numbers a model file may store; ask for at most "

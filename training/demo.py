@@ -29,6 +29,7 @@ from learned_manifold import (
     RiemannianSGD,
     interpolate,
 )
+from learned_manifold.atomic_write import pid_alive
 from learned_manifold.evaluation import lerp, path_quality
 from learned_manifold.geodesics import geodesic
 from learned_manifold.geometry import projector_error
@@ -151,17 +152,6 @@ def check_demo_folder(out_dir: Path) -> None:
                          "it: choose another --out folder")
 
 
-def _running(pid: int) -> bool:
-    """Whether a process ``pid`` exists (one of another user's counts)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
-
-
 @contextlib.contextmanager
 def staged(out_dir: Path) -> Iterator[Path]:
     """A new folder ``OUT/.demo-partial-<pid>`` in which the demo writes its files; when the block ends without an
@@ -170,12 +160,13 @@ def staged(out_dir: Path) -> Iterator[Path]:
     included) the staging folder is removed and ``out_dir`` is left as it was: a complete earlier model is never
     replaced by a partial one; where ``out_dir`` (or parents of it) did not exist, the folders the demo made are
     removed again, if empty. A staging folder left by a demo killed with SIGKILL is removed by the next demo
-    there (its pid no longer runs)."""
+    there (its pid no longer runs; `learned_manifold.atomic_write.pid_alive`, which never probes on Windows, where
+    ``os.kill(pid, 0)`` would terminate the process: there such a folder is kept)."""
     made = [folder for folder in (out_dir, *out_dir.parents) if not folder.exists()]  # deepest first
     out_dir.mkdir(parents=True, exist_ok=True)
     for left in out_dir.glob(".demo-partial-*"):  # left by a demo killed with SIGKILL: its process is gone
         pid = left.name.removeprefix(".demo-partial-")
-        if pid.isdigit() and not _running(int(pid)) and left.is_dir() and not left.is_symlink():
+        if pid.isdigit() and not pid_alive(int(pid)) and left.is_dir() and not left.is_symlink():
             shutil.rmtree(left, ignore_errors=True)
     stage = out_dir / f".demo-partial-{os.getpid()}"
     shutil.rmtree(stage, ignore_errors=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from learned_manifold.consistency_text import is_number
 from learned_manifold.diagnostics import consistency_verdict, no_verdict_reason
 from learned_manifold.model_file_notes import ModelFileWarning, stale_sigma_note
 from learned_manifold.neighbour_check import MIN_REFERENCE, neighbour_figures
@@ -24,7 +25,7 @@ try:
 except ImportError:  # pragma: no cover (not POSIX: no run locks to see)
     fcntl = None
 
-__all__ = ["run_info"]
+__all__ = ["CHECK_POINTS", "run_info"]
 
 
 def _number(value, fmt: str = "{:.4g}") -> str:
@@ -34,11 +35,7 @@ def _number(value, fmt: str = "{:.4g}") -> str:
         return "unknown"
     if isinstance(value, float):
         value += 0.0  # -0.0 (a rounded tiny negative) reads "0", not "-0"
-    return fmt.format(value) if _is_number(value) else _raw(value)
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return fmt.format(value) if is_number(value) else _raw(value)
 
 
 def _raw(value, limit: int = 60) -> str:
@@ -158,7 +155,7 @@ def _summary(path: str, meta: dict, writer: str | None = None) -> str:
                         f"{units['scale']:.4g} z (mean {'image' if len(shape) > 1 else 'point'} values in "
                         f"[{units['mean_min']:.4g}, {units['mean_max']:.4g}], average {units['mean_average']:.4g})")
     if c.get("landmarks"):
-        many = not _is_number(c["landmarks"]) or c["landmarks"] >= 2
+        many = not is_number(c["landmarks"]) or c["landmarks"] >= 2
         what = "geodesics start through them" if many else "too few for a graph: geodesics start by landing"
         lines.insert(3, f"  landmarks:   {_number(c['landmarks'], '{:,}')} training points stored ({what})")
     scaling = e.get("input_scaling")
@@ -197,7 +194,7 @@ def _summary(path: str, meta: dict, writer: str | None = None) -> str:
     if isinstance(check, dict):
         # the stored verdict read with today's rules (outside limit, no verdict at the full dimension D)
         trusted = consistency_verdict(check, D)
-        old = trusted and not _is_number(check.get("outside_eigenvalue"))  # from before the outside-eigenvalue check
+        old = trusted and not is_number(check.get("outside_eigenvalue"))  # from before the outside-eigenvalue check
         verdict = ("NOT FULLY CHECKED: passed the older checks" if old else "no verdict" if trusted is None
                    else "trusted" if trusted else "NOT TRUSTED")
         after = ("; its check predates today's (no outside eigenvalue): rerun it with `info MODEL --data DATA`" if old
@@ -253,7 +250,7 @@ def _precision(extra: dict) -> str:
     if not isinstance(probe, dict) or probe.get("setting") != "auto":
         return chosen
     speed = probe.get("speedup")
-    if isinstance(speed, list) and speed and all(_is_number(v) for v in speed):
+    if isinstance(speed, list) and speed and all(is_number(v) for v in speed):
         earlier = " earlier in the training process" if probe.get("source") == "cache" else ""
         return (f"{chosen} (auto: the probe{earlier} measured bf16 {' / '.join(f'{v:.2f}x' for v in speed)} as fast "
                 f"as fp32)")
@@ -272,10 +269,33 @@ def _checked_summary(path: str, meta: dict, writer: str | None) -> str:
                          "metadata whole") from None
 
 
+CHECK_POINTS = 500
+"""``info --data`` checks the model on up to this many points of ``--data`` where ``--num-points`` is not given."""
+
+
+def _checked_options(args: argparse.Namespace) -> argparse.Namespace:
+    """``args`` with ``num_points`` resolved (`CHECK_POINTS` where not given); before any file is read, a
+    `ValueError` naming the flag for ``--num-points`` below 1, or ``--num-points`` or ``--layout`` (but its default,
+    ``auto``) without ``--data``, on whose points alone they act."""
+    if args.num_points is not None and args.num_points < 1:
+        raise ValueError(f"--num-points must be >= 1, got {args.num_points}")
+    if args.data is None:
+        given = [flag for flag, on in (("--num-points", args.num_points is not None),
+                                       ("--layout", args.layout != "auto")) if on]
+        if given:
+            raise ValueError(f"{' and '.join(given)} {'acts' if len(given) == 1 else 'act'} on the points of --data "
+                             f"only (the checks of the model there), and no --data was given: add --data DATA, or "
+                             f"leave {'it' if len(given) == 1 else 'them'} out")
+    num_points = CHECK_POINTS if args.num_points is None else args.num_points
+    return argparse.Namespace(**{**vars(args), "num_points": num_points})
+
+
 def run_info(args: argparse.Namespace) -> int:
-    """The ``info`` command: print the summary (or the metadata as JSON with ``--json``); returns 0."""
+    """The ``info`` command: print the summary (or the metadata as JSON with ``--json``); returns 0. Its options
+    are checked first (`_checked_options`)."""
     from learned_manifold.model_file import read_metadata
 
+    args = _checked_options(args)
     meta = read_metadata(args.model)  # refuses (ModelFileError, a ValueError) every file load_model refuses
     meta["extra"].get("validation", {}).pop("sigma_table", None)
     report = near = placement = None
@@ -398,8 +418,6 @@ def _consistency(args: argparse.Namespace, seed: int = 1):
 
     from .trainer import sigma_grid
 
-    if args.num_points < 1:
-        raise ValueError(f"--num-points must be >= 1, got {args.num_points}")
     with warnings.catch_warnings():  # the summary states the file's cautions already
         warnings.simplefilter("ignore", ModelFileWarning)
         model = load_model(args.model)

@@ -36,9 +36,10 @@ try:  # POSIX advisory locks; without them (Windows) runs are not locked against
 except ImportError:  # pragma: no cover
     fcntl = None
 
-__all__ = ["DEFAULT_NAME_MAX", "STATE_KINDS", "Checkpointer", "OutputError", "OutputLock", "check_output",
-           "derived_name_bytes", "irregular_entry", "is_complete", "load_state", "lock_path", "name_max",
-           "named_entries", "nearest_existing", "other_kinds_state", "probe_writable", "state_path", "write_failed"]
+__all__ = ["DEFAULT_NAME_MAX", "STATE_KINDS", "Checkpointer", "OutputError", "OutputLock", "check_not_data",
+           "check_output", "derived_name_bytes", "irregular_entry", "is_complete", "load_state", "lock_path",
+           "name_max", "named_entries", "nearest_existing", "other_kinds_state", "probe_writable", "state_path",
+           "write_failed"]
 
 
 class OutputError(ValueError):
@@ -213,6 +214,18 @@ def _check_state_kind(out: Path, kind: str) -> None:
                       f"resume it with {other}, or give {kind} another output path")
 
 
+def check_not_data(out: str | os.PathLike, data: object) -> None:
+    """Refuse (`OutputError`) an ``out`` whose model file, training state or lock file is the input ``data`` (a
+    path; else ignored), even with ``--overwrite``: commands call it before `OutputLock` writes ``OUT.lock``."""
+    if not isinstance(data, (str, os.PathLike)) or not Path(data).exists():
+        return
+    source = Path(data).resolve()
+    for path in (Path(out), state_path(Path(out)), lock_path(Path(out))):
+        if path.resolve() == source:
+            raise OutputError(f"{str(out)!r} is the input data {str(data)!r} (or would write over it); "
+                              "refusing to replace your data with a model: choose another output path")
+
+
 def check_output(out: str | os.PathLike, *, resume: bool = False, overwrite: bool = False,
                  data: object = None, kind: str | None = None) -> Path:
     """Refuse, before any work, an output path a run must not or cannot write.
@@ -238,12 +251,7 @@ def check_output(out: str | os.PathLike, *, resume: bool = False, overwrite: boo
         FileNotFoundError: ``resume`` and ``out`` has no training state (`state_path`), as `load_state` says, but
             before the data are read and the networks built.
     """
-    if isinstance(data, (str, os.PathLike)) and Path(data).exists():
-        source = Path(data).resolve()
-        for path in (Path(out), state_path(Path(out)), lock_path(Path(out))):
-            if path.resolve() == source:
-                raise OutputError(f"{str(out)!r} is the input data {str(data)!r} (or would write over it); "
-                                  "refusing to replace your data with a model: choose another output path")
+    check_not_data(out, data)
     if resume and overwrite:
         raise OutputError("resume and overwrite exclude each other: resume continues OUT, overwrite replaces it")
     out = _check_folder(out)
@@ -282,6 +290,7 @@ def write_failed(out: Path, err: OSError, kept: int | None) -> OutputError:
 
 
 _HELD: dict[str, list] = {}  # lock path -> [fd, count]: this process's locks (re-entrant: CLI, then `train`)
+_UNLOCKED_WARNED = [False]  # `OutputLock` without fcntl (Windows) has said so in this process
 
 
 class OutputLock:
@@ -299,7 +308,17 @@ class OutputLock:
         self._held = False
 
     def acquire(self) -> None:
-        if fcntl is None or self._held:  # pragma: no cover
+        """Take the lock; without ``fcntl`` (Windows) nothing is locked, which it says once per process (`warn_user`).
+        `OutputError` where another run holds it, ``OUT.lock`` cannot be opened, or holds no pid (a user's file,
+        neither replaced nor removed)."""
+        if self._held:
+            return
+        if fcntl is None:
+            if not _UNLOCKED_WARNED[0]:
+                _UNLOCKED_WARNED[0] = True
+                warn_user(f"runs writing {str(self.out)!r} are not locked on this platform (no fcntl, e.g. Windows): "
+                          "two runs on one output (two --resume runs) are not kept apart and would overwrite each "
+                          "other's checkpoints; start one run per output at a time")
             return
         if self._key in _HELD:
             _HELD[self._key][1] += 1
@@ -329,6 +348,12 @@ class OutputLock:
             if same:
                 break
             os.close(fd)
+        held = os.pread(fd, 64, 0).strip()
+        if held and not held.isdigit():  # a lock file holds a pid (or nothing: a run killed before writing it)
+            os.close(fd)
+            raise OutputError(f"cannot lock {str(self.out)!r}: {str(self.path)!r} exists and is not a lock file "
+                              f"(it holds no run's pid); refusing to replace it: move it away or choose another "
+                              f"output path")
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         _HELD[self._key] = [fd, 1]

@@ -9,24 +9,26 @@
 - `check_training_tensor` refuses data a run cannot learn from (`check_source_resolution`: a streamed source's
   float32 resolution, from its statistics); `check_manifold` a known manifold of another dimension or whose
   ``point_dimension``/``tangent_basis`` the validation cannot use; `settings_diff` says what a resume would change;
-  `init_distributed` starts the process group under torchrun.
-- `caller_state_off` makes a run independent of the caller's grad mode, inference mode and default dtype (the
-  trainer's `train` also switches off the caller's autocast, `learned_manifold.precision.full_precision`);
+  `init_distributed` starts the process group under torchrun (the backend and each rank's GPU from the device);
+  it, `resolve_device` and `distributed_backend` live in `devices` and are re-exported here.
+- `caller_state_off` makes a run independent of the caller's grad mode, inference mode, default dtype and default
+  device (the trainer's `train` also switches off the caller's autocast, `learned_manifold.precision.full_precision`);
   `StepAutocast` is the trainer's own bf16 autocast, whose cast weights last one step even inside a caller's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
-import os
 import signal
 import sys
 import threading
 from collections.abc import Callable
 from typing import TypeVar
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor
@@ -35,9 +37,11 @@ from learned_manifold.checks import FLOAT32_RESOLUTION, float_resolution_problem
 from learned_manifold.evaluation import basis_deviation
 from learned_manifold.metrics.base import check_finite_points
 
+from .devices import distributed_backend, init_distributed, resolve_device
+
 __all__ = ["FLOAT32_RESOLUTION", "StepAutocast", "StopRequest", "TrainingDiverged", "TrainingInterrupted",
            "caller_state_off", "check_health", "check_manifold", "check_source_resolution", "check_training_tensor",
-           "init_distributed", "resolve_device", "settings_diff", "stop_requested"]
+           "distributed_backend", "init_distributed", "resolve_device", "settings_diff", "stop_requested"]
 
 _F32 = torch.finfo(torch.float32)  # the model's precision: its limits, for the data checks here, in batches and trainer
 SPREAD_LIMITS = (1e-15, 1e15)
@@ -51,11 +55,13 @@ _F = TypeVar("_F", bound=Callable)
 
 def caller_state_off(fn: _F) -> _F:
     """Run ``fn`` (a training entry point) as if the caller had switched nothing on: out of ``inference_mode``,
-    with grad enabled, and with float32 as the default dtype (networks and batches are float32 whatever the caller
-    set with ``torch.set_default_dtype``); the caller's settings are back on return or error.
+    with grad enabled, float32 as the default dtype and the CPU as the default device (a caller's
+    ``torch.set_default_device("meta")`` reached the run's own tensors; the run puts its tensors on its
+    ``device`` explicitly); the caller's settings are back on return or error.
 
     The default dtype is process-wide in torch: a thread that builds tensors with the default dtype while a run
-    under a float64 default is in progress gets float32 ones.
+    under a float64 default is in progress gets float32 ones. The default device is per thread; it is switched
+    (a ``torch.device("cpu")`` context, a small cost on every torch call) only where it is not the CPU.
     """
 
     @functools.wraps(fn)
@@ -64,7 +70,9 @@ def caller_state_off(fn: _F) -> _F:
         try:
             if previous != torch.float32:
                 torch.set_default_dtype(torch.float32)
-            with torch.inference_mode(False), torch.enable_grad():
+            on_cpu = torch.get_default_device().type == "cpu"
+            with (torch.inference_mode(False), torch.enable_grad(),
+                  contextlib.nullcontext() if on_cpu else torch.device("cpu")):
                 return fn(*args, **kwargs)
         finally:
             if previous != torch.float32:
@@ -127,7 +135,7 @@ def _check_point_dimension(dims: object, n: int, dim: int) -> Tensor:
     ``[0, dim]`` (or one integer for all points), as a float64 ``(n,)`` tensor."""
     where = f"manifold.point_dimension on {n} points of dimension D = {dim}"
     try:
-        dims = torch.as_tensor(dims).detach().cpu().double().reshape(-1)
+        dims = torch.as_tensor(dims, device="cpu").detach().double().reshape(-1)
     except (TypeError, ValueError, RuntimeError) as err:
         raise ValueError(f"{where} must return n integers, got {type(dims).__name__}") from err
     if dims.numel() == 1:
@@ -168,13 +176,25 @@ def check_training_tensor(data: object) -> None:
     far from the origin for their spread that float32 merges distinct points (`FLOAT32_RESOLUTION`; judged on the
     coordinates that vary: a constant coordinate, however large, is harmless), or a spread (RMS distance from the
     mean) outside `SPREAD_LIMITS` (units such as kg for molecules: the model's geometry would over/underflow).
+    The spread and the resolution are judged here on up to 4,096 evenly spaced rows (quick, before any work), and
+    by the run again on the statistics its model is standardised with (all training rows, SPEC §1:
+    `check_source_resolution`), as a streamed file's are.
 
     Raises:
-        ValueError: naming what is wrong with ``data``.
+        ValueError: naming what is wrong with ``data``: not a tensor (a NumPy array: ``torch.from_numpy``), one axis
+            (a 1-D tensor of N values: ``data.reshape(-1, 1)``), fewer than 10 points, and the rest above.
     """
-    if not isinstance(data, Tensor) or data.ndim < 2 or data.shape[0] < 10:
-        got = f"shape {tuple(data.shape)}" if isinstance(data, Tensor) else type(data).__name__
-        raise ValueError(f"data must be a tensor of shape (N, ...) with at least 10 points, got {got}")
+    if isinstance(data, np.ndarray):
+        raise ValueError(f"data must be a torch tensor, got a NumPy array of shape {data.shape}: convert it with "
+                         "torch.from_numpy(data)")
+    if not isinstance(data, Tensor):
+        raise ValueError(f"data must be a tensor of shape (N, ...), got {type(data).__name__}")
+    if data.ndim < 2:
+        raise ValueError(f"data must have shape (N, ...) with a point per row, got shape {tuple(data.shape)}: N "
+                         f"values of one coordinate are data.reshape(-1, 1)")
+    if data.shape[0] < 10:
+        raise ValueError(f"data must have at least 10 points, got shape {tuple(data.shape)}")
+    data = data.detach()  # a tensor that requires grad: its values only are read here
     if data.layout != torch.strided:
         raise ValueError(f"data must be a dense tensor, got layout {data.layout} (call .to_dense())")
     if not data.is_floating_point():
@@ -195,9 +215,11 @@ def check_training_tensor(data: object) -> None:
 
 def _top_and_spread(data: Tensor) -> tuple[float, float]:
     """``(top, spread)`` of up to 4,096 evenly spaced points of ``data`` ``(N, ...)``: the largest ``|x|`` of a
-    coordinate that varies (0 if none) and the RMS distance from their mean, computed in float64."""
-    rows = data[torch.linspace(0, data.shape[0] - 1, min(data.shape[0], 4096)).long()].reshape(-1, data[0].numel())
-    rows = rows.double()
+    coordinate that varies (0 if none) and the RMS distance from their mean, computed in float64. A quick check
+    before any work; the run judges the same limits again on the statistics of all its training rows
+    (`check_source_resolution` in `train_loop.run`), which rare rows far out cannot slip past (tester B, s34)."""
+    index = torch.linspace(0, data.shape[0] - 1, min(data.shape[0], 4096), device=data.device).long()
+    rows = data.detach()[index].reshape(-1, data[0].numel()).double()
     centred = rows - rows.mean(0)
     spread = float(centred.pow(2).sum(-1).mean().sqrt())
     # only coordinates that vary: a constant one (a column of 1e4) is removed exactly by the mean, merging nothing
@@ -226,11 +248,12 @@ def check_stored_resolution(data: Tensor, stored: torch.dtype, label: str) -> No
 
 
 def check_source_resolution(label: str, mean: Tensor, scale: float, sample: Tensor) -> None:
-    """`check_training_tensor`'s float32 resolution check for a source read row by row (an ``ArraySource``, e.g. a
-    streamed float64 ``.npy``, which reaches the trainer cast to float32), from its statistics computed before
-    training: the mean point ``mean`` and scale ``scale`` (the RMS spread about it, SPEC §1) of the training rows,
-    and ``sample`` ``(m, D)`` of them standardised (`TrainingRows.standardised_sample`). A coordinate varies where
-    the sample's does; its largest ``|x|`` is bounded by ``|mean| + scale · max |z|``.
+    """`check_training_tensor`'s spread and float32 resolution checks on the statistics a run standardises with,
+    for every source (a tensor, or an ``ArraySource`` read row by row, e.g. a streamed float64 ``.npy``, which
+    reaches the trainer cast to float32), computed before training: the mean point ``mean`` and scale ``scale``
+    (the RMS spread about it, SPEC §1) of the training rows, and ``sample`` ``(m, D)`` of them standardised
+    (`TrainingRows.standardised_sample`). A coordinate varies where the sample's does; its largest ``|x|`` is
+    bounded by ``|mean| + scale · max |z|``.
 
     Raises:
         ValueError: as `check_training_tensor`'s, after ``label`` (a file's: ``"data file 'x.npy'"``).
@@ -296,15 +319,6 @@ def settings_diff(saved: dict, now: dict, may_change: tuple[str, ...] = ()) -> s
     return "; ".join(f"{k} (--{k.replace('_', '-')}): saved {a!r}, now {b!r}" for k, a, b in diff)
 
 
-def init_distributed() -> tuple[int, int]:
-    """``(rank, world_size)``; initialises the process group when launched by torchrun (``WORLD_SIZE > 1``)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
-    if dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
 class TrainingInterrupted(KeyboardInterrupt):
     """A run stopped by SIGINT/SIGTERM after saving a checkpoint at ``step`` of ``total`` to ``path``."""
 
@@ -315,42 +329,6 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 class TrainingDiverged(ValueError):
     """The loss or the weights became non-finite; the last good checkpoint (if any) is kept."""
-
-
-def resolve_device(device: str | torch.device | None, rank: int = 0, *, name: str = "device") -> torch.device:
-    """The torch device for ``device`` (``"auto"``/``None``: CUDA when present, rank-local under DDP).
-
-    Raises:
-        TypeError: ``device`` is not a string or a `torch.device`.
-        ValueError: an unknown device name, a device type this torch build lacks (``"cuda"`` on a CPU-only
-            build), or a CUDA index beyond the visible GPUs. Messages start with ``name`` (the CLI passes
-            ``"--device"``).
-    """
-    if device is None or device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", rank % torch.cuda.device_count())
-        return torch.device("cpu")
-    if not isinstance(device, (str, torch.device)):
-        raise TypeError(f"{name} must be a string such as 'cpu' or 'cuda:0', got {type(device).__name__}")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError):
-        prefix = "" if name == "device" else f"{name}: "
-        raise ValueError(f"{prefix}unknown device {str(device)!r}; use auto, cpu, cuda, cuda:N or mps") from None
-    if dev.type == "cuda":
-        if torch.version.cuda is None and torch.version.hip is None:
-            raise ValueError(f"{name} {device}: this torch build has no CUDA")
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise ValueError(f"{name} {device}: no CUDA GPU is visible")
-        if dev.index is not None and dev.index >= count:
-            raise ValueError(f"{name} {device}: only {count} CUDA GPU(s) are visible (cuda:0..cuda:{count - 1})")
-    elif dev.type == "mps":
-        if not torch.backends.mps.is_available():
-            raise ValueError(f"{name} {device}: MPS is not available in this torch build or on this machine")
-    elif dev.type != "cpu":
-        raise ValueError(f"{name} {device}: device type {dev.type!r} is not supported; use cpu, cuda or mps")
-    return dev
 
 
 class StopRequest:

@@ -21,15 +21,16 @@ import io
 import json
 import os
 import re
-import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from learned_manifold.shell_command import shell_command
+
 from .cli_data import add_layout_arg, as_num_points, point_count, read_data
-from .outputs import OutputLock, check_output
+from .outputs import OutputLock, check_not_data, check_output
 from .runtime import TrainingInterrupted, resolve_device
 from .validation import distrust
 
@@ -147,7 +148,7 @@ def _resume_command(args: argparse.Namespace) -> str:
         if getattr(args, dest) is not None:
             words += ["--" + dest.replace("_", "-"), str(getattr(args, dest))]
     words += ["--no-progress"] if args.no_progress else []
-    return "learned-manifold " + shlex.join([*words, "--resume"])
+    return shell_command(["learned-manifold", *words, "--resume"])
 
 
 def _train_vae(args: argparse.Namespace) -> int:
@@ -164,6 +165,7 @@ def _train_vae(args: argparse.Namespace) -> int:
     resolve_device(args.device, name="--device")
     out = Path(args.out)
     try:
+        check_not_data(out, args.data)  # before the lock writes its pid into OUT.lock
         with OutputLock(out):
             check_output(out, resume=args.resume, overwrite=args.overwrite, data=args.data, kind="train-vae")
             data = _read(args)
@@ -217,8 +219,9 @@ def _encode(args: argparse.Namespace) -> int:
         rows.unlink(missing_ok=True)
     which = (f" of a random subset of the rows of {args.data}, whose indices (0-based, in file order) are in {rows}"
              if keep is not None else "")
+    train = shell_command(["learned-manifold", "train", str(out), "--out", "latent.lmm"])
     print(f"wrote {args.out}: {codes.shape[0]} codes of dimension {codes.shape[1]} (posterior means){which}; train "
-          f"metric matching on them with: learned-manifold train {shlex.quote(str(out))} --out latent.lmm")
+          f"metric matching on them with: {train}")
     for reason in distrust(recorded if isinstance(recorded, dict) else {}):  # as train-vae warned: the codes share it
         print(f"warning: the VAE file {args.vae} records that {reason}", file=sys.stderr)
     return 0

@@ -45,8 +45,9 @@ from learned_manifold.precision import full_precision
 from learned_manifold.vae import MAX_CENTRES, MAX_CONV_DEPTH, MAX_LATENT, VAE, VAE_ARCHS, VAEConfig
 from learned_manifold.vae_file import load_vae, read_vae_metadata, save_vae
 
+from .backbone_spec import is_image_shape
 from .batches import same_fingerprint, split_rows, standardisation, standardised_copy
-from .config import MAX_BATCH, MAX_SEED
+from .config import MAX_BATCH, MAX_SEED, MAX_STEPS
 from .data.stream import ArraySource, data_summary
 from .outputs import OutputLock, check_output, load_state, other_kinds_state, state_path, write_failed
 from .progress import Progress
@@ -63,7 +64,6 @@ from .vae_std import encode_data, kmeans, rbf_bandwidths, std_growth
 
 __all__ = ["VAETrainConfig", "VAETrainResult", "encode_data", "kmeans", "rbf_bandwidths", "std_growth", "train_vae"]
 
-_MAX_STEPS = 2**31
 _MAX_KMEANS_POINTS = 20_000
 
 
@@ -73,7 +73,8 @@ class VAETrainConfig:
 
     Attributes:
         latent_dim: ``d``. steps: ELBO steps; std_steps: RBF-precision steps; batch_size: points per step.
-        arch: ``"auto"`` (``"conv"`` for image-shaped points ``(H, W)``/``(C, H, W)``, else ``"mlp"``), ``"mlp"``,
+        arch: ``"auto"`` (``"conv"`` for image-shaped points ``(H, W)``/``(C, H, W)`` with ``H, W ≥ 4``, the rule
+            of `train`'s backbone ``"auto"``, `is_image_shape`; else ``"mlp"``), ``"mlp"``,
             ``"conv"``; hidden, depth, channels: sizes (`VAEConfig`).
         lr: Adam rate of stage 1 (cosine decay to lr/10); std_lr: Adam rate of the log-weights in stage 2.
         kl_weight: ``β`` of the KL term. n_centres: ``K`` (capped at the number of training points).
@@ -103,8 +104,8 @@ class VAETrainConfig:
 
     def __post_init__(self) -> None:
         check_int(self.latent_dim, "latent_dim", 1, MAX_LATENT)
-        check_int(self.steps, "steps", 1, _MAX_STEPS)
-        check_int(self.std_steps, "std_steps", 0, _MAX_STEPS)
+        check_int(self.steps, "steps", 1, MAX_STEPS)
+        check_int(self.std_steps, "std_steps", 0, MAX_STEPS)
         check_int(self.batch_size, "batch_size", 1, MAX_BATCH)
         if self.arch not in ("auto", *VAE_ARCHS):
             raise ValueError(f"arch must be one of {('auto', *VAE_ARCHS)}, got {self.arch!r:.60}")
@@ -113,22 +114,30 @@ class VAETrainConfig:
             _check_conv_depth(self.depth)
         check_int(self.depth, "depth", 0, MAX_DEPTH)
         check_int(self.channels, "channels", 1, MAX_WIDTH)
+        if self.arch == "conv":  # the VAE's own rule (its width): refused here, before the data are read
+            _check_conv_sizes(self.depth, self.channels)
         for name in ("lr", "std_lr", "rbf_scale", "zeta"):
             setattr(self, name, check_real(getattr(self, name), name, positive=True))
         self.kl_weight = check_real(self.kl_weight, "kl_weight", nonnegative=True)
         check_int(self.n_centres, "n_centres", 1, MAX_CENTRES)
         check_int(self.val_points, "val_points", 1, 2**31)
-        check_int(self.checkpoint_every, "checkpoint_every", 0, _MAX_STEPS)
+        check_int(self.checkpoint_every, "checkpoint_every", 0, MAX_STEPS)
         check_int(self.seed, "seed", 0, MAX_SEED)  # train's limit: DATA is read with the same seeds
 
     def vae_config(self, data_shape: tuple[int, ...], n_train: int) -> VAEConfig:
         """The `VAEConfig` for points of ``data_shape`` (``n_centres`` capped at ``n_train``)."""
-        arch = self.arch if self.arch != "auto" else ("conv" if len(data_shape) in (2, 3) else "mlp")
+        arch = self.arch if self.arch != "auto" else ("conv" if is_image_shape(tuple(data_shape)) else "mlp")
         if arch == "conv":
             _check_conv_depth(self.depth)
         return VAEConfig(data_shape=tuple(data_shape), latent_dim=self.latent_dim, arch=arch, hidden=self.hidden,
                          depth=self.depth, channels=self.channels, n_centres=min(self.n_centres, n_train),
                          zeta=self.zeta)
+
+
+def _check_conv_sizes(depth: int, channels: int) -> None:
+    """`VAEConfig`'s rule for the conv backbone's sizes (``channels · 2**depth`` at most `MAX_WIDTH`), asked of
+    `VAEConfig` itself on the smallest image, so that the trainer holds no copy of it."""
+    VAEConfig(data_shape=(1, 1), latent_dim=1, arch="conv", depth=depth, channels=channels)
 
 
 def _check_conv_depth(depth: object) -> None:

@@ -8,12 +8,13 @@ import math
 import torch
 from torch import Tensor
 
+from learned_manifold.consistency_text import is_number
 from learned_manifold.diagnostics import consistency_reasons, consistency_verdict, no_verdict_reason
 from learned_manifold.evaluation import bandwidth_grid, spectral_report
 from learned_manifold.geometry import eigenpairs
-from learned_manifold.model_file_notes import EXPLODED_EIGENVALUE, LOCAL_SIGMA, exploded
+from learned_manifold.model_file_notes import EXPLODED_EIGENVALUE, LOCAL_SIGMA, SIGMA_RTOL, exploded
 from learned_manifold.models import MetricModel
-from learned_manifold.neighbour_check import MIN_REFERENCE, neighbour_figures
+from learned_manifold.neighbour_check import MIN_REFERENCE, neighbour_figures, reference_shortage
 
 __all__ = [
     "COLLAPSED_RECONSTRUCTION",
@@ -50,7 +51,7 @@ def sigma_grid(model: MetricModel) -> list[float]:
     middle: a bandwidth the model never trained at is never chosen."""
     c = model.config
     grid = bandwidth_grid(float(model.scale))
-    inside = [g for g in grid if c.sigma_min * (1 - 1e-6) <= g <= c.sigma_max * (1 + 1e-6)]
+    inside = [g for g in grid if c.sigma_min * (1 - SIGMA_RTOL) <= g <= c.sigma_max * (1 + SIGMA_RTOL)]
     return inside or fallback_grid(c.sigma_min, c.sigma_max)
 
 
@@ -108,7 +109,7 @@ def select_sigma(model: MetricModel, x: Tensor, manifold=None) -> tuple[float, s
     where = (", of the training range's ends and middle (no value s·2^(i−6) lies inside it)"
              if grid == fallback_grid(model.config.sigma_min, model.config.sigma_max) else "")
     key = "tangent_error" if manifold is not None else "mean_gap"
-    finite = [r for r in table if _number(r[key]) and math.isfinite(r[key])]
+    finite = [r for r in table if is_number(r[key]) and math.isfinite(r[key])]
     if not finite:
         c = model.config
         sigma, rule = initial_sigma(float(model.scale), c.sigma_min, c.sigma_max)
@@ -148,7 +149,7 @@ def clearest_gap(rows: list[dict]) -> tuple[float, str]:
 
 def _gap_candidates(table: list[dict], scale: float, full: int) -> tuple[list[dict], str]:
     """The rows the eigengap rule compares (`select_sigma`) and the words that say which."""
-    local = [r for r in table if r["sigma"] <= LOCAL_SIGMA * scale * (1 + 1e-6)]
+    local = [r for r in table if r["sigma"] <= LOCAL_SIGMA * scale * (1 + SIGMA_RTOL)]
     rows, words = (local, [f"σ ≤ {LOCAL_SIGMA:g}·s"]) if local else (table, [])
     structured = [r for r in rows if r["median_dimension"] < full]
     if structured and len(structured) < len(rows):
@@ -217,11 +218,9 @@ def _no_verdict(near: dict, check: dict | None = None) -> str:
     else:
         also = "and the model does not agree with itself either"
     if _too_few(near):
-        number = "" if count is None else f"{count} distinct "
-        return (f"the neighbour check gave no verdict: {number}training points are too few for an estimate from "
-                f"their neighbours (it needs {MIN_REFERENCE}), so it could not judge the model, {also}; with so few "
-                f"points its tangent spaces may mean little: train on more points")
-    points = f"{count:,} " if _number(count) else ""
+        return (f"the neighbour check gave no verdict: {reference_shortage(near)}; so it could not judge the model, "
+                f"{also}; with so few points its tangent spaces may mean little: train on more distinct points")
+    points = f"{count:,} " if is_number(count) else ""
     return (f"the independent neighbour check could not judge the model (no verdict): the neighbours of the "
             f"{points}training points never denoised better than a linear fit at the model's bandwidths, {also}. "
             f"Either the sigma range lies below the points' spacing (the model then learns the data's linear span) "
@@ -244,21 +243,17 @@ def reference_count(near: dict) -> object:
     held-out points left out, ``distinct_reference_points``), else the trainer's ``reference_points`` (rows; older
     files), else ``None``. 30 distinct points repeated 100 times are 30 points, not 3,000 (tester E, s31)."""
     distinct = near.get("distinct_reference_points")
-    return distinct if _number(distinct) else near.get("reference_points")
+    return distinct if is_number(distinct) else near.get("reference_points")
 
 
 def _too_few(near: dict) -> bool:
     """Whether a neighbour check without a verdict had too few reference points (`MIN_REFERENCE`): its stored
     `reference_count` (the trainer's record), else an empty denoising table (no bandwidth was tried)."""
     count = reference_count(near)
-    if _number(count):
+    if is_number(count):
         return count < MIN_REFERENCE
     return near.get("denoising") == []
 
 
-def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _figure(value) -> str:
-    return f"{value:.4g}" if _number(value) else "unknown"
+    return f"{value:.4g}" if is_number(value) else "unknown"

@@ -168,20 +168,23 @@ class NonFiniteFieldOutput(ValueError):
     still do; the geodesic solver's line search catches this one and takes a shorter step."""
 
 
-def check_finite_output(x: Tensor, out: Tensor, what: str) -> None:
+def check_finite_output(x: Tensor, out: Tensor, what: str, *, also: Tensor | None = None) -> bool:
     """Raise `NonFiniteFieldOutput` (a ``ValueError``) if a field's output ``out`` ``(B, ...)`` is NaN/inf at a
-    finite row of ``x`` ``(B, D)``.
+    finite row of ``x`` ``(B, D)``; return whether any entry of the boolean ``also`` is set (False without it),
+    read in the same device sync (a field's own rare-case test, e.g. `KNNCDC`'s copies, costs no second one).
 
     The one place that refuses non-finite results from finite points (one device sync per call); rows of ``x``
     that are already NaN/inf pass (they give NaN rows, SPEC §5 per-row behaviour)."""
     bad = ~torch.isfinite(out.flatten(1)).all(-1) & torch.isfinite(x).all(-1)
-    if bool(bad.any()):
+    flags = torch.stack([bad.any(), also.any() if also is not None else bad.new_zeros(())]).tolist()
+    if flags[0]:
         worst = x[bad].abs().max().item()
         raise NonFiniteFieldOutput(f"the {what} gave NaN/inf at {int(bad.sum())} finite point(s) of x (largest "
                                    f"|coordinate| {worst:.3g}): its arithmetic in {x.dtype} over- or underflowed, "
                                    "either because these points lie too far outside the data's range, or because "
                                    "the data (or the bandwidth) sit at a scale whose squares leave that dtype's "
                                    "range; rescale the data, or compute in float64")
+    return bool(flags[1])
 
 
 _NOT_GIVEN = object()

@@ -26,7 +26,7 @@ from ..precision import full_precision
 from .base import CoMetricField, check_count, check_finite_output, check_points, check_scalar, check_vectors
 from .knn_resolution import warn_unresolved
 from .knn_scale import check_data_scale, rms_norm
-from .knn_spacing import graph_of_rows, spacing_statistics
+from .knn_spacing import GRAPH_NUMBERS, GRAPH_POINTS, cached_graph, cached_spacing, graph_rows, warn_if_copies
 from .nearest import DEFAULT_CHUNK, by_distance, nearest_rows, nearest_set
 from .pseudo_inverse import pinv_solve as _pinv_solve
 
@@ -44,7 +44,8 @@ class KNNCDC(CoMetricField):
             rebuilds the search index on the next query (`_index_current`). Their RMS spread about their mean must
             suit the dtype's squares (`knn_scale.check_data_scale`; float32: about 1.7e-18 to 1.2e18), else a
             ``ValueError`` says how to rescale them.
-        k: number of neighbours, ``1 ≤ k ≤ N``.
+        k: number of neighbours, ``2 ≤ k ≤ N`` for the centred field (one neighbour has no covariance: ``G ≡ 0``),
+            ``1 ≤ k ≤ N`` for the uncentred one.
         sigma: bandwidth ``σ > 0`` in data units.
         centred: mean-centred ``Γ̂ᶜ`` (default) or uncentred ``Γ̂``.
         delta: isotropic part ``δ ≥ 0`` added by ``apply`` and ``metric``.
@@ -101,6 +102,9 @@ class KNNCDC(CoMetricField):
             self.register_buffer(name, None, persistent=False)
         self.dim = self.data.shape[1]
         self.k = check_count(k, "k", high=n)
+        if self.k < 2 and centred:  # the uncentred field's one column points at the nearest data point
+            raise ValueError(f"k must be at least 2 for the centred field (of at least 2 data points; N = {n}), got "
+                             f"{self.k}: one neighbour has no covariance, so the field would be G = 0 everywhere")
         self._index()
         self.sigma = check_scalar(sigma, "sigma")
         self.centred = centred
@@ -328,47 +332,36 @@ class KNNCDC(CoMetricField):
 
     def spacing_quantile(self) -> float:
         """The 99th percentile of the distances from a data point to its nearest data point of another value
-        (computed once, with `_spacing`; ``inf`` as there)."""
-        self._spacing()
-        return self.__dict__["_spacing_cache"][2]
+        (computed once, `knn_spacing.cached_spacing`; ``inf`` when the data hold fewer than two distinct points)."""
+        return cached_spacing(self)[2]
 
     def far_distance(self) -> float:
         """The distance from the nearest data point beyond which `beyond_data` calls a point off the data: the
         larger of `FAR_SPACINGS` median nearest-neighbour spacings and `FAR_QUANTILE_FACTOR` times their 99th
-        percentile (computed once, with `_spacing`)."""
-        self._spacing()
-        return self.__dict__["_spacing_cache"][1]
+        percentile (computed once, `knn_spacing.cached_spacing`)."""
+        return cached_spacing(self)[1]
 
     def _spacing(self) -> float:
-        """Median distance from a data point to its nearest data point of another value (computed once, with
-        `far_distance` and `spacing_quantile`: `knn_spacing.spacing_statistics`; ``inf`` when the data hold fewer
-        than two distinct points)."""
-        self._fresh()
-        if "_spacing_cache" not in self.__dict__:
-            self.__dict__["_spacing_cache"] = spacing_statistics(self)  # the typical spacing, `far_distance`, q99
-        return self.__dict__["_spacing_cache"][0]
+        """Median distance from a data point to its nearest data point of another value (computed once:
+        `knn_spacing.spacing_statistics`; ``inf`` when the data hold fewer than two distinct points)."""
+        return cached_spacing(self)[0]
 
-    GRAPH_POINTS = 4096
-    """`neighbour_graph` joins at most this many data points, and at most ``GRAPH_NUMBERS / D`` (at least 256):
-    the landmarks a trained model stores (``training.config.DEFAULT_LANDMARKS``)."""
+    GRAPH_POINTS = GRAPH_POINTS
+    """`neighbour_graph` joins at most this many data points (`knn_spacing.graph_point_count`, the rule by which a
+    trained model stores landmarks too, with its own floor)."""
 
-    GRAPH_NUMBERS = 2**21
+    GRAPH_NUMBERS = GRAPH_NUMBERS
 
     def graph_rows(self) -> Tensor:
-        """The data rows ``(M,)`` that `neighbour_graph` joins, ascending: all ``N`` rows where ``N ≤ M``, else the
-        first ``M = min(GRAPH_POINTS, max(256, GRAPH_NUMBERS // D))`` of a permutation seeded with 0 (as the
-        trainer picks landmarks), so the graph costs ``O(M² D)`` and ``O(M k)`` memory whatever ``N``."""
-        n = self.data.shape[0]
-        m = min(n, self.GRAPH_POINTS, max(256, self.GRAPH_NUMBERS // self.dim))
-        if m == n:
-            return torch.arange(n, device=self.data.device)
-        pick = torch.randperm(n, generator=torch.Generator().manual_seed(0))[:m]
-        return pick.sort().values.to(self.data.device)
+        """The data rows ``(M,)`` that `neighbour_graph` joins, ascending: all ``N`` rows, or the
+        ``M = knn_spacing.graph_point_count(N, D)`` first of a permutation seeded with 0 (as the trainer picks
+        landmarks), so the graph costs ``O(M² D)`` and ``O(M k)`` memory whatever ``N``."""
+        return graph_rows(self)
 
     @full_precision
     def neighbour_graph(self, k: Count = 10) -> tuple[Tensor, Tensor]:
         """The ``k``-nearest-neighbour graph (self excluded) of the data rows `graph_rows` (all rows for up to
-        `GRAPH_POINTS` points), computed once per ``k`` and cached.
+        `GRAPH_POINTS` points), computed once per ``k`` and cached (`knn_spacing.cached_graph`).
 
         Used for shortest paths through the data (the geodesic solver's ``init="graph"``).
 
@@ -382,22 +375,15 @@ class KNNCDC(CoMetricField):
         """
         self._fresh()  # a changed ``data`` drops the cached graph
         rows = self.graph_rows()
-        m = rows.shape[0]
-        k = check_count(k, "k", high=max(1, m - 1))
-        cache = self.__dict__.setdefault("_graph_cache", {})
-        key = (k, self.data.dtype, self.data.device)
-        if key not in cache:
-            graph = graph_of_rows(self, rows, k)
-            cache.clear()  # one graph at a time: it is M·k indices
-            cache[key] = graph
-        return cache[key]
+        return cached_graph(self, rows, check_count(k, "k", high=max(1, rows.shape[0] - 1)))
 
-    def _weighted(self, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Log-weights ``(B, k)``, neighbours ``(B, k, D)`` and their weighted mean ``x̄`` ``(B, D)``."""
-        dist2, _, points = self._search(y)
+    def _weighted(self, y: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Log-weights ``(B, k)``, neighbours ``(B, k, D)``, their weighted mean ``x̄`` ``(B, D)`` and data rows
+        ``(B, k)``."""
+        dist2, idx, points = self._search(y)
         log_w = torch.log_softmax(-dist2 / (2 * self.sigma**2), dim=-1)
         mean = (log_w.exp().unsqueeze(-1) * points).sum(1)
-        return log_w, points, mean
+        return log_w, points, mean, idx
 
     @full_precision
     def factor(self, x: Tensor) -> Tensor:
@@ -409,14 +395,16 @@ class KNNCDC(CoMetricField):
         and the factor is returned in the query's.
         """
         xq = self._as_query(x)
-        log_w, points, _ = self._weighted(xq)
+        log_w, points, _, idx = self._weighted(xq)
         if self.centred:  # x_j − x̄ as (x_j − x_1) − Σ w_i (x_i − x_1): copies of one point give exact zeros
             rel = points - points[:, :1]  # (their rounded mean once made a tangent line of noise, dimension 1)
             diff = rel - (log_w.exp().unsqueeze(-1) * rel).sum(1, keepdim=True)
+            vanish = (rel == 0).flatten(1).all(-1)  # (B,): all k neighbours copies of one row, G = 0 there
         else:
-            diff = points - xq.unsqueeze(1)
+            diff, vanish = points - xq.unsqueeze(1), None
         cols = diff * (0.5 * log_w).exp().unsqueeze(-1) / self.sigma
-        check_finite_output(xq, cols, "k-NN field")
+        if check_finite_output(xq, cols, "k-NN field", also=vanish):  # one sync for both
+            warn_if_copies(self, vanish, idx)
         return cols.transpose(1, 2).to(x.dtype)
 
     @full_precision

@@ -10,6 +10,7 @@ from torch import Tensor
 from ..checks import Real
 from ..geometry import lowrank_apply, lowrank_solve
 from ..model_file import _load_model
+from ..model_file_notes import SIGMA_RTOL
 from ..models import MetricModel
 from ..precision import check_precision, choose_precision, full_precision, workload_key
 from ..user_warnings import warn_user
@@ -43,8 +44,8 @@ class LearnedCDC(CoMetricField):
             chosen by a replaced rule only where ``sigma`` is ``None``.
         sigma: evaluation bandwidth in data units (``None``: the model's default). A ``UserWarning`` names it
             and the model's training range ``[sigma_min, sigma_max]`` (`ModelConfig`) when it lies outside
-            (by more than `RANGE_RTOL`): the network never saw that bandwidth, and its tangent spaces and
-            dimensions there are extrapolation.
+            (by more than `model_file_notes.SIGMA_RTOL`): the network never saw that bandwidth, and its tangent
+            spaces and dimensions there are extrapolation.
         delta: isotropic part ``δ ≥ 0`` added on top of the model's Tikhonov term.
         precision: ``"fp32"``, ``"bf16"`` to run the network under bf16 autocast (the factor is returned in
             the dtype of the query; the Gram/Woodbury algebra stays in that dtype), or ``"auto"``: bf16 only where
@@ -80,9 +81,6 @@ class LearnedCDC(CoMetricField):
         >>> torch.allclose(field.metric(x, field.apply(x, w)), w, atol=1e-4)  # metric inverts apply (Woodbury)
         True
     """
-
-    RANGE_RTOL = 1e-6
-    """Relative slack of the training-range check (the trainer's validation grid keeps to the range with it)."""
 
     PROBE_BATCH = {"cuda": 8192, "cpu": 256}
     """Points per forward in the ``"auto"`` probe, per device type (others: the CPU's)."""
@@ -261,9 +259,9 @@ class LearnedCDC(CoMetricField):
 
 def _check_trained_range(sigma: float, sigma_min: float, sigma_max: float) -> None:
     """Warn (``UserWarning``, naming both) when ``sigma`` lies outside ``[sigma_min, sigma_max]`` beyond
-    `LearnedCDC.RANGE_RTOL`."""
-    rtol = LearnedCDC.RANGE_RTOL
-    if sigma_min * (1 - rtol) <= sigma <= sigma_max * (1 + rtol):
+    `learned_manifold.model_file_notes.SIGMA_RTOL` (the slack the trainer chooses the default σ inside the range
+    with)."""
+    if sigma_min * (1 - SIGMA_RTOL) <= sigma <= sigma_max * (1 + SIGMA_RTOL):
         return
     side = "below" if sigma < sigma_min else "above"
     warn_user(f"sigma={sigma:.4g} lies {side} the model's training range [{sigma_min:.4g}, {sigma_max:.4g}] "

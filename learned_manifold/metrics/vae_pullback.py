@@ -252,6 +252,6 @@ def latent_graph_path(codes: Tensor, z0: Tensor, z1: Tensor, n_points: int, *, n
     single = z0.ndim == 1
     if single:
         z0, z1 = z0.unsqueeze(0), z1.unsqueeze(0)
-    graph = KNNCDC(codes, k=min(neighbours, codes.shape[0]), sigma=1.0)  # σ is unused by the graph
+    graph = KNNCDC(codes, k=min(max(2, neighbours), codes.shape[0]), sigma=1.0)  # σ and k unused by the graph
     path = graph_path(graph, z0, z1, int(n_points), neighbours=neighbours)
     return path.squeeze(0) if single else path

@@ -19,7 +19,7 @@ ROOT = str(Path(__file__).resolve().parents[2])
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from benchmarks import common  # noqa: E402
+from benchmarks import common, provenance  # noqa: E402
 
 SCRIPTS = ["accuracy", "accuracy_grid", "compare", "curvature", "image_paths", "images", "latent", "optimizer",
            "probe_fit", "recipe", "reliability", "roll_chain", "tangent", "throughput", "training", "unet_speed"]
@@ -151,8 +151,12 @@ def test_the_written_header_holds_the_date_and_load_of_the_start(monkeypatch, tm
         def now(cls, tz=None):
             return datetime(2031 if done else 2030, 1, 1, tzinfo=tz)
 
-    monkeypatch.setattr(common, "datetime", Clock)
-    monkeypatch.setattr(common, "load_average", lambda: "after" if done else "before")
+    def load() -> str:
+        return "after" if done else "before"
+
+    monkeypatch.setattr(provenance, "datetime", Clock)
+    monkeypatch.setattr(provenance, "load_average", load)  # the header's, taken by `environment`
+    monkeypatch.setattr(common, "load_average", load)  # the end's, taken by `write_report`
     monkeypatch.setattr(images, "run_table1", lambda *args, **kwargs: done.append(1) or [])
     assert images.main(["--quick", "--parts", "table1", "--out", str(tmp_path)]) == 0
     env = json.loads((tmp_path / "images.json").read_text())["environment"]

@@ -20,7 +20,7 @@ from learned_manifold.dimension import (
 def test_dropped_share_is_the_next_eigenvalue_over_the_largest():
     values = torch.tensor([[0.25, 1.0, 0.0], [2.0, 0.1, 1.9], [3.0, 3.0, 3.0], [0.0, 0.0, 0.0]])
     d = intrinsic_dimension(values)
-    assert d.tolist() == [1, 2, 3, 1]
+    assert d.tolist() == [1, 2, 3, 0]  # G = 0: no direction (it read 1)
     torch.testing.assert_close(dropped_share(values, d), torch.tensor([0.25, 0.05, 0.0, 0.0]))
     torch.testing.assert_close(dropped_share(values, 1), torch.tensor([0.25, 0.95, 1.0, 0.0]))
 
@@ -39,6 +39,12 @@ def test_a_cdc_spectrum_is_not_warned_about():
         warnings.simplefilter("error")
         assert not warn_if_dropping(values, intrinsic_dimension(values), "test: the lengths")
         assert not warn_if_dropping(values[:0], 1, "test: nothing")
+
+
+def test_only_an_all_zero_spectrum_reads_dimension_zero():
+    values = torch.tensor([[0.0, 0.0, 0.0], [1e-30, 0.0, 0.0], [-1e-12, -2e-12, 0.0], [1e-7, 1e-7, 1e-9]])
+    assert intrinsic_dimension(values).tolist() == [0, 1, 0, 2]  # scale-free wherever λ₁ > 0
+    assert intrinsic_dimension(torch.zeros(2, 3, 5)).tolist() == [[0, 0, 0], [0, 0, 0]]  # any batch shape
 
 
 def test_no_eigenvalues_have_no_dimension():

@@ -74,7 +74,7 @@ def test_a_sparse_stretch_of_a_line_does_not_cut_the_graph(seed):
     components are now joined where their gap is at most `GRAPH_BRIDGE` times the median 10th-neighbour distance:
     the start runs monotonically through data points from 0.02 to 0.98, and no warning is given (warnings are errors
     in this suite)."""
-    from learned_manifold.geodesic_init import GRAPH_BRIDGE, _components
+    from learned_manifold.geodesic_graph import GRAPH_BRIDGE, _components
 
     data = torch.rand(1600, 1, generator=torch.Generator().manual_seed(seed))
     field = KNNCDC(data, k=32, sigma=0.01)
@@ -93,7 +93,7 @@ def test_a_sparse_stretch_of_a_line_does_not_cut_the_graph(seed):
 def test_the_graph_is_bridged_once_per_neighbour_graph(monkeypatch):
     """The components and bridges (``O(M² D)`` per round for a disconnected graph) were recomputed on every
     ``init="graph"`` call; they are found once per cached neighbour graph, and again after the data change."""
-    import learned_manifold.geodesic_init as gi
+    import learned_manifold.geodesic_graph as gi
 
     calls = []
     real = gi._graph_csr
@@ -187,7 +187,7 @@ def test_a_sampling_gap_inside_one_component_is_crossed_not_gone_round():
 
 
 def test_sampling_gaps_are_linked_along_a_rolled_sheet_never_across_its_layers():
-    from learned_manifold.geodesic_init import GRAPH_BRIDGE, _gap_links
+    from learned_manifold.geodesic_graph import GRAPH_BRIDGE, _gap_links
 
     g = torch.Generator().manual_seed(0)
     u = torch.rand(3000, 2, generator=g)
@@ -210,7 +210,7 @@ def test_sampling_gaps_are_linked_along_a_rolled_sheet_never_across_its_layers()
 def test_no_gap_links_where_every_point_is_one_sided():
     """In high dimensions every point's neighbours lie to one side (noise in R⁶⁴: all of them), and no gap can be
     told: the search is skipped instead of costing O(M² D)."""
-    from learned_manifold.geodesic_init import GRAPH_BRIDGE, _gap_links
+    from learned_manifold.geodesic_graph import GRAPH_BRIDGE, _gap_links
 
     noise = torch.randn(500, 64, generator=torch.Generator().manual_seed(0))
     field = KNNCDC(noise, k=10, sigma=1.0)

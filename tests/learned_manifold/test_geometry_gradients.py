@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from learned_manifold import geometry as geo
-from tests.learned_manifold.test_geometry import float64, random_factor, singular_value_factor  # noqa: F401
+from tests.learned_manifold.test_geometry import float64, random_factor  # noqa: F401
+from tests.learned_manifold.test_geometry_solves import singular_value_factor
 
 # (float64: test_geometry's autouse fixture, float64 by default here too)
 

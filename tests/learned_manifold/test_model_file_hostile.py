@@ -21,13 +21,14 @@ import tracemalloc
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from learned_manifold import ModelFileError, load_model, save_model
-from learned_manifold.model_file import MAX_HEADER_BYTES, read_metadata
+from learned_manifold.model_file import CHECKSUM_KEY, MAX_HEADER_BYTES, checksum, read_metadata
 from learned_manifold.models import MAX_DEPTH, MAX_DIM, MAX_RANK, MAX_WIDTH, MetricModel, ModelConfig
 
 ROOT = str(Path(__file__).resolve().parents[2])
@@ -93,12 +94,16 @@ def with_config(drop: str | None = None, **changes):
 
 
 def with_tensors(edit):
-    """Decode with safetensors, edit the tensor dict, re-encode: a well-formed file with changed weights."""
+    """Decode with safetensors, edit the tensor dict, re-encode with the checksum of the edited tensors: a
+    well-formed, correctly signed file with changed weights, so the check of the content itself (dtype, names,
+    shapes, finite values, scale > 0) must refuse it, not the checksum."""
     def make(raw: bytes) -> bytes:
         header, _ = split(raw)
         tensors = dict(st_load(raw))
         edit(tensors)
-        return st_save(tensors, metadata=header["__metadata__"])
+        metadata = dict(header["__metadata__"])
+        metadata[CHECKSUM_KEY] = checksum(metadata, tensors)
+        return st_save(tensors, metadata=metadata)
     return make
 
 
@@ -143,6 +148,12 @@ def _plain_zip(raw: bytes) -> bytes:
     return buf.getvalue()
 
 
+def _numpy_array(raw: bytes) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.zeros((100, 3), dtype=np.float32))
+    return buf.getvalue()
+
+
 def _deep(raw: bytes) -> bytes:
     return join("[" * 200_000 + "]" * 200_000, b"")
 
@@ -176,6 +187,7 @@ BYTE_VARIANTS = {
     "torch_legacy_pickle": _legacy_pickle,
     "torch_zip": _torch_zip,
     "plain_zip": _plain_zip,
+    "numpy_array": _numpy_array,
     "random_bytes": lambda raw: bytes(torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0))
                                       .to(torch.uint8).tolist()),
     "header_length_2e63": lambda raw: (2**63).to_bytes(8, "little") + raw[8:],
@@ -363,3 +375,55 @@ def test_good_file_loads_and_round_trips_exactly(good, tmp_path):
     assert meta == {"config": reference.config.to_dict(), "extra": {"validation": {"a": 1.0}}, "standardisation": units}
     again = save_model(loaded, tmp_path / "again.lmm", extra=meta["extra"])
     assert split(again.read_bytes()) == split(good)
+
+
+# Each content check by itself: the file is correctly signed (`with_tensors`) or its edit is caught before the
+# checksum is read, so removing the check lets the file load or be refused by another check with another message.
+CONTENT_CHECKS = {
+    "scale_zero": "has data scale 0.0; it must be > 0",
+    "scale_negative": "has data scale -2.0; it must be > 0",
+    "scale_nan": "holds non-finite values (NaN or inf) in tensor 'scale'",
+    "mean_nan": "holds non-finite values (NaN or inf) in tensor 'mean'",
+    "weight_nan": "holds non-finite values (NaN or inf) in tensor 'factor_net.inp.weight'",
+    "weight_inf": "holds non-finite values (NaN or inf) in tensor 'denoiser_net.head.weight'",
+    "weight_f64_overflows_f32": "holds non-finite values (NaN or inf) in tensor 'mean'",  # 1e300 is finite in F64
+    "offsets_overlap": "has tensor data that overlaps or leaves a gap at tensor 'mean'",
+    "numpy_array": "is a NumPy array file (data), not a learned-manifold model file: train one on it with "
+                   "`learned-manifold train`",
+}
+
+
+def test_a_re_signed_file_with_unchanged_weights_loads(good, tmp_path):
+    """The helper's checksum is the one the loader checks: what `with_tensors` writes is refused for its content
+    alone (the variants below), never for its signature."""
+    path = tmp_path / "resigned.lmm"
+    path.write_bytes(with_tensors(lambda tensors: None)(good))
+    loaded = load_model(path)
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in _model().state_dict().items())
+
+
+@pytest.mark.parametrize("name", sorted(CONTENT_CHECKS))
+def test_each_content_check_refuses_its_file_with_its_own_message(name, good, tmp_path):
+    """A zero or negative data scale, a non-finite value (a float64 one beyond float32's range included), tensor
+    data that overlap, and a NumPy array file are each refused by their own check and message, not by the
+    checksum's ("is corrupted") or the header-length check's ("claims a ...-byte header")."""
+    path = _build(name, good, tmp_path)
+    for reader in (load_model, read_metadata):
+        with pytest.raises(ModelFileError) as info:
+            reader(path)
+        assert str(info.value) == f"{str(path)!r} {CONTENT_CHECKS[name]}"
+
+
+def test_a_numpy_data_file_given_as_a_model_or_vae_is_named_as_data(good, tmp_path):
+    """``LearnedDataManifold("data.npy")`` said the file "claims a 379676406402707-byte header"; it now names a
+    NumPy array (data) and the command that trains a model (for a VAE file: ``train-vae``)."""
+    from learned_manifold import LearnedDataManifold, load_vae
+
+    path = tmp_path / "data.npy"
+    np.save(path, np.random.default_rng(0).normal(size=(100, 3)).astype(np.float32))
+    with pytest.raises(ModelFileError, match=r"is a NumPy array file \(data\), not a learned-manifold model file: "
+                                             r"train one on it with `learned-manifold train`$"):
+        LearnedDataManifold(path)
+    with pytest.raises(ModelFileError, match=r"is a NumPy array file \(data\), not a learned-manifold VAE file: "
+                                             r"train one on it with `learned-manifold train-vae`$"):
+        load_vae(path)

@@ -16,8 +16,8 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from learned_manifold import ModelFileError, load_model, save_model
-from learned_manifold import model_file as mf
 from learned_manifold.models import MetricModel, ModelConfig
+from learned_manifold.safetensors_reader import SafetensorsReader
 
 MARGIN = 256 * 1024  # bytes of bookkeeping (JSON, dicts, messages) beside the file's own size
 
@@ -63,17 +63,17 @@ def test_a_file_replaced_between_the_check_and_the_open_is_not_read(saved, tmp_p
 @pytest.mark.parametrize("change", ["shrinks", "grows"])
 def test_a_file_that_changes_size_while_it_is_read_is_refused(saved, monkeypatch, change) -> None:
     """Sizes are checked against ``fstat`` at open; the data read afterwards must be exactly that long."""
-    size, real = saved.stat().st_size, mf._Reader.__init__
+    size, real = saved.stat().st_size, SafetensorsReader.__init__
 
-    def opened(self, path, kind="model file"):
-        real(self, path, kind)
+    def opened(self, path, *args):
+        real(self, path, *args)
         if change == "shrinks":
             os.truncate(path, size - 10)
         else:
             with open(path, "ab") as f:
                 f.write(b"\0" * 10)
 
-    monkeypatch.setattr(mf._Reader, "__init__", opened)
+    monkeypatch.setattr(SafetensorsReader, "__init__", opened)
     header = int.from_bytes(saved.read_bytes()[:8], "little")
     data = size - 8 - header
     message = (f"is truncated: its tensor data needs {data} bytes, only {data - 10} could be read"
@@ -91,3 +91,18 @@ def test_weights_that_do_not_fit_the_architecture_are_named_exactly(saved) -> No
     saved.write_bytes(st_save(tensors, metadata=metadata))
     _refused(saved, "does not match its architecture: missing ['scale'] (1 in all), unexpected [], wrong shapes "
              "['mean: (1, 3) instead of (3,)']")
+
+
+def test_model_and_vae_files_are_opened_for_reading_in_binary_mode(saved, tmp_path, monkeypatch) -> None:
+    """Windows' ``os.open`` without ``O_BINARY`` reads in text mode (stops at the first 0x1A byte, CR LF read as
+    LF): the reader's flags include it wherever ``os`` has it (a fake bit here), for model and VAE files alike."""
+    from learned_manifold import load_vae, save_vae
+    from learned_manifold.vae import VAE, VAEConfig
+    from tests.learned_manifold.test_atomic_write import FAKE_O_BINARY, recording_open
+
+    vae = save_vae(VAE(VAEConfig(data_shape=(4,), latent_dim=2, hidden=8)), tmp_path / "v.lvae")
+    calls = recording_open(monkeypatch)
+    load_model(saved)
+    load_vae(vae)
+    reads = {path: flags for path, flags in calls if path in (str(saved), str(vae))}
+    assert len(reads) == 2 and all(flags & FAKE_O_BINARY for flags in reads.values()), calls

@@ -241,6 +241,8 @@ def test_too_few_distinct_reference_points_give_no_verdict():
     report = neighbour_check(oracle(manifold, 3), x, few.repeat(100, 1), grid(few))
     assert not report.informative and report.trusted is None and report.denoising == []
     assert report.distinct_reference == 25 < MIN_REFERENCE and report.copies_left_out == 500
-    assert report.message() == ("neighbour check: no verdict, so this independent check could not judge the model: "
-                                "the reference holds 25 distinct points, fewer than the 200 an estimate from their "
-                                "neighbours needs (500 reference rows equal to held-out points were left out)")
+    assert report.message() == (
+        "neighbour check: no verdict, so this independent check could not judge the model: the reference holds 25 "
+        "distinct points once the 500 rows equal to held-out points are left out, too few for an estimate from their "
+        "neighbours (it needs 200): the data repeat rows, and a repeated point counts once (remove the duplicates; "
+        "copies of held-out points in the training rows also leak them into training)")

@@ -81,6 +81,14 @@ def test_spectrum_has_integer_ticks_explained_whiskers_and_the_share_of_right_di
     assert {t.get_text() for t in left.texts} >= {"1.00", "0.80"}  # the means, printed on the bars
 
 
+def test_the_dimension_histogram_counts_points_where_g_is_zero():
+    """Points where G = 0 read dimension 0 (SPEC §5): the histogram's bins started at 0.5 and dropped them."""
+    values = torch.tensor([[1.0, 0.9, 0.05]] * 3 + [[0.0, 0.0, 0.0]])  # dims 2, 2, 2, 0
+    _, right = plot_spectrum(values).axes
+    assert sum(p.get_height() for p in right.patches) == 4
+    plt.close("all")
+
+
 @pytest.mark.parametrize("low", [1, 2, 9])
 def test_spectrum_and_frames_report_the_lower_median_dimension(low):
     """SPEC §5's global dimension is the lower median: dimensions {d, d, d + 1, d + 1} give d. plot_spectrum used

@@ -81,7 +81,7 @@ def test_too_few_points_name_the_file(tmp_path, capsys):
     np.save(tmp_path / "five.npy", np.ones((5, 3), dtype=np.float32))
     assert main(["train", str(tmp_path / "five.npy"), "--out", str(tmp_path / "m.lmm"), "--no-progress",
                  "--device", "cpu"]) == 2
-    assert "five.npy': data must be a tensor of shape (N, ...) with at least 10 points" in capsys.readouterr().err
+    assert "five.npy': data must have at least 10 points, got shape (5, 3)" in capsys.readouterr().err
 
 
 def test_unknown_dataset_lists_the_valid_names(tmp_path, capsys):
@@ -259,3 +259,26 @@ def test_an_interrupted_overwrite_says_the_earlier_model_is_gone_and_the_help_sa
         main(["train", "--help"])
     assert ("The earlier model is replaced at the new run's first checkpoint (--checkpoint-every) or interruption, "
             "not when it finishes") in " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize("system", ["posix", "nt"])
+def test_printed_commands_are_quoted_for_this_platforms_shell(monkeypatch, system):
+    """The ``--resume`` command (and the ``info`` hint, `shell_command`) were POSIX-quoted everywhere: cmd.exe
+    reads ``'C:\\...'`` with its single quotes as part of the name. On Windows they are quoted as cmd.exe reads
+    them (``subprocess.list2cmdline``), elsewhere as a POSIX shell does; ``--overwrite`` is dropped either way."""
+    from learned_manifold.shell_command import shell_command
+    from learned_manifold_training.cli import _resume_command
+
+    data, out = r"C:\Users\ana b\cells.npy", r"C:\models\cells.lmm"
+    words = ["train", data, "--out", out, "--steps", "100", "--overwrite"]
+    monkeypatch.setattr(os, "name", system)
+    printed = _resume_command(words)
+    hint = shell_command(["learned-manifold", "info", out, "--data", data])
+    if system == "nt":
+        assert printed == r'learned-manifold train "C:\Users\ana b\cells.npy" --out C:\models\cells.lmm --steps 100 ' \
+                          "--resume"
+        assert hint == r'learned-manifold info C:\models\cells.lmm --data "C:\Users\ana b\cells.npy"'
+    else:
+        assert shlex.split(printed) == ["learned-manifold", *words[:-1], "--resume"]
+        assert shlex.split(hint) == ["learned-manifold", "info", out, "--data", data]
+        assert printed.startswith("learned-manifold train 'C:\\Users\\ana b\\cells.npy' --out")

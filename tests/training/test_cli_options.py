@@ -5,6 +5,9 @@ import os
 import pytest
 
 from learned_manifold_training.cli import build_parser, main
+from learned_manifold_training.cli_flags import FLAGS
+from learned_manifold_training.config import TrainConfig
+from learned_manifold_training.recipe_checks import MLP_ONLY
 from tests.training.test_cli import SMALL
 
 # ---------------------------------------------------------------------------------------------------------
@@ -108,6 +111,25 @@ def test_mlp_sizes_given_for_images_the_unet_trains_are_named(tmp_path, capsys, 
     assert "warning: --hidden, --depth size the MLP, but these images train the UNet" in err
     main(["train", "digits", "--out", str(tmp_path / "m.lmm"), "--no-progress"])
     assert "size the MLP" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", MLP_ONLY)
+def test_each_mlp_only_setting_given_for_images_the_unet_trains_is_named_by_its_flag(tmp_path, capsys, monkeypatch,
+                                                                                    name):
+    """The command's list of the MLP's options (for its warning) and `recipe_checks.MLP_ONLY` (for the refusal
+    under ``--backbone unet``) were two lists: every `MLP_ONLY` setting, set by its flag away from its default,
+    is named in the warning, and only it."""
+    import learned_manifold_training.trainer as trainer
+
+    def stop(*args, **kwargs):
+        raise ValueError("stopped before training")
+
+    monkeypatch.setattr(trainer, "train", stop)
+    flag, default = FLAGS[name], getattr(TrainConfig, name)
+    given = [flag, str(default + 1)] if isinstance(default, int) and not isinstance(default, bool) else [flag]
+    main(["train", "digits", "--out", str(tmp_path / "m.lmm"), *given, "--no-progress"])
+    err = capsys.readouterr().err
+    assert f"warning: {flag} sizes the MLP, but these images train the UNet" in err
 
 
 def test_help_says_when_validations_run_and_what_the_demo_folder_keeps(capsys):

@@ -206,3 +206,28 @@ def test_the_demos_load_their_model_without_repeating_the_verdict_they_print(tmp
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         load_judged(path)
+
+
+def test_a_leftover_staging_folder_is_never_probed_with_os_kill_on_windows(tmp_path, monkeypatch):
+    """On Windows ``os.kill(pid, 0)`` terminates the process ``pid``: the probe of a leftover
+    ``.demo-partial-<pid>`` (a concurrent demo's) killed it. There no signal is sent and the folder is kept (its
+    owner may run); elsewhere a dead owner's folder is removed, one with an impossible pid too (no OverflowError)."""
+    import os
+
+    folder = tmp_path / "dm"
+    folder.mkdir()
+    running = folder / f".demo-partial-{os.getppid()}"  # a live process, as a concurrent demo
+    huge = folder / f".demo-partial-{10**20}"  # beyond any pid: not a process
+    running.mkdir()
+    huge.mkdir()
+    sent = []
+    monkeypatch.setattr(os, "kill", lambda pid, sig: sent.append((pid, sig)))
+    with monkeypatch.context() as windows:
+        windows.setattr(os, "name", "nt")
+        with demo.staged(folder):
+            pass
+    assert sent == [] and running.is_dir() and huge.is_dir()
+    monkeypatch.undo()  # os.kill as it is
+    with demo.staged(folder):
+        pass
+    assert running.is_dir() and not huge.exists()  # POSIX: the live owner's kept, the impossible pid's removed

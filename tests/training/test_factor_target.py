@@ -11,7 +11,8 @@ from learned_manifold_training.config import TrainConfig
 from learned_manifold_training.data import Sphere, Torus
 from learned_manifold_training.losses import MetricMatchingLoss
 from learned_manifold_training.objective import TrainingObjective
-from learned_manifold_training.trainer import _batch, bandwidth_sampler, train
+from learned_manifold_training.train_loop import _batch
+from learned_manifold_training.trainer import bandwidth_sampler, train
 
 SMALL = {"batch_size": 64, "hidden": 32, "depth": 1, "emb_dim": 16, "precision": "fp32"}
 

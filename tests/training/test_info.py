@@ -299,3 +299,20 @@ def test_the_training_line_says_when_auto_chose_the_precision_and_the_probes_fig
     probe's speed-ups were in ``--json`` only (tester A, s32)."""
     model = MetricModel(ModelConfig(data_shape=(3,), rank=2, arch_kwargs={"hidden": 8, "depth": 1}))
     assert line in _summary(save_model(model, tmp_path / "m.lmm", extra=extra), capsys)
+
+
+@pytest.mark.parametrize("flags, named", [(["--num-points", "7"], "--num-points acts"),
+                                          (["--num-points", "500"], "--num-points acts"),
+                                          (["--layout", "NHWC"], "--layout acts"),
+                                          (["--num-points", "9", "--layout", "NCHW"], "--num-points and --layout act"),
+                                          (["--num-points", "-5"], "--num-points must be >= 1, got -5"),
+                                          (["--num-points", "0", "--data", "circle"], "--num-points must be >= 1")])
+def test_options_of_the_data_checks_without_data_or_out_of_range_are_refused(model_path, capsys, flags, named):
+    """``info MODEL --num-points 7`` (or ``-5``, or ``--layout NHWC``) without ``--data`` exited 0 and printed the
+    plain summary: options that act on ``--data`` only are refused without it, and a count below 1 always, in one
+    line naming the flag; without them (``--layout auto``, the default, included) the summary prints."""
+    assert main(["info", str(model_path), *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"learned-manifold info: error: {named}") and len(err.splitlines()) == 1
+    assert main(["info", str(model_path), "--layout", "auto"]) == 0
+    assert "m.lmm" in capsys.readouterr().out

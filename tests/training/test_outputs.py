@@ -383,3 +383,54 @@ def test_the_folder_checks_that_show_demo_and_check_output_share(tmp_path):
     assert sorted(tmp_path.iterdir()) == before  # the probe is removed
     with pytest.raises(OSError):
         probe_writable(tmp_path / "missing", ".t.")
+
+
+@pytest.mark.parametrize("derived", [state_path, lock_path])
+def test_a_data_file_that_is_the_outputs_state_or_lock_file_is_refused_and_kept(tmp_path, capsys, derived):
+    """``train x.train-state.pt --out x --overwrite``: the run would write its training state over the data (only
+    DATA = OUT was tested); ``train x.lock --out x``: the lock, taken before the output checks, wrote its pid into
+    the data and removed it on release. Both are refused before any work, and the data file is unchanged."""
+    out = tmp_path / "x"
+    source = derived(out)
+    torch.save({"data": torch.randn(200, 3)}, source)
+    before = source.read_bytes()
+    for flags in ([], ["--overwrite"]):
+        with pytest.raises(OutputError, match="is the input data"):
+            check_output(out, overwrite=bool(flags), data=str(source))
+        assert main(["train", str(source), "--out", str(out), *flags, *SMALL[1:]]) == 2
+        err = capsys.readouterr().err
+        assert "is the input data" in err and len(err.splitlines()) == 1
+        assert source.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [source.name]
+
+
+def test_the_lock_never_replaces_a_file_that_is_not_a_lock(tmp_path):
+    """A file of the user's at ``OUT.lock`` (any content but a pid) is neither overwritten nor removed by the lock;
+    a stale lock file (a pid) or an empty one is taken over as before."""
+    out = tmp_path / "m.lmm"
+    lock_path(out).write_bytes(b"\x93NUMPY my measurements")
+    with pytest.raises(OutputError, match=r"m\.lmm\.lock' exists and is not a lock file"):
+        OutputLock(out).acquire()
+    assert lock_path(out).read_bytes() == b"\x93NUMPY my measurements"
+    for stale in (b"12345\n", b""):
+        lock_path(out).write_bytes(stale)
+        with OutputLock(out):
+            assert lock_path(out).read_text() == f"{os.getpid()}\n"
+        assert not lock_path(out).exists()
+
+
+def test_without_fcntl_the_lock_warns_once_that_runs_are_not_kept_apart(tmp_path, monkeypatch):
+    """On Windows (no ``fcntl``) `OutputLock` locks nothing: it says so once per process, not silently, and writes
+    no lock file."""
+    from learned_manifold_training import outputs
+
+    monkeypatch.setattr(outputs, "fcntl", None)
+    monkeypatch.setattr(outputs, "_UNLOCKED_WARNED", [False])
+    with pytest.warns(UserWarning, match=r"m\.lmm' are not locked on this platform .* two runs on one output"):
+        with OutputLock(tmp_path / "m.lmm"):
+            pass
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a second run in the same process: no second warning
+        with OutputLock(tmp_path / "m.lmm"), OutputLock(tmp_path / "n.lmm"):
+            pass
+    assert list(tmp_path.iterdir()) == []

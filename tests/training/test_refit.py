@@ -14,7 +14,8 @@ from learned_manifold_training.batches import TrainingRows
 from learned_manifold_training.data import Sphere
 from learned_manifold_training.refit import refit_factor
 from learned_manifold_training.schedule import lr_factor
-from learned_manifold_training.trainer import TrainConfig, _batch, bandwidth_sampler, train
+from learned_manifold_training.train_loop import _batch
+from learned_manifold_training.trainer import TrainConfig, bandwidth_sampler, select_sigma, train
 
 SPHERE = Sphere(2, 3)
 DATA = SPHERE.sample(3000, generator=torch.Generator().manual_seed(0))
@@ -74,6 +75,16 @@ def test_an_unconverged_factor_is_refitted_to_the_denoiser():
     assert _tangent_error(repaired.model, sigma) < 0.5 * _tangent_error(without.model, sigma)
     for name, value in without.model.denoiser_net.state_dict().items():  # the denoiser is left as it was
         torch.testing.assert_close(repaired.model.denoiser_net.state_dict()[name], value, rtol=0, atol=0)
+    # the kept factor's own bandwidth: σ and the stored table are chosen again for it (not for the one replaced)
+    val_x = TrainingRows(DATA, val_points=SMALL["val_points"], seed=0, batch_size=SMALL["batch_size"],
+                         device=torch.device("cpu")).val_x
+    again, _, table = select_sigma(repaired.model, val_x, SPHERE)
+    stored = repaired.validation["sigma_table"]
+    assert sigma == again == min(stored, key=lambda row: row["tangent_error"])["sigma"]
+    assert [row["sigma"] for row in stored] == [row["sigma"] for row in table]
+    assert [row["tangent_error"] for row in stored] == pytest.approx([row["tangent_error"] for row in table],
+                                                                     rel=1e-6)
+    assert repaired.validation["self_consistency"]["sigma"] == sigma  # the check made at that σ
 
 
 def test_a_refit_that_does_not_help_is_put_back(trained, monkeypatch):

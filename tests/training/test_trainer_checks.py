@@ -1,6 +1,8 @@
 """What `train` refuses before any work, and how it stops: bad data and settings, ranks, devices, data float32
 cannot hold, broken tangent bases, and diverging runs."""
 
+import warnings
+
 import pytest
 import torch
 
@@ -186,3 +188,43 @@ def test_a_broken_tangent_basis_is_refused_before_the_first_step(tmp_path, monke
     with pytest.raises(ValueError, match=r"^manifold.tangent_basis on 2 points of dimension D = 2 " + message):
         train(data, TrainConfig(**TINY), manifold=manifold, out=tmp_path / "m.lmm", progress=False, device="cpu")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.filterwarnings("ignore:hidden, depth, emb_dim size the MLP only")  # C = 4 reads as a UNet image
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_channels_last_images_are_named_before_any_work(channels, monkeypatch):
+    """``(N, H, W, C)`` with C in 1, 3, 4 trained an MLP on points of shape (H, W, C), or (C = 4) a UNet on an
+    H-channel image, without a word (the CLI turns such arrays channels-first): one warning naming the layout and
+    both ways on, before the data are split. A warning, not an error: points can have that shape too."""
+    import learned_manifold_training.trainer as trainer
+    from learned_manifold_training.data.stream import ArraySource
+
+    images = torch.rand(40, 8, 8, channels)
+    real = trainer.TrainingRows
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("training work started")
+
+    monkeypatch.setattr(trainer, "TrainingRows", no_work)
+    read = "a 8-channel image" if channels == 4 else "points, with an MLP"
+    message = (rf"^data: points of shape \(8, 8, {channels}\) look like channels-last images \(N, H, W, C\), but "
+               rf"train reads images channels-first, \(N, C, H, W\), as PyTorch does: these train as {read}\. If "
+               r"they are images, pass x.permute\(0, 3, 1, 2\); if not, flatten them to \(N, D\) to silence this$")
+    for data in (images, ArraySource(images)):
+        with pytest.warns(UserWarning, match=message), pytest.raises(AssertionError, match="training work started"):
+            train(data, TrainConfig(**TINY), progress=False, device="cpu")
+    monkeypatch.setattr(trainer, "TrainingRows", real)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # flattened, the same numbers train as points, silently
+        flat = train(images.reshape(len(images), -1), TrainConfig(**TINY), progress=False, device="cpu")
+    assert flat.model.config.data_shape == (64 * channels,) and flat.model.config.arch == "film_mlp"
+
+
+def test_shapes_that_read_as_images_or_points_are_not_taken_for_channels_last():
+    """(C, H, W) images, small arrays (H or W below 4) and a last axis of other sizes pass the layout check."""
+    from learned_manifold_training.trainer import _check_layout
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for shape in [(3, 8, 8), (1, 8, 8), (4, 8, 4), (3, 2, 3), (2, 8, 3), (8, 8, 2), (8, 8), (8, 8, 8, 3)]:
+            _check_layout(shape, "data")

@@ -131,6 +131,30 @@ def test_the_printed_resume_command_repeats_every_option_layout_included():
     assert vars(again) == {**vars(args), "resume": True}
 
 
+def test_the_printed_resume_command_is_quoted_for_windows_cmd_there(monkeypatch):
+    """On Windows the ``--resume`` command is quoted as cmd.exe reads it (double quotes), not with POSIX single
+    quotes that cmd.exe would pass on as part of the file names (tester C, s34)."""
+    import os
+
+    args = build_parser().parse_args(["train-vae", r"C:\my data\x.npy", "--out", r"C:\m\v.lvae", "--latent-dim", "1"])
+    monkeypatch.setattr(os, "name", "nt")
+    command = vae_cli._resume_command(args)
+    assert command.startswith(r'learned-manifold train-vae "C:\my data\x.npy" --out C:\m\v.lvae ')
+    assert "'" not in command and command.endswith("--resume")
+
+
+def test_train_vae_never_writes_its_lock_over_the_input_data(tmp_path, capsys):
+    """``train-vae DATA --out OUT`` where DATA is ``OUT.lock`` (or the training state) is refused before the lock
+    file is written, and the data file is kept byte for byte (the lock wrote its pid into it, then removed it)."""
+    data = tmp_path / "v.lvae.lock"
+    np.save(tmp_path / "rows.npy", np.random.default_rng(0).normal(size=(50, 2)).astype(np.float32))
+    data.write_bytes((tmp_path / "rows.npy").read_bytes())
+    before = data.read_bytes()
+    assert command(["train-vae", str(data), "--out", str(tmp_path / "v.lvae"), "--latent-dim", "1", *SMALL]) == 2
+    assert "is the input data" in capsys.readouterr().err
+    assert data.read_bytes() == before
+
+
 def test_encode_refuses_to_write_over_its_own_vae_file(tmp_path, capsys):
     """``encode VAE DATA --out VAE --overwrite`` (a VAE file named ``*.npy``) is refused in one line and the VAE is
     left as it was: the codes replaced it."""

@@ -154,7 +154,7 @@ def row_statistics(source: ArraySource | Tensor, idx: Tensor) -> tuple[Tensor, f
     """
     source = source if isinstance(source, ArraySource) else ArraySource(source)
     idx = idx.sort().values
-    total = torch.zeros(math.prod(source.shape[1:]), dtype=torch.float64)
+    total = torch.zeros(math.prod(source.shape[1:]), dtype=torch.float64, device="cpu")
     for chunk in source.chunks(idx):
         flat = chunk.reshape(chunk.shape[0], -1).double()
         _check_finite(flat, source)
@@ -185,9 +185,9 @@ def data_summary(source: ArraySource | Tensor) -> tuple[list[float], str]:
     """
     source = source if isinstance(source, ArraySource) else ArraySource(source)
     digest = hashlib.sha256(repr(tuple(source.shape)).encode())
-    total = torch.zeros(math.prod(source.shape[1:]), dtype=torch.float64)
+    total = torch.zeros(math.prod(source.shape[1:]), dtype=torch.float64, device="cpu")
     total_sq = 0.0
-    for chunk in source.chunks(torch.arange(len(source))):
+    for chunk in source.chunks(torch.arange(len(source), device="cpu")):
         digest.update(chunk.contiguous().numpy())
         flat = chunk.reshape(chunk.shape[0], -1).double()
         _check_finite(flat, source)
