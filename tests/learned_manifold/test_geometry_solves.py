@@ -6,18 +6,7 @@ import pytest
 import torch
 
 from learned_manifold import geometry as geo
-
-
-@pytest.fixture(autouse=True)
-def float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
-
-
-def random_factor(b=5, d=7, r=3, seed=0):
-    return torch.randn(b, d, r, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+from tests.learned_manifold.test_geometry import float64, random_factor  # noqa: F401  (float64: an autouse fixture)
 
 
 @pytest.mark.parametrize("r", [3, 12])
