@@ -146,8 +146,6 @@ def warn_if_copies(field: KNNCDC, vanish: Tensor, idx: Tensor) -> None:
     neighbours' data rows. Data saved with rows repeated at least ``k`` times read dimension 0 there and an
     optimiser never moves (tester D s34 3); the warning names the repeated rows. Called only where ``vanish``
     has a point set (`KNNCDC.factor` reads that in its finiteness check's sync)."""
-    if not bool(vanish.any()):
-        return
     rows = idx[vanish, 0].unique().tolist()
     named = ", ".join(str(r) for r in rows[:5]) + (f" and {len(rows) - 5} more" if len(rows) > 5 else "")
     warn_user(f"KNNCDC: G = 0 at {int(vanish.sum())} of {vanish.shape[0]} point(s): all their k = {field.k} nearest "
