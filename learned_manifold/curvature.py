@@ -36,7 +36,7 @@ from .checks import as_index, is_real
 from .dimension import CLUSTER_RATIO, split_ratio, warn_if_dropping, warn_if_splitting
 from .geometry import eigenpairs, global_dimension, intrinsic_dimension
 from .landing import ends_off_data
-from .metrics.base import as_field, check_finite_points, check_points
+from .metrics.base import CoMetricField, as_field, check_finite_points, check_points
 from .metrics.field_checks import autograd_ready
 from .precision import full_precision
 from .types import Count, FieldLike, Real
@@ -128,7 +128,7 @@ class Curvature:
 
 @full_precision
 @torch.inference_mode(False)
-def factor_jvp(field, x: Tensor, directions: Tensor) -> Tensor:
+def factor_jvp(field: CoMetricField, x: Tensor, directions: Tensor) -> Tensor:
     """Directional derivatives of the field's factor: ``DA(x)[u_k]`` for ``k = 1..K``, ``(B, K, D, r)``.
 
     One double backward pass through ``field.factor`` on ``B·K`` points (each point repeated once per

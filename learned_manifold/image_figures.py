@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 
@@ -51,7 +52,7 @@ def _show(ax, img: np.ndarray, vmin: float, vmax: float, *, diverging: bool = Fa
 def plot_eigenvector_images(x: Tensor, values: Tensor, vectors: Tensor, image_shape: Sequence[int], *,
                             n_vectors: int = 6, value_range: tuple[float, float] | None = None,
                             title: str = "Top eigenvectors of the learned co-metric G(x)",
-                            path: str | os.PathLike | None = None):
+                            path: str | os.PathLike | None = None) -> Figure:
     """Fig. 3a: per row a data point and the top ``n_vectors`` eigenvectors of ``G`` there, with eigenvalues.
 
     Args:
@@ -79,7 +80,7 @@ def plot_eigenvector_images(x: Tensor, values: Tensor, vectors: Tensor, image_sh
 
 def plot_eigenvalue_curves(values: Tensor, labels: Tensor | None = None, *, max_index: int | None = None,
                            title: str = "Cumulative eigenvalues of G per class",
-                           class_names: Sequence[str] | None = None, path: str | os.PathLike | None = None):
+                           class_names: Sequence[str] | None = None, path: str | os.PathLike | None = None) -> Figure:
     """Fig. 3b: the mean cumulative normalised eigenvalue curve ``Σ_{i≤k} λ_i / Σ λ`` per class (one curve when
     ``labels`` is None), with the index where 90% is reached marked (read from the whole spectrum, also where
     ``max_index`` plots only its start; "none" for spectra that are all zero). ``values``: ``(n, r)`` descending;
@@ -119,7 +120,7 @@ def plot_interpolation_strips(strips: Mapping[str, Tensor], image_shape: Sequenc
                               scores: Mapping[str, str] | None = None, n_frames: int = 9,
                               value_range: tuple[float, float] | None = None,
                               title: str = "Interpolations between two images",
-                              path: str | os.PathLike | None = None):
+                              path: str | os.PathLike | None = None) -> Figure:
     """Fig. 5: one row per method (e.g. LERP, flow, geodesic), ``n_frames`` images evenly spaced along the path.
 
     Args:
@@ -147,7 +148,7 @@ def plot_interpolation_strips(strips: Mapping[str, Tensor], image_shape: Sequenc
 
 
 def plot_dimension_histogram(dims: Tensor, *, title: str = "Pointwise intrinsic dimension (largest eigengap)",
-                             path: str | os.PathLike | None = None):
+                             path: str | os.PathLike | None = None) -> Figure:
     """Histogram of the gap-rule dimension per point ``dims`` ``(n,)`` (SPEC §5), integer bins, with the lower
     median marked (the global dimension of SPEC §5: a dimension some point has; ``[9, 9, 10, 10]`` gives 9)."""
     d = dims.detach().cpu().numpy().astype(int)

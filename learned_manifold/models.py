@@ -84,7 +84,7 @@ def check_arch_kwargs(arch: str, kwargs: object) -> dict:
     return dict(kwargs)
 
 
-def build_backbone(arch: str, data_shape: tuple[int, ...], out_channels: int, **kwargs) -> nn.Module:
+def build_backbone(arch: str, data_shape: tuple[int, ...], out_channels: int, **kwargs: object) -> nn.Module:
     """Instantiate a backbone by name from `BACKBONES`; unknown names or keyword arguments raise a
     ``ValueError`` listing the valid ones, before anything is built."""
     check_arch_kwargs(arch, kwargs)

@@ -110,7 +110,7 @@ def _lam(k: int) -> str:
 
 def plot_tangent_frames(data: Tensor, points: Tensor, vectors: Tensor, values: Tensor, *, scale: float = 0.15,
                         title: str = "learned tangent frames", caption: str | None = None,
-                        path: str | os.PathLike | None = None):
+                        path: str | os.PathLike | None = None) -> Figure:
     """Data as a faint cloud; at ``points`` (black dots) the eigenvectors of ``G`` as arrows (SPEC §5).
 
     Arrow ``j`` at a point has length ``scale · λ_j/λ₁``, so normal directions with small eigenvalues show as
@@ -153,7 +153,7 @@ def plot_tangent_frames(data: Tensor, points: Tensor, vectors: Tensor, values: T
 
 
 def plot_spectrum(values: Tensor, *, true_dim: int | None = None, title: str = "eigen-spectrum of G",
-                  caption: str | None = None, path: str | os.PathLike | None = None):
+                  caption: str | None = None, path: str | os.PathLike | None = None) -> Figure:
     """Mean ± std of the normalised eigenvalues ``λ_k/λ₁`` over points, and the pointwise gap-rule dimensions.
 
     Left: one bar per eigenvalue index (its mean over the points, printed above it when ``r ≤ 12``; whiskers
@@ -214,7 +214,7 @@ def plot_spectrum(values: Tensor, *, true_dim: int | None = None, title: str = "
 
 def plot_paths(data: Tensor, paths: dict[str, Tensor], *, title: str = "interpolation paths",
                manifold: object | None = None, caption: str | None = None,
-               path: str | os.PathLike | None = None):
+               path: str | os.PathLike | None = None) -> Figure:
     """Several families of paths over the data, and each family's distance to the data along the path (SPEC §6).
 
     Left: the data as a faint cloud, every path in its family's colour and style, each pair's start as a

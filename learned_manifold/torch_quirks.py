@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import warnings
+from types import ModuleType
 
 __all__ = ["JIT_DEPRECATION", "import_quietly", "load_forward_ad"]
 
@@ -17,7 +18,7 @@ _FORWARD_AD = "torch._decomp.decompositions_for_jvp"  # what torch.autograd.forw
 _loaded = False
 
 
-def import_quietly(name: str):
+def import_quietly(name: str) -> ModuleType:
     """``importlib.import_module(name)`` with torch's ``torch.jit.script`` deprecation warning ignored."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=JIT_DEPRECATION, category=DeprecationWarning)

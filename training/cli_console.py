@@ -9,6 +9,8 @@ import sys
 import traceback
 import warnings
 from collections.abc import Callable
+from types import FrameType
+from typing import NoReturn
 
 import torch
 
@@ -44,7 +46,7 @@ def out_of_memory_advice(err: BaseException) -> str:
     return "lower --batch-size (or --hidden, --num-points)"
 
 
-def sigterm_as_interrupt(signum, frame) -> None:
+def sigterm_as_interrupt(signum: int, frame: FrameType | None) -> NoReturn:
     raise KeyboardInterrupt
 
 

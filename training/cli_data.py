@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from .data import ResolvedData, resolve_source
-from .data.stream import open_npy
+from .data.stream import ArraySource, open_npy
 
 __all__ = ["add_layout_arg", "as_num_points", "mapped_npy", "point_count", "read_data"]
 
@@ -49,7 +49,7 @@ def as_num_points(message: str) -> str:
     return re.sub(r"\bn(=| must)", r"--num-points\1", message)
 
 
-def mapped_npy(args: argparse.Namespace):
+def mapped_npy(args: argparse.Namespace) -> ArraySource | None:
     """``--data`` as a memory-mapped `ArraySource` (nothing read but the header) when it is a ``.npy`` file that can
     be streamed; ``None`` otherwise (then it is read whole, and the full reader gives any error)."""
     path = Path(args.data)

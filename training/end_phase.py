@@ -19,6 +19,7 @@ from learned_manifold.neighbour_check import neighbour_check
 from .batches import TrainingRows
 from .clipping import RelativeClip
 from .config import TrainConfig
+from .data.base import KnownManifold
 from .refit import refit_factor
 from .validation import select_sigma, sigma_grid, validate
 
@@ -29,7 +30,8 @@ END_PHASE_NOTICE = ("finishing the end phase (bandwidth choice, checks); interru
 """What a first signal after the last step prints on stderr (the end phase goes on)."""
 
 
-def end_phase(ema: MetricModel, rows: TrainingRows, cfg: TrainConfig, manifold, guard: RelativeClip,
+def end_phase(ema: MetricModel, rows: TrainingRows, cfg: TrainConfig, manifold: KnownManifold | None,
+              guard: RelativeClip,
               reference: Tensor, autocast: torch.autocast,
               batch: Callable[[int], tuple[Tensor, Tensor, Tensor, Tensor | None]],
               refit: Callable = refit_factor) -> dict:

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from .outputs import Checkpointer
+
 __all__ = ["DataReadingFailed", "DeferredChildSignals", "read_at_boundary", "reading_failed"]
 
 T = TypeVar("T")
@@ -91,7 +93,8 @@ def reading_failed(err: Exception, step: int, total: int, out: Path, saved: int 
                         f"({type(err).__name__}: {first}); {where}")
 
 
-def read_at_boundary(read: Callable[[], T], children: DeferredChildSignals, step: int, total: int, ckpt,
+def read_at_boundary(read: Callable[[], T], children: DeferredChildSignals, step: int, total: int,
+                     ckpt: Checkpointer | None,
                      keep: Callable[[int], None]) -> T:
     """Step ``step``'s batch (``read()``), then `children.boundary`: a worker's death held back since the last step
     raises here, between steps.

@@ -7,8 +7,13 @@ trainer resolves it (`learned_manifold_training.input_choices`), and the model f
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from learned_manifold.model_file_notes import LOCAL_SIGMA
 from learned_manifold.user_warnings import warn_user
+
+if TYPE_CHECKING:  # config imports this module
+    from .config import TrainConfig
 
 __all__ = ["MLP_ONLY", "check_recipe", "mlp_settings_asked", "sizes_named", "warn_sigma_above_scale"]
 
@@ -24,7 +29,7 @@ def _asked(value: object) -> bool:
     return not (isinstance(value, str) and value == "auto")
 
 
-def mlp_settings_asked(cfg) -> list[str]:
+def mlp_settings_asked(cfg: TrainConfig) -> list[str]:
     """The `MLP_ONLY` fields of ``cfg`` (a `TrainConfig`) set away from their defaults, in `MLP_ONLY`'s order."""
     return [name for name in MLP_ONLY if getattr(cfg, name) != getattr(type(cfg), name)]
 
@@ -34,7 +39,7 @@ def sizes_named(names: list[str]) -> str:
     return f"{', '.join(names)} {'sizes' if len(names) == 1 else 'size'}"
 
 
-def check_recipe(cfg) -> None:
+def check_recipe(cfg: TrainConfig) -> None:
     """Refuse settings of ``cfg`` (a `TrainConfig` whose fields are already checked one by one) that its recipe
     would ignore; each message names the setting and the recipe it acts on. A setting at its inert value (``0``
     for a fraction of steps, ``1`` for a scale, the default) is accepted everywhere.
@@ -97,7 +102,7 @@ def check_recipe(cfg) -> None:
                          f"trains one network, whose width is hidden: {cfg.hidden})")
 
 
-def warn_sigma_above_scale(cfg) -> None:
+def warn_sigma_above_scale(cfg: TrainConfig) -> None:
     """Warn (before any training) where ``cfg.sigma_min`` (a `TrainConfig`'s, in units of the data scale ``s``,
     SPEC §1) exceeds `LOCAL_SIGMA` ``= 0.5``: every training bandwidth then lies at the data's own scale or above
     (the training points' RMS distance from their mean is ``1 s``), where the posterior averages over much of the

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["SAMPLERS", "LogNormalSampler", "LogUniformSampler", "UniformSampler", "make_sampler"]
+__all__ = ["SAMPLERS", "LogNormalSampler", "LogUniformSampler", "Sampler", "UniformSampler", "make_sampler"]
 
 
 @dataclass
@@ -53,10 +53,13 @@ class UniformSampler:
         return self.sigma_min + (self.sigma_max - self.sigma_min) * u
 
 
+Sampler = LogUniformSampler | LogNormalSampler | UniformSampler
+"""A training bandwidth sampler: ``sampler(n, generator=, device=, dtype=)`` gives ``n`` values of σ."""
+
 SAMPLERS = {"loguniform": LogUniformSampler, "lognormal": LogNormalSampler, "uniform": UniformSampler}
 
 
-def make_sampler(name: str, sigma_min: float, sigma_max: float, **kwargs):
+def make_sampler(name: str, sigma_min: float, sigma_max: float, **kwargs: float) -> Sampler:
     """Build a sampler by name; unknown names and bad ranges raise ``ValueError``."""
     if name not in SAMPLERS:
         raise ValueError(f"unknown bandwidth sampler {name!r}; valid names: {sorted(SAMPLERS)}")

@@ -10,6 +10,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from .config import TrainConfig
+
 __all__ = ["ema_decay", "factor_lr", "factor_ramp_steps", "fused_adamw", "lr_factor", "optimiser", "ramp_factor"]
 
 
@@ -37,13 +39,13 @@ def ramp_factor(step: int, start: int, ramp: int) -> float:
     return min(1.0, max(0.0, (step - start + 1) / ramp))
 
 
-def factor_lr(cfg) -> float:
+def factor_lr(cfg: TrainConfig) -> float:
     """The factor network's peak learning rate: ``lr · factor_lr_scale`` (an unresolved ``"auto"`` scale is 1),
     in the main run and, times `refit.REFIT_LR_FACTOR`, in the repair."""
     return cfg.lr * (1.0 if cfg.factor_lr_scale == "auto" else cfg.factor_lr_scale)
 
 
-def factor_ramp_steps(cfg, factor_from: int, own_weights: bool) -> int:
+def factor_ramp_steps(cfg: TrainConfig, factor_from: int, own_weights: bool) -> int:
     """The steps over which the factor network's learning rate ramps up (`optimiser`): ``round(factor_ramp ·
     steps)`` where the factor starts after the denoiser's warm-up (``factor_from > 0``) and has weights of its own
     (not a shared trunk); else 0, no ramp, whatever ``cfg.factor_ramp`` says (an uncentred run's factor trains
@@ -62,8 +64,8 @@ def fused_adamw(params: Sequence[nn.Parameter], device: torch.device) -> bool | 
     return None
 
 
-def optimiser(params: Sequence[nn.Parameter], factor_params: Sequence[nn.Parameter], cfg, factor_from: int,
-              device: torch.device) -> tuple[torch.optim.AdamW, list[Callable[[int], float]]]:
+def optimiser(params: Sequence[nn.Parameter], factor_params: Sequence[nn.Parameter], cfg: TrainConfig,
+              factor_from: int, device: torch.device) -> tuple[torch.optim.AdamW, list[Callable[[int], float]]]:
     """The run's AdamW and its learning-rate factors per parameter group (for ``LambdaLR``).
 
     ``lr_factor`` for every weight. The factor network (``factor_params``; empty for a shared trunk, which has

@@ -28,6 +28,7 @@ from learned_manifold.precision import choose_precision, workload_key
 from .batches import TrainingRows, same_fingerprint
 from .clipping import RelativeClip, factor_parameters
 from .config import TrainConfig
+from .data.base import KnownManifold
 from .data.stream import ArraySource
 from .end_phase import END_PHASE_NOTICE, end_phase
 from .input_choices import choose_by_dimension, choose_input_scaling, choose_norm_feature
@@ -48,7 +49,7 @@ from .runtime import (
     check_source_resolution,
     stop_requested,
 )
-from .samplers import make_sampler
+from .samplers import Sampler, make_sampler
 from .schedule import ema_decay, factor_ramp_steps, optimiser
 from .validation import initial_sigma, validate
 
@@ -86,7 +87,7 @@ def _data_units(rows: TrainingRows, z: Tensor) -> Tensor:
     return (z.double() * rows.scale + rows.mean.reshape(1, -1).double().cpu()).float()
 
 
-def bandwidth_sampler(cfg: TrainConfig, scale: float):
+def bandwidth_sampler(cfg: TrainConfig, scale: float) -> Sampler:
     """The training σ sampler in data units. The config's σ settings are in units of the data scale ``s``
     (SPEC §1), so the range is multiplied by ``s`` and the log-normal's centre ``P_mean = −1.2`` moves by ``log s``.
     """
@@ -116,9 +117,9 @@ def _previous_probe(out: Path) -> dict | None:
 
 
 
-def run(rows: TrainingRows, data: Tensor | ArraySource, cfg: TrainConfig, manifold, out: Path | None,
-        resume: bool, device: torch.device, progress: bool, stop_after: int | None, rank_id: int, world: int,
-        data_info: dict | None = None, refit: Callable = refit_factor) -> TrainResult:
+def run(rows: TrainingRows, data: Tensor | ArraySource, cfg: TrainConfig, manifold: KnownManifold | None,
+        out: Path | None, resume: bool, device: torch.device, progress: bool, stop_after: int | None, rank_id: int,
+        world: int, data_info: dict | None = None, refit: Callable = refit_factor) -> TrainResult:
     """The body of `train`, after every check and under the output lock: train on ``rows`` (``data`` split and
     standardised, `TrainingRows`) and return the `TrainResult`. ``refit`` is the end phase's factor repair
     (`refit_factor`; `train` passes its own name for it, so that a test can slow it)."""

@@ -39,6 +39,7 @@ from learned_manifold.user_warnings import warn_user
 from .backbone_spec import is_image_shape
 from .batches import TrainingRows, standardisation
 from .config import TrainConfig
+from .data.base import KnownManifold
 from .data.stream import ArraySource
 from .outputs import OutputLock, check_output, other_kinds_state
 from .refit import refit_factor
@@ -108,7 +109,7 @@ def train(
     data: Tensor | ArraySource,
     config: TrainConfig | None = None,
     *,
-    manifold=None,
+    manifold: KnownManifold | None = None,
     out: str | os.PathLike | None = None,
     resume: bool = False,
     overwrite: bool = False,

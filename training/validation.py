@@ -16,6 +16,8 @@ from learned_manifold.model_file_notes import EXPLODED_EIGENVALUE, LOCAL_SIGMA, 
 from learned_manifold.models import MetricModel
 from learned_manifold.neighbour_check import MIN_REFERENCE, neighbour_figures, reference_shortage
 
+from .data.base import KnownManifold
+
 __all__ = [
     "COLLAPSED_RECONSTRUCTION",
     "LOCAL_SIGMA",
@@ -61,7 +63,7 @@ def fallback_grid(sigma_min: float, sigma_max: float) -> list[float]:
 
 
 @torch.no_grad()
-def validate(model: MetricModel, x: Tensor, sigma: float, manifold=None) -> dict:
+def validate(model: MetricModel, x: Tensor, sigma: float, manifold: KnownManifold | None = None) -> dict:
     """Geometric validation at bandwidth ``sigma`` on held-out on-manifold points ``x`` ``(n, *data_shape)``.
 
     With a known manifold (an object with ``tangent_basis`` and ``point_dimension``): mean tangent-projector
@@ -88,7 +90,8 @@ def validate(model: MetricModel, x: Tensor, sigma: float, manifold=None) -> dict
 # 1.07, against 0.80 and 0.12 at s/8; twenty-fifth session).
 
 
-def select_sigma(model: MetricModel, x: Tensor, manifold=None) -> tuple[float, str, list[dict]]:
+def select_sigma(model: MetricModel, x: Tensor,
+                 manifold: KnownManifold | None = None) -> tuple[float, str, list[dict]]:
     """Pick the default evaluation bandwidth on held-out points ``x`` from `sigma_grid`.
 
     Rule: with a known manifold, the σ of lowest tangent-projector error; otherwise the smallest σ whose spectra

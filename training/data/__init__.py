@@ -9,7 +9,7 @@ by name), `readers` (array files read safely; `sparse_npz`: scipy sparse ``.npz`
 `resolve_source`, what the command line reads).
 """
 
-from .base import EmbeddedManifold, SyntheticManifold, random_isometry
+from .base import EmbeddedManifold, KnownManifold, SyntheticManifold, random_isometry
 from .blobs import Blobs
 from .builtin import DATASETS, DEFAULT_SYNTHETIC_N, IMAGE_DATASETS, get_dataset, get_image_dataset
 from .files import (
@@ -40,6 +40,7 @@ __all__ = [
     "ResolvedData",
     "EmbeddedManifold",
     "FlatPatch",
+    "KnownManifold",
     "ImageData",
     "Sphere",
     "SwissRoll",

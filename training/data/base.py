@@ -14,12 +14,25 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["EmbeddedManifold", "SyntheticManifold", "random_isometry"]
+__all__ = ["EmbeddedManifold", "KnownManifold", "SyntheticManifold", "random_isometry"]
+
+
+class KnownManifold(Protocol):
+    """What `train`, `validate` and `select_sigma` need of a data set's true manifold (their ``manifold``): a
+    `SyntheticManifold`, or any object with these two methods (`runtime.check_manifold` checks them before a run).
+    """
+
+    def tangent_basis(self, x: Tensor) -> Tensor:
+        """``(n, D, d)`` orthonormal tangent columns at points ``x`` ``(n, D)`` (zero columns pad lower pieces)."""
+
+    def point_dimension(self, x: Tensor) -> Tensor:
+        """``(n,)`` integer intrinsic dimension at each point of ``x`` ``(n, D)``."""
 
 
 def random_isometry(ambient_dim: int, k: int, seed: int = 0) -> Tensor:
