@@ -34,6 +34,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .checks import as_index, is_real
 from .dimension import CLUSTER_RATIO, split_ratio, warn_if_dropping, warn_if_splitting
+from .func_transforms import refuse_transforms
 from .geometry import eigenpairs, global_dimension, intrinsic_dimension
 from .landing import ends_off_data
 from .metrics.base import CoMetricField, as_field, check_finite_points, check_points
@@ -256,8 +257,9 @@ def curvature(field: FieldLike, x: Tensor, tangent_dim: Count | None = None, *, 
             with ``x`` but autograd cannot differentiate it (`factor_jvp`).
         RuntimeError: the field was built or loaded under ``torch.inference_mode()`` and cannot be copied with
             normal tensors (`metrics.field_checks.autograd_ready`; a copyable one is copied for the call, as by
-            `geodesic`).
+            `geodesic`); called inside a ``torch.func`` transform (`func_transforms.refuse_transforms`).
     """
+    refuse_transforms("curvature")
     if isinstance(x, Tensor) and x.requires_grad and torch.is_grad_enabled():  # (outside inference_mode(False),
         # which turns grad mode on): a loss mixing the results in had lost their gradient silently
         warn_user("curvature: x requires grad, but the results are detached (not differentiable with respect "

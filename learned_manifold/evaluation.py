@@ -16,6 +16,7 @@ from dataclasses import dataclass, fields
 import torch
 from torch import Tensor
 
+from .checks import as_index
 from .cost import peak_memory, time_per_query
 from .geometry import (
     Eigenpairs,
@@ -26,9 +27,10 @@ from .geometry import (
     truncate_basis,
     zero_bad_rows,
 )
-from .metrics.base import as_field, as_points, check_count, check_finite_points
+from .metrics.base import as_field, as_points, check_count, check_finite_points, rounding_eps
 from .metrics.nearest import nearest_rows
 from .precision import full_precision
+from .spectral_grad import TIES_IN_EPS, tie_safe_eigh, within_terms
 from .types import FieldLike
 
 __all__ = [
@@ -103,7 +105,9 @@ def lerp(x0: Tensor, x1: Tensor, n_points: int) -> Tensor:
         ``(B, n_points, D)`` (or ``(n_points, D)`` for ``(D,)`` inputs).
 
     Raises:
-        ValueError: ``n_points`` is not an integer ``≥ 2`` (a bool is not one); ``x0`` and ``x1`` differ in shape.
+        TypeError: ``n_points`` is not an integer (a bool or a float, ``4.0`` included, is not one: as every count
+            of the library, `metrics.base.check_count`).
+        ValueError: ``n_points`` is below 2; ``x0`` and ``x1`` differ in shape.
     """
     n_points = check_count(n_points, "n_points (both ends counted)", low=2)
     if x0.shape != x1.shape:
@@ -246,7 +250,9 @@ def field_eigenpairs(field: FieldLike, x: Tensor) -> Eigenpairs:
 
     Low-rank fields go through the ``r × r`` Gram of their factor (`geometry.eigenpairs`, ``O(D r²)``). Other
     fields build the dense ``(B, D, D)`` matrix with ``field.dense`` and call ``torch.linalg.eigh``: small ``D``
-    only (``D`` field applications per point and ``O(D³)`` per point).
+    only (``D`` field applications per point and ``O(D³)`` per point). Where a gradient flows to ``x`` (or the
+    field's parameters), both routes differentiate exactly tied eigenvalues as `spectral_grad` describes: finite,
+    exact gradients of projectors onto the top eigenvectors that do not split a tie (`_tie_safe_dense`).
 
     Args:
         field: any co-metric field, or a `LearnedDataManifold` (its field's spectrum: the manifold's ``delta`` and
@@ -265,10 +271,31 @@ def field_eigenpairs(field: FieldLike, x: Tensor) -> Eigenpairs:
         return eigenpairs(field.factor(x))
     g = field.dense(x)
     g = 0.5 * (g + g.transpose(-1, -2))
-    g, finite = zero_bad_rows(g.to(torch.promote_types(g.dtype, torch.float32)))  # no half-precision eigh; a NaN
-    values, vectors = torch.linalg.eigh(g)  # point gives a NaN row, not a failed eigh for the batch
-    return Eigenpairs(values=nan_rows(values.flip(-1).clamp_min(0.0), finite).to(x.dtype),
-                      vectors=nan_rows(vectors.flip(-1), finite).to(x.dtype))
+    # no half-precision eigh; a NaN point gives a NaN row, not a failed eigh for the batch
+    g, finite = zero_bad_rows(g.to(torch.promote_types(g.dtype, torch.float32)))
+    within = None
+    if torch.is_grad_enabled() and g.requires_grad:  # ties: finite, exact projector gradients (`_tie_safe_dense`)
+        values, vectors, within = _tie_safe_dense(g, TIES_IN_EPS * rounding_eps(field, x.dtype))
+    else:
+        values, vectors = torch.linalg.eigh(g)
+        values, vectors = values.flip(-1), vectors.flip(-1)
+    return Eigenpairs(values=nan_rows(values.clamp_min(0.0), finite).to(x.dtype),
+                      vectors=nan_rows(vectors, finite).to(x.dtype), within=within)
+
+
+def _tie_safe_dense(g: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor]:
+    """Descending eigenvalues ``(B, D)``, eigenvectors ``(B, D, D)`` and `Eigenpairs.within` ``(B, D, D)`` of the
+    dense symmetric ``G`` ``(B, D, D)`` where a gradient flows to it, by the convention of the low-rank path
+    (`geometry.eigenpairs`, `spectral_grad`): ``eigh``'s backward divides by ``λ_i − λ_j``, ``0 / 0 = NaN`` where
+    eigenvalues tie exactly (a Stein score metric ``I − c s sᵀ``, tied at 1; tester B, s35), although the tangent
+    projector ``U_d U_dᵀ`` is smooth there. `spectral_grad.tie_safe_eigh` drops the rotation terms of pairs tied
+    within ``eps`` (relative; the field's rounding, `metrics.base.rounding_eps`, times `spectral_grad.TIES_IN_EPS`),
+    which a projector onto top eigenvectors that does not split a tie does not see; ``within`` carries the
+    eigenvalues' derivative within tied blocks for `geometry.spectral_apply`'s powers ``±1``. Same values as
+    ``torch.linalg.eigh``."""
+    values, vectors = tie_safe_eigh(g, eps)
+    values, vectors = values.flip(-1), vectors.flip(-1)
+    return values, vectors, within_terms(g, values, vectors, torch.ones_like(values, dtype=torch.bool))
 
 
 @full_precision
@@ -365,23 +392,45 @@ def dimension_accuracy(field: FieldLike, x: Tensor, true_dim: Tensor | int) -> f
         field: any co-metric field (dense ``eigh`` without a low-rank factor: small ``D`` only), or a
             `LearnedDataManifold`: its field's gap rule is scored (a ``tangent_dim`` fixed on the manifold is not).
         x: ``(B, D)`` points.
-        true_dim: ``(B,)`` integer dimensions, or one integer for all points.
+        true_dim: ``(B,)`` integer dimensions (a tensor of an integer dtype), or one integer for all points (not a
+            bool or a float, ``2.0`` included, as for every count of the library).
 
     Returns:
         A float in ``[0, 1]``.
 
     Raises:
-        ValueError: ``true_dim`` is neither one integer nor one per point.
+        ValueError: ``true_dim`` is neither one integer nor one per point (a float, a bool, a tensor of a
+            non-integer dtype or of the wrong shape), or negative; before any work.
     """
+    if isinstance(x, Tensor) and x.ndim >= 1:  # checked before the eigen step (the shape is known without it)
+        _true_dims(true_dim, x.new_zeros(x.shape[0], dtype=torch.long))
     values = field_eigenpairs(field, x).values
     estimate = intrinsic_dimension(values)
     return float((estimate == _true_dims(true_dim, estimate)).float().mean())
 
 
 def _true_dims(true_dim: Tensor | int, dims: Tensor) -> Tensor:
-    """``true_dim`` (one integer, or one per point) as a ``(B,)`` tensor beside the estimated ``dims`` ``(B,)``."""
-    truth = torch.as_tensor(true_dim, device=dims.device)
-    if truth.ndim > 1 or (truth.ndim == 1 and truth.shape[0] != dims.shape[0]):
-        raise ValueError(f"true_dim must be one integer or one per point, shape ({dims.shape[0]},), got shape "
-                         f"{tuple(truth.shape)}")
+    """``true_dim`` (one integer, or one per point) as a ``(B,)`` tensor beside the estimated ``dims`` ``(B,)``.
+
+    One integer is Python's or NumPy's or a 0-d integer tensor, as every count of the library (`checks.as_index`:
+    not a bool, not a float, ``2.0`` included); one per point a ``(B,)`` tensor of an integer dtype. Dimensions are
+    ``≥ 0``. Anything else is one ``ValueError`` (`dimension_accuracy`'s promise): ``2.7``, ``tensor(2.5)`` or a
+    float tensor of 1.9s had scored 0 and ``True`` as 1, silently (tester D, s35)."""
+    n = dims.shape[0]
+    if isinstance(true_dim, Tensor) and true_dim.ndim:
+        if true_dim.dtype == torch.bool or true_dim.is_floating_point() or true_dim.is_complex():
+            raise ValueError(f"true_dim must hold integer dimensions, got a tensor of dtype {true_dim.dtype} (give "
+                             "a long tensor, e.g. true_dim.round().long() if its values are whole numbers)")
+        if true_dim.ndim > 1 or true_dim.shape[0] != n:
+            raise ValueError(f"true_dim must be one integer or one per point, shape ({n},), got shape "
+                             f"{tuple(true_dim.shape)}")
+        truth = true_dim.to(dims.device)
+    else:
+        number = as_index(true_dim)
+        if number is None:
+            raise ValueError(f"true_dim must be one integer or one per point, shape ({n},), got "
+                             f"{type(true_dim).__name__} {true_dim!r:.40}")
+        truth = torch.tensor(number, device=dims.device)
+    if bool((truth < 0).any()):
+        raise ValueError(f"true_dim must be >= 0, got {int(truth.min())}")
     return truth.expand_as(dims)

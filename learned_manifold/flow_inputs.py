@@ -77,7 +77,8 @@ def _check_objective(f: Callable[[Tensor], Tensor], x: Tensor, data_shape: tuple
     autograd can differentiate with respect to ``x`` (a constant, or a value computed from ``x.detach()``, failed
     with torch's bare "element 0 of tensors does not require grad"). An error ``f`` raises there becomes one
     ``ValueError`` saying that ``f`` receives flat ``(B, D)`` points and how to reshape them to the manifold's
-    ``data_shape``, the original error appended (an image objective failed with torch's bare ``IndexError``)."""
+    ``data_shape``, the original error appended (an image objective failed with torch's bare ``IndexError``).
+    ``f(x0)`` or its gradient NaN or inf (a start outside ``f``'s domain) is one ``ValueError`` naming the points."""
     with torch.enable_grad():
         xg = x.detach().requires_grad_(True)
         try:
@@ -91,11 +92,18 @@ def _check_objective(f: Callable[[Tensor], Tensor], x: Tensor, data_shape: tuple
     if (got := tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__) != (x.shape[0],):
         raise ValueError(f"f must map points of shape (B, D) = {tuple(x.shape)} to one value per point, shape (B,) = "
                          f"({x.shape[0]},); got {got} (return the per-point values, not their mean or sum)")
-    if x.shape[0] and (not out.requires_grad
-                       or torch.autograd.grad(out.sum(), xg, allow_unused=True)[0] is None):
+    if not x.shape[0]:
+        return
+    grad = torch.autograd.grad(out.sum(), xg, allow_unused=True)[0] if out.requires_grad else None
+    if grad is None:
         raise ValueError("f must be differentiable in x by autograd, but f(x0) does not depend on the points x: a "
                          "constant objective (which has no flow: its gradient is zero everywhere), or one computed "
                          "from x.detach(), .item() or NumPy; compute f from x with torch operations")
+    for what, values in (("f(x0)", out.detach()), ("the gradient of f at x0", grad.flatten(1))):
+        bad = (~torch.isfinite(values.reshape(x.shape[0], -1)).all(-1)).nonzero().flatten().tolist()
+        if bad:
+            raise ValueError(f"{what} is NaN or inf at start points {bad[:8]}{' …' if len(bad) > 8 else ''}: the "
+                             f"flow needs a finite objective and gradient; start inside f's domain")
 
 
 def _check_times(t_end: float, n_points: int) -> int:

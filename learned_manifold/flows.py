@@ -31,10 +31,10 @@ from .flow_inputs import (
     _tensor_points,
 )
 from .flow_reports import STALL_SPEED, pair_reports
-from .flow_solver import _integrate
+from .flow_solver import ObjectiveWatch, _integrate
+from .func_transforms import refuse_transforms
 from .geodesic_inputs import _common_dtype, _shaped
-from .geodesics import landing_rounding
-from .landing import normal_landing, warn_flow_ends, warn_off_data
+from .landing import landing_rounding, normal_landing, warn_flow_ends, warn_off_data
 from .metrics.field_checks import check_landing
 from .precision import full_precision
 from .regularised import check_tangent_rank, polyline_lengths, resolve_tangent_dim
@@ -171,10 +171,12 @@ def gradient_flow(
             manifold), ``n_points < 2``, ``t_end`` not a finite number > 0, a ``tangent_dim`` outside ``1..r``,
             an unknown ``method``, ``rtol``/``atol``/``step_size`` not finite numbers > 0, a ``step_size`` with
             an adaptive method, ``landing`` not ``True``/``False``/``None`` or on a field without a projection or a
-            low-rank factor, or ``f(x0)`` not of shape ``(B,)`` or not depending on the points (a constant, or
-            computed from ``x.detach()``).
+            low-rank factor, or ``f(x0)`` not of shape ``(B,)``, not depending on the points (a constant, or
+            computed from ``x.detach()``), or NaN or inf (the value or its gradient).
         ValueError: the flow became NaN or inf: ``f`` or its gradient is not finite somewhere along it (every
-            solver; adaptive ones would otherwise fail with torchdiffeq's "underflow in dt").
+            solver; adaptive ones would otherwise fail with torchdiffeq's "underflow in dt"; ``f`` is checked
+            wherever the solver evaluates it and at the end, at no extra call: `flow_solver.ObjectiveWatch`).
+        RuntimeError: called inside a ``torch.func`` transform (`func_transforms.refuse_transforms`).
 
     Example:
         >>> import torch
@@ -189,6 +191,7 @@ def gradient_flow(
         >>> bool(res.path[0, -1, 2] > 0.5), bool(abs(res.path[0, -1].norm() - 1) < 0.05)  # climbed, still on S²
         (True, True)
     """
+    refuse_transforms("gradient_flow")
     n_points = _check_times(t_end, n_points)
     adaptive = _check_solver(method, rtol, atol, step_size)
     field, data_shape = _field_of(manifold, "gradient_flow")
@@ -200,14 +203,14 @@ def gradient_flow(
     flat0 = _flatten(x0, data_shape, field.dim, "x0")
     check_tangent_rank(field, tangent_dim, flat0)  # 1..r, for every δ, before any work
     _check_objective(f, flat0, data_shape)
-    counter = [0]
+    counter, watch = [0], ObjectiveWatch(flat0)  # watch: f NaN or inf where the velocity evaluates it
     base = flat0.to(_solver_dtype(flat0.dtype))  # the solver's state and time grid: at least float32
 
     def flow(x: Tensor) -> Tensor:  # −(G + δI)∇f at flat points (B, D), in the solver's dtype
         counter[0] += 1
         with torch.enable_grad():
             xg = x.detach().requires_grad_(True)
-            (grad,) = torch.autograd.grad(f(xg).sum(), xg)
+            (grad,) = torch.autograd.grad(watch.note(f(xg)).sum(), xg)
         return -field.apply(x, grad).to(base.dtype)
 
     # The solver works on the deviation from the start in units of the problem's own length, y = (x − x₀)/L:
@@ -234,7 +237,7 @@ def gradient_flow(
         path = (base.unsqueeze(1) + (unit.unsqueeze(1) if isinstance(unit, Tensor) else unit) * y).to(flat0.dtype)
         if path.shape[0]:
             path[:, 0] = flat0  # exactly
-        final = f(path[:, -1]).detach() if path.shape[0] else path.new_zeros(0)
+        final = watch.final(f, path, times, method)  # f(x(t_end)); a ValueError where f is not finite
         euclid, metric = polyline_lengths(path, manifold if tangent_dim is None else field, tangent_dim=tangent_dim)
         if landing:
             warn_off_data(field, path[:, -1], "gradient_flow")
@@ -301,6 +304,7 @@ def interpolate(
             ``stop_tol`` not finite and > 0, and as `gradient_flow` for ``method``, ``rtol``, ``atol``,
             ``step_size`` and ``landing``.
         ValueError: the flow became NaN or inf (the field is not finite along it).
+        RuntimeError: called inside a ``torch.func`` transform, as `gradient_flow`.
 
     Under ``torch.inference_mode()`` and for half-precision points as `gradient_flow`.
 
@@ -318,6 +322,7 @@ def interpolate(
         >>> bool(((res.path.norm(dim=-1) - 1).abs().max() < 0.05))  # the path stays near S²; LERP dips to 0.29
         True
     """
+    refuse_transforms("interpolate")
     n_points = _check_times(t_end, n_points)
     adaptive = _check_solver(method, rtol, atol, step_size)
     field, data_shape = _field_of(manifold, "interpolate")

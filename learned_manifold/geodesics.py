@@ -36,6 +36,7 @@ from torch import Tensor
 
 from .evaluation import lerp
 from .flow_inputs import _solver_dtype
+from .func_transforms import refuse_transforms
 from .geodesic_checks import unresolved, zero_length
 from .geodesic_init import (
     INIT_NAMES,
@@ -57,9 +58,9 @@ from .geodesic_inputs import (
 )
 from .geodesic_saddles import solve_verified
 from .geodesic_solvers import GEODESIC_METHODS, GeodesicMethod, _Energy, path_energy, segment_energies
-from .landing import ends_off_data
+from .landing import LANDING_NOISE, ends_off_data, landing_rounding  # noqa: F401  (names geodesics had)
 from .manifold import LearnedDataManifold
-from .metrics.base import CoMetricField, as_field, check_points, rounding_eps
+from .metrics.base import CoMetricField, as_field, check_points
 from .metrics.field_checks import autograd_ready, check_landing
 from .precision import full_precision
 from .regularised import (
@@ -150,26 +151,6 @@ class GeodesicResult:
     delta: Tensor | float = 0.0  # a (B,) tensor from `geodesic`; the float default only for hand-built results
     ends_off_data: Tensor | float = 0.0  # likewise
 
-
-LANDING_NOISE = 1e3
-"""With landing, pairs closer than the landing map's rounding, `landing_rounding`, get the straight segment: the
-landed interior would be rounding noise there."""
-
-
-@full_precision
-def landing_rounding(field: CoMetricField, x0: Tensor, x1: Tensor) -> Tensor:
-    """``(B,)``: how far apart landed images of the same point may come out by rounding alone,
-    ``ε (LANDING_NOISE · L + 8 max(‖x₀‖, ‖x₁‖))`` for points ``(B, D)``.
-
-    ``ε`` is the coarsest of the points' dtype and the field's parameters' (`metrics.base.rounding_eps`: a float32
-    network rounds float64 points); ``L`` the field's `length_scale` (a network computes in units of the data's
-    scale and adds back their mean: its error is relative to ``L``, and the mean's rounding to ``‖x‖``), or
-    ``max(‖x₀‖, ‖x₁‖)`` for a field without one. Data far from the origin (a unit sphere at 5,000) are then
-    judged by their own scale, not by their distance from the origin."""
-    eps = rounding_eps(field, x0.dtype)
-    norm = torch.maximum(x0.norm(dim=-1), x1.norm(dim=-1))
-    scale = field.length_scale()
-    return eps * (LANDING_NOISE * (norm if scale is None else torch.full_like(norm, scale)) + 8 * norm)
 
 VERIFY_TOL_MAX = 1e-3
 """The largest default ``verify_tol``: a claimed minimum is refuted when a short gradient step lowers its energy by
@@ -270,7 +251,7 @@ def geodesic(
             (SPEC §6, landing), so the path lies on the learned data manifold (the denoiser's image), offset by the
             ends' own distances from it blended along the path (`geodesic_solvers.end_offsets`, measured from the
             landed end where an end lies off the data, `geodesic_init.landing_anchors`: ``x0 = x1`` gives the
-            constant path; pairs closer than the landing's rounding, `LANDING_NOISE`, the straight segment). ``None``
+            constant path; pairs within the landing's rounding, `landing.LANDING_NOISE`, the chord). ``None``
             (default): on for a `LearnedDataManifold` built with ``landing=True``, when the start is ``"landing"``,
             or ``"graph"`` on a field with a denoiser (`geodesic_init.denoises`: a `LearnedCDC` with landmarks); a
             manifold's ``landing=False`` does not turn it off (give ``landing=False`` here). Without it a learned
@@ -306,6 +287,8 @@ def geodesic(
             ``verify_tol`` or ``delta`` that is not a real number, ``steps < 0``, ``lr ≤ 0``, ``tol < 0``,
             ``verify_tol ≤ 0`` (or not finite), ``landing=True`` on a field without a landing projection, NaN or
             inf points, bad shapes, or an ``init`` path whose ends are not ``x0``, ``x1``.
+        RuntimeError: called inside a ``torch.func`` transform (`func_transforms.refuse_transforms`): the results
+            are detached, not differentiable.
 
     Example:
         >>> import math, torch
@@ -334,6 +317,7 @@ def geodesic(
         n_points = _check_count(n_points, "n_points (both ends included)", 2)
     if isinstance(init, str) and init not in INIT_NAMES:
         raise ValueError(f"init must be one of {INIT_NAMES} or a tensor path, got {init!r}")
+    refuse_transforms("geodesic")
     field = as_field(field_or_manifold)
     check_landing(field, landing, allow_none=True, low_rank=False)  # before any work; a resolved None: below
 
@@ -403,7 +387,7 @@ def geodesic(
     off = torch.zeros(x0.shape[0], dtype=x0.dtype, device=x0.device) if off is None else off.to(x0)
     converged = converged & ~(off > 0)  # warned above; the checks below then look at the other pairs only
     # x0 = x1: the constant path is the exact minimiser (energy 0; relative tests cannot see it). With landing, also
-    # pairs closer than the landing map's rounding (`LANDING_NOISE`): there the landed interior is noise (a pair 1e-6
+    # pairs within the landing's rounding (`landing.landing_rounding`): there the landed interior is noise (a pair 1e-6
     # apart on a float32 model came out 4.9 times as long), and the chord is the geodesic to O(gap²).
     floor = 0.0
     if landing:

@@ -24,8 +24,8 @@ from .checks import NotANumberError, as_index
 from .dimension import global_dimension, intrinsic_dimension
 from .precision import full_precision
 from .small_eigh import CUDA_BATCHED_EIGH_MAX, _regularised_cholesky, _small_eigh  # noqa: F401  (names geometry had)
+from .spectral_dims import check_dims, top_vectors, truncate_basis, warn_if_cut
 from .spectral_grad import FLOAT64_CUT, inverse_sqrt_matrix, scale_coords, tie_eps, tie_safe_eigh, within_terms
-from .user_warnings import warn_user
 
 __all__ = [
     "FLOAT64_CUT", "Eigenpairs", "default_rel_eps", "gram", "eigenpairs", "tangent_basis", "truncate_basis",
@@ -44,15 +44,16 @@ class Eigenpairs:
         vectors: ``(B, D, r)`` orthonormal eigenvectors (columns); columns whose eigenvalue is below
             ``rel_eps · λ₁`` (or below the smallest normal number of ``A``'s dtype) are zero (``A`` rank-deficient
             or ``r > D``), never divided by zero.
-        within: ``(B, r, r)`` float64, exactly 0 in value, or ``None``: set only when a gradient flows to ``A``
-            (`spectral_grad.within_terms`); its derivative carries the eigenvalues' derivative within tied
-            blocks, which `spectral_apply` and `lowrank_solve` add so that their gradients are exact there.
+        within: ``(B, r, r)`` float64 (``G``'s dtype from `evaluation.field_eigenpairs`' dense route), exactly 0
+            in value, or ``None``: set only when a gradient flows to ``A`` (`spectral_grad.within_terms`); its
+            derivative carries the eigenvalues' derivative within tied blocks, which `spectral_apply` and
+            `lowrank_solve` add so that their gradients are exact there.
         kept: ``(B,)`` how many columns have an eigenvalue above the cut (the others are zero), or ``None``
             (pairs built elsewhere); `spectral_apply` reads it to warn once where an explicit ``d`` exceeds it.
         least_kept: the fewest kept columns among the rows with a positive top eigenvalue (``r`` without such a
-            row), or ``None`` (not known): an explicit ``d`` at most this is not cut anywhere (`_warn_if_cut`: no
+            row), or ``None`` (not known): an explicit ``d`` at most this is not cut anywhere (`warn_if_cut`: no
             host sync of its own; `eigenpairs` reads it in the sync it makes anyway).
-        checked_dims: the explicit ``d`` already checked against the cut (`_warn_if_cut`; once per decomposition).
+        checked_dims: the explicit ``d`` already checked against the cut (`warn_if_cut`; once per decomposition).
         gap: the gap rule's ``(B,)`` dimensions and ``(B, D, r)`` truncated basis, filled by the first
             `spectral_apply` with ``d = None`` and reused by the next (`_gap_rule`).
     """
@@ -165,7 +166,7 @@ def eigenpairs(A: Tensor, *, rel_eps: float | None = None) -> Eigenpairs:
 def _settle(finite: Tensor | None, evals: Tensor, keep: Tensor) -> tuple[Tensor | None, int]:
     """A decomposition's one host sync: the ``(B,)`` finite-row mask (``None`` where every row is finite, as
     `zero_bad_rows` gives it) and `Eigenpairs.least_kept` from the ``(B, r)`` eigenvalues and kept flags, read
-    together: `_warn_if_cut`'s own sync on every decomposition had cost a sync per optimiser step (tester C, s32)."""
+    together: `warn_if_cut`'s own sync on every decomposition had cost a sync per optimiser step (tester C, s32)."""
     r = keep.shape[-1]
     if not keep.shape[0]:
         return None, r
@@ -212,25 +213,15 @@ def tangent_basis(A: Tensor, d: int) -> Tensor:
     """Orthonormal basis of the estimated tangent space: the top-``d`` eigenvectors of ``AAᵀ``, ``(B, D, r)`` →
     ``(B, D, d)``; ``d`` an integer in ``1..r`` (NumPy's too, not a bool), checked before any work. Warns, as
     `range_project` does, where fewer than ``d`` eigenvalues lie above the rounding cut: those columns are zero,
-    not orthonormal (`_warn_if_cut`)."""
+    not orthonormal (`warn_if_cut`)."""
     number = as_index(d)
     if number is None:
         raise TypeError(f"d must be an int (the tangent dimension), got {type(d).__name__} {d!r}")
     if not 1 <= number <= A.shape[-1]:
         raise ValueError(f"tangent dimension d={number} must lie in 1..r={A.shape[-1]}")
     pairs = eigenpairs(A)
-    _warn_if_cut(pairs, number)
+    warn_if_cut(pairs, number)
     return pairs.vectors[..., :number]
-
-
-def truncate_basis(vectors: Tensor, dims: Tensor) -> Tensor:
-    """Keep the first ``dims[b]`` columns of each basis and zero the rest: ``(B, D, r)``, ``(B,)`` → ``(B, D, r)``.
-
-    Lets bases of different dimension per point (a union of pieces) share one tensor; `projector_error`
-    treats zero columns as absent.
-    """
-    cols = torch.arange(vectors.shape[-1], device=vectors.device)
-    return vectors * (cols < dims.to(vectors.device).unsqueeze(-1)).unsqueeze(-2).to(vectors.dtype)
 
 
 @full_precision
@@ -344,7 +335,8 @@ def lowrank_inner(A: Tensor, u: Tensor, v: Tensor, delta: float = 0.0, *,
 
 
 @full_precision
-def spectral_apply(pairs: Eigenpairs, u: Tensor, d: int | Tensor | None = None, *, power: int = 0) -> Tensor:
+def spectral_apply(pairs: Eigenpairs, u: Tensor, d: int | Tensor | None = None, *, power: int = 0,
+                   check_range: bool = True) -> Tensor:
     """``Û_d Λ_d^p Û_dᵀ u``: a power of ``G`` restricted to its top-``d`` eigen-directions (SPEC §5, δ = 0).
 
     ``power = 0`` is the tangent projector ``Û Ûᵀ u`` (`range_project`), ``1`` the restricted co-metric
@@ -354,21 +346,28 @@ def spectral_apply(pairs: Eigenpairs, u: Tensor, d: int | Tensor | None = None, 
     Args:
         pairs: `eigenpairs` of the factor, values ``(B, r)`` and vectors ``(B, D, r)``.
         u: ``(B, D)`` vectors.
+        check_range: ``False`` skips reading a per-point ``d``'s range (its one host sync; dtype and length are
+            still checked), for a ``d`` in ``0..r`` by construction: ``intrinsic_dimension(pairs.values)``, as
+            landing and `regularised.TangentBundle` pass on every iteration.
 
     Returns:
         ``(B, D)``.
+
+    Raises:
+        ValueError: ``power`` not -1, 0 or 1; ``r = 0``; ``d`` as in `range_project`.
     """
     if power not in (-1, 0, 1):
         raise ValueError(f"power must be -1, 0 or 1, got {power}")
     _check_columns(pairs.vectors.shape[-1], "the factor of pairs")
+    d = check_dims(d, pairs.vectors.shape[0], pairs.vectors.shape[-1], check_range=check_range)
     if d is None:
         dims, U = _gap_rule(pairs)
         if power == -1:
             d = dims  # the kept eigenvalues too
     else:
         if isinstance(d, int):
-            _warn_if_cut(pairs, d)
-        U = _top_vectors(pairs, d)
+            warn_if_cut(pairs, d)
+        U = top_vectors(pairs, d)
     coords = (U.transpose(-1, -2) @ u.unsqueeze(-1)).squeeze(-1)  # (B, d')
     if power:
         lam = pairs.values[..., : U.shape[-1]]
@@ -390,56 +389,26 @@ def _gap_rule(pairs: Eigenpairs) -> tuple[Tensor, Tensor]:
     return pairs.gap
 
 
-def _warn_if_cut(pairs: Eigenpairs, d: int) -> None:
-    """Warn where an explicit ``d`` asks for more directions than have an eigenvalue above the cut of `eigenpairs`
-    (their columns are zero, so the projector would silently have fewer than ``d``). Once per `Eigenpairs` and
-    ``d`` (`Eigenpairs.checked_dims`), on the ``(B,)`` kept counts: the manifold reuses one decomposition per point
-    set for ``proju``, ``egrad2rgrad`` and ``inner``, whose calls no longer scan the vectors or sync each time. No
-    sync where ``d`` is at most `Eigenpairs.least_kept` (every decomposition, as each optimiser step's, is still
-    checked)."""
-    if isinstance(d, bool) or not 1 <= d <= pairs.vectors.shape[-1] or d in pairs.checked_dims:
-        return  # `_top_vectors` refuses a d outside 1..r
-    pairs.checked_dims.add(d)
-    if pairs.least_kept is not None and d <= pairs.least_kept:
-        return  # no point has fewer kept columns (`eigenpairs` read it in its own sync)
-    top = pairs.values[..., 0]
-    short = pairs.kept < d if pairs.kept is not None else (pairs.vectors[..., d - 1] == 0).all(-1)
-    cut = short & (top > 0)
-    if bool(cut.any()):
-        ratio = (pairs.values[..., d - 1] / top)[cut].max().item()
-        warn_user(f"d = {d} asks for more directions than have eigenvalues above the rounding cut at "
-                  f"{int(cut.sum())} point(s) (λ_d/λ₁ up to {ratio:.3g}): those points get fewer than {d} "
-                  "directions (zero columns)")
-
-
-def _top_vectors(pairs: Eigenpairs, d: int | Tensor | None) -> Tensor:
-    """The top-``d`` eigenvectors ``(B, D, ·)``: ``d`` an int in ``1..r``, per-point dimensions ``(B,)`` (each
-    keeps its first ``d[b]`` columns, `truncate_basis`), or ``None`` (the gap rule). An int outside ``1..r`` had
-    been taken as a Python slice (``-1``: all but one)."""
-    if d is None:
-        return truncate_basis(pairs.vectors, intrinsic_dimension(pairs.values))
-    r = pairs.vectors.shape[-1]
-    if isinstance(d, bool) or (not isinstance(d, (int, Tensor))):
-        raise ValueError(f"d must be an int, a (B,) tensor of dimensions or None, got {type(d).__name__}")
-    if isinstance(d, int):
-        if not 1 <= d <= r:
-            raise ValueError(f"d must lie in 1..r = 1..{r}, got {d}")
-        return pairs.vectors[..., :d]
-    return truncate_basis(pairs.vectors, d)  # per point: no slicing to misread, and no device sync to check it
-
-
 @full_precision
 def range_project(A: Tensor, u: Tensor, d: int | Tensor | None = None, *,
                   pairs: Eigenpairs | None = None) -> Tensor:
     """Orthogonal projection ``Û Ûᵀ u`` onto the learned tangent space (SPEC §5, δ = 0).
 
-    ``Û`` holds the top-``d`` eigenvectors of ``AAᵀ``: ``d`` an int, a ``(B,)`` tensor of per-point
-    dimensions, or ``None`` for each point's gap-rule dimension (`intrinsic_dimension`, scale-free).
+    ``Û`` holds the top-``d`` eigenvectors of ``AAᵀ``: ``d`` an int in ``1..r``, a ``(B,)`` integer tensor of
+    per-point dimensions in ``0..r`` (its range read with one host sync), or ``None`` for each point's gap-rule
+    dimension (`intrinsic_dimension`, scale-free); checked before any work (`spectral_dims.check_dims`).
     ``(B, D, r)``, ``(B, D)`` → ``(B, D)``. ``pairs``: ``eigenpairs(A)`` when already at hand.
+
+    Raises:
+        ValueError: ``A`` is not ``(B, D, r)`` with ``r ≥ 1``; ``d`` of the wrong type, dtype, length or range.
     """
+    shape = A.shape if pairs is None else pairs.vectors.shape
+    if len(shape) != 3:
+        raise ValueError(f"A must have shape (B, D, r), got {tuple(shape)}")
+    _check_columns(shape[-1], "A")
+    d = check_dims(d, shape[0], shape[-1])
     pairs = eigenpairs(A) if pairs is None else pairs
-    _check_columns(pairs.vectors.shape[-1], "A")
     if isinstance(d, int):
-        _warn_if_cut(pairs, d)
-    U = _top_vectors(pairs, d)
+        warn_if_cut(pairs, d)
+    U = top_vectors(pairs, d)
     return (U @ (U.transpose(-1, -2) @ u.unsqueeze(-1))).squeeze(-1)

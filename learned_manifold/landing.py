@@ -1,6 +1,6 @@
 """Normal-only landing of points on a co-metric field's data (SPEC §5): `land`, the fixed-point iteration behind
-`LearnedDataManifold`'s ``projx`` and ``retr`` with ``landing=True``, and the off-data checks of flows and geodesics
-(`ends_off_data`).
+`LearnedDataManifold`'s ``projx`` and ``retr`` with ``landing=True``, the off-data checks of flows and geodesics
+(`ends_off_data`), and the landing map's rounding (`residual_rounding`, `landing_rounding`).
 
 Landing corrects a step's normal part only. Its tangent part is the objective's gradient projected on the learned
 tangent space, whose small error passes a share of the gradient's normal part along the data (1e-3 to 1e-2 of it on
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from .func_transforms import reverse_wrapped
 from .geometry import Eigenpairs, eigenpairs, intrinsic_dimension, spectral_apply
 from .metrics.base import CoMetricField, rounding_eps
 from .metrics.knn import KNNCDC
@@ -27,8 +28,8 @@ from .user_warnings import warn_user
 if TYPE_CHECKING:
     from .manifold import LearnedDataManifold
 
-__all__ = ["data_centre", "ends_off_data", "land", "normal_landing", "off_data_threshold", "residual_rounding",
-           "warn_flow_ends", "warn_off_data"]
+__all__ = ["data_centre", "ends_off_data", "land", "landing_rounding", "normal_landing", "off_data_threshold",
+           "residual_rounding", "warn_flow_ends", "warn_off_data"]
 
 RESOLUTION_WARN = 0.1
 """`land` warns (once per manifold) where the spacing of the points' own coordinates exceeds this fraction of σ
@@ -85,7 +86,16 @@ def land(manifold: LearnedDataManifold, xf: Tensor) -> Tensor:
     Raises:
         ValueError: some finite points did not converge within ``manifold.landing_steps`` iterations, or points
             found far from the field's data are still far from it afterwards (farther than `off_data_threshold`).
+        RuntimeError: ``xf`` depends on the input of a reverse-mode ``torch.func`` transform (``grad``, ``jacrev``,
+            ``vjp``: `func_transforms.reverse_wrapped`), which would turn the ``no_grad`` landing into a silent zero
+            gradient (plain autograd refuses too: no ``grad_fn``).
     """
+    if reverse_wrapped(xf):
+        raise RuntimeError("LearnedDataManifold.projx and retr with landing=True are not differentiable by "
+                           "reverse-mode torch.func transforms (grad, jacrev, vjp): the landing runs under no_grad, "
+                           "so its gradient would come out as zeros; differentiate outside the landing "
+                           "(landing=False: retr is then differentiable), or use forward mode (torch.func.jvp, "
+                           "jacfwd), which differentiates the landing iterations")
     field = manifold.field
     bands = field.landing_bandwidths()
     sigma = _landing_sigma(field)
@@ -112,7 +122,7 @@ def land(manifold: LearnedDataManifold, xf: Tensor) -> Tensor:
         manifold._check_tangent_dim(A.shape[-1])
         pairs = eigenpairs(A)
         dims = intrinsic_dimension(pairs.values) if manifold.tangent_dim is None else manifold.tangent_dim
-        n = d - spectral_apply(pairs, d, dims, power=0)
+        n = d - spectral_apply(pairs, d, dims, power=0, check_range=False)  # in range: the gap rule's or checked
         dist, res = d.norm(dim=-1), n.norm(dim=-1)
         away = torch.zeros_like(dist, dtype=torch.bool)
         near = dist <= 0.5 * sigma  # (first pass) the denoiser barely moves it, and it lies within σ of the landmarks
@@ -267,7 +277,8 @@ def normal_landing(field: CoMetricField, x: Tensor, offset: Tensor | None = None
         d = d + offset[rows]
     pairs = eigenpairs(field.factor(xr))
     dims = intrinsic_dimension(pairs.values) if tangent_dim is None else tangent_dim
-    out[rows] = xr + d - spectral_apply(pairs, d, dims, power=0)
+    # no host sync for the gap rule's own dims (in range by construction); a given tangent_dim is checked
+    out[rows] = xr + d - spectral_apply(pairs, d, dims, power=0, check_range=tangent_dim is not None)
     return out
 
 
@@ -401,3 +412,24 @@ def _beyond(field: CoMetricField, x: Tensor, sigma: float) -> Tensor | None:
     farther than those spacings (`CoMetricField.beyond_data`), as at a small ``σ`` the denoiser barely moves it."""
     beyond = field.beyond_data(x)
     return None if beyond is None else torch.where(beyond > sigma, beyond, torch.zeros_like(beyond))
+
+
+LANDING_NOISE = 1e3
+"""With landing, pairs closer than the landing map's rounding, `landing_rounding`, get the straight segment: the
+landed interior would be rounding noise there."""
+
+
+@full_precision
+def landing_rounding(field: CoMetricField, x0: Tensor, x1: Tensor) -> Tensor:
+    """``(B,)``: how far apart landed images of the same point may come out by rounding alone,
+    ``ε (LANDING_NOISE · L + 8 max(‖x₀‖, ‖x₁‖))`` for points ``(B, D)``.
+
+    ``ε`` is the coarsest of the points' dtype and the field's parameters' (`metrics.base.rounding_eps`: a float32
+    network rounds float64 points); ``L`` the field's `length_scale` (a network computes in units of the data's
+    scale and adds back their mean: its error is relative to ``L``, and the mean's rounding to ``‖x‖``), or
+    ``max(‖x₀‖, ‖x₁‖)`` for a field without one. Data far from the origin (a unit sphere at 5,000) are then
+    judged by their own scale, not by their distance from the origin."""
+    eps = rounding_eps(field, x0.dtype)
+    norm = torch.maximum(x0.norm(dim=-1), x1.norm(dim=-1))
+    scale = field.length_scale()
+    return eps * (LANDING_NOISE * (norm if scale is None else torch.full_like(norm, scale)) + 8 * norm)

@@ -8,10 +8,11 @@ Two readings of the same field, chosen by the isotropic part ``δ``:
 * ``δ = 0``: the learned tangent bundle. ``proju = ÛÛᵀ`` (top-``d`` eigenvectors, ``d`` fixed or each
   point's gap-rule dimension), ``egrad2rgrad(x, u) = G_d u`` (``G`` on those directions),
   ``retr(x, u) = x + proju(x, u)`` (so geoopt's momentum seed, a raw Euclidean gradient, is handled) and
-  ``transp(x, y, v) = proju(y, v)``. A warning says (at the manifold's 1st, 2nd, 4th, … decomposition of the
-  factor) where the gap rule's ``d`` drops an eigenvalue above ``0.25 λ₁`` (`dimension.DROPPED_LIMIT`; a real
-  direction: pass ``tangent_dim``; smaller ones are dropped silently), where a given ``tangent_dim`` splits a cluster
-  of eigenvalues (`dimension.CLUSTER_RATIO`) and where the factor is NaN at finite points. This reading needs a low-rank
+  ``transp(x, y, v) = proju(y, v)``. A warning says (at the 1st, 2nd, 4th, … decomposition of the factor at
+  each point set, so a new parameter's first step is checked: `learned_manifold.manifold_factors`) where the gap
+  rule's ``d`` drops an eigenvalue above ``0.25 λ₁`` (`dimension.DROPPED_LIMIT`; a real direction: pass
+  ``tangent_dim``; smaller ones are dropped silently), where a given ``tangent_dim`` splits a cluster of
+  eigenvalues (`dimension.CLUSTER_RATIO`) and where the factor is NaN at finite points. This reading needs a low-rank
   field (``low_rank = True``); a field that is not low-rank is read at ``δ = 0`` as for ``δ > 0`` (``R^D`` with
   the metric ``G^{-1}``, its own ``apply``/``metric``), right for a full-rank ``G`` (`EuclideanMetric`, the VAE
   pullback, Stein, Tangential). Construction refuses the fields for
@@ -32,17 +33,29 @@ NaN row (e.g. from a NaN gradient) stays NaN in that row and leaves the other ro
 
 Cost: for low-rank fields the manifold evaluates the factor (and, for ``δ = 0``, its eigenpairs) once per point and
 reuses it across the calls an optimiser step makes at that point (``egrad2rgrad``, ``component_inner``, ``retr``,
-and ``transp`` at the new point, where the next step starts; with landing, the last landing iterate provides it): a
-one-entry cache of a private copy of the point, hit only by a query of equal values (``torch.equal``: in-place edits
-such as ``x.data.add_()`` never read a stale factor) to a field in the same state, used only under
-``torch.no_grad()`` (as in geoopt's ``step``) and outside forward-mode AD. The state is what the key reads
-(`learned_manifold.manifold_cache`): the field's parameters and buffers and its own tensor attributes (the same
-tensors, none changed in place since: ``load_state_dict`` or an optimiser step on the network compute afresh), and
-its own plain attributes (``sigma``, ``k``, ``centred``, ``precision``, ...). A custom field must keep the state its
-factor depends on there, or call `LearnedDataManifold.clear_cache` after changing other state (a list or dict
-attribute, a submodule's plain attribute, a write through ``tensor.data``, an in-place edit by another process
-through shared memory). Pickles and copies leave it out. Threads may share a manifold: each query uses the entry it
-read or made (threads at different points recompute the factor rather than share one).
+and ``transp`` at the new point, where the next step starts; with landing, the last landing iterate provides it):
+a cache of private copies of the points (`learned_manifold.manifold_cache.FactorCache`), hit only by a query of
+equal values (``torch.equal``: in-place edits such as ``x.data.add_()`` never read a stale factor) to a field in the
+same state, used only under ``torch.no_grad()`` (as in geoopt's ``step``) and outside forward-mode AD. It keeps
+one entry per point set in use, at most eight (the least recently used goes): several parameters on one manifold,
+or several optimisers sharing it, each keep the one-evaluation-per-step cost (a parameter's next point replaces
+its last, so a long run holds one entry per parameter; a loop of queries at fresh points of one shape holds one
+entry). More than eight parameters on one manifold miss at every
+step (two evaluations each, and a decomposition check each): give each group of up to eight its own manifold.
+Each entry holds ``B × D × r`` factor and as many eigenvector numbers; `LearnedDataManifold.clear_cache` frees
+them. The state is what the key reads (`learned_manifold.manifold_cache`): the field's parameters and buffers and
+its own tensor attributes (the same tensors, none changed in place or swapped since: ``load_state_dict``, in
+torch's swap mode too, or an optimiser step on the network compute afresh), and its own plain attributes
+(``sigma``, ``k``, ``centred``, ``precision``, ...). A custom field must keep the state its factor depends on
+there, or call `LearnedDataManifold.clear_cache` after changing other state (a list or dict attribute, a
+submodule's plain attribute, an in-place write through ``tensor.data``, an in-place edit by another process through
+shared memory). Pickles and copies leave it out. Threads may share a manifold: each query uses the entry it found
+or made.
+
+A manifold built or loaded under ``torch.inference_mode()`` answers every query, but where a method would
+differentiate through a field holding inference tensors (points that require grad) it raises one ``RuntimeError``
+naming the field and the fix (`manifold_factors.inference_built`) instead of torch's; `curvature` and `geodesic`
+copy such a field.
 
 Every public method runs outside any autocast the caller has on (`learned_manifold.precision.full_precision`):
 float32 points give float32 answers, the same as outside autocast.
@@ -65,10 +78,11 @@ import torch
 from torch import Tensor
 
 from .checks import is_real
-from .geometry import Eigenpairs, eigenpairs, intrinsic_dimension, lowrank_apply, lowrank_inner, spectral_apply
+from .geometry import eigenpairs, intrinsic_dimension, lowrank_apply, lowrank_inner, spectral_apply
 from .landing import ends_off_data, land
-from .manifold_cache import cache_bypassed, cache_entry, cache_hit, field_key, field_settings, forward_mode, vmapped
-from .manifold_checks import CheckedManifold, check_decomposition, check_tangent_dim
+from .manifold_cache import vmapped
+from .manifold_checks import CheckedManifold, check_tangent_dim
+from .manifold_factors import CachedFactors, inference_built
 from .manifold_no_closed_form import NoClosedForms
 from .metrics.base import CoMetricField, as_points, check_count, check_scalar
 from .metrics.field_checks import check_full_space, check_landing
@@ -82,7 +96,7 @@ from .user_warnings import warn_user
 __all__ = ["LearnedDataManifold"]
 
 
-class LearnedDataManifold(NoClosedForms, CheckedManifold):
+class LearnedDataManifold(CachedFactors, NoClosedForms, CheckedManifold):
     """The data's own geometry as a geoopt manifold.
 
     A `MetricModel` given (directly or in a `LearnedCDC`) is frozen **in place**: `LearnedCDC` calls
@@ -102,12 +116,12 @@ class LearnedDataManifold(NoClosedForms, CheckedManifold):
             (an int, a NumPy integer or a 0-d integer tensor; stored as the int) at most ``D`` and the factor's rank
             ``r`` (checked here where the field tells its rank, a `LearnedCDC`'s or a `KNNCDC`'s ``k``, else at the
             first query); a ``d`` that splits a cluster of eigenvalues (``λ_{d+1}/λ_d`` above 0.5 at the median
-            point, `dimension.CLUSTER_RATIO`) gets a warning at the 1st, 2nd, 4th, … decomposition. ``None`` uses
-            each point's gap-rule dimension (SPEC §5), which is scale-free and needs no threshold (a warning, at the
-            same decompositions, names points where it drops an eigenvalue above ``0.25 λ₁``: pass the true
-            dimension there; one at or below ``0.25 λ₁`` is dropped silently, `dimension.DROPPED_LIMIT`). With ``δ > 0``
-            and no landing it acts only in `curvature` and the flows' and geodesics' ``landing=True`` (a warning says
-            so).
+            point, `dimension.CLUSTER_RATIO`) gets a warning at each point set's 1st, 2nd, 4th, … decomposition
+            (`manifold_factors`). ``None`` uses each point's gap-rule dimension (SPEC §5), which is scale-free and
+            needs no threshold (a warning, at the same decompositions, names points where it drops an eigenvalue
+            above ``0.25 λ₁``: pass the true dimension there; one at or below ``0.25 λ₁`` is dropped silently,
+            `dimension.DROPPED_LIMIT`). With ``δ > 0`` and no landing it acts only in `curvature` and the flows' and
+            geodesics' ``landing=True`` (a warning says so).
         landing_tol: landing stops when the normal correction is below ``landing_tol · σ`` plus the rounding
             of the residual (`landing.residual_rounding`: ``64 ε |x − μ|_∞ + 2 √D ε |x|_∞``, ``μ`` a learned
             model's mean, else 0).
@@ -186,8 +200,7 @@ class LearnedDataManifold(NoClosedForms, CheckedManifold):
         self.landing, self.tangent_dim = landing, tangent_dim
         self.landing_tol = check_scalar(landing_tol, "landing_tol")
         self.landing_steps = check_count(landing_steps, "landing_steps")
-        self._cache: dict | None = None
-        self._decompositions = 0  # counted for `_factor_and_pairs_at`'s checks (1st, 2nd, 4th, 8th, ...)
+        self._decompositions = 0  # grad-enabled decompositions, for `_factor_and_pairs_at`'s checks (1, 2, 4, ...)
         if tangent_dim is not None and field.delta > 0 and not landing:
             warn_user(f"tangent_dim = {tangent_dim} does not change inner, norm, proju, egrad2rgrad, retr or "
                       f"transp: with delta = {field.delta:.3g} > 0 and landing=False every vector is tangent and "
@@ -223,79 +236,6 @@ class LearnedDataManifold(NoClosedForms, CheckedManifold):
 
     def _unflat(self, batch: tuple[int, ...], t: Tensor) -> Tensor:
         return t.reshape(*batch, *self.data_shape)
-
-    def _factor_at(self, xf: Tensor) -> Tensor:
-        """The field's factor at the flat points ``xf``, reused while the point is unchanged (no-grad only)."""
-        return self._cached(xf)["A"]
-
-    def _factor_and_pairs_at(self, xf: Tensor) -> tuple[Tensor, Eigenpairs]:
-        """The factor at ``xf`` and its eigenpairs, each computed once per cache entry (no-grad only), and checked
-        (`check_decomposition`: non-finite factors, dropped real directions; one host sync) at the 1st, 2nd, 4th,
-        8th, … decomposition of this manifold: checking every one added 15–25% to an optimiser step's
-        `egrad2rgrad` (batch 64, a small sphere model), and a problem that persists is still named, at a cost that
-        vanishes over a long run. A cached call costs nothing more. Its warnings point at the user's line
-        (`user_warnings.warn_user`), however deep the call (an optimiser's step, ``retr`` through ``proju``)."""
-        entry = self._cached(xf)
-        pairs = entry.get("pairs")  # (a local: another thread may fill the shared entry's pairs meanwhile)
-        if pairs is None:
-            self._check_tangent_dim(entry["A"].shape[-1])
-            pairs = entry["pairs"] = eigenpairs(entry["A"])
-        if not entry.get("checked"):
-            entry["checked"] = True  # (first: with warnings as errors the next call does not raise again)
-            count = self._decompositions = getattr(self, "_decompositions", 0) + 1  # (older pickles lack it)
-            if count & (count - 1) == 0:
-                check_decomposition(type(self.field).__name__, xf, pairs, self.tangent_dim)
-        return entry["A"], pairs
-
-    def _field_factor(self, xf: Tensor) -> Tensor:
-        """``self.field.factor(xf)``, refusing points batched by ``torch.func.vmap`` with one clear error (module
-        docstring) instead of torch's internal one from the field's data-dependent steps."""
-        if vmapped(xf):
-            raise RuntimeError("LearnedDataManifold does not support torch.func.vmap over the points: the field's "
-                               "factor, its eigen step and the k-NN search branch on the data; pass the points as "
-                               "one batch (B, *data_shape) instead (vmap over the vectors at fixed points works)")
-        return self.field.factor(xf)
-
-    def _check_tangent_dim(self, rank: int) -> None:
-        """A ``ValueError`` naming ``tangent_dim`` if it exceeds ``rank``, the width of a factor the field gave."""
-        if self.tangent_dim is not None and self.tangent_dim > rank:
-            raise ValueError(f"tangent_dim = {self.tangent_dim} exceeds the rank r = {rank} of the factor "
-                             f"{type(self.field).__name__} returns: its tangent spaces have at most {rank} dimensions")
-
-    def _cached(self, xf: Tensor) -> dict:
-        """The cache entry for ``xf`` (`manifold_cache`): geoopt's step computes the factor at the new point for
-        ``transp``, then copies it into the parameter; the next step's ``egrad2rgrad`` finds it here. Grad-enabled
-        and forward-mode queries compute afresh (`cache_bypassed`). The entry is read once into a local and that is
-        returned: threads sharing the manifold replace ``self._cache`` at any time."""
-        if cache_bypassed(xf):
-            return {"A": self._field_factor(xf), "pairs": None, "checked": False}
-        entry = self._cache
-        key = field_key(self.field)  # read once: the lookup and, on a miss, the new entry share it
-        if entry is None or not cache_hit(self.field, entry, xf, key):  # (cache_hit: False for None, said to mypy)
-            entry = cache_entry(self.field, xf, self._field_factor(xf), key=key)
-            self._cache = entry
-        return entry
-
-    def _cache_entry(self, xf: Tensor, A: Tensor, pairs: Eigenpairs | None = None) -> dict | None:
-        """A cache entry for the flat points ``xf`` ``(B, D)`` with factor ``A`` ``(B, D, r)`` (`cache_entry`), for
-        landing to store; ``None`` (an empty cache) under forward-mode AD, whose tensors must not outlive it."""
-        return None if forward_mode(xf) else cache_entry(self.field, xf, A, pairs)
-
-    def clear_cache(self) -> None:
-        """Drop the cached factor: needed only after changing field state the cache key does not read (module
-        docstring), e.g. a list or dict attribute of a custom field or a plain attribute of one of its submodules,
-        and after another process edits the field's tensors in place through shared memory (version counters are
-        per process: `manifold_cache`)."""
-        self._cache = None
-
-    def field_settings(self) -> tuple:
-        """The field's plain settings the cache key reads (`manifold_cache.field_settings`: ``sigma``, ``k``,
-        ``centred``, ``precision``, ..., and the dtype and device of its weights)."""
-        return field_settings(self.field)
-
-    def __getstate__(self) -> dict:
-        """The state without the cache (weak references: unpicklable); ``pickle``/``copy.deepcopy`` compute afresh."""
-        return {**super().__getstate__(), "_cache": None}
 
     # -- what the manifold is -----------------------------------------------------------------------------
     @full_precision
@@ -340,7 +280,8 @@ class LearnedDataManifold(NoClosedForms, CheckedManifold):
         """
         batch, (xf, uf) = self._flat(x, u)
         if not self.field.low_rank:
-            return self._unflat(batch, self.field.apply(xf, uf))
+            with inference_built(self.field):
+                return self._unflat(batch, self.field.apply(xf, uf))
         if self.delta > 0:
             return self._unflat(batch, lowrank_apply(self._factor_at(xf), uf, self.delta))
         _, pairs = self._factor_and_pairs_at(xf)
@@ -372,7 +313,8 @@ class LearnedDataManifold(NoClosedForms, CheckedManifold):
         same = v is None
         batch, (xf, uf, vf) = self._flat(x, u, u if v is None else v)
         if not self.field.low_rank:
-            out = self.field.inner(xf, uf, vf)
+            with inference_built(self.field):
+                out = self.field.inner(xf, uf, vf)
         elif self.delta > 0:
             out = lowrank_inner(self._factor_at(xf), uf, vf, self.delta)
         else:

@@ -1,19 +1,24 @@
-"""The one-entry factor cache of `LearnedDataManifold` (SPEC §5): what an entry holds and when it may be used.
+"""The factor cache of `LearnedDataManifold` (SPEC §5): what an entry holds, when it may be used, and the few
+entries a manifold keeps (`FactorCache`).
 
 An entry is a dict: ``point`` (a private copy of the flat points ``(B, D)``), ``A`` (the factor ``(B, D, r)``),
-``pairs`` (its `Eigenpairs`, or ``None`` until asked for), ``checked`` (whether the manifold has checked those
-eigenvalues: `manifold_checks.check_decomposition`, at its 1st, 2nd, 4th, 8th, … decomposition), ``settings``
-(`field_settings`), ``tree`` (a weak reference to the field's `FieldTree`), ``own`` (weak references to the field's
-own tensor attributes) and ``versions`` (the version counters of the tree's tensors and the own ones, ``None`` when
-one is an inference tensor). A query hits only when its points equal the copy (``torch.equal``) and the field is in
-the same state (`same_field_state`): the same settings, and the same tensors, none changed in place since.
+``pairs`` (its `Eigenpairs`, or ``None`` until asked for), ``spare`` (made cold and never hit: `FactorCache`),
+``checked`` (whether the manifold has looked at those eigenvalues: `manifold_checks.check_decomposition`),
+``count`` (the entry's place in its point set's run, `FactorCache.add`: the check runs where it is 1, 2, 4, 8, …),
+``settings`` (`field_settings`), ``tree`` (a weak reference to the field's `FieldTree`), ``own`` (weak references
+to the field's own tensor attributes), ``versions`` (the version counters and data addresses of the tree's tensors
+and the own ones, ``None`` when one is an inference tensor) and ``held`` (weak references to those tensors'
+storages, `StorageRefs`: an entry one of whose storages has died never hits, so a new tensor at a freed address
+cannot pass for the old one). A query hits only when its points equal the copy (``torch.equal``) and the field is
+in the same state (`same_field_state`): the same settings, and the same tensors, none changed in place since.
 
 What the key reads of a field, and so what a field's factor may depend on for the cache to stay right:
 
-* its parameters and buffers, and those of its submodules (identity and version counter: ``load_state_dict``,
-  an optimiser step on a network or a k-NN field's new data are seen; a write through ``tensor.data``, which
+* its parameters and buffers, and those of its submodules (identity, version counter and data address:
+  ``load_state_dict`` (in torch's swap mode too), an optimiser step on a network, a write through ``tensor.data =``
+  or a k-NN field's new data are seen; an in-place write through ``tensor.data`` (``p.data.mul_()``), which
   bypasses the version counter, is not);
-* the field's own tensor attributes (``self.w = tensor``: identity and version counter, as for buffers);
+* the field's own tensor attributes (``self.w = tensor``: as for buffers);
 * the field's own plain attributes: numbers, strings, bools, ``None``, dtypes and devices (``sigma``, a k-NN
   field's ``k`` and ``centred``, a `LearnedCDC`'s ``precision``, a custom field's ``self.angle = 0.3``);
 * the dtype and device of the field's first parameter or buffer (``M.double()`` casts a network).
@@ -26,8 +31,10 @@ compares, by identity, what the ``_parameters``, ``_buffers`` and ``_modules`` d
 last walk hold (`field_tree`; a few µs for a 53-module MLP, where walking took 0.12 ms). Every route that changes
 the tree writes into one of those dicts (assignment, ``register_*``, ``del``, ``_apply``'s casts and moves, which
 replace buffers, ``load_state_dict(assign=True)``, a swapped submodule), so the comparison sees it. The walk's
-`FieldTree` holds those dicts (strongly: a swapped-out submodule's dicts live until the field's next query) and
-weak references to what they held.
+`FieldTree` holds those dicts and weak references to the submodules they held; neither it nor an entry owns a
+field's tensor or its memory (``M.cpu()`` or ``M.double()`` frees the old copy at once). Nothing here holds a weak
+reference to a field's tensor (``torch.utils.swap_tensors``, which swap mode's ``load_state_dict`` and ``.to()``
+use, refuses one): entries hold weak references to the tensors' *storages* (`StorageRefs`) instead.
 
 Version counters are per process: a field whose tensors are in shared memory (``share_memory()``, hogwild-style
 ``torch.multiprocessing``) and edited in place by *another* process keeps its versions here, so the cache does not
@@ -51,12 +58,13 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
-from torch.autograd import forward_ad
 
+from .func_transforms import forward_mode, vmapped  # re-exported: the factor cache's transform probes
 from .geometry import Eigenpairs
 
-__all__ = ["FieldKey", "FieldTree", "cache_bypassed", "cache_entry", "cache_hit", "field_key", "field_settings",
-           "field_tensors", "field_tree", "forward_mode", "same_field_state", "vmapped"]
+__all__ = ["FactorCache", "FieldKey", "FieldTree", "StorageRefs", "cache_bypassed", "cache_entry", "cache_hit",
+           "field_key", "field_settings", "field_tensors", "field_tree", "forward_mode", "release_tree",
+           "same_field_state", "vmapped"]
 
 _PLAIN = (bool, int, float, complex, str, type(None), torch.dtype, torch.device)
 _VERSION = operator.attrgetter("_version")
@@ -71,10 +79,13 @@ def field_tensors(field: nn.Module) -> list[Tensor]:
 
 class FieldTree:
     """What one walk of a field's module tree found (`field_tree`): the ``_parameters``, ``_buffers`` and
-    ``_modules`` dicts of each module, the ids of the values they held (with weak references whose callbacks mark
-    the tree stale when one of them dies, so that a new object at a dead one's address cannot pass for it), the
-    positions of the tensors among those values, and the position of the first parameter or buffer
-    (`field_tensors`' first; ``None`` without any)."""
+    ``_modules`` dicts of each module, the ids of the values they held (with weak references to the submodules
+    whose callbacks mark the tree stale when one dies, so that a new module at a dead one's address cannot pass for
+    it), the positions of the tensors among those values, and the position of the first parameter or buffer
+    (`field_tensors`' first; ``None`` without any). No reference to the field's tensors: ``torch.utils.swap_tensors``
+    (``load_state_dict`` and ``.to()`` under ``torch.__future__.set_swap_module_params_on_conversion(True)``) refuses
+    a tensor with a weak reference, and a strong one would keep a replaced tensor's memory. A new tensor at a dead
+    one's id is caught by the entries instead (its storage and address: `same_field_state`)."""
 
     __slots__ = ("dicts", "plain", "ids", "alive", "refs", "tensors", "first", "__weakref__")
 
@@ -88,7 +99,7 @@ class FieldTree:
         def dead(_ref: weakref.ref) -> None:
             alive[0] = False
 
-        self.refs = [_reference(v, dead) for v in values if v is not None]
+        self.refs = [_reference(v, dead) for v in values if v is not None and not isinstance(v, Tensor)]
         at = {id(v): i for i, v in enumerate(values) if isinstance(v, Tensor)}
         tensors = [at[id(t)] for t in field_tensors(field)]
         self.tensors: Callable[[tuple], tuple] = (
@@ -103,13 +114,13 @@ class FieldTree:
 
     def unchanged(self, values: tuple) -> bool:
         """Whether ``values`` (`current`) are the very objects the walk found, in the same places: the same ids, and
-        none of the walk's objects has died (ids are unique among live objects)."""
+        none of the walk's submodules has died (ids are unique among live objects; tensors: the class docstring)."""
         return self.alive[0] and tuple(map(id, values)) == self.ids
 
 
 def _reference(value: object, callback: Callable[[weakref.ref], None]) -> object:
-    """A weak reference to ``value`` calling ``callback`` when it dies; ``value`` itself where it takes no weak
-    reference (kept alive, so its id stays its own)."""
+    """A weak reference to ``value`` (a submodule) calling ``callback`` when it dies; ``value`` itself where it takes
+    no weak reference (kept alive, so its id stays its own)."""
     try:
         return weakref.ref(value, callback)
     except TypeError:
@@ -165,55 +176,42 @@ def field_settings(field: nn.Module) -> tuple:
 
 
 def _versions(tensors: list[Tensor]) -> tuple | None:
-    """The version counters of ``tensors``; ``None`` where one is an inference tensor (it has none)."""
+    """The version counters of ``tensors``, then their data addresses (``data_ptr``; the ``TensorImpl``'s where a
+    tensor has no storage): a tensor whose contents ``torch.utils.swap_tensors`` replaced (swap mode's
+    ``load_state_dict``, ``_apply``) or whose ``.data`` was set keeps its identity but not its address (an entry
+    whose storages one has died never hits, `StorageRefs`, so a new tensor at a freed address cannot pass for the
+    old one). ``None`` where one is an inference tensor (it has no version counter)."""
     try:
-        return tuple(map(_VERSION, tensors))
+        versions = tuple(map(_VERSION, tensors))
     except RuntimeError:
         return None
+    try:
+        return versions + tuple(map(Tensor.data_ptr, tensors))
+    except RuntimeError:  # (a wrapper subclass such as DTensor has no storage)
+        return versions + tuple(map(_address, tensors))
 
 
-FieldKey = tuple[FieldTree, tuple, list[Tensor], tuple | None]
+def _address(t: Tensor) -> int:
+    """``t.data_ptr()``, or the address of its ``TensorImpl`` where it has no storage."""
+    try:
+        return t.data_ptr()
+    except RuntimeError:
+        return t._cdata
+
+
+FieldKey = tuple[FieldTree, tuple, list[Tensor], tuple | None, list[Tensor]]
 
 
 def field_key(field: nn.Module) -> FieldKey:
-    """The field's state as the key reads it: its tree, settings, own tensors and every tensor's version (28 µs for
-    the default MLP, 75 µs for a UNet field). A caller that looks up an entry and makes one on a miss reads it once
+    """The field's state as the key reads it: its tree, settings, own tensors, every tensor's version and address
+    (`_versions`), and the tensors read (the tree's then the own ones; 28 µs for the default MLP, 75 µs for a UNet
+    field). A caller that looks up an entry and makes one on a miss reads it once
     and passes it to both (`cache_hit`, `cache_entry`): taken before the factor is computed, it can only make the
     entry miss later (a field changed meanwhile), never hit for a state the factor was not computed in."""
     tree, values = field_tree(field)
     settings, own = _own_state(field)
     tensors = [*tree.tensors(values), *own]
-    return tree, _settings(settings, tree, values), own, _versions(tensors)
-
-
-def forward_mode(xf: Tensor) -> bool:
-    """Whether a query at ``xf`` runs under forward-mode AD or another ``torch.func`` transform: a transform active
-    in this thread (``jvp``, ``jacfwd``, ``vmap``, ...: ``torch._C._functorch``'s interpreter stack), a functorch
-    wrapped ``xf``, a ``forward_ad`` dual level open or a dual ``xf``. Private torch names are read with
-    ``getattr`` (present from torch 2.0 to at least 2.13); without them only the public ``unpack_dual`` decides."""
-    functorch = getattr(torch._C, "_functorch", None)
-    peek = getattr(functorch, "peek_interpreter_stack", None)
-    wrapped = getattr(functorch, "is_functorch_wrapped_tensor", None)
-    if (peek is not None and peek() is not None) or (wrapped is not None and wrapped(xf)):
-        return True
-    return getattr(forward_ad, "_current_level", -1) >= 0 or forward_ad.unpack_dual(xf).tangent is not None
-
-
-def vmapped(t: Tensor) -> bool:
-    """Whether ``t`` is batched by ``torch.func.vmap`` at any level (under ``grad``/``jvp`` wrappers too): the
-    points of a manifold method called inside ``vmap``. Vectors vmapped at fixed points leave the points unbatched.
-    Reads the private ``torch._C._functorch`` names with ``getattr`` (as `forward_mode`); without them, ``False``."""
-    functorch = getattr(torch._C, "_functorch", None)
-    wrapped = getattr(functorch, "is_functorch_wrapped_tensor", None)
-    batched = getattr(functorch, "is_batchedtensor", None)
-    unwrap = getattr(functorch, "get_unwrapped", None)
-    if wrapped is None or batched is None or unwrap is None:
-        return False
-    while wrapped(t):
-        if batched(t):
-            return True
-        t = unwrap(t)
-    return False
+    return tree, _settings(settings, tree, values), own, _versions(tensors), tensors
 
 
 def cache_bypassed(xf: Tensor) -> bool:
@@ -226,24 +224,58 @@ def cache_entry(field: nn.Module, xf: Tensor, A: Tensor, pairs: Eigenpairs | Non
                 key: FieldKey | None = None) -> dict:
     """A cache entry for the flat points ``xf`` ``(B, D)`` with factor ``A`` ``(B, D, r)`` (and its eigenpairs,
     where known): a private copy of the point, the field's settings and the state of its tensors (``key``, read
-    now where not given: `field_key`)."""
-    tree, settings, own, versions = field_key(field) if key is None else key
+    now where not given: `field_key`), with weak references to the storages of those tensors (`StorageRefs`: the
+    entry owns none of the field's memory). ``count`` is set by `FactorCache.add`."""
+    tree, settings, own, versions, tensors = field_key(field) if key is None else key
+    held = StorageRefs([] if versions is None else tensors)
     return {"point": xf.detach().clone(), "settings": settings, "A": A, "pairs": pairs, "checked": False,
-            "tree": weakref.ref(tree), "own": [weakref.ref(t) for t in own], "versions": versions}
+            "count": None, "tree": weakref.ref(tree), "own": [weakref.ref(t) for t in own], "versions": versions,
+            "held": held}
+
+
+_EXPIRED = torch.UntypedStorage._expired  # (what torch.multiprocessing.reductions.StorageWeakRef calls)
+
+
+class StorageRefs:
+    """Weak references to the storages of ``tensors`` (as ``torch.multiprocessing.reductions.StorageWeakRef``, whose
+    torch calls it makes, one object for all: 0.5 µs a tensor to make, 0.05 µs to check). They own no memory, and
+    they are not weak references to the tensors, which ``torch.utils.swap_tensors`` would refuse. `alive` is
+    ``False`` once one of the storages has died: its address may then belong to a new tensor. A tensor without a
+    storage (a wrapper subclass such as DTensor) is kept instead, by a ``detach`` alias (its memory is kept)."""
+
+    __slots__ = ("refs", "aliases")
+
+    def __init__(self, tensors: list[Tensor]):
+        self.refs: list[int] = []
+        self.aliases: list[Tensor] = []
+        for t in tensors:
+            try:
+                self.refs.append(t.untyped_storage()._weak_ref())
+            except (RuntimeError, NotImplementedError):
+                self.aliases.append(t.detach())
+
+    def alive(self) -> bool:
+        """Whether every storage still lives (no host sync)."""
+        return not any(map(_EXPIRED, self.refs))
+
+    def __del__(self, free: Callable[[int], None] = torch.UntypedStorage._free_weak_ref) -> None:
+        for ref in getattr(self, "refs", ()):  # (``free`` bound here: it outlives the module's teardown)
+            free(ref)
 
 
 def same_field_state(field: nn.Module, entry: dict, key: FieldKey | None = None) -> bool:
     """Whether ``field`` is as it was when ``entry`` was made: the same settings, the same tensors (identity: the
     same `FieldTree`, which a replaced tensor such as `KNNCDC.load_state_dict`'s new data renews, and the same own
     tensor attributes) none of which has changed in place since (its version counter, which ``copy_`` and optimiser
-    steps bump). Inference tensors have no version counter: a field holding one never hits. No walk of the module
-    tree unless it changed (`field_tree`). ``key``: `field_key`, read now where not given."""
-    tree, settings, own, versions = field_key(field) if key is None else key
+    steps bump) or had its contents swapped (its data address: `_versions`, with the entry's storages alive:
+    `StorageRefs`). Inference tensors have no version counter: a field holding one never hits. No walk of the
+    module tree unless it changed (`field_tree`). ``key``: `field_key`, read now where not given."""
+    tree, settings, own, versions, _ = field_key(field) if key is None else key
     if versions is None or versions != entry["versions"] or entry["tree"]() is not tree:
         return False
-    held = entry["own"]
-    return (settings == entry["settings"] and len(own) == len(held)
-            and all(map(operator.is_, own, [r() for r in held])))
+    refs = entry["own"]
+    return (settings == entry["settings"] and len(own) == len(refs)
+            and all(map(operator.is_, own, [r() for r in refs])) and entry["held"].alive())
 
 
 def cache_hit(field: nn.Module, entry: dict | None, xf: Tensor, key: FieldKey | None = None) -> bool:
@@ -255,3 +287,100 @@ def cache_hit(field: nn.Module, entry: dict | None, xf: Tensor, key: FieldKey | 
     point = entry["point"]
     return (point.shape == xf.shape and point.dtype == xf.dtype and point.device == xf.device
             and same_field_state(field, entry, key) and torch.equal(point, xf))
+
+
+def _same_state(a: dict, b: dict) -> bool:
+    """Whether entries ``a`` and ``b`` were made for a field in the same state (`same_field_state`'s reading)."""
+    return (a["versions"] == b["versions"] and a["tree"]() is b["tree"]() and a["settings"] == b["settings"]
+            and len(a["own"]) == len(b["own"]) and all(r() is q() for r, q in zip(a["own"], b["own"], strict=True)))
+
+
+def _first_hit(entry: dict) -> None:
+    """Mark a cold entry (`FactorCache`) as hit; one whose ``count`` the checks skipped (not 1, 2, 4, …) starts a
+    run of its own, to be checked at its next decomposition (`manifold_factors`)."""
+    entry["spare"] = False
+    count = entry["count"]
+    if count & (count - 1):
+        entry["count"], entry["checked"] = 1, False
+
+
+def _same_layout(a: Tensor, b: Tensor) -> bool:
+    """Whether points ``a`` and ``b`` have the same shape, dtype and device (a parameter's next point has)."""
+    return a.shape == b.shape and a.dtype == b.dtype and a.device == b.device
+
+
+class FactorCache:
+    """The entries of one `LearnedDataManifold` (SPEC §5), most recently used first: at most `CAPACITY`, so the
+    factors of a few point sets are kept (several parameters on one manifold, or several optimisers sharing it, each
+    find their own) and memory stays bounded (``CAPACITY`` factors ``(B, D, r)`` with their eigenpairs).
+
+    An entry *succeeds* the entry hit just before it where its points have that entry's shape, dtype and device: an
+    optimiser step reads the factor at a parameter's point (a hit) and then makes the one at its next point. The
+    successor replaces it (one live entry per parameter, however long the run) and continues its ``count`` (the
+    entry's place in its point set's run of decompositions, which `LearnedDataManifold` checks at 1, 2, 4, 8, …).
+    Any other new entry is *cold* (``spare``, until it is hit): it replaces the most recent cold entry of the same
+    shape, dtype and device that was never hit, and continues its ``count`` (an evaluation loop at fresh points of
+    one shape, ``for x in loader: M.proju(x, u)``, holds one entry and is checked at its 1st, 2nd, 4th, … query);
+    where there is none it starts a point set at ``count = 1`` (a new parameter's first step). A cold entry hit for
+    the first time is a point set reused (an optimiser's parameter: its step reads the factor there several times):
+    where its ``count`` was skipped by the checks, its run restarts at ``count = 1``, unchecked, so a new
+    optimisation after a long evaluation loop is still checked at its start. Entries for another
+    state of the field, or whose field storages have died, can never hit again and are dropped with the next new
+    entry.
+
+    Threads may share it: ``entries`` is a tuple replaced whole, so a reader iterates a consistent one; two threads
+    adding at once may lose an entry (recomputed at its next query), never answer from another's."""
+
+    CAPACITY = 8
+    __slots__ = ("entries", "hit")
+
+    def __init__(self) -> None:
+        self.entries: tuple[dict, ...] = ()
+        self.hit: dict | None = None
+
+    @property
+    def latest(self) -> dict | None:
+        """The most recently used entry (``None`` when empty)."""
+        entries = self.entries
+        return entries[0] if entries else None
+
+    def find(self, field: nn.Module, xf: Tensor, key: FieldKey) -> dict | None:
+        """The entry answering a query at the flat points ``xf`` ``(B, D)`` (`cache_hit`, with the field's ``key``
+        read once), made the most recent; ``None`` on a miss."""
+        entries = self.entries
+        for entry in entries:
+            if cache_hit(field, entry, xf, key):
+                if entry.get("spare"):
+                    _first_hit(entry)
+                if entry is not entries[0]:
+                    self.entries = (entry, *[e for e in entries if e is not entry])
+                self.hit = entry
+                return entry
+        return None
+
+    def add(self, entry: dict) -> None:
+        """Make ``entry`` (`cache_entry`) the most recent: it succeeds the entry hit just before where it can (the
+        class docstring), or else replaces a cold entry never hit, then the oldest entries beyond `CAPACITY` and those
+        that can never hit again are dropped."""
+        entries, hit = self.entries, self.hit
+        self.hit = None
+        point = entry["point"]
+        successor = hit is not None and _same_layout(hit["point"], point)
+        parent = hit if successor else next(
+            (e for e in entries if e.get("spare") and _same_layout(e["point"], point)), None)
+        entry["spare"] = not successor
+        entry["count"] = 1 if parent is None else parent["count"] + 1
+        kept = [e for e in entries if e is not parent and _same_state(e, entry) and e["held"].alive()]
+        self.entries = (entry, *kept[: self.CAPACITY - 1])
+
+    def clear(self) -> None:
+        """Drop every entry."""
+        self.entries, self.hit = (), None
+
+
+def release_tree(field: nn.Module) -> None:
+    """Forget the field's `FieldTree`; the next query walks afresh."""
+    try:
+        _TREES.pop(field, None)
+    except TypeError:  # (an unhashable field is never kept)
+        pass

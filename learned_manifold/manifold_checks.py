@@ -7,10 +7,11 @@ A tangent vector: the right shape, finite, and unchanged by ``proju`` (every vec
 `check_decomposition` is the manifold's one look at a decomposition of the factor (one host sync): a factor that is
 not finite at finite points, gap-rule directions that drop a real direction of the field
 (`learned_manifold.dimension.warn_if_dropping`), and a given ``tangent_dim`` that splits a cluster of eigenvalues
-(`learned_manifold.dimension.warn_if_splitting`). It runs at the manifold's 1st, 2nd, 4th, 8th, … decomposition
-(`LearnedDataManifold._factor_and_pairs_at`), not at every one: a problem that appears only at other
-decompositions (a factor NaN at the points of the 3rd query alone) is not named; one that persists is. A cached call
-costs nothing more.
+(`learned_manifold.dimension.warn_if_splitting`). It runs at the 1st, 2nd, 4th, 8th, … decomposition of each point
+set (`learned_manifold.manifold_factors`: an optimiser's parameter is one, a query at other new points starts
+another), not at every one: a problem that appears only at other decompositions (a factor NaN at the 3rd step's
+points alone) is not named; one that persists is, and a new optimisation is checked at its first step however long
+the manifold was used before. A cached call costs nothing more.
 
 `check_tangent_dim` is the construction's check of ``tangent_dim``.
 """
@@ -143,8 +144,9 @@ class CheckedManifold(geoopt.Manifold):
 
 def check_decomposition(field_name: str, xf: Tensor, pairs: Eigenpairs, tangent_dim: int | None) -> None:
     """Warn about the eigenpairs ``pairs`` (values ``(B, r)``) of a field's factor at the flat points ``xf``
-    ``(B, D)``. The caller decides when: `LearnedDataManifold` checks its 1st, 2nd, 4th, 8th, … decomposition
-    (and each at most once: a flag on its cache entry), so a problem seen only at other decompositions is missed.
+    ``(B, D)``. The caller decides when: `LearnedDataManifold` checks the 1st, 2nd, 4th, 8th, … decomposition of
+    each point set (and each at most once: a flag on its cache entry), so a problem seen only at other
+    decompositions is missed.
 
     * a ``RuntimeWarning`` where the factor is NaN/inf at finite points (D5: ``inner``, ``proju``, ``retr`` are
       NaN in those rows; rows of ``xf`` that are already NaN give NaN silently, SPEC §5 per-row behaviour);

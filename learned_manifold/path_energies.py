@@ -97,11 +97,15 @@ def path_energy(field: CoMetricField, path: Tensor) -> tuple[Tensor, Tensor]:
         path: ``(B, T, D)``, ``T ≥ 2``.
 
     Returns:
-        ``(energy, length)``, each ``(B,)``: ``Σ_i Δ_iᵀ g Δ_i`` and ``Σ_i sqrt(Δ_iᵀ g Δ_i)``.
+        ``(energy, length)``, each ``(B,)``: ``Σ_i Δ_iᵀ g Δ_i`` and ``Σ_i sqrt(Δ_iᵀ g Δ_i)``. A zero-length segment (a
+        repeated point) adds the subgradient 0 to the length's gradient, as ``LearnedDataManifold.norm`` at ``u = 0``
+        (``sqrt``'s own derivative there is ``inf · 0 = NaN``, for both of the segment's ends); NaN stays NaN.
     """
     if path.ndim != 3 or path.shape[1] < 2:
         raise ValueError(f"path must have shape (B, T, D) with T >= 2, got {tuple(path.shape)}")
     per_call, segments = segments_per_call(field, path), path.shape[1] - 1
     seg = torch.cat([segment_energies(field, path[:, i: min(i + per_call, segments) + 1])
                      for i in range(0, segments, per_call)], dim=1)
-    return seg.sum(-1), seg.clamp_min(0.0).sqrt().sum(-1)
+    squared = seg.clamp_min(0.0)  # rounding can make a zero segment's energy slightly negative
+    zero = squared == 0
+    return seg.sum(-1), torch.where(zero, 0.0, torch.where(zero, 1.0, squared).sqrt()).sum(-1)

@@ -267,7 +267,7 @@ class TangentBundle(CoMetricField):
     def apply(self, x: Tensor, w: Tensor) -> Tensor:
         pairs = eigenpairs(self.inner_field.factor(x))
         d = intrinsic_dimension(pairs.values) if self.tangent_dim is None else self.tangent_dim
-        return spectral_apply(pairs, w, d, power=1)
+        return spectral_apply(pairs, w, d, power=1, check_range=self.tangent_dim is not None)  # gap rule: no sync
 
     @full_precision
     def metric(self, x: Tensor, v: Tensor) -> Tensor:

@@ -16,7 +16,8 @@ from learned_manifold.precision import PRECISIONS
 
 from .cli_data import as_num_points, point_count
 from .cli_flags import as_flags
-from .demo import DEFAULT_OUT, DEMO_STEPS
+from .demo import DEFAULT_OUT, DEMO_STEPS, QUICK_LIMITS
+from .image_demo import QUICK_STEPS
 
 __all__ = ["add_subcommand", "run"]
 
@@ -47,8 +48,9 @@ def add_subcommand(subparsers: argparse._SubParsersAction,
                            "runs) | fp32 | bf16")
     demo.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
     demo.add_argument("--quick", action="store_true",
-                      help="a much shorter run (smoke test): at most 1500 points and 500 steps (image data sets: "
-                           "300 steps)")
+                      help=f"a much shorter run (smoke test): at most {QUICK_LIMITS[0]} points and "
+                           f"{QUICK_LIMITS[1]} steps (image data sets: {QUICK_LIMITS[0]} images, a seeded subset, "
+                           f"and {QUICK_STEPS} steps)")
 
 
 def run(args: argparse.Namespace) -> int:

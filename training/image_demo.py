@@ -21,7 +21,7 @@ from learned_manifold.metrics import LearnedCDC
 from learned_manifold.model_file import atomic_write_bytes
 
 from .data import get_image_dataset
-from .demo import DEFAULT_OUT, DEMO_STEPS, DEMO_TAG, check_demo_folder, staged
+from .demo import DEFAULT_OUT, DEMO_STEPS, DEMO_TAG, QUICK_LIMITS, check_demo_folder, staged
 from .result import load_judged
 from .runtime import resolve_device
 from .show import run_show
@@ -31,6 +31,9 @@ from .validation import distrust
 __all__ = ["IMAGE_DEMOS", "demo_config", "demo_split", "run_image_demo"]
 
 IMAGE_DEMOS = ("digits", "blobs")
+QUICK_STEPS = 300
+"""``quick=True`` trains for at most this many steps (and on at most ``demo.QUICK_LIMITS[0]`` images, as the
+other demos)."""
 
 
 def demo_split(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -54,7 +57,8 @@ def _say(msg: str) -> None:
 def run_image_demo(*, out: str = DEFAULT_OUT, dataset: str = "digits", steps: int = DEMO_STEPS, seed: int = 0,
                    device: str = "auto", quick: bool = False, n: int | None = None, precision: str = "auto") -> dict:
     """Train on ``dataset`` (``"digits"`` or ``"blobs"``), draw the pictures into ``out``, return the report.
-    ``n``: images (``None``: all 1,797 digits, 4,000 blobs). ``precision``: the training's
+    ``n``: images (``None``: all 1,797 digits, 4,000 blobs). ``quick``: at most ``demo.QUICK_LIMITS[0]`` images (a
+    seeded subset) and `QUICK_STEPS` steps (a note says so where they cut). ``precision``: the training's
     (`TrainConfig.precision`; ``"auto"`` times a probe: for bit-identical reruns set ``"fp32"`` or ``"bf16"``).
     ``out`` is checked before any work
     (`demo.check_demo_folder`) and changes only when the run has finished (`demo.staged`)."""
@@ -62,11 +66,17 @@ def run_image_demo(*, out: str = DEFAULT_OUT, dataset: str = "digits", steps: in
         raise ValueError(f"the image demo runs on {IMAGE_DEMOS}, got {dataset!r}")
     out_dir = Path(out)
     dev = resolve_device(device)
-    if quick and steps > 300:
-        _say(f"--quick caps the run at 300 steps (not {steps})")
-    steps = min(steps, 300) if quick else steps
     start = time.perf_counter()
     images, manifold = get_image_dataset(dataset, n if n is not None or dataset == "digits" else 4000, seed=seed)
+    limits = (QUICK_LIMITS[0], QUICK_STEPS)
+    cut = [f"{limit} {what} (not {asked})" for what, asked, limit in zip(("images", "steps"),
+                                                                          (images.x.shape[0], steps), limits,
+                                                                          strict=True) if asked > limit]
+    if quick and cut:  # only what was cut is named, as by the other demos (`demo.run_demo`)
+        _say(f"--quick caps the run at {limits[0]} images and {limits[1]} steps: {' and '.join(cut)}")
+        steps = min(steps, QUICK_STEPS)
+        if images.x.shape[0] > limits[0]:  # a seeded subset, as --num-points draws it
+            images, manifold = get_image_dataset(dataset, limits[0], seed=seed)
     if images.x.shape[0] < 400:
         raise ValueError(f"the image demo needs at least 400 images (200 are held out), got n={images.x.shape[0]}")
     fit, held = demo_split(images.x.shape[0], seed)

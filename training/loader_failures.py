@@ -28,24 +28,31 @@ class DeferredChildSignals:
 
     Main thread on POSIX only (Python delivers signals there; torch installs its handler there only). torch
     installs its handler once per process, when its first loader with workers starts, possibly inside the loop:
-    `boundary` takes it over then. On exit the handler found (torch's, if installed) is put back.
+    `boundary` takes it over then, and replays through it. On exit the handler found is put back: the caller's, or
+    torch's where torch installed its handler inside the loop. torch's then stays (it checks the process's later
+    loaders' workers, and torch never installs it again); the handler it calls after its check is the one it found,
+    ours, which passes a replayed signal, and every signal once released, on to the caller's handler found on entry:
+    a child's exit reaches it during and after the run, as with a plain ``DataLoader`` (tester C s35 5).
     """
 
     def __init__(self) -> None:
         self._active = False
         self._pending = False
         self._replaying = False  # a handler that chains to ours (torch's) runs: its call is no new signal
-        self._handler: object = None
+        self._handler: object = None  # the handler a deferred signal is replayed through (torch's once it is in)
+        self._callers: object = None  # the handler found on entry: ours passes torch's calls on to it (`_defer`)
         self._defer_fn = self._defer  # one bound method, to tell it from the handler installed
 
     def _defer(self, signum, frame) -> None:
-        if not self._replaying:
-            self._pending = True
+        if self._active and not self._replaying:
+            self._pending = True  # replayed at the next boundary
+        elif callable(self._callers):  # torch's handler chains to ours (a replay, or after release): the caller's
+            self._callers(signum, frame)
 
     def __enter__(self) -> DeferredChildSignals:
         sigchld = getattr(signal, "SIGCHLD", None)
         if sigchld is not None and threading.current_thread() is threading.main_thread():
-            self._handler = signal.signal(sigchld, self._defer_fn)
+            self._handler = self._callers = signal.signal(sigchld, self._defer_fn)
             self._active = True
         return self
 
@@ -68,10 +75,15 @@ class DeferredChildSignals:
                     self._replaying = False
 
     def release(self) -> None:
-        """Put the handler found back (idempotent): after the loop, and on exit."""
+        """Put the handler found back (idempotent): after the loop, and on exit. Where torch installed its handler
+        inside the loop, that one (which calls ours, which then calls the caller's): see the class's note."""
         if self._active:
             self._active = False
-            signal.signal(signal.SIGCHLD, self._handler)
+            found = self._handler
+            if signal.getsignal(signal.SIGCHLD) is not self._defer_fn:  # installed since the last boundary
+                found = signal.getsignal(signal.SIGCHLD)
+            # None: a handler not installed from Python (it cannot be put back): the default's
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL if found is None else found)
 
     def __exit__(self, *exc) -> None:
         self.release()

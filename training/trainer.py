@@ -73,10 +73,10 @@ __all__ = [
 
 
 def _check_data(data: Tensor | ArraySource, manifold) -> None:
-    """Refuse data the loop cannot train on, before any work: shape, dtype, NaN/inf, float32 range; channels-last
-    images (`_check_layout`); and a known ``manifold`` that cannot validate them (`check_manifold`). A streamed
-    source is checked for its shape here (its values as the statistics are accumulated, its float32 resolution from
-    them: `check_source_resolution`)."""
+    """Refuse data the loop cannot train on, before any work: shape, dtype, NaN/inf, float32 range; and a known
+    ``manifold`` that cannot validate them (`check_manifold`). Warn about channels-last images (`_check_layout`,
+    not refused: points can have that shape too). A streamed source is checked for its shape here (its values as
+    the statistics are accumulated, its float32 resolution from them: `check_source_resolution`)."""
     if isinstance(data, ArraySource):
         if len(data) < 10:
             raise ValueError(f"{data.label}: need at least 10 points, got {len(data)}")
@@ -136,7 +136,8 @@ def train(
             `learned_manifold_training.data.stream.ArraySource` (e.g. `open_npy` of a memory-mapped ``.npy``),
             streamed through a `DataLoader` (`training/batches.py`); a held-out split is taken for validation.
             Images channels-first ``(N, C, H, W)``, as PyTorch lays them out: a tensor that looks channels-last
-            ``(N, H, W, C)`` is refused (`_check_layout`).
+            ``(N, H, W, C)`` is warned about (`_check_layout`: points can have that shape too) and trained as
+            given.
         config: `TrainConfig`; defaults if ``None``.
         manifold: the data's true manifold when known (validation by tangent error and dimension).
         out: model file to write (atomically, at every checkpoint and at the end); ``None`` keeps it in memory.
@@ -152,6 +153,9 @@ def train(
         data_info: what the data are, stored under ``"data"`` in the model file's extra metadata (e.g. an image
             source's stored dtype and value range, `learned_manifold_training.data.ImageData.metadata`); JSON.
         workers: `DataLoader` worker processes that read a streamed source ahead of the loop (0: in-process).
+            torch's ``SIGCHLD`` handler, installed by a process's first loader with workers, stays after the run
+            (as after a plain `DataLoader`) and passes a child's exit on to the caller's handler
+            (`training/loader_failures.py`).
 
     Returns:
         `TrainResult` holding the EMA model (the one saved) with its chosen default bandwidth.

@@ -24,8 +24,7 @@ from ..checks import Count, NotANumberError, Real
 from ..geometry import lowrank_apply, lowrank_solve
 from ..precision import full_precision
 from .base import CoMetricField, check_count, check_finite_output, check_points, check_scalar, check_vectors
-from .knn_resolution import warn_unresolved
-from .knn_scale import check_data_scale, rms_norm
+from .knn_index import as_tensor, build_index, data_key, field_data
 from .knn_spacing import GRAPH_NUMBERS, GRAPH_POINTS, cached_graph, cached_spacing, graph_rows, warn_if_copies
 from .nearest import DEFAULT_CHUNK, by_distance, nearest_rows, nearest_set
 from .pseudo_inverse import pinv_solve as _pinv_solve
@@ -36,14 +35,19 @@ class KNNCDC(CoMetricField):
     """k-NN carré du champ of the coordinates (SPEC §7), centred or uncentred, with a rank-``k`` factor.
 
     Args:
-        data: ``(N, D)`` or ``(N, *data_shape)`` floating samples, a tensor or a NumPy array (converted by
-            ``torch.as_tensor``), flattened to ``(N, D)``; held as the buffer ``data``, so ``.to(device)`` moves
-            it and ``state_dict``/``load_state_dict`` carry it (loading replaces the data, of any ``N ≥ k``, and
-            rebuilds the search; the other arguments are not state). Not copied: the field searches the caller's
-            tensor, and an in-place edit of it (or of ``field.data``), or a new tensor assigned to ``field.data``,
-            rebuilds the search index on the next query (`_index_current`). Their RMS spread about their mean must
-            suit the dtype's squares (`knn_scale.check_data_scale`; float32: about 1.7e-18 to 1.2e18), else a
-            ``ValueError`` says how to rescale them.
+        data: ``(N, D)`` or ``(N, *data_shape)`` floating samples, a tensor or a NumPy array, flattened to
+            ``(N, D)``; held as the buffer ``data``, so ``.to(device)`` moves it and ``state_dict``/
+            ``load_state_dict`` carry it (loading replaces the data, of any ``N ≥ k``, and rebuilds the search;
+            the other arguments are not state). A tensor whose rows can be viewed as ``(N, D)`` (a contiguous one)
+            is not copied: the field searches the caller's tensor, and a torch in-place edit of it (or of
+            ``field.data``), or a new tensor assigned to ``field.data``, rebuilds the search index on the next
+            query (`_index_current`; not an edit through ``tensor.numpy()``, which bumps no version counter).
+            Copied, so that later edits of the caller's are not seen (`knn_index.field_data`): a NumPy array (its
+            edits bump no version counter), an inference tensor (it has none), and a tensor whose layout cannot be
+            viewed as ``(N, D)`` (a permuted view, ``channels_last`` images). Their RMS spread
+            about their mean must suit the dtype's squares (`knn_scale.check_data_scale`; float32: about 1.7e-18
+            to 1.2e18), else a ``ValueError`` says how to rescale them; half-precision data whose squares could
+            overflow are searched in float32 (`knn_index.build_index`).
         k: number of neighbours, ``2 ≤ k ≤ N`` for the centred field (one neighbour has no covariance: ``G ≡ 0``),
             ``1 ≤ k ≤ N`` for the uncentred one.
         sigma: bandwidth ``σ > 0`` in data units.
@@ -85,7 +89,7 @@ class KNNCDC(CoMetricField):
         persistent: bool = True,
     ) -> None:
         super().__init__()
-        data = torch.as_tensor(data)
+        data = as_tensor(data)  # NumPy input copied (`knn_index.field_data`)
         if data.ndim < 2 or data.shape[0] == 0 or data[0].numel() == 0:
             raise ValueError(f"data must have shape (N, D) or (N, ...), N, D >= 1; got {tuple(data.shape)}")
         if not data.is_floating_point():
@@ -97,7 +101,7 @@ class KNNCDC(CoMetricField):
         if not isinstance(persistent, bool):
             raise NotANumberError(f"persistent must be a bool, got {type(persistent).__name__}")
         n = data.shape[0]
-        self.register_buffer("data", data.detach().reshape(n, -1), persistent=persistent)
+        self.register_buffer("data", field_data(data), persistent=persistent)
         for name in ("origin", "_search_data", "data_sq"):  # derived from ``data`` by `_index`, not saved
             self.register_buffer(name, None, persistent=False)
         self.dim = self.data.shape[1]
@@ -113,11 +117,8 @@ class KNNCDC(CoMetricField):
         self.chunk_size = chunk
 
     def _data_key(self) -> tuple:
-        """What identifies the contents of ``data`` cheaply: the tensor, its memory, shape, dtype and version
-        counter (bumped by every in-place edit, also through views; inference tensors have none)."""
-        data = self.data
-        version = None if data.is_inference() else data._version
-        return id(data), data.data_ptr(), tuple(data.shape), data.dtype, data.device, version
+        """What identifies the contents of ``data`` cheaply (`knn_index.data_key`)."""
+        return data_key(self.data)
 
     def _index_current(self) -> bool:
         """Whether the search index was built from ``data`` as it is now (`_data_key`)."""
@@ -138,36 +139,20 @@ class KNNCDC(CoMetricField):
 
     def _apply(self, fn, *args, **kwargs):  # noqa: ANN001, ANN202 (torch.nn.Module's private signature)
         """``.to(...)``, ``.double()``, …: the derived buffers move with ``data``, so an index that was current
-        stays current (not rebuilt, the cached spacing kept); a stale one is rebuilt on the next query."""
+        stays current (not rebuilt, the cached spacing kept); a stale one is rebuilt on the next query, and so is
+        one cast to half precision (`knn_index.build_index` decides again whether it ranks in float32)."""
         current = self._index_current()
+        dtypes = (self.data.dtype, self.data_sq.dtype)
         out = super()._apply(fn, *args, **kwargs)
-        if current:
+        recast = dtypes != (self.data.dtype, self.data_sq.dtype)
+        if current and not (recast and torch.finfo(self.data.dtype).bits < 32):
             self.__dict__["_index_key"] = self._data_key()
         return out
 
     def _index(self) -> None:
-        """(Re)build what the search derives from ``data``: ``origin``, ``_search_data``, ``data_sq``, the spread,
-        and drop the cached spacing and neighbour graph (after ``__init__``, `load_state_dict` and a change of the
-        data, `_fresh`)."""
-        # The search ranks by ‖x‖² − 2 q·x, which loses the digits that tell neighbours apart when the data sit
-        # far from the origin (a float32 unit sphere moved by 1,000: the nearest neighbour was wrong for 88% of
-        # queries). Where the mean's offset exceeds the spread it ranks in coordinates about the mean instead, on
-        # a centred copy (twice the memory, only then; centring each block on the fly cost 2.5x at one query).
-        # Normal tensors even when the first query after a change runs under the caller's inference_mode: derived
-        # buffers made there would stay inference tensors (no version counter, so the manifold's cache would miss).
-        with torch.inference_mode(False), torch.no_grad():
-            mean = self.data.mean(0)
-            self._spread = rms_norm(self.data - mean)  # in Python floats: its square can leave the data's dtype
-            check_data_scale(self._spread, self.data.dtype)
-            far = rms_norm(mean.unsqueeze(0)) > self._spread
-            self.origin = mean if far else torch.zeros_like(mean)
-            self._search_data = self.data - mean if far else None
-            self.data_sq = self._searched().pow(2).sum(-1)
-            if far:
-                warn_unresolved(self.data, mean, self._spread)
-        self.__dict__.pop("_spacing_cache", None)
-        self.__dict__.pop("_graph_cache", None)
-        self.__dict__["_index_key"] = self._data_key()
+        """(Re)build what the search derives from ``data`` (`knn_index.build_index`) and drop the cached spacing
+        and neighbour graph (after ``__init__``, `load_state_dict` and a change of the data, `_fresh`)."""
+        build_index(self)
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, local_metadata: dict, strict: bool,
                               missing_keys: list, unexpected_keys: list, error_msgs: list) -> None:
@@ -215,8 +200,13 @@ class KNNCDC(CoMetricField):
         return self._check_query(x, cast=True)
 
     def _searched(self) -> Tensor:
-        """The rows the search ranks: the data, or its centred copy (``__init__``)."""
+        """The rows the search ranks: the data, or their copy centred or in float32 (`knn_index.build_index`)."""
         return self.data if self._search_data is None else self._search_data
+
+    def _ranked(self, y: Tensor) -> Tensor:
+        """Queries ``y`` ``(B, D)`` in the dtype the search ranks in (``data_sq``'s: the data's, or float32 for
+        half-precision data whose squares could overflow, `knn_index.build_index`); call after `_fresh`."""
+        return y.to(self.data_sq.dtype)
 
     def _index_args(self) -> dict:
         """The search's keyword arguments (`nearest_set`, `nearest_rows`) for the field's index, rebuilt first if
@@ -229,7 +219,8 @@ class KNNCDC(CoMetricField):
     def _nearest(self, y: Tensor, k: int | None = None) -> tuple[Tensor, Tensor]:
         """Exact squared distances ``(B, k)`` (float64, ascending) and indices ``(B, k)`` of the ``k`` (default
         ``self.k``) nearest data rows (`nearest_rows`; ties to the lower row)."""
-        return nearest_rows(y, self.data, self.k if k is None else k, **self._index_args())
+        args = self._index_args()
+        return nearest_rows(self._ranked(y), self.data, self.k if k is None else k, **args)
 
     def _search(self, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Exact squared distances ``(B, k)`` ascending, indices ``(B, k)`` and neighbours ``(B, k, D)``.
@@ -237,7 +228,8 @@ class KNNCDC(CoMetricField):
         Distances are recomputed from the gathered neighbours (`nearest_set`: no float64 measurement of them):
         exact, and differentiable in ``y``; equal ones put the lower row first (`by_distance`).
         """
-        idx = nearest_set(y, self.data, self.k, **self._index_args())
+        args = self._index_args()
+        idx = nearest_set(self._ranked(y), self.data, self.k, **args)
         dist2, order = by_distance((self.data[idx] - y.unsqueeze(1)).pow(2).sum(-1), idx)
         idx = idx.gather(1, order)
         return dist2, idx, self.data[idx]  # gathered again in order (without grad, one (B, k, D) copy stays alive)
@@ -361,7 +353,8 @@ class KNNCDC(CoMetricField):
     @full_precision
     def neighbour_graph(self, k: Count = 10) -> tuple[Tensor, Tensor]:
         """The ``k``-nearest-neighbour graph (self excluded) of the data rows `graph_rows` (all rows for up to
-        `GRAPH_POINTS` points), computed once per ``k`` and cached (`knn_spacing.cached_graph`).
+        `GRAPH_POINTS` points), computed once per ``k`` and cached; the caller gets copies, so editing them changes no
+        later answer (`knn_spacing.cached_graph`).
 
         Used for shortest paths through the data (the geodesic solver's ``init="graph"``).
 

@@ -34,7 +34,8 @@ def check_data_scale(spread: float, dtype: torch.dtype) -> None:
     and queries give NaN (float32 S² at scale 1e19: from 3 radii out; at 1e20 or 1e-22: all, even the data's own
     points). Identical points (``spread = 0``) pass. Half-precision data (float16, bfloat16) are not checked: the
     headroom would leave float16 only spreads 0.12..16 (raw pixels refused), where such fields had answered right
-    in low dimensions; their overflow is named at query time (`base.check_finite_output`)."""
+    in low dimensions. Their search ranks in float32 where their squares could overflow (`knn_index.build_index`);
+    an overflow left in the field's own arithmetic is named at query time (`base.check_finite_output`)."""
     if torch.finfo(dtype).bits < 32:
         return
     info = torch.finfo(dtype)

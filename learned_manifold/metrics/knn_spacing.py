@@ -100,7 +100,7 @@ def graph_of_rows(field: KNNCDC, rows: Tensor, k: int) -> tuple[Tensor, Tensor]:
         dist2, idx = field._nearest(field.data, k + 1)  # (M, k + 1), self usually first
     else:
         points = field.data[rows]
-        dist2, idx = nearest_rows(points, points, k + 1, centre=field.origin)
+        dist2, idx = nearest_rows(field._ranked(points), points, k + 1, centre=field.origin)
     dist = dist2.sqrt().to(field.data.dtype)
     dist = dist.masked_fill(idx == torch.arange(m, device=idx.device).unsqueeze(1), float("inf"))
     dist, order = dist.sort(dim=-1, stable=True)  # the self-match dropped wherever it sits
@@ -130,14 +130,24 @@ def cached_spacing(field: KNNCDC) -> tuple[float, float, float]:
 
 def cached_graph(field: KNNCDC, rows: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """`KNNCDC.neighbour_graph`'s body: the graph of its `graph_rows` ``rows`` ``(M,)`` for a checked ``k``, one ``k``
-    cached at a time (dropped by `KNNCDC._index` when the data change)."""
+    cached at a time (dropped by `KNNCDC._index` when the data change).
+
+    The caller gets copies ``(idx, dist)``, never the cache: the same copies while they still equal it (so a reader
+    may key on their identity, as the geodesic start's graph does, `geodesic_graph.graph_paths`), fresh ones once
+    they were edited (by any route: a torch in-place op, a NumPy view), so what a caller does with a returned
+    tensor never changes a later answer (a caller's ``dist.mul_(1000)`` came back from the next call). Costs one
+    comparison of ``M·k`` numbers per call."""
     cache = field.__dict__.setdefault("_graph_cache", {})
     key = (k, field.data.dtype, field.data.device)
     if key not in cache:
         graph = graph_of_rows(field, rows, k)
         cache.clear()  # one graph at a time: it is M·k indices
-        cache[key] = graph
-    return cache[key]
+        cache[key] = (graph, None)
+    graph, given = cache[key]
+    if given is None or not all(torch.equal(a, b) for a, b in zip(given, graph, strict=True)):
+        given = (graph[0].clone(), graph[1].clone())
+        cache[key] = (graph, given)
+    return given
 
 
 def warn_if_copies(field: KNNCDC, vanish: Tensor, idx: Tensor) -> None:

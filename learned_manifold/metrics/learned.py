@@ -51,8 +51,8 @@ class LearnedCDC(CoMetricField):
             the dtype of the query; the Gram/Woodbury algebra stays in that dtype), or ``"auto"``: bf16 only where
             a forward of this network (a batch of `PROBE_BATCH` points) measured at least 10% faster in bf16 on
             the device, in repeated passes (`learned_manifold.precision.probe_precision`, cached per process).
-            The choice and its measured times are ``precision_choice``; a field moved to another device
-            decides again there on its first query.
+            The choice and its measured times are ``precision_choice``; a field moved to another device, or
+            whose ``precision`` attribute is set anew, decides again on its first query.
         data: ``(N, D)`` or ``(N, *data_shape)`` points of the data (``None``: the model's stored landmarks,
             `ModelConfig.landmarks`, if it has any). They are ``data_graph``, a `KNNCDC` whose k-NN graph the
             geodesic solver's default start walks through (`learned_manifold.geodesic_init`), and the points the
@@ -60,7 +60,8 @@ class LearnedCDC(CoMetricField):
             warnings): for ``N`` above `KNNCDC.GRAPH_POINTS` a seeded subsample of that many (`off_data_graph`),
             whose coarser spacing makes the off-data distance larger than the full data's would be. The field's
             values do not depend on them. The graph searches the landmarks themselves (or ``data``, not copied), so
-            it follows ``load_state_dict``, `MetricModel.set_landmarks` and ``.to(...)`` (`KNNCDC._fresh`). A model
+            it follows ``load_state_dict`` (``assign=True`` too), `MetricModel.set_landmarks`, a new
+            ``model.landmarks`` tensor and ``.to(...)`` (`KNNCDC._fresh`, `data_graph`). A model
             storing fewer than `MIN_GRAPH_POINTS` landmarks has no graph, as one storing none. Training refuses
             one landmark (``--landmarks 1``, ``TrainConfig(landmarks=1)``), so such a model comes only from an
             older file or a hand-built ``ModelConfig(landmarks=1)``: ``data_graph`` is ``None``, `beyond_data`
@@ -111,7 +112,8 @@ class LearnedCDC(CoMetricField):
         self._landmark_graph = data is None and model.config.landmarks >= MIN_GRAPH_POINTS
         if self._landmark_graph:
             data = model.landmarks
-        self.data_graph = None if data is None else _graph(data, self.dim, landmarks=self._landmark_graph)
+        graph = None if data is None else _graph(data, self.dim, landmarks=self._landmark_graph)
+        self._modules["data_graph"] = graph  # a submodule (or None) read through the `data_graph` property
         if precision == "auto":
             self._choice(self.model.scale.device)  # measure now, on the model's device, not inside a first query
 
@@ -127,11 +129,27 @@ class LearnedCDC(CoMetricField):
         """``.to(...)`` and the like; the landmark graph is pointed again at the moved landmarks (the move gave it
         a copy of its own, which `load_state_dict` and `MetricModel.set_landmarks` would no longer update)."""
         out = super()._apply(fn, *args, **kwargs)
-        graph, landmarks = self.data_graph, getattr(self.model, "landmarks", None)
-        if self.__dict__.get("_landmark_graph") and graph is not None and landmarks is not None:
-            if graph.data.data_ptr() != landmarks.data_ptr() or graph.data.dtype != landmarks.dtype:
-                graph.data = landmarks.detach().reshape(-1, self.dim)  # the index is rebuilt on its next query
+        self._follow_landmarks()
         return out
+
+    @property
+    def data_graph(self) -> KNNCDC | None:
+        """The `KNNCDC` over the landmarks or ``data`` (class docstring), ``None`` without any; a landmark graph
+        is first pointed again at the model's ``landmarks`` buffer where that buffer was replaced by a new tensor
+        (``load_state_dict(..., assign=True)``, ``model.landmarks = new``: it had kept searching the old ones)."""
+        self._follow_landmarks()
+        return self._modules.get("data_graph")
+
+    def _follow_landmarks(self) -> None:
+        """Point the landmark graph at the model's ``landmarks`` buffer where it views another tensor (the buffer
+        replaced, or moved by `_apply`); the graph's index is rebuilt on its next query (`KNNCDC._fresh`)."""
+        graph, landmarks = self._modules.get("data_graph"), getattr(self.model, "landmarks", None)
+        if not self.__dict__.get("_landmark_graph") or graph is None or landmarks is None:
+            return
+        data = graph.data
+        if (data.data_ptr() != landmarks.data_ptr() or data.dtype != landmarks.dtype or data.device != landmarks.device
+                or data.numel() != landmarks.numel()):
+            graph.data = landmarks.detach().reshape(-1, self.dim)
 
     def _check_device(self, x: Tensor) -> None:
         """One clear error where ``x`` is not on the model's device (not the network's deep inside it)."""
@@ -170,21 +188,26 @@ class LearnedCDC(CoMetricField):
 
     @property
     def precision_choice(self) -> dict:
-        """Why the network runs in the precision it does on the model's device: the record of
-        `learned_manifold.precision.choose_precision` (``choice``, ``reason``, and for ``"auto"`` the measured
-        ``fp32_ms``/``bf16_ms`` of a forward)."""
+        """Why the network runs in the precision it does on the model's device under the current ``precision``:
+        the record of `learned_manifold.precision.choose_precision` (``setting``, ``choice``, ``reason``, and for
+        ``"auto"`` the measured ``fp32_ms``/``bf16_ms`` of a forward)."""
         return dict(self._choice(self.model.scale.device))
 
     def _choice(self, device: torch.device) -> dict:
-        if str(device) not in self._choices:
+        """The `choose_precision` record for the current ``precision`` on ``device``, kept per (setting, device):
+        a field whose ``precision`` is set anew decides again (it had kept the record of its first setting, and
+        never probed after ``precision = "auto"``). An unknown setting raises ``ValueError`` naming
+        ``precision``, before the network runs."""
+        key = (self.precision, str(device))
+        if key not in self._choices:
             batch = self.PROBE_BATCH.get(device.type, self.PROBE_BATCH["cpu"])
-            self._choices[str(device)] = choose_precision(
+            self._choices[key] = choose_precision(
                 self.precision, device, lambda: self.model.factor(self._probe_points(device, batch), self.sigma),
                 key=workload_key("factor", self.model.config, batch))[1]
-        return self._choices[str(device)]
+        return self._choices[key]
 
     def _bf16(self, device: torch.device) -> bool:
-        return self.precision == "bf16" or (self.precision == "auto" and self._choice(device)["choice"] == "bf16")
+        return self._choice(device)["choice"] == "bf16"
 
     def _probe_points(self, device: torch.device, batch: int) -> Tensor:
         """``(batch, *data_shape)`` points at the data's scale around its mean (seeded; global RNG untouched)."""

@@ -44,6 +44,7 @@ from torch import Tensor
 
 from ..checks import as_index
 from ..precision import full_precision
+from ..user_warnings import warn_user
 from .base import CoMetricField, check_points, check_scalar, check_vectors
 
 if TYPE_CHECKING:  # imported lazily below: learned_manifold.vae itself imports this package's base module
@@ -58,8 +59,16 @@ CURVE_ENERGIES = ("metric", "decoded")
 class VAEPullbackMetric(CoMetricField):
     """Latent co-metric ``G = M^{-1}``, ``M = J_μᵀJ_μ + J_σᵀJ_σ + εI`` of a VAE's decoder (SPEC §11).
 
+    The VAE is a registered submodule, so the field follows ``.to(device/dtype)``. It is frozen **in place**: the
+    constructor calls ``vae.requires_grad_(False).eval()`` on the very module given (not a copy), so a VAE still
+    being trained stops receiving gradients (autograd's "does not require grad", or its parameters silently
+    skipped). To keep training it, pass ``copy.deepcopy(vae)`` (and build a new field from the new weights later).
+    The VAE stays in eval mode whatever ``.train()`` is called on (the field, a `LearnedDataManifold` or a user
+    module holding it, `train`): the geometry has no dropout or batch statistics.
+
     Args:
-        vae: a `VAE` or the path of a VAE file (`learned_manifold.load_vae`).
+        vae: a `VAE` or the path of a VAE file (`learned_manifold.load_vae`); a `VAE` given is frozen in place
+            (above).
         eps: ``ε ≥ 0`` added to ``M`` (``apply`` needs ``M`` invertible; the decoder's Jacobian has full rank
             ``d`` wherever it is not degenerate, so the default is 0).
         energy: ``"metric"`` or ``"decoded"``, the curve energy geodesics minimise (module docstring).
@@ -120,6 +129,13 @@ class VAEPullbackMetric(CoMetricField):
                 raise ValueError(f"codes must hold at least 2 finite latent codes, got {tuple(codes.shape)}")
             self.data_graph = KNNCDC(codes.detach(), k=min(10, codes.shape[0]), sigma=1.0,  # σ: unused by graphs
                                      persistent=False)  # the caller's codes: not copied into state_dict
+
+    def train(self, mode: bool = True) -> VAEPullbackMetric:
+        """`torch.nn.Module.train` for the field's other submodules (the codes' graph); the frozen VAE stays in
+        eval mode (``.train()`` on a module holding the field had put it in train mode, against the README)."""
+        super().train(mode)
+        self.vae.eval()
+        return self
 
     @full_precision
     def embed(self, z: Tensor) -> Tensor:
@@ -227,17 +243,20 @@ def latent_graph_path(codes: Tensor, z0: Tensor, z1: Tensor, n_points: int, *, n
         codes: ``(N, d)`` latent codes of the data (e.g. `VAE.encode` of the training set).
         z0, z1: ``(B, d)`` end points, or ``(d,)`` for a single pair (as `geodesic`), in the dtype of ``codes``.
         n_points: points per path, both ends included: an integer ``≥ 2``.
-        neighbours: ``k`` of the graph.
+        neighbours: ``k`` of the graph, an integer ``≥ 1``.
 
     Returns:
         ``(B, n_points, d)`` (``(n_points, d)`` for ``(d,)`` ends); pass it as ``geodesic(field, z0, z1, init=path)``.
+        A pair whose ends the graph does not join (codes in separate clusters, farther apart than
+        `geodesic_graph.GRAPH_BRIDGE` times their median neighbour distance) gets the latent straight line between
+        its ends, with a `geodesic_init.DisconnectedDataWarning` naming the pairs (as ``geodesic``'s graph start).
 
     Raises:
-        TypeError: for a non-integer ``n_points``.
-        ValueError: for ``n_points`` below 2, or ends that are not ``(B, d)`` or ``(d,)``
+        TypeError: for a non-integer ``n_points`` or ``neighbours``.
+        ValueError: for ``n_points`` below 2, ``neighbours`` below 1, or ends that are not ``(B, d)`` or ``(d,)``
             of the codes' ``d`` with the same shape.
     """
-    from ..geodesic_init import graph_path
+    from ..geodesic_init import DisconnectedDataWarning, graph_paths
     from .knn import KNNCDC
 
     if as_index(n_points) is None:
@@ -245,6 +264,11 @@ def latent_graph_path(codes: Tensor, z0: Tensor, z1: Tensor, n_points: int, *, n
     n_points = as_index(n_points)
     if n_points < 2:
         raise ValueError(f"n_points (both ends included) must be >= 2, got {n_points}")
+    if as_index(neighbours) is None:
+        raise TypeError(f"neighbours (k of the codes' graph) must be an integer, got {type(neighbours).__name__}")
+    neighbours = as_index(neighbours)
+    if neighbours < 1:
+        raise ValueError(f"neighbours (k of the codes' graph) must be >= 1, got {neighbours}")
     d = codes.shape[-1]
     if z0.shape != z1.shape or z0.ndim not in (1, 2) or z0.shape[-1] != d:
         raise ValueError(f"z0 and z1 must both have shape (B, {d}) or ({d},) (the codes' dimension), got "
@@ -253,5 +277,12 @@ def latent_graph_path(codes: Tensor, z0: Tensor, z1: Tensor, n_points: int, *, n
     if single:
         z0, z1 = z0.unsqueeze(0), z1.unsqueeze(0)
     graph = KNNCDC(codes, k=min(max(2, neighbours), codes.shape[0]), sigma=1.0)  # σ and k unused by the graph
-    path = graph_path(graph, z0, z1, int(n_points), neighbours=neighbours)
+    path, joined = graph_paths(graph, z0, z1, n_points, neighbours=neighbours)
+    if not bool(joined.all()):
+        cut = (~joined).nonzero().flatten().tolist()
+        warn_user(f"latent_graph_path: the codes' k-NN graph does not join the ends of {len(cut)} of "
+                  f"{len(joined)} pair(s) {cut[:10]}: they lie in different connected components of the graph "
+                  "(separate clusters of codes), and their paths are the latent straight line through the empty "
+                  "space between them, where the decoder knows nothing: no start along the codes",
+                  DisconnectedDataWarning)
     return path.squeeze(0) if single else path

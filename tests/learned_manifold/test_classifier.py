@@ -4,7 +4,7 @@ caller's random state, and bad input is refused before training."""
 import pytest
 import torch
 
-from learned_manifold.classifier import train_classifier
+from learned_manifold.classifier import SmallCNN, train_classifier
 
 
 def bars(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -75,3 +75,20 @@ def test_it_reseeds_no_accelerator_generator(monkeypatch):
     train_classifier(x, y, steps=2, seed=4)
     assert calls == []
     assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_proba_gives_each_image_class_probabilities_that_do_not_depend_on_its_batch_mates():
+    """``proba`` is a softmax over the classes of each image (tester A, item 6: one over the batch axis passed):
+    rows are probability vectors and an image scored alone gets what it gets in a batch."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = SmallCNN(1, 3, width=4).eval()
+        images = torch.rand(5, 1, 6, 6)
+    with torch.no_grad():
+        batch = net.proba(images)
+        alone = net.proba(images[:1])
+    assert batch.shape == (5, 3)
+    assert bool((batch >= 0).all())
+    torch.testing.assert_close(batch.sum(-1), torch.ones(5))
+    torch.testing.assert_close(alone[0], batch[0])
+    torch.testing.assert_close(batch, net(images).softmax(-1))

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from learned_manifold import LearnedDataManifold, gradient_flow, interpolate
+from learned_manifold.metrics import EuclideanMetric
 from tests.conftest import FixedSubspaceField
 
 Q = torch.linalg.qr(torch.randn(4, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)).Q
@@ -185,3 +186,22 @@ def test_mixed_precision_ends_are_promoted_and_the_path_ends_exactly_at_them():
         assert res.path.dtype == torch.float64 and res.final_gap.dtype == torch.float64
         assert torch.equal(res.path[:, 0], a.double())
         assert torch.equal(res.final_gap, (res.path[:, -1] - b.double()).norm(dim=-1))
+
+
+@pytest.mark.parametrize("objective, what", [
+    (lambda x: (x[:, 0] - 1).log(), r"f\(x0\) is NaN or inf at start points \[1\]"),  # x0[1] outside f's domain
+    (lambda x: (x[:, 0] - 0.5).abs().sqrt(), r"the gradient of f at x0 is NaN or inf at start points \[1\]"),
+])
+def test_a_start_where_f_or_its_gradient_is_not_finite_is_refused_before_any_work(objective, what):
+    """``gradient_flow`` promises a finite objective along the flow; a NaN ``f(x0)`` was accepted (and its path
+    returned with a NaN ``final_gap``), an infinite gradient at ``x0`` failed only after the solve."""
+    calls = []
+
+    def f(x):
+        calls.append(x.shape[0])
+        return objective(x)
+
+    x0 = torch.tensor([[2.0, 0.0, 0.0], [0.5, 0.0, 0.0]], dtype=torch.float64)
+    with pytest.raises(ValueError, match=what):
+        gradient_flow(EuclideanMetric(), f, x0, t_end=1.0, n_points=3, method="euler")
+    assert calls == [2]  # the check's one call only

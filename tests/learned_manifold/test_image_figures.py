@@ -95,3 +95,47 @@ def test_class_curves_are_named_by_the_class_names():
     fig = plot_eigenvalue_curves(values, torch.tensor([2, 0, 1]), class_names=("10", "2", "9"))
     assert legend_texts(fig) == ["class 10 (90% at k=1)", "class 2 (90% at k=1)", "class 9 (90% at k=1)"]
     plt.close(fig)
+
+
+def test_every_rows_panels_are_titled_with_that_points_own_eigenvalues():
+    """Row ``i`` of the eigenvector picture shows point ``i``'s spectrum (tester A, item 2: a mutant titling every
+    row with point 0's eigenvalues passed)."""
+    x = torch.rand(2, 64)
+    values = torch.tensor([[3.0, 2.0, 1.0], [0.9, 0.5, 0.1]])
+    vectors = torch.linalg.qr(torch.randn(2, 64, 3)).Q
+    fig = plot_eigenvector_images(x, values, vectors, (8, 8), n_vectors=3)
+    titles = [[fig.axes[4 * i + 1 + j].get_title() for j in range(3)] for i in range(2)]
+    assert titles == [["λ1=3.00", "λ2=2.00", "λ3=1.00"], ["λ1=0.90", "λ2=0.50", "λ3=0.10"]]
+    plt.close(fig)
+
+
+def test_eigenvector_entries_are_red_where_positive_and_blue_where_negative_as_the_title_says():
+    """The suptitle promises "red +, blue −" (tester A, item 8: a reversed colour map passed)."""
+    vectors = torch.zeros(1, 64, 1)
+    vectors[0, 0, 0], vectors[0, 1, 0] = 1.0, -1.0
+    fig = plot_eigenvector_images(torch.rand(1, 64), torch.ones(1, 1), vectors, (8, 8), n_vectors=1)
+    assert "red +, blue −" in fig.get_suptitle()
+    image = fig.axes[1].get_images()[0]
+    (positive, negative), = image.to_rgba(np.asarray(image.get_array())[:1, :2])
+    assert positive[0] > 2 * positive[2]  # red: (0.40, 0.00, 0.12) at the top of RdBu_r
+    assert negative[2] > 2 * negative[0]  # blue: (0.02, 0.19, 0.38) at its bottom
+    plt.close(fig)
+
+
+def test_each_strip_row_is_labelled_with_its_own_score():
+    """Tester A, item 4: a mutant giving every row the first method's score passed."""
+    strips = {name: torch.rand(5, 64) for name in ("LERP", "gradient flow", "geodesic")}
+    scores = {"LERP": "near 7.9", "gradient flow": "near 3.1", "geodesic": "near 4.2"}
+    fig = plot_interpolation_strips(strips, (8, 8), scores=scores, n_frames=3)
+    assert [fig.axes[3 * i].get_ylabel() for i in range(3)] == [f"{name}\n{scores[name]}" for name in strips]
+    plt.close(fig)
+
+
+def test_strip_frames_are_labelled_by_their_place_on_the_path_from_0_to_1():
+    """The first frame is the path's start (t=0), the last its end (t=1), the middle one of 17 points t=0.50
+    (tester A, item 4: labels ``j / n_frames`` ending at t=0.89 passed)."""
+    fig = plot_interpolation_strips({"LERP": torch.rand(17, 64)}, (8, 8), n_frames=9)
+    labels = [ax.get_xlabel() for ax in fig.axes]
+    assert labels[0] == "t=0.00" and labels[4] == "t=0.50" and labels[-1] == "t=1.00"
+    assert labels == [f"t={j / 8:.2f}" for j in range(9)]
+    plt.close(fig)

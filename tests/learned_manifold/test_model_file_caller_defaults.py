@@ -42,7 +42,8 @@ def restore_defaults() -> Iterator[None]:
         yield
     finally:
         torch.set_default_dtype(dtype)
-        torch.set_default_device(device)
+        # None, not "cpu": setting "cpu" leaves a DeviceContext mode active for the rest of the process
+        torch.set_default_device(None if device == torch.device("cpu") else device)
 
 
 def _same_state(a: torch.nn.Module, b: torch.nn.Module) -> bool:

@@ -83,3 +83,22 @@ def test_polyline_lengths_measure_a_flow_chunk_by_chunk(monkeypatch):
     _, chunked = polyline_lengths(path, field)
     assert field.inner_field.rows == [2 * 2] * 3
     torch.testing.assert_close(chunked, whole, rtol=1e-12, atol=0)
+
+
+def test_a_repeated_point_gives_the_length_the_subgradient_zero_not_nan():
+    """A path that pauses (``[a, a, b, c]``: one zero-length segment) had NaN length gradients at both copies of
+    ``a`` (``sqrt``'s ``inf · 0``); the zero segment now adds the subgradient 0 (as ``LearnedDataManifold.norm`` at
+    ``u = 0``), so the gradient is that of ``[a, b, c]`` with a zero row for the pause. NaN energies stay NaN."""
+    field = Regularised(CountingField(5), 0.1)
+    a, b, c = _paths(b=1, t=3)[0]
+    paused = torch.stack([a, a, b, c])[None].requires_grad_(True)
+    plain = torch.stack([a, b, c])[None].requires_grad_(True)
+    energy, length = path_energy(field, paused)
+    (grad,) = torch.autograd.grad(length.sum(), paused)
+    (grad_plain,) = torch.autograd.grad(path_energy(field, plain)[1].sum(), plain)
+    assert bool(torch.isfinite(grad).all())
+    torch.testing.assert_close(grad[0, 0], torch.zeros(5, dtype=F64), rtol=0, atol=0)
+    torch.testing.assert_close(grad[0, 1:], grad_plain[0], rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(length, path_energy(field, plain)[1], rtol=1e-12, atol=0)
+    nan_path = torch.stack([a, torch.full_like(a, float("nan")), b])[None]
+    assert bool(torch.isnan(path_energy(field, nan_path)[1]).all())

@@ -42,7 +42,8 @@ def test_image_demo_quick_reports_the_checks_verdicts(tmp_path, capsys):
     assert printed.count("warning: ") == len(report["warnings"])
     for pair in report["show"]["interpolations"]:
         assert {"LERP", "gradient flow", "geodesic"} <= set(pair) and pair["LERP"]["mean_nearest"] > 0
-    assert report["show"]["points"] == 256 and report["show"]["data_points"] == 1573  # the training images only
+    # --quick: 1,500 of the 1,797 digits, 200 of them held out; the training images only
+    assert report["images"] == 1500 and report["show"]["points"] == 256 and report["show"]["data_points"] == 1300
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -125,3 +126,31 @@ def _demo_help(capsys) -> str:
     with pytest.raises(SystemExit):
         main(["demo", "--help"])
     return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("dataset, images", [("digits", 1797), ("blobs", 4000)])
+def test_quick_image_demos_train_on_at_most_the_points_the_help_names(tmp_path, monkeypatch, capsys, dataset,
+                                                                      images):
+    """``demo --help`` said ``--quick`` means at most 1500 points; the image demos capped only the steps (blobs
+    trained on 4,000 images, digits on all 1,797: tester D s35 2). Both caps are said; training is stubbed out."""
+    from learned_manifold_training import image_demo
+    from learned_manifold_training.demo import QUICK_LIMITS
+
+    seen = {}
+
+    def record(stage, out_dir, images, manifold, fit, held, config, dev, **kwargs):
+        seen.update(images=images.x.shape[0], fit=fit.numel(), steps=config.steps)
+        raise _Stop
+
+    monkeypatch.setattr(image_demo, "_train_and_draw", record)
+    with pytest.raises(_Stop):
+        main(["demo", "--dataset", dataset, "--quick", "--device", "cpu", "--out", str(tmp_path / "d")])
+    assert seen == {"images": QUICK_LIMITS[0], "fit": QUICK_LIMITS[0] - 200, "steps": image_demo.QUICK_STEPS}
+    printed = capsys.readouterr().out
+    assert (f"--quick caps the run at 1500 images and 300 steps: 1500 images (not {images}) and 300 steps "
+            f"(not 2500)") in printed
+    assert f"at most {QUICK_LIMITS[0]} points" in " ".join(_demo_help(capsys).split())
+    with pytest.raises(_Stop):  # nothing to cut: nothing said, the images asked for
+        main(["demo", "--dataset", dataset, "--quick", "--num-points", "600", "--steps", "40", "--device", "cpu",
+              "--out", str(tmp_path / "e")])
+    assert seen == {"images": 600, "fit": 400, "steps": 40} and "--quick" not in capsys.readouterr().out

@@ -3,8 +3,12 @@ run whose data stopped coming."""
 
 import os
 import signal
+import subprocess
+import time
+import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from learned_manifold_training.loader_failures import DeferredChildSignals, reading_failed
@@ -94,5 +98,68 @@ def test_a_replayed_signal_is_not_taken_for_a_new_one_by_a_handler_that_chains_t
                 children.boundary()
             assert len(calls) == 1
             assert not children._pending
+    finally:
+        signal.signal(signal.SIGCHLD, previous)
+
+
+def _reaches(handler_calls: list) -> bool:
+    """Whether a child's exit reaches the handler that appends to ``handler_calls`` (Python runs it in the main
+    thread at the next bytecode after the signal)."""
+    handler_calls.clear()
+    subprocess.run(["true"], check=True)
+    for _ in range(50):
+        if handler_calls:
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_a_loader_handler_installed_in_the_loop_leaves_the_callers_handler_in_its_chain():
+    """torch installs its handler once per process and chains to the one it found (ours, inside the loop): after
+    the run, and on a replay in it, a child's exit goes on to the handler the caller had (tester C s35 5)."""
+    calls, torch_calls = [], []
+    previous = signal.signal(signal.SIGCHLD, lambda signum, frame: calls.append(signum))
+    try:
+        with DeferredChildSignals() as children:
+            found = signal.getsignal(signal.SIGCHLD)  # ours, as torch finds it when a loader starts in the loop
+
+            def torch_like(signum, frame):
+                torch_calls.append(signum)
+                found(signum, frame)
+
+            signal.signal(signal.SIGCHLD, torch_like)
+            children.boundary()
+            calls.clear()
+            os.kill(os.getpid(), signal.SIGCHLD)
+            assert calls == []  # held back in the loop ...
+            children.boundary()
+            assert len(calls) == 1 and len(torch_calls) == 1  # ... and replayed once, through torch's, to the caller's
+        assert signal.getsignal(signal.SIGCHLD) is torch_like  # torch's stays installed, as torch expects
+        assert _reaches(calls)
+    finally:
+        signal.signal(signal.SIGCHLD, previous)
+
+
+def test_a_streamed_run_with_workers_keeps_the_callers_sigchld_handler(tmp_path, monkeypatch):
+    """The loop of ``train(..., workers=2)``, the first in the process to start loader workers: a child's exit
+    reached torch's handler, then the trainer's released one, never the caller's."""
+    from torch.utils.data._utils import signal_handling
+
+    from learned_manifold_training.data.stream import open_npy
+    from learned_manifold_training.trainer import TrainConfig, train
+
+    monkeypatch.setattr(signal_handling, "_SIGCHLD_handler_set", False)  # torch installs its handler in the loop
+    g = np.random.default_rng(0)
+    np.save(tmp_path / "x.npy", g.normal(size=(200, 3)).astype(np.float32))
+    cfg = TrainConfig(steps=4, batch_size=32, hidden=16, depth=1, emb_dim=16, val_points=20, checkpoint_every=0,
+                      precision="fp32")
+    calls = []
+    previous = signal.signal(signal.SIGCHLD, lambda signum, frame: calls.append(signum))
+    try:
+        assert _reaches(calls)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # 4 steps fail the trainer's checks of the model
+            train(open_npy(tmp_path / "x.npy"), cfg, progress=False, device="cpu", workers=2)
+        assert _reaches(calls)
     finally:
         signal.signal(signal.SIGCHLD, previous)

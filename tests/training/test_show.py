@@ -380,3 +380,55 @@ def test_the_show_commands_defaults_are_run_shows():
     for flag, name in (("num_points", "n_points"), ("pairs", "n_pairs"), ("path_points", "path_points"),
                        ("classifier_steps", "classifier_steps"), ("seed", "seed")):
         assert getattr(args, flag) == defaults[name].default, flag
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_drawn_paths_start_at_x0_and_the_flows_points_are_equally_spaced_in_arc_length():
+    """Every path of a strip starts at its start image; LERP runs x0 → x1 and the flow's drawn points are equally
+    spaced along it, not in time (tester A, item 11: a flow sampled in time, its points bunched at the end, and a
+    LERP drawn backwards both passed). The Euclidean field's flow is the straight segment, approached ever slower."""
+    from learned_manifold.metrics import EuclideanMetric
+    from learned_manifold_training.show import interpolation_paths
+
+    g = torch.Generator().manual_seed(0)
+    x0, x1 = torch.rand(2, 1, 2, 2, generator=g, dtype=torch.float64), torch.rand(2, 1, 2, 2, generator=g,
+                                                                                 dtype=torch.float64)
+    paths, gap_closed = interpolation_paths(EuclideanMetric(4), x0, x1, 9)
+    assert set(paths) == {"LERP", "gradient flow", "geodesic"} and gap_closed.shape == (2,)
+    for name, path in paths.items():
+        assert path.shape == (2, 9, 1, 2, 2), name
+        torch.testing.assert_close(path[:, 0], x0, msg=name)
+    torch.testing.assert_close(paths["LERP"][:, -1], x1)
+    for name in ("LERP", "gradient flow"):
+        steps = (paths[name][:, 1:] - paths[name][:, :-1]).reshape(2, 8, 4).norm(dim=-1)  # (B, T − 1)
+        torch.testing.assert_close(steps, steps[:, :1].expand(2, 8), rtol=1e-3, atol=0.0, msg=name)
+    end = paths["gradient flow"][:, -1].reshape(2, 4)
+    assert bool(((end - x0.reshape(2, 4)).norm(dim=-1) > 0.5 * (x1 - x0).reshape(2, 4).norm(dim=-1)).all())
+
+
+@pytest.mark.filterwarnings("ignore:.*keep the gap rule's directions")  # an untrained model
+def test_each_strips_gap_closed_text_is_its_own_pairs_as_in_show_json(tmp_path, monkeypatch):
+    """The flow row of pair ``p``'s strip says how much of pair ``p``'s gap its flow closed, the number show.json
+    gives that pair (tester A, item 10: every strip saying pair 0's passed). An untrained model's flows all close
+    0%, so the paths are stood in for by straight segments whose flows closed 25% and 50% (no solver: fast)."""
+    import matplotlib
+
+    from learned_manifold_training import show
+
+    matplotlib.use("Agg")
+
+    def segments(manifold, x0, x1, n_points):
+        t = torch.linspace(0, 1, n_points).reshape(1, -1, 1, 1, 1)
+        path = x0.unsqueeze(1) + t * (x1 - x0).unsqueeze(1)  # (B, T, 1, 4, 4)
+        return {name: path for name in ("LERP", "gradient flow", "geodesic")}, torch.tensor([0.25, 0.5])
+
+    monkeypatch.setattr(show, "interpolation_paths", segments)
+    texts = []
+    strips = show.plot_interpolation_strips
+    monkeypatch.setattr(show, "plot_interpolation_strips",
+                        lambda *a, **k: texts.append(k["scores"]["gradient flow"]) or strips(*a, **k))
+    data = torch.rand(30, 1, 4, 4, generator=torch.Generator().manual_seed(1))
+    report = show.run_show(_tiny_image_model(), data, tmp_path / "out", n_points=4, n_pairs=2, path_points=3)
+    gaps = [pair["gradient flow"]["gap_closed"] for pair in report["interpolations"]]
+    assert gaps == [0.25, 0.5]
+    assert [text.splitlines()[-1] for text in texts] == ["gap closed 25%", "gap closed 50%"]

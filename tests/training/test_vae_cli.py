@@ -255,3 +255,45 @@ def test_the_vae_settings_that_were_python_only_have_flags_that_reach_the_config
     capsys.readouterr()
     assert command([*argv[:-2], "--val-points", "0"]) == 2
     assert "--val-points must be in [1, " in capsys.readouterr().err
+
+
+# every `VAETrainConfig` field, the train-vae flag that sets it, and a value that is no field's default and no other
+# flag's value (so a flag read into the wrong field, or ignored, shows)
+EVERY_FLAG = {"latent_dim": ("--latent-dim", "3"), "steps": ("--steps", "7"), "std_steps": ("--std-steps", "5"),
+              "batch_size": ("--batch-size", "33"), "arch": ("--arch", "mlp"), "hidden": ("--hidden", "17"),
+              "depth": ("--depth", "4"), "channels": ("--channels", "9"), "lr": ("--lr", "0.0007"),
+              "std_lr": ("--std-lr", "0.02"), "kl_weight": ("--kl-weight", "0.5"), "n_centres": ("--centres", "11"),
+              "rbf_scale": ("--rbf-scale", "1.5"), "zeta": ("--zeta", "2.5"), "val_points": ("--val-points", "50"),
+              "checkpoint_every": ("--checkpoint-every", "13"), "seed": ("--seed", "6")}
+
+
+def test_every_train_vae_flag_reaches_its_own_config_field(tmp_path, monkeypatch):
+    """``train-vae --lr`` read as ``--std-lr`` (or dropped) passed every test (tester A s35 9): each flag, given a
+    value of its own, reaches its field of `VAETrainConfig` (and the printed resume command repeats it)."""
+    import dataclasses
+
+    from learned_manifold_training.vae_trainer import VAETrainConfig
+
+    defaults = VAETrainConfig()
+    assert set(EVERY_FLAG) == {f.name for f in dataclasses.fields(VAETrainConfig)}  # a new field gets a flag here
+    values = [value for _, value in EVERY_FLAG.values()]
+    assert len(set(values)) == len(values)
+    for name, (_, value) in EVERY_FLAG.items():
+        assert str(getattr(defaults, name)) != value, name
+    seen = {}
+
+    def stand_in(data, cfg, **kwargs):
+        seen["cfg"] = cfg
+        raise KeyboardInterrupt  # stop before any training: the config is what is checked
+
+    monkeypatch.setattr("learned_manifold_training.vae_trainer.train_vae", stand_in)
+    flags = [word for flag_value in EVERY_FLAG.values() for word in flag_value]
+    argv = ["train-vae", "circle", "--out", str(tmp_path / "v.lvae"), "--num-points", "300", "--no-progress",
+            "--device", "cpu", *flags]
+    assert command(argv) == 130
+    for name, (flag, value) in EVERY_FLAG.items():
+        got = getattr(seen["cfg"], name)
+        assert got == type(got)(value), f"{flag} {value} gave {name}={got!r}"
+    args = build_parser().parse_args(argv)
+    again = build_parser().parse_args(shlex.split(vae_cli._resume_command(args))[1:])
+    assert vars(again) == {**vars(args), "resume": True}

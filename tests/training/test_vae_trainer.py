@@ -263,3 +263,16 @@ def test_the_seed_and_batch_limits_are_trains():
         VAETrainConfig(latent_dim=2, seed=MAX_SEED + 1)
     with pytest.raises(ValueError, match=rf"seed must be in \[0, {MAX_SEED}\], got {MAX_SEED + 1}"):
         TrainConfig(seed=MAX_SEED + 1)
+
+
+def test_the_relative_reconstruction_error_does_not_depend_on_the_datas_units(circle_data):
+    """``relative_reconstruction_error`` is relative to the data's RMS radius: the same run on the same data in
+    units 1000 times smaller gives the same number (its RMSE 1000 times larger), so the collapse check that reads
+    it (`validation.distrust`) judges a VAE alike in any units (tester A s35 5: every test had data of scale ≈ 1,
+    so the RMSE taken for the relative error passed)."""
+    cfg = VAETrainConfig(**{**TINY, "steps": 20, "std_steps": 10, "checkpoint_every": 0})
+    small = train_vae(circle_data, cfg, device="cpu", progress=False).validation
+    large = train_vae(1000 * circle_data, cfg, device="cpu", progress=False).validation
+    assert large["relative_reconstruction_error"] == pytest.approx(small["relative_reconstruction_error"], rel=1e-3)
+    assert large["reconstruction_rmse"] == pytest.approx(1000 * small["reconstruction_rmse"], rel=1e-3)
+    assert 0 < small["relative_reconstruction_error"] < 10 and small["reconstruction_rmse"] > 0

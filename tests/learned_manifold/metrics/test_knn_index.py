@@ -108,3 +108,88 @@ def test_ties_past_the_candidate_margin_go_to_the_lowest_rows(dtype):
     assert torch.equal(want[0], copies.sort().values[:5])
     for chunk in (None, 1, 7, 64):
         assert torch.equal(KNNCDC(data, k=5, sigma=1.0, chunk_size=chunk).neighbours(q)[1], want)
+
+
+def circle3(n: int = 500) -> torch.Tensor:
+    """``(n, 3)`` float32: a unit circle in the plane z = 0, points in seeded random order."""
+    t = torch.rand(n, generator=torch.Generator().manual_seed(0)) * (2 * math.pi)
+    return torch.stack([t.cos(), t.sin(), torch.zeros_like(t)], 1)
+
+
+def answers(field: KNNCDC, q: torch.Tensor) -> tuple:
+    """What a query reads: nearest distances, the off-data distance and ``G`` at ``q``."""
+    with torch.no_grad():
+        a = field.factor(q)
+        return field.nearest_distance(q), field.far_distance(), a @ a.mT
+
+
+def assert_same_answers(field: KNNCDC, fresh: KNNCDC, q: torch.Tensor) -> None:
+    got, want = answers(field, q), answers(fresh, q)
+    torch.testing.assert_close(got[0], want[0])
+    assert got[1] == pytest.approx(want[1], rel=1e-5)
+    torch.testing.assert_close(got[2], want[2])
+
+
+def test_numpy_data_are_copied_so_an_edit_of_the_array_cannot_leave_a_stale_index():
+    """A NumPy edit bumps no torch version counter: a field sharing the array searched the moved data with the old
+    index (``far_distance`` 3.99 against 0.049, tester C s35 1). The field copies NumPy input and answers as a
+    field of the data it was given."""
+    arr = circle3().numpy()
+    given = arr.copy()
+    field = KNNCDC(arr, k=16, sigma=0.2)
+    q = torch.tensor([[1.0, 0.0, 0.0], [101.0, 100.0, 100.0]])
+    answers(field, q)  # index and spacing built before the edit
+    arr += 100.0
+    assert torch.equal(field.data, torch.from_numpy(given))
+    assert_same_answers(field, KNNCDC(torch.from_numpy(given), k=16, sigma=0.2), q)
+
+
+def test_an_inference_tensor_is_copied_as_a_normal_tensor_so_its_edits_cannot_leave_a_stale_index():
+    """An inference tensor has no version counter: a field over it never saw an in-place edit (nearest distances
+    1.8 from data points, tester C s35 8). It is copied, as a normal tensor (also when built in inference mode)."""
+    with torch.inference_mode():
+        data = circle3()
+        field = KNNCDC(data, k=16, sigma=0.2)
+    given = data.clone()
+    assert not field.data.is_inference() and field.data.data_ptr() != data.data_ptr()
+    q = given[:3] + torch.tensor([100.0, 0.0, 0.0])
+    answers(field, q)
+    with torch.inference_mode():
+        data.add_(torch.tensor([100.0, 0.0, 0.0]))
+    assert_same_answers(field, KNNCDC(given, k=16, sigma=0.2), q)
+
+
+def test_a_tensor_that_cannot_be_viewed_as_rows_is_copied_and_a_contiguous_one_is_followed():
+    """The documented rule (tester C s35 2): a tensor whose rows can be viewed as ``(N, D)`` is the field's data
+    (an in-place edit is followed); a permuted view cannot be, so it is copied in row order (an edit is not seen,
+    and the field answers for the data as given, with no stale index)."""
+    base = torch.randn(2, 2, 400, generator=torch.Generator().manual_seed(0))
+    followed, permuted = base.permute(2, 1, 0).contiguous(), base.clone().permute(2, 1, 0)
+    f_followed, f_copied = KNNCDC(followed, k=16, sigma=0.3), KNNCDC(permuted, k=16, sigma=0.3)
+    assert f_followed.data.data_ptr() == followed.data_ptr()
+    given = permuted.reshape(400, 4).clone()
+    assert torch.equal(f_copied.data, given)
+    followed.add_(100.0)
+    permuted.add_(100.0)
+    q = followed[:2].reshape(2, 4)
+    assert f_followed.nearest_distance(q).abs().max() == 0
+    assert_same_answers(f_copied, KNNCDC(given, k=16, sigma=0.3), q)
+
+
+@pytest.mark.parametrize("route", ["built", "cast"])
+def test_float16_data_at_pixel_scale_find_the_neighbours_a_float32_field_finds(route):
+    """float16 data of radius 300 (raw pixels' spread): their squared norms overflow float16, and the search ranked
+    on ``data_sq = inf``: data points' nearest data point read 200-490 away and ``G`` was 88-100% off, silently
+    (tester C s35 6). The search ranks them in float32; built from float16 data or cast by ``.half()``."""
+    x = torch.randn(500, 3, generator=torch.Generator().manual_seed(0))
+    data = (300 * x / x.norm(dim=1, keepdim=True)).half().float()  # float16-representable points
+    wide = KNNCDC(data, k=16, sigma=30.0)
+    half = KNNCDC(data.half(), k=16, sigma=30.0) if route == "built" else KNNCDC(data, k=16, sigma=30.0).half()
+    q = torch.cat([data[:20], data[20:40] * 1.05]).half().float()  # data points, and points near the data
+    assert half.nearest_distance(q.half()).float()[:20].abs().max() == 0
+    # the same neighbours (their order may differ where float16 rounds two distances alike)
+    assert torch.equal(half.neighbours(q.half())[1].sort(1).values, wide.neighbours(q)[1].sort(1).values)
+    assert torch.equal(half.neighbour_graph(10)[0], wide.neighbour_graph(10)[0])
+    a, b = half.factor(q.half()).float(), wide.factor(q)
+    g_half, g_wide = a @ a.mT, b @ b.mT
+    assert float(((g_half - g_wide).norm(dim=(1, 2)) / g_wide.norm(dim=(1, 2))).max()) < 0.02

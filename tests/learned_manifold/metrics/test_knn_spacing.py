@@ -40,3 +40,20 @@ def test_the_spacing_quantile_and_nearest_distance_of_a_regular_grid():
     x = torch.tensor([[5.03, 0.0], [-0.3, 0.4], [3.0, -0.45]], dtype=torch.float64)
     torch.testing.assert_close(field.nearest_distance(x), torch.tensor([0.03, 0.5, 0.45], dtype=torch.float64))
     torch.testing.assert_close(field.beyond_data(x), torch.tensor([0.0, 0.5, 0.45], dtype=torch.float64))
+
+
+def test_editing_a_returned_neighbour_graph_does_not_change_later_answers():
+    """`neighbour_graph` handed out its cache: a caller's ``dist.mul_(1000)`` came back from the next call (and from
+    the geodesic start's graph, tester C s35 11). The caller gets copies; unedited ones are handed out again (the
+    same objects: a reader may key on their identity), edited ones replaced."""
+    field = KNNCDC(circle(200), k=8, sigma=0.1)
+    idx, dist = field.neighbour_graph(10)
+    want = (idx.clone(), dist.clone())
+    again = field.neighbour_graph(10)
+    assert again[0] is idx and again[1] is dist
+    dist.mul_(1000.0)
+    dist.numpy()[0, 0] = -1.0  # also through a NumPy view, which bumps no version counter
+    idx.sub_(1)
+    got = field.neighbour_graph(10)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    assert got[1] is not dist

@@ -164,3 +164,42 @@ def test_the_docstring_names_the_routes_to_a_one_landmark_model_that_remain():
     doc = " ".join(LearnedCDC.__doc__.split())
     assert "Training refuses one landmark (``--landmarks 1``, ``TrainConfig(landmarks=1)``)" in doc
     assert "hand-built ``ModelConfig(landmarks=1)``" in doc
+
+
+@pytest.mark.parametrize("route", ["load_state_dict(assign=True)", "model.landmarks = new"])
+def test_the_landmark_graph_follows_a_replaced_landmarks_buffer(route):
+    """Both routes replace the model's ``landmarks`` buffer by a new tensor (no in-place copy): the graph kept
+    viewing the old tensor, so `beyond_data` read about 3 at the new landmarks and 0 at the old ones (tester C,
+    p10)."""
+    model = tiny_model(landmarks=40)
+    old = on_sphere(40, seed=1)
+    model.set_landmarks(old)
+    field = LearnedCDC(model, sigma=0.1)
+    assert field.beyond_data(old[:4]).abs().max() == 0  # the graph is built (and searched) once
+    new = old + torch.tensor([3.0, 0.0, 0.0])
+    if route == "model.landmarks = new":
+        model.landmarks = new.clone()
+    else:
+        model.load_state_dict({**model.state_dict(), "landmarks": new.clone()}, assign=True)
+    assert model.landmarks.data_ptr() != old.data_ptr()
+    assert field.data_graph.data.data_ptr() == model.landmarks.data_ptr()
+    assert field.beyond_data(new[:4]).abs().max() == 0
+    assert field.beyond_data(old[:4]).tolist() == pytest.approx(torch.cdist(old[:4], new).min(-1).values.tolist())
+
+
+def test_apply_delta_and_metric_include_the_models_tikhonov_term():
+    """λ_T > 0 (a model trained with ``--tikhonov``): the isotropic part is ``λ_T + δ``, ``apply`` is
+    ``(AAᵀ + (λ_T + δ) I) w`` and ``metric`` its inverse; the other tests' models have λ_T = 0 and cannot tell a
+    dropped λ_T (tester A, p09)."""
+    from learned_manifold import MetricModel, ModelConfig
+
+    torch.manual_seed(0)
+    model = MetricModel(ModelConfig(data_shape=(3,), rank=2, tikhonov=0.1,
+                                    arch_kwargs={"hidden": 16, "depth": 1, "emb_dim": 8})).double()
+    field = LearnedCDC(model, sigma=0.1, delta=0.01)
+    assert field.delta == pytest.approx(0.11) and field.extra_delta == 0.01
+    x, w = torch.randn(6, 3, dtype=torch.float64), torch.randn(6, 3, dtype=torch.float64)
+    A = field.factor(x)
+    G = A @ A.mT + 0.11 * torch.eye(3, dtype=torch.float64)
+    torch.testing.assert_close(field.apply(x, w), (G @ w.unsqueeze(-1)).squeeze(-1))
+    torch.testing.assert_close(field.metric(x, w), torch.linalg.solve(G, w.unsqueeze(-1)).squeeze(-1))

@@ -63,6 +63,28 @@ def test_the_choice_is_cached_per_process_and_explicit_settings_say_so(monkeypat
         LearnedCDC(model, precision="fp16")
 
 
+def test_a_new_precision_setting_gets_its_own_record_and_probe(monkeypatch, model):
+    """``precision`` is a plain attribute: after ``field.precision = ...`` the record (and, for ``"auto"``, the
+    probe) follows the new setting, as a fresh field's; it had kept the record of the first setting it was read
+    under, so ``"auto"`` never probed (tester C, p04). An unknown setting is refused by name at the next query."""
+    monkeypatch.setattr(P, "native_bf16", lambda device: True)
+    x = torch.randn(4, 5, generator=torch.Generator().manual_seed(3))
+    field = LearnedCDC(model)
+    assert field.precision_choice["setting"] == "fp32"
+    field.precision = "bf16"
+    assert field.precision_choice == LearnedCDC(model, precision="bf16").precision_choice
+    torch.testing.assert_close(field.factor(x), LearnedCDC(model, precision="bf16").factor(x), rtol=0, atol=0)
+    log: list = []
+    with probe_timer(fake(FASTER["fp32"], log)):
+        field.precision = "auto"
+        choice = field.precision_choice
+    assert log and choice["setting"] == "auto" and choice["choice"] == "fp32" and choice["source"] == "measured"
+    torch.testing.assert_close(field.factor(x), LearnedCDC(model).factor(x), rtol=0, atol=0)
+    field.precision = "fp16"
+    with pytest.raises(ValueError, match="precision must be one of auto, fp32, bf16"):
+        field.factor(x)
+
+
 def test_auto_on_this_machine_is_consistent_with_its_own_times(model):
     field = LearnedCDC(model, precision="auto")
     choice = field.precision_choice

@@ -1,0 +1,177 @@
+"""How `LearnedDataManifold` gets the field's factor at its points (SPEC §5): through its `FactorCache`, with the
+eigen step and the decomposition checks, and with one clear error where autograd cannot differentiate the field.
+
+`CachedFactors` is the manifold's mixin for it. Its subclass provides ``field`` (the `CoMetricField`) and
+``tangent_dim``. The cache's rules (what a hit needs, what the key reads) are `learned_manifold.manifold_cache`'s.
+
+Checks (`manifold_checks.check_decomposition`: non-finite factors, dropped real directions, a ``tangent_dim`` that
+splits a cluster; one host sync each) run at the 1st, 2nd, 4th, 8th, … decomposition of each *point set*: an
+optimiser's parameter is one (`FactorCache`: a query at new points of the shape of the points it has just reused
+continues the run, as an optimiser's next step does); a query at new points of the shape of a cold entry never
+reused (an evaluation loop at fresh batches) continues that entry's run and replaces it (one entry, checked at
+the loop's 1st, 2nd, 4th, … query), and restarts the run where it is reused after all (an optimiser's step reads
+its parameter's point several times); any other query at new points starts a new run. So a new optimisation (new
+parameters) on a manifold in long use is checked at its first step. Checking every
+decomposition added 15–25% to an optimiser step's `egrad2rgrad` (batch 64, a small sphere model); a problem that
+persists is still named, at a cost that vanishes over a long run. Queries with grad enabled, which bypass the
+cache, count on one run per manifold (their 1st, 2nd, 4th, … decomposition).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from torch import Tensor
+
+from .geometry import Eigenpairs, eigenpairs
+from .manifold_cache import (
+    FactorCache,
+    cache_bypassed,
+    cache_entry,
+    field_key,
+    field_settings,
+    forward_mode,
+    release_tree,
+    vmapped,
+)
+from .manifold_checks import check_decomposition
+from .metrics.base import CoMetricField
+from .metrics.field_checks import inference_tensors
+
+__all__ = ["CachedFactors", "inference_built"]
+
+_SAVED_INFERENCE = "Inference tensors cannot be saved for backward"  # (torch's message, 2.0 to at least 2.13)
+
+
+@contextmanager
+def inference_built(field: CoMetricField) -> Iterator[None]:
+    """Run a computation on ``field`` with autograd recording, and where it fails because the field holds tensors
+    made under ``torch.inference_mode()`` (built or loaded inside it), raise one error naming that and the fix in
+    place of torch's (which names neither the field nor the library). `curvature` and `geodesic` copy such a field
+    (`metrics.field_checks.autograd_ready`); the manifold's methods, called at every optimiser step, do not.
+
+    Raises:
+        RuntimeError: the field holds inference tensors that autograd had to save for backward."""
+    try:
+        yield
+    except RuntimeError as err:
+        held = inference_tensors(field) if _SAVED_INFERENCE in str(err) else []
+        if not held:
+            raise
+        raise RuntimeError(
+            f"LearnedDataManifold: the field {type(field).__name__} holds tensors made under torch.inference_mode() "
+            f"({', '.join(held[:3])}{', ...' if len(held) > 3 else ''}), which autograd cannot save for backward, "
+            f"and this call differentiates through the field (points that require grad): build or load the "
+            f"manifold outside torch.inference_mode() (torch.no_grad() is fine, and the manifold may still be "
+            f"queried inside inference_mode), or use a copy made outside it (with torch.inference_mode(False): "
+            f"M = copy.deepcopy(M))") from err
+
+
+class CachedFactors:
+    """The factor (and eigenpairs) of `LearnedDataManifold`'s field at flat points ``(B, D)``, cached
+    (`FactorCache`) under ``torch.no_grad()`` outside forward-mode AD, and checked (module docstring)."""
+
+    field: CoMetricField
+    tangent_dim: int | None
+
+    def _factors(self) -> FactorCache:
+        """The manifold's `FactorCache` (made on first use: a pickle or copy holds none, nor do older pickles)."""
+        cache = self.__dict__.get("_factor_cache")
+        if cache is None:
+            cache = self.__dict__["_factor_cache"] = FactorCache()
+        return cache
+
+    @property
+    def _cache(self) -> dict | None:
+        """The most recently used cache entry (``None`` when empty). Assigning an entry adds it (`FactorCache.add`:
+        landing stores the one at its landed points so); assigning ``None`` (landing under forward-mode AD, which
+        makes no entry) changes nothing: `clear_cache` empties the cache."""
+        return self._factors().latest
+
+    @_cache.setter
+    def _cache(self, entry: dict | None) -> None:
+        if entry is not None:
+            self._factors().add(entry)
+
+    def _factor_at(self, xf: Tensor) -> Tensor:
+        """The field's factor ``(B, D, r)`` at the flat points ``xf`` ``(B, D)``, reused while the point is unchanged
+        (no-grad only)."""
+        return self._cached(xf)["A"]
+
+    def _factor_and_pairs_at(self, xf: Tensor) -> tuple[Tensor, Eigenpairs]:
+        """The factor at ``xf`` ``(B, D)`` and its eigenpairs, each computed once per cache entry (no-grad only), and
+        checked (`check_decomposition`: one host sync) at the 1st, 2nd, 4th, 8th, … decomposition of each point set
+        (module docstring). A cached call costs nothing more. Its warnings point at the user's line
+        (`user_warnings.warn_user`), however deep the call (an optimiser's step, ``retr`` through ``proju``)."""
+        entry = self._cached(xf)
+        pairs = entry.get("pairs")  # (a local: another thread may fill the shared entry's pairs meanwhile)
+        if pairs is None:
+            self._check_tangent_dim(entry["A"].shape[-1])
+            pairs = entry["pairs"] = eigenpairs(entry["A"])
+        if not entry.get("checked"):
+            entry["checked"] = True  # (first: with warnings as errors the next call does not raise again)
+            count = entry.get("count")
+            if count is None:  # (grad enabled, no cache entry: one run per manifold; older pickles lack the counter)
+                count = self._decompositions = self.__dict__.get("_decompositions", 0) + 1
+            if count & (count - 1) == 0:
+                check_decomposition(type(self.field).__name__, xf, pairs, self.tangent_dim)
+        return entry["A"], pairs
+
+    def _field_factor(self, xf: Tensor) -> Tensor:
+        """``self.field.factor(xf)`` ``(B, D, r)``, refusing points batched by ``torch.func.vmap`` with one clear error
+        (`learned_manifold.manifold`'s docstring) instead of torch's internal one from the field's data-dependent
+        steps, and naming a field built under ``torch.inference_mode()`` where a gradient is wanted
+        (`inference_built`)."""
+        if vmapped(xf):
+            raise RuntimeError("LearnedDataManifold does not support torch.func.vmap over the points: the field's "
+                               "factor, its eigen step and the k-NN search branch on the data; pass the points as "
+                               "one batch (B, *data_shape) instead (vmap over the vectors at fixed points works)")
+        with inference_built(self.field):
+            return self.field.factor(xf)
+
+    def _check_tangent_dim(self, rank: int) -> None:
+        """A ``ValueError`` naming ``tangent_dim`` if it exceeds ``rank``, the width of a factor the field gave."""
+        if self.tangent_dim is not None and self.tangent_dim > rank:
+            raise ValueError(f"tangent_dim = {self.tangent_dim} exceeds the rank r = {rank} of the factor "
+                             f"{type(self.field).__name__} returns: its tangent spaces have at most {rank} dimensions")
+
+    def _cached(self, xf: Tensor) -> dict:
+        """The cache entry for ``xf`` ``(B, D)`` (`manifold_cache`): geoopt's step computes the factor at the new
+        point for ``transp``, then copies it into the parameter; the next step's ``egrad2rgrad`` finds it here.
+        Grad-enabled and forward-mode queries compute afresh (`cache_bypassed`), in an entry of their own
+        (``count`` ``None``). The entry found or made is returned: threads sharing the manifold change the cache at
+        any time."""
+        if cache_bypassed(xf):
+            return {"A": self._field_factor(xf), "pairs": None, "checked": False, "count": None}
+        cache = self._factors()
+        key = field_key(self.field)  # read once: the lookup and, on a miss, the new entry share it
+        entry = cache.find(self.field, xf, key)
+        if entry is None:
+            entry = cache_entry(self.field, xf, self._field_factor(xf), key=key)
+            cache.add(entry)
+        return entry
+
+    def _cache_entry(self, xf: Tensor, A: Tensor, pairs: Eigenpairs | None = None) -> dict | None:
+        """A cache entry for the flat points ``xf`` ``(B, D)`` with factor ``A`` ``(B, D, r)`` (`cache_entry`), for
+        landing to store; ``None`` (no entry: storing it changes nothing) under forward-mode AD, whose tensors must
+        not outlive it."""
+        return None if forward_mode(xf) else cache_entry(self.field, xf, A, pairs)
+
+    def clear_cache(self) -> None:
+        """Drop the cached factors and what the cache keeps of the field (`manifold_cache.FieldTree`): needed only
+        after changing field state the cache key does not read (`learned_manifold.manifold`'s docstring), e.g. a
+        list or dict attribute of a custom field or a plain attribute of one of its submodules, and after another
+        process edits the field's tensors in place through shared memory (version counters are per process:
+        `manifold_cache`)."""
+        self._factors().clear()
+        release_tree(self.field)
+
+    def field_settings(self) -> tuple:
+        """The field's plain settings the cache key reads (`manifold_cache.field_settings`: ``sigma``, ``k``,
+        ``centred``, ``precision``, ..., and the dtype and device of its weights)."""
+        return field_settings(self.field)
+
+    def __getstate__(self) -> dict:
+        """The state without the cache (weak references: unpicklable); ``pickle``/``copy.deepcopy`` compute afresh."""
+        return {**super().__getstate__(), "_factor_cache": None}  # type: ignore[misc]  # (nn.Module's)
