@@ -6,32 +6,13 @@ torch's fused layer norm has wrong derivatives of its JVP and of its backward (t
 
 import pytest
 import torch
-from torch import nn
 
 import learned_manifold.metrics.score as score
 from learned_manifold.metrics.score import ScoreJacobianMetric, TangentialMetric
+from tests.learned_manifold.metrics.test_score import LayerNormDenoiser  # x̂ = y + 0.3 W₂ silu(LN(W₁ y + σ))
 
 F64 = torch.float64
 SIGMA = 0.3
-
-
-class LayerNormDenoiser(nn.Module):
-    """``x̂ = y + 0.3 W₂ silu(LayerNorm(W₁ y + σ))`` with a non-trivial LayerNorm affine part, in float64."""
-
-    data_shape = (3,)
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.inner = nn.Linear(3, 8).double()
-        self.norm = nn.LayerNorm(8).double()
-        self.outer = nn.Linear(8, 3).double()
-        with torch.no_grad():
-            self.norm.weight.normal_()
-            self.norm.bias.normal_()
-
-    def denoise(self, y: torch.Tensor, sigma: float) -> torch.Tensor:
-        return y + 0.3 * self.outer(nn.functional.silu(self.norm(self.inner(y) + sigma)))
 
 
 def field_call(which: str, denoiser: object):
