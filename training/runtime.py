@@ -40,8 +40,9 @@ from learned_manifold.metrics.base import check_finite_points
 from .devices import distributed_backend, init_distributed, resolve_device
 
 __all__ = ["FLOAT32_RESOLUTION", "StepAutocast", "StopRequest", "TrainingDiverged", "TrainingInterrupted",
-           "caller_state_off", "check_health", "check_manifold", "check_source_resolution", "check_training_tensor",
-           "distributed_backend", "init_distributed", "resolve_device", "settings_diff", "stop_requested"]
+           "caller_state_off", "check_health", "check_manifold", "check_point_dimension", "check_source_resolution",
+           "check_training_tensor", "distributed_backend", "init_distributed", "resolve_device", "settings_diff",
+           "stop_requested"]
 
 _F32 = torch.finfo(torch.float32)  # the model's precision: its limits, for the data checks here, in batches and trainer
 SPREAD_LIMITS = (1e-15, 1e15)
@@ -126,11 +127,11 @@ def check_manifold(manifold: object, points: Tensor) -> None:
         except Exception as err:  # noqa: BLE001 - any failure here would end the run after its last step
             raise ValueError(f"manifold: its {name} fails on the data's points (D = {dim}): "
                              f"{type(err).__name__}: {err}") from err
-    dims = _check_point_dimension(answers["point_dimension"], points.shape[0], dim)
+    dims = check_point_dimension(answers["point_dimension"], points.shape[0], dim)
     _check_tangent_basis(answers["tangent_basis"], dims, dim)
 
 
-def _check_point_dimension(dims: object, n: int, dim: int) -> Tensor:
+def check_point_dimension(dims: object, n: int, dim: int) -> Tensor:
     """``manifold.point_dimension``'s answer on ``n`` points of dimension ``dim``, checked: ``(n,)`` integers in
     ``[0, dim]`` (or one integer for all points), as a float64 ``(n,)`` tensor."""
     where = f"manifold.point_dimension on {n} points of dimension D = {dim}"

@@ -17,6 +17,7 @@ from learned_manifold.models import MetricModel
 from learned_manifold.neighbour_check import MIN_REFERENCE, neighbour_figures, reference_shortage
 
 from .data.base import KnownManifold
+from .runtime import check_point_dimension
 
 __all__ = [
     "COLLAPSED_RECONSTRUCTION",
@@ -79,26 +80,9 @@ def validate(model: MetricModel, x: Tensor, sigma: float, manifold: KnownManifol
     truth = {}
     if manifold is not None:
         flat = x.reshape(x.shape[0], -1)
-        truth = {"true_basis": manifold.tangent_basis(flat), "true_dim": _whole_dims(manifold.point_dimension(flat))}
+        truth = {"true_basis": manifold.tangent_basis(flat), "true_dim": check_point_dimension(
+            manifold.point_dimension(flat), *flat.shape).long()}  # whole floats and lists too, as before the run
     return {"sigma": float(sigma), **spectral_report(pairs, **truth)}
-
-
-def _whole_dims(dims: object) -> object:
-    """A known manifold's ``point_dimension`` answer ``(n,)`` (or one number) as a long tensor where its values are
-    finite whole numbers; anything else is returned unchanged, for `spectral_report` to refuse by name.
-
-    `runtime.check_manifold` accepts, before the run, whole-valued floats, lists and anything ``torch.as_tensor``
-    reads (a user's manifold returning ``torch.full((n,), 2.0)``), while `spectral_report`, as
-    `learned_manifold.evaluation.dimension_accuracy`, takes only integer dtypes (a fractional truth had scored 0
-    silently): such a manifold failed at the first validation, after the training steps (s35 review, finding 3)."""
-    try:
-        values = torch.as_tensor(dims).detach()
-    except (TypeError, ValueError, RuntimeError):
-        return dims
-    if values.is_complex():
-        return dims
-    whole = values.double()
-    return whole.long() if bool((torch.isfinite(whole) & (whole == whole.round())).all()) else dims
 
 
 # LOCAL_SIGMA (0.5, from `learned_manifold.model_file_notes`, which flags files of the older rule): the eigengap rule
