@@ -27,7 +27,8 @@ from torch import Tensor
 
 from .evaluation import lerp
 from .geodesic_graph import GRAPH_BRIDGE, graph_path, graph_paths, resample
-from .landing import _landing_sigma, land
+from .landing import land
+from .landing_scale import landing_sigma
 from .metrics.base import CoMetricField
 from .metrics.factor_checks import FactorContractError
 from .user_warnings import warn_user
@@ -151,7 +152,7 @@ def landing_anchors(field: CoMetricField, x0: Tensor, x1: Tensor, tangent_dim: i
         return ends
     from .manifold import LearnedDataManifold  # here: the manifold's module imports the metrics
 
-    sigma = _landing_sigma(field)
+    sigma = landing_sigma(field)
     try:
         landed = land(LearnedDataManifold(field, tangent_dim=tangent_dim), ends).to(ends)
     except FactorContractError:  # a mistake in the field itself, named by its own message
@@ -160,8 +161,6 @@ def landing_anchors(field: CoMetricField, x0: Tensor, x1: Tensor, tangent_dim: i
         return ends
     far = torch.isfinite(landed).all(-1) & ((landed - ends).norm(dim=-1) > sigma)
     return torch.where(far.unsqueeze(-1), landed, ends)
-
-
 
 
 def named_path(field: CoMetricField, name: str, x0: Tensor, x1: Tensor, n: int) -> tuple[Tensor, str]:

@@ -196,6 +196,9 @@ def _solve_lbfgs(
     a full (not backtracked) step changes its energy by less than ``tol`` relatively. When its line search fails,
     or can only make a tiny change with a cut step, the pair's curvature memory is dropped and it restarts from
     the scaled gradient; the same from there (no descent left at the working precision) stops it.
+
+    The solver itself reads the device (a host sync on a GPU) once per iteration, for the pairs still running,
+    and once per line-search trial, for the pairs still searching; everything else is masks on whole tensors.
     """
     history, c1, max_backtracks = 8, 1e-4, 20
     b = v.shape[0]
@@ -227,36 +230,38 @@ def _solve_lbfgs(
             r = r + (alpha - beta).view(-1, 1, 1) * s[act]
         direction = -r
         slope = _dot(ga, direction)
-        bad = ~(slope < 0)
-        if bool(bad.any()):  # not a descent direction (numerics): fall back to the scaled gradient
-            direction = torch.where(bad.view(-1, 1, 1), -gamma[act].view(-1, 1, 1) * ga, direction)
-            slope = _dot(ga, direction)
+        bad = ~(slope < 0)  # not a descent direction (numerics): fall back to the scaled gradient
+        direction = torch.where(bad.view(-1, 1, 1), -gamma[act].view(-1, 1, 1) * ga, direction)
+        slope = torch.where(bad, _dot(ga, direction), slope)
 
-        # Armijo backtracking, pair by pair; each trial evaluates only the pairs still searching.
+        # Armijo backtracking, pair by pair; each trial evaluates only the pairs still searching. Results are
+        # merged with torch.where on the searching pairs' rows: the one host sync per trial is the count of
+        # pairs left (boolean-mask indexing had cost nine).
         t = torch.full_like(fa, lr)
         new_v, new_e, new_g = va.clone(), energy[act].clone(), ga.clone()
         pending = torch.arange(act.numel(), device=v.device)
         full_step = torch.zeros(act.numel(), dtype=torch.bool, device=v.device)
         for trial_no in range(max_backtracks):
-            trial = va[pending] + t[pending].view(-1, 1, 1) * direction[pending]
+            tp, sp, fp0 = t[pending], slope[pending], fa[pending]
+            trial = va[pending] + tp.view(-1, 1, 1) * direction[pending]
             try:
                 e, g = problem.value_and_grad(trial, act[pending])
             except NonFiniteFieldOutput:  # a trial step so long that the field cannot be evaluated: shorter
-                e, g = torch.full_like(t[pending], math.inf), torch.zeros_like(trial)
+                e, g = torch.full_like(tp, math.inf), torch.zeros_like(trial)
             f = e / problem.norm[act[pending]]
-            ok = torch.isfinite(f) & (f <= fa[pending] + c1 * t[pending] * slope[pending])
-            hit = pending[ok]
-            new_v[hit], new_e[hit], new_g[hit] = trial[ok], e[ok], g[ok]
-            if trial_no == 0:
-                full_step[hit] = True
+            ok = torch.isfinite(f) & (f <= fp0 + c1 * tp * sp)
+            new_v[pending] = torch.where(ok.view(-1, 1, 1), trial, new_v[pending])
+            new_e[pending] = torch.where(ok, e, new_e[pending])
+            new_g[pending] = torch.where(ok.view(-1, 1, 1), g, new_g[pending])
+            if trial_no == 0:  # (every pair searches in the first trial)
+                full_step = ok.clone()
             # Safeguarded quadratic interpolation of the step for the rest.
-            tp, sp, fp = t[pending][~ok], slope[pending][~ok], f[~ok]
-            denom = 2.0 * (fp - fa[pending][~ok] - sp * tp)
+            denom = 2.0 * (f - fp0 - sp * tp)
             quad = torch.where(torch.isfinite(denom) & (denom > 0), -sp * tp**2 / denom, 0.5 * tp)
+            t[pending] = torch.where(ok, tp, torch.minimum(torch.maximum(quad, 0.1 * tp), 0.5 * tp))
             pending = pending[~ok]
             if pending.numel() == 0:
                 break
-            t[pending] = torch.minimum(torch.maximum(quad, 0.1 * tp), 0.5 * tp)
 
         s_new = new_v - va
         y_new = new_g - ga
@@ -280,15 +285,14 @@ def _solve_lbfgs(
         # poor: drop the pair's curvature memory and restart from the scaled gradient; stop if it was that already.
         stalled = small & ~full_step
         stalled[pending] = True
-        if bool(stalled.any()):
-            failed = act[stalled]
-            had_memory = torch.zeros_like(failed, dtype=torch.bool)
-            for rho in mem_rho[:-1]:
-                had_memory |= rho[failed] != 0
-                rho[failed] = 0.0
-            mem_rho[-1][failed] = 0.0
-            stop[stalled] = ~had_memory
-        converged[act] = stop
+        failed = torch.zeros(b, dtype=torch.bool, device=v.device)  # (B,): masks on whole tensors, no host sync
+        failed[act] = stalled
+        had_memory = torch.zeros_like(failed)
+        for rho in mem_rho[:-1]:
+            had_memory |= failed & (rho != 0)
+            rho.masked_fill_(failed, 0.0)
+        mem_rho[-1].masked_fill_(failed, 0.0)
+        converged[act] = torch.where(stalled, ~had_memory[act], stop)
     return v, converged, done
 
 

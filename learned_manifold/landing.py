@@ -10,8 +10,6 @@ minimiser (a target 5 above: 0.012). Keep targets near the data (land them first
 
 from __future__ import annotations
 
-import math
-import weakref
 from typing import TYPE_CHECKING
 
 import torch
@@ -19,9 +17,22 @@ from torch import Tensor
 
 from .func_transforms import reverse_wrapped
 from .geometry import Eigenpairs, eigenpairs, intrinsic_dimension, spectral_apply
+from .landing_scale import (  # noqa: F401  (LANDING_NOISE, RESOLUTION_WARN: names landing had)
+    LANDING_NOISE,
+    RESOLUTION_WARN,
+    data_centre,
+    data_graph_of,
+    field_scale,
+    landing_rounding,
+    landing_sigma,
+    named_sigma,
+    points_sigma,
+    residual_rounding,
+    warn_resolution,
+)
+from .landing_slide import warn_slide
 from .metrics.base import CoMetricField, rounding_eps
 from .metrics.knn import KNNCDC
-from .models import MetricModel
 from .precision import full_precision
 from .user_warnings import warn_user
 
@@ -30,11 +41,6 @@ if TYPE_CHECKING:
 
 __all__ = ["data_centre", "ends_off_data", "land", "landing_rounding", "normal_landing", "off_data_threshold",
            "residual_rounding", "warn_flow_ends", "warn_off_data"]
-
-RESOLUTION_WARN = 0.1
-"""`land` warns (once per manifold) where the spacing of the points' own coordinates exceeds this fraction of σ
-(`_warn_resolution`). Not ``landing_tol``: at its default 1e-4, float32's rounding exceeds ``landing_tol · σ`` at
-the origin already (``64 ε`` = 7.6e-6 against 1.6e-6 for σ = 0.016), and every float32 model would warn."""
 
 WARN_SIGMAS = 3.0
 """`land` warns of landed points farther than this many ``σ`` from the nearest data point the field holds (and
@@ -49,7 +55,11 @@ nearest-neighbour distances (of points on the data, the share farther than 1.5 t
 1e-4 on a swiss roll, 1.6e-4 on a 4,096-point circle, none on a 500-point circle, a sphere or a disc; farther than
 1 times it: about 1%)."""
 
-_warned_resolution: weakref.WeakSet = weakref.WeakSet()  # manifolds already warned (`_warn_resolution`)
+END_CHECK_MARGIN = 0.9
+"""`_check_landed` searches again only the landed points whose bound on their distance from the nearest data point
+the field holds (from before landing, plus how far they moved) exceeds this fraction of the distance that would
+refuse or warn: 10% of margin for the searches' rounding (exact re-ranked distances, far smaller). On a learned
+circle (1,600 landmarks) an optimiser step at B = 64 then searches none to a few points at the end."""
 
 
 @torch.no_grad()
@@ -81,7 +91,18 @@ def land(manifold: LearnedDataManifold, xf: Tensor) -> Tensor:
     pass through unchanged. The factor and eigenpairs at the landed points seed the manifold's cache (the next
     ``transp``/``egrad2rgrad`` there needs them). The stopping tolerance is ``landing_tol · σ`` plus the rounding
     of the residual (`residual_rounding`); where the points' coordinates alone round by more than
-    `RESOLUTION_WARN` ``· σ`` (float32 data far from the origin), a warning says so once per manifold.
+    `RESOLUTION_WARN` ``· σ`` (float32 data far from the origin), a warning says so once per manifold. ``σ`` is
+    the field's (`landing_scale.landing_sigma`): its data's scale for a field that names none, else 1, never the
+    points' (a point lands the same alone or in a batch). A field that knows no scale at all takes its tolerance's
+    scale from the points (`landing_scale.points_sigma`), so the tolerance is relative to the data's units for
+    every field.
+    Where the field holds data points it searches them twice: all given points at the start and, at the end, the
+    landed points that their start distance plus how far they moved cannot clear (`_check_landed`); each search
+    reads every landmark. The loop syncs with the host once per iteration for its own bookkeeping. Points that
+    started near the data (moved at most ``σ/2`` by the denoiser, or within ``σ/2`` of the data points the field
+    holds) should move only along the normals: where landing moved them along the data (their moves' part in the
+    learned tangent space at the start, from the first iteration's eigenpairs), beyond `landing_slide.SLIDE_WARN`
+    ``σ`` or for a share of them, a warning says so once per manifold (`landing_slide.warn_slide`).
 
     Raises:
         ValueError: some finite points did not converge within ``manifold.landing_steps`` iterations, or points
@@ -98,20 +119,23 @@ def land(manifold: LearnedDataManifold, xf: Tensor) -> Tensor:
                            "jacfwd), which differentiates the landing iterations")
     field = manifold.field
     bands = field.landing_bandwidths()
-    sigma = _landing_sigma(field)
     out = xf.clone()
     if xf.shape[0] == 0:
         return out
     eps = rounding_eps(field, xf.dtype)  # a float32 network rounds float64 points to float32
     idx = finite = torch.isfinite(xf).all(-1).nonzero().squeeze(-1)  # idx: the rows still landing
-    _warn_resolution(manifold, xf[finite], eps, sigma)
     x, s = xf[idx], None  # s: per-point bandwidths while annealing; None: all at σ
-    # points far from the data the field holds (its landmarks): at a small σ the denoiser may barely move them
-    beyond = field.beyond_data(x) if bands is not None and idx.numel() else None
-    away_rows = None if beyond is None else idx[beyond > 0]  # checked again once landed
+    sigma = landing_sigma(field)  # near/far, refusals, warnings: the field's own scale, never the points'
+    tol_sigma = field_scale(field)  # the tolerance's scale; None: the given points' (`points_sigma`, first pass)
+    warn_resolution(manifold, x, eps, sigma)
+    # points far from the data the field holds (its landmarks): at a small σ the denoiser may barely move them;
+    # with a data graph its distances are kept (`_start_distances`): they bound the distances after landing
+    beyond, start_dist = _start_distances(field, x) if bands is not None and idx.numel() else (None, None)
+    check_end = beyond is not None  # every landed point is checked again once landed
     descended = torch.zeros(idx.shape, dtype=torch.bool, device=xf.device)
     start_x, undo = x, torch.zeros_like(descended)  # undo: given points descending for lack of a normal space
     seen: dict = {}
+    first = None  # the start's tangent spaces, and which given points started near the data (`warn_slide`)
     res = tol = xf.new_zeros(0)
     for step_no in range(manifold.landing_steps):
         if idx.numel() == 0:
@@ -124,6 +148,8 @@ def land(manifold: LearnedDataManifold, xf: Tensor) -> Tensor:
         dims = intrinsic_dimension(pairs.values) if manifold.tangent_dim is None else manifold.tangent_dim
         n = d - spectral_apply(pairs, d, dims, power=0, check_range=False)  # in range: the gap rule's or checked
         dist, res = d.norm(dim=-1), n.norm(dim=-1)
+        if tol_sigma is None:  # a field that knows no scale: the given points' (no extra denoiser call)
+            tol_sigma = points_sigma(x, dist)
         away = torch.zeros_like(dist, dtype=torch.bool)
         near = dist <= 0.5 * sigma  # (first pass) the denoiser barely moves it, and it lies within σ of the landmarks
         settled = torch.zeros_like(near)  # given points that need no landing (below)
@@ -141,20 +167,12 @@ def land(manifold: LearnedDataManifold, xf: Tensor) -> Tensor:
         # landmarks (a model's), or without bandwidths (there is no descent to try).
         settled = no_normal & (settled | (near if bands is None and step_no == 0 else torch.zeros_like(near)))
         far = at_target & ~settled & ((dist > 0.5 * sigma) | (no_normal & ~descended))
+        if step_no == 0:  # given points near the data (by the denoiser, or within σ/2 of the data points held)
+            close = near if start_dist is None else near | (start_dist <= 0.5 * sigma)
+            first = (pairs, dims, close & ~no_normal)  # and their tangent spaces, for `warn_slide`
         back = at_target & no_normal & undo
-        tol = manifold.landing_tol * sigma + residual_rounding(field, x, eps)  # of the iterate: same on re-entry
+        tol = manifold.landing_tol * tol_sigma + residual_rounding(field, x, eps)  # of the iterate: same on re-entry
         done = at_target & ~far & ~back & (res <= tol)
-        if bool(done.any()):
-            rows = idx[done]
-            out[rows] = x[done]
-            if not seen:
-                seen = {"A": A.new_full((xf.shape[0], *A.shape[1:]), float("nan")),
-                        "values": A.new_full((xf.shape[0], A.shape[-1]), float("nan")),
-                        "vectors": A.new_full((xf.shape[0], *A.shape[1:]), float("nan")),
-                        "kept": torch.zeros(xf.shape[0], dtype=torch.long, device=A.device)}
-            seen["A"][rows], seen["values"][rows], seen["vectors"][rows] = (
-                A[done], pairs.values[done], pairs.vectors[done])
-            seen["kept"][rows] = pairs.kept[done]  # (`eigenpairs` counts them: the cut check reads no vectors)
         if bands is None:  # no bandwidth to anneal: full denoiser steps while far, then normal steps
             step = torch.where(far.unsqueeze(-1), d, n)
             s_next = None
@@ -180,36 +198,83 @@ def land(manifold: LearnedDataManifold, xf: Tensor) -> Tensor:
                 undo = starts & no_normal & near
             descended = descended | starts
         x_next = torch.where(back.unsqueeze(-1), start_x, x + step)
-        keep = ~done
-        idx, x, res, tol = idx[keep], x_next[keep], res[keep], tol[keep]
-        descended, undo, start_x = descended[keep], (undo & ~back)[keep], start_x[keep]
+        # one host sync per iteration for the bookkeeping: how many rows stay, and whether all of them are at σ
+        landing = (s_next > s_next.new_tensor(sigma)) & ~done if s_next is not None else torch.zeros_like(done)
+        n_keep, annealing = torch.stack([(~done).sum(), landing.any().long()]).tolist()
+        order = torch.argsort(done.to(torch.uint8), stable=True)  # the rows still landing first, then the landed
+        keep, fin = order[:n_keep], order[n_keep:]
+        if fin.numel():
+            rows = idx.index_select(0, fin)
+            out[rows] = x.index_select(0, fin).to(out.dtype)  # (index_put_: vmap has no rule for index_copy_)
+            if not seen:
+                seen = {"A": A.new_full((xf.shape[0], *A.shape[1:]), float("nan")),
+                        "values": A.new_full((xf.shape[0], A.shape[-1]), float("nan")),
+                        "vectors": A.new_full((xf.shape[0], *A.shape[1:]), float("nan")),
+                        "kept": torch.zeros(xf.shape[0], dtype=torch.long, device=A.device)}
+            for name, value in (("A", A), ("values", pairs.values), ("vectors", pairs.vectors)):
+                seen[name][rows] = value.index_select(0, fin)
+            # (`eigenpairs` counts them: the cut check reads no vectors)
+            seen["kept"][rows] = pairs.kept.to(torch.long).index_select(0, fin)
+        idx, x, res, tol = (t.index_select(0, keep) for t in (idx, x_next, res, tol))
+        descended, undo, start_x = (t.index_select(0, keep) for t in (descended, undo & ~back, start_x))
         if s_next is not None:
-            s = s_next[keep]
-            s = None if bool((s <= s.new_tensor(sigma)).all()) else s
+            s = s_next.index_select(0, keep) if annealing else None
     if idx.numel():
         raise ValueError(f"x: {idx.numel()} of {xf.shape[0]} point(s) did not land on the data in "
                          f"{manifold.landing_steps} steps (largest normal correction {res.max().item():.3g}, "
                          f"tolerance {tol.max().item():.3g}): too far from the data, or where its normal space is "
                          f"ill-defined; start from data points or raise landing_steps")
-    if away_rows is not None and finite.numel():  # every landed point, not only those found far: a fixed point
-        _check_landed(field, out[finite], xf.shape[0], sigma)  # of the denoiser at a large σ may lie far off the data
+    if check_end and finite.numel():  # every landed point, not only those found far: a fixed point of the
+        landed = out[finite]  # denoiser at a large σ may lie far off the data
+        bound = None if start_dist is None else start_dist + (landed - xf[finite]).norm(dim=-1)
+        _check_landed(field, landed, xf.shape[0], sigma, bound)
+    if first is not None:
+        warn_slide(manifold, xf[finite], out[finite], *first, sigma, xf.shape[0])
     if seen and bool(torch.isfinite(xf).all()):
         pairs = Eigenpairs(seen["values"], seen["vectors"], kept=seen["kept"])
         manifold._cache = manifold._cache_entry(out, seen["A"], pairs)
     return out
 
 
-def _check_landed(field: CoMetricField, x: Tensor, total: int, sigma: float) -> None:
+def _start_distances(field: CoMetricField, x: Tensor) -> tuple[Tensor | None, Tensor | None]:
+    """`CoMetricField.beyond_data` of the given points ``x`` ``(B, D)``, ``(B,)`` (``None`` for a field that holds
+    no data), and, where the field holds its data as a `KNNCDC` (`landing_scale.data_graph_of`), each point's
+    distance to the nearest of them, ``(B,)``, from the same single search (else ``None``): it bounds the
+    distance after landing (`_check_landed`)."""
+    graph = data_graph_of(field)
+    if graph is None:
+        return field.beyond_data(x), None
+    dist = graph.nearest_distance(x)
+    return torch.where(dist > graph.far_distance(), dist, torch.zeros_like(dist)), dist
+
+
+def _check_landed(field: CoMetricField, x: Tensor, total: int, sigma: float,
+                  bound: Tensor | None = None) -> None:
     """Refuse landed points ``x`` ``(B, D)`` (of ``total`` given) that lie beyond the data the field holds
     (`off_data_threshold`: ``ValueError``), and warn once where some lie nearer than that but farther than
-    `_warn_distance` from the nearest of those points. One search (`KNNCDC.nearest_distance`)."""
-    graph = _graph(field)
-    dist = None if graph is None else graph.nearest_distance(x)
+    `_warn_distance` from the nearest of those points. One search (`KNNCDC.nearest_distance`), of the rows whose
+    ``bound`` ``(B,)`` on that distance (their distance before landing plus how far they moved: the triangle
+    inequality) exceeds `END_CHECK_MARGIN` times the lower of those two distances, of all rows
+    without ``bound``: the others are neither refused nor warned of. A landing step of an optimiser mostly
+    searches none (each search reads every landmark: a fifth to a third of the step at B ≥ 64)."""
+    graph = data_graph_of(field)
+    dist = None
+    if graph is not None:
+        threshold = max(sigma, graph.far_distance())
+        limit = END_CHECK_MARGIN * min(threshold, _warn_distance(graph, sigma))
+        rows = None if bound is None else (bound > limit).nonzero()
+        if rows is None or rows.numel() == x.shape[0]:
+            dist = graph.nearest_distance(x)
+        else:  # the rows within the bound cannot reach either distance: 0 for them changes no count or maximum
+            rows = rows.squeeze(-1)
+            dist = x.new_zeros(x.shape[0])
+            if rows.numel():
+                dist[rows] = graph.nearest_distance(x.index_select(0, rows))
     if dist is None:  # a field whose ``beyond_data`` has no `KNNCDC` behind it
         gap = _beyond(field, x, sigma)
         gap = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device) if gap is None else gap
     else:  # as `_beyond`: beyond `far_distance` and beyond σ
-        gap = torch.where(dist > max(sigma, graph.far_distance()), dist, torch.zeros_like(dist))
+        gap = torch.where(dist > threshold, dist, torch.zeros_like(dist))
     still = gap > 0
     if bool(still.any()):
         raise ValueError(f"x: {int(still.sum())} of {total} point(s) did not land on the data: after "
@@ -299,7 +364,7 @@ def ends_off_data(field: CoMetricField, ends: dict[str, Tensor], caller: str, ad
     where any lies beyond, naming which (e.g. ``x0``, ``x1``), how far, and ``advice``: the learned geometry is
     extrapolation there (SPEC §6: a geodesic to a point 2 above a learned circle came out 5 times the straight
     segment, "converged"). The warning points at the user's line (`user_warnings.warn_user`)."""
-    sigma = _landing_sigma(field)
+    sigma = named_sigma(field)
     gaps = {name: _beyond(field, x, sigma) for name, x in ends.items() if x.shape[0]}
     if not gaps or any(gap is None for gap in gaps.values()):
         return None
@@ -328,81 +393,18 @@ def off_data_threshold(field: CoMetricField) -> float | None:
     `KNNCDC.far_distance` of those points (`KNNCDC.beyond_data`; a model's landmarks: a few typical spacings,
     more where the data hold wide gaps, as curves do), e.g. 66 pixels on the 8×8 digits at ``σ = 17.3``. ``None``
     where the field holds no `KNNCDC` data graph."""
-    graph = _graph(field)
-    return None if graph is None else max(_landing_sigma(field), graph.far_distance())
-
-
-def _graph(field: CoMetricField) -> KNNCDC | None:
-    """The data points the field holds as a `KNNCDC` (the field itself, or a model's landmarks), else ``None``."""
-    inner = getattr(field, "inner_field", None)  # a wrapper's (`Regularised`, `TangentBundle`): its field's
-    if isinstance(field, KNNCDC):
-        graph = field
-    elif callable(getattr(field, "off_data_graph", None)):  # a `LearnedCDC`: its landmarks, or a subsample of data
-        graph = field.off_data_graph()
-    else:  # e.g. a `VAEPullbackMetric`'s codes
-        graph = getattr(field, "data_graph", None)
-    return graph if isinstance(graph, KNNCDC) else (_graph(inner) if inner is not None else None)
+    graph = data_graph_of(field)
+    return None if graph is None else max(named_sigma(field), graph.far_distance())
 
 
 def _threshold_text(field: CoMetricField, sigma: float) -> str:
     """The off-data threshold `_beyond` applies, in words (`off_data_threshold`)."""
-    graph = _graph(field)
+    graph = data_graph_of(field)
     if graph is None:
         return f"sigma = {sigma:.3g} and than a point on the data can be"
-    far, spacing = graph.far_distance(), graph._spacing()
+    far, spacing = graph.far_distance(), graph.median_spacing()
     return (f"{max(sigma, far):.3g} (the larger of sigma = {sigma:.3g} and {far:.3g}, {far / spacing:.3g} times the "
             f"{spacing:.3g} typical spacing of those points, beyond which a point is off them)")
-
-
-def residual_rounding(field: CoMetricField, x: Tensor, eps: float) -> Tensor:
-    """The rounding floor of landing's residual at points ``x`` ``(B, D)``, ``(B,)``: ``64 ε |x − c|_∞`` for the
-    field's arithmetic plus ``2 √D ε |x|_∞`` for the points' own coordinates (``ε``: `rounding_eps`).
-
-    ``c`` is the centre a learned model standardises about (`MetricModel`'s ``mean``: its networks see
-    ``(x − μ)/s``, so their rounding scales with the distance from ``μ``), else the origin. The second term is a
-    few ulps of each coordinate of ``x`` and of ``x̂``, summed over ``D`` coordinates: what a step ``x + n`` can
-    resolve. Before, the whole floor was ``64 ε |x|_∞``: for a float32 circle translated by 1,000 that is
-    7.6e-3, half its σ, and points σ/3 off the circle counted as landed before their first step."""
-    centre = data_centre(field, x)
-    spread = x.abs().amax(-1) if centre is None else (x - centre).abs().amax(-1)
-    return 64 * eps * spread + 2 * x.shape[-1] ** 0.5 * eps * x.abs().amax(-1)
-
-
-def data_centre(field: CoMetricField, x: Tensor) -> Tensor | None:
-    """The point ``(D,)`` a learned model's networks standardise about (its ``mean``), else ``None``."""
-    model = getattr(field, "model", None)
-    if not isinstance(model, MetricModel) or model.mean.numel() != x.shape[-1]:
-        return None
-    return model.mean.reshape(-1).to(device=x.device, dtype=x.dtype)
-
-
-def _warn_resolution(manifold: LearnedDataManifold, x: Tensor, eps: float, sigma: float) -> None:
-    """Warn once per manifold where points ``x`` ``(B, D)`` lie so far from the origin that the spacing of their
-    coordinates, over ``D`` coordinates (``√D`` ulps of ``|x|_∞``), exceeds `RESOLUTION_WARN` ``· σ``: landing
-    cannot bring them closer to the data than about that (a float32 unit circle at 1e4: 1.7e-3 against σ = 0.016)."""
-    if x.shape[0] == 0 or manifold in _warned_resolution or eps <= torch.finfo(torch.float64).eps:
-        return
-    offset = float(x.abs().max())
-    spacing = eps * 2.0 ** math.floor(math.log2(offset)) if offset > 0 else 0.0  # one ulp of the largest coordinate
-    grid = x.shape[-1] ** 0.5 * spacing
-    if grid > RESOLUTION_WARN * sigma:
-        _warned_resolution.add(manifold)
-        name = next((str(t).removeprefix("torch.") for t in (torch.float32, torch.bfloat16, torch.float16)
-                     if torch.finfo(t).eps == eps), f"eps = {eps:.2g}")
-        warn_user(f"landing: points lie up to {offset:.3g} from the origin, where {name} coordinates are "
-                  f"{spacing:.2g} apart ({grid:.2g} over D = {x.shape[-1]}), more than {RESOLUTION_WARN:g} sigma "
-                  f"(sigma = {sigma:.3g}): they land no closer to the data than about that; use float64 points "
-                  "and a float64 field (field.double()), or data centred near the origin")
-
-
-def _landing_sigma(field: CoMetricField) -> float:
-    """The bandwidth a field lands at: the low end of its `landing_bandwidths`, else its ``sigma`` (a wrapper's: its
-    field's; or 1)."""
-    bands = field.landing_bandwidths()
-    if bands is not None:
-        return bands[0]
-    inner = getattr(field, "inner_field", None)  # a wrapper's (`Regularised`, `TangentBundle`): its field's σ
-    return float(getattr(field, "sigma", 1.0)) if inner is None or hasattr(field, "sigma") else _landing_sigma(inner)
 
 
 def _beyond(field: CoMetricField, x: Tensor, sigma: float) -> Tensor | None:
@@ -412,24 +414,3 @@ def _beyond(field: CoMetricField, x: Tensor, sigma: float) -> Tensor | None:
     farther than those spacings (`CoMetricField.beyond_data`), as at a small ``σ`` the denoiser barely moves it."""
     beyond = field.beyond_data(x)
     return None if beyond is None else torch.where(beyond > sigma, beyond, torch.zeros_like(beyond))
-
-
-LANDING_NOISE = 1e3
-"""With landing, pairs closer than the landing map's rounding, `landing_rounding`, get the straight segment: the
-landed interior would be rounding noise there."""
-
-
-@full_precision
-def landing_rounding(field: CoMetricField, x0: Tensor, x1: Tensor) -> Tensor:
-    """``(B,)``: how far apart landed images of the same point may come out by rounding alone,
-    ``ε (LANDING_NOISE · L + 8 max(‖x₀‖, ‖x₁‖))`` for points ``(B, D)``.
-
-    ``ε`` is the coarsest of the points' dtype and the field's parameters' (`metrics.base.rounding_eps`: a float32
-    network rounds float64 points); ``L`` the field's `length_scale` (a network computes in units of the data's
-    scale and adds back their mean: its error is relative to ``L``, and the mean's rounding to ``‖x‖``), or
-    ``max(‖x₀‖, ‖x₁‖)`` for a field without one. Data far from the origin (a unit sphere at 5,000) are then
-    judged by their own scale, not by their distance from the origin."""
-    eps = rounding_eps(field, x0.dtype)
-    norm = torch.maximum(x0.norm(dim=-1), x1.norm(dim=-1))
-    scale = field.length_scale()
-    return eps * (LANDING_NOISE * (norm if scale is None else torch.full_like(norm, scale)) + 8 * norm)

@@ -35,17 +35,17 @@ Cost: for low-rank fields the manifold evaluates the factor (and, for ``δ = 0``
 reuses it across the calls an optimiser step makes at that point (``egrad2rgrad``, ``component_inner``, ``retr``,
 and ``transp`` at the new point, where the next step starts; with landing, the last landing iterate provides it):
 a cache of private copies of the points (`learned_manifold.manifold_cache.FactorCache`), hit only by a query of
-equal values (``torch.equal``: in-place edits such as ``x.data.add_()`` never read a stale factor) to a field in the
-same state, used only under ``torch.no_grad()`` (as in geoopt's ``step``) and outside forward-mode AD. It keeps
-one entry per point set in use, at most eight (the least recently used goes): several parameters on one manifold,
-or several optimisers sharing it, each keep the one-evaluation-per-step cost (a parameter's next point replaces
-its last, so a long run holds one entry per parameter; a loop of queries at fresh points of one shape holds one
-entry). More than eight parameters on one manifold miss at every
-step (two evaluations each, and a decomposition check each): give each group of up to eight its own manifold.
-Each entry holds ``B × D × r`` factor and as many eigenvector numbers; `LearnedDataManifold.clear_cache` frees
-them. The state is what the key reads (`learned_manifold.manifold_cache`): the field's parameters and buffers and
-its own tensor attributes (the same tensors, none changed in place or swapped since: ``load_state_dict``, in
-torch's swap mode too, or an optimiser step on the network compute afresh), and its own plain attributes
+equal values (exact, one host sync per lookup however many entries, two where a parameter's own entry misses:
+in-place edits such as ``x.data.add_()`` never read a stale factor) to a field in the same state, used only under
+``torch.no_grad()`` (as in geoopt's ``step``) and outside forward-mode AD. It keeps one entry per point set in use:
+every parameter on one manifold, or of several optimisers sharing it, up to `FactorCache.PIN_LIMIT` = 64, keeps the
+one-evaluation-per-step cost (a parameter's next point replaces its last, and the entry a parameter's update reuses
+stays while the parameter lives), plus up to eight others, least recently used first out (a loop of queries at
+fresh points of one shape holds one entry). Each entry holds ``B × D × r`` factor and as many eigenvector numbers;
+`LearnedDataManifold.clear_cache` frees them. The state is what the key reads (`learned_manifold.manifold_cache`):
+the field's parameters and buffers and its own tensor attributes (the same tensors, none changed in place or
+swapped since: ``load_state_dict``, in torch's swap mode too, or an optimiser step on the network compute afresh),
+and its own plain attributes
 (``sigma``, ``k``, ``centred``, ``precision``, ...). A custom field must keep the state its factor depends on
 there, or call `LearnedDataManifold.clear_cache` after changing other state (a list or dict attribute, a
 submodule's plain attribute, an in-place write through ``tensor.data``, an in-place edit by another process through
@@ -124,7 +124,10 @@ class LearnedDataManifold(CachedFactors, NoClosedForms, CheckedManifold):
             geodesics' ``landing=True`` (a warning says so).
         landing_tol: landing stops when the normal correction is below ``landing_tol · σ`` plus the rounding
             of the residual (`landing.residual_rounding`: ``64 ε |x − μ|_∞ + 2 √D ε |x|_∞``, ``μ`` a learned
-            model's mean, else 0).
+            model's mean, else the search origin of the data points the field holds (a `KNNCDC`'s or landmarks'),
+            else 0). ``σ`` is the field's, else its data's scale, else 1 (`landing_scale.landing_sigma`: never the
+            points', so a point lands the same in any batch); a field that knows no scale at all takes only the
+            tolerance's scale from the points (`landing_scale.points_sigma`).
         landing_steps: the most landing iterations; points that have not converged by then raise.
 
     Example:

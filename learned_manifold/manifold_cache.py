@@ -3,6 +3,7 @@ entries a manifold keeps (`FactorCache`).
 
 An entry is a dict: ``point`` (a private copy of the flat points ``(B, D)``), ``A`` (the factor ``(B, D, r)``),
 ``pairs`` (its `Eigenpairs`, or ``None`` until asked for), ``spare`` (made cold and never hit: `FactorCache`),
+``owner`` (`PointStorage`: the optimiser parameter it serves, which pins it: `FactorCache`),
 ``checked`` (whether the manifold has looked at those eigenvalues: `manifold_checks.check_decomposition`),
 ``count`` (the entry's place in its point set's run, `FactorCache.add`: the check runs where it is 1, 2, 4, 8, …),
 ``settings`` (`field_settings`), ``tree`` (a weak reference to the field's `FieldTree`), ``own`` (weak references
@@ -61,9 +62,11 @@ from torch import Tensor, nn
 
 from .func_transforms import forward_mode, vmapped  # re-exported: the factor cache's transform probes
 from .geometry import Eigenpairs
+from .manifold_storage_refs import PointStorage, StorageRefs, storage_id  # re-exported
+from .user_warnings import warn_user
 
-__all__ = ["FactorCache", "FieldKey", "FieldTree", "StorageRefs", "cache_bypassed", "cache_entry", "cache_hit",
-           "field_key", "field_settings", "field_tensors", "field_tree", "forward_mode", "release_tree",
+__all__ = ["FactorCache", "FieldKey", "FieldTree", "PointStorage", "StorageRefs", "cache_bypassed", "cache_entry",
+           "cache_hit", "field_key", "field_settings", "field_tensors", "field_tree", "forward_mode", "release_tree",
            "same_field_state", "vmapped"]
 
 _PLAIN = (bool, int, float, complex, str, type(None), torch.dtype, torch.device)
@@ -229,38 +232,8 @@ def cache_entry(field: nn.Module, xf: Tensor, A: Tensor, pairs: Eigenpairs | Non
     tree, settings, own, versions, tensors = field_key(field) if key is None else key
     held = StorageRefs([] if versions is None else tensors)
     return {"point": xf.detach().clone(), "settings": settings, "A": A, "pairs": pairs, "checked": False,
-            "count": None, "tree": weakref.ref(tree), "own": [weakref.ref(t) for t in own], "versions": versions,
-            "held": held}
-
-
-_EXPIRED = torch.UntypedStorage._expired  # (what torch.multiprocessing.reductions.StorageWeakRef calls)
-
-
-class StorageRefs:
-    """Weak references to the storages of ``tensors`` (as ``torch.multiprocessing.reductions.StorageWeakRef``, whose
-    torch calls it makes, one object for all: 0.5 µs a tensor to make, 0.05 µs to check). They own no memory, and
-    they are not weak references to the tensors, which ``torch.utils.swap_tensors`` would refuse. `alive` is
-    ``False`` once one of the storages has died: its address may then belong to a new tensor. A tensor without a
-    storage (a wrapper subclass such as DTensor) is kept instead, by a ``detach`` alias (its memory is kept)."""
-
-    __slots__ = ("refs", "aliases")
-
-    def __init__(self, tensors: list[Tensor]):
-        self.refs: list[int] = []
-        self.aliases: list[Tensor] = []
-        for t in tensors:
-            try:
-                self.refs.append(t.untyped_storage()._weak_ref())
-            except (RuntimeError, NotImplementedError):
-                self.aliases.append(t.detach())
-
-    def alive(self) -> bool:
-        """Whether every storage still lives (no host sync)."""
-        return not any(map(_EXPIRED, self.refs))
-
-    def __del__(self, free: Callable[[int], None] = torch.UntypedStorage._free_weak_ref) -> None:
-        for ref in getattr(self, "refs", ()):  # (``free`` bound here: it outlives the module's teardown)
-            free(ref)
+            "count": None, "owner": None, "tree": weakref.ref(tree), "own": [weakref.ref(t) for t in own],
+            "versions": versions, "held": held}
 
 
 def same_field_state(field: nn.Module, entry: dict, key: FieldKey | None = None) -> bool:
@@ -282,11 +255,35 @@ def cache_hit(field: nn.Module, entry: dict | None, xf: Tensor, key: FieldKey | 
     """Whether ``entry`` answers a query at the flat points ``xf`` ``(B, D)``: equal values (``torch.equal``, exact
     and blind to identity and version counters, which ``x.data.add_()`` does not bump), the same shape, dtype and
     device, and a field in the same state (`same_field_state`, with ``key`` where given)."""
-    if entry is None:
-        return False
-    point = entry["point"]
-    return (point.shape == xf.shape and point.dtype == xf.dtype and point.device == xf.device
-            and same_field_state(field, entry, key) and torch.equal(point, xf))
+    return entry is not None and _may_hit(field, entry, xf, key) and torch.equal(entry["point"], xf)
+
+
+def _may_hit(field: nn.Module, entry: dict, xf: Tensor, key: FieldKey | None) -> bool:
+    """`cache_hit` but for the values (no host sync): the same shape, dtype and device (``torch.equal`` alone
+    compares a float32 query equal to its float64 copy) and a field in the same state."""
+    return _same_layout(entry["point"], xf) and same_field_state(field, entry, key)
+
+
+def _first_equal(entries: list[dict], xf: Tensor) -> dict | None:
+    """The first of ``entries`` (each `_may_hit`) whose points equal ``xf`` ``(B, D)`` exactly, with one host sync
+    however many there are: one ``torch.equal``, or every comparison read at once (``(p == xf).all()`` is
+    ``torch.equal`` for tensors of one shape and dtype, NaN unequal to itself). ``None`` where none does."""
+    if len(entries) <= 1:
+        return entries[0] if entries and torch.equal(entries[0]["point"], xf) else None
+    flags = torch.stack([(e["point"] == xf).all() for e in entries]).tolist()
+    return next((e for e, equal in zip(entries, flags, strict=True) if equal), None)
+
+
+def _pinned(entry: dict) -> bool:
+    """Whether ``entry`` serves live points (`PointStorage`)."""
+    owner = entry.get("owner")
+    return owner is not None and owner.alive()
+
+
+def _owned_by(entry: dict, ref: int | None) -> bool:
+    """Whether ``entry`` is pinned to the live storage ``ref`` (`storage_id`)."""
+    owner = entry.get("owner")
+    return owner is not None and owner.serves(ref)
 
 
 def _same_state(a: dict, b: dict) -> bool:
@@ -310,9 +307,18 @@ def _same_layout(a: Tensor, b: Tensor) -> bool:
 
 
 class FactorCache:
-    """The entries of one `LearnedDataManifold` (SPEC §5), most recently used first: at most `CAPACITY`, so the
-    factors of a few point sets are kept (several parameters on one manifold, or several optimisers sharing it, each
-    find their own) and memory stays bounded (``CAPACITY`` factors ``(B, D, r)`` with their eigenpairs).
+    """The entries of one `LearnedDataManifold` (SPEC §5), most recently used first: those *pinned* to an optimiser's
+    parameter, up to `PIN_LIMIT`, then up to `CAPACITY` others. An entry is pinned where a lookup inside an
+    optimiser's parameter update (``pin``: `manifold_factors.CachedFactors.one_step`) hits it: it keeps a weak
+    reference to the storage of the query's points (`PointStorage`), which its successor inherits. One entry per
+    storage is pinned (a new pin on a storage unpins the old), so minibatch views of one data set pin nothing
+    outside an update and at most one entry inside it. So every parameter on one manifold (or of several
+    optimisers sharing it) keeps its entry, where a fixed capacity had thrashed from the ninth parameter on (two
+    evaluations per parameter per step), and memory follows the parameters in use: one factor ``(B, D, r)`` with
+    its eigenpairs per live parameter, plus `CAPACITY` (an entry whose parameter has died goes with the next new
+    entry). Beyond `PIN_LIMIT` parameters the pins held stay and no new one is made, with a warning once.
+    A lookup compares the query first with the entry pinned to its storage (a parameter's: one ``torch.equal``),
+    then, where that misses, with the unpinned entries and the most recent one at once (`find`).
 
     An entry *succeeds* the entry hit just before it where its points have that entry's shape, dtype and device: an
     optimiser step reads the factor at a parameter's point (a hit) and then makes the one at its next point. The
@@ -332,11 +338,13 @@ class FactorCache:
     adding at once may lose an entry (recomputed at its next query), never answer from another's."""
 
     CAPACITY = 8
-    __slots__ = ("entries", "hit")
+    PIN_LIMIT = 64
+    __slots__ = ("entries", "hit", "warned")
 
     def __init__(self) -> None:
         self.entries: tuple[dict, ...] = ()
         self.hit: dict | None = None
+        self.warned = False
 
     @property
     def latest(self) -> dict | None:
@@ -344,24 +352,44 @@ class FactorCache:
         entries = self.entries
         return entries[0] if entries else None
 
-    def find(self, field: nn.Module, xf: Tensor, key: FieldKey) -> dict | None:
+    def find(self, field: nn.Module, xf: Tensor, key: FieldKey, *, pin: bool = False) -> dict | None:
         """The entry answering a query at the flat points ``xf`` ``(B, D)`` (`cache_hit`, with the field's ``key``
-        read once), made the most recent; ``None`` on a miss."""
+        read once), made the most recent; ``None`` on a miss. The entry pinned to the storage of ``xf`` is compared
+        first (one ``torch.equal``); only where it misses, the other candidates, all at once (`_first_equal`: one
+        host sync however many): the unpinned entries and the most recent one (an entry pinned to another
+        parameter is another parameter's point, but for the one just made: landing's at a step's landed points),
+        so a lookup's cost does not grow with the number of parameters. ``pin`` (a parameter's update,
+        `manifold_factors.CachedFactors.one_step`): pin the entry found, where no parameter holds it, to that
+        storage, unpinning the one pinned to it before (class docstring)."""
         entries = self.entries
-        for entry in entries:
-            if cache_hit(field, entry, xf, key):
-                if entry.get("spare"):
-                    _first_hit(entry)
-                if entry is not entries[0]:
-                    self.entries = (entry, *[e for e in entries if e is not entry])
-                self.hit = entry
-                return entry
-        return None
+        ref = storage_id(xf)
+        own = next((e for e in entries if _owned_by(e, ref)), None) if ref is not None else None
+        entry = _first_equal([own], xf) if own is not None and _may_hit(field, own, xf, key) else None
+        if entry is None:
+            entry = _first_equal([e for e in entries if e is not own and (e is entries[0] or not _pinned(e))
+                                  and _may_hit(field, e, xf, key)], xf)
+        if entry is None:
+            return None
+        if entry.get("spare"):
+            _first_hit(entry)
+        if pin and ref is not None and not _pinned(entry):
+            if own is not None:
+                own["owner"] = None
+                entry["owner"] = PointStorage(xf)
+            elif sum(_pinned(e) for e in entries) < self.PIN_LIMIT:
+                entry["owner"] = PointStorage(xf)
+            else:  # at the limit the pins held stay (dropping the oldest would drop the next one stepped)
+                self._warn_limit()
+        if entry is not entries[0]:
+            self.entries = (entry, *[e for e in entries if e is not entry])
+        self.hit = entry
+        return entry
 
     def add(self, entry: dict) -> None:
         """Make ``entry`` (`cache_entry`) the most recent: it succeeds the entry hit just before where it can (the
-        class docstring), or else replaces a cold entry never hit, then the oldest entries beyond `CAPACITY` and those
-        that can never hit again are dropped."""
+        class docstring; a successor keeps its parent's pin), or else replaces a cold entry never hit; then those
+        that can never hit again are dropped, the oldest pinned ones beyond `PIN_LIMIT` are unpinned (a safety net:
+        `find` makes no pin there; a warning, once), and the oldest unpinned ones beyond `CAPACITY` are dropped."""
         entries, hit = self.entries, self.hit
         self.hit = None
         point = entry["point"]
@@ -370,8 +398,33 @@ class FactorCache:
             (e for e in entries if e.get("spare") and _same_layout(e["point"], point)), None)
         entry["spare"] = not successor
         entry["count"] = 1 if parent is None else parent["count"] + 1
+        if successor:
+            entry["owner"] = hit.get("owner")
         kept = [e for e in entries if e is not parent and _same_state(e, entry) and e["held"].alive()]
-        self.entries = (entry, *kept[: self.CAPACITY - 1])
+        chosen, pins, others, unpinned = [entry], int(_pinned(entry)), int(not _pinned(entry)), False
+        for e in kept:
+            if _pinned(e):
+                if pins < self.PIN_LIMIT:
+                    chosen.append(e)
+                    pins += 1
+                    continue
+                e["owner"], unpinned = None, True
+            if others < self.CAPACITY:
+                chosen.append(e)
+                others += 1
+        self.entries = tuple(chosen)
+        if unpinned:
+            self._warn_limit()
+
+    def _warn_limit(self) -> None:
+        """Warn once that more parameters than `PIN_LIMIT` step on this manifold."""
+        if not self.warned:
+            self.warned = True
+            warn_user(f"LearnedDataManifold: more than FactorCache.PIN_LIMIT = {self.PIN_LIMIT} optimiser "
+                      f"parameters on one manifold: its factor cache keeps the entries of {self.PIN_LIMIT} of them, "
+                      f"so the factors of the others are evaluated twice per step. Stack the points into fewer, "
+                      f"larger parameters, or give groups of parameters manifolds of their own (each "
+                      f"LearnedDataManifold has its own cache)")
 
     def clear(self) -> None:
         """Drop every entry."""

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -14,7 +15,22 @@ from torch import Tensor, nn
 from .checks import MAX_DEPTH, MAX_RANK, MAX_WIDTH, check_data_shape, check_int, check_real
 from .heads import head_columns
 
-__all__ = ["FiLMResBlock", "FiLMResMLP", "SigmaEmbedding"]
+__all__ = ["FiLMResBlock", "FiLMResMLP", "SigmaEmbedding", "sigma_frequencies"]
+
+
+def sigma_frequencies(n_freqs: int, f_min: float, f_max: float, dtype: torch.dtype,
+                      device: torch.device | str) -> Tensor:
+    """The σ embedding's frequencies, ``(n_freqs,)`` geometric in ``[f_min, f_max]``, in ``dtype`` on ``device``
+    (SPEC §4).
+
+    Computed on the CPU, the same values on every device (``exp`` on a ``meta`` tensor ran a Python decomposition
+    that imported ``torch._dynamo``, 1.2 s of a process's first `load_model`, tester C of the 32nd round), in
+    ``dtype`` when it is float32 or wider (float32: the values of every network trained so far; float64: a
+    float64 network's own), in float32 then rounded for a narrower one (what a float32 network cast to it held).
+    """
+    work = torch.promote_types(dtype, torch.float32)
+    freqs = torch.exp(torch.linspace(math.log(f_min), math.log(f_max), n_freqs, dtype=work, device="cpu"))
+    return freqs.to(device=device, dtype=dtype)
 
 
 class SigmaEmbedding(nn.Module):
@@ -23,19 +39,30 @@ class SigmaEmbedding(nn.Module):
     Frequencies are geometric in ``[f_min, f_max]``; the lowest has a period (``2π/f_min ≈ 126``) far longer than
     any range of ``log σ`` met in practice, so the features never alias two bandwidths onto one embedding.
     ``(B,)`` → ``(B, dim)``.
+
+    The frequencies are a buffer that is not saved (files hold none): computed when the module is built, in the
+    default dtype, and again in the new dtype whenever the module is converted (``.double()``, ``.to(dtype)``,
+    ``.to(device)``: `_apply`). A float64 network so holds the float64 frequencies it was built with also when the
+    loader builds it in float32 and casts it to float64 (it held float32-rounded ones, and its factor moved by
+    about 1e-6 through its file), and a float32 one the values it always had. A float32-trained network cast to
+    float64 takes the exact float64 frequencies (up to 2e-7 from its float32 ones, rounding).
     """
 
-    freqs: Tensor  # a buffer (`register_buffer` in ``__init__``, not saved)
+    freqs: Tensor  # a buffer (`register_buffer` in ``__init__``, not saved), `sigma_frequencies` in its dtype
 
     def __init__(self, dim: int, n_freqs: int = 16, f_min: float = 0.05, f_max: float = 8.0):
         super().__init__()
-        # computed on the CPU (the same values on every device), then moved to the default device: built under
-        # ``torch.device("meta")`` (`model_file`'s shape check) ``exp`` ran a Python decomposition that imported
-        # ``torch._dynamo``, 1.2 s of a process's first `load_model` (tester C of the 32nd round; so did the head's
-        # ``normal_``, skipped on meta in `FiLMResMLP`)
-        freqs = torch.exp(torch.linspace(math.log(f_min), math.log(f_max), n_freqs, device="cpu"))
-        self.register_buffer("freqs", freqs.to(torch.get_default_device()), persistent=False)
+        self.n_freqs, self.f_min, self.f_max = n_freqs, f_min, f_max
+        freqs = sigma_frequencies(n_freqs, f_min, f_max, torch.get_default_dtype(), torch.get_default_device())
+        self.register_buffer("freqs", freqs, persistent=False)
         self.mlp = nn.Sequential(nn.Linear(2 * n_freqs + 1, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> SigmaEmbedding:
+        """`nn.Module._apply` (behind ``.to``, ``.double()``, ``.cuda()``…), then the frequencies computed afresh
+        in their new dtype and on their new device (`sigma_frequencies`), not converted from the old ones."""
+        super()._apply(fn, recurse)
+        self.freqs = sigma_frequencies(self.n_freqs, self.f_min, self.f_max, self.freqs.dtype, self.freqs.device)
+        return self
 
     def forward(self, sigma: Tensor) -> Tensor:
         log_sigma = sigma.log().unsqueeze(-1)

@@ -173,7 +173,8 @@ def load_model(path: str | os.PathLike, *, map_location: str | torch.device = "c
 
     Returns:
         The model in eval mode with frozen parameters, in the dtype its file stores (float32 as the trainer writes
-        it) whatever the caller's ``torch.set_default_dtype``/``set_default_device`` (`load_module_state`).
+        it; a file mixing float32 and float64 tensors loads as float64) whatever the caller's
+        ``torch.set_default_dtype``/``set_default_device`` (`load_module_state`).
 
     Warns:
         ModelFileWarning: the file is a checkpoint of an unfinished run (``"complete": false``), its default
@@ -224,9 +225,11 @@ def load_module_state(build: Callable[[], _M], tensors: dict[str, Tensor], path:
 
     The module is built on the CPU in float32 (a caller's ``torch.set_default_device("meta")`` would leave it
     without data, a ``bfloat16`` default dtype would round the stored float32 weights), its throw-away
-    initialisation leaving the caller's RNG as it was, then cast to the tensors' dtype where they share one (a
-    float64 file loads as float64; mixed dtypes, float16 and bfloat16 load as float32, the half-precision weights
-    exactly) and given the tensors (bit for bit in float32 and float64). The caller's
+    initialisation leaving the caller's RNG as it was, then cast to the widest floating dtype the tensors hold, at
+    least float32 (a float64 file loads as float64, float16 and bfloat16 ones as float32; a file that mixes dtypes,
+    such as one written before the mean was kept in the weights' dtype, with a float32 mean beside float64
+    weights, loads in the widest, float64 there; integer tensors keep their own dtype and play no part), so every
+    stored value is given exactly: bit for bit in float32 and float64, the narrower tensors upcast. The caller's
     default dtype and device are as they were on return.
 
     Returns:
@@ -245,9 +248,9 @@ def load_module_state(build: Callable[[], _M], tensors: dict[str, Tensor], path:
     finally:
         if previous != torch.float32:
             torch.set_default_dtype(previous)
-    dtypes = {t.dtype for t in tensors.values()}
-    stored = dtypes.pop() if len(dtypes) == 1 else torch.float32
-    module.to(torch.float32 if stored.itemsize < 4 else stored)  # half precision computes in float32, as it did
+    floats = [t.dtype for t in tensors.values() if t.dtype.is_floating_point]  # an int64 buffer keeps its own
+    widest = max(floats, key=lambda dtype: dtype.itemsize, default=torch.float32)
+    module.to(torch.float32 if widest.itemsize < 4 else widest)  # half precision computes in float32, as it did
     try:
         module.load_state_dict(tensors)
     except RuntimeError as err:  # unreachable after the header comparison; kept as a named error

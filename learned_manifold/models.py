@@ -231,7 +231,8 @@ class MetricModel(nn.Module):
     any other shape is refused, also one with ``D`` numbers per point such as channels-last images) and data-unit
     bandwidths ``sigma`` (float, ``(B,)`` tensor, or ``None`` for ``config.default_sigma``).
     Internally ``z = (y − μ)/s`` and ``σ_z = σ/s`` (SPEC §1); ``Γ`` is dimensionless so the factor needs no
-    rescaling.
+    rescaling. The buffers ``scale`` ``()`` and ``mean`` ``data_shape`` are in the dtype of the weights (the
+    default dtype when built; ``mean`` is converted to it), and follow ``model.to(dtype)``.
 
     Example:
         >>> import torch
@@ -279,9 +280,12 @@ class MetricModel(nn.Module):
                     # the head starts at LeCun scale, not near zero (`learned_manifold.preconditioning`)
                     head = self.denoiser_net.head.weight
                     nn.init.normal_(head, std=head[0].numel() ** -0.5)
-        self.register_buffer("scale", torch.tensor(float(scale)))
+        # the statistics in the weights' dtype (the default dtype), so a float64 model keeps the user's mean
+        # exactly and its file holds one dtype; `.to(dtype)`/`.double()` convert them with the weights
+        dtype = torch.get_default_dtype()
+        self.register_buffer("scale", torch.tensor(float(scale), dtype=dtype))
         mean = torch.zeros(config.data_shape) if mean is None else mean.detach().reshape(config.data_shape)
-        self.register_buffer("mean", mean.clone().float())
+        self.register_buffer("mean", mean.to(dtype=dtype, copy=True))
         if config.input_scaling == "gaussian":  # placeholder (the first k axes) until `set_gaussian_model`
             k, dim = config.gaussian_rank, math.prod(config.data_shape)
             self.register_buffer("pc_basis", torch.eye(dim, k))

@@ -36,8 +36,15 @@ neighbours read dimension 1 there (data with repeated rows: a good S² model dis
 tester E). Reference rows exactly equal to a held-out row are left out (``copies_left_out``), and `MIN_REFERENCE`
 counts the distinct rows kept.
 
+Sequential rows (a trajectory saved every step): given the data rows of the held-out and reference points, the
+check leaves out each held-out point's neighbours within a window of rows chosen from the data (a Theiler window,
+`learned_manifold.neighbour_estimates`); without it the neighbours read the trajectory's thread (dimension 1 at 73%
+of the points of a 2-torus, and a right model was distrusted, tester B, s36). Rows in random order get no window,
+nor data ordered along the manifold itself (a curve sampled in order, whose true neighbours a window left out).
+
 Cost: ``k``-nearest-neighbour searches of ``B`` queries in ``N`` reference points per grid ``σ`` (brute force,
-chunked; `learned_manifold.metrics.knn.KNNCDC`) and one ``k × k`` Gram eigen-problem per query at one or two σ;
+chunked; `learned_manifold.metrics.knn.KNNCDC`; with a window, ``B × N`` distances, and one more pass per doubling
+of the window while it is chosen) and one ``k × k`` Gram eigen-problem per query at one or two σ;
 nothing ``D × D``; finding the copies sorts the ``B + N`` rows once.
 """
 
@@ -50,12 +57,10 @@ from torch import Tensor
 
 from .consistency_text import _past, is_number
 from .diagnostics import DIMENSION_AGREEMENT
-from .geometry import eigenpairs, intrinsic_dimension, projector_error, truncate_basis
 from .metrics.base import check_count, check_finite_points, check_scalar
-from .metrics.knn import KNNCDC
 from .models import MetricModel
+from .neighbour_estimates import Neighbours, compare, linear_denoiser, theiler_window
 from .precision import full_precision
-from .preconditioning import gaussian_filter, principal_components
 
 __all__ = ["NEIGHBOUR_THRESHOLD", "NeighbourReport", "neighbour_check", "neighbour_figures", "reference_shortage"]
 
@@ -67,10 +72,6 @@ than the networks' mutual one; see `neighbour_check` for the values measured."""
 MIN_REFERENCE = 200
 """Fewer reference points give no verdict: the neighbours' estimate is then the check's weak side (measured on a
 well-trained S² model: 50 points disagreed 0.43 and read dimension 3, 5 points 1.30; 3,000 points 0.023)."""
-
-_CHUNK_NUMBERS = 2**24
-"""Numbers in one batch of the neighbours' factors ``(rows, D, k)`` (64 MiB in float32)."""
-
 
 @dataclass
 class NeighbourReport:
@@ -90,6 +91,10 @@ class NeighbourReport:
         distinct_reference: distinct reference rows kept (``None`` for a report built by hand).
         also_judged: the figures (`summary` keys) at the other of the two bandwidths judged, where the model
             failed at the first: ``None`` where it passed at the first, or the grid had one bandwidth to offer.
+        window: the Theiler window in rows (neighbours within it of a held-out point left out; ``0``: none, rows in
+            no order the neighbours follow; ``None``: the rows were not given).
+        adjacent_share: share of held-out points whose nearest reference neighbour is their adjacent row (``None``
+            without rows).
     """
 
     sigma: float | None
@@ -101,6 +106,8 @@ class NeighbourReport:
     copies_left_out: int = 0
     distinct_reference: int | None = None
     also_judged: dict | None = None
+    window: int | None = None
+    adjacent_share: float | None = None
 
     @property
     def informative(self) -> bool:
@@ -146,6 +153,8 @@ class NeighbourReport:
                "distinct_reference_points": self.distinct_reference, "copies_left_out": self.copies_left_out}
         if self.also_judged is not None:
             out["also_judged"] = self.also_judged
+        if self.window is not None:
+            out["window"], out["adjacent_share"] = self.window, round(float(self.adjacent_share), 4)
         if self.informative:
             out.update({
                 "tangent_disagreement": round(float(self.tangent_disagreement.mean()), 4),
@@ -174,6 +183,11 @@ class NeighbourReport:
         figures = f"at sigma={self.sigma:.4g}: {neighbour_figures(self.summary())}"
         if self.trusted:
             return f"neighbour check: the model agrees with the data's neighbours {figures}"
+        if self.window:
+            return (f"neighbour check WARNING: the model disagrees with an estimate from the data's neighbours "
+                    f"{figures}. Where frames still lie close along the trajectory past the window the neighbours "
+                    f"read its thread: thin the frames (keep every n-th) and train again; else both networks can "
+                    f"share a failure: do not trust the tangent spaces")
         return (f"neighbour check WARNING: the model disagrees with an estimate from the data's neighbours "
                 f"{figures}. Both networks can share a failure (e.g. keep the data's linear span instead of the "
                 f"manifold); do not trust the tangent spaces")
@@ -220,6 +234,15 @@ def neighbour_figures(summary: dict) -> str:
     copies = summary.get("copies_left_out")
     if is_number(copies) and copies > 0:
         text += f"; {copies:,} reference rows equal to held-out points were left out"
+    window, adjacent = summary.get("window"), summary.get("adjacent_share")
+    if is_number(window) and window > 0 and is_number(adjacent):
+        text += (f"; consecutive rows are neighbours (time-correlated frames: the nearest neighbour of {adjacent:.0%} "
+                 f"of held-out points is the row before or after it), so neighbours within {window} rows were left "
+                 f"out (a Theiler window)")
+    elif window == 0 and is_number(adjacent) and adjacent > 0.5:
+        text += (f"; the nearest neighbour of {adjacent:.0%} of held-out points is the row before or after it, but "
+                 f"they follow the rows at every window (data ordered along the manifold, or frames that never "
+                 f"return near themselves), so no window was taken")
     return text
 
 
@@ -268,23 +291,10 @@ def _spread(counts: dict) -> str:
     return ", ".join(words[:-1]) + " or " + words[-1]
 
 
-def _linear_denoiser(reference: Tensor, seed: int):
-    """The Gaussian model's posterior mean ``y ↦ m + Σ(Σ + σ²I)⁻¹(y − m)`` of ``reference`` ``(N, D)``."""
-    mean = reference.mean(0)
-    k = min(64, reference.shape[1], max(1, reference.shape[0] - 1))
-    basis, var, rest = principal_components(reference - mean, k, seed=seed)
-
-    def denoise(y: Tensor, sigma: float) -> Tensor:
-        s = torch.full((y.shape[0],), sigma, dtype=y.dtype, device=y.device)
-        _, noise = gaussian_filter(y - mean, s, basis, var, rest)
-        return y - sigma * noise.to(y.dtype)
-
-    return denoise
-
-
 @full_precision
 def neighbour_check(model: MetricModel, x: Tensor, reference: Tensor, sigmas: list[float], *, k: int = 256,
-                    seed: int = 0, threshold: float = NEIGHBOUR_THRESHOLD) -> NeighbourReport:
+                    seed: int = 0, threshold: float = NEIGHBOUR_THRESHOLD,
+                    rows: tuple[Tensor, Tensor] | None = None) -> NeighbourReport:
     """Compare a model with the centred k-NN CDC of ``reference`` at held-out points (module docstring).
 
     Args:
@@ -296,12 +306,16 @@ def neighbour_check(model: MetricModel, x: Tensor, reference: Tensor, sigmas: li
         k: neighbours per query (capped at ``N``).
         seed: seeds the noise of the denoising comparison and the principal components.
         threshold: limit on the mean tangent disagreement.
+        rows: ``(x_rows, reference_rows)``, ``(B,)`` and ``(N,)`` integer data rows (positions in the data's order)
+            of ``x`` and ``reference``, or ``None``. Given, sequential data (nearest neighbours adjacent rows far more
+            often than chance) get a Theiler window (module docstring, `neighbour_estimates.theiler_window`).
 
     Returns:
         `NeighbourReport`.
 
     Raises:
-        ValueError: empty, mis-shaped or non-finite ``x`` or ``reference``, no bandwidths, or a non-positive one.
+        ValueError: empty, mis-shaped or non-finite ``x`` or ``reference``, no bandwidths, or a non-positive one;
+            ``rows`` not two integer tensors of ``B`` and ``N`` rows.
 
     A ``reference`` of fewer than `MIN_REFERENCE` distinct points (once the copies of ``x`` are left out) gives no
     verdict (not informative). The model is judged at the grid σ where the neighbours beat the linear fit most and,
@@ -322,8 +336,10 @@ def neighbour_check(model: MetricModel, x: Tensor, reference: Tensor, sigmas: li
         raise ValueError("sigmas must hold at least one bandwidth")
     sigmas = sorted(float(check_scalar(s, "sigmas")) for s in sigmas)
     check_count(k, "k")
+    _check_rows(rows, x.shape[0], reference.shape[0])
     reference = reference.reshape(reference.shape[0], model.dim).to(x.device)
-    reference, copies, distinct = _without_copies(x.reshape(x.shape[0], model.dim), reference)
+    reference, copies, distinct, keep = _copies_left_out(x.reshape(x.shape[0], model.dim), reference)
+    x_rows, ref_rows = (None, None) if rows is None else (rows[0].to(x.device), rows[1].to(x.device)[keep])
     if distinct < MIN_REFERENCE:  # no verdict (`informative` is False)
         return NeighbourReport(None, [], threshold=threshold, copies_left_out=copies, distinct_reference=distinct)
     dtype = model.scale.dtype
@@ -335,15 +351,16 @@ def neighbour_check(model: MetricModel, x: Tensor, reference: Tensor, sigmas: li
     z = ((x.double() - mean) / scale).to(dtype)
     z_ref = ((reference.double() - mean) / scale).to(dtype)
     k = min(k, z_ref.shape[0])
+    window, adjacent = (None, None) if rows is None else theiler_window(z, z_ref, x_rows, ref_rows)
     g = torch.Generator(device=x.device).manual_seed(seed)
-    linear = _linear_denoiser(z_ref, seed)
+    linear = linear_denoiser(z_ref, seed)
     table: list[dict] = []
     ratios: list[tuple[float, float]] = []  # (neighbours / linear, σ) where the neighbours win
     with torch.no_grad():
         for sigma in sigmas:
             s_z = sigma / scale
             y = z + s_z * torch.randn(z.shape, generator=g, device=z.device, dtype=z.dtype)
-            near = KNNCDC(z_ref, k=k, sigma=s_z).project(y)  # the kernel-weighted neighbour mean (empirical Bayes)
+            near = Neighbours(z_ref, ref_rows, k=k, sigma=s_z, window=window or 0).project(y, x_rows)
             row = {"sigma": sigma,
                    "neighbours": round(float((near - z).pow(2).sum(-1).mean()) / s_z**2, 4),
                    "linear": round(float((linear(y, s_z) - z).pow(2).sum(-1).mean()) / s_z**2, 4)}
@@ -353,13 +370,14 @@ def neighbour_check(model: MetricModel, x: Tensor, reference: Tensor, sigmas: li
                 ratios.append((ratio, sigma))
         if not ratios:
             return NeighbourReport(None, table, threshold=threshold, copies_left_out=copies,
-                                   distinct_reference=distinct)
+                                   distinct_reference=distinct, window=window, adjacent_share=adjacent)
         best = sorted(ratios)[:2]  # the two bandwidths where the neighbours beat the linear fit most
         reports = []
         for _, sigma in best:
-            figures = _compare(model, x, z, KNNCDC(z_ref, k=k, sigma=sigma / scale), sigma)
+            near = Neighbours(z_ref, ref_rows, k=k, sigma=sigma / scale, window=window or 0)
+            figures = compare(model, x, z, x_rows, near, sigma)
             reports.append(NeighbourReport(sigma, table, *figures, threshold, copies_left_out=copies,
-                                           distinct_reference=distinct))
+                                           distinct_reference=distinct, window=window, adjacent_share=adjacent))
             if reports[-1].trusted:
                 break
     chosen = reports[-1] if reports[-1].trusted else reports[0]
@@ -374,29 +392,33 @@ _JUDGED = ("sigma", "tangent_disagreement", "dimension_agreement", "model_dimens
 """The figures of the other bandwidth judged that a report keeps (`NeighbourReport.also_judged`)."""
 
 
-def _compare(model: MetricModel, x: Tensor, z: Tensor, field_: KNNCDC, sigma: float) -> tuple[Tensor, Tensor, Tensor]:
-    """The model's ``Γᶜ_σ`` at ``x`` ``(B, D)`` against the neighbours' ``field_`` at ``z`` (the same points in the
-    model's standardised units): ``(B,)`` projector distances at the smaller dimension, model and neighbour
-    gap-rule dimensions; in chunks of at most `_CHUNK_NUMBERS` numbers of the neighbours' ``(rows, D, k)`` factor."""
-    parts = []
-    rows = max(1, _CHUNK_NUMBERS // (model.dim * field_.k))
-    for xb, zb in zip(x.split(rows), z.split(rows), strict=True):
-        mine = eigenpairs(model.factor(xb, sigma).float())
-        theirs = eigenpairs(field_.factor(zb).float())
-        d_m = intrinsic_dimension(mine.values)
-        d_n = intrinsic_dimension(theirs.values)
-        d = torch.minimum(d_m, d_n)
-        parts.append((projector_error(truncate_basis(mine.vectors, d), truncate_basis(theirs.vectors, d)), d_m, d_n))
-    tangent, d_m, d_n = (torch.cat(p) for p in zip(*parts, strict=True))
-    return tangent, d_m, d_n
+def _copies_left_out(x: Tensor, reference: Tensor) -> tuple[Tensor, int, int, Tensor]:
+    """`_without_copies`'s three results and the ``(N,)`` mask of the ``reference`` rows kept."""
+    both = torch.cat([x.double(), reference.double()])  # float64: exact for every floating input
+    _, ids = torch.unique(both, dim=0, return_inverse=True)
+    held, ref_ids = ids[: x.shape[0]], ids[x.shape[0]:]
+    keep = ~torch.isin(ref_ids, held)
+    return reference[keep], int((~keep).sum()), int(torch.unique(ref_ids[keep]).numel()), keep
 
 
 def _without_copies(x: Tensor, reference: Tensor) -> tuple[Tensor, int, int]:
     """``reference`` ``(N, D)`` less its rows exactly equal to a row of ``x`` ``(B, D)`` (a held-out point's copy is
     its own nearest neighbour at distance 0: the neighbours then read dimension 1 there, tester E), the number of
     rows left out and the number of distinct rows kept. Compared in float64 (exact for every floating input)."""
-    both = torch.cat([x.double(), reference.double()])
-    _, ids = torch.unique(both, dim=0, return_inverse=True)
-    held, ref_ids = ids[: x.shape[0]], ids[x.shape[0]:]
-    keep = ~torch.isin(ref_ids, held)
-    return reference[keep], int((~keep).sum()), int(torch.unique(ref_ids[keep]).numel())
+    return _copies_left_out(x, reference)[:3]
+
+
+def _check_rows(rows: tuple[Tensor, Tensor] | None, b: int, n: int) -> None:
+    """``rows`` is ``None`` or two integer tensors of ``b`` and ``n`` entries (`neighbour_check`)."""
+    if rows is None:
+        return
+    pair = isinstance(rows, tuple | list) and len(rows) == 2
+    if not (pair and all(isinstance(r, Tensor) and r.dtype in _INTEGER for r in rows)
+            and tuple(rows[0].shape) == (b,) and tuple(rows[1].shape) == (n,)):
+        got = ([tuple(r.shape) if isinstance(r, Tensor) else type(r).__name__ for r in rows] if pair
+               else type(rows).__name__)
+        raise ValueError(f"rows must be (x_rows, reference_rows), integer tensors of shapes ({b},) and ({n},), "
+                         f"got {got!r}")
+
+
+_INTEGER = (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8)

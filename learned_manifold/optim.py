@@ -21,6 +21,7 @@ their group's manifold (`_group_manifold`) for them.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Iterable
 
@@ -46,7 +47,6 @@ _IGNORED_BY_GEOOPT_ADAM = {
     "differentiable": "geoopt's step runs under torch.no_grad, so no gradient flows through it",
     "decoupled_weight_decay": "geoopt adds weight_decay to the gradient (L2, as Adam), never decoupled (AdamW)",
 }
-
 
 _EUCLIDEAN = geoopt.Euclidean()
 _KEEP_EUCLIDEAN = ("to keep a parameter Euclidean, put it in a parameter group with its own manifold=None "
@@ -182,6 +182,12 @@ def _manifold_of(optimizer: torch.optim.Optimizer, group: dict, p: torch.Tensor)
     return p.manifold if isinstance(p, geoopt.ManifoldTensor) else _group_manifold(optimizer, group)
 
 
+def _one_step(manifold: geoopt.Manifold) -> contextlib.AbstractContextManager:
+    """The manifold's `CachedFactors.one_step` (one cache-key read per update), or nothing (geoopt's manifolds)."""
+    one_step = getattr(manifold, "one_step", None)
+    return one_step() if one_step is not None else contextlib.nullcontext()
+
+
 def _check_flag(value: object, name: str) -> None:
     if not isinstance(value, bool):
         raise ValueError(f"{name} must be True or False, got {value!r}")
@@ -279,7 +285,6 @@ class RiemannianSGD(_BoundGroups, geoopt.optim.RiemannianSGD):
         with torch.no_grad():
             for group in self.param_groups:
                 group["step"] = group.get("step", 0) + 1
-                lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]
                 for point in group["params"]:
                     grad = point.grad
                     if grad is None:
@@ -287,25 +292,31 @@ class RiemannianSGD(_BoundGroups, geoopt.optim.RiemannianSGD):
                     if grad.is_sparse:
                         raise RuntimeError("RiemannianSGD does not support sparse gradients")
                     manifold = _manifold_of(self, group, point)
-                    grad.add_(point, alpha=group["weight_decay"])
-                    grad = manifold.egrad2rgrad(point, grad)
-                    if momentum == 0:
-                        point.copy_(manifold.retr(point, -lr * grad))
-                        continue
-                    state = self.state[point]
-                    buf = state.get("momentum_buffer")
-                    if buf is None:  # the seed: the Riemannian gradient itself, as torch.optim.SGD's first step
-                        buf = state["momentum_buffer"] = grad.clone()
-                    else:
-                        buf.mul_(momentum).add_(grad, alpha=1 - dampening)
-                    direction = grad.add(buf, alpha=momentum) if group["nesterov"] else buf
-                    new_point, new_buf = manifold.retr_transp(point, -lr * direction, buf)
-                    buf.copy_(new_buf)
-                    point.copy_(new_point)
+                    with _one_step(manifold):
+                        self._sgd_update(group, point, grad, manifold)
                 if group["stabilize"] is not None and group["step"] % group["stabilize"] == 0:
                     self.stabilize_group(group)
         _warn_if_off_data(self)
         return loss
+
+    def _sgd_update(self, group: dict, point: torch.Tensor, grad: torch.Tensor, manifold: geoopt.Manifold) -> None:
+        """One parameter's update (`step`)."""
+        lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]
+        grad.add_(point, alpha=group["weight_decay"])
+        grad = manifold.egrad2rgrad(point, grad)
+        if momentum == 0:
+            point.copy_(manifold.retr(point, -lr * grad))
+            return
+        state = self.state[point]
+        buf = state.get("momentum_buffer")
+        if buf is None:  # the seed: the Riemannian gradient itself, as torch.optim.SGD's first step
+            buf = state["momentum_buffer"] = grad.clone()
+        else:
+            buf.mul_(momentum).add_(grad, alpha=1 - dampening)
+        direction = grad.add(buf, alpha=momentum) if group["nesterov"] else buf
+        new_point, new_buf = manifold.retr_transp(point, -lr * direction, buf)
+        buf.copy_(new_buf)
+        point.copy_(new_point)
 
     @torch.no_grad()
     def stabilize_group(self, group: dict) -> None:
@@ -386,7 +397,8 @@ class RiemannianAdam(_BoundGroups, geoopt.optim.RiemannianAdam):
                     if point.grad.is_sparse:
                         raise RuntimeError("RiemannianAdam does not support sparse gradients, use "
                                            "geoopt.optim.SparseRiemannianAdam instead")
-                    state = self._adam_update(group, point)
+                    with _one_step(_manifold_of(self, group, point)):
+                        state = self._adam_update(group, point)
                     stabilize |= group["stabilize"] is not None and state["step"] % group["stabilize"] == 0
                 if stabilize:
                     self.stabilize_group(group)

@@ -37,16 +37,17 @@ class UncentredFieldWarning(UserWarning):
         >>> import warnings, torch
         >>> from learned_manifold import UncentredFieldWarning, geodesic
         >>> from learned_manifold.metrics import KNNCDC
-        >>> data = torch.randn(200, 2)
+        >>> t = torch.linspace(0, 6.2832, 201)[:-1]
+        >>> data = torch.stack([t.cos(), t.sin()], 1)  # a circle (random planar points warned of the gap rule too)
         >>> field = KNNCDC(data, k=16, sigma=0.5, centred=False)
         >>> with warnings.catch_warnings(record=True) as caught:
         ...     warnings.simplefilter("always")
-        ...     _ = geodesic(field, data[:1], data[1:2], n_points=8, steps=5)
+        ...     _ = geodesic(field, data[:1], data[10:11], n_points=8, steps=5)
         >>> [w.category.__name__ for w in caught if issubclass(w.category, UncentredFieldWarning)]
         ['UncentredFieldWarning']
         >>> with warnings.catch_warnings():  # a deliberate comparison: this category filtered, the others kept
         ...     warnings.filterwarnings("ignore", category=UncentredFieldWarning)
-        ...     _ = geodesic(field, data[:1], data[1:2], n_points=8, steps=5)
+        ...     _ = geodesic(field, data[:1], data[10:11], n_points=8, steps=5)
     """
 
 

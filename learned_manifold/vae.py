@@ -17,7 +17,12 @@ Every layer acts row by row (no batch statistics) and is traceable by ``torch.fu
 (`learned_manifold.metrics.VAEPullbackMetric`) takes JVPs and VJPs through the decoder.
 
 Like `MetricModel`, the networks see standardised data ``(x − m)/s`` (SPEC §1, one global scale); every public
-method takes and returns data units.
+method takes and returns data units. Since ``s = sqrt(E‖x − m‖²)`` over the training data, an input's distance from
+``m`` in units of ``s`` (`VAE.input_spread`) is 1 in RMS over those data, so at most 1/t² of them lie beyond ``t``
+(Markov). `far_inputs` judges from such spreads whether a data set lies far beyond that (other units, e.g. raw
+counts given to a VAE trained on log-normalised ones, whose codes were written silently far outside the training
+codes); the training package's ``encode_data`` and the CLI's ``encode`` warn by it. `VAE.encode` itself does not
+check (by default): it stays free of host syncs and data-dependent control flow, so it runs under ``torch.func``.
 """
 
 from __future__ import annotations
@@ -31,13 +36,42 @@ from torch import Tensor, nn
 
 from .metrics.base import as_points
 from .models import MAX_DEPTH, MAX_WIDTH, check_data_shape, check_int, check_real
+from .user_warnings import warn_user
 
-__all__ = ["MAX_CENTRES", "MAX_CONV_DEPTH", "MAX_LATENT", "VAE", "VAE_ARCHS", "VAEConfig"]
+__all__ = ["BEYOND_FACTOR", "FAR_MEDIAN", "FAR_POINT", "FAR_SHARE", "MAX_CENTRES", "MAX_CONV_DEPTH", "MAX_LATENT",
+           "MEDIAN_ROWS", "VAE", "VAE_ARCHS", "VAEConfig", "far_inputs"]
 
 VAE_ARCHS = ("mlp", "conv")
 MAX_LATENT = 4096
 MAX_CENTRES = 65536
 MAX_CONV_DEPTH = 8
+
+FAR_MEDIAN = 3.0
+"""`far_inputs`: inputs whose median `VAE.input_spread` exceeds this (or the training data's largest spread,
+`VAE.input_spread_max`, where that is larger and known) are in other units or far from the training data: over the
+training data the median is at most sqrt(2) (at most 1/9 of them lie beyond 3, Markov); 1.0 on log-normalised
+cells (max 1.34), where the raw counts of the same cells gave a median of 3.7 (max 20.5). Markov bounds the whole
+training set only: a part of it (a small cluster far from the mean) may have a larger median, but never one beyond
+its largest spread."""
+
+MEDIAN_ROWS = 20
+"""`far_inputs` applies the median rule from this many inputs on (the median of a few rows is those rows' own
+spread, which Markov does not bound); fewer are judged by `FAR_POINT` or `BEYOND_FACTOR` alone."""
+
+FAR_POINT = 10.0
+"""`far_inputs` of a VAE that does not know its training data's largest spread (`VAE.input_spread_max`: files
+written before it was recorded): inputs whose `VAE.input_spread` exceeds this lie far beyond the training data (at
+most 1% of the training data can, Markov; none of the log-normalised cells above lay beyond 1.34)."""
+
+BEYOND_FACTOR = 1.5
+"""`far_inputs` of a VAE that knows `VAE.input_spread_max`: inputs beyond this many times it lie beyond the
+training data (the raw counts above, in samples of 600 and 2,000 cells: their median 2.0 and 3.7 times the cells'
+RMS spread, 1.6 and 2.7 times the cells' largest, 1.29 and 1.34; 55% and 88% of them beyond 1.5 times it, so the
+600 cells' counts, whose median stays below `FAR_MEDIAN`, are caught only by this rule)."""
+
+FAR_SHARE = 0.01
+"""`far_inputs` warns where more than this share of the inputs lie beyond `FAR_POINT` or `BEYOND_FACTOR` times
+`VAE.input_spread_max` (a single such input among fewer than 100)."""
 
 
 @dataclass
@@ -183,7 +217,9 @@ class VAE(nn.Module):
 
     Args:
         config: the architecture.
-        scale: data scale ``s > 0``.
+        scale: data scale ``s > 0``: the training data's RMS distance from ``mean``, in total over all coordinates,
+            ``sqrt(E‖x − m‖²)`` (SPEC §1; not a per-coordinate standard deviation: data with unit variance in each
+            of ``D`` coordinates have ``s = sqrt(D)``).
         mean: ``(D,)`` or ``data_shape`` data mean (default zero), stored in the default dtype as the weights.
     """
 
@@ -216,6 +252,9 @@ class VAE(nn.Module):
         self.register_buffer("centres", torch.zeros(K, d))
         self.register_buffer("bandwidths", torch.ones(K))
         self.register_buffer("std_weights", torch.zeros(D, K))
+        self.input_spread_max: float | None = None
+        """The largest `input_spread` of the training data (``train_vae`` records it in the file's ``extra``, and
+        `load_vae` reads it back), or ``None`` where unknown (files written before; hand-made VAEs)."""
 
     # -- shapes ---------------------------------------------------------------------------------------------
     @property
@@ -239,21 +278,39 @@ class VAE(nn.Module):
         return as_points(z, (self.latent_dim,), "z", owner="the VAE's latent", batch_ndim=1)
 
     # -- encoder --------------------------------------------------------------------------------------------
-    def encode_stats(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Posterior ``q(z | x) = N(m, diag exp(ℓ))``: ``(B, *data_shape)`` or ``(B, D)`` → ``(m, ℓ)``, each
-        ``(B, d)`` in the dtype of ``x``."""
+    def _inputs(self, x: object) -> Tensor:
+        """``x`` checked as ``(B, *data_shape)`` points (a flat ``(B, D)`` reshaped)."""
         if isinstance(x, Tensor) and x.ndim == 2 and len(self.data_shape) > 1 and x.shape[1] == self.dim:
             x = x.reshape(x.shape[0], *self.data_shape)
-        x = as_points(x, self.data_shape, "x", owner="the VAE's", batch_ndim=1)
+        return as_points(x, self.data_shape, "x", owner="the VAE's", batch_ndim=1)
+
+    @torch.no_grad()
+    def input_spread(self, x: Tensor) -> Tensor:
+        """``‖x − m‖ / s``: ``(B, *data_shape)`` or ``(B, D)`` → ``(B,)``, each input's distance from the stored
+        training mean in units of the training data's RMS spread about it (1 in RMS over the training data)."""
+        x = self._inputs(x)
+        return ((x.to(self._dtype()) - self.mean) / self.scale).reshape(x.shape[0], -1).norm(dim=-1)
+
+    def encode_stats(self, x: Tensor, *, check: bool = False) -> tuple[Tensor, Tensor]:
+        """Posterior ``q(z | x) = N(m, diag exp(ℓ))``: ``(B, *data_shape)`` or ``(B, D)`` → ``(m, ℓ)``, each
+        ``(B, d)`` in the dtype of ``x``. No host sync and no data-dependent control flow (``torch.func.vmap``
+        works), unless ``check``: then it warns (`far_inputs`, a host sync) where ``x`` as a whole lies far from
+        the training data, as the training package's ``encode_data`` does for a data set."""
+        x = self._inputs(x)
         u = ((x.to(self._dtype()) - self.mean) / self.scale)
+        if check:
+            problem = far_inputs(u.detach().reshape(x.shape[0], -1).norm(dim=-1), self.input_spread_max)
+            if problem:
+                warn_user(f"VAE.encode: the inputs lie far from the data the VAE was trained on: {problem}")
         u = u.reshape(x.shape[0], -1) if self.config.arch == "mlp" else u.reshape(x.shape[0], *_image_shape(
             self.data_shape))
         m, logvar = self.encoder(u).chunk(2, dim=-1)
         return m.to(x.dtype), logvar.to(x.dtype)
 
-    def encode(self, x: Tensor) -> Tensor:
-        """Posterior mean: ``(B, *data_shape)`` (or flat ``(B, D)``) → ``(B, d)``."""
-        return self.encode_stats(x)[0]
+    def encode(self, x: Tensor, *, check: bool = False) -> Tensor:
+        """Posterior mean: ``(B, *data_shape)`` (or flat ``(B, D)``) → ``(B, d)``; silent unless ``check``, as
+        `encode_stats`."""
+        return self.encode_stats(x, check=check)[0]
 
     # -- decoder, in standardised units (what the trainer fits) ---------------------------------------------
     def decode_standardised(self, z: Tensor) -> Tensor:
@@ -293,3 +350,32 @@ class VAE(nn.Module):
     def extra_repr(self) -> str:
         c = self.config
         return f"data_shape={c.data_shape}, latent_dim={c.latent_dim}, arch={c.arch!r}, K={c.n_centres}"
+
+
+def far_inputs(spread: Tensor, train_max: float | None = None) -> str | None:
+    """How far from a VAE's training data lie inputs whose `VAE.input_spread` is ``spread`` ``(B,)``: the measured
+    gap and advice, or ``None`` where they lie near. It warns where more than `FAR_SHARE` of them lie beyond
+    ``BEYOND_FACTOR · train_max`` (the training data's largest spread, `VAE.input_spread_max`), or beyond
+    `FAR_POINT` where that is ``None``; or where, from `MEDIAN_ROWS` inputs on, their median exceeds
+    ``max(FAR_MEDIAN, train_max)`` (`FAR_MEDIAN` where ``train_max`` is ``None``): other units or other data. No
+    set of the training rows can trigger it where ``train_max`` is known. Their codes are extrapolation of the
+    encoder (SPEC §11)."""
+    spread = spread.detach().double()
+    if spread.numel() == 0 or not bool(torch.isfinite(spread).all()):
+        return None
+    limit = FAR_POINT if train_max is None else BEYOND_FACTOR * train_max
+    median_limit = FAR_MEDIAN if train_max is None else max(FAR_MEDIAN, train_max)
+    median, far = float(spread.median()), int((spread > limit).sum())
+    by_median = spread.numel() >= MEDIAN_ROWS and median > median_limit
+    if not by_median and far <= FAR_SHARE * spread.numel():
+        return None
+    known = (f"the training data: 1 in RMS, at most {train_max:.3g}" if train_max is not None else
+             "the training data: 1 in RMS, at most 1.41 at the median")
+    beyond = (f"{BEYOND_FACTOR:g} times the training data's largest ({limit:.3g})" if train_max is not None else
+              f"{limit:g}")
+    return (f"their distance from the VAE's stored data mean is {median:.3g} times the training data's RMS spread "
+            f"at the median ({known}), up to {float(spread.max()):.3g}; {far} of {spread.numel()} lie beyond "
+            f"{beyond}. Other units (raw counts given to a VAE trained on log-normalised data?) or other data: "
+            f"their codes lie where the encoder saw no data (extrapolation), so prepare them as the training data "
+            f"were" + ("" if train_max is not None else " (for a VAE built by hand: its mean and scale, the training "
+                       "data's RMS distance from it, must describe the data it was trained on)"))

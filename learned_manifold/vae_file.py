@@ -24,6 +24,7 @@ file at the destination refused).
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -106,7 +107,9 @@ def load_vae(path: str | os.PathLike, *, map_location: str | torch.device = "cpu
     Returns:
         The VAE in eval mode with frozen parameters: ``encode(x) -> (N, d)`` (posterior mean),
         ``decode(z) -> (N, *data_shape)`` (decoder mean), ``decoder_std(z)``. It has the dtype its tensors were
-        stored in (a float64 VAE loads as float64); a file whose tensors mix dtypes loads as float32.
+        stored in (a float64 VAE loads as float64); a file whose tensors mix dtypes loads in the widest
+        (`model_file.load_module_state`). Its ``input_spread_max`` is the file's ``extra`` value of that name
+        (`learned_manifold.vae.far_inputs` judges data sets against it), ``None`` for files without one.
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -140,13 +143,18 @@ def load_vae(path: str | os.PathLike, *, map_location: str | torch.device = "cpu
         device = torch.device(map_location)
     except (RuntimeError, TypeError) as err:
         raise ValueError(f"map_location {map_location!r} is not a torch device: {err}") from None
-    config, _, tensors = _read_checked(path)
+    config, extra, tensors = _read_checked(path)
     # built on the CPU in float32 whatever the caller's defaults, then in the stored dtype, bit for bit
-    return load_module_state(lambda: VAE(config), tensors, path).to(device)
+    vae = load_module_state(lambda: VAE(config), tensors, path).to(device)
+    spread = extra.get("input_spread_max")  # absent from files written before it was recorded: None
+    if isinstance(spread, float) and math.isfinite(spread) and spread > 0:
+        vae.input_spread_max = spread
+    return vae
 
 
 def save_vae(vae: VAE, path: str | os.PathLike, *, extra: dict | None = None) -> Path:
-    """Write ``vae`` (weights, buffers, config) to ``path`` atomically; ``extra`` is a free JSON object.
+    """Write ``vae`` (weights, buffers, config) to ``path`` atomically; ``extra`` is a free JSON object, to which
+    the VAE's ``input_spread_max`` is added where known (`load_vae` reads it back).
 
     Returns:
         The path written.
@@ -175,5 +183,7 @@ def save_vae(vae: VAE, path: str | os.PathLike, *, extra: dict | None = None) ->
     """
     if not isinstance(vae, VAE):
         raise TypeError(f"vae must be a VAE, got {type(vae).__name__}")
+    if vae.input_spread_max is not None and (extra is None or isinstance(extra, dict)):  # kept by a load and save
+        extra = {"input_spread_max": vae.input_spread_max, **(extra or {})}
     return write_module_file(vae, "vae", path, file_format=VAE_FORMAT, version=VAE_VERSION,
                              config=vae.config.to_dict(), extra=extra)

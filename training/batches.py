@@ -90,10 +90,12 @@ class TrainingRows:
         workers: `DataLoader` worker processes for a streamed source (0: read in the main process).
 
     Attributes:
-        shape: a point's shape; n: number of points; n_train: training rows; scale, mean: the standardisation;
-        val_x: ``(n_val, *shape)`` held-out points in data units, on the device; fingerprint: ``[N, D, Σx, Σx²]``
-        (what states of earlier versions recorded); digest: `data_digest`, what a run resumes on. Both come from
-        `data_summary` (one pass), the same bits for a tensor and a file of the same values.
+        shape: a point's shape; n: number of points; n_train: training rows; train_rows, val_rows: the split's
+        ``(n_train,)`` and ``(n_val,)`` ``int64`` data rows (`split_rows`); scale, mean: the standardisation;
+        val_x: ``(n_val, *shape)`` held-out points in data units (the rows ``val_rows``), on the device;
+        fingerprint: ``[N, D, Σx, Σx²]`` (what states of earlier versions recorded); digest: `data_digest`, what a
+        run resumes on. Both come from `data_summary` (one pass), the same bits for a tensor and a file of the same
+        values.
 
     Memory: in memory, the standardised training rows (float32, on ``device``) are the only copy of the data's
     size; the statistics are summed chunk by chunk and the copy is filled chunk by chunk.
@@ -104,10 +106,10 @@ class TrainingRows:
         self.source = data if isinstance(data, ArraySource) else ArraySource(data.float())
         self.shape = tuple(self.source.shape[1:])
         self.n = len(self.source)
-        self.train_rows, val_rows = split_rows(self.n, val_points, seed)
+        self.train_rows, self.val_rows = split_rows(self.n, val_points, seed)
         self.n_train = int(self.train_rows.numel())
         self.scale, self.mean = standardisation(self.source, self.train_rows)
-        self.val_x = self.source.rows(val_rows).to(device)
+        self.val_x = self.source.rows(self.val_rows).to(device)
         self.fingerprint, self.digest = data_summary(self.source)
         self.device, self.seed, self.batch_size = device, seed, batch_size
         self.rank, self.world, self.workers = rank, world, workers
@@ -120,7 +122,7 @@ class TrainingRows:
     def standardised_sample(self, n: int) -> Tensor:
         """Up to ``n`` training rows, standardised and flat, ``(m, D)`` float32 on the CPU (a seeded subsample
         when there are more)."""
-        rows = self._sample(n)
+        rows = self.sample_indices(n)
         chunks = [_standardise(c, self.scale, self.mean) for c in self.source.chunks(rows)]
         return torch.cat(chunks).reshape(len(rows), -1)
 
@@ -129,10 +131,13 @@ class TrainingRows:
         CPU: read as `val_x` is, so a training row equal to a held-out one stays bit-equal to it (through the
         standardisation and back, 37% of Gaussian rows moved by an ulp, and `neighbour_check` missed copies of
         held-out points among them, reviewer s31)."""
-        return self.source.rows(self._sample(n)).reshape(-1, math.prod(self.shape))
+        return self.source.rows(self.sample_indices(n)).reshape(-1, math.prod(self.shape))
 
-    def _sample(self, n: int) -> Tensor:
-        """Indices of up to ``n`` training rows, sorted (a seeded subsample when there are more)."""
+    def sample_indices(self, n: int) -> Tensor:
+        """The data rows that `standardised_sample` and `sample_rows` read for ``n``, in their order: ``(m,)``
+        ``int64`` indices into the whole data, ``m = min(n, n_train)``. All the training rows (`train_rows`, in
+        the split's seeded order) when there are at most ``n``, else a subsample of them seeded by the run's seed,
+        in the same order; the same draw on every call."""
         rows = self.train_rows
         if len(rows) > n:
             pick = torch.randperm(len(rows), generator=torch.Generator().manual_seed(self.seed))[:n]

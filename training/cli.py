@@ -184,7 +184,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tikhonov", type=float, default=_DEFAULTS["tikhonov"],
                    help="Tikhonov term λ_T in G = AAᵀ + λ_T I, in this library's units: 2 x the paper code's "
                         "tikhonov_epsilon gives the same gradients (its G is half of this one's, SPEC §1)")
-    p.add_argument("--loss", default="lowrank", choices=LOSSES, help="full: rank = D, small D only")
+    p.add_argument("--loss", default=_DEFAULTS["loss"], choices=LOSSES, help="full: rank = D, small D only")
     p.add_argument("--precision", default=_DEFAULTS["precision"], choices=PRECISIONS,
                    help="auto (bf16 autocast only where a short probe of this run's step measures it faster "
                         "than fp32 on this device: a timing, which may differ between two runs; for bit-identical "

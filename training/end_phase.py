@@ -69,7 +69,16 @@ def end_phase(ema: MetricModel, rows: TrainingRows, cfg: TrainConfig, manifold: 
         validation["self_consistency"] = check.summary()
     # ... and of the model against the training points' neighbours (`learned_manifold.neighbour_check`)
     reference = reference.to(device=val_x.device, dtype=val_x.dtype)
-    near = neighbour_check(ema, val_x, reference, sigma_grid(ema), seed=cfg.seed).summary()
+    near = neighbour_check(ema, val_x, reference, sigma_grid(ema), seed=cfg.seed,
+                           rows=data_rows(rows, reference.shape[0])).summary()
     validation["neighbour_check"] = {**near, "reference_points": int(reference.shape[0])}
     validation["sigma_table"] = table
     return validation
+
+
+def data_rows(rows: TrainingRows, n_reference: int) -> tuple[Tensor, Tensor]:
+    """The data rows ``((n_val,), (n_reference,))`` of the held-out points ``rows.val_x`` and of the neighbour check's
+    reference (the trainer's `TrainingRows.sample_rows` of ``n_reference`` rows), for its Theiler window on
+    sequential data (`learned_manifold.neighbour_check`): read from the split `TrainingRows` made (``val_rows``), not
+    drawn again, so they are the rows ``val_x`` holds whatever the configuration says now."""
+    return rows.val_rows, rows.sample_indices(n_reference)  # the rows `sample_rows` reads, in its order

@@ -26,6 +26,7 @@ from .config import (
     SPAN_FRACTION,
     TrainConfig,
 )
+from .raw_angles import raw_angle_note
 from .recipe_checks import warn_sigma_above_scale
 
 __all__ = ["NORM_SAMPLE", "RANK_BLOCK_ELEMENTS", "RANK_NEIGHBOURS", "RANK_QUERIES", "RANK_REFERENCE", "UNIT_GAP",
@@ -255,8 +256,12 @@ def choose_by_dimension(cfg: TrainConfig, rows: TrainingRows, arch: str, rank: i
     ``denoiser_warmup``, ``factor_hidden``, ``factor_ramp``, ``factor_clip`` and ``factor_lr_scale`` resolved,
     the rank (``rank``: `TrainConfig.model_spec`'s), and why, for the model file (``rank_choice``,
     ``denoiser_warmup``, ``factor_width``, ``factor_guards``). First it warns of a σ range far below the points'
-    spacing (`check_sigma_range`), the one data check before the first step that the trainer makes through here."""
+    spacing (`check_sigma_range`) and, for the MLP (points, not images), notes columns that look like raw angles
+    (`raw_angles.raw_angle_note`): the data checks before the first step that the trainer makes through here."""
     check_sigma_range(cfg, rows)
+    if arch == "film_mlp":  # points, not images; at most 2²⁴ numbers read
+        if (note := raw_angle_note(rows.sample_rows(max(2, min(RANK_REFERENCE, 2**24 // math.prod(rows.shape)))))):
+            warn_user(note)
     estimate = estimate_dimension(cfg, rows, arch)
     rank, rank_why = choose_rank(cfg, rows, arch, rank, estimate)
     cfg, warmup_why = choose_warmup(cfg, estimate)

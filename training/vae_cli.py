@@ -8,7 +8,8 @@
 latent codes with the ordinary ``learned-manifold train latents.npy --out latent.lmm``. DATA is read exactly as
 ``train`` reads it (`cli_data.read_data`; the same ``--num-points``/``--seed`` give the same points); where
 ``--num-points`` encodes a random subset of an array file's rows, their indices in DATA are written beside the
-codes, ``CODES.rows.npy`` (`rows_path`), so that names, labels or times can be matched to them. `add_subcommands`
+codes, ``CODES.rows.npy`` (`rows_path`), so that names, labels or times can be matched to them. DATA far from the
+VAE's training data (other units: `vae_std.far_data`) are encoded with a warning naming both files. `add_subcommands`
 adds both parsers to the main command's subparsers; `run` executes one: every user error is one line on stderr
 and exit status 2, an interrupted training saves a checkpoint, prints the ``--resume`` command and returns 130.
 """
@@ -193,6 +194,7 @@ def _encode(args: argparse.Namespace) -> int:
     from learned_manifold.vae_file import load_vae, read_vae_metadata
 
     from .data import as_model_points
+    from .vae_std import far_data
     from .vae_trainer import encode_data
 
     device = resolve_device(args.device, name="--device")
@@ -210,8 +212,9 @@ def _encode(args: argparse.Namespace) -> int:
     vae = load_vae(args.vae, map_location=device)
     recorded = read_vae_metadata(args.vae)["extra"].get("validation", {})  # train-vae's verdict, kept in the file
     data, keep = _encoded_rows(args)
-    data = as_model_points(data, vae.data_shape, "DATA").float()
-    codes = encode_data(vae, data.to(device)).cpu().numpy().astype(np.float32)
+    data = as_model_points(data, vae.data_shape, "DATA").float().to(device)
+    far = far_data(vae, data)  # warned after the message that names the codes, with the files' names
+    codes = encode_data(vae, data, check=False).cpu().numpy().astype(np.float32)
     atomic_write_bytes(out, _npy(codes))
     if keep is not None:
         atomic_write_bytes(rows, _npy(keep.numpy().astype(np.int64)))
@@ -220,8 +223,12 @@ def _encode(args: argparse.Namespace) -> int:
     which = (f" of a random subset of the rows of {args.data}, whose indices (0-based, in file order) are in {rows}"
              if keep is not None else "")
     train = shell_command(["learned-manifold", "train", str(out), "--out", "latent.lmm"])
-    print(f"wrote {args.out}: {codes.shape[0]} codes of dimension {codes.shape[1]} (posterior means){which}; train "
-          f"metric matching on them with: {train}")
+    advice = "see the warning below" if far else f"train metric matching on them with: {train}"
+    print(f"wrote {args.out}: {codes.shape[0]} codes of dimension {codes.shape[1]} (posterior means){which}; "
+          f"{advice}")
+    if far:
+        print(f"warning: the points of {args.data} lie far from the data the VAE file {args.vae} was trained on: "
+              f"{far}; codes of such points are no basis for `train`", file=sys.stderr)
     for reason in distrust(recorded if isinstance(recorded, dict) else {}):  # as train-vae warned: the codes share it
         print(f"warning: the VAE file {args.vae} records that {reason}", file=sys.stderr)
     return 0

@@ -7,9 +7,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from learned_manifold.vae import VAE
+from learned_manifold.user_warnings import warn_user
+from learned_manifold.vae import VAE, far_inputs
 
-__all__ = ["encode_data", "kmeans", "rbf_bandwidths", "std_growth"]
+__all__ = ["encode_data", "far_data", "kmeans", "rbf_bandwidths", "std_growth"]
 
 
 def kmeans(x: Tensor, k: int, *, generator: torch.Generator, iters: int = 50) -> tuple[Tensor, Tensor]:
@@ -58,11 +59,27 @@ def rbf_bandwidths(x: Tensor, centres: Tensor, labels: Tensor, scale: float) -> 
 
 
 @torch.no_grad()
-def encode_data(vae: VAE, data: Tensor, *, batch: int = 4096) -> Tensor:
-    """Posterior means of ``data`` ``(N, *data_shape)`` in chunks: ``(N, d)`` on the data's device."""
+def encode_data(vae: VAE, data: Tensor, *, batch: int = 4096, check: bool = True) -> Tensor:
+    """Posterior means of ``data`` ``(N, *data_shape)`` in chunks: ``(N, d)`` on the data's device.
+
+    Warns once (`far_data`, unless ``check`` is false) where the data as a whole lie far from the VAE's training
+    data; `VAE.encode`, which encodes each chunk, does not check."""
     dev = vae.scale.device
-    return torch.cat([vae.encode(c.to(dev)).to(data.device) for c in data.split(batch)]) if len(data) else \
-        data.new_zeros(0, vae.latent_dim)
+    if check and (problem := far_data(vae, data, batch=batch)):
+        warn_user(f"encode_data: the data lie far from the data the VAE was trained on: {problem}")
+    return torch.cat([vae.encode(c.to(dev)).to(data.device) for c in data.split(batch)]) \
+        if len(data) else data.new_zeros(0, vae.latent_dim)
+
+
+@torch.no_grad()
+def far_data(vae: VAE, data: Tensor, *, batch: int = 4096) -> str | None:
+    """`learned_manifold.vae.far_inputs` of all of ``data`` ``(N, *data_shape)`` (`VAE.input_spread`, in chunks)
+    against ``vae.input_spread_max`` (the rule for old files and hand-made VAEs where that is ``None``): how far
+    from ``vae``'s training data they lie, or ``None`` where they lie near."""
+    if not len(data):
+        return None
+    dev = vae.scale.device
+    return far_inputs(torch.cat([vae.input_spread(c.to(dev)).cpu() for c in data.split(batch)]), vae.input_spread_max)
 
 
 STD_CHUNK = 4096

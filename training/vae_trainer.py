@@ -333,6 +333,7 @@ def _train(data: Tensor, cfg: VAETrainConfig, out: Path | None, resume: bool, de
     with torch.random.fork_rng(devices=[]):  # the CPU generator alone: `torch.manual_seed` reseeds CUDA's too
         torch.default_generator.manual_seed(cfg.seed)
         vae = VAE(vcfg, scale=scale, mean=mean).to(dev)
+    vae.input_spread_max = float(x_std.flatten(1).norm(dim=-1).max())  # for `far_inputs` (`encode_data`, `encode`)
     run = _Run(vae, cfg)
     cfg_json = json.dumps({**asdict(cfg), "state_version": VAE_STATE_VERSION})  # the recipe: `check_vae_resume`
     fingerprint, digest = data_summary(source)  # the digest: the sums miss reordered rows or columns
@@ -349,7 +350,8 @@ def _train(data: Tensor, cfg: VAETrainConfig, out: Path | None, resume: bool, de
         if finished is not None:  # the file is the result: its end phase (validation, the file) is not redone
             return finished
     extra = {"num_points": data.shape[0], "num_train_points": n_train, "num_val_points": n_val,
-             "seed": cfg.seed, "train_config": asdict(cfg), "library_version": learned_manifold.__version__}
+             "seed": cfg.seed, "train_config": asdict(cfg), "library_version": learned_manifold.__version__,
+             "input_spread_max": vae.input_spread_max}
     saved = [start if resume else None]
 
     def save(step: int, seconds: float, complete: bool, validation: dict | None = None) -> None:

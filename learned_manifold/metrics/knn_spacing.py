@@ -1,4 +1,4 @@
-"""The spacing of a k-NN field's data and its neighbour graph (`KNNCDC._spacing`, `KNNCDC.neighbour_graph`): how
+"""The spacing of a k-NN field's data and its neighbour graph (`KNNCDC.median_spacing`, `KNNCDC.neighbour_graph`): how
 far apart the data points lie, which decides where a point is off the data (`KNNCDC.far_distance`, SPEC §6
 landing), and the graph of nearest neighbours that geodesics start on. Split from ``knn.py``; plain functions of
 the field.

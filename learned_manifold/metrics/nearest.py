@@ -85,28 +85,34 @@ def by_distance(dist2: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
     return d, order
 
 
+def _distances(y: Tensor, data: Tensor, idx: Tensor) -> Tensor:
+    """Squared distances ``(b, j)`` in float64 from the queries ``y`` ``(b, D)`` to their data rows ``idx``
+    ``(b, j)``, by direct differences, in the order of ``idx``, on ``y``'s device. Blocks of `RERANK_ELEMENTS`
+    gathered numbers."""
+    step = max(1, RERANK_ELEMENTS // max(1, idx.shape[1] * data.shape[1]))
+    dist2 = []
+    for s in range(0, idx.shape[0], step):
+        points = data[idx[s : s + step].to(data.device)].to(device=y.device, dtype=torch.float64)
+        dist2.append((points - y[s : s + step].double().unsqueeze(1)).pow(2).sum(-1))
+    return torch.cat(dist2) if dist2 else torch.empty(idx.shape, dtype=torch.float64, device=y.device)
+
+
 def _measured(y: Tensor, data: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
     """Squared distances ``(b, j)`` from the queries ``y`` ``(b, D)`` to their data rows ``idx`` ``(b, j)`` by
-    direct differences in float64, ascending, and the row indices in that order (equal distances: the lower row
-    first, `by_distance`), on ``y``'s device. Blocks of `RERANK_ELEMENTS` gathered numbers."""
-    if idx.shape[0] == 0:
-        return torch.empty(idx.shape, dtype=torch.float64, device=y.device), idx
-    step = max(1, RERANK_ELEMENTS // max(1, idx.shape[1] * data.shape[1]))
-    dist2, rows = [], []
-    for s in range(0, idx.shape[0], step):
-        i = idx[s : s + step]
-        points = data[i.to(data.device)].to(device=y.device, dtype=torch.float64)
-        d, order = by_distance((points - y[s : s + step].double().unsqueeze(1)).pow(2).sum(-1), i)
-        dist2.append(d)
-        rows.append(i.gather(1, order))
-    return torch.cat(dist2), torch.cat(rows)
+    direct differences in float64 (`_distances`), ascending, and the row indices in that order (equal distances:
+    the lower row first, `by_distance`: one test for ties, over all the queries at once)."""
+    d, order = by_distance(_distances(y, data, idx), idx)
+    return d, idx.gather(1, order)
 
 
 def _rerank(y: Tensor, data: Tensor, cand: Tensor, k: int) -> Tensor:
     """Row indices ``(b, k)`` of the ``k`` nearest of the candidates ``cand`` ``(b, m)``, measured by direct
-    differences in float64 (`_measured`); among equal distances the lower rows, whatever order the blocks gave the
-    candidates."""
-    return _measured(y, data, cand)[1][:, :k]
+    differences in float64 (`_distances`); among equal distances the lower rows, whatever order the blocks gave the
+    candidates: the candidates sorted by row, then a stable sort of their distances. Two small sorts and no host
+    sync (`by_distance` tests for ties with one; its callers order the ``k`` kept with it once, after)."""
+    by_row = cand.sort(dim=1).values
+    order = _distances(y, data, by_row).sort(dim=1, stable=True).indices[:, :k]
+    return by_row.gather(1, order)
 
 
 def _keep_k(d: Tensor, i: Tensor, k: int) -> tuple[Tensor, Tensor]:
@@ -230,20 +236,23 @@ def nearest_set(y: Tensor, data: Tensor, k: int, *, centre: Tensor | None = None
     if k == n:
         return idx
     unsure = scores[:, k] - scores[:, k - 1] <= gap  # NaN (a NaN query) compares False: any k kept, its factor NaN
-    if bool(unsure.any()):
-        todo = unsure.nonzero()[:, 0]
-        todo = todo[torch.isfinite(y[todo] - c).all(-1)]  # as `_resolved`: a query that overflowed keeps these
-        held = (scores[todo, -1] - scores[todo, k - 1] > gap[todo]) | (m == n)  # all as near as the k-th are here
-        if bool(held.any()):
-            idx[todo[held]] = _rerank(y[todo[held]], data, cand[todo[held]], k)
-        rest = todo[~held]
-        # where the spread of CANDIDATE_MARGIN candidates (the FIRST_MARGIN seen, scaled) would still be within the
-        # rounding, a second ranking in y's dtype is hopeless (a dense float32 sample): straight to float64
-        hopeless = (scores[rest, -1] - scores[rest, k - 1]) * (CANDIDATE_MARGIN / FIRST_MARGIN) <= gap[rest]
-        for part, dtypes in ((rest[~hopeless], (y.dtype, torch.float64)), (rest[hopeless], (torch.float64,))):
-            if part.numel():
-                idx[part] = _resolved(y[part], data, k, centre, centred, centred_sq, data_rows, query_rows,
-                                      tuple(dict.fromkeys(dtypes)))
+    todo = (unsure & torch.isfinite(y - c).all(-1)).nonzero()[:, 0]  # as `_resolved`: one that overflowed keeps these
+    if todo.numel() == 0:
+        return idx
+    spread = scores[todo, -1] - scores[todo, k - 1]
+    held = (spread > gap[todo]) | (m == n)  # all as near as the k-th are among the candidates
+    # where the spread of CANDIDATE_MARGIN candidates (the FIRST_MARGIN seen, scaled) would still be within the
+    # rounding, a second ranking in y's dtype is hopeless (a dense float32 sample): straight to float64
+    hopeless = ~held & (spread * (CANDIDATE_MARGIN / FIRST_MARGIN) <= gap[todo])
+    kind = torch.where(held, 0, torch.where(hopeless, 2, 1))  # 0: held, 1: search again, 2: hopeless
+    counts = torch.bincount(kind, minlength=3).tolist()  # the one host sync that splits them
+    sel, again, far = todo[kind.argsort(stable=True)].split(counts)
+    if sel.numel():
+        idx[sel] = _rerank(y[sel], data, cand[sel], k)
+    for part, dtypes in ((again, (y.dtype, torch.float64)), (far, (torch.float64,))):
+        if part.numel():
+            idx[part] = _resolved(y[part], data, k, centre, centred, centred_sq, data_rows, query_rows,
+                                  tuple(dict.fromkeys(dtypes)))
     return idx
 
 

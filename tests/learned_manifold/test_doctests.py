@@ -10,6 +10,7 @@ import doctest
 import importlib
 
 import pytest
+import torch
 
 import learned_manifold
 import learned_manifold.metrics
@@ -51,6 +52,7 @@ PUBLIC = [(learned_manifold, name) for name in learned_manifold.__all__ if name 
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples_run(name):
     module = importlib.import_module(name)
+    torch.manual_seed(0)  # examples drawing random points see the same draws whatever ran before in this worker
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS, verbose=False,
                              report=True)
     assert result.attempted > 0, f"{name} has no docstring examples"

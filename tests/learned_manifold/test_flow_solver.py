@@ -64,3 +64,12 @@ def test_objective_along_checks_every_output_point_and_returns_f_at_the_end():
     with pytest.raises(ValueError, match=r"start points \[1\].*start point 1: first at t = 0.5\)"):
         objective_along(barrier, path, times, "euler")
     assert objective_along(barrier, path[:0], times, "euler").shape == (0,)
+
+
+def test_objective_along_names_the_first_output_time_at_which_f_is_not_finite():
+    """A path that leaves ``f``'s domain at ``t = 2`` and stays out is named at ``t = 2``, where it left, not at the
+    end of the flow (a path bad at several output times; report A, s36)."""
+    times = torch.linspace(0.0, 4.0, 5, dtype=F64)
+    path = torch.tensor([[[3.0], [2.5], [0.5], [0.0], [-1.0]]], dtype=F64)  # x₀ ≤ 1 from t = 2 on
+    with pytest.raises(ValueError, match=r"start point 0: first at t = 2\)"):
+        objective_along(barrier, path, times, "euler")

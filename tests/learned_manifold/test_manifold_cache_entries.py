@@ -1,6 +1,6 @@
 """What the factor cache of `LearnedDataManifold` keeps (`learned_manifold.manifold_cache.FactorCache`): one entry
 and a sparse check schedule for a loop of queries at fresh points, none of the field's memory after a cast or move,
-and no entry dropped by landing under forward-mode AD."""
+no entry dropped by landing under forward-mode AD, and answers in the dtype of the query."""
 
 import gc
 import math
@@ -11,7 +11,7 @@ from torch.multiprocessing.reductions import StorageWeakRef
 
 from learned_manifold import LearnedDataManifold
 from learned_manifold import manifold_cache as mc
-from learned_manifold.metrics import KNNCDC
+from learned_manifold.metrics import KNNCDC, CoMetricField
 
 
 def _sphere(n=300, seed=0):
@@ -84,3 +84,32 @@ def test_storing_no_entry_keeps_the_other_entries():
     assert M._factors().entries == entries
     M.clear_cache()
     assert M._cache is None and M._factors().entries == ()
+
+
+class CircleTangent(CoMetricField):
+    """The unit circle's tangent ``(−sin φ, cos φ)`` at the angle ``φ`` of ``x``: a factor whose rounding depends
+    on the dtype of the points."""
+
+    low_rank, dim = True, 2
+
+    def factor(self, x):
+        phi = torch.atan2(x[:, 1], x[:, 0])
+        return torch.stack([-phi.sin(), phi.cos()], -1).unsqueeze(-1)
+
+
+def test_the_same_points_in_another_dtype_are_answered_in_that_dtype():
+    """Tester A (item 2): ``torch.equal`` compares a float32 query equal to its float64 copy, so the cache must also
+    compare dtypes (`manifold_cache.cache_hit`): float64, then the same values in float32, then float64 again, on
+    one manifold, each give what a fresh manifold gives in the query's dtype."""
+    field = CircleTangent
+    x32 = torch.nn.functional.normalize(torch.randn(6, 2, generator=torch.Generator().manual_seed(1)), dim=-1)
+    u32 = torch.randn(6, 2, generator=torch.Generator().manual_seed(2))
+    x64, u64 = x32.double(), u32.double()
+    M = LearnedDataManifold(field(), tangent_dim=1)
+    with torch.no_grad():
+        want = {dtype: LearnedDataManifold(field(), tangent_dim=1).proju(x, u)
+                for dtype, x, u in ((torch.float64, x64, u64), (torch.float32, x32, u32))}
+        assert not torch.equal(want[torch.float32].double(), want[torch.float64])  # (the dtypes round differently)
+        for dtype, x, u in ((torch.float64, x64, u64), (torch.float32, x32, u32), (torch.float64, x64, u64)):
+            got = M.proju(x, u)
+            assert got.dtype == dtype and torch.equal(got, want[dtype])

@@ -115,13 +115,13 @@ def test_bad_input_is_refused_before_work():
 
 def test_the_comparison_in_chunks_equals_one_batch(monkeypatch):
     """Large D × k factors are compared a few rows at a time; per-point results do not depend on the chunking."""
-    import learned_manifold.neighbour_check as nc
+    import learned_manifold.neighbour_estimates as estimates
 
     manifold = Sphere(2, 3)
     reference = manifold.sample(2000, generator=torch.Generator().manual_seed(0))
     x = manifold.sample(40, generator=torch.Generator().manual_seed(1))
     whole = neighbour_check(linear_span(reference), x, reference, grid(reference), k=64)
-    monkeypatch.setattr(nc, "_CHUNK_NUMBERS", 3 * 64 * 7)  # 7 rows per chunk
+    monkeypatch.setattr(estimates, "_BLOCK_NUMBERS", 3 * 64 * 7)  # 7 rows per chunk
     parts = neighbour_check(linear_span(reference), x, reference, grid(reference), k=64)
     torch.testing.assert_close(parts.tangent_disagreement, whole.tangent_disagreement)
     assert torch.equal(parts.model_dimension, whole.model_dimension)

@@ -140,3 +140,16 @@ def test_the_librarys_own_gap_rule_dimensions_cost_no_range_read(monkeypatch):
         torch.testing.assert_close(out, on_plane)
     geo.spectral_apply(geo.eigenpairs(field.factor(x)), x, torch.tensor([2, 2]))  # a caller's d: read once
     assert reads == [(2,)]
+
+
+def test_points_where_g_is_zero_are_not_counted_as_cut():
+    """The warning where an explicit ``d`` exceeds the directions above the rounding cut counts only points that
+    have a direction (``λ₁ > 0``): a point with ``G = 0`` (a k-NN field whose neighbours are copies) has none to cut,
+    and counted it read "at 2 point(s) (λ_d/λ₁ up to nan)" (report A, s36, #8)."""
+    A = torch.zeros(3, 3, 2, dtype=torch.float64)
+    A[0, 0, 0] = A[0, 1, 1] = 1.0  # point 0: two directions
+    A[1, 0, 0] = 1.0  # point 1: one, so d = 2 cuts it; point 2: G = 0
+    u = torch.ones(3, 3, dtype=torch.float64)
+    with pytest.warns(UserWarning, match=r"d = 2 asks for more directions .* at 1 point\(s\) \(λ_d/λ₁ up to 0\)"):
+        projected = geo.range_project(A, u, 2)
+    assert projected.tolist() == [[1.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]

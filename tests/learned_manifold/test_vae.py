@@ -259,7 +259,7 @@ def test_a_float64_vae_round_trips_bit_for_bit_in_float64(tmp_path):
 def test_the_mean_keeps_the_default_dtype_and_old_float32_means_still_load(tmp_path):
     """Under a float64 default dtype the mean is float64 like the weights and other buffers (it was stored
     ``.float()``: 1 + 1e-9 became 1.0, and the file's mixed dtypes loaded back as float32); a file written before,
-    with a float32 mean beside float64 weights, still loads (as float32, as documented for mixed dtypes)."""
+    with a float32 mean beside float64 weights, still loads (in float64, the widest, as documented for mixed dtypes)."""
     config = VAEConfig((4,), 2, hidden=8, depth=1, n_centres=3)
     mean = torch.full((4,), 1.0 + 1e-9, dtype=F64)
     before = torch.get_default_dtype()
@@ -275,8 +275,8 @@ def test_the_mean_keeps_the_default_dtype_and_old_float32_means_still_load(tmp_p
     assert torch.equal(VAE(config, mean=mean).mean, mean.float())  # float32 default: float32, as the weights
     vae.mean = vae.mean.float()  # an old file: a float32 mean beside float64 weights
     old = load_vae(save_vae(vae, tmp_path / "old.lvae"))
-    assert {t.dtype for t in old.state_dict().values()} == {torch.float32}
-    assert torch.equal(old.mean, mean.float())
+    assert {t.dtype for t in old.state_dict().values()} == {F64}  # the widest stored dtype (`load_module_state`)
+    assert torch.equal(old.mean, mean.float().double())
 
 
 def _split(raw: bytes) -> tuple[dict, bytes]:

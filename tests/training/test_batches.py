@@ -81,3 +81,38 @@ def test_the_reference_sample_reads_rows_as_the_held_out_points_are_so_copies_st
     assert left_out == reference.shape[0] - kept.shape[0] >= int(with_copy.sum())
     old = rows.standardised_sample(20_000).double() * rows.scale + rows.mean.reshape(1, -1).double()
     assert not torch.equal(old.float(), reference)  # the round trip the trainer used to take moves rows
+
+
+def test_sample_indices_are_the_training_rows_the_samples_read_in_their_order_and_seeded():
+    """`TrainingRows.sample_indices(n)`: ``(min(n, n_train),)`` indices into the data of training rows only (all
+    of them, or a subsample, in the split's order); the rows `sample_rows` and `standardised_sample` read, in
+    their order, the same draw on every call."""
+    n = 500
+    data = torch.stack([torch.arange(n, dtype=torch.float32), torch.randn(n)], 1)  # each point holds its row
+    rows = TrainingRows(data, val_points=100, seed=4, batch_size=8, device=torch.device("cpu"))
+    held = set(rows.val_x[:, 0].long().tolist())
+    for size in (rows.n_train + 7, rows.n_train, 50):
+        picked = rows.sample_indices(size)
+        assert picked.shape == (min(size, rows.n_train),) and picked.dtype == torch.int64
+        assert len(set(picked.tolist())) == len(picked)
+        position = {int(row): i for i, row in enumerate(rows.train_rows)}  # in the split's order
+        assert [position[int(row)] for row in picked] == sorted(position[int(row)] for row in picked)
+        assert size < rows.n_train or torch.equal(picked, rows.train_rows)
+        assert not held & set(picked.tolist())
+        assert torch.equal(picked.float(), rows.sample_rows(size)[:, 0])
+        standardised = rows.standardised_sample(size)[:, 0].double() * rows.scale + rows.mean[0].double()
+        torch.testing.assert_close(standardised, picked.double(), rtol=0.0, atol=1e-3)
+        assert torch.equal(picked, rows.sample_indices(size))
+    assert not torch.equal(rows.sample_indices(50), rows.train_rows[:50])  # drawn from all of them
+
+
+def test_the_held_out_rows_are_kept_and_are_the_rows_val_x_holds():
+    """`TrainingRows.val_rows`: the ``(n_val,)`` data rows of `val_x`, in its order, the rows the split held out
+    (`split_rows`), disjoint from `train_rows` and with them every row once: what the end phase gives the neighbour
+    check instead of drawing the split again (reviewer s36)."""
+    n = 400
+    data = torch.stack([torch.arange(n, dtype=torch.float32), torch.randn(n)], 1)  # each point holds its row
+    rows = TrainingRows(data, val_points=60, seed=2, batch_size=8, device=torch.device("cpu"))
+    assert rows.val_rows.shape == (60,) and rows.val_rows.dtype == torch.int64
+    assert torch.equal(rows.val_rows.float(), rows.val_x[:, 0])
+    assert sorted(rows.val_rows.tolist() + rows.train_rows.tolist()) == list(range(n))

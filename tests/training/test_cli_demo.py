@@ -4,6 +4,7 @@ import json
 import math
 
 import pytest
+import torch
 
 from learned_manifold import load_model
 from learned_manifold.model_file import read_metadata
@@ -120,6 +121,48 @@ def test_demo_precision_reaches_the_training_config(tmp_path, monkeypatch, capsy
                   "--out", str(tmp_path / f"d{len(seen)}"), *flags])
         assert seen[-1] == want
     assert "--precision fp32 or bf16" in " ".join(_demo_help(capsys).split())
+
+
+def _seeded_runs(monkeypatch, module, name: str, command: list[str], out) -> list[tuple]:
+    """What ``module.name`` (stubbed, stopping the run) is given by ``command`` with ``--seed 5``, then without."""
+    seen = []
+
+    def spy(*args, **kwargs):
+        seen.append(args)
+        raise _Stop
+
+    monkeypatch.setattr(module, name, spy)
+    for flags in (["--seed", "5"], []):
+        with pytest.raises(_Stop):
+            main([*command, "--device", "cpu", "--out", str(out / f"d{len(seen)}"), *flags])
+    return seen
+
+
+def test_demo_seed_reaches_the_training_config_and_the_data(tmp_path, monkeypatch):
+    """``demo --seed`` is the manifold demo's `TrainConfig` seed, and another seed samples other points."""
+    from learned_manifold_training import demo
+
+    (data, config), (default_data, default_config) = _seeded_runs(
+        monkeypatch, demo, "train", ["demo", "--dataset", "circle", "--num-points", "400"], tmp_path)
+    assert (config.seed, default_config.seed) == (5, 0)
+    assert data.shape == default_data.shape and not torch.equal(data, default_data)
+
+
+@pytest.mark.parametrize("dataset, count", [("digits", ["--num-points", "400"]), ("digits", []),
+                                            ("blobs", ["--quick"])])
+def test_image_demo_seed_reaches_the_subset_the_split_and_the_training_config(tmp_path, monkeypatch, dataset,
+                                                                               count):
+    """``demo --dataset digits --seed 5`` could run with seed 0 (the same subset, split and weights for every
+    ``--seed``) and no test saw it (tester A, s36): the seed draws the subset (``--num-points``, or ``--quick``'s
+    cap), the held-out split and the `TrainConfig` seed. All 1,797 digits: the same images, another split."""
+    from learned_manifold_training import image_demo
+
+    runs = _seeded_runs(monkeypatch, image_demo, "_train_and_draw", ["demo", "--dataset", dataset, *count], tmp_path)
+    (images, fit, config), (default_images, default_fit, default_config) = [(r[2].x, r[4], r[6]) for r in runs]
+    assert (config.seed, default_config.seed) == (5, 0)
+    assert images.shape == default_images.shape and fit.shape == default_fit.shape
+    assert torch.equal(images, default_images) == (count == [])  # a seeded subset unless all digits are read
+    assert not torch.equal(fit, default_fit)
 
 
 def _demo_help(capsys) -> str:

@@ -1,6 +1,9 @@
 """The command line's options: the help text, and settings checked and resolved by their flags before any work."""
 
+import argparse
+import contextlib
 import os
+from dataclasses import fields
 
 import pytest
 
@@ -190,3 +193,69 @@ def test_the_recipe_options_that_were_python_only_reach_the_config():
         "--weight-decay", "0.01", "--warmup", "0.1", "--ema", "0"]))
     assert (config.emb_dim, config.val_points, config.gaussian_rank) == (64, 400, 8)
     assert (config.weight_decay, config.warmup, config.ema) == (0.01, 0.1, 0.0)
+
+
+_NUMBERS = ("2", "3", "0.5", "0.25", "1", "0")
+"""Texts tried for a numeric flag: each that its type parses, other than the default, and that `TrainConfig`
+accepts is given."""
+
+
+def _train_flags() -> dict[str, argparse.Action]:
+    """Each `TrainConfig` field's option of ``learned-manifold train``, read from the parser (``centred``: the
+    action of ``--uncentred``)."""
+    parser = build_parser()._subparsers._group_actions[0].choices["train"]
+    by_dest = {"centred" if a.dest == "uncentred" else a.dest: a for a in parser._actions}
+    return {f.name: by_dest.get(f.name) for f in fields(TrainConfig)}
+
+
+def _settings(name: str, action: argparse.Action) -> list[tuple[list[str], object]]:
+    """``(argv, value)``: each way of giving field ``name`` through its ``action`` a value other than its default
+    (both forms of a ``--x/--no-x`` flag, every choice, numbers from `_NUMBERS` its type parses)."""
+    flag = action.option_strings[0]
+    if isinstance(action, argparse.BooleanOptionalAction):
+        given = [([flag], True), ([action.option_strings[1]], False)]
+    elif action.nargs == 0:  # store_true: --compile; --uncentred sets centred=False
+        given = [([flag], name != "centred")]
+    elif action.choices:
+        given = [([flag, choice], choice) for choice in action.choices]
+    else:
+        given = []
+        for text in _NUMBERS:
+            with contextlib.suppress(ValueError):
+                given.append(([flag, text], action.type(text)))
+    return [(argv, value) for argv, value in given if value != getattr(TrainConfig, name)]
+
+
+def _accepted(**settings) -> bool:
+    try:
+        TrainConfig(**settings)
+    except ValueError:
+        return False
+    return True
+
+
+def test_every_train_flag_reaches_its_train_config_field():
+    """The mirror of `test_every_train_option_defaults_to_the_train_config_default`: ``--sampler``, ``--loss``,
+    ``--landmarks``, ``--factor-fraction`` and ``--final-norm`` could be dropped on their way into `TrainConfig`
+    and the command trained the defaults, silently (tester A, s36). Every field has a flag; each non-default value
+    its flag gives (alone, or beside the one other flag `TrainConfig` needs for it, as ``--factor-trunk-grad``
+    needs ``--shared-trunk``) is the value of the field in the config the command builds."""
+    from learned_manifold_training.cli import _config
+
+    actions = _train_flags()
+    assert [name for name, action in actions.items() if action is None] == []  # a field without a flag
+    options = {name: _settings(name, action) for name, action in actions.items()}
+    parse = build_parser().parse_args
+    for name, settings in options.items():
+        assert settings, f"{FLAGS[name]}: no value other than the default to give"
+        checked = 0
+        for argv, value in settings:
+            context = [] if _accepted(**{name: value}) else next(
+                (other_argv for other, others in options.items() if other != name
+                 for other_argv, other_value in others if _accepted(**{name: value, other: other_value})), None)
+            if context is None:
+                continue  # refused whatever one other flag says: a value out of range
+            config = _config(parse(["train", "circle", "--out", "m.lmm", *argv, *context]))
+            assert getattr(config, name) == value, (argv, context, getattr(config, name))
+            checked += 1
+        assert checked, f"{FLAGS[name]}: no value was accepted"

@@ -122,6 +122,35 @@ def test_data_far_from_the_training_data_is_named_before_the_checks(model_path, 
     assert not placement["far"] and placement["median_distance_in_s"] < 1.5
 
 
+def _placed_rows(centre: torch.Tensor, scale: float, offset: float, spread: float) -> torch.Tensor:
+    """Ten rows ``(10, 3)`` whose median distance from ``centre`` is ``0.5 s`` (or about ``offset`` s, all moved by
+    ``offset s`` along the first axis) and whose RMS spread about their own mean is ``spread s`` (at least 0.5):
+    eight rows ``0.5 s`` from their mean, and two at ``± L s`` with ``(8 · 0.25 + 2 L²) / 10 = spread²``."""
+    eye = torch.eye(3, dtype=torch.float64)
+    core = 0.5 * torch.cat([eye, -eye, eye[:1], -eye[:1]])
+    wide = ((10 * spread ** 2 - 2) / 2) ** 0.5 * torch.stack([eye[1], -eye[1]])
+    return centre + scale * (torch.cat([core, wide]) + offset * eye[0])
+
+
+@pytest.mark.parametrize("offset, spread, far", [(0.0, 0.5, False), (0.0, 2.9, False), (0.0, 3.1, True),
+                                                 (0.0, 18.6, True), (10.0, 0.5, True)])
+def test_data_near_the_training_mean_but_spread_beyond_the_limit_are_far(offset, spread, far):
+    """``info --data`` calls data far where their median distance from the training mean OR their spread exceeds
+    `FAR_FROM_DATA` (3 s): dropping the spread went unseen (tester A, s36), as the one far case of the CLI test is
+    far on both counts. Rows centred on the training mean but spread 3.1 s (a fifth of them far out, or other units
+    about the same centre) are far; spread 2.9 s, not. Distances in units of the model's scale ``s`` (here 2)."""
+    from types import SimpleNamespace
+
+    from learned_manifold_training.info import FAR_FROM_DATA, _placement
+
+    assert FAR_FROM_DATA == 3.0
+    centre = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    placement = _placement(SimpleNamespace(mean=centre, scale=2.0), _placed_rows(centre, 2.0, offset, spread))
+    assert placement["spread_in_s"] == pytest.approx(spread)
+    assert placement["median_distance_in_s"] == pytest.approx(0.5 if offset == 0 else offset, abs=0.05)
+    assert placement["far"] is far
+
+
 @pytest.mark.parametrize("encoding", ["cp1252", "latin-1", "ascii"])
 def test_the_summary_prints_on_a_console_without_the_rules_symbols(tmp_path, monkeypatch, encoding):
     """A model's recorded sigma rule ("among σ ≤ 0.5·s") on a strict cp1252 / Latin-1 / ASCII stdout ended `info`

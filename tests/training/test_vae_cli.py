@@ -297,3 +297,30 @@ def test_every_train_vae_flag_reaches_its_own_config_field(tmp_path, monkeypatch
     args = build_parser().parse_args(argv)
     again = build_parser().parse_args(shlex.split(vae_cli._resume_command(args))[1:])
     assert vars(again) == {**vars(args), "resume": True}
+
+
+def test_encode_of_data_in_other_units_warns_naming_both_files_and_the_gap(tmp_path, capsys):
+    """The raw counts of the cells a VAE was trained on as log1p were encoded silently, with advice to train on
+    the codes (tester s36/B, problem 3); the cells themselves stay silent."""
+    from learned_manifold.vae import BEYOND_FACTOR
+    from learned_manifold.vae_file import read_vae_metadata
+    from tests.learned_manifold.test_vae_far_inputs import single_cells
+
+    counts, log1p = single_cells(600)
+    counts_path, log1p_path, vae_path = tmp_path / "counts.npy", tmp_path / "log1p.npy", tmp_path / "cells.lvae"
+    np.save(counts_path, counts.numpy())
+    np.save(log1p_path, log1p.numpy())
+    assert command(["train-vae", str(log1p_path), "--out", str(vae_path), "--latent-dim", "2", *SMALL]) == 0
+    recorded = read_vae_metadata(vae_path)["extra"]["input_spread_max"]
+    vae = load_vae(vae_path)
+    assert vae.input_spread_max == recorded and 1.0 < recorded < 2.0  # the largest spread of the training rows
+    capsys.readouterr()
+    assert command(["encode", str(vae_path), str(log1p_path), "--out", str(tmp_path / "ok.npy")]) == 0
+    out, err = capsys.readouterr()
+    assert "lie far from" not in err and "train metric matching on them" in out
+    assert command(["encode", str(vae_path), str(counts_path), "--out", str(tmp_path / "bad.npy")]) == 0
+    out, err = capsys.readouterr()
+    assert f"the points of {counts_path} lie far from the data the VAE file {vae_path} was trained on" in err
+    assert f"{BEYOND_FACTOR:g} times the training data's largest" in err and "Other units" in err
+    assert "train metric matching" not in out and "see the warning below" in out
+    assert np.load(tmp_path / "bad.npy").shape == (600, 2)  # written all the same: a warning, not a refusal

@@ -47,6 +47,23 @@ def test_under_vmap_an_indefinite_matrix_and_running_out_of_iterations_are_still
         torch.func.vmap(lambda b: batched_cg(lambda p: (K @ p.unsqueeze(-1)).squeeze(-1), b, iters=1, tol=1e-8))(B)
 
 
+def test_a_singular_positive_semidefinite_matrix_is_refused():
+    """Zero curvature ``pᵀ K p = 0`` (``K`` PSD but singular, ``b`` with a part in its null space) is refused as
+    "not positive definite": a step ``α = ‖r‖² / 0`` would return inf/NaN, silently (report A, s36, #3). Only the
+    singular row is counted; regularised, it is solved."""
+    K = torch.stack([torch.diag(torch.tensor([1.0, 0.0, 2.0], dtype=F64)), spd_matrices(1, 3)[0]])
+    b = torch.tensor([[0.0, 1.0, 0.0], [1.0, 1.0, 1.0]], dtype=F64)  # row 0: b in K's null space, p₀ = b
+
+    def matvec(p: torch.Tensor) -> torch.Tensor:
+        return (K @ p.unsqueeze(-1)).squeeze(-1)
+
+    with pytest.raises(ValueError, match="not positive definite at 1 point"):
+        batched_cg(matvec, b, iters=20, tol=1e-8)
+    K[0] += torch.eye(3, dtype=F64) * 1e-3  # regularised, as the error says: solved
+    torch.testing.assert_close(batched_cg(matvec, b, iters=20, tol=1e-12), torch.linalg.solve(K, b), atol=1e-9,
+                               rtol=1e-9)
+
+
 class LayerNormDenoiser(nn.Module):
     """``x̂ = y + 0.1 W₂ tanh(LayerNorm(W₁ y))``, float64: near the identity, so ``G + δI`` is positive definite."""
 

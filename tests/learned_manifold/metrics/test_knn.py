@@ -303,7 +303,7 @@ def test_beyond_data_is_the_distance_to_the_data_only_where_it_exceeds_a_few_spa
     """2,000 points on the unit circle are 2π/2000 ≈ 0.0031 apart: a point on the circle between two of them, or
     just off it, is not beyond the data (0); the centre is beyond it by exactly 1, a point at radius 3 by 2."""
     field = KNNCDC(circle(2000), k=16, sigma=0.05)
-    assert field._spacing() == pytest.approx(2 * math.sin(math.pi / 2000), rel=1e-9)
+    assert field.median_spacing() == pytest.approx(2 * math.sin(math.pi / 2000), rel=1e-9)
     half_step = torch.tensor([[math.cos(math.pi / 2000), math.sin(math.pi / 2000)]], dtype=F64)
     near = torch.cat([half_step, 1.003 * circle(8)])  # within FAR_SPACINGS · 0.0031 of a data point
     assert (field.beyond_data(near) == 0).all()
@@ -323,7 +323,7 @@ def test_points_on_a_sparsely_sampled_curve_between_its_data_are_not_beyond_the_
     s = torch.linspace(0, 2 * math.pi, 4001, dtype=F64)[:-1]
     on = torch.stack([s.cos(), s.sin()], -1)
     assert (field.beyond_data(on) == 0).all()
-    assert field.far_distance() > 4 * field._spacing()  # the quantile rule decided here
+    assert field.far_distance() > 4 * field.median_spacing()  # the quantile rule decided here
     off = 1.3 * on[:10]
     assert (field.beyond_data(off) > 0.29).all()
 

@@ -1,4 +1,4 @@
-"""`KNNCDC._spacing` / `far_distance`: the typical spacing is the distance to the nearest row of another value, so
+"""`KNNCDC.median_spacing` / `far_distance`: the typical spacing is the distance to the nearest row of another value, so
 copies of rows (data stored twice, oversampled or concatenated sets) leave the off-data check as it is on the
 unique rows. Before, every row's nearest neighbour was its copy, no spacing was left, ``far_distance`` was ``inf``
 and `beyond_data` called a point 49 away from the data "on" it."""
@@ -20,7 +20,7 @@ def circle(n: int) -> torch.Tensor:
 def test_copies_of_every_row_leave_the_spacing_and_the_off_data_check_unchanged(copies):
     unique = KNNCDC(circle(500), k=4, sigma=0.1)
     field = KNNCDC(circle(500).repeat(copies, 1), k=4, sigma=0.1)
-    assert field._spacing() == pytest.approx(2 * math.sin(math.pi / 500), rel=1e-9)  # the circle's chord
+    assert field.median_spacing() == pytest.approx(2 * math.sin(math.pi / 500), rel=1e-9)  # the circle's chord
     assert field.far_distance() == pytest.approx(unique.far_distance(), rel=1e-9)
     far = torch.tensor([[0.0, 50.0]], dtype=torch.float64)
     assert float(field.beyond_data(far)[0]) == pytest.approx(49.0, rel=1e-9)
@@ -28,7 +28,7 @@ def test_copies_of_every_row_leave_the_spacing_and_the_off_data_check_unchanged(
 
 def test_data_of_a_single_value_have_no_spacing():
     field = KNNCDC(torch.ones(10, 2, dtype=torch.float64), k=2, sigma=0.1)
-    assert field._spacing() == math.inf and field.far_distance() == math.inf
+    assert field.median_spacing() == math.inf and field.far_distance() == math.inf
 
 
 def test_the_spacing_quantile_and_nearest_distance_of_a_regular_grid():
@@ -57,3 +57,22 @@ def test_editing_a_returned_neighbour_graph_does_not_change_later_answers():
     got = field.neighbour_graph(10)
     assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
     assert got[1] is not dist
+
+
+@pytest.mark.parametrize("change", ["assigned", "edited in place"])
+def test_the_spacing_follows_a_change_of_the_data(change):
+    """`far_distance` and `spacing_quantile` are computed once per state of the data: after ``field.data = new`` or
+    an in-place edit of the caller's tensor (which the field follows) they are those of the new data, as a new
+    field's, not the old ones kept (report A, s36, #4: the off-data check would use the old spacing)."""
+    data = circle(300)
+    field = KNNCDC(data, k=8, sigma=0.1)
+    before = (field.far_distance(), field.spacing_quantile())
+    if change == "assigned":
+        field.data = data * 100.0
+    else:
+        with torch.no_grad():
+            data.mul_(100.0)
+    fresh = KNNCDC(circle(300) * 100.0, k=8, sigma=0.1)
+    after = (field.far_distance(), field.spacing_quantile())
+    assert after == pytest.approx((fresh.far_distance(), fresh.spacing_quantile()), rel=1e-9)
+    assert after == pytest.approx((100 * before[0], 100 * before[1]), rel=1e-9)

@@ -116,6 +116,40 @@ def test_a_near_tie_at_the_kth_place_is_measured_among_the_candidates(monkeypatc
     assert dist2[0, 0].item() == 1.0
 
 
+class _HostReads(TorchDispatchMode):
+    """Counts the reads of tensor values by the host (each a sync on a GPU): ``item``/``bool`` (aten's
+    ``_local_scalar_dense``), ``nonzero``, indexing by a boolean mask (a ``nonzero`` inside) and, patched in by the
+    test, ``tolist``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204 (torch's signature)
+        name = func.overloadpacket.__name__
+        masked = name in ("index", "index_put_") and any(
+            isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in args[1] if i is not None)
+        self.reads += name in ("_local_scalar_dense", "nonzero") or masked
+        return func(*args, **(kwargs or {}))
+
+
+def test_near_ties_are_settled_with_two_host_reads(monkeypatch):
+    """The queries left unsure by the first ranking are found with one read and split by what they need (measured
+    among the candidates, searched again, searched in float64) with one more; the candidates' measurement reads
+    nothing. It had taken eleven: the mask ``todo[held]`` gathered three times, each mask read, and `by_distance`'s
+    tie test in the measurement (report C, s36, #6). The answer is the float64 brute force's."""
+    data = torch.tensor([[1 + 2.0**-23, 0.0, 0.0], [0.0, 1.0, 0.0], [3.0, 3.0, 3.0], [-4.0, 0.0, 1.0]])[[1, 0, 2, 3]]
+    q = torch.zeros(3, 3)
+    q[1] = torch.tensor([-4.0, 0.0, 0.9])  # clear: row 3; queries 0 and 2: rows 0 and 1 within the rounding
+    tolist = torch.Tensor.tolist
+    with _HostReads() as host:
+        monkeypatch.setattr(torch.Tensor, "tolist", lambda t: setattr(host, "reads", host.reads + 1) or tolist(t))
+        idx = nearest.nearest_set(q, data, 1, centre=torch.zeros(3))
+        monkeypatch.undo()
+    assert host.reads == 2
+    assert idx.tolist() == brute_force(q, data, 1)[1].tolist() == [[0], [3], [0]]
+
+
 def test_by_distance_puts_equal_distances_in_row_order_and_keeps_gradients():
     dist2 = torch.tensor([[4.0, 1.0, 4.0, 0.5, 1.0], [3.0, 2.0, 1.0, 0.0, 5.0]], requires_grad=True)
     idx = torch.tensor([[9, 7, 2, 5, 3], [0, 1, 2, 3, 4]])
