@@ -315,7 +315,8 @@ def neighbour_check(model: MetricModel, x: Tensor, reference: Tensor, sigmas: li
 
     Raises:
         ValueError: empty, mis-shaped or non-finite ``x`` or ``reference``, no bandwidths, or a non-positive one;
-            ``rows`` not two integer tensors of ``B`` and ``N`` rows.
+            ``rows`` not two integer tensors of ``B`` and ``N`` rows, or a row number given twice (within or
+            across the two).
 
     A ``reference`` of fewer than `MIN_REFERENCE` distinct points (once the copies of ``x`` are left out) gives no
     verdict (not informative). The model is judged at the grid σ where the neighbours beat the linear fit most and,
@@ -409,16 +410,30 @@ def _without_copies(x: Tensor, reference: Tensor) -> tuple[Tensor, int, int]:
 
 
 def _check_rows(rows: tuple[Tensor, Tensor] | None, b: int, n: int) -> None:
-    """``rows`` is ``None`` or two integer tensors of ``b`` and ``n`` entries (`neighbour_check`)."""
+    """``rows`` is ``None`` or two integer tensors of ``b`` and ``n`` entries, no row number twice (`neighbour_check`).
+
+    Row numbers are positions in the data: a repeated one (all rows 0, or a held-out row also given as a reference
+    row) made the window's adjacency count every query, and the report claim 100% adjacent rows on i.i.d. data."""
     if rows is None:
         return
     pair = isinstance(rows, tuple | list) and len(rows) == 2
     if not (pair and all(isinstance(r, Tensor) and r.dtype in _INTEGER for r in rows)
             and tuple(rows[0].shape) == (b,) and tuple(rows[1].shape) == (n,)):
-        got = ([tuple(r.shape) if isinstance(r, Tensor) else type(r).__name__ for r in rows] if pair
-               else type(rows).__name__)
+        got = (", ".join(f"{r.dtype} of shape {tuple(r.shape)}" if isinstance(r, Tensor) else type(r).__name__
+                         for r in rows) if pair else type(rows).__name__)
         raise ValueError(f"rows must be (x_rows, reference_rows), integer tensors of shapes ({b},) and ({n},), "
-                         f"got {got!r}")
+                         f"got {got}")
+    x_rows, ref_rows = rows[0].long(), rows[1].long().to(rows[0].device)
+    for where, numbers in (("x_rows", x_rows), ("reference_rows", ref_rows)):
+        ordered = numbers.sort().values
+        repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+        if repeated.numel():
+            raise ValueError(f"rows must give each data row's position at most once; {where} repeats "
+                             f"{repeated.unique().numel()} row number(s), e.g. {int(repeated[0])}")
+    shared = torch.isin(x_rows, ref_rows)
+    if bool(shared.any()):
+        raise ValueError(f"rows must give each data row's position at most once; x_rows and reference_rows share "
+                         f"{int(shared.sum())} row number(s), e.g. {int(x_rows[shared][0])}")
 
 
 _INTEGER = (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8)

@@ -24,13 +24,13 @@ file at the destination refused).
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
 import torch
 
 from .atomic_write import as_path
+from .checks import check_real
 from .model_checksum import verify_checksum
 from .model_file import FORMAT as MODEL_FORMAT
 from .model_file import load_module_state, write_module_file
@@ -53,6 +53,7 @@ VAE_FORMAT = "learned-manifold-vae"
 VAE_VERSION = "2"  # 2: the checksum and the config keys added since 1; both are read
 _KEYS = ("format", "version", "config", "extra")
 _KIND = "VAE file"
+SPREAD_KEY = "input_spread_max"  # `VAE.input_spread_max` in the file's ``extra``
 
 
 def _read_config(reader: SafetensorsReader, metadata: dict) -> tuple[VAEConfig, dict]:
@@ -75,6 +76,11 @@ def _read_config(reader: SafetensorsReader, metadata: dict) -> tuple[VAEConfig, 
     extra = parse_json(reader, metadata["extra"], "extra metadata")
     if not isinstance(extra, dict):
         raise reader.error("has extra metadata that is not a JSON object")
+    if extra.get(SPREAD_KEY) is not None:  # absent (or null: unknown) in files written before it was recorded
+        try:
+            extra[SPREAD_KEY] = check_real(extra[SPREAD_KEY], SPREAD_KEY, positive=True)  # a JSON 2 as 2.0
+        except (ValueError, OverflowError) as err:  # OverflowError: an integer too large for a float
+            raise reader.error(f"has an invalid extra '{SPREAD_KEY}': {err}") from None
     return config, extra
 
 
@@ -109,13 +115,15 @@ def load_vae(path: str | os.PathLike, *, map_location: str | torch.device = "cpu
         ``decode(z) -> (N, *data_shape)`` (decoder mean), ``decoder_std(z)``. It has the dtype its tensors were
         stored in (a float64 VAE loads as float64); a file whose tensors mix dtypes loads in the widest
         (`model_file.load_module_state`). Its ``input_spread_max`` is the file's ``extra`` value of that name
-        (`learned_manifold.vae.far_inputs` judges data sets against it), ``None`` for files without one.
+        (`learned_manifold.vae.far_inputs` judges data sets against it; `vae.training_spread_limit`, or the true
+        largest spread in files written before that rule), ``None`` for files without one.
 
     Raises:
         FileNotFoundError: the file does not exist.
         IsADirectoryError: the path is a folder (`model_file.ModelFileIsAFolderError`, also a `ModelFileError`).
         ModelFileError: not a regular file, not a VAE file (a metric-matching model file included), truncated,
-            an invalid config, weights that do not fit it, non-finite values or an invalid RBF precision.
+            an invalid config, weights that do not fit it, non-finite values or an invalid RBF precision, an
+            ``input_spread_max`` in ``extra`` that is not a finite positive number (before anything is allocated).
 
     Example:
         >>> import os, tempfile, torch
@@ -146,21 +154,34 @@ def load_vae(path: str | os.PathLike, *, map_location: str | torch.device = "cpu
     config, extra, tensors = _read_checked(path)
     # built on the CPU in float32 whatever the caller's defaults, then in the stored dtype, bit for bit
     vae = load_module_state(lambda: VAE(config), tensors, path).to(device)
-    spread = extra.get("input_spread_max")  # absent from files written before it was recorded: None
-    if isinstance(spread, float) and math.isfinite(spread) and spread > 0:
-        vae.input_spread_max = spread
+    vae.input_spread_max = extra.get(SPREAD_KEY)  # checked by `_read_config`; None where absent (older files)
     return vae
+
+
+def _spread_max(vae: VAE) -> float | None:
+    """``vae.input_spread_max`` checked as ``None`` or a finite positive real (an int or a 0-d tensor as float)."""
+    value = vae.input_spread_max
+    if value is None:
+        return None
+    if isinstance(value, torch.Tensor) and value.ndim == 0 and value.dtype.is_floating_point:
+        value = float(value)
+    return check_real(value, "vae.input_spread_max", positive=True)
 
 
 def save_vae(vae: VAE, path: str | os.PathLike, *, extra: dict | None = None) -> Path:
     """Write ``vae`` (weights, buffers, config) to ``path`` atomically; ``extra`` is a free JSON object, to which
-    the VAE's ``input_spread_max`` is added where known (`load_vae` reads it back).
+    the VAE's ``input_spread_max`` is added where known (`load_vae` reads it back). The file records the VAE's own
+    value: an ``input_spread_max`` key of ``extra`` must be ``None`` (dropped: an ``extra`` copied from an older
+    file) or equal to it.
 
     Returns:
         The path written.
 
     Raises:
-        TypeError: ``vae`` is not a `VAE` or ``extra`` not a dict.
+        TypeError: ``vae`` is not a `VAE` or ``extra`` not a dict; ``vae.input_spread_max`` is not ``None``, a real
+            number or a 0-d floating tensor (`checks.NotANumberError`).
+        ValueError: ``vae.input_spread_max`` is not finite and > 0; ``extra["input_spread_max"]`` is neither
+            ``None`` nor the VAE's own value.
         ValueError: a weight or buffer holds NaN or inf (`model_file.state_to_save`); nothing is written.
         FileNotFoundError: ``path``'s folder does not exist: it is not created (as by ``open`` or ``torch.save``).
         IsADirectoryError: ``path`` is a folder (`atomic_write.FolderGivenError`, also a ValueError).
@@ -183,7 +204,13 @@ def save_vae(vae: VAE, path: str | os.PathLike, *, extra: dict | None = None) ->
     """
     if not isinstance(vae, VAE):
         raise TypeError(f"vae must be a VAE, got {type(vae).__name__}")
-    if vae.input_spread_max is not None and (extra is None or isinstance(extra, dict)):  # kept by a load and save
-        extra = {"input_spread_max": vae.input_spread_max, **(extra or {})}
+    spread = _spread_max(vae)  # before anything is written
+    if extra is None or isinstance(extra, dict):  # the VAE's own value (or none) is written, not extra's
+        given = (extra or {}).get(SPREAD_KEY)
+        if given is not None and given != spread:
+            raise ValueError(f"extra['{SPREAD_KEY}'] = {given!r:.60} differs from vae.{SPREAD_KEY} = {spread!r}: "
+                             f"the file records the VAE's own value; set vae.{SPREAD_KEY} instead")
+        extra = {key: value for key, value in (extra or {}).items() if key != SPREAD_KEY}
+        extra = extra if spread is None else {SPREAD_KEY: spread, **extra}
     return write_module_file(vae, "vae", path, file_format=VAE_FORMAT, version=VAE_VERSION,
                              config=vae.config.to_dict(), extra=extra)

@@ -42,7 +42,15 @@ import learned_manifold
 from learned_manifold.model_file import ModelFileError, atomic_write_bytes
 from learned_manifold.models import MAX_DEPTH, MAX_WIDTH, check_int, check_real
 from learned_manifold.precision import full_precision
-from learned_manifold.vae import MAX_CENTRES, MAX_CONV_DEPTH, MAX_LATENT, VAE, VAE_ARCHS, VAEConfig
+from learned_manifold.vae import (
+    MAX_CENTRES,
+    MAX_CONV_DEPTH,
+    MAX_LATENT,
+    VAE,
+    VAE_ARCHS,
+    VAEConfig,
+    training_spread_limit,
+)
 from learned_manifold.vae_file import load_vae, read_vae_metadata, save_vae
 
 from .backbone_spec import is_image_shape
@@ -333,7 +341,7 @@ def _train(data: Tensor, cfg: VAETrainConfig, out: Path | None, resume: bool, de
     with torch.random.fork_rng(devices=[]):  # the CPU generator alone: `torch.manual_seed` reseeds CUDA's too
         torch.default_generator.manual_seed(cfg.seed)
         vae = VAE(vcfg, scale=scale, mean=mean).to(dev)
-    vae.input_spread_max = float(x_std.flatten(1).norm(dim=-1).max())  # for `far_inputs` (`encode_data`, `encode`)
+    vae.input_spread_max = training_spread_limit(x_std.flatten(1).norm(dim=-1))  # for `far_inputs` (`encode_data`)
     run = _Run(vae, cfg)
     cfg_json = json.dumps({**asdict(cfg), "state_version": VAE_STATE_VERSION})  # the recipe: `check_vae_resume`
     fingerprint, digest = data_summary(source)  # the digest: the sums miss reordered rows or columns

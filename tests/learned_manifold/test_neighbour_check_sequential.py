@@ -94,8 +94,22 @@ def test_bad_rows_are_refused_naming_the_argument(frames):
     train, held = split()
     with pytest.raises(ValueError, match="rows must be"):
         neighbour_check(TorusOracle(), frames[held], frames[train], grid(frames), rows=(held[:10], train))
-    with pytest.raises(ValueError, match="rows must be"):
+    with pytest.raises(ValueError, match=r"rows must be.*torch\.float32 of shape \(500,\)"):  # the dtype named
         neighbour_check(TorusOracle(), frames[held], frames[train], grid(frames), rows=(held.float(), train))
+
+
+@pytest.mark.parametrize("case", ["all rows 0", "x_rows repeat", "reference_rows repeat", "shared"])
+def test_row_numbers_given_twice_are_refused_before_the_check(frames, case):
+    """Rows are positions in the data, each at most once: all rows 0 had made the report claim that 100% of the
+    held-out points had their adjacent row as nearest neighbour, on data in no order (tester N, s36)."""
+    train, held = split()
+    x_rows, ref_rows = {"all rows 0": (torch.zeros_like(held), torch.zeros_like(train)),
+                        "x_rows repeat": (torch.cat([held[:-1], held[:1]]), train),
+                        "reference_rows repeat": (held, torch.cat([train[:-1], train[:1]])),
+                        "shared": (held, torch.cat([train[:-1], held[:1]]))}[case]
+    named = "x_rows and reference_rows share" if case == "shared" else case.split()[0].replace("all", "x_rows")
+    with pytest.raises(ValueError, match=f"rows must give each data row's position at most once; {named}"):
+        neighbour_check(TorusOracle(), frames[held], frames[train], grid(frames), rows=(x_rows, ref_rows))
 
 
 class CircleOracle:

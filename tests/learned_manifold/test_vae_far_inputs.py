@@ -17,7 +17,17 @@ import numpy as np
 import pytest
 import torch
 
-from learned_manifold.vae import BEYOND_FACTOR, FAR_MEDIAN, FAR_POINT, MEDIAN_ROWS, VAE, VAEConfig, far_inputs
+from learned_manifold.vae import (
+    BEYOND_FACTOR,
+    FAR_MEDIAN,
+    FAR_POINT,
+    MEDIAN_ROWS,
+    SPREAD_DROP,
+    VAE,
+    VAEConfig,
+    far_inputs,
+    training_spread_limit,
+)
 from learned_manifold_training.batches import standardisation
 from learned_manifold_training.vae_trainer import encode_data
 
@@ -39,11 +49,11 @@ def single_cells(n: int = 2000, genes: int = 500, seed: int = 0) -> tuple[torch.
 
 
 def vae_of(train: torch.Tensor, *, known_max: bool = True) -> VAE:
-    """A VAE holding ``train``'s standardisation and, with ``known_max``, its largest spread (as `train_vae` stores
-    them; without: a file written before the largest spread was recorded)."""
+    """A VAE holding ``train``'s standardisation and, with ``known_max``, its largest spread after dropping the top
+    `SPREAD_DROP` (as `train_vae` stores them; without: a file written before the largest spread was recorded)."""
     scale, mean = standardisation(train)
     vae = VAE(VAEConfig((train.shape[1],), 2, hidden=8, depth=1, n_centres=4), scale=scale, mean=mean)
-    vae.input_spread_max = float(vae.input_spread(train).max()) if known_max else None
+    vae.input_spread_max = training_spread_limit(vae.input_spread(train)) if known_max else None
     return vae
 
 
@@ -189,3 +199,59 @@ def test_the_largest_training_spread_survives_save_and_load_and_old_files_have_n
                                                                  "note": "cells"}
     vae.input_spread_max = None  # a file written before the largest spread was recorded
     assert load_vae(save_vae(vae, tmp_path / "old.lvae")).input_spread_max is None
+
+
+def test_one_outlier_among_the_training_rows_does_not_raise_the_recorded_limit():
+    """`training_spread_limit` drops the top `SPREAD_DROP` of the training spreads before taking the largest (tester
+    s36/N, problem 4): with one row at 200 among 2,000 the true largest is about 30 times it."""
+    x = sample("circle", 2000, torch.Generator().manual_seed(2))
+    x[7] = 200.0
+    vae = vae_of(x)
+    spread = vae.input_spread(x)
+    assert vae.input_spread_max == float(spread.sort().values[-1 - math.floor(SPREAD_DROP * 2000)])
+    assert vae.input_spread_max < float(spread.max()) / 30
+    other_units = 100 * sample("circle", 500, torch.Generator().manual_seed(3))
+    assert far_inputs(vae.input_spread(other_units), float(spread.max())) is None  # what the largest let through
+    with pytest.warns(UserWarning, match=FAR_TEXT):
+        encode_data(vae, other_units)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        encode_data(vae, torch.cat([x[:7], x[8:]]))  # the other training rows stay silent
+    assert training_spread_limit(spread[:999]) == float(spread[:999].max())  # fewer than 1,000: none dropped
+
+
+@pytest.mark.parametrize("odd_row", [math.nan, math.inf])
+def test_a_non_finite_row_does_not_silence_a_far_data_set(odd_row):
+    """A NaN spread (a NaN row) is not judged and an infinite one counts as far (tester s36/N, problem 2)."""
+    counts, log1p = single_cells(600)
+    vae = vae_of(log1p)
+    odd = torch.full((1, counts.shape[1]), odd_row)
+    with pytest.warns(UserWarning, match=FAR_TEXT):
+        vae.encode(torch.cat([counts, odd]), check=True)
+    problem = far_inputs(torch.tensor([0.5] * 30 + [odd_row]), 1.0)  # 30 near inputs and the odd one
+    if math.isnan(odd_row):
+        assert problem is None  # the NaN row not judged, the others near
+    else:
+        assert "1 of 31 lie beyond" in problem
+
+
+def test_finite_inputs_whose_float32_spread_overflows_are_far():
+    _, log1p = single_cells(600)
+    vae = vae_of(log1p)
+    huge = torch.full((200, log1p.shape[1]), 1e25)
+    assert not bool(torch.isfinite(vae.input_spread(huge)).any())  # the norm overflows float32
+    with pytest.warns(UserWarning, match=FAR_TEXT):
+        encode_data(vae, huge)
+
+
+@pytest.mark.parametrize("arch, shape", [("mlp", (5,)), ("conv", (8, 8))])
+def test_an_empty_batch_gives_empty_codes_and_spreads(arch, shape):
+    vae = VAE(VAEConfig(shape, 2, arch=arch, hidden=8, depth=1, n_centres=4))
+    vae.input_spread_max = 1.3
+    empty = torch.zeros(0, *shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert vae.encode(empty).shape == (0, 2) and vae.encode(empty, check=True).shape == (0, 2)
+        assert vae.encode(torch.zeros(0, math.prod(shape))).shape == (0, 2)  # flat
+    assert vae.input_spread(empty).shape == (0,)
+    assert [t.shape for t in vae.encode_stats(empty)] == [(0, 2), (0, 2)]

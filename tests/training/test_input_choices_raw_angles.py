@@ -37,13 +37,25 @@ def test_data_that_are_not_wrapping_angles_get_no_note():
         "uniform [-3, 3]": torch.rand(3000, 2, generator=g) * 6 - 3,
         "pixels": torch.randint(0, 256, (500, 16), generator=g).float(),
         "unit interval": torch.rand(2000, 3, generator=g),
-        "one torsion's single well": torch.stack([0.5 * torch.randn(3000, generator=g), torsions()[:, 0]], 1),
+        "one torsion's single well": 1.0 + 0.3 * torch.randn(3000, 1, generator=g),
+        "two single wells in degrees": torch.rad2deg(0.3 * torch.randn(3000, 2, generator=g) + torch.tensor([1, -1.2])),
     }
     for n in (100, 300, 500, 1000, 3000):  # Gaussian points of every size, many draws: their tails stay thin
         for seed in range(20):
             cases[f"gaussian {n}/{seed}"] = torch.randn(n, 2, generator=torch.Generator().manual_seed(seed))
     noted = [name for name, x in cases.items() if raw_angle_note(x) is not None]
     assert noted == []
+
+
+def test_a_single_well_column_does_not_hide_the_columns_that_wrap():
+    """Molecular-dynamics tables: phi/psi wrap, a side-chain torsion chi sits in one well (tester N, s36)."""
+    g = torch.Generator().manual_seed(2)
+    chi = 1.0 + 0.3 * torch.randn(3000, 1, generator=g)
+    cases = [(torch.cat([torsions(), chi], 1), "column(s) 0, 1 "), (torch.cat([chi, torsions()], 1), "column(s) 1, 2 ")]
+    for x, wrapping in cases:
+        for data in (x, torch.rad2deg(x)):
+            note = raw_angle_note(data)
+            assert note is not None and wrapping in note
 
 
 def test_the_trainer_notes_raw_angles_before_training_and_not_their_embedding():

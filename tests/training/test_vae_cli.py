@@ -313,7 +313,7 @@ def test_encode_of_data_in_other_units_warns_naming_both_files_and_the_gap(tmp_p
     assert command(["train-vae", str(log1p_path), "--out", str(vae_path), "--latent-dim", "2", *SMALL]) == 0
     recorded = read_vae_metadata(vae_path)["extra"]["input_spread_max"]
     vae = load_vae(vae_path)
-    assert vae.input_spread_max == recorded and 1.0 < recorded < 2.0  # the largest spread of the training rows
+    assert vae.input_spread_max == recorded and 1.0 < recorded < 2.0  # the largest training spread (< 1,000 rows)
     capsys.readouterr()
     assert command(["encode", str(vae_path), str(log1p_path), "--out", str(tmp_path / "ok.npy")]) == 0
     out, err = capsys.readouterr()

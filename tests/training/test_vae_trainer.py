@@ -276,3 +276,23 @@ def test_the_relative_reconstruction_error_does_not_depend_on_the_datas_units(ci
     assert large["relative_reconstruction_error"] == pytest.approx(small["relative_reconstruction_error"], rel=1e-3)
     assert large["reconstruction_rmse"] == pytest.approx(1000 * small["reconstruction_rmse"], rel=1e-3)
     assert 0 < small["relative_reconstruction_error"] < 10 and small["reconstruction_rmse"] > 0
+
+
+def test_one_outlier_training_row_does_not_switch_the_far_input_check_off():
+    """`train_vae` records the largest training spread after dropping the top `SPREAD_DROP` (tester s36/N,
+    problem 4): one row at 200 among 2,000 had raised the recorded largest 28-fold, and the same kind of data in
+    other units (x 100) then encoded silently."""
+    from learned_manifold.vae import training_spread_limit
+    from learned_manifold_training.vae_std import encode_data
+
+    g = torch.Generator().manual_seed(0)
+    t = 3 * torch.rand(2000, 1, generator=g)
+    x = torch.cat([t.cos(), t.sin(), 0.1 * torch.randn(2000, 3, generator=g)], 1)
+    x[7] = 200.0  # a unit slip or a doublet
+    vae = train_vae(x, VAETrainConfig(**{**TINY, "steps": 2, "std_steps": 1, "val_points": 100}), device="cpu",
+                    progress=False).vae
+    spread = vae.input_spread(x)
+    assert vae.input_spread_max < 0.01 * float(spread.max())  # the outlier (and a validation row or two) dropped
+    assert vae.input_spread_max >= training_spread_limit(spread[torch.arange(2000) != 7])  # the rest all kept
+    with pytest.warns(UserWarning, match="far from the data the VAE was trained on"):
+        encode_data(vae, 100 * x[1000:1500])
