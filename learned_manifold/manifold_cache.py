@@ -62,7 +62,7 @@ from torch import Tensor, nn
 
 from .func_transforms import forward_mode, vmapped  # re-exported: the factor cache's transform probes
 from .geometry import Eigenpairs
-from .manifold_storage_refs import PointStorage, StorageRefs, storage_id  # re-exported
+from .manifold_storage_refs import PointStorage, StorageRefs, ViewId, view_id  # re-exported
 from .user_warnings import warn_user
 
 __all__ = ["FactorCache", "FieldKey", "FieldTree", "PointStorage", "StorageRefs", "cache_bypassed", "cache_entry",
@@ -280,10 +280,10 @@ def _pinned(entry: dict) -> bool:
     return owner is not None and owner.alive()
 
 
-def _owned_by(entry: dict, ref: int | None) -> bool:
-    """Whether ``entry`` is pinned to the live storage ``ref`` (`storage_id`)."""
+def _owned_by(entry: dict, view: ViewId | None) -> bool:
+    """Whether ``entry`` is pinned to the live points ``view`` (`view_id`)."""
     owner = entry.get("owner")
-    return owner is not None and owner.serves(ref)
+    return owner is not None and owner.serves(view)
 
 
 def _same_state(a: dict, b: dict) -> bool:
@@ -310,15 +310,16 @@ class FactorCache:
     """The entries of one `LearnedDataManifold` (SPEC §5), most recently used first: those *pinned* to an optimiser's
     parameter, up to `PIN_LIMIT`, then up to `CAPACITY` others. An entry is pinned where a lookup inside an
     optimiser's parameter update (``pin``: `manifold_factors.CachedFactors.one_step`) hits it: it keeps a weak
-    reference to the storage of the query's points (`PointStorage`), which its successor inherits. One entry per
-    storage is pinned (a new pin on a storage unpins the old), so minibatch views of one data set pin nothing
-    outside an update and at most one entry inside it. So every parameter on one manifold (or of several
-    optimisers sharing it) keeps its entry, where a fixed capacity had thrashed from the ninth parameter on (two
-    evaluations per parameter per step), and memory follows the parameters in use: one factor ``(B, D, r)`` with
-    its eigenpairs per live parameter, plus `CAPACITY` (an entry whose parameter has died goes with the next new
-    entry). Beyond `PIN_LIMIT` parameters the pins held stay and no new one is made, with a warning once.
-    A lookup compares the query first with the entry pinned to its storage (a parameter's: one ``torch.equal``),
-    then, where that misses, with the unpinned entries and the most recent one at once (`find`).
+    reference to the storage of the query's points and their view of it (`PointStorage`), which its successor
+    inherits. One entry per view is pinned (a new pin on a view unpins the old, and those on other views of its
+    storage that never ``stepped``), so parameters that are views of one tensor keep one pin each, and minibatch
+    views of one data set pin nothing outside an update and at most one entry inside it. So every parameter on one
+    manifold (or of several optimisers sharing it) keeps its entry, where a fixed capacity had thrashed from the
+    ninth parameter on (two evaluations per parameter per step), and memory follows the parameters in use: one
+    factor ``(B, D, r)`` with its eigenpairs per live parameter, plus `CAPACITY` (an entry whose parameter has died
+    goes with the next new entry). Beyond `PIN_LIMIT` parameters the pins held stay and no new one is made, with a
+    warning once. A lookup compares the query first with the entry pinned to its view (a parameter's: one
+    ``torch.equal``), then, where that misses, with the unpinned entries and the most recent one at once (`find`).
 
     An entry *succeeds* the entry hit just before it where its points have that entry's shape, dtype and device: an
     optimiser step reads the factor at a parameter's point (a hit) and then makes the one at its next point. The
@@ -354,16 +355,16 @@ class FactorCache:
 
     def find(self, field: nn.Module, xf: Tensor, key: FieldKey, *, pin: bool = False) -> dict | None:
         """The entry answering a query at the flat points ``xf`` ``(B, D)`` (`cache_hit`, with the field's ``key``
-        read once), made the most recent; ``None`` on a miss. The entry pinned to the storage of ``xf`` is compared
+        read once), made the most recent; ``None`` on a miss. The entry pinned to the view of ``xf`` is compared
         first (one ``torch.equal``); only where it misses, the other candidates, all at once (`_first_equal`: one
         host sync however many): the unpinned entries and the most recent one (an entry pinned to another
         parameter is another parameter's point, but for the one just made: landing's at a step's landed points),
         so a lookup's cost does not grow with the number of parameters. ``pin`` (a parameter's update,
         `manifold_factors.CachedFactors.one_step`): pin the entry found, where no parameter holds it, to that
-        storage, unpinning the one pinned to it before (class docstring)."""
+        view, unpinning the one pinned to it before (class docstring)."""
         entries = self.entries
-        ref = storage_id(xf)
-        own = next((e for e in entries if _owned_by(e, ref)), None) if ref is not None else None
+        view = view_id(xf)
+        own = next((e for e in entries if _owned_by(e, view)), None) if view is not None else None
         entry = _first_equal([own], xf) if own is not None and _may_hit(field, own, xf, key) else None
         if entry is None:
             entry = _first_equal([e for e in entries if e is not own and (e is entries[0] or not _pinned(e))
@@ -372,11 +373,12 @@ class FactorCache:
             return None
         if entry.get("spare"):
             _first_hit(entry)
-        if pin and ref is not None and not _pinned(entry):
-            if own is not None:
-                own["owner"] = None
-                entry["owner"] = PointStorage(xf)
-            elif sum(_pinned(e) for e in entries) < self.PIN_LIMIT:
+        if pin and view is not None and not _pinned(entry):
+            for e in entries:  # (this view's pin, and those of other views of its storage never stepped)
+                owner = e.get("owner")
+                if owner is not None and (owner.serves(view) or owner.passing(view)):
+                    e["owner"] = None
+            if sum(_pinned(e) for e in entries) < self.PIN_LIMIT:
                 entry["owner"] = PointStorage(xf)
             else:  # at the limit the pins held stay (dropping the oldest would drop the next one stepped)
                 self._warn_limit()
@@ -398,8 +400,9 @@ class FactorCache:
             (e for e in entries if e.get("spare") and _same_layout(e["point"], point)), None)
         entry["spare"] = not successor
         entry["count"] = 1 if parent is None else parent["count"] + 1
-        if successor:
-            entry["owner"] = hit.get("owner")
+        owner = entry["owner"] = hit.get("owner") if successor else None
+        if owner is not None:
+            owner.stepped = True  # (a parameter's next point: its pin stays beside other views')
         kept = [e for e in entries if e is not parent and _same_state(e, entry) and e["held"].alive()]
         chosen, pins, others, unpinned = [entry], int(_pinned(entry)), int(not _pinned(entry)), False
         for e in kept:

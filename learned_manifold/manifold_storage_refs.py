@@ -1,7 +1,7 @@
 """Weak references to tensor storages for the factor cache (`learned_manifold.manifold_cache`, SPEC §5):
 `StorageRefs` (the field's tensors an entry was made for: an entry one of whose storages has died never hits) and
-`PointStorage` (the points an entry serves: it pins the entry, `manifold_cache.FactorCache`), and `storage_id` (the
-storage a query's points live in, to find the entry pinned to it). Neither class owns memory nor holds a weak
+`PointStorage` (the points an entry serves: it pins the entry, `manifold_cache.FactorCache`), and `view_id` (the
+storage and view of a query's points, to find the entry pinned to them). Neither class owns memory nor holds a weak
 reference to a tensor, which ``torch.utils.swap_tensors`` would refuse."""
 
 from __future__ import annotations
@@ -11,9 +11,11 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-__all__ = ["PointStorage", "StorageRefs", "storage_id"]
+__all__ = ["PointStorage", "StorageRefs", "ViewId", "view_id"]
 
 _EXPIRED = torch.UntypedStorage._expired  # (what torch.multiprocessing.reductions.StorageWeakRef calls)
+
+ViewId = tuple[int, int, tuple[int, ...], tuple[int, ...]]  # storage address, storage offset, shape, strides
 
 
 class StorageRefs:
@@ -43,39 +45,51 @@ class StorageRefs:
             free(ref)
 
 
-def storage_id(xf: Tensor) -> int | None:
-    """The address of the storage of the points ``xf`` ``(B, D)`` (the ``StorageImpl``'s, which is what
-    `PointStorage.ref` holds for it: no weak reference made), ``None`` for points without a storage."""
+def view_id(xf: Tensor) -> ViewId | None:
+    """The storage of the points ``xf`` ``(B, D)`` (the ``StorageImpl``'s address, which is what `PointStorage.ref`
+    holds for it: no weak reference made) and their view of it (storage offset, shape and strides), so parameters
+    that are views of one tensor (``[nn.Parameter(c) for c in big.split(4)]``) are told apart; ``None`` for points
+    without a storage."""
     try:
-        return xf.untyped_storage()._cdata
+        return xf.untyped_storage()._cdata, xf.storage_offset(), tuple(xf.shape), xf.stride()
     except (RuntimeError, NotImplementedError):
         return None
 
 
 class PointStorage:
     """A weak reference to the storage of the points an entry serves (a parameter the optimiser steps:
-    `manifold_factors.CachedFactors.one_step`; its ``copy_`` of each step's new point keeps its storage). While
-    it lives the entry is *pinned*: `FactorCache` keeps it beyond `FactorCache.CAPACITY` (up to
-    `FactorCache.PIN_LIMIT` pinned entries, one per storage). It owns no memory; points without a storage (a wrapper
-    subclass) pin nothing."""
+    `manifold_factors.CachedFactors.one_step`; its ``copy_`` of each step's new point keeps its storage and view),
+    with their view of it (`view_id`). While the storage lives the entry is *pinned*: `FactorCache` keeps it beyond
+    `FactorCache.CAPACITY` (up to `FactorCache.PIN_LIMIT` pinned entries, one per view). ``stepped``: an entry
+    made at the next point has inherited it (`FactorCache.add`: a parameter's step), where minibatch views of one
+    data set queried in one update never do. It owns no memory; points without a storage (a wrapper subclass) pin
+    nothing."""
 
-    __slots__ = ("ref",)
+    __slots__ = ("ref", "view", "stepped")
 
     def __init__(self, xf: Tensor):
         try:
             self.ref: int | None = xf.untyped_storage()._weak_ref()
         except (RuntimeError, NotImplementedError):
             self.ref = None
+        self.view = (xf.storage_offset(), tuple(xf.shape), xf.stride()) if self.ref is not None else None
+        self.stepped = False
 
     def alive(self) -> bool:
         """Whether the storage still lives (no host sync)."""
         return self.ref is not None and not _EXPIRED(self.ref)
 
-    def serves(self, ref: int | None) -> bool:
-        """Whether these are the live points of the storage ``ref`` (`storage_id`; no host sync). The weak
-        reference keeps the dead storage's address from being reused while it is held, so equal addresses are the
-        same storage."""
-        return ref is not None and self.ref == ref and not _EXPIRED(ref)
+    def serves(self, view: ViewId | None) -> bool:
+        """Whether these are the live points ``view`` (`view_id`: the same storage, offset, shape and strides; no
+        host sync). The weak reference keeps the dead storage's address from being reused while it is held, so
+        equal addresses are the same storage."""
+        return (view is not None and self.ref == view[0] and self.view == view[1:]
+                and not _EXPIRED(self.ref))
+
+    def passing(self, view: ViewId) -> bool:
+        """Whether these are other points of the storage of ``view`` (`view_id`) never ``stepped``: a minibatch
+        view queried before ``view`` in one update, whose pin ``view``'s replaces (`FactorCache.find`)."""
+        return not self.stepped and self.ref == view[0] and self.view != view[1:]
 
     def __del__(self, free: Callable[[int], None] = torch.UntypedStorage._free_weak_ref) -> None:
         ref = getattr(self, "ref", None)

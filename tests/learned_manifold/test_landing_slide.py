@@ -15,6 +15,7 @@ from torch import Tensor
 from learned_manifold import LearnedDataManifold
 from learned_manifold.geometry import eigenpairs
 from learned_manifold.landing_slide import SLIDE_MIN_POINTS, SLIDE_SMALL, SLIDE_WARN, warn_slide
+from learned_manifold.metrics import KNNCDC
 from learned_manifold.metrics.base import CoMetricField
 
 
@@ -117,3 +118,62 @@ def test_a_share_of_small_slides_warns_only_in_batches_of_at_least_slide_min_poi
     few = torch.zeros(n - 1, 2, dtype=torch.float64)
     few[:3, 0] = 2 * SLIDE_SMALL  # 3 of 9: too few points for a share
     assert _slide(few) == []
+
+
+@pytest.mark.parametrize("sigma", [1.0, 0.3])
+def test_one_point_slid_two_sigma_warns_and_one_point_four_sigma_does_not(sigma):
+    """The threshold in absolute terms (not read from `SLIDE_WARN`): RiemannianAdam with landing moved a training
+    cell 2.01 ``σ`` along a trajectory in one step, which must warn; edges of well-trained models slide points
+    within ``σ/2`` of them at most 1.27 ``σ``, which must not (the `SLIDE_WARN` docstring)."""
+    along = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
+    assert len(_slide(2.0 * sigma * along, sigma)) == 1
+    assert _slide(1.4 * sigma * along, sigma) == []
+
+
+class ScaledPulledCircle(PulledCircle):
+    """`PulledCircle` with its factor scaled by ``scale``: the same tangent spaces and denoiser, co-metric
+    eigenvalue ``scale²`` (a KNNCDC's on a unit circle at ``σ`` 0.05-0.4: 0.02-0.7) instead of 1."""
+
+    def __init__(self, pull: float, sigma: float, scale: float):
+        super().__init__(pull, sigma)
+        self.scale = scale
+
+    def factor(self, x: Tensor, *, sigma: float | Tensor | None = None) -> Tensor:
+        return self.scale * super().factor(x, sigma=sigma)
+
+
+@pytest.mark.parametrize("scale", [0.3, 3.0])
+def test_the_slide_is_measured_in_the_tangent_space_whatever_the_co_metrics_eigenvalues(scale):
+    """The slide is the move's part within the tangent space (a projection), not the move weighted by the
+    co-metric: a factor scaled by a constant gives the same warning as the unit factor."""
+    M = LearnedDataManifold(ScaledPulledCircle(pull=0.5, sigma=1.0, scale=scale), landing=True)
+    message = re.escape("landing: 4 of 13 point(s) that started near the data (of 13 given) moved more than "
+                        f"{SLIDE_SMALL:g} sigma along the data, up to 1.09 sigma (sigma = 1;")
+    with pytest.warns(UserWarning, match=message):
+        M.projx(_circle(13))
+
+
+def test_points_that_started_far_from_the_data_are_no_slide_however_far_they_land_along_it():
+    """A point far from the data moves along the data's directions while landing (here: 5 ``σ`` beyond the end of
+    a segment, onto its end); only points that started near the data are counted, so no warning."""
+    moves = torch.tensor([[5.0, 0.0], [0.1, 0.0]], dtype=torch.float64)
+    x = torch.zeros_like(moves)
+    pairs = eigenpairs(torch.tensor([1.0, 0.0], dtype=moves.dtype).expand(2, 2)[..., None])
+    near = torch.tensor([False, True])
+    manifold = LearnedDataManifold(PulledCircle(pull=0.0, sigma=1.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        slide = warn_slide(manifold, x, x + moves, pairs, 1, near, 1.0, 2)
+    torch.testing.assert_close(slide, torch.tensor([0.0, 0.1], dtype=torch.float64))
+
+
+def test_a_far_point_landing_on_a_segments_end_gives_no_slide_warning():
+    """End to end on KNNCDC (segment [0, 6] on the x-axis, ``σ = 0.3``): ``(7.5, 0.2)`` lands on the segment's end,
+    1.5 (5 ``σ``) along it, next to two points near the segment; nothing warns."""
+    t = torch.linspace(0, 6, 121, dtype=torch.float64)
+    M = LearnedDataManifold(KNNCDC(torch.stack([t, 0 * t], -1), k=8, sigma=0.3), landing=True)
+    x = torch.tensor([[7.5, 0.2], [3.0, 0.05], [2.0, -0.05]], dtype=torch.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        landed = M.projx(x)
+    assert landed[0, 0] < 6.5  # it did move a long way along the data

@@ -60,6 +60,23 @@ def test_sixteen_parameters_keep_one_factor_evaluation_each_per_step():
     assert len(M._factors().entries) == 16 and _pinned(M) == 16
 
 
+@pytest.mark.parametrize("count", [20, 64])
+def test_up_to_sixty_four_parameters_keep_their_pins_without_a_warning(count):
+    """The pin limit in absolute terms (not read from `FactorCache.PIN_LIMIT`): a model's 20 parameter tensors, or
+    64, each keep one entry and one factor evaluation per step, silently."""
+    field = CountedPolar()
+    M = LearnedDataManifold(field, tangent_dim=2)
+    params = _parameters(count)
+    opt = RiemannianAdam(params, lr=1e-2, manifold=M)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _steps(opt, params, 2)
+        field.calls[0] = 0
+        _steps(opt, params, 2)
+    assert field.calls[0] == 2 * count
+    assert _pinned(M) == count
+
+
 def test_at_the_limit_the_pins_held_stay_and_one_warning_is_given(monkeypatch):
     """Beyond `PIN_LIMIT` the parameters pinned first keep their entries (review s36 R2, item 1: unpinning the
     oldest dropped, in an optimiser's fixed cycle, the next parameter to be stepped, so none kept its entry)."""

@@ -255,3 +255,14 @@ def test_an_empty_batch_gives_empty_codes_and_spreads(arch, shape):
         assert vae.encode(torch.zeros(0, math.prod(shape))).shape == (0, 2)  # flat
     assert vae.input_spread(empty).shape == (0,)
     assert [t.shape for t in vae.encode_stats(empty)] == [(0, 2), (0, 2)]
+
+
+def test_without_the_recorded_largest_spread_one_input_at_spread_twenty_among_fifty_warns_and_at_eight_does_not():
+    """The absolute threshold of old files (no `VAE.input_spread_max`), not read from `FAR_POINT`: the training data
+    lie beyond 10 at most 1% (Markov), so one input of 50 at spread 20 is far, and one at 8 is not (the others at
+    spread 1, their median below `FAR_MEDIAN`)."""
+    for far, warns in ((20.0, True), (8.0, False)):
+        spread = torch.cat([torch.ones(49, dtype=torch.float64), torch.tensor([far], dtype=torch.float64)])
+        note = far_inputs(spread)
+        assert (note is not None) == warns, far
+        assert not warns or "1 of 50 lie beyond 10" in note

@@ -70,3 +70,32 @@ def test_the_trainer_notes_raw_angles_before_training_and_not_their_embedding():
 
     assert len(notes(torsions())) == 1
     assert notes(torch.cat([torsions().cos(), torsions().sin()], 1)) == []
+
+
+def one_end_piled(n=2000, seed=0):
+    """Two columns spanning [-pi, pi] with their mass piled at -pi, thinning towards +pi: 0.4% of the values within
+    2.5% of +pi (below `END_SHARE`), one exactly at +pi. They reach both ends but do not wrap."""
+    g = torch.Generator().manual_seed(seed)
+    x = -math.pi + 2 * math.pi * torch.rand(n, 2, generator=g, dtype=torch.float64) ** 6
+    x[0] = math.pi
+    return x
+
+
+@pytest.mark.parametrize("end", ["bottom", "top"])
+def test_columns_spanning_the_range_with_mass_at_only_one_end_get_no_note(end):
+    """Mass on both sides of the cut is what marks a wrapping angle (module docstring): a column reaching both ends
+    of [-pi, pi] with a pile at one end and under `END_SHARE` (here 0.4%) at the other is silent."""
+    x = one_end_piled() if end == "bottom" else -one_end_piled()
+    thin = torch.minimum((x >= 0.95 * math.pi).double().mean(0), (x <= -0.95 * math.pi).double().mean(0))
+    assert (thin > 0.001).all() and (thin < 0.01).all()  # within 2.5% of the thin end: between 0.1% and 1%
+    assert raw_angle_note(x) is None
+    assert raw_angle_note(torch.rad2deg(x)) is None
+
+
+def test_data_reaching_beyond_every_angle_range_get_no_note():
+    """Values uniform over [-4, 4] (and so over [-229, 229] degrees) span [-pi, pi] with mass at both its ends but
+    reach beyond it: no column lies within an angle range, so no note."""
+    g = torch.Generator().manual_seed(3)
+    x = -4 + 8 * torch.rand(2000, 3, generator=g, dtype=torch.float64)
+    assert raw_angle_note(x) is None
+    assert raw_angle_note(torch.rad2deg(x)) is None
