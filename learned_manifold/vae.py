@@ -295,8 +295,11 @@ class VAE(nn.Module):
     def input_spread(self, x: Tensor) -> Tensor:
         """``‖x − m‖ / s``: ``(B, *data_shape)`` or ``(B, D)`` → ``(B,)``, each input's distance from the stored
         training mean in units of the training data's RMS spread about it (1 in RMS over the training data)."""
-        x = self._inputs(x)
-        return ((x.to(self._dtype()) - self.mean) / self.scale).reshape(x.shape[0], self.dim).norm(dim=-1)
+        return self._standardised(self._inputs(x)).norm(dim=-1)
+
+    def _standardised(self, x: Tensor) -> Tensor:
+        """``(x − m) / s`` of checked inputs ``x`` (`_inputs`), flat: ``(B, D)`` in the VAE's dtype."""
+        return ((x.to(self._dtype()) - self.mean) / self.scale).reshape(x.shape[0], self.dim)
 
     def encode_stats(self, x: Tensor, *, check: bool = False) -> tuple[Tensor, Tensor]:
         """Posterior ``q(z | x) = N(m, diag exp(ℓ))``: ``(B, *data_shape)`` or ``(B, D)`` → ``(m, ℓ)``, each
@@ -304,13 +307,13 @@ class VAE(nn.Module):
         works), unless ``check``: then it warns (`far_inputs`, a host sync) where ``x`` as a whole lies far from
         the training data, as the training package's ``encode_data`` does for a data set."""
         x = self._inputs(x)
-        u = ((x.to(self._dtype()) - self.mean) / self.scale)
+        u = self._standardised(x)
         if check:
-            problem = far_inputs(u.detach().reshape(x.shape[0], self.dim).norm(dim=-1), self.input_spread_max)
+            problem = far_inputs(u.detach().norm(dim=-1), self.input_spread_max)
             if problem:
                 warn_user(f"VAE.encode: the inputs lie far from the data the VAE was trained on: {problem}")
-        u = u.reshape(x.shape[0], self.dim) if self.config.arch == "mlp" else u.reshape(x.shape[0], *_image_shape(
-            self.data_shape))
+        if self.config.arch != "mlp":
+            u = u.reshape(x.shape[0], *_image_shape(self.data_shape))
         m, logvar = self.encoder(u).chunk(2, dim=-1)
         return m.to(x.dtype), logvar.to(x.dtype)
 

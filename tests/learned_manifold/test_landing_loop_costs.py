@@ -11,18 +11,18 @@ from torch import Tensor
 
 from learned_manifold import LearnedDataManifold, landing
 from learned_manifold.metrics import KNNCDC
-from learned_manifold.metrics.base import CoMetricField
+from tests.learned_manifold.test_landing_off_data_fixed_points import FieldWithDataPoints
 
 F64 = torch.float64
 SIGMA = 0.1
 
 
-class HalvingPlane(CoMetricField):
+class HalvingPlane(FieldWithDataPoints):
     """Data: the plane ``x₂ = 0`` of R³ (a grid of spacing 0.1 on it as the field's data points). The landing
     projection halves ``x₂`` (each normal-only step halves a point's distance, so points land over many
     iterations); factor ``(B, 3, 2)``: the plane's basis; bandwidths ``(σ, 1)``, accepted and ignored."""
 
-    dim, low_rank = 3, True
+    dim, low_rank, band = 3, True, SIGMA
 
     def __init__(self):
         super().__init__()
@@ -35,16 +35,6 @@ class HalvingPlane(CoMetricField):
 
     def project(self, x: Tensor, *, sigma: float | Tensor | None = None) -> Tensor:
         return x * x.new_tensor([1.0, 1.0, 0.5])
-
-    def beyond_data(self, x: Tensor) -> Tensor:
-        return self.data_graph.beyond_data(x)
-
-    def landing_bandwidths(self) -> tuple[float, float]:
-        return SIGMA, 1.0
-
-    @property
-    def can_project(self) -> bool:
-        return True
 
 
 def _points() -> Tensor:

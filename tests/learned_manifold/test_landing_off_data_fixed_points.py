@@ -19,7 +19,24 @@ from learned_manifold.metrics.base import CoMetricField
 SPACING, SIGMA = 0.1, 0.01
 
 
-class EdgeWithOffDataFixedPoints(CoMetricField):
+class FieldWithDataPoints(CoMetricField):
+    """A hand-made field that holds data points as a `KNNCDC` (``data_graph``, set by a subclass) and lands with
+    bandwidths ``(band, 1)``: what landing's off-data checks read from a learned model's landmarks."""
+
+    band = SIGMA
+
+    def beyond_data(self, x: Tensor) -> Tensor:
+        return self.data_graph.beyond_data(x)
+
+    def landing_bandwidths(self) -> tuple[float, float]:
+        return self.band, 1.0
+
+    @property
+    def can_project(self) -> bool:
+        return True
+
+
+class EdgeWithOffDataFixedPoints(FieldWithDataPoints):
     """Data: a grid of spacing 0.1 on the segment ``[0, 10] × {0}`` of R². Its denoiser sends ``p`` to
     ``(p₀, g(p₀))``, ``g = 0`` on the data's side (``p₀ ≥ 0``) and ``g = −2 p₀`` past its edge: there its fixed
     points leave the data, as a learned roll's do at its inner edge. Factor ``(B, 2, 1)``: the unit tangent of
@@ -39,15 +56,6 @@ class EdgeWithOffDataFixedPoints(CoMetricField):
     def project(self, x: Tensor, *, sigma: float | Tensor | None = None) -> Tensor:
         return torch.stack([x[:, 0], torch.where(x[:, 0] < 0, -2 * x[:, 0], 0 * x[:, 0])], -1)
 
-    def beyond_data(self, x: Tensor) -> Tensor:
-        return self.data_graph.beyond_data(x)
-
-    def landing_bandwidths(self) -> tuple[float, float]:
-        return SIGMA, 1.0
-
-    @property
-    def can_project(self) -> bool:
-        return True
 
 
 def test_points_landed_on_the_data_are_not_warned_of():
