@@ -33,6 +33,14 @@ from torch import Tensor
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .checks import as_index, is_real
+from .curvature_warnings import (
+    CUTOFF_LIMIT,
+    MIXED_SHARE,
+    NEIGHBOURS_PER_DIM,
+    warn_about_mixed_dimensions,
+    warn_about_the_kernel,
+    warn_about_zero_field,
+)
 from .dimension import CLUSTER_RATIO, split_ratio, warn_if_dropping, warn_if_splitting
 from .func_transforms import refuse_transforms
 from .geometry import eigenpairs, global_dimension, intrinsic_dimension
@@ -50,17 +58,6 @@ GAP_MIN = 1e-5
 """Points whose eigengap ``(λ_d − λ_{d+1}) / λ₁`` is at most this have no tangent projector to differentiate (a
 sphere asked for ``d = 1``, a rank-1 factor for ``d = 2``): their rows are NaN, with a warning."""
 
-CUTOFF_LIMIT = 1e-4
-"""A field that reports ``cutoff_weight`` (`KNNCDC`: its ``k``-th neighbour's kernel weight relative to the
-nearest's) above this at the median point gets a warning: its curvature is biased low."""
-
-MIXED_SHARE = 0.2
-"""A batch whose default ``d`` (the lower median of the gap rule's pointwise dimensions) differs from the
-pointwise dimension at more than this share of its points gets a warning: one ``d`` serves every point, so a
-batch drawn from parts of several dimensions mixes tangent and normal directions (tester J: a 1-D branch read
-|H| = 0.027 with a 1-D/2-D/3-D batch's d = 2, 0.127 with d = 1; closed form 0.172). The share leaves noise alone:
-a trained model read another dimension than its own at 5–11% of the points of a branch (tester J)."""
-
 DERIVATIVE_EPS = 1e-6
 """The projector's derivative takes eigenvalues ``≤ DERIVATIVE_EPS · λ₁`` as 0 (``geometry.eigenpairs``' default
 for float32 factors; float64 factors default to ``geometry.FLOAT64_CUT`` ≈ 6e-14 there, curvature passes its own;
@@ -76,13 +73,6 @@ curvature of the tangent distribution and ignores the eigenvalues (SPEC §12), w
 the tangent directions unequally there, so its own (intrinsic) curvature differs. S¹(3)×S²(1) with tangent
 eigenvalues 1 and 0.3 (`tangent_dim=3`) reads the embedded R = 2; ``g``'s is 0.6 (tester D). A learned or k-NN
 field's tangent eigenvalues differ by noise only (``λ₂/λ₁`` median 0.77 and 0.99 on S², `CLUSTER_RATIO`)."""
-
-NEIGHBOURS_PER_DIM = 2
-"""A `KNNCDC` whose kernel holds fewer than ``NEIGHBOURS_PER_DIM · (d + 1)`` effective neighbours ``(Σw)²/Σw²``
-at the median point gets a warning (σ too small for the data's spacing: its tangent planes follow single
-neighbours). Measured on S² from 2,000 points, k = 64, d = 2: 7.9 effective neighbours gave R = 1.67 (as 20 did),
-3.7 gave 1.2, 2.3 gave 0.2, and at 1.4 the gap rule read d = 1 and R = 0 (truth 2)."""
-
 
 @dataclass
 class Curvature:
@@ -229,12 +219,14 @@ def curvature(field: FieldLike, x: Tensor, tangent_dim: Count | None = None, *, 
             ``x`` requires grad (grad mode on): no gradient flows back through the results; with
             ``tangent_dim`` not given, the gap rule's ``d`` drops an eigenvalue above `dimension.DROPPED_LIMIT`
             ``· λ₁`` (`dimension.warn_if_dropping`: pass ``tangent_dim``).
-        RuntimeWarning: points where the factor is not finite (their rows are NaN); points whose eigengap at ``d``
-            is at most `GAP_MIN` (their rows are NaN); ``d = D`` where points read a lower dimension (their rows
-            are NaN); kept eigenvalues far from equal (`SPREAD_LIMIT`: the metric's own curvature differs); a ``d`` that
-            splits a cluster of tangent eigenvalues (`CLUSTER_RATIO`); a default ``d`` that more than `MIXED_SHARE`
-            of the points do not read; a `KNNCDC` whose kernel is truncated (`CUTOFF_LIMIT`) or holds too few
-            effective neighbours (`NEIGHBOURS_PER_DIM`).
+        RuntimeWarning: points where the factor is not finite (their rows are NaN); points where ``G = 0`` (no
+            tangent directions whatever ``d``: their rows are NaN, and they count neither towards the default ``d``
+            nor in the other warnings); points whose eigengap at ``d`` is at most `GAP_MIN` (their rows are NaN);
+            ``d = D`` where points read a lower dimension (their rows are NaN); kept eigenvalues far from equal
+            (`SPREAD_LIMIT`: the metric's own curvature differs); a ``d`` that splits a cluster of tangent
+            eigenvalues (`CLUSTER_RATIO`); a default ``d`` that more than `MIXED_SHARE` of the points do not read;
+            a `KNNCDC` whose kernel is truncated (`CUTOFF_LIMIT`) or holds too few effective neighbours
+            (`NEIGHBOURS_PER_DIM`).
 
     Example:
         >>> import torch
@@ -298,20 +290,26 @@ def _curvature(field: FieldLike, x: Tensor, tangent_dim: Count | None, rel_eps: 
     b, n, r = A.shape
     finite = torch.isfinite(A).flatten(1).all(1) if A.numel() else torch.ones(b, dtype=torch.bool, device=A.device)
     if not bool(finite.all()):
-        warn_user(f"{type(field).__name__}.factor is not finite (NaN or inf) at {int((~finite).sum())} of {b} "
-                  f"point(s) (the first: {int((~finite).nonzero()[0])}): their curvature is NaN; no tangent_dim "
+        # Every number is read from the tensors before its message is built, here and below: under torch.compile
+        # a host sync (a graph break) inside an f-string, after a number that varies between calls, left that
+        # number among the pieces the resumed frame joins ("TypeError: sequence item 1: expected str instance, int
+        # found", s37; torch 2.13's dynamo).
+        count, first = int((~finite).sum()), int((~finite).nonzero()[0])
+        warn_user(f"{type(field).__name__}.factor is not finite (NaN or inf) at {count} of {b} "
+                  f"point(s) (the first: {first}): their curvature is NaN; no tangent_dim "
                   "helps there (a singular point of the field, e.g. a cone's tip)", RuntimeWarning)
+    zero = finite & ~(pairs.values[:, 0] > 0)  # G = 0: no tangent directions (NaN rows, their own warning)
     if dim is None:
-        values = pairs.values[finite]
-        dim = max(1, global_dimension(values)) if values.shape[0] else 1  # (0 where G = 0 at most points)
+        values = pairs.values[finite & ~zero]
+        dim = max(1, global_dimension(values)) if values.shape[0] else 1
         if dim < n:  # d = D has its own warning below, and NaN, for the points that read lower
-            _warn_about_mixed_dimensions(values, dim)
+            warn_about_mixed_dimensions(values, dim)
         if dim < r:
             warn_if_dropping(values, dim, "curvature: II, H and R")
     if not 1 <= dim <= min(r, n):
         raise ValueError(f"tangent_dim must be an integer in 1..{min(r, n)} (at most the factor's rank {r} and the "
                          f"ambient dimension {n}), got {dim!r}")
-    _warn_about_the_kernel(field, x, dim)
+    warn_about_the_kernel(field, x, dim)
     # the gap and dimension tests see rel_eps's cut; the derivative keeps the eigenvalues it cuts (SPEC §12)
     kept = (pairs.vectors.abs().amax(dim=1) > 0) & (pairs.values > rel_eps * pairs.values[:, :1])
     lam = torch.where(kept, pairs.values, 0.0)  # (B, r) descending, cut ones 0
@@ -326,21 +324,23 @@ def _curvature(field: FieldLike, x: Tensor, tangent_dim: Count | None, rel_eps: 
     asym = (II - II.transpose(1, 2)).flatten(1).norm(dim=1) / size.clamp_min(torch.finfo(size.dtype).tiny)
     lam_next = lam[:, dim] if dim < r else torch.zeros_like(lam[:, 0])
     gap = (lam[:, dim - 1] - lam_next) / lam[:, 0].clamp_min(torch.finfo(lam.dtype).tiny)
-    bad = ~(gap > GAP_MIN) & finite  # no projector to differentiate (NaN gaps of a finite factor included)
+    bad = ~(gap > GAP_MIN) & finite & ~zero  # no projector to differentiate (NaN gaps of a finite factor included)
     mean = trace / dim
     if dim == n:  # "no normal space" holds only where the point itself reads dimension D (a sphere's points do not)
-        lower = (intrinsic_dimension(lam) < n) & finite
-        if bool((lower & ~bad).any()):
-            warn_user(f"tangent_dim {n} (no normal space: curvature 0) does not fit {int((lower & ~bad).sum())} "
+        lower = (intrinsic_dimension(lam) < n) & finite & ~zero
+        count = int((lower & ~bad).sum())
+        if count:
+            warn_user(f"tangent_dim {n} (no normal space: curvature 0) does not fit {count} "
                       f"of {b} point(s), whose eigenvalues read a lower dimension by the gap rule: their "
                       f"curvature is NaN; give such points their own call (or tangent_dim)",
                       RuntimeWarning)
     else:
         lower = torch.zeros_like(bad)
-    good = ~(bad | lower) & finite
+    good = ~(bad | lower | zero) & finite
     spread = (lam[:, dim - 1] / lam[:, 0])[good]
-    if dim > 1 and spread.numel() and float(spread.median()) < SPREAD_LIMIT:
-        warn_user(f"the kept eigenvalues are far from equal: λ_{dim} / λ₁ is {float(spread.median()):.2g} at the "
+    median_spread = float(spread.median()) if dim > 1 and spread.numel() else None
+    if median_spread is not None and median_spread < SPREAD_LIMIT:
+        warn_user(f"the kept eigenvalues are far from equal: λ_{dim} / λ₁ is {median_spread:.2g} at the "
                   f"median point (below {SPREAD_LIMIT:g}); curvature is the extrinsic curvature of the tangent "
                   "planes and ignores the eigenvalues (SPEC §12), so it is not the curvature of the metric G⁺, "
                   "which stretches the tangent directions unequally here", RuntimeWarning)
@@ -350,11 +350,13 @@ def _curvature(field: FieldLike, x: Tensor, tangent_dim: Count | None, rel_eps: 
                           "the noise in the field's eigenvalues and its curvature is meaningless",
                           given=tangent_dim is not None)
     if bool(bad.any()):
-        warn_user(f"the eigengap (λ_{dim} − λ_{dim + 1}) / λ₁ is at most {GAP_MIN:g} at {int(bad.sum())} of {b} "
-                  f"point(s) (the first: {int(bad.nonzero()[0])}): the tangent projector of dimension {dim} is "
+        count, first = int(bad.sum()), int(bad.nonzero()[0])
+        warn_user(f"the eigengap (λ_{dim} − λ_{dim + 1}) / λ₁ is at most {GAP_MIN:g} at {count} of {b} "
+                  f"point(s) (the first: {first}): the tangent projector of dimension {dim} is "
                   f"undefined there, so their curvature is NaN; choose another tangent_dim",
                   RuntimeWarning)
-    bad = bad | lower | ~finite
+    warn_about_zero_field(field, zero)
+    bad = bad | lower | zero | ~finite
     if bool(bad.any()):
         nan = torch.tensor(float("nan"), dtype=II.dtype, device=II.device)
         II = torch.where(bad.view(-1, 1, 1, 1), nan, II)
@@ -395,46 +397,3 @@ def _second_form(field, x: Tensor, A: Tensor, lam: Tensor, U: Tensor, dim: int) 
     in_range = rest.unsqueeze(1) @ (coeff / denom.unsqueeze(1))  # (B, d, D, d)
     null = Gdot_e - U.unsqueeze(1) @ (U.transpose(1, 2).unsqueeze(1) @ Gdot_e)  # N DG[e_k] e_i
     return (in_range + null / lam_t[:, None, None, :]).permute(0, 1, 3, 2)  # (B, d, d, D): [k, i] = II(e_k, e_i)
-
-
-def _warn_about_mixed_dimensions(values: Tensor, dim: int) -> None:
-    """Warn (at the caller of `curvature`) when more than `MIXED_SHARE` of the points, eigenvalues ``values``
-    ``(B, r)``, read another dimension by the gap rule than ``dim``, the batch's (lower median) that serves them
-    all."""
-    own = intrinsic_dimension(values)
-    other = int((own != dim).sum())
-    if other <= MIXED_SHARE * own.numel():
-        return
-    dims, counts = own.unique(return_counts=True)
-    mix = ", ".join(f"{int(d)}: {int(c)}" for d, c in zip(dims, counts, strict=True))
-    warn_user(f"{other} of {own.numel()} points ({100 * other / own.numel():.0f}%) read another dimension by the "
-              f"gap rule than the batch's {dim} (dimensions: {mix}), which curvature uses at every point: where a "
-              f"point's own dimension is lower, a normal direction counts as tangent (|H| reads too small), where "
-              f"it is higher, a tangent direction as normal; call curvature on each group of points (grouped by "
-              f"geometry.intrinsic_dimension or LearnedDataManifold.intrinsic_dimension) or pass tangent_dim",
-              RuntimeWarning)
-
-
-def _warn_about_the_kernel(field, x: Tensor, dim: int) -> None:
-    """Warn (at the caller of `curvature`, past its `torch.inference_mode` wrapper) when a k-NN field's kernel is
-    truncated (`CUTOFF_LIMIT`) or holds too few effective neighbours ``(Σw)²/Σw²`` for a ``dim``-dimensional
-    tangent plane (`NEIGHBOURS_PER_DIM`), at the median point of ``x`` ``(B, D)``."""
-    if not x.shape[0]:
-        return
-    cutoff = getattr(field, "cutoff_weight", None)
-    if callable(cutoff):
-        weight = float(cutoff(x).median())
-        if weight > CUTOFF_LIMIT:
-            warn_user(f"{type(field).__name__}: the k-th neighbour still carries {weight:.2g} of the nearest's "
-                      f"kernel weight (median point), so the field is a truncated kernel whose tangent planes "
-                      f"turn too little as x moves: its curvature is biased low; raise k or lower sigma until "
-                      f"cutoff_weight is below {CUTOFF_LIMIT:g}", RuntimeWarning)
-    effective = getattr(field, "effective_neighbours", None)  # `KNNCDC.effective_neighbours`
-    if callable(effective):
-        count = float(effective(x).median())
-        if count < NEIGHBOURS_PER_DIM * (dim + 1):
-            warn_user(f"{type(field).__name__}: the kernel holds {count:.2g} effective neighbours (Σw)²/Σw² at the "
-                      f"median point, fewer than {NEIGHBOURS_PER_DIM * (dim + 1)} for a {dim}-dimensional tangent "
-                      f"plane: sigma = {field.sigma:g} is too small for the data's spacing, so the tangent planes "
-                      f"(and the dimension) follow single neighbours and the curvature is meaningless (often 0); "
-                      f"raise sigma", RuntimeWarning)

@@ -120,8 +120,14 @@ def warn_if_dropping(values: Tensor, d: int | Tensor, what: str) -> bool:
     n_bad = int(bad.sum())
     if n_bad == 0:
         return False
+    # Every number is read from the tensors and turned into a str before the message is built: under torch.compile
+    # a host sync (a graph break) inside an f-string, after an int that varies between calls, left that int among
+    # the pieces the resumed frame joins ("TypeError: sequence item 4: expected str instance, int found", tester C
+    # s37; torch 2.13's dynamo).
+    bad_count, point_count = str(n_bad), str(share.numel())
+    largest = f"{float(share.max()):.3g}"
     warn_user(f"{what} keep the gap rule's directions (SPEC §5), which drop an eigenvalue above "
-              f"{DROPPED_LIMIT:g} λ₁ at {n_bad} of {share.numel()} points (up to {float(share.max()):.3g} λ₁). "
+              f"{DROPPED_LIMIT:g} λ₁ at {bad_count} of {point_count} points (up to {largest} λ₁). "
               "On data, or for a full-rank or k-NN metric, those are real directions of the field: pass "
               "tangent_dim= (the field's true dimension) to keep them. At points off the data (a path through "
               "empty space) a learned field is no projector and this is expected there.")
@@ -150,8 +156,10 @@ def warn_if_splitting(ratio: float, d: int, values: Tensor, consequence: str, *,
     """
     if not ratio > CLUSTER_RATIO:  # (NaN: no point to judge)
         return False
-    asked = (f"tangent_dim {d} splits a cluster of eigenvalues" if given else
-             f"the field's eigenvalues show no clear tangent/normal split at the gap rule's dimension {d}")
-    warn_user(f"{asked}: λ_{d + 1} / λ_{d} is {ratio:.2g} at the median point (above {CLUSTER_RATIO:g}), so "
-              f"{consequence} (the gap rule reads dimension {global_dimension(values)} here)", RuntimeWarning)
+    kept, after, ratio = str(int(d)), str(int(d) + 1), float(ratio)
+    rule = str(global_dimension(values))  # a host sync: read before the message is built (`warn_if_dropping`)
+    asked = (f"tangent_dim {kept} splits a cluster of eigenvalues" if given else
+             f"the field's eigenvalues show no clear tangent/normal split at the gap rule's dimension {kept}")
+    warn_user(f"{asked}: λ_{after} / λ_{kept} is {ratio:.2g} at the median point (above "
+              f"{CLUSTER_RATIO:g}), so {consequence} (the gap rule reads dimension {rule} here)", RuntimeWarning)
     return True

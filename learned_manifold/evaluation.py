@@ -5,7 +5,8 @@ Nothing here trains or changes a field.
 
 * Paths (SPEC §6): `path_quality` (distance to the data or to a known manifold, Euclidean length, gap to the
   target, ratio to the true geodesic length) and `lerp`, the straight-line reference shown beside every path.
-* Tangent spaces and dimension (SPEC §5): `field_eigenpairs`, `tangent_error`, `dimension_accuracy`.
+* Tangent spaces and dimension (SPEC §5): `field_eigenpairs` (defined in `learned_manifold.field_spectrum`,
+  importable from here), `tangent_error`, `dimension_accuracy`.
 * Cost (SPEC §8): `time_per_query`, `peak_memory` (defined in `learned_manifold.cost`, importable from here).
 """
 
@@ -18,19 +19,11 @@ from torch import Tensor
 
 from .checks import as_index
 from .cost import peak_memory, time_per_query
-from .geometry import (
-    Eigenpairs,
-    eigenpairs,
-    intrinsic_dimension,
-    nan_rows,
-    projector_error,
-    truncate_basis,
-    zero_bad_rows,
-)
-from .metrics.base import as_field, as_points, check_count, check_finite_points, rounding_eps
+from .field_spectrum import field_eigenpairs
+from .geometry import Eigenpairs, intrinsic_dimension, projector_error, truncate_basis, zero_safe_sqrt
+from .metrics.base import as_points, check_count, check_finite_points
 from .metrics.nearest import nearest_rows
 from .precision import full_precision
-from .spectral_grad import TIES_IN_EPS, tie_safe_eigh, within_terms
 from .types import FieldLike
 
 __all__ = [
@@ -151,7 +144,7 @@ def nearest_distance(x: Tensor, data: Tensor, *, chunk: int = 1024) -> Tensor:
     chunk = check_count(chunk, "chunk")
     check_finite_points(data, "data", ": the distances to the others would be wrong (the ranking centres the data)")
     dist2, _ = nearest_rows(x, data, 1, centre=data.mean(0), data_rows=max(1, 2**24 // chunk), query_rows=chunk)
-    return dist2[:, 0].sqrt().to(x.dtype)
+    return zero_safe_sqrt(dist2[:, 0]).to(x.dtype)
 
 
 def _points(x: object, name: str) -> Tensor:
@@ -233,7 +226,8 @@ def path_quality(
         except NotImplementedError:
             geo = None
         if geo is not None:  # no finite, positive geodesic distance: no ratio (PathQuality)
-            ratio = torch.where(geo.isfinite() & (geo > 0), length / geo, torch.full_like(geo, torch.nan))
+            ok = geo.isfinite() & (geo > 0)  # (the left-out rows divide 1: their 0 / 0 had given NaN gradients)
+            ratio = torch.where(ok, length / torch.where(ok, geo, 1.0), torch.full_like(geo, torch.nan))
     return PathQuality(
         max_distance=None if dist is None else dist.amax(-1),
         mean_distance=None if dist is None else dist.mean(-1),
@@ -242,60 +236,6 @@ def path_quality(
         geodesic_length=geo,
         length_ratio=ratio,
     )
-
-
-@full_precision
-def field_eigenpairs(field: FieldLike, x: Tensor) -> Eigenpairs:
-    """Eigenpairs of ``G(x)`` (without δ), descending (SPEC §5).
-
-    Low-rank fields go through the ``r × r`` Gram of their factor (`geometry.eigenpairs`, ``O(D r²)``). Other
-    fields build the dense ``(B, D, D)`` matrix with ``field.dense`` and call ``torch.linalg.eigh``: small ``D``
-    only (``D`` field applications per point and ``O(D³)`` per point). Where a gradient flows to ``x`` (or the
-    field's parameters), both routes differentiate exactly tied eigenvalues as `spectral_grad` describes: finite,
-    exact gradients of projectors onto the top eigenvectors that do not split a tie (`_tie_safe_dense`).
-
-    Args:
-        field: any co-metric field, or a `LearnedDataManifold` (its field's spectrum: the manifold's ``delta`` and
-            ``tangent_dim`` do not enter).
-        x: ``(B, D)`` points.
-
-    Returns:
-        `Eigenpairs`: values ``(B, r)`` (``r = D`` for dense fields) and vectors ``(B, D, r)``.
-
-    Raises:
-        ValueError: a field without a low-rank factor and ``D`` above `metrics.euclidean.MAX_DENSE_DIM`, before
-            any work (`CoMetricField.dense`).
-    """
-    field = as_field(field)
-    if field.low_rank:
-        return eigenpairs(field.factor(x))
-    g = field.dense(x)
-    g = 0.5 * (g + g.transpose(-1, -2))
-    # no half-precision eigh; a NaN point gives a NaN row, not a failed eigh for the batch
-    g, finite = zero_bad_rows(g.to(torch.promote_types(g.dtype, torch.float32)))
-    within = None
-    if torch.is_grad_enabled() and g.requires_grad:  # ties: finite, exact projector gradients (`_tie_safe_dense`)
-        values, vectors, within = _tie_safe_dense(g, TIES_IN_EPS * rounding_eps(field, x.dtype))
-    else:
-        values, vectors = torch.linalg.eigh(g)
-        values, vectors = values.flip(-1), vectors.flip(-1)
-    return Eigenpairs(values=nan_rows(values.clamp_min(0.0), finite).to(x.dtype),
-                      vectors=nan_rows(vectors, finite).to(x.dtype), within=within)
-
-
-def _tie_safe_dense(g: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor]:
-    """Descending eigenvalues ``(B, D)``, eigenvectors ``(B, D, D)`` and `Eigenpairs.within` ``(B, D, D)`` of the
-    dense symmetric ``G`` ``(B, D, D)`` where a gradient flows to it, by the convention of the low-rank path
-    (`geometry.eigenpairs`, `spectral_grad`): ``eigh``'s backward divides by ``λ_i − λ_j``, ``0 / 0 = NaN`` where
-    eigenvalues tie exactly (a Stein score metric ``I − c s sᵀ``, tied at 1; tester B, s35), although the tangent
-    projector ``U_d U_dᵀ`` is smooth there. `spectral_grad.tie_safe_eigh` drops the rotation terms of pairs tied
-    within ``eps`` (relative; the field's rounding, `metrics.base.rounding_eps`, times `spectral_grad.TIES_IN_EPS`),
-    which a projector onto top eigenvectors that does not split a tie does not see; ``within`` carries the
-    eigenvalues' derivative within tied blocks for `geometry.spectral_apply`'s powers ``±1``. Same values as
-    ``torch.linalg.eigh``."""
-    values, vectors = tie_safe_eigh(g, eps)
-    values, vectors = values.flip(-1), vectors.flip(-1)
-    return values, vectors, within_terms(g, values, vectors, torch.ones_like(values, dtype=torch.bool))
 
 
 @full_precision
@@ -315,7 +255,8 @@ def tangent_error(field: FieldLike, x: Tensor, true_basis: Tensor) -> Tensor:
         true_basis: ``(B, D, k)`` orthonormal tangent bases, zero-padded to ``k`` columns.
 
     Returns:
-        ``(B,)`` errors.
+        ``(B,)`` errors, differentiable (in ``x`` and the field's parameters), with derivative 0 where an error is
+        exactly 0 (its minimum; `geometry.zero_safe_sqrt`).
 
     Raises:
         ValueError: ``true_basis`` of the wrong shape, or whose nonzero columns are not orthonormal (to 10⁻³).
@@ -344,8 +285,9 @@ def _check_basis(true_basis: Tensor) -> Tensor:
     used, off = basis_deviation(true_basis)
     if bool((off > 1e-3).any()):
         i = int(off.argmax())
+        worst = float(off[i])  # read before the message (torch.compile: `landing._warn_far_landed`)
         raise ValueError(f"true_basis must have orthonormal (or zero) columns; at point {i} |VᵀV − I| reaches "
-                         f"{float(off[i]):.3g} (orthonormalise it, e.g. with torch.linalg.qr)")
+                         f"{worst:.3g} (orthonormalise it, e.g. with torch.linalg.qr)")
     return used
 
 

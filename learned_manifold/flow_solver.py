@@ -133,10 +133,10 @@ def objective_along(f: Callable[[Tensor], Tensor], path: Tensor, times: Tensor, 
     bad = ~torch.isfinite(values)
     rows = bad.any(1).nonzero().flatten().tolist()
     if rows:
-        first = int(bad[rows[0]].nonzero()[0])
+        at = float(times[int(bad[rows[0]].nonzero()[0])])  # read before the message (`landing._warn_far_landed`)
         raise ValueError(f"the flow of start points {rows[:8]}{' …' if len(rows) > 8 else ''} became NaN or inf "
                          f"({method!r}): f is not finite along it (start point {rows[0]}: first at t = "
-                         f"{float(times[first]):g}), so the flow left f's domain (e.g. log or sqrt of a negative, "
+                         f"{at:g}), so the flow left f's domain (e.g. log or sqrt of a negative, "
                          f"whose autograd gradient can stay finite there): use a smaller t_end or step_size, or an "
                          f"objective defined along the path")
     return values[:, -1]

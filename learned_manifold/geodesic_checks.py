@@ -54,16 +54,23 @@ def unresolved(field: CoMetricField, path: Tensor, lengths: list[tuple[CoMetricF
         growth = torch.where(torch.isfinite(growth), growth, torch.ones_like(growth))
     bad = candidates & ((ratio > 1 + RESOLUTION_TOL) | (growth > 1 + RESOLUTION_GROWTH))
     if bool(bad.any()):
+        # Every number (and the hint, which reads δ) is read before the message is built: under torch.compile a
+        # host sync (a graph break) inside an f-string, after a number that varies between calls, left that number
+        # among the pieces the resumed frame joins ("TypeError: sequence item 1: expected str instance, int found",
+        # s37; torch 2.13's dynamo). `zero_length` does the same.
         found = []  # only the test(s) that fired, so no "1 times as long"
         if bool((ratio[bad] > 1 + RESOLUTION_TOL).any()):
-            found.append(f"measured between their points they are up to {float(ratio[bad].max()):.3g} times as long "
+            longest = float(ratio[bad].max())
+            found.append(f"measured between their points they are up to {longest:.3g} times as long "
                          "as their discrete length")
         if bool((growth[bad] > 1 + RESOLUTION_GROWTH).any()):
-            found.append(f"their length grows by up to {100 * (float(growth[bad].max()) - 1):.3g}% from "
+            grown = 100 * (float(growth[bad].max()) - 1)
+            found.append(f"their length grows by up to {grown:.3g}% from "
                          f"{RESOLUTION_COARSE} to {RESOLUTION_SUBSTEPS} sub-points per segment")
-        warn_user(f"geodesic: {int(bad.sum())} of {len(ratio)} converged path(s) do not resolve the metric: "
-                  f"{', and '.join(found)} (the metric rises or changes by orders of magnitude between the "
-                  f"points); marked unconverged: use more n_points{_singular_hint(field, delta, landing)}")
+        count, listed, hint = int(bad.sum()), ", and ".join(found), _singular_hint(field, delta, landing)
+        warn_user(f"geodesic: {count} of {len(ratio)} converged path(s) do not resolve the metric: "
+                  f"{listed} (the metric rises or changes by orders of magnitude between the "
+                  f"points); marked unconverged: use more n_points{hint}")
     return bad
 
 
@@ -75,7 +82,8 @@ def zero_length(reported: Tensor, solved: Tensor, candidates: Tensor) -> Tensor:
     or directions the gap rule dropped from the reported length (a full-rank field read as lower-dimensional)."""
     bad = candidates & (reported <= ZERO_LENGTH * solved)
     if bool(bad.any()):
-        warn_user(f"geodesic: {int(bad.sum())} of {len(bad)} converged path(s) between distinct points have "
+        count = int(bad.sum())  # read first (`unresolved`)
+        warn_user(f"geodesic: {count} of {len(bad)} converged path(s) between distinct points have "
                   "metric length 0: the path moves only along directions the metric gives no cost (the "
                   "field's metric is singular along it, delta = 0, or the gap rule dropped those directions "
                   "from the reported length); marked unconverged: pass delta > 0 (or leave the default) or "

@@ -124,7 +124,8 @@ def _given_path(init: Tensor, x0: Tensor, x1: Tensor, n_points: int | None, sing
         gap = (path[:, k] - end).abs().amax() if b else torch.zeros(())
         if gap > atol:
             where = "start at x0" if k == 0 else "end at x1 (a gradient-flow path need not reach x1, SPEC §6)"
-            raise ValueError(f"init path must {where}; max gap {gap.item():.3g}: set its end point to {name}")
+            largest = gap.item()  # read before the message (torch.compile: `landing._warn_far_landed`)
+            raise ValueError(f"init path must {where}; max gap {largest:.3g}: set its end point to {name}")
     path = path.clone()
     path[:, 0] = x0
     path[:, -1] = x1

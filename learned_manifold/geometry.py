@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
+from torch.autograd import forward_ad
 
 from .carre_du_champ import cdc_of_functions
 from .checks import NotANumberError, as_index
@@ -111,7 +112,7 @@ def eigenpairs(A: Tensor, *, rel_eps: float | None = None) -> Eigenpairs:
 
     The ``r × r`` eigen-problem is solved in float64 (it is tiny); the ``D``-sized product ``A V Λ^{-1/2}``
     runs in ``A``'s dtype. A factor wider than tall (``r > D``) is decomposed on the ``D × D`` side instead
-    (`_wide_eigenpairs`; the Gram would be the larger matrix), unless a gradient is to flow back to ``A``: where
+    (`_wide_eigenpairs`; the Gram would be the larger matrix), unless ``A`` is differentiated (below): where
     ``G`` has repeated zero eigenvalues (a factor of rank below ``D``) they are exactly equal and ``eigh``'s
     backward pass gives ``0 / 0``, while the Gram's, computed from ``A``, differ by rounding (finite gradients).
 
@@ -119,11 +120,14 @@ def eigenpairs(A: Tensor, *, rel_eps: float | None = None) -> Eigenpairs:
     and eigenvectors for that row only; the other rows are computed as if it were absent (the bad rows are
     replaced by zeros before ``eigh``, which would otherwise fail for the whole batch).
 
-    Gradients: with a gradient flowing to ``A`` the eigen-problem goes through `spectral_grad.tie_safe_eigh` and
-    ``Λ^{-1/2}`` through `spectral_grad.inverse_sqrt_matrix` (same values; one ``r × r`` product more): exactly
-    tied eigenvalues (a projector field such as the sphere's ``I − n̂n̂ᵀ``) had made ``eigh``'s backward
-    ``0 / 0 = NaN``. Projectors and restricted powers of ``G`` built from the result (`range_project`,
-    `spectral_apply`, `lowrank_solve`) then have exact gradients also there (`spectral_grad` explains why).
+    Gradients: with a gradient flowing to ``A``, or a forward-mode tangent on it (``torch.func.jvp``/``jacfwd``,
+    a ``forward_ad`` dual tensor; under ``no_grad`` too, as landing runs: `_has_tangent`), the eigen-problem goes
+    through `spectral_grad.tie_safe_eigh` and ``Λ^{-1/2}`` through `spectral_grad.inverse_sqrt_matrix` (same
+    values; one ``r × r`` product more): exactly tied eigenvalues (a projector field such as the sphere's
+    ``I − n̂n̂ᵀ``) had made ``eigh``'s backward ``0 / 0 = NaN`` and its forward derivative NaN too (or O(1) wrong
+    where rounding splits the tie). Projectors and restricted powers of ``G`` built from the result
+    (`range_project`, `spectral_apply`, `lowrank_solve`) then have exact derivatives also there, in both modes
+    (`spectral_grad` explains why).
 
     Args:
         A: ``(B, D, r)`` factors.
@@ -137,7 +141,7 @@ def eigenpairs(A: Tensor, *, rel_eps: float | None = None) -> Eigenpairs:
         raise ValueError(f"A must have shape (B, D, r), got {tuple(A.shape)}")
     _check_columns(A.shape[-1], "A")
     rel_eps = default_rel_eps(A.dtype) if rel_eps is None else rel_eps
-    grad = torch.is_grad_enabled() and A.requires_grad
+    grad = (torch.is_grad_enabled() and A.requires_grad) or _has_tangent(A)
     if grad:  # (zeroed rows: zero gradients there)
         A_ok, finite = zero_bad_rows(A)
     else:  # a NaN row's Gram is zeroed instead, and its outputs set to NaN: no sync before `_settle`'s one
@@ -161,6 +165,13 @@ def eigenpairs(A: Tensor, *, rel_eps: float | None = None) -> Eigenpairs:
     finite, least = _settle(finite, evals, keep)
     return Eigenpairs(values=nan_rows(evals.to(A.dtype), finite), vectors=nan_rows(U, finite), kept=keep.sum(-1),
                       least_kept=least)
+
+
+def _has_tangent(A: Tensor) -> bool:
+    """Whether ``A`` carries a forward-mode tangent (``torch.func.jvp``/``jacfwd``, a ``forward_ad`` dual tensor),
+    under ``no_grad`` too (landing's): ``eigh``'s forward derivative divides by ``λ_j − λ_i`` as its backward does
+    (a sphere projector's tied pair: NaN tangents, or O(1) wrong ones where rounding splits the tie). About 1 µs."""
+    return forward_ad.unpack_dual(A).tangent is not None
 
 
 def _settle(finite: Tensor | None, evals: Tensor, keep: Tensor) -> tuple[Tensor | None, int]:
@@ -233,7 +244,16 @@ def projector_error(U: Tensor, V: Tensor) -> Tensor:
     tr_p = (U * U).sum(dim=(-2, -1))
     tr_q = (V * V).sum(dim=(-2, -1))
     cross = (U.transpose(-1, -2) @ V).pow(2).sum(dim=(-2, -1))
-    return (tr_p + tr_q - 2 * cross).clamp_min(0.0).sqrt()
+    return zero_safe_sqrt((tr_p + tr_q - 2 * cross).clamp_min(0.0))
+
+
+def zero_safe_sqrt(squared: Tensor) -> Tensor:
+    """``√squared`` of a non-negative tensor (any shape), with derivative 0 where ``squared`` is exactly 0: the
+    subgradient of a distance at its minimum, as ``torch.linalg.norm`` gives, where ``sqrt``'s is ``x / 0`` (NaN:
+    one point lying on the data or exactly fitted made a whole batch's summed score's gradient NaN; tester D, s37).
+    Same values as ``squared.sqrt()``, in reverse and forward mode."""
+    zero = squared == 0
+    return torch.where(zero, 0.0, torch.where(zero, 1.0, squared).sqrt())
 
 
 @full_precision

@@ -220,10 +220,11 @@ def land(manifold: LearnedDataManifold, xf: Tensor) -> Tensor:
         if s_next is not None:
             s = s_next.index_select(0, keep) if annealing else None
     if idx.numel():
+        correction, tolerance = res.max().item(), tol.max().item()  # read first (*)
         raise ValueError(f"x: {idx.numel()} of {xf.shape[0]} point(s) did not land on the data in "
-                         f"{manifold.landing_steps} steps (largest normal correction {res.max().item():.3g}, "
-                         f"tolerance {tol.max().item():.3g}): too far from the data, or where its normal space is "
-                         f"ill-defined; start from data points or raise landing_steps")
+                         f"{manifold.landing_steps} steps (largest normal correction {correction:.3g}, tolerance "
+                         f"{tolerance:.3g}): too far from the data, or where its normal space is ill-defined; start "
+                         "from data points or raise landing_steps")
     if check_end and finite.numel():  # every landed point, not only those found far: a fixed point of the
         landed = out[finite]  # denoiser at a large σ may lie far off the data
         bound = None if start_dist is None else start_dist + (landed - xf[finite]).norm(dim=-1)
@@ -277,10 +278,10 @@ def _check_landed(field: CoMetricField, x: Tensor, total: int, sigma: float,
         gap = torch.where(dist > threshold, dist, torch.zeros_like(dist))
     still = gap > 0
     if bool(still.any()):
-        raise ValueError(f"x: {int(still.sum())} of {total} point(s) did not land on the data: after "
-                         f"landing they are up to {gap.max().item():.3g} from the nearest data point the field "
-                         f"holds (a model's landmarks), farther than {_threshold_text(field, sigma)}: start "
-                         "nearer the data, "
+        count, largest, threshold_text = int(still.sum()), gap.max().item(), _threshold_text(field, sigma)  # (*)
+        raise ValueError(f"x: {count} of {total} point(s) did not land on the data: after landing they are up "
+                         f"to {largest:.3g} from the nearest data point the field holds (a model's landmarks), "
+                         f"farther than {threshold_text}: start nearer the data, "
                          "or use another sigma: a smaller one where sigma is large against the data (the "
                          "denoiser's fixed points then lie off the data), a larger one where the data are "
                          "noisy at this scale (below the noise the denoiser barely moves points)")
@@ -302,10 +303,15 @@ def _warn_far_landed(graph: KNNCDC, dist: Tensor, total: int, sigma: float) -> N
     warned = dist > limit
     if not bool(warned.any()):
         return
-    warn_user(f"landing: {int(warned.sum())} of {total} landed point(s) lie up to {dist.max().item():.3g} from "
+    # Every number is read from the tensors before the message is built: under torch.compile a host sync (a graph
+    # break) inside an f-string, after a number that varies between calls, left that number among the pieces the
+    # resumed frame joins ("TypeError: sequence item 1: expected str instance, int found" from a compiled
+    # optimiser step with landing, s37; torch 2.13's dynamo). The module's other messages (marked (*)) do the same.
+    count, largest, spacing = int(warned.sum()), dist.max().item(), graph.spacing_quantile()
+    warn_user(f"landing: {count} of {total} landed point(s) lie up to {largest:.3g} from "
               f"the nearest data point the field holds (a model's landmarks), farther than {limit:.3g} (the "
               f"larger of {WARN_SIGMAS:g} sigma = {WARN_SIGMAS * sigma:.3g} and {WARN_QUANTILE_FACTOR:g} times the "
-              f"{graph.spacing_quantile():.3g} 99th-percentile spacing of those points): they may have landed off "
+              f"{spacing:.3g} 99th-percentile spacing of those points): they may have landed off "
               "the data, on a fixed point of the denoiser beside it (as at the inner edge of a learned swiss "
               "roll), or lie in one of the rare wide gaps between those points (about 1 in 10,000 points on "
               "the data do); check them (field.beyond_data, the distance to your data), start nearer the data, "
@@ -368,14 +374,14 @@ def ends_off_data(field: CoMetricField, ends: dict[str, Tensor], caller: str, ad
     gaps = {name: _beyond(field, x, sigma) for name, x in ends.items() if x.shape[0]}
     if not gaps or any(gap is None for gap in gaps.values()):
         return None
-    named = [f"{name} ({int((gap > 0).sum())} of {gap.shape[0]})" for name, gap in gaps.items()
-             if bool((gap > 0).any())]
+    counts = {name: int((gap > 0).sum()) for name, gap in gaps.items()}  # read first (*)
+    named = [f"{name} ({count} of {gaps[name].shape[0]})" for name, count in counts.items() if count]
     worst = torch.stack(list(gaps.values())).amax(0)
     if named:
-        warn_user(f"{caller}: points beyond the data: {', '.join(named)}, up to {worst.max().item():.3g} from "
-                  f"the nearest data point the field holds (its data or a model's landmarks), farther than "
-                  f"{_threshold_text(field, sigma)}: the learned geometry is only defined near the data; "
-                  f"{advice}")
+        listed, largest, threshold_text = ", ".join(named), worst.max().item(), _threshold_text(field, sigma)  # (*)
+        warn_user(f"{caller}: points beyond the data: {listed}, up to {largest:.3g} from the nearest data point the "
+                  f"field holds (its data or a model's landmarks), farther than {threshold_text}: the learned "
+                  f"geometry is only defined near the data; {advice}")
     return worst
 
 

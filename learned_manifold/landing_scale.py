@@ -41,8 +41,9 @@ def field_sigma(field: CoMetricField) -> float | None:
     bands = field.landing_bandwidths()
     if bands is not None:
         return bands[0]
-    if hasattr(field, "sigma"):
-        return float(field.sigma)
+    if hasattr(field, "sigma"):  # (a tensor bandwidth, e.g. a `KNNCDC`'s being learned: its value)
+        sigma = field.sigma
+        return float(sigma.detach()) if isinstance(sigma, torch.Tensor) else float(sigma)
     inner = getattr(field, "inner_field", None)
     return None if inner is None else field_sigma(inner)
 

@@ -38,19 +38,22 @@ a cache of private copies of the points (`learned_manifold.manifold_cache.Factor
 equal values (exact, one host sync per lookup however many entries, two where a parameter's own entry misses:
 in-place edits such as ``x.data.add_()`` never read a stale factor) to a field in the same state, used only under
 ``torch.no_grad()`` (as in geoopt's ``step``) and outside forward-mode AD. It keeps one entry per point set in use:
-every parameter on one manifold, or of several optimisers sharing it, up to `FactorCache.PIN_LIMIT` = 64, keeps the
-one-evaluation-per-step cost (a parameter's next point replaces its last, and the entry a parameter's update reuses
-stays while the parameter lives), plus up to eight others, least recently used first out (a loop of queries at
-fresh points of one shape holds one entry). Each entry holds ``B × D × r`` factor and as many eigenvector numbers;
+every parameter on one manifold, or of several optimisers sharing it, up to `FactorCache.PIN_LIMIT` = 64 and
+`FactorCache.PIN_BYTES` = 2 GiB of pinned entries, keeps the one-evaluation-per-step cost (a parameter's next point
+replaces its last, and the entry a parameter's update reuses stays while the parameter's storage and the optimiser
+stepping it live), plus up to eight others, least recently used first out (a loop of queries at fresh points of one
+shape holds one entry). Each entry holds about ``(1 + 3r) B D`` numbers (points, factor, eigenvectors, the gap
+rule's basis: `manifold_cache.entry_bytes`);
 `LearnedDataManifold.clear_cache` frees them. The state is what the key reads (`learned_manifold.manifold_cache`):
 the field's parameters and buffers and its own tensor attributes (the same tensors, none changed in place or
-swapped since: ``load_state_dict``, in torch's swap mode too, or an optimiser step on the network compute afresh),
-and its own plain attributes
-(``sigma``, ``k``, ``centred``, ``precision``, ...). A custom field must keep the state its factor depends on
-there, or call `LearnedDataManifold.clear_cache` after changing other state (a list or dict attribute, a
-submodule's plain attribute, an in-place write through ``tensor.data``, an in-place edit by another process through
-shared memory). Pickles and copies leave it out. Threads may share a manifold: each query uses the entry it found
-or made.
+swapped since: ``load_state_dict``, in torch's swap mode too, or an optimiser step on the network, fused ones
+included, compute afresh), and its own plain attributes by value (``sigma``, ``k``, ``centred``, ``precision``,
+...: numbers, NumPy scalars included, strings, bools, enum members). A custom field must keep the state its
+factor depends on there, or call `LearnedDataManifold.clear_cache` after changing other state (a list, tuple,
+dict or array attribute, a submodule's plain attribute, an in-place write through ``tensor.data`` or through a
+tensor sharing a field tensor's memory but not its version counter: ``W`` after ``w.data = W``, a NumPy or
+DLPack alias; an in-place edit by another process through shared memory). Pickles and copies leave it out.
+Threads may share a manifold: each query uses the entry it found or made.
 
 A manifold built or loaded under ``torch.inference_mode()`` answers every query, but where a method would
 differentiate through a field holding inference tensors (points that require grad) it raises one ``RuntimeError``

@@ -38,6 +38,7 @@ from .manifold_cache import (
     vmapped,
 )
 from .manifold_checks import check_decomposition
+from .manifold_storage_refs import step_points
 from .metrics.base import CoMetricField
 from .metrics.field_checks import inference_tensors
 
@@ -47,7 +48,7 @@ _OUTSIDE = object()  # (no enclosing `CachedFactors.one_step`)
 _EVERY = object()  # (inside `CachedFactors.one_step` of a landing manifold: the key is read at every lookup)
 
 _STEP = threading.local()  # .keys: id(manifold) -> in its `CachedFactors.one_step`: the field key read there, None
-#                            (read it at the next lookup) or _EVERY
+#                            (read it at the next lookup) or _EVERY; .owners: id(manifold) -> (parameter, holder)
 _SAVED_INFERENCE = "Inference tensors cannot be saved for backward"  # (torch's message, 2.0 to at least 2.13)
 
 
@@ -112,9 +113,9 @@ class CachedFactors:
         (module docstring). A cached call costs nothing more. Its warnings point at the user's line
         (`user_warnings.warn_user`), however deep the call (an optimiser's step, ``retr`` through ``proju``)."""
         entry = self._cached(xf)
+        self._check_tangent_dim(entry["A"].shape[-1])  # (at a cached entry too: ``tangent_dim`` may have changed)
         pairs = entry.get("pairs")  # (a local: another thread may fill the shared entry's pairs meanwhile)
         if pairs is None:
-            self._check_tangent_dim(entry["A"].shape[-1])
             pairs = entry["pairs"] = eigenpairs(entry["A"])
         if not entry.get("checked"):
             entry["checked"] = True  # (first: with warnings as errors the next call does not raise again)
@@ -145,7 +146,7 @@ class CachedFactors:
                              f"{type(self.field).__name__} returns: its tangent spaces have at most {rank} dimensions")
 
     @contextmanager
-    def one_step(self) -> Iterator[None]:
+    def one_step(self, parameter: Tensor | None = None, holder: object | None = None) -> Iterator[None]:
         """Read the field's cache key (`manifold_cache.field_key`) once for the calls of one optimiser step on one
         parameter (``egrad2rgrad``, ``component_inner``, ``retr``, ``transp``: four reads before, 0.1–0.25 ms each
         for a 60-tensor model) rather than at each lookup: inside, the lookups of this thread reuse the key read at
@@ -155,19 +156,26 @@ class CachedFactors:
         Only code that changes the field's tensors or settings between two manifold calls inside the block, which
         an optimiser's step does not, would go unseen: keep such code outside.
 
-        The lookups inside also pin the entries they hit to their points' storage (`manifold_cache.FactorCache`:
-        a parameter keeps its entry beyond the cache's capacity). A nested block on the same manifold leaves the
-        outer one to read the key afresh at its next lookup (the inner block may have run the field's code)."""
+        The lookups inside also pin the entries they hit (`manifold_cache.FactorCache`: a parameter keeps its entry
+        beyond the cache's capacity): to ``parameter``'s storage and view where given (the optimiser's tensor,
+        `manifold_storage_refs.step_points`: a channels_last one's flat points are a temporary copy), else to the
+        points' own, for as long as it and ``holder`` (the optimiser, where given: a finished run's ``p.detach()``
+        keeps the storage, not the optimiser) live. A nested block on the same manifold leaves the outer one to
+        read the key afresh at its next lookup (the inner block may have run the field's code)."""
         keys = _STEP.__dict__.setdefault("keys", {})
-        outer = keys.get(id(self), _OUTSIDE)
+        owners = _STEP.__dict__.setdefault("owners", {})
+        outer, outer_owner = keys.get(id(self), _OUTSIDE), owners.get(id(self))
         keys[id(self)] = _EVERY if getattr(self, "landing", False) else None  # (landing: its denoiser runs between
-        try:                                                                   # lookups, so read the key each time)
+        owners[id(self)] = (parameter, holder)                                 # lookups, so read the key each time)
+        try:
             yield
         finally:
             if outer is _OUTSIDE:
                 keys.pop(id(self), None)
+                owners.pop(id(self), None)
             else:
                 keys[id(self)] = _EVERY if outer is _EVERY else None
+                owners[id(self)] = outer_owner
 
     def _field_key(self) -> FieldKey:
         """The field's key (`field_key`): read now, or inside `one_step` the one read at its first lookup."""
@@ -183,6 +191,14 @@ class CachedFactors:
         """Whether this thread is inside `one_step` on this manifold (an optimiser's parameter update)."""
         keys = getattr(_STEP, "keys", None)
         return bool(keys) and id(self) in keys
+
+    def _pin_to(self, xf: Tensor) -> dict:
+        """`FactorCache.find`'s pinning arguments for a lookup at ``xf`` ``(B, D)`` by this thread: none outside
+        `one_step`, else ``pin`` and the ``points`` and ``holder`` of its parameter, where given."""
+        if not self._in_step():
+            return {}
+        parameter, holder = getattr(_STEP, "owners", {}).get(id(self), (None, None))
+        return {"pin": True, "points": None if parameter is None else step_points(xf, parameter), "holder": holder}
 
     def _field_ran(self) -> None:
         """The field's code ran (it may have changed the field): inside `one_step` the next lookup reads the key."""
@@ -200,7 +216,7 @@ class CachedFactors:
             return {"A": self._field_factor(xf), "pairs": None, "checked": False, "count": None}
         cache = self._factors()
         key = self._field_key()  # read once: the lookup and, on a miss, the new entry share it
-        entry = cache.find(self.field, xf, key, pin=self._in_step())  # (pinned: a parameter's update)
+        entry = cache.find(self.field, xf, key, **self._pin_to(xf))  # (pinned: a parameter's update)
         if entry is None:
             entry = cache_entry(self.field, xf, self._field_factor(xf), key=key)
             cache.add(entry)

@@ -427,13 +427,15 @@ def _check_rows(rows: tuple[Tensor, Tensor] | None, b: int, n: int) -> None:
     for where, numbers in (("x_rows", x_rows), ("reference_rows", ref_rows)):
         ordered = numbers.sort().values
         repeated = ordered[1:][ordered[1:] == ordered[:-1]]
-        if repeated.numel():
+        if repeated.numel():  # (numbers read before the message: torch.compile, `landing._warn_far_landed`)
+            count, first = repeated.unique().numel(), int(repeated[0])
             raise ValueError(f"rows must give each data row's position at most once; {where} repeats "
-                             f"{repeated.unique().numel()} row number(s), e.g. {int(repeated[0])}")
+                             f"{count} row number(s), e.g. {first}")
     shared = torch.isin(x_rows, ref_rows)
     if bool(shared.any()):
+        count, first = int(shared.sum()), int(x_rows[shared][0])
         raise ValueError(f"rows must give each data row's position at most once; x_rows and reference_rows share "
-                         f"{int(shared.sum())} row number(s), e.g. {int(x_rows[shared][0])}")
+                         f"{count} row number(s), e.g. {first}")
 
 
 _INTEGER = (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8)

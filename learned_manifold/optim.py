@@ -182,10 +182,10 @@ def _manifold_of(optimizer: torch.optim.Optimizer, group: dict, p: torch.Tensor)
     return p.manifold if isinstance(p, geoopt.ManifoldTensor) else _group_manifold(optimizer, group)
 
 
-def _one_step(manifold: geoopt.Manifold) -> contextlib.AbstractContextManager:
-    """The manifold's `CachedFactors.one_step` (one cache-key read per update), or nothing (geoopt's manifolds)."""
+def _one_step(manifold: geoopt.Manifold, optimizer: object, p: torch.Tensor) -> contextlib.AbstractContextManager:
+    """The manifold's `CachedFactors.one_step` for ``p`` (one cache-key read, pins while ``optimizer`` lives)."""
     one_step = getattr(manifold, "one_step", None)
-    return one_step() if one_step is not None else contextlib.nullcontext()
+    return one_step(p, optimizer) if one_step is not None else contextlib.nullcontext()
 
 
 def _check_flag(value: object, name: str) -> None:
@@ -292,7 +292,7 @@ class RiemannianSGD(_BoundGroups, geoopt.optim.RiemannianSGD):
                     if grad.is_sparse:
                         raise RuntimeError("RiemannianSGD does not support sparse gradients")
                     manifold = _manifold_of(self, group, point)
-                    with _one_step(manifold):
+                    with _one_step(manifold, self, point):
                         self._sgd_update(group, point, grad, manifold)
                 if group["stabilize"] is not None and group["step"] % group["stabilize"] == 0:
                     self.stabilize_group(group)
@@ -397,7 +397,7 @@ class RiemannianAdam(_BoundGroups, geoopt.optim.RiemannianAdam):
                     if point.grad.is_sparse:
                         raise RuntimeError("RiemannianAdam does not support sparse gradients, use "
                                            "geoopt.optim.SparseRiemannianAdam instead")
-                    with _one_step(_manifold_of(self, group, point)):
+                    with _one_step(_manifold_of(self, group, point), self, point):
                         state = self._adam_update(group, point)
                     stabilize |= group["stabilize"] is not None and state["step"] % group["stabilize"] == 0
                 if stabilize:

@@ -16,7 +16,15 @@ from torch import Tensor
 
 from .checks import as_index, is_real
 from .dimension import warn_if_dropping
-from .geometry import eigenpairs, intrinsic_dimension, lowrank_apply, lowrank_solve, spectral_apply, truncate_basis
+from .geometry import (
+    eigenpairs,
+    intrinsic_dimension,
+    lowrank_apply,
+    lowrank_solve,
+    spectral_apply,
+    truncate_basis,
+    zero_safe_sqrt,
+)
 from .metrics.base import CoMetricField, as_field, check_count
 from .metrics.factor_checks import FactorContractError
 from .path_energies import path_energy
@@ -258,11 +266,16 @@ class TangentBundle(CoMetricField):
     @full_precision
     def factor(self, x: Tensor, **kwargs) -> Tensor:
         """``(B, D)`` → ``(B, D, r)``: a factor of the restricted ``G_d = Û_d Λ_d Û_dᵀ`` that ``apply`` applies
-        (columns past each point's ``d`` zero), not the wrapped field's ``A``, whose ``AAᵀ`` is all of ``G``."""
+        (columns past each point's ``d`` zero), not the wrapped field's ``A``, whose ``AAᵀ`` is all of ``G``.
+
+        ``√λ`` is taken of the positive eigenvalues only (0 for the others, whose eigenvector columns are zero): at
+        an eigenvalue of exactly 0 (a plane projector, a zero column) ``sqrt``'s backward had been ``0 · ∞ = NaN``,
+        so every gradient through this factor (a manifold on `reporting_metric`, a geodesic in it) was NaN."""
         pairs = eigenpairs(self.inner_field.factor(x, **kwargs))
         d = (intrinsic_dimension(pairs.values) if self.tangent_dim is None
              else torch.full(pairs.values.shape[:1], self.tangent_dim, device=x.device))
-        return truncate_basis(pairs.vectors * pairs.values.clamp_min(0).sqrt().unsqueeze(-2), d)
+        root = zero_safe_sqrt(pairs.values.clamp_min(0.0))  # (B, r); a NaN row's vectors are NaN and stay so
+        return truncate_basis(pairs.vectors * root.unsqueeze(-2), d)
 
     @full_precision
     def apply(self, x: Tensor, w: Tensor) -> Tensor:

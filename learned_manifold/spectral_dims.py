@@ -86,9 +86,11 @@ def warn_if_cut(pairs: Eigenpairs, d: int) -> None:
     short = pairs.kept < d if pairs.kept is not None else (pairs.vectors[..., d - 1] == 0).all(-1)
     cut = short & (top > 0)
     if bool(cut.any()):
-        ratio = (pairs.values[..., d - 1] / top)[cut].max().item()
+        # (read before the message: under torch.compile a host sync inside an f-string after a number that
+        # varies between calls, here d, breaks the message's join; `landing._warn_far_landed`)
+        ratio, count = (pairs.values[..., d - 1] / top)[cut].max().item(), int(cut.sum())
         warn_user(f"d = {d} asks for more directions than have eigenvalues above the rounding cut at "
-                  f"{int(cut.sum())} point(s) (λ_d/λ₁ up to {ratio:.3g}): those points get fewer than {d} "
+                  f"{count} point(s) (λ_d/λ₁ up to {ratio:.3g}): those points get fewer than {d} "
                   "directions (zero columns)")
 
 

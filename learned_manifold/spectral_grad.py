@@ -4,7 +4,8 @@
 ``torch.linalg.eigh``'s backward divides by ``λ_i − λ_j``: where two eigenvalues are exactly equal (any projector
 or orthonormal-frame field, e.g. the sphere's ``G = I − n̂n̂ᵀ``) it gives ``0 / 0 = NaN``, although what the
 library returns (the projector ``U_d U_dᵀ``, ``U_d Λ_d^{±1} U_dᵀ``) is smooth there. The gradient path (taken only
-when a gradient flows to ``A``; the forward values are the same) has two parts:
+when a gradient or a forward-mode tangent flows to ``A``, `geometry.eigenpairs`; the values are the same) has two
+parts, the same in reverse and forward mode (`_TieSafeEigh.backward`, `_TieSafeEigh.jvp`):
 
 1. `tie_safe_eigh`: ``eigh`` whose derivative drops the rotation terms ``(Wᵀ dS W)_ij / (λ_j − λ_i)`` of the
    pairs tied within rounding (`_tie_factors`: ``|λ_i − λ_j| ≤`` `tie_eps` ``· max(λ_i, λ_j)``, the factor's own

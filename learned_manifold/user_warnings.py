@@ -72,6 +72,11 @@ def warn_user(message: str, category: type[Warning] = UserWarning) -> None:
     `INTERNAL_PACKAGES`. Under a once-per-location filter, one warning per (that line, the calling library line,
     ``category``, the text's words), whatever its numbers (module docstring).
 
+    Build ``message`` from numbers read into plain variables first (``largest = float(t.max())``, then
+    ``f"{largest:.3g}"``): a host read (``float(t)``, ``.item()``) inside an f-string after a number torch.compile
+    holds as a graph input fails in compiled code (torch 2.13: ``TypeError: sequence item N``), and the builtin
+    ``format(v, ".3g")`` may ignore its spec there.
+
     Example:
         >>> import warnings
         >>> with warnings.catch_warnings(record=True) as caught:

@@ -21,8 +21,10 @@ method takes and returns data units. Since ``s = sqrt(E‖x − m‖²)`` over t
 ``m`` in units of ``s`` (`VAE.input_spread`) is 1 in RMS over those data, so at most 1/t² of them lie beyond ``t``
 (Markov). `far_inputs` judges from such spreads whether a data set lies far beyond that (other units, e.g. raw
 counts given to a VAE trained on log-normalised ones, whose codes were written silently far outside the training
-codes); the training package's ``encode_data`` and the CLI's ``encode`` warn by it. `VAE.encode` itself does not
-check (by default): it stays free of host syncs and data-dependent control flow, so it runs under ``torch.func``.
+codes); the training package's ``encode_data`` and the CLI's ``encode`` warn by it (`learned_manifold.vae_spread`:
+the check and the VAE's record of its training data's largest spread, which ``state_dict`` carries). `VAE.encode`
+itself does not check (by default): it stays free of host syncs and data-dependent control flow, so it runs under
+``torch.func``.
 """
 
 from __future__ import annotations
@@ -37,6 +39,20 @@ from torch import Tensor, nn
 from .metrics.base import as_points
 from .models import MAX_DEPTH, MAX_WIDTH, check_data_shape, check_int, check_real
 from .user_warnings import warn_user
+from .vae_spread import (  # the far-input check (re-exported: its home was this module)
+    BEYOND_FACTOR,
+    FAR_MEDIAN,
+    FAR_POINT,
+    FAR_SHARE,
+    MEDIAN_ROWS,
+    SPREAD_DROP,
+    STATE_KEY,
+    check_spread_max,
+    far_inputs,
+    spread_from_state,
+    spread_state,
+    training_spread_limit,
+)
 
 __all__ = ["BEYOND_FACTOR", "FAR_MEDIAN", "FAR_POINT", "FAR_SHARE", "MAX_CENTRES", "MAX_CONV_DEPTH", "MAX_LATENT",
            "MEDIAN_ROWS", "SPREAD_DROP", "VAE", "VAE_ARCHS", "VAEConfig", "far_inputs", "training_spread_limit"]
@@ -45,39 +61,6 @@ VAE_ARCHS = ("mlp", "conv")
 MAX_LATENT = 4096
 MAX_CENTRES = 65536
 MAX_CONV_DEPTH = 8
-
-FAR_MEDIAN = 3.0
-"""`far_inputs`: inputs whose median `VAE.input_spread` exceeds this (or the training data's largest spread, its
-top `SPREAD_DROP` dropped, `VAE.input_spread_max`, where that is larger and known) are in other units or far from
-the training data: over the training data the median is at most sqrt(2) (at most 1/9 of them lie beyond 3,
-Markov); 1.0 on log-normalised cells (max 1.34), where the raw counts of the same cells gave a median of 3.7 (max
-20.5). Markov bounds the whole training set only: a part of it (a small cluster far from the mean) may have a
-larger median, but one beyond the recorded limit only where more than half of its rows are among the top
-`SPREAD_DROP` of the training rows."""
-
-MEDIAN_ROWS = 20
-"""`far_inputs` applies the median rule from this many inputs on (the median of a few rows is those rows' own
-spread, which Markov does not bound); fewer are judged by `FAR_POINT` or `BEYOND_FACTOR` alone."""
-
-FAR_POINT = 10.0
-"""`far_inputs` of a VAE that does not know its training data's largest spread (`VAE.input_spread_max`: files
-written before it was recorded): inputs whose `VAE.input_spread` exceeds this lie far beyond the training data (at
-most 1% of the training data can, Markov; none of the log-normalised cells above lay beyond 1.34)."""
-
-BEYOND_FACTOR = 1.5
-"""`far_inputs` of a VAE that knows `VAE.input_spread_max`: inputs beyond this many times it lie beyond the
-training data (the raw counts above, in samples of 600 and 2,000 cells: their median 2.0 and 3.7 times the cells'
-RMS spread, 1.6 and 2.7 times the cells' largest, 1.29 and 1.34; 55% and 88% of them beyond 1.5 times it, so the
-600 cells' counts, whose median stays below `FAR_MEDIAN`, are caught only by this rule)."""
-
-SPREAD_DROP = 0.001
-"""`training_spread_limit` drops this share of the training data's largest spreads (the top 0.1%, ``floor(0.001 N)``
-rows; none of fewer than 1,000) before taking the largest: one outlier row among 2,000 had raised the true largest
-from 1.56 to 43.5, which silenced the check for the same data in other units (tester s36/N, problem 4)."""
-
-FAR_SHARE = 0.01
-"""`far_inputs` warns where more than this share of the inputs lie beyond `FAR_POINT` or `BEYOND_FACTOR` times
-`VAE.input_spread_max` (a single such input among fewer than 100)."""
 
 
 @dataclass
@@ -220,6 +203,8 @@ class VAE(nn.Module):
     Buffers (saved in the VAE file): ``scale`` ``()`` and ``mean`` ``data_shape`` (the standardisation),
     ``centres`` ``(K, d)``, ``bandwidths`` ``(K,)`` (the ``λ_k``) and ``std_weights`` ``(D, K)`` (``W ≥ 0``; zero
     until fitted, so an unfitted decoder has the constant std ``s/sqrt(ζ)``).
+    Extra state (``state_dict()["_extra_state"]``, `get_extra_state`): `input_spread_max` as float64 ``(1,)``, or
+    ``(0,)`` where unknown (`vae_spread`); the VAE file keeps it in its ``extra`` instead.
 
     Args:
         config: the architecture.
@@ -261,7 +246,8 @@ class VAE(nn.Module):
         self.input_spread_max: float | None = None
         """The training data's largest `input_spread` after dropping the top `SPREAD_DROP` of them
         (`training_spread_limit`; ``train_vae`` records it in the file's ``extra`` and `load_vae` reads it back; files
-        written before this rule hold the true largest), or ``None`` where unknown (older files; hand-made VAEs)."""
+        written before this rule hold the true largest), or ``None`` where unknown (older files; hand-made VAEs).
+        ``state_dict`` carries it as the extra state (`get_extra_state`), which ``.to(dtype)`` leaves alone."""
 
     # -- shapes ---------------------------------------------------------------------------------------------
     @property
@@ -357,48 +343,34 @@ class VAE(nn.Module):
         out = self.scale * torch.rsqrt(self.precision_standardised(z.to(self._dtype())))
         return out.to(z.dtype).reshape(z.shape[0], *self.data_shape)
 
+    # -- state_dict: `input_spread_max` as the module's extra state (`vae_spread`) ----------------------------
+    def get_extra_state(self) -> Tensor:
+        """``state_dict()[STATE_KEY]``: `input_spread_max` as float64 ``(1,)``, or ``(0,)`` where it is ``None``
+        (`vae_spread.spread_state`), so a ``state_dict`` round trip keeps it bit for bit.
+
+        Raises:
+            TypeError, ValueError: `input_spread_max` is not ``None`` or a finite positive number (naming it).
+        """
+        return spread_state(check_spread_max(self.input_spread_max, "vae.input_spread_max"))
+
+    def set_extra_state(self, state: object) -> None:
+        """`input_spread_max` from ``state`` (`get_extra_state`; `vae_spread.spread_from_state` checks it)."""
+        self.input_spread_max = spread_from_state(state, STATE_KEY)
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, local_metadata: dict, strict: bool,
+                              missing_keys: list[str], unexpected_keys: list[str], error_msgs: list[str]) -> None:
+        """`torch.nn.Module.load_state_dict` for the VAE: a bad recorded spread (``prefix + STATE_KEY``) is refused
+        before any tensor is copied; a state without one (saved before it was recorded, or a VAE file's tensors)
+        leaves `input_spread_max` as it was, as such a state always did, and is no missing key (``strict=True``
+        loads it)."""
+        key = prefix + STATE_KEY
+        if key in state_dict:
+            spread_from_state(state_dict[key], key)  # raises before anything is loaded
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+        if key not in state_dict and key in missing_keys:
+            missing_keys.remove(key)
+
     def extra_repr(self) -> str:
         c = self.config
         return f"data_shape={c.data_shape}, latent_dim={c.latent_dim}, arch={c.arch!r}, K={c.n_centres}"
-
-
-def training_spread_limit(spread: Tensor) -> float:
-    """What `VAE.input_spread_max` records of the training data's spreads ``(N,)``, ``N ≥ 1``, all finite: the
-    largest after dropping the top `SPREAD_DROP` (``floor(SPREAD_DROP · N)`` rows), so that a few outlier rows do
-    not raise the limit `far_inputs` judges other data by."""
-    spread = spread.detach().flatten().double()
-    keep = spread.numel() - math.floor(SPREAD_DROP * spread.numel())
-    return float(spread.kthvalue(keep).values)
-
-
-def far_inputs(spread: Tensor, train_max: float | None = None) -> str | None:
-    """How far from a VAE's training data lie inputs whose `VAE.input_spread` is ``spread`` ``(B,)``: the measured
-    gap and advice, or ``None`` where they lie near. It warns where more than `FAR_SHARE` of them lie beyond
-    ``BEYOND_FACTOR · train_max`` (`VAE.input_spread_max`: the training data's largest spread, the top `SPREAD_DROP`
-    dropped), or beyond `FAR_POINT` where that is ``None``; or where, from `MEDIAN_ROWS` inputs on, their median
-    exceeds ``max(FAR_MEDIAN, train_max)`` (`FAR_MEDIAN` where ``train_max`` is ``None``): other units or other
-    data. A set of the training rows can trigger it (where ``train_max`` is known) only where more than half of
-    them, and at least `MEDIAN_ROWS` / 2, are among the dropped top `SPREAD_DROP`, or more than `FAR_SHARE` of
-    them lie beyond ``BEYOND_FACTOR · train_max``, hence among those. An infinite spread (a float overflow of
-    finite inputs far away, or an infinite input) counts as far; a NaN spread (a NaN input) is not judged. Their
-    codes are extrapolation of the encoder (SPEC §11)."""
-    spread = spread.detach().double().flatten()
-    spread = spread[~torch.isnan(spread)]
-    if spread.numel() == 0:
-        return None
-    limit = FAR_POINT if train_max is None else BEYOND_FACTOR * train_max
-    median_limit = FAR_MEDIAN if train_max is None else max(FAR_MEDIAN, train_max)
-    median, far = float(spread.median()), int((spread > limit).sum())
-    by_median = spread.numel() >= MEDIAN_ROWS and median > median_limit
-    if not by_median and far <= FAR_SHARE * spread.numel():
-        return None
-    known = ("the training data: 1 in RMS, at most 1.41 at the median" if train_max is None else
-             f"the training data: 1 in RMS, at most {train_max:.3g} but for the top {SPREAD_DROP:.1%}")
-    beyond = (f"{BEYOND_FACTOR:g} times the training data's largest ({limit:.3g})" if train_max is not None else
-              f"{limit:g}")
-    return (f"their distance from the VAE's stored data mean is {median:.3g} times the training data's RMS spread "
-            f"at the median ({known}), up to {float(spread.max()):.3g}; {far} of {spread.numel()} lie beyond "
-            f"{beyond}. Other units (raw counts given to a VAE trained on log-normalised data?) or other data: "
-            f"their codes lie where the encoder saw no data (extrapolation), so prepare them as the training data "
-            f"were" + ("" if train_max is not None else " (for a VAE built by hand: its mean and scale, the training "
-                       "data's RMS distance from it, must describe the data it was trained on)"))

@@ -46,6 +46,7 @@ from .loader_failures import DataReadingFailed
 from .losses import FACTOR_TARGETS
 from .outputs import OutputError, OutputLock, check_not_data, check_output
 from .recipe_checks import MLP_ONLY
+from .resume import saved_choices
 from .runtime import TrainingInterrupted, check_training_tensor, init_distributed, resolve_device
 
 __all__ = ["build_parser", "main"]
@@ -113,7 +114,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--depth", type=int, default=_DEFAULTS["depth"], help="MLP residual blocks")
     p.add_argument("--landmarks", type=int, default=None,
                    help="training points stored in the model file, through which geodesics start (default: "
-                        "min(4096, max(2, 2^21 / D)) of them; 0: the file holds no data points; at least 2 otherwise)")
+                        "min(4096, max(2, 2^21 / D)) of them; 0: the file holds no data points; at least 2 otherwise; "
+                        "at most the training points: more stores them all, with a warning)")
     p.add_argument("--lr", type=float, default=_DEFAULTS["lr"],
                    help="AdamW learning rate (warm-up, then cosine decay to lr/10)")
     p.add_argument("--weight-decay", type=float, default=_DEFAULTS["weight_decay"], help="AdamW weight decay")
@@ -311,6 +313,8 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
                 check_training_tensor(data)  # its message names "data": here, the file or name given
             except ValueError as err:
                 raise ValueError(f"DATA {args.data!r}: {err}") from None
+            if args.resume:  # a setting not given ("auto") takes an older saved run's value, not today's rule's
+                config = saved_choices(out, config, tuple(data.shape[1:]))
             if writes:  # how many were read (a folder's nested sub-folders are not: the reader warns)
                 print(f"read {data.shape[0]:,} {'images' if data_info else 'points'} of shape {tuple(data.shape[1:])} "
                       f"from {args.data}")

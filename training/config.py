@@ -24,6 +24,7 @@ from learned_manifold.models import (
 )
 from learned_manifold.precision import PRECISIONS
 from learned_manifold.unet import UNET_PRESETS
+from learned_manifold.user_warnings import warn_user
 
 from .backbone_spec import is_image_shape, model_spec
 from .losses import FACTOR_TARGETS
@@ -243,8 +244,8 @@ class TrainConfig:
             walks the shortest path through them, `learned_manifold.geodesic_init`): without them a learned
             field's default start is the straight line landed on the data, which jumps between the layers of a
             swiss roll. ``None`` (default): `DEFAULT_LANDMARKS`; ``0``: store none (the file then holds no data);
-            ``1`` is refused (one point makes no graph).
-            They do not change the training.
+            ``1`` is refused (one point makes no graph); more than the run's training points stores them all,
+            with a warning (`landmark_count`). They do not change the training.
 
     Raises:
         TypeError: a field of the wrong type (e.g. a float number of steps, a bool where a flag's True/False or a
@@ -374,14 +375,19 @@ class TrainConfig:
     def landmark_count(self, n_train: int, D: int) -> int:
         """Landmarks a run on ``n_train`` training points of dimension ``D`` stores: ``landmarks`` (or, when
         ``None``, `learned_manifold.metrics.knn_spacing.graph_point_count` with the landmarks' floor of 2: the
-        rows a k-NN field's neighbour graph joins up to ``D = 8,192``, never 1), at most ``n_train``;
-        ``ValueError`` naming the field when more than `MAX_LANDMARK_NUMBERS` numbers are asked for."""
+        rows a k-NN field's neighbour graph joins up to ``D = 8,192``, never 1), at most ``n_train``: an explicit
+        ``landmarks`` above ``n_train`` stores all ``n_train`` training points, with a warning saying so (it
+        was cut down without a word, tester B s37); ``ValueError`` naming the field when more than
+        `MAX_LANDMARK_NUMBERS` numbers are asked for."""
         if self.landmarks is None:
             return graph_point_count(n_train, D, floor=LANDMARK_FLOOR, max_numbers=MAX_LANDMARK_NUMBERS)
         if self.landmarks * D > MAX_LANDMARK_NUMBERS:
             raise ValueError(f"landmarks: {self.landmarks} points of dimension {D} exceed the "
                              f"{MAX_LANDMARK_NUMBERS} numbers a model file may store; ask for at most "
                              f"{MAX_LANDMARK_NUMBERS // D}")
+        if self.landmarks > n_train:
+            warn_user(f"landmarks: {self.landmarks} asked for, but the run has {n_train} training points (the "
+                      f"held-out ones are never stored): the model file stores all {n_train} training points")
         return min(self.landmarks, n_train)
 
     def check_data_dim(self, D: int) -> int:

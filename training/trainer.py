@@ -44,7 +44,7 @@ from .data.stream import ArraySource
 from .outputs import OutputLock, check_output, other_kinds_state
 from .refit import refit_factor
 from .result import TrainResult
-from .resume import check_resume
+from .resume import check_resume, saved_choices
 from .runtime import (
     TrainingDiverged,
     TrainingInterrupted,
@@ -194,6 +194,8 @@ def train(
             other = other_kinds_state(out, vae=False) if resume else None
             if other is not None:  # a VAE's state: refused at once, before the data are read
                 check_resume(out, other, cfg, tuple(data.shape[1:]))
+        if resume:  # a setting left to a rule takes an older saved run's value (`resume.saved_choices`)
+            cfg = saved_choices(out, cfg, tuple(data.shape[1:]))
         rows = TrainingRows(data, val_points=cfg.val_points, seed=cfg.seed, batch_size=cfg.batch_size,
                             device=device, rank=rank_id, world=world, workers=workers)
         # `refit_factor` by this module's name: a test can stand in for it here

@@ -149,8 +149,11 @@ def check_finite_points(x: Tensor, name: str, why: str = "") -> None:
     ``why`` is appended to the message. One device sync."""
     finite = torch.isfinite(x).flatten(1).all(-1) if x.ndim > 1 else torch.isfinite(x)
     if not bool(finite.all()):
-        raise ValueError(f"{name} holds NaN or inf at {int((~finite).sum())} point(s) (the first: "
-                         f"{int((~finite).nonzero()[0])}){why}")
+        # The numbers are read before the message is built: under torch.compile a host sync (a graph break) inside
+        # an f-string, after a number that varies between calls, left that number among the pieces the resumed
+        # frame joins ("TypeError: sequence item 1: expected str instance, int found", s37; torch 2.13's dynamo).
+        count, first = int((~finite).sum()), int((~finite).nonzero()[0])
+        raise ValueError(f"{name} holds NaN or inf at {count} point(s) (the first: {first}){why}")
 
 
 def rounding_eps(field: nn.Module, dtype: torch.dtype) -> float:
@@ -178,8 +181,8 @@ def check_finite_output(x: Tensor, out: Tensor, what: str, *, also: Tensor | Non
     bad = ~torch.isfinite(out.flatten(1)).all(-1) & torch.isfinite(x).all(-1)
     flags = torch.stack([bad.any(), also.any() if also is not None else bad.new_zeros(())]).tolist()
     if flags[0]:
-        worst = x[bad].abs().max().item()
-        raise NonFiniteFieldOutput(f"the {what} gave NaN/inf at {int(bad.sum())} finite point(s) of x (largest "
+        count, worst = int(bad.sum()), x[bad].abs().max().item()  # read first (`check_finite_points`)
+        raise NonFiniteFieldOutput(f"the {what} gave NaN/inf at {count} finite point(s) of x (largest "
                                    f"|coordinate| {worst:.3g}): its arithmetic in {x.dtype} over- or underflowed, "
                                    "either because these points lie too far outside the data's range, or because "
                                    "the data (or the bandwidth) sit at a scale whose squares leave that dtype's "

@@ -63,8 +63,9 @@ def batched_cg(matvec: LinearMap, b: Tensor, *, iters: int, tol: float) -> Tenso
         rr = rr_next
     indefinite = unwrapped(indefinite)
     if bool(indefinite.any()):
+        count = int(indefinite.sum())  # read first (`metrics.base.check_finite_points`: torch.compile)
         raise ValueError(
-            f"conjugate gradients met a matrix that is not positive definite at {int(indefinite.sum())} "
+            f"conjugate gradients met a matrix that is not positive definite at {count} "
             "point(s); increase the regulariser (delta or eps)"
         )
     left = (rr > stop) & (rr > 0)
@@ -72,7 +73,8 @@ def batched_cg(matvec: LinearMap, b: Tensor, *, iters: int, tol: float) -> Tenso
     left = unwrapped(left)
     if bool(left.any()):  # out of iterations: say so rather than return an unconverged solve as if it were one
         worst = float(unwrapped(relative).max().sqrt().detach()) if relative is not None else float("nan")
-        warn_user(f"conjugate gradients stopped after cg_iters={iters} iterations at {int(left.sum())} point(s) "
+        count = int(left.sum())  # read first (`metrics.base.check_finite_points`: torch.compile)
+        warn_user(f"conjugate gradients stopped after cg_iters={iters} iterations at {count} point(s) "
                   f"with relative residual up to {worst:.2g} > cg_tol={tol:g}: the solve is approximate; raise "
                   "cg_iters (an ill-conditioned G at small sigma needs more) or the regulariser", RuntimeWarning)
     return x

@@ -23,10 +23,11 @@ from torch import Tensor
 from ..checks import Count, NotANumberError, Real
 from ..geometry import lowrank_apply, lowrank_solve
 from ..precision import full_precision
-from .base import CoMetricField, check_count, check_finite_output, check_points, check_scalar, check_vectors
+from .base import CoMetricField, check_count, check_finite_output, check_points, check_vectors
 from .knn_index import as_tensor, build_index, data_key, field_data
+from .knn_settings import SETTINGS, checked_setting
 from .knn_spacing import GRAPH_NUMBERS, GRAPH_POINTS, cached_graph, cached_spacing, graph_rows, warn_if_copies
-from .nearest import DEFAULT_CHUNK, by_distance, nearest_rows, nearest_set
+from .nearest import by_distance, nearest_rows, nearest_set
 from .pseudo_inverse import pinv_solve as _pinv_solve
 
 __all__ = ["KNNCDC"]
@@ -50,7 +51,7 @@ class KNNCDC(CoMetricField):
             overflow are searched in float32 (`knn_index.build_index`).
         k: number of neighbours, ``2 ≤ k ≤ N`` for the centred field (one neighbour has no covariance: ``G ≡ 0``),
             ``1 ≤ k ≤ N`` for the uncentred one.
-        sigma: bandwidth ``σ > 0`` in data units.
+        sigma: bandwidth ``σ > 0`` in data units (a 0-d floating tensor is kept as it is: `knn_settings`).
         centred: mean-centred ``Γ̂ᶜ`` (default) or uncentred ``Γ̂``.
         delta: isotropic part ``δ ≥ 0`` added by ``apply`` and ``metric``.
         chunk_size: data rows per distance block (default ``min(N, 65536)``); query rows per block are chosen
@@ -62,7 +63,8 @@ class KNNCDC(CoMetricField):
     place), so the field does not depend on ``chunk_size`` or on the other queries of a batch (`nearest_rows`).
 
     Attributes:
-        dim: ``D``. low_rank: ``True``. centred, k, sigma, delta, chunk_size: as given.
+        dim: ``D``. low_rank: ``True``. centred, k, sigma, delta, chunk_size: as given, as ``bool``/``int``/
+        ``float`` (a tensor ``sigma`` kept); they may be set afterwards, checked as by the constructor (`__setattr__`).
 
     Example:
         >>> field = KNNCDC(torch.randn(1000, 3), k=32, sigma=0.3)
@@ -82,7 +84,7 @@ class KNNCDC(CoMetricField):
         data: Tensor | np.ndarray,
         *,
         k: Count = 64,
-        sigma: Real,
+        sigma: Real | Tensor,
         centred: bool = True,
         delta: Real = 0.0,
         chunk_size: Count | None = None,
@@ -96,25 +98,24 @@ class KNNCDC(CoMetricField):
             raise ValueError(f"data must be a floating-point tensor, got {data.dtype}; convert it first")
         if not bool(torch.isfinite(data).all()):
             raise ValueError("data contains NaN or infinite values")
-        if not isinstance(centred, bool):
-            raise NotANumberError(f"centred must be a bool, got {type(centred).__name__}")
         if not isinstance(persistent, bool):
             raise NotANumberError(f"persistent must be a bool, got {type(persistent).__name__}")
-        n = data.shape[0]
         self.register_buffer("data", field_data(data), persistent=persistent)
         for name in ("origin", "_search_data", "data_sq"):  # derived from ``data`` by `_index`, not saved
             self.register_buffer(name, None, persistent=False)
         self.dim = self.data.shape[1]
-        self.k = check_count(k, "k", high=n)
-        if self.k < 2 and centred:  # the uncentred field's one column points at the nearest data point
-            raise ValueError(f"k must be at least 2 for the centred field (of at least 2 data points; N = {n}), got "
-                             f"{self.k}: one neighbour has no covariance, so the field would be G = 0 everywhere")
+        self.centred = centred  # each setting checked and converted by `__setattr__` (centred first: k reads it)
+        self.k = k  # (the uncentred field's one column points at the nearest data point: k = 1 allowed there)
+        self.sigma, self.delta, self.chunk_size = sigma, delta, chunk_size
         self._index()
-        self.sigma = check_scalar(sigma, "sigma")
-        self.centred = centred
-        self.delta = check_scalar(delta, "delta", allow_zero=True)
-        chunk = min(n, DEFAULT_CHUNK) if chunk_size is None else check_count(chunk_size, "chunk_size")
-        self.chunk_size = chunk
+
+    def __setattr__(self, name: str, value: object) -> None:
+        """A setting (`knn_settings.SETTINGS`: ``k``, ``sigma``, ``centred``, ``delta``, ``chunk_size``) is checked
+        and converted as the constructor's argument is, whenever it is set (`knn_settings.checked_setting`: e.g.
+        ``field.k = np.int64(8)`` stores ``8``; ``field.sigma = 0`` raises a ``ValueError`` naming ``sigma``)."""
+        if name in SETTINGS:
+            value = checked_setting(self, name, value)
+        super().__setattr__(name, value)
 
     def _data_key(self) -> tuple:
         """What identifies the contents of ``data`` cheaply (`knn_index.data_key`)."""

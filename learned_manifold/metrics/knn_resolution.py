@@ -28,7 +28,8 @@ def warn_unresolved(data: Tensor, mean: Tensor, spread: float) -> None:
     dtype = str(data.dtype).removeprefix("torch.")
     problem = float_resolution_problem(top, spread, torch.finfo(data.dtype).eps, f"{dtype}, the data's dtype,")
     if problem is not None:
-        warn_user(f"KNNCDC {problem}: the data's mean lies {float(mean.norm()):.3g} from the origin, and "
+        offset = float(mean.norm())  # read before the message (torch.compile: `landing._warn_far_landed`)
+        warn_user(f"KNNCDC {problem}: the data's mean lies {offset:.3g} from the origin, and "
                   "neighbours, tangents and the neighbour graph carry that rounding (a connected curve may "
                   "read as separate clusters); build the field from float64 data, or subtract an offset (e.g. "
                   f"the mean) from the data before they are rounded to {dtype}", UserWarning)

@@ -44,6 +44,7 @@ from torch import Tensor
 
 from ..checks import as_index
 from ..precision import full_precision
+from ..spectral_grad import tie_eps, tie_safe_eigh, within_terms
 from ..user_warnings import warn_user
 from .base import CoMetricField, check_points, check_scalar, check_vectors
 
@@ -170,18 +171,29 @@ class VAEPullbackMetric(CoMetricField):
         out = vjp_fn(torch.func.jvp(self.embed, (x,), (v,))[1])[0]
         return out + self.eps * v if self.eps else out
 
-    def _spectrum(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Eigenvalues ``(B, d)`` ascending, eigenvectors ``(B, d, d)`` of ``M(z)`` and which points have a
+    def _spectrum(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Eigenvalues ``(B, d)`` ascending, eigenvectors ``(B, d, d)`` of ``M(z)``, the within-tie terms
+        ``E = WᵀMW − Λ`` ``(B, d, d)`` (exactly 0 in value, `spectral_grad.within_terms`) and which points have a
         numerically singular ``M`` ``(B,)``: smallest eigenvalue at most ``16 d ε λ_max`` (``ε`` of the dtype:
-        below that the eigenvalue is rounding of ``J_fᵀJ_f``), or ``M = 0``. A ``d × d`` latent matrix."""
-        values, vectors = torch.linalg.eigh(self.pullback(z))
+        below that the eigenvalue is rounding of ``J_fᵀJ_f``), or ``M = 0``. A ``d × d`` latent matrix.
+
+        The decomposition is `spectral_grad.tie_safe_eigh` (the same values as ``torch.linalg.eigh``): a plain
+        ``eigh``'s derivative divides by ``λ_i − λ_j``, NaN where ``M`` has tied eigenvalues (a flat decoder
+        region: ``M = εI``; an isometric decoder), although ``M^{-1} w`` and ``log det M`` are smooth there.
+        """
+        M = self.pullback(z)
+        values, vectors = tie_safe_eigh(M, tie_eps(M.dtype))
+        within = within_terms(M, values, vectors, torch.ones_like(values, dtype=torch.bool))
         top = values[:, -1]
         singular = (values[:, 0] <= 16 * self.dim * torch.finfo(values.dtype).eps * top) | (top <= 0)
-        return values, vectors, singular
+        return values, vectors, within, singular
 
     @full_precision
     def apply(self, x: Tensor, w: Tensor) -> Tensor:
         """``M^{-1} w`` from the eigenpairs of the dense ``d × d`` ``M``: ``(B, d)``, ``(B, d)`` → ``(B, d)``.
+
+        Derivatives (reverse and forward mode) are exact also where ``M`` has tied eigenvalues (`_spectrum`; a
+        plain ``eigh`` had given NaN gradients there).
 
         Raises:
             ValueError: ``M`` is (numerically) singular at some point (a degenerate decoder there, or a latent
@@ -189,12 +201,17 @@ class VAEPullbackMetric(CoMetricField):
                 values of 10¹⁸ there without complaint.
         """
         check_vectors(x, w, self.dim, "w")
-        values, vectors, singular = self._spectrum(x)
+        values, vectors, within, singular = self._spectrum(x)
         if bool(singular.any()):
             raise ValueError(f"the VAE pullback metric is singular at {int(singular.sum())} point(s) (smallest "
                              "eigenvalue of M at the rounding level of the largest); construct VAEPullbackMetric "
                              "with eps > 0")
-        coef = (vectors.transpose(-1, -2) @ w.unsqueeze(-1)) / values.unsqueeze(-1)
+        coords = vectors.transpose(-1, -2) @ w.unsqueeze(-1)  # (B, d, 1)
+        # Λ^{-1} + L[E] (SPEC §5, `spectral_grad`): L[E]_ij = −E_ij / (λ_i λ_j) is 0 in value, so the values are
+        # those of Λ^{-1} coords; its derivative restores the within-tie terms the tie-safe eigh drops.
+        inverse = 1.0 / values
+        divided = -(inverse.unsqueeze(-1) * inverse.unsqueeze(-2)) * within
+        coef = coords / values.unsqueeze(-1) + divided @ coords
         return (vectors @ coef).squeeze(-1)
 
     @full_precision
@@ -209,7 +226,7 @@ class VAEPullbackMetric(CoMetricField):
     def log_volume(self, z: Tensor) -> Tensor:
         """Log volume element ``½ log det M(z)``: ``(B, d)`` → ``(B,)`` (the background of paper Fig. 9);
         ``−inf`` where ``M`` is numerically singular (`_spectrum`), not the log of its rounding."""
-        values, _, singular = self._spectrum(z)
+        values, _, _, singular = self._spectrum(z)
         out = 0.5 * values.clamp_min(torch.finfo(values.dtype).tiny).log().sum(-1)
         return torch.where(singular, torch.full_like(out, float("-inf")), out)
 

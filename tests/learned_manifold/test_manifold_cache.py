@@ -296,6 +296,7 @@ def test_a_lookup_then_an_entry_can_share_one_read_of_the_key(monkeypatch):
     Given the key read once (`field_key`) neither reads it again; an entry made with the key read before the field
     changed misses afterwards (it never answers for a state its factor was not computed in)."""
     from learned_manifold import manifold_cache as mc
+    from learned_manifold import manifold_field_key as mk  # (where the key's functions read it)
 
     field = LearnedCDC(MetricModel(ModelConfig(data_shape=(3,), rank=2, arch_kwargs={"hidden": 8, "depth": 1,
                                                                                       "emb_dim": 4})))
@@ -303,8 +304,8 @@ def test_a_lookup_then_an_entry_can_share_one_read_of_the_key(monkeypatch):
     with torch.no_grad():
         A = field.factor(x)
     key, reads = mc.field_key(field), []
-    read = mc.field_key
-    monkeypatch.setattr(mc, "field_key", lambda f: reads.append(1) or read(f))
+    read = mk.field_key
+    monkeypatch.setattr(mk, "field_key", lambda f: reads.append(1) or read(f))
     assert not mc.cache_hit(field, None, x, key)
     entry = mc.cache_entry(field, x, A, key=key)
     assert mc.cache_hit(field, entry, x.clone(), key) and not reads

@@ -141,7 +141,7 @@ def test_curvature_hints_admit_a_manifold_and_numpy_integers(sphere_field):
 
 def test_public_count_real_and_points_hints(sphere_field):
     hints = {
-        KNNCDC.__init__: {"k": Count, "chunk_size": Count | None, "sigma": Real, "delta": Real},
+        KNNCDC.__init__: {"k": Count, "chunk_size": Count | None, "sigma": Real | torch.Tensor, "delta": Real},
         KNNCDC.neighbour_graph: {"k": Count},
         LearnedDataManifold.__init__: {"tangent_dim": Count | None, "landing_steps": Count, "sigma": Real | None,
                                        "delta": Real, "landing_tol": Real},

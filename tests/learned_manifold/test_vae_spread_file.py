@@ -4,12 +4,16 @@ instead of dropping it silently (tester s36/N, problem 1); the VAE's own value i
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save as st_save
 
-from learned_manifold.model_file import ModelFileError, write_module_file
+from learned_manifold.model_checksum import CHECKSUM_KEY, checksum
+from learned_manifold.model_file import ModelFileError
 from learned_manifold.vae import VAE, VAEConfig
 from learned_manifold.vae_file import VAE_FORMAT, VAE_VERSION, load_vae, read_vae_metadata, save_vae
 
@@ -20,11 +24,16 @@ def small_vae(spread: object = None) -> VAE:
     return vae
 
 
-def write_raw(vae: VAE, path, extra: dict):
-    """A VAE file whose ``extra`` holds whatever is given (as an edited or foreign file may): `save_vae`'s own
-    checks bypassed."""
-    return write_module_file(vae, "vae", path, file_format=VAE_FORMAT, version=VAE_VERSION,
-                             config=vae.config.to_dict(), extra=extra)
+def write_raw(vae: VAE, path: Path, extra: dict) -> Path:
+    """A VAE file built by hand as the writer of commit cc164c5 built it (`model_file.write_module_file` of the
+    VAE, whose state dict was then its parameters and buffers alone), its ``extra`` whatever is given (as an
+    edited or foreign file may hold): `save_vae`'s own checks bypassed."""
+    tensors = {name: t.detach().contiguous() for name, t in [*vae.named_parameters(), *vae.named_buffers()]}
+    metadata = {"format": VAE_FORMAT, "version": VAE_VERSION, "config": json.dumps(vae.config.to_dict()),
+                "extra": json.dumps(extra)}
+    metadata[CHECKSUM_KEY] = checksum(metadata, tensors)
+    path.write_bytes(st_save(tensors, metadata=metadata))
+    return path
 
 
 @pytest.mark.parametrize("bad", [-1.0, 0.0, math.nan, math.inf, "big", [1.3], True, torch.ones(1)])

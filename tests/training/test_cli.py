@@ -92,10 +92,13 @@ def test_unknown_dataset_lists_the_valid_names(tmp_path, capsys):
 @pytest.mark.filterwarnings("ignore:.* by the checks at the end:learned_manifold.ModelFileWarning")  # a tiny run
 def test_gaussian_preconditioning_from_the_command_line(tmp_path):
     """``--input-scaling gaussian --grad-clip 0`` reach the model file: the Gaussian model of the 2-D circle data
-    (its rank capped at D = 2) is stored and loads back."""
+    (its rank capped at D = 2) is stored and loads back. The circle fills R², where ``auto`` does not precondition:
+    the forced option is warned of (`input_choices.choose_input_scaling`)."""
     out = tmp_path / "g.lmm"
-    assert main(["train", "circle", "--out", str(out), "--rank", "2", *SMALL, "--input-scaling", "gaussian",
-                 "--grad-clip", "0"]) == 0
+    with pytest.warns(UserWarning, match=r"input_scaling 'gaussian' \(--input-scaling gaussian\) is forced on data "
+                                         r"whose linear span has 2 of their 2 dimensions"):
+        assert main(["train", "circle", "--out", str(out), "--rank", "2", *SMALL, "--input-scaling", "gaussian",
+                     "--grad-clip", "0"]) == 0
     model = load_model(out)
     assert model.config.input_scaling == "gaussian" and model.config.gaussian_rank == 2
     assert model.pc_var.sum().item() == pytest.approx(1.0, rel=0.05)  # standardised data: E‖z‖² = 1

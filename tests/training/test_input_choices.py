@@ -326,3 +326,70 @@ def test_coordinates_in_different_units_are_warned_of_before_training():
         warnings.simplefilter("error")
         for data in ordinary:
             choose_input_scaling(TrainConfig(), _rows(data), "film_mlp")
+
+
+def test_gaussian_scaling_forced_on_data_that_fill_the_space_is_warned_of_naming_the_option():
+    """``--input-scaling gaussian`` on a circle in R² (span 2 of 2, which ``"auto"`` leaves unpreconditioned) trained
+    to 20× the default's tangent error and read dimension 2 everywhere, without a word (tester B s37). Forced there,
+    the choice warns once, naming the option and why ``auto`` does not choose it; forced where the span is a small
+    part of R^D, or left to ``auto``, it does not."""
+    import warnings
+
+    from learned_manifold_training.input_choices import choose_input_scaling
+
+    g = torch.Generator().manual_seed(0)
+    circle, torus = Sphere(1, 2).sample(300, generator=g), Torus(3).sample(300, generator=g)
+    forced = TrainConfig(input_scaling="gaussian")
+    for data, span in ((circle, 2), (torus, 3)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("default")
+            chosen, components, why = choose_input_scaling(forced, _rows(data), "film_mlp")
+        assert chosen == "gaussian" and components is not None  # forced: still applied, as asked
+        assert (why["span_dimension"], why["dim"]) == (span, span)
+        messages = [str(w.message) for w in caught]
+        assert len(messages) == 1, messages
+        assert messages[0].startswith(f"input_scaling 'gaussian' (--input-scaling gaussian) is forced on data whose "
+                                      f"linear span has {span} of their {span} dimensions: input_scaling 'auto' ")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert choose_input_scaling(TrainConfig(), _rows(circle), "film_mlp")[0] == "none"  # auto: none, silent
+        sphere = Sphere(2, 10).sample(300, generator=g)  # span 3 of 10: what the preconditioning is for
+        assert choose_input_scaling(forced, _rows(sphere), "film_mlp")[0] == "gaussian"
+
+
+def test_gaussian_scaling_forced_on_the_unet_is_warned_of_with_what_is_true_of_the_unet():
+    """``auto`` never preconditions the UNet, whatever the span, and the UNet was never trained or measured with
+    Gaussian preconditioning: forced there, the warning says so, for full-span noise images and for images of a
+    small span alike, and quotes neither ``auto``'s span rule nor the MLP's measurements (which it did, untrue for
+    the UNet: reviewer s37 finding 6). The MLP keeps its own text, on the same points flattened."""
+    import warnings
+
+    from learned_manifold_training.input_choices import choose_input_scaling
+
+    g = torch.Generator().manual_seed(0)
+    noise = torch.randn(300, 1, 4, 4, generator=g)  # span 16 of 16
+    small = Sphere(2, 16).sample(300, generator=g).reshape(300, 1, 4, 4)  # span 3 of 16: "auto" would on the MLP
+    forced = TrainConfig(input_scaling="gaussian")
+
+    def forced_warnings(data: torch.Tensor, arch: str) -> list[str]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("default")
+            assert choose_input_scaling(forced, _rows(data), arch)[0] == "gaussian"  # still applied, as asked
+        return [str(w.message) for w in caught]
+
+    for data, span in ((noise, 16), (small, 3)):
+        (message,) = forced_warnings(data, "unet")
+        assert message.startswith(f"input_scaling 'gaussian' (--input-scaling gaussian) is forced on the UNet (data "
+                                  f"whose linear span has {span} of their 16 dimensions): the UNet was never trained "
+                                  "or measured with Gaussian preconditioning, and input_scaling 'auto' (the default) "
+                                  "leaves the UNet unpreconditioned whatever the span."), message
+        assert "preconditions only where" not in message and "torus" not in message and "0.085" not in message
+    (mlp,) = forced_warnings(noise.flatten(1), "film_mlp")
+    assert mlp.startswith("input_scaling 'gaussian' (--input-scaling gaussian) is forced on data whose linear span "
+                          "has 16 of their 16 dimensions: input_scaling 'auto' (the default) preconditions only where "
+                          "the span has at most 0.5 D dimensions") and "0.085 against 0.029" in mlp
+    assert "UNet" not in mlp and forced_warnings(small.flatten(1), "film_mlp") == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for data in (noise, small):  # auto: the UNet unpreconditioned, silent
+            assert choose_input_scaling(TrainConfig(), _rows(data), "unet")[:2] == ("none", None)

@@ -116,3 +116,17 @@ def test_learned_geodesics_start_through_the_landmarks(sphere_model, sphere):
     with pytest.raises(ValueError, match="data"):
         LearnedCDC(sphere_model, data=torch.zeros(10, 4))
 
+
+
+def test_more_landmarks_than_training_points_store_them_all_with_a_warning():
+    """``--landmarks 500`` on 160 training points stored 160 without a word (tester B s37): the count is still cut to
+    the training points (landmarks never change the training), and a warning names the setting and both counts."""
+    with pytest.warns(UserWarning, match=r"^landmarks: 500 asked for, but the run has 160 training points .*: the "
+                                         r"model file stores all 160 training points$"):
+        assert TrainConfig(landmarks=500).landmark_count(160, 2) == 160
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert TrainConfig(landmarks=160).landmark_count(160, 2) == 160
+        assert TrainConfig().landmark_count(160, 2) == 160  # the default is documented as capped
