@@ -60,6 +60,7 @@ from .safetensors_reader import (
     check_metadata_keys,
     compare_shapes,
     expected_shapes,
+    file_state,
     parse_json,
     read_header,
     read_tensors,
@@ -264,14 +265,15 @@ def load_module_state(build: Callable[[], _M], tensors: dict[str, Tensor], path:
 
 
 def state_to_save(module: torch.nn.Module, name: str, path: str | os.PathLike) -> dict[str, Tensor]:
-    """``module``'s state dict on the CPU, contiguous, for writing to ``path``.
+    """``module``'s state as its file holds it (`safetensors_reader.file_state`) on the CPU, contiguous, for writing to
+    ``path``.
 
     Raises:
         ValueError: a tensor holds NaN or inf (as `load_model` reads it: float64 values beyond float32's range
             count), before anything is written, so a diverged model never replaces a good file with one that
             cannot be loaded.
     """
-    state = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
+    state = {k: v.detach().to("cpu").contiguous() for k, v in file_state(module).items()}
     for key, t in state.items():
         if t.is_floating_point() and not bool(torch.isfinite(t.float()).all()):
             raise ValueError(f"{name}: tensor {key!r} holds non-finite values (NaN or inf), which no model file may "

@@ -42,6 +42,7 @@ __all__ = [
     "check_metadata_keys",
     "compare_shapes",
     "expected_shapes",
+    "file_state",
     "parse_json",
     "read_header",
     "read_tensors",
@@ -240,7 +241,15 @@ def expected_shapes(reader: SafetensorsReader, build: Callable[[], torch.nn.Modu
             module = build()
     except (TypeError, ValueError, RuntimeError) as err:
         raise reader.error(f"has an invalid {what}: {err}") from None
-    return {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    return {k: tuple(v.shape) for k, v in file_state(module).items()}
+
+
+def file_state(module: torch.nn.Module) -> dict[str, Tensor]:
+    """``module.state_dict()`` as a model or VAE file holds it: its parameters and buffers, without the extra state
+    of submodules that define ``get_extra_state`` (``"_extra_state"``, ``"<prefix>._extra_state"``: a file keeps such
+    state in its metadata, e.g. a VAE's recorded input spread in ``extra``, `vae_file`), so files stay as earlier
+    versions wrote and read them."""
+    return {k: v for k, v in module.state_dict().items() if k != "_extra_state" and not k.endswith("._extra_state")}
 
 
 def compare_shapes(reader: SafetensorsReader, header: dict, expected: dict[str, tuple[int, ...]]) -> None:

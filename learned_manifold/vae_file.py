@@ -18,8 +18,8 @@ reader, header checks and tensor reads), in the same order, each step before the
    version-2 file without one is refused).
 
 The tensors are the VAE's parameters and buffers: its state dict less its extra state (``_extra_state``, the
-VAE's ``input_spread_max``, which the file keeps in ``extra`` as files did before ``state_dict`` carried it), so
-files read and write as they did.
+VAE's ``input_spread_max``, which the file keeps in ``extra`` as files did before ``state_dict`` carried it:
+`safetensors_reader.file_state`, for model files too), so files read and write as they did.
 
 Every refusal is one `ModelFileError` (a ``ValueError``) naming the file. Writing is atomic
 (`model_file.atomic_write_bytes`: same-folder temporary file and rename, umask respected, a symlink or special
@@ -50,7 +50,7 @@ from .safetensors_reader import (
     read_tensors,
 )
 from .vae import VAE, VAEConfig
-from .vae_spread import STATE_KEY, check_spread_max
+from .vae_spread import check_spread_max
 
 __all__ = ["VAE_FORMAT", "VAE_VERSION", "load_vae", "read_vae_metadata", "save_vae"]
 
@@ -59,23 +59,6 @@ VAE_VERSION = "2"  # 2: the checksum and the config keys added since 1; both are
 _KEYS = ("format", "version", "config", "extra")
 _KIND = "VAE file"
 SPREAD_KEY = "input_spread_max"  # `VAE.input_spread_max` in the file's ``extra``
-
-
-def _file_tensors(state: dict) -> dict:
-    """A VAE state dict as the file holds it: without the extra state (`vae_spread.STATE_KEY`, the VAE's
-    ``input_spread_max``, which the file keeps in ``extra``), so files stay as earlier versions wrote and read them."""
-    return {key: value for key, value in state.items() if key != STATE_KEY}
-
-
-class _StoredVAE:
-    """``vae`` as `model_file.write_module_file` reads the module it writes (its ``state_dict()`` alone, duck-typed):
-    its tensors as the file holds them (`_file_tensors`)."""
-
-    def __init__(self, vae: VAE):
-        self.vae = vae
-
-    def state_dict(self) -> dict:
-        return _file_tensors(self.vae.state_dict())
 
 
 def _read_config(reader: SafetensorsReader, metadata: dict) -> tuple[VAEConfig, dict]:
@@ -112,7 +95,7 @@ def _read_checked(path: Path) -> tuple[VAEConfig, dict, dict]:
     with reader.file:
         header, metadata, data_len = read_header(reader)
         config, extra = _read_config(reader, metadata)
-        compare_shapes(reader, header, _file_tensors(expected_shapes(reader, lambda: VAE(config), "VAE config")))
+        compare_shapes(reader, header, expected_shapes(reader, lambda: VAE(config), "VAE config"))
         tensors = read_tensors(reader, header, data_len)
     for name, ok, rule in (("scale", float(tensors["scale"]) > 0, "> 0"),
                            ("bandwidths", bool((tensors["bandwidths"] > 0).all()), "> 0"),
@@ -229,5 +212,5 @@ def save_vae(vae: VAE, path: str | os.PathLike, *, extra: dict | None = None) ->
                              f"the file records the VAE's own value; set vae.{SPREAD_KEY} instead")
         extra = {key: value for key, value in (extra or {}).items() if key != SPREAD_KEY}
         extra = extra if spread is None else {SPREAD_KEY: spread, **extra}
-    return write_module_file(_StoredVAE(vae), "vae", path, file_format=VAE_FORMAT, version=VAE_VERSION,
+    return write_module_file(vae, "vae", path, file_format=VAE_FORMAT, version=VAE_VERSION,
                              config=vae.config.to_dict(), extra=extra)

@@ -311,3 +311,25 @@ def test_a_vae_file_is_recognised_by_vae_files_own_format_name(tmp_path, monkeyp
     save_file({"w": torch.zeros(2)}, str(path), metadata={"format": "renamed-vae"})
     with pytest.raises(ModelFileError, match="is a learned-manifold VAE file .*load it with load_vae"):
         load_model(path)
+
+
+def test_a_file_holds_parameters_and_buffers_and_no_extra_state():
+    """`safetensors_reader.file_state`: the extra state of submodules (``<prefix>._extra_state``, e.g. a VAE's
+    recorded spread, kept in a file's metadata) is left out; a parameter whose own name ends so is kept."""
+    from learned_manifold.safetensors_reader import file_state
+
+    class WithExtra(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale_extra_state = torch.nn.Parameter(torch.ones(2))
+
+        def get_extra_state(self):
+            return torch.zeros(1, dtype=torch.float64)
+
+        def set_extra_state(self, state):
+            pass
+
+    outer = torch.nn.Sequential(WithExtra())
+    assert {"_extra_state", "0._extra_state"} <= set(WithExtra().state_dict()) | set(outer.state_dict())
+    assert set(file_state(outer)) == {"0.scale_extra_state"}
+    assert set(file_state(WithExtra())) == {"scale_extra_state"}
