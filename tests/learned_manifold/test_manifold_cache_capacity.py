@@ -3,6 +3,7 @@ many there are (tester C, item 7: from the ninth parameter a fixed 8-entry cache
 factor evaluated twice per step, silently), and entries whose parameters have died go again."""
 
 import gc
+import warnings
 
 import torch
 
@@ -35,6 +36,22 @@ def _steps(opt, params, n):
         opt.zero_grad()
         sum((p ** 2).sum() for p in params).backward()
         opt.step()
+
+
+def _pinned(M):
+    """The entries of ``M``'s factor cache pinned to a parameter."""
+    return [e for e in M._factors().entries if mc._pinned(e)]
+
+
+def _evaluations(field, opt, params, steps, warm=2):
+    """The factor evaluations of ``field`` (``calls[0]``) over ``steps`` optimiser steps after ``warm`` ones, with
+    the steps' warnings raised as errors."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _steps(opt, params, warm)
+        field.calls[0] = 0
+        _steps(opt, params, steps)
+    return field.calls[0]
 
 
 def test_every_parameter_keeps_one_factor_evaluation_per_step_beyond_the_capacity():

@@ -15,7 +15,7 @@ import torch
 from learned_manifold import LearnedDataManifold, RiemannianAdam, RiemannianSGD
 from learned_manifold import manifold_cache as mc
 from learned_manifold.metrics import CoMetricField
-from tests.learned_manifold.test_manifold_cache_capacity import CountedPolar, _parameters, _steps
+from tests.learned_manifold.test_manifold_cache_capacity import CountedPolar, _evaluations, _parameters, _pinned, _steps
 
 
 def _query_each(M, params):
@@ -58,11 +58,8 @@ def test_parameters_whose_flattening_copies_keep_one_factor_evaluation_each_per_
     params = _images(n, layout)
     assert all(p.reshape(2, 12).data_ptr() != p.data_ptr() for p in params)  # (the flat points are a copy)
     opt = RiemannianSGD(params, manifold=M, lr=1e-2, momentum=0.9)
-    _steps(opt, params, 2)
-    field.calls[0] = 0
-    _steps(opt, params, 3)
-    assert field.calls[0] == 3 * n  # the factor at each step's new point only (before: 2 * 3 * n)
-    assert sum(map(mc._pinned, M._factors().entries)) == n
+    assert _evaluations(field, opt, params, 3) == 3 * n  # the factor at each step's new point only (before: 2 * 3 * n)
+    assert len(_pinned(M)) == n
 
 
 def test_finished_runs_kept_as_detached_results_hold_no_pin(monkeypatch):
@@ -77,7 +74,7 @@ def test_finished_runs_kept_as_detached_results_hold_no_pin(monkeypatch):
             params = _parameters(1 + run)[:1]  # (a new point set each run)
             opt = RiemannianAdam(params, lr=1e-2, manifold=M)
             _steps(opt, params, 2)
-            assert sum(map(mc._pinned, M._factors().entries)) == 1  # (this run's parameter only)
+            assert len(_pinned(M)) == 1  # (this run's parameter only)
             results.append(params[0].detach())  # (keeps the parameter's storage alive)
             del opt, params
     gc.collect()
@@ -92,13 +89,13 @@ def test_a_pin_lasts_as_long_as_its_optimiser_whatever_holds_the_parameter():
     opt = RiemannianAdam(params, lr=1e-2, manifold=M)
     _steps(opt, params, 2)
     gc.collect()
-    assert sum(map(mc._pinned, M._factors().entries)) == 3  # (the optimiser lives: its parameters keep their pins)
+    assert len(_pinned(M)) == 3  # (the optimiser lives: its parameters keep their pins)
     del opt
     gc.collect()
     assert not any(map(mc._pinned, M._factors().entries))  # (the parameters themselves are still held here)
     opt = RiemannianAdam(params, lr=1e-2, manifold=M)  # (a new optimiser on them pins their entries again)
     _steps(opt, params, 1)
-    assert sum(map(mc._pinned, M._factors().entries)) == 3
+    assert len(_pinned(M)) == 3
 
 
 @pytest.mark.parametrize("layout", ["channels_last", "permuted"])
@@ -109,13 +106,13 @@ def test_lookups_outside_the_update_find_the_pinned_entries_of_parameters_whose_
     params = _images(n, layout)
     opt = RiemannianSGD(params, manifold=M, lr=1e-2, momentum=0.9)
     _steps(opt, params, 3)
-    assert sum(map(mc._pinned, M._factors().entries)) == n
+    assert len(_pinned(M)) == n
     field.calls[0] = 0
     _query_each(M, params)
     assert field.calls[0] == 0  # (before: n evaluations, one per parameter)
     _steps(opt, params, 2)  # (the steps after such lookups keep one evaluation per parameter per step)
     assert field.calls[0] == 2 * n
-    assert sum(map(mc._pinned, M._factors().entries)) == n
+    assert len(_pinned(M)) == n
 
 
 def test_a_lookup_outside_the_update_compares_no_contiguous_parameters_pinned_entry(monkeypatch):
@@ -125,7 +122,7 @@ def test_a_lookup_outside_the_update_compares_no_contiguous_parameters_pinned_en
     params = _parameters(mc.FactorCache.CAPACITY + 4)
     opt = RiemannianAdam(params, lr=1e-2, manifold=M)
     _steps(opt, params, 2)
-    assert sum(map(mc._pinned, M._factors().entries)) == len(params)
+    assert len(_pinned(M)) == len(params)
     compared = []
     first_equal = mc._first_equal
 
